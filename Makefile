@@ -1,0 +1,124 @@
+# ferry - a plain Makefile.  Every knob is ?= so a distribution or the
+# OpenWrt SDK can override it.  Objects live under build/<target>/ so the
+# native, sanitizer and cross builds never mix.
+#
+#   make                  ./ferry
+#   make run              install what is missing, build, run in the foreground
+#   make test             install what is missing, build, run every test
+#   make CROSS=mipsel-linux-gnu      build/mipsel-linux-gnu/ferry
+#   make test-cross       unit tests of the cross builds under qemu-user
+#   make install DESTDIR=... PREFIX=...
+
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+DESTDIR	?=
+CROSS	?=
+SENDMAIL_LINKS ?= 1
+
+ifneq ($(CROSS),)
+CC	:= $(CROSS)-gcc
+TARGET	:= $(CROSS)
+else
+CC	?= cc
+TARGET	?= native
+endif
+STRIP	?= $(if $(CROSS),$(CROSS)-strip,strip)
+
+OPT	?= -Os
+CFLAGS	?= $(OPT) -g
+WARN	:= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 \
+	   -Wno-format-nonliteral
+CPPFLAGS ?=
+CPPFLAGS += -std=c11 -D_GNU_SOURCE
+LDFLAGS	?=
+LDLIBS	?= -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -fno-omit-frame-pointer
+
+B	:= build/$(TARGET)
+
+# Everything but main.c goes into a library the tests link.
+LIBSRC	:= log.c loop.c config.c addr.c cmd.c queue.c smtp.c cli.c
+SRC	:= main.c $(LIBSRC)
+UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
+FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))
+
+BIN	:= $(if $(CROSS),$(B)/ferry,ferry)
+
+all: $(BIN)
+
+$(B)/%.o: %.c $(wildcard *.h) | $(B)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(B):
+	mkdir -p $@ $@/san $@/unit
+
+$(B)/libferry.a: $(LIBSRC:%.c=$(B)/%.o)
+	rm -f $@ && $(if $(CROSS),$(CROSS)-ar,ar) rcs $@ $^
+
+$(BIN): $(B)/main.o $(B)/libferry.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- unit tests: plain (run under valgrind) and ASan+UBSan -------------
+$(B)/unit/%: test/unit/%.c test/unit/t.h $(B)/libferry.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
+
+$(B)/san/%.o: %.c $(wildcard *.h) | $(B)
+	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -c -o $@ $<
+
+$(B)/san/libferry.a: $(LIBSRC:%.c=$(B)/san/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/san/ferry: $(B)/san/main.o $(B)/san/libferry.a
+	$(CC) -g $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/san/unit-%: test/unit/%.c test/unit/t.h $(B)/san/libferry.a
+	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -I. -o $@ $< $(B)/san/libferry.a $(LDLIBS)
+
+unit: $(UNIT:%=$(B)/unit/%)
+san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%)
+
+# --- fuzz targets (clang, libFuzzer) -----------------------------------
+FUZZCC	?= clang
+build/fuzz/%: test/fuzz/%.c $(LIBSRC) $(wildcard *.h)
+	@mkdir -p build/fuzz
+	$(FUZZCC) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -I. -o $@ $< $(LIBSRC) $(LDLIBS)
+fuzz: $(FUZZ:%=build/fuzz/%)
+
+# --- the two set-up commands ------------------------------------------
+deps:
+	@sh test/deps.sh build
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh test/run-default.sh
+
+test: deps
+	@sh test/deps.sh test
+	@$(MAKE) --no-print-directory all unit san fuzz
+	@sh test/run.sh
+
+# --- cross builds -------------------------------------------------------
+CROSS_TARGETS ?= mipsel-linux-gnu arm-linux-gnueabihf s390x-linux-gnu
+test-cross:
+	@sh test/deps.sh cross
+	@sh test/cross.sh $(CROSS_TARGETS)
+
+# --- install ------------------------------------------------------------
+install: $(BIN)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/ferry
+	install -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/ferry
+ifeq ($(SENDMAIL_LINKS),1)
+	ln -sf ferry $(DESTDIR)$(SBINDIR)/sendmail
+	ln -sf ferry $(DESTDIR)$(SBINDIR)/mailq
+endif
+	[ -e $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf ] || \
+	    install -m 0644 relay.conf.example $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf
+
+clean:
+	rm -rf build ferry
+
+.PHONY: all deps run test unit san fuzz test-cross install clean

@@ -1,0 +1,38 @@
+/*
+ * addr.h - RFC 5321 mailbox parsing and the routing tricks relay policy
+ * must see through.  Pure functions over explicit lengths; fuzzed.
+ *
+ * addr_parse_path() takes what follows "MAIL FROM:" or "RCPT TO:" up to
+ * the parameters: "<local@domain>" (RFC 5321 §4.1.2), strips an A-d-l
+ * source route ("@a,@b:" - §4.1.2 says receivers SHOULD ignore it), and
+ * writes the plain address ("" for the null path).  It returns the length
+ * consumed, or -1 with *why set, and never writes past outsz.
+ */
+#ifndef FERRY_ADDR_H
+#define FERRY_ADDR_H
+
+#include <stddef.h>
+
+#define ADDR_LOCAL_MAX	64	/* §4.5.3.1.1 */
+#define ADDR_DOMAIN_MAX	255	/* §4.5.3.1.2 */
+#define ADDR_PATH_MAX	256	/* §4.5.3.1.3, with the brackets */
+
+#define ADDR_UTF8	0x1u	/* SMTPUTF8 given: UTF-8 allowed (RFC 6531) */
+#define ADDR_NULL_OK	0x2u	/* "<>" allowed (MAIL FROM) */
+#define ADDR_BARE_OK	0x4u	/* "postmaster" without a domain (RCPT) */
+
+int addr_parse_path(const char *s, size_t len, unsigned flags,
+    char *out, size_t outsz, const char **why);
+
+/* Pointer to the domain part of a parsed address (after the last '@'
+ * outside quotes), or NULL for a bare local part. */
+const char *addr_domain(const char *addr);
+
+/* Non-zero when the local part hides another destination: '%', '!', or
+ * an '@' inside quotes (Postfix's allow_untrusted_routing = no). */
+int addr_has_routing(const char *addr);
+
+/* Lower-case copy of a domain for comparisons. */
+void addr_domain_lower(const char *in, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * config.h - relay.conf: the keys of DESIGN.md, parsed into one struct.
+ *
+ * config_load() fills a struct config from a file (defaults first, so a
+ * missing key keeps its default).  Any unknown key or bad value is an
+ * error "FILE:LINE: key: what is wrong" written to errbuf, return -1;
+ * the caller exits 78 (EX_CONFIG) at start-up, or keeps the old config on
+ * SIGHUP.  config_print() writes the effective settings in relay.conf
+ * syntax (ferry check-config).  Nothing here opens sockets or files other
+ * than the config itself.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_LISTEN	8	/* addresses per listener key */
+#define CONFIG_MAX_NETS		64	/* CIDRs in relay_networks */
+#define CONFIG_MAX_DOMAINS	64	/* entries in relay_domains */
+#define CONFIG_MAX_DNS		4
+#define CONFIG_PATH_MAX		256
+#define CONFIG_NAME_MAX		254	/* a DNS name */
+#define CONFIG_LINE_MAX		4096
+#define CONFIG_ERR_MAX		512
+
+#define CONFIG_DEFAULT_PATH	"/etc/ferry/relay.conf"
+
+enum tls_level {		/* the order matters: stronger is larger */
+	TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_DANE, TLS_DANE_ONLY,
+	TLS_FINGERPRINT, TLS_VERIFY, TLS_SECURE, TLS_SMTPS
+};
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct listen_list {
+	int n;
+	struct listen_addr a[CONFIG_MAX_LISTEN];
+};
+
+struct cidr {
+	int family;		/* AF_INET or AF_INET6 */
+	uint8_t addr[16];	/* network order, host bits cleared */
+	int bits;
+};
+
+struct cidr_list {
+	int n;
+	struct cidr c[CONFIG_MAX_NETS];
+};
+
+struct domain_list {
+	int n;
+	char d[CONFIG_MAX_DOMAINS][CONFIG_NAME_MAX + 1];	/* lower case;
+					   ".x.org" matches subdomains */
+};
+
+struct config {
+	char path[CONFIG_PATH_MAX];	/* where it came from, "" = built in */
+	char hostname[CONFIG_NAME_MAX + 1];
+	char origin[CONFIG_NAME_MAX + 1];
+	struct listen_list listen_smtp;
+	struct listen_list listen_submission;
+	struct listen_list listen_smtps;
+	char local_socket[CONFIG_PATH_MAX];
+	char tls_cert[CONFIG_PATH_MAX];
+	char tls_key[CONFIG_PATH_MAX];
+	enum tls_level inbound_tls;		/* none, may, encrypt */
+	char auth_users[CONFIG_PATH_MAX];
+	int auth_over_plaintext;
+	struct cidr_list relay_networks;
+	struct domain_list relay_domains;
+	char relay_client_certs[CONFIG_PATH_MAX];
+	char aliases[CONFIG_PATH_MAX];
+	uint64_t message_size_limit;
+	unsigned max_recipients;
+	unsigned max_connections;
+	unsigned max_connections_per_client;
+	char queue_dir[CONFIG_PATH_MAX];
+	unsigned queue_lifetime;		/* seconds */
+	unsigned retry_min, retry_max;		/* seconds */
+	char smarthost[CONFIG_NAME_MAX + 8];	/* as written: [host]:port */
+	enum tls_level smarthost_tls;
+	char smarthost_auth[CONFIG_PATH_MAX];
+	enum tls_level outbound_tls;
+	char tls_policy[CONFIG_PATH_MAX];
+	char ca_file[CONFIG_PATH_MAX];
+	char client_cert[CONFIG_PATH_MAX];
+	char client_key[CONFIG_PATH_MAX];
+	int dns_n;
+	char dns_servers[CONFIG_MAX_DNS][64];	/* "ip" or "ip:port" */
+	int dnssec;
+	unsigned mx_port;
+	unsigned max_deliveries;
+	unsigned max_deliveries_per_destination;
+	char user[64];
+	int log_stderr;				/* log = stderr */
+	unsigned smtpd_timeout;			/* seconds, per command */
+	unsigned smtpd_data_timeout;		/* seconds, whole DATA phase */
+};
+
+void config_defaults(struct config *);
+int config_load(struct config *, const char *path, char *err, size_t errsz);
+/* Parse text as if it were a file named "name" (tests, fuzzing). */
+int config_parse(struct config *, const char *name, const char *text,
+    size_t len, char *err, size_t errsz);
+void config_print(const struct config *, FILE *);
+
+/* Helpers for the rest of the program. */
+int config_net_match(const struct cidr_list *, const struct sockaddr *);
+int config_domain_match(const struct domain_list *, const char *domain);
+int config_parse_duration(const char *, unsigned *seconds);
+int config_parse_size(const char *, uint64_t *bytes);
+const char *config_tls_level_name(enum tls_level);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * log.h - one line per event, in Postfix's shapes.
+ *
+ * Lines go to syslog (facility mail, written to /dev/log directly so each
+ * line can carry its own program name, "ferry/smtpd[pid]") or to stderr
+ * with the same syslog-style prefix, so pflogsumm and fail2ban read both.
+ * log_warn() appends strerror(errno); log_warnx() does not.  log_fatal*()
+ * never return: they are for start-up and broken invariants only.
+ */
+#ifndef FERRY_LOG_H
+#define FERRY_LOG_H
+
+#include <stdarg.h>
+#include <stdnoreturn.h>
+
+/* The Postfix program a line would have come from; pflogsumm keys on it. */
+enum log_prog {
+	LP_MASTER,	/* start, stop, reload */
+	LP_SMTPD,	/* inbound sessions */
+	LP_CLEANUP,	/* message-id= lines */
+	LP_QMGR,	/* from=, removed */
+	LP_SMTP,	/* outbound deliveries */
+	LP_PICKUP,	/* maildrop/ and the local socket */
+	LP_BOUNCE,
+	LP_SENDMAIL,
+	LP_POSTQUEUE,
+	LP_COUNT
+};
+
+/* Trace subsystems, switchable at run time (SIGUSR2 cycles, -T sets). */
+#define TRACE_SMTP	0x01u
+#define TRACE_IO	0x02u
+#define TRACE_QUEUE	0x04u
+#define TRACE_LOOP	0x08u
+#define TRACE_DNS	0x10u
+#define TRACE_TLS	0x20u
+#define TRACE_DELIVER	0x40u
+
+extern unsigned log_trace_mask;
+
+void log_open(int to_stderr);
+void log_info(enum log_prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_warnx(enum log_prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_warn(enum log_prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+noreturn void log_fatalx(enum log_prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+noreturn void log_fatal(enum log_prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_trace_(unsigned, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+unsigned log_trace_parse(const char *);
+
+/* Test the mask before formatting anything. */
+#define log_trace(mask, ...) do {					\
+	if (log_trace_mask & (mask))					\
+		log_trace_((mask), __VA_ARGS__);			\
+} while (0)
+
+#endif

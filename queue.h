@@ -1,0 +1,113 @@
+/*
+ * queue.h - the flat-directory queue.
+ *
+ * Layout under queue_dir: one file per message named by its ID (envelope
+ * records, then the body, then an end record that proves the file whole),
+ * an optional "ID.st" next to it with per-recipient state, tmp/ for
+ * messages being written, maildrop/ (mode 1733) where sendmail drops mail
+ * while the daemon is down, corrupt/ for files that did not parse.
+ *
+ * Writing: queue_writer_new() creates tmp/ID with O_EXCL and buffers the
+ * envelope; queue_writer_body() appends; queue_writer_finish() adds the
+ * end record.  queue_commit() parks the writer: all commits asked for in
+ * one loop iteration are made durable together (fsync each file, rename
+ * into place, one fsync of the directory) and only then is each callback
+ * called.  Nothing may answer 250 before its callback says ok.
+ *
+ * Reading: queue_parse() checks a whole file image with explicit lengths
+ * (fuzzed); queue_load() and queue_walk() use it for mailq and rescans.
+ * All functions return 0 on success and -1 on failure with errno set,
+ * unless they say otherwise.
+ */
+#ifndef FERRY_QUEUE_H
+#define FERRY_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define QUEUE_ID_LEN	18	/* 13 hex digits of µs time + 5 random */
+#define QUEUE_ID_SIZE	(QUEUE_ID_LEN + 1)
+#define QUEUE_ADDR_MAX	512	/* longest address kept, with NUL */
+#define QUEUE_REASON_MAX 256	/* last error text kept per recipient */
+#define QUEUE_MAX_RCPT	1000	/* the parser's cap, above max_recipients */
+#define QUEUE_HDR_MAX	(64 * 1024)	/* envelope part of a file */
+#define QUEUE_BUF_SIZE	(16 * 1024)	/* writer buffer: one write for
+					   most messages */
+
+enum rcpt_status { RS_QUEUED, RS_DEFERRED, RS_SENT, RS_BOUNCED };
+
+struct queue_rcpt {
+	char address[QUEUE_ADDR_MAX];
+	enum rcpt_status status;
+	char reason[QUEUE_REASON_MAX];
+};
+
+/* Everything mailq and the scheduler know about a message. */
+struct queue_info {
+	char id[QUEUE_ID_SIZE];
+	char sender[QUEUE_ADDR_MAX];	/* "" is the null sender */
+	uint64_t arrival;		/* unix seconds */
+	uint64_t size;			/* body bytes */
+	uint64_t next_attempt;		/* unix seconds, 0 = now */
+	unsigned attempts;
+	unsigned flags;			/* QF_* */
+	uid_t uid;			/* submitting uid (local), else -1 */
+	unsigned nrcpt;
+	struct queue_rcpt *rcpt;	/* nrcpt entries, owned */
+	uint64_t body_off;		/* where the body starts in the file */
+};
+
+#define QF_8BITMIME	0x1u
+#define QF_SMTPUTF8	0x2u
+#define QF_BOUNCE	0x4u	/* a DSN we made: never bounce it */
+
+struct queue_writer;
+
+/* Directory set-up and start-up sweep (tmp/ emptied). */
+int queue_open(const char *dir);
+int queue_init_dirs(const char *dir, uid_t owner, gid_t group);
+const char *queue_dir(void);
+
+struct queue_writer *queue_writer_new(const char *subdir_or_null,
+    const char *sender, unsigned flags, uid_t uid, const char *client);
+int queue_writer_rcpt(struct queue_writer *, const char *address);
+int queue_writer_body(struct queue_writer *, const void *, size_t);
+int queue_writer_finish(struct queue_writer *);
+const char *queue_writer_id(const struct queue_writer *);
+uint64_t queue_writer_size(const struct queue_writer *);
+void queue_writer_abort(struct queue_writer *);		/* frees */
+
+/* Hand the finished writer to the group commit; it is freed by the
+ * queue after cb ran.  ok is 1 when the message is durable. */
+void queue_commit(struct queue_writer *,
+    void (*cb)(void *arg, const char *id, int ok), void *arg);
+/* The owner went away: run the commit, call no one. */
+void queue_commit_forget(void *arg);
+/* Synchronous commit for one-shot tools (sendmail into maildrop). */
+int queue_commit_now(struct queue_writer *);
+
+/* Parse a whole file image; info->rcpt is allocated.  Returns 0, or -1
+ * with a short reason in why. */
+int queue_parse(const char *buf, size_t len, struct queue_info *,
+    const char **why);
+int queue_parse_state(const char *buf, size_t len, struct queue_info *,
+    const char **why);
+void queue_info_free(struct queue_info *);
+
+/* Load one message (file and state) by id. */
+int queue_load(const char *id, struct queue_info *, const char **why);
+/* Rewrite ID.st with the per-recipient state in info (tmp + rename). */
+int queue_update(const struct queue_info *);
+int queue_delete(const char *id);
+/* Move a bad file to corrupt/ and log it. */
+int queue_quarantine(const char *name, const char *why);
+int queue_id_valid(const char *);
+
+/* Every committed message in ID order; files that do not parse are
+ * quarantined.  cb returns non-zero to stop. */
+int queue_walk(int (*cb)(const struct queue_info *, void *), void *arg);
+
+const char *queue_status_name(enum rcpt_status);
+
+#endif
