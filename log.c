@@ -1,0 +1,218 @@
+/*
+ * log.c - the log sink.  Owns: formatting one line in syslog's shape
+ * ("Mon DD HH:MM:SS host ferry/smtpd[pid]: text") and writing it to
+ * /dev/log (facility mail) or to stderr.  Writing ourselves, instead of
+ * openlog()/syslog(), lets each line name its Postfix program while the
+ * process stays one.  A lost syslog line is never an error for the caller.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define LOG_LINE_MAX	2048	/* longer lines are cut, marked with "..." */
+#define LOG_HOST_MAX	64
+
+static void log_emit(int, enum log_prog, const char *, const char *,
+    va_list) __attribute__((format(printf, 4, 0)));
+static void log_connect(void);
+
+static const char *const log_progs[LP_COUNT] = {
+	[LP_MASTER] = "master",
+	[LP_SMTPD] = "smtpd",
+	[LP_CLEANUP] = "cleanup",
+	[LP_QMGR] = "qmgr",
+	[LP_SMTP] = "smtp",
+	[LP_PICKUP] = "pickup",
+	[LP_BOUNCE] = "bounce",
+	[LP_SENDMAIL] = "sendmail",
+	[LP_POSTQUEUE] = "postqueue",
+};
+
+static const struct {
+	const char *name;
+	unsigned mask;
+} log_traces[] = {
+	{ "smtp", TRACE_SMTP }, { "io", TRACE_IO }, { "queue", TRACE_QUEUE },
+	{ "loop", TRACE_LOOP }, { "dns", TRACE_DNS }, { "tls", TRACE_TLS },
+	{ "deliver", TRACE_DELIVER }, { "all", ~0u },
+};
+
+unsigned log_trace_mask;
+static int log_stderr = 1;
+static int log_fd = -1;
+static char log_host[LOG_HOST_MAX];
+
+void
+log_open(int to_stderr)
+{
+	char *dot;
+
+	log_stderr = to_stderr;
+	if (gethostname(log_host, sizeof(log_host)) != 0)
+		strcpy(log_host, "localhost");
+	log_host[sizeof(log_host) - 1] = '\0';
+	if ((dot = strchr(log_host, '.')) != NULL)
+		*dot = '\0';
+	if (!to_stderr)
+		log_connect();
+}
+
+static void
+log_connect(void)
+{
+	struct sockaddr_un sun;
+
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (log_fd == -1)
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, "/dev/log");
+	if (connect(log_fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		close(log_fd);
+		log_fd = -1;
+	}
+}
+
+static void
+log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
+    va_list ap)
+{
+	char line[LOG_LINE_MAX];
+	char stamp[32];
+	struct tm tm;
+	time_t now = time(NULL);
+	size_t head, n;
+	int r;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+	if (log_stderr)
+		r = snprintf(line, sizeof(line), "%s %s ferry/%s[%ld]: %s",
+		    stamp, log_host, log_progs[prog], (long)getpid(), prefix);
+	else
+		r = snprintf(line, sizeof(line), "<%d>%s ferry/%s[%ld]: %s",
+		    LOG_MAIL | pri, stamp, log_progs[prog], (long)getpid(),
+		    prefix);
+	if (r < 0)
+		return;
+	head = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
+	r = vsnprintf(line + head, sizeof(line) - head, fmt, ap);
+	if (r < 0)
+		return;
+	n = head + (size_t)r;
+	if (n >= sizeof(line) - 1) {
+		n = sizeof(line) - 2;
+		memcpy(line + n - 3, "...", 3);
+	}
+	/* Control bytes from a peer must not forge a second log line. */
+	for (size_t i = head; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
+	if (log_stderr) {
+		line[n++] = '\n';
+		(void)!write(STDERR_FILENO, line, n);
+		return;
+	}
+	if (log_fd == -1 || send(log_fd, line, n, MSG_NOSIGNAL) == -1) {
+		log_connect();	/* syslogd restarted: one retry */
+		if (log_fd != -1)
+			(void)!send(log_fd, line, n, MSG_NOSIGNAL);
+	}
+}
+
+#define LOG_BODY(pri, prog, prefix) do {				\
+	va_list ap;							\
+	va_start(ap, fmt);						\
+	log_emit((pri), (prog), (prefix), fmt, ap);			\
+	va_end(ap);							\
+} while (0)
+
+void
+log_info(enum log_prog prog, const char *fmt, ...)
+{
+	int saved = errno;
+
+	LOG_BODY(LOG_INFO, prog, "");
+	errno = saved;
+}
+
+void
+log_warnx(enum log_prog prog, const char *fmt, ...)
+{
+	int saved = errno;
+
+	LOG_BODY(LOG_WARNING, prog, "warning: ");
+	errno = saved;
+}
+
+void
+log_warn(enum log_prog prog, const char *fmt, ...)
+{
+	char buf[LOG_LINE_MAX];
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_warnx(prog, "%s: %s", buf, strerror(saved));
+	errno = saved;
+}
+
+void
+log_fatalx(enum log_prog prog, const char *fmt, ...)
+{
+	LOG_BODY(LOG_CRIT, prog, "fatal: ");
+	exit(75);
+}
+
+void
+log_fatal(enum log_prog prog, const char *fmt, ...)
+{
+	char buf[LOG_LINE_MAX];
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_fatalx(prog, "%s: %s", buf, strerror(saved));
+}
+
+void
+log_trace_(unsigned mask, const char *fmt, ...)
+{
+	(void)mask;
+	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ");
+}
+
+/* "smtp,io" or "all" -> mask; unknown names are ignored. */
+unsigned
+log_trace_parse(const char *s)
+{
+	unsigned mask = 0;
+	size_t i, len;
+
+	while (*s) {
+		len = strcspn(s, ", ");
+		for (i = 0; i < sizeof(log_traces) / sizeof(log_traces[0]); i++)
+			if (strlen(log_traces[i].name) == len &&
+			    strncmp(log_traces[i].name, s, len) == 0)
+				mask |= log_traces[i].mask;
+		s += len;
+		s += strspn(s, ", ");
+	}
+	return mask;
+}

@@ -1,0 +1,388 @@
+/*
+ * loop.c - the event loop.  Owns the epoll instance, the timer heap, the
+ * signalfd and the before-sleep hooks; nothing else.  Callers embed
+ * loop_fd/loop_timer/loop_hook in their own structs.
+ *
+ * Invariant that keeps callbacks safe: loop_fd_del() blanks any event for
+ * that fd still waiting in the current epoll batch, so a callback that
+ * frees another session (or itself) is never followed by a callback on
+ * freed memory.  Timers are a min-heap keyed on expiry; a timer callback
+ * runs after it has been removed, so it may re-arm or free its owner.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+
+#define LOOP_EVENTS	64	/* epoll_wait batch */
+#define LOOP_SIGNALS	32
+
+static struct loop_timer *loop_timer_pop(void);
+static void loop_heap_up(size_t);
+static void loop_heap_down(size_t);
+static void loop_heap_swap(size_t, size_t);
+static void loop_timer_remove(struct loop_timer *);
+static int loop_timeout_ms(void);
+static void loop_run_timers(void);
+static void loop_run_hooks(void);
+static void loop_on_signal(struct loop_fd *, unsigned);
+static void loop_clock(void);
+
+static int loop_epfd = -1;
+static int loop_running;
+static uint64_t loop_ms;
+static struct epoll_event loop_ev[LOOP_EVENTS];
+static int loop_ev_n, loop_ev_cur;
+
+static struct loop_timer **loop_heap;
+static size_t loop_heap_n, loop_heap_cap;
+
+static struct loop_hook *loop_hooks;
+
+static struct loop_fd loop_sigfd = { .fd = -1 };
+static sigset_t loop_sigset;
+static void (*loop_sigcb[LOOP_SIGNALS])(int);
+
+int
+loop_init(void)
+{
+	if (loop_epfd != -1)
+		return 0;
+	loop_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop_epfd == -1)
+		return -1;
+	sigemptyset(&loop_sigset);
+	loop_clock();
+	return 0;
+}
+
+void
+loop_free(void)
+{
+	if (loop_sigfd.fd != -1) {
+		loop_fd_del(&loop_sigfd);
+		close(loop_sigfd.fd);
+		loop_sigfd.fd = -1;
+	}
+	if (loop_epfd != -1)
+		close(loop_epfd);
+	loop_epfd = -1;
+	free(loop_heap);
+	loop_heap = NULL;
+	loop_heap_n = loop_heap_cap = 0;
+	loop_hooks = NULL;
+}
+
+static void
+loop_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	loop_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t
+loop_now(void)
+{
+	return loop_ms;
+}
+
+uint64_t
+loop_now_real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint32_t
+loop_epoll_bits(unsigned want)
+{
+	return (want & LOOP_READ ? EPOLLIN | EPOLLRDHUP : 0) |
+	    (want & LOOP_WRITE ? EPOLLOUT : 0);
+}
+
+int
+loop_fd_add(struct loop_fd *lfd, unsigned want)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = loop_epoll_bits(want);
+	ev.data.ptr = lfd;
+	if (epoll_ctl(loop_epfd, EPOLL_CTL_ADD, lfd->fd, &ev) == -1)
+		return -1;
+	lfd->want = want;
+	lfd->added = 1;
+	return 0;
+}
+
+int
+loop_fd_want(struct loop_fd *lfd, unsigned want)
+{
+	struct epoll_event ev;
+
+	if (!lfd->added)
+		return loop_fd_add(lfd, want);
+	if (lfd->want == want)
+		return 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = loop_epoll_bits(want);
+	ev.data.ptr = lfd;
+	if (epoll_ctl(loop_epfd, EPOLL_CTL_MOD, lfd->fd, &ev) == -1)
+		return -1;
+	lfd->want = want;
+	return 0;
+}
+
+void
+loop_fd_del(struct loop_fd *lfd)
+{
+	int i;
+
+	if (lfd->added) {
+		/* Fails only if the fd is already closed: nothing to do. */
+		(void)epoll_ctl(loop_epfd, EPOLL_CTL_DEL, lfd->fd, NULL);
+		lfd->added = 0;
+	}
+	for (i = loop_ev_cur; i < loop_ev_n; i++)
+		if (loop_ev[i].data.ptr == lfd)
+			loop_ev[i].data.ptr = NULL;
+}
+
+/* --- timers: a binary min-heap; slot is index + 1 so 0 means idle --- */
+
+static void
+loop_heap_swap(size_t a, size_t b)
+{
+	struct loop_timer *t = loop_heap[a];
+
+	loop_heap[a] = loop_heap[b];
+	loop_heap[b] = t;
+	loop_heap[a]->slot = a + 1;
+	loop_heap[b]->slot = b + 1;
+}
+
+static void
+loop_heap_up(size_t i)
+{
+	while (i > 0 && loop_heap[(i - 1) / 2]->when > loop_heap[i]->when) {
+		loop_heap_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+loop_heap_down(size_t i)
+{
+	size_t l, r, m;
+
+	for (;;) {
+		l = 2 * i + 1;
+		r = l + 1;
+		m = i;
+		if (l < loop_heap_n && loop_heap[l]->when < loop_heap[m]->when)
+			m = l;
+		if (r < loop_heap_n && loop_heap[r]->when < loop_heap[m]->when)
+			m = r;
+		if (m == i)
+			return;
+		loop_heap_swap(i, m);
+		i = m;
+	}
+}
+
+static void
+loop_timer_remove(struct loop_timer *t)
+{
+	size_t i = t->slot - 1;
+
+	loop_heap_n--;
+	if (i != loop_heap_n) {
+		loop_heap[i] = loop_heap[loop_heap_n];
+		loop_heap[i]->slot = i + 1;
+		loop_heap_up(i);
+		loop_heap_down(i);
+	}
+	t->slot = 0;
+}
+
+void
+loop_timer_set(struct loop_timer *t, uint64_t ms)
+{
+	struct loop_timer **nh;
+	size_t cap;
+
+	if (t->slot)
+		loop_timer_remove(t);
+	if (loop_heap_n == loop_heap_cap) {
+		cap = loop_heap_cap ? loop_heap_cap * 2 : 64;
+		nh = realloc(loop_heap, cap * sizeof(*nh));
+		if (nh == NULL)	/* a lost timer would hang a session */
+			log_fatalx(LP_MASTER, "%s: out of memory", __func__);
+		loop_heap = nh;
+		loop_heap_cap = cap;
+	}
+	t->when = loop_ms + ms;
+	loop_heap[loop_heap_n] = t;
+	t->slot = ++loop_heap_n;
+	loop_heap_up(loop_heap_n - 1);
+}
+
+void
+loop_timer_cancel(struct loop_timer *t)
+{
+	if (t->slot)
+		loop_timer_remove(t);
+}
+
+int
+loop_timer_armed(const struct loop_timer *t)
+{
+	return t->slot != 0;
+}
+
+static struct loop_timer *
+loop_timer_pop(void)
+{
+	struct loop_timer *t;
+
+	if (loop_heap_n == 0 || loop_heap[0]->when > loop_ms)
+		return NULL;
+	t = loop_heap[0];
+	loop_timer_remove(t);
+	return t;
+}
+
+static void
+loop_run_timers(void)
+{
+	struct loop_timer *t;
+
+	while ((t = loop_timer_pop()) != NULL)
+		t->cb(t);
+}
+
+static int
+loop_timeout_ms(void)
+{
+	uint64_t d;
+
+	if (loop_hooks != NULL)
+		return 0;
+	if (loop_heap_n == 0)
+		return -1;
+	if (loop_heap[0]->when <= loop_ms)
+		return 0;
+	d = loop_heap[0]->when - loop_ms;
+	return d > 60000 ? 60000 : (int)d;
+}
+
+/* --- hooks: run once before the loop sleeps (group commit) --- */
+
+void
+loop_hook_queue(struct loop_hook *h)
+{
+	if (h->queued)
+		return;
+	h->queued = 1;
+	h->next = loop_hooks;
+	loop_hooks = h;
+}
+
+static void
+loop_run_hooks(void)
+{
+	struct loop_hook *h;
+
+	while ((h = loop_hooks) != NULL) {
+		loop_hooks = h->next;
+		h->queued = 0;
+		h->cb(h);
+	}
+}
+
+/* --- signals, read on the loop --- */
+
+int
+loop_signal(int signo, void (*cb)(int))
+{
+	if (signo <= 0 || signo >= LOOP_SIGNALS) {
+		errno = EINVAL;
+		return -1;
+	}
+	loop_sigcb[signo] = cb;
+	sigaddset(&loop_sigset, signo);
+	if (sigprocmask(SIG_BLOCK, &loop_sigset, NULL) == -1)
+		return -1;
+	if (loop_sigfd.fd == -1) {
+		loop_sigfd.fd = signalfd(-1, &loop_sigset,
+		    SFD_NONBLOCK | SFD_CLOEXEC);
+		if (loop_sigfd.fd == -1)
+			return -1;
+		loop_sigfd.cb = loop_on_signal;
+		return loop_fd_add(&loop_sigfd, LOOP_READ);
+	}
+	return signalfd(loop_sigfd.fd, &loop_sigset, 0) == -1 ? -1 : 0;
+}
+
+static void
+loop_on_signal(struct loop_fd *lfd, unsigned events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(lfd->fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		if (si.ssi_signo < LOOP_SIGNALS && loop_sigcb[si.ssi_signo])
+			loop_sigcb[si.ssi_signo]((int)si.ssi_signo);
+}
+
+void
+loop_stop(void)
+{
+	loop_running = 0;
+}
+
+int
+loop_run(void)
+{
+	struct loop_fd *lfd;
+	uint32_t e;
+	unsigned ev;
+
+	loop_running = 1;
+	while (loop_running) {
+		loop_run_hooks();
+		loop_ev_n = epoll_wait(loop_epfd, loop_ev, LOOP_EVENTS,
+		    loop_timeout_ms());
+		loop_clock();
+		if (loop_ev_n == -1) {
+			loop_ev_n = 0;
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		for (loop_ev_cur = 0; loop_ev_cur < loop_ev_n; loop_ev_cur++) {
+			if ((lfd = loop_ev[loop_ev_cur].data.ptr) == NULL)
+				continue;
+			e = loop_ev[loop_ev_cur].events;
+			ev = (e & (EPOLLIN | EPOLLRDHUP) ? LOOP_READ : 0) |
+			    (e & EPOLLOUT ? LOOP_WRITE : 0) |
+			    (e & (EPOLLERR | EPOLLHUP) ? LOOP_ERROR : 0);
+			lfd->cb(lfd, ev);
+		}
+		loop_ev_n = loop_ev_cur = 0;
+		loop_run_timers();
+	}
+	loop_run_hooks();
+	return 0;
+}
