@@ -1,0 +1,17 @@
+/*
+ * cli.h - the one-shot commands that are not the daemon: the sendmail
+ * interface, mailq, delete and cat.  Each takes the loaded config and its
+ * own arguments (argv[0] is the command name) and returns a sysexits.h
+ * exit code.  None of them runs the event loop.
+ */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+struct config;
+
+int cli_sendmail(const struct config *, int argc, char **argv);
+int cli_mailq(const struct config *, int argc, char **argv);
+int cli_delete(const struct config *, int argc, char **argv);
+int cli_cat(const struct config *, int argc, char **argv);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * hdr.c - formats the header lines ferry adds (see hdr.h).  Names that
+ * came from a peer (the HELO argument) were already checked for bytes
+ * that could break a header; this file only lays them out.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "hdr.h"
+
+int
+hdr_date(char *buf, size_t len, time_t t)
+{
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&t, &tm);
+	/* RFC 5322 §3.3; the process never calls setlocale(), so English. */
+	n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	return n == 0 ? -1 : (int)n;
+}
+
+int
+hdr_received(char *buf, size_t len, const char *helo, const char *ip,
+    const char *proto, const char *hostname, const char *id,
+    const char *rcpt, long uid, time_t t)
+{
+	char date[HDR_DATE_MAX];
+	char forpart[600] = "";
+	int n;
+
+	if (hdr_date(date, sizeof(date), t) < 0)
+		return -1;
+	/* "for" only with one recipient: more would leak Bcc'd addresses. */
+	if (rcpt != NULL)
+		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", rcpt);
+	if (helo == NULL)
+		n = snprintf(buf, len, "Received: by %s (ferry, from userid %ld)"
+		    "\r\n\tid %s%s; %s\r\n", hostname, uid, id, forpart, date);
+	else
+		n = snprintf(buf, len, "Received: from %s (unknown [%s])\r\n"
+		    "\tby %s (ferry) with %s id %s%s; %s\r\n", helo, ip,
+		    hostname, proto, id, forpart, date);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}

@@ -1,0 +1,23 @@
+/*
+ * hdr.h - the header lines ferry itself writes into messages: the RFC
+ * 5322 date and the Received: trace line (RFC 5321 §4.4).  Pure
+ * formatting into a caller's buffer; returns the length written, or -1 if
+ * it did not fit.
+ */
+#ifndef FERRY_HDR_H
+#define FERRY_HDR_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define HDR_DATE_MAX	64
+#define HDR_RECEIVED_MAX 1024
+
+int hdr_date(char *, size_t, time_t);
+/* Network: "from HELO (unknown [IP])"; local (helo NULL): "from userid". */
+int hdr_received(char *, size_t, const char *helo, const char *ip,
+    const char *proto, const char *hostname, const char *id,
+    const char *rcpt_or_null, long uid, time_t);
+
+#endif

@@ -1,0 +1,292 @@
+/*
+ * io.c - buffered non-blocking connections (see io.h).  Owns the read and
+ * write syscalls of a session and nothing of its protocol.
+ *
+ * Back-pressure: while more than IO_OUT_MAX/2 bytes wait to be written we
+ * stop reading, so a client that pipelines without reading its replies
+ * cannot make us buffer without bound.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "loop.h"
+
+#define IO_OUT_INIT	512
+#define IO_OUT_HIWAT	(IO_OUT_MAX / 2)
+
+struct io {
+	struct loop_fd lfd;
+	struct loop_timer timer;
+	struct loop_timer kick;		/* re-deliver input after resume */
+	void (*cb)(struct io *, enum io_event, void *);
+	void *arg;
+	unsigned timeout_ms;
+	int paused;
+	int eof;
+	char *out;
+	size_t out_off, out_len, out_cap;
+	size_t in_len;
+	char in[IO_IN_SIZE];
+};
+
+static void io_on_fd(struct loop_fd *, unsigned);
+static void io_on_timer(struct loop_timer *);
+static void io_on_kick(struct loop_timer *);
+static int io_do_write(struct io *);
+static void io_update(struct io *);
+
+struct io *
+io_new(int fd, void (*cb)(struct io *, enum io_event, void *), void *arg)
+{
+	struct io *io;
+
+	if ((io = calloc(1, sizeof(*io))) == NULL)
+		return NULL;
+	io->lfd.fd = fd;
+	io->lfd.cb = io_on_fd;
+	io->timer.cb = io_on_timer;
+	io->kick.cb = io_on_kick;
+	io->cb = cb;
+	io->arg = arg;
+	if (loop_fd_add(&io->lfd, LOOP_READ) == -1) {
+		free(io);
+		return NULL;
+	}
+	return io;
+}
+
+void
+io_free(struct io *io)
+{
+	if (io == NULL)
+		return;
+	loop_fd_del(&io->lfd);
+	loop_timer_cancel(&io->timer);
+	loop_timer_cancel(&io->kick);
+	close(io->lfd.fd);
+	free(io->out);
+	free(io);
+}
+
+int
+io_fd(const struct io *io)
+{
+	return io->lfd.fd;
+}
+
+void
+io_set_timeout(struct io *io, unsigned ms)
+{
+	io->timeout_ms = ms;
+	if (ms)
+		loop_timer_set(&io->timer, ms);
+	else
+		loop_timer_cancel(&io->timer);
+}
+
+static void
+io_update(struct io *io)
+{
+	unsigned want = 0;
+
+	if (!io->paused && !io->eof && io->in_len < sizeof(io->in) &&
+	    io->out_len - io->out_off < IO_OUT_HIWAT)
+		want |= LOOP_READ;
+	if (io->out_len > io->out_off)
+		want |= LOOP_WRITE;
+	/* Fails only on a dead fd; the next write reports it. */
+	(void)loop_fd_want(&io->lfd, want);
+}
+
+void
+io_pause(struct io *io)
+{
+	io->paused = 1;
+	io_update(io);
+}
+
+void
+io_resume(struct io *io)
+{
+	io->paused = 0;
+	io_update(io);
+	if (io->in_len > 0 || io->eof)
+		loop_timer_set(&io->kick, 0);
+}
+
+const char *
+io_in(const struct io *io, size_t *len)
+{
+	*len = io->in_len;
+	return io->in;
+}
+
+void
+io_consume(struct io *io, size_t n)
+{
+	if (n > io->in_len)
+		n = io->in_len;
+	memmove(io->in, io->in + n, io->in_len - n);
+	io->in_len -= n;
+	io_update(io);
+}
+
+int
+io_in_full(const struct io *io)
+{
+	return io->in_len == sizeof(io->in);
+}
+
+int
+io_write(struct io *io, const void *buf, size_t len)
+{
+	size_t cap;
+	char *n;
+
+	if (io->out_off > 0 && io->out_off == io->out_len)
+		io->out_off = io->out_len = 0;
+	if (io->out_len + len > io->out_cap) {
+		if (io->out_off > 0) {
+			memmove(io->out, io->out + io->out_off,
+			    io->out_len - io->out_off);
+			io->out_len -= io->out_off;
+			io->out_off = 0;
+		}
+		cap = io->out_cap ? io->out_cap : IO_OUT_INIT;
+		while (cap < io->out_len + len)
+			cap *= 2;
+		if (cap > IO_OUT_MAX)
+			return -1;
+		if (cap != io->out_cap) {
+			if ((n = realloc(io->out, cap)) == NULL)
+				return -1;
+			io->out = n;
+			io->out_cap = cap;
+		}
+	}
+	memcpy(io->out + io->out_len, buf, len);
+	io->out_len += len;
+	io_update(io);
+	return 0;
+}
+
+int
+io_printf(struct io *io, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -1;
+	return io_write(io, buf, (size_t)n);
+}
+
+size_t
+io_queued(const struct io *io)
+{
+	return io->out_len - io->out_off;
+}
+
+/* 0: progress or would block; -1: error, errno set. */
+static int
+io_do_write(struct io *io)
+{
+	ssize_t n;
+
+	while (io->out_len > io->out_off) {
+		n = send(io->lfd.fd, io->out + io->out_off,
+		    io->out_len - io->out_off, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -1;
+		}
+		io->out_off += (size_t)n;
+	}
+	if (io->out_off == io->out_len) {
+		io->out_off = io->out_len = 0;
+		/* An idle session keeps no reply buffer. */
+		if (io->out_cap > IO_OUT_INIT) {
+			free(io->out);
+			io->out = NULL;
+			io->out_cap = 0;
+		}
+	}
+	io_update(io);
+	return 0;
+}
+
+void
+io_flush(struct io *io)
+{
+	/* Errors surface on the next writable event. */
+	(void)io_do_write(io);
+}
+
+static void
+io_on_fd(struct loop_fd *lfd, unsigned events)
+{
+	struct io *io = container_of(lfd, struct io, lfd);
+	ssize_t n;
+
+	if (events & (LOOP_WRITE | LOOP_ERROR) && io->out_len > io->out_off) {
+		if (io_do_write(io) == -1) {
+			io->cb(io, IO_ERR, io->arg);
+			return;
+		}
+		if (io->out_len == io->out_off) {
+			io->cb(io, IO_DRAINED, io->arg);
+			return;	/* the callback may have freed io */
+		}
+	}
+	if (!(events & (LOOP_READ | LOOP_ERROR)) || io->paused || io->eof ||
+	    io->in_len == sizeof(io->in))
+		return;
+	n = recv(io->lfd.fd, io->in + io->in_len, sizeof(io->in) - io->in_len,
+	    0);
+	if (n == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		io->cb(io, IO_ERR, io->arg);
+		return;
+	}
+	if (io->timeout_ms)
+		loop_timer_set(&io->timer, io->timeout_ms);
+	if (n == 0) {
+		io->eof = 1;
+		io_update(io);
+		io->cb(io, IO_EOF, io->arg);
+		return;
+	}
+	io->in_len += (size_t)n;
+	io_update(io);
+	io->cb(io, IO_IN, io->arg);
+}
+
+static void
+io_on_timer(struct loop_timer *t)
+{
+	struct io *io = container_of(t, struct io, timer);
+
+	io->cb(io, IO_TIMEOUT, io->arg);
+}
+
+static void
+io_on_kick(struct loop_timer *t)
+{
+	struct io *io = container_of(t, struct io, kick);
+
+	if (io->paused)
+		return;
+	io->cb(io, io->in_len > 0 ? IO_IN : IO_EOF, io->arg);
+}

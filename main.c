@@ -1,0 +1,392 @@
+/*
+ * main.c - argv, multicall, start-up and privilege drop.
+ *
+ * `ferry [-c FILE] [-T TRACE] [COMMAND ...]`, or argv[0] sendmail/mailq.
+ * The daemon binds every socket as root, creates the queue directories
+ * for its user, drops privileges (and checks they cannot come back), then
+ * runs the loop.  Exit codes are sysexits.h: 64 usage, 75 temporary
+ * failure, 78 configuration.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "pickup.h"
+#include "queue.h"
+#include "smtp.h"
+
+#define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
+#define FERRY_VERSION	"0.1"
+
+struct main_user {
+	int drop;
+	uid_t uid;
+	gid_t gid;
+	char name[64];
+};
+
+static int main_usage(void);
+static int main_serve(struct config *);
+static int main_check_config(struct config *);
+static int main_load(struct config *, const char *);
+static void main_resolve_user(const struct config *, struct main_user *);
+static int main_bind_inet(const struct listen_list *, enum smtp_kind);
+static int main_bind_local(const char *, const struct main_user *);
+static void main_drop(const struct main_user *);
+static int main_on_queued(const struct queue_info *, void *);
+static void main_on_term(int);
+static void main_on_hup(int);
+static void main_on_usr2(int);
+static void main_done(void);
+
+static struct config *main_conf;
+static int main_listeners_before_drop;
+
+static const struct {
+	const char *name;
+	int (*fn)(const struct config *, int, char **);
+} main_cmds[] = {
+	{ "sendmail", cli_sendmail },
+	{ "mailq", cli_mailq },
+	{ "delete", cli_delete },
+	{ "cat", cli_cat },
+};
+
+int
+main(int argc, char **argv)
+{
+	static struct config conf;
+	const char *path = NULL, *prog, *cmd;
+	size_t i;
+	int c;
+
+	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	/* sendmail and mailq keep their own options: no getopt here. */
+	if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "mailq") == 0) {
+		if (main_load(&conf, getenv("FERRY_CONFIG")) != 0)
+			return EX_CONFIG;
+		return prog[0] == 's' ? cli_sendmail(&conf, argc, argv) :
+		    cli_mailq(&conf, argc, argv);
+	}
+
+	while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'T':
+			log_trace_mask |= log_trace_parse(optarg);
+			break;
+		default:
+			return main_usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (path == NULL)
+		path = getenv("FERRY_CONFIG");
+	cmd = argc > 0 ? argv[0] : "serve";
+	if (main_load(&conf, path) != 0)
+		return EX_CONFIG;
+	if (strcmp(cmd, "serve") == 0)
+		return argc > 1 ? main_usage() : main_serve(&conf);
+	if (strcmp(cmd, "check-config") == 0)
+		return main_check_config(&conf);
+	for (i = 0; i < sizeof(main_cmds) / sizeof(main_cmds[0]); i++)
+		if (strcmp(cmd, main_cmds[i].name) == 0)
+			return main_cmds[i].fn(&conf, argc, argv);
+	return main_usage();
+}
+
+static int
+main_usage(void)
+{
+	fprintf(stderr,
+	    "usage: ferry [-c FILE] [-T smtp,io,queue,...] [COMMAND]\n"
+	    "commands:\n"
+	    "  serve                 run the daemon in the foreground "
+	    "(default)\n"
+	    "  sendmail [OPTIONS] [RCPT ...]   submit a message (stdin)\n"
+	    "  mailq [--json]        list the queue\n"
+	    "  delete ID|all         remove messages from the queue\n"
+	    "  cat ID                print a queued message\n"
+	    "  check-config          validate and print the settings\n");
+	return EX_USAGE;
+}
+
+static int
+main_load(struct config *conf, const char *path)
+{
+	char err[CONFIG_ERR_MAX];
+
+	if (path == NULL)
+		path = CONFIG_DEFAULT_PATH;
+	if (config_load(conf, path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ferry: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+main_check_config(struct config *conf)
+{
+	config_print(conf, stdout);
+	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+static void
+main_resolve_user(const struct config *conf, struct main_user *u)
+{
+	struct passwd *pw;
+
+	memset(u, 0, sizeof(*u));
+	if (geteuid() != 0) {
+		u->uid = geteuid();
+		u->gid = getegid();
+		return;
+	}
+	if (conf->user[0] == '\0')
+		log_fatalx(LP_MASTER, "running as root needs \"user\" in %s",
+		    conf->path);
+	errno = 0;
+	if ((pw = getpwnam(conf->user)) == NULL)
+		log_fatalx(LP_MASTER, "user \"%s\" (%s) does not exist; create "
+		    "it, e.g. useradd --system --no-create-home --shell "
+		    "/usr/sbin/nologin %s", conf->user, conf->path,
+		    conf->user);
+	if (pw->pw_uid == 0)
+		log_fatalx(LP_MASTER, "user \"%s\" has uid 0: refusing to run "
+		    "as root", conf->user);
+	u->drop = 1;
+	u->uid = pw->pw_uid;
+	u->gid = pw->pw_gid;
+	snprintf(u->name, sizeof(u->name), "%s", conf->user);
+}
+
+static int
+main_bind_inet(const struct listen_list *ll, enum smtp_kind kind)
+{
+	const struct listen_addr *a;
+	int i, fd, one = 1;
+
+	for (i = 0; i < ll->n; i++) {
+		a = &ll->a[i];
+		fd = socket(a->ss.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			log_fatal(LP_MASTER, "socket");
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one));
+		/* [::]:25 and 0.0.0.0:25 are two listeners, not a clash. */
+		if (a->ss.ss_family == AF_INET6)
+			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			    sizeof(one));
+		if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1) {
+			if (a->ss.ss_family == AF_INET6 &&
+			    (errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT)) {
+				log_warnx(LP_MASTER, "no IPv6 here: skipping an "
+				    "IPv6 listener");
+				close(fd);
+				continue;
+			}
+			log_fatal(LP_MASTER, "bind listener %d", i);
+		}
+		if (listen(fd, MAIN_BACKLOG) == -1)
+			log_fatal(LP_MASTER, "listen");
+		if (smtp_listen(fd, kind) == -1)
+			log_fatal(LP_MASTER, "smtp_listen");
+		main_listeners_before_drop++;
+	}
+	return 0;
+}
+
+static int
+main_bind_local(const char *path, const struct main_user *u)
+{
+	struct sockaddr_un sun;
+	char dir[sizeof(sun.sun_path)];
+	int fd, probe;
+
+	if (path[0] == '\0')
+		return 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		log_fatalx(LP_MASTER, "local_socket %s: path too long", path);
+	strcpy(sun.sun_path, path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	/* /run/ferry may not exist after a reboot (tmpfs). */
+	if (mkdir(dirname(dir), 0755) == 0 && u->drop &&
+	    chown(dir, u->uid, u->gid) == -1)
+		log_fatal(LP_MASTER, "chown %s", dir);
+	/* A socket someone answers on is another daemon: do not steal it. */
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
+	    sizeof(sun)) == 0)
+		log_fatalx(LP_MASTER, "local_socket %s: another daemon is "
+		    "running", path);
+	if (probe != -1)
+		close(probe);
+	(void)unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		log_fatal(LP_MASTER, "socket");
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		log_fatal(LP_MASTER, "bind %s", path);
+	/* Any local user may submit, as with Postfix's sendmail. */
+	if (chmod(path, 0666) == -1)
+		log_fatal(LP_MASTER, "chmod %s", path);
+	if (listen(fd, MAIN_BACKLOG) == -1)
+		log_fatal(LP_MASTER, "listen %s", path);
+	if (smtp_listen(fd, SMTP_KIND_LOCAL) == -1)
+		log_fatal(LP_MASTER, "smtp_listen");
+	return 0;
+}
+
+/* Resolve first, then drop, then prove root cannot come back. */
+static void
+main_drop(const struct main_user *u)
+{
+	if (!u->drop)
+		return;
+	if (setgroups(1, &u->gid) == -1 ||
+	    setresgid(u->gid, u->gid, u->gid) == -1 ||
+	    setresuid(u->uid, u->uid, u->uid) == -1)
+		log_fatal(LP_MASTER, "cannot drop privileges to %s", u->name);
+	if (setuid(0) != -1 || geteuid() == 0 || getuid() == 0)
+		log_fatalx(LP_MASTER, "root privileges could be regained");
+}
+
+static int
+main_on_queued(const struct queue_info *info, void *arg)
+{
+	unsigned *n = arg;
+
+	(void)info;
+	(*n)++;
+	return 0;
+}
+
+static int
+main_serve(struct config *conf)
+{
+	struct main_user u;
+	unsigned queued = 0;
+
+	main_conf = conf;
+	log_open(conf->log_stderr);
+	if (loop_init() == -1)
+		log_fatal(LP_MASTER, "loop_init");
+	/* Signals are blocked now and read on the loop later. */
+	if (loop_signal(SIGTERM, main_on_term) == -1 ||
+	    loop_signal(SIGINT, main_on_term) == -1 ||
+	    loop_signal(SIGHUP, main_on_hup) == -1 ||
+	    loop_signal(SIGUSR2, main_on_usr2) == -1)
+		log_fatal(LP_MASTER, "signals");
+	signal(SIGPIPE, SIG_IGN);
+	main_resolve_user(conf, &u);
+	if (queue_init_dirs(conf->queue_dir, u.uid, u.gid) == -1)
+		log_fatal(LP_MASTER, "queue directory %s", conf->queue_dir);
+	smtp_configure(conf);
+	pickup_configure(conf);
+	main_bind_inet(&conf->listen_smtp, SMTP_KIND_SMTP);
+	main_bind_local(conf->local_socket, &u);
+	main_drop(&u);
+	if (geteuid() == 0)
+		log_fatalx(LP_MASTER, "refusing to run as root");
+	if (queue_open(conf->queue_dir) == -1)
+		log_fatal(LP_MASTER, "queue %s", conf->queue_dir);
+	/* Quarantines what does not parse; the scheduler comes later. */
+	if (queue_walk(main_on_queued, &queued) == -1)
+		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
+	log_info(LP_MASTER, "daemon started -- version %s, configuration %s",
+	    FERRY_VERSION, conf->path);
+	log_info(LP_QMGR, "%u message(s) in the queue", queued);
+	pickup_start();
+	if (loop_run() == -1)
+		log_fatal(LP_MASTER, "loop");
+	log_info(LP_MASTER, "terminating");
+	loop_free();
+	return EX_OK;
+}
+
+static void
+main_done(void)
+{
+	pickup_stop();
+	loop_stop();
+}
+
+static void
+main_on_term(int signo)
+{
+	static int again;
+
+	if (again++) {
+		log_info(LP_MASTER, "terminating on signal %d (again)", signo);
+		exit(EX_OK);
+	}
+	log_info(LP_MASTER, "terminating on signal %d: finishing open "
+	    "transactions", signo);
+	smtp_shutdown(main_done);
+}
+
+/*
+ * SIGHUP: read the file again; a broken file keeps the running config.
+ * Listeners stay as bound (we are no longer root to bind port 25).
+ */
+static void
+main_on_hup(int signo)
+{
+	static struct config confs[2];
+	static int cur;
+	struct config *next = &confs[cur];
+	char err[CONFIG_ERR_MAX];
+
+	(void)signo;
+	if (config_load(next, main_conf->path, err, sizeof(err)) != 0) {
+		log_warnx(LP_MASTER, "reload: %s; keeping the running "
+		    "configuration", err);
+		return;
+	}
+	if (memcmp(&next->listen_smtp, &main_conf->listen_smtp,
+	    sizeof(next->listen_smtp)) != 0 ||
+	    strcmp(next->local_socket, main_conf->local_socket) != 0 ||
+	    strcmp(next->queue_dir, main_conf->queue_dir) != 0)
+		log_warnx(LP_MASTER, "reload: listener or queue_dir changes "
+		    "take effect after a restart");
+	/* The running queue_dir and listeners stay what they are. */
+	memcpy(next->queue_dir, main_conf->queue_dir,
+	    sizeof(next->queue_dir));
+	main_conf = next;
+	cur ^= 1;
+	smtp_configure(main_conf);
+	pickup_configure(main_conf);
+	log_info(LP_MASTER, "reload -- version %s, configuration %s",
+	    FERRY_VERSION, main_conf->path);
+}
+
+static void
+main_on_usr2(int signo)
+{
+	(void)signo;
+	log_trace_mask = log_trace_mask ? 0 : ~0u;
+	log_info(LP_MASTER, "tracing %s", log_trace_mask ? "on" : "off");
+}

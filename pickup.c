@@ -1,0 +1,224 @@
+/*
+ * pickup.c - maildrop/ into the queue (see pickup.h).  Owns the scan
+ * timer and the re-injection: envelope from the dropped file, addresses
+ * re-checked and qualified, a Received: line naming the dropping uid
+ * (the file's owner, not what the file claims), then the queue's usual
+ * group commit.  The dropped file is removed only after the new queue
+ * file is durable, so a crash in between gives a duplicate, never a loss.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "hdr.h"
+#include "log.h"
+#include "loop.h"
+#include "pickup.h"
+#include "queue.h"
+
+#define PICKUP_INTERVAL_MS	60000
+#define PICKUP_BATCH		64	/* files per scan; the rest next time */
+#define PICKUP_NAME_MAX		64
+
+struct pickup_job {
+	char name[PICKUP_NAME_MAX];	/* under maildrop/ */
+};
+
+static void pickup_on_timer(struct loop_timer *);
+static int pickup_file(const char *);
+static void pickup_on_commit(void *, const char *, int);
+static int pickup_read(int, size_t, char **, size_t *);
+
+static const struct config *pickup_conf;
+static struct loop_timer pickup_timer = { .cb = pickup_on_timer };
+
+void
+pickup_configure(const struct config *conf)
+{
+	pickup_conf = conf;
+}
+
+void
+pickup_start(void)
+{
+	loop_timer_set(&pickup_timer, 0);
+}
+
+void
+pickup_stop(void)
+{
+	loop_timer_cancel(&pickup_timer);
+}
+
+static void
+pickup_on_timer(struct loop_timer *t)
+{
+	char path[CONFIG_PATH_MAX + 16];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/maildrop", queue_dir());
+	if ((d = opendir(path)) == NULL) {
+		log_warn(LP_PICKUP, "opendir %s", path);
+		goto again;
+	}
+	while (n < PICKUP_BATCH && (de = readdir(d)) != NULL) {
+		/* Dot files are being written (or are "." and ".."). */
+		if (de->d_name[0] == '.' || !queue_id_valid(de->d_name))
+			continue;
+		if (pickup_file(de->d_name) == 0)
+			n++;
+	}
+	closedir(d);
+again:
+	loop_timer_set(t, n == PICKUP_BATCH ? 0 : PICKUP_INTERVAL_MS);
+}
+
+/* 0: handed to the queue. */
+static int
+pickup_file(const char *name)
+{
+	char path[CONFIG_PATH_MAX + 80], hdr[HDR_RECEIVED_MAX];
+	char addr[QUEUE_ADDR_MAX];
+	struct queue_info info;
+	struct queue_writer *w = NULL;
+	struct pickup_job *job = NULL;
+	struct stat st;
+	const char *why = NULL, *d;
+	char *buf = NULL;
+	size_t len = 0;
+	unsigned i;
+	int fd, n, rc = -1;
+
+	memset(&info, 0, sizeof(info));
+	snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(), name);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		log_warn(LP_PICKUP, "open %s", path);
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		why = "not a regular file";
+		goto bad;
+	}
+	if (pickup_read(fd, pickup_conf->message_size_limit + QUEUE_HDR_MAX,
+	    &buf, &len) == -1) {
+		why = errno == EFBIG ? "too big" : "read error";
+		if (errno != EFBIG) {
+			log_warn(LP_PICKUP, "read %s", path);
+			goto out;
+		}
+		goto bad;
+	}
+	if (queue_parse(buf, len, &info, &why) == -1)
+		goto bad;
+	if ((w = queue_writer_new(NULL, info.sender, info.flags &
+	    (QF_8BITMIME | QF_SMTPUTF8), st.st_uid, "local")) == NULL) {
+		log_warn(LP_PICKUP, "%s: cannot create queue file", name);
+		goto out;
+	}
+	for (i = 0; i < info.nrcpt; i++) {
+		d = addr_domain(info.rcpt[i].address);
+		n = snprintf(addr, sizeof(addr), d ? "%s" : "%s@%s",
+		    info.rcpt[i].address, pickup_conf->origin);
+		if (n < 0 || (size_t)n >= sizeof(addr)) {
+			why = "recipient address too long";
+			goto bad;
+		}
+		if (queue_writer_rcpt(w, addr) == -1)
+			goto werr;
+	}
+	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
+	    pickup_conf->hostname, queue_writer_id(w),
+	    info.nrcpt == 1 ? info.rcpt[0].address : NULL, (long)st.st_uid,
+	    time(NULL));
+	if (n < 0 || queue_writer_body(w, hdr, (size_t)n) == -1 ||
+	    queue_writer_body(w, buf + info.body_off, info.size) == -1 ||
+	    queue_writer_finish(w) == -1)
+		goto werr;
+	if ((job = malloc(sizeof(*job))) == NULL)
+		goto werr;
+	snprintf(job->name, sizeof(job->name), "%s", name);
+	log_info(LP_PICKUP, "%s: uid=%ld from=<%s>", queue_writer_id(w),
+	    (long)st.st_uid, info.sender);
+	queue_commit(w, pickup_on_commit, job);
+	w = NULL;
+	rc = 0;
+	goto out;
+werr:
+	log_warn(LP_PICKUP, "%s: queue file write error", name);
+	goto out;
+bad:
+	log_warnx(LP_PICKUP, "maildrop/%s: %s", name, why);
+	snprintf(path, sizeof(path), "maildrop/%s", name);
+	(void)queue_quarantine(path, why);
+out:
+	if (w)
+		queue_writer_abort(w);
+	queue_info_free(&info);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static int
+pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
+{
+	struct stat st;
+	char *buf;
+	size_t len = 0;
+	ssize_t n;
+
+	if (fstat(fd, &st) == -1)
+		return -1;
+	if ((uint64_t)st.st_size > max) {
+		errno = EFBIG;
+		return -1;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
+		return -1;
+	while (len < (size_t)st.st_size) {
+		n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	*bufp = buf;
+	*lenp = len;
+	return 0;
+}
+
+static void
+pickup_on_commit(void *arg, const char *id, int ok)
+{
+	struct pickup_job *job = arg;
+	char path[CONFIG_PATH_MAX + 80];
+
+	if (ok) {
+		log_info(LP_QMGR, "%s: picked up from maildrop/%s", id,
+		    job->name);
+		snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(),
+		    job->name);
+		/* A failed unlink means a duplicate on the next scan, which is
+		 * allowed; a lost message is not. */
+		if (unlink(path) == -1)
+			log_warn(LP_PICKUP, "unlink %s", path);
+	} else
+		log_warnx(LP_PICKUP, "maildrop/%s: queue commit failed; "
+		    "will retry", job->name);
+	free(job);
+}

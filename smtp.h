@@ -1,0 +1,27 @@
+/*
+ * smtp.h - the SMTP server: listeners and sessions (RFC 5321, with
+ * PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES).
+ *
+ * main.c binds the sockets (before dropping privileges) and hands their
+ * fds here.  smtp_configure() may be called again on SIGHUP; sessions
+ * read the current config when they need a value.
+ */
+#ifndef FERRY_SMTP_H
+#define FERRY_SMTP_H
+
+struct config;
+
+enum smtp_kind {
+	SMTP_KIND_SMTP,		/* port 25 */
+	SMTP_KIND_LOCAL,	/* local_socket: trusted, sendmail */
+	SMTP_KIND_COUNT
+};
+
+void smtp_configure(const struct config *);
+int smtp_listen(int fd, enum smtp_kind);
+/* Stop listening, end idle sessions, let transactions finish; done()
+ * runs once the last session has gone. */
+void smtp_shutdown(void (*done)(void));
+unsigned smtp_sessions(void);
+
+#endif
