@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "compat.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
