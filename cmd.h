@@ -1,7 +1,7 @@
 /*
  * cmd.h - the SMTP command line parser (RFC 5321 §4.1.1), pure and
  * fuzzed.  cmd_parse() splits one line, CRLF already removed, into a verb
- * and its argument; cmd_mail_params() reads the ESMTP parameters after a
+ * and its argument; cmd_params() reads the ESMTP parameters after a
  * MAIL or RCPT path.  Nothing here knows the session's state.
  */
 #ifndef FERRY_CMD_H

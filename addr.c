@@ -1,0 +1,533 @@
+/*
+ * addr.c - the RFC 5321 §4.1.2 Path grammar (with RFC 6531 UTF-8) and the
+ * questions relay policy asks of a parsed address: which domain, and does
+ * the local part hide another destination.  Pure: no state, no I/O, no
+ * allocation.  Every parser takes an explicit length and reads only inside
+ * it; output is written only once the whole path has been validated.
+ * Errors return -1 with *why set to a short phrase fit for a 5xx reply.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "addr.h"
+
+#define ADDR_LABEL_MAX	63	/* RFC 1035 §2.3.4 */
+#define ADDR_LIT_MAX	INET6_ADDRSTRLEN	/* longest literal inet_pton reads */
+#define ADDR_IPV6_TAG	"IPv6:"	/* §4.1.3; ABNF strings are case-insensitive */
+
+/* One pass over the path; pos only moves forward and never past len. */
+struct addr_scan {
+	const unsigned char *s;
+	size_t len;
+	size_t pos;
+	unsigned flags;
+	const char *why;
+};
+
+static int	addr_fail(struct addr_scan *, const char *);
+static int	addr_unexpected(struct addr_scan *, const char *);
+static size_t	addr_utf8_len(const unsigned char *, size_t);
+static int	addr_scan_8bit(struct addr_scan *);
+static int	addr_is_atext(unsigned char);
+static int	addr_is_letdig(unsigned char);
+static int	addr_scan_route(struct addr_scan *);
+static int	addr_scan_local(struct addr_scan *);
+static int	addr_scan_quoted(struct addr_scan *);
+static int	addr_scan_dotstring(struct addr_scan *);
+static int	addr_scan_domain(struct addr_scan *);
+static int	addr_scan_name(struct addr_scan *);
+static int	addr_check_label(struct addr_scan *, size_t, size_t);
+static int	addr_scan_literal(struct addr_scan *);
+static int	addr_is_tag(const char *, size_t, const char *);
+
+/* RFC 5322 §3.2.3 atext, less ALPHA and DIGIT. */
+static const char addr_atext_punct[] = "!#$%&'*+-/=?^_`{|}~";
+
+static int
+addr_fail(struct addr_scan *sc, const char *why)
+{
+	/* Keep the first, most specific reason; callers only add context. */
+	if (sc->why == NULL)
+		sc->why = why;
+	return -1;
+}
+
+/*
+ * The scan stopped on a byte the grammar does not allow here.  Name the
+ * byte when it says more than the context does: the end of input means
+ * the closing bracket never came, a control byte (NUL included) is never
+ * part of an address.
+ */
+static int
+addr_unexpected(struct addr_scan *sc, const char *context)
+{
+	unsigned char c;
+
+	if (sc->pos >= sc->len)
+		return addr_fail(sc, "missing >");
+	c = sc->s[sc->pos];
+	if (c < 0x20 || c == 0x7f)
+		return addr_fail(sc, "control character in address");
+	return addr_fail(sc, context);
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629 §4), or 0.  The
+ * second-byte ranges are what exclude overlong forms (C0, C1, E0 80-9F,
+ * F0 80-8F), surrogates (ED A0-BF) and code points past U+10FFFF.
+ */
+static size_t
+addr_utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t need, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		need = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < need || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < need; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return need;
+}
+
+/* A byte >= 0x80 at pos: one UTF-8 character, and only under SMTPUTF8. */
+static int
+addr_scan_8bit(struct addr_scan *sc)
+{
+	size_t n;
+
+	if (!(sc->flags & ADDR_UTF8))
+		return addr_fail(sc, "8-bit address without SMTPUTF8");
+	n = addr_utf8_len(sc->s + sc->pos, sc->len - sc->pos);
+	if (n == 0)
+		return addr_fail(sc, "invalid UTF-8 in address");
+	sc->pos += n;
+	return 0;
+}
+
+static int
+addr_is_atext(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return 1;
+	return c != '\0' && strchr(addr_atext_punct, c) != NULL;
+}
+
+static int
+addr_is_letdig(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/*
+ * A-d-l ":" (§4.1.2): "@a.example,@b.example:".  §4.1.2 says a receiver
+ * SHOULD ignore the route, so it is checked for syntax and dropped.
+ */
+static int
+addr_scan_route(struct addr_scan *sc)
+{
+	for (;;) {
+		if (sc->pos >= sc->len || sc->s[sc->pos] != '@')
+			return addr_unexpected(sc, "bad source route");
+		sc->pos++;
+		if (addr_scan_name(sc) < 0)
+			return -1;
+		if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
+			sc->pos++;
+			continue;
+		}
+		if (sc->pos < sc->len && sc->s[sc->pos] == ':') {
+			sc->pos++;
+			return 0;
+		}
+		return addr_unexpected(sc, "bad source route");
+	}
+}
+
+/* Local-part = Dot-string / Quoted-string (§4.1.2), at most 64 octets
+ * as written, quotes included (§4.5.3.1.1). */
+static int
+addr_scan_local(struct addr_scan *sc)
+{
+	size_t start = sc->pos;
+	int rc;
+
+	if (sc->pos < sc->len && sc->s[sc->pos] == '"')
+		rc = addr_scan_quoted(sc);
+	else
+		rc = addr_scan_dotstring(sc);
+	if (rc < 0)
+		return -1;
+	if (sc->pos - start > ADDR_LOCAL_MAX)
+		return addr_fail(sc, "local part too long");
+	return 0;
+}
+
+/*
+ * Quoted-string: qtextSMTP is %d32-33 / %d35-91 / %d93-126 plus, under
+ * RFC 6531 §3.3, UTF8-non-ascii; quoted-pairSMTP is "\" %d32-126 and is
+ * not widened to UTF-8.
+ */
+static int
+addr_scan_quoted(struct addr_scan *sc)
+{
+	unsigned char c;
+
+	sc->pos++;
+	for (;;) {
+		if (sc->pos >= sc->len)
+			return addr_fail(sc, "unterminated quoted string");
+		c = sc->s[sc->pos];
+		if (c == '"') {
+			sc->pos++;
+			return 0;
+		}
+		if (c < 0x20 || c == 0x7f)
+			return addr_fail(sc, "control character in address");
+		if (c >= 0x80) {
+			if (addr_scan_8bit(sc) < 0)
+				return -1;
+			continue;
+		}
+		if (c == '\\') {
+			sc->pos++;
+			if (sc->pos >= sc->len)
+				return addr_fail(sc,
+				    "unterminated quoted string");
+			c = sc->s[sc->pos];
+			if (c < 0x20 || c == 0x7f)
+				return addr_fail(sc,
+				    "control character in address");
+			if (c >= 0x80)
+				return addr_fail(sc, "bad quoted pair");
+		}
+		sc->pos++;
+	}
+}
+
+/* Dot-string = Atom *("." Atom): no empty atom, so no leading, trailing
+ * or doubled dot. */
+static int
+addr_scan_dotstring(struct addr_scan *sc)
+{
+	size_t atom;
+	unsigned char c;
+
+	for (;;) {
+		atom = sc->pos;
+		while (sc->pos < sc->len) {
+			c = sc->s[sc->pos];
+			if (addr_is_atext(c))
+				sc->pos++;
+			else if (c >= 0x80) {
+				if (addr_scan_8bit(sc) < 0)
+					return -1;
+			} else
+				break;
+		}
+		if (sc->pos == atom)
+			return addr_unexpected(sc, "bad local part");
+		if (sc->pos < sc->len && sc->s[sc->pos] == '.') {
+			sc->pos++;
+			continue;
+		}
+		return 0;
+	}
+}
+
+/* Domain / address-literal (§4.1.2), at most 255 octets (§4.5.3.1.2). */
+static int
+addr_scan_domain(struct addr_scan *sc)
+{
+	size_t start = sc->pos;
+	int rc;
+
+	if (sc->pos < sc->len && sc->s[sc->pos] == '[')
+		rc = addr_scan_literal(sc);
+	else
+		rc = addr_scan_name(sc);
+	if (rc < 0)
+		return -1;
+	if (sc->pos - start > ADDR_DOMAIN_MAX)
+		return addr_fail(sc, "domain too long");
+	return 0;
+}
+
+/*
+ * Domain = sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str],
+ * or a U-label under SMTPUTF8 (RFC 6531 §3.3).  The scan stops on the
+ * first byte that cannot be in a name; the caller judges that byte.
+ * XXX a U-label is limited to 63 octets here, stricter than its A-label.
+ */
+static int
+addr_scan_name(struct addr_scan *sc)
+{
+	size_t start = sc->pos, label = sc->pos;
+	unsigned char c;
+
+	while (sc->pos < sc->len) {
+		c = sc->s[sc->pos];
+		if (addr_is_letdig(c) || c == '-')
+			sc->pos++;
+		else if (c >= 0x80) {
+			if (addr_scan_8bit(sc) < 0)
+				return -1;
+		} else if (c == '.') {
+			if (addr_check_label(sc, label, sc->pos) < 0)
+				return -1;
+			label = ++sc->pos;
+		} else
+			break;
+	}
+	if (sc->pos == start)
+		return addr_unexpected(sc, "bad domain");
+	if (addr_check_label(sc, label, sc->pos) < 0)
+		return -1;
+	if (sc->pos - start > ADDR_DOMAIN_MAX)
+		return addr_fail(sc, "domain too long");
+	return 0;
+}
+
+/* One label [from, to): 1..63 octets, no '-' at either end (RFC 1123 §2.1). */
+static int
+addr_check_label(struct addr_scan *sc, size_t from, size_t to)
+{
+	if (to == from)
+		return addr_fail(sc, "bad domain");
+	if (to - from > ADDR_LABEL_MAX)
+		return addr_fail(sc, "domain label too long");
+	if (sc->s[from] == '-' || sc->s[to - 1] == '-')
+		return addr_fail(sc, "bad domain");
+	return 0;
+}
+
+/*
+ * address-literal (§4.1.3): "[" dotted quad "]" or "[IPv6:" addr "]",
+ * each checked by inet_pton.  A General-address-literal (any other tag)
+ * names nothing ferry could deliver to, so it is refused.
+ */
+static int
+addr_scan_literal(struct addr_scan *sc)
+{
+	char buf[ADDR_LIT_MAX];
+	const char *text;
+	size_t start, n, taglen = sizeof(ADDR_IPV6_TAG) - 1;
+	unsigned char c;
+	struct in6_addr a6;
+	struct in_addr a4;
+	int af = AF_INET;
+
+	start = ++sc->pos;
+	/* dcontent = %d33-90 / %d94-126; '>' is dcontent but cannot be in
+	 * an IP literal, and stopping there names the missing ']'. */
+	while (sc->pos < sc->len) {
+		c = sc->s[sc->pos];
+		if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']' ||
+		    c == '>')
+			break;
+		sc->pos++;
+	}
+	if (sc->pos >= sc->len || sc->s[sc->pos] != ']')
+		return addr_unexpected(sc, "bad address literal");
+	text = (const char *)sc->s + start;
+	n = sc->pos - start;
+	sc->pos++;
+	if (addr_is_tag(text, n, ADDR_IPV6_TAG)) {
+		af = AF_INET6;
+		text += taglen;
+		n -= taglen;
+	} else if (memchr(text, ':', n) != NULL)
+		return addr_fail(sc, "unsupported address literal");
+	if (n == 0 || n >= sizeof(buf))
+		return addr_fail(sc, "bad address literal");
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	if (inet_pton(af, buf, af == AF_INET ? (void *)&a4 : (void *)&a6) != 1)
+		return addr_fail(sc, "bad address literal");
+	return 0;
+}
+
+/* Does text[0..n) start with tag, ASCII case-insensitively?  Not
+ * strncasecmp(), which follows the locale. */
+static int
+addr_is_tag(const char *text, size_t n, const char *tag)
+{
+	size_t i;
+	char a, b;
+
+	for (i = 0; tag[i] != '\0'; i++) {
+		if (i >= n)
+			return 0;
+		a = text[i];
+		b = tag[i];
+		if (a >= 'A' && a <= 'Z')
+			a = (char)(a - 'A' + 'a');
+		if (b >= 'A' && b <= 'Z')
+			b = (char)(b - 'A' + 'a');
+		if (a != b)
+			return 0;
+	}
+	return 1;
+}
+
+int
+addr_parse_path(const char *s, size_t len, unsigned flags,
+    char *out, size_t outsz, const char **why)
+{
+	struct addr_scan sc;
+	size_t lstart, lend, dstart = 0, dend = 0, need;
+	int rc = -1;
+
+	sc.s = (const unsigned char *)s;
+	sc.len = s == NULL ? 0 : len;
+	sc.pos = 0;
+	sc.flags = flags;
+	sc.why = NULL;
+	if (out != NULL && outsz > 0)
+		out[0] = '\0';
+
+	if (sc.len == 0 || sc.s[0] != '<') {
+		addr_fail(&sc, "missing <");
+		goto done;
+	}
+	sc.pos = 1;
+	lstart = lend = sc.pos;
+	if (sc.pos < sc.len && sc.s[sc.pos] == '>') {
+		/* The null reverse-path (§4.5.5): bounces only. */
+		if (!(flags & ADDR_NULL_OK)) {
+			addr_fail(&sc, "null address not allowed here");
+			goto done;
+		}
+	} else {
+		if (sc.pos < sc.len && sc.s[sc.pos] == '@' &&
+		    addr_scan_route(&sc) < 0)
+			goto done;
+		lstart = sc.pos;
+		if (addr_scan_local(&sc) < 0)
+			goto done;
+		lend = sc.pos;
+		if (sc.pos < sc.len && sc.s[sc.pos] == '@') {
+			dstart = ++sc.pos;
+			if (addr_scan_domain(&sc) < 0)
+				goto done;
+			dend = sc.pos;
+		} else if (sc.pos < sc.len && sc.s[sc.pos] == '>') {
+			if (!(flags & ADDR_BARE_OK)) {
+				addr_fail(&sc, "missing domain");
+				goto done;
+			}
+		} else {
+			addr_unexpected(&sc, "bad local part");
+			goto done;
+		}
+	}
+	if (sc.pos >= sc.len || sc.s[sc.pos] != '>') {
+		addr_unexpected(&sc, "bad domain");
+		goto done;
+	}
+	sc.pos++;
+	if (sc.pos > ADDR_PATH_MAX) {
+		addr_fail(&sc, "path too long");
+		goto done;
+	}
+	/* §4.1.1.2/§4.1.1.3: the path ends the line or a SP starts the
+	 * parameters; "<a@b>x" must not leave "x" to look like one. */
+	if (sc.pos < sc.len && sc.s[sc.pos] != ' ') {
+		addr_fail(&sc, "junk after address");
+		goto done;
+	}
+
+	need = (lend - lstart) + (dend > dstart ? 1 + (dend - dstart) : 0);
+	if (out == NULL || need >= outsz) {
+		addr_fail(&sc, "address too long");
+		goto done;
+	}
+	memcpy(out, s + lstart, lend - lstart);
+	if (dend > dstart) {
+		out[lend - lstart] = '@';
+		memcpy(out + (lend - lstart) + 1, s + dstart, dend - dstart);
+	}
+	out[need] = '\0';
+	rc = (int)sc.pos;
+done:
+	if (why != NULL)
+		*why = rc < 0 ? sc.why : NULL;
+	return rc;
+}
+
+const char *
+addr_domain(const char *addr)
+{
+	const char *p, *at = NULL;
+	int quoted = 0;
+
+	if (addr == NULL)
+		return NULL;
+	for (p = addr; *p != '\0'; p++) {
+		if (quoted && *p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '@' && !quoted)
+			at = p;
+	}
+	return at == NULL ? NULL : at + 1;
+}
+
+/*
+ * Every way a local part can name another host - "a%b@relay" (percent
+ * hack), "b!a@relay" (UUCP bang path), "\"a@b\"@relay" (quoted '@'), and
+ * a stray unquoted '@' in an address that did not come from
+ * addr_parse_path() - is flagged, quoted or not: a downstream MTA that
+ * honours any of them would turn ferry into an open relay.
+ */
+int
+addr_has_routing(const char *addr)
+{
+	const char *dom, *p, *end;
+
+	if (addr == NULL)
+		return 0;
+	dom = addr_domain(addr);
+	end = dom != NULL ? dom - 1 : addr + strlen(addr);
+	for (p = addr; p < end; p++)
+		if (*p == '%' || *p == '!' || *p == '@')
+			return 1;
+	return 0;
+}
+
+void
+addr_domain_lower(const char *in, char *out, size_t outsz)
+{
+	size_t i;
+	char c;
+
+	if (out == NULL || outsz == 0)
+		return;
+	for (i = 0; in != NULL && in[i] != '\0' && i + 1 < outsz; i++) {
+		c = in[i];
+		/* ASCII only: tolower() would follow the locale. */
+		out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+	}
+	out[i] = '\0';
+}
