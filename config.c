@@ -1,0 +1,1456 @@
+/*
+ * config.c - relay.conf: "key = value" lines into one struct config.
+ *
+ * Owns the syntax (comments, lists, durations, sizes, listener addresses,
+ * CIDRs, domain patterns), the defaults of DESIGN.md, the check of every
+ * value, and the printer that writes the effective settings back in the
+ * same syntax.  It does not open sockets, load certificates or look up
+ * users: the files that use a setting do that.  Parsers return 0, or -1
+ * with "FILE:LINE: key: what is wrong" in err; a failed parse leaves the
+ * caller's struct untouched, so a SIGHUP with a broken file changes nothing.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes in relay.conf */
+#define CONFIG_COUNT_MAX	INT_MAX		/* callers may keep counts in int */
+#define CONFIG_SIZE_MAX		INT64_MAX	/* fits off_t */
+#define CONFIG_LABEL_MAX	63		/* RFC 1035 §2.3.4 */
+#define CONFIG_PORT_MAX		65535
+#define CONFIG_SHOW_MAX		64	/* untrusted bytes quoted in an error */
+#define CONFIG_QUOTE_SIZE	(CONFIG_SHOW_MAX * 4 + 8)
+#define CONFIG_ADDR_TEXT	64	/* an address as text, with [] and port */
+#define CONFIG_KEYS_MAX		64	/* room in struct parser.keyline */
+
+#define LEVEL(l)		(1u << (l))
+
+enum key_type {
+	KT_NAME,	/* a host or domain name, lower-cased, required */
+	KT_LISTEN,	/* listener addresses; empty = off */
+	KT_PATH,	/* a file; empty = feature off */
+	KT_DIR,		/* a path that must be given */
+	KT_TLS,		/* a tls_level out of key.levels */
+	KT_BOOL,
+	KT_NETS,
+	KT_DOMAINS,
+	KT_SIZE,
+	KT_COUNT,
+	KT_DURATION,
+	KT_SMARTHOST,
+	KT_DNS,
+	KT_USER,
+	KT_LOG,
+	KT_COUNT_OF_TYPES
+};
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t off, size;	/* the field in struct config */
+	uint64_t min, max;	/* KT_SIZE, KT_COUNT, KT_DURATION */
+	unsigned levels;	/* KT_TLS: LEVEL() mask of what is allowed */
+	const char *dflt;	/* parsed by config_defaults(); NULL = zero */
+};
+
+struct parser {
+	const char *name;	/* file name for messages */
+	size_t line;		/* 0 = not about one line */
+	char *err;
+	size_t errsz;
+	size_t keyline[CONFIG_KEYS_MAX];	/* where each key was last set,
+						   0 = not in the file */
+};
+
+typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
+    const char *);
+typedef void key_print_fn(const struct key *, const struct config *, FILE *);
+
+static int p_err(struct parser *, const char *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static const char *quote(char *, const char *, size_t);
+static const struct key *key_find(const char *, size_t);
+static size_t key_index(const char *);
+static int parse_line(struct parser *, struct config *, const char *, size_t);
+static int check_whole(struct parser *, struct config *);
+static void default_hostname(char *, size_t);
+static int is_blank(int);
+static int is_sep(int);
+static size_t list_next(const char **, const char **);
+static void *field(struct config *, const struct key *);
+static const void *cfield(const struct config *, const struct key *);
+static int name_valid(const char *, size_t);
+static void lower_copy(char *, size_t, const char *, size_t);
+static int port_parse(const char *, size_t, unsigned *);
+static int number_parse(const char *, size_t, uint64_t *);
+static int listen_token(const char *, size_t, struct listen_addr *);
+static int cidr_token(const char *, size_t, struct cidr *);
+static int dns_token(const char *, size_t, char *, size_t);
+static int smarthost_valid(const char *, size_t);
+static void listen_format(const struct listen_addr *, char *, size_t);
+static void cidr_format(const struct cidr *, char *, size_t);
+static int cidr_contains(const struct cidr *, int, const uint8_t *);
+static key_parse_fn set_name, set_listen, set_path, set_dir, set_tls,
+    set_bool, set_nets, set_domains, set_size, set_count, set_duration,
+    set_smarthost, set_dns, set_user, set_log;
+static key_print_fn put_string, put_listen, put_tls, put_bool, put_nets,
+    put_domains, put_size, put_count, put_duration, put_dns, put_log;
+
+#define FIELD(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
+
+/*
+ * In DESIGN.md order: config_print() walks this table, so the output reads
+ * like the documentation.  The defaults are text so they go through the
+ * same checks as a user's value.
+ */
+static const struct key keys[] = {
+	{ "hostname", KT_NAME, FIELD(hostname), 0, 0, 0, NULL },
+	{ "origin", KT_NAME, FIELD(origin), 0, 0, 0, NULL },
+	{ "listen_smtp", KT_LISTEN, FIELD(listen_smtp), 0, 0, 0,
+	    "0.0.0.0:25 [::]:25" },
+	{ "listen_submission", KT_LISTEN, FIELD(listen_submission), 0, 0, 0,
+	    "0.0.0.0:587 [::]:587" },
+	{ "listen_smtps", KT_LISTEN, FIELD(listen_smtps), 0, 0, 0, NULL },
+	{ "local_socket", KT_PATH, FIELD(local_socket), 0, 0, 0,
+	    "/run/ferry/submit.sock" },
+	{ "tls_cert", KT_PATH, FIELD(tls_cert), 0, 0, 0, NULL },
+	{ "tls_key", KT_PATH, FIELD(tls_key), 0, 0, 0, NULL },
+	{ "inbound_tls", KT_TLS, FIELD(inbound_tls), 0, 0,
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT), "may" },
+	{ "auth_users", KT_PATH, FIELD(auth_users), 0, 0, 0, NULL },
+	{ "auth_over_plaintext", KT_BOOL, FIELD(auth_over_plaintext),
+	    0, 0, 0, "no" },
+	{ "relay_networks", KT_NETS, FIELD(relay_networks), 0, 0, 0,
+	    "127.0.0.0/8 ::1/128" },
+	{ "relay_domains", KT_DOMAINS, FIELD(relay_domains), 0, 0, 0, NULL },
+	{ "relay_client_certs", KT_PATH, FIELD(relay_client_certs),
+	    0, 0, 0, NULL },
+	{ "aliases", KT_PATH, FIELD(aliases), 0, 0, 0, NULL },
+	{ "message_size_limit", KT_SIZE, FIELD(message_size_limit),
+	    1, CONFIG_SIZE_MAX, 0, "10M" },
+	{ "max_recipients", KT_COUNT, FIELD(max_recipients),
+	    1, CONFIG_COUNT_MAX, 0, "100" },
+	{ "max_connections", KT_COUNT, FIELD(max_connections),
+	    1, CONFIG_COUNT_MAX, 0, "64" },
+	{ "max_connections_per_client", KT_COUNT,
+	    FIELD(max_connections_per_client), 1, CONFIG_COUNT_MAX, 0, "8" },
+	{ "queue_dir", KT_DIR, FIELD(queue_dir), 0, 0, 0, "/var/spool/ferry" },
+	{ "queue_lifetime", KT_DURATION, FIELD(queue_lifetime),
+	    1, UINT_MAX, 0, "5d" },
+	{ "retry_min", KT_DURATION, FIELD(retry_min), 1, UINT_MAX, 0, "5m" },
+	{ "retry_max", KT_DURATION, FIELD(retry_max), 1, UINT_MAX, 0, "1h" },
+	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), 0, 0, 0, NULL },
+	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), 0, 0,
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
+	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE),
+	    "encrypt" },
+	{ "smarthost_auth", KT_PATH, FIELD(smarthost_auth), 0, 0, 0, NULL },
+	{ "outbound_tls", KT_TLS, FIELD(outbound_tls), 0, 0,
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
+	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY) | LEVEL(TLS_VERIFY) |
+	    LEVEL(TLS_SECURE), "dane" },
+	{ "tls_policy", KT_PATH, FIELD(tls_policy), 0, 0, 0, NULL },
+	{ "ca_file", KT_PATH, FIELD(ca_file), 0, 0, 0,
+	    "/etc/ssl/certs/ca-certificates.crt" },
+	{ "client_cert", KT_PATH, FIELD(client_cert), 0, 0, 0, NULL },
+	{ "client_key", KT_PATH, FIELD(client_key), 0, 0, 0, NULL },
+	{ "dns_servers", KT_DNS, FIELD(dns_servers), 0, 0, 0, NULL },
+	{ "dnssec", KT_BOOL, FIELD(dnssec), 0, 0, 0, "yes" },
+	{ "mx_port", KT_COUNT, FIELD(mx_port), 1, CONFIG_PORT_MAX, 0, "25" },
+	{ "max_deliveries", KT_COUNT, FIELD(max_deliveries),
+	    1, CONFIG_COUNT_MAX, 0, "20" },
+	{ "max_deliveries_per_destination", KT_COUNT,
+	    FIELD(max_deliveries_per_destination), 1, CONFIG_COUNT_MAX, 0, "4" },
+	{ "user", KT_USER, FIELD(user), 0, 0, 0, "ferry" },
+	{ "log", KT_LOG, FIELD(log_stderr), 0, 0, 0, "syslog" },
+	{ "smtpd_timeout", KT_DURATION, FIELD(smtpd_timeout),
+	    1, UINT_MAX, 0, "5m" },
+	{ "smtpd_data_timeout", KT_DURATION, FIELD(smtpd_data_timeout),
+	    1, UINT_MAX, 0, "10m" },
+};
+#define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+_Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
+
+static key_parse_fn *const key_parse[KT_COUNT_OF_TYPES] = {
+	[KT_NAME] = set_name, [KT_LISTEN] = set_listen,
+	[KT_PATH] = set_path, [KT_DIR] = set_dir, [KT_TLS] = set_tls,
+	[KT_BOOL] = set_bool, [KT_NETS] = set_nets,
+	[KT_DOMAINS] = set_domains, [KT_SIZE] = set_size,
+	[KT_COUNT] = set_count, [KT_DURATION] = set_duration,
+	[KT_SMARTHOST] = set_smarthost, [KT_DNS] = set_dns,
+	[KT_USER] = set_user, [KT_LOG] = set_log,
+};
+
+static key_print_fn *const key_print[KT_COUNT_OF_TYPES] = {
+	[KT_NAME] = put_string, [KT_LISTEN] = put_listen,
+	[KT_PATH] = put_string, [KT_DIR] = put_string, [KT_TLS] = put_tls,
+	[KT_BOOL] = put_bool, [KT_NETS] = put_nets,
+	[KT_DOMAINS] = put_domains, [KT_SIZE] = put_size,
+	[KT_COUNT] = put_count, [KT_DURATION] = put_duration,
+	[KT_SMARTHOST] = put_string, [KT_DNS] = put_dns,
+	[KT_USER] = put_string, [KT_LOG] = put_log,
+};
+
+static const char *const level_names[] = {
+	[TLS_NONE] = "none", [TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt",
+	[TLS_DANE] = "dane", [TLS_DANE_ONLY] = "dane-only",
+	[TLS_FINGERPRINT] = "fingerprint", [TLS_VERIFY] = "verify",
+	[TLS_SECURE] = "secure", [TLS_SMTPS] = "smtps",
+};
+
+/* Largest unit first: the printer picks the largest that divides evenly. */
+static const struct unit {
+	char suffix;
+	uint64_t scale;
+} duration_units[] = {
+	{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 },
+}, size_units[] = {
+	{ 'M', 1024 * 1024 }, { 'k', 1024 }, { 'K', 1024 },
+};
+
+void
+config_defaults(struct config *cfg)
+{
+	size_t i;
+	int rc;
+
+	/* Zero everything, padding included, so two parses of the same
+	 * text compare equal with memcmp (the round-trip test relies on it). */
+	memset(cfg, 0, sizeof(*cfg));
+	for (i = 0; i < NKEYS; i++) {
+		if (keys[i].dflt == NULL)
+			continue;
+		rc = key_parse[keys[i].type](NULL, &keys[i], cfg, keys[i].dflt);
+		if (rc != 0)
+			abort();	/* a default that does not parse */
+	}
+	default_hostname(cfg->hostname, sizeof(cfg->hostname));
+	memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
+}
+
+int
+config_load(struct config *cfg, const char *path, char *err, size_t errsz)
+{
+	struct parser p;
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t r;
+	int fd, rc = -1;
+
+	memset(&p, 0, sizeof(p));
+	p.name = path;
+	p.err = err;
+	p.errsz = errsz;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		p_err(&p, NULL, "cannot open: %s", strerror(errno));
+		goto out;
+	}
+	/* One byte more than allowed, to tell "exactly the limit" from
+	 * "too large" without a second read. */
+	if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
+		p_err(&p, NULL, "out of memory");
+		goto out;
+	}
+	while (len <= CONFIG_FILE_MAX) {
+		r = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			p_err(&p, NULL, "cannot read: %s", strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	if (len > CONFIG_FILE_MAX) {
+		p_err(&p, NULL, "larger than %d bytes", CONFIG_FILE_MAX);
+		goto out;
+	}
+	r = close(fd);
+	fd = -1;
+	if (r == -1) {
+		p_err(&p, NULL, "close: %s", strerror(errno));
+		goto out;
+	}
+	rc = config_parse(cfg, path, buf, len, err, errsz);
+out:
+	if (fd != -1)
+		(void)close(fd);	/* read-only, and already failing */
+	free(buf);
+	return rc;
+}
+
+int
+config_parse(struct config *out, const char *name, const char *text,
+    size_t len, char *err, size_t errsz)
+{
+	struct config cfg;
+	struct parser p;
+	const char *nl;
+	size_t pos = 0, end;
+
+	memset(&p, 0, sizeof(p));
+	p.name = name != NULL ? name : "(config)";
+	p.err = err;
+	p.errsz = errsz;
+	if (err != NULL && errsz > 0)
+		err[0] = '\0';
+	/* The parse works on a copy, so an error leaves *out as it was. */
+	config_defaults(&cfg);
+	if (strlen(p.name) >= sizeof(cfg.path))
+		return p_err(&p, NULL, "file name longer than %zu characters",
+		    sizeof(cfg.path) - 1);
+	memcpy(cfg.path, p.name, strlen(p.name) + 1);
+
+	while (pos < len) {
+		nl = memchr(text + pos, '\n', len - pos);
+		end = nl != NULL ? (size_t)(nl - text) : len;
+		p.line++;
+		if (parse_line(&p, &cfg, text + pos, end - pos) != 0)
+			return -1;
+		pos = end + 1;
+	}
+	p.line = 0;
+	if (check_whole(&p, &cfg) != 0)
+		return -1;
+	memcpy(out, &cfg, sizeof(cfg));
+	return 0;
+}
+
+void
+config_print(const struct config *cfg, FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		key_print[keys[i].type](&keys[i], cfg, fp);
+}
+
+int
+config_net_match(const struct cidr_list *l, const struct sockaddr *sa)
+{
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+	uint8_t a[16];
+	int i, family;
+
+	if (l == NULL || sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)sa;
+		memcpy(a, &sin->sin_addr, 4);
+		family = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+		memcpy(a, &sin6->sin6_addr, 16);
+		family = AF_INET6;
+	} else
+		return 0;
+	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++)
+		if (cidr_contains(&l->c[i], family, a))
+			return 1;
+	/* A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d; the
+	 * admin wrote 127.0.0.0/8 and means that client too. */
+	if (family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)a)) {
+		memmove(a, a + 12, 4);
+		for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++)
+			if (cidr_contains(&l->c[i], AF_INET, a))
+				return 1;
+	}
+	return 0;
+}
+
+int
+config_domain_match(const struct domain_list *l, const char *domain)
+{
+	size_t n, dn;
+	int i;
+	const char *d;
+
+	if (l == NULL || domain == NULL)
+		return 0;
+	n = strlen(domain);
+	if (n > 0 && domain[n - 1] == '.')	/* the root is implied */
+		n--;
+	if (n == 0)
+		return 0;
+	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++) {
+		d = l->d[i];
+		dn = strlen(d);
+		if (d[0] == '.') {
+			/* ".x.org": a.x.org and a.b.x.org, never x.org */
+			if (n > dn && strncasecmp(domain + n - dn, d, dn) == 0)
+				return 1;
+		} else if (n == dn && strncasecmp(domain, d, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+config_parse_duration(const char *s, unsigned *seconds)
+{
+	uint64_t v, scale = 1;
+	size_t n, i;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
+		for (i = 0; i < sizeof(duration_units) /
+		    sizeof(duration_units[0]); i++)
+			if (duration_units[i].suffix == s[n - 1])
+				break;
+		if (i == sizeof(duration_units) / sizeof(duration_units[0]))
+			return -1;
+		scale = duration_units[i].scale;
+		n--;
+	}
+	if (number_parse(s, n, &v) != 0 || v > UINT_MAX / scale)
+		return -1;
+	*seconds = (unsigned)(v * scale);
+	return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t v, scale = 1;
+	size_t n, i;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
+		for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
+			if (size_units[i].suffix == s[n - 1])
+				break;
+		if (i == sizeof(size_units) / sizeof(size_units[0]))
+			return -1;
+		scale = size_units[i].scale;
+		n--;
+	}
+	if (number_parse(s, n, &v) != 0 || v > UINT64_MAX / scale)
+		return -1;
+	*bytes = v * scale;
+	return 0;
+}
+
+const char *
+config_tls_level_name(enum tls_level l)
+{
+	if ((unsigned)l >= sizeof(level_names) / sizeof(level_names[0]))
+		return "unknown";
+	return level_names[l];
+}
+
+/*
+ * Writes "FILE:LINE: KEY: message" (LINE and KEY left out when they do not
+ * apply) and returns -1, so callers can "return p_err(...)".  A NULL p is
+ * config_defaults() parsing its own table: no message, just the failure.
+ */
+static int
+p_err(struct parser *p, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+	int r;
+
+	if (p == NULL || p->err == NULL || p->errsz == 0)
+		return -1;
+	if (p->line > 0)
+		r = snprintf(p->err, p->errsz, "%s:%zu: ", p->name, p->line);
+	else
+		r = snprintf(p->err, p->errsz, "%s: ", p->name);
+	n = r < 0 ? 0 : (size_t)r;
+	if (n < p->errsz && key != NULL) {
+		r = snprintf(p->err + n, p->errsz - n, "%s: ", key);
+		n += r < 0 ? 0 : (size_t)r;
+	}
+	if (n < p->errsz) {
+		va_start(ap, fmt);
+		(void)vsnprintf(p->err + n, p->errsz - n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/*
+ * Untrusted bytes for an error message: in double quotes, non-printables
+ * as \xNN, at most CONFIG_SHOW_MAX bytes then "...".  buf must hold
+ * CONFIG_QUOTE_SIZE.
+ */
+static const char *
+quote(char *buf, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+	unsigned char c;
+
+	buf[o++] = '"';
+	for (i = 0; i < n && i < CONFIG_SHOW_MAX; i++) {
+		c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 0xf];
+		} else
+			buf[o++] = (char)c;
+	}
+	if (n > CONFIG_SHOW_MAX) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+static const struct key *
+key_find(const char *name, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strlen(keys[i].name) == n &&
+		    memcmp(keys[i].name, name, n) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static size_t
+key_index(const char *name)
+{
+	const struct key *k = key_find(name, strlen(name));
+
+	if (k == NULL)
+		abort();	/* check_whole() asked for a key not in keys[] */
+	return (size_t)(k - keys);
+}
+
+/*
+ * One line, without its '\n'.  Comments start at a '#' that begins the
+ * line or the value, or follows a blank, so "/etc/a#b" stays a path while
+ * "may  # for now" is "may".  A CR before the newline is dropped (a file
+ * edited on Windows); any other control character is an error, never
+ * passed on into a path or a name.
+ */
+static int
+parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
+{
+	char q[CONFIG_QUOTE_SIZE], kname[CONFIG_QUOTE_SIZE];
+	char value[CONFIG_LINE_MAX];
+	const struct key *k;
+	size_t i = 0, ks, kn, vs, ve, raw = n;
+	unsigned char c;
+
+	if (n > 0 && s[n - 1] == '\r')
+		n--;
+	while (i < n && is_blank(s[i]))
+		i++;
+	ks = i;
+	while (i < n && !is_blank(s[i]) && s[i] != '=' && s[i] != '#')
+		i++;
+	kn = i - ks;
+	/* The key as shown in messages: quoted form without the quotes. */
+	quote(kname, s + ks, kn);
+	kname[strlen(kname) - 1] = '\0';
+
+	if (raw >= CONFIG_LINE_MAX)
+		return p_err(p, kn > 0 ? kname + 1 : NULL,
+		    "line longer than %d characters", CONFIG_LINE_MAX - 1);
+	if (kn == 0 && (i == n || s[i] == '#'))
+		return 0;			/* blank or comment */
+	if (kn == 0)
+		return p_err(p, NULL, "expected \"key = value\"");
+
+	while (i < n && is_blank(s[i]))
+		i++;
+	if (i == n || s[i] != '=')
+		return p_err(p, kname + 1, "expected \"key = value\"");
+	i++;
+	while (i < n && is_blank(s[i]))
+		i++;
+	vs = i;
+	for (ve = vs; ve < n; ve++)
+		if (s[ve] == '#' && (ve == vs || is_blank(s[ve - 1])))
+			break;
+	while (ve > vs && is_blank(s[ve - 1]))
+		ve--;
+	for (i = vs; i < ve; i++) {
+		c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return p_err(p, kname + 1,
+			    "control character in value %s",
+			    quote(q, s + vs, ve - vs));
+	}
+	if ((k = key_find(s + ks, kn)) == NULL)
+		return p_err(p, kname + 1, "unknown key");
+	memcpy(value, s + vs, ve - vs);
+	value[ve - vs] = '\0';
+	if (key_parse[k->type](p, k, cfg, value) != 0)
+		return -1;
+	p->keyline[k - keys] = p->line;
+	return 0;
+}
+
+/* Rules that involve more than one key, or no line at all. */
+static int
+check_whole(struct parser *p, struct config *cfg)
+{
+	size_t rmin = key_index("retry_min"), rmax = key_index("retry_max");
+	size_t org = key_index("origin");
+	size_t pairs[][2] = {
+		{ key_index("tls_cert"), key_index("tls_key") },
+		{ key_index("client_cert"), key_index("client_key") },
+	};
+	size_t i, a, b;
+	char *fa, *fb;
+
+	/* Blame whichever of the two the file set last. */
+	if (cfg->retry_min > cfg->retry_max && p->keyline[rmin] >
+	    p->keyline[rmax]) {
+		p->line = p->keyline[rmin];
+		return p_err(p, "retry_min", "%us is longer than retry_max "
+		    "(%us)", cfg->retry_min, cfg->retry_max);
+	}
+	if (cfg->retry_min > cfg->retry_max) {
+		p->line = p->keyline[rmax];
+		return p_err(p, "retry_max", "%us is shorter than retry_min "
+		    "(%us)", cfg->retry_max, cfg->retry_min);
+	}
+	for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		a = pairs[i][0];
+		b = pairs[i][1];
+		fa = field(cfg, &keys[a]);
+		fb = field(cfg, &keys[b]);
+		if ((fa[0] == '\0') == (fb[0] == '\0'))
+			continue;
+		p->line = fa[0] != '\0' ? p->keyline[a] : p->keyline[b];
+		return p_err(p, fa[0] != '\0' ? keys[a].name : keys[b].name,
+		    "set without %s (give both, or the same file twice if "
+		    "it holds both)", fa[0] != '\0' ? keys[b].name :
+		    keys[a].name);
+	}
+	p->line = 0;
+	if (cfg->hostname[0] == '\0')
+		return p_err(p, "hostname", "gethostname() gave no usable "
+		    "name; set hostname");
+	if (p->keyline[org] == 0)
+		memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
+	return 0;
+}
+
+/*
+ * gethostname() lower-cased, or "" when it fails or gives something that
+ * is not a host name: check_whole() then asks for an explicit hostname.
+ */
+static void
+default_hostname(char *out, size_t outsz)
+{
+	char buf[CONFIG_NAME_MAX + 2];
+	size_t n;
+
+	out[0] = '\0';
+	memset(buf, 0, sizeof(buf));
+	if (gethostname(buf, sizeof(buf) - 1) != 0)
+		return;
+	n = strlen(buf);
+	if (n == 0 || n >= outsz || !name_valid(buf, n))
+		return;
+	lower_copy(out, outsz, buf, n);
+}
+
+static int
+is_blank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int
+is_sep(int c)
+{
+	return c == ' ' || c == '\t' || c == ',';
+}
+
+/* Next list element of *cur ("a, b c"), its length, or 0 at the end. */
+static size_t
+list_next(const char **cur, const char **tok)
+{
+	const char *s = *cur;
+	size_t n = 0;
+
+	while (*s != '\0' && is_sep((unsigned char)*s))
+		s++;
+	*tok = s;
+	while (s[n] != '\0' && !is_sep((unsigned char)s[n]))
+		n++;
+	*cur = s + n;
+	return n;
+}
+
+static void *
+field(struct config *cfg, const struct key *k)
+{
+	return (char *)cfg + k->off;
+}
+
+static const void *
+cfield(const struct config *cfg, const struct key *k)
+{
+	return (const char *)cfg + k->off;
+}
+
+/*
+ * Host-name shape: dot-separated labels of letters, digits, '-' and '_'
+ * (underscore because real hostnames have it), 1..63 each.  No IDN
+ * handling: an A-label is already ASCII.
+ */
+static int
+name_valid(const char *s, size_t n)
+{
+	size_t i, label = 0;
+	unsigned char c;
+
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+		if (++label > CONFIG_LABEL_MAX)
+			return 0;
+	}
+	return label > 0;
+}
+
+/* n < outsz is the caller's check; the rest of out is zeroed. */
+static void
+lower_copy(char *out, size_t outsz, const char *s, size_t n)
+{
+	size_t i;
+
+	memset(out, 0, outsz);
+	for (i = 0; i < n && i < outsz - 1; i++)
+		out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) :
+		    s[i];
+}
+
+static int
+port_parse(const char *s, size_t n, unsigned *port)
+{
+	uint64_t v;
+
+	if (number_parse(s, n, &v) != 0 || v < 1 || v > CONFIG_PORT_MAX)
+		return -1;
+	*port = (unsigned)v;
+	return 0;
+}
+
+/* Decimal digits only: no sign, no blanks, no 0x; overflow is an error. */
+static int
+number_parse(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+	unsigned d;
+
+	if (n == 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* "192.0.2.1:25", "[2001:db8::1]:25", "*:25" (any IPv4). */
+static int
+listen_token(const char *t, size_t n, struct listen_addr *out)
+{
+	struct sockaddr_in *sin;
+	struct sockaddr_in6 *sin6;
+	char host[INET6_ADDRSTRLEN];
+	const char *rb, *colon;
+	size_t hn;
+	unsigned port;
+
+	memset(out, 0, sizeof(*out));
+	if (n > 0 && t[0] == '[') {
+		if ((rb = memchr(t, ']', n)) == NULL)
+			return -1;
+		hn = (size_t)(rb - t) - 1;
+		if (hn == 0 || hn >= sizeof(host) ||
+		    (size_t)(rb - t) + 1 >= n || rb[1] != ':')
+			return -1;
+		memcpy(host, t + 1, hn);
+		host[hn] = '\0';
+		sin6 = (struct sockaddr_in6 *)(void *)&out->ss;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1 ||
+		    port_parse(rb + 2, n - (size_t)(rb - t) - 2, &port) != 0)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		out->len = sizeof(*sin6);
+		return 0;
+	}
+	colon = NULL;
+	for (hn = 0; hn < n; hn++)
+		if (t[hn] == ':') {
+			colon = t + hn;
+			break;
+		}
+	if (colon == NULL || hn == 0 || hn >= sizeof(host))
+		return -1;
+	memcpy(host, t, hn);
+	host[hn] = '\0';
+	sin = (struct sockaddr_in *)(void *)&out->ss;
+	if (strcmp(host, "*") == 0)
+		sin->sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return -1;
+	if (port_parse(colon + 1, n - hn - 1, &port) != 0)
+		return -1;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	out->len = sizeof(*sin);
+	return 0;
+}
+
+/* "10.0.0.0/8", "2001:db8::/32", "[2001:db8::]/32", or a bare address. */
+static int
+cidr_token(const char *t, size_t n, struct cidr *out)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *a = t, *slash;
+	size_t an, i;
+	uint64_t bits;
+	int maxbits;
+
+	memset(out, 0, sizeof(*out));
+	slash = memchr(t, '/', n);
+	an = slash != NULL ? (size_t)(slash - t) : n;
+	if (an >= 2 && a[0] == '[' && a[an - 1] == ']') {
+		a++;
+		an -= 2;
+		if (memchr(a, ':', an) == NULL)
+			return -1;	/* brackets are for IPv6 */
+	}
+	if (an == 0 || an >= sizeof(host))
+		return -1;
+	memcpy(host, a, an);
+	host[an] = '\0';
+	if (memchr(host, ':', an) != NULL) {
+		out->family = AF_INET6;
+		maxbits = 128;
+	} else {
+		out->family = AF_INET;
+		maxbits = 32;
+	}
+	if (inet_pton(out->family, host, out->addr) != 1)
+		return -1;
+	bits = (uint64_t)maxbits;
+	if (slash != NULL && (number_parse(slash + 1,
+	    n - (size_t)(slash - t) - 1, &bits) != 0 ||
+	    bits > (uint64_t)maxbits))
+		return -1;
+	out->bits = (int)bits;
+	/* Clear the host bits so "10.1.2.3/8" means what it says. */
+	for (i = 0; i < (size_t)maxbits / 8; i++) {
+		if ((int)(i * 8) >= out->bits)
+			out->addr[i] = 0;
+		else if ((int)(i * 8 + 8) > out->bits)
+			out->addr[i] &= (uint8_t)(0xff << (8 - (out->bits -
+			    (int)(i * 8))));
+	}
+	return 0;
+}
+
+/*
+ * "127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353", stored in the
+ * canonical text c-ares' ares_set_servers_ports_csv() takes.
+ */
+static int
+dns_token(const char *t, size_t n, char *out, size_t outsz)
+{
+	char host[INET6_ADDRSTRLEN];
+	uint8_t bin[16];
+	const char *h = t, *rb, *colon, *port = NULL;
+	size_t hn = n;
+	unsigned pv = 0;
+	int family;
+
+	if (n > 0 && t[0] == '[') {
+		if ((rb = memchr(t, ']', n)) == NULL)
+			return -1;
+		h = t + 1;
+		hn = (size_t)(rb - h);
+		if ((size_t)(rb - t) + 1 < n) {
+			if (rb[1] != ':')
+				return -1;	/* "[::1]x" */
+			port = rb + 2;
+		}
+		family = AF_INET6;
+	} else if ((colon = memchr(t, ':', n)) != NULL &&
+	    memchr(colon + 1, ':', n - (size_t)(colon - t) - 1) == NULL) {
+		hn = (size_t)(colon - t);
+		port = colon + 1;
+		family = AF_INET;
+	} else
+		family = memchr(t, ':', n) != NULL ? AF_INET6 : AF_INET;
+	if (hn == 0 || hn >= sizeof(host))
+		return -1;
+	memcpy(host, h, hn);
+	host[hn] = '\0';
+	if (inet_pton(family, host, bin) != 1 ||
+	    inet_ntop(family, bin, host, sizeof(host)) == NULL)
+		return -1;
+	if (port != NULL && port_parse(port, n - (size_t)(port - t), &pv) != 0)
+		return -1;
+	memset(out, 0, outsz);
+	if (pv == 0)
+		snprintf(out, outsz, "%s", host);
+	else if (family == AF_INET6)
+		snprintf(out, outsz, "[%s]:%u", host, pv);
+	else
+		snprintf(out, outsz, "%s:%u", host, pv);
+	return 0;
+}
+
+/* "[host]:port", "[host]", "host:port" or "host"; host may be an IP. */
+static int
+smarthost_valid(const char *s, size_t n)
+{
+	char host[INET6_ADDRSTRLEN];
+	uint8_t bin[16];
+	const char *rb, *colon;
+	size_t hn;
+	unsigned port;
+
+	if (n > 0 && s[0] == '[') {
+		if ((rb = memchr(s, ']', n)) == NULL)
+			return 0;
+		hn = (size_t)(rb - s) - 1;
+		if ((size_t)(rb - s) + 1 < n && (rb[1] != ':' || port_parse(rb +
+		    2, n - (size_t)(rb - s) - 2, &port) != 0))
+			return 0;
+		if (name_valid(s + 1, hn))
+			return 1;
+		if (hn == 0 || hn >= sizeof(host))
+			return 0;
+		memcpy(host, s + 1, hn);
+		host[hn] = '\0';
+		return inet_pton(AF_INET6, host, bin) == 1;
+	}
+	colon = memchr(s, ':', n);
+	hn = colon != NULL ? (size_t)(colon - s) : n;
+	if (colon != NULL && port_parse(colon + 1, n - hn - 1, &port) != 0)
+		return 0;
+	return name_valid(s, hn);
+}
+
+static void
+listen_format(const struct listen_addr *a, char *buf, size_t bufsz)
+{
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+	char host[INET6_ADDRSTRLEN];
+
+	if (a->ss.ss_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)(const void *)&a->ss;
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+		    sizeof(host)) == NULL)
+			host[0] = '\0';
+		snprintf(buf, bufsz, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		sin = (const struct sockaddr_in *)(const void *)&a->ss;
+		if (inet_ntop(AF_INET, &sin->sin_addr, host,
+		    sizeof(host)) == NULL)
+			host[0] = '\0';
+		snprintf(buf, bufsz, "%s:%u", host, ntohs(sin->sin_port));
+	}
+}
+
+static void
+cidr_format(const struct cidr *c, char *buf, size_t bufsz)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(c->family, c->addr, host, sizeof(host)) == NULL)
+		host[0] = '\0';
+	snprintf(buf, bufsz, "%s/%d", host, c->bits);
+}
+
+static int
+cidr_contains(const struct cidr *c, int family, const uint8_t *a)
+{
+	int full, rest;
+
+	if (c->family != family)
+		return 0;
+	full = c->bits / 8;
+	rest = c->bits % 8;
+	if (memcmp(c->addr, a, (size_t)full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+/* --- one parser per key type; value is trimmed and NUL-terminated --- */
+
+static int
+set_name(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	size_t n = strlen(v);
+
+	if (n == 0)
+		return p_err(p, k->name, "empty; a host name is required");
+	if (n >= k->size)
+		return p_err(p, k->name, "longer than %zu characters",
+		    k->size - 1);
+	if (!name_valid(v, n))
+		return p_err(p, k->name, "bad host name %s", quote(q, v, n));
+	lower_copy(field(cfg, k), k->size, v, n);
+	return 0;
+}
+
+static int
+set_listen(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	struct listen_list l;
+	struct listen_addr a;
+	const char *tok;
+	size_t n;
+	int i;
+
+	memset(&l, 0, sizeof(l));
+	while ((n = list_next(&v, &tok)) > 0) {
+		if (listen_token(tok, n, &a) != 0)
+			return p_err(p, k->name, "bad address %s (want "
+			    "IPv4:port, [IPv6]:port or *:port)",
+			    quote(q, tok, n));
+		for (i = 0; i < l.n; i++)
+			if (l.a[i].len == a.len &&
+			    memcmp(&l.a[i].ss, &a.ss, a.len) == 0)
+				return p_err(p, k->name, "%s given twice",
+				    quote(q, tok, n));
+		if (l.n == CONFIG_MAX_LISTEN)
+			return p_err(p, k->name, "more than %d addresses",
+			    CONFIG_MAX_LISTEN);
+		l.a[l.n++] = a;
+	}
+	memcpy(field(cfg, k), &l, sizeof(l));
+	return 0;
+}
+
+static int
+set_path(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	size_t n = strlen(v);
+	char *f = field(cfg, k);
+
+	if (n >= k->size)
+		return p_err(p, k->name, "longer than %zu characters",
+		    k->size - 1);
+	memset(f, 0, k->size);
+	memcpy(f, v, n);
+	return 0;
+}
+
+static int
+set_dir(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	if (v[0] == '\0')
+		return p_err(p, k->name, "empty; a directory is required");
+	return set_path(p, k, cfg, v);
+}
+
+static int
+set_tls(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE], allowed[128];
+	size_t i, o = 0;
+	int r;
+
+	allowed[0] = '\0';
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (!(k->levels & LEVEL(i)))
+			continue;
+		if (strcasecmp(v, level_names[i]) == 0) {
+			*(enum tls_level *)field(cfg, k) = (enum tls_level)i;
+			return 0;
+		}
+		r = snprintf(allowed + o, sizeof(allowed) - o, "%s%s",
+		    o > 0 ? ", " : "", level_names[i]);
+		if (r > 0 && (size_t)r < sizeof(allowed) - o)
+			o += (size_t)r;
+	}
+	return p_err(p, k->name, "bad level %s (want %s)",
+	    quote(q, v, strlen(v)), allowed);
+}
+
+static int
+set_bool(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+
+	if (strcasecmp(v, "yes") == 0)
+		*(int *)field(cfg, k) = 1;
+	else if (strcasecmp(v, "no") == 0)
+		*(int *)field(cfg, k) = 0;
+	else
+		return p_err(p, k->name, "bad value %s (want yes or no)",
+		    quote(q, v, strlen(v)));
+	return 0;
+}
+
+static int
+set_nets(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	struct cidr_list l;
+	const char *tok;
+	size_t n;
+
+	memset(&l, 0, sizeof(l));
+	while ((n = list_next(&v, &tok)) > 0) {
+		if (l.n == CONFIG_MAX_NETS)
+			return p_err(p, k->name, "more than %d networks",
+			    CONFIG_MAX_NETS);
+		if (cidr_token(tok, n, &l.c[l.n]) != 0)
+			return p_err(p, k->name, "bad network %s (want "
+			    "address/bits)", quote(q, tok, n));
+		l.n++;
+	}
+	memcpy(field(cfg, k), &l, sizeof(l));
+	return 0;
+}
+
+static int
+set_domains(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	struct domain_list *l;
+	const char *tok;
+	size_t n, skip;
+
+	/* Built in place (16 kB is too much for a second copy on the
+	 * stack): on an error the whole parse fails anyway. */
+	l = field(cfg, k);
+	memset(l, 0, sizeof(*l));
+	while ((n = list_next(&v, &tok)) > 0) {
+		if (l->n == CONFIG_MAX_DOMAINS)
+			return p_err(p, k->name, "more than %d domains",
+			    CONFIG_MAX_DOMAINS);
+		skip = tok[0] == '.' ? 1 : 0;
+		if (n > skip + 1 && tok[n - 1] == '.')
+			n--;		/* "example.org." */
+		if (n > CONFIG_NAME_MAX || !name_valid(tok + skip, n - skip))
+			return p_err(p, k->name, "bad domain %s",
+			    quote(q, tok, n));
+		lower_copy(l->d[l->n++], sizeof(l->d[0]), tok, n);
+	}
+	return 0;
+}
+
+static int
+set_size(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	uint64_t b;
+
+	if (config_parse_size(v, &b) != 0)
+		return p_err(p, k->name, "bad size %s", quote(q, v, strlen(v)));
+	if (b < k->min || b > k->max)
+		return p_err(p, k->name, "%s out of range (%llu..%llu bytes)",
+		    quote(q, v, strlen(v)), (unsigned long long)k->min,
+		    (unsigned long long)k->max);
+	*(uint64_t *)field(cfg, k) = b;
+	return 0;
+}
+
+static int
+set_count(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	uint64_t n;
+
+	if (number_parse(v, strlen(v), &n) != 0)
+		return p_err(p, k->name, "bad number %s",
+		    quote(q, v, strlen(v)));
+	if (n < k->min || n > k->max)
+		return p_err(p, k->name, "%s out of range (%llu..%llu)",
+		    quote(q, v, strlen(v)), (unsigned long long)k->min,
+		    (unsigned long long)k->max);
+	*(unsigned *)field(cfg, k) = (unsigned)n;
+	return 0;
+}
+
+static int
+set_duration(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	unsigned s;
+
+	if (config_parse_duration(v, &s) != 0)
+		return p_err(p, k->name, "bad duration %s (want a number "
+		    "with s, m, h or d)", quote(q, v, strlen(v)));
+	if (s < k->min || s > k->max)
+		return p_err(p, k->name, "%s out of range (at least %llus)",
+		    quote(q, v, strlen(v)), (unsigned long long)k->min);
+	*(unsigned *)field(cfg, k) = s;
+	return 0;
+}
+
+static int
+set_smarthost(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	size_t n = strlen(v);
+
+	if (n >= k->size)
+		return p_err(p, k->name, "longer than %zu characters",
+		    k->size - 1);
+	if (n > 0 && !smarthost_valid(v, n))
+		return p_err(p, k->name, "bad host %s (want [host]:port, "
+		    "host:port or host)", quote(q, v, n));
+	return set_path(p, k, cfg, v);
+}
+
+static int
+set_dns(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	char servers[CONFIG_MAX_DNS][sizeof(cfg->dns_servers[0])];
+	const char *tok;
+	size_t n;
+	int count = 0;
+
+	memset(servers, 0, sizeof(servers));
+	while ((n = list_next(&v, &tok)) > 0) {
+		if (count == CONFIG_MAX_DNS)
+			return p_err(p, k->name, "more than %d servers",
+			    CONFIG_MAX_DNS);
+		if (dns_token(tok, n, servers[count], sizeof(servers[0])) != 0)
+			return p_err(p, k->name, "bad server %s (want ip, "
+			    "ip:port or [ipv6]:port)", quote(q, tok, n));
+		count++;
+	}
+	memcpy(cfg->dns_servers, servers, sizeof(servers));
+	cfg->dns_n = count;
+	return 0;
+}
+
+static int
+set_user(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+	size_t i, n = strlen(v);
+
+	if (n == 0 || n >= k->size || v[0] == '-')
+		return p_err(p, k->name, "bad user name %s",
+		    quote(q, v, n));
+	for (i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') ||
+		    (v[i] >= 'A' && v[i] <= 'Z') ||
+		    (v[i] >= '0' && v[i] <= '9') ||
+		    v[i] == '_' || v[i] == '-' || v[i] == '.'))
+			return p_err(p, k->name, "bad user name %s",
+			    quote(q, v, n));
+	return set_path(p, k, cfg, v);
+}
+
+static int
+set_log(struct parser *p, const struct key *k, struct config *cfg,
+    const char *v)
+{
+	char q[CONFIG_QUOTE_SIZE];
+
+	if (strcasecmp(v, "syslog") == 0)
+		cfg->log_stderr = 0;
+	else if (strcasecmp(v, "stderr") == 0)
+		cfg->log_stderr = 1;
+	else
+		return p_err(p, k->name, "bad value %s (want syslog or "
+		    "stderr)", quote(q, v, strlen(v)));
+	return 0;
+}
+
+/* --- one printer per key type: "key = value", or "key =" if empty --- */
+
+static void
+put_string(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	const char *s = cfield(cfg, k);
+
+	fprintf(fp, "%s =%s%s\n", k->name, s[0] != '\0' ? " " : "", s);
+}
+
+static void
+put_listen(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	const struct listen_list *l = cfield(cfg, k);
+	char buf[CONFIG_ADDR_TEXT];
+	int i;
+
+	fprintf(fp, "%s =", k->name);
+	for (i = 0; i < l->n && i < CONFIG_MAX_LISTEN; i++) {
+		listen_format(&l->a[i], buf, sizeof(buf));
+		fprintf(fp, " %s", buf);
+	}
+	fputc('\n', fp);
+}
+
+static void
+put_tls(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "%s = %s\n", k->name,
+	    config_tls_level_name(*(const enum tls_level *)cfield(cfg, k)));
+}
+
+static void
+put_bool(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "%s = %s\n", k->name,
+	    *(const int *)cfield(cfg, k) ? "yes" : "no");
+}
+
+static void
+put_nets(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	const struct cidr_list *l = cfield(cfg, k);
+	char buf[CONFIG_ADDR_TEXT];
+	int i;
+
+	fprintf(fp, "%s =", k->name);
+	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++) {
+		cidr_format(&l->c[i], buf, sizeof(buf));
+		fprintf(fp, " %s", buf);
+	}
+	fputc('\n', fp);
+}
+
+/*
+ * 64 domains of 254 characters do not fit in one line, but a list that
+ * was read from one line does: each name prints no longer than it was
+ * written.  Only the " = " could push a line at the limit over it, so such
+ * a line is written as "key=value".
+ */
+static void
+put_domains(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	const struct domain_list *l = cfield(cfg, k);
+	size_t total = strlen(k->name) + 2;
+	int i;
+
+	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
+		total += strlen(l->d[i]) + 1;
+	fprintf(fp, "%s%s", k->name, total < CONFIG_LINE_MAX ? " =" : "=");
+	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
+		fprintf(fp, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
+		    "", l->d[i]);
+	fputc('\n', fp);
+}
+
+static void
+put_size(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	uint64_t v = *(const uint64_t *)cfield(cfg, k);
+	size_t i;
+
+	for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
+		if (v != 0 && v % size_units[i].scale == 0) {
+			fprintf(fp, "%s = %llu%c\n", k->name,
+			    (unsigned long long)(v / size_units[i].scale),
+			    size_units[i].suffix);
+			return;
+		}
+	fprintf(fp, "%s = %llu\n", k->name, (unsigned long long)v);
+}
+
+static void
+put_count(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "%s = %u\n", k->name, *(const unsigned *)cfield(cfg, k));
+}
+
+static void
+put_duration(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	unsigned v = *(const unsigned *)cfield(cfg, k);
+	size_t i;
+
+	for (i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]);
+	    i++)
+		if (v != 0 && v % duration_units[i].scale == 0)
+			break;
+	if (i == sizeof(duration_units) / sizeof(duration_units[0]))
+		i--;			/* 0: seconds */
+	fprintf(fp, "%s = %llu%c\n", k->name,
+	    (unsigned long long)(v / duration_units[i].scale),
+	    duration_units[i].suffix);
+}
+
+static void
+put_dns(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	int i;
+
+	fprintf(fp, "%s =", k->name);
+	for (i = 0; i < cfg->dns_n && i < CONFIG_MAX_DNS; i++)
+		fprintf(fp, " %s", cfg->dns_servers[i]);
+	fputc('\n', fp);
+}
+
+static void
+put_log(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "%s = %s\n", k->name,
+	    cfg->log_stderr ? "stderr" : "syslog");
+}
