@@ -157,7 +157,7 @@ werr:
 	log_warn(LP_PICKUP, "%s: queue file write error", name);
 	goto out;
 bad:
-	log_warnx(LP_PICKUP, "maildrop/%s: %s", name, why);
+	/* queue_quarantine() logs the move and the reason. */
 	snprintf(path, sizeof(path), "maildrop/%s", name);
 	(void)queue_quarantine(path, why);
 out:

@@ -1,0 +1,1800 @@
+/*
+ * queue.c - the flat-directory queue.  Owns everything under queue_dir:
+ * the file format and its parser, durable writes with a group commit, the
+ * per-recipient state sidecars, the start-up sweep, walk and quarantine.
+ * It does not decide when to deliver, retry or bounce (the scheduler
+ * does), and it does not log accepted mail ("queued as" is the caller's).
+ * Functions return 0, or -1 with errno set; parsers add a short why.
+ *
+ * Message file "ID" (text records, so byte order never matters):
+ *
+ *	FERRY1\n
+ *	I <id>\n		18 upper-case hex: 13 of µs time, 5 random
+ *	T <arrival>\n		unix seconds, decimal
+ *	F <flags>\n		QF_* in hex
+ *	U <uid>\n		decimal, or "-" when not submitted locally
+ *	C <client>\n		informational, sanitized, may be empty
+ *	S <sender>\n		empty for the null sender <>
+ *	R <recipient>\n		1..QUEUE_MAX_RCPT of them
+ *	B\n
+ *	<body bytes, exactly as given>
+ *	\nE <body length>\n	the end record: the last bytes of the file
+ *
+ * The records are in exactly this order; everything up to "B\n" is at most
+ * QUEUE_HDR_MAX bytes; header + body length + end record == file length.
+ * A file that is short by even one byte therefore never parses.
+ *
+ * State sidecar "ID.st" (rewritten whole by queue_update):
+ *
+ *	FERRYST1\n
+ *	I <id>\n
+ *	N <next attempt, unix s>\n
+ *	A <attempts>\n
+ *	R <index> <queued|deferred|sent|bounced>[ <reason>]\n	per recipient
+ *	E <number of R records>\n
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "loop.h"
+#include "queue.h"
+
+#define QUEUE_MAGIC		"FERRY1"
+#define QUEUE_STATE_MAGIC	"FERRYST1"
+#define QUEUE_CLIENT_MAX	256	/* client text kept, with NUL */
+#define QUEUE_NUM_DIGITS	20	/* longest decimal a uint64 needs */
+#define QUEUE_FLAGS_DIGITS	8	/* hex digits of F */
+#define QUEUE_TRAILER_MAX	(3 + QUEUE_NUM_DIGITS + 1)	/* \nE n\n */
+#define QUEUE_STATE_MAX		(QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 32) + 256)
+#define QUEUE_SUBDIR_MAX	32	/* "maildrop" and the like */
+#define QUEUE_ID_TRIES		64	/* O_EXCL collisions before giving up */
+#define QUEUE_ID_TIME_BITS	52	/* 13 hex digits: good until 2112 */
+#define QUEUE_ID_RAND		(1u << 20)	/* 5 hex digits */
+#define QUEUE_STALE_SECS	(60 * 60)	/* maildrop/.ID.tmp left behind */
+#define QUEUE_WALK_INIT		64	/* first size of the walk's id list */
+#define QUEUE_ST_SUFFIX		".st"
+
+enum writer_state {
+	WS_ENVELOPE,		/* records may be added */
+	WS_BODY,		/* "B" written, body bytes may follow */
+	WS_FINISHED,		/* end record written and flushed */
+	WS_FAILED		/* a write failed: only abort or commit (ok=0) */
+};
+
+struct queue_writer {
+	struct queue_writer *next;	/* commit list */
+	void (*cb)(void *, const char *, int);
+	void *arg;
+	char *buf;			/* QUEUE_BUF_SIZE; NULL once committed */
+	size_t used;			/* bytes waiting in buf */
+	size_t hdr_len;			/* envelope bytes so far, "B\n" too */
+	uint64_t body_len;
+	unsigned nrcpt;
+	int fd;
+	int err;			/* errno of the first failure */
+	int ok;				/* commit result */
+	enum writer_state state;
+	char id[QUEUE_ID_SIZE];
+	char sub[QUEUE_SUBDIR_MAX];	/* "" = tmp/, else e.g. maildrop/ */
+};
+
+/* A bounded view of a buffer, read one "\n"-terminated line at a time. */
+struct cursor {
+	const char *buf;
+	size_t len;
+	size_t off;
+};
+
+static int path_fmt(char *, size_t, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static int tmp_path(const struct queue_writer *, char *, size_t);
+static int final_path(const struct queue_writer *, char *, size_t);
+static int name_exists(const char *);
+static int write_all(int, const void *, size_t);
+static int read_at(int, void *, size_t, off_t);
+static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
+static void sweep_tmp(void);
+static void sweep_maildrop(void);
+static void sweep_orphan_state(void);
+static int writer_put(struct queue_writer *, const void *, size_t);
+static int writer_flush(struct queue_writer *);
+static int writer_rec(struct queue_writer *, char, const char *, size_t);
+static int writer_fail(struct queue_writer *);
+static void writer_free(struct queue_writer *);
+static void clean_copy(char *, size_t, const char *);
+static int commit_file(struct queue_writer *);
+static int sync_dir(const char *, const char *);
+static void commit_undo(struct queue_writer *);
+static void queue_commit_run(struct loop_hook *);
+static int cur_line(struct cursor *, const char **, size_t *);
+static int cur_rec(struct cursor *, char, const char **, size_t *);
+static int env_rec(struct cursor *, char, const char **, size_t *, int,
+    const char **);
+static int num_dec(const char *, size_t, uint64_t, uint64_t *);
+static int num_hex(const char *, size_t, uint64_t *);
+static int text_ok(const char *, size_t, size_t);
+static int parse_image(const char *, size_t, const char *, size_t, uint64_t,
+    struct queue_info *, const char **);
+static int parse_trailer(const char *, size_t, uint64_t *, size_t *);
+static int parse_state(const char *, size_t, struct queue_info *, int,
+    const char **);
+static int status_parse(const char *, size_t, enum rcpt_status *);
+static int load_state(struct queue_info *);
+static int id_cmp(const void *, const void *);
+
+static const char *const queue_status_names[] = {
+	[RS_QUEUED] = "queued",
+	[RS_DEFERRED] = "deferred",
+	[RS_SENT] = "sent",
+	[RS_BOUNCED] = "bounced",
+};
+#define QUEUE_NSTATUS	(sizeof(queue_status_names) / sizeof(queue_status_names[0]))
+
+static char queue_path[PATH_MAX];
+static int queue_dirfd = -1;
+
+/*
+ * Group commit.  queue_commit() appends to queue_pending and queues the
+ * hook; the hook takes the whole list (queue_running), makes it durable and
+ * then calls back.  queue_commit_forget() looks in both lists, so an owner
+ * freed by another owner's callback is never called.
+ */
+static struct queue_writer *queue_pending;
+static struct queue_writer **queue_pending_tail = &queue_pending;
+static struct queue_writer *queue_running;
+static struct loop_hook queue_hook = { .cb = queue_commit_run };
+
+/* --- paths and small I/O helpers --- */
+
+static int
+path_fmt(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tmp_path(const struct queue_writer *w, char *out, size_t size)
+{
+	if (w->sub[0] != '\0')
+		return path_fmt(out, size, "%s/%s/.%s.tmp", queue_path,
+		    w->sub, w->id);
+	return path_fmt(out, size, "%s/tmp/%s", queue_path, w->id);
+}
+
+static int
+final_path(const struct queue_writer *w, char *out, size_t size)
+{
+	if (w->sub[0] != '\0')
+		return path_fmt(out, size, "%s/%s/%s", queue_path, w->sub,
+		    w->id);
+	return path_fmt(out, size, "%s/%s", queue_path, w->id);
+}
+
+/* 1 if path names something, 0 if not, -1 when we cannot tell. */
+static int
+name_exists(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	ssize_t r;
+
+	while (n > 0) {
+		r = write(fd, c, n);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = EIO;
+			return -1;
+		}
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Exactly n bytes at off, or -1 (a short file is EIO: it shrank). */
+static int
+read_at(int fd, void *p, size_t n, off_t off)
+{
+	char *c = p;
+	ssize_t r;
+
+	while (n > 0) {
+		r = pread(fd, c, n, off);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = EIO;
+			return -1;
+		}
+		c += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* --- directories --- */
+
+/*
+ * mkdir + chown + chmod through an fd opened with O_NOFOLLOW, so a symlink
+ * planted where a queue directory should be is refused, not followed.
+ * parent is a directory fd, or AT_FDCWD for an absolute name.
+ */
+static int
+mkdir_owned(int parent, const char *name, mode_t mode, uid_t uid, gid_t gid)
+{
+	int fd, rc = -1;
+
+	if (mkdirat(parent, name, mode & 0777) == -1 && errno != EEXIST) {
+		log_warn(LP_MASTER, "mkdir %s", name);
+		return -1;
+	}
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1) {
+		log_warn(LP_MASTER, "open %s", name);
+		return -1;
+	}
+	if (fchown(fd, uid, gid) == -1) {
+		log_warn(LP_MASTER, "chown %s", name);
+		goto done;
+	}
+	/* Explicitly: the umask must not take maildrop's sticky/w bits. */
+	if (fchmod(fd, mode) == -1) {
+		log_warn(LP_MASTER, "chmod %s", name);
+		goto done;
+	}
+	rc = 0;
+done:
+	if (close(fd) == -1 && rc == 0) {
+		log_warn(LP_MASTER, "close %s", name);
+		rc = -1;
+	}
+	return rc;
+}
+
+/*
+ * queue_dir is 0711, not 0700: an unprivileged sendmail must be able to
+ * reach maildrop/ (1733) through it.  Nobody but the owner can list it,
+ * and every file in it is 0600.
+ */
+int
+queue_init_dirs(const char *dir, uid_t owner, gid_t group)
+{
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} subs[] = {
+		{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
+	};
+	size_t i;
+	int dfd, rc = 0;
+
+	if (mkdir_owned(AT_FDCWD, dir, 0711, owner, group) == -1)
+		return -1;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd == -1) {
+		log_warn(LP_MASTER, "open %s", dir);
+		return -1;
+	}
+	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		if (mkdir_owned(dfd, subs[i].name, subs[i].mode, owner,
+		    group) == -1)
+			rc = -1;
+	if (close(dfd) == -1) {
+		log_warn(LP_MASTER, "close %s", dir);
+		rc = -1;
+	}
+	return rc;
+}
+
+/*
+ * Remember dir and sweep what a crash left behind.  A caller that cannot
+ * read queue_dir (sendmail as a local user, writing only into maildrop/)
+ * gets "submit-only" mode: 0, no directory fd, no sweep.
+ */
+int
+queue_open(const char *dir)
+{
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} subs[] = {
+		{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
+	};
+	size_t i;
+	int fd;
+
+	if (sodium_init() < 0) {
+		errno = EIO;
+		return -1;
+	}
+	if (path_fmt(queue_path, sizeof(queue_path) - 64, "%s", dir) == -1) {
+		queue_path[0] = '\0';
+		return -1;
+	}
+	if (queue_dirfd != -1) {
+		(void)close(queue_dirfd);	/* read-only: nothing to lose */
+		queue_dirfd = -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == EACCES)
+			return 0;
+		log_warn(LP_QMGR, "open %s", dir);
+		return -1;
+	}
+	queue_dirfd = fd;
+	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (mkdirat(fd, subs[i].name, subs[i].mode & 0777) == 0) {
+			if (fchmodat(fd, subs[i].name, subs[i].mode, 0) == -1)
+				log_warn(LP_QMGR, "chmod %s/%s", dir,
+				    subs[i].name);
+		} else if (errno != EEXIST)
+			log_warn(LP_QMGR, "mkdir %s/%s", dir, subs[i].name);
+	}
+	sweep_tmp();
+	sweep_maildrop();
+	sweep_orphan_state();
+	return 0;
+}
+
+const char *
+queue_dir(void)
+{
+	return queue_path[0] != '\0' ? queue_path : NULL;
+}
+
+/* Everything in tmp/ is unacknowledged: no client ever saw a 250 for it. */
+static void
+sweep_tmp(void)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	fd = openat(queue_dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			(void)close(fd);
+		log_warn(LP_QMGR, "%s/tmp", queue_path);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(fd, de->d_name, 0) == -1)
+			log_warn(LP_QMGR, "unlink tmp/%s", de->d_name);
+		else
+			log_info(LP_QMGR, "tmp/%s: removed unfinished file",
+			    de->d_name);
+	}
+	if (closedir(d) == -1)
+		log_warn(LP_QMGR, "%s/tmp", queue_path);
+}
+
+/*
+ * maildrop/.ID.tmp is a sendmail that died mid-write, or one writing right
+ * now while we start: only old ones go.
+ */
+static void
+sweep_maildrop(void)
+{
+	struct dirent *de;
+	struct stat st;
+	size_t n;
+	time_t now = time(NULL);
+	DIR *d;
+	int fd;
+
+	fd = openat(queue_dirfd, "maildrop", O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			(void)close(fd);
+		log_warn(LP_QMGR, "%s/maildrop", queue_path);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		if (de->d_name[0] != '.' || n < 5 ||
+		    strcmp(de->d_name + n - 4, ".tmp") != 0)
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    st.st_mtime > now - QUEUE_STALE_SECS)
+			continue;
+		if (unlinkat(fd, de->d_name, 0) == -1)
+			log_warn(LP_QMGR, "unlink maildrop/%s", de->d_name);
+		else
+			log_info(LP_PICKUP, "maildrop/%s: removed stale file",
+			    de->d_name);
+	}
+	if (closedir(d) == -1)
+		log_warn(LP_QMGR, "%s/maildrop", queue_path);
+}
+
+/*
+ * queue_delete removes ID before ID.st (a crash in between must not
+ * resend to recipients already done), which can leave an orphan ID.st.
+ */
+static void
+sweep_orphan_state(void)
+{
+	char id[QUEUE_ID_SIZE];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	fd = openat(queue_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			(void)close(fd);
+		log_warn(LP_QMGR, "%s", queue_path);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) != QUEUE_ID_LEN + 3 ||
+		    strcmp(de->d_name + QUEUE_ID_LEN, QUEUE_ST_SUFFIX) != 0)
+			continue;
+		memcpy(id, de->d_name, QUEUE_ID_LEN);
+		id[QUEUE_ID_LEN] = '\0';
+		if (!queue_id_valid(id) ||
+		    fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+		    errno != ENOENT)
+			continue;
+		if (unlinkat(fd, de->d_name, 0) == -1)
+			log_warn(LP_QMGR, "unlink %s", de->d_name);
+	}
+	if (closedir(d) == -1)
+		log_warn(LP_QMGR, "%s", queue_path);
+}
+
+/* --- the writer --- */
+
+/* Control bytes would let a client forge records; they become '?'. */
+static void
+clean_copy(char *dst, size_t size, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < size && src[i] != '\0'; i++)
+		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ?
+		    '?' : src[i];
+	dst[i] = '\0';
+}
+
+struct queue_writer *
+queue_writer_new(const char *subdir, const char *sender, unsigned flags,
+    uid_t uid, const char *client)
+{
+	struct queue_writer *w;
+	char path[PATH_MAX], fin[PATH_MAX], stp[PATH_MAX];
+	char cl[QUEUE_CLIENT_MAX], num[QUEUE_NUM_DIGITS + 1];
+	uint64_t us;
+	int tries, e;
+
+	if (queue_path[0] == '\0' || sender == NULL ||
+	    !text_ok(sender, strlen(sender), QUEUE_ADDR_MAX) ||
+	    (subdir != NULL && (subdir[0] == '\0' || subdir[0] == '.' ||
+	    strchr(subdir, '/') != NULL ||
+	    strlen(subdir) >= QUEUE_SUBDIR_MAX))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->fd = -1;
+	if ((w->buf = malloc(QUEUE_BUF_SIZE)) == NULL)
+		goto fail;
+	if (subdir != NULL)
+		memcpy(w->sub, subdir, strlen(subdir) + 1);
+
+	/*
+	 * The ID is unique because tmp/ID is created O_EXCL and the final
+	 * name (and a stray ID.st) is checked free before we settle on it.
+	 */
+	for (tries = 0; ; tries++) {
+		if (tries == QUEUE_ID_TRIES) {
+			errno = EEXIST;
+			goto fail;
+		}
+		us = loop_now_real_us();
+		snprintf(w->id, sizeof(w->id), "%013" PRIX64 "%05" PRIX32,
+		    us & ((UINT64_C(1) << QUEUE_ID_TIME_BITS) - 1),
+		    randombytes_uniform(QUEUE_ID_RAND));
+		if (tmp_path(w, path, sizeof(path)) == -1 ||
+		    final_path(w, fin, sizeof(fin)) == -1 ||
+		    path_fmt(stp, sizeof(stp), "%s" QUEUE_ST_SUFFIX, fin) == -1)
+			goto fail;
+		if ((e = name_exists(fin)) == -1 ||
+		    (e == 0 && (e = name_exists(stp)) == -1))
+			goto fail;
+		if (e == 1)
+			continue;
+		w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOFOLLOW, w->sub[0] != '\0' ? 0644 : 0600);
+		if (w->fd != -1)
+			break;
+		if (errno != EEXIST)
+			goto fail;
+	}
+	/* maildrop: the daemon's user must read what a local user wrote,
+	 * whatever that user's umask. */
+	if (w->sub[0] != '\0' && fchmod(w->fd, 0644) == -1)
+		goto fail;
+
+	clean_copy(cl, sizeof(cl), client != NULL ? client : "");
+	if (writer_put(w, QUEUE_MAGIC "\n", sizeof(QUEUE_MAGIC)) == -1 ||
+	    writer_rec(w, 'I', w->id, QUEUE_ID_LEN) == -1)
+		goto fail;
+	snprintf(num, sizeof(num), "%" PRIu64, us / 1000000);
+	if (writer_rec(w, 'T', num, strlen(num)) == -1)
+		goto fail;
+	snprintf(num, sizeof(num), "%x", flags);
+	if (writer_rec(w, 'F', num, strlen(num)) == -1)
+		goto fail;
+	if (uid == (uid_t)-1)
+		snprintf(num, sizeof(num), "-");
+	else
+		snprintf(num, sizeof(num), "%lu", (unsigned long)uid);
+	if (writer_rec(w, 'U', num, strlen(num)) == -1 ||
+	    writer_rec(w, 'C', cl, strlen(cl)) == -1 ||
+	    writer_rec(w, 'S', sender, strlen(sender)) == -1)
+		goto fail;
+	return w;
+
+fail:
+	e = errno;
+	/* Only a file we created ourselves (fd open) may be unlinked. */
+	if (w->fd != -1)
+		queue_writer_abort(w);
+	else
+		writer_free(w);
+	errno = e;
+	return NULL;
+}
+
+/* Buffer; write() only whole buffers, so a small message is one write. */
+static int
+writer_put(struct queue_writer *w, const void *p, size_t n)
+{
+	const char *c = p;
+	size_t k;
+
+	while (n > 0) {
+		k = QUEUE_BUF_SIZE - w->used;
+		if (k > n)
+			k = n;
+		memcpy(w->buf + w->used, c, k);
+		w->used += k;
+		c += k;
+		n -= k;
+		if (w->used == QUEUE_BUF_SIZE && writer_flush(w) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+writer_flush(struct queue_writer *w)
+{
+	if (w->used > 0 && write_all(w->fd, w->buf, w->used) == -1)
+		return writer_fail(w);
+	w->used = 0;
+	return 0;
+}
+
+static int
+writer_fail(struct queue_writer *w)
+{
+	w->err = errno;
+	w->state = WS_FAILED;
+	log_warn(LP_QMGR, "%s: write", w->id);
+	return -1;
+}
+
+/* One "X value\n" envelope record; room for "B\n" is always kept. */
+static int
+writer_rec(struct queue_writer *w, char letter, const char *v, size_t n)
+{
+	char head[2] = { letter, ' ' };
+
+	if (w->hdr_len + n + 3 + 2 > QUEUE_HDR_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	w->hdr_len += n + 3;
+	if (writer_put(w, head, 2) == -1 || writer_put(w, v, n) == -1 ||
+	    writer_put(w, "\n", 1) == -1)
+		return -1;
+	return 0;
+}
+
+int
+queue_writer_rcpt(struct queue_writer *w, const char *address)
+{
+	if (w->state == WS_FAILED) {
+		errno = w->err;
+		return -1;
+	}
+	if (w->state != WS_ENVELOPE || address == NULL ||
+	    address[0] == '\0' ||
+	    !text_ok(address, strlen(address), QUEUE_ADDR_MAX)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (w->nrcpt >= QUEUE_MAX_RCPT) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (writer_rec(w, 'R', address, strlen(address)) == -1)
+		return -1;
+	w->nrcpt++;
+	return 0;
+}
+
+int
+queue_writer_body(struct queue_writer *w, const void *p, size_t n)
+{
+	if (w->state == WS_FAILED) {
+		errno = w->err;
+		return -1;
+	}
+	if (w->state == WS_ENVELOPE) {
+		if (w->nrcpt == 0) {
+			errno = EINVAL;
+			return -1;
+		}
+		w->hdr_len += 2;
+		if (writer_put(w, "B\n", 2) == -1)
+			return -1;
+		w->state = WS_BODY;
+	}
+	if (w->state != WS_BODY) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (writer_put(w, p, n) == -1)
+		return -1;
+	w->body_len += n;
+	return 0;
+}
+
+int
+queue_writer_finish(struct queue_writer *w)
+{
+	char end[QUEUE_TRAILER_MAX + 1];
+
+	if (w->state == WS_ENVELOPE && queue_writer_body(w, "", 0) == -1)
+		return -1;
+	if (w->state == WS_FAILED) {
+		errno = w->err;
+		return -1;
+	}
+	if (w->state != WS_BODY) {
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(end, sizeof(end), "\nE %" PRIu64 "\n", w->body_len);
+	if (writer_put(w, end, strlen(end)) == -1 || writer_flush(w) == -1)
+		return -1;
+	w->state = WS_FINISHED;
+	return 0;
+}
+
+const char *
+queue_writer_id(const struct queue_writer *w)
+{
+	return w->id;
+}
+
+uint64_t
+queue_writer_size(const struct queue_writer *w)
+{
+	return w->body_len;
+}
+
+void
+queue_writer_abort(struct queue_writer *w)
+{
+	char path[PATH_MAX];
+
+	if (w == NULL)
+		return;
+	/* The file is thrown away: a failed close loses nothing. */
+	if (w->fd != -1)
+		(void)close(w->fd);
+	w->fd = -1;
+	if (tmp_path(w, path, sizeof(path)) == 0 && unlink(path) == -1 &&
+	    errno != ENOENT)
+		log_warn(LP_QMGR, "unlink %s", path);
+	writer_free(w);
+}
+
+static void
+writer_free(struct queue_writer *w)
+{
+	if (w->fd != -1)
+		(void)close(w->fd);
+	free(w->buf);
+	free(w);
+}
+
+/* --- commit --- */
+
+void
+queue_commit(struct queue_writer *w, void (*cb)(void *, const char *, int),
+    void *arg)
+{
+	w->cb = cb;
+	w->arg = arg;
+	w->next = NULL;
+	free(w->buf);		/* flushed by finish; keep sessions small */
+	w->buf = NULL;
+	*queue_pending_tail = w;
+	queue_pending_tail = &w->next;
+	loop_hook_queue(&queue_hook);
+}
+
+void
+queue_commit_forget(void *arg)
+{
+	struct queue_writer *w;
+
+	for (w = queue_pending; w != NULL; w = w->next)
+		if (w->arg == arg)
+			w->cb = NULL;
+	for (w = queue_running; w != NULL; w = w->next)
+		if (w->arg == arg)
+			w->cb = NULL;
+}
+
+/*
+ * fsync, close (checked: a close error can be the only report of a lost
+ * write), make sure we never replace a committed file, rename.  On failure
+ * the tmp file is removed; nothing is half-done.
+ */
+static int
+commit_file(struct queue_writer *w)
+{
+	char tmp[PATH_MAX], fin[PATH_MAX];
+	const char *what;
+	int e;
+
+	if (tmp_path(w, tmp, sizeof(tmp)) == -1 ||
+	    final_path(w, fin, sizeof(fin)) == -1) {
+		what = "path";
+		goto fail;
+	}
+	if (w->state != WS_FINISHED) {
+		errno = w->state == WS_FAILED ? w->err : EINVAL;
+		what = "unfinished";
+		goto fail;
+	}
+	what = "fsync";
+	if (fsync(w->fd) == -1)
+		goto fail;
+	e = close(w->fd);
+	w->fd = -1;
+	what = "close";
+	if (e == -1)
+		goto fail;
+	what = "exists";
+	if ((e = name_exists(fin)) != 0) {
+		if (e == 1)
+			errno = EEXIST;
+		goto fail;
+	}
+	what = "rename";
+	if (rename(tmp, fin) == -1)
+		goto fail;
+	return 0;
+
+fail:
+	e = errno;
+	log_warn(LP_QMGR, "%s: commit: %s", w->id, what);
+	if (w->fd != -1)
+		(void)close(w->fd);
+	w->fd = -1;
+	if (unlink(tmp) == -1 && errno != ENOENT)
+		log_warn(LP_QMGR, "unlink %s", tmp);
+	errno = e;
+	return -1;
+}
+
+/*
+ * Make the new name in sub ("" = queue_dir) durable.  A local user cannot
+ * open maildrop/ (1733: no read), so there we sync the file system through
+ * the file we just renamed instead.
+ */
+static int
+sync_dir(const char *sub, const char *file)
+{
+	char path[PATH_MAX];
+	int fd, rc = 0;
+
+	if (sub[0] == '\0' && queue_dirfd != -1)
+		return fsync(queue_dirfd);
+	if (sub[0] == '\0')
+		fd = open(queue_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	else if (path_fmt(path, sizeof(path), "%s/%s", queue_path, sub) == -1)
+		return -1;
+	else
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno != EACCES || file == NULL)
+			return -1;
+		if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+			return -1;
+		rc = syncfs(fd);
+	} else
+		rc = fsync(fd);
+	if (close(fd) == -1)
+		rc = -1;
+	return rc;
+}
+
+/* The directory sync failed: the client gets no 250, so take it back. */
+static void
+commit_undo(struct queue_writer *w)
+{
+	char fin[PATH_MAX];
+
+	w->ok = 0;
+	if (final_path(w, fin, sizeof(fin)) == 0 && unlink(fin) == -1 &&
+	    errno != ENOENT)
+		log_warn(LP_QMGR, "unlink %s", fin);
+}
+
+/*
+ * The before-sleep hook: every commit asked for in this loop iteration
+ * shares one fsync of queue_dir.  No callback runs before that fsync.
+ */
+static void
+queue_commit_run(struct loop_hook *h)
+{
+	struct queue_writer *w;
+	char fin[PATH_MAX];
+	int main_dir = 0;
+
+	(void)h;
+	queue_running = queue_pending;
+	queue_pending = NULL;
+	queue_pending_tail = &queue_pending;
+
+	for (w = queue_running; w != NULL; w = w->next) {
+		w->ok = commit_file(w) == 0;
+		if (w->ok && w->sub[0] == '\0')
+			main_dir = 1;
+	}
+	if (main_dir && sync_dir("", NULL) == -1) {
+		log_warn(LP_QMGR, "fsync %s", queue_path);
+		for (w = queue_running; w != NULL; w = w->next)
+			if (w->ok && w->sub[0] == '\0')
+				commit_undo(w);
+	}
+	for (w = queue_running; w != NULL; w = w->next)
+		if (w->ok && w->sub[0] != '\0' &&
+		    (final_path(w, fin, sizeof(fin)) == -1 ||
+		    sync_dir(w->sub, fin) == -1)) {
+			log_warn(LP_QMGR, "fsync %s/%s", queue_path, w->sub);
+			commit_undo(w);
+		}
+
+	/* Unlink each before its callback: the callback may forget others. */
+	while ((w = queue_running) != NULL) {
+		queue_running = w->next;
+		if (w->cb != NULL)
+			w->cb(w->arg, w->id, w->ok);
+		writer_free(w);
+	}
+}
+
+int
+queue_commit_now(struct queue_writer *w)
+{
+	char fin[PATH_MAX];
+	int rc = -1, e;
+
+	free(w->buf);
+	w->buf = NULL;
+	if (commit_file(w) == -1)
+		goto done;
+	if (final_path(w, fin, sizeof(fin)) == -1 ||
+	    sync_dir(w->sub, fin) == -1) {
+		e = errno;
+		log_warn(LP_QMGR, "%s: commit: fsync directory", w->id);
+		commit_undo(w);
+		errno = e;
+		goto done;
+	}
+	rc = 0;
+done:
+	e = errno;
+	writer_free(w);
+	errno = e;
+	return rc;
+}
+
+/* --- parsing --- */
+
+/* The next line without its "\n"; -1 when no whole line is left. */
+static int
+cur_line(struct cursor *c, const char **line, size_t *n)
+{
+	const char *nl;
+
+	if (c->off >= c->len)
+		return -1;
+	nl = memchr(c->buf + c->off, '\n', c->len - c->off);
+	if (nl == NULL)
+		return -1;
+	*line = c->buf + c->off;
+	*n = (size_t)(nl - *line);
+	c->off += *n + 1;
+	return 0;
+}
+
+/*
+ * The next line if it is "<letter> value": 0 and the value; -1 at the end
+ * of the buffer; -2 (cursor unmoved) when it is some other record.
+ */
+static int
+cur_rec(struct cursor *c, char letter, const char **v, size_t *n)
+{
+	size_t save = c->off;
+	const char *l;
+	size_t ln;
+
+	if (cur_line(c, &l, &ln) == -1)
+		return -1;
+	if (ln < 2 || l[0] != letter || l[1] != ' ') {
+		c->off = save;
+		return -2;
+	}
+	*v = l + 2;
+	*n = ln - 2;
+	return 0;
+}
+
+/*
+ * An envelope record that must come next.  cut: the head was capped at
+ * QUEUE_HDR_MAX, so running out of lines means "too long", not "torn".
+ */
+static int
+env_rec(struct cursor *c, char letter, const char **v, size_t *n, int cut,
+    const char **why)
+{
+	static const char *const order[] = {
+		['I' - 'A'] = "bad record order, expected I",
+		['T' - 'A'] = "bad record order, expected T",
+		['F' - 'A'] = "bad record order, expected F",
+		['U' - 'A'] = "bad record order, expected U",
+		['C' - 'A'] = "bad record order, expected C",
+		['S' - 'A'] = "bad record order, expected S",
+	};
+	int r;
+
+	if ((r = cur_rec(c, letter, v, n)) == 0)
+		return 0;
+	if (r == -1)
+		*why = cut ? "envelope too long" : "torn: envelope cut short";
+	else
+		*why = order[letter - 'A'] != NULL ? order[letter - 'A'] :
+		    "bad record order";
+	return -1;
+}
+
+/* Canonical decimal: 1..20 digits, no leading zero, at most max. */
+static int
+num_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0, d;
+	size_t i;
+
+	if (n == 0 || n > QUEUE_NUM_DIGITS || (n > 1 && s[0] == '0'))
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (uint64_t)(s[i] - '0');
+		if (v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+num_hex(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+	int d;
+
+	if (n == 0 || n > QUEUE_FLAGS_DIGITS)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			d = s[i] - '0';
+		else if (s[i] >= 'a' && s[i] <= 'f')
+			d = s[i] - 'a' + 10;
+		else
+			return -1;
+		v = v * 16 + (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Shorter than max (room for the NUL) and no control bytes. */
+static int
+text_ok(const char *s, size_t n, size_t max)
+{
+	size_t i;
+
+	if (n >= max)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+int
+queue_id_valid(const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < QUEUE_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return s[QUEUE_ID_LEN] == '\0';
+}
+
+/*
+ * "\nE <n>\n" read backwards from the end of the file.  Digits are taken
+ * greedily; the byte before them must be the " " of "E ", so body bytes can
+ * never be mistaken for the length.
+ */
+static int
+parse_trailer(const char *tail, size_t n, uint64_t *bodylen, size_t *tlen)
+{
+	size_t end, start;
+
+	if (n < 5 || tail[n - 1] != '\n')
+		return -1;
+	end = n - 1;
+	start = end;
+	while (start > 0 && end - start < QUEUE_NUM_DIGITS &&
+	    tail[start - 1] >= '0' && tail[start - 1] <= '9')
+		start--;
+	if (start < 3 || tail[start - 1] != ' ' || tail[start - 2] != 'E' ||
+	    tail[start - 3] != '\n')
+		return -1;
+	if (num_dec(tail + start, end - start, UINT64_MAX, bodylen) == -1)
+		return -1;
+	*tlen = n - (start - 3);
+	return 0;
+}
+
+/*
+ * head: the file's first min(len, QUEUE_HDR_MAX) bytes; tail: its last
+ * min(len, QUEUE_TRAILER_MAX); flen: its length.  queue_parse hands in one
+ * buffer twice, queue_load two small reads, so big bodies stay on disk.
+ */
+static int
+parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
+    uint64_t flen, struct queue_info *info, const char **why)
+{
+	struct cursor c = { head, hlen, 0 };
+	const char *v;
+	size_t n, rstart, trl;
+	uint64_t x, bodylen;
+	unsigned i;
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	if (flen == 0) {
+		*why = "empty file";
+		goto bad;
+	}
+	if (cur_line(&c, &v, &n) == -1 || n != sizeof(QUEUE_MAGIC) - 1 ||
+	    memcmp(v, QUEUE_MAGIC, n) != 0) {
+		*why = "bad magic";
+		goto bad;
+	}
+	if (env_rec(&c, 'I', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (n != QUEUE_ID_LEN) {
+		*why = "bad id";
+		goto bad;
+	}
+	memcpy(info->id, v, n);
+	info->id[n] = '\0';
+	if (!queue_id_valid(info->id)) {
+		*why = "bad id";
+		goto bad;
+	}
+	if (env_rec(&c, 'T', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (num_dec(v, n, UINT64_MAX, &info->arrival) == -1) {
+		*why = "bad arrival time";
+		goto bad;
+	}
+	if (env_rec(&c, 'F', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (num_hex(v, n, &x) == -1) {
+		*why = "bad flags";
+		goto bad;
+	}
+	info->flags = (unsigned)x;
+	if (env_rec(&c, 'U', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (n == 1 && v[0] == '-')
+		info->uid = (uid_t)-1;
+	else if (num_dec(v, n, (uid_t)-2, &x) == 0)
+		info->uid = (uid_t)x;
+	else {
+		*why = "bad uid";
+		goto bad;
+	}
+	if (env_rec(&c, 'C', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (!text_ok(v, n, QUEUE_CLIENT_MAX)) {
+		*why = "bad client";
+		goto bad;
+	}
+	if (env_rec(&c, 'S', &v, &n, hlen < flen, why) == -1)
+		goto bad;
+	if (!text_ok(v, n, QUEUE_ADDR_MAX)) {
+		*why = "bad sender";
+		goto bad;
+	}
+	memcpy(info->sender, v, n);
+	info->sender[n] = '\0';
+
+	/* Count and check the recipients, then allocate and copy them. */
+	rstart = c.off;
+	while ((r = cur_rec(&c, 'R', &v, &n)) == 0) {
+		if (n == 0 || !text_ok(v, n, QUEUE_ADDR_MAX)) {
+			*why = "bad recipient";
+			goto bad;
+		}
+		if (++info->nrcpt > QUEUE_MAX_RCPT) {
+			*why = "too many recipients";
+			goto bad;
+		}
+	}
+	if (r == -1) {
+		*why = hlen < flen ? "envelope too long" :
+		    "torn: envelope cut short";
+		goto bad;
+	}
+	if (info->nrcpt == 0) {
+		*why = "no recipients";
+		goto bad;
+	}
+	if (cur_line(&c, &v, &n) == -1 || n != 1 || v[0] != 'B') {
+		*why = "bad record order, expected R or B";
+		goto bad;
+	}
+	info->body_off = c.off;
+
+	if (parse_trailer(tail, tlen, &bodylen, &trl) == -1) {
+		*why = "torn: no end record";
+		goto bad;
+	}
+	if (flen < info->body_off + trl ||
+	    flen - info->body_off - trl != bodylen) {
+		*why = "torn: length does not match end record";
+		goto bad;
+	}
+	info->size = bodylen;
+
+	info->rcpt = calloc(info->nrcpt, sizeof(*info->rcpt));
+	if (info->rcpt == NULL) {
+		*why = "out of memory";
+		info->nrcpt = 0;
+		return -1;
+	}
+	c.off = rstart;
+	for (i = 0; i < info->nrcpt; i++) {
+		if (cur_rec(&c, 'R', &v, &n) != 0) {	/* checked above */
+			*why = "internal error";
+			goto bad;
+		}
+		memcpy(info->rcpt[i].address, v, n);
+		info->rcpt[i].address[n] = '\0';
+		info->rcpt[i].status = RS_QUEUED;
+	}
+	return 0;
+
+bad:
+	queue_info_free(info);
+	errno = EBADMSG;
+	return -1;
+}
+
+int
+queue_parse(const char *buf, size_t len, struct queue_info *info,
+    const char **why)
+{
+	size_t hlen = len < QUEUE_HDR_MAX ? len : QUEUE_HDR_MAX;
+	size_t tlen = len < QUEUE_TRAILER_MAX ? len : QUEUE_TRAILER_MAX;
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
+	if (len == 0)	/* no arithmetic on a possibly NULL buf */
+		return parse_image(buf, 0, buf, 0, 0, info, why);
+	return parse_image(buf, hlen, buf + len - tlen, tlen, len, info, why);
+}
+
+void
+queue_info_free(struct queue_info *info)
+{
+	if (info == NULL)
+		return;
+	free(info->rcpt);
+	info->rcpt = NULL;
+	info->nrcpt = 0;
+}
+
+static int
+status_parse(const char *s, size_t n, enum rcpt_status *st)
+{
+	size_t i;
+
+	for (i = 0; i < QUEUE_NSTATUS; i++)
+		if (strlen(queue_status_names[i]) == n &&
+		    memcmp(queue_status_names[i], s, n) == 0) {
+			*st = (enum rcpt_status)i;
+			return 0;
+		}
+	return -1;
+}
+
+/*
+ * Two passes over the same bytes: the first (apply = 0) only checks, the
+ * second writes into info, so a bad file leaves info untouched.
+ */
+static int
+parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
+    const char **why)
+{
+	struct cursor c = { buf, len, 0 };
+	const char *v, *sp, *reason;
+	size_t n, k, rlen;
+	uint64_t next, att, idx, count, nr = 0;
+	int have_prev = 0, r;
+	uint64_t prev = 0;
+	enum rcpt_status st;
+
+	if (len > QUEUE_STATE_MAX) {
+		*why = "state file too long";
+		return -1;
+	}
+	if (cur_line(&c, &v, &n) == -1 ||
+	    n != sizeof(QUEUE_STATE_MAGIC) - 1 ||
+	    memcmp(v, QUEUE_STATE_MAGIC, n) != 0) {
+		*why = "bad magic";
+		return -1;
+	}
+	if (cur_rec(&c, 'I', &v, &n) != 0 || n != QUEUE_ID_LEN ||
+	    memcmp(v, info->id, n) != 0 || !queue_id_valid(info->id)) {
+		*why = "state is for another message";
+		return -1;
+	}
+	if (cur_rec(&c, 'N', &v, &n) != 0 ||
+	    num_dec(v, n, UINT64_MAX, &next) == -1) {
+		*why = "bad next attempt";
+		return -1;
+	}
+	if (cur_rec(&c, 'A', &v, &n) != 0 ||
+	    num_dec(v, n, UINT_MAX, &att) == -1) {
+		*why = "bad attempts";
+		return -1;
+	}
+	if (apply) {
+		info->next_attempt = next;
+		info->attempts = (unsigned)att;
+		for (k = 0; k < info->nrcpt; k++) {
+			info->rcpt[k].status = RS_QUEUED;
+			info->rcpt[k].reason[0] = '\0';
+		}
+	}
+	while ((r = cur_rec(&c, 'R', &v, &n)) == 0) {
+		sp = memchr(v, ' ', n);
+		if (sp == NULL ||
+		    num_dec(v, (size_t)(sp - v), UINT64_MAX, &idx) == -1 ||
+		    idx >= info->nrcpt || (have_prev && idx <= prev)) {
+			*why = "bad recipient index";
+			return -1;
+		}
+		have_prev = 1;
+		prev = idx;
+		k = (size_t)(sp - v) + 1;	/* the status word */
+		sp = memchr(v + k, ' ', n - k);
+		rlen = 0;
+		reason = NULL;
+		if (sp != NULL) {
+			reason = sp + 1;
+			rlen = n - (size_t)(reason - v);
+		}
+		if (status_parse(v + k, sp != NULL ? (size_t)(sp - (v + k)) :
+		    n - k, &st) == -1) {
+			*why = "bad recipient status";
+			return -1;
+		}
+		if (!text_ok(reason, rlen, QUEUE_REASON_MAX)) {
+			*why = "bad reason";
+			return -1;
+		}
+		if (apply) {
+			info->rcpt[idx].status = st;
+			if (rlen > 0)
+				memcpy(info->rcpt[idx].reason, reason, rlen);
+			info->rcpt[idx].reason[rlen] = '\0';
+		}
+		nr++;
+	}
+	if (r == -1) {
+		*why = "torn: no end record";
+		return -1;
+	}
+	if (cur_rec(&c, 'E', &v, &n) != 0 ||
+	    num_dec(v, n, UINT64_MAX, &count) == -1) {
+		*why = "bad record";
+		return -1;
+	}
+	if (count != nr || c.off != len) {
+		*why = "torn: end record does not match";
+		return -1;
+	}
+	return 0;
+}
+
+int
+queue_parse_state(const char *buf, size_t len, struct queue_info *info,
+    const char **why)
+{
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
+	if (info->nrcpt > 0 && info->rcpt == NULL) {
+		*why = "no recipients loaded";
+		errno = EINVAL;
+		return -1;
+	}
+	if (parse_state(buf, len, info, 0, why) == -1) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return parse_state(buf, len, info, 1, why);
+}
+
+/* --- loading, updating, deleting --- */
+
+int
+queue_load(const char *id, struct queue_info *info, const char **why)
+{
+	char tail[QUEUE_TRAILER_MAX], *head = NULL;
+	const char *dummy;
+	struct stat st;
+	size_t hlen, tlen;
+	int fd = -1, rc = -1, e;
+
+	if (why == NULL)
+		why = &dummy;
+	memset(info, 0, sizeof(*info));
+	if (!queue_id_valid(id)) {
+		*why = "bad id";
+		errno = EINVAL;
+		return -1;
+	}
+	if (queue_dirfd == -1) {
+		*why = "queue not open";
+		errno = EBADF;
+		return -1;
+	}
+	fd = openat(queue_dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1) {
+		*why = "cannot open";
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		*why = "cannot stat";
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		errno = EBADMSG;
+		goto done;
+	}
+	hlen = (uint64_t)st.st_size < QUEUE_HDR_MAX ? (size_t)st.st_size :
+	    QUEUE_HDR_MAX;
+	tlen = (uint64_t)st.st_size < QUEUE_TRAILER_MAX ?
+	    (size_t)st.st_size : QUEUE_TRAILER_MAX;
+	if ((head = malloc(hlen + 1)) == NULL) {
+		*why = "out of memory";
+		goto done;
+	}
+	if (read_at(fd, head, hlen, 0) == -1 ||
+	    read_at(fd, tail, tlen, st.st_size - (off_t)tlen) == -1) {
+		*why = "read error";
+		goto done;
+	}
+	if (parse_image(head, hlen, tail, tlen, (uint64_t)st.st_size, info,
+	    why) == -1)
+		goto done;
+	if (strcmp(info->id, id) != 0) {
+		*why = "id does not match file name";
+		queue_info_free(info);
+		errno = EBADMSG;
+		goto done;
+	}
+	if (load_state(info) == -1) {
+		*why = "cannot read state file";
+		queue_info_free(info);
+		goto done;
+	}
+	rc = 0;
+done:
+	e = errno;
+	free(head);
+	/* Read-only: a close error cannot have lost anything. */
+	(void)close(fd);
+	errno = e;
+	return rc;
+}
+
+/*
+ * A missing ID.st means "all queued".  A bad one is moved to corrupt/ and
+ * the recipients start over as queued: a duplicate is allowed, a loss is
+ * not, so the message itself is kept.  -1 only for I/O errors.
+ */
+static int
+load_state(struct queue_info *info)
+{
+	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
+	char cname[sizeof(name) + 8];
+	const char *why = "";
+	struct stat st;
+	char *buf = NULL;
+	int fd, rc = -1, e;
+
+	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, info->id);
+	fd = openat(queue_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (fstat(fd, &st) == -1)
+		goto done;
+	if (!S_ISREG(st.st_mode) || st.st_size > QUEUE_STATE_MAX)
+		why = "not a small regular file";
+	else if ((buf = malloc((size_t)st.st_size + 1)) == NULL ||
+	    read_at(fd, buf, (size_t)st.st_size, 0) == -1)
+		goto done;
+	else if (queue_parse_state(buf, (size_t)st.st_size, info, &why) == 0)
+		why = NULL;
+	if (why != NULL) {
+		snprintf(cname, sizeof(cname), "corrupt/%s", name);
+		if (renameat(queue_dirfd, name, queue_dirfd, cname) == -1)
+			log_warn(LP_QMGR, "rename %s", name);
+		log_warnx(LP_QMGR, "%s: state file moved to corrupt/: %s; "
+		    "all recipients queued again", info->id, why);
+	}
+	rc = 0;
+done:
+	e = errno;
+	free(buf);
+	(void)close(fd);	/* read-only */
+	errno = e;
+	return rc;
+}
+
+int
+queue_update(const struct queue_info *info)
+{
+	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
+	char tname[sizeof(name) + 4];
+	char reason[QUEUE_REASON_MAX];
+	char *buf = NULL;
+	struct stat st;
+	size_t cap, len, i;
+	int fd = -1, rc = -1, e, n;
+	const char *what = "format";
+
+	if (!queue_id_valid(info->id) || info->nrcpt > QUEUE_MAX_RCPT ||
+	    (info->nrcpt > 0 && info->rcpt == NULL)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < info->nrcpt; i++)
+		if ((unsigned)info->rcpt[i].status >= QUEUE_NSTATUS) {
+			errno = EINVAL;
+			return -1;
+		}
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return -1;
+	}
+	/* No state for a message that is gone: it would be an orphan. */
+	if (fstatat(queue_dirfd, info->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return -1;
+	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, info->id);
+	snprintf(tname, sizeof(tname), "tmp/%s", name);
+
+	cap = 128 + (size_t)info->nrcpt * (QUEUE_REASON_MAX + 40);
+	if ((buf = malloc(cap)) == NULL)
+		return -1;
+	n = snprintf(buf, cap, QUEUE_STATE_MAGIC "\nI %s\nN %" PRIu64
+	    "\nA %u\n", info->id, info->next_attempt, info->attempts);
+	len = (size_t)n;
+	for (i = 0; i < info->nrcpt; i++) {
+		clean_copy(reason, sizeof(reason), info->rcpt[i].reason);
+		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", i,
+		    queue_status_names[info->rcpt[i].status],
+		    reason[0] != '\0' ? " " : "", reason);
+		if (n < 0 || (size_t)n >= cap - len) {
+			errno = EOVERFLOW;
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	n = snprintf(buf + len, cap - len, "E %u\n", info->nrcpt);
+	if (n < 0 || (size_t)n >= cap - len) {
+		errno = EOVERFLOW;
+		goto fail;
+	}
+	len += (size_t)n;
+
+	what = "create";
+	fd = openat(queue_dirfd, tname, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1)
+		goto fail;
+	what = "write";
+	if (write_all(fd, buf, len) == -1)
+		goto fail;
+	what = "fsync";
+	if (fsync(fd) == -1)
+		goto fail;
+	what = "close";
+	e = close(fd);
+	fd = -1;
+	if (e == -1)
+		goto fail;
+	what = "rename";
+	if (renameat(queue_dirfd, tname, queue_dirfd, name) == -1)
+		goto fail;
+	what = "fsync directory";
+	if (fsync(queue_dirfd) == -1)
+		goto fail;
+	rc = 0;
+fail:
+	e = errno;
+	if (rc == -1) {
+		log_warn(LP_QMGR, "%s: state update: %s", info->id, what);
+		if (fd != -1)
+			(void)close(fd);	/* the file is thrown away */
+		(void)unlinkat(queue_dirfd, tname, 0);
+	}
+	free(buf);
+	errno = e;
+	return rc;
+}
+
+/* ID first, then ID.st: a crash between leaves an orphan, not a resend. */
+int
+queue_delete(const char *id)
+{
+	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
+
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return -1;
+	}
+	if (unlinkat(queue_dirfd, id, 0) == -1)
+		return -1;
+	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, id);
+	if (unlinkat(queue_dirfd, name, 0) == -1 && errno != ENOENT)
+		log_warn(LP_QMGR, "unlink %s", name);
+	if (fsync(queue_dirfd) == -1) {
+		log_warn(LP_QMGR, "fsync %s", queue_path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * name is a file in queue_dir, or "sub/name" one level down (pickup hands
+ * in "maildrop/ID"); it lands in corrupt/ under its last component.
+ * Never deleted: an admin may want to see what went wrong.
+ */
+int
+queue_quarantine(const char *name, const char *why)
+{
+	char dst[NAME_MAX + 16], st[NAME_MAX + 16], stdst[sizeof(st) + 16];
+	const char *base, *slash;
+	size_t n = name != NULL ? strlen(name) : 0;
+	size_t i;
+	int fd;
+
+	if (n == 0 || n + sizeof(QUEUE_ST_SUFFIX) > NAME_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+			errno = EINVAL;
+			return -1;
+		}
+	slash = strchr(name, '/');
+	base = slash != NULL ? slash + 1 : name;
+	/* No "..", no hidden names, at most one level, nothing empty. */
+	if (name[0] == '.' || base[0] == '.' || base[0] == '\0' ||
+	    slash == name || strchr(base, '/') != NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return -1;
+	}
+	snprintf(dst, sizeof(dst), "corrupt/%s", base);
+	if (renameat(queue_dirfd, name, queue_dirfd, dst) == -1) {
+		log_warn(LP_QMGR, "%s: cannot move to corrupt/", name);
+		return -1;
+	}
+	if (slash == NULL) {
+		snprintf(st, sizeof(st), "%s" QUEUE_ST_SUFFIX, name);
+		snprintf(stdst, sizeof(stdst), "corrupt/%s", st);
+		if (renameat(queue_dirfd, st, queue_dirfd, stdst) == -1 &&
+		    errno != ENOENT)
+			log_warn(LP_QMGR, "%s: cannot move to corrupt/", st);
+	}
+	log_warnx(LP_QMGR, "%s: moved to corrupt/: %s", name,
+	    why != NULL ? why : "unknown");
+	/* Best effort: losing the move on a crash only means doing it again. */
+	if (fsync(queue_dirfd) == -1)
+		log_warn(LP_QMGR, "fsync %s", queue_path);
+	fd = openat(queue_dirfd, "corrupt", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC);
+	if (fd != -1) {
+		if (fsync(fd) == -1)
+			log_warn(LP_QMGR, "fsync %s/corrupt", queue_path);
+		(void)close(fd);	/* read-only */
+	}
+	return 0;
+}
+
+/* --- the walk --- */
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, QUEUE_ID_SIZE);
+}
+
+int
+queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
+{
+	char (*ids)[QUEUE_ID_SIZE] = NULL, (*grown)[QUEUE_ID_SIZE];
+	struct queue_info info;
+	struct dirent *de;
+	const char *why;
+	size_t n = 0, cap = 0, i;
+	DIR *d;
+	int fd, rc = -1, e;
+
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return -1;
+	}
+	fd = openat(queue_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		e = errno;
+		(void)close(fd);
+		errno = e;
+		return -1;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (!queue_id_valid(de->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : QUEUE_WALK_INIT;
+			if ((grown = realloc(ids, cap * sizeof(*ids))) == NULL)
+				goto done;
+			ids = grown;
+		}
+		memcpy(ids[n++], de->d_name, QUEUE_ID_SIZE);
+	}
+	if (errno != 0)
+		goto done;
+	/* IDs begin with the arrival time in fixed-width hex. */
+	if (n > 0)
+		qsort(ids, n, sizeof(*ids), id_cmp);
+	for (i = 0; i < n; i++) {
+		if (queue_load(ids[i], &info, &why) == -1) {
+			if (errno == EBADMSG)
+				(void)queue_quarantine(ids[i], why);
+			else if (errno != ENOENT)	/* deleted meanwhile */
+				log_warn(LP_QMGR, "%s: %s", ids[i], why);
+			continue;
+		}
+		e = cb(&info, arg);
+		queue_info_free(&info);
+		if (e != 0)
+			break;
+	}
+	rc = 0;
+done:
+	e = errno;
+	free(ids);
+	(void)closedir(d);	/* read-only */
+	errno = e;
+	return rc;
+}
+
+const char *
+queue_status_name(enum rcpt_status s)
+{
+	if ((unsigned)s >= QUEUE_NSTATUS)
+		return "unknown";
+	return queue_status_names[s];
+}

@@ -1,0 +1,57 @@
+/*
+ * fuzz_queue.c - queue_parse() and queue_parse_state() on arbitrary bytes.
+ * Both must never crash or read outside the buffer, and whatever they
+ * accept must satisfy the invariants the rest of ferry relies on (body
+ * inside the file, recipients within limits, strings terminated, states
+ * in range); a violation aborts so libFuzzer reports it.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue.h"
+
+#define FUZZ_NRCPT	4	/* recipients of the message the state is for */
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct queue_rcpt rcpt[FUZZ_NRCPT];
+	struct queue_info info;
+	const char *why = NULL;
+	unsigned i;
+
+	if (queue_parse((const char *)data, size, &info, &why) == 0) {
+		if (info.nrcpt < 1 || info.nrcpt > QUEUE_MAX_RCPT ||
+		    info.rcpt == NULL || info.body_off > QUEUE_HDR_MAX ||
+		    info.body_off + info.size > size ||
+		    !queue_id_valid(info.id) ||
+		    memchr(info.sender, '\0', sizeof(info.sender)) == NULL)
+			abort();
+		for (i = 0; i < info.nrcpt; i++)
+			if (info.rcpt[i].address[0] == '\0' ||
+			    memchr(info.rcpt[i].address, '\0',
+			    sizeof(info.rcpt[i].address)) == NULL)
+				abort();
+		queue_info_free(&info);
+	} else if (why == NULL || info.rcpt != NULL)
+		abort();
+
+	memset(&info, 0, sizeof(info));
+	memset(rcpt, 0, sizeof(rcpt));
+	memcpy(info.id, "0123456789ABCDEF01", QUEUE_ID_SIZE);
+	info.nrcpt = FUZZ_NRCPT;
+	info.rcpt = rcpt;
+	why = NULL;
+	if (queue_parse_state((const char *)data, size, &info, &why) == 0) {
+		for (i = 0; i < FUZZ_NRCPT; i++)
+			if ((unsigned)rcpt[i].status > RS_BOUNCED ||
+			    memchr(rcpt[i].reason, '\0',
+			    sizeof(rcpt[i].reason)) == NULL)
+				abort();
+	} else if (why == NULL)
+		abort();
+	return 0;
+}

@@ -1,0 +1,1099 @@
+/*
+ * queue_test.c - the flat-directory queue, in a scratch directory: the
+ * exact file format, byte-for-byte bodies, buffering, every truncation of
+ * a file and of a state sidecar, bad images, state round trips, delete,
+ * walk order and quarantine, the start-up sweep, and the group commit run
+ * by the real event loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "queue.h"
+#include "t.h"
+
+#define T_BIG_BODY	100000	/* several writer buffers */
+#define T_MAX_COMMITS	4
+
+struct commit_seen {
+	int calls;
+	int ok;
+	char id[QUEUE_ID_SIZE];
+};
+
+static int rm_one(const char *, const struct stat *, int, struct FTW *);
+static int setup(void);
+static void teardown(void);
+static char *slurp(const char *, size_t *);
+static int spew(const char *, const void *, size_t);
+static char *qpath(const char *, const char *);
+static int exists(const char *, const char *);
+static int commit_one(const char *, const char *, const char *const *,
+    unsigned, const void *, size_t, char *);
+static void on_commit(void *, const char *, int);
+static void on_stop(struct loop_timer *);
+static int walk_collect(const struct queue_info *, void *);
+static int walk_first(const struct queue_info *, void *);
+static int t_format(void);
+static int t_roundtrip(void);
+static int t_null_sender(void);
+static int t_buffering(void);
+static int t_big(void);
+static int t_torn(void);
+static int t_bad_images(void);
+static int t_id_mismatch(void);
+static int t_writer_limits(void);
+static int t_abort(void);
+static int t_state(void);
+static int t_state_torn(void);
+static int t_state_corrupt(void);
+static int t_delete(void);
+static int t_walk(void);
+static int t_sweep(void);
+static int t_group_commit(void);
+static int t_forget(void);
+static int t_maildrop(void);
+static int t_init_dirs(void);
+static int t_ids(void);
+
+static char tdir[64];
+static char pathbuf[4][512];
+static unsigned pathn;
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static int
+setup(void)
+{
+	snprintf(tdir, sizeof(tdir), "/tmp/queue_test.XXXXXX");
+	if (mkdtemp(tdir) == NULL)
+		return -1;
+	return queue_open(tdir);
+}
+
+static void
+teardown(void)
+{
+	(void)nftw(tdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1 || (buf = malloc((size_t)st.st_size + 1)) ==
+	    NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (read(fd, buf, (size_t)st.st_size) != st.st_size) {
+		free(buf);
+		close(fd);
+		return NULL;
+	}
+	close(fd);
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+static int
+spew(const char *path, const void *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd == -1)
+		return -1;
+	if (write(fd, p, n) != (ssize_t)n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* tdir/sub/name (sub may be ""), in a small ring of buffers. */
+static char *
+qpath(const char *sub, const char *name)
+{
+	char *p = pathbuf[pathn++ % 4];
+
+	snprintf(p, sizeof(pathbuf[0]), "%s%s%s/%s", tdir, sub[0] ? "/" : "",
+	    sub, name);
+	return p;
+}
+
+static int
+exists(const char *sub, const char *name)
+{
+	struct stat st;
+
+	return lstat(qpath(sub, name), &st) == 0;
+}
+
+static int
+commit_one(const char *sub, const char *sender, const char *const *rcpt,
+    unsigned n, const void *body, size_t blen, char *id)
+{
+	struct queue_writer *w;
+	unsigned i;
+
+	w = queue_writer_new(sub, sender, 0, (uid_t)-1, "localhost[127.0.0.1]");
+	if (w == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (queue_writer_rcpt(w, rcpt[i]) == -1)
+			goto fail;
+	if (queue_writer_body(w, body, blen) == -1 ||
+	    queue_writer_finish(w) == -1)
+		goto fail;
+	memcpy(id, queue_writer_id(w), QUEUE_ID_SIZE);
+	return queue_commit_now(w);
+fail:
+	queue_writer_abort(w);
+	return -1;
+}
+
+/* The file format, byte for byte, as README documents it. */
+static int
+t_format(void)
+{
+	static const char body[] = "Subject: x\r\n\r\nhi\r\n";
+	struct queue_writer *w;
+	char want[1024], id[QUEUE_ID_SIZE];
+	struct queue_info info;
+	const char *why;
+	char *img;
+	size_t len;
+	long t0 = (long)time(NULL);
+
+	CHECK(setup() == 0);
+	w = queue_writer_new(NULL, "a@example.org", QF_8BITMIME | QF_BOUNCE,
+	    1000, "mx.example.net[192.0.2.1]");
+	CHECK(w != NULL);
+	CHECK(queue_writer_rcpt(w, "b@example.com") == 0);
+	CHECK(queue_writer_rcpt(w, "c@example.com") == 0);
+	CHECK(queue_writer_body(w, body, sizeof(body) - 1) == 0);
+	CHECK(queue_writer_finish(w) == 0);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(queue_commit_now(w) == 0);
+	CHECK((img = slurp(qpath("", id), &len)) != NULL);
+	CHECK(queue_parse(img, len, &info, &why) == 0);
+	/* arrival is whatever second the writer saw; take it from the file */
+	CHECK((long)info.arrival >= t0 && (long)info.arrival <= t0 + 5);
+	snprintf(want, sizeof(want), "FERRY1\nI %s\nT %lu\nF 5\nU 1000\n"
+	    "C mx.example.net[192.0.2.1]\nS a@example.org\nR b@example.com\n"
+	    "R c@example.com\nB\n%s\nE %zu\n", id,
+	    (unsigned long)info.arrival, body, sizeof(body) - 1);
+	CHECK(len == strlen(want));
+	CHECK(memcmp(img, want, len) == 0);
+	queue_info_free(&info);
+	free(img);
+	teardown();
+	return 0;
+}
+
+static int
+t_roundtrip(void)
+{
+	static const char body[] = "From: a\r\n\r\nNUL\0here\r\nbare\nLF\rCR"
+	    "\x80\xff\x00\r\n.\r\n";
+	const size_t blen = sizeof(body) - 1;
+	struct queue_writer *w;
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE];
+	const char *why = NULL;
+	char *img;
+	size_t len;
+
+	CHECK(setup() == 0);
+	w = queue_writer_new(NULL, "s@example.org", QF_SMTPUTF8, 42,
+	    "client");
+	CHECK(w != NULL);
+	CHECK(queue_id_valid(queue_writer_id(w)));
+	CHECK(queue_writer_rcpt(w, "r1@example.com") == 0);
+	CHECK(queue_writer_rcpt(w, "r\xc3\xa9@example.com") == 0);
+	CHECK(queue_writer_body(w, body, 7) == 0);
+	CHECK(queue_writer_body(w, body + 7, blen - 7) == 0);
+	CHECK(queue_writer_size(w) == blen);
+	CHECK(queue_writer_finish(w) == 0);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(exists("tmp", id));
+	CHECK(!exists("", id));
+	CHECK(queue_commit_now(w) == 0);
+	CHECK(!exists("tmp", id));
+	CHECK(exists("", id));
+
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK_STR(info.id, id);
+	CHECK_STR(info.sender, "s@example.org");
+	CHECK(info.flags == QF_SMTPUTF8);
+	CHECK(info.uid == 42);
+	CHECK(info.size == blen);
+	CHECK(info.nrcpt == 2);
+	CHECK_STR(info.rcpt[0].address, "r1@example.com");
+	CHECK_STR(info.rcpt[1].address, "r\xc3\xa9@example.com");
+	CHECK(info.rcpt[0].status == RS_QUEUED);
+	CHECK(info.rcpt[1].reason[0] == '\0');
+	CHECK(info.next_attempt == 0 && info.attempts == 0);
+	CHECK((img = slurp(qpath("", id), &len)) != NULL);
+	CHECK(info.body_off + blen < len);
+	CHECK(memcmp(img + info.body_off, body, blen) == 0);
+	free(img);
+	queue_info_free(&info);
+	CHECK(info.rcpt == NULL);
+	teardown();
+	return 0;
+}
+
+static int
+t_null_sender(void)
+{
+	static const char *const r[] = { "x@example.com" };
+	struct queue_writer *w;
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE];
+	const char *why;
+
+	CHECK(setup() == 0);
+	/* a forged record in the client text must stay text */
+	w = queue_writer_new(NULL, "", 0, (uid_t)-1, "evil\nR y@example.com");
+	CHECK(w != NULL);
+	CHECK(queue_writer_rcpt(w, r[0]) == 0);
+	CHECK(queue_writer_finish(w) == 0);	/* empty body */
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(queue_commit_now(w) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK_STR(info.sender, "");
+	CHECK(info.uid == (uid_t)-1);
+	CHECK(info.size == 0);
+	CHECK(info.nrcpt == 1);
+	queue_info_free(&info);
+	teardown();
+	return 0;
+}
+
+/* Nothing reaches the disk before finish while it fits in one buffer. */
+static int
+t_buffering(void)
+{
+	struct queue_writer *w;
+	char body[1000], id[QUEUE_ID_SIZE];
+	struct stat st;
+
+	CHECK(setup() == 0);
+	memset(body, 'x', sizeof(body));
+	w = queue_writer_new(NULL, "a@b.c", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(queue_writer_rcpt(w, "d@e.f") == 0);
+	CHECK(queue_writer_body(w, body, sizeof(body)) == 0);
+	CHECK(stat(qpath("tmp", id), &st) == 0);
+	CHECK(st.st_size == 0);
+	CHECK((st.st_mode & 07777) == 0600);
+	CHECK(queue_writer_finish(w) == 0);
+	CHECK(stat(qpath("tmp", id), &st) == 0);
+	CHECK(st.st_size > (off_t)sizeof(body));
+	queue_writer_abort(w);
+	teardown();
+	return 0;
+}
+
+static int
+t_big(void)
+{
+	static const size_t chunks[] = { 1, 4095, 33333, 16384, 7 };
+	struct queue_writer *w;
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE];
+	const char *why;
+	struct stat st;
+	unsigned char *body;
+	char *img;
+	size_t i, off, n, len;
+
+	CHECK(setup() == 0);
+	CHECK((body = malloc(T_BIG_BODY)) != NULL);
+	for (i = 0; i < T_BIG_BODY; i++)
+		body[i] = (unsigned char)(i * 7 ^ i >> 8);
+	w = queue_writer_new(NULL, "a@b.c", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(queue_writer_rcpt(w, "d@e.f") == 0);
+	for (off = 0, i = 0; off < T_BIG_BODY; off += n, i++) {
+		n = chunks[i % 5];
+		if (n > T_BIG_BODY - off)
+			n = T_BIG_BODY - off;
+		CHECK(queue_writer_body(w, body + off, n) == 0);
+	}
+	/* only whole buffers were written so far */
+	CHECK(stat(qpath("tmp", id), &st) == 0);
+	CHECK(st.st_size > 0 && st.st_size % QUEUE_BUF_SIZE == 0);
+	CHECK(queue_writer_finish(w) == 0);
+	CHECK(queue_commit_now(w) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(info.size == T_BIG_BODY);
+	CHECK((img = slurp(qpath("", id), &len)) != NULL);
+	CHECK(memcmp(img + info.body_off, body, T_BIG_BODY) == 0);
+	/* the same file parses from memory as from disk */
+	queue_info_free(&info);
+	CHECK(queue_parse(img, len, &info, &why) == 0);
+	CHECK(info.size == T_BIG_BODY);
+	queue_info_free(&info);
+	free(img);
+	free(body);
+	teardown();
+	return 0;
+}
+
+/* Every proper prefix, and one byte too many, must be refused. */
+static int
+t_torn(void)
+{
+	static const char *const r[] = { "x@example.com", "y@example.com" };
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE];
+	const char *why;
+	char *img, *cut;
+	size_t len, i;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "a@b.c", r, 2, "body\r\n", 6, id) == 0);
+	CHECK((img = slurp(qpath("", id), &len)) != NULL);
+	for (i = 0; i < len; i++) {
+		/* an exact-size copy, so ASan sees any read past the end */
+		CHECK((cut = malloc(i ? i : 1)) != NULL);
+		memcpy(cut, img, i);
+		why = NULL;
+		if (queue_parse(cut, i, &info, &why) == 0) {
+			fprintf(stderr, "  prefix %zu parsed\n", i);
+			free(cut);
+			return 1;
+		}
+		CHECK(why != NULL && info.rcpt == NULL);
+		free(cut);
+	}
+	CHECK((cut = malloc(len + 1)) != NULL);
+	memcpy(cut, img, len);
+	cut[len] = '\n';
+	CHECK(queue_parse(cut, len + 1, &info, &why) == -1);
+	CHECK(queue_parse(cut, len, &info, &why) == 0);
+	queue_info_free(&info);
+	free(cut);
+	free(img);
+	teardown();
+	return 0;
+}
+
+static int
+t_bad_images(void)
+{
+#define HDR "FERRY1\nI 0123456789ABCDEF01\nT 1700000000\nF 0\nU -\nC c\n"
+	static const struct {
+		const char *img;
+		const char *why;	/* NULL: must parse */
+	} cases[] = {
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 2\n", NULL },
+		{ HDR "S \nR c@d\nB\n\nE 0\n", NULL },
+		{ "FERRY2\nI 0123456789ABCDEF01\n", "bad magic" },
+		{ "", "empty file" },
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 3\n", "torn: length" },
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 1\n", "torn: length" },
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 02\n", "torn: no end" },
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 2", "torn: no end" },
+		{ HDR "S a@b\nR c@d\nB\nhi\nE 2\n\n", "torn: no end" },
+		{ HDR "S a@b\nB\nhi\nE 2\n", "no recipients" },
+		{ HDR "S a@b\nR \nB\nhi\nE 2\n", "bad recipient" },
+		{ HDR "S a@b\nR c\x01@d\nB\nhi\nE 2\n", "bad recipient" },
+		{ HDR "S a\x7f@b\nR c@d\nB\nhi\nE 2\n", "bad sender" },
+		{ HDR "R c@d\nS a@b\nB\nhi\nE 2\n", "bad record order" },
+		{ HDR "S a@b\nR c@d\nX y\nB\nhi\nE 2\n", "bad record order" },
+		{ "FERRY1\nI 0123456789abcdef01\nT 1\nF 0\nU -\nC c\nS a\n"
+		    "R c\nB\n\nE 0\n", "bad id" },
+		{ "FERRY1\nI 0123456789ABCDEF01\nT 01\nF 0\nU -\nC c\nS a\n"
+		    "R c\nB\n\nE 0\n", "bad arrival" },
+		{ "FERRY1\nI 0123456789ABCDEF01\nT 1\nF 0\nU 4294967295\n"
+		    "C c\nS a\nR c\nB\n\nE 0\n", "bad uid" },
+		{ "FERRY1\nI 0123456789ABCDEF01\nT 1\nF X\nU -\nC c\nS a\n"
+		    "R c\nB\n\nE 0\n", "bad flags" },
+		{ "FERRY1\nI 0123456789ABCDEF01\nT 99999999999999999999\nF 0\n"
+		    "U -\nC c\nS a\nR c\nB\n\nE 0\n", "bad arrival" },
+	};
+#undef HDR
+	struct queue_info info;
+	const char *why;
+	char *img, *p;
+	size_t i, n, len;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		len = strlen(cases[i].img);
+		CHECK((img = malloc(len + 1)) != NULL);
+		memcpy(img, cases[i].img, len);	/* no NUL to lean on */
+		why = "";
+		n = (size_t)queue_parse(img, len, &info, &why);
+		if (cases[i].why == NULL ? n != 0 :
+		    (n == 0 || strncmp(why, cases[i].why,
+		    strlen(cases[i].why)) != 0)) {
+			fprintf(stderr, "  case %zu: why=\"%s\"\n", i, why);
+			free(img);
+			return 1;
+		}
+		queue_info_free(&info);
+		free(img);
+	}
+
+	/* QUEUE_MAX_RCPT recipients parse; one more does not */
+	CHECK((img = malloc(64 + (QUEUE_MAX_RCPT + 1) * 6 + 32)) != NULL);
+	for (n = QUEUE_MAX_RCPT; n <= QUEUE_MAX_RCPT + 1; n++) {
+		p = img + sprintf(img, "FERRY1\nI 0123456789ABCDEF01\nT 1\nF 0\n"
+		    "U -\nC \nS \n");
+		for (i = 0; i < n; i++)
+			p += sprintf(p, "R %03zu\n", i % 1000);
+		p += sprintf(p, "B\n\nE 0\n");
+		len = (size_t)(p - img);
+		if (n == QUEUE_MAX_RCPT) {
+			CHECK(queue_parse(img, len, &info, &why) == 0);
+			CHECK(info.nrcpt == QUEUE_MAX_RCPT);
+			CHECK_STR(info.rcpt[999].address, "999");
+			queue_info_free(&info);
+		} else {
+			CHECK(queue_parse(img, len, &info, &why) == -1);
+			CHECK_STR(why, "too many recipients");
+		}
+	}
+	free(img);
+
+	/* an envelope over QUEUE_HDR_MAX */
+	CHECK((img = malloc(QUEUE_HDR_MAX + 1024)) != NULL);
+	p = img + sprintf(img, "FERRY1\nI 0123456789ABCDEF01\nT 1\nF 0\n"
+	    "U -\nC \nS \n");
+	while ((size_t)(p - img) < QUEUE_HDR_MAX)
+		p += sprintf(p, "R %0400d\n", 1);
+	p += sprintf(p, "B\n\nE 0\n");
+	CHECK(queue_parse(img, (size_t)(p - img), &info, &why) == -1);
+	CHECK_STR(why, "envelope too long");
+	free(img);
+	return 0;
+}
+
+static int
+t_id_mismatch(void)
+{
+	static const char *const r[] = { "x@example.com" };
+	static const char other[] = "00000000000000ABCD";
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE];
+	const char *why = NULL;
+	char *img;
+	size_t len;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "a@b.c", r, 1, "x", 1, id) == 0);
+	CHECK((img = slurp(qpath("", id), &len)) != NULL);
+	CHECK(spew(qpath("", other), img, len) == 0);
+	free(img);
+	CHECK(queue_load(other, &info, &why) == -1);
+	CHECK(errno == EBADMSG);
+	CHECK_STR(why, "id does not match file name");
+	CHECK(queue_load("nope", &info, &why) == -1 && errno == EINVAL);
+	CHECK(queue_load("00000000000000FFFF", &info, &why) == -1);
+	CHECK(errno == ENOENT);
+	teardown();
+	return 0;
+}
+
+static int
+t_writer_limits(void)
+{
+	struct queue_writer *w;
+	char addr[QUEUE_ADDR_MAX + 1];
+	unsigned i;
+
+	CHECK(setup() == 0);
+	CHECK(queue_writer_new(NULL, "a\n@b", 0, (uid_t)-1, "") == NULL);
+	CHECK(errno == EINVAL);
+	CHECK(queue_writer_new("../x", "a@b", 0, (uid_t)-1, "") == NULL);
+	CHECK(queue_writer_new(".", "a@b", 0, (uid_t)-1, "") == NULL);
+	memset(addr, 'a', sizeof(addr) - 1);
+	addr[sizeof(addr) - 1] = '\0';
+	CHECK(queue_writer_new(NULL, addr, 0, (uid_t)-1, "") == NULL);
+
+	w = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	CHECK(queue_writer_body(w, "x", 1) == -1);	/* no rcpt yet */
+	CHECK(queue_writer_rcpt(w, "") == -1);
+	CHECK(queue_writer_rcpt(w, "c\r@d") == -1);
+	CHECK(queue_writer_rcpt(w, addr) == -1);
+	addr[QUEUE_ADDR_MAX - 1] = '\0';		/* longest allowed */
+	CHECK(queue_writer_rcpt(w, addr) == 0);
+	/* the envelope stops at QUEUE_HDR_MAX, with E2BIG */
+	for (i = 1; i < QUEUE_MAX_RCPT; i++)
+		if (queue_writer_rcpt(w, addr) == -1)
+			break;
+	CHECK(i < QUEUE_MAX_RCPT && errno == E2BIG);
+	CHECK(i >= (QUEUE_HDR_MAX - 200) / (QUEUE_ADDR_MAX + 2));
+	CHECK(queue_writer_body(w, "x", 1) == 0);
+	CHECK(queue_writer_rcpt(w, "late@b") == -1);	/* after body */
+	CHECK(queue_writer_finish(w) == 0);
+	CHECK(queue_writer_body(w, "x", 1) == -1);	/* after finish */
+	CHECK(queue_commit_now(w) == 0);
+
+	/* QUEUE_MAX_RCPT short recipients fit; one more is E2BIG */
+	w = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	for (i = 0; i < QUEUE_MAX_RCPT; i++)
+		CHECK(queue_writer_rcpt(w, "r@x") == 0);
+	CHECK(queue_writer_rcpt(w, "r@x") == -1 && errno == E2BIG);
+	queue_writer_abort(w);
+
+	w = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	CHECK(queue_writer_finish(w) == -1);		/* no rcpt */
+	queue_writer_abort(w);
+	teardown();
+	return 0;
+}
+
+static int
+t_abort(void)
+{
+	struct queue_writer *w;
+	char id[QUEUE_ID_SIZE];
+
+	CHECK(setup() == 0);
+	w = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	CHECK(w != NULL);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	CHECK(exists("tmp", id));
+	CHECK(queue_writer_rcpt(w, "c@d") == 0);
+	CHECK(queue_writer_body(w, "data", 4) == 0);
+	queue_writer_abort(w);
+	CHECK(!exists("tmp", id));
+	CHECK(!exists("", id));
+	queue_writer_abort(NULL);
+	teardown();
+	return 0;
+}
+
+static int
+t_state(void)
+{
+	static const char *const r[] = { "a@x", "b@x", "c@x" };
+	struct queue_info info, again;
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3];
+	const char *why;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	info.rcpt[0].status = RS_SENT;
+	snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX, "250 2.0.0 ok");
+	info.rcpt[1].status = RS_DEFERRED;
+	snprintf(info.rcpt[1].reason, QUEUE_REASON_MAX, "451 try\r\nlater");
+	info.rcpt[2].status = RS_BOUNCED;
+	info.next_attempt = 1700000123;
+	info.attempts = 3;
+	CHECK(queue_update(&info) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK(exists("", stname));
+	CHECK(!exists("tmp", stname));
+	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(again.next_attempt == 1700000123 && again.attempts == 3);
+	CHECK(again.rcpt[0].status == RS_SENT);
+	CHECK_STR(again.rcpt[0].reason, "250 2.0.0 ok");
+	CHECK(again.rcpt[1].status == RS_DEFERRED);
+	CHECK_STR(again.rcpt[1].reason, "451 try??later");
+	CHECK(again.rcpt[2].status == RS_BOUNCED);
+	CHECK_STR(again.rcpt[2].reason, "");
+	queue_info_free(&again);
+
+	/* a second update replaces the first */
+	info.rcpt[1].status = RS_SENT;
+	info.rcpt[1].reason[0] = '\0';
+	info.attempts = 4;
+	CHECK(queue_update(&info) == 0);
+	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(again.rcpt[1].status == RS_SENT && again.attempts == 4);
+	CHECK_STR(again.rcpt[1].reason, "");
+	queue_info_free(&again);
+
+	/* no state for a message that is not there */
+	CHECK(queue_delete(id) == 0);
+	CHECK(queue_update(&info) == -1 && errno == ENOENT);
+	CHECK(!exists("", stname));
+	info.rcpt[0].status = (enum rcpt_status)9;
+	CHECK(queue_update(&info) == -1 && errno == EINVAL);
+	queue_info_free(&info);
+	teardown();
+	return 0;
+}
+
+static int
+t_state_torn(void)
+{
+	static const char st[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\n"
+	    "R 0 sent 250 ok\nR 2 deferred\nE 2\n";
+	static const char *const bad[] = {
+		"FERRYST1\nI 0123456789ABCDEF02\nN 5\nA 2\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 3 sent\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent\n"
+		    "R 0 sent\nE 2\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent\n"
+		    "R 1 sent\nE 2\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 gone\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent\nE 2\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 4294967296\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent a\x1b\n"
+		    "E 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR x sent\nE 1\n",
+	};
+	struct queue_rcpt rc[3];
+	struct queue_info info;
+	const char *why;
+	char *buf;
+	size_t i, len = sizeof(st) - 1;
+
+	memset(&info, 0, sizeof(info));
+	memset(rc, 0, sizeof(rc));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = 3;
+	info.rcpt = rc;
+	rc[1].status = RS_BOUNCED;	/* must be reset: the file is whole */
+	for (i = 0; i < len; i++) {
+		CHECK((buf = malloc(i ? i : 1)) != NULL);
+		memcpy(buf, st, i);
+		CHECK(queue_parse_state(buf, i, &info, &why) == -1);
+		free(buf);
+		/* a failed parse leaves info alone */
+		CHECK(rc[1].status == RS_BOUNCED && info.attempts == 0);
+	}
+	CHECK((buf = malloc(len)) != NULL);
+	memcpy(buf, st, len);
+	CHECK(queue_parse_state(buf, len, &info, &why) == 0);
+	free(buf);
+	CHECK(info.next_attempt == 5 && info.attempts == 2);
+	CHECK(rc[0].status == RS_SENT);
+	CHECK_STR(rc[0].reason, "250 ok");
+	CHECK(rc[1].status == RS_QUEUED);
+	CHECK(rc[2].status == RS_DEFERRED);
+	CHECK_STR(rc[2].reason, "");
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (queue_parse_state(bad[i], strlen(bad[i]), &info, &why) == 0) {
+			fprintf(stderr, "  bad state %zu parsed\n", i);
+			return 1;
+		}
+	}
+	CHECK(rc[0].status == RS_SENT);
+	return 0;
+}
+
+/* A bad sidecar costs a possible duplicate, never the message. */
+static int
+t_state_corrupt(void)
+{
+	static const char *const r[] = { "a@x", "b@x" };
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3];
+	const char *why;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 2, "body", 4, id) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK(spew(qpath("", stname), "FERRYST1\nI garbage", 18) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(info.nrcpt == 2 && info.rcpt[0].status == RS_QUEUED);
+	CHECK(info.rcpt[1].status == RS_QUEUED);
+	CHECK(!exists("", stname));
+	CHECK(exists("corrupt", stname));
+	CHECK(exists("", id));
+	queue_info_free(&info);
+	teardown();
+	return 0;
+}
+
+static int
+t_delete(void)
+{
+	static const char *const r[] = { "a@x" };
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3];
+	const char *why;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 1, "body", 4, id) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_update(&info) == 0);
+	queue_info_free(&info);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK(exists("", stname));
+	CHECK(queue_delete(id) == 0);
+	CHECK(!exists("", id) && !exists("", stname));
+	CHECK(queue_load(id, &info, &why) == -1 && errno == ENOENT);
+	CHECK(queue_delete(id) == -1 && errno == ENOENT);
+	CHECK(queue_delete("../etc/passwd") == -1 && errno == EINVAL);
+	teardown();
+	return 0;
+}
+
+struct walk_seen {
+	unsigned n;
+	char ids[8][QUEUE_ID_SIZE];
+};
+
+static int
+walk_collect(const struct queue_info *info, void *arg)
+{
+	struct walk_seen *s = arg;
+
+	if (s->n < 8)
+		memcpy(s->ids[s->n], info->id, QUEUE_ID_SIZE);
+	s->n++;
+	return 0;
+}
+
+static int
+walk_first(const struct queue_info *info, void *arg)
+{
+	(void)info;
+	(*(unsigned *)arg)++;
+	return 1;
+}
+
+static int
+t_walk(void)
+{
+	static const char *const r[] = { "a@x" };
+	static const char garbage[] = "00000000000000BAD1";
+	struct walk_seen seen;
+	char ids[3][QUEUE_ID_SIZE];
+	unsigned i, first = 0;
+
+	CHECK(setup() == 0);
+	for (i = 0; i < 3; i++)
+		CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, ids[i]) == 0);
+	/* sort the expected ids: same-µs ids order by their random part */
+	for (i = 0; i < 2; i++)
+		if (strcmp(ids[i], ids[i + 1]) > 0) {
+			char t[QUEUE_ID_SIZE];
+
+			memcpy(t, ids[i], sizeof(t));
+			memcpy(ids[i], ids[i + 1], sizeof(t));
+			memcpy(ids[i + 1], t, sizeof(t));
+			i = (unsigned)-1;
+		}
+	CHECK(spew(qpath("", garbage), "FERRY1\nnot a queue file\n", 24) == 0);
+	CHECK(spew(qpath("", "junk"), "whatever", 8) == 0);
+	CHECK(spew(qpath("", "0000000000000000000"), "x", 1) == 0);
+
+	memset(&seen, 0, sizeof(seen));
+	CHECK(queue_walk(walk_collect, &seen) == 0);
+	CHECK(seen.n == 3);
+	for (i = 0; i < 3; i++)
+		CHECK_STR(seen.ids[i], ids[i]);
+	CHECK(!exists("", garbage));
+	CHECK(exists("corrupt", garbage));
+	CHECK(exists("", "junk"));
+	CHECK(exists("", "0000000000000000000"));
+
+	CHECK(queue_walk(walk_first, &first) == 0);
+	CHECK(first == 1);
+
+	CHECK(queue_quarantine("../x", "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("", "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("a/b/c", "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("tmp/", "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("/etc", "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("tmp/..", "test") == -1 && errno == EINVAL);
+	/* one level down, as pickup does for maildrop/ */
+	CHECK(spew(qpath("maildrop", "00000000000000BAD2"), "x", 1) == 0);
+	CHECK(queue_quarantine("maildrop/00000000000000BAD2", "test") == 0);
+	CHECK(!exists("maildrop", "00000000000000BAD2"));
+	CHECK(exists("corrupt", "00000000000000BAD2"));
+	teardown();
+	return 0;
+}
+
+static int
+t_sweep(void)
+{
+	static const char *const r[] = { "a@x" };
+	static const char orphan[] = "00000000000000ABCD.st";
+	struct timeval old[2];
+	char id[QUEUE_ID_SIZE];
+
+	CHECK(setup() == 0);
+	CHECK(commit_one("maildrop", "s@x", r, 1, "b", 1, id) == 0);
+	CHECK(spew(qpath("tmp", "00000000000000AAAA"), "x", 1) == 0);
+	CHECK(spew(qpath("tmp", "whatever"), "x", 1) == 0);
+	CHECK(spew(qpath("maildrop", ".00000000000000AAAA.tmp"), "x", 1) == 0);
+	CHECK(spew(qpath("maildrop", ".00000000000000BBBB.tmp"), "x", 1) == 0);
+	CHECK(spew(qpath("", orphan), "x", 1) == 0);
+	gettimeofday(&old[0], NULL);
+	old[0].tv_sec -= 2 * 60 * 60;
+	old[1] = old[0];
+	CHECK(utimes(qpath("maildrop", ".00000000000000AAAA.tmp"), old) == 0);
+
+	CHECK(queue_open(tdir) == 0);
+	CHECK(!exists("tmp", "00000000000000AAAA"));
+	CHECK(!exists("tmp", "whatever"));
+	CHECK(!exists("maildrop", ".00000000000000AAAA.tmp"));
+	CHECK(exists("maildrop", ".00000000000000BBBB.tmp"));
+	CHECK(exists("maildrop", id));
+	CHECK(!exists("", orphan));
+	CHECK(exists("", "tmp") && exists("", "corrupt"));
+	teardown();
+	return 0;
+}
+
+static void
+on_commit(void *arg, const char *id, int ok)
+{
+	struct commit_seen *s = arg;
+
+	s->calls++;
+	s->ok = ok;
+	memcpy(s->id, id, QUEUE_ID_SIZE);
+}
+
+static void
+on_stop(struct loop_timer *t)
+{
+	(void)t;
+	loop_stop();
+}
+
+static int
+t_group_commit(void)
+{
+	struct commit_seen seen[T_MAX_COMMITS];
+	struct queue_writer *w[T_MAX_COMMITS];
+	char ids[T_MAX_COMMITS][QUEUE_ID_SIZE];
+	struct loop_timer stop = { .cb = on_stop };
+	struct queue_info info;
+	const char *why;
+	unsigned i;
+
+	CHECK(setup() == 0);
+	CHECK(loop_init() == 0);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < T_MAX_COMMITS; i++) {
+		w[i] = queue_writer_new(NULL, "s@x", 0, (uid_t)-1, "");
+		CHECK(w[i] != NULL);
+		memcpy(ids[i], queue_writer_id(w[i]), QUEUE_ID_SIZE);
+		CHECK(queue_writer_rcpt(w[i], "r@x") == 0);
+		CHECK(queue_writer_body(w[i], "body\r\n", 6) == 0);
+		/* the last one is never finished: it must fail alone */
+		if (i + 1 < T_MAX_COMMITS)
+			CHECK(queue_writer_finish(w[i]) == 0);
+	}
+	for (i = 0; i < T_MAX_COMMITS; i++)
+		queue_commit(w[i], on_commit, &seen[i]);
+	/* nothing is reported, or renamed, before the loop runs the hook */
+	for (i = 0; i < T_MAX_COMMITS; i++) {
+		CHECK(seen[i].calls == 0);
+		CHECK(!exists("", ids[i]));
+		CHECK(exists("tmp", ids[i]));
+	}
+	loop_timer_set(&stop, 20);
+	CHECK(loop_run() == 0);
+	for (i = 0; i < T_MAX_COMMITS; i++) {
+		CHECK(seen[i].calls == 1);
+		CHECK_STR(seen[i].id, ids[i]);
+		CHECK(!exists("tmp", ids[i]));
+		if (i + 1 < T_MAX_COMMITS) {
+			CHECK(seen[i].ok == 1);
+			CHECK(queue_load(ids[i], &info, &why) == 0);
+			CHECK(info.size == 6);
+			queue_info_free(&info);
+		} else {
+			CHECK(seen[i].ok == 0);
+			CHECK(!exists("", ids[i]));
+		}
+	}
+	loop_free();
+	teardown();
+	return 0;
+}
+
+static int
+t_forget(void)
+{
+	struct commit_seen a, b;
+	struct queue_writer *wa, *wb;
+	char ida[QUEUE_ID_SIZE], idb[QUEUE_ID_SIZE];
+	struct loop_timer stop = { .cb = on_stop };
+
+	CHECK(setup() == 0);
+	CHECK(loop_init() == 0);
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	wa = queue_writer_new(NULL, "s@x", 0, (uid_t)-1, "");
+	wb = queue_writer_new(NULL, "s@x", 0, (uid_t)-1, "");
+	CHECK(wa != NULL && wb != NULL);
+	memcpy(ida, queue_writer_id(wa), sizeof(ida));
+	memcpy(idb, queue_writer_id(wb), sizeof(idb));
+	CHECK(queue_writer_rcpt(wa, "r@x") == 0 && queue_writer_finish(wa) == 0);
+	CHECK(queue_writer_rcpt(wb, "r@x") == 0 && queue_writer_finish(wb) == 0);
+	queue_commit(wa, on_commit, &a);
+	queue_commit(wb, on_commit, &b);
+	queue_commit_forget(&a);
+	loop_timer_set(&stop, 20);
+	CHECK(loop_run() == 0);
+	CHECK(a.calls == 0);
+	CHECK(b.calls == 1 && b.ok == 1);
+	CHECK(exists("", ida));		/* the commit still happened */
+	CHECK(exists("", idb));
+	loop_free();
+	teardown();
+	return 0;
+}
+
+static int
+t_maildrop(void)
+{
+	struct queue_writer *w;
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE], tmpname[QUEUE_ID_SIZE + 8];
+	const char *why;
+	struct stat st;
+	mode_t old;
+	char *img;
+	size_t len;
+
+	CHECK(setup() == 0);
+	old = umask(077);
+	w = queue_writer_new("maildrop", "user@host", 0, 1234, "sendmail");
+	umask(old);
+	CHECK(w != NULL);
+	memcpy(id, queue_writer_id(w), sizeof(id));
+	snprintf(tmpname, sizeof(tmpname), ".%s.tmp", id);
+	CHECK(stat(qpath("maildrop", tmpname), &st) == 0);
+	CHECK((st.st_mode & 07777) == 0644);
+	CHECK(!exists("tmp", id));
+	CHECK(queue_writer_rcpt(w, "root@host") == 0);
+	CHECK(queue_writer_body(w, "hi\r\n", 4) == 0);
+	CHECK(queue_writer_finish(w) == 0);
+	CHECK(queue_commit_now(w) == 0);
+	CHECK(!exists("maildrop", tmpname));
+	CHECK(stat(qpath("maildrop", id), &st) == 0);
+	CHECK((st.st_mode & 07777) == 0644);
+	CHECK(!exists("", id));
+	CHECK((img = slurp(qpath("maildrop", id), &len)) != NULL);
+	CHECK(queue_parse(img, len, &info, &why) == 0);
+	CHECK(info.uid == 1234 && info.size == 4);
+	CHECK_STR(info.id, id);
+	queue_info_free(&info);
+	free(img);
+	teardown();
+	return 0;
+}
+
+static int
+t_init_dirs(void)
+{
+	struct stat st;
+	char *q;
+
+	CHECK(setup() == 0);
+	q = qpath("", "q");
+	CHECK(queue_init_dirs(q, getuid(), getgid()) == 0);
+	CHECK(stat(q, &st) == 0 && (st.st_mode & 07777) == 0711);
+	CHECK(st.st_uid == getuid());
+	CHECK(stat(qpath("q", "tmp"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 0700);
+	CHECK(stat(qpath("q", "corrupt"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 0700);
+	CHECK(stat(qpath("q", "maildrop"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 01733);
+	/* again: existing directories are fine */
+	CHECK(queue_init_dirs(qpath("", "q"), getuid(), getgid()) == 0);
+	/* a symlink where the queue should be is refused */
+	CHECK(symlink(tdir, qpath("", "link")) == 0);
+	CHECK(queue_init_dirs(qpath("", "link"), getuid(), getgid()) == -1);
+	CHECK(queue_open(qpath("", "q")) == 0);
+	CHECK_STR(queue_dir(), qpath("", "q"));
+	teardown();
+	return 0;
+}
+
+static int
+t_ids(void)
+{
+	struct queue_writer *a, *b;
+
+	CHECK(queue_id_valid("0123456789ABCDEF01"));
+	CHECK(!queue_id_valid("0123456789ABCDEF0"));
+	CHECK(!queue_id_valid("0123456789ABCDEF012"));
+	CHECK(!queue_id_valid("0123456789abcdef01"));
+	CHECK(!queue_id_valid("0123456789ABCDEFG1"));
+	CHECK(!queue_id_valid(""));
+	CHECK(!queue_id_valid(NULL));
+	CHECK_STR(queue_status_name(RS_QUEUED), "queued");
+	CHECK_STR(queue_status_name(RS_DEFERRED), "deferred");
+	CHECK_STR(queue_status_name(RS_SENT), "sent");
+	CHECK_STR(queue_status_name(RS_BOUNCED), "bounced");
+
+	CHECK(setup() == 0);
+	a = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	usleep(2000);
+	b = queue_writer_new(NULL, "a@b", 0, (uid_t)-1, "");
+	CHECK(a != NULL && b != NULL);
+	CHECK(queue_id_valid(queue_writer_id(a)));
+	CHECK(strcmp(queue_writer_id(a), queue_writer_id(b)) < 0);
+	queue_writer_abort(a);
+	queue_writer_abort(b);
+	teardown();
+	return 0;
+}
+
+static const struct t_case cases[] = {
+	{ "file format byte for byte", t_format },
+	{ "round trip, binary body", t_roundtrip },
+	{ "null sender, no uid, forged client text", t_null_sender },
+	{ "small message stays in the buffer until finish", t_buffering },
+	{ "big body over many buffers", t_big },
+	{ "every truncation is refused", t_torn },
+	{ "bad images", t_bad_images },
+	{ "id must match the file name", t_id_mismatch },
+	{ "writer limits and order", t_writer_limits },
+	{ "abort removes the tmp file", t_abort },
+	{ "state sidecar update and reload", t_state },
+	{ "state parse: truncations and bad records", t_state_torn },
+	{ "corrupt state sidecar", t_state_corrupt },
+	{ "delete", t_delete },
+	{ "walk order and quarantine", t_walk },
+	{ "start-up sweep", t_sweep },
+	{ "group commit on the loop", t_group_commit },
+	{ "commit_forget", t_forget },
+	{ "maildrop writer", t_maildrop },
+	{ "init_dirs modes", t_init_dirs },
+	{ "ids and status names", t_ids },
+};
+
+int
+main(void)
+{
+	log_open(1);
+	return t_run("queue", cases, sizeof(cases) / sizeof(cases[0]));
+}
