@@ -232,7 +232,7 @@ main_bind_local(const char *path, const struct main_user *u)
 	if (strlen(path) >= sizeof(sun.sun_path))
 		log_fatalx(LP_MASTER, "local_socket %s: path too long", path);
 	strcpy(sun.sun_path, path);
-	snprintf(dir, sizeof(dir), "%s", path);
+	memcpy(dir, sun.sun_path, sizeof(dir));
 	/* /run/ferry may not exist after a reboot (tmpfs). */
 	if (mkdir(dirname(dir), 0755) == 0 && u->drop &&
 	    chown(dir, u->uid, u->gid) == -1)
@@ -312,7 +312,7 @@ main_serve(struct config *conf)
 	main_drop(&u);
 	if (geteuid() == 0)
 		log_fatalx(LP_MASTER, "refusing to run as root");
-	if (queue_open(conf->queue_dir) == -1)
+	if (queue_open(conf->queue_dir) == -1 || queue_sweep() == -1)
 		log_fatal(LP_MASTER, "queue %s", conf->queue_dir);
 	/* Quarantines what does not parse; the scheduler comes later. */
 	if (queue_walk(main_on_queued, &queued) == -1)

@@ -329,20 +329,14 @@ queue_init_dirs(const char *dir, uid_t owner, gid_t group)
 }
 
 /*
- * Remember dir and sweep what a crash left behind.  A caller that cannot
- * read queue_dir (sendmail as a local user, writing only into maildrop/)
- * gets "submit-only" mode: 0, no directory fd, no sweep.
+ * Remember dir.  No side effects: mailq, cat and delete open the queue of
+ * a running daemon.  A caller that cannot read queue_dir (sendmail as a
+ * local user, writing only into maildrop/) gets "submit-only" mode: 0, no
+ * directory fd.
  */
 int
 queue_open(const char *dir)
 {
-	static const struct {
-		const char *name;
-		mode_t mode;
-	} subs[] = {
-		{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
-	};
-	size_t i;
 	int fd;
 
 	if (sodium_init() < 0) {
@@ -365,13 +359,39 @@ queue_open(const char *dir)
 		return -1;
 	}
 	queue_dirfd = fd;
+	return 0;
+}
+
+/*
+ * The daemon's start-up, before it takes mail: create what is missing and
+ * sweep what a crash left behind.  Only the daemon may call this: tmp/
+ * holds the messages its sessions are receiving.
+ */
+int
+queue_sweep(void)
+{
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} subs[] = {
+		{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
+	};
+	size_t i;
+
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return -1;
+	}
 	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		if (mkdirat(fd, subs[i].name, subs[i].mode & 0777) == 0) {
-			if (fchmodat(fd, subs[i].name, subs[i].mode, 0) == -1)
-				log_warn(LP_QMGR, "chmod %s/%s", dir,
+		if (mkdirat(queue_dirfd, subs[i].name, subs[i].mode & 0777) ==
+		    0) {
+			if (fchmodat(queue_dirfd, subs[i].name, subs[i].mode,
+			    0) == -1)
+				log_warn(LP_QMGR, "chmod %s/%s", queue_path,
 				    subs[i].name);
 		} else if (errno != EEXIST)
-			log_warn(LP_QMGR, "mkdir %s/%s", dir, subs[i].name);
+			log_warn(LP_QMGR, "mkdir %s/%s", queue_path,
+			    subs[i].name);
 	}
 	sweep_tmp();
 	sweep_maildrop();

@@ -64,8 +64,11 @@ struct queue_info {
 
 struct queue_writer;
 
-/* Directory set-up and start-up sweep (tmp/ emptied). */
+/* Remember the directory (no side effects; tools use it too). */
 int queue_open(const char *dir);
+/* Daemon start-up only: create subdirectories, empty tmp/, drop stale
+ * maildrop temp files and orphan ID.st files. */
+int queue_sweep(void);
 int queue_init_dirs(const char *dir, uid_t owner, gid_t group);
 const char *queue_dir(void);
 

@@ -85,7 +85,7 @@ setup(void)
 	snprintf(tdir, sizeof(tdir), "/tmp/queue_test.XXXXXX");
 	if (mkdtemp(tdir) == NULL)
 		return -1;
-	return queue_open(tdir);
+	return queue_open(tdir) == 0 && queue_sweep() == 0 ? 0 : -1;
 }
 
 static void
@@ -855,6 +855,9 @@ t_sweep(void)
 	CHECK(utimes(qpath("maildrop", ".00000000000000AAAA.tmp"), old) == 0);
 
 	CHECK(queue_open(tdir) == 0);
+	/* opening alone (mailq beside a live daemon) removes nothing */
+	CHECK(exists("tmp", "00000000000000AAAA"));
+	CHECK(queue_sweep() == 0);
 	CHECK(!exists("tmp", "00000000000000AAAA"));
 	CHECK(!exists("tmp", "whatever"));
 	CHECK(!exists("maildrop", ".00000000000000AAAA.tmp"));

@@ -1,0 +1,1419 @@
+/*
+ * cli.c - the one-shot commands (cli.h): the sendmail interface, mailq,
+ * delete and cat.  sendmail reads a message, repairs it with msg.c and
+ * submits it over local_socket as a blocking SMTP client with a timeout;
+ * when the daemon is not there it writes into maildrop/ instead, and it
+ * never reads the queue.  mailq, delete and cat use queue.h like the
+ * daemon does.  Errors go to stderr prefixed with the command's name;
+ * every function returns a sysexits.h code or says otherwise.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "cli.h"
+#include "config.h"
+#include "hdr.h"
+#include "msg.h"
+#include "queue.h"
+
+#define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
+#define CLI_IO_SIZE	4096
+#define CLI_REPLY_MAX	2048	/* reply text kept for stderr */
+#define CLI_RLINE_MAX	1024	/* one reply line kept; the rest dropped */
+#define CLI_CMD_MAX	600	/* a command: a path is at most 256 */
+#define CLI_MSGID_RAND	8	/* random bytes in a Message-ID */
+#define CLI_NAME_MAX	256	/* -F name or GECOS kept */
+#define CLI_SHOW_MAX	200	/* an address list quoted in an error */
+/* Memory bound on a 32-bit router when message_size_limit is huge. */
+#define CLI_MSG_HARD_MAX	(SIZE_MAX / 4)
+#define CLI_EHLO_NAME	"localhost"
+
+/* The argument letters of Postfix's sendmail; 'q' takes it only attached. */
+#define SM_ARG_OPTS	"ABCFLNORVXbefhopqr"
+#define SM_IGNORED	"GUcimntvx"	/* flags, some handled below */
+
+enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NOOP };
+
+/* How one talk with the daemon ended. */
+enum sm_result {
+	SR_OK,		/* every batch was accepted (some rcpts refused) */
+	SR_DOWN,	/* no daemon, or it went away: maildrop the rest */
+	SR_TEMP,	/* a 4xx: EX_TEMPFAIL */
+	SR_PERM,	/* a 5xx for the message or sender: EX_DATAERR */
+	SR_LOCAL	/* our own failure (memory) */
+};
+
+enum rcpt_state { RCPT_PENDING, RCPT_DONE, RCPT_REFUSED };
+
+#define EXT_8BITMIME	0x1u
+#define EXT_SMTPUTF8	0x2u
+#define EXT_SIZE	0x4u
+
+struct sm_rcpt {
+	char addr[QUEUE_ADDR_MAX];
+	enum rcpt_state state;
+	int accepted;		/* 250 to RCPT in the open transaction */
+};
+
+struct sm {
+	const struct config *conf;
+	enum sm_mode mode;
+	int extract;		/* -t */
+	int dot_ends;		/* neither -i nor -oi */
+	int verbose;		/* -v */
+	const char *from_arg;	/* -f / -r */
+	const char *fullname;	/* -F */
+	char sender[QUEUE_ADDR_MAX];
+	char user[QUEUE_ADDR_MAX];	/* login@origin, for From: */
+	char gecos[CLI_NAME_MAX];
+	struct sm_rcpt *rcpt;
+	size_t nrcpt, cap;
+	int rcpt_usage;		/* a bad address is EX_USAGE, else DATAERR */
+	const char *where;	/* "argument", "To: header", ... */
+	int addr_bad;
+	unsigned flags;		/* QF_8BITMIME, QF_SMTPUTF8 */
+	struct msg_buf msg;	/* the message as submitted, CRLF */
+	int down_errno;		/* why connect failed, for -v */
+};
+
+/* A blocking SMTP client connection with a buffered reader. */
+struct conn {
+	int fd;
+	size_t off, len;
+	char buf[CLI_IO_SIZE];
+	char text[CLI_REPLY_MAX];	/* the last reply, lines split by \n */
+	size_t tlen;
+	unsigned ext;			/* EXT_* from EHLO */
+};
+
+/* mailq's walk. */
+struct mq {
+	int json;
+	unsigned long n;
+	uint64_t bytes;
+	struct msg_buf out;
+};
+
+/* delete all: the ids first, then the deletes. */
+struct idlist {
+	char (*id)[QUEUE_ID_SIZE];
+	size_t n, cap;
+};
+
+static int sm_options(struct sm *, int, char **, int *);
+static int sm_set_sender(struct sm *);
+static int sm_add_addr(void *, const char *);
+static int sm_add_list(struct sm *, const char *, size_t, const char *);
+static int sm_read(struct sm *);
+static int sm_prepare(struct sm *);
+static int sm_extract(struct sm *, const char *, const struct msg_head *);
+static int sm_add_headers(struct sm *, struct msg_buf *, unsigned);
+static int sm_deliver(struct sm *);
+static enum sm_result sm_session(struct sm *);
+static enum sm_result sm_fail(struct conn *, int);
+static enum sm_result sm_transaction(struct sm *, struct conn *, size_t,
+    size_t, const struct msg_buf *);
+static int sm_maildrop(struct sm *);
+static int sm_relay_smtp(const struct config *);
+static int cli_connect(const char *);
+static int conn_wait(int, short);
+static int conn_write(struct conn *, const char *, size_t);
+static int conn_getc(struct conn *);
+static int conn_reply(struct conn *);
+static int conn_cmd(struct conn *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+static void conn_print(const struct conn *);
+static int write_all(int, const char *, size_t);
+static int cli_queue_open(const struct config *, const char *);
+static int mq_one(const struct queue_info *, void *);
+static int mq_json(struct mq *, const struct queue_info *);
+static int mq_plain(struct mq *, const struct queue_info *);
+static int mq_addf(struct msg_buf *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+static int del_collect(const struct queue_info *, void *);
+
+/* --- sendmail --- */
+
+int
+cli_sendmail(const struct config *conf, int argc, char **argv)
+{
+	char *mq_argv[] = { "mailq", NULL };
+	struct sm *sm;
+	int rc, first;
+
+	/* A one-shot client: a closed socket or stdout is an error to
+	 * report, not a reason to die without a word. */
+	(void)signal(SIGPIPE, SIG_IGN);
+	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
+		fprintf(stderr, "sendmail: out of memory\n");
+		return EX_OSERR;
+	}
+	sm->conf = conf;
+	sm->dot_ends = 1;
+	if ((rc = sm_options(sm, argc, argv, &first)) != EX_OK)
+		goto done;
+	switch (sm->mode) {
+	case SM_MAILQ:
+		rc = cli_mailq(conf, 1, mq_argv);
+		goto done;
+	case SM_SMTP:
+		rc = sm_relay_smtp(conf);
+		goto done;
+	case SM_QUEUE_RUN:
+		fprintf(stderr, "sendmail: delivery runs in the ferry daemon; "
+		    "nothing to do\n");
+		rc = EX_OK;
+		goto done;
+	case SM_NOOP:
+		rc = EX_OK;
+		goto done;
+	case SM_DELIVER:
+		break;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "sendmail: cannot initialise libsodium\n");
+		rc = EX_SOFTWARE;
+		goto done;
+	}
+	if ((rc = sm_set_sender(sm)) != EX_OK)
+		goto done;
+	sm->rcpt_usage = 1;
+	for (; first < argc; first++)
+		if ((rc = sm_add_list(sm, argv[first], strlen(argv[first]),
+		    "recipient")) != EX_OK)
+			goto done;
+	sm->rcpt_usage = 0;
+	/* Like sendmail and Postfix: say so before waiting on stdin. */
+	if (!sm->extract && sm->nrcpt == 0) {
+		fprintf(stderr, "sendmail: no recipient addresses given\n");
+		rc = EX_USAGE;
+		goto done;
+	}
+	if ((rc = sm_read(sm)) != EX_OK || (rc = sm_prepare(sm)) != EX_OK)
+		goto done;
+	rc = sm_deliver(sm);
+done:
+	msg_buf_free(&sm->msg);
+	free(sm->rcpt);
+	free(sm);
+	return rc;
+}
+
+/*
+ * getopt-like, Postfix's letters: flags may be bundled ("-ti"); an option
+ * with an argument takes the rest of the word or the next word.  Options
+ * stop at the first non-option or "--".  cron passes "-FCronDaemon -i
+ * -B8BITMIME -oem", mutt "-oem -oi --": all accepted.
+ */
+static int
+sm_options(struct sm *sm, int argc, char **argv, int *first)
+{
+	const char *a, *arg;
+	size_t j;
+	int i;
+	char o;
+
+	for (i = 1; i < argc; i++) {
+		a = argv[i];
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		for (j = 1; a[j] != '\0'; j++) {
+			o = a[j];
+			if (strchr(SM_ARG_OPTS, o) != NULL) {
+				if (a[j + 1] != '\0')
+					arg = a + j + 1;
+				else if (o == 'q')
+					arg = "";
+				else if (i + 1 < argc)
+					arg = argv[++i];
+				else {
+					fprintf(stderr, "sendmail: option "
+					    "requires an argument -- %c\n", o);
+					return EX_USAGE;
+				}
+				switch (o) {
+				case 'f':
+				case 'r':
+					sm->from_arg = arg;
+					break;
+				case 'F':
+					sm->fullname = arg;
+					break;
+				case 'o':
+					if (arg[0] == 'i' && arg[1] == '\0')
+						sm->dot_ends = 0;
+					break;	/* -oem, -oQ... : ignored */
+				case 'q':
+					sm->mode = SM_QUEUE_RUN;
+					break;
+				case 'b':
+					if (strcmp(arg, "p") == 0)
+						sm->mode = SM_MAILQ;
+					else if (strcmp(arg, "s") == 0)
+						sm->mode = SM_SMTP;
+					else if (strcmp(arg, "i") == 0)
+						sm->mode = SM_NOOP; /* newaliases */
+					else if (strcmp(arg, "m") != 0) {
+						fprintf(stderr, "sendmail: -b%s "
+						    "is not supported\n", arg);
+						return EX_USAGE;
+					}
+					break;
+				default:	/* -B -N -R -V -X -C -L -O -h... */
+					break;
+				}
+				break;	/* the rest of the word was arg */
+			}
+			if (strchr(SM_IGNORED, o) == NULL) {
+				fprintf(stderr, "sendmail: illegal option -- "
+				    "%c\n", o);
+				return EX_USAGE;
+			}
+			if (o == 't')
+				sm->extract = 1;
+			else if (o == 'i')
+				sm->dot_ends = 0;
+			else if (o == 'v')
+				sm->verbose = 1;
+		}
+	}
+	*first = i;
+	return EX_OK;
+}
+
+/* Default envelope sender: the real uid's login, qualified (§ DESIGN). */
+static int
+sm_set_sender(struct sm *sm)
+{
+	const struct passwd *pw = getpwuid(getuid());
+	char login[QUEUE_ADDR_MAX];
+	size_t n;
+	int len;
+
+	if (pw != NULL && pw->pw_name[0] != '\0')
+		snprintf(login, sizeof(login), "%s", pw->pw_name);
+	else
+		snprintf(login, sizeof(login), "uid%lu",
+		    (unsigned long)getuid());
+	if (pw != NULL && pw->pw_gecos != NULL) {
+		n = strcspn(pw->pw_gecos, ",");	/* the full-name part */
+		if (n >= sizeof(sm->gecos))
+			n = sizeof(sm->gecos) - 1;
+		memcpy(sm->gecos, pw->pw_gecos, n);
+		sm->gecos[n] = '\0';
+	}
+	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
+	    sm->conf->origin);
+	if (len < 0 || (size_t)len >= sizeof(sm->user)) {
+		fprintf(stderr, "sendmail: user name too long\n");
+		return EX_NOUSER;
+	}
+	if (sm->from_arg == NULL) {
+		memcpy(sm->sender, sm->user, sizeof(sm->sender));
+		return EX_OK;
+	}
+	/* -f "" and -f "<>": the null sender (bounces). */
+	if (sm->from_arg[0] == '\0' || strcmp(sm->from_arg, "<>") == 0) {
+		sm->sender[0] = '\0';
+		return EX_OK;
+	}
+	sm->rcpt_usage = 1;
+	if (sm_add_list(sm, sm->from_arg, strlen(sm->from_arg), "sender")
+	    != EX_OK)
+		return EX_USAGE;
+	if (sm->nrcpt != 1) {
+		fprintf(stderr, "sendmail: -f takes one address\n");
+		return EX_USAGE;
+	}
+	memcpy(sm->sender, sm->rcpt[0].addr, sizeof(sm->sender));
+	sm->nrcpt = 0;
+	return EX_OK;
+}
+
+/*
+ * msg_addr_list's callback: qualify a bare "root" with @origin, check the
+ * RFC 5321 syntax the daemon will check (so maildrop gets nothing it
+ * would refuse), drop duplicates.  Any 8-bit address needs SMTPUTF8.
+ */
+static int
+sm_add_addr(void *arg, const char *addr)
+{
+	struct sm *sm = arg;
+	char path[QUEUE_ADDR_MAX + CONFIG_NAME_MAX + 4], out[ADDR_PATH_MAX];
+	const char *why;
+	struct sm_rcpt *grown;
+	size_t i, cap;
+	int n;
+
+	if (addr[0] == '\0')
+		return 0;	/* "<>" in a header: nobody */
+	if (addr_domain(addr) == NULL)
+		n = snprintf(path, sizeof(path), "<%s@%s>", addr,
+		    sm->conf->origin);
+	else
+		n = snprintf(path, sizeof(path), "<%s>", addr);
+	if (n < 0 || (size_t)n >= sizeof(path) ||
+	    addr_parse_path(path, (size_t)n, ADDR_UTF8, out, sizeof(out),
+	    &why) != n) {
+		if (n < 0 || (size_t)n >= sizeof(path))
+			why = "address too long";
+		fprintf(stderr, "sendmail: bad %s address: %s: %s\n",
+		    sm->where, addr, why != NULL ? why : "bad syntax");
+		sm->addr_bad = 1;
+		return -1;
+	}
+	if (msg_has_8bit(out, strlen(out)))
+		sm->flags |= QF_SMTPUTF8;
+	for (i = 0; i < sm->nrcpt; i++)
+		if (strcmp(sm->rcpt[i].addr, out) == 0)
+			return 0;
+	if (sm->nrcpt == QUEUE_MAX_RCPT) {
+		fprintf(stderr, "sendmail: too many recipients (at most %d)\n",
+		    QUEUE_MAX_RCPT);
+		sm->addr_bad = 1;
+		return -1;
+	}
+	if (sm->nrcpt == sm->cap) {
+		cap = sm->cap ? sm->cap * 2 : 8;
+		if ((grown = realloc(sm->rcpt, cap * sizeof(*grown))) == NULL) {
+			fprintf(stderr, "sendmail: out of memory\n");
+			return -1;
+		}
+		sm->rcpt = grown;
+		sm->cap = cap;
+	}
+	memset(&sm->rcpt[sm->nrcpt], 0, sizeof(sm->rcpt[0]));
+	memcpy(sm->rcpt[sm->nrcpt].addr, out, strlen(out) + 1);
+	sm->nrcpt++;
+	return 0;
+}
+
+/* An argument or header value is an address list, as in Postfix. */
+static int
+sm_add_list(struct sm *sm, const char *s, size_t n, const char *where)
+{
+	char shown[CLI_SHOW_MAX];
+	const char *why;
+	size_t i, k = 0;
+
+	sm->where = where;
+	sm->addr_bad = 0;
+	if (msg_addr_list(s, n, sm_add_addr, sm, &why) == 0)
+		return EX_OK;
+	if (why != NULL) {
+		/* A header value: unfold it, and no control bytes to the
+		 * terminal. */
+		for (i = 0; i < n && k + 1 < sizeof(shown); i++) {
+			if (s[i] == '\r' || s[i] == '\n')
+				continue;
+			if (k == 0 && (s[i] == ' ' || s[i] == '\t'))
+				continue;
+			shown[k++] = (unsigned char)s[i] < 0x20 ||
+			    s[i] == 0x7f ? '?' : s[i];
+		}
+		shown[k] = '\0';
+		fprintf(stderr, "sendmail: bad %s address list: %s: %s\n",
+		    where, shown, why);
+	}
+	if (why == NULL && !sm->addr_bad)
+		return EX_OSERR;	/* out of memory, said above */
+	return sm->rcpt_usage ? EX_USAGE : EX_DATAERR;
+}
+
+/* stdin to CRLF lines, up to message_size_limit. */
+static int
+sm_read(struct sm *sm)
+{
+	struct msg_reader r;
+	char buf[CLI_IO_SIZE];
+	uint64_t lim = sm->conf->message_size_limit;
+	ssize_t n;
+	int rc = EX_OK;
+
+	msg_reader_init(&r, sm->dot_ends, lim == 0 || lim > CLI_MSG_HARD_MAX ?
+	    CLI_MSG_HARD_MAX : (size_t)lim);
+	while (!r.ended && !r.over) {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "sendmail: reading the message: %s\n",
+			    strerror(errno));
+			rc = EX_IOERR;
+			goto done;
+		}
+		if (n == 0)
+			break;
+		if (msg_reader_feed(&r, buf, (size_t)n) == -1)
+			goto nomem;
+	}
+	if (msg_reader_end(&r) == -1)
+		goto nomem;
+	if (r.over) {
+		fprintf(stderr, "sendmail: message too large: the limit "
+		    "(message_size_limit) is %" PRIu64 " bytes\n", lim);
+		rc = EX_DATAERR;
+		goto done;
+	}
+	sm->msg = r.out;
+	r.out.p = NULL;
+	goto done;
+nomem:
+	fprintf(stderr, "sendmail: out of memory\n");
+	rc = EX_OSERR;
+done:
+	msg_buf_free(&r.out);
+	return rc;
+}
+
+#define H_FROM		0x1u
+#define H_DATE		0x2u
+#define H_MSGID		0x4u
+
+/*
+ * Recipients from the headers (-t), the headers a message must have
+ * (RFC 5322 §3.6: From and Date; Message-ID SHOULD), Bcc removed, lines
+ * repaired; then the size and 8-bit checks on what will really be sent.
+ */
+static int
+sm_prepare(struct sm *sm)
+{
+	struct msg_buf add = { NULL, 0, 0 }, out = { NULL, 0, 0 };
+	struct msg_field f;
+	struct msg_head h;
+	uint64_t lim = sm->conf->message_size_limit;
+	unsigned seen = 0;
+	size_t pos;
+	int rc;
+
+	msg_head_scan(sm->msg.p, sm->msg.len, &h);
+	for (pos = h.start; msg_field_next(sm->msg.p, h.end, &pos, &f); ) {
+		if (msg_field_is(sm->msg.p, &f, "From"))
+			seen |= H_FROM;
+		else if (msg_field_is(sm->msg.p, &f, "Date"))
+			seen |= H_DATE;
+		else if (msg_field_is(sm->msg.p, &f, "Message-ID"))
+			seen |= H_MSGID;
+	}
+	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
+		goto done;
+	if (sm->nrcpt == 0) {
+		fprintf(stderr, "sendmail: no recipient addresses found in "
+		    "the message headers\n");
+		rc = EX_USAGE;
+		goto done;
+	}
+	rc = EX_OSERR;
+	if (sm_add_headers(sm, &add, seen) == -1 ||
+	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
+	    1) == -1) {
+		fprintf(stderr, "sendmail: out of memory\n");
+		goto done;
+	}
+	if (lim != 0 && out.len > lim) {
+		fprintf(stderr, "sendmail: message too large: %zu bytes, the "
+		    "limit (message_size_limit) is %" PRIu64 " bytes\n",
+		    out.len, lim);
+		rc = EX_DATAERR;
+		goto done;
+	}
+	if (msg_has_8bit(out.p, out.len))
+		sm->flags |= QF_8BITMIME;
+	msg_buf_free(&sm->msg);
+	sm->msg = out;
+	out.p = NULL;
+	rc = EX_OK;
+done:
+	msg_buf_free(&add);
+	msg_buf_free(&out);
+	return rc;
+}
+
+/* -t: To, Cc, Bcc - or, in a resent message, only the Resent- ones. */
+static int
+sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
+{
+	static const char *const plain[] = { "To", "Cc", "Bcc" };
+	static const char *const resent[] = {
+		"Resent-To", "Resent-Cc", "Resent-Bcc"
+	};
+	const char *const *names = plain;
+	struct msg_field f;
+	size_t pos, i;
+	int rc;
+
+	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
+		for (i = 0; i < 3; i++)
+			if (msg_field_is(b, &f, resent[i]))
+				names = resent;
+	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
+		for (i = 0; i < 3; i++)
+			if (msg_field_is(b, &f, names[i]) &&
+			    (rc = sm_add_list(sm, b + f.value, f.end - f.value,
+			    names[i])) != EX_OK)
+				return rc;
+	return EX_OK;
+}
+
+/* From:, Date:, Message-ID: for what the message lacks. */
+static int
+sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
+{
+	unsigned char rnd[CLI_MSGID_RAND];
+	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64], stamp[32];
+	const char *name = sm->fullname != NULL ? sm->fullname : sm->gecos;
+	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
+	time_t now = time(NULL);
+	struct tm tm;
+	size_t i, k;
+	int n;
+
+	if (!(seen & H_FROM)) {
+		if (msg_buf_add(add, "From: ", 6) == -1)
+			return -1;
+		if (name[0] != '\0') {
+			if (msg_phrase(add, name, strlen(name)) == -1 ||
+			    msg_buf_add(add, " <", 2) == -1 ||
+			    msg_buf_add(add, addr, strlen(addr)) == -1 ||
+			    msg_buf_add(add, ">", 1) == -1)
+				return -1;
+		} else if (msg_buf_add(add, addr, strlen(addr)) == -1)
+			return -1;
+		if (msg_buf_add(add, "\r\n", 2) == -1)
+			return -1;
+	}
+	if (!(seen & H_DATE)) {
+		memcpy(line, "Date: ", 6);
+		if ((n = hdr_date(line + 6, sizeof(line) - 8, now)) < 0)
+			return -1;
+		memcpy(line + 6 + n, "\r\n", 2);
+		if (msg_buf_add(add, line, (size_t)n + 8) == -1)
+			return -1;
+	}
+	if (!(seen & H_MSGID)) {
+		/* Unique without state: the time plus 64 random bits. */
+		randombytes_buf(rnd, sizeof(rnd));
+		gmtime_r(&now, &tm);
+		if (strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm) == 0)
+			return -1;
+		n = snprintf(line, sizeof(line), "Message-ID: <%s.", stamp);
+		for (i = 0, k = (size_t)n; i < sizeof(rnd); i++, k += 2)
+			snprintf(line + k, sizeof(line) - k, "%02X", rnd[i]);
+		n = snprintf(line + k, sizeof(line) - k, "@%s>\r\n",
+		    sm->conf->hostname);
+		if (n < 0 || (size_t)n >= sizeof(line) - k ||
+		    msg_buf_add(add, line, k + (size_t)n) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Submit over the socket; whatever the daemon did not take because it is
+ * not there (or went away) goes to maildrop/, silently: cron must not
+ * mail about mail.  A duplicate is possible if the daemon died after the
+ * final dot and before its 250; a loss is not.
+ */
+static int
+sm_deliver(struct sm *sm)
+{
+	enum sm_result r = sm_session(sm);
+	size_t i;
+	int refused = 0;
+
+	for (i = 0; i < sm->nrcpt; i++)
+		if (sm->rcpt[i].state == RCPT_REFUSED)
+			refused = 1;
+	switch (r) {
+	case SR_OK:
+		break;
+	case SR_DOWN:
+		for (i = 0; i < sm->nrcpt; i++)
+			if (sm->rcpt[i].state == RCPT_PENDING)
+				break;
+		if (i < sm->nrcpt && sm_maildrop(sm) == -1)
+			return EX_TEMPFAIL;
+		break;
+	case SR_TEMP:
+		return EX_TEMPFAIL;
+	case SR_PERM:
+		return EX_DATAERR;
+	case SR_LOCAL:
+		return EX_OSERR;
+	}
+	return refused ? EX_NOUSER : EX_OK;
+}
+
+/*
+ * One connection, batches of max_recipients recipients (the daemon's
+ * 452 would cut the rest off), one transaction each.  The replies are
+ * read one by one: one-shot, so blocking with a timeout is fine here.
+ */
+static enum sm_result
+sm_session(struct sm *sm)
+{
+	struct msg_buf data = { NULL, 0, 0 };
+	struct conn *c;
+	enum sm_result r = SR_OK;
+	size_t batch = sm->conf->max_recipients ? sm->conf->max_recipients :
+	    QUEUE_MAX_RCPT, i, end;
+	int code;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return SR_LOCAL;
+	if ((c->fd = cli_connect(sm->conf->local_socket)) == -1) {
+		sm->down_errno = errno;
+		free(c);
+		return SR_DOWN;
+	}
+	if ((code = conn_reply(c)) != 220) {
+		r = sm_fail(c, code);
+		goto quit;
+	}
+	if ((code = conn_cmd(c, "EHLO %s\r\n", CLI_EHLO_NAME)) != 250) {
+		r = sm_fail(c, code);
+		goto quit;
+	}
+	if (msg_dot_stuff(&data, sm->msg.p, sm->msg.len) == -1) {
+		fprintf(stderr, "sendmail: out of memory\n");
+		r = SR_LOCAL;
+		goto quit;
+	}
+	for (i = 0; i < sm->nrcpt && r == SR_OK; i = end) {
+		end = sm->nrcpt - i > batch ? i + batch : sm->nrcpt;
+		r = sm_transaction(sm, c, i, end, &data);
+	}
+quit:
+	if (r != SR_DOWN)
+		(void)conn_cmd(c, "QUIT\r\n");	/* done either way */
+	/* Read-only from here on: nothing is lost if close fails. */
+	(void)close(c->fd);
+	msg_buf_free(&data);
+	free(c);
+	return r;
+}
+
+/* Classify a reply that was not the one hoped for, and say so. */
+static enum sm_result
+sm_fail(struct conn *c, int code)
+{
+	if (code < 0)
+		return SR_DOWN;		/* EOF, timeout: it went away */
+	if (code == 421)		/* shutting down, too busy */
+		return SR_DOWN;
+	conn_print(c);
+	return code >= 500 && code < 600 ? SR_PERM : SR_TEMP;
+}
+
+static enum sm_result
+sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
+    const struct msg_buf *data)
+{
+	char params[64] = "";
+	size_t i, acc = 0, pl = 0;
+	int code;
+
+	if ((sm->flags & QF_8BITMIME) && (c->ext & EXT_8BITMIME))
+		pl += (size_t)snprintf(params + pl, sizeof(params) - pl,
+		    " BODY=8BITMIME");
+	if ((sm->flags & QF_SMTPUTF8) && (c->ext & EXT_SMTPUTF8))
+		pl += (size_t)snprintf(params + pl, sizeof(params) - pl,
+		    " SMTPUTF8");
+	if (c->ext & EXT_SIZE)
+		(void)snprintf(params + pl, sizeof(params) - pl, " SIZE=%zu",
+		    sm->msg.len);
+	code = conn_cmd(c, "MAIL FROM:<%s>%s\r\n", sm->sender, params);
+	if (code != 250)
+		return sm_fail(c, code);
+	for (i = from; i < to; i++) {
+		code = conn_cmd(c, "RCPT TO:<%s>\r\n", sm->rcpt[i].addr);
+		if (code == 250 || code == 251) {
+			sm->rcpt[i].accepted = 1;
+			acc++;
+		} else if (code >= 500 && code < 600) {
+			/* Refuse this one, keep the others (Postfix bounces
+			 * it later; we can say it now). */
+			conn_print(c);
+			sm->rcpt[i].state = RCPT_REFUSED;
+		} else
+			return sm_fail(c, code);
+	}
+	if (acc == 0) {
+		code = conn_cmd(c, "RSET\r\n");
+		return code == 250 ? SR_OK : sm_fail(c, code);
+	}
+	if ((code = conn_cmd(c, "DATA\r\n")) != 354)
+		return sm_fail(c, code);
+	if (conn_write(c, data->p, data->len) == -1)
+		return SR_DOWN;
+	if ((code = conn_reply(c)) != 250)
+		return sm_fail(c, code);
+	for (i = from; i < to; i++)
+		if (sm->rcpt[i].accepted)
+			sm->rcpt[i].state = RCPT_DONE;
+	if (sm->verbose)
+		fprintf(stderr, "sendmail: %.*s\n", (int)c->tlen, c->text);
+	return SR_OK;
+}
+
+/*
+ * The daemon is down: the message goes into maildrop/ (1733, so any user
+ * may add but not read), the body as CRLF text, not dot-stuffed.  The
+ * daemon picks it up when it starts.  queue_open() on a queue_dir we
+ * cannot read leaves the writer usable for maildrop/ only.
+ */
+static int
+sm_maildrop(struct sm *sm)
+{
+	char id[QUEUE_ID_SIZE];
+	struct queue_writer *w;
+	size_t i;
+	int e;
+
+	if (queue_open(sm->conf->queue_dir) == -1)
+		goto fail;
+	w = queue_writer_new("maildrop", sm->sender, sm->flags, getuid(),
+	    "local");
+	if (w == NULL)
+		goto fail;
+	for (i = 0; i < sm->nrcpt; i++)
+		if (sm->rcpt[i].state == RCPT_PENDING &&
+		    queue_writer_rcpt(w, sm->rcpt[i].addr) == -1)
+			goto abort;
+	if (queue_writer_body(w, sm->msg.p, sm->msg.len) == -1 ||
+	    queue_writer_finish(w) == -1)
+		goto abort;
+	snprintf(id, sizeof(id), "%s", queue_writer_id(w));
+	if (queue_commit_now(w) == -1)	/* frees w either way */
+		goto fail;
+	if (sm->verbose)
+		fprintf(stderr, "sendmail: the mail daemon is not reachable "
+		    "(%s); queued in maildrop as %s\n",
+		    sm->down_errno ? strerror(sm->down_errno) :
+		    "connection lost", id);
+	return 0;
+abort:
+	e = errno;
+	queue_writer_abort(w);
+	errno = e;
+fail:
+	fprintf(stderr, "sendmail: the mail daemon is not reachable and "
+	    "writing to %s/maildrop failed: %s\n", sm->conf->queue_dir,
+	    strerror(errno));
+	return -1;
+}
+
+/*
+ * -bs: SMTP on stdin/stdout, relayed to the daemon until either side
+ * closes.  What the user types gets CRLF line ends (the daemon refuses
+ * bare LF); the daemon's bytes pass untouched.
+ */
+static int
+sm_relay_smtp(const struct config *conf)
+{
+	struct pollfd pfd[2];
+	struct msg_reader r;
+	char buf[CLI_IO_SIZE];
+	ssize_t n;
+	int fd, rc = EX_OK, in_open = 1;
+
+	if ((fd = cli_connect(conf->local_socket)) == -1) {
+		fprintf(stderr, "sendmail: cannot connect to the mail daemon "
+		    "at %s: %s\n", conf->local_socket, strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	msg_reader_init(&r, 0, SIZE_MAX);
+	for (;;) {
+		pfd[0].fd = in_open ? STDIN_FILENO : -1;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = fd;
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			rc = EX_OSERR;
+			break;
+		}
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = read(fd, buf, sizeof(buf));
+			if (n == -1 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0)
+				break;		/* the daemon closed: done */
+			if (write_all(STDOUT_FILENO, buf, (size_t)n) == -1)
+				break;		/* the user went away */
+		}
+		if (in_open && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				in_open = 0;
+				(void)shutdown(fd, SHUT_WR);
+				continue;
+			}
+			r.out.len = r.line_start = 0;
+			if (msg_reader_feed(&r, buf, (size_t)n) == -1) {
+				rc = EX_OSERR;
+				break;
+			}
+			if (write_all(fd, r.out.p, r.out.len) == -1) {
+				/* The daemon closed on us; its last words
+				 * may still be waiting to be read. */
+				in_open = 0;
+			}
+		}
+	}
+	msg_buf_free(&r.out);
+	/* Read/written streams only: a close error loses nothing. */
+	(void)close(fd);
+	return rc;
+}
+
+/* --- the client connection --- */
+
+/* Non-blocking: a full backlog (EAGAIN) counts as "down", never a hang. */
+static int
+cli_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, e;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		e = errno;
+		(void)close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+conn_wait(int fd, short ev)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	int n;
+
+	while ((n = poll(&p, 1, CLI_TIMEOUT_MS)) == -1 && errno == EINTR)
+		;
+	if (n == 0)
+		errno = ETIMEDOUT;
+	return n == 1 ? 0 : -1;
+}
+
+static int
+conn_write(struct conn *c, const char *p, size_t n)
+{
+	ssize_t k;
+
+	while (n > 0) {
+		k = send(c->fd, p, n, MSG_NOSIGNAL);
+		if (k > 0) {
+			p += k;
+			n -= (size_t)k;
+		} else if (k == -1 && errno == EINTR)
+			continue;
+		else if (k == -1 && errno == EAGAIN) {
+			if (conn_wait(c->fd, POLLOUT) == -1)
+				return -1;
+		} else
+			return -1;
+	}
+	return 0;
+}
+
+/* The next byte, or -1 on EOF, error or timeout. */
+static int
+conn_getc(struct conn *c)
+{
+	ssize_t k;
+
+	while (c->off == c->len) {
+		k = read(c->fd, c->buf, sizeof(c->buf));
+		if (k > 0) {
+			c->off = 0;
+			c->len = (size_t)k;
+		} else if (k == 0)
+			return -1;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN || conn_wait(c->fd, POLLIN) == -1)
+			return -1;
+	}
+	return (unsigned char)c->buf[c->off++];
+}
+
+/*
+ * One reply (RFC 5321 §4.2), multi-line too: returns its code, -1 when
+ * the connection ended or timed out, 0 for a line that is no reply.  The
+ * text is kept (bounded, control bytes as '?') for stderr, and the EHLO
+ * keywords are noted.
+ */
+static int
+conn_reply(struct conn *c)
+{
+	char line[CLI_RLINE_MAX];
+	size_t n, k;
+	int ch, code = 0, more, first = 1;
+
+	c->tlen = 0;
+	c->text[0] = '\0';
+	do {
+		n = 0;
+		while ((ch = conn_getc(c)) != '\n') {
+			if (ch == -1)
+				return -1;
+			if (n + 1 < sizeof(line) && ch != '\r')
+				line[n++] = (ch < 0x20 || ch == 0x7f) ? '?' :
+				    (char)ch;
+		}
+		line[n] = '\0';
+		/* What we print is kept first, bad line or not. */
+		if (!first && c->tlen + 1 < sizeof(c->text))
+			c->text[c->tlen++] = '\n';
+		k = sizeof(c->text) - 1 - c->tlen;
+		memcpy(c->text + c->tlen, line, n < k ? n : k);
+		c->tlen += n < k ? n : k;
+		c->text[c->tlen] = '\0';
+		if (n < 3 || line[0] < '2' || line[0] > '5' ||
+		    line[1] < '0' || line[1] > '9' ||
+		    line[2] < '0' || line[2] > '9' ||
+		    (n > 3 && line[3] != ' ' && line[3] != '-'))
+			return 0;
+		if (first)
+			code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+			    (line[2] - '0');
+		else if (n > 4) {
+			/* an EHLO keyword line (§4.1.1.1) */
+			if (strncasecmp(line + 4, "8BITMIME", 8) == 0)
+				c->ext |= EXT_8BITMIME;
+			else if (strncasecmp(line + 4, "SMTPUTF8", 8) == 0)
+				c->ext |= EXT_SMTPUTF8;
+			else if (strncasecmp(line + 4, "SIZE", 4) == 0)
+				c->ext |= EXT_SIZE;
+		}
+		more = n > 3 && line[3] == '-';
+		first = 0;
+	} while (more);
+	return code;
+}
+
+static int
+conn_cmd(struct conn *c, const char *fmt, ...)
+{
+	char cmd[CLI_CMD_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(cmd))
+		return 0;	/* cannot happen: paths are checked */
+	if (conn_write(c, cmd, (size_t)n) == -1)
+		return -1;
+	return conn_reply(c);
+}
+
+static void
+conn_print(const struct conn *c)
+{
+	const char *p = c->text, *nl;
+
+	if (c->tlen == 0) {
+		fprintf(stderr, "sendmail: unexpected reply from the mail "
+		    "daemon\n");
+		return;
+	}
+	for (; p != NULL; p = nl != NULL ? nl + 1 : NULL) {
+		nl = strchr(p, '\n');
+		fprintf(stderr, "sendmail: %.*s\n",
+		    (int)(nl != NULL ? (size_t)(nl - p) : strlen(p)), p);
+	}
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	ssize_t k;
+
+	while (n > 0) {
+		k = write(fd, p, n);
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k == -1 && errno == EAGAIN) {
+			if (conn_wait(fd, POLLOUT) == -1)
+				return -1;
+			continue;
+		}
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* --- mailq, delete, cat --- */
+
+/*
+ * The queue is the daemon's user's, 0711: others cannot list it.  Check
+ * first, so "Permission denied" is the answer and not an empty queue.
+ */
+static int
+cli_queue_open(const struct config *conf, const char *prog)
+{
+	int fd = open(conf->queue_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	int e;
+
+	if (fd == -1) {
+		e = errno;
+		fprintf(stderr, "%s: cannot read the queue: %s\n", prog,
+		    strerror(e));
+		return e == EACCES || e == EPERM ? EX_NOPERM : EX_UNAVAILABLE;
+	}
+	(void)close(fd);	/* read-only */
+	if (queue_open(conf->queue_dir) == -1 || queue_dir() == NULL) {
+		fprintf(stderr, "%s: cannot open the queue %s: %s\n", prog,
+		    conf->queue_dir, strerror(errno));
+		return EX_UNAVAILABLE;
+	}
+	return EX_OK;
+}
+
+int
+cli_mailq(const struct config *conf, int argc, char **argv)
+{
+	struct mq mq = { 0, 0, 0, { NULL, 0, 0 } };
+	int i, rc, e;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+			mq.json = 1;
+		else {
+			fprintf(stderr, "usage: mailq [--json]\n");
+			return EX_USAGE;
+		}
+	}
+	if ((rc = cli_queue_open(conf, "mailq")) != EX_OK)
+		return rc;
+	if (queue_walk(mq_one, &mq) == -1 || mq.n == (unsigned long)-1) {
+		e = mq.n == (unsigned long)-1 ? ENOMEM : errno;
+		fprintf(stderr, "mailq: cannot read the queue: %s\n",
+		    strerror(e));
+		rc = e == EACCES ? EX_NOPERM : EX_IOERR;
+		goto done;
+	}
+	if (mq.json)
+		rc = mq_addf(&mq.out, mq.n ? "\n]\n" : "[]\n");
+	else if (mq.n == 0)
+		rc = mq_addf(&mq.out, "Mail queue is empty\n");
+	else
+		rc = mq_addf(&mq.out, "-- %" PRIu64 " Kbytes in %lu "
+		    "Request%s.\n", (mq.bytes + 1023) / 1024, mq.n,
+		    mq.n == 1 ? "" : "s");
+	if (rc == -1) {
+		fprintf(stderr, "mailq: out of memory\n");
+		rc = EX_OSERR;
+		goto done;
+	}
+	rc = EX_OK;
+	if (write_all(STDOUT_FILENO, mq.out.p, mq.out.len) == -1) {
+		fprintf(stderr, "mailq: write: %s\n", strerror(errno));
+		rc = EX_IOERR;
+	}
+done:
+	msg_buf_free(&mq.out);
+	return rc;
+}
+
+static int
+mq_one(const struct queue_info *qi, void *arg)
+{
+	struct mq *mq = arg;
+
+	if ((mq->json ? mq_json(mq, qi) : mq_plain(mq, qi)) == -1) {
+		mq->n = (unsigned long)-1;	/* out of memory */
+		return 1;
+	}
+	mq->n++;
+	mq->bytes += qi->size;
+	return 0;
+}
+
+/* DESIGN.md: one array, an object per message. */
+static int
+mq_json(struct mq *mq, const struct queue_info *qi)
+{
+	const struct queue_rcpt *r;
+	unsigned i;
+
+	if (mq_addf(&mq->out, "%s{\"id\":", mq->n ? ",\n" : "[\n") == -1 ||
+	    msg_json_str(&mq->out, qi->id, strlen(qi->id)) == -1 ||
+	    mq_addf(&mq->out, ",\"sender\":") == -1 ||
+	    msg_json_str(&mq->out, qi->sender, strlen(qi->sender)) == -1 ||
+	    mq_addf(&mq->out, ",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
+	    ",\"next_attempt\":%" PRIu64 ",\"recipients\":[", qi->size,
+	    qi->arrival, qi->next_attempt) == -1)
+		return -1;
+	for (i = 0; i < qi->nrcpt; i++) {
+		r = &qi->rcpt[i];
+		if (mq_addf(&mq->out, "%s{\"address\":", i ? "," : "") == -1 ||
+		    msg_json_str(&mq->out, r->address,
+		    strlen(r->address)) == -1 ||
+		    mq_addf(&mq->out, ",\"status\":\"%s\",\"reason\":",
+		    queue_status_name(r->status)) == -1 ||
+		    msg_json_str(&mq->out, r->reason, strlen(r->reason)) == -1 ||
+		    mq_addf(&mq->out, "}") == -1)
+			return -1;
+	}
+	return mq_addf(&mq->out, "]}");
+}
+
+/*
+ * Postfix's table: ID, size, arrival (asctime without the year), sender
+ * (MAILER-DAEMON for <>), then each recipient still to do and its last
+ * error in parentheses.  Delivered and bounced ones are done: not shown.
+ */
+static int
+mq_plain(struct mq *mq, const struct queue_info *qi)
+{
+	char date[32];
+	time_t t = (time_t)qi->arrival;
+	struct tm tm;
+	unsigned i;
+
+	if (mq->n == 0 && mq_addf(&mq->out, "%-*s %8s %-20s %s\n",
+	    QUEUE_ID_LEN + 1, "-Queue ID-", "--Size--",
+	    "----Arrival Time----", "-Sender/Recipient-------") == -1)
+		return -1;
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a %b %e %H:%M:%S", &tm) == 0)
+		snprintf(date, sizeof(date), "?");
+	if (mq_addf(&mq->out, "%-*s %8" PRIu64 " %-20s %s\n",
+	    QUEUE_ID_LEN + 1, qi->id, qi->size, date,
+	    qi->sender[0] ? qi->sender : "MAILER-DAEMON") == -1)
+		return -1;
+	for (i = 0; i < qi->nrcpt; i++) {
+		if (qi->rcpt[i].status == RS_SENT ||
+		    qi->rcpt[i].status == RS_BOUNCED)
+			continue;
+		if (mq_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
+		    qi->rcpt[i].address) == -1)
+			return -1;
+		if (qi->rcpt[i].reason[0] != '\0' &&
+		    mq_addf(&mq->out, "%*s(%s)\n", QUEUE_ID_LEN + 32, "",
+		    qi->rcpt[i].reason) == -1)
+			return -1;
+	}
+	return mq_addf(&mq->out, "\n");
+}
+
+static int
+mq_addf(struct msg_buf *b, const char *fmt, ...)
+{
+	char small[CLI_IO_SIZE], *big = NULL;
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(small))
+		return msg_buf_add(b, small, (size_t)n);
+	if ((big = malloc((size_t)n + 1)) == NULL)
+		return -1;
+	va_start(ap, fmt);
+	(void)vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	rc = msg_buf_add(b, big, (size_t)n);
+	free(big);
+	return rc;
+}
+
+int
+cli_delete(const struct config *conf, int argc, char **argv)
+{
+	struct idlist l = { NULL, 0, 0 };
+	size_t i, done = 0;
+	int rc, all = 0, a, e;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: ferry delete ID...|all\n");
+		return EX_USAGE;
+	}
+	for (a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "all") == 0 || strcmp(argv[a], "ALL") == 0)
+			all = 1;
+		else if (!queue_id_valid(argv[a])) {
+			fprintf(stderr, "delete: %s: not a queue ID\n", argv[a]);
+			return EX_USAGE;
+		}
+	}
+	if ((rc = cli_queue_open(conf, "delete")) != EX_OK)
+		return rc;
+	if (all) {
+		if (queue_walk(del_collect, &l) == -1 || l.n == (size_t)-1) {
+			fprintf(stderr, "delete: cannot read the queue: %s\n",
+			    l.n == (size_t)-1 ? "out of memory" :
+			    strerror(errno));
+			rc = EX_IOERR;
+			goto done;
+		}
+		for (i = 0; i < l.n; i++) {
+			if (queue_delete(l.id[i]) == 0)
+				done++;
+			else if (errno != ENOENT) {	/* gone meanwhile */
+				fprintf(stderr, "delete: %s: %s\n", l.id[i],
+				    strerror(errno));
+				rc = EX_IOERR;
+			}
+		}
+		printf("%zu message%s deleted\n", done, done == 1 ? "" : "s");
+		goto done;
+	}
+	for (a = 1; a < argc; a++) {
+		if (queue_delete(argv[a]) == 0)
+			printf("%s: deleted\n", argv[a]);
+		else if (errno == ENOENT) {
+			fprintf(stderr, "delete: %s: no such message\n",
+			    argv[a]);
+			if (rc == EX_OK)
+				rc = EX_NOUSER;
+		} else {
+			e = errno;
+			fprintf(stderr, "delete: %s: %s\n", argv[a],
+			    strerror(e));
+			rc = e == EACCES || e == EPERM ? EX_NOPERM : EX_IOERR;
+		}
+	}
+done:
+	free(l.id);
+	if (fflush(stdout) == EOF && rc == EX_OK)
+		rc = EX_IOERR;
+	return rc;
+}
+
+static int
+del_collect(const struct queue_info *qi, void *arg)
+{
+	struct idlist *l = arg;
+	char (*grown)[QUEUE_ID_SIZE];
+	size_t cap;
+
+	if (l->n == l->cap) {
+		cap = l->cap ? l->cap * 2 : 64;
+		if ((grown = realloc(l->id, cap * sizeof(*grown))) == NULL) {
+			l->n = (size_t)-1;
+			return 1;
+		}
+		l->id = grown;
+		l->cap = cap;
+	}
+	memcpy(l->id[l->n++], qi->id, QUEUE_ID_SIZE);
+	return 0;
+}
+
+/* The stored message - Received: line, headers, body - byte for byte. */
+int
+cli_cat(const struct config *conf, int argc, char **argv)
+{
+	struct queue_info qi;
+	char path[CONFIG_PATH_MAX + QUEUE_ID_SIZE + 2], buf[CLI_IO_SIZE];
+	const char *why;
+	uint64_t left;
+	off_t off;
+	ssize_t n;
+	int fd = -1, rc, e;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: ferry cat ID\n");
+		return EX_USAGE;
+	}
+	if (!queue_id_valid(argv[1])) {
+		fprintf(stderr, "cat: %s: not a queue ID\n", argv[1]);
+		return EX_USAGE;
+	}
+	if ((rc = cli_queue_open(conf, "cat")) != EX_OK)
+		return rc;
+	if (queue_load(argv[1], &qi, &why) == -1) {
+		e = errno;
+		if (e == ENOENT) {
+			fprintf(stderr, "cat: %s: no such message\n", argv[1]);
+			return EX_NOUSER;
+		}
+		fprintf(stderr, "cat: %s: %s: %s\n", argv[1], why,
+		    strerror(e));
+		return e == EACCES ? EX_NOPERM : EX_IOERR;
+	}
+	left = qi.size;
+	off = (off_t)qi.body_off;
+	queue_info_free(&qi);
+	/* Queue files never change once committed (state is in ID.st). */
+	snprintf(path, sizeof(path), "%s/%s", conf->queue_dir, argv[1]);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		e = errno;
+		fprintf(stderr, "cat: %s: %s\n", argv[1], e == ENOENT ?
+		    "no such message" : strerror(e));
+		return e == ENOENT ? EX_NOUSER : EX_IOERR;
+	}
+	rc = EX_OK;
+	while (left > 0) {
+		n = pread(fd, buf, left < sizeof(buf) ? (size_t)left :
+		    sizeof(buf), off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "cat: %s: %s\n", argv[1], n == 0 ?
+			    "file is shorter than its records say" :
+			    strerror(errno));
+			rc = EX_IOERR;
+			break;
+		}
+		if (write_all(STDOUT_FILENO, buf, (size_t)n) == -1) {
+			fprintf(stderr, "cat: write: %s\n", strerror(errno));
+			rc = EX_IOERR;
+			break;
+		}
+		left -= (uint64_t)n;
+		off += n;
+	}
+	(void)close(fd);	/* read-only */
+	return rc;
+}

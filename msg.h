@@ -1,0 +1,107 @@
+/*
+ * msg.h - pure helpers over message text for the sendmail interface and
+ * mailq: stdin into CRLF lines (msg_reader), the RFC 5322 header section
+ * (msg_head_scan, msg_field_next), repairing it for submission
+ * (msg_build: drop Bcc, fold or split lines over 998 octets), address
+ * lists for -t (msg_addr_list), dot-stuffing, display names and JSON
+ * strings.  No I/O and no global state; every input has an explicit
+ * length.  Functions return 0, or -1 (ENOMEM, or a syntax error with a
+ * short *why).
+ */
+#ifndef FERRY_MSG_H
+#define FERRY_MSG_H
+
+#include <stddef.h>
+
+#define MSG_LINE_MAX	998	/* RFC 5322 §2.1.1, octets without CRLF */
+#define MSG_ADDR_MAX	512	/* one address from a list, with NUL */
+
+/* A growing byte buffer; { NULL, 0, 0 } is empty. */
+struct msg_buf {
+	char *p;
+	size_t len, cap;
+};
+
+int msg_buf_add(struct msg_buf *, const void *, size_t);
+void msg_buf_free(struct msg_buf *);
+
+/*
+ * Input normalisation, fed in chunks as read: bare LF, bare CR and CRLF
+ * all become CRLF (the daemon refuses bare ones).  With dot_ends, a line
+ * that is exactly "." ends the input (classic sendmail without -i); it is
+ * not kept and `ended` is set.  More than `limit` output bytes sets
+ * `over` and stops.  After EOF, msg_reader_end() terminates a last line.
+ */
+struct msg_reader {
+	struct msg_buf out;
+	size_t limit;
+	size_t line_start;	/* offset in out where this line began */
+	int dot_ends;
+	int cr_seen;		/* last byte was a CR: swallow one LF */
+	int ended;
+	int over;
+};
+
+void msg_reader_init(struct msg_reader *, int dot_ends, size_t limit);
+int msg_reader_feed(struct msg_reader *, const char *, size_t);
+int msg_reader_end(struct msg_reader *);
+
+/*
+ * The header section of a CRLF message.  A leading mbox "From " line is
+ * skipped.  Fields run until an empty line (body = after it) or the
+ * first line that is neither a field nor a continuation (body = end:
+ * there was no separator).
+ */
+struct msg_head {
+	size_t start;		/* first field */
+	size_t end;		/* just past the last field */
+	size_t body;		/* first body byte */
+};
+
+/* One field, continuation lines and the final CRLF included. */
+struct msg_field {
+	size_t start, end;
+	size_t name_len;	/* name at start, without trailing WSP */
+	size_t value;		/* offset just after the colon */
+};
+
+void msg_head_scan(const char *, size_t, struct msg_head *);
+/* Next field in [*pos, end); 1 with *f filled, 0 when there is none. */
+int msg_field_next(const char *, size_t end, size_t *pos,
+    struct msg_field *);
+/* Case-insensitive name test. */
+int msg_field_is(const char *, const struct msg_field *, const char *name);
+
+/*
+ * out = the fields (without Bcc: and Resent-Bcc: when drop_bcc) + add
+ * (whole CRLF lines we supply) + an empty line + the body.  Header lines
+ * over MSG_LINE_MAX are folded before a space where there is one (else a
+ * CRLF SP is forced in); body lines are split with CRLF.
+ */
+int msg_build(struct msg_buf *out, const char *, size_t,
+    const struct msg_head *, const char *add, size_t addlen, int drop_bcc);
+
+/*
+ * RFC 5322 §3.4 address-list (also a bare "user"): display names, angle
+ * addresses, groups, comments, quoted strings, folding.  cb gets each
+ * addr-spec with comments and folding whitespace removed (quotes kept;
+ * a source route inside <> is left for addr_parse_path); a non-zero
+ * return stops the walk and is returned.
+ */
+int msg_addr_list(const char *, size_t,
+    int (*cb)(void *arg, const char *addr), void *arg, const char **why);
+
+/* Append a display name: as atoms when it is only atext and spaces, else
+ * as a quoted-string; control bytes are dropped. */
+int msg_phrase(struct msg_buf *, const char *, size_t);
+
+/* Append the CRLF message dot-stuffed (RFC 5321 §4.5.2) and ".\r\n". */
+int msg_dot_stuff(struct msg_buf *, const char *, size_t);
+
+int msg_has_8bit(const char *, size_t);
+
+/* Append a JSON string (RFC 8259 §7): quotes, '\\' and control bytes
+ * escaped, valid UTF-8 kept, any other byte as \ufffd. */
+int msg_json_str(struct msg_buf *, const char *, size_t);
+
+#endif
