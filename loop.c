@@ -362,6 +362,8 @@ loop_run(void)
 	loop_running = 1;
 	while (loop_running) {
 		loop_run_hooks();
+		if (!loop_running)	/* a hook may have stopped us */
+			break;
 		loop_ev_n = epoll_wait(loop_epfd, loop_ev, LOOP_EVENTS,
 		    loop_timeout_ms());
 		loop_clock();
