@@ -1,0 +1,589 @@
+"""
+ferrytest.py - the integration tests' harness: a private daemon per test
+(temp dir, config, free ports, log captured to a file, SIGTERM stop that
+must exit 0 with no sanitizer report), raw SMTP dialogue helpers, and
+wrappers for the `ferry` commands (mailq --json, cat, delete, sendmail).
+Python 3 standard library only.  A failed expectation raises TestFailure
+with a message that says what was expected and what came back.
+"""
+
+import json
+import os
+import pwd
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+FERRY_BIN = os.path.abspath(os.environ.get('FERRY_BIN')
+                            or os.path.join(REPO, 'ferry'))
+IS_ROOT = os.geteuid() == 0
+HOSTNAME = 'ferry.test'
+TRUSTED = '127.0.0.1'
+UNTRUSTED = '127.0.0.2'
+QID_RE = re.compile(r'queued as ([0-9A-F]{18})\b')
+STATUSES = ('queued', 'deferred', 'sent', 'bounced')
+
+# What a sanitizer (or glibc) writes when something went wrong.
+SANITIZER_MARKS = (
+    'ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+    'SUMMARY: AddressSanitizer', 'SUMMARY: UndefinedBehaviorSanitizer',
+    'runtime error:', 'ERROR: UndefinedBehaviorSanitizer',
+    '*** stack smashing detected', 'free(): invalid', 'double free',
+    'malloc(): corrupted',
+)
+
+# Slower under ASan: scale the waits, never the limits under test.
+SLOW = 3.0 if '/san/' in FERRY_BIN else 1.0
+
+
+class TestFailure(Exception):
+    pass
+
+
+# The daemons the current test (thread) made, for failure reports.
+_current = threading.local()
+
+
+def daemons_of_this_test(reset=False):
+    if reset or not hasattr(_current, 'daemons'):
+        _current.daemons = []
+    return _current.daemons
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def short(b, n=300):
+    """A printable excerpt of bytes for failure messages."""
+    r = repr(b)
+    return r if len(r) <= n else r[:n] + '...(%d bytes)' % len(b)
+
+
+def sanitizer_report(text):
+    for m in SANITIZER_MARKS:
+        if m in text:
+            return m
+    return None
+
+
+def ensure_ferry_user():
+    """As root, the daemon drops to user `ferry`: it must exist."""
+    if not IS_ROOT:
+        return
+    try:
+        pwd.getpwnam('ferry')
+    except KeyError:
+        subprocess.run(['useradd', '--system', '--no-create-home',
+                        '--shell', '/usr/sbin/nologin', 'ferry'],
+                       check=False, capture_output=True)
+
+
+# Ports handed out in this process; drawn below the kernel's ephemeral
+# range (32768-60999) so client sockets never sit on them either.
+_ports_used = set()
+_ports_lock = threading.Lock()
+
+
+def free_port():
+    with _ports_lock:
+        while True:
+            port = random.randint(20000, 32000)
+            if port in _ports_used:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            _ports_used.add(port)
+            return port
+
+
+# --- SMTP replies and a raw client ------------------------------------
+
+class Reply:
+    def __init__(self, lines):
+        self.lines = lines		# text lines, CRLF removed
+        self.code = int(lines[-1][:3]) if lines[-1][:3].isdigit() else -1
+
+    @property
+    def text(self):
+        return '\n'.join(self.lines)
+
+    def enh(self):
+        """Enhanced status code of the last line, or ''."""
+        m = re.match(r'\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b', self.lines[-1])
+        return m.group(1) if m else ''
+
+    def qid(self):
+        m = QID_RE.search(self.lines[-1])
+        return m.group(1) if m else None
+
+    def __repr__(self):
+        return repr(self.text)
+
+
+class Conn:
+    """A raw SMTP client: bytes out, parsed replies in."""
+
+    def __init__(self, port, src=None, timeout=10.0):
+        self.timeout = timeout * SLOW
+        self.sock = socket.create_connection(
+            ('127.0.0.1', port), timeout=self.timeout,
+            source_address=(src, 0) if src else None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b''
+        self.eof = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure('timed out waiting for the server '
+                              '(buffered %s)' % short(self.buf))
+        r, _, _ = select.select([self.sock], [], [], left)
+        if not r:
+            raise TestFailure('timed out waiting for the server '
+                              '(buffered %s)' % short(self.buf))
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b''
+        if not chunk:
+            self.eof = True
+            raise EOFError('connection closed by server')
+        self.buf += chunk
+
+    def readline(self, timeout=None):
+        deadline = time.monotonic() + (timeout * SLOW if timeout
+                                       else self.timeout)
+        while b'\n' not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b'\n', 1)
+        check(line.endswith(b'\r'), 'reply line without CRLF: %s'
+              % short(line))
+        return line[:-1].decode('utf-8', 'replace')
+
+    def reply(self, timeout=None):
+        lines = []
+        while True:
+            line = self.readline(timeout)
+            check(len(line) >= 3 and line[:3].isdigit(),
+                  'malformed reply line %r' % line)
+            lines.append(line)
+            if len(line) == 3 or line[3] == ' ':
+                return Reply(lines)
+            check(line[3] == '-', 'malformed reply line %r' % line)
+
+    def cmd(self, line, timeout=None):
+        self.send(line + '\r\n' if isinstance(line, str) else line)
+        return self.reply(timeout)
+
+    def expect(self, line, code, enh=None, timeout=None):
+        """Send a command (None: just read) and insist on the reply."""
+        r = self.cmd(line, timeout) if line is not None \
+            else self.reply(timeout)
+        what = line if isinstance(line, str) else short(line, 80)
+        check(r.code == code, '%s: expected %d%s, got %r'
+              % (what, code, ' ' + enh if enh else '', r.text))
+        if enh:
+            check(r.enh() == enh, '%s: expected enhanced code %s, got %r'
+                  % (what, enh, r.text))
+        return r
+
+    def wait_closed(self, timeout=5.0):
+        """True when the server closes within timeout; data read on the
+        way is kept in self.buf."""
+        deadline = time.monotonic() + timeout * SLOW
+        try:
+            while True:
+                self._fill(deadline)
+        except EOFError:
+            return True
+        except TestFailure:
+            return False
+
+    def replies_until_close(self, timeout=5.0):
+        """Every reply until the server closes; fails if it stays open."""
+        closed = self.wait_closed(timeout)
+        check(closed, 'server did not close the connection; got %s'
+              % short(self.buf))
+        out, cur = [], []
+        for raw in self.buf.split(b'\r\n'):
+            if not raw:
+                continue
+            line = raw.decode('utf-8', 'replace')
+            cur.append(line)
+            if len(line) < 4 or line[3] != '-':
+                out.append(Reply(cur))
+                cur = []
+        self.buf = b''
+        return out
+
+    def hello(self, name='client.test'):
+        self.expect(None, 220)
+        return self.expect('EHLO ' + name, 250)
+
+
+def stuff(body):
+    """Dot-stuff a CRLF body for the wire (RFC 5321 4.5.2) and end it."""
+    check(body.endswith(b'\r\n') or body == b'', 'test body must end CRLF')
+    out = []
+    for line in body.split(b'\r\n')[:-1] if body else []:
+        out.append(b'.' + line if line.startswith(b'.') else line)
+    return b''.join(l + b'\r\n' for l in out) + b'.\r\n'
+
+
+# --- the daemon ---------------------------------------------------------
+
+class Daemon:
+    """One private ferry: its own dir, config, ports and log."""
+
+    def __init__(self, name, **cfg):
+        ensure_ferry_user()
+        self.name = name
+        daemons_of_this_test().append(self)
+        self.dir = tempfile.mkdtemp(prefix='ferry-%s-' % name)
+        # The daemon's user and `nobody` must be able to traverse it.
+        os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, 'relay.conf')
+        self.log_path = os.path.join(self.dir, 'daemon.log')
+        self.queue_dir = os.path.join(self.dir, 'queue')
+        self.port = free_port()
+        self.port_fixed = 'listen_smtp' in cfg
+        self.cfg = {
+            'hostname': HOSTNAME,
+            'listen_smtp': '127.0.0.1:%d' % self.port,
+            'listen_submission': '',
+            'local_socket': os.path.join(self.dir, 'submit.sock'),
+            'queue_dir': self.queue_dir,
+            'log': 'stderr',
+            'relay_networks': '127.0.0.1/32',
+            'relay_domains': 'relay.test',
+            'message_size_limit': '100000',
+            'max_recipients': '5',
+            'max_connections': '20',
+            'max_connections_per_client': '10',
+            'smtpd_timeout': '30s',
+            'smtpd_data_timeout': '60s',
+            # Deliveries go nowhere and defer, so queued mail stays put.
+            'smarthost': '[127.0.0.1]:%d' % free_port(),
+        }
+        self.cfg.update(cfg)
+        self.proc = None
+        self.exits = []		# return codes of stopped daemons
+        self.write_config()
+
+    # config ------------------------------------------------------------
+    def config_text(self, cfg=None, extra=''):
+        cfg = self.cfg if cfg is None else cfg
+        lines = ['# written by ferrytest for %s' % self.name]
+        lines += ['%s = %s' % (k, v) for k, v in cfg.items()]
+        return '\n'.join(lines) + '\n' + extra
+
+    def write_config(self, cfg=None, extra=''):
+        with open(self.conf + '.new', 'w') as f:
+            f.write(self.config_text(cfg, extra))
+        os.chmod(self.conf + '.new', 0o644)
+        os.rename(self.conf + '.new', self.conf)
+
+    # life cycle ----------------------------------------------------------
+    def start(self, wait=True):
+        for attempt in range(3):
+            logf = open(self.log_path, 'ab')
+            self.proc = subprocess.Popen(
+                [FERRY_BIN, '-c', self.conf, 'serve'],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+            logf.close()
+            if not wait:
+                return self
+            # A probe answered by someone else's daemon on a clashing
+            # port does not count: ours must still be running.
+            if self.wait_ready() and self.proc.poll() is None:
+                return self
+            rc = self.proc.poll()
+            if rc is not None and not self.port_fixed and \
+                    'in use' in self.log_text():
+                # Someone took our port between free_port() and bind.
+                self.port = free_port()
+                self.cfg['listen_smtp'] = '127.0.0.1:%d' % self.port
+                self.write_config()
+                continue
+            break
+        raise TestFailure('daemon did not become ready (rc %r); log:\n%s'
+                          % (self.proc.poll(), self.log_tail()))
+
+    def wait_ready(self, timeout=10.0):
+        """Ready = the port accepts and greets; the probe says QUIT and
+        waits for the close so it no longer counts as a connection."""
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with Conn(self.port, timeout=5) as c:
+                    r = c.reply()
+                    if r.code != 220:
+                        return False
+                    c.send('QUIT\r\n')
+                    c.wait_closed(5)
+                return True
+            except (OSError, EOFError, TestFailure):
+                time.sleep(0.05)
+        return False
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15.0):
+        """SIGTERM; insist on exit 0 and a clean log."""
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            rc = p.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise TestFailure('daemon did not exit within %ds of SIGTERM'
+                              % timeout)
+        self.exits.append(rc)
+        check(rc == 0, 'daemon exited %d after SIGTERM; log:\n%s'
+              % (rc, self.log_tail()))
+        self.check_log()
+
+    def wait_exit(self, timeout=15.0):
+        p, self.proc = self.proc, None
+        try:
+            rc = p.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise TestFailure('daemon did not exit within %ds' % timeout)
+        self.exits.append(rc)
+        return rc
+
+    def kill9(self):
+        p, self.proc = self.proc, None
+        p.kill()
+        p.wait()
+
+    def cleanup(self, ok=True):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if ok and not os.environ.get('FERRY_KEEP'):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        try:
+            if et is None:
+                self.stop()
+            else:
+                if self.proc is not None and self.proc.poll() is None:
+                    self.stop_quiet()
+        finally:
+            self.cleanup(ok=et is None)
+        return False
+
+    def stop_quiet(self):
+        try:
+            self.stop()
+        except TestFailure:
+            pass
+
+    # log -------------------------------------------------------------------
+    def log_text(self):
+        try:
+            with open(self.log_path, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
+
+    def log_tail(self, n=25):
+        return '\n'.join(self.log_text().splitlines()[-n:])
+
+    def check_log(self):
+        m = sanitizer_report(self.log_text())
+        check(m is None, 'sanitizer/libc report (%r) in daemon log:\n%s'
+              % (m, self.log_tail(60)))
+
+    # connections ---------------------------------------------------------
+    def connect(self, src=None, timeout=10.0):
+        return Conn(self.port, src=src, timeout=timeout)
+
+    def session(self, src=None):
+        c = self.connect(src)
+        c.hello()
+        return c
+
+    def send_message(self, body, sender='sender@example.test',
+                     rcpts=('rcpt@relay.test',), src=None):
+        """One plain (unpipelined) transaction; returns the queue ID."""
+        with self.session(src) as c:
+            c.expect('MAIL FROM:<%s>' % sender, 250, '2.1.0')
+            for r in rcpts:
+                c.expect('RCPT TO:<%s>' % r, 250, '2.1.5')
+            c.expect('DATA', 354)
+            r = c.expect(stuff(body), 250, '2.0.0')
+            qid = r.qid()
+            check(qid, 'no queue ID in %r' % r.text)
+            c.expect('QUIT', 221)
+            return qid
+
+    # commands --------------------------------------------------------------
+    def cli(self, *args, input=None, user=None, env=None, use_env=False,
+            timeout=60):
+        """Run `ferry -c CONF args...` (or with FERRY_CONFIG when use_env
+        or user is set) and return the CompletedProcess (bytes)."""
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        if use_env or user:
+            cmd = [FERRY_BIN] + list(args)
+            e['FERRY_CONFIG'] = self.conf
+        else:
+            cmd = [FERRY_BIN, '-c', self.conf] + list(args)
+        if user and IS_ROOT:
+            cmd = ['runuser', '-u', user, '--', 'env',
+                   'FERRY_CONFIG=' + self.conf] + cmd
+        if isinstance(input, str):
+            input = input.encode()
+        try:
+            p = subprocess.run(cmd, input=input, capture_output=True,
+                               env=e, timeout=timeout * SLOW, cwd=self.dir)
+        except subprocess.TimeoutExpired:
+            raise TestFailure('`ferry %s` did not exit within %ds'
+                              % (' '.join(args), timeout * SLOW))
+        m = sanitizer_report(p.stderr.decode('utf-8', 'replace'))
+        check(m is None, 'sanitizer report (%r) from `ferry %s`:\n%s'
+              % (m, ' '.join(args), p.stderr.decode('utf-8', 'replace')
+                 [-3000:]))
+        return p
+
+    def mailq(self):
+        """mailq --json, schema-checked; a list of dicts."""
+        p = self.cli('mailq', '--json')
+        check(p.returncode == 0, 'mailq --json exit %d: %s'
+              % (p.returncode, p.stderr.decode(errors='replace')))
+        try:
+            q = json.loads(p.stdout.decode('utf-8'))
+        except ValueError as e:
+            raise TestFailure('mailq --json is not JSON (%s): %s'
+                              % (e, short(p.stdout)))
+        check(isinstance(q, list), 'mailq --json: not an array')
+        for m in q:
+            for k in ('id', 'sender', 'size', 'arrival', 'next_attempt',
+                      'recipients'):
+                check(k in m, 'mailq --json: entry lacks %r: %r' % (k, m))
+            check(re.fullmatch(r'[0-9A-F]{18}', str(m['id'])),
+                  'mailq --json: bad id %r' % m['id'])
+            check(isinstance(m['recipients'], list) and m['recipients'],
+                  'mailq --json: no recipients in %r' % m)
+            for r in m['recipients']:
+                check('address' in r and 'status' in r and 'reason' in r,
+                      'mailq --json: bad recipient %r' % r)
+                check(r['status'] in STATUSES,
+                      'mailq --json: bad status %r' % r['status'])
+        return q
+
+    def mailq_ids(self):
+        return [m['id'] for m in self.mailq()]
+
+    def assert_empty(self, why=''):
+        q = self.mailq()
+        check(q == [], 'queue should be empty%s, has %s'
+              % (' (' + why + ')' if why else '',
+                 [(m['id'], m['sender']) for m in q]))
+
+    def wait_queue(self, n, timeout=5.0):
+        """Poll mailq until it lists n messages."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            q = self.mailq()
+            if len(q) == n or time.monotonic() > deadline:
+                return q
+            time.sleep(0.1)
+
+    def cat(self, qid):
+        p = self.cli('cat', qid)
+        check(p.returncode == 0, 'ferry cat %s: exit %d: %s'
+              % (qid, p.returncode, p.stderr.decode(errors='replace')))
+        return p.stdout
+
+    def assert_stored(self, qid, body):
+        """The stored message is exactly one (folded) Received: header
+        followed by body, byte for byte."""
+        out = self.cat(qid)
+        check(out.endswith(body),
+              'stored message %s does not end with the sent body:\n'
+              'sent   %s\nstored %s' % (qid, short(body, 600),
+                                      short(out, 900)))
+        head = out[:len(out) - len(body)]
+        check(head.startswith(b'Received: ') and head.endswith(b'\r\n'),
+              'stored %s: expected one Received: header before the body, '
+              'got %s' % (qid, short(head)))
+        for cont in head[:-2].split(b'\r\n')[1:]:
+            check(cont[:1] in (b' ', b'\t'),
+                  'stored %s: more than one header added: %s'
+                  % (qid, short(head)))
+        return out
+
+    def corrupt_files(self):
+        d = os.path.join(self.queue_dir, 'corrupt')
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def run_as_nobody_ok():
+    return IS_ROOT
+
+
+def serial(fn):
+    """Mark a test that must run alone (heavy I/O or timing)."""
+    fn.serial = True
+    return fn
+
+
+def crash_test(fn):
+    """Mark the kill -9 test (skippable with --skip-crash)."""
+    fn.crash = True
+    fn.serial = True
+    return fn

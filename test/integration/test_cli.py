@@ -1,0 +1,530 @@
+"""
+test_cli.py - the commands and the daemon's life cycle: sendmail (as an
+unprivileged user, daemon up and down), mailq, cat, delete, check-config,
+config errors, SIGHUP reload, SIGTERM during DATA, corrupt queue files.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
+                       FERRY_BIN, HOSTNAME)
+
+BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
+NOBODY = 'nobody' if IS_ROOT else None
+
+
+def _ok(p, what):
+    check(p.returncode == 0, '%s: exit %d, stderr %s' % (
+        what, p.returncode, short(p.stderr, 800)))
+    return p
+
+
+def _body_of(msg):
+    """The part after the first empty line."""
+    check(b'\r\n\r\n' in msg, 'no header/body separator in %s'
+          % short(msg))
+    return msg.split(b'\r\n\r\n', 1)[1]
+
+
+def _headers_of(msg):
+    return msg.split(b'\r\n\r\n', 1)[0] + b'\r\n'
+
+
+def _no_bare_lf(msg, what):
+    i = msg.find(b'\n')
+    while i >= 0:
+        check(i > 0 and msg[i - 1:i] == b'\r', '%s: bare LF at %d in %s'
+              % (what, i, short(msg[max(0, i - 40):i + 40])))
+        i = msg.find(b'\n', i + 1)
+
+
+def _one(d, what):
+    q = d.wait_queue(1)
+    check(len(q) == 1, '%s: expected one message, mailq %r' % (what, q))
+    return q[0]
+
+
+# --- sendmail ---------------------------------------------------------------
+
+def test_sendmail_f_F_lf_to_crlf():
+    with Daemon('sm-fF') as d:
+        _ok(d.cli('sendmail', '-f', 'sender@example.test', '-F',
+                  'Test Name', 'rcpt@relay.test', user=NOBODY,
+                  input=b'Subject: s1\nTo: rcpt@relay.test\n\nline1\n'
+                        b'.dot line\n..two\nlast\n'), 'sendmail -f -F')
+        m = _one(d, 'sendmail -f -F')
+        check(m['sender'] == 'sender@example.test', 'sender %r'
+              % m['sender'])
+        check([r['address'] for r in m['recipients']] ==
+              ['rcpt@relay.test'], 'recipients %r' % m['recipients'])
+        out = d.cat(m['id'])
+        _no_bare_lf(out, 'sendmail message')
+        check(out.startswith(b'Received: '), 'no Received: first: %s'
+              % short(out))
+        check(_body_of(out) == b'line1\r\n.dot line\r\n..two\r\nlast\r\n',
+              'body %s' % short(_body_of(out)))
+        h = _headers_of(out)
+        check(b'Subject: s1\r\n' in h, 'headers %s' % short(h))
+        check(re.search(rb'(?mi)^From:[^\r]*Test Name', h),
+              '-F name not in a From: header: %s' % short(h, 600))
+
+
+def test_sendmail_t_removes_bcc():
+    msg = (b'From: me@example.test\nTo: a@relay.test, b@other.test\n'
+           b'Cc: c@relay.test\nBcc: hidden@relay.test,\n'
+           b' also-hidden@relay.test\nSubject: t\n\nbody\n')
+    with Daemon('sm-t') as d:
+        _ok(d.cli('sendmail', '-t', '-f', 'me@example.test', user=NOBODY,
+                  input=msg), 'sendmail -t')
+        m = _one(d, 'sendmail -t')
+        got = sorted(r['address'] for r in m['recipients'])
+        check(got == sorted(['a@relay.test', 'b@other.test',
+                             'c@relay.test', 'hidden@relay.test',
+                             'also-hidden@relay.test']),
+              '-t recipients %r' % got)
+        out = d.cat(m['id'])
+        h = _headers_of(out)
+        check(not re.search(rb'(?mi)^bcc:', h) and b'hidden' not in out,
+              'Bcc survived: %s' % short(h, 800))
+        check(b'\r\nTo: a@relay.test, b@other.test\r\n' in h and
+              b'\r\nCc: c@relay.test\r\n' in h, 'To/Cc lost: %s'
+              % short(h, 800))
+        check(_body_of(out) == b'body\r\n', 'body %s' % short(out))
+
+
+def test_sendmail_dot_line_and_i():
+    msg = b'Subject: dot\n\nbefore\n.\nafter\n'
+    with Daemon('sm-i') as d:
+        _ok(d.cli('sendmail', 'r@relay.test', user=NOBODY, input=msg),
+            'sendmail without -i')
+        m = _one(d, 'no -i')
+        check(_body_of(d.cat(m['id'])) == b'before\r\n',
+              'a "." line did not end the message without -i: %s'
+              % short(d.cat(m['id'])))
+        _ok(d.cli('delete', 'all'), 'delete all')
+        for flag in ('-i', '-oi'):
+            _ok(d.cli('sendmail', flag, 'r@relay.test', user=NOBODY,
+                      input=msg), 'sendmail ' + flag)
+            m = _one(d, flag)
+            body = _body_of(d.cat(m['id']))
+            check(body == b'before\r\n.\r\nafter\r\n',
+                  '%s: body %s' % (flag, short(body)))
+            _ok(d.cli('delete', m['id']), 'delete')
+
+
+def test_sendmail_bare_root():
+    with Daemon('sm-root') as d:
+        _ok(d.cli('sendmail', '-f', 's@example.test', 'root', user=NOBODY,
+                  input=b'Subject: r\n\nx\n'), 'sendmail root')
+        m = _one(d, 'sendmail root')
+        check([r['address'] for r in m['recipients']] ==
+              ['root@' + HOSTNAME], 'bare root became %r' % m['recipients'])
+
+
+def test_sendmail_usage_error():
+    with Daemon('sm-usage') as d:
+        p = d.cli('sendmail', '-t', user=NOBODY,
+                  input=b'Subject: none\n\nno recipients anywhere\n')
+        check(p.returncode != 0, 'sendmail -t without recipients exit 0')
+        p = d.cli('sendmail', '-Z', 'r@relay.test', user=NOBODY,
+                  input=b'x\n')
+        check(p.returncode == 64, 'unknown option: exit %d (want 64)'
+              % p.returncode)
+        d.assert_empty('sendmail usage errors')
+
+
+def test_sendmail_maildrop_when_down():
+    d = Daemon('sm-down')
+    ok = False
+    try:
+        d.start()
+        d.stop()		# leaves queue_dir and maildrop/ created
+        body = b'Subject: dropped\n\nwhile the daemon was down\n.x\n'
+        _ok(d.cli('sendmail', '-f', 'drop@example.test', 'r@relay.test',
+                  user=NOBODY, input=body), 'sendmail with daemon down')
+        md = os.path.join(d.queue_dir, 'maildrop')
+        files = os.listdir(md)
+        check(len(files) == 1, 'maildrop holds %r' % files)
+        d.start()
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1, 'maildrop not picked up: mailq %r' % q)
+        check(q[0]['sender'] == 'drop@example.test', 'sender %r'
+              % q[0]['sender'])
+        check(os.listdir(md) == [], 'maildrop not emptied: %r'
+              % os.listdir(md))
+        out = d.cat(q[0]['id'])
+        check(_body_of(out) == b'while the daemon was down\r\n.x\r\n',
+              'body %s' % short(out))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_multicall_names():
+    with Daemon('multicall') as d:
+        sm = os.path.join(d.dir, 'sendmail')
+        mq = os.path.join(d.dir, 'mailq')
+        os.symlink(FERRY_BIN, sm)
+        os.symlink(FERRY_BIN, mq)
+        env = dict(os.environ, FERRY_CONFIG=d.conf)
+        cmd = [sm, '-f', 's@example.test', 'r@relay.test']
+        if IS_ROOT:
+            cmd = ['runuser', '-u', 'nobody', '--', 'env',
+                   'FERRY_CONFIG=' + d.conf] + cmd
+        p = subprocess.run(cmd, input=b'Subject: m\n\nmulti\n', env=env,
+                           capture_output=True, timeout=30)
+        _ok(p, 'argv[0] sendmail')
+        m = _one(d, 'argv[0] sendmail')
+        p = _ok(subprocess.run([mq], env=env, capture_output=True,
+                               timeout=30), 'argv[0] mailq')
+        check(m['id'].encode() in p.stdout, 'argv[0] mailq: %s'
+              % short(p.stdout))
+        p = _ok(d.cli('sendmail', '-bp'), 'sendmail -bp')
+        check(m['id'].encode() in p.stdout, 'sendmail -bp: %s'
+              % short(p.stdout))
+
+
+def test_sendmail_bs():
+    with Daemon('sm-bs') as d:
+        dialogue = (b'EHLO local\r\nMAIL FROM:<bs@example.test>\r\n'
+                    b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + stuff(BODY)
+                    + b'QUIT\r\n')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs')
+        codes = re.findall(rb'(?m)^(\d{3}) ', p.stdout)
+        check(codes == [b'220', b'250', b'250', b'250', b'354', b'250',
+                        b'221'], '-bs replies %s' % short(p.stdout, 800))
+        m = _one(d, 'sendmail -bs')
+        d.assert_stored(m['id'], BODY)
+
+
+def test_nobody_cannot_touch_queue():
+    if not IS_ROOT:
+        return
+    with Daemon('nobody') as d:
+        qid = d.send_message(BODY)
+        p = d.cli('delete', 'all', user='nobody')
+        check(p.returncode != 0, 'nobody could `ferry delete all`')
+        p = d.cli('cat', qid, user='nobody')
+        check(p.returncode != 0 and b'hello from' not in p.stdout,
+              'nobody could `ferry cat`: %s' % short(p.stdout))
+        p = subprocess.run(['runuser', '-u', 'nobody', '--', 'cat',
+                            os.path.join(d.queue_dir, qid)],
+                           capture_output=True)
+        check(p.returncode != 0, 'nobody can read the queue file')
+        check(d.mailq_ids() == [qid], 'queue changed: %r' % d.mailq_ids())
+        d.assert_stored(qid, BODY)
+
+
+# --- mailq, cat, delete -----------------------------------------------------
+
+def test_mailq_plain_and_json():
+    with Daemon('mailq') as d:
+        p = _ok(d.cli('mailq'), 'mailq')
+        check(b'Mail queue is empty' in p.stdout, 'empty mailq: %s'
+              % short(p.stdout))
+        check(d.mailq() == [], 'json of an empty queue')
+        a = d.send_message(BODY, sender='alice@example.test',
+                           rcpts=['x@relay.test', 'y@other.test'])
+        b = d.send_message(BODY + b'2\r\n', sender='',
+                           rcpts=['z@relay.test'])
+        p = _ok(d.cli('mailq'), 'mailq')
+        for s in (a, b, 'alice@example.test', 'x@relay.test',
+                  'y@other.test', 'z@relay.test'):
+            check(s.encode() in p.stdout, 'mailq lacks %s: %s'
+                  % (s, short(p.stdout, 1000)))
+        check(b'Mail queue is empty' not in p.stdout, 'says empty')
+        q = {m['id']: m for m in d.mailq()}
+        check(set(q) == {a, b}, 'json ids %r' % list(q))
+        check(q[a]['sender'] == 'alice@example.test' and
+              q[b]['sender'] == '', 'senders %r' % q)
+        check(q[a]['size'] < q[b]['size'] + 100, 'sizes %r' % q)
+
+
+def test_delete():
+    with Daemon('delete') as d:
+        ids = [d.send_message(BODY + b'%d\r\n' % i) for i in range(3)]
+        _ok(d.cli('delete', ids[0]), 'delete ID')
+        check(sorted(d.mailq_ids()) == sorted(ids[1:]), 'after delete: %r'
+              % d.mailq_ids())
+        p = d.cli('cat', ids[0])
+        check(p.returncode != 0, 'cat of a deleted message exit 0')
+        check(not any(f.startswith(ids[0]) for f in
+                      os.listdir(d.queue_dir)), 'files of %s remain: %r'
+              % (ids[0], os.listdir(d.queue_dir)))
+        p = d.cli('delete', 'FFFFFFFFFFFFFFFFFF')
+        check(p.returncode == 67 and p.stderr.strip(),
+              'delete of an unknown ID: exit %d (want 67), stderr %s'
+              % (p.returncode, short(p.stderr)))
+        p = d.cli('delete', '../../etc/passwd')
+        check(p.returncode != 0, 'delete of a path exit 0')
+        d.assert_stored(ids[1], BODY + b'1\r\n')
+        _ok(d.cli('delete', 'all'), 'delete all')
+        d.assert_empty('delete all')
+        left = [f for f in os.listdir(d.queue_dir) if re.match(
+            r'[0-9A-F]{18}', f)]
+        check(left == [], 'files left after delete all: %r' % left)
+        d.send_message(BODY)
+
+
+# --- configuration ---------------------------------------------------------
+
+def test_check_config_prints_settings():
+    d = Daemon('checkcfg', message_size_limit='123457', max_recipients='7')
+    try:
+        p = _ok(d.cli('check-config'), 'check-config')
+        out = p.stdout.decode()
+        for k, v in (('message_size_limit', '123457'),
+                     ('max_recipients', '7'), ('hostname', HOSTNAME),
+                     ('relay_domains', 'relay.test'),
+                     ('queue_dir', d.queue_dir)):
+            check(re.search(r'(?m)^%s\s*=\s*%s\s*$' % (k, re.escape(v)),
+                            out), 'check-config lacks %s = %s:\n%s'
+                  % (k, v, out[:1500]))
+        check(re.search(r'(?m)^queue_lifetime\s*=\s*\S', out),
+              'defaults not printed (queue_lifetime):\n' + out[:1500])
+        p2 = _ok(d.cli('check-config', use_env=True), 'FERRY_CONFIG')
+        check(p2.stdout == p.stdout, 'FERRY_CONFIG gives other settings')
+        # its output is relay.conf syntax that reads back the same
+        again = os.path.join(d.dir, 'again.conf')
+        with open(again, 'wb') as f:
+            f.write(p.stdout)
+        p3 = subprocess.run([FERRY_BIN, '-c', again, 'check-config'],
+                            capture_output=True, timeout=30)
+        check(p3.returncode == 0 and p3.stdout == p.stdout,
+              'check-config output does not read back: exit %d %s'
+              % (p3.returncode, short(p3.stderr)))
+        d.cleanup(True)
+    finally:
+        d.cleanup(False)
+
+
+BAD = [
+    ('bogus_key', 'bogus_key = 1'),
+    ('max_recipients', 'max_recipients = lots'),
+    ('smtpd_timeout', 'smtpd_timeout = 5x'),
+    ('message_size_limit', 'message_size_limit = -3'),
+    ('listen_smtp', 'listen_smtp = 127.0.0.1:99999'),
+    ('relay_networks', 'relay_networks = 10.0.0.0/33'),
+]
+
+
+def test_bad_config_exit_78():
+    d = Daemon('badcfg')
+    try:
+        good = d.config_text()
+        nlines = good.count('\n')
+        for key, line in BAD:
+            with open(d.conf, 'w') as f:
+                f.write(good + '# a comment\n' + line + '\n')
+            lineno = nlines + 2
+            for cmd in (['check-config'], ['serve']):
+                try:
+                    p = d.cli(*cmd, timeout=15)
+                except TestFailure as e:
+                    raise TestFailure('%s (bad line %r)' % (e, line))
+                err = p.stderr.decode(errors='replace')
+                check(p.returncode == 78, '%s with %r: exit %d (want 78)'
+                      ' %s' % (cmd[0], line, p.returncode, err[:300]))
+                want = '%s:%d: %s' % (d.conf, lineno, key)
+                check(want in err, '%s with %r: stderr lacks %r: %r'
+                      % (cmd[0], line, want, err[:500]))
+        d.cleanup(True)
+    finally:
+        d.cleanup(False)
+
+
+def _ehlo_size(d):
+    with d.connect() as c:
+        r = c.hello()
+        c.send('QUIT\r\n')
+    for l in r.lines:
+        if l[4:].startswith('SIZE'):
+            return l[4:].split()[1] if len(l[4:].split()) > 1 else ''
+    return None
+
+
+def test_sighup_reload():
+    with Daemon('hup', message_size_limit='100000') as d:
+        a = d.session()
+        check(_ehlo_size(d) == '100000', 'initial SIZE')
+        a.expect('MAIL FROM:<s@example.test>', 250)
+        d.cfg['message_size_limit'] = '50000'
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while _ehlo_size(d) != '50000' and time.time() < deadline:
+            time.sleep(0.1)
+        check(_ehlo_size(d) == '50000', 'SIZE after SIGHUP: %r'
+              % _ehlo_size(d))
+        # the connection opened before the reload still works
+        a.expect('RCPT TO:<r@relay.test>', 250)
+        a.expect('DATA', 354)
+        qa = a.expect(stuff(BODY), 250).qid()
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test> SIZE=60000', 552, '5.3.4')
+        # a broken config: logged, the old one stays
+        d.write_config(extra='bogus_key = 1\n')
+        d.signal(signal.SIGHUP)
+        time.sleep(1)
+        check(d.running(), 'daemon died on a bad config at SIGHUP')
+        check('bogus_key' in d.log_text(), 'bad config not logged:\n'
+              + d.log_tail())
+        check(_ehlo_size(d) == '50000', 'SIZE after a bad reload: %r'
+              % _ehlo_size(d))
+        a.expect('NOOP', 250)
+        a.expect('QUIT', 221)
+        a.close()
+        d.write_config()	# the commands below read it too
+        qb = d.send_message(BODY)
+        check(sorted(d.mailq_ids()) == sorted([qa, qb]), 'queue %r'
+              % d.mailq_ids())
+
+
+def test_sigterm_during_data():
+    d = Daemon('term')
+    ok = False
+    try:
+        d.start()
+        a = d.session()
+        a.expect('MAIL FROM:<s@example.test>', 250)
+        a.expect('RCPT TO:<r@relay.test>', 250)
+        a.expect('DATA', 354)
+        body = b'Subject: term\r\n\r\n' + b'half of it\r\n' * 100
+        a.send(body)
+        idle = d.session()
+        time.sleep(0.3)
+        d.signal(signal.SIGTERM)
+        r = idle.reply(timeout=5)
+        check(r.code == 421 and r.enh() == '4.3.2', 'idle session got %r'
+              % r.text)
+        check(idle.wait_closed(), 'idle session not closed')
+        idle.close()
+        # new connections are refused (or at least not greeted)
+        try:
+            with d.connect() as c:
+                r = c.reply(timeout=2)
+                check(r.code != 220, 'new connection greeted after '
+                      'SIGTERM')
+        except (OSError, EOFError, TestFailure) as e:
+            if isinstance(e, TestFailure) and 'greeted' in str(e):
+                raise
+        time.sleep(0.3)
+        check(d.running(), 'daemon exited with a DATA transaction open')
+        more = b'second half\r\n' * 100
+        a.send(stuff(body + more)[len(body):])
+        r = a.expect(None, 250, '2.0.0')
+        qid = r.qid()
+        rs = a.replies_until_close()
+        check([x.code for x in rs] == [421], 'after the 250: %r'
+              % [x.text for x in rs])
+        a.close()
+        rc = d.wait_exit()
+        check(rc == 0, 'exit %d after SIGTERM' % rc)
+        d.check_log()
+        d.assert_stored(qid, body + more)
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_corrupt_queue_file_quarantined():
+    d = Daemon('corrupt')
+    ok = False
+    try:
+        d.start()
+        good = d.send_message(BODY)
+        d.stop()
+        st = os.stat(d.queue_dir)
+        with open(os.path.join(d.queue_dir, good), 'rb') as f:
+            whole = f.read()
+        base = '%013X' % int(time.time() * 1e6)
+        fakes = {base + 'AAAA1': os.urandom(3000),
+                 base + 'AAAA2': whole[:len(whole) // 2],
+                 base + 'AAAA3': b'',
+                 base + 'AAAA4': whole.replace(good.encode(),
+                                               (base + 'AAAA4').encode())
+                 [:-1]}
+        for name, data in fakes.items():
+            p = os.path.join(d.queue_dir, name)
+            with open(p, 'wb') as f:
+                f.write(data)
+            os.chmod(p, 0o600)
+            if IS_ROOT:
+                os.chown(p, st.st_uid, st.st_gid)
+        d.start()
+        deadline = time.time() + 5 * 1.0
+        while time.time() < deadline and any(
+                os.path.exists(os.path.join(d.queue_dir, n))
+                for n in fakes):
+            time.sleep(0.1)
+        for n in fakes:
+            check(not os.path.exists(os.path.join(d.queue_dir, n)),
+                  '%s (%d bytes of junk) still in queue_dir'
+                  % (n, len(fakes[n])))
+        corrupt = ' '.join(d.corrupt_files())
+        for n in fakes:
+            check(n in corrupt, '%s not in corrupt/: %r' % (n, corrupt))
+        check(d.mailq_ids() == [good], 'mailq %r' % d.mailq_ids())
+        d.assert_stored(good, BODY)
+        check(d.running(), 'daemon died')
+        q2 = d.send_message(BODY)
+        check(sorted(d.mailq_ids()) == sorted([good, q2]), 'mailq %r'
+              % d.mailq_ids())
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_maildrop_garbage_quarantined():
+    """What a local user drops into maildrop/ is untrusted input: junk goes
+    to corrupt/, the daemon keeps running and still picks up good mail."""
+    d = Daemon('mdjunk')
+    ok = False
+    try:
+        d.start()
+        d.stop()
+        md = os.path.join(d.queue_dir, 'maildrop')
+        base = '%013X' % int(time.time() * 1e6)
+        junk = {base + 'BBBB1': os.urandom(2000), base + 'BBBB2': b'',
+                base + 'BBBB3': b'S\nR\n' * 100}
+        # a local user's symlink to a root-only file must not be read
+        link = os.path.join(md, base + 'BBBB4')
+        cmd = ['ln', '-s', '/etc/shadow', link]
+        if IS_ROOT:
+            cmd = ['runuser', '-u', 'nobody', '--'] + cmd
+        subprocess.run(cmd, check=True)
+        for name, data in junk.items():
+            cmd = ['sh', '-c', 'cat > "$0"', os.path.join(md, name)]
+            if IS_ROOT:
+                cmd = ['runuser', '-u', 'nobody', '--'] + cmd
+            p = subprocess.run(cmd, input=data, capture_output=True)
+            check(p.returncode == 0, 'nobody cannot write maildrop/: %s'
+                  % short(p.stderr))
+        _ok(d.cli('sendmail', '-f', 'good@example.test', 'r@relay.test',
+                  user=NOBODY, input=b'Subject: good\n\nfine\n'),
+            'sendmail')
+        d.start()
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1 and q[0]['sender'] == 'good@example.test',
+              'mailq %r' % q)
+        deadline = time.time() + 5
+        while set(junk) & set(os.listdir(md)) and time.time() < deadline:
+            time.sleep(0.1)
+        check(not set(junk) & set(os.listdir(md)), 'maildrop/ keeps %r'
+              % os.listdir(md))
+        check(b'root:' not in d.cat(q[0]['id']), '/etc/shadow was queued')
+        check(len(d.corrupt_files()) >= len(junk), 'corrupt/ has %r'
+              % d.corrupt_files())
+        check(d.running(), 'daemon died on maildrop junk')
+        d.send_message(BODY)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)

@@ -1,0 +1,797 @@
+"""
+test_smtp.py - the SMTP server seen from the wire: replies, pipelining,
+dot-unstuffing, relay control, limits, timeouts, smuggling and junk.
+Every refusal also checks that nothing was queued (mailq --json) and every
+acceptance that the stored message is the sent one byte for byte.
+"""
+
+import os
+import random
+import re
+import smtplib
+import socket
+import struct
+import subprocess
+import shutil
+import threading
+import time
+
+from ferrytest import (Daemon, TestFailure, check, stuff, short,
+                       HOSTNAME, UNTRUSTED, TRUSTED)
+
+BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
+        b'Subject: hello\r\n\r\nfirst line\r\nsecond line\r\n')
+
+
+# --- greeting, EHLO, plain transactions ------------------------------
+
+def test_banner_and_ehlo():
+    with Daemon('ehlo', message_size_limit='123456') as d:
+        with d.connect() as c:
+            r = c.expect(None, 220)
+            check(r.lines == ['220 %s ESMTP ferry' % HOSTNAME],
+                  'banner %r' % r.text)
+            r = c.expect('EHLO client.test', 250)
+            check(r.lines[0] == '250-' + HOSTNAME, 'EHLO first line %r'
+                  % r.lines[0])
+            kw = [l[4:] for l in r.lines[1:]]
+            for k in ('PIPELINING', 'SIZE 123456', '8BITMIME', 'SMTPUTF8',
+                      'ENHANCEDSTATUSCODES', 'HELP'):
+                check(k in kw, 'EHLO lacks %r: %r' % (k, r.text))
+            check(not any(k.startswith('AUTH') for k in kw),
+                  'AUTH offered without TLS: %r' % r.text)
+            r = c.expect('HELO client.test', 250)
+            check(r.lines == ['250 ' + HOSTNAME], 'HELO reply %r' % r.text)
+            c.expect('NOOP', 250, '2.0.0')
+            c.expect('RSET', 250, '2.0.0')
+            c.expect('QUIT', 221, '2.0.0')
+            check(c.wait_closed(), 'no close after QUIT')
+
+
+def test_smtplib_send():
+    with Daemon('smtplib') as d:
+        s = smtplib.SMTP('127.0.0.1', d.port, local_hostname='client.test',
+                         timeout=20)
+        s.ehlo()
+        check(s.has_extn('pipelining') and s.has_extn('size'),
+              'extensions %r' % s.esmtp_features)
+        code, _ = s.mail('sender@example.test')
+        check(code == 250, 'MAIL %d' % code)
+        code, _ = s.rcpt('rcpt@relay.test')
+        check(code == 250, 'RCPT %d' % code)
+        code, msg = s.data(BODY)
+        check(code == 250, 'DATA end %d %r' % (code, msg))
+        qid = msg.decode().split()[-1]
+        s.quit()
+        q = d.mailq()
+        check([m['id'] for m in q] == [qid], 'mailq %r, want [%s]'
+              % (q, qid))
+        check(q[0]['sender'] == 'sender@example.test', 'sender %r'
+              % q[0]['sender'])
+        check([r['address'] for r in q[0]['recipients']] ==
+              ['rcpt@relay.test'], 'recipients %r' % q[0]['recipients'])
+        check(q[0]['recipients'][0]['status'] in ('queued', 'deferred'),
+              'status %r' % q[0]['recipients'][0])
+        check(q[0]['size'] >= len(BODY), 'size %r < %d'
+              % (q[0]['size'], len(BODY)))
+        check(abs(q[0]['arrival'] - time.time()) < 120, 'arrival %r'
+              % q[0]['arrival'])
+        d.assert_stored(qid, BODY)
+
+
+def test_pipelined_dialogue():
+    body = (b'Subject: pipelined\r\n\r\nline one\r\n'
+            b'.starts with a dot\r\n..two dots\r\n.\r\n..\r\nend\r\n')
+    with Daemon('pipe') as d:
+        with d.connect() as c:
+            c.send(b'EHLO client.test\r\nMAIL FROM:<s@example.test>\r\n'
+                   b'RCPT TO:<a@relay.test>\r\nRCPT TO:<b@other.test>\r\n'
+                   b'DATA\r\n' + stuff(body) + b'QUIT\r\n')
+            want = [(220, None), (250, None), (250, '2.1.0'),
+                    (250, '2.1.5'), (250, '2.1.5'), (354, None),
+                    (250, '2.0.0'), (221, '2.0.0')]
+            got = []
+            for code, enh in want:
+                r = c.reply()
+                got.append(r)
+                check(r.code == code and (enh is None or r.enh() == enh),
+                      'reply %d: expected %d %s, got %r (so far %r)'
+                      % (len(got), code, enh or '', r.text, got))
+            qid = got[6].qid()
+            check(qid, 'no queue id in %r' % got[6].text)
+            check(c.wait_closed(), 'not closed after QUIT')
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['id'] == qid, 'mailq %r' % q)
+        check(sorted(r['address'] for r in q[0]['recipients']) ==
+              ['a@relay.test', 'b@other.test'], 'rcpts %r'
+              % q[0]['recipients'])
+        d.assert_stored(qid, body)
+
+
+def test_dot_unstuffing_exact():
+    """RFC 5321 4.5.2: exactly one leading dot comes off each line that
+    has one (a wire line '..' is a body line '.'), nothing else changes."""
+    wire = (b'Subject: dots\r\n\r\n'
+            b'..\r\n'            # body line that is exactly '.'
+            b'...\r\n'           # '..'
+            b'..leading\r\n'     # '.leading'
+            b'...two\r\n'        # '..two'
+            b'mid.dle\r\n'
+            b'x.\r\n'
+            b' .space\r\n'
+            b'\r\n'
+            b'last\r\n'
+            b'.\r\n')
+    stored = (b'Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n..two\r\n'
+              b'mid.dle\r\nx.\r\n .space\r\n\r\nlast\r\n')
+    with Daemon('dots') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            r = c.expect(wire, 250, '2.0.0')
+        d.assert_stored(r.qid(), stored)
+
+
+def test_8bit_and_long_lines_exact():
+    """A 998-octet line (1000 with CRLF) and 8-bit bytes pass unchanged."""
+    body = (b'Subject: edge\r\n\r\n' + b'x' * 998 + b'\r\n'
+            + bytes(range(0x80, 0x100)) + b'\r\n' + b'\t tab\r\n')
+    with Daemon('edge') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test> BODY=8BITMIME', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            r = c.expect(stuff(body), 250, '2.0.0')
+        d.assert_stored(r.qid(), body)
+
+
+def test_null_sender_and_two_transactions():
+    with Daemon('nullsender') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<>', 250, '2.1.0')
+            c.expect('RCPT TO:<r@relay.test>', 250, '2.1.5')
+            c.expect('DATA', 354)
+            q1 = c.expect(stuff(BODY), 250, '2.0.0').qid()
+            body2 = BODY + b'second\r\n'
+            c.expect('MAIL FROM:<two@example.test>', 250, '2.1.0')
+            c.expect('RCPT TO:<r2@relay.test>', 250, '2.1.5')
+            c.expect('DATA', 354)
+            q2 = c.expect(stuff(body2), 250, '2.0.0').qid()
+            c.expect('QUIT', 221)
+        check(q1 != q2, 'same queue id twice: %s' % q1)
+        q = {m['id']: m for m in d.mailq()}
+        check(set(q) == {q1, q2}, 'mailq ids %r' % list(q))
+        check(q[q1]['sender'] == '', 'null sender shown as %r'
+              % q[q1]['sender'])
+        check([r['address'] for r in q[q2]['recipients']] ==
+              ['r2@relay.test'], 'second message recipients %r'
+              % q[q2]['recipients'])
+        d.assert_stored(q1, BODY)
+        d.assert_stored(q2, body2)
+
+
+def test_swaks_delivers():
+    check(shutil.which('swaks'), 'swaks is not installed')
+    with Daemon('swaks') as d:
+        p = subprocess.run(
+            ['swaks', '--server', '127.0.0.1:%d' % d.port,
+             '--to', 'user@relay.test', '--from', 'swaks@example.test',
+             '--header', 'Subject: from swaks',
+             '--body', 'swaks body line'],
+            capture_output=True, timeout=60)
+        check(p.returncode == 0, 'swaks exit %d: %s'
+              % (p.returncode, p.stdout.decode(errors='replace')[-1500:]))
+        q = d.mailq()
+        check(len(q) == 1, 'mailq %r' % q)
+        check(q[0]['sender'] == 'swaks@example.test', 'sender %r'
+              % q[0]['sender'])
+        check([r['address'] for r in q[0]['recipients']] ==
+              ['user@relay.test'], 'rcpts %r' % q[0]['recipients'])
+        out = d.cat(q[0]['id'])
+        check(b'Subject: from swaks\r\n' in out and
+              b'\r\n\r\nswaks body line' in out, 'stored %s' % short(out))
+
+
+# --- relay control --------------------------------------------------------
+
+DENIED = ['u@other.test', 'u%other.test@relay.test',
+          '@relay.test:u@other.test', 'other.test!u@relay.test',
+          '"u@other.test"@relay.test', 'u@sub.relay.test',
+          'u@relay.test.other.test']
+
+
+def test_relay_denied_untrusted():
+    with Daemon('relay') as d:
+        with d.session(src=UNTRUSTED) as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            for a in DENIED:
+                r = c.expect('RCPT TO:<%s>' % a, 554, '5.7.1')
+                check('Relay access denied' in r.text, 'reply %r' % r.text)
+            # no valid recipient yet: DATA must not open
+            r = c.cmd('DATA')
+            check(r.code in (503, 554), 'DATA with only denied rcpts: %r'
+                  % r.text)
+            # the session goes on: relay_domains is accepted (any case)
+            c.expect('RCPT TO:<ok@relay.test>', 250, '2.1.5')
+            c.expect('RCPT TO:<Ok2@RELAY.Test>', 250, '2.1.5')
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250, '2.0.0').qid()
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['id'] == qid, 'mailq %r' % q)
+        got = [r['address'].lower() for r in q[0]['recipients']]
+        check(got == ['ok@relay.test', 'ok2@relay.test'],
+              'queued recipients %r (a denied one slipped in?)' % got)
+        d.assert_stored(qid, BODY)
+
+
+def test_relay_denied_nothing_queued():
+    with Daemon('relay0') as d:
+        s = smtplib.SMTP('127.0.0.1', d.port, local_hostname='c.test',
+                         source_address=(UNTRUSTED, 0), timeout=20)
+        try:
+            s.sendmail('s@example.test', ['victim@other.test'], BODY)
+            raise TestFailure('relay to other.test from 127.0.0.2 accepted')
+        except smtplib.SMTPRecipientsRefused as e:
+            code, msg = e.recipients['victim@other.test']
+            check(code == 554 and msg.startswith(b'5.7.1'),
+                  'refusal %d %r' % (code, msg))
+        s.quit()
+        d.assert_empty('relay denied')
+
+
+def test_relay_trusted_anywhere():
+    with Daemon('trusted') as d:
+        qid = d.send_message(BODY, rcpts=['u@other.test',
+                                          'v@elsewhere.example'],
+                             src=TRUSTED)
+        q = d.mailq()
+        check(len(q) == 1 and [r['address'] for r in q[0]['recipients']]
+              == ['u@other.test', 'v@elsewhere.example'], 'mailq %r' % q)
+        d.assert_stored(qid, BODY)
+
+
+def test_bad_addresses_and_params():
+    with Daemon('badaddr') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<no-closing@example.test', 501, '5.1.7')
+            c.expect('MAIL FROM:<a b@example.test>', 501, '5.1.7')
+            r = c.cmd('MAIL FROM:<s@example.test> FROB=1')
+            check(r.code == 555 and r.enh() == '5.5.4',
+                  'unknown MAIL parameter: %r' % r.text)
+            c.expect('MAIL FROM:<s@example.test>', 250, '2.1.0')
+            c.expect('RCPT TO:<a b@relay.test>', 501, '5.1.3')
+            c.expect('RCPT TO:<@>', 501, '5.1.3')
+            c.expect('RCPT TO:<>', 501, '5.1.3')
+            c.expect('RCPT TO:<ok@relay.test>', 250)
+            c.expect('QUIT', 221)
+        d.assert_empty()
+
+
+# --- command sequencing -------------------------------------------------
+
+def test_sequence_errors():
+    with Daemon('seq') as d:
+        with d.connect() as c:
+            c.expect(None, 220)
+            c.expect('MAIL FROM:<s@example.test>', 503, '5.5.1')
+            c.expect('RCPT TO:<r@relay.test>', 503, '5.5.1')
+            r = c.cmd('DATA')
+            check(r.code == 503, 'DATA before EHLO: %r' % r.text)
+            c.expect('EHLO client.test', 250)
+            c.expect('RCPT TO:<r@relay.test>', 503, '5.5.1')
+            r = c.cmd('DATA')
+            check(r.code == 503 and r.enh() == '5.5.1',
+                  'DATA without MAIL: %r' % r.text)
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            r = c.expect('MAIL FROM:<t@example.test>', 503, '5.5.1')
+            check('nested' in r.text, 'nested MAIL text %r' % r.text)
+            r = c.cmd('DATA')
+            check(r.code in (503, 554) and r.enh() == '5.5.1',
+                  'DATA without RCPT: %r' % r.text)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('RSET', 250, '2.0.0')
+            r = c.cmd('DATA')
+            check(r.code == 503, 'DATA after RSET: %r' % r.text)
+            c.expect('RCPT TO:<r@relay.test>', 503, '5.5.1')
+            c.expect('QUIT', 221)
+        d.assert_empty()
+
+
+def test_unknown_help_vrfy():
+    with Daemon('misc') as d:
+        with d.session() as c:
+            c.expect('FROBNICATE now', 502, '5.5.2')
+            r = c.expect('HELP', 214)
+            check(r.enh() == '2.0.0', 'HELP %r' % r.text)
+            ra = c.expect('VRFY root', 252)
+            rb = c.expect('VRFY no-such-user-xyzzy', 252)
+            check(ra.text.replace('root', 'X') ==
+                  rb.text.replace('no-such-user-xyzzy', 'X'),
+                  'VRFY answers differ: %r vs %r' % (ra.text, rb.text))
+            check('/root' not in ra.text and 'uid' not in ra.text.lower(),
+                  'VRFY leaks: %r' % ra.text)
+            c.expect('NOOP', 250)
+        d.assert_empty()
+
+
+def test_commands_after_quit_ignored():
+    with Daemon('quit') as d:
+        with d.connect() as c:
+            c.expect(None, 220)
+            c.send(b'EHLO c.test\r\nQUIT\r\nMAIL FROM:<s@example.test>\r\n'
+                   b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + stuff(BODY))
+            rs = c.replies_until_close()
+            codes = [r.code for r in rs]
+            check(codes == [250, 221], 'replies after QUIT: %r'
+                  % [r.text for r in rs])
+        d.assert_empty('commands after QUIT')
+
+
+def test_http_closes():
+    for req in (b'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+                b'POST /x HTTP/1.0\r\nContent-Length: 0\r\n\r\n'):
+        with Daemon('http') as d:
+            with d.connect() as c:
+                c.expect(None, 220)
+                c.send(req)
+                rs = c.replies_until_close()
+                check(not any(200 <= r.code < 400 for r in rs),
+                      'HTTP request %r got %r' % (req[:10],
+                                                  [r.text for r in rs]))
+            d.assert_empty()
+
+
+def test_binary_junk():
+    with Daemon('junk') as d:
+        with d.session() as c:
+            c.expect(b'NOOP\x00\r\n', 500, '5.5.2')
+            c.expect(b'\x00\x01\x02\xff\xfe\r\n', 500, '5.5.2')
+            c.expect(b'MAIL FROM:<s@exa\x00mple.test>\r\n', 500, '5.5.2')
+            c.expect('NOOP', 250)       # the session goes on
+            # ten more errors: the server gives up with 421
+            c.send(b'\x00junk\r\n' * 12)
+            rs = c.replies_until_close()
+            check(rs and rs[-1].code == 421,
+                  'after many errors: %r' % [r.text for r in rs])
+            check(all(r.code in (500, 421) for r in rs),
+                  'junk got %r' % [r.text for r in rs])
+        # random bytes, several connections: no 2xx, daemon stays up
+        rnd = random.Random(1234)
+        for i in range(5):
+            junk = bytes(rnd.randrange(256) for _ in range(4000))
+            with d.connect() as c:
+                c.expect(None, 220)
+                try:
+                    c.send(junk + b'\r\nMAIL FROM:<s@example.test>\r\n'
+                           b'RCPT TO:<r@relay.test>\r\nDATA\r\n'
+                           + stuff(BODY))
+                except OSError:
+                    pass
+                c.wait_closed(2)
+                text = c.buf.decode('latin-1')
+                check('queued as' not in text and '\r\n354 ' not in
+                      '\r\n' + text, 'junk %d led to %r' % (i, text[:400]))
+        check(d.running(), 'daemon died on junk')
+        d.assert_empty('junk')
+        d.send_message(BODY)
+
+
+def test_client_closes_mid_data():
+    with Daemon('middata') as d:
+        c = d.session()
+        c.expect('MAIL FROM:<s@example.test>', 250)
+        c.expect('RCPT TO:<r@relay.test>', 250)
+        c.expect('DATA', 354)
+        c.send(b'Subject: cut\r\n\r\n' + b'partial line\r\n' * 500)
+        c.close()
+        deadline = time.time() + 5
+        while 'lost connection after DATA' not in d.log_text() and \
+                time.time() < deadline:
+            time.sleep(0.1)
+        check('lost connection after DATA' in d.log_text(),
+              'no "lost connection after DATA" log line:\n' + d.log_tail())
+        d.assert_empty('client closed mid-DATA')
+        tmp = os.path.join(d.queue_dir, 'tmp')
+        left = os.listdir(tmp) if os.path.isdir(tmp) else []
+        check(left == [], 'tmp/ keeps the aborted message: %r' % left)
+        d.send_message(BODY)
+
+
+# --- limits ---------------------------------------------------------------
+
+def test_command_line_limits():
+    with Daemon('cmdlen') as d:
+        with d.session() as c:
+            # 512 octets with CRLF is the limit (RFC 5321 4.5.3.1.4)
+            c.expect('NOOP ' + 'x' * (510 - 5), 250)
+            c.expect('NOOP ' + 'x' * (511 - 5), 500, '5.5.0')
+            c.expect('NOOP', 250)
+            r = c.expect('MAIL FROM:<' + 'a' * 10000 + '@example.test>',
+                         500, '5.5.0')
+            check('too long' in r.text, 'reply %r' % r.text)
+            # the long MAIL did not start a transaction
+            c.expect('RCPT TO:<r@relay.test>', 503, '5.5.1')
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<' + 'r' * 600 + '@relay.test>', 500, '5.5.0')
+            c.expect('DATA', 503)
+            c.expect('QUIT', 221)
+        d.assert_empty('long command lines')
+
+
+def test_data_line_limit():
+    with Daemon('datalen') as d:
+        for n in (999, 10000):		# +CRLF: 1001 and 10002 octets
+            with d.session() as c:
+                c.expect('MAIL FROM:<s@example.test>', 250)
+                c.expect('RCPT TO:<r@relay.test>', 250)
+                c.expect('DATA', 354)
+                body = b'Subject: long\r\n\r\n' + b'y' * n + b'\r\nend\r\n'
+                r = c.expect(stuff(body), 500, '5.5.0')
+                check('too long' in r.text, 'reply %r' % r.text)
+            d.assert_empty('data line of %d octets' % (n + 2))
+
+
+def test_size_limit_at_mail():
+    with Daemon('sizemail', message_size_limit='100000') as d:
+        with d.session() as c:
+            r = c.expect('MAIL FROM:<s@example.test> SIZE=100001', 552,
+                         '5.3.4')
+            r = c.cmd('MAIL FROM:<s@example.test> '
+                      'SIZE=99999999999999999999999999')
+            check(r.code in (552, 555, 501), 'overflowing SIZE: %r'
+                  % r.text)
+            c.expect('MAIL FROM:<s@example.test> SIZE=1000', 250, '2.1.0')
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+        check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
+
+
+def test_size_limit_while_reading():
+    with Daemon('sizedata', message_size_limit='100000') as d:
+        body = b'Subject: big\r\n\r\n' + (b'z' * 98 + b'\r\n') * 1500
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.expect(stuff(body), 552, '5.3.4')
+            # a small message in the same session still works
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+        check(d.mailq_ids() == [qid], 'queue %r (oversized one queued?)'
+              % d.mailq_ids())
+        d.assert_stored(qid, BODY)
+
+
+def test_max_recipients():
+    with Daemon('maxrcpt', max_recipients='5') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            for i in range(5):
+                c.expect('RCPT TO:<r%d@relay.test>' % i, 250, '2.1.5')
+            for i in range(5, 7):
+                c.expect('RCPT TO:<r%d@relay.test>' % i, 452, '4.5.3')
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+        q = d.mailq()
+        check(len(q) == 1, 'mailq %r' % q)
+        check([r['address'] for r in q[0]['recipients']] ==
+              ['r%d@relay.test' % i for i in range(5)],
+              'kept recipients %r' % q[0]['recipients'])
+        d.assert_stored(qid, BODY)
+
+
+def _wait_accepting(d, src, timeout=3.0):
+    """Open connections until one is greeted with 220 (the daemon may
+    take a moment to notice a close)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        c = d.connect(src)
+        try:
+            r = c.reply()
+            if r.code == 220:
+                return c
+            last = r.text
+        except (EOFError, TestFailure) as e:
+            last = str(e)
+        c.close()
+        time.sleep(0.1)
+    raise TestFailure('no 220 after a slot was freed; last: %r' % last)
+
+
+def _expect_refused(d, src):
+    with d.connect(src) as c:
+        r = c.reply()
+        check(r.code == 421 and r.enh() == '4.7.0',
+              'connection over the limit from %s: %r' % (src, r.text))
+        check(c.wait_closed(), 'not closed after 421')
+
+
+def test_max_connections_per_client():
+    with Daemon('percli', max_connections='10',
+                max_connections_per_client='2') as d:
+        held = [d.connect(), d.connect()]
+        for c in held:
+            c.expect(None, 220)
+        _expect_refused(d, TRUSTED)
+        other = d.connect(UNTRUSTED)
+        other.expect(None, 220)
+        held[0].close()
+        c = _wait_accepting(d, TRUSTED)
+        c.expect('QUIT', 221)
+        c.close()
+        for c in held[1:] + [other]:
+            c.expect('QUIT', 221)
+            c.close()
+
+
+def test_max_connections():
+    with Daemon('maxconn', max_connections='3',
+                max_connections_per_client='10') as d:
+        held = []
+        for ip in ('127.0.0.1', '127.0.0.2', '127.0.0.3'):
+            c = d.connect(ip)
+            c.expect(None, 220)
+            held.append(c)
+        _expect_refused(d, '127.0.0.4')
+        held[0].close()
+        c = _wait_accepting(d, '127.0.0.5')
+        c.close()
+        for c in held[1:]:
+            c.close()
+
+
+def test_command_timeout():
+    with Daemon('cmdtmo', smtpd_timeout='2s') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            t0 = time.time()
+            r = c.reply(timeout=10)
+            el = time.time() - t0
+            check(r.code == 421 and r.enh() == '4.4.2',
+                  'idle reply %r' % r.text)
+            check(1.5 <= el <= 6, 'timeout after %.1fs, want ~2s' % el)
+            check(c.wait_closed(), 'not closed after timeout')
+        d.assert_empty('command timeout')
+
+
+def test_data_timeout_whole_phase():
+    """smtpd_data_timeout bounds the whole DATA phase: a client that
+    trickles a line every 0.7s (under smtpd_timeout) is still cut off."""
+    with Daemon('datatmo', smtpd_timeout='2s',
+                smtpd_data_timeout='3s') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            t0 = time.time()
+            r = None
+            while time.time() - t0 < 12:
+                try:
+                    c.send(b'trickle\r\n')
+                except OSError:
+                    break
+                try:
+                    r = c.reply(timeout=0.7)
+                    break
+                except TestFailure:
+                    continue
+                except EOFError:
+                    break
+            el = time.time() - t0
+            check(r is not None, 'no reply to a trickling DATA after %.1fs'
+                  % el)
+            check(r.code == 421 and r.enh() == '4.4.2', 'reply %r'
+                  % r.text)
+            check(2.5 <= el <= 7, 'data timeout after %.1fs, want ~3s'
+                  % el)
+            check(c.wait_closed(), 'not closed after data timeout')
+        d.assert_empty('data timeout')
+
+
+def test_data_idle_timeout():
+    """A client that stops sending inside DATA gets 421 4.4.2 after
+    smtpd_data_timeout (3s here, longer than smtpd_timeout 2s)."""
+    with Daemon('dataidle', smtpd_timeout='2s',
+                smtpd_data_timeout='3s') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.send(b'Subject: stalled\r\n\r\nsome\r\n')
+            t0 = time.time()
+            r = c.reply(timeout=12)
+            el = time.time() - t0
+            check(r.code == 421 and r.enh() == '4.4.2', 'reply %r' % r.text)
+            check(2.5 <= el <= 7, 'data idle timeout after %.1fs, want ~3s'
+                  % el)
+            check(c.wait_closed(), 'not closed after data timeout')
+        d.assert_empty('data idle timeout')
+
+
+# --- SMTP smuggling -------------------------------------------------------
+
+SMUGGLED = (b'MAIL FROM:<evil@evil.test>\r\nRCPT TO:<victim@relay.test>\r\n'
+            b'DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n')
+
+SMUGGLE_ENDS = {
+    'lf_dot_lf': b'\n.\n',
+    'cr_dot_cr': b'\r.\r',
+    'cr_dot_lf': b'\r.\n',
+    'crlf_dot_lf': b'\r\n.\n',
+    'lf_dot_crlf': b'\n.\r\n',
+    'cr_dot_crlf': b'\r.\r\n',
+    'crlf_dot_cr': b'\r\n.\r',
+    'bare_lf': b'\nX\r\n',
+    'bare_cr': b'\rX\r\n',
+}
+
+
+def _smuggle(tag, end):
+    with Daemon('smuggle-' + tag) as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            try:
+                c.send(b'Subject: first\r\n\r\nbody' + end + SMUGGLED
+                       + b'tail\r\n.\r\nQUIT\r\n')
+            except OSError:
+                pass
+            rs = c.replies_until_close()
+        texts = [r.text for r in rs]
+        check(rs and rs[0].code == 521 and rs[0].enh() == '5.5.2',
+              '%s: expected 521 5.5.2 then close, got %r' % (tag, texts))
+        check(not any(200 <= r.code < 400 for r in rs),
+              '%s: positive reply after the smuggle attempt: %r'
+              % (tag, texts))
+        d.assert_empty('smuggling via %r' % end)
+
+
+def _make_smuggle_test(tag, end):
+    def t():
+        _smuggle(tag, end)
+    t.__name__ = 'test_smuggle_' + tag
+    return t
+
+
+for _tag, _end in SMUGGLE_ENDS.items():
+    globals()['test_smuggle_' + _tag] = _make_smuggle_test(_tag, _end)
+
+
+def test_bare_lf_in_command():
+    for line, what in ((b'EHLO c.test\nMAIL FROM:<s@example.test>\r\n',
+                        'LF'),
+                       (b'NOOP\rMAIL FROM:<s@example.test>\r\n', 'CR')):
+        with Daemon('barecmd') as d:
+            with d.connect() as c:
+                c.expect(None, 220)
+                c.send(line)
+                rs = c.replies_until_close()
+                check(rs and rs[0].code == 521 and rs[0].enh() == '5.5.2',
+                      'bare %s in a command: %r' % (what,
+                                                    [r.text for r in rs]))
+                check('bare <%s>' % what in rs[0].text, 'text %r'
+                      % rs[0].text)
+            d.assert_empty()
+
+
+# --- log lines (DESIGN: Postfix's shape, for pflogsumm and fail2ban) -------
+
+def test_log_lines_postfix_shape():
+    with Daemon('logshape') as d:
+        qid = d.send_message(BODY)
+        with d.session(src=UNTRUSTED) as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<u@other.test>', 554)
+            c.expect('QUIT', 221)
+        time.sleep(0.3)
+        log = d.log_text()
+        stamp = r'^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ ferry/smtpd\[\d+\]: '
+        for what, pat in (
+                ('connect', stamp + r'connect from unknown\[127\.0\.0\.1\]$'),
+                ('client', stamp + qid + r': client=unknown\[127\.0\.0\.1\]'),
+                ('disconnect', stamp +
+                 r'disconnect from unknown\[127\.0\.0\.1\]'),
+                # fail2ban's postfix filter keys on this shape
+                ('reject', stamp + r'NOQUEUE: reject: RCPT from '
+                 r'unknown\[127\.0\.0\.2\]: 554 5\.7\.1 <u@other\.test>: '
+                 r'Relay access denied; from=<s@example\.test> '
+                 r'to=<u@other\.test> proto=ESMTP helo=<client\.test>')):
+            check(re.search(pat, log, re.M), 'no %s line like %r in log:\n%s'
+                  % (what, pat, d.log_tail(30)))
+
+
+def test_rset_and_lowercase_verbs():
+    """RSET drops the envelope: the message carries only what came after;
+    verbs are case-insensitive (RFC 5321 2.4)."""
+    with Daemon('rset') as d:
+        with d.session() as c:
+            c.expect('mail from:<first@example.test>', 250, '2.1.0')
+            c.expect('rcpt to:<dropped@relay.test>', 250, '2.1.5')
+            c.expect('rset', 250)
+            c.expect('Mail From:<second@example.test>', 250)
+            c.expect('Rcpt To:<kept@relay.test>', 250)
+            c.expect('data', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+            c.expect('quit', 221)
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['sender'] == 'second@example.test' and
+              [r['address'] for r in q[0]['recipients']] ==
+              ['kept@relay.test'], 'envelope after RSET: %r' % q)
+        out = d.assert_stored(qid, BODY)
+        head = out[:len(out) - len(BODY)]
+        check(b'by ' + HOSTNAME.encode() in head and b'127.0.0.1' in head,
+              'Received: header lacks "by %s" or the client IP: %s'
+              % (HOSTNAME, short(head)))
+
+
+def test_concurrent_sessions():
+    """20 clients x 10 messages at once: every one acknowledged is queued
+    byte for byte under its own ID (the group commit keeps them apart)."""
+    with Daemon('concurrent', max_connections='40',
+                max_connections_per_client='40') as d:
+        results, errors = {}, []
+
+        def client(k):
+            try:
+                with d.session() as c:
+                    for j in range(10):
+                        body = (b'Subject: c%d-%d\r\n\r\n' % (k, j)
+                                + (b'client %d message %d\r\n' % (k, j))
+                                * (1 + (k * 37 + j * 101) % 400))
+                        c.send('MAIL FROM:<c%d@example.test>\r\n'
+                               'RCPT TO:<r%d-%d@relay.test>\r\nDATA\r\n'
+                               % (k, k, j))
+                        for code in (250, 250, 354):
+                            r = c.reply()
+                            check(r.code == code, 'client %d: %r'
+                                  % (k, r.text))
+                        r = c.expect(stuff(body), 250)
+                        results[r.qid()] = (k, j, body)
+                    c.expect('QUIT', 221)
+            except Exception as e:
+                errors.append('client %d: %s' % (k, e))
+
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(20)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        check(not errors, '; '.join(errors[:5]))
+        check(len(results) == 200, '%d distinct queue IDs for 200 messages'
+              % len(results))
+        q = {m['id']: m for m in d.mailq()}
+        check(set(q) == set(results), 'mailq has %d, acked %d'
+              % (len(q), len(results)))
+        for qid, (k, j, body) in results.items():
+            check([r['address'] for r in q[qid]['recipients']] ==
+                  ['r%d-%d@relay.test' % (k, j)], '%s: envelope mixed up: '
+                  '%r' % (qid, q[qid]))
+            d.assert_stored(qid, body)
+
+
+def test_connection_slots_not_leaked():
+    """Connections that vanish (RST at any point) give their slot back."""
+    with Daemon('slots', max_connections='10',
+                max_connections_per_client='2') as d:
+        for i in range(30):
+            c = d.connect()
+            if i % 3:		# 220 or, while slots free up, 421
+                c.reply()
+            if i % 3 == 2:
+                c.send(b'EHLO x\r\nMAIL FROM:<a@example.test>\r\n')
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              struct.pack('ii', 1, 0))
+            c.close()
+        time.sleep(0.5)
+        a = _wait_accepting(d, TRUSTED)
+        b = _wait_accepting(d, TRUSTED)
+        _expect_refused(d, TRUSTED)
+        a.close()
+        b.close()
