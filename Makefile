@@ -41,7 +41,8 @@ B	:= build/$(TARGET)
 
 # Everything but main.c goes into a library the tests link.
 LIBSRC	:= log.c loop.c io.c config.c addr.c cmd.c hdr.c queue.c smtp.c \
-	   pickup.c msg.c cli.c
+	   pickup.c msg.c cli.c \
+	   dns.c deliver.c bounce.c sched.c
 SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))
@@ -78,8 +79,15 @@ $(B)/san/ferry: $(B)/san/main.o $(B)/san/libferry.a
 $(B)/san/unit-%: test/unit/%.c test/unit/t.h $(B)/san/libferry.a
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -I. -o $@ $< $(B)/san/libferry.a $(LDLIBS)
 
-unit: $(UNIT:%=$(B)/unit/%)
-san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%)
+# The DNS driver for test/integration/test_dns.py.
+$(B)/dnsq: test/dnsq.c $(B)/libferry.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
+
+$(B)/san/dnsq: test/dnsq.c $(B)/san/libferry.a
+	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -I. -o $@ $< $(B)/san/libferry.a $(LDLIBS)
+
+unit: $(UNIT:%=$(B)/unit/%) $(B)/dnsq
+san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%) $(B)/san/dnsq
 
 # --- fuzz targets (clang, libFuzzer) -----------------------------------
 FUZZCC	?= clang

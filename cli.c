@@ -179,9 +179,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 		rc = sm_relay_smtp(conf);
 		goto done;
 	case SM_QUEUE_RUN:
-		fprintf(stderr, "sendmail: delivery runs in the ferry daemon; "
-		    "nothing to do\n");
-		rc = EX_OK;
+		rc = cli_flush(conf, argc, argv);
 		goto done;
 	case SM_NOOP:
 		rc = EX_OK;
@@ -891,6 +889,40 @@ sm_relay_smtp(const struct config *conf)
 	/* Read/written streams only: a close error loses nothing. */
 	(void)close(fd);
 	return rc;
+}
+
+/* --- flush --- */
+
+/*
+ * ferry flush, sendmail -q: ask the daemon over the local socket (ETRN,
+ * which it honours only there) to try every deferred message now.
+ */
+int
+cli_flush(const struct config *conf, int argc, char **argv)
+{
+	struct conn *c;
+	int code = -1;
+
+	(void)argc;
+	(void)argv;
+	(void)signal(SIGPIPE, SIG_IGN);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return EX_OSERR;
+	if ((c->fd = cli_connect(conf->local_socket)) == -1) {
+		fprintf(stderr, "flush: the ferry daemon is not running (%s: "
+		    "%s)\n", conf->local_socket, strerror(errno));
+		free(c);
+		return EX_UNAVAILABLE;
+	}
+	if (conn_reply(c) == 220 &&
+	    conn_cmd(c, "EHLO %s\r\n", CLI_EHLO_NAME) == 250)
+		code = conn_cmd(c, "ETRN *\r\n");
+	if (code != 250)
+		conn_print(c);
+	(void)conn_cmd(c, "QUIT\r\n");
+	(void)close(c->fd);
+	free(c);
+	return code == 250 ? EX_OK : EX_TEMPFAIL;
 }
 
 /* --- the client connection --- */

@@ -13,5 +13,6 @@ int cli_sendmail(const struct config *, int argc, char **argv);
 int cli_mailq(const struct config *, int argc, char **argv);
 int cli_delete(const struct config *, int argc, char **argv);
 int cli_cat(const struct config *, int argc, char **argv);
+int cli_flush(const struct config *, int argc, char **argv);
 
 #endif

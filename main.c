@@ -28,8 +28,10 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "dns.h"
 #include "pickup.h"
 #include "queue.h"
+#include "sched.h"
 #include "smtp.h"
 
 #define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
@@ -50,9 +52,9 @@ static void main_resolve_user(const struct config *, struct main_user *);
 static int main_bind_inet(const struct listen_list *, enum smtp_kind);
 static int main_bind_local(const char *, const struct main_user *);
 static void main_drop(const struct main_user *);
-static int main_on_queued(const struct queue_info *, void *);
 static void main_on_term(int);
 static void main_on_hup(int);
+static void main_on_usr1(int);
 static void main_on_usr2(int);
 static void main_done(void);
 
@@ -67,6 +69,7 @@ static const struct {
 	{ "mailq", cli_mailq },
 	{ "delete", cli_delete },
 	{ "cat", cli_cat },
+	{ "flush", cli_flush },
 };
 
 int
@@ -127,6 +130,7 @@ main_usage(void)
 	    "  mailq [--json]        list the queue\n"
 	    "  delete ID|all         remove messages from the queue\n"
 	    "  cat ID                print a queued message\n"
+	    "  flush                 retry every deferred message now\n"
 	    "  check-config          validate and print the settings\n");
 	return EX_USAGE;
 }
@@ -276,16 +280,6 @@ main_drop(const struct main_user *u)
 }
 
 static int
-main_on_queued(const struct queue_info *info, void *arg)
-{
-	unsigned *n = arg;
-
-	(void)info;
-	(*n)++;
-	return 0;
-}
-
-static int
 main_serve(struct config *conf)
 {
 	struct main_user u;
@@ -299,6 +293,7 @@ main_serve(struct config *conf)
 	if (loop_signal(SIGTERM, main_on_term) == -1 ||
 	    loop_signal(SIGINT, main_on_term) == -1 ||
 	    loop_signal(SIGHUP, main_on_hup) == -1 ||
+	    loop_signal(SIGUSR1, main_on_usr1) == -1 ||
 	    loop_signal(SIGUSR2, main_on_usr2) == -1)
 		log_fatal(LP_MASTER, "signals");
 	signal(SIGPIPE, SIG_IGN);
@@ -314,8 +309,13 @@ main_serve(struct config *conf)
 		log_fatalx(LP_MASTER, "refusing to run as root");
 	if (queue_open(conf->queue_dir) == -1 || queue_sweep() == -1)
 		log_fatal(LP_MASTER, "queue %s", conf->queue_dir);
-	/* Quarantines what does not parse; the scheduler comes later. */
-	if (queue_walk(main_on_queued, &queued) == -1)
+	if (dns_init(conf) == -1)
+		log_fatalx(LP_MASTER, "cannot start the DNS resolver");
+	sched_configure(conf);
+	queue_set_listener(sched_enqueue);
+	smtp_set_flush(sched_flush);
+	/* Indexes the queue; quarantines what does not parse. */
+	if (sched_start(&queued) == -1)
 		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
 	log_info(LP_MASTER, "daemon started -- version %s, configuration %s",
 	    FERRY_VERSION, conf->path);
@@ -324,6 +324,7 @@ main_serve(struct config *conf)
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");
 	log_info(LP_MASTER, "terminating");
+	dns_free();
 	loop_free();
 	return EX_OK;
 }
@@ -332,6 +333,7 @@ static void
 main_done(void)
 {
 	pickup_stop();
+	sched_stop();
 	loop_stop();
 }
 
@@ -380,8 +382,16 @@ main_on_hup(int signo)
 	cur ^= 1;
 	smtp_configure(main_conf);
 	pickup_configure(main_conf);
+	sched_configure(main_conf);
 	log_info(LP_MASTER, "reload -- version %s, configuration %s",
 	    FERRY_VERSION, main_conf->path);
+}
+
+static void
+main_on_usr1(int signo)
+{
+	(void)signo;
+	sched_flush();
 }
 
 static void

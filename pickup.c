@@ -73,8 +73,14 @@ pickup_on_timer(struct loop_timer *t)
 	}
 	while (n < PICKUP_BATCH && (de = readdir(d)) != NULL) {
 		/* Dot files are being written (or are "." and ".."). */
-		if (de->d_name[0] == '.' || !queue_id_valid(de->d_name))
+		if (de->d_name[0] == '.')
 			continue;
+		if (!queue_id_valid(de->d_name)) {
+			/* Junk a local user left: out of the way, kept. */
+			snprintf(path, sizeof(path), "maildrop/%s", de->d_name);
+			(void)queue_quarantine(path, "not a queue file name");
+			continue;
+		}
 		if (pickup_file(de->d_name) == 0)
 			n++;
 	}

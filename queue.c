@@ -108,6 +108,7 @@ static int write_all(int, const void *, size_t);
 static int read_at(int, void *, size_t, off_t);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_tmp(void);
+static void (*queue_listener)(const char *);
 static void sweep_maildrop(void);
 static void sweep_orphan_state(void);
 static int writer_put(struct queue_writer *, const void *, size_t);
@@ -397,6 +398,12 @@ queue_sweep(void)
 	sweep_maildrop();
 	sweep_orphan_state();
 	return 0;
+}
+
+void
+queue_set_listener(void (*fn)(const char *id))
+{
+	queue_listener = fn;
 }
 
 const char *
@@ -949,6 +956,9 @@ queue_commit_run(struct loop_hook *h)
 		queue_running = w->next;
 		if (w->cb != NULL)
 			w->cb(w->arg, w->id, w->ok);
+		/* After the owner's callback: a 250 goes out first. */
+		if (w->ok && w->sub[0] == '\0' && queue_listener != NULL)
+			queue_listener(w->id);
 		writer_free(w);
 	}
 }

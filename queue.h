@@ -87,6 +87,9 @@ void queue_commit(struct queue_writer *,
     void (*cb)(void *arg, const char *id, int ok), void *arg);
 /* The owner went away: run the commit, call no one. */
 void queue_commit_forget(void *arg);
+/* Called with the id of every message committed into queue_dir by
+ * queue_commit(), after its owner's callback (the scheduler listens). */
+void queue_set_listener(void (*)(const char *id));
 /* Synchronous commit for one-shot tools (sendmail into maildrop). */
 int queue_commit_now(struct queue_writer *);
 

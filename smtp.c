@@ -84,6 +84,7 @@ enum smtp_reply {
 	RP_LINE_TOO_LONG, RP_DATA_LINE_TOO_LONG, RP_BARE_LF, RP_BARE_CR,
 	RP_WRITE_ERR, RP_TOO_MANY_ERRORS, RP_TIMEOUT, RP_SHUTDOWN,
 	RP_TOO_MANY_CONN, RP_TOO_MANY_CONN_CLIENT, RP_NO_RESOURCES, RP_8BIT_ADDR,
+	RP_ETRN,
 };
 
 struct smtp_listener {
@@ -95,6 +96,7 @@ struct smtp_listener {
 struct smtp_session {
 	struct smtp_session *prev, *next;
 	struct io *io;
+	struct loop_timer data_deadline;	/* the whole DATA phase */
 	enum smtp_state state;
 	enum smtp_kind kind;
 	unsigned flags;
@@ -121,6 +123,7 @@ static void smtp_session_free(struct smtp_session *);
 static void smtp_enter_state(struct smtp_session *, enum smtp_state);
 static const char *smtp_strstate(enum smtp_state);
 static void smtp_on_io(struct io *, enum io_event, void *);
+static void smtp_on_data_deadline(struct loop_timer *);
 static void smtp_flush(struct smtp_session *);
 static void smtp_process(struct smtp_session *);
 static int smtp_command_line(struct smtp_session *, const char *, size_t);
@@ -152,6 +155,7 @@ static void smtp_cmd_help(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_vrfy(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_unimpl(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_unknown(struct smtp_session *, const struct cmd *);
+static void smtp_cmd_etrn(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_http(struct smtp_session *, const struct cmd *);
 
 static const struct {
@@ -202,6 +206,7 @@ static const struct {
 	[RP_NO_RESOURCES] = { 421, "4.3.2", "%s Error: out of resources" },
 	[RP_8BIT_ADDR] = { 553, "5.6.7", "Error: 8-bit address without "
 	    "SMTPUTF8: %s" },
+	[RP_ETRN] = { 250, NULL, "Queuing started" },
 };
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
@@ -221,7 +226,7 @@ static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
 	[CMD_STARTTLS] = smtp_cmd_unimpl,
 	[CMD_AUTH] = smtp_cmd_unimpl,
 	[CMD_BDAT] = smtp_cmd_unimpl,
-	[CMD_ETRN] = smtp_cmd_unimpl,
+	[CMD_ETRN] = smtp_cmd_etrn,
 	[CMD_HTTP] = smtp_cmd_http,
 };
 
@@ -237,11 +242,18 @@ static struct smtp_session *smtp_head;
 static unsigned smtp_count;
 static int smtp_stopping;
 static void (*smtp_done)(void);
+static void (*smtp_flush_hook)(void);
 
 void
 smtp_configure(const struct config *conf)
 {
 	smtp_conf = conf;
+}
+
+void
+smtp_set_flush(void (*fn)(void))
+{
+	smtp_flush_hook = fn;
 }
 
 unsigned
@@ -385,6 +397,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	}
 	s->kind = l->kind;
 	s->uid = -1;
+	s->data_deadline.cb = smtp_on_data_deadline;
 	memcpy(s->ip, ip, sizeof(s->ip));
 	if (l->kind == SMTP_KIND_LOCAL) {
 		s->flags |= SF_LOCAL | SF_TRUSTED;
@@ -415,6 +428,7 @@ refuse:
 static void
 smtp_session_free(struct smtp_session *s)
 {
+	loop_timer_cancel(&s->data_deadline);
 	if (s->state == STATE_COMMIT)
 		queue_commit_forget(s);
 	if (s->w)
@@ -603,6 +617,19 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		io_set_timeout(s->io, 5000);	/* for the reply to leave */
 		break;
 	}
+	smtp_flush(s);
+}
+
+static void
+smtp_on_data_deadline(struct loop_timer *t)
+{
+	struct smtp_session *s = container_of(t, struct smtp_session,
+	    data_deadline);
+
+	if (s->state != STATE_DATA)
+		return;
+	smtp_log_lost(s, "timeout");
+	smtp_close(s, RP_TIMEOUT, smtp_conf->hostname);
 	smtp_flush(s);
 }
 
@@ -796,7 +823,9 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	if (p.has_size && p.size > smtp_conf->message_size_limit) {
+		snprintf(s->sender, sizeof(s->sender), "%s", addr);
 		smtp_reject_log(s, "MAIL", NULL, RP_SIZE, NULL);
+		s->sender[0] = '\0';
 		smtp_reply(s, RP_SIZE);
 		return;
 	}
@@ -980,7 +1009,9 @@ ok:
 	s->flags |= SF_HEADERS | SF_DATA_BOL;
 	s->data_size = 0;
 	smtp_enter_state(s, STATE_DATA);
-	io_set_timeout(s->io, smtp_conf->smtpd_data_timeout * 1000);
+	/* Silence is bounded by smtpd_timeout, the whole message by
+	 * smtpd_data_timeout: a trickling client cannot hold a slot. */
+	loop_timer_set(&s->data_deadline, smtp_conf->smtpd_data_timeout * 1000);
 	smtp_reply(s, RP_DATA_GO);
 }
 
@@ -1033,6 +1064,19 @@ smtp_cmd_unimpl(struct smtp_session *s, const struct cmd *c)
 	(void)c;
 	smtp_reply(s, RP_NOT_IMPL);
 	smtp_error(s);
+}
+
+/* RFC 1985 ETRN, for the local socket only: run the whole queue now. */
+static void
+smtp_cmd_etrn(struct smtp_session *s, const struct cmd *c)
+{
+	if (!(s->flags & SF_LOCAL) || smtp_flush_hook == NULL) {
+		smtp_cmd_unimpl(s, c);
+		return;
+	}
+	smtp_flush_hook();
+	smtp_reply(s, RP_ETRN);
+	SMTP_OK(s, CMD_ETRN);
 }
 
 static void
@@ -1171,7 +1215,7 @@ smtp_data_end(struct smtp_session *s)
 {
 	enum smtp_reply r;
 
-	io_set_timeout(s->io, smtp_conf->smtpd_timeout * 1000);
+	loop_timer_cancel(&s->data_deadline);
 	if (s->flags & SF_DISCARD) {
 		r = s->flags & SF_WRITE_ERR ? RP_WRITE_ERR :
 		    s->flags & SF_TOOLONG ? RP_DATA_LINE_TOO_LONG : RP_SIZE;

@@ -23,5 +23,7 @@ int smtp_listen(int fd, enum smtp_kind);
  * runs once the last session has gone. */
 void smtp_shutdown(void (*done)(void));
 unsigned smtp_sessions(void);
+/* ETRN on the local socket (ferry flush, sendmail -q) calls this. */
+void smtp_set_flush(void (*)(void));
 
 #endif

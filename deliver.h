@@ -1,0 +1,70 @@
+/*
+ * deliver.h - one outbound SMTP connection (the client side).
+ *
+ * deliver_start() resolves the next hop (MX per RFC 5321 §5, or the
+ * smarthost's own address), connects with per-address failover, reads
+ * the banner and EHLOs; then it asks its owner for transactions with
+ * ops->next() until that returns NULL, reports each with ops->done(),
+ * says QUIT and ends with ops->closed().  Entering a state sends its
+ * command; the reply in that state picks the next one.  PIPELINING, when
+ * offered, sends MAIL, every RCPT and DATA in one write.
+ *
+ * Results are three-way (ok, temporary, permanent) per recipient, with
+ * the remote's reply.  Nothing here touches the queue's files except
+ * reading the body through the fd in the transaction.
+ */
+#ifndef FERRY_DELIVER_H
+#define FERRY_DELIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DELIVER_REPLY_MAX	256
+#define DELIVER_RELAY_MAX	300
+
+struct config;
+struct deliver;
+
+enum deliver_result { DR_OK, DR_TEMP, DR_PERM };
+
+struct deliver_rcpt {
+	const char *address;
+	enum deliver_result result;
+	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
+	char reply[DELIVER_REPLY_MAX];	/* the remote's words, or ours */
+};
+
+struct deliver_txn {
+	const char *id;
+	const char *sender;
+	unsigned flags;			/* QF_* */
+	uint64_t size;			/* body bytes */
+	uint64_t body_off;
+	int fd;				/* the queue file, open for reading */
+	struct deliver_rcpt *rcpt;
+	unsigned nrcpt;
+	char relay[DELIVER_RELAY_MAX];	/* "mx.example.org[192.0.2.1]:25" */
+};
+
+struct deliver_ops {
+	/* The next transaction for this connection, or NULL: quit. */
+	struct deliver_txn *(*next)(void *arg, struct deliver *);
+	/* Every recipient of txn has its result. */
+	void (*done)(void *arg, struct deliver *, struct deliver_txn *);
+	/* The connection is over; result says whether it ever worked:
+	 * DR_OK (closed after use), DR_TEMP or DR_PERM (no transaction
+	 * could start: DNS or connection trouble, reply/dsn say why).
+	 * May free arg; d is gone after this returns. */
+	void (*closed)(void *arg, struct deliver *, enum deliver_result,
+	    const char *dsn, const char *reason);
+};
+
+void deliver_configure(const struct config *);
+/* host: a domain (MX lookup) or, with literal set, the host itself
+ * ("[host]" smarthost syntax: no MX lookup). */
+struct deliver *deliver_start(const char *host, int literal, unsigned port,
+    const struct deliver_ops *, void *arg);
+/* Abandon: no more callbacks. */
+void deliver_abort(struct deliver *);
+
+#endif

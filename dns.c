@@ -1,0 +1,837 @@
+/*
+ * dns.c - c-ares on the event loop (see dns.h).  Owns the one ares
+ * channel, a loop_fd per c-ares socket (made and freed from c-ares's
+ * socket-state callback), the one timer that drives c-ares's retries, and
+ * the mapping of raw answers to enum dns_status.  What a status means for
+ * a message (defer, bounce) is deliver.c's business, not this file's.
+ *
+ * Queries go out with ares_send() and a query built here, so the AD bit
+ * can be set in it (RFC 6840 §5.7: a validating resolver then reports AD
+ * without EDNS DO).  Because ares_send() does not interpret the rcode the
+ * way ares_query() does, rcode and counts are read from the raw header
+ * here, by the same code for MX and for A/AAAA.
+ *
+ * Request lifetime (STYLE.md 14): a request stays allocated until c-ares
+ * has called back for every query it sent.  dns_cancel() only marks it; the
+ * answer that arrives later frees it without calling the user.  Answers
+ * that come back synchronously from inside dns_query_*() (no server, no
+ * memory) are delivered from a zero-delay timer, so the user's callback
+ * never runs inside its own call to dns_query_*().  A user callback may
+ * start or cancel lookups, but must not call dns_free(): it runs inside
+ * ares_process_fd().
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <ares.h>
+#include <sodium.h>
+
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "loop.h"
+
+#define DNS_TIMEOUT_MS	2000	/* first try; c-ares doubles it per round */
+#define DNS_TRIES	3	/* rounds over the server list */
+#define DNS_CSV_MAX	(CONFIG_MAX_DNS * \
+	    (sizeof(((struct config *)0)->dns_servers[0]) + 1))
+#define DNS_MSG_MAX	65535	/* a DNS message over TCP, RFC 1035 §4.2.2 */
+
+/* RFC 1035 §4.1.1 header layout and the constants used from it. */
+#define DNS_HDR_LEN	12
+#define DNS_HDR_FLAGS1	2	/* QR opcode AA TC RD */
+#define DNS_HDR_FLAGS2	3	/* RA Z AD CD rcode */
+#define DNS_HDR_ANCOUNT	6
+#define DNS_QR		0x80u
+#define DNS_AD		0x20u	/* RFC 4035 §3.2.3 */
+#define DNS_RCODE_MASK	0x0fu
+#define DNS_RCODE_NOERROR	0
+#define DNS_RCODE_NXDOMAIN	3
+#define DNS_CLASS_IN	1
+#define DNS_TYPE_A	1
+#define DNS_TYPE_MX	15
+#define DNS_TYPE_AAAA	28
+
+/* A request sends at most two queries: MX alone, or AAAA and A. */
+#define DNS_SLOTS	2
+#define DNS_SLOT_V6	0
+#define DNS_SLOT_V4	1
+
+enum dns_kind {
+	DNS_KIND_MX,
+	DNS_KIND_ADDR,
+};
+
+struct dns_sock {
+	struct dns_sock *next;
+	struct loop_fd lfd;		/* the callback may free this */
+};
+
+struct dns_slot {			/* one c-ares query of a request */
+	struct dns_req *req;
+	enum dns_status st;
+	int ad;				/* AD bit in the answer's header */
+	int n;				/* records parsed */
+	unsigned char *raw;		/* copy of the answer, for dns_raw() */
+	size_t rawlen;
+};
+
+struct dns_req {
+	struct dns_req *prev, *next;	/* dns_reqs: every live request */
+	enum dns_kind kind;
+	char name[DNS_NAME_MAX + 1];
+	int nslots;
+	int pending;			/* queries c-ares still owes us */
+	int starting;			/* inside dns_query_*() */
+	int cancelled;			/* never call the user again */
+	int delivering;			/* inside the user's callback */
+	dns_mx_cb *mx_cb;
+	dns_addr_cb *addr_cb;
+	void *arg;
+	struct loop_timer timer;	/* deferred delivery; may free req */
+	struct dns_slot slot[DNS_SLOTS];
+	union {
+		struct dns_mx mx[DNS_MAX_MX];
+		struct dns_addr addr[DNS_SLOTS][DNS_MAX_ADDR];
+	} u;
+};
+
+
+static void dns_check_servers(void);
+static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
+static void dns_req_free(struct dns_req *);
+static void dns_send(struct dns_req *, int, int);
+static void dns_start(struct dns_req *);
+static void dns_on_answer(void *, int, int, unsigned char *, int);
+static void dns_record(struct dns_req *, struct dns_slot *, int,
+    const unsigned char *, size_t);
+static void dns_on_timer_deliver(struct loop_timer *);
+static void dns_deliver(struct dns_req *);
+static void dns_deliver_mx(struct dns_req *);
+static void dns_deliver_addr(struct dns_req *);
+static enum dns_status dns_from_ares(int);
+static int dns_classify(const unsigned char *, size_t, enum dns_status *);
+static int dns_parse_addr(const unsigned char *, size_t, int,
+    struct dns_addr *, int, int *, enum dns_status *);
+static int dns_host_ok(const char *);
+static int dns_mx_cmp(const void *, const void *);
+static void dns_on_sock_state(void *, ares_socket_t, int, int);
+static void dns_on_fd(struct loop_fd *, unsigned);
+static void dns_on_timer(struct loop_timer *);
+static void dns_timer_update(void);
+
+static const char *const dns_status_names[] = {
+	[DNS_OK] = "ok",
+	[DNS_NXDOMAIN] = "nxdomain",
+	[DNS_NODATA] = "nodata",
+	[DNS_NULLMX] = "nullmx",
+	[DNS_TEMPFAIL] = "tempfail",
+};
+
+static ares_channel dns_channel;
+static int dns_lib_ready;
+static int dns_destroying;		/* ares_destroy() is calling back */
+static int dns_dnssec;
+static struct dns_sock *dns_socks;
+static struct dns_req *dns_reqs;
+static struct loop_timer dns_timer = { .cb = dns_on_timer };
+static const unsigned char *dns_raw_buf;	/* valid during a callback */
+static size_t dns_raw_len;
+
+/* --- set-up ------------------------------------------------------------ */
+
+int
+dns_init(const struct config *conf)
+{
+	struct ares_options o;
+	char csv[DNS_CSV_MAX];
+	size_t off = 0, l;
+	int i, rc, fresh = dns_channel == NULL;
+
+	if (fresh) {
+		if (!dns_lib_ready) {
+			rc = ares_library_init(ARES_LIB_INIT_ALL);
+			if (rc != ARES_SUCCESS) {
+				log_warnx(LP_SMTP, "dns: c-ares: %s",
+				    ares_strerror(rc));
+				return -1;
+			}
+			dns_lib_ready = 1;
+		}
+		memset(&o, 0, sizeof(o));
+		/* Names are FQDNs: no search list, no HOSTALIASES. */
+		o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+		o.timeout = DNS_TIMEOUT_MS;
+		o.tries = DNS_TRIES;
+		o.sock_state_cb = dns_on_sock_state;
+		o.sock_state_cb_data = NULL;
+		rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
+		    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+		    ARES_OPT_SOCK_STATE_CB);
+		if (rc != ARES_SUCCESS) {
+			log_warnx(LP_SMTP, "dns: cannot set up the resolver:"
+			    " %s", ares_strerror(rc));
+			dns_channel = NULL;
+			ares_library_cleanup();
+			dns_lib_ready = 0;
+			return -1;
+		}
+	}
+	dns_dnssec = conf->dnssec;
+	if (conf->dns_n <= 0) {
+		log_trace(TRACE_DNS, "dns: servers from /etc/resolv.conf");
+		dns_check_servers();
+		return 0;
+	}
+	for (i = 0; i < conf->dns_n && i < CONFIG_MAX_DNS; i++) {
+		l = strnlen(conf->dns_servers[i], sizeof(conf->dns_servers[i]));
+		if (off + l + 2 > sizeof(csv))
+			log_fatalx(LP_SMTP, "%s: server list too long",
+			    __func__);
+		if (off)
+			csv[off++] = ',';
+		memcpy(csv + off, conf->dns_servers[i], l);
+		off += l;
+	}
+	csv[off] = '\0';
+	rc = ares_set_servers_ports_csv(dns_channel, csv);
+	if (rc != ARES_SUCCESS) {
+		/* On a reload c-ares refuses while queries are pending:
+		 * the old list stays in use. */
+		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", csv,
+		    ares_strerror(rc));
+		if (fresh)
+			dns_free();
+		return -1;
+	}
+	log_trace(TRACE_DNS, "dns: servers %s", csv);
+	dns_check_servers();
+	return 0;
+}
+
+/* DESIGN.md: dnssec = yes trusts the AD bit, which only means something
+ * when the path to the validating resolver cannot be tampered with. */
+static void
+dns_check_servers(void)
+{
+	struct ares_addr_port_node *srv = NULL, *s;
+	char buf[INET6_ADDRSTRLEN];
+	int local;
+
+	if (!dns_dnssec || ares_get_servers_ports(dns_channel, &srv) !=
+	    ARES_SUCCESS)
+		return;
+	for (s = srv; s != NULL; s = s->next) {
+		if (s->family == AF_INET) {
+			local = (ntohl(s->addr.addr4.s_addr) >> 24) == 127;
+			inet_ntop(AF_INET, &s->addr.addr4, buf, sizeof(buf));
+		} else if (s->family == AF_INET6) {
+			local = IN6_IS_ADDR_LOOPBACK(
+			    (const struct in6_addr *)(const void *)
+			    &s->addr.addr6);
+			inet_ntop(AF_INET6, &s->addr.addr6, buf, sizeof(buf));
+		} else
+			continue;
+		if (!local)
+			log_warnx(LP_SMTP, "dns: dnssec = yes trusts the AD bit"
+			    " from %s, which is not a loopback address", buf);
+	}
+	ares_free_data(srv);
+}
+
+void
+dns_free(void)
+{
+	struct dns_sock *s;
+
+	if (dns_channel != NULL) {
+		/* Every pending query calls back with ARES_EDESTRUCTION; the
+		 * callbacks free their requests and call no user. */
+		dns_destroying = 1;
+		ares_destroy(dns_channel);
+		dns_channel = NULL;
+		dns_destroying = 0;
+	}
+	while (dns_reqs != NULL)	/* answered, waiting for the timer */
+		dns_req_free(dns_reqs);
+	while ((s = dns_socks) != NULL) {
+		dns_socks = s->next;
+		loop_fd_del(&s->lfd);
+		free(s);
+	}
+	loop_timer_cancel(&dns_timer);
+	if (dns_lib_ready)
+		ares_library_cleanup();
+	dns_lib_ready = 0;
+}
+
+const char *
+dns_status_name(enum dns_status st)
+{
+	if ((unsigned)st >= sizeof(dns_status_names) /
+	    sizeof(dns_status_names[0]) || dns_status_names[st] == NULL)
+		return "unknown";
+	return dns_status_names[st];
+}
+
+const unsigned char *
+dns_raw(size_t *len)
+{
+	*len = dns_raw_len;
+	return dns_raw_buf;
+}
+
+/* --- requests ---------------------------------------------------------- */
+
+struct dns_req *
+dns_query_mx(const char *domain, dns_mx_cb *cb, void *arg)
+{
+	struct dns_req *req;
+
+	if ((req = dns_req_new(DNS_KIND_MX, domain, arg)) == NULL)
+		return NULL;
+	req->mx_cb = cb;
+	req->nslots = 1;
+	dns_start(req);
+	return req;
+}
+
+struct dns_req *
+dns_query_addr(const char *host, dns_addr_cb *cb, void *arg)
+{
+	struct dns_req *req;
+
+	if ((req = dns_req_new(DNS_KIND_ADDR, host, arg)) == NULL)
+		return NULL;
+	req->addr_cb = cb;
+	req->nslots = 2;
+	dns_start(req);
+	return req;
+}
+
+void
+dns_cancel(struct dns_req *req)
+{
+	if (req == NULL)
+		return;
+	log_trace(TRACE_DNS, "dns %p: cancel %s", (void *)req, req->name);
+	req->cancelled = 1;
+	/* Inside its own callback: dns_deliver() frees it on return.
+	 * Still in c-ares: freed when the last answer comes back. */
+	if (req->delivering || req->pending > 0)
+		return;
+	dns_req_free(req);
+}
+
+static struct dns_req *
+dns_req_new(enum dns_kind kind, const char *name, void *arg)
+{
+	struct dns_req *req;
+	size_t l;
+	int i;
+
+	if (dns_channel == NULL) {
+		log_warnx(LP_SMTP, "%s: resolver not set up", __func__);
+		return NULL;
+	}
+	if ((req = calloc(1, sizeof(*req))) == NULL) {
+		log_warn(LP_SMTP, "dns: query %s", name);
+		return NULL;
+	}
+	req->kind = kind;
+	req->arg = arg;
+	req->timer.cb = dns_on_timer_deliver;
+	for (i = 0; i < DNS_SLOTS; i++)
+		req->slot[i].req = req;
+	/* A longer name cannot exist: name stays empty and dns_send()
+	 * answers EBADNAME, i.e. NXDOMAIN. */
+	l = strlen(name);
+	if (l <= DNS_NAME_MAX)
+		memcpy(req->name, name, l + 1);
+	req->next = dns_reqs;
+	if (dns_reqs != NULL)
+		dns_reqs->prev = req;
+	dns_reqs = req;
+	return req;
+}
+
+static void
+dns_req_free(struct dns_req *req)
+{
+	int i;
+
+	if (req->prev != NULL)
+		req->prev->next = req->next;
+	else
+		dns_reqs = req->next;
+	if (req->next != NULL)
+		req->next->prev = req->prev;
+	loop_timer_cancel(&req->timer);
+	for (i = 0; i < DNS_SLOTS; i++)
+		free(req->slot[i].raw);
+	free(req);
+}
+
+static void
+dns_start(struct dns_req *req)
+{
+	log_trace(TRACE_DNS, "dns %p: %s %s", (void *)req,
+	    req->kind == DNS_KIND_MX ? "MX" : "AAAA+A", req->name);
+	/* pending covers every query before the first is sent, so an
+	 * answer given synchronously cannot look like the last one. */
+	req->pending = req->nslots;
+	req->starting = 1;
+	if (req->kind == DNS_KIND_MX)
+		dns_send(req, 0, DNS_TYPE_MX);
+	else {
+		dns_send(req, DNS_SLOT_V6, DNS_TYPE_AAAA);
+		dns_send(req, DNS_SLOT_V4, DNS_TYPE_A);
+	}
+	req->starting = 0;
+	if (req->pending == 0)
+		loop_timer_set(&req->timer, 0);
+	dns_timer_update();
+}
+
+static void
+dns_send(struct dns_req *req, int slot, int type)
+{
+	unsigned char *q = NULL;
+	int qlen = 0, rc;
+
+	if (req->name[0] == '\0')
+		rc = ARES_EBADNAME;	/* empty, or longer than DNS_NAME_MAX */
+	else
+		rc = ares_create_query(req->name, DNS_CLASS_IN, type, 0, 1,
+		    &q, &qlen, 0);
+	if (rc != ARES_SUCCESS) {
+		dns_on_answer(&req->slot[slot], rc, 0, NULL, 0);
+		return;
+	}
+	/* RFC 6840 §5.7; ares_send() puts its own query id in. */
+	q[DNS_HDR_FLAGS2] |= DNS_AD;
+	ares_send(dns_channel, q, qlen, dns_on_answer, &req->slot[slot]);
+	ares_free_string(q);
+}
+
+/* c-ares's callback for one query; abuf is valid only during the call. */
+static void
+dns_on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
+    int alen)
+{
+	struct dns_slot *sl = arg;
+	struct dns_req *req = sl->req;
+
+	(void)timeouts;
+	req->pending--;
+	if (status == ARES_EDESTRUCTION || dns_destroying || req->cancelled) {
+		if (req->pending == 0)
+			dns_req_free(req);
+		return;
+	}
+	dns_record(req, sl, status, abuf, alen > 0 ? (size_t)alen : 0);
+	if (req->pending > 0 || req->starting)
+		return;
+	dns_deliver(req);
+}
+
+static void
+dns_record(struct dns_req *req, struct dns_slot *sl, int status,
+    const unsigned char *abuf, size_t alen)
+{
+	int i = (int)(sl - req->slot);
+
+	if (status != ARES_SUCCESS || abuf == NULL) {
+		sl->st = dns_from_ares(status);
+		log_trace(TRACE_DNS, "dns %p: %s: %s", (void *)req, req->name,
+		    ares_strerror(status));
+		return;
+	}
+	if (alen >= DNS_HDR_LEN)
+		sl->ad = (abuf[DNS_HDR_FLAGS2] & DNS_AD) != 0;
+	if ((sl->raw = malloc(alen ? alen : 1)) != NULL) {
+		memcpy(sl->raw, abuf, alen);
+		sl->rawlen = alen;
+	}
+	if (req->kind == DNS_KIND_MX) {
+		if (dns_parse_mx(abuf, alen, req->u.mx, DNS_MAX_MX, &sl->n,
+		    &sl->st) == -1)
+			log_info(LP_SMTP, "dns: malformed MX answer for %s",
+			    req->name);
+	} else if (dns_parse_addr(abuf, alen, i == DNS_SLOT_V6 ? AF_INET6 :
+	    AF_INET, req->u.addr[i], DNS_MAX_ADDR, &sl->n, &sl->st) == -1)
+		log_info(LP_SMTP, "dns: malformed %s answer for %s",
+		    i == DNS_SLOT_V6 ? "AAAA" : "A", req->name);
+}
+
+static void
+dns_on_timer_deliver(struct loop_timer *t)
+{
+	struct dns_req *req = container_of(t, struct dns_req, timer);
+
+	dns_deliver(req);
+}
+
+/* Every query has answered: call the user once, then free. */
+static void
+dns_deliver(struct dns_req *req)
+{
+	if (req->cancelled) {
+		dns_req_free(req);
+		return;
+	}
+	req->delivering = 1;
+	if (req->kind == DNS_KIND_MX)
+		dns_deliver_mx(req);
+	else
+		dns_deliver_addr(req);
+	dns_raw_buf = NULL;
+	dns_raw_len = 0;
+	dns_req_free(req);
+}
+
+static void
+dns_deliver_mx(struct dns_req *req)
+{
+	struct dns_slot *sl = &req->slot[0];
+	int secure = dns_dnssec && sl->raw != NULL && sl->ad;
+
+	log_trace(TRACE_DNS, "dns %p: MX %s: %s, %d, secure=%d", (void *)req,
+	    req->name, dns_status_name(sl->st), sl->n, secure);
+	dns_raw_buf = sl->raw;
+	dns_raw_len = sl->rawlen;
+	req->mx_cb(req->arg, sl->st, secure, req->u.mx,
+	    sl->st == DNS_OK ? sl->n : 0);
+}
+
+/*
+ * IPv6 first, then IPv4 (dns.h).  When both families have more than fits,
+ * each keeps at least half of the room, so a host with many AAAA records
+ * is still tried over IPv4 too.
+ */
+static void
+dns_deliver_addr(struct dns_req *req)
+{
+	struct dns_addr out[DNS_MAX_ADDR];
+	struct dns_slot *s6 = &req->slot[DNS_SLOT_V6];
+	struct dns_slot *s4 = &req->slot[DNS_SLOT_V4];
+	enum dns_status st;
+	int n6, n4, room6, secure;
+
+	n6 = s6->st == DNS_OK ? s6->n : 0;
+	n4 = s4->st == DNS_OK ? s4->n : 0;
+	room6 = DNS_MAX_ADDR - n4;
+	if (room6 < DNS_MAX_ADDR / 2)
+		room6 = DNS_MAX_ADDR / 2;
+	if (n6 > room6)
+		n6 = room6;
+	if (n4 > DNS_MAX_ADDR - n6)
+		n4 = DNS_MAX_ADDR - n6;
+	memcpy(out, req->u.addr[DNS_SLOT_V6], (size_t)n6 * sizeof(out[0]));
+	memcpy(out + n6, req->u.addr[DNS_SLOT_V4], (size_t)n4 * sizeof(out[0]));
+
+	if (n6 + n4 > 0)
+		st = DNS_OK;
+	else if (s6->st == DNS_NXDOMAIN && s4->st == DNS_NXDOMAIN)
+		st = DNS_NXDOMAIN;
+	else if (s6->st == DNS_TEMPFAIL || s4->st == DNS_TEMPFAIL)
+		st = DNS_TEMPFAIL;
+	else
+		st = DNS_NODATA;
+	/* Secure only if both answers came back validated. */
+	secure = dns_dnssec && s6->raw != NULL && s4->raw != NULL &&
+	    s6->ad && s4->ad;
+	log_trace(TRACE_DNS, "dns %p: AAAA+A %s: %s, %d+%d, secure=%d",
+	    (void *)req, req->name, dns_status_name(st), n6, n4, secure);
+	if (s4->raw != NULL) {
+		dns_raw_buf = s4->raw;
+		dns_raw_len = s4->rawlen;
+	} else {
+		dns_raw_buf = s6->raw;
+		dns_raw_len = s6->rawlen;
+	}
+	req->addr_cb(req->arg, st, secure, out, n6 + n4);
+}
+
+static enum dns_status
+dns_from_ares(int status)
+{
+	switch (status) {
+	case ARES_ENODATA:
+		return DNS_NODATA;
+	case ARES_ENOTFOUND:
+	case ARES_EBADNAME:	/* cannot exist, e.g. a label over 63 */
+		return DNS_NXDOMAIN;
+	default:		/* SERVFAIL, REFUSED, timeout, no memory... */
+		return DNS_TEMPFAIL;
+	}
+}
+
+/* --- parsing: pure functions on the raw answer ------------------------- */
+
+/*
+ * The header decides before any record is read.  Returns 1 when there are
+ * answer records to parse, 0 when *st is already the answer, -1 when the
+ * message is not a usable response (*st = DNS_TEMPFAIL).  RFC 6604: with
+ * a CNAME chain the rcode speaks of the last name, so NXDOMAIN holds even
+ * with answer records.
+ */
+static int
+dns_classify(const unsigned char *buf, size_t len, enum dns_status *st)
+{
+	unsigned rcode;
+
+	*st = DNS_TEMPFAIL;
+	if (buf == NULL || len < DNS_HDR_LEN || len > DNS_MSG_MAX ||
+	    !(buf[DNS_HDR_FLAGS1] & DNS_QR))
+		return -1;
+	rcode = buf[DNS_HDR_FLAGS2] & DNS_RCODE_MASK;
+	if (rcode == DNS_RCODE_NXDOMAIN) {
+		*st = DNS_NXDOMAIN;
+		return 0;
+	}
+	if (rcode != DNS_RCODE_NOERROR)	/* SERVFAIL, REFUSED, ... */
+		return 0;
+	if (buf[DNS_HDR_ANCOUNT] == 0 && buf[DNS_HDR_ANCOUNT + 1] == 0) {
+		*st = DNS_NODATA;
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * MX per RFC 5321 §5.1: sorted by preference, equal preferences in random
+ * order; the lowest "max" kept (ties at the cut chosen at random too).
+ * RFC 7505: a set made only of "." targets is a null MX.  A "." among real
+ * hosts (which §3 forbids) and targets that are not host names are
+ * skipped; if nothing usable is left the answer counts as malformed.
+ * Returns 0 when the answer was understood (*st says what it said), -1
+ * when it was malformed (*st = DNS_TEMPFAIL).
+ */
+int
+dns_parse_mx(const unsigned char *buf, size_t len, struct dns_mx *mx,
+    int max, int *n, enum dns_status *st)
+{
+	struct ares_mx_reply *head = NULL, *r;
+	struct dns_mx *all = NULL, tmp;
+	size_t count = 0, usable = 0, empty = 0, i, j, k, run;
+	int rc = -1, ares;
+
+	*n = 0;
+	if ((rc = dns_classify(buf, len, st)) != 1)
+		return rc;
+	rc = -1;
+	*st = DNS_TEMPFAIL;
+	ares = ares_parse_mx_reply(buf, (int)len, &head);
+	if (ares == ARES_ENODATA || (ares == ARES_SUCCESS && head == NULL)) {
+		/* e.g. only a CNAME to a name without MX */
+		*st = DNS_NODATA;
+		rc = 0;
+		goto done;
+	}
+	if (ares != ARES_SUCCESS)
+		goto done;
+	for (r = head; r != NULL; r = r->next)
+		count++;
+	if ((all = calloc(count, sizeof(*all))) == NULL)
+		goto done;
+	for (r = head; r != NULL; r = r->next) {
+		if (r->host == NULL || r->host[0] == '\0') {
+			empty++;
+			continue;
+		}
+		if (!dns_host_ok(r->host))
+			continue;
+		all[usable].pref = r->priority;
+		strcpy(all[usable].host, r->host);	/* length checked */
+		usable++;
+	}
+	if (usable == 0) {
+		if (empty == count) {
+			*st = DNS_NULLMX;
+			rc = 0;
+		}
+		goto done;
+	}
+	qsort(all, usable, sizeof(*all), dns_mx_cmp);
+	for (i = 0; i < usable; i = j) {
+		for (j = i + 1; j < usable && all[j].pref == all[i].pref; j++)
+			;
+		/* Fisher-Yates over the run [i, j). */
+		for (run = j - i; run > 1; run--) {
+			k = randombytes_uniform((uint32_t)run);
+			tmp = all[i + run - 1];
+			all[i + run - 1] = all[i + k];
+			all[i + k] = tmp;
+		}
+	}
+	if (max < 0)
+		max = 0;
+	if (usable > (size_t)max)
+		usable = (size_t)max;
+	if (usable > 0)
+		memcpy(mx, all, usable * sizeof(*all));
+	*n = (int)usable;
+	*st = DNS_OK;
+	rc = 0;
+done:
+	free(all);
+	if (head != NULL)
+		ares_free_data(head);
+	return rc;
+}
+
+static int
+dns_mx_cmp(const void *a, const void *b)
+{
+	const struct dns_mx *x = a, *y = b;
+
+	return x->pref < y->pref ? -1 : x->pref > y->pref;
+}
+
+/* A target we are willing to look up and name in logs: letters, digits,
+ * '-', '_' and dots.  c-ares writes other octets as \DDD or \., which ends
+ * up here and is refused. */
+static int
+dns_host_ok(const char *h)
+{
+	size_t i;
+
+	for (i = 0; h[i] != '\0'; i++) {
+		if (i >= DNS_NAME_MAX)
+			return 0;
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-' &&
+		    h[i] != '_' && h[i] != '.')
+			return 0;
+	}
+	return i > 0;
+}
+
+/* One family's answer into dns_addr entries with port 0.  Same return
+ * convention as dns_parse_mx(). */
+static int
+dns_parse_addr(const unsigned char *buf, size_t len, int family,
+    struct dns_addr *out, int max, int *n, enum dns_status *st)
+{
+	struct ares_addrttl a4[DNS_MAX_ADDR];
+	struct ares_addr6ttl a6[DNS_MAX_ADDR];
+	struct sockaddr_in *sin;
+	struct sockaddr_in6 *sin6;
+	int rc, i, got = max < DNS_MAX_ADDR ? max : DNS_MAX_ADDR;
+
+	*n = 0;
+	if ((rc = dns_classify(buf, len, st)) != 1)
+		return rc;
+	*st = DNS_TEMPFAIL;
+	if (family == AF_INET6)
+		rc = ares_parse_aaaa_reply(buf, (int)len, NULL, a6, &got);
+	else
+		rc = ares_parse_a_reply(buf, (int)len, NULL, a4, &got);
+	if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && got <= 0)) {
+		*st = DNS_NODATA;
+		return 0;
+	}
+	if (rc != ARES_SUCCESS)
+		return rc == ARES_ENOMEM ? 0 : -1;
+	for (i = 0; i < got; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		if (family == AF_INET6) {
+			sin6 = (struct sockaddr_in6 *)(void *)&out[i].ss;
+			sin6->sin6_family = AF_INET6;
+			memcpy(&sin6->sin6_addr, &a6[i].ip6addr,
+			    sizeof(sin6->sin6_addr));
+			out[i].len = sizeof(*sin6);
+		} else {
+			sin = (struct sockaddr_in *)(void *)&out[i].ss;
+			sin->sin_family = AF_INET;
+			sin->sin_addr = a4[i].ipaddr;
+			out[i].len = sizeof(*sin);
+		}
+	}
+	*n = got;
+	*st = DNS_OK;
+	return 0;
+}
+
+/* --- c-ares on the loop ------------------------------------------------ */
+
+/* c-ares says which of its sockets it wants watched, and how; (0, 0)
+ * comes right before it closes one. */
+static void
+dns_on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct dns_sock **pp, *s;
+	unsigned want = (readable ? LOOP_READ : 0) |
+	    (writable ? LOOP_WRITE : 0);
+
+	(void)data;
+	for (pp = &dns_socks; (s = *pp) != NULL; pp = &s->next)
+		if (s->lfd.fd == fd)
+			break;
+	if (want == 0) {
+		if (s != NULL) {
+			*pp = s->next;
+			loop_fd_del(&s->lfd);
+			free(s);
+		}
+		return;
+	}
+	if (s == NULL) {
+		/* Without it the query still ends, by c-ares's timeout. */
+		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			log_warn(LP_SMTP, "dns: socket %d", fd);
+			return;
+		}
+		s->lfd.fd = fd;
+		s->lfd.cb = dns_on_fd;
+		s->next = dns_socks;
+		dns_socks = s;
+	}
+	if (loop_fd_want(&s->lfd, want) == -1)
+		log_warn(LP_SMTP, "dns: cannot watch socket %d", fd);
+}
+
+/* May free the dns_sock (through dns_on_sock_state): lfd is not touched
+ * after ares_process_fd(). */
+static void
+dns_on_fd(struct loop_fd *lfd, unsigned events)
+{
+	ares_socket_t r = ARES_SOCKET_BAD, w = ARES_SOCKET_BAD;
+
+	if ((events & (LOOP_READ | LOOP_ERROR)) && (lfd->want & LOOP_READ))
+		r = lfd->fd;
+	if ((events & (LOOP_WRITE | LOOP_ERROR)) && (lfd->want & LOOP_WRITE))
+		w = lfd->fd;
+	ares_process_fd(dns_channel, r, w);
+	dns_timer_update();
+}
+
+static void
+dns_on_timer(struct loop_timer *t)
+{
+	(void)t;
+	if (dns_channel == NULL)
+		return;
+	ares_process_fd(dns_channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	dns_timer_update();
+}
+
+/* One timer for all of c-ares's retries, rounded up so it never fires
+ * before c-ares thinks anything is due. */
+static void
+dns_timer_update(void)
+{
+	struct timeval tv, *tvp;
+
+	if (dns_channel == NULL ||
+	    (tvp = ares_timeout(dns_channel, NULL, &tv)) == NULL) {
+		loop_timer_cancel(&dns_timer);
+		return;
+	}
+	loop_timer_set(&dns_timer, (uint64_t)tvp->tv_sec * 1000 +
+	    ((uint64_t)tvp->tv_usec + 999) / 1000);
+}

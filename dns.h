@@ -1,0 +1,71 @@
+/*
+ * dns.h - DNS on the event loop (c-ares): MX, and A+AAAA of a host.
+ *
+ * dns_query_*() start a lookup and return a handle; the callback runs
+ * later, from the loop, exactly once unless dns_cancel() was called
+ * first (then never).  They return NULL (and never call back) when out
+ * of memory or before dns_init().  A callback must not call dns_free().
+ * dns_parse_mx() returns 0 when it understood the answer, -1 when it is
+ * malformed (status DNS_TEMPFAIL).  Results are only valid during the callback.
+ * "secure" is 1 when the answer carried the AD bit and config says
+ * dnssec = yes (the DANE issue builds on it); the raw answer of the last
+ * lookup stays available to the callback through dns_raw().
+ *
+ * MX answers come sorted by preference with equal preferences in random
+ * order (RFC 5321 §5.1); DNS_NODATA for an MX lookup means "no MX: use the
+ * domain's own A/AAAA"; DNS_NULLMX is RFC 7505's "0 ." (bounce, 5.1.10).
+ * Address answers list IPv6 first, then IPv4, each with port 0 (the
+ * caller sets it).  CNAMEs are followed by the resolver.
+ */
+#ifndef FERRY_DNS_H
+#define FERRY_DNS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define DNS_NAME_MAX	255
+#define DNS_MAX_MX	16	/* more are ignored, lowest preference kept */
+#define DNS_MAX_ADDR	16
+
+struct config;
+struct dns_req;
+
+enum dns_status {
+	DNS_OK,
+	DNS_NXDOMAIN,	/* the name does not exist: permanent */
+	DNS_NODATA,	/* the name exists, no record of that type */
+	DNS_NULLMX,	/* RFC 7505 */
+	DNS_TEMPFAIL,	/* SERVFAIL, timeout, refused, malformed answer */
+};
+
+struct dns_mx {
+	unsigned pref;
+	char host[DNS_NAME_MAX + 1];
+};
+
+struct dns_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+typedef void dns_mx_cb(void *arg, enum dns_status, int secure,
+    const struct dns_mx *, int n);
+typedef void dns_addr_cb(void *arg, enum dns_status, int secure,
+    const struct dns_addr *, int n);
+
+int dns_init(const struct config *);	/* -1: logged */
+void dns_free(void);
+struct dns_req *dns_query_mx(const char *domain, dns_mx_cb *, void *arg);
+struct dns_req *dns_query_addr(const char *host, dns_addr_cb *, void *arg);
+void dns_cancel(struct dns_req *);
+const char *dns_status_name(enum dns_status);
+/* During a callback: the raw answer (MX; for addresses the A answer, else
+ * the AAAA), header flags included. */
+const unsigned char *dns_raw(size_t *len);
+
+/* Pure helpers, unit-tested and fuzzed: parse a raw MX answer (message
+ * bytes, explicit length) into a sorted list. */
+int dns_parse_mx(const unsigned char *, size_t, struct dns_mx *, int max,
+    int *n, enum dns_status *);
+
+#endif

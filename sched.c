@@ -1,0 +1,873 @@
+/*
+ * sched.c - the queue manager: which message goes where, when, over how
+ * many connections; what a result means (retry, bounce, done).
+ *
+ * Owns: the in-memory index of queued messages (id and next attempt only;
+ * an active message also holds its envelope), per-destination job queues,
+ * the concurrency limits, the backoff of messages and of destinations,
+ * expiry and bounces.  It does not speak SMTP (deliver.c) or know the
+ * file format (queue.c).
+ *
+ * A destination is a recipient domain, or the one smarthost.  A job is
+ * one message's recipients for one destination: one transaction.  A
+ * destination whose connection fails before any transaction is "dead"
+ * until its backoff ends, and every job waiting for it is deferred at
+ * once, so a dead MX costs one connection attempt, not one per message.
+ *
+ * Durability: a recipient's new state is written (queue_update) before
+ * the message leaves the active set; the file goes away only when every
+ * recipient is sent or bounced, and only after the bounce is committed.
+ * A crash between a remote 250 and our state write repeats that
+ * delivery; nothing is ever lost.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "bounce.h"
+#include "config.h"
+#include "deliver.h"
+#include "dns.h"
+#include "log.h"
+#include "loop.h"
+#include "queue.h"
+#include "sched.h"
+
+#define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
+#define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
+#define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
+#define SCHED_DEST_MAX		(DNS_NAME_MAX + 1)
+
+struct sched_dest;
+
+struct sched_msg {
+	struct sched_msg *prev, *next;	/* idle or active list */
+	char id[QUEUE_ID_SIZE];
+	uint64_t next_attempt;		/* unix seconds */
+	int active;
+	struct queue_info info;		/* loaded while active */
+	unsigned jobs;			/* outstanding */
+	int bouncing;			/* waiting for its DSN's commit */
+};
+
+struct sched_job {
+	struct sched_job *next;
+	struct sched_msg *msg;
+	struct sched_dest *dest;
+	struct deliver_txn txn;
+	unsigned *idx;			/* into msg->info.rcpt */
+	struct deliver_rcpt rcpt[];
+};
+
+struct sched_dest {
+	struct sched_dest *next;
+	char name[SCHED_DEST_MAX];
+	struct sched_job *head, **tail;
+	unsigned waiting;
+	unsigned active;		/* connections */
+	unsigned starting;		/* connections without a job yet */
+	uint64_t dead_until;		/* unix seconds */
+	unsigned failures;
+};
+
+struct sched_conn {
+	struct sched_dest *dest;
+	struct deliver *d;
+	int started;
+};
+
+static void sched_on_timer(struct loop_timer *);
+static void sched_list_add(struct sched_msg **, struct sched_msg *);
+static void sched_list_del(struct sched_msg **, struct sched_msg *);
+static void sched_activate(struct sched_msg *);
+static struct sched_dest *sched_dest_get(const char *);
+static void sched_dest_free_idle(void);
+static void sched_dispatch(void);
+static struct deliver_txn *sched_on_next(void *, struct deliver *);
+static void sched_on_done(void *, struct deliver *, struct deliver_txn *);
+static void sched_on_closed(void *, struct deliver *, enum deliver_result,
+    const char *, const char *);
+static void sched_job_result(struct sched_job *);
+static void sched_job_fail(struct sched_job *, enum deliver_result,
+    const char *, const char *, const char *);
+static void sched_job_free(struct sched_job *);
+static void sched_msg_job_done(struct sched_msg *);
+static void sched_finish(struct sched_msg *);
+static int sched_bounce(struct sched_msg *);
+static void sched_on_bounce_commit(void *, const char *, int);
+static const char *sched_reply_dsn(const char *, char *, size_t);
+static void sched_remove(struct sched_msg *);
+static void sched_idle(struct sched_msg *);
+static void sched_msg_free(struct sched_msg *);
+static uint64_t sched_backoff(unsigned attempts);
+static void sched_expire_reason(struct queue_rcpt *, unsigned);
+static void sched_log(const struct sched_msg *, const char *, const char *,
+    const char *, const char *, const char *);
+static int sched_on_walk(const struct queue_info *, void *);
+
+static const struct deliver_ops sched_ops = {
+	.next = sched_on_next,
+	.done = sched_on_done,
+	.closed = sched_on_closed,
+};
+
+static const struct config *sched_conf;
+static struct sched_msg *sched_idle_list, *sched_active_list;
+static unsigned sched_nactive;
+static struct sched_dest *sched_dests;
+static unsigned sched_conns;
+static struct loop_timer sched_timer = { .cb = sched_on_timer };
+static int sched_stopping;
+
+/* Smarthost, parsed: "[host]:port" (literal, no MX), "host:port", "host". */
+static char sched_relay[SCHED_DEST_MAX];
+static int sched_relay_literal;
+static unsigned sched_relay_port;
+
+void
+sched_configure(const struct config *conf)
+{
+	const char *s = conf->smarthost, *e, *colon;
+	size_t n;
+
+	sched_conf = conf;
+	deliver_configure(conf);
+	sched_relay[0] = '\0';
+	sched_relay_literal = 0;
+	sched_relay_port = 25;
+	if (s[0] == '\0')
+		return;
+	if (s[0] == '[' && (e = strchr(s, ']')) != NULL) {
+		n = (size_t)(e - s - 1);
+		sched_relay_literal = 1;
+		colon = e[1] == ':' ? e + 1 : NULL;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		n = colon ? (size_t)(colon - s) : strlen(s);
+	}
+	if (n >= sizeof(sched_relay))
+		n = sizeof(sched_relay) - 1;
+	memcpy(sched_relay, s, n);
+	sched_relay[n] = '\0';
+	if (colon)
+		sched_relay_port = (unsigned)strtoul(colon + 1, NULL, 10);
+}
+
+static int
+sched_on_walk(const struct queue_info *info, void *arg)
+{
+	struct sched_msg *m;
+
+	(void)arg;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -1;
+	memcpy(m->id, info->id, sizeof(m->id));
+	m->next_attempt = info->next_attempt;
+	sched_list_add(&sched_idle_list, m);
+	return 0;
+}
+
+int
+sched_start(unsigned *count)
+{
+	struct sched_msg *m;
+	unsigned n = 0;
+	int rc;
+
+	rc = queue_walk(sched_on_walk, NULL);
+	for (m = sched_idle_list; m != NULL; m = m->next)
+		n++;
+	*count = n;
+	loop_timer_set(&sched_timer, 0);
+	return rc;
+}
+
+void
+sched_enqueue(const char *id)
+{
+	struct sched_msg *m;
+
+	if (sched_stopping || (m = calloc(1, sizeof(*m))) == NULL) {
+		/* Not lost: the next start's walk finds it. */
+		return;
+	}
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	if (sched_nactive < SCHED_ACTIVE_MAX) {
+		sched_list_add(&sched_active_list, m);
+		m->active = 1;
+		sched_nactive++;
+		sched_activate(m);
+		sched_dispatch();
+		return;
+	}
+	sched_list_add(&sched_idle_list, m);
+}
+
+void
+sched_flush(void)
+{
+	struct sched_msg *m;
+	struct sched_dest *dst;
+
+	for (m = sched_idle_list; m != NULL; m = m->next)
+		m->next_attempt = 0;
+	for (dst = sched_dests; dst != NULL; dst = dst->next)
+		dst->dead_until = 0;
+	log_info(LP_QMGR, "flush: every deferred message is due now");
+	loop_timer_set(&sched_timer, 0);
+}
+
+void
+sched_stop(void)
+{
+	sched_stopping = 1;
+	loop_timer_cancel(&sched_timer);
+}
+
+unsigned
+sched_busy(void)
+{
+	return sched_conns;
+}
+
+/* --- lists --- */
+
+static void
+sched_list_add(struct sched_msg **head, struct sched_msg *m)
+{
+	m->prev = NULL;
+	m->next = *head;
+	if (*head)
+		(*head)->prev = m;
+	*head = m;
+}
+
+static void
+sched_list_del(struct sched_msg **head, struct sched_msg *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		*head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	m->prev = m->next = NULL;
+}
+
+/* Activate what is due, as far as memory allows; sleep until the next. */
+static void
+sched_on_timer(struct loop_timer *t)
+{
+	struct sched_msg *m, *next;
+	uint64_t now = (uint64_t)time(NULL), soonest = UINT64_MAX;
+
+	if (sched_stopping)
+		return;
+	for (m = sched_idle_list; m != NULL; m = next) {
+		next = m->next;
+		if (m->next_attempt > now) {
+			if (m->next_attempt < soonest)
+				soonest = m->next_attempt;
+			continue;
+		}
+		if (sched_nactive >= SCHED_ACTIVE_MAX) {
+			soonest = now;
+			break;
+		}
+		sched_list_del(&sched_idle_list, m);
+		sched_list_add(&sched_active_list, m);
+		m->active = 1;
+		sched_nactive++;
+		sched_activate(m);
+	}
+	sched_dispatch();
+	sched_dest_free_idle();
+	if (soonest == now && sched_nactive >= SCHED_ACTIVE_MAX)
+		loop_timer_set(t, 1000);	/* re-checked as slots free */
+	else if (soonest != UINT64_MAX)
+		loop_timer_set(t, (soonest - now) * 1000 < SCHED_IDLE_SCAN_MS ?
+		    (soonest - now) * 1000 : SCHED_IDLE_SCAN_MS);
+	else
+		loop_timer_set(t, SCHED_IDLE_SCAN_MS);
+}
+
+/* Load the envelope and queue one job per destination. */
+static void
+sched_activate(struct sched_msg *m)
+{
+	struct queue_info *qi = &m->info;
+	const char *why = NULL, *dom;
+	char name[SCHED_DEST_MAX];
+	struct sched_dest *dst;
+	struct sched_job *job;
+	unsigned i, j, n, *idx;
+	unsigned char *taken;
+
+	if (queue_load(m->id, qi, &why) == -1) {
+		if (errno != ENOENT)
+			log_warnx(LP_QMGR, "%s: cannot load: %s", m->id,
+			    why ? why : strerror(errno));
+		sched_remove(m);	/* deleted, or quarantined */
+		return;
+	}
+	if ((taken = calloc(qi->nrcpt ? qi->nrcpt : 1, 1)) == NULL ||
+	    (idx = calloc(qi->nrcpt ? qi->nrcpt : 1, sizeof(*idx))) == NULL) {
+		free(taken);
+		goto later;
+	}
+	for (i = 0; i < qi->nrcpt; i++) {
+		if (taken[i] || qi->rcpt[i].status == RS_SENT ||
+		    qi->rcpt[i].status == RS_BOUNCED)
+			continue;
+		if (sched_relay[0])
+			snprintf(name, sizeof(name), "%s", sched_relay);
+		else {
+			dom = addr_domain(qi->rcpt[i].address);
+			addr_domain_lower(dom ? dom : sched_conf->origin, name,
+			    sizeof(name));
+		}
+		/* Every pending recipient for this destination, one job. */
+		for (j = i, n = 0; j < qi->nrcpt; j++) {
+			char other[SCHED_DEST_MAX];
+
+			if (taken[j] || qi->rcpt[j].status == RS_SENT ||
+			    qi->rcpt[j].status == RS_BOUNCED)
+				continue;
+			if (!sched_relay[0]) {
+				dom = addr_domain(qi->rcpt[j].address);
+				addr_domain_lower(dom ? dom : sched_conf->origin,
+				    other, sizeof(other));
+				if (strcmp(other, name) != 0)
+					continue;
+			}
+			taken[j] = 1;
+			idx[n++] = j;
+		}
+		if ((dst = sched_dest_get(name)) == NULL ||
+		    (job = calloc(1, sizeof(*job) + n * sizeof(job->rcpt[0]) +
+		    n * sizeof(unsigned))) == NULL) {
+			log_warnx(LP_QMGR, "%s: out of memory", m->id);
+			continue;	/* these recipients wait for a retry */
+		}
+		job->msg = m;
+		job->dest = dst;
+		job->idx = (unsigned *)(void *)&job->rcpt[n];
+		memcpy(job->idx, idx, n * sizeof(unsigned));
+		job->txn.nrcpt = n;
+		job->txn.rcpt = job->rcpt;
+		job->txn.fd = -1;
+		for (j = 0; j < n; j++)
+			job->rcpt[j].address = qi->rcpt[idx[j]].address;
+		job->next = NULL;
+		*dst->tail = job;
+		dst->tail = &job->next;
+		dst->waiting++;
+		m->jobs++;
+	}
+	free(taken);
+	free(idx);
+	if (m->jobs == 0)
+		sched_finish(m);
+	return;
+later:
+	log_warnx(LP_QMGR, "%s: out of memory; retrying later", m->id);
+	sched_idle(m);
+}
+
+static struct sched_dest *
+sched_dest_get(const char *name)
+{
+	struct sched_dest *d;
+
+	for (d = sched_dests; d != NULL; d = d->next)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->tail = &d->head;
+	d->next = sched_dests;
+	sched_dests = d;
+	return d;
+}
+
+/* Destinations with nothing to do and nothing to remember go away. */
+static void
+sched_dest_free_idle(void)
+{
+	struct sched_dest **pp = &sched_dests, *d;
+	uint64_t now = (uint64_t)time(NULL);
+
+	while ((d = *pp) != NULL) {
+		if (d->waiting == 0 && d->active == 0 && d->dead_until <= now) {
+			*pp = d->next;
+			free(d);
+		} else
+			pp = &d->next;
+	}
+}
+
+/* Open connections where jobs wait, within the limits. */
+static void
+sched_dispatch(void)
+{
+	struct sched_dest *d;
+	struct sched_conn *c;
+	struct sched_job *job;
+	uint64_t now = (uint64_t)time(NULL);
+	int progress = 1;
+
+	while (progress && !sched_stopping) {
+		progress = 0;
+		for (d = sched_dests; d != NULL; d = d->next) {
+			if (d->waiting == 0)
+				continue;
+			if (d->dead_until > now && d->active > 0)
+				continue;	/* those still up take the jobs */
+			if (d->dead_until > now) {
+				/* Still backing off: defer what arrives. */
+				while ((job = d->head) != NULL) {
+					d->head = job->next;
+					if (d->head == NULL)
+						d->tail = &d->head;
+					d->waiting--;
+					sched_job_fail(job, DR_TEMP, NULL, "4.4.1",
+					    "destination is backing off after "
+					    "a failed connection");
+				}
+				continue;
+			}
+			if (sched_conns >= sched_conf->max_deliveries)
+				return;
+			if (d->active >=
+			    sched_conf->max_deliveries_per_destination ||
+			    d->waiting <= d->starting)
+				continue;
+			if ((c = calloc(1, sizeof(*c))) == NULL)
+				return;
+			c->dest = d;
+			c->d = deliver_start(sched_relay[0] ? sched_relay :
+			    d->name, sched_relay[0] ? sched_relay_literal : 0,
+			    sched_relay[0] ? sched_relay_port :
+			    sched_conf->mx_port, &sched_ops, c);
+			if (c->d == NULL) {
+				free(c);
+				return;
+			}
+			d->active++;
+			d->starting++;
+			sched_conns++;
+			progress = 1;
+		}
+	}
+}
+
+/* --- the connection's callbacks --- */
+
+static struct deliver_txn *
+sched_on_next(void *arg, struct deliver *dv)
+{
+	struct sched_conn *c = arg;
+	struct sched_dest *d = c->dest;
+	struct sched_job *job;
+	struct sched_msg *m;
+	char path[512];
+
+	(void)dv;
+	if (!c->started) {
+		c->started = 1;
+		d->starting--;
+		d->failures = 0;
+	}
+	while ((job = d->head) != NULL) {
+		d->head = job->next;
+		if (d->head == NULL)
+			d->tail = &d->head;
+		d->waiting--;
+		m = job->msg;
+		snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
+		job->txn.fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (job->txn.fd == -1) {
+			/* Deleted by "ferry delete" meanwhile. */
+			sched_job_fail(job, DR_TEMP, NULL, "4.3.0",
+			    "queue file unavailable");
+			continue;
+		}
+		job->txn.id = m->id;
+		job->txn.sender = m->info.sender;
+		job->txn.flags = m->info.flags;
+		job->txn.size = m->info.size;
+		job->txn.body_off = m->info.body_off;
+		return &job->txn;
+	}
+	return NULL;
+}
+
+static void
+sched_on_done(void *arg, struct deliver *dv, struct deliver_txn *t)
+{
+	struct sched_job *job = container_of(t, struct sched_job, txn);
+
+	(void)arg;
+	(void)dv;
+	sched_job_result(job);
+}
+
+static void
+sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
+    const char *dsn, const char *reason)
+{
+	struct sched_conn *c = arg;
+	struct sched_dest *d = c->dest;
+	struct sched_job *job;
+	uint64_t now = (uint64_t)time(NULL);
+
+	(void)dv;
+	if (!c->started)
+		d->starting--;
+	d->active--;
+	sched_conns--;
+	free(c);
+	if (r == DR_TEMP) {
+		/* No new connections for a while; open ones keep working. */
+		d->failures++;
+		d->dead_until = now + sched_backoff(d->failures) / 2;
+	}
+	if (r != DR_OK && d->active == 0) {
+		/* Nobody got through: everything waiting shares the fate. */
+		while ((job = d->head) != NULL) {
+			d->head = job->next;
+			if (d->head == NULL)
+				d->tail = &d->head;
+			d->waiting--;
+			sched_job_fail(job, r, NULL, dsn, reason);
+		}
+	}
+	if (!sched_stopping)
+		sched_dispatch();
+}
+
+/* --- results --- */
+
+/* Apply a finished transaction's per-recipient results. */
+static void
+sched_job_result(struct sched_job *job)
+{
+	struct sched_msg *m = job->msg;
+	struct queue_rcpt *qr;
+	struct deliver_rcpt *r;
+	unsigned i;
+
+	for (i = 0; i < job->txn.nrcpt; i++) {
+		r = &job->rcpt[i];
+		qr = &m->info.rcpt[job->idx[i]];
+		qr->status = r->result == DR_OK ? RS_SENT :
+		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
+		snprintf(qr->reason, sizeof(qr->reason), "%s", r->reply);
+		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
+		    "none", r->dsn, r->result == DR_OK ? "sent" :
+		    r->result == DR_PERM ? "bounced" : "deferred", r->reply);
+	}
+	sched_job_free(job);
+	sched_msg_job_done(m);
+}
+
+/* The whole job failed before a transaction: one result for all. */
+static void
+sched_job_fail(struct sched_job *job, enum deliver_result r,
+    const char *relay, const char *dsn, const char *reason)
+{
+	unsigned i;
+
+	for (i = 0; i < job->txn.nrcpt; i++) {
+		job->rcpt[i].result = r;
+		snprintf(job->rcpt[i].dsn, sizeof(job->rcpt[i].dsn), "%s",
+		    dsn ? dsn : (r == DR_PERM ? "5.0.0" : "4.0.0"));
+		snprintf(job->rcpt[i].reply, sizeof(job->rcpt[i].reply), "%s",
+		    reason ? reason : "delivery failed");
+	}
+	snprintf(job->txn.relay, sizeof(job->txn.relay), "%s",
+	    relay ? relay : "");
+	sched_job_result(job);
+}
+
+static void
+sched_job_free(struct sched_job *job)
+{
+	if (job->txn.fd != -1)
+		close(job->txn.fd);
+	free(job);
+}
+
+static void
+sched_msg_job_done(struct sched_msg *m)
+{
+	if (--m->jobs == 0)
+		sched_finish(m);
+}
+
+/*
+ * Every job of this attempt is back.  Done recipients stay done; the
+ * rest wait for the next attempt, or bounce once the lifetime is over.
+ */
+static void
+sched_finish(struct sched_msg *m)
+{
+	struct queue_info *qi = &m->info;
+	uint64_t now = (uint64_t)time(NULL);
+	unsigned i, pending = 0, bounced = 0;
+
+	for (i = 0; i < qi->nrcpt; i++)
+		if (qi->rcpt[i].status == RS_QUEUED ||
+		    qi->rcpt[i].status == RS_DEFERRED)
+			pending++;
+	if (pending && now >= qi->arrival + sched_conf->queue_lifetime) {
+		for (i = 0; i < qi->nrcpt; i++) {
+			if (qi->rcpt[i].status != RS_QUEUED &&
+			    qi->rcpt[i].status != RS_DEFERRED)
+				continue;
+			sched_expire_reason(&qi->rcpt[i],
+			    sched_conf->queue_lifetime);
+			qi->rcpt[i].status = RS_BOUNCED;
+			sched_log(m, qi->rcpt[i].address, "none", "4.4.7",
+			    "expired, returned to sender", qi->rcpt[i].reason);
+		}
+		pending = 0;
+	}
+	if (pending) {
+		qi->attempts++;
+		qi->next_attempt = now + sched_backoff(qi->attempts);
+		if (queue_update(qi) == -1)
+			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
+		m->next_attempt = qi->next_attempt;
+		sched_idle(m);
+		return;
+	}
+	for (i = 0; i < qi->nrcpt; i++)
+		if (qi->rcpt[i].status == RS_BOUNCED)
+			bounced++;
+	if (bounced && sched_bounce(m) == 0)
+		return;		/* removed once the bounce is durable */
+	sched_remove(m);
+}
+
+/* Keep the last deferral's words, say why we gave up (truncation ok). */
+static void
+sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
+{
+	char last[QUEUE_REASON_MAX];
+	size_t len;
+
+	memcpy(last, r->reason, sizeof(last));
+	snprintf(r->reason, sizeof(r->reason), "message expired after %us "
+	    "in the queue", lifetime);
+	len = strlen(r->reason);
+	if (last[0] && len + 3 < sizeof(r->reason)) {
+		memcpy(r->reason + len, ": ", 3);
+		strncat(r->reason, last, sizeof(r->reason) - len - 3);
+	}
+}
+
+/* [1, 1.5) times retry_min * 2^(n-1), at most retry_max (dma's jitter). */
+static uint64_t
+sched_backoff(unsigned attempts)
+{
+	uint64_t b = sched_conf->retry_min;
+	unsigned i;
+
+	for (i = 1; i < attempts && b < sched_conf->retry_max; i++)
+		b *= 2;
+	if (b > sched_conf->retry_max)
+		b = sched_conf->retry_max;
+	return b + (b ? randombytes_uniform((uint32_t)(b / 2 + 1)) : 0);
+}
+
+/*
+ * A DSN for the bounced recipients, committed before the original goes.
+ * Never bounce a bounce: the null sender and our own DSNs get a log line.
+ * 0: the removal waits for the commit; -1: remove now.
+ */
+static int
+sched_bounce(struct sched_msg *m)
+{
+	struct queue_info *qi = &m->info;
+	struct bounce_rcpt *br = NULL;
+	char (*dsn)[16] = NULL;
+	struct queue_writer *w = NULL;
+	char *hdrs = NULL, path[512];
+	ssize_t got = 0;
+	size_t hlen = 0, n = 0;
+	unsigned i;
+	int fd = -1;
+
+	if (qi->sender[0] == '\0' || qi->flags & QF_BOUNCE) {
+		log_info(LP_BOUNCE, "%s: undeliverable bounce discarded "
+		    "(never bounce a bounce)", m->id);
+		return -1;
+	}
+	if ((br = calloc(qi->nrcpt, sizeof(*br))) == NULL ||
+	    (dsn = calloc(qi->nrcpt, sizeof(*dsn))) == NULL ||
+	    (hdrs = malloc(SCHED_HEADERS_MAX)) == NULL)
+		goto later;
+	for (i = 0; i < qi->nrcpt; i++) {
+		if (qi->rcpt[i].status != RS_BOUNCED)
+			continue;
+		br[n].address = qi->rcpt[i].address;
+		br[n].diagnostic = qi->rcpt[i].reason;
+		br[n].status = sched_reply_dsn(qi->rcpt[i].reason, dsn[n],
+		    sizeof(dsn[n]));
+		n++;
+	}
+	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1)
+		got = pread(fd, hdrs, SCHED_HEADERS_MAX, (off_t)qi->body_off);
+	/* bounce_compose() copies up to the first empty line. */
+	if (got > 0)
+		hlen = (size_t)got < qi->size ? (size_t)got : (size_t)qi->size;
+	/* The DSN quotes the original's headers, 8-bit ones included. */
+	w = queue_writer_new(NULL, "", QF_BOUNCE | (qi->flags & QF_8BITMIME),
+	    (uid_t)-1, "bounce");
+	if (w == NULL || queue_writer_rcpt(w, qi->sender) == -1 ||
+	    bounce_compose(w, BOUNCE_FAILED, sched_conf->hostname, qi, br, n,
+	    hdrs, hlen, time(NULL)) == -1 || queue_writer_finish(w) == -1)
+		goto later;
+	log_info(LP_BOUNCE, "%s: sender non-delivery notification: %s", m->id,
+	    queue_writer_id(w));
+	m->bouncing = 1;
+	queue_commit(w, sched_on_bounce_commit, m);
+	w = NULL;
+	free(br);
+	free(dsn);
+	free(hdrs);
+	if (fd != -1)
+		close(fd);
+	return 0;
+later:
+	log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying later",
+	    m->id);
+	if (w)
+		queue_writer_abort(w);
+	free(br);
+	free(dsn);
+	free(hdrs);
+	if (fd != -1)
+		close(fd);
+	/* Keep the bounced state so the next attempt bounces again. */
+	if (queue_update(qi) == -1)
+		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
+	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
+	sched_idle(m);
+	return 0;
+}
+
+static void
+sched_on_bounce_commit(void *arg, const char *id, int ok)
+{
+	struct sched_msg *m = arg;
+
+	m->bouncing = 0;
+	if (!ok) {
+		log_warnx(LP_BOUNCE, "%s: bounce commit failed; retrying later",
+		    m->id);
+		if (queue_update(&m->info) == -1)
+			log_warn(LP_QMGR, "%s: cannot save delivery state",
+			    m->id);
+		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
+		sched_idle(m);
+		return;
+	}
+	(void)id;	/* the queue's listener schedules it */
+	sched_remove(m);
+}
+
+/* The enhanced code of a reply "550 5.1.1 ..." or a default. */
+static const char *
+sched_reply_dsn(const char *reply, char *buf, size_t len)
+{
+	size_t k;
+
+	if (strstr(reply, "expired after") != NULL)
+		return "4.4.7";
+	if (strlen(reply) > 6 && reply[3] == ' ' && reply[4] == reply[0] &&
+	    reply[5] == '.' && (k = strcspn(reply + 4, " ")) < len) {
+		memcpy(buf, reply + 4, k);
+		buf[k] = '\0';
+		return buf;
+	}
+	return "5.0.0";
+}
+
+/* The message is done: its file goes, then its memory. */
+static void
+sched_remove(struct sched_msg *m)
+{
+	if (m->info.rcpt != NULL) {
+		if (queue_delete(m->id) == -1 && errno != ENOENT)
+			log_warn(LP_QMGR, "%s: cannot remove", m->id);
+		else
+			log_info(LP_QMGR, "%s: removed", m->id);
+	}
+	if (m->active) {
+		sched_list_del(&sched_active_list, m);
+		sched_nactive--;
+	} else
+		sched_list_del(&sched_idle_list, m);
+	sched_msg_free(m);
+	/* A slot is free: let the next due message in. */
+	if (!sched_stopping && sched_idle_list != NULL)
+		loop_timer_set(&sched_timer, 0);
+}
+
+/* Back to the idle list until next_attempt. */
+static void
+sched_idle(struct sched_msg *m)
+{
+	if (m->active) {
+		sched_list_del(&sched_active_list, m);
+		sched_nactive--;
+		m->active = 0;
+	}
+	queue_info_free(&m->info);
+	memset(&m->info, 0, sizeof(m->info));
+	sched_list_add(&sched_idle_list, m);
+	if (!sched_stopping)
+		loop_timer_set(&sched_timer, 0);
+}
+
+static void
+sched_msg_free(struct sched_msg *m)
+{
+	queue_info_free(&m->info);
+	free(m);
+}
+
+/* Postfix's shape: "ID: to=<a@b>, relay=..., delay=0.4, dsn=2.0.0,
+ * status=sent (250 ...)". */
+static void
+sched_log(const struct sched_msg *m, const char *to, const char *relay,
+    const char *dsn, const char *status, const char *text)
+{
+	uint64_t now_us = loop_now_real_us();
+	uint64_t arr_us = 0;
+	int i;
+
+	/* The ID starts with the arrival time in µs (queue.h). */
+	for (i = 0; i < 13; i++)
+		arr_us = arr_us << 4 | (uint64_t)(m->id[i] <= '9' ?
+		    m->id[i] - '0' : m->id[i] - 'A' + 10);
+	uint64_t delay_cs = now_us > arr_us ? (now_us - arr_us) / 10000 : 0;
+
+	log_info(LP_SMTP, "%s: to=<%s>, relay=%s, delay=%llu.%02llu, "
+	    "dsn=%s, status=%s (%s)", m->id, to, relay,
+	    (unsigned long long)(delay_cs / 100),
+	    (unsigned long long)(delay_cs % 100), dsn, status, text);
+}

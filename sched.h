@@ -1,0 +1,17 @@
+/*
+ * sched.h - the queue manager (Postfix's qmgr): schedules deliveries of
+ * what is in the queue, applies results, retries, expires and bounces.
+ */
+#ifndef FERRY_SCHED_H
+#define FERRY_SCHED_H
+
+struct config;
+
+void sched_configure(const struct config *);	/* again on SIGHUP */
+int sched_start(unsigned *count);	/* index the queue, start the timer */
+void sched_enqueue(const char *id);	/* a message was just committed */
+void sched_flush(void);			/* every deferred message now */
+void sched_stop(void);
+unsigned sched_busy(void);		/* open outbound connections */
+
+#endif

@@ -1,0 +1,321 @@
+"""
+test_dns.py - dns.c against a real DNS server: a private unbound
+(test/dns-server.sh) serving a zone under `test.`, queried through the
+test driver test/dnsq.c (binary from $FERRY_DNSQ, else build/native/dnsq,
+or build/native/san/dnsq when FERRY_BIN is the sanitizer build).  Covers
+MX order and shuffling, A fallback (no MX), null MX, NXDOMAIN, SERVFAIL,
+REFUSED, a CNAME'd MX target, IPv6 before IPv4, cancel, many lookups at
+once, server failover and c-ares's retry timer against a silent server.
+
+DnsServer is usable from other tests: `with DnsServer(ZONE) as dns:` then
+`dns_servers = 127.0.0.1:%d` % dns.port in the daemon's config.
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from ferrytest import (TestFailure, check, free_port, sanitizer_report,
+                       short, FERRY_BIN, REPO, SLOW)
+
+SERVER_SH = os.path.join(REPO, 'test', 'dns-server.sh')
+
+
+def _dnsq_path():
+    env = os.environ.get('FERRY_DNSQ')
+    if env:
+        return os.path.abspath(env)
+    san = os.path.join(REPO, 'build', 'native', 'san', 'dnsq')
+    if '/san/' in FERRY_BIN and os.access(san, os.X_OK):
+        return san
+    return os.path.join(REPO, 'build', 'native', 'dnsq')
+
+
+DNSQ = _dnsq_path()
+
+# unbound's local-data syntax, as dns-server.sh takes it.
+ZONE = '''
+# MX in preference order, listed out of order
+local-data: "a.test. MX 20 mx2.a.test."
+local-data: "a.test. MX 10 mx1.a.test."
+local-data: "a.test. MX 30 mx3.a.test."
+local-data: "mx1.a.test. A 127.0.0.2"
+local-data: "mx2.a.test. A 127.0.0.3"
+local-data: "mx2.a.test. AAAA ::1"
+local-data: "mx3.a.test. AAAA ::1"
+# equal preferences
+local-data: "eq.test. MX 10 x.eq.test."
+local-data: "eq.test. MX 10 y.eq.test."
+local-data: "eq.test. MX 5 z.eq.test."
+# no MX, an A: the caller falls back to the domain's address
+local-data: "nomx.test. A 127.0.0.4"
+# RFC 7505 null MX
+local-data: "null.test. MX 0 ."
+# a CNAME'd MX target
+local-data: "cn.test. MX 10 alias.cn.test."
+local-data: "alias.cn.test. CNAME real.cn.test."
+local-data: "real.cn.test. A 127.0.0.5"
+local-data: "real.cn.test. AAAA ::1"
+# a name that exists with other data only
+local-data: "txt.test. TXT \\"no mail here\\""
+'''
+
+# Many addresses of each family: dns.c keeps DNS_MAX_ADDR (16), half each.
+MANY = ''.join('local-data: "many.test. A 127.0.1.%d"\n' % i
+               for i in range(1, 21)) + \
+    ''.join('local-data: "many.test. AAAA ::ffff:127.0.2.%d"\n' % i
+            for i in range(1, 21))
+
+
+class DnsServer:
+    """A private unbound on 127.0.0.1:port for the life of a with-block."""
+
+    def __init__(self, zone):
+        self.dir = tempfile.mkdtemp(prefix='ferry-dns-')
+        self.zone = os.path.join(self.dir, 'zone.conf')
+        with open(self.zone, 'w') as f:
+            f.write(zone)
+        self.port = None
+
+    def __enter__(self):
+        err = ''
+        for _ in range(3):	# another test may take the port first
+            port = free_port()
+            p = subprocess.run(['sh', SERVER_SH, 'start', self.dir,
+                                str(port), self.zone],
+                               capture_output=True, timeout=30)
+            if p.returncode == 0:
+                self.port = port
+                return self
+            err = p.stderr.decode(errors='replace')
+        raise TestFailure('dns-server.sh start failed: %s' % err[-1500:])
+
+    def __exit__(self, *a):
+        subprocess.run(['sh', SERVER_SH, 'stop', self.dir],
+                       capture_output=True, timeout=30)
+        if a[0] is None and not os.environ.get('FERRY_KEEP'):
+            subprocess.run(['rm', '-rf', self.dir])
+
+    @property
+    def server(self):
+        return '127.0.0.1:%d' % self.port
+
+
+def dnsq(args, servers, timeout=60):
+    """Run the driver; its stdout lines.  It must exit 0, clean."""
+    check(os.access(DNSQ, os.X_OK), 'no executable %s (the Makefile rule '
+          'for test/dnsq.c, or FERRY_DNSQ)' % DNSQ)
+    cmd = [DNSQ]
+    for s in servers:
+        cmd += ['-s', s]
+    p = subprocess.run(cmd + list(args), capture_output=True,
+                       timeout=timeout * SLOW)
+    out = p.stdout.decode(errors='replace')
+    err = p.stderr.decode(errors='replace')
+    bad = sanitizer_report(err)
+    check(bad is None, 'dnsq %s: %s in stderr: %s' % (args, bad, err[-2000:]))
+    check(p.returncode == 0, 'dnsq %s: exit %d, stdout %s, stderr %s' % (
+        args, p.returncode, short(p.stdout, 800), short(p.stderr, 800)))
+    return out.splitlines()
+
+
+def one(dns, *args):
+    lines = dnsq(args, [dns.server])
+    check(len(lines) == 1, 'dnsq %s: expected one line, got %r'
+          % (args, lines))
+    return lines[0]
+
+
+def expect(dns, args, want):
+    got = one(dns, *args)
+    check(got == want, 'dnsq %s: expected %r, got %r' % (' '.join(args),
+                                                         want, got))
+
+
+def test_dns_mx_preference_order():
+    with DnsServer(ZONE) as dns:
+        expect(dns, ['mx', 'a.test'],
+               'OK secure=0 10 mx1.a.test 20 mx2.a.test 30 mx3.a.test')
+        # a trailing dot is the same name
+        expect(dns, ['mx', 'a.test.'],
+               'OK secure=0 10 mx1.a.test 20 mx2.a.test 30 mx3.a.test')
+
+
+def test_dns_mx_equal_preference_shuffled():
+    runs = 40
+    with DnsServer(ZONE) as dns:
+        lines = dnsq(['mx', 'eq.test'] * runs, [dns.server])
+        check(len(lines) == runs, 'expected %d lines, got %r'
+              % (runs, lines))
+        xy = 'OK secure=0 5 z.eq.test 10 x.eq.test 10 y.eq.test'
+        yx = 'OK secure=0 5 z.eq.test 10 y.eq.test 10 x.eq.test'
+        for l in lines:
+            check(l in (xy, yx), 'unexpected answer %r' % l)
+        # 2^-39 to fail by chance
+        check(xy in lines and yx in lines,
+              'equal preferences always in one order: %r' % lines[:4])
+
+
+def test_dns_no_mx_a_fallback():
+    with DnsServer(ZONE) as dns:
+        expect(dns, ['mx', 'nomx.test'], 'NODATA secure=0')
+        expect(dns, ['addr', 'nomx.test'], 'OK secure=0 127.0.0.4')
+        # exists, but neither MX nor address
+        expect(dns, ['mx', 'txt.test'], 'NODATA secure=0')
+        expect(dns, ['addr', 'txt.test'], 'NODATA secure=0')
+
+
+def test_dns_null_mx():
+    with DnsServer(ZONE) as dns:
+        expect(dns, ['mx', 'null.test'], 'NULLMX secure=0')
+
+
+def test_dns_nxdomain():
+    with DnsServer(ZONE) as dns:
+        expect(dns, ['mx', 'nosuch.test'], 'NXDOMAIN secure=0')
+        expect(dns, ['addr', 'nosuch.test'], 'NXDOMAIN secure=0')
+        expect(dns, ['mx', 'deeper.nosuch.a.test'], 'NXDOMAIN secure=0')
+        # a label over 63 octets cannot exist: answered without a query
+        expect(dns, ['mx', 'x' * 64 + '.test'], 'NXDOMAIN secure=0')
+
+
+def test_dns_servfail_refused_tempfail():
+    with DnsServer(ZONE) as dns:
+        t0 = time.monotonic()
+        expect(dns, ['mx', 'x.servfail.test'], 'TEMPFAIL secure=0')
+        expect(dns, ['addr', 'x.servfail.test'], 'TEMPFAIL secure=0')
+        expect(dns, ['mx', 'refused.test'], 'TEMPFAIL secure=0')
+        expect(dns, ['addr', 'a.refused.test'], 'TEMPFAIL secure=0')
+        # outside test.: the server answers SERVFAIL, asks nobody
+        expect(dns, ['mx', 'example.org'], 'TEMPFAIL secure=0')
+        took = time.monotonic() - t0
+        # answered by the server, not by c-ares timing out (2 s a try)
+        check(took < 2.0 * SLOW, 'SERVFAIL/REFUSED took %.1fs' % took)
+
+
+def test_dns_cname_mx_target():
+    with DnsServer(ZONE) as dns:
+        expect(dns, ['mx', 'cn.test'], 'OK secure=0 10 alias.cn.test')
+        expect(dns, ['addr', 'alias.cn.test'], 'OK secure=0 ::1 127.0.0.5')
+
+
+def test_dns_addr_ipv6_first():
+    with DnsServer(ZONE + MANY) as dns:
+        expect(dns, ['addr', 'mx2.a.test'], 'OK secure=0 ::1 127.0.0.3')
+        expect(dns, ['addr', 'mx3.a.test'], 'OK secure=0 ::1')
+        expect(dns, ['addr', 'mx1.a.test'], 'OK secure=0 127.0.0.2')
+        got = one(dns, 'addr', 'many.test').split()
+        check(got[:2] == ['OK', 'secure=0'], 'many.test: %r' % got)
+        addrs = got[2:]
+        check(len(addrs) == 16, 'many.test: 16 addresses expected, %r'
+              % addrs)
+        v6 = [a for a in addrs if ':' in a]
+        check(len(v6) == 8 and addrs[:8] == v6,
+              'many.test: 8 IPv6 first, then 8 IPv4: %r' % addrs)
+        check(all(a.startswith('127.0.1.') for a in addrs[8:]),
+              'many.test: %r' % addrs)
+
+
+def test_dns_cancel():
+    with DnsServer(ZONE) as dns:
+        # dnsq exits non-zero if a cancelled lookup ever calls back
+        lines = dnsq(['cancel-mx', 'a.test', 'cancel-addr', 'mx2.a.test',
+                      'mx', 'a.test', 'cancel-mx', 'nosuch.test',
+                      'addr', 'mx2.a.test'], [dns.server])
+        check(lines == ['CANCELLED a.test', 'CANCELLED mx2.a.test',
+                        'OK secure=0 10 mx1.a.test 20 mx2.a.test '
+                        '30 mx3.a.test', 'CANCELLED nosuch.test',
+                        'OK secure=0 ::1 127.0.0.3'],
+              'cancel: %r' % lines)
+
+
+def test_dns_many_at_once():
+    names = ['a.test', 'eq.test', 'nomx.test', 'null.test', 'cn.test',
+             'nosuch.test', 'x.servfail.test'] * 30
+    want = {'a.test': 'OK', 'eq.test': 'OK', 'nomx.test': 'NODATA',
+            'null.test': 'NULLMX', 'cn.test': 'OK', 'nosuch.test':
+            'NXDOMAIN', 'x.servfail.test': 'TEMPFAIL'}
+    args = []
+    for n in names:
+        args += ['mx', n]
+    with DnsServer(ZONE) as dns:
+        t0 = time.monotonic()
+        lines = dnsq(['-p'] + args, [dns.server])
+        took = time.monotonic() - t0
+    check(len(lines) == len(names), '%d lines for %d lookups'
+          % (len(lines), len(names)))
+    for l in lines:
+        name, _, rest = l.partition(': ')
+        check(rest.split(' ')[0] == want.get(name),
+              'parallel: %r, expected %s' % (l, want.get(name)))
+    check(took < 5.0 * SLOW, '%d parallel lookups took %.1fs'
+          % (len(names), took))
+
+
+def test_dns_server_failover():
+    dead = free_port()	# nothing listens: ICMP port unreachable
+    with DnsServer(ZONE) as dns:
+        lines = dnsq(['mx', 'a.test'], ['127.0.0.1:%d' % dead, dns.server])
+        check(lines == ['OK secure=0 10 mx1.a.test 20 mx2.a.test '
+                        '30 mx3.a.test'], 'failover: %r' % lines)
+    lines = dnsq(['mx', 'a.test', 'addr', 'a.test'],
+                 ['127.0.0.1:%d' % dead])
+    check(lines == ['TEMPFAIL secure=0'] * 2, 'dead server: %r' % lines)
+
+
+class SilentServer:
+    """A UDP socket that reads DNS queries and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.sock.recvfrom(4096)
+                self.count += 1
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.sock.close()
+
+
+def test_dns_silent_server_timer():
+    """c-ares's retries are driven by the loop timer: a silent first
+    server is given up after its first try (2 s), the second answers;
+    a silent only server ends in TEMPFAIL after the 3 tries."""
+    s = SilentServer()
+    try:
+        with DnsServer(ZONE) as dns:
+            t0 = time.monotonic()
+            lines = dnsq(['mx', 'a.test'],
+                         ['127.0.0.1:%d' % s.port, dns.server])
+            took = time.monotonic() - t0
+        check(lines == ['OK secure=0 10 mx1.a.test 20 mx2.a.test '
+                        '30 mx3.a.test'], 'silent, then live: %r' % lines)
+        check(1.5 < took < 6 * SLOW, 'silent, then live took %.1fs' % took)
+        check(s.count == 1, 'silent server saw %d queries' % s.count)
+
+        s.count = 0
+        t0 = time.monotonic()
+        lines = dnsq(['mx', 'a.test'], ['127.0.0.1:%d' % s.port])
+        took = time.monotonic() - t0
+        check(lines == ['TEMPFAIL secure=0'], 'silent only: %r' % lines)
+        # 2 + 4 + 8 s
+        check(12 < took < 20 * SLOW, 'silent only took %.1fs' % took)
+        check(s.count == 3, 'silent server saw %d tries' % s.count)
+    finally:
+        s.close()
