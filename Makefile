@@ -31,7 +31,9 @@ WARN	:= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 \
 	   -Wno-format-nonliteral
 CPPFLAGS ?=
-CPPFLAGS += -std=c11 -D_GNU_SOURCE
+# 32-bit targets (mipsel, armhf) need 64-bit off_t/ino_t for readdir on
+# big file systems; time_t stays as the libraries were built.
+CPPFLAGS += -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
 LDFLAGS	?=
 LDLIBS	?= -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -65,7 +67,7 @@ $(BIN): $(B)/main.o $(B)/libferry.a
 
 # --- unit tests: plain (run under valgrind) and ASan+UBSan -------------
 $(B)/unit/%: test/unit/%.c test/unit/t.h $(B)/libferry.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
 
 $(B)/san/%.o: %.c $(wildcard *.h) | $(B)
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -c -o $@ $<

@@ -152,7 +152,9 @@ pickup_file(const char *name)
 		goto werr;
 	if ((job = malloc(sizeof(*job))) == NULL)
 		goto werr;
-	snprintf(job->name, sizeof(job->name), "%s", name);
+	/* queue_id_valid() names only: they always fit. */
+	memcpy(job->name, name, strnlen(name, sizeof(job->name) - 1) + 1);
+	job->name[sizeof(job->name) - 1] = '\0';
 	log_info(LP_PICKUP, "%s: uid=%ld from=<%s>", queue_writer_id(w),
 	    (long)st.st_uid, info.sender);
 	queue_commit(w, pickup_on_commit, job);
