@@ -29,6 +29,7 @@ struct io {
 	unsigned timeout_ms;
 	int paused;
 	int eof;
+	int blocked;		/* the last send would have blocked */
 	char *out;
 	size_t out_off, out_len, out_cap;
 	size_t in_len;
@@ -98,7 +99,7 @@ io_update(struct io *io)
 	if (!io->paused && !io->eof && io->in_len < sizeof(io->in) &&
 	    io->out_len - io->out_off < IO_OUT_HIWAT)
 		want |= LOOP_READ;
-	if (io->out_len > io->out_off)
+	if (io->blocked && io->out_len > io->out_off)
 		want |= LOOP_WRITE;
 	/* Fails only on a dead fd; the next write reports it. */
 	(void)loop_fd_want(&io->lfd, want);
@@ -172,7 +173,8 @@ io_write(struct io *io, const void *buf, size_t len)
 	}
 	memcpy(io->out + io->out_len, buf, len);
 	io->out_len += len;
-	io_update(io);
+	/* No epoll change here: io_flush() writes directly and asks for
+	 * LOOP_WRITE only if the socket would block. */
 	return 0;
 }
 
@@ -207,12 +209,18 @@ io_do_write(struct io *io)
 		n = send(io->lfd.fd, io->out + io->out_off,
 		    io->out_len - io->out_off, MSG_NOSIGNAL);
 		if (n == -1) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				io->blocked = 1;
 				break;
+			}
 			return -1;
 		}
 		io->out_off += (size_t)n;
 	}
+	if (io->out_off == io->out_len)
+		io->blocked = 0;
 	if (io->out_off == io->out_len) {
 		io->out_off = io->out_len = 0;
 		/* An idle session keeps no reply buffer. */

@@ -42,7 +42,9 @@ const char *io_in(const struct io *, size_t *len);
 void io_consume(struct io *, size_t);
 int io_in_full(const struct io *);
 
-int io_write(struct io *, const void *, size_t);	/* -1: over cap */
+/* Queue output; it leaves on io_flush() (or when the socket is writable
+ * again after a flush that would have blocked).  -1: over the cap. */
+int io_write(struct io *, const void *, size_t);
 int io_printf(struct io *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 size_t io_queued(const struct io *);

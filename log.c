@@ -50,6 +50,7 @@ unsigned log_trace_mask;
 static int log_stderr = 1;
 static int log_fd = -1;
 static char log_host[LOG_HOST_MAX];
+static long log_pid;
 
 void
 log_open(int to_stderr)
@@ -57,6 +58,7 @@ log_open(int to_stderr)
 	char *dot;
 
 	log_stderr = to_stderr;
+	log_pid = (long)getpid();
 	if (gethostname(log_host, sizeof(log_host)) != 0)
 		strcpy(log_host, "localhost");
 	log_host[sizeof(log_host) - 1] = '\0';
@@ -100,11 +102,12 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
 	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 	if (log_stderr)
 		r = snprintf(line, sizeof(line), "%s %s ferry/%s[%ld]: %s",
-		    stamp, log_host, log_progs[prog], (long)getpid(), prefix);
+		    stamp, log_host, log_progs[prog], log_pid ? log_pid :
+		    (long)getpid(), prefix);
 	else
 		r = snprintf(line, sizeof(line), "<%d>%s ferry/%s[%ld]: %s",
-		    LOG_MAIL | pri, stamp, log_progs[prog], (long)getpid(),
-		    prefix);
+		    LOG_MAIL | pri, stamp, log_progs[prog], log_pid ? log_pid :
+		    (long)getpid(), prefix);
 	if (r < 0)
 		return;
 	head = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;

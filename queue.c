@@ -1572,7 +1572,7 @@ done:
 }
 
 int
-queue_update(const struct queue_info *info)
+queue_update(const struct queue_info *info, int durable)
 {
 	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
 	char tname[sizeof(name) + 4];
@@ -1636,7 +1636,7 @@ queue_update(const struct queue_info *info)
 	if (write_all(fd, buf, len) == -1)
 		goto fail;
 	what = "fsync";
-	if (fsync(fd) == -1)
+	if (durable && fsync(fd) == -1)
 		goto fail;
 	what = "close";
 	e = close(fd);
@@ -1647,7 +1647,7 @@ queue_update(const struct queue_info *info)
 	if (renameat(queue_dirfd, tname, queue_dirfd, name) == -1)
 		goto fail;
 	what = "fsync directory";
-	if (fsync(queue_dirfd) == -1)
+	if (durable && fsync(queue_dirfd) == -1)
 		goto fail;
 	rc = 0;
 fail:

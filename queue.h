@@ -103,8 +103,13 @@ void queue_info_free(struct queue_info *);
 
 /* Load one message (file and state) by id. */
 int queue_load(const char *id, struct queue_info *, const char **why);
-/* Rewrite ID.st with the per-recipient state in info (tmp + rename). */
-int queue_update(const struct queue_info *);
+/* Rewrite ID.st with the per-recipient state in info (tmp + rename).
+ * durable: fsync before and after the rename.  Needed once any recipient
+ * is sent or bounced (losing that would repeat a delivery); while every
+ * recipient is still pending the caller may skip it, since a lost or torn
+ * ID.st then only means an early retry, and a deferral is not worth two
+ * flash writes. */
+int queue_update(const struct queue_info *, int durable);
 int queue_delete(const char *id);
 /* Move a bad file to corrupt/ and log it. */
 int queue_quarantine(const char *name, const char *why);

@@ -108,6 +108,7 @@ static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
+static int sched_settled(const struct queue_info *);
 static void sched_expire_reason(struct queue_rcpt *, unsigned);
 static void sched_log(const struct sched_msg *, const char *, const char *,
     const char *, const char *, const char *);
@@ -646,7 +647,7 @@ sched_finish(struct sched_msg *m)
 	if (pending) {
 		qi->attempts++;
 		qi->next_attempt = now + sched_backoff(qi->attempts);
-		if (queue_update(qi) == -1)
+		if (queue_update(qi, sched_settled(qi)) == -1)
 			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 		m->next_attempt = qi->next_attempt;
 		sched_idle(m);
@@ -675,6 +676,19 @@ sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
 		memcpy(r->reason + len, ": ", 3);
 		strncat(r->reason, last, sizeof(r->reason) - len - 3);
 	}
+}
+
+/* Does the state file hold anything a crash must not lose? */
+static int
+sched_settled(const struct queue_info *qi)
+{
+	unsigned i;
+
+	for (i = 0; i < qi->nrcpt; i++)
+		if (qi->rcpt[i].status == RS_SENT ||
+		    qi->rcpt[i].status == RS_BOUNCED)
+			return 1;
+	return 0;
 }
 
 /* [1, 1.5) times retry_min * 2^(n-1), at most retry_max (dma's jitter). */
@@ -762,7 +776,7 @@ later:
 	if (fd != -1)
 		close(fd);
 	/* Keep the bounced state so the next attempt bounces again. */
-	if (queue_update(qi) == -1)
+	if (queue_update(qi, sched_settled(qi)) == -1)
 		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
 	sched_idle(m);
@@ -778,7 +792,7 @@ sched_on_bounce_commit(void *arg, const char *id, int ok)
 	if (!ok) {
 		log_warnx(LP_BOUNCE, "%s: bounce commit failed; retrying later",
 		    m->id);
-		if (queue_update(&m->info) == -1)
+		if (queue_update(&m->info, 1) == -1)
 			log_warn(LP_QMGR, "%s: cannot save delivery state",
 			    m->id);
 		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;

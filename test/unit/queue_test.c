@@ -613,7 +613,7 @@ t_state(void)
 	info.rcpt[2].status = RS_BOUNCED;
 	info.next_attempt = 1700000123;
 	info.attempts = 3;
-	CHECK(queue_update(&info) == 0);
+	CHECK(queue_update(&info, 1) == 0);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
 	CHECK(!exists("tmp", stname));
@@ -631,7 +631,7 @@ t_state(void)
 	info.rcpt[1].status = RS_SENT;
 	info.rcpt[1].reason[0] = '\0';
 	info.attempts = 4;
-	CHECK(queue_update(&info) == 0);
+	CHECK(queue_update(&info, 1) == 0);
 	CHECK(queue_load(id, &again, &why) == 0);
 	CHECK(again.rcpt[1].status == RS_SENT && again.attempts == 4);
 	CHECK_STR(again.rcpt[1].reason, "");
@@ -639,10 +639,10 @@ t_state(void)
 
 	/* no state for a message that is not there */
 	CHECK(queue_delete(id) == 0);
-	CHECK(queue_update(&info) == -1 && errno == ENOENT);
+	CHECK(queue_update(&info, 1) == -1 && errno == ENOENT);
 	CHECK(!exists("", stname));
 	info.rcpt[0].status = (enum rcpt_status)9;
-	CHECK(queue_update(&info) == -1 && errno == EINVAL);
+	CHECK(queue_update(&info, 1) == -1 && errno == EINVAL);
 	queue_info_free(&info);
 	teardown();
 	return 0;
@@ -743,7 +743,7 @@ t_delete(void)
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 1, "body", 4, id) == 0);
 	CHECK(queue_load(id, &info, &why) == 0);
-	CHECK(queue_update(&info) == 0);
+	CHECK(queue_update(&info, 1) == 0);
 	queue_info_free(&info);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
