@@ -826,7 +826,14 @@ deliver_body(struct deliver *d)
 	size_t n, o, i;
 	ssize_t r;
 
-	while (io_queued(d->io) < DELIVER_HIWAT && d->body_done < t->size) {
+	while (d->body_done < t->size) {
+		if (io_queued(d->io) >= DELIVER_HIWAT) {
+			/* Written at once: go on.  Blocked: IO_DRAINED
+			 * calls again. */
+			io_flush(d->io);
+			if (io_queued(d->io) > 0)
+				return 0;
+		}
 		n = t->size - d->body_done < sizeof(in) ?
 		    (size_t)(t->size - d->body_done) : sizeof(in);
 		r = pread(t->fd, in, n, (off_t)(t->body_off + d->body_done));
@@ -847,11 +854,9 @@ deliver_body(struct deliver *d)
 			return -1;
 		}
 	}
-	if (d->body_done == t->size) {
-		deliver_send(d, "%s.\r\n", d->body_bol ? "" : "\r\n");
-		io_set_timeout(d->io, DELIVER_DOT_MS);
-		deliver_enter_state(d, DS_DOT);
-	}
+	deliver_send(d, "%s.\r\n", d->body_bol ? "" : "\r\n");
+	io_set_timeout(d->io, DELIVER_DOT_MS);
+	deliver_enter_state(d, DS_DOT);
 	io_flush(d->io);
 	return 0;
 }

@@ -30,6 +30,7 @@ struct io {
 	int paused;
 	int eof;
 	int blocked;		/* the last send would have blocked */
+	int err;		/* a flush failed: IO_ERR is on its way */
 	char *out;
 	size_t out_off, out_len, out_cap;
 	size_t in_len;
@@ -237,8 +238,12 @@ io_do_write(struct io *io)
 void
 io_flush(struct io *io)
 {
-	/* Errors surface on the next writable event. */
-	(void)io_do_write(io);
+	/* The error reaches the owner from the loop, not from inside its
+	 * own call (which may still use the session). */
+	if (io_do_write(io) == -1 && io->err == 0) {
+		io->err = errno ? errno : EIO;
+		loop_timer_set(&io->kick, 0);
+	}
 }
 
 static void
@@ -294,6 +299,11 @@ io_on_kick(struct loop_timer *t)
 {
 	struct io *io = container_of(t, struct io, kick);
 
+	if (io->err) {
+		errno = io->err;
+		io->cb(io, IO_ERR, io->arg);
+		return;
+	}
 	if (io->paused)
 		return;
 	io->cb(io, io->in_len > 0 ? IO_IN : IO_EOF, io->arg);

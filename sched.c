@@ -21,6 +21,7 @@
  * delivery; nothing is ever lost.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,7 @@ struct sched_conn {
 };
 
 static void sched_on_timer(struct loop_timer *);
+static void sched_arm(uint64_t);
 static void sched_list_add(struct sched_msg **, struct sched_msg *);
 static void sched_list_del(struct sched_msg **, struct sched_msg *);
 static void sched_activate(struct sched_msg *);
@@ -109,6 +111,9 @@ static void sched_idle(struct sched_msg *);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
 static int sched_settled(const struct queue_info *);
+static void sched_reason(struct queue_rcpt *, const struct deliver_rcpt *);
+static void sched_fmt(char *, size_t, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
 static void sched_expire_reason(struct queue_rcpt *, unsigned);
 static void sched_log(const struct sched_msg *, const char *, const char *,
     const char *, const char *, const char *);
@@ -127,6 +132,8 @@ static struct sched_dest *sched_dests;
 static unsigned sched_conns;
 static struct loop_timer sched_timer = { .cb = sched_on_timer };
 static int sched_stopping;
+static int sched_starved;		/* due messages wait for a slot */
+static uint64_t sched_wake_at;		/* unix seconds the timer is for */
 
 /* Smarthost, parsed: "[host]:port" (literal, no MX), "host:port", "host". */
 static char sched_relay[SCHED_DEST_MAX];
@@ -188,6 +195,7 @@ sched_start(unsigned *count)
 	for (m = sched_idle_list; m != NULL; m = m->next)
 		n++;
 	*count = n;
+	sched_wake_at = 0;
 	loop_timer_set(&sched_timer, 0);
 	return rc;
 }
@@ -210,7 +218,9 @@ sched_enqueue(const char *id)
 		sched_dispatch();
 		return;
 	}
+	/* Due now, no room: the next freed slot wakes the scan. */
 	sched_list_add(&sched_idle_list, m);
+	sched_starved = 1;
 }
 
 void
@@ -224,7 +234,7 @@ sched_flush(void)
 	for (dst = sched_dests; dst != NULL; dst = dst->next)
 		dst->dead_until = 0;
 	log_info(LP_QMGR, "flush: every deferred message is due now");
-	loop_timer_set(&sched_timer, 0);
+	sched_arm(0);
 }
 
 void
@@ -292,13 +302,31 @@ sched_on_timer(struct loop_timer *t)
 	}
 	sched_dispatch();
 	sched_dest_free_idle();
-	if (soonest == now && sched_nactive >= SCHED_ACTIVE_MAX)
-		loop_timer_set(t, 1000);	/* re-checked as slots free */
-	else if (soonest != UINT64_MAX)
-		loop_timer_set(t, (soonest - now) * 1000 < SCHED_IDLE_SCAN_MS ?
-		    (soonest - now) * 1000 : SCHED_IDLE_SCAN_MS);
-	else
-		loop_timer_set(t, SCHED_IDLE_SCAN_MS);
+	/* Due but no room: sched_remove() wakes us when a slot frees. */
+	sched_starved = soonest == now;
+	(void)t;
+	sched_wake_at = UINT64_MAX;
+	sched_arm(soonest == now ? now + 1 : soonest == UINT64_MAX ?
+	    now + SCHED_IDLE_SCAN_MS / 1000 : soonest);
+}
+
+/*
+ * Wake at unix time at, unless an earlier wake-up is set.  The scan is
+ * O(queue), so it runs when something is due, not per message.
+ */
+static void
+sched_arm(uint64_t at)
+{
+	uint64_t now = (uint64_t)time(NULL), ms;
+
+	if (sched_stopping || (loop_timer_armed(&sched_timer) &&
+	    at >= sched_wake_at))
+		return;
+	ms = at <= now ? 0 : (at - now) * 1000;
+	if (ms > SCHED_IDLE_SCAN_MS)
+		ms = SCHED_IDLE_SCAN_MS;
+	sched_wake_at = at;
+	loop_timer_set(&sched_timer, ms);
 }
 
 /* Load the envelope and queue one job per destination. */
@@ -573,7 +601,7 @@ sched_job_result(struct sched_job *job)
 		qr = &m->info.rcpt[job->idx[i]];
 		qr->status = r->result == DR_OK ? RS_SENT :
 		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
-		snprintf(qr->reason, sizeof(qr->reason), "%s", r->reply);
+		sched_reason(qr, r);
 		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
 		    "none", r->dsn, r->result == DR_OK ? "sent" :
 		    r->result == DR_PERM ? "bounced" : "deferred", r->reply);
@@ -676,6 +704,33 @@ sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
 		memcpy(r->reason + len, ": ", 3);
 		strncat(r->reason, last, sizeof(r->reason) - len - 3);
 	}
+}
+
+/*
+ * The reason kept in the state file: the remote's reply as it came
+ * ("550 5.1.1 ..."), or ours led by its enhanced code ("5.1.10 ..."), so
+ * the bounce can say which (sched_reply_dsn).
+ */
+static void
+sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
+{
+	const char *p = r->reply;
+
+	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
+	    p[2] >= '0' && p[2] <= '9' && p[3] == ' ')
+		snprintf(qr->reason, sizeof(qr->reason), "%s", p);
+	else
+		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);
+}
+
+static void
+sched_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
 }
 
 /* Does the state file hold anything a crash must not lose? */
@@ -811,9 +866,14 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 
 	if (strstr(reply, "expired after") != NULL)
 		return "4.4.7";
+	/* "550 5.1.1 ..." (a remote's reply) */
 	if (strlen(reply) > 6 && reply[3] == ' ' && reply[4] == reply[0] &&
-	    reply[5] == '.' && (k = strcspn(reply + 4, " ")) < len) {
-		memcpy(buf, reply + 4, k);
+	    reply[5] == '.')
+		reply += 4;
+	/* "5.1.10 ..." (ours, see sched_reason) */
+	if (reply[0] >= '2' && reply[0] <= '5' && reply[1] == '.' &&
+	    (k = strcspn(reply, " ")) < len && k >= 5) {
+		memcpy(buf, reply, k);
 		buf[k] = '\0';
 		return buf;
 	}
@@ -837,8 +897,8 @@ sched_remove(struct sched_msg *m)
 		sched_list_del(&sched_idle_list, m);
 	sched_msg_free(m);
 	/* A slot is free: let the next due message in. */
-	if (!sched_stopping && sched_idle_list != NULL)
-		loop_timer_set(&sched_timer, 0);
+	if (sched_starved)
+		sched_arm(0);
 }
 
 /* Back to the idle list until next_attempt. */
@@ -853,8 +913,7 @@ sched_idle(struct sched_msg *m)
 	queue_info_free(&m->info);
 	memset(&m->info, 0, sizeof(m->info));
 	sched_list_add(&sched_idle_list, m);
-	if (!sched_stopping)
-		loop_timer_set(&sched_timer, 0);
+	sched_arm(sched_starved ? 0 : m->next_attempt);
 }
 
 static void

@@ -590,12 +590,13 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	case IO_EOF:
 		smtp_process(s);
-		if (s->state == STATE_QUIT && io_queued(s->io) > 0)
-			return;	/* our last words are still going out */
 		if (s->state == STATE_COMMIT)
 			return;	/* answer the commit, then go */
-		if (s->state != STATE_QUIT)
-			smtp_log_lost(s, "lost connection");
+		if (s->state == STATE_QUIT) {
+			smtp_flush(s);	/* our last words, then free */
+			return;
+		}
+		smtp_log_lost(s, "lost connection");
 		smtp_log_disconnect(s);
 		smtp_session_free(s);
 		return;

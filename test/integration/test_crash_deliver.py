@@ -1,0 +1,150 @@
+"""
+test_crash_deliver.py - kill -9 during delivery.  A client sends distinct
+messages through ferry to a smarthost (Postfix's smtp-sink, dumping each
+transaction) while the harness kills the daemon with SIGKILL at random
+moments (deliveries run all the time: each message is sent on as soon as
+it is queued) and restarts it.  While the daemon is down the queue must
+hold only whole messages of ours.  At the end (flush, queue empty, clean
+stop) every acknowledged message must be at the sink at least once, byte
+for byte; duplicates (a kill between the sink's 250 and ferry's state
+write, or a client retry of an unacknowledged message) are counted and
+printed, losses fail.  FERRY_CRASH_SEED reproduces a run.
+
+Bodies are 200 B - 12 KB (FERRY_CRASH_DELIVER_MAX): bigger ones are the
+subject of test_deliver.test_deliver_large_message.
+"""
+
+import os
+import random
+import re
+import time
+
+from ferrytest import Daemon, TestFailure, check, crash_test, SLOW
+from peers import Sink, flush, wait_for, crlf_to_lf
+from test_crash import Client, SEQ_RE, _verify, TABLE
+
+N_MESSAGES = int(os.environ.get('FERRY_CRASH_DELIVER_MESSAGES', '500'))
+MAX_SIZE = int(os.environ.get('FERRY_CRASH_DELIVER_MAX', '12000'))
+N_KILLS = 8
+RECEIVED_ID_RE = re.compile(rb'\(ferry\) with E?SMTP id ([0-9A-F]{18})\b')
+
+
+def _bodies(rng, n):
+    out = []
+    for i in range(n):
+        size = rng.randint(200, MAX_SIZE)
+        head = (b'Subject: crash delivery %d\r\nMessage-ID: <cd%d.%d@test>'
+                b'\r\nX-Seq: %d\r\n\r\n' % (i, i, rng.getrandbits(32), i))
+        blob = rng.randbytes(size).translate(TABLE)
+        lines, pos, have = [head], 0, len(head)
+        while have < size:
+            ln = rng.randint(0, 120)
+            line = blob[pos:pos + ln]
+            pos += ln
+            if rng.random() < 0.05:
+                line = b'.' + line
+            lines.append(line + b'\r\n')
+            have += len(line) + 2
+        out.append(b''.join(lines))
+    return out
+
+
+@crash_test
+def test_crash_kill9_during_delivery():
+    seed = int(os.environ.get('FERRY_CRASH_SEED', str(int(time.time()))))
+    rng = random.Random(seed)
+    bodies = _bodies(rng, N_MESSAGES)
+    lo, hi = N_MESSAGES // 20, N_MESSAGES - N_MESSAGES // 20
+    kill_points = sorted(rng.sample(range(lo, hi), N_KILLS))
+    ok = False
+    # About one end-of-data reply in ten waits a second or more, so kills
+    # find deliveries in flight, some between the sink's 250 and ours.
+    with Sink(opts=('-W', '.:1:10')) as sink:
+        d = Daemon('crashdel', smarthost='[127.0.0.1]:%d' % sink.port,
+                   retry_min='1s', retry_max='2s', queue_lifetime='1d',
+                   message_size_limit='200000', smtpd_timeout='60s',
+                   smtpd_data_timeout='120s')
+        seen = {}
+        try:
+            d.start()
+            kill_req = []
+            cl = Client(d, bodies, random.Random(seed + 1), kill_points,
+                        kill_req)
+            cl.start()
+            kills, backlog = 0, []
+            deadline = time.time() + 240 * SLOW
+            while cl.is_alive() and time.time() < deadline:
+                if not kill_req:
+                    time.sleep(0.002)
+                    continue
+                kill_req.pop(0)
+                time.sleep(rng.uniform(0, 0.05))
+                d.kill9()
+                kills += 1
+                # down: only whole messages of ours in the queue
+                found = _verify(d, bodies, seen, 'after kill %d' % kills)
+                backlog.append(sum(len(v) for v in found.values()))
+                d.start()
+            if cl.is_alive():
+                cl.stop = True
+                cl.join(30)
+                raise TestFailure('client did not finish in time (%d '
+                                  'acked, seed %d)' % (len(cl.acked), seed))
+            cl.join()
+            if cl.error:
+                raise TestFailure('client: %s (seed %d)' % (cl.error, seed))
+            check(kills >= N_KILLS - 1, 'only %d kills (seed %d)'
+                  % (kills, seed))
+            check(len(cl.acked) == N_MESSAGES, 'client acked %d of %d'
+                  % (len(cl.acked), N_MESSAGES))
+            flush(d)
+            wait_for(lambda: d.mailq() == [], 60,
+                     'the queue to empty (seed %d): %d left; log:\n%s'
+                     % (seed, len(d.mailq()), d.log_tail(10)))
+            d.stop()
+            check(d.corrupt_files() == [], 'corrupt/: %r'
+                  % d.corrupt_files())
+
+            # what reached the sink
+            count, qids = {}, {}
+            for m in sink.messages():
+                mm = SEQ_RE.search(m.body.replace(b'\n', b'\r\n'))
+                check(mm, 'not one of ours at the sink: %r' % m)
+                i = int(mm.group(1))
+                check(i < N_MESSAGES, 'bad X-Seq %d' % i)
+                want = crlf_to_lf(bodies[i])
+                check(m.body.endswith(want) and
+                      m.body[:len(m.body) - len(want)]
+                      .startswith(b'Received: '),
+                      'message %d arrived altered (seed %d): %r'
+                      % (i, seed, m))
+                check(m.rcpt_addrs == ['r%d@relay.test' % i] and
+                      m.sender == 'crash@example.test',
+                      'message %d envelope %r' % (i, m))
+                count[i] = count.get(i, 0) + 1
+                q = RECEIVED_ID_RE.search(m.body)
+                check(q, 'no ferry queue ID in %r' % m)
+                qids.setdefault(i, []).append(q.group(1).decode())
+            lost = [i for i in sorted(cl.acked) if i not in count]
+            check(not lost, 'LOST: %d acknowledged message(s) never '
+                  'reached the sink: %r (seed %d)'
+                  % (len(lost), lost[:20], seed))
+            # a queue ID twice: delivered again after a kill; two IDs for
+            # one message: the client resent what it saw no 250 for
+            redeliv = {i: v for i, v in qids.items() if len(set(v)) < len(v)}
+            resent = {i: v for i, v in qids.items() if len(set(v)) > 1}
+            ok = True
+            print('crash_kill9_during_delivery: delivered again after a '
+                  'kill: %s; resent by the client: %s' % (
+                      ', '.join('#%d %s' % (i, v) for i, v in
+                                sorted(redeliv.items())) or 'none',
+                      ', '.join('#%d %s' % (i, v) for i, v in
+                                sorted(resent.items())) or 'none'))
+            return ('%d kills, queue while down %s, %d client retries, '
+                    '%d delivered, duplicates: %d redelivered %s, %d resent '
+                    '%s, seed %d'
+                    % (kills, backlog, cl.retries, len(count),
+                       len(redeliv), sorted(redeliv)[:10], len(resent),
+                       sorted(resent)[:10], seed))
+        finally:
+            d.cleanup(ok)
