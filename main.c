@@ -23,6 +23,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "alias.h"
 #include "cli.h"
 #include "compat.h"
 #include "config.h"
@@ -57,8 +58,10 @@ static void main_on_hup(int);
 static void main_on_usr1(int);
 static void main_on_usr2(int);
 static void main_done(void);
+static int main_load_aliases(const struct config *, struct alias_table **);
 
 static struct config *main_conf;
+static struct alias_table *main_aliases;
 static int main_listeners_before_drop;
 
 static const struct {
@@ -300,8 +303,12 @@ main_serve(struct config *conf)
 	main_resolve_user(conf, &u);
 	if (queue_init_dirs(conf->queue_dir, u.uid, u.gid) == -1)
 		log_fatal(LP_MASTER, "queue directory %s", conf->queue_dir);
+	if (main_load_aliases(conf, &main_aliases) == -1)
+		exit(EX_CONFIG);
 	smtp_configure(conf);
+	smtp_set_aliases(main_aliases);
 	pickup_configure(conf);
+	pickup_set_aliases(main_aliases);
 	main_bind_inet(&conf->listen_smtp, SMTP_KIND_SMTP);
 	main_bind_local(conf->local_socket, &u);
 	main_drop(&u);
@@ -324,9 +331,26 @@ main_serve(struct config *conf)
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");
 	log_info(LP_MASTER, "terminating");
+	alias_free(main_aliases);
 	dns_free();
 	loop_free();
 	return EX_OK;
+}
+
+/* The aliases file named in conf, or none; -1 (logged) when it is bad. */
+static int
+main_load_aliases(const struct config *conf, struct alias_table **out)
+{
+	char err[CONFIG_ERR_MAX];
+
+	*out = NULL;
+	if (conf->aliases[0] == '\0')
+		return 0;
+	if ((*out = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
+		log_warnx(LP_MASTER, "%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -364,11 +388,22 @@ main_on_hup(int signo)
 	char err[CONFIG_ERR_MAX];
 
 	(void)signo;
+	struct alias_table *aliases;
+
 	if (config_load(next, main_conf->path, err, sizeof(err)) != 0) {
 		log_warnx(LP_MASTER, "reload: %s; keeping the running "
 		    "configuration", err);
 		return;
 	}
+	if (main_load_aliases(next, &aliases) == -1) {
+		log_warnx(LP_MASTER, "reload: keeping the running "
+		    "configuration and aliases");
+		return;
+	}
+	smtp_set_aliases(aliases);
+	pickup_set_aliases(aliases);
+	alias_free(main_aliases);
+	main_aliases = aliases;
 	if (memcmp(&next->listen_smtp, &main_conf->listen_smtp,
 	    sizeof(next->listen_smtp)) != 0 ||
 	    strcmp(next->local_socket, main_conf->local_socket) != 0 ||

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "alias.h"
 #include "config.h"
 #include "hdr.h"
 #include "log.h"
@@ -27,6 +28,7 @@
 #define PICKUP_INTERVAL_MS	60000
 #define PICKUP_BATCH		64	/* files per scan; the rest next time */
 #define PICKUP_NAME_MAX		64
+#define PICKUP_ALIAS_MAX	32	/* addresses one recipient may become */
 
 struct pickup_job {
 	char name[PICKUP_NAME_MAX];	/* under maildrop/ */
@@ -38,12 +40,19 @@ static void pickup_on_commit(void *, const char *, int);
 static int pickup_read(int, size_t, char **, size_t *);
 
 static const struct config *pickup_conf;
+static const struct alias_table *pickup_aliases;
 static struct loop_timer pickup_timer = { .cb = pickup_on_timer };
 
 void
 pickup_configure(const struct config *conf)
 {
 	pickup_conf = conf;
+}
+
+void
+pickup_set_aliases(const struct alias_table *t)
+{
+	pickup_aliases = t;
 }
 
 void
@@ -94,16 +103,16 @@ static int
 pickup_file(const char *name)
 {
 	char path[CONFIG_PATH_MAX + 80], hdr[HDR_RECEIVED_MAX];
-	char addr[QUEUE_ADDR_MAX];
+	char exp[PICKUP_ALIAS_MAX][512];
 	struct queue_info info;
 	struct queue_writer *w = NULL;
 	struct pickup_job *job = NULL;
 	struct stat st;
-	const char *why = NULL, *d;
+	const char *why = NULL;
 	char *buf = NULL;
 	size_t len = 0;
 	unsigned i;
-	int fd, n, rc = -1;
+	int fd, n, k, j, rc = -1;
 
 	memset(&info, 0, sizeof(info));
 	snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(), name);
@@ -132,15 +141,14 @@ pickup_file(const char *name)
 		goto out;
 	}
 	for (i = 0; i < info.nrcpt; i++) {
-		d = addr_domain(info.rcpt[i].address);
-		n = snprintf(addr, sizeof(addr), d ? "%s" : "%s@%s",
-		    info.rcpt[i].address, pickup_conf->origin);
-		if (n < 0 || (size_t)n >= sizeof(addr)) {
-			why = "recipient address too long";
+		/* Qualified and aliased, as at the SMTP door. */
+		k = alias_expand(pickup_aliases, info.rcpt[i].address,
+		    pickup_conf->origin, exp, PICKUP_ALIAS_MAX, &why);
+		if (k < 0)
 			goto bad;
-		}
-		if (queue_writer_rcpt(w, addr) == -1)
-			goto werr;
+		for (j = 0; j < k; j++)
+			if (queue_writer_rcpt(w, exp[j]) == -1)
+				goto werr;
 	}
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),

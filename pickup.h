@@ -9,7 +9,10 @@
 
 struct config;
 
+struct alias_table;
+
 void pickup_configure(const struct config *);
+void pickup_set_aliases(const struct alias_table *);
 void pickup_start(void);
 void pickup_stop(void);
 

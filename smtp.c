@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "alias.h"
 #include "cmd.h"
 #include "config.h"
 #include "hdr.h"
@@ -48,6 +49,7 @@
 #define SMTP_MSGID_MAX		200	/* logged message-id= */
 #define SMTP_ACCEPT_PAUSE_MS	1000	/* after EMFILE */
 #define SMTP_SHUTDOWN_GRACE_MS	60000
+#define SMTP_ALIAS_MAX		32	/* addresses one RCPT may become */
 
 enum smtp_state {
 	STATE_HELO,		/* greeted, waiting for EHLO/HELO */
@@ -84,7 +86,7 @@ enum smtp_reply {
 	RP_LINE_TOO_LONG, RP_DATA_LINE_TOO_LONG, RP_BARE_LF, RP_BARE_CR,
 	RP_WRITE_ERR, RP_TOO_MANY_ERRORS, RP_TIMEOUT, RP_SHUTDOWN,
 	RP_TOO_MANY_CONN, RP_TOO_MANY_CONN_CLIENT, RP_NO_RESOURCES, RP_8BIT_ADDR,
-	RP_ETRN,
+	RP_ETRN, RP_ALIAS,
 };
 
 struct smtp_listener {
@@ -138,6 +140,7 @@ static void smtp_reset(struct smtp_session *);
 static void smtp_reject_log(struct smtp_session *, const char *,
     const char *, enum smtp_reply, const char *);
 static int smtp_check_rcpt(struct smtp_session *, const char *);
+static int smtp_has_rcpt(const struct smtp_session *, const char *);
 static void smtp_qualify(const char *, char *, size_t);
 static void smtp_log_disconnect(struct smtp_session *);
 static void smtp_log_lost(struct smtp_session *, const char *);
@@ -207,6 +210,7 @@ static const struct {
 	[RP_8BIT_ADDR] = { 553, "5.6.7", "Error: 8-bit address without "
 	    "SMTPUTF8: %s" },
 	[RP_ETRN] = { 250, NULL, "Queuing started" },
+	[RP_ALIAS] = { 451, "4.3.0", "<%s>: alias error: %s" },
 };
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
@@ -236,6 +240,7 @@ static const char *const smtp_kind_proto[SMTP_KIND_COUNT] = {
 };
 
 static const struct config *smtp_conf;
+static const struct alias_table *smtp_aliases;
 static struct smtp_listener smtp_listeners[SMTP_LISTEN_MAX];
 static int smtp_nlisteners;
 static struct smtp_session *smtp_head;
@@ -248,6 +253,12 @@ void
 smtp_configure(const struct config *conf)
 {
 	smtp_conf = conf;
+}
+
+void
+smtp_set_aliases(const struct alias_table *t)
+{
+	smtp_aliases = t;
 }
 
 void
@@ -879,15 +890,28 @@ smtp_check_rcpt(struct smtp_session *s, const char *addr)
 	return 0;
 }
 
+static int
+smtp_has_rcpt(const struct smtp_session *s, const char *addr)
+{
+	const char *r;
+	unsigned i;
+
+	for (i = 0, r = s->rcpts; i < s->nrcpt; i++, r += strlen(r) + 1)
+		if (strcasecmp(r, addr) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 {
 	struct cmd_params p;
 	const char *why = "";
 	char addr[ADDR_PATH_MAX], full[ADDR_PATH_MAX];
+	char exp[SMTP_ALIAS_MAX][512];
 	size_t need, cap;
 	char *nr;
-	int off, n;
+	int off, n, nexp, i;
 
 	if (s->state != STATE_MAIL && s->state != STATE_RCPT) {
 		smtp_reply(s, s->state == STATE_HELO ? RP_NEED_HELO :
@@ -921,26 +945,38 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		smtp_reply(s, RP_RELAY_DENIED, full);
 		return;
 	}
-	if (s->nrcpt >= smtp_conf->max_recipients) {
+	/* Aliases apply at acceptance: root@origin may become several. */
+	if ((nexp = alias_expand(smtp_aliases, full, smtp_conf->origin, exp,
+	    SMTP_ALIAS_MAX, &why)) < 0) {
+		log_warnx(LP_SMTPD, "%s: <%s>: %s", smtp_peer(s), full, why);
+		smtp_reply(s, RP_ALIAS, full, why);
+		return;
+	}
+	if (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
 		smtp_reply(s, RP_TOO_MANY_RCPT);
 		return;
 	}
-	need = s->rcpts_len + strlen(full) + 1;
-	if (need > s->rcpts_cap) {
-		cap = s->rcpts_cap ? s->rcpts_cap : 128;
-		while (cap < need)
-			cap *= 2;
-		if ((nr = realloc(s->rcpts, cap)) == NULL) {
-			smtp_reply(s, RP_WRITE_ERR);
-			return;
+	for (i = 0; i < nexp; i++) {
+		/* Like Postfix's cleanup: one copy per recipient. */
+		if (smtp_has_rcpt(s, exp[i]))
+			continue;
+		need = s->rcpts_len + strlen(exp[i]) + 1;
+		if (need > s->rcpts_cap) {
+			cap = s->rcpts_cap ? s->rcpts_cap : 128;
+			while (cap < need)
+				cap *= 2;
+			if ((nr = realloc(s->rcpts, cap)) == NULL) {
+				smtp_reply(s, RP_WRITE_ERR);
+				return;
+			}
+			s->rcpts = nr;
+			s->rcpts_cap = cap;
 		}
-		s->rcpts = nr;
-		s->rcpts_cap = cap;
+		memcpy(s->rcpts + s->rcpts_len, exp[i], strlen(exp[i]) + 1);
+		s->rcpts_len = need;
+		s->nrcpt++;
 	}
-	memcpy(s->rcpts + s->rcpts_len, full, strlen(full) + 1);
-	s->rcpts_len = need;
-	s->nrcpt++;
 	smtp_enter_state(s, STATE_RCPT);
 	smtp_reply(s, RP_RCPT_OK);
 	SMTP_OK(s, CMD_RCPT);

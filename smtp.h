@@ -17,7 +17,11 @@ enum smtp_kind {
 	SMTP_KIND_COUNT
 };
 
+struct alias_table;
+
 void smtp_configure(const struct config *);
+/* The aliases applied to every accepted recipient (NULL: none). */
+void smtp_set_aliases(const struct alias_table *);
 int smtp_listen(int fd, enum smtp_kind);
 /* Stop listening, end idle sessions, let transactions finish; done()
  * runs once the last session has gone. */

@@ -1,0 +1,360 @@
+/*
+ * alias.c - parses the aliases file and expands addresses (see alias.h).
+ * Owns the in-memory table and nothing else: smtp.c and pickup.c call
+ * alias_expand() on each recipient they accept.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "alias.h"
+
+#define ALIAS_KEY_MAX	64	/* a local part, RFC 5321 §4.5.3.1.1 */
+#define ALIAS_ADDR_MAX	512
+
+struct alias_entry {
+	char key[ALIAS_KEY_MAX + 1];
+	char *value;			/* the list as written, one line */
+};
+
+struct alias_table {
+	size_t n, cap;
+	struct alias_entry *e;
+};
+
+static int alias_add(struct alias_table *, const char *, size_t,
+    const char *, size_t);
+static const struct alias_entry *alias_find(const struct alias_table *,
+    const char *, size_t);
+static int alias_walk(const struct alias_table *, const char *,
+    const char *, char (*)[512], int, int *, int, const char **);
+static void alias_err(char *, size_t, const char *, size_t, const char *);
+
+static void
+alias_err(char *err, size_t errsz, const char *name, size_t line,
+    const char *what)
+{
+	snprintf(err, errsz, "%s:%zu: aliases: %s", name, line, what);
+}
+
+struct alias_table *
+alias_parse(const char *name, const char *text, size_t len, char *err,
+    size_t errsz)
+{
+	struct alias_table *t;
+	char *logical = NULL;
+	size_t pos = 0, line = 0, start_line = 0, llen = 0, eol, n, k, i;
+	const char *l;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (logical = malloc(len + 1)) == NULL) {
+		free(t);
+		snprintf(err, errsz, "%s: out of memory", name);
+		return NULL;
+	}
+	/* Join continuation lines into one logical line, then parse it. */
+	for (;;) {
+		int more = pos < len;
+
+		if (more) {
+			l = text + pos;
+			eol = pos;
+			while (eol < len && text[eol] != '\n')
+				eol++;
+			n = eol - pos;
+			if (n > 0 && l[n - 1] == '\r')
+				n--;
+			line++;
+			pos = eol < len ? eol + 1 : len;
+			for (i = 0; i < n; i++)
+				if (l[i] == '\0' || (l[i] == '\r'))
+					goto bad_byte;
+			/* Comments and blank lines end nothing. */
+			k = 0;
+			while (k < n && (l[k] == ' ' || l[k] == '\t'))
+				k++;
+			if (k == n || l[k] == '#')
+				continue;
+			if (k > 0 && llen > 0) {
+				logical[llen++] = ' ';
+				memcpy(logical + llen, l + k, n - k);
+				llen += n - k;
+				continue;
+			}
+			if (k > 0) {
+				alias_err(err, errsz, name, line, "continuation "
+				    "line without an alias before it");
+				goto fail;
+			}
+		}
+		if (llen > 0) {
+			char *colon = memchr(logical, ':', llen);
+			size_t klen, v;
+
+			if (colon == NULL) {
+				alias_err(err, errsz, name, start_line,
+				    "expected \"name: address, ...\"");
+				goto fail;
+			}
+			klen = (size_t)(colon - logical);
+			while (klen > 0 && (logical[klen - 1] == ' ' ||
+			    logical[klen - 1] == '\t'))
+				klen--;
+			v = (size_t)(colon - logical) + 1;
+			if (klen == 0 || klen > ALIAS_KEY_MAX) {
+				alias_err(err, errsz, name, start_line,
+				    "bad alias name");
+				goto fail;
+			}
+			for (i = 0; i < klen; i++)
+				if ((unsigned char)logical[i] <= ' ' ||
+				    logical[i] == '@' || logical[i] == ',') {
+					alias_err(err, errsz, name, start_line,
+					    "bad alias name");
+					goto fail;
+				}
+			if (alias_add(t, logical, klen, logical + v,
+			    llen - v) == -1) {
+				alias_err(err, errsz, name, start_line,
+				    errno == EEXIST ? "alias defined twice" :
+				    errno == EINVAL ? "empty or bad address "
+				    "list" : "out of memory");
+				goto fail;
+			}
+			llen = 0;
+		}
+		if (!more)
+			break;
+		memcpy(logical, l, n);
+		llen = n;
+		start_line = line;
+	}
+	free(logical);
+	return t;
+bad_byte:
+	alias_err(err, errsz, name, line, "NUL or stray CR in the line");
+fail:
+	free(logical);
+	alias_free(t);
+	return NULL;
+}
+
+/* Store one alias; its list is checked address by address now, so a bad
+ * file fails at load, not at delivery. */
+static int
+alias_add(struct alias_table *t, const char *key, size_t klen,
+    const char *val, size_t vlen)
+{
+	struct alias_entry *e;
+	char path[ALIAS_ADDR_MAX + 2], addr[ALIAS_ADDR_MAX];
+	const char *why;
+	size_t i = 0, j, n, cnt = 0;
+
+	while (i < vlen) {
+		while (i < vlen && (val[i] == ' ' || val[i] == '\t' ||
+		    val[i] == ','))
+			i++;
+		j = i;
+		while (j < vlen && val[j] != ',' && val[j] != ' ' &&
+		    val[j] != '\t')
+			j++;
+		if (j == i)
+			break;
+		n = j - i;
+		if (n + 3 > sizeof(path)) {
+			errno = EINVAL;
+			return -1;
+		}
+		/* One address, with or without its angle brackets. */
+		if (val[i] == '<')
+			snprintf(path, sizeof(path), "%.*s", (int)n, val + i);
+		else
+			snprintf(path, sizeof(path), "<%.*s>", (int)n, val + i);
+		if (addr_parse_path(path, strlen(path), ADDR_BARE_OK |
+		    ADDR_UTF8, addr, sizeof(addr), &why) < 0) {
+			errno = EINVAL;
+			return -1;
+		}
+		cnt++;
+		i = j;
+	}
+	if (cnt == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (alias_find(t, key, klen) != NULL) {
+		errno = EEXIST;
+		return -1;
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+
+		if ((e = realloc(t->e, cap * sizeof(*e))) == NULL)
+			return -1;
+		t->e = e;
+		t->cap = cap;
+	}
+	e = &t->e[t->n];
+	memcpy(e->key, key, klen);
+	e->key[klen] = '\0';
+	if ((e->value = malloc(vlen + 1)) == NULL)
+		return -1;
+	memcpy(e->value, val, vlen);
+	e->value[vlen] = '\0';
+	t->n++;
+	return 0;
+}
+
+static const struct alias_entry *
+alias_find(const struct alias_table *t, const char *key, size_t klen)
+{
+	size_t i;
+
+	if (t == NULL)
+		return NULL;
+	for (i = 0; i < t->n; i++)
+		if (strlen(t->e[i].key) == klen &&
+		    strncasecmp(t->e[i].key, key, klen) == 0)
+			return &t->e[i];
+	return NULL;
+}
+
+struct alias_table *
+alias_load(const char *path, char *err, size_t errsz)
+{
+	struct alias_table *t = NULL;
+	struct stat st;
+	char *buf = NULL;
+	ssize_t r;
+	size_t len = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		snprintf(err, errsz, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (st.st_size > ALIAS_FILE_MAX) {
+		snprintf(err, errsz, "%s: larger than %d bytes", path,
+		    ALIAS_FILE_MAX);
+		goto out;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errsz, "%s: out of memory", path);
+		goto out;
+	}
+	while (len < (size_t)st.st_size) {
+		r = read(fd, buf + len, (size_t)st.st_size - len);
+		if (r <= 0) {
+			snprintf(err, errsz, "%s: read error", path);
+			goto out;
+		}
+		len += (size_t)r;
+	}
+	t = alias_parse(path, buf, len, err, errsz);
+out:
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	return t;
+}
+
+void
+alias_free(struct alias_table *t)
+{
+	size_t i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->n; i++)
+		free(t->e[i].value);
+	free(t->e);
+	free(t);
+}
+
+/* The alias key an address would match: its local part, if local. */
+static int
+alias_local(const char *addr, const char *origin, size_t *klen)
+{
+	const char *d = addr_domain(addr);
+
+	if (d == NULL) {
+		*klen = strlen(addr);
+		return 1;
+	}
+	if (strcasecmp(d, origin) != 0)
+		return 0;
+	*klen = (size_t)(d - 1 - addr);
+	return 1;
+}
+
+static int
+alias_walk(const struct alias_table *t, const char *addr, const char *origin,
+    char (*out)[512], int max, int *n, int depth, const char **why)
+{
+	const struct alias_entry *e;
+	char path[ALIAS_ADDR_MAX + 2], one[ALIAS_ADDR_MAX];
+	const char *v;
+	size_t klen, i;
+	int k;
+
+	if (alias_local(addr, origin, &klen) &&
+	    (e = alias_find(t, addr, klen)) != NULL) {
+		if (depth >= ALIAS_DEPTH_MAX) {
+			*why = "alias loop or chain too long";
+			return -1;
+		}
+		for (v = e->value; *v; ) {
+			v += strspn(v, " \t,");
+			i = strcspn(v, " \t,");
+			if (i == 0)
+				break;
+			snprintf(path, sizeof(path), v[0] == '<' ? "%.*s" :
+			    "<%.*s>", (int)i, v);
+			v += i;
+			if (addr_parse_path(path, strlen(path), ADDR_BARE_OK |
+			    ADDR_UTF8, one, sizeof(one), why) < 0)
+				return -1;
+			if (alias_walk(t, one, origin, out, max, n, depth + 1,
+			    why) == -1)
+				return -1;
+		}
+		return 0;
+	}
+	/* A final address: qualified, and once only. */
+	if (*n >= max || *n >= ALIAS_EXPAND_MAX) {
+		*why = "alias expands to too many addresses";
+		return -1;
+	}
+	if (strlen(addr) + 1 + strlen(origin) >= sizeof(out[*n])) {
+		*why = "address too long";
+		return -1;
+	}
+	if (addr_domain(addr) == NULL)
+		snprintf(out[*n], sizeof(out[*n]), "%s@%s", addr, origin);
+	else
+		snprintf(out[*n], sizeof(out[*n]), "%s", addr);
+	for (k = 0; k < *n; k++)
+		if (strcasecmp(out[k], out[*n]) == 0)
+			return 0;
+	(*n)++;
+	return 0;
+}
+
+int
+alias_expand(const struct alias_table *t, const char *addr,
+    const char *origin, char (*out)[512], int max, const char **why)
+{
+	int n = 0;
+
+	*why = NULL;
+	if (alias_walk(t, addr, origin, out, max, &n, 0, why) == -1)
+		return -1;
+	return n;
+}

@@ -1,0 +1,93 @@
+"""The aliases file: applied when mail is accepted, over SMTP and from
+sendmail/maildrop, with chains, and refused cleanly on loops."""
+
+import os
+import signal
+import time
+
+from ferrytest import Daemon, check
+
+
+def write_aliases(d, text):
+    path = os.path.join(d.dir, 'aliases')
+    with open(path, 'w') as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def rcpts_of(d, qid):
+    for m in d.mailq():
+        if m['id'] == qid:
+            return sorted(r['address'] for r in m['recipients'])
+    return None
+
+
+ALIASES = ('# null client: root goes to a real mailbox\n'
+           'root: admin@example.org\n'
+           'postmaster: root\n'
+           'ops: a@x.test,\n'
+           '   b@y.test\n'
+           'loop1: loop2\n'
+           'loop2: loop1\n')
+
+
+def test_alias_rewrites_smtp_recipients():
+    d = Daemon('alias', origin='box.test', max_recipients='10')
+    d.cfg['aliases'] = write_aliases(d, ALIASES)
+    d.write_config()
+    with d:
+        qid = d.send_message(b'Subject: a\r\n\r\nx\r\n',
+                             rcpts=('root@box.test', 'postmaster',
+                                    'ops@BOX.test', 'other@z.test'))
+        check(rcpts_of(d, qid) == ['a@x.test', 'admin@example.org',
+                                   'b@y.test', 'other@z.test'],
+              'recipients %r' % rcpts_of(d, qid))
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            r = c.expect('RCPT TO:<loop1@box.test>', 451)
+            check('alias' in r.text, 'loop reply %r' % r.text)
+            c.expect('QUIT', 221)
+
+
+def test_alias_applies_to_sendmail_and_maildrop():
+    d = Daemon('aliassm', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, ALIASES)
+    d.write_config()
+    d.start()
+    p = d.cli('sendmail', 'root', input=b'Subject: cron\n\nout\n')
+    check(p.returncode == 0, 'sendmail exit %d' % p.returncode)
+    ids = [m['id'] for m in d.mailq()]
+    check(len(ids) == 1 and rcpts_of(d, ids[0]) ==
+          ['admin@example.org'], 'queued %r' % d.mailq())
+    d.stop()
+    # daemon down: maildrop, then the pickup applies the aliases too
+    p = d.cli('sendmail', 'root', input=b'Subject: cron2\n\nout\n')
+    check(p.returncode == 0, 'sendmail (down) exit %d' % p.returncode)
+    with d:
+        deadline = time.time() + 10
+        while time.time() < deadline and len(d.mailq()) < 2:
+            time.sleep(0.2)
+        q = d.mailq()
+        check(len(q) == 2, 'after pickup %r' % q)
+        check(all(rcpts_of(d, m['id']) == ['admin@example.org']
+                  for m in q), 'pickup recipients %r' % q)
+
+
+def test_alias_bad_file_refused_and_reload_keeps_old():
+    d = Daemon('aliasbad', origin='box.test')
+    path = write_aliases(d, 'root admin@example.org\n')
+    d.cfg['aliases'] = path
+    d.write_config()
+    p = d.cli('serve')
+    check(p.returncode == 78, 'bad aliases: exit %d' % p.returncode)
+    check(b'aliases:1' in p.stderr or 'aliases:1' in d.log_text(),
+          'error does not name the line: %r' % p.stderr)
+    write_aliases(d, ALIASES)
+    with d:
+        write_aliases(d, 'root: \n')
+        os.kill(d.proc.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        qid = d.send_message(b'Subject: r\r\n\r\nx\r\n', rcpts=('root',))
+        check(rcpts_of(d, qid) == ['admin@example.org'],
+              'after a bad reload %r' % rcpts_of(d, qid))

@@ -1,0 +1,150 @@
+/*
+ * alias_test.c - the aliases parser and expansion: formats, chains,
+ * loops, limits and the errors that name file and line.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "alias.h"
+#include "t.h"
+
+static struct alias_table *
+parse(const char *text, char *err, size_t errsz)
+{
+	return alias_parse("aliases", text, strlen(text), err, errsz);
+}
+
+/* Expand and join the results with spaces. */
+static const char *
+expand(const struct alias_table *t, const char *addr)
+{
+	static char joined[4096];
+	char out[ALIAS_EXPAND_MAX][512];
+	const char *why;
+	int n, i;
+
+	n = alias_expand(t, addr, "box.test", out, ALIAS_EXPAND_MAX, &why);
+	if (n < 0) {
+		snprintf(joined, sizeof(joined), "error: %s", why);
+		return joined;
+	}
+	joined[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i)
+			strcat(joined, " ");
+		strcat(joined, out[i]);
+	}
+	return joined;
+}
+
+static int
+test_basic(void)
+{
+	char err[256];
+	struct alias_table *t = parse("# comment\n\nroot: admin@example.org\n"
+	    "postmaster: root\nops: a@x.test, b@y.test c@z.test\n", err,
+	    sizeof(err));
+
+	CHECK(t != NULL);
+	CHECK_STR(expand(t, "root@box.test"), "admin@example.org");
+	CHECK_STR(expand(t, "ROOT@BOX.TEST"), "admin@example.org");
+	CHECK_STR(expand(t, "root"), "admin@example.org");
+	CHECK_STR(expand(t, "postmaster@box.test"), "admin@example.org");
+	CHECK_STR(expand(t, "ops"), "a@x.test b@y.test c@z.test");
+	/* another domain is not local: untouched */
+	CHECK_STR(expand(t, "root@other.test"), "root@other.test");
+	CHECK_STR(expand(t, "nobody"), "nobody@box.test");
+	alias_free(t);
+	return 0;
+}
+
+static int
+test_continuation_and_dedup(void)
+{
+	char err[256];
+	struct alias_table *t = parse("team: a@x.test,\n  b@x.test\n"
+	    "\tA@X.test\r\nall: team, b@x.test\n", err, sizeof(err));
+
+	CHECK(t != NULL);
+	CHECK_STR(expand(t, "team"), "a@x.test b@x.test");
+	CHECK_STR(expand(t, "all"), "a@x.test b@x.test");
+	alias_free(t);
+	return 0;
+}
+
+static int
+test_loops_and_limits(void)
+{
+	char err[256], big[8192];
+	struct alias_table *t = parse("a: b\nb: a\nself: self\n", err,
+	    sizeof(err));
+	int i;
+
+	CHECK(t != NULL);
+	CHECK(strncmp(expand(t, "a"), "error:", 6) == 0);
+	CHECK(strncmp(expand(t, "self"), "error:", 6) == 0);
+	alias_free(t);
+	/* more addresses than allowed */
+	strcpy(big, "many:");
+	for (i = 0; i < ALIAS_EXPAND_MAX + 1; i++)
+		snprintf(big + strlen(big), sizeof(big) - strlen(big),
+		    " u%d@x.test", i);
+	strcat(big, "\n");
+	CHECK((t = parse(big, err, sizeof(err))) != NULL);
+	CHECK_STR(expand(t, "many"), "error: alias expands to too many "
+	    "addresses");
+	alias_free(t);
+	return 0;
+}
+
+static int
+test_errors(void)
+{
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{ "root admin@x.test\n", "aliases:1: aliases: expected" },
+		{ "\n  cont@x.test\n", "aliases:2: aliases: continuation" },
+		{ "root:\n", "aliases:1: aliases: empty or bad" },
+		{ "root: <a@x.test\n", "aliases:1: aliases: empty or bad" },
+		{ "root: a@@x\n", "aliases:1: aliases: empty or bad" },
+		{ "ro ot: a@x.test\n", "aliases:1: aliases: bad alias name" },
+		{ "a@b: a@x.test\n", "aliases:1: aliases: bad alias name" },
+		{ "root: a@x.test\nroot: b@x.test\n",
+		    "aliases:2: aliases: alias defined twice" },
+		{ "x: a@x.test\nroot: a\rb\n", "aliases:2: aliases: NUL" },
+	};
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CHECK(parse(bad[i].text, err, sizeof(err)) == NULL);
+		if (strncmp(err, bad[i].err, strlen(bad[i].err)) != 0) {
+			fprintf(stderr, "  case %zu: %s\n", i, err);
+			return 1;
+		}
+	}
+	/* NUL inside the text, explicit length */
+	CHECK(alias_parse("aliases", "r: a\0b\n", 7, err, sizeof(err)) ==
+	    NULL);
+	return 0;
+}
+
+static int
+test_no_table(void)
+{
+	CHECK_STR(expand(NULL, "root"), "root@box.test");
+	CHECK_STR(expand(NULL, "x@y.test"), "x@y.test");
+	return 0;
+}
+
+static const struct t_case cases[] = {
+	{ "basic lookups and domains", test_basic },
+	{ "continuation lines, duplicates", test_continuation_and_dedup },
+	{ "loops and the expansion limit", test_loops_and_limits },
+	{ "errors name file, line and what", test_errors },
+	{ "no aliases file", test_no_table },
+};
+
+T_MAIN("alias", cases)
