@@ -1,0 +1,517 @@
+"""
+peers.py - the remote ends of outbound delivery for the integration
+tests: Postfix's smtp-sink (a real peer, each transaction dumped to a
+file and parsed back) and SmtpPeer, a small scriptable SMTP server of our
+own for odd replies (4xx then 2xx, 5xx for one recipient, 421 mid-session)
+that records every connection, every command, which commands arrived in
+one read (PIPELINING), and each transaction's raw DATA bytes.
+Also log helpers for the daemon's delivery lines.  Python 3 stdlib only.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+
+from ferrytest import (TestFailure, check, free_port, short, IS_ROOT, SLOW)
+
+SMTP_SINK = '/usr/sbin/smtp-sink'
+
+# "ID: to=<a@b>, relay=..., delay=0.12, dsn=2.0.0, status=sent (250 ...)"
+DELIVERY_RE = re.compile(
+    r'\b([0-9A-F]{18}): to=<([^>]*)>, relay=(\S+), delay=(\d+\.\d\d), '
+    r'dsn=(\d\.\d{1,3}\.\d{1,3}), status=(\S+(?:, returned to sender)?) '
+    r'\((.*)\)$')
+
+
+def wait_for(pred, timeout, what):
+    """Poll pred() until it returns something true; its value."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure('timed out after %.0fs waiting for %s'
+                              % (timeout * SLOW, what))
+        time.sleep(0.05)
+
+
+class Delivery:
+    def __init__(self, m):
+        (self.id, self.to, self.relay, self.delay, self.dsn, self.status,
+         self.text) = m.groups()
+
+    def __repr__(self):
+        return '%s to=<%s> relay=%s dsn=%s status=%s (%s)' % (
+            self.id, self.to, self.relay, self.dsn, self.status, self.text)
+
+
+def deliveries(d, qid=None, status=None):
+    """The daemon's per-recipient delivery log lines, parsed."""
+    out = []
+    for line in d.log_text().splitlines():
+        m = DELIVERY_RE.search(line)
+        if not m:
+            continue
+        r = Delivery(m)
+        if qid and r.id != qid:
+            continue
+        if status and not r.status.startswith(status):
+            continue
+        out.append(r)
+    return out
+
+
+def wait_delivery(d, qid, status, n=1, timeout=10.0):
+    """Wait for n log lines of qid with that status; the lines."""
+    return wait_for(lambda: (lambda l: l if len(l) >= n else None)(
+        deliveries(d, qid, status)), timeout,
+        '%d status=%s line(s) for %s; log:\n%s'
+        % (n, status, qid, d.log_tail(15)))
+
+
+def wait_removed(d, qid, timeout=10.0):
+    wait_for(lambda: re.search(r'\b%s: removed\b' % qid, d.log_text()),
+             timeout, '"%s: removed"; log:\n%s' % (qid, d.log_tail(15)))
+
+
+def bounce_ids(d, qid):
+    """Queue IDs of the DSNs the daemon made for qid."""
+    return re.findall(r'\b%s: sender non-delivery notification: '
+                      r'([0-9A-F]{18})\b' % qid, d.log_text())
+
+
+def flush(d):
+    p = d.cli('flush')
+    check(p.returncode == 0, 'ferry flush: exit %d: %s'
+          % (p.returncode, p.stderr.decode(errors='replace')))
+
+
+def crlf_to_lf(b):
+    return b.replace(b'\r\n', b'\n')
+
+
+# --- smtp-sink --------------------------------------------------------
+
+class SinkMessage:
+    """One smtp-sink dump: its generated headers, then what came."""
+
+    def __init__(self, path, raw):
+        self.path = path
+        self.raw = raw
+        self.client = None
+        self.helo = None
+        self.mail = None		# the MAIL command's arguments
+        self.rcpts = []			# the RCPT commands' arguments
+        lines = raw.split(b'\n')
+        i = 0
+        while i < len(lines):
+            l = lines[i].decode('utf-8', 'replace')
+            if l.startswith('X-Client-Addr: '):
+                self.client = l[15:]
+            elif l.startswith('X-Helo-Args: '):
+                self.helo = l[13:]
+            elif l.startswith('X-Mail-Args: '):
+                self.mail = l[13:]
+            elif l.startswith('X-Rcpt-Args: '):
+                self.rcpts.append(l[13:])
+            elif l.startswith('Received: '):
+                break
+            elif not l.startswith('X-'):
+                raise TestFailure('smtp-sink dump %s: unexpected line %r'
+                                  % (path, l))
+            i += 1
+        # "Received: from", "\tby", "\tdate": then the message, then "".
+        check(i + 2 < len(lines) and lines[i + 1].startswith(b'\t') and
+              lines[i + 2].startswith(b'\t'),
+              'smtp-sink dump %s: no Received: block: %s'
+              % (path, short(raw)))
+        rest = b'\n'.join(lines[i + 3:])
+        check(rest.endswith(b'\n'), 'smtp-sink dump %s: incomplete' % path)
+        # the message as LF text, without the empty line sink appends
+        self.body = rest[:-1]
+        self.rcpt_addrs = [re.match(r'<([^>]*)>', r).group(1)
+                           for r in self.rcpts]
+        self.sender = re.match(r'<([^>]*)>', self.mail).group(1) \
+            if self.mail else None
+
+    def __repr__(self):
+        return 'SinkMessage(%s, mail=%r, rcpts=%r, body=%s)' % (
+            os.path.basename(self.path), self.mail, self.rcpts,
+            short(self.body, 120))
+
+
+class Sink:
+    """Postfix's smtp-sink on addr:port, dumping every transaction."""
+
+    def __init__(self, addr='127.0.0.1', port=None, opts=()):
+        self.addr = addr
+        self.port = port or free_port()
+        self.opts = list(opts)
+        self.dir = tempfile.mkdtemp(prefix='ferry-sink-')
+        os.chmod(self.dir, 0o755)
+        self.dump = os.path.join(self.dir, 'dump')
+        os.mkdir(self.dump)
+        os.chmod(self.dump, 0o777)	# smtp-sink runs as nobody
+        self.proc = None
+        self.errf = None
+
+    def start(self):
+        check(os.access(SMTP_SINK, os.X_OK), 'no %s (postfix package)'
+              % SMTP_SINK)
+        cmd = [SMTP_SINK] + (['-u', 'nobody'] if IS_ROOT else []) + \
+            ['-d', self.dump + '/%H%M%S.'] + self.opts + \
+            ['%s:%d' % (self.addr, self.port), '128']
+        self.errf = open(os.path.join(self.dir, 'sink.err'), 'ab')
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=self.errf, stderr=self.errf)
+        deadline = time.monotonic() + 10 * SLOW
+        while True:
+            if self.proc.poll() is not None:
+                raise TestFailure('smtp-sink %s:%d exited %d: %s'
+                                  % (self.addr, self.port,
+                                     self.proc.returncode, self.err()))
+            try:
+                s = socket.create_connection((self.addr, self.port), 2)
+                s.close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TestFailure('smtp-sink %s:%d does not accept'
+                                      % (self.addr, self.port))
+                time.sleep(0.05)
+
+    def err(self):
+        try:
+            with open(os.path.join(self.dir, 'sink.err'), 'rb') as f:
+                return f.read().decode(errors='replace')[-1500:]
+        except OSError:
+            return ''
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.errf:
+            self.errf.close()
+            self.errf = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, *a):
+        self.stop()
+        if et is None and not os.environ.get('FERRY_KEEP'):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def files(self):
+        return sorted(os.listdir(self.dump))
+
+    def messages(self):
+        out = []
+        for name in self.files():
+            p = os.path.join(self.dump, name)
+            with open(p, 'rb') as f:
+                out.append(SinkMessage(p, f.read()))
+        return out
+
+    def wait_count(self, n, timeout=10.0):
+        """Wait until n transactions are dumped; the messages."""
+        wait_for(lambda: len(self.files()) >= n, timeout,
+                 '%d message(s) at smtp-sink %s:%d (has %d)'
+                 % (n, self.addr, self.port, len(self.files())))
+        # a file appears at DATA; it is complete when ferry saw the 250
+        # (the caller waits for that) -- parse errors say "incomplete"
+        return self.messages()
+
+
+# --- our own scriptable SMTP server -------------------------------------
+
+class Txn:
+    def __init__(self, mail):
+        self.mail = mail		# MAIL FROM: argument text
+        self.rcpts = []			# (address, reply code)
+        self.data_code = None
+        self.raw = None			# DATA bytes as on the wire
+        self.body = None		# unstuffed, CRLF
+        self.final = None		# reply code to the final dot
+
+    @property
+    def sender(self):
+        m = re.match(r'<([^>]*)>', self.mail)
+        return m.group(1) if m else None
+
+    @property
+    def accepted(self):
+        return [a for a, c in self.rcpts if c // 100 == 2]
+
+    def __repr__(self):
+        return 'Txn(%r, rcpts=%r, data=%r, final=%r)' % (
+            self.mail, self.rcpts, self.data_code, self.final)
+
+
+class Session:
+    def __init__(self, n, peer):
+        self.n = n
+        self.peer = peer
+        self.commands = []		# command lines, in order
+        self.batches = []		# command verbs that came in one read
+        self.txns = []
+        self.closed_by = None		# 'client', 'server'
+
+
+def _unstuff(raw):
+    out = []
+    for line in raw.split(b'\r\n')[:-1]:
+        out.append(line[1:] if line.startswith(b'.') else line)
+    return b''.join(l + b'\r\n' for l in out)
+
+
+class SmtpPeer:
+    """A threaded SMTP server on addr:port.
+
+    policy(session, verb, arg, txn) may return None (the default reply),
+    a reply line ('451 4.3.0 later'), '421 ...' (said, then closed), or
+    DROP (close without a word).  verb is the upper-case command; '.' is
+    the end of data (arg is the unstuffed body)."""
+
+    DROP = object()
+
+    def __init__(self, addr='127.0.0.1', port=None, policy=None,
+                 ext=('PIPELINING', '8BITMIME', 'SIZE 10000000',
+                      'ENHANCEDSTATUSCODES'), name='peer.test'):
+        self.addr = addr
+        self.port = port or free_port()
+        self.policy = policy
+        self.ext = list(ext)
+        self.name = name
+        self.lock = threading.Lock()
+        self.sessions = []
+        self.errors = []		# protocol violations seen
+        self.server = None
+        self.thread = None
+
+    # views -------------------------------------------------------------
+    @property
+    def connections(self):
+        with self.lock:
+            return len(self.sessions)
+
+    def txns(self):
+        with self.lock:
+            return [t for s in self.sessions for t in s.txns]
+
+    def delivered(self):
+        """Transactions whose final dot got a 2xx."""
+        return [t for t in self.txns() if t.final and t.final // 100 == 2]
+
+    def wait_delivered(self, n, timeout=10.0):
+        wait_for(lambda: len(self.delivered()) >= n, timeout,
+                 '%d delivered transaction(s) at %s:%d (has %r)'
+                 % (n, self.addr, self.port, self.txns()))
+        return self.delivered()
+
+    # life ----------------------------------------------------------------
+    def start(self):
+        peer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                peer._session(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server((self.addr, self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={'poll_interval': 0.05},
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+        return False
+
+    # the session -----------------------------------------------------------
+    def _session(self, sock):
+        sock.settimeout(30)
+        with self.lock:
+            sess = Session(len(self.sessions), self)
+            self.sessions.append(sess)
+
+        def say(line):
+            sock.sendall(line.encode() + b'\r\n')
+
+        def ask(verb, arg, txn):
+            if self.policy is None:
+                return None
+            return self.policy(sess, verb, arg, txn)
+
+        r = ask('CONNECT', '', None)
+        if r is SmtpPeer.DROP:
+            sess.closed_by = 'server'
+            return
+        say(r or '220 %s ESMTP test peer' % self.name)
+        if r and r[0] != '2':
+            sess.closed_by = 'server'
+            return
+        buf = b''
+        txn = None
+        in_data = False
+        ehlo = False
+        try:
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    chunk = b''
+                if not chunk:
+                    sess.closed_by = sess.closed_by or 'client'
+                    return
+                buf += chunk
+                batch = []
+                while True:
+                    if in_data:
+                        probe = b'\r\n' + buf
+                        end = probe.find(b'\r\n.\r\n')
+                        if end == -1:
+                            break
+                        raw = probe[2:end + 2]
+                        buf = probe[end + 5:]
+                        in_data = False
+                        txn.raw = raw
+                        txn.body = _unstuff(raw)
+                        r = ask('.', txn.body, txn) or \
+                            '250 2.0.0 Ok: queued as T%d' % len(self.txns())
+                        if r is SmtpPeer.DROP:
+                            sess.closed_by = 'server'
+                            return
+                        txn.final = int(r[:3])
+                        say(r)
+                        if r.startswith('421'):
+                            sess.closed_by = 'server'
+                            return
+                        txn = None
+                        continue
+                    nl = buf.find(b'\r\n')
+                    if nl == -1:
+                        if b'\n' in buf:
+                            self.errors.append('bare LF in command %r'
+                                               % buf[:80])
+                            return
+                        break
+                    line = buf[:nl].decode('utf-8', 'replace')
+                    buf = buf[nl + 2:]
+                    sess.commands.append(line)
+                    verb, _, arg = line.partition(' ')
+                    verb = verb.upper()
+                    if verb in ('MAIL', 'RCPT'):
+                        verb_arg = arg.split(':', 1)
+                        arg = verb_arg[1].strip() if len(verb_arg) == 2 \
+                            else arg
+                    batch.append(verb)
+                    if verb == 'MAIL' and txn is not None:
+                        self.errors.append('MAIL inside a transaction')
+                    t = Txn(arg) if verb == 'MAIL' else txn
+                    if verb == 'MAIL':
+                        with self.lock:
+                            sess.txns.append(t)
+                    r = ask(verb, arg, t)
+                    if r is SmtpPeer.DROP:
+                        sess.closed_by = 'server'
+                        return
+                    if r is None:
+                        r = self._default(verb, arg, t, ehlo)
+                    code = int(r.split('\r\n')[-1][:3])
+                    if verb == 'MAIL':
+                        txn = t if code // 100 == 2 else None
+                    elif verb == 'RCPT' and t is not None:
+                        m = re.match(r'<([^>]*)>', arg)
+                        t.rcpts.append((m.group(1) if m else arg, code))
+                    elif verb == 'DATA' and t is not None:
+                        t.data_code = code
+                        if code == 354:
+                            in_data = True
+                    elif verb in ('EHLO', 'HELO') and code == 250:
+                        ehlo = verb == 'EHLO'
+                        txn = None
+                    elif verb == 'RSET':
+                        txn = None
+                    say(r)
+                    if code == 421 or verb == 'QUIT':
+                        sess.closed_by = 'server'
+                        return
+                if batch:
+                    with self.lock:
+                        sess.batches.append(batch)
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _default(self, verb, arg, txn, ehlo):
+        if verb == 'EHLO':
+            return '\r\n'.join(['250-' + self.name] +
+                               ['250-' + e for e in self.ext[:-1]] +
+                               ['250 ' + (self.ext[-1] if self.ext
+                                          else 'HELP')]) \
+                if self.ext else '250 ' + self.name
+        if verb == 'HELO':
+            return '250 ' + self.name
+        if verb == 'MAIL':
+            if '8BITMIME' not in self.ext and 'BODY=8BITMIME' in \
+                    arg.upper():
+                self.errors.append('BODY=8BITMIME sent but not offered')
+                return '555 5.5.4 BODY=8BITMIME not supported'
+            return '250 2.1.0 Ok'
+        if verb == 'RCPT':
+            return '250 2.1.5 Ok' if txn else '503 5.5.1 need MAIL'
+        if verb == 'DATA':
+            if txn is None:
+                return '503 5.5.1 need MAIL'
+            if not txn.accepted:
+                return '554 5.5.1 Error: no valid recipients'
+            return '354 End data with <CR><LF>.<CR><LF>'
+        if verb in ('RSET', 'NOOP'):
+            return '250 2.0.0 Ok'
+        if verb == 'QUIT':
+            return '221 2.0.0 Bye'
+        return '502 5.5.2 command not recognized'
+
+
+def bind_probe(addr, port):
+    """True when nothing listens on addr:port (a connect is refused)."""
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect((addr, port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
