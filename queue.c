@@ -1663,7 +1663,8 @@ fail:
 	return rc;
 }
 
-/* ID first, then ID.st: a crash between leaves an orphan, not a resend. */
+/* ID first, then ID.st: a crash between leaves an orphan, not a resend.
+ * Not synced (see below). */
 int
 queue_delete(const char *id)
 {
@@ -1682,10 +1683,11 @@ queue_delete(const char *id)
 	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, id);
 	if (unlinkat(queue_dirfd, name, 0) == -1 && errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", name);
-	if (fsync(queue_dirfd) == -1) {
-		log_warn(LP_QMGR, "fsync %s", queue_path);
-		return -1;
-	}
+	/*
+	 * No fsync: a removal that a crash undoes costs a duplicate
+	 * delivery, which is allowed, never a loss; the next commit's
+	 * directory fsync makes it durable along with the new files.
+	 */
 	return 0;
 }
 
