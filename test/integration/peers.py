@@ -11,7 +11,6 @@ Also log helpers for the daemon's delivery lines.  Python 3 stdlib only.
 import os
 import re
 import shutil
-import signal
 import socket
 import socketserver
 import subprocess
@@ -301,6 +300,8 @@ class SmtpPeer:
         self.lock = threading.Lock()
         self.sessions = []
         self.errors = []		# protocol violations seen
+        self.active = 0			# sessions open now
+        self.max_active = 0		# the most at once
         self.server = None
         self.thread = None
 
@@ -323,6 +324,19 @@ class SmtpPeer:
                  '%d delivered transaction(s) at %s:%d (has %r)'
                  % (n, self.addr, self.port, self.txns()))
         return self.delivered()
+
+    def wait_idle(self, timeout=10.0):
+        """Wait until no session is open; then insist that the client
+        ended each one with QUIT (or we hung up) and broke no rule."""
+        wait_for(lambda: self.active == 0, timeout,
+                 'the client to close its connections to %s:%d'
+                 % (self.addr, self.port))
+        with self.lock:
+            bad = [s.commands[-3:] for s in self.sessions
+                   if s.closed_by == 'client']
+        check(not bad, 'connections closed without QUIT (last commands '
+              '%r)' % bad)
+        check(self.errors == [], 'protocol errors: %r' % self.errors)
 
     # life ----------------------------------------------------------------
     def start(self):
@@ -362,6 +376,19 @@ class SmtpPeer:
         with self.lock:
             sess = Session(len(self.sessions), self)
             self.sessions.append(sess)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            self._converse(sock, sess)
+        finally:
+            with self.lock:
+                self.active -= 1
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _converse(self, sock, sess):
 
         def say(line):
             sock.sendall(line.encode() + b'\r\n')
@@ -468,11 +495,8 @@ class SmtpPeer:
                 if batch:
                     with self.lock:
                         sess.batches.append(batch)
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        except (BrokenPipeError, ConnectionResetError):
+            sess.closed_by = sess.closed_by or 'client'
 
     def _default(self, verb, arg, txn, ehlo):
         if verb == 'EHLO':

@@ -13,6 +13,7 @@ limit, and 421 mid-session.  DSNs are read where they are delivered.
 
 import email
 import re
+import signal
 import time
 
 from ferrytest import Daemon, check, stuff, short, free_port, SLOW
@@ -197,6 +198,7 @@ def test_deliver_wire_bytes_dot_stuffing():
               'MAIL %r: SIZE= is not the message size %d'
               % (t[0].mail, len(t[0].body)))
         check(p.errors == [], 'protocol errors: %r' % p.errors)
+        p.wait_idle()
 
 
 def test_deliver_large_message():
@@ -383,6 +385,7 @@ def _tempfail_then_ok(stage):
         check(len(t) == 1, 'delivered %d times: %r' % (len(t), p.txns()))
         check_relayed(t[0].body, BODY, 'after the 4xx')
         check(p.errors == [], 'protocol errors %r' % p.errors)
+        p.wait_idle()
 
 
 def test_deliver_4xx_rcpt_then_success():
@@ -444,6 +447,7 @@ def test_deliver_5xx_one_of_three():
               'the original headers are not returned: %s' % short(text))
         check(b'a line that starts with a dot' not in dsn[0].body,
               'the DSN returns the body, not just headers')
+        p.wait_idle()
 
 
 def test_deliver_5xx_at_mail_bounces_all():
@@ -469,6 +473,7 @@ def test_deliver_5xx_at_mail_bounces_all():
         check(len(blocks) == 2, 'DSN lists %d recipients' % len(blocks))
         for blk, a in zip(blocks, ('a@dom.test', 'b@dom.test')):
             check_dsn_rcpt(blk, a, r'5\.7\.1', 'DSN')
+        p.wait_idle()
 
 
 def test_deliver_421_mid_session():
@@ -511,6 +516,7 @@ def test_deliver_421_mid_session():
         bodies = sorted(t.body[-7:] for t in p.delivered())
         check(bodies == [b'msg 0\r\n', b'msg 1\r\n', b'msg 2\r\n'],
               'delivered %r' % bodies)
+        p.wait_idle()
 
 
 def test_deliver_size_refused_before_sending():
@@ -529,6 +535,7 @@ def test_deliver_size_refused_before_sending():
               'the big message was offered anyway: %r' % p.txns())
         _, _, blocks, _ = parse_dsn(p.delivered()[0].body, 'DSN')
         check_dsn_rcpt(blocks[0], 'a@dom.test', r'5\.3\.4', 'SIZE DSN')
+        p.wait_idle()
 
 
 # --- expiry and bounces of bounces -------------------------------------------
@@ -609,6 +616,7 @@ def test_deliver_pipelining_on_and_off():
         check(['MAIL', 'RCPT', 'RCPT', 'DATA'] in s.batches,
               'PIPELINING offered, yet MAIL/RCPT/RCPT/DATA were not sent '
               'in one go: %r' % s.batches)
+        p.wait_idle()
     with SmtpPeer(ext=('8BITMIME', 'SIZE 10000000',
                        'ENHANCEDSTATUSCODES')) as p, \
             smarthost_daemon('nopipe', p.port) as d:
@@ -623,6 +631,7 @@ def test_deliver_pipelining_on_and_off():
               ['EHLO', 'MAIL', 'RCPT', 'RCPT', 'DATA'],
               'commands %r' % s.commands)
         check_relayed(p.delivered()[0].body, BODY, 'no pipelining')
+        p.wait_idle()
     # and the real thing: smtp-sink with and without PIPELINING
     for opts in ((), ('-p',)):
         with Sink(opts=opts) as s, smarthost_daemon('sinkpipe',
@@ -750,21 +759,15 @@ def test_deliver_connection_reuse_and_limit():
         check(p.sessions[0].commands[-1].upper() == 'QUIT',
               'no QUIT at the end: %r' % p.sessions[0].commands[-3:])
         check(p.errors == [], 'protocol errors %r' % p.errors)
+        p.wait_idle()
 
 
 def test_deliver_per_destination_limit():
     """A slow peer: never more than max_deliveries_per_destination
     connections at once, and every message arrives once."""
-    active = [0, 0]
-
     def policy(sess, verb, arg, txn):
-        if verb == 'CONNECT':
-            active[0] += 1
-            active[1] = max(active[1], active[0])
         if verb == '.':
             time.sleep(0.2)
-        if verb == 'QUIT':
-            active[0] -= 1
         return None
 
     with SmtpPeer(policy=policy) as p, smarthost_daemon(
@@ -778,13 +781,14 @@ def test_deliver_per_destination_limit():
         for qid in ids:
             wait_delivery(d, qid, 'sent')
         queue_settled(d)
-        check(active[1] <= 2, '%d connections at once, limit 2'
-              % active[1])
+        check(p.max_active <= 2, '%d connections at once, limit 2'
+              % p.max_active)
         check(p.connections == 2, '%d connections, want 2 reused'
               % p.connections)
         bodies = sorted(t.body[-5:] for t in p.delivered())
         check(bodies == sorted(b'n %d\r\n' % i for i in range(8)),
               'delivered %r' % bodies)
+        p.wait_idle()
 
 
 # --- more paths -------------------------------------------------------------
@@ -819,6 +823,7 @@ def test_deliver_partial_4xx_retries_only_the_deferred():
                                              ['b@dom.test']],
               'transactions %r' % txns)
         check(bounce_ids(d, qid) == [], 'a DSN for a 4xx')
+        p.wait_idle()
 
 
 def test_deliver_ipv6_then_ipv4_failover():
@@ -882,6 +887,7 @@ def test_deliver_lost_after_dot_retried():
         wait_delivery(d, qid, 'sent')
         wait_removed(d, qid)
         check(len(p.delivered()) == 1, 'transactions %r' % p.txns())
+        p.wait_idle()
 
 
 def test_deliver_deleted_while_deferred():
@@ -946,6 +952,7 @@ def test_deliver_smtputf8():
         check(len(orig) == 1 and orig[0].accepted == ['ascii@dom.test'] and
               'SMTPUTF8' not in orig[0].mail, 'transactions %r' % orig)
         check(p.errors == [], 'protocol errors %r' % p.errors)
+        p.wait_idle()
     with SmtpPeer(ext=('PIPELINING', '8BITMIME', 'SMTPUTF8')) as p, \
             smarthost_daemon('utf8', p.port) as d:
         q1 = send8(d, BODY7, rcpts=(utf,), param=' SMTPUTF8')
@@ -953,6 +960,7 @@ def test_deliver_smtputf8():
         t = p.delivered()
         check(len(t) == 1 and t[0].accepted == [utf] and
               'SMTPUTF8' in t[0].mail.upper(), 'transactions %r' % t)
+        p.wait_idle()
 
 
 def test_deliver_helo_fallback_and_banner_refusal():
@@ -973,6 +981,7 @@ def test_deliver_helo_fallback_and_banner_refusal():
               'extension parameters after HELO: %r' % t.mail)
         check(all(len(b) == 1 for b in s.batches),
               'pipelined after HELO: %r' % s.batches)
+        p.wait_idle()
 
     def refuse(sess, verb, arg, txn):
         return '554 5.3.2 not accepting mail' if verb == 'CONNECT' else None
@@ -989,3 +998,160 @@ def test_deliver_helo_fallback_and_banner_refusal():
         check(p.connections == 1 and len(s.wait_count(1)) == 1,
               'MX 10 connections %d, MX 20 messages %r'
               % (p.connections, s.messages()))
+        p.wait_idle()
+
+
+def test_deliver_backlog_beyond_active_limit():
+    """More deferred messages than the scheduler holds in memory at once
+    (SCHED_ACTIVE_MAX, 256): after the flush every one is delivered, each
+    exactly once."""
+    n = 300
+    port = free_port()
+    with smarthost_daemon('backlog', port) as d:
+        ids = []
+        with d.session() as c:
+            for i in range(n):
+                c.expect('MAIL FROM:<bulk@example.test>', 250)
+                c.expect('RCPT TO:<r%d@relay.test>' % i, 250)
+                c.expect('DATA', 354)
+                r = c.expect(stuff(b'Subject: bulk\r\n\r\nseq %d\r\n' % i),
+                             250)
+                ids.append(r.qid())
+            c.expect('QUIT', 221)
+        wait_for(lambda: len(deliveries(d, status='deferred')) >= n, 20,
+                 'all %d deferred' % n)
+        with Sink(port=port) as s:
+            flush(d)
+            wait_for(lambda: len(deliveries(d, status='sent')) >= n, 30,
+                     '%d sent (have %d); log:\n%s' % (
+                         n, len(deliveries(d, status='sent')),
+                         d.log_tail(5)))
+            queue_settled(d)
+            msgs = s.messages()
+            seqs = sorted(int(re.search(rb'seq (\d+)', m.body).group(1))
+                          for m in msgs)
+            check(seqs == list(range(n)), '%d at the sink, %d distinct, '
+                  'want %d once each' % (len(seqs), len(set(seqs)), n))
+
+
+def test_deliver_sigusr1_runs_the_queue():
+    port = free_port()
+    with smarthost_daemon('usr1', port) as d:
+        qid = d.send_message(BODY)
+        wait_delivery(d, qid, 'deferred')
+        with Sink(port=port) as s:
+            d.signal(signal.SIGUSR1)
+            wait_delivery(d, qid, 'sent')
+            wait_removed(d, qid)
+            check(len(s.wait_count(1)) == 1, 'sink %r' % s.messages())
+
+
+def test_deliver_global_limit():
+    """Three destinations, max_deliveries = 2: never more than two
+    connections at once over all of them."""
+    def policy(sess, verb, arg, txn):
+        if verb == '.':
+            time.sleep(0.2)
+        return None
+
+    z = zone(*['d%d.test. MX 10 mx.gl.test.' % i for i in range(3)],
+             'mx.gl.test. A 127.0.0.3')
+    with DnsServer(z) as dns, SmtpPeer('127.0.0.3', policy=policy) as p, \
+            mx_daemon('global', dns, p.port, max_deliveries='2') as d:
+        p.stop()
+        ids = [d.send_message(BODY, rcpts=('u%d@d%d.test' % (i, i % 3),))
+               for i in range(9)]
+        for qid in ids:
+            wait_delivery(d, qid, 'deferred')
+        p.start()
+        flush(d)
+        for qid in ids:
+            wait_delivery(d, qid, 'sent')
+        queue_settled(d)
+        check(p.max_active <= 2, '%d connections at once, max_deliveries 2'
+              % p.max_active)
+        check(len(p.delivered()) == 9, 'delivered %r' % p.txns())
+        p.wait_idle()
+
+
+def test_deliver_dead_destination_backed_off_as_a_whole():
+    """A host that accepts and hangs up at once: the first message costs
+    one connection; the next ones to that destination are deferred
+    without another while it backs off."""
+    with SmtpPeer(policy=lambda s, v, a, t: SmtpPeer.DROP
+                  if v == 'CONNECT' else None) as p, \
+            smarthost_daemon('backoff', p.port) as d:
+        # one at a time: a message that arrives while the first attempt
+        # is still in progress may rightly get a connection of its own
+        for i in range(5):
+            qid = d.send_message(BODY)
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check(r.dsn.startswith('4.'), 'deferral %r' % r)
+            check(i == 0 or 'backing off' in r.text,
+                  'message %d deferred for another reason: %r' % (i, r))
+        time.sleep(0.3 * SLOW)
+        check(p.connections == 1, '%d connections to a failing host for '
+              '5 messages, want 1' % p.connections)
+        check(len(d.mailq()) == 5, 'mailq %r' % d.mailq())
+        p.wait_idle()
+
+
+def test_deliver_all_recipients_refused():
+    """Every RCPT refused, and a peer that still answers DATA with 354
+    (as some do under PIPELINING): the body is not sent, each recipient
+    bounces with its own reply, and the connection goes on (RSET) to the
+    DSN."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and 'sender@' not in arg:
+            return '550 5.1.1 %s: no such user' % arg
+        if verb == 'DATA':
+            return '354 go ahead'
+        return None
+
+    with SmtpPeer(policy=policy) as p, smarthost_daemon(
+            'allrefused', p.port, max_deliveries_per_destination='1') as d:
+        qid = d.send_message(BODY, rcpts=('a@dom.test', 'b@dom.test'))
+        lines = wait_delivery(d, qid, 'bounced', n=2)
+        for r in lines:
+            check(r.dsn == '5.1.1' and 'no such user' in r.text,
+                  'bounce line %r' % r)
+        b = bounce_ids(d, qid)
+        check(len(b) == 1, 'DSNs %r' % b)
+        wait_delivery(d, b[0], 'sent')
+        first = p.txns()[0]
+        check(first.sender == 'sender@example.test' and
+              first.raw in (None, b''), 'the body went to nobody: %r %s'
+              % (first, short(first.raw or b'')))
+        verbs = [c.split()[0].upper() for s in p.sessions
+                 for c in s.commands]
+        check('RSET' in verbs or p.connections > 1,
+              'a new transaction on the same connection without RSET: %r'
+              % verbs)
+        p.wait_idle()
+
+
+def test_deliver_undeliverable_bounce_dropped_after_lifetime():
+    """The recipient's and the sender's MX are both dead: the message
+    expires, its DSN is deferred in turn, expires too, and is dropped
+    with a log line -- no bounce of the bounce."""
+    z = zone('dead.test. MX 10 mx.dead.test.', 'mx.dead.test. A 127.0.0.2',
+             'gone.test. MX 10 mx.gone.test.', 'mx.gone.test. A 127.0.0.2')
+    port = free_port()
+    check(bind_probe('127.0.0.2', port), 'something on 127.0.0.2')
+    with DnsServer(z) as dns, mx_daemon('bouncelife', dns, port,
+                                        queue_lifetime='2s',
+                                        retry_min='1s',
+                                        retry_max='1s') as d:
+        qid = d.send_message(BODY, sender='s@gone.test',
+                             rcpts=('x@dead.test',))
+        wait_delivery(d, qid, 'expired', timeout=10)
+        b = wait_for(lambda: bounce_ids(d, qid), 5, 'a DSN')
+        check(len(b) == 1, 'DSNs %r' % b)
+        wait_delivery(d, b[0], 'deferred')
+        r = wait_delivery(d, b[0], 'expired', timeout=10)[0]
+        check(r.to == 's@gone.test', 'DSN expiry line %r' % r)
+        wait_removed(d, b[0])
+        check(re.search(r'\b%s: undeliverable bounce discarded' % b[0],
+                        d.log_text()), 'no "discarded" line for the DSN')
+        check(bounce_ids(d, b[0]) == [], 'a bounce of the bounce')
+        queue_settled(d)
