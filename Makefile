@@ -54,7 +54,7 @@ BIN	:= $(if $(CROSS),$(B)/ferry,ferry)
 
 all: $(BIN)
 
-$(B)/%.o: %.c $(wildcard *.h) | $(B)
+$(B)/%.o: %.c $(wildcard *.h) Makefile | $(B)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B):
@@ -70,7 +70,7 @@ $(BIN): $(B)/main.o $(B)/libferry.a
 $(B)/unit/%: test/unit/%.c test/unit/t.h $(B)/libferry.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
 
-$(B)/san/%.o: %.c $(wildcard *.h) | $(B)
+$(B)/san/%.o: %.c $(wildcard *.h) Makefile | $(B)
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/san/libferry.a: $(LIBSRC:%.c=$(B)/san/%.o)
