@@ -39,6 +39,7 @@
 #define DELIVER_CHUNK		8192	/* body read size */
 #define DELIVER_HIWAT		(16 * 1024)	/* refill below this */
 #define DELIVER_LINE_MAX	1024	/* a reply line we accept */
+#define DELIVER_PIPE_MAX	64	/* commands in flight with PIPELINING */
 
 enum deliver_state {
 	DS_RESOLVE_MX,
@@ -89,6 +90,7 @@ struct deliver {
 	uint64_t body_done;
 	int body_bol;
 	int body_8bit_ok;
+	int send_failed;		/* output over io's cap */
 };
 
 static void deliver_enter_state(struct deliver *, enum deliver_state);
@@ -520,8 +522,9 @@ deliver_send(struct deliver *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		(void)io_write(d->io, buf, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(buf) &&
+	    io_write(d->io, buf, (size_t)n) == -1)
+		d->send_failed = 1;	/* deliver_reply() gives up */
 	log_trace(TRACE_DELIVER, "deliver %p: > %.*s", (void *)d,
 	    n > 2 ? n - 2 : 0, buf);
 }
@@ -546,7 +549,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	}
 	switch (d->state) {
 	case DS_BANNER:
-		if (code / 100 != 2) {
+		if (code != 220) {
 			deliver_why(d, "host %s[%s] refused to "
 			    "talk to me: %s", d->mx[d->imx - 1].host, d->cur_ip,
 			    reply);
@@ -559,7 +562,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		deliver_send(d, "EHLO %s\r\n", deliver_conf->hostname);
 		break;
 	case DS_EHLO:
-		if (code / 100 == 2) {
+		if (code == 250) {
 			deliver_ehlo_line(d, text);
 			deliver_start_txn(d);
 		} else {
@@ -568,7 +571,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		}
 		break;
 	case DS_HELO:
-		if (code / 100 != 2) {
+		if (code != 250) {
 			deliver_why(d, "host %s[%s] refused "
 			    "HELO: %s", d->mx[d->imx - 1].host, d->cur_ip,
 			    reply);
@@ -605,8 +608,14 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		deliver_lost(d, "unexpected reply");
 		break;
 	}
-	if (d->state != DS_DONE && d->io != NULL)
+	if (d->state != DS_DONE && d->io != NULL) {
+		if (d->send_failed) {
+			d->send_failed = 0;
+			deliver_lost(d, "output buffer full");
+			return;
+		}
 		io_flush(d->io);
+	}
 }
 
 static void
@@ -736,6 +745,9 @@ deliver_send_cmds(struct deliver *d)
 	while (d->send_i <= last) {
 		if (!(d->ext & EXT_PIPELINING) && d->send_i != d->recv_i)
 			break;
+		/* A window, so a thousand recipients never overrun io. */
+		if (d->send_i - d->recv_i >= DELIVER_PIPE_MAX)
+			break;
 		if (d->send_i == 0) {
 			if (d->ext & EXT_SIZE)
 				snprintf(size, sizeof(size), " SIZE=%llu",
@@ -761,6 +773,11 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 	struct deliver_txn *t = d->txn;
 	unsigned last = t->nrcpt + 1, i;
 
+	/* A reply to nothing we sent: out of step, trust none of it. */
+	if (d->recv_i >= d->send_i) {
+		deliver_lost(d, "reply out of step with our commands");
+		return;
+	}
 	i = d->recv_i++;
 	if (i == 0) {
 		if (code / 100 != 2) {
@@ -781,6 +798,12 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 			d->body_bol = 1;
 			deliver_enter_state(d, DS_BODY);
 			(void)deliver_body(d);
+			return;
+		}
+		/* DATA can only start (354) or fail (4xx/5xx): a 2xx here
+		 * would mark a message sent whose body never left. */
+		if (code / 100 == 2 || (code / 100 == 3 && code != 354)) {
+			deliver_lost(d, "unexpected reply to DATA");
 			return;
 		}
 		if (code == 354) {
@@ -810,8 +833,8 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 			deliver_finish_txn(d);
 			return;
 		}
-		deliver_send_cmds(d);
 	}
+	deliver_send_cmds(d);	/* the next one, or the window's next */
 }
 
 /*
@@ -826,6 +849,8 @@ deliver_body(struct deliver *d)
 	size_t n, o, i;
 	ssize_t r;
 
+	/* Progress, not the whole transfer, is what the timeout bounds. */
+	io_set_timeout(d->io, DELIVER_CMD_MS);
 	while (d->body_done < t->size) {
 		if (io_queued(d->io) >= DELIVER_HIWAT) {
 			/* Written at once: go on.  Blocked: IO_DRAINED

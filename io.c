@@ -137,6 +137,9 @@ io_consume(struct io *io, size_t n)
 	memmove(io->in, io->in + n, io->in_len - n);
 	io->in_len -= n;
 	io_update(io);
+	/* The peer closed behind the input just used up: say so. */
+	if (io->eof && io->in_len == 0)
+		loop_timer_set(&io->kick, 0);
 }
 
 int
@@ -306,5 +309,9 @@ io_on_kick(struct loop_timer *t)
 	}
 	if (io->paused)
 		return;
-	io->cb(io, io->in_len > 0 ? IO_IN : IO_EOF, io->arg);
+	/* The fd event may have used the input already: say only what is. */
+	if (io->in_len > 0)
+		io->cb(io, IO_IN, io->arg);
+	else if (io->eof)
+		io->cb(io, IO_EOF, io->arg);
 }

@@ -25,6 +25,7 @@
 #define LOOP_SIGNALS	32
 
 static struct loop_timer *loop_timer_pop(void);
+static int loop_before(const struct loop_timer *, const struct loop_timer *);
 static void loop_heap_up(size_t);
 static void loop_heap_down(size_t);
 static void loop_heap_swap(size_t, size_t);
@@ -43,6 +44,8 @@ static int loop_ev_n, loop_ev_cur;
 
 static struct loop_timer **loop_heap;
 static size_t loop_heap_n, loop_heap_cap;
+static uint64_t loop_seq;		/* loop_timer_set() count */
+static uint64_t loop_seq_limit = UINT64_MAX;	/* during a timer pass */
 
 static struct loop_hook *loop_hooks;
 
@@ -172,10 +175,17 @@ loop_heap_swap(size_t a, size_t b)
 	loop_heap[b]->slot = b + 1;
 }
 
+/* Order by expiry, then by arming order, so equal deadlines run FIFO. */
+static int
+loop_before(const struct loop_timer *a, const struct loop_timer *b)
+{
+	return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
 static void
 loop_heap_up(size_t i)
 {
-	while (i > 0 && loop_heap[(i - 1) / 2]->when > loop_heap[i]->when) {
+	while (i > 0 && loop_before(loop_heap[i], loop_heap[(i - 1) / 2])) {
 		loop_heap_swap(i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
@@ -190,9 +200,9 @@ loop_heap_down(size_t i)
 		l = 2 * i + 1;
 		r = l + 1;
 		m = i;
-		if (l < loop_heap_n && loop_heap[l]->when < loop_heap[m]->when)
+		if (l < loop_heap_n && loop_before(loop_heap[l], loop_heap[m]))
 			m = l;
-		if (r < loop_heap_n && loop_heap[r]->when < loop_heap[m]->when)
+		if (r < loop_heap_n && loop_before(loop_heap[r], loop_heap[m]))
 			m = r;
 		if (m == i)
 			return;
@@ -233,6 +243,7 @@ loop_timer_set(struct loop_timer *t, uint64_t ms)
 		loop_heap_cap = cap;
 	}
 	t->when = loop_ms + ms;
+	t->seq = loop_seq++;
 	loop_heap[loop_heap_n] = t;
 	t->slot = ++loop_heap_n;
 	loop_heap_up(loop_heap_n - 1);
@@ -256,20 +267,28 @@ loop_timer_pop(void)
 {
 	struct loop_timer *t;
 
-	if (loop_heap_n == 0 || loop_heap[0]->when > loop_ms)
+	if (loop_heap_n == 0 || loop_heap[0]->when > loop_ms ||
+	    loop_heap[0]->seq >= loop_seq_limit)
 		return NULL;
 	t = loop_heap[0];
 	loop_timer_remove(t);
 	return t;
 }
 
+/*
+ * A timer armed during this pass waits for the next one, after the hooks
+ * and the fds had their turn: a callback that re-arms itself with 0 ms
+ * (a batch that is not done yet) cannot spin here forever.
+ */
 static void
 loop_run_timers(void)
 {
 	struct loop_timer *t;
 
+	loop_seq_limit = loop_seq;
 	while ((t = loop_timer_pop()) != NULL)
 		t->cb(t);
+	loop_seq_limit = UINT64_MAX;
 }
 
 static int

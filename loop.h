@@ -31,6 +31,7 @@ struct loop_fd {
 
 struct loop_timer {
 	uint64_t when;		/* loop_now() ms */
+	uint64_t seq;		/* when it was armed: ties, and "not this pass" */
 	size_t slot;		/* heap index + 1; 0: not armed */
 	void (*cb)(struct loop_timer *);	/* may free the owner */
 };

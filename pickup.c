@@ -38,6 +38,7 @@ static void pickup_on_timer(struct loop_timer *);
 static int pickup_file(const char *);
 static void pickup_on_commit(void *, const char *, int);
 static int pickup_read(int, size_t, char **, size_t *);
+static int pickup_bare_crlf(const char *, uint64_t);
 
 static const struct config *pickup_conf;
 static const struct alias_table *pickup_aliases;
@@ -116,12 +117,24 @@ pickup_file(const char *name)
 
 	memset(&info, 0, sizeof(info));
 	snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(), name);
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
-		log_warn(LP_PICKUP, "open %s", path);
+	/*
+	 * Anyone may create entries here: a FIFO must not block the loop
+	 * (O_NONBLOCK), a symlink or hard link must not make us read a file
+	 * its owner could not.
+	 */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC);
+	if (fd == -1) {
+		if (errno != ELOOP) {
+			log_warn(LP_PICKUP, "open %s", path);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "maildrop/%s", name);
+		(void)queue_quarantine(path, "a symbolic link");
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		why = "not a regular file";
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		why = "not a regular file with one link";
 		goto bad;
 	}
 	if (pickup_read(fd, pickup_conf->message_size_limit + QUEUE_HDR_MAX,
@@ -135,6 +148,11 @@ pickup_file(const char *name)
 	}
 	if (queue_parse(buf, len, &info, &why) == -1)
 		goto bad;
+	/* The SMTP door refuses these (smuggling); so does this one. */
+	if (pickup_bare_crlf(buf + info.body_off, info.size)) {
+		why = "bare CR or LF in the message";
+		goto bad;
+	}
 	if ((w = queue_writer_new(NULL, info.sender, info.flags &
 	    (QF_8BITMIME | QF_SMTPUTF8), st.st_uid, "local")) == NULL) {
 		log_warn(LP_PICKUP, "%s: cannot create queue file", name);
@@ -147,8 +165,13 @@ pickup_file(const char *name)
 		if (k < 0)
 			goto bad;
 		for (j = 0; j < k; j++)
-			if (queue_writer_rcpt(w, exp[j]) == -1)
-				goto werr;
+			if (queue_writer_rcpt(w, exp[j]) == -1) {
+				if (errno != E2BIG && errno != EINVAL)
+					goto werr;
+				/* Will never fit: do not retry forever. */
+				why = "too many or bad recipients";
+				goto bad;
+			}
 	}
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
@@ -183,6 +206,21 @@ out:
 	free(buf);
 	close(fd);
 	return rc;
+}
+
+/* Non-zero when a CR is not followed by LF, or a LF not preceded by CR. */
+static int
+pickup_bare_crlf(const char *b, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < n; i++) {
+		if (b[i] == '\r' && (i + 1 == n || b[i + 1] != '\n'))
+			return 1;
+		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
+			return 1;
+	}
+	return 0;
 }
 
 static int

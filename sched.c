@@ -80,12 +80,15 @@ struct sched_dest {
 };
 
 struct sched_conn {
+	struct sched_conn *prev, *next;	/* every open connection */
 	struct sched_dest *dest;
 	struct deliver *d;
+	struct sched_job *job;		/* in flight, or NULL */
 	int started;
 };
 
 static void sched_on_timer(struct loop_timer *);
+static void sched_conn_unlink(struct sched_conn *);
 static void sched_arm(uint64_t);
 static void sched_list_add(struct sched_msg **, struct sched_msg *);
 static void sched_list_del(struct sched_msg **, struct sched_msg *);
@@ -130,6 +133,7 @@ static struct sched_msg *sched_idle_list, *sched_active_list;
 static unsigned sched_nactive;
 static struct sched_dest *sched_dests;
 static unsigned sched_conns;
+static struct sched_conn *sched_conn_list;
 static struct loop_timer sched_timer = { .cb = sched_on_timer };
 static int sched_stopping;
 static int sched_starved;		/* due messages wait for a slot */
@@ -237,11 +241,58 @@ sched_flush(void)
 	sched_arm(0);
 }
 
+/*
+ * Drop every connection and forget everything: what was in flight stays
+ * in the queue as it is on disk and is tried again after the restart (a
+ * repeat only if the remote had already said 250 to the final dot).
+ */
 void
 sched_stop(void)
 {
+	struct sched_conn *c;
+	struct sched_dest *d;
+	struct sched_job *job;
+	struct sched_msg *m;
+
 	sched_stopping = 1;
 	loop_timer_cancel(&sched_timer);
+	while ((c = sched_conn_list) != NULL) {
+		sched_conn_unlink(c);
+		deliver_abort(c->d);
+		if (c->job)
+			sched_job_free(c->job);
+		free(c);
+	}
+	sched_conns = 0;
+	while ((d = sched_dests) != NULL) {
+		sched_dests = d->next;
+		while ((job = d->head) != NULL) {
+			d->head = job->next;
+			sched_job_free(job);
+		}
+		free(d);
+	}
+	while ((m = sched_active_list) != NULL) {
+		sched_list_del(&sched_active_list, m);
+		sched_msg_free(m);
+	}
+	while ((m = sched_idle_list) != NULL) {
+		sched_list_del(&sched_idle_list, m);
+		sched_msg_free(m);
+	}
+	sched_nactive = 0;
+}
+
+static void
+sched_conn_unlink(struct sched_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		sched_conn_list = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
 }
 
 unsigned
@@ -342,10 +393,18 @@ sched_activate(struct sched_msg *m)
 	unsigned char *taken;
 
 	if (queue_load(m->id, qi, &why) == -1) {
-		if (errno != ENOENT)
-			log_warnx(LP_QMGR, "%s: cannot load: %s", m->id,
-			    why ? why : strerror(errno));
-		sched_remove(m);	/* deleted, or quarantined */
+		if (errno == EBADMSG)
+			(void)queue_quarantine(m->id, why ? why : "bad file");
+		if (errno == ENOENT || errno == EBADMSG) {
+			sched_remove(m);	/* deleted, or quarantined */
+			return;
+		}
+		/* EMFILE, ENOMEM, EIO: the file is fine, try again later. */
+		log_warnx(LP_QMGR, "%s: cannot load: %s; retrying later",
+		    m->id, why ? why : strerror(errno));
+		memset(qi, 0, sizeof(*qi));
+		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
+		sched_idle(m);
 		return;
 	}
 	if ((taken = calloc(qi->nrcpt ? qi->nrcpt : 1, 1)) == NULL ||
@@ -492,6 +551,10 @@ sched_dispatch(void)
 				free(c);
 				return;
 			}
+			c->next = sched_conn_list;
+			if (sched_conn_list)
+				sched_conn_list->prev = c;
+			sched_conn_list = c;
 			d->active++;
 			d->starting++;
 			sched_conns++;
@@ -536,6 +599,7 @@ sched_on_next(void *arg, struct deliver *dv)
 		job->txn.flags = m->info.flags;
 		job->txn.size = m->info.size;
 		job->txn.body_off = m->info.body_off;
+		c->job = job;
 		return &job->txn;
 	}
 	return NULL;
@@ -544,10 +608,11 @@ sched_on_next(void *arg, struct deliver *dv)
 static void
 sched_on_done(void *arg, struct deliver *dv, struct deliver_txn *t)
 {
+	struct sched_conn *c = arg;
 	struct sched_job *job = container_of(t, struct sched_job, txn);
 
-	(void)arg;
 	(void)dv;
+	c->job = NULL;
 	sched_job_result(job);
 }
 
@@ -565,11 +630,20 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 		d->starting--;
 	d->active--;
 	sched_conns--;
+	sched_conn_unlink(c);
 	free(c);
 	if (r == DR_TEMP) {
 		/* No new connections for a while; open ones keep working. */
 		d->failures++;
 		d->dead_until = now + sched_backoff(d->failures) / 2;
+	}
+	/* The smarthost is the admin's choice: its failing name is a
+	 * configuration error to fix, not a reason to bounce everything. */
+	if (r == DR_PERM && sched_relay[0]) {
+		log_warnx(LP_QMGR, "smarthost %s: %s; mail is deferred",
+		    sched_relay, reason ? reason : "failed");
+		r = DR_TEMP;
+		dsn = "4.4.3";
 	}
 	if (r != DR_OK && d->active == 0) {
 		/* Nobody got through: everything waiting shares the fate. */

@@ -49,6 +49,8 @@
 #define SMTP_MSGID_MAX		200	/* logged message-id= */
 #define SMTP_ACCEPT_PAUSE_MS	1000	/* after EMFILE */
 #define SMTP_SHUTDOWN_GRACE_MS	60000
+#define SMTP_ACCEPT_BATCH	64	/* accepts per wake-up */
+#define SMTP_TIMEOUT_MAX	86400	/* seconds: no wrap in ms */
 #define SMTP_ALIAS_MAX		32	/* addresses one RCPT may become */
 
 enum smtp_state {
@@ -122,8 +124,11 @@ static void smtp_on_pause(struct loop_timer *);
 static void smtp_session_new(struct smtp_listener *, int,
     const struct sockaddr_storage *);
 static void smtp_session_free(struct smtp_session *);
+static void smtp_call_done(void);
+static void smtp_on_shutdown_grace(struct loop_timer *);
 static void smtp_enter_state(struct smtp_session *, enum smtp_state);
 static const char *smtp_strstate(enum smtp_state);
+static unsigned smtp_ms(unsigned);
 static void smtp_on_io(struct io *, enum io_event, void *);
 static void smtp_on_data_deadline(struct loop_timer *);
 static void smtp_flush(struct smtp_session *);
@@ -248,6 +253,7 @@ static unsigned smtp_count;
 static int smtp_stopping;
 static void (*smtp_done)(void);
 static void (*smtp_flush_hook)(void);
+static struct loop_timer smtp_grace = { .cb = smtp_on_shutdown_grace };
 
 void
 smtp_configure(const struct config *conf)
@@ -312,7 +318,8 @@ smtp_on_accept(struct loop_fd *lfd, unsigned events)
 	int fd, one = 1;
 
 	(void)events;
-	for (;;) {
+	/* A bounded batch: a connection flood must not starve the rest. */
+	for (int i = 0; i < SMTP_ACCEPT_BATCH; i++) {
 		len = sizeof(ss);
 		fd = accept4(lfd->fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -423,7 +430,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	smtp_head = s;
 	smtp_count++;
 	s->state = STATE_HELO;
-	io_set_timeout(s->io, smtp_conf->smtpd_timeout * 1000);
+	io_set_timeout(s->io, smtp_ms(smtp_conf->smtpd_timeout));
 	io_printf(s->io, "220 %s ESMTP ferry\r\n", smtp_conf->hostname);
 	io_flush(s->io);
 	return;
@@ -455,8 +462,28 @@ smtp_session_free(struct smtp_session *s)
 	free(s->rcpts);
 	free(s->msgid);
 	free(s);
-	if (smtp_stopping && smtp_count == 0 && smtp_done)
-		smtp_done();
+	if (smtp_stopping && smtp_count == 0)
+		smtp_call_done();
+}
+
+/* The shutdown callback runs once, however the last session ended. */
+static void
+smtp_call_done(void)
+{
+	void (*done)(void) = smtp_done;
+
+	smtp_done = NULL;
+	loop_timer_cancel(&smtp_grace);
+	if (done)
+		done();
+}
+
+/* Seconds from the config to loop milliseconds, without wrapping. */
+static unsigned
+smtp_ms(unsigned seconds)
+{
+	return (seconds > SMTP_TIMEOUT_MAX ? SMTP_TIMEOUT_MAX : seconds) *
+	    1000u;
 }
 
 static const char *
@@ -617,8 +644,12 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		smtp_session_free(s);
 		return;
 	case IO_TIMEOUT:
-		if (s->state == STATE_COMMIT)
+		if (s->state == STATE_COMMIT) {
+			/* The disk is slow; the client gets its full time
+			 * again once the answer is out. */
+			io_set_timeout(s->io, smtp_ms(smtp_conf->smtpd_timeout));
 			return;
+		}
 		if (s->state == STATE_QUIT) {
 			smtp_log_disconnect(s);
 			smtp_session_free(s);
@@ -1048,7 +1079,8 @@ ok:
 	smtp_enter_state(s, STATE_DATA);
 	/* Silence is bounded by smtpd_timeout, the whole message by
 	 * smtpd_data_timeout: a trickling client cannot hold a slot. */
-	loop_timer_set(&s->data_deadline, smtp_conf->smtpd_data_timeout * 1000);
+	loop_timer_set(&s->data_deadline,
+	    smtp_ms(smtp_conf->smtpd_data_timeout));
 	smtp_reply(s, RP_DATA_GO);
 }
 
@@ -1175,6 +1207,9 @@ smtp_data(struct smtp_session *s, const char *buf, size_t len)
 			if (n == 1 ? !(s->flags & SF_SKIP_CR) :
 			    buf[used + n - 2] != '\r')
 				goto bare_lf;
+			/* A CR that ended the last piece had to be ours. */
+			if (s->flags & SF_SKIP_CR && n > 1)
+				goto bare_cr;
 			if (n > 2 && memchr(buf + used, '\r', n - 2) != NULL)
 				goto bare_cr;
 			s->flags &= ~(SF_SKIPLINE | SF_SKIP_CR);
@@ -1360,14 +1395,12 @@ smtp_on_shutdown_grace(struct loop_timer *t)
 	    smtp_count);
 	while (smtp_head)
 		smtp_session_free(smtp_head);
-	if (smtp_done)
-		smtp_done();
+	smtp_call_done();
 }
 
 void
 smtp_shutdown(void (*done)(void))
 {
-	static struct loop_timer grace = { .cb = smtp_on_shutdown_grace };
 	struct smtp_session *s, *next;
 	int i;
 
@@ -1388,8 +1421,8 @@ smtp_shutdown(void (*done)(void))
 			s->flags |= SF_SHUTDOWN;
 	}
 	if (smtp_count == 0) {
-		done();
+		smtp_call_done();
 		return;
 	}
-	loop_timer_set(&grace, SMTP_SHUTDOWN_GRACE_MS);
+	loop_timer_set(&smtp_grace, SMTP_SHUTDOWN_GRACE_MS);
 }
