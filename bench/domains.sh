@@ -30,14 +30,10 @@
 
 set -u
 
-BENCH_POLL_INTERVAL=0.005	# seconds between looks at the sink counters
-BENCH_START_WAIT=100		# tenths of a second for a listener to appear
-BENCH_STOP_WAIT=100		# tenths of a second for ferry to exit
-BENCH_SINK_BACKLOG=1000		# smtp-sink's listen backlog
 SPREAD_MAX=254			# 127.0.0.1 .. 127.0.0.254
 
-me=domains
-here=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
 
 [ $# -le 1 ] || { echo "usage: sh $0 [MESSAGES]" >&2; exit 64; }
 n=${1:-${DOMAINS_N:-200}}
@@ -49,96 +45,17 @@ size=${DOMAINS_SIZE:-4096}
 limit=${DOMAINS_LIMIT:-2.0}
 rounds=${BENCH_ROUNDS:-5}
 timeout=${BENCH_TIMEOUT:-60}
-for v in "$n" "$delay" "$conc" "$spread" "$sessions" "$size" "$rounds" \
-    "$timeout"; do
-	case $v in
-	''|*[!0-9]*|0) echo "$me: not a positive number: '$v'" >&2; exit 64 ;;
-	esac
-done
+positive "$n" "$delay" "$conc" "$spread" "$sessions" "$size" "$rounds" \
+    "$timeout"
 [ "$spread" -le $SPREAD_MAX ] ||
     { echo "$me: DOMAINS_SPREAD is at most $SPREAD_MAX" >&2; exit 64; }
-ferry=${FERRY:-$here/ferry}
 
-die() {
-	echo "$me: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" = 0 ] || die "must run as root (ferry binds and drops privileges)"
-[ -x "$ferry" ] || die "no $ferry; build it first (make)"
-for c in smtp-sink python3 ss; do
-	command -v "$c" >/dev/null || die "$c is missing (sh test/deps.sh test)"
-done
-if ! id ferry >/dev/null 2>&1; then
-	useradd --system --no-create-home --shell /usr/sbin/nologin ferry ||
-	    die "cannot create user ferry"
-fi
-
-dir=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/ferry-domains.XXXXXX") ||
-    die "mktemp failed"
-chmod 755 "$dir" || die "chmod $dir"
-
-ferry_pid=
-dns_pid=
-sink_pids=
-waiter_pid=
-ok=
-
-cleanup() {
-	[ -n "$waiter_pid" ] && kill "$waiter_pid" 2>/dev/null
-	[ -n "$ferry_pid" ] && kill "$ferry_pid" 2>/dev/null
-	[ -n "$dns_pid" ] && kill "$dns_pid" 2>/dev/null
-	for p in $sink_pids; do
-		kill "$p" 2>/dev/null
-	done
-	if [ -n "$ok" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
-		rm -rf "$dir"
-	else
-		echo "$me: queues and logs kept in $dir"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-# listening PORT [COUNT] [u]: at least COUNT (1) sockets listen on PORT
-# (TCP; UDP with u).
-listening() {
-	got=$(ss -Hl"${3:-t}"n "sport = :$1" 2>/dev/null | wc -l)
-	[ "$got" -ge "${2:-1}" ]
-}
-
-used_ports=
-free_port() {
-	while :; do
-		p=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-		p=$((20000 + p % 40000))
-		case " $used_ports " in *" $p "*) continue ;; esac
-		listening "$p" && continue
-		listening "$p" 1 u && continue
-		used_ports="$used_ports $p"
-		echo "$p"
-		return
-	done
-}
-
-# wait_for WHAT PID PORT COUNT PROTO ERRFILE: until COUNT listeners.
-wait_for() {
-	i=0
-	while ! listening "$3" "$4" "$5"; do
-		kill -0 "$2" 2>/dev/null || {
-			cat "$6" >&2
-			die "$1 exited at start-up"
-		}
-		i=$((i + 1))
-		[ $i -le $BENCH_START_WAIT ] || die "$1 does not listen on $3"
-		sleep 0.1
-	done
-}
+prepare "ferry binds and drops privileges" ferry-domains smtp-sink python3 ss
 
 # The submitter: SESSIONS threads, message i to rcpt@d<i>.test, each
 # thread on one connection; writes "first_start first_accepted
-# last_accepted sent" (unix seconds).  And the waiter, as in relay.sh.
-write_helpers() {
+# last_accepted sent" (unix seconds).
+write_submit() {
 	cat >"$dir/submit.py" <<'EOF'
 import smtplib, sys, threading, time
 
@@ -182,39 +99,6 @@ with open(out, 'w') as f:
                                       max(accepted or [0]), len(accepted)))
 sys.exit(1 if errors or len(accepted) != n else 0)
 EOF
-	cat >"$dir/sinkwait.py" <<'EOF'
-import re, sys, time
-
-out, n, timeout, interval = sys.argv[1], int(sys.argv[2]), \
-    float(sys.argv[3]), float(sys.argv[4])
-files = sys.argv[5:]
-TAIL = 256
-mesg = re.compile(rb'mesg=(\d+)')
-
-
-def count(path):
-    try:
-        with open(path, 'rb') as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - TAIL))
-            found = mesg.findall(f.read())
-    except OSError:
-        return 0
-    return int(found[-1]) if found else 0
-
-
-deadline = time.time() + timeout
-while True:
-    got = sum(count(p) for p in files)
-    t = time.time()
-    if got >= n or t > deadline:
-        break
-    time.sleep(interval)
-with open(out, 'w') as f:
-    f.write('%.6f %d\n' % (t, got))
-sys.exit(0 if got >= n else 1)
-EOF
 }
 
 # One round in $1; appends "done_s last_accepted_s delivered submitted
@@ -226,95 +110,58 @@ run_round() {
 	    --domains "$n" --spread "$spread" --log "$rd/dns.log" \
 	    >"$rd/dns.out" 2>&1 &
 	dns_pid=$!
-	wait_for slowdns "$dns_pid" "$dns_port" 1 u "$rd/dns.out"
+	wait_listen slowdns "$dns_pid" "$dns_port" 1 u "$rd/dns.out"
 	counters=
 	x=1
 	while [ $x -le "$spread" ]; do
-		smtp-sink -u nobody -c "127.0.0.$x:$sink_port" \
-		    "$BENCH_SINK_BACKLOG" >"$rd/sink-$x.count" \
-		    2>"$rd/sink-$x.err" &
-		sink_pids="$sink_pids $!"
-		wait_for smtp-sink $! "$sink_port" "$x" t "$rd/sink-$x.err"
+		sink_start "127.0.0.$x" "$sink_port" "$rd/sink-$x.count" \
+		    "$rd/sink-$x.err" "$x"
 		counters="$counters $rd/sink-$x.count"
 		x=$((x + 1))
 	done
-	conf=$rd/relay.conf
-	cat >"$conf" <<EOF
-hostname = bench.test
-listen_smtp = 127.0.0.1:$ferry_port
-listen_submission =
-local_socket = $rd/submit.sock
-queue_dir = $rd/queue
-log = stderr
-user = ferry
-max_connections = 256
-max_connections_per_client = 256
-relay_networks = 127.0.0.0/8
+	ferry_start "$rd" "$ferry_port" <<EOF
 smarthost =
 dns_servers = 127.0.0.1:$dns_port
 dnssec = no
 outbound_tls = none
 mx_port = $sink_port
 max_deliveries = $conc
-${FERRY_EXTRA_CONF:-}
 EOF
-	"$ferry" -c "$conf" serve 2>"$rd/ferry.log" &
-	ferry_pid=$!
-	wait_for ferry "$ferry_pid" "$ferry_port" 1 t "$rd/ferry.log"
 
 	# shellcheck disable=SC2086
-	python3 "$dir/sinkwait.py" "$rd/done" "$n" "$timeout" \
-	    "$BENCH_POLL_INTERVAL" $counters &
-	waiter_pid=$!
+	waiter_start "$rd/done" "$n" "$timeout" $counters
 	python3 "$dir/submit.py" 127.0.0.1 "$ferry_port" "$n" "$sessions" \
 	    "$size" "$rd/submitted" 2>"$rd/submit.err" ||
 	    { cat "$rd/submit.err" >&2; die "submitting to ferry failed"; }
-	wait "$waiter_pid"
-	rc=$?
-	waiter_pid=
+	waiter_wait "the sinks"
 	read -r _ t_first t_last submitted <"$rd/submitted"
-	read -r t_done got <"$rd/done"
-	[ $rc -eq 0 ] || echo "$me: the sinks got only $got of $n in" \
-	    "${timeout}s" >&2
 
-	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$ferry_pid/status")
-	kill -TERM "$ferry_pid"
-	i=0
-	while kill -0 "$ferry_pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -le $BENCH_STOP_WAIT ] || die "ferry did not exit on SIGTERM"
-		sleep 0.1
-	done
-	wait "$ferry_pid"
-	ferry_pid=
+	hwm=$(ferry_hwm)
+	ferry_stop
 	kill -TERM "$dns_pid"
 	wait "$dns_pid"
 	dns_pid=
-	for p in $sink_pids; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	sink_pids=
+	sinks_stop
 	queries=$(sed -n 's/^slowdns: \([0-9]*\) queries$/\1/p' "$rd/dns.out")
 	# Postfix-style delay= of each status=sent line: arrival to delivery.
 	delays=$(sed -n 's/.*, delay=\([0-9.]*\),.*status=sent.*/\1/p' \
 	    "$rd/ferry.log" | sort -g | awk '{ v[NR] = $1 } END {
 		if (NR == 0) print "? ?"
 		else printf "%s %s\n", v[int((NR + 1) / 2)], v[NR] }')
-	echo "$t_first $t_last $t_done $got $submitted ${queries:-?} $delays" \
+	echo "$t_first $t_last $done_at $got $submitted ${queries:-?} $delays" \
 	    "$hwm" | awk '{ printf "%.3f %.3f %d %d %s %s %s %s\n",
 		$3 - $1, $2 - $1, $4, $5, $6, $7, $8, $9 }' >>"$dir/rounds.res"
 }
 
-write_helpers
-ferry_port=$(free_port)
-sink_port=$(free_port)
-dns_port=$(free_port)
+write_submit
+write_sinkwait
+free_port; ferry_port=$port
+free_port; sink_port=$port
+free_port; dns_port=$port
 echo "$me: $n messages to $n domains, DNS answers ${delay} ms late," \
     "max_deliveries $conc, MX hosts on $spread address(es)," \
     "$sessions submitting sessions, $rounds rounds"
-echo "$me: load average before: $(cut -d' ' -f1-3 /proc/loadavg)," \
-    "$(nproc) CPUs"
+load_before
 r=1
 while [ $r -le "$rounds" ]; do
 	run_round "$dir/round-$r"
@@ -325,16 +172,16 @@ echo "$me: each round: seconds_to_all_delivered seconds_to_last_accepted" \
     "delivered submitted dns_queries delay_median delay_max vmhwm_kb" \
     "(seconds from the first message accepted)"
 sed 's/^/  /' "$dir/rounds.res"
-echo "$me: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-awk -v n="$n" -v limit="$limit" '{ v[NR] = $1; if ($3 < n) short++
-	    if ($1 >= limit) over++ }
+load_after
+awk -v n="$n" -v limit="$limit" -v med="$(median 1 "$dir/rounds.res")" '
+    NR == 1 || $1 < lo { lo = $1 }
+    NR == 1 || $1 > hi { hi = $1 }
+    { if ($3 < n) short++
+      if ($1 >= limit) over++ }
     END {
-	for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++)
-		if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-	med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 	printf "domains: %d messages to %d domains delivered in %.2f s " \
 	    "(median of %d; min %.2f, max %.2f; target < %s s): %s\n",
-	    n, n, med, NR, v[1], v[NR], limit,
+	    n, n, med, NR, lo, hi, limit,
 	    (over || short) ? "MISSED" : "ok"
 	exit (over || short) ? 1 : 0
     }' "$dir/rounds.res" && ok=1

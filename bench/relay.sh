@@ -33,254 +33,29 @@
 
 set -u
 
-BENCH_SAMPLE_INTERVAL=0.05	# seconds between memory samples
-BENCH_POLL_INTERVAL=0.005	# seconds between looks at a sink's counter
-BENCH_START_WAIT=100		# tenths of a second for a listener to appear
-BENCH_STOP_WAIT=100		# tenths of a second for ferry to exit
 BENCH_DRAIN_WAIT=50		# tenths of a second for a queue to empty
-BENCH_SINK_BACKLOG=1000		# smtp-sink's listen backlog
 
-me=relay
-here=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
 
-[ $# -le 3 ] || { echo "usage: sh $0 [MESSAGES [SESSIONS [SIZE]]]" >&2; exit 64; }
-n=${1:-${BENCH_N:-2000}}
-s=${2:-${BENCH_SESSIONS:-20}}
-size=${3:-${BENCH_SIZE:-4096}}
+load_args "$@"
 rounds=${BENCH_ROUNDS:-3}
 timeout=${BENCH_TIMEOUT:-300}
 conc=${BENCH_DELIVERIES:-20}
-for v in "$n" "$s" "$size" "$rounds" "$timeout" "$conc"; do
-	case $v in
-	''|*[!0-9]*|0) echo "$me: not a positive number: '$v'" >&2; exit 64 ;;
-	esac
-done
-ferry=${FERRY:-$here/ferry}
-reuse=
-[ "${BENCH_REUSE:-0}" = 1 ] && reuse=-d
+positive "$n" "$s" "$size" "$rounds" "$timeout" "$conc"
 
-die() {
-	echo "$me: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" = 0 ] || die "must run as root (the daemons bind and drop privileges)"
-[ -x "$ferry" ] || die "no $ferry; build it first (make)"
-for c in smtp-source smtp-sink postfix postconf python3 ss; do
-	command -v "$c" >/dev/null || die "$c is missing (sh test/deps.sh test)"
-done
-if ! id ferry >/dev/null 2>&1; then
-	useradd --system --no-create-home --shell /usr/sbin/nologin ferry ||
-	    die "cannot create user ferry"
-fi
-
-dir=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/ferry-relay.XXXXXX") ||
-    die "mktemp failed"
-# The daemons drop privileges and must reach their queues below this.
-chmod 755 "$dir" || die "chmod $dir"
-
-ferry_pid=
-sampler_pid=
-sink_pid=
-waiter_pid=
-pf_running=
-ok=
-
-cleanup() {
-	[ -n "$waiter_pid" ] && kill "$waiter_pid" 2>/dev/null
-	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
-	[ -n "$ferry_pid" ] && kill "$ferry_pid" 2>/dev/null
-	[ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null
-	[ -n "$pf_running" ] &&
-	    sh "$here/test/postfix-instance.sh" stop "$pf_running" >/dev/null
-	if [ -n "$ok" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
-		rm -rf "$dir"
-	else
-		echo "$me: queues and logs kept in $dir"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-listening() {
-	ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
-}
-
-# A high TCP port nothing listens on and not handed out in this run.
-used_ports=
-free_port() {
-	while :; do
-		p=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-		p=$((20000 + p % 40000))
-		case " $used_ports " in *" $p "*) continue ;; esac
-		listening "$p" && continue
-		used_ports="$used_ports $p"
-		echo "$p"
-		return
-	done
-}
-
-now() {
-	date +%s.%N
-}
-
-# The memory sampler (as in bench/accept.sh): follows the process tree
-# under one pid and records the largest VmRSS and Pss sums it saw.  And
-# the waiter: polls smtp-sink -c output until its message counter reaches
-# N, then writes the time it saw that.
-write_helpers() {
-	cat >"$dir/sampler.py" <<'EOF'
-import os, signal, sys, time
-
-root, out, interval = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-stop = False
-
-
-def on_term(signum, frame):
-    global stop
-    stop = True
-
-
-def tree():
-    kids = {}
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        ppid = int(st[st.rindex(')') + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    todo, seen = [root], []
-    while todo:
-        p = todo.pop()
-        seen.append(p)
-        todo.extend(kids.get(p, []))
-    return seen
-
-
-def field(path, key):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-signal.signal(signal.SIGTERM, on_term)
-peak_rss = peak_pss = peak_n = samples = 0
-while True:
-    pids = tree()
-    rss = sum(field('/proc/%d/status' % p, 'VmRSS:') for p in pids)
-    pss = sum(field('/proc/%d/smaps_rollup' % p, 'Pss:') for p in pids)
-    peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-    peak_n, samples = max(peak_n, len(pids)), samples + 1
-    if stop:
-        break
-    time.sleep(interval)
-with open(out, 'w') as f:
-    f.write('%d %d %d %d\n' % (peak_rss, peak_pss, peak_n, samples))
-EOF
-	cat >"$dir/sinkwait.py" <<'EOF'
-# sinkwait.py OUT N TIMEOUT INTERVAL COUNTERFILE...: the sum of the last
-# "mesg=K" of each smtp-sink -c output file; writes "time count" to OUT
-# when it reaches N (exit 0) or at the timeout (exit 1).
-import re, sys, time
-
-out, n, timeout, interval = sys.argv[1], int(sys.argv[2]), \
-    float(sys.argv[3]), float(sys.argv[4])
-files = sys.argv[5:]
-TAIL = 256
-mesg = re.compile(rb'mesg=(\d+)')
-
-
-def count(path):
-    try:
-        with open(path, 'rb') as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - TAIL))
-            found = mesg.findall(f.read())
-    except OSError:
-        return 0
-    return int(found[-1]) if found else 0
-
-
-deadline = time.time() + timeout
-while True:
-    got = sum(count(p) for p in files)
-    t = time.time()
-    if got >= n or t > deadline:
-        break
-    time.sleep(interval)
-with open(out, 'w') as f:
-    f.write('%.6f %d\n' % (t, got))
-sys.exit(0 if got >= n else 1)
-EOF
-}
-
-sampler_start() {
-	python3 "$dir/sampler.py" "$1" "$2" "$BENCH_SAMPLE_INTERVAL" &
-	sampler_pid=$!
-}
-
-sampler_stop() {
-	kill -TERM "$sampler_pid" 2>/dev/null
-	wait "$sampler_pid"
-	sampler_pid=
-}
-
-# sink_start DIR PORT: a fresh smtp-sink counting into DIR/sink.count.
-sink_start() {
-	smtp-sink -u nobody -c "127.0.0.1:$2" "$BENCH_SINK_BACKLOG" \
-	    >"$1/sink.count" 2>"$1/sink.err" &
-	sink_pid=$!
-	i=0
-	while ! listening "$2"; do
-		kill -0 "$sink_pid" 2>/dev/null || {
-			cat "$1/sink.err" >&2
-			sink_pid=
-			die "smtp-sink on $2 exited at start-up"
-		}
-		i=$((i + 1))
-		[ $i -le $BENCH_START_WAIT ] || die "smtp-sink does not listen on $2"
-		sleep 0.1
-	done
-}
-
-sink_stop() {
-	kill "$sink_pid" 2>/dev/null
-	wait "$sink_pid" 2>/dev/null
-	sink_pid=
-}
+prepare "the daemons bind and drop privileges" ferry-relay \
+    smtp-source smtp-sink postfix postconf python3 ss
 
 # drive DIR PORT: starts the waiter on DIR's sink, runs smtp-source
 # against PORT; prints "t0 t_sent t_done delivered" (epoch seconds).
 drive() {
-	python3 "$dir/sinkwait.py" "$1/done" "$n" "$timeout" \
-	    "$BENCH_POLL_INTERVAL" "$1/sink.count" &
-	waiter_pid=$!
+	waiter_start "$1/done" "$n" "$timeout" "$1/sink.count"
 	t0=$(now)
-	# shellcheck disable=SC2086
-	smtp-source -4 $reuse -s "$s" -m "$n" -l "$size" -M bench-client.test \
-	    -f sender@bench-client.test -t rcpt@example.net \
-	    "127.0.0.1:$2" >"$1/smtp-source.log" 2>&1 || {
-		cat "$1/smtp-source.log" >&2
-		return 1
-	}
+	smtp_source "$2" "$1/smtp-source.log" || return 1
 	t1=$(now)
-	wait "$waiter_pid"
-	rc=$?
-	waiter_pid=
-	read -r t2 got <"$1/done"
-	[ $rc -eq 0 ] || echo "$me: the sink got only $got of $n in" \
-	    "${timeout}s" >&2
-	echo "$t0 $t1 $t2 $got"
+	waiter_wait "the sink"
+	echo "$t0 $t1 $done_at $got"
 }
 
 # The times as "e2e_seconds accept_seconds delivered".
@@ -288,81 +63,34 @@ durations() {
 	echo "$1" | awk '{ printf "%.3f %.3f %d\n", $3 - $1, $2 - $1, $4 }'
 }
 
-ferry_queued() {
-	"$ferry" -c "$1" mailq --json 2>>"$2" |
-	    python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' ||
-	    echo "?"
-}
-
 # One round against ferry in $1 (a fresh directory); appends "e2e accept
 # delivered left vmhwm_kb rss_kb pss_kb processes samples" to ferry.res.
 run_ferry() {
 	fd=$1
 	mkdir "$fd" || die "mkdir $fd"
-	sink_start "$fd" "$ferry_sink"
-	conf=$fd/relay.conf
-	cat >"$conf" <<EOF
-hostname = bench.test
-listen_smtp = 127.0.0.1:$ferry_port
-listen_submission =
-local_socket = $fd/submit.sock
-queue_dir = $fd/queue
-log = stderr
-user = ferry
-max_connections = 256
-max_connections_per_client = 256
-relay_networks = 127.0.0.0/8
+	sink_start 127.0.0.1 "$ferry_sink" "$fd/sink.count" "$fd/sink.err" 1
+	ferry_start "$fd" "$ferry_port" <<EOF
 smarthost = [127.0.0.1]:$ferry_sink
 smarthost_tls = none
 max_deliveries = $conc
 max_deliveries_per_destination = $conc
-${FERRY_EXTRA_CONF:-}
 EOF
-	"$ferry" -c "$conf" serve 2>"$fd/ferry.log" &
-	ferry_pid=$!
-	i=0
-	while ! listening "$ferry_port"; do
-		kill -0 "$ferry_pid" 2>/dev/null || {
-			tail -20 "$fd/ferry.log" >&2
-			ferry_pid=
-			die "ferry exited at start-up; log above"
-		}
-		i=$((i + 1))
-		[ $i -le $BENCH_START_WAIT ] ||
-		    die "ferry does not listen on $ferry_port"
-		sleep 0.1
-	done
 	sampler_start "$ferry_pid" "$fd/mem"
 	res=$(drive "$fd" "$ferry_port") || die "smtp-source against ferry failed"
 	sampler_stop
 	# The 250 from the sink comes before ferry's own state write.
 	i=0
-	while left=$(ferry_queued "$conf" "$fd/ferry.log") && [ "$left" != 0 ]; do
+	while left=$(ferry_queued "$fd") && [ "$left" != 0 ]; do
 		i=$((i + 1))
 		if [ $i -gt $BENCH_DRAIN_WAIT ] || [ "$left" = "?" ]; then
 			break
 		fi
 		sleep 0.1
 	done
-	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$ferry_pid/status")
-	kill -TERM "$ferry_pid"
-	i=0
-	while kill -0 "$ferry_pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -le $BENCH_STOP_WAIT ] || die "ferry did not exit on SIGTERM"
-		sleep 0.1
-	done
-	wait "$ferry_pid"
-	rc=$?
-	ferry_pid=
-	[ $rc -eq 0 ] || echo "$me: warning: ferry exited $rc on SIGTERM" >&2
-	sink_stop
+	hwm=$(ferry_hwm)
+	ferry_stop
+	sinks_stop
 	echo "$(durations "$res") $left $hwm $(cat "$fd/mem")" >>"$dir/ferry.res"
-}
-
-pf_queued() {
-	find "$1/queue/maildrop" "$1/queue/incoming" "$1/queue/active" \
-	    "$1/queue/deferred" "$1/queue/hold" -type f | wc -l
 }
 
 # The same against a fresh Postfix in $1; appends to postfix.res (its
@@ -370,10 +98,8 @@ pf_queued() {
 run_postfix() {
 	pd=$1
 	mkdir "$pd" || die "mkdir $pd"
-	sink_start "$pd" "$pf_sink"
-	sh "$here/test/postfix-instance.sh" start "$pd" "$pf_port" \
-	    "[127.0.0.1]:$pf_sink" >/dev/null || die "Postfix did not start"
-	pf_running=$pd
+	sink_start 127.0.0.1 "$pf_sink" "$pd/sink.count" "$pd/sink.err" 1
+	pf_start "$pd" "$pf_port" "[127.0.0.1]:$pf_sink"
 	# Written after start (postfix-instance.sh writes main.cf); the value
 	# is Postfix's default, so the reload changes nothing but says it.
 	postconf -c "$pd" -e "default_destination_concurrency_limit = $conc" ||
@@ -383,8 +109,7 @@ run_postfix() {
 	pf_conc=$(postconf -c "$pd" -x -h smtp_destination_concurrency_limit)
 	# reload restarts qmgr; let it settle before the clock starts.
 	sleep 1
-	pf_master=$(tr -d ' \n' <"$pd/queue/pid/master.pid")
-	sampler_start "$pf_master" "$pd/mem"
+	sampler_start "$(pf_master "$pd")" "$pd/mem"
 	res=$(drive "$pd" "$pf_port") || die "smtp-source against Postfix failed"
 	sampler_stop
 	i=0
@@ -393,22 +118,14 @@ run_postfix() {
 		[ $i -le $BENCH_DRAIN_WAIT ] || break
 		sleep 0.1
 	done
-	sh "$here/test/postfix-instance.sh" stop "$pd" >/dev/null ||
-	    die "Postfix did not stop"
-	pf_running=
-	sink_stop
+	pf_stop "$pd"
+	sinks_stop
 	read -r rss _ <"$pd/mem"
 	echo "$(durations "$res") $left $rss $(cat "$pd/mem")" >>"$dir/postfix.res"
 }
 
 # Per column: the median end-to-end and accept times, the smallest count
 # delivered, the largest left behind and the largest memory figures.
-median() {
-	awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR % 2) print v[(NR + 1) / 2]
-		else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 summary() {
 	awk -v e2e="$(median 1 "$1")" -v acc="$(median 2 "$1")" '
 	    NR == 1 || $3 < d { d = $3 }
@@ -419,54 +136,35 @@ summary() {
 		left == "" ? 0 : left, m[5], m[6], m[7], m[8], m[9] }' "$1"
 }
 
-write_helpers
-ferry_port=$(free_port)
-ferry_sink=$(free_port)
-pf_port=$(free_port)
-pf_sink=$(free_port)
+write_sampler
+write_sinkwait
+free_port; ferry_port=$port
+free_port; ferry_sink=$port
+free_port; pf_port=$port
+free_port; pf_sink=$port
 pf_conc='?'
-if [ -n "$reuse" ]; then
-	how="reusing connections"
-else
-	how="one message per connection"
-fi
-echo "$me: $n messages of $size bytes over $s sessions ($how), $rounds" \
-    "rounds, $conc deliveries at once;" \
-    "queues in $dir on $(df --output=source "$dir" | tail -1)"
-echo "$me: load average before: $(cut -d' ' -f1-3 /proc/loadavg)," \
-    "$(nproc) CPUs"
-
-# Alternate who goes first, so neither always meets a cold or a busy disk.
-r=1
-while [ $r -le "$rounds" ]; do
-	if [ $((r % 2)) -eq 1 ]; then
-		run_ferry "$dir/ferry-$r"
-		run_postfix "$dir/postfix-$r"
-	else
-		run_postfix "$dir/postfix-$r"
-		run_ferry "$dir/ferry-$r"
-	fi
-	r=$((r + 1))
-done
+echo "$me: $n messages of $size bytes over $s sessions ($(reuse_how))," \
+    "$rounds rounds, $conc deliveries at once;" \
+    "queues in $dir on $(queue_disk)"
+load_before
+alternate_rounds "$rounds"
 
 # --- report --------------------------------------------------------------
-read -r f_e2e f_acc f_d f_left f_hwm f_rss f_pss f_np f_samp <<EOF
-$(summary "$dir/ferry.res")
+f_sum=$(summary "$dir/ferry.res")
+p_sum=$(summary "$dir/postfix.res")
+read -r f_e2e f_acc f_d f_left _ _ f_pss _ <<EOF
+$f_sum
 EOF
-read -r p_e2e p_acc p_d p_left _ p_rss p_pss p_np p_samp <<EOF
-$(summary "$dir/postfix.res")
+read -r p_e2e p_acc p_d p_left _ _ p_pss _ <<EOF
+$p_sum
 EOF
 echo "$me: Postfix smtp_destination_concurrency_limit = $pf_conc"
-awk -v n="$n" -v s="$s" -v size="$size" -v rounds="$rounds" \
+width=32
+table_head $width
+awk -v w=$width -v n="$n" -v rounds="$rounds" \
     -v fe="$f_e2e" -v pe="$p_e2e" -v fa="$f_acc" -v pa="$p_acc" \
-    -v fd="$f_d" -v pd="$p_d" -v fl="$f_left" -v pl="$p_left" \
-    -v fh="$f_hwm" -v fr="$f_rss" -v fp="$f_pss" -v fnp="$f_np" \
-    -v pr="$p_rss" -v pp="$p_pss" -v pnp="$p_np" \
-    -v fsa="$f_samp" -v psa="$p_samp" 'BEGIN {
-	fmt = "%-32s %12s %12s\n"
-	printf fmt, "", "ferry", "postfix"
-	printf fmt, "messages x sessions", n " x " s, n " x " s
-	printf fmt, "body bytes", size, size
+    -v fd="$f_d" -v pd="$p_d" -v fl="$f_left" -v pl="$p_left" 'BEGIN {
+	fmt = "%-" w "s %12s %12s\n"
 	printf fmt, "end-to-end s (median of " rounds ")", sprintf("%.2f", fe),
 	    sprintf("%.2f", pe)
 	printf fmt, "end-to-end msg/s", sprintf("%.0f", n / fe),
@@ -475,25 +173,20 @@ awk -v n="$n" -v s="$s" -v size="$size" -v rounds="$rounds" \
 	    sprintf("%.2f", pa)
 	printf fmt, "at the sink (min)", fd, pd
 	printf fmt, "left in queue (max)", fl, pl
-	printf fmt, "peak RSS MB (HWM / sum)", sprintf("%.1f", fh / 1024),
-	    sprintf("%.1f", pr / 1024)
-	printf fmt, "peak RSS MB (sampled sum)", sprintf("%.1f", fr / 1024),
-	    sprintf("%.1f", pr / 1024)
-	printf fmt, "peak PSS MB (sampled sum)", sprintf("%.1f", fp / 1024),
-	    sprintf("%.1f", pp / 1024)
-	printf fmt, "processes (max)", fnp, pnp
-	printf fmt, "memory samples (max)", fsa, psa
+}'
+table_memory $width "$f_sum" "$p_sum"
+awk -v n="$n" -v fe="$f_e2e" -v pe="$p_e2e" 'BEGIN {
 	printf "relay: ferry %.0f msg/s, postfix %.0f msg/s end to end, " \
 	    "ratio %.2fx (target >= 1.5x)\n", n / fe, n / pe, pe / fe
-	printf "peak RSS: ferry %.1f MB, postfix %.1f MB, ratio %.3f " \
-	    "(target <= 0.1); PSS ratio %.3f\n",
-	    fh / 1024, pr / 1024, fh / pr, fp / pp
 }'
-echo "$me: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+rss_ratio "$f_sum" "$p_sum"
+awk -v fp="$f_pss" -v pp="$p_pss" 'BEGIN {
+	printf " (target <= 0.1); PSS ratio %.3f\n", fp / pp
+}'
+load_after
 echo "$me: each round: e2e_s accept_s delivered left hwm/rss_kb rss_kb" \
     "pss_kb procs samples"
-sed 's/^/  ferry   /' "$dir/ferry.res"
-sed 's/^/  postfix /' "$dir/postfix.res"
+report_rounds
 ok=1
 [ "$f_d" -ge "$n" ] || { echo "$me: ferry's sink got $f_d of $n" >&2; ok=; }
 [ "$p_d" -ge "$n" ] || { echo "$me: Postfix's sink got $p_d of $n" >&2; ok=; }
