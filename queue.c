@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -398,6 +399,21 @@ queue_sweep(void)
 	sweep_maildrop();
 	sweep_orphan_state();
 	return 0;
+}
+
+int
+queue_space_ok(uint64_t need)
+{
+	struct statvfs sv;
+
+	/* Cannot tell: let the write itself fail and answer 451 then. */
+	if (queue_dirfd == -1 || fstatvfs(queue_dirfd, &sv) == -1)
+		return 1;
+	if ((uint64_t)sv.f_bavail * sv.f_frsize < need + QUEUE_MINFREE)
+		return 0;
+	if (sv.f_files != 0 && sv.f_favail < QUEUE_MININODES)
+		return 0;
+	return 1;
 }
 
 void

@@ -32,6 +32,8 @@
 #define QUEUE_REASON_MAX 256	/* last error text kept per recipient */
 #define QUEUE_MAX_RCPT	1000	/* the parser's cap, above max_recipients */
 #define QUEUE_HDR_MAX	(64 * 1024)	/* envelope part of a file */
+#define QUEUE_MINFREE	(1024 * 1024)	/* bytes kept free */
+#define QUEUE_MININODES	64
 #define QUEUE_BUF_SIZE	(16 * 1024)	/* writer buffer: one write for
 					   most messages */
 
@@ -114,6 +116,11 @@ int queue_delete(const char *id);
 /* Move a bad file to corrupt/ and log it. */
 int queue_quarantine(const char *name, const char *why);
 int queue_id_valid(const char *);
+
+/* 1 when queue_dir has room for a message of about need bytes with
+ * QUEUE_MINFREE and QUEUE_MININODES to spare (OpenSMTPD's MINSPACE, Postfix's
+ * queue_minfree): mail is refused with a 4xx before the disk is full. */
+int queue_space_ok(uint64_t need);
 
 /* Every committed message in ID order; files that do not parse are
  * quarantined.  cb returns non-zero to stop. */

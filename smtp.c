@@ -88,7 +88,7 @@ enum smtp_reply {
 	RP_LINE_TOO_LONG, RP_DATA_LINE_TOO_LONG, RP_BARE_LF, RP_BARE_CR,
 	RP_WRITE_ERR, RP_TOO_MANY_ERRORS, RP_TIMEOUT, RP_SHUTDOWN,
 	RP_TOO_MANY_CONN, RP_TOO_MANY_CONN_CLIENT, RP_NO_RESOURCES, RP_8BIT_ADDR,
-	RP_ETRN, RP_ALIAS,
+	RP_ETRN, RP_ALIAS, RP_NO_SPACE,
 };
 
 struct smtp_listener {
@@ -215,6 +215,7 @@ static const struct {
 	[RP_8BIT_ADDR] = { 553, "5.6.7", "Error: 8-bit address without "
 	    "SMTPUTF8: %s" },
 	[RP_ETRN] = { 250, NULL, "Queuing started" },
+	[RP_NO_SPACE] = { 452, "4.3.1", "Insufficient system storage" },
 	[RP_ALIAS] = { 451, "4.3.0", "<%s>: alias error: %s" },
 };
 
@@ -870,6 +871,12 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		smtp_reject_log(s, "MAIL", NULL, RP_SIZE, NULL);
 		s->sender[0] = '\0';
 		smtp_reply(s, RP_SIZE);
+		return;
+	}
+	if (!queue_space_ok(p.has_size ? p.size : 0)) {
+		log_warnx(LP_SMTPD, "%s: not enough free space in the queue "
+		    "file system", smtp_peer(s));
+		smtp_reply(s, RP_NO_SPACE);
 		return;
 	}
 	if (addr[0] != '\0')

@@ -797,3 +797,33 @@ def test_connection_slots_not_leaked():
         _expect_refused(d, TRUSTED)
         a.close()
         b.close()
+
+
+# --- disk space -----------------------------------------------------------
+
+def test_queue_space_refused_before_full():
+    """With the queue on a 3 MB file system, a MAIL whose SIZE= would leave
+    less than ferry's reserve gets 452 4.3.1 (Postfix's "Insufficient
+    system storage"); a small message is still accepted and stored."""
+    import subprocess as sp
+    d = Daemon('space', message_size_limit='10M')
+    mnt = d.queue_dir
+    os.makedirs(mnt, exist_ok=True)
+    r = sp.run(['mount', '-t', 'tmpfs', '-o', 'size=3m,mode=0755', 'tmpfs',
+                mnt], capture_output=True)
+    check(r.returncode == 0, 'cannot mount a tmpfs for the test: %r'
+          % r.stderr)
+    try:
+        with d:
+            with d.session() as c:
+                c.expect('MAIL FROM:<s@example.test> SIZE=2500000', 452,
+                         '4.3.1')
+                c.expect('MAIL FROM:<s@example.test> SIZE=1000', 250)
+                c.expect('RCPT TO:<r@relay.test>', 250)
+                c.expect('DATA', 354)
+                body = b'Subject: small\r\n\r\nfits\r\n'
+                qid = c.expect(stuff(body), 250, '2.0.0').qid()
+                c.expect('QUIT', 221)
+            d.assert_stored(qid, body)
+    finally:
+        sp.run(['umount', '-l', mnt])
