@@ -41,6 +41,26 @@ SANITIZER_MARKS = (
     'malloc(): corrupted',
 )
 
+_user_bin = None
+_user_bin_lock = threading.Lock()
+
+
+def user_bin():
+    """FERRY_BIN as an unprivileged user can run it: a clean clone may sit
+    under a 0700 directory (mktemp -d), which `nobody` cannot traverse, so
+    the binary is copied once into a 0755 directory of its own."""
+    global _user_bin
+    with _user_bin_lock:
+        if _user_bin is None:
+            d = tempfile.mkdtemp(prefix='ferry-bin-')
+            os.chmod(d, 0o755)
+            dst = os.path.join(d, 'ferry')
+            shutil.copy2(FERRY_BIN, dst)
+            os.chmod(dst, 0o755)
+            _user_bin = dst
+        return _user_bin
+
+
 # Slower under ASan: scale the waits, never the limits under test.
 SLOW = 3.0 if '/san/' in FERRY_BIN else 1.0
 
@@ -478,7 +498,7 @@ class Daemon:
         if env:
             e.update(env)
         if use_env or user:
-            cmd = [FERRY_BIN] + list(args)
+            cmd = [user_bin() if user else FERRY_BIN] + list(args)
             e['FERRY_CONFIG'] = self.conf
         else:
             cmd = [FERRY_BIN, '-c', self.conf] + list(args)

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
-                       FERRY_BIN, HOSTNAME)
+                       FERRY_BIN, HOSTNAME, user_bin)
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
 NOBODY = 'nobody' if IS_ROOT else None
@@ -169,8 +169,8 @@ def test_multicall_names():
     with Daemon('multicall') as d:
         sm = os.path.join(d.dir, 'sendmail')
         mq = os.path.join(d.dir, 'mailq')
-        os.symlink(FERRY_BIN, sm)
-        os.symlink(FERRY_BIN, mq)
+        os.symlink(user_bin(), sm)
+        os.symlink(user_bin(), mq)
         env = dict(os.environ, FERRY_CONFIG=d.conf)
         cmd = [sm, '-f', 's@example.test', 'r@relay.test']
         if IS_ROOT:
