@@ -906,6 +906,12 @@ deliver_lost(struct deliver *d, const char *what)
 	char reason[DELIVER_REPLY_MAX];
 	const char *phase = deliver_phase[d->state] ? deliver_phase[d->state] :
 	    "talking";
+
+	/* Within a transaction, name the command whose reply was due. */
+	if (d->state == DS_TXN && d->txn != NULL)
+		phase = d->recv_i == 0 ? "sending MAIL FROM" :
+		    d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
+		    "sending DATA";
 	unsigned i;
 
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5')

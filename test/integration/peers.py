@@ -381,12 +381,17 @@ class SmtpPeer:
         try:
             self._converse(sock, sess)
         finally:
-            with self.lock:
-                self.active -= 1
+            self._leave(sess)
             try:
                 sock.close()
             except OSError:
                 pass
+
+    def _leave(self, sess):
+        with self.lock:
+            if not getattr(sess, 'left', False):
+                sess.left = True
+                self.active -= 1
 
     def _converse(self, sock, sess):
 
@@ -488,10 +493,14 @@ class SmtpPeer:
                         txn = None
                     elif verb == 'RSET':
                         txn = None
-                    say(r)
                     if code == 421 or verb == 'QUIT':
+                        # The client may connect again as soon as it reads
+                        # this reply: stop counting this one before it.
+                        self._leave(sess)
+                        say(r)
                         sess.closed_by = 'server'
                         return
+                    say(r)
                 if batch:
                     with self.lock:
                         sess.batches.append(batch)

@@ -1,0 +1,696 @@
+"""
+test_regress.py - regression tests for bugs a review found (each was a
+reproducer first): special files a local user puts in maildrop/ (a FIFO
+that blocked the loop, a symlink, a hard link), more than one pickup batch
+(64) dropped while the daemon is down, bare CR or LF in a maildrop body,
+an outbound peer out of step with its replies (an extra banner line, a
+250 to DATA, an extra reply to RCPT), a command pipelined right behind the
+end of data and one more a moment later, a thousand recipients to a
+pipelining peer (with and without the peer's own recipient limit), and
+SIGTERM at each phase of an outbound delivery (the leak check is the
+sanitizer build's: run.sh sets detect_leaks=1, and Daemon.stop() fails on
+any report in the log).
+"""
+
+import concurrent.futures
+import os
+import pwd
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+from ferrytest import (Daemon, TestFailure, check, short, free_port,
+                       IS_ROOT, SLOW)
+from peers import (SmtpPeer, deliveries, wait_delivery, wait_for, flush)
+from test_deliver import smarthost_daemon, BODY, queue_settled
+
+NOBODY = 'nobody' if IS_ROOT else None
+
+
+# --- helpers --------------------------------------------------------------
+
+_seq_lock = threading.Lock()
+_seq = [0]
+
+
+def _qid():
+    """A fresh valid queue ID (13 hex digits of µs time, 5 more)."""
+    with _seq_lock:
+        _seq[0] += 1
+        n = _seq[0]
+    return '%013X%05X' % (int(time.time() * 1e6), (os.getpid() * 977 + n)
+                          & 0xFFFFF)
+
+
+def _image(qid, sender, rcpts, body, uid=None):
+    """A message file in the queue's format (queue.c's header comment):
+    the envelope records, "B", the body as given, "\\nE <len>\\n"."""
+    head = 'FERRY1\nI %s\nT %d\nF 0\nU %s\nC local\nS %s\n' % (
+        qid, int(time.time()), '-' if uid is None else uid, sender)
+    head += ''.join('R %s\n' % r for r in rcpts) + 'B\n'
+    return head.encode() + body + b'\nE %d\n' % len(body)
+
+
+def _as_nobody(cmd, data=None):
+    """Run cmd as nobody (as ourselves when not root); must succeed."""
+    if IS_ROOT:
+        cmd = ['runuser', '-u', 'nobody', '--'] + cmd
+    p = subprocess.run(cmd, input=data, capture_output=True, timeout=30)
+    check(p.returncode == 0, '%r: exit %d: %s' % (cmd, p.returncode,
+                                                  short(p.stderr)))
+
+
+def _drop(md, name, data):
+    """A local user writes a file into maildrop/."""
+    _as_nobody(['sh', '-c', 'cat > "$0"', os.path.join(md, name)], data)
+
+
+def _sendmail(d, sender, rcpts, body):
+    p = d.cli('sendmail', '-f', sender, *rcpts, user=NOBODY, input=body)
+    check(p.returncode == 0, 'sendmail -f %s: exit %d: %s'
+          % (sender, p.returncode, short(p.stderr, 600)))
+
+
+def _stopped_daemon(name, **cfg):
+    """A daemon that ran once (queue_dir and maildrop/ exist) and is
+    down again."""
+    d = Daemon(name, **cfg)
+    try:
+        d.start()
+        d.stop()
+    except BaseException:
+        d.cleanup(ok=False)
+        raise
+    return d
+
+
+def _banner_within(d, secs):
+    """The daemon answers a new connection with 220 within secs."""
+    t0 = time.monotonic()
+    with d.connect(timeout=secs) as c:
+        r = c.reply()
+        took = time.monotonic() - t0
+        check(r.code == 220, 'banner %r' % r.text)
+        c.expect('NOOP', 250)
+        c.expect('QUIT', 221)
+    check(took <= secs * SLOW, 'banner took %.2fs' % took)
+
+
+def _maildrop_empty_of(d, names, timeout=5.0):
+    md = os.path.join(d.queue_dir, 'maildrop')
+    wait_for(lambda: not set(names) & set(os.listdir(md)), timeout,
+             'maildrop/ to let go of %r (has %r); log:\n%s'
+             % (names, os.listdir(md), d.log_tail(10)))
+
+
+# --- maildrop: special files ----------------------------------------------
+
+def test_regress_maildrop_fifo_symlink_hardlink():
+    """A FIFO, a symlink and a hard link with queue-ID names, made by a
+    local user: the pickup scan must not block on the FIFO (the daemon
+    still greets within 2 s) or follow the links -- each points to a
+    valid message that would otherwise be queued.  All three go to
+    corrupt/; only the genuine sendmail message is queued."""
+    d = _stopped_daemon('rg-special')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        fifo, sym, hard = _qid(), _qid(), _qid()
+        # the targets: valid images, readable by the daemon's user
+        tsym = os.path.join(d.dir, 'target-symlink')
+        thard = os.path.join(d.dir, 'target-hardlink')
+        with open(tsym, 'wb') as f:
+            f.write(_image(sym, 'symlink@example.test', ['r@relay.test'],
+                           b'Subject: via symlink\r\n\r\nx\r\n'))
+        with open(thard, 'wb') as f:
+            f.write(_image(hard, 'hardlink@example.test', ['r@relay.test'],
+                           b'Subject: via hard link\r\n\r\nx\r\n'))
+        os.chmod(tsym, 0o644)
+        os.chmod(thard, 0o644)
+        if IS_ROOT:
+            # the user links a file of its own (protected_hardlinks)
+            pw = pwd.getpwnam('nobody')
+            os.chown(thard, pw.pw_uid, pw.pw_gid)
+        _as_nobody(['mkfifo', os.path.join(md, fifo)])
+        _as_nobody(['ln', '-s', tsym, os.path.join(md, sym)])
+        _as_nobody(['ln', thard, os.path.join(md, hard)])
+        check(stat.S_ISFIFO(os.lstat(os.path.join(md, fifo)).st_mode) and
+              os.path.islink(os.path.join(md, sym)) and
+              os.stat(thard).st_nlink == 2, 'test setup: special files')
+        _sendmail(d, 'good@example.test', ['r@relay.test'],
+                  b'Subject: good\n\nfine\n')
+        d.start()
+        _maildrop_empty_of(d, [fifo, sym, hard])
+        _banner_within(d, 2.0)
+        corrupt = d.corrupt_files()
+        for n, what in ((fifo, 'FIFO'), (sym, 'symlink'),
+                        (hard, 'hard link')):
+            check(n in corrupt, '%s %s not in corrupt/ %r; log:\n%s'
+                  % (what, n, corrupt, d.log_tail(10)))
+        cdir = os.path.join(d.queue_dir, 'corrupt')
+        check(stat.S_ISFIFO(os.lstat(os.path.join(cdir, fifo)).st_mode),
+              'corrupt/%s is no longer the FIFO' % fifo)
+        check(os.path.isfile(tsym) and os.path.isfile(thard),
+              'a link target was removed')
+        d.wait_queue(1, timeout=5)
+        time.sleep(0.3 * SLOW)
+        q = d.mailq()
+        check([m['sender'] for m in q] == ['good@example.test'],
+              'queued: %r' % [(m['id'], m['sender']) for m in q])
+        check(os.listdir(md) == [], 'maildrop/ keeps %r' % os.listdir(md))
+        d.send_message(BODY)
+        check(d.running(), 'daemon died')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- maildrop: more than one batch ----------------------------------------
+
+def test_regress_maildrop_more_than_a_batch():
+    """70 messages (the pickup batch is 64) dropped while the daemon is
+    down: each is queued exactly once, tmp/ and maildrop/ end empty, and
+    the daemon answers all along."""
+    n = 70
+    d = _stopped_daemon('rg-pickup70')
+    ok = False
+    try:
+        senders = ['s%02d@example.test' % i for i in range(n)]
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            for f in [ex.submit(_sendmail, d, s, ['r@relay.test'],
+                                b'Subject: %s\n\nhello\n' % s.encode())
+                      for s in senders]:
+                f.result()
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(len(os.listdir(md)) == n, 'maildrop/ holds %d files, want %d'
+              % (len(os.listdir(md)), n))
+        d.start()
+        _banner_within(d, 2.0)
+        q = d.wait_queue(n, timeout=15)
+        check(len(q) == n, 'mailq lists %d, want %d; log:\n%s'
+              % (len(q), n, d.log_tail(10)))
+        # duplicates would come from a rescan of files still committing
+        time.sleep(1.0 * SLOW)
+        q = d.mailq()
+        got = sorted(m['sender'] for m in q)
+        check(got == senders, 'queued senders (%d) differ from the %d '
+              'dropped: duplicates %r, missing %r'
+              % (len(got), n, sorted({s for s in got if got.count(s) > 1}),
+                 sorted(set(senders) - set(got))))
+        check(os.listdir(md) == [], 'maildrop/ keeps %d files'
+              % len(os.listdir(md)))
+        tmp = os.listdir(os.path.join(d.queue_dir, 'tmp'))
+        check(tmp == [], 'tmp/ keeps %r' % tmp[:5])
+        log = d.log_text()
+        check(log.count('picked up from maildrop/') == n,
+              '%d "picked up" log lines, want %d'
+              % (log.count('picked up from maildrop/'), n))
+        check(d.corrupt_files() == [], 'corrupt/ %r' % d.corrupt_files())
+        _banner_within(d, 2.0)
+        d.send_message(BODY)
+        check(len(d.mailq()) == n + 1, 'mailq after one more: %d'
+              % len(d.mailq()))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- maildrop: bare CR / LF in the body -----------------------------------
+
+def test_regress_maildrop_bare_cr_lf_quarantined():
+    """A maildrop file is untrusted: a body with a bare LF or a bare CR
+    (the SMTP door refuses those as smuggling) is quarantined, not
+    queued.  Controls: the same format with a clean body, and a file
+    sendmail wrote, are both queued -- so the bad ones fail on the bare
+    line ending and not on the format."""
+    d = _stopped_daemon('rg-barecrlf')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        _sendmail(d, 'sm-good@example.test', ['r@relay.test'],
+                  b'Subject: sm good\n\nhello\n')
+        smgood = os.listdir(md)
+        check(len(smgood) == 1, 'maildrop/ %r' % smgood)
+        _sendmail(d, 'sm-bad@example.test', ['r@relay.test'],
+                  b'Subject: sm bad\n\nhello\nworld\n')
+        smbad = [x for x in os.listdir(md) if x not in smgood]
+        check(len(smbad) == 1, 'maildrop/ %r' % os.listdir(md))
+        smbad = smbad[0]
+        # sendmail's file, its body edited with the end record kept right
+        with open(os.path.join(md, smbad), 'rb') as f:
+            raw = f.read()
+        b = raw.index(b'\nB\n') + 3
+        e = raw.rindex(b'\nE ')
+        body = raw[b:e]
+        check(int(raw[e + 3:-1]) == len(body) and
+              b'hello\r\nworld\r\n' in body, 'sendmail wrote %s'
+              % short(raw, 600))
+        body = body.replace(b'hello\r\nworld', b'hello\nworld')
+        edited = raw[:b] + body + b'\nE %d\n' % len(body)
+        os.unlink(os.path.join(md, smbad))
+        _drop(md, smbad, edited)
+
+        good = _qid()
+        _drop(md, good, _image(good, 'built-good@example.test',
+                               ['r@relay.test'],
+                               b'Subject: clean\r\n\r\nline\r\n'))
+        bad = {
+            'bare LF': b'Subject: x\r\n\r\nline\nsmuggled\r\n',
+            'bare CR': b'Subject: x\r\n\r\nline\rsmuggled\r\n',
+            'CR at the end': b'Subject: x\r\n\r\nline\r\nend\r',
+            'LF at the start': b'\nSubject: x\r\n\r\nline\r\n',
+            'LF dot LF': b'Subject: x\r\n\r\nline\n.\nMAIL FROM:<e@e.test>'
+                         b'\r\n',
+        }
+        names = {}
+        for what, body in bad.items():
+            q = _qid()
+            names[q] = what
+            _drop(md, q, _image(q, 'bad@example.test', ['r@relay.test'],
+                                body))
+        names[smbad] = 'sendmail file with a bare LF'
+        d.start()
+        _maildrop_empty_of(d, list(names) + [good] + smgood)
+        d.wait_queue(2, timeout=5)
+        time.sleep(0.3 * SLOW)
+        q = d.mailq()
+        check(sorted(m['sender'] for m in q) ==
+              ['built-good@example.test', 'sm-good@example.test'],
+              'queued: %r (want only the two clean ones); log:\n%s'
+              % ([m['sender'] for m in q], d.log_tail(12)))
+        corrupt = d.corrupt_files()
+        for n, what in names.items():
+            check(n in corrupt, '%s (%s) not in corrupt/ %r'
+                  % (n, what, corrupt))
+        check(d.running(), 'daemon died')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- outbound: a peer out of step -----------------------------------------
+
+def _desync(name, broken, ext=None):
+    """While broken(verb, arg) answers, the peer is out of step: the
+    message must be deferred, not marked sent, and no body may have been
+    accepted by the peer.  Then the peer behaves and a flush delivers it
+    exactly once."""
+    mode = {'broken': True}
+
+    def policy(sess, verb, arg, txn):
+        return broken(verb, arg) if mode['broken'] else None
+
+    kw = {'policy': policy}
+    if ext is not None:
+        kw['ext'] = ext
+    with SmtpPeer(**kw) as p, smarthost_daemon(name, p.port) as d:
+        qid = d.send_message(BODY)
+        r = wait_for(lambda: deliveries(d, qid), 10, 'a result for %s; '
+                     'log:\n%s' % (qid, d.log_tail(8)))[0]
+        check(r.status == 'deferred' and r.dsn.startswith('4.'),
+              'an out-of-step peer, want deferred: %r' % r)
+        time.sleep(0.3 * SLOW)
+        check(deliveries(d, qid, 'sent') == [] and
+              deliveries(d, qid, 'bounced') == [],
+              'an out-of-step peer: %r' % deliveries(d, qid))
+        check(p.delivered() == [], 'the peer accepted a body: %r'
+              % p.txns())
+        cmds = [c for s in p.sessions for c in s.commands]
+        check(not any('delivery test' in c or c.startswith('From: ')
+                      for c in cmds),
+              'body lines reached the peer as commands: %r' % cmds)
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['id'] == qid and
+              [x['status'] for x in q[0]['recipients']] == ['deferred'],
+              'mailq %r' % q)
+        mode['broken'] = False
+        flush(d)
+        wait_delivery(d, qid, 'sent')
+        queue_settled(d)
+        check(len(p.delivered()) == 1, 'transactions %r' % p.txns())
+        check(len(deliveries(d, qid, 'sent')) == 1, 'log %r'
+              % deliveries(d, qid))
+        return 'deferred with %r' % r.text
+
+
+def test_regress_peer_extra_banner_line():
+    return _desync('rg-banner2', lambda verb, arg:
+                   '220 peer.test ESMTP\r\n220 peer.test ready'
+                   if verb == 'CONNECT' else None)
+
+
+def test_regress_peer_250_to_data():
+    return _desync('rg-data250', lambda verb, arg:
+                   '250 2.0.0 Ok' if verb == 'DATA' else None)
+
+
+def test_regress_peer_250_to_data_no_pipelining():
+    return _desync('rg-data250np', lambda verb, arg:
+                   '250 2.0.0 Ok' if verb == 'DATA' else None,
+                   ext=('8BITMIME', 'SIZE 10000000'))
+
+
+def test_regress_peer_extra_reply_to_rcpt():
+    return _desync('rg-rcpt2', lambda verb, arg:
+                   '250 2.1.5 Ok\r\n250 2.1.5 Ok' if verb == 'RCPT'
+                   else None, ext=('8BITMIME', 'ENHANCEDSTATUSCODES'))
+
+
+# --- inbound: commands right behind the end of data -----------------------
+
+def test_regress_pipelined_after_dot():
+    """".\\r\\nNOOP\\r\\n" in one write and "NOOP\\r\\n" about a
+    millisecond later (and at other gaps): every reply comes, in order,
+    and the session goes on -- many times over."""
+    gaps = (0, 0.0002, 0.001, 0.001, 0.003)
+    per_gap = 8
+    with Daemon('rg-kick') as d:
+        ids = []
+        for gap in gaps:
+            for i in range(per_gap):
+                with d.session() as c:
+                    for k in range(2):	# twice in the same session
+                        c.expect('MAIL FROM:<a@example.test>', 250)
+                        c.expect('RCPT TO:<r@relay.test>', 250)
+                        c.expect('DATA', 354)
+                        c.send(b'Subject: kick %d\r\n\r\nhi\r\n.\r\nNOOP\r\n'
+                               % k)
+                        if gap:
+                            time.sleep(gap)
+                        c.send(b'NOOP\r\n')
+                        what = 'gap %gs session %d txn %d' % (gap, i, k)
+                        try:
+                            r1 = c.reply()
+                            r2 = c.reply()
+                            r3 = c.reply()
+                        except EOFError:
+                            raise TestFailure(
+                                '%s: session dropped after the dot' % what)
+                        check(r1.code == 250 and r1.qid() and
+                              r2.code == 250 and r3.code == 250,
+                              '%s: replies %r %r %r' % (what, r1, r2, r3))
+                        ids.append(r1.qid())
+                    c.expect('NOOP', 250)
+                    c.expect('QUIT', 221)
+        n = len(gaps) * per_gap * 2
+        check(len(set(ids)) == n, '%d distinct queue IDs for %d messages'
+              % (len(set(ids)), n))
+        q = d.mailq_ids()
+        check(sorted(q) == sorted(ids), 'mailq has %d, acknowledged %d'
+              % (len(q), n))
+        log = d.log_text()
+        lost = [l for l in log.splitlines()
+                if 'smtpd' in l and 'lost connection' in l]
+        check(lost == [], 'sessions lost:\n%s' % '\n'.join(lost[:10]))
+
+
+# --- outbound: a thousand recipients --------------------------------------
+
+RCPTS_1000 = ['long-local-part-for-testing-%04d-xxxxxxxxxxxxxx@relay.test' % i
+              for i in range(1000)]
+
+
+class _LogSince:
+    """The daemon's log from a point on, for peers.deliveries()."""
+
+    def __init__(self, d):
+        self.d = d
+        self.off = len(d.log_text())
+
+    def log_text(self):
+        return self.d.log_text()[self.off:]
+
+    def log_tail(self, n=25):
+        return '\n'.join(self.log_text().splitlines()[-n:])
+
+
+def _thousand(name, policy, max_rounds):
+    """1000 recipients dropped by sendmail (max_recipients limits SMTP),
+    then delivered to a pipelining peer, flushing up to max_rounds times.
+    Each round every pending recipient gets a result (none hangs): the
+    ones the peer accepted are logged sent, the rest deferred (and listed
+    so by mailq).  In the end each one is delivered exactly once.
+    Returns (rounds, largest pipelined RCPT batch)."""
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon(name, p.port)
+        ok = False
+        try:
+            d.start()
+            d.stop()
+            _sendmail(d, 'big@example.test', RCPTS_1000,
+                      b'Subject: a thousand\n\nhello\n')
+            log = _LogSince(d)
+            d.start()
+            q = d.wait_queue(1, timeout=10)
+            check(len(q) == 1 and len(q[0]['recipients']) == 1000,
+                  'picked up: %r' % [(m['id'], len(m['recipients']))
+                                     for m in q])
+            qid = q[0]['id']
+            rounds, pending, sent = 0, 1000, []
+            while True:
+                rounds += 1
+                wait_for(lambda: len(deliveries(log, qid)) >= pending, 30,
+                         'a result for each of %d recipients in round %d '
+                         '(have %d); log:\n%s'
+                         % (pending, rounds, len(deliveries(log, qid)),
+                            d.log_tail(5)))
+                got = deliveries(log, qid)
+                check(len(got) == pending, 'round %d: %d results for %d '
+                      'pending recipients' % (rounds, len(got), pending))
+                check(all(r.status in ('sent', 'deferred') for r in got),
+                      'round %d: %r' % (rounds, [r for r in got if
+                                                 r.status not in
+                                                 ('sent', 'deferred')][:3]))
+                now = [r.to for r in got if r.status == 'sent']
+                sent += now
+                pending -= len(now)
+                if pending == 0:
+                    break
+                check(now, 'round %d: nothing sent; %r' % (rounds, got[:3]))
+                check(rounds < max_rounds, 'after %d rounds %d of 1000 '
+                      'sent' % (rounds, len(sent)))
+                left = [r for m in d.mailq() for r in m['recipients']
+                        if r['status'] != 'sent']
+                check(len(left) == pending and
+                      all(r['status'] == 'deferred' for r in left),
+                      'round %d: %d pending, mailq has %r' % (
+                          rounds, pending, [r['status'] for r in left][:5]))
+                log = _LogSince(d)
+                flush(d)
+            queue_settled(d, timeout=15)
+            check(sorted(sent) == sorted(RCPTS_1000), 'sent lines: %d, '
+                  '%d distinct' % (len(sent), len(set(sent))))
+            acc = [a for t in p.delivered() for a in t.accepted]
+            check(sorted(acc) == sorted(RCPTS_1000),
+                  'the peer got %d recipient deliveries, %d distinct, '
+                  'want 1000 once each' % (len(acc), len(set(acc))))
+            big = max((len([v for v in b if v == 'RCPT'])
+                       for s in p.sessions for b in s.batches), default=0)
+            check(big > 1, 'RCPTs never pipelined (largest batch %d)' % big)
+            check(p.errors == [], 'protocol errors %r' % p.errors)
+            check(d.running(), 'daemon died')
+            d.stop()
+            ok = True
+            return rounds, big
+        finally:
+            d.cleanup(ok)
+
+
+def test_regress_thousand_recipients_pipelined():
+    rounds, big = _thousand('rg-rcpt1000', None, 1)
+    return '%d RCPTs in the largest batch' % big
+
+
+def test_regress_thousand_recipients_peer_limit():
+    """The peer takes at most 300 recipients a transaction (Postfix's
+    452 4.5.3 too many recipients after that)."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and txn is not None and len(txn.accepted) >= 300:
+            return '452 4.5.3 Error: too many recipients'
+        return None
+
+    rounds, big = _thousand('rg-rcptlimit', policy, 6)
+    return '%d rounds, %d RCPTs in the largest batch' % (rounds, big)
+
+
+# --- SIGTERM at each phase of a delivery ----------------------------------
+
+def _sigterm_during(name, make_peer, reached, still=None, **cfg):
+    """make_peer() -> (port, stop); reached() true once the delivery is
+    at the phase under test; still() (if given) checks that it is there
+    yet just before the signal.  SIGTERM then: exit 0 soon, no sanitizer
+    or leak report (Daemon.stop), the message still queued."""
+    body = cfg.pop('body', BODY)
+    port, stop_peer = make_peer()
+    d = smarthost_daemon(name, port, **cfg)
+    ok = False
+    try:
+        d.start()
+        qid = d.send_message(body)
+        wait_for(reached, 10, 'the delivery to reach the phase; log:\n%s'
+                 % d.log_tail(8))
+        time.sleep(0.3 * SLOW)
+        check(deliveries(d, qid) == [], 'already a result: %r'
+              % deliveries(d, qid))
+        if still:
+            still()
+        t0 = time.monotonic()
+        d.stop(timeout=15)
+        took = time.monotonic() - t0
+        check(took < 10 * SLOW, 'SIGTERM took %.1fs' % took)
+        check(deliveries(d, qid, 'sent') == [], 'sent? %r'
+              % deliveries(d, qid))
+        check(d.mailq_ids() == [qid], 'not queued after SIGTERM: %r'
+              % d.mailq_ids())
+        ok = True
+        return 'exit %r in %.1fs' % (d.exits[-1], took)
+    finally:
+        stop_peer()
+        d.cleanup(ok)
+
+
+def test_regress_sigterm_waiting_for_banner():
+    hold = threading.Event()
+    seen = threading.Event()
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'CONNECT':
+            seen.set()
+            hold.wait(20)
+        return None
+
+    p = SmtpPeer(policy=policy).start()
+
+    def stop():
+        hold.set()
+        p.stop()
+    return _sigterm_during('rg-term-banner', lambda: (p.port, stop),
+                           seen.is_set)
+
+
+def test_regress_sigterm_mid_rcpt():
+    hold = threading.Event()
+    seen = threading.Event()
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT':
+            seen.set()
+            hold.wait(20)
+        return None
+
+    p = SmtpPeer(policy=policy).start()
+
+    def stop():
+        hold.set()
+        p.stop()
+    return _sigterm_during('rg-term-rcpt', lambda: (p.port, stop),
+                           seen.is_set)
+
+
+def _tcp_wmem_max():
+    with open('/proc/sys/net/ipv4/tcp_wmem') as f:
+        return int(f.read().split()[2])
+
+
+def test_regress_sigterm_mid_body():
+    """The peer says 354 and stops reading a body larger than what the
+    kernel buffers for the writer (tcp_wmem): ferry is still writing it
+    when the signal comes."""
+    port = free_port()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(('127.0.0.1', port))
+    srv.listen(4)
+    in_data = threading.Event()
+    done = threading.Event()
+    conns = []
+
+    def serve():
+        try:
+            s, _ = srv.accept()
+        except OSError:
+            return
+        conns.append(s)
+        s.settimeout(30)
+        f = s.makefile('rb')
+        s.sendall(b'220 stall.test ESMTP\r\n')
+        while not done.is_set():
+            line = f.readline()
+            if not line:
+                return
+            v = line[:4].upper()
+            if v == b'EHLO':
+                s.sendall(b'250-stall.test\r\n250 8BITMIME\r\n')
+            elif v == b'DATA':
+                s.sendall(b'354 go\r\n')
+                in_data.set()
+                done.wait(30)	# read no more
+                return
+            elif v == b'QUIT':
+                s.sendall(b'221 bye\r\n')
+                return
+            else:
+                s.sendall(b'250 2.0.0 ok\r\n')
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    def stop():
+        done.set()
+        for s in conns:
+            s.close()
+        srv.close()
+
+    line = b'x' * 78 + b'\r\n'
+    body = b'Subject: big\r\n\r\n' + line * ((_tcp_wmem_max() +
+                                                (4 << 20)) // len(line))
+
+    def still():
+        # unread at the peer (and its kernel) + the most the writer's
+        # kernel holds < the body: the rest is still in ferry
+        unread = int(subprocess.run(
+            ['ss', '-tnH', 'src', '127.0.0.1:%d' % port], capture_output=True,
+            text=True).stdout.split()[1])
+        check(unread + _tcp_wmem_max() < len(body), 'not mid-body: %d '
+              'bytes at the peer of %d' % (unread, len(body)))
+
+    return _sigterm_during('rg-term-body', lambda: (port, stop),
+                           in_data.is_set, still=still,
+                           message_size_limit='20M', body=body)
+
+
+def test_regress_sigterm_resolving():
+    """The smarthost is a name and the DNS server never answers: the
+    lookup is in flight (c-ares) when the signal comes."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(('127.0.0.1', 0))
+    udp.settimeout(0.1)
+    dport = udp.getsockname()[1]
+    asked = threading.Event()
+    done = threading.Event()
+
+    def listen():
+        while not done.is_set():
+            try:
+                udp.recvfrom(2048)
+                asked.set()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=listen, daemon=True).start()
+
+    def stop():
+        done.set()
+        udp.close()
+
+    port = free_port()
+    return _sigterm_during('rg-term-dns', lambda: (port, stop), asked.is_set,
+                           smarthost='hub.test:%d' % port,
+                           dns_servers='127.0.0.1:%d' % dport)
