@@ -45,7 +45,7 @@ B	:= build/$(TARGET)
 # Everything but main.c goes into a library the tests link.
 LIBSRC	:= log.c loop.c io.c config.c addr.c cmd.c hdr.c queue.c smtp.c \
 	   pickup.c msg.c cli.c \
-	   dns.c deliver.c bounce.c sched.c alias.c
+	   dns.c deliver.c bounce.c sched.c alias.c auth.c
 SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))
@@ -68,7 +68,7 @@ $(BIN): $(B)/main.o $(B)/libferry.a
 
 # --- unit tests: plain (run under valgrind) and ASan+UBSan -------------
 $(B)/unit/%: test/unit/%.c test/unit/t.h $(B)/libferry.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
 
 $(B)/san/%.o: %.c $(wildcard *.h) Makefile | $(B)
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -c -o $@ $<
@@ -80,14 +80,14 @@ $(B)/san/ferry: $(B)/san/main.o $(B)/san/libferry.a
 	$(CC) -g $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/san/unit-%: test/unit/%.c test/unit/t.h $(B)/san/libferry.a
-	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -I. -o $@ $< $(B)/san/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -iquote . -o $@ $< $(B)/san/libferry.a $(LDLIBS)
 
 # The DNS driver for test/integration/test_dns.py.
 $(B)/dnsq: test/dnsq.c $(B)/libferry.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(B)/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
 
 $(B)/san/dnsq: test/dnsq.c $(B)/san/libferry.a
-	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -I. -o $@ $< $(B)/san/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -iquote . -o $@ $< $(B)/san/libferry.a $(LDLIBS)
 
 unit: $(UNIT:%=$(B)/unit/%) $(B)/dnsq
 san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%) $(B)/san/dnsq
@@ -97,7 +97,7 @@ FUZZCC	?= clang
 build/fuzz/%: test/fuzz/%.c $(LIBSRC) $(wildcard *.h)
 	@mkdir -p build/fuzz
 	$(FUZZCC) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -I. -o $@ $< $(LIBSRC) $(LDLIBS)
+	    -iquote . -o $@ $< $(LIBSRC) $(LDLIBS)
 fuzz: $(FUZZ:%=build/fuzz/%)
 
 # --- the two set-up commands ------------------------------------------

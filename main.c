@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "alias.h"
+#include "auth.h"
 #include "cli.h"
 #include "compat.h"
 #include "config.h"
@@ -109,6 +110,9 @@ main(int argc, char **argv)
 	if (path == NULL)
 		path = getenv("FERRY_CONFIG");
 	cmd = argc > 0 ? argv[0] : "serve";
+	/* passwd only prints a users file line: it needs no config. */
+	if (strcmp(cmd, "passwd") == 0)
+		return auth_cli_passwd(NULL, argc, argv);
 	if (main_load(&conf, path) != 0)
 		return EX_CONFIG;
 	if (strcmp(cmd, "serve") == 0)
@@ -134,6 +138,8 @@ main_usage(void)
 	    "  delete ID|all         remove messages from the queue\n"
 	    "  cat ID                print a queued message\n"
 	    "  flush                 retry every deferred message now\n"
+	    "  passwd [USER]         print a users file line "
+	    "(USER:$argon2id$...)\n"
 	    "  check-config          validate and print the settings\n");
 	return EX_USAGE;
 }
