@@ -17,6 +17,10 @@ local_socket = $run/submit.sock
 queue_dir = $run/queue
 relay_networks = 127.0.0.0/8 ::1/128
 log = stderr
+# Nothing leaves this development instance: mail waits (deferred) for a
+# smarthost on 127.0.0.1:10025 -- start one (e.g. smtp-sink -u nobody
+# 127.0.0.1:10025 100) and run 'ferry flush', or point this elsewhere.
+smarthost = [127.0.0.1]:10025
 CONF
 fi
 if [ "$(id -u)" = 0 ] && ! id ferry >/dev/null 2>&1; then
