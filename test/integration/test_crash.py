@@ -173,7 +173,8 @@ def test_crash_kill9():
         cl.start()
         kills = 0
         deadline = time.time() + 240 * SLOW
-        while cl.is_alive() and time.time() < deadline:
+        # A request posted just before the client finished still counts.
+        while (cl.is_alive() or kill_req) and time.time() < deadline:
             if not kill_req:
                 time.sleep(0.002)
                 continue
