@@ -677,12 +677,7 @@ deliver_start_txn(struct deliver *d)
 	char reason[DELIVER_REPLY_MAX];
 
 	deliver_enter_state(d, DS_READY);
-	if (d->need_rset) {
-		deliver_enter_state(d, DS_RSET);
-		deliver_send(d, "RSET\r\n");
-		return;
-	}
-	if ((t = d->ops->next(d->arg, d)) == NULL) {
+	if ((t = d->txn) == NULL && (t = d->ops->next(d->arg, d)) == NULL) {
 		deliver_enter_state(d, DS_QUIT);
 		deliver_send(d, "QUIT\r\n");
 		io_flush(d->io);
@@ -690,6 +685,16 @@ deliver_start_txn(struct deliver *d)
 	}
 	d->txn = t;
 	d->used = 1;
+	/* A reused connection starts clean: RSET between transactions.
+	 * The transaction waits in d->txn, so a lost RSET defers it. */
+	if (d->need_rset) {
+		t->relay[0] = '\0';
+		for (i = 0; i < t->nrcpt; i++)
+			t->rcpt[i].dsn[0] = '\0';
+		deliver_enter_state(d, DS_RSET);
+		deliver_send(d, "RSET\r\n");
+		return;
+	}
 	deliver_fmt(t->relay, sizeof(t->relay), "%s[%s]:%u",
 	    d->mx[d->imx - 1].host, d->cur_ip, d->port);
 	for (i = 0; i < t->nrcpt; i++)
@@ -730,6 +735,7 @@ deliver_start_txn(struct deliver *d)
 	}
 	d->send_i = d->recv_i = d->accepted = 0;
 	d->mail_failed = 0;
+	d->need_rset = 1;	/* for the next one on this connection */
 	deliver_enter_state(d, DS_TXN);
 	deliver_send_cmds(d);
 }

@@ -758,6 +758,14 @@ def test_deliver_connection_reuse_and_limit():
               % p.sessions[0].txns)
         check(p.sessions[0].commands[-1].upper() == 'QUIT',
               'no QUIT at the end: %r' % p.sessions[0].commands[-3:])
+        # RSET between the transactions on the reused connection: every
+        # MAIL after the first follows a RSET.
+        verbs = [c.split()[0].upper() for c in p.sessions[0].commands
+                 if c.strip()]
+        mails = [i for i, v in enumerate(verbs) if v == 'MAIL']
+        check(len(mails) == 6 and all(verbs[i - 1] == 'RSET'
+                                      for i in mails[1:]),
+              'no RSET between transactions: %r' % verbs)
         check(p.errors == [], 'protocol errors %r' % p.errors)
         p.wait_idle()
 
