@@ -108,10 +108,12 @@ static int name_exists(const char *);
 static int write_all(int, const void *, size_t);
 static int read_at(int, void *, size_t, off_t);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
-static void sweep_tmp(void);
+static void sweep_dir(const char *, int (*)(int, const char *),
+    const char *);
+static int sweep_tmp(int, const char *);
 static void (*queue_listener)(const char *);
-static void sweep_maildrop(void);
-static void sweep_orphan_state(void);
+static int sweep_maildrop(int, const char *);
+static int sweep_orphan_state(int, const char *);
 static int writer_put(struct queue_writer *, const void *, size_t);
 static int writer_flush(struct queue_writer *);
 static int writer_rec(struct queue_writer *, char, const char *, size_t);
@@ -395,9 +397,9 @@ queue_sweep(void)
 			log_warn(LP_QMGR, "mkdir %s/%s", queue_path,
 			    subs[i].name);
 	}
-	sweep_tmp();
-	sweep_maildrop();
-	sweep_orphan_state();
+	sweep_dir("tmp", sweep_tmp, "unfinished file");
+	sweep_dir("maildrop", sweep_maildrop, "stale file");
+	sweep_dir(".", sweep_orphan_state, "orphan state file");
 	return 0;
 }
 
@@ -428,111 +430,83 @@ queue_dir(void)
 	return queue_path[0] != '\0' ? queue_path : NULL;
 }
 
-/* Everything in tmp/ is unacknowledged: no client ever saw a 250 for it. */
+/*
+ * The start-up sweeps share one walk: open sub (relative to queue_dir),
+ * and remove each entry the predicate calls left over, saying so.
+ */
 static void
-sweep_tmp(void)
+sweep_dir(const char *sub, int (*leftover)(int, const char *),
+    const char *what)
 {
 	struct dirent *de;
 	DIR *d;
 	int fd;
 
-	fd = openat(queue_dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	fd = openat(queue_dirfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
 		if (fd != -1)
 			(void)close(fd);
-		log_warn(LP_QMGR, "%s/tmp", queue_path);
+		log_warn(LP_QMGR, "%s/%s", queue_path, sub);
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
+		    strcmp(de->d_name, "..") == 0 ||
+		    !leftover(fd, de->d_name))
 			continue;
 		if (unlinkat(fd, de->d_name, 0) == -1)
-			log_warn(LP_QMGR, "unlink tmp/%s", de->d_name);
+			log_warn(LP_QMGR, "unlink %s/%s", sub, de->d_name);
 		else
-			log_info(LP_QMGR, "tmp/%s: removed unfinished file",
-			    de->d_name);
+			log_info(LP_QMGR, "%s/%s: removed %s", sub,
+			    de->d_name, what);
 	}
 	if (closedir(d) == -1)
-		log_warn(LP_QMGR, "%s/tmp", queue_path);
+		log_warn(LP_QMGR, "%s/%s", queue_path, sub);
+}
+
+/* Everything in tmp/ is unacknowledged: no client ever saw a 250 for it. */
+static int
+sweep_tmp(int dirfd, const char *name)
+{
+	(void)dirfd;
+	(void)name;
+	return 1;
 }
 
 /*
  * maildrop/.ID.tmp is a sendmail that died mid-write, or one writing right
  * now while we start: only old ones go.
  */
-static void
-sweep_maildrop(void)
+static int
+sweep_maildrop(int dirfd, const char *name)
 {
-	struct dirent *de;
 	struct stat st;
-	size_t n;
-	time_t now = time(NULL);
-	DIR *d;
-	int fd;
+	size_t n = strlen(name);
 
-	fd = openat(queue_dirfd, "maildrop", O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			(void)close(fd);
-		log_warn(LP_QMGR, "%s/maildrop", queue_path);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		n = strlen(de->d_name);
-		if (de->d_name[0] != '.' || n < 5 ||
-		    strcmp(de->d_name + n - 4, ".tmp") != 0)
-			continue;
-		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-		    st.st_mtime > now - QUEUE_STALE_SECS)
-			continue;
-		if (unlinkat(fd, de->d_name, 0) == -1)
-			log_warn(LP_QMGR, "unlink maildrop/%s", de->d_name);
-		else
-			log_info(LP_PICKUP, "maildrop/%s: removed stale file",
-			    de->d_name);
-	}
-	if (closedir(d) == -1)
-		log_warn(LP_QMGR, "%s/maildrop", queue_path);
+	return name[0] == '.' && n >= 5 && strcmp(name + n - 4, ".tmp") == 0 &&
+	    fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_mtime <= time(NULL) - QUEUE_STALE_SECS;
 }
 
 /*
  * queue_delete removes ID before ID.st (a crash in between must not
  * resend to recipients already done), which can leave an orphan ID.st.
  */
-static void
-sweep_orphan_state(void)
+static int
+sweep_orphan_state(int dirfd, const char *name)
 {
 	char id[QUEUE_ID_SIZE];
-	struct dirent *de;
 	struct stat st;
-	DIR *d;
-	int fd;
 
-	fd = openat(queue_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			(void)close(fd);
-		log_warn(LP_QMGR, "%s", queue_path);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (strlen(de->d_name) != QUEUE_ID_LEN + 3 ||
-		    strcmp(de->d_name + QUEUE_ID_LEN, QUEUE_ST_SUFFIX) != 0)
-			continue;
-		memcpy(id, de->d_name, QUEUE_ID_LEN);
-		id[QUEUE_ID_LEN] = '\0';
-		if (!queue_id_valid(id) ||
-		    fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-		    errno != ENOENT)
-			continue;
-		if (unlinkat(fd, de->d_name, 0) == -1)
-			log_warn(LP_QMGR, "unlink %s", de->d_name);
-	}
-	if (closedir(d) == -1)
-		log_warn(LP_QMGR, "%s", queue_path);
+	if (strlen(name) != QUEUE_ID_LEN + 3 ||
+	    strcmp(name + QUEUE_ID_LEN, QUEUE_ST_SUFFIX) != 0)
+		return 0;
+	memcpy(id, name, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	return queue_id_valid(id) &&
+	    fstatat(dirfd, id, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
+	    errno == ENOENT;
 }
 
 /* --- the writer --- */
