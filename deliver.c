@@ -685,20 +685,17 @@ deliver_start_txn(struct deliver *d)
 	}
 	d->txn = t;
 	d->used = 1;
-	/* A reused connection starts clean: RSET between transactions.
-	 * The transaction waits in d->txn, so a lost RSET defers it. */
-	if (d->need_rset) {
-		t->relay[0] = '\0';
-		for (i = 0; i < t->nrcpt; i++)
-			t->rcpt[i].dsn[0] = '\0';
-		deliver_enter_state(d, DS_RSET);
-		deliver_send(d, "RSET\r\n");
-		return;
-	}
 	deliver_fmt(t->relay, sizeof(t->relay), "%s[%s]:%u",
 	    d->mx[d->imx - 1].host, d->cur_ip, d->port);
 	for (i = 0; i < t->nrcpt; i++)
 		t->rcpt[i].dsn[0] = '\0';
+	/* A reused connection starts clean: RSET between transactions.
+	 * The transaction waits in d->txn, so a lost RSET defers it. */
+	if (d->need_rset) {
+		deliver_enter_state(d, DS_RSET);
+		deliver_send(d, "RSET\r\n");
+		return;
+	}
 	/* Refuse rather than corrupt (RFC 6152, RFC 6531). */
 	if (d->ext & EXT_SIZE && d->max_size && t->size > d->max_size) {
 		deliver_fmt(reason, sizeof(reason), "message size %llu exceeds "
