@@ -106,7 +106,7 @@ class Client(threading.Thread):
                     c.expect('QUIT', 221)
                     c.close()
                     c = None
-            except (OSError, EOFError) as e:
+            except (OSError, EOFError):
                 # the daemon died under us: retry this message
                 self.retries += 1
                 if c is not None:
@@ -154,6 +154,34 @@ def _verify(d, bodies, seen, why):
     return found
 
 
+def kill_loop(d, cl, kill_req, rng, jitter, seed, while_down):
+    """Kill -9 and restart the daemon each time the client asks, until
+    the client is done; while_down(kill_number) runs with it down.
+    Returns the number of kills; the client has been joined."""
+    kills = 0
+    deadline = time.time() + 240 * SLOW
+    # A request posted just before the client finished still counts.
+    while (cl.is_alive() or kill_req) and time.time() < deadline:
+        if not kill_req:
+            time.sleep(0.002)
+            continue
+        kill_req.pop(0)
+        time.sleep(rng.uniform(0, jitter))
+        d.kill9()
+        kills += 1
+        while_down(kills)
+        d.start()
+    if cl.is_alive():
+        cl.stop = True
+        cl.join(30)
+        raise TestFailure('client did not finish in time (%d acked, '
+                          'seed %d)' % (len(cl.acked), seed))
+    cl.join()
+    if cl.error:
+        raise TestFailure('client: %s (seed %d)' % (cl.error, seed))
+    return kills
+
+
 @crash_test
 def test_crash_kill9():
     seed = int(os.environ.get('FERRY_CRASH_SEED', str(int(time.time()))))
@@ -171,29 +199,11 @@ def test_crash_kill9():
         cl = Client(d, bodies, random.Random(seed + 1), kill_points,
                     kill_req)
         cl.start()
-        kills = 0
-        deadline = time.time() + 240 * SLOW
-        # A request posted just before the client finished still counts.
-        while (cl.is_alive() or kill_req) and time.time() < deadline:
-            if not kill_req:
-                time.sleep(0.002)
-                continue
-            kill_req.pop(0)
-            # somewhere inside this message's transfer or commit
-            time.sleep(rng.uniform(0, 0.03))
-            d.kill9()
-            kills += 1
-            # while it is down: the queue shows only whole messages
-            _verify(d, bodies, seen, 'after kill %d' % kills)
-            d.start()
-        if cl.is_alive():
-            cl.stop = True
-            cl.join(30)
-            raise TestFailure('client did not finish in time (%d acked, '
-                              'seed %d)' % (len(cl.acked), seed))
-        cl.join()
-        if cl.error:
-            raise TestFailure('client: %s (seed %d)' % (cl.error, seed))
+        # somewhere inside a message's transfer or commit; while it is
+        # down, the queue shows only whole messages
+        kills = kill_loop(
+            d, cl, kill_req, rng, 0.03, seed,
+            lambda k: _verify(d, bodies, seen, 'after kill %d' % k))
         check(kills >= 5, 'only %d kills happened (seed %d)'
               % (kills, seed))
         check(len(cl.acked) == N_MESSAGES, 'client acked %d of %d'

@@ -19,9 +19,9 @@ import random
 import re
 import time
 
-from ferrytest import Daemon, TestFailure, check, crash_test, SLOW
+from ferrytest import Daemon, check, crash_test
 from peers import Sink, flush, wait_for, crlf_to_lf
-from test_crash import Client, SEQ_RE, _verify, TABLE
+from test_crash import Client, SEQ_RE, _verify, TABLE, kill_loop
 
 N_MESSAGES = int(os.environ.get('FERRY_CRASH_DELIVER_MESSAGES', '500'))
 MAX_SIZE = int(os.environ.get('FERRY_CRASH_DELIVER_MAX', '12000'))
@@ -71,30 +71,13 @@ def test_crash_kill9_during_delivery():
             cl = Client(d, bodies, random.Random(seed + 1), kill_points,
                         kill_req)
             cl.start()
-            kills, backlog = 0, []
-            deadline = time.time() + 240 * SLOW
-            # Requests the client posted just before it finished are still
-            # carried out: the deliveries are what these kills are for.
-            while (cl.is_alive() or kill_req) and time.time() < deadline:
-                if not kill_req:
-                    time.sleep(0.002)
-                    continue
-                kill_req.pop(0)
-                time.sleep(rng.uniform(0, 0.05))
-                d.kill9()
-                kills += 1
-                # down: only whole messages of ours in the queue
-                found = _verify(d, bodies, seen, 'after kill %d' % kills)
+            backlog = []
+
+            def while_down(k):
+                found = _verify(d, bodies, seen, 'after kill %d' % k)
                 backlog.append(sum(len(v) for v in found.values()))
-                d.start()
-            if cl.is_alive():
-                cl.stop = True
-                cl.join(30)
-                raise TestFailure('client did not finish in time (%d '
-                                  'acked, seed %d)' % (len(cl.acked), seed))
-            cl.join()
-            if cl.error:
-                raise TestFailure('client: %s (seed %d)' % (cl.error, seed))
+
+            kills = kill_loop(d, cl, kill_req, rng, 0.05, seed, while_down)
             check(kills >= N_KILLS - 1, 'only %d kills (seed %d)'
                   % (kills, seed))
             check(len(cl.acked) == N_MESSAGES, 'client acked %d of %d'
