@@ -694,3 +694,43 @@ def test_regress_sigterm_resolving():
     return _sigterm_during('rg-term-dns', lambda: (port, stop), asked.is_set,
                            smarthost='hub.test:%d' % port,
                            dns_servers='127.0.0.1:%d' % dport)
+
+
+# --- size limits outside SMTP ---------------------------------------------
+
+def test_regress_size_limit_sendmail_and_maildrop():
+    """message_size_limit holds on the two doors that are not SMTP:
+    sendmail refuses a bigger message with EX_DATAERR (65) and queues
+    nothing, and a bigger file a local user drops into maildrop/ is
+    quarantined, while a message under the limit still goes through."""
+    d = _stopped_daemon('rg-size', message_size_limit='20000')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        big = b'Subject: big\n\n' + b'x' * 70 + b'\n'
+        big *= 400		# about 28 KB
+        p = d.cli('sendmail', '-f', 'big@example.test', 'r@relay.test',
+                  user=NOBODY, input=big)
+        check(p.returncode == 65, 'sendmail over the limit: exit %d: %s'
+              % (p.returncode, short(p.stderr)))
+        check(os.listdir(md) == [], 'maildrop/ after a refused sendmail %r'
+              % os.listdir(md))
+        _sendmail(d, 'small@example.test', ['r@relay.test'],
+                  b'Subject: small\n\nfits\n')
+        # a local user's file, far over the limit plus the envelope allowance
+        huge = _qid()
+        _drop(md, huge, _image(huge, 'huge@example.test', ['r@relay.test'],
+                               b'Subject: huge\r\n\r\n' +
+                               (b'y' * 998 + b'\r\n') * 100))
+        d.start()
+        _maildrop_empty_of(d, [huge])
+        d.wait_queue(1, timeout=5)
+        q = d.mailq()
+        check([m['sender'] for m in q] == ['small@example.test'],
+              'queued %r' % [m['sender'] for m in q])
+        check(huge in d.corrupt_files(), 'big maildrop file not in '
+              'corrupt/: %r' % d.corrupt_files())
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
