@@ -144,6 +144,45 @@ void auth_throttle_fail(struct auth_throttle *, const char *addr,
     uint64_t now);
 
 /*
+ * Recent successful logins, so a client that reconnects often does not
+ * cost an Argon2 run each time.  An entry is a keyed BLAKE2b (key random
+ * per process) of user NUL password, never the password itself; it
+ * lives AUTH_CACHE_TTL_MS after it was added; the table holds
+ * AUTH_CACHE_SLOTS and forgets the oldest when full.  hit() compares in
+ * constant time.  Clear it whenever the users file is re-read.
+ */
+#define AUTH_CACHE_SLOTS	64
+#define AUTH_CACHE_TTL_MS	(10 * 60 * 1000)
+struct auth_cache;
+struct auth_cache *auth_cache_new(void);
+void auth_cache_free(struct auth_cache *);
+int auth_cache_hit(struct auth_cache *, const char *user, const char *pass,
+    size_t passlen, uint64_t now);		/* 1 hit, 0 miss */
+void auth_cache_add(struct auth_cache *, const char *user, const char *pass,
+    size_t passlen, uint64_t now);
+void auth_cache_clear(struct auth_cache *);
+
+/*
+ * The client side's credentials (smarthost_auth): one line `user
+ * password` (the password is the rest of the line after the first run of
+ * blanks, so it may hold spaces; a trailing CR is dropped); '#' comments
+ * and blank lines around it are skipped; exactly one credential line.
+ * load refuses a file others may read (mode & 007), like the users
+ * file.  Errors are "NAME:LINE: what" (never quoting the password).
+ * The struct is zeroed by auth_client_free().
+ */
+struct auth_client {
+	char user[AUTH_USER_MAX + 1];
+	char pass[AUTH_PASS_MAX + 1];
+	size_t passlen;
+};
+int auth_client_parse(struct auth_client *, const char *name,
+    const char *text, size_t len, char *err, size_t errsz);
+int auth_client_load(struct auth_client *, const char *path, char *err,
+    size_t errsz);
+void auth_client_free(struct auth_client *);	/* wipes it */
+
+/*
  * `ferry passwd [USER]`: prints `USER:$argon2id$...` on stdout.  The
  * password is read twice without echo from a terminal, or once (one
  * line) from a stdin that is not one.  USER defaults to the invoking

@@ -128,6 +128,7 @@ static const struct key keys[] = {
 	    "/run/ferry/submit.sock" },
 	{ "tls_cert", KT_PATH, FIELD(tls_cert), 0, 0, 0, NULL },
 	{ "tls_key", KT_PATH, FIELD(tls_key), 0, 0, 0, NULL },
+	{ "tls_ciphers", KT_PATH, FIELD(tls_ciphers), 0, 0, 0, NULL },
 	{ "inbound_tls", KT_TLS, FIELD(inbound_tls), 0, 0,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT), "may" },
 	{ "auth_users", KT_PATH, FIELD(auth_users), 0, 0, 0, NULL },

@@ -25,6 +25,7 @@
 #define CONFIG_NAME_MAX		254	/* a DNS name */
 #define CONFIG_LINE_MAX		4096
 #define CONFIG_ERR_MAX		512
+#define CONFIG_CIPHERS_MAX	1024
 
 #define CONFIG_DEFAULT_PATH	"/etc/ferry/relay.conf"
 
@@ -70,6 +71,7 @@ struct config {
 	char local_socket[CONFIG_PATH_MAX];
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
+	char tls_ciphers[CONFIG_CIPHERS_MAX];	/* mbedTLS names; "" default */
 	enum tls_level inbound_tls;		/* none, may, encrypt */
 	char auth_users[CONFIG_PATH_MAX];
 	int auth_over_plaintext;

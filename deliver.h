@@ -60,6 +60,11 @@ struct deliver_ops {
 };
 
 void deliver_configure(const struct config *);
+/* The client credentials for STARTTLS (main.c makes them from the config
+ * and swaps them on SIGHUP; deliver takes a reference per connection).
+ * NULL: no TLS client available (then levels above may defer). */
+struct tls_client;
+void deliver_set_tls(struct tls_client *);
 /* host: a domain (MX lookup) or, with literal set, the host itself
  * ("[host]" smarthost syntax: no MX lookup). */
 struct deliver *deliver_start(const char *host, int literal, unsigned port,

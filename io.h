@@ -25,9 +25,11 @@ enum io_event {
 	IO_EOF,		/* the peer closed */
 	IO_ERR,		/* read/write failed; errno says why */
 	IO_TIMEOUT,	/* no input for the configured time */
+	IO_TLS,		/* io_start_tls(): the handshake is done */
 };
 
 struct io;
+struct tls_conn;
 
 struct io *io_new(int fd, void (*cb)(struct io *, enum io_event, void *),
     void *arg);
@@ -50,5 +52,18 @@ int io_printf(struct io *, const char *, ...)
 size_t io_queued(const struct io *);
 /* Flush now if possible; the rest goes out when the socket is writable. */
 void io_flush(struct io *);
+
+/*
+ * Switch to TLS over conn (io owns it from here and frees it): once the
+ * output queued so far (the 220 to STARTTLS) is written, the handshake
+ * runs on the loop and ends with IO_TLS, or IO_ERR (tls_conn_error()
+ * says why) or IO_TIMEOUT.  Input received in clear and not yet
+ * consumed is thrown away first: nothing pipelined behind STARTTLS may
+ * count as said inside TLS (RFC 3207 section 4.2, CVE-2011-0411).
+ */
+void io_start_tls(struct io *, struct tls_conn *);
+struct tls_conn *io_tls(const struct io *);	/* NULL: clear text */
+/* Bytes of input thrown away by io_start_tls(). */
+size_t io_tls_discarded(const struct io *);
 
 #endif
