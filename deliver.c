@@ -469,6 +469,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	case IO_TIMEOUT:
 		deliver_lost(d, "conversation timed out");
 		return;
+	case IO_TLS:	/* the TLS client's (issue 4) */
 	case IO_IN:
 		break;
 	}

@@ -617,6 +617,7 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 
 	(void)io;
 	switch (ev) {
+	case IO_TLS:
 	case IO_IN:
 		smtp_process(s);
 		break;
