@@ -15,6 +15,9 @@
 # and no delivery is ever tried.  Needs root and the
 # Debian postfix package; no system instance has to be running.
 # Exit: 0 done, 1 failed (the reason on stderr), 64 usage.
+#
+#   PF_EXTRA_CF="key = value<newline>..."   lines appended to main.cf
+#   (TLS, SASL or relay settings of a test; later lines win in Postfix)
 
 set -u
 
@@ -99,6 +102,8 @@ maximal_backoff_time = 4h
 queue_run_delay = 1h
 # Set for "hold" only: park every message, deliver nothing.
 $hold
+# The caller's own settings (PF_EXTRA_CF).
+${PF_EXTRA_CF:-}
 EOF
 }
 
