@@ -1,7 +1,8 @@
 /*
  * auth.c - the SASL server's core (auth.h): strict base64, AUTH PLAIN and
  * LOGIN decoding, Argon2id hashes, the users file, a failure throttle per
- * client address and `ferry passwd`.  It owns no socket and logs nothing:
+ * client address, a cache of recent logins, the smarthost credentials
+ * file and `ferry passwd`.  It owns no socket and logs nothing:
  * smtp.c speaks the dialogue and writes the Postfix-shaped log lines with
  * the reasons returned here.  Secrets pass through caller buffers and
  * every local copy is wiped with sodium_memzero() before return.
@@ -48,6 +49,9 @@
 				    AUTH_PASS_MAX : AUTH_USER_MAX)
 #define AUTH_THROTTLE_KEY	16
 #define AUTH_THROTTLE_TEXT_MAX	64	/* longer "addresses" are cut */
+/* Plenty for one "user password" line and a comment or two. */
+#define AUTH_CLIENT_FILE_MAX	4096
+#define AUTH_CACHE_DIGEST	32	/* BLAKE2b-256 */
 #define AUTH_CLI_PROMPT		"Password: "
 #define AUTH_CLI_PROMPT2	"Retype password: "
 
@@ -75,6 +79,17 @@ struct auth_throttle {
 	struct auth_throttle_slot s[AUTH_THROTTLE_SLOTS];
 };
 
+struct auth_cache_slot {
+	unsigned char digest[AUTH_CACHE_DIGEST];
+	uint64_t added;
+	int live;
+};
+
+struct auth_cache {
+	unsigned char key[crypto_generichash_KEYBYTES];
+	struct auth_cache_slot s[AUTH_CACHE_SLOTS];
+};
+
 static int auth_b64_strict(const char *, size_t);
 static int auth_field_check(const unsigned char *, size_t, int,
     const char **);
@@ -91,10 +106,17 @@ static int auth_users_line(struct auth_users *, const char *, size_t,
     unsigned long *);
 static int auth_users_dummy(struct auth_users *, unsigned long,
     unsigned long);
+static int auth_file_read(const char *, size_t, char **, size_t *, char *,
+    size_t);
 static void auth_throttle_key(const char *, unsigned char *);
 static void auth_throttle_decay(struct auth_throttle_slot *, uint64_t);
 static struct auth_throttle_slot *auth_throttle_find(struct auth_throttle *,
     const unsigned char *);
+static int auth_cache_digest(const struct auth_cache *, const char *,
+    const char *, size_t, unsigned char *);
+static int auth_cache_live(const struct auth_cache_slot *, uint64_t);
+static void auth_client_err(struct auth_client *, char *, size_t,
+    const char *, size_t, const char *);
 static void auth_cli_on_signal(int);
 static int auth_cli_read(char *, size_t, size_t *);
 static int auth_cli_read_tty(char *, size_t, size_t *, const char *);
@@ -612,16 +634,23 @@ fail:
 	return NULL;
 }
 
-struct auth_users *
-auth_users_load(const char *path, char *err, size_t errsz)
+/*
+ * A secret file whole into *buf (malloc'd, NUL-terminated, wiped and
+ * freed by the caller): a regular file others may not access, of at
+ * most max bytes.  Errors are "PATH: what".
+ */
+static int
+auth_file_read(const char *path, size_t max, char **buf, size_t *len,
+    char *err, size_t errsz)
 {
-	struct auth_users *t = NULL;
 	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
+	char msg[64];
+	size_t n = 0;
 	ssize_t r;
-	int fd;
+	int fd, rc = -1;
 
+	*buf = NULL;
+	*len = 0;
 	/* O_NONBLOCK: a FIFO in its place must not hang start-up. */
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1 ||
 	    fstat(fd, &st) == -1) {
@@ -637,17 +666,17 @@ auth_users_load(const char *path, char *err, size_t errsz)
 		    "(chmod o= it): refused");
 		goto out;
 	}
-	if (st.st_size > AUTH_USERS_FILE_MAX) {
-		auth_users_err(err, errsz, path, 0,
-		    "larger than 262144 bytes");
+	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
+		snprintf(msg, sizeof(msg), "larger than %zu bytes", max);
+		auth_users_err(err, errsz, path, 0, msg);
 		goto out;
 	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+	if ((*buf = malloc((size_t)st.st_size + 1)) == NULL) {
 		auth_users_err(err, errsz, path, 0, "out of memory");
 		goto out;
 	}
-	while (len < (size_t)st.st_size) {
-		r = read(fd, buf + len, (size_t)st.st_size - len);
+	while (n < (size_t)st.st_size) {
+		r = read(fd, *buf + n, (size_t)st.st_size - n);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -655,19 +684,38 @@ auth_users_load(const char *path, char *err, size_t errsz)
 			    "shrank while being read" : strerror(errno));
 			goto out;
 		}
-		len += (size_t)r;
+		n += (size_t)r;
 	}
-	t = auth_users_parse(path, buf, len, err, errsz);
+	(*buf)[n] = '\0';
+	rc = 0;
 out:
-	if (fd != -1 && close(fd) == -1 && t != NULL) {
+	if (fd != -1 && close(fd) == -1 && rc == 0) {
 		auth_users_err(err, errsz, path, 0, strerror(errno));
-		auth_users_free(t);
-		t = NULL;
+		rc = -1;
 	}
-	if (buf != NULL) {
-		sodium_memzero(buf, len);
-		free(buf);
+	if (rc != 0 && *buf != NULL) {
+		sodium_memzero(*buf, n);
+		free(*buf);
+		*buf = NULL;
+		n = 0;
 	}
+	*len = n;
+	return rc;
+}
+
+struct auth_users *
+auth_users_load(const char *path, char *err, size_t errsz)
+{
+	struct auth_users *t;
+	char *buf;
+	size_t len;
+
+	if (auth_file_read(path, AUTH_USERS_FILE_MAX, &buf, &len, err,
+	    errsz) != 0)
+		return NULL;
+	t = auth_users_parse(path, buf, len, err, errsz);
+	sodium_memzero(buf, len);
+	free(buf);
 	return t;
 }
 
@@ -863,6 +911,230 @@ auth_throttle_fail(struct auth_throttle *t, const char *addr, uint64_t now)
 	if (s->count < 2 * AUTH_THROTTLE_REFUSE)
 		s->count++;
 	s->used = now;
+}
+
+/* --- the cache of recent logins ------------------------------------------ */
+
+/*
+ * BLAKE2b keyed with the table's own random key over user NUL password:
+ * the user never holds a NUL, so the first NUL ends it and "ab"+"c"
+ * cannot collide with "a"+"bc".  A digest, not the password, sits in
+ * memory; without the key it cannot even be tested offline.  Refused
+ * (-1) for a user or password that auth_plain_decode() would not pass.
+ */
+static int
+auth_cache_digest(const struct auth_cache *c, const char *user,
+    const char *pass, size_t passlen, unsigned char *out)
+{
+	crypto_generichash_state st;
+	size_t ulen = strnlen(user, AUTH_USER_MAX + 1);
+
+	if (ulen == 0 || ulen > AUTH_USER_MAX || passlen == 0 ||
+	    passlen > AUTH_PASS_MAX)
+		return -1;
+	crypto_generichash_init(&st, c->key, sizeof(c->key),
+	    AUTH_CACHE_DIGEST);
+	crypto_generichash_update(&st, (const unsigned char *)user, ulen + 1);
+	crypto_generichash_update(&st, (const unsigned char *)pass, passlen);
+	crypto_generichash_final(&st, out, AUTH_CACHE_DIGEST);
+	/* The state's block buffer still holds the password's tail. */
+	sodium_memzero(&st, sizeof(st));
+	return 0;
+}
+
+/* Alive from added until added + AUTH_CACHE_TTL_MS, that instant excluded. */
+static int
+auth_cache_live(const struct auth_cache_slot *s, uint64_t now)
+{
+	return s->live && now >= s->added &&
+	    now - s->added < AUTH_CACHE_TTL_MS;
+}
+
+struct auth_cache *
+auth_cache_new(void)
+{
+	struct auth_cache *c;
+
+	if (sodium_init() < 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	randombytes_buf(c->key, sizeof(c->key));
+	return c;
+}
+
+void
+auth_cache_free(struct auth_cache *c)
+{
+	if (c == NULL)
+		return;
+	sodium_memzero(c, sizeof(*c));
+	free(c);
+}
+
+int
+auth_cache_hit(struct auth_cache *c, const char *user, const char *pass,
+    size_t passlen, uint64_t now)
+{
+	unsigned char d[AUTH_CACHE_DIGEST];
+	size_t i;
+	int hit = 0;
+
+	if (auth_cache_digest(c, user, pass, passlen, d) != 0)
+		return 0;
+	/* Every slot compared, no early exit: no timing hint of which. */
+	for (i = 0; i < AUTH_CACHE_SLOTS; i++)
+		if (sodium_memcmp(c->s[i].digest, d, sizeof(d)) == 0 &&
+		    auth_cache_live(&c->s[i], now))
+			hit = 1;
+	sodium_memzero(d, sizeof(d));
+	return hit;
+}
+
+void
+auth_cache_add(struct auth_cache *c, const char *user, const char *pass,
+    size_t passlen, uint64_t now)
+{
+	unsigned char d[AUTH_CACHE_DIGEST];
+	struct auth_cache_slot *s, *victim = NULL;
+	size_t i;
+	int alive, victim_alive = 0;
+
+	if (auth_cache_digest(c, user, pass, passlen, d) != 0)
+		return;
+	/* The same login again, else a dead slot, else the oldest. */
+	for (i = 0; i < AUTH_CACHE_SLOTS; i++) {
+		s = &c->s[i];
+		if (s->live && sodium_memcmp(s->digest, d, sizeof(d)) == 0) {
+			victim = s;
+			break;
+		}
+		alive = auth_cache_live(s, now);
+		if (victim == NULL || (victim_alive && (!alive ||
+		    s->added < victim->added))) {
+			victim = s;
+			victim_alive = alive;
+		}
+	}
+	memcpy(victim->digest, d, sizeof(d));
+	victim->added = now;
+	victim->live = 1;
+	sodium_memzero(d, sizeof(d));
+}
+
+void
+auth_cache_clear(struct auth_cache *c)
+{
+	if (c != NULL)
+		sodium_memzero(c->s, sizeof(c->s));
+}
+
+/* --- the client's credentials (smarthost_auth) --------------------------- */
+
+static void
+auth_client_err(struct auth_client *cl, char *err, size_t errsz,
+    const char *name, size_t line, const char *what)
+{
+	sodium_memzero(cl, sizeof(*cl));
+	auth_users_err(err, errsz, name, line, what);
+}
+
+int
+auth_client_parse(struct auth_client *cl, const char *name,
+    const char *text, size_t len, char *err, size_t errsz)
+{
+	size_t pos = 0, line = 0, eol, n, k, u, ulen, plen;
+	const char *l;
+	int found = 0;
+
+	sodium_memzero(cl, sizeof(*cl));
+	while (pos < len) {
+		l = text + pos;
+		eol = pos;
+		while (eol < len && text[eol] != '\n')
+			eol++;
+		n = eol - pos;
+		pos = eol < len ? eol + 1 : len;
+		line++;
+		if (memchr(l, '\0', n) != NULL) {
+			auth_client_err(cl, err, errsz, name, line,
+			    "NUL byte");
+			return -1;
+		}
+		if (n > 0 && l[n - 1] == '\r')
+			n--;
+		k = 0;
+		while (k < n && (l[k] == ' ' || l[k] == '\t'))
+			k++;
+		if (k == n || l[k] == '#')
+			continue;
+		if (found) {
+			auth_client_err(cl, err, errsz, name, line,
+			    "more than one credential line");
+			return -1;
+		}
+		found = 1;
+		/* The user: up to the first blank; it reaches the log. */
+		for (u = k; u < n && l[u] != ' ' && l[u] != '\t'; u++) {
+			if ((unsigned char)l[u] < 0x20 || l[u] == 0x7f) {
+				auth_client_err(cl, err, errsz, name, line,
+				    "bad character in user name");
+				return -1;
+			}
+		}
+		ulen = u - k;
+		if (ulen > AUTH_USER_MAX) {
+			auth_client_err(cl, err, errsz, name, line,
+			    "user name longer than 255 bytes");
+			return -1;
+		}
+		memcpy(cl->user, l + k, ulen);
+		/* The password: everything after the blanks, spaces kept. */
+		while (u < n && (l[u] == ' ' || l[u] == '\t'))
+			u++;
+		plen = n - u;
+		if (plen == 0) {
+			auth_client_err(cl, err, errsz, name, line,
+			    "missing password");
+			return -1;
+		}
+		if (plen > AUTH_PASS_MAX) {
+			auth_client_err(cl, err, errsz, name, line,
+			    "password longer than 255 bytes");
+			return -1;
+		}
+		memcpy(cl->pass, l + u, plen);
+		cl->passlen = plen;
+	}
+	if (!found) {
+		auth_client_err(cl, err, errsz, name, 0,
+		    "no credential line (want: user password)");
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_client_load(struct auth_client *cl, const char *path, char *err,
+    size_t errsz)
+{
+	char *buf;
+	size_t len;
+	int rc;
+
+	sodium_memzero(cl, sizeof(*cl));
+	if (auth_file_read(path, AUTH_CLIENT_FILE_MAX, &buf, &len, err,
+	    errsz) != 0)
+		return -1;
+	rc = auth_client_parse(cl, path, buf, len, err, errsz);
+	sodium_memzero(buf, len);
+	free(buf);
+	return rc;
+}
+
+void
+auth_client_free(struct auth_client *cl)
+{
+	if (cl != NULL)
+		sodium_memzero(cl, sizeof(*cl));
 }
 
 /* --- ferry passwd --------------------------------------------------------- */

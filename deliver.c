@@ -1037,3 +1037,9 @@ deliver_addr_8bit(const char *s)
 			return 1;
 	return 0;
 }
+
+void
+deliver_set_tls(struct tls_client *c)
+{
+	(void)c;
+}

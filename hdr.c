@@ -23,11 +23,12 @@ hdr_date(char *buf, size_t len, time_t t)
 
 int
 hdr_received(char *buf, size_t len, const char *helo, const char *ip,
-    const char *proto, const char *hostname, const char *id,
-    const char *rcpt, long uid, time_t t)
+    const char *tls, const char *proto, const char *hostname,
+    const char *id, const char *rcpt, long uid, time_t t)
 {
 	char date[HDR_DATE_MAX];
 	char forpart[600] = "";
+	char tlspart[200] = "";
 	int n;
 
 	if (hdr_date(date, sizeof(date), t) < 0)
@@ -35,12 +36,15 @@ hdr_received(char *buf, size_t len, const char *helo, const char *ip,
 	/* "for" only with one recipient: more would leak Bcc'd addresses. */
 	if (rcpt != NULL)
 		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", rcpt);
+	/* Postfix's words, so header parsers that know them keep working. */
+	if (tls != NULL)
+		snprintf(tlspart, sizeof(tlspart), "\t(using %s)\r\n", tls);
 	if (helo == NULL)
 		n = snprintf(buf, len, "Received: by %s (ferry, from userid %ld)"
 		    "\r\n\tid %s%s; %s\r\n", hostname, uid, id, forpart, date);
 	else
 		n = snprintf(buf, len, "Received: from %s (unknown [%s])\r\n"
-		    "\tby %s (ferry) with %s id %s%s; %s\r\n", helo, ip,
-		    hostname, proto, id, forpart, date);
+		    "%s\tby %s (ferry) with %s id %s%s; %s\r\n", helo, ip,
+		    tlspart, hostname, proto, id, forpart, date);
 	return n < 0 || (size_t)n >= len ? -1 : n;
 }

@@ -15,9 +15,10 @@
 #define HDR_RECEIVED_MAX 1024
 
 int hdr_date(char *, size_t, time_t);
-/* Network: "from HELO (unknown [IP])"; local (helo NULL): "from userid". */
+/* Network: "from HELO (unknown [IP])"; local (helo NULL): "from userid".
+ * tls: "TLSv1.2 with cipher ... (256/256 bits)" or NULL (clear text). */
 int hdr_received(char *, size_t, const char *helo, const char *ip,
-    const char *proto, const char *hostname, const char *id,
-    const char *rcpt_or_null, long uid, time_t);
+    const char *tls, const char *proto, const char *hostname,
+    const char *id, const char *rcpt_or_null, long uid, time_t);
 
 #endif

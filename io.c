@@ -5,6 +5,14 @@
  * Back-pressure: while more than IO_OUT_MAX/2 bytes wait to be written we
  * stop reading, so a client that pipelines without reading its replies
  * cannot make us buffer without bound.
+ *
+ * TLS sits under the same buffers: after io_start_tls() the bytes go
+ * through the tls_conn instead of recv/send, and the protocol above sees
+ * no difference.  Two things differ from a socket: a TLS record may hold
+ * more than the input buffer has room for, so bytes can wait inside
+ * mbedTLS where epoll cannot see them (io_consume() kicks a read for
+ * them); and a write that would block must be repeated with the same
+ * bytes, so its length is remembered (tls_wlen).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,9 +24,18 @@
 
 #include "io.h"
 #include "loop.h"
+#include "tls.h"
 
 #define IO_OUT_INIT	512
 #define IO_OUT_HIWAT	(IO_OUT_MAX / 2)
+#define IO_TLS_CHUNK	16384		/* one TLS record's worth per write */
+
+enum io_tls_state {
+	IOT_NONE,		/* clear text */
+	IOT_PENDING,		/* the 220 to STARTTLS is still going out */
+	IOT_HANDSHAKE,
+	IOT_ON,
+};
 
 struct io {
 	struct loop_fd lfd;
@@ -31,6 +48,12 @@ struct io {
 	int eof;
 	int blocked;		/* the last send would have blocked */
 	int err;		/* a flush failed: IO_ERR is on its way */
+	enum io_tls_state tls_state;
+	unsigned hs_want;	/* LOOP_* the handshake waits for */
+	int tls_wread;		/* the blocked TLS write waits for input */
+	size_t tls_wlen;	/* length of the TLS write to repeat, or 0 */
+	size_t discarded;	/* clear text dropped at io_start_tls() */
+	struct tls_conn *tls;
 	char *out;
 	size_t out_off, out_len, out_cap;
 	size_t in_len;
@@ -41,7 +64,10 @@ static void io_on_fd(struct loop_fd *, unsigned);
 static void io_on_timer(struct loop_timer *);
 static void io_on_kick(struct loop_timer *);
 static int io_do_write(struct io *);
+static int io_send(struct io *);
 static void io_update(struct io *);
+static void io_read(struct io *);
+static void io_handshake(struct io *);
 
 struct io *
 io_new(int fd, void (*cb)(struct io *, enum io_event, void *), void *arg)
@@ -71,6 +97,11 @@ io_free(struct io *io)
 	loop_fd_del(&io->lfd);
 	loop_timer_cancel(&io->timer);
 	loop_timer_cancel(&io->kick);
+	if (io->tls != NULL) {
+		if (io->tls_state == IOT_ON)
+			tls_conn_close_notify(io->tls);
+		tls_conn_free(io->tls);
+	}
 	close(io->lfd.fd);
 	free(io->out);
 	free(io);
@@ -97,11 +128,16 @@ io_update(struct io *io)
 {
 	unsigned want = 0;
 
-	if (!io->paused && !io->eof && io->in_len < sizeof(io->in) &&
+	if (io->tls_state == IOT_HANDSHAKE) {
+		(void)loop_fd_want(&io->lfd, io->hs_want);
+		return;
+	}
+	/* Until the handshake starts, input is the handshake's to read. */
+	if (io->tls_state != IOT_PENDING && !io->paused && !io->eof && io->in_len < sizeof(io->in) &&
 	    io->out_len - io->out_off < IO_OUT_HIWAT)
 		want |= LOOP_READ;
 	if (io->blocked && io->out_len > io->out_off)
-		want |= LOOP_WRITE;
+		want |= io->tls_wread ? LOOP_READ : LOOP_WRITE;
 	/* Fails only on a dead fd; the next write reports it. */
 	(void)loop_fd_want(&io->lfd, want);
 }
@@ -118,7 +154,8 @@ io_resume(struct io *io)
 {
 	io->paused = 0;
 	io_update(io);
-	if (io->in_len > 0 || io->eof)
+	if (io->in_len > 0 || io->eof ||
+	    (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0))
 		loop_timer_set(&io->kick, 0);
 }
 
@@ -137,8 +174,10 @@ io_consume(struct io *io, size_t n)
 	memmove(io->in, io->in + n, io->in_len - n);
 	io->in_len -= n;
 	io_update(io);
-	/* The peer closed behind the input just used up: say so. */
-	if (io->eof && io->in_len == 0)
+	/* The peer closed behind the input just used up: say so.  Or
+	 * decrypted input waits inside TLS, where epoll cannot see it. */
+	if ((io->eof && io->in_len == 0) ||
+	    (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0))
 		loop_timer_set(&io->kick, 0);
 }
 
@@ -203,16 +242,48 @@ io_queued(const struct io *io)
 	return io->out_len - io->out_off;
 }
 
+/* One send: >= 0 bytes, or -1 with errno (EAGAIN: would block). */
+static int
+io_send(struct io *io)
+{
+	size_t len = io->out_len - io->out_off;
+	ssize_t n;
+
+	if (io->tls_state != IOT_ON) {
+		n = send(io->lfd.fd, io->out + io->out_off, len, MSG_NOSIGNAL);
+		return n == -1 ? -1 : (int)n;
+	}
+	if (io->tls_wlen > 0)
+		len = io->tls_wlen;	/* mbedTLS wants the same bytes */
+	else if (len > IO_TLS_CHUNK)
+		len = IO_TLS_CHUNK;
+	n = tls_conn_write(io->tls, io->out + io->out_off, len);
+	io->tls_wread = 0;
+	if (n > 0) {
+		io->tls_wlen = 0;
+		return (int)n;
+	}
+	if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+		io->tls_wlen = len;
+		io->tls_wread = n == TLS_WANT_READ;
+		errno = EAGAIN;
+	} else {
+		errno = EPROTO;
+	}
+	return -1;
+}
+
 /* 0: progress or would block; -1: error, errno set. */
 static int
 io_do_write(struct io *io)
 {
-	ssize_t n;
+	int n;
 
+	/* The handshake owns the socket; what is queued waits for it. */
+	if (io->tls_state == IOT_HANDSHAKE)
+		return 0;
 	while (io->out_len > io->out_off) {
-		n = send(io->lfd.fd, io->out + io->out_off,
-		    io->out_len - io->out_off, MSG_NOSIGNAL);
-		if (n == -1) {
+		if ((n = io_send(io)) == -1) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
@@ -233,6 +304,10 @@ io_do_write(struct io *io)
 			io->out = NULL;
 			io->out_cap = 0;
 		}
+		/* The 220 is out: the handshake may begin (from the loop,
+		 * since its end calls the owner). */
+		if (io->tls_state == IOT_PENDING)
+			loop_timer_set(&io->kick, 0);
 	}
 	io_update(io);
 	return 0;
@@ -253,9 +328,13 @@ static void
 io_on_fd(struct loop_fd *lfd, unsigned events)
 {
 	struct io *io = container_of(lfd, struct io, lfd);
-	ssize_t n;
 
-	if (events & (LOOP_WRITE | LOOP_ERROR) && io->out_len > io->out_off) {
+	if (io->tls_state == IOT_HANDSHAKE) {
+		io_handshake(io);
+		return;
+	}
+	if (events & (LOOP_WRITE | LOOP_ERROR | (io->tls_wread ? LOOP_READ :
+	    0)) && io->out_len > io->out_off) {
 		if (io_do_write(io) == -1) {
 			io->cb(io, IO_ERR, io->arg);
 			return;
@@ -265,16 +344,50 @@ io_on_fd(struct loop_fd *lfd, unsigned events)
 			return;	/* the callback may have freed io */
 		}
 	}
-	if (!(events & (LOOP_READ | LOOP_ERROR)) || io->paused || io->eof ||
-	    io->in_len == sizeof(io->in))
+	if (!(events & (LOOP_READ | LOOP_ERROR)))
 		return;
-	n = recv(io->lfd.fd, io->in + io->in_len, sizeof(io->in) - io->in_len,
-	    0);
-	if (n == -1) {
-		if (errno == EAGAIN || errno == EINTR)
+	io_read(io);
+}
+
+/* Read what there is (one recv, or TLS records while they fit) and tell
+ * the owner. */
+static void
+io_read(struct io *io)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	if (io->paused || io->eof || io->in_len == sizeof(io->in) ||
+	    io->tls_state == IOT_PENDING)
+		return;
+	if (io->tls_state != IOT_ON) {
+		n = recv(io->lfd.fd, io->in + io->in_len,
+		    sizeof(io->in) - io->in_len, 0);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			io->cb(io, IO_ERR, io->arg);
 			return;
-		io->cb(io, IO_ERR, io->arg);
-		return;
+		}
+	} else {
+		do {
+			n = tls_conn_read(io->tls, io->in + io->in_len + got,
+			    sizeof(io->in) - io->in_len - got);
+			if (n > 0)
+				got += (size_t)n;
+		} while (n > 0 && io->in_len + got < sizeof(io->in) &&
+		    tls_conn_pending(io->tls) > 0);
+		if (got > 0)
+			n = (ssize_t)got;
+		else if (n == TLS_EOF)
+			n = 0;
+		else if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+			return;
+		else {
+			errno = EPROTO;
+			io->cb(io, IO_ERR, io->arg);
+			return;
+		}
 	}
 	if (io->timeout_ms)
 		loop_timer_set(&io->timer, io->timeout_ms);
@@ -287,6 +400,62 @@ io_on_fd(struct loop_fd *lfd, unsigned events)
 	io->in_len += (size_t)n;
 	io_update(io);
 	io->cb(io, IO_IN, io->arg);
+}
+
+void
+io_start_tls(struct io *io, struct tls_conn *conn)
+{
+	io->tls = conn;
+	io->tls_state = IOT_PENDING;
+	io->discarded += io->in_len;
+	io->in_len = 0;
+	if (io->timeout_ms)
+		loop_timer_set(&io->timer, io->timeout_ms);
+	io_flush(io);
+	if (io->out_len == io->out_off)
+		loop_timer_set(&io->kick, 0);
+}
+
+struct tls_conn *
+io_tls(const struct io *io)
+{
+	return io->tls_state == IOT_ON ? io->tls : NULL;
+}
+
+size_t
+io_tls_discarded(const struct io *io)
+{
+	return io->discarded;
+}
+
+/* One step of the handshake; its end (either way) goes to the owner. */
+static void
+io_handshake(struct io *io)
+{
+	int r;
+
+	io->tls_state = IOT_HANDSHAKE;
+	r = tls_conn_handshake(io->tls);
+	if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+		io->hs_want = r == TLS_WANT_READ ? LOOP_READ : LOOP_WRITE;
+		io_update(io);
+		return;
+	}
+	if (r != TLS_OK) {
+		io->hs_want = 0;
+		io_update(io);
+		errno = EPROTO;
+		io->cb(io, IO_ERR, io->arg);
+		return;
+	}
+	io->tls_state = IOT_ON;
+	if (io->timeout_ms)
+		loop_timer_set(&io->timer, io->timeout_ms);
+	io_update(io);
+	/* Data that came with the last handshake flight is not on the fd. */
+	if (tls_conn_pending(io->tls) > 0)
+		loop_timer_set(&io->kick, 0);
+	io->cb(io, IO_TLS, io->arg);
 }
 
 static void
@@ -307,11 +476,18 @@ io_on_kick(struct loop_timer *t)
 		io->cb(io, IO_ERR, io->arg);
 		return;
 	}
-	if (io->paused)
+	if (io->tls_state == IOT_PENDING) {
+		if (io->out_len == io->out_off)
+			io_handshake(io);
+		return;
+	}
+	if (io->paused || io->tls_state == IOT_HANDSHAKE)
 		return;
 	/* The fd event may have used the input already: say only what is. */
 	if (io->in_len > 0)
 		io->cb(io, IO_IN, io->arg);
 	else if (io->eof)
 		io->cb(io, IO_EOF, io->arg);
+	else if (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0)
+		io_read(io);
 }

@@ -35,9 +35,19 @@
 #include "queue.h"
 #include "sched.h"
 #include "smtp.h"
+#include "deliver.h"
+#include "tls.h"
 
 #define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
 #define FERRY_VERSION	"0.1"
+
+/* The files behind TLS and AUTH, loaded as one set, swapped on SIGHUP. */
+struct main_creds {
+	struct tls_server *server;
+	struct tls_client *client;
+	struct auth_users *users;
+	struct tls_fplist *fps;
+};
 
 struct main_user {
 	int drop;
@@ -60,9 +70,14 @@ static void main_on_usr1(int);
 static void main_on_usr2(int);
 static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
+static int main_load_creds(const struct config *, struct main_creds *,
+    const struct main_creds *);
+static void main_set_creds(struct main_creds *);
+static void main_free_creds(struct main_creds *);
 
 static struct config *main_conf;
 static struct alias_table *main_aliases;
+static struct main_creds main_creds;
 static int main_listeners_before_drop;
 
 static const struct {
@@ -311,11 +326,25 @@ main_serve(struct config *conf)
 		log_fatal(LP_MASTER, "queue directory %s", conf->queue_dir);
 	if (main_load_aliases(conf, &main_aliases) == -1)
 		exit(EX_CONFIG);
+	/* Keys are read as root, before the drop. */
+	if (main_load_creds(conf, &main_creds, NULL) == -1)
+		exit(EX_CONFIG);
+	if (conf->listen_smtps.n > 0 && main_creds.server == NULL) {
+		log_warnx(LP_MASTER, "%s: listen_smtps needs tls_cert and "
+		    "tls_key", conf->path);
+		exit(EX_CONFIG);
+	}
+	if (conf->listen_submission.n > 0 && main_creds.server == NULL)
+		log_warnx(LP_MASTER, "listen_submission without tls_cert: "
+		    "clients there cannot start TLS, so they cannot send");
 	smtp_configure(conf);
 	smtp_set_aliases(main_aliases);
+	main_set_creds(&main_creds);
 	pickup_configure(conf);
 	pickup_set_aliases(main_aliases);
 	main_bind_inet(&conf->listen_smtp, SMTP_KIND_SMTP);
+	main_bind_inet(&conf->listen_submission, SMTP_KIND_SUBMISSION);
+	main_bind_inet(&conf->listen_smtps, SMTP_KIND_SMTPS);
 	main_bind_local(conf->local_socket, &u);
 	main_drop(&u);
 	if (geteuid() == 0)
@@ -337,6 +366,11 @@ main_serve(struct config *conf)
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");
 	log_info(LP_MASTER, "terminating");
+	smtp_set_tls(NULL);
+	smtp_set_auth(NULL);
+	smtp_set_client_certs(NULL);
+	deliver_set_tls(NULL);
+	main_free_creds(&main_creds);
 	alias_free(main_aliases);
 	dns_free();
 	loop_free();
@@ -357,6 +391,85 @@ main_load_aliases(const struct config *conf, struct alias_table **out)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Load the TLS and AUTH files the config names into out.  At start (old
+ * NULL) any error is fatal for the caller (-1, logged).  On reload a file
+ * that fails keeps the running one from old (logged), so a typo in a
+ * certificate never takes TLS away from a running server.
+ */
+static int
+main_load_creds(const struct config *conf, struct main_creds *out,
+    const struct main_creds *old)
+{
+	char err[CONFIG_ERR_MAX];
+	int bad = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (conf->tls_cert[0] != '\0' && conf->tls_key[0] != '\0' &&
+	    (out->server = tls_server_new(conf->tls_cert, conf->tls_key,
+	    conf->tls_ciphers, conf->relay_client_certs[0] != '\0', err,
+	    sizeof(err))) == NULL) {
+		bad = 1;
+		if (old == NULL)
+			log_warnx(LP_MASTER, "tls_cert %s: %s", conf->tls_cert,
+			    err);
+		else {
+			log_warnx(LP_MASTER, "tls_cert %s: %s; keeping the old "
+			    "certificate", conf->tls_cert, err);
+			if (old->server != NULL)
+				out->server = tls_server_ref(old->server);
+		}
+	}
+	if ((out->client = tls_client_new(conf->ca_file, conf->client_cert,
+	    conf->client_key, conf->tls_ciphers, err, sizeof(err))) == NULL) {
+		bad = 1;
+		log_warnx(LP_MASTER, "client_cert %s: %s%s", conf->client_cert,
+		    err, old ? "; keeping the old one" : "");
+		if (old != NULL && old->client != NULL)
+			out->client = tls_client_ref(old->client);
+	}
+	if (conf->auth_users[0] != '\0' && (out->users =
+	    auth_users_load(conf->auth_users, err, sizeof(err))) == NULL) {
+		bad = 1;
+		log_warnx(LP_MASTER, "auth_users: %s%s", err,
+		    old ? "; keeping the old users" : "");
+		/* Not shared: the old table moves over (see main_on_hup). */
+	}
+	if (conf->relay_client_certs[0] != '\0' && (out->fps =
+	    tls_fplist_load(conf->relay_client_certs, err, sizeof(err))) ==
+	    NULL) {
+		bad = 1;
+		log_warnx(LP_MASTER, "relay_client_certs: %s%s", err,
+		    old ? "; keeping the old list" : "");
+	}
+	if (bad && old == NULL) {
+		main_free_creds(out);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+main_set_creds(struct main_creds *c)
+{
+	smtp_set_tls(c->server);
+	smtp_set_auth(c->users);
+	smtp_set_client_certs(c->fps);
+	deliver_set_tls(c->client);
+}
+
+static void
+main_free_creds(struct main_creds *c)
+{
+	if (c->server != NULL)
+		tls_server_unref(c->server);
+	if (c->client != NULL)
+		tls_client_unref(c->client);
+	auth_users_free(c->users);
+	tls_fplist_free(c->fps);
+	memset(c, 0, sizeof(*c));
 }
 
 static void
@@ -395,6 +508,7 @@ main_on_hup(int signo)
 
 	(void)signo;
 	struct alias_table *aliases;
+	struct main_creds creds;
 
 	if (config_load(next, main_conf->path, err, sizeof(err)) != 0) {
 		log_warnx(LP_MASTER, "reload: %s; keeping the running "
@@ -410,8 +524,25 @@ main_on_hup(int signo)
 	pickup_set_aliases(aliases);
 	alias_free(main_aliases);
 	main_aliases = aliases;
+	(void)main_load_creds(next, &creds, &main_creds);
+	/* A users file or list that failed to load keeps the running one. */
+	if (creds.users == NULL && next->auth_users[0] != '\0') {
+		creds.users = main_creds.users;
+		main_creds.users = NULL;
+	}
+	if (creds.fps == NULL && next->relay_client_certs[0] != '\0') {
+		creds.fps = main_creds.fps;
+		main_creds.fps = NULL;
+	}
+	main_set_creds(&creds);
+	main_free_creds(&main_creds);
+	main_creds = creds;
 	if (memcmp(&next->listen_smtp, &main_conf->listen_smtp,
 	    sizeof(next->listen_smtp)) != 0 ||
+	    memcmp(&next->listen_submission, &main_conf->listen_submission,
+	    sizeof(next->listen_submission)) != 0 ||
+	    memcmp(&next->listen_smtps, &main_conf->listen_smtps,
+	    sizeof(next->listen_smtps)) != 0 ||
 	    strcmp(next->local_socket, main_conf->local_socket) != 0 ||
 	    strcmp(next->queue_dir, main_conf->queue_dir) != 0)
 		log_warnx(LP_MASTER, "reload: listener or queue_dir changes "

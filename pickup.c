@@ -173,7 +173,7 @@ pickup_file(const char *name)
 				goto bad;
 			}
 	}
-	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
+	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
 	    info.nrcpt == 1 ? info.rcpt[0].address : NULL, (long)st.st_uid,
 	    time(NULL));

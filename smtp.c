@@ -17,6 +17,13 @@
  * command is skipped to its LF and answered 500; a too long data line or
  * too much data is read to the end of data, thrown away and answered 5xx;
  * a bare CR or LF anywhere ends the session with 521 (SMTP smuggling).
+ *
+ * TLS and AUTH (RFC 3207, RFC 4954) are policy here and mechanism
+ * elsewhere: io.c runs the handshake, auth.c decodes and checks.  After
+ * STARTTLS whatever the client pipelined is thrown away and the session
+ * starts over.  Argon2 checks block, so they run one per loop pass from
+ * a short queue: a login never stalls the other sessions for more than
+ * one check.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +40,7 @@
 
 #include "addr.h"
 #include "alias.h"
+#include "auth.h"
 #include "cmd.h"
 #include "config.h"
 #include "hdr.h"
@@ -41,6 +49,7 @@
 #include "loop.h"
 #include "queue.h"
 #include "smtp.h"
+#include "tls.h"
 
 #define SMTP_LISTEN_MAX		(3 * CONFIG_MAX_LISTEN + 1)
 #define SMTP_DATA_LINE_MAX	1000	/* §4.5.3.1.6, with CRLF */
@@ -52,6 +61,10 @@
 #define SMTP_ACCEPT_BATCH	64	/* accepts per wake-up */
 #define SMTP_TIMEOUT_MAX	86400	/* seconds: no wrap in ms */
 #define SMTP_ALIAS_MAX		32	/* addresses one RCPT may become */
+/* RFC 4954 §4: AUTH lines may exceed 512; PLAIN's largest, encoded. */
+#define SMTP_AUTH_LINE_MAX	(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 16)
+#define SMTP_VERIFY_MAX		16	/* Argon2 checks waiting, at most */
+#define SMTP_TLS_DESC_MAX	160
 
 enum smtp_state {
 	STATE_HELO,		/* greeted, waiting for EHLO/HELO */
@@ -61,6 +74,9 @@ enum smtp_state {
 	STATE_DATA,		/* reading the message */
 	STATE_COMMIT,		/* waiting for the queue to make it durable */
 	STATE_QUIT,		/* closing once the output is written */
+	STATE_TLS,		/* the TLS handshake runs */
+	STATE_AUTH,		/* reading SASL responses */
+	STATE_AUTH_WAIT,	/* the password check is queued */
 };
 
 /* Session flags. */
@@ -77,6 +93,12 @@ enum smtp_state {
 #define SF_SMTPUTF8	0x0400u
 #define SF_SHUTDOWN	0x0800u	/* leave after this transaction */
 #define SF_DATA_BOL	0x1000u	/* data reader is at a line start */
+#define SF_TLS		0x2000u	/* TLS is on */
+#define SF_AUTH		0x4000u	/* SASL authenticated */
+#define SF_CERT_OK	0x8000u	/* a listed client certificate */
+#define SF_STARTTLS	0x10000u /* start TLS once the line is used */
+#define SF_REPLAY	0x20000u /* read this command again later */
+#define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR)
 
 /* Replies, each with its enhanced status code (RFC 3463). */
@@ -88,7 +110,22 @@ enum smtp_reply {
 	RP_LINE_TOO_LONG, RP_DATA_LINE_TOO_LONG, RP_BARE_LF, RP_BARE_CR,
 	RP_WRITE_ERR, RP_TOO_MANY_ERRORS, RP_TIMEOUT, RP_SHUTDOWN,
 	RP_TOO_MANY_CONN, RP_TOO_MANY_CONN_CLIENT, RP_NO_RESOURCES, RP_8BIT_ADDR,
-	RP_ETRN, RP_ALIAS, RP_NO_SPACE,
+	RP_ETRN, RP_ALIAS, RP_NO_SPACE, RP_STARTTLS_GO, RP_STARTTLS_SYNTAX,
+	RP_TLS_ACTIVE, RP_TLS_UNAVAIL, RP_NEED_STARTTLS, RP_NEED_AUTH,
+	RP_AUTH_OK, RP_AUTH_FAILED, RP_AUTH_DECODE, RP_AUTH_ABORTED,
+	RP_AUTH_MECH, RP_AUTH_AGAIN, RP_IN_TXN, RP_AUTH_DISABLED,
+	RP_AUTH_TOO_MANY, RP_AUTH_BUSY, RP_AUTH_SYNTAX, RP_334,
+};
+
+enum smtp_mech { MECH_PLAIN, MECH_LOGIN };
+
+/* Only while an AUTH dialogue runs; wiped when it ends. */
+struct smtp_auth {
+	enum smtp_mech mech;
+	int have_user;			/* LOGIN: the user name came */
+	size_t passlen;
+	char user[AUTH_USER_MAX + 1];
+	char pass[AUTH_PASS_MAX + 1];
 };
 
 struct smtp_listener {
@@ -101,6 +138,12 @@ struct smtp_session {
 	struct smtp_session *prev, *next;
 	struct io *io;
 	struct loop_timer data_deadline;	/* the whole DATA phase */
+	struct loop_timer auth_delay;		/* the failure throttle */
+	struct smtp_session *vnext;		/* the verification queue */
+	struct smtp_auth *auth;
+	struct tls_conn *tls;		/* io's; kept for its error text */
+	char *sasl_user;
+	const char *sasl_method;
 	enum smtp_state state;
 	enum smtp_kind kind;
 	unsigned flags;
@@ -165,6 +208,24 @@ static void smtp_cmd_unimpl(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_unknown(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_etrn(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_http(struct smtp_session *, const struct cmd *);
+static void smtp_cmd_starttls(struct smtp_session *, const struct cmd *);
+static void smtp_cmd_auth(struct smtp_session *, const struct cmd *);
+static void smtp_starttls_begin(struct smtp_session *);
+static void smtp_tls_ready(struct smtp_session *);
+static const char *smtp_tls_desc(const struct smtp_session *, char *,
+    size_t);
+static int smtp_tls_offered(const struct smtp_session *);
+static int smtp_auth_offered(const struct smtp_session *);
+static size_t smtp_line_max(const struct smtp_session *, const char *,
+    size_t);
+static void smtp_auth_response(struct smtp_session *, const char *,
+    size_t);
+static void smtp_auth_check(struct smtp_session *);
+static void smtp_auth_done(struct smtp_session *, int);
+static void smtp_auth_end(struct smtp_session *);
+static void smtp_auth_unqueue(struct smtp_session *);
+static void smtp_on_auth_delay(struct loop_timer *);
+static void smtp_on_verify(struct loop_timer *);
 
 static const struct {
 	int code;
@@ -179,7 +240,7 @@ static const struct {
 	[RP_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
 	[RP_BYE] = { 221, "2.0.0", "Bye" },
 	[RP_HELP] = { 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET "
-	    "NOOP QUIT HELP VRFY; see RFC 5321" },
+	    "NOOP QUIT HELP VRFY STARTTLS AUTH; see RFC 5321" },
 	[RP_VRFY] = { 252, "2.0.0", "Cannot VRFY user, but will accept "
 	    "message and attempt delivery" },
 	[RP_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
@@ -217,6 +278,29 @@ static const struct {
 	[RP_ETRN] = { 250, NULL, "Queuing started" },
 	[RP_NO_SPACE] = { 452, "4.3.1", "Insufficient system storage" },
 	[RP_ALIAS] = { 451, "4.3.0", "<%s>: alias error: %s" },
+	[RP_STARTTLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
+	[RP_STARTTLS_SYNTAX] = { 501, "5.5.4", "Syntax: STARTTLS" },
+	[RP_TLS_ACTIVE] = { 554, "5.5.1", "Error: TLS already active" },
+	[RP_TLS_UNAVAIL] = { 454, "4.7.0", "TLS not available due to local "
+	    "problem" },
+	[RP_NEED_STARTTLS] = { 530, "5.7.0", "Must issue a STARTTLS command "
+	    "first" },
+	[RP_NEED_AUTH] = { 530, "5.7.0", "Authentication required" },
+	[RP_AUTH_OK] = { 235, "2.7.0", "Authentication successful" },
+	[RP_AUTH_FAILED] = { 535, "5.7.8", "Error: authentication failed: "
+	    "authentication failure" },
+	[RP_AUTH_DECODE] = { 501, "5.5.2", "Cannot decode response" },
+	[RP_AUTH_ABORTED] = { 501, "5.7.0", "Authentication aborted" },
+	[RP_AUTH_MECH] = { 504, "5.5.4", "Unrecognized authentication type" },
+	[RP_AUTH_AGAIN] = { 503, "5.5.1", "Error: already authenticated" },
+	[RP_IN_TXN] = { 503, "5.5.1", "Error: MAIL transaction in progress" },
+	[RP_AUTH_DISABLED] = { 503, "5.5.1", "Error: authentication not "
+	    "enabled" },
+	[RP_AUTH_TOO_MANY] = { 421, "4.7.0", "Too many failed "
+	    "authentications; try again later" },
+	[RP_AUTH_BUSY] = { 454, "4.7.0", "Temporary authentication failure" },
+	[RP_AUTH_SYNTAX] = { 501, "5.5.4", "Syntax: AUTH mechanism" },
+	[RP_334] = { 334, NULL, "%s" },
 };
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
@@ -233,17 +317,13 @@ static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
 	[CMD_HELP] = smtp_cmd_help,
 	[CMD_VRFY] = smtp_cmd_vrfy,
 	[CMD_EXPN] = smtp_cmd_unimpl,
-	[CMD_STARTTLS] = smtp_cmd_unimpl,
-	[CMD_AUTH] = smtp_cmd_unimpl,
+	[CMD_STARTTLS] = smtp_cmd_starttls,
+	[CMD_AUTH] = smtp_cmd_auth,
 	[CMD_BDAT] = smtp_cmd_unimpl,
 	[CMD_ETRN] = smtp_cmd_etrn,
 	[CMD_HTTP] = smtp_cmd_http,
 };
 
-static const char *const smtp_kind_proto[SMTP_KIND_COUNT] = {
-	[SMTP_KIND_SMTP] = "ESMTP",
-	[SMTP_KIND_LOCAL] = "ESMTP",
-};
 
 static const struct config *smtp_conf;
 static const struct alias_table *smtp_aliases;
@@ -255,11 +335,38 @@ static int smtp_stopping;
 static void (*smtp_done)(void);
 static void (*smtp_flush_hook)(void);
 static struct loop_timer smtp_grace = { .cb = smtp_on_shutdown_grace };
+static struct tls_server *smtp_tls;
+static struct auth_users *smtp_users;
+static struct tls_fplist *smtp_fps;
+static struct auth_throttle *smtp_throttle;
+static struct auth_cache *smtp_cache;
+static struct smtp_session *smtp_vq_head, *smtp_vq_tail;
+static struct loop_timer smtp_verify = { .cb = smtp_on_verify };
 
 void
 smtp_configure(const struct config *conf)
 {
 	smtp_conf = conf;
+}
+
+void
+smtp_set_tls(struct tls_server *t)
+{
+	smtp_tls = t;
+}
+
+void
+smtp_set_auth(struct auth_users *u)
+{
+	smtp_users = u;
+	if (smtp_cache != NULL)
+		auth_cache_clear(smtp_cache);
+}
+
+void
+smtp_set_client_certs(struct tls_fplist *f)
+{
+	smtp_fps = f;
 }
 
 void
@@ -417,6 +524,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	s->kind = l->kind;
 	s->uid = -1;
 	s->data_deadline.cb = smtp_on_data_deadline;
+	s->auth_delay.cb = smtp_on_auth_delay;
 	memcpy(s->ip, ip, sizeof(s->ip));
 	if (l->kind == SMTP_KIND_LOCAL) {
 		s->flags |= SF_LOCAL | SF_TRUSTED;
@@ -432,6 +540,19 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	smtp_count++;
 	s->state = STATE_HELO;
 	io_set_timeout(s->io, smtp_ms(smtp_conf->smtpd_timeout));
+	if (l->kind == SMTP_KIND_SMTPS) {
+		/* Implicit TLS: the banner comes once the handshake is done. */
+		if (smtp_tls == NULL ||
+		    (s->tls = tls_conn_server(smtp_tls, fd)) == NULL) {
+			log_warnx(LP_SMTPD, "%s: TLS not available",
+			    smtp_peer(s));
+			smtp_session_free(s);
+			return;
+		}
+		smtp_enter_state(s, STATE_TLS);
+		io_start_tls(s->io, s->tls);
+		return;
+	}
 	io_printf(s->io, "220 %s ESMTP ferry\r\n", smtp_conf->hostname);
 	io_flush(s->io);
 	return;
@@ -448,8 +569,19 @@ static void
 smtp_session_free(struct smtp_session *s)
 {
 	loop_timer_cancel(&s->data_deadline);
+	loop_timer_cancel(&s->auth_delay);
 	if (s->state == STATE_COMMIT)
 		queue_commit_forget(s);
+	if (s->state == STATE_AUTH_WAIT)
+		smtp_auth_unqueue(s);
+	if (s->auth != NULL) {
+		sodium_memzero(s->auth, sizeof(*s->auth));
+		free(s->auth);
+	}
+	free(s->sasl_user);
+	/* A STARTTLS that never reached io_start_tls(). */
+	if (s->flags & SF_STARTTLS)
+		tls_conn_free(s->tls);
 	if (s->w)
 		queue_writer_abort(s->w);
 	if (s->prev)
@@ -475,6 +607,11 @@ smtp_call_done(void)
 
 	smtp_done = NULL;
 	loop_timer_cancel(&smtp_grace);
+	loop_timer_cancel(&smtp_verify);
+	auth_throttle_free(smtp_throttle);
+	auth_cache_free(smtp_cache);
+	smtp_throttle = NULL;
+	smtp_cache = NULL;
 	if (done)
 		done();
 }
@@ -492,6 +629,7 @@ smtp_strstate(enum smtp_state st)
 {
 	static const char *const names[] = {
 		"HELO", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "QUIT",
+		"TLS", "AUTH", "AUTH_WAIT",
 	};
 
 	return names[st];
@@ -514,10 +652,18 @@ smtp_peer(const struct smtp_session *s)
 	return buf;
 }
 
+/* Postfix's (and RFC 3848's) names: ESMTP, ESMTPS, ESMTPA, ESMTPSA. */
 static const char *
 smtp_proto(const struct smtp_session *s)
 {
-	return (s->flags & SF_EHLO) ? smtp_kind_proto[s->kind] : "SMTP";
+	static const char *const names[] = {
+		"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA",
+	};
+
+	if (!(s->flags & SF_EHLO))
+		return "SMTP";
+	return names[((s->flags & SF_TLS) ? 1 : 0) +
+	    ((s->flags & SF_AUTH) ? 2 : 0)];
 }
 
 /* --- replies --- */
@@ -618,6 +764,8 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 	(void)io;
 	switch (ev) {
 	case IO_TLS:
+		smtp_tls_ready(s);
+		break;
 	case IO_IN:
 		smtp_process(s);
 		break;
@@ -641,12 +789,22 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		smtp_session_free(s);
 		return;
 	case IO_ERR:
+		if (s->state == STATE_TLS)
+			log_info(LP_SMTPD, "SSL_accept error from %s: %s",
+			    smtp_peer(s), tls_conn_error(s->tls));
 		smtp_log_lost(s, "lost connection");
 		smtp_log_disconnect(s);
 		smtp_session_free(s);
 		return;
 	case IO_TIMEOUT:
-		if (s->state == STATE_COMMIT) {
+		if (s->state == STATE_TLS) {
+			/* Nothing can be said in the middle of a handshake. */
+			smtp_log_lost(s, "timeout");
+			smtp_log_disconnect(s);
+			smtp_session_free(s);
+			return;
+		}
+		if (s->state == STATE_COMMIT || s->state == STATE_AUTH_WAIT) {
 			/* The disk is slow; the client gets its full time
 			 * again once the answer is out. */
 			io_set_timeout(s->io, smtp_ms(smtp_conf->smtpd_timeout));
@@ -697,7 +855,8 @@ smtp_process(struct smtp_session *s)
 	const char *buf, *lf;
 	size_t len, n;
 
-	while (s->state != STATE_QUIT && s->state != STATE_COMMIT) {
+	while (s->state != STATE_QUIT && s->state != STATE_COMMIT &&
+	    s->state != STATE_TLS && s->state != STATE_AUTH_WAIT) {
 		buf = io_in(s->io, &len);
 		if (len == 0)
 			break;
@@ -708,7 +867,8 @@ smtp_process(struct smtp_session *s)
 			continue;
 		}
 		if ((lf = memchr(buf, '\n', len)) == NULL) {
-			if (len < CMD_LINE_MAX && !io_in_full(s->io))
+			if (len < smtp_line_max(s, buf, len) &&
+			    !io_in_full(s->io))
 				break;
 			/* Over-long: drop it as it comes, answer at its LF. */
 			s->flags |= SF_SKIPLINE;
@@ -716,14 +876,29 @@ smtp_process(struct smtp_session *s)
 			continue;
 		}
 		n = (size_t)(lf - buf) + 1;
-		if (smtp_command_line(s, buf, n) == 0)
-			io_consume(s->io, n);
+		if (smtp_command_line(s, buf, n) != 0)
+			break;	/* read again later (the AUTH throttle) */
+		io_consume(s->io, n);
+		if (s->flags & SF_STARTTLS) {
+			smtp_starttls_begin(s);
+			break;
+		}
 	}
 }
 
+/* The longest command line: AUTH's may be longer than the rest's. */
+static size_t
+smtp_line_max(const struct smtp_session *s, const char *buf, size_t len)
+{
+	if (s->state == STATE_AUTH ||
+	    (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0))
+		return SMTP_AUTH_LINE_MAX;
+	return CMD_LINE_MAX;
+}
+
 /*
- * One command line including its LF.  Returns 0 when the line was used;
- * the session may have moved to QUIT.
+ * One command line including its LF.  Returns 0 when the line was used
+ * (the session may have moved to QUIT), 1 when it is to be read again.
  */
 static int
 smtp_command_line(struct smtp_session *s, const char *line, size_t len)
@@ -733,6 +908,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	if (s->flags & SF_SKIPLINE) {
 		s->flags &= ~SF_SKIPLINE;
 		log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
+		smtp_auth_end(s);
 		smtp_reply(s, RP_LINE_TOO_LONG);
 		smtp_error(s);
 		return 0;
@@ -748,10 +924,16 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		smtp_close(s, RP_BARE_CR, smtp_conf->hostname);
 		return 0;
 	}
-	if (len + 2 > CMD_LINE_MAX) {
+	if (len + 2 > smtp_line_max(s, line, len)) {
 		log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
+		smtp_auth_end(s);
 		smtp_reply(s, RP_LINE_TOO_LONG);
 		smtp_error(s);
+		return 0;
+	}
+	/* Never traced: it is a password. */
+	if (s->state == STATE_AUTH) {
+		smtp_auth_response(s, line, len);
 		return 0;
 	}
 	log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len, line);
@@ -763,6 +945,11 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	if (s->count[c.verb][0] < UINT16_MAX)
 		s->count[c.verb][0]++;
 	smtp_cmds[c.verb](s, &c);
+	if (s->flags & SF_REPLAY) {
+		s->flags &= ~SF_REPLAY;
+		s->count[c.verb][0]--;
+		return 1;
+	}
 	return 0;
 }
 
@@ -817,9 +1004,11 @@ smtp_cmd_ehlo(struct smtp_session *s, const struct cmd *c)
 	smtp_reset(s);
 	smtp_enter_state(s, STATE_READY);
 	io_printf(s->io, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
-	    "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
+	    "%s%s250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
 	    "250 HELP\r\n", smtp_conf->hostname,
-	    (unsigned long long)smtp_conf->message_size_limit);
+	    (unsigned long long)smtp_conf->message_size_limit,
+	    smtp_tls_offered(s) ? "250-STARTTLS\r\n" : "",
+	    smtp_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
 	SMTP_OK(s, CMD_EHLO);
 }
 
@@ -838,6 +1027,20 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 	}
 	if (s->state != STATE_READY) {
 		smtp_reply(s, RP_NESTED_MAIL);
+		smtp_error(s);
+		return;
+	}
+	/* 587 and inbound_tls = encrypt: TLS first; 587 and 465: AUTH. */
+	if (!(s->flags & SF_TLS) && (s->kind == SMTP_KIND_SUBMISSION ||
+	    (s->kind == SMTP_KIND_SMTP &&
+	    smtp_conf->inbound_tls == TLS_ENCRYPT))) {
+		smtp_reply(s, RP_NEED_STARTTLS);
+		smtp_error(s);
+		return;
+	}
+	if ((s->kind == SMTP_KIND_SUBMISSION || s->kind == SMTP_KIND_SMTPS) &&
+	    !(s->flags & (SF_AUTH | SF_CERT_OK))) {
+		smtp_reply(s, RP_NEED_AUTH);
 		smtp_error(s);
 		return;
 	}
@@ -917,7 +1120,7 @@ smtp_check_rcpt(struct smtp_session *s, const char *addr)
 	const char *d;
 	char dom[ADDR_DOMAIN_MAX + 1];
 
-	if (s->flags & SF_TRUSTED)
+	if (s->flags & (SF_TRUSTED | SF_AUTH | SF_CERT_OK))
 		return 0;
 	if ((d = addr_domain(addr)) == NULL)
 		return -1;
@@ -1024,7 +1227,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 static void
 smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 {
-	char hdr[HDR_RECEIVED_MAX];
+	char hdr[HDR_RECEIVED_MAX], tls[SMTP_TLS_DESC_MAX];
 	unsigned qf = 0;
 	const char *r;
 	unsigned i;
@@ -1058,11 +1261,12 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	if (i == s->nrcpt) {
 		if (s->flags & SF_LOCAL)
 			n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
-			    smtp_conf->hostname, queue_writer_id(s->w),
+			    NULL, smtp_conf->hostname, queue_writer_id(s->w),
 			    s->nrcpt == 1 ? s->rcpts : NULL, s->uid,
 			    time(NULL));
 		else
 			n = hdr_received(hdr, sizeof(hdr), s->helo, s->ip,
+			    smtp_tls_desc(s, tls, sizeof(tls)),
 			    smtp_proto(s), smtp_conf->hostname,
 			    queue_writer_id(s->w),
 			    s->nrcpt == 1 ? s->rcpts : NULL, s->uid,
@@ -1079,6 +1283,10 @@ ok:
 	if (s->flags & SF_LOCAL)
 		log_info(LP_PICKUP, "%s: uid=%ld from=<%s>",
 		    queue_writer_id(s->w), s->uid, s->sender);
+	else if (s->flags & SF_AUTH)
+		log_info(LP_SMTPD, "%s: client=%s, sasl_method=%s, "
+		    "sasl_username=%s", queue_writer_id(s->w), smtp_peer(s),
+		    s->sasl_method, s->sasl_user);
 	else
 		log_info(LP_SMTPD, "%s: client=%s", queue_writer_id(s->w),
 		    smtp_peer(s));
@@ -1347,6 +1555,397 @@ smtp_on_commit(void *arg, const char *id, int ok)
 	smtp_flush(s);
 }
 
+/* --- TLS (RFC 3207) --- */
+
+static int
+smtp_tls_offered(const struct smtp_session *s)
+{
+	if (smtp_tls == NULL || (s->flags & SF_TLS))
+		return 0;
+	return s->kind == SMTP_KIND_SUBMISSION ||
+	    (s->kind == SMTP_KIND_SMTP && smtp_conf->inbound_tls != TLS_NONE);
+}
+
+/* AUTH never in clear, except on port 25 when the admin says so. */
+static int
+smtp_auth_offered(const struct smtp_session *s)
+{
+	if (smtp_users == NULL || s->kind == SMTP_KIND_LOCAL)
+		return 0;
+	return (s->flags & SF_TLS) || (s->kind == SMTP_KIND_SMTP &&
+	    smtp_conf->auth_over_plaintext);
+}
+
+/* "TLSv1.2 with cipher NAME (256/256 bits)", or NULL in clear text. */
+static const char *
+smtp_tls_desc(const struct smtp_session *s, char *buf, size_t len)
+{
+	const struct tls_conn *t = io_tls(s->io);
+	unsigned bits;
+
+	if (t == NULL)
+		return NULL;
+	bits = tls_conn_cipher_bits(t);
+	snprintf(buf, len, "%s with cipher %s (%u/%u bits)",
+	    tls_conn_version(t), tls_conn_cipher(t), bits, bits);
+	return buf;
+}
+
+static void
+smtp_cmd_starttls(struct smtp_session *s, const struct cmd *c)
+{
+	if (c->arglen != 0) {
+		smtp_reply(s, RP_STARTTLS_SYNTAX);
+		smtp_error(s);
+		return;
+	}
+	if (s->flags & SF_TLS) {
+		smtp_reply(s, RP_TLS_ACTIVE);
+		smtp_error(s);
+		return;
+	}
+	if (!smtp_tls_offered(s)) {
+		smtp_reply(s, RP_NOT_IMPL);
+		smtp_error(s);
+		return;
+	}
+	if (s->state != STATE_HELO && s->state != STATE_READY) {
+		smtp_reply(s, RP_IN_TXN);
+		smtp_error(s);
+		return;
+	}
+	if ((s->tls = tls_conn_server(smtp_tls, io_fd(s->io))) == NULL) {
+		log_warnx(LP_SMTPD, "%s: cannot start a TLS session",
+		    smtp_peer(s));
+		smtp_reply(s, RP_TLS_UNAVAIL);
+		return;
+	}
+	smtp_reply(s, RP_STARTTLS_GO);
+	/* The switch waits until this line is consumed (smtp_process). */
+	s->flags |= SF_STARTTLS;
+	SMTP_OK(s, CMD_STARTTLS);
+}
+
+/* After the 220: what follows in the buffer was pipelined in clear and
+ * is dropped by io (CVE-2011-0411); the handshake runs next. */
+static void
+smtp_starttls_begin(struct smtp_session *s)
+{
+	size_t before = io_tls_discarded(s->io);
+
+	s->flags &= ~SF_STARTTLS;
+	smtp_enter_state(s, STATE_TLS);
+	io_start_tls(s->io, s->tls);
+	if (io_tls_discarded(s->io) > before)
+		log_warnx(LP_SMTPD, "%s: %zu bytes pipelined after STARTTLS "
+		    "discarded", smtp_peer(s),
+		    io_tls_discarded(s->io) - before);
+}
+
+static void
+smtp_tls_ready(struct smtp_session *s)
+{
+	unsigned char fc[TLS_FP_LEN], fs[TLS_FP_LEN];
+	char desc[SMTP_TLS_DESC_MAX], fp[96];
+	int cert;
+
+	cert = tls_conn_peer_fp(s->tls, fc, fs) == 0;
+	log_info(LP_SMTPD, "%s TLS connection established from %s: %s",
+	    cert ? "Untrusted" : "Anonymous", smtp_peer(s),
+	    smtp_tls_desc(s, desc, sizeof(desc)));
+	s->flags |= SF_TLS;
+	if (cert && smtp_fps != NULL && (tls_fplist_has(smtp_fps, fc) ||
+	    tls_fplist_has(smtp_fps, fs))) {
+		s->flags |= SF_CERT_OK;
+		tls_fp_format(fc, fp);
+		log_info(LP_SMTPD, "%s: client certificate %s is listed in "
+		    "relay_client_certs", smtp_peer(s), fp);
+	}
+	/* RFC 3207 §4.2: forget everything learnt in clear text. */
+	s->flags &= ~(SF_EHLO | SF_AUTH);
+	free(s->sasl_user);
+	s->sasl_user = NULL;
+	s->helo[0] = '\0';
+	smtp_reset(s);
+	smtp_enter_state(s, STATE_HELO);
+	if (s->kind == SMTP_KIND_SMTPS)
+		io_printf(s->io, "220 %s ESMTP ferry\r\n", smtp_conf->hostname);
+}
+
+/* --- AUTH (RFC 4954; PLAIN RFC 4616, LOGIN) --- */
+
+static void
+smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
+{
+	const char *ir;
+	size_t ml, irlen;
+	const char *why = "";
+	int d;
+
+	if (s->state == STATE_HELO) {
+		smtp_reply(s, RP_NEED_HELO);
+		smtp_error(s);
+		return;
+	}
+	if (s->flags & SF_AUTH) {
+		smtp_reply(s, RP_AUTH_AGAIN);
+		smtp_error(s);
+		return;
+	}
+	if (s->state != STATE_READY) {
+		smtp_reply(s, RP_IN_TXN);
+		smtp_error(s);
+		return;
+	}
+	if (!smtp_auth_offered(s)) {
+		/* The argument (maybe a password) is not even looked at. */
+		smtp_reply(s, smtp_users != NULL && smtp_tls != NULL &&
+		    s->kind != SMTP_KIND_LOCAL ? RP_NEED_STARTTLS :
+		    RP_AUTH_DISABLED);
+		smtp_error(s);
+		return;
+	}
+	if (smtp_throttle == NULL &&
+	    (smtp_throttle = auth_throttle_new()) == NULL) {
+		smtp_reply(s, RP_AUTH_BUSY);
+		return;
+	}
+	d = auth_throttle_check(smtp_throttle, s->ip, loop_now());
+	if (d == AUTH_THROTTLE_DENY) {
+		log_warnx(LP_SMTPD, "%s: too many failed authentications",
+		    smtp_peer(s));
+		smtp_close(s, RP_AUTH_TOO_MANY);
+		return;
+	}
+	if (d > 0 && !(s->flags & SF_AUTH_DELAYED)) {
+		/* Slow the guesser down; the line is read again after. */
+		s->flags |= SF_AUTH_DELAYED | SF_REPLAY;
+		io_pause(s->io);
+		loop_timer_set(&s->auth_delay, (uint64_t)d);
+		return;
+	}
+	s->flags &= ~SF_AUTH_DELAYED;
+	for (ml = 0; ml < c->arglen && c->arg[ml] != ' '; ml++)
+		;
+	ir = c->arg + ml;
+	irlen = c->arglen - ml;
+	while (irlen > 0 && *ir == ' ') {
+		ir++;
+		irlen--;
+	}
+	if (ml == 0) {
+		smtp_reply(s, RP_AUTH_SYNTAX);
+		smtp_error(s);
+		return;
+	}
+	if ((s->auth = calloc(1, sizeof(*s->auth))) == NULL) {
+		smtp_reply(s, RP_AUTH_BUSY);
+		return;
+	}
+	if (ml == 5 && strncasecmp(c->arg, "PLAIN", 5) == 0)
+		s->auth->mech = MECH_PLAIN;
+	else if (ml == 5 && strncasecmp(c->arg, "LOGIN", 5) == 0)
+		s->auth->mech = MECH_LOGIN;
+	else {
+		free(s->auth);
+		s->auth = NULL;
+		smtp_reply(s, RP_AUTH_MECH);
+		smtp_error(s);
+		return;
+	}
+	s->sasl_method = s->auth->mech == MECH_PLAIN ? "PLAIN" : "LOGIN";
+	smtp_enter_state(s, STATE_AUTH);
+	/* "=" is an empty initial response (RFC 4954 §4): ask for it. */
+	if (irlen == 0 || (irlen == 1 && ir[0] == '=')) {
+		smtp_reply(s, RP_334, s->auth->mech == MECH_PLAIN ? "" :
+		    "VXNlcm5hbWU6");
+		return;
+	}
+	if (s->auth->mech == MECH_PLAIN) {
+		smtp_auth_response(s, ir, irlen);
+		return;
+	}
+	if (auth_login_decode(ir, irlen, 0, s->auth->user,
+	    sizeof(s->auth->user), &ml, &why) != AUTH_DECODE_OK) {
+		smtp_auth_end(s);
+		smtp_reply(s, RP_AUTH_DECODE);
+		smtp_error(s);
+		return;
+	}
+	s->auth->have_user = 1;
+	smtp_reply(s, RP_334, "UGFzc3dvcmQ6");
+}
+
+/* One client response in STATE_AUTH (CRLF removed). */
+static void
+smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_auth *a = s->auth;
+	unsigned char probe[AUTH_PLAIN_MAX + 3];
+	const char *why = "";
+	size_t n;
+	int r;
+
+	if (len == 1 && line[0] == '*') {
+		smtp_auth_end(s);
+		smtp_reply(s, RP_AUTH_ABORTED);
+		return;
+	}
+	/* Bad base64 is a protocol error, not a wrong password. */
+	if (auth_b64_decode(line, len, probe, sizeof(probe), &n) == -1) {
+		sodium_memzero(probe, sizeof(probe));
+		smtp_auth_end(s);
+		smtp_reply(s, RP_AUTH_DECODE);
+		smtp_error(s);
+		return;
+	}
+	sodium_memzero(probe, sizeof(probe));
+	if (a->mech == MECH_PLAIN)
+		r = auth_plain_decode(line, len, a->user, sizeof(a->user),
+		    a->pass, sizeof(a->pass), &a->passlen, &why);
+	else if (!a->have_user) {
+		r = auth_login_decode(line, len, 0, a->user, sizeof(a->user),
+		    &n, &why);
+		if (r == AUTH_DECODE_OK) {
+			a->have_user = 1;
+			smtp_reply(s, RP_334, "UGFzc3dvcmQ6");
+			return;
+		}
+	} else
+		r = auth_login_decode(line, len, 1, a->pass, sizeof(a->pass),
+		    &a->passlen, &why);
+	if (r != AUTH_DECODE_OK) {
+		/* Malformed credentials count as a failed guess. */
+		smtp_auth_done(s, 0);
+		return;
+	}
+	smtp_auth_check(s);
+}
+
+/* A recent success skips Argon2; otherwise queue the check. */
+static void
+smtp_auth_check(struct smtp_session *s)
+{
+	struct smtp_auth *a = s->auth;
+	unsigned n = 0;
+	struct smtp_session *q;
+
+	if (smtp_cache == NULL)
+		smtp_cache = auth_cache_new();
+	if (smtp_cache != NULL && auth_cache_hit(smtp_cache, a->user, a->pass,
+	    a->passlen, loop_now())) {
+		smtp_auth_done(s, 1);
+		return;
+	}
+	for (q = smtp_vq_head; q != NULL; q = q->vnext)
+		n++;
+	if (n >= SMTP_VERIFY_MAX) {
+		log_warnx(LP_SMTPD, "%s: SASL %s: too many password checks "
+		    "waiting", smtp_peer(s), s->sasl_method);
+		smtp_auth_end(s);
+		smtp_reply(s, RP_AUTH_BUSY);
+		return;
+	}
+	smtp_enter_state(s, STATE_AUTH_WAIT);
+	io_pause(s->io);
+	s->vnext = NULL;
+	if (smtp_vq_tail != NULL)
+		smtp_vq_tail->vnext = s;
+	else
+		smtp_vq_head = s;
+	smtp_vq_tail = s;
+	if (!loop_timer_armed(&smtp_verify))
+		loop_timer_set(&smtp_verify, 0);
+}
+
+/* One Argon2 check per loop pass, so the other sessions move between. */
+static void
+smtp_on_verify(struct loop_timer *t)
+{
+	struct smtp_session *s = smtp_vq_head;
+	struct smtp_auth *a;
+	int ok;
+
+	(void)t;
+	if (s == NULL)
+		return;
+	smtp_auth_unqueue(s);
+	if (smtp_vq_head != NULL)
+		loop_timer_set(&smtp_verify, 0);
+	a = s->auth;
+	ok = smtp_users != NULL && auth_users_verify(smtp_users, a->user,
+	    a->pass, a->passlen) == AUTH_VERIFY_OK;
+	if (ok && smtp_cache != NULL)
+		auth_cache_add(smtp_cache, a->user, a->pass, a->passlen,
+		    loop_now());
+	smtp_enter_state(s, STATE_AUTH);
+	smtp_auth_done(s, ok);
+	io_resume(s->io);
+	smtp_flush(s);
+}
+
+static void
+smtp_auth_unqueue(struct smtp_session *s)
+{
+	struct smtp_session **pp, *prev = NULL;
+
+	for (pp = &smtp_vq_head; *pp != NULL; prev = *pp, pp = &(*pp)->vnext)
+		if (*pp == s) {
+			*pp = s->vnext;
+			if (smtp_vq_tail == s)
+				smtp_vq_tail = prev;
+			s->vnext = NULL;
+			return;
+		}
+}
+
+static void
+smtp_auth_done(struct smtp_session *s, int ok)
+{
+	if (ok) {
+		free(s->sasl_user);
+		if ((s->sasl_user = strdup(s->auth->user)) == NULL) {
+			smtp_auth_end(s);
+			smtp_reply(s, RP_AUTH_BUSY);
+			return;
+		}
+		s->flags |= SF_AUTH;
+		smtp_auth_end(s);
+		smtp_reply(s, RP_AUTH_OK);
+		SMTP_OK(s, CMD_AUTH);
+		return;
+	}
+	if (smtp_throttle != NULL)
+		auth_throttle_fail(smtp_throttle, s->ip, loop_now());
+	/* Postfix's words: fail2ban's postfix-sasl filter matches them. */
+	log_warnx(LP_SMTPD, "%s: SASL %s authentication failed: "
+	    "authentication failure", smtp_peer(s), s->sasl_method);
+	smtp_auth_end(s);
+	smtp_reply(s, RP_AUTH_FAILED);
+}
+
+/* Forget the dialogue (and the password) and read commands again. */
+static void
+smtp_auth_end(struct smtp_session *s)
+{
+	if (s->auth != NULL) {
+		sodium_memzero(s->auth, sizeof(*s->auth));
+		free(s->auth);
+		s->auth = NULL;
+	}
+	if (s->state == STATE_AUTH || s->state == STATE_AUTH_WAIT)
+		smtp_enter_state(s, STATE_READY);
+}
+
+static void
+smtp_on_auth_delay(struct loop_timer *t)
+{
+	struct smtp_session *s = container_of(t, struct smtp_session,
+	    auth_delay);
+
+	io_resume(s->io);	/* re-delivers the AUTH line */
+}
+
 /* --- end of session --- */
 
 /* Postfix's "lost connection after DATA from ..." / "timeout after". */
@@ -1354,6 +1953,9 @@ static void
 smtp_log_lost(struct smtp_session *s, const char *why)
 {
 	log_info(LP_SMTPD, "%s after %s from %s", why,
+	    s->state == STATE_TLS ? (s->kind == SMTP_KIND_SMTPS &&
+	    !(s->flags & SF_TLS) ? "CONNECT" : "STARTTLS") :
+	    s->state == STATE_AUTH || s->state == STATE_AUTH_WAIT ? "AUTH" :
 	    s->state == STATE_DATA ? "DATA" :
 	    s->state == STATE_RCPT ? "RCPT" :
 	    s->state == STATE_MAIL ? "MAIL" :

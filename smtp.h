@@ -12,12 +12,28 @@
 struct config;
 
 enum smtp_kind {
-	SMTP_KIND_SMTP,		/* port 25 */
+	SMTP_KIND_SMTP,		/* port 25: STARTTLS per inbound_tls */
+	SMTP_KIND_SUBMISSION,	/* 587: STARTTLS, then AUTH, then mail */
+	SMTP_KIND_SMTPS,	/* 465: implicit TLS, AUTH before mail */
 	SMTP_KIND_LOCAL,	/* local_socket: trusted, sendmail */
 	SMTP_KIND_COUNT
 };
 
 struct alias_table;
+struct auth_users;
+struct tls_server;
+struct tls_fplist;
+
+/*
+ * The credentials in force, all owned by the caller (main.c), which
+ * swaps them on SIGHUP: set the new one, then free the old.  Sessions
+ * take their own reference on the tls_server for their connection; the
+ * users file and the fingerprints are only read synchronously.  NULL:
+ * none (no STARTTLS / no AUTH / no certificate relaying).
+ */
+void smtp_set_tls(struct tls_server *);
+void smtp_set_auth(struct auth_users *);	/* also forgets the cache */
+void smtp_set_client_certs(struct tls_fplist *);
 
 void smtp_configure(const struct config *);
 /* The aliases applied to every accepted recipient (NULL: none). */

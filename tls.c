@@ -1,0 +1,1334 @@
+/*
+ * tls.c - mbedTLS behind tls.h: server and client credentials (reference
+ * counted), the client's session cache, one TLS connection over a
+ * non-blocking fd, and the relay_client_certs fingerprint list.  It owns
+ * no policy: verification results are reported as TLS_V_* bits and the
+ * callers decide.  Every mbedTLS return code is mapped in tls_result();
+ * random bytes come from libsodium (no DRBG state to seed or reseed).
+ * Written against mbedTLS 2.28 and 3.x (TLS 1.3 under 3.x, where the
+ * library has it); the differences stay in small #if blocks.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "compat.h"
+
+#include <mbedtls/cipher.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crt.h>
+#if COMPAT_MBEDTLS3
+#include <psa/crypto.h>
+#endif
+
+#include "tls.h"
+
+#if COMPAT_MBEDTLS3 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#define TLS_HAVE_13	1
+#else
+#define TLS_HAVE_13	0
+#endif
+
+#define TLS_SUITES_MAX	64		/* ids in one ciphersuite list */
+#define TLS_SUITE_NAME_MAX 64		/* longest name mbedTLS knows is ~50 */
+#define TLS_TICKET_LIFETIME (12 * 3600)	/* seconds; keys rotate with it */
+#define TLS_CN_MAX	64		/* RFC 5280 ub-common-name */
+#define TLS_SESSION_MAX	8192		/* a serialized session we cache */
+#define TLS_SUITE_SEPS	" ,\t\r\n"
+
+/* The peer's leaf, reduced to what the callers ask about. */
+struct tls_peer {
+	unsigned char fp_cert[TLS_FP_LEN];
+	unsigned char fp_spki[TLS_FP_LEN];
+	char cn[TLS_CN_MAX + 1];
+};
+
+struct tls_server {
+	int refs;
+	int ask_client_cert;
+	mbedtls_ssl_config conf;
+	mbedtls_x509_crt chain;
+	mbedtls_pk_context key;
+	int suites[TLS_SUITES_MAX + 1];	/* 0-terminated; conf points here */
+};
+
+/* One cached client session: the serialized form is compact and owns no
+ * pointers, so a slot is two allocations and LRU is a counter. */
+struct tls_cache_slot {
+	char *key;
+	unsigned char *blob;
+	size_t len;
+	unsigned long used;
+};
+
+struct tls_client {
+	int refs;
+	int ca_ok;
+	int has_cert;
+	mbedtls_ssl_config conf;
+	mbedtls_x509_crt ca;
+	mbedtls_x509_crt cert;
+	mbedtls_pk_context key;
+	int suites[TLS_SUITES_MAX + 1];
+	unsigned long clock;		/* LRU: bumped on every cache use */
+	struct tls_cache_slot cache[TLS_CACHE_SLOTS];
+};
+
+struct tls_conn {
+	mbedtls_ssl_context ssl;
+	struct tls_server *srv;		/* exactly one of srv / cli */
+	struct tls_client *cli;
+	char *cache_key;		/* client only; NULL: no resumption */
+	int fd;
+	int sys_errno;			/* the socket error behind a failure */
+	unsigned char done;		/* handshake finished */
+	unsigned char offered;		/* a cached session was offered */
+	unsigned char saw_cert;		/* a Certificate message came in */
+	unsigned char resumed;
+	unsigned char has_peer;
+	unsigned char no_name;		/* no host name to check (NULL/IP) */
+	unsigned char closed;		/* close_notify attempted */
+	struct tls_peer peer;
+	char err[TLS_ERR_MAX];
+};
+
+struct tls_fplist {
+	size_t n;
+	unsigned char fp[][TLS_FP_LEN];	/* sorted, distinct */
+};
+
+static int	tls_init(void);
+static int	tls_rng(void *, unsigned char *, size_t);
+static void	tls_seterr(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static void	tls_strerror(int, char *, size_t);
+static int	tls_file_readable(const char *, char *, size_t);
+static int	tls_suites(const char *, int *, int *, char *, size_t);
+static int	tls_conf_common(mbedtls_ssl_config *, int, const int *, int,
+		    char *, size_t);
+static int	tls_load_pair(mbedtls_x509_crt *, mbedtls_pk_context *,
+		    const char *, const char *, char *, size_t);
+static int	tls_ticket_parse(void *, mbedtls_ssl_session *,
+		    unsigned char *, size_t);
+static int	tls_ticket_init(char *, size_t);
+static struct tls_conn *tls_conn_new(mbedtls_ssl_config *, int);
+static int	tls_bio_send(void *, const unsigned char *, size_t);
+static int	tls_bio_recv(void *, unsigned char *, size_t);
+static int	tls_on_verify(void *, mbedtls_x509_crt *, int, uint32_t *);
+static void	tls_peer_record(struct tls_conn *, const mbedtls_x509_crt *);
+static void	tls_handshake_done(struct tls_conn *);
+static int	tls_result(struct tls_conn *, int, const char *);
+static int	tls_is_ip(const char *);
+static struct tls_cache_slot *tls_cache_find(struct tls_client *,
+		    const char *);
+static void	tls_cache_offer(struct tls_conn *);
+static void	tls_cache_store(struct tls_conn *);
+static void	tls_cache_drop(struct tls_client *, const char *);
+static void	tls_cache_slot_clear(struct tls_cache_slot *);
+static int	tls_hexval(unsigned char);
+static int	tls_fp_parse_line(const unsigned char *, size_t,
+		    unsigned char *, const char **);
+static int	tls_fp_cmp(const void *, const void *);
+
+/*
+ * The default suites, best first: forward-secret AEAD, then DHE, then
+ * ECDHE with CBC for old peers, then plain RSA key exchange, last, for
+ * very old MTAs (opportunistic TLS beats plaintext).  Names this build
+ * does not know are skipped.  AES-256 leads as in OpenSSL's order, so
+ * the log reads like Postfix's.
+ */
+static const char *const tls_default_suites[] = {
+#if TLS_HAVE_13
+	"TLS1-3-AES-256-GCM-SHA384",
+	"TLS1-3-CHACHA20-POLY1305-SHA256",
+	"TLS1-3-AES-128-GCM-SHA256",
+#endif
+	"TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+	"TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256",
+	"TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+	"TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
+	"TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256",
+	"TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+	"TLS-DHE-RSA-WITH-AES-256-GCM-SHA384",
+	"TLS-DHE-RSA-WITH-AES-128-GCM-SHA256",
+	"TLS-ECDHE-ECDSA-WITH-AES-256-CBC-SHA384",
+	"TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA256",
+	"TLS-ECDHE-RSA-WITH-AES-256-CBC-SHA384",
+	"TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA256",
+	"TLS-ECDHE-ECDSA-WITH-AES-256-CBC-SHA",
+	"TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA",
+	"TLS-ECDHE-RSA-WITH-AES-256-CBC-SHA",
+	"TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA",
+	"TLS-RSA-WITH-AES-256-GCM-SHA384",
+	"TLS-RSA-WITH-AES-128-GCM-SHA256",
+	"TLS-RSA-WITH-AES-256-CBC-SHA256",
+	"TLS-RSA-WITH-AES-128-CBC-SHA256",
+	"TLS-RSA-WITH-AES-256-CBC-SHA",
+	"TLS-RSA-WITH-AES-128-CBC-SHA",
+};
+
+/*
+ * Session tickets are keyed once per process and shared by every
+ * tls_server, so a SIGHUP reload does not void the tickets clients hold.
+ * The context lives as long as the process (mbedTLS rotates its keys
+ * every lifetime).
+ */
+static mbedtls_ssl_ticket_context tls_ticket;
+static int tls_ticket_ready;
+
+/*
+ * The connection inside mbedtls_ssl_handshake(), for tls_ticket_parse():
+ * the ticket callback gets no per-connection pointer, and a ticket that
+ * parses is the server's only public sign of a resumption.  Set and
+ * cleared around the one call; the process is single-threaded.
+ */
+static struct tls_conn *tls_current;
+
+static int
+tls_init(void)
+{
+	static int done;
+
+	if (done)
+		return 0;
+	/* main calls it first; it is idempotent and cheap after that */
+	if (sodium_init() < 0)
+		return -1;
+#if COMPAT_MBEDTLS3
+	if (psa_crypto_init() != PSA_SUCCESS)
+		return -1;
+#endif
+	done = 1;
+	return 0;
+}
+
+/* mbedTLS's f_rng signature over libsodium's generator (never fails). */
+static int
+tls_rng(void *ctx, unsigned char *out, size_t len)
+{
+	(void)ctx;
+	randombytes_buf(out, len);
+	return 0;
+}
+
+static void
+tls_seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errsz == 0)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
+static void
+tls_strerror(int ret, char *buf, size_t bufsz)
+{
+#if defined(MBEDTLS_ERROR_C)
+	mbedtls_strerror(ret, buf, bufsz);
+#else
+	(void)snprintf(buf, bufsz, "-0x%04x", (unsigned)-ret);
+#endif
+}
+
+/* mbedTLS says "Read/write of file failed" for everything; errno says
+ * which (missing, permissions). */
+static int
+tls_file_readable(const char *path, char *err, size_t errsz)
+{
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (close(fd) == -1) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Fill ids (TLS_SUITES_MAX + 1, 0-terminated) from spec, or from the
+ * default list when spec is "".  *has13: the list has a TLS 1.3 suite
+ * (without one, TLS 1.3 is off: it could not complete).  An unknown name
+ * in the admin's list is an error; in ours it is skipped.
+ */
+static int
+tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
+{
+	char name[TLS_SUITE_NAME_MAX + 1];
+	const char *p = spec, *end;
+	size_t n = 0, i, len;
+	int id;
+
+	*has13 = 0;
+	if (spec == NULL || spec[strspn(spec, TLS_SUITE_SEPS)] == '\0') {
+		for (i = 0; i < sizeof(tls_default_suites) /
+		    sizeof(tls_default_suites[0]); i++) {
+			if ((id = mbedtls_ssl_get_ciphersuite_id(
+			    tls_default_suites[i])) == 0)
+				continue;
+			if (strncmp(tls_default_suites[i], "TLS1-3-", 7) == 0)
+				*has13 = 1;
+			ids[n++] = id;
+		}
+		ids[n] = 0;
+		if (n == 0) {
+			tls_seterr(err, errsz, "ciphers: this mbedTLS build "
+			    "has none of the default cipher suites");
+			return -1;
+		}
+		return 0;
+	}
+	for (;;) {
+		p += strspn(p, TLS_SUITE_SEPS);
+		if (*p == '\0')
+			break;
+		len = strcspn(p, TLS_SUITE_SEPS);
+		end = p + len;
+		if (len > TLS_SUITE_NAME_MAX) {
+			tls_seterr(err, errsz, "ciphers: unknown cipher suite "
+			    "%.*s...", TLS_SUITE_NAME_MAX, p);
+			return -1;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if ((id = mbedtls_ssl_get_ciphersuite_id(name)) == 0) {
+			tls_seterr(err, errsz, "ciphers: unknown cipher suite "
+			    "%s", name);
+			return -1;
+		}
+		if (n == TLS_SUITES_MAX) {
+			tls_seterr(err, errsz, "ciphers: more than %d cipher "
+			    "suites", TLS_SUITES_MAX);
+			return -1;
+		}
+		if (strncmp(name, "TLS1-3-", 7) == 0)
+			*has13 = 1;
+		ids[n++] = id;
+		p = end;
+	}
+	ids[n] = 0;
+	return 0;
+}
+
+/* What server and client configurations share. */
+static int
+tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const int *suites,
+    int has13, char *err, size_t errsz)
+{
+	char buf[TLS_ERR_MAX];
+	int ret;
+
+	if ((ret = mbedtls_ssl_config_defaults(conf, endpoint,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+		tls_strerror(ret, buf, sizeof(buf));
+		tls_seterr(err, errsz, "TLS configuration: %s", buf);
+		return -1;
+	}
+	mbedtls_ssl_conf_rng(conf, tls_rng, NULL);
+#if COMPAT_MBEDTLS3
+	mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+	mbedtls_ssl_conf_max_tls_version(conf, TLS_HAVE_13 && has13 ?
+	    MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+	(void)has13;
+	mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+	    MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	/* A renegotiation is only a way to make the server work. */
+	mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+	mbedtls_ssl_conf_ciphersuites(conf, suites);
+	return 0;
+}
+
+/* A certificate chain and its key; the key must match the leaf. */
+static int
+tls_load_pair(mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
+    const char *cert, const char *key, char *err, size_t errsz)
+{
+	char buf[TLS_ERR_MAX];
+	int ret;
+
+	if (tls_file_readable(cert, err, errsz) == -1)
+		return -1;
+	if ((ret = mbedtls_x509_crt_parse_file(crt, cert)) != 0) {
+		if (ret > 0)
+			(void)snprintf(buf, sizeof(buf), "%d certificates "
+			    "could not be parsed", ret);
+		else
+			tls_strerror(ret, buf, sizeof(buf));
+		tls_seterr(err, errsz, "%s: %s", cert, buf);
+		return -1;
+	}
+	if (tls_file_readable(key, err, errsz) == -1)
+		return -1;
+#if COMPAT_MBEDTLS3
+	ret = mbedtls_pk_parse_keyfile(pk, key, NULL, tls_rng, NULL);
+#else
+	ret = mbedtls_pk_parse_keyfile(pk, key, NULL);
+#endif
+	if (ret != 0) {
+		tls_strerror(ret, buf, sizeof(buf));
+		tls_seterr(err, errsz, "%s: %s", key, buf);
+		return -1;
+	}
+#if COMPAT_MBEDTLS3
+	ret = mbedtls_pk_check_pair(&crt->pk, pk, tls_rng, NULL);
+#else
+	ret = mbedtls_pk_check_pair(&crt->pk, pk);
+#endif
+	if (ret != 0) {
+		tls_seterr(err, errsz, "%s: the key does not match the "
+		    "certificate in %s", key, cert);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tls_ticket_parse(void *ctx, mbedtls_ssl_session *session,
+    unsigned char *buf, size_t len)
+{
+	int ret;
+
+	ret = mbedtls_ssl_ticket_parse(ctx, session, buf, len);
+	if (ret == 0 && tls_current != NULL)
+		tls_current->resumed = 1;
+	return ret;
+}
+
+static int
+tls_ticket_init(char *err, size_t errsz)
+{
+	char buf[TLS_ERR_MAX];
+	int ret;
+
+	if (tls_ticket_ready)
+		return 0;
+	mbedtls_ssl_ticket_init(&tls_ticket);
+	if ((ret = mbedtls_ssl_ticket_setup(&tls_ticket, tls_rng, NULL,
+	    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME)) != 0) {
+		mbedtls_ssl_ticket_free(&tls_ticket);
+		tls_strerror(ret, buf, sizeof(buf));
+		tls_seterr(err, errsz, "session tickets: %s", buf);
+		return -1;
+	}
+	tls_ticket_ready = 1;
+	return 0;
+}
+
+struct tls_server *
+tls_server_new(const char *cert, const char *key, const char *ciphers,
+    int ask_client_cert, char *err, size_t errsz)
+{
+	struct tls_server *srv;
+	int has13;
+
+	if (tls_init() == -1) {
+		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
+		    "library");
+		return NULL;
+	}
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
+		return NULL;
+	}
+	srv->refs = 1;
+	srv->ask_client_cert = ask_client_cert != 0;
+	mbedtls_ssl_config_init(&srv->conf);
+	mbedtls_x509_crt_init(&srv->chain);
+	mbedtls_pk_init(&srv->key);
+	if (cert == NULL || *cert == '\0' || key == NULL || *key == '\0') {
+		tls_seterr(err, errsz, "TLS: a certificate and a key are "
+		    "both needed");
+		goto fail;
+	}
+	if (tls_load_pair(&srv->chain, &srv->key, cert, key, err,
+	    errsz) == -1)
+		goto fail;
+	if (tls_suites(ciphers, srv->suites, &has13, err, errsz) == -1)
+		goto fail;
+	if (tls_conf_common(&srv->conf, MBEDTLS_SSL_IS_SERVER, srv->suites,
+	    has13, err, errsz) == -1)
+		goto fail;
+	if (tls_ticket_init(err, errsz) == -1)
+		goto fail;
+	mbedtls_ssl_conf_session_tickets_cb(&srv->conf,
+	    mbedtls_ssl_ticket_write, tls_ticket_parse, &tls_ticket);
+	if (mbedtls_ssl_conf_own_cert(&srv->conf, &srv->chain,
+	    &srv->key) != 0) {
+		tls_seterr(err, errsz, "%s: cannot use the certificate", cert);
+		goto fail;
+	}
+	/*
+	 * A client certificate is asked for, never required, and its chain
+	 * is not judged: relay_client_certs pins it by fingerprint, so no
+	 * CA list is sent and tls_on_verify() clears every flag.
+	 */
+	mbedtls_ssl_conf_authmode(&srv->conf, srv->ask_client_cert ?
+	    MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_NONE);
+	return srv;
+fail:
+	tls_server_unref(srv);
+	return NULL;
+}
+
+struct tls_server *
+tls_server_ref(struct tls_server *srv)
+{
+	srv->refs++;
+	return srv;
+}
+
+void
+tls_server_unref(struct tls_server *srv)
+{
+	if (srv == NULL || --srv->refs > 0)
+		return;
+	mbedtls_ssl_config_free(&srv->conf);
+	mbedtls_x509_crt_free(&srv->chain);
+	mbedtls_pk_free(&srv->key);
+	free(srv);
+}
+
+struct tls_client *
+tls_client_new(const char *ca_file, const char *cert, const char *key,
+    const char *ciphers, char *err, size_t errsz)
+{
+	struct tls_client *cli;
+	int has13, ret;
+
+	if (tls_init() == -1) {
+		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
+		    "library");
+		return NULL;
+	}
+	if ((cli = calloc(1, sizeof(*cli))) == NULL) {
+		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
+		return NULL;
+	}
+	cli->refs = 1;
+	mbedtls_ssl_config_init(&cli->conf);
+	mbedtls_x509_crt_init(&cli->ca);
+	mbedtls_x509_crt_init(&cli->cert);
+	mbedtls_pk_init(&cli->key);
+	if (cert == NULL)
+		cert = "";
+	if (key == NULL)
+		key = "";
+	if ((*cert == '\0') != (*key == '\0')) {
+		tls_seterr(err, errsz, "%s: a client certificate needs its "
+		    "key and a key its certificate", *cert ? cert : key);
+		goto fail;
+	}
+	/* Parse errors in a bundle only lose those entries (ret > 0). */
+	if (ca_file != NULL && *ca_file != '\0') {
+		ret = mbedtls_x509_crt_parse_file(&cli->ca, ca_file);
+		cli->ca_ok = ret >= 0 && cli->ca.version != 0;
+	}
+	if (*cert != '\0') {
+		if (tls_load_pair(&cli->cert, &cli->key, cert, key, err,
+		    errsz) == -1)
+			goto fail;
+		cli->has_cert = 1;
+	}
+	if (tls_suites(ciphers, cli->suites, &has13, err, errsz) == -1)
+		goto fail;
+	if (tls_conf_common(&cli->conf, MBEDTLS_SSL_IS_CLIENT, cli->suites,
+	    has13, err, errsz) == -1)
+		goto fail;
+	/* Policy is the caller's, from tls_conn_verify(). */
+	mbedtls_ssl_conf_authmode(&cli->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+	if (cli->ca_ok)
+		mbedtls_ssl_conf_ca_chain(&cli->conf, &cli->ca, NULL);
+	if (cli->has_cert && mbedtls_ssl_conf_own_cert(&cli->conf,
+	    &cli->cert, &cli->key) != 0) {
+		tls_seterr(err, errsz, "%s: cannot use the certificate", cert);
+		goto fail;
+	}
+#if TLS_HAVE_13 && defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+	/* 3.6.1+ drops TLS 1.3 tickets unless asked to hand them over. */
+	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(&cli->conf,
+	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
+	return cli;
+fail:
+	tls_client_unref(cli);
+	return NULL;
+}
+
+int
+tls_client_ca_ok(const struct tls_client *cli)
+{
+	return cli->ca_ok;
+}
+
+struct tls_client *
+tls_client_ref(struct tls_client *cli)
+{
+	cli->refs++;
+	return cli;
+}
+
+void
+tls_client_unref(struct tls_client *cli)
+{
+	size_t i;
+
+	if (cli == NULL || --cli->refs > 0)
+		return;
+	for (i = 0; i < TLS_CACHE_SLOTS; i++)
+		tls_cache_slot_clear(&cli->cache[i]);
+	mbedtls_ssl_config_free(&cli->conf);
+	mbedtls_x509_crt_free(&cli->ca);
+	mbedtls_x509_crt_free(&cli->cert);
+	mbedtls_pk_free(&cli->key);
+	free(cli);
+}
+
+/* The one allocation a connection makes itself. */
+static struct tls_conn *
+tls_conn_new(mbedtls_ssl_config *conf, int fd)
+{
+	struct tls_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->fd = fd;
+	mbedtls_ssl_init(&c->ssl);
+	if (mbedtls_ssl_setup(&c->ssl, conf) != 0) {
+		mbedtls_ssl_free(&c->ssl);
+		free(c);
+		return NULL;
+	}
+	mbedtls_ssl_set_bio(&c->ssl, c, tls_bio_send, tls_bio_recv, NULL);
+	mbedtls_ssl_set_verify(&c->ssl, tls_on_verify, c);
+	return c;
+}
+
+struct tls_conn *
+tls_conn_server(struct tls_server *srv, int fd)
+{
+	struct tls_conn *c;
+
+	if ((c = tls_conn_new(&srv->conf, fd)) == NULL)
+		return NULL;
+	c->srv = tls_server_ref(srv);
+	return c;
+}
+
+struct tls_conn *
+tls_conn_client(struct tls_client *cli, int fd, const char *sni,
+    const char *cache_key)
+{
+	struct tls_conn *c;
+	int ret;
+
+	if ((c = tls_conn_new(&cli->conf, fd)) == NULL)
+		return NULL;
+	c->cli = tls_client_ref(cli);
+	/*
+	 * A host name is both the SNI and the name checked.  Without one the
+	 * name goes unchecked (and says so, TLS_V_NAME); the explicit NULL
+	 * keeps mbedTLS 3.6.3+ from failing the handshake for want of one.
+	 */
+	if (sni != NULL && *sni != '\0' && !tls_is_ip(sni))
+		ret = mbedtls_ssl_set_hostname(&c->ssl, sni);
+	else {
+		ret = mbedtls_ssl_set_hostname(&c->ssl, NULL);
+		c->no_name = 1;
+	}
+	if (ret != 0)
+		goto fail;
+	if (cache_key != NULL && *cache_key != '\0' &&
+	    strlen(cache_key) <= TLS_CACHE_KEY_MAX) {
+		if ((c->cache_key = strdup(cache_key)) == NULL)
+			goto fail;
+		tls_cache_offer(c);
+	}
+	return c;
+fail:
+	tls_conn_free(c);
+	return NULL;
+}
+
+void
+tls_conn_free(struct tls_conn *c)
+{
+	if (c == NULL)
+		return;
+	mbedtls_ssl_free(&c->ssl);
+	tls_server_unref(c->srv);
+	tls_client_unref(c->cli);
+	free(c->cache_key);
+	free(c);
+}
+
+static int
+tls_bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct tls_conn *c = ctx;
+	ssize_t n;
+
+	if (len > INT_MAX)
+		len = INT_MAX;
+	do
+		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	if (n >= 0)
+		return (int)n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return MBEDTLS_ERR_SSL_WANT_WRITE;
+	c->sys_errno = errno;
+	return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+/* 0 at the end of the stream: mbedTLS makes that its CONN_EOF. */
+static int
+tls_bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	struct tls_conn *c = ctx;
+	ssize_t n;
+
+	if (len > INT_MAX)
+		len = INT_MAX;
+	do
+		n = recv(c->fd, buf, len, 0);
+	while (n == -1 && errno == EINTR);
+	if (n >= 0)
+		return (int)n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	c->sys_errno = errno;
+	return MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+/*
+ * Called for each certificate of the peer's chain, the leaf (depth 0)
+ * last.  The leaf's fingerprints are taken here, while mbedTLS still has
+ * the chain, so nothing needs keeping after the handshake.  A server
+ * does not judge client chains (they are pinned by fingerprint), so it
+ * clears the flags and the handshake never fails over them.
+ */
+static int
+tls_on_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	struct tls_conn *c = arg;
+
+	if (depth == 0) {
+		c->saw_cert = 1;
+		tls_peer_record(c, crt);
+	}
+	if (c->srv != NULL)
+		*flags = 0;
+	return 0;
+}
+
+static void
+tls_peer_record(struct tls_conn *c, const mbedtls_x509_crt *crt)
+{
+	const mbedtls_x509_name *n;
+	size_t i, len;
+	unsigned char ch;
+
+	if (crt == NULL || crt->raw.p == NULL)
+		return;
+	crypto_hash_sha256(c->peer.fp_cert, crt->raw.p, crt->raw.len);
+	crypto_hash_sha256(c->peer.fp_spki, crt->pk_raw.p, crt->pk_raw.len);
+	c->peer.cn[0] = '\0';
+	for (n = &crt->subject; n != NULL; n = n->next) {
+		if (n->oid.p == NULL || MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN,
+		    &n->oid) != 0)
+			continue;
+		/* Log text: printable ASCII only, the rest as '?'. */
+		len = n->val.len < TLS_CN_MAX ? n->val.len : TLS_CN_MAX;
+		for (i = 0; i < len; i++) {
+			ch = n->val.p[i];
+			c->peer.cn[i] = ch >= 0x20 && ch < 0x7f ? (char)ch :
+			    '?';
+		}
+		c->peer.cn[len] = '\0';
+		break;
+	}
+	c->has_peer = 1;
+}
+
+static void
+tls_handshake_done(struct tls_conn *c)
+{
+	c->done = 1;
+	/* A resumed session brings its peer back without a Certificate
+	 * message; mbedTLS restored the leaf from the session. */
+	if (!c->has_peer)
+		tls_peer_record(c, mbedtls_ssl_get_peer_cert(&c->ssl));
+	if (c->cli != NULL) {
+		c->resumed = c->offered && !c->saw_cert;
+		tls_cache_store(c);
+	}
+}
+
+/*
+ * Every mbedTLS result goes through here: WANT_* map to TLS_WANT_*, the
+ * peer's close_notify and a plain end of stream to TLS_EOF, the rest to
+ * TLS_FAIL with the reason kept for tls_conn_error().
+ */
+static int
+tls_result(struct tls_conn *c, int ret, const char *what)
+{
+	char buf[TLS_ERR_MAX];
+
+	switch (ret) {
+	case MBEDTLS_ERR_SSL_WANT_READ:
+		return TLS_WANT_READ;
+	case MBEDTLS_ERR_SSL_WANT_WRITE:
+		return TLS_WANT_WRITE;
+	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+		tls_seterr(c->err, sizeof(c->err), "%s: peer sent "
+		    "close_notify", what);
+		return TLS_EOF;
+	case 0:
+	case MBEDTLS_ERR_SSL_CONN_EOF:
+		tls_seterr(c->err, sizeof(c->err), "%s: lost connection",
+		    what);
+		return TLS_EOF;
+	case MBEDTLS_ERR_NET_SEND_FAILED:
+	case MBEDTLS_ERR_NET_RECV_FAILED:
+		if (c->sys_errno != 0) {
+			tls_seterr(c->err, sizeof(c->err), "%s: %s", what,
+			    strerror(c->sys_errno));
+			return TLS_FAIL;
+		}
+		break;
+	default:
+		break;
+	}
+	tls_strerror(ret, buf, sizeof(buf));
+	tls_seterr(c->err, sizeof(c->err), "%s: %s", what, buf);
+	return TLS_FAIL;
+}
+
+int
+tls_conn_handshake(struct tls_conn *c)
+{
+	int ret, r;
+
+	if (c->done)
+		return TLS_OK;
+	tls_current = c;
+	ret = mbedtls_ssl_handshake(&c->ssl);
+	tls_current = NULL;
+	if (ret == 0) {
+		tls_handshake_done(c);
+		return TLS_OK;
+	}
+	r = tls_result(c, ret, "handshake");
+	/* The offered session may be what broke it: do not offer it again. */
+	if ((r == TLS_FAIL || r == TLS_EOF) && c->offered)
+		tls_cache_drop(c->cli, c->cache_key);
+	return r;
+}
+
+ssize_t
+tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+{
+	int ret;
+
+	if (len > INT_MAX)
+		len = INT_MAX;
+	for (;;) {
+		ret = mbedtls_ssl_read(&c->ssl, buf, len);
+		if (ret > 0)
+			return ret;
+#if TLS_HAVE_13
+		/* TLS 1.3 tickets come after the handshake, as records. */
+		if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+			if (c->cli != NULL)
+				tls_cache_store(c);
+			continue;
+		}
+#endif
+		return tls_result(c, ret, "read");
+	}
+}
+
+size_t
+tls_conn_pending(const struct tls_conn *c)
+{
+	return mbedtls_ssl_get_bytes_avail(&c->ssl);
+}
+
+ssize_t
+tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
+{
+	int ret;
+
+	if (len > INT_MAX)
+		len = INT_MAX;
+	ret = mbedtls_ssl_write(&c->ssl, buf, len);
+	if (ret > 0)
+		return ret;
+	if (ret == 0) {
+		tls_seterr(c->err, sizeof(c->err), "write: nothing "
+		    "written");
+		return TLS_FAIL;
+	}
+	return tls_result(c, ret, "write");
+}
+
+void
+tls_conn_close_notify(struct tls_conn *c)
+{
+	/* Once: a second try would only re-send the pending record. */
+	if (c->closed || !c->done)
+		return;
+	c->closed = 1;
+	(void)mbedtls_ssl_close_notify(&c->ssl);
+}
+
+const char *
+tls_conn_version(const struct tls_conn *c)
+{
+	return mbedtls_ssl_get_version(&c->ssl);
+}
+
+const char *
+tls_conn_cipher(const struct tls_conn *c)
+{
+	const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
+
+	return name != NULL ? name : "unknown";
+}
+
+unsigned
+tls_conn_cipher_bits(const struct tls_conn *c)
+{
+	const mbedtls_ssl_ciphersuite_t *info;
+	const char *name;
+
+	if ((name = mbedtls_ssl_get_ciphersuite(&c->ssl)) == NULL ||
+	    (info = mbedtls_ssl_ciphersuite_from_id(
+	    mbedtls_ssl_get_ciphersuite_id(name))) == NULL)
+		return 0;
+#if COMPAT_MBEDTLS3
+	return (unsigned)mbedtls_ssl_ciphersuite_get_cipher_key_bitlen(info);
+#else
+	{
+		const mbedtls_cipher_info_t *ci;
+
+		ci = mbedtls_cipher_info_from_type(info->cipher);
+		return ci != NULL ? ci->key_bitlen : 0;
+	}
+#endif
+}
+
+int
+tls_conn_resumed(const struct tls_conn *c)
+{
+	return c->done && c->resumed;
+}
+
+/*
+ * Client: the verify flags mbedTLS kept (restored with a resumed
+ * session), reduced to TLS_V_*.  Server: only whether there was a
+ * certificate; its chain was never judged.
+ */
+unsigned
+tls_conn_verify(const struct tls_conn *c)
+{
+	uint32_t flags;
+	unsigned v = 0;
+
+	if (c->srv != NULL)
+		return c->has_peer ? 0 : TLS_V_NOCERT;
+	if (!c->done || !c->has_peer)
+		return TLS_V_NOCERT | TLS_V_UNTRUSTED;
+	flags = mbedtls_ssl_get_verify_result(&c->ssl);
+	if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+		v |= TLS_V_NAME;
+	if (flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
+		v |= TLS_V_EXPIRED | TLS_V_UNTRUSTED;
+	if (flags & ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH)
+		v |= TLS_V_UNTRUSTED;
+	if (!c->cli->ca_ok)
+		v |= TLS_V_UNTRUSTED;
+	if (c->no_name)
+		v |= TLS_V_NAME;
+	return v;
+}
+
+int
+tls_conn_peer_fp(const struct tls_conn *c, unsigned char cert[TLS_FP_LEN],
+    unsigned char spki[TLS_FP_LEN])
+{
+	if (!c->has_peer)
+		return -1;
+	memcpy(cert, c->peer.fp_cert, TLS_FP_LEN);
+	memcpy(spki, c->peer.fp_spki, TLS_FP_LEN);
+	return 0;
+}
+
+const char *
+tls_conn_peer_cn(const struct tls_conn *c, char *buf, size_t bufsz)
+{
+	if (bufsz == 0)
+		return "";
+	(void)snprintf(buf, bufsz, "%s", c->has_peer ? c->peer.cn : "");
+	return buf;
+}
+
+const char *
+tls_conn_error(const struct tls_conn *c)
+{
+	return c->err[0] != '\0' ? c->err : "no error";
+}
+
+/* An IP literal is never SNI (RFC 6066 §3) nor a name to check. */
+static int
+tls_is_ip(const char *s)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+
+	if (*s == '[' || strchr(s, ':') != NULL)
+		return 1;
+	return inet_pton(AF_INET, s, a) == 1;
+}
+
+/* ---- the client's session cache ---------------------------------- */
+
+static struct tls_cache_slot *
+tls_cache_find(struct tls_client *cli, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < TLS_CACHE_SLOTS; i++)
+		if (cli->cache[i].key != NULL &&
+		    strcmp(cli->cache[i].key, key) == 0)
+			return &cli->cache[i];
+	return NULL;
+}
+
+static void
+tls_cache_offer(struct tls_conn *c)
+{
+	struct tls_cache_slot *s;
+	mbedtls_ssl_session sess;
+
+	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL)
+		return;
+	s->used = ++c->cli->clock;
+	mbedtls_ssl_session_init(&sess);
+	/* A blob this build cannot load (or a session mbedTLS refuses) is
+	 * just not offered. */
+	if (mbedtls_ssl_session_load(&sess, s->blob, s->len) == 0 &&
+	    mbedtls_ssl_set_session(&c->ssl, &sess) == 0)
+		c->offered = 1;
+	else
+		tls_cache_slot_clear(s);
+	mbedtls_ssl_session_free(&sess);
+}
+
+static void
+tls_cache_store(struct tls_conn *c)
+{
+	struct tls_client *cli = c->cli;
+	struct tls_cache_slot *s, *victim;
+	mbedtls_ssl_session sess;
+	unsigned char *blob = NULL;
+	size_t len = 0, i;
+	char *key = NULL;
+
+	if (c->cache_key == NULL)
+		return;
+	mbedtls_ssl_session_init(&sess);
+	if (mbedtls_ssl_get_session(&c->ssl, &sess) != 0)
+		goto done;
+	if (mbedtls_ssl_session_save(&sess, NULL, 0, &len) !=
+	    MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL || len == 0 ||
+	    len > TLS_SESSION_MAX)
+		goto done;
+	if ((blob = malloc(len)) == NULL ||
+	    mbedtls_ssl_session_save(&sess, blob, len, &len) != 0)
+		goto done;
+	if ((s = tls_cache_find(cli, c->cache_key)) == NULL) {
+		if ((key = strdup(c->cache_key)) == NULL)
+			goto done;
+		victim = &cli->cache[0];
+		for (i = 0; i < TLS_CACHE_SLOTS; i++) {
+			if (cli->cache[i].key == NULL) {
+				victim = &cli->cache[i];
+				break;
+			}
+			if (cli->cache[i].used < victim->used)
+				victim = &cli->cache[i];
+		}
+		s = victim;
+		tls_cache_slot_clear(s);
+		s->key = key;
+		key = NULL;
+	}
+	free(s->blob);
+	s->blob = blob;
+	s->len = len;
+	s->used = ++cli->clock;
+	blob = NULL;
+done:
+	free(key);
+	free(blob);
+	mbedtls_ssl_session_free(&sess);
+}
+
+static void
+tls_cache_drop(struct tls_client *cli, const char *key)
+{
+	struct tls_cache_slot *s;
+
+	if (key != NULL && (s = tls_cache_find(cli, key)) != NULL)
+		tls_cache_slot_clear(s);
+}
+
+static void
+tls_cache_slot_clear(struct tls_cache_slot *s)
+{
+	free(s->key);
+	if (s->blob != NULL)
+		sodium_memzero(s->blob, s->len);	/* holds a master secret */
+	free(s->blob);
+	memset(s, 0, sizeof(*s));
+}
+
+/* ---- relay_client_certs ------------------------------------------ */
+
+static int
+tls_hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * One line (without its '\n').  1: fp filled; 0: blank or comment;
+ * -1: *why says what is wrong.  Either every byte is followed by ':' (but
+ * the last) or none is; the choice is made at the first separator.
+ */
+static int
+tls_fp_parse_line(const unsigned char *s, size_t len, unsigned char *fp,
+    const char **why)
+{
+	size_t pos = 0, b;
+	int hi, lo, colons = 0;
+
+	if (len > 0 && s[len - 1] == '\r')
+		len--;
+	while (pos < len && (s[pos] == ' ' || s[pos] == '\t'))
+		pos++;
+	if (pos == len || s[pos] == '#')
+		return 0;
+	if (len - pos > 2 && s[pos + 2] == ':')
+		colons = 1;
+	for (b = 0; b < TLS_FP_LEN; b++) {
+		if (b > 0 && colons) {
+			if (pos == len || s[pos] != ':') {
+				*why = pos == len || s[pos] == ' ' ||
+				    s[pos] == '\t' ? "fingerprint too short "
+				    "(want 32 bytes)" : "expected ':' between "
+				    "bytes";
+				return -1;
+			}
+			pos++;
+		}
+		if (pos == len || s[pos] == ' ' || s[pos] == '\t') {
+			*why = "fingerprint too short (want 32 bytes)";
+			return -1;
+		}
+		if (len - pos < 2 || (hi = tls_hexval(s[pos])) < 0 ||
+		    (lo = tls_hexval(s[pos + 1])) < 0) {
+			*why = "not a hex digit";
+			return -1;
+		}
+		fp[b] = (unsigned char)(hi << 4 | lo);
+		pos += 2;
+	}
+	if (pos < len && s[pos] != ' ' && s[pos] != '\t') {
+		*why = s[pos] == ':' || tls_hexval(s[pos]) >= 0 ?
+		    "fingerprint too long (want 32 bytes)" :
+		    "white space expected after the fingerprint";
+		return -1;
+	}
+	return 1;
+}
+
+static int
+tls_fp_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, TLS_FP_LEN);
+}
+
+struct tls_fplist *
+tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
+    size_t errsz)
+{
+	const unsigned char *s = (const unsigned char *)text, *nl;
+	struct tls_fplist *l, *shrunk;
+	size_t pos = 0, line = 0, n = 0, i, out, linelen;
+	const char *why = NULL;
+	int r;
+
+	if ((l = malloc(sizeof(*l) + TLS_FP_MAX * TLS_FP_LEN)) == NULL) {
+		tls_seterr(err, errsz, "%s: %s", name, strerror(errno));
+		return NULL;
+	}
+	while (pos < len) {
+		line++;
+		nl = memchr(s + pos, '\n', len - pos);
+		linelen = nl != NULL ? (size_t)(nl - (s + pos)) : len - pos;
+		if (n == TLS_FP_MAX) {
+			/* only an entry past the limit is an error */
+			unsigned char spare[TLS_FP_LEN];
+
+			r = tls_fp_parse_line(s + pos, linelen, spare, &why);
+			if (r == 1) {
+				why = "too many fingerprints";
+				r = -1;
+			}
+		} else
+			r = tls_fp_parse_line(s + pos, linelen, l->fp[n], &why);
+		if (r == -1) {
+			tls_seterr(err, errsz, "%s:%zu: %s", name, line, why);
+			free(l);
+			return NULL;
+		}
+		if (r == 1)
+			n++;
+		pos += linelen + (nl != NULL);
+	}
+	qsort(l->fp, n, TLS_FP_LEN, tls_fp_cmp);
+	for (i = out = 0; i < n; i++)
+		if (out == 0 || memcmp(l->fp[out - 1], l->fp[i],
+		    TLS_FP_LEN) != 0)
+			memmove(l->fp[out++], l->fp[i], TLS_FP_LEN);
+	l->n = out;
+	if ((shrunk = realloc(l, sizeof(*l) + out * TLS_FP_LEN)) != NULL)
+		l = shrunk;
+	return l;
+}
+
+struct tls_fplist *
+tls_fplist_load(const char *path, char *err, size_t errsz)
+{
+	struct tls_fplist *l = NULL;
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO must not hang us before fstat() refuses it. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK)) == -1) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		tls_seterr(err, errsz, "%s: not a regular file", path);
+		goto done;
+	}
+	if (st.st_size > TLS_FP_FILE_MAX)
+		goto toolarge;
+	/* One byte more than allowed: a file that grew is caught too. */
+	if ((buf = malloc(TLS_FP_FILE_MAX + 1)) == NULL) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		goto done;
+	}
+	for (;;) {
+		n = read(fd, buf + got, TLS_FP_FILE_MAX + 1 - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+			goto done;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (got > TLS_FP_FILE_MAX)
+			goto toolarge;
+	}
+	l = tls_fplist_parse(path, buf, got, err, errsz);
+	goto done;
+toolarge:
+	tls_seterr(err, errsz, "%s: file too large (over %d bytes)", path,
+	    TLS_FP_FILE_MAX);
+done:
+	free(buf);
+	if (close(fd) == -1 && l != NULL) {
+		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		tls_fplist_free(l);
+		l = NULL;
+	}
+	return l;
+}
+
+void
+tls_fplist_free(struct tls_fplist *l)
+{
+	free(l);
+}
+
+size_t
+tls_fplist_count(const struct tls_fplist *l)
+{
+	return l != NULL ? l->n : 0;
+}
+
+int
+tls_fplist_has(const struct tls_fplist *l, const unsigned char fp[TLS_FP_LEN])
+{
+	if (l == NULL || l->n == 0)
+		return 0;
+	return bsearch(fp, l->fp, l->n, TLS_FP_LEN, tls_fp_cmp) != NULL;
+}
+
+void
+tls_fp_format(const unsigned char fp[TLS_FP_LEN], char out[96])
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
+
+	for (i = 0; i < TLS_FP_LEN; i++) {
+		out[i * 3] = hex[fp[i] >> 4];
+		out[i * 3 + 1] = hex[fp[i] & 0xf];
+		out[i * 3 + 2] = i + 1 < TLS_FP_LEN ? ':' : '\0';
+	}
+}
