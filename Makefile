@@ -25,9 +25,13 @@ TARGET	?= native
 endif
 STRIP	?= $(if $(CROSS),$(CROSS)-strip,strip)
 
-OPT	?= -Os
+# Size is a budget (150 KB stripped on x86-64): -Oz (gcc 12, clang) is
+# ~3% smaller than -Os; the hot paths are system calls, not code.
+OPT	?= -Oz
 # C needs no unwind tables: dropping them saves ~13% of the binary.
-CFLAGS	?= $(OPT) -g -fno-asynchronous-unwind-tables -fno-unwind-tables
+# Sections per function let the linker drop what nothing calls.
+CFLAGS	?= $(OPT) -g -fno-asynchronous-unwind-tables -fno-unwind-tables \
+	   -ffunction-sections -fdata-sections
 WARN	:= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 \
 	   -Wno-format-nonliteral
@@ -35,7 +39,9 @@ CPPFLAGS ?=
 # 32-bit targets (mipsel, armhf) need 64-bit off_t/ino_t for readdir on
 # big file systems; time_t stays as the libraries were built.
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
-LDFLAGS	?=
+# noseparate-code: no page of padding between the code and the data
+# segments (RELRO and PIE stay).
+LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code
 LDLIBS	?= -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	    -fno-omit-frame-pointer

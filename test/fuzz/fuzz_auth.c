@@ -1,8 +1,10 @@
 /* fuzz_auth.c - auth.c's parsers on arbitrary bytes.  The first byte picks
  * one: '0' AUTH PLAIN, '1' LOGIN user, '2' LOGIN password, '3' the users
- * file, '4' bare base64, '5' a throttle address; the rest is the input.
- * No crash, and what is accepted obeys auth.h's promises: bounded,
- * terminated fields without NUL, and PLAIN/base64 survive a round trip.
+ * file, '4' bare base64, '5' a throttle address, '6' the smarthost
+ * credentials file, '7' the login cache (user NUL password); the rest is
+ * the input.  No crash, and what is accepted obeys auth.h's promises:
+ * bounded, terminated fields without NUL, PLAIN/base64 survive a round
+ * trip, a refused credentials file leaves nothing behind.
  * (Argon2 checks are left out: milliseconds each would starve the
  * fuzzer; the unit test covers them.) */
 #include <stddef.h>
@@ -14,6 +16,63 @@
 #define FUZZ_ADDR_MAX	80
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static void
+fuzz_client(const char *in, size_t len)
+{
+	static const struct auth_client zero;
+	struct auth_client cl;
+	char err[512];
+	size_t ulen;
+
+	err[0] = '\0';
+	if (auth_client_parse(&cl, "fuzz", in, len, err, sizeof(err)) != 0) {
+		if (memcmp(&cl, &zero, sizeof(cl)) != 0 ||
+		    strncmp(err, "fuzz", 4) != 0)
+			__builtin_trap();
+		return;
+	}
+	ulen = strnlen(cl.user, sizeof(cl.user));
+	if (ulen == 0 || ulen > AUTH_USER_MAX || cl.passlen == 0 ||
+	    cl.passlen > AUTH_PASS_MAX || cl.pass[cl.passlen] != '\0' ||
+	    memchr(cl.pass, '\0', cl.passlen) != NULL ||
+	    strpbrk(cl.user, " \t\r\n") != NULL ||
+	    memchr(cl.pass, '\n', cl.passlen) != NULL ||
+	    cl.user[0] == '#')
+		__builtin_trap();
+	auth_client_free(&cl);
+	if (memcmp(&cl, &zero, sizeof(cl)) != 0)
+		__builtin_trap();
+}
+
+/* What was added hits at once, and no longer at the TTL. */
+static void
+fuzz_cache(const char *in, size_t len)
+{
+	static struct auth_cache *c;
+	char user[AUTH_USER_MAX + 1];
+	const char *nul = memchr(in, '\0', len), *pass;
+	size_t ulen, plen;
+
+	if (c == NULL && (c = auth_cache_new()) == NULL)
+		return;
+	if (nul == NULL)
+		return;
+	ulen = (size_t)(nul - in);
+	pass = nul + 1;
+	plen = len - ulen - 1;
+	if (ulen == 0 || ulen > AUTH_USER_MAX || plen == 0 ||
+	    plen > AUTH_PASS_MAX)
+		return;
+	memcpy(user, in, ulen);
+	user[ulen] = '\0';
+	auth_cache_clear(c);
+	auth_cache_add(c, user, pass, plen, 7);
+	if (auth_cache_hit(c, user, pass, plen, 7) != 1 ||
+	    auth_cache_hit(c, user, pass, plen - 1, 7) != 0 ||
+	    auth_cache_hit(c, user, pass, plen, 7 + AUTH_CACHE_TTL_MS) != 0)
+		__builtin_trap();
+}
 
 static void
 fuzz_plain(const char *in, size_t len)
@@ -117,6 +176,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (auth_throttle_check(th, addr, 1) != 0)
 			__builtin_trap();	/* one failure is free */
 		auth_throttle_free(th);
+		break;
+	case '6':
+		fuzz_client(in, len);
+		break;
+	case '7':
+		fuzz_cache(in, len);
 		break;
 	}
 	return 0;

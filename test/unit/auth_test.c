@@ -3,8 +3,9 @@
  * (RFC 4616 / RFC 4954 vectors, malformed input, 255-byte boundaries),
  * the users file (round trip with auth_hash_password, wrong password,
  * unknown user, parse errors, mode refusal), the constant cost of an
- * unknown user, the failure throttle, and `ferry passwd` through a pipe
- * and through a pseudo-terminal.
+ * unknown user, the failure throttle, the cache of recent logins, the
+ * smarthost credentials file, and `ferry passwd` through a pipe and
+ * through a pseudo-terminal.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -814,6 +815,325 @@ test_throttle_lru(void)
 	return 0;
 }
 
+/* --- the cache of recent logins ------------------------------------------ */
+
+static int
+test_cache_hit(void)
+{
+	struct auth_cache *c = auth_cache_new();
+	char u[AUTH_USER_MAX + 2], p[AUTH_PASS_MAX + 2];
+
+	CHECK(c != NULL);
+	CHECK(auth_cache_hit(c, "alice", "s3cret", 6, 1000) == 0);
+	auth_cache_add(c, "alice", "s3cret", 6, 1000);
+	CHECK(auth_cache_hit(c, "alice", "s3cret", 6, 1000) == 1);
+	CHECK(auth_cache_hit(c, "alice", "s3cret", 6, 1001) == 1);
+	/* Another password, a prefix of it, another user, a longer one. */
+	CHECK(auth_cache_hit(c, "alice", "s3creT", 6, 1000) == 0);
+	CHECK(auth_cache_hit(c, "alice", "s3cret", 5, 1000) == 0);
+	CHECK(auth_cache_hit(c, "alice", "s3cret!", 7, 1000) == 0);
+	CHECK(auth_cache_hit(c, "alicE", "s3cret", 6, 1000) == 0);
+	CHECK(auth_cache_hit(c, "bob", "s3cret", 6, 1000) == 0);
+	CHECK(auth_cache_hit(c, "alice2", "s3cret", 6, 1000) == 0);
+	/* The boundary is part of what is hashed: ab|c is not a|bc. */
+	auth_cache_add(c, "ab", "c", 1, 1000);
+	CHECK(auth_cache_hit(c, "ab", "c", 1, 1000) == 1);
+	CHECK(auth_cache_hit(c, "a", "bc", 2, 1000) == 0);
+	CHECK(auth_cache_hit(c, "abc", "x", 1, 1000) == 0);
+	/* Empty or over-long fields are never cached. */
+	auth_cache_add(c, "", "pw", 2, 1000);
+	CHECK(auth_cache_hit(c, "", "pw", 2, 1000) == 0);
+	auth_cache_add(c, "carol", "", 0, 1000);
+	CHECK(auth_cache_hit(c, "carol", "", 0, 1000) == 0);
+	memset(u, 'u', sizeof(u));
+	memset(p, 'p', sizeof(p));
+	u[AUTH_USER_MAX] = '\0';
+	auth_cache_add(c, u, p, AUTH_PASS_MAX, 1000);
+	CHECK(auth_cache_hit(c, u, p, AUTH_PASS_MAX, 1000) == 1);
+	CHECK(auth_cache_hit(c, u, p, AUTH_PASS_MAX - 1, 1000) == 0);
+	auth_cache_add(c, u, p, AUTH_PASS_MAX + 1, 1000);
+	CHECK(auth_cache_hit(c, u, p, AUTH_PASS_MAX + 1, 1000) == 0);
+	u[AUTH_USER_MAX] = 'u';
+	u[AUTH_USER_MAX + 1] = '\0';
+	auth_cache_add(c, u, "pw", 2, 1000);
+	CHECK(auth_cache_hit(c, u, "pw", 2, 1000) == 0);
+	/* A second table has its own key: it knows nothing of the first. */
+	{
+		struct auth_cache *c2 = auth_cache_new();
+
+		CHECK(c2 != NULL);
+		CHECK(auth_cache_hit(c2, "alice", "s3cret", 6, 1000) == 0);
+		auth_cache_free(c2);
+	}
+	auth_cache_free(c);
+	auth_cache_free(NULL);
+	return 0;
+}
+
+static int
+test_cache_expiry(void)
+{
+	struct auth_cache *c = auth_cache_new();
+	const uint64_t t0 = 5000;
+
+	CHECK(c != NULL);
+	auth_cache_add(c, "alice", "pw", 2, t0);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, t0 + AUTH_CACHE_TTL_MS - 1)
+	    == 1);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, t0 + AUTH_CACHE_TTL_MS) == 0);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, t0 + 10 * AUTH_CACHE_TTL_MS)
+	    == 0);
+	/* A clock before the entry: not trusted. */
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, t0 - 1) == 0);
+	/* A hit does not extend the life; adding again does. */
+	auth_cache_add(c, "alice", "pw", 2, t0 + 100);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2,
+	    t0 + 100 + AUTH_CACHE_TTL_MS - 1) == 1);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, t0 + 100 + AUTH_CACHE_TTL_MS)
+	    == 0);
+	auth_cache_add(c, "alice", "pw", 2, t0 + 100 + AUTH_CACHE_TTL_MS);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2,
+	    t0 + 100 + AUTH_CACHE_TTL_MS) == 1);
+	auth_cache_free(c);
+	return 0;
+}
+
+static int
+test_cache_clear(void)
+{
+	struct auth_cache *c = auth_cache_new();
+
+	CHECK(c != NULL);
+	auth_cache_add(c, "alice", "pw", 2, 1);
+	auth_cache_add(c, "bob", "pw2", 3, 1);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, 2) == 1);
+	CHECK(auth_cache_hit(c, "bob", "pw2", 3, 2) == 1);
+	auth_cache_clear(c);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, 2) == 0);
+	CHECK(auth_cache_hit(c, "bob", "pw2", 3, 2) == 0);
+	auth_cache_add(c, "alice", "pw", 2, 3);
+	CHECK(auth_cache_hit(c, "alice", "pw", 2, 3) == 1);
+	CHECK(auth_cache_hit(c, "bob", "pw2", 3, 3) == 0);
+	auth_cache_clear(NULL);
+	auth_cache_free(c);
+	return 0;
+}
+
+static int
+test_cache_evict(void)
+{
+	struct auth_cache *c = auth_cache_new();
+	char u[32];
+	int i;
+
+	CHECK(c != NULL);
+	for (i = 0; i < AUTH_CACHE_SLOTS; i++) {
+		snprintf(u, sizeof(u), "user%d", i);
+		auth_cache_add(c, u, "pw", 2, (uint64_t)i);
+	}
+	for (i = 0; i < AUTH_CACHE_SLOTS; i++) {
+		snprintf(u, sizeof(u), "user%d", i);
+		CHECK(auth_cache_hit(c, u, "pw", 2, AUTH_CACHE_SLOTS) == 1);
+	}
+	/*
+	 * user5 again takes its own slot, not a second one (which would
+	 * push user0 out); a newcomer then replaces the oldest, user0.
+	 */
+	auth_cache_add(c, "user5", "pw", 2, AUTH_CACHE_SLOTS);
+	CHECK(auth_cache_hit(c, "user0", "pw", 2, AUTH_CACHE_SLOTS) == 1);
+	auth_cache_add(c, "newcomer", "pw", 2, AUTH_CACHE_SLOTS + 1);
+	CHECK(auth_cache_hit(c, "newcomer", "pw", 2, AUTH_CACHE_SLOTS + 1)
+	    == 1);
+	CHECK(auth_cache_hit(c, "user0", "pw", 2, AUTH_CACHE_SLOTS + 1) == 0);
+	for (i = 1; i < AUTH_CACHE_SLOTS; i++) {
+		snprintf(u, sizeof(u), "user%d", i);
+		CHECK(auth_cache_hit(c, u, "pw", 2, AUTH_CACHE_SLOTS + 1) == 1);
+	}
+	/* Next out: user1, then user2; user5 is now among the youngest. */
+	auth_cache_add(c, "late", "pw", 2, AUTH_CACHE_SLOTS + 2);
+	CHECK(auth_cache_hit(c, "user1", "pw", 2, AUTH_CACHE_SLOTS + 2) == 0);
+	CHECK(auth_cache_hit(c, "user2", "pw", 2, AUTH_CACHE_SLOTS + 2) == 1);
+	/* Four more push out user2, 3, 4 and 6: user5 was refreshed. */
+	for (i = 0; i < 4; i++) {
+		snprintf(u, sizeof(u), "more%d", i);
+		auth_cache_add(c, u, "pw", 2, AUTH_CACHE_SLOTS + 3);
+	}
+	CHECK(auth_cache_hit(c, "user4", "pw", 2, AUTH_CACHE_SLOTS + 3) == 0);
+	CHECK(auth_cache_hit(c, "user5", "pw", 2, AUTH_CACHE_SLOTS + 3) == 1);
+	CHECK(auth_cache_hit(c, "user6", "pw", 2, AUTH_CACHE_SLOTS + 3) == 0);
+	CHECK(auth_cache_hit(c, "user7", "pw", 2, AUTH_CACHE_SLOTS + 3) == 1);
+	auth_cache_free(c);
+	return 0;
+}
+
+/* --- the smarthost credentials ------------------------------------------- */
+
+/* Nothing of a refused file is left in the struct. */
+static int
+client_zeroed(const struct auth_client *cl)
+{
+	static const struct auth_client zero;
+
+	return memcmp(cl, &zero, sizeof(zero)) == 0;
+}
+
+static int
+test_client_good(void)
+{
+	static const struct {
+		const char *text, *user, *pass;
+	} c[] = {
+		{ "alice s3cret\n", "alice", "s3cret" },
+		{ "alice s3cret", "alice", "s3cret" },
+		{ "alice s3cret\r\n", "alice", "s3cret" },
+		{ "alice  \t pass with  spaces\n", "alice", "pass with  spaces" },
+		/* The rest of the line, trailing blanks included. */
+		{ "alice p w \n", "alice", "p w " },
+		{ "alice\tpw#not-a-comment\n", "alice", "pw#not-a-comment" },
+		{ "# smarthost\n\n   \n\t# indented\n  bob@example.org  x:y\n"
+		  "# after\n\n", "bob@example.org", "x:y" },
+		{ "# c\r\n\r\nalice s3cret\r\n\r\n", "alice", "s3cret" },
+		{ "alice a\rb\n", "alice", "a\rb" },
+	};
+	struct auth_client cl;
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		err[0] = '\0';
+		if (auth_client_parse(&cl, "c", c[i].text, strlen(c[i].text),
+		    err, sizeof(err)) != 0 || strcmp(cl.user, c[i].user) != 0 ||
+		    cl.passlen != strlen(c[i].pass) ||
+		    strcmp(cl.pass, c[i].pass) != 0) {
+			fprintf(stderr, "  case %zu: %s\n", i,
+			    err[0] ? err : "wrong fields");
+			return 1;
+		}
+	}
+	auth_client_free(&cl);
+	CHECK(client_zeroed(&cl));
+	auth_client_free(NULL);
+	return 0;
+}
+
+static int
+test_client_errors(void)
+{
+	static const struct {
+		const char *text, *err;
+	} c[] = {
+		{ "", "c: no credential line (want: user password)" },
+		{ "# only a comment\n\n \r\n",
+		  "c: no credential line (want: user password)" },
+		{ "alice\n", "c:1: missing password" },
+		{ "# x\nalice   \n", "c:2: missing password" },
+		{ "alice \r\n", "c:1: missing password" },
+		{ "alice s3cret\nbob s3cret2\n",
+		  "c:2: more than one credential line" },
+		{ "alice s3cret\n\n# x\nalice s3cret\n",
+		  "c:4: more than one credential line" },
+		{ "al\x01ice s3cret\n", "c:1: bad character in user name" },
+		{ "al\rice s3cret\n", "c:1: bad character in user name" },
+	};
+	static const char nul[] = "alice s3c\0ret\n";
+	struct auth_client cl;
+	char err[256], big[2 * AUTH_PASS_MAX + 16];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		memset(&cl, 0xa5, sizeof(cl));
+		err[0] = '\0';
+		if (auth_client_parse(&cl, "c", c[i].text, strlen(c[i].text),
+		    err, sizeof(err)) != -1 || strcmp(err, c[i].err) != 0 ||
+		    !client_zeroed(&cl)) {
+			fprintf(stderr, "  case %zu: got \"%s\"\n", i, err);
+			return 1;
+		}
+	}
+	CHECK(auth_client_parse(&cl, "c", nul, sizeof(nul) - 1, err,
+	    sizeof(err)) == -1);
+	CHECK_STR(err, "c:1: NUL byte");
+	CHECK(client_zeroed(&cl));
+	/* 255 bytes fit, 256 do not; the error never quotes a secret. */
+	memset(big, 'U', AUTH_USER_MAX);
+	n = AUTH_USER_MAX;
+	n += (size_t)snprintf(big + n, sizeof(big) - n, " pw");
+	CHECK(auth_client_parse(&cl, "c", big, n, err, sizeof(err)) == 0);
+	CHECK(strlen(cl.user) == AUTH_USER_MAX && cl.passlen == 2);
+	memset(big, 'U', AUTH_USER_MAX + 1);
+	n = AUTH_USER_MAX + 1;
+	n += (size_t)snprintf(big + n, sizeof(big) - n, " pw");
+	CHECK(auth_client_parse(&cl, "c", big, n, err, sizeof(err)) == -1);
+	CHECK_STR(err, "c:1: user name longer than 255 bytes");
+	CHECK(client_zeroed(&cl));
+	n = (size_t)snprintf(big, sizeof(big), "alice ");
+	memset(big + n, 'P', AUTH_PASS_MAX);
+	CHECK(auth_client_parse(&cl, "c", big, n + AUTH_PASS_MAX, err,
+	    sizeof(err)) == 0);
+	CHECK(cl.passlen == AUTH_PASS_MAX && cl.pass[AUTH_PASS_MAX] == '\0' &&
+	    cl.pass[AUTH_PASS_MAX - 1] == 'P');
+	memset(big + n, 'P', AUTH_PASS_MAX + 1);
+	CHECK(auth_client_parse(&cl, "c", big, n + AUTH_PASS_MAX + 1, err,
+	    sizeof(err)) == -1);
+	CHECK_STR(err, "c:1: password longer than 255 bytes");
+	CHECK(client_zeroed(&cl));
+	CHECK(strstr(err, "PP") == NULL);
+	return 0;
+}
+
+static int
+test_client_load(void)
+{
+	char path[256], dpath[256], err[512], want[512];
+	struct auth_client cl;
+	static const mode_t refused[] = { 0604, 0602, 0601, 0644, 0666 };
+	size_t i;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/client", tmpdir);
+	CHECK(write_file(path, "# relay\nalice pass word\n", 0600) == 0);
+	CHECK(auth_client_load(&cl, path, err, sizeof(err)) == 0);
+	CHECK_STR(cl.user, "alice");
+	CHECK(cl.passlen == 9 && strcmp(cl.pass, "pass word") == 0);
+	auth_client_free(&cl);
+	/* Like the users file: the group may read it, others may not. */
+	CHECK(chmod(path, 0640) == 0);
+	CHECK(auth_client_load(&cl, path, err, sizeof(err)) == 0);
+	snprintf(want, sizeof(want), "%s: others may access it (chmod o= "
+	    "it): refused", path);
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		CHECK(chmod(path, refused[i]) == 0);
+		CHECK(auth_client_load(&cl, path, err, sizeof(err)) == -1);
+		CHECK_STR(err, want);
+		CHECK(client_zeroed(&cl));
+	}
+	/* A parse error names the file and the line, not the password. */
+	CHECK(write_file(path, "alice s3cret\nbob s3cret\n", 0600) == 0);
+	CHECK(auth_client_load(&cl, path, err, sizeof(err)) == -1);
+	snprintf(want, sizeof(want), "%s:2: more than one credential line",
+	    path);
+	CHECK_STR(err, want);
+	CHECK(client_zeroed(&cl));
+	/* Too big, a directory, missing. */
+	CHECK(unlink(path) == 0);
+	CHECK((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) != -1);
+	CHECK(ftruncate(fd, 1024 * 1024) == 0);
+	CHECK(close(fd) == 0);
+	CHECK(auth_client_load(&cl, path, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "larger than") != NULL);
+	CHECK(unlink(path) == 0);
+	snprintf(dpath, sizeof(dpath), "%s/cdir", tmpdir);
+	CHECK(mkdir(dpath, 0700) == 0);
+	CHECK(auth_client_load(&cl, dpath, err, sizeof(err)) == -1);
+	snprintf(want, sizeof(want), "%s: not a regular file", dpath);
+	CHECK_STR(err, want);
+	CHECK(rmdir(dpath) == 0);
+	CHECK(auth_client_load(&cl, path, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "No such file") != NULL);
+	CHECK(client_zeroed(&cl));
+	return 0;
+}
+
 /* --- ferry passwd ------------------------------------------------------- */
 
 /*
@@ -1094,6 +1414,13 @@ static const struct t_case cases[] = {
 	{ "throttle keys: /64, v4-mapped, text", test_throttle_keys },
 	{ "throttle count capped", test_throttle_cap },
 	{ "throttle LRU eviction", test_throttle_lru },
+	{ "cache hit, misses, ab|c vs a|bc, limits", test_cache_hit },
+	{ "cache expiry at the TTL", test_cache_expiry },
+	{ "cache clear", test_cache_clear },
+	{ "cache full: the oldest goes", test_cache_evict },
+	{ "client credentials: good files", test_client_good },
+	{ "client credentials: errors with NAME:LINE", test_client_errors },
+	{ "client credentials load, mode and type", test_client_load },
 	{ "passwd from a pipe", test_passwd_pipe },
 	{ "passwd from a terminal", test_passwd_tty },
 };
