@@ -786,7 +786,9 @@ tls_handshake_done(struct tls_conn *c)
 		tls_peer_record(c, mbedtls_ssl_get_peer_cert(&c->ssl));
 	if (c->cli != NULL) {
 		c->resumed = c->offered && !c->saw_cert;
-		tls_cache_store(c);
+		/* TLS 1.3 has no session until its ticket comes (read). */
+		if (strcmp(mbedtls_ssl_get_version(&c->ssl), "TLSv1.3") != 0)
+			tls_cache_store(c);
 	}
 }
 
@@ -1247,7 +1249,7 @@ tls_fplist_load(const char *path, char *err, size_t errsz)
 	struct stat st;
 	char *buf = NULL;
 	size_t got = 0;
-	ssize_t n;
+	ssize_t n = 1;
 	int fd;
 
 	/* O_NONBLOCK: a FIFO must not hang us before fstat() refuses it. */
@@ -1264,32 +1266,30 @@ tls_fplist_load(const char *path, char *err, size_t errsz)
 		tls_seterr(err, errsz, "%s: not a regular file", path);
 		goto done;
 	}
-	if (st.st_size > TLS_FP_FILE_MAX)
-		goto toolarge;
 	/* One byte more than allowed: a file that grew is caught too. */
-	if ((buf = malloc(TLS_FP_FILE_MAX + 1)) == NULL) {
+	if (st.st_size <= TLS_FP_FILE_MAX &&
+	    (buf = malloc(TLS_FP_FILE_MAX + 1)) == NULL) {
 		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
 		goto done;
 	}
-	for (;;) {
+	while (buf != NULL && got <= TLS_FP_FILE_MAX && n != 0) {
 		n = read(fd, buf + got, TLS_FP_FILE_MAX + 1 - got);
-		if (n == -1 && errno == EINTR)
+		if (n == -1 && errno == EINTR) {
+			n = 1;
 			continue;
+		}
 		if (n == -1) {
 			tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
 			goto done;
 		}
-		if (n == 0)
-			break;
 		got += (size_t)n;
-		if (got > TLS_FP_FILE_MAX)
-			goto toolarge;
+	}
+	if (buf == NULL || got > TLS_FP_FILE_MAX) {
+		tls_seterr(err, errsz, "%s: file too large (over %d bytes)",
+		    path, TLS_FP_FILE_MAX);
+		goto done;
 	}
 	l = tls_fplist_parse(path, buf, got, err, errsz);
-	goto done;
-toolarge:
-	tls_seterr(err, errsz, "%s: file too large (over %d bytes)", path,
-	    TLS_FP_FILE_MAX);
 done:
 	free(buf);
 	if (close(fd) == -1 && l != NULL) {
