@@ -12,6 +12,16 @@
  * command; the body is written only after DATA's 354 and only if some
  * RCPT was accepted (otherwise a 354 is answered with an empty message
  * that the server rejects for lack of recipients).
+ *
+ * TLS (RFC 3207) and AUTH (RFC 4954) sit between the greeting and the
+ * first transaction: BANNER, EHLO, [STARTTLS, TLS, EHLO again], [AUTH],
+ * READY.  With smarthost_tls = smtps the handshake comes first and the
+ * banner is read inside TLS.  The level (none, may, encrypt, verify,
+ * secure, smtps) decides what a missing STARTTLS, a failed handshake or
+ * a certificate that does not verify means; every check is made before
+ * the owner is asked for a transaction, so nothing of a message leaves
+ * before the policy is satisfied.  The smarthost's password leaves only
+ * inside TLS, whatever the level.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +35,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "auth.h"
 #include "config.h"
 #include "deliver.h"
 #include "dns.h"
@@ -32,6 +45,7 @@
 #include "log.h"
 #include "loop.h"
 #include "queue.h"
+#include "tls.h"
 
 #define DELIVER_CONNECT_MS	30000
 #define DELIVER_CMD_MS		300000	/* Postfix smtp_*_timeout */
@@ -40,6 +54,10 @@
 #define DELIVER_HIWAT		(16 * 1024)	/* refill below this */
 #define DELIVER_LINE_MAX	1024	/* a reply line we accept */
 #define DELIVER_PIPE_MAX	64	/* commands in flight with PIPELINING */
+#define DELIVER_TLS_MS		300000	/* Postfix smtp_starttls_timeout */
+#define DELIVER_SEND_MAX	1200	/* one command; AUTH PLAIN's is the
+					   longest: 11 + 1020 + 2 */
+#define DELIVER_ERR_MAX		512	/* smarthost_auth load error */
 
 enum deliver_state {
 	DS_RESOLVE_MX,
@@ -48,6 +66,9 @@ enum deliver_state {
 	DS_BANNER,
 	DS_EHLO,
 	DS_HELO,
+	DS_STARTTLS,		/* STARTTLS sent, its 220 due */
+	DS_TLS,			/* the handshake runs in io */
+	DS_AUTH,		/* AUTH to the smarthost */
 	DS_READY,		/* greeted, between transactions */
 	DS_RSET,
 	DS_TXN,			/* MAIL/RCPT/DATA replies */
@@ -57,10 +78,24 @@ enum deliver_state {
 	DS_DONE,
 };
 
+/* Where an AUTH dialogue is (what the next 334 asks for). */
+enum deliver_auth_step {
+	DA_PLAIN,		/* AUTH PLAIN with the initial response */
+	DA_LOGIN_USER,		/* AUTH LOGIN: 334 for the user name */
+	DA_LOGIN_PASS,		/* 334 for the password */
+	DA_SENT,		/* all given: only 235 or a failure */
+};
+
 #define EXT_PIPELINING	0x01u
 #define EXT_SIZE	0x02u
 #define EXT_8BITMIME	0x04u
 #define EXT_SMTPUTF8	0x08u
+#define EXT_STARTTLS	0x10u
+#define EXT_AUTH_PLAIN	0x20u
+#define EXT_AUTH_LOGIN	0x40u
+
+/* Levels that never deliver without TLS. */
+#define DELIVER_TLS_REQUIRED(l)	((l) >= TLS_ENCRYPT)
 
 struct deliver {
 	const struct deliver_ops *ops;
@@ -91,6 +126,17 @@ struct deliver {
 	int body_bol;
 	int body_8bit_ok;
 	int send_failed;		/* output over io's cap */
+	int smarthost;			/* the next hop is the smarthost */
+	enum tls_level level;		/* for this next hop */
+	struct tls_client *tlsc;	/* our reference, or NULL */
+	struct tls_conn *tconn;		/* handed to io (which frees it);
+					   valid while d->io is */
+	int tls_on;			/* the handshake succeeded */
+	int notls;			/* 'may' after a failed handshake */
+	int plain_retry;		/* reconnect to the same address */
+	int early;			/* fail from the loop, no connect */
+	enum deliver_auth_step auth_step;
+	enum deliver_result quit_r;	/* how the QUIT ends it */
 };
 
 static void deliver_enter_state(struct deliver *, enum deliver_state);
@@ -107,6 +153,19 @@ static void deliver_connected(struct deliver *);
 static void deliver_on_io(struct io *, enum io_event, void *);
 static void deliver_reply(struct deliver *, int, int, const char *);
 static void deliver_ehlo_line(struct deliver *, const char *);
+static void deliver_ehlo(struct deliver *);
+static void deliver_greeted(struct deliver *);
+static int deliver_tls_begin(struct deliver *);
+static void deliver_tls_done(struct deliver *);
+static void deliver_tls_failed(struct deliver *, const char *);
+static void deliver_auth_begin(struct deliver *);
+static void deliver_auth_reply(struct deliver *, int, const char *);
+static void deliver_refuse(struct deliver *, const char *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+static void deliver_io_free(struct deliver *);
+static void deliver_send_secret(struct deliver *, const char *,
+    const char *);
+static enum tls_level deliver_level(int *);
 static void deliver_start_txn(struct deliver *);
 static void deliver_send_cmds(struct deliver *);
 static void deliver_txn_reply(struct deliver *, int, const char *);
@@ -122,17 +181,24 @@ static void deliver_close(struct deliver *, enum deliver_result,
 static void deliver_on_reap(struct loop_timer *);
 static void deliver_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
-static void deliver_why(struct deliver *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+static void deliver_why(struct deliver *, const char *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
 static int deliver_has_8bit(const struct deliver_txn *);
 static int deliver_addr_8bit(const char *);
 
 static const struct config *deliver_conf;
+static struct tls_client *deliver_tls;		/* our reference */
+/* smarthost_auth: loaded in deliver_configure(); a file that fails to
+ * load defers the smarthost's mail rather than sending it unauthenticated. */
+static struct auth_client deliver_auth;
+static enum { DAUTH_NONE, DAUTH_OK, DAUTH_BAD } deliver_auth_state;
+static char deliver_auth_err[DELIVER_ERR_MAX];
 
 static const char *const deliver_states[DS_DONE + 1] = {
 	[DS_RESOLVE_MX] = "RESOLVE_MX", [DS_RESOLVE_ADDR] = "RESOLVE_ADDR",
 	[DS_CONNECT] = "CONNECT", [DS_BANNER] = "BANNER", [DS_EHLO] = "EHLO",
-	[DS_HELO] = "HELO", [DS_READY] = "READY", [DS_RSET] = "RSET",
+	[DS_HELO] = "HELO", [DS_STARTTLS] = "STARTTLS", [DS_TLS] = "TLS",
+	[DS_AUTH] = "AUTH", [DS_READY] = "READY", [DS_RSET] = "RSET",
 	[DS_TXN] = "TXN", [DS_BODY] = "BODY", [DS_DOT] = "DOT",
 	[DS_QUIT] = "QUIT", [DS_DONE] = "DONE",
 };
@@ -141,7 +207,10 @@ static const char *const deliver_states[DS_DONE + 1] = {
 static const char *const deliver_phase[DS_DONE + 1] = {
 	[DS_CONNECT] = "connecting", [DS_BANNER] = "receiving the initial "
 	"server greeting", [DS_EHLO] = "performing the EHLO handshake",
-	[DS_HELO] = "performing the HELO handshake", [DS_READY] = "idle",
+	[DS_HELO] = "performing the HELO handshake",
+	[DS_STARTTLS] = "sending STARTTLS",
+	[DS_TLS] = "performing the TLS handshake",
+	[DS_AUTH] = "authenticating", [DS_READY] = "idle",
 	[DS_RSET] = "sending RSET", [DS_TXN] = "sending MAIL FROM",
 	[DS_BODY] = "sending message body",
 	/* Postfix's warning: the remote may have the message already. */
@@ -149,10 +218,61 @@ static const char *const deliver_phase[DS_DONE + 1] = {
 	[DS_QUIT] = "sending QUIT",
 };
 
+/*
+ * Also (re)loads smarthost_auth.  This runs after the privilege drop, so
+ * the file must be readable by the daemon's user (and by nobody else:
+ * auth_client_load() refuses a file others may read).  Failing to load is
+ * not fatal: smarthost mail is deferred (4.7.0) until the admin fixes it,
+ * since sending it without the configured login could only be refused
+ * or, worse, relayed under nobody's name.
+ */
 void
 deliver_configure(const struct config *conf)
 {
+	char err[DELIVER_ERR_MAX];
+
 	deliver_conf = conf;
+	auth_client_free(&deliver_auth);
+	deliver_auth_state = DAUTH_NONE;
+	deliver_auth_err[0] = '\0';
+	if (conf->smarthost_auth[0] == '\0')
+		return;
+	if (auth_client_load(&deliver_auth, conf->smarthost_auth, err,
+	    sizeof(err)) == -1) {
+		auth_client_free(&deliver_auth);
+		deliver_auth_state = DAUTH_BAD;
+		snprintf(deliver_auth_err, sizeof(deliver_auth_err), "%s", err);
+		log_warnx(LP_SMTP, "smarthost_auth: %s; mail to the smarthost "
+		    "is deferred", err);
+		return;
+	}
+	deliver_auth_state = DAUTH_OK;
+}
+
+void
+deliver_set_tls(struct tls_client *c)
+{
+	if (c != NULL)
+		(void)tls_client_ref(c);
+	if (deliver_tls != NULL)
+		tls_client_unref(deliver_tls);
+	deliver_tls = c;
+}
+
+/*
+ * The TLS level for the next hop.  dane falls back to may and dane-only
+ * defers until the DANE issue lands (tls_policy is its too).
+ */
+static enum tls_level
+deliver_level(int *smarthost)
+{
+	enum tls_level l;
+
+	*smarthost = deliver_conf->smarthost[0] != '\0';
+	if (*smarthost)
+		return deliver_conf->smarthost_tls;
+	l = deliver_conf->outbound_tls;
+	return l == TLS_DANE ? TLS_MAY : l;
 }
 
 static const char *
@@ -193,6 +313,27 @@ deliver_start(const char *host, int literal, unsigned port,
 	d->ctimer.cb = deliver_on_connect_timeout;
 	snprintf(d->host, sizeof(d->host), "%s", host);
 	d->state = DS_RESOLVE_MX;
+	d->quit_r = DR_OK;
+	d->level = deliver_level(&d->smarthost);
+	if (deliver_tls != NULL)
+		d->tlsc = tls_client_ref(deliver_tls);
+	/* Policy that fails whatever the peer says: no connection at all. */
+	if (d->level == TLS_DANE_ONLY) {
+		d->early = 1;
+		deliver_why(d, "4.7.5", "outbound_tls dane-only: DANE is not "
+		    "supported yet");
+	} else if (DELIVER_TLS_REQUIRED(d->level) && d->tlsc == NULL) {
+		d->early = 1;
+		deliver_why(d, "4.7.5", "TLS is required, but our TLS engine "
+		    "is unavailable");
+	} else if (d->smarthost && deliver_auth_state == DAUTH_BAD) {
+		d->early = 1;
+		deliver_why(d, "4.7.0", "smarthost_auth: %s", deliver_auth_err);
+	}
+	if (d->early) {
+		loop_timer_set(&d->ctimer, 0);
+		return d;
+	}
 	if (literal) {
 		/* [192.0.2.1] or [host]: no MX lookup (RFC 5321 §5.1). */
 		d->nmx = 1;
@@ -219,6 +360,8 @@ deliver_start(const char *host, int literal, unsigned port,
 	}
 	d->dreq = dns_query_mx(host, deliver_on_mx, d);
 	if (d->dreq == NULL) {
+		if (d->tlsc != NULL)
+			tls_client_unref(d->tlsc);
 		free(d->mx);
 		free(d);
 		return NULL;
@@ -236,7 +379,9 @@ deliver_abort(struct deliver *d)
 		close(d->cfd.fd);
 	}
 	loop_timer_cancel(&d->ctimer);
-	io_free(d->io);
+	deliver_io_free(d);
+	if (d->tlsc != NULL)
+		tls_client_unref(d->tlsc);
 	free(d->mx);
 	free(d);
 }
@@ -265,14 +410,14 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 		    "mail (null MX)");
 		return;
 	case DNS_NXDOMAIN:
-		deliver_why(d, "Host or domain name not "
+		deliver_why(d, "5.1.2", "Host or domain name not "
 		    "found. Name service error for name=%s type=MX: Host not "
 		    "found", d->host);
 		deliver_close(d, DR_PERM, "5.1.2", d->why);
 		return;
 	case DNS_TEMPFAIL:
 	default:
-		deliver_why(d, "Host or domain name not "
+		deliver_why(d, "4.4.3", "Host or domain name not "
 		    "found. Name service error for name=%s type=MX: Host not "
 		    "found, try again", d->host);
 		deliver_close(d, DR_TEMP, "4.4.3", d->why);
@@ -288,7 +433,7 @@ deliver_next_mx(struct deliver *d)
 {
 	if (d->imx >= d->nmx) {
 		if (d->why[0] == '\0')
-			deliver_why(d, "no usable mail "
+			deliver_why(d, "4.4.1", "no usable mail "
 			    "exchanger for %s", d->host);
 		deliver_close(d, DR_TEMP, d->why_dsn[0] ? d->why_dsn : "4.4.1",
 		    d->why);
@@ -298,7 +443,7 @@ deliver_next_mx(struct deliver *d)
 	d->dreq = dns_query_addr(d->mx[d->imx].host, deliver_on_addr, d);
 	d->imx++;
 	if (d->dreq == NULL) {
-		deliver_why(d, "cannot look up %s",
+		deliver_why(d, "4.4.3", "cannot look up %s",
 		    d->mx[d->imx - 1].host);
 		deliver_next_mx(d);
 	}
@@ -313,11 +458,10 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 	(void)secure;
 	d->dreq = NULL;
 	if (st != DNS_OK || n == 0) {
-		deliver_why(d, "Host or domain name not "
+		deliver_why(d, "4.4.3", "Host or domain name not "
 		    "found. Name service error for name=%s type=A: %s",
 		    d->mx[d->imx - 1].host, st == DNS_TEMPFAIL ?
 		    "Host not found, try again" : "Host not found");
-		strcpy(d->why_dsn, "4.4.3");
 		deliver_next_mx(d);
 		return;
 	}
@@ -332,9 +476,16 @@ deliver_next_addr(struct deliver *d)
 {
 	struct dns_addr *a;
 	struct sockaddr_in *s4;
-	int fd, one = 1;
+	int fd, one = 1, retry = d->plain_retry;
 
+	/* 'may' after a failed handshake: the same address once more, in
+	 * clear; any other address starts with TLS again. */
+	if (retry && d->iaddr > 0)
+		d->iaddr--;
+	d->plain_retry = 0;
 	while (d->iaddr < d->naddr) {
+		d->notls = retry;
+		retry = 0;
 		a = &d->addr[d->iaddr++];
 		s4 = (struct sockaddr_in *)&a->ss;
 		/* sin_port and sin6_port share their offset. */
@@ -349,7 +500,7 @@ deliver_next_addr(struct deliver *d)
 		fd = socket(a->ss.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
-			deliver_why(d, "connect to %s[%s]:%u: "
+			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: "
 			    "%s", d->mx[d->imx - 1].host, d->cur_ip, d->port,
 			    strerror(errno));
 			continue;
@@ -358,7 +509,7 @@ deliver_next_addr(struct deliver *d)
 		    sizeof(one));
 		if (connect(fd, (struct sockaddr *)&a->ss, a->len) == -1 &&
 		    errno != EINPROGRESS) {
-			deliver_why(d, "connect to %s[%s]:%u: "
+			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: "
 			    "%s", d->mx[d->imx - 1].host, d->cur_ip, d->port,
 			    strerror(errno));
 			close(fd);
@@ -366,6 +517,9 @@ deliver_next_addr(struct deliver *d)
 		}
 		d->cfd.fd = fd;
 		if (loop_fd_add(&d->cfd, LOOP_WRITE) == -1) {
+			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
+			    d->mx[d->imx - 1].host, d->cur_ip, d->port,
+			    strerror(errno));
 			close(fd);
 			d->cfd.fd = -1;
 			continue;
@@ -374,7 +528,7 @@ deliver_next_addr(struct deliver *d)
 		loop_timer_set(&d->ctimer, DELIVER_CONNECT_MS);
 		return;
 	}
-	strcpy(d->why_dsn, "4.4.1");
+	d->notls = 0;
 	deliver_next_mx(d);
 }
 
@@ -383,6 +537,10 @@ deliver_on_connect_timeout(struct loop_timer *t)
 {
 	struct deliver *d = container_of(t, struct deliver, ctimer);
 
+	if (d->early) {
+		deliver_close(d, DR_TEMP, d->why_dsn, d->why);
+		return;
+	}
 	if (d->state == DS_RESOLVE_ADDR) {
 		/* The deferred start of a literal next hop. */
 		if (d->naddr)
@@ -399,7 +557,7 @@ deliver_on_connect_timeout(struct loop_timer *t)
 	loop_fd_del(&d->cfd);
 	close(d->cfd.fd);
 	d->cfd.fd = -1;
-	deliver_why(d, "connect to %s[%s]:%u: Connection "
+	deliver_why(d, "4.4.1", "connect to %s[%s]:%u: Connection "
 	    "timed out", d->mx[d->imx - 1].host, d->cur_ip, d->port);
 	deliver_next_addr(d);
 }
@@ -417,7 +575,7 @@ deliver_on_connect(struct loop_fd *lfd, unsigned events)
 	if (getsockopt(lfd->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
 	if (err != 0) {
-		deliver_why(d, "connect to %s[%s]:%u: %s",
+		deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
 		    d->mx[d->imx - 1].host, d->cur_ip, d->port, strerror(err));
 		close(lfd->fd);
 		d->cfd.fd = -1;
@@ -435,13 +593,19 @@ deliver_connected(struct deliver *d)
 	d->cfd.fd = -1;
 	if ((d->io = io_new(fd, deliver_on_io, d)) == NULL) {
 		close(fd);
-		deliver_why(d, "out of memory");
+		deliver_why(d, "4.4.1", "out of memory");
 		deliver_next_addr(d);
 		return;
 	}
 	io_set_timeout(d->io, DELIVER_CMD_MS);
 	d->ext = 0;
 	d->max_size = 0;
+	d->tls_on = 0;
+	/* smtps (RFC 8314): TLS from the first byte, the banner inside it. */
+	if (d->level == TLS_SMTPS) {
+		(void)deliver_tls_begin(d);
+		return;
+	}
 	deliver_enter_state(d, DS_BANNER);
 }
 
@@ -457,6 +621,13 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	int code;
 
 	(void)io;
+	/* The handshake ends in one of these, never in IO_IN. */
+	if (d->state == DS_TLS && ev != IO_TLS && ev != IO_DRAINED) {
+		deliver_tls_failed(d, ev == IO_TIMEOUT ? "handshake timed out" :
+		    ev == IO_EOF ? "the server closed the connection" :
+		    tls_conn_error(d->tconn));
+		return;
+	}
 	switch (ev) {
 	case IO_DRAINED:
 		if (d->state == DS_BODY)
@@ -469,7 +640,13 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	case IO_TIMEOUT:
 		deliver_lost(d, "conversation timed out");
 		return;
-	case IO_TLS:	/* the TLS client's (issue 4) */
+	case IO_TLS:
+		if (d->state != DS_TLS)
+			return;
+		deliver_tls_done(d);
+		if (d->state == DS_DONE || d->io == NULL)
+			return;
+		break;	/* the banner (smtps) may be buffered already */
 	case IO_IN:
 		break;
 	}
@@ -503,8 +680,9 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, line);
 		deliver_reply(d, code, len > 3 && line[3] == '-',
 		    len > 4 ? line + 4 : "");
-		/* Closed (d lives until the next turn) or reconnecting. */
-		if (d->state == DS_DONE || d->io == NULL)
+		/* Closed (d lives until the next turn), reconnecting, or
+		 * handshaking (io dropped what followed the 220). */
+		if (d->state == DS_DONE || d->io == NULL || d->state == DS_TLS)
 			return;
 	}
 }
@@ -516,7 +694,7 @@ deliver_send(struct deliver *d, const char *fmt, ...)
 static void
 deliver_send(struct deliver *d, const char *fmt, ...)
 {
-	char buf[1200];
+	char buf[DELIVER_SEND_MAX];
 	va_list ap;
 	int n;
 
@@ -528,6 +706,23 @@ deliver_send(struct deliver *d, const char *fmt, ...)
 		d->send_failed = 1;	/* deliver_reply() gives up */
 	log_trace(TRACE_DELIVER, "deliver %p: > %.*s", (void *)d,
 	    n > 2 ? n - 2 : 0, buf);
+}
+
+/* A line with credentials in it: never traced, wiped after use (io's
+ * buffer keeps the bytes until they are written). */
+static void
+deliver_send_secret(struct deliver *d, const char *prefix, const char *b64)
+{
+	char buf[DELIVER_SEND_MAX];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%s%s\r\n", prefix, b64);
+	if (n > 0 && (size_t)n < sizeof(buf) &&
+	    io_write(d->io, buf, (size_t)n) == -1)
+		d->send_failed = 1;
+	sodium_memzero(buf, sizeof(buf));
+	log_trace(TRACE_DELIVER, "deliver %p: > %s(credentials)", (void *)d,
+	    prefix);
 }
 
 /*
@@ -551,21 +746,19 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	switch (d->state) {
 	case DS_BANNER:
 		if (code != 220) {
-			deliver_why(d, "host %s[%s] refused to "
+			deliver_why(d, "4.4.1", "host %s[%s] refused to "
 			    "talk to me: %s", d->mx[d->imx - 1].host, d->cur_ip,
 			    reply);
-			io_free(d->io);
-			d->io = NULL;
+			deliver_io_free(d);
 			deliver_next_addr(d);
 			return;
 		}
-		deliver_enter_state(d, DS_EHLO);
-		deliver_send(d, "EHLO %s\r\n", deliver_conf->hostname);
+		deliver_ehlo(d);
 		break;
 	case DS_EHLO:
 		if (code == 250) {
 			deliver_ehlo_line(d, text);
-			deliver_start_txn(d);
+			deliver_greeted(d);
 		} else {
 			deliver_enter_state(d, DS_HELO);
 			deliver_send(d, "HELO %s\r\n", deliver_conf->hostname);
@@ -573,16 +766,34 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		break;
 	case DS_HELO:
 		if (code != 250) {
-			deliver_why(d, "host %s[%s] refused "
+			deliver_why(d, "4.4.1", "host %s[%s] refused "
 			    "HELO: %s", d->mx[d->imx - 1].host, d->cur_ip,
 			    reply);
-			io_free(d->io);
-			d->io = NULL;
+			deliver_io_free(d);
 			deliver_next_addr(d);
 			return;
 		}
 		d->ext = 0;
-		deliver_start_txn(d);
+		deliver_greeted(d);
+		break;
+	case DS_STARTTLS:
+		if (code != 220) {
+			/* Offered, then refused: like not offered. */
+			if (DELIVER_TLS_REQUIRED(d->level)) {
+				deliver_refuse(d, "4.7.4", "TLS is required, but "
+				    "host %s[%s] refused to start TLS: %s",
+				    d->mx[d->imx - 1].host, d->cur_ip, reply);
+				return;
+			}
+			d->ext &= ~EXT_STARTTLS;
+			deliver_greeted(d);
+			break;
+		}
+		if (deliver_tls_begin(d) == -1)
+			return;
+		break;
+	case DS_AUTH:
+		deliver_auth_reply(d, code, reply);
 		break;
 	case DS_RSET:
 		if (code / 100 != 2) {
@@ -603,13 +814,14 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		deliver_finish_txn(d);
 		break;
 	case DS_QUIT:
-		deliver_close(d, DR_OK, NULL, NULL);
+		deliver_close(d, d->quit_r, d->quit_r == DR_OK ? NULL :
+		    d->why_dsn, d->quit_r == DR_OK ? NULL : d->why);
 		break;
 	default:
 		deliver_lost(d, "unexpected reply");
 		break;
 	}
-	if (d->state != DS_DONE && d->io != NULL) {
+	if (d->state != DS_DONE && d->io != NULL && d->state != DS_TLS) {
 		if (d->send_failed) {
 			d->send_failed = 0;
 			deliver_lost(d, "output buffer full");
@@ -622,7 +834,24 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 static void
 deliver_ehlo_line(struct deliver *d, const char *kw)
 {
-	if (strncasecmp(kw, "PIPELINING", 10) == 0 &&
+	const char *p;
+	size_t n;
+
+	if (strncasecmp(kw, "STARTTLS", 8) == 0 &&
+	    (kw[8] == '\0' || kw[8] == ' '))
+		d->ext |= EXT_STARTTLS;
+	else if (strncasecmp(kw, "AUTH", 4) == 0 &&
+	    (kw[4] == ' ' || kw[4] == '=')) {
+		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
+		for (p = kw + 5; *p != '\0'; p += n) {
+			p += strspn(p, " ");
+			n = strcspn(p, " ");
+			if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+				d->ext |= EXT_AUTH_PLAIN;
+			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+				d->ext |= EXT_AUTH_LOGIN;
+		}
+	} else if (strncasecmp(kw, "PIPELINING", 10) == 0 &&
 	    (kw[10] == '\0' || kw[10] == ' '))
 		d->ext |= EXT_PIPELINING;
 	else if (strncasecmp(kw, "8BITMIME", 8) == 0)
@@ -634,6 +863,266 @@ deliver_ehlo_line(struct deliver *d, const char *kw)
 		d->ext |= EXT_SIZE;
 		d->max_size = kw[4] ? strtoull(kw + 5, NULL, 10) : 0;
 	}
+}
+
+/* Say EHLO: at the start, and again inside TLS (RFC 3207 section 4.2:
+ * what the server said before TLS no longer counts). */
+static void
+deliver_ehlo(struct deliver *d)
+{
+	d->ext = 0;
+	d->max_size = 0;
+	deliver_enter_state(d, DS_EHLO);
+	deliver_send(d, "EHLO %s\r\n", deliver_conf->hostname);
+}
+
+/*
+ * EHLO (or HELO) answered: STARTTLS if the level wants it and the server
+ * offers it, else the level decides; then AUTH to the smarthost; then
+ * the first transaction.
+ */
+static void
+deliver_greeted(struct deliver *d)
+{
+	if (!d->tls_on && d->level != TLS_NONE && !d->notls) {
+		if (d->ext & EXT_STARTTLS && d->tlsc != NULL) {
+			deliver_enter_state(d, DS_STARTTLS);
+			deliver_send(d, "STARTTLS\r\n");
+			return;
+		}
+		if (DELIVER_TLS_REQUIRED(d->level)) {
+			deliver_refuse(d, "4.7.4", "TLS is required, but was "
+			    "not offered by host %s[%s]",
+			    d->mx[d->imx - 1].host, d->cur_ip);
+			return;
+		}
+	}
+	if (d->smarthost && deliver_auth_state == DAUTH_OK) {
+		/* Whatever the level: a password never crosses in clear. */
+		if (!d->tls_on) {
+			deliver_refuse(d, "4.7.0", "TLS is not active with "
+			    "host %s[%s]: smarthost_auth is never sent without "
+			    "TLS", d->mx[d->imx - 1].host, d->cur_ip);
+			return;
+		}
+		if (d->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN)) {
+			deliver_auth_begin(d);
+			return;
+		}
+		log_warnx(LP_SMTP, "host %s[%s] offers no AUTH PLAIN or LOGIN; "
+		    "sending without authentication", d->mx[d->imx - 1].host,
+		    d->cur_ip);
+	}
+	deliver_start_txn(d);
+}
+
+/* Hand the socket to TLS: after STARTTLS's 220, or at once for smtps.
+ * -1: the connection is gone (retried or given up). */
+static int
+deliver_tls_begin(struct deliver *d)
+{
+	char key[TLS_CACHE_KEY_MAX];
+	const char *host = d->mx[d->imx - 1].host;
+	struct tls_conn *c = NULL;
+
+	/* One cached session per next hop ("host:port"): resumption skips
+	 * the key exchange on the next connection there. */
+	deliver_fmt(key, sizeof(key), "%s:%u", host, d->port);
+	if (d->tlsc != NULL)
+		c = tls_conn_client(d->tlsc, io_fd(d->io), host, key);
+	if (c == NULL) {
+		deliver_tls_failed(d, "cannot set up a TLS connection");
+		return -1;
+	}
+	d->tconn = c;
+	deliver_enter_state(d, DS_TLS);
+	io_start_tls(d->io, c);
+	io_set_timeout(d->io, DELIVER_TLS_MS);
+	return 0;
+}
+
+/*
+ * The handshake is done: log it in Postfix's words, then apply the
+ * level's certificate checks before anything else is said.  Anonymous:
+ * no certificate; Untrusted: its chain does not verify against ca_file;
+ * Trusted: it does; Verified: it does and names the host, at a level
+ * that asks for names.
+ */
+static void
+deliver_tls_done(struct deliver *d)
+{
+	struct tls_conn *c = io_tls(d->io);
+	const char *host = d->mx[d->imx - 1].host, *trust;
+	unsigned v, bits;
+	int chain_ok, checks;
+
+	if (c == NULL) {	/* cannot happen: IO_TLS means it is on */
+		deliver_tls_failed(d, "no TLS after the handshake");
+		return;
+	}
+	v = tls_conn_verify(c);
+	chain_ok = !(v & (TLS_V_NOCERT | TLS_V_UNTRUSTED));
+	checks = d->level == TLS_VERIFY || d->level == TLS_SECURE;
+	trust = v & TLS_V_NOCERT ? "Anonymous" : !chain_ok ? "Untrusted" :
+	    checks && !(v & TLS_V_NAME) ? "Verified" : "Trusted";
+	bits = tls_conn_cipher_bits(c);
+	log_info(LP_SMTP, "%s TLS connection established to %s[%s]:%u: %s "
+	    "with cipher %s (%u/%u bits)", trust, host, d->cur_ip, d->port,
+	    tls_conn_version(c), tls_conn_cipher(c), bits, bits);
+	log_trace(TRACE_DELIVER, "deliver %p: TLS session %s", (void *)d,
+	    tls_conn_resumed(c) ? "resumed" : "new");
+	io_set_timeout(d->io, DELIVER_CMD_MS);
+	if (checks) {
+		if (!tls_client_ca_ok(d->tlsc))
+			log_warnx(LP_SMTP, "ca_file %s: no usable CA "
+			    "certificate; level %s cannot trust any server",
+			    deliver_conf->ca_file,
+			    config_tls_level_name(d->level));
+		if (!chain_ok) {
+			deliver_refuse(d, "4.7.5", "Server certificate not "
+			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
+			    v & TLS_V_NOCERT ? "no certificate" :
+			    v & TLS_V_EXPIRED ? "expired or not yet valid" :
+			    "no chain to ca_file");
+			return;
+		}
+		if (d->level == TLS_SECURE && v & TLS_V_NAME) {
+			deliver_refuse(d, "4.7.5", "Server certificate not "
+			    "verified (%s[%s]:%u: it does not name %s)", host,
+			    d->cur_ip, d->port, host);
+			return;
+		}
+	}
+	d->tls_on = 1;
+	if (d->level == TLS_SMTPS) {
+		deliver_enter_state(d, DS_BANNER);
+		return;
+	}
+	deliver_ehlo(d);
+	io_flush(d->io);
+}
+
+/*
+ * The handshake failed (why: the TLS library's words, or a timeout).
+ * 'may' tries the same address once more without TLS; every other level
+ * defers this address with 4.7.5 and tries the next.
+ */
+static void
+deliver_tls_failed(struct deliver *d, const char *why)
+{
+	const char *host = d->mx[d->imx - 1].host;
+
+	log_info(LP_SMTP, "SSL_connect error to %s[%s]:%u: %s", host,
+	    d->cur_ip, d->port, why);
+	if (d->level == TLS_MAY) {
+		log_info(LP_SMTP, "%s[%s]:%u: TLS handshake failed; trying "
+		    "again without TLS", host, d->cur_ip, d->port);
+		deliver_io_free(d);
+		d->plain_retry = 1;
+		deliver_next_addr(d);
+		return;
+	}
+	deliver_why(d, "4.7.5", "Cannot start TLS: handshake failure with "
+	    "%s[%s]:%u: %s", host, d->cur_ip, d->port, why);
+	deliver_io_free(d);
+	deliver_next_addr(d);
+}
+
+/* AUTH (RFC 4954) to the smarthost, over TLS only: PLAIN with the
+ * initial response when offered, else LOGIN. */
+static void
+deliver_auth_begin(struct deliver *d)
+{
+	char ir[AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1];
+
+	deliver_enter_state(d, DS_AUTH);
+	if (!(d->ext & EXT_AUTH_PLAIN)) {
+		d->auth_step = DA_LOGIN_USER;
+		deliver_send(d, "AUTH LOGIN\r\n");
+		return;
+	}
+	d->auth_step = DA_PLAIN;
+	if (auth_plain_encode(deliver_auth.user, deliver_auth.pass,
+	    deliver_auth.passlen, ir, sizeof(ir)) == -1) {
+		/* auth_client_load() keeps both within the limits. */
+		log_warnx(LP_SMTP, "%s: smarthost_auth credentials too long",
+		    __func__);
+		deliver_lost(d, "cannot encode AUTH PLAIN");
+		return;
+	}
+	deliver_send_secret(d, "AUTH PLAIN ", ir);
+	sodium_memzero(ir, sizeof(ir));
+}
+
+/* A reply in DS_AUTH: 334 asks for the next part, 235 is success, and
+ * anything else ends this connection with a deferral, so the smarthost
+ * backs off instead of seeing one failed login per queued message. */
+static void
+deliver_auth_reply(struct deliver *d, int code, const char *reply)
+{
+	char b64[AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1], dsn[16] = "4.7.0";
+	const char *t;
+	size_t k;
+	int r = 0;
+
+	if (code == 235) {
+		log_trace(TRACE_DELIVER, "deliver %p: authenticated as %s",
+		    (void *)d, deliver_auth.user);
+		deliver_start_txn(d);
+		return;
+	}
+	if (code == 334) {
+		/* A reload that lost the credentials: say nothing more. */
+		if (deliver_auth_state != DAUTH_OK) {
+			deliver_lost(d, "smarthost_auth is no longer loaded");
+			return;
+		}
+		switch (d->auth_step) {
+		case DA_PLAIN:		/* it wants the response after all */
+			r = auth_plain_encode(deliver_auth.user,
+			    deliver_auth.pass, deliver_auth.passlen, b64,
+			    sizeof(b64));
+			d->auth_step = DA_SENT;
+			break;
+		case DA_LOGIN_USER:
+			r = auth_b64_encode(deliver_auth.user,
+			    strlen(deliver_auth.user), b64, sizeof(b64));
+			d->auth_step = DA_LOGIN_PASS;
+			break;
+		case DA_LOGIN_PASS:
+			r = auth_b64_encode(deliver_auth.pass,
+			    deliver_auth.passlen, b64, sizeof(b64));
+			d->auth_step = DA_SENT;
+			break;
+		case DA_SENT:
+		default:
+			deliver_lost(d, "unexpected 334 reply to AUTH");
+			return;
+		}
+		if (r == 0)
+			deliver_send_secret(d, "", b64);
+		sodium_memzero(b64, sizeof(b64));
+		if (r == -1)
+			deliver_lost(d, "cannot encode the AUTH response");
+		return;
+	}
+	/* "535 5.7.8 ...": keep the detail, but as a temporary failure
+	 * (Postfix's smtp_sasl_auth_soft_bounce): a wrong password is the
+	 * admin's to fix, and bouncing the queue would not fix it. */
+	t = strchr(reply, ' ');
+	if (t != NULL && t[1] >= '4' && t[1] <= '5' && t[2] == '.' &&
+	    (k = strcspn(t + 1, " ")) < sizeof(dsn)) {
+		memcpy(dsn, t + 1, k);
+		dsn[k] = '\0';
+		dsn[0] = '4';
+	}
+	log_warnx(LP_SMTP, "SASL authentication failed; server %s[%s] said: "
+	    "%s", d->mx[d->imx - 1].host, d->cur_ip, reply);
+	deliver_why(d, dsn, "SASL authentication failed; server %s[%s] said: "
+	    "%s", d->mx[d->imx - 1].host, d->cur_ip, reply);
+	d->quit_r = DR_TEMP;
+	deliver_enter_state(d, DS_QUIT);
+	deliver_send(d, "QUIT\r\n");
 }
 
 /* --- transactions --- */
@@ -933,18 +1422,51 @@ deliver_lost(struct deliver *d, const char *what)
 		return;
 	}
 	if (d->state == DS_QUIT) {
-		deliver_close(d, DR_OK, NULL, NULL);
+		deliver_close(d, d->quit_r, d->quit_r == DR_OK ? NULL :
+		    d->why_dsn, d->quit_r == DR_OK ? NULL : d->why);
 		return;
 	}
-	if (!d->used && d->state <= DS_HELO) {
-		/* Greeting trouble: like a failed connect, try the next. */
-		deliver_why(d, "%s", reason);
-		io_free(d->io);
-		d->io = NULL;
+	if (!d->used && d->state < DS_READY) {
+		/* Greeting, TLS or AUTH trouble: like a failed connect, try
+		 * the next address. */
+		deliver_why(d, "4.4.1", "%s", reason);
+		deliver_io_free(d);
 		deliver_next_addr(d);
 		return;
 	}
 	deliver_close(d, d->used ? DR_OK : DR_TEMP, "4.4.2", reason);
+}
+
+/*
+ * This address will not do (TLS or AUTH policy): remember why, say QUIT
+ * without waiting for its answer, and try the next address.
+ */
+static void
+deliver_refuse(struct deliver *d, const char *dsn, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
+	va_start(ap, fmt);
+	vsnprintf(d->why, sizeof(d->why), fmt, ap);
+	va_end(ap);
+	log_info(LP_SMTP, "%s", d->why);
+	if (d->io != NULL) {
+		deliver_send(d, "QUIT\r\n");
+		io_flush(d->io);
+	}
+	deliver_io_free(d);
+	deliver_next_addr(d);
+}
+
+/* io frees the tls_conn with it. */
+static void
+deliver_io_free(struct deliver *d)
+{
+	io_free(d->io);
+	d->io = NULL;
+	d->tconn = NULL;
+	d->tls_on = 0;
 }
 
 /* Report the open transaction, then close. */
@@ -971,8 +1493,7 @@ deliver_close(struct deliver *d, enum deliver_result r, const char *dsn,
 	if (d->used && r != DR_OK)
 		r = DR_OK;	/* it worked for a while: not a dead host */
 	d->ops->closed(d->arg, d, r, dsn, reason);
-	io_free(d->io);
-	d->io = NULL;
+	deliver_io_free(d);
 	d->ctimer.cb = deliver_on_reap;
 	loop_timer_set(&d->ctimer, 0);
 }
@@ -988,10 +1509,11 @@ deliver_on_reap(struct loop_timer *t)
 /* Remember the latest trouble, for the log line if every hop fails.
  * Truncation is fine: it is a diagnostic. */
 static void
-deliver_why(struct deliver *d, const char *fmt, ...)
+deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 {
 	va_list ap;
 
+	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);
 	va_end(ap);
@@ -1036,10 +1558,4 @@ deliver_addr_8bit(const char *s)
 		if ((unsigned char)*s & 0x80)
 			return 1;
 	return 0;
-}
-
-void
-deliver_set_tls(struct tls_client *c)
-{
-	(void)c;
 }

@@ -68,6 +68,8 @@ compatibility_level = 3.6
 queue_directory = $dir/queue
 data_directory = $dir/data
 maillog_file = $dir/maillog
+# Postfix refuses a maillog_file outside these (default: /var, stdout).
+maillog_file_prefixes = $dir
 mail_owner = postfix
 setgid_group = postdrop
 myhostname = postfix-bench.test

@@ -4,15 +4,20 @@ tests: Postfix's smtp-sink (a real peer, each transaction dumped to a
 file and parsed back) and SmtpPeer, a small scriptable SMTP server of our
 own for odd replies (4xx then 2xx, 5xx for one recipient, 421 mid-session)
 that records every connection, every command, which commands arrived in
-one read (PIPELINING), and each transaction's raw DATA bytes.
+one read (PIPELINING), and each transaction's raw DATA bytes.  SmtpPeer
+also speaks TLS (STARTTLS or implicit, with any of test/certs, asking for
+or requiring a client certificate, or breaking the handshake) and AUTH
+PLAIN/LOGIN, and records per session what TLS and AUTH looked like.
 Also log helpers for the daemon's delivery lines.  Python 3 stdlib only.
 """
 
+import base64
 import os
 import re
 import shutil
 import socket
 import socketserver
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -21,6 +26,13 @@ import time
 from ferrytest import (TestFailure, check, free_port, short, IS_ROOT, SLOW)
 
 SMTP_SINK = '/usr/sbin/smtp-sink'
+CERTS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'certs')
+
+
+def cert(name):
+    """test/certs/NAME (e.g. cert('server.pem'))."""
+    return os.path.join(CERTS, name)
 
 # "ID: to=<a@b>, relay=..., delay=0.12, dsn=2.0.0, status=sent (250 ...)"
 DELIVERY_RE = re.compile(
@@ -270,6 +282,26 @@ class Session:
         self.batches = []		# command verbs that came in one read
         self.txns = []
         self.closed_by = None		# 'client', 'server'
+        # TLS, once the handshake is done (STARTTLS or implicit)
+        self.tls = False
+        self.tls_version = None		# 'TLSv1.2'
+        self.tls_cipher = None
+        self.sni = None			# the client's server_name, or None
+        self.client_cert = False	# the client presented a certificate
+        self.reused = False		# the TLS session was resumed
+        self.tls_error = None		# the handshake failed: why
+        self.starttls = False		# STARTTLS was said
+        self.pipelined_after_starttls = b''
+        # AUTH: one dict per attempt: mech, user, password, ok, tls
+        self.auths = []
+        self.auth_in_clear = False	# any AUTH line before TLS
+        self.authenticated = None	# the user, after a 235
+        self.ehlo_tls = 0		# EHLOs said inside TLS
+
+    @property
+    def mails(self):
+        """MAIL commands seen (any transaction, accepted or not)."""
+        return [c for c in self.commands if c.upper().startswith('MAIL')]
 
 
 def _unstuff(raw):
@@ -285,18 +317,55 @@ class SmtpPeer:
     policy(session, verb, arg, txn) may return None (the default reply),
     a reply line ('451 4.3.0 later'), '421 ...' (said, then closed), or
     DROP (close without a word).  verb is the upper-case command; '.' is
-    the end of data (arg is the unstuffed body)."""
+    the end of data (arg is the unstuffed body).  For 'STARTTLS' and
+    'AUTH' a reply from the policy replaces the whole exchange.
+
+    TLS: tls='starttls' offers STARTTLS (until it is on), tls='smtps'
+    handshakes before the banner.  certfile/keyfile: the server's chain
+    (test/certs/server.pem by default; selfsigned.pem or expired.pem for
+    the failures).  client_cert=None, 'ask' or 'require' (against
+    test/certs/ca.pem).  tls_break=True answers 220 to STARTTLS and then
+    closes instead of handshaking.  One SSL context serves every session,
+    so session tickets issued by one resume the next.
+
+    AUTH: auth=(user, password) offers AUTH with auth_mechs; a wrong
+    login gets auth_fail_reply.  auth_clear=True (the default) offers AUTH
+    before TLS too, so a client that would send a password in clear gets
+    the chance to (Session.auth_in_clear records it)."""
 
     DROP = object()
 
     def __init__(self, addr='127.0.0.1', port=None, policy=None,
                  ext=('PIPELINING', '8BITMIME', 'SIZE 10000000',
-                      'ENHANCEDSTATUSCODES'), name='peer.test'):
+                      'ENHANCEDSTATUSCODES'), name='peer.test',
+                 tls=None, certfile=None, keyfile=None, client_cert=None,
+                 tls_break=False, auth=None, auth_mechs=('PLAIN', 'LOGIN'),
+                 auth_clear=True,
+                 auth_fail_reply='535 5.7.8 Error: authentication failed: '
+                 'authentication failure'):
         self.addr = addr
         self.port = port or free_port()
         self.policy = policy
         self.ext = list(ext)
         self.name = name
+        check(tls in (None, 'starttls', 'smtps'), 'tls=%r' % tls)
+        self.tls = tls
+        self.tls_break = tls_break
+        self.auth = auth
+        self.auth_mechs = list(auth_mechs)
+        self.auth_clear = auth_clear
+        self.auth_fail_reply = auth_fail_reply
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(certfile or cert('server.pem'),
+                                     keyfile or cert('server.key'))
+            if client_cert:
+                self.ctx.load_verify_locations(cert('ca.pem'))
+                self.ctx.verify_mode = ssl.CERT_REQUIRED \
+                    if client_cert == 'require' else ssl.CERT_OPTIONAL
+            self.ctx.sni_callback = self._on_sni
+        self._snis = {}			# id(ssl socket) -> server_name
         self.lock = threading.Lock()
         self.sessions = []
         self.errors = []		# protocol violations seen
@@ -318,6 +387,14 @@ class SmtpPeer:
     def delivered(self):
         """Transactions whose final dot got a 2xx."""
         return [t for t in self.txns() if t.final and t.final // 100 == 2]
+
+    def tls_sessions(self):
+        with self.lock:
+            return [s for s in self.sessions if s.tls]
+
+    def all_auths(self):
+        with self.lock:
+            return [a for s in self.sessions for a in s.auths]
 
     def wait_delivered(self, n, timeout=10.0):
         wait_for(lambda: len(self.delivered()) >= n, timeout,
@@ -378,14 +455,17 @@ class SmtpPeer:
             self.sessions.append(sess)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
+        sess.sock = sock
         try:
             self._converse(sock, sess)
         finally:
             self._leave(sess)
-            try:
-                sock.close()
-            except OSError:
-                pass
+            # The TLS socket took over the fd from sock, if there is one.
+            for so in (sess.sock, sock):
+                try:
+                    so.close()
+                except OSError:
+                    pass
 
     def _leave(self, sess):
         with self.lock:
@@ -393,16 +473,44 @@ class SmtpPeer:
                 sess.left = True
                 self.active -= 1
 
+    def _on_sni(self, sslobj, name, ctx):
+        with self.lock:
+            self._snis[id(sslobj)] = name
+
+    def _handshake(self, sock, sess):
+        """The server side of a handshake on sock: the TLS socket, or
+        None (sess.tls_error says why)."""
+        try:
+            ss = self.ctx.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            sess.tls_error = str(e) or e.__class__.__name__
+            return None
+        with self.lock:
+            sess.sock = ss
+            sess.sni = self._snis.pop(id(ss), None)
+            sess.tls = True
+            sess.tls_version = ss.version()
+            sess.tls_cipher = (ss.cipher() or (None,))[0]
+            sess.client_cert = ss.getpeercert(binary_form=True) is not None
+            sess.reused = ss.session_reused
+        return ss
+
     def _converse(self, sock, sess):
+        conn = [sock]		# the TLS socket replaces it
 
         def say(line):
-            sock.sendall(line.encode() + b'\r\n')
+            conn[0].sendall(line.encode() + b'\r\n')
 
         def ask(verb, arg, txn):
             if self.policy is None:
                 return None
             return self.policy(sess, verb, arg, txn)
 
+        if self.tls == 'smtps':
+            conn[0] = self._handshake(sock, sess)
+            if conn[0] is None:
+                sess.closed_by = 'client'
+                return
         r = ask('CONNECT', '', None)
         if r is SmtpPeer.DROP:
             sess.closed_by = 'server'
@@ -415,11 +523,13 @@ class SmtpPeer:
         txn = None
         in_data = False
         ehlo = False
+        auth = None		# an AUTH dialogue waiting for a response
         try:
             while True:
                 try:
-                    chunk = sock.recv(65536)
-                except (ConnectionResetError, socket.timeout):
+                    chunk = conn[0].recv(65536)
+                except (ConnectionResetError, socket.timeout,
+                        ssl.SSLError):
                     chunk = b''
                 if not chunk:
                     sess.closed_by = sess.closed_by or 'client'
@@ -458,9 +568,62 @@ class SmtpPeer:
                         break
                     line = buf[:nl].decode('utf-8', 'replace')
                     buf = buf[nl + 2:]
+                    if auth is not None:
+                        # A response inside AUTH, not a command.
+                        r = self._auth_step(sess, auth, line)
+                        if r[0] != '3':
+                            auth = None
+                        say(r)
+                        continue
                     sess.commands.append(line)
                     verb, _, arg = line.partition(' ')
                     verb = verb.upper()
+                    if verb == 'AUTH':
+                        batch.append(verb)
+                        if not sess.tls:
+                            sess.auth_in_clear = True
+                        r = ask(verb, arg, None)
+                        if r is SmtpPeer.DROP:
+                            sess.closed_by = 'server'
+                            return
+                        if r is None:
+                            auth = {'tls': sess.tls}
+                            r = self._auth_start(sess, auth, arg)
+                            if r[0] != '3':
+                                auth = None
+                        say(r)
+                        continue
+                    if verb == 'STARTTLS':
+                        batch.append(verb)
+                        sess.starttls = True
+                        r = ask(verb, arg, None)
+                        if r is SmtpPeer.DROP:
+                            sess.closed_by = 'server'
+                            return
+                        if r is None:
+                            r = '220 2.0.0 Ready to start TLS' if \
+                                self.tls == 'starttls' and not sess.tls \
+                                else '502 5.5.1 Error: command not ' \
+                                'implemented'
+                        say(r)
+                        if r[:3] != '220':
+                            continue
+                        # RFC 3207 4.2: what came behind it is void.
+                        sess.pipelined_after_starttls = buf
+                        if buf:
+                            self.errors.append('pipelined after STARTTLS:'
+                                               ' %r' % buf[:80])
+                        buf = b''
+                        if self.tls_break:
+                            sess.closed_by = 'server'
+                            return
+                        conn[0] = self._handshake(sock, sess)
+                        if conn[0] is None:
+                            sess.closed_by = 'client'
+                            return
+                        ehlo = False
+                        txn = None
+                        continue
                     if verb in ('MAIL', 'RCPT'):
                         verb_arg = arg.split(':', 1)
                         arg = verb_arg[1].strip() if len(verb_arg) == 2 \
@@ -477,7 +640,7 @@ class SmtpPeer:
                         sess.closed_by = 'server'
                         return
                     if r is None:
-                        r = self._default(verb, arg, t, ehlo)
+                        r = self._default(verb, arg, t, ehlo, sess)
                     code = int(r.split('\r\n')[-1][:3])
                     if verb == 'MAIL':
                         txn = t if code // 100 == 2 else None
@@ -491,6 +654,8 @@ class SmtpPeer:
                     elif verb in ('EHLO', 'HELO') and code == 250:
                         ehlo = verb == 'EHLO'
                         txn = None
+                        if sess.tls:
+                            sess.ehlo_tls += 1
                     elif verb == 'RSET':
                         txn = None
                     if code == 421 or verb == 'QUIT':
@@ -504,16 +669,73 @@ class SmtpPeer:
                 if batch:
                     with self.lock:
                         sess.batches.append(batch)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             sess.closed_by = sess.closed_by or 'client'
 
-    def _default(self, verb, arg, txn, ehlo):
+    def _ehlo_ext(self, sess):
+        ext = list(self.ext)
+        if self.tls == 'starttls' and not sess.tls:
+            ext.append('STARTTLS')
+        if self.auth and self.auth_mechs and (sess.tls or self.auth_clear):
+            ext.append('AUTH ' + ' '.join(self.auth_mechs))
+        return ext
+
+    def _auth_start(self, sess, auth, arg):
+        """AUTH MECH [initial-response]: the reply; auth is the state
+        of the dialogue (mech, what the next 334 asked for)."""
+        if not self.auth:
+            return '503 5.5.1 Error: authentication not enabled'
+        mech, _, ir = arg.partition(' ')
+        mech = mech.upper()
+        if mech not in self.auth_mechs:
+            return '504 5.5.4 Unrecognized authentication type'
+        auth['mech'] = mech
+        if mech == 'PLAIN':
+            auth['want'] = 'plain'
+            if ir and ir != '=':
+                return self._auth_step(sess, auth, ir)
+            return '334 '
+        auth['want'] = 'user'
+        if ir:
+            return self._auth_step(sess, auth, ir)
+        return '334 VXNlcm5hbWU6'
+
+    def _auth_step(self, sess, auth, line):
+        if line == '*':
+            return '501 5.7.0 Authentication aborted'
+        try:
+            raw = base64.b64decode(line.encode(), validate=True)
+        except (ValueError, TypeError):
+            return '501 5.5.2 Cannot decode response'
+        if auth['want'] == 'plain':
+            parts = raw.split(b'\0')
+            if len(parts) != 3:
+                return '501 5.5.2 Cannot decode response'
+            auth['user'] = parts[1].decode('utf-8', 'replace')
+            auth['password'] = parts[2].decode('utf-8', 'replace')
+        elif auth['want'] == 'user':
+            auth['user'] = raw.decode('utf-8', 'replace')
+            auth['want'] = 'password'
+            return '334 UGFzc3dvcmQ6'
+        else:
+            auth['password'] = raw.decode('utf-8', 'replace')
+        auth['ok'] = (auth['user'], auth['password']) == tuple(self.auth)
+        with self.lock:
+            sess.auths.append({k: auth.get(k) for k in
+                               ('mech', 'user', 'password', 'ok', 'tls')})
+        if not auth['ok']:
+            return self.auth_fail_reply
+        sess.authenticated = auth['user']
+        return '235 2.7.0 Authentication successful'
+
+    def _default(self, verb, arg, txn, ehlo, sess=None):
+        ext = self._ehlo_ext(sess) if sess is not None else self.ext
         if verb == 'EHLO':
             return '\r\n'.join(['250-' + self.name] +
-                               ['250-' + e for e in self.ext[:-1]] +
-                               ['250 ' + (self.ext[-1] if self.ext
+                               ['250-' + e for e in ext[:-1]] +
+                               ['250 ' + (ext[-1] if ext
                                           else 'HELP')]) \
-                if self.ext else '250 ' + self.name
+                if ext else '250 ' + self.name
         if verb == 'HELO':
             return '250 ' + self.name
         if verb == 'MAIL':
