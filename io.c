@@ -22,6 +22,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "io.h"
 #include "loop.h"
 #include "tls.h"
@@ -103,7 +105,11 @@ io_free(struct io *io)
 		tls_conn_free(io->tls);
 	}
 	close(io->lfd.fd);
+	/* AUTH lines pass through both buffers: leave no password behind. */
+	if (io->out != NULL)
+		sodium_memzero(io->out, io->out_cap);
 	free(io->out);
+	sodium_memzero(io->in, sizeof(io->in));
 	free(io);
 }
 
@@ -300,6 +306,7 @@ io_do_write(struct io *io)
 		io->out_off = io->out_len = 0;
 		/* An idle session keeps no reply buffer. */
 		if (io->out_cap > IO_OUT_INIT) {
+			sodium_memzero(io->out, io->out_cap);
 			free(io->out);
 			io->out = NULL;
 			io->out_cap = 0;
