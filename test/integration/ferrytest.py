@@ -2,7 +2,10 @@
 ferrytest.py - the integration tests' harness: a private daemon per test
 (temp dir, config, free ports, log captured to a file, SIGTERM stop that
 must exit 0 with no sanitizer report), raw SMTP dialogue helpers, and
-wrappers for the `ferry` commands (mailq --json, cat, delete, sendmail).
+wrappers for the `ferry` commands (mailq --json, cat, delete, sendmail),
+and TLS for the tests of issue 4: client contexts trusting test/certs,
+STARTTLS and implicit TLS on a Conn, a Daemon with submission/smtps
+ports, a certificate of its own and an auth_users file.
 Python 3 standard library only.  A failed expectation raises TestFailure
 with a message that says what was expected and what came back.
 """
@@ -16,6 +19,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -29,6 +33,8 @@ IS_ROOT = os.geteuid() == 0
 HOSTNAME = 'ferry.test'
 TRUSTED = '127.0.0.1'
 UNTRUSTED = '127.0.0.2'
+CERTS = os.path.join(REPO, 'test', 'certs')
+CA_PEM = os.path.join(CERTS, 'ca.pem')
 QID_RE = re.compile(r'queued as ([0-9A-F]{18})\b')
 STATUSES = ('queued', 'deferred', 'sent', 'bounced')
 
@@ -132,6 +138,78 @@ def free_port():
             return port
 
 
+# --- TLS on the client side ---------------------------------------------
+
+def cert_file(name):
+    """test/certs/NAME.pem and NAME.key (see test/certs/make.sh)."""
+    return (os.path.join(CERTS, name + '.pem'),
+            os.path.join(CERTS, name + '.key'))
+
+
+def client_context(verify=True, cert=None, max_version=None,
+                   min_version=None, ciphers=None):
+    """An ssl context for a test client: trusts only test/certs/ca.pem
+    (and checks the name: the server certificate names 127.0.0.1) unless
+    verify is False; presents test/certs/CERT.pem when cert is given;
+    max_version/min_version are ssl.TLSVersion values (TLS 1.2 pinned:
+    max_version=ssl.TLSVersion.TLSv1_2)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        ctx.load_verify_locations(CA_PEM)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert_file(cert))
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+TLS12 = ssl.TLSVersion.TLSv1_2
+
+
+def pem_leaf_der(path):
+    """The DER bytes of the first certificate in a PEM file (the leaf)."""
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----',
+                  text, re.S)
+    check(m, 'no certificate in %s' % path)
+    return ssl.PEM_cert_to_DER_cert(m.group(0))
+
+
+def cert_sha256(name):
+    """SHA-256 of test/certs/NAME.pem's leaf certificate (DER), hex."""
+    import hashlib
+    return hashlib.sha256(pem_leaf_der(cert_file(name)[0])).hexdigest()
+
+
+def spki_sha256(name):
+    """SHA-256 of the leaf's SubjectPublicKeyInfo (DER), hex, by openssl."""
+    import hashlib
+    pem = cert_file(name)[0]
+    x = subprocess.run(['openssl', 'x509', '-in', pem, '-pubkey', '-noout'],
+                       capture_output=True, check=True).stdout
+    der = subprocess.run(['openssl', 'pkey', '-pubin', '-outform', 'DER'],
+                         input=x, capture_output=True, check=True).stdout
+    return hashlib.sha256(der).hexdigest()
+
+
+def ferry_owned(path, mode):
+    """chmod MODE and, as root, give the file to the daemon's user: the
+    daemon re-reads certificates and users on SIGHUP after dropping
+    privileges."""
+    os.chmod(path, mode)
+    if IS_ROOT:
+        pw = pwd.getpwnam('ferry')
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
 # --- SMTP replies and a raw client ------------------------------------
 
 class Reply:
@@ -157,9 +235,12 @@ class Reply:
 
 
 class Conn:
-    """A raw SMTP client: bytes out, parsed replies in."""
+    """A raw SMTP client: bytes out, parsed replies in.  tls: an ssl
+    context for implicit TLS (port 465) right after connecting;
+    starttls() upgrades a plaintext one."""
 
-    def __init__(self, port, src=None, timeout=10.0):
+    def __init__(self, port, src=None, timeout=10.0, tls=None,
+                 server_hostname='127.0.0.1'):
         self.timeout = timeout * SLOW
         self.sock = socket.create_connection(
             ('127.0.0.1', port), timeout=self.timeout,
@@ -167,6 +248,14 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b''
         self.eof = False
+        self.tls_error = None	# the ssl error that ended the session
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock,
+                                            server_hostname=server_hostname)
+            except BaseException:
+                self.sock.close()
+                raise
 
     def close(self):
         try:
@@ -190,13 +279,23 @@ class Conn:
         if left <= 0:
             raise TestFailure('timed out waiting for the server '
                               '(buffered %s)' % short(self.buf))
-        r, _, _ = select.select([self.sock], [], [], left)
-        if not r:
-            raise TestFailure('timed out waiting for the server '
-                              '(buffered %s)' % short(self.buf))
+        # Decrypted bytes inside the ssl object do not wake select().
+        if not (self.is_tls() and self.sock.pending()):
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                raise TestFailure('timed out waiting for the server '
+                                  '(buffered %s)' % short(self.buf))
         try:
             chunk = self.sock.recv(65536)
         except ConnectionResetError:
+            chunk = b''
+        except socket.timeout:
+            raise TestFailure('timed out in the middle of a TLS record '
+                              '(buffered %s)' % short(self.buf))
+        except ssl.SSLWantReadError:
+            return		# a record not complete yet
+        except ssl.SSLError as e:	# an alert or a broken record
+            self.tls_error = e
             chunk = b''
         if not chunk:
             self.eof = True
@@ -273,6 +372,62 @@ class Conn:
         self.expect(None, 220)
         return self.expect('EHLO ' + name, 250)
 
+    # TLS -----------------------------------------------------------------
+    def is_tls(self):
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    def starttls(self, ctx=None, server_hostname='127.0.0.1'):
+        """STARTTLS (after EHLO), insist on 220 2.0.0 and nothing more
+        from the server before the handshake, then do the handshake."""
+        self.expect('STARTTLS', 220, '2.0.0')
+        self.handshake(ctx, server_hostname)
+
+    def handshake(self, ctx=None, server_hostname='127.0.0.1'):
+        check(self.buf == b'', 'the server sent more after its 220 to '
+              'STARTTLS, in plaintext: %s' % short(self.buf))
+        ctx = ctx or client_context()
+        self.sock = ctx.wrap_socket(self.sock,
+                                    server_hostname=server_hostname)
+
+    def tls_version(self):
+        return self.sock.version() if self.is_tls() else None
+
+    def cipher(self):
+        """(OpenSSL name, protocol, secret bits) or None."""
+        return self.sock.cipher() if self.is_tls() else None
+
+    def peer_cert_der(self):
+        return self.sock.getpeercert(binary_form=True)
+
+    def ehlo_keywords(self, name='client.test'):
+        """EHLO; the keywords (upper case, without '250-')."""
+        r = self.expect('EHLO ' + name, 250)
+        return [l[4:].upper() for l in r.lines[1:]]
+
+
+def transact(c, body, sender='sender@example.test',
+             rcpts=('rcpt@relay.test',)):
+    """One transaction on an open session (EHLO done); the queue ID."""
+    c.expect('MAIL FROM:<%s>' % sender, 250, '2.1.0')
+    for r in rcpts:
+        c.expect('RCPT TO:<%s>' % r, 250, '2.1.5')
+    c.expect('DATA', 354)
+    r = c.expect(stuff(body), 250, '2.0.0')
+    check(r.qid(), 'no queue ID in %r' % r.text)
+    return r.qid()
+
+
+def b64(data):
+    import base64
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def auth_plain(user, password, authzid=''):
+    """The AUTH PLAIN response (RFC 4616), base64."""
+    return b64('%s\0%s\0%s' % (authzid, user, password))
+
 
 def stuff(body):
     """Dot-stuff a CRLF body for the wire (RFC 5321 4.5.2) and end it."""
@@ -286,9 +441,19 @@ def stuff(body):
 # --- the daemon ---------------------------------------------------------
 
 class Daemon:
-    """One private ferry: its own dir, config, ports and log."""
+    """One private ferry: its own dir, config, ports and log.
 
-    def __init__(self, name, **cfg):
+    TLS and AUTH (issue 4), all off by default:
+      tls=True         tls_cert/tls_key: a copy of test/certs/server.pem
+                       (tls='rsa': rsa.pem) in the daemon's dir, owned by
+                       its user (set_cert() replaces it)
+      submission=True  listen_submission on a free port (sub_port)
+      smtps=True       listen_smtps on a free port (smtps_port)
+      users={u: pw}    auth_users made with `ferry passwd` (set_users())
+    The config keys themselves can still be given as **cfg."""
+
+    def __init__(self, name, tls=False, submission=False, smtps=False,
+                 users=None, **cfg):
         ensure_ferry_user()
         self.name = name
         daemons_of_this_test().append(self)
@@ -317,11 +482,71 @@ class Daemon:
             'smtpd_data_timeout': '60s',
             # Deliveries go nowhere and defer, so queued mail stays put.
             'smarthost': '[127.0.0.1]:%d' % free_port(),
+            # The scripted peers speak plaintext; smarthost_tls's default
+            # (encrypt) would defer everything with 4.7.4.  TLS client
+            # tests set their level explicitly.
+            'smarthost_tls': 'none',
         }
+        self.sub_port = self.smtps_port = None
+        if submission:
+            self.sub_port = free_port()
+            self.cfg['listen_submission'] = '127.0.0.1:%d' % self.sub_port
+        if smtps:
+            self.smtps_port = free_port()
+            self.cfg['listen_smtps'] = '127.0.0.1:%d' % self.smtps_port
+        if tls:
+            self.set_cert('server' if tls is True else tls, write=False)
+        if users is not None:
+            self.set_users(users, write=False)
         self.cfg.update(cfg)
         self.proc = None
         self.exits = []		# return codes of stopped daemons
         self.write_config()
+
+    # TLS and AUTH files --------------------------------------------------
+    def set_cert(self, name, write=True):
+        """tls_cert/tls_key = a copy of test/certs/NAME.pem/.key in the
+        daemon's dir, readable by its user (for SIGHUP); the copies are
+        replaced by rename, so a running daemon sees whole files."""
+        tdir = os.path.join(self.dir, 'tls')
+        os.makedirs(tdir, mode=0o755, exist_ok=True)
+        pem, key = cert_file(name)
+        for src, dst in ((pem, 'cert.pem'), (key, 'cert.key')):
+            tmp = os.path.join(tdir, dst + '.new')
+            shutil.copyfile(src, tmp)
+            ferry_owned(tmp, 0o600)
+            os.rename(tmp, os.path.join(tdir, dst))
+        self.cfg['tls_cert'] = os.path.join(tdir, 'cert.pem')
+        self.cfg['tls_key'] = os.path.join(tdir, 'cert.key')
+        if write:
+            self.write_config()
+
+    def set_users(self, users, mode=0o640, write=True):
+        """auth_users: one `ferry passwd USER` line per user (the password
+        on its stdin), the file root:ferry MODE, so the daemon can read
+        it again after the privilege drop."""
+        lines = []
+        for u, pw in users.items():
+            p = subprocess.run([FERRY_BIN, 'passwd', u],
+                               input=(pw + '\n').encode(),
+                               capture_output=True, timeout=60 * SLOW)
+            check(p.returncode == 0 and p.stdout.startswith(
+                u.encode() + b':$argon2id$'),
+                  '`ferry passwd %s` exit %d: %s %s' % (
+                      u, p.returncode, short(p.stdout),
+                      p.stderr.decode(errors='replace')))
+            lines.append(p.stdout.decode().strip())
+        path = os.path.join(self.dir, 'users')
+        with open(path + '.new', 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.chmod(path + '.new', mode)
+        if IS_ROOT:
+            os.chown(path + '.new', 0, pwd.getpwnam('ferry').pw_gid)
+        os.rename(path + '.new', path)
+        self.cfg['auth_users'] = path
+        if write:
+            self.write_config()
+        return path
 
     # config ------------------------------------------------------------
     def config_text(self, cfg=None, extra=''):
@@ -356,6 +581,14 @@ class Daemon:
                 # Someone took our port between free_port() and bind.
                 self.port = free_port()
                 self.cfg['listen_smtp'] = '127.0.0.1:%d' % self.port
+                if self.sub_port:
+                    self.sub_port = free_port()
+                    self.cfg['listen_submission'] = '127.0.0.1:%d' \
+                        % self.sub_port
+                if self.smtps_port:
+                    self.smtps_port = free_port()
+                    self.cfg['listen_smtps'] = '127.0.0.1:%d' \
+                        % self.smtps_port
                 self.write_config()
                 continue
             break
@@ -466,9 +699,46 @@ class Daemon:
         check(m is None, 'sanitizer/libc report (%r) in daemon log:\n%s'
               % (m, self.log_tail(60)))
 
+    def wait_log(self, pattern, timeout=5.0, flags=re.M):
+        """The first match of the regex pattern in the log, waiting up to
+        timeout; fails with the log's tail."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            m = re.search(pattern, self.log_text(), flags)
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise TestFailure('no log line like %r within %.0fs; log:\n%s'
+                                  % (pattern, timeout * SLOW,
+                                     self.log_tail(30)))
+            time.sleep(0.05)
+
     # connections ---------------------------------------------------------
-    def connect(self, src=None, timeout=10.0):
-        return Conn(self.port, src=src, timeout=timeout)
+    def connect(self, src=None, timeout=10.0, port=None, tls=None):
+        """A Conn to port (default listen_smtp); tls: implicit TLS with
+        that ssl context."""
+        return Conn(port or self.port, src=src, timeout=timeout, tls=tls)
+
+    def connect_smtps(self, src=None, ctx=None, timeout=10.0):
+        return Conn(self.smtps_port, src=src, timeout=timeout,
+                    tls=ctx or client_context())
+
+    def tls_session(self, port=None, src=None, ctx=None, name='client.test'):
+        """Greeting, EHLO, then TLS (STARTTLS, or implicit on the smtps
+        port) and EHLO again; returns (conn, EHLO keywords after TLS)."""
+        port = port or self.port
+        if port == self.smtps_port:
+            c = self.connect_smtps(src, ctx)
+            c.expect(None, 220)
+        else:
+            c = self.connect(src, port=port)
+            try:
+                c.hello(name)
+                c.starttls(ctx)
+            except BaseException:
+                c.close()
+                raise
+        return c, c.ehlo_keywords(name)
 
     def session(self, src=None):
         c = self.connect(src)
