@@ -1,0 +1,422 @@
+"""
+test_auth.py - the SASL server (AUTH PLAIN and LOGIN) from the wire:
+only over TLS (and on 25 with auth_over_plaintext = yes, never on 587),
+no credentials read before STARTTLS, MAIL before AUTH refused on 587 and
+465, every reply of the AUTH dialogue, the failure log in Postfix's shape
+(fail2ban's postfix-sasl filter must match it), the brute-force throttle
+(slowed, then refused, another address unaffected), relaying by AUTH,
+the sasl_ fields of the queue log line, and the users file at start-up
+and on SIGHUP.  Every refusal checks that nothing was queued.
+"""
+
+import re
+import signal
+import threading
+import time
+
+from test_tls import no_data_accepted
+from ferrytest import (Daemon, check, transact, b64, auth_plain, TRUSTED,
+                       UNTRUSTED, SLOW)
+
+BODY = (b'From: a@example.test\r\nTo: b@other.test\r\n'
+        b'Subject: authenticated\r\n\r\nbody line\r\n')
+USER, PASSWORD = 'alice', 'correct horse battery'
+USERS = {USER: PASSWORD, 'bob': 'b0b-s3cret'}
+STAMP = r'^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ ferry/smtpd\[\d+\]: '
+OK_TEXT = '235 2.7.0 Authentication successful'
+FAIL_TEXT = '535 5.7.8 Error: authentication failed: authentication failure'
+
+# fail2ban's filter.d/postfix.conf, mode "auth" (postfix-sasl), with
+# <HOST> filled in; Python wants the inline (?i) scoped.
+FAIL2BAN_SASL = re.compile(
+    r'warning: [-._\w]+\[(?P<host>[\d.]+)\]: SASL '
+    r'(?i:LOGIN|PLAIN|(?:CRAM|DIGEST)-MD5) authentication failed(:.*)?$')
+
+
+def auth_daemon(name='auth', **kw):
+    kw.setdefault('tls', True)
+    kw.setdefault('users', USERS)
+    return Daemon(name, submission=True, smtps=True, **kw)
+
+
+def sub_tls(d, src=None, port=None):
+    """A session on 587 (or port) with TLS and EHLO done."""
+    c, kw = d.tls_session(port=port or d.sub_port, src=src)
+    return c
+
+
+def sasl_lines(d):
+    return [l for l in d.log_text().splitlines() if 'SASL' in l]
+
+
+# --- AUTH only over TLS ------------------------------------------------------
+
+def test_auth_before_starttls_refused():
+    """AUTH before STARTTLS on 25 and 587: 530, the initial response is
+    not decoded and the next line is not read as credentials."""
+    with auth_daemon('auth-notls') as d:
+        for port in (d.port, d.sub_port):
+            with d.connect(port=port) as c:
+                c.hello()
+                r = c.expect('AUTH LOGIN', 530, '5.7.0')
+                check('Must issue a STARTTLS command first' in r.text,
+                      '%d: AUTH LOGIN: %r' % (port, r.text))
+                r = c.cmd(b64(USER))
+                check(500 <= r.code <= 504, '%d: the user line after a '
+                      'refused AUTH LOGIN got %r (read as credentials?)'
+                      % (port, r.text))
+                r = c.cmd(b64(PASSWORD))
+                check(500 <= r.code <= 504, '%d: the password line got %r'
+                      % (port, r.text))
+                c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 530,
+                         '5.7.0')
+                c.expect('AUTH PLAIN', 530, '5.7.0')
+                r = c.cmd(auth_plain(USER, PASSWORD))
+                check(500 <= r.code <= 504, '%d: the PLAIN line got %r'
+                      % (port, r.text))
+                # nothing was authenticated: 587 still wants TLS first
+                r = c.cmd('MAIL FROM:<s@example.test>')
+                if port == d.sub_port:
+                    check(r.code == 530, '587: MAIL after refused AUTH: %r'
+                          % r.text)
+                c.expect('QUIT', 221)
+        time.sleep(0.2)
+        check(sasl_lines(d) == [], 'credentials sent before TLS were '
+              'checked:\n' + '\n'.join(sasl_lines(d)))
+        # the same credentials do work once TLS is up
+        with sub_tls(d) as c:
+            r = c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235,
+                         '2.7.0')
+        d.assert_empty('AUTH before STARTTLS')
+
+
+def test_mail_before_auth_refused():
+    """587 and 465: MAIL before AUTH is 530 5.7.0, even from
+    relay_networks and to relay_domains."""
+    with auth_daemon('mail-noauth') as d:
+        for port in (d.sub_port, d.smtps_port):
+            with sub_tls(d, src=TRUSTED, port=port) as c:
+                r = c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+                check('Authentication required' in r.text, '%d: %r'
+                      % (port, r.text))
+                r = c.cmd('RCPT TO:<r@relay.test>')
+                check(r.code in (503, 530), '%d: RCPT: %r' % (port, r.text))
+                r = c.cmd('DATA')
+                check(r.code in (503, 530), '%d: DATA: %r' % (port, r.text))
+                no_data_accepted(c, port)
+        d.assert_empty('MAIL before AUTH')
+
+
+def test_auth_over_plaintext_only_on_25():
+    with auth_daemon('auth-plaintext', auth_over_plaintext='yes') as d:
+        with d.connect() as c:
+            c.expect(None, 220)
+            kw = c.ehlo_keywords()
+            check(any(k.startswith('AUTH ') and 'PLAIN' in k for k in kw),
+                  '25: AUTH not offered with auth_over_plaintext: %r' % kw)
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235,
+                     '2.7.0')
+            qid = transact(c, BODY, rcpts=['u@other.test'])
+            c.expect('QUIT', 221)
+        with d.connect(port=d.sub_port) as c:
+            c.expect(None, 220)
+            kw = c.ehlo_keywords()
+            check(not any(k.startswith('AUTH') for k in kw),
+                  '587: AUTH offered in plaintext: %r' % kw)
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 530,
+                     '5.7.0')
+            c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+        check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
+        out = d.cat(qid)
+        check(re.search(rb'with ESMTPA\b', out), 'Received: lacks ESMTPA: '
+              '%r' % out[:400])
+
+
+# --- the dialogue ----------------------------------------------------------
+
+def test_auth_mechanisms_and_replies():
+    with auth_daemon('auth-dialogue') as d:
+        ok = []
+        # PLAIN with the initial response; mechanism names in any case
+        for line in ('AUTH PLAIN ' + auth_plain(USER, PASSWORD),
+                     'auth plain ' + auth_plain('bob', 'b0b-s3cret'),
+                     'AUTH PLAIN ' + auth_plain(USER, PASSWORD, USER)):
+            with sub_tls(d) as c:
+                r = c.expect(line, 235, '2.7.0')
+                ok.append(r.text)
+        # PLAIN: no initial response, and "=" (an empty one)
+        for first in ('AUTH PLAIN', 'AUTH PLAIN ='):
+            with sub_tls(d) as c:
+                r = c.expect(first, 334)
+                check(r.lines == ['334 '], '%s: challenge %r'
+                      % (first, r.text))
+                ok.append(c.expect(auth_plain(USER, PASSWORD), 235).text)
+        # LOGIN, asked step by step, and with the user as initial response
+        with sub_tls(d) as c:
+            r = c.expect('AUTH LOGIN', 334)
+            check(r.lines == ['334 VXNlcm5hbWU6'], 'LOGIN user prompt %r'
+                  % r.text)
+            r = c.expect(b64(USER), 334)
+            check(r.lines == ['334 UGFzc3dvcmQ6'], 'LOGIN password prompt '
+                  '%r' % r.text)
+            ok.append(c.expect(b64(PASSWORD), 235).text)
+            # already authenticated
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 503,
+                     '5.5.1')
+            qid = transact(c, BODY, rcpts=['u@other.test'])
+        with sub_tls(d, port=d.smtps_port) as c:
+            r = c.expect('AUTH LOGIN ' + b64(USER), 334)
+            check(r.lines == ['334 UGFzc3dvcmQ6'], 'LOGIN with IR: %r'
+                  % r.text)
+            ok.append(c.expect(b64(PASSWORD), 235).text)
+        check(all(t == OK_TEXT for t in ok), 'success replies %r' % ok)
+        # errors
+        with sub_tls(d) as c:
+            c.expect('AUTH PLAIN !!notbase64!!', 501, '5.5.2')
+            c.expect('AUTH PLAIN', 334)
+            c.expect('%%%', 501, '5.5.2')
+            c.expect('AUTH LOGIN', 334)
+            c.expect('*', 501, '5.7.0')
+            c.expect('AUTH PLAIN', 334)
+            c.expect('*', 501, '5.7.0')
+            c.expect('AUTH CRAM-MD5', 504, '5.5.4')
+            c.expect('AUTH X-UNKNOWN ' + b64('x'), 504, '5.5.4')
+            # the session is still usable and still unauthenticated
+            c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235)
+        # AUTH inside a transaction (25, after TLS)
+        c, _ = d.tls_session(port=d.port)
+        with c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 503,
+                     '5.5.1')
+            c.expect('RSET', 250)
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235)
+        check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
+        # aborts and bad base64 are not failed logins
+        fails = [l for l in sasl_lines(d) if 'authentication failed' in l]
+        check(fails == [], 'aborted AUTH logged as a failure:\n'
+              + '\n'.join(fails))
+
+
+def test_wrong_password_logged_for_fail2ban():
+    with auth_daemon('auth-wrong') as d:
+        with sub_tls(d) as c:
+            r = c.expect('AUTH PLAIN ' + auth_plain(USER, 'wrong-pass-1'),
+                         535, '5.7.8')
+            check(r.text == FAIL_TEXT, 'PLAIN failure reply %r' % r.text)
+            c.expect('AUTH LOGIN', 334)
+            c.expect(b64(USER), 334)
+            r = c.expect(b64('wrong-pass-2'), 535, '5.7.8')
+            check(r.text == FAIL_TEXT, 'LOGIN failure reply %r' % r.text)
+            r = c.expect('AUTH PLAIN ' + auth_plain('nobody-here', 'x'),
+                         535, '5.7.8')
+            check(r.text == FAIL_TEXT, 'unknown user reply %r' % r.text)
+            c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+        for mech in ('PLAIN', 'LOGIN'):
+            m = d.wait_log(STAMP + r'warning: unknown\[127\.0\.0\.1\]: SASL '
+                           + mech + r' authentication failed: '
+                           r'authentication failure$')
+            line = m.group(0)
+            f = FAIL2BAN_SASL.search(line)
+            check(f and f.group('host') == '127.0.0.1',
+                  'fail2ban postfix-sasl does not match %r' % line)
+        log = d.log_text()
+        check('wrong-pass' not in log and b64('wrong-pass-2') not in log,
+              'a password in the log:\n' + d.log_tail())
+        n = len([l for l in sasl_lines(d) if FAIL2BAN_SASL.search(l)])
+        check(n == 3, '%d failure lines for 3 failures:\n%s'
+              % (n, '\n'.join(sasl_lines(d))))
+        d.assert_empty('wrong password')
+
+
+def _timed_fail(d, src=TRUSTED):
+    """One failed AUTH on a fresh 587 session: (reply, seconds)."""
+    with sub_tls(d, src=src) as c:
+        t0 = time.monotonic()
+        r = c.cmd('AUTH PLAIN ' + auth_plain(USER, 'guess'), timeout=30)
+        el = time.monotonic() - t0
+        if r.code == 421:
+            check(c.wait_closed(), 'not closed after 421')
+        return r, el
+
+
+def test_brute_force_throttle():
+    """After 3 failures from one address the answers to AUTH are delayed
+    (1 s doubling to 8 s); after 10 that address gets 421 4.7.0 and is
+    cut off, even with the right password, while 127.0.0.2 and other
+    sessions are served at once all along."""
+    with auth_daemon('auth-brute', max_connections_per_client='20') as d:
+        delays = []
+        for i in range(3):
+            r, el = _timed_fail(d)
+            check(r.code == 535, 'failure %d: %r' % (i + 1, r.text))
+            delays.append(el)
+        check(max(delays) < 0.9, 'delayed before 3 failures: %r' % delays)
+        side = {}
+
+        def other_clients():
+            """During a delayed answer: 127.0.0.2 logs in, a plain
+            session gets its NOOP answered, both at once."""
+            try:
+                time.sleep(0.3)
+                t0 = time.monotonic()
+                with d.session() as c:
+                    c.expect('NOOP', 250)
+                side['noop'] = time.monotonic() - t0
+                c = sub_tls(d, src=UNTRUSTED)
+                with c:
+                    t0 = time.monotonic()
+                    c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD),
+                             235, '2.7.0')
+                    side['auth'] = time.monotonic() - t0
+                    transact(c, BODY, rcpts=['u@other.test'])
+            except Exception as e:
+                side['error'] = str(e)
+
+        last = None
+        for n in range(4, 11):
+            want = min(1.0 * 2 ** (n - 4), 8.0)
+            t = None
+            if n == 7:
+                t = threading.Thread(target=other_clients)
+                t.start()
+            r, el = _timed_fail(d)
+            if t:
+                t.join(30)
+            last = r
+            delays.append(el)
+            if n < 10 or r.code != 421:
+                check(r.code == 535, 'failure %d: %r' % (n, r.text))
+                check(el >= want * 0.8, 'failure %d answered after %.2fs, '
+                      'want a delay of ~%.0fs (all: %r)'
+                      % (n, el, want, delays))
+                check(el <= want + 3 * SLOW, 'failure %d took %.2fs, want '
+                      '~%.0fs' % (n, el, want))
+        check('error' not in side, 'another client during the delay: %s'
+              % side.get('error'))
+        check(side.get('noop', 9) < 1.0 and side.get('auth', 9) < 1.0,
+              'other clients were held up: %r' % side)
+        # the eleventh try, with the right password: refused and cut off
+        with sub_tls(d) as c:
+            t0 = time.monotonic()
+            r = c.cmd('AUTH PLAIN ' + auth_plain(USER, PASSWORD), timeout=30)
+            check(r.code == 421 and r.enh() == '4.7.0' and
+                  'Too many failed authentications' in r.text,
+                  'after 10 failures: %r (last failure %r)'
+                  % (r.text, last.text))
+            check(c.wait_closed(), 'not cut off after 421')
+        # 127.0.0.2 is still not slowed
+        with sub_tls(d, src=UNTRUSTED) as c:
+            t0 = time.monotonic()
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235)
+            check(time.monotonic() - t0 < 1.0, '127.0.0.2 slowed')
+        check(len(d.mailq()) == 1, 'queue %r' % d.mailq())
+    return 'delays %s' % ' '.join('%.1f' % x for x in delays)
+
+
+# --- relaying by AUTH, the log ---------------------------------------------
+
+def test_auth_relay_and_queue_log():
+    with auth_daemon('auth-relay', relay_networks='127.0.0.1/32') as d:
+        qids = {}
+        for port, mech in ((d.sub_port, 'PLAIN'), (d.smtps_port, 'LOGIN'),
+                           (d.port, 'PLAIN')):
+            with sub_tls(d, src=UNTRUSTED, port=port) as c:
+                if port == d.port:	# 25: no relay before AUTH
+                    c.expect('MAIL FROM:<s@example.test>', 250)
+                    r = c.expect('RCPT TO:<u@other.test>', 554, '5.7.1')
+                    check('Relay access denied' in r.text, r.text)
+                    c.expect('RSET', 250)
+                if mech == 'PLAIN':
+                    c.expect('AUTH PLAIN ' + auth_plain('bob', 'b0b-s3cret'),
+                             235)
+                else:
+                    c.expect('AUTH LOGIN', 334)
+                    c.expect(b64('bob'), 334)
+                    c.expect(b64('b0b-s3cret'), 235)
+                qid = transact(c, BODY, rcpts=['u%d@other.test' % port])
+                qids[qid] = mech
+                c.expect('QUIT', 221)
+        q = {m['id']: m for m in d.mailq()}
+        check(set(q) == set(qids), 'queue %r, sent %r' % (list(q), qids))
+        for qid, mech in qids.items():
+            d.wait_log(STAMP + qid + r': client=unknown\[127\.0\.0\.2\], '
+                       r'sasl_method=' + mech + r', sasl_username=bob$')
+            out = d.cat(qid)
+            check(re.search(rb'with ESMTPSA\b', out) and
+                  re.search(rb'\(using TLSv1\.[23] with cipher ', out),
+                  '%s: Received: %r' % (qid, out[:400]))
+            d.assert_stored(qid, BODY)
+
+
+def test_relay_refused_without_auth():
+    with auth_daemon('auth-norelay', relay_networks='127.0.0.1/32') as d:
+        c, _ = d.tls_session(src=UNTRUSTED)
+        with c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            r = c.expect('RCPT TO:<u@other.test>', 554, '5.7.1')
+            check('Relay access denied' in r.text, r.text)
+            r = c.cmd('DATA')
+            check(r.code in (503, 554), 'DATA with no recipient: %r'
+                  % r.text)
+            no_data_accepted(c, 'relay refused')
+        d.assert_empty('relay without AUTH')
+
+
+# --- the users file ----------------------------------------------------------
+
+def test_users_file_refused_at_start():
+    for what, mode in (('world-readable', 0o644), ('world-writable', 0o602)):
+        d = auth_daemon('users-mode')
+        try:
+            path = d.set_users(USERS, mode=mode)
+            d.start(wait=False)
+            rc = d.wait_exit(10)
+            check(rc == 78, '%s users file: exit %r, want 78; log:\n%s'
+                  % (what, rc, d.log_tail()))
+            check(path in d.log_text(), '%s: the message does not name %s:'
+                  '\n%s' % (what, path, d.log_tail()))
+        finally:
+            d.cleanup()
+    d = auth_daemon('users-missing', auth_users='/nonexistent/users')
+    try:
+        d.start(wait=False)
+        rc = d.wait_exit(10)
+        check(rc == 78 and '/nonexistent/users' in d.log_text(),
+              'missing users file: exit %r:\n%s' % (rc, d.log_tail()))
+    finally:
+        d.cleanup()
+
+
+def test_users_reload_on_sighup():
+    def n_reloads():
+        return d.log_text().count('reload -- version')
+
+    def hup():
+        n = n_reloads()
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOW
+        while n_reloads() <= n:
+            check(time.monotonic() < deadline, 'no reload:\n' + d.log_tail())
+            time.sleep(0.05)
+
+    def login(user, pw):
+        with sub_tls(d) as c:
+            return c.cmd('AUTH PLAIN ' + auth_plain(user, pw)).code
+
+    with auth_daemon('users-hup') as d:
+        check(login(USER, PASSWORD) == 235, 'first login')
+        d.set_users({USER: 'new-password', 'carol': 'c4rol'})
+        hup()
+        check(login(USER, 'new-password') == 235, 'new password refused')
+        check(login('carol', 'c4rol') == 235, 'new user refused')
+        check(login(USER, PASSWORD) == 535, 'old password (or a cached '
+              'success) still accepted after the reload')
+        # a world-readable file on reload: refused, the running users stay
+        d.set_users({USER: 'third'}, mode=0o644)
+        hup()
+        d.wait_log(r'warning: auth_users: .*others may access')
+        check(login('carol', 'c4rol') == 235, 'users lost on a bad reload')
+        check(login(USER, 'third') == 535, 'a world-readable file was '
+              'loaded on SIGHUP')
