@@ -361,6 +361,34 @@ tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const int *suites,
 	mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif
 	mbedtls_ssl_conf_ciphersuites(conf, suites);
+	/* mbedTLS 2.x prefers the largest curve it has (P-521): a key
+	 * exchange several times slower than X25519 or P-256 for no
+	 * security an MTA needs.  Fast and common first. */
+#if COMPAT_MBEDTLS3
+	{
+		static const uint16_t groups[] = {
+			MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+			MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+			MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+			MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+			MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+		};
+		mbedtls_ssl_conf_groups(conf, groups);
+	}
+#else
+	{
+		static const mbedtls_ecp_group_id curves[] = {
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+			MBEDTLS_ECP_DP_CURVE25519,
+#endif
+			MBEDTLS_ECP_DP_SECP256R1,
+			MBEDTLS_ECP_DP_SECP384R1,
+			MBEDTLS_ECP_DP_SECP521R1,
+			MBEDTLS_ECP_DP_NONE,
+		};
+		mbedtls_ssl_conf_curves(conf, curves);
+	}
+#endif
 	return 0;
 }
 
