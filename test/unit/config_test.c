@@ -925,7 +925,8 @@ t_round_trip(void)
 		static const char *const order[] = {
 			"hostname", "origin", "listen_smtp",
 			"listen_submission", "listen_smtps", "local_socket",
-			"tls_cert", "tls_key", "inbound_tls", "auth_users",
+			"tls_cert", "tls_key", "tls_ciphers", "inbound_tls",
+			"auth_users",
 			"auth_over_plaintext", "relay_networks",
 			"relay_domains", "relay_client_certs", "aliases",
 			"message_size_limit", "max_recipients",
