@@ -48,8 +48,20 @@ struct dns_addr {
 	socklen_t len;
 };
 
+/* TLSA (RFC 6698): one RRset, each record's RDATA as sent. */
+#define DNS_MAX_TLSA	32
+#define DNS_TLSA_RDATA_MAX 1100
+struct dns_tlsa_rdata {
+	size_t len;
+	unsigned char rdata[DNS_TLSA_RDATA_MAX];
+};
+
 typedef void dns_mx_cb(void *arg, enum dns_status, int secure,
     const struct dns_mx *, int n);
+/* secure: AD bit (and dnssec = yes).  bogus answers come back from a
+ * validating resolver as SERVFAIL: DNS_TEMPFAIL. */
+typedef void dns_tlsa_cb(void *arg, enum dns_status, int secure,
+    const struct dns_tlsa_rdata *, int n);
 typedef void dns_addr_cb(void *arg, enum dns_status, int secure,
     const struct dns_addr *, int n);
 
@@ -57,6 +69,10 @@ int dns_init(const struct config *);	/* -1: logged */
 void dns_free(void);
 struct dns_req *dns_query_mx(const char *domain, dns_mx_cb *, void *arg);
 struct dns_req *dns_query_addr(const char *host, dns_addr_cb *, void *arg);
+/* _PORT._tcp.HOST TLSA, with the AD bit asked for; CNAMEs followed by the
+ * resolver (RFC 7672 section 2.2.2). */
+struct dns_req *dns_query_tlsa(const char *host, unsigned port,
+    dns_tlsa_cb *, void *arg);
 void dns_cancel(struct dns_req *);
 const char *dns_status_name(enum dns_status);
 /* During a callback: the raw answer (MX; for addresses the A answer, else
@@ -67,5 +83,10 @@ const unsigned char *dns_raw(size_t *len);
  * bytes, explicit length) into a sorted list. */
 int dns_parse_mx(const unsigned char *, size_t, struct dns_mx *, int max,
     int *n, enum dns_status *);
+/* A raw TLSA answer: the TLSA records of the answer section (owner name
+ * not checked beyond the question; CNAMEs skipped), *secure from the AD
+ * bit.  0 understood, -1 malformed. */
+int dns_parse_tlsa(const unsigned char *, size_t, struct dns_tlsa_rdata *,
+    int max, int *n, int *secure, enum dns_status *);
 
 #endif

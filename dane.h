@@ -1,0 +1,118 @@
+/*
+ * dane.h - DANE for SMTP (RFC 7672, RFC 7671, RFC 6698) and the
+ * per-destination TLS policy: TLSA records, matching them against the
+ * chain a server sent, the level a delivery runs at, and the tls_policy
+ * file.  Pure: no sockets, no DNS, no loop.  dns.c hands over TLSA RDATA
+ * and the DNSSEC status, tls.c hands over the peer's chain (DER), and
+ * deliver.c acts on the verdicts.  Parsers take explicit lengths and are
+ * fuzzed.
+ */
+#ifndef FERRY_DANE_H
+#define FERRY_DANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"		/* enum tls_level */
+
+#define DANE_USAGE_PKIX_TA	0
+#define DANE_USAGE_PKIX_EE	1
+#define DANE_USAGE_DANE_TA	2
+#define DANE_USAGE_DANE_EE	3
+#define DANE_SEL_CERT		0
+#define DANE_SEL_SPKI		1
+#define DANE_MATCH_FULL		0
+#define DANE_MATCH_SHA256	1
+#define DANE_MATCH_SHA512	2
+
+#define DANE_DATA_MAX		1024	/* full (0) data longer is unusable */
+#define DANE_RECORDS_MAX	32	/* per RRset; more are ignored */
+#define DANE_CHAIN_MAX		8	/* certificates looked at */
+
+struct dane_tlsa {
+	uint8_t usage, selector, mtype;
+	int usable;		/* 2/3, known selector and type, right length */
+	size_t len;
+	uint8_t data[DANE_DATA_MAX];
+};
+
+struct dane_rrset {
+	size_t n;
+	struct dane_tlsa r[DANE_RECORDS_MAX];
+};
+
+/*
+ * One TLSA RDATA (RFC 6698 2.1): 0 parsed into *out (usable set per RFC
+ * 7672 section 3.1: only DANE-TA(2)/DANE-EE(3), selector 0/1, matching
+ * type 0/1/2, SHA-256 data of 32 bytes and SHA-512 of 64), -1 malformed
+ * (shorter than 4 bytes, or full data over DANE_DATA_MAX).
+ */
+int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
+/* Number of usable records in the set. */
+size_t dane_usable(const struct dane_rrset *);
+
+/* One certificate of the peer's chain, DER, leaf first. */
+struct dane_cert {
+	const uint8_t *der;
+	size_t len;
+};
+
+enum dane_verdict {
+	DANE_MATCH,		/* a usable record matched (and for DANE-TA
+				   the chain and the name held) */
+	DANE_NOMATCH,		/* usable records, none matched */
+	DANE_NOUSABLE,		/* no usable record: encrypt, no auth */
+};
+
+/*
+ * Match a chain against a TLSA RRset.  DANE-EE(3): the leaf's full DER
+ * (selector 0) or its SubjectPublicKeyInfo (1), exact (0), SHA-256 (1)
+ * or SHA-512 (2); names and dates are ignored.  DANE-TA(2): a
+ * certificate of the chain (or its key) matches, the chain from the
+ * leaf up to it verifies (signatures; dates checked), and the leaf names
+ * one of names[] (subjectAltName DNS entries, wildcards per RFC 6125
+ * for one leftmost label only; CN only when there is no DNS SAN).
+ * *which gets the index of the record that matched, for the log.
+ */
+enum dane_verdict dane_match(const struct dane_rrset *,
+    const struct dane_cert *chain, size_t nchain,
+    const char *const *names, size_t nnames, size_t *which);
+
+/* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
+void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);
+
+/*
+ * `ferry tlsa`: the record data for a certificate, hex of the matching
+ * data (selector/mtype per RFC 6698) into out (NUL-terminated); -1 on a
+ * bad certificate or a too small out.
+ */
+int dane_tlsa_data(const uint8_t *der, size_t len, int selector, int mtype,
+    char *out, size_t outsz);
+
+/*
+ * The tls_policy file: lines `domain level [match=sha256:HEX[,...]]`,
+ * like Postfix's smtp_tls_policy_maps.  Levels: none, may, encrypt,
+ * dane, dane-only, fingerprint (needs match=), verify, secure.
+ * "example.org" matches that domain only, ".example.org" every
+ * subdomain; the most specific entry wins.  '#' comments.  Errors are
+ * "NAME:LINE: what".
+ */
+#define DANE_POLICY_MAX		1024
+#define DANE_POLICY_FP_MAX	4
+#define DANE_POLICY_FILE_MAX	(256 * 1024)
+struct dane_policy;
+struct dane_policy_entry {
+	enum tls_level level;
+	size_t nfp;
+	uint8_t fp[DANE_POLICY_FP_MAX][32];	/* SHA-256 of cert or SPKI */
+};
+struct dane_policy *dane_policy_parse(const char *name, const char *text,
+    size_t len, char *err, size_t errsz);
+struct dane_policy *dane_policy_load(const char *path, char *err,
+    size_t errsz);
+void dane_policy_free(struct dane_policy *);
+/* The entry for a (lower-case) domain, or NULL: use the default level. */
+const struct dane_policy_entry *dane_policy_find(const struct dane_policy *,
+    const char *domain);
+
+#endif
