@@ -490,11 +490,17 @@ io_on_kick(struct loop_timer *t)
 	}
 	if (io->paused || io->tls_state == IOT_HANDSHAKE)
 		return;
+	/* Decrypted bytes wait inside TLS: fetch them first (io_read then
+	 * delivers everything buffered), or a half line in the buffer
+	 * would wait for the rest forever. */
+	if (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0 &&
+	    !io->eof && io->in_len < sizeof(io->in)) {
+		io_read(io);
+		return;
+	}
 	/* The fd event may have used the input already: say only what is. */
 	if (io->in_len > 0)
 		io->cb(io, IO_IN, io->arg);
 	else if (io->eof)
 		io->cb(io, IO_EOF, io->arg);
-	else if (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0)
-		io_read(io);
 }

@@ -133,7 +133,23 @@ int
 loop_fd_want(struct loop_fd *lfd, unsigned want)
 {
 	struct epoll_event ev;
+	int i;
 
+	/* epoll reports ERR and HUP whatever the interest: an fd that wants
+	 * nothing (a paused session whose peer reset) would wake every
+	 * pass.  So it leaves epoll until it wants something again. */
+	if (want == 0) {
+		if (lfd->added) {
+			(void)epoll_ctl(loop_epfd, EPOLL_CTL_DEL, lfd->fd,
+			    NULL);
+			lfd->added = 0;
+			for (i = loop_ev_cur + 1; i < loop_ev_n; i++)
+				if (loop_ev[i].data.ptr == lfd)
+					loop_ev[i].data.ptr = NULL;
+		}
+		lfd->want = 0;
+		return 0;
+	}
 	if (!lfd->added)
 		return loop_fd_add(lfd, want);
 	if (lfd->want == want)

@@ -546,6 +546,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 		    (s->tls = tls_conn_server(smtp_tls, fd)) == NULL) {
 			log_warnx(LP_SMTPD, "%s: TLS not available",
 			    smtp_peer(s));
+			smtp_log_disconnect(s);
 			smtp_session_free(s);
 			return;
 		}
@@ -936,7 +937,17 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		smtp_auth_response(s, line, len);
 		return 0;
 	}
-	log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len, line);
+	/* An AUTH line may carry the password (initial response). */
+	if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+		size_t m = 5;
+
+		while (m < len && line[m] != ' ')
+			m++;
+		log_trace(TRACE_SMTP, "smtp %p: < %.*s ***", (void *)s,
+		    (int)m, line);
+	} else
+		log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len,
+		    line);
 	if (cmd_parse(line, len, &c) == -1) {
 		smtp_reply(s, RP_SYNTAX);
 		smtp_error(s);
@@ -1621,6 +1632,11 @@ smtp_cmd_starttls(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	smtp_reply(s, RP_STARTTLS_GO);
+	if (s->state == STATE_QUIT) {	/* the client reads no replies */
+		tls_conn_free(s->tls);
+		s->tls = NULL;
+		return;
+	}
 	/* The switch waits until this line is consumed (smtp_process). */
 	s->flags |= SF_STARTTLS;
 	SMTP_OK(s, CMD_STARTTLS);
@@ -2025,6 +2041,19 @@ smtp_shutdown(void (*done)(void))
 	for (s = smtp_head; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == STATE_HELO || s->state == STATE_READY) {
+			smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
+			smtp_flush(s);
+		} else if (s->state == STATE_TLS) {
+			/* Nothing can be said mid-handshake. */
+			smtp_log_disconnect(s);
+			smtp_session_free(s);
+		} else if (s->state == STATE_AUTH ||
+		    s->state == STATE_AUTH_WAIT) {
+			if (s->state == STATE_AUTH_WAIT) {
+				smtp_auth_unqueue(s);
+				io_resume(s->io);
+			}
+			smtp_auth_end(s);
 			smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
 			smtp_flush(s);
 		} else

@@ -704,3 +704,76 @@ def test_bad_cert_at_start():
                       '%s: no file named in:\n%s' % (what, d.log_tail()))
         finally:
             d.cleanup()
+
+
+# --- regressions from review -------------------------------------------------
+
+def test_tls_records_bigger_than_the_input_buffer():
+    """A message body and a pipelined batch, each one TLS record bigger
+    than the 4 KB input buffer: the rest of a record waits decrypted
+    inside mbedTLS where epoll cannot see it, and must still be read
+    (it used to stall until the timeout)."""
+    d = all_ports(name='tls-bigrec')
+    ok = False
+    try:
+        d.start()
+        c, _ = d.tls_session()
+        with c:
+            body = b'Subject: big\r\n\r\n' + b''.join(
+                b'%05d ' % i + b'x' * 70 + b'\r\n' for i in range(150))
+            c.expect('MAIL FROM:<a@example.test>', 250, '2.1.0')
+            c.expect('RCPT TO:<b@relay.test>', 250, '2.1.5')
+            c.expect('DATA', 354)
+            r = c.expect(stuff(body), 250, '2.0.0', timeout=5)
+            qid = r.qid()
+            c.send(b''.join(b'NOOP ' + b'n' * 60 + b'\r\n'
+                            for _ in range(80)))
+            codes = [c.reply(timeout=5).code for _ in range(80)]
+            check(codes == [250] * 80, 'pipelined NOOPs: %r' % codes)
+            c.expect('QUIT', 221)
+        d.assert_stored(qid, body)
+        d.stop()
+        ok = True
+        return '%d-byte body, 80 pipelined NOOPs' % len(body)
+    finally:
+        d.cleanup(ok)
+
+
+def _cpu_seconds(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_paused_session_reset_does_not_spin():
+    """A session paused by the AUTH throttle whose client resets the
+    connection: epoll reports the hang-up whatever the interest, and the
+    loop must not wake on it again and again (it used to burn a core
+    for the whole delay)."""
+    d = all_ports(name='tls-spin', auth_over_plaintext='yes')
+    ok = False
+    try:
+        d.start()
+        c = d.session()
+        bad = auth_plain(USER, 'wrong')
+        for _ in range(3):
+            c.expect('AUTH PLAIN ' + bad, 535)
+        # The next AUTH is held back (1 s, then 2 s); reset meanwhile.
+        c.expect('AUTH PLAIN ' + bad, 535, timeout=5)
+        c.send('AUTH PLAIN ' + bad + '\r\n')
+        time.sleep(0.2)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                          b'\x01\x00\x00\x00\x00\x00\x00\x00')
+        c.close()
+        t0 = _cpu_seconds(d.proc.pid)
+        time.sleep(1.5)
+        used = _cpu_seconds(d.proc.pid) - t0
+        check(used < 0.5, 'the daemon used %.2f s of CPU in 1.5 s after '
+              'a reset on a paused session' % used)
+        with d.session() as c2:
+            c2.expect('QUIT', 221)
+        d.stop()
+        ok = True
+        return '%.2f s CPU in 1.5 s' % used
+    finally:
+        d.cleanup(ok)
