@@ -4,16 +4,14 @@
  * alias_expand() on each recipient they accept.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "addr.h"
 #include "alias.h"
+#include "textfile.h"
 
 #define ALIAS_KEY_MAX	64	/* a local part, RFC 5321 §4.5.3.1.1 */
 #define ALIAS_ADDR_MAX	512
@@ -49,7 +47,7 @@ alias_parse(const char *name, const char *text, size_t len, char *err,
 {
 	struct alias_table *t;
 	char *logical = NULL;
-	size_t pos = 0, line = 0, start_line = 0, llen = 0, eol, n, k, i;
+	size_t pos = 0, line = 0, start_line = 0, llen = 0, n, k, i;
 	const char *l;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
@@ -60,18 +58,12 @@ alias_parse(const char *name, const char *text, size_t len, char *err,
 	}
 	/* Join continuation lines into one logical line, then parse it. */
 	for (;;) {
-		int more = pos < len;
+		int more = textfile_line(text, len, &pos, &l, &n);
 
 		if (more) {
-			l = text + pos;
-			eol = pos;
-			while (eol < len && text[eol] != '\n')
-				eol++;
-			n = eol - pos;
 			if (n > 0 && l[n - 1] == '\r')
 				n--;
 			line++;
-			pos = eol < len ? eol + 1 : len;
 			for (i = 0; i < n; i++)
 				if (l[i] == '\0' || (l[i] == '\r'))
 					goto bad_byte;
@@ -228,39 +220,18 @@ alias_find(const struct alias_table *t, const char *key, size_t klen)
 struct alias_table *
 alias_load(const char *path, char *err, size_t errsz)
 {
-	struct alias_table *t = NULL;
-	struct stat st;
-	char *buf = NULL;
-	ssize_t r;
-	size_t len = 0;
-	int fd;
+	struct alias_table *t;
+	char *buf;
+	size_t len;
+	int rc;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &st) == -1) {
-		snprintf(err, errsz, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (st.st_size > ALIAS_FILE_MAX) {
-		snprintf(err, errsz, "%s: larger than %d bytes", path,
-		    ALIAS_FILE_MAX);
-		goto out;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errsz, "%s: out of memory", path);
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		r = read(fd, buf + len, (size_t)st.st_size - len);
-		if (r <= 0) {
+	if ((rc = textfile_read(path, ALIAS_FILE_MAX, 0, &buf, &len, err,
+	    errsz)) != TEXTFILE_OK) {
+		if (rc == TEXTFILE_READ)	/* this file's own wording */
 			snprintf(err, errsz, "%s: read error", path);
-			goto out;
-		}
-		len += (size_t)r;
+		return NULL;
 	}
 	t = alias_parse(path, buf, len, err, errsz);
-out:
-	if (fd != -1)
-		close(fd);
 	free(buf);
 	return t;
 }

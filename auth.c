@@ -16,13 +16,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sysexits.h>
 #include <termios.h>
@@ -32,6 +30,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "textfile.h"
 
 #define AUTH_HASH_PREFIX	"$argon2id$"
 #define AUTH_HASH_HEAD		"$argon2id$v=19$m="
@@ -106,8 +105,6 @@ static int auth_users_line(struct auth_users *, const char *, size_t,
     unsigned long *);
 static int auth_users_dummy(struct auth_users *, unsigned long,
     unsigned long);
-static int auth_file_read(const char *, size_t, char **, size_t *, char *,
-    size_t);
 static void auth_throttle_key(const char *, unsigned char *);
 static void auth_throttle_decay(struct auth_throttle_slot *, uint64_t);
 static struct auth_throttle_slot *auth_throttle_find(struct auth_throttle *,
@@ -584,7 +581,7 @@ auth_users_parse(const char *name, const char *text, size_t len, char *err,
 	struct auth_users *t;
 	unsigned long m = AUTH_PWHASH_MEM / 1024, tc = AUTH_PWHASH_OPS;
 	unsigned long lm, ltc;
-	size_t pos = 0, line = 0, eol, n, k;
+	size_t pos = 0, line = 0, n, k;
 	const char *l;
 
 	if (sodium_init() < 0) {
@@ -595,13 +592,7 @@ auth_users_parse(const char *name, const char *text, size_t len, char *err,
 		auth_users_err(err, errsz, name, 0, "out of memory");
 		return NULL;
 	}
-	while (pos < len) {
-		l = text + pos;
-		eol = pos;
-		while (eol < len && text[eol] != '\n')
-			eol++;
-		n = eol - pos;
-		pos = eol < len ? eol + 1 : len;
+	while (textfile_line(text, len, &pos, &l, &n)) {
 		line++;
 		if (memchr(l, '\0', n) != NULL) {
 			auth_users_err(err, errsz, name, line, "NUL byte");
@@ -634,75 +625,6 @@ fail:
 	return NULL;
 }
 
-/*
- * A secret file whole into *buf (malloc'd, NUL-terminated, wiped and
- * freed by the caller): a regular file others may not access, of at
- * most max bytes.  Errors are "PATH: what".
- */
-static int
-auth_file_read(const char *path, size_t max, char **buf, size_t *len,
-    char *err, size_t errsz)
-{
-	struct stat st;
-	char msg[64];
-	size_t n = 0;
-	ssize_t r;
-	int fd, rc = -1;
-
-	*buf = NULL;
-	*len = 0;
-	/* O_NONBLOCK: a FIFO in its place must not hang start-up. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1 ||
-	    fstat(fd, &st) == -1) {
-		auth_users_err(err, errsz, path, 0, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		auth_users_err(err, errsz, path, 0, "not a regular file");
-		goto out;
-	}
-	if ((st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH)) != 0) {
-		auth_users_err(err, errsz, path, 0, "others may access it "
-		    "(chmod o= it): refused");
-		goto out;
-	}
-	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
-		snprintf(msg, sizeof(msg), "larger than %zu bytes", max);
-		auth_users_err(err, errsz, path, 0, msg);
-		goto out;
-	}
-	if ((*buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		auth_users_err(err, errsz, path, 0, "out of memory");
-		goto out;
-	}
-	while (n < (size_t)st.st_size) {
-		r = read(fd, *buf + n, (size_t)st.st_size - n);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			auth_users_err(err, errsz, path, 0, r == 0 ?
-			    "shrank while being read" : strerror(errno));
-			goto out;
-		}
-		n += (size_t)r;
-	}
-	(*buf)[n] = '\0';
-	rc = 0;
-out:
-	if (fd != -1 && close(fd) == -1 && rc == 0) {
-		auth_users_err(err, errsz, path, 0, strerror(errno));
-		rc = -1;
-	}
-	if (rc != 0 && *buf != NULL) {
-		sodium_memzero(*buf, n);
-		free(*buf);
-		*buf = NULL;
-		n = 0;
-	}
-	*len = n;
-	return rc;
-}
-
 struct auth_users *
 auth_users_load(const char *path, char *err, size_t errsz)
 {
@@ -710,8 +632,8 @@ auth_users_load(const char *path, char *err, size_t errsz)
 	char *buf;
 	size_t len;
 
-	if (auth_file_read(path, AUTH_USERS_FILE_MAX, &buf, &len, err,
-	    errsz) != 0)
+	if (textfile_read(path, AUTH_USERS_FILE_MAX, TEXTFILE_PRIVATE, &buf,
+	    &len, err, errsz) != TEXTFILE_OK)
 		return NULL;
 	t = auth_users_parse(path, buf, len, err, errsz);
 	sodium_memzero(buf, len);
@@ -1041,18 +963,12 @@ int
 auth_client_parse(struct auth_client *cl, const char *name,
     const char *text, size_t len, char *err, size_t errsz)
 {
-	size_t pos = 0, line = 0, eol, n, k, u, ulen, plen;
+	size_t pos = 0, line = 0, n, k, u, ulen, plen;
 	const char *l;
 	int found = 0;
 
 	sodium_memzero(cl, sizeof(*cl));
-	while (pos < len) {
-		l = text + pos;
-		eol = pos;
-		while (eol < len && text[eol] != '\n')
-			eol++;
-		n = eol - pos;
-		pos = eol < len ? eol + 1 : len;
+	while (textfile_line(text, len, &pos, &l, &n)) {
 		line++;
 		if (memchr(l, '\0', n) != NULL) {
 			auth_client_err(cl, err, errsz, name, line,
@@ -1121,8 +1037,8 @@ auth_client_load(struct auth_client *cl, const char *path, char *err,
 	int rc;
 
 	sodium_memzero(cl, sizeof(*cl));
-	if (auth_file_read(path, AUTH_CLIENT_FILE_MAX, &buf, &len, err,
-	    errsz) != 0)
+	if (textfile_read(path, AUTH_CLIENT_FILE_MAX, TEXTFILE_PRIVATE, &buf,
+	    &len, err, errsz) != TEXTFILE_OK)
 		return -1;
 	rc = auth_client_parse(cl, path, buf, len, err, errsz);
 	sodium_memzero(buf, len);

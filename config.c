@@ -13,7 +13,6 @@
 #include <netinet/in.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "textfile.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes in relay.conf */
 #define CONFIG_COUNT_MAX	INT_MAX		/* callers may keep counts in int */
@@ -246,52 +246,28 @@ int
 config_load(struct config *cfg, const char *path, char *err, size_t errsz)
 {
 	struct parser p;
-	char *buf = NULL;
-	size_t len = 0;
-	ssize_t r;
-	int fd, rc = -1;
+	char *buf;
+	size_t len;
+	int rc;
 
-	memset(&p, 0, sizeof(p));
-	p.name = path;
-	p.err = err;
-	p.errsz = errsz;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		p_err(&p, NULL, "cannot open: %s", strerror(errno));
-		goto out;
-	}
-	/* One byte more than allowed, to tell "exactly the limit" from
-	 * "too large" without a second read. */
-	if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
-		p_err(&p, NULL, "out of memory");
-		goto out;
-	}
-	while (len <= CONFIG_FILE_MAX) {
-		r = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
+	/* Any type: relay.conf has always been readable from a pipe. */
+	rc = textfile_read(path, CONFIG_FILE_MAX, TEXTFILE_ANYTYPE, &buf, &len,
+	    err, errsz);
+	if (rc != TEXTFILE_OK) {
+		/* This file's own wording, where it has one. */
+		memset(&p, 0, sizeof(p));
+		p.name = path;
+		p.err = err;
+		p.errsz = errsz;
+		if (rc == TEXTFILE_OPEN)
+			p_err(&p, NULL, "cannot open: %s", strerror(errno));
+		else if (rc == TEXTFILE_READ)
 			p_err(&p, NULL, "cannot read: %s", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	if (len > CONFIG_FILE_MAX) {
-		p_err(&p, NULL, "larger than %d bytes", CONFIG_FILE_MAX);
-		goto out;
-	}
-	r = close(fd);
-	fd = -1;
-	if (r == -1) {
-		p_err(&p, NULL, "close: %s", strerror(errno));
-		goto out;
+		else if (rc == TEXTFILE_CLOSE)
+			p_err(&p, NULL, "close: %s", strerror(errno));
+		return -1;
 	}
 	rc = config_parse(cfg, path, buf, len, err, errsz);
-out:
-	if (fd != -1)
-		(void)close(fd);	/* read-only, and already failing */
 	free(buf);
 	return rc;
 }
@@ -302,8 +278,8 @@ config_parse(struct config *out, const char *name, const char *text,
 {
 	struct config cfg;
 	struct parser p;
-	const char *nl;
-	size_t pos = 0, end;
+	const char *l;
+	size_t pos = 0, n;
 
 	memset(&p, 0, sizeof(p));
 	p.name = name != NULL ? name : "(config)";
@@ -318,13 +294,10 @@ config_parse(struct config *out, const char *name, const char *text,
 		    sizeof(cfg.path) - 1);
 	memcpy(cfg.path, p.name, strlen(p.name) + 1);
 
-	while (pos < len) {
-		nl = memchr(text + pos, '\n', len - pos);
-		end = nl != NULL ? (size_t)(nl - text) : len;
+	while (textfile_line(text, len, &pos, &l, &n)) {
 		p.line++;
-		if (parse_line(&p, &cfg, text + pos, end - pos) != 0)
+		if (parse_line(&p, &cfg, l, n) != 0)
 			return -1;
-		pos = end + 1;
 	}
 	p.line = 0;
 	if (check_whole(&p, &cfg) != 0)

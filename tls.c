@@ -9,7 +9,6 @@
  * library has it); the differences stay in small #if blocks.
  */
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +36,7 @@
 #include <psa/crypto.h>
 #endif
 
+#include "textfile.h"
 #include "tls.h"
 
 #if COMPAT_MBEDTLS3 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
@@ -1225,31 +1225,30 @@ struct tls_fplist *
 tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
     size_t errsz)
 {
-	const unsigned char *s = (const unsigned char *)text, *nl;
 	struct tls_fplist *l, *shrunk;
 	size_t pos = 0, line = 0, n = 0, i, out, linelen;
-	const char *why = NULL;
+	const unsigned char *s;
+	const char *why = NULL, *ln;
 	int r;
 
 	if ((l = malloc(sizeof(*l) + TLS_FP_MAX * TLS_FP_LEN)) == NULL) {
 		tls_seterr(err, errsz, "%s: %s", name, strerror(errno));
 		return NULL;
 	}
-	while (pos < len) {
+	while (textfile_line(text, len, &pos, &ln, &linelen)) {
 		line++;
-		nl = memchr(s + pos, '\n', len - pos);
-		linelen = nl != NULL ? (size_t)(nl - (s + pos)) : len - pos;
+		s = (const unsigned char *)ln;
 		if (n == TLS_FP_MAX) {
 			/* only an entry past the limit is an error */
 			unsigned char spare[TLS_FP_LEN];
 
-			r = tls_fp_parse_line(s + pos, linelen, spare, &why);
+			r = tls_fp_parse_line(s, linelen, spare, &why);
 			if (r == 1) {
 				why = "too many fingerprints";
 				r = -1;
 			}
 		} else
-			r = tls_fp_parse_line(s + pos, linelen, l->fp[n], &why);
+			r = tls_fp_parse_line(s, linelen, l->fp[n], &why);
 		if (r == -1) {
 			tls_seterr(err, errsz, "%s:%zu: %s", name, line, why);
 			free(l);
@@ -1257,7 +1256,6 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 		}
 		if (r == 1)
 			n++;
-		pos += linelen + (nl != NULL);
 	}
 	qsort(l->fp, n, TLS_FP_LEN, tls_fp_cmp);
 	for (i = out = 0; i < n; i++)
@@ -1273,58 +1271,26 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 struct tls_fplist *
 tls_fplist_load(const char *path, char *err, size_t errsz)
 {
-	struct tls_fplist *l = NULL;
-	struct stat st;
-	char *buf = NULL;
-	size_t got = 0;
-	ssize_t n = 1;
-	int fd;
+	struct tls_fplist *l;
+	char *buf;
+	size_t len;
 
-	/* O_NONBLOCK: a FIFO must not hang us before fstat() refuses it. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
-	    O_NONBLOCK)) == -1) {
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1) {
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		tls_seterr(err, errsz, "%s: not a regular file", path);
-		goto done;
-	}
-	/* One byte more than allowed: a file that grew is caught too. */
-	if (st.st_size <= TLS_FP_FILE_MAX &&
-	    (buf = malloc(TLS_FP_FILE_MAX + 1)) == NULL) {
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-		goto done;
-	}
-	while (buf != NULL && got <= TLS_FP_FILE_MAX && n != 0) {
-		n = read(fd, buf + got, TLS_FP_FILE_MAX + 1 - got);
-		if (n == -1 && errno == EINTR) {
-			n = 1;
-			continue;
-		}
-		if (n == -1) {
-			tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-			goto done;
-		}
-		got += (size_t)n;
-	}
-	if (buf == NULL || got > TLS_FP_FILE_MAX) {
+	switch (textfile_read(path, TLS_FP_FILE_MAX, 0, &buf, &len, err,
+	    errsz)) {
+	case TEXTFILE_OK:
+		break;
+	case TEXTFILE_BIG:
 		tls_seterr(err, errsz, "%s: file too large (over %d bytes)",
 		    path, TLS_FP_FILE_MAX);
-		goto done;
-	}
-	l = tls_fplist_parse(path, buf, got, err, errsz);
-done:
-	free(buf);
-	if (close(fd) == -1 && l != NULL) {
+		return NULL;
+	case TEXTFILE_NOMEM:
 		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-		tls_fplist_free(l);
-		l = NULL;
+		return NULL;
+	default:
+		return NULL;
 	}
+	l = tls_fplist_parse(path, buf, len, err, errsz);
+	free(buf);
 	return l;
 }
 
