@@ -57,7 +57,7 @@ B	:= build/$(TARGET)
 # Everything but main.c goes into a library the tests link.
 LIBSRC	:= log.c loop.c io.c config.c addr.c cmd.c hdr.c queue.c smtp.c \
 	   pickup.c msg.c cli.c \
-	   dns.c deliver.c bounce.c sched.c alias.c auth.c tls.c textfile.c
+	   dns.c deliver.c bounce.c sched.c alias.c auth.c tls.c textfile.c dane.c
 SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))

@@ -104,6 +104,8 @@ struct tls_conn {
 	unsigned char has_peer;
 	unsigned char no_name;		/* no host name to check (NULL/IP) */
 	unsigned char closed;		/* close_notify attempted */
+	tls_chain_hook *chain_hook;	/* client only */
+	void *chain_arg;
 	struct tls_peer peer;
 	char err[TLS_ERR_MAX];
 };
@@ -766,13 +768,35 @@ tls_on_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
 	struct tls_conn *c = arg;
 
+	struct tls_der chain[TLS_CHAIN_MAX];
+	const mbedtls_x509_crt *p;
+	size_t n = 0;
+
 	if (depth == 0) {
 		c->saw_cert = 1;
 		tls_peer_record(c, crt);
+		if (c->chain_hook != NULL) {
+			/* At depth 0 the list runs on as the peer sent it. */
+			for (p = crt; p != NULL && n < TLS_CHAIN_MAX;
+			    p = p->next) {
+				if (p->raw.p == NULL)
+					continue;
+				chain[n].der = p->raw.p;
+				chain[n++].len = p->raw.len;
+			}
+			c->chain_hook(c->chain_arg, chain, n);
+		}
 	}
 	if (c->srv != NULL)
 		*flags = 0;
 	return 0;
+}
+
+void
+tls_conn_set_chain_hook(struct tls_conn *c, tls_chain_hook *fn, void *arg)
+{
+	c->chain_hook = fn;
+	c->chain_arg = arg;
 }
 
 static void

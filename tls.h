@@ -135,6 +135,22 @@ const char *tls_conn_peer_cn(const struct tls_conn *, char *buf,
 /* Why the last call failed, in words (mbedTLS's error text). */
 const char *tls_conn_error(const struct tls_conn *);
 
+/*
+ * The client's look at the chain the server presented, leaf first, in
+ * DER, during the handshake (never on a resumed session, which presents
+ * none): DANE matches it there (tls.c knows nothing of DANE).  The
+ * pointers are valid only during the call.
+ */
+#define TLS_CHAIN_MAX	8
+struct tls_der {
+	const unsigned char *der;
+	size_t len;
+};
+typedef void tls_chain_hook(void *arg, const struct tls_der *chain,
+    size_t n);
+void tls_conn_set_chain_hook(struct tls_conn *, tls_chain_hook *,
+    void *arg);
+
 /* "AB:CD:..." (95 characters + NUL), as Postfix logs fingerprints. */
 void tls_fp_format(const unsigned char fp[TLS_FP_LEN], char out[96]);
 
