@@ -26,11 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mbedtls/x509_crt.h>
 #include <sodium.h>
 
 #include "addr.h"
 #include "cli.h"
 #include "config.h"
+#include "dane.h"
 #include "hdr.h"
 #include "msg.h"
 #include "queue.h"
@@ -1448,4 +1450,78 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	}
 	(void)close(fd);	/* read-only */
 	return rc;
+}
+
+/*
+ * `ferry tlsa [--usage U] [--selector S] [--match M] CERT.pem [HOST
+ * [PORT]]`: the TLSA record to publish for the first certificate in
+ * CERT.pem (3 1 1 by default: the server's own key, by SHA-256, which
+ * survives a renewal with the same key).  With HOST, the whole record
+ * line for a zone file; without, its data only.
+ */
+int
+cli_tlsa(const struct config *conf, int argc, char **argv)
+{
+	static const char *const opts[] = { "--usage", "--selector",
+	    "--match" };
+	static const int maxv[] = { 3, 1, 2 };
+	int v[3] = { 3, 1, 1 };
+	const char *pos[3] = { NULL, NULL, NULL };
+	mbedtls_x509_crt crt;
+	unsigned long port = 25;
+	size_t np = 0, k, hexsz;
+	char *hex = NULL, *end;
+	int i, rc = EX_DATAERR;
+
+	(void)conf;
+	for (i = 1; i < argc; i++) {
+		for (k = 0; k < 3; k++)
+			if (strcmp(argv[i], opts[k]) == 0)
+				break;
+		if (k < 3) {
+			if (i + 1 == argc || argv[i + 1][0] < '0' ||
+			    argv[i + 1][0] > '0' + maxv[k] ||
+			    argv[i + 1][1] != '\0')
+				goto usage;
+			v[k] = argv[++i][0] - '0';
+		} else if (argv[i][0] == '-' || np == 3)
+			goto usage;
+		else
+			pos[np++] = argv[i];
+	}
+	if (np == 0)
+		goto usage;
+	if (np == 3 && ((port = strtoul(pos[2], &end, 10)) == 0 ||
+	    port > 65535 || *end != '\0'))
+		goto usage;
+	mbedtls_x509_crt_init(&crt);
+	if (mbedtls_x509_crt_parse_file(&crt, pos[0]) < 0 ||
+	    crt.raw.p == NULL) {
+		fprintf(stderr, "ferry tlsa: %s: not a PEM or DER "
+		    "certificate\n", pos[0]);
+		goto done;
+	}
+	hexsz = 2 * crt.raw.len + 1;
+	if ((hex = malloc(hexsz)) == NULL ||
+	    dane_tlsa_data(crt.raw.p, crt.raw.len, v[1], v[2], hex,
+	    hexsz) == -1) {
+		fprintf(stderr, "ferry tlsa: %s: cannot make the record\n",
+		    pos[0]);
+		goto done;
+	}
+	if (np >= 2)
+		printf("_%lu._tcp.%s%s IN TLSA %d %d %d %s\n", port, pos[1],
+		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".", v[0], v[1],
+		    v[2], hex);
+	else
+		printf("%d %d %d %s\n", v[0], v[1], v[2], hex);
+	rc = fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+done:
+	free(hex);
+	mbedtls_x509_crt_free(&crt);
+	return rc;
+usage:
+	fprintf(stderr, "usage: ferry tlsa [--usage 0-3] [--selector 0|1] "
+	    "[--match 0-2] CERT.pem [HOST [PORT]]\n");
+	return EX_USAGE;
 }

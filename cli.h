@@ -14,5 +14,7 @@ int cli_mailq(const struct config *, int argc, char **argv);
 int cli_delete(const struct config *, int argc, char **argv);
 int cli_cat(const struct config *, int argc, char **argv);
 int cli_flush(const struct config *, int argc, char **argv);
+/* ferry tlsa: needs no config (conf may be NULL). */
+int cli_tlsa(const struct config *, int argc, char **argv);
 
 #endif

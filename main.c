@@ -128,6 +128,8 @@ main(int argc, char **argv)
 	/* passwd only prints a users file line: it needs no config. */
 	if (strcmp(cmd, "passwd") == 0)
 		return auth_cli_passwd(NULL, argc, argv);
+	if (strcmp(cmd, "tlsa") == 0)
+		return cli_tlsa(NULL, argc, argv);
 	if (main_load(&conf, path) != 0)
 		return EX_CONFIG;
 	if (strcmp(cmd, "serve") == 0)
@@ -155,6 +157,8 @@ main_usage(void)
 	    "  flush                 retry every deferred message now\n"
 	    "  passwd [USER]         print a users file line "
 	    "(USER:$argon2id$...)\n"
+	    "  tlsa [--usage U --selector S --match M] CERT [HOST [PORT]]\n"
+	    "                        print the TLSA record to publish\n"
 	    "  check-config          validate and print the settings\n");
 	return EX_USAGE;
 }

@@ -528,3 +528,54 @@ def test_maildrop_garbage_quarantined():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+def test_tlsa_record_matches_openssl():
+    """ferry tlsa prints the record to publish; its data is what openssl
+    and hashlib make of the same certificate (3 1 1: SHA-256 of the
+    SubjectPublicKeyInfo; 3 0 1: of the certificate; 2 0 2: SHA-512)."""
+    import hashlib
+    top = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    pem = os.path.join(top, 'test', 'certs', 'server.pem')
+    ca = os.path.join(top, 'test', 'certs', 'ca.pem')
+
+    def der(path, pubkey=False):
+        if pubkey:
+            p = subprocess.run(['openssl', 'x509', '-in', path, '-pubkey',
+                                '-noout'], capture_output=True, check=True)
+            return subprocess.run(['openssl', 'pkey', '-pubin', '-outform',
+                                   'DER'], input=p.stdout,
+                                  capture_output=True, check=True).stdout
+        return subprocess.run(['openssl', 'x509', '-in', path, '-outform',
+                               'DER'], capture_output=True,
+                              check=True).stdout
+
+    def tlsa(*args):
+        p = subprocess.run([FERRY_BIN, 'tlsa'] + list(args),
+                           capture_output=True, timeout=10)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    spki = hashlib.sha256(der(pem, True)).hexdigest()
+    rc, out, _ = tlsa(pem, 'mx.relay.test')
+    check(rc == 0 and out == '_25._tcp.mx.relay.test. IN TLSA 3 1 1 %s\n'
+          % spki, '3 1 1: rc %d, %r (want %s)' % (rc, out, spki))
+    rc, out, _ = tlsa('--selector', '0', pem)
+    check(rc == 0 and out == '3 0 1 %s\n'
+          % hashlib.sha256(der(pem)).hexdigest(), '3 0 1: %r' % out)
+    rc, out, _ = tlsa('--usage', '2', '--selector', '0', '--match', '2',
+                      ca, 'mx.relay.test.', '587')
+    check(rc == 0 and out == '_587._tcp.mx.relay.test. IN TLSA 2 0 2 %s\n'
+          % hashlib.sha512(der(ca)).hexdigest(), '2 0 2: %r' % out)
+    rc, out, _ = tlsa('--selector', '0', '--match', '0', pem)
+    check(rc == 0 and out == '3 0 0 %s\n' % der(pem).hex(),
+          '3 0 0: %r' % out[:80])
+    rc, out, err = tlsa('/etc/hostname')
+    check(rc == 65 and out == '' and 'not a PEM or DER' in err,
+          'not a certificate: rc %d %r %r' % (rc, out, err))
+    for bad in (['--usage', '4', pem], ['--match', '3', pem], [],
+                [pem, 'h', '70000'], ['--bogus', pem]):
+        rc, out, err = tlsa(*bad)
+        check(rc == 64 and out == '' and 'usage:' in err,
+              '%r: rc %d %r' % (bad, rc, out))
+    return 'matches openssl for 3 1 1, 3 0 1, 2 0 2, 3 0 0'
