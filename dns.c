@@ -5,11 +5,17 @@
  * the mapping of raw answers to enum dns_status.  What a status means for
  * a message (defer, bounce) is deliver.c's business, not this file's.
  *
- * Queries go out with ares_send() and a query built here, so the AD bit
- * can be set in it (RFC 6840 §5.7: a validating resolver then reports AD
- * without EDNS DO).  Because ares_send() does not interpret the rcode the
- * way ares_query() does, rcode and counts are read from the raw header
- * here, by the same code for MX and for A/AAAA.
+ * Queries go out with ares_send() and a query built here, so that every
+ * one asks for DNSSEC status both ways: the AD bit (RFC 6840 §5.7) and an
+ * EDNS0 OPT record with DO (RFC 3225).  A resolver that predates RFC 6840
+ * reports AD only to a DO query (RFC 4035 §3.2.3), and one that gets
+ * neither sends no AD even for secure data (NOTES.md).  DO also brings
+ * RRSIGs into the answer section; every parser here skips records of
+ * other types.  Because ares_send() does not interpret the rcode the way
+ * ares_query() does, rcode and counts are read from the raw header here,
+ * by the same code for MX, A/AAAA and TLSA.  c-ares 1.18 has no TLSA
+ * parser, so dns_parse_tlsa() walks the message itself, with explicit
+ * bounds at every step.
  *
  * Request lifetime (STYLE.md 14): a request stays allocated until c-ares
  * has called back for every query it sent.  dns_cancel() only marks it; the
@@ -45,7 +51,9 @@
 #define DNS_HDR_LEN	12
 #define DNS_HDR_FLAGS1	2	/* QR opcode AA TC RD */
 #define DNS_HDR_FLAGS2	3	/* RA Z AD CD rcode */
+#define DNS_HDR_QDCOUNT	4
 #define DNS_HDR_ANCOUNT	6
+#define DNS_HDR_ARCOUNT	10
 #define DNS_QR		0x80u
 #define DNS_AD		0x20u	/* RFC 4035 §3.2.3 */
 #define DNS_RCODE_MASK	0x0fu
@@ -55,8 +63,28 @@
 #define DNS_TYPE_A	1
 #define DNS_TYPE_MX	15
 #define DNS_TYPE_AAAA	28
+#define DNS_TYPE_OPT	41	/* RFC 6891 */
+#define DNS_TYPE_TLSA	52	/* RFC 6698 */
 
-/* A request sends at most two queries: MX alone, or AAAA and A. */
+/* RFC 1035 §4.1.4 names on the wire. */
+#define DNS_PTR_MASK	0xc0u	/* both bits: a compression pointer */
+#define DNS_LABEL_MAX	63
+#define DNS_WIRE_NAME_MAX 255	/* octets, root label included */
+#define DNS_RR_FIXED	10	/* type class ttl rdlength after the name */
+#define DNS_Q_FIXED	4	/* type class after the question's name */
+
+/* The OPT record appended to every query (RFC 6891 §6.1.2): root owner,
+ * type, UDP payload size in the class, a TTL of extended rcode, version
+ * and flags (DO is the top bit of the flags), empty RDATA. */
+#define DNS_OPT_LEN	11
+#define DNS_OPT_FLAGS	7	/* offset of the flags' first octet */
+#define DNS_OPT_DO	0x80u
+#define DNS_EDNS_UDP	1232	/* DNS flag day 2020; larger goes over TCP */
+#define DNS_QUERY_MAX	(DNS_HDR_LEN + DNS_WIRE_NAME_MAX + DNS_Q_FIXED + \
+	    DNS_OPT_LEN)
+#define DNS_PORT_MAX	65535
+
+/* A request sends at most two queries: MX or TLSA alone, or AAAA and A. */
 #define DNS_SLOTS	2
 #define DNS_SLOT_V6	0
 #define DNS_SLOT_V4	1
@@ -64,6 +92,7 @@
 enum dns_kind {
 	DNS_KIND_MX,
 	DNS_KIND_ADDR,
+	DNS_KIND_TLSA,
 };
 
 struct dns_sock {
@@ -91,6 +120,7 @@ struct dns_req {
 	int delivering;			/* inside the user's callback */
 	dns_mx_cb *mx_cb;
 	dns_addr_cb *addr_cb;
+	dns_tlsa_cb *tlsa_cb;
 	void *arg;
 	struct loop_timer timer;	/* deferred delivery; may free req */
 	struct dns_slot slot[DNS_SLOTS];
@@ -98,6 +128,9 @@ struct dns_req {
 		struct dns_mx mx[DNS_MAX_MX];
 		struct dns_addr addr[DNS_SLOTS][DNS_MAX_ADDR];
 	} u;
+	/* TLSA only: DNS_MAX_TLSA records of up to 1.1 KB each, too big to
+	 * sit in every request's union. */
+	struct dns_tlsa_rdata *tlsa;
 };
 
 
@@ -113,11 +146,14 @@ static void dns_on_timer_deliver(struct loop_timer *);
 static void dns_deliver(struct dns_req *);
 static void dns_deliver_mx(struct dns_req *);
 static void dns_deliver_addr(struct dns_req *);
+static void dns_deliver_tlsa(struct dns_req *);
 static enum dns_status dns_from_ares(int);
 static int dns_classify(const unsigned char *, size_t, enum dns_status *);
 static int dns_parse_addr(const unsigned char *, size_t, int,
     struct dns_addr *, int, int *, enum dns_status *);
 static int dns_host_ok(const char *);
+static int dns_skip_name(const unsigned char *, size_t, size_t *);
+static unsigned dns_get16(const unsigned char *);
 static int dns_mx_cmp(const void *, const void *);
 static void dns_on_sock_state(void *, ares_socket_t, int, int);
 static void dns_on_fd(struct loop_fd *, unsigned);
@@ -313,6 +349,39 @@ dns_query_addr(const char *host, dns_addr_cb *cb, void *arg)
 	return req;
 }
 
+/*
+ * RFC 6698 §3: the TLSA owner is _PORT._tcp.HOST; the name goes out
+ * absolute, so no search list could ever be tried.  A host too long for
+ * the prefix leaves the name empty: answered NXDOMAIN without a query,
+ * as for the other lookups.
+ */
+struct dns_req *
+dns_query_tlsa(const char *host, unsigned port, dns_tlsa_cb *cb, void *arg)
+{
+	struct dns_req *req;
+	char name[DNS_NAME_MAX + 2];
+	size_t l = strlen(host);
+	int w;
+
+	w = snprintf(name, sizeof(name), "_%u._tcp.%s%s", port, host,
+	    l > 0 && host[l - 1] == '.' ? "" : ".");
+	/* An empty host or a port that is not one is no name to ask. */
+	if (w < 0 || (size_t)w >= sizeof(name) || l == 0 || port == 0 ||
+	    port > DNS_PORT_MAX)
+		name[0] = '\0';
+	if ((req = dns_req_new(DNS_KIND_TLSA, name, arg)) == NULL)
+		return NULL;
+	if ((req->tlsa = calloc(DNS_MAX_TLSA, sizeof(*req->tlsa))) == NULL) {
+		log_warn(LP_SMTP, "dns: query %s", name);
+		dns_req_free(req);
+		return NULL;
+	}
+	req->tlsa_cb = cb;
+	req->nslots = 1;
+	dns_start(req);
+	return req;
+}
+
 void
 dns_cancel(struct dns_req *req)
 {
@@ -373,20 +442,29 @@ dns_req_free(struct dns_req *req)
 	loop_timer_cancel(&req->timer);
 	for (i = 0; i < DNS_SLOTS; i++)
 		free(req->slot[i].raw);
+	free(req->tlsa);
 	free(req);
 }
 
 static void
 dns_start(struct dns_req *req)
 {
-	log_trace(TRACE_DNS, "dns %p: %s %s", (void *)req,
-	    req->kind == DNS_KIND_MX ? "MX" : "AAAA+A", req->name);
+	static const char *const kinds[] = {
+		[DNS_KIND_MX] = "MX",
+		[DNS_KIND_ADDR] = "AAAA+A",
+		[DNS_KIND_TLSA] = "TLSA",
+	};
+
+	log_trace(TRACE_DNS, "dns %p: %s %s", (void *)req, kinds[req->kind],
+	    req->name);
 	/* pending covers every query before the first is sent, so an
 	 * answer given synchronously cannot look like the last one. */
 	req->pending = req->nslots;
 	req->starting = 1;
 	if (req->kind == DNS_KIND_MX)
 		dns_send(req, 0, DNS_TYPE_MX);
+	else if (req->kind == DNS_KIND_TLSA)
+		dns_send(req, 0, DNS_TYPE_TLSA);
 	else {
 		dns_send(req, DNS_SLOT_V6, DNS_TYPE_AAAA);
 		dns_send(req, DNS_SLOT_V4, DNS_TYPE_A);
@@ -397,10 +475,15 @@ dns_start(struct dns_req *req)
 	dns_timer_update();
 }
 
+/*
+ * c-ares encodes the question (escapes, label limits); the OPT record is
+ * appended here rather than by ares_create_query(), whose OPT has no way
+ * to carry DO.  ares_send() puts its own query id in.
+ */
 static void
 dns_send(struct dns_req *req, int slot, int type)
 {
-	unsigned char *q = NULL;
+	unsigned char msg[DNS_QUERY_MAX], *q = NULL, *opt;
 	int qlen = 0, rc;
 
 	if (req->name[0] == '\0')
@@ -408,14 +491,32 @@ dns_send(struct dns_req *req, int slot, int type)
 	else
 		rc = ares_create_query(req->name, DNS_CLASS_IN, type, 0, 1,
 		    &q, &qlen, 0);
+	if (rc == ARES_SUCCESS && (qlen < DNS_HDR_LEN ||
+	    (size_t)qlen > sizeof(msg) - DNS_OPT_LEN ||
+	    q[DNS_HDR_ARCOUNT] != 0 || q[DNS_HDR_ARCOUNT + 1] != 0)) {
+		log_warnx(LP_SMTP, "%s: unexpected query from c-ares for %s",
+		    __func__, req->name);
+		rc = ARES_EBADQUERY;
+	}
 	if (rc != ARES_SUCCESS) {
+		if (q != NULL)
+			ares_free_string(q);
 		dns_on_answer(&req->slot[slot], rc, 0, NULL, 0);
 		return;
 	}
-	/* RFC 6840 §5.7; ares_send() puts its own query id in. */
-	q[DNS_HDR_FLAGS2] |= DNS_AD;
-	ares_send(dns_channel, q, qlen, dns_on_answer, &req->slot[slot]);
+	memcpy(msg, q, (size_t)qlen);
 	ares_free_string(q);
+	msg[DNS_HDR_FLAGS2] |= DNS_AD;		/* RFC 6840 §5.7 */
+	msg[DNS_HDR_ARCOUNT + 1] = 1;
+	opt = msg + qlen;
+	memset(opt, 0, DNS_OPT_LEN);		/* owner: the root */
+	opt[1] = DNS_TYPE_OPT >> 8;
+	opt[2] = DNS_TYPE_OPT & 0xff;
+	opt[3] = DNS_EDNS_UDP >> 8;
+	opt[4] = DNS_EDNS_UDP & 0xff;
+	opt[DNS_OPT_FLAGS] = DNS_OPT_DO;	/* RFC 3225 */
+	ares_send(dns_channel, msg, qlen + DNS_OPT_LEN, dns_on_answer,
+	    &req->slot[slot]);
 }
 
 /* c-ares's callback for one query; abuf is valid only during the call. */
@@ -462,6 +563,11 @@ dns_record(struct dns_req *req, struct dns_slot *sl, int status,
 		    &sl->st) == -1)
 			log_info(LP_SMTP, "dns: malformed MX answer for %s",
 			    req->name);
+	} else if (req->kind == DNS_KIND_TLSA) {
+		if (dns_parse_tlsa(abuf, alen, req->tlsa, DNS_MAX_TLSA,
+		    &sl->n, &sl->ad, &sl->st) == -1)
+			log_info(LP_SMTP, "dns: malformed TLSA answer for %s",
+			    req->name);
 	} else if (dns_parse_addr(abuf, alen, i == DNS_SLOT_V6 ? AF_INET6 :
 	    AF_INET, req->u.addr[i], DNS_MAX_ADDR, &sl->n, &sl->st) == -1)
 		log_info(LP_SMTP, "dns: malformed %s answer for %s",
@@ -487,6 +593,8 @@ dns_deliver(struct dns_req *req)
 	req->delivering = 1;
 	if (req->kind == DNS_KIND_MX)
 		dns_deliver_mx(req);
+	else if (req->kind == DNS_KIND_TLSA)
+		dns_deliver_tlsa(req);
 	else
 		dns_deliver_addr(req);
 	dns_raw_buf = NULL;
@@ -505,6 +613,20 @@ dns_deliver_mx(struct dns_req *req)
 	dns_raw_buf = sl->raw;
 	dns_raw_len = sl->rawlen;
 	req->mx_cb(req->arg, sl->st, secure, req->u.mx,
+	    sl->st == DNS_OK ? sl->n : 0);
+}
+
+static void
+dns_deliver_tlsa(struct dns_req *req)
+{
+	struct dns_slot *sl = &req->slot[0];
+	int secure = dns_dnssec && sl->raw != NULL && sl->ad;
+
+	log_trace(TRACE_DNS, "dns %p: TLSA %s: %s, %d, secure=%d",
+	    (void *)req, req->name, dns_status_name(sl->st), sl->n, secure);
+	dns_raw_buf = sl->raw;
+	dns_raw_len = sl->rawlen;
+	req->tlsa_cb(req->arg, sl->st, secure, req->tlsa,
 	    sl->st == DNS_OK ? sl->n : 0);
 }
 
@@ -755,6 +877,128 @@ dns_parse_addr(const unsigned char *buf, size_t len, int family,
 	*n = got;
 	*st = DNS_OK;
 	return 0;
+}
+
+/*
+ * TLSA (RFC 6698) from the raw message.  The question must be one TLSA IN
+ * question (c-ares already matched it to the query); in the answer,
+ * TLSA IN records are kept in order, everything else (the CNAMEs the
+ * resolver followed, RRSIGs that DO brings) is stepped over.  Owner names
+ * are not compared with the CNAME chain: the resolver built the chain,
+ * and whether it is trustworthy is what the AD bit says.  Every record
+ * counts towards the RRset even when it cannot be kept: one longer than
+ * DNS_TLSA_RDATA_MAX comes back with len 0, so the set cannot shrink to
+ * "no TLSA", which would turn mandatory TLS into opportunistic TLS (RFC
+ * 7672 §2.2: unusable records still mean "encrypt"); only the first "max"
+ * are returned.  Short RDATA (under 3
+ * octets) is returned as sent, for dane_tlsa_parse() to refuse.  *secure
+ * is the AD bit of an answer that is not a failure.  Returns 0 understood,
+ * -1 malformed (*st = DNS_TEMPFAIL, *secure = 0, *n = 0).
+ */
+int
+dns_parse_tlsa(const unsigned char *buf, size_t len,
+    struct dns_tlsa_rdata *out, int max, int *n, int *secure,
+    enum dns_status *st)
+{
+	size_t off, rdlen;
+	unsigned qd, an, i, type, class, found = 0;
+	int rc, kept = 0;
+
+	*n = 0;
+	*secure = 0;
+	if ((rc = dns_classify(buf, len, st)) == -1)
+		return -1;
+	if (rc == 1 || *st != DNS_TEMPFAIL)	/* records, or a denial */
+		*secure = (buf[DNS_HDR_FLAGS2] & DNS_AD) != 0;
+	if (rc == 0)
+		return 0;
+	qd = dns_get16(buf + DNS_HDR_QDCOUNT);
+	an = dns_get16(buf + DNS_HDR_ANCOUNT);
+	off = DNS_HDR_LEN;
+	if (qd != 1 || dns_skip_name(buf, len, &off) == -1 ||
+	    len - off < DNS_Q_FIXED ||
+	    dns_get16(buf + off) != DNS_TYPE_TLSA ||
+	    dns_get16(buf + off + 2) != DNS_CLASS_IN)
+		goto bad;
+	off += DNS_Q_FIXED;
+	for (i = 0; i < an; i++) {
+		if (dns_skip_name(buf, len, &off) == -1 ||
+		    len - off < DNS_RR_FIXED)
+			goto bad;
+		type = dns_get16(buf + off);
+		class = dns_get16(buf + off + 2);
+		rdlen = dns_get16(buf + off + 8);
+		off += DNS_RR_FIXED;
+		if (rdlen > len - off)
+			goto bad;
+		if (type == DNS_TYPE_TLSA && class == DNS_CLASS_IN) {
+			found++;
+			if (kept < max) {
+				if (rdlen <= DNS_TLSA_RDATA_MAX) {
+					memcpy(out[kept].rdata, buf + off,
+					    rdlen);
+					out[kept].len = rdlen;
+				} else
+					out[kept].len = 0;
+				kept++;
+			}
+		}
+		off += rdlen;
+	}
+	*st = found > 0 ? DNS_OK : DNS_NODATA;	/* e.g. only a CNAME */
+	*n = kept;
+	return 0;
+bad:
+	*st = DNS_TEMPFAIL;
+	*secure = 0;
+	return -1;
+}
+
+/*
+ * Step over one name at *off (RFC 1035 §4.1.4) and check it on the way:
+ * labels of at most 63 octets, 255 octets in all, pointers only to
+ * earlier octets past the header, each one earlier than the last, so a
+ * loop cannot be built.  *off ends after the name as it sits at *off
+ * (after its first pointer, if any).  0 good, -1 malformed.
+ */
+static int
+dns_skip_name(const unsigned char *buf, size_t len, size_t *off)
+{
+	size_t p = *off, limit = *off, end = 0, total = 1, target;
+	unsigned c;
+
+	for (;;) {
+		if (p >= len)
+			return -1;
+		c = buf[p];
+		if ((c & DNS_PTR_MASK) == DNS_PTR_MASK) {
+			if (len - p < 2)
+				return -1;
+			target = ((size_t)(c & ~DNS_PTR_MASK) << 8) | buf[p + 1];
+			if (end == 0)
+				end = p + 2;
+			if (target < DNS_HDR_LEN || target >= limit)
+				return -1;
+			p = limit = target;
+			continue;
+		}
+		if (c > DNS_LABEL_MAX)		/* 0x40, 0x80: not in use */
+			return -1;
+		if (c == 0)
+			break;
+		total += c + 1;
+		if (total > DNS_WIRE_NAME_MAX)
+			return -1;
+		p += c + 1;
+	}
+	*off = end != 0 ? end : p + 1;
+	return 0;
+}
+
+static unsigned
+dns_get16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
 }
 
 /* --- c-ares on the loop ------------------------------------------------ */

@@ -2,12 +2,16 @@
  * dnsq.c - a test driver for dns.c: runs the event loop and prints what
  * dns.c answered, one line per lookup, for the integration tests.
  *
- *   dnsq [-s SERVER]... [-n] [-p] [-T] CMD NAME [CMD NAME]...
+ *   dnsq [-s SERVER]... [-n] [-p] [-T] CMD NAME [PORT] [CMD NAME [PORT]]...
  *
- * CMD is mx, addr, cancel-mx or cancel-addr; lookups run one after the
+ * CMD is mx, addr, tlsa (which takes a PORT after the host), cancel-mx,
+ * cancel-addr or cancel-tlsa; lookups run one after the
  * other, or with -p all at once, each line then prefixed "NAME: " and in
  * the order the answers came.  Lines: "OK secure=0 10 mx1.a.test 20 mx2.a.test",
- * "OK secure=0 ::1 127.0.0.2", "NXDOMAIN secure=0", "CANCELLED a.test".
+ * "OK secure=0 ::1 127.0.0.2", "OK secure=1 3 1 1 9f86d0...", (one
+ * "U S M hex" per TLSA record; "bad:hex" for RDATA under 3 octets, and
+ * "bad:" for one too long to keep),
+ * "NXDOMAIN secure=0", "CANCELLED a.test".
  * -s adds a dns_servers entry (else /etc/resolv.conf), -n sets
  * dnssec = no, -T traces dns.c on stderr.  Exit 0 when every lookup
  * answered once (whatever the answer), 1 when one never answered, answered
@@ -40,6 +44,8 @@ static void dnsq_on_mx(void *, enum dns_status, int, const struct dns_mx *,
     int);
 static void dnsq_on_addr(void *, enum dns_status, int,
     const struct dns_addr *, int);
+static void dnsq_on_tlsa(void *, enum dns_status, int,
+    const struct dns_tlsa_rdata *, int);
 static void dnsq_on_timeout(struct loop_timer *);
 static void dnsq_wait(void);
 static void dnsq_print(struct dnsq *, const char *);
@@ -55,7 +61,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: dnsq [-s server]... [-n] [-p] [-T] "
-	    "mx|addr|cancel-mx|cancel-addr name ...\n");
+	    "mx|addr|cancel-mx|cancel-addr name | tlsa|cancel-tlsa host "
+	    "port ...\n");
 	exit(64);
 }
 
@@ -147,6 +154,42 @@ dnsq_on_addr(void *arg, enum dns_status st, int secure,
 }
 
 static void
+dnsq_on_tlsa(void *arg, enum dns_status st, int secure,
+    const struct dns_tlsa_rdata *r, int n)
+{
+	struct dnsq *q = arg;
+	char line[DNSQ_LINE_MAX];
+	size_t off = 0, j;
+	int i;
+
+	if (q->cancelled || q->answered++) {
+		printf("BUG %s: callback after cancel or twice\n", q->name);
+		dnsq_bad = 1;
+	}
+	dnsq_status(line, sizeof(line), &off, st, secure);
+	for (i = 0; i < n && off < sizeof(line); i++) {
+		if (r[i].len > DNS_TLSA_RDATA_MAX) {
+			dnsq_bad = 1;
+			break;
+		}
+		if (r[i].len < 3) {
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+			    " bad:");
+			j = 0;
+		} else {
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+			    " %u %u %u ", r[i].rdata[0], r[i].rdata[1],
+			    r[i].rdata[2]);
+			j = 3;
+		}
+		for (; j < r[i].len && off < sizeof(line); j++)
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+			    "%02x", r[i].rdata[j]);
+	}
+	dnsq_print(q, line);
+}
+
+static void
 dnsq_wait(void)
 {
 	loop_timer_set(&dnsq_timer, DNSQ_TIMEOUT_MS);
@@ -170,8 +213,10 @@ main(int argc, char **argv)
 	struct config conf;
 	struct dnsq *qs;
 	struct dns_req *req;
-	const char *cmd;
-	int c, i, nq;
+	const char *cmd, *base;
+	char *end;
+	unsigned long port;
+	int c, i, a, nq;
 
 	config_defaults(&conf);
 	conf.dns_n = 0;
@@ -198,10 +243,10 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0 || argc % 2 != 0)
+	if (argc == 0)
 		usage();
-	nq = argc / 2;
-	if ((qs = calloc((size_t)nq, sizeof(*qs))) == NULL)
+	/* At most argc / 2 lookups; the usage is checked as they start. */
+	if ((qs = calloc((size_t)argc / 2 + 1, sizeof(*qs))) == NULL)
 		return 1;
 	log_open(1);
 	if (sodium_init() < 0 || loop_init() == -1 || dns_init(&conf) == -1) {
@@ -209,22 +254,33 @@ main(int argc, char **argv)
 		free(qs);
 		return 1;
 	}
-	for (i = 0; i < nq; i++) {
-		cmd = argv[2 * i];
-		qs[i].name = argv[2 * i + 1];
-		if (strcmp(cmd, "mx") == 0 || strcmp(cmd, "cancel-mx") == 0)
+	for (i = 0, a = 0; a < argc; i++) {
+		if (argc - a < 2)
+			usage();
+		cmd = argv[a++];
+		qs[i].name = argv[a++];
+		base = strncmp(cmd, "cancel-", 7) == 0 ? cmd + 7 : cmd;
+		if (strcmp(base, "mx") == 0)
 			req = dns_query_mx(qs[i].name, dnsq_on_mx, &qs[i]);
-		else if (strcmp(cmd, "addr") == 0 ||
-		    strcmp(cmd, "cancel-addr") == 0)
+		else if (strcmp(base, "addr") == 0)
 			req = dns_query_addr(qs[i].name, dnsq_on_addr, &qs[i]);
-		else
+		else if (strcmp(base, "tlsa") == 0) {
+			if (a >= argc)
+				usage();
+			port = strtoul(argv[a], &end, 10);
+			if (*argv[a] == '\0' || *end != '\0' || port > 65535)
+				usage();
+			a++;
+			req = dns_query_tlsa(qs[i].name, (unsigned)port,
+			    dnsq_on_tlsa, &qs[i]);
+		} else
 			usage();
 		if (req == NULL) {
 			printf("ERROR %s: lookup not started\n", qs[i].name);
 			dnsq_bad = 1;
 			continue;
 		}
-		if (strncmp(cmd, "cancel-", 7) == 0) {
+		if (base != cmd) {
 			qs[i].cancelled = 1;
 			dns_cancel(req);
 			printf("CANCELLED %s\n", qs[i].name);
@@ -235,6 +291,7 @@ main(int argc, char **argv)
 		if (!dnsq_parallel)
 			dnsq_wait();
 	}
+	nq = i;
 	if (dnsq_parallel && dnsq_waiting > 0)
 		dnsq_wait();
 	for (i = 0; i < nq; i++)

@@ -1,41 +1,40 @@
 /*
- * fuzz_dns.c - libFuzzer target for dns_parse_mx().  Input: one byte
- * choosing max (0..DNS_MAX_MX; the output array is allocated exactly that
- * size so ASan sees any overrun), then the DNS message, copied to a
- * buffer of its exact length.  Beyond "no crash" it checks the contract:
- * -1 means TEMPFAIL with nothing returned; OK means 1..max hosts, sorted
- * by preference, each a terminated non-empty host name; any other status
- * returns no hosts.
+ * fuzz_dns.c - libFuzzer target for dns_parse_mx() and dns_parse_tlsa().
+ * Input: one byte choosing the parser and max (below 0x80: MX, max =
+ * byte % (DNS_MAX_MX + 1); from 0x80: TLSA, max = (byte & 0x7f) %
+ * (DNS_MAX_TLSA + 1); the output array is allocated exactly that size so
+ * ASan sees any overrun), then the DNS message, copied to a buffer of its
+ * exact length.  Beyond "no crash" it checks the contracts: -1 means
+ * TEMPFAIL with nothing returned (and, for TLSA, not secure); OK means
+ * 1..max entries; any other status returns none.  MX hosts come sorted
+ * by preference, each a terminated non-empty host name; TLSA RDATA fits
+ * its buffer and is bytes of the message; a TEMPFAIL is never secure.
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+#include <string.h>		/* memmem: -D_GNU_SOURCE */
 
 #include "dns.h"
 
 #define FUZZ_HDR	1
+#define FUZZ_TLSA	0x80u	/* the selector byte's top bit */
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_mx(const unsigned char *, size_t, int);
+static void fuzz_tlsa(const unsigned char *, size_t, int);
+
+static void
+fuzz_mx(const unsigned char *msg, size_t len, int max)
 {
 	struct dns_mx *mx;
-	unsigned char *msg;
 	enum dns_status st = (enum dns_status)-1;
-	int max, n = -1, ret, i;
+	int n = -1, ret, i;
 	size_t l;
 
-	if (size < FUZZ_HDR)
-		return 0;
-	max = data[0] % (DNS_MAX_MX + 1);
-	mx = malloc(max ? (size_t)max * sizeof(*mx) : 1);
-	msg = malloc(size - FUZZ_HDR ? size - FUZZ_HDR : 1);
-	if (mx == NULL || msg == NULL)
+	if ((mx = malloc(max ? (size_t)max * sizeof(*mx) : 1)) == NULL)
 		abort();
-	memcpy(msg, data + FUZZ_HDR, size - FUZZ_HDR);
-	ret = dns_parse_mx(msg, size - FUZZ_HDR, max ? mx : NULL, max, &n,
-	    &st);
+	ret = dns_parse_mx(msg, len, max ? mx : NULL, max, &n, &st);
 	if (ret != 0 && ret != -1)
 		abort();
 	if (ret == -1 && (st != DNS_TEMPFAIL || n != 0))
@@ -52,7 +51,59 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	} else if (n != 0 || st > DNS_TEMPFAIL)
 		abort();
-	free(msg);
 	free(mx);
+}
+
+static void
+fuzz_tlsa(const unsigned char *msg, size_t len, int max)
+{
+	struct dns_tlsa_rdata *r;
+	enum dns_status st = (enum dns_status)-1;
+	int n = -1, secure = -1, ret, i;
+
+	if ((r = malloc(max ? (size_t)max * sizeof(*r) : 1)) == NULL)
+		abort();
+	ret = dns_parse_tlsa(msg, len, max ? r : NULL, max, &n, &secure, &st);
+	if (ret != 0 && ret != -1)
+		abort();
+	if (secure != 0 && secure != 1)
+		abort();
+	if (ret == -1 && (st != DNS_TEMPFAIL || n != 0 || secure != 0))
+		abort();
+	if (st == DNS_TEMPFAIL && secure != 0)
+		abort();
+	if (st == DNS_OK) {
+		if (n < 0 || n > max || (n == 0 && max > 0))
+			abort();
+		for (i = 0; i < n; i++) {
+			if (r[i].len > DNS_TLSA_RDATA_MAX)
+				abort();
+			if (r[i].len > 0 && memmem(msg, len, r[i].rdata,
+			    r[i].len) == NULL)
+				abort();
+		}
+	} else if (n != 0 || st == DNS_NULLMX || st > DNS_TEMPFAIL)
+		abort();
+	free(r);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	unsigned char *msg;
+	size_t len;
+
+	if (size < FUZZ_HDR)
+		return 0;
+	len = size - FUZZ_HDR;
+	if ((msg = malloc(len ? len : 1)) == NULL)
+		abort();
+	memcpy(msg, data + FUZZ_HDR, len);
+	if (data[0] & FUZZ_TLSA)
+		fuzz_tlsa(msg, len, (data[0] & ~FUZZ_TLSA) %
+		    (DNS_MAX_TLSA + 1));
+	else
+		fuzz_mx(msg, len, data[0] % (DNS_MAX_MX + 1));
+	free(msg);
 	return 0;
 }

@@ -5,7 +5,11 @@ test driver test/dnsq.c (binary from $FERRY_DNSQ, else build/native/dnsq,
 or build/native/san/dnsq when FERRY_BIN is the sanitizer build).  Covers
 MX order and shuffling, A fallback (no MX), null MX, NXDOMAIN, SERVFAIL,
 REFUSED, a CNAME'd MX target, IPv6 before IPv4, cancel, many lookups at
-once, server failover and c-ares's retry timer against a silent server.
+once, server failover and c-ares's retry timer against a silent server;
+TLSA lookups (_PORT._tcp.HOST, CNAMEs, NODATA, NXDOMAIN, SERVFAIL) from
+the same unbound (unsigned: secure=0 there), and, against a scripted
+server, that every query asks for DNSSEC status (AD bit, EDNS0 DO) and
+that an answer's AD bit becomes secure=1 (and stays 0 with dnssec = no).
 
 DnsServer is usable from other tests: `with DnsServer(ZONE) as dns:` then
 `dns_servers = 127.0.0.1:%d` % dns.port in the daemon's config.
@@ -13,6 +17,7 @@ DnsServer is usable from other tests: `with DnsServer(ZONE) as dns:` then
 
 import os
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -62,6 +67,31 @@ local-data: "real.cn.test. AAAA ::1"
 # a name that exists with other data only
 local-data: "txt.test. TXT \\"no mail here\\""
 '''
+
+# TLSA records (RFC 6698), in the zone syntax unbound takes.
+TLSA_311 = '8cb0fc6c527506a053f4f14c8464bebbd6dede2738d11468dd953d7d6a3021f1'
+TLSA_201 = 'a9b0d0b1b2a4ab1e5f2e4b1c3d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90'
+TLSA_302 = ('00112233445566778899aabbccddeeff' * 4)
+TLSA_ZONE = '''
+local-data: "_25._tcp.mx.d.test. TLSA 3 1 1 %(t311)s"
+local-data: "_25._tcp.mx.d.test. TLSA 2 0 1 %(t201)s"
+local-data: "_25._tcp.mx.d.test. TLSA 3 0 2 %(t302)s"
+local-data: "mx.d.test. A 127.0.0.7"
+local-data: "_587._tcp.mx.d.test. TLSA 3 1 1 %(t201)s"
+# RFC 7672 §2.2.2: a TLSA name that is a CNAME
+local-data: "_25._tcp.mx.e.test. CNAME _25._tcp.tlsa.d.test."
+local-data: "_25._tcp.tlsa.d.test. TLSA 3 1 1 %(t311)s"
+# more than fits in 1232 octets of UDP: TC, then TCP; one record too
+# long for DNS_TLSA_RDATA_MAX (1100) comes back as a "bad" one
+local-data: "_25._tcp.big.d.test. TLSA 3 0 0 %(big1)s"
+local-data: "_25._tcp.big.d.test. TLSA 3 0 0 %(big2)s"
+local-data: "_25._tcp.big.d.test. TLSA 3 0 0 %(big3)s"
+local-data: "_25._tcp.big.d.test. TLSA 3 0 0 %(huge)s"
+# the name exists (an A), no TLSA under it
+local-data: "_25._tcp.notlsa.d.test. A 127.0.0.8"
+''' % {'t311': TLSA_311, 't201': TLSA_201, 't302': TLSA_302,
+       'big1': '01' * 600, 'big2': '02' * 600, 'big3': '03' * 600,
+       'huge': '04' * 1200}
 
 # Many addresses of each family: dns.c keeps DNS_MAX_ADDR (16), half each.
 MANY = ''.join('local-data: "many.test. A 127.0.1.%d"\n' % i
@@ -317,5 +347,165 @@ def test_dns_silent_server_timer():
         # 2 + 4 + 8 s
         check(12 < took < 20 * SLOW, 'silent only took %.1fs' % took)
         check(s.count == 3, 'silent server saw %d tries' % s.count)
+    finally:
+        s.close()
+
+
+def tlsa_records(line):
+    """'OK secure=0 3 1 1 ab.. bad: 2 0 1 cd..' -> ('OK secure=0', sorted
+    list of 'U S M hex' and 'bad:hex'): unbound may rotate an RRset."""
+    w = line.split()
+    recs, i = [], 2
+    while i < len(w):
+        n = 1 if w[i].startswith('bad:') else 4
+        recs.append(' '.join(w[i:i + n]))
+        i += n
+    return ' '.join(w[:2]), sorted(recs)
+
+
+def test_dns_tlsa():
+    with DnsServer(ZONE + TLSA_ZONE) as dns:
+        head, recs = tlsa_records(one(dns, 'tlsa', 'mx.d.test', '25'))
+        check(head == 'OK secure=0', 'tlsa mx.d.test 25: %r' % head)
+        check(recs == sorted(['3 1 1 ' + TLSA_311, '2 0 1 ' + TLSA_201,
+                              '3 0 2 ' + TLSA_302]),
+              'tlsa mx.d.test 25: %r' % recs)
+        # the port is part of the name; a trailing dot is the same host
+        expect(dns, ['tlsa', 'mx.d.test.', '587'],
+               'OK secure=0 3 1 1 ' + TLSA_201)
+        # a CNAME'd TLSA name is followed by the resolver
+        expect(dns, ['tlsa', 'mx.e.test', '25'],
+               'OK secure=0 3 1 1 ' + TLSA_311)
+        head, recs = tlsa_records(one(dns, 'tlsa', 'big.d.test', '25'))
+        check(head == 'OK secure=0', 'tlsa big.d.test 25: %r' % head)
+        check(recs == sorted(['3 0 0 ' + '%02x' % i * 600 for i in (1, 2, 3)]
+                             + ['bad:']), 'tlsa big.d.test 25: %r'
+              % [r[:20] for r in recs])
+        expect(dns, ['tlsa', 'notlsa.d.test', '25'], 'NODATA secure=0')
+        expect(dns, ['tlsa', 'mx.d.test', '465'], 'NXDOMAIN secure=0')
+        expect(dns, ['tlsa', 'x.servfail.test', '25'], 'TEMPFAIL secure=0')
+        expect(dns, ['tlsa', 'refused.test', '25'], 'TEMPFAIL secure=0')
+        # too long once _25._tcp. is put in front: no query, NXDOMAIN
+        long_host = '.'.join(['a' * 60] * 4) + '.test'
+        expect(dns, ['tlsa', long_host, '25'], 'NXDOMAIN secure=0')
+        # cancelled lookups never call back; the others in parallel
+        lines = dnsq(['-p', 'cancel-tlsa', 'mx.d.test', '25',
+                      'tlsa', 'mx.d.test', '587', 'mx', 'a.test'],
+                     [dns.server])
+        check(sorted(lines) == sorted([
+            'CANCELLED mx.d.test',
+            'mx.d.test: OK secure=0 3 1 1 ' + TLSA_201,
+            'a.test: OK secure=0 10 mx1.a.test 20 mx2.a.test 30 mx3.a.test']),
+            'tlsa in parallel: %r' % lines)
+
+
+# --- a scripted server: what the queries ask, what AD turns into -------
+
+DNS_AD = 0x20
+DNS_DO = 0x8000
+T_A, T_MX, T_AAAA, T_OPT, T_TLSA = 1, 15, 28, 41, 52
+
+
+class AdServer:
+    """UDP DNS server answering every query with the AD bit set (a
+    validating resolver's "secure"), recording for each query its type,
+    AD bit, and its OPT record's DO bit and payload size (None: no OPT).
+    Answers: MX 10 mx.ad.test, A 127.0.0.9, AAAA NODATA, TLSA 3 1 1."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def skip_name(pkt, off):
+        while pkt[off] != 0:
+            check(pkt[off] < 64, 'query with a compressed name')
+            off += 1 + pkt[off]
+        return off + 1
+
+    def answer(self, pkt):
+        qend = self.skip_name(pkt, 12)
+        qtype = struct.unpack('!H', pkt[qend:qend + 2])[0]
+        qend += 4
+        arcount = struct.unpack('!H', pkt[10:12])[0]
+        do = size = None
+        off = qend
+        for _ in range(arcount):
+            off = self.skip_name(pkt, off)
+            rtype, rclass, ttl, rdlen = struct.unpack(
+                '!HHIH', pkt[off:off + 10])
+            if rtype == T_OPT:
+                do, size = bool(ttl & DNS_DO), rclass
+            off += 10 + rdlen
+        self.queries.append({'type': qtype, 'ad': bool(pkt[3] & DNS_AD),
+                             'do': do, 'size': size, 'len': len(pkt),
+                             'end': off})
+        if qtype == T_MX:
+            rrs = [(T_MX, struct.pack('!H', 10) + b'\x02mx\x02ad\x04test\x00')]
+        elif qtype == T_A:
+            rrs = [(T_A, bytes([127, 0, 0, 9]))]
+        elif qtype == T_TLSA:
+            rrs = [(T_TLSA, bytes([3, 1, 1]) + bytes.fromhex(TLSA_311))]
+        else:
+            rrs = []
+        head = pkt[0:2] + bytes([0x80 | (pkt[2] & 0x01), 0x80 | DNS_AD]) \
+            + struct.pack('!HHHH', 1, len(rrs), 0, 0)
+        body = pkt[12:qend]
+        for t, rd in rrs:
+            body += struct.pack('!HHHIH', 0xc00c, t, 1, 60, len(rd)) + rd
+        return head + body
+
+    def run(self):
+        while not self.stop:
+            try:
+                pkt, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            try:
+                self.sock.sendto(self.answer(pkt), peer)
+            except (IndexError, struct.error, TestFailure) as e:
+                self.queries.append({'error': repr(e)})
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.sock.close()
+
+
+def test_dns_queries_ask_dnssec():
+    s = AdServer()
+    try:
+        server = ['127.0.0.1:%d' % s.port]
+        lines = dnsq(['mx', 'ad.test', 'addr', 'mx.ad.test',
+                      'tlsa', 'mx.ad.test', '25'], server)
+        check(lines == ['OK secure=1 10 mx.ad.test',
+                        'OK secure=1 127.0.0.9',
+                        'OK secure=1 3 1 1 ' + TLSA_311],
+              'AD answers: %r' % lines)
+        qs = s.queries
+        check(sorted(q.get('type') for q in qs) ==
+              sorted([T_MX, T_AAAA, T_A, T_TLSA]), 'queries: %r' % qs)
+        for q in qs:
+            check(q['ad'], 'query without the AD bit: %r' % q)
+            check(q['do'] is True, 'query without EDNS0 DO: %r' % q)
+            check(q['size'] is not None and q['size'] >= 1232,
+                  'EDNS0 payload size: %r' % q)
+            check(q['end'] == q['len'], 'bytes after the OPT: %r' % q)
+
+        # dnssec = no: the AD bit is not trusted, but still asked for
+        s.queries = []
+        lines = dnsq(['-n', 'mx', 'ad.test', 'tlsa', 'mx.ad.test', '25'],
+                     server)
+        check(lines == ['OK secure=0 10 mx.ad.test',
+                        'OK secure=0 3 1 1 ' + TLSA_311],
+              'dnssec = no: %r' % lines)
+        check(len(s.queries) == 2 and all(q.get('do') for q in s.queries),
+              'dnssec = no queries: %r' % s.queries)
     finally:
         s.close()

@@ -1,7 +1,9 @@
 /*
- * dns_test.c - dns_parse_mx() on answers built byte by byte here: order,
- * shuffling of equal preferences, null MX, rcodes, compression pointers,
- * truncated and malformed messages, the DNS_MAX_MX cut.
+ * dns_test.c - dns_parse_mx() and dns_parse_tlsa() on answers built byte
+ * by byte here: order, shuffling of equal preferences, null MX, rcodes,
+ * compression pointers, truncated and malformed messages, the
+ * DNS_MAX_MX cut; for TLSA also the AD bit, CNAMEs and RRSIGs stepped
+ * over, RDATA of odd sizes and the cut at max.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +15,14 @@
 #define PKT_MAX		4096
 #define SHUFFLE_RUNS	200
 #define QNAME_OFF	12	/* the question's name, for 0xc00c pointers */
+#define T_MX		15
+#define T_CNAME		5
+#define T_RRSIG		46
+#define T_TLSA		52
+#define FLAG_AD		0x20
+#define SHA256_LEN	32
+#define SHA512_LEN	64
+#define TLSA_MANY	40	/* more than DNS_MAX_TLSA */
 
 struct pkt {
 	unsigned char b[PKT_MAX];
@@ -56,22 +66,80 @@ put_name(struct pkt *p, const char *name, int ptr)
 		put8(p, 0);
 }
 
-/* Header + question "qname IN MX"; rcode and flags as given. */
+/* Header + question "qname IN qtype"; rcode and extra flags (AD) as
+ * given. */
 static void
-begin(struct pkt *p, const char *qname, unsigned rcode, unsigned ancount)
+begin_q(struct pkt *p, const char *qname, unsigned qtype, unsigned flags2,
+    unsigned rcode, unsigned ancount)
 {
 	memset(p, 0, sizeof(*p));
 	put16(p, 0x1234);		/* id */
 	put8(p, 0x81);			/* QR, RD */
-	put8(p, 0x80 | rcode);		/* RA */
+	put8(p, 0x80 | flags2 | rcode);	/* RA */
 	put16(p, 1);			/* qdcount */
 	p->ancount_off = p->len;
 	put16(p, ancount);
 	put16(p, 0);
 	put16(p, 0);
 	put_name(p, qname, -1);
-	put16(p, 15);			/* MX */
+	put16(p, qtype);
 	put16(p, 1);			/* IN */
+}
+
+static void
+begin(struct pkt *p, const char *qname, unsigned rcode, unsigned ancount)
+{
+	begin_q(p, qname, T_MX, 0, rcode, ancount);
+}
+
+/* An RR owned by the name at "owner" (a pointer), rdata as given. */
+static void
+add_rr(struct pkt *p, unsigned owner, unsigned type, unsigned class,
+    const unsigned char *rdata, size_t rdlen)
+{
+	size_t i;
+
+	put16(p, 0xc000u | owner);
+	put16(p, type);
+	put16(p, class);
+	put16(p, 0);
+	put16(p, 300);			/* ttl */
+	put16(p, (unsigned)rdlen);
+	for (i = 0; i < rdlen; i++)
+		put8(p, rdata[i]);
+}
+
+/* A TLSA IN record: usage, selector, type, then dlen octets of data
+ * made from "seed" so that each record's data differs. */
+static void
+add_tlsa(struct pkt *p, unsigned owner, unsigned u, unsigned sel,
+    unsigned mt, size_t dlen, unsigned seed)
+{
+	unsigned char rd[DNS_TLSA_RDATA_MAX + 200];
+	size_t i;
+
+	rd[0] = (unsigned char)u;
+	rd[1] = (unsigned char)sel;
+	rd[2] = (unsigned char)mt;
+	for (i = 0; i < dlen && i + 3 < sizeof(rd); i++)
+		rd[3 + i] = (unsigned char)(seed + i * 7);
+	add_rr(p, owner, T_TLSA, 1, rd, dlen + 3);
+}
+
+/* The record at out[i] is what add_tlsa() made from these arguments. */
+static int
+tlsa_is(const struct dns_tlsa_rdata *r, unsigned u, unsigned sel,
+    unsigned mt, size_t dlen, unsigned seed)
+{
+	size_t i;
+
+	if (r->len != dlen + 3 || r->rdata[0] != u || r->rdata[1] != sel ||
+	    r->rdata[2] != mt)
+		return 0;
+	for (i = 0; i < dlen; i++)
+		if (r->rdata[3 + i] != (unsigned char)(seed + i * 7))
+			return 0;
+	return 1;
 }
 
 /* An MX RR owned by the question's name (pointer), target as labels
@@ -438,6 +506,405 @@ t_other_records(void)
 	return 0;
 }
 
+/* --- TLSA -------------------------------------------------------------- */
+
+static struct dns_tlsa_rdata tl[TLSA_MANY + 1];
+
+static int
+parse_tlsa(const struct pkt *p, int max, int *n, int *secure,
+    enum dns_status *st)
+{
+	*n = -1;
+	*secure = -1;
+	return dns_parse_tlsa(p->b, p->len, tl, max, n, secure, st);
+}
+
+static int
+t_tlsa_one(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK);
+	CHECK(n == 1);
+	CHECK(secure == 0);
+	CHECK(tlsa_is(&tl[0], 3, 1, 1, SHA256_LEN, 1));
+	return 0;
+}
+
+/* Several records, AD set: all of them in order, secure. */
+static int
+t_tlsa_several_ad(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, FLAG_AD, 0, 4);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 10);
+	add_tlsa(&p, QNAME_OFF, 2, 0, 1, SHA256_LEN, 20);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 2, SHA512_LEN, 30);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, 300, 40);	/* a whole "cert" */
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 4);
+	CHECK(secure == 1);
+	CHECK(tlsa_is(&tl[0], 3, 1, 1, SHA256_LEN, 10));
+	CHECK(tlsa_is(&tl[1], 2, 0, 1, SHA256_LEN, 20));
+	CHECK(tlsa_is(&tl[2], 3, 0, 2, SHA512_LEN, 30));
+	CHECK(tlsa_is(&tl[3], 3, 0, 0, 300, 40));
+
+	/* the same without AD: same records, not secure */
+	p.b[3] &= (unsigned char)~FLAG_AD;
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 4 && secure == 0);
+	return 0;
+}
+
+/*
+ * What a validating resolver sends for a CNAME'd TLSA name with DO set:
+ * CNAME, its RRSIG, the TLSA owned by the CNAME's target (a pointer into
+ * the CNAME's RDATA), its RRSIG.  Only the TLSA comes back.
+ */
+static int
+t_tlsa_cname(void)
+{
+	static const unsigned char sig[] = { 0, 52, 13, 4, 0, 0, 1, 44 };
+	struct pkt p;
+	enum dns_status st;
+	size_t target;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, FLAG_AD, 0, 4);
+	put16(&p, 0xc000u | QNAME_OFF);
+	put16(&p, T_CNAME);
+	put16(&p, 1);
+	put16(&p, 0);
+	put16(&p, 60);
+	put16(&p, 1 + 4 + 2);		/* \4real + pointer to "a.test" */
+	target = p.len;
+	/* "_25._tcp.mx.a.test": a.test starts at 12 + 4 + 5 + 3 */
+	put_name(&p, "real", QNAME_OFF + 4 + 5 + 3);
+	add_rr(&p, QNAME_OFF, T_RRSIG, 1, sig, sizeof(sig));
+	add_tlsa(&p, (unsigned)target, 3, 1, 1, SHA256_LEN, 5);
+	add_rr(&p, (unsigned)target, T_RRSIG, 1, sig, sizeof(sig));
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 1 && secure == 1);
+	CHECK(tlsa_is(&tl[0], 3, 1, 1, SHA256_LEN, 5));
+
+	/* The CNAME alone (the target has no TLSA): NODATA, still secure
+	 * (a proven denial, RFC 7672 §2.2). */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, FLAG_AD, 0, 2);
+	put16(&p, 0xc000u | QNAME_OFF);
+	put16(&p, T_CNAME);
+	put16(&p, 1);
+	put16(&p, 0);
+	put16(&p, 60);
+	put16(&p, 7);
+	put_name(&p, "real", QNAME_OFF + 4 + 5 + 3);
+	add_rr(&p, QNAME_OFF, T_RRSIG, 1, sig, sizeof(sig));
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_NODATA && n == 0 && secure == 1);
+	return 0;
+}
+
+static int
+t_tlsa_rcodes(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	int n, secure;
+
+	/* NXDOMAIN, proven (AD) and not */
+	begin_q(&p, "_25._tcp.nx.test", T_TLSA, FLAG_AD, 3, 0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_NXDOMAIN && n == 0 && secure == 1);
+	begin_q(&p, "_25._tcp.nx.test", T_TLSA, 0, 3, 0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_NXDOMAIN && n == 0 && secure == 0);
+
+	/* NODATA */
+	begin_q(&p, "_25._tcp.nodata.test", T_TLSA, FLAG_AD, 0, 0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_NODATA && n == 0 && secure == 1);
+
+	/* SERVFAIL (what a bogus answer looks like): never secure, even
+	 * with a stray AD bit */
+	begin_q(&p, "_25._tcp.bogus.test", T_TLSA, FLAG_AD, 2, 0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_TEMPFAIL && n == 0 && secure == 0);
+
+	/* REFUSED, and SERVFAIL with records in it: still TEMPFAIL */
+	begin_q(&p, "_25._tcp.rf.test", T_TLSA, 0, 5, 0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_TEMPFAIL && n == 0);
+	begin_q(&p, "_25._tcp.sf.test", T_TLSA, 0, 2, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_TEMPFAIL && n == 0);
+	return 0;
+}
+
+/* Every cut of a good answer is malformed: TEMPFAIL, nothing, not
+ * secure (the AD bit of a broken message means nothing). */
+static int
+t_tlsa_truncated(void)
+{
+	struct pkt p, q;
+	enum dns_status st;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, FLAG_AD, 0, 2);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	add_tlsa(&p, QNAME_OFF, 2, 1, 2, SHA512_LEN, 2);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(n == 2 && secure == 1);
+	for (q = p; q.len > 0; q.len--) {
+		if (q.len == p.len)
+			continue;
+		CHECK(parse_tlsa(&q, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+		CHECK(st == DNS_TEMPFAIL && n == 0 && secure == 0);
+	}
+	CHECK(parse_tlsa(&q, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* RDATA running past the end by one octet */
+	q = p;
+	q.b[q.len - SHA512_LEN - 3 - 1] += 1;	/* the last rdlength */
+	CHECK(parse_tlsa(&q, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	CHECK(st == DNS_TEMPFAIL && n == 0 && secure == 0);
+
+	/* one record more announced than sent */
+	q = p;
+	set_ancount(&q, 3);
+	CHECK(parse_tlsa(&q, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	CHECK(dns_parse_tlsa(NULL, 0, tl, DNS_MAX_TLSA, &n, &secure,
+	    &st) == -1);
+	CHECK(st == DNS_TEMPFAIL && n == 0 && secure == 0);
+	return 0;
+}
+
+/* Owner names with pointers: good ones, and ones that would loop, point
+ * ahead, into the header or past the end; labels of the unused types;
+ * a name over 255 octets. */
+static int
+t_tlsa_compression(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	size_t at;
+	int n, secure, i;
+
+	/* owner "x" + pointer into the question's name ("_tcp...") */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	put_name(&p, "x", QNAME_OFF + 4);
+	put16(&p, T_TLSA);
+	put16(&p, 1);
+	put16(&p, 0);
+	put16(&p, 60);
+	put16(&p, 3 + 1);
+	put8(&p, 3);
+	put8(&p, 1);
+	put8(&p, 1);
+	put8(&p, 0xab);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 1 && tl[0].len == 4);
+	CHECK(tl[0].rdata[3] == 0xab);
+
+	/* a pointer to itself */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	at = p.len;
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	p.b[at] = (unsigned char)(0xc0 | at >> 8);
+	p.b[at + 1] = (unsigned char)(at & 0xff);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	CHECK(st == DNS_TEMPFAIL);
+
+	/* a pointer ahead, to the record's own RDATA */
+	p.b[at + 1] = (unsigned char)((at + 12) & 0xff);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* two names pointing at each other: the second points back to the
+	 * first, the first ahead to the second */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 2);
+	at = p.len;
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	add_tlsa(&p, (unsigned)at, 3, 1, 1, SHA256_LEN, 2);
+	p.b[at] = (unsigned char)(0xc0 | (p.len - (3 + SHA256_LEN) - 12) >>
+	    8);
+	p.b[at + 1] = (unsigned char)((p.len - (3 + SHA256_LEN) - 12) &
+	    0xff);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* into the header; past the end; the pointer's second octet cut */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	add_tlsa(&p, 4, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	add_tlsa(&p, 0x3fff, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	put8(&p, 0xc0);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* label types 01 and 10 (RFC 6891 §5 retired them) */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	at = p.len;
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	p.b[at] = 0x41;
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	p.b[at] = 0x81;
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* an owner of 5 x 63-octet labels + the question's 20: over 255 */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	for (i = 0; i < 5; i++) {
+		put8(&p, 63);
+		for (at = 0; at < 63; at++)
+			put8(&p, 'a');
+	}
+	put16(&p, 0xc000u | QNAME_OFF);
+	put16(&p, T_TLSA);
+	put16(&p, 1);
+	put16(&p, 0);
+	put16(&p, 60);
+	put16(&p, 3);
+	put8(&p, 3);
+	put8(&p, 1);
+	put8(&p, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	/* ... and 3 of them (209 octets) are fine */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	for (i = 0; i < 3; i++) {
+		put8(&p, 63);
+		for (at = 0; at < 63; at++)
+			put8(&p, 'a');
+	}
+	put16(&p, 0xc000u | QNAME_OFF);
+	put16(&p, T_TLSA);
+	put16(&p, 1);
+	put16(&p, 0);
+	put16(&p, 60);
+	put16(&p, 3);
+	put8(&p, 3);
+	put8(&p, 1);
+	put8(&p, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 1 && tl[0].len == 3);
+	return 0;
+}
+
+/* More records than max: the first max, in order, nothing written past
+ * them; max 0 still says OK. */
+static int
+t_tlsa_too_many(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	int n, secure, i;
+
+	begin_q(&p, "_25._tcp.many.test", T_TLSA, FLAG_AD, 0, TLSA_MANY);
+	for (i = 0; i < TLSA_MANY; i++)
+		add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, (unsigned)i);
+	CHECK(p.len < PKT_MAX);
+	memset(tl, 0xa5, sizeof(tl));
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == DNS_MAX_TLSA && secure == 1);
+	for (i = 0; i < n; i++)
+		CHECK(tlsa_is(&tl[i], 3, 1, 1, SHA256_LEN, (unsigned)i));
+	CHECK(tl[DNS_MAX_TLSA].rdata[0] == 0xa5);
+	CHECK(tl[DNS_MAX_TLSA].len != SHA256_LEN + 3);
+
+	memset(tl, 0xa5, sizeof(tl));
+	CHECK(parse_tlsa(&p, 2, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 2);
+	CHECK(tlsa_is(&tl[1], 3, 1, 1, SHA256_LEN, 1));
+	CHECK(tl[2].rdata[0] == 0xa5);
+
+	CHECK(dns_parse_tlsa(p.b, p.len, NULL, 0, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 0);
+	return 0;
+}
+
+/* RDATA too short for its fixed fields comes back as sent (dane.c
+ * refuses it); RDATA too long to keep comes back with len 0, so the
+ * RRset does not look empty. */
+static int
+t_tlsa_odd_sizes(void)
+{
+	static const unsigned char two[] = { 3, 1 };
+	struct pkt p;
+	enum dns_status st;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.odd.test", T_TLSA, 0, 0, 5);
+	add_rr(&p, QNAME_OFF, T_TLSA, 1, two, sizeof(two));
+	add_rr(&p, QNAME_OFF, T_TLSA, 1, two, 0);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX - 3, 9);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX - 2, 9);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 7);
+	CHECK(p.len < PKT_MAX);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 5);
+	CHECK(tl[0].len == 2 && tl[0].rdata[0] == 3 && tl[0].rdata[1] == 1);
+	CHECK(tl[1].len == 0);
+	CHECK(tlsa_is(&tl[2], 3, 0, 0, DNS_TLSA_RDATA_MAX - 3, 9));
+	CHECK(tl[3].len == 0);
+	CHECK(tlsa_is(&tl[4], 3, 1, 1, SHA256_LEN, 7));
+
+	/* a single oversized record still makes an RRset of one */
+	begin_q(&p, "_25._tcp.odd.test", T_TLSA, 0, 0, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX + 100, 9);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 1 && tl[0].len == 0);
+	return 0;
+}
+
+/* Not a TLSA answer: other question types, question counts, QR clear;
+ * TLSA of another class and other types in the answer do not count. */
+static int
+t_tlsa_not_tlsa(void)
+{
+	static const unsigned char a[] = { 127, 0, 0, 1 };
+	struct pkt p;
+	enum dns_status st;
+	int n, secure;
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_MX, 0, 0, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	p.b[5] = 0;				/* qdcount 0 */
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	p.b[5] = 2;				/* qdcount 2 */
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	p.b[5] = 1;
+	p.b[2] &= 0x7f;				/* a query, not an answer */
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+	CHECK(st == DNS_TEMPFAIL && n == 0 && secure == 0);
+
+	/* question class CH */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 0);
+	p.b[p.len - 1] = 3;
+	set_ancount(&p, 1);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == -1);
+
+	/* a TLSA of class CH and an A: no TLSA IN, NODATA */
+	begin_q(&p, "_25._tcp.mx.a.test", T_TLSA, 0, 0, 2);
+	add_rr(&p, QNAME_OFF, 1, 1, a, sizeof(a));
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 1);
+	p.b[p.len - SHA256_LEN - 3 - 2 - 4 - 1] = 3;	/* its class */
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_NODATA && n == 0);
+	return 0;
+}
+
 static int
 t_status_names(void)
 {
@@ -461,6 +928,15 @@ static const struct t_case cases[] = {
 	{ "malformed messages", t_malformed },
 	{ "more than DNS_MAX_MX", t_too_many },
 	{ "records of other types", t_other_records },
+	{ "TLSA: one record", t_tlsa_one },
+	{ "TLSA: several records, AD set and unset", t_tlsa_several_ad },
+	{ "TLSA: CNAME and RRSIGs stepped over", t_tlsa_cname },
+	{ "TLSA: rcodes and the AD bit", t_tlsa_rcodes },
+	{ "TLSA: truncated messages and RDATA", t_tlsa_truncated },
+	{ "TLSA: compression pointers and bad names", t_tlsa_compression },
+	{ "TLSA: more records than max", t_tlsa_too_many },
+	{ "TLSA: short and oversized RDATA", t_tlsa_odd_sizes },
+	{ "TLSA: not a TLSA answer", t_tlsa_not_tlsa },
 	{ "status names", t_status_names },
 };
 
