@@ -22,6 +22,15 @@
  * the owner is asked for a transaction, so nothing of a message leaves
  * before the policy is satisfied.  The smarthost's password leaves only
  * inside TLS, whatever the level.
+ *
+ * DANE (RFC 7672, Postfix's dane and dane-only) is decided per MX host,
+ * after its address lookup: a DNSSEC-secure MX RRset (for the implicit
+ * MX, the secure address answer) asks for _PORT._tcp.HOST TLSA.  Secure
+ * usable records make the host's level TLS_DANE: TLS mandatory, no
+ * session resumption (a resumed session shows no chain), SNI the MX host,
+ * and the chain matched by dane_match() during the handshake; secure but
+ * only unusable records make it TLS_ENCRYPT.  A failed TLSA lookup defers
+ * the host; no (secure) TLSA makes dane behave as may and dane-only defer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +48,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "dane.h"
 #include "deliver.h"
 #include "dns.h"
 #include "io.h"
@@ -127,7 +137,16 @@ struct deliver {
 	int body_8bit_ok;
 	int send_failed;		/* output over io's cap */
 	int smarthost;			/* the next hop is the smarthost */
-	enum tls_level level;		/* for this next hop */
+	enum tls_level level;		/* for this next hop (with DANE: for
+					   this MX host) */
+	enum tls_level base;		/* as configured */
+	int mx_secure;			/* the MX RRset was DNSSEC-secure */
+	int implicit_mx;		/* no MX: the domain is its own */
+	struct dane_rrset *tlsa;	/* allocated at dane and dane-only */
+	int dane;			/* this host: the chain must match */
+	int dane_seen;			/* the chain hook ran */
+	enum dane_verdict dane_v;
+	size_t dane_which;		/* the record that matched */
 	struct tls_client *tlsc;	/* our reference, or NULL */
 	struct tls_conn *tconn;		/* handed to io (which frees it);
 					   valid while d->io is */
@@ -147,6 +166,10 @@ static void deliver_next_mx(struct deliver *);
 static void deliver_on_addr(void *, enum dns_status, int,
     const struct dns_addr *, int);
 static void deliver_next_addr(struct deliver *);
+static void deliver_dane_host(struct deliver *, int);
+static void deliver_on_tlsa(void *, enum dns_status, int,
+    const struct dns_tlsa_rdata *, int);
+static void deliver_on_chain(void *, const struct tls_der *, size_t);
 static void deliver_on_connect(struct loop_fd *, unsigned);
 static void deliver_on_connect_timeout(struct loop_timer *);
 static void deliver_connected(struct deliver *);
@@ -260,19 +283,17 @@ deliver_set_tls(struct tls_client *c)
 }
 
 /*
- * The TLS level for the next hop.  dane falls back to may and dane-only
- * defers until the DANE issue lands (tls_policy is its too).
+ * The configured TLS level for the next hop.  dane and dane-only are
+ * resolved per MX host once its DNSSEC status is known
+ * (deliver_dane_host()).
  */
 static enum tls_level
 deliver_level(int *smarthost)
 {
-	enum tls_level l;
-
 	*smarthost = deliver_conf->smarthost[0] != '\0';
 	if (*smarthost)
 		return deliver_conf->smarthost_tls;
-	l = deliver_conf->outbound_tls;
-	return l == TLS_DANE ? TLS_MAY : l;
+	return deliver_conf->outbound_tls;
 }
 
 static const char *
@@ -314,14 +335,16 @@ deliver_start(const char *host, int literal, unsigned port,
 	snprintf(d->host, sizeof(d->host), "%s", host);
 	d->state = DS_RESOLVE_MX;
 	d->quit_r = DR_OK;
-	d->level = deliver_level(&d->smarthost);
+	d->base = deliver_level(&d->smarthost);
+	/* dane: may until a host's secure TLSA says more. */
+	d->level = d->base == TLS_DANE ? TLS_MAY : d->base;
 	if (deliver_tls != NULL)
 		d->tlsc = tls_client_ref(deliver_tls);
 	/* Policy that fails whatever the peer says: no connection at all. */
-	if (d->level == TLS_DANE_ONLY) {
+	if (d->base == TLS_DANE_ONLY && (d->smarthost || literal)) {
 		d->early = 1;
-		deliver_why(d, "4.7.5", "outbound_tls dane-only: DANE is not "
-		    "supported yet");
+		deliver_why(d, "4.7.5", "dane-only: DANE needs an MX lookup, "
+		    "not a smarthost or an address literal");
 	} else if (DELIVER_TLS_REQUIRED(d->level) && d->tlsc == NULL) {
 		d->early = 1;
 		deliver_why(d, "4.7.5", "TLS is required, but our TLS engine "
@@ -358,10 +381,15 @@ deliver_start(const char *host, int literal, unsigned port,
 		loop_timer_set(&d->ctimer, 0);
 		return d;
 	}
+	if ((d->base == TLS_DANE || d->base == TLS_DANE_ONLY) &&
+	    !d->smarthost && (d->tlsa = calloc(1, sizeof(*d->tlsa))) == NULL)
+		goto fail;
 	d->dreq = dns_query_mx(host, deliver_on_mx, d);
 	if (d->dreq == NULL) {
+fail:
 		if (d->tlsc != NULL)
 			tls_client_unref(d->tlsc);
+		free(d->tlsa);
 		free(d->mx);
 		free(d);
 		return NULL;
@@ -382,6 +410,7 @@ deliver_abort(struct deliver *d)
 	deliver_io_free(d);
 	if (d->tlsc != NULL)
 		tls_client_unref(d->tlsc);
+	free(d->tlsa);
 	free(d->mx);
 	free(d);
 }
@@ -392,8 +421,8 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 {
 	struct deliver *d = arg;
 
-	(void)secure;
 	d->dreq = NULL;
+	d->mx_secure = secure;
 	switch (st) {
 	case DNS_OK:
 		d->nmx = n < DNS_MAX_MX ? n : DNS_MAX_MX;
@@ -402,6 +431,7 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 	case DNS_NODATA:
 		/* §5.1: no MX, the domain itself is the implicit MX. */
 		d->nmx = 1;
+		d->implicit_mx = 1;
 		d->mx[0].pref = 0;
 		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", d->host);
 		break;
@@ -455,7 +485,6 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 {
 	struct deliver *d = arg;
 
-	(void)secure;
 	d->dreq = NULL;
 	if (st != DNS_OK || n == 0) {
 		deliver_why(d, "4.4.3", "Host or domain name not "
@@ -468,7 +497,120 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 	d->naddr = n < DNS_MAX_ADDR ? n : DNS_MAX_ADDR;
 	memcpy(d->addr, a, (size_t)d->naddr * sizeof(*a));
 	d->iaddr = 0;
+	if (d->tlsa != NULL) {
+		/* RFC 7672 section 2.2.1: the implicit MX's own address
+		 * answer stands in for the MX RRset. */
+		deliver_dane_host(d, d->implicit_mx ? secure : d->mx_secure);
+		return;
+	}
 	deliver_next_addr(d);
+}
+
+/*
+ * dane, dane-only: the level for the MX host whose addresses just came.
+ * Only a secure MX RRset makes its TLSA records count (RFC 7672 section
+ * 2.2); otherwise dane is may and dane-only passes the host over.
+ */
+static void
+deliver_dane_host(struct deliver *d, int secure)
+{
+	const char *host = d->mx[d->imx - 1].host;
+
+	d->dane = 0;
+	d->tlsa->n = 0;
+	d->level = d->base == TLS_DANE ? TLS_MAY : TLS_DANE_ONLY;
+	if (!secure) {
+		if (d->base == TLS_DANE_ONLY) {
+			deliver_why(d, "4.7.5", "dane-only: the MX host %s of "
+			    "%s is not DNSSEC-secure", host, d->host);
+			log_info(LP_SMTP, "%s", d->why);
+			deliver_next_mx(d);
+			return;
+		}
+		deliver_next_addr(d);
+		return;
+	}
+	d->dreq = dns_query_tlsa(host, d->port, deliver_on_tlsa, d);
+	if (d->dreq == NULL) {
+		deliver_why(d, "4.7.5", "cannot look up TLSA records for "
+		    "_%u._tcp.%s", d->port, host);
+		deliver_next_mx(d);
+	}
+}
+
+/*
+ * The TLSA answer for a secure MX host.  A lookup that failed (SERVFAIL,
+ * timeout, bogus) may be an attacker hiding the records: defer the host,
+ * never plaintext and never unauthenticated TLS (RFC 7672 section 2.2).
+ */
+static void
+deliver_on_tlsa(void *arg, enum dns_status st, int secure,
+    const struct dns_tlsa_rdata *rd, int n)
+{
+	struct deliver *d = arg;
+	const char *host = d->mx[d->imx - 1].host;
+	struct dane_rrset *set = d->tlsa;
+	size_t usable;
+	int i;
+
+	d->dreq = NULL;
+	if (st == DNS_TEMPFAIL) {
+		deliver_why(d, "4.7.5", "TLSA lookup error for _%u._tcp.%s: "
+		    "Host not found, try again (SERVFAIL, timeout or bogus "
+		    "DNSSEC); not delivering without DANE", d->port, host);
+		log_info(LP_SMTP, "%s", d->why);
+		deliver_next_mx(d);
+		return;
+	}
+	if (st != DNS_OK || n <= 0 || !secure) {
+		if (d->base == TLS_DANE_ONLY) {
+			deliver_why(d, "4.7.5", "dane-only: no %sTLSA records "
+			    "for _%u._tcp.%s", st == DNS_OK && n > 0 ?
+			    "DNSSEC-secure " : "", d->port, host);
+			log_info(LP_SMTP, "%s", d->why);
+			deliver_next_mx(d);
+			return;
+		}
+		d->level = TLS_MAY;
+		deliver_next_addr(d);
+		return;
+	}
+	/* Malformed records are left out, but still make TLS mandatory:
+	 * the domain asked for DANE (RFC 7672 section 2.2.2). */
+	for (i = 0; i < n && set->n < DANE_RECORDS_MAX; i++)
+		if (dane_tlsa_parse(rd[i].rdata, rd[i].len,
+		    &set->r[set->n]) == 0)
+			set->n++;
+	usable = dane_usable(set);
+	d->dane = usable > 0;
+	d->level = d->dane ? TLS_DANE : TLS_ENCRYPT;
+	log_trace(TRACE_DELIVER, "deliver %p: _%u._tcp.%s: %d TLSA records, "
+	    "%zu usable", (void *)d, d->port, host, n, usable);
+	deliver_next_addr(d);
+}
+
+/* tls.c shows the chain during the handshake: match it now, the
+ * pointers are gone after the call. */
+static void
+deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
+{
+	struct deliver *d = arg;
+	struct dane_cert certs[DANE_CHAIN_MAX];
+	const char *names[2];
+	size_t i;
+
+	if (n > DANE_CHAIN_MAX)
+		n = DANE_CHAIN_MAX;
+	for (i = 0; i < n; i++) {
+		certs[i].der = chain[i].der;
+		certs[i].len = chain[i].len;
+	}
+	/* RFC 7672 section 3.2.2: the TLSA base domain (the MX host) or
+	 * the next-hop domain. */
+	names[0] = d->mx[d->imx - 1].host;
+	names[1] = d->host;
+	d->dane_v = dane_match(d->tlsa, certs, n, names, 2, &d->dane_which);
+	d->dane_seen = 1;
 }
 
 static void
@@ -929,7 +1071,13 @@ deliver_tls_begin(struct deliver *d)
 	 * the key exchange on the next connection there. */
 	deliver_fmt(key, sizeof(key), "%s:%u", host, d->port);
 	if (d->tlsc != NULL)
-		c = tls_conn_client(d->tlsc, io_fd(d->io), host, key);
+		c = tls_conn_client(d->tlsc, io_fd(d->io), host,
+		    d->dane ? NULL : key);
+	if (c != NULL && d->dane) {
+		d->dane_seen = 0;
+		d->dane_v = DANE_NOMATCH;
+		tls_conn_set_chain_hook(c, deliver_on_chain, d);
+	}
 	if (c == NULL) {
 		deliver_tls_failed(d, "cannot set up a TLS connection");
 		return -1;
@@ -954,7 +1102,8 @@ deliver_tls_done(struct deliver *d)
 	struct tls_conn *c = io_tls(d->io);
 	const char *host = d->mx[d->imx - 1].host, *trust;
 	unsigned v, bits;
-	int chain_ok, checks;
+	int chain_ok, checks, dane_ok;
+	char rec[DANE_DATA_MAX * 2 + 16];
 
 	if (c == NULL) {	/* cannot happen: IO_TLS means it is on */
 		deliver_tls_failed(d, "no TLS after the handshake");
@@ -965,6 +1114,9 @@ deliver_tls_done(struct deliver *d)
 	checks = d->level == TLS_VERIFY || d->level == TLS_SECURE;
 	trust = v & TLS_V_NOCERT ? "Anonymous" : !chain_ok ? "Untrusted" :
 	    checks && !(v & TLS_V_NAME) ? "Verified" : "Trusted";
+	dane_ok = d->dane && d->dane_seen && d->dane_v == DANE_MATCH;
+	if (d->dane)
+		trust = dane_ok ? "Verified" : "Untrusted";
 	bits = tls_conn_cipher_bits(c);
 	log_info(LP_SMTP, "%s TLS connection established to %s[%s]:%u: %s "
 	    "with cipher %s (%u/%u bits)", trust, host, d->cur_ip, d->port,
@@ -972,6 +1124,18 @@ deliver_tls_done(struct deliver *d)
 	log_trace(TRACE_DELIVER, "deliver %p: TLS session %s", (void *)d,
 	    tls_conn_resumed(c) ? "resumed" : "new");
 	io_set_timeout(d->io, DELIVER_CMD_MS);
+	if (d->dane) {
+		if (!dane_ok) {
+			deliver_refuse(d, "4.7.5", "Server certificate not "
+			    "trusted (%s[%s]:%u: no DANE TLSA record matched%s)",
+			    host, d->cur_ip, d->port, d->dane_seen ? "" :
+			    ", no certificate chain seen");
+			return;
+		}
+		dane_tlsa_format(&d->tlsa->r[d->dane_which], rec, sizeof(rec));
+		log_info(LP_SMTP, "%s[%s]:%u: Matched DANE TLSA record %s", host,
+		    d->cur_ip, d->port, rec);
+	}
 	if (checks) {
 		if (!tls_client_ca_ok(d->tlsc))
 			log_warnx(LP_SMTP, "ca_file %s: no usable CA "

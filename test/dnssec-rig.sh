@@ -19,7 +19,7 @@
 #                      bogus     DS in the parent for one key, the zone
 #                                signed with another: validation fails
 #                      expired   signed with the DS's key, but every
-#                                signature expired yesterday: bogus too
+#                                signature expired days ago: bogus too
 #                    dane.test itself may only be secure (it holds the
 #                    trust anchor); a zone nested in another given zone is
 #                    delegated from that one.
@@ -138,8 +138,10 @@ build_zone() {
 		if [ "$kind" = bogus ]; then
 			key=$(keygen "$z") || exit 1	# not the DS's key
 		elif [ "$kind" = expired ]; then
+			# Well past unbound's clock skew allowance (10% of
+			# the validity period, at most val-sig-skew-max).
 			inc=$(stamp '-30 days')
-			exp=$(stamp '-1 day')
+			exp=$(stamp '-5 days')
 		fi
 		ldns-signzone -i "$inc" -e "$exp" -o "$z." -f "$out" \
 		    "$src" "$key" >"$dir/sign.out" 2>&1 ||
@@ -314,6 +316,7 @@ server:
 	trust-anchor-file: "$dir/ta.ds"
 	val-permissive-mode: no
 	val-bogus-ttl: 1
+	val-sig-skew-max: 60
 	val-log-level: 2
 	do-not-query-localhost: no
 	do-not-query-address: $DEAD

@@ -88,6 +88,18 @@ def wait_delivery(d, qid, status, n=1, timeout=10.0):
         % (n, status, qid, d.log_tail(15)))
 
 
+def one_delivery(d, qid, status, dsn_re, text_re=None, timeout=10.0):
+    """Wait for qid's status line; check its dsn (a regex) and the
+    reason text; the line."""
+    r = wait_delivery(d, qid, status, timeout=timeout)[-1]
+    check(re.fullmatch(dsn_re, r.dsn), 'dsn %r, want %s: %r'
+          % (r.dsn, dsn_re, r))
+    if text_re:
+        check(re.search(text_re, r.text), 'reason %r, want /%s/'
+              % (r.text, text_re))
+    return r
+
+
 def wait_removed(d, qid, timeout=10.0):
     wait_for(lambda: re.search(r'\b%s: removed\b' % qid, d.log_text()),
              timeout, '"%s: removed"; log:\n%s' % (qid, d.log_tail(15)))

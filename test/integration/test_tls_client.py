@@ -23,7 +23,7 @@ import time
 
 from ferrytest import (Daemon, check, short, free_port, IS_ROOT,
                        TestFailure)
-from peers import SmtpPeer, cert, wait_delivery, bounce_ids
+from peers import SmtpPeer, cert, wait_delivery, bounce_ids, one_delivery
 from test_dns import DnsServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,16 +71,6 @@ def send(d, rcpt='r@relay.test', body=BODY):
 def tls_lines(d):
     return [m.groups() for m in (TLS_LINE.search(l) for l in
                                  d.log_text().splitlines()) if m]
-
-
-def one_delivery(d, qid, status, dsn_re, text_re=None):
-    r = wait_delivery(d, qid, status)[-1]
-    check(re.fullmatch(dsn_re, r.dsn), 'dsn %r, want %s: %r'
-          % (r.dsn, dsn_re, r))
-    if text_re:
-        check(re.search(text_re, r.text), 'reason %r, want /%s/'
-              % (r.text, text_re))
-    return r
 
 
 def no_mail_sent(p, what):
