@@ -21,7 +21,8 @@ CC	:= $(CROSS)-gcc
 TARGET	:= $(CROSS)
 else
 CC	?= cc
-TARGET	?= native
+# One object directory per compiler: gcc's LTO objects are no use to clang.
+TARGET	?= $(if $(findstring clang,$(CC)),clang,native)
 endif
 STRIP	?= $(if $(CROSS),$(CROSS)-strip,strip)
 
@@ -33,6 +34,11 @@ OPT	?= -Oz
 # -fno-plt calls libraries through the GOT (no PLT stubs, 1.6 KB).
 CFLAGS	?= $(OPT) -g -fno-asynchronous-unwind-tables -fno-unwind-tables \
 	   -ffunction-sections -fdata-sections -fno-plt
+# Link-time optimisation: ferry is one program, so the compiler inlines and
+# drops code across files (~4 KB).  "make LTO=" builds without it.  The
+# archives still index LTO objects: ar loads the compiler's plugin from
+# bfd-plugins/.
+LTO	?= $(if $(findstring clang,$(CC)),-flto,-flto=auto)
 WARN	:= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 \
 	   -Wno-format-nonliteral
@@ -57,7 +63,8 @@ B	:= build/$(TARGET)
 # Everything but main.c goes into a library the tests link.
 LIBSRC	:= log.c loop.c io.c config.c addr.c cmd.c hdr.c queue.c smtp.c \
 	   pickup.c msg.c cli.c \
-	   dns.c deliver.c bounce.c sched.c alias.c auth.c tls.c textfile.c dane.c
+	   dns.c deliver.c bounce.c sched.c alias.c auth.c tls.c textfile.c dane.c \
+	   check.c net.c
 SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))
@@ -67,7 +74,7 @@ BIN	:= $(if $(CROSS),$(B)/ferry,ferry)
 all: $(BIN)
 
 $(B)/%.o: %.c $(wildcard *.h) Makefile | $(B)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(WARN) -c -o $@ $<
 
 $(B):
 	mkdir -p $@ $@/san $@/unit
@@ -76,11 +83,11 @@ $(B)/libferry.a: $(LIBSRC:%.c=$(B)/%.o)
 	rm -f $@ && $(if $(CROSS),$(CROSS)-ar,ar) rcs $@ $^
 
 $(BIN): $(B)/main.o $(B)/libferry.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LTO) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- unit tests: plain (run under valgrind) and ASan+UBSan -------------
 $(B)/unit/%: test/unit/%.c test/unit/t.h $(B)/libferry.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(WARN) $(LDFLAGS) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
 
 $(B)/san/%.o: %.c $(wildcard *.h) Makefile | $(B)
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -c -o $@ $<
@@ -96,7 +103,7 @@ $(B)/san/unit-%: test/unit/%.c test/unit/t.h $(B)/san/libferry.a
 
 # The DNS driver for test/integration/test_dns.py.
 $(B)/dnsq: test/dnsq.c $(B)/libferry.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(WARN) -iquote . -o $@ $< $(B)/libferry.a $(LDLIBS)
 
 $(B)/san/dnsq: test/dnsq.c $(B)/san/libferry.a
 	$(CC) $(CPPFLAGS) -O1 -g $(SANFLAGS) $(WARN) -iquote . -o $@ $< $(B)/san/libferry.a $(LDLIBS)
@@ -132,15 +139,50 @@ test-cross:
 	@sh test/cross.sh $(CROSS_TARGETS)
 
 # --- install ------------------------------------------------------------
+# The queue is not under PREFIX: /var/spool/ferry, like Postfix's spool.
+# As root, with the `user` of relay.conf (ferry) existing, the queue
+# directories are given to it; otherwise they are made and a note says
+# what to run (the daemon fixes owner and modes itself when it starts as
+# root).  relay.conf is never overwritten.
+MANDIR	?= $(PREFIX)/share/man
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+QUEUEDIR ?= /var/spool/ferry
+Q	:= $(DESTDIR)$(QUEUEDIR)
+
 install: $(BIN)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/ferry
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/ferry \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/ferry
 ifeq ($(SENDMAIL_LINKS),1)
 	ln -sf ferry $(DESTDIR)$(SBINDIR)/sendmail
 	ln -sf ferry $(DESTDIR)$(SBINDIR)/mailq
+	ln -sf ferry $(DESTDIR)$(SBINDIR)/newaliases
 endif
 	[ -e $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf ] || \
+	    [ -L $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf ] || \
 	    install -m 0644 relay.conf.example $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf
+	install -m 0644 doc/ferry.8 $(DESTDIR)$(MANDIR)/man8/ferry.8
+	install -m 0644 doc/relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
+	sed -e 's|/usr/sbin/ferry|$(SBINDIR)/ferry|' \
+	    -e 's|/etc/ferry/|$(SYSCONFDIR)/ferry/|' \
+	    -e 's|/var/spool/ferry|$(QUEUEDIR)|' \
+	    contrib/systemd/ferry.service >$(DESTDIR)$(UNITDIR)/ferry.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ferry.service
+	install -d -m 0711 $(Q)
+	install -d -m 0700 $(Q)/tmp $(Q)/corrupt
+	install -d -m 1733 $(Q)/maildrop
+	@if [ "$$(id -u)" = 0 ] && id ferry >/dev/null 2>&1; then \
+	    echo "chown ferry $(Q) $(Q)/tmp $(Q)/corrupt $(Q)/maildrop"; \
+	    chown "ferry:$$(id -gn ferry)" $(Q) $(Q)/tmp $(Q)/corrupt \
+	        $(Q)/maildrop; \
+	else \
+	    echo "note: $(Q) is not owned by user ferry; as root run:"; \
+	    id ferry >/dev/null 2>&1 || \
+	    echo "  useradd --system --home-dir $(QUEUEDIR)" \
+	        "--no-create-home --shell /usr/sbin/nologin ferry"; \
+	    echo "  chown ferry: $(Q) $(Q)/tmp $(Q)/corrupt $(Q)/maildrop"; \
+	fi
 
 clean:
 	rm -rf build ferry

@@ -8,6 +8,8 @@
  * users: the files that use a setting do that.  Parsers return 0, or -1
  * with "FILE:LINE: key: what is wrong" in err; a failed parse leaves the
  * caller's struct untouched, so a SIGHUP with a broken file changes nothing.
+ * FERRY_<KEY> variables go through the same per-key parsers after the
+ * file, so a value means the same wherever it was written.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,7 +36,8 @@
 #define CONFIG_SHOW_MAX		64	/* untrusted bytes quoted in an error */
 #define CONFIG_QUOTE_SIZE	(CONFIG_SHOW_MAX * 4 + 8)
 #define CONFIG_ADDR_TEXT	64	/* an address as text, with [] and port */
-#define CONFIG_KEYS_MAX		64	/* room in struct parser.keyline */
+#define CONFIG_VAR_MAX		64	/* "FERRY_" and the longest key */
+#define CONFIG_NO_FILE		"defaults"	/* p.name when there is none */
 
 #define LEVEL(l)		(1u << (l))
 
@@ -72,7 +75,10 @@ struct parser {
 	char *err;
 	size_t errsz;
 	size_t keyline[CONFIG_KEYS_MAX];	/* where each key was last set,
-						   0 = not in the file */
+						   0 = not in the file,
+						   CONFIG_FROM_ENV */
+	char var[CONFIG_VAR_MAX];	/* "FERRY_KEY": messages name it
+					   instead of file, line and key */
 };
 
 typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
@@ -86,6 +92,12 @@ static const struct key *key_find(const char *, size_t);
 static size_t key_index(const char *);
 static int parse_line(struct parser *, struct config *, const char *, size_t);
 static int check_whole(struct parser *, struct config *);
+static void blame(struct parser *, size_t);
+static int env_apply(struct parser *, struct config *, char *const *);
+static void env_name(char *, size_t, const char *);
+static const char *env_find(char *const *, const char *);
+static void src_text(char *, size_t, const struct config *,
+    const struct config_src *, size_t);
 static void default_hostname(char *, size_t);
 static int is_blank(int);
 static int is_sep(int);
@@ -245,6 +257,13 @@ config_defaults(struct config *cfg)
 int
 config_load(struct config *cfg, const char *path, char *err, size_t errsz)
 {
+	return config_load_env(cfg, NULL, path, 0, NULL, err, errsz);
+}
+
+int
+config_load_env(struct config *cfg, struct config_src *src, const char *path,
+    int optional, char *const *envp, char *err, size_t errsz)
+{
 	struct parser p;
 	char *buf;
 	size_t len;
@@ -253,6 +272,10 @@ config_load(struct config *cfg, const char *path, char *err, size_t errsz)
 	/* Any type: relay.conf has always been readable from a pipe. */
 	rc = textfile_read(path, CONFIG_FILE_MAX, TEXTFILE_ANYTYPE, &buf, &len,
 	    err, errsz);
+	/* Only "there is none": a file we may not read is still an error. */
+	if (rc == TEXTFILE_OPEN && errno == ENOENT && optional)
+		return config_parse_env(cfg, src, NULL, NULL, 0, envp, err,
+		    errsz);
 	if (rc != TEXTFILE_OK) {
 		/* This file's own wording, where it has one. */
 		memset(&p, 0, sizeof(p));
@@ -267,7 +290,7 @@ config_load(struct config *cfg, const char *path, char *err, size_t errsz)
 			p_err(&p, NULL, "close: %s", strerror(errno));
 		return -1;
 	}
-	rc = config_parse(cfg, path, buf, len, err, errsz);
+	rc = config_parse_env(cfg, src, path, buf, len, envp, err, errsz);
 	free(buf);
 	return rc;
 }
@@ -276,33 +299,49 @@ int
 config_parse(struct config *out, const char *name, const char *text,
     size_t len, char *err, size_t errsz)
 {
+	return config_parse_env(out, NULL, name != NULL ? name : "(config)",
+	    text, len, NULL, err, errsz);
+}
+
+int
+config_parse_env(struct config *out, struct config_src *src,
+    const char *name, const char *text, size_t len, char *const *envp,
+    char *err, size_t errsz)
+{
 	struct config cfg;
 	struct parser p;
 	const char *l;
 	size_t pos = 0, n;
 
 	memset(&p, 0, sizeof(p));
-	p.name = name != NULL ? name : "(config)";
+	p.name = text != NULL && name != NULL ? name : CONFIG_NO_FILE;
 	p.err = err;
 	p.errsz = errsz;
 	if (err != NULL && errsz > 0)
 		err[0] = '\0';
 	/* The parse works on a copy, so an error leaves *out as it was. */
 	config_defaults(&cfg);
-	if (strlen(p.name) >= sizeof(cfg.path))
-		return p_err(&p, NULL, "file name longer than %zu characters",
-		    sizeof(cfg.path) - 1);
-	memcpy(cfg.path, p.name, strlen(p.name) + 1);
-
-	while (textfile_line(text, len, &pos, &l, &n)) {
-		p.line++;
-		if (parse_line(&p, &cfg, l, n) != 0)
-			return -1;
+	if (text != NULL) {
+		if (strlen(p.name) >= sizeof(cfg.path))
+			return p_err(&p, NULL, "file name longer than %zu "
+			    "characters", sizeof(cfg.path) - 1);
+		memcpy(cfg.path, p.name, strlen(p.name) + 1);
+		while (textfile_line(text, len, &pos, &l, &n)) {
+			p.line++;
+			if (parse_line(&p, &cfg, l, n) != 0)
+				return -1;
+		}
 	}
 	p.line = 0;
+	if (envp != NULL && env_apply(&p, &cfg, envp) != 0)
+		return -1;
 	if (check_whole(&p, &cfg) != 0)
 		return -1;
 	memcpy(out, &cfg, sizeof(cfg));
+	if (src != NULL) {
+		memset(src, 0, sizeof(*src));
+		memcpy(src->line, p.keyline, sizeof(p.keyline[0]) * NKEYS);
+	}
 	return 0;
 }
 
@@ -313,6 +352,60 @@ config_print(const struct config *cfg, FILE *fp)
 
 	for (i = 0; i < NKEYS; i++)
 		key_print[keys[i].type](&keys[i], cfg, fp);
+}
+
+/*
+ * Each line of config_print() with its source as a comment, so the output
+ * still reads back as relay.conf.  A line that the comment would push
+ * past CONFIG_LINE_MAX (a long relay_domains) gets it on a line of its
+ * own above instead.  Then a note for each FERRY_* variable that is no
+ * key: a typo there would otherwise change nothing without a word.
+ */
+void
+config_print_src(const struct config *cfg, const struct config_src *src,
+    char *const *envp, FILE *fp)
+{
+	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX], var[CONFIG_VAR_MAX];
+	char *line;
+	size_t i, n, plen = strlen(CONFIG_ENV_PREFIX);
+	FILE *mem;
+	const char *eq;
+
+	if (cfg->path[0] == '\0')
+		fprintf(fp, "# no configuration file: defaults and "
+		    "%s* variables\n", CONFIG_ENV_PREFIX);
+	for (i = 0; i < NKEYS; i++) {
+		line = NULL;
+		n = 0;
+		src_text(why, sizeof(why), cfg, src, i);
+		if ((mem = open_memstream(&line, &n)) == NULL) {
+			key_print[keys[i].type](&keys[i], cfg, fp);
+			continue;	/* out of memory: the value at least */
+		}
+		key_print[keys[i].type](&keys[i], cfg, mem);
+		if (fclose(mem) != 0 || n == 0 || line[n - 1] != '\n')
+			fprintf(fp, "# %s\n", why);
+		else if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
+			fprintf(fp, "%.*s  # %s\n", (int)(n - 1), line, why);
+		else
+			fprintf(fp, "# %s\n%s", why, line);
+		free(line);
+	}
+	for (; envp != NULL && *envp != NULL; envp++) {
+		if (strncmp(*envp, CONFIG_ENV_PREFIX, plen) != 0 ||
+		    (eq = strchr(*envp, '=')) == NULL ||
+		    strncmp(*envp, CONFIG_ENV_PATH "=", eq - *envp + 1) == 0)
+			continue;
+		for (i = 0; i < NKEYS; i++) {
+			env_name(var, sizeof(var), keys[i].name);
+			if (strlen(var) == (size_t)(eq - *envp) &&
+			    memcmp(var, *envp, (size_t)(eq - *envp)) == 0)
+				break;
+		}
+		if (i == NKEYS)
+			fprintf(fp, "# %.*s: not a relay.conf key, ignored\n",
+			    (int)(eq - *envp), *envp);
+	}
 }
 
 int
@@ -448,7 +541,11 @@ p_err(struct parser *p, const char *key, const char *fmt, ...)
 
 	if (p == NULL || p->err == NULL || p->errsz == 0)
 		return -1;
-	if (p->line > 0)
+	if (p->var[0] != '\0') {
+		/* The variable names the key: no file, line or key. */
+		r = snprintf(p->err, p->errsz, "%s: ", p->var);
+		key = NULL;
+	} else if (p->line > 0)
 		r = snprintf(p->err, p->errsz, "%s:%zu: ", p->name, p->line);
 	else
 		r = snprintf(p->err, p->errsz, "%s: ", p->name);
@@ -599,14 +696,15 @@ check_whole(struct parser *p, struct config *cfg)
 	char *fa, *fb;
 
 	/* Blame whichever of the two the file set last. */
+	/* The environment counts as set after every line (it wins). */
 	if (cfg->retry_min > cfg->retry_max && p->keyline[rmin] >
 	    p->keyline[rmax]) {
-		p->line = p->keyline[rmin];
+		blame(p, rmin);
 		return p_err(p, "retry_min", "%us is longer than retry_max "
 		    "(%us)", cfg->retry_min, cfg->retry_max);
 	}
 	if (cfg->retry_min > cfg->retry_max) {
-		p->line = p->keyline[rmax];
+		blame(p, rmax);
 		return p_err(p, "retry_max", "%us is shorter than retry_min "
 		    "(%us)", cfg->retry_max, cfg->retry_min);
 	}
@@ -617,19 +715,121 @@ check_whole(struct parser *p, struct config *cfg)
 		fb = field(cfg, &keys[b]);
 		if ((fa[0] == '\0') == (fb[0] == '\0'))
 			continue;
-		p->line = fa[0] != '\0' ? p->keyline[a] : p->keyline[b];
+		blame(p, fa[0] != '\0' ? a : b);
 		return p_err(p, fa[0] != '\0' ? keys[a].name : keys[b].name,
 		    "set without %s (give both, or the same file twice if "
 		    "it holds both)", fa[0] != '\0' ? keys[b].name :
 		    keys[a].name);
 	}
 	p->line = 0;
+	p->var[0] = '\0';
 	if (cfg->hostname[0] == '\0')
 		return p_err(p, "hostname", "gethostname() gave no usable "
 		    "name; set hostname");
 	if (p->keyline[org] == 0)
 		memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
 	return 0;
+}
+
+/* Point messages at where keys[i] was set: its line, or its variable. */
+static void
+blame(struct parser *p, size_t i)
+{
+	p->var[0] = '\0';
+	p->line = 0;
+	if (p->keyline[i] == CONFIG_FROM_ENV)
+		env_name(p->var, sizeof(p->var), keys[i].name);
+	else
+		p->line = p->keyline[i];
+}
+
+/*
+ * FERRY_<KEY> over what the file said, in keys[] order.  The value is
+ * taken as written (no '#' comments: a path may hold one), blanks around
+ * it trimmed; the checks parse_line() makes on a line's bytes apply, so a
+ * newline in a variable can never smuggle in a second key.
+ */
+static int
+env_apply(struct parser *p, struct config *cfg, char *const *envp)
+{
+	char q[CONFIG_QUOTE_SIZE], value[CONFIG_LINE_MAX];
+	const char *v;
+	size_t i, j, n;
+	unsigned char c;
+
+	for (i = 0; i < NKEYS; i++) {
+		env_name(p->var, sizeof(p->var), keys[i].name);
+		if ((v = env_find(envp, p->var)) == NULL)
+			continue;
+		while (is_blank(*v))
+			v++;
+		n = strlen(v);
+		while (n > 0 && is_blank(v[n - 1]))
+			n--;
+		if (n >= sizeof(value))
+			return p_err(p, NULL, "longer than %zu characters",
+			    sizeof(value) - 1);
+		for (j = 0; j < n; j++) {
+			c = (unsigned char)v[j];
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return p_err(p, NULL, "control character in "
+				    "value %s", quote(q, v, n));
+		}
+		memcpy(value, v, n);
+		value[n] = '\0';
+		if (key_parse[keys[i].type](p, &keys[i], cfg, value) != 0)
+			return -1;
+		p->keyline[i] = CONFIG_FROM_ENV;
+	}
+	p->var[0] = '\0';
+	return 0;
+}
+
+/* "FERRY_" and the key in upper case; keys are short ASCII. */
+static void
+env_name(char *buf, size_t bufsz, const char *key)
+{
+	size_t o = strlen(CONFIG_ENV_PREFIX), i;
+
+	if (bufsz <= o + strlen(key))
+		abort();	/* raise CONFIG_VAR_MAX */
+	memcpy(buf, CONFIG_ENV_PREFIX, o);
+	for (i = 0; key[i] != '\0'; i++)
+		buf[o++] = (key[i] >= 'a' && key[i] <= 'z') ?
+		    (char)(key[i] - 'a' + 'A') : key[i];
+	buf[o] = '\0';
+}
+
+/* The value of NAME in envp, as getenv() would find it (the first). */
+static const char *
+env_find(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; *envp != NULL; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+static void
+src_text(char *buf, size_t bufsz, const struct config *cfg,
+    const struct config_src *src, size_t i)
+{
+	char var[CONFIG_VAR_MAX];
+	size_t line = src != NULL ? src->line[i] : 0;
+
+	if (line == CONFIG_FROM_ENV) {
+		env_name(var, sizeof(var), keys[i].name);
+		snprintf(buf, bufsz, "env %s", var);
+	} else if (line > 0)
+		snprintf(buf, bufsz, "%s:%zu", cfg->path, line);
+	else if (strcmp(keys[i].name, "hostname") == 0)
+		snprintf(buf, bufsz, "default (gethostname)");
+	else if (strcmp(keys[i].name, "origin") == 0)
+		snprintf(buf, bufsz, "default (hostname)");
+	else
+		snprintf(buf, bufsz, "default");
 }
 
 /*

@@ -8,6 +8,13 @@
  * SIGHUP.  config_print() writes the effective settings in relay.conf
  * syntax (ferry check-config).  Nothing here opens sockets or files other
  * than the config itself.
+ *
+ * The _env variants add the environment (containers): each key can also
+ * be set as FERRY_<KEY> (FERRY_SMARTHOST, FERRY_LISTEN_SMTP).  A variable
+ * that is set wins over the file, even when empty (an empty value turns
+ * a listener off); an unset one leaves the file's value.  A bad value is
+ * "FERRY_KEY: what is wrong".  Other FERRY_* names are not keys and are
+ * ignored (FERRY_CONFIG is the file's path, read by main.c).
  */
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H
@@ -26,6 +33,10 @@
 #define CONFIG_LINE_MAX		4096
 #define CONFIG_ERR_MAX		512
 #define CONFIG_CIPHERS_MAX	1024
+#define CONFIG_KEYS_MAX		64	/* keys relay.conf can have */
+#define CONFIG_ENV_PREFIX	"FERRY_"
+#define CONFIG_ENV_PATH		"FERRY_CONFIG"	/* the file, not a key */
+#define CONFIG_FROM_ENV		((size_t)-1)	/* config_src: environment */
 
 #define CONFIG_DEFAULT_PATH	"/etc/ferry/relay.conf"
 
@@ -106,12 +117,34 @@ struct config {
 	unsigned smtpd_data_timeout;		/* seconds, whole DATA phase */
 };
 
+/*
+ * Where each setting came from, in config_print() order: 0 the built-in
+ * default, CONFIG_FROM_ENV its FERRY_<KEY> variable, else its line in
+ * cfg->path.  Apart from struct config, which is compared with memcmp.
+ */
+struct config_src {
+	size_t line[CONFIG_KEYS_MAX];
+};
+
 void config_defaults(struct config *);
 int config_load(struct config *, const char *path, char *err, size_t errsz);
 /* Parse text as if it were a file named "name" (tests, fuzzing). */
 int config_parse(struct config *, const char *name, const char *text,
     size_t len, char *err, size_t errsz);
 void config_print(const struct config *, FILE *);
+/*
+ * The file, then FERRY_<KEY> variables from envp (NULL: none).  optional:
+ * a file that does not exist is no file (defaults and environment; path
+ * becomes "").  text NULL: no file.  src may be NULL.
+ */
+int config_load_env(struct config *, struct config_src *, const char *path,
+    int optional, char *const *envp, char *err, size_t errsz);
+int config_parse_env(struct config *, struct config_src *, const char *name,
+    const char *text, size_t len, char *const *envp, char *err, size_t errsz);
+/* config_print() with "  # default", "  # FILE:LINE" or "  # env FERRY_X"
+ * after each line, and a note for FERRY_* variables that are no key. */
+void config_print_src(const struct config *, const struct config_src *,
+    char *const *envp, FILE *);
 
 /* Helpers for the rest of the program. */
 int config_net_match(const struct cidr_list *, const struct sockaddr *);

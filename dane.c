@@ -477,6 +477,160 @@ dane_match(const struct dane_rrset *set, const struct dane_cert *chain,
 	return v;
 }
 
+/* ---- the policy for one MX host ------------------------------------- */
+
+/*
+ * RFC 7672 section 2.2: TLSA records count only behind a DNSSEC-secure
+ * MX RRset (2.2.1) and only when their own RRset is secure (2.2.2).  A
+ * lookup that failed on a secure MX may be an attacker hiding records,
+ * so it defers whatever the level: never plaintext, never unauthenticated
+ * TLS.  "Insecure" and "no records" are the same to the levels: dane is
+ * then opportunistic, dane-only does not use the host (Postfix).
+ */
+enum dane_step
+dane_host_step(enum tls_level level, int mx_secure, enum dane_lookup lookup,
+    int tlsa_secure, const struct dane_rrset *set, const char **why)
+{
+	int only = level == TLS_DANE_ONLY;
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
+	*why = NULL;
+	if (level != TLS_DANE && level != TLS_DANE_ONLY) {
+		*why = "the level is not dane or dane-only";
+		return DANE_STEP_DEFER;
+	}
+	if (!mx_secure) {
+		if (!only)
+			return DANE_STEP_MAY;
+		*why = "dane-only: the MX RRset is not DNSSEC-secure";
+		return DANE_STEP_DEFER;
+	}
+	switch (lookup) {
+	case DANE_LOOKUP_NONE:
+		return DANE_STEP_LOOKUP;
+	case DANE_LOOKUP_FAILED:
+		*why = "TLSA lookup error (SERVFAIL, timeout or bogus "
+		    "DNSSEC); not delivering without DANE";
+		return DANE_STEP_DEFER;
+	case DANE_LOOKUP_EMPTY:
+		if (!only)
+			return DANE_STEP_MAY;
+		*why = "dane-only: no TLSA records";
+		return DANE_STEP_DEFER;
+	case DANE_LOOKUP_FOUND:
+		break;
+	default:
+		*why = "unknown TLSA lookup result";
+		return DANE_STEP_DEFER;
+	}
+	if (!tlsa_secure) {
+		if (!only)
+			return DANE_STEP_MAY;
+		*why = "dane-only: no DNSSEC-secure TLSA records";
+		return DANE_STEP_DEFER;
+	}
+	return set != NULL && dane_usable(set) > 0 ? DANE_STEP_DANE :
+	    DANE_STEP_ENCRYPT;
+}
+
+const char *
+dane_step_name(enum dane_step s)
+{
+	static const char *const names[] = { "lookup", "may", "encrypt",
+	    "dane", "defer" };
+
+	if ((unsigned)s >= sizeof(names) / sizeof(names[0]))
+		return "?";
+	return names[s];
+}
+
+/* ---- the TLSA base domain of an alias -------------------------------- */
+
+/*
+ * RFC 7671 section 7: the preferred TLSA base domain is the fully
+ * CNAME-expanded name, and failing that the initial name; RFC 7672
+ * section 2.2.3 applies it to MX hosts, and only when every link of the
+ * expansion validated (an insecure link could have been forged to point
+ * at the attacker's own signed zone).  Names compare without regard to
+ * case (RFC 4343).  A name that does not fit is cut off, so it cannot
+ * match anything it should not: the host name itself is checked by the
+ * caller's DNS lookups, which refuse such names.
+ */
+void
+dane_base_init(struct dane_base *b, const char *host, const char *canon,
+    int canon_secure)
+{
+	memset(b, 0, sizeof(*b));
+	if (canon != NULL && canon_secure && canon[0] != '\0' &&
+	    strcasecmp(canon, host) != 0)
+		snprintf(b->name[b->n++], sizeof(b->name[0]), "%s", canon);
+	snprintf(b->name[b->n++], sizeof(b->name[0]), "%s", host);
+}
+
+const char *
+dane_base_name(const struct dane_base *b)
+{
+	return b->name[b->i < b->n ? b->i : 0];
+}
+
+int
+dane_base_expanded(const struct dane_base *b)
+{
+	return b->n > 1 && b->i == 0;
+}
+
+/*
+ * "No secure TLSA records" at the expanded name moves on to the initial
+ * name: an empty answer (NXDOMAIN, NODATA) or records that did not
+ * validate.  A lookup failure stays: it may be an attacker hiding the
+ * records, and going on to the other name would let him choose which
+ * RRset counts (Postfix does the same: an error at the expanded name is
+ * not followed by the lookup at the initial one).
+ */
+int
+dane_base_next(struct dane_base *b, enum dane_lookup lookup, int tlsa_secure)
+{
+	if (b->i + 1 >= b->n)
+		return 0;
+	if (lookup != DANE_LOOKUP_EMPTY && (lookup != DANE_LOOKUP_FOUND ||
+	    tlsa_secure))
+		return 0;
+	b->i++;
+	return 1;
+}
+
+/*
+ * RFC 7672 section 3.2.2 (and 2.2.2 for a domain that is its own MX):
+ * with DANE-TA the certificate must name the TLSA base domain (the
+ * expanded name when the records came from there) or the next-hop
+ * domain.  The host's name before expansion is accepted as well: it is
+ * the name the domain's MX RRset (or the configuration) gave, and a
+ * secure expansion only adds names, it does not disown that one.
+ */
+size_t
+dane_base_refs(const struct dane_base *b, const char *nexthop,
+    const char **names, size_t max)
+{
+	const char *cand[DANE_REFS_MAX];
+	size_t n = 0, i, k;
+	int dup;
+
+	cand[0] = dane_base_name(b);
+	cand[1] = b->name[b->n > 0 ? b->n - 1 : 0];	/* the host as named */
+	cand[2] = nexthop;
+	for (i = 0; i < DANE_REFS_MAX && n < max; i++) {
+		if (cand[i] == NULL || cand[i][0] == '\0')
+			continue;
+		for (dup = 0, k = 0; k < n && !dup; k++)
+			dup = strcasecmp(names[k], cand[i]) == 0;
+		if (!dup)
+			names[n++] = cand[i];
+	}
+	return n;
+}
+
 /* ---- the tls_policy file -------------------------------------------- */
 
 static void

@@ -78,6 +78,73 @@ enum dane_verdict dane_match(const struct dane_rrset *,
     const struct dane_cert *chain, size_t nchain,
     const char *const *names, size_t nnames, size_t *which);
 
+/*
+ * RFC 7672 section 2.2 for one MX host at level dane or dane-only: what
+ * a delivery does with it, from the DNSSEC status of the MX RRset (for
+ * an implicit MX, of the host's own address answer) and the TLSA lookup.
+ * One decision shared by deliver.c and `ferry check`, so the report
+ * says what a delivery would do.  lookup DANE_LOOKUP_NONE asks whether a
+ * TLSA lookup is needed at all (DANE_STEP_LOOKUP: do it, then ask again
+ * with its result).  DANE_LOOKUP_FOUND: the answer held records; set has
+ * those that parsed (malformed ones left out still count as "the domain
+ * asked for DANE": a set with none usable is DANE_STEP_ENCRYPT).
+ * DANE_STEP_DEFER comes with *why (static text, no host or port) and
+ * means "do not use this host" (4.7.5); any level but dane and
+ * dane-only defers too, as a caller's mistake.
+ */
+enum dane_lookup {
+	DANE_LOOKUP_NONE,	/* not looked up yet */
+	DANE_LOOKUP_FOUND,	/* TLSA records in the answer */
+	DANE_LOOKUP_EMPTY,	/* NXDOMAIN or NODATA */
+	DANE_LOOKUP_FAILED,	/* SERVFAIL, timeout, bogus, malformed */
+};
+
+enum dane_step {
+	DANE_STEP_LOOKUP,	/* look up _PORT._tcp.HOST TLSA, ask again */
+	DANE_STEP_MAY,		/* no DANE here: opportunistic TLS */
+	DANE_STEP_ENCRYPT,	/* secure, none usable: TLS, unauthenticated */
+	DANE_STEP_DANE,		/* secure and usable: TLS, a record must match */
+	DANE_STEP_DEFER,	/* skip this host (4.7.5), *why says why */
+};
+
+enum dane_step dane_host_step(enum tls_level level, int mx_secure,
+    enum dane_lookup lookup, int tlsa_secure, const struct dane_rrset *set,
+    const char **why);
+const char *dane_step_name(enum dane_step);
+
+/*
+ * The TLSA base domain of one host when its name is an alias (RFC 7672
+ * sections 2.2.2 and 2.2.3, RFC 7671 section 7).  If the host's address
+ * lookup followed a CNAME chain that was DNSSEC-secure throughout, TLSA
+ * records are looked for at the chain's end first, and only if that
+ * yields no secure TLSA records (none, or insecure ones) at the name
+ * itself; a failed lookup there is the answer (defer), not a reason to
+ * try further.  An insecure expansion leaves the name alone.
+ * dane_base_init() takes the host, where its chain ended (NULL: not an
+ * alias) and whether the chain was secure; dane_base_name() is the name
+ * to look up _PORT._tcp TLSA at now (and, once DANE applies, the SNI);
+ * after that lookup dane_base_next() returns 1 when its result sends
+ * the lookup on to the next name (then look up again), 0 when it is the
+ * one dane_host_step() decides on.  dane_base_refs() fills names[] with
+ * the reference identifiers for DANE-TA (RFC 7672 section 3.2.2): the
+ * TLSA base domain, the host as named (the name before expansion) and
+ * the next-hop domain, each once; it returns how many.
+ */
+#define DANE_BASE_NAME_MAX	255
+#define DANE_BASE_MAX		2	/* the chain's end, the name itself */
+#define DANE_REFS_MAX		3
+struct dane_base {
+	size_t n, i;		/* candidates, the one in use */
+	char name[DANE_BASE_MAX][DANE_BASE_NAME_MAX + 1];
+};
+void dane_base_init(struct dane_base *, const char *host, const char *canon,
+    int canon_secure);
+const char *dane_base_name(const struct dane_base *);
+int dane_base_expanded(const struct dane_base *);	/* name is the end */
+int dane_base_next(struct dane_base *, enum dane_lookup, int tlsa_secure);
+size_t dane_base_refs(const struct dane_base *, const char *nexthop,
+    const char **names, size_t max);
+
 /* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
 void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);
 

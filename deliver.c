@@ -16,12 +16,17 @@
  * TLS (RFC 3207) and AUTH (RFC 4954) sit between the greeting and the
  * first transaction: BANNER, EHLO, [STARTTLS, TLS, EHLO again], [AUTH],
  * READY.  With smarthost_tls = smtps the handshake comes first and the
- * banner is read inside TLS.  The level (none, may, encrypt, verify,
- * secure, smtps) decides what a missing STARTTLS, a failed handshake or
- * a certificate that does not verify means; every check is made before
- * the owner is asked for a transaction, so nothing of a message leaves
- * before the policy is satisfied.  The smarthost's password leaves only
- * inside TLS, whatever the level.
+ * banner is read inside TLS.  The level (none, may, encrypt, dane,
+ * dane-only, fingerprint, verify, secure) decides what a missing
+ * STARTTLS, a failed handshake or a certificate that does not verify
+ * means; every check is made before the owner is asked for a
+ * transaction, so nothing of a message leaves before the policy is
+ * satisfied.  The level is smarthost_tls or outbound_tls unless the
+ * tls_policy file has an entry for the smarthost's host or the
+ * recipient domain (deliver_level()).  fingerprint pins the leaf
+ * certificate or its key by SHA-256, ignoring names and dates as
+ * Postfix's level does.  The smarthost's password leaves only inside
+ * TLS, whatever the level.
  *
  * DANE (RFC 7672, Postfix's dane and dane-only) is decided per MX host,
  * after its address lookup: a DNSSEC-secure MX RRset (for the implicit
@@ -31,12 +36,21 @@
  * and the chain matched by dane_match() during the handshake; secure but
  * only unusable records make it TLS_ENCRYPT.  A failed TLSA lookup defers
  * the host; no (secure) TLSA makes dane behave as may and dane-only defer.
+ * A host whose name is an alias, reached through a CNAME chain that
+ * validated from end to end, has its TLSA records looked for at the
+ * chain's end first, then at its own name (dane_base_*(), RFC 7672
+ * section 2.2.3); the name they came from is the SNI and, with the host
+ * and next-hop names, what a DANE-TA certificate may name.
+ * A smarthost given by name gets the same treatment: "host" through its
+ * MX lookup, "[host]" through its own address answer (as an implicit
+ * MX), with _PORT._tcp TLSA for the smarthost's port.  An address
+ * literal has no name to look up TLSA for: dane is may there and
+ * dane-only defers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +68,7 @@
 #include "io.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 #include "queue.h"
 #include "tls.h"
 
@@ -106,6 +121,11 @@ enum deliver_auth_step {
 
 /* Levels that never deliver without TLS. */
 #define DELIVER_TLS_REQUIRED(l)	((l) >= TLS_ENCRYPT)
+/* The server must show a key we know (a TLSA record or a tls_policy
+ * fingerprint): a full handshake every time.  A resumed session shows no
+ * chain, and its leaf only if mbedTLS was built to keep it
+ * (MBEDTLS_SSL_KEEP_PEER_CERTIFICATE, which small builds turn off). */
+#define DELIVER_PINNED(d)	((d)->dane || (d)->level == TLS_FINGERPRINT)
 
 struct deliver {
 	const struct deliver_ops *ops;
@@ -139,10 +159,18 @@ struct deliver {
 	int smarthost;			/* the next hop is the smarthost */
 	enum tls_level level;		/* for this next hop (with DANE: for
 					   this MX host) */
-	enum tls_level base;		/* as configured */
+	enum tls_level base;		/* as configured (or tls_policy) */
+	struct dane_policy_entry pin;	/* the tls_policy entry, if any:
+					   fingerprints for that level */
+	int smtps;			/* implicit TLS (smarthost_tls) */
 	int mx_secure;			/* the MX RRset was DNSSEC-secure */
+	int host_secure;		/* so was this host's MX RRset (or
+					   the address answer standing in) */
 	int implicit_mx;		/* no MX: the domain is its own */
 	struct dane_rrset *tlsa;	/* allocated at dane and dane-only */
+	struct dane_base tbase;		/* where this host's TLSA are looked
+					   up (its name, or its alias's) */
+	int tlsa_used;			/* secure TLSA apply to this host */
 	int dane;			/* this host: the chain must match */
 	int dane_seen;			/* the chain hook ran */
 	enum dane_verdict dane_v;
@@ -166,9 +194,11 @@ static void deliver_next_mx(struct deliver *);
 static void deliver_on_addr(void *, enum dns_status, int,
     const struct dns_addr *, int);
 static void deliver_next_addr(struct deliver *);
-static void deliver_dane_host(struct deliver *, int);
+static void deliver_dane_host(struct deliver *, int, const char *, int);
 static void deliver_on_tlsa(void *, enum dns_status, int,
     const struct dns_tlsa_rdata *, int);
+static void deliver_dane_step(struct deliver *, enum dane_lookup, int);
+static const char *deliver_sni(const struct deliver *);
 static void deliver_on_chain(void *, const struct tls_der *, size_t);
 static void deliver_on_connect(struct loop_fd *, unsigned);
 static void deliver_on_connect_timeout(struct loop_timer *);
@@ -180,6 +210,8 @@ static void deliver_ehlo(struct deliver *);
 static void deliver_greeted(struct deliver *);
 static int deliver_tls_begin(struct deliver *);
 static void deliver_tls_done(struct deliver *);
+static int deliver_pin_match(const struct deliver *,
+    const struct tls_conn *, char *, size_t);
 static void deliver_tls_failed(struct deliver *, const char *);
 static void deliver_auth_begin(struct deliver *);
 static void deliver_auth_reply(struct deliver *, int, const char *);
@@ -188,7 +220,7 @@ static void deliver_refuse(struct deliver *, const char *, const char *, ...)
 static void deliver_io_free(struct deliver *);
 static void deliver_send_secret(struct deliver *, const char *,
     const char *);
-static enum tls_level deliver_level(int *);
+static enum tls_level deliver_level(struct deliver *);
 static void deliver_start_txn(struct deliver *);
 static void deliver_send_cmds(struct deliver *);
 static void deliver_txn_reply(struct deliver *, int, const char *);
@@ -211,6 +243,7 @@ static int deliver_addr_8bit(const char *);
 
 static const struct config *deliver_conf;
 static struct tls_client *deliver_tls;		/* our reference */
+static const struct dane_policy *deliver_policy;	/* main.c's */
 /* smarthost_auth: loaded in deliver_configure(); a file that fails to
  * load defers the smarthost's mail rather than sending it unauthenticated. */
 static struct auth_client deliver_auth;
@@ -282,18 +315,40 @@ deliver_set_tls(struct tls_client *c)
 	deliver_tls = c;
 }
 
+void
+deliver_set_policy(const struct dane_policy *pol)
+{
+	deliver_policy = pol;
+}
+
 /*
- * The configured TLS level for the next hop.  dane and dane-only are
- * resolved per MX host once its DNSSEC status is known
- * (deliver_dane_host()).
+ * The TLS level for the next hop d->host: smarthost_tls or outbound_tls,
+ * unless tls_policy has an entry for the smarthost's host or the
+ * recipient domain (the most specific one; its copy stays with d, so a
+ * SIGHUP may free the table under a running connection).  smtps is a
+ * transport, not a level: implicit TLS stays, and a policy entry picks
+ * the checks made inside it.  dane and dane-only are resolved per host
+ * once its DNSSEC status is known (deliver_dane_host()).
  */
 static enum tls_level
-deliver_level(int *smarthost)
+deliver_level(struct deliver *d)
 {
-	*smarthost = deliver_conf->smarthost[0] != '\0';
-	if (*smarthost)
-		return deliver_conf->smarthost_tls;
-	return deliver_conf->outbound_tls;
+	const struct dane_policy_entry *e;
+	enum tls_level l;
+
+	d->smarthost = deliver_conf->smarthost[0] != '\0';
+	l = d->smarthost ? deliver_conf->smarthost_tls :
+	    deliver_conf->outbound_tls;
+	if (l == TLS_SMTPS) {
+		d->smtps = 1;
+		l = TLS_ENCRYPT;
+	}
+	if ((e = dane_policy_find(deliver_policy, d->host)) == NULL)
+		return l;
+	d->pin = *e;
+	log_trace(TRACE_DELIVER, "deliver %p %s: tls_policy level %s",
+	    (void *)d, d->host, config_tls_level_name(e->level));
+	return e->level;
 }
 
 static const char *
@@ -335,28 +390,11 @@ deliver_start(const char *host, int literal, unsigned port,
 	snprintf(d->host, sizeof(d->host), "%s", host);
 	d->state = DS_RESOLVE_MX;
 	d->quit_r = DR_OK;
-	d->base = deliver_level(&d->smarthost);
+	d->base = deliver_level(d);
 	/* dane: may until a host's secure TLSA says more. */
 	d->level = d->base == TLS_DANE ? TLS_MAY : d->base;
 	if (deliver_tls != NULL)
 		d->tlsc = tls_client_ref(deliver_tls);
-	/* Policy that fails whatever the peer says: no connection at all. */
-	if (d->base == TLS_DANE_ONLY && (d->smarthost || literal)) {
-		d->early = 1;
-		deliver_why(d, "4.7.5", "dane-only: DANE needs an MX lookup, "
-		    "not a smarthost or an address literal");
-	} else if (DELIVER_TLS_REQUIRED(d->level) && d->tlsc == NULL) {
-		d->early = 1;
-		deliver_why(d, "4.7.5", "TLS is required, but our TLS engine "
-		    "is unavailable");
-	} else if (d->smarthost && deliver_auth_state == DAUTH_BAD) {
-		d->early = 1;
-		deliver_why(d, "4.7.0", "smarthost_auth: %s", deliver_auth_err);
-	}
-	if (d->early) {
-		loop_timer_set(&d->ctimer, 0);
-		return d;
-	}
 	if (literal) {
 		/* [192.0.2.1] or [host]: no MX lookup (RFC 5321 §5.1). */
 		d->nmx = 1;
@@ -373,6 +411,29 @@ deliver_start(const char *host, int literal, unsigned port,
 			a->len = sizeof(*s6);
 			d->naddr = 1;
 		}
+	}
+	/* Policy that fails whatever the peer says: no connection at all. */
+	if (d->base == TLS_DANE_ONLY && d->naddr > 0) {
+		d->early = 1;
+		deliver_why(d, "4.7.5", "dane-only: DANE needs a host name to "
+		    "look up TLSA records for, not an address literal");
+	} else if (DELIVER_TLS_REQUIRED(d->level) && d->tlsc == NULL) {
+		d->early = 1;
+		deliver_why(d, "4.7.5", "TLS is required, but our TLS engine "
+		    "is unavailable");
+	} else if (d->smarthost && deliver_auth_state == DAUTH_BAD) {
+		d->early = 1;
+		deliver_why(d, "4.7.0", "smarthost_auth: %s", deliver_auth_err);
+	}
+	if (d->early) {
+		loop_timer_set(&d->ctimer, 0);
+		return d;
+	}
+	/* Every host reached through a name gets its TLSA lookup. */
+	if ((d->base == TLS_DANE || d->base == TLS_DANE_ONLY) &&
+	    d->naddr == 0 && (d->tlsa = calloc(1, sizeof(*d->tlsa))) == NULL)
+		goto fail;
+	if (literal) {
 		if (d->naddr) {
 			d->imx = 1;
 			deliver_enter_state(d, DS_RESOLVE_ADDR);
@@ -381,9 +442,6 @@ deliver_start(const char *host, int literal, unsigned port,
 		loop_timer_set(&d->ctimer, 0);
 		return d;
 	}
-	if ((d->base == TLS_DANE || d->base == TLS_DANE_ONLY) &&
-	    !d->smarthost && (d->tlsa = calloc(1, sizeof(*d->tlsa))) == NULL)
-		goto fail;
 	d->dreq = dns_query_mx(host, deliver_on_mx, d);
 	if (d->dreq == NULL) {
 fail:
@@ -499,93 +557,116 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 	d->iaddr = 0;
 	if (d->tlsa != NULL) {
 		/* RFC 7672 section 2.2.1: the implicit MX's own address
-		 * answer stands in for the MX RRset. */
-		deliver_dane_host(d, d->implicit_mx ? secure : d->mx_secure);
+		 * answer stands in for the MX RRset; so does a [host]
+		 * smarthost's, which had no MX lookup at all.  Its secure
+		 * bit also covers the CNAME chain dns_canon() reports. */
+		deliver_dane_host(d, d->implicit_mx || d->literal ? secure :
+		    d->mx_secure, dns_canon(), secure);
 		return;
 	}
 	deliver_next_addr(d);
 }
 
 /*
- * dane, dane-only: the level for the MX host whose addresses just came.
- * Only a secure MX RRset makes its TLSA records count (RFC 7672 section
- * 2.2); otherwise dane is may and dane-only passes the host over.
+ * dane, dane-only: the MX host whose addresses just came.  Only a secure
+ * MX RRset makes its TLSA records count (RFC 7672 section 2.2); the
+ * decision is dane_host_step()'s, the one `ferry check` reports.  canon
+ * is where the host's CNAME chain ended (NULL: not an alias), and
+ * canon_secure whether that chain validated.
  */
 static void
-deliver_dane_host(struct deliver *d, int secure)
+deliver_dane_host(struct deliver *d, int secure, const char *canon,
+    int canon_secure)
 {
-	const char *host = d->mx[d->imx - 1].host;
-
 	d->dane = 0;
+	d->tlsa_used = 0;
 	d->tlsa->n = 0;
-	d->level = d->base == TLS_DANE ? TLS_MAY : TLS_DANE_ONLY;
-	if (!secure) {
-		if (d->base == TLS_DANE_ONLY) {
-			deliver_why(d, "4.7.5", "dane-only: the MX host %s of "
-			    "%s is not DNSSEC-secure", host, d->host);
-			log_info(LP_SMTP, "%s", d->why);
-			deliver_next_mx(d);
-			return;
-		}
-		deliver_next_addr(d);
-		return;
-	}
-	d->dreq = dns_query_tlsa(host, d->port, deliver_on_tlsa, d);
-	if (d->dreq == NULL) {
-		deliver_why(d, "4.7.5", "cannot look up TLSA records for "
-		    "_%u._tcp.%s", d->port, host);
-		deliver_next_mx(d);
-	}
+	d->host_secure = secure;
+	dane_base_init(&d->tbase, d->mx[d->imx - 1].host, canon, canon_secure);
+	if (canon != NULL)
+		log_trace(TRACE_DELIVER, "deliver %p: %s is an alias of %s "
+		    "(%s): TLSA at %s first", (void *)d, d->mx[d->imx - 1].host,
+		    canon, canon_secure ? "secure" : "insecure",
+		    dane_base_name(&d->tbase));
+	deliver_dane_step(d, DANE_LOOKUP_NONE, 0);
 }
 
 /*
  * The TLSA answer for a secure MX host.  A lookup that failed (SERVFAIL,
- * timeout, bogus) may be an attacker hiding the records: defer the host,
- * never plaintext and never unauthenticated TLS (RFC 7672 section 2.2).
+ * timeout, bogus) may be an attacker hiding the records: the host is
+ * deferred, never plaintext and never unauthenticated TLS.
  */
 static void
 deliver_on_tlsa(void *arg, enum dns_status st, int secure,
     const struct dns_tlsa_rdata *rd, int n)
 {
 	struct deliver *d = arg;
-	const char *host = d->mx[d->imx - 1].host;
 	struct dane_rrset *set = d->tlsa;
-	size_t usable;
+	enum dane_lookup lookup;
 	int i;
 
 	d->dreq = NULL;
-	if (st == DNS_TEMPFAIL) {
-		deliver_why(d, "4.7.5", "TLSA lookup error for _%u._tcp.%s: "
-		    "Host not found, try again (SERVFAIL, timeout or bogus "
-		    "DNSSEC); not delivering without DANE", d->port, host);
+	/* Malformed records are left out, but still make TLS mandatory:
+	 * the domain asked for DANE (RFC 7672 section 2.2.2). */
+	for (i = 0; st == DNS_OK && i < n && set->n < DANE_RECORDS_MAX; i++)
+		if (dane_tlsa_parse(rd[i].rdata, rd[i].len,
+		    &set->r[set->n]) == 0)
+			set->n++;
+	log_trace(TRACE_DELIVER, "deliver %p: _%u._tcp.%s: %s, %d TLSA "
+	    "records, %zu usable, %s", (void *)d, d->port,
+	    dane_base_name(&d->tbase), dns_status_name(st), n,
+	    dane_usable(set), secure ? "secure" : "insecure");
+	lookup = st == DNS_TEMPFAIL ? DANE_LOOKUP_FAILED :
+	    st == DNS_OK && n > 0 ? DANE_LOOKUP_FOUND : DANE_LOOKUP_EMPTY;
+	if (dane_base_next(&d->tbase, lookup, secure)) {
+		/* No secure TLSA at the alias's end: the host's own name. */
+		set->n = 0;
+		lookup = DANE_LOOKUP_NONE;
+	}
+	deliver_dane_step(d, lookup, secure);
+}
+
+/* Act on dane_host_step() for the current host: look up its TLSA (at
+ * the current TLSA base domain), pass it over (4.7.5), or connect at the
+ * level it gives. */
+static void
+deliver_dane_step(struct deliver *d, enum dane_lookup lookup, int secure)
+{
+	const char *host = dane_base_name(&d->tbase), *why = NULL;
+
+	switch (dane_host_step(d->base, d->host_secure, lookup, secure, d->tlsa,
+	    &why)) {
+	case DANE_STEP_LOOKUP:
+		/* A CNAME at _PORT._tcp.HOST itself is followed by the
+		 * resolver, and the AD bit covers it (RFC 7672 section
+		 * 2.2.3). */
+		d->dreq = dns_query_tlsa(host, d->port, deliver_on_tlsa, d);
+		if (d->dreq == NULL) {
+			deliver_why(d, "4.7.5", "cannot look up TLSA records "
+			    "for _%u._tcp.%s", d->port, host);
+			deliver_next_mx(d);
+		}
+		return;
+	case DANE_STEP_MAY:
+		d->level = TLS_MAY;
+		break;
+	case DANE_STEP_ENCRYPT:
+		d->tlsa_used = 1;
+		d->level = TLS_ENCRYPT;
+		break;
+	case DANE_STEP_DANE:
+		d->tlsa_used = 1;
+		d->dane = 1;
+		d->level = TLS_DANE;
+		break;
+	case DANE_STEP_DEFER:
+	default:
+		deliver_why(d, "4.7.5", "_%u._tcp.%s: %s", d->port, host,
+		    why != NULL ? why : "no DANE verdict");
 		log_info(LP_SMTP, "%s", d->why);
 		deliver_next_mx(d);
 		return;
 	}
-	if (st != DNS_OK || n <= 0 || !secure) {
-		if (d->base == TLS_DANE_ONLY) {
-			deliver_why(d, "4.7.5", "dane-only: no %sTLSA records "
-			    "for _%u._tcp.%s", st == DNS_OK && n > 0 ?
-			    "DNSSEC-secure " : "", d->port, host);
-			log_info(LP_SMTP, "%s", d->why);
-			deliver_next_mx(d);
-			return;
-		}
-		d->level = TLS_MAY;
-		deliver_next_addr(d);
-		return;
-	}
-	/* Malformed records are left out, but still make TLS mandatory:
-	 * the domain asked for DANE (RFC 7672 section 2.2.2). */
-	for (i = 0; i < n && set->n < DANE_RECORDS_MAX; i++)
-		if (dane_tlsa_parse(rd[i].rdata, rd[i].len,
-		    &set->r[set->n]) == 0)
-			set->n++;
-	usable = dane_usable(set);
-	d->dane = usable > 0;
-	d->level = d->dane ? TLS_DANE : TLS_ENCRYPT;
-	log_trace(TRACE_DELIVER, "deliver %p: _%u._tcp.%s: %d TLSA records, "
-	    "%zu usable", (void *)d, d->port, host, n, usable);
 	deliver_next_addr(d);
 }
 
@@ -596,8 +677,8 @@ deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 {
 	struct deliver *d = arg;
 	struct dane_cert certs[DANE_CHAIN_MAX];
-	const char *names[2];
-	size_t i;
+	const char *names[DANE_REFS_MAX];
+	size_t i, nnames;
 
 	if (n > DANE_CHAIN_MAX)
 		n = DANE_CHAIN_MAX;
@@ -605,20 +686,28 @@ deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 		certs[i].der = chain[i].der;
 		certs[i].len = chain[i].len;
 	}
-	/* RFC 7672 section 3.2.2: the TLSA base domain (the MX host) or
-	 * the next-hop domain. */
-	names[0] = d->mx[d->imx - 1].host;
-	names[1] = d->host;
-	d->dane_v = dane_match(d->tlsa, certs, n, names, 2, &d->dane_which);
+	/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host as
+	 * named, the next-hop domain. */
+	nnames = dane_base_refs(&d->tbase, d->host, names, DANE_REFS_MAX);
+	d->dane_v = dane_match(d->tlsa, certs, n, names, nnames,
+	    &d->dane_which);
 	d->dane_seen = 1;
+}
+
+/* SNI: the TLSA base domain when secure TLSA records apply (RFC 7672
+ * section 8.1: the name the records were found for), else the MX host. */
+static const char *
+deliver_sni(const struct deliver *d)
+{
+	if (d->tlsa != NULL && d->tlsa_used)
+		return dane_base_name(&d->tbase);
+	return d->mx[d->imx - 1].host;
 }
 
 static void
 deliver_next_addr(struct deliver *d)
 {
-	struct dns_addr *a;
-	struct sockaddr_in *s4;
-	int fd, one = 1, retry = d->plain_retry;
+	int fd, retry = d->plain_retry;
 
 	/* 'may' after a failed handshake: the same address once more, in
 	 * clear; any other address starts with TLS again. */
@@ -628,33 +717,12 @@ deliver_next_addr(struct deliver *d)
 	while (d->iaddr < d->naddr) {
 		d->notls = retry;
 		retry = 0;
-		a = &d->addr[d->iaddr++];
-		s4 = (struct sockaddr_in *)&a->ss;
-		/* sin_port and sin6_port share their offset. */
-		s4->sin_port = htons((uint16_t)d->port);
-		if (a->ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6,
-			    &((struct sockaddr_in6 *)&a->ss)->sin6_addr,
-			    d->cur_ip, sizeof(d->cur_ip));
-		else
-			inet_ntop(AF_INET, &s4->sin_addr, d->cur_ip,
-			    sizeof(d->cur_ip));
-		fd = socket(a->ss.ss_family,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = net_connect(&d->addr[d->iaddr++], d->port, d->cur_ip,
+		    sizeof(d->cur_ip));
 		if (fd == -1) {
 			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: "
 			    "%s", d->mx[d->imx - 1].host, d->cur_ip, d->port,
 			    strerror(errno));
-			continue;
-		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
-		if (connect(fd, (struct sockaddr *)&a->ss, a->len) == -1 &&
-		    errno != EINPROGRESS) {
-			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: "
-			    "%s", d->mx[d->imx - 1].host, d->cur_ip, d->port,
-			    strerror(errno));
-			close(fd);
 			continue;
 		}
 		d->cfd.fd = fd;
@@ -744,7 +812,7 @@ deliver_connected(struct deliver *d)
 	d->max_size = 0;
 	d->tls_on = 0;
 	/* smtps (RFC 8314): TLS from the first byte, the banner inside it. */
-	if (d->level == TLS_SMTPS) {
+	if (d->smtps) {
 		(void)deliver_tls_begin(d);
 		return;
 	}
@@ -1071,8 +1139,8 @@ deliver_tls_begin(struct deliver *d)
 	 * the key exchange on the next connection there. */
 	deliver_fmt(key, sizeof(key), "%s:%u", host, d->port);
 	if (d->tlsc != NULL)
-		c = tls_conn_client(d->tlsc, io_fd(d->io), host,
-		    d->dane ? NULL : key);
+		c = tls_conn_client(d->tlsc, io_fd(d->io), deliver_sni(d),
+		    DELIVER_PINNED(d) ? NULL : key);
 	if (c != NULL && d->dane) {
 		d->dane_seen = 0;
 		d->dane_v = DANE_NOMATCH;
@@ -1102,8 +1170,8 @@ deliver_tls_done(struct deliver *d)
 	struct tls_conn *c = io_tls(d->io);
 	const char *host = d->mx[d->imx - 1].host, *trust;
 	unsigned v, bits;
-	int chain_ok, checks, dane_ok;
-	char rec[DANE_DATA_MAX * 2 + 16];
+	int chain_ok, checks, pin_ok = 0;
+	char what[DELIVER_REPLY_MAX];
 
 	if (c == NULL) {	/* cannot happen: IO_TLS means it is on */
 		deliver_tls_failed(d, "no TLS after the handshake");
@@ -1114,9 +1182,10 @@ deliver_tls_done(struct deliver *d)
 	checks = d->level == TLS_VERIFY || d->level == TLS_SECURE;
 	trust = v & TLS_V_NOCERT ? "Anonymous" : !chain_ok ? "Untrusted" :
 	    checks && !(v & TLS_V_NAME) ? "Verified" : "Trusted";
-	dane_ok = d->dane && d->dane_seen && d->dane_v == DANE_MATCH;
-	if (d->dane)
-		trust = dane_ok ? "Verified" : "Untrusted";
+	if (DELIVER_PINNED(d)) {
+		pin_ok = deliver_pin_match(d, c, what, sizeof(what));
+		trust = pin_ok ? "Verified" : "Untrusted";
+	}
 	bits = tls_conn_cipher_bits(c);
 	log_info(LP_SMTP, "%s TLS connection established to %s[%s]:%u: %s "
 	    "with cipher %s (%u/%u bits)", trust, host, d->cur_ip, d->port,
@@ -1124,17 +1193,15 @@ deliver_tls_done(struct deliver *d)
 	log_trace(TRACE_DELIVER, "deliver %p: TLS session %s", (void *)d,
 	    tls_conn_resumed(c) ? "resumed" : "new");
 	io_set_timeout(d->io, DELIVER_CMD_MS);
-	if (d->dane) {
-		if (!dane_ok) {
+	if (DELIVER_PINNED(d)) {
+		if (!pin_ok) {
 			deliver_refuse(d, "4.7.5", "Server certificate not "
-			    "trusted (%s[%s]:%u: no DANE TLSA record matched%s)",
-			    host, d->cur_ip, d->port, d->dane_seen ? "" :
-			    ", no certificate chain seen");
+			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
+			    what);
 			return;
 		}
-		dane_tlsa_format(&d->tlsa->r[d->dane_which], rec, sizeof(rec));
-		log_info(LP_SMTP, "%s[%s]:%u: Matched DANE TLSA record %s", host,
-		    d->cur_ip, d->port, rec);
+		log_info(LP_SMTP, "%s[%s]:%u: Matched %s", host, d->cur_ip,
+		    d->port, what);
 	}
 	if (checks) {
 		if (!tls_client_ca_ok(d->tlsc))
@@ -1158,7 +1225,7 @@ deliver_tls_done(struct deliver *d)
 		}
 	}
 	d->tls_on = 1;
-	if (d->level == TLS_SMTPS) {
+	if (d->smtps) {
 		deliver_enter_state(d, DS_BANNER);
 		return;
 	}
@@ -1167,9 +1234,64 @@ deliver_tls_done(struct deliver *d)
 }
 
 /*
+ * The pinned levels' verdict, and what to log (a match) or give as the
+ * reason (none): for DANE the TLSA record the chain hook matched during
+ * the handshake; for fingerprint a tls_policy match= value equal to the
+ * SHA-256 of the leaf certificate or of its public key (Postfix's
+ * fingerprint level: names, dates and issuers do not count).
+ */
+static int
+deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
+    char *what, size_t whatsz)
+{
+	static const char *const kind[2] = { "certificate", "public key" };
+	unsigned char fp[2][TLS_FP_LEN];
+	char rec[DANE_DATA_MAX * 2 + 16], hex[96];
+	size_t i, k;
+
+	if (d->dane) {
+		if (!d->dane_seen || d->dane_v != DANE_MATCH) {
+			deliver_fmt(what, whatsz, "no DANE TLSA record "
+			    "matched%s", d->dane_seen ? "" : ", no certificate "
+			    "chain seen");
+			return 0;
+		}
+		dane_tlsa_format(&d->tlsa->r[d->dane_which], rec, sizeof(rec));
+		/* Name the TLSA owner when it is not the MX host's own. */
+		if (strcasecmp(dane_base_name(&d->tbase),
+		    d->mx[d->imx - 1].host) != 0)
+			deliver_fmt(what, whatsz, "DANE TLSA record %s at "
+			    "_%u._tcp.%s (CNAME)", rec, d->port,
+			    dane_base_name(&d->tbase));
+		else
+			deliver_fmt(what, whatsz, "DANE TLSA record %s", rec);
+		return 1;
+	}
+	if (tls_conn_peer_fp(c, fp[0], fp[1]) == -1) {
+		deliver_fmt(what, whatsz, "no certificate to match the "
+		    "tls_policy fingerprint against");
+		return 0;
+	}
+	for (i = 0; i < d->pin.nfp; i++)
+		for (k = 0; k < 2; k++)
+			if (sodium_memcmp(d->pin.fp[i], fp[k], TLS_FP_LEN) ==
+			    0) {
+				tls_fp_format(fp[k], hex);
+				deliver_fmt(what, whatsz, "%s fingerprint "
+				    "sha256:%s", kind[k], hex);
+				return 1;
+			}
+	tls_fp_format(fp[0], hex);
+	deliver_fmt(what, whatsz, "no tls_policy fingerprint matched the "
+	    "certificate sha256:%s", hex);
+	return 0;
+}
+
+/*
  * The handshake failed (why: the TLS library's words, or a timeout).
- * 'may' tries the same address once more without TLS; every other level
- * defers this address with 4.7.5 and tries the next.
+ * 'may' tries the same address once more without TLS (not under smtps,
+ * whose port speaks only TLS); every other level defers this address
+ * with 4.7.5 and tries the next.
  */
 static void
 deliver_tls_failed(struct deliver *d, const char *why)
@@ -1178,7 +1300,7 @@ deliver_tls_failed(struct deliver *d, const char *why)
 
 	log_info(LP_SMTP, "SSL_connect error to %s[%s]:%u: %s", host,
 	    d->cur_ip, d->port, why);
-	if (d->level == TLS_MAY) {
+	if (d->level == TLS_MAY && !d->smtps) {
 		log_info(LP_SMTP, "%s[%s]:%u: TLS handshake failed; trying "
 		    "again without TLS", host, d->cur_ip, d->port);
 		deliver_io_free(d);

@@ -65,6 +65,11 @@ void deliver_configure(const struct config *);
  * NULL: no TLS client available (then levels above may defer). */
 struct tls_client;
 void deliver_set_tls(struct tls_client *);
+/* The tls_policy table (main.c loads it and swaps it on SIGHUP).  A
+ * connection copies its entry when it starts, so the old table may be
+ * freed once the new one is set.  NULL: no per-destination policy. */
+struct dane_policy;
+void deliver_set_policy(const struct dane_policy *);
 /* host: a domain (MX lookup) or, with literal set, the host itself
  * ("[host]" smarthost syntax: no MX lookup). */
 struct deliver *deliver_start(const char *host, int literal, unsigned port,

@@ -61,6 +61,7 @@
 #define DNS_RCODE_NXDOMAIN	3
 #define DNS_CLASS_IN	1
 #define DNS_TYPE_A	1
+#define DNS_TYPE_CNAME	5
 #define DNS_TYPE_MX	15
 #define DNS_TYPE_AAAA	28
 #define DNS_TYPE_OPT	41	/* RFC 6891 */
@@ -131,6 +132,7 @@ struct dns_req {
 	/* TLSA only: DNS_MAX_TLSA records of up to 1.1 KB each, too big to
 	 * sit in every request's union. */
 	struct dns_tlsa_rdata *tlsa;
+	char canon[DNS_NAME_MAX + 1];	/* addresses: dns_canon() */
 };
 
 
@@ -147,12 +149,17 @@ static void dns_deliver(struct dns_req *);
 static void dns_deliver_mx(struct dns_req *);
 static void dns_deliver_addr(struct dns_req *);
 static void dns_deliver_tlsa(struct dns_req *);
+static int dns_canon_of(const struct dns_req *, char *, size_t);
 static enum dns_status dns_from_ares(int);
 static int dns_classify(const unsigned char *, size_t, enum dns_status *);
 static int dns_parse_addr(const unsigned char *, size_t, int,
     struct dns_addr *, int, int *, enum dns_status *);
 static int dns_host_ok(const char *);
 static int dns_skip_name(const unsigned char *, size_t, size_t *);
+static int dns_get_name(const unsigned char *, size_t, size_t *, char *,
+    size_t);
+static int dns_cname_link(const unsigned char *, size_t, size_t, unsigned,
+    const char *, char *, size_t);
 static unsigned dns_get16(const unsigned char *);
 static int dns_mx_cmp(const void *, const void *);
 static void dns_on_sock_state(void *, ares_socket_t, int, int);
@@ -177,6 +184,7 @@ static struct dns_req *dns_reqs;
 static struct loop_timer dns_timer = { .cb = dns_on_timer };
 static const unsigned char *dns_raw_buf;	/* valid during a callback */
 static size_t dns_raw_len;
+static const char *dns_canon_name;	/* valid during an address callback */
 
 /* --- set-up ------------------------------------------------------------ */
 
@@ -319,6 +327,12 @@ dns_raw(size_t *len)
 {
 	*len = dns_raw_len;
 	return dns_raw_buf;
+}
+
+const char *
+dns_canon(void)
+{
+	return dns_canon_name;
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -599,6 +613,7 @@ dns_deliver(struct dns_req *req)
 		dns_deliver_addr(req);
 	dns_raw_buf = NULL;
 	dns_raw_len = 0;
+	dns_canon_name = NULL;
 	dns_req_free(req);
 }
 
@@ -676,7 +691,42 @@ dns_deliver_addr(struct dns_req *req)
 		dns_raw_buf = s6->raw;
 		dns_raw_len = s6->rawlen;
 	}
+	if (st == DNS_OK && dns_canon_of(req, req->canon,
+	    sizeof(req->canon)) == 1) {
+		dns_canon_name = req->canon;
+		log_trace(TRACE_DNS, "dns %p: %s is an alias of %s",
+		    (void *)req, req->name, req->canon);
+	}
 	req->addr_cb(req->arg, st, secure, out, n6 + n4);
+}
+
+/*
+ * Where the host's CNAME chain ends, from both answers: each (that came
+ * back at all) must tell the same story, or nothing is claimed and the
+ * caller keeps the name it asked for, the safe choice for DANE (the
+ * original name is always a TLSA base domain to try, RFC 7671 section 7).
+ * 1 an alias (out set), 0 not, -1 answers that cannot be followed.
+ */
+static int
+dns_canon_of(const struct dns_req *req, char *out, size_t outsz)
+{
+	char name[DNS_NAME_MAX + 1];
+	int i, rc, seen = 0, got = 0;
+
+	for (i = 0; i < DNS_SLOTS; i++) {
+		if (req->slot[i].raw == NULL)
+			continue;
+		rc = dns_parse_cname(req->slot[i].raw, req->slot[i].rawlen,
+		    name, sizeof(name));
+		if (rc == -1 || (seen && rc != got) || (seen && rc == 1 &&
+		    strcmp(name, out) != 0))
+			return -1;
+		if (rc == 1 && !seen)
+			snprintf(out, outsz, "%s", name);
+		seen = 1;
+		got = rc;
+	}
+	return seen ? got : 0;
 }
 
 static enum dns_status
@@ -955,6 +1005,97 @@ bad:
 }
 
 /*
+ * The CNAME chain of an answer (RFC 1034 §3.6.2, §4.3.2: the resolver
+ * puts every link it followed into the answer section).  Each link is
+ * looked up by its owner, so the order of the records does not matter;
+ * RRSIGs and the address records are stepped over.  A link whose owner
+ * or target is not a host name, a loop or a chain longer than
+ * DNS_CNAME_HOPS_MAX make the chain unusable (-1): the caller then keeps
+ * the name it asked for.
+ */
+int
+dns_parse_cname(const unsigned char *buf, size_t len, char *out,
+    size_t outsz)
+{
+	char cur[DNS_NAME_MAX + 1], next[DNS_NAME_MAX + 1];
+	enum dns_status st;
+	size_t off;
+	unsigned an, hops;
+	int rc;
+
+	if (out == NULL || outsz < DNS_NAME_MAX + 1)
+		return -1;
+	out[0] = '\0';
+	if ((rc = dns_classify(buf, len, &st)) != 1)
+		return rc;	/* -1, or 0: no answer records to follow */
+	off = DNS_HDR_LEN;
+	if (dns_get16(buf + DNS_HDR_QDCOUNT) != 1 ||
+	    dns_get_name(buf, len, &off, cur, sizeof(cur)) == -1 ||
+	    len - off < DNS_Q_FIXED)
+		return -1;
+	off += DNS_Q_FIXED;
+	an = dns_get16(buf + DNS_HDR_ANCOUNT);
+	for (hops = 0; ; hops++) {
+		rc = dns_cname_link(buf, len, off, an, cur, next,
+		    sizeof(next));
+		if (rc == -1)
+			return -1;
+		if (rc == 0)
+			break;
+		if (hops == DNS_CNAME_HOPS_MAX)
+			return -1;	/* too long, or a loop */
+		memcpy(cur, next, sizeof(cur));
+	}
+	if (hops == 0)
+		return 0;
+	memcpy(out, cur, sizeof(cur));
+	return 1;
+}
+
+/*
+ * One link: the target of the CNAME IN record owned by "owner" among the
+ * an answer records starting at off.  1 found (next set), 0 none, -1
+ * malformed (including a CNAME whose RDATA is not exactly one name).
+ * Owner names that are not host names cannot be the one looked for and
+ * are stepped over.
+ */
+static int
+dns_cname_link(const unsigned char *buf, size_t len, size_t off,
+    unsigned an, const char *owner, char *next, size_t nextsz)
+{
+	char name[DNS_NAME_MAX + 1];
+	size_t rdlen, end;
+	unsigned i, type, class;
+	int named;
+
+	for (i = 0; i < an; i++) {
+		end = off;
+		if (dns_skip_name(buf, len, &end) == -1)
+			return -1;
+		named = dns_get_name(buf, len, &off, name, sizeof(name)) == 0;
+		off = end;
+		if (len - off < DNS_RR_FIXED)
+			return -1;
+		type = dns_get16(buf + off);
+		class = dns_get16(buf + off + 2);
+		rdlen = dns_get16(buf + off + 8);
+		off += DNS_RR_FIXED;
+		if (rdlen > len - off)
+			return -1;
+		if (type == DNS_TYPE_CNAME && class == DNS_CLASS_IN && named &&
+		    strcmp(name, owner) == 0) {
+			end = off;
+			if (dns_get_name(buf, len, &end, next, nextsz) == -1 ||
+			    end != off + rdlen || next[0] == '\0')
+				return -1;
+			return 1;
+		}
+		off += rdlen;
+	}
+	return 0;
+}
+
+/*
  * Step over one name at *off (RFC 1035 §4.1.4) and check it on the way:
  * labels of at most 63 octets, 255 octets in all, pointers only to
  * earlier octets past the header, each one earlier than the last, so a
@@ -964,8 +1105,22 @@ bad:
 static int
 dns_skip_name(const unsigned char *buf, size_t len, size_t *off)
 {
-	size_t p = *off, limit = *off, end = 0, total = 1, target;
-	unsigned c;
+	return dns_get_name(buf, len, off, NULL, 0);
+}
+
+/*
+ * dns_skip_name() that also writes the name as text into out (when not
+ * NULL): labels joined by dots, lower case, no trailing dot, "" for the
+ * root.  With out, only host-name octets (letters, digits, '-', '_') are
+ * accepted, so the text is unambiguous and safe to query, log and send
+ * as SNI; anything else is -1.  outsz must hold DNS_NAME_MAX + 1.
+ */
+static int
+dns_get_name(const unsigned char *buf, size_t len, size_t *off, char *out,
+    size_t outsz)
+{
+	size_t p = *off, limit = *off, end = 0, total = 1, target, o = 0, i;
+	unsigned c, ch;
 
 	for (;;) {
 		if (p >= len)
@@ -989,8 +1144,23 @@ dns_skip_name(const unsigned char *buf, size_t len, size_t *off)
 		total += c + 1;
 		if (total > DNS_WIRE_NAME_MAX)
 			return -1;
+		if (out != NULL) {
+			/* total <= 255 keeps o + c + 1 under DNS_NAME_MAX. */
+			if (len - p - 1 < c || outsz < DNS_NAME_MAX + 1)
+				return -1;
+			if (o > 0)
+				out[o++] = '.';
+			for (i = 0; i < c; i++) {
+				ch = buf[p + 1 + i];
+				if (!isalnum(ch) && ch != '-' && ch != '_')
+					return -1;
+				out[o++] = (char)tolower(ch);
+			}
+		}
 		p += c + 1;
 	}
+	if (out != NULL)
+		out[o] = '\0';
 	*off = end != 0 ? end : p + 1;
 	return 0;
 }

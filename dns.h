@@ -15,7 +15,9 @@
  * order (RFC 5321 §5.1); DNS_NODATA for an MX lookup means "no MX: use the
  * domain's own A/AAAA"; DNS_NULLMX is RFC 7505's "0 ." (bounce, 5.1.10).
  * Address answers list IPv6 first, then IPv4, each with port 0 (the
- * caller sets it).  CNAMEs are followed by the resolver.
+ * caller sets it).  CNAMEs are followed by the resolver; the name the
+ * chain ended at is dns_canon()'s during the callback (DANE's TLSA base
+ * domain, RFC 7672 section 2.2.3).
  */
 #ifndef FERRY_DNS_H
 #define FERRY_DNS_H
@@ -78,6 +80,13 @@ const char *dns_status_name(enum dns_status);
 /* During a callback: the raw answer (MX; for addresses the A answer, else
  * the AAAA), header flags included. */
 const unsigned char *dns_raw(size_t *len);
+/* During an address callback: when the host is an alias, the name its
+ * CNAME chain ended at (lower case, no trailing dot), the same in both
+ * answers; else NULL (no CNAME, or answers that cannot be followed or
+ * disagree).  Whether every link was DNSSEC-secure is the callback's
+ * "secure": a validating resolver sets AD only when the whole chain and
+ * the records at its end validated. */
+const char *dns_canon(void);
 
 /* Pure helpers, unit-tested and fuzzed: parse a raw MX answer (message
  * bytes, explicit length) into a sorted list. */
@@ -88,5 +97,13 @@ int dns_parse_mx(const unsigned char *, size_t, struct dns_mx *, int max,
  * bit.  0 understood, -1 malformed. */
 int dns_parse_tlsa(const unsigned char *, size_t, struct dns_tlsa_rdata *,
     int max, int *n, int *secure, enum dns_status *);
+/* The CNAME chain of a raw answer, followed from the question's name
+ * through CNAME IN records of the answer section (in any order, at most
+ * DNS_CNAME_HOPS_MAX links): 1 the name is an alias and out (outsz at
+ * least DNS_NAME_MAX + 1) has where the chain ends, lower case; 0 not an
+ * alias (or an answer with no records to look at); -1 malformed, a loop
+ * or a chain too long, or a name that is not a host name. */
+#define DNS_CNAME_HOPS_MAX 8
+int dns_parse_cname(const unsigned char *, size_t, char *out, size_t outsz);
 
 #endif

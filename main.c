@@ -1,7 +1,8 @@
 /*
  * main.c - argv, multicall, start-up and privilege drop.
  *
- * `ferry [-c FILE] [-T TRACE] [COMMAND ...]`, or argv[0] sendmail/mailq.
+ * `ferry [-c FILE] [-T TRACE] [COMMAND ...]`, or argv[0] sendmail, mailq
+ * or newaliases.
  * The daemon binds every socket as root, creates the queue directories
  * for its user, drops privileges (and checks they cannot come back), then
  * runs the loop.  Exit codes are sysexits.h: 64 usage, 75 temporary
@@ -18,16 +19,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "alias.h"
 #include "auth.h"
+#include "check.h"
 #include "cli.h"
 #include "compat.h"
 #include "config.h"
+#include "dane.h"
 #include "log.h"
 #include "loop.h"
 #include "dns.h"
@@ -41,12 +46,14 @@
 #define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
 #define FERRY_VERSION	"0.1"
 
-/* The files behind TLS and AUTH, loaded as one set, swapped on SIGHUP. */
+/* The files behind TLS and AUTH (and tls_policy), loaded as one set,
+ * swapped on SIGHUP. */
 struct main_creds {
 	struct tls_server *server;
 	struct tls_client *client;
 	struct auth_users *users;
 	struct tls_fplist *fps;
+	struct dane_policy *policy;
 };
 
 struct main_user {
@@ -59,7 +66,10 @@ struct main_user {
 static int main_usage(void);
 static int main_serve(struct config *);
 static int main_check_config(struct config *);
+static int main_newaliases(const struct config *);
 static int main_load(struct config *, const char *);
+static int main_read(struct config *, struct config_src *, char *, size_t);
+static char *const *main_environ(void);
 static void main_resolve_user(const struct config *, struct main_user *);
 static int main_bind_inet(const struct listen_list *, enum smtp_kind);
 static int main_bind_local(const char *, const struct main_user *);
@@ -68,6 +78,7 @@ static void main_on_term(int);
 static void main_on_hup(int);
 static void main_on_usr1(int);
 static void main_on_usr2(int);
+static void main_on_chld(int);
 static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
 static int main_load_creds(const struct config *, struct main_creds *,
@@ -79,6 +90,8 @@ static struct config *main_conf;
 static struct alias_table *main_aliases;
 static struct main_creds main_creds;
 static int main_listeners_before_drop;
+static const char *main_conf_path;	/* -c or FERRY_CONFIG; NULL: default */
+static struct config_src main_src;
 
 static const struct {
 	const char *name;
@@ -89,6 +102,7 @@ static const struct {
 	{ "delete", cli_delete },
 	{ "cat", cli_cat },
 	{ "flush", cli_flush },
+	{ "check", check_cli },
 };
 
 int
@@ -107,6 +121,9 @@ main(int argc, char **argv)
 		return prog[0] == 's' ? cli_sendmail(&conf, argc, argv) :
 		    cli_mailq(&conf, argc, argv);
 	}
+	if (strcmp(prog, "newaliases") == 0)
+		return main_load(&conf, getenv("FERRY_CONFIG")) != 0 ?
+		    EX_CONFIG : main_newaliases(&conf);
 
 	while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
 		switch (c) {
@@ -136,6 +153,8 @@ main(int argc, char **argv)
 		return argc > 1 ? main_usage() : main_serve(&conf);
 	if (strcmp(cmd, "check-config") == 0)
 		return main_check_config(&conf);
+	if (strcmp(cmd, "newaliases") == 0)
+		return main_newaliases(&conf);
 	for (i = 0; i < sizeof(main_cmds) / sizeof(main_cmds[0]); i++)
 		if (strcmp(cmd, main_cmds[i].name) == 0)
 			return main_cmds[i].fn(&conf, argc, argv);
@@ -159,7 +178,11 @@ main_usage(void)
 	    "(USER:$argon2id$...)\n"
 	    "  tlsa [--usage U --selector S --match M] CERT [HOST [PORT]]\n"
 	    "                        print the TLSA record to publish\n"
-	    "  check-config          validate and print the settings\n");
+	    "  check [-l LEVEL] [-p PORT] DOMAIN\n"
+	    "                        what a delivery to DOMAIN would do: MX, "
+	    "TLSA, TLS\n"
+	    "  check-config          validate and print the settings\n"
+	    "  newaliases            check the aliases file\n");
 	return EX_USAGE;
 }
 
@@ -168,20 +191,68 @@ main_load(struct config *conf, const char *path)
 {
 	char err[CONFIG_ERR_MAX];
 
-	if (path == NULL)
-		path = CONFIG_DEFAULT_PATH;
-	if (config_load(conf, path, err, sizeof(err)) != 0) {
+	main_conf_path = path;
+	if (main_read(conf, &main_src, err, sizeof(err)) != 0) {
 		fprintf(stderr, "ferry: %s\n", err);
 		return -1;
 	}
 	return 0;
 }
 
+/*
+ * The file and the environment, at start and on SIGHUP.  A file named
+ * with -c or FERRY_CONFIG must exist; the default one may be missing, so
+ * a container configured by FERRY_* variables alone needs no file.
+ */
+static int
+main_read(struct config *conf, struct config_src *src, char *err,
+    size_t errsz)
+{
+	return config_load_env(conf, src, main_conf_path != NULL ?
+	    main_conf_path : CONFIG_DEFAULT_PATH, main_conf_path == NULL,
+	    main_environ(), err, errsz);
+}
+
+/*
+ * FERRY_<KEY> variables, except in a set-id entry: there the environment
+ * is the caller's, and DESIGN.md says such an entry trusts none of it.
+ */
+static char *const *
+main_environ(void)
+{
+	extern char **environ;
+
+	return getauxval(AT_SECURE) ? NULL : environ;
+}
+
 static int
 main_check_config(struct config *conf)
 {
-	config_print(conf, stdout);
+	config_print_src(conf, &main_src, main_environ(), stdout);
 	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+/*
+ * newaliases (argv[0], or `ferry newaliases`): the daemon reads the
+ * aliases file itself, so there is no database to build.  Check the file
+ * the way the daemon will, so a typo shows now and not at the next
+ * start or SIGHUP: 0, or 78 with "FILE:LINE: what" like Postfix's
+ * postalias would report.  No aliases key: nothing to check.
+ */
+static int
+main_newaliases(const struct config *conf)
+{
+	char err[CONFIG_ERR_MAX];
+	struct alias_table *t;
+
+	if (conf->aliases[0] == '\0')
+		return EX_OK;
+	if ((t = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "newaliases: %s\n", err);
+		return EX_CONFIG;
+	}
+	alias_free(t);
+	return EX_OK;
 }
 
 static void
@@ -322,9 +393,11 @@ main_serve(struct config *conf)
 	    loop_signal(SIGINT, main_on_term) == -1 ||
 	    loop_signal(SIGHUP, main_on_hup) == -1 ||
 	    loop_signal(SIGUSR1, main_on_usr1) == -1 ||
-	    loop_signal(SIGUSR2, main_on_usr2) == -1)
+	    loop_signal(SIGUSR2, main_on_usr2) == -1 ||
+	    loop_signal(SIGCHLD, main_on_chld) == -1)
 		log_fatal(LP_MASTER, "signals");
 	signal(SIGPIPE, SIG_IGN);
+	main_on_chld(0);	/* orphans that died before SIGCHLD was ours */
 	main_resolve_user(conf, &u);
 	if (queue_init_dirs(conf->queue_dir, u.uid, u.gid) == -1)
 		log_fatal(LP_MASTER, "queue directory %s", conf->queue_dir);
@@ -364,7 +437,8 @@ main_serve(struct config *conf)
 	if (sched_start(&queued) == -1)
 		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
 	log_info(LP_MASTER, "daemon started -- version %s, configuration %s",
-	    FERRY_VERSION, conf->path);
+	    FERRY_VERSION, conf->path[0] != '\0' ? conf->path :
+	    "(none: defaults and environment)");
 	log_info(LP_QMGR, "%u message(s) in the queue", queued);
 	pickup_start();
 	if (loop_run() == -1)
@@ -374,6 +448,7 @@ main_serve(struct config *conf)
 	smtp_set_auth(NULL);
 	smtp_set_client_certs(NULL);
 	deliver_set_tls(NULL);
+	deliver_set_policy(NULL);
 	main_free_creds(&main_creds);
 	alias_free(main_aliases);
 	dns_free();
@@ -448,6 +523,13 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		log_warnx(LP_MASTER, "relay_client_certs: %s%s", err,
 		    old ? "; keeping the old list" : "");
 	}
+	/* err names the file and the line. */
+	if (conf->tls_policy[0] != '\0' && (out->policy =
+	    dane_policy_load(conf->tls_policy, err, sizeof(err))) == NULL) {
+		bad = 1;
+		log_warnx(LP_MASTER, "tls_policy: %s%s", err,
+		    old ? "; keeping the old policy" : "");
+	}
 	if (bad && old == NULL) {
 		main_free_creds(out);
 		return -1;
@@ -462,6 +544,7 @@ main_set_creds(struct main_creds *c)
 	smtp_set_auth(c->users);
 	smtp_set_client_certs(c->fps);
 	deliver_set_tls(c->client);
+	deliver_set_policy(c->policy);
 }
 
 static void
@@ -473,6 +556,7 @@ main_free_creds(struct main_creds *c)
 		tls_client_unref(c->client);
 	auth_users_free(c->users);
 	tls_fplist_free(c->fps);
+	dane_policy_free(c->policy);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -514,7 +598,7 @@ main_on_hup(int signo)
 	struct alias_table *aliases;
 	struct main_creds creds;
 
-	if (config_load(next, main_conf->path, err, sizeof(err)) != 0) {
+	if (main_read(next, NULL, err, sizeof(err)) != 0) {
 		log_warnx(LP_MASTER, "reload: %s; keeping the running "
 		    "configuration", err);
 		return;
@@ -538,6 +622,10 @@ main_on_hup(int signo)
 		creds.fps = main_creds.fps;
 		main_creds.fps = NULL;
 	}
+	if (creds.policy == NULL && next->tls_policy[0] != '\0') {
+		creds.policy = main_creds.policy;
+		main_creds.policy = NULL;
+	}
 	main_set_creds(&creds);
 	main_free_creds(&main_creds);
 	main_creds = creds;
@@ -560,7 +648,8 @@ main_on_hup(int signo)
 	pickup_configure(main_conf);
 	sched_configure(main_conf);
 	log_info(LP_MASTER, "reload -- version %s, configuration %s",
-	    FERRY_VERSION, main_conf->path);
+	    FERRY_VERSION, main_conf->path[0] != '\0' ? main_conf->path :
+	    "(none: defaults and environment)");
 }
 
 static void
@@ -576,4 +665,20 @@ main_on_usr2(int signo)
 	(void)signo;
 	log_trace_mask = log_trace_mask ? 0 : ~0u;
 	log_info(LP_MASTER, "tracing %s", log_trace_mask ? "on" : "off");
+}
+
+/*
+ * As PID 1 of a container every orphan there becomes our child: reap
+ * them all, or they stay zombies.  ferry itself forks nothing, so any
+ * child is one of those.  (PID 1 also gets no default signal actions:
+ * every signal ferry needs is read on the loop, see main_serve.)
+ */
+static void
+main_on_chld(int signo)
+{
+	int status;
+
+	(void)signo;
+	while (waitpid(-1, &status, WNOHANG) > 0)
+		continue;
 }

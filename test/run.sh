@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh - every test, after `make all unit san fuzz` (what `make test`
 # runs): unit tests under valgrind, the sanitizer unit tests, the
-# integration suite against ./ferry and against the ASan/UBSan daemon,
+# integration suite against ./ferry, against a `make install`ed copy and
+# against the ASan/UBSan daemon,
 # then each fuzz target for a short run over a copy of its corpus.
 # Output passes through as it comes; PASS/FAIL lines are counted, a binary
 # that crashes (or fails without a FAIL line) counts as one FAIL, and the
@@ -77,6 +78,22 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 echo "=== integration: ./ferry"
 tally "integration" env FERRY_BIN="$ROOT/ferry" \
     "$PY" test/integration/run.py -j "$INTEGRATION_JOBS"
+
+# (c2) `make install` into a scratch DESTDIR, then the same suite against
+# the installed binary: the layout must work, not only exist (issue 6).
+# -o ferry: install the binary (c) tested, never a rebuilt one.
+echo "=== integration: installed ferry (make install DESTDIR=...)"
+DEST="$TMP/install"
+if make --no-print-directory -o ferry install DESTDIR="$DEST" \
+    PREFIX=/usr >"$TMP/install.log" 2>&1; then
+	tally "installed integration" env FERRY_BIN="$DEST/usr/sbin/ferry" \
+	    "$PY" test/integration/run.py -j "$INTEGRATION_JOBS" \
+	    --prefix 'installed: '
+else
+	sed 's/^/    /' "$TMP/install.log"
+	echo "FAIL make install DESTDIR=$DEST PREFIX=/usr"
+	FAILED=$((FAILED + 1))
+fi
 
 # (d) the same against the sanitizer daemon; any report in its log fails
 echo "=== integration: build/native/san/ferry"

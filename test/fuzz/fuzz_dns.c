@@ -1,5 +1,7 @@
 /*
- * fuzz_dns.c - libFuzzer target for dns_parse_mx() and dns_parse_tlsa().
+ * fuzz_dns.c - libFuzzer target for dns_parse_mx(), dns_parse_tlsa() and
+ * dns_parse_cname() (which every input also goes through: it takes no
+ * max).
  * Input: one byte choosing the parser and max (below 0x80: MX, max =
  * byte % (DNS_MAX_MX + 1); from 0x80: TLSA, max = (byte & 0x7f) %
  * (DNS_MAX_TLSA + 1); the output array is allocated exactly that size so
@@ -9,7 +11,11 @@
  * 1..max entries; any other status returns none.  MX hosts come sorted
  * by preference, each a terminated non-empty host name; TLSA RDATA fits
  * its buffer and is bytes of the message; a TEMPFAIL is never secure.
+ * A CNAME chain's end is a host name in lower case (labels of letters,
+ * digits, '-', '_', none empty, at most 253 octets), and nothing is
+ * written for "not an alias" or a failure.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>		/* memmem: -D_GNU_SOURCE */
@@ -23,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void fuzz_mx(const unsigned char *, size_t, int);
 static void fuzz_tlsa(const unsigned char *, size_t, int);
+static void fuzz_cname(const unsigned char *, size_t);
 
 static void
 fuzz_mx(const unsigned char *msg, size_t len, int max)
@@ -87,6 +94,42 @@ fuzz_tlsa(const unsigned char *msg, size_t len, int max)
 	free(r);
 }
 
+static void
+fuzz_cname(const unsigned char *msg, size_t len)
+{
+	char *out;
+	size_t l, i;
+	int ret;
+
+	/* Exactly the size dns.h asks for, so ASan sees any overrun. */
+	if ((out = malloc(DNS_NAME_MAX + 1)) == NULL)
+		abort();
+	memset(out, 'x', DNS_NAME_MAX + 1);
+	ret = dns_parse_cname(msg, len, out, DNS_NAME_MAX + 1);
+	if (ret != 1) {
+		if ((ret != 0 && ret != -1) || out[0] != '\0')
+			abort();
+		free(out);
+		return;
+	}
+	l = strnlen(out, DNS_NAME_MAX + 1);
+	if (l == 0 || l > DNS_NAME_MAX - 2 || out[0] == '.' ||
+	    out[l - 1] == '.')
+		abort();
+	for (i = 0; i < l; i++) {
+		if (out[i] == '.') {
+			if (out[i + 1] == '.')
+				abort();
+			continue;
+		}
+		if (!(islower((unsigned char)out[i]) ||
+		    isdigit((unsigned char)out[i]) || out[i] == '-' ||
+		    out[i] == '_'))
+			abort();
+	}
+	free(out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -104,6 +147,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (DNS_MAX_TLSA + 1));
 	else
 		fuzz_mx(msg, len, data[0] % (DNS_MAX_MX + 1));
+	fuzz_cname(msg, len);
 	free(msg);
 	return 0;
 }

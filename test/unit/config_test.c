@@ -36,6 +36,11 @@ static int has_line(const char *, const char *);
 static int same(const struct config *, const struct config *);
 static int sa4(struct sockaddr_storage *, const char *);
 static int sa6(struct sockaddr_storage *, const char *);
+static int parse_env(struct config *, struct config_src *, const char *,
+    char *const *, char *);
+static char *print_src(const struct config *, const struct config_src *,
+    char *const *);
+static size_t key_pos(const char *);
 
 static int
 parse(struct config *cfg, const char *text, char *err)
@@ -86,6 +91,56 @@ static int
 same(const struct config *a, const struct config *b)
 {
 	return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+/* The file text (NULL: none) with envp over it, named "t.conf". */
+static int
+parse_env(struct config *cfg, struct config_src *src, const char *text,
+    char *const *envp, char *err)
+{
+	return config_parse_env(cfg, src, "t.conf", text,
+	    text != NULL ? strlen(text) : 0, envp, err, CONFIG_ERR_MAX);
+}
+
+static char *
+print_src(const struct config *cfg, const struct config_src *src,
+    char *const *envp)
+{
+	char *buf = calloc(1, PRINT_MAX);
+	FILE *fp;
+
+	if (buf == NULL)
+		return NULL;
+	if ((fp = fmemopen(buf, PRINT_MAX - 1, "w")) == NULL) {
+		free(buf);
+		return NULL;
+	}
+	config_print_src(cfg, src, envp, fp);
+	if (fclose(fp) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* A key's index in config_src: its line's place in config_print(). */
+static size_t
+key_pos(const char *key)
+{
+	struct config c;
+	char *out = NULL, *s;
+	size_t i = 0, n = strlen(key), r = (size_t)-1;
+
+	config_defaults(&c);
+	if ((out = print(&c)) == NULL)
+		return r;
+	for (s = out; *s != '\0'; s = strchr(s, '\n') + 1, i++)
+		if (strncmp(s, key, n) == 0 && s[n] == ' ') {
+			r = i;
+			break;
+		}
+	free(out);
+	return r;
 }
 
 static int
@@ -1091,6 +1146,291 @@ t_example(void)
 	return 0;
 }
 
+/*
+ * FERRY_<KEY> over the file: a set variable wins (empty too), an unset
+ * one leaves the file's value, other variables and near-misses are not
+ * keys, and config_src says where each value came from.
+ */
+static int
+t_env_override(void)
+{
+	struct config c;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX];
+	const char *file = "max_recipients = 7\n"
+	    "smarthost = [a.example]:25\n"
+	    "listen_smtp = 127.0.0.1:25\n"
+	    "mx_port = 26\n";
+	char *env[] = {
+		"FERRY_SMARTHOST=[b.example]:587",
+		"FERRY_LISTEN_SMTP=",
+		"FERRY_MX_PORT= 2525\t",
+		"FERRY_SMARTHOST_TLS=none",
+		"FERRY_QUEUE_DIR=/q#1",
+		"FERRY_SMARTHOST=[second.example]",	/* getenv() takes the first */
+		"ferry_max_recipients=9",		/* not ours: case matters */
+		"FERRY_MAX_RECIPIENTSX=9",
+		"FERRY_BIN=/usr/bin/ferry",
+		"FERRY_CONFIG=/nowhere",
+		"PATH=/bin",
+		NULL
+	};
+	char *none[] = { NULL };
+
+	CHECK(parse_env(&c, &src, file, env, err) == 0);
+	CHECK_STR(c.smarthost, "[b.example]:587");
+	CHECK(c.smarthost_tls == TLS_NONE);
+	CHECK(c.listen_smtp.n == 0);		/* empty: the listener is off */
+	CHECK(c.mx_port == 2525);		/* blanks around it trimmed */
+	CHECK_STR(c.queue_dir, "/q#1");		/* no comments in a variable */
+	CHECK(c.max_recipients == 7);		/* unset: the file's value */
+	CHECK(c.message_size_limit == 10 * 1024 * 1024);
+	CHECK_STR(c.path, "t.conf");
+	CHECK(src.line[key_pos("smarthost")] == CONFIG_FROM_ENV);
+	CHECK(src.line[key_pos("listen_smtp")] == CONFIG_FROM_ENV);
+	CHECK(src.line[key_pos("max_recipients")] == 1);
+	CHECK(src.line[key_pos("mx_port")] == CONFIG_FROM_ENV);
+	CHECK(src.line[key_pos("message_size_limit")] == 0);
+	CHECK(src.line[key_pos("hostname")] == 0);
+
+	/* an empty environment, or none, is the file alone */
+	CHECK(parse_env(&c, &src, file, none, err) == 0);
+	CHECK_STR(c.smarthost, "[a.example]:25");
+	CHECK(c.listen_smtp.n == 1 && c.mx_port == 26);
+	CHECK(src.line[key_pos("smarthost")] == 2);
+	return 0;
+}
+
+/*
+ * Every key config_print() writes can come from the environment: each
+ * printed "key = value" line of a config unlike the defaults, turned into
+ * FERRY_KEY=value with no file at all, gives the same struct.
+ */
+static int
+t_env_every_key(void)
+{
+	struct config a, b;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX], *out, *s, *e, *env[CONFIG_KEYS_MAX + 1];
+	char vars[CONFIG_KEYS_MAX][CONFIG_LINE_MAX / 8];
+	size_t n = 0, i, k;
+	const char *file = "hostname = mx.example.org\norigin = example.org\n"
+	    "listen_smtps = 127.0.0.1:465\nlisten_submission =\n"
+	    "tls_cert = /c.pem\ntls_key = /c.key\ntls_ciphers = X-Y\n"
+	    "inbound_tls = encrypt\nauth_users = /u\n"
+	    "auth_over_plaintext = yes\nrelay_networks = 10.0.0.0/8, ::1\n"
+	    "relay_domains = a.example .b.example\nrelay_client_certs = /f\n"
+	    "aliases = /al\nmessage_size_limit = 3k\nmax_recipients = 3\n"
+	    "max_connections = 9\nmax_connections_per_client = 2\n"
+	    "queue_dir = /q\nqueue_lifetime = 2d\nretry_min = 1m\n"
+	    "retry_max = 2h\nsmarthost = smtp.example.net:587\n"
+	    "smarthost_tls = smtps\nsmarthost_auth = /sa\n"
+	    "outbound_tls = dane-only\ntls_policy = /tp\nca_file = /ca\n"
+	    "client_cert = /cc\nclient_key = /ck\n"
+	    "dns_servers = 127.0.0.1:5353 ::1\ndnssec = no\nmx_port = 2525\n"
+	    "max_deliveries = 5\nmax_deliveries_per_destination = 1\n"
+	    "user = nobody\nlog = stderr\nsmtpd_timeout = 1m\n"
+	    "smtpd_data_timeout = 3m\nlocal_socket = /s.sock\n";
+
+	CHECK(parse(&a, file, err) == 0);
+	CHECK((out = print(&a)) != NULL);
+	for (s = out; *s != '\0'; s = e + 1) {
+		e = strchr(s, '\n');
+		CHECK(e != NULL && n < CONFIG_KEYS_MAX);
+		*e = '\0';
+		k = strcspn(s, " ");
+		CHECK(strncmp(s + k, " =", 2) == 0);
+		CHECK(strlen(s) + 8 < sizeof(vars[0]));
+		memcpy(vars[n], "FERRY_", 6);
+		for (i = 0; i < k; i++)
+			vars[n][6 + i] = (char)(s[i] >= 'a' && s[i] <= 'z' ?
+			    s[i] - 'a' + 'A' : s[i]);
+		snprintf(vars[n] + 6 + k, sizeof(vars[0]) - 6 - k, "=%s",
+		    s[k + 2] == ' ' ? s + k + 3 : s + k + 2);
+		env[n] = vars[n];
+		n++;
+	}
+	env[n] = NULL;
+	free(out);
+	CHECK(n > 40);
+	if (parse_env(&b, &src, NULL, env, err) != 0) {
+		fprintf(stderr, "  %s\n", err);
+		CHECK(0);
+	}
+	CHECK_STR(b.path, "");			/* no file */
+	memcpy(b.path, a.path, sizeof(b.path));
+	CHECK(same(&a, &b));
+	for (i = 0; i < n; i++)
+		CHECK(src.line[i] == CONFIG_FROM_ENV);
+	return 0;
+}
+
+/* Bad values name the variable, never a file line; nothing changes. */
+static int
+t_env_errors(void)
+{
+	static const struct {
+		const char *var;
+		const char *file;
+		const char *err;
+	} v[] = {
+		{ "FERRY_MAX_RECIPIENTS=lots", NULL,
+		    "FERRY_MAX_RECIPIENTS: bad number \"lots\"" },
+		{ "FERRY_HOSTNAME=", NULL,
+		    "FERRY_HOSTNAME: empty; a host name is required" },
+		{ "FERRY_SMARTHOST_TLS=dane", "smarthost_tls = none\n",
+		    "FERRY_SMARTHOST_TLS: bad level \"dane\" (want none, may, "
+		    "encrypt, verify, secure, smtps)" },
+		/* a newline in a variable cannot start a second key */
+		{ "FERRY_SMARTHOST=a.example\nuser = root", NULL,
+		    "FERRY_SMARTHOST: control character in value "
+		    "\"a.example\\x0auser = root\"" },
+		{ "FERRY_ALIASES=/a\r", NULL,
+		    "FERRY_ALIASES: control character in value \"/a\\x0d\"" },
+		/* rules across keys blame the variable that was set */
+		{ "FERRY_RETRY_MIN=2h", "retry_max = 1h\n",
+		    "FERRY_RETRY_MIN: 7200s is longer than retry_max (3600s)" },
+		{ "FERRY_RETRY_MAX=1m", "retry_min = 2m\n",
+		    "FERRY_RETRY_MAX: 60s is shorter than retry_min (120s)" },
+		{ "FERRY_RETRY_MIN=2h", "\nretry_max = 1m\n",
+		    "FERRY_RETRY_MIN: 7200s is longer than retry_max (60s)" },
+		{ "FERRY_TLS_CERT=/c.pem", NULL,
+		    "FERRY_TLS_CERT: set without tls_key (give both, or the "
+		    "same file twice if it holds both)" },
+		{ "FERRY_TLS_KEY=", "tls_cert = /c\ntls_key = /k\n",
+		    "t.conf:1: tls_cert: set without tls_key (give both, or the "
+		    "same file twice if it holds both)" },
+	};
+	struct config c, keep;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX], *env[2], big[CONFIG_LINE_MAX + 32];
+	size_t i;
+
+	CHECK(parse(&keep, "mx_port = 99\n", err) == 0);
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		memcpy(&c, &keep, sizeof(c));
+		env[0] = (char *)(uintptr_t)v[i].var;
+		env[1] = NULL;
+		CHECK(parse_env(&c, &src, v[i].file, env, err) == -1);
+		if (strcmp(err, v[i].err) != 0) {
+			fprintf(stderr, "  %s:\n  got  %s\n  want %s\n",
+			    v[i].var, err, v[i].err);
+			CHECK(0);
+		}
+		CHECK(same(&c, &keep));
+	}
+	/* longer than a relay.conf line could be */
+	memcpy(big, "FERRY_ALIASES=", 14);
+	memset(big + 14, 'a', CONFIG_LINE_MAX);
+	big[14 + CONFIG_LINE_MAX] = '\0';
+	env[0] = big;
+	CHECK(parse_env(&c, &src, NULL, env, err) == -1);
+	CHECK_STR(err, "FERRY_ALIASES: longer than 4095 characters");
+	return 0;
+}
+
+/*
+ * No file: optional says a missing one is none (defaults and the
+ * environment, path ""), otherwise it is an error; a path that exists but
+ * cannot be read stays an error either way.
+ */
+static int
+t_env_no_file(void)
+{
+	struct config c;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX];
+	char *env[] = { "FERRY_SMARTHOST=relay.example", NULL };
+	const char *gone = "/nonexistent/ferry/relay.conf";
+
+	CHECK(config_load_env(&c, &src, gone, 1, env, err, sizeof(err)) == 0);
+	CHECK_STR(c.path, "");
+	CHECK_STR(c.smarthost, "relay.example");
+	CHECK(c.listen_smtp.n == 2);		/* the defaults */
+	CHECK(src.line[key_pos("smarthost")] == CONFIG_FROM_ENV);
+	CHECK(src.line[key_pos("listen_smtp")] == 0);
+	CHECK(config_load_env(&c, &src, gone, 0, env, err, sizeof(err)) == -1);
+	CHECK_STR(err, "/nonexistent/ferry/relay.conf: cannot open: No such "
+	    "file or directory");
+	/* a directory: it exists, so it is not "no file" */
+	CHECK(config_load_env(&c, &src, "/", 1, env, err, sizeof(err)) == -1);
+	CHECK(strncmp(err, "/: cannot read", 14) == 0);
+	/* and still every variable is checked */
+	env[0] = "FERRY_ORIGIN=";
+	CHECK(config_load_env(&c, &src, gone, 1, env, err, sizeof(err)) == -1);
+	CHECK_STR(err, "FERRY_ORIGIN: empty; a host name is required");
+	return 0;
+}
+
+/*
+ * check-config: each line says where its value came from, FERRY_*
+ * variables that are no key get a note (FERRY_CONFIG is the file's
+ * path, not a note), and the output still reads back as the same config.
+ */
+static int
+t_env_print_src(void)
+{
+	struct config c, d;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX], *out, *text, *nl;
+	char *env[] = { "FERRY_SMARTHOST=[b.example]:587", "FERRY_LISTEN_SMTP=",
+	    "FERRY_SMARTHSOT=typo", "FERRY_CONFIG=/x", NULL };
+	size_t n;
+
+	CHECK(parse_env(&c, &src, "# a comment\nmax_recipients = 7\n", env,
+	    err) == 0);
+	CHECK((out = print_src(&c, &src, env)) != NULL);
+	CHECK(has_line(out, "smarthost = [b.example]:587  # env "
+	    "FERRY_SMARTHOST"));
+	CHECK(has_line(out, "listen_smtp =  # env FERRY_LISTEN_SMTP"));
+	CHECK(has_line(out, "max_recipients = 7  # t.conf:2"));
+	CHECK(has_line(out, "max_connections = 64  # default"));
+	CHECK(strstr(out, "  # default (hostname)\n") != NULL);
+	CHECK(strstr(out, "  # default (gethostname)\n") != NULL);
+	CHECK(has_line(out, "# FERRY_SMARTHSOT: not a relay.conf key, "
+	    "ignored"));
+	CHECK(strstr(out, "FERRY_CONFIG") == NULL);
+	CHECK(strstr(out, "# no configuration file") == NULL);
+	CHECK(parse(&d, out, err) == 0);
+	memcpy(d.path, c.path, sizeof(d.path));
+	CHECK(same(&c, &d));
+	free(out);
+
+	/* no file: said once at the top */
+	CHECK(parse_env(&c, &src, NULL, env, err) == 0);
+	CHECK((out = print_src(&c, &src, NULL)) != NULL);
+	CHECK(strncmp(out, "# no configuration file: defaults and FERRY_* "
+	    "variables\n", 55) == 0);
+	CHECK(strstr(out, "FERRY_SMARTHSOT") == NULL);	/* envp NULL */
+	free(out);
+
+	/* a line the comment would push over the limit gets it above */
+	CHECK((text = malloc(CONFIG_LINE_MAX + 1)) != NULL);
+	strcpy(text, "relay_domains=");
+	n = strlen(text);
+	while (n + 64 < CONFIG_LINE_MAX - 1) {
+		memset(text + n, 'd', 63);
+		text[n + 1] = '.';
+		text[n + 63] = ',';
+		n += 64;
+	}
+	while (n < CONFIG_LINE_MAX - 1)
+		text[n++] = 'e';
+	text[n] = '\0';
+	CHECK(parse_env(&c, &src, text, NULL, err) == 0);
+	CHECK((out = print_src(&c, &src, NULL)) != NULL);
+	nl = strstr(out, "\n# t.conf:1\nrelay_domains");
+	CHECK(nl != NULL);
+	nl = strchr(nl + 1, '\n') + 1;
+	CHECK((size_t)(strchr(nl, '\n') - nl) < CONFIG_LINE_MAX);
+	CHECK(parse(&d, out, err) == 0);
+	memcpy(d.path, c.path, sizeof(d.path));
+	CHECK(same(&c, &d));
+	free(out);
+	free(text);
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "defaults", t_defaults },
 	{ "good values", t_good },
@@ -1105,6 +1445,11 @@ static const struct t_case cases[] = {
 	{ "round trip of a full line", t_round_trip_full_line },
 	{ "config_load", t_load },
 	{ "relay.conf.example", t_example },
+	{ "FERRY_<KEY> over the file", t_env_override },
+	{ "every key from the environment", t_env_every_key },
+	{ "environment errors name the variable", t_env_errors },
+	{ "no relay.conf: defaults and environment", t_env_no_file },
+	{ "check-config shows the sources", t_env_print_src },
 };
 
 T_MAIN("config", cases)

@@ -3,7 +3,9 @@
  * by byte here: order, shuffling of equal preferences, null MX, rcodes,
  * compression pointers, truncated and malformed messages, the
  * DNS_MAX_MX cut; for TLSA also the AD bit, CNAMEs and RRSIGs stepped
- * over, RDATA of odd sizes and the cut at max.
+ * over, RDATA of odd sizes and the cut at max; for dns_parse_cname() the
+ * chain followed in any order and case, loops, length limits, names that
+ * are not host names, and every truncation.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #define PKT_MAX		4096
 #define SHUFFLE_RUNS	200
 #define QNAME_OFF	12	/* the question's name, for 0xc00c pointers */
+#define T_A		1
 #define T_MX		15
 #define T_CNAME		5
 #define T_RRSIG		46
@@ -167,6 +170,45 @@ set_ancount(struct pkt *p, unsigned n)
 {
 	p->b[p->ancount_off] = (unsigned char)(n >> 8);
 	p->b[p->ancount_off + 1] = (unsigned char)(n & 0xff);
+}
+
+/* A CNAME IN record owned by the name at "owner" (a pointer), target as
+ * labels ending with tptr (a pointer) or the root.  Returns the offset of
+ * the target, for later pointers to it. */
+static size_t
+add_cname(struct pkt *p, unsigned owner, const char *target, int tptr)
+{
+	size_t rdlen_off, at;
+
+	put16(p, 0xc000u | owner);
+	put16(p, T_CNAME);
+	put16(p, 1);
+	put16(p, 0);
+	put16(p, 60);
+	rdlen_off = p->len;
+	put16(p, 0);
+	at = p->len;
+	put_name(p, target, tptr);
+	p->b[rdlen_off] = (unsigned char)((p->len - at) >> 8);
+	p->b[rdlen_off + 1] = (unsigned char)((p->len - at) & 0xff);
+	return at;
+}
+
+/* An RR whose owner is spelt out as labels (any octets), rdata as given. */
+static void
+add_rr_named(struct pkt *p, const char *owner, unsigned type,
+    const unsigned char *rdata, size_t rdlen)
+{
+	size_t i;
+
+	put_name(p, owner, -1);
+	put16(p, type);
+	put16(p, 1);
+	put16(p, 0);
+	put16(p, 60);
+	put16(p, (unsigned)rdlen);
+	for (i = 0; i < rdlen; i++)
+		put8(p, rdata[i]);
 }
 
 static int
@@ -905,6 +947,170 @@ t_tlsa_not_tlsa(void)
 	return 0;
 }
 
+static const unsigned char addr_a[] = { 127, 0, 0, 1 };
+
+static int
+t_cname_none(void)
+{
+	struct pkt p;
+	char out[DNS_NAME_MAX + 1];
+
+	begin_q(&p, "mx.a.test", T_A, FLAG_AD, 0, 1);
+	add_rr(&p, QNAME_OFF, T_A, 1, addr_a, sizeof(addr_a));
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 0);
+	CHECK(out[0] == '\0');
+	/* A CNAME owned by some other name is no link of this chain. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 2);
+	add_rr(&p, QNAME_OFF, T_A, 1, addr_a, sizeof(addr_a));
+	add_cname(&p, QNAME_OFF + 3, "elsewhere.test", -1);	/* a.test */
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 0);
+	/* No records to look at: NXDOMAIN (even after a CNAME, RFC
+	 * 6604), SERVFAIL, NODATA. */
+	begin_q(&p, "mx.a.test", T_A, 0, 3, 1);
+	add_cname(&p, QNAME_OFF, "gone.test", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 0);
+	begin_q(&p, "mx.a.test", T_A, 0, 2, 0);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 0);
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 0);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 0);
+	/* Not a response; a buffer too small for any name. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	add_cname(&p, QNAME_OFF, "mx.b.test", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, DNS_NAME_MAX) == -1);
+	p.b[2] &= 0x7f;
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	return 0;
+}
+
+static int
+t_cname_chain(void)
+{
+	static const unsigned char sig[] = { 0, 5, 13, 4, 0, 0, 1, 44 };
+	struct pkt p;
+	char out[DNS_NAME_MAX + 1];
+	size_t step1, cut, full;
+
+	/* One link, then the address at its end. */
+	begin_q(&p, "mx.a.test", T_A, FLAG_AD, 0, 2);
+	step1 = add_cname(&p, QNAME_OFF, "mx.b.test", -1);
+	add_rr(&p, (unsigned)step1, T_A, 1, addr_a, sizeof(addr_a));
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 1);
+	CHECK_STR(out, "mx.b.test");
+
+	/* Two links with RRSIGs and the address between them, compressed
+	 * names, mixed case: "Mx.A.Test" -> step1.a.test -> final.b.test. */
+	begin_q(&p, "Mx.A.Test", T_A, FLAG_AD, 0, 5);
+	step1 = add_cname(&p, QNAME_OFF, "Step1", QNAME_OFF + 3);
+	add_rr(&p, QNAME_OFF, T_RRSIG, 1, sig, sizeof(sig));
+	add_rr(&p, (unsigned)step1, T_A, 1, addr_a, sizeof(addr_a));
+	add_rr(&p, (unsigned)step1, T_RRSIG, 1, sig, sizeof(sig));
+	add_cname(&p, (unsigned)step1, "FINAL.b.test", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 1);
+	CHECK_STR(out, "final.b.test");
+
+	/* Every cut short of the whole message is malformed. */
+	full = p.len;
+	for (cut = 0; cut < full; cut++)
+		CHECK(dns_parse_cname(p.b, cut, out, sizeof(out)) == -1);
+
+	/* The last link first: a.x -> b.x -> c.x, "b.x" spelt out. */
+	begin_q(&p, "a.x", T_A, 0, 0, 3);
+	add_rr_named(&p, "B.x", T_CNAME, (const unsigned char *)"\1c\1x",
+	    5);
+	add_cname(&p, QNAME_OFF, "b", QNAME_OFF + 2);
+	add_rr(&p, QNAME_OFF, T_A, 1, addr_a, sizeof(addr_a));
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 1);
+	CHECK_STR(out, "c.x");
+	return 0;
+}
+
+static int
+t_cname_limits(void)
+{
+	struct pkt p;
+	char out[DNS_NAME_MAX + 1], t[16];
+	size_t at[DNS_CNAME_HOPS_MAX + 2];
+	unsigned i, links;
+
+	/* DNS_CNAME_HOPS_MAX links are followed, one more is too many. */
+	for (links = DNS_CNAME_HOPS_MAX; links <= DNS_CNAME_HOPS_MAX + 1;
+	    links++) {
+		begin_q(&p, "a.x", T_A, 0, 0, links);
+		at[0] = QNAME_OFF;
+		for (i = 1; i <= links; i++) {
+			snprintf(t, sizeof(t), "l%u", i);
+			at[i] = add_cname(&p, (unsigned)at[i - 1], t,
+			    QNAME_OFF + 2);		/* "x" */
+		}
+		CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) ==
+		    (links <= DNS_CNAME_HOPS_MAX ? 1 : -1));
+		if (links == DNS_CNAME_HOPS_MAX) {
+			snprintf(t, sizeof(t), "l%u.x", links);
+			CHECK_STR(out, t);
+		}
+	}
+	/* A loop: a.x -> b.x -> a.x. */
+	begin_q(&p, "a.x", T_A, 0, 0, 2);
+	at[1] = add_cname(&p, QNAME_OFF, "b", QNAME_OFF + 2);
+	add_cname(&p, (unsigned)at[1], "a", QNAME_OFF + 2);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	/* A name that is its own alias. */
+	begin_q(&p, "a.x", T_A, 0, 0, 1);
+	add_cname(&p, QNAME_OFF, "a", QNAME_OFF + 2);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	return 0;
+}
+
+static int
+t_cname_bad_names(void)
+{
+	struct pkt p;
+	char out[DNS_NAME_MAX + 1];
+	size_t rd;
+
+	/* A target with a dot inside a label: not a host name. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	rd = add_cname(&p, QNAME_OFF, "evil.b.test", -1);
+	p.b[rd + 1 + 4] = '.';		/* "evil" + '.' as one label */
+	p.b[rd] = 5;
+	p.b[rd + 6] = 0;		/* ... then the root */
+	p.b[rd - 1] = 7;		/* the RDATA ends there too */
+	p.len = rd + 7;
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	p.b[rd + 5] = '-';		/* the same with a '-' is a name */
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 1);
+	CHECK_STR(out, "evil-");
+	/* A space, a NUL octet. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	rd = add_cname(&p, QNAME_OFF, "ev l.b.test", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	rd = add_cname(&p, QNAME_OFF, "evil.b.test", -1);
+	p.b[rd + 2] = 0;
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	/* The root as target. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	add_cname(&p, QNAME_OFF, "", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	/* RDATA longer than the name in it. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	rd = add_cname(&p, QNAME_OFF, "mx.b.test", -1);
+	p.b[rd - 1]++;
+	put8(&p, 0);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	/* A forward pointer in the target. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 1);
+	rd = add_cname(&p, QNAME_OFF, "mx", (int)p.len + 20);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == -1);
+	/* An owner that is not a host name is stepped over, not fatal. */
+	begin_q(&p, "mx.a.test", T_A, 0, 0, 2);
+	add_rr_named(&p, "a b", T_CNAME, (const unsigned char *)"\1c\0", 3);
+	add_cname(&p, QNAME_OFF, "mx.b.test", -1);
+	CHECK(dns_parse_cname(p.b, p.len, out, sizeof(out)) == 1);
+	CHECK_STR(out, "mx.b.test");
+	return 0;
+}
+
 static int
 t_status_names(void)
 {
@@ -937,6 +1143,10 @@ static const struct t_case cases[] = {
 	{ "TLSA: more records than max", t_tlsa_too_many },
 	{ "TLSA: short and oversized RDATA", t_tlsa_odd_sizes },
 	{ "TLSA: not a TLSA answer", t_tlsa_not_tlsa },
+	{ "CNAME: not an alias", t_cname_none },
+	{ "CNAME: chains in any order and case; truncations", t_cname_chain },
+	{ "CNAME: hop limit and loops", t_cname_limits },
+	{ "CNAME: names that are not host names", t_cname_bad_names },
 	{ "status names", t_status_names },
 };
 

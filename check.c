@@ -1,0 +1,1292 @@
+/*
+ * check.c - `ferry check DOMAIN` (check.h): walks the steps a delivery to
+ * DOMAIN takes and prints what it finds.  It owns the report and a small
+ * SMTP client that goes only as far as STARTTLS and QUIT; it owns no
+ * policy: the DANE decision per MX host is dane_host_step(), the one the
+ * delivery uses, the matching is dane_match(), and the TLS level comes
+ * from -l, else the domain's tls_policy entry, else outbound_tls.
+ *
+ * Everything runs on the loop, one step at a time (MX, then per host its
+ * addresses and TLSA records, then per address one connection), so each
+ * callback starts the next step.  A host whose name is an alias gets its
+ * TLSA records where a delivery looks (dane_base_*(): the end of a
+ * secure CNAME chain first, then the name itself), and the report shows
+ * the expansion and which TLSA name was used.  Every address of every MX host is
+ * tried: a delivery may land on any of them.  The verdicts are ranked
+ * (enum check_verdict); a host gets its worst address's, the exit code
+ * comes from the worst host's.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <mbedtls/asn1.h>
+#include <mbedtls/x509.h>
+#include <mbedtls/x509_crt.h>
+#include <sodium.h>
+
+#include "check.h"
+#include "config.h"
+#include "dane.h"
+#include "dns.h"
+#include "io.h"
+#include "log.h"
+#include "loop.h"
+#include "net.h"
+#include "tls.h"
+
+#define CHECK_CONNECT_MS	30000
+#define CHECK_REPLY_MS		60000	/* banner, EHLO, STARTTLS */
+#define CHECK_TLS_MS		60000
+#define CHECK_QUIT_MS		10000
+#define CHECK_LINE_MAX		1024	/* a reply line kept */
+#define CHECK_WHY_MAX		600
+#define CHECK_CHAIN_TEXT_MAX	8192	/* the chain's description */
+#define CHECK_DN_MAX		256
+#define CHECK_SAN_SHOW		4	/* DNS names shown per certificate */
+#define CHECK_SAN_LEN_MAX	253
+#define CHECK_REC_MAX		(2 * DANE_DATA_MAX + 16)
+#define CHECK_HEX_MAX		(2 * 64 + 1)	/* SHA-512 in hex */
+#define CHECK_ERR_MAX		512
+
+enum check_state {
+	CS_MX,
+	CS_ADDR,
+	CS_TLSA,
+	CS_CONNECT,
+	CS_BANNER,
+	CS_EHLO,
+	CS_HELO,
+	CS_STARTTLS,
+	CS_TLS,
+	CS_QUIT,
+	CS_DONE,
+};
+
+/* Ranked: a host or the domain gets the largest of its parts. */
+enum check_verdict {
+	CV_VERIFIED,	/* DANE, fingerprint, or a CA chain naming the host */
+	CV_TEMPFAIL,	/* a DNS lookup or the connection failed: retry */
+	CV_ENCRYPTED,	/* TLS without authentication */
+	CV_PLAINTEXT,
+	CV_DEFERRED,	/* the policy refuses this host */
+	CV_BOUNCE,	/* no such domain, null MX */
+};
+
+struct check {
+	const struct config *conf;
+	char domain[DNS_NAME_MAX + 1];
+	unsigned port;
+	enum tls_level level;		/* for the domain */
+	const char *level_from;		/* "-l", "tls_policy", "outbound_tls" */
+	const struct dane_policy_entry *pin;	/* fingerprint level */
+	struct tls_client *tlsc;
+	enum check_state state;
+	struct dns_req *dreq;
+	struct dns_mx mx[DNS_MAX_MX];
+	int nmx, imx;			/* imx: the host under test, + 1 */
+	int mx_secure;
+	int implicit_mx;		/* no MX: the domain is its own */
+	/* The MX host under test. */
+	struct dns_addr addr[DNS_MAX_ADDR];
+	int naddr, iaddr;
+	int addr_secure;
+	struct dane_rrset *tlsa;
+	struct dane_base tbase;		/* where its TLSA are looked up */
+	int tlsa_used;			/* secure TLSA apply: SNI the base */
+	enum tls_level hlevel;		/* for this host */
+	int host_seen;			/* a verdict was merged for it */
+	enum check_verdict hv;
+	char hwhy[CHECK_WHY_MAX];
+	/* The connection. */
+	char ip[INET6_ADDRSTRLEN];
+	struct loop_fd cfd;		/* while connecting */
+	struct loop_timer ctimer;
+	struct io *io;
+	struct tls_conn *tconn;		/* io owns it; valid while io is */
+	int starttls;			/* offered in the EHLO reply */
+	int reply_lines;		/* lines of the reply being read */
+	char reply[CHECK_LINE_MAX];	/* its first line */
+	int dane_seen;
+	enum dane_verdict dane_v;
+	size_t dane_which;
+	size_t nchain;
+	size_t chain_len;
+	char chain[CHECK_CHAIN_TEXT_MAX];
+	/* The domain. */
+	int nhosts, nverified;
+	enum check_verdict worst;
+	int any;			/* worst is set */
+};
+
+static int check_args(struct check *, int, char **);
+static int check_setup(struct check *);
+static void check_enter_state(struct check *, enum check_state);
+static const char *check_strstate(enum check_state);
+static void check_on_mx(void *, enum dns_status, int,
+    const struct dns_mx *, int);
+static void check_next_host(struct check *);
+static void check_on_addr(void *, enum dns_status, int,
+    const struct dns_addr *, int);
+static void check_on_tlsa(void *, enum dns_status, int,
+    const struct dns_tlsa_rdata *, int);
+static void check_query_tlsa(struct check *);
+static void check_host_level(struct check *, enum dane_lookup, int);
+static const char *check_sni(const struct check *);
+static void check_next_addr(struct check *);
+static void check_on_connect(struct loop_fd *, unsigned);
+static void check_on_connect_timeout(struct loop_timer *);
+static void check_on_io(struct io *, enum io_event, void *);
+static void check_reply(struct check *, int, const char *);
+static void check_greeted(struct check *);
+static void check_tls_begin(struct check *);
+static void check_on_chain(void *, const struct tls_der *, size_t);
+static void check_describe(struct check *, size_t, const unsigned char *,
+    size_t);
+static void check_tls_done(struct check *);
+static void check_tls_failed(struct check *, const char *);
+static void check_send(struct check *, const char *);
+static void check_addr_verdict(struct check *, int, enum check_verdict,
+    const char *, ...) __attribute__((format(printf, 4, 5)));
+static void check_hangup(struct check *);
+static void check_host_verdict(struct check *, enum check_verdict,
+    const char *, ...) __attribute__((format(printf, 3, 4)));
+static void check_host_done(struct check *);
+static void check_finish(struct check *);
+static void check_merge(struct check *, enum check_verdict);
+static void check_chain_add(struct check *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+static const char *check_host(const struct check *);
+static const char *check_level_words(enum tls_level);
+static int check_level_parse(const char *, enum tls_level *);
+static void check_usage(void);
+
+static const char *const check_states[] = {
+	"MX", "ADDR", "TLSA", "CONNECT", "BANNER", "EHLO", "HELO",
+	"STARTTLS", "TLS", "QUIT", "DONE",
+};
+
+/* Exit codes by the domain's worst verdict (check.h). */
+static const int check_exit[] = {
+	[CV_VERIFIED] = EX_OK,
+	[CV_TEMPFAIL] = EX_TEMPFAIL,
+	[CV_ENCRYPTED] = EX_UNAVAILABLE,
+	[CV_PLAINTEXT] = EX_UNAVAILABLE,
+	[CV_DEFERRED] = EX_UNAVAILABLE,
+	[CV_BOUNCE] = EX_NOHOST,
+};
+
+static const char *const check_overall[] = {
+	[CV_VERIFIED] = "verified",
+	[CV_TEMPFAIL] = "deferred, temporary failure",
+	[CV_ENCRYPTED] = "not verified",
+	[CV_PLAINTEXT] = "not verified",
+	[CV_DEFERRED] = "not verified",
+	[CV_BOUNCE] = "bounced",
+};
+
+int
+check_cli(const struct config *conf, int argc, char **argv)
+{
+	struct check *c;
+	struct dane_policy *pol = NULL;
+	char err[CHECK_ERR_MAX];
+	int rc;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->tlsa = calloc(1, sizeof(*c->tlsa))) == NULL) {
+		fprintf(stderr, "ferry check: out of memory\n");
+		free(c);
+		return EX_OSERR;
+	}
+	c->conf = conf;
+	c->port = conf->mx_port;
+	c->level = conf->outbound_tls;
+	c->level_from = "outbound_tls";
+	c->cfd.fd = -1;
+	c->cfd.cb = check_on_connect;
+	c->ctimer.cb = check_on_connect_timeout;
+	if ((rc = check_args(c, argc, argv)) != EX_OK)
+		goto done;
+	if ((rc = check_setup(c)) != EX_OK)
+		goto done;
+	if (conf->tls_policy[0] != '\0' &&
+	    strcmp(c->level_from, "-l") != 0) {
+		if ((pol = dane_policy_load(conf->tls_policy, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "ferry check: tls_policy: %s\n", err);
+			rc = EX_CONFIG;
+			goto done;
+		}
+		if ((c->pin = dane_policy_find(pol, c->domain)) != NULL) {
+			c->level = c->pin->level;
+			c->level_from = "tls_policy";
+		}
+	}
+	if (c->level == TLS_FINGERPRINT && (c->pin == NULL ||
+	    c->pin->nfp == 0)) {
+		fprintf(stderr, "ferry check: level fingerprint needs a "
+		    "tls_policy entry with match= for %s\n", c->domain);
+		rc = EX_USAGE;
+		goto done;
+	}
+	if (loop_init() == -1) {
+		fprintf(stderr, "ferry check: cannot start the event loop: "
+		    "%s\n", strerror(errno));
+		rc = EX_OSERR;
+		goto done;
+	}
+	if (dns_init(conf) == -1) {
+		fprintf(stderr, "ferry check: cannot start the DNS "
+		    "resolver\n");
+		loop_free();
+		rc = EX_OSERR;
+		goto done;
+	}
+	printf("ferry check %s: level %s (%s), port %u%s\n", c->domain,
+	    config_tls_level_name(c->level), c->level_from, c->port,
+	    conf->dnssec ? "" : ", dnssec = no: nothing counts as secure");
+	if (conf->smarthost[0] != '\0')
+		printf("note: smarthost = %s: deliveries go there, not to "
+		    "these MX hosts\n", conf->smarthost);
+	c->state = CS_MX;
+	if ((c->dreq = dns_query_mx(c->domain, check_on_mx, c)) == NULL) {
+		fprintf(stderr, "ferry check: cannot start the MX lookup\n");
+		rc = EX_OSERR;
+	} else if (loop_run() == -1) {
+		fprintf(stderr, "ferry check: event loop: %s\n",
+		    strerror(errno));
+		rc = EX_OSERR;
+	} else if (c->state != CS_DONE)
+		rc = EX_SOFTWARE;	/* the loop ended early */
+	else
+		rc = check_exit[c->worst];
+	if (c->dreq != NULL)
+		dns_cancel(c->dreq);
+	if (c->cfd.fd != -1) {
+		loop_fd_del(&c->cfd);
+		close(c->cfd.fd);
+	}
+	loop_timer_cancel(&c->ctimer);
+	if (c->io != NULL)
+		io_free(c->io);
+	dns_free();
+	loop_free();
+	if (fflush(stdout) != 0 && rc == EX_OK)
+		rc = EX_IOERR;
+done:
+	if (c->tlsc != NULL)
+		tls_client_unref(c->tlsc);
+	dane_policy_free(pol);
+	free(c->tlsa);
+	free(c);
+	return rc;
+}
+
+/* check [-l LEVEL] [-p PORT] DOMAIN; argv[0] is "check". */
+static int
+check_args(struct check *c, int argc, char **argv)
+{
+	const char *dom = NULL;
+	unsigned long port;
+	char *end;
+	size_t i, len;
+	int a;
+
+	for (a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "-p") == 0 && a + 1 < argc) {
+			port = strtoul(argv[++a], &end, 10);
+			if (argv[a][0] < '0' || argv[a][0] > '9' ||
+			    *end != '\0' || port == 0 || port > 65535)
+				goto usage;
+			c->port = (unsigned)port;
+		} else if (strcmp(argv[a], "-l") == 0 && a + 1 < argc) {
+			if (check_level_parse(argv[++a], &c->level) == -1)
+				goto usage;
+			c->level_from = "-l";
+		} else if (argv[a][0] == '-' || dom != NULL)
+			goto usage;
+		else
+			dom = argv[a];
+	}
+	if (dom == NULL)
+		goto usage;
+	len = strlen(dom);
+	if (len > 1 && dom[len - 1] == '.')
+		len--;		/* "example.org." is example.org */
+	if (len == 0 || len > CONFIG_NAME_MAX - 1)
+		goto baddom;
+	for (i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)dom[i]) && dom[i] != '.' &&
+		    dom[i] != '-' && dom[i] != '_')
+			goto baddom;
+		c->domain[i] = (char)tolower((unsigned char)dom[i]);
+	}
+	c->domain[len] = '\0';
+	if (c->domain[0] == '.' || strstr(c->domain, "..") != NULL)
+		goto baddom;
+	return EX_OK;
+baddom:
+	fprintf(stderr, "ferry check: %s: not a domain name\n", dom);
+	return EX_USAGE;
+usage:
+	check_usage();
+	return EX_USAGE;
+}
+
+static void
+check_usage(void)
+{
+	fprintf(stderr, "usage: ferry check [-l none|may|encrypt|dane|"
+	    "dane-only|fingerprint|verify|secure] [-p PORT] DOMAIN\n");
+}
+
+static int
+check_level_parse(const char *s, enum tls_level *out)
+{
+	unsigned l;
+
+	/* smtps is the smarthost's; MX delivery has no implicit TLS. */
+	for (l = TLS_NONE; l < TLS_SMTPS; l++)
+		if (strcasecmp(s, config_tls_level_name((enum tls_level)l)) ==
+		    0) {
+			*out = (enum tls_level)l;
+			return 0;
+		}
+	return -1;
+}
+
+/* The client credentials, as the daemon makes them (main.c). */
+static int
+check_setup(struct check *c)
+{
+	char err[CHECK_ERR_MAX];
+
+	if (sodium_init() < 0) {
+		fprintf(stderr, "ferry check: cannot initialise libsodium\n");
+		return EX_OSERR;
+	}
+	log_open(1);
+	if ((c->tlsc = tls_client_new(c->conf->ca_file, c->conf->client_cert,
+	    c->conf->client_key, c->conf->tls_ciphers, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "ferry check: client_cert %s: %s\n",
+		    c->conf->client_cert, err);
+		return EX_CONFIG;
+	}
+	return EX_OK;
+}
+
+static const char *
+check_strstate(enum check_state st)
+{
+	return check_states[st];
+}
+
+static void
+check_enter_state(struct check *c, enum check_state st)
+{
+	log_trace(TRACE_DELIVER, "check %s: %s -> %s", c->domain,
+	    check_strstate(c->state), check_strstate(st));
+	c->state = st;
+}
+
+static const char *
+check_host(const struct check *c)
+{
+	return c->mx[c->imx - 1].host;
+}
+
+/* What a level means for one host, in the report's words. */
+static const char *
+check_level_words(enum tls_level l)
+{
+	switch (l) {
+	case TLS_NONE:
+		return "none: no TLS";
+	case TLS_MAY:
+		return "may: TLS if offered, else plaintext";
+	case TLS_ENCRYPT:
+		return "encrypt: TLS mandatory, not authenticated";
+	case TLS_DANE:
+		return "dane: TLS mandatory, a TLSA record must match";
+	case TLS_DANE_ONLY:
+		return "dane-only";
+	case TLS_FINGERPRINT:
+		return "fingerprint: TLS mandatory, the certificate or key "
+		    "must match tls_policy's match=";
+	case TLS_VERIFY:
+		return "verify: TLS mandatory, a chain to ca_file";
+	case TLS_SECURE:
+		return "secure: TLS mandatory, a chain to ca_file naming the "
+		    "host";
+	default:
+		return "?";
+	}
+}
+
+/* --- DNS ------------------------------------------------------------ */
+
+static void
+check_on_mx(void *arg, enum dns_status st, int secure,
+    const struct dns_mx *mx, int n)
+{
+	struct check *c = arg;
+	int i;
+
+	c->dreq = NULL;
+	c->mx_secure = secure;
+	switch (st) {
+	case DNS_OK:
+		c->nmx = n < DNS_MAX_MX ? n : DNS_MAX_MX;
+		memcpy(c->mx, mx, (size_t)c->nmx * sizeof(*mx));
+		printf("MX %s (%s):\n", c->domain, secure ? "secure" :
+		    "insecure");
+		for (i = 0; i < c->nmx; i++)
+			printf("  %u %s\n", c->mx[i].pref, c->mx[i].host);
+		break;
+	case DNS_NODATA:
+		/* RFC 5321 section 5.1: the domain is its own MX. */
+		c->nmx = 1;
+		c->implicit_mx = 1;
+		snprintf(c->mx[0].host, sizeof(c->mx[0].host), "%s",
+		    c->domain);
+		printf("MX %s: none (%s); the domain is its own mail "
+		    "exchanger\n", c->domain, secure ? "secure" : "insecure");
+		break;
+	case DNS_NULLMX:
+		printf("MX %s: null MX (RFC 7505): the domain accepts no "
+		    "mail\n", c->domain);
+		check_merge(c, CV_BOUNCE);
+		printf("\nverdict: bounced (null MX)\n");
+		check_finish(c);
+		return;
+	case DNS_NXDOMAIN:
+		printf("MX %s: NXDOMAIN: the domain does not exist\n",
+		    c->domain);
+		check_merge(c, CV_BOUNCE);
+		printf("\nverdict: bounced (domain not found)\n");
+		check_finish(c);
+		return;
+	case DNS_TEMPFAIL:
+	default:
+		printf("MX %s: lookup failed (SERVFAIL, timeout or bogus "
+		    "DNSSEC)\n", c->domain);
+		check_merge(c, CV_TEMPFAIL);
+		printf("\nverdict: deferred: MX lookup failed; a delivery "
+		    "tries again later (4.4.3)\n");
+		check_finish(c);
+		return;
+	}
+	c->imx = 0;
+	check_next_host(c);
+}
+
+static void
+check_next_host(struct check *c)
+{
+	if (c->imx >= c->nmx) {
+		check_finish(c);
+		return;
+	}
+	c->imx++;
+	c->nhosts++;
+	c->host_seen = 0;
+	c->hv = CV_VERIFIED;
+	c->hwhy[0] = '\0';
+	c->naddr = c->iaddr = 0;
+	c->tlsa->n = 0;
+	c->tlsa_used = 0;
+	c->hlevel = c->level;
+	printf("\n%s", check_host(c));
+	if (c->implicit_mx)
+		printf(" (implicit MX)\n");
+	else
+		printf(" (MX %u)\n", c->mx[c->imx - 1].pref);
+	check_enter_state(c, CS_ADDR);
+	if ((c->dreq = dns_query_addr(check_host(c), check_on_addr, c)) ==
+	    NULL) {
+		check_host_verdict(c, CV_TEMPFAIL, "deferred: cannot look up "
+		    "%s", check_host(c));
+		check_host_done(c);
+	}
+}
+
+static void
+check_on_addr(void *arg, enum dns_status st, int secure,
+    const struct dns_addr *a, int n)
+{
+	struct check *c = arg;
+	char ip[INET6_ADDRSTRLEN];
+	const char *canon = dns_canon();	/* only during the callback */
+	int i;
+
+	c->dreq = NULL;
+	if (st != DNS_OK || n <= 0) {
+		printf("  addresses: %s\n", st == DNS_TEMPFAIL ? "lookup "
+		    "failed (SERVFAIL, timeout or bogus DNSSEC)" :
+		    dns_status_name(st));
+		check_host_verdict(c, CV_TEMPFAIL, "deferred: no address for "
+		    "%s (a delivery tries the next MX host)", check_host(c));
+		check_host_done(c);
+		return;
+	}
+	c->naddr = n < DNS_MAX_ADDR ? n : DNS_MAX_ADDR;
+	memcpy(c->addr, a, (size_t)c->naddr * sizeof(*a));
+	c->addr_secure = secure;
+	printf("  addresses (%s):", secure ? "secure" : "insecure");
+	for (i = 0; i < c->naddr; i++) {
+		if (c->addr[i].ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+			    (const void *)&c->addr[i].ss)->sin6_addr, ip,
+			    sizeof(ip));
+		else
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)
+			    (const void *)&c->addr[i].ss)->sin_addr, ip,
+			    sizeof(ip));
+		printf(" %s", ip);
+	}
+	printf("\n");
+	/* RFC 7672 section 2.2.3: secure, the chain's end is the first
+	 * TLSA base domain; insecure, it is not one at all. */
+	if (canon != NULL)
+		printf("  CNAME: %s is an alias of %s (%s)\n", check_host(c),
+		    canon, secure ? "secure: TLSA looked up there first" :
+		    "insecure: TLSA only at the name itself");
+	dane_base_init(&c->tbase, check_host(c), canon, secure);
+	if (c->level == TLS_NONE) {
+		check_host_level(c, DANE_LOOKUP_NONE, 0);
+		return;
+	}
+	/* Looked up at every level that may use TLS, to show them; only
+	 * dane and dane-only act on them. */
+	check_query_tlsa(c);
+}
+
+/* _PORT._tcp TLSA at the host's current TLSA base domain. */
+static void
+check_query_tlsa(struct check *c)
+{
+	check_enter_state(c, CS_TLSA);
+	if ((c->dreq = dns_query_tlsa(dane_base_name(&c->tbase), c->port,
+	    check_on_tlsa, c)) == NULL) {
+		printf("  TLSA _%u._tcp.%s: cannot look up\n", c->port,
+		    dane_base_name(&c->tbase));
+		check_host_level(c, DANE_LOOKUP_FAILED, 0);
+	}
+}
+
+static void
+check_on_tlsa(void *arg, enum dns_status st, int secure,
+    const struct dns_tlsa_rdata *rd, int n)
+{
+	struct check *c = arg;
+	struct dane_tlsa *r;
+	char rec[CHECK_REC_MAX];
+	int i, ok;
+
+	c->dreq = NULL;
+	printf("  TLSA _%u._tcp.%s: ", c->port, dane_base_name(&c->tbase));
+	if (st == DNS_TEMPFAIL) {
+		printf("lookup failed (SERVFAIL, timeout or bogus DNSSEC)\n");
+		check_host_level(c, DANE_LOOKUP_FAILED, 0);
+		return;
+	}
+	if (st != DNS_OK || n <= 0) {
+		printf("none (%s, %s)\n", st == DNS_OK ? "no records" :
+		    dns_status_name(st), secure ? "secure" : "insecure");
+		if (dane_base_next(&c->tbase, DANE_LOOKUP_EMPTY, secure)) {
+			check_query_tlsa(c);
+			return;
+		}
+		check_host_level(c, DANE_LOOKUP_EMPTY, secure);
+		return;
+	}
+	printf("%d record%s (%s)\n", n, n == 1 ? "" : "s", secure ?
+	    "secure" : "insecure");
+	c->tlsa->n = 0;
+	for (i = 0; i < n; i++) {
+		r = &c->tlsa->r[c->tlsa->n];
+		ok = c->tlsa->n < DANE_RECORDS_MAX &&
+		    dane_tlsa_parse(rd[i].rdata, rd[i].len, r) == 0;
+		if (!ok) {
+			printf("    (malformed or beyond %d records: left "
+			    "out)\n", DANE_RECORDS_MAX);
+			continue;
+		}
+		dane_tlsa_format(r, rec, sizeof(rec));
+		printf("    %s (%s)\n", rec, r->usable ? "usable" :
+		    r->usage < DANE_USAGE_DANE_TA ? "unusable: PKIX usage" :
+		    "unusable");
+		c->tlsa->n++;
+	}
+	if (dane_base_next(&c->tbase, DANE_LOOKUP_FOUND, secure)) {
+		printf("    (not DNSSEC-secure: they do not count)\n");
+		c->tlsa->n = 0;
+		check_query_tlsa(c);
+		return;
+	}
+	check_host_level(c, DANE_LOOKUP_FOUND, secure);
+}
+
+/*
+ * The level for this host.  At dane and dane-only it is the delivery's
+ * own decision (dane_host_step()); the implicit MX's address answer
+ * stands in for the MX RRset (RFC 7672 section 2.2.1).
+ */
+static void
+check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
+{
+	const char *why = NULL;
+	int mx_secure = c->implicit_mx ? c->addr_secure : c->mx_secure;
+
+	if (c->level == TLS_DANE || c->level == TLS_DANE_ONLY) {
+		switch (dane_host_step(c->level, mx_secure, lookup,
+		    tlsa_secure, c->tlsa, &why)) {
+		case DANE_STEP_DANE:
+			c->hlevel = TLS_DANE;
+			c->tlsa_used = 1;
+			break;
+		case DANE_STEP_ENCRYPT:
+			c->hlevel = TLS_ENCRYPT;
+			c->tlsa_used = 1;
+			printf("  policy: secure TLSA records, none usable: "
+			    "TLS mandatory, not authenticated (RFC 7672 "
+			    "section 2.2)\n");
+			break;
+		case DANE_STEP_MAY:
+			c->hlevel = TLS_MAY;
+			printf("  policy: no DNSSEC-secure %s: DANE does not "
+			    "apply\n", mx_secure ? "TLSA records" :
+			    c->implicit_mx ? "address records" : "MX RRset");
+			break;
+		case DANE_STEP_LOOKUP:	/* not here: the lookup was made */
+		case DANE_STEP_DEFER:
+		default:
+			printf("  policy: %s\n", why ? why : "defer");
+			check_host_verdict(c, lookup == DANE_LOOKUP_FAILED ?
+			    CV_TEMPFAIL : CV_DEFERRED, "deferred: %s (4.7.5); a "
+			    "delivery does not connect", why ? why : "?");
+			check_host_done(c);
+			return;
+		}
+	}
+	if (c->tlsa_used)
+		printf("  TLSA base domain: %s%s (the SNI)\n",
+		    dane_base_name(&c->tbase), dane_base_expanded(&c->tbase) ?
+		    ", the end of the secure CNAME chain" : "");
+	printf("  level: %s\n", check_level_words(c->hlevel));
+	c->iaddr = 0;
+	check_next_addr(c);
+}
+
+/* As the delivery (deliver_sni()): the TLSA base domain when secure
+ * TLSA records apply (RFC 7672 section 8.1), else the MX host. */
+static const char *
+check_sni(const struct check *c)
+{
+	return c->tlsa_used ? dane_base_name(&c->tbase) : check_host(c);
+}
+
+/* --- connections ---------------------------------------------------- */
+
+static void
+check_next_addr(struct check *c)
+{
+	int fd, err;
+
+	while (c->iaddr < c->naddr) {
+		c->starttls = 0;
+		c->dane_seen = 0;
+		c->dane_v = DANE_NOMATCH;
+		c->nchain = 0;
+		c->chain_len = 0;
+		c->chain[0] = '\0';
+		fd = net_connect(&c->addr[c->iaddr++], c->port, c->ip,
+		    sizeof(c->ip));
+		err = errno;
+		printf("  %s[%s]:%u:\n", check_host(c), c->ip, c->port);
+		if (fd == -1) {
+			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			    "connect: %s", strerror(err));
+			continue;
+		}
+		c->cfd.fd = fd;
+		if (loop_fd_add(&c->cfd, LOOP_WRITE) == -1) {
+			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			    "connect: %s", strerror(errno));
+			close(fd);
+			c->cfd.fd = -1;
+			continue;
+		}
+		check_enter_state(c, CS_CONNECT);
+		loop_timer_set(&c->ctimer, CHECK_CONNECT_MS);
+		return;
+	}
+	check_host_done(c);
+}
+
+static void
+check_on_connect_timeout(struct loop_timer *t)
+{
+	struct check *c = container_of(t, struct check, ctimer);
+
+	loop_fd_del(&c->cfd);
+	close(c->cfd.fd);
+	c->cfd.fd = -1;
+	check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: timed out");
+	check_next_addr(c);
+}
+
+static void
+check_on_connect(struct loop_fd *lfd, unsigned events)
+{
+	struct check *c = container_of(lfd, struct check, cfd);
+	int err = 0, fd = lfd->fd;
+	socklen_t len = sizeof(err);
+
+	(void)events;
+	loop_fd_del(&c->cfd);
+	loop_timer_cancel(&c->ctimer);
+	c->cfd.fd = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err != 0) {
+		close(fd);
+		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: %s",
+		    strerror(err));
+		check_next_addr(c);
+		return;
+	}
+	if ((c->io = io_new(fd, check_on_io, c)) == NULL) {
+		close(fd);
+		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: out of "
+		    "memory");
+		check_next_addr(c);
+		return;
+	}
+	io_set_timeout(c->io, CHECK_REPLY_MS);
+	c->reply_lines = 0;
+	check_enter_state(c, CS_BANNER);
+}
+
+/* Replies as deliver.c reads them: CRLF lines, "NNN-" continues. */
+static void
+check_on_io(struct io *io, enum io_event ev, void *arg)
+{
+	struct check *c = arg;
+	char line[CHECK_LINE_MAX];
+	const char *buf, *lf;
+	size_t len, n;
+	int code;
+
+	(void)io;
+	if (c->state == CS_TLS && ev != IO_TLS && ev != IO_DRAINED) {
+		check_tls_failed(c, ev == IO_TIMEOUT ? "handshake timed out" :
+		    ev == IO_EOF ? "the server closed the connection" :
+		    tls_conn_error(c->tconn));
+		return;
+	}
+	switch (ev) {
+	case IO_DRAINED:
+		return;
+	case IO_EOF:
+	case IO_ERR:
+	case IO_TIMEOUT:
+		if (c->state == CS_QUIT) {
+			check_hangup(c);
+			return;
+		}
+		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: %s in state "
+		    "%s", ev == IO_TIMEOUT ? "timed out" : "lost connection",
+		    check_strstate(c->state));
+		return;
+	case IO_TLS:
+		if (c->state == CS_TLS)
+			check_tls_done(c);
+		return;
+	case IO_IN:
+		break;
+	}
+	for (;;) {
+		buf = io_in(c->io, &len);
+		if ((lf = memchr(buf, '\n', len)) == NULL) {
+			if (io_in_full(c->io))
+				check_addr_verdict(c, 0, CV_TEMPFAIL,
+				    "deferred: reply line too long");
+			return;
+		}
+		n = (size_t)(lf - buf);
+		if (n >= sizeof(line))
+			n = sizeof(line) - 1;	/* the head of a long line */
+		memcpy(line, buf, n);
+		line[n] = '\0';
+		io_consume(c->io, (size_t)(lf - buf) + 1);
+		len = strlen(line);	/* a NUL inside ends it */
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len < 3 || line[0] < '2' || line[0] > '5' ||
+		    !isdigit((unsigned char)line[1]) ||
+		    !isdigit((unsigned char)line[2]) ||
+		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			    "malformed reply in state %s",
+			    check_strstate(c->state));
+			return;
+		}
+		for (n = 0; n < len; n++)	/* printed: no controls */
+			if (!isprint((unsigned char)line[n]))
+				line[n] = '?';
+		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, line);
+		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+		    (line[2] - '0');
+		if (c->reply_lines++ == 0)
+			snprintf(c->reply, sizeof(c->reply), "%s", line);
+		else if (c->state == CS_EHLO && len >= 12 &&
+		    strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
+		    (len == 12 || line[12] == ' '))
+			c->starttls = 1;
+		if (len > 3 && line[3] == '-')
+			continue;
+		c->reply_lines = 0;
+		check_reply(c, code, c->reply);
+		/* Gone (next address), or handshaking (io dropped what
+		 * followed the 220). */
+		if (c->io == NULL || c->state == CS_TLS ||
+		    c->state == CS_DONE)
+			return;
+	}
+}
+
+static void
+check_reply(struct check *c, int code, const char *reply)
+{
+	switch (c->state) {
+	case CS_BANNER:
+		printf("    banner: %s\n", reply);
+		if (code != 220) {
+			check_addr_verdict(c, 1, CV_TEMPFAIL, "deferred: the "
+			    "server does not greet with 220");
+			return;
+		}
+		check_enter_state(c, CS_EHLO);
+		check_send(c, "EHLO");
+		break;
+	case CS_EHLO:
+		if (code == 250) {
+			check_greeted(c);
+			return;
+		}
+		printf("    EHLO: %s\n", reply);
+		c->starttls = 0;
+		check_enter_state(c, CS_HELO);
+		check_send(c, "HELO");
+		break;
+	case CS_HELO:
+		if (code != 250) {
+			check_addr_verdict(c, 1, CV_TEMPFAIL, "deferred: HELO "
+			    "refused: %s", reply);
+			return;
+		}
+		check_greeted(c);
+		break;
+	case CS_STARTTLS:
+		if (code == 220) {
+			check_tls_begin(c);
+			return;
+		}
+		printf("    STARTTLS: refused: %s\n", reply);
+		if (c->hlevel >= TLS_ENCRYPT)
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
+			    "required, but the server refused STARTTLS "
+			    "(4.7.4)");
+		else
+			check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext "
+			    "(STARTTLS refused)");
+		break;
+	case CS_QUIT:
+		check_hangup(c);
+		break;
+	default:
+		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: unexpected "
+		    "reply in state %s", check_strstate(c->state));
+		break;
+	}
+}
+
+/* EHLO (or HELO) answered: the level decides what comes next. */
+static void
+check_greeted(struct check *c)
+{
+	printf("    STARTTLS: %s\n", c->starttls ? "offered" :
+	    "not offered");
+	if (c->hlevel == TLS_NONE) {
+		check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext (level "
+		    "none)");
+		return;
+	}
+	if (c->starttls) {
+		check_enter_state(c, CS_STARTTLS);
+		check_send(c, "STARTTLS");
+		return;
+	}
+	/* A stripped STARTTLS looks just like this: RFC 7672 section
+	 * 2.2 makes TLS mandatory whenever usable TLSA records exist. */
+	if (c->hlevel >= TLS_ENCRYPT)
+		check_addr_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
+		    "required, but was not offered (4.7.4)");
+	else
+		check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext (STARTTLS "
+		    "not offered)");
+}
+
+/* After STARTTLS's 220: no session cache (a resumed session shows no
+ * chain), SNI as for the delivery. */
+static void
+check_tls_begin(struct check *c)
+{
+	struct tls_conn *t;
+
+	t = tls_conn_client(c->tlsc, io_fd(c->io), check_sni(c), NULL);
+	if (t == NULL) {
+		check_tls_failed(c, "cannot set up a TLS connection");
+		return;
+	}
+	tls_conn_set_chain_hook(t, check_on_chain, c);
+	c->tconn = t;
+	check_enter_state(c, CS_TLS);
+	io_start_tls(c->io, t);
+	io_set_timeout(c->io, CHECK_TLS_MS);
+}
+
+/* During the handshake: describe the chain and match it now, the
+ * pointers are gone after the call. */
+static void
+check_on_chain(void *arg, const struct tls_der *chain, size_t n)
+{
+	struct check *c = arg;
+	struct dane_cert certs[DANE_CHAIN_MAX];
+	const char *names[DANE_REFS_MAX];
+	size_t i, nnames;
+
+	if (n > DANE_CHAIN_MAX)
+		n = DANE_CHAIN_MAX;
+	c->chain_len = 0;
+	c->chain[0] = '\0';
+	for (i = 0; i < n; i++) {
+		certs[i].der = chain[i].der;
+		certs[i].len = chain[i].len;
+		check_describe(c, i, chain[i].der, chain[i].len);
+	}
+	c->nchain = n;
+	c->dane_seen = 1;
+	if (c->hlevel == TLS_DANE) {
+		/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host
+		 * as named, the next-hop domain. */
+		nnames = dane_base_refs(&c->tbase, c->domain, names,
+		    DANE_REFS_MAX);
+		c->dane_v = dane_match(c->tlsa, certs, n, names, nnames,
+		    &c->dane_which);
+	}
+}
+
+/* One certificate of the peer's chain, a few lines of the report. */
+static void
+check_describe(struct check *c, size_t depth, const unsigned char *der,
+    size_t len)
+{
+	mbedtls_x509_crt crt;
+	const mbedtls_x509_sequence *san;
+	char subject[CHECK_DN_MAX], issuer[CHECK_DN_MAX];
+	char name[CHECK_SAN_LEN_MAX + 1], hex[CHECK_HEX_MAX];
+	size_t i, shown = 0;
+
+	mbedtls_x509_crt_init(&crt);
+	if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0) {
+		check_chain_add(c, "      %zu: (%zu bytes that do not parse "
+		    "as X.509)\n", depth, len);
+		goto done;
+	}
+	/* mbedtls_x509_dn_gets() turns control bytes into '?'. */
+	if (mbedtls_x509_dn_gets(subject, sizeof(subject), &crt.subject) < 0)
+		snprintf(subject, sizeof(subject), "?");
+	if (mbedtls_x509_dn_gets(issuer, sizeof(issuer), &crt.issuer) < 0)
+		snprintf(issuer, sizeof(issuer), "?");
+	check_chain_add(c, "      %zu: subject %s\n         issuer %s\n"
+	    "         valid %04d-%02d-%02d to %04d-%02d-%02d\n", depth, subject,
+	    issuer, crt.valid_from.year, crt.valid_from.mon,
+	    crt.valid_from.day, crt.valid_to.year, crt.valid_to.mon,
+	    crt.valid_to.day);
+	for (san = &crt.subject_alt_names; san != NULL; san = san->next) {
+		if (san->buf.p == NULL || san->buf.tag !=
+		    (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME))
+			continue;
+		if (shown++ == CHECK_SAN_SHOW) {
+			check_chain_add(c, " ...");
+			break;
+		}
+		for (i = 0; i < san->buf.len && i < CHECK_SAN_LEN_MAX; i++)
+			name[i] = isgraph(san->buf.p[i]) ? (char)san->buf.p[i] :
+			    '?';
+		name[i] = '\0';
+		check_chain_add(c, "%s%s", shown == 1 ? "         DNS names: " :
+		    ", ", name);
+	}
+	if (shown > 0)
+		check_chain_add(c, "\n");
+	/* What to publish for this key: DANE-EE for the leaf, DANE-TA for
+	 * the others. */
+	if (dane_tlsa_data(der, len, DANE_SEL_SPKI, DANE_MATCH_SHA256, hex,
+	    sizeof(hex)) == 0)
+		check_chain_add(c, "         key as TLSA: %d 1 1 %s\n", depth ?
+		    DANE_USAGE_DANE_TA : DANE_USAGE_DANE_EE, hex);
+done:
+	mbedtls_x509_crt_free(&crt);
+}
+
+static void
+check_chain_add(struct check *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->chain_len + 1 >= sizeof(c->chain))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(c->chain + c->chain_len, sizeof(c->chain) -
+	    c->chain_len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	c->chain_len += (size_t)n;
+	if (c->chain_len >= sizeof(c->chain))
+		c->chain_len = sizeof(c->chain) - 1;	/* truncated */
+}
+
+/*
+ * The handshake is done: what the delivery would make of it, level by
+ * level, as deliver_tls_done() judges it.
+ */
+static void
+check_tls_done(struct check *c)
+{
+	struct tls_conn *t = io_tls(c->io);
+	unsigned char fp[TLS_FP_LEN], spki[TLS_FP_LEN];
+	char rec[CHECK_REC_MAX];
+	const struct dane_tlsa *r;
+	unsigned v;
+	size_t i;
+	int chain_ok, name_ok, pinned = 0;
+
+	if (t == NULL) {	/* cannot happen: IO_TLS means it is on */
+		check_tls_failed(c, "no TLS after the handshake");
+		return;
+	}
+	v = tls_conn_verify(t);
+	chain_ok = !(v & (TLS_V_NOCERT | TLS_V_UNTRUSTED));
+	name_ok = !(v & (TLS_V_NOCERT | TLS_V_NAME));
+	printf("    TLS: %s with cipher %s (%u bits)\n", tls_conn_version(t),
+	    tls_conn_cipher(t), tls_conn_cipher_bits(t));
+	if (c->nchain > 0)
+		printf("    chain (%zu certificate%s, as sent):\n%s", c->nchain,
+		    c->nchain == 1 ? "" : "s", c->chain);
+	else
+		printf("    chain: none\n");
+	printf("    PKIX (ca_file): %s; the certificate %s %s\n", v & TLS_V_NOCERT ?
+	    "no certificate" : chain_ok ? "trusted" : v & TLS_V_EXPIRED ?
+	    "not trusted (expired or not yet valid)" : "not trusted",
+	    name_ok ? "names" : "does not name", check_host(c));
+	io_set_timeout(c->io, CHECK_REPLY_MS);
+	switch (c->hlevel) {
+	case TLS_DANE:
+		if (!c->dane_seen || c->dane_v != DANE_MATCH) {
+			printf("    DANE: no TLSA record matched%s\n",
+			    c->dane_seen ? "" : " (no certificate chain seen)");
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			    "Untrusted TLS, no DANE TLSA record matched "
+			    "(4.7.5)");
+			return;
+		}
+		r = &c->tlsa->r[c->dane_which];
+		dane_tlsa_format(r, rec, sizeof(rec));
+		printf("    DANE: matched TLSA record %s\n", rec);
+		check_addr_verdict(c, 1, CV_VERIFIED, "verified (%s %s)",
+		    r->usage == DANE_USAGE_DANE_EE ? "DANE-EE" : "DANE-TA",
+		    rec);
+		return;
+	case TLS_FINGERPRINT:
+		if (tls_conn_peer_fp(t, fp, spki) == 0)
+			for (i = 0; i < c->pin->nfp && !pinned; i++)
+				pinned = sodium_memcmp(fp, c->pin->fp[i],
+				    TLS_FP_LEN) == 0 || sodium_memcmp(spki,
+				    c->pin->fp[i], TLS_FP_LEN) == 0;
+		if (pinned)
+			check_addr_verdict(c, 1, CV_VERIFIED, "verified "
+			    "(fingerprint)");
+		else
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: the "
+			    "certificate matches no tls_policy fingerprint "
+			    "(4.7.5)");
+		return;
+	case TLS_VERIFY:
+	case TLS_SECURE:
+		if (!tls_client_ca_ok(c->tlsc))
+			printf("    warning: ca_file %s holds no usable CA "
+			    "certificate\n", c->conf->ca_file);
+		if (!chain_ok)
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			    "Untrusted TLS, no chain to ca_file (4.7.5)");
+		else if (name_ok)
+			check_addr_verdict(c, 1, CV_VERIFIED, "verified (a "
+			    "chain to ca_file naming the host)");
+		else if (c->hlevel == TLS_SECURE)
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: the "
+			    "certificate does not name %s (4.7.5)",
+			    check_host(c));
+		else
+			check_addr_verdict(c, 1, CV_ENCRYPTED, "encrypted, "
+			    "trusted chain, the name not verified (level "
+			    "verify)");
+		return;
+	default:
+		check_addr_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "
+		    "verified");
+		return;
+	}
+}
+
+/* As the delivery: may retries this address in plaintext, every other
+ * level gives it up. */
+static void
+check_tls_failed(struct check *c, const char *why)
+{
+	printf("    TLS: handshake failed: %s\n", why);
+	if (c->hlevel == TLS_MAY)
+		check_addr_verdict(c, 0, CV_PLAINTEXT, "plaintext (a delivery "
+		    "retries without TLS)");
+	else
+		check_addr_verdict(c, 0, CV_DEFERRED, "deferred: cannot start "
+		    "TLS (4.7.5)");
+}
+
+static void
+check_send(struct check *c, const char *cmd)
+{
+	int ok;
+
+	log_trace(TRACE_DELIVER, "check %s: > %s", c->domain, cmd);
+	if (strcmp(cmd, "EHLO") == 0 || strcmp(cmd, "HELO") == 0)
+		ok = io_printf(c->io, "%s %s\r\n", cmd,
+		    c->conf->hostname) != -1;
+	else
+		ok = io_printf(c->io, "%s\r\n", cmd) != -1;
+	if (!ok) {
+		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: output "
+		    "buffer full");
+		return;
+	}
+	io_flush(c->io);
+}
+
+/*
+ * This address is judged: print it, merge it into the host's verdict,
+ * then say QUIT (when the dialogue is still sane) or hang up; the next
+ * address comes after that.
+ */
+static void
+check_addr_verdict(struct check *c, int quit, enum check_verdict v,
+    const char *fmt, ...)
+{
+	char why[CHECK_WHY_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	printf("    result: %s\n", why);
+	if (!c->host_seen || v > c->hv) {
+		c->hv = v;
+		snprintf(c->hwhy, sizeof(c->hwhy), "%s", why);
+	}
+	c->host_seen = 1;
+	if (c->io == NULL)
+		return;		/* no connection: the caller moves on */
+	if (quit) {
+		check_enter_state(c, CS_QUIT);
+		io_set_timeout(c->io, CHECK_QUIT_MS);
+		if (io_printf(c->io, "QUIT\r\n") != -1) {
+			io_flush(c->io);
+			return;
+		}
+	}
+	check_hangup(c);
+}
+
+static void
+check_hangup(struct check *c)
+{
+	if (c->io != NULL)
+		io_free(c->io);	/* frees the tls_conn too */
+	c->io = NULL;
+	c->tconn = NULL;
+	check_next_addr(c);
+}
+
+/* A verdict for the host without a connection (DNS, policy). */
+static void
+check_host_verdict(struct check *c, enum check_verdict v, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->hwhy, sizeof(c->hwhy), fmt, ap);
+	va_end(ap);
+	c->hv = v;
+	c->host_seen = 1;
+}
+
+static void
+check_host_done(struct check *c)
+{
+	if (!c->host_seen)
+		check_host_verdict(c, CV_TEMPFAIL, "deferred: no address "
+		    "tried");
+	printf("  verdict: %s\n", c->hwhy);
+	if (c->hv == CV_VERIFIED)
+		c->nverified++;
+	check_merge(c, c->hv);
+	check_next_host(c);
+}
+
+static void
+check_merge(struct check *c, enum check_verdict v)
+{
+	if (!c->any || v > c->worst)
+		c->worst = v;
+	c->any = 1;
+}
+
+static void
+check_finish(struct check *c)
+{
+	if (!c->any)		/* no host at all: nothing went out */
+		check_merge(c, CV_TEMPFAIL);
+	if (c->nhosts > 0)
+		printf("\noverall: %s (%d of %d MX host%s verified)\n",
+		    check_overall[c->worst], c->nverified, c->nhosts,
+		    c->nhosts == 1 ? "" : "s");
+	else
+		printf("overall: %s\n", check_overall[c->worst]);
+	check_enter_state(c, CS_DONE);
+	loop_stop();
+}
