@@ -33,6 +33,7 @@ static const struct alias_entry *alias_find(const struct alias_table *,
 static int alias_walk(const struct alias_table *, const char *,
     const char *, char (*)[512], int, int *, int, const char **);
 static void alias_err(char *, size_t, const char *, size_t, const char *);
+static int alias_next(const char *, size_t, size_t *, char *, const char **);
 
 static void
 alias_err(char *err, size_t errsz, const char *name, size_t line,
@@ -137,6 +138,38 @@ fail:
 	return NULL;
 }
 
+/*
+ * The next address in a value (separated by blanks and commas), with or
+ * without its angle brackets, into addr (ALIAS_ADDR_MAX).  1: one was
+ * read, 0: none left, -1: a bad one (*why says why).
+ */
+static int
+alias_next(const char *v, size_t len, size_t *pos, char *addr,
+    const char **why)
+{
+	char path[ALIAS_ADDR_MAX + 2];
+	size_t i = *pos, j;
+
+	while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+		i++;
+	for (j = i; j < len && v[j] != ' ' && v[j] != '\t' && v[j] != ',';
+	    j++)
+		;
+	*pos = j;
+	if (j == i)
+		return 0;
+	if (j - i + 3 > sizeof(path)) {
+		*why = "address too long";
+		return -1;
+	}
+	snprintf(path, sizeof(path), v[i] == '<' ? "%.*s" : "<%.*s>",
+	    (int)(j - i), v + i);
+	if (addr_parse_path(path, strlen(path), ADDR_BARE_OK | ADDR_UTF8, addr,
+	    ALIAS_ADDR_MAX, why) < 0)
+		return -1;
+	return 1;
+}
+
 /* Store one alias; its list is checked address by address now, so a bad
  * file fails at load, not at delivery. */
 static int
@@ -144,39 +177,14 @@ alias_add(struct alias_table *t, const char *key, size_t klen,
     const char *val, size_t vlen)
 {
 	struct alias_entry *e;
-	char path[ALIAS_ADDR_MAX + 2], addr[ALIAS_ADDR_MAX];
+	char addr[ALIAS_ADDR_MAX];
 	const char *why;
-	size_t i = 0, j, n, cnt = 0;
+	size_t i = 0, cnt = 0;
+	int r;
 
-	while (i < vlen) {
-		while (i < vlen && (val[i] == ' ' || val[i] == '\t' ||
-		    val[i] == ','))
-			i++;
-		j = i;
-		while (j < vlen && val[j] != ',' && val[j] != ' ' &&
-		    val[j] != '\t')
-			j++;
-		if (j == i)
-			break;
-		n = j - i;
-		if (n + 3 > sizeof(path)) {
-			errno = EINVAL;
-			return -1;
-		}
-		/* One address, with or without its angle brackets. */
-		if (val[i] == '<')
-			snprintf(path, sizeof(path), "%.*s", (int)n, val + i);
-		else
-			snprintf(path, sizeof(path), "<%.*s>", (int)n, val + i);
-		if (addr_parse_path(path, strlen(path), ADDR_BARE_OK |
-		    ADDR_UTF8, addr, sizeof(addr), &why) < 0) {
-			errno = EINVAL;
-			return -1;
-		}
+	while ((r = alias_next(val, vlen, &i, addr, &why)) == 1)
 		cnt++;
-		i = j;
-	}
-	if (cnt == 0) {
+	if (r == -1 || cnt == 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -270,10 +278,9 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
     char (*out)[512], int max, int *n, int depth, const char **why)
 {
 	const struct alias_entry *e;
-	char path[ALIAS_ADDR_MAX + 2], one[ALIAS_ADDR_MAX];
-	const char *v;
-	size_t klen, i;
-	int k;
+	char one[ALIAS_ADDR_MAX];
+	size_t klen, i = 0, vlen;
+	int k, r;
 
 	if (alias_local(addr, origin, &klen) &&
 	    (e = alias_find(t, addr, klen)) != NULL) {
@@ -281,22 +288,12 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 			*why = "alias loop or chain too long";
 			return -1;
 		}
-		for (v = e->value; *v; ) {
-			v += strspn(v, " \t,");
-			i = strcspn(v, " \t,");
-			if (i == 0)
-				break;
-			snprintf(path, sizeof(path), v[0] == '<' ? "%.*s" :
-			    "<%.*s>", (int)i, v);
-			v += i;
-			if (addr_parse_path(path, strlen(path), ADDR_BARE_OK |
-			    ADDR_UTF8, one, sizeof(one), why) < 0)
-				return -1;
+		vlen = strlen(e->value);
+		while ((r = alias_next(e->value, vlen, &i, one, why)) == 1)
 			if (alias_walk(t, one, origin, out, max, n, depth + 1,
 			    why) == -1)
 				return -1;
-		}
-		return 0;
+		return r;
 	}
 	/* A final address: qualified, and once only. */
 	if (*n >= max || *n >= ALIAS_EXPAND_MAX) {

@@ -112,7 +112,7 @@ static const char bounce_text_delayed[] =
 static void
 put(struct out *o, const char *p, size_t n)
 {
-	const char *nl;
+	size_t i;
 
 	if (o->err != 0 || n == 0)
 		return;
@@ -120,8 +120,10 @@ put(struct out *o, const char *p, size_t n)
 		o->err = errno != 0 ? errno : EIO;
 		return;
 	}
-	nl = memrchr(p, '\n', n);
-	o->col = nl == NULL ? o->col + n : n - (size_t)(nl - p) - 1;
+	/* The column after the last LF (memrchr: one import more). */
+	for (i = n; i > 0 && p[i - 1] != '\n'; i--)
+		;
+	o->col = i == 0 ? o->col + n : n - i;
 }
 
 static void

@@ -117,6 +117,7 @@ struct check {
 	int reply_lines;		/* lines of the reply being read */
 	char reply[CHECK_LINE_MAX];	/* its first line */
 	int dane_seen;
+	int nexthop_ok;			/* secure: the leaf names the domain */
 	enum dane_verdict dane_v;
 	size_t dane_which;
 	size_t nchain;
@@ -561,7 +562,7 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 	if (canon != NULL)
 		printf("  CNAME: %s is an alias of %s (%s)\n", check_host(c),
 		    canon, secure ? "secure: TLSA looked up there first" :
-		    "insecure: TLSA only at the name itself");
+		    "insecure: no DANE for this host");
 	dane_base_init(&c->tbase, check_host(c), canon, secure);
 	if (c->level == TLS_NONE) {
 		check_host_level(c, DANE_LOOKUP_NONE, 0);
@@ -647,7 +648,8 @@ static void
 check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 {
 	const char *why = NULL;
-	int mx_secure = c->implicit_mx ? c->addr_secure : c->mx_secure;
+	/* RFC 7672 section 2.2.2: and the host's addresses, as deliver.c */
+	int mx_secure = (c->implicit_mx || c->mx_secure) && c->addr_secure;
 
 	if (c->level == TLS_DANE || c->level == TLS_DANE_ONLY) {
 		switch (dane_host_step(c->level, mx_secure, lookup,
@@ -667,7 +669,8 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 			c->hlevel = TLS_MAY;
 			printf("  policy: no DNSSEC-secure %s: DANE does not "
 			    "apply\n", mx_secure ? "TLSA records" :
-			    c->implicit_mx ? "address records" : "MX RRset");
+			    c->implicit_mx || c->mx_secure ? "address records" :
+			    "MX RRset");
 			break;
 		case DANE_STEP_LOOKUP:	/* not here: the lookup was made */
 		case DANE_STEP_DEFER:
@@ -706,7 +709,7 @@ check_next_addr(struct check *c)
 
 	while (c->iaddr < c->naddr) {
 		c->starttls = 0;
-		c->dane_seen = 0;
+		c->dane_seen = c->nexthop_ok = 0;
 		c->dane_v = DANE_NOMATCH;
 		c->nchain = 0;
 		c->chain_len = 0;
@@ -976,6 +979,7 @@ check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 	struct check *c = arg;
 	struct dane_cert certs[DANE_CHAIN_MAX];
 	const char *names[DANE_REFS_MAX];
+	char dot[DNS_NAME_MAX + 2];
 	size_t i, nnames;
 
 	if (n > DANE_CHAIN_MAX)
@@ -989,6 +993,14 @@ check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 	}
 	c->nchain = n;
 	c->dane_seen = 1;
+	if (c->hlevel == TLS_SECURE && n > 0) {
+		/* as deliver.c: the domain or a name below it */
+		snprintf(dot, sizeof(dot), ".%s", c->domain);
+		names[0] = c->domain;
+		names[1] = dot;
+		c->nexthop_ok = dane_leaf_names(chain[0].der, chain[0].len,
+		    names, 2);
+	}
 	if (c->hlevel == TLS_DANE) {
 		/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host
 		 * as named, the next-hop domain. */
@@ -1145,17 +1157,16 @@ check_tls_done(struct check *c)
 		if (!chain_ok)
 			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Untrusted TLS, no chain to ca_file (4.7.5)");
-		else if (name_ok)
+		else if (c->hlevel == TLS_SECURE ? c->nexthop_ok : name_ok)
 			check_addr_verdict(c, 1, CV_VERIFIED, "verified (a "
-			    "chain to ca_file naming the host)");
-		else if (c->hlevel == TLS_SECURE)
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: the "
-			    "certificate does not name %s (4.7.5)",
-			    check_host(c));
+			    "chain to ca_file naming %s)", c->hlevel ==
+			    TLS_SECURE ? "the domain" : "the host");
 		else
-			check_addr_verdict(c, 1, CV_ENCRYPTED, "encrypted, "
-			    "trusted chain, the name not verified (level "
-			    "verify)");
+			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			    "Trusted TLS, the certificate does not name %s%s "
+			    "(4.7.5)", c->hlevel == TLS_SECURE ? c->domain :
+			    check_host(c), c->hlevel == TLS_SECURE ?
+			    " or a name below it" : "");
 		return;
 	default:
 		check_addr_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "

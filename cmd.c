@@ -14,6 +14,8 @@
 
 #include "cmd.h"
 
+#define CMD_NAME_SIZE	9	/* "STARTTLS" and its NUL */
+
 /* Which parameter a struct cmd_params already holds, for duplicates. */
 #define CMD_P_SIZE	0x1u
 #define CMD_P_BODY	0x2u
@@ -43,8 +45,9 @@ static int	cmd_param_smtputf8(const char *, size_t, struct cmd_params *,
 static int	cmd_param_auth(const char *, size_t, struct cmd_params *,
 		    const char **);
 
-/* Indexed by enum cmd_verb: the verb as matched and as logged. */
-static const char *const cmd_names[CMD_COUNT] = {
+/* Indexed by enum cmd_verb: the verb as matched and as logged.  Rows,
+ * not pointers: no pointer table and its relocations. */
+static const char cmd_names[CMD_COUNT][CMD_NAME_SIZE] = {
 	[CMD_UNKNOWN] = "UNKNOWN",
 	[CMD_HELO] = "HELO",
 	[CMD_EHLO] = "EHLO",
@@ -367,7 +370,7 @@ cmd_param_auth(const char *v, size_t vlen, struct cmd_params *p,
 const char *
 cmd_name(enum cmd_verb verb)
 {
-	if ((int)verb < 0 || verb >= CMD_COUNT || cmd_names[verb] == NULL)
+	if ((int)verb < 0 || verb >= CMD_COUNT || cmd_names[verb][0] == '\0')
 		return cmd_names[CMD_UNKNOWN];
 	return cmd_names[verb];
 }

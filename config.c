@@ -168,8 +168,8 @@ static const struct key keys[] = {
 	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), 0, 0, 0, NULL },
 	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), 0, 0,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
-	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE),
-	    "encrypt" },
+	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE) |
+	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY), "encrypt" },
 	{ "smarthost_auth", KT_PATH, FIELD(smarthost_auth), 0, 0, 0, NULL },
 	{ "outbound_tls", KT_TLS, FIELD(outbound_tls), 0, 0,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |

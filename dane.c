@@ -31,6 +31,7 @@
 #define DANE_SHA256_LEN		32
 #define DANE_SHA512_LEN		64
 #define DANE_TLSA_HDR		3	/* usage, selector, matching type */
+#define DANE_RDATA_MAX		65535	/* RDLENGTH is 16 bits */
 #define DANE_FMT_BYTES		6	/* data bytes a log line shows */
 #define DANE_NAME_MAX		253	/* a DNS name in text, no final dot */
 #define DANE_LABEL_MAX		63
@@ -124,7 +125,7 @@ dane_fields_usable(unsigned usage, unsigned selector, unsigned mtype,
 		return 0;
 	switch (mtype) {
 	case DANE_MATCH_FULL:
-		return len > 0 && len <= DANE_DATA_MAX;
+		return len > 0;
 	case DANE_MATCH_SHA256:
 		return len == DANE_SHA256_LEN;
 	case DANE_MATCH_SHA512:
@@ -162,9 +163,18 @@ dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out)
 	out->selector = rdata[1];
 	out->mtype = rdata[2];
 	dlen = len - DANE_TLSA_HDR;
-	if (dlen == 0 || dlen > DANE_DATA_MAX)
+	if (dlen == 0)
 		return -1;
-	memcpy(out->data, rdata + DANE_TLSA_HDR, dlen);
+	/* Full data too long to keep (a whole certificate usually is):
+	 * its SHA-512 stands in, so the record still matches exactly those
+	 * bytes; dropping it could leave a set that no longer asks for
+	 * authentication (a downgrade). */
+	if (dlen > DANE_DATA_MAX) {
+		if (out->mtype != DANE_MATCH_FULL ||
+		    DANE_SHA512(rdata + DANE_TLSA_HDR, dlen, out->data) != 0)
+			return -1;
+	} else
+		memcpy(out->data, rdata + DANE_TLSA_HDR, dlen);
 	out->len = dlen;
 	out->usable = dane_fields_usable(out->usage, out->selector,
 	    out->mtype, dlen);
@@ -192,6 +202,12 @@ dane_tlsa_format(const struct dane_tlsa *r, char *buf, size_t bufsz)
 	if (buf == NULL || bufsz == 0)
 		return;
 	n = r->len < DANE_FMT_BYTES ? r->len : DANE_FMT_BYTES;
+	if (r->mtype == DANE_MATCH_FULL && r->len > DANE_DATA_MAX) {
+		/* data holds a digest, not the record's bytes */
+		(void)snprintf(buf, bufsz, "%u %u 0 (%zu octets)",
+		    (unsigned)r->usage, (unsigned)r->selector, r->len);
+		return;
+	}
 	dane_hex(r->data, n, hex);
 	(void)snprintf(buf, bufsz, "%u %u %u%s%s%s", (unsigned)r->usage,
 	    (unsigned)r->selector, (unsigned)r->mtype, n > 0 ? " " : "", hex,
@@ -233,8 +249,9 @@ dane_tlsa_data(const uint8_t *der, size_t len, int selector, int mtype,
 			goto done;
 		p = md;
 		n = DANE_SHA512_LEN;
-	} else if (mtype != DANE_MATCH_FULL)
-		goto done;
+	} else if (mtype != DANE_MATCH_FULL || n > DANE_RDATA_MAX -
+	    DANE_TLSA_HDR)
+		goto done;	/* no record a resolver could carry */
 	if (outsz == 0 || n > (outsz - 1) / 2)
 		goto done;
 	dane_hex(p, n, out);
@@ -292,7 +309,12 @@ dane_data_match(const struct dane_tlsa *r, const uint8_t *p, size_t n)
 
 	switch (r->mtype) {
 	case DANE_MATCH_FULL:
-		return n == r->len && memcmp(p, r->data, n) == 0;
+		if (n != r->len)
+			return 0;
+		if (n <= DANE_DATA_MAX)
+			return memcmp(p, r->data, n) == 0;
+		return DANE_SHA512(p, n, md) == 0 &&	/* dane_tlsa_parse() */
+		    memcmp(md, r->data, DANE_SHA512_LEN) == 0;
 	case DANE_MATCH_SHA256:
 		return DANE_SHA256(p, n, md) == 0 &&
 		    memcmp(md, r->data, DANE_SHA256_LEN) == 0;
@@ -374,9 +396,24 @@ dane_names_ok(const mbedtls_x509_crt *crt, const char *const *names,
 	return 0;
 }
 
+int
+dane_leaf_names(const uint8_t *der, size_t len, const char *const *names,
+    size_t nnames)
+{
+	mbedtls_x509_crt crt;
+	int ok;
+
+	mbedtls_x509_crt_init(&crt);
+	ok = der != NULL && mbedtls_x509_crt_parse_der(&crt, der, len) == 0 &&
+	    dane_names_ok(&crt, names, nnames);
+	mbedtls_x509_crt_free(&crt);
+	return ok;
+}
+
 /*
  * pat (from the certificate, untrusted, not terminated) against ref (a
- * host name we looked up; one final dot ignored), ASCII case-insensitive.
+ * host name we looked up, or ".domain" for any name below it; one final
+ * dot ignored), ASCII case-insensitive.
  * A wildcard is only "*" as the whole leftmost label, stands for exactly
  * one non-empty label, and needs two labels after it ("*.com" is no
  * name).  A '*' anywhere else never matches.
@@ -393,6 +430,14 @@ dane_name_match(const unsigned char *pat, size_t plen, const char *ref)
 		plen--;
 	if (rlen == 0 || plen == 0 || memchr(ref, '*', rlen) != NULL)
 		return 0;
+	if (ref[0] == '.') {
+		/* Postfix's dot-nexthop: any name below ref, a wildcard
+		 * only as the whole label in front of it. */
+		if (plen <= rlen || !dane_ieq(pat + plen - rlen, ref, rlen))
+			return 0;
+		return plen - rlen == 1 ? pat[0] != '.' :
+		    memchr(pat, '*', plen - rlen) == NULL;
+	}
 	if (plen > 2 && pat[0] == '*' && pat[1] == '.') {
 		pat += 2;
 		plen -= 2;
@@ -504,7 +549,8 @@ dane_host_step(enum tls_level level, int mx_secure, enum dane_lookup lookup,
 	if (!mx_secure) {
 		if (!only)
 			return DANE_STEP_MAY;
-		*why = "dane-only: the MX RRset is not DNSSEC-secure";
+		*why = "dane-only: the MX RRset or the MX host addresses "
+		    "are not DNSSEC-secure";
 		return DANE_STEP_DEFER;
 	}
 	switch (lookup) {

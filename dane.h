@@ -25,7 +25,8 @@
 #define DANE_MATCH_SHA256	1
 #define DANE_MATCH_SHA512	2
 
-#define DANE_DATA_MAX		1024	/* full (0) data longer is unusable */
+#define DANE_DATA_MAX		1024	/* full (0) data longer is kept as
+					   its length and SHA-512 */
 #define DANE_RECORDS_MAX	32	/* per RRset; more are ignored */
 #define DANE_CHAIN_MAX		8	/* certificates looked at */
 
@@ -45,7 +46,8 @@ struct dane_rrset {
  * One TLSA RDATA (RFC 6698 2.1): 0 parsed into *out (usable set per RFC
  * 7672 section 3.1: only DANE-TA(2)/DANE-EE(3), selector 0/1, matching
  * type 0/1/2, SHA-256 data of 32 bytes and SHA-512 of 64), -1 malformed
- * (shorter than 4 bytes, or full data over DANE_DATA_MAX).
+ * (shorter than 4 bytes, or a digest over DANE_DATA_MAX).  Full data
+ * over DANE_DATA_MAX keeps len and has its SHA-512 in data.
  */
 int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
 /* Number of usable records in the set. */
@@ -77,11 +79,17 @@ enum dane_verdict {
 enum dane_verdict dane_match(const struct dane_rrset *,
     const struct dane_cert *chain, size_t nchain,
     const char *const *names, size_t nnames, size_t *which);
+/* 1 when the certificate (DER) names one of names[] by the rules above;
+ * a name ".example.org" stands for every name below example.org (level
+ * secure: Postfix's "nexthop, dot-nexthop").  0 otherwise or unparsable. */
+int dane_leaf_names(const uint8_t *der, size_t len, const char *const *names,
+    size_t nnames);
 
 /*
  * RFC 7672 section 2.2 for one MX host at level dane or dane-only: what
- * a delivery does with it, from the DNSSEC status of the MX RRset (for
- * an implicit MX, of the host's own address answer) and the TLSA lookup.
+ * a delivery does with it, from the DNSSEC status of the MX RRset and of
+ * the host's address answer, both secure (RFC 7672 section 2.2.2; for an
+ * implicit MX the address answer alone), and the TLSA lookup.
  * One decision shared by deliver.c and `ferry check`, so the report
  * says what a delivery would do.  lookup DANE_LOOKUP_NONE asks whether a
  * TLSA lookup is needed at all (DANE_STEP_LOOKUP: do it, then ask again

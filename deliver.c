@@ -25,8 +25,12 @@
  * tls_policy file has an entry for the smarthost's host or the
  * recipient domain (deliver_level()).  fingerprint pins the leaf
  * certificate or its key by SHA-256, ignoring names and dates as
- * Postfix's level does.  The smarthost's password leaves only inside
- * TLS, whatever the level.
+ * Postfix's level does.  verify wants a chain to ca_file naming the MX
+ * host; secure one naming the next-hop domain or a name below it (a
+ * [host] next hop: the host), as Postfix's smtp_tls_verify_cert_match
+ * and smtp_tls_secure_cert_match.  The smarthost's password leaves only
+ * inside TLS, whatever the level, and never after a reload that came
+ * since the connection started.
  *
  * DANE (RFC 7672, Postfix's dane and dane-only) is decided per MX host,
  * after its address lookup: a DNSSEC-secure MX RRset (for the implicit
@@ -126,6 +130,11 @@ enum deliver_auth_step {
  * chain, and its leaf only if mbedTLS was built to keep it
  * (MBEDTLS_SSL_KEEP_PEER_CERTIFICATE, which small builds turn off). */
 #define DELIVER_PINNED(d)	((d)->dane || (d)->level == TLS_FINGERPRINT)
+/* secure at a next hop found through MX: the leaf must name the next-hop
+ * domain or a name below it (Postfix's smtp_tls_secure_cert_match =
+ * nexthop, dot-nexthop), so a forged MX record cannot redirect.  Checked
+ * in the chain hook, so no resumption either. */
+#define DELIVER_NEXTHOP_NAMES(d) ((d)->level == TLS_SECURE && !(d)->literal)
 
 struct deliver {
 	const struct deliver_ops *ops;
@@ -173,6 +182,8 @@ struct deliver {
 	int tlsa_used;			/* secure TLSA apply to this host */
 	int dane;			/* this host: the chain must match */
 	int dane_seen;			/* the chain hook ran */
+	int nexthop_ok;			/* DELIVER_NEXTHOP_NAMES: it held */
+	unsigned gen;			/* deliver_gen at the start */
 	enum dane_verdict dane_v;
 	size_t dane_which;		/* the record that matched */
 	struct tls_client *tlsc;	/* our reference, or NULL */
@@ -215,6 +226,7 @@ static int deliver_pin_match(const struct deliver *,
 static void deliver_tls_failed(struct deliver *, const char *);
 static void deliver_auth_begin(struct deliver *);
 static void deliver_auth_reply(struct deliver *, int, const char *);
+static int deliver_reloaded(struct deliver *);
 static void deliver_refuse(struct deliver *, const char *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static void deliver_io_free(struct deliver *);
@@ -249,6 +261,10 @@ static const struct dane_policy *deliver_policy;	/* main.c's */
 static struct auth_client deliver_auth;
 static enum { DAUTH_NONE, DAUTH_OK, DAUTH_BAD } deliver_auth_state;
 static char deliver_auth_err[DELIVER_ERR_MAX];
+/* Bumped by every deliver_configure(): a connection that started under
+ * other settings never sends the new smarthost_auth (it may be talking
+ * to the old smarthost). */
+static unsigned deliver_gen;
 
 static const char *const deliver_states[DS_DONE + 1] = {
 	[DS_RESOLVE_MX] = "RESOLVE_MX", [DS_RESOLVE_ADDR] = "RESOLVE_ADDR",
@@ -288,6 +304,7 @@ deliver_configure(const struct config *conf)
 	char err[DELIVER_ERR_MAX];
 
 	deliver_conf = conf;
+	deliver_gen++;
 	auth_client_free(&deliver_auth);
 	deliver_auth_state = DAUTH_NONE;
 	deliver_auth_err[0] = '\0';
@@ -390,6 +407,7 @@ deliver_start(const char *host, int literal, unsigned port,
 	snprintf(d->host, sizeof(d->host), "%s", host);
 	d->state = DS_RESOLVE_MX;
 	d->quit_r = DR_OK;
+	d->gen = deliver_gen;
 	d->base = deliver_level(d);
 	/* dane: may until a host's secure TLSA says more. */
 	d->level = d->base == TLS_DANE ? TLS_MAY : d->base;
@@ -558,10 +576,12 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 	if (d->tlsa != NULL) {
 		/* RFC 7672 section 2.2.1: the implicit MX's own address
 		 * answer stands in for the MX RRset; so does a [host]
-		 * smarthost's, which had no MX lookup at all.  Its secure
-		 * bit also covers the CNAME chain dns_canon() reports. */
-		deliver_dane_host(d, d->implicit_mx || d->literal ? secure :
-		    d->mx_secure, dns_canon(), secure);
+		 * smarthost's, which had no MX lookup at all.  Section
+		 * 2.2.2: DANE also needs the host's address records secure
+		 * (an MX in an unsigned zone is not a DANE host).  That bit
+		 * also covers the CNAME chain dns_canon() reports. */
+		deliver_dane_host(d, (d->implicit_mx || d->literal ||
+		    d->mx_secure) && secure, dns_canon(), secure);
 		return;
 	}
 	deliver_next_addr(d);
@@ -678,8 +698,17 @@ deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 	struct deliver *d = arg;
 	struct dane_cert certs[DANE_CHAIN_MAX];
 	const char *names[DANE_REFS_MAX];
+	char dot[DNS_NAME_MAX + 2];
 	size_t i, nnames;
 
+	if (!d->dane) {		/* DELIVER_NEXTHOP_NAMES */
+		deliver_fmt(dot, sizeof(dot), ".%s", d->host);
+		names[0] = d->host;
+		names[1] = dot;
+		d->nexthop_ok = n > 0 && dane_leaf_names(chain[0].der,
+		    chain[0].len, names, 2);
+		return;
+	}
 	if (n > DANE_CHAIN_MAX)
 		n = DANE_CHAIN_MAX;
 	for (i = 0; i < n; i++) {
@@ -1101,8 +1130,9 @@ deliver_greeted(struct deliver *d)
 			return;
 		}
 		if (DELIVER_TLS_REQUIRED(d->level)) {
-			deliver_refuse(d, "4.7.4", "TLS is required, but was "
-			    "not offered by host %s[%s]",
+			deliver_refuse(d, "4.7.4", "TLS is required, but %s "
+			    "host %s[%s]", d->tlsc == NULL ? "our TLS engine is "
+			    "unavailable for" : "was not offered by",
 			    d->mx[d->imx - 1].host, d->cur_ip);
 			return;
 		}
@@ -1132,20 +1162,22 @@ static int
 deliver_tls_begin(struct deliver *d)
 {
 	char key[TLS_CACHE_KEY_MAX];
-	const char *host = d->mx[d->imx - 1].host;
+	const char *host = d->mx[d->imx - 1].host, *sni = deliver_sni(d);
 	struct tls_conn *c = NULL;
 
-	/* One cached session per next hop ("host:port"): resumption skips
-	 * the key exchange on the next connection there. */
-	deliver_fmt(key, sizeof(key), "%s:%u", host, d->port);
+	/* One cached session per name checked and port ("sni:port", then
+	 * the MX host when it differs): a resumed session comes back with
+	 * the verify result of the name it was made for. */
+	deliver_fmt(key, sizeof(key), "%s:%u%s%s", sni, d->port,
+	    strcasecmp(sni, host) != 0 ? " " : "",
+	    strcasecmp(sni, host) != 0 ? host : "");
 	if (d->tlsc != NULL)
-		c = tls_conn_client(d->tlsc, io_fd(d->io), deliver_sni(d),
-		    DELIVER_PINNED(d) ? NULL : key);
-	if (c != NULL && d->dane) {
-		d->dane_seen = 0;
-		d->dane_v = DANE_NOMATCH;
+		c = tls_conn_client(d->tlsc, io_fd(d->io), sni,
+		    DELIVER_PINNED(d) || DELIVER_NEXTHOP_NAMES(d) ? NULL : key);
+	d->dane_seen = d->nexthop_ok = 0;
+	d->dane_v = DANE_NOMATCH;
+	if (c != NULL && (d->dane || DELIVER_NEXTHOP_NAMES(d)))
 		tls_conn_set_chain_hook(c, deliver_on_chain, d);
-	}
 	if (c == NULL) {
 		deliver_tls_failed(d, "cannot set up a TLS connection");
 		return -1;
@@ -1170,7 +1202,7 @@ deliver_tls_done(struct deliver *d)
 	struct tls_conn *c = io_tls(d->io);
 	const char *host = d->mx[d->imx - 1].host, *trust;
 	unsigned v, bits;
-	int chain_ok, checks, pin_ok = 0;
+	int chain_ok, name_ok, checks, pin_ok = 0;
 	char what[DELIVER_REPLY_MAX];
 
 	if (c == NULL) {	/* cannot happen: IO_TLS means it is on */
@@ -1179,9 +1211,13 @@ deliver_tls_done(struct deliver *d)
 	}
 	v = tls_conn_verify(c);
 	chain_ok = !(v & (TLS_V_NOCERT | TLS_V_UNTRUSTED));
+	/* verify: the MX host (the SNI); secure: see DELIVER_NEXTHOP_NAMES
+	 * (a [host] next hop: that host). */
+	name_ok = DELIVER_NEXTHOP_NAMES(d) ? d->nexthop_ok :
+	    !(v & TLS_V_NAME);
 	checks = d->level == TLS_VERIFY || d->level == TLS_SECURE;
 	trust = v & TLS_V_NOCERT ? "Anonymous" : !chain_ok ? "Untrusted" :
-	    checks && !(v & TLS_V_NAME) ? "Verified" : "Trusted";
+	    checks && name_ok ? "Verified" : "Trusted";
 	if (DELIVER_PINNED(d)) {
 		pin_ok = deliver_pin_match(d, c, what, sizeof(what));
 		trust = pin_ok ? "Verified" : "Untrusted";
@@ -1217,10 +1253,12 @@ deliver_tls_done(struct deliver *d)
 			    "no chain to ca_file");
 			return;
 		}
-		if (d->level == TLS_SECURE && v & TLS_V_NAME) {
+		if (!name_ok) {
 			deliver_refuse(d, "4.7.5", "Server certificate not "
-			    "verified (%s[%s]:%u: it does not name %s)", host,
-			    d->cur_ip, d->port, host);
+			    "verified (%s[%s]:%u: it does not name %s%s)", host,
+			    d->cur_ip, d->port, DELIVER_NEXTHOP_NAMES(d) ?
+			    d->host : host, DELIVER_NEXTHOP_NAMES(d) ?
+			    " or a name below it" : "");
 			return;
 		}
 	}
@@ -1321,6 +1359,8 @@ deliver_auth_begin(struct deliver *d)
 {
 	char ir[AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1];
 
+	if (deliver_reloaded(d))
+		return;
 	deliver_enter_state(d, DS_AUTH);
 	if (!(d->ext & EXT_AUTH_PLAIN)) {
 		d->auth_step = DA_LOGIN_USER;
@@ -1338,6 +1378,22 @@ deliver_auth_begin(struct deliver *d)
 	}
 	deliver_send_secret(d, "AUTH PLAIN ", ir);
 	sodium_memzero(ir, sizeof(ir));
+}
+
+/* A SIGHUP since this connection started may have swapped smarthost
+ * and smarthost_auth: send no secret, QUIT and defer, and let the next
+ * connection start under the new settings.  1: it is quitting. */
+static int
+deliver_reloaded(struct deliver *d)
+{
+	if (d->gen == deliver_gen && deliver_auth_state == DAUTH_OK)
+		return 0;
+	deliver_why(d, "4.7.0", "the configuration was reloaded before AUTH; "
+	    "trying again");
+	d->quit_r = DR_TEMP;
+	deliver_enter_state(d, DS_QUIT);
+	deliver_send(d, "QUIT\r\n");
+	return 1;
 }
 
 /* A reply in DS_AUTH: 334 asks for the next part, 235 is success, and
@@ -1358,11 +1414,8 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 		return;
 	}
 	if (code == 334) {
-		/* A reload that lost the credentials: say nothing more. */
-		if (deliver_auth_state != DAUTH_OK) {
-			deliver_lost(d, "smarthost_auth is no longer loaded");
+		if (deliver_reloaded(d))
 			return;
-		}
 		switch (d->auth_step) {
 		case DA_PLAIN:		/* it wants the response after all */
 			r = auth_plain_encode(deliver_auth.user,

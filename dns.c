@@ -578,8 +578,12 @@ dns_record(struct dns_req *req, struct dns_slot *sl, int status,
 			log_info(LP_SMTP, "dns: malformed MX answer for %s",
 			    req->name);
 	} else if (req->kind == DNS_KIND_TLSA) {
-		if (dns_parse_tlsa(abuf, alen, req->tlsa, DNS_MAX_TLSA,
-		    &sl->n, &sl->ad, &sl->st) == -1)
+		/* The records point into the copy, which lives until the
+		 * callback has run; without one the answer is lost. */
+		if (sl->raw == NULL)
+			sl->st = DNS_TEMPFAIL;
+		else if (dns_parse_tlsa(sl->raw, alen, req->tlsa,
+		    DNS_MAX_TLSA, &sl->n, &sl->ad, &sl->st) == -1)
 			log_info(LP_SMTP, "dns: malformed TLSA answer for %s",
 			    req->name);
 	} else if (dns_parse_addr(abuf, alen, i == DNS_SLOT_V6 ? AF_INET6 :
@@ -935,12 +939,10 @@ dns_parse_addr(const unsigned char *buf, size_t len, int family,
  * TLSA IN records are kept in order, everything else (the CNAMEs the
  * resolver followed, RRSIGs that DO brings) is stepped over.  Owner names
  * are not compared with the CNAME chain: the resolver built the chain,
- * and whether it is trustworthy is what the AD bit says.  Every record
- * counts towards the RRset even when it cannot be kept: one longer than
- * DNS_TLSA_RDATA_MAX comes back with len 0, so the set cannot shrink to
- * "no TLSA", which would turn mandatory TLS into opportunistic TLS (RFC
- * 7672 §2.2: unusable records still mean "encrypt"); only the first "max"
- * are returned.  Short RDATA (under 3
+ * and whether it is trustworthy is what the AD bit says.  RDATA of any
+ * length is returned (pointing into buf), so the set can neither shrink
+ * to "no TLSA" nor lose the one record that matches; only the first
+ * "max" are returned.  Short RDATA (under 3
  * octets) is returned as sent, for dane_tlsa_parse() to refuse.  *secure
  * is the AD bit of an answer that is not a failure.  Returns 0 understood,
  * -1 malformed (*st = DNS_TEMPFAIL, *secure = 0, *n = 0).
@@ -984,13 +986,8 @@ dns_parse_tlsa(const unsigned char *buf, size_t len,
 		if (type == DNS_TYPE_TLSA && class == DNS_CLASS_IN) {
 			found++;
 			if (kept < max) {
-				if (rdlen <= DNS_TLSA_RDATA_MAX) {
-					memcpy(out[kept].rdata, buf + off,
-					    rdlen);
-					out[kept].len = rdlen;
-				} else
-					out[kept].len = 0;
-				kept++;
+				out[kept].rdata = buf + off;
+				out[kept++].len = rdlen;
 			}
 		}
 		off += rdlen;

@@ -50,12 +50,12 @@ struct dns_addr {
 	socklen_t len;
 };
 
-/* TLSA (RFC 6698): one RRset, each record's RDATA as sent. */
+/* TLSA (RFC 6698): one RRset, each record's RDATA as sent, pointing into
+ * the answer (so a whole certificate of any size gets through). */
 #define DNS_MAX_TLSA	32
-#define DNS_TLSA_RDATA_MAX 1100
 struct dns_tlsa_rdata {
 	size_t len;
-	unsigned char rdata[DNS_TLSA_RDATA_MAX];
+	const unsigned char *rdata;
 };
 
 typedef void dns_mx_cb(void *arg, enum dns_status, int secure,
@@ -94,7 +94,7 @@ int dns_parse_mx(const unsigned char *, size_t, struct dns_mx *, int max,
     int *n, enum dns_status *);
 /* A raw TLSA answer: the TLSA records of the answer section (owner name
  * not checked beyond the question; CNAMEs skipped), *secure from the AD
- * bit.  0 understood, -1 malformed. */
+ * bit; rdata points into the message.  0 understood, -1 malformed. */
 int dns_parse_tlsa(const unsigned char *, size_t, struct dns_tlsa_rdata *,
     int max, int *n, int *secure, enum dns_status *);
 /* The CNAME chain of a raw answer, followed from the question's name

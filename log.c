@@ -25,7 +25,7 @@ static void log_emit(int, enum log_prog, const char *, const char *,
     va_list) __attribute__((format(printf, 4, 0)));
 static void log_connect(void);
 
-static const char *const log_progs[LP_COUNT] = {
+static const char log_progs[LP_COUNT][sizeof("postqueue")] = {
 	[LP_MASTER] = "master",
 	[LP_SMTPD] = "smtpd",
 	[LP_CLEANUP] = "cleanup",

@@ -93,6 +93,7 @@ static void sched_arm(uint64_t);
 static void sched_list_add(struct sched_msg **, struct sched_msg *);
 static void sched_list_del(struct sched_msg **, struct sched_msg *);
 static void sched_activate(struct sched_msg *);
+static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
 static void sched_dest_free_idle(void);
 static void sched_dispatch(void);
@@ -380,12 +381,28 @@ sched_arm(uint64_t at)
 	loop_timer_set(&sched_timer, ms);
 }
 
+/* Into name (SCHED_DEST_MAX bytes), a recipient's destination: the
+ * relay, else its domain (the origin for a bare name), lower-cased. */
+static void
+sched_dest_name(const char *rcpt, char *name)
+{
+	const char *dom;
+
+	if (sched_relay[0]) {
+		snprintf(name, SCHED_DEST_MAX, "%s", sched_relay);
+		return;
+	}
+	dom = addr_domain(rcpt);
+	addr_domain_lower(dom ? dom : sched_conf->origin, name,
+	    SCHED_DEST_MAX);
+}
+
 /* Load the envelope and queue one job per destination. */
 static void
 sched_activate(struct sched_msg *m)
 {
 	struct queue_info *qi = &m->info;
-	const char *why = NULL, *dom;
+	const char *why = NULL;
 	char name[SCHED_DEST_MAX];
 	struct sched_dest *dst;
 	struct sched_job *job;
@@ -416,13 +433,7 @@ sched_activate(struct sched_msg *m)
 		if (taken[i] || qi->rcpt[i].status == RS_SENT ||
 		    qi->rcpt[i].status == RS_BOUNCED)
 			continue;
-		if (sched_relay[0])
-			snprintf(name, sizeof(name), "%s", sched_relay);
-		else {
-			dom = addr_domain(qi->rcpt[i].address);
-			addr_domain_lower(dom ? dom : sched_conf->origin, name,
-			    sizeof(name));
-		}
+		sched_dest_name(qi->rcpt[i].address, name);
 		/* Every pending recipient for this destination, one job. */
 		for (j = i, n = 0; j < qi->nrcpt; j++) {
 			char other[SCHED_DEST_MAX];
@@ -430,13 +441,9 @@ sched_activate(struct sched_msg *m)
 			if (taken[j] || qi->rcpt[j].status == RS_SENT ||
 			    qi->rcpt[j].status == RS_BOUNCED)
 				continue;
-			if (!sched_relay[0]) {
-				dom = addr_domain(qi->rcpt[j].address);
-				addr_domain_lower(dom ? dom : sched_conf->origin,
-				    other, sizeof(other));
-				if (strcmp(other, name) != 0)
-					continue;
-			}
+			sched_dest_name(qi->rcpt[j].address, other);
+			if (strcmp(other, name) != 0)
+				continue;
 			taken[j] = 1;
 			idx[n++] = j;
 		}
@@ -768,16 +775,11 @@ static void
 sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
 {
 	char last[QUEUE_REASON_MAX];
-	size_t len;
 
 	memcpy(last, r->reason, sizeof(last));
-	snprintf(r->reason, sizeof(r->reason), "message expired after %us "
-	    "in the queue", lifetime);
-	len = strlen(r->reason);
-	if (last[0] && len + 3 < sizeof(r->reason)) {
-		memcpy(r->reason + len, ": ", 3);
-		strncat(r->reason, last, sizeof(r->reason) - len - 3);
-	}
+	if (snprintf(r->reason, sizeof(r->reason), "message expired after "
+	    "%us in the queue%s%s", lifetime, last[0] ? ": " : "", last) < 0)
+		r->reason[0] = '\0';
 }
 
 /*
@@ -850,7 +852,7 @@ sched_bounce(struct sched_msg *m)
 	ssize_t got = 0;
 	size_t hlen = 0, n = 0;
 	unsigned i;
-	int fd = -1;
+	int fd = -1, ok = 0;
 
 	if (qi->sender[0] == '\0' || qi->flags & QF_BOUNCE) {
 		log_info(LP_BOUNCE, "%s: undeliverable bounce discarded "
@@ -888,22 +890,21 @@ sched_bounce(struct sched_msg *m)
 	m->bouncing = 1;
 	queue_commit(w, sched_on_bounce_commit, m);
 	w = NULL;
-	free(br);
-	free(dsn);
-	free(hdrs);
-	if (fd != -1)
-		close(fd);
-	return 0;
+	ok = 1;
 later:
-	log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying later",
-	    m->id);
+	if (!ok)
+		log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying "
+		    "later", m->id);
 	if (w)
 		queue_writer_abort(w);
 	free(br);
 	free(dsn);
 	free(hdrs);
+	/* Read-only: a failed close loses nothing. */
 	if (fd != -1)
-		close(fd);
+		(void)close(fd);
+	if (ok)
+		return 0;
 	/* Keep the bounced state so the next attempt bounces again. */
 	if (queue_update(qi, sched_settled(qi)) == -1)
 		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);

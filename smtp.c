@@ -101,7 +101,7 @@ enum smtp_state {
 #define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR)
 
-/* Replies, each with its enhanced status code (RFC 3463). */
+/* Replies: the table holds each as "code enhanced-code text" (RFC 3463). */
 enum smtp_reply {
 	RP_HELO, RP_OK, RP_MAIL_OK, RP_RCPT_OK, RP_DATA_GO, RP_QUEUED, RP_BYE,
 	RP_HELP, RP_VRFY, RP_NEED_HELO, RP_NESTED_MAIL, RP_NEED_MAIL, RP_NEED_RCPT,
@@ -178,12 +178,15 @@ static void smtp_flush(struct smtp_session *);
 static void smtp_process(struct smtp_session *);
 static int smtp_command_line(struct smtp_session *, const char *, size_t);
 static size_t smtp_data(struct smtp_session *, const char *, size_t);
+static void smtp_bare(struct smtp_session *, enum smtp_reply, int);
 static void smtp_data_line(struct smtp_session *, const char *, size_t);
 static void smtp_data_end(struct smtp_session *);
 static void smtp_on_commit(void *, const char *, int);
-static void smtp_reply(struct smtp_session *, enum smtp_reply, ...);
-static void smtp_close(struct smtp_session *, enum smtp_reply, ...);
-static void smtp_error(struct smtp_session *);
+static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
+    const char *);
+static void smtp_reply(struct smtp_session *, enum smtp_reply);
+static void smtp_fail(struct smtp_session *, enum smtp_reply, const char *);
+static void smtp_close(struct smtp_session *, enum smtp_reply);
 static void smtp_reset(struct smtp_session *);
 static void smtp_reject_log(struct smtp_session *, const char *,
     const char *, enum smtp_reply, const char *);
@@ -191,21 +194,18 @@ static int smtp_check_rcpt(struct smtp_session *, const char *);
 static int smtp_has_rcpt(const struct smtp_session *, const char *);
 static void smtp_qualify(const char *, char *, size_t);
 static void smtp_log_disconnect(struct smtp_session *);
+static void smtp_end(struct smtp_session *);
+static void smtp_ok(struct smtp_session *, enum cmd_verb);
 static void smtp_log_lost(struct smtp_session *, const char *);
 static const char *smtp_peer(const struct smtp_session *);
 static const char *smtp_proto(const struct smtp_session *);
 static void smtp_cmd_helo(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_ehlo(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_mail(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_rcpt(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_data(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_rset(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_noop(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_quit(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_help(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_vrfy(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_unimpl(struct smtp_session *, const struct cmd *);
-static void smtp_cmd_unknown(struct smtp_session *, const struct cmd *);
+static void smtp_cmd_simple(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_etrn(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_http(struct smtp_session *, const struct cmd *);
 static void smtp_cmd_starttls(struct smtp_session *, const struct cmd *);
@@ -227,103 +227,92 @@ static void smtp_auth_unqueue(struct smtp_session *);
 static void smtp_on_auth_delay(struct loop_timer *);
 static void smtp_on_verify(struct loop_timer *);
 
-static const struct {
-	int code;
-	const char *esc;
-	const char *text;
-} smtp_replies[] = {
-	[RP_HELO] = { 250, NULL, "%s" },
-	[RP_OK] = { 250, "2.0.0", "Ok" },
-	[RP_MAIL_OK] = { 250, "2.1.0", "Ok" },
-	[RP_RCPT_OK] = { 250, "2.1.5", "Ok" },
-	[RP_DATA_GO] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
-	[RP_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
-	[RP_BYE] = { 221, "2.0.0", "Bye" },
-	[RP_HELP] = { 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET "
-	    "NOOP QUIT HELP VRFY STARTTLS AUTH; see RFC 5321" },
-	[RP_VRFY] = { 252, "2.0.0", "Cannot VRFY user, but will accept "
-	    "message and attempt delivery" },
-	[RP_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
-	[RP_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
-	[RP_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
-	[RP_NEED_RCPT] = { 503, "5.5.1", "Error: need RCPT command" },
-	[RP_UNKNOWN_CMD] = { 502, "5.5.2", "Error: command not recognized" },
-	[RP_NOT_IMPL] = { 502, "5.5.1", "Error: command not implemented" },
-	[RP_SYNTAX] = { 500, "5.5.2", "Error: bad syntax" },
-	[RP_HELO_SYNTAX] = { 501, "5.5.2", "Syntax: EHLO hostname" },
-	[RP_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax: %s" },
-	[RP_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax: %s" },
-	[RP_BAD_PARAM] = { 555, "5.5.4", "Unsupported option: %s" },
-	[RP_SIZE] = { 552, "5.3.4", "Message size exceeds fixed maximum "
-	    "message size" },
+static const char *const smtp_replies[] = {
+	[RP_HELO] = "250 %s",
+	[RP_OK] = "250 2.0.0 Ok",
+	[RP_MAIL_OK] = "250 2.1.0 Ok",
+	[RP_RCPT_OK] = "250 2.1.5 Ok",
+	[RP_DATA_GO] = "354 End data with <CR><LF>.<CR><LF>",
+	[RP_QUEUED] = "250 2.0.0 Ok: queued as %s",
+	[RP_BYE] = "221 2.0.0 Bye",
+	[RP_HELP] = "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
+	    "QUIT HELP VRFY STARTTLS AUTH; see RFC 5321",
+	[RP_VRFY] = "252 2.0.0 Cannot VRFY user, but will accept message and "
+	    "attempt delivery",
+	[RP_NEED_HELO] = "503 5.5.1 Error: send HELO/EHLO first",
+	[RP_NESTED_MAIL] = "503 5.5.1 Error: nested MAIL command",
+	[RP_NEED_MAIL] = "503 5.5.1 Error: need MAIL command",
+	[RP_NEED_RCPT] = "503 5.5.1 Error: need RCPT command",
+	[RP_UNKNOWN_CMD] = "502 5.5.2 Error: command not recognized",
+	[RP_NOT_IMPL] = "502 5.5.1 Error: command not implemented",
+	[RP_SYNTAX] = "500 5.5.2 Error: bad syntax",
+	[RP_HELO_SYNTAX] = "501 5.5.2 Syntax: EHLO hostname",
+	[RP_BAD_SENDER] = "501 5.1.7 Bad sender address syntax: %s",
+	[RP_BAD_RCPT] = "501 5.1.3 Bad recipient address syntax: %s",
+	[RP_BAD_PARAM] = "555 5.5.4 Unsupported option: %s",
+	[RP_SIZE] = "552 5.3.4 Message size exceeds fixed maximum message "
+	    "size",
 	/* §4.5.3.1.10: 452, so the client retries the rest later. */
-	[RP_TOO_MANY_RCPT] = { 452, "4.5.3", "Error: too many recipients" },
-	[RP_RELAY_DENIED] = { 554, "5.7.1", "<%s>: Relay access denied" },
-	[RP_LINE_TOO_LONG] = { 500, "5.5.0", "Error: line too long" },
-	[RP_DATA_LINE_TOO_LONG] = { 500, "5.5.0",
-	    "Error: message line too long" },
-	[RP_BARE_LF] = { 521, "5.5.2", "%s Error: bare <LF> received" },
-	[RP_BARE_CR] = { 521, "5.5.2", "%s Error: bare <CR> received" },
-	[RP_WRITE_ERR] = { 451, "4.3.0", "Error: queue file write error" },
-	[RP_TOO_MANY_ERRORS] = { 421, "4.7.0", "%s Error: too many errors" },
-	[RP_TIMEOUT] = { 421, "4.4.2", "%s Error: timeout exceeded" },
-	[RP_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down" },
-	[RP_TOO_MANY_CONN] = { 421, "4.7.0",
-	    "%s Error: too many connections" },
-	[RP_TOO_MANY_CONN_CLIENT] = { 421, "4.7.0",
-	    "%s Error: too many connections from %s" },
-	[RP_NO_RESOURCES] = { 421, "4.3.2", "%s Error: out of resources" },
-	[RP_8BIT_ADDR] = { 553, "5.6.7", "Error: 8-bit address without "
-	    "SMTPUTF8: %s" },
-	[RP_ETRN] = { 250, NULL, "Queuing started" },
-	[RP_NO_SPACE] = { 452, "4.3.1", "Insufficient system storage" },
-	[RP_ALIAS] = { 451, "4.3.0", "<%s>: alias error: %s" },
-	[RP_STARTTLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
-	[RP_STARTTLS_SYNTAX] = { 501, "5.5.4", "Syntax: STARTTLS" },
-	[RP_TLS_ACTIVE] = { 554, "5.5.1", "Error: TLS already active" },
-	[RP_TLS_UNAVAIL] = { 454, "4.7.0", "TLS not available due to local "
-	    "problem" },
-	[RP_NEED_STARTTLS] = { 530, "5.7.0", "Must issue a STARTTLS command "
-	    "first" },
-	[RP_NEED_AUTH] = { 530, "5.7.0", "Authentication required" },
-	[RP_AUTH_OK] = { 235, "2.7.0", "Authentication successful" },
-	[RP_AUTH_FAILED] = { 535, "5.7.8", "Error: authentication failed: "
-	    "authentication failure" },
-	[RP_AUTH_DECODE] = { 501, "5.5.2", "Cannot decode response" },
-	[RP_AUTH_ABORTED] = { 501, "5.7.0", "Authentication aborted" },
-	[RP_AUTH_MECH] = { 504, "5.5.4", "Unrecognized authentication type" },
-	[RP_AUTH_AGAIN] = { 503, "5.5.1", "Error: already authenticated" },
-	[RP_IN_TXN] = { 503, "5.5.1", "Error: MAIL transaction in progress" },
-	[RP_AUTH_DISABLED] = { 503, "5.5.1", "Error: authentication not "
-	    "enabled" },
-	[RP_AUTH_TOO_MANY] = { 421, "4.7.0", "Too many failed "
-	    "authentications; try again later" },
-	[RP_AUTH_BUSY] = { 454, "4.7.0", "Temporary authentication failure" },
-	[RP_AUTH_SYNTAX] = { 501, "5.5.4", "Syntax: AUTH mechanism" },
-	[RP_334] = { 334, NULL, "%s" },
+	[RP_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients",
+	[RP_RELAY_DENIED] = "554 5.7.1 <%s>: Relay access denied",
+	[RP_LINE_TOO_LONG] = "500 5.5.0 Error: line too long",
+	[RP_DATA_LINE_TOO_LONG] = "500 5.5.0 Error: message line too long",
+	[RP_BARE_LF] = "521 5.5.2 %s Error: bare <LF> received",
+	[RP_BARE_CR] = "521 5.5.2 %s Error: bare <CR> received",
+	[RP_WRITE_ERR] = "451 4.3.0 Error: queue file write error",
+	[RP_TOO_MANY_ERRORS] = "421 4.7.0 %s Error: too many errors",
+	[RP_TIMEOUT] = "421 4.4.2 %s Error: timeout exceeded",
+	[RP_SHUTDOWN] = "421 4.3.2 %s Service shutting down",
+	[RP_TOO_MANY_CONN] = "421 4.7.0 %s Error: too many connections",
+	[RP_TOO_MANY_CONN_CLIENT] = "421 4.7.0 %s Error: too many connections "
+	    "from %s",
+	[RP_NO_RESOURCES] = "421 4.3.2 %s Error: out of resources",
+	[RP_8BIT_ADDR] = "553 5.6.7 Error: 8-bit address without SMTPUTF8: %s",
+	[RP_ETRN] = "250 Queuing started",
+	[RP_NO_SPACE] = "452 4.3.1 Insufficient system storage",
+	[RP_ALIAS] = "451 4.3.0 <%s>: alias error: %s",
+	[RP_STARTTLS_GO] = "220 2.0.0 Ready to start TLS",
+	[RP_STARTTLS_SYNTAX] = "501 5.5.4 Syntax: STARTTLS",
+	[RP_TLS_ACTIVE] = "554 5.5.1 Error: TLS already active",
+	[RP_TLS_UNAVAIL] = "454 4.7.0 TLS not available due to local problem",
+	[RP_NEED_STARTTLS] = "530 5.7.0 Must issue a STARTTLS command first",
+	[RP_NEED_AUTH] = "530 5.7.0 Authentication required",
+	[RP_AUTH_OK] = "235 2.7.0 Authentication successful",
+	[RP_AUTH_FAILED] = "535 5.7.8 Error: authentication failed: "
+	    "authentication failure",
+	[RP_AUTH_DECODE] = "501 5.5.2 Cannot decode response",
+	[RP_AUTH_ABORTED] = "501 5.7.0 Authentication aborted",
+	[RP_AUTH_MECH] = "504 5.5.4 Unrecognized authentication type",
+	[RP_AUTH_AGAIN] = "503 5.5.1 Error: already authenticated",
+	[RP_IN_TXN] = "503 5.5.1 Error: MAIL transaction in progress",
+	[RP_AUTH_DISABLED] = "503 5.5.1 Error: authentication not enabled",
+	[RP_AUTH_TOO_MANY] = "421 4.7.0 Too many failed authentications; try "
+	    "again later",
+	[RP_AUTH_BUSY] = "454 4.7.0 Temporary authentication failure",
+	[RP_AUTH_SYNTAX] = "501 5.5.4 Syntax: AUTH mechanism",
+	[RP_334] = "334 %s",
 };
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
     const struct cmd *) = {
-	[CMD_UNKNOWN] = smtp_cmd_unknown,
+	[CMD_UNKNOWN] = smtp_cmd_simple,
 	[CMD_HELO] = smtp_cmd_helo,
-	[CMD_EHLO] = smtp_cmd_ehlo,
+	[CMD_EHLO] = smtp_cmd_helo,
 	[CMD_MAIL] = smtp_cmd_mail,
 	[CMD_RCPT] = smtp_cmd_rcpt,
 	[CMD_DATA] = smtp_cmd_data,
 	[CMD_RSET] = smtp_cmd_rset,
-	[CMD_NOOP] = smtp_cmd_noop,
+	[CMD_NOOP] = smtp_cmd_simple,
 	[CMD_QUIT] = smtp_cmd_quit,
-	[CMD_HELP] = smtp_cmd_help,
-	[CMD_VRFY] = smtp_cmd_vrfy,
-	[CMD_EXPN] = smtp_cmd_unimpl,
+	[CMD_HELP] = smtp_cmd_simple,
+	[CMD_VRFY] = smtp_cmd_simple,
+	[CMD_EXPN] = smtp_cmd_simple,
 	[CMD_STARTTLS] = smtp_cmd_starttls,
 	[CMD_AUTH] = smtp_cmd_auth,
-	[CMD_BDAT] = smtp_cmd_unimpl,
+	[CMD_BDAT] = smtp_cmd_simple,
 	[CMD_ETRN] = smtp_cmd_etrn,
 	[CMD_HTTP] = smtp_cmd_http,
 };
-
 
 static const struct config *smtp_conf;
 static const struct alias_table *smtp_aliases;
@@ -477,13 +466,13 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	socklen_t clen = sizeof(cred);
 	char ip[INET6_ADDRSTRLEN];
 	char msg[128];
-	int n = 0;
+	enum smtp_reply r;
+	int n;
 
 	smtp_sockaddr_ip(ss, ip, sizeof(ip));
 	log_info(LP_SMTPD, "connect from unknown[%s]", ip);
 	if (smtp_stopping) {
-		n = snprintf(msg, sizeof(msg), "421 4.3.2 %s Service shutting "
-		    "down\r\n", smtp_conf->hostname);
+		r = RP_SHUTDOWN;
 		goto refuse;
 	}
 	if (l->kind != SMTP_KIND_LOCAL) {
@@ -495,30 +484,22 @@ smtp_session_new(struct smtp_listener *l, int fd,
 			log_warnx(LP_SMTPD, "connect from unknown[%s]: too many "
 			    "connections (max_connections = %u)", ip,
 			    smtp_conf->max_connections);
-			n = snprintf(msg, sizeof(msg), "421 4.7.0 %s Error: too "
-			    "many connections\r\n", smtp_conf->hostname);
+			r = RP_TOO_MANY_CONN;
 			goto refuse;
 		}
 		if (same >= smtp_conf->max_connections_per_client) {
 			log_warnx(LP_SMTPD, "connect from unknown[%s]: too many "
 			    "connections from this client", ip);
-			n = snprintf(msg, sizeof(msg), "421 4.7.0 %s Error: too "
-			    "many connections from %s\r\n",
-			    smtp_conf->hostname, ip);
+			r = RP_TOO_MANY_CONN_CLIENT;
 			goto refuse;
 		}
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		log_warn(LP_SMTPD, "%s: calloc", __func__);
-		n = snprintf(msg, sizeof(msg), "421 4.3.2 %s Error: out of "
-		    "resources\r\n", smtp_conf->hostname);
-		goto refuse;
-	}
-	if ((s->io = io_new(fd, smtp_on_io, s)) == NULL) {
-		log_warn(LP_SMTPD, "%s: io_new", __func__);
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->io = io_new(fd, smtp_on_io, s)) == NULL) {
+		log_warn(LP_SMTPD, "%s: %s", __func__, s == NULL ? "calloc" :
+		    "io_new");
 		free(s);
-		n = snprintf(msg, sizeof(msg), "421 4.3.2 %s Error: out of "
-		    "resources\r\n", smtp_conf->hostname);
+		r = RP_NO_RESOURCES;
 		goto refuse;
 	}
 	s->kind = l->kind;
@@ -546,8 +527,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 		    (s->tls = tls_conn_server(smtp_tls, fd)) == NULL) {
 			log_warnx(LP_SMTPD, "%s: TLS not available",
 			    smtp_peer(s));
-			smtp_log_disconnect(s);
-			smtp_session_free(s);
+			smtp_end(s);
 			return;
 		}
 		smtp_enter_state(s, STATE_TLS);
@@ -560,8 +540,13 @@ smtp_session_new(struct smtp_listener *l, int fd,
 
 refuse:
 	/* A best-effort answer on a fresh socket; it has room for it. */
-	if (n > 0 && (size_t)n < sizeof(msg))
-		(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	n = snprintf(msg, sizeof(msg) - 2, smtp_replies[r], smtp_conf->hostname,
+	    ip);
+	if (n > 0 && (size_t)n < sizeof(msg) - 2) {
+		memcpy(msg + n, "\r\n", 2);
+		(void)!send(fd, msg, (size_t)n + 2,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	log_info(LP_SMTPD, "disconnect from unknown[%s] commands=0", ip);
 	close(fd);
 }
@@ -669,20 +654,25 @@ smtp_proto(const struct smtp_session *s)
 
 /* --- replies --- */
 
+/*
+ * Every reply goes out through here: the table's "code esc text" with up
+ * to two arguments, then CRLF.  A client that does not read its replies
+ * fills the output buffer: give up on it.
+ */
 static void
-smtp_vreply(struct smtp_session *s, enum smtp_reply r, va_list ap)
+smtp_say(struct smtp_session *s, enum smtp_reply r, const char *a,
+    const char *b)
 {
-	char text[768];
+	char text[1024];	/* io_printf()'s limit too */
 	int n;
 
-	vsnprintf(text, sizeof(text), smtp_replies[r].text, ap);
-	if (smtp_replies[r].esc)
-		n = io_printf(s->io, "%d %s %s\r\n", smtp_replies[r].code,
-		    smtp_replies[r].esc, text);
-	else
-		n = io_printf(s->io, "%d %s\r\n", smtp_replies[r].code, text);
-	if (n == -1) {
-		/* The client does not read its replies: give up on it. */
+	n = snprintf(text, sizeof(text) - 2, smtp_replies[r], a, b);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(text) - 3)
+		n = (int)sizeof(text) - 3;
+	memcpy(text + n, "\r\n", 2);
+	if (io_write(s->io, text, (size_t)n + 2) == -1) {
 		log_warnx(LP_SMTPD, "%s: reply buffer full, dropping session",
 		    smtp_peer(s));
 		smtp_enter_state(s, STATE_QUIT);
@@ -690,34 +680,29 @@ smtp_vreply(struct smtp_session *s, enum smtp_reply r, va_list ap)
 }
 
 static void
-smtp_reply(struct smtp_session *s, enum smtp_reply r, ...)
+smtp_reply(struct smtp_session *s, enum smtp_reply r)
 {
-	va_list ap;
-
-	va_start(ap, r);
-	smtp_vreply(s, r, ap);
-	va_end(ap);
+	smtp_say(s, r, NULL, NULL);
 }
 
-/* Answer, then close once the answer is out; input is no longer read. */
+/* A client mistake: answer, and count it against SMTP_ERROR_LIMIT. */
 static void
-smtp_close(struct smtp_session *s, enum smtp_reply r, ...)
+smtp_fail(struct smtp_session *s, enum smtp_reply r, const char *arg)
 {
-	va_list ap;
-
-	va_start(ap, r);
-	smtp_vreply(s, r, ap);
-	va_end(ap);
-	smtp_enter_state(s, STATE_QUIT);
-}
-
-static void
-smtp_error(struct smtp_session *s)
-{
+	smtp_say(s, r, arg, NULL);
 	if (++s->errors >= SMTP_ERROR_LIMIT) {
 		log_warnx(LP_SMTPD, "%s: too many errors", smtp_peer(s));
-		smtp_close(s, RP_TOO_MANY_ERRORS, smtp_conf->hostname);
+		smtp_close(s, RP_TOO_MANY_ERRORS);
 	}
+}
+
+/* Answer (with our host name, where the text has one), then close once
+ * the answer is out; input is no longer read. */
+static void
+smtp_close(struct smtp_session *s, enum smtp_reply r)
+{
+	smtp_say(s, r, smtp_conf->hostname, NULL);
+	smtp_enter_state(s, STATE_QUIT);
 }
 
 static void
@@ -726,12 +711,11 @@ smtp_reject_log(struct smtp_session *s, const char *verb, const char *to,
 {
 	char text[600];
 
-	snprintf(text, sizeof(text), smtp_replies[r].text, arg);
-	log_info(LP_SMTPD, "NOQUEUE: reject: %s from %s: %d %s %s; "
-	    "from=<%s>%s%s%s proto=%s helo=<%s>", verb, smtp_peer(s),
-	    smtp_replies[r].code, smtp_replies[r].esc, text, s->sender,
-	    to ? " to=<" : "", to ? to : "", to ? ">" : "", smtp_proto(s),
-	    s->helo);
+	snprintf(text, sizeof(text), smtp_replies[r], arg);
+	log_info(LP_SMTPD, "NOQUEUE: reject: %s from %s: %s; "
+	    "from=<%s>%s%s%s proto=%s helo=<%s>", verb, smtp_peer(s), text,
+	    s->sender, to ? " to=<" : "", to ? to : "", to ? ">" : "",
+	    smtp_proto(s), s->helo);
 }
 
 static void
@@ -772,8 +756,7 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	case IO_DRAINED:
 		if (s->state == STATE_QUIT) {
-			smtp_log_disconnect(s);
-			smtp_session_free(s);
+			smtp_end(s);
 			return;
 		}
 		break;
@@ -786,23 +769,20 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 			return;
 		}
 		smtp_log_lost(s, "lost connection");
-		smtp_log_disconnect(s);
-		smtp_session_free(s);
+		smtp_end(s);
 		return;
 	case IO_ERR:
 		if (s->state == STATE_TLS)
 			log_info(LP_SMTPD, "SSL_accept error from %s: %s",
 			    smtp_peer(s), tls_conn_error(s->tls));
 		smtp_log_lost(s, "lost connection");
-		smtp_log_disconnect(s);
-		smtp_session_free(s);
+		smtp_end(s);
 		return;
 	case IO_TIMEOUT:
 		if (s->state == STATE_TLS) {
 			/* Nothing can be said in the middle of a handshake. */
 			smtp_log_lost(s, "timeout");
-			smtp_log_disconnect(s);
-			smtp_session_free(s);
+			smtp_end(s);
 			return;
 		}
 		if (s->state == STATE_COMMIT || s->state == STATE_AUTH_WAIT) {
@@ -812,12 +792,11 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 			return;
 		}
 		if (s->state == STATE_QUIT) {
-			smtp_log_disconnect(s);
-			smtp_session_free(s);
+			smtp_end(s);
 			return;
 		}
 		smtp_log_lost(s, "timeout");
-		smtp_close(s, RP_TIMEOUT, smtp_conf->hostname);
+		smtp_close(s, RP_TIMEOUT);
 		io_set_timeout(s->io, 5000);	/* for the reply to leave */
 		break;
 	}
@@ -833,7 +812,7 @@ smtp_on_data_deadline(struct loop_timer *t)
 	if (s->state != STATE_DATA)
 		return;
 	smtp_log_lost(s, "timeout");
-	smtp_close(s, RP_TIMEOUT, smtp_conf->hostname);
+	smtp_close(s, RP_TIMEOUT);
 	smtp_flush(s);
 }
 
@@ -845,8 +824,7 @@ smtp_flush(struct smtp_session *s)
 		io_pause(s->io);
 	io_flush(s->io);
 	if (s->state == STATE_QUIT && io_queued(s->io) == 0) {
-		smtp_log_disconnect(s);
-		smtp_session_free(s);
+		smtp_end(s);
 	}
 }
 
@@ -908,30 +886,19 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 
 	if (s->flags & SF_SKIPLINE) {
 		s->flags &= ~SF_SKIPLINE;
-		log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
-		smtp_auth_end(s);
-		smtp_reply(s, RP_LINE_TOO_LONG);
-		smtp_error(s);
-		return 0;
+		goto toolong;
 	}
 	if (len < 2 || line[len - 2] != '\r') {
-		log_warnx(LP_SMTPD, "%s: bare <LF> received", smtp_peer(s));
-		smtp_close(s, RP_BARE_LF, smtp_conf->hostname);
+		smtp_bare(s, RP_BARE_LF, 0);
 		return 0;
 	}
 	len -= 2;
 	if (memchr(line, '\r', len) != NULL) {
-		log_warnx(LP_SMTPD, "%s: bare <CR> received", smtp_peer(s));
-		smtp_close(s, RP_BARE_CR, smtp_conf->hostname);
+		smtp_bare(s, RP_BARE_CR, 0);
 		return 0;
 	}
-	if (len + 2 > smtp_line_max(s, line, len)) {
-		log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
-		smtp_auth_end(s);
-		smtp_reply(s, RP_LINE_TOO_LONG);
-		smtp_error(s);
-		return 0;
-	}
+	if (len + 2 > smtp_line_max(s, line, len))
+		goto toolong;
 	/* Never traced: it is a password. */
 	if (s->state == STATE_AUTH) {
 		smtp_auth_response(s, line, len);
@@ -949,8 +916,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len,
 		    line);
 	if (cmd_parse(line, len, &c) == -1) {
-		smtp_reply(s, RP_SYNTAX);
-		smtp_error(s);
+		smtp_fail(s, RP_SYNTAX, NULL);
 		return 0;
 	}
 	if (s->count[c.verb][0] < UINT16_MAX)
@@ -962,13 +928,20 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		return 1;
 	}
 	return 0;
+toolong:
+	log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
+	smtp_auth_end(s);
+	smtp_fail(s, RP_LINE_TOO_LONG, NULL);
+	return 0;
 }
 
 /* A command handler that succeeded counts itself for the disconnect line. */
-#define SMTP_OK(s, verb) do {						\
-	if ((s)->count[verb][1] < UINT16_MAX)				\
-		(s)->count[verb][1]++;					\
-} while (0)
+static void
+smtp_ok(struct smtp_session *s, enum cmd_verb verb)
+{
+	if (s->count[verb][1] < UINT16_MAX)
+		s->count[verb][1]++;
+}
 
 /* --- commands --- */
 
@@ -988,39 +961,30 @@ smtp_helo_arg(struct smtp_session *s, const struct cmd *c)
 	return 0;
 }
 
+/* HELO and EHLO (§4.1.1.1): the same checks, then their own answers. */
 static void
 smtp_cmd_helo(struct smtp_session *s, const struct cmd *c)
 {
 	if (smtp_helo_arg(s, c) == -1) {
-		smtp_reply(s, RP_HELO_SYNTAX);
-		smtp_error(s);
+		smtp_fail(s, RP_HELO_SYNTAX, NULL);
 		return;
 	}
 	s->flags &= ~SF_EHLO;
+	if (c->verb == CMD_EHLO)
+		s->flags |= SF_EHLO;
 	smtp_reset(s);
 	smtp_enter_state(s, STATE_READY);
-	smtp_reply(s, RP_HELO, smtp_conf->hostname);
-	SMTP_OK(s, CMD_HELO);
-}
-
-static void
-smtp_cmd_ehlo(struct smtp_session *s, const struct cmd *c)
-{
-	if (smtp_helo_arg(s, c) == -1) {
-		smtp_reply(s, RP_HELO_SYNTAX);
-		smtp_error(s);
-		return;
-	}
-	s->flags |= SF_EHLO;
-	smtp_reset(s);
-	smtp_enter_state(s, STATE_READY);
-	io_printf(s->io, "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
-	    "%s%s250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
-	    "250 HELP\r\n", smtp_conf->hostname,
-	    (unsigned long long)smtp_conf->message_size_limit,
-	    smtp_tls_offered(s) ? "250-STARTTLS\r\n" : "",
-	    smtp_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
-	SMTP_OK(s, CMD_EHLO);
+	if (c->verb == CMD_HELO)
+		smtp_say(s, RP_HELO, smtp_conf->hostname, NULL);
+	else
+		io_printf(s->io, "250-%s\r\n250-PIPELINING\r\n"
+		    "250-SIZE %llu\r\n%s%s250-8BITMIME\r\n250-SMTPUTF8\r\n"
+		    "250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+		    smtp_conf->hostname,
+		    (unsigned long long)smtp_conf->message_size_limit,
+		    smtp_tls_offered(s) ? "250-STARTTLS\r\n" : "",
+		    smtp_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
+	smtp_ok(s, c->verb);
 }
 
 static void
@@ -1032,53 +996,45 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 	int off, n;
 
 	if (s->state == STATE_HELO) {
-		smtp_reply(s, RP_NEED_HELO);
-		smtp_error(s);
+		smtp_fail(s, RP_NEED_HELO, NULL);
 		return;
 	}
 	if (s->state != STATE_READY) {
-		smtp_reply(s, RP_NESTED_MAIL);
-		smtp_error(s);
+		smtp_fail(s, RP_NESTED_MAIL, NULL);
 		return;
 	}
 	/* 587 and inbound_tls = encrypt: TLS first; 587 and 465: AUTH. */
 	if (!(s->flags & SF_TLS) && (s->kind == SMTP_KIND_SUBMISSION ||
 	    (s->kind == SMTP_KIND_SMTP &&
 	    smtp_conf->inbound_tls == TLS_ENCRYPT))) {
-		smtp_reply(s, RP_NEED_STARTTLS);
-		smtp_error(s);
+		smtp_fail(s, RP_NEED_STARTTLS, NULL);
 		return;
 	}
 	if ((s->kind == SMTP_KIND_SUBMISSION || s->kind == SMTP_KIND_SMTPS) &&
 	    !(s->flags & (SF_AUTH | SF_CERT_OK))) {
-		smtp_reply(s, RP_NEED_AUTH);
-		smtp_error(s);
+		smtp_fail(s, RP_NEED_AUTH, NULL);
 		return;
 	}
 	memset(&p, 0, sizeof(p));
 	if ((off = cmd_path_offset(c, CMD_MAIL)) == -1) {
-		smtp_reply(s, RP_BAD_SENDER, "expected MAIL FROM:<address>");
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_SENDER, "expected MAIL FROM:<address>");
 		return;
 	}
 	/* Parameters first: SMTPUTF8 decides what the path may hold. */
 	n = addr_parse_path(c->arg + off, c->arglen - (size_t)off,
 	    ADDR_NULL_OK | ADDR_BARE_OK | ADDR_UTF8, addr, sizeof(addr), &why);
 	if (n < 0) {
-		smtp_reply(s, RP_BAD_SENDER, why);
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_SENDER, why);
 		return;
 	}
 	if (cmd_params(c->arg + off + n, c->arglen - (size_t)off - (size_t)n,
 	    CMD_MAIL, &p, &why) == -1) {
-		smtp_reply(s, RP_BAD_PARAM, why);
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_PARAM, why);
 		return;
 	}
 	if (!p.smtputf8 && addr_parse_path(c->arg + off, (size_t)n,
 	    ADDR_NULL_OK | ADDR_BARE_OK, addr, sizeof(addr), &why) < 0) {
-		smtp_reply(s, RP_8BIT_ADDR, addr);
-		smtp_error(s);
+		smtp_fail(s, RP_8BIT_ADDR, addr);
 		return;
 	}
 	if (p.has_size && p.size > smtp_conf->message_size_limit) {
@@ -1105,7 +1061,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		s->flags |= SF_SMTPUTF8;
 	smtp_enter_state(s, STATE_MAIL);
 	smtp_reply(s, RP_MAIL_OK);
-	SMTP_OK(s, CMD_MAIL);
+	smtp_ok(s, CMD_MAIL);
 }
 
 /* Bare local parts get @origin (root -> root@origin). */
@@ -1167,42 +1123,38 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	int off, n, nexp, i;
 
 	if (s->state != STATE_MAIL && s->state != STATE_RCPT) {
-		smtp_reply(s, s->state == STATE_HELO ? RP_NEED_HELO :
-		    RP_NEED_MAIL);
-		smtp_error(s);
+		smtp_fail(s, s->state == STATE_HELO ? RP_NEED_HELO :
+		    RP_NEED_MAIL, NULL);
 		return;
 	}
 	if ((off = cmd_path_offset(c, CMD_RCPT)) == -1) {
-		smtp_reply(s, RP_BAD_RCPT, "expected RCPT TO:<address>");
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_RCPT, "expected RCPT TO:<address>");
 		return;
 	}
 	n = addr_parse_path(c->arg + off, c->arglen - (size_t)off,
 	    ADDR_BARE_OK | ((s->flags & SF_SMTPUTF8) ? ADDR_UTF8 : 0), addr,
 	    sizeof(addr), &why);
 	if (n < 0) {
-		smtp_reply(s, RP_BAD_RCPT, why);
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_RCPT, why);
 		return;
 	}
 	memset(&p, 0, sizeof(p));
 	if (cmd_params(c->arg + off + n, c->arglen - (size_t)off - (size_t)n,
 	    CMD_RCPT, &p, &why) == -1) {
-		smtp_reply(s, RP_BAD_PARAM, why);
-		smtp_error(s);
+		smtp_fail(s, RP_BAD_PARAM, why);
 		return;
 	}
 	smtp_qualify(addr, full, sizeof(full));
 	if (smtp_check_rcpt(s, full) != 0) {
 		smtp_reject_log(s, "RCPT", full, RP_RELAY_DENIED, full);
-		smtp_reply(s, RP_RELAY_DENIED, full);
+		smtp_say(s, RP_RELAY_DENIED, full, NULL);
 		return;
 	}
 	/* Aliases apply at acceptance: root@origin may become several. */
 	if ((nexp = alias_expand(smtp_aliases, full, smtp_conf->origin, exp,
 	    SMTP_ALIAS_MAX, &why)) < 0) {
 		log_warnx(LP_SMTPD, "%s: <%s>: %s", smtp_peer(s), full, why);
-		smtp_reply(s, RP_ALIAS, full, why);
+		smtp_say(s, RP_ALIAS, full, why);
 		return;
 	}
 	if (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
@@ -1232,7 +1184,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	}
 	smtp_enter_state(s, STATE_RCPT);
 	smtp_reply(s, RP_RCPT_OK);
-	SMTP_OK(s, CMD_RCPT);
+	smtp_ok(s, CMD_RCPT);
 }
 
 static void
@@ -1242,17 +1194,15 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	unsigned qf = 0;
 	const char *r;
 	unsigned i;
-	int n;
+	int n, local;
 
 	if (c->arglen != 0) {
-		smtp_reply(s, RP_SYNTAX);
-		smtp_error(s);
+		smtp_fail(s, RP_SYNTAX, NULL);
 		return;
 	}
 	if (s->state != STATE_RCPT) {
-		smtp_reply(s, s->state == STATE_HELO ? RP_NEED_HELO :
-		    s->state == STATE_MAIL ? RP_NEED_RCPT : RP_NEED_MAIL);
-		smtp_error(s);
+		smtp_fail(s, s->state == STATE_HELO ? RP_NEED_HELO :
+		    s->state == STATE_MAIL ? RP_NEED_RCPT : RP_NEED_MAIL, NULL);
 		return;
 	}
 	if (s->flags & SF_8BITMIME)
@@ -1270,18 +1220,14 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		if (queue_writer_rcpt(s->w, r) == -1)
 			break;
 	if (i == s->nrcpt) {
-		if (s->flags & SF_LOCAL)
-			n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL,
-			    NULL, smtp_conf->hostname, queue_writer_id(s->w),
-			    s->nrcpt == 1 ? s->rcpts : NULL, s->uid,
-			    time(NULL));
-		else
-			n = hdr_received(hdr, sizeof(hdr), s->helo, s->ip,
-			    smtp_tls_desc(s, tls, sizeof(tls)),
-			    smtp_proto(s), smtp_conf->hostname,
-			    queue_writer_id(s->w),
-			    s->nrcpt == 1 ? s->rcpts : NULL, s->uid,
-			    time(NULL));
+		/* The local socket's header names the uid, not a peer. */
+		local = (s->flags & SF_LOCAL) != 0;
+		n = hdr_received(hdr, sizeof(hdr), local ? NULL : s->helo,
+		    local ? NULL : s->ip,
+		    local ? NULL : smtp_tls_desc(s, tls, sizeof(tls)),
+		    local ? NULL : smtp_proto(s), smtp_conf->hostname,
+		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts : NULL,
+		    s->uid, time(NULL));
 		if (n > 0 && queue_writer_body(s->w, hdr, (size_t)n) == 0)
 			goto ok;
 	}
@@ -1317,70 +1263,50 @@ smtp_cmd_rset(struct smtp_session *s, const struct cmd *c)
 	(void)c;
 	smtp_reset(s);
 	smtp_reply(s, RP_OK);
-	SMTP_OK(s, CMD_RSET);
+	smtp_ok(s, CMD_RSET);
 	if (s->flags & SF_SHUTDOWN)
-		smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
-}
-
-static void
-smtp_cmd_noop(struct smtp_session *s, const struct cmd *c)
-{
-	(void)c;
-	smtp_reply(s, RP_OK);
-	SMTP_OK(s, CMD_NOOP);
+		smtp_close(s, RP_SHUTDOWN);
 }
 
 static void
 smtp_cmd_quit(struct smtp_session *s, const struct cmd *c)
 {
 	(void)c;
-	SMTP_OK(s, CMD_QUIT);
+	smtp_ok(s, CMD_QUIT);
 	smtp_close(s, RP_BYE);
 }
 
+/* Commands with a fixed answer; a 4xx/5xx one counts as an error. */
 static void
-smtp_cmd_help(struct smtp_session *s, const struct cmd *c)
+smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 {
-	(void)c;
-	smtp_reply(s, RP_HELP);
-	SMTP_OK(s, CMD_HELP);
-}
+	static const unsigned char answer[CMD_COUNT] = {
+		[CMD_UNKNOWN] = RP_UNKNOWN_CMD, [CMD_NOOP] = RP_OK,
+		[CMD_HELP] = RP_HELP, [CMD_VRFY] = RP_VRFY,
+		[CMD_EXPN] = RP_NOT_IMPL, [CMD_BDAT] = RP_NOT_IMPL,
+	};
+	enum smtp_reply r = (enum smtp_reply)answer[c->verb];
 
-static void
-smtp_cmd_vrfy(struct smtp_session *s, const struct cmd *c)
-{
-	(void)c;
-	smtp_reply(s, RP_VRFY);
-	SMTP_OK(s, CMD_VRFY);
-}
-
-static void
-smtp_cmd_unimpl(struct smtp_session *s, const struct cmd *c)
-{
-	(void)c;
-	smtp_reply(s, RP_NOT_IMPL);
-	smtp_error(s);
+	if (smtp_replies[r][0] >= '4')
+		smtp_fail(s, r, NULL);
+	else {
+		smtp_reply(s, r);
+		smtp_ok(s, c->verb);
+	}
 }
 
 /* RFC 1985 ETRN, for the local socket only: run the whole queue now. */
 static void
 smtp_cmd_etrn(struct smtp_session *s, const struct cmd *c)
 {
+	(void)c;
 	if (!(s->flags & SF_LOCAL) || smtp_flush_hook == NULL) {
-		smtp_cmd_unimpl(s, c);
+		smtp_fail(s, RP_NOT_IMPL, NULL);
 		return;
 	}
 	smtp_flush_hook();
 	smtp_reply(s, RP_ETRN);
-	SMTP_OK(s, CMD_ETRN);
-}
-
-static void
-smtp_cmd_unknown(struct smtp_session *s, const struct cmd *c)
-{
-	(void)c;
-	smtp_reply(s, RP_UNKNOWN_CMD);
-	smtp_error(s);
+	smtp_ok(s, CMD_ETRN);
 }
 
 static void
@@ -1454,15 +1380,23 @@ smtp_data(struct smtp_session *s, const char *buf, size_t len)
 	return used;
 
 bare_lf:
-	log_warnx(LP_SMTPD, "%s: bare <LF> received in DATA", smtp_peer(s));
-	smtp_reset(s);
-	smtp_close(s, RP_BARE_LF, smtp_conf->hostname);
+	smtp_bare(s, RP_BARE_LF, 1);
 	return len;
 bare_cr:
-	log_warnx(LP_SMTPD, "%s: bare <CR> received in DATA", smtp_peer(s));
-	smtp_reset(s);
-	smtp_close(s, RP_BARE_CR, smtp_conf->hostname);
+	smtp_bare(s, RP_BARE_CR, 1);
 	return len;
+}
+
+/* A CR or LF on its own (RFC 5321 §2.3.8): the end, whatever the state,
+ * since accepting it would allow SMTP smuggling. */
+static void
+smtp_bare(struct smtp_session *s, enum smtp_reply r, int in_data)
+{
+	log_warnx(LP_SMTPD, "%s: bare <%s> received%s", smtp_peer(s),
+	    r == RP_BARE_LF ? "LF" : "CR", in_data ? " in DATA" : "");
+	if (in_data)
+		smtp_reset(s);
+	smtp_close(s, r);
 }
 
 /* One line with its CRLF. */
@@ -1522,7 +1456,7 @@ smtp_data_end(struct smtp_session *s)
 		smtp_reset(s);
 		smtp_reply(s, r);
 		if (s->flags & SF_SHUTDOWN)
-			smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
+			smtp_close(s, RP_SHUTDOWN);
 		return;
 	}
 	if (queue_writer_finish(s->w) == -1) {
@@ -1550,8 +1484,8 @@ smtp_on_commit(void *arg, const char *id, int ok)
 		log_info(LP_QMGR, "%s: from=<%s>, size=%llu, nrcpt=%u "
 		    "(queue active)", id, s->sender,
 		    (unsigned long long)s->data_size, s->nrcpt);
-		smtp_reply(s, RP_QUEUED, id);
-		SMTP_OK(s, CMD_DATA);
+		smtp_say(s, RP_QUEUED, id, NULL);
+		smtp_ok(s, CMD_DATA);
 	} else {
 		log_warnx(LP_SMTPD, "%s: %s: queue file commit failed", id,
 		    smtp_peer(s));
@@ -1560,7 +1494,7 @@ smtp_on_commit(void *arg, const char *id, int ok)
 	smtp_enter_state(s, STATE_READY);
 	smtp_reset(s);
 	if (s->flags & SF_SHUTDOWN)
-		smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
+		smtp_close(s, RP_SHUTDOWN);
 	/* Buffered pipelined input is re-delivered by io. */
 	io_resume(s->io);
 	smtp_flush(s);
@@ -1606,23 +1540,19 @@ static void
 smtp_cmd_starttls(struct smtp_session *s, const struct cmd *c)
 {
 	if (c->arglen != 0) {
-		smtp_reply(s, RP_STARTTLS_SYNTAX);
-		smtp_error(s);
+		smtp_fail(s, RP_STARTTLS_SYNTAX, NULL);
 		return;
 	}
 	if (s->flags & SF_TLS) {
-		smtp_reply(s, RP_TLS_ACTIVE);
-		smtp_error(s);
+		smtp_fail(s, RP_TLS_ACTIVE, NULL);
 		return;
 	}
 	if (!smtp_tls_offered(s)) {
-		smtp_reply(s, RP_NOT_IMPL);
-		smtp_error(s);
+		smtp_fail(s, RP_NOT_IMPL, NULL);
 		return;
 	}
 	if (s->state != STATE_HELO && s->state != STATE_READY) {
-		smtp_reply(s, RP_IN_TXN);
-		smtp_error(s);
+		smtp_fail(s, RP_IN_TXN, NULL);
 		return;
 	}
 	if ((s->tls = tls_conn_server(smtp_tls, io_fd(s->io))) == NULL) {
@@ -1639,7 +1569,7 @@ smtp_cmd_starttls(struct smtp_session *s, const struct cmd *c)
 	}
 	/* The switch waits until this line is consumed (smtp_process). */
 	s->flags |= SF_STARTTLS;
-	SMTP_OK(s, CMD_STARTTLS);
+	smtp_ok(s, CMD_STARTTLS);
 }
 
 /* After the 220: what follows in the buffer was pipelined in clear and
@@ -1699,26 +1629,22 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 	int d;
 
 	if (s->state == STATE_HELO) {
-		smtp_reply(s, RP_NEED_HELO);
-		smtp_error(s);
+		smtp_fail(s, RP_NEED_HELO, NULL);
 		return;
 	}
 	if (s->flags & SF_AUTH) {
-		smtp_reply(s, RP_AUTH_AGAIN);
-		smtp_error(s);
+		smtp_fail(s, RP_AUTH_AGAIN, NULL);
 		return;
 	}
 	if (s->state != STATE_READY) {
-		smtp_reply(s, RP_IN_TXN);
-		smtp_error(s);
+		smtp_fail(s, RP_IN_TXN, NULL);
 		return;
 	}
 	if (!smtp_auth_offered(s)) {
 		/* The argument (maybe a password) is not even looked at. */
-		smtp_reply(s, smtp_users != NULL && smtp_tls != NULL &&
+		smtp_fail(s, smtp_users != NULL && smtp_tls != NULL &&
 		    s->kind != SMTP_KIND_LOCAL ? RP_NEED_STARTTLS :
-		    RP_AUTH_DISABLED);
-		smtp_error(s);
+		    RP_AUTH_DISABLED, NULL);
 		return;
 	}
 	if (smtp_throttle == NULL &&
@@ -1750,8 +1676,7 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 		irlen--;
 	}
 	if (ml == 0) {
-		smtp_reply(s, RP_AUTH_SYNTAX);
-		smtp_error(s);
+		smtp_fail(s, RP_AUTH_SYNTAX, NULL);
 		return;
 	}
 	if ((s->auth = calloc(1, sizeof(*s->auth))) == NULL) {
@@ -1765,16 +1690,15 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 	else {
 		free(s->auth);
 		s->auth = NULL;
-		smtp_reply(s, RP_AUTH_MECH);
-		smtp_error(s);
+		smtp_fail(s, RP_AUTH_MECH, NULL);
 		return;
 	}
 	s->sasl_method = s->auth->mech == MECH_PLAIN ? "PLAIN" : "LOGIN";
 	smtp_enter_state(s, STATE_AUTH);
 	/* "=" is an empty initial response (RFC 4954 §4): ask for it. */
 	if (irlen == 0 || (irlen == 1 && ir[0] == '=')) {
-		smtp_reply(s, RP_334, s->auth->mech == MECH_PLAIN ? "" :
-		    "VXNlcm5hbWU6");
+		smtp_say(s, RP_334, s->auth->mech == MECH_PLAIN ? "" :
+		    "VXNlcm5hbWU6", NULL);
 		return;
 	}
 	if (s->auth->mech == MECH_PLAIN) {
@@ -1784,12 +1708,11 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 	if (auth_login_decode(ir, irlen, 0, s->auth->user,
 	    sizeof(s->auth->user), &ml, &why) != AUTH_DECODE_OK) {
 		smtp_auth_end(s);
-		smtp_reply(s, RP_AUTH_DECODE);
-		smtp_error(s);
+		smtp_fail(s, RP_AUTH_DECODE, NULL);
 		return;
 	}
 	s->auth->have_user = 1;
-	smtp_reply(s, RP_334, "UGFzc3dvcmQ6");
+	smtp_say(s, RP_334, "UGFzc3dvcmQ6", NULL);
 }
 
 /* One client response in STATE_AUTH (CRLF removed). */
@@ -1811,8 +1734,7 @@ smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
 	if (auth_b64_decode(line, len, probe, sizeof(probe), &n) == -1) {
 		sodium_memzero(probe, sizeof(probe));
 		smtp_auth_end(s);
-		smtp_reply(s, RP_AUTH_DECODE);
-		smtp_error(s);
+		smtp_fail(s, RP_AUTH_DECODE, NULL);
 		return;
 	}
 	sodium_memzero(probe, sizeof(probe));
@@ -1824,7 +1746,7 @@ smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
 		    &n, &why);
 		if (r == AUTH_DECODE_OK) {
 			a->have_user = 1;
-			smtp_reply(s, RP_334, "UGFzc3dvcmQ6");
+			smtp_say(s, RP_334, "UGFzc3dvcmQ6", NULL);
 			return;
 		}
 	} else
@@ -1928,7 +1850,7 @@ smtp_auth_done(struct smtp_session *s, int ok)
 		s->flags |= SF_AUTH;
 		smtp_auth_end(s);
 		smtp_reply(s, RP_AUTH_OK);
-		SMTP_OK(s, CMD_AUTH);
+		smtp_ok(s, CMD_AUTH);
 		return;
 	}
 	if (smtp_throttle != NULL)
@@ -1968,15 +1890,26 @@ smtp_on_auth_delay(struct loop_timer *t)
 static void
 smtp_log_lost(struct smtp_session *s, const char *why)
 {
+	/* What the client did last, per state. */
+	static const char *const after[] = {
+		[STATE_HELO] = "CONNECT", [STATE_READY] = "END-OF-MESSAGE",
+		[STATE_MAIL] = "MAIL", [STATE_RCPT] = "RCPT",
+		[STATE_DATA] = "DATA", [STATE_COMMIT] = "END-OF-MESSAGE",
+		[STATE_QUIT] = "END-OF-MESSAGE", [STATE_TLS] = "STARTTLS",
+		[STATE_AUTH] = "AUTH", [STATE_AUTH_WAIT] = "AUTH",
+	};
+
 	log_info(LP_SMTPD, "%s after %s from %s", why,
-	    s->state == STATE_TLS ? (s->kind == SMTP_KIND_SMTPS &&
-	    !(s->flags & SF_TLS) ? "CONNECT" : "STARTTLS") :
-	    s->state == STATE_AUTH || s->state == STATE_AUTH_WAIT ? "AUTH" :
-	    s->state == STATE_DATA ? "DATA" :
-	    s->state == STATE_RCPT ? "RCPT" :
-	    s->state == STATE_MAIL ? "MAIL" :
-	    s->state == STATE_HELO ? "CONNECT" : "END-OF-MESSAGE",
-	    smtp_peer(s));
+	    s->state == STATE_TLS && s->kind == SMTP_KIND_SMTPS &&
+	    !(s->flags & SF_TLS) ? "CONNECT" : after[s->state], smtp_peer(s));
+}
+
+/* The session is over: log its last line and free it. */
+static void
+smtp_end(struct smtp_session *s)
+{
+	smtp_log_disconnect(s);
+	smtp_session_free(s);
 }
 
 static void
@@ -2041,12 +1974,11 @@ smtp_shutdown(void (*done)(void))
 	for (s = smtp_head; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == STATE_HELO || s->state == STATE_READY) {
-			smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
+			smtp_close(s, RP_SHUTDOWN);
 			smtp_flush(s);
 		} else if (s->state == STATE_TLS) {
 			/* Nothing can be said mid-handshake. */
-			smtp_log_disconnect(s);
-			smtp_session_free(s);
+			smtp_end(s);
 		} else if (s->state == STATE_AUTH ||
 		    s->state == STATE_AUTH_WAIT) {
 			if (s->state == STATE_AUTH_WAIT) {
@@ -2054,7 +1986,7 @@ smtp_shutdown(void (*done)(void))
 				io_resume(s->io);
 			}
 			smtp_auth_end(s);
-			smtp_close(s, RP_SHUTDOWN, smtp_conf->hostname);
+			smtp_close(s, RP_SHUTDOWN);
 			smtp_flush(s);
 		} else
 			s->flags |= SF_SHUTDOWN;

@@ -28,6 +28,7 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/ssl_ticket.h>
@@ -51,6 +52,13 @@
 #define TLS_CN_MAX	64		/* RFC 5280 ub-common-name */
 #define TLS_SESSION_MAX	8192		/* a serialized session we cache */
 #define TLS_SUITE_SEPS	" ,\t\r\n"
+/* mbedTLS's SHA-256, as dane.c uses it: one library import fewer. */
+#if COMPAT_MBEDTLS3
+#define TLS_SHA256(in, n, out)	mbedtls_sha256((in), (n), (out), 0)
+#else
+#define TLS_SHA256(in, n, out)	mbedtls_sha256_ret((in), (n), (out), 0)
+#endif
+#define TLS_13_SUITE_HI	0x13		/* RFC 8446 B.4: suites 0x13xx */
 
 /* The peer's leaf, reduced to what the callers ask about. */
 struct tls_peer {
@@ -116,6 +124,7 @@ struct tls_fplist {
 };
 
 static int	tls_init(void);
+static void	*tls_alloc(size_t, char *, size_t);
 static int	tls_rng(void *, unsigned char *, size_t);
 static void	tls_seterr(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
@@ -151,38 +160,38 @@ static int	tls_fp_cmp(const void *, const void *);
 /*
  * The default suites, best first: forward-secret AEAD, then DHE, then
  * ECDHE with CBC for old peers, then plain RSA key exchange, last, for
- * very old MTAs (opportunistic TLS beats plaintext).  Names this build
- * does not know are skipped.  AES-256 leads as in OpenSSL's order, so
+ * very old MTAs (opportunistic TLS beats plaintext).  Suites this build
+ * lacks are skipped.  AES-256 leads as in OpenSSL's order, so
  * the log reads like Postfix's.
  */
-static const char *const tls_default_suites[] = {
+static const uint16_t tls_default_suites[] = {
 #if TLS_HAVE_13
-	"TLS1-3-AES-256-GCM-SHA384",
-	"TLS1-3-CHACHA20-POLY1305-SHA256",
-	"TLS1-3-AES-128-GCM-SHA256",
+	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
 #endif
-	"TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
-	"TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256",
-	"TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
-	"TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
-	"TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256",
-	"TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
-	"TLS-DHE-RSA-WITH-AES-256-GCM-SHA384",
-	"TLS-DHE-RSA-WITH-AES-128-GCM-SHA256",
-	"TLS-ECDHE-ECDSA-WITH-AES-256-CBC-SHA384",
-	"TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA256",
-	"TLS-ECDHE-RSA-WITH-AES-256-CBC-SHA384",
-	"TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA256",
-	"TLS-ECDHE-ECDSA-WITH-AES-256-CBC-SHA",
-	"TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA",
-	"TLS-ECDHE-RSA-WITH-AES-256-CBC-SHA",
-	"TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA",
-	"TLS-RSA-WITH-AES-256-GCM-SHA384",
-	"TLS-RSA-WITH-AES-128-GCM-SHA256",
-	"TLS-RSA-WITH-AES-256-CBC-SHA256",
-	"TLS-RSA-WITH-AES-128-CBC-SHA256",
-	"TLS-RSA-WITH-AES-256-CBC-SHA",
-	"TLS-RSA-WITH-AES-128-CBC-SHA",
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_DHE_RSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_DHE_RSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	MBEDTLS_TLS_RSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_RSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_RSA_WITH_AES_256_CBC_SHA256,
+	MBEDTLS_TLS_RSA_WITH_AES_128_CBC_SHA256,
+	MBEDTLS_TLS_RSA_WITH_AES_256_CBC_SHA,
+	MBEDTLS_TLS_RSA_WITH_AES_128_CBC_SHA,
 };
 
 /*
@@ -218,6 +227,22 @@ tls_init(void)
 #endif
 	done = 1;
 	return 0;
+}
+
+/* A zeroed server or client, once the libraries are up. */
+static void *
+tls_alloc(size_t size, char *err, size_t errsz)
+{
+	void *p;
+
+	if (tls_init() == -1) {
+		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
+		    "library");
+		return NULL;
+	}
+	if ((p = calloc(1, size)) == NULL)
+		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
+	return p;
 }
 
 /* mbedTLS's f_rng signature over libsodium's generator (never fails). */
@@ -287,10 +312,10 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 	if (spec == NULL || spec[strspn(spec, TLS_SUITE_SEPS)] == '\0') {
 		for (i = 0; i < sizeof(tls_default_suites) /
 		    sizeof(tls_default_suites[0]); i++) {
-			if ((id = mbedtls_ssl_get_ciphersuite_id(
-			    tls_default_suites[i])) == 0)
+			id = tls_default_suites[i];
+			if (mbedtls_ssl_ciphersuite_from_id(id) == NULL)
 				continue;
-			if (strncmp(tls_default_suites[i], "TLS1-3-", 7) == 0)
+			if (id >> 8 == TLS_13_SUITE_HI)
 				*has13 = 1;
 			ids[n++] = id;
 		}
@@ -325,7 +350,7 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 			    "suites", TLS_SUITES_MAX);
 			return -1;
 		}
-		if (strncmp(name, "TLS1-3-", 7) == 0)
+		if (id >> 8 == TLS_13_SUITE_HI)
 			*has13 = 1;
 		ids[n++] = id;
 		p = end;
@@ -477,15 +502,8 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
 	struct tls_server *srv;
 	int has13;
 
-	if (tls_init() == -1) {
-		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
-		    "library");
+	if ((srv = tls_alloc(sizeof(*srv), err, errsz)) == NULL)
 		return NULL;
-	}
-	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
-		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
-		return NULL;
-	}
 	srv->refs = 1;
 	srv->ask_client_cert = ask_client_cert != 0;
 	mbedtls_ssl_config_init(&srv->conf);
@@ -551,15 +569,8 @@ tls_client_new(const char *ca_file, const char *cert, const char *key,
 	struct tls_client *cli;
 	int has13, ret;
 
-	if (tls_init() == -1) {
-		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
-		    "library");
+	if ((cli = tls_alloc(sizeof(*cli), err, errsz)) == NULL)
 		return NULL;
-	}
-	if ((cli = calloc(1, sizeof(*cli))) == NULL) {
-		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
-		return NULL;
-	}
 	cli->refs = 1;
 	mbedtls_ssl_config_init(&cli->conf);
 	mbedtls_x509_crt_init(&cli->ca);
@@ -808,8 +819,8 @@ tls_peer_record(struct tls_conn *c, const mbedtls_x509_crt *crt)
 
 	if (crt == NULL || crt->raw.p == NULL)
 		return;
-	crypto_hash_sha256(c->peer.fp_cert, crt->raw.p, crt->raw.len);
-	crypto_hash_sha256(c->peer.fp_spki, crt->pk_raw.p, crt->pk_raw.len);
+	TLS_SHA256(crt->raw.p, crt->raw.len, c->peer.fp_cert);
+	TLS_SHA256(crt->pk_raw.p, crt->pk_raw.len, c->peer.fp_spki);
 	c->peer.cn[0] = '\0';
 	for (n = &crt->subject; n != NULL; n = n->next) {
 		if (n->oid.p == NULL || MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN,

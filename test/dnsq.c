@@ -168,10 +168,6 @@ dnsq_on_tlsa(void *arg, enum dns_status st, int secure,
 	}
 	dnsq_status(line, sizeof(line), &off, st, secure);
 	for (i = 0; i < n && off < sizeof(line); i++) {
-		if (r[i].len > DNS_TLSA_RDATA_MAX) {
-			dnsq_bad = 1;
-			break;
-		}
 		if (r[i].len < 3) {
 			off += (size_t)snprintf(line + off, sizeof(line) - off,
 			    " bad:");

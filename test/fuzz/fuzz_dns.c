@@ -83,10 +83,9 @@ fuzz_tlsa(const unsigned char *msg, size_t len, int max)
 		if (n < 0 || n > max || (n == 0 && max > 0))
 			abort();
 		for (i = 0; i < n; i++) {
-			if (r[i].len > DNS_TLSA_RDATA_MAX)
-				abort();
-			if (r[i].len > 0 && memmem(msg, len, r[i].rdata,
-			    r[i].len) == NULL)
+			/* inside the message, never past its end */
+			if (r[i].len > len || r[i].rdata < msg ||
+			    r[i].rdata > msg + (len - r[i].len))
 				abort();
 		}
 	} else if (n != 0 || st == DNS_NULLMX || st > DNS_TEMPFAIL)

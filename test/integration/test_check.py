@@ -325,9 +325,9 @@ def test_check_insecure_zone_opportunistic():
     ).lacks(r'DANE: ')
 
 
-DANE_ONLY_INSECURE = (r'deferred: dane-only: the MX RRset is not '
-                      r'DNSSEC-secure \(4\.7\.5\); a delivery does not '
-                      r'connect$')
+DANE_ONLY_INSECURE = (r'deferred: dane-only: the MX RRset or the MX host '
+                      r'addresses are not DNSSEC-secure \(4\.7\.5\); a '
+                      r'delivery does not connect$')
 
 
 def test_check_insecure_zone_dane_only_option():
@@ -397,17 +397,24 @@ def test_check_handshake_broken():
 
 def test_check_pkix_levels():
     """secure and verify against a ca_file holding the test CA: the
-    leaf names mx.dane.test, the one in tawrong.dane.test does not."""
+    leaf names mx.dane.test, the one in tawrong.dane.test does not.
+    verify wants the MX host's name, secure the domain's (or one below
+    it), as Postfix's smtp_tls_verify_cert_match and
+    smtp_tls_secure_cert_match."""
     run_check('-l', 'secure', 'mx.dane.test', conf='pkix').expect(
-        0, [r'verified \(a chain to ca_file naming the host\)$'],
+        0, [r'verified \(a chain to ca_file naming the domain\)$'],
         r'verified').has(r'^    PKIX \(ca_file\): trusted; the '
                          r'certificate names mx\.dane\.test$')
+    run_check('-l', 'verify', 'mx.dane.test', conf='pkix').expect(
+        0, [r'verified \(a chain to ca_file naming the host\)$'],
+        r'verified')
     run_check('-l', 'secure', 'tawrong.dane.test', conf='pkix').expect(
-        69, [r'deferred: the certificate does not name '
-             r'mx\.tawrong\.dane\.test \(4\.7\.5\)$'], r'not verified')
-    run_check('-l', 'verify', 'tawrong.dane.test', conf='pkix').expect(
-        69, [r'encrypted, trusted chain, the name not verified'],
+        69, [r'deferred: Trusted TLS, the certificate does not name '
+             r'tawrong\.dane\.test or a name below it \(4\.7\.5\)$'],
         r'not verified')
+    run_check('-l', 'verify', 'tawrong.dane.test', conf='pkix').expect(
+        69, [r'deferred: Trusted TLS, the certificate does not name '
+             r'mx\.tawrong\.dane\.test \(4\.7\.5\)$'], r'not verified')
     run_check('-l', 'verify', 'ee311.dane.test', conf='pkix').expect(
         69, [r'deferred: Untrusted TLS, no chain to ca_file'],
         r'not verified')

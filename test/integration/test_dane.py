@@ -283,9 +283,11 @@ def test_dane_only_no_tlsa_deferred():
 
 # --- no DANE: opportunistic or unauthenticated --------------------------
 
-def delivered_unverified(name, zones, kinds=None, level='dane'):
+def delivered_unverified(name, zones, kinds=None, level='dane',
+                         servfail_of=None):
     with tempfile.TemporaryDirectory() as tmp, peer(tmp, 'ee') as p:
-        with DnssecRig(zones(p.port), kinds=kinds) as rig, \
+        sf = servfail_of(p.port) if servfail_of else ()
+        with DnssecRig(zones(p.port), kinds=kinds, servfail=sf) as rig, \
                 daemon(name, rig, p.port, level=level) as d:
             qid = d.send_message(BODY, rcpts=['x@a.dane.test'])
             one_delivery(d, qid, 'sent', r'2\.0\.0')
@@ -317,6 +319,57 @@ def test_dane_insecure_zone_opportunistic():
 def test_dane_no_tlsa_secure_is_may():
     delivered_unverified('danenone',
                          lambda port: {'a.dane.test': mx_zone(port, [])})
+
+
+# RFC 7672 section 2.2.2: a secure MX RRset naming a host in an unsigned
+# zone (whose servers here SERVFAIL on TLSA): the host's addresses are
+# insecure, so DANE does not apply and no TLSA lookup is made.
+INSECURE_HOST = dict(
+    kinds={'ins.dane.test': 'insecure'},
+    servfail_of=lambda port: ['_%d._tcp.mx.ins.dane.test' % port])
+
+
+def insecure_host_zones(port):
+    return {'a.dane.test': ['@ MX 10 mx.ins.dane.test.'],
+            'ins.dane.test': ['mx A 127.0.0.1']}
+
+
+def test_dane_secure_mx_insecure_host_opportunistic():
+    delivered_unverified('daneinshost', insecure_host_zones, **INSECURE_HOST)
+
+
+def test_dane_only_secure_mx_insecure_host_deferred():
+    refused('daneonlyinshost', 'ee', insecure_host_zones, r'4\.7\.5',
+            r'addresses are not DNSSEC-secure', level='dane-only',
+            tls_line=[], **INSECURE_HOST)
+
+
+def test_dane_ee_300_long_certificate_verified():
+    """3 0 0 with a whole certificate longer than DANE_DATA_MAX (RSA
+    4096, made here): the record is kept as its length and SHA-512 and
+    still matches those bytes exactly (dropping it would leave no record
+    to authenticate by)."""
+    import subprocess
+    with tempfile.TemporaryDirectory() as tmp:
+        key, crt = os.path.join(tmp, 'big.key'), os.path.join(tmp, 'big.pem')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:4096',
+                        '-nodes', '-keyout', key, '-out', crt, '-days', '30',
+                        '-subj', '/CN=mx.a.dane.test'], check=True,
+                       capture_output=True)
+        der = subprocess.run(['openssl', 'x509', '-in', crt, '-outform',
+                              'DER'], check=True, capture_output=True).stdout
+        check(len(der) > 1100, 'certificate of %d octets' % len(der))
+        with SmtpPeer(tls='starttls', certfile=crt, keyfile=key) as p:
+            zones = {'a.dane.test': mx_zone(p.port, ['3 0 0 ' + der.hex()])}
+            with DnssecRig(zones) as rig, \
+                    daemon('dane300big', rig, p.port) as d:
+                qid = d.send_message(BODY, rcpts=['x@a.dane.test'])
+                one_delivery(d, qid, 'sent', r'2\.0\.0')
+                check([l[0] for l in tls_lines(d)] == ['Verified'],
+                      'TLS lines %r' % tls_lines(d))
+                check(re.search(r'Matched DANE TLSA record 3 0 0 \(%d '
+                                r'octets\)' % len(der), d.log_text()),
+                      'no Matched line:\n%s' % d.log_tail())
 
 
 # --- DANE connections: no resumption; TLS mandatory ---------------------

@@ -9,8 +9,9 @@ section 7), for delivery and for `ferry check`, against the DNSSEC rig:
 - the end has no TLSA, the MX host's own name has: those count;
 - a TLSA lookup failure at the end defers, never falls back to the name;
 - the chain is insecure (into an insecure zone, or through one and back
-  into a signed zone whose TLSA would not match): only the MX host's own
-  name's TLSA counts.
+  into a signed zone whose TLSA would not match): the host's addresses
+  are insecure, so DANE does not apply to it at all (RFC 7672 section
+  2.2.2): dane is opportunistic, dane-only defers.
 
 One rig serves the module (it takes seconds to start); each case has its
 own zones and its own peer on its own loopback address (127.0.1.N, one
@@ -224,20 +225,36 @@ def test_cname_secure_tlsa_at_name_verified():
              'mx.c2.dane.test', tlsa('ee', 3, 1, 1))
 
 
-def test_cname_into_insecure_zone_name_counts():
-    """mx.c3 -> mx.i3 in an insecure zone with a TLSA that does not
-    match: only the MX host's own name's TLSA count (dane-only too: the
-    MX RRset is secure)."""
-    verified('cname3', 'insecure', 'c3.dane.test', 'mx.c3.dane.test',
-             'mx.c3.dane.test', tlsa('ee', 3, 1, 1), level='dane-only')
+def test_cname_into_insecure_zone_dane_only_deferred():
+    """mx.c3 -> mx.i3 in an insecure zone: the MX RRset is secure, the
+    host's addresses are not, so no TLSA counts (not even the name's
+    own, which would match): dane-only defers, nothing sent."""
+    p = fixture()['peers']['insecure']
+    with daemon('cname3', level='dane-only') as d:
+        qid = d.send_message(BODY, rcpts=['x@c3.dane.test'])
+        one_delivery(d, qid, 'deferred', r'4\.7\.5', r'not DNSSEC-secure')
+        p.wait_idle()
+        no_mail_sent(p, 'cname3')
+        deferred_kept(d, qid)
+        check(tls_lines(d) == [], 'TLS lines %r' % tls_lines(d))
 
 
-def test_cname_through_insecure_zone_name_counts():
+def test_cname_through_insecure_zone_opportunistic():
     """mx.c4 -> mx.i4 (insecure) -> mx.t4 (signed, a secure TLSA that
-    does not match): the chain is insecure, so mx.t4's records must not
-    count although their own answer validates."""
-    verified('cname4', 'through', 'c4.dane.test', 'mx.c4.dane.test',
-             'mx.c4.dane.test', tlsa('ee', 3, 1, 1))
+    does not match): the chain is insecure, so no TLSA counts (neither
+    mx.t4's, whose own answer validates, nor the name's): at dane the
+    mail goes out in opportunistic TLS, SNI the MX host."""
+    fx = fixture()
+    p, ip = fx['peers']['through'], ADDR['through'][0]
+    with daemon('cname4') as d:
+        qid = d.send_message(BODY, rcpts=['x@c4.dane.test'])
+        one_delivery(d, qid, 'sent', r'2\.0\.0')
+        check([l[:3] for l in tls_lines(d)] ==
+              [('Untrusted', 'mx.c4.dane.test', ip)],
+              'TLS lines %r' % tls_lines(d))
+        check(matched(d) == [], 'matched %r' % matched(d))
+        p.wait_idle()
+        check(set(snis(p)) == {'mx.c4.dane.test'}, 'SNI %r' % snis(p))
 
 
 def test_cname_dane_ta_names_the_end():
@@ -334,10 +351,10 @@ def test_check_cname_insecure_chain():
     port = fixture()['port']
     rc, out, has = run_check('c4.dane.test')
     has(r'^  CNAME: mx\.c4\.dane\.test is an alias of mx\.t4\.dane\.test '
-        r'\(insecure: TLSA only at the name itself\)$')
-    has(r'^  TLSA _%d\._tcp\.mx\.c4\.dane\.test: 1 record \(secure\)$'
-        % port)
-    has(r'^  verdict: verified \(DANE-EE 3 1 1 ')
-    check(rc == 0 and '_%d._tcp.mx.t4' % port not in out,
-          'exit %d (want 0), or looked at the insecure end:\n%s'
+        r'\(insecure: no DANE for this host\)$')
+    has(r'^  policy: no DNSSEC-secure address records: DANE does not '
+        r'apply$')
+    has(r'^  verdict: encrypted, not verified')
+    check(rc == 69 and '_%d._tcp.mx.t4' % port not in out,
+          'exit %d (want 69), or looked at the insecure end:\n%s'
           % (rc, out))

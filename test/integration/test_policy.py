@@ -200,7 +200,8 @@ def test_policy_dane_only_over_may_insecure_deferred():
                 daemon('poldaneonly', rig, p.port,
                        'a.dane.test dane-only\n', level='may') as d:
             deferred(d, p, r'4\.7\.5', r'_%d\._tcp\.mx\.a\.dane\.test: '
-                     r'dane-only: the MX RRset is not DNSSEC-secure'
+                     r'dane-only: the MX RRset or the MX host addresses '
+                     r'are not DNSSEC-secure'
                      % p.port)
             check(p.connections == 0 and td.tls_lines(d) == [],
                   'connected %d times, TLS lines %r'
@@ -285,33 +286,68 @@ def implicit_mx():
     return {'mx.dane.test': ['@ A 127.0.0.1']}
 
 
-def pkix(name, leaf, level, outcome, trust, text_re=None):
+def pkix(name, leaf, level, outcome, trust, text_re=None, zones=None,
+         domain='mx.dane.test', mxhost='mx.dane.test'):
     with tempfile.TemporaryDirectory() as tmp, \
             td.peer(tmp, leaf, () if leaf == 'ee' else ('ca',)) as p:
         # dane-only by default: with no TLSA, only the entry can send.
-        with DnssecRig(implicit_mx()) as rig, \
-                daemon(name, rig, p.port, 'mx.dane.test %s\n' % level,
+        with DnssecRig(zones or implicit_mx()) as rig, \
+                daemon(name, rig, p.port, '%s %s\n' % (domain, level),
                        level='dane-only') as d:
             if outcome == 'sent':
-                sent(d, p, domain='mx.dane.test')
+                sent(d, p, domain=domain)
                 all_in_tls(p)
             else:
-                deferred(d, p, r'4\.7\.5', text_re, domain='mx.dane.test')
+                deferred(d, p, r'4\.7\.5', text_re, domain=domain)
             check([l[:2] for l in td.tls_lines(d)] ==
-                  [(trust, 'mx.dane.test')], 'TLS lines %r'
-                  % td.tls_lines(d))
+                  [(trust, mxhost)], 'TLS lines %r' % td.tls_lines(d))
             with p.lock:
                 snis = [s.sni for s in p.sessions if s.tls]
-            check(snis == ['mx.dane.test'], 'SNI %r' % snis)
+            check(snis == [mxhost], 'SNI %r' % snis)
 
 
 def test_policy_verify_private_ca_sent():
     pkix('polverify', 'leaf', 'verify', 'sent', 'Verified')
 
 
-def test_policy_verify_wrong_name_sent_trusted():
-    """verify checks the chain, not the name (secure does)."""
-    pkix('polverifyname', 'wrong', 'verify', 'sent', 'Trusted')
+def test_policy_verify_wrong_name_deferred():
+    """verify wants the chain and the MX host's name (Postfix's
+    smtp_tls_verify_cert_match = hostname): a trusted certificate for
+    another name is a MITM's, nothing is sent."""
+    pkix('polverifyname', 'wrong', 'verify', 'deferred', 'Trusted',
+         r'^Server certificate not verified .*does not name mx\.dane\.test\)')
+
+
+# a.dane.test's MX is mx.dane.test, which the leaf names: verify is happy,
+# secure wants a.dane.test (or a name below it), which a forged MX record
+# cannot give.  mx.dane.test's MX is host.mx.dane.test, which the leaf
+# does not name: secure is happy (the leaf names the domain), verify not.
+FORGED_MX = {'a.dane.test': ['@ MX 10 mx.dane.test.'],
+             'mx.dane.test': ['@ A 127.0.0.1']}
+SUB_MX = {'mx.dane.test': ['@ MX 10 host', 'host A 127.0.0.1']}
+
+
+def test_policy_secure_names_mx_not_domain_deferred():
+    pkix('polsecuremx', 'leaf', 'secure', 'deferred', 'Trusted',
+         r'^Server certificate not verified .*does not name a\.dane\.test '
+         r'or a name below it\)', zones=FORGED_MX, domain='a.dane.test')
+
+
+def test_policy_verify_names_mx_sent():
+    pkix('polverifymx', 'leaf', 'verify', 'sent', 'Verified',
+         zones=FORGED_MX, domain='a.dane.test')
+
+
+def test_policy_secure_names_domain_sent():
+    pkix('polsecuredom', 'leaf', 'secure', 'sent', 'Verified',
+         zones=SUB_MX, mxhost='host.mx.dane.test')
+
+
+def test_policy_verify_names_domain_not_mx_deferred():
+    pkix('polverifydom', 'leaf', 'verify', 'deferred', 'Trusted',
+         r'^Server certificate not verified .*does not name '
+         r'host\.mx\.dane\.test\)', zones=SUB_MX,
+         mxhost='host.mx.dane.test')
 
 
 def test_policy_verify_self_signed_deferred():
@@ -459,6 +495,24 @@ def test_policy_smarthost_no_brackets_dane_verified():
     """smarthost.dane.test:PORT: an MX lookup (none: the name is its own
     implicit MX), then the same TLSA."""
     smarthost_verified('polshmx', 'smarthost.dane.test')
+
+
+def test_policy_smarthost_tls_dane_verified():
+    """smarthost_tls = dane in relay.conf, no tls_policy: the
+    smarthost by name, its own TLSA 3 1 1 matched."""
+    rec = td.tlsa('ee', 3, 1, 1)
+    with tempfile.TemporaryDirectory() as tmp, td.peer(tmp, 'ee') as p:
+        with DnssecRig(smarthost_zone(p.port, [rec])) as rig, \
+                Daemon('polshconf', **dict(
+                    td.NO_RETRY, smarthost='[smarthost.dane.test]:%d'
+                    % p.port, smarthost_tls='dane', dns_servers=rig.server,
+                    dnssec='yes')) as d:
+            sent(d, p, domain='relay.test')
+            all_in_tls(p)
+            check([l[:2] for l in td.tls_lines(d)] ==
+                  [('Verified', 'smarthost.dane.test')],
+                  'TLS lines %r' % td.tls_lines(d))
+            check(len(td.matched(d)) == 1, 'matched %r' % td.matched(d))
 
 
 def test_policy_smarthost_dane_wrong_digest_deferred():

@@ -241,15 +241,27 @@ def test_tls_client_smtps_to_plain_peer():
 
 
 def test_tls_client_verify_ca_passes():
-    with SmtpPeer(tls='starttls') as p, \
-            daemon('tlsverify', p.port, smarthost_tls='verify') as d:
+    """verify: a chain to ca_file that names the smarthost."""
+    with DnsServer(SECURE_ZONE) as dns, SmtpPeer(tls='starttls') as p, \
+            daemon('tlsverify', p.port, host='[smarthost.test]',
+                   smarthost_tls='verify', dns_servers=dns.server,
+                   dnssec='no') as d:
         qid = send(d)
         one_delivery(d, qid, 'sent', r'2\.0\.0')
-        check([l[0] for l in tls_lines(d)] == ['Trusted'],
+        check([l[0] for l in tls_lines(d)] == ['Verified'],
               'TLS lines %r' % tls_lines(d))
 
 
-def verify_fails(name, certname, level, reason_re):
+def test_tls_client_verify_ip_literal_deferred():
+    """verify needs the name to match too (Postfix's
+    smtp_tls_verify_cert_match = hostname): an IP literal has none, so a
+    trusted chain alone is not enough (no password to a MITM holding any
+    publicly trusted certificate)."""
+    verify_fails('tlsvip', 'server', 'verify',
+                 r'^Server certificate not verified', trust='Trusted')
+
+
+def verify_fails(name, certname, level, reason_re, trust=None):
     with SmtpPeer(tls='starttls', certfile=cert(certname + '.pem'),
                   keyfile=cert(certname + '.key')) as p, \
             daemon(name, p.port, smarthost_tls=level) as d:
@@ -260,6 +272,8 @@ def verify_fails(name, certname, level, reason_re):
         check(p.sessions[0].tls, 'the handshake itself should succeed')
         check(bounce_ids(d, qid) == [] and d.mailq_ids() == [qid],
               'not deferred: queue %r' % d.mailq_ids())
+        check(trust is None or [l[0] for l in tls_lines(d)] == [trust],
+              'TLS lines %r' % tls_lines(d))
         return d
 
 
@@ -366,6 +380,32 @@ def auth_daemon(name, p, level='encrypt', password=PASSWORD, **cfg):
     d.cfg['smarthost_auth'] = auth_file(d.dir, password=password)
     d.write_config()
     return d
+
+
+def test_tls_client_no_auth_after_reload():
+    """A SIGHUP while a connection is before AUTH (here: answering its
+    EHLO inside TLS) may have swapped smarthost and credentials: no
+    secret goes out on that connection; deferred (4.7.0), the next
+    attempt logs in."""
+    import test_tls
+    state = {}
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'EHLO' and sess.tls and 'd' in state and \
+                'hup' not in state:
+            state['hup'] = True
+            test_tls._hup(state['d'])
+        return None
+    with SmtpPeer(tls='starttls', auth=(USER, PASSWORD),
+                  policy=policy) as p, auth_daemon('authhup', p) as d:
+        state['d'] = d
+        qid = send(d)
+        one_delivery(d, qid, 'deferred', r'4\.7\.0',
+                     r'reloaded before AUTH')
+        p.wait_idle()
+        check(state.get('hup') and p.all_auths() == [],
+              'hup %r, AUTH seen %r' % (state.get('hup'), p.all_auths()))
+        no_mail_sent(p, 'after a reload')
 
 
 def test_tls_client_auth_plain_over_tls():
@@ -562,7 +602,10 @@ def test_tls_client_postfix_starttls_auth():
             'sasl', sink.port, extra,
             prepare=lambda dirpath: sasl_setup(dirpath, USER, PASSWORD)) \
             as pf:
-        with auth_daemon('pfsasl', pf, level='verify') as d:
+        with DnsServer(SECURE_ZONE) as dns, \
+                auth_daemon('pfsasl', pf, level='verify',
+                            host='[smarthost.test]', dns_servers=dns.server,
+                            dnssec='no') as d:
             qid = send(d)
             one_delivery(d, qid, 'sent', r'2\.0\.0', r'queued as')
             check_relayed_by_postfix(sink, 'ESMTPSA')
@@ -574,7 +617,7 @@ def test_tls_client_postfix_starttls_auth():
             check(re.search(r'TLS connection established from unknown'
                             r'\[127\.0\.0\.1\]: TLSv1\.2', log),
                   'Postfix saw no TLS:\n%s' % log[-1500:])
-            check([l[0] for l in tls_lines(d)] == ['Trusted'],
+            check([l[0] for l in tls_lines(d)] == ['Verified'],
                   'TLS lines %r' % tls_lines(d))
         with auth_daemon('pfsaslbad', pf, password='wrong') as d:
             qid = send(d)

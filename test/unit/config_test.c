@@ -496,8 +496,9 @@ static const struct bad bads[] = {
 	    "(want none, may, encrypt)" },
 	{ "inbound_tls = smtps", "t.conf:1: inbound_tls: bad level \"smtps\" "
 	    "(want none, may, encrypt)" },
-	{ "smarthost_tls = dane", "t.conf:1: smarthost_tls: bad level "
-	    "\"dane\" (want none, may, encrypt, verify, secure, smtps)" },
+	{ "smarthost_tls = fingerprint", "t.conf:1: smarthost_tls: bad level "
+	    "\"fingerprint\" (want none, may, encrypt, dane, dane-only, "
+	    "verify, secure, smtps)" },
 	{ "outbound_tls = smtps", "t.conf:1: outbound_tls: bad level "
 	    "\"smtps\" (want none, may, encrypt, dane, dane-only, verify, "
 	    "secure)" },
@@ -1278,9 +1279,9 @@ t_env_errors(void)
 		    "FERRY_MAX_RECIPIENTS: bad number \"lots\"" },
 		{ "FERRY_HOSTNAME=", NULL,
 		    "FERRY_HOSTNAME: empty; a host name is required" },
-		{ "FERRY_SMARTHOST_TLS=dane", "smarthost_tls = none\n",
-		    "FERRY_SMARTHOST_TLS: bad level \"dane\" (want none, may, "
-		    "encrypt, verify, secure, smtps)" },
+		{ "FERRY_SMARTHOST_TLS=fingerprint", "smarthost_tls = none\n",
+		    "FERRY_SMARTHOST_TLS: bad level \"fingerprint\" (want none, "
+		    "may, encrypt, dane, dane-only, verify, secure, smtps)" },
 		/* a newline in a variable cannot start a second key */
 		{ "FERRY_SMARTHOST=a.example\nuser = root", NULL,
 		    "FERRY_SMARTHOST: control character in value "

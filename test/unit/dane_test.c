@@ -200,9 +200,75 @@ t_parse(void)
 		CHECK(r.usable == 0 && r.len == 0);
 	}
 	CHECK(r.usage == 3 && r.selector == 1 && r.mtype == 1);
-	rd[2] = 0;
 	CHECK(dane_tlsa_parse(rd, 3 + DANE_DATA_MAX + 1, &r) == -1);
 	CHECK(r.usable == 0 && r.len == 0 && r.usage == 3);
+	/* full data over the limit: kept as its length and SHA-512 */
+	rd[2] = 0;
+	CHECK(dane_tlsa_parse(rd, 3 + DANE_DATA_MAX + 1, &r) == 0);
+	CHECK(r.usable == 1 && r.len == DANE_DATA_MAX + 1 && r.mtype == 0);
+	return 0;
+}
+
+/* A 3 0 0 / 2 0 0 record longer than DANE_DATA_MAX (a whole RSA
+ * certificate) still matches exactly its bytes: dropping it would leave
+ * an RRset with nothing to authenticate by (unauthenticated TLS). */
+static int
+t_full_long(void)
+{
+	static uint8_t der[2 * DANE_DATA_MAX], rd[3 + sizeof(der)];
+	struct dane_cert c = { der, sizeof(der) };
+	size_t i, which = 99;
+	char buf[64];
+
+	for (i = 0; i < sizeof(der); i++)
+		der[i] = (uint8_t)(i * 13 + 1);
+	rd[0] = DANE_USAGE_DANE_EE;
+	rd[1] = DANE_SEL_CERT;
+	rd[2] = DANE_MATCH_FULL;
+	memcpy(rd + 3, der, sizeof(der));
+	memset(&set, 0, sizeof(set));
+	CHECK(dane_tlsa_parse(rd, sizeof(rd), &set.r[0]) == 0);
+	set.n = 1;
+	CHECK(dane_usable(&set) == 1);
+	CHECK(dane_match(&set, &c, 1, mx, 1, &which) == DANE_MATCH &&
+	    which == 0);
+	dane_tlsa_format(&set.r[0], buf, sizeof(buf));
+	CHECK(strcmp(buf, "3 0 0 (2048 octets)") == 0);
+	/* one byte different, or one byte shorter: no match */
+	der[700] ^= 1;
+	CHECK(dane_match(&set, &c, 1, mx, 1, NULL) == DANE_NOMATCH);
+	der[700] ^= 1;
+	c.len--;
+	CHECK(dane_match(&set, &c, 1, mx, 1, NULL) == DANE_NOMATCH);
+	/* the only record of its set: the host is DANE, not "encrypt" */
+	CHECK(dane_host_step(TLS_DANE, 1, DANE_LOOKUP_FOUND, 1, &set, NULL) ==
+	    DANE_STEP_DANE);
+	return 0;
+}
+
+/* Level secure's "nexthop, dot-nexthop": the domain or a name below it,
+ * a wildcard only as the label in front of it. */
+static int
+t_leaf_names(void)
+{
+	static const char *const nh[] = { "dane.test", ".dane.test" };
+	static const char *const other[] = { "test", ".ane.test" };
+	static const char *const sub[] = { ".mx.dane.test" };
+	const struct file *leaf = sel("leaf", 0), *wild = sel("wild", 0),
+	    *cnonly = sel("cnonly", 0), *wrong = sel("wrong", 0);
+
+	CHECK(dane_leaf_names(leaf->p, leaf->len, nh, 2) == 1);
+	CHECK(dane_leaf_names(leaf->p, leaf->len, nh, 1) == 0);
+	CHECK(dane_leaf_names(wild->p, wild->len, nh, 2) == 1);
+	CHECK(dane_leaf_names(wrong->p, wrong->len, nh + 1, 1) == 1);
+	CHECK(dane_leaf_names(cnonly->p, cnonly->len, nh, 2) == 1);
+	CHECK(dane_leaf_names(leaf->p, leaf->len, other, 2) == 0);
+	CHECK(dane_leaf_names(wild->p, wild->len, other, 2) == 0);
+	/* not the name itself, and not a wildcard over it */
+	CHECK(dane_leaf_names(leaf->p, leaf->len, sub, 1) == 0);
+	CHECK(dane_leaf_names(wild->p, wild->len, sub, 1) == 0);
+	CHECK(dane_leaf_names(leaf->p, 10, nh, 2) == 0);
+	CHECK(dane_leaf_names(NULL, 0, nh, 2) == 0);
 	return 0;
 }
 
@@ -891,6 +957,8 @@ t_policy_load(void)
 static const struct t_case cases[] = {
 	{ "TLSA RDATA and usability", t_parse },
 	{ "dane_usable", t_usable },
+	{ "full data over DANE_DATA_MAX matches by SHA-512", t_full_long },
+	{ "dane_leaf_names: nexthop, dot-nexthop", t_leaf_names },
 	{ "DANE-EE 3 {0,1} {0,1,2} match and mismatch", t_ee_all },
 	{ "DANE-EE wrong digest", t_ee_wrong_digest },
 	{ "DANE-EE expired certificate still matches", t_ee_expired },

@@ -26,6 +26,7 @@
 #define SHA256_LEN	32
 #define SHA512_LEN	64
 #define TLSA_MANY	40	/* more than DNS_MAX_TLSA */
+#define TLSA_LONG	2000	/* a full certificate's data: over 1100 */
 
 struct pkt {
 	unsigned char b[PKT_MAX];
@@ -118,7 +119,7 @@ static void
 add_tlsa(struct pkt *p, unsigned owner, unsigned u, unsigned sel,
     unsigned mt, size_t dlen, unsigned seed)
 {
-	unsigned char rd[DNS_TLSA_RDATA_MAX + 200];
+	unsigned char rd[TLSA_LONG + 3];
 	size_t i;
 
 	rd[0] = (unsigned char)u;
@@ -844,6 +845,7 @@ t_tlsa_compression(void)
 static int
 t_tlsa_too_many(void)
 {
+	unsigned char a5[sizeof(tl[0])];
 	struct pkt p;
 	enum dns_status st;
 	int n, secure, i;
@@ -857,14 +859,14 @@ t_tlsa_too_many(void)
 	CHECK(st == DNS_OK && n == DNS_MAX_TLSA && secure == 1);
 	for (i = 0; i < n; i++)
 		CHECK(tlsa_is(&tl[i], 3, 1, 1, SHA256_LEN, (unsigned)i));
-	CHECK(tl[DNS_MAX_TLSA].rdata[0] == 0xa5);
-	CHECK(tl[DNS_MAX_TLSA].len != SHA256_LEN + 3);
+	memset(a5, 0xa5, sizeof(a5));
+	CHECK(memcmp(&tl[DNS_MAX_TLSA], a5, sizeof(a5)) == 0);
 
 	memset(tl, 0xa5, sizeof(tl));
 	CHECK(parse_tlsa(&p, 2, &n, &secure, &st) == 0);
 	CHECK(st == DNS_OK && n == 2);
 	CHECK(tlsa_is(&tl[1], 3, 1, 1, SHA256_LEN, 1));
-	CHECK(tl[2].rdata[0] == 0xa5);
+	CHECK(memcmp(&tl[2], a5, sizeof(a5)) == 0);
 
 	CHECK(dns_parse_tlsa(p.b, p.len, NULL, 0, &n, &secure, &st) == 0);
 	CHECK(st == DNS_OK && n == 0);
@@ -872,8 +874,9 @@ t_tlsa_too_many(void)
 }
 
 /* RDATA too short for its fixed fields comes back as sent (dane.c
- * refuses it); RDATA too long to keep comes back with len 0, so the
- * RRset does not look empty. */
+ * refuses it); long RDATA (a whole certificate, 3 0 0) comes back whole,
+ * pointing into the message: dropping it could leave an RRset with
+ * nothing to authenticate by. */
 static int
 t_tlsa_odd_sizes(void)
 {
@@ -885,23 +888,24 @@ t_tlsa_odd_sizes(void)
 	begin_q(&p, "_25._tcp.odd.test", T_TLSA, 0, 0, 5);
 	add_rr(&p, QNAME_OFF, T_TLSA, 1, two, sizeof(two));
 	add_rr(&p, QNAME_OFF, T_TLSA, 1, two, 0);
-	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX - 3, 9);
-	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX - 2, 9);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, 1097, 9);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, TLSA_LONG, 9);
 	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 7);
 	CHECK(p.len < PKT_MAX);
 	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
 	CHECK(st == DNS_OK && n == 5);
 	CHECK(tl[0].len == 2 && tl[0].rdata[0] == 3 && tl[0].rdata[1] == 1);
 	CHECK(tl[1].len == 0);
-	CHECK(tlsa_is(&tl[2], 3, 0, 0, DNS_TLSA_RDATA_MAX - 3, 9));
-	CHECK(tl[3].len == 0);
+	CHECK(tlsa_is(&tl[2], 3, 0, 0, 1097, 9));
+	CHECK(tlsa_is(&tl[3], 3, 0, 0, TLSA_LONG, 9));
 	CHECK(tlsa_is(&tl[4], 3, 1, 1, SHA256_LEN, 7));
 
-	/* a single oversized record still makes an RRset of one */
+	/* a single long record, whole and inside the message */
 	begin_q(&p, "_25._tcp.odd.test", T_TLSA, 0, 0, 1);
-	add_tlsa(&p, QNAME_OFF, 3, 0, 0, DNS_TLSA_RDATA_MAX + 100, 9);
+	add_tlsa(&p, QNAME_OFF, 3, 0, 0, TLSA_LONG, 9);
 	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
-	CHECK(st == DNS_OK && n == 1 && tl[0].len == 0);
+	CHECK(st == DNS_OK && n == 1 && tlsa_is(&tl[0], 3, 0, 0, TLSA_LONG, 9));
+	CHECK(tl[0].rdata == p.b + p.len - TLSA_LONG - 3);
 	return 0;
 }
 
