@@ -23,8 +23,8 @@ import tempfile
 import threading
 import time
 
-from ferrytest import (TestFailure, check, free_port, sanitizer_report,
-                       short, FERRY_BIN, REPO, SLOW)
+from ferrytest import (Daemon, TestFailure, check, free_port,
+                       sanitizer_report, short, FERRY_BIN, REPO, SLOW)
 
 SERVER_SH = os.path.join(REPO, 'test', 'dns-server.sh')
 
@@ -510,3 +510,20 @@ def test_dns_queries_ask_dnssec():
               'dnssec = no queries: %r' % s.queries)
     finally:
         s.close()
+
+
+def test_dns_dnssec_warns_on_remote_resolver():
+    """dnssec = yes trusts the AD bit, which proves nothing once it has
+    crossed a network: a resolver off loopback is warned about at start
+    (no query is sent: nothing here needs DNS)."""
+    warn = 'dnssec = yes trusts the AD bit from %s, which is not a loopback'
+    cases = [('192.0.2.53', 'yes', '192.0.2.53'),
+             ('[2001:db8::53]:53', 'yes', '2001:db8::53'),
+             ('127.0.0.1 [::1]:53', 'yes', None),
+             ('192.0.2.53', 'no', None)]
+    for servers, dnssec, ip in cases:
+        with Daemon('dnssec-warn', dns_servers=servers, dnssec=dnssec) as d:
+            log = d.log_text()
+            check((warn % ip in log) if ip else 'trusts the AD' not in log,
+                  'dns_servers = %s, dnssec = %s: warning %s expected:\n%s'
+                  % (servers, dnssec, 'is' if ip else 'not', log))
