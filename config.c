@@ -60,14 +60,23 @@ enum key_type {
 	KT_COUNT_OF_TYPES
 };
 
+/* The maximum of a number key (key_max[]). */
+enum key_range { KR_NONE, KR_SIZE, KR_COUNT, KR_UINT, KR_PORT };
+
+/* Bit fields: the table is ~40 entries, each 24 bytes, not 64. */
 struct key {
 	const char *name;
-	enum key_type type;
-	size_t off, size;	/* the field in struct config */
-	uint64_t min, max;	/* KT_SIZE, KT_COUNT, KT_DURATION */
-	unsigned levels;	/* KT_TLS: LEVEL() mask of what is allowed */
+	unsigned type : 8;	/* enum key_type */
+	unsigned off : 24;	/* the field in struct config */
+	unsigned size : 16;
+	unsigned range : 4;	/* enum key_range: KT_SIZE, KT_COUNT,
+				   KT_DURATION; the minimum is 1 */
+	unsigned levels : 12;	/* KT_TLS: LEVEL() mask of what is allowed */
 	const char *dflt;	/* parsed by config_defaults(); NULL = zero */
 };
+_Static_assert(sizeof(struct config) < (1u << 16), "struct key: size");
+_Static_assert(LEVEL(TLS_SMTPS) < (1u << 12), "struct key: levels");
+
 
 struct parser {
 	const char *name;	/* file name for messages */
@@ -99,6 +108,7 @@ static const char *env_find(char *const *, const char *);
 static void src_text(char *, size_t, const struct config *,
     const struct config_src *, size_t);
 static void default_hostname(char *, size_t);
+static int has_ctl(const char *, size_t);
 static int is_blank(int);
 static int is_sep(int);
 static size_t list_next(const char **, const char **);
@@ -129,72 +139,79 @@ static key_print_fn put_string, put_listen, put_tls, put_bool, put_nets,
  * same checks as a user's value.
  */
 static const struct key keys[] = {
-	{ "hostname", KT_NAME, FIELD(hostname), 0, 0, 0, NULL },
-	{ "origin", KT_NAME, FIELD(origin), 0, 0, 0, NULL },
-	{ "listen_smtp", KT_LISTEN, FIELD(listen_smtp), 0, 0, 0,
+	{ "hostname", KT_NAME, FIELD(hostname), KR_NONE, 0, NULL },
+	{ "origin", KT_NAME, FIELD(origin), KR_NONE, 0, NULL },
+	{ "listen_smtp", KT_LISTEN, FIELD(listen_smtp), KR_NONE, 0,
 	    "0.0.0.0:25 [::]:25" },
-	{ "listen_submission", KT_LISTEN, FIELD(listen_submission), 0, 0, 0,
+	{ "listen_submission", KT_LISTEN, FIELD(listen_submission), KR_NONE, 0,
 	    "0.0.0.0:587 [::]:587" },
-	{ "listen_smtps", KT_LISTEN, FIELD(listen_smtps), 0, 0, 0, NULL },
-	{ "local_socket", KT_PATH, FIELD(local_socket), 0, 0, 0,
+	{ "listen_smtps", KT_LISTEN, FIELD(listen_smtps), KR_NONE, 0, NULL },
+	{ "local_socket", KT_PATH, FIELD(local_socket), KR_NONE, 0,
 	    "/run/ferry/submit.sock" },
-	{ "tls_cert", KT_PATH, FIELD(tls_cert), 0, 0, 0, NULL },
-	{ "tls_key", KT_PATH, FIELD(tls_key), 0, 0, 0, NULL },
-	{ "tls_ciphers", KT_PATH, FIELD(tls_ciphers), 0, 0, 0, NULL },
-	{ "inbound_tls", KT_TLS, FIELD(inbound_tls), 0, 0,
+	{ "tls_cert", KT_PATH, FIELD(tls_cert), KR_NONE, 0, NULL },
+	{ "tls_key", KT_PATH, FIELD(tls_key), KR_NONE, 0, NULL },
+	{ "tls_ciphers", KT_PATH, FIELD(tls_ciphers), KR_NONE, 0, NULL },
+	{ "inbound_tls", KT_TLS, FIELD(inbound_tls), KR_NONE,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT), "may" },
-	{ "auth_users", KT_PATH, FIELD(auth_users), 0, 0, 0, NULL },
+	{ "auth_users", KT_PATH, FIELD(auth_users), KR_NONE, 0, NULL },
 	{ "auth_over_plaintext", KT_BOOL, FIELD(auth_over_plaintext),
-	    0, 0, 0, "no" },
-	{ "relay_networks", KT_NETS, FIELD(relay_networks), 0, 0, 0,
+	    KR_NONE, 0, "no" },
+	{ "relay_networks", KT_NETS, FIELD(relay_networks), KR_NONE, 0,
 	    "127.0.0.0/8 ::1/128" },
-	{ "relay_domains", KT_DOMAINS, FIELD(relay_domains), 0, 0, 0, NULL },
+	{ "relay_domains", KT_DOMAINS, FIELD(relay_domains),
+	    KR_NONE, 0, NULL },
 	{ "relay_client_certs", KT_PATH, FIELD(relay_client_certs),
-	    0, 0, 0, NULL },
-	{ "aliases", KT_PATH, FIELD(aliases), 0, 0, 0, NULL },
+	    KR_NONE, 0, NULL },
+	{ "aliases", KT_PATH, FIELD(aliases), KR_NONE, 0, NULL },
 	{ "message_size_limit", KT_SIZE, FIELD(message_size_limit),
-	    1, CONFIG_SIZE_MAX, 0, "10M" },
+	    KR_SIZE, 0, "10M" },
 	{ "max_recipients", KT_COUNT, FIELD(max_recipients),
-	    1, CONFIG_COUNT_MAX, 0, "100" },
+	    KR_COUNT, 0, "100" },
 	{ "max_connections", KT_COUNT, FIELD(max_connections),
-	    1, CONFIG_COUNT_MAX, 0, "64" },
+	    KR_COUNT, 0, "64" },
 	{ "max_connections_per_client", KT_COUNT,
-	    FIELD(max_connections_per_client), 1, CONFIG_COUNT_MAX, 0, "8" },
-	{ "queue_dir", KT_DIR, FIELD(queue_dir), 0, 0, 0, "/var/spool/ferry" },
+	    FIELD(max_connections_per_client), KR_COUNT, 0, "8" },
+	{ "queue_dir", KT_DIR, FIELD(queue_dir),
+	    KR_NONE, 0, "/var/spool/ferry" },
 	{ "queue_lifetime", KT_DURATION, FIELD(queue_lifetime),
-	    1, UINT_MAX, 0, "5d" },
-	{ "retry_min", KT_DURATION, FIELD(retry_min), 1, UINT_MAX, 0, "5m" },
-	{ "retry_max", KT_DURATION, FIELD(retry_max), 1, UINT_MAX, 0, "1h" },
-	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), 0, 0, 0, NULL },
-	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), 0, 0,
+	    KR_UINT, 0, "5d" },
+	{ "retry_min", KT_DURATION, FIELD(retry_min), KR_UINT, 0, "5m" },
+	{ "retry_max", KT_DURATION, FIELD(retry_max), KR_UINT, 0, "1h" },
+	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), KR_NONE, 0, NULL },
+	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), KR_NONE,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
 	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE) |
 	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY), "encrypt" },
-	{ "smarthost_auth", KT_PATH, FIELD(smarthost_auth), 0, 0, 0, NULL },
-	{ "outbound_tls", KT_TLS, FIELD(outbound_tls), 0, 0,
+	{ "smarthost_auth", KT_PATH, FIELD(smarthost_auth), KR_NONE, 0, NULL },
+	{ "outbound_tls", KT_TLS, FIELD(outbound_tls), KR_NONE,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
 	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY) | LEVEL(TLS_VERIFY) |
 	    LEVEL(TLS_SECURE), "dane" },
-	{ "tls_policy", KT_PATH, FIELD(tls_policy), 0, 0, 0, NULL },
-	{ "ca_file", KT_PATH, FIELD(ca_file), 0, 0, 0,
-	    "/etc/ssl/certs/ca-certificates.crt" },
-	{ "client_cert", KT_PATH, FIELD(client_cert), 0, 0, 0, NULL },
-	{ "client_key", KT_PATH, FIELD(client_key), 0, 0, 0, NULL },
-	{ "dns_servers", KT_DNS, FIELD(dns_servers), 0, 0, 0, NULL },
-	{ "dnssec", KT_BOOL, FIELD(dnssec), 0, 0, 0, "yes" },
-	{ "mx_port", KT_COUNT, FIELD(mx_port), 1, CONFIG_PORT_MAX, 0, "25" },
+	{ "tls_policy", KT_PATH, FIELD(tls_policy), KR_NONE, 0, NULL },
+	{ "ca_file", KT_PATH, FIELD(ca_file), KR_NONE, 0,
+	    CONFIG_DEFAULT_CA_FILE },
+	{ "client_cert", KT_PATH, FIELD(client_cert), KR_NONE, 0, NULL },
+	{ "client_key", KT_PATH, FIELD(client_key), KR_NONE, 0, NULL },
+	{ "dns_servers", KT_DNS, FIELD(dns_servers), KR_NONE, 0, NULL },
+	{ "dnssec", KT_BOOL, FIELD(dnssec), KR_NONE, 0, "yes" },
+	{ "mx_port", KT_COUNT, FIELD(mx_port), KR_PORT, 0, "25" },
 	{ "max_deliveries", KT_COUNT, FIELD(max_deliveries),
-	    1, CONFIG_COUNT_MAX, 0, "20" },
+	    KR_COUNT, 0, "20" },
 	{ "max_deliveries_per_destination", KT_COUNT,
-	    FIELD(max_deliveries_per_destination), 1, CONFIG_COUNT_MAX, 0, "4" },
-	{ "user", KT_USER, FIELD(user), 0, 0, 0, "ferry" },
-	{ "log", KT_LOG, FIELD(log_stderr), 0, 0, 0, "syslog" },
+	    FIELD(max_deliveries_per_destination), KR_COUNT, 0, "4" },
+	{ "user", KT_USER, FIELD(user), KR_NONE, 0, "ferry" },
+	{ "log", KT_LOG, FIELD(log_stderr), KR_NONE, 0, "syslog" },
 	{ "smtpd_timeout", KT_DURATION, FIELD(smtpd_timeout),
-	    1, UINT_MAX, 0, "5m" },
+	    KR_UINT, 0, "5m" },
 	{ "smtpd_data_timeout", KT_DURATION, FIELD(smtpd_data_timeout),
-	    1, UINT_MAX, 0, "10m" },
+	    KR_UINT, 0, "10m" },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+
+static const uint64_t key_max[] = {
+	[KR_SIZE] = CONFIG_SIZE_MAX, [KR_COUNT] = CONFIG_COUNT_MAX,
+	[KR_UINT] = UINT_MAX, [KR_PORT] = CONFIG_PORT_MAX,
+};
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
 static key_parse_fn *const key_parse[KT_COUNT_OF_TYPES] = {
@@ -630,7 +647,6 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	char value[CONFIG_LINE_MAX];
 	const struct key *k;
 	size_t i = 0, ks, kn, vs, ve, raw = n;
-	unsigned char c;
 
 	if (n > 0 && s[n - 1] == '\r')
 		n--;
@@ -665,13 +681,9 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 			break;
 	while (ve > vs && is_blank(s[ve - 1]))
 		ve--;
-	for (i = vs; i < ve; i++) {
-		c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return p_err(p, kname + 1,
-			    "control character in value %s",
-			    quote(q, s + vs, ve - vs));
-	}
+	if (has_ctl(s + vs, ve - vs))
+		return p_err(p, kname + 1, "control character in value %s",
+		    quote(q, s + vs, ve - vs));
 	if ((k = key_find(s + ks, kn)) == NULL)
 		return p_err(p, kname + 1, "unknown key");
 	memcpy(value, s + vs, ve - vs);
@@ -754,8 +766,7 @@ env_apply(struct parser *p, struct config *cfg, char *const *envp)
 {
 	char q[CONFIG_QUOTE_SIZE], value[CONFIG_LINE_MAX];
 	const char *v;
-	size_t i, j, n;
-	unsigned char c;
+	size_t i, n;
 
 	for (i = 0; i < NKEYS; i++) {
 		env_name(p->var, sizeof(p->var), keys[i].name);
@@ -769,12 +780,9 @@ env_apply(struct parser *p, struct config *cfg, char *const *envp)
 		if (n >= sizeof(value))
 			return p_err(p, NULL, "longer than %zu characters",
 			    sizeof(value) - 1);
-		for (j = 0; j < n; j++) {
-			c = (unsigned char)v[j];
-			if ((c < 0x20 && c != '\t') || c == 0x7f)
-				return p_err(p, NULL, "control character in "
-				    "value %s", quote(q, v, n));
-		}
+		if (has_ctl(v, n))
+			return p_err(p, NULL, "control character in value %s",
+			    quote(q, v, n));
 		memcpy(value, v, n);
 		value[n] = '\0';
 		if (key_parse[keys[i].type](p, &keys[i], cfg, value) != 0)
@@ -850,6 +858,19 @@ default_hostname(char *out, size_t outsz)
 	if (n == 0 || n >= outsz || !name_valid(buf, n))
 		return;
 	lower_copy(out, outsz, buf, n);
+}
+
+/* A byte no value may hold (a tab is a blank, not a control). */
+static int
+has_ctl(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char)s[i] < 0x20 && s[i] != '\t') ||
+		    s[i] == 0x7f)
+			return 1;
+	return 0;
 }
 
 static int
@@ -1213,7 +1234,7 @@ set_name(struct parser *p, const struct key *k, struct config *cfg,
 		return p_err(p, k->name, "empty; a host name is required");
 	if (n >= k->size)
 		return p_err(p, k->name, "longer than %zu characters",
-		    k->size - 1);
+		    (size_t)k->size - 1);
 	if (!name_valid(v, n))
 		return p_err(p, k->name, "bad host name %s", quote(q, v, n));
 	lower_copy(field(cfg, k), k->size, v, n);
@@ -1260,7 +1281,7 @@ set_path(struct parser *p, const struct key *k, struct config *cfg,
 
 	if (n >= k->size)
 		return p_err(p, k->name, "longer than %zu characters",
-		    k->size - 1);
+		    (size_t)k->size - 1);
 	memset(f, 0, k->size);
 	memcpy(f, v, n);
 	return 0;
@@ -1376,10 +1397,10 @@ set_size(struct parser *p, const struct key *k, struct config *cfg,
 
 	if (config_parse_size(v, &b) != 0)
 		return p_err(p, k->name, "bad size %s", quote(q, v, strlen(v)));
-	if (b < k->min || b > k->max)
+	if (b < 1 || b > key_max[k->range])
 		return p_err(p, k->name, "%s out of range (%llu..%llu bytes)",
-		    quote(q, v, strlen(v)), (unsigned long long)k->min,
-		    (unsigned long long)k->max);
+		    quote(q, v, strlen(v)), 1ULL,
+		    (unsigned long long)key_max[k->range]);
 	*(uint64_t *)field(cfg, k) = b;
 	return 0;
 }
@@ -1394,10 +1415,10 @@ set_count(struct parser *p, const struct key *k, struct config *cfg,
 	if (number_parse(v, strlen(v), &n) != 0)
 		return p_err(p, k->name, "bad number %s",
 		    quote(q, v, strlen(v)));
-	if (n < k->min || n > k->max)
+	if (n < 1 || n > key_max[k->range])
 		return p_err(p, k->name, "%s out of range (%llu..%llu)",
-		    quote(q, v, strlen(v)), (unsigned long long)k->min,
-		    (unsigned long long)k->max);
+		    quote(q, v, strlen(v)), 1ULL,
+		    (unsigned long long)key_max[k->range]);
 	*(unsigned *)field(cfg, k) = (unsigned)n;
 	return 0;
 }
@@ -1412,9 +1433,9 @@ set_duration(struct parser *p, const struct key *k, struct config *cfg,
 	if (config_parse_duration(v, &s) != 0)
 		return p_err(p, k->name, "bad duration %s (want a number "
 		    "with s, m, h or d)", quote(q, v, strlen(v)));
-	if (s < k->min || s > k->max)
+	if (s < 1 || s > key_max[k->range])
 		return p_err(p, k->name, "%s out of range (at least %llus)",
-		    quote(q, v, strlen(v)), (unsigned long long)k->min);
+		    quote(q, v, strlen(v)), 1ULL);
 	*(unsigned *)field(cfg, k) = s;
 	return 0;
 }
@@ -1428,7 +1449,7 @@ set_smarthost(struct parser *p, const struct key *k, struct config *cfg,
 
 	if (n >= k->size)
 		return p_err(p, k->name, "longer than %zu characters",
-		    k->size - 1);
+		    (size_t)k->size - 1);
 	if (n > 0 && !smarthost_valid(v, n))
 		return p_err(p, k->name, "bad host %s (want [host]:port, "
 		    "host:port or host)", quote(q, v, n));

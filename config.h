@@ -39,6 +39,7 @@
 #define CONFIG_FROM_ENV		((size_t)-1)	/* config_src: environment */
 
 #define CONFIG_DEFAULT_PATH	"/etc/ferry/relay.conf"
+#define CONFIG_DEFAULT_CA_FILE	"/etc/ssl/certs/ca-certificates.crt"
 
 enum tls_level {		/* the order matters: stronger is larger */
 	TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_DANE, TLS_DANE_ONLY,

@@ -83,6 +83,7 @@ static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
 static int main_load_creds(const struct config *, struct main_creds *,
     const struct main_creds *);
+static const char *main_ca_file(const struct config *);
 static void main_set_creds(struct main_creds *);
 static void main_free_creds(struct main_creds *);
 
@@ -501,7 +502,7 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 				out->server = tls_server_ref(old->server);
 		}
 	}
-	if ((out->client = tls_client_new(conf->ca_file, conf->client_cert,
+	if ((out->client = tls_client_new(main_ca_file(conf), conf->client_cert,
 	    conf->client_key, conf->tls_ciphers, err, sizeof(err))) == NULL) {
 		bad = 1;
 		log_warnx(LP_MASTER, "client_cert %s: %s%s", conf->client_cert,
@@ -535,6 +536,28 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The CA bundle to parse, or "" for none.  The system bundle costs about
+ * 460 KB of private memory, and only verify and secure check a chain; at
+ * the other levels it only turns "Untrusted" into "Trusted" in a log
+ * line, so the built-in default is skipped there (Postfix, with no
+ * CAfile, logs "Untrusted" too).  A ca_file the admin names is always
+ * read, as is any under a tls_policy file, whose entries may say verify
+ * or secure (dane.h has no way to ask; this errs towards loading).
+ */
+static const char *
+main_ca_file(const struct config *conf)
+{
+	if (strcmp(conf->ca_file, CONFIG_DEFAULT_CA_FILE) != 0 ||
+	    conf->tls_policy[0] != '\0' ||
+	    conf->outbound_tls == TLS_VERIFY ||
+	    conf->outbound_tls == TLS_SECURE ||
+	    (conf->smarthost[0] != '\0' && (conf->smarthost_tls == TLS_VERIFY ||
+	    conf->smarthost_tls == TLS_SECURE)))
+		return conf->ca_file;
+	return "";
 }
 
 static void
