@@ -6,13 +6,23 @@
  * and DANE-TA records of itself, so the name and chain code runs on
  * whatever mbedTLS accepts, and to dane_tlsa_data().  Beyond "no crash"
  * it checks the parser's contract: the return value follows the length
- * rules, usable follows the RFC 7672 rules, output is terminated.
+ * rules (full data of any length is kept, over DANE_DATA_MAX as its
+ * SHA-512), usable follows the RFC 7672 rules, output is terminated.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/sha512.h>
+
+#include "compat.h"
 #include "dane.h"
+
+#if COMPAT_MBEDTLS3
+#define FUZZ_SHA512(in, n, out)	mbedtls_sha512((in), (n), (out), 0)
+#else
+#define FUZZ_SHA512(in, n, out)	mbedtls_sha512_ret((in), (n), (out), 0)
+#endif
 
 #define FUZZ_NAME_MAX	80	/* a domain taken from the input */
 
@@ -24,20 +34,27 @@ static void
 fuzz_tlsa(const uint8_t *p, size_t n)
 {
 	struct dane_tlsa *r = &set.r[0];
+	uint8_t digest[64];
 	char buf[48];
 	size_t want, sz;
-	int ret, usable;
+	int ret, usable, big;
 
+	big = n >= 4 && n - 3 > DANE_DATA_MAX;
 	ret = dane_tlsa_parse(p, n, r);
-	if (ret != (n < 4 || n - 3 > DANE_DATA_MAX ? -1 : 0))
+	if (ret != (n < 4 || (big && p[2] != 0) ? -1 : 0))
 		abort();
 	if (ret == -1) {
 		if (r->usable || r->len != 0)
 			abort();
 		return;
 	}
-	if (r->len != n - 3 || memcmp(r->data, p + 3, r->len) != 0 ||
-	    r->usage != p[0] || r->selector != p[1] || r->mtype != p[2])
+	if (r->len != n - 3 || r->usage != p[0] || r->selector != p[1] ||
+	    r->mtype != p[2])
+		abort();
+	if (!big && memcmp(r->data, p + 3, r->len) != 0)
+		abort();
+	if (big && (FUZZ_SHA512(p + 3, n - 3, digest) != 0 ||
+	    memcmp(r->data, digest, sizeof(digest)) != 0))
 		abort();
 	want = p[2] == 1 ? 32 : p[2] == 2 ? 64 : 0;
 	usable = (p[0] == 2 || p[0] == 3) && p[1] <= 1 && p[2] <= 2 &&
@@ -110,17 +127,21 @@ fuzz_cert(const uint8_t *p, size_t n)
 	chain[0].der = chain[1].der = p;
 	chain[0].len = chain[1].len = n;
 	memset(&set, 0, sizeof(set));
-	/* the input as a full-data record of each usage and selector, and
-	 * records that are never met */
-	for (i = 0; i < 4 && n >= 1 && n <= DANE_DATA_MAX; i++) {
-		set.r[i].usage = i < 2 ? 2 : 3;
-		set.r[i].selector = 0;
-		set.r[i].mtype = 0;
-		set.r[i].usable = 1;
-		set.r[i].len = n;
-		memcpy(set.r[i].data, p, n);
+	/* the input as full-data records of DANE-TA and DANE-EE, parsed as
+	 * they would come from DNS (so data over DANE_DATA_MAX goes the
+	 * digest way) */
+	if ((out = malloc(n + 3)) == NULL)
+		return;
+	for (i = 0; i < 4 && n >= 1; i++) {
+		out[0] = i < 2 ? 2 : 3;
+		out[1] = out[2] = 0;
+		memcpy(out + 3, p, n);
+		if (dane_tlsa_parse((const uint8_t *)out, n + 3,
+		    &set.r[set.n]) != 0 || !set.r[set.n].usable)
+			abort();
 		set.n++;
 	}
+	free(out);
 	v = dane_match(&set, chain, 2, names, 3, &which);
 	if (v == DANE_NOUSABLE ? set.n != 0 : set.n == 0)
 		abort();
