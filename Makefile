@@ -69,7 +69,9 @@ SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))
 
-BIN	:= $(if $(CROSS),$(B)/ferry,ferry)
+# ./ferry is the native gcc build; clang's and the cross builds stay in
+# their own directory so `make CC=clang` never replaces it.
+BIN	:= $(if $(filter native,$(TARGET)),ferry,$(B)/ferry)
 
 all: $(BIN)
 
