@@ -6,6 +6,7 @@
 #   make run              install what is missing, build, run in the foreground
 #   make test             install what is missing, build, run every test
 #   make CROSS=mipsel-linux-gnu      build/mipsel-linux-gnu/ferry
+#   make test-compat      build and test against mbedTLS 3.6, c-ares 1.34
 #   make test-cross       unit tests of the cross builds under qemu-user
 #   make install DESTDIR=... PREFIX=...
 
@@ -134,6 +135,10 @@ test: deps
 	@$(MAKE) --no-print-directory all unit san fuzz
 	@sh test/run.sh
 
+# mbedTLS 3.6 and c-ares 1.34 from Debian 13's packages (also in `make test`)
+test-compat: all
+	@sh test/compat.sh
+
 # --- cross builds -------------------------------------------------------
 CROSS_TARGETS ?= mipsel-linux-gnu arm-linux-gnueabihf s390x-linux-gnu
 test-cross:
@@ -189,4 +194,4 @@ endif
 clean:
 	rm -rf build ferry
 
-.PHONY: all deps run test unit san fuzz test-cross install clean
+.PHONY: all deps run test unit san fuzz test-compat test-cross install clean

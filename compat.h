@@ -1,11 +1,13 @@
 /*
  * compat.h - the library versions ferry builds against, in one place.
  *
- * Supported: mbedTLS 2.28 (Debian 12) and 3.x up to 3.6 (OpenWrt, Alpine);
- * c-ares 1.18 (Debian 12) and newer (1.19+ have ares_dns_record_t, which
- * the DNS code may use instead of its own TLSA parser); libsodium 1.0.18+.
- * Differences between them are bridged here with small macros, so the
- * rest of the tree is written once.
+ * Supported, and built by test/compat.sh: mbedTLS 2.28 (Debian 12) and
+ * 3.6 (Debian 13, OpenWrt 24.10); c-ares 1.18 (Debian 12) to 1.34 (Debian
+ * 13); libsodium 1.0.18+.  Differences are bridged here with small
+ * macros, so the rest of the tree is written once.  c-ares 1.28+ can
+ * parse TLSA records itself; ferry keeps its own fuzzed parser of the
+ * raw answer on every version (it needs the header's AD bit too), so
+ * the calls 1.28 deprecated stay: dns.c defines CARES_NO_DEPRECATED.
  */
 #ifndef FERRY_COMPAT_H
 #define FERRY_COMPAT_H
@@ -27,7 +29,6 @@
 #if ARES_VERSION < 0x011000
 #error "ferry needs c-ares 1.16 or newer"
 #endif
-#define COMPAT_ARES_DNS_RECORD	(ARES_VERSION >= 0x011C00)	/* 1.28 */
 
 #if SODIUM_LIBRARY_VERSION_MAJOR < 10
 #error "ferry needs libsodium 1.0.12 or newer"

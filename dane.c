@@ -40,14 +40,18 @@
 
 /*
  * mbedTLS 3.x renamed the one-shot digests (the 2.x names returned void
- * before 2.7 and gained _ret) and made pk_raw private; the raw
+ * before 2.7 and gained _ret), and 3.0 alone made pk_raw private; the raw
  * SubjectPublicKeyInfo is what RFC 6698 selector 1 hashes, so it is read
  * as it was sent rather than re-encoded with mbedtls_pk_write_pubkey_der.
  */
 #if COMPAT_MBEDTLS3
 #define DANE_SHA256(in, n, out)	mbedtls_sha256((in), (n), (out), 0)
 #define DANE_SHA512(in, n, out)	mbedtls_sha512((in), (n), (out), 0)
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000	/* public again since 3.1 */
+#define DANE_PK_RAW(crt)	((crt)->pk_raw)
+#else
 #define DANE_PK_RAW(crt)	((crt)->MBEDTLS_PRIVATE(pk_raw))
+#endif
 #else
 #define DANE_SHA256(in, n, out)	mbedtls_sha256_ret((in), (n), (out), 0)
 #define DANE_SHA512(in, n, out)	mbedtls_sha512_ret((in), (n), (out), 0)

@@ -33,6 +33,9 @@
 #include <string.h>
 #include <sys/time.h>
 
+/* ares_send(), ares_parse_*_reply() and friends: deprecated since 1.28,
+ * still there in 1.34, and the only ones 1.18 has (compat.h). */
+#define CARES_NO_DEPRECATED
 #include <ares.h>
 #include <sodium.h>
 

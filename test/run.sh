@@ -2,8 +2,9 @@
 # run.sh - every test, after `make all unit san fuzz` (what `make test`
 # runs): unit tests under valgrind, the sanitizer unit tests, the
 # integration suite against ./ferry, against a `make install`ed copy and
-# against the ASan/UBSan daemon,
-# then each fuzz target for a short run over a copy of its corpus.
+# against the ASan/UBSan daemon, the builds against mbedTLS 3.6 and c-ares
+# 1.34 (test/compat.sh), then each fuzz target for a short run over a copy
+# of its corpus.
 # Output passes through as it comes; PASS/FAIL lines are counted, a binary
 # that crashes (or fails without a FAIL line) counts as one FAIL, and the
 # last line is "N passed, N failed".  Exit 1 on any failure.
@@ -105,7 +106,11 @@ tally "san integration" env FERRY_BIN="$ROOT/build/native/san/ferry" \
     "$PY" test/integration/run.py -j "$INTEGRATION_JOBS" \
     --prefix 'san: ' $skip
 
-# (e) fuzz targets, over a copy of the corpus so git stays clean
+# (e) the newest library versions compat.h claims: c-ares 1.34 headers,
+# mbedTLS 3.6 with TLS 1.3 (unit tests and the integration suite)
+tally "compat" sh test/compat.sh
+
+# (f) fuzz targets, over a copy of the corpus so git stays clean
 for f in build/fuzz/fuzz_*; do
 	[ -f "$f" ] && [ -x "$f" ] || continue
 	name=$(basename "$f")

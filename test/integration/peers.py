@@ -673,9 +673,13 @@ class SmtpPeer:
                     if code == 421 or verb == 'QUIT':
                         # The client may connect again as soon as it reads
                         # this reply: stop counting this one before it.
+                        # The session ended properly even if the client
+                        # does not wait for the reply (a TLS 1.3 server
+                        # writes its session tickets first, into a socket
+                        # the client may have closed).
                         self._leave(sess)
-                        say(r)
                         sess.closed_by = 'server'
+                        say(r)
                         return
                     say(r)
                 if batch:
