@@ -114,6 +114,13 @@ $(B)/san/dnsq: test/dnsq.c $(B)/san/libferry.a
 unit: $(UNIT:%=$(B)/unit/%) $(B)/dnsq
 san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%) $(B)/san/dnsq
 
+# The fuzz targets without libFuzzer: test/fuzz/replay.c runs each over
+# its corpus, so test/cross.sh checks the parsers on big-endian s390x.
+$(B)/replay/%: test/fuzz/%.c test/fuzz/replay.c $(B)/libferry.a
+	@mkdir -p $(B)/replay
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(WARN) $(LDFLAGS) -iquote . -o $@ $< test/fuzz/replay.c $(B)/libferry.a $(LDLIBS)
+replay: $(FUZZ:%=$(B)/replay/%)
+
 # --- fuzz targets (clang, libFuzzer) -----------------------------------
 FUZZCC	?= clang
 build/fuzz/%: test/fuzz/%.c $(LIBSRC) $(wildcard *.h)
@@ -132,6 +139,7 @@ run: deps
 
 test: deps
 	@sh test/deps.sh test
+	@sh test/deps.sh cross
 	@$(MAKE) --no-print-directory all unit san fuzz
 	@sh test/run.sh
 
@@ -194,4 +202,4 @@ endif
 clean:
 	rm -rf build ferry
 
-.PHONY: all deps run test unit san fuzz test-compat test-cross install clean
+.PHONY: all deps run test unit san fuzz replay test-compat test-cross install clean

@@ -153,6 +153,7 @@ static int cli_queue_open(const struct config *, const char *);
 static int mq_one(const struct queue_info *, void *);
 static int mq_json(struct mq *, const struct queue_info *);
 static int mq_plain(struct mq *, const struct queue_info *);
+static void mq_date(uint64_t, char *, size_t);
 static int mq_addf(struct msg_buf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static int del_collect(const struct queue_info *, void *);
@@ -1272,22 +1273,22 @@ mq_json(struct mq *mq, const struct queue_info *qi)
  * Postfix's table: ID, size, arrival (asctime without the year), sender
  * (MAILER-DAEMON for <>), then each recipient still to do and its last
  * error in parentheses.  Delivered and bounced ones are done: not shown.
+ * Postfix has no next attempt to show; ours is one more parenthesised
+ * line after the recipients of a message with a deferral, so a script
+ * that takes "(...)" lines for reasons and the others for recipients
+ * still reads the table right.
  */
 static int
 mq_plain(struct mq *mq, const struct queue_info *qi)
 {
 	char date[32];
-	time_t t = (time_t)qi->arrival;
-	struct tm tm;
-	unsigned i;
+	unsigned i, deferred = 0;
 
 	if (mq->n == 0 && mq_addf(&mq->out, "%-*s %8s %-20s %s\n",
 	    QUEUE_ID_LEN + 1, "-Queue ID-", "--Size--",
 	    "----Arrival Time----", "-Sender/Recipient-------") == -1)
 		return -1;
-	if (localtime_r(&t, &tm) == NULL ||
-	    strftime(date, sizeof(date), "%a %b %e %H:%M:%S", &tm) == 0)
-		snprintf(date, sizeof(date), "?");
+	mq_date(qi->arrival, date, sizeof(date));
 	if (mq_addf(&mq->out, "%-*s %8" PRIu64 " %-20s %s\n",
 	    QUEUE_ID_LEN + 1, qi->id, qi->size, date,
 	    qi->sender[0] ? qi->sender : "MAILER-DAEMON") == -1)
@@ -1296,6 +1297,8 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		if (qi->rcpt[i].status == RS_SENT ||
 		    qi->rcpt[i].status == RS_BOUNCED)
 			continue;
+		if (qi->rcpt[i].status == RS_DEFERRED)
+			deferred++;
 		if (mq_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
 		    qi->rcpt[i].address) == -1)
 			return -1;
@@ -1304,7 +1307,26 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		    qi->rcpt[i].reason) == -1)
 			return -1;
 	}
+	/* Never tried (next_attempt 0): it goes now, nothing to say. */
+	if (deferred && qi->next_attempt != 0) {
+		mq_date(qi->next_attempt, date, sizeof(date));
+		if (mq_addf(&mq->out, "%*s(next attempt: %s)\n",
+		    QUEUE_ID_LEN + 32, "", date) == -1)
+			return -1;
+	}
 	return mq_addf(&mq->out, "\n");
+}
+
+/* Unix seconds as Postfix's mailq shows them: local time, no year. */
+static void
+mq_date(uint64_t when, char *date, size_t size)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(date, size, "%a %b %e %H:%M:%S", &tm) == 0)
+		snprintf(date, size, "?");
 }
 
 static int

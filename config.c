@@ -61,7 +61,8 @@ enum key_type {
 };
 
 /* The maximum of a number key (key_max[]). */
-enum key_range { KR_NONE, KR_SIZE, KR_COUNT, KR_UINT, KR_PORT };
+enum key_range { KR_NONE, KR_SIZE, KR_COUNT, KR_UINT, KR_PORT,
+	KR_UINT_OFF };		/* KR_UINT, and 0 means off */
 
 /* Bit fields: the table is ~40 entries, each 24 bytes, not 64. */
 struct key {
@@ -70,7 +71,8 @@ struct key {
 	unsigned off : 24;	/* the field in struct config */
 	unsigned size : 16;
 	unsigned range : 4;	/* enum key_range: KT_SIZE, KT_COUNT,
-				   KT_DURATION; the minimum is 1 */
+				   KT_DURATION; the minimum is 1, or 0
+				   with KR_UINT_OFF */
 	unsigned levels : 12;	/* KT_TLS: LEVEL() mask of what is allowed */
 	const char *dflt;	/* parsed by config_defaults(); NULL = zero */
 };
@@ -177,6 +179,8 @@ static const struct key keys[] = {
 	    KR_UINT, 0, "5d" },
 	{ "retry_min", KT_DURATION, FIELD(retry_min), KR_UINT, 0, "5m" },
 	{ "retry_max", KT_DURATION, FIELD(retry_max), KR_UINT, 0, "1h" },
+	{ "delay_warning_time", KT_DURATION, FIELD(delay_warning_time),
+	    KR_UINT_OFF, 0, NULL },
 	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), KR_NONE, 0, NULL },
 	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), KR_NONE,
 	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
@@ -211,6 +215,7 @@ static const struct key keys[] = {
 static const uint64_t key_max[] = {
 	[KR_SIZE] = CONFIG_SIZE_MAX, [KR_COUNT] = CONFIG_COUNT_MAX,
 	[KR_UINT] = UINT_MAX, [KR_PORT] = CONFIG_PORT_MAX,
+	[KR_UINT_OFF] = UINT_MAX,
 };
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
@@ -1433,7 +1438,7 @@ set_duration(struct parser *p, const struct key *k, struct config *cfg,
 	if (config_parse_duration(v, &s) != 0)
 		return p_err(p, k->name, "bad duration %s (want a number "
 		    "with s, m, h or d)", quote(q, v, strlen(v)));
-	if (s < 1 || s > key_max[k->range])
+	if ((s < 1 && k->range != KR_UINT_OFF) || s > key_max[k->range])
 		return p_err(p, k->name, "%s out of range (at least %llus)",
 		    quote(q, v, strlen(v)), 1ULL);
 	*(unsigned *)field(cfg, k) = s;

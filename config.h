@@ -98,6 +98,7 @@ struct config {
 	char queue_dir[CONFIG_PATH_MAX];
 	unsigned queue_lifetime;		/* seconds */
 	unsigned retry_min, retry_max;		/* seconds */
+	unsigned delay_warning_time;		/* seconds, 0 = no warning */
 	char smarthost[CONFIG_NAME_MAX + 8];	/* as written: [host]:port */
 	enum tls_level smarthost_tls;
 	char smarthost_auth[CONFIG_PATH_MAX];

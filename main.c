@@ -267,18 +267,32 @@ main_resolve_user(const struct config *conf, struct main_user *u)
 		u->gid = getegid();
 		return;
 	}
-	if (conf->user[0] == '\0')
-		log_fatalx(LP_MASTER, "running as root needs \"user\" in %s",
+	/*
+	 * A missing or root `user` is the config's fault: EX_CONFIG, not
+	 * log_fatalx()'s EX_TEMPFAIL, which tells a supervisor to retry.
+	 */
+	if (conf->user[0] == '\0') {
+		log_warnx(LP_MASTER, "running as root needs \"user\" in %s",
 		    conf->path);
+		exit(EX_CONFIG);
+	}
 	errno = 0;
-	if ((pw = getpwnam(conf->user)) == NULL)
-		log_fatalx(LP_MASTER, "user \"%s\" (%s) does not exist; create "
+	if ((pw = getpwnam(conf->user)) == NULL) {
+		/* Only a failed lookup (NSS down) is worth a retry. */
+		if (errno != 0 && errno != ENOENT && errno != ESRCH &&
+		    errno != EBADF && errno != EPERM)
+			log_fatal(LP_MASTER, "user \"%s\": lookup", conf->user);
+		log_warnx(LP_MASTER, "user \"%s\" (%s) does not exist; create "
 		    "it, e.g. useradd --system --no-create-home --shell "
 		    "/usr/sbin/nologin %s", conf->user, conf->path,
 		    conf->user);
-	if (pw->pw_uid == 0)
-		log_fatalx(LP_MASTER, "user \"%s\" has uid 0: refusing to run "
-		    "as root", conf->user);
+		exit(EX_CONFIG);
+	}
+	if (pw->pw_uid == 0) {
+		log_warnx(LP_MASTER, "user \"%s\" (%s) has uid 0: refusing to "
+		    "run as root", conf->user, conf->path);
+		exit(EX_CONFIG);
+	}
 	u->drop = 1;
 	u->uid = pw->pw_uid;
 	u->gid = pw->pw_gid;

@@ -30,6 +30,8 @@
  *	I <id>\n
  *	N <next attempt, unix s>\n
  *	A <attempts>\n
+ *	W <unix s>\n		optional: the delay warning went out then;
+ *				files written before it existed lack it
  *	R <index> <queued|deferred|sent|bounced>[ <reason>]\n	per recipient
  *	E <number of R records>\n
  */
@@ -1333,7 +1335,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 	struct cursor c = { buf, len, 0 };
 	const char *v, *sp, *reason;
 	size_t n, k, rlen;
-	uint64_t next, att, idx, count, nr = 0;
+	uint64_t next, att, warned = 0, idx, count, nr = 0;
 	int have_prev = 0, r;
 	uint64_t prev = 0;
 	enum rcpt_status st;
@@ -1363,9 +1365,20 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		*why = "bad attempts";
 		return -1;
 	}
+	/* Optional, so state files from before it still parse. */
+	if ((r = cur_rec(&c, 'W', &v, &n)) == 0) {
+		if (num_dec(v, n, UINT64_MAX, &warned) == -1 || warned == 0) {
+			*why = "bad warning time";
+			return -1;
+		}
+	} else if (r == -1) {
+		*why = "torn: no end record";
+		return -1;
+	}
 	if (apply) {
 		info->next_attempt = next;
 		info->attempts = (unsigned)att;
+		info->warned = warned;
 		for (k = 0; k < info->nrcpt; k++) {
 			info->rcpt[k].status = RS_QUEUED;
 			info->rcpt[k].reason[0] = '\0';
@@ -1599,6 +1612,15 @@ queue_update(const struct queue_info *info, int durable)
 	n = snprintf(buf, cap, QUEUE_STATE_MAGIC "\nI %s\nN %" PRIu64
 	    "\nA %u\n", info->id, info->next_attempt, info->attempts);
 	len = (size_t)n;
+	if (info->warned != 0) {
+		n = snprintf(buf + len, cap - len, "W %" PRIu64 "\n",
+		    info->warned);
+		if (n < 0 || (size_t)n >= cap - len) {
+			errno = EOVERFLOW;
+			goto fail;
+		}
+		len += (size_t)n;
+	}
 	for (i = 0; i < info->nrcpt; i++) {
 		clean_copy(reason, sizeof(reason), info->rcpt[i].reason);
 		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", i,

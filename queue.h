@@ -53,6 +53,8 @@ struct queue_info {
 	uint64_t size;			/* body bytes */
 	uint64_t next_attempt;		/* unix seconds, 0 = now */
 	unsigned attempts;
+	uint64_t warned;		/* unix seconds the delay warning went
+					   out (state "W"), 0 = not yet */
 	unsigned flags;			/* QF_* */
 	uid_t uid;			/* submitting uid (local), else -1 */
 	unsigned nrcpt;

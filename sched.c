@@ -5,8 +5,8 @@
  * Owns: the in-memory index of queued messages (id and next attempt only;
  * an active message also holds its envelope), per-destination job queues,
  * the concurrency limits, the backoff of messages and of destinations,
- * expiry and bounces.  It does not speak SMTP (deliver.c) or know the
- * file format (queue.c).
+ * expiry, bounces and delay warnings.  It does not speak SMTP
+ * (deliver.c) or know the file format (queue.c).
  *
  * A destination is a recipient domain, or the one smarthost.  A job is
  * one message's recipients for one destination: one transaction.  A
@@ -107,8 +107,11 @@ static void sched_job_fail(struct sched_job *, enum deliver_result,
 static void sched_job_free(struct sched_job *);
 static void sched_msg_job_done(struct sched_msg *);
 static void sched_finish(struct sched_msg *);
+static struct queue_writer *sched_dsn(struct sched_msg *, enum bounce_kind);
 static int sched_bounce(struct sched_msg *);
 static void sched_on_bounce_commit(void *, const char *, int);
+static int sched_delay_warn(struct sched_msg *, uint64_t);
+static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
 static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
@@ -735,6 +738,7 @@ sched_finish(struct sched_msg *m)
 	struct queue_info *qi = &m->info;
 	uint64_t now = (uint64_t)time(NULL);
 	unsigned i, pending = 0, bounced = 0;
+	int warned;
 
 	for (i = 0; i < qi->nrcpt; i++)
 		if (qi->rcpt[i].status == RS_QUEUED ||
@@ -756,7 +760,10 @@ sched_finish(struct sched_msg *m)
 	if (pending) {
 		qi->attempts++;
 		qi->next_attempt = now + sched_backoff(qi->attempts);
-		if (queue_update(qi, sched_settled(qi)) == -1)
+		/* A new W record is worth a sync: losing it repeats the
+		 * warning. */
+		warned = sched_delay_warn(m, now);
+		if (queue_update(qi, warned || sched_settled(qi)) == -1)
 			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 		m->next_attempt = qi->next_attempt;
 		sched_idle(m);
@@ -837,39 +844,41 @@ sched_backoff(unsigned attempts)
 }
 
 /*
- * A DSN for the bounced recipients, committed before the original goes.
- * Never bounce a bounce: the null sender and our own DSNs get a log line.
- * 0: the removal waits for the commit; -1: remove now.
+ * A finished DSN writer about m: BOUNCE_FAILED lists the bounced
+ * recipients, BOUNCE_DELAYED those still pending.  NULL (logged by the
+ * caller) when memory or the queue fails.  The caller checked that m may
+ * get one (not the null sender, not a DSN itself).
  */
-static int
-sched_bounce(struct sched_msg *m)
+static struct queue_writer *
+sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 {
 	struct queue_info *qi = &m->info;
 	struct bounce_rcpt *br = NULL;
 	char (*dsn)[16] = NULL;
 	struct queue_writer *w = NULL;
 	char *hdrs = NULL, path[512];
+	enum rcpt_status st;
 	ssize_t got = 0;
 	size_t hlen = 0, n = 0;
 	unsigned i;
 	int fd = -1, ok = 0;
 
-	if (qi->sender[0] == '\0' || qi->flags & QF_BOUNCE) {
-		log_info(LP_BOUNCE, "%s: undeliverable bounce discarded "
-		    "(never bounce a bounce)", m->id);
-		return -1;
-	}
 	if ((br = calloc(qi->nrcpt, sizeof(*br))) == NULL ||
 	    (dsn = calloc(qi->nrcpt, sizeof(*dsn))) == NULL ||
 	    (hdrs = malloc(SCHED_HEADERS_MAX)) == NULL)
-		goto later;
+		goto done;
 	for (i = 0; i < qi->nrcpt; i++) {
-		if (qi->rcpt[i].status != RS_BOUNCED)
+		st = qi->rcpt[i].status;
+		if (kind == BOUNCE_FAILED ? st != RS_BOUNCED :
+		    st != RS_QUEUED && st != RS_DEFERRED)
 			continue;
 		br[n].address = qi->rcpt[i].address;
 		br[n].diagnostic = qi->rcpt[i].reason;
 		br[n].status = sched_reply_dsn(qi->rcpt[i].reason, dsn[n],
 		    sizeof(dsn[n]));
+		/* A deferral is a 4.x.x whatever the remote's words were. */
+		if (kind == BOUNCE_DELAYED && br[n].status[0] != '4')
+			br[n].status = "4.0.0";
 		n++;
 	}
 	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
@@ -880,37 +889,100 @@ sched_bounce(struct sched_msg *m)
 		hlen = (size_t)got < qi->size ? (size_t)got : (size_t)qi->size;
 	/* The DSN quotes the original's headers, 8-bit ones included. */
 	w = queue_writer_new(NULL, "", QF_BOUNCE | (qi->flags & QF_8BITMIME),
-	    (uid_t)-1, "bounce");
+	    (uid_t)-1, kind == BOUNCE_FAILED ? "bounce" : "delay");
 	if (w == NULL || queue_writer_rcpt(w, qi->sender) == -1 ||
-	    bounce_compose(w, BOUNCE_FAILED, sched_conf->hostname, qi, br, n,
+	    bounce_compose(w, kind, sched_conf->hostname, qi, br, n,
 	    hdrs, hlen, time(NULL)) == -1 || queue_writer_finish(w) == -1)
-		goto later;
-	log_info(LP_BOUNCE, "%s: sender non-delivery notification: %s", m->id,
-	    queue_writer_id(w));
-	m->bouncing = 1;
-	queue_commit(w, sched_on_bounce_commit, m);
-	w = NULL;
+		goto done;
 	ok = 1;
-later:
-	if (!ok)
-		log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying "
-		    "later", m->id);
-	if (w)
+done:
+	if (!ok && w) {
 		queue_writer_abort(w);
+		w = NULL;
+	}
 	free(br);
 	free(dsn);
 	free(hdrs);
 	/* Read-only: a failed close loses nothing. */
 	if (fd != -1)
 		(void)close(fd);
-	if (ok)
+	return w;
+}
+
+/*
+ * A DSN for the bounced recipients, committed before the original goes.
+ * Never bounce a bounce: the null sender and our own DSNs get a log line.
+ * 0: the removal waits for the commit; -1: remove now.
+ */
+static int
+sched_bounce(struct sched_msg *m)
+{
+	struct queue_info *qi = &m->info;
+	struct queue_writer *w;
+
+	if (qi->sender[0] == '\0' || qi->flags & QF_BOUNCE) {
+		log_info(LP_BOUNCE, "%s: undeliverable bounce discarded "
+		    "(never bounce a bounce)", m->id);
+		return -1;
+	}
+	if ((w = sched_dsn(m, BOUNCE_FAILED)) != NULL) {
+		log_info(LP_BOUNCE, "%s: sender non-delivery notification: "
+		    "%s", m->id, queue_writer_id(w));
+		m->bouncing = 1;
+		queue_commit(w, sched_on_bounce_commit, m);
 		return 0;
+	}
+	log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying later",
+	    m->id);
 	/* Keep the bounced state so the next attempt bounces again. */
 	if (queue_update(qi, sched_settled(qi)) == -1)
 		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
 	sched_idle(m);
 	return 0;
+}
+
+/*
+ * Postfix's delay_warning_time: once m has waited that long with
+ * recipients still pending, one "delayed" DSN to its sender, remembered
+ * in the state file (W) so a restart does not repeat it.  Called with
+ * this attempt's state about to be written; the W goes into that write,
+ * before the DSN's commit runs, so a crash in between loses the warning
+ * rather than sending two (it is advice; the mail itself is still
+ * queued).  1 when it set qi->warned.
+ */
+static int
+sched_delay_warn(struct sched_msg *m, uint64_t now)
+{
+	struct queue_info *qi = &m->info;
+	struct queue_writer *w;
+
+	if (sched_conf->delay_warning_time == 0 || qi->warned != 0 ||
+	    qi->sender[0] == '\0' || qi->flags & QF_BOUNCE ||
+	    now < qi->arrival + sched_conf->delay_warning_time)
+		return 0;
+	if ((w = sched_dsn(m, BOUNCE_DELAYED)) == NULL) {
+		log_warn(LP_BOUNCE, "%s: cannot create a delay notification; "
+		    "trying again at the next deferral", m->id);
+		return 0;
+	}
+	log_info(LP_BOUNCE, "%s: sender delay notification: %s", m->id,
+	    queue_writer_id(w));
+	qi->warned = now;
+	/* Not m: it goes idle now and may be gone when the commit runs. */
+	queue_commit(w, sched_on_warn_commit, NULL);
+	return 1;
+}
+
+static void
+sched_on_warn_commit(void *arg, const char *id, int ok)
+{
+	(void)arg;
+	/* The original's W is written: the warning is not tried again. */
+	if (!ok)
+		log_warnx(LP_BOUNCE, "delay notification %s could not be "
+		    "queued; dropped", id);
+	/* Else the queue's listener schedules it. */
 }
 
 static void

@@ -5,8 +5,9 @@
 #   sh test/cross.sh TRIPLET...     e.g. mipsel-linux-gnu arm-linux-gnueabihf
 #                                        s390x-linux-gnu
 #
-# Owns only the loop: `make CROSS=T` and `make CROSS=T unit` build into
-# build/T/, then every build/T/unit/*_test runs under qemu-<cpu>.  Prints
+# Owns only the loop: `make CROSS=T`, `make CROSS=T unit` and `make
+# CROSS=T replay` build into build/T/, then every build/T/unit/*_test runs
+# under qemu-<cpu>, and every fuzz target over its corpus (replay.c).  Prints
 # each test's PASS/FAIL lines prefixed with "[T]", a failing test's
 # diagnostics, and a final "N passed, N failed" over all targets.
 # Targets whose qemu aborts dynamic binaries (s390x on Debian 12's qemu
@@ -131,6 +132,31 @@ for t in "$@"; do
 		fi
 	done
 	[ $n -gt 0 ] || fail "no unit tests in build/$t/unit"
+
+	# The fuzz targets over their corpora (test/fuzz/replay.c).
+	for f in build/"$t"/replay/fuzz_*; do
+		[ -f "$f" ] && needs_static "$t" && is_dynamic "$t" "$f" &&
+		    rm -f "$f"
+	done
+	if ! make -s --no-print-directory -j"$CROSS_JOBS" CROSS="$t" "$@" \
+	    replay >"$out" 2>&1; then
+		sed "s/^/[$t]   /" "$out" | tail -30
+		fail "build of the fuzz replays"
+		continue
+	fi
+	for bin in build/"$t"/replay/fuzz_*; do
+		name=${bin##*/}
+		timeout "$CROSS_TEST_TIMEOUT" "$qemu" -L "/usr/$t" "$bin" \
+		    test/fuzz/corpus/"$name"/* >"$out" 2>&1
+		rc=$?
+		if [ $rc -eq 0 ] && grep -q '^PASS ' "$out"; then
+			sed "s/^/[$t] /" "$out"
+			passed=$((passed + 1))
+		else
+			tail -15 "$out" | sed "s/^/[$t]   /"
+			fail "replay $name: exit $rc"
+		fi
+	done
 done
 
 echo "$passed passed, $failed failed"

@@ -3,8 +3,8 @@
 # runs): unit tests under valgrind, the sanitizer unit tests, the
 # integration suite against ./ferry, against a `make install`ed copy and
 # against the ASan/UBSan daemon, the builds against mbedTLS 3.6 and c-ares
-# 1.34 (test/compat.sh), then each fuzz target for a short run over a copy
-# of its corpus.
+# 1.34 (test/compat.sh), the big-endian s390x build under qemu, then each
+# fuzz target for a short run over a copy of its corpus.
 # Output passes through as it comes; PASS/FAIL lines are counted, a binary
 # that crashes (or fails without a FAIL line) counts as one FAIL, and the
 # last line is "N passed, N failed".  Exit 1 on any failure.
@@ -109,6 +109,11 @@ tally "san integration" env FERRY_BIN="$ROOT/build/native/san/ferry" \
 # (e) the newest library versions compat.h claims: c-ares 1.34 headers,
 # mbedTLS 3.6 with TLS 1.3 (unit tests and the integration suite)
 tally "compat" sh test/compat.sh
+
+# (e2) big-endian: the s390x build's unit tests and fuzz replays under
+# qemu-user (all cross targets: make test-cross)
+tally "cross s390x" sh -c 'sh test/cross.sh s390x-linux-gnu |
+    sed -E "s/^\[s390x-linux-gnu\] (PASS|FAIL) /\1 s390x: /"'
 
 # (f) fuzz targets, over a copy of the corpus so git stays clean
 for f in build/fuzz/fuzz_*; do

@@ -4,19 +4,24 @@ only over TLS (and on 25 with auth_over_plaintext = yes, never on 587),
 no credentials read before STARTTLS, MAIL before AUTH refused on 587 and
 465, every reply of the AUTH dialogue, the failure log in Postfix's shape
 (fail2ban's postfix-sasl filter must match it), the brute-force throttle
-(slowed, then refused, another address unaffected), relaying by AUTH,
+(slowed, then refused, another address unaffected), the bound on
+waiting Argon2 checks and the cache of recent logins, relaying by AUTH,
 the sasl_ fields of the queue log line, and the users file at start-up
 and on SIGHUP.  Every refusal checks that nothing was queued.
 """
 
+import ctypes
+import ctypes.util
+import os
+import pwd
 import re
 import signal
 import threading
 import time
 
 from test_tls import no_data_accepted
-from ferrytest import (Daemon, check, transact, b64, auth_plain, TRUSTED,
-                       UNTRUSTED, SLOW)
+from ferrytest import (Daemon, check, transact, b64, auth_plain, serial,
+                       TRUSTED, UNTRUSTED, SLOW, IS_ROOT)
 
 BODY = (b'From: a@example.test\r\nTo: b@other.test\r\n'
         b'Subject: authenticated\r\n\r\nbody line\r\n')
@@ -313,6 +318,181 @@ def test_brute_force_throttle():
             check(time.monotonic() - t0 < 1.0, '127.0.0.2 slowed')
         check(len(d.mailq()) == 1, 'queue %r' % d.mailq())
     return 'delays %s' % ' '.join('%.1f' % x for x in delays)
+
+
+# --- costly hashes: the bound on waiting checks, the cache ----------------
+
+# smtp.c: SMTP_VERIFY_MAX checks wait at most; one runs per loop pass.
+VERIFY_MAX = 16
+# A hash near auth.c's limits (AUTH_PWHASH_OPS_MAX 16, _MEM_MAX_KIB 65536):
+# ~0.2 s a check here, so a queue of 16 takes seconds to drain.
+COSTLY_T, COSTLY_M_KIB = 8, 64 * 1024
+BUSY_TEXT = '454 4.7.0 Temporary authentication failure'
+
+
+def _sodium():
+    so = ctypes.CDLL(ctypes.util.find_library('sodium') or
+                     'libsodium.so.23')
+    check(so.sodium_init() >= 0, 'sodium_init failed')
+    so.crypto_pwhash_argon2id_str.argtypes = [
+        ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong,
+        ctypes.c_ulonglong, ctypes.c_size_t]
+    so.crypto_pwhash_argon2id_str_verify.argtypes = [
+        ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong]
+    return so
+
+
+def costly_hash(password):
+    """An $argon2id$ t=COSTLY_T m=COSTLY_M_KIB hash of password.  `ferry
+    passwd` has no cost parameters: libsodium, as ferry links it, makes
+    the hash."""
+    so = _sodium()
+    out = ctypes.create_string_buffer(128)
+    pw = password.encode()
+    check(so.crypto_pwhash_argon2id_str(out, pw, len(pw), COSTLY_T,
+                                        COSTLY_M_KIB * 1024) == 0,
+          'crypto_pwhash_argon2id_str failed')
+    h = out.value
+    check(h.startswith(b'$argon2id$v=19$m=%d,t=%d,p=1$'
+                       % (COSTLY_M_KIB, COSTLY_T)), 'hash %r' % h)
+    return h.decode()
+
+
+def argon2_seconds(h, password):
+    """What one check of hash h takes here now: the best of two (the
+    machine is shared, so the lower figure is the honest cost)."""
+    so = _sodium()
+    h, pw = h.encode(), password.encode()
+    best = None
+    for _ in range(2):
+        t0 = time.monotonic()
+        check(so.crypto_pwhash_argon2id_str_verify(h, pw, len(pw)) == 0,
+              'the costly hash does not verify')
+        el = time.monotonic() - t0
+        best = el if best is None else min(best, el)
+    return best
+
+
+def write_users_lines(d, lines):
+    """auth_users = these lines, root:ferry 0640 as set_users() makes it."""
+    path = os.path.join(d.dir, 'users')
+    with open(path + '.new', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.chmod(path + '.new', 0o640)
+    if IS_ROOT:
+        os.chown(path + '.new', 0, pwd.getpwnam('ferry').pw_gid)
+    os.rename(path + '.new', path)
+    d.cfg['auth_users'] = path
+    d.write_config()
+
+
+@serial
+def test_auth_argon2_bounded_and_cached():
+    """24 sessions send AUTH at once, each for its own user (so no cached
+    success can help) with a costly hash: at most 16 checks wait, the
+    rest get 454 4.7.0 and a "too many password checks waiting" warning
+    each; the waiting ones all succeed.  Meanwhile a NOOP on another
+    session is answered between two checks, long before the queue has
+    drained.  Then the cache: a user's second login skips Argon2 (much
+    faster than the measured check time), a wrong password for that user
+    does not."""
+    nsess = 24
+    pw = 'slow-and-steady'
+    h = costly_hash(pw)
+    t_argon = argon2_seconds(h, pw)
+    users = ['u%02d' % i for i in range(nsess)] + ['cached']
+    d = auth_daemon('auth-argon2', users=None, max_connections='40',
+                    max_connections_per_client='40')
+    write_users_lines(d, ['%s:%s' % (u, h) for u in users])
+    with d:
+        idle = d.session()
+        sess = [sub_tls(d) for _ in range(nsess)]
+        replies = [None] * nsess
+        arrived = [None] * nsess
+
+        def wait_reply(i):
+            try:
+                replies[i] = sess[i].reply(timeout=30 + 4 * nsess * t_argon)
+            except Exception as e:
+                replies[i] = e
+            arrived[i] = time.monotonic()
+
+        lines = [('AUTH PLAIN ' + auth_plain(u, pw) + '\r\n').encode()
+                 for u in users[:nsess]]
+        t_sent = time.monotonic()
+        for c, line in zip(sess, lines):
+            c.send(line)
+        threads = [threading.Thread(target=wait_reply, args=(i,))
+                   for i in range(nsess)]
+        for t in threads:
+            t.start()
+        # The queue is full once the first 454 is logged; then a NOOP.
+        d.wait_log(r'too many password checks waiting', timeout=30)
+        t0 = time.monotonic()
+        r = idle.cmd('NOOP', timeout=60)
+        t_noop = time.monotonic()
+        for t in threads:
+            t.join(60 + 4 * nsess * t_argon)
+        errs = [x for x in replies if not hasattr(x, 'code')]
+        check(not errs, 'AUTH replies: %r' % errs)
+        codes = [x.code for x in replies]
+        busy = [x for x in replies if x.code == 454]
+        ok = [x for x in replies if x.code == 235]
+        check(len(busy) + len(ok) == nsess, 'AUTH replies %r'
+              % [x.text for x in replies])
+        check(busy and all(x.text == BUSY_TEXT for x in busy),
+              '%d sessions sent AUTH at once with a %.2fs hash, no 454 '
+              '4.7.0: %r' % (nsess, t_argon, [x.text for x in busy]))
+        check(len(ok) >= VERIFY_MAX and all(x.text == OK_TEXT for x in ok),
+              'only %d successes (want >= %d waiting checks): %r'
+              % (len(ok), VERIFY_MAX, codes))
+        warns = re.findall(STAMP + r'warning: unknown\[127\.0\.0\.1\]: SASL '
+                           r'PLAIN: too many password checks waiting$',
+                           d.log_text(), re.M)
+        check(len(warns) == len(busy), '%d 454 replies, %d warnings:\n%s'
+              % (len(busy), len(warns), d.log_tail()))
+        # The NOOP: answered, and long before the last check was done.
+        last = max(arrived)
+        drain = last - t_sent
+        check(r.code == 250, 'NOOP during the checks: %r' % r.text)
+        check(drain >= (VERIFY_MAX - 2) * t_argon * 0.3,
+              '%d checks of a %.2fs hash drained in %.2fs: not costly '
+              'enough to show anything' % (len(ok), t_argon, drain))
+        check(t_noop < last and t_noop - t0 < (last - t0) / 2,
+              'NOOP took %.2fs while the checks went on for %.2fs more '
+              '(Argon2 %.2fs): the loop was held'
+              % (t_noop - t0, last - t0, t_argon))
+        # A refused session is still usable: its AUTH goes through now.
+        i = codes.index(454)
+        sess[i].expect(lines[i].decode().strip(), 235, '2.7.0', timeout=30)
+        for c in sess:
+            c.close()
+        idle.close()
+
+        # The cache: the first login pays Argon2, a repeat does not.
+        # The machine is shared: the lowest figure seen is the cost.
+        t_argon = min(t_argon, argon2_seconds(h, pw))
+
+        def timed_login(password, code):
+            with sub_tls(d) as c:
+                t0 = time.monotonic()
+                c.expect('AUTH PLAIN ' + auth_plain('cached', password),
+                         code, timeout=30)
+                return time.monotonic() - t0
+        first = timed_login(pw, 235)
+        again = min(timed_login(pw, 235) for _ in range(3))
+        wrong = timed_login('not-' + pw, 535)
+        t_argon = min(t_argon, argon2_seconds(h, pw))
+        check(first >= 0.25 * t_argon, 'the first login took %.3fs, one '
+              'check %.3fs: no Argon2?' % (first, t_argon))
+        check(again < 0.3 * t_argon and again < first / 4,
+              'the repeated login took %.3fs (first %.3fs, one check '
+              '%.3fs): not cached' % (again, first, t_argon))
+        check(wrong >= 0.25 * t_argon, 'a wrong password answered in %.3fs '
+              '(one check %.3fs): the cache answered it' % (wrong, t_argon))
+    return 'Argon2 %.2fs, %d x 454 of %d, NOOP %.2fs of %.2fs, login ' \
+        '%.3fs then %.3fs cached' % (t_argon, len(busy), nsess,
+                                     t_noop - t0, drain, first, again)
 
 
 # --- relaying by AUTH, the log ---------------------------------------------

@@ -9,8 +9,10 @@ One rig and one set of peers serve the whole module (the rig takes
 seconds to start): every case has its own zone under dane.test, and the
 peers share one port on different loopback addresses, 127.0.0.2-6, each
 presenting one certificate of test/certs/dane (127.0.0.7 answers
-STARTTLS and hangs up; nothing listens on 127.0.0.8).  `ferry check` sends no
-mail, which every case checks on every peer.
+STARTTLS and hangs up; nothing listens on 127.0.0.8; 127.0.0.9 offers
+STARTTLS with the DANE-EE key but only level none ever reaches it, so it
+must never see a STARTTLS).  `ferry check` sends no mail, which every
+case checks on every peer.
 """
 
 import atexit
@@ -34,6 +36,7 @@ EE, EXPIRED, TA, WRONG, PLAIN, BREAK = (
     '127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6',
     '127.0.0.7')
 DOWN = '127.0.0.8'	# nobody listens there
+NOTLS = '127.0.0.9'	# offers STARTTLS; only level none is sent there
 
 VERDICT = re.compile(r'^  verdict: (.*)$', re.M)
 OVERALL = re.compile(r'^overall: (.*)$', re.M)
@@ -75,6 +78,14 @@ def _zones(port, port2):
         'fp.dane.test': mx(EE),
         'brk.dane.test': mx(BREAK, ee311),
         'down.dane.test': mx(DOWN, ee311),
+        # Levels none and encrypt (-l and tls_policy): hosts whose TLSA
+        # would verify at dane, and a secure zone without TLSA whose host
+        # offers no STARTTLS (dane makes it may: plaintext).
+        'none.dane.test': mx(NOTLS, ee311),
+        'pnone.dane.test': mx(NOTLS, ee311),
+        'penc.dane.test': mx(EE, ee311),
+        'plain.dane.test': mx(PLAIN),
+        'pencplain.dane.test': mx(PLAIN),
         'two.dane.test': ['@ MX 10 mx', '@ MX 20 mx2', 'mx A %s' % EE,
                           'mx2 A %s' % EXPIRED,
                           '_%d._tcp.mx TLSA %s' % (port, ee311),
@@ -98,7 +109,8 @@ def _start():
              SmtpPeer(addr=PLAIN, port=port),
              SmtpPeer(addr=BREAK, port=port, tls='starttls',
                       certfile=chain_file(tmp, 'ee'),
-                      keyfile=dane_file('ee.key'), tls_break=True)]
+                      keyfile=dane_file('ee.key'), tls_break=True),
+             tls_peer(NOTLS, 'ee')]
     started = []
     rig = None
     try:
@@ -117,7 +129,10 @@ def _start():
     policy = os.path.join(tmp, 'tls_policy')
     with open(policy, 'w') as f:
         f.write('fp.dane.test fingerprint match=sha256:%s\n'
-                'ins.dane.test dane-only\n' % spki.hexdigest())
+                'ins.dane.test dane-only\n'
+                'pnone.dane.test none\n'
+                'penc.dane.test encrypt\n'
+                'pencplain.dane.test encrypt\n' % spki.hexdigest())
     confs = {}
     for name, extra in (('dane', {}), ('dane-only', {}),
                         ('policy', {'tls_policy': policy}),
@@ -133,7 +148,8 @@ def _start():
         with open(path, 'w') as f:
             f.write(''.join('%s = %s\n' % kv for kv in c.items()))
         confs[name] = path
-    _fixture.update(rig=rig, peers=peers, port=port, port2=port2,
+    _fixture.update(rig=rig, peers=peers, notls=peers[-1], port=port,
+                    port2=port2,
                     confs=confs, tmp=tmp)
     atexit.register(_stop)
 
@@ -382,6 +398,81 @@ def test_check_tls_policy():
     run_check('ee311.dane.test', conf='policy').expect(
         0, [r'verified \(DANE-EE '], r'verified').has(
         r'level dane \(outbound_tls\)')
+
+
+# --- levels none and encrypt, by -l and by tls_policy -------------------
+
+PLAINTEXT_NONE = r'plaintext \(level none\)$'
+ENCRYPTED = r'encrypted, not verified$'
+NOT_OFFERED = r'deferred: TLS is required, but was not offered \(4\.7\.4\)$'
+ONE_HOST_UNVERIFIED = r'not verified \(0 of 1 MX host verified\)$'
+
+
+def _level_none_report(r):
+    """Level none: no TLSA lookup, no STARTTLS though the host offers
+    it (127.0.0.9 presents the key ee311's TLSA names), plaintext."""
+    r.has(r'^  level: none: no TLS$').has(r'^    STARTTLS: offered$')
+    r.lacks(r'^  TLSA ').lacks(r'^    TLS: ').lacks(r'DANE: ')
+    peer = fixture()['notls']
+    with peer.lock:
+        cmds = [c for s in peer.sessions for c in s.commands]
+        tls = [s for s in peer.sessions if s.tls]
+    if not any(c.upper().startswith(('EHLO', 'HELO')) for c in cmds):
+        r.fail('127.0.0.9 saw no EHLO: %r' % cmds)
+    if tls or any(c.upper().startswith('STARTTLS') for c in cmds):
+        r.fail('level none sent STARTTLS to 127.0.0.9: %r' % cmds)
+    return r
+
+
+def test_check_level_none_option():
+    """-l none on a host with secure TLSA and STARTTLS: plaintext, 69."""
+    r = run_check('-l', 'none', 'none.dane.test').expect(
+        69, [PLAINTEXT_NONE], ONE_HOST_UNVERIFIED)
+    r.has(r'^ferry check none\.dane\.test: level none \(-l\), ')
+    r.has(r'^    result: plaintext \(level none\)$')
+    _level_none_report(r)
+
+
+def test_check_level_encrypt_option():
+    """-l encrypt: TLS without authentication (the TLSA record that
+    would verify at dane does not count), 69; a host without STARTTLS
+    is deferred 4.7.4 (at dane, with no TLSA, it is plaintext), 69."""
+    r = run_check('-l', 'encrypt', 'ee311.dane.test').expect(
+        69, [ENCRYPTED], ONE_HOST_UNVERIFIED)
+    r.has(r'^ferry check ee311\.dane\.test: level encrypt \(-l\), ')
+    r.has(r'^  level: encrypt: TLS mandatory, not authenticated$')
+    r.has(r'^    STARTTLS: offered$').has(r'^    TLS: TLSv1\.[23] with ')
+    r.lacks(r'DANE: ')
+    r = run_check('-l', 'encrypt', 'plain.dane.test').expect(
+        69, [NOT_OFFERED], ONE_HOST_UNVERIFIED)
+    r.has(r'^    STARTTLS: not offered$').lacks(r'^    TLS: ')
+    run_check('plain.dane.test').expect(
+        69, [r'plaintext \(STARTTLS not offered\)$'], ONE_HOST_UNVERIFIED)
+
+
+def test_check_tls_policy_none_encrypt():
+    """tls_policy entries at none and encrypt override outbound_tls =
+    dane: each domain is checked with and without the policy file."""
+    r = run_check('pnone.dane.test', conf='policy').expect(
+        69, [PLAINTEXT_NONE], ONE_HOST_UNVERIFIED)
+    r.has(r'^ferry check pnone\.dane\.test: level none \(tls_policy\), ')
+    _level_none_report(r)
+    r = run_check('penc.dane.test', conf='policy').expect(
+        69, [ENCRYPTED], ONE_HOST_UNVERIFIED)
+    r.has(r'^ferry check penc\.dane\.test: level encrypt \(tls_policy\), ')
+    r.has(r'^    TLS: TLSv1\.[23] with ').lacks(r'DANE: ')
+    r = run_check('pencplain.dane.test', conf='policy').expect(
+        69, [NOT_OFFERED], ONE_HOST_UNVERIFIED)
+    r.has(r'level encrypt \(tls_policy\)').has(r'^    STARTTLS: not offered$')
+    # without the policy: dane verifies penc, pencplain goes plaintext
+    run_check('penc.dane.test').expect(
+        0, [r'verified \(DANE-EE '], r'verified \(1 of 1 MX host verified\)')
+    run_check('pencplain.dane.test').expect(
+        69, [r'plaintext \(STARTTLS not offered\)$'], ONE_HOST_UNVERIFIED)
+    # -l beats tls_policy
+    run_check('-l', 'none', 'penc.dane.test', conf='policy').expect(
+        69, [PLAINTEXT_NONE], ONE_HOST_UNVERIFIED).has(
+        r'level none \(-l\)').has(r'^    STARTTLS: offered$')
 
 
 def test_check_handshake_broken():

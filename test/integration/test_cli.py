@@ -5,13 +5,16 @@ config errors, SIGHUP reload, SIGTERM during DATA, corrupt queue files.
 """
 
 import os
+import pwd
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
-                       FERRY_BIN, HOSTNAME, user_bin)
+                       FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin)
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
 NOBODY = 'nobody' if IS_ROOT else None
@@ -474,6 +477,17 @@ def test_corrupt_queue_file_quarantined():
         corrupt = ' '.join(d.corrupt_files())
         for n in fakes:
             check(n in corrupt, '%s not in corrupt/: %r' % (n, corrupt))
+        # Each move is said once, by name and with a reason, as a
+        # warning from qmgr (where a Postfix admin greps for it).
+        for n in fakes:
+            d.wait_log(r'ferry/qmgr\[\d+\]: warning: %s: moved to '
+                       r'corrupt/: \S' % n)
+            check(d.log_text().count('%s: moved to corrupt/' % n) == 1,
+                  '%s: "moved to corrupt/" logged %d times:\n%s'
+                  % (n, d.log_text().count('%s: moved to corrupt/' % n),
+                     d.log_tail(30)))
+        check(good + ': moved' not in d.log_text(),
+              'the good message was logged as moved: %s' % d.log_tail(30))
         check(d.mailq_ids() == [good], 'mailq %r' % d.mailq_ids())
         d.assert_stored(good, BODY)
         check(d.running(), 'daemon died')
@@ -583,3 +597,349 @@ def test_tlsa_record_matches_openssl():
         check(rc == 64 and out == '' and 'usage:' in err,
               '%r: rc %d %r' % (bad, rc, out))
     return 'matches openssl for 3 1 1, 3 0 1, 2 0 2, 3 0 0'
+
+
+# --- start-up refusals (issue 2: "refuse to run as root") -------------------
+
+STAMP = r'[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d'
+
+
+def _nothing_listens(d, what):
+    """Neither listen_smtp nor local_socket answers after a refused start."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect(('127.0.0.1', d.port))
+        raise TestFailure('%s: something listens on %d after the daemon '
+                          'refused to start' % (what, d.port))
+    except ConnectionRefusedError:
+        pass
+    finally:
+        s.close()
+    path = d.cfg['local_socket']
+    if os.path.exists(path):
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(3)
+        try:
+            u.connect(path)
+            raise TestFailure('%s: %s answers after the daemon refused to '
+                              'start' % (what, path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass
+        finally:
+            u.close()
+
+
+def _refused_start(d, line_re, what):
+    """`ferry serve` must exit 78 (EX_CONFIG: the config names a bad user;
+    75 would tell a supervisor to try again) with one clear log line and
+    nothing bound."""
+    d.start(wait=False)
+    pid = d.proc.pid
+    rc = d.wait_exit(timeout=15)
+    log = d.log_text()
+    check(rc == 78, '%s: exit %d (want 78, EX_CONFIG); log:\n%s'
+          % (what, rc, log[-1500:]))
+    check(re.search(r'^%s \S+ ferry/master\[%d\]: %s$'
+                    % (STAMP, pid, line_re), log, re.M),
+          '%s: no log line like %r:\n%s' % (what, line_re, log[-1500:]))
+    check('daemon started' not in log, '%s: "daemon started" logged:\n%s'
+          % (what, log[-1500:]))
+    d.check_log()
+    _nothing_listens(d, what)
+
+
+def test_refuses_root_user():
+    """user = root: the daemon will not run with uid 0 after binding, so
+    it does not start at all."""
+    if not IS_ROOT:
+        return 'not root: `user` is ignored, nothing to refuse'
+    d = Daemon('user-root', user='root')
+    try:
+        _refused_start(d, r'warning: user "root" \(%s\) has uid 0: '
+                       r'refusing to run as root' % re.escape(d.conf),
+                       'user = root')
+        d.cleanup(True)
+    finally:
+        d.cleanup(False)
+
+
+def test_refuses_missing_user():
+    if not IS_ROOT:
+        return 'not root: `user` is ignored, nothing to refuse'
+    name = 'ferry-nouser-%d' % os.getpid()
+    try:
+        pwd.getpwnam(name)
+        raise TestFailure('user %s exists on this host' % name)
+    except KeyError:
+        pass
+    d = Daemon('user-missing', user=name)
+    try:
+        _refused_start(d, r'warning: user "%s" \(%s\) does not exist; '
+                       r'create it, e\.g\. useradd .*' % (name,
+                                                          re.escape(d.conf)),
+                       'user = ' + name)
+        d.cleanup(True)
+    finally:
+        d.cleanup(False)
+
+
+# --- sendmail -q ---------------------------------------------------------------
+
+def _sendmail_as_nobody(d, *args):
+    """The binary invoked as `sendmail` (argv[0]), as an unprivileged user."""
+    sm = os.path.join(d.dir, 'sendmail')
+    if not os.path.lexists(sm):
+        os.symlink(user_bin(), sm)
+    cmd = [sm] + list(args)
+    if IS_ROOT:
+        cmd = ['runuser', '-u', 'nobody', '--', 'env',
+               'FERRY_CONFIG=' + d.conf] + cmd
+    return subprocess.run(cmd, env=dict(os.environ, FERRY_CONFIG=d.conf),
+                          stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=60)
+
+
+def test_sendmail_q_runs_queue():
+    """A message deferred with its next try an hour away is delivered
+    within seconds of `sendmail -q` once its smarthost is up; -q exits 0.
+    With the daemon down, -q exits 69 (EX_UNAVAILABLE, as Postfix's
+    "mail system is down") and says why."""
+    from peers import Sink, wait_delivery, wait_removed, deliveries, \
+        bind_probe, crlf_to_lf
+    port = free_port()
+    check(bind_probe('127.0.0.1', port), 'port %d in use' % port)
+    d = Daemon('sm-q', smarthost='[127.0.0.1]:%d' % port, retry_min='1h',
+               retry_max='2h', queue_lifetime='1d')
+    ok = False
+    try:
+        d.start()
+        qid = d.send_message(BODY)
+        wait_delivery(d, qid, 'deferred')
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['next_attempt'] > time.time() + 600,
+              'deferred message should wait an hour: %r' % q)
+        with Sink(port=port) as s:
+            time.sleep(0.5)
+            check(s.files() == [] and len(deliveries(d, qid)) == 1,
+                  'retried before sendmail -q: %r' % deliveries(d, qid))
+            t0 = time.monotonic()
+            p = _sendmail_as_nobody(d, '-q')
+            check(p.returncode == 0, 'sendmail -q: exit %d, %s'
+                  % (p.returncode, short(p.stderr)))
+            wait_delivery(d, qid, 'sent', timeout=20)
+            wait_removed(d, qid)
+            check(time.monotonic() - t0 < 60 * SLOW, 'slow delivery')
+            msgs = s.wait_count(1)
+            check(len(msgs) == 1 and msgs[0].body.endswith(
+                crlf_to_lf(BODY)), 'sink got %r' % msgs)
+        d.assert_empty('after sendmail -q')
+        d.stop()
+        p = _sendmail_as_nobody(d, '-q')
+        err = p.stderr.decode(errors='replace')
+        check(p.returncode == 69 and 'not running' in err,
+              'sendmail -q, daemon down: exit %d (want 69), %r'
+              % (p.returncode, err))
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- syslog (log = syslog: /dev/log, facility mail) ---------------------------
+
+# Inside a private mount namespace /dev becomes a small tmpfs holding the
+# few devices ferry may open and, as /dev/log, the test's own datagram
+# socket: the host's /dev and its syslog daemon (if any) are not touched.
+SYSLOG_WRAP = r'''set -e
+mount --bind /dev "$1/olddev"
+mount -t tmpfs -o mode=0755,size=64k ferry-test-dev /dev
+for n in null zero random urandom; do
+    : > "/dev/$n"; mount --bind "$1/olddev/$n" "/dev/$n"
+done
+umount "$1/olddev"
+: > /dev/log
+mount --bind "$1/log.sock" /dev/log
+shift
+exec "$@"
+'''
+SYSLOG_RE = re.compile(r'<(\d+)>(%s) ferry/([a-z]+)\[(\d+)\]: (.*)'
+                       % STAMP, re.S)
+LOG_MAIL = 2 << 3
+PRI_CRIT, PRI_WARNING, PRI_INFO = 2, 4, 6
+
+
+class SyslogSink:
+    """A Unix datagram socket standing in for /dev/log; a thread drains it
+    at once (the kernel queues only ~10 datagrams, and ferry's sends do
+    not block) into self.grams."""
+
+    def __init__(self, top):
+        self.dir = os.path.join(top, 'syslog')
+        os.mkdir(self.dir)
+        os.chmod(self.dir, 0o755)
+        os.mkdir(os.path.join(self.dir, 'olddev'))
+        self.path = os.path.join(self.dir, 'log.sock')
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)	# the daemon may reconnect as `ferry`
+        self.sock.settimeout(0.1)
+        self.grams = []
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self):
+        while not self.done:
+            try:
+                g = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.grams.append(g)
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+    def wrap(self, cmd):
+        return ['unshare', '--mount', '--propagation', 'private', 'sh',
+                '-c', SYSLOG_WRAP, 'sh', self.dir] + cmd
+
+    def parsed(self):
+        """Every datagram as (pri, prog, pid, text); fails on one not in
+        the shape log.c promises."""
+        out = []
+        with self.lock:
+            grams = list(self.grams)
+        for g in grams:
+            s = g.decode('utf-8', 'replace')
+            m = SYSLOG_RE.fullmatch(s)
+            check(m and '\n' not in s,
+                  'datagram not "<PRI>Mmm dd hh:mm:ss ferry/PROG[PID]: '
+                  'text": %s' % short(g))
+            out.append((int(m.group(1)), m.group(3), int(m.group(4)),
+                        m.group(5)))
+        return out
+
+    def wait(self, pattern, timeout=10.0):
+        """The first (pri, prog, pid, text) whose text matches."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            for g in self.parsed():
+                if re.search(pattern, g[3]):
+                    return g
+            if time.monotonic() > deadline:
+                raise TestFailure('no syslog datagram like %r within %.0fs; '
+                                  'got:\n%s' % (pattern, timeout * SLOW,
+                                                '\n'.join(repr(x) for x in
+                                                          self.grams[-30:])))
+            time.sleep(0.05)
+
+
+class SyslogDaemon(Daemon):
+    """A Daemon with log = syslog whose /dev/log is sink's socket."""
+
+    def __init__(self, name, sink, **cfg):
+        self.sink = sink
+        Daemon.__init__(self, name, **cfg)
+        self.cfg['log'] = 'syslog'
+        self.write_config()
+
+    def start(self, wait=True):
+        logf = open(self.log_path, 'ab')
+        # unshare and sh exec: the pid is the daemon's own
+        self.proc = subprocess.Popen(
+            self.sink.wrap([FERRY_BIN, '-c', self.conf, 'serve']),
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        logf.close()
+        if wait:
+            check(self.wait_ready() and self.proc.poll() is None,
+                  'daemon under unshare did not become ready (rc %r); '
+                  'stderr:\n%s' % (self.proc.poll(), self.log_tail()))
+        return self
+
+
+def _expect_gram(g, pri, prog, pid, what):
+    check(g[0] == LOG_MAIL | pri and g[1] == prog and g[2] == pid,
+          '%s: want <%d> ferry/%s[%d], got %r'
+          % (what, LOG_MAIL | pri, prog, pid, g))
+
+
+def test_syslog_facility_mail():
+    """log = syslog: each line is one datagram to /dev/log, "<PRI>Mmm dd
+    hh:mm:ss ferry/PROG[PID]: text" (no host: syslogd adds it), facility
+    mail: <22> info, <20> warning, <18> fatal (LOG_CRIT, as Postfix's
+    msg_fatal).  An accepted message's client=, message-id=, from=<...>
+    and its deferral go there, and nothing goes to stderr."""
+    if not IS_ROOT:
+        return 'not root: no mount namespace for a private /dev/log'
+    d = d2 = sink = None
+    ok = False
+    top = None
+    try:
+        d = SyslogDaemon('syslog', None, retry_min='1h', retry_max='2h',
+                         queue_lifetime='1d')
+        top = d.dir
+        sink = d.sink = SyslogSink(top)
+        d.start()
+        pid = d.proc.pid
+        g = sink.wait(r'^daemon started -- version \S+, configuration %s$'
+                      % re.escape(d.conf))
+        _expect_gram(g, PRI_INFO, 'master', pid, 'daemon started')
+        body = (b'Message-ID: <syslog-1@example.test>\r\n' + BODY)
+        qid = d.send_message(body, sender='syslog@example.test')
+        size = len(body)
+        for prog, pat in (
+                ('smtpd', r'^connect from unknown\[127\.0\.0\.1\]$'),
+                ('smtpd', r'^%s: client=unknown\[127\.0\.0\.1\]$' % qid),
+                ('cleanup', r'^%s: message-id=<syslog-1@example\.test>$'
+                 % qid),
+                ('qmgr', r'^%s: from=<syslog@example\.test>, size=\d+, '
+                 r'nrcpt=1 \(queue active\)$' % qid),
+                ('smtp', r'^%s: to=<rcpt@relay\.test>, relay=.*, '
+                 r'dsn=4\.\d\.\d+, status=deferred \(' % qid)):
+            g = sink.wait(pat)
+            _expect_gram(g, PRI_INFO, prog, pid, pat)
+        g = sink.wait(r'^%s: from=<' % qid)
+        m = re.search(r'size=(\d+)', g[3])
+        check(int(m.group(1)) >= size, 'from= line size %s < %d sent'
+              % (m.group(1), size))
+        # a warning: a broken config at SIGHUP is refused, loudly
+        d.write_config(extra='bogus_key = 1\n')
+        d.signal(signal.SIGHUP)
+        g = sink.wait(r'^warning: reload: .*bogus_key')
+        _expect_gram(g, PRI_WARNING, 'master', pid, 'reload warning')
+        d.write_config()
+        # a fatal error: a second daemon on the same local_socket
+        d2 = SyslogDaemon('syslog2', sink,
+                          local_socket=d.cfg['local_socket'])
+        d2.start(wait=False)
+        pid2 = d2.proc.pid
+        rc = d2.wait_exit()
+        check(rc == 75, 'second daemon: exit %d (want 75); stderr %s'
+              % (rc, d2.log_tail()))
+        g = sink.wait(r'^fatal: local_socket %s: another daemon is running$'
+                      % re.escape(d.cfg['local_socket']))
+        _expect_gram(g, PRI_CRIT, 'master', pid2, 'fatal')
+        check(d.running(), 'the first daemon died')
+        d.stop()
+        g = sink.wait(r'^terminating on signal 15\b')
+        _expect_gram(g, PRI_INFO, 'master', pid, 'terminating')
+        # nothing of this went to stderr, and everything that came was
+        # well formed (parsed() checks each datagram)
+        sink.parsed()
+        for x in (d, d2):
+            check(x.log_text().strip() == '', 'log = syslog, yet on stderr '
+                  'of %s:\n%s' % (x.name, x.log_tail()))
+        ok = True
+    finally:
+        if sink is not None:
+            sink.close()
+        if d2 is not None:
+            d2.cleanup(ok)
+        if d is not None:
+            d.cleanup(ok)

@@ -16,7 +16,8 @@ import re
 import signal
 import time
 
-from ferrytest import Daemon, check, stuff, short, free_port, SLOW
+from ferrytest import (Daemon, TestFailure, check, stuff, short, free_port,
+                       SLOW)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
                    bounce_ids, flush, crlf_to_lf, wait_for, bind_probe)
 from test_dns import DnsServer
@@ -1168,3 +1169,204 @@ def test_deliver_undeliverable_bounce_dropped_after_lifetime():
                         d.log_text()), 'no "discarded" line for the DSN')
         check(bounce_ids(d, b[0]) == [], 'a bounce of the bounce')
         queue_settled(d)
+
+
+# --- mailq's view of deferred mail, backoff, smarthost and MX rules ------
+
+def _mailq_date(t):
+    """Unix seconds the way mailq prints them (local time, no year)."""
+    return time.strftime('%a %b %e %H:%M:%S', time.localtime(t))
+
+
+def test_deliver_mailq_plain_shows_reason_and_next_attempt():
+    """Plain mailq of a message with one recipient sent and one deferred
+    by a 451: the sent one is gone, the deferred one is followed by the
+    remote's reply in parentheses, and the message ends with its next
+    attempt -- the same time as mailq --json's next_attempt."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and arg.startswith('<b@dom.test>'):
+            return '451 4.2.0 <b@dom.test>: mailbox busy'
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('mqplain', p.port) as d:
+        qid = d.send_message(BODY, rcpts=('a@dom.test', 'b@dom.test'))
+        wait_delivery(d, qid, 'deferred')
+        wait_delivery(d, qid, 'sent')
+
+        def settled():
+            q = d.mailq()
+            return q if q and [r['status'] for r in q[0]['recipients']] \
+                == ['sent', 'deferred'] else None
+        # The log line comes a moment before the state file is written.
+        q = wait_for(settled, 5, 'a sent, b deferred: %r' % d.mailq())[0]
+        reason = q['recipients'][1]['reason']
+        check('451' in reason and 'mailbox busy' in reason,
+              'json reason %r' % reason)
+        check(q['next_attempt'] > time.time() + 600,
+              'next_attempt %r not an hour ahead' % q['next_attempt'])
+        pr = d.cli('mailq')
+        check(pr.returncode == 0, 'mailq exit %d: %s'
+              % (pr.returncode, short(pr.stderr)))
+        out = pr.stdout.decode()
+        lines = out.splitlines()
+        top = [i for i, l in enumerate(lines) if l.startswith(qid)]
+        check(len(top) == 1, 'no single line for %s:\n%s' % (qid, out))
+        block = lines[top[0]:]
+        block = block[:block.index('')] if '' in block else block
+        ind = ' ' * 50		# QUEUE_ID_LEN + 32, as the table has it
+        want = [ind + 'b@dom.test', ind + '(%s)' % reason,
+                ind + '(next attempt: %s)' % _mailq_date(q['next_attempt'])]
+        check(block[1:] == want, 'mailq block of %s:\n%s\nwant after the '
+              'ID line:\n%s' % (qid, '\n'.join(block), '\n'.join(want)))
+        check('a@dom.test' not in out, 'a sent recipient is listed:\n%s'
+              % out)
+        check(re.search(r'(?m)^-- \d+ Kbytes in 1 Request\.$', out),
+              'no summary line:\n%s' % out)
+        p.wait_idle()
+
+
+_LOG_STAMP = re.compile(r'^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d) ')
+
+
+def _log_seconds(line):
+    """Unix seconds of a log line's stamp ("Nov 27 04:20:09", local)."""
+    m = _LOG_STAMP.match(line)
+    check(m, 'log line without a time stamp: %r' % line)
+    now = time.time()
+    for year in (time.localtime(now).tm_year,
+                 time.localtime(now).tm_year - 1):
+        t = time.mktime(time.strptime('%d %s %s %s' % (
+            year, m.group(1), m.group(2), m.group(3)), '%Y %b %d %H:%M:%S'))
+        if t <= now + 86400:
+            return int(t)
+    raise TestFailure('log stamp in the future: %r' % line)
+
+
+def _deferral_seconds(d, qid):
+    """The stamps of qid's status=deferred lines, in order."""
+    return [_log_seconds(l) for l in d.log_text().splitlines()
+            if re.search(r'\b%s: to=<.*, status=deferred ' % qid, l)]
+
+
+def test_deliver_backoff_grows_to_retry_max():
+    """retry_min = 1s, retry_max = 4s, a peer that always says 451: the
+    wait before each next attempt (mailq --json's next_attempt minus the
+    second of the deferral's log line) doubles from 1 s and then stays at
+    the 4 s cap, plus 0-50 % jitter.  Attempt k's next_attempt N_k lies
+    after its deferral (L_k < N_k) and not after the next one (the retry
+    waits for it: N_k <= L_k+1), so each N seen in mailq belongs to the
+    last deferral logged before it.  The deferral's stamp comes a moment
+    before the scheduler reads the clock: up to 1 s more is allowed."""
+    def policy(sess, verb, arg, txn):
+        return '451 4.3.0 try again later' if verb == 'RCPT' else None
+
+    attempts = 5
+    # k -> (least, most) wait: 1; 2 + 0..1; then the cap 4 + 0..2
+    bounds = {1: (1, 1), 2: (2, 3)}
+    for k in range(3, attempts + 1):
+        bounds[k] = (4, 6)
+    with SmtpPeer(policy=policy) as p, smarthost_daemon(
+            'backoffgrow', p.port, retry_min='1s', retry_max='4s') as d:
+        qid = d.send_message(BODY)
+        seen = set()
+        deadline = time.monotonic() + 60 * SLOW
+        while True:
+            q = d.mailq()
+            check(len(q) == 1 and q[0]['id'] == qid, 'mailq %r' % q)
+            if q[0]['next_attempt']:
+                seen.add(q[0]['next_attempt'])
+            defers = _deferral_seconds(d, qid)
+            if len(defers) > attempts:
+                break
+            check(time.monotonic() < deadline, '%d deferrals in %.0fs; '
+                  'log:\n%s' % (len(defers), 60 * SLOW, d.log_tail(12)))
+            time.sleep(0.1)
+        waits = {}
+        for n in sorted(seen):
+            k = max([i + 1 for i, l in enumerate(defers) if l < n] or [0])
+            check(k >= 1, 'next_attempt %d before the first deferral %r'
+                  % (n, defers))
+            check(k not in waits, 'two next_attempt values for attempt %d:'
+                  ' %r, deferrals %r' % (k, sorted(seen), defers))
+            waits[k] = n - defers[k - 1]
+        got = [waits.get(k) for k in range(1, attempts + 1)]
+        # mailq is read every 0.1 s and each value stays at least ~1 s
+        check(None not in got, 'next_attempt not seen for every attempt:'
+              ' waits %r, next_attempt %r, deferrals %r'
+              % (got, sorted(seen), defers))
+        for k, w in enumerate(got, 1):
+            lo, hi = bounds[k]
+            check(lo <= w <= hi + 1, 'attempt %d: waited %ds for the next,'
+                  ' want %d..%d (+1); waits %r' % (k, w, lo, hi, got))
+        # the gaps grow, then stop at the cap: no 8 s, no 16 s
+        check(got[0] < got[2] and got[1] <= got[2] + 1 and
+              max(got[2:]) <= 7, 'waits %r do not grow to the cap' % got)
+        gaps = [b - a for a, b in zip(defers, defers[1:])]
+        check(all(g >= 1 for g in gaps[:attempts]) and
+              max(gaps[:attempts]) <= 7 + 3 * SLOW,
+              'deferrals %ss apart: %r' % (gaps, defers))
+        check(len(p.delivered()) == 0, 'delivered at a 451: %r' % p.txns())
+        p.wait_idle()
+        return 'waits %r' % got
+
+
+def test_deliver_smarthost_brackets_skip_mx():
+    """smarthost = [brk.test]:port: its A record, never its MX (which
+    points at a dead host).  Without the brackets the same name goes by
+    its MX and is deferred: the zone is what the test says it is."""
+    z = zone('brk.test. MX 10 mx.brk.test.', 'mx.brk.test. A 127.0.0.2',
+             'brk.test. A 127.0.0.6')
+    with DnsServer(z) as dns, Sink('127.0.0.6') as s:
+        check(bind_probe('127.0.0.2', s.port), 'something on 127.0.0.2')
+        with Daemon('brackets', smarthost='[brk.test]:%d' % s.port,
+                    dns_servers=dns.server, **NO_RETRY) as d:
+            qid = d.send_message(BODY, rcpts=('x@anywhere.test',))
+            r = wait_delivery(d, qid, 'sent')[0]
+            check(r.relay == 'brk.test[127.0.0.6]:%d' % s.port,
+                  'relay %r, want brk.test[127.0.0.6]:%d' % (r.relay, s.port))
+            wait_removed(d, qid)
+            msgs = s.wait_count(1)
+            check(len(msgs) == 1 and msgs[0].rcpt_addrs ==
+                  ['x@anywhere.test'], 'sink %r' % msgs)
+            check_relayed(msgs[0].body, BODY, '[brk.test]', lf=True)
+            check(deliveries(d, qid, 'deferred') == [], 'deferred first: %r'
+                  % deliveries(d, qid))
+        with Daemon('nobrackets', smarthost='brk.test:%d' % s.port,
+                    dns_servers=dns.server, **NO_RETRY) as d:
+            qid = d.send_message(BODY, rcpts=('x@anywhere.test',))
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check('127.0.0.2' in r.relay or 'mx.brk.test' in r.text,
+                  'without brackets, not the MX: %r' % r)
+            time.sleep(0.3 * SLOW)
+            check(len(s.messages()) == 1, 'sink %r' % s.messages())
+
+
+def test_deliver_dead_mx_no_a_fallback():
+    """The domain has an MX (on a dead address) and an A record with a
+    live sink: the MX is the only way in (RFC 5321 5.1), so the mail is
+    deferred, and stays deferred over a retry -- never sent to the A."""
+    z = zone('mxa.test. MX 10 mx.mxa.test.', 'mx.mxa.test. A 127.0.0.2',
+             'mxa.test. A 127.0.0.4')
+    with DnsServer(z) as dns, Sink('127.0.0.4') as s:
+        check(bind_probe('127.0.0.2', s.port), 'something on 127.0.0.2')
+        with mx_daemon('nofallback', dns, s.port) as d:
+            qid = d.send_message(BODY, rcpts=('x@mxa.test',))
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check_log_line(r, 'x@mxa.test', 'deferred', r'4\.\d+\.\d+')
+            check('127.0.0.2' in r.relay or 'mx.mxa.test' in r.text,
+                  'deferral without the MX host: %r' % r)
+            flush(d)
+            wait_delivery(d, qid, 'deferred', n=2)
+            time.sleep(0.3 * SLOW)
+            check(s.messages() == [], 'delivered to the A record: %r'
+                  % s.messages())
+            check(deliveries(d, qid, 'sent') == [] and
+                  deliveries(d, qid, 'bounced') == [],
+                  'not only deferred: %r' % deliveries(d, qid))
+            q = d.mailq()
+            check(len(q) == 1 and q[0]['recipients'][0]['status'] ==
+                  'deferred', 'mailq %r' % q)
+            check(all('127.0.0.4' not in x.relay
+                      for x in deliveries(d, qid)),
+                  'the A record was tried: %r' % deliveries(d, qid))

@@ -16,6 +16,7 @@ DnsServer is usable from other tests: `with DnsServer(ZONE) as dns:` then
 """
 
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -527,3 +528,87 @@ def test_dns_dnssec_warns_on_remote_resolver():
             check((warn % ip in log) if ip else 'trusts the AD' not in log,
                   'dns_servers = %s, dnssec = %s: warning %s expected:\n%s'
                   % (servers, dnssec, 'is' if ip else 'not', log))
+
+
+# --- dns_servers unset: /etc/resolv.conf --------------------------------
+
+RESOLV_PORT = 53	# resolv.conf has no port syntax c-ares 1.18 reads
+
+
+class _ResolvDnsServer(DnsServer):
+    """DnsServer on 127.0.0.1:53, where a resolv.conf can name it."""
+
+    def __enter__(self):
+        p = subprocess.run(['sh', SERVER_SH, 'start', self.dir,
+                            str(RESOLV_PORT), self.zone],
+                           capture_output=True, timeout=30)
+        check(p.returncode == 0, 'dns-server.sh on port %d: %s'
+              % (RESOLV_PORT, p.stderr.decode(errors='replace')[-1500:]))
+        self.port = RESOLV_PORT
+        return self
+
+
+class _ResolvConfDaemon(Daemon):
+    """A daemon in a private mount namespace whose /etc/resolv.conf is
+    a bind mount of the file resolv; the host's is not touched."""
+
+    def __init__(self, name, resolv, **cfg):
+        super().__init__(name, **cfg)
+        self.resolv = resolv
+
+    def start(self, wait=True):
+        logf = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(
+            ['unshare', '--mount', '--propagation', 'private', '--',
+             'sh', '-c', 'mount --bind "$1" /etc/resolv.conf && '
+             'exec "$2" -c "$3" serve', 'ferry-ns', self.resolv,
+             FERRY_BIN, self.conf],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        logf.close()
+        check(self.wait_ready() and self.proc.poll() is None,
+              'daemon in a mount namespace did not start (rc %r); log:\n%s'
+              % (self.proc.poll(), self.log_tail()))
+        return self
+
+
+def test_dns_servers_unset_uses_resolv_conf():
+    """dns_servers unset: the resolver in /etc/resolv.conf answers.  The
+    daemon runs in its own mount namespace with a resolv.conf naming the
+    test server on loopback; the host's own resolver knows nothing of
+    rc.test, so an MX delivery there proves which file was read."""
+    from peers import Sink, wait_delivery, wait_removed
+    with open('/etc/resolv.conf', 'rb') as f:
+        host_resolv = f.read()
+    tmp = tempfile.mkdtemp(prefix='ferry-resolv-')
+    os.chmod(tmp, 0o755)
+    resolv = os.path.join(tmp, 'resolv.conf')
+    with open(resolv, 'w') as f:
+        f.write('nameserver 127.0.0.1\n')
+    os.chmod(resolv, 0o644)
+    z = ('local-data: "rc.test. MX 10 mx.rc.test."\n'
+         'local-data: "mx.rc.test. A 127.0.0.3"\n')
+    try:
+        with _ResolvDnsServer(z), Sink('127.0.0.3') as s:
+            d = _ResolvConfDaemon('resolvconf', resolv, smarthost='',
+                                  mx_port=str(s.port), retry_min='1h',
+                                  retry_max='2h', queue_lifetime='1d')
+            check('dns_servers' not in d.cfg, 'dns_servers is set')
+            with d:
+                p = d.cli('check-config')
+                check(p.returncode == 0 and re.search(
+                    rb'(?m)^dns_servers\s*=\s*(#.*)?$', p.stdout),
+                    'check-config: dns_servers not empty: %s'
+                    % short(p.stdout, 2000))
+                qid = d.send_message(b'Subject: resolv\r\n\r\nhi\r\n',
+                                     rcpts=('x@rc.test',))
+                r = wait_delivery(d, qid, 'sent')[0]
+                check(r.relay == 'mx.rc.test[127.0.0.3]:%d' % s.port,
+                      'relay %r' % r.relay)
+                wait_removed(d, qid)
+                msgs = s.wait_count(1)
+                check(len(msgs) == 1 and msgs[0].rcpt_addrs ==
+                      ['x@rc.test'], 'sink %r' % msgs)
+    finally:
+        subprocess.run(['rm', '-rf', tmp])
+    with open('/etc/resolv.conf', 'rb') as f:
+        check(f.read() == host_resolv, 'the host /etc/resolv.conf changed')

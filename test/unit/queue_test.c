@@ -57,6 +57,7 @@ static int t_abort(void);
 static int t_state(void);
 static int t_state_torn(void);
 static int t_state_corrupt(void);
+static int t_state_warned(void);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -708,6 +709,100 @@ t_state_torn(void)
 	return 0;
 }
 
+/*
+ * The delay warning's "W" record: written only once set, read back,
+ * optional (state files from before it parse, as "not warned"), and held
+ * to the same torn-file rules as the rest.
+ */
+static int
+t_state_warned(void)
+{
+	static const char *const r[] = { "a@x", "b@x" };
+	static const char old_st[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\n"
+	    "A 2\nR 1 deferred 451 later\nE 1\n";
+	static const char new_st[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\n"
+	    "A 2\nW 1700000200\nR 1 deferred 451 later\nE 1\n";
+	static const char *const bad[] = {
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW 0\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW \nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW x\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW 01\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\n"
+		    "W 18446744073709551616\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW 7\nW 7\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nW 7\nA 2\nE 0\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent\n"
+		    "W 7\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nW 7",
+	};
+	struct queue_info info, again;
+	struct queue_rcpt rc[2];
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3], want[128];
+	const char *why;
+	char *buf;
+	size_t i, len;
+
+	/* Written only once set, read back by queue_load(). */
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 2, "body", 4, id) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(info.warned == 0);
+	info.rcpt[0].status = RS_DEFERRED;
+	info.next_attempt = 9;
+	info.attempts = 1;
+	CHECK(queue_update(&info, 0) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	CHECK(memmem(buf, len, "\nW ", 3) == NULL);
+	free(buf);
+	info.warned = 1700000200;
+	CHECK(queue_update(&info, 1) == 0);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 9\nA 1\n"
+	    "W 1700000200\nR 0 deferred\nR 1 queued\nE 2\n", id);
+	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
+	free(buf);
+	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(again.warned == 1700000200 && again.attempts == 1);
+	CHECK(again.rcpt[0].status == RS_DEFERRED);
+	queue_info_free(&again);
+	queue_info_free(&info);
+	teardown();
+
+	/* An old state file has no W: not warned, and a stale value in
+	 * info is reset since the file is whole. */
+	memset(&info, 0, sizeof(info));
+	memset(rc, 0, sizeof(rc));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = 2;
+	info.rcpt = rc;
+	info.warned = 42;
+	CHECK(queue_parse_state(old_st, sizeof(old_st) - 1, &info, &why) == 0);
+	CHECK(info.warned == 0 && info.attempts == 2);
+	CHECK(rc[1].status == RS_DEFERRED);
+	CHECK_STR(rc[1].reason, "451 later");
+	CHECK(queue_parse_state(new_st, sizeof(new_st) - 1, &info, &why) == 0);
+	CHECK(info.warned == 1700000200);
+
+	/* Every truncation of the new shape fails and changes nothing. */
+	for (i = 0; i < sizeof(new_st) - 1; i++) {
+		CHECK((buf = malloc(i ? i : 1)) != NULL);
+		memcpy(buf, new_st, i);
+		CHECK(queue_parse_state(buf, i, &info, &why) == -1);
+		free(buf);
+		CHECK(info.warned == 1700000200);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (queue_parse_state(bad[i], strlen(bad[i]), &info,
+		    &why) == 0) {
+			fprintf(stderr, "  bad W state %zu parsed\n", i);
+			return 1;
+		}
+	}
+	CHECK(info.warned == 1700000200);
+	return 0;
+}
+
 /* A bad sidecar costs a possible duplicate, never the message. */
 static int
 t_state_corrupt(void)
@@ -1084,6 +1179,7 @@ static const struct t_case cases[] = {
 	{ "state sidecar update and reload", t_state },
 	{ "state parse: truncations and bad records", t_state_torn },
 	{ "corrupt state sidecar", t_state_corrupt },
+	{ "state: delay warning record W", t_state_warned },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up sweep", t_sweep },
