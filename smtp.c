@@ -539,10 +539,13 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	return;
 
 refuse:
-	/* A best-effort answer on a fresh socket; it has room for it. */
+	/* A best-effort answer on a fresh socket; it has room for it.  On
+	 * 465 the client expects a TLS handshake, and a plaintext 421 would
+	 * be a protocol error to it: the close is the answer there. */
 	n = snprintf(msg, sizeof(msg) - 2, smtp_replies[r], smtp_conf->hostname,
 	    ip);
-	if (n > 0 && (size_t)n < sizeof(msg) - 2) {
+	if (l->kind != SMTP_KIND_SMTPS && n > 0 &&
+	    (size_t)n < sizeof(msg) - 2) {
 		memcpy(msg + n, "\r\n", 2);
 		(void)!send(fd, msg, (size_t)n + 2,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);

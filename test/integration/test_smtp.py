@@ -545,6 +545,43 @@ def test_max_connections():
             c.close()
 
 
+def test_max_connections_smtps_closed_without_plaintext():
+    """Over max_connections on 465 (implicit TLS) the connection is closed
+    without a byte: a plaintext 421 there would be a TLS protocol error
+    to the client.  The refusal is logged, and once a slot is free 465
+    serves again."""
+    with Daemon('smtpsfull', tls=True, smtps=True, max_connections='1',
+                max_connections_per_client='10') as d:
+        held = d.connect('127.0.0.1')
+        held.expect(None, 220)
+        s = socket.create_connection(('127.0.0.1', d.smtps_port),
+                                     timeout=10,
+                                     source_address=('127.0.0.2', 0))
+        try:
+            got = s.recv(512)
+        except ConnectionResetError:
+            got = b''
+        finally:
+            s.close()
+        check(got == b'', '465 over the limit sent %r' % got)
+        d.wait_log(r'connect from unknown\[127\.0\.0\.2\]: too many '
+                   r'connections \(max_connections = 1\)')
+        held.expect('QUIT', 221)
+        held.close()
+        deadline = time.time() + 10
+        while True:
+            try:
+                c = d.connect_smtps('127.0.0.3')
+                c.expect(None, 220)
+                break
+            except Exception:
+                check(time.time() < deadline, '465 does not serve again')
+                time.sleep(0.2)
+        c.expect('QUIT', 221)
+        c.close()
+        d.assert_empty('465 refusal')
+
+
 def test_command_timeout():
     with Daemon('cmdtmo', smtpd_timeout='2s') as d:
         with d.session() as c:
