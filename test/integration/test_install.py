@@ -7,22 +7,27 @@ and, as root, owner ferry); newaliases through its link; the unit under
 `systemd-analyze verify`; the daemon started with exactly the unit's
 CapabilityBoundingSet and NoNewPrivileges (setpriv), on a port below
 1024; the man pages clean under `mandoc -T lint`, relay.conf.5 naming
-every key of config.c's table and ferry.8 every command `ferry` lists.
+every key of config.c's table and ferry.8 every command `ferry` lists;
+what `make run` runs (test/run-default.sh) on its own default.
 The installed binary is ./ferry (`make -o ferry`: this checks the
 layout, the suite checks the binary; test/run.sh runs the whole suite
 against an installed copy).
 """
 
+import json
 import os
 import pwd
 import re
 import shutil
+import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import tempfile
+import time
 
-from ferrytest import (Daemon, check, short, IS_ROOT, REPO, SLOW,
+from ferrytest import (Daemon, check, short, serial, IS_ROOT, REPO, SLOW,
                        FERRY_BIN, TestFailure)
 
 MAN8 = os.path.join(REPO, 'doc', 'ferry.8')
@@ -454,3 +459,115 @@ def test_man_every_command():
           % (missing, sorted(items)))
     for sig in ('SIGHUP', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'):
         check(sig in text, 'ferry.8 does not mention %s' % sig)
+
+
+def _wait_port(port, proc, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        check(proc.poll() is None, 'make run\'s ferry exited %s'
+              % proc.returncode)
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TestFailure('nothing listens on 127.0.0.1:%d' % port)
+
+
+@serial
+def test_make_run_default():
+    """What `make run` runs after building (test/run-default.sh), in a
+    copy of the tree's layout: the self-signed certificate and
+    run/relay.conf made on the first run and kept on the next, SMTP with
+    STARTTLS on 2525 (IPv4 and, where the host has it, IPv6), implicit
+    TLS on 2465, mail queued (and deferred: nothing leaves), the
+    sendmail interface through FERRY_CONFIG, exit 0 on SIGTERM."""
+    for port in (2525, 2587, 2465):
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            raise TestFailure('127.0.0.1:%d is taken: make run needs it'
+                              % port)
+        except OSError:
+            pass
+    top = tempfile.mkdtemp(prefix='ferry-makerun-')
+    os.chmod(top, 0o755)
+    try:
+        os.mkdir(os.path.join(top, 'test'))
+        shutil.copy(os.path.join(REPO, 'test', 'run-default.sh'),
+                    os.path.join(top, 'test'))
+        os.symlink(FERRY_BIN, os.path.join(top, 'ferry'))
+        run = os.path.join(top, 'run')
+        conf = os.path.join(run, 'relay.conf')
+        cert = os.path.join(run, 'cert.pem')
+        first = None
+        for round_ in (1, 2):
+            log = open(os.path.join(top, 'log%d' % round_), 'wb')
+            p = subprocess.Popen(['sh', os.path.join(top, 'test',
+                                                     'run-default.sh')],
+                                 stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_port(2525, p, 30 * SLOW)
+                _wait_port(2465, p, 10 * SLOW)
+                check(_mode(os.path.join(run, 'key.pem')) == 0o640,
+                      'run/key.pem mode %o' % _mode(os.path.join(run,
+                                                              'key.pem')))
+                if round_ == 2:
+                    check(_read(cert) == first,
+                          'the second run replaced run/cert.pem')
+                    break
+                first = _read(cert)
+                ctx = ssl.create_default_context(cafile=cert)
+                s = smtplib.SMTP('127.0.0.1', 2525, timeout=30)
+                s.starttls(context=ctx)
+                s.ehlo('client.test')
+                check(s.mail('a@example.test')[0] == 250, 'MAIL')
+                check(s.rcpt('someone@example.org')[0] == 250,
+                      'RCPT to another domain from loopback')
+                code, msg = s.data(b'Subject: make run\r\n\r\nhello\r\n')
+                check(code == 250 and b'queued as' in msg,
+                      'DATA: %d %r' % (code, msg))
+                s.quit()
+                s = smtplib.SMTP_SSL('127.0.0.1', 2465, context=ctx,
+                                     timeout=30)
+                check(s.ehlo('client.test')[0] == 250, 'EHLO on 2465')
+                s.quit()
+                if socket.has_ipv6:
+                    try:
+                        c = socket.create_connection(('::1', 2525),
+                                                     timeout=5)
+                    except OSError:
+                        c = None	# no IPv6 loopback on this host
+                    if c is not None:
+                        check(c.recv(64).startswith(b'220 '),
+                              '[::1]:2525 banner')
+                        c.close()
+                env = dict(os.environ, FERRY_CONFIG=conf)
+                r = subprocess.run([FERRY_BIN, 'sendmail', 'root'],
+                                   input=b'Subject: cron\n\nhi\n',
+                                   env=env, capture_output=True,
+                                   timeout=30 * SLOW)
+                check(r.returncode == 0, 'sendmail: exit %d %r'
+                      % (r.returncode, r.stderr))
+                deadline = time.time() + 20 * SLOW
+                while True:
+                    r = subprocess.run([FERRY_BIN, 'mailq', '--json'],
+                                       env=env, capture_output=True,
+                                       timeout=30 * SLOW)
+                    q = json.loads(r.stdout or b'[]')
+                    if len(q) == 2:
+                        break
+                    check(time.time() < deadline, 'mailq: %r' % q)
+                    time.sleep(0.2)
+            finally:
+                p.terminate()
+                try:
+                    rc = p.wait(timeout=20 * SLOW)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    raise TestFailure('make run\'s ferry ignored SIGTERM')
+                log.close()
+            check(rc == 0, 'exit %d on SIGTERM:\n%s'
+                  % (rc, _read(os.path.join(top, 'log%d' % round_))
+                     .decode('utf-8', 'replace')[-2000:]))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
