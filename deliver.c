@@ -127,8 +127,7 @@ enum deliver_auth_step {
 #define DELIVER_TLS_REQUIRED(l)	((l) >= TLS_ENCRYPT)
 /* The server must show a key we know (a TLSA record or a tls_policy
  * fingerprint): a full handshake every time.  A resumed session shows no
- * chain, and its leaf only if mbedTLS was built to keep it
- * (MBEDTLS_SSL_KEEP_PEER_CERTIFICATE, which small builds turn off). */
+ * chain; tls.c reports only what its full handshake established. */
 #define DELIVER_PINNED(d)	((d)->dane || (d)->level == TLS_FINGERPRINT)
 /* secure at a next hop found through MX: the leaf must name the next-hop
  * domain or a name below it (Postfix's smtp_tls_secure_cert_match =

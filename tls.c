@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -59,6 +60,16 @@
 #define TLS_SHA256(in, n, out)	mbedtls_sha256_ret((in), (n), (out), 0)
 #endif
 #define TLS_13_SUITE_HI	0x13		/* RFC 8446 B.4: suites 0x13xx */
+/* mbedtls_ssl_read() calls in a row that report WANT_READ while the
+ * library still holds an unprocessed message: each one processes it, so
+ * more than a few means the library is stuck, not waiting. */
+#define TLS_READ_SPINS	8
+/* What a ticket of ours carries past mbedTLS's: the client's leaf (a
+ * flag, two fingerprints, the CN), sealed with a key of the process. */
+#define TLS_TP_PLAIN	(1 + 2 * TLS_FP_LEN + TLS_CN_MAX + 1)
+#define TLS_TP_NONCE	crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TLS_TP_LEN	(TLS_TP_NONCE + TLS_TP_PLAIN + \
+			    crypto_aead_xchacha20poly1305_ietf_ABYTES)
 
 /* The peer's leaf, reduced to what the callers ask about. */
 struct tls_peer {
@@ -76,13 +87,24 @@ struct tls_server {
 	int suites[TLS_SUITES_MAX + 1];	/* 0-terminated; conf points here */
 };
 
-/* One cached client session: the serialized form is compact and owns no
- * pointers, so a slot is two allocations and LRU is a counter. */
+/*
+ * One cached client session: the serialized form is compact and owns no
+ * pointers, so a slot is a few allocations and LRU is a counter.  What
+ * the full handshake established (the TLS_V_* bits and the leaf) is kept
+ * beside it: a TLS 1.3 ticket carries neither the peer's certificate nor
+ * the verify result, and a resumed session must report the original's,
+ * never more.  name is the host name those bits were checked against
+ * ("" for none); the session is only offered for the same name.
+ */
 struct tls_cache_slot {
 	char *key;
+	char *name;
 	unsigned char *blob;
 	size_t len;
 	unsigned long used;
+	unsigned verify;
+	unsigned char has_peer;
+	struct tls_peer peer;
 };
 
 struct tls_client {
@@ -103,6 +125,7 @@ struct tls_conn {
 	struct tls_server *srv;		/* exactly one of srv / cli */
 	struct tls_client *cli;
 	char *cache_key;		/* client only; NULL: no resumption */
+	char *name;			/* with cache_key: the name checked */
 	int fd;
 	int sys_errno;			/* the socket error behind a failure */
 	unsigned char done;		/* handshake finished */
@@ -112,6 +135,11 @@ struct tls_conn {
 	unsigned char has_peer;
 	unsigned char no_name;		/* no host name to check (NULL/IP) */
 	unsigned char closed;		/* close_notify attempted */
+	/* What the offered session's full handshake established (the
+	 * cache slot's, copied): a resumption reports it. */
+	unsigned char off_has_peer;
+	unsigned off_verify;
+	struct tls_peer off_peer;
 	tls_chain_hook *chain_hook;	/* client only */
 	void *chain_arg;
 	struct tls_peer peer;
@@ -135,6 +163,9 @@ static int	tls_conf_common(mbedtls_ssl_config *, int, const int *, int,
 		    char *, size_t);
 static int	tls_load_pair(mbedtls_x509_crt *, mbedtls_pk_context *,
 		    const char *, const char *, char *, size_t);
+static int	tls_ticket_write(void *, const mbedtls_ssl_session *,
+		    unsigned char *, const unsigned char *, size_t *,
+		    uint32_t *);
 static int	tls_ticket_parse(void *, mbedtls_ssl_session *,
 		    unsigned char *, size_t);
 static int	tls_ticket_init(char *, size_t);
@@ -202,12 +233,22 @@ static const uint16_t tls_default_suites[] = {
  */
 static mbedtls_ssl_ticket_context tls_ticket;
 static int tls_ticket_ready;
+/*
+ * A TLS 1.3 ticket (mbedTLS 3.x) keeps no client certificate, and
+ * relay_client_certs needs its fingerprint on a resumed session too: the
+ * ticket callbacks append the leaf's fingerprints, sealed (AEAD, the
+ * mbedTLS ticket as associated data, so the two go together) with this
+ * key.  Used for TLS 1.2 tickets as well, so both resume alike.
+ */
+static unsigned char tls_ticket_peer_key[
+    crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
 
 /*
- * The connection inside mbedtls_ssl_handshake(), for tls_ticket_parse():
- * the ticket callback gets no per-connection pointer, and a ticket that
- * parses is the server's only public sign of a resumption.  Set and
- * cleared around the one call; the process is single-threaded.
+ * The connection inside mbedtls_ssl_handshake() (or read / write, where
+ * a TLS 1.3 server may send its tickets), for the ticket callbacks: they
+ * get no per-connection pointer, and a ticket that parses is the
+ * server's only public sign of a resumption.  Set and cleared around
+ * each call; the process is single-threaded.
  */
 static struct tls_conn *tls_current;
 
@@ -463,16 +504,71 @@ tls_load_pair(mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
 	return 0;
 }
 
+/* mbedTLS's ticket, then the client's leaf as tls_ticket_peer_key
+ * seals it (none known: the flag says so, never a guess). */
+static int
+tls_ticket_write(void *ctx, const mbedtls_ssl_session *session,
+    unsigned char *start, const unsigned char *end, size_t *tlen,
+    uint32_t *lifetime)
+{
+	unsigned char plain[TLS_TP_PLAIN], *p;
+	const struct tls_conn *c = tls_current;
+	int ret;
+
+	if (end < start || (size_t)(end - start) < TLS_TP_LEN)
+		return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+	if ((ret = mbedtls_ssl_ticket_write(ctx, session, start,
+	    end - TLS_TP_LEN, tlen, lifetime)) != 0)
+		return ret;
+	memset(plain, 0, sizeof(plain));
+	if (c != NULL && c->has_peer) {
+		plain[0] = 1;
+		memcpy(plain + 1, c->peer.fp_cert, TLS_FP_LEN);
+		memcpy(plain + 1 + TLS_FP_LEN, c->peer.fp_spki, TLS_FP_LEN);
+		memcpy(plain + 1 + 2 * TLS_FP_LEN, c->peer.cn,
+		    strlen(c->peer.cn));
+	}
+	p = start + *tlen;
+	randombytes_buf(p, TLS_TP_NONCE);
+	(void)crypto_aead_xchacha20poly1305_ietf_encrypt(p + TLS_TP_NONCE,
+	    NULL, plain, sizeof(plain), start, *tlen, NULL, p,
+	    tls_ticket_peer_key);
+	*tlen += TLS_TP_LEN;
+	return 0;
+}
+
+/* The seal first (mbedTLS decrypts its part in place): a ticket whose
+ * two parts do not belong together is not resumed. */
 static int
 tls_ticket_parse(void *ctx, mbedtls_ssl_session *session,
     unsigned char *buf, size_t len)
 {
+	unsigned char plain[TLS_TP_PLAIN];
+	const unsigned char *p;
+	struct tls_conn *c = tls_current;
+	size_t n;
 	int ret;
 
-	ret = mbedtls_ssl_ticket_parse(ctx, session, buf, len);
-	if (ret == 0 && tls_current != NULL)
-		tls_current->resumed = 1;
-	return ret;
+	if (len < TLS_TP_LEN)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	n = len - TLS_TP_LEN;
+	p = buf + n;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL,
+	    p + TLS_TP_NONCE, TLS_TP_LEN - TLS_TP_NONCE, buf, n, p,
+	    tls_ticket_peer_key) != 0)
+		return MBEDTLS_ERR_SSL_INVALID_MAC;
+	ret = mbedtls_ssl_ticket_parse(ctx, session, buf, n);
+	if (ret != 0 || c == NULL)
+		return ret;
+	c->resumed = 1;
+	c->has_peer = plain[0] == 1;
+	if (c->has_peer) {
+		memcpy(c->peer.fp_cert, plain + 1, TLS_FP_LEN);
+		memcpy(c->peer.fp_spki, plain + 1 + TLS_FP_LEN, TLS_FP_LEN);
+		memcpy(c->peer.cn, plain + 1 + 2 * TLS_FP_LEN, TLS_CN_MAX);
+		c->peer.cn[TLS_CN_MAX] = '\0';
+	}
+	return 0;
 }
 
 static int
@@ -483,6 +579,7 @@ tls_ticket_init(char *err, size_t errsz)
 
 	if (tls_ticket_ready)
 		return 0;
+	randombytes_buf(tls_ticket_peer_key, sizeof(tls_ticket_peer_key));
 	mbedtls_ssl_ticket_init(&tls_ticket);
 	if ((ret = mbedtls_ssl_ticket_setup(&tls_ticket, tls_rng, NULL,
 	    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME)) != 0) {
@@ -525,7 +622,7 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
 	if (tls_ticket_init(err, errsz) == -1)
 		goto fail;
 	mbedtls_ssl_conf_session_tickets_cb(&srv->conf,
-	    mbedtls_ssl_ticket_write, tls_ticket_parse, &tls_ticket);
+	    tls_ticket_write, tls_ticket_parse, &tls_ticket);
 	if (mbedtls_ssl_conf_own_cert(&srv->conf, &srv->chain,
 	    &srv->key) != 0) {
 		tls_seterr(err, errsz, "%s: cannot use the certificate", cert);
@@ -706,7 +803,8 @@ tls_conn_client(struct tls_client *cli, int fd, const char *sni,
 		goto fail;
 	if (cache_key != NULL && *cache_key != '\0' &&
 	    strlen(cache_key) <= TLS_CACHE_KEY_MAX) {
-		if ((c->cache_key = strdup(cache_key)) == NULL)
+		if ((c->cache_key = strdup(cache_key)) == NULL ||
+		    (c->name = strdup(c->no_name ? "" : sni)) == NULL)
 			goto fail;
 		tls_cache_offer(c);
 	}
@@ -725,6 +823,7 @@ tls_conn_free(struct tls_conn *c)
 	tls_server_unref(c->srv);
 	tls_client_unref(c->cli);
 	free(c->cache_key);
+	free(c->name);
 	free(c);
 }
 
@@ -843,16 +942,20 @@ static void
 tls_handshake_done(struct tls_conn *c)
 {
 	c->done = 1;
-	/* A resumed session brings its peer back without a Certificate
-	 * message; mbedTLS restored the leaf from the session. */
-	if (!c->has_peer)
-		tls_peer_record(c, mbedtls_ssl_get_peer_cert(&c->ssl));
 	if (c->cli != NULL) {
+		/* A resumed session brings no Certificate message: its peer
+		 * is the one the cache kept with it (TLS 1.3 tickets have
+		 * no certificate for mbedTLS to restore). */
 		c->resumed = c->offered && !c->saw_cert;
+		if (c->resumed) {
+			c->has_peer = c->off_has_peer;
+			c->peer = c->off_peer;
+		}
 		/* TLS 1.3 has no session until its ticket comes (read). */
 		if (strcmp(mbedtls_ssl_get_version(&c->ssl), "TLSv1.3") != 0)
 			tls_cache_store(c);
 	}
+	/* A server's resumed session: tls_ticket_parse() set the peer. */
 }
 
 /*
@@ -916,15 +1019,25 @@ tls_conn_handshake(struct tls_conn *c)
 	return r;
 }
 
+/*
+ * WANT_READ goes back to the caller only when mbedTLS holds nothing
+ * unprocessed, so waiting for the fd is right.  It is also what mbedTLS
+ * says after taking in a post-handshake message (a TLS 1.3
+ * NewSessionTicket): it keeps the message and handles it on the next
+ * call, while the application data behind it may already be read off
+ * the socket or never come (the peer waits for us).  So: call again.
+ */
 ssize_t
 tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 {
-	int ret;
+	int ret, spins = 0;
 
 	if (len > INT_MAX)
 		len = INT_MAX;
 	for (;;) {
+		tls_current = c;
 		ret = mbedtls_ssl_read(&c->ssl, buf, len);
+		tls_current = NULL;
 		if (ret > 0)
 			return ret;
 #if TLS_HAVE_13
@@ -932,9 +1045,18 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
 			if (c->cli != NULL)
 				tls_cache_store(c);
+			spins = 0;
 			continue;
 		}
 #endif
+		if (ret == MBEDTLS_ERR_SSL_WANT_READ &&
+		    mbedtls_ssl_check_pending(&c->ssl)) {
+			if (++spins <= TLS_READ_SPINS)
+				continue;
+			tls_seterr(c->err, sizeof(c->err), "read: the TLS "
+			    "library makes no progress");
+			return TLS_FAIL;
+		}
 		return tls_result(c, ret, "read");
 	}
 }
@@ -952,7 +1074,9 @@ tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
 
 	if (len > INT_MAX)
 		len = INT_MAX;
+	tls_current = c;
 	ret = mbedtls_ssl_write(&c->ssl, buf, len);
+	tls_current = NULL;
 	if (ret > 0)
 		return ret;
 	if (ret == 0) {
@@ -1016,9 +1140,11 @@ tls_conn_resumed(const struct tls_conn *c)
 }
 
 /*
- * Client: the verify flags mbedTLS kept (restored with a resumed
- * session), reduced to TLS_V_*.  Server: only whether there was a
- * certificate; its chain was never judged.
+ * Client: the verify flags of this handshake's chain, reduced to
+ * TLS_V_*; a resumed session reports what its full handshake did (kept
+ * in the cache: mbedTLS does not keep it in a TLS 1.3 ticket, and a
+ * loaded session's zeroed flags would read as "verified").  Server: only
+ * whether there was a certificate; its chain was never judged.
  */
 unsigned
 tls_conn_verify(const struct tls_conn *c)
@@ -1028,7 +1154,11 @@ tls_conn_verify(const struct tls_conn *c)
 
 	if (c->srv != NULL)
 		return c->has_peer ? 0 : TLS_V_NOCERT;
-	if (!c->done || !c->has_peer)
+	if (!c->done)
+		return TLS_V_NOCERT | TLS_V_UNTRUSTED;
+	if (c->resumed)
+		return c->off_verify;
+	if (!c->has_peer)
 		return TLS_V_NOCERT | TLS_V_UNTRUSTED;
 	flags = mbedtls_ssl_get_verify_result(&c->ssl);
 	if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
@@ -1101,16 +1231,22 @@ tls_cache_offer(struct tls_conn *c)
 	struct tls_cache_slot *s;
 	mbedtls_ssl_session sess;
 
-	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL)
+	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL ||
+	    strcasecmp(s->name, c->name) != 0)
 		return;
 	s->used = ++c->cli->clock;
 	mbedtls_ssl_session_init(&sess);
 	/* A blob this build cannot load (or a session mbedTLS refuses) is
 	 * just not offered. */
 	if (mbedtls_ssl_session_load(&sess, s->blob, s->len) == 0 &&
-	    mbedtls_ssl_set_session(&c->ssl, &sess) == 0)
+	    mbedtls_ssl_set_session(&c->ssl, &sess) == 0) {
 		c->offered = 1;
-	else
+		/* A copy: the slot may be replaced before this handshake
+		 * ends, and what resumes is this session. */
+		c->off_verify = s->verify;
+		c->off_has_peer = s->has_peer;
+		c->off_peer = s->peer;
+	} else
 		tls_cache_slot_clear(s);
 	mbedtls_ssl_session_free(&sess);
 }
@@ -1123,9 +1259,9 @@ tls_cache_store(struct tls_conn *c)
 	mbedtls_ssl_session sess;
 	unsigned char *blob = NULL;
 	size_t len = 0, i;
-	char *key = NULL;
+	char *key = NULL, *name = NULL;
 
-	if (c->cache_key == NULL)
+	if (c->cache_key == NULL || (name = strdup(c->name)) == NULL)
 		return;
 	mbedtls_ssl_session_init(&sess);
 	if (mbedtls_ssl_get_session(&c->ssl, &sess) != 0)
@@ -1159,7 +1295,15 @@ tls_cache_store(struct tls_conn *c)
 	s->len = len;
 	s->used = ++cli->clock;
 	blob = NULL;
+	free(s->name);
+	s->name = name;
+	name = NULL;
+	/* a resumed session passes on what its own original established */
+	s->verify = tls_conn_verify(c);
+	s->has_peer = c->has_peer;
+	s->peer = c->peer;
 done:
+	free(name);
 	free(key);
 	free(blob);
 	mbedtls_ssl_session_free(&sess);
@@ -1178,6 +1322,7 @@ static void
 tls_cache_slot_clear(struct tls_cache_slot *s)
 {
 	free(s->key);
+	free(s->name);
 	if (s->blob != NULL)
 		sodium_memzero(s->blob, s->len);	/* holds a master secret */
 	free(s->blob);

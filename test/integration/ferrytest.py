@@ -10,6 +10,7 @@ Python 3 standard library only.  A failed expectation raises TestFailure
 with a message that says what was expected and what came back.
 """
 
+import ctypes
 import json
 import os
 import pwd
@@ -171,6 +172,54 @@ def client_context(verify=True, cert=None, max_version=None,
 
 
 TLS12 = ssl.TLSVersion.TLSv1_2
+
+_mbedtls_builds = {}
+
+
+def mbedtls_build(binary=None):
+    """(mbedTLS version as a string, whether it has TLS 1.3) for the
+    library FERRY_BIN runs with.  Linked dynamically: ldd names the
+    libmbedcrypto it loads, and that library answers itself
+    (mbedtls_version_get_number(), and mbedtls_version_check_feature()
+    for MBEDTLS_SSL_PROTO_TLS1_3: the build option tls.c tests with the
+    3.x headers).  Linked statically: the binary holds mbedTLS's TLS 1.3
+    suite names (TLS1-3-...) only when that code was built in.  Asked
+    once per binary."""
+    binary = binary or FERRY_BIN
+    if binary in _mbedtls_builds:
+        return _mbedtls_builds[binary]
+    p = subprocess.run(['ldd', binary], capture_output=True, text=True,
+                       timeout=30)
+    m = re.search(r'\blibmbedcrypto\.so\S* => (\S+)', p.stdout)
+    if m is None:
+        check('libmbed' not in p.stdout, 'ldd %s: libmbed* not resolved:'
+              '\n%s' % (binary, p.stdout))
+        with open(binary, 'rb') as f:
+            data = f.read()
+        check(b'TLS-ECDHE-' in data, '%s: neither linked to mbedTLS nor '
+              'holding its suite names' % binary)
+        found = 'static', b'TLS1-3-AES-128-GCM-SHA256' in data
+    else:
+        lib = ctypes.CDLL(m.group(1))
+        lib.mbedtls_version_get_number.restype = ctypes.c_uint
+        lib.mbedtls_version_check_feature.argtypes = [ctypes.c_char_p]
+        lib.mbedtls_version_check_feature.restype = ctypes.c_int
+        n = lib.mbedtls_version_get_number()
+        # A feature check that must succeed: the table is compiled in.
+        check(lib.mbedtls_version_check_feature(b'MBEDTLS_SSL_PROTO_TLS1_2')
+              == 0, '%s: cannot list its features' % m.group(1))
+        has13 = n >= 0x03000000 and lib.mbedtls_version_check_feature(
+            b'MBEDTLS_SSL_PROTO_TLS1_3') == 0
+        found = ('%d.%d.%d' % (n >> 24, (n >> 16) & 0xff, (n >> 8) & 0xff),
+                 has13)
+    _mbedtls_builds[binary] = found
+    return found
+
+
+def tls_version_expected(binary=None):
+    """The version ferry negotiates with a peer that has no cap:
+    'TLSv1.3' exactly when mbedtls_build() says 3.x with TLS 1.3."""
+    return 'TLSv1.3' if mbedtls_build(binary)[1] else 'TLSv1.2'
 
 
 def pem_leaf_der(path):

@@ -527,7 +527,13 @@ class SmtpPeer:
         if r is SmtpPeer.DROP:
             sess.closed_by = 'server'
             return
-        say(r or '220 %s ESMTP test peer' % self.name)
+        try:
+            say(r or '220 %s ESMTP test peer' % self.name)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            # gone already (under TLS 1.3 a client that rejects the
+            # certificate can close before the server's first write)
+            sess.closed_by = 'client'
+            return
         if r and r[0] != '2':
             sess.closed_by = 'server'
             return

@@ -24,7 +24,8 @@ import time
 from ferrytest import (Daemon, Conn, TestFailure, check, short, transact,
                        stuff, auth_plain, client_context, pem_leaf_der,
                        cert_file, cert_sha256, spki_sha256, ferry_owned,
-                       CA_PEM, TLS12, HOSTNAME, TRUSTED, UNTRUSTED, SLOW)
+                       CA_PEM, TLS12, HOSTNAME, TRUSTED, UNTRUSTED, SLOW,
+                       mbedtls_build, tls_version_expected)
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
         b'Subject: over tls\r\n\r\nfirst line\r\nsecond line\r\n')
@@ -33,8 +34,8 @@ USERS = {USER: PASSWORD}
 STAMP = r'^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ ferry/smtpd\[\d+\]: '
 VERSIONS = ('TLSv1.2', 'TLSv1.3')
 # mbedTLS suite names as ferry logs them, e.g.
-# TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384
-SUITE = r'TLS-[A-Z0-9-]+'
+# TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384 (TLS 1.3: TLS1-3-AES-256-GCM-SHA384)
+SUITE = r'TLS(?:1-3)?-[A-Z0-9-]+'
 TLS_LOG = (STAMP + r'Anonymous TLS connection established from '
            r'unknown\[127\.0\.0\.1\]: (TLSv1\.[23]) with cipher (' + SUITE
            + r') \((\d+)/(\d+) bits\)$')
@@ -227,18 +228,68 @@ def test_smtplib_tls12_each_port():
 
 
 def test_tls13_attempted():
-    """No version cap: TLS 1.3 where the build has it (mbedTLS 3.x), else
-    1.2; which one is reported."""
-    seen = {}
+    """No version cap on the client: TLS 1.3 exactly when the mbedTLS
+    ferry runs with is 3.x built with TLS 1.3, else TLS 1.2; the log line
+    says the same version.  Without 1.3, a client that insists on it
+    (minimum TLSv1.3) is refused on every port by the server (an
+    SSL_accept error logged), nothing is read as SMTP and the port still
+    serves."""
+    ver, has13 = mbedtls_build()
+    want = 'TLSv1.3' if has13 else 'TLSv1.2'
     with all_ports(name='tls13') as d:
-        for port in (d.port, d.sub_port, d.smtps_port):
+        ports = (d.port, d.sub_port, d.smtps_port)
+        for port in ports:
             s = _smtplib_session(d, port, client_context())
             v = s.sock.version()
-            check(v in VERSIONS, '%d: negotiated %r' % (port, v))
-            seen[port] = v
+            check(v == want, '%d: negotiated %r with mbedTLS %s, want %s'
+                  % (port, v, ver, want))
             s.quit()
+        logged = [m.group(1) for m in re.finditer(TLS_LOG, d.log_text(),
+                                                  re.M)]
+        check(len(logged) == 3 and set(logged) == {want},
+              'TLS log lines say %r, want 3 x %s' % (logged, want))
+        if not has13:
+            ctx = client_context(min_version=ssl.TLSVersion.TLSv1_3)
+            for port in ports:
+                try:
+                    if port == d.smtps_port:
+                        c = d.connect_smtps(ctx=ctx)
+                    else:
+                        c = d.connect(port=port)
+                        try:
+                            c.hello()
+                            c.starttls(ctx)
+                        except BaseException:
+                            c.close()
+                            raise
+                except (ssl.SSLError, ConnectionError) as e:
+                    check('NO_PROTOCOLS_AVAILABLE' not in str(e),
+                          '%d: our own client refused: %s' % (port, e))
+                    continue
+                v = c.tls_version()
+                c.close()
+                raise TestFailure('%d: a TLSv1.3-only client got %s from '
+                                  'mbedTLS %s' % (port, v, ver))
+            # The daemon logs a refusal after the client has seen it.
+            deadline = time.time() + 10 * SLOW
+            while True:
+                n = len(re.findall(r'SSL_accept error from '
+                                   r'unknown\[127\.0\.0\.1\]',
+                                   d.log_text()))
+                if n >= len(ports) or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            check(n >= len(ports), '%d SSL_accept errors logged for %d '
+                  'refused TLS 1.3 handshakes:\n%s'
+                  % (n, len(ports), d.log_tail()))
+            for port in ports:		# still serving, at 1.2
+                s = _smtplib_session(d, port, client_context())
+                check(s.sock.version() == 'TLSv1.2', '%d after the '
+                      'refusals: %r' % (port, s.sock.version()))
+                s.quit()
         d.assert_empty()
-    return 'negotiated %s' % ', '.join(sorted(set(seen.values())))
+    return 'mbedTLS %s: %s%s' % (ver, want, '' if has13 else
+                                 ', 1.3-only clients refused')
 
 
 def _s_client(args, stdin=b'EHLO c.test\nQUIT\n'):
@@ -311,8 +362,10 @@ def test_swaks_tls_auth():
                   % (what, out[-1500:]))
         q = {m['recipients'][0]['address']: m['id'] for m in d.mailq()}
         check(set(q) == {r[3] for r in runs}, 'queued %r' % q)
+        # swaks caps nothing: TLS 1.3 where ferry's mbedTLS has it
         for r in runs:
-            check_received_tls(d, q[r[3]], 'ESMTPSA')
+            check_received_tls(d, q[r[3]], 'ESMTPSA',
+                               tls_version_expected())
 
 
 # --- refusals and attacks -----------------------------------------------------

@@ -3,7 +3,8 @@
  * under qemu-user too): both handshakes driven in turn, data both ways
  * with WANT_WRITE retries, the verify bits for good, wrong-name,
  * self-signed, expired and CA-less cases, the client certificate's
- * fingerprints on the server, resumption from the client's cache, a
+ * fingerprints on the server, resumption from the client's cache (with
+ * TLS 1.3 tickets under mbedTLS 3.x) and what a resumed session reports, a
  * garbage ClientHello, bad credentials and cipher lists, the
  * relay_client_certs parser and loader, and the heap an idle connection
  * keeps.  Run from the repository root (test/certs/...).
@@ -51,6 +52,7 @@ static void	pair_close(struct pair *);
 static int	drive(struct pair *);
 static int	connect_pair(struct pair *, struct tls_server *,
 		    struct tls_client *, const char *, const char *);
+static int	greet(struct pair *);
 static struct tls_server *server(const char *, const char *, int);
 static struct tls_client *client(const char *, const char *,
 		    const char *);
@@ -144,6 +146,23 @@ connect_pair(struct pair *p, struct tls_server *srv, struct tls_client *cli,
 	if (p->s == NULL || p->c == NULL)
 		return -1;
 	return drive(p);
+}
+
+/*
+ * The server's first words, read by the client: TLS 1.3 tickets arrive
+ * after the handshake, ahead of them, and only a read takes them in
+ * (the client speaks first after STARTTLS, so they may sit there).
+ */
+static int
+greet(struct pair *p)
+{
+	char buf[16];
+
+	if (tls_conn_write(p->s, "220 x\r\n", 7) != 7 ||
+	    tls_conn_read(p->c, buf, sizeof(buf)) != 7 ||
+	    memcmp(buf, "220 x\r\n", 7) != 0)
+		return -1;
+	return 0;
 }
 
 static struct tls_server *
@@ -390,7 +409,7 @@ test_resumption(void)
 	struct tls_client *cli = client(CERTS "ca.pem", CERTS "client.pem",
 	    CERTS "client.key");
 	unsigned char want_fp[TLS_FP_LEN], fp[TLS_FP_LEN], spki[TLS_FP_LEN];
-	char buf[8];
+	char buf[8], cn[64];
 	struct pair p;
 
 	CHECK(srv != NULL && cli != NULL);
@@ -409,8 +428,12 @@ test_resumption(void)
 	CHECK(tls_conn_resumed(p.s));
 	/* what the first handshake learnt holds for the resumed one */
 	CHECK(tls_conn_verify(p.c) == 0);
+	CHECK(tls_conn_verify(p.s) == 0);
 	CHECK(tls_conn_peer_fp(p.s, fp, spki) == 0);
 	CHECK(memcmp(fp, want_fp, TLS_FP_LEN) == 0);
+	CHECK_STR(tls_conn_peer_cn(p.s, cn, sizeof(cn)), "client.relay.test");
+	CHECK(tls_conn_peer_fp(p.c, fp, spki) == 0);
+	CHECK_STR(tls_conn_peer_cn(p.c, cn, sizeof(cn)), "localhost");
 	CHECK(tls_conn_write(p.c, "QUIT\r\n", 6) == 6);
 	CHECK(tls_conn_read(p.s, buf, sizeof(buf)) == 6);
 	pair_close(&p);
@@ -426,6 +449,68 @@ test_resumption(void)
 
 	tls_server_unref(srv);
 	tls_client_unref(cli);
+	return 0;
+}
+
+/*
+ * A resumed session reports what its full handshake established, never
+ * more (a TLS 1.3 ticket keeps neither the certificate nor the verify
+ * result), and a cached session is offered only for the name it was
+ * checked against.  The first session's ticket comes with no data after
+ * it: the read that takes it in says WANT_READ and still stores it.
+ */
+static int
+test_resumption_verify(void)
+{
+	struct tls_server *srv = server(CERTS "server.pem", CERTS "server.key",
+	    1);
+	struct tls_client *cli = client(CERTS "ca.pem", "", "");
+	struct tls_client *noca = client("", "", "");
+	unsigned char fp[TLS_FP_LEN], spki[TLS_FP_LEN];
+	char buf[16];
+	struct pair p;
+
+	CHECK(srv != NULL && cli != NULL && noca != NULL);
+	CHECK(connect_pair(&p, srv, cli, "wrong.example", "mx:25") == 0);
+	CHECK(tls_conn_verify(p.c) == TLS_V_NAME);
+	CHECK(tls_conn_read(p.c, buf, sizeof(buf)) == TLS_WANT_READ);
+	pair_close(&p);
+	CHECK(connect_pair(&p, srv, cli, "wrong.example", "mx:25") == 0);
+	CHECK(tls_conn_resumed(p.c));
+	CHECK(tls_conn_verify(p.c) == TLS_V_NAME);
+	CHECK(tls_conn_peer_fp(p.c, fp, spki) == 0);
+	CHECK_STR(tls_conn_peer_cn(p.c, buf, sizeof(buf)), "localhost");
+	/* no client certificate then, none on the resumed server side */
+	CHECK(tls_conn_resumed(p.s));
+	CHECK(tls_conn_verify(p.s) == TLS_V_NOCERT);
+	CHECK(tls_conn_peer_fp(p.s, fp, spki) == -1);
+	CHECK(greet(&p) == 0);
+	pair_close(&p);
+
+	/* the same key for another name: a full handshake, verified */
+	CHECK(connect_pair(&p, srv, cli, "mx.relay.test", "mx:25") == 0);
+	CHECK(!tls_conn_resumed(p.c));
+	CHECK(tls_conn_verify(p.c) == 0);
+	CHECK(greet(&p) == 0);
+	pair_close(&p);
+	CHECK(connect_pair(&p, srv, cli, "mx.relay.test", "mx:25") == 0);
+	CHECK(tls_conn_resumed(p.c));
+	CHECK(tls_conn_verify(p.c) == 0);
+	pair_close(&p);
+
+	/* untrusted stays untrusted */
+	CHECK(connect_pair(&p, srv, noca, "mx.relay.test", "mx:25") == 0);
+	CHECK(tls_conn_verify(p.c) == TLS_V_UNTRUSTED);
+	CHECK(greet(&p) == 0);
+	pair_close(&p);
+	CHECK(connect_pair(&p, srv, noca, "mx.relay.test", "mx:25") == 0);
+	CHECK(tls_conn_resumed(p.c));
+	CHECK(tls_conn_verify(p.c) == TLS_V_UNTRUSTED);
+	pair_close(&p);
+
+	tls_server_unref(srv);
+	tls_client_unref(cli);
+	tls_client_unref(noca);
 	return 0;
 }
 
@@ -445,6 +530,7 @@ test_cache_lru(void)
 	for (i = 0; i <= TLS_CACHE_SLOTS; i++) {
 		(void)snprintf(key, sizeof(key), "host%d:25", i);
 		CHECK(connect_pair(&p, srv, cli, "mx.relay.test", key) == 0);
+		CHECK(greet(&p) == 0);
 		pair_close(&p);
 	}
 	/* host0 was the oldest and was pushed out; host1 stays */
@@ -801,6 +887,7 @@ static const struct t_case cases[] = {
 	{ "verify bits", test_verify },
 	{ "client certificate fingerprints", test_client_cert },
 	{ "resumption from the cache", test_resumption },
+	{ "resumption keeps the verify result", test_resumption_verify },
 	{ "cache LRU", test_cache_lru },
 	{ "garbage instead of a ClientHello", test_garbage },
 	{ "bad credentials", test_bad_credentials },
