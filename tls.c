@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -50,6 +51,10 @@
 #define TLS_SUITES_MAX	64		/* ids in one ciphersuite list */
 #define TLS_SUITE_NAME_MAX 64		/* longest name mbedTLS knows is ~50 */
 #define TLS_TICKET_LIFETIME (12 * 3600)	/* seconds; keys rotate with it */
+/* A client session's verify result is a snapshot of its full handshake:
+ * resumed no later than this after it (Postfix's session cache timeout),
+ * so a certificate that expired since is looked at again. */
+#define TLS_CACHE_MAX_AGE	3600	/* seconds */
 #define TLS_CN_MAX	64		/* RFC 5280 ub-common-name */
 #define TLS_SESSION_MAX	8192		/* a serialized session we cache */
 #define TLS_SUITE_SEPS	" ,\t\r\n"
@@ -94,7 +99,8 @@ struct tls_server {
  * beside it: a TLS 1.3 ticket carries neither the peer's certificate nor
  * the verify result, and a resumed session must report the original's,
  * never more.  name is the host name those bits were checked against
- * ("" for none); the session is only offered for the same name.
+ * ("" for none); the session is only offered for the same name, and
+ * only until TLS_CACHE_MAX_AGE after that full handshake (born).
  */
 struct tls_cache_slot {
 	char *key;
@@ -102,6 +108,7 @@ struct tls_cache_slot {
 	unsigned char *blob;
 	size_t len;
 	unsigned long used;
+	time_t born;
 	unsigned verify;
 	unsigned char has_peer;
 	struct tls_peer peer;
@@ -129,15 +136,18 @@ struct tls_conn {
 	int fd;
 	int sys_errno;			/* the socket error behind a failure */
 	unsigned char done;		/* handshake finished */
-	unsigned char offered;		/* a cached session was offered */
+	unsigned char offered;		/* client: a cached session was
+					   offered; server: a ticket parsed */
 	unsigned char saw_cert;		/* a Certificate message came in */
 	unsigned char resumed;
 	unsigned char has_peer;
 	unsigned char no_name;		/* no host name to check (NULL/IP) */
 	unsigned char closed;		/* close_notify attempted */
-	/* What the offered session's full handshake established (the
-	 * cache slot's, copied): a resumption reports it. */
+	/* What the offered session's full handshake established (client:
+	 * the cache slot's, copied; server: the ticket's leaf): a
+	 * resumption reports it. */
 	unsigned char off_has_peer;
+	time_t off_born;
 	unsigned off_verify;
 	struct tls_peer off_peer;
 	tls_chain_hook *chain_hook;	/* client only */
@@ -183,6 +193,7 @@ static void	tls_cache_offer(struct tls_conn *);
 static void	tls_cache_store(struct tls_conn *);
 static void	tls_cache_drop(struct tls_client *, const char *);
 static void	tls_cache_slot_clear(struct tls_cache_slot *);
+static time_t	tls_now(void);
 static int	tls_hexval(unsigned char);
 static int	tls_fp_parse_line(const unsigned char *, size_t,
 		    unsigned char *, const char **);
@@ -560,13 +571,17 @@ tls_ticket_parse(void *ctx, mbedtls_ssl_session *session,
 	ret = mbedtls_ssl_ticket_parse(ctx, session, buf, n);
 	if (ret != 0 || c == NULL)
 		return ret;
-	c->resumed = 1;
-	c->has_peer = plain[0] == 1;
-	if (c->has_peer) {
-		memcpy(c->peer.fp_cert, plain + 1, TLS_FP_LEN);
-		memcpy(c->peer.fp_spki, plain + 1 + TLS_FP_LEN, TLS_FP_LEN);
-		memcpy(c->peer.cn, plain + 1 + 2 * TLS_FP_LEN, TLS_CN_MAX);
-		c->peer.cn[TLS_CN_MAX] = '\0';
+	/* Not yet the peer: mbedTLS 3.x may still pass over a ticket that
+	 * parsed (its age, its version) and run a full handshake, which
+	 * tls_handshake_done() tells apart. */
+	c->offered = 1;
+	c->off_has_peer = plain[0] == 1;
+	if (c->off_has_peer) {
+		memcpy(c->off_peer.fp_cert, plain + 1, TLS_FP_LEN);
+		memcpy(c->off_peer.fp_spki, plain + 1 + TLS_FP_LEN,
+		    TLS_FP_LEN);
+		memcpy(c->off_peer.cn, plain + 1 + 2 * TLS_FP_LEN, TLS_CN_MAX);
+		c->off_peer.cn[TLS_CN_MAX] = '\0';
 	}
 	return 0;
 }
@@ -954,8 +969,22 @@ tls_handshake_done(struct tls_conn *c)
 		/* TLS 1.3 has no session until its ticket comes (read). */
 		if (strcmp(mbedtls_ssl_get_version(&c->ssl), "TLSv1.3") != 0)
 			tls_cache_store(c);
+	} else if (c->offered && !c->saw_cert) {
+		/*
+		 * A server's resumption: the ticket's leaf.  A full handshake
+		 * after a ticket that parsed but was passed over asked for
+		 * a certificate (relay_client_certs) and got one (saw_cert)
+		 * or none (BADCERT_MISSING, also what a resumed session of a
+		 * client without one keeps): the ticket's leaf is never taken
+		 * for the one a stranger did not show.
+		 */
+		c->resumed = 1;
+		if (!(mbedtls_ssl_get_verify_result(&c->ssl) &
+		    MBEDTLS_X509_BADCERT_MISSING)) {
+			c->has_peer = c->off_has_peer;
+			c->peer = c->off_peer;
+		}
 	}
-	/* A server's resumed session: tls_ticket_parse() set the peer. */
 }
 
 /*
@@ -1234,6 +1263,10 @@ tls_cache_offer(struct tls_conn *c)
 	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL ||
 	    strcasecmp(s->name, c->name) != 0)
 		return;
+	if (tls_now() - s->born > TLS_CACHE_MAX_AGE) {
+		tls_cache_slot_clear(s);
+		return;
+	}
 	s->used = ++c->cli->clock;
 	mbedtls_ssl_session_init(&sess);
 	/* A blob this build cannot load (or a session mbedTLS refuses) is
@@ -1246,6 +1279,7 @@ tls_cache_offer(struct tls_conn *c)
 		c->off_verify = s->verify;
 		c->off_has_peer = s->has_peer;
 		c->off_peer = s->peer;
+		c->off_born = s->born;
 	} else
 		tls_cache_slot_clear(s);
 	mbedtls_ssl_session_free(&sess);
@@ -1299,6 +1333,7 @@ tls_cache_store(struct tls_conn *c)
 	s->name = name;
 	name = NULL;
 	/* a resumed session passes on what its own original established */
+	s->born = c->resumed ? c->off_born : tls_now();
 	s->verify = tls_conn_verify(c);
 	s->has_peer = c->has_peer;
 	s->peer = c->peer;
@@ -1316,6 +1351,17 @@ tls_cache_drop(struct tls_client *cli, const char *key)
 
 	if (key != NULL && (s = tls_cache_find(cli, key)) != NULL)
 		tls_cache_slot_clear(s);
+}
+
+/* Seconds on a clock that a change of the system time does not move. */
+static time_t
+tls_now(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return ts.tv_sec;
 }
 
 static void
