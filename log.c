@@ -48,6 +48,7 @@ static const struct {
 
 unsigned log_trace_mask;
 static int log_stderr = 1;
+static int log_tty;		/* syslog, and stderr is a terminal */
 static int log_fd = -1;
 static char log_host[LOG_HOST_MAX];
 static long log_pid;
@@ -64,8 +65,10 @@ log_open(int to_stderr)
 	log_host[sizeof(log_host) - 1] = '\0';
 	if ((dot = strchr(log_host, '.')) != NULL)
 		*dot = '\0';
-	if (!to_stderr)
+	if (!to_stderr) {
 		log_connect();
+		log_tty = isatty(STDERR_FILENO);
+	}
 }
 
 static void
@@ -127,6 +130,14 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
 		line[n++] = '\n';
 		(void)!write(STDERR_FILENO, line, n);
 		return;
+	}
+	/* Someone at a terminal sees why a start failed, as with Postfix's
+	 * commands, without looking in the system log. */
+	if (log_tty && pri <= LOG_WARNING) {
+		(void)!write(STDERR_FILENO, "ferry: ", 7);
+		(void)!write(STDERR_FILENO, line + head - strlen(prefix),
+		    n - (head - strlen(prefix)));
+		(void)!write(STDERR_FILENO, "\n", 1);
 	}
 	if (log_fd == -1 || send(log_fd, line, n, MSG_NOSIGNAL) == -1) {
 		log_connect();	/* syslogd restarted: one retry */

@@ -684,6 +684,59 @@ def test_refuses_missing_user():
         d.cleanup(False)
 
 
+def test_syslog_start_error_shown_on_terminal():
+    """log = syslog and a start that fails (a user that does not exist):
+    with stderr on a terminal the reason is shown there too, as
+    Postfix's commands do; with stderr on a pipe (a service manager)
+    nothing is, the system log has it."""
+    if not IS_ROOT:
+        return 'not root: `user` is ignored, nothing to refuse'
+    import pty
+    name = 'ferry-nouser-%d' % os.getpid()
+    d = Daemon('ttyerr')
+    try:
+        conf = os.path.join(d.dir, 'tty.conf')
+        with open(conf, 'w') as f:
+            f.write('hostname = t.test\nlisten_smtp = 127.0.0.1:%d\n'
+                    'listen_submission =\nlocal_socket = %s/tty.sock\n'
+                    'queue_dir = %s/ttyq\nlog = syslog\nuser = %s\n'
+                    % (free_port(), d.dir, d.dir, name))
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([FERRY_BIN, '-c', conf, 'serve'],
+                                 stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=slave)
+            os.close(slave)
+            slave = -1
+            rc = p.wait(timeout=30 * SLOW)
+            out = b''
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:		# EIO: the pty's other end closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(master)
+            if slave != -1:
+                os.close(slave)
+        text = out.decode('utf-8', 'replace')
+        check(rc == 78, 'exit %d, want 78 (EX_CONFIG)' % rc)
+        check(re.search(r'^ferry: warning: user "%s" \(%s\) does not '
+                        r'exist' % (re.escape(name), re.escape(conf)),
+                        text, re.M), 'terminal shows %r' % text)
+        r = subprocess.run([FERRY_BIN, '-c', conf, 'serve'],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=30 * SLOW)
+        check(r.returncode == 78 and r.stderr == b'',
+              'not a terminal: exit %d, stderr %r' % (r.returncode,
+                                                      r.stderr))
+    finally:
+        d.cleanup(False)
+
+
 # --- sendmail -q ---------------------------------------------------------------
 
 def _sendmail_as_nobody(d, *args):
