@@ -71,6 +71,12 @@ log_open(int to_stderr)
 	}
 }
 
+void
+log_started(void)
+{
+	log_tty = 0;
+}
+
 static void
 log_connect(void)
 {
@@ -132,7 +138,8 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
 		return;
 	}
 	/* Someone at a terminal sees why a start failed, as with Postfix's
-	 * commands, without looking in the system log. */
+	 * commands, without looking in the system log (until log_started:
+	 * a running daemon's warnings are the system log's). */
 	if (log_tty && pri <= LOG_WARNING) {
 		(void)!write(STDERR_FILENO, "ferry: ", 7);
 		(void)!write(STDERR_FILENO, line + head - strlen(prefix),

@@ -39,6 +39,8 @@ enum log_prog {
 extern unsigned log_trace_mask;
 
 void log_open(int to_stderr);
+/* Started: with syslog, warnings stop being copied to a terminal. */
+void log_started(void);
 void log_info(enum log_prog, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 void log_warnx(enum log_prog, const char *, ...)

@@ -455,6 +455,7 @@ main_serve(struct config *conf)
 	    FERRY_VERSION, conf->path[0] != '\0' ? conf->path :
 	    "(none: defaults and environment)");
 	log_info(LP_QMGR, "%u message(s) in the queue", queued);
+	log_started();
 	pickup_start();
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");

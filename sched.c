@@ -110,7 +110,7 @@ static void sched_finish(struct sched_msg *);
 static struct queue_writer *sched_dsn(struct sched_msg *, enum bounce_kind);
 static int sched_bounce(struct sched_msg *);
 static void sched_on_bounce_commit(void *, const char *, int);
-static int sched_delay_warn(struct sched_msg *, uint64_t);
+static struct queue_writer *sched_delay_warn(struct sched_msg *, uint64_t);
 static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
 static void sched_remove(struct sched_msg *);
@@ -738,7 +738,7 @@ sched_finish(struct sched_msg *m)
 	struct queue_info *qi = &m->info;
 	uint64_t now = (uint64_t)time(NULL);
 	unsigned i, pending = 0, bounced = 0;
-	int warned;
+	struct queue_writer *warn;
 
 	for (i = 0; i < qi->nrcpt; i++)
 		if (qi->rcpt[i].status == RS_QUEUED ||
@@ -761,10 +761,25 @@ sched_finish(struct sched_msg *m)
 		qi->attempts++;
 		qi->next_attempt = now + sched_backoff(qi->attempts);
 		/* A new W record is worth a sync: losing it repeats the
-		 * warning. */
-		warned = sched_delay_warn(m, now);
-		if (queue_update(qi, warned || sched_settled(qi)) == -1)
+		 * warning.  The notice is committed only once its W is on
+		 * disk, so a state file that cannot be written does not
+		 * send one at every deferral. */
+		warn = sched_delay_warn(m, now);
+		if (queue_update(qi, warn != NULL || sched_settled(qi)) == -1) {
 			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
+			if (warn != NULL) {
+				queue_writer_abort(warn);
+				qi->warned = 0;
+				warn = NULL;
+			}
+		}
+		if (warn != NULL) {
+			log_info(LP_BOUNCE, "%s: sender delay notification: %s",
+			    m->id, queue_writer_id(warn));
+			/* Not m: it goes idle now and may be gone when the
+			 * commit runs. */
+			queue_commit(warn, sched_on_warn_commit, NULL);
+		}
 		m->next_attempt = qi->next_attempt;
 		sched_idle(m);
 		return;
@@ -949,9 +964,10 @@ sched_bounce(struct sched_msg *m)
  * this attempt's state about to be written; the W goes into that write,
  * before the DSN's commit runs, so a crash in between loses the warning
  * rather than sending two (it is advice; the mail itself is still
- * queued).  1 when it set qi->warned.
+ * queued).  The notice, finished but not committed (the caller commits
+ * it once the W is written), with qi->warned set; NULL for none.
  */
-static int
+static struct queue_writer *
 sched_delay_warn(struct sched_msg *m, uint64_t now)
 {
 	struct queue_info *qi = &m->info;
@@ -959,19 +975,16 @@ sched_delay_warn(struct sched_msg *m, uint64_t now)
 
 	if (sched_conf->delay_warning_time == 0 || qi->warned != 0 ||
 	    qi->sender[0] == '\0' || qi->flags & QF_BOUNCE ||
-	    now < qi->arrival + sched_conf->delay_warning_time)
-		return 0;
+	    now < qi->arrival ||
+	    now - qi->arrival < sched_conf->delay_warning_time)
+		return NULL;
 	if ((w = sched_dsn(m, BOUNCE_DELAYED)) == NULL) {
 		log_warn(LP_BOUNCE, "%s: cannot create a delay notification; "
 		    "trying again at the next deferral", m->id);
-		return 0;
+		return NULL;
 	}
-	log_info(LP_BOUNCE, "%s: sender delay notification: %s", m->id,
-	    queue_writer_id(w));
 	qi->warned = now;
-	/* Not m: it goes idle now and may be gone when the commit runs. */
-	queue_commit(w, sched_on_warn_commit, NULL);
-	return 1;
+	return w;
 }
 
 static void

@@ -408,15 +408,24 @@ NOT_OFFERED = r'deferred: TLS is required, but was not offered \(4\.7\.4\)$'
 ONE_HOST_UNVERIFIED = r'not verified \(0 of 1 MX host verified\)$'
 
 
-def _level_none_report(r):
+def _none_sessions():
+    """How many sessions 127.0.0.9 has had: a check's are those after."""
+    peer = fixture()['notls']
+    with peer.lock:
+        return len(peer.sessions)
+
+
+def _level_none_report(r, since):
     """Level none: no TLSA lookup, no STARTTLS though the host offers
-    it (127.0.0.9 presents the key ee311's TLSA names), plaintext."""
+    it (127.0.0.9 presents the key ee311's TLSA names), plaintext; the
+    sessions 127.0.0.9 had since `since` (this check's) show it."""
     r.has(r'^  level: none: no TLS$').has(r'^    STARTTLS: offered$')
     r.lacks(r'^  TLSA ').lacks(r'^    TLS: ').lacks(r'DANE: ')
     peer = fixture()['notls']
     with peer.lock:
-        cmds = [c for s in peer.sessions for c in s.commands]
-        tls = [s for s in peer.sessions if s.tls]
+        mine = peer.sessions[since:]
+        cmds = [c for s in mine for c in s.commands]
+        tls = [s for s in mine if s.tls]
     if not any(c.upper().startswith(('EHLO', 'HELO')) for c in cmds):
         r.fail('127.0.0.9 saw no EHLO: %r' % cmds)
     if tls or any(c.upper().startswith('STARTTLS') for c in cmds):
@@ -426,11 +435,12 @@ def _level_none_report(r):
 
 def test_check_level_none_option():
     """-l none on a host with secure TLSA and STARTTLS: plaintext, 69."""
+    since = _none_sessions()
     r = run_check('-l', 'none', 'none.dane.test').expect(
         69, [PLAINTEXT_NONE], ONE_HOST_UNVERIFIED)
     r.has(r'^ferry check none\.dane\.test: level none \(-l\), ')
     r.has(r'^    result: plaintext \(level none\)$')
-    _level_none_report(r)
+    _level_none_report(r, since)
 
 
 def test_check_level_encrypt_option():
@@ -453,10 +463,11 @@ def test_check_level_encrypt_option():
 def test_check_tls_policy_none_encrypt():
     """tls_policy entries at none and encrypt override outbound_tls =
     dane: each domain is checked with and without the policy file."""
+    since = _none_sessions()
     r = run_check('pnone.dane.test', conf='policy').expect(
         69, [PLAINTEXT_NONE], ONE_HOST_UNVERIFIED)
     r.has(r'^ferry check pnone\.dane\.test: level none \(tls_policy\), ')
-    _level_none_report(r)
+    _level_none_report(r, since)
     r = run_check('penc.dane.test', conf='policy').expect(
         69, [ENCRYPTED], ONE_HOST_UNVERIFIED)
     r.has(r'^ferry check penc\.dane\.test: level encrypt \(tls_policy\), ')

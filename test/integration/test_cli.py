@@ -823,8 +823,8 @@ PRI_CRIT, PRI_WARNING, PRI_INFO = 2, 4, 6
 
 class SyslogSink:
     """A Unix datagram socket standing in for /dev/log; a thread drains it
-    at once (the kernel queues only ~10 datagrams, and ferry's sends do
-    not block) into self.grams."""
+    at once (ferry's sends do not block: a full queue drops a line) into
+    self.grams."""
 
     def __init__(self, top):
         self.dir = os.path.join(top, 'syslog')
@@ -832,7 +832,19 @@ class SyslogSink:
         os.chmod(self.dir, 0o755)
         os.mkdir(os.path.join(self.dir, 'olddev'))
         self.path = os.path.join(self.dir, 'log.sock')
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # A socket keeps the datagram queue length of its creation: 512
+        # for this one, so a drain thread that a loaded machine leaves
+        # unscheduled for a moment loses nothing (the default is 10).
+        qlen = '/proc/sys/net/unix/max_dgram_qlen'
+        with open(qlen) as f:
+            old = f.read()
+        try:
+            with open(qlen, 'w') as f:
+                f.write('512\n')
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        finally:
+            with open(qlen, 'w') as f:
+                f.write(old)
         self.sock.bind(self.path)
         os.chmod(self.path, 0o666)	# the daemon may reconnect as `ferry`
         self.sock.settimeout(0.1)

@@ -200,6 +200,33 @@ def test_delay_warning_once_then_delivered_and_survives_restart():
             d.cleanup(ok)
 
 
+def _deferred_without_notice(d, p, gate, when):
+    """A message deferred three times over more than WARN_AFTER seconds
+    gets no notice and no W record; delivered once the gate opens, still
+    with nothing from <>."""
+    t0 = time.monotonic()
+    qid = d.send_message(BODY, sender=SENDER, rcpts=(RCPT,))
+    wait_delivery(d, qid, 'deferred')
+    wait_past(t0, WARN_AFTER + 0.5)
+    deferral(d, qid, 2)
+    deferral(d, qid, 3)
+    time.sleep(0.5 * SLOW)
+    check(warn_ids(d, qid) == [] and not re.search(
+        r'delay notification', d.log_text()),
+        'a notice %s: %s' % (when, d.log_tail(10)))
+    check(null_sender_txns(p) == [], 'mail from <>: %r'
+          % null_sender_txns(p))
+    check(not re.search(r'^W ', state_file(d, qid), re.M),
+          'W record %s: %r' % (when, state_file(d, qid)))
+    gate.open()
+    flush(d)
+    wait_delivery(d, qid, 'sent')
+    wait_removed(d, qid)
+    check(null_sender_txns(p) == [], 'mail from <>: %r'
+          % null_sender_txns(p))
+    p.wait_idle()
+
+
 def test_delay_warning_off_by_default():
     """(c) without delay_warning_time: deferred past any threshold, no
     notice, nothing from <>."""
@@ -209,27 +236,17 @@ def test_delay_warning_off_by_default():
                             capture_output=True, timeout=30 * SLOW)
         check(re.search(r'^delay_warning_time = 0s?\b', cc.stdout.decode(),
                         re.M), 'check-config: %s' % short(cc.stdout, 4000))
-        t0 = time.monotonic()
-        qid = d.send_message(BODY, sender=SENDER, rcpts=(RCPT,))
-        wait_delivery(d, qid, 'deferred')
-        wait_past(t0, WARN_AFTER + 0.5)
-        deferral(d, qid, 2)
-        deferral(d, qid, 3)
-        time.sleep(0.5 * SLOW)
-        check(warn_ids(d, qid) == [] and not re.search(
-            r'delay notification', d.log_text()),
-            'a notice with the default: %s' % d.log_tail(10))
-        check(null_sender_txns(p) == [], 'mail from <>: %r'
-              % null_sender_txns(p))
-        check(not re.search(r'^W ', state_file(d, qid), re.M),
-              'W record with the default: %r' % state_file(d, qid))
-        gate.open()
-        flush(d)
-        wait_delivery(d, qid, 'sent')
-        wait_removed(d, qid)
-        check(null_sender_txns(p) == [], 'mail from <>: %r'
-              % null_sender_txns(p))
-        p.wait_idle()
+        _deferred_without_notice(d, p, gate, 'with the default')
+
+
+def test_delay_warning_not_before_its_time():
+    """delay_warning_time = 1h: deferrals well inside the hour send no
+    notice and write no W record (the threshold is honoured, not just
+    the on/off switch)."""
+    gate = Gate()
+    with SmtpPeer(policy=gate) as p, \
+            daemon('dwlate', p.port, delay_warning_time='1h') as d:
+        _deferred_without_notice(d, p, gate, 'before delay_warning_time')
 
 
 def test_delay_warning_never_to_the_null_sender():
