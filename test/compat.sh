@@ -13,14 +13,23 @@
 # Prints PASS/FAIL lines as run.sh counts them.
 #
 #   sh test/compat.sh
-#   env: COMPAT_MIRROR (http://deb.debian.org/debian), INTEGRATION_JOBS (8)
+#   env: COMPAT_MIRROR (default: the Debian mirror apt already uses, then
+#        http://deb.debian.org/debian), INTEGRATION_JOBS (8)
 # Exit: 0 all passed, 1 a failure (a download that fails is one).
 
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 C=$ROOT/build/compat
-MIRROR=${COMPAT_MIRROR:-http://deb.debian.org/debian}
+# The mirror apt is set up with (a local one may carry only bookworm, so
+# deb.debian.org is tried after it).
+apt_mirror() {
+	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+	    /etc/apt/sources.list.d/*.sources 2>/dev/null |
+	    sed -n -E 's,^(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)([a-z]+://[^[:space:]]*/debian/?)([[:space:]].*)?$,\3,p' |
+	    head -n 1
+}
+MIRRORS=${COMPAT_MIRROR:-"$(apt_mirror) http://deb.debian.org/debian"}
 SUITE=trixie
 # The runtime packages are named after their sonames (3.6: tls 21,
 # crypto 16, x509 7).
@@ -34,13 +43,22 @@ fail() {
 	failed=1
 }
 
-# fetch: the packages' files under $C/root, once.
+# fetch: the packages' files under $C/root, once; from the first mirror
+# of $MIRRORS that has them.
 fetch() {
 	[ -f "$C/root/usr/include/mbedtls/build_info.h" ] &&
 	    [ -f "$C/root/usr/include/ares_version.h" ] && return 0
+	for m in $MIRRORS; do
+		fetch_from "$m" && return 0
+	done
+	return 1
+}
+
+fetch_from() {
+	echo "compat: fetching $PKGS from $1 $SUITE"
 	rm -rf "$C" && mkdir -p "$C/lists/partial" "$C/cache/archives/partial" \
 	    "$C/deb" || return 1
-	echo "deb $MIRROR $SUITE main" >"$C/sources.list"
+	echo "deb $1 $SUITE main" >"$C/sources.list"
 	set -- -o Dir::Etc::sourcelist="$C/sources.list" \
 	    -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$C/lists" \
 	    -o Dir::Cache="$C/cache" -o APT::Get::List-Cleanup=0 \
@@ -57,7 +75,7 @@ fetch() {
 echo "=== compat: mbedTLS 3.6 and c-ares 1.34 from Debian $SUITE"
 if ! fetch; then
 	sed 's/^/    /' "$C/apt.log" 2>/dev/null | tail -n 20
-	fail "cannot download $PKGS from $MIRROR $SUITE"
+	fail "cannot download $PKGS ($SUITE) from any of: $MIRRORS"
 	exit 1
 fi
 inc=$C/root/usr/include
