@@ -111,6 +111,14 @@ def bounce_ids(d, qid):
                       r'([0-9A-F]{18})\b' % qid, d.log_text())
 
 
+def one_bounce(d, qid, timeout=10):
+    """The one DSN the daemon made for qid, waiting for its log line (it
+    follows the status=bounced line the caller may just have seen)."""
+    b = wait_for(lambda: bounce_ids(d, qid), timeout, 'a DSN for %s' % qid)
+    check(len(b) == 1, 'DSNs made for %s: %r' % (qid, b))
+    return b
+
+
 def flush(d):
     p = d.cli('flush')
     check(p.returncode == 0, 'ferry flush: exit %d: %s'

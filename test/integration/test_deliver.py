@@ -19,7 +19,8 @@ import time
 from ferrytest import (Daemon, TestFailure, check, stuff, short, free_port,
                        SLOW)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
-                   bounce_ids, flush, crlf_to_lf, wait_for, bind_probe)
+                   bounce_ids, one_bounce, flush, crlf_to_lf, wait_for,
+                   bind_probe)
 from test_dns import DnsServer
 
 BODY = (b'From: Sender <sender@example.test>\r\nTo: rcpt@relay.test\r\n'
@@ -315,8 +316,7 @@ def _dns_bounce(name, rr, rcpt, dsn, text_re):
         r = wait_delivery(d, qid, 'bounced')[0]
         check_log_line(r, rcpt, 'bounced', re.escape(dsn), text_re=text_re)
         wait_removed(d, qid)
-        b = bounce_ids(d, qid)
-        check(len(b) == 1, 'DSNs made for %s: %r' % (qid, b))
+        b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         queue_settled(d)
         msgs = s.wait_count(1)
@@ -421,8 +421,7 @@ def test_deliver_5xx_one_of_three():
         check_log_line(got['c@dom.test'], 'c@dom.test', 'sent', r'2\.0\.0')
         check_log_line(got['b@dom.test'], 'b@dom.test', 'bounced',
                        r'5\.1\.1', text_re=r'^550 5\.1\.1 .*User unknown')
-        b = bounce_ids(d, qid)
-        check(len(b) == 1, 'DSNs %r' % b)
+        b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         queue_settled(d)
         txns = p.delivered()
@@ -465,8 +464,7 @@ def test_deliver_5xx_at_mail_bounces_all():
         check(len(lines) == 2 and all(r.status == 'bounced' and
                                       r.dsn == '5.7.1' for r in lines),
               'log lines %r' % lines)
-        b = bounce_ids(d, qid)
-        check(len(b) == 1, 'DSNs %r' % b)
+        b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         dsn = [t for t in p.delivered() if t.sender == '']
         check(len(dsn) == 1, 'DSN transactions %r' % p.txns())
@@ -529,8 +527,7 @@ def test_deliver_size_refused_before_sending():
         r = wait_delivery(d, qid, 'bounced')[0]
         check_log_line(r, 'a@dom.test', 'bounced', r'5\.3\.4',
                        text_re=r'(?i)size')
-        b = bounce_ids(d, qid)
-        check(len(b) == 1, 'DSNs %r' % b)
+        b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         check(all(t.sender == '' for t in p.txns()),
               'the big message was offered anyway: %r' % p.txns())
@@ -560,8 +557,7 @@ def test_deliver_queue_lifetime_expiry():
             defer = deliveries(d, qid, 'deferred')
             check(len(defer) >= 2, 'retries before expiry: %r' % defer)
             check(deliveries(d, qid, 'sent') == [], 'sent?')
-            b = bounce_ids(d, qid)
-            check(len(b) == 1, 'DSNs %r' % b)
+            b = one_bounce(d, qid)
             wait_delivery(d, b[0], 'sent')
             wait_removed(d, qid)
             queue_settled(d)
@@ -590,8 +586,7 @@ def test_deliver_no_bounce_of_a_bounce():
         q2 = d.send_message(BODY, sender='s@nosuch.test',
                             rcpts=('x@null.test',))
         wait_removed(d, q2)
-        b = bounce_ids(d, q2)
-        check(len(b) == 1, 'DSNs of %s: %r' % (q2, b))
+        b = one_bounce(d, q2)
         r = wait_delivery(d, b[0], 'bounced')[0]
         check(r.to == 's@nosuch.test', 'the DSN went to %r' % r.to)
         wait_removed(d, b[0])
@@ -661,8 +656,7 @@ def test_deliver_8bit_to_server_without_8bitmime():
         wait_removed(d, q8)
         q7 = send8(d, BODY7)
         wait_delivery(d, q7, 'sent')
-        b = bounce_ids(d, q8)
-        check(len(b) == 1, 'DSNs %r' % b)
+        b = one_bounce(d, q8)
         queue_settled(d)
         msgs = s.messages()
         check(not any(b'8-bit: gr' in m.body for m in msgs),
@@ -1129,8 +1123,7 @@ def test_deliver_all_recipients_refused():
         for r in lines:
             check(r.dsn == '5.1.1' and 'no such user' in r.text,
                   'bounce line %r' % r)
-        b = bounce_ids(d, qid)
-        check(len(b) == 1, 'DSNs %r' % b)
+        b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         first = p.txns()[0]
         check(first.sender == 'sender@example.test' and
