@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -39,6 +38,7 @@
 #include <psa/crypto.h>
 #endif
 
+#include "loop.h"
 #include "textfile.h"
 #include "tls.h"
 
@@ -54,7 +54,7 @@
 /* A client session's verify result is a snapshot of its full handshake:
  * resumed no later than this after it (Postfix's session cache timeout),
  * so a certificate that expired since is looked at again. */
-#define TLS_CACHE_MAX_AGE	3600	/* seconds */
+#define TLS_CACHE_MAX_AGE_MS	(3600 * 1000)
 #define TLS_CN_MAX	64		/* RFC 5280 ub-common-name */
 #define TLS_SESSION_MAX	8192		/* a serialized session we cache */
 #define TLS_SUITE_SEPS	" ,\t\r\n"
@@ -100,7 +100,7 @@ struct tls_server {
  * the verify result, and a resumed session must report the original's,
  * never more.  name is the host name those bits were checked against
  * ("" for none); the session is only offered for the same name, and
- * only until TLS_CACHE_MAX_AGE after that full handshake (born).
+ * only until TLS_CACHE_MAX_AGE_MS after that full handshake (born).
  */
 struct tls_cache_slot {
 	char *key;
@@ -108,7 +108,7 @@ struct tls_cache_slot {
 	unsigned char *blob;
 	size_t len;
 	unsigned long used;
-	time_t born;
+	uint64_t born;			/* loop_now() */
 	unsigned verify;
 	unsigned char has_peer;
 	struct tls_peer peer;
@@ -147,7 +147,7 @@ struct tls_conn {
 	 * the cache slot's, copied; server: the ticket's leaf): a
 	 * resumption reports it. */
 	unsigned char off_has_peer;
-	time_t off_born;
+	uint64_t off_born;
 	unsigned off_verify;
 	struct tls_peer off_peer;
 	tls_chain_hook *chain_hook;	/* client only */
@@ -193,7 +193,6 @@ static void	tls_cache_offer(struct tls_conn *);
 static void	tls_cache_store(struct tls_conn *);
 static void	tls_cache_drop(struct tls_client *, const char *);
 static void	tls_cache_slot_clear(struct tls_cache_slot *);
-static time_t	tls_now(void);
 static int	tls_hexval(unsigned char);
 static int	tls_fp_parse_line(const unsigned char *, size_t,
 		    unsigned char *, const char **);
@@ -1263,7 +1262,7 @@ tls_cache_offer(struct tls_conn *c)
 	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL ||
 	    strcasecmp(s->name, c->name) != 0)
 		return;
-	if (tls_now() - s->born > TLS_CACHE_MAX_AGE) {
+	if (loop_now() - s->born > TLS_CACHE_MAX_AGE_MS) {
 		tls_cache_slot_clear(s);
 		return;
 	}
@@ -1333,7 +1332,7 @@ tls_cache_store(struct tls_conn *c)
 	s->name = name;
 	name = NULL;
 	/* a resumed session passes on what its own original established */
-	s->born = c->resumed ? c->off_born : tls_now();
+	s->born = c->resumed ? c->off_born : loop_now();
 	s->verify = tls_conn_verify(c);
 	s->has_peer = c->has_peer;
 	s->peer = c->peer;
@@ -1351,17 +1350,6 @@ tls_cache_drop(struct tls_client *cli, const char *key)
 
 	if (key != NULL && (s = tls_cache_find(cli, key)) != NULL)
 		tls_cache_slot_clear(s);
-}
-
-/* Seconds on a clock that a change of the system time does not move. */
-static time_t
-tls_now(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return ts.tv_sec;
 }
 
 static void

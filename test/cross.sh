@@ -84,24 +84,24 @@ for t in "$@"; do
 		    cross-print-ldlibs) || libs=
 		set -- LDFLAGS=-static "LDLIBS=-static $libs"
 		# A test left over from a dynamic build would abort: relink it.
-		for f in build/"$t"/unit/*_test build/"$t"/ferry; do
+		for f in build/"$t"/unit/*_test build/"$t"/replay/fuzz_* \
+		    build/"$t"/ferry; do
 			[ -f "$f" ] && is_dynamic "$t" "$f" && rm -f "$f"
 		done
 	fi
 
 	echo "[$t] build: make CROSS=$t $*"
-	if ! make -s --no-print-directory -j"$CROSS_JOBS" CROSS="$t" "$@" \
-	    >"$out" 2>&1; then
-		sed "s/^/[$t]   /" "$out" | tail -30
-		fail "build of build/$t/ferry"
-		continue
-	fi
-	if ! make -s --no-print-directory -j"$CROSS_JOBS" CROSS="$t" "$@" \
-	    unit >"$out" 2>&1; then
-		sed "s/^/[$t]   /" "$out" | tail -30
-		fail "build of the unit tests"
-		continue
-	fi
+	built=1
+	for goal in all unit replay; do
+		if ! make -s --no-print-directory -j"$CROSS_JOBS" CROSS="$t" \
+		    "$@" "$goal" >"$out" 2>&1; then
+			sed "s/^/[$t]   /" "$out" | tail -30
+			fail "make CROSS=$t $goal"
+			built=0
+			break
+		fi
+	done
+	[ $built -eq 1 ] || continue
 
 	n=0
 	for bin in build/"$t"/unit/*_test; do
@@ -134,16 +134,6 @@ for t in "$@"; do
 	[ $n -gt 0 ] || fail "no unit tests in build/$t/unit"
 
 	# The fuzz targets over their corpora (test/fuzz/replay.c).
-	for f in build/"$t"/replay/fuzz_*; do
-		[ -f "$f" ] && needs_static "$t" && is_dynamic "$t" "$f" &&
-		    rm -f "$f"
-	done
-	if ! make -s --no-print-directory -j"$CROSS_JOBS" CROSS="$t" "$@" \
-	    replay >"$out" 2>&1; then
-		sed "s/^/[$t]   /" "$out" | tail -30
-		fail "build of the fuzz replays"
-		continue
-	fi
 	for bin in build/"$t"/replay/fuzz_*; do
 		name=${bin##*/}
 		timeout "$CROSS_TEST_TIMEOUT" "$qemu" -L "/usr/$t" "$bin" \
