@@ -132,7 +132,18 @@ for t in build/mb36/unit/*_test; do
 		fail "mbedTLS 3.6 unit test $t"
 	fi
 done
-env FERRY_BIN="$ROOT/build/mb36/ferry" "$PY" test/integration/run.py \
-    -j "${INTEGRATION_JOBS:-8}" --skip-crash --prefix 'mbedtls3.6: ' ||
-    failed=1
+# The tests run ferry as other users too (sendmail as nobody, from a
+# copy of the binary), who may not reach build/ (a clone in a 0700
+# directory): the libraries go to a directory anyone can read, named by
+# LD_LIBRARY_PATH, which every test passes on.
+libs=$(mktemp -d /tmp/ferry-mb36.XXXXXX) || exit 1
+trap 'rm -rf "$libs"' EXIT INT TERM
+if ! { chmod 0755 "$libs" && cp -P "$C"/mbedtls/lib/libmbed*.so* \
+    "$libs/"; }; then
+	fail "cannot copy the mbedTLS 3.6 libraries to $libs"
+	exit 1
+fi
+env FERRY_BIN="$ROOT/build/mb36/ferry" LD_LIBRARY_PATH="$libs" \
+    "$PY" test/integration/run.py -j "${INTEGRATION_JOBS:-8}" --skip-crash \
+    --prefix 'mbedtls3.6: ' || failed=1
 exit "$failed"
