@@ -117,13 +117,13 @@ main(int argc, char **argv)
 	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	/* sendmail and mailq keep their own options: no getopt here. */
 	if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "mailq") == 0) {
-		if (main_load(&conf, getenv("FERRY_CONFIG")) != 0)
+		if (main_load(&conf, secure_getenv("FERRY_CONFIG")) != 0)
 			return EX_CONFIG;
 		return prog[0] == 's' ? cli_sendmail(&conf, argc, argv) :
 		    cli_mailq(&conf, argc, argv);
 	}
 	if (strcmp(prog, "newaliases") == 0)
-		return main_load(&conf, getenv("FERRY_CONFIG")) != 0 ?
+		return main_load(&conf, secure_getenv("FERRY_CONFIG")) != 0 ?
 		    EX_CONFIG : main_newaliases(&conf);
 
 	while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
@@ -140,8 +140,14 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* A set-id entry runs for a caller it must not trust (DESIGN.md):
+	 * secure_getenv() drops FERRY_CONFIG there, and -c is refused. */
+	if (path != NULL && getauxval(AT_SECURE)) {
+		fprintf(stderr, "ferry: -c is refused in a set-id program\n");
+		return EX_USAGE;
+	}
 	if (path == NULL)
-		path = getenv("FERRY_CONFIG");
+		path = secure_getenv("FERRY_CONFIG");
 	cmd = argc > 0 ? argv[0] : "serve";
 	/* passwd only prints a users file line: it needs no config. */
 	if (strcmp(cmd, "passwd") == 0)

@@ -25,7 +25,9 @@
 #   process; Pss summed, which shares each page among its users (it
 #   depends on what else runs on the machine); Private_Dirty summed, the
 #   pages nothing else can share or the kernel drop without swap.  Idle
-#   is 2 s after the listener appears, with tls_cert set on both.
+#   is 2 s after the listener appears, with tls_cert set on both.  Beside
+#   them, the floor: a program that links the same libraries and only
+#   calls pause(), built with cc here.
 # - per session, as bench/sessions.sh does it: one session of the kind is
 #   opened and closed first, then N held open (greeting and EHLO done;
 #   for TLS also STARTTLS, the handshake and EHLO again), and the growth
@@ -398,6 +400,20 @@ ferry_up "$dir/ferry-noca" "$dead_port" "ca_file ="
 idle ferry "$ferry_pid" ferry-noca
 ferry_stop
 
+# The floor: a program that links the libraries ferry links and does
+# nothing (pause()).  Its RSS is the loader's and the libraries' pages
+# alone, which no daemon linked to them can go under.
+printf '#include <unistd.h>\nint main(void) { pause(); return 0; }\n' \
+    >"$dir/floor.c" || die "cannot write $dir/floor.c"
+cc -O2 -o "$dir/floor" "$dir/floor.c" -Wl,--no-as-needed \
+    -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium ||
+    die "cannot build the floor program"
+"$dir/floor" &
+floor_pid=$!
+idle floor "$floor_pid" floor
+kill "$floor_pid"
+wait "$floor_pid" 2>/dev/null
+
 # Postfix: idle, sessions.
 pf_up "$dir/postfix-idle" "$dead_port"
 idle postfix "$pf_pid" postfix
@@ -468,6 +484,7 @@ END {
 	row("idle PSS, sum (KB)", ip["ferry"], ip["postfix"])
 	row("idle Private_Dirty, sum (KB)", id["ferry"], id["postfix"])
 	row("idle processes", in_["ferry"], in_["postfix"])
+	row("idle RSS, the libraries alone (KB)", ir["floor"], "")
 	row("idle RSS, ca_file = (empty) (KB)", ir["ferry-noca"], "")
 	row("idle Private_Dirty, ca_file = (KB)", id["ferry-noca"], "")
 	row("RSS per idle plaintext session (KB)", sr["ferry,plain"],
@@ -485,6 +502,8 @@ END {
 	v = ir["ferry"]
 	printf "budget: idle RSS %d <= %d KB: %s\n", v, idlekb,
 	    v <= idlekb ? "met" : "MISSED"
+	printf "  (a program that only links the same libraries: %d KB)\n",
+	    ir["floor"]
 	if (v > idlekb) bad = 1
 	v = w["ferry"]
 	printf "budget: queue writes %d <= %d bytes per message: %s\n", v, wmax,

@@ -4,12 +4,15 @@ unprivileged user, daemon up and down), mailq, cat, delete, check-config,
 config errors, SIGHUP reload, SIGTERM during DATA, corrupt queue files.
 """
 
+import grp
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -1008,3 +1011,93 @@ def test_syslog_facility_mail():
             d2.cleanup(ok)
         if d is not None:
             d.cleanup(ok)
+
+
+# --- a set-id entry -----------------------------------------------------------
+
+def _setid_copy():
+    """A copy of the binary, setgid to a group nobody is not in, in a
+    directory nobody can reach on a file system that honours set-id bits;
+    None where that cannot be made here."""
+    if not IS_ROOT or os.environ.get('LD_LIBRARY_PATH'):
+        return None	# the loader ignores LD_LIBRARY_PATH in set-id runs
+    for base in ('/var/tmp', '/tmp', os.path.dirname(FERRY_BIN)):
+        if os.statvfs(base).f_flag & os.ST_NOSUID:
+            continue
+        d = tempfile.mkdtemp(prefix='ferry-setid-', dir=base)
+        os.chmod(d, 0o755)
+        plain = os.path.join(d, 'ferry-plain')
+        setid = os.path.join(d, 'ferry')
+        shutil.copy2(user_bin(), plain)
+        shutil.copy2(user_bin(), setid)
+        os.chmod(plain, 0o755)
+        os.chown(setid, 0, grp.getgrnam('ferry').gr_gid)
+        os.chmod(setid, 0o2755)
+        return d, plain, setid
+    return None
+
+
+def test_setid_entry_trusts_no_config():
+    """DESIGN.md: a setgid entry trusts no -c and no environment from its
+    caller.  The same binary without the bit is the control: there each
+    input does reach the config loader."""
+    made = _setid_copy()
+    if made is None:
+        print('skipped: needs root, a file system without nosuid, and no '
+              'LD_LIBRARY_PATH')
+        return
+    d, plain, setid = made
+    try:
+        evil = os.path.join(d, 'evil.conf')
+        with open(evil, 'w') as f:
+            f.write('queue_dir = %s/q\n' % d)
+        env = dict(os.environ, FERRY_CONFIG='/nonexistent-ferry/evil.conf',
+                   FERRY_MESSAGE_SIZE_LIMIT='lots')
+
+        def run(binary, args, e):
+            return subprocess.run(['runuser', '-u', 'nobody', '--', binary]
+                                  + args, capture_output=True, env=e,
+                                  timeout=30)
+
+        # -c: the control reads it; the set-id entry refuses it.
+        p = run(plain, ['-c', evil, 'mailq'], os.environ)
+        check(b'-c is refused' not in p.stderr,
+              'control refused -c: %s' % short(p.stderr))
+        p = run(setid, ['-c', evil, 'mailq'], os.environ)
+        check(p.returncode == 64 and b'-c is refused' in p.stderr,
+              'set-id -c: exit %d, %s' % (p.returncode, short(p.stderr)))
+        check(not os.path.exists(os.path.join(d, 'q')),
+              'set-id entry used the caller\'s queue_dir')
+        # FERRY_CONFIG and FERRY_<KEY>: the control fails on them (78,
+        # naming them); the set-id entry never sees them.
+        for name in ('ferry', 'sendmail', 'mailq'):
+            for b in (plain, setid):
+                link = os.path.join(d, name)
+                if name != 'ferry':
+                    if os.path.lexists(link):
+                        os.unlink(link)
+                    os.symlink(b, link)
+                cmd = link if name != 'ferry' else b
+                args = ['-bp'] if name == 'sendmail' else (
+                    ['mailq'] if name == 'ferry' else [])
+                p = run(cmd, args, env)
+                err = p.stderr.decode(errors='replace')
+                if b is plain:
+                    check(p.returncode == 78 and 'nonexistent-ferry' in err,
+                          '%s control: exit %d, %r' % (name, p.returncode,
+                                                      err[:300]))
+                else:
+                    check('nonexistent-ferry' not in err and
+                          'FERRY_MESSAGE_SIZE_LIMIT' not in err,
+                          '%s set-id read the caller\'s environment: %r'
+                          % (name, err[:300]))
+        env2 = dict(os.environ, FERRY_MESSAGE_SIZE_LIMIT='lots')
+        p = run(plain, ['mailq'], env2)
+        check(p.returncode == 78 and b'FERRY_MESSAGE_SIZE_LIMIT' in p.stderr,
+              'control ignored FERRY_MESSAGE_SIZE_LIMIT: exit %d, %s'
+              % (p.returncode, short(p.stderr)))
+        p = run(setid, ['mailq'], env2)
+        check(b'FERRY_MESSAGE_SIZE_LIMIT' not in p.stderr,
+              'set-id read FERRY_MESSAGE_SIZE_LIMIT: %s' % short(p.stderr))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
