@@ -65,7 +65,7 @@ B	:= build/$(TARGET)
 LIBSRC	:= log.c loop.c io.c config.c addr.c cmd.c hdr.c queue.c smtp.c \
 	   pickup.c msg.c cli.c \
 	   dns.c deliver.c bounce.c sched.c alias.c auth.c tls.c textfile.c dane.c \
-	   check.c net.c
+	   check.c net.c reply.c
 SRC	:= main.c $(LIBSRC)
 UNIT	:= $(patsubst test/unit/%.c,%,$(wildcard test/unit/*_test.c))
 FUZZ	:= $(patsubst test/fuzz/%.c,%,$(wildcard test/fuzz/fuzz_*.c))

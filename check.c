@@ -42,13 +42,13 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "reply.h"
 #include "tls.h"
 
 #define CHECK_CONNECT_MS	30000
 #define CHECK_REPLY_MS		60000	/* banner, EHLO, STARTTLS */
 #define CHECK_TLS_MS		60000
 #define CHECK_QUIT_MS		10000
-#define CHECK_LINE_MAX		1024	/* a reply line kept */
 #define CHECK_WHY_MAX		600
 #define CHECK_CHAIN_TEXT_MAX	8192	/* the chain's description */
 #define CHECK_DN_MAX		256
@@ -115,7 +115,7 @@ struct check {
 	struct tls_conn *tconn;		/* io owns it; valid while io is */
 	int starttls;			/* offered in the EHLO reply */
 	int reply_lines;		/* lines of the reply being read */
-	char reply[CHECK_LINE_MAX];	/* its first line */
+	char reply[REPLY_LINE_MAX];	/* its first line */
 	int dane_seen;
 	int nexthop_ok;			/* secure: the leaf names the domain */
 	enum dane_verdict dane_v;
@@ -782,15 +782,14 @@ check_on_connect(struct loop_fd *lfd, unsigned events)
 	check_enter_state(c, CS_BANNER);
 }
 
-/* Replies as deliver.c reads them: CRLF lines, "NNN-" continues. */
+/* Replies as deliver.c reads them (reply_read()): "NNN-" continues. */
 static void
 check_on_io(struct io *io, enum io_event ev, void *arg)
 {
 	struct check *c = arg;
-	char line[CHECK_LINE_MAX];
-	const char *buf, *lf;
-	size_t len, n;
-	int code;
+	struct reply_line r;
+	enum reply_status st;
+	size_t n;
 
 	(void)io;
 	if (c->state == CS_TLS && ev != IO_TLS && ev != IO_DRAINED) {
@@ -821,47 +820,33 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	}
 	for (;;) {
-		buf = io_in(c->io, &len);
-		if ((lf = memchr(buf, '\n', len)) == NULL) {
-			if (io_in_full(c->io))
-				check_addr_verdict(c, 0, CV_TEMPFAIL,
-				    "deferred: reply line too long");
+		if ((st = reply_read(c->io, &r)) == REPLY_AGAIN)
+			return;
+		if (st == REPLY_TOO_LONG) {
+			check_addr_verdict(c, 0, CV_TEMPFAIL,
+			    "deferred: reply line too long");
 			return;
 		}
-		n = (size_t)(lf - buf);
-		if (n >= sizeof(line))
-			n = sizeof(line) - 1;	/* the head of a long line */
-		memcpy(line, buf, n);
-		line[n] = '\0';
-		io_consume(c->io, (size_t)(lf - buf) + 1);
-		len = strlen(line);	/* a NUL inside ends it */
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		if (len < 3 || line[0] < '2' || line[0] > '5' ||
-		    !isdigit((unsigned char)line[1]) ||
-		    !isdigit((unsigned char)line[2]) ||
-		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+		if (st == REPLY_MALFORMED) {
 			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
 			    "malformed reply in state %s",
 			    check_strstate(c->state));
 			return;
 		}
-		for (n = 0; n < len; n++)	/* printed: no controls */
-			if (!isprint((unsigned char)line[n]))
-				line[n] = '?';
-		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, line);
-		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		    (line[2] - '0');
+		for (n = 0; n < r.len; n++)	/* printed: no controls */
+			if (!isprint((unsigned char)r.line[n]))
+				r.line[n] = '?';
+		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, r.line);
 		if (c->reply_lines++ == 0)
-			snprintf(c->reply, sizeof(c->reply), "%s", line);
-		else if (c->state == CS_EHLO && len >= 12 &&
-		    strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
-		    (len == 12 || line[12] == ' '))
+			snprintf(c->reply, sizeof(c->reply), "%s", r.line);
+		else if (c->state == CS_EHLO && r.len >= 12 &&
+		    strncasecmp(r.line + 4, "STARTTLS", 8) == 0 &&
+		    (r.len == 12 || r.line[12] == ' '))
 			c->starttls = 1;
-		if (len > 3 && line[3] == '-')
+		if (r.more)
 			continue;
 		c->reply_lines = 0;
-		check_reply(c, code, c->reply);
+		check_reply(c, r.code, c->reply);
 		/* Gone (next address), or handshaking (io dropped what
 		 * followed the 220). */
 		if (c->io == NULL || c->state == CS_TLS ||

@@ -36,6 +36,7 @@
 #include "hdr.h"
 #include "msg.h"
 #include "queue.h"
+#include "reply.h"
 
 #define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
 #define CLI_IO_SIZE	4096
@@ -142,7 +143,6 @@ static void cli_err(const char *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static int cli_connect(const char *);
 static int conn_wait(int, short);
-static int conn_write(struct conn *, const char *, size_t);
 static int conn_getc(struct conn *);
 static int conn_reply(struct conn *);
 static int conn_cmd(struct conn *, const char *, ...)
@@ -772,7 +772,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 	}
 	if ((code = conn_cmd(c, "DATA\r\n")) != 354)
 		return sm_fail(c, code);
-	if (conn_write(c, data->p, data->len) == -1)
+	if (write_all(c->fd, data->p, data->len) == -1)
 		return SR_DOWN;
 	if ((code = conn_reply(c)) != 250)
 		return sm_fail(c, code);
@@ -999,27 +999,6 @@ conn_wait(int fd, short ev)
 	return n == 1 ? 0 : -1;
 }
 
-static int
-conn_write(struct conn *c, const char *p, size_t n)
-{
-	ssize_t k;
-
-	while (n > 0) {
-		k = send(c->fd, p, n, MSG_NOSIGNAL);
-		if (k > 0) {
-			p += k;
-			n -= (size_t)k;
-		} else if (k == -1 && errno == EINTR)
-			continue;
-		else if (k == -1 && errno == EAGAIN) {
-			if (conn_wait(c->fd, POLLOUT) == -1)
-				return -1;
-		} else
-			return -1;
-	}
-	return 0;
-}
-
 /* The next byte, or -1 on EOF, error or timeout. */
 static int
 conn_getc(struct conn *c)
@@ -1052,7 +1031,7 @@ conn_reply(struct conn *c)
 {
 	char line[CLI_RLINE_MAX];
 	size_t n, k;
-	int ch, code = 0, more, first = 1;
+	int ch, code = 0, lcode, more, first = 1;
 
 	c->tlen = 0;
 	c->text[0] = '\0';
@@ -1073,14 +1052,10 @@ conn_reply(struct conn *c)
 		memcpy(c->text + c->tlen, line, n < k ? n : k);
 		c->tlen += n < k ? n : k;
 		c->text[c->tlen] = '\0';
-		if (n < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' ||
-		    line[2] < '0' || line[2] > '9' ||
-		    (n > 3 && line[3] != ' ' && line[3] != '-'))
+		if ((lcode = reply_code(line, n, &more)) == -1)
 			return 0;
 		if (first)
-			code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-			    (line[2] - '0');
+			code = lcode;
 		else if (n > 4) {
 			/* an EHLO keyword line (§4.1.1.1) */
 			if (strncasecmp(line + 4, "8BITMIME", 8) == 0)
@@ -1090,7 +1065,6 @@ conn_reply(struct conn *c)
 			else if (strncasecmp(line + 4, "SIZE", 4) == 0)
 				c->ext |= EXT_SIZE;
 		}
-		more = n > 3 && line[3] == '-';
 		first = 0;
 	} while (more);
 	return code;
@@ -1108,7 +1082,7 @@ conn_cmd(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(cmd))
 		return 0;	/* cannot happen: paths are checked */
-	if (conn_write(c, cmd, (size_t)n) == -1)
+	if (write_all(c->fd, cmd, (size_t)n) == -1)
 		return -1;
 	return conn_reply(c);
 }
@@ -1130,6 +1104,8 @@ conn_print(const struct conn *c)
 	}
 }
 
+/* Files, stdout and the daemon's socket: the commands that write to a
+ * socket ignore SIGPIPE first, so a peer gone away is EPIPE here. */
 static int
 write_all(int fd, const char *p, size_t n)
 {

@@ -74,6 +74,7 @@
 #include "loop.h"
 #include "net.h"
 #include "queue.h"
+#include "reply.h"
 #include "tls.h"
 
 #define DELIVER_CONNECT_MS	30000
@@ -81,7 +82,6 @@
 #define DELIVER_DOT_MS		600000	/* smtp_data_done_timeout */
 #define DELIVER_CHUNK		8192	/* body read size */
 #define DELIVER_HIWAT		(16 * 1024)	/* refill below this */
-#define DELIVER_LINE_MAX	1024	/* a reply line we accept */
 #define DELIVER_PIPE_MAX	64	/* commands in flight with PIPELINING */
 #define DELIVER_TLS_MS		300000	/* Postfix smtp_starttls_timeout */
 #define DELIVER_SEND_MAX	1200	/* one command; AUTH PLAIN's is the
@@ -204,6 +204,7 @@ static void deliver_next_mx(struct deliver *);
 static void deliver_on_addr(void *, enum dns_status, int,
     const struct dns_addr *, int);
 static void deliver_next_addr(struct deliver *);
+static void deliver_why_connect(struct deliver *, const char *);
 static void deliver_dane_host(struct deliver *, int, const char *, int);
 static void deliver_on_tlsa(void *, enum dns_status, int,
     const struct dns_tlsa_rdata *, int);
@@ -748,16 +749,12 @@ deliver_next_addr(struct deliver *d)
 		fd = net_connect(&d->addr[d->iaddr++], d->port, d->cur_ip,
 		    sizeof(d->cur_ip));
 		if (fd == -1) {
-			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: "
-			    "%s", d->mx[d->imx - 1].host, d->cur_ip, d->port,
-			    strerror(errno));
+			deliver_why_connect(d, strerror(errno));
 			continue;
 		}
 		d->cfd.fd = fd;
 		if (loop_fd_add(&d->cfd, LOOP_WRITE) == -1) {
-			deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
-			    d->mx[d->imx - 1].host, d->cur_ip, d->port,
-			    strerror(errno));
+			deliver_why_connect(d, strerror(errno));
 			close(fd);
 			d->cfd.fd = -1;
 			continue;
@@ -768,6 +765,14 @@ deliver_next_addr(struct deliver *d)
 	}
 	d->notls = 0;
 	deliver_next_mx(d);
+}
+
+/* One address failed to connect: the reason a deferral would give. */
+static void
+deliver_why_connect(struct deliver *d, const char *err)
+{
+	deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
+	    d->mx[d->imx - 1].host, d->cur_ip, d->port, err);
 }
 
 static void
@@ -795,8 +800,8 @@ deliver_on_connect_timeout(struct loop_timer *t)
 	loop_fd_del(&d->cfd);
 	close(d->cfd.fd);
 	d->cfd.fd = -1;
-	deliver_why(d, "4.4.1", "connect to %s[%s]:%u: Connection "
-	    "timed out", d->mx[d->imx - 1].host, d->cur_ip, d->port);
+	/* Postfix's words, whatever strerror(ETIMEDOUT) says here. */
+	deliver_why_connect(d, "Connection timed out");
 	deliver_next_addr(d);
 }
 
@@ -813,8 +818,7 @@ deliver_on_connect(struct loop_fd *lfd, unsigned events)
 	if (getsockopt(lfd->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 		err = errno;
 	if (err != 0) {
-		deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
-		    d->mx[d->imx - 1].host, d->cur_ip, d->port, strerror(err));
+		deliver_why_connect(d, strerror(err));
 		close(lfd->fd);
 		d->cfd.fd = -1;
 		deliver_next_addr(d);
@@ -853,10 +857,8 @@ static void
 deliver_on_io(struct io *io, enum io_event ev, void *arg)
 {
 	struct deliver *d = arg;
-	char line[DELIVER_LINE_MAX];
-	const char *buf, *lf;
-	size_t len, n;
-	int code;
+	struct reply_line r;
+	enum reply_status st;
 
 	(void)io;
 	/* The handshake ends in one of these, never in IO_IN. */
@@ -889,35 +891,14 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	}
 	for (;;) {
-		buf = io_in(d->io, &len);
-		if ((lf = memchr(buf, '\n', len)) == NULL) {
-			if (io_in_full(d->io)) {
-				deliver_lost(d, "reply line too long");
-				return;
-			}
+		if ((st = reply_read(d->io, &r)) != REPLY_OK) {
+			if (st != REPLY_AGAIN)
+				deliver_lost(d, st == REPLY_TOO_LONG ?
+				    "reply line too long" : "malformed reply");
 			return;
 		}
-		n = (size_t)(lf - buf) + 1;
-		if (n - 1 >= sizeof(line))
-			n = sizeof(line);	/* keep the head of a long line */
-		memcpy(line, buf, n - 1);
-		line[n - 1] = '\0';
-		io_consume(d->io, (size_t)(lf - buf) + 1);
-		len = strlen(line);
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		if (len < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' || line[2] < '0' ||
-		    line[2] > '9' || (len > 3 && line[3] != ' ' &&
-		    line[3] != '-')) {
-			deliver_lost(d, "malformed reply");
-			return;
-		}
-		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		    (line[2] - '0');
-		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, line);
-		deliver_reply(d, code, len > 3 && line[3] == '-',
-		    len > 4 ? line + 4 : "");
+		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, r.line);
+		deliver_reply(d, r.code, r.more, r.len > 4 ? r.line + 4 : "");
 		/* Closed (d lives until the next turn), reconnecting, or
 		 * handshaking (io dropped what followed the 220). */
 		if (d->state == DS_DONE || d->io == NULL || d->state == DS_TLS)

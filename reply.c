@@ -1,0 +1,65 @@
+/*
+ * reply.c - takes apart one line of an SMTP server's reply (RFC 5321
+ * §4.2): "DDD", "DDD text" or "DDD-text", the first digit 2-5.  It owns
+ * the line syntax only: what a code means, and what a multi-line reply
+ * adds up to, belong to the callers (deliver.c, check.c, cli.c).  Every
+ * input has an explicit length; a line longer than REPLY_LINE_MAX keeps
+ * its head, and a buffer that fills without a line end is REPLY_TOO_LONG
+ * (the caller gives the connection up rather than wait for ever).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "io.h"
+#include "reply.h"
+
+enum reply_status
+reply_take(const char *buf, size_t len, int full, struct reply_line *r,
+    size_t *used)
+{
+	const char *lf, *nul;
+	size_t n;
+
+	*used = 0;
+	if ((lf = memchr(buf, '\n', len)) == NULL)
+		return full ? REPLY_TOO_LONG : REPLY_AGAIN;
+	*used = (size_t)(lf - buf) + 1;
+	n = (size_t)(lf - buf);
+	if (n >= sizeof(r->line))
+		n = sizeof(r->line) - 1;	/* the head of a long line */
+	/* A NUL ends the line kept: the callers print it as a string. */
+	if ((nul = memchr(buf, '\0', n)) != NULL)
+		n = (size_t)(nul - buf);
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	memcpy(r->line, buf, n);
+	r->line[n] = '\0';
+	r->len = n;
+	r->code = reply_code(r->line, n, &r->more);
+	return r->code == -1 ? REPLY_MALFORMED : REPLY_OK;
+}
+
+enum reply_status
+reply_read(struct io *io, struct reply_line *r)
+{
+	enum reply_status st;
+	const char *buf;
+	size_t len, used;
+
+	buf = io_in(io, &len);
+	st = reply_take(buf, len, io_in_full(io), r, &used);
+	if (used > 0)	/* io_consume() has side effects: not for nothing */
+		io_consume(io, used);
+	return st;
+}
+
+int
+reply_code(const char *line, size_t len, int *more)
+{
+	*more = len > 3 && line[3] == '-';
+	if (len < 3 || line[0] < '2' || line[0] > '5' ||
+	    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+	    (len > 3 && line[3] != ' ' && line[3] != '-'))
+		return -1;
+	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+}

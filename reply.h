@@ -1,0 +1,49 @@
+/*
+ * reply.h - the SMTP reply line parser (RFC 5321 §4.2), the client's
+ * twin of cmd.h: one line of a server's reply into its code, whether
+ * more lines follow, and its text.  deliver.c and check.c read their
+ * replies with reply_read(); cli.c, which reads its own socket byte by
+ * byte, checks its lines with reply_code().  reply_take() works on a
+ * buffer and a length, so the tests and the fuzzer need no socket.
+ */
+#ifndef FERRY_REPLY_H
+#define FERRY_REPLY_H
+
+#include <stddef.h>
+
+#define REPLY_LINE_MAX	1024	/* a line kept, with its NUL; the rest of a
+				   longer line is dropped */
+
+enum reply_status {
+	REPLY_OK,		/* one line taken, in the struct */
+	REPLY_AGAIN,		/* no whole line buffered yet */
+	REPLY_MALFORMED,	/* taken, but not "DDD", "DDD text" or
+				   "DDD-text" with the first digit 2-5 */
+	REPLY_TOO_LONG,		/* a full buffer and no line end in it */
+};
+
+struct reply_line {
+	int code;		/* 200-599 when REPLY_OK */
+	int more;		/* "DDD-": another line of the reply follows */
+	size_t len;		/* of line: up to a NUL, without a final CR */
+	char line[REPLY_LINE_MAX];	/* NUL-terminated; text at line + 4 */
+};
+
+struct io;
+
+/*
+ * One line from buf[0..len) (LF ends it; a CR before the LF is dropped;
+ * a NUL inside ends what is kept).  *used is what to consume: the whole
+ * line, or 0 for REPLY_AGAIN and REPLY_TOO_LONG.  full says that the
+ * buffer can take no more, so a missing LF means the line is too long.
+ */
+enum reply_status reply_take(const char *buf, size_t len, int full,
+    struct reply_line *, size_t *used);
+
+/* reply_take() on the io's input, which it consumes. */
+enum reply_status reply_read(struct io *, struct reply_line *);
+
+/* The code of line[0..len), or -1 when malformed; *more as above. */
+int reply_code(const char *line, size_t len, int *more);
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * fuzz_reply.c - libFuzzer target for reply.c, fed what a server might
+ * send: the input fills a buffer the size of io's (IO_IN_SIZE; "full"
+ * when it is), and reply_take() takes lines off its front the way
+ * deliver.c and check.c do.  Each line is checked against the reader
+ * they had before the parser was shared (kept below as the oracle), so
+ * the verdicts and the text cannot drift; and against the contract:
+ * used stays inside the buffer, the line is NUL-terminated with no NUL
+ * before its end, an OK code is 200-599.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io.h"
+#include "reply.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* The oracle: deliver_on_io()'s line reader as it was, on a buffer. */
+static enum reply_status
+old_take(const char *buf, size_t len, int full, char *line, size_t size,
+    size_t *used, int *code, int *more)
+{
+	const char *lf;
+	size_t n;
+
+	*used = 0;
+	if ((lf = memchr(buf, '\n', len)) == NULL)
+		return full ? REPLY_TOO_LONG : REPLY_AGAIN;
+	n = (size_t)(lf - buf) + 1;
+	if (n - 1 >= size)
+		n = size;
+	memcpy(line, buf, n - 1);
+	line[n - 1] = '\0';
+	*used = (size_t)(lf - buf) + 1;
+	len = strlen(line);
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	if (len < 3 || line[0] < '2' || line[0] > '5' ||
+	    line[1] < '0' || line[1] > '9' || line[2] < '0' ||
+	    line[2] > '9' || (len > 3 && line[3] != ' ' &&
+	    line[3] != '-'))
+		return REPLY_MALFORMED;
+	*code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
+	    (line[2] - '0');
+	*more = len > 3 && line[3] == '-';
+	return REPLY_OK;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct reply_line r;
+	static char want[REPLY_LINE_MAX];
+	const char *buf = (const char *)data;
+	size_t len = size < IO_IN_SIZE ? size : IO_IN_SIZE, used, oused;
+	int full = len == IO_IN_SIZE, code = 0, more = 0, c2, m2;
+	enum reply_status st, ost;
+
+	for (;;) {
+		st = reply_take(buf, len, full, &r, &used);
+		ost = old_take(buf, len, full, want, sizeof(want), &oused,
+		    &code, &more);
+		if (st != ost || used != oused || used > len)
+			abort();
+		if (st == REPLY_AGAIN || st == REPLY_TOO_LONG) {
+			if (used != 0 || memchr(buf, '\n', len) != NULL ||
+			    (st == REPLY_TOO_LONG) != full)
+				abort();
+			break;
+		}
+		if (used == 0 || buf[used - 1] != '\n' ||
+		    r.len >= sizeof(r.line) || r.line[r.len] != '\0' ||
+		    strlen(r.line) != r.len || strcmp(r.line, want) != 0 ||
+		    memcmp(r.line, buf, r.len) != 0)
+			abort();
+		if (st == REPLY_OK && (r.code != code || r.more != more ||
+		    r.code < 200 || r.code > 599))
+			abort();
+		/* cli.c's entry must agree on the same line. */
+		c2 = reply_code(r.line, r.len, &m2);
+		if (c2 != (st == REPLY_OK ? r.code : -1) ||
+		    (st == REPLY_OK && m2 != r.more))
+			abort();
+		/* Go on past a bad line too: the buffer's rest is input. */
+		buf += used;
+		len -= used;
+		full = 0;
+	}
+	return 0;
+}

@@ -1,0 +1,304 @@
+/*
+ * reply_test.c - reply.c: one SMTP reply line out of a buffer.  Every
+ * refusal (short line, bad digits, first digit outside 2-5, bad
+ * separator, a full buffer without LF) and every edge the delivery
+ * relies on (bare LF, CRLF, a NUL inside, the head of a long line, two
+ * lines in one buffer) against what deliver.c and check.c did before
+ * the parser was shared.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reply.h"
+#include "t.h"
+
+/* Big enough for a line well over REPLY_LINE_MAX and its CRLF. */
+#define LONG_LEN	(3 * REPLY_LINE_MAX)
+
+static struct reply_line r;
+
+/* reply_take() on a C string (no NUL in it), not full. */
+static enum reply_status
+take(const char *s, size_t *used)
+{
+	memset(&r, 0x55, sizeof(r));
+	return reply_take(s, strlen(s), 0, &r, used);
+}
+
+static int
+test_single(void)
+{
+	size_t used;
+
+	CHECK(take("250 2.0.0 ok\r\n", &used) == REPLY_OK);
+	CHECK(used == 14);
+	CHECK(r.code == 250);
+	CHECK(r.more == 0);
+	CHECK(r.len == 12);
+	CHECK_STR(r.line, "250 2.0.0 ok");
+	CHECK(take("554 no\r\n", &used) == REPLY_OK && r.code == 554);
+	return 0;
+}
+
+static int
+test_continued(void)
+{
+	size_t used;
+
+	CHECK(take("250-PIPELINING\r\n250 SIZE\r\n", &used) == REPLY_OK);
+	CHECK(used == 16);
+	CHECK(r.code == 250 && r.more == 1);
+	CHECK_STR(r.line, "250-PIPELINING");
+	/* "DDD-" alone continues too. */
+	CHECK(take("220-\r\n", &used) == REPLY_OK && r.more == 1);
+	CHECK(r.len == 4);
+	return 0;
+}
+
+static int
+test_code_only(void)
+{
+	size_t used;
+
+	CHECK(take("354\r\n", &used) == REPLY_OK);
+	CHECK(r.code == 354 && r.more == 0 && r.len == 3 && used == 5);
+	CHECK_STR(r.line, "354");
+	CHECK(take("250 \r\n", &used) == REPLY_OK && r.len == 4);
+	return 0;
+}
+
+/* Bare LF ends a line as CRLF does: servers that send it get through. */
+static int
+test_bare_lf(void)
+{
+	size_t used;
+
+	CHECK(take("250 ok\n", &used) == REPLY_OK);
+	CHECK(used == 7 && r.len == 6);
+	CHECK_STR(r.line, "250 ok");
+	/* Only the one CR before the LF goes. */
+	CHECK(take("250 ok\r\r\n", &used) == REPLY_OK);
+	CHECK(r.len == 7 && r.line[6] == '\r' && used == 9);
+	/* A CR inside stays. */
+	CHECK(take("250 o\rk\r\n", &used) == REPLY_OK && r.len == 7);
+	return 0;
+}
+
+static int
+test_two_lines(void)
+{
+	const char *buf = "250-a\r\n250 b\r\n";
+	size_t used, used2;
+
+	CHECK(reply_take(buf, strlen(buf), 0, &r, &used) == REPLY_OK);
+	CHECK(used == 7 && r.more == 1);
+	CHECK(reply_take(buf + used, strlen(buf) - used, 0, &r, &used2) ==
+	    REPLY_OK);
+	CHECK(used2 == 7 && r.more == 0);
+	CHECK_STR(r.line, "250 b");
+	/* Only the length given counts, not the string. */
+	CHECK(reply_take(buf, 6, 0, &r, &used) == REPLY_AGAIN && used == 0);
+	return 0;
+}
+
+static int
+test_again(void)
+{
+	size_t used = 99;
+
+	CHECK(take("", &used) == REPLY_AGAIN && used == 0);
+	CHECK(take("250 ok\r", &used) == REPLY_AGAIN && used == 0);
+	return 0;
+}
+
+/* Each refusal is MALFORMED and still consumes its whole line. */
+static int
+refused(const char *const *lines, size_t n)
+{
+	size_t i, used;
+
+	for (i = 0; i < n; i++)
+		if (take(lines[i], &used) != REPLY_MALFORMED ||
+		    used != strlen(lines[i]) || r.code != -1) {
+			fprintf(stderr, "  accepted %s", lines[i]);
+			return 1;
+		}
+	return 0;
+}
+
+#define REFUSED(a)	refused((a), sizeof(a) / sizeof((a)[0]))
+
+static int
+test_short(void)
+{
+	static const char *const bad[] = {
+		"\r\n", "\n", "2\r\n", "25\r\n", "25\n",
+	};
+
+	return REFUSED(bad);
+}
+
+static int
+test_bad_digits(void)
+{
+	static const char *const bad[] = {
+		"2x0 ok\r\n", "25x ok\r\n", "2 0 ok\r\n", "25/ ok\r\n",
+		"25: ok\r\n", "abc\r\n", " 250 ok\r\n",
+		"\26250 ok\r\n",	/* 0xb2: a '2' with the high bit set */
+	};
+
+	return REFUSED(bad);
+}
+
+static int
+test_first_digit(void)
+{
+	static const char *const bad[] = {
+		"050 x\r\n", "150 x\r\n", "199 x\r\n", "600 x\r\n",
+		"999 x\r\n",
+	};
+	size_t used;
+
+	CHECK(take("200 x\r\n", &used) == REPLY_OK && r.code == 200);
+	CHECK(take("599 x\r\n", &used) == REPLY_OK && r.code == 599);
+	return REFUSED(bad);
+}
+
+static int
+test_separator(void)
+{
+	static const char *const bad[] = {
+		"250x ok\r\n", "2500\r\n", "250\tok\r\n", "250_ok\r\n",
+		"250\r ok\r\n",
+	};
+
+	return REFUSED(bad);
+}
+
+/* A buffer full without LF: too long; not yet full: wait. */
+static int
+test_too_long(void)
+{
+	char *buf;
+	size_t used = 99;
+
+	CHECK((buf = malloc(LONG_LEN)) != NULL);
+	memset(buf, 'a', LONG_LEN);
+	memcpy(buf, "250 ", 4);
+	if (reply_take(buf, LONG_LEN, 1, &r, &used) != REPLY_TOO_LONG ||
+	    used != 0 ||
+	    reply_take(buf, LONG_LEN, 0, &r, &used) != REPLY_AGAIN) {
+		free(buf);
+		CHECK(0);
+	}
+	/* With an LF in it, only full matters: the line is taken. */
+	buf[10] = '\n';
+	if (reply_take(buf, LONG_LEN, 1, &r, &used) != REPLY_OK ||
+	    used != 11) {
+		free(buf);
+		CHECK(0);
+	}
+	free(buf);
+	return 0;
+}
+
+/* A line longer than the struct keeps its head; all of it is used. */
+static int
+test_long_head(void)
+{
+	char *buf;
+	int ok;
+	size_t used;
+
+	CHECK((buf = malloc(LONG_LEN)) != NULL);
+	memset(buf, 'b', LONG_LEN);
+	memcpy(buf, "451-", 4);
+	buf[LONG_LEN - 2] = '\r';
+	buf[LONG_LEN - 1] = '\n';
+	ok = reply_take(buf, LONG_LEN, 1, &r, &used) == REPLY_OK &&
+	    used == LONG_LEN && r.code == 451 && r.more == 1 &&
+	    r.len == REPLY_LINE_MAX - 1 && r.line[r.len] == '\0' &&
+	    r.line[r.len - 1] == 'b';
+	/* Exactly as long as the struct holds: all of it, CR gone. */
+	buf[REPLY_LINE_MAX - 2] = '\r';
+	buf[REPLY_LINE_MAX - 1] = '\n';
+	ok = ok && reply_take(buf, LONG_LEN, 0, &r, &used) == REPLY_OK &&
+	    used == REPLY_LINE_MAX && r.len == REPLY_LINE_MAX - 2 &&
+	    r.line[r.len - 1] == 'b';
+	/* One over: the CR falls off the head kept, the text is whole. */
+	buf[REPLY_LINE_MAX - 2] = 'b';
+	buf[REPLY_LINE_MAX - 1] = '\r';
+	buf[REPLY_LINE_MAX] = '\n';
+	ok = ok && reply_take(buf, LONG_LEN, 0, &r, &used) == REPLY_OK &&
+	    used == REPLY_LINE_MAX + 1 && r.len == REPLY_LINE_MAX - 1 &&
+	    r.line[r.len - 1] == 'b';
+	/* A long line with a bad head is malformed, not too long. */
+	buf[0] = '6';
+	ok = ok && reply_take(buf, LONG_LEN, 1, &r, &used) ==
+	    REPLY_MALFORMED && used == REPLY_LINE_MAX + 1;
+	free(buf);
+	CHECK(ok);
+	return 0;
+}
+
+/* A NUL ends what is kept (the callers print a C string); the line
+ * still goes up to its LF. */
+static int
+test_nul(void)
+{
+	static const char ok1[] = "250 o\0k\r\n";
+	static const char ok2[] = "250\0-x\r\n";
+	static const char bad[] = "25\0 ok\r\n";
+	static const char cr[] = "250 ok\r\0\r\n";
+	size_t used;
+
+	CHECK(reply_take(ok1, sizeof(ok1) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(used == sizeof(ok1) - 1 && r.len == 5);
+	CHECK_STR(r.line, "250 o");
+	/* The '-' after the NUL is not seen: a last line. */
+	CHECK(reply_take(ok2, sizeof(ok2) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(r.len == 3 && r.more == 0 && used == sizeof(ok2) - 1);
+	CHECK(reply_take(bad, sizeof(bad) - 1, 0, &r, &used) ==
+	    REPLY_MALFORMED && used == sizeof(bad) - 1);
+	/* A CR before the NUL ends the kept line, so it goes too. */
+	CHECK(reply_take(cr, sizeof(cr) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(r.len == 6);
+	CHECK(reply_take("\0\r\n", 3, 0, &r, &used) == REPLY_MALFORMED);
+	return 0;
+}
+
+/* cli.c's entry: the line as given, its length explicit. */
+static int
+test_code(void)
+{
+	int more = 7;
+
+	CHECK(reply_code("250-x", 5, &more) == 250 && more == 1);
+	CHECK(reply_code("250 x", 5, &more) == 250 && more == 0);
+	CHECK(reply_code("421", 3, &more) == 421 && more == 0);
+	CHECK(reply_code("250-x", 3, &more) == 250 && more == 0);
+	CHECK(reply_code("250-x", 2, &more) == -1);
+	CHECK(reply_code("250?x", 5, &more) == -1);
+	CHECK(reply_code("?50 x", 5, &more) == -1);
+	CHECK(reply_code("", 0, &more) == -1);
+	return 0;
+}
+
+static const struct t_case cases[] = {
+	{ "one line", test_single },
+	{ "a continued line", test_continued },
+	{ "a code alone", test_code_only },
+	{ "bare LF and CRs", test_bare_lf },
+	{ "two lines in one buffer", test_two_lines },
+	{ "no line end yet", test_again },
+	{ "short lines", test_short },
+	{ "bad digits", test_bad_digits },
+	{ "first digit outside 2-5", test_first_digit },
+	{ "bad separator", test_separator },
+	{ "a full buffer without LF", test_too_long },
+	{ "the head of a long line", test_long_head },
+	{ "a NUL inside", test_nul },
+	{ "reply_code", test_code },
+};
+
+T_MAIN("reply", cases)
