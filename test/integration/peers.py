@@ -667,7 +667,9 @@ class SmtpPeer:
                         return
                     if r is None:
                         r = self._default(verb, arg, t, ehlo, sess)
-                    code = int(r.split('\r\n')[-1][:3])
+                    # A test may script a malformed reply: no code.
+                    head = r.split('\r\n')[-1][:3]
+                    code = int(head) if head.isdigit() else 0
                     if verb == 'MAIL':
                         txn = t if code // 100 == 2 else None
                     elif verb == 'RCPT' and t is not None:

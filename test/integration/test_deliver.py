@@ -898,6 +898,60 @@ def test_deliver_lost_after_dot_retried():
         p.wait_idle()
 
 
+def test_deliver_malformed_replies():
+    """A peer whose reply to RCPT is not "DDD text" (short, bad digits,
+    first digit outside 2-5, a bad separator) or is one line longer than
+    the input buffer: the message is deferred, named as such, nothing is
+    sent, and it goes out intact once the peer behaves."""
+    cases = [
+        ('25', 'malformed reply'),
+        ('25 short code', 'malformed reply'),
+        ('2x0 letters', 'malformed reply'),
+        ('150 first digit 1', 'malformed reply'),
+        ('650 first digit 6', 'malformed reply'),
+        ('2500 four digits', 'malformed reply'),
+        ('250_bad separator', 'malformed reply'),
+        ('250 ' + 'x' * 9000, 'reply line too long'),
+    ]
+    bad = [None]
+
+    def policy(sess, verb, arg, txn):
+        return bad[0] if verb == 'RCPT' else None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('badreply', p.port) as d:
+        qids = []
+        for reply, why in cases:
+            bad[0] = reply
+            qid = d.send_message(BODY)
+            qids.append(qid)
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check(r.dsn == '4.4.2' and why in r.text and
+                  'while sending RCPT TO' in r.text,
+                  'reply %r: %r' % (short(reply, 40), r))
+            check(p.delivered() == [], 'delivered after %r: %r'
+                  % (short(reply, 40), p.txns()))
+        check(sorted(d.mailq_ids()) == sorted(qids),
+              'queue %r, want %r' % (d.mailq_ids(), qids))
+        bad[0] = None
+        flush(d)
+        for qid in qids:
+            wait_delivery(d, qid, 'sent')
+            wait_removed(d, qid)
+        t = p.delivered()
+        check(len(t) == len(cases), 'delivered %d of %d: %r'
+              % (len(t), len(cases), p.txns()))
+        for x in t:
+            check_relayed(x.body, BODY, 'after the bad replies')
+        # Out of step with the peer, ferry hangs up without QUIT; the
+        # good session at the end says QUIT.
+        wait_for(lambda: p.active == 0, 10, 'the sessions to end')
+        with p.lock:
+            quits = [s.closed_by != 'client' for s in p.sessions]
+        check(quits[-1] and p.errors == [], 'last session %r, errors %r'
+              % (p.sessions[-1].commands[-3:], p.errors))
+
+
 def test_deliver_deleted_while_deferred():
     port = free_port()
     with smarthost_daemon('deleted', port) as d:
