@@ -241,6 +241,14 @@ def test_container_env_only_relay():
             d.cleanup(ok)
 
 
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:
+        return b''
+
+
 def test_container_pid1_reaps_orphans():
     """Processes orphaned inside the namespace become PID 1's children;
     ferry must reap them when they die (PID 1 has no default actions), and
@@ -265,13 +273,14 @@ def test_container_pid1_reaps_orphans():
                            capture_output=True, timeout=30)
         check(p.returncode == 0, 'nsenter: %d %s' % (p.returncode,
                                                       short(p.stderr)))
-        kids = wait_for(lambda: (lambda k: k if len(k) == 3 else None)(
-            d.children()), 5, 'three orphans re-parented to ferry (have %r)'
-            % d.children())
-        for pid in kids:
-            with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                check(f.read().startswith(b'sleep\0'),
-                      'child %d of ferry is not one of our sleeps' % pid)
+        # A child may be re-parented before it has exec'd sleep (its
+        # cmdline is still sh's): wait for three that are sleeps.
+        def sleeps():
+            k = d.children()
+            return k if len(k) == 3 and all(
+                _cmdline(pid).startswith(b'sleep\0') for pid in k) else None
+
+        wait_for(sleeps, 5, 'three sleeps re-parented to ferry')
         # once they have exited: none left, not even as a zombie
         time.sleep(2.2)
         wait_for(lambda: not d.children(), 10,
