@@ -546,6 +546,9 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 		    BOUNCE_INDENT_FIELD, 0);
 	put_crlf(o);
 	put_date_field(o, "Last-Attempt-Date", now);
+	/* RFC 3464 §2.3.9: a delay notice says how long trying goes on. */
+	if (kind == BOUNCE_DELAYED && r->retry_until > 0)
+		put_date_field(o, "Will-Retry-Until", r->retry_until);
 }
 
 /*

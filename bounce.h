@@ -27,6 +27,8 @@ struct bounce_rcpt {
 	const char *status;		/* enhanced code, "5.1.1" */
 	const char *remote_mta;		/* "mx.example.org" or NULL */
 	const char *diagnostic;		/* the remote's reply or our reason */
+	time_t retry_until;		/* delayed: when the queue gives up
+					   (Will-Retry-Until), 0 unknown */
 };
 
 /* original_headers: the original message's header section (up to the

@@ -894,6 +894,9 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 		/* A deferral is a 4.x.x whatever the remote's words were. */
 		if (kind == BOUNCE_DELAYED && br[n].status[0] != '4')
 			br[n].status = "4.0.0";
+		if (kind == BOUNCE_DELAYED)
+			br[n].retry_until = (time_t)qi->arrival +
+			    (time_t)sched_conf->queue_lifetime;
 		n++;
 	}
 	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);

@@ -11,6 +11,8 @@ everything else, so the warning reaches it as mail to the sender.
 Retries happen only on `ferry flush`, never by the clock.
 """
 
+import datetime
+import email.utils
 import os
 import re
 import subprocess
@@ -107,6 +109,16 @@ def check_delay_dsn(txn, qid):
     check(dc is not None and re.search(r'^smtp; ?451 4\.3\.0 mailbox busy',
                                        dc),
           '%s: Diagnostic-Code %r' % (what, dc))
+    # RFC 3464 §2.3.9: tries go on until the arrival plus queue_lifetime
+    # (1d in NO_RETRY).
+    arrival = dsn_field(per_msg, 'Arrival-Date')
+    until = dsn_field(b, 'Will-Retry-Until')
+    check(arrival is not None and until is not None and
+          email.utils.parsedate_to_datetime(until) -
+          email.utils.parsedate_to_datetime(arrival) ==
+          datetime.timedelta(days=1),
+          '%s: Arrival-Date %r, Will-Retry-Until %r (want a day later)'
+          % (what, arrival, until))
     text = orig.as_bytes()
     check(b'Subject: delivery test' in text and
           b'Message-ID: <t1@example.test>' in text,

@@ -285,9 +285,9 @@ t_structure(void)
 {
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net", "5.1.1", "mx.example.net",
-		    "550 5.1.1 <bob@example.net>: no such user" },
+		    "550 5.1.1 <bob@example.net>: no such user", 0 },
 		{ "carol@example.net", "5.7.1", "mx.example.net",
-		    "554 5.7.1 rejected" },
+		    "554 5.7.1 rejected", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -356,11 +356,11 @@ t_per_rcpt(void)
 {
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net", "5.1.1", "mx1.example.net",
-		    "550 5.1.1 no such user (in reply to RCPT TO command)" },
+		    "550 5.1.1 no such user (in reply to RCPT TO command)", 0 },
 		{ "carol@example.com", "5.4.4", NULL,
-		    "Host or domain name not found" },
+		    "Host or domain name not found", 0 },
 		{ "dave@example.net", "5.2.2", "mx1.example.net",
-		    "552-5.2.2 mailbox full\r\n552 5.2.2 try later" },
+		    "552-5.2.2 mailbox full\r\n552 5.2.2 try later", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -418,9 +418,9 @@ t_hostile(void)
 		    "5.1.1\r\nBcc: z",
 		    "mx.example.net\r\nX-Evil: 1",
 		    "550 no\r\n--=_ferry_0000\r\n\r\nBcc: x@evil\r\n"
-		    "Content-Type: text/html\r\n\r\n--\r\n.\r\n" },
+		    "Content-Type: text/html\r\n\r\n--\r\n.\r\n", 0 },
 		{ "carol@example.net", "5.1.1", NULL,
-		    "\r\n--=_ferry_\r\nFinal-Recipient: rfc822; forged@evil" },
+		    "\r\n--=_ferry_\r\nFinal-Recipient: rfc822; forged@evil", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -469,7 +469,7 @@ t_eightbit_reply(void)
 {
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net", "5.1.1", "mx.example.net",
-		    "550 caf\xc3\xa9 \x01\x7f\x1b[31m" },
+		    "550 caf\xc3\xa9 \x01\x7f\x1b[31m", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -493,7 +493,7 @@ t_long(void)
 {
 	static char diag[6000], addr[QUEUE_ADDR_MAX];
 	struct bounce_rcpt r[] = {
-		{ addr, "5.1.1", "mx.example.net", diag },
+		{ addr, "5.1.1", "mx.example.net", diag, 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -546,7 +546,7 @@ t_orig_headers(void)
 	static const char want[] = "Subject: hi\r\nX-A: 1\r\nX-B: 2\r\n"
 	    "X-C: caf\xc3\xa9\r\nX-D: ?z\r\n\r\n--";
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -586,7 +586,7 @@ t_orig_long_line(void)
 {
 	static char h[3000];
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -617,7 +617,7 @@ t_orig_cap(void)
 {
 	static char h[80 * 1024];
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -655,8 +655,8 @@ t_delayed(void)
 {
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net", "4.4.1", "mx.example.net",
-		    "connect to mx.example.net: Connection timed out" },
-		{ "carol@example.net", "bogus", NULL, "451 4.3.0 later" },
+		    "connect to mx.example.net: Connection timed out", 0 },
+		{ "carol@example.net", "bogus", NULL, "451 4.3.0 later", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -678,6 +678,26 @@ t_delayed(void)
 	    "451 4.3.0 later", 1) == 1);
 	CHECK(find_in(&d, d.part[0], d.part[1], "THIS IS A WARNING ONLY") <
 	    d.part[1]);
+	/* Will-Retry-Until only where the caller knows it. */
+	CHECK(count_in(&d, d.part[1], d.part[2], "Will-Retry-Until: ", 0) ==
+	    0);
+	dsn_free(&d);
+	r[0].retry_until = 1700000000;
+	CHECK(compose(&d, BOUNCE_DELAYED, &o, r, 2, t_headers,
+	    sizeof(t_headers) - 1) == 0);
+	CHECK(d.clean);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Will-Retry-Until: ", 0) ==
+	    1);
+	/* In bob's block, after his Last-Attempt-Date, before carol's. */
+	CHECK(find_in(&d, d.part[1], d.part[2], "Will-Retry-Until: ") >
+	    find_in(&d, d.part[1], d.part[2], "Last-Attempt-Date: "));
+	CHECK(find_in(&d, d.part[1], d.part[2], "Will-Retry-Until: ") <
+	    find_in(&d, d.part[1], d.part[2], "Final-Recipient: rfc822;carol"));
+	dsn_free(&d);
+	/* A failure notice never promises more tries. */
+	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 2, t_headers,
+	    sizeof(t_headers) - 1) == 0);
+	CHECK(count_in(&d, 0, d.nline, "Will-Retry-Until", 0) == 0);
 	dsn_free(&d);
 	return 0;
 }
@@ -687,7 +707,7 @@ static int
 t_refuse(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_writer *w;
 	struct queue_info o;
@@ -723,7 +743,7 @@ static int
 t_writer_error(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_writer *w;
 	struct queue_info o;
@@ -744,7 +764,7 @@ static int
 t_unique(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no" },
+		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn a, b;
