@@ -188,10 +188,24 @@ def mbedtls_build(binary=None):
     binary = binary or FERRY_BIN
     if binary in _mbedtls_builds:
         return _mbedtls_builds[binary]
-    p = subprocess.run(['ldd', binary], capture_output=True, text=True,
+    musl = _musl_loader(binary)
+    # musl's loader lists like ldd; glibc's ldd cannot read its binaries.
+    p = subprocess.run([musl, '--list', binary] if musl else
+                       ['ldd', binary], capture_output=True, text=True,
                        timeout=30)
     m = re.search(r'\blibmbedcrypto\.so\S* => (\S+)', p.stdout)
-    if m is None:
+    if m is not None and musl:
+        # A musl library cannot be loaded into this (glibc) python: read
+        # its version string, and look for the TLS 1.3 suites in libmbedtls.
+        with open(m.group(1), 'rb') as f:
+            v = re.search(rb'mbed TLS (\d+\.\d+\.\d+)', f.read())
+        t = re.search(r'\blibmbedtls\.so\S* => (\S+)', p.stdout)
+        check(v is not None and t is not None, '%s: no mbedTLS version in '
+              '%s' % (binary, p.stdout))
+        with open(t.group(1), 'rb') as f:
+            found = (v.group(1).decode(),
+                     b'TLS1-3-AES-128-GCM-SHA256' in f.read())
+    elif m is None:
         check('libmbed' not in p.stdout, 'ldd %s: libmbed* not resolved:'
               '\n%s' % (binary, p.stdout))
         with open(binary, 'rb') as f:
@@ -214,6 +228,14 @@ def mbedtls_build(binary=None):
                  has13)
     _mbedtls_builds[binary] = found
     return found
+
+
+def _musl_loader(binary):
+    """The binary's program interpreter when it is musl's, else None."""
+    p = subprocess.run(['readelf', '-l', binary], capture_output=True,
+                       text=True, timeout=30)
+    m = re.search(r'interpreter: (\S*ld-musl[^\]\s]*)', p.stdout)
+    return m.group(1) if m else None
 
 
 def tls_version_expected(binary=None):
