@@ -78,6 +78,7 @@ struct key {
 };
 _Static_assert(sizeof(struct config) < (1u << 16), "struct key: size");
 _Static_assert(LEVEL(TLS_SMTPS) < (1u << 12), "struct key: levels");
+_Static_assert(CONFIG_DOMAINS_TEXT <= UINT16_MAX + 1, "domain_list: off");
 
 
 struct parser {
@@ -330,10 +331,11 @@ config_parse_env(struct config *out, struct config_src *src,
     const char *name, const char *text, size_t len, char *const *envp,
     char *err, size_t errsz)
 {
-	struct config cfg;
+	struct config *cfg;
 	struct parser p;
 	const char *l;
 	size_t pos = 0, n;
+	int rc = -1;
 
 	memset(&p, 0, sizeof(p));
 	p.name = text != NULL && name != NULL ? name : CONFIG_NO_FILE;
@@ -341,30 +343,41 @@ config_parse_env(struct config *out, struct config_src *src,
 	p.errsz = errsz;
 	if (err != NULL && errsz > 0)
 		err[0] = '\0';
-	/* The parse works on a copy, so an error leaves *out as it was. */
-	config_defaults(&cfg);
+	/*
+	 * The parse works on a copy, so an error leaves *out as it was.  The
+	 * copy is on the heap: on the stack its ~15 KB would stay in the
+	 * daemon's stack pages for good, from this one call at start-up.
+	 */
+	if ((cfg = malloc(sizeof(*cfg))) == NULL)
+		return p_err(&p, NULL, "%s", strerror(errno));
+	config_defaults(cfg);
 	if (text != NULL) {
-		if (strlen(p.name) >= sizeof(cfg.path))
-			return p_err(&p, NULL, "file name longer than %zu "
-			    "characters", sizeof(cfg.path) - 1);
-		memcpy(cfg.path, p.name, strlen(p.name) + 1);
+		if (strlen(p.name) >= sizeof(cfg->path)) {
+			p_err(&p, NULL, "file name longer than %zu characters",
+			    sizeof(cfg->path) - 1);
+			goto done;
+		}
+		memcpy(cfg->path, p.name, strlen(p.name) + 1);
 		while (textfile_line(text, len, &pos, &l, &n)) {
 			p.line++;
-			if (parse_line(&p, &cfg, l, n) != 0)
-				return -1;
+			if (parse_line(&p, cfg, l, n) != 0)
+				goto done;
 		}
 	}
 	p.line = 0;
-	if (envp != NULL && env_apply(&p, &cfg, envp) != 0)
-		return -1;
-	if (check_whole(&p, &cfg) != 0)
-		return -1;
-	memcpy(out, &cfg, sizeof(cfg));
+	if (envp != NULL && env_apply(&p, cfg, envp) != 0)
+		goto done;
+	if (check_whole(&p, cfg) != 0)
+		goto done;
+	memcpy(out, cfg, sizeof(*cfg));
 	if (src != NULL) {
 		memset(src, 0, sizeof(*src));
 		memcpy(src->line, p.keyline, sizeof(p.keyline[0]) * NKEYS);
 	}
-	return 0;
+	rc = 0;
+done:
+	free(cfg);
+	return rc;
 }
 
 void
@@ -480,7 +493,7 @@ config_domain_match(const struct domain_list *l, const char *domain)
 	if (n == 0)
 		return 0;
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++) {
-		d = l->d[i];
+		d = config_domain(l, i);
 		dn = strlen(d);
 		if (d[0] == '.') {
 			/* ".x.org": a.x.org and a.b.x.org, never x.org */
@@ -490,6 +503,12 @@ config_domain_match(const struct domain_list *l, const char *domain)
 			return 1;
 	}
 	return 0;
+}
+
+const char *
+config_domain(const struct domain_list *l, int i)
+{
+	return l->text + l->off[i];
 }
 
 int
@@ -1372,10 +1391,10 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 	char q[CONFIG_QUOTE_SIZE];
 	struct domain_list *l;
 	const char *tok;
-	size_t n, skip;
+	size_t n, skip, used = 0;
 
-	/* Built in place (16 kB is too much for a second copy on the
-	 * stack): on an error the whole parse fails anyway. */
+	/* Built in place (no second copy on the stack): on an error the
+	 * whole parse fails anyway. */
 	l = field(cfg, k);
 	memset(l, 0, sizeof(*l));
 	while ((n = list_next(&v, &tok)) > 0) {
@@ -1388,7 +1407,13 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 		if (n > CONFIG_NAME_MAX || !name_valid(tok + skip, n - skip))
 			return p_err(p, k->name, "bad domain %s",
 			    quote(q, tok, n));
-		lower_copy(l->d[l->n++], sizeof(l->d[0]), tok, n);
+		/* A line's names always fit (config.h); checked all the same. */
+		if (n + 1 > sizeof(l->text) - used)
+			return p_err(p, k->name, "more than %zu characters of "
+			    "domains", sizeof(l->text) - 1);
+		l->off[l->n++] = (uint16_t)used;
+		lower_copy(l->text + used, n + 1, tok, n);
+		used += n + 1;
 	}
 	return 0;
 }
@@ -1590,11 +1615,11 @@ put_domains(const struct key *k, const struct config *cfg, FILE *fp)
 	int i;
 
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
-		total += strlen(l->d[i]) + 1;
+		total += strlen(config_domain(l, i)) + 1;
 	fprintf(fp, "%s%s", k->name, total < CONFIG_LINE_MAX ? " =" : "=");
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		fprintf(fp, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
-		    "", l->d[i]);
+		    "", config_domain(l, i));
 	fputc('\n', fp);
 }
 

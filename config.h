@@ -67,10 +67,18 @@ struct cidr_list {
 	struct cidr c[CONFIG_MAX_NETS];
 };
 
+/*
+ * The names packed one after the other, each with its NUL: a value is at
+ * most one line (file or FERRY_RELAY_DOMAINS), so its names fit in a
+ * line's bytes.  64 slots of CONFIG_NAME_MAX would be 16 KB in every
+ * struct config.  Read them with config_domain().
+ */
+#define CONFIG_DOMAINS_TEXT	CONFIG_LINE_MAX
 struct domain_list {
 	int n;
-	char d[CONFIG_MAX_DOMAINS][CONFIG_NAME_MAX + 1];	/* lower case;
-					   ".x.org" matches subdomains */
+	uint16_t off[CONFIG_MAX_DOMAINS];	/* name i at text + off[i] */
+	char text[CONFIG_DOMAINS_TEXT];		/* lower case; ".x.org"
+						   matches subdomains */
 };
 
 struct config {
@@ -151,6 +159,8 @@ void config_print_src(const struct config *, const struct config_src *,
 /* Helpers for the rest of the program. */
 int config_net_match(const struct cidr_list *, const struct sockaddr *);
 int config_domain_match(const struct domain_list *, const char *domain);
+/* Name i (0 <= i < n) of the list. */
+const char *config_domain(const struct domain_list *, int i);
 int config_parse_duration(const char *, unsigned *seconds);
 int config_parse_size(const char *, uint64_t *bytes);
 const char *config_tls_level_name(enum tls_level);

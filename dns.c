@@ -17,6 +17,13 @@
  * parser, so dns_parse_tlsa() walks the message itself, with explicit
  * bounds at every step.
  *
+ * The channel is opened when the first query needs it, not at start-up:
+ * c-ares 1.18 allocates and writes ~74 KB of hash tables per channel,
+ * which a relay that hands everything to an IP-literal smarthost never
+ * uses.  dns_init() still builds one and closes it again, so a resolver
+ * that cannot be set up (an unreadable resolv.conf, a server list c-ares
+ * refuses) fails at start-up, and the dnssec warning comes then.
+ *
  * Request lifetime (STYLE.md 14): a request stays allocated until c-ares
  * has called back for every query it sent.  dns_cancel() only marks it; the
  * answer that arrives later frees it without calling the user.  Answers
@@ -139,6 +146,9 @@ struct dns_req {
 };
 
 
+static int dns_channel_new(void);
+static int dns_open(void);
+static void dns_channel_close(void);
 static void dns_check_servers(void);
 static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
 static void dns_req_free(struct dns_req *);
@@ -178,8 +188,10 @@ static const char *const dns_status_names[] = {
 	[DNS_TEMPFAIL] = "tempfail",
 };
 
-static ares_channel dns_channel;
+static ares_channel dns_channel;	/* NULL until a query needs it */
 static int dns_lib_ready;
+static int dns_configured;		/* dns_init() succeeded */
+static char dns_csv[DNS_CSV_MAX];	/* dns_servers; "" resolv.conf's */
 static int dns_destroying;		/* ares_destroy() is calling back */
 static int dns_dnssec;
 static struct dns_sock *dns_socks;
@@ -194,7 +206,6 @@ static const char *dns_canon_name;	/* valid during an address callback */
 int
 dns_init(const struct config *conf)
 {
-	struct ares_options o;
 	char csv[DNS_CSV_MAX];
 	size_t off = 0, l;
 	int i, rc, fresh = dns_channel == NULL;
@@ -209,31 +220,19 @@ dns_init(const struct config *conf)
 			}
 			dns_lib_ready = 1;
 		}
-		memset(&o, 0, sizeof(o));
-		/* Names are FQDNs: no search list, no HOSTALIASES. */
-		o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
-		o.timeout = DNS_TIMEOUT_MS;
-		o.tries = DNS_TRIES;
-		o.sock_state_cb = dns_on_sock_state;
-		o.sock_state_cb_data = NULL;
-		rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
-		    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-		    ARES_OPT_SOCK_STATE_CB);
+		rc = dns_channel_new();
 		if (rc != ARES_SUCCESS) {
 			log_warnx(LP_SMTP, "dns: cannot set up the resolver:"
 			    " %s", ares_strerror(rc));
-			dns_channel = NULL;
-			ares_library_cleanup();
-			dns_lib_ready = 0;
+			/* A reload keeps what the last dns_init() checked. */
+			if (!dns_configured) {
+				ares_library_cleanup();
+				dns_lib_ready = 0;
+			}
 			return -1;
 		}
 	}
 	dns_dnssec = conf->dnssec;
-	if (conf->dns_n <= 0) {
-		log_trace(TRACE_DNS, "dns: servers from /etc/resolv.conf");
-		dns_check_servers();
-		return 0;
-	}
 	for (i = 0; i < conf->dns_n && i < CONFIG_MAX_DNS; i++) {
 		l = strnlen(conf->dns_servers[i], sizeof(conf->dns_servers[i]));
 		if (off + l + 2 > sizeof(csv))
@@ -245,19 +244,91 @@ dns_init(const struct config *conf)
 		off += l;
 	}
 	csv[off] = '\0';
-	rc = ares_set_servers_ports_csv(dns_channel, csv);
-	if (rc != ARES_SUCCESS) {
+	if (off == 0)
+		log_trace(TRACE_DNS, "dns: servers from /etc/resolv.conf");
+	else if ((rc = ares_set_servers_ports_csv(dns_channel, csv)) !=
+	    ARES_SUCCESS) {
 		/* On a reload c-ares refuses while queries are pending:
 		 * the old list stays in use. */
 		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", csv,
 		    ares_strerror(rc));
-		if (fresh)
+		/* A reload before the first query checked a channel of its
+		 * own: close it, and the old list stays (dns_csv). */
+		if (!dns_configured)
 			dns_free();
+		else if (fresh)
+			dns_channel_close();
+		return -1;
+	} else
+		log_trace(TRACE_DNS, "dns: servers %s", csv);
+	memcpy(dns_csv, csv, off + 1);
+	dns_configured = 1;
+	dns_check_servers();
+	/* Checked; the first query opens it again (see the top). */
+	if (fresh)
+		dns_channel_close();
+	return 0;
+}
+
+/* A channel with ferry's options into dns_channel: an ares status. */
+static int
+dns_channel_new(void)
+{
+	struct ares_options o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	/* Names are FQDNs: no search list, no HOSTALIASES. */
+	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	o.timeout = DNS_TIMEOUT_MS;
+	o.tries = DNS_TRIES;
+	o.sock_state_cb = dns_on_sock_state;
+	o.sock_state_cb_data = NULL;
+	rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
+	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB);
+	if (rc != ARES_SUCCESS)
+		dns_channel = NULL;
+	return rc;
+}
+
+/*
+ * The first query after dns_init(): the channel as dns_init() checked
+ * it.  -1 (logged) when c-ares cannot set it up now; the query then
+ * fails as if out of memory, and the caller retries later.
+ */
+static int
+dns_open(void)
+{
+	int rc;
+
+	if ((rc = dns_channel_new()) != ARES_SUCCESS) {
+		log_warnx(LP_SMTP, "dns: cannot set up the resolver: %s",
+		    ares_strerror(rc));
 		return -1;
 	}
-	log_trace(TRACE_DNS, "dns: servers %s", csv);
-	dns_check_servers();
+	if (dns_csv[0] != '\0' &&
+	    (rc = ares_set_servers_ports_csv(dns_channel, dns_csv)) !=
+	    ARES_SUCCESS) {
+		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", dns_csv,
+		    ares_strerror(rc));
+		dns_channel_close();
+		return -1;
+	}
+	log_trace(TRACE_DNS, "dns: resolver opened");
 	return 0;
+}
+
+static void
+dns_channel_close(void)
+{
+	if (dns_channel == NULL)
+		return;
+	/* Every pending query calls back with ARES_EDESTRUCTION; the
+	 * callbacks free their requests and call no user. */
+	dns_destroying = 1;
+	ares_destroy(dns_channel);
+	dns_channel = NULL;
+	dns_destroying = 0;
 }
 
 /* DESIGN.md: dnssec = yes trusts the AD bit, which only means something
@@ -295,14 +366,8 @@ dns_free(void)
 {
 	struct dns_sock *s;
 
-	if (dns_channel != NULL) {
-		/* Every pending query calls back with ARES_EDESTRUCTION; the
-		 * callbacks free their requests and call no user. */
-		dns_destroying = 1;
-		ares_destroy(dns_channel);
-		dns_channel = NULL;
-		dns_destroying = 0;
-	}
+	dns_channel_close();
+	dns_configured = 0;
 	while (dns_reqs != NULL)	/* answered, waiting for the timer */
 		dns_req_free(dns_reqs);
 	while ((s = dns_socks) != NULL) {
@@ -420,10 +485,12 @@ dns_req_new(enum dns_kind kind, const char *name, void *arg)
 	size_t l;
 	int i;
 
-	if (dns_channel == NULL) {
+	if (dns_channel == NULL && !dns_configured) {
 		log_warnx(LP_SMTP, "%s: resolver not set up", __func__);
 		return NULL;
 	}
+	if (dns_channel == NULL && dns_open() == -1)
+		return NULL;
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		log_warn(LP_SMTP, "dns: query %s", name);
 		return NULL;

@@ -12,6 +12,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -86,6 +89,7 @@ static int main_load_creds(const struct config *, struct main_creds *,
 static const char *main_ca_file(const struct config *);
 static void main_set_creds(struct main_creds *);
 static void main_free_creds(struct main_creds *);
+static void main_trim(void);
 
 static struct config *main_conf;
 static struct alias_table *main_aliases;
@@ -463,6 +467,7 @@ main_serve(struct config *conf)
 	log_info(LP_QMGR, "%u message(s) in the queue", queued);
 	log_started();
 	pickup_start();
+	main_trim();
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");
 	log_info(LP_MASTER, "terminating");
@@ -604,6 +609,24 @@ main_free_creds(struct main_creds *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/*
+ * Start-up frees most of what it allocates: the config text and the
+ * parse's copy, the PEM files, the resolver channel dns_init() checks,
+ * the directory buffers of the queue scan.  glibc gives freed heap back
+ * to the kernel only from the top and only past M_TRIM_THRESHOLD
+ * (128 KB), so those pages would stay resident for the daemon's life;
+ * malloc_trim() hands back every whole free page.  A reload frees the
+ * same kinds of things and trims too.  musl has no malloc_trim(): its
+ * allocator returns freed memory itself.
+ */
+static void
+main_trim(void)
+{
+#ifdef __GLIBC__
+	(void)malloc_trim(0);
+#endif
+}
+
 static void
 main_done(void)
 {
@@ -694,6 +717,7 @@ main_on_hup(int signo)
 	log_info(LP_MASTER, "reload -- version %s, configuration %s",
 	    FERRY_VERSION, main_conf->path[0] != '\0' ? main_conf->path :
 	    "(none: defaults and environment)");
+	main_trim();
 }
 
 static void

@@ -853,7 +853,9 @@ t_domain_match(void)
 	CHECK(parse(&c, "relay_domains = Example.org .EXAMPLE.net, other.org",
 	    err) == 0);
 	CHECK(c.relay_domains.n == 3);
-	CHECK_STR(c.relay_domains.d[1], ".example.net");
+	CHECK_STR(config_domain(&c.relay_domains, 0), "example.org");
+	CHECK_STR(config_domain(&c.relay_domains, 1), ".example.net");
+	CHECK_STR(config_domain(&c.relay_domains, 2), "other.org");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (config_domain_match(&c.relay_domains, cases[i].domain) !=
 		    cases[i].match) {
@@ -1013,6 +1015,65 @@ t_round_trip(void)
 		CHECK(*s == '\0');
 	}
 	free(p1);
+	return 0;
+}
+
+/*
+ * FERRY_RELAY_DOMAINS of CONFIG_LINE_MAX - 1 characters, 64 names with
+ * one ',' between them: the names and their NULs fill the packed text of
+ * struct domain_list to the last byte, and each one reads back whole.
+ */
+static int
+t_domains_fill_text(void)
+{
+	static const char var[] = "FERRY_RELAY_DOMAINS=";
+	static const char x[] = "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+	struct config c;
+	char err[CONFIG_ERR_MAX], name[64], want[64], last[CONFIG_LINE_MAX];
+	char *env, *v, *envp[2];
+	size_t n = 0, lastlen, i;
+
+	CHECK((env = malloc(sizeof(var) + CONFIG_LINE_MAX)) != NULL);
+	memcpy(env, var, sizeof(var));
+	v = env + sizeof(var) - 1;
+	/* 63 names "Nnn.XXX…" of 61 characters and a ',' each, then one
+	 * that takes the rest, a '.' every 61 (labels stay under 64). */
+	for (i = 0; i < CONFIG_MAX_DOMAINS - 1; i++) {
+		snprintf(name, sizeof(name), "N%02zu.%s", i, x);
+		CHECK(strlen(name) == 61);
+		memcpy(v + n, name, 61);
+		v[n + 61] = ',';
+		n += 62;
+	}
+	lastlen = CONFIG_LINE_MAX - 1 - n;
+	for (i = 0; i < lastlen; i++)
+		last[i] = i % 61 == 60 ? '.' : 'Y';
+	last[lastlen] = '\0';
+	memcpy(v + n, last, lastlen + 1);
+	CHECK(strlen(v) == CONFIG_LINE_MAX - 1);
+	envp[0] = env;
+	envp[1] = NULL;
+	if (parse_env(&c, NULL, NULL, envp, err) != 0) {
+		fprintf(stderr, "  %s\n", err);
+		CHECK(0);
+	}
+	CHECK(c.relay_domains.n == CONFIG_MAX_DOMAINS);
+	/* The 63 commas and the terminator became the 64 NULs. */
+	CHECK(c.relay_domains.off[CONFIG_MAX_DOMAINS - 1] + lastlen + 1 ==
+	    CONFIG_DOMAINS_TEXT);
+	for (i = 0; i < CONFIG_MAX_DOMAINS - 1; i++) {
+		snprintf(name, sizeof(name), "N%02zu.%s", i, x);
+		snprintf(want, sizeof(want), "n%02zu.%.57s", i,
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		CHECK_STR(config_domain(&c.relay_domains, (int)i), want);
+		CHECK(config_domain_match(&c.relay_domains, name) == 1);
+	}
+	CHECK(config_domain_match(&c.relay_domains, last) == 1);
+	for (i = 0; i < lastlen; i++)
+		last[i] = last[i] == 'Y' ? 'y' : last[i];
+	CHECK_STR(config_domain(&c.relay_domains, CONFIG_MAX_DOMAINS - 1),
+	    last);
+	free(env);
 	return 0;
 }
 
@@ -1445,6 +1506,7 @@ static const struct t_case cases[] = {
 	{ "duration, size, level names", t_helpers },
 	{ "print/parse round trip", t_round_trip },
 	{ "round trip of a full line", t_round_trip_full_line },
+	{ "relay_domains filling its text", t_domains_fill_text },
 	{ "config_load", t_load },
 	{ "relay.conf.example", t_example },
 	{ "FERRY_<KEY> over the file", t_env_override },
