@@ -20,9 +20,10 @@
  * The channel is opened when the first query needs it, not at start-up:
  * c-ares 1.18 allocates and writes ~74 KB of hash tables per channel,
  * which a relay that hands everything to an IP-literal smarthost never
- * uses.  dns_init() still builds one and closes it again, so a resolver
- * that cannot be set up (an unreadable resolv.conf, a server list c-ares
- * refuses) fails at start-up, and the dnssec warning comes then.
+ * uses.  dns_init() (once, at start) still builds one and closes it
+ * again, so a server list c-ares refuses fails at start-up, and the
+ * dnssec warning comes then.  dns_servers and dnssec are read there
+ * only: a reload does not change them (main.c says so).
  *
  * Request lifetime (STYLE.md 14): a request stays allocated until c-ares
  * has called back for every query it sent.  dns_cancel() only marks it; the
@@ -147,8 +148,8 @@ struct dns_req {
 
 
 static int dns_channel_new(void);
-static int dns_open(void);
-static void dns_channel_close(void);
+static int dns_channel_open(void);
+static void dns_channel_free(void);
 static void dns_check_servers(void);
 static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
 static void dns_req_free(struct dns_req *);
@@ -208,31 +209,8 @@ dns_init(const struct config *conf)
 {
 	char csv[DNS_CSV_MAX];
 	size_t off = 0, l;
-	int i, rc, fresh = dns_channel == NULL;
+	int i, rc;
 
-	if (fresh) {
-		if (!dns_lib_ready) {
-			rc = ares_library_init(ARES_LIB_INIT_ALL);
-			if (rc != ARES_SUCCESS) {
-				log_warnx(LP_SMTP, "dns: c-ares: %s",
-				    ares_strerror(rc));
-				return -1;
-			}
-			dns_lib_ready = 1;
-		}
-		rc = dns_channel_new();
-		if (rc != ARES_SUCCESS) {
-			log_warnx(LP_SMTP, "dns: cannot set up the resolver:"
-			    " %s", ares_strerror(rc));
-			/* A reload keeps what the last dns_init() checked. */
-			if (!dns_configured) {
-				ares_library_cleanup();
-				dns_lib_ready = 0;
-			}
-			return -1;
-		}
-	}
-	dns_dnssec = conf->dnssec;
 	for (i = 0; i < conf->dns_n && i < CONFIG_MAX_DNS; i++) {
 		l = strnlen(conf->dns_servers[i], sizeof(conf->dns_servers[i]));
 		if (off + l + 2 > sizeof(csv))
@@ -244,29 +222,25 @@ dns_init(const struct config *conf)
 		off += l;
 	}
 	csv[off] = '\0';
-	if (off == 0)
-		log_trace(TRACE_DNS, "dns: servers from /etc/resolv.conf");
-	else if ((rc = ares_set_servers_ports_csv(dns_channel, csv)) !=
-	    ARES_SUCCESS) {
-		/* On a reload c-ares refuses while queries are pending:
-		 * the old list stays in use. */
-		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", csv,
-		    ares_strerror(rc));
-		/* A reload before the first query checked a channel of its
-		 * own: close it, and the old list stays (dns_csv). */
-		if (!dns_configured)
-			dns_free();
-		else if (fresh)
-			dns_channel_close();
-		return -1;
-	} else
-		log_trace(TRACE_DNS, "dns: servers %s", csv);
+	if (!dns_lib_ready) {
+		rc = ares_library_init(ARES_LIB_INIT_ALL);
+		if (rc != ARES_SUCCESS) {
+			log_warnx(LP_SMTP, "dns: c-ares: %s", ares_strerror(rc));
+			return -1;
+		}
+		dns_lib_ready = 1;
+	}
 	memcpy(dns_csv, csv, off + 1);
-	dns_configured = 1;
-	dns_check_servers();
+	dns_dnssec = conf->dnssec;
+	if (dns_channel_open() == -1) {
+		dns_free();
+		return -1;
+	}
+	log_trace(TRACE_DNS, "dns: servers %s", off ? csv :
+	    "from /etc/resolv.conf");
 	/* Checked; the first query opens it again (see the top). */
-	if (fresh)
-		dns_channel_close();
+	dns_channel_free();
+	dns_configured = 1;
 	return 0;
 }
 
@@ -292,12 +266,14 @@ dns_channel_new(void)
 }
 
 /*
- * The first query after dns_init(): the channel as dns_init() checked
- * it.  -1 (logged) when c-ares cannot set it up now; the query then
- * fails as if out of memory, and the caller retries later.
+ * The channel as dns_init() configured it: dns_csv's servers, or
+ * resolv.conf's as c-ares reads them now (so the dnssec check runs on
+ * every opening: the file may have changed since start).  -1, logged,
+ * when c-ares cannot set it up; dns_send() then answers each query
+ * itself with a temporary failure, and the delivery is deferred.
  */
 static int
-dns_open(void)
+dns_channel_open(void)
 {
 	int rc;
 
@@ -311,15 +287,15 @@ dns_open(void)
 	    ARES_SUCCESS) {
 		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", dns_csv,
 		    ares_strerror(rc));
-		dns_channel_close();
+		dns_channel_free();
 		return -1;
 	}
-	log_trace(TRACE_DNS, "dns: resolver opened");
+	dns_check_servers();
 	return 0;
 }
 
 static void
-dns_channel_close(void)
+dns_channel_free(void)
 {
 	if (dns_channel == NULL)
 		return;
@@ -366,7 +342,7 @@ dns_free(void)
 {
 	struct dns_sock *s;
 
-	dns_channel_close();
+	dns_channel_free();
 	dns_configured = 0;
 	while (dns_reqs != NULL)	/* answered, waiting for the timer */
 		dns_req_free(dns_reqs);
@@ -485,12 +461,10 @@ dns_req_new(enum dns_kind kind, const char *name, void *arg)
 	size_t l;
 	int i;
 
-	if (dns_channel == NULL && !dns_configured) {
+	if (!dns_configured) {
 		log_warnx(LP_SMTP, "%s: resolver not set up", __func__);
 		return NULL;
 	}
-	if (dns_channel == NULL && dns_open() == -1)
-		return NULL;
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		log_warn(LP_SMTP, "dns: query %s", name);
 		return NULL;
@@ -545,6 +519,8 @@ dns_start(struct dns_req *req)
 	 * answer given synchronously cannot look like the last one. */
 	req->pending = req->nslots;
 	req->starting = 1;
+	if (dns_channel == NULL)
+		(void)dns_channel_open();	/* else dns_send() answers */
 	if (req->kind == DNS_KIND_MX)
 		dns_send(req, 0, DNS_TYPE_MX);
 	else if (req->kind == DNS_KIND_TLSA)
@@ -570,7 +546,9 @@ dns_send(struct dns_req *req, int slot, int type)
 	unsigned char msg[DNS_QUERY_MAX], *q = NULL, *opt;
 	int qlen = 0, rc;
 
-	if (req->name[0] == '\0')
+	if (dns_channel == NULL)
+		rc = ARES_ECONNREFUSED;	/* no resolver now: try again later */
+	else if (req->name[0] == '\0')
 		rc = ARES_EBADNAME;	/* empty, or longer than DNS_NAME_MAX */
 	else
 		rc = ares_create_query(req->name, DNS_CLASS_IN, type, 0, 1,

@@ -90,6 +90,7 @@ static const char *main_ca_file(const struct config *);
 static void main_set_creds(struct main_creds *);
 static void main_free_creds(struct main_creds *);
 static void main_trim(void);
+static int main_dns_changed(const struct config *, const struct config *);
 
 static struct config *main_conf;
 static struct alias_table *main_aliases;
@@ -144,15 +145,19 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	cmd = argc > 0 ? argv[0] : "serve";
 	/* A set-id entry runs for a caller it must not trust (DESIGN.md):
-	 * secure_getenv() drops FERRY_CONFIG there, and -c is refused. */
-	if (path != NULL && getauxval(AT_SECURE)) {
-		fprintf(stderr, "ferry: -c is refused in a set-id program\n");
+	 * secure_getenv() drops FERRY_CONFIG there, -c and -T are refused,
+	 * and it does only what the entry is for: submit and list. */
+	if (getauxval(AT_SECURE) && (path != NULL || log_trace_mask != 0 ||
+	    (strcmp(cmd, "sendmail") != 0 && strcmp(cmd, "mailq") != 0 &&
+	    strcmp(cmd, "newaliases") != 0))) {
+		fprintf(stderr, "ferry: %s is refused in a set-id program\n",
+		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
 	}
 	if (path == NULL)
 		path = secure_getenv("FERRY_CONFIG");
-	cmd = argc > 0 ? argv[0] : "serve";
 	/* passwd only prints a users file line: it needs no config. */
 	if (strcmp(cmd, "passwd") == 0)
 		return auth_cli_passwd(NULL, argc, argv);
@@ -706,6 +711,10 @@ main_on_hup(int signo)
 	    strcmp(next->queue_dir, main_conf->queue_dir) != 0)
 		log_warnx(LP_MASTER, "reload: listener or queue_dir changes "
 		    "take effect after a restart");
+	/* dns.c reads them once: pending lookups live in the channel. */
+	if (main_dns_changed(next, main_conf))
+		log_warnx(LP_MASTER, "reload: dns_servers or dnssec changes "
+		    "take effect after a restart");
 	/* The running queue_dir and listeners stay what they are. */
 	memcpy(next->queue_dir, main_conf->queue_dir,
 	    sizeof(next->queue_dir));
@@ -718,6 +727,19 @@ main_on_hup(int signo)
 	    FERRY_VERSION, main_conf->path[0] != '\0' ? main_conf->path :
 	    "(none: defaults and environment)");
 	main_trim();
+}
+
+static int
+main_dns_changed(const struct config *a, const struct config *b)
+{
+	int i;
+
+	if (a->dnssec != b->dnssec || a->dns_n != b->dns_n)
+		return 1;
+	for (i = 0; i < a->dns_n && i < CONFIG_MAX_DNS; i++)
+		if (strcmp(a->dns_servers[i], b->dns_servers[i]) != 0)
+			return 1;
+	return 0;
 }
 
 static void

@@ -1066,8 +1066,20 @@ def test_setid_entry_trusts_no_config():
         p = run(setid, ['-c', evil, 'mailq'], os.environ)
         check(p.returncode == 64 and b'-c is refused' in p.stderr,
               'set-id -c: exit %d, %s' % (p.returncode, short(p.stderr)))
-        check(not os.path.exists(os.path.join(d, 'q')),
-              'set-id entry used the caller\'s queue_dir')
+        # -T, and every command but the entry's own (submit, list).
+        for args, what in ((['-T', 'smtp', 'mailq'], b'-T'),
+                           (['serve'], b'serve'), (['cat', 'X'], b'cat'),
+                           (['delete', 'all'], b'delete'),
+                           (['flush'], b'flush'),
+                           (['check-config'], b'check-config')):
+            p = run(setid, args, os.environ)
+            check(p.returncode == 64 and what + b' is refused' in p.stderr,
+                  'set-id %r: exit %d, %s' % (args, p.returncode,
+                                              short(p.stderr)))
+            p = run(plain, args if args[0] != 'serve' else ['check-config'],
+                    os.environ)
+            check(b'is refused' not in p.stderr,
+                  'control refused %r: %s' % (args, short(p.stderr)))
         # FERRY_CONFIG and FERRY_<KEY>: the control fails on them (78,
         # naming them); the set-id entry never sees them.
         for name in ('ferry', 'sendmail', 'mailq'):
@@ -1087,17 +1099,55 @@ def test_setid_entry_trusts_no_config():
                           '%s control: exit %d, %r' % (name, p.returncode,
                                                       err[:300]))
                 else:
-                    check('nonexistent-ferry' not in err and
-                          'FERRY_MESSAGE_SIZE_LIMIT' not in err,
-                          '%s set-id read the caller\'s environment: %r'
-                          % (name, err[:300]))
+                    # It got as far as listing the queue (the default
+                    # one, which nobody may not read) or listed it.
+                    check(p.returncode != 78 and
+                          'nonexistent-ferry' not in err and
+                          'FERRY_MESSAGE_SIZE_LIMIT' not in err and
+                          (p.returncode == 0 or 'mailq:' in err),
+                          '%s set-id: exit %d, %r' % (name, p.returncode,
+                                                      err[:300]))
         env2 = dict(os.environ, FERRY_MESSAGE_SIZE_LIMIT='lots')
         p = run(plain, ['mailq'], env2)
         check(p.returncode == 78 and b'FERRY_MESSAGE_SIZE_LIMIT' in p.stderr,
               'control ignored FERRY_MESSAGE_SIZE_LIMIT: exit %d, %s'
               % (p.returncode, short(p.stderr)))
         p = run(setid, ['mailq'], env2)
-        check(b'FERRY_MESSAGE_SIZE_LIMIT' not in p.stderr,
-              'set-id read FERRY_MESSAGE_SIZE_LIMIT: %s' % short(p.stderr))
+        check(p.returncode != 78 and b'FERRY_MESSAGE_SIZE_LIMIT' not in
+              p.stderr and (p.returncode == 0 or b'mailq:' in p.stderr),
+              'set-id with FERRY_MESSAGE_SIZE_LIMIT: exit %d, %s'
+              % (p.returncode, short(p.stderr)))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_sighup_dns_settings_need_restart():
+    """dns_servers and dnssec are read at start only (pending lookups live
+    in the resolver's channel): a reload that changes either says so, and
+    one that leaves them alone says nothing of them."""
+    warn = 'reload: dns_servers or dnssec changes take effect after a restart'
+    a, b = free_port(), free_port()
+    with Daemon('hupdns', dns_servers='127.0.0.1:%d' % a) as d:
+        def reload():
+            n = d.log_text().count('reload -- version')
+            d.write_config()
+            d.signal(signal.SIGHUP)
+            wait_for_count(d, 'reload -- version', n + 1)
+            return d.log_text().count(warn)
+
+        d.cfg['message_size_limit'] = '50000'
+        check(reload() == 0, 'a reload without DNS changes warned')
+        d.cfg['dns_servers'] = '127.0.0.1:%d' % b
+        check(reload() == 1, 'dns_servers changed, no warning:\n'
+              + d.log_tail())
+        d.cfg['dnssec'] = 'no'		# the default is yes
+        check(reload() == 2, 'dnssec changed, no warning:\n' + d.log_tail())
+        check(d.running(), 'daemon died on a reload')
+
+
+def wait_for_count(d, text, n, timeout=10.0):
+    deadline = time.monotonic() + timeout * SLOW
+    while d.log_text().count(text) < n:
+        check(time.monotonic() < deadline, 'no %d lines like %r:\n%s'
+              % (n, text, d.log_tail()))
+        time.sleep(0.05)
