@@ -147,7 +147,6 @@ struct dns_req {
 };
 
 
-static int dns_channel_new(void);
 static int dns_channel_open(void);
 static void dns_channel_free(void);
 static void dns_check_servers(void);
@@ -244,9 +243,15 @@ dns_init(const struct config *conf)
 	return 0;
 }
 
-/* A channel with ferry's options into dns_channel: an ares status. */
+/*
+ * The channel as dns_init() configured it: dns_csv's servers, or
+ * resolv.conf's as c-ares reads them now (so the dnssec check runs on
+ * every opening: the file may have changed since start).  -1, logged,
+ * when c-ares cannot set it up; dns_send() then answers each query
+ * itself with a temporary failure, and the delivery is deferred.
+ */
 static int
-dns_channel_new(void)
+dns_channel_open(void)
 {
 	struct ares_options o;
 	int rc;
@@ -258,26 +263,10 @@ dns_channel_new(void)
 	o.tries = DNS_TRIES;
 	o.sock_state_cb = dns_on_sock_state;
 	o.sock_state_cb_data = NULL;
-	rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
-	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB);
-	if (rc != ARES_SUCCESS)
+	if ((rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
+	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB)) !=
+	    ARES_SUCCESS) {
 		dns_channel = NULL;
-	return rc;
-}
-
-/*
- * The channel as dns_init() configured it: dns_csv's servers, or
- * resolv.conf's as c-ares reads them now (so the dnssec check runs on
- * every opening: the file may have changed since start).  -1, logged,
- * when c-ares cannot set it up; dns_send() then answers each query
- * itself with a temporary failure, and the delivery is deferred.
- */
-static int
-dns_channel_open(void)
-{
-	int rc;
-
-	if ((rc = dns_channel_new()) != ARES_SUCCESS) {
 		log_warnx(LP_SMTP, "dns: cannot set up the resolver: %s",
 		    ares_strerror(rc));
 		return -1;

@@ -117,6 +117,7 @@ static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
+static uint64_t sched_expiry(const struct queue_info *);
 static int sched_settled(const struct queue_info *);
 static void sched_reason(struct queue_rcpt *, const struct deliver_rcpt *);
 static void sched_fmt(char *, size_t, const char *, ...)
@@ -744,7 +745,7 @@ sched_finish(struct sched_msg *m)
 		if (qi->rcpt[i].status == RS_QUEUED ||
 		    qi->rcpt[i].status == RS_DEFERRED)
 			pending++;
-	if (pending && now >= qi->arrival + sched_conf->queue_lifetime) {
+	if (pending && now >= sched_expiry(qi)) {
 		for (i = 0; i < qi->nrcpt; i++) {
 			if (qi->rcpt[i].status != RS_QUEUED &&
 			    qi->rcpt[i].status != RS_DEFERRED)
@@ -844,6 +845,14 @@ sched_settled(const struct queue_info *qi)
 	return 0;
 }
 
+/* When a message's queue_lifetime is over: what is left then bounces,
+ * and a delay notice names it (Will-Retry-Until). */
+static uint64_t
+sched_expiry(const struct queue_info *qi)
+{
+	return qi->arrival + sched_conf->queue_lifetime;
+}
+
 /* [1, 1.5) times retry_min * 2^(n-1), at most retry_max (dma's jitter). */
 static uint64_t
 sched_backoff(unsigned attempts)
@@ -895,8 +904,7 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 		if (kind == BOUNCE_DELAYED && br[n].status[0] != '4')
 			br[n].status = "4.0.0";
 		if (kind == BOUNCE_DELAYED)
-			br[n].retry_until = (time_t)qi->arrival +
-			    (time_t)sched_conf->queue_lifetime;
+			br[n].retry_until = (time_t)sched_expiry(qi);
 		n++;
 	}
 	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);

@@ -18,6 +18,7 @@ import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
                        FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin)
+from peers import wait_for
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
 NOBODY = 'nobody' if IS_ROOT else None
@@ -1136,7 +1137,8 @@ def test_sighup_dns_settings_need_restart():
             n = d.log_text().count('reload -- version')
             d.write_config()
             d.signal(signal.SIGHUP)
-            wait_for_count(d, 'reload -- version', n + 1)
+            wait_for(lambda: d.log_text().count('reload -- version') > n,
+                     10, 'reload %d in the log' % (n + 1))
             return d.log_text().count(warn)
 
         d.cfg['message_size_limit'] = '50000'
@@ -1147,11 +1149,3 @@ def test_sighup_dns_settings_need_restart():
         d.cfg['dnssec'] = 'no'		# the default is yes
         check(reload() == 2, 'dnssec changed, no warning:\n' + d.log_tail())
         check(d.running(), 'daemon died on a reload')
-
-
-def wait_for_count(d, text, n, timeout=10.0):
-    deadline = time.monotonic() + timeout * SLOW
-    while d.log_text().count(text) < n:
-        check(time.monotonic() < deadline, 'no %d lines like %r:\n%s'
-              % (n, text, d.log_tail()))
-        time.sleep(0.05)
