@@ -61,7 +61,6 @@ FOOTPRINT_WRITE_SLACK=1024	# queue bytes per message over its size
 FOOTPRINT_SETTLE=2		# seconds before memory is read
 FOOTPRINT_DRAIN_WAIT=600	# tenths of a second for a queue to empty
 FOOTPRINT_RELAY_TIMEOUT=300	# seconds for the sink to get every message
-FOOTPRINT_LIBS="libmbedtls libmbedx509 libmbedcrypto libcares libsodium libc"
 certs=$here/test/certs
 
 prepare "both daemons bind and drop privileges" ferry-footprint \
@@ -254,15 +253,8 @@ binary() {
 	"${tool}readelf" -l "$b" | grep -q INTERP ||
 	    die "$b is linked statically (left over from test/cross.sh?)"
 	"${tool}strip" -o "$dir/ferry-$t" "$b" || die "strip $b"
-	extra=$("${tool}readelf" -d "$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' |
-	    while read -r lib; do
-		ok=
-		for want in $FOOTPRINT_LIBS; do
-			case $lib in "$want".so*) ok=1 ;; esac
-		done
-		[ -n "$ok" ] || printf '%s,' "$lib"
-	    done)
-	echo "$t $(wc -c <"$dir/ferry-$t") ${extra:-ok}" >>"$dir/bins.res"
+	echo "$t $(wc -c <"$dir/ferry-$t") $(extra_libs "${tool}readelf" "$b")" \
+	    >>"$dir/bins.res"
 }
 
 # --- memory ---------------------------------------------------------------
@@ -403,11 +395,7 @@ ferry_stop
 # The floor: a program that links the libraries ferry links and does
 # nothing (pause()).  Its RSS is the loader's and the libraries' pages
 # alone, which no daemon linked to them can go under.
-printf '#include <unistd.h>\nint main(void) { pause(); return 0; }\n' \
-    >"$dir/floor.c" || die "cannot write $dir/floor.c"
-cc -O2 -o "$dir/floor" "$dir/floor.c" -Wl,--no-as-needed \
-    -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium ||
-    die "cannot build the floor program"
+floor_build cc "$dir/floor"
 "$dir/floor" &
 floor_pid=$!
 idle floor "$floor_pid" floor
@@ -458,7 +446,7 @@ pf_count=$(echo "$pf_files" | wc -l)
 	sed 's/^/sess /' "$dir/sessions.res"
 	sed 's/^/write /' "$dir/writes.res"
 } | awk -v binkb="$FOOTPRINT_BIN_KB" -v idlekb="$FOOTPRINT_IDLE_KB" \
-    -v wmax=$((size + FOOTPRINT_WRITE_SLACK)) -v libs="$FOOTPRINT_LIBS" '
+    -v wmax=$((size + FOOTPRINT_WRITE_SLACK)) -v libs="$BENCH_LIBS" '
 function row(what, f, p,   r) {
 	r = (p + 0 > 0) ? sprintf("%.3g", f / p) : "-"
 	printf "%-46s %12s %12s %7s\n", what, f, p, r

@@ -168,6 +168,36 @@ now() {
 	date +%s.%N
 }
 
+# The libraries ferry may link (issue 6), and nothing else.
+BENCH_LIBS="libmbedtls libmbedx509 libmbedcrypto libcares libsodium libc"
+
+# extra_libs READELF BINARY: "ok", or BINARY's NEEDED entries beyond
+# BENCH_LIBS, each followed by a comma.
+extra_libs() {
+	extra=$("$1" -d "$2" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' |
+	    while read -r lib; do
+		ok=
+		for want in $BENCH_LIBS; do
+			case $lib in "$want".so*) ok=1 ;; esac
+		done
+		[ -n "$ok" ] || printf '%s,' "$lib"
+	    done)
+	echo "${extra:-ok}"
+}
+
+# floor_build CC OUT [FLAGS...]: OUT, the floor program: it links the
+# libraries ferry links and only calls pause(), so its RSS is theirs and
+# the loader's alone.  Its source is written to $dir/floor.c.
+floor_build() {
+	fcc=$1 fout=$2
+	shift 2
+	printf '#include <unistd.h>\nint main(void) { pause(); return 0; }\n' \
+	    >"$dir/floor.c" || die "cannot write $dir/floor.c"
+	$fcc -O2 -o "$fout" "$dir/floor.c" -Wl,--no-as-needed "$@" \
+	    -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium ||
+	    die "cannot build $fout with $fcc"
+}
+
 # ferry_start DIR PORT: writes DIR/relay.conf, the settings all the
 # benchmarks use, then the lines on standard input, then
 # $FERRY_EXTRA_CONF; starts ferry on it (pid in ferry_pid, log in

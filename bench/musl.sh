@@ -59,7 +59,6 @@ MUSL_SMOKE_TIMEOUT=60		# seconds for the sink to get the message
 # _FORTIFY_SOURCE needs fortify-headers, which Debian's musl lacks.)
 MUSL_CFLAGS="-Os -pipe -fno-caller-saves -fno-plt -fstack-protector"
 MUSL_LDFLAGS="-Wl,-z,now -Wl,-z,relro"
-MUSL_LIBS="libmbedtls libmbedx509 libmbedcrypto libcares libsodium libc"
 # The Makefile's LDFLAGS without $(RELR).
 MUSL_FERRY_LDFLAGS="-Wl,--gc-sections -Wl,-z,noseparate-code"
 
@@ -96,14 +95,7 @@ stop_floor() {
 
 # --- the sources ----------------------------------------------------------
 
-# The mirror apt is set up with (as test/compat.sh finds it).
-apt_mirror() {
-	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-	    /etc/apt/sources.list.d/*.sources 2>/dev/null |
-	    sed -n -E 's,^(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)([a-z]+://[^[:space:]]*/debian/?)([[:space:]].*)?$,\3,p' |
-	    head -n 1
-}
-mirrors=${MUSL_MIRROR:-"$(apt_mirror) http://deb.debian.org/debian"}
+mirrors=${MUSL_MIRROR:-$(sh "$here/test/apt-mirror.sh")}
 
 # sha_ok FILE SHA256
 sha_ok() {
@@ -246,30 +238,10 @@ build_ferry() {
 	    die "$mf: its loader is not musl's"
 }
 
-# needed BINARY: its NEEDED entries, or "extra:LIB,..." for any beyond
-# MUSL_LIBS.
-needed() {
-	extra=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' |
-	    while read -r lib; do
-		ok=
-		for want in $MUSL_LIBS; do
-			case $lib in "$want".so*) ok=1 ;; esac
-		done
-		[ -n "$ok" ] || printf '%s,' "$lib"
-	    done)
-	echo "${extra:-ok}"
-}
-
 # The floor: links the five libraries, calls pause().
 build_floors() {
-	printf '#include <unistd.h>\nint main(void) { pause(); return 0; }\n' \
-	    >"$dir/floor.c" || die "cannot write $dir/floor.c"
-	cc -O2 -o "$dir/floor-glibc" "$dir/floor.c" -Wl,--no-as-needed \
-	    -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium ||
-	    die "cannot build the glibc floor program"
-	musl-gcc -Os -o "$dir/floor-musl" "$dir/floor.c" -Wl,--no-as-needed \
-	    -L"$M/lib" -lmbedtls -lmbedx509 -lmbedcrypto -lcares -lsodium ||
-	    die "cannot build the musl floor program"
+	floor_build cc "$dir/floor-glibc"
+	floor_build musl-gcc "$dir/floor-musl" -L"$M/lib"
 }
 
 # The musl programs run through this, so LD_LIBRARY_PATH is theirs alone
@@ -451,8 +423,8 @@ build_ferry
 write_wrapper
 build_floors
 for b in "$mf" "$dir/floor-musl"; do
-	n=$(needed "$b")
-	[ "$n" = ok ] || die "$b is linked to more than $MUSL_LIBS: $n"
+	n=$(extra_libs readelf "$b")
+	[ "$n" = ok ] || die "$b is linked to more than $BENCH_LIBS: $n"
 done
 strip -o "$dir/ferry-musl.stripped" "$mf" || die "strip $mf"
 strip -o "$dir/ferry-glibc.stripped" "$ferry" || die "strip $ferry"

@@ -21,15 +21,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 C=$ROOT/build/compat
-# The mirror apt is set up with (a local one may carry only bookworm, so
-# deb.debian.org is tried after it).
-apt_mirror() {
-	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-	    /etc/apt/sources.list.d/*.sources 2>/dev/null |
-	    sed -n -E 's,^(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)([a-z]+://[^[:space:]]*/debian/?)([[:space:]].*)?$,\3,p' |
-	    head -n 1
-}
-MIRRORS=${COMPAT_MIRROR:-"$(apt_mirror) http://deb.debian.org/debian"}
+MIRRORS=${COMPAT_MIRROR:-$(sh "$ROOT/test/apt-mirror.sh")}
 SUITE=trixie
 # The runtime packages are named after their sonames (3.6: tls 21,
 # crypto 16, x509 7).
