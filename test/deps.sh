@@ -23,7 +23,7 @@ me=deps
 pkgs_build="gcc make libc6-dev libmbedtls-dev libc-ares-dev libsodium-dev openssl"
 pkgs_test="$pkgs_build clang libclang-rt-14-dev python3 swaks postfix valgrind
     procps iproute2 passwd unbound nsd ldnsutils sasl2-bin libsasl2-modules
-    libsasl2-modules-db mandoc pflogsumm fail2ban shellcheck busybox"
+    libsasl2-modules-db mandoc pflogsumm fail2ban shellcheck busybox strace"
 pkgs_cross="gcc-mipsel-linux-gnu gcc-arm-linux-gnueabihf gcc-s390x-linux-gnu
     qemu-user"
 for a in $CROSS_ARCHS; do

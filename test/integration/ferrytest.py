@@ -572,6 +572,7 @@ class Daemon:
         self.cfg.update(cfg)
         self.proc = None
         self.exits = []		# return codes of stopped daemons
+        self.wrap = []		# e.g. ['strace', ...]: runs FERRY_BIN
         self.write_config()
 
     # TLS and AUTH files --------------------------------------------------
@@ -637,7 +638,7 @@ class Daemon:
         for attempt in range(3):
             logf = open(self.log_path, 'ab')
             self.proc = subprocess.Popen(
-                [FERRY_BIN, '-c', self.conf, 'serve'],
+                self.wrap + [FERRY_BIN, '-c', self.conf, 'serve'],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
             logf.close()
             if not wait:
@@ -688,8 +689,25 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def pid(self):
+        """The daemon's pid: with a wrapper, the wrapper's one child."""
+        if not self.wrap:
+            return self.proc.pid
+        deadline = time.monotonic() + 10 * SLOW
+        while time.monotonic() < deadline:
+            try:
+                with open('/proc/%d/task/%d/children'
+                          % (self.proc.pid, self.proc.pid)) as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if len(kids) == 1:
+                return int(kids[0])
+            time.sleep(0.05)
+        raise TestFailure('%s started no daemon' % self.wrap[0])
+
     def signal(self, sig):
-        self.proc.send_signal(sig)
+        os.kill(self.pid(), sig)
 
     def stop(self, timeout=15.0):
         """SIGTERM; insist on exit 0 and a clean log."""
@@ -697,7 +715,12 @@ class Daemon:
             return
         p, self.proc = self.proc, None
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            if self.wrap:
+                self.proc = p
+                self.signal(signal.SIGTERM)
+                self.proc = None
+            else:
+                p.send_signal(signal.SIGTERM)
         try:
             rc = p.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
