@@ -160,7 +160,12 @@ struct smtp_session {
 	struct queue_writer *w;
 	char *msgid;			/* allocated only when seen */
 	uint16_t count[CMD_COUNT][2];	/* [verb][0 = seen, 1 = ok] */
+	uint8_t where;			/* WHERE_*, or the last verb + 1 */
 };
+
+/* Postfix's "lost connection after ...": the last command, or these. */
+#define WHERE_CONNECT	0		/* no command yet */
+#define WHERE_DOT	(CMD_COUNT + 1)	/* END-OF-MESSAGE */
 
 static void smtp_on_accept(struct loop_fd *, unsigned);
 static void smtp_on_pause(struct loop_timer *);
@@ -924,6 +929,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	}
 	if (s->count[c.verb][0] < UINT16_MAX)
 		s->count[c.verb][0]++;
+	s->where = (uint8_t)(c.verb + 1);
 	smtp_cmds[c.verb](s, &c);
 	if (s->flags & SF_REPLAY) {
 		s->flags &= ~SF_REPLAY;
@@ -1451,6 +1457,7 @@ smtp_data_end(struct smtp_session *s)
 {
 	enum smtp_reply r;
 
+	s->where = WHERE_DOT;
 	loop_timer_cancel(&s->data_deadline);
 	if (s->flags & SF_DISCARD) {
 		r = s->flags & SF_WRITE_ERR ? RP_WRITE_ERR :
@@ -1889,22 +1896,24 @@ smtp_on_auth_delay(struct loop_timer *t)
 
 /* --- end of session --- */
 
-/* Postfix's "lost connection after DATA from ..." / "timeout after". */
+/*
+ * Postfix's "lost connection after DATA from ..." / "timeout after": what
+ * the client did last (fail2ban's ddos mode reads it), e.g. EHLO for a
+ * client gone silent after its greeting.
+ */
 static void
 smtp_log_lost(struct smtp_session *s, const char *why)
 {
-	/* What the client did last, per state. */
-	static const char *const after[] = {
-		[STATE_HELO] = "CONNECT", [STATE_READY] = "END-OF-MESSAGE",
-		[STATE_MAIL] = "MAIL", [STATE_RCPT] = "RCPT",
-		[STATE_DATA] = "DATA", [STATE_COMMIT] = "END-OF-MESSAGE",
-		[STATE_QUIT] = "END-OF-MESSAGE", [STATE_TLS] = "STARTTLS",
-		[STATE_AUTH] = "AUTH", [STATE_AUTH_WAIT] = "AUTH",
-	};
+	const char *where;
 
-	log_info(LP_SMTPD, "%s after %s from %s", why,
-	    s->state == STATE_TLS && s->kind == SMTP_KIND_SMTPS &&
-	    !(s->flags & SF_TLS) ? "CONNECT" : after[s->state], smtp_peer(s));
+	if (s->where == WHERE_CONNECT || (s->state == STATE_TLS &&
+	    s->kind == SMTP_KIND_SMTPS && !(s->flags & SF_TLS)))
+		where = "CONNECT";
+	else if (s->where == WHERE_DOT)
+		where = "END-OF-MESSAGE";
+	else
+		where = cmd_name((enum cmd_verb)(s->where - 1));
+	log_info(LP_SMTPD, "%s after %s from %s", why, where, smtp_peer(s));
 }
 
 /* The session is over: log its last line and free it. */

@@ -17,7 +17,7 @@ import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short,
-                       HOSTNAME, UNTRUSTED, TRUSTED)
+                       HOSTNAME, UNTRUSTED, TRUSTED, SLOW)
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
         b'Subject: hello\r\n\r\nfirst line\r\nsecond line\r\n')
@@ -575,6 +575,50 @@ def test_max_connections_smtps_closed_without_plaintext():
         c.expect('QUIT', 221)
         c.close()
         d.assert_empty('465 refusal')
+
+
+def test_lost_connection_names_last_command():
+    """Postfix's "lost connection after X" names what the client did last
+    (fail2ban's ddos mode reads it): CONNECT before any command, then the
+    last command's verb, END-OF-MESSAGE after the final dot; the same
+    for "timeout after"."""
+    cases = (
+        ('CONNECT', []),
+        ('EHLO', ['EHLO client.test']),
+        ('MAIL', ['EHLO client.test', 'MAIL FROM:<s@example.test>']),
+        ('RSET', ['EHLO client.test', 'MAIL FROM:<s@example.test>',
+                  'RSET']),
+        ('UNKNOWN', ['EHLO client.test', 'XYZZY']),
+        ('NOOP', ['EHLO client.test', 'MAIL FROM:<s@example.test>',
+                  'RCPT TO:<r@relay.test>', 'NOOP']),
+        ('END-OF-MESSAGE', ['EHLO client.test', 'MAIL FROM:<s@example.test>',
+                            'RCPT TO:<r@relay.test>', 'DATA',
+                            'Subject: x\r\n\r\nbody\r\n.']),
+    )
+    with Daemon('lostafter', smtpd_timeout='2s') as d:
+        for i, (want, cmds) in enumerate(cases):
+            c = d.connect()
+            c.expect(None, 220)
+            for line in cmds:
+                c.send(line + '\r\n')
+                c.reply()
+            c.close()
+            deadline = time.monotonic() + 5 * SLOW
+            while True:
+                got = re.findall(r'lost connection after (\S+) from ',
+                                 d.log_text())
+                if len(got) > i or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            check(len(got) == i + 1 and got[-1] == want,
+                  'after %r: logged %r, want %r' % (cmds, got[i:], want))
+        with d.session() as c:		# EHLO, then silence
+            r = c.reply(timeout=10)
+            check(r.code == 421, 'idle reply %r' % r.text)
+        d.wait_log(r'timeout after EHLO from ')
+        q = d.wait_queue(1)
+        check(len(q) == 1, 'queued: %r (only the message ended with a dot)'
+              % q)
 
 
 def test_command_timeout():
