@@ -963,9 +963,7 @@ check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 {
 	struct check *c = arg;
 	struct dane_cert certs[DANE_CHAIN_MAX];
-	const char *names[DANE_REFS_MAX];
-	char dot[DNS_NAME_MAX + 2];
-	size_t i, nnames;
+	size_t i;
 
 	if (n > DANE_CHAIN_MAX)
 		n = DANE_CHAIN_MAX;
@@ -978,22 +976,12 @@ check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 	}
 	c->nchain = n;
 	c->dane_seen = 1;
-	if (c->hlevel == TLS_SECURE && n > 0) {
-		/* as deliver.c: the domain or a name below it */
-		snprintf(dot, sizeof(dot), ".%s", c->domain);
-		names[0] = c->domain;
-		names[1] = dot;
-		c->nexthop_ok = dane_leaf_names(chain[0].der, chain[0].len,
-		    names, 2);
-	}
-	if (c->hlevel == TLS_DANE) {
-		/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host
-		 * as named, the next-hop domain. */
-		nnames = dane_base_refs(&c->tbase, c->domain, names,
-		    DANE_REFS_MAX);
-		c->dane_v = dane_match(c->tlsa, certs, n, names, nnames,
-		    &c->dane_which);
-	}
+	if (c->hlevel == TLS_SECURE && n > 0)
+		c->nexthop_ok = dane_leaf_nexthop(chain[0].der, chain[0].len,
+		    c->domain);
+	if (c->hlevel == TLS_DANE)
+		c->dane_v = dane_match_base(c->tlsa, certs, n, &c->tbase,
+		    c->domain, &c->dane_which);
 }
 
 /* One certificate of the peer's chain, a few lines of the report. */

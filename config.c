@@ -1398,7 +1398,10 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 	l = field(cfg, k);
 	memset(l, 0, sizeof(*l));
 	while ((n = list_next(&v, &tok)) > 0) {
-		if (l->n == CONFIG_MAX_DOMAINS)
+		/* A line's names always fit in text (config.h): each takes
+		 * no more than its bytes and the separator after it.  The
+		 * second test only keeps that true if the line ever grows. */
+		if (l->n == CONFIG_MAX_DOMAINS || n + 1 > sizeof(l->text) - used)
 			return p_err(p, k->name, "more than %d domains",
 			    CONFIG_MAX_DOMAINS);
 		skip = tok[0] == '.' ? 1 : 0;
@@ -1407,10 +1410,6 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 		if (n > CONFIG_NAME_MAX || !name_valid(tok + skip, n - skip))
 			return p_err(p, k->name, "bad domain %s",
 			    quote(q, tok, n));
-		/* A line's names always fit (config.h); checked all the same. */
-		if (n + 1 > sizeof(l->text) - used)
-			return p_err(p, k->name, "more than %zu characters of "
-			    "domains", sizeof(l->text) - 1);
 		l->off[l->n++] = (uint16_t)used;
 		lower_copy(l->text + used, n + 1, tok, n);
 		used += n + 1;

@@ -681,6 +681,31 @@ dane_base_refs(const struct dane_base *b, const char *nexthop,
 	return n;
 }
 
+enum dane_verdict
+dane_match_base(const struct dane_rrset *set, const struct dane_cert *chain,
+    size_t nchain, const struct dane_base *b, const char *nexthop,
+    size_t *which)
+{
+	const char *names[DANE_REFS_MAX];
+
+	return dane_match(set, chain, nchain, names, dane_base_refs(b,
+	    nexthop, names, DANE_REFS_MAX), which);
+}
+
+int
+dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain)
+{
+	char dot[DANE_BASE_NAME_MAX + 2];
+	const char *names[2];
+
+	/* A name too long to fit is no host name: nothing may match it. */
+	if (snprintf(dot, sizeof(dot), ".%s", domain) >= (int)sizeof(dot))
+		return 0;
+	names[0] = domain;
+	names[1] = dot;
+	return dane_leaf_names(der, len, names, 2);
+}
+
 /* ---- the tls_policy file -------------------------------------------- */
 
 static void

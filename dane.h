@@ -152,6 +152,13 @@ int dane_base_expanded(const struct dane_base *);	/* name is the end */
 int dane_base_next(struct dane_base *, enum dane_lookup, int tlsa_secure);
 size_t dane_base_refs(const struct dane_base *, const char *nexthop,
     const char **names, size_t max);
+/* dane_match() against the names dane_base_refs() gives. */
+enum dane_verdict dane_match_base(const struct dane_rrset *,
+    const struct dane_cert *chain, size_t nchain, const struct dane_base *,
+    const char *nexthop, size_t *which);
+/* Level secure (Postfix's "nexthop, dot-nexthop"): 1 when the leaf names
+ * domain or a name below it, by dane_leaf_names()'s rules. */
+int dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain);
 
 /* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
 void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);

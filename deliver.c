@@ -250,6 +250,8 @@ static void deliver_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static void deliver_why(struct deliver *, const char *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
+static void deliver_why_dns(struct deliver *, const char *, const char *,
+    const char *, int);
 static int deliver_has_8bit(const struct deliver_txn *);
 static int deliver_addr_8bit(const char *);
 
@@ -516,16 +518,12 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 		    "mail (null MX)");
 		return;
 	case DNS_NXDOMAIN:
-		deliver_why(d, "5.1.2", "Host or domain name not "
-		    "found. Name service error for name=%s type=MX: Host not "
-		    "found", d->host);
+		deliver_why_dns(d, "5.1.2", d->host, "MX", 0);
 		deliver_close(d, DR_PERM, "5.1.2", d->why);
 		return;
 	case DNS_TEMPFAIL:
 	default:
-		deliver_why(d, "4.4.3", "Host or domain name not "
-		    "found. Name service error for name=%s type=MX: Host not "
-		    "found, try again", d->host);
+		deliver_why_dns(d, "4.4.3", d->host, "MX", 1);
 		deliver_close(d, DR_TEMP, "4.4.3", d->why);
 		return;
 	}
@@ -563,10 +561,8 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 
 	d->dreq = NULL;
 	if (st != DNS_OK || n == 0) {
-		deliver_why(d, "4.4.3", "Host or domain name not "
-		    "found. Name service error for name=%s type=A: %s",
-		    d->mx[d->imx - 1].host, st == DNS_TEMPFAIL ?
-		    "Host not found, try again" : "Host not found");
+		deliver_why_dns(d, "4.4.3", d->mx[d->imx - 1].host, "A",
+		    st == DNS_TEMPFAIL);
 		deliver_next_mx(d);
 		return;
 	}
@@ -697,16 +693,11 @@ deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 {
 	struct deliver *d = arg;
 	struct dane_cert certs[DANE_CHAIN_MAX];
-	const char *names[DANE_REFS_MAX];
-	char dot[DNS_NAME_MAX + 2];
-	size_t i, nnames;
+	size_t i;
 
 	if (!d->dane) {		/* DELIVER_NEXTHOP_NAMES */
-		deliver_fmt(dot, sizeof(dot), ".%s", d->host);
-		names[0] = d->host;
-		names[1] = dot;
-		d->nexthop_ok = n > 0 && dane_leaf_names(chain[0].der,
-		    chain[0].len, names, 2);
+		d->nexthop_ok = n > 0 && dane_leaf_nexthop(chain[0].der,
+		    chain[0].len, d->host);
 		return;
 	}
 	if (n > DANE_CHAIN_MAX)
@@ -717,8 +708,7 @@ deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 	}
 	/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host as
 	 * named, the next-hop domain. */
-	nnames = dane_base_refs(&d->tbase, d->host, names, DANE_REFS_MAX);
-	d->dane_v = dane_match(d->tlsa, certs, n, names, nnames,
+	d->dane_v = dane_match_base(d->tlsa, certs, n, &d->tbase, d->host,
 	    &d->dane_which);
 	d->dane_seen = 1;
 }
@@ -1824,6 +1814,17 @@ deliver_on_reap(struct loop_timer *t)
 }
 
 /* --- helpers --- */
+
+/* Postfix's words for a failed MX or address lookup; temp: it may
+ * succeed later. */
+static void
+deliver_why_dns(struct deliver *d, const char *dsn, const char *name,
+    const char *type, int temp)
+{
+	deliver_why(d, dsn, "Host or domain name not found. Name service "
+	    "error for name=%s type=%s: Host not found%s", name, type,
+	    temp ? ", try again" : "");
+}
 
 /* Remember the latest trouble, for the log line if every hop fails.
  * Truncation is fine: it is a diagnostic. */

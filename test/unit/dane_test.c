@@ -269,6 +269,13 @@ t_leaf_names(void)
 	CHECK(dane_leaf_names(wild->p, wild->len, sub, 1) == 0);
 	CHECK(dane_leaf_names(leaf->p, 10, nh, 2) == 0);
 	CHECK(dane_leaf_names(NULL, 0, nh, 2) == 0);
+	/* dane_leaf_nexthop() builds the same two names */
+	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "dane.test") == 1);
+	CHECK(dane_leaf_nexthop(wild->p, wild->len, "dane.test") == 1);
+	CHECK(dane_leaf_nexthop(wrong->p, wrong->len, "dane.test") == 1);
+	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "ane.test") == 0);
+	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "mx.dane.test") == 1);
+	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "x.mx.dane.test") == 0);
 	return 0;
 }
 
@@ -419,6 +426,43 @@ t_ta_wrong_name(void)
 	    DANE_MATCH);
 	CHECK(match(&set, NULL, 0, NULL, "leaf", "ca", NULL) ==
 	    DANE_NOMATCH);
+	return 0;
+}
+
+/* dane_match_base(): the names are the TLSA base domain, the host as
+ * named and the next hop; "wrong" names wrong.dane.test only. */
+static int
+t_ta_base_names(void)
+{
+	struct dane_cert chain[2];
+	struct dane_base b;
+	const struct file *f;
+
+	memset(&set, 0, sizeof(set));
+	add(&set, 2, 0, 1, "ca");
+	f = sel("wrong", DANE_SEL_CERT);
+	chain[0].der = f->p;
+	chain[0].len = f->len;
+	f = sel("ca", DANE_SEL_CERT);
+	chain[1].der = f->p;
+	chain[1].len = f->len;
+	dane_base_init(&b, "mx.dane.test", NULL, 0);
+	CHECK(dane_match_base(&set, chain, 2, &b, "dane.test", NULL) ==
+	    DANE_NOMATCH);
+	/* as the next hop, the end of a secure chain, the host itself */
+	CHECK(dane_match_base(&set, chain, 2, &b, "wrong.dane.test", NULL) ==
+	    DANE_MATCH);
+	dane_base_init(&b, "mx.dane.test", "wrong.dane.test", 1);
+	CHECK(dane_match_base(&set, chain, 2, &b, "dane.test", NULL) ==
+	    DANE_MATCH);
+	/* once the lookup moved on to the host's own name, the chain's end
+	 * is no reference identifier any more */
+	CHECK(dane_base_next(&b, DANE_LOOKUP_EMPTY, 1) == 1);
+	CHECK(dane_match_base(&set, chain, 2, &b, "dane.test", NULL) ==
+	    DANE_NOMATCH);
+	dane_base_init(&b, "wrong.dane.test", NULL, 0);
+	CHECK(dane_match_base(&set, chain, 2, &b, "dane.test", NULL) ==
+	    DANE_MATCH);
 	return 0;
 }
 
@@ -965,6 +1009,7 @@ static const struct t_case cases[] = {
 	{ "DANE-EE looks at the leaf only", t_ee_leaf_only },
 	{ "DANE-TA 2 {0,1} {0,1,2} match and mismatch", t_ta_all },
 	{ "DANE-TA leaf for the wrong name", t_ta_wrong_name },
+	{ "DANE-TA names from the TLSA base domain", t_ta_base_names },
 	{ "DANE-TA chain that does not verify", t_ta_bad_signature },
 	{ "DANE-TA expired leaf", t_ta_expired },
 	{ "DANE-TA two-level chain", t_ta_two_levels },
