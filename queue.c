@@ -47,7 +47,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,8 +122,7 @@ static int writer_rec(struct queue_writer *, char, const char *, size_t);
 static int writer_fail(struct queue_writer *);
 static void writer_free(struct queue_writer *);
 static void clean_copy(char *, size_t, const char *);
-static int commit_file(struct queue_writer *, int);
-static int batch_sync(void);
+static int commit_file(struct queue_writer *);
 static int sync_dir(const char *, const char *);
 static void commit_undo(struct queue_writer *);
 static void queue_commit_run(struct loop_hook *);
@@ -814,13 +812,12 @@ queue_commit_forget(void *arg)
 }
 
 /*
- * fsync (unless "synced": a syncfs() of the queue's file system already
- * made the data durable), close (checked: a close error can be the only
- * report of a lost write), make sure we never replace a committed file,
- * rename.  On failure the tmp file is removed; nothing is half-done.
+ * fsync, close (checked: a close error can be the only report of a lost
+ * write), make sure we never replace a committed file, rename.  On failure
+ * the tmp file is removed; nothing is half-done.
  */
 static int
-commit_file(struct queue_writer *w, int synced)
+commit_file(struct queue_writer *w)
 {
 	char tmp[PATH_MAX], fin[PATH_MAX];
 	const char *what;
@@ -837,7 +834,7 @@ commit_file(struct queue_writer *w, int synced)
 		goto fail;
 	}
 	what = "fsync";
-	if (!synced && fsync(w->fd) == -1)
+	if (fsync(w->fd) == -1)
 		goto fail;
 	e = close(w->fd);
 	w->fd = -1;
@@ -912,57 +909,36 @@ commit_undo(struct queue_writer *w)
 }
 
 /*
- * syncfs() reports write-back errors only from Linux 5.8 on; before, it
- * returned 0 whatever was lost.  There every file keeps its own fsync().
- */
-static int
-batch_sync(void)
-{
-	static int ok = -1;
-	struct utsname u;
-	unsigned long major = 0, minor = 0;
-	char *end;
-
-	if (ok != -1)
-		return ok;
-	if (uname(&u) == 0) {
-		major = strtoul(u.release, &end, 10);
-		if (*end == '.')
-			minor = strtoul(end + 1, NULL, 10);
-	}
-	ok = major > 5 || (major == 5 && minor >= 8);
-	return ok;
-}
-
-/*
  * The before-sleep hook: every commit asked for in this loop iteration
  * shares one fsync of queue_dir.  No callback runs before that fsync.
- * Two or more new messages also share one syncfs() for their data: the
- * loop has one thread, so an fsync() each would wait for one journal
- * commit and one disk cache flush after another.  It flushes whatever
- * else is dirty on that file system too, which is why one message alone
- * keeps its fsync().  If syncfs() fails, every file still gets its own
- * fsync(), which tells which of them were lost.
+ * With two or more, all their data is sent to the disk first and the
+ * fsyncs follow: the loop has one thread, so otherwise each fsync would
+ * start its file's writes and wait for them (and, on a journalled file
+ * system, for a commit of its own) before the next could begin.  Not
+ * syncfs(): it also writes out the short-lived state files of messages
+ * being delivered, which unlink would have dropped unwritten (measured:
+ * 2.2 times the bytes written per relayed message; flash wears).
  */
 static void
 queue_commit_run(struct loop_hook *h)
 {
 	struct queue_writer *w;
 	char fin[PATH_MAX];
-	int main_dir = 0, n = 0, synced;
+	int main_dir = 0;
 
 	(void)h;
 	queue_running = queue_pending;
 	queue_pending = NULL;
 	queue_pending_tail = &queue_pending;
 
-	for (w = queue_running; w != NULL; w = w->next)
-		if (w->sub[0] == '\0' && w->state == WS_FINISHED)
-			n++;
-	synced = n > 1 && queue_dirfd != -1 && batch_sync() &&
-	    syncfs(queue_dirfd) == 0;
+	if (queue_running != NULL && queue_running->next != NULL)
+		for (w = queue_running; w != NULL; w = w->next)
+			if (w->state == WS_FINISHED)
+				/* only a start: fsync reports any error */
+				(void)sync_file_range(w->fd, 0, 0,
+				    SYNC_FILE_RANGE_WRITE);
 	for (w = queue_running; w != NULL; w = w->next) {
-		w->ok = commit_file(w, synced && w->sub[0] == '\0') == 0;
+		w->ok = commit_file(w) == 0;
 		if (w->ok && w->sub[0] == '\0')
 			main_dir = 1;
 	}
@@ -1000,7 +976,7 @@ queue_commit_now(struct queue_writer *w)
 
 	free(w->buf);
 	w->buf = NULL;
-	if (commit_file(w, 0) == -1)
+	if (commit_file(w) == -1)
 		goto done;
 	if (final_path(w, fin, sizeof(fin)) == -1 ||
 	    sync_dir(w->sub, fin) == -1) {

@@ -5,14 +5,16 @@ A SIGKILL (test_crash.py) cannot show it: the page cache survives a
 killed process, not a power cut.  For every message acknowledged:
 
 - its data is durable before its name appears: after the last write to
-  queue_dir/tmp/ID comes an fsync() of that file, or a syncfs() of the
-  queue's file system, and only then rename(tmp/ID, ID);
+  queue_dir/tmp/ID comes an fsync() of that file, and only then
+  rename(tmp/ID, ID);
 - the name is durable before the 250: an fsync() of queue_dir comes
   between that rename and the "250 ... queued as ID" on the socket.
 
-One message alone is made durable by its own fsync(); several ending in
-the same loop iteration share one syncfs() and one fsync() of queue_dir
-(the group commit), and no file of theirs gets an fsync() of its own.
+Several messages ending in the same loop iteration (the group commit)
+share that one fsync() of queue_dir, and every one of their files has
+its writes started (sync_file_range) before the first of their fsyncs
+waits, so the disk sees them together.  One message alone needs no such
+start.  No syncfs(): it would write out other files too.
 """
 
 import os
@@ -36,9 +38,10 @@ def _strace():
     # (the sanitizer build's other tests check leaks).
     asan = os.environ.get('ASAN_OPTIONS', '')
     return ['env', 'ASAN_OPTIONS=%s%sdetect_leaks=0'
-            % (asan, ':' if asan else ''), path, '-qq', '-y', '-s', '200', '-I', '1', '-e', 'signal=none',
+            % (asan, ':' if asan else ''), path, '-qq', '-y', '-s', '200',
+            '-I', '1', '-e', 'signal=none',
             '-e', 'trace=write,writev,sendto,sendmsg,fsync,fdatasync,'
-            'syncfs,sync,rename,renameat,renameat2']
+            'syncfs,sync,sync_file_range,rename,renameat,renameat2']
 
 
 def _open_data(d, i):
@@ -56,12 +59,6 @@ def _fd_path(args):
     """The path strace -y shows for a call's first argument, or ''."""
     m = re.match(FD_RE, args)
     return m.group(1) if m else ''
-
-
-def _syncfs_reports_errors():
-    """Linux 5.8 on (queue.c uses syncfs() only there)."""
-    m = re.match(r'(\d+)\.(\d+)', os.uname().release)
-    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 8)
 
 
 def _events(trace, qdir):
@@ -95,23 +92,18 @@ def _check_order(events, qdir, qid):
           _fd_path(args) == tmp]
     check(wr and wr[-1] < ren[0], '%s: writes to %s at %r, rename at %d'
           % (qid, tmp, wr, ren[0]))
-    how = None
-    for n, call, args in events:
-        if not wr[-1] < n < ren[0]:
-            continue
-        path = _fd_path(args)
-        if call == 'fsync' and path == tmp:
-            how = 'fsync'
-        elif call == 'syncfs' and (path == qdir or
-                                   path.startswith(qdir + '/')):
-            how = 'syncfs'
-    check(how is not None, '%s: no fsync of its file and no syncfs between '
-          'the last write (%d) and the rename (%d)' % (qid, wr[-1], ren[0]))
+    synced = [n for n, call, args in events if call == 'fsync' and
+              _fd_path(args) == tmp and wr[-1] < n < ren[0]]
+    check(synced, '%s: no fsync of its file between the last write (%d) '
+          'and the rename (%d)' % (qid, wr[-1], ren[0]))
     dirsync = [n for n, call, args in events if call == 'fsync' and
                _fd_path(args) == qdir and ren[0] < n < ack[0]]
     check(dirsync, '%s: no fsync of %s between the rename (%d) and the 250 '
           '(%d)' % (qid, qdir, ren[0], ack[0]))
-    return how
+    started = [n for n, call, args in events if
+               call == 'sync_file_range' and _fd_path(args) == tmp]
+    return {'last_write': wr[-1], 'fsync': synced[0], 'rename': ren[0],
+            'dirsync': dirsync[0], 'ack': ack[0], 'started': started}
 
 
 def test_durable_order():
@@ -148,21 +140,20 @@ def test_durable_order():
         d.wait_queue(N_BATCH + 1)
         d.stop()		# strace has written all, the dir is still there
         events = _events(trace, qdir)
-    how = _check_order(events, qdir, single)
-    check(how == 'fsync', '%s alone was made durable by %s, not its own '
-          'fsync' % (single, how))
-    hows = [_check_order(events, qdir, q) for q in batch]
-    fsyncs = [args for n, call, args in events if call == 'fsync' and
-              _fd_path(args).startswith('%s/tmp/' % qdir)]
-    if not _syncfs_reports_errors():
-        check(hows == ['fsync'] * N_BATCH, 'kernel %s: the batch was made '
-              'durable by %r; syncfs() does not report write errors there'
-              % (os.uname().release, hows))
-        return None
-    check(hows == ['syncfs'] * N_BATCH, 'the batch was made durable by %r, '
-          'not by one shared syncfs' % hows)
-    check(len(fsyncs) == 1, 'file fsyncs %r: only the single message '
-          'should have one' % fsyncs)
-    syncfs = [n for n, call, args in events if call == 'syncfs']
-    check(len(syncfs) == 1, '%d syncfs calls for one batch' % len(syncfs))
+    one = _check_order(events, qdir, single)
+    check(one['started'] == [], '%s alone: sync_file_range at %r'
+          % (single, one['started']))
+    many = [_check_order(events, qdir, q) for q in batch]
+    first_wait = min(m['fsync'] for m in many)
+    for q, m in zip(batch, many):
+        check(len(m['started']) == 1 and
+              m['last_write'] < m['started'][0] < first_wait,
+              '%s: writes started at %r, its last write at %d, the '
+              "batch's first fsync at %d" % (q, m['started'],
+                                              m['last_write'], first_wait))
+    check(len(set(m['dirsync'] for m in many)) == 1,
+          'the batch took %d fsyncs of %s, not one'
+          % (len(set(m['dirsync'] for m in many)), qdir))
+    check(not [n for n, call, args in events if call == 'syncfs'],
+          'syncfs() was called')
     return None
