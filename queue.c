@@ -931,12 +931,18 @@ queue_commit_run(struct loop_hook *h)
 	queue_pending = NULL;
 	queue_pending_tail = &queue_pending;
 
+	/* A failure to start can be the only report of a loss: ext4 drops
+	 * pages it cannot allocate blocks for and tells only the caller
+	 * that started the write-back, so a later fsync would succeed. */
 	if (queue_running != NULL && queue_running->next != NULL)
 		for (w = queue_running; w != NULL; w = w->next)
-			if (w->state == WS_FINISHED)
-				/* only a start: fsync reports any error */
-				(void)sync_file_range(w->fd, 0, 0,
-				    SYNC_FILE_RANGE_WRITE);
+			if (w->state == WS_FINISHED &&
+			    sync_file_range(w->fd, 0, 0,
+			    SYNC_FILE_RANGE_WRITE) == -1 && errno != ENOSYS &&
+			    errno != EINVAL && errno != ESPIPE) {
+				w->err = errno;
+				w->state = WS_FAILED;
+			}
 	for (w = queue_running; w != NULL; w = w->next) {
 		w->ok = commit_file(w) == 0;
 		if (w->ok && w->sub[0] == '\0')

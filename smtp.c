@@ -166,6 +166,7 @@ struct smtp_session {
 /* Postfix's "lost connection after ...": the last command, or these. */
 #define WHERE_CONNECT	0		/* no command yet */
 #define WHERE_DOT	(CMD_COUNT + 1)	/* END-OF-MESSAGE */
+_Static_assert(WHERE_DOT <= UINT8_MAX, "smtp_session: where");
 
 static void smtp_on_accept(struct loop_fd *, unsigned);
 static void smtp_on_pause(struct loop_timer *);
@@ -924,6 +925,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len,
 		    line);
 	if (cmd_parse(line, len, &c) == -1) {
+		s->where = CMD_UNKNOWN + 1;
 		smtp_fail(s, RP_SYNTAX, NULL);
 		return 0;
 	}
@@ -1906,8 +1908,7 @@ smtp_log_lost(struct smtp_session *s, const char *why)
 {
 	const char *where;
 
-	if (s->where == WHERE_CONNECT || (s->state == STATE_TLS &&
-	    s->kind == SMTP_KIND_SMTPS && !(s->flags & SF_TLS)))
+	if (s->where == WHERE_CONNECT)	/* also smtps before TLS */
 		where = "CONNECT";
 	else if (s->where == WHERE_DOT)
 		where = "END-OF-MESSAGE";

@@ -707,7 +707,10 @@ class Daemon:
         raise TestFailure('%s started no daemon' % self.wrap[0])
 
     def signal(self, sig):
-        os.kill(self.pid(), sig)
+        if self.wrap:
+            os.kill(self.pid(), sig)
+        else:
+            self.proc.send_signal(sig)
 
     def stop(self, timeout=15.0):
         """SIGTERM; insist on exit 0 and a clean log."""

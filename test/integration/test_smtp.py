@@ -594,6 +594,8 @@ def test_lost_connection_names_last_command():
         ('END-OF-MESSAGE', ['EHLO client.test', 'MAIL FROM:<s@example.test>',
                             'RCPT TO:<r@relay.test>', 'DATA',
                             'Subject: x\r\n\r\nbody\r\n.']),
+        ('DATA', ['EHLO client.test', 'DATA']),		# refused
+        ('UNKNOWN', ['EHLO client.test', 'NOOP\x01']),	# bad syntax
     )
     with Daemon('lostafter', smtpd_timeout='2s') as d:
         for i, (want, cmds) in enumerate(cases):

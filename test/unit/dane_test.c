@@ -254,6 +254,7 @@ t_leaf_names(void)
 	static const char *const nh[] = { "dane.test", ".dane.test" };
 	static const char *const other[] = { "test", ".ane.test" };
 	static const char *const sub[] = { ".mx.dane.test" };
+	char big[DANE_BASE_NAME_MAX + 2];
 	const struct file *leaf = sel("leaf", 0), *wild = sel("wild", 0),
 	    *cnonly = sel("cnonly", 0), *wrong = sel("wrong", 0);
 
@@ -276,6 +277,10 @@ t_leaf_names(void)
 	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "ane.test") == 0);
 	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "mx.dane.test") == 1);
 	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, "x.mx.dane.test") == 0);
+	/* ".name" does not fit: no host name is that long, nothing matches */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK(dane_leaf_nexthop(leaf->p, leaf->len, big) == 0);
 	return 0;
 }
 
