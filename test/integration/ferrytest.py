@@ -691,26 +691,44 @@ class Daemon:
 
     def pid(self):
         """The daemon's pid: with a wrapper, the wrapper's one child."""
+        return self._pid_of(self.proc)
+
+    def _pid_of(self, p):
         if not self.wrap:
-            return self.proc.pid
+            return p.pid
         deadline = time.monotonic() + 10 * SLOW
         while time.monotonic() < deadline:
             try:
-                with open('/proc/%d/task/%d/children'
-                          % (self.proc.pid, self.proc.pid)) as f:
+                with open('/proc/%d/task/%d/children' % (p.pid, p.pid)) as f:
                     kids = f.read().split()
             except OSError:
                 kids = []
             if len(kids) == 1:
                 return int(kids[0])
+            if p.poll() is not None:
+                break
             time.sleep(0.05)
         raise TestFailure('%s started no daemon' % self.wrap[0])
 
-    def signal(self, sig):
+    def _signal(self, p, sig):
+        """sig to the daemon of Popen p (not to its wrapper: strace
+        would detach and leave the daemon running)."""
         if self.wrap:
-            os.kill(self.pid(), sig)
+            os.kill(self._pid_of(p), sig)
         else:
-            self.proc.send_signal(sig)
+            p.send_signal(sig)
+
+    def _kill(self, p):
+        if self.wrap and p.poll() is None:
+            try:
+                self._signal(p, signal.SIGKILL)
+            except (TestFailure, ProcessLookupError):
+                pass
+        p.kill()
+        p.wait()
+
+    def signal(self, sig):
+        self._signal(self.proc, sig)
 
     def stop(self, timeout=15.0):
         """SIGTERM; insist on exit 0 and a clean log."""
@@ -718,17 +736,11 @@ class Daemon:
             return
         p, self.proc = self.proc, None
         if p.poll() is None:
-            if self.wrap:
-                self.proc = p
-                self.signal(signal.SIGTERM)
-                self.proc = None
-            else:
-                p.send_signal(signal.SIGTERM)
+            self._signal(p, signal.SIGTERM)
         try:
             rc = p.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            self._kill(p)
             raise TestFailure('daemon did not exit within %ds of SIGTERM'
                               % timeout)
         self.exits.append(rc)
@@ -741,21 +753,18 @@ class Daemon:
         try:
             rc = p.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            self._kill(p)
             raise TestFailure('daemon did not exit within %ds' % timeout)
         self.exits.append(rc)
         return rc
 
     def kill9(self):
         p, self.proc = self.proc, None
-        p.kill()
-        p.wait()
+        self._kill(p)
 
     def cleanup(self, ok=True):
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
+            self._kill(self.proc)
             self.proc = None
         if ok and not os.environ.get('FERRY_KEEP'):
             shutil.rmtree(self.dir, ignore_errors=True)

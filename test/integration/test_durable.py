@@ -81,8 +81,8 @@ def _events(trace, qdir):
 
 
 def _check_order(events, qdir, qid):
-    """The durability order for one acknowledged message; returns how its
-    data was made durable ('fsync' or 'syncfs')."""
+    """The durability order for one acknowledged message; returns the
+    trace indexes of its steps ('started': its sync_file_range calls)."""
     tmp, fin = os.path.join(qdir, 'tmp', qid), os.path.join(qdir, qid)
     ack = [n for n, call, args in events if call in (
         'write', 'writev', 'sendto', 'sendmsg') and

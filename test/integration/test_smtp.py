@@ -17,7 +17,8 @@ import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short,
-                       HOSTNAME, UNTRUSTED, TRUSTED, SLOW)
+                       HOSTNAME, UNTRUSTED, TRUSTED)
+from peers import wait_for
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
         b'Subject: hello\r\n\r\nfirst line\r\nsecond line\r\n')
@@ -605,13 +606,13 @@ def test_lost_connection_names_last_command():
                 c.send(line + '\r\n')
                 c.reply()
             c.close()
-            deadline = time.monotonic() + 5 * SLOW
-            while True:
-                got = re.findall(r'lost connection after (\S+) from ',
-                                 d.log_text())
-                if len(got) > i or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+
+            def lost():
+                return re.findall(r'lost connection after (\S+) from ',
+                                  d.log_text())
+            wait_for(lambda: len(lost()) > i, 5, 'lost-connection line %d '
+                     'after %r' % (i + 1, cmds))
+            got = lost()
             check(len(got) == i + 1 and got[-1] == want,
                   'after %r: logged %r, want %r' % (cmds, got[i:], want))
         with d.session() as c:		# EHLO, then silence
