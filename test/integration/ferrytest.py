@@ -573,6 +573,7 @@ class Daemon:
         self.proc = None
         self.exits = []		# return codes of stopped daemons
         self.wrap = []		# e.g. ['strace', ...]: runs FERRY_BIN
+        self.env = None		# the daemon's environment, if not ours
         self.write_config()
 
     # TLS and AUTH files --------------------------------------------------
@@ -639,7 +640,8 @@ class Daemon:
             logf = open(self.log_path, 'ab')
             self.proc = subprocess.Popen(
                 self.wrap + [FERRY_BIN, '-c', self.conf, 'serve'],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                env=self.env)
             logf.close()
             if not wait:
                 return self

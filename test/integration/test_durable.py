@@ -15,6 +15,10 @@ share that one fsync() of queue_dir, and every one of their files has
 its writes started (sync_file_range) before the first of their fsyncs
 waits, so the disk sees them together.  One message alone needs no such
 start.  No syncfs(): it would write out other files too.
+
+A start that fails (sync_file_range made to fail with EIO by an
+LD_PRELOAD shim: ext4 may report dropped pages only there) fails those
+commits: 451 4.3.0, nothing queued, tmp/ empty, and the daemon goes on.
 """
 
 import os
@@ -113,6 +117,25 @@ def _check_order(events, qdir, qid):
             'dirsync': dirsync[0], 'ack': ack[0], 'started': started}
 
 
+def _batch(d, first, n):
+    """n messages ending in one loop iteration (the daemon is stopped
+    while the bodies are sent: all it was sent before has been answered,
+    so one iteration sees them all); their replies."""
+    conns = [_open_data(d, i) for i in range(first, first + n)]
+    pid = d.pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for i, c in enumerate(conns, first):
+            c.send(_body(i))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    replies = []
+    for c in conns:
+        replies.append(c.reply())
+        c.close()
+    return replies
+
+
 def test_durable_order():
     wrap = _strace()
     if wrap is None:
@@ -130,21 +153,7 @@ def test_durable_order():
         single = c.expect(None, 250).qid()
         c.expect('QUIT', 221)
         c.close()
-        # N_BATCH ending together: the daemon is stopped while every
-        # body is sent (all it was sent before has been answered), so
-        # one loop iteration sees them all.
-        conns = [_open_data(d, i) for i in range(1, N_BATCH + 1)]
-        pid = d.pid()
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            for i, c in enumerate(conns, 1):
-                c.send(_body(i))
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        batch = []
-        for c in conns:
-            batch.append(c.reply().qid())
-            c.close()
+        batch = [r.qid() for r in _batch(d, 1, N_BATCH)]
         check(all(batch), 'batch replies: %r' % batch)
         d.wait_queue(N_BATCH + 1)
         d.stop()		# strace has written all, the dir is still there
@@ -166,3 +175,55 @@ def test_durable_order():
     check(not [n for n, call, args in events if call == 'syncfs'],
           'syncfs() was called')
     return None
+
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+
+int
+sync_file_range(int fd, off_t off, off_t n, unsigned int flags)
+{
+	(void)fd; (void)off; (void)n; (void)flags;
+	errno = EIO;
+	return -1;
+}
+"""
+
+
+def test_durable_start_failure_refuses_batch():
+    d = Daemon('durable-eio', relay_networks='127.0.0.0/8',
+               smarthost='[127.0.0.1]:9', smarthost_tls='none',
+               retry_min='1h', retry_max='1h')
+    src, so = os.path.join(d.dir, 'eio.c'), os.path.join(d.dir, 'eio.so')
+    with open(src, 'w') as f:
+        f.write(SHIM)
+    p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
+                       capture_output=True, text=True)
+    check(p.returncode == 0, 'cannot build the shim: %s' % p.stderr)
+    os.chmod(d.dir, 0o755)
+    # ASan wants to come first; the shim only has to come before libc.
+    asan = os.environ.get('ASAN_OPTIONS', '')
+    d.env = dict(os.environ, LD_PRELOAD=so, ASAN_OPTIONS='%s%s'
+                 'verify_asan_link_order=0' % (asan, ':' if asan else ''))
+    with d:
+        c = _open_data(d, 0)		# alone: no start, its own fsync
+        c.send(_body(0))
+        single = c.expect(None, 250).qid()
+        c.close()
+        replies = _batch(d, 1, N_BATCH)
+        check(all(r.code == 451 and r.enh() == '4.3.0' for r in replies),
+              'a batch whose writes could not start: %r'
+              % [r.text for r in replies])
+        check(d.mailq_ids() == [single], 'queued: %r, want only %s'
+              % (d.mailq_ids(), single))
+        tmp = os.listdir(os.path.join(d.queue_dir, 'tmp'))
+        check(not [t for t in tmp if not t.endswith('.st')],
+              'tmp/ keeps %r' % tmp)
+        check(d.log_text().count('commit: unfinished: Input/output error')
+              == N_BATCH, 'log:\n' + d.log_tail())
+        c = _open_data(d, 99)		# and the daemon goes on
+        c.send(_body(99))
+        c.expect(None, 250)
+        c.close()
