@@ -246,13 +246,15 @@ dns_init(const struct config *conf)
 /*
  * The channel as dns_init() configured it: dns_csv's servers, or
  * resolv.conf's as c-ares reads them now (so the dnssec check runs on
- * every opening: the file may have changed since start).  -1, logged,
- * when c-ares cannot set it up; dns_send() then answers each query
- * itself with a temporary failure, and the delivery is deferred.
+ * every opening: the file may have changed since start).  -1 when c-ares
+ * cannot set it up; dns_send() then answers each query itself with a
+ * temporary failure, and the delivery is deferred.  The next query tries
+ * again, so a run of failures is logged at its first and when it ends.
  */
 static int
 dns_channel_open(void)
 {
+	static int failing;	/* log a run of failures once, not per query */
 	struct ares_options o;
 	int rc;
 
@@ -267,17 +269,24 @@ dns_channel_open(void)
 	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB)) !=
 	    ARES_SUCCESS) {
 		dns_channel = NULL;
-		log_warnx(LP_SMTP, "dns: cannot set up the resolver: %s",
-		    ares_strerror(rc));
+		if (!failing++)
+			log_warnx(LP_SMTP, "dns: cannot set up the resolver: "
+			    "%s", ares_strerror(rc));
 		return -1;
 	}
 	if (dns_csv[0] != '\0' &&
 	    (rc = ares_set_servers_ports_csv(dns_channel, dns_csv)) !=
 	    ARES_SUCCESS) {
-		log_warnx(LP_SMTP, "dns: dns_servers %s: %s", dns_csv,
-		    ares_strerror(rc));
+		if (!failing++)
+			log_warnx(LP_SMTP, "dns: dns_servers %s: %s", dns_csv,
+			    ares_strerror(rc));
 		dns_channel_free();
 		return -1;
+	}
+	if (failing) {
+		log_info(LP_SMTP, "dns: resolver set up after %d failed "
+		    "attempts", failing);
+		failing = 0;
 	}
 	dns_check_servers();
 	return 0;

@@ -576,6 +576,23 @@ class Daemon:
         self.env = None		# the daemon's environment, if not ours
         self.write_config()
 
+    def preload(self, source, **env):
+        """Runs the daemon with a shim built from the C source in
+        LD_PRELOAD (a library call made to fail), plus env."""
+        src = os.path.join(self.dir, 'shim.c')
+        so = os.path.join(self.dir, 'shim.so')
+        with open(src, 'w') as f:
+            f.write(source)
+        p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, 'cannot build the shim: %s' % p.stderr)
+        # ASan wants to come first; the shim only has to come before
+        # the library it stands in for.
+        asan = os.environ.get('ASAN_OPTIONS', '')
+        self.env = dict(os.environ, LD_PRELOAD=so,
+                        ASAN_OPTIONS='%s%sverify_asan_link_order=0'
+                        % (asan, ':' if asan else ''), **env)
+
     # TLS and AUTH files --------------------------------------------------
     def set_cert(self, name, write=True):
         """tls_cert/tls_key = a copy of test/certs/NAME.pem/.key in the

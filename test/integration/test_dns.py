@@ -612,3 +612,58 @@ def test_dns_servers_unset_uses_resolv_conf():
         subprocess.run(['rm', '-rf', tmp])
     with open('/etc/resolv.conf', 'rb') as f:
         check(f.read() == host_resolv, 'the host /etc/resolv.conf changed')
+
+
+# --- a resolver c-ares cannot set up ------------------------------------
+
+ARES_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+
+struct ares_options;
+typedef struct ares_channeldata *ares_channel;
+
+/* The first call (dns_init()'s check at start) and every one after
+ * FAILS more are the library's; the FAILS between answer ARES_ENOMEM. */
+int
+ares_init_options(ares_channel *ch, struct ares_options *o, int mask)
+{
+	static int calls;
+	int (*real)(ares_channel *, struct ares_options *, int);
+
+	calls++;
+	if (calls > 1 && calls <= 1 + atoi(getenv("SHIM_FAILS")))
+		return 15;	/* ARES_ENOMEM */
+	*(void **)&real = dlsym(RTLD_NEXT, "ares_init_options");
+	return real(ch, o, mask);
+}
+"""
+
+
+def test_dns_channel_failure_logged_once():
+    """When c-ares cannot set up the channel, each query is answered with
+    a temporary failure (the message is deferred, not bounced) and the
+    next query tries again; a run of such failures is logged once, with a
+    line when it ends, rather than once per query."""
+    fails = 3
+    d = Daemon('dns-enomem', smarthost='', dns_servers='127.0.0.1:9',
+               relay_domains='a1.test a2.test a3.test a4.test',
+               retry_min='1h', retry_max='1h')
+    d.preload(ARES_SHIM, SHIM_FAILS=str(fails))
+    with d:
+        ids = []
+        for i in range(1, fails + 2):
+            ids.append(d.send_message(b'Subject: %d\r\n\r\nbody\r\n' % i,
+                                      rcpts=('u@a%d.test' % i,)))
+            d.wait_log(r'^.*%s: to=<u@a%d\.test>.*status=deferred'
+                       % (ids[-1], i), timeout=15)
+        log = d.log_text()
+        check(log.count('cannot set up the resolver') == 1,
+              'failure logged %d times, want once:\n%s'
+              % (log.count('cannot set up the resolver'), d.log_tail()))
+        check('dns: resolver set up after %d failed attempts' % fails
+              in log, 'no line for the recovery:\n' + d.log_tail())
+        check(sorted(d.mailq_ids()) == sorted(ids),
+              'queue %r, want %r' % (d.mailq_ids(), ids))
+        check('status=bounced' not in log, 'bounced:\n' + d.log_tail())

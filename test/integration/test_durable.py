@@ -196,17 +196,7 @@ def test_durable_start_failure_refuses_batch():
     d = Daemon('durable-eio', relay_networks='127.0.0.0/8',
                smarthost='[127.0.0.1]:9', smarthost_tls='none',
                retry_min='1h', retry_max='1h')
-    src, so = os.path.join(d.dir, 'eio.c'), os.path.join(d.dir, 'eio.so')
-    with open(src, 'w') as f:
-        f.write(SHIM)
-    p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
-                       capture_output=True, text=True)
-    check(p.returncode == 0, 'cannot build the shim: %s' % p.stderr)
-    os.chmod(d.dir, 0o755)
-    # ASan wants to come first; the shim only has to come before libc.
-    asan = os.environ.get('ASAN_OPTIONS', '')
-    d.env = dict(os.environ, LD_PRELOAD=so, ASAN_OPTIONS='%s%s'
-                 'verify_asan_link_order=0' % (asan, ':' if asan else ''))
+    d.preload(SHIM)
     with d:
         c = _open_data(d, 0)		# alone: no start, its own fsync
         c.send(_body(0))
