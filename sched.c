@@ -2,8 +2,8 @@
  * sched.c - the queue manager: which message goes where, when, over how
  * many connections; what a result means (retry, bounce, done).
  *
- * Owns: the in-memory index of queued messages (id and next attempt only;
- * an active message also holds its envelope), per-destination job queues,
+ * Owns: the in-memory index of queued messages (id and next attempt only,
+ * about 80 bytes each; an active message also holds its envelope), per-destination job queues,
  * the concurrency limits, the backoff of messages and of destinations,
  * expiry, bounces and delay warnings.  It does not speak SMTP
  * (deliver.c) or know the file format (queue.c).
@@ -54,7 +54,7 @@ struct sched_msg {
 	char id[QUEUE_ID_SIZE];
 	uint64_t next_attempt;		/* unix seconds */
 	int active;
-	struct queue_info info;		/* loaded while active */
+	struct queue_info *info;	/* the envelope, while active */
 	unsigned jobs;			/* outstanding */
 	int bouncing;			/* waiting for its DSN's commit */
 };
@@ -64,7 +64,7 @@ struct sched_job {
 	struct sched_msg *msg;
 	struct sched_dest *dest;
 	struct deliver_txn txn;
-	unsigned *idx;			/* into msg->info.rcpt */
+	unsigned *idx;			/* into msg->info->rcpt */
 	struct deliver_rcpt rcpt[];
 };
 
@@ -358,12 +358,16 @@ sched_on_timer(struct loop_timer *t)
 	}
 	sched_dispatch();
 	sched_dest_free_idle();
-	/* Due but no room: sched_remove() wakes us when a slot frees. */
+	/* Due but no room: sched_remove() wakes us when a slot frees.  A
+	 * slot freed during this pass (a dead destination defers its jobs
+	 * at once) is taken now: waiting a second per SCHED_ACTIVE_MAX
+	 * messages made a flush of a big queue take minutes. */
 	sched_starved = soonest == now;
 	(void)t;
 	sched_wake_at = UINT64_MAX;
-	sched_arm(soonest == now ? now + 1 : soonest == UINT64_MAX ?
-	    now + SCHED_IDLE_SCAN_MS / 1000 : soonest);
+	sched_arm(soonest == now ? (sched_nactive < SCHED_ACTIVE_MAX ? now :
+	    now + 1) : soonest == UINT64_MAX ? now + SCHED_IDLE_SCAN_MS / 1000 :
+	    soonest);
 }
 
 /*
@@ -405,7 +409,7 @@ sched_dest_name(const char *rcpt, char *name)
 static void
 sched_activate(struct sched_msg *m)
 {
-	struct queue_info *qi = &m->info;
+	struct queue_info *qi;
 	const char *why = NULL;
 	char name[SCHED_DEST_MAX];
 	struct sched_dest *dst;
@@ -413,6 +417,10 @@ sched_activate(struct sched_msg *m)
 	unsigned i, j, n, *idx;
 	unsigned char *taken;
 
+	/* Idle, a message is its id and next attempt: the envelope (over
+	 * 600 bytes) is held only while it is in the active set. */
+	if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
+		goto later;
 	if (queue_load(m->id, qi, &why) == -1) {
 		if (errno == EBADMSG)
 			(void)queue_quarantine(m->id, why ? why : "bad file");
@@ -479,6 +487,7 @@ sched_activate(struct sched_msg *m)
 	return;
 later:
 	log_warnx(LP_QMGR, "%s: out of memory; retrying later", m->id);
+	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
 	sched_idle(m);
 }
 
@@ -606,10 +615,10 @@ sched_on_next(void *arg, struct deliver *dv)
 			continue;
 		}
 		job->txn.id = m->id;
-		job->txn.sender = m->info.sender;
-		job->txn.flags = m->info.flags;
-		job->txn.size = m->info.size;
-		job->txn.body_off = m->info.body_off;
+		job->txn.sender = m->info->sender;
+		job->txn.flags = m->info->flags;
+		job->txn.size = m->info->size;
+		job->txn.body_off = m->info->body_off;
 		c->job = job;
 		return &job->txn;
 	}
@@ -683,7 +692,7 @@ sched_job_result(struct sched_job *job)
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
 		r = &job->rcpt[i];
-		qr = &m->info.rcpt[job->idx[i]];
+		qr = &m->info->rcpt[job->idx[i]];
 		qr->status = r->result == DR_OK ? RS_SENT :
 		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
 		sched_reason(qr, r);
@@ -736,7 +745,7 @@ sched_msg_job_done(struct sched_msg *m)
 static void
 sched_finish(struct sched_msg *m)
 {
-	struct queue_info *qi = &m->info;
+	struct queue_info *qi = m->info;
 	uint64_t now = (uint64_t)time(NULL);
 	unsigned i, pending = 0, bounced = 0;
 	struct queue_writer *warn;
@@ -876,7 +885,7 @@ sched_backoff(unsigned attempts)
 static struct queue_writer *
 sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 {
-	struct queue_info *qi = &m->info;
+	struct queue_info *qi = m->info;
 	struct bounce_rcpt *br = NULL;
 	char (*dsn)[16] = NULL;
 	struct queue_writer *w = NULL;
@@ -943,7 +952,7 @@ done:
 static int
 sched_bounce(struct sched_msg *m)
 {
-	struct queue_info *qi = &m->info;
+	struct queue_info *qi = m->info;
 	struct queue_writer *w;
 
 	if (qi->sender[0] == '\0' || qi->flags & QF_BOUNCE) {
@@ -981,7 +990,7 @@ sched_bounce(struct sched_msg *m)
 static struct queue_writer *
 sched_delay_warn(struct sched_msg *m, uint64_t now)
 {
-	struct queue_info *qi = &m->info;
+	struct queue_info *qi = m->info;
 	struct queue_writer *w;
 
 	if (sched_conf->delay_warning_time == 0 || qi->warned != 0 ||
@@ -1018,7 +1027,7 @@ sched_on_bounce_commit(void *arg, const char *id, int ok)
 	if (!ok) {
 		log_warnx(LP_BOUNCE, "%s: bounce commit failed; retrying later",
 		    m->id);
-		if (queue_update(&m->info, 1) == -1)
+		if (queue_update(m->info, 1) == -1)
 			log_warn(LP_QMGR, "%s: cannot save delivery state",
 			    m->id);
 		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
@@ -1055,7 +1064,7 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 static void
 sched_remove(struct sched_msg *m)
 {
-	if (m->info.rcpt != NULL) {
+	if (m->info != NULL && m->info->rcpt != NULL) {
 		if (queue_delete(m->id) == -1 && errno != ENOENT)
 			log_warn(LP_QMGR, "%s: cannot remove", m->id);
 		else
@@ -1081,8 +1090,11 @@ sched_idle(struct sched_msg *m)
 		sched_nactive--;
 		m->active = 0;
 	}
-	queue_info_free(&m->info);
-	memset(&m->info, 0, sizeof(m->info));
+	if (m->info != NULL) {
+		queue_info_free(m->info);
+		free(m->info);
+		m->info = NULL;
+	}
 	sched_list_add(&sched_idle_list, m);
 	sched_arm(sched_starved ? 0 : m->next_attempt);
 }
@@ -1090,7 +1102,10 @@ sched_idle(struct sched_msg *m)
 static void
 sched_msg_free(struct sched_msg *m)
 {
-	queue_info_free(&m->info);
+	if (m->info != NULL) {
+		queue_info_free(m->info);
+		free(m->info);
+	}
 	free(m);
 }
 

@@ -1096,6 +1096,51 @@ def test_deliver_backlog_beyond_active_limit():
                   'want %d once each' % (len(seqs), len(set(seqs)), n))
 
 
+def test_deliver_dead_destination_flush_not_paced():
+    """A flush of more deferred messages than the scheduler holds at once
+    (SCHED_ACTIVE_MAX, 256) to a dead smarthost: each batch of 256 is
+    deferred at once ("backing off"), which frees every slot, and the
+    next batch goes in the same moment.  It used to wait a second per
+    batch (the pass re-armed its timer a second out over the wake-up the
+    deferrals had asked for), so 1,500 messages took six seconds and a
+    router's 50,000 over three minutes.  Every message is deferred once
+    and none is lost."""
+    n = 1500
+    port = free_port()
+    with smarthost_daemon('flushpace', port) as d:
+        with d.session() as c:
+            for i in range(n):
+                c.send(b'MAIL FROM:<bulk@example.test>\r\n'
+                       b'RCPT TO:<r%d@relay.test>\r\nDATA\r\n' % i)
+                c.reply()
+                c.reply()
+                c.expect(None, 354)
+                c.expect(stuff(b'Subject: bulk\r\n\r\nseq %d\r\n' % i),
+                         250)
+            c.expect('QUIT', 221)
+        wait_for(lambda: len(deliveries(d, status='deferred')) >= n, 60,
+                 'all %d deferred' % n)
+        before = len(d.log_text())
+        flush(d)
+
+        def flushed():
+            lines = [ln for ln in d.log_text()[before:].splitlines()
+                     if 'status=deferred' in ln]
+            return lines if len(lines) >= n else None
+        lines = wait_for(flushed, 60, '%d deferred after the flush' % n)
+        secs = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in
+                (re.search(r' (\d\d):(\d\d):(\d\d) ', ln).groups()
+                 for ln in lines)]
+        span = (max(secs) - min(secs)) % 86400
+        # Paced at a second per 256, the span is at least 4 s.
+        check(span <= 2, 'the flush deferred %d messages over %d s'
+              % (n, span))
+        check(len(lines) == n, '%d deferrals after the flush, want %d'
+              % (len(lines), n))
+        check(len(d.mailq()) == n, 'mailq has %d, want %d'
+              % (len(d.mailq()), n))
+
+
 def test_deliver_sigusr1_runs_the_queue():
     port = free_port()
     with smarthost_daemon('usr1', port) as d:
