@@ -28,6 +28,7 @@
 #define PICKUP_INTERVAL_MS	60000
 #define PICKUP_BATCH		64	/* files per scan; the rest next time */
 #define PICKUP_NAME_MAX		64
+#define PICKUP_FULL		1	/* pickup_file(): no room, stop */
 #define PICKUP_ALIAS_MAX	32	/* addresses one recipient may become */
 
 struct pickup_job {
@@ -74,7 +75,7 @@ pickup_on_timer(struct loop_timer *t)
 	char path[CONFIG_PATH_MAX + 16];
 	struct dirent *de;
 	DIR *d;
-	int n = 0;
+	int n = 0, rc;
 
 	snprintf(path, sizeof(path), "%s/maildrop", queue_dir());
 	if ((d = opendir(path)) == NULL) {
@@ -91,15 +92,18 @@ pickup_on_timer(struct loop_timer *t)
 			(void)queue_quarantine(path, "not a queue file name");
 			continue;
 		}
-		if (pickup_file(de->d_name) == 0)
+		if ((rc = pickup_file(de->d_name)) == 0)
 			n++;
+		else if (rc == PICKUP_FULL)
+			break;	/* the rest waits too */
 	}
 	closedir(d);
 again:
 	loop_timer_set(t, n == PICKUP_BATCH ? 0 : PICKUP_INTERVAL_MS);
 }
 
-/* 0: handed to the queue. */
+/* 0: handed to the queue; PICKUP_FULL: the queue's file system has no
+ * room for it; -1: anything else (logged). */
 static int
 pickup_file(const char *name)
 {
@@ -136,6 +140,15 @@ pickup_file(const char *name)
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 		why = "not a regular file with one link";
 		goto bad;
+	}
+	/* The copy must leave the reserve that state updates and bounces
+	 * need, as a message at the SMTP door must. */
+	if (!queue_space_ok((uint64_t)st.st_size)) {
+		log_warnx(LP_PICKUP, "%s: not enough free space in the queue "
+		    "for %lld bytes; trying again later", name,
+		    (long long)st.st_size);
+		rc = PICKUP_FULL;
+		goto out;
 	}
 	if (pickup_read(fd, pickup_conf->message_size_limit + QUEUE_HDR_MAX,
 	    &buf, &len) == -1) {

@@ -504,6 +504,63 @@ def test_corrupt_queue_file_quarantined():
         d.cleanup(ok)
 
 
+def test_maildrop_pickup_keeps_the_reserve():
+    """pickup copies a dropped file into the queue only when that leaves
+    the free-space reserve (1 MB) the SMTP door keeps for state updates
+    and bounces.  On an 8 MB file system with a 3.8 MB file dropped, the
+    copy would fit but eat the reserve: the file stays in maildrop/,
+    nothing is queued or left in tmp/, and it is logged; with room, the
+    next start picks it up intact."""
+    if not IS_ROOT:
+        return 'needs root to mount a small tmpfs'
+    mnt = tempfile.mkdtemp(prefix='ferry-full-')
+    p = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m,mode=755',
+                        'ferry-full', mnt], capture_output=True, text=True)
+    if p.returncode != 0:
+        os.rmdir(mnt)
+        return 'cannot mount a tmpfs: %s' % p.stderr.strip()
+    d = Daemon('pickup-full', queue_dir=os.path.join(mnt, 'queue'),
+               message_size_limit='10M')
+    d.queue_dir = d.cfg['queue_dir']
+    ok = False
+    try:
+        d.start()
+        d.stop()
+        line = b'x' * 76 + b'\n'
+        body = b'Subject: big\n\n' + line * (3800 * 1024 // len(line))
+        _ok(d.cli('sendmail', '-f', 'big@example.test', 'r@relay.test',
+                  input=body), 'sendmail with daemon down')
+        md = os.path.join(d.queue_dir, 'maildrop')
+        dropped = os.listdir(md)
+        check(len(dropped) == 1, 'maildrop holds %r' % dropped)
+        d.start()
+        d.wait_log(r'pickup.*: not enough free space in the queue for '
+                   r'\d+ bytes')
+        check(os.listdir(md) == dropped, 'maildrop now %r' % os.listdir(md))
+        check(d.mailq_ids() == [], 'queued %r' % d.mailq_ids())
+        check(os.listdir(os.path.join(d.queue_dir, 'tmp')) == [],
+              'tmp/ keeps %r' % os.listdir(os.path.join(d.queue_dir, 'tmp')))
+        d.stop()
+        p = subprocess.run(['mount', '-o', 'remount,size=32m', mnt],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, 'remount: %s' % p.stderr)
+        d.start()
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1 and q[0]['sender'] == 'big@example.test',
+              'mailq %r' % q)
+        check(os.listdir(md) == [], 'maildrop keeps %r' % os.listdir(md))
+        check(_body_of(d.cat(q[0]['id'])) ==
+              body.split(b'\n\n', 1)[1].replace(b'\n', b'\r\n'),
+              'the body changed on the way')
+        d.stop()
+        ok = True
+    finally:
+        d.stop_quiet()
+        subprocess.run(['umount', '-l', mnt], capture_output=True)
+        os.rmdir(mnt)
+        d.cleanup(ok)
+
+
 def test_maildrop_garbage_quarantined():
     """What a local user drops into maildrop/ is untrusted input: junk goes
     to corrupt/, the daemon keeps running and still picks up good mail."""
