@@ -849,6 +849,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	struct deliver *d = arg;
 	struct reply_line r;
 	enum reply_status st;
+	size_t left;
 
 	(void)io;
 	/* The handshake ends in one of these, never in IO_IN. */
@@ -888,6 +889,18 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 			return;
 		}
 		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, r.line);
+		/* A server speaks only when spoken to: after the last reply
+		 * due, more input cannot answer anything yet.  Acted on, it
+		 * would be read as the next command's reply and shift every
+		 * later one a step ("354" with "554" behind it bounced a
+		 * message the server then took with a 250).  Only pipelined
+		 * MAIL/RCPT/DATA replies queue up behind each other. */
+		(void)io_in(d->io, &left);
+		if (left > 0 && !r.more && d->state != DS_QUIT &&
+		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1)) {
+			deliver_lost(d, "reply out of step");
+			return;
+		}
 		deliver_reply(d, r.code, r.more, r.len > 4 ? r.line + 4 : "");
 		/* Closed (d lives until the next turn), reconnecting, or
 		 * handshaking (io dropped what followed the 220). */

@@ -141,6 +141,24 @@ def free_port():
 
 # --- TLS on the client side ---------------------------------------------
 
+def strace_wrap(calls):
+    """Daemon.wrap that records the system calls named (strace's -e
+    trace= list, with paths and wall-clock times); None where strace is
+    missing or cannot trace here."""
+    path = shutil.which('strace')
+    if path is None or subprocess.run(
+            [path, '-o', '/dev/null', 'true'], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL).returncode != 0:
+        return None
+    # LeakSanitizer needs ptrace itself, so it cannot run under strace
+    # (the sanitizer build's other tests check leaks).
+    asan = os.environ.get('ASAN_OPTIONS', '')
+    return ['env', 'ASAN_OPTIONS=%s%sdetect_leaks=0'
+            % (asan, ':' if asan else ''), path, '-qq', '-y', '-ttt',
+            '-s', '200', '-I', '1', '-e', 'signal=none', '-e',
+            'trace=' + calls]
+
+
 def cert_file(name):
     """test/certs/NAME.pem and NAME.key (see test/certs/make.sh)."""
     return (os.path.join(CERTS, name + '.pem'),

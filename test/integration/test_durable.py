@@ -23,32 +23,14 @@ commits: 451 4.3.0, nothing queued, tmp/ empty, and the daemon goes on.
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 
-from ferrytest import Daemon, check
+from ferrytest import Daemon, check, strace_wrap
 
 N_BATCH = 8
 # strace -y prints an fd with its path: fsync(5</tmp/x/queue/tmp/ID>).
 FD_RE = r'\d+<([^>]*)>'
-CALL_RE = re.compile(r'^(\w+)\((.*)$')
-
-
-def _strace():
-    path = shutil.which('strace')
-    if path is None or subprocess.run(
-            [path, '-o', '/dev/null', 'true'], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL).returncode != 0:
-        return None
-    # LeakSanitizer needs ptrace itself, so it cannot run under strace
-    # (the sanitizer build's other tests check leaks).
-    asan = os.environ.get('ASAN_OPTIONS', '')
-    return ['env', 'ASAN_OPTIONS=%s%sdetect_leaks=0'
-            % (asan, ':' if asan else ''), path, '-qq', '-y', '-s', '200',
-            '-I', '1', '-e', 'signal=none',
-            '-e', 'trace=write,writev,sendto,sendmsg,fsync,fdatasync,'
-            'syncfs,sync,sync_file_range,rename,renameat,renameat2']
+CALL_RE = re.compile(r'^(?:[\d.]+ )?(\w+)\((.*)$')	# -ttt: time first
 
 
 def _open_data(d, i):
@@ -137,7 +119,8 @@ def _batch(d, first, n):
 
 
 def test_durable_order():
-    wrap = _strace()
+    wrap = strace_wrap('write,writev,sendto,sendmsg,fsync,fdatasync,syncfs,'
+                       'sync,sync_file_range,rename,renameat,renameat2')
     if wrap is None:
         return 'strace is not installed or cannot trace here'
     d = Daemon('durable', relay_networks='127.0.0.0/8',

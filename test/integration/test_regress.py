@@ -4,7 +4,8 @@ reproducer first): special files a local user puts in maildrop/ (a FIFO
 that blocked the loop, a symlink, a hard link), more than one pickup batch
 (64) dropped while the daemon is down, bare CR or LF in a maildrop body,
 an outbound peer out of step with its replies (an extra banner line, a
-250 to DATA, an extra reply to RCPT), a command pipelined right behind the
+554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
+RCPT), a command pipelined right behind the
 end of data and one more a moment later, a thousand recipients to a
 pipelining peer (with and without the peer's own recipient limit), and
 SIGTERM at each phase of an outbound delivery (the leak check is the
@@ -360,6 +361,28 @@ def test_regress_peer_extra_reply_to_rcpt():
     return _desync('rg-rcpt2', lambda verb, arg:
                    '250 2.1.5 Ok\r\n250 2.1.5 Ok' if verb == 'RCPT'
                    else None, ext=('8BITMIME', 'ENHANCEDSTATUSCODES'))
+
+
+def test_regress_peer_refusal_behind_banner():
+    """A 554 right behind the 220, before EHLO was sent: read as EHLO's
+    reply it made ferry fall back to HELO and take every later reply a
+    step late.  Against this peer that ended in a deferral for another
+    reason ("unexpected reply to DATA"); against one that answers HELO
+    with 502, in a bounce (5.5.2) from a server that refused nothing.
+    Now it is named for what it is, before EHLO is acted on."""
+    return _desync('rg-banner554', lambda verb, arg:
+                   '220 peer.test ESMTP\r\n554 5.7.1 not yet'
+                   if verb == 'CONNECT' else None)
+
+
+def test_regress_peer_refusal_behind_354():
+    """A 554 in the same write as the 354: read as the end-of-data reply
+    it bounced the message (and the server's own reply to the dot, a
+    250, was taken as QUIT's).  Nothing after the 354 may be acted on,
+    so no body is sent."""
+    return _desync('rg-data354', lambda verb, arg:
+                   '354 go ahead\r\n554 5.3.4 rejected'
+                   if verb == 'DATA' else None)
 
 
 # --- inbound: commands right behind the end of data -----------------------
