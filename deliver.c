@@ -1455,6 +1455,7 @@ deliver_set_rcpt(struct deliver_rcpt *r, int code, const char *reply,
     const char *dsn)
 {
 	const char *t;
+	size_t k;
 
 	if (r == NULL)
 		return;
@@ -1462,17 +1463,15 @@ deliver_set_rcpt(struct deliver_rcpt *r, int code, const char *reply,
 	    DR_TEMP;
 	snprintf(r->reply, sizeof(r->reply), "%s", reply);
 	if (dsn == NULL && reply != NULL) {
-		/* "250 2.1.5 Ok": take the enhanced code if it is there. */
+		/* "250 2.1.5 Ok": take the enhanced code if it is there
+		 * (RFC 3463 syntax, its class the reply's: "5.x junk" or
+		 * "5.99999.1" would reach the log as dsn=). */
 		t = strchr(reply, ' ');
-		if (t && t[1] >= '2' && t[1] <= '5' && t[2] == '.' &&
-		    t[1] == reply[0]) {
-			size_t k = strcspn(t + 1, " ");
-
-			if (k < sizeof(r->dsn)) {
-				memcpy(r->dsn, t + 1, k);
-				r->dsn[k] = '\0';
-				return;
-			}
+		if (t && t[1] == reply[0] && (k = reply_enh(t + 1)) > 0 &&
+		    k < sizeof(r->dsn)) {
+			memcpy(r->dsn, t + 1, k);
+			r->dsn[k] = '\0';
+			return;
 		}
 		snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", reply[0]);
 		return;

@@ -63,3 +63,23 @@ reply_code(const char *line, size_t len, int *more)
 		return -1;
 	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
+
+size_t
+reply_enh(const char *s)
+{
+	size_t i = 2, part, digits;
+
+	if (s[0] != '2' && s[0] != '4' && s[0] != '5')
+		return 0;
+	if (s[1] != '.')
+		return 0;
+	for (part = 0; part < 2; part++) {
+		for (digits = 0; s[i] >= '0' && s[i] <= '9'; digits++)
+			i++;
+		if (digits == 0 || digits > 3)
+			return 0;
+		if (part == 0 && s[i++] != '.')
+			return 0;
+	}
+	return s[i] == ' ' || s[i] == '\0' ? i : 0;
+}

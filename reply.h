@@ -46,4 +46,9 @@ enum reply_status reply_read(struct io *, struct reply_line *);
 /* The code of line[0..len), or -1 when malformed; *more as above. */
 int reply_code(const char *line, size_t len, int *more);
 
+/* The length of the RFC 3463 status code at the start of the string s
+ * ("5.1.1": class 2, 4 or 5, then two numbers of 1-3 digits) when a
+ * space or the end follows it, else 0. */
+size_t reply_enh(const char *s);
+
 #endif

@@ -6,7 +6,8 @@
  * they had before the parser was shared (kept below as the oracle), so
  * the verdicts and the text cannot drift; and against the contract:
  * used stays inside the buffer, the line is NUL-terminated with no NUL
- * before its end, an OK code is 200-599.
+ * before its end, an OK code is 200-599.  The text's enhanced status
+ * code (reply_enh()) is checked against a second reading of RFC 3463.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +49,31 @@ old_take(const char *buf, size_t len, int full, char *line, size_t size,
 	return REPLY_OK;
 }
 
+/* reply_enh()'s contract: a class, two dots, runs of 1-3 digits, and a
+ * space or the end after it; nothing that is all that is refused. */
+static void
+check_enh(const char *s)
+{
+	size_t k = reply_enh(s), i, dots = 0, run = 0, ok = 0;
+
+	for (i = 1; s[i] != '\0' && s[i] != ' '; i++) {
+		if (s[i] == '.') {
+			if (run == 0 && i > 1)
+				break;
+			dots++;
+			run = 0;
+		} else if (s[i] >= '0' && s[i] <= '9' && dots > 0 && ++run <= 3)
+			continue;
+		else
+			break;
+	}
+	if ((s[i] == '\0' || s[i] == ' ') && dots == 2 && run > 0 &&
+	    s[1] == '.' && (s[0] == '2' || s[0] == '4' || s[0] == '5'))
+		ok = i;
+	if (k != ok)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -83,6 +109,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (c2 != (st == REPLY_OK ? r.code : -1) ||
 		    (st == REPLY_OK && m2 != r.more))
 			abort();
+		if (st == REPLY_OK && r.len > 4)
+			check_enh(r.line + 4);
 		/* Go on past a bad line too: the buffer's rest is input. */
 		buf += used;
 		len -= used;

@@ -5,7 +5,7 @@ that blocked the loop, a symlink, a hard link), more than one pickup batch
 (64) dropped while the daemon is down, bare CR or LF in a maildrop body,
 an outbound peer out of step with its replies (an extra banner line, a
 554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
-RCPT), a command pipelined right behind the
+RCPT), enhanced status codes outside RFC 3463's syntax, a command pipelined right behind the
 end of data and one more a moment later, a thousand recipients to a
 pipelining peer (with and without the peer's own recipient limit), and
 SIGTERM at each phase of an outbound delivery (the leak check is the
@@ -383,6 +383,37 @@ def test_regress_peer_refusal_behind_354():
     return _desync('rg-data354', lambda verb, arg:
                    '354 go ahead\r\n554 5.3.4 rejected'
                    if verb == 'DATA' else None)
+
+
+def test_regress_enhanced_codes_checked():
+    """An enhanced status code is taken from a reply only in RFC 3463's
+    syntax and of the reply's class; anything else is logged as X.0.0.
+    "5.x" and "5.99999.1234567" reached the log as dsn=, where Postfix's
+    log readers do not expect them."""
+    codes = {'x1': ('550 5.x junk', '5.0.0'),
+             'x2': ('550 5.99999.1234567 long', '5.0.0'),
+             'x3': ('550 4.1.1 class mismatch', '5.0.0'),
+             'x4': ('550 5.1.10 bad domain', '5.1.10'),
+             'x5': ('550 5.1.1', '5.1.1')}
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT':
+            m = re.search(r'<(x\d)@', arg)
+            if m:
+                return codes[m.group(1)][0]
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('rg-enh', p.port) as d:
+        qid = d.send_message(BODY, rcpts=['%s@dom.test' % k for k in codes])
+        lines = wait_for(lambda: (lambda l: l if len(l) == len(codes)
+                                  else None)(deliveries(d, qid, 'bounced')),
+                         10, 'every recipient bounced; log:\n%s'
+                         % d.log_tail(10))
+        got = {r.to.split('@')[0]: r.dsn for r in lines}
+        want = {k: v[1] for k, v in codes.items()}
+        check(got == want, 'dsn %r, want %r' % (got, want))
+        p.wait_idle()
 
 
 # --- inbound: commands right behind the end of data -----------------------

@@ -175,6 +175,31 @@ test_separator(void)
 	return REFUSED(bad);
 }
 
+/* RFC 3463 codes: class 2, 4 or 5; 1-3 digits twice; then space or end. */
+static int
+test_enh(void)
+{
+	static const char *const bad[] = {
+		"", "5", "5.", "5.1", "5.1.", "5..1", "3.1.1", "6.0.0",
+		"5.x junk", "5.1.x", "5.1.1x", "5.1.1.1", "5.1234.1",
+		"5.1.1234", "5.99999.1234567 long", " 5.1.1", "5-1-1",
+		"5.1.1\tx", "55.1.1",
+	};
+	size_t i;
+
+	CHECK(reply_enh("5.1.1") == 5);
+	CHECK(reply_enh("2.0.0 Ok") == 5);
+	CHECK(reply_enh("4.7.0 later") == 5);
+	CHECK(reply_enh("5.123.456 x") == 9);
+	CHECK(reply_enh("5.7.10") == 6);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (reply_enh(bad[i]) != 0) {
+			fprintf(stderr, "accepted \"%s\"\n", bad[i]);
+			CHECK(0);
+		}
+	return 0;
+}
+
 /* A buffer full without LF: too long; not yet full: wait. */
 static int
 test_too_long(void)
@@ -298,6 +323,7 @@ static const struct t_case cases[] = {
 	{ "a full buffer without LF", test_too_long },
 	{ "the head of a long line", test_long_head },
 	{ "a NUL inside", test_nul },
+	{ "enhanced status codes (RFC 3463)", test_enh },
 	{ "reply_code", test_code },
 };
 
