@@ -34,6 +34,11 @@
  *				files written before it existed lack it
  *	R <index> <queued|deferred|sent|bounced>[ <reason>]\n	per recipient
  *	E <number of R records>\n
+ *
+ * An R status may also be "bounced-notified": bounced, and the DSN naming
+ * it is committed (one sent at the end of an attempt that left other
+ * recipients pending), so no later DSN names it again.  Files written
+ * before it existed never have it and still parse.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -58,6 +63,8 @@
 
 #define QUEUE_MAGIC		"FERRY1"
 #define QUEUE_STATE_MAGIC	"FERRYST1"
+#define QUEUE_NOTIFIED_WORD	"bounced-notified"	/* R status: bounced,
+							   DSN committed */
 #define QUEUE_CLIENT_MAX	256	/* client text kept, with NUL */
 #define QUEUE_NUM_DIGITS	20	/* longest decimal a uint64 needs */
 #define QUEUE_FLAGS_DIGITS	8	/* hex digits of F */
@@ -138,7 +145,7 @@ static int parse_image(const char *, size_t, const char *, size_t, uint64_t,
 static int parse_trailer(const char *, size_t, uint64_t *, size_t *);
 static int parse_state(const char *, size_t, struct queue_info *, int,
     const char **);
-static int status_parse(const char *, size_t, enum rcpt_status *);
+static int status_parse(const char *, size_t, enum rcpt_status *, int *);
 static int load_state(struct queue_info *);
 static int id_cmp(const void *, const void *);
 
@@ -1330,10 +1337,17 @@ queue_info_free(struct queue_info *info)
 }
 
 static int
-status_parse(const char *s, size_t n, enum rcpt_status *st)
+status_parse(const char *s, size_t n, enum rcpt_status *st, int *notified)
 {
 	size_t i;
 
+	*notified = 0;
+	if (n == sizeof(QUEUE_NOTIFIED_WORD) - 1 &&
+	    memcmp(s, QUEUE_NOTIFIED_WORD, n) == 0) {
+		*st = RS_BOUNCED;
+		*notified = 1;
+		return 0;
+	}
 	for (i = 0; i < QUEUE_NSTATUS; i++)
 		if (strlen(queue_status_names[i]) == n &&
 		    memcmp(queue_status_names[i], s, n) == 0) {
@@ -1355,7 +1369,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 	const char *v, *sp, *reason;
 	size_t n, k, rlen;
 	uint64_t next, att, warned = 0, idx, count, nr = 0;
-	int have_prev = 0, r;
+	int have_prev = 0, r, notified;
 	uint64_t prev = 0;
 	enum rcpt_status st;
 
@@ -1401,6 +1415,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		for (k = 0; k < info->nrcpt; k++) {
 			info->rcpt[k].status = RS_QUEUED;
 			info->rcpt[k].reason[0] = '\0';
+			info->rcpt[k].notified = 0;
 		}
 	}
 	while ((r = cur_rec(&c, 'R', &v, &n)) == 0) {
@@ -1422,7 +1437,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 			rlen = n - (size_t)(reason - v);
 		}
 		if (status_parse(v + k, sp != NULL ? (size_t)(sp - (v + k)) :
-		    n - k, &st) == -1) {
+		    n - k, &st, &notified) == -1) {
 			*why = "bad recipient status";
 			return -1;
 		}
@@ -1432,6 +1447,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		}
 		if (apply) {
 			info->rcpt[idx].status = st;
+			info->rcpt[idx].notified = notified;
 			if (rlen > 0)
 				memcpy(info->rcpt[idx].reason, reason, rlen);
 			info->rcpt[idx].reason[rlen] = '\0';
@@ -1642,7 +1658,10 @@ queue_update(const struct queue_info *info, int durable)
 	}
 	for (i = 0; i < info->nrcpt; i++) {
 		clean_copy(reason, sizeof(reason), info->rcpt[i].reason);
+		/* The mark means something only for a bounced one. */
 		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", i,
+		    info->rcpt[i].status == RS_BOUNCED &&
+		    info->rcpt[i].notified ? QUEUE_NOTIFIED_WORD :
 		    queue_status_names[info->rcpt[i].status],
 		    reason[0] != '\0' ? " " : "", reason);
 		if (n < 0 || (size_t)n >= cap - len) {

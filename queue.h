@@ -43,6 +43,9 @@ struct queue_rcpt {
 	char address[QUEUE_ADDR_MAX];
 	enum rcpt_status status;
 	char reason[QUEUE_REASON_MAX];
+	int notified;		/* RS_BOUNCED and its DSN is committed (state
+				   "bounced-notified"): a later DSN leaves
+				   it out */
 };
 
 /* Everything mailq and the scheduler know about a message. */

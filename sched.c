@@ -18,7 +18,10 @@
  * the message leaves the active set; the file goes away only when every
  * recipient is sent or bounced, and only after the bounce is committed.
  * A crash between a remote 250 and our state write repeats that
- * delivery; nothing is ever lost.
+ * delivery; nothing is ever lost.  Recipients that bounce while others
+ * are still pending get their DSN at the end of that attempt (Postfix
+ * does so too); each is marked notified only once that DSN is durable,
+ * so a crash in between sends it twice, never not at all.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -110,6 +113,9 @@ static void sched_finish(struct sched_msg *);
 static struct queue_writer *sched_dsn(struct sched_msg *, enum bounce_kind);
 static int sched_bounce(struct sched_msg *);
 static void sched_on_bounce_commit(void *, const char *, int);
+static struct queue_writer *sched_bounce_early(struct sched_msg *);
+static void sched_on_early_commit(void *, const char *, int);
+static unsigned sched_unnotified(const struct queue_info *);
 static struct queue_writer *sched_delay_warn(struct sched_msg *, uint64_t);
 static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
@@ -279,6 +285,9 @@ sched_stop(void)
 	}
 	while ((m = sched_active_list) != NULL) {
 		sched_list_del(&sched_active_list, m);
+		/* Its DSN's commit must not call back into freed memory. */
+		if (m->bouncing)
+			queue_commit_forget(m);
 		sched_msg_free(m);
 	}
 	while ((m = sched_idle_list) != NULL) {
@@ -747,8 +756,8 @@ sched_finish(struct sched_msg *m)
 {
 	struct queue_info *qi = m->info;
 	uint64_t now = (uint64_t)time(NULL);
-	unsigned i, pending = 0, bounced = 0;
-	struct queue_writer *warn;
+	unsigned i, pending = 0;
+	struct queue_writer *warn, *early;
 
 	for (i = 0; i < qi->nrcpt; i++)
 		if (qi->rcpt[i].status == RS_QUEUED ||
@@ -775,6 +784,9 @@ sched_finish(struct sched_msg *m)
 		 * disk, so a state file that cannot be written does not
 		 * send one at every deferral. */
 		warn = sched_delay_warn(m, now);
+		/* The bounced ones are in this write unmarked: their
+		 * notified mark waits for the DSN's commit. */
+		early = sched_bounce_early(m);
 		if (queue_update(qi, warn != NULL || sched_settled(qi)) == -1) {
 			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 			if (warn != NULL) {
@@ -791,15 +803,35 @@ sched_finish(struct sched_msg *m)
 			queue_commit(warn, sched_on_warn_commit, NULL);
 		}
 		m->next_attempt = qi->next_attempt;
+		if (early != NULL) {
+			/* Even if the state write failed: the bounce is
+			 * owed, and the mark cannot get ahead of it. */
+			log_info(LP_BOUNCE, "%s: sender non-delivery "
+			    "notification: %s", m->id, queue_writer_id(early));
+			/* m stays active, its envelope unchanged, until the
+			 * commit says which recipients to mark. */
+			m->bouncing = 1;
+			queue_commit(early, sched_on_early_commit, m);
+			return;
+		}
 		sched_idle(m);
 		return;
 	}
-	for (i = 0; i < qi->nrcpt; i++)
-		if (qi->rcpt[i].status == RS_BOUNCED)
-			bounced++;
-	if (bounced && sched_bounce(m) == 0)
+	if (sched_unnotified(qi) && sched_bounce(m) == 0)
 		return;		/* removed once the bounce is durable */
 	sched_remove(m);
+}
+
+/* Bounced recipients no DSN has named yet. */
+static unsigned
+sched_unnotified(const struct queue_info *qi)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < qi->nrcpt; i++)
+		if (qi->rcpt[i].status == RS_BOUNCED && !qi->rcpt[i].notified)
+			n++;
+	return n;
 }
 
 /* Keep the last deferral's words, say why we gave up (truncation ok). */
@@ -878,9 +910,10 @@ sched_backoff(unsigned attempts)
 
 /*
  * A finished DSN writer about m: BOUNCE_FAILED lists the bounced
- * recipients, BOUNCE_DELAYED those still pending.  NULL (logged by the
- * caller) when memory or the queue fails.  The caller checked that m may
- * get one (not the null sender, not a DSN itself).
+ * recipients no earlier DSN named, BOUNCE_DELAYED those still pending.
+ * NULL (logged by the caller) when memory or the queue fails.  The
+ * caller checked that m may get one (not the null sender, not a DSN
+ * itself).
  */
 static struct queue_writer *
 sched_dsn(struct sched_msg *m, enum bounce_kind kind)
@@ -902,8 +935,8 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 		goto done;
 	for (i = 0; i < qi->nrcpt; i++) {
 		st = qi->rcpt[i].status;
-		if (kind == BOUNCE_FAILED ? st != RS_BOUNCED :
-		    st != RS_QUEUED && st != RS_DEFERRED)
+		if (kind == BOUNCE_FAILED ? st != RS_BOUNCED ||
+		    qi->rcpt[i].notified : st != RS_QUEUED && st != RS_DEFERRED)
 			continue;
 		br[n].address = qi->rcpt[i].address;
 		br[n].diagnostic = qi->rcpt[i].reason;
@@ -1036,6 +1069,58 @@ sched_on_bounce_commit(void *arg, const char *id, int ok)
 	}
 	(void)id;	/* the queue's listener schedules it */
 	sched_remove(m);
+}
+
+/*
+ * The attempt ends with recipients still pending: a DSN now for those
+ * that bounced and no DSN named yet, rather than days later when the
+ * rest are done (or never, if the admin deletes the message first).  The
+ * finished writer for the caller to commit, or NULL: nothing to say, a
+ * bounce is never bounced (the final pass logs the discard), or the DSN
+ * could not be made (the next attempt's end tries again).
+ */
+static struct queue_writer *
+sched_bounce_early(struct sched_msg *m)
+{
+	struct queue_info *qi = m->info;
+	struct queue_writer *w;
+
+	if (sched_unnotified(qi) == 0 || qi->sender[0] == '\0' ||
+	    qi->flags & QF_BOUNCE)
+		return NULL;
+	if ((w = sched_dsn(m, BOUNCE_FAILED)) == NULL)
+		log_warn(LP_BOUNCE, "%s: cannot create a bounce; trying again "
+		    "after the next attempt", m->id);
+	return w;
+}
+
+/*
+ * The early DSN is durable (or not): only now are its recipients marked,
+ * the opposite order of the delay warning's W, since a lost bounce is
+ * worse than a repeated one.  m was kept active, so its envelope still
+ * says exactly whom the DSN named.
+ */
+static void
+sched_on_early_commit(void *arg, const char *id, int ok)
+{
+	struct sched_msg *m = arg;
+	struct queue_info *qi = m->info;
+	unsigned i;
+
+	m->bouncing = 0;
+	if (!ok)
+		log_warnx(LP_BOUNCE, "%s: bounce %s could not be queued; "
+		    "trying again after the next attempt", m->id, id);
+	else {
+		for (i = 0; i < qi->nrcpt; i++)
+			if (qi->rcpt[i].status == RS_BOUNCED)
+				qi->rcpt[i].notified = 1;
+		/* Lost, the mark only costs a second DSN. */
+		if (queue_update(qi, 1) == -1)
+			log_warn(LP_QMGR, "%s: cannot save delivery state",
+			    m->id);
+	}
+	sched_idle(m);
 }
 
 /* The enhanced code of a reply "550 5.1.1 ..." or a default. */

@@ -1475,3 +1475,65 @@ def test_deliver_dead_mx_no_a_fallback():
             check(all('127.0.0.4' not in x.relay
                       for x in deliveries(d, qid)),
                   'the A record was tried: %r' % deliveries(d, qid))
+
+
+def test_deliver_5xx_bounced_at_once_while_4xx_pending():
+    """RCPT a 250, b 550, c 450: b's DSN goes out at the end of that
+    attempt (Postfix's way), not when c is finally done, so a "ferry
+    delete" meanwhile cannot lose it.  mailq still says b is bounced;
+    after a restart and a flush c is sent and no second DSN names b."""
+    hold = [1]
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and arg.startswith('<b@dom.test>'):
+            return '550 5.1.1 <b@dom.test>: Recipient address rejected: ' \
+                'User unknown'
+        if verb == 'RCPT' and arg.startswith('<c@dom.test>') and hold:
+            return '450 4.2.1 <c@dom.test>: mailbox busy'
+        return None
+
+    rcpts = ('a@dom.test', 'b@dom.test', 'c@dom.test')
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('earlybounce', p.port) as d:
+        qid = d.send_message(BODY, rcpts=rcpts)
+        wait_delivery(d, qid, 'bounced')
+        wait_delivery(d, qid, 'deferred')
+        b = one_bounce(d, qid)
+        wait_delivery(d, b[0], 'sent')
+
+        def dsns():
+            return [t for t in p.delivered() if t.sender == '']
+        wait_for(lambda: dsns(), 5, 'the DSN at the peer')
+        dsn = dsns()
+        check(len(dsn) == 1 and dsn[0].accepted == ['sender@example.test'],
+              'the DSN transaction %r' % dsn)
+        _, _, blocks, _ = parse_dsn(dsn[0].body, 'early DSN')
+        check(len(blocks) == 1, 'early DSN lists %d recipients, want only '
+              'b: %s' % (len(blocks), short(dsn[0].body, 1500)))
+        check_dsn_rcpt(blocks[0], 'b@dom.test', r'5\.1\.1', 'early DSN',
+                       diag_re=r'550 5\.1\.1 .*User unknown')
+        want = {'a@dom.test': 'sent', 'b@dom.test': 'bounced',
+                'c@dom.test': 'deferred'}
+
+        def states():
+            q = [m for m in d.mailq() if m['id'] == qid]
+            return {r['address']: r['status']
+                    for r in q[0]['recipients']} if q else {}
+        wait_for(lambda: states() == want, 5, 'mailq states %r' % d.mailq())
+        check(deliveries(d, qid, 'sent') and len(deliveries(d, qid)) == 3,
+              'log lines %r' % deliveries(d, qid))
+
+        d.stop()
+        d.start()
+        del hold[:]
+        flush(d)
+        wait_delivery(d, qid, 'sent', n=2)
+        wait_removed(d, qid)
+        queue_settled(d)
+        p.wait_idle()
+        check(bounce_ids(d, qid) == b, 'DSNs made for %s: %r, want only %r'
+              % (qid, bounce_ids(d, qid), b))
+        check(len(dsns()) == 1, 'a second DSN: %r' % dsns())
+        txns = [t for t in p.delivered() if t.sender == 'sender@example.test']
+        check([t.accepted for t in txns] == [['a@dom.test'], ['c@dom.test']],
+              'transactions %r' % txns)

@@ -533,12 +533,15 @@ def _thousand(name, policy, max_rounds):
                 check(now, 'round %d: nothing sent; %r' % (rounds, got[:3]))
                 check(rounds < max_rounds, 'after %d rounds %d of 1000 '
                       'sent' % (rounds, len(sent)))
-                left = [r for m in d.mailq() for r in m['recipients']
-                        if r['status'] != 'sent']
-                check(len(left) == pending and
-                      all(r['status'] == 'deferred' for r in left),
-                      'round %d: %d pending, mailq has %r' % (
-                          rounds, pending, [r['status'] for r in left][:5]))
+                # The state file is written after the round's last log
+                # line: wait for it rather than race it.
+
+                def left():
+                    return [r['status'] for m in d.mailq()
+                            for r in m['recipients'] if r['status'] != 'sent']
+                wait_for(lambda: left() == ['deferred'] * pending, 10,
+                         'round %d: %d pending, mailq has %r' % (
+                             rounds, pending, left()[:5]))
                 log = _LogSince(d)
                 flush(d)
             queue_settled(d, timeout=15)

@@ -58,6 +58,7 @@ static int t_state(void);
 static int t_state_torn(void);
 static int t_state_corrupt(void);
 static int t_state_warned(void);
+static int t_state_notified(void);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -803,6 +804,98 @@ t_state_warned(void)
 	return 0;
 }
 
+/*
+ * A bounced recipient whose DSN went out early ("bounced-notified"):
+ * written and read back, still RS_BOUNCED to everyone else, the mark
+ * dropped for any other status, old files without it read as not
+ * notified, and a malformed word refused.
+ */
+static int
+t_state_notified(void)
+{
+	static const char *const r[] = { "a@x", "b@x", "c@x" };
+	static const char new_st[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\n"
+	    "A 1\nR 0 bounced 550 5.1.1 no\nR 1 bounced-notified 550 5.1.1 "
+	    "gone\nR 2 deferred 450 later\nE 3\n";
+	static const char *const bad[] = {
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 1\n"
+		    "R 1 bounced-notifie\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 1\n"
+		    "R 1 bounced-notifiedx\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 1\n"
+		    "R 1 sent-notified\nE 1\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 1\n"
+		    "R 1 bounced-notified\nE 2\n",
+	};
+	struct queue_info info, again;
+	struct queue_rcpt rc[3];
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3], want[256];
+	const char *why;
+	char *buf;
+	size_t i, len;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(!info.rcpt[0].notified && !info.rcpt[1].notified);
+	info.rcpt[0].status = RS_BOUNCED;
+	info.rcpt[0].notified = 1;
+	snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX, "550 5.1.1 no");
+	info.rcpt[1].status = RS_BOUNCED;	/* bounced, DSN not yet out */
+	info.rcpt[2].status = RS_SENT;
+	info.rcpt[2].notified = 1;		/* meaningless: not written */
+	info.next_attempt = 7;
+	info.attempts = 1;
+	CHECK(queue_update(&info, 1) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 7\nA 1\n"
+	    "R 0 bounced-notified 550 5.1.1 no\nR 1 bounced\nR 2 sent\n"
+	    "E 3\n", id);
+	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
+	free(buf);
+	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(again.rcpt[0].status == RS_BOUNCED && again.rcpt[0].notified);
+	CHECK_STR(again.rcpt[0].reason, "550 5.1.1 no");
+	CHECK(again.rcpt[1].status == RS_BOUNCED && !again.rcpt[1].notified);
+	CHECK(again.rcpt[2].status == RS_SENT && !again.rcpt[2].notified);
+	CHECK_STR(queue_status_name(again.rcpt[0].status), "bounced");
+	queue_info_free(&again);
+	queue_info_free(&info);
+	teardown();
+
+	/* Parsed; a stale mark in info is reset since the file is whole. */
+	memset(&info, 0, sizeof(info));
+	memset(rc, 0, sizeof(rc));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = 3;
+	info.rcpt = rc;
+	rc[0].notified = rc[2].notified = 1;
+	CHECK(queue_parse_state(new_st, sizeof(new_st) - 1, &info, &why) == 0);
+	CHECK(rc[0].status == RS_BOUNCED && !rc[0].notified);
+	CHECK(rc[1].status == RS_BOUNCED && rc[1].notified);
+	CHECK_STR(rc[1].reason, "550 5.1.1 gone");
+	CHECK(rc[2].status == RS_DEFERRED && !rc[2].notified);
+
+	/* Every truncation fails and changes nothing. */
+	for (i = 0; i < sizeof(new_st) - 1; i++) {
+		CHECK((buf = malloc(i ? i : 1)) != NULL);
+		memcpy(buf, new_st, i);
+		CHECK(queue_parse_state(buf, i, &info, &why) == -1);
+		free(buf);
+		CHECK(rc[1].notified && !rc[0].notified);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (queue_parse_state(bad[i], strlen(bad[i]), &info,
+		    &why) == 0) {
+			fprintf(stderr, "  bad notified state %zu parsed\n", i);
+			return 1;
+		}
+	}
+	CHECK(rc[1].notified && rc[1].status == RS_BOUNCED);
+	return 0;
+}
+
 /* A bad sidecar costs a possible duplicate, never the message. */
 static int
 t_state_corrupt(void)
@@ -1180,6 +1273,7 @@ static const struct t_case cases[] = {
 	{ "state parse: truncations and bad records", t_state_torn },
 	{ "corrupt state sidecar", t_state_corrupt },
 	{ "state: delay warning record W", t_state_warned },
+	{ "state: bounced-notified recipients", t_state_notified },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up sweep", t_sweep },
