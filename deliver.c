@@ -255,6 +255,8 @@ static void deliver_why_dns(struct deliver *, const char *, const char *,
 static int deliver_has_8bit(const struct deliver_txn *);
 static int deliver_addr_8bit(const char *);
 
+/* deliver_lost()'s "what" for a silent server: worded as Postfix does. */
+static const char deliver_timed_out[] = "timed out";
 static const struct config *deliver_conf;
 static struct tls_client *deliver_tls;		/* our reference */
 static const struct dane_policy *deliver_policy;	/* main.c's */
@@ -869,7 +871,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		deliver_lost(d, "lost connection");
 		return;
 	case IO_TIMEOUT:
-		deliver_lost(d, "conversation timed out");
+		deliver_lost(d, deliver_timed_out);
 		return;
 	case IO_TLS:
 		if (d->state != DS_TLS)
@@ -1731,6 +1733,10 @@ deliver_lost(struct deliver *d, const char *what)
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5')
 		deliver_fmt(reason, sizeof(reason), "host %s[%s] said: %s (while "
 		    "%s)", d->mx[d->imx - 1].host, d->cur_ip, what, phase);
+	else if (what == deliver_timed_out)	/* Postfix's words */
+		deliver_fmt(reason, sizeof(reason), "conversation with %s[%s] "
+		    "timed out while %s", d->mx[d->imx - 1].host, d->cur_ip,
+		    phase);
 	else
 		deliver_fmt(reason, sizeof(reason), "%s with %s[%s] while %s",
 		    what, d->mx[d->imx - 1].host, d->cur_ip, phase);
@@ -1749,8 +1755,8 @@ deliver_lost(struct deliver *d, const char *what)
 	}
 	if (!d->used && d->state < DS_READY) {
 		/* Greeting, TLS or AUTH trouble: like a failed connect, try
-		 * the next address. */
-		deliver_why(d, "4.4.1", "%s", reason);
+		 * the next address.  Connected, so 4.4.2 as in Postfix. */
+		deliver_why(d, "4.4.2", "%s", reason);
 		deliver_io_free(d);
 		deliver_next_addr(d);
 		return;

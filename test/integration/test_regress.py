@@ -5,7 +5,9 @@ that blocked the loop, a symlink, a hard link), more than one pickup batch
 (64) dropped while the daemon is down, bare CR or LF in a maildrop body,
 an outbound peer out of step with its replies (an extra banner line, a
 554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
-RCPT), enhanced status codes outside RFC 3463's syntax, a command pipelined right behind the
+RCPT), enhanced status codes outside RFC 3463's syntax, a server that
+never greets (worded as Postfix does; a fast-clock shim makes its 300 s
+timeout 3 s), a command pipelined right behind the
 end of data and one more a moment later, a thousand recipients to a
 pipelining peer (with and without the peer's own recipient limit), and
 SIGTERM at each phase of an outbound delivery (the leak check is the
@@ -414,6 +416,76 @@ def test_regress_enhanced_codes_checked():
         want = {k: v[1] for k, v in codes.items()}
         check(got == want, 'dsn %r, want %r' % (got, want))
         p.wait_idle()
+
+
+# The daemon's monotonic clock runs FAST times faster, and its waits are
+# as much shorter: a 300 s command timeout comes in 3 s.  Wall-clock time
+# (log stamps, queue times) is left alone.
+FAST_CLOCK_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#define FAST 100
+
+int
+clock_gettime(clockid_t id, struct timespec *ts)
+{
+	static int (*real)(clockid_t, struct timespec *);
+	static long long t0;
+	long long ns;
+	int rc;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "clock_gettime");
+	if ((rc = real(id, ts)) != 0 || id != CLOCK_MONOTONIC)
+		return rc;
+	ns = ts->tv_sec * 1000000000LL + ts->tv_nsec;
+	if (t0 == 0)
+		t0 = ns;
+	ns = t0 + (ns - t0) * FAST;
+	ts->tv_sec = ns / 1000000000LL;
+	ts->tv_nsec = ns % 1000000000LL;
+	return 0;
+}
+
+int
+epoll_wait(int fd, struct epoll_event *ev, int n, int ms)
+{
+	static int (*real)(int, struct epoll_event *, int, int);
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "epoll_wait");
+	return real(fd, ev, n, ms > 0 ? (ms + FAST - 1) / FAST : ms);
+}
+"""
+
+
+def test_regress_silent_server_worded_as_postfix():
+    """A server that never greets: after the command timeout the message
+    is deferred with Postfix's words and code, "conversation with H[ip]
+    timed out while receiving the initial server greeting", dsn 4.4.2
+    (it was "conversation timed out with ...", 4.4.1)."""
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(4)
+    try:
+        d = smarthost_daemon('rg-silent', srv.getsockname()[1])
+        d.preload(FAST_CLOCK_SHIM)
+        with d:
+            qid = d.send_message(BODY)
+            r = wait_for(lambda: deliveries(d, qid), 30, 'a result; log:\n'
+                         + d.log_tail(8))[0]
+            check(r.status == 'deferred' and r.dsn == '4.4.2' and
+                  re.fullmatch(r'conversation with 127\.0\.0\.1\[127\.0\.0'
+                               r'\.1\] timed out while receiving the '
+                               r'initial server greeting', r.text),
+                  'silent server: %r' % r)
+            check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
+    finally:
+        srv.close()
 
 
 # --- inbound: commands right behind the end of data -----------------------
