@@ -157,6 +157,8 @@ struct deliver {
 	int need_rset;
 	char why_dsn[16];
 	char why[DELIVER_REPLY_MAX];	/* last connection-level trouble */
+	char lines[DELIVER_REPLY_MAX];	/* a multi-line reply's lines so far */
+	size_t nlines;			/* strlen(lines) */
 	struct deliver_txn *txn;
 	unsigned send_i, recv_i, accepted;
 	int mail_failed;
@@ -960,9 +962,20 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 
 	if (d->state == DS_EHLO && code == 250 && cont)
 		deliver_ehlo_line(d, text);
-	if (cont)
+	if (cont) {
+		/* Kept as Postfix logs them, every line with its code: the
+		 * reason a multi-line refusal gives is seldom on its last
+		 * line (Gmail's ends in a help URL). */
+		if (d->nlines + 1 < sizeof(d->lines)) {
+			deliver_fmt(d->lines + d->nlines, sizeof(d->lines) -
+			    d->nlines, "%d-%s ", code, text);
+			d->nlines += strlen(d->lines + d->nlines);
+		}
 		return;
-	deliver_fmt(reply, sizeof(reply), "%d %s", code, text);
+	}
+	deliver_fmt(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
+	d->lines[0] = '\0';
+	d->nlines = 0;
 	if (code == 421 && d->state != DS_QUIT) {
 		deliver_lost(d, reply);
 		return;
@@ -1465,11 +1478,13 @@ deliver_set_rcpt(struct deliver_rcpt *r, int code, const char *reply,
 	    DR_TEMP;
 	snprintf(r->reply, sizeof(r->reply), "%s", reply);
 	if (dsn == NULL && reply != NULL) {
-		/* "250 2.1.5 Ok": take the enhanced code if it is there
-		 * (RFC 3463 syntax, its class the reply's: "5.x junk" or
-		 * "5.99999.1" would reach the log as dsn=). */
-		t = strchr(reply, ' ');
-		if (t && t[1] == reply[0] && (k = reply_enh(t + 1)) > 0 &&
+		/* "250 2.1.5 Ok", "550-5.1.1 ...": take the enhanced code
+		 * of the first line if it is there (RFC 3463 syntax, its
+		 * class the reply's: "5.x junk" or "5.99999.1" would reach
+		 * the log as dsn=). */
+		t = reply + 3;
+		if (strlen(reply) > 4 && (*t == ' ' || *t == '-') &&
+		    t[1] == reply[0] && (k = reply_enh(t + 1)) > 0 &&
 		    k < sizeof(r->dsn)) {
 			memcpy(r->dsn, t + 1, k);
 			r->dsn[k] = '\0';
@@ -1794,6 +1809,8 @@ deliver_io_free(struct deliver *d)
 	d->io = NULL;
 	d->tconn = NULL;
 	d->tls_on = 0;
+	d->lines[0] = '\0';	/* a reply cut off with the connection */
+	d->nlines = 0;
 }
 
 /* Report the open transaction, then close. */

@@ -1131,9 +1131,9 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 
 	if (strstr(reply, "expired after") != NULL)
 		return "4.4.7";
-	/* "550 5.1.1 ..." (a remote's reply) */
-	if (strlen(reply) > 6 && reply[3] == ' ' && reply[4] == reply[0] &&
-	    reply[5] == '.')
+	/* "550 5.1.1 ..." or "550-5.1.1 ..." (a remote's reply) */
+	if (strlen(reply) > 6 && (reply[3] == ' ' || reply[3] == '-') &&
+	    reply[4] == reply[0] && reply[5] == '.')
 		reply += 4;
 	/* "5.1.10 ..." (ours, see sched_reason) */
 	if (reply[0] >= '2' && reply[0] <= '5' && reply[1] == '.' &&

@@ -5,7 +5,8 @@ that blocked the loop, a symlink, a hard link), more than one pickup batch
 (64) dropped while the daemon is down, bare CR or LF in a maildrop body,
 an outbound peer out of step with its replies (an extra banner line, a
 554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
-RCPT), enhanced status codes outside RFC 3463's syntax, a server that
+RCPT), enhanced status codes outside RFC 3463's syntax, a refusal in
+several lines, a server that
 never greets (worded as Postfix does; a fast-clock shim makes its 300 s
 timeout 3 s), a command pipelined right behind the
 end of data and one more a moment later, a thousand recipients to a
@@ -415,6 +416,38 @@ def test_regress_enhanced_codes_checked():
         got = {r.to.split('@')[0]: r.dsn for r in lines}
         want = {k: v[1] for k, v in codes.items()}
         check(got == want, 'dsn %r, want %r' % (got, want))
+        p.wait_idle()
+
+
+def test_regress_multiline_refusal_kept_whole():
+    """A refusal in several lines is logged, listed by mailq and put in
+    the DSN with every line, as Postfix logs it ("550-5.1.1 ... 550 5.1.1
+    ..."), and its enhanced code comes from the first line: only the last
+    line was kept, which for Gmail is a help URL without the reason."""
+    lines = ['550-5.1.1 The email account that you tried to reach does '
+             'not exist. Please try',
+             "550-5.1.1 double-checking the recipient's email address "
+             'for typos or',
+             '550 5.1.1 https://support.example/?p=NoSuchUser x1-gsmtp']
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and arg.startswith('<nosuch@'):
+            return '\r\n'.join(lines)
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('rg-multiline', p.port) as d:
+        qid = d.send_message(BODY, rcpts=('nosuch@dom.test',))
+        r = wait_delivery(d, qid, 'bounced')[0]
+        want = ' '.join(lines)
+        check(r.dsn == '5.1.1' and r.text == want,
+              'log line %r, want the reason %r' % (r, want))
+        wait_for(lambda: [t for t in p.delivered() if t.sender == ''], 10,
+                 'the DSN at the peer')
+        dsn = [t for t in p.delivered() if t.sender == ''][0]
+        body = re.sub(rb'\r\n[ \t]+', b' ', dsn.body)	# unfolded
+        check(b'Status: 5.1.1' in body and b'does not exist' in body and
+              b'NoSuchUser' in body, 'DSN %s' % short(dsn.body, 2000))
         p.wait_idle()
 
 
