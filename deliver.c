@@ -242,6 +242,7 @@ static int deliver_body(struct deliver *);
 static void deliver_finish_txn(struct deliver *);
 static void deliver_set_rcpt(struct deliver_rcpt *, int, const char *,
     const char *);
+static void deliver_give_back(struct deliver *, const char *);
 static void deliver_fail_open(struct deliver *, enum deliver_result,
     const char *, const char *);
 static void deliver_lost(struct deliver *, const char *);
@@ -853,6 +854,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	struct deliver *d = arg;
 	struct reply_line r;
 	enum reply_status st;
+	const char *in;
 	size_t left;
 
 	(void)io;
@@ -898,10 +900,13 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		 * would be read as the next command's reply and shift every
 		 * later one a step ("354" with "554" behind it bounced a
 		 * message the server then took with a 250).  Only pipelined
-		 * MAIL/RCPT/DATA replies queue up behind each other. */
-		(void)io_in(d->io, &left);
+		 * MAIL/RCPT/DATA replies queue up behind each other, and a
+		 * 421 may come at any time (RFC 5321 section 3.8: a server
+		 * closing, e.g. Postfix's idle timeout): it is read next. */
+		in = io_in(d->io, &left);
 		if (left > 0 && !r.more && d->state != DS_QUIT &&
-		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1)) {
+		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1) &&
+		    !(left >= 3 && memcmp(in, "421", 3) == 0)) {
 			deliver_lost(d, "reply out of step");
 			return;
 		}
@@ -1034,7 +1039,12 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		break;
 	case DS_RSET:
 		if (code / 100 != 2) {
-			deliver_lost(d, reply);
+			/* Not worth arguing: a new connection starts clean. */
+			deliver_give_back(d, reply);
+			deliver_enter_state(d, DS_QUIT);
+			d->quit_r = DR_OK;
+			deliver_send(d, "QUIT\r\n");
+			io_flush(d->io);
 			return;
 		}
 		d->need_rset = 0;
@@ -1755,6 +1765,11 @@ deliver_lost(struct deliver *d, const char *what)
 	else
 		deliver_fmt(reason, sizeof(reason), "%s with %s[%s] while %s",
 		    what, d->mx[d->imx - 1].host, d->cur_ip, phase);
+	if (d->txn && d->state == DS_RSET) {
+		deliver_give_back(d, reason);
+		deliver_close(d, DR_OK, NULL, NULL);
+		return;
+	}
 	if (d->txn) {
 		for (i = 0; i < d->txn->nrcpt; i++)
 			if (d->txn->rcpt[i].dsn[0] == '\0')
@@ -1811,6 +1826,22 @@ deliver_io_free(struct deliver *d)
 	d->tls_on = 0;
 	d->lines[0] = '\0';	/* a reply cut off with the connection */
 	d->nlines = 0;
+}
+
+/*
+ * The transaction waiting at RSET goes back to the owner, never tried:
+ * the last one is done, this one has not started, and a server that
+ * ends a connection after so many messages is no reason to defer it.
+ */
+static void
+deliver_give_back(struct deliver *d, const char *why)
+{
+	struct deliver_txn *t = d->txn;
+
+	log_info(LP_SMTP, "%s: %s; the next message goes over a new "
+	    "connection", t->id, why);
+	d->txn = NULL;
+	d->ops->unused(d->arg, d, t);
 }
 
 /* Report the open transaction, then close. */

@@ -51,6 +51,10 @@ struct deliver_ops {
 	struct deliver_txn *(*next)(void *arg, struct deliver *);
 	/* Every recipient of txn has its result. */
 	void (*done)(void *arg, struct deliver *, struct deliver_txn *);
+	/* txn was taken, but nothing of it reached the server (a reused
+	 * connection failed at RSET): the owner runs it again, not as an
+	 * attempt.  closed() follows. */
+	void (*unused)(void *arg, struct deliver *, struct deliver_txn *);
 	/* The connection is over; result says whether it ever worked:
 	 * DR_OK (closed after use), DR_TEMP or DR_PERM (no transaction
 	 * could start: DNS or connection trouble, reply/dsn say why).

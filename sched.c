@@ -102,6 +102,7 @@ static void sched_dest_free_idle(void);
 static void sched_dispatch(void);
 static struct deliver_txn *sched_on_next(void *, struct deliver *);
 static void sched_on_done(void *, struct deliver *, struct deliver_txn *);
+static void sched_on_unused(void *, struct deliver *, struct deliver_txn *);
 static void sched_on_closed(void *, struct deliver *, enum deliver_result,
     const char *, const char *);
 static void sched_job_result(struct sched_job *);
@@ -136,6 +137,7 @@ static int sched_on_walk(const struct queue_info *, void *);
 static const struct deliver_ops sched_ops = {
 	.next = sched_on_next,
 	.done = sched_on_done,
+	.unused = sched_on_unused,
 	.closed = sched_on_closed,
 };
 
@@ -643,6 +645,24 @@ sched_on_done(void *arg, struct deliver *dv, struct deliver_txn *t)
 	(void)dv;
 	c->job = NULL;
 	sched_job_result(job);
+}
+
+/* Back to the front of its destination's line, as if never taken: the
+ * connection's end (closed(), next) dispatches it again. */
+static void
+sched_on_unused(void *arg, struct deliver *dv, struct deliver_txn *t)
+{
+	struct sched_conn *c = arg;
+	struct sched_job *job = container_of(t, struct sched_job, txn);
+	struct sched_dest *d = job->dest;
+
+	(void)dv;
+	c->job = NULL;
+	job->next = d->head;
+	if (d->head == NULL)
+		d->tail = &job->next;
+	d->head = job;
+	d->waiting++;
 }
 
 static void

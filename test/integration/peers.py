@@ -580,7 +580,9 @@ class SmtpPeer:
                             return
                         txn.final = int(r[:3])
                         say(r)
-                        if r.startswith('421'):
+                        # "250 ...\r\n421 ...": a server that closes
+                        # right after taking the message.
+                        if any(x.startswith('421') for x in r.split('\r\n')):
                             sess.closed_by = 'server'
                             return
                         txn = None

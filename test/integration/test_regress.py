@@ -6,7 +6,8 @@ that blocked the loop, a symlink, a hard link), more than one pickup batch
 an outbound peer out of step with its replies (an extra banner line, a
 554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
 RCPT), enhanced status codes outside RFC 3463's syntax, a refusal in
-several lines, a server that
+several lines, a reused connection that fails at RSET or ends with a 421
+behind the 250, a server that
 never greets (worded as Postfix does; a fast-clock shim makes its 300 s
 timeout 3 s), a command pipelined right behind the
 end of data and one more a moment later, a thousand recipients to a
@@ -449,6 +450,53 @@ def test_regress_multiline_refusal_kept_whole():
         check(b'Status: 5.1.1' in body and b'does not exist' in body and
               b'NoSuchUser' in body, 'DSN %s' % short(dsn.body, 2000))
         p.wait_idle()
+
+
+def _reused_connection_fails(name, policy):
+    """Three deferred messages flushed over one connection at a time to a
+    peer that fails between transactions: the message waiting at RSET
+    was never sent, so it goes at once over a new connection instead of
+    being deferred as an attempt (it waited retry_min).  Each message is
+    sent once, none is deferred after the flush."""
+    with SmtpPeer(policy=policy) as p, smarthost_daemon(
+            name, p.port, max_deliveries_per_destination='1') as d:
+        p.stop()
+        ids = [d.send_message(BODY.replace(b'delivery test',
+                                           b'reused %d' % i))
+               for i in range(3)]
+        for qid in ids:
+            wait_delivery(d, qid, 'deferred')
+        p.start()
+        before = len(d.log_text())
+        flush(d)
+        for qid in ids:
+            wait_delivery(d, qid, 'sent')
+        queue_settled(d)
+        after = d.log_text()[before:]
+        check('status=deferred' not in after, 'deferred after the flush:\n'
+              + after[-1500:])
+        got = sorted(re.search(rb'reused (\d)', t.body).group(1)
+                     for t in p.delivered())
+        check(got == [b'0', b'1', b'2'], 'the peer got %r' % got)
+        check(len(re.findall(r'the next message goes over a new connection',
+                             after)) == 2, 'log:\n' + after[-1500:])
+        p.wait_idle()
+
+
+def test_regress_rset_refused_between_messages():
+    return _reused_connection_fails('rg-rset500', lambda s, verb, a, t:
+                                    '500 5.5.1 no RSET here'
+                                    if verb == 'RSET' else None)
+
+
+def test_regress_421_behind_the_250():
+    """The peer says 250 to the dot and, in the same write, 421 (as
+    Postfix's smtpd does when it closes on a limit): the 250 stands (not
+    "out of step"), and the next message takes a new connection."""
+    return _reused_connection_fails(
+        'rg-421after', lambda s, verb, a, t:
+        '250 2.0.0 Ok: queued\r\n421 4.4.2 peer.test closing: too many '
+        'messages' if verb == '.' else None)
 
 
 # The daemon's monotonic clock runs FAST times faster, and its waits are
