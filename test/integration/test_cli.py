@@ -5,6 +5,7 @@ config errors, SIGHUP reload, SIGTERM during DATA, corrupt queue files.
 """
 
 import grp
+import json
 import os
 import pwd
 import re
@@ -17,7 +18,8 @@ import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
-                       FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin)
+                       FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin,
+                       strace_wrap)
 from peers import wait_for
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
@@ -502,6 +504,63 @@ def test_corrupt_queue_file_quarantined():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+def test_mailq_streams_a_big_queue():
+    """mailq writes its table out as it reads the queue, 64 KB at a time,
+    rather than building all of it first (50,000 messages took 20 MB and
+    printed nothing until the last file was read).  strace shows the
+    first write to stdout before the last queue file is opened; the
+    output is whole: valid JSON with every message, and the plain
+    table's summary line.  A failed write is an I/O error (74)."""
+    wrap = strace_wrap('openat,write')
+    if wrap is None:
+        return 'strace is not installed or cannot trace here'
+    n = 600
+    with Daemon('mq-stream', max_recipients='20') as d:
+        rcpts = ['r%02d@relay.test' % i for i in range(20)]
+        with d.session() as c:
+            for i in range(n):
+                c.send(('MAIL FROM:<s@example.test>\r\n' + ''.join(
+                    'RCPT TO:<%s>\r\n' % r for r in rcpts) +
+                    'DATA\r\n').encode())
+                for _ in range(len(rcpts) + 1):
+                    c.reply()
+                c.expect(None, 354)
+                c.expect(stuff(b'Subject: %d\r\n\r\nx\r\n' % i), 250)
+        trace = os.path.join(d.dir, 'mailq.trace')
+        p = subprocess.run(wrap + ['-o', trace, FERRY_BIN, '-c', d.conf,
+                                   'mailq', '--json'],
+                           capture_output=True, timeout=120 * SLOW)
+        check(p.returncode == 0, 'mailq --json: %d %s'
+              % (p.returncode, p.stderr[-500:]))
+        q = json.loads(p.stdout)
+        check(len(q) == n and all(len(m['recipients']) == 20 for m in q),
+              '%d messages in the JSON, want %d' % (len(q), n))
+        check(len(p.stdout) > 2 * 64 * 1024, 'only %d bytes: too small a '
+              'test' % len(p.stdout))
+        opens, writes = [], []
+        with open(trace, errors='replace') as f:
+            for k, line in enumerate(f):
+                if re.search(r'openat\(.*"[0-9A-F]{18}"', line):
+                    opens.append(k)
+                elif re.search(r'^[\d.]+ write\(1<', line):
+                    writes.append(k)
+        check(opens and writes and writes[0] < opens[-1],
+              'stdout written at %r, queue files opened %d..%d'
+              % (writes[:3], opens[0] if opens else -1,
+                 opens[-1] if opens else -1))
+        p = d.cli('mailq')
+        check(p.returncode == 0 and p.stdout.endswith(
+            b' Kbytes in %d Requests.\n' % n) and
+            p.stdout.count(b'\n\n') == n, 'plain mailq: %r'
+            % p.stdout[-200:])
+        with open('/dev/full', 'wb') as full:
+            p = subprocess.run([FERRY_BIN, '-c', d.conf, 'mailq'],
+                               stdout=full, stderr=subprocess.PIPE,
+                               timeout=60 * SLOW)
+        check(p.returncode == 74 and b'No space left' in p.stderr,
+              'mailq > /dev/full: %d %r' % (p.returncode, p.stderr))
 
 
 def test_maildrop_pickup_keeps_the_reserve():
