@@ -26,6 +26,7 @@ import re
 import signal
 
 from ferrytest import Daemon, check, strace_wrap
+from peers import wait_for
 
 N_BATCH = 8
 # strace -y prints an fd with its path: fsync(5</tmp/x/queue/tmp/ID>).
@@ -99,6 +100,12 @@ def _check_order(events, qdir, qid):
             'dirsync': dirsync[0], 'ack': ack[0], 'started': started}
 
 
+def _proc_state(pid):
+    """The one-letter state of /proc/PID/stat (T: stopped)."""
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0]
+
+
 def _batch(d, first, n):
     """n messages ending in one loop iteration (the daemon is stopped
     while the bodies are sent: all it was sent before has been answered,
@@ -106,6 +113,10 @@ def _batch(d, first, n):
     conns = [_open_data(d, i) for i in range(first, first + n)]
     pid = d.pid()
     os.kill(pid, signal.SIGSTOP)
+    # kill() returns before the stop takes: a body that came while the
+    # daemon still ran would be taken alone (a loaded machine did that).
+    wait_for(lambda: _proc_state(pid) in ('T', 't'), 10,
+             'the daemon to stop (state %r)' % _proc_state(pid))
     try:
         for i, c in enumerate(conns, first):
             c.send(_body(i))
