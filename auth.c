@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "log.h"
 #include "textfile.h"
 
 #define AUTH_HASH_PREFIX	"$argon2id$"
@@ -1156,14 +1157,14 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 	else if ((pw = getpwuid(getuid())) != NULL)
 		user = pw->pw_name;
 	else {
-		fprintf(stderr, "ferry passwd: who are you? (uid %lu has no "
-		    "name; give USER)\n", (unsigned long)getuid());
+		log_cli("ferry passwd", "who are you? (uid %lu has no "
+		    "name; give USER)", (unsigned long)getuid());
 		return EX_NOUSER;
 	}
 	if (strlen(user) == 0 || strlen(user) > AUTH_USER_MAX ||
 	    !auth_name_ok(user, strlen(user))) {
-		fprintf(stderr, "ferry passwd: bad user name (1 to 255 "
-		    "bytes, no ':', space or control character)\n");
+		log_cli("ferry passwd", "bad user name (1 to 255 "
+		    "bytes, no ':', space or control character)");
 		return EX_USAGE;
 	}
 	/* isatty() is this very call; one import fewer. */
@@ -1176,36 +1177,36 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 	} else
 		r = auth_cli_read(p1, sizeof(p1), &l1);
 	if (r == -2 || (r == 0 && l1 > AUTH_PASS_MAX)) {
-		fprintf(stderr, "ferry passwd: password longer than %d "
-		    "bytes\n", AUTH_PASS_MAX);
+		log_cli("ferry passwd", "password longer than %d "
+		    "bytes", AUTH_PASS_MAX);
 		rc = EX_DATAERR;
 		goto out;
 	}
 	if (r != 0) {
-		fprintf(stderr, "ferry passwd: no password read\n");
+		log_cli("ferry passwd", "no password read");
 		rc = EX_NOINPUT;
 		goto out;
 	}
 	if (l1 == 0) {
-		fprintf(stderr, "ferry passwd: empty password\n");
+		log_cli("ferry passwd", "empty password");
 		rc = EX_DATAERR;
 		goto out;
 	}
 	if (tty && (l1 != l2 || sodium_memcmp(p1, p2, l1) != 0)) {
-		fprintf(stderr, "ferry passwd: passwords do not match\n");
+		log_cli("ferry passwd", "passwords do not match");
 		rc = EX_DATAERR;
 		goto out;
 	}
 	if (auth_hash_password(p1, l1, hash) != 0) {
-		fprintf(stderr, "ferry passwd: hashing failed (out of "
-		    "memory?)\n");
+		log_cli("ferry passwd", "hashing failed (out of "
+		    "memory?)");
 		rc = EX_OSERR;
 		goto out;
 	}
 	printf("%s:%s\n", user, hash);
 	rc = fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
 	if (rc != EX_OK)
-		fprintf(stderr, "ferry passwd: stdout: %s\n",
+		log_cli("ferry passwd", "stdout: %s",
 		    strerror(errno));
 out:
 	sodium_memzero(p1, sizeof(p1));

@@ -205,7 +205,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->tlsa = calloc(1, sizeof(*c->tlsa))) == NULL) {
-		fprintf(stderr, "ferry check: out of memory\n");
+		log_cli("ferry check", "out of memory");
 		free(c);
 		return EX_OSERR;
 	}
@@ -224,7 +224,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 	    strcmp(c->level_from, "-l") != 0) {
 		if ((pol = dane_policy_load(conf->tls_policy, err,
 		    sizeof(err))) == NULL) {
-			fprintf(stderr, "ferry check: tls_policy: %s\n", err);
+			log_cli("ferry check", "tls_policy: %s", err);
 			rc = EX_CONFIG;
 			goto done;
 		}
@@ -235,20 +235,20 @@ check_cli(const struct config *conf, int argc, char **argv)
 	}
 	if (c->level == TLS_FINGERPRINT && (c->pin == NULL ||
 	    c->pin->nfp == 0)) {
-		fprintf(stderr, "ferry check: level fingerprint needs a "
-		    "tls_policy entry with match= for %s\n", c->domain);
+		log_cli("ferry check", "level fingerprint needs a "
+		    "tls_policy entry with match= for %s", c->domain);
 		rc = EX_USAGE;
 		goto done;
 	}
 	if (loop_init() == -1) {
-		fprintf(stderr, "ferry check: cannot start the event loop: "
-		    "%s\n", strerror(errno));
+		log_cli("ferry check", "cannot start the event loop: "
+		    "%s", strerror(errno));
 		rc = EX_OSERR;
 		goto done;
 	}
 	if (dns_init(conf) == -1) {
-		fprintf(stderr, "ferry check: cannot start the DNS "
-		    "resolver\n");
+		log_cli("ferry check", "cannot start the DNS "
+		    "resolver");
 		loop_free();
 		rc = EX_OSERR;
 		goto done;
@@ -261,10 +261,10 @@ check_cli(const struct config *conf, int argc, char **argv)
 		    "these MX hosts\n", conf->smarthost);
 	c->state = CS_MX;
 	if ((c->dreq = dns_query_mx(c->domain, check_on_mx, c)) == NULL) {
-		fprintf(stderr, "ferry check: cannot start the MX lookup\n");
+		log_cli("ferry check", "cannot start the MX lookup");
 		rc = EX_OSERR;
 	} else if (loop_run() == -1) {
-		fprintf(stderr, "ferry check: event loop: %s\n",
+		log_cli("ferry check", "event loop: %s",
 		    strerror(errno));
 		rc = EX_OSERR;
 	} else if (c->state != CS_DONE)
@@ -330,14 +330,14 @@ check_args(struct check *c, int argc, char **argv)
 		if (!isalnum((unsigned char)dom[i]) && dom[i] != '.' &&
 		    dom[i] != '-' && dom[i] != '_')
 			goto baddom;
-		c->domain[i] = (char)tolower((unsigned char)dom[i]);
+		c->domain[i] = (char)dane_lower((unsigned char)dom[i]);
 	}
 	c->domain[len] = '\0';
 	if (c->domain[0] == '.' || strstr(c->domain, "..") != NULL)
 		goto baddom;
 	return EX_OK;
 baddom:
-	fprintf(stderr, "ferry check: %s: not a domain name\n", dom);
+	log_cli("ferry check", "%s: not a domain name", dom);
 	return EX_USAGE;
 usage:
 	check_usage();
@@ -373,14 +373,14 @@ check_setup(struct check *c)
 	char err[CHECK_ERR_MAX];
 
 	if (sodium_init() < 0) {
-		fprintf(stderr, "ferry check: cannot initialise libsodium\n");
+		log_cli("ferry check", "cannot initialise libsodium");
 		return EX_OSERR;
 	}
 	log_open(1);
 	if ((c->tlsc = tls_client_new(c->conf->ca_file, c->conf->client_cert,
 	    c->conf->client_key, c->conf->tls_ciphers, err,
 	    sizeof(err))) == NULL) {
-		fprintf(stderr, "ferry check: client_cert %s: %s\n",
+		log_cli("ferry check", "client_cert %s: %s",
 		    c->conf->client_cert, err);
 		return EX_CONFIG;
 	}
@@ -556,7 +556,7 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 			    sizeof(ip));
 		printf(" %s", ip);
 	}
-	printf("\n");
+	fputc('\n', stdout);
 	/* RFC 7672 section 2.2.3: secure, the chain's end is the first
 	 * TLSA base domain; insecure, it is not one at all. */
 	if (canon != NULL)
@@ -1274,3 +1274,4 @@ check_finish(struct check *c)
 	check_enter_state(c, CS_DONE);
 	loop_stop();
 }
+

@@ -34,6 +34,7 @@
 #include "config.h"
 #include "dane.h"
 #include "hdr.h"
+#include "log.h"
 #include "msg.h"
 #include "queue.h"
 #include "reply.h"
@@ -47,8 +48,6 @@
 #define CLI_NAME_MAX	256	/* -F name or GECOS kept */
 #define CLI_SHOW_MAX	200	/* an address list quoted in an error */
 #define MQ_FLUSH_AT	(64 * 1024)	/* mailq output written out at */
-#define CLI_ERR_MAX	(CLI_REPLY_MAX + 2048)	/* one stderr line; the
-					   longest holds a reply */
 /* Memory bound on a 32-bit router when message_size_limit is huge. */
 #define CLI_MSG_HARD_MAX	(SIZE_MAX / 4)
 #define CLI_EHLO_NAME	"localhost"
@@ -141,8 +140,6 @@ static enum sm_result sm_transaction(struct sm *, struct conn *, size_t,
     size_t, const struct msg_buf *);
 static int sm_maildrop(struct sm *);
 static int sm_relay_smtp(const struct config *);
-static void cli_err(const char *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
 static int cli_connect(const char *);
 static int conn_wait(int, short);
 static int conn_getc(struct conn *);
@@ -173,7 +170,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	 * report, not a reason to die without a word. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
-		cli_err("sendmail", "out of memory");
+		log_cli("sendmail", "out of memory");
 		return EX_OSERR;
 	}
 	sm->conf = conf;
@@ -197,7 +194,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 		break;
 	}
 	if (sodium_init() < 0) {
-		cli_err("sendmail", "cannot initialise libsodium");
+		log_cli("sendmail", "cannot initialise libsodium");
 		rc = EX_SOFTWARE;
 		goto done;
 	}
@@ -211,7 +208,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	sm->rcpt_usage = 0;
 	/* Like sendmail and Postfix: say so before waiting on stdin. */
 	if (!sm->extract && sm->nrcpt == 0) {
-		cli_err("sendmail", "no recipient addresses given");
+		log_cli("sendmail", "no recipient addresses given");
 		rc = EX_USAGE;
 		goto done;
 	}
@@ -257,7 +254,7 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 				else if (i + 1 < argc)
 					arg = argv[++i];
 				else {
-					cli_err("sendmail", "option "
+					log_cli("sendmail", "option "
 					    "requires an argument -- %c", o);
 					return EX_USAGE;
 				}
@@ -284,7 +281,7 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 					else if (strcmp(arg, "i") == 0)
 						sm->mode = SM_NOOP; /* newaliases */
 					else if (strcmp(arg, "m") != 0) {
-						cli_err("sendmail", "-b%s "
+						log_cli("sendmail", "-b%s "
 						    "is not supported", arg);
 						return EX_USAGE;
 					}
@@ -295,7 +292,7 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 				break;	/* the rest of the word was arg */
 			}
 			if (strchr(SM_IGNORED, o) == NULL) {
-				cli_err("sendmail", "illegal option -- "
+				log_cli("sendmail", "illegal option -- "
 				    "%c", o);
 				return EX_USAGE;
 			}
@@ -335,7 +332,7 @@ sm_set_sender(struct sm *sm)
 	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
 	    sm->conf->origin);
 	if (len < 0 || (size_t)len >= sizeof(sm->user)) {
-		cli_err("sendmail", "user name too long");
+		log_cli("sendmail", "user name too long");
 		return EX_NOUSER;
 	}
 	if (sm->from_arg == NULL) {
@@ -352,7 +349,7 @@ sm_set_sender(struct sm *sm)
 	    != EX_OK)
 		return EX_USAGE;
 	if (sm->nrcpt != 1) {
-		cli_err("sendmail", "-f takes one address");
+		log_cli("sendmail", "-f takes one address");
 		return EX_USAGE;
 	}
 	memcpy(sm->sender, sm->rcpt[0].addr, sizeof(sm->sender));
@@ -387,7 +384,7 @@ sm_add_addr(void *arg, const char *addr)
 	    &why) != n) {
 		if (n < 0 || (size_t)n >= sizeof(path))
 			why = "address too long";
-		cli_err("sendmail", "bad %s address: %s: %s",
+		log_cli("sendmail", "bad %s address: %s: %s",
 		    sm->where, addr, why != NULL ? why : "bad syntax");
 		sm->addr_bad = 1;
 		return -1;
@@ -398,7 +395,7 @@ sm_add_addr(void *arg, const char *addr)
 		if (strcmp(sm->rcpt[i].addr, out) == 0)
 			return 0;
 	if (sm->nrcpt == QUEUE_MAX_RCPT) {
-		cli_err("sendmail", "too many recipients (at most %d)",
+		log_cli("sendmail", "too many recipients (at most %d)",
 		    QUEUE_MAX_RCPT);
 		sm->addr_bad = 1;
 		return -1;
@@ -406,7 +403,7 @@ sm_add_addr(void *arg, const char *addr)
 	if (sm->nrcpt == sm->cap) {
 		cap = sm->cap ? sm->cap * 2 : 8;
 		if ((grown = realloc(sm->rcpt, cap * sizeof(*grown))) == NULL) {
-			cli_err("sendmail", "out of memory");
+			log_cli("sendmail", "out of memory");
 			return -1;
 		}
 		sm->rcpt = grown;
@@ -442,7 +439,7 @@ sm_add_list(struct sm *sm, const char *s, size_t n, const char *where)
 			    s[i] == 0x7f ? '?' : s[i];
 		}
 		shown[k] = '\0';
-		cli_err("sendmail", "bad %s address list: %s: %s",
+		log_cli("sendmail", "bad %s address list: %s: %s",
 		    where, shown, why);
 	}
 	if (why == NULL && !sm->addr_bad)
@@ -467,7 +464,7 @@ sm_read(struct sm *sm)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			cli_err("sendmail", "reading the message: %s",
+			log_cli("sendmail", "reading the message: %s",
 			    strerror(errno));
 			rc = EX_IOERR;
 			goto done;
@@ -480,7 +477,7 @@ sm_read(struct sm *sm)
 	if (msg_reader_end(&r) == -1)
 		goto nomem;
 	if (r.over) {
-		cli_err("sendmail", "message too large: the limit "
+		log_cli("sendmail", "message too large: the limit "
 		    "(message_size_limit) is %" PRIu64 " bytes", lim);
 		rc = EX_DATAERR;
 		goto done;
@@ -489,7 +486,7 @@ sm_read(struct sm *sm)
 	r.out.p = NULL;
 	goto done;
 nomem:
-	cli_err("sendmail", "out of memory");
+	log_cli("sendmail", "out of memory");
 	rc = EX_OSERR;
 done:
 	msg_buf_free(&r.out);
@@ -528,7 +525,7 @@ sm_prepare(struct sm *sm)
 	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
 		goto done;
 	if (sm->nrcpt == 0) {
-		cli_err("sendmail", "no recipient addresses found in "
+		log_cli("sendmail", "no recipient addresses found in "
 		    "the message headers");
 		rc = EX_USAGE;
 		goto done;
@@ -537,11 +534,11 @@ sm_prepare(struct sm *sm)
 	if (sm_add_headers(sm, &add, seen) == -1 ||
 	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
 	    1) == -1) {
-		cli_err("sendmail", "out of memory");
+		log_cli("sendmail", "out of memory");
 		goto done;
 	}
 	if (lim != 0 && out.len > lim) {
-		cli_err("sendmail", "message too large: %zu bytes, the "
+		log_cli("sendmail", "message too large: %zu bytes, the "
 		    "limit (message_size_limit) is %" PRIu64 " bytes",
 		    out.len, lim);
 		rc = EX_DATAERR;
@@ -563,11 +560,11 @@ done:
 static int
 sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
 {
-	static const char *const plain[] = { "To", "Cc", "Bcc" };
+	/* The plain names are the tails of the Resent- ones. */
 	static const char *const resent[] = {
 		"Resent-To", "Resent-Cc", "Resent-Bcc"
 	};
-	const char *const *names = plain;
+	size_t skip = sizeof("Resent-") - 1;
 	struct msg_field f;
 	size_t pos, i;
 	int rc;
@@ -575,12 +572,12 @@ sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
 		for (i = 0; i < 3; i++)
 			if (msg_field_is(b, &f, resent[i]))
-				names = resent;
+				skip = 0;
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
 		for (i = 0; i < 3; i++)
-			if (msg_field_is(b, &f, names[i]) &&
+			if (msg_field_is(b, &f, resent[i] + skip) &&
 			    (rc = sm_add_list(sm, b + f.value, f.end - f.value,
-			    names[i])) != EX_OK)
+			    resent[i] + skip)) != EX_OK)
 				return rc;
 	return EX_OK;
 }
@@ -705,7 +702,7 @@ sm_session(struct sm *sm)
 		goto quit;
 	}
 	if (msg_dot_stuff(&data, sm->msg.p, sm->msg.len) == -1) {
-		cli_err("sendmail", "out of memory");
+		log_cli("sendmail", "out of memory");
 		r = SR_LOCAL;
 		goto quit;
 	}
@@ -782,7 +779,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 		if (sm->rcpt[i].accepted)
 			sm->rcpt[i].state = RCPT_DONE;
 	if (sm->verbose)
-		cli_err("sendmail", "%.*s", (int)c->tlen, c->text);
+		log_cli("sendmail", "%.*s", (int)c->tlen, c->text);
 	return SR_OK;
 }
 
@@ -817,7 +814,7 @@ sm_maildrop(struct sm *sm)
 	if (queue_commit_now(w) == -1)	/* frees w either way */
 		goto fail;
 	if (sm->verbose)
-		cli_err("sendmail", "the mail daemon is not reachable "
+		log_cli("sendmail", "the mail daemon is not reachable "
 		    "(%s); queued in maildrop as %s",
 		    sm->down_errno ? strerror(sm->down_errno) :
 		    "connection lost", id);
@@ -827,7 +824,7 @@ abort:
 	queue_writer_abort(w);
 	errno = e;
 fail:
-	cli_err("sendmail", "the mail daemon is not reachable and "
+	log_cli("sendmail", "the mail daemon is not reachable and "
 	    "writing to %s/maildrop failed: %s", sm->conf->queue_dir,
 	    strerror(errno));
 	return -1;
@@ -848,7 +845,7 @@ sm_relay_smtp(const struct config *conf)
 	int fd, rc = EX_OK, in_open = 1;
 
 	if ((fd = cli_connect(conf->local_socket)) == -1) {
-		cli_err("sendmail", "cannot connect to the mail daemon "
+		log_cli("sendmail", "cannot connect to the mail daemon "
 		    "at %s: %s", conf->local_socket, strerror(errno));
 		return EX_TEMPFAIL;
 	}
@@ -918,7 +915,7 @@ cli_flush(const struct config *conf, int argc, char **argv)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EX_OSERR;
 	if ((c->fd = cli_connect(conf->local_socket)) == -1) {
-		cli_err("flush", "the ferry daemon is not running (%s: "
+		log_cli("flush", "the ferry daemon is not running (%s: "
 		    "%s)", conf->local_socket, strerror(errno));
 		free(c);
 		return EX_UNAVAILABLE;
@@ -935,32 +932,6 @@ cli_flush(const struct config *conf, int argc, char **argv)
 }
 
 /* --- the client connection --- */
-
-/*
- * "PROG: what\n" on stderr: every command's error line has this shape.
- * One write where it fits, so lines from several processes do not mix.
- */
-static void
-cli_err(const char *prog, const char *fmt, ...)
-{
-	char buf[CLI_ERR_MAX];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof(buf)) {
-		fprintf(stderr, "%s: %s\n", prog, buf);
-		return;
-	}
-	/* A huge argument quoted back: in pieces rather than cut. */
-	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", prog);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 /* Non-blocking: a full backlog (EAGAIN) counts as "down", never a hang. */
 static int
@@ -1095,13 +1066,13 @@ conn_print(const struct conn *c)
 	const char *p = c->text, *nl;
 
 	if (c->tlen == 0) {
-		cli_err("sendmail", "unexpected reply from the mail "
+		log_cli("sendmail", "unexpected reply from the mail "
 		    "daemon");
 		return;
 	}
 	for (; p != NULL; p = nl != NULL ? nl + 1 : NULL) {
 		nl = strchr(p, '\n');
-		cli_err("sendmail", "%.*s",
+		log_cli("sendmail", "%.*s",
 		    (int)(nl != NULL ? (size_t)(nl - p) : strlen(p)), p);
 	}
 }
@@ -1145,13 +1116,13 @@ cli_queue_open(const struct config *conf, const char *prog)
 
 	if (fd == -1) {
 		e = errno;
-		cli_err(prog, "cannot read the queue: %s",
+		log_cli(prog, "cannot read the queue: %s",
 		    strerror(e));
 		return e == EACCES || e == EPERM ? EX_NOPERM : EX_UNAVAILABLE;
 	}
 	(void)close(fd);	/* read-only */
 	if (queue_open(conf->queue_dir) == -1 || queue_dir() == NULL) {
-		cli_err(prog, "cannot open the queue %s: %s",
+		log_cli(prog, "cannot open the queue %s: %s",
 		    conf->queue_dir, strerror(errno));
 		return EX_UNAVAILABLE;
 	}
@@ -1176,13 +1147,13 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 		return rc;
 	rc = queue_walk(mq_one, &mq);
 	if (mq.werr != 0) {
-		cli_err("mailq", "write: %s", strerror(mq.werr));
+		log_cli("mailq", "write: %s", strerror(mq.werr));
 		rc = EX_IOERR;
 		goto done;
 	}
 	if (rc == -1 || mq.n == (unsigned long)-1) {
 		e = mq.n == (unsigned long)-1 ? ENOMEM : errno;
-		cli_err("mailq", "cannot read the queue: %s",
+		log_cli("mailq", "cannot read the queue: %s",
 		    strerror(e));
 		rc = e == EACCES ? EX_NOPERM : EX_IOERR;
 		goto done;
@@ -1196,13 +1167,13 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 		    "Request%s.\n", (mq.bytes + 1023) / 1024, mq.n,
 		    mq.n == 1 ? "" : "s");
 	if (rc == -1) {
-		cli_err("mailq", "out of memory");
+		log_cli("mailq", "out of memory");
 		rc = EX_OSERR;
 		goto done;
 	}
 	rc = EX_OK;
 	if (write_all(STDOUT_FILENO, mq.out.p, mq.out.len) == -1) {
-		cli_err("mailq", "write: %s", strerror(errno));
+		log_cli("mailq", "write: %s", strerror(errno));
 		rc = EX_IOERR;
 	}
 done:
@@ -1361,7 +1332,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 		if (strcmp(argv[a], "all") == 0 || strcmp(argv[a], "ALL") == 0)
 			all = 1;
 		else if (!queue_id_valid(argv[a])) {
-			cli_err("delete", "%s: not a queue ID", argv[a]);
+			log_cli("delete", "%s: not a queue ID", argv[a]);
 			return EX_USAGE;
 		}
 	}
@@ -1369,7 +1340,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 		return rc;
 	if (all) {
 		if (queue_walk(del_collect, &l) == -1 || l.n == (size_t)-1) {
-			cli_err("delete", "cannot read the queue: %s",
+			log_cli("delete", "cannot read the queue: %s",
 			    l.n == (size_t)-1 ? "out of memory" :
 			    strerror(errno));
 			rc = EX_IOERR;
@@ -1379,7 +1350,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 			if (queue_delete(l.id[i]) == 0)
 				done++;
 			else if (errno != ENOENT) {	/* gone meanwhile */
-				cli_err("delete", "%s: %s", l.id[i],
+				log_cli("delete", "%s: %s", l.id[i],
 				    strerror(errno));
 				rc = EX_IOERR;
 			}
@@ -1391,13 +1362,13 @@ cli_delete(const struct config *conf, int argc, char **argv)
 		if (queue_delete(argv[a]) == 0)
 			printf("%s: deleted\n", argv[a]);
 		else if (errno == ENOENT) {
-			cli_err("delete", "%s: no such message",
+			log_cli("delete", "%s: no such message",
 			    argv[a]);
 			if (rc == EX_OK)
 				rc = EX_NOUSER;
 		} else {
 			e = errno;
-			cli_err("delete", "%s: %s", argv[a],
+			log_cli("delete", "%s: %s", argv[a],
 			    strerror(e));
 			rc = e == EACCES || e == EPERM ? EX_NOPERM : EX_IOERR;
 		}
@@ -1446,7 +1417,7 @@ cli_cat(const struct config *conf, int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (!queue_id_valid(argv[1])) {
-		cli_err("cat", "%s: not a queue ID", argv[1]);
+		log_cli("cat", "%s: not a queue ID", argv[1]);
 		return EX_USAGE;
 	}
 	if ((rc = cli_queue_open(conf, "cat")) != EX_OK)
@@ -1454,10 +1425,10 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	if (queue_load(argv[1], &qi, &why) == -1) {
 		e = errno;
 		if (e == ENOENT) {
-			cli_err("cat", "%s: no such message", argv[1]);
+			log_cli("cat", "%s: no such message", argv[1]);
 			return EX_NOUSER;
 		}
-		cli_err("cat", "%s: %s: %s", argv[1], why,
+		log_cli("cat", "%s: %s: %s", argv[1], why,
 		    strerror(e));
 		return e == EACCES ? EX_NOPERM : EX_IOERR;
 	}
@@ -1468,7 +1439,7 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/%s", conf->queue_dir, argv[1]);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		e = errno;
-		cli_err("cat", "%s: %s", argv[1], e == ENOENT ?
+		log_cli("cat", "%s: %s", argv[1], e == ENOENT ?
 		    "no such message" : strerror(e));
 		return e == ENOENT ? EX_NOUSER : EX_IOERR;
 	}
@@ -1479,14 +1450,14 @@ cli_cat(const struct config *conf, int argc, char **argv)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			cli_err("cat", "%s: %s", argv[1], n == 0 ?
+			log_cli("cat", "%s: %s", argv[1], n == 0 ?
 			    "file is shorter than its records say" :
 			    strerror(errno));
 			rc = EX_IOERR;
 			break;
 		}
 		if (write_all(STDOUT_FILENO, buf, (size_t)n) == -1) {
-			cli_err("cat", "write: %s", strerror(errno));
+			log_cli("cat", "write: %s", strerror(errno));
 			rc = EX_IOERR;
 			break;
 		}
@@ -1542,7 +1513,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	mbedtls_x509_crt_init(&crt);
 	if (mbedtls_x509_crt_parse_file(&crt, pos[0]) < 0 ||
 	    crt.raw.p == NULL) {
-		cli_err("ferry tlsa", "%s: not a PEM or DER certificate",
+		log_cli("ferry tlsa", "%s: not a PEM or DER certificate",
 		    pos[0]);
 		goto done;
 	}
@@ -1550,7 +1521,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	if ((hex = malloc(hexsz)) == NULL ||
 	    dane_tlsa_data(crt.raw.p, crt.raw.len, v[1], v[2], hex,
 	    hexsz) == -1) {
-		cli_err("ferry tlsa", "%s: cannot make the record", pos[0]);
+		log_cli("ferry tlsa", "%s: cannot make the record", pos[0]);
 		goto done;
 	}
 	if (np >= 2)

@@ -466,8 +466,8 @@ dane_ieq(const unsigned char *a, const char *b, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (a[i] == '\0' || tolower(a[i]) !=
-		    tolower((unsigned char)b[i]))
+		if (a[i] == '\0' || dane_lower(a[i]) !=
+		    dane_lower((unsigned char)b[i]))
 			return 0;
 	return 1;
 }
@@ -856,7 +856,7 @@ dane_domain(const char *s, size_t len, char *out, const char **why)
 				*why = "label longer than 63 in the domain";
 				return -1;
 			}
-			c = (unsigned char)tolower(c);
+			c = (unsigned char)dane_lower(c);
 		} else {
 			*why = "bad character in the domain";
 			return -1;
@@ -1065,7 +1065,7 @@ dane_policy_find(const struct dane_policy *pol, const char *domain)
 	if (len == 0 || len > DANE_NAME_MAX)
 		return NULL;
 	for (i = 0; i < len; i++)
-		key[i] = (char)tolower((unsigned char)domain[i]);
+		key[i] = (char)dane_lower((unsigned char)domain[i]);
 	key[len] = '\0';
 	if (key[0] != '.' && (it = bsearch(key, pol->item, pol->n,
 	    sizeof(*it), dane_key_cmp)) != NULL)
@@ -1075,4 +1075,12 @@ dane_policy_find(const struct dane_policy *pol, const char *domain)
 		    sizeof(*it), dane_key_cmp)) != NULL)
 			return &it->e;
 	return NULL;
+}
+
+/* ASCII, as tolower() is in the C locale ferry runs in, without the two
+ * libc symbols (tolower, __ctype_tolower_loc) it costs. */
+int
+dane_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }

@@ -200,6 +200,7 @@ struct deliver {
 
 static void deliver_enter_state(struct deliver *, enum deliver_state);
 static const char *deliver_strstate(enum deliver_state);
+static const char *deliver_nth(const char *, unsigned);
 static void deliver_on_mx(void *, enum dns_status, int,
     const struct dns_mx *, int);
 static void deliver_next_mx(struct deliver *);
@@ -273,29 +274,34 @@ static char deliver_auth_err[DELIVER_ERR_MAX];
  * to the old smarthost). */
 static unsigned deliver_gen;
 
-static const char *const deliver_states[DS_DONE + 1] = {
-	[DS_RESOLVE_MX] = "RESOLVE_MX", [DS_RESOLVE_ADDR] = "RESOLVE_ADDR",
-	[DS_CONNECT] = "CONNECT", [DS_BANNER] = "BANNER", [DS_EHLO] = "EHLO",
-	[DS_HELO] = "HELO", [DS_STARTTLS] = "STARTTLS", [DS_TLS] = "TLS",
-	[DS_AUTH] = "AUTH", [DS_READY] = "READY", [DS_RSET] = "RSET",
-	[DS_TXN] = "TXN", [DS_BODY] = "BODY", [DS_DOT] = "DOT",
-	[DS_QUIT] = "QUIT", [DS_DONE] = "DONE",
-};
+/*
+ * Per-state texts, one after another with a NUL between, in the order of
+ * enum deliver_state (deliver_nth() finds one): no table of pointers.
+ */
+#define DELIVER_STATES \
+	"RESOLVE_MX\0RESOLVE_ADDR\0CONNECT\0BANNER\0EHLO\0HELO\0STARTTLS\0" \
+	"TLS\0AUTH\0READY\0RSET\0TXN\0BODY\0DOT\0QUIT\0DONE"
 
-/* What we were doing, for "lost connection ... while sending X". */
-static const char *const deliver_phase[DS_DONE + 1] = {
-	[DS_CONNECT] = "connecting", [DS_BANNER] = "receiving the initial "
-	"server greeting", [DS_EHLO] = "performing the EHLO handshake",
-	[DS_HELO] = "performing the HELO handshake",
-	[DS_STARTTLS] = "sending STARTTLS",
-	[DS_TLS] = "performing the TLS handshake",
-	[DS_AUTH] = "authenticating", [DS_READY] = "idle",
-	[DS_RSET] = "sending RSET", [DS_TXN] = "sending MAIL FROM",
-	[DS_BODY] = "sending message body",
-	/* Postfix's warning: the remote may have the message already. */
-	[DS_DOT] = "sending end of data -- message may be sent more than once",
-	[DS_QUIT] = "sending QUIT",
-};
+/* What we were doing, for "lost connection ... while sending X"; "" for
+ * the states that say "talking". */
+#define DELIVER_PHASE \
+	"\0"					/* DS_RESOLVE_MX */ \
+	"\0"					/* DS_RESOLVE_ADDR */ \
+	"connecting\0" \
+	"receiving the initial server greeting\0" \
+	"performing the EHLO handshake\0" \
+	"performing the HELO handshake\0" \
+	"sending STARTTLS\0" \
+	"performing the TLS handshake\0" \
+	"authenticating\0" \
+	"idle\0"				/* DS_READY */ \
+	"sending RSET\0" \
+	"sending MAIL FROM\0"			/* DS_TXN */ \
+	"sending message body\0" \
+	/* Postfix's warning: the remote may have the message already. */ \
+	"sending end of data -- message may be sent more than once\0" \
+	"sending QUIT\0" \
+	""					/* DS_DONE */
 
 /*
  * Also (re)loads smarthost_auth.  This runs after the privilege drop, so
@@ -378,7 +384,16 @@ deliver_level(struct deliver *d)
 static const char *
 deliver_strstate(enum deliver_state st)
 {
-	return deliver_states[st];
+	return deliver_nth(DELIVER_STATES, st);
+}
+
+/* The i-th of the NUL-separated texts in list. */
+static const char *
+deliver_nth(const char *list, unsigned i)
+{
+	while (i-- > 0)
+		list += strlen(list) + 1;
+	return list;
 }
 
 static void
@@ -1745,9 +1760,10 @@ static void
 deliver_lost(struct deliver *d, const char *what)
 {
 	char reason[DELIVER_REPLY_MAX];
-	const char *phase = deliver_phase[d->state] ? deliver_phase[d->state] :
-	    "talking";
+	const char *phase = deliver_nth(DELIVER_PHASE, d->state);
 
+	if (phase[0] == '\0')
+		phase = "talking";
 	/* Within a transaction, name the command whose reply was due. */
 	if (d->state == DS_TXN && d->txn != NULL)
 		phase = d->recv_i == 0 ? "sending MAIL FROM" :

@@ -48,6 +48,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "dane.h"
 #include "dns.h"
 #include "log.h"
 #include "loop.h"
@@ -1197,7 +1198,7 @@ dns_get_name(const unsigned char *buf, size_t len, size_t *off, char *out,
 				ch = buf[p + 1 + i];
 				if (!isalnum(ch) && ch != '-' && ch != '_')
 					return -1;
-				out[o++] = (char)tolower(ch);
+				out[o++] = (char)dane_lower(ch);
 			}
 		}
 		p += c + 1;
@@ -1292,3 +1293,4 @@ dns_timer_update(void)
 	loop_timer_set(&dns_timer, (uint64_t)tvp->tv_sec * 1000 +
 	    ((uint64_t)tvp->tv_usec + 999) / 1000);
 }
+

@@ -13,11 +13,13 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
+#define LOG_CLI_MAX	4096	/* log_cli(): one stderr line */
 #define LOG_LINE_MAX	2048	/* longer lines are cut, marked with "..." */
 #define LOG_HOST_MAX	64
 
@@ -56,6 +58,7 @@ static long log_pid;
 void
 log_open(int to_stderr)
 {
+	struct termios tio;
 	char *dot;
 
 	log_stderr = to_stderr;
@@ -67,7 +70,8 @@ log_open(int to_stderr)
 		*dot = '\0';
 	if (!to_stderr) {
 		log_connect();
-		log_tty = isatty(STDERR_FILENO);
+		/* isatty() is this very call; one import fewer. */
+		log_tty = tcgetattr(STDERR_FILENO, &tio) == 0;
 	}
 }
 
@@ -236,4 +240,27 @@ log_trace_parse(const char *s)
 		s += strspn(s, ", ");
 	}
 	return mask;
+}
+
+/* The longest line quotes a server's reply (cli.c keeps 2 KB of it). */
+void
+log_cli(const char *prog, const char *fmt, ...)
+{
+	char buf[LOG_CLI_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof(buf)) {
+		fprintf(stderr, "%s: %s\n", prog, buf);
+		return;
+	}
+	/* A huge argument quoted back: in pieces rather than cut. */
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
 }

@@ -54,6 +54,11 @@ noreturn void log_fatal(enum log_prog, const char *, ...)
 void log_trace_(unsigned, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 unsigned log_trace_parse(const char *);
+/* Not the daemon's log: a one-shot command's error line, "PROG: what\n"
+ * on stderr (sendmail, mailq, check, passwd...), in one write where it
+ * fits, so lines from several processes do not mix. */
+void log_cli(const char *prog, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Test the mask before formatting anything. */
 #define log_trace(mask, ...) do {					\

@@ -152,7 +152,7 @@ main(int argc, char **argv)
 	if (getauxval(AT_SECURE) && (path != NULL || log_trace_mask != 0 ||
 	    (strcmp(cmd, "sendmail") != 0 && strcmp(cmd, "mailq") != 0 &&
 	    strcmp(cmd, "newaliases") != 0))) {
-		fprintf(stderr, "ferry: %s is refused in a set-id program\n",
+		log_cli("ferry", "%s is refused in a set-id program",
 		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
 	}
@@ -209,7 +209,7 @@ main_load(struct config *conf, const char *path)
 
 	main_conf_path = path;
 	if (main_read(conf, &main_src, err, sizeof(err)) != 0) {
-		fprintf(stderr, "ferry: %s\n", err);
+		log_cli("ferry", "%s", err);
 		return -1;
 	}
 	return 0;
@@ -264,7 +264,7 @@ main_newaliases(const struct config *conf)
 	if (conf->aliases[0] == '\0')
 		return EX_OK;
 	if ((t = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "newaliases: %s\n", err);
+		log_cli("newaliases", "%s", err);
 		return EX_CONFIG;
 	}
 	alias_free(t);
@@ -366,8 +366,10 @@ main_bind_local(const char *path, const struct main_user *u)
 		log_fatalx(LP_MASTER, "local_socket %s: path too long", path);
 	strcpy(sun.sun_path, path);
 	memcpy(dir, sun.sun_path, sizeof(dir));
-	/* /run/ferry may not exist after a reboot (tmpfs). */
-	if (mkdir(dirname(dir), 0755) == 0 && u->drop &&
+	/* /run/ferry may not exist after a reboot (tmpfs).  The *at() forms
+	 * here and below: ferry imports them anyway, and every other libc
+	 * symbol costs ~70 bytes of dynamic linking tables. */
+	if (mkdirat(AT_FDCWD, dirname(dir), 0755) == 0 && u->drop &&
 	    chown(dir, u->uid, u->gid) == -1)
 		log_fatal(LP_MASTER, "chown %s", dir);
 	/* A socket someone answers on is another daemon: do not steal it. */
@@ -378,14 +380,14 @@ main_bind_local(const char *path, const struct main_user *u)
 		    "running", path);
 	if (probe != -1)
 		close(probe);
-	(void)unlink(path);
+	(void)unlinkat(AT_FDCWD, path, 0);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		log_fatal(LP_MASTER, "socket");
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
 		log_fatal(LP_MASTER, "bind %s", path);
 	/* Any local user may submit, as with Postfix's sendmail. */
-	if (chmod(path, 0666) == -1)
+	if (fchmodat(AT_FDCWD, path, 0666, 0) == -1)
 		log_fatal(LP_MASTER, "chmod %s", path);
 	if (listen(fd, MAIN_BACKLOG) == -1)
 		log_fatal(LP_MASTER, "listen %s", path);
@@ -404,7 +406,7 @@ main_drop(const struct main_user *u)
 	    setresgid(u->gid, u->gid, u->gid) == -1 ||
 	    setresuid(u->uid, u->uid, u->uid) == -1)
 		log_fatal(LP_MASTER, "cannot drop privileges to %s", u->name);
-	if (setuid(0) != -1 || geteuid() == 0 || getuid() == 0)
+	if (setresuid(0, 0, 0) != -1 || geteuid() == 0 || getuid() == 0)
 		log_fatalx(LP_MASTER, "root privileges could be regained");
 }
 

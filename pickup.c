@@ -282,7 +282,7 @@ pickup_on_commit(void *arg, const char *id, int ok)
 		    job->name);
 		/* A failed unlink means a duplicate on the next scan, which is
 		 * allowed; a lost message is not. */
-		if (unlink(path) == -1)
+		if (unlinkat(AT_FDCWD, path, 0) == -1)
 			log_warn(LP_PICKUP, "unlink %s", path);
 	} else
 		log_warnx(LP_PICKUP, "maildrop/%s: queue commit failed; "

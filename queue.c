@@ -213,7 +213,7 @@ name_exists(const char *path)
 {
 	struct stat st;
 
-	if (lstat(path, &st) == 0)
+	if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 1;
 	return errno == ENOENT ? 0 : -1;
 }
@@ -774,7 +774,8 @@ queue_writer_abort(struct queue_writer *w)
 	if (w->fd != -1)
 		(void)close(w->fd);
 	w->fd = -1;
-	if (tmp_path(w, path, sizeof(path)) == 0 && unlink(path) == -1 &&
+	if (tmp_path(w, path, sizeof(path)) == 0 &&
+	    unlinkat(AT_FDCWD, path, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", path);
 	writer_free(w);
@@ -855,7 +856,7 @@ commit_file(struct queue_writer *w)
 		goto fail;
 	}
 	what = "rename";
-	if (rename(tmp, fin) == -1)
+	if (renameat(AT_FDCWD, tmp, AT_FDCWD, fin) == -1)
 		goto fail;
 	return 0;
 
@@ -865,7 +866,7 @@ fail:
 	if (w->fd != -1)
 		(void)close(w->fd);
 	w->fd = -1;
-	if (unlink(tmp) == -1 && errno != ENOENT)
+	if (unlinkat(AT_FDCWD, tmp, 0) == -1 && errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", tmp);
 	errno = e;
 	return -1;
@@ -910,7 +911,8 @@ commit_undo(struct queue_writer *w)
 	char fin[PATH_MAX];
 
 	w->ok = 0;
-	if (final_path(w, fin, sizeof(fin)) == 0 && unlink(fin) == -1 &&
+	if (final_path(w, fin, sizeof(fin)) == 0 &&
+	    unlinkat(AT_FDCWD, fin, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", fin);
 }
@@ -1056,23 +1058,24 @@ static int
 env_rec(struct cursor *c, char letter, const char **v, size_t *n, int cut,
     const char **why)
 {
-	static const char *const order[] = {
-		['I' - 'A'] = "bad record order, expected I",
-		['T' - 'A'] = "bad record order, expected T",
-		['F' - 'A'] = "bad record order, expected F",
-		['U' - 'A'] = "bad record order, expected U",
-		['C' - 'A'] = "bad record order, expected C",
-		['S' - 'A'] = "bad record order, expected S",
+	/* The records that may be missing, and the message for each. */
+	static const char letters[] = "ITFUCS";
+	static const char order[][sizeof("bad record order, expected I")] = {
+		"bad record order, expected I", "bad record order, expected T",
+		"bad record order, expected F", "bad record order, expected U",
+		"bad record order, expected C", "bad record order, expected S",
 	};
+	const char *l;
 	int r;
 
 	if ((r = cur_rec(c, letter, v, n)) == 0)
 		return 0;
 	if (r == -1)
 		*why = cut ? "envelope too long" : "torn: envelope cut short";
+	else if ((l = memchr(letters, letter, sizeof(letters) - 1)) != NULL)
+		*why = order[l - letters];
 	else
-		*why = order[letter - 'A'] != NULL ? order[letter - 'A'] :
-		    "bad record order";
+		*why = "bad record order";
 	return -1;
 }
 

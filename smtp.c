@@ -101,21 +101,79 @@ enum smtp_state {
 #define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR)
 
-/* Replies: the table holds each as "code enhanced-code text" (RFC 3463). */
-enum smtp_reply {
-	RP_HELO, RP_OK, RP_MAIL_OK, RP_RCPT_OK, RP_DATA_GO, RP_QUEUED, RP_BYE,
-	RP_HELP, RP_VRFY, RP_NEED_HELO, RP_NESTED_MAIL, RP_NEED_MAIL, RP_NEED_RCPT,
-	RP_UNKNOWN_CMD, RP_NOT_IMPL, RP_SYNTAX, RP_HELO_SYNTAX, RP_BAD_SENDER,
-	RP_BAD_RCPT, RP_BAD_PARAM, RP_SIZE, RP_TOO_MANY_RCPT, RP_RELAY_DENIED,
-	RP_LINE_TOO_LONG, RP_DATA_LINE_TOO_LONG, RP_BARE_LF, RP_BARE_CR,
-	RP_WRITE_ERR, RP_TOO_MANY_ERRORS, RP_TIMEOUT, RP_SHUTDOWN,
-	RP_TOO_MANY_CONN, RP_TOO_MANY_CONN_CLIENT, RP_NO_RESOURCES, RP_8BIT_ADDR,
-	RP_ETRN, RP_ALIAS, RP_NO_SPACE, RP_STARTTLS_GO, RP_STARTTLS_SYNTAX,
-	RP_TLS_ACTIVE, RP_TLS_UNAVAIL, RP_NEED_STARTTLS, RP_NEED_AUTH,
-	RP_AUTH_OK, RP_AUTH_FAILED, RP_AUTH_DECODE, RP_AUTH_ABORTED,
-	RP_AUTH_MECH, RP_AUTH_AGAIN, RP_IN_TXN, RP_AUTH_DISABLED,
-	RP_AUTH_TOO_MANY, RP_AUTH_BUSY, RP_AUTH_SYNTAX, RP_334,
-};
+/*
+ * Replies, each as "code enhanced-code text" (RFC 3463).  One list makes
+ * both the enum and smtp_replies[], the texts one after another with a
+ * NUL between: no table of 56 pointers (and their relocations).
+ */
+#define SMTP_REPLIES(X) \
+	X(RP_HELO, "250 %s") \
+	X(RP_OK, "250 2.0.0 Ok") \
+	X(RP_MAIL_OK, "250 2.1.0 Ok") \
+	X(RP_RCPT_OK, "250 2.1.5 Ok") \
+	X(RP_DATA_GO, "354 End data with <CR><LF>.<CR><LF>") \
+	X(RP_QUEUED, "250 2.0.0 Ok: queued as %s") \
+	X(RP_BYE, "221 2.0.0 Bye") \
+	X(RP_HELP, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP " \
+	    "QUIT HELP VRFY STARTTLS AUTH; see RFC 5321") \
+	X(RP_VRFY, "252 2.0.0 Cannot VRFY user, but will accept message and " \
+	    "attempt delivery") \
+	X(RP_NEED_HELO, "503 5.5.1 Error: send HELO/EHLO first") \
+	X(RP_NESTED_MAIL, "503 5.5.1 Error: nested MAIL command") \
+	X(RP_NEED_MAIL, "503 5.5.1 Error: need MAIL command") \
+	X(RP_NEED_RCPT, "503 5.5.1 Error: need RCPT command") \
+	X(RP_UNKNOWN_CMD, "502 5.5.2 Error: command not recognized") \
+	X(RP_NOT_IMPL, "502 5.5.1 Error: command not implemented") \
+	X(RP_SYNTAX, "500 5.5.2 Error: bad syntax") \
+	X(RP_HELO_SYNTAX, "501 5.5.2 Syntax: EHLO hostname") \
+	X(RP_BAD_SENDER, "501 5.1.7 Bad sender address syntax: %s") \
+	X(RP_BAD_RCPT, "501 5.1.3 Bad recipient address syntax: %s") \
+	X(RP_BAD_PARAM, "555 5.5.4 Unsupported option: %s") \
+	X(RP_SIZE, "552 5.3.4 Message size exceeds fixed maximum message " \
+	    "size") \
+	/* §4.5.3.1.10: 452, so the client retries the rest later. */ \
+	X(RP_TOO_MANY_RCPT, "452 4.5.3 Error: too many recipients") \
+	X(RP_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied") \
+	X(RP_LINE_TOO_LONG, "500 5.5.0 Error: line too long") \
+	X(RP_DATA_LINE_TOO_LONG, "500 5.5.0 Error: message line too long") \
+	X(RP_BARE_LF, "521 5.5.2 %s Error: bare <LF> received") \
+	X(RP_BARE_CR, "521 5.5.2 %s Error: bare <CR> received") \
+	X(RP_WRITE_ERR, "451 4.3.0 Error: queue file write error") \
+	X(RP_TOO_MANY_ERRORS, "421 4.7.0 %s Error: too many errors") \
+	X(RP_TIMEOUT, "421 4.4.2 %s Error: timeout exceeded") \
+	X(RP_SHUTDOWN, "421 4.3.2 %s Service shutting down") \
+	X(RP_TOO_MANY_CONN, "421 4.7.0 %s Error: too many connections") \
+	X(RP_TOO_MANY_CONN_CLIENT, "421 4.7.0 %s Error: too many connections " \
+	    "from %s") \
+	X(RP_NO_RESOURCES, "421 4.3.2 %s Error: out of resources") \
+	X(RP_8BIT_ADDR, "553 5.6.7 Error: 8-bit address without SMTPUTF8: %s") \
+	X(RP_ETRN, "250 Queuing started") \
+	X(RP_ALIAS, "451 4.3.0 <%s>: alias error: %s") \
+	X(RP_NO_SPACE, "452 4.3.1 Insufficient system storage") \
+	X(RP_STARTTLS_GO, "220 2.0.0 Ready to start TLS") \
+	X(RP_STARTTLS_SYNTAX, "501 5.5.4 Syntax: STARTTLS") \
+	X(RP_TLS_ACTIVE, "554 5.5.1 Error: TLS already active") \
+	X(RP_TLS_UNAVAIL, "454 4.7.0 TLS not available due to local problem") \
+	X(RP_NEED_STARTTLS, "530 5.7.0 Must issue a STARTTLS command first") \
+	X(RP_NEED_AUTH, "530 5.7.0 Authentication required") \
+	X(RP_AUTH_OK, "235 2.7.0 Authentication successful") \
+	X(RP_AUTH_FAILED, "535 5.7.8 Error: authentication failed: " \
+	    "authentication failure") \
+	X(RP_AUTH_DECODE, "501 5.5.2 Cannot decode response") \
+	X(RP_AUTH_ABORTED, "501 5.7.0 Authentication aborted") \
+	X(RP_AUTH_MECH, "504 5.5.4 Unrecognized authentication type") \
+	X(RP_AUTH_AGAIN, "503 5.5.1 Error: already authenticated") \
+	X(RP_IN_TXN, "503 5.5.1 Error: MAIL transaction in progress") \
+	X(RP_AUTH_DISABLED, "503 5.5.1 Error: authentication not enabled") \
+	X(RP_AUTH_TOO_MANY, "421 4.7.0 Too many failed authentications; try " \
+	    "again later") \
+	X(RP_AUTH_BUSY, "454 4.7.0 Temporary authentication failure") \
+	X(RP_AUTH_SYNTAX, "501 5.5.4 Syntax: AUTH mechanism") \
+	X(RP_334, "334 %s")
+#define SMTP_RP_ENUM(name, text)	name,
+#define SMTP_RP_TEXT(name, text)	text "\0"
+
+enum smtp_reply { SMTP_REPLIES(SMTP_RP_ENUM) };
 
 enum smtp_mech { MECH_PLAIN, MECH_LOGIN };
 
@@ -232,72 +290,9 @@ static void smtp_auth_end(struct smtp_session *);
 static void smtp_auth_unqueue(struct smtp_session *);
 static void smtp_on_auth_delay(struct loop_timer *);
 static void smtp_on_verify(struct loop_timer *);
+static const char *smtp_reply_text(enum smtp_reply);
 
-static const char *const smtp_replies[] = {
-	[RP_HELO] = "250 %s",
-	[RP_OK] = "250 2.0.0 Ok",
-	[RP_MAIL_OK] = "250 2.1.0 Ok",
-	[RP_RCPT_OK] = "250 2.1.5 Ok",
-	[RP_DATA_GO] = "354 End data with <CR><LF>.<CR><LF>",
-	[RP_QUEUED] = "250 2.0.0 Ok: queued as %s",
-	[RP_BYE] = "221 2.0.0 Bye",
-	[RP_HELP] = "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
-	    "QUIT HELP VRFY STARTTLS AUTH; see RFC 5321",
-	[RP_VRFY] = "252 2.0.0 Cannot VRFY user, but will accept message and "
-	    "attempt delivery",
-	[RP_NEED_HELO] = "503 5.5.1 Error: send HELO/EHLO first",
-	[RP_NESTED_MAIL] = "503 5.5.1 Error: nested MAIL command",
-	[RP_NEED_MAIL] = "503 5.5.1 Error: need MAIL command",
-	[RP_NEED_RCPT] = "503 5.5.1 Error: need RCPT command",
-	[RP_UNKNOWN_CMD] = "502 5.5.2 Error: command not recognized",
-	[RP_NOT_IMPL] = "502 5.5.1 Error: command not implemented",
-	[RP_SYNTAX] = "500 5.5.2 Error: bad syntax",
-	[RP_HELO_SYNTAX] = "501 5.5.2 Syntax: EHLO hostname",
-	[RP_BAD_SENDER] = "501 5.1.7 Bad sender address syntax: %s",
-	[RP_BAD_RCPT] = "501 5.1.3 Bad recipient address syntax: %s",
-	[RP_BAD_PARAM] = "555 5.5.4 Unsupported option: %s",
-	[RP_SIZE] = "552 5.3.4 Message size exceeds fixed maximum message "
-	    "size",
-	/* §4.5.3.1.10: 452, so the client retries the rest later. */
-	[RP_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients",
-	[RP_RELAY_DENIED] = "554 5.7.1 <%s>: Relay access denied",
-	[RP_LINE_TOO_LONG] = "500 5.5.0 Error: line too long",
-	[RP_DATA_LINE_TOO_LONG] = "500 5.5.0 Error: message line too long",
-	[RP_BARE_LF] = "521 5.5.2 %s Error: bare <LF> received",
-	[RP_BARE_CR] = "521 5.5.2 %s Error: bare <CR> received",
-	[RP_WRITE_ERR] = "451 4.3.0 Error: queue file write error",
-	[RP_TOO_MANY_ERRORS] = "421 4.7.0 %s Error: too many errors",
-	[RP_TIMEOUT] = "421 4.4.2 %s Error: timeout exceeded",
-	[RP_SHUTDOWN] = "421 4.3.2 %s Service shutting down",
-	[RP_TOO_MANY_CONN] = "421 4.7.0 %s Error: too many connections",
-	[RP_TOO_MANY_CONN_CLIENT] = "421 4.7.0 %s Error: too many connections "
-	    "from %s",
-	[RP_NO_RESOURCES] = "421 4.3.2 %s Error: out of resources",
-	[RP_8BIT_ADDR] = "553 5.6.7 Error: 8-bit address without SMTPUTF8: %s",
-	[RP_ETRN] = "250 Queuing started",
-	[RP_NO_SPACE] = "452 4.3.1 Insufficient system storage",
-	[RP_ALIAS] = "451 4.3.0 <%s>: alias error: %s",
-	[RP_STARTTLS_GO] = "220 2.0.0 Ready to start TLS",
-	[RP_STARTTLS_SYNTAX] = "501 5.5.4 Syntax: STARTTLS",
-	[RP_TLS_ACTIVE] = "554 5.5.1 Error: TLS already active",
-	[RP_TLS_UNAVAIL] = "454 4.7.0 TLS not available due to local problem",
-	[RP_NEED_STARTTLS] = "530 5.7.0 Must issue a STARTTLS command first",
-	[RP_NEED_AUTH] = "530 5.7.0 Authentication required",
-	[RP_AUTH_OK] = "235 2.7.0 Authentication successful",
-	[RP_AUTH_FAILED] = "535 5.7.8 Error: authentication failed: "
-	    "authentication failure",
-	[RP_AUTH_DECODE] = "501 5.5.2 Cannot decode response",
-	[RP_AUTH_ABORTED] = "501 5.7.0 Authentication aborted",
-	[RP_AUTH_MECH] = "504 5.5.4 Unrecognized authentication type",
-	[RP_AUTH_AGAIN] = "503 5.5.1 Error: already authenticated",
-	[RP_IN_TXN] = "503 5.5.1 Error: MAIL transaction in progress",
-	[RP_AUTH_DISABLED] = "503 5.5.1 Error: authentication not enabled",
-	[RP_AUTH_TOO_MANY] = "421 4.7.0 Too many failed authentications; try "
-	    "again later",
-	[RP_AUTH_BUSY] = "454 4.7.0 Temporary authentication failure",
-	[RP_AUTH_SYNTAX] = "501 5.5.4 Syntax: AUTH mechanism",
-	[RP_334] = "334 %s",
-};
+static const char smtp_replies[] = SMTP_REPLIES(SMTP_RP_TEXT);
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
     const struct cmd *) = {
@@ -548,8 +543,8 @@ refuse:
 	/* A best-effort answer on a fresh socket; it has room for it.  On
 	 * 465 the client expects a TLS handshake, and a plaintext 421 would
 	 * be a protocol error to it: the close is the answer there. */
-	n = snprintf(msg, sizeof(msg) - 2, smtp_replies[r], smtp_conf->hostname,
-	    ip);
+	n = snprintf(msg, sizeof(msg) - 2, smtp_reply_text(r),
+	    smtp_conf->hostname, ip);
 	if (l->kind != SMTP_KIND_SMTPS && n > 0 &&
 	    (size_t)n < sizeof(msg) - 2) {
 		memcpy(msg + n, "\r\n", 2);
@@ -651,7 +646,7 @@ smtp_peer(const struct smtp_session *s)
 static const char *
 smtp_proto(const struct smtp_session *s)
 {
-	static const char *const names[] = {
+	static const char names[][8] = {
 		"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA",
 	};
 
@@ -662,6 +657,18 @@ smtp_proto(const struct smtp_session *s)
 }
 
 /* --- replies --- */
+
+/* The r-th text of smtp_replies[]: a short walk, far from any hot path. */
+static const char *
+smtp_reply_text(enum smtp_reply r)
+{
+	const char *p = smtp_replies;
+	unsigned i;
+
+	for (i = 0; i < (unsigned)r; i++)
+		p += strlen(p) + 1;
+	return p;
+}
 
 /*
  * Every reply goes out through here: the table's "code esc text" with up
@@ -675,7 +682,7 @@ smtp_say(struct smtp_session *s, enum smtp_reply r, const char *a,
 	char text[1024];	/* io_printf()'s limit too */
 	int n;
 
-	n = snprintf(text, sizeof(text) - 2, smtp_replies[r], a, b);
+	n = snprintf(text, sizeof(text) - 2, smtp_reply_text(r), a, b);
 	if (n < 0)
 		n = 0;
 	if ((size_t)n > sizeof(text) - 3)
@@ -720,7 +727,7 @@ smtp_reject_log(struct smtp_session *s, const char *verb, const char *to,
 {
 	char text[600];
 
-	snprintf(text, sizeof(text), smtp_replies[r], arg);
+	snprintf(text, sizeof(text), smtp_reply_text(r), arg);
 	log_info(LP_SMTPD, "NOQUEUE: reject: %s from %s: %s; "
 	    "from=<%s>%s%s%s proto=%s helo=<%s>", verb, smtp_peer(s), text,
 	    s->sender, to ? " to=<" : "", to ? to : "", to ? ">" : "",
@@ -1298,7 +1305,7 @@ smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 	};
 	enum smtp_reply r = (enum smtp_reply)answer[c->verb];
 
-	if (smtp_replies[r][0] >= '4')
+	if (smtp_reply_text(r)[0] >= '4')
 		smtp_fail(s, r, NULL);
 	else {
 		smtp_reply(s, r);
