@@ -869,8 +869,10 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	struct deliver *d = arg;
 	struct reply_line r;
 	enum reply_status st;
+	enum deliver_state prev;
 	const char *in;
 	size_t left;
+	int stray;
 
 	(void)io;
 	/* The handshake ends in one of these, never in IO_IN. */
@@ -917,11 +919,14 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		 * message the server then took with a 250).  Only pipelined
 		 * MAIL/RCPT/DATA replies queue up behind each other, and a
 		 * 421 may come at any time (RFC 5321 section 3.8: a server
-		 * closing, e.g. Postfix's idle timeout): it is read next. */
+		 * closing, e.g. Postfix's idle timeout): it, or what may be
+		 * its start, is read next. */
 		in = io_in(d->io, &left);
-		if (left > 0 && !r.more && d->state != DS_QUIT &&
-		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1) &&
-		    !(left >= 3 && memcmp(in, "421", 3) == 0)) {
+		stray = left > 0 && !r.more &&
+		    memcmp(in, "421", left < 3 ? left : 3) != 0 &&
+		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1);
+		prev = d->state;
+		if (stray && prev != DS_QUIT && prev != DS_DOT) {
 			deliver_lost(d, "reply out of step");
 			return;
 		}
@@ -930,6 +935,13 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		 * handshaking (io dropped what followed the 220). */
 		if (d->state == DS_DONE || d->io == NULL || d->state == DS_TLS)
 			return;
+		/* The end-of-data reply is acted on first: a 250 stands, the
+		 * message is the server's.  What came behind it ends the
+		 * connection (a next message waiting at RSET goes back). */
+		if (stray && prev == DS_DOT && d->state != DS_QUIT) {
+			deliver_lost(d, "reply out of step");
+			return;
+		}
 	}
 }
 
@@ -1054,12 +1066,11 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		break;
 	case DS_RSET:
 		if (code / 100 != 2) {
-			/* Not worth arguing: a new connection starts clean. */
-			deliver_give_back(d, reply);
-			deliver_enter_state(d, DS_QUIT);
-			d->quit_r = DR_OK;
+			/* Not worth arguing, nor waiting for QUIT's answer: a
+			 * new connection starts clean. */
 			deliver_send(d, "QUIT\r\n");
 			io_flush(d->io);
+			deliver_lost(d, reply);
 			return;
 		}
 		d->need_rset = 0;
@@ -1845,7 +1856,8 @@ deliver_io_free(struct deliver *d)
 }
 
 /*
- * The transaction waiting at RSET goes back to the owner, never tried:
+ * The transaction waiting at RSET goes back to the owner, never tried,
+ * whatever went wrong there (refusal, 421, timeout, lost connection):
  * the last one is done, this one has not started, and a server that
  * ends a connection after so many messages is no reason to defer it.
  */

@@ -198,6 +198,9 @@ static int dns_dnssec;
 static struct dns_sock *dns_socks;
 static struct dns_req *dns_reqs;
 static struct loop_timer dns_timer = { .cb = dns_on_timer };
+/* Channel openings failed in a row: a run is logged at its first and
+ * when it ends, not once per query. */
+static unsigned dns_failing;
 static const unsigned char *dns_raw_buf;	/* valid during a callback */
 static size_t dns_raw_len;
 static const char *dns_canon_name;	/* valid during an address callback */
@@ -232,6 +235,7 @@ dns_init(const struct config *conf)
 	}
 	memcpy(dns_csv, csv, off + 1);
 	dns_dnssec = conf->dnssec;
+	dns_failing = 0;	/* its own failure is always told */
 	if (dns_channel_open() == -1) {
 		dns_free();
 		return -1;
@@ -255,7 +259,6 @@ dns_init(const struct config *conf)
 static int
 dns_channel_open(void)
 {
-	static int failing;	/* log a run of failures once, not per query */
 	struct ares_options o;
 	int rc;
 
@@ -270,7 +273,7 @@ dns_channel_open(void)
 	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB)) !=
 	    ARES_SUCCESS) {
 		dns_channel = NULL;
-		if (!failing++)
+		if (dns_failing++ == 0)
 			log_warnx(LP_SMTP, "dns: cannot set up the resolver: "
 			    "%s", ares_strerror(rc));
 		return -1;
@@ -278,16 +281,16 @@ dns_channel_open(void)
 	if (dns_csv[0] != '\0' &&
 	    (rc = ares_set_servers_ports_csv(dns_channel, dns_csv)) !=
 	    ARES_SUCCESS) {
-		if (!failing++)
+		if (dns_failing++ == 0)
 			log_warnx(LP_SMTP, "dns: dns_servers %s: %s", dns_csv,
 			    ares_strerror(rc));
 		dns_channel_free();
 		return -1;
 	}
-	if (failing) {
-		log_info(LP_SMTP, "dns: resolver set up after %d failed "
-		    "attempts", failing);
-		failing = 0;
+	if (dns_failing) {
+		log_info(LP_SMTP, "dns: resolver set up after %u failed "
+		    "attempts", dns_failing);
+		dns_failing = 0;
 	}
 	dns_check_servers();
 	return 0;

@@ -75,7 +75,7 @@ pickup_on_timer(struct loop_timer *t)
 	char path[CONFIG_PATH_MAX + 16];
 	struct dirent *de;
 	DIR *d;
-	int n = 0, rc;
+	int n = 0, full = 0, rc;
 
 	snprintf(path, sizeof(path), "%s/maildrop", queue_dir());
 	if ((d = opendir(path)) == NULL) {
@@ -92,12 +92,16 @@ pickup_on_timer(struct loop_timer *t)
 			(void)queue_quarantine(path, "not a queue file name");
 			continue;
 		}
+		/* One too big for the room left: smaller ones may fit. */
 		if ((rc = pickup_file(de->d_name)) == 0)
 			n++;
 		else if (rc == PICKUP_FULL)
-			break;	/* the rest waits too */
+			full++;
 	}
 	closedir(d);
+	if (full)
+		log_warnx(LP_PICKUP, "%d file(s) in maildrop/ wait: not enough "
+		    "free space in the queue; trying again later", full);
 again:
 	loop_timer_set(t, n == PICKUP_BATCH ? 0 : PICKUP_INTERVAL_MS);
 }
@@ -141,12 +145,16 @@ pickup_file(const char *name)
 		why = "not a regular file with one link";
 		goto bad;
 	}
+	/* Before the space check: a sparse file claiming a terabyte must
+	 * go to corrupt/, not wait for room for ever. */
+	if ((uint64_t)st.st_size > pickup_conf->message_size_limit +
+	    QUEUE_HDR_MAX) {
+		why = "too big";
+		goto bad;
+	}
 	/* The copy must leave the reserve that state updates and bounces
 	 * need, as a message at the SMTP door must. */
 	if (!queue_space_ok((uint64_t)st.st_size)) {
-		log_warnx(LP_PICKUP, "%s: not enough free space in the queue "
-		    "for %lld bytes; trying again later", name,
-		    (long long)st.st_size);
 		rc = PICKUP_FULL;
 		goto out;
 	}

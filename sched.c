@@ -658,6 +658,11 @@ sched_on_unused(void *arg, struct deliver *dv, struct deliver_txn *t)
 
 	(void)dv;
 	c->job = NULL;
+	/* sched_on_next() opens the file again for whoever takes it. */
+	if (job->txn.fd != -1) {
+		(void)close(job->txn.fd);
+		job->txn.fd = -1;
+	}
 	job->next = d->head;
 	if (d->head == NULL)
 		d->tail = &job->next;
@@ -876,8 +881,10 @@ sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
 {
 	const char *p = r->reply;
 
+	/* A server's reply ("550 ..."; "550-..." for one of several
+	 * lines) is kept as it came; our own words get the dsn first. */
 	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
-	    p[2] >= '0' && p[2] <= '9' && p[3] == ' ')
+	    p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'))
 		snprintf(qr->reason, sizeof(qr->reason), "%s", p);
 	else
 		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);

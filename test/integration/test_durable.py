@@ -25,13 +25,13 @@ import os
 import re
 import signal
 
-from ferrytest import Daemon, check, strace_wrap
+from ferrytest import Daemon, check, strace_wrap, STRACE_LINE_RE
 from peers import wait_for
 
 N_BATCH = 8
 # strace -y prints an fd with its path: fsync(5</tmp/x/queue/tmp/ID>).
 FD_RE = r'\d+<([^>]*)>'
-CALL_RE = re.compile(r'^(?:[\d.]+ )?(\w+)\((.*)$')	# -ttt: time first
+
 
 
 def _open_data(d, i):
@@ -60,9 +60,9 @@ def _events(trace, qdir):
     out = []
     with open(trace, errors='replace') as f:
         for n, line in enumerate(f):
-            m = CALL_RE.match(line.strip())
+            m = STRACE_LINE_RE.match(line.strip())
             if m:
-                out.append((n, m.group(1), m.group(2)))
+                out.append((n, m.group(2), m.group(3)))
     check(out, 'strace wrote nothing for %s' % qdir)
     return out
 
