@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <libgen.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -355,7 +354,7 @@ static int
 main_bind_local(const char *path, const struct main_user *u)
 {
 	struct sockaddr_un sun;
-	char dir[sizeof(sun.sun_path)];
+	char dir[sizeof(sun.sun_path)], *slash;
 	int fd, probe;
 
 	if (path[0] == '\0')
@@ -367,11 +366,15 @@ main_bind_local(const char *path, const struct main_user *u)
 	strcpy(sun.sun_path, path);
 	memcpy(dir, sun.sun_path, sizeof(dir));
 	/* /run/ferry may not exist after a reboot (tmpfs).  The *at() forms
-	 * here and below: ferry imports them anyway, and every other libc
-	 * symbol costs ~70 bytes of dynamic linking tables. */
-	if (mkdirat(AT_FDCWD, dirname(dir), 0755) == 0 && u->drop &&
-	    chown(dir, u->uid, u->gid) == -1)
-		log_fatal(LP_MASTER, "chown %s", dir);
+	 * here and below, and no dirname(): every libc symbol costs ~70
+	 * bytes of dynamic linking tables.  "/x" and "x" need no directory
+	 * made. */
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdirat(AT_FDCWD, dir, 0755) == 0 && u->drop &&
+		    chown(dir, u->uid, u->gid) == -1)
+			log_fatal(LP_MASTER, "chown %s", dir);
+	}
 	/* A socket someone answers on is another daemon: do not steal it. */
 	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (probe != -1 && connect(probe, (struct sockaddr *)&sun,

@@ -77,9 +77,8 @@ pickup_on_timer(struct loop_timer *t)
 	DIR *d;
 	int n = 0, full = 0, rc;
 
-	snprintf(path, sizeof(path), "%s/maildrop", queue_dir());
-	if ((d = opendir(path)) == NULL) {
-		log_warn(LP_PICKUP, "opendir %s", path);
+	if ((d = queue_opendir("maildrop", NULL)) == NULL) {
+		log_warn(LP_PICKUP, "opendir %s/maildrop", queue_dir());
 		goto again;
 	}
 	while (n < PICKUP_BATCH && (de = readdir(d)) != NULL) {
@@ -100,8 +99,8 @@ pickup_on_timer(struct loop_timer *t)
 	}
 	closedir(d);
 	if (full)
-		log_warnx(LP_PICKUP, "%d file(s) in maildrop/ wait: not enough "
-		    "free space in the queue; trying again later", full);
+		log_warnx(LP_PICKUP, "maildrop: %d file(s) wait for free "
+		    "space in the queue", full);
 again:
 	loop_timer_set(t, n == PICKUP_BATCH ? 0 : PICKUP_INTERVAL_MS);
 }

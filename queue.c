@@ -439,6 +439,28 @@ queue_dir(void)
 	return queue_path[0] != '\0' ? queue_path : NULL;
 }
 
+DIR *
+queue_opendir(const char *sub, int *fdp)
+{
+	DIR *d;
+	int fd, e;
+
+	if (queue_dirfd == -1) {
+		errno = EBADF;
+		return NULL;
+	}
+	fd = openat(queue_dirfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fdp != NULL)
+		*fdp = fd;
+	if (fd == -1 || (d = fdopendir(fd)) != NULL)
+		return fd == -1 ? NULL : d;
+	e = errno;
+	(void)close(fd);
+	errno = e;
+	return NULL;
+}
+
 /*
  * The start-up sweeps share one walk: open sub (relative to queue_dir),
  * and remove each entry the predicate calls left over, saying so.
@@ -451,11 +473,7 @@ sweep_dir(const char *sub, int (*leftover)(int, const char *),
 	DIR *d;
 	int fd;
 
-	fd = openat(queue_dirfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			(void)close(fd);
+	if ((d = queue_opendir(sub, &fd)) == NULL) {
 		log_warn(LP_QMGR, "%s/%s", queue_path, sub);
 		return;
 	}
@@ -1823,21 +1841,10 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 	const char *why;
 	size_t n = 0, cap = 0, i;
 	DIR *d;
-	int fd, rc = -1, e;
+	int rc = -1, e;
 
-	if (queue_dirfd == -1) {
-		errno = EBADF;
+	if ((d = queue_opendir(".", NULL)) == NULL)
 		return -1;
-	}
-	fd = openat(queue_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
-		return -1;
-	if ((d = fdopendir(fd)) == NULL) {
-		e = errno;
-		(void)close(fd);
-		errno = e;
-		return -1;
-	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		if (!queue_id_valid(de->d_name))
 			continue;

@@ -22,6 +22,7 @@
 #ifndef FERRY_QUEUE_H
 #define FERRY_QUEUE_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -78,6 +79,10 @@ int queue_open(const char *dir);
 int queue_sweep(void);
 int queue_init_dirs(const char *dir, uid_t owner, gid_t group);
 const char *queue_dir(void);
+/* A subdirectory of the queue ("maildrop", "."), opened through the
+ * queue's own descriptor and never through a symbolic link; *fd (if
+ * fd is not NULL) gets the stream's descriptor. */
+DIR *queue_opendir(const char *sub, int *fd);
 
 struct queue_writer *queue_writer_new(const char *subdir_or_null,
     const char *sender, unsigned flags, uid_t uid, const char *client);

@@ -602,8 +602,8 @@ def test_maildrop_pickup_keeps_the_reserve():
             f.truncate(1 << 40)
         d.start()
         d.wait_log(r'00000000000000BEEF: moved to corrupt/: too big')
-        d.wait_log(r'pickup.*: 1 file\(s\) in maildrop/ wait: not enough '
-                   r'free space in the queue')
+        d.wait_log(r'pickup.*: maildrop: 1 file\(s\) wait for free space '
+                   r'in the queue')
         check(os.listdir(md) == dropped, 'maildrop now %r' % os.listdir(md))
         check(d.mailq_ids() == [], 'queued %r' % d.mailq_ids())
         check(os.listdir(os.path.join(d.queue_dir, 'tmp')) == [],
