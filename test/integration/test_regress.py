@@ -486,8 +486,10 @@ def _reused_connection_fails(name, policy):
         # its first descriptor must not be left on the removed file.
         fds = os.listdir('/proc/%d/fd' % d.pid())
         held = [os.readlink('/proc/%d/fd/%s' % (d.pid(), f)) for f in fds]
-        check(not [h for h in held if h.endswith('(deleted)')],
-              'descriptors on removed files: %r' % held)
+        qdir = os.path.realpath(d.queue_dir) + '/'
+        check(not [h for h in held if h.startswith(qdir) and
+                   h.endswith('(deleted)')],
+              'descriptors on removed queue files: %r' % held)
 
 
 def test_regress_rset_refused_between_messages():
