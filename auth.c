@@ -1203,8 +1203,9 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 		rc = EX_OSERR;
 		goto out;
 	}
-	printf("%s:%s\n", user, hash);
-	rc = fflush(stdout) == 0 && !ferror(stdout) ? EX_OK : EX_IOERR;
+	/* fflush() reports a write that failed while buffered too. */
+	rc = printf("%s:%s\n", user, hash) >= 0 && fflush(stdout) == 0 ?
+	    EX_OK : EX_IOERR;
 	if (rc != EX_OK)
 		log_cli("ferry passwd", "stdout: %s",
 		    strerror(errno));

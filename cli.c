@@ -587,12 +587,11 @@ static int
 sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 {
 	unsigned char rnd[CLI_MSGID_RAND];
-	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64], stamp[32];
+	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
+	char hex[2 * CLI_MSGID_RAND + 1];
 	const char *name = sm->fullname != NULL ? sm->fullname : sm->gecos;
 	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
 	time_t now = time(NULL);
-	struct tm tm;
-	size_t i, k;
 	int n;
 
 	if (!(seen & H_FROM)) {
@@ -618,18 +617,14 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 			return -1;
 	}
 	if (!(seen & H_MSGID)) {
-		/* Unique without state: the time plus 64 random bits. */
+		/* Unique without state: the time (hex seconds, as Postfix's
+		 * queue IDs start) plus 64 random bits. */
 		randombytes_buf(rnd, sizeof(rnd));
-		gmtime_r(&now, &tm);
-		if (strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm) == 0)
-			return -1;
-		n = snprintf(line, sizeof(line), "Message-ID: <%s.", stamp);
-		for (i = 0, k = (size_t)n; i < sizeof(rnd); i++, k += 2)
-			snprintf(line + k, sizeof(line) - k, "%02X", rnd[i]);
-		n = snprintf(line + k, sizeof(line) - k, "@%s>\r\n",
-		    sm->conf->hostname);
-		if (n < 0 || (size_t)n >= sizeof(line) - k ||
-		    msg_buf_add(add, line, k + (size_t)n) == -1)
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		n = snprintf(line, sizeof(line), "Message-ID: <%llX.%s@%s>\r\n",
+		    (unsigned long long)now, hex, sm->conf->hostname);
+		if (n < 0 || (size_t)n >= sizeof(line) ||
+		    msg_buf_add(add, line, (size_t)n) == -1)
 			return -1;
 	}
 	return 0;

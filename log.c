@@ -253,14 +253,9 @@ log_cli(const char *prog, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof(buf)) {
-		fprintf(stderr, "%s: %s\n", prog, buf);
-		return;
-	}
-	/* A huge argument quoted back: in pieces rather than cut. */
-	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", prog);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
+	if (n < 0)
+		buf[0] = '\0';
+	/* Longer than any reply or path it quotes: cut, and said so. */
+	fprintf(stderr, "%s: %s%s\n", prog, buf,
+	    (size_t)n >= sizeof(buf) ? "..." : "");
 }

@@ -55,6 +55,7 @@
 #define SMTP_DATA_LINE_MAX	1000	/* §4.5.3.1.6, with CRLF */
 #define SMTP_HELO_MAX		255
 #define SMTP_ERROR_LIMIT	10	/* then 421 and close */
+#define SMTP_JUNK_LIMIT		100	/* Postfix's smtpd_junk_command_limit */
 #define SMTP_MSGID_MAX		200	/* logged message-id= */
 #define SMTP_ACCEPT_PAUSE_MS	1000	/* after EMFILE */
 #define SMTP_SHUTDOWN_GRACE_MS	60000
@@ -125,7 +126,8 @@ enum smtp_state {
 	X(RP_UNKNOWN_CMD, "502 5.5.2 Error: command not recognized") \
 	X(RP_NOT_IMPL, "502 5.5.1 Error: command not implemented") \
 	X(RP_SYNTAX, "500 5.5.2 Error: bad syntax") \
-	X(RP_HELO_SYNTAX, "501 5.5.2 Syntax: EHLO hostname") \
+	X(RP_HELO_SYNTAX, "501 5.5.2 Syntax: %s hostname") \
+	X(RP_VRFY_SYNTAX, "501 5.5.4 Syntax: VRFY address") \
 	X(RP_BAD_SENDER, "501 5.1.7 Bad sender address syntax: %s") \
 	X(RP_BAD_RCPT, "501 5.1.3 Bad recipient address syntax: %s") \
 	X(RP_BAD_PARAM, "555 5.5.4 Unsupported option: %s") \
@@ -146,7 +148,8 @@ enum smtp_state {
 	X(RP_TOO_MANY_CONN_CLIENT, "421 4.7.0 %s Error: too many connections " \
 	    "from %s") \
 	X(RP_NO_RESOURCES, "421 4.3.2 %s Error: out of resources") \
-	X(RP_8BIT_ADDR, "553 5.6.7 Error: 8-bit address without SMTPUTF8: %s") \
+	X(RP_8BIT_ADDR, "553 5.6.7 Must declare SMTPUTF8 to send unicode " \
+	    "address") \
 	X(RP_ETRN, "250 Queuing started") \
 	X(RP_ALIAS, "451 4.3.0 <%s>: alias error: %s") \
 	X(RP_NO_SPACE, "452 4.3.1 Insufficient system storage") \
@@ -206,6 +209,7 @@ struct smtp_session {
 	enum smtp_kind kind;
 	unsigned flags;
 	unsigned errors;
+	unsigned junk;			/* NOOP, VRFY, HELP since a message */
 	long uid;			/* local peer, else -1 */
 	char ip[INET6_ADDRSTRLEN];
 	char helo[SMTP_HELO_MAX + 1];
@@ -250,6 +254,8 @@ static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
     const char *);
 static void smtp_reply(struct smtp_session *, enum smtp_reply);
 static void smtp_fail(struct smtp_session *, enum smtp_reply, const char *);
+static void smtp_printable(char *, const char *, size_t);
+static void smtp_error(struct smtp_session *);
 static void smtp_close(struct smtp_session *, enum smtp_reply);
 static void smtp_reset(struct smtp_session *);
 static void smtp_reject_log(struct smtp_session *, const char *,
@@ -706,6 +712,13 @@ static void
 smtp_fail(struct smtp_session *s, enum smtp_reply r, const char *arg)
 {
 	smtp_say(s, r, arg, NULL);
+	smtp_error(s);
+}
+
+/* One more error; at SMTP_ERROR_LIMIT, 421 and close. */
+static void
+smtp_error(struct smtp_session *s)
+{
 	if (++s->errors >= SMTP_ERROR_LIMIT) {
 		log_warnx(LP_SMTPD, "%s: too many errors", smtp_peer(s));
 		smtp_close(s, RP_TOO_MANY_ERRORS);
@@ -966,17 +979,37 @@ smtp_ok(struct smtp_session *s, enum cmd_verb verb)
 static int
 smtp_helo_arg(struct smtp_session *s, const struct cmd *c)
 {
-	size_t i;
+	size_t i, j;
 
 	if (c->arglen == 0 || c->arglen > SMTP_HELO_MAX)
 		return -1;
-	for (i = 0; i < c->arglen; i++)
-		if (c->arg[i] == ' ' || c->arg[i] == '\t')
-			break;
-	/* Only the first word goes into headers; no bytes that break them. */
-	memcpy(s->helo, c->arg, i);
-	s->helo[i] = '\0';
-	return 0;
+	/* The first word, as Postfix splits it ("EHLO  name" too), goes
+	 * into headers and the log, made printable. */
+	for (i = 0; i < c->arglen && (c->arg[i] == ' ' || c->arg[i] == '\t');
+	    i++)
+		;
+	for (j = i; j < c->arglen && c->arg[j] != ' ' && c->arg[j] != '\t';
+	    j++)
+		;
+	smtp_printable(s->helo, c->arg + i, j - i);
+	return j == i ? -1 : 0;
+}
+
+/* n bytes of what a client sent, for headers and the log: a control or
+ * 8-bit byte, or a parenthesis (a comment in a header), becomes '?', as
+ * Postfix prints them.  dst holds n + 1. */
+static void
+smtp_printable(char *dst, const char *src, size_t n)
+{
+	size_t i;
+	unsigned char ch;
+
+	for (i = 0; i < n; i++) {
+		ch = (unsigned char)src[i];
+		dst[i] = ch < ' ' || ch >= 0x7f || ch == '(' || ch == ')' ?
+		    '?' : (char)ch;
+	}
+	dst[n] = '\0';
 }
 
 /* HELO and EHLO (§4.1.1.1): the same checks, then their own answers. */
@@ -984,7 +1017,8 @@ static void
 smtp_cmd_helo(struct smtp_session *s, const struct cmd *c)
 {
 	if (smtp_helo_arg(s, c) == -1) {
-		smtp_fail(s, RP_HELO_SYNTAX, NULL);
+		smtp_fail(s, RP_HELO_SYNTAX, c->verb == CMD_EHLO ? "EHLO" :
+		    "HELO");
 		return;
 	}
 	s->flags &= ~SF_EHLO;
@@ -1050,9 +1084,11 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, RP_BAD_PARAM, why);
 		return;
 	}
+	/* Postfix's words; the address is not echoed (the second parse
+	 * has emptied it, and a client without SMTPUTF8 gets no 8-bit). */
 	if (!p.smtputf8 && addr_parse_path(c->arg + off, (size_t)n,
 	    ADDR_NULL_OK | ADDR_BARE_OK, addr, sizeof(addr), &why) < 0) {
-		smtp_fail(s, RP_8BIT_ADDR, addr);
+		smtp_fail(s, RP_8BIT_ADDR, NULL);
 		return;
 	}
 	if (p.has_size && p.size > smtp_conf->message_size_limit) {
@@ -1163,9 +1199,13 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	smtp_qualify(addr, full, sizeof(full));
-	if (smtp_check_rcpt(s, full) != 0) {
+	/* §4.5.1: <postmaster> without a domain is taken from anyone.
+	 * Refused relaying counts as an error, as in Postfix, so a client
+	 * cannot probe for ever. */
+	if (strcasecmp(addr, "postmaster") != 0 &&
+	    smtp_check_rcpt(s, full) != 0) {
 		smtp_reject_log(s, "RCPT", full, RP_RELAY_DENIED, full);
-		smtp_say(s, RP_RELAY_DENIED, full, NULL);
+		smtp_fail(s, RP_RELAY_DENIED, full);
 		return;
 	}
 	/* Aliases apply at acceptance: root@origin may become several. */
@@ -1305,11 +1345,19 @@ smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 	};
 	enum smtp_reply r = (enum smtp_reply)answer[c->verb];
 
+	if (c->verb == CMD_VRFY && c->arglen == 0)
+		r = RP_VRFY_SYNTAX;	/* Postfix's answer */
 	if (smtp_reply_text(r)[0] >= '4')
 		smtp_fail(s, r, NULL);
 	else {
 		smtp_reply(s, r);
 		smtp_ok(s, c->verb);
+		/* Postfix's smtpd_junk_command_limit: past it, each NOOP,
+		 * VRFY or HELP counts as an error, so they cannot hold a
+		 * connection slot for ever.  A message accepted starts the
+		 * count again. */
+		if (++s->junk > SMTP_JUNK_LIMIT)
+			smtp_error(s);
 	}
 }
 
@@ -1355,8 +1403,10 @@ smtp_data(struct smtp_session *s, const char *buf, size_t len)
 		lf = memchr(buf + used, '\n', len - used);
 		if (lf == NULL) {
 			n = len - used;
-			if (!(s->flags & SF_SKIPLINE) && n < SMTP_DATA_LINE_MAX &&
-			    !(used == 0 && io_in_full(s->io)))
+			/* The limit leaves out a dot added for transparency
+			 * (§4.5.3.1.6): ".." and 997 more is a legal line. */
+			if (!(s->flags & SF_SKIPLINE) && n < SMTP_DATA_LINE_MAX +
+			    (buf[used] == '.') && !(used == 0 && io_in_full(s->io)))
 				break;
 			/* Over-long line: drop what we have of it. */
 			if (s->flags & SF_SKIP_CR && buf[used] != '\n')
@@ -1425,13 +1475,14 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 		smtp_data_end(s);
 		return;
 	}
-	if (n > SMTP_DATA_LINE_MAX)
-		s->flags |= SF_TOOLONG;
-	/* §4.5.2: drop the first of a line's leading dots. */
+	/* §4.5.2: drop the first of a line's leading dots; the length
+	 * limit is on what is left. */
 	if (line[0] == '.') {
 		line++;
 		n--;
 	}
+	if (n > SMTP_DATA_LINE_MAX)
+		s->flags |= SF_TOOLONG;
 	s->data_size += n;
 	if (s->data_size > smtp_conf->message_size_limit)
 		s->flags |= SF_TOOBIG;
@@ -1446,10 +1497,8 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 				v++;
 			if (e - v > SMTP_MSGID_MAX)
 				e = v + SMTP_MSGID_MAX;
-			if ((s->msgid = malloc(e - v + 1)) != NULL) {
-				memcpy(s->msgid, line + v, e - v);
-				s->msgid[e - v] = '\0';
-			}
+			if ((s->msgid = malloc(e - v + 1)) != NULL)
+				smtp_printable(s->msgid, line + v, e - v);
 		}
 	}
 	if (s->flags & SF_DISCARD)
@@ -1504,6 +1553,7 @@ smtp_on_commit(void *arg, const char *id, int ok)
 		    "(queue active)", id, s->sender,
 		    (unsigned long long)s->data_size, s->nrcpt);
 		smtp_say(s, RP_QUEUED, id, NULL);
+		s->junk = 0;
 		smtp_ok(s, CMD_DATA);
 	} else {
 		log_warnx(LP_SMTPD, "%s: %s: queue file commit failed", id,

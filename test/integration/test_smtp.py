@@ -906,3 +906,149 @@ def test_queue_space_refused_before_full():
             d.assert_stored(qid, body)
     finally:
         sp.run(['umount', '-l', mnt])
+
+
+# --- what a hunt found (each fails against the code before its fix) -------
+
+def test_stuffed_998_octet_line_accepted():
+    """RFC 5321 4.5.3.1.6: the 1000-octet line limit leaves out the dot
+    added for transparency, so ".." and 997 more octets is a legal
+    998-octet line.  It was refused (500 5.5.0) and the message lost,
+    whether the line came whole or its first 1000 octets came first."""
+    with Daemon('stuffed998') as d:
+        line = b'.' + b'.' + b'x' * 997 + b'\r\n'	# 1001 on the wire
+        for split in (False, True):
+            with d.session() as c:
+                c.expect('MAIL FROM:<s@example.test>', 250)
+                c.expect('RCPT TO:<r@relay.test>', 250)
+                c.expect('DATA', 354)
+                head = b'Subject: long\r\n\r\n'
+                if split:
+                    c.send(head + line[:1000])
+                    time.sleep(0.2)
+                    c.send(line[1000:] + b'.\r\n')
+                else:
+                    c.send(head + line + b'.\r\n')
+                r = c.expect(None, 250)
+                body = d.cat(r.qid())
+                check(b'\r\n.' + b'x' * 997 + b'\r\n' in body or
+                      b'\n.' + b'x' * 997 + b'\n' in body,
+                      'the line, unstuffed, is not in %s' % short(body))
+        with d.session() as c:		# one octet more is still too long
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.send(b'\r\n..' + b'x' * 998 + b'\r\n.\r\n')
+            c.expect(None, 500, '5.5.0')
+
+
+def _stored(d, c):
+    """One message over the greeted session c; what the queue holds."""
+    c.expect('MAIL FROM:<s@example.test>', 250)
+    c.expect('RCPT TO:<r@relay.test>', 250)
+    c.expect('DATA', 354)
+    return d.cat(c.expect(stuff(b'Subject: h\r\n\r\nx\r\n'), 250).qid())
+
+
+def test_helo_name_first_word_printable():
+    """The HELO name is the argument's first word, as Postfix splits it:
+    "EHLO  name" (two spaces) was taken as an empty name and wrote
+    "Received: from  (unknown ..." into the message.  An argument of
+    blanks only is a syntax error naming the verb the client used; bytes
+    that would break the header (8-bit, parentheses) become '?'."""
+    with Daemon('heloword') as d:
+        with d.connect() as c:
+            c.expect(None, 220)
+            c.expect('EHLO  leadingspace', 250)
+            body = _stored(d, c)
+            check(re.search(rb'Received: from leadingspace \(', body),
+                  'Received: %s' % short(body))
+            r = c.expect('EHLO    ', 501, '5.5.2')
+            check('Syntax: EHLO hostname' in r.text, 'EHLO: %r' % r.text)
+            r = c.expect('HELO', 501, '5.5.2')
+            check('Syntax: HELO hostname' in r.text, 'HELO: %r' % r.text)
+            c.send(b'EHLO a(b\xe9\r\n')
+            check(c.reply().code == 250, 'EHLO with 8-bit and a parenthesis')
+            body = _stored(d, c)
+            check(re.search(rb'Received: from a\?b\? \(', body),
+                  'Received: %s' % short(body))
+
+
+def test_postmaster_taken_from_anyone():
+    """RFC 5321 4.5.1: <postmaster> without a domain MUST be accepted; an
+    untrusted client got 554 Relay access denied.  Only the bare form:
+    postmaster@elsewhere is still relaying."""
+    with Daemon('postmaster') as d:
+        with d.session(src=UNTRUSTED) as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<Postmaster>', 250, '2.1.5')
+            c.expect('RCPT TO:<postmaster@elsewhere.test>', 554, '5.7.1')
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(b'Subject: pm\r\n\r\nx\r\n'), 250).qid()
+        q = [m for m in d.mailq() if m['id'] == qid]
+        check(q and [r['address'].lower() for r in q[0]['recipients']] ==
+              ['postmaster@%s' % HOSTNAME.lower()], 'mailq %r' % q)
+
+
+def test_refusals_and_junk_count_as_errors():
+    """As in Postfix, a refused relaying attempt counts as an error, and
+    past 100 NOOP/VRFY/HELP (smtpd_junk_command_limit) so does each one:
+    a client can neither probe recipients nor hold its slot for ever.
+    A message accepted starts the junk count again.  VRFY without an
+    argument is a syntax error (501 5.5.4), as in Postfix."""
+    with Daemon('junk') as d:
+        with d.session(src=UNTRUSTED) as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            for i in range(9):
+                c.expect('RCPT TO:<v%d@elsewhere.test>' % i, 554, '5.7.1')
+            r = c.cmd('RCPT TO:<v9@elsewhere.test>')
+            check(r.code == 554, 'the 10th: %r' % r.text)
+            r = c.reply()
+            check(r.code == 421 and 'too many errors' in r.text,
+                  'after 10 refused RCPTs: %r' % r.text)
+            c.wait_closed()
+        with d.session() as c:
+            c.expect('VRFY', 501, '5.5.4')
+            for i in range(60):
+                c.expect('NOOP', 250)
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.expect(stuff(b'Subject: j\r\n\r\nx\r\n'), 250)
+            for i in range(100):		# counted from the message
+                c.expect('NOOP', 250)
+            for i in range(8):		# 1 error so far (the VRFY)
+                c.expect('NOOP', 250)
+            c.send(b'NOOP\r\n')
+            r = c.reply()
+            check(r.code == 250, 'NOOP %r' % r.text)
+            r = c.reply()
+            check(r.code == 421 and 'too many errors' in r.text,
+                  'after 109 NOOPs: %r' % r.text)
+            c.wait_closed()
+
+
+def test_8bit_sender_without_smtputf8_worded_as_postfix():
+    """An 8-bit sender without SMTPUTF8 gets Postfix's 553 5.6.7 words;
+    the reply used to end in an empty address (the check emptied it)."""
+    with Daemon('utf8word') as d:
+        with d.session() as c:
+            c.send('MAIL FROM:<j\u00e9@example.test>\r\n'.encode())
+            r = c.reply()
+            check(r.code == 553 and r.enh() == '5.6.7' and
+                  r.text.endswith('Must declare SMTPUTF8 to send unicode '
+                                  'address'), 'reply %r' % r.text)
+
+
+def test_message_id_logged_printable():
+    """message-id= in the log: a control or 8-bit byte becomes '?' (an
+    ESC reached the log as it was)."""
+    with Daemon('msgidlog') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.expect(stuff(b'Message-ID: <a\x1b[31mb\xffc@x.test>\r\n\r\n'
+                           b'x\r\n'), 250)
+        d.wait_log(r'message-id=<a\?\[31mb\?c@x\.test>')
+        check('\x1b' not in d.log_text(), 'ESC in the log')
