@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 #include "addr.h"
+#include "alias.h"
 #include "cli.h"
 #include "config.h"
 #include "dane.h"
@@ -54,9 +55,9 @@
 
 /* The argument letters of Postfix's sendmail; 'q' takes it only attached. */
 #define SM_ARG_OPTS	"ABCFLNORVXbefhopqr"
-#define SM_IGNORED	"GUcimntvx"	/* flags, some handled below */
+#define SM_IGNORED	"GIUcimntvx"	/* flags, some handled below */
 
-enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NOOP };
+enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NEWALIASES };
 
 /* How one talk with the daemon ended. */
 enum sm_result {
@@ -127,10 +128,11 @@ struct idlist {
 
 static int sm_options(struct sm *, int, char **, int *);
 static int sm_set_sender(struct sm *);
-static int sm_add_addr(void *, const char *);
+static int sm_add_addr(void *, const char *, size_t);
 static int sm_add_list(struct sm *, const char *, size_t, const char *);
 static int sm_read(struct sm *);
 static int sm_prepare(struct sm *);
+static int sm_qualify(struct sm *, struct msg_head *);
 static int sm_extract(struct sm *, const char *, const struct msg_head *);
 static int sm_add_headers(struct sm *, struct msg_buf *, unsigned);
 static int sm_deliver(struct sm *);
@@ -187,8 +189,8 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	case SM_QUEUE_RUN:
 		rc = cli_flush(conf, argc, argv);
 		goto done;
-	case SM_NOOP:
-		rc = EX_OK;
+	case SM_NEWALIASES:
+		rc = cli_newaliases(conf);
 		goto done;
 	case SM_DELIVER:
 		break;
@@ -279,7 +281,7 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 					else if (strcmp(arg, "s") == 0)
 						sm->mode = SM_SMTP;
 					else if (strcmp(arg, "i") == 0)
-						sm->mode = SM_NOOP; /* newaliases */
+						sm->mode = SM_NEWALIASES;
 					else if (strcmp(arg, "m") != 0) {
 						log_cli("sendmail", "-b%s "
 						    "is not supported", arg);
@@ -302,6 +304,8 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 				sm->dot_ends = 0;
 			else if (o == 'v')
 				sm->verbose = 1;
+			else if (o == 'I')
+				sm->mode = SM_NEWALIASES;	/* as -bi */
 		}
 	}
 	*first = i;
@@ -363,7 +367,7 @@ sm_set_sender(struct sm *sm)
  * would refuse), drop duplicates.  Any 8-bit address needs SMTPUTF8.
  */
 static int
-sm_add_addr(void *arg, const char *addr)
+sm_add_addr(void *arg, const char *addr, size_t end)
 {
 	struct sm *sm = arg;
 	char path[QUEUE_ADDR_MAX + CONFIG_NAME_MAX + 4], out[ADDR_PATH_MAX];
@@ -372,6 +376,7 @@ sm_add_addr(void *arg, const char *addr)
 	size_t i, cap;
 	int n;
 
+	(void)end;
 	if (addr[0] == '\0')
 		return 0;	/* "<>" in a header: nobody */
 	if (addr_domain(addr) == NULL)
@@ -531,7 +536,7 @@ sm_prepare(struct sm *sm)
 		goto done;
 	}
 	rc = EX_OSERR;
-	if (sm_add_headers(sm, &add, seen) == -1 ||
+	if (sm_qualify(sm, &h) == -1 || sm_add_headers(sm, &add, seen) == -1 ||
 	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
 	    1) == -1) {
 		log_cli("sendmail", "out of memory");
@@ -554,6 +559,53 @@ done:
 	msg_buf_free(&add);
 	msg_buf_free(&out);
 	return rc;
+}
+
+/*
+ * Postfix's append_at_myorigin for local mail: "root" in From: or To:
+ * becomes root@origin, so that the next MTA does not refuse a From:
+ * without a domain (cron, mdadm and mail(1) all write "root").  The
+ * Resent- forms are the tails' too.  h is scanned again.
+ */
+static int
+sm_qualify(struct sm *sm, struct msg_head *h)
+{
+	/* One string, not a table of pointers: each costs RELRO too. */
+	static const char names[] = "From\0Sender\0Reply-To\0To\0Cc\0";
+	struct msg_buf out = { NULL, 0, 0 };
+	const char *b = sm->msg.p, *k;
+	struct msg_field f;
+	size_t pos, name, len;
+
+	if (msg_buf_add(&out, b, h->start) == -1)
+		goto fail;
+	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); ) {
+		name = f.start;
+		len = f.name_len;
+		if (len > 7 && strncasecmp(b + name, "Resent-", 7) == 0) {
+			name += 7;
+			len -= 7;
+		}
+		for (k = names; *k != '\0'; k += strlen(k) + 1)
+			if (strlen(k) == len && strncasecmp(b + name, k, len) == 0)
+				break;
+		if (*k == '\0') {
+			if (msg_buf_add(&out, b + f.start, f.end - f.start) == -1)
+				goto fail;
+		} else if (msg_buf_add(&out, b + f.start, f.value - f.start) ==
+		    -1 || msg_qualify(&out, b + f.value, f.end - f.value,
+		    sm->conf->origin) == -1)
+			goto fail;
+	}
+	if (msg_buf_add(&out, b + h->end, sm->msg.len - h->end) == -1)
+		goto fail;
+	msg_buf_free(&sm->msg);
+	sm->msg = out;
+	msg_head_scan(sm->msg.p, sm->msg.len, h);
+	return 0;
+fail:
+	msg_buf_free(&out);
+	return -1;
 }
 
 /* -t: To, Cc, Bcc - or, in a resent message, only the Resent- ones. */
@@ -1534,4 +1586,22 @@ usage:
 	fprintf(stderr, "usage: ferry tlsa [--usage 0-3] [--selector 0|1] "
 	    "[--match 0-2] CERT.pem [HOST [PORT]]\n");
 	return EX_USAGE;
+}
+
+/* newaliases, sendmail -bi and -I: ferry reads the aliases file itself
+ * (no database to build), so this only checks it. */
+int
+cli_newaliases(const struct config *conf)
+{
+	char err[CONFIG_ERR_MAX];
+	struct alias_table *t;
+
+	if (conf->aliases[0] == '\0')
+		return EX_OK;
+	if ((t = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
+		log_cli("newaliases", "%s", err);
+		return EX_CONFIG;
+	}
+	alias_free(t);
+	return EX_OK;
 }

@@ -16,5 +16,7 @@ int cli_cat(const struct config *, int argc, char **argv);
 int cli_flush(const struct config *, int argc, char **argv);
 /* ferry tlsa: needs no config (conf may be NULL). */
 int cli_tlsa(const struct config *, int argc, char **argv);
+/* newaliases (and sendmail -bi, -I): check the aliases file. */
+int cli_newaliases(const struct config *);
 
 #endif

@@ -68,7 +68,6 @@ struct main_user {
 static int main_usage(void);
 static int main_serve(struct config *);
 static int main_check_config(struct config *);
-static int main_newaliases(const struct config *);
 static int main_load(struct config *, const char *);
 static int main_read(struct config *, struct config_src *, char *, size_t);
 static char *const *main_environ(void);
@@ -128,7 +127,7 @@ main(int argc, char **argv)
 	}
 	if (strcmp(prog, "newaliases") == 0)
 		return main_load(&conf, secure_getenv("FERRY_CONFIG")) != 0 ?
-		    EX_CONFIG : main_newaliases(&conf);
+		    EX_CONFIG : cli_newaliases(&conf);
 
 	while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
 		switch (c) {
@@ -169,7 +168,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "check-config") == 0)
 		return main_check_config(&conf);
 	if (strcmp(cmd, "newaliases") == 0)
-		return main_newaliases(&conf);
+		return cli_newaliases(&conf);
 	for (i = 0; i < sizeof(main_cmds) / sizeof(main_cmds[0]); i++)
 		if (strcmp(cmd, main_cmds[i].name) == 0)
 			return main_cmds[i].fn(&conf, argc, argv);
@@ -254,21 +253,6 @@ main_check_config(struct config *conf)
  * start or SIGHUP: 0, or 78 with "FILE:LINE: what" like Postfix's
  * postalias would report.  No aliases key: nothing to check.
  */
-static int
-main_newaliases(const struct config *conf)
-{
-	char err[CONFIG_ERR_MAX];
-	struct alias_table *t;
-
-	if (conf->aliases[0] == '\0')
-		return EX_OK;
-	if ((t = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
-		log_cli("newaliases", "%s", err);
-		return EX_CONFIG;
-	}
-	alias_free(t);
-	return EX_OK;
-}
 
 static void
 main_resolve_user(const struct config *conf, struct main_user *u)

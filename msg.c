@@ -24,6 +24,7 @@ struct alist {
 	int had_angle;		/* this element had <>: later words are junk */
 	int ws;			/* whitespace or a comment since the last byte */
 	int bad;		/* two words with only space between them */
+	size_t end;		/* input offset just past the address */
 };
 
 static int is_wsp(unsigned char);
@@ -32,7 +33,8 @@ static size_t line_end(const char *, size_t, size_t, size_t *);
 static int field_start(const char *, size_t, size_t, size_t *, size_t *);
 static int put_lines(struct msg_buf *, const char *, size_t, int);
 static int alist_put(struct alist *, unsigned char, const char **);
-static int alist_emit(struct alist *, int (*)(void *, const char *), void *,
+static int alist_emit(struct alist *, int (*)(void *, const char *, size_t),
+    void *,
     const char **);
 static size_t utf8_len(const unsigned char *, size_t);
 
@@ -337,8 +339,8 @@ alist_put(struct alist *a, unsigned char c, const char **why)
 }
 
 static int
-alist_emit(struct alist *a, int (*cb)(void *, const char *), void *arg,
-    const char **why)
+alist_emit(struct alist *a, int (*cb)(void *, const char *, size_t),
+    void *arg, const char **why)
 {
 	int rc = 0;
 
@@ -348,7 +350,7 @@ alist_emit(struct alist *a, int (*cb)(void *, const char *), void *arg,
 	}
 	if (a->n > 0 || a->had_angle) {
 		a->cur[a->n] = '\0';
-		rc = cb(arg, a->cur);
+		rc = cb(arg, a->cur, a->end);
 	}
 	a->n = 0;
 	a->angle = a->had_angle = a->ws = a->bad = 0;
@@ -356,8 +358,8 @@ alist_emit(struct alist *a, int (*cb)(void *, const char *), void *arg,
 }
 
 int
-msg_addr_list(const char *s, size_t len, int (*cb)(void *, const char *),
-    void *arg, const char **why)
+msg_addr_list(const char *s, size_t len,
+    int (*cb)(void *, const char *, size_t), void *arg, const char **why)
 {
 	struct alist a;
 	const char *dummy;
@@ -398,6 +400,7 @@ msg_addr_list(const char *s, size_t len, int (*cb)(void *, const char *),
 			a.ws = 0;
 			if (alist_put(&a, close, why) == -1)
 				return -1;
+			a.end = i + 1;
 		} else if (c == '(') {
 			/* comment (§3.2.2), nested, with quoted-pairs */
 			for (depth = 1, i++; i < len && depth > 0; i++) {
@@ -432,6 +435,8 @@ msg_addr_list(const char *s, size_t len, int (*cb)(void *, const char *),
 			a.ws = a.bad = 0;
 		} else if (alist_put(&a, c, why) == -1)
 			return -1;
+		else
+			a.end = i + 1;
 	}
 	if (a.angle) {
 		*why = "unterminated <";
@@ -572,4 +577,40 @@ msg_json_str(struct msg_buf *out, const char *s, size_t n)
 		}
 	}
 	return msg_buf_add(out, "\"", 1);
+}
+
+struct qualify {
+	struct msg_buf *out;
+	const char *v, *dom;
+	size_t done;		/* of v, copied to out */
+};
+
+/* Up to the address's end, then "@domain" if it has none. */
+static int
+qualify_cb(void *arg, const char *addr, size_t end)
+{
+	struct qualify *q = arg;
+
+	if (msg_buf_add(q->out, q->v + q->done, end - q->done) == -1 ||
+	    (addr[0] != '\0' && strchr(addr, '@') == NULL &&
+	    (msg_buf_add(q->out, "@", 1) == -1 ||
+	    msg_buf_add(q->out, q->dom, strlen(q->dom)) == -1)))
+		return -1;
+	q->done = end;
+	return 0;
+}
+
+int
+msg_qualify(struct msg_buf *out, const char *v, size_t n, const char *dom)
+{
+	struct qualify q = { out, v, dom, 0 };
+	size_t start = out->len;
+
+	/* The one address parser (-t uses it too).  A list it cannot read
+	 * is left as it came. */
+	if (msg_addr_list(v, n, qualify_cb, &q, NULL) != 0) {
+		out->len = start;
+		q.done = 0;
+	}
+	return msg_buf_add(out, v + q.done, n - q.done);
 }

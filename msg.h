@@ -86,10 +86,22 @@ int msg_build(struct msg_buf *out, const char *, size_t,
  * addresses, groups, comments, quoted strings, folding.  cb gets each
  * addr-spec with comments and folding whitespace removed (quotes kept;
  * a source route inside <> is left for addr_parse_path); a non-zero
- * return stops the walk and is returned.
+ * return stops the walk and is returned.  end is the input offset just
+ * past the address (before a '>' or a comment after it).
  */
 int msg_addr_list(const char *, size_t,
-    int (*cb)(void *arg, const char *addr), void *arg, const char **why);
+    int (*cb)(void *arg, const char *addr, size_t end), void *arg,
+    const char **why);
+
+/*
+ * A header value (From, To, ...: RFC 5322 address lists, folding and
+ * all) onto out, with every address that has no domain given "@domain":
+ * "root" and "Cron <root>" as Postfix's append_at_myorigin makes them
+ * for local submissions.  Comments, groups and "<>" are kept; a value
+ * msg_addr_list() cannot read ("John Smith" without <>) is left whole.
+ */
+int msg_qualify(struct msg_buf *out, const char *value, size_t n,
+    const char *domain);
 
 /* Append a display name: as atoms when it is only atext and spaces, else
  * as a quoted-string; control bytes are dropped. */

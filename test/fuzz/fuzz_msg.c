@@ -1,7 +1,8 @@
 /*
  * fuzz_msg.c - msg.c on arbitrary bytes: the reader (fed in two chunks,
  * with and without the "." terminator), the header scan and build, an
- * address list over every header value, and JSON escaping.  Checks the
+ * address list over every header value, the qualifying of addresses
+ * without a domain, and JSON escaping.  Checks the
  * invariants the daemon relies on: only CRLF line ends (reader and
  * build), no built line over MSG_LINE_MAX, JSON without raw control
  * bytes.
@@ -15,10 +16,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static int
-count_cb(void *arg, const char *addr)
+count_cb(void *arg, const char *addr, size_t end)
 {
 	size_t *n = arg;
 
+	(void)end;
 	if (strlen(addr) >= MSG_ADDR_MAX)
 		abort();
 	(*n)++;
@@ -71,6 +73,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_lines(&out, MSG_LINE_MAX);
 	}
 	(void)msg_addr_list(s, size, count_cb, &n, &why);
+	/* msg_qualify() only inserts "@fz.test"s into a list it can read,
+	 * and leaves the rest as it came. */
+	js.len = 0;
+	if (msg_qualify(&js, s, size, "fz.test") == 0 &&
+	    (js.len < size || (js.len - size) % 8 != 0 ||
+	    (size > 0 && js.len == size && memcmp(js.p, s, size) != 0)))
+		abort();
+	js.len = 0;
 	if (msg_json_str(&js, s, size) == 0)
 		for (i = 0; i < js.len; i++)
 			if ((unsigned char)js.p[i] < 0x20)

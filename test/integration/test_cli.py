@@ -567,6 +567,76 @@ def test_mailq_streams_a_big_queue():
               'mailq > /dev/full: %d %r' % (p.returncode, p.stderr))
 
 
+def test_sendmail_qualifies_header_addresses():
+    """Local mail gets Postfix's append_at_myorigin in its headers too:
+    cron writes "From: root (Cron Daemon)", mdadm "From: mdadm monitoring
+    <root>", mail(1) "To: root", and a From: without a domain is refused
+    by big receivers.  Addresses without a domain in From, Sender,
+    Reply-To, To, Cc and their Resent- forms get @origin; ones with a
+    domain, phrases, groups and other fields are left as they are.  Both
+    doors: through the daemon, and through maildrop/ while it is down."""
+    body = (b'From: mdadm monitoring <root>\n'
+            b'To: root, ops (the team), x@y.test\n'
+            b'Cc: undisclosed-recipients:;\n'
+            b'Reply-To: "Admin, Box" <admin>\n'
+            b'Subject: root <root> stays\n'
+            b'X-Other: root\n'
+            b'\nbody root\n')
+    want = [b'From: mdadm monitoring <root@box.test>\r\n',
+            b'To: root@box.test, ops@box.test (the team), x@y.test\r\n',
+            b'Cc: undisclosed-recipients:;\r\n',
+            b'Reply-To: "Admin, Box" <admin@box.test>\r\n',
+            b'Subject: root <root> stays\r\n',
+            b'X-Other: root\r\n']
+    d = Daemon('sm-qualify', origin='box.test')
+    ok = False
+    try:
+        for down in (False, True):
+            d.start()
+            if down:
+                d.stop()
+            _ok(d.cli('sendmail', '-t', input=body), 'sendmail -t')
+            if down:
+                d.start()
+            q = d.wait_queue(2 if down else 1, timeout=8)
+            msg = d.cat(q[-1]['id'])
+            head = _headers_of(msg)
+            for w in want:
+                check(w in head, '%r not in the headers (down=%r):\n%s'
+                      % (w, down, head.decode(errors='replace')))
+            check(_body_of(msg) == b'body root\r\n', 'body %r'
+                  % _body_of(msg))
+            check(sorted(r['address'] for r in q[-1]['recipients']) ==
+                  ['ops@box.test', 'root@box.test', 'x@y.test'],
+                  'envelope %r' % q[-1]['recipients'])
+            d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_bi_and_I_check_the_aliases():
+    """sendmail -bi and -I are newaliases (Postfix's words): they check
+    the aliases file as newaliases does.  -bi said nothing and exited 0
+    over a broken file; -I was an illegal option."""
+    with Daemon('sm-bi') as d:
+        path = os.path.join(d.dir, 'aliases')
+        with open(path, 'w') as f:
+            f.write('bad line without colon\n')
+        d.cfg['aliases'] = path
+        d.write_config()
+        for args in (('newaliases',), ('sendmail', '-bi'),
+                     ('sendmail', '-I')):
+            p = d.cli(*args)
+            check(p.returncode == 78 and b'aliases' in p.stderr,
+                  '%s over a bad file: %d %r' % (' '.join(args),
+                                                 p.returncode, p.stderr))
+        with open(path, 'w') as f:
+            f.write('root: admin@example.org\n')
+        for args in (('sendmail', '-bi'), ('sendmail', '-I')):
+            _ok(d.cli(*args), ' '.join(args))
+
+
 def test_maildrop_pickup_keeps_the_reserve():
     """pickup copies a dropped file into the queue only when that leaves
     the free-space reserve (1 MB) the SMTP door keeps for state updates

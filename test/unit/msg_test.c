@@ -312,10 +312,11 @@ struct got {
 };
 
 static int
-got_cb(void *arg, const char *addr)
+got_cb(void *arg, const char *addr, size_t end)
 {
 	struct got *g = arg;
 
+	(void)end;
 	if (g->n == ALIST_MAX)
 		return -1;
 	snprintf(g->a[g->n++], MSG_ADDR_MAX, "%s", addr);
@@ -534,6 +535,55 @@ t_8bit(void)
 	return 0;
 }
 
+/* Addresses without a domain get one; phrases, groups, <> do not. */
+static int
+t_qualify(void)
+{
+	static const struct {
+		const char *in, *want;
+	} c[] = {
+		{ " root", " root@o.test" },
+		{ " root (Cron Daemon)\r\n", " root@o.test (Cron Daemon)\r\n" },
+		{ " root(c)", " root@o.test(c)" },
+		{ " (c) root", " (c) root@o.test" },
+		{ " mdadm monitoring <root>\r\n",
+		    " mdadm monitoring <root@o.test>\r\n" },
+		{ " a, b@x.test, <c>", " a@o.test, b@x.test, <c@o.test>" },
+		{ " \"John Smith\" <js>", " \"John Smith\" <js@o.test>" },
+		{ " \"Smith, John\" <js>", " \"Smith, John\" <js@o.test>" },
+		{ " John Smith", " John Smith" },
+		{ " undisclosed-recipients:;", " undisclosed-recipients:;" },
+		{ " grp: a, b;", " grp: a@o.test, b@o.test;" },
+		{ " <>", " <>" },
+		{ " \"odd user\"", " \"odd user\"@o.test" },
+		{ " \"a\\\"b\"", " \"a\\\"b\"@o.test" },
+		{ " a . b", " a . b@o.test" },
+		{ " root,\r\n admin\r\n", " root@o.test,\r\n admin@o.test\r\n" },
+		{ " x@y.test (c)", " x@y.test (c)" },
+		{ " <@r.test:u@y.test>", " <@r.test:u@y.test>" },
+		{ " (only a comment)", " (only a comment)" },
+		{ "", "" },
+		{ " a,,b", " a@o.test,,b@o.test" },
+	};
+	struct msg_buf out = { NULL, 0, 0 };
+	size_t i;
+	int ok = 1;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		out.len = 0;
+		if (msg_qualify(&out, c[i].in, strlen(c[i].in), "o.test") == -1 ||
+		    out.len != strlen(c[i].want) ||
+		    memcmp(out.p, c[i].want, out.len) != 0) {
+			fprintf(stderr, "\"%s\": got \"%.*s\"\n", c[i].in,
+			    (int)out.len, out.p ? out.p : "");
+			ok = 0;
+		}
+	}
+	msg_buf_free(&out);
+	CHECK(ok);
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "reader: line ends and the dot, any chunking", t_reader },
 	{ "reader: size limit", t_reader_limit },
@@ -543,6 +593,7 @@ static const struct t_case cases[] = {
 	{ "address lists", t_addr_list },
 	{ "address lists: callback stop, lengths", t_addr_list_limits },
 	{ "display names", t_phrase },
+	{ "addresses qualified in headers", t_qualify },
 	{ "dot-stuffing", t_dot_stuff },
 	{ "JSON strings", t_json },
 	{ "8-bit detection", t_8bit },
