@@ -1531,7 +1531,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	int v[3] = { 3, 1, 1 };
 	const char *pos[3] = { NULL, NULL, NULL };
 	mbedtls_x509_crt crt;
-	unsigned long port = 25;
+	unsigned long long port = 25;	/* strtoull(): one libc import */
 	size_t np = 0, k, hexsz;
 	char *hex = NULL, *end;
 	int i, rc = EX_DATAERR;
@@ -1554,7 +1554,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	}
 	if (np == 0)
 		goto usage;
-	if (np == 3 && ((port = strtoul(pos[2], &end, 10)) == 0 ||
+	if (np == 3 && ((port = strtoull(pos[2], &end, 10)) == 0 ||
 	    port > 65535 || *end != '\0'))
 		goto usage;
 	mbedtls_x509_crt_init(&crt);
@@ -1572,7 +1572,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 		goto done;
 	}
 	if (np >= 2)
-		printf("_%lu._tcp.%s%s IN TLSA %d %d %d %s\n", port, pos[1],
+		printf("_%llu._tcp.%s%s IN TLSA %d %d %d %s\n", port, pos[1],
 		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".", v[0], v[1],
 		    v[2], hex);
 	else

@@ -72,9 +72,8 @@ static const char cmd_names[CMD_COUNT][CMD_NAME_SIZE] = {
  * session drops these at once.  HTTP methods are case-sensitive
  * (RFC 9110 §9.1), so these are matched exactly.
  */
-static const char *const cmd_http_prefix[] = {
-	"GET ", "POST ", "HEAD ", "CONNECT ", "PUT ",
-};
+static const char cmd_http_prefix[] =	/* NUL-separated, "" ends it */
+    "GET \0POST \0HEAD \0CONNECT \0PUT \0";
 
 /* What follows the verb and its space for each path command (§4.1.1.2-3). */
 static const struct {
@@ -131,6 +130,7 @@ cmd_lookup(const char *verb, size_t len)
 int
 cmd_parse(const char *line, size_t len, struct cmd *cmd)
 {
+	const char *p;
 	size_t i, n, vlen;
 	unsigned char c;
 
@@ -153,10 +153,9 @@ cmd_parse(const char *line, size_t len, struct cmd *cmd)
 		if (c < 0x20 || c == 0x7f)
 			return -1;
 	}
-	for (i = 0; i < sizeof(cmd_http_prefix) / sizeof(cmd_http_prefix[0]);
-	    i++) {
-		n = strlen(cmd_http_prefix[i]);
-		if (len >= n && memcmp(line, cmd_http_prefix[i], n) == 0) {
+	for (p = cmd_http_prefix; *p != '\0'; p += n + 1) {
+		n = strlen(p);
+		if (len >= n && memcmp(line, p, n) == 0) {
 			cmd->verb = CMD_HTTP;
 			cmd->arg = line + n;
 			cmd->arglen = len - n;

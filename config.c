@@ -64,9 +64,12 @@ enum key_type {
 enum key_range { KR_NONE, KR_SIZE, KR_COUNT, KR_UINT, KR_PORT,
 	KR_UINT_OFF };		/* KR_UINT, and 0 means off */
 
-/* Bit fields: the table is ~40 entries, each 24 bytes, not 64. */
+/*
+ * Bit fields: the table is ~40 entries, each 8 bytes, not 64.  The name
+ * and the default are in key_names[] and key_dflts[]: no two pointers per
+ * key (their 16 bytes in the RELRO segment).
+ */
 struct key {
-	const char *name;
 	unsigned type : 8;	/* enum key_type */
 	unsigned off : 24;	/* the field in struct config */
 	unsigned size : 16;
@@ -74,7 +77,6 @@ struct key {
 				   KT_DURATION; the minimum is 1, or 0
 				   with KR_UINT_OFF */
 	unsigned levels : 12;	/* KT_TLS: LEVEL() mask of what is allowed */
-	const char *dflt;	/* parsed by config_defaults(); NULL = zero */
 };
 _Static_assert(sizeof(struct config) < (1u << 16), "struct key: size");
 _Static_assert(LEVEL(TLS_SMTPS) < (1u << 12), "struct key: levels");
@@ -97,9 +99,11 @@ typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
     const char *);
 typedef void key_print_fn(const struct key *, const struct config *, FILE *);
 
-static int p_err(struct parser *, const char *, const char *, ...)
+static int p_err(struct parser *, const struct key *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static const char *quote(char *, const char *, size_t);
+static const char *key_name(const struct key *);
+static void key_put(const struct key *, const struct config *, FILE *);
 static const struct key *key_find(const char *, size_t);
 static size_t key_index(const char *);
 static int parse_line(struct parser *, struct config *, const char *, size_t);
@@ -139,78 +143,77 @@ static key_print_fn put_string, put_listen, put_tls, put_bool, put_nets,
 /*
  * In DESIGN.md order: config_print() walks this table, so the output reads
  * like the documentation.  The defaults are text so they go through the
- * same checks as a user's value.
+ * same checks as a user's value; "" is none (the field stays zero).
+ * X(name, type, struct config member, range, levels, default)
  */
-static const struct key keys[] = {
-	{ "hostname", KT_NAME, FIELD(hostname), KR_NONE, 0, NULL },
-	{ "origin", KT_NAME, FIELD(origin), KR_NONE, 0, NULL },
-	{ "listen_smtp", KT_LISTEN, FIELD(listen_smtp), KR_NONE, 0,
-	    "0.0.0.0:25 [::]:25" },
-	{ "listen_submission", KT_LISTEN, FIELD(listen_submission), KR_NONE, 0,
-	    "0.0.0.0:587 [::]:587" },
-	{ "listen_smtps", KT_LISTEN, FIELD(listen_smtps), KR_NONE, 0, NULL },
-	{ "local_socket", KT_PATH, FIELD(local_socket), KR_NONE, 0,
-	    "/run/ferry/submit.sock" },
-	{ "tls_cert", KT_PATH, FIELD(tls_cert), KR_NONE, 0, NULL },
-	{ "tls_key", KT_PATH, FIELD(tls_key), KR_NONE, 0, NULL },
-	{ "tls_ciphers", KT_PATH, FIELD(tls_ciphers), KR_NONE, 0, NULL },
-	{ "inbound_tls", KT_TLS, FIELD(inbound_tls), KR_NONE,
-	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT), "may" },
-	{ "auth_users", KT_PATH, FIELD(auth_users), KR_NONE, 0, NULL },
-	{ "auth_over_plaintext", KT_BOOL, FIELD(auth_over_plaintext),
-	    KR_NONE, 0, "no" },
-	{ "relay_networks", KT_NETS, FIELD(relay_networks), KR_NONE, 0,
-	    "127.0.0.0/8 ::1/128" },
-	{ "relay_domains", KT_DOMAINS, FIELD(relay_domains),
-	    KR_NONE, 0, NULL },
-	{ "relay_client_certs", KT_PATH, FIELD(relay_client_certs),
-	    KR_NONE, 0, NULL },
-	{ "aliases", KT_PATH, FIELD(aliases), KR_NONE, 0, NULL },
-	{ "message_size_limit", KT_SIZE, FIELD(message_size_limit),
-	    KR_SIZE, 0, "10M" },
-	{ "max_recipients", KT_COUNT, FIELD(max_recipients),
-	    KR_COUNT, 0, "100" },
-	{ "max_connections", KT_COUNT, FIELD(max_connections),
-	    KR_COUNT, 0, "64" },
-	{ "max_connections_per_client", KT_COUNT,
-	    FIELD(max_connections_per_client), KR_COUNT, 0, "8" },
-	{ "queue_dir", KT_DIR, FIELD(queue_dir),
-	    KR_NONE, 0, "/var/spool/ferry" },
-	{ "queue_lifetime", KT_DURATION, FIELD(queue_lifetime),
-	    KR_UINT, 0, "5d" },
-	{ "retry_min", KT_DURATION, FIELD(retry_min), KR_UINT, 0, "5m" },
-	{ "retry_max", KT_DURATION, FIELD(retry_max), KR_UINT, 0, "1h" },
-	{ "delay_warning_time", KT_DURATION, FIELD(delay_warning_time),
-	    KR_UINT_OFF, 0, NULL },
-	{ "smarthost", KT_SMARTHOST, FIELD(smarthost), KR_NONE, 0, NULL },
-	{ "smarthost_tls", KT_TLS, FIELD(smarthost_tls), KR_NONE,
-	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
-	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE) |
-	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY), "encrypt" },
-	{ "smarthost_auth", KT_PATH, FIELD(smarthost_auth), KR_NONE, 0, NULL },
-	{ "outbound_tls", KT_TLS, FIELD(outbound_tls), KR_NONE,
-	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) |
-	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY) | LEVEL(TLS_VERIFY) |
-	    LEVEL(TLS_SECURE), "dane" },
-	{ "tls_policy", KT_PATH, FIELD(tls_policy), KR_NONE, 0, NULL },
-	{ "ca_file", KT_PATH, FIELD(ca_file), KR_NONE, 0,
-	    CONFIG_DEFAULT_CA_FILE },
-	{ "client_cert", KT_PATH, FIELD(client_cert), KR_NONE, 0, NULL },
-	{ "client_key", KT_PATH, FIELD(client_key), KR_NONE, 0, NULL },
-	{ "dns_servers", KT_DNS, FIELD(dns_servers), KR_NONE, 0, NULL },
-	{ "dnssec", KT_BOOL, FIELD(dnssec), KR_NONE, 0, "yes" },
-	{ "mx_port", KT_COUNT, FIELD(mx_port), KR_PORT, 0, "25" },
-	{ "max_deliveries", KT_COUNT, FIELD(max_deliveries),
-	    KR_COUNT, 0, "20" },
-	{ "max_deliveries_per_destination", KT_COUNT,
-	    FIELD(max_deliveries_per_destination), KR_COUNT, 0, "4" },
-	{ "user", KT_USER, FIELD(user), KR_NONE, 0, "ferry" },
-	{ "log", KT_LOG, FIELD(log_stderr), KR_NONE, 0, "syslog" },
-	{ "smtpd_timeout", KT_DURATION, FIELD(smtpd_timeout),
-	    KR_UINT, 0, "5m" },
-	{ "smtpd_data_timeout", KT_DURATION, FIELD(smtpd_data_timeout),
-	    KR_UINT, 0, "10m" },
-};
+#define CONFIG_KEYS(X) \
+	X("hostname", KT_NAME, hostname, KR_NONE, 0, "") \
+	X("origin", KT_NAME, origin, KR_NONE, 0, "") \
+	X("listen_smtp", KT_LISTEN, listen_smtp, KR_NONE, \
+	    0, "0.0.0.0:25 [::]:25") \
+	X("listen_submission", KT_LISTEN, listen_submission, KR_NONE, \
+	    0, "0.0.0.0:587 [::]:587") \
+	X("listen_smtps", KT_LISTEN, listen_smtps, KR_NONE, 0, "") \
+	X("local_socket", KT_PATH, local_socket, KR_NONE, \
+	    0, "/run/ferry/submit.sock") \
+	X("tls_cert", KT_PATH, tls_cert, KR_NONE, 0, "") \
+	X("tls_key", KT_PATH, tls_key, KR_NONE, 0, "") \
+	X("tls_ciphers", KT_PATH, tls_ciphers, KR_NONE, 0, "") \
+	X("inbound_tls", KT_TLS, inbound_tls, KR_NONE, \
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT), "may") \
+	X("auth_users", KT_PATH, auth_users, KR_NONE, 0, "") \
+	X("auth_over_plaintext", KT_BOOL, auth_over_plaintext, KR_NONE, \
+	    0, "no") \
+	X("relay_networks", KT_NETS, relay_networks, KR_NONE, \
+	    0, "127.0.0.0/8 ::1/128") \
+	X("relay_domains", KT_DOMAINS, relay_domains, KR_NONE, 0, "") \
+	X("relay_client_certs", KT_PATH, relay_client_certs, KR_NONE, 0, "") \
+	X("aliases", KT_PATH, aliases, KR_NONE, 0, "") \
+	X("message_size_limit", KT_SIZE, message_size_limit, KR_SIZE, \
+	    0, "10M") \
+	X("max_recipients", KT_COUNT, max_recipients, KR_COUNT, 0, "100") \
+	X("max_connections", KT_COUNT, max_connections, KR_COUNT, 0, "64") \
+	X("max_connections_per_client", KT_COUNT, \
+	    max_connections_per_client, KR_COUNT, 0, "8") \
+	X("queue_dir", KT_DIR, queue_dir, KR_NONE, 0, "/var/spool/ferry") \
+	X("queue_lifetime", KT_DURATION, queue_lifetime, KR_UINT, 0, "5d") \
+	X("retry_min", KT_DURATION, retry_min, KR_UINT, 0, "5m") \
+	X("retry_max", KT_DURATION, retry_max, KR_UINT, 0, "1h") \
+	X("delay_warning_time", KT_DURATION, delay_warning_time, KR_UINT_OFF, \
+	    0, "") \
+	X("smarthost", KT_SMARTHOST, smarthost, KR_NONE, 0, "") \
+	X("smarthost_tls", KT_TLS, smarthost_tls, KR_NONE, \
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) | \
+	    LEVEL(TLS_SMTPS) | LEVEL(TLS_VERIFY) | LEVEL(TLS_SECURE) | \
+	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY), "encrypt") \
+	X("smarthost_auth", KT_PATH, smarthost_auth, KR_NONE, 0, "") \
+	X("outbound_tls", KT_TLS, outbound_tls, KR_NONE, \
+	    LEVEL(TLS_NONE) | LEVEL(TLS_MAY) | LEVEL(TLS_ENCRYPT) | \
+	    LEVEL(TLS_DANE) | LEVEL(TLS_DANE_ONLY) | LEVEL(TLS_VERIFY) | \
+	    LEVEL(TLS_SECURE), "dane") \
+	X("tls_policy", KT_PATH, tls_policy, KR_NONE, 0, "") \
+	X("ca_file", KT_PATH, ca_file, KR_NONE, 0, CONFIG_DEFAULT_CA_FILE) \
+	X("client_cert", KT_PATH, client_cert, KR_NONE, 0, "") \
+	X("client_key", KT_PATH, client_key, KR_NONE, 0, "") \
+	X("dns_servers", KT_DNS, dns_servers, KR_NONE, 0, "") \
+	X("dnssec", KT_BOOL, dnssec, KR_NONE, 0, "yes") \
+	X("mx_port", KT_COUNT, mx_port, KR_PORT, 0, "25") \
+	X("max_deliveries", KT_COUNT, max_deliveries, KR_COUNT, 0, "20") \
+	X("max_deliveries_per_destination", KT_COUNT, \
+	    max_deliveries_per_destination, KR_COUNT, 0, "4") \
+	X("user", KT_USER, user, KR_NONE, 0, "ferry") \
+	X("log", KT_LOG, log_stderr, KR_NONE, 0, "syslog") \
+	X("smtpd_timeout", KT_DURATION, smtpd_timeout, KR_UINT, 0, "5m") \
+	X("smtpd_data_timeout", KT_DURATION, smtpd_data_timeout, KR_UINT, \
+	    0, "10m") \
+	/* end */
+#define KEY_ROW(n, t, m, r, l, d)	{ t, FIELD(m), r, l },
+#define KEY_NAME(n, t, m, r, l, d)	n "\0"
+#define KEY_DFLT(n, t, m, r, l, d)	d "\0"
+static const struct key keys[] = { CONFIG_KEYS(KEY_ROW) };
+/* In keys[] order, NUL-separated (textfile_nth()). */
+static const char key_names[] = CONFIG_KEYS(KEY_NAME);
+static const char key_dflts[] = CONFIG_KEYS(KEY_DFLT);
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
 static const uint64_t key_max[] = {
@@ -240,12 +243,10 @@ static key_print_fn *const key_print[KT_COUNT_OF_TYPES] = {
 	[KT_USER] = put_string, [KT_LOG] = put_log,
 };
 
-static const char *const level_names[] = {
-	[TLS_NONE] = "none", [TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt",
-	[TLS_DANE] = "dane", [TLS_DANE_ONLY] = "dane-only",
-	[TLS_FINGERPRINT] = "fingerprint", [TLS_VERIFY] = "verify",
-	[TLS_SECURE] = "secure", [TLS_SMTPS] = "smtps",
-};
+/* In enum tls_level order, NUL-separated (no table of pointers). */
+static const char level_names[] = "none\0may\0encrypt\0dane\0dane-only\0"
+    "fingerprint\0verify\0secure\0smtps";
+#define NLEVELS		(TLS_SMTPS + 1)
 
 /* Largest unit first: the printer picks the largest that divides evenly. */
 static const struct unit {
@@ -260,16 +261,17 @@ static const struct unit {
 void
 config_defaults(struct config *cfg)
 {
+	const char *d = key_dflts;
 	size_t i;
 	int rc;
 
 	/* Zero everything, padding included, so two parses of the same
 	 * text compare equal with memcmp (the round-trip test relies on it). */
 	memset(cfg, 0, sizeof(*cfg));
-	for (i = 0; i < NKEYS; i++) {
-		if (keys[i].dflt == NULL)
+	for (i = 0; i < NKEYS; i++, d += strlen(d) + 1) {
+		if (d[0] == '\0')
 			continue;
-		rc = key_parse[keys[i].type](NULL, &keys[i], cfg, keys[i].dflt);
+		rc = key_parse[keys[i].type](NULL, &keys[i], cfg, d);
 		if (rc != 0)
 			abort();	/* a default that does not parse */
 	}
@@ -386,7 +388,7 @@ config_print(const struct config *cfg, FILE *fp)
 	size_t i;
 
 	for (i = 0; i < NKEYS; i++)
-		key_print[keys[i].type](&keys[i], cfg, fp);
+		key_put(&keys[i], cfg, fp);
 }
 
 /*
@@ -414,10 +416,10 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		n = 0;
 		src_text(why, sizeof(why), cfg, src, i);
 		if ((mem = open_memstream(&line, &n)) == NULL) {
-			key_print[keys[i].type](&keys[i], cfg, fp);
+			key_put(&keys[i], cfg, fp);
 			continue;	/* out of memory: the value at least */
 		}
-		key_print[keys[i].type](&keys[i], cfg, mem);
+		key_put(&keys[i], cfg, mem);
 		if (fclose(mem) != 0 || n == 0 || line[n - 1] != '\n')
 			fprintf(fp, "# %s\n", why);
 		else if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
@@ -432,7 +434,7 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		    strncmp(*envp, CONFIG_ENV_PATH "=", eq - *envp + 1) == 0)
 			continue;
 		for (i = 0; i < NKEYS; i++) {
-			env_name(var, sizeof(var), keys[i].name);
+			env_name(var, sizeof(var), key_name(&keys[i]));
 			if (strlen(var) == (size_t)(eq - *envp) &&
 			    memcmp(var, *envp, (size_t)(eq - *envp)) == 0)
 				break;
@@ -563,19 +565,21 @@ config_parse_size(const char *s, uint64_t *bytes)
 const char *
 config_tls_level_name(enum tls_level l)
 {
-	if ((unsigned)l >= sizeof(level_names) / sizeof(level_names[0]))
+	if ((unsigned)l >= NLEVELS)
 		return "unknown";
-	return level_names[l];
+	return textfile_nth(level_names, (size_t)l);
 }
 
 /*
  * Writes "FILE:LINE: KEY: message" (LINE and KEY left out when they do not
  * apply) and returns -1, so callers can "return p_err(...)".  A NULL p is
  * config_defaults() parsing its own table: no message, just the failure.
+ * A line naming no known key puts what it names into the message.
  */
 static int
-p_err(struct parser *p, const char *key, const char *fmt, ...)
+p_err(struct parser *p, const struct key *k, const char *fmt, ...)
 {
+	const char *key = k != NULL ? key_name(k) : NULL;
 	va_list ap;
 	size_t n;
 	int r;
@@ -635,14 +639,28 @@ quote(char *buf, const char *s, size_t n)
 	return buf;
 }
 
+static const char *
+key_name(const struct key *k)
+{
+	return textfile_nth(key_names, (size_t)(k - keys));
+}
+
+/* "key = value": the name here, the rest by the key type's printer. */
+static void
+key_put(const struct key *k, const struct config *cfg, FILE *fp)
+{
+	fputs(key_name(k), fp);
+	key_print[k->type](k, cfg, fp);
+}
+
 static const struct key *
 key_find(const char *name, size_t n)
 {
+	const char *s = key_names;
 	size_t i;
 
-	for (i = 0; i < NKEYS; i++)
-		if (strlen(keys[i].name) == n &&
-		    memcmp(keys[i].name, name, n) == 0)
+	for (i = 0; i < NKEYS; i++, s += strlen(s) + 1)
+		if (strlen(s) == n && memcmp(s, name, n) == 0)
 			return &keys[i];
 	return NULL;
 }
@@ -685,8 +703,10 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	kname[strlen(kname) - 1] = '\0';
 
 	if (raw >= CONFIG_LINE_MAX)
-		return p_err(p, kn > 0 ? kname + 1 : NULL,
-		    "line longer than %d characters", CONFIG_LINE_MAX - 1);
+		return kn > 0 ? p_err(p, NULL, "%s: line longer than %d "
+		    "characters", kname + 1, CONFIG_LINE_MAX - 1) :
+		    p_err(p, NULL, "line longer than %d characters",
+		    CONFIG_LINE_MAX - 1);
 	if (kn == 0 && (i == n || s[i] == '#'))
 		return 0;			/* blank or comment */
 	if (kn == 0)
@@ -695,7 +715,8 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	while (i < n && is_blank(s[i]))
 		i++;
 	if (i == n || s[i] != '=')
-		return p_err(p, kname + 1, "expected \"key = value\"");
+		return p_err(p, NULL, "%s: expected \"key = value\"",
+		    kname + 1);
 	i++;
 	while (i < n && is_blank(s[i]))
 		i++;
@@ -706,10 +727,10 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	while (ve > vs && is_blank(s[ve - 1]))
 		ve--;
 	if (has_ctl(s + vs, ve - vs))
-		return p_err(p, kname + 1, "control character in value %s",
-		    quote(q, s + vs, ve - vs));
+		return p_err(p, NULL, "%s: control character in value %s",
+		    kname + 1, quote(q, s + vs, ve - vs));
 	if ((k = key_find(s + ks, kn)) == NULL)
-		return p_err(p, kname + 1, "unknown key");
+		return p_err(p, NULL, "%s: unknown key", kname + 1);
 	memcpy(value, s + vs, ve - vs);
 	value[ve - vs] = '\0';
 	if (key_parse[k->type](p, k, cfg, value) != 0)
@@ -736,12 +757,12 @@ check_whole(struct parser *p, struct config *cfg)
 	if (cfg->retry_min > cfg->retry_max && p->keyline[rmin] >
 	    p->keyline[rmax]) {
 		blame(p, rmin);
-		return p_err(p, "retry_min", "%us is longer than retry_max "
+		return p_err(p, &keys[rmin], "%us is longer than retry_max "
 		    "(%us)", cfg->retry_min, cfg->retry_max);
 	}
 	if (cfg->retry_min > cfg->retry_max) {
 		blame(p, rmax);
-		return p_err(p, "retry_max", "%us is shorter than retry_min "
+		return p_err(p, &keys[rmax], "%us is shorter than retry_min "
 		    "(%us)", cfg->retry_max, cfg->retry_min);
 	}
 	for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
@@ -752,16 +773,16 @@ check_whole(struct parser *p, struct config *cfg)
 		if ((fa[0] == '\0') == (fb[0] == '\0'))
 			continue;
 		blame(p, fa[0] != '\0' ? a : b);
-		return p_err(p, fa[0] != '\0' ? keys[a].name : keys[b].name,
+		return p_err(p, &keys[fa[0] != '\0' ? a : b],
 		    "set without %s (give both, or the same file twice if "
-		    "it holds both)", fa[0] != '\0' ? keys[b].name :
-		    keys[a].name);
+		    "it holds both)", fa[0] != '\0' ? key_name(&keys[b]) :
+		    key_name(&keys[a]));
 	}
 	p->line = 0;
 	p->var[0] = '\0';
 	if (cfg->hostname[0] == '\0')
-		return p_err(p, "hostname", "gethostname() gave no usable "
-		    "name; set hostname");
+		return p_err(p, &keys[key_index("hostname")], "gethostname() "
+		    "gave no usable name; set hostname");
 	if (p->keyline[org] == 0)
 		memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
 	return 0;
@@ -774,7 +795,7 @@ blame(struct parser *p, size_t i)
 	p->var[0] = '\0';
 	p->line = 0;
 	if (p->keyline[i] == CONFIG_FROM_ENV)
-		env_name(p->var, sizeof(p->var), keys[i].name);
+		env_name(p->var, sizeof(p->var), key_name(&keys[i]));
 	else
 		p->line = p->keyline[i];
 }
@@ -793,7 +814,7 @@ env_apply(struct parser *p, struct config *cfg, char *const *envp)
 	size_t i, n;
 
 	for (i = 0; i < NKEYS; i++) {
-		env_name(p->var, sizeof(p->var), keys[i].name);
+		env_name(p->var, sizeof(p->var), key_name(&keys[i]));
 		if ((v = env_find(envp, p->var)) == NULL)
 			continue;
 		while (is_blank(*v))
@@ -852,13 +873,13 @@ src_text(char *buf, size_t bufsz, const struct config *cfg,
 	size_t line = src != NULL ? src->line[i] : 0;
 
 	if (line == CONFIG_FROM_ENV) {
-		env_name(var, sizeof(var), keys[i].name);
+		env_name(var, sizeof(var), key_name(&keys[i]));
 		snprintf(buf, bufsz, "env %s", var);
 	} else if (line > 0)
 		snprintf(buf, bufsz, "%s:%zu", cfg->path, line);
-	else if (strcmp(keys[i].name, "hostname") == 0)
+	else if (strcmp(key_name(&keys[i]), "hostname") == 0)
 		snprintf(buf, bufsz, "default (gethostname)");
-	else if (strcmp(keys[i].name, "origin") == 0)
+	else if (strcmp(key_name(&keys[i]), "origin") == 0)
 		snprintf(buf, bufsz, "default (hostname)");
 	else
 		snprintf(buf, bufsz, "default");
@@ -1255,12 +1276,12 @@ set_name(struct parser *p, const struct key *k, struct config *cfg,
 	size_t n = strlen(v);
 
 	if (n == 0)
-		return p_err(p, k->name, "empty; a host name is required");
+		return p_err(p, k, "empty; a host name is required");
 	if (n >= k->size)
-		return p_err(p, k->name, "longer than %zu characters",
+		return p_err(p, k, "longer than %zu characters",
 		    (size_t)k->size - 1);
 	if (!name_valid(v, n))
-		return p_err(p, k->name, "bad host name %s", quote(q, v, n));
+		return p_err(p, k, "bad host name %s", quote(q, v, n));
 	lower_copy(field(cfg, k), k->size, v, n);
 	return 0;
 }
@@ -1279,16 +1300,16 @@ set_listen(struct parser *p, const struct key *k, struct config *cfg,
 	memset(&l, 0, sizeof(l));
 	while ((n = list_next(&v, &tok)) > 0) {
 		if (listen_token(tok, n, &a) != 0)
-			return p_err(p, k->name, "bad address %s (want "
+			return p_err(p, k, "bad address %s (want "
 			    "IPv4:port, [IPv6]:port or *:port)",
 			    quote(q, tok, n));
 		for (i = 0; i < l.n; i++)
 			if (l.a[i].len == a.len &&
 			    memcmp(&l.a[i].ss, &a.ss, a.len) == 0)
-				return p_err(p, k->name, "%s given twice",
+				return p_err(p, k, "%s given twice",
 				    quote(q, tok, n));
 		if (l.n == CONFIG_MAX_LISTEN)
-			return p_err(p, k->name, "more than %d addresses",
+			return p_err(p, k, "more than %d addresses",
 			    CONFIG_MAX_LISTEN);
 		l.a[l.n++] = a;
 	}
@@ -1304,7 +1325,7 @@ set_path(struct parser *p, const struct key *k, struct config *cfg,
 	char *f = field(cfg, k);
 
 	if (n >= k->size)
-		return p_err(p, k->name, "longer than %zu characters",
+		return p_err(p, k, "longer than %zu characters",
 		    (size_t)k->size - 1);
 	memset(f, 0, k->size);
 	memcpy(f, v, n);
@@ -1316,7 +1337,7 @@ set_dir(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
 	if (v[0] == '\0')
-		return p_err(p, k->name, "empty; a directory is required");
+		return p_err(p, k, "empty; a directory is required");
 	return set_path(p, k, cfg, v);
 }
 
@@ -1329,19 +1350,19 @@ set_tls(struct parser *p, const struct key *k, struct config *cfg,
 	int r;
 
 	allowed[0] = '\0';
-	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+	for (i = 0; i < NLEVELS; i++) {
 		if (!(k->levels & LEVEL(i)))
 			continue;
-		if (strcasecmp(v, level_names[i]) == 0) {
+		if (strcasecmp(v, textfile_nth(level_names, i)) == 0) {
 			*(enum tls_level *)field(cfg, k) = (enum tls_level)i;
 			return 0;
 		}
 		r = snprintf(allowed + o, sizeof(allowed) - o, "%s%s",
-		    o > 0 ? ", " : "", level_names[i]);
+		    o > 0 ? ", " : "", textfile_nth(level_names, i));
 		if (r > 0 && (size_t)r < sizeof(allowed) - o)
 			o += (size_t)r;
 	}
-	return p_err(p, k->name, "bad level %s (want %s)",
+	return p_err(p, k, "bad level %s (want %s)",
 	    quote(q, v, strlen(v)), allowed);
 }
 
@@ -1356,7 +1377,7 @@ set_bool(struct parser *p, const struct key *k, struct config *cfg,
 	else if (strcasecmp(v, "no") == 0)
 		*(int *)field(cfg, k) = 0;
 	else
-		return p_err(p, k->name, "bad value %s (want yes or no)",
+		return p_err(p, k, "bad value %s (want yes or no)",
 		    quote(q, v, strlen(v)));
 	return 0;
 }
@@ -1373,10 +1394,10 @@ set_nets(struct parser *p, const struct key *k, struct config *cfg,
 	memset(&l, 0, sizeof(l));
 	while ((n = list_next(&v, &tok)) > 0) {
 		if (l.n == CONFIG_MAX_NETS)
-			return p_err(p, k->name, "more than %d networks",
+			return p_err(p, k, "more than %d networks",
 			    CONFIG_MAX_NETS);
 		if (cidr_token(tok, n, &l.c[l.n]) != 0)
-			return p_err(p, k->name, "bad network %s (want "
+			return p_err(p, k, "bad network %s (want "
 			    "address/bits)", quote(q, tok, n));
 		l.n++;
 	}
@@ -1402,13 +1423,13 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 		 * no more than its bytes and the separator after it.  The
 		 * second test only keeps that true if the line ever grows. */
 		if (l->n == CONFIG_MAX_DOMAINS || n + 1 > sizeof(l->text) - used)
-			return p_err(p, k->name, "more than %d domains",
+			return p_err(p, k, "more than %d domains",
 			    CONFIG_MAX_DOMAINS);
 		skip = tok[0] == '.' ? 1 : 0;
 		if (n > skip + 1 && tok[n - 1] == '.')
 			n--;		/* "example.org." */
 		if (n > CONFIG_NAME_MAX || !name_valid(tok + skip, n - skip))
-			return p_err(p, k->name, "bad domain %s",
+			return p_err(p, k, "bad domain %s",
 			    quote(q, tok, n));
 		l->off[l->n++] = (uint16_t)used;
 		lower_copy(l->text + used, n + 1, tok, n);
@@ -1425,9 +1446,9 @@ set_size(struct parser *p, const struct key *k, struct config *cfg,
 	uint64_t b;
 
 	if (config_parse_size(v, &b) != 0)
-		return p_err(p, k->name, "bad size %s", quote(q, v, strlen(v)));
+		return p_err(p, k, "bad size %s", quote(q, v, strlen(v)));
 	if (b < 1 || b > key_max[k->range])
-		return p_err(p, k->name, "%s out of range (%llu..%llu bytes)",
+		return p_err(p, k, "%s out of range (%llu..%llu bytes)",
 		    quote(q, v, strlen(v)), 1ULL,
 		    (unsigned long long)key_max[k->range]);
 	*(uint64_t *)field(cfg, k) = b;
@@ -1442,10 +1463,10 @@ set_count(struct parser *p, const struct key *k, struct config *cfg,
 	uint64_t n;
 
 	if (number_parse(v, strlen(v), &n) != 0)
-		return p_err(p, k->name, "bad number %s",
+		return p_err(p, k, "bad number %s",
 		    quote(q, v, strlen(v)));
 	if (n < 1 || n > key_max[k->range])
-		return p_err(p, k->name, "%s out of range (%llu..%llu)",
+		return p_err(p, k, "%s out of range (%llu..%llu)",
 		    quote(q, v, strlen(v)), 1ULL,
 		    (unsigned long long)key_max[k->range]);
 	*(unsigned *)field(cfg, k) = (unsigned)n;
@@ -1460,10 +1481,10 @@ set_duration(struct parser *p, const struct key *k, struct config *cfg,
 	unsigned s;
 
 	if (config_parse_duration(v, &s) != 0)
-		return p_err(p, k->name, "bad duration %s (want a number "
+		return p_err(p, k, "bad duration %s (want a number "
 		    "with s, m, h or d)", quote(q, v, strlen(v)));
 	if ((s < 1 && k->range != KR_UINT_OFF) || s > key_max[k->range])
-		return p_err(p, k->name, "%s out of range (at least %llus)",
+		return p_err(p, k, "%s out of range (at least %llus)",
 		    quote(q, v, strlen(v)), 1ULL);
 	*(unsigned *)field(cfg, k) = s;
 	return 0;
@@ -1477,10 +1498,10 @@ set_smarthost(struct parser *p, const struct key *k, struct config *cfg,
 	size_t n = strlen(v);
 
 	if (n >= k->size)
-		return p_err(p, k->name, "longer than %zu characters",
+		return p_err(p, k, "longer than %zu characters",
 		    (size_t)k->size - 1);
 	if (n > 0 && !smarthost_valid(v, n))
-		return p_err(p, k->name, "bad host %s (want [host]:port, "
+		return p_err(p, k, "bad host %s (want [host]:port, "
 		    "host:port or host)", quote(q, v, n));
 	return set_path(p, k, cfg, v);
 }
@@ -1498,10 +1519,10 @@ set_dns(struct parser *p, const struct key *k, struct config *cfg,
 	memset(servers, 0, sizeof(servers));
 	while ((n = list_next(&v, &tok)) > 0) {
 		if (count == CONFIG_MAX_DNS)
-			return p_err(p, k->name, "more than %d servers",
+			return p_err(p, k, "more than %d servers",
 			    CONFIG_MAX_DNS);
 		if (dns_token(tok, n, servers[count], sizeof(servers[0])) != 0)
-			return p_err(p, k->name, "bad server %s (want ip, "
+			return p_err(p, k, "bad server %s (want ip, "
 			    "ip:port or [ipv6]:port)", quote(q, tok, n));
 		count++;
 	}
@@ -1518,14 +1539,14 @@ set_user(struct parser *p, const struct key *k, struct config *cfg,
 	size_t i, n = strlen(v);
 
 	if (n == 0 || n >= k->size || v[0] == '-')
-		return p_err(p, k->name, "bad user name %s",
+		return p_err(p, k, "bad user name %s",
 		    quote(q, v, n));
 	for (i = 0; i < n; i++)
 		if (!((v[i] >= 'a' && v[i] <= 'z') ||
 		    (v[i] >= 'A' && v[i] <= 'Z') ||
 		    (v[i] >= '0' && v[i] <= '9') ||
 		    v[i] == '_' || v[i] == '-' || v[i] == '.'))
-			return p_err(p, k->name, "bad user name %s",
+			return p_err(p, k, "bad user name %s",
 			    quote(q, v, n));
 	return set_path(p, k, cfg, v);
 }
@@ -1541,19 +1562,19 @@ set_log(struct parser *p, const struct key *k, struct config *cfg,
 	else if (strcasecmp(v, "stderr") == 0)
 		cfg->log_stderr = 1;
 	else
-		return p_err(p, k->name, "bad value %s (want syslog or "
+		return p_err(p, k, "bad value %s (want syslog or "
 		    "stderr)", quote(q, v, strlen(v)));
 	return 0;
 }
 
-/* --- one printer per key type: "key = value", or "key =" if empty --- */
+/* --- one printer per key type, after the name: " = value", or " =" --- */
 
 static void
 put_string(const struct key *k, const struct config *cfg, FILE *fp)
 {
 	const char *s = cfield(cfg, k);
 
-	fprintf(fp, "%s =%s%s\n", k->name, s[0] != '\0' ? " " : "", s);
+	fprintf(fp, " =%s%s\n", s[0] != '\0' ? " " : "", s);
 }
 
 static void
@@ -1563,7 +1584,7 @@ put_listen(const struct key *k, const struct config *cfg, FILE *fp)
 	char buf[CONFIG_ADDR_TEXT];
 	int i;
 
-	fprintf(fp, "%s =", k->name);
+	fputs(" =", fp);
 	for (i = 0; i < l->n && i < CONFIG_MAX_LISTEN; i++) {
 		listen_format(&l->a[i], buf, sizeof(buf));
 		fprintf(fp, " %s", buf);
@@ -1574,14 +1595,14 @@ put_listen(const struct key *k, const struct config *cfg, FILE *fp)
 static void
 put_tls(const struct key *k, const struct config *cfg, FILE *fp)
 {
-	fprintf(fp, "%s = %s\n", k->name,
+	fprintf(fp, " = %s\n",
 	    config_tls_level_name(*(const enum tls_level *)cfield(cfg, k)));
 }
 
 static void
 put_bool(const struct key *k, const struct config *cfg, FILE *fp)
 {
-	fprintf(fp, "%s = %s\n", k->name,
+	fprintf(fp, " = %s\n",
 	    *(const int *)cfield(cfg, k) ? "yes" : "no");
 }
 
@@ -1592,7 +1613,7 @@ put_nets(const struct key *k, const struct config *cfg, FILE *fp)
 	char buf[CONFIG_ADDR_TEXT];
 	int i;
 
-	fprintf(fp, "%s =", k->name);
+	fputs(" =", fp);
 	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++) {
 		cidr_format(&l->c[i], buf, sizeof(buf));
 		fprintf(fp, " %s", buf);
@@ -1610,12 +1631,12 @@ static void
 put_domains(const struct key *k, const struct config *cfg, FILE *fp)
 {
 	const struct domain_list *l = cfield(cfg, k);
-	size_t total = strlen(k->name) + 2;
+	size_t total = strlen(key_name(k)) + 2;
 	int i;
 
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		total += strlen(config_domain(l, i)) + 1;
-	fprintf(fp, "%s%s", k->name, total < CONFIG_LINE_MAX ? " =" : "=");
+	fputs(total < CONFIG_LINE_MAX ? " =" : "=", fp);
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		fprintf(fp, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
 		    "", config_domain(l, i));
@@ -1630,18 +1651,18 @@ put_size(const struct key *k, const struct config *cfg, FILE *fp)
 
 	for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
 		if (v != 0 && v % size_units[i].scale == 0) {
-			fprintf(fp, "%s = %llu%c\n", k->name,
+			fprintf(fp, " = %llu%c\n",
 			    (unsigned long long)(v / size_units[i].scale),
 			    size_units[i].suffix);
 			return;
 		}
-	fprintf(fp, "%s = %llu\n", k->name, (unsigned long long)v);
+	fprintf(fp, " = %llu\n", (unsigned long long)v);
 }
 
 static void
 put_count(const struct key *k, const struct config *cfg, FILE *fp)
 {
-	fprintf(fp, "%s = %u\n", k->name, *(const unsigned *)cfield(cfg, k));
+	fprintf(fp, " = %u\n", *(const unsigned *)cfield(cfg, k));
 }
 
 static void
@@ -1656,7 +1677,7 @@ put_duration(const struct key *k, const struct config *cfg, FILE *fp)
 			break;
 	if (i == sizeof(duration_units) / sizeof(duration_units[0]))
 		i--;			/* 0: seconds */
-	fprintf(fp, "%s = %llu%c\n", k->name,
+	fprintf(fp, " = %llu%c\n",
 	    (unsigned long long)(v / duration_units[i].scale),
 	    duration_units[i].suffix);
 }
@@ -1666,7 +1687,8 @@ put_dns(const struct key *k, const struct config *cfg, FILE *fp)
 {
 	int i;
 
-	fprintf(fp, "%s =", k->name);
+	(void)k;	/* key_put() printed the name */
+	fputs(" =", fp);
 	for (i = 0; i < cfg->dns_n && i < CONFIG_MAX_DNS; i++)
 		fprintf(fp, " %s", cfg->dns_servers[i]);
 	fputc('\n', fp);
@@ -1675,6 +1697,6 @@ put_dns(const struct key *k, const struct config *cfg, FILE *fp)
 static void
 put_log(const struct key *k, const struct config *cfg, FILE *fp)
 {
-	fprintf(fp, "%s = %s\n", k->name,
-	    cfg->log_stderr ? "stderr" : "syslog");
+	(void)k;	/* key_put() printed the name */
+	fprintf(fp, " = %s\n", cfg->log_stderr ? "stderr" : "syslog");
 }

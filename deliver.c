@@ -75,6 +75,7 @@
 #include "net.h"
 #include "queue.h"
 #include "reply.h"
+#include "textfile.h"
 #include "tls.h"
 
 #define DELIVER_CONNECT_MS	30000
@@ -200,7 +201,6 @@ struct deliver {
 
 static void deliver_enter_state(struct deliver *, enum deliver_state);
 static const char *deliver_strstate(enum deliver_state);
-static const char *deliver_nth(const char *, unsigned);
 static void deliver_on_mx(void *, enum dns_status, int,
     const struct dns_mx *, int);
 static void deliver_next_mx(struct deliver *);
@@ -276,7 +276,7 @@ static unsigned deliver_gen;
 
 /*
  * Per-state texts, one after another with a NUL between, in the order of
- * enum deliver_state (deliver_nth() finds one): no table of pointers.
+ * enum deliver_state (textfile_nth() finds one): no table of pointers.
  */
 #define DELIVER_STATES \
 	"RESOLVE_MX\0RESOLVE_ADDR\0CONNECT\0BANNER\0EHLO\0HELO\0STARTTLS\0" \
@@ -384,16 +384,7 @@ deliver_level(struct deliver *d)
 static const char *
 deliver_strstate(enum deliver_state st)
 {
-	return deliver_nth(DELIVER_STATES, st);
-}
-
-/* The i-th of the NUL-separated texts in list. */
-static const char *
-deliver_nth(const char *list, unsigned i)
-{
-	while (i-- > 0)
-		list += strlen(list) + 1;
-	return list;
+	return textfile_nth(DELIVER_STATES, st);
 }
 
 static void
@@ -1771,7 +1762,7 @@ static void
 deliver_lost(struct deliver *d, const char *what)
 {
 	char reason[DELIVER_REPLY_MAX];
-	const char *phase = deliver_nth(DELIVER_PHASE, d->state);
+	const char *phase = textfile_nth(DELIVER_PHASE, d->state);
 
 	if (phase[0] == '\0')
 		phase = "talking";

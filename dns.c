@@ -52,6 +52,7 @@
 #include "dns.h"
 #include "log.h"
 #include "loop.h"
+#include "textfile.h"
 
 #define DNS_TIMEOUT_MS	2000	/* first try; c-ares doubles it per round */
 #define DNS_TRIES	3	/* rounds over the server list */
@@ -181,13 +182,9 @@ static void dns_on_fd(struct loop_fd *, unsigned);
 static void dns_on_timer(struct loop_timer *);
 static void dns_timer_update(void);
 
-static const char *const dns_status_names[] = {
-	[DNS_OK] = "ok",
-	[DNS_NXDOMAIN] = "nxdomain",
-	[DNS_NODATA] = "nodata",
-	[DNS_NULLMX] = "nullmx",
-	[DNS_TEMPFAIL] = "tempfail",
-};
+/* In enum dns_status order, NUL-separated (textfile_nth()). */
+static const char dns_status_names[] =
+    "ok\0nxdomain\0nodata\0nullmx\0tempfail";
 
 static ares_channel dns_channel;	/* NULL until a query needs it */
 static int dns_lib_ready;
@@ -362,10 +359,9 @@ dns_free(void)
 const char *
 dns_status_name(enum dns_status st)
 {
-	if ((unsigned)st >= sizeof(dns_status_names) /
-	    sizeof(dns_status_names[0]) || dns_status_names[st] == NULL)
+	if ((unsigned)st > DNS_TEMPFAIL)
 		return "unknown";
-	return dns_status_names[st];
+	return textfile_nth(dns_status_names, st);
 }
 
 const unsigned char *

@@ -39,14 +39,15 @@ static const char log_progs[LP_COUNT][sizeof("postqueue")] = {
 	[LP_POSTQUEUE] = "postqueue",
 };
 
-static const struct {
-	const char *name;
-	unsigned mask;
-} log_traces[] = {
-	{ "smtp", TRACE_SMTP }, { "io", TRACE_IO }, { "queue", TRACE_QUEUE },
-	{ "loop", TRACE_LOOP }, { "dns", TRACE_DNS }, { "tls", TRACE_TLS },
-	{ "deliver", TRACE_DELIVER }, { "all", ~0u },
-};
+/* NUL-separated, "" ends it: the i-th name is TRACE_* bit i, but the
+ * last, "all", is every bit.  No table of pointers. */
+static const char log_traces[] =
+    "smtp\0io\0queue\0loop\0dns\0tls\0deliver\0all\0";
+#define LOG_TRACE_ALL	7	/* the index of "all" */
+_Static_assert(TRACE_SMTP == 1u << 0 && TRACE_IO == 1u << 1 &&
+    TRACE_QUEUE == 1u << 2 && TRACE_LOOP == 1u << 3 &&
+    TRACE_DNS == 1u << 4 && TRACE_TLS == 1u << 5 &&
+    TRACE_DELIVER == 1u << 6, "log_traces: bit order");
 
 unsigned log_trace_mask;
 static int log_stderr = 1;
@@ -227,15 +228,16 @@ log_trace_(unsigned mask, const char *fmt, ...)
 unsigned
 log_trace_parse(const char *s)
 {
+	const char *t;
 	unsigned mask = 0;
 	size_t i, len;
 
 	while (*s) {
 		len = strcspn(s, ", ");
-		for (i = 0; i < sizeof(log_traces) / sizeof(log_traces[0]); i++)
-			if (strlen(log_traces[i].name) == len &&
-			    strncmp(log_traces[i].name, s, len) == 0)
-				mask |= log_traces[i].mask;
+		for (i = 0, t = log_traces; *t != '\0';
+		    i++, t += strlen(t) + 1)
+			if (strlen(t) == len && memcmp(t, s, len) == 0)
+				mask |= i == LOG_TRACE_ALL ? ~0u : 1u << i;
 		s += len;
 		s += strspn(s, ", ");
 	}

@@ -356,7 +356,7 @@ main_bind_local(const char *path, const struct main_user *u)
 	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
 		if (mkdirat(AT_FDCWD, dir, 0755) == 0 && u->drop &&
-		    chown(dir, u->uid, u->gid) == -1)
+		    fchownat(AT_FDCWD, dir, u->uid, u->gid, 0) == -1)
 			log_fatal(LP_MASTER, "chown %s", dir);
 	}
 	/* A socket someone answers on is another daemon: do not steal it. */

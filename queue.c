@@ -288,7 +288,8 @@ mkdir_owned(int parent, const char *name, mode_t mode, uid_t uid, gid_t gid)
 		log_warn(LP_MASTER, "open %s", name);
 		return -1;
 	}
-	if (fchown(fd, uid, gid) == -1) {
+	/* fchownat(), as main.c's chown: one libc import for both. */
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) == -1) {
 		log_warn(LP_MASTER, "chown %s", name);
 		goto done;
 	}

@@ -184,7 +184,7 @@ sched_configure(const struct config *conf)
 	memcpy(sched_relay, s, n);
 	sched_relay[n] = '\0';
 	if (colon)
-		sched_relay_port = (unsigned)strtoul(colon + 1, NULL, 10);
+		sched_relay_port = (unsigned)strtoull(colon + 1, NULL, 10);
 }
 
 static int
@@ -1156,7 +1156,9 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 {
 	size_t k;
 
-	if (strstr(reply, "expired after") != NULL)
+	/* memmem(), not strstr(): one libc import fewer (bounce.c). */
+	if (memmem(reply, strlen(reply), "expired after",
+	    sizeof("expired after") - 1) != NULL)
 		return "4.4.7";
 	/* "550 5.1.1 ..." or "550-5.1.1 ..." (a remote's reply) */
 	if (strlen(reply) > 6 && (reply[3] == ' ' || reply[3] == '-') &&

@@ -49,6 +49,7 @@
 #include "loop.h"
 #include "queue.h"
 #include "smtp.h"
+#include "textfile.h"
 #include "tls.h"
 
 #define SMTP_LISTEN_MAX		(3 * CONFIG_MAX_LISTEN + 1)
@@ -623,12 +624,9 @@ smtp_ms(unsigned seconds)
 static const char *
 smtp_strstate(enum smtp_state st)
 {
-	static const char *const names[] = {
-		"HELO", "READY", "MAIL", "RCPT", "DATA", "COMMIT", "QUIT",
-		"TLS", "AUTH", "AUTH_WAIT",
-	};
-
-	return names[st];
+	/* In enum smtp_state order. */
+	return textfile_nth("HELO\0READY\0MAIL\0RCPT\0DATA\0COMMIT\0QUIT\0"
+	    "TLS\0AUTH\0AUTH_WAIT", st);
 }
 
 static void
@@ -668,12 +666,7 @@ smtp_proto(const struct smtp_session *s)
 static const char *
 smtp_reply_text(enum smtp_reply r)
 {
-	const char *p = smtp_replies;
-	unsigned i;
-
-	for (i = 0; i < (unsigned)r; i++)
-		p += strlen(p) + 1;
-	return p;
+	return textfile_nth(smtp_replies, r);
 }
 
 /*

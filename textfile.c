@@ -1,9 +1,10 @@
 /*
- * textfile.c - reading a bounded file into memory, and walking a buffer
- * line by line (textfile.h).  It owns the open/fstat/read/close steps and
- * their refusals, not the syntax of any file.  The bytes read are wiped
- * on every path that drops them, so the credential files need no copy of
- * their own: cheap for the rest, and this file cannot tell which is which.
+ * textfile.c - reading a bounded file into memory, walking a buffer line
+ * by line, and the i-th of a NUL-separated list (textfile.h).  It owns
+ * the open/fstat/read/close steps and their refusals, not the syntax of
+ * any file.  The bytes read are wiped on every path that drops them, so
+ * the credential files need no copy of their own: cheap for the rest,
+ * and this file cannot tell which is which.
  * textfile_read() returns TEXTFILE_OK or a TEXTFILE_* kind.
  */
 #include <errno.h>
@@ -175,4 +176,12 @@ textfile_line(const char *text, size_t len, size_t *pos, const char **line,
 	*n = nl != NULL ? (size_t)(nl - *line) : len - *pos;
 	*pos += *n + (nl != NULL);
 	return 1;
+}
+
+const char *
+textfile_nth(const char *list, size_t i)
+{
+	for (; i > 0; i--)
+		list += strlen(list) + 1;
+	return list;
 }

@@ -1,8 +1,10 @@
 /*
  * textfile.h - reading a bounded file into memory, and walking a buffer
  * line by line: what the loaders of relay.conf, the aliases file, the
- * users and smarthost credential files and the fingerprint list share.
- * The parsing, and the meaning of each line, stay with those files.
+ * users and smarthost credential files and the fingerprint list share;
+ * and the i-th of NUL-separated strings, which the tables of names and
+ * replies are.  The parsing, and the meaning of each line, stay with
+ * those files.
  */
 #ifndef FERRY_TEXTFILE_H
 #define FERRY_TEXTFILE_H
@@ -49,5 +51,12 @@ int textfile_read(const char *path, size_t max, unsigned flags, char **buf,
  */
 int textfile_line(const char *text, size_t len, size_t *pos,
     const char **line, size_t *n);
+
+/*
+ * The i-th (from 0) of strings stored one after another, each ended by a
+ * NUL: the tables of names and replies use this instead of an array of
+ * pointers (8 bytes and a relocation each).  i must be below their count.
+ */
+const char *textfile_nth(const char *list, size_t i);
 
 #endif

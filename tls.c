@@ -870,7 +870,7 @@ tls_bio_recv(void *ctx, unsigned char *buf, size_t len)
 	if (len > INT_MAX)
 		len = INT_MAX;
 	do
-		n = recv(c->fd, buf, len, 0);
+		n = read(c->fd, buf, len);	/* recv(.., 0), one import less */
 	while (n == -1 && errno == EINTR);
 	if (n >= 0)
 		return (int)n;

@@ -390,13 +390,13 @@ def test_man_mandoc_lint():
 
 
 def _table_keys():
-    """The key names of config.c's keys[] table."""
+    """The key names of config.c's CONFIG_KEYS table (keys[])."""
     with open(os.path.join(REPO, 'config.c')) as f:
         src = f.read()
-    m = re.search(r'^static const struct key keys\[\] = \{\n(.*?)^\};',
+    m = re.search(r'^#define CONFIG_KEYS\(X\) \\\n(.*?)^\t/\* end \*/$',
                   src, re.S | re.M)
-    check(m, 'config.c: no keys[] table')
-    keys = re.findall(r'^\s*\{ "([a-z0-9_]+)", KT_', m.group(1), re.M)
+    check(m, 'config.c: no CONFIG_KEYS table')
+    keys = re.findall(r'^\tX\("([a-z0-9_]+)", KT_', m.group(1), re.M)
     check(len(keys) > 30, 'config.c keys[]: only %r' % keys)
     return keys
 

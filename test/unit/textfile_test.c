@@ -2,8 +2,9 @@
  * textfile_test.c - textfile.c: the size bound at exactly max and max + 1
  * bytes, an empty file, a directory, a FIFO (must not hang), a missing
  * file, the TEXTFILE_PRIVATE mode refusal, a pipe read through
- * TEXTFILE_ANYTYPE (the path that grows the buffer), and the line walk
- * over CRLF, blank and unterminated lines.
+ * TEXTFILE_ANYTYPE (the path that grows the buffer), the line walk over
+ * CRLF, blank and unterminated lines, and textfile_nth() over empty
+ * entries.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -230,12 +231,29 @@ test_lines(void)
 	return 0;
 }
 
+static int
+test_nth(void)
+{
+	static const char list[] = "ab\0\0c\0last";
+
+	CHECK(textfile_nth(list, 0) == list);
+	CHECK_STR(textfile_nth(list, 0), "ab");
+	/* An empty entry counts (config.c's "no default"). */
+	CHECK(textfile_nth(list, 1) == list + 3);
+	CHECK_STR(textfile_nth(list, 1), "");
+	CHECK_STR(textfile_nth(list, 2), "c");
+	CHECK_STR(textfile_nth(list, 3), "last");
+	CHECK(textfile_nth(list, 3) == list + sizeof(list) - 5);
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "exactly max, max + 1, empty", test_bound },
 	{ "directory, FIFO, missing file", test_types },
 	{ "TEXTFILE_PRIVATE mode refusal", test_private },
 	{ "pipe through TEXTFILE_ANYTYPE", test_pipe },
 	{ "line walk: CRLF, blank, no final LF", test_lines },
+	{ "nth of a NUL-separated list", test_nth },
 };
 
 int
