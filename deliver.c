@@ -1505,15 +1505,12 @@ deliver_set_rcpt(struct deliver_rcpt *r, int code, const char *reply,
 	    DR_TEMP;
 	snprintf(r->reply, sizeof(r->reply), "%s", reply);
 	if (dsn == NULL && reply != NULL) {
-		/* "250 2.1.5 Ok", "550-5.1.1 ...": take the enhanced code
-		 * of the first line if it is there (RFC 3463 syntax, its
-		 * class the reply's: "5.x junk" or "5.99999.1" would reach
-		 * the log as dsn=). */
-		t = reply + 3;
-		if (strlen(reply) > 4 && (*t == ' ' || *t == '-') &&
-		    t[1] == reply[0] && (k = reply_enh(t + 1)) > 0 &&
+		/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it
+		 * is there in RFC 3463's syntax ("5.x junk" or "5.99999.1"
+		 * would reach the log as dsn=). */
+		if ((k = reply_enh_code(reply, &t)) > 0 &&
 		    k < sizeof(r->dsn)) {
-			memcpy(r->dsn, t + 1, k);
+			memcpy(r->dsn, t, k);
 			r->dsn[k] = '\0';
 			return;
 		}

@@ -83,3 +83,16 @@ reply_enh(const char *s)
 	}
 	return s[i] == ' ' || s[i] == '\0' ? i : 0;
 }
+
+size_t
+reply_enh_code(const char *reply, const char **code)
+{
+	size_t k;
+
+	if (strlen(reply) > 4 && (reply[3] == ' ' || reply[3] == '-') &&
+	    reply[4] == reply[0] && (k = reply_enh(reply + 4)) > 0) {
+		*code = reply + 4;
+		return k;
+	}
+	return 0;
+}

@@ -50,5 +50,9 @@ int reply_code(const char *line, size_t len, int *more);
  * ("5.1.1": class 2, 4 or 5, then two numbers of 1-3 digits) when a
  * space or the end follows it, else 0. */
 size_t reply_enh(const char *s);
+/* The enhanced code of a whole reply, "550 5.1.1 ..." or the first line
+ * of "550-5.1.1 ... 550 5.1.1 ...", when it is of the reply's class: its
+ * length, with *code at it; 0 when there is none. */
+size_t reply_enh_code(const char *reply, const char **code);
 
 #endif

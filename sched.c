@@ -3,10 +3,10 @@
  * many connections; what a result means (retry, bounce, done).
  *
  * Owns: the in-memory index of queued messages (id and next attempt only,
- * about 80 bytes each; an active message also holds its envelope), per-destination job queues,
- * the concurrency limits, the backoff of messages and of destinations,
- * expiry, bounces and delay warnings.  It does not speak SMTP
- * (deliver.c) or know the file format (queue.c).
+ * about 80 bytes each; an active message also holds its envelope),
+ * per-destination job queues, the concurrency limits, the backoff of
+ * messages and of destinations, expiry, bounces and delay warnings.  It
+ * does not speak SMTP (deliver.c) or know the file format (queue.c).
  *
  * A destination is a recipient domain, or the one smarthost.  A job is
  * one message's recipients for one destination: one transaction.  A
@@ -43,6 +43,7 @@
 #include "log.h"
 #include "loop.h"
 #include "queue.h"
+#include "reply.h"
 #include "sched.h"
 
 #define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
@@ -880,11 +881,11 @@ static void
 sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
 {
 	const char *p = r->reply;
+	int more;
 
 	/* A server's reply ("550 ..."; "550-..." for one of several
 	 * lines) is kept as it came; our own words get the dsn first. */
-	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
-	    p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'))
+	if (strlen(p) > 3 && reply_code(p, 4, &more) != -1)
 		snprintf(qr->reason, sizeof(qr->reason), "%s", p);
 	else
 		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);
@@ -1154,20 +1155,20 @@ sched_on_early_commit(void *arg, const char *id, int ok)
 static const char *
 sched_reply_dsn(const char *reply, char *buf, size_t len)
 {
+	const char *code;
 	size_t k;
 
 	/* memmem(), not strstr(): one libc import fewer (bounce.c). */
 	if (memmem(reply, strlen(reply), "expired after",
 	    sizeof("expired after") - 1) != NULL)
 		return "4.4.7";
-	/* "550 5.1.1 ..." or "550-5.1.1 ..." (a remote's reply) */
-	if (strlen(reply) > 6 && (reply[3] == ' ' || reply[3] == '-') &&
-	    reply[4] == reply[0] && reply[5] == '.')
-		reply += 4;
-	/* "5.1.10 ..." (ours, see sched_reason) */
-	if (reply[0] >= '2' && reply[0] <= '5' && reply[1] == '.' &&
-	    (k = strcspn(reply, " ")) < len && k >= 5) {
-		memcpy(buf, reply, k);
+	/* "550 5.1.1 ..." (a remote's reply), else "5.1.10 ..." (ours,
+	 * see sched_reason). */
+	if ((k = reply_enh_code(reply, &code)) == 0 &&
+	    (k = reply_enh(reply)) > 0)
+		code = reply;
+	if (k > 0 && k < len) {
+		memcpy(buf, code, k);
 		buf[k] = '\0';
 		return buf;
 	}

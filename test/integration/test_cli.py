@@ -637,6 +637,22 @@ def test_sendmail_bi_and_I_check_the_aliases():
             _ok(d.cli(*args), ' '.join(args))
 
 
+def test_cli_error_line_cut_at_4k():
+    """A one-shot command's error line is one write of at most 4 KB
+    (log_cli), so lines from several processes do not mix: an argument
+    quoted back that would make it longer is cut, and says so with
+    "...", rather than written in pieces."""
+    path = '/nonexistent/' + 'x' * 5000
+    p = subprocess.run([FERRY_BIN, 'tlsa', path], capture_output=True,
+                       timeout=30 * SLOW)
+    err = p.stderr
+    check(p.returncode != 0 and err.startswith(b'ferry tlsa: ') and
+          err.endswith(b'...\n') and err.count(b'\n') == 1 and
+          len(err) <= len(b'ferry tlsa: ') + 4096 + len(b'...\n'),
+          'exit %d, %d bytes: %s' % (p.returncode, len(err),
+                                    short(err, 120)))
+
+
 def test_maildrop_pickup_keeps_the_reserve():
     """pickup copies a dropped file into the queue only when that leaves
     the free-space reserve (1 MB) the SMTP door keeps for state updates

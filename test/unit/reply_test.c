@@ -185,6 +185,7 @@ test_enh(void)
 		"5.1.1234", "5.99999.1234567 long", " 5.1.1", "5-1-1",
 		"5.1.1\tx", "55.1.1",
 	};
+	const char *code;
 	size_t i;
 
 	CHECK(reply_enh("5.1.1") == 5);
@@ -192,6 +193,15 @@ test_enh(void)
 	CHECK(reply_enh("4.7.0 later") == 5);
 	CHECK(reply_enh("5.123.456 x") == 9);
 	CHECK(reply_enh("5.7.10") == 6);
+	/* Of a whole reply: the first line's, of the reply's class. */
+	CHECK(reply_enh_code("550 5.1.1 no", &code) == 5 &&
+	    strncmp(code, "5.1.1", 5) == 0);
+	CHECK(reply_enh_code("550-5.1.10 a 550 5.1.1 b", &code) == 6 &&
+	    strncmp(code, "5.1.10", 6) == 0);
+	CHECK(reply_enh_code("550 4.1.1 class", &code) == 0);
+	CHECK(reply_enh_code("550 5.x junk", &code) == 0);
+	CHECK(reply_enh_code("5.1.1 ours", &code) == 0);
+	CHECK(reply_enh_code("550", &code) == 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (reply_enh(bad[i]) != 0) {
 			fprintf(stderr, "accepted \"%s\"\n", bad[i]);
