@@ -301,7 +301,7 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
 
 # --- outbound: a peer out of step -----------------------------------------
 
-def _desync(name, broken, ext=None):
+def _desync(name, broken, ext=None, why=None):
     """While broken(verb, arg) answers, the peer is out of step: the
     message must be deferred, not marked sent, and no body may have been
     accepted by the peer.  Then the peer behaves and a flush delivers it
@@ -318,8 +318,9 @@ def _desync(name, broken, ext=None):
         qid = d.send_message(BODY)
         r = wait_for(lambda: deliveries(d, qid), 10, 'a result for %s; '
                      'log:\n%s' % (qid, d.log_tail(8)))[0]
-        check(r.status == 'deferred' and r.dsn.startswith('4.'),
-              'an out-of-step peer, want deferred: %r' % r)
+        check(r.status == 'deferred' and r.dsn.startswith('4.') and
+              (why is None or why in r.text),
+              'an out-of-step peer, want deferred (%s): %r' % (why, r))
         time.sleep(0.3 * SLOW)
         check(deliveries(d, qid, 'sent') == [] and
               deliveries(d, qid, 'bounced') == [],
@@ -371,12 +372,15 @@ def test_regress_peer_refusal_behind_banner():
     """A 554 right behind the 220, before EHLO was sent: read as EHLO's
     reply it made ferry fall back to HELO and take every later reply a
     step late.  Against this peer that ended in a deferral for another
-    reason ("unexpected reply to DATA"); against one that answers HELO
-    with 502, in a bounce (5.5.2) from a server that refused nothing.
-    Now it is named for what it is, before EHLO is acted on."""
+    reason ("unexpected reply to DATA", which the check of the reason
+    catches); against one that answers HELO with 502, in a bounce (5.5.2)
+    from a server that refused nothing.  Now it is named for what it is,
+    before EHLO is acted on."""
     return _desync('rg-banner554', lambda verb, arg:
                    '220 peer.test ESMTP\r\n554 5.7.1 not yet'
-                   if verb == 'CONNECT' else None)
+                   if verb == 'CONNECT' else None,
+                   why='reply out of step with 127.0.0.1[127.0.0.1] while '
+                   'receiving the initial server greeting')
 
 
 def test_regress_peer_refusal_behind_354():
@@ -386,7 +390,7 @@ def test_regress_peer_refusal_behind_354():
     so no body is sent."""
     return _desync('rg-data354', lambda verb, arg:
                    '354 go ahead\r\n554 5.3.4 rejected'
-                   if verb == 'DATA' else None)
+                   if verb == 'DATA' else None, why='reply out of step')
 
 
 def test_regress_enhanced_codes_checked():
