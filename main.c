@@ -452,7 +452,7 @@ main_serve(struct config *conf)
 	sched_configure(conf);
 	queue_set_listener(sched_enqueue);
 	smtp_set_flush(sched_flush);
-	/* Indexes the queue; quarantines what does not parse. */
+	/* Indexes the queue from names and state mtimes (queue_index). */
 	if (sched_start(&queued) == -1)
 		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
 	log_info(LP_MASTER, "daemon started -- version %s, configuration %s",

@@ -135,6 +135,12 @@ int queue_space_ok(uint64_t need);
 /* Every committed message in ID order; files that do not parse are
  * quarantined.  cb returns non-zero to stop. */
 int queue_walk(int (*cb)(const struct queue_info *, void *), void *arg);
+/* The scheduler's start-up index: every committed message's ID in ID
+ * order with its next attempt (0 = now), read from the directory and the
+ * state files' mtimes, not from the files; a file that does not parse is
+ * found when it is loaded.  cb returns non-zero to stop (and -1 here). */
+int queue_index(int (*cb)(const char *id, uint64_t next_attempt, void *),
+    void *arg);
 
 const char *queue_status_name(enum rcpt_status);
 

@@ -133,7 +133,7 @@ static void sched_fmt(char *, size_t, const char *, ...)
 static void sched_expire_reason(struct queue_rcpt *, unsigned);
 static void sched_log(const struct sched_msg *, const char *, const char *,
     const char *, const char *, const char *);
-static int sched_on_walk(const struct queue_info *, void *);
+static int sched_on_index(const char *, uint64_t, void *);
 
 static const struct deliver_ops sched_ops = {
 	.next = sched_on_next,
@@ -189,15 +189,15 @@ sched_configure(const struct config *conf)
 }
 
 static int
-sched_on_walk(const struct queue_info *info, void *arg)
+sched_on_index(const char *id, uint64_t next_attempt, void *arg)
 {
 	struct sched_msg *m;
 
 	(void)arg;
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return -1;
-	memcpy(m->id, info->id, sizeof(m->id));
-	m->next_attempt = info->next_attempt;
+	memcpy(m->id, id, sizeof(m->id));
+	m->next_attempt = next_attempt;
 	sched_list_add(&sched_idle_list, m);
 	return 0;
 }
@@ -209,7 +209,7 @@ sched_start(unsigned *count)
 	unsigned n = 0;
 	int rc;
 
-	rc = queue_walk(sched_on_walk, NULL);
+	rc = queue_index(sched_on_index, NULL);
 	for (m = sched_idle_list; m != NULL; m = m->next)
 		n++;
 	*count = n;

@@ -1022,6 +1022,69 @@ t_walk(void)
 	return 0;
 }
 
+struct index_seen {
+	unsigned n;
+	char ids[4][QUEUE_ID_SIZE];
+	uint64_t next[4];
+};
+
+static int
+index_collect(const char *id, uint64_t next_attempt, void *arg)
+{
+	struct index_seen *seen = arg;
+
+	if (seen->n < 4) {
+		snprintf(seen->ids[seen->n], QUEUE_ID_SIZE, "%s", id);
+		seen->next[seen->n] = next_attempt;
+	}
+	return ++seen->n == 4 ? 7 : 0;	/* stop after the fourth */
+}
+
+/* The start-up index reads state mtimes, never the files. */
+static int
+t_index(void)
+{
+	static const char *const r[] = { "a@x" };
+	static const char garbage[] = "00000000000000BAD1";
+	struct index_seen seen;
+	struct queue_info info;
+	char ids[2][QUEUE_ID_SIZE];
+	const char *why;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, ids[0]) == 0);
+	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, ids[1]) == 0);
+	CHECK(strcmp(ids[0], ids[1]) < 0);
+	CHECK(queue_load(ids[1], &info, &why) == 0);
+	info.next_attempt = 2000000000u;	/* 2033, within a 32-bit time_t */
+	info.attempts = 1;
+	info.rcpt[0].status = RS_DEFERRED;
+	CHECK(queue_update(&info, 0) == 0);
+	queue_info_free(&info);
+	/* Not parsed here: activation quarantines it. */
+	CHECK(spew(qpath("", garbage), "FERRY1\nnot a queue file\n", 24) == 0);
+
+	memset(&seen, 0, sizeof(seen));
+	CHECK(queue_index(index_collect, &seen) == 0);
+	CHECK(seen.n == 3);
+	CHECK_STR(seen.ids[0], garbage);
+	CHECK(seen.next[0] == 0);
+	CHECK_STR(seen.ids[1], ids[0]);
+	CHECK(seen.next[1] == 0);		/* never tried: now */
+	CHECK_STR(seen.ids[2], ids[1]);
+	CHECK(seen.next[2] == 2000000000u);
+	CHECK(exists("", garbage));
+
+	/* A callback that stops makes it return -1: the fifth is not seen. */
+	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, ids[0]) == 0);
+	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, ids[0]) == 0);
+	memset(&seen, 0, sizeof(seen));
+	CHECK(queue_index(index_collect, &seen) == -1);
+	CHECK(seen.n == 4);
+	teardown();
+	return 0;
+}
+
 static int
 t_sweep(void)
 {
@@ -1276,6 +1339,7 @@ static const struct t_case cases[] = {
 	{ "state: bounced-notified recipients", t_state_notified },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
+	{ "start-up index from state mtimes", t_index },
 	{ "start-up sweep", t_sweep },
 	{ "group commit on the loop", t_group_commit },
 	{ "commit_forget", t_forget },
