@@ -63,7 +63,7 @@ enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NEWALIASES };
 enum sm_result {
 	SR_OK,		/* every batch was accepted (some rcpts refused) */
 	SR_DOWN,	/* no daemon, or it went away: maildrop the rest */
-	SR_TEMP,	/* a 4xx: EX_TEMPFAIL */
+	SR_TEMP,	/* a 4xx: maildrop the rest, after QUIT */
 	SR_PERM,	/* a 5xx for the message or sender: EX_DATAERR */
 	SR_LOCAL	/* our own failure (memory) */
 };
@@ -99,6 +99,8 @@ struct sm {
 	unsigned flags;		/* QF_8BITMIME, QF_SMTPUTF8 */
 	struct msg_buf msg;	/* the message as submitted, CRLF */
 	int down_errno;		/* why connect failed, for -v */
+	char down_reply[CLI_REPLY_MAX];	/* the 4xx that sent it to
+					   maildrop/, for -v */
 };
 
 /* A blocking SMTP client connection with a buffered reader. */
@@ -137,7 +139,7 @@ static int sm_extract(struct sm *, const char *, const struct msg_head *);
 static int sm_add_headers(struct sm *, struct msg_buf *, unsigned);
 static int sm_deliver(struct sm *);
 static enum sm_result sm_session(struct sm *);
-static enum sm_result sm_fail(struct conn *, int);
+static enum sm_result sm_fail(struct sm *, struct conn *, int);
 static enum sm_result sm_transaction(struct sm *, struct conn *, size_t,
     size_t, const struct msg_buf *);
 static int sm_maildrop(struct sm *);
@@ -684,9 +686,11 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 
 /*
  * Submit over the socket; whatever the daemon did not take because it is
- * not there (or went away) goes to maildrop/, silently: cron must not
- * mail about mail.  A duplicate is possible if the daemon died after the
- * final dot and before its 250; a loss is not.
+ * not there, went away or said 4xx (the disk near full: the pickup waits
+ * for room) goes to maildrop/, silently: cron must not mail about mail,
+ * and Postfix's sendmail never asks the daemon at all.  A duplicate is
+ * possible if the daemon died after the final dot and before its 250; a
+ * loss is not.
  */
 static int
 sm_deliver(struct sm *sm)
@@ -702,14 +706,13 @@ sm_deliver(struct sm *sm)
 	case SR_OK:
 		break;
 	case SR_DOWN:
+	case SR_TEMP:
 		for (i = 0; i < sm->nrcpt; i++)
 			if (sm->rcpt[i].state == RCPT_PENDING)
 				break;
 		if (i < sm->nrcpt && sm_maildrop(sm) == -1)
 			return EX_TEMPFAIL;
 		break;
-	case SR_TEMP:
-		return EX_TEMPFAIL;
 	case SR_PERM:
 		return EX_DATAERR;
 	case SR_LOCAL:
@@ -741,11 +744,11 @@ sm_session(struct sm *sm)
 		return SR_DOWN;
 	}
 	if ((code = conn_reply(c)) != 220) {
-		r = sm_fail(c, code);
+		r = sm_fail(sm, c, code);
 		goto quit;
 	}
 	if ((code = conn_cmd(c, "EHLO %s\r\n", CLI_EHLO_NAME)) != 250) {
-		r = sm_fail(c, code);
+		r = sm_fail(sm, c, code);
 		goto quit;
 	}
 	if (msg_dot_stuff(&data, sm->msg.p, sm->msg.len) == -1) {
@@ -767,16 +770,19 @@ quit:
 	return r;
 }
 
-/* Classify a reply that was not the one hoped for, and say so. */
+/* Classify a reply that was not the one hoped for; say a 5xx. */
 static enum sm_result
-sm_fail(struct conn *c, int code)
+sm_fail(struct sm *sm, struct conn *c, int code)
 {
 	if (code < 0)
 		return SR_DOWN;		/* EOF, timeout: it went away */
-	if (code == 421)		/* shutting down, too busy */
-		return SR_DOWN;
+	if (code < 500 || code >= 600) {
+		snprintf(sm->down_reply, sizeof(sm->down_reply), "%.*s",
+		    (int)c->tlen, c->text);
+		return code == 421 ? SR_DOWN : SR_TEMP;
+	}
 	conn_print(c);
-	return code >= 500 && code < 600 ? SR_PERM : SR_TEMP;
+	return SR_PERM;
 }
 
 static enum sm_result
@@ -798,7 +804,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 		    sm->msg.len);
 	code = conn_cmd(c, "MAIL FROM:<%s>%s\r\n", sm->sender, params);
 	if (code != 250)
-		return sm_fail(c, code);
+		return sm_fail(sm, c, code);
 	for (i = from; i < to; i++) {
 		code = conn_cmd(c, "RCPT TO:<%s>\r\n", sm->rcpt[i].addr);
 		if (code == 250 || code == 251) {
@@ -810,18 +816,18 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 			conn_print(c);
 			sm->rcpt[i].state = RCPT_REFUSED;
 		} else
-			return sm_fail(c, code);
+			return sm_fail(sm, c, code);
 	}
 	if (acc == 0) {
 		code = conn_cmd(c, "RSET\r\n");
-		return code == 250 ? SR_OK : sm_fail(c, code);
+		return code == 250 ? SR_OK : sm_fail(sm, c, code);
 	}
 	if ((code = conn_cmd(c, "DATA\r\n")) != 354)
-		return sm_fail(c, code);
+		return sm_fail(sm, c, code);
 	if (write_all(c->fd, data->p, data->len) == -1)
 		return SR_DOWN;
 	if ((code = conn_reply(c)) != 250)
-		return sm_fail(c, code);
+		return sm_fail(sm, c, code);
 	for (i = from; i < to; i++)
 		if (sm->rcpt[i].accepted)
 			sm->rcpt[i].state = RCPT_DONE;
@@ -862,9 +868,9 @@ sm_maildrop(struct sm *sm)
 		goto fail;
 	if (sm->verbose)
 		log_cli("sendmail", "the mail daemon is not reachable "
-		    "(%s); queued in maildrop as %s",
-		    sm->down_errno ? strerror(sm->down_errno) :
-		    "connection lost", id);
+		    "(%s); queued in maildrop as %s", sm->down_reply[0] ?
+		    sm->down_reply : sm->down_errno ?
+		    strerror(sm->down_errno) : "connection lost", id);
 	return 0;
 abort:
 	e = errno;

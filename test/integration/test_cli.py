@@ -174,6 +174,99 @@ def test_sendmail_maildrop_when_down():
         d.cleanup(ok)
 
 
+# The daemon's queue looks full while the flag file exists: fstatvfs (the
+# queue's space check) reports no free block.
+FULL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+static int
+full(void)
+{
+	const char *f = getenv("SHIM_FULL");
+
+	return f != NULL && access(f, F_OK) == 0;
+}
+
+int
+fstatvfs64(int fd, struct statvfs64 *sv)
+{
+	static int (*real)(int, struct statvfs64 *);
+	int rc;
+
+	if (real == NULL)
+		real = (int (*)(int, struct statvfs64 *))dlsym(RTLD_NEXT,
+		    "fstatvfs64");
+	rc = real(fd, sv);
+	if (rc == 0 && full())
+		sv->f_bavail = sv->f_bfree = 0;
+	return rc;
+}
+
+int
+fstatvfs(int fd, struct statvfs *sv)
+{
+	static int (*real)(int, struct statvfs *);
+	int rc;
+
+	if (real == NULL)
+		real = (int (*)(int, struct statvfs *))dlsym(RTLD_NEXT,
+		    "fstatvfs");
+	rc = real(fd, sv);
+	if (rc == 0 && full())
+		sv->f_bavail = sv->f_bfree = 0;
+	return rc;
+}
+"""
+
+
+def test_sendmail_maildrop_on_4xx():
+    """The daemon answers 452 4.3.1 (its queue short of space): sendmail
+    writes the message into maildrop/ and exits 0, silent (cron must not
+    mail about mail; it exited 75 and the caller's message was lost).
+    With -v it says which reply sent it there.  Once there is room, the
+    daemon picks both up, whole."""
+    d = Daemon('sm-4xx')
+    flag = os.path.join(d.dir, 'full')
+    d.preload(FULL_SHIM, SHIM_FULL=flag)
+    ok = False
+    try:
+        d.start()
+        open(flag, 'w').close()
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 452, '4.3.1')
+        md = os.path.join(d.queue_dir, 'maildrop')
+        p = d.cli('sendmail', '-f', 'full@example.test', 'r@relay.test',
+                  user=NOBODY, input=b'Subject: one\n\nfirst\n')
+        check(p.returncode == 0 and p.stderr == b'',
+              'sendmail: exit %d: %s' % (p.returncode, short(p.stderr)))
+        p = d.cli('sendmail', '-v', '-f', 'full@example.test',
+                  'r@relay.test', user=NOBODY,
+                  input=b'Subject: two\n\nsecond\n')
+        check(p.returncode == 0 and re.search(
+            rb'452 4\.3\.1 .*queued in maildrop as [0-9A-F]{18}', p.stderr),
+              'sendmail -v: exit %d: %s' % (p.returncode, short(p.stderr)))
+        check(len(os.listdir(md)) == 2 and d.mailq() == [],
+              'maildrop %r, mailq %r' % (os.listdir(md), d.mailq()))
+        os.unlink(flag)
+        d.stop()
+        d.start()
+        q = d.wait_queue(2, timeout=8)
+        check(len(q) == 2 and os.listdir(md) == [],
+              'after the restart: mailq %r, maildrop %r'
+              % (q, os.listdir(md)))
+        bodies = sorted(_body_of(d.cat(m['id'])) for m in q)
+        check(bodies == [b'first\r\n', b'second\r\n'], 'bodies %r'
+              % bodies)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def test_multicall_names():
     with Daemon('multicall') as d:
         sm = os.path.join(d.dir, 'sendmail')
