@@ -157,8 +157,10 @@ static int mq_one(const struct queue_info *, void *);
 static int mq_json(struct mq *, const struct queue_info *);
 static int mq_plain(struct mq *, const struct queue_info *);
 static void mq_date(uint64_t, char *, size_t);
+static const char *mq_queue_name(const struct queue_info *);
 static int mq_addf(struct msg_buf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
+static int del_one(const char *);
 static int del_collect(const struct queue_info *, void *);
 
 /* --- sendmail --- */
@@ -1266,6 +1268,8 @@ mq_json(struct mq *mq, const struct queue_info *qi)
 
 	if (mq_addf(&mq->out, "%s{\"id\":", mq->n ? ",\n" : "[\n") == -1 ||
 	    msg_json_str(&mq->out, qi->id, strlen(qi->id)) == -1 ||
+	    mq_addf(&mq->out, ",\"queue_name\":\"%s\"", mq_queue_name(qi)) ==
+	    -1 ||
 	    mq_addf(&mq->out, ",\"sender\":") == -1 ||
 	    msg_json_str(&mq->out, qi->sender, strlen(qi->sender)) == -1 ||
 	    mq_addf(&mq->out, ",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
@@ -1324,6 +1328,9 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		    qi->rcpt[i].reason) == -1)
 			return -1;
 	}
+	if (qi->maildrop && mq_addf(&mq->out, "%*s(in maildrop/: the mail "
+	    "daemon has not picked it up yet)\n", QUEUE_ID_LEN + 32, "") == -1)
+		return -1;
 	/* Never tried (next_attempt 0): it goes now, nothing to say. */
 	if (deferred && qi->next_attempt != 0) {
 		mq_date(qi->next_attempt, date, sizeof(date));
@@ -1332,6 +1339,14 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 			return -1;
 	}
 	return mq_addf(&mq->out, "\n");
+}
+
+/* postqueue -j's names: not picked up yet, waiting for a retry, or due. */
+static const char *
+mq_queue_name(const struct queue_info *qi)
+{
+	return qi->maildrop ? "maildrop" : qi->next_attempt != 0 ?
+	    "deferred" : "active";
 }
 
 /* Unix seconds as Postfix's mailq shows them: local time, no year. */
@@ -1400,7 +1415,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 			goto done;
 		}
 		for (i = 0; i < l.n; i++) {
-			if (queue_delete(l.id[i]) == 0)
+			if (del_one(l.id[i]) == 0)
 				done++;
 			else if (errno != ENOENT) {	/* gone meanwhile */
 				log_cli("delete", "%s: %s", l.id[i],
@@ -1412,7 +1427,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 		goto done;
 	}
 	for (a = 1; a < argc; a++) {
-		if (queue_delete(argv[a]) == 0)
+		if (del_one(argv[a]) == 0)
 			printf("%s: deleted\n", argv[a]);
 		else if (errno == ENOENT) {
 			log_cli("delete", "%s: no such message",
@@ -1431,6 +1446,15 @@ done:
 	if (fflush(stdout) == EOF && rc == EX_OK)
 		rc = EX_IOERR;
 	return rc;
+}
+
+/* A message in the queue, else one sendmail left in maildrop/. */
+static int
+del_one(const char *id)
+{
+	if (queue_delete(id) == 0)
+		return 0;
+	return errno == ENOENT ? queue_delete_dropped(id) : -1;
 }
 
 static int

@@ -122,6 +122,8 @@ static void sweep_dir(const char *, int (*)(int, const char *),
 static int sweep_tmp(int, const char *);
 static void (*queue_listener)(const char *);
 static int sweep_maildrop(int, const char *);
+static int load_in(const char *, const char *, struct queue_info *,
+    const char **);
 static int sweep_orphan_state(int, const char *);
 static int writer_put(struct queue_writer *, const void *, size_t);
 static int writer_flush(struct queue_writer *);
@@ -1517,7 +1519,19 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
 int
 queue_load(const char *id, struct queue_info *info, const char **why)
 {
-	char tail[QUEUE_TRAILER_MAX], *head = NULL;
+	return load_in(NULL, id, info, why);
+}
+
+/*
+ * sub: NULL for the queue itself, else "maildrop": a local user's file,
+ * so O_NONBLOCK (a FIFO there must not hang mailq) and no state file.
+ */
+static int
+load_in(const char *sub, const char *id, struct queue_info *info,
+    const char **why)
+{
+	char tail[QUEUE_TRAILER_MAX], *head = NULL, name[QUEUE_SUBDIR_MAX +
+	    QUEUE_ID_SIZE + 1];
 	const char *dummy;
 	struct stat st;
 	size_t hlen, tlen;
@@ -1536,7 +1550,10 @@ queue_load(const char *id, struct queue_info *info, const char **why)
 		errno = EBADF;
 		return -1;
 	}
-	fd = openat(queue_dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	snprintf(name, sizeof(name), "%s%s%s", sub ? sub : "", sub ? "/" : "",
+	    id);
+	fd = openat(queue_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
 	if (fd == -1) {
 		*why = "cannot open";
 		return -1;
@@ -1545,7 +1562,8 @@ queue_load(const char *id, struct queue_info *info, const char **why)
 		*why = "cannot stat";
 		goto done;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	/* In maildrop/, a hard link is someone else's file (as pickup). */
+	if (!S_ISREG(st.st_mode) || (sub != NULL && st.st_nlink != 1)) {
 		*why = "not a regular file";
 		errno = EBADMSG;
 		goto done;
@@ -1572,7 +1590,8 @@ queue_load(const char *id, struct queue_info *info, const char **why)
 		errno = EBADMSG;
 		goto done;
 	}
-	if (load_state(info) == -1) {
+	info->maildrop = sub != NULL;
+	if (sub == NULL && load_state(info) == -1) {
 		*why = "cannot read state file";
 		queue_info_free(info);
 		goto done;
@@ -1740,6 +1759,20 @@ fail:
 	return rc;
 }
 
+/* ferry delete: a file sendmail left in maildrop/ (queue_walk lists it). */
+int
+queue_delete_dropped(const char *id)
+{
+	char name[sizeof("maildrop/") + QUEUE_ID_SIZE];
+
+	if (!queue_id_valid(id) || queue_dirfd == -1) {
+		errno = queue_dirfd == -1 ? EBADF : EINVAL;
+		return -1;
+	}
+	snprintf(name, sizeof(name), "maildrop/%s", id);
+	return unlinkat(queue_dirfd, name, 0);
+}
+
 /* ID first, then ID.st: a crash between leaves an orphan, not a resend.
  * Not synced (see below). */
 int
@@ -1841,7 +1874,7 @@ id_cmp(const void *a, const void *b)
 /* Every committed message's ID, sorted: IDs begin with the arrival time in
  * fixed-width hex, so this is arrival order. */
 static int
-walk_ids(char (**out)[QUEUE_ID_SIZE], size_t *count)
+walk_ids(const char *sub, char (**out)[QUEUE_ID_SIZE], size_t *count)
 {
 	char (*ids)[QUEUE_ID_SIZE] = NULL, (*grown)[QUEUE_ID_SIZE];
 	struct dirent *de;
@@ -1849,7 +1882,7 @@ walk_ids(char (**out)[QUEUE_ID_SIZE], size_t *count)
 	DIR *d;
 	int rc = -1, e;
 
-	if ((d = queue_opendir(".", NULL)) == NULL)
+	if ((d = queue_opendir(sub, NULL)) == NULL)
 		return -1;
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		if (!queue_id_valid(de->d_name))
@@ -1881,31 +1914,44 @@ done:
 	return rc;
 }
 
+/*
+ * The queue, then maildrop/ as Postfix's showq lists it: mail a sendmail
+ * left there while the daemon was down is not lost, and the admin should
+ * see it.  maildrop/ is read only where it can be (root or the queue's
+ * user); its files are local users' and stay where they are when they do
+ * not parse (the pickup deals with them).
+ */
 int
 queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 {
+	static const char *const subs[] = { ".", "maildrop" };
 	char (*ids)[QUEUE_ID_SIZE];
 	struct queue_info info;
 	const char *why;
-	size_t n, i;
-	int stop;
+	size_t n, i, k;
+	int stop = 0;
 
-	if (walk_ids(&ids, &n) == -1)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (queue_load(ids[i], &info, &why) == -1) {
-			if (errno == EBADMSG)
-				(void)queue_quarantine(ids[i], why);
-			else if (errno != ENOENT)	/* deleted meanwhile */
-				log_warn(LP_QMGR, "%s: %s", ids[i], why);
-			continue;
+	for (k = 0; k < 2 && stop == 0; k++) {
+		if (walk_ids(subs[k], &ids, &n) == -1) {
+			if (k == 0)
+				return -1;
+			break;		/* maildrop/: not ours to read */
 		}
-		stop = cb(&info, arg);
-		queue_info_free(&info);
-		if (stop != 0)
-			break;
+		for (i = 0; i < n && stop == 0; i++) {
+			if (load_in(k ? subs[k] : NULL, ids[i], &info,
+			    &why) == -1) {
+				if (k == 0 && errno == EBADMSG)
+					(void)queue_quarantine(ids[i], why);
+				else if (k == 0 && errno != ENOENT)
+					log_warn(LP_QMGR, "%s: %s", ids[i],
+					    why);
+				continue;	/* or deleted meanwhile */
+			}
+			stop = cb(&info, arg);
+			queue_info_free(&info);
+		}
+		free(ids);
 	}
-	free(ids);
 	return 0;
 }
 
@@ -1924,7 +1970,7 @@ queue_index(int (*cb)(const char *id, uint64_t next_attempt, void *),
 	size_t n, i;
 	int rc = 0;
 
-	if (walk_ids(&ids, &n) == -1)
+	if (walk_ids(".", &ids, &n) == -1)
 		return -1;
 	for (i = 0; i < n && rc == 0; i++) {
 		snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, ids[i]);

@@ -64,6 +64,8 @@ struct queue_info {
 	unsigned nrcpt;
 	struct queue_rcpt *rcpt;	/* nrcpt entries, owned */
 	uint64_t body_off;		/* where the body starts in the file */
+	int maildrop;			/* queue_walk: the file is in maildrop/
+					   (sendmail left it; not queued yet) */
 };
 
 #define QF_8BITMIME	0x1u
@@ -123,6 +125,7 @@ int queue_load(const char *id, struct queue_info *, const char **why);
  * flash writes. */
 int queue_update(const struct queue_info *, int durable);
 int queue_delete(const char *id);
+int queue_delete_dropped(const char *id);	/* maildrop/ID */
 /* Move a bad file to corrupt/ and log it. */
 int queue_quarantine(const char *name, const char *why);
 int queue_id_valid(const char *);
@@ -132,8 +135,9 @@ int queue_id_valid(const char *);
  * queue_minfree): mail is refused with a 4xx before the disk is full. */
 int queue_space_ok(uint64_t need);
 
-/* Every committed message in ID order; files that do not parse are
- * quarantined.  cb returns non-zero to stop. */
+/* Every committed message in ID order, then maildrop/'s where readable
+ * (info->maildrop); queue files that do not parse are quarantined.  cb
+ * returns non-zero to stop. */
 int queue_walk(int (*cb)(const struct queue_info *, void *), void *arg);
 /* The scheduler's start-up index: every committed message's ID in ID
  * order with its next attempt (0 = now), read from the directory and the

@@ -939,8 +939,9 @@ class Daemon:
                  [-3000:]))
         return p
 
-    def mailq(self):
-        """mailq --json, schema-checked; a list of dicts."""
+    def mailq(self, maildrop=False):
+        """mailq --json, schema-checked; a list of dicts: the queue's
+        messages, and with maildrop=True also what maildrop/ holds."""
         p = self.cli('mailq', '--json')
         check(p.returncode == 0, 'mailq --json exit %d: %s'
               % (p.returncode, p.stderr.decode(errors='replace')))
@@ -951,8 +952,8 @@ class Daemon:
                               % (e, short(p.stdout)))
         check(isinstance(q, list), 'mailq --json: not an array')
         for m in q:
-            for k in ('id', 'sender', 'size', 'arrival', 'next_attempt',
-                      'recipients'):
+            for k in ('id', 'queue_name', 'sender', 'size', 'arrival',
+                      'next_attempt', 'recipients'):
                 check(k in m, 'mailq --json: entry lacks %r: %r' % (k, m))
             check(re.fullmatch(r'[0-9A-F]{18}', str(m['id'])),
                   'mailq --json: bad id %r' % m['id'])
@@ -963,7 +964,12 @@ class Daemon:
                       'mailq --json: bad recipient %r' % r)
                 check(r['status'] in STATUSES,
                       'mailq --json: bad status %r' % r['status'])
-        return q
+            check(m['queue_name'] == ('deferred' if m['next_attempt'] else
+                                      'active') or
+                  m['queue_name'] == 'maildrop' and m['next_attempt'] == 0,
+                  'mailq --json: queue_name %r' % m)
+        return q if maildrop else [m for m in q
+                                   if m['queue_name'] != 'maildrop']
 
     def mailq_ids(self):
         return [m['id'] for m in self.mailq()]

@@ -158,6 +158,22 @@ def test_sendmail_maildrop_when_down():
         md = os.path.join(d.queue_dir, 'maildrop')
         files = os.listdir(md)
         check(len(files) == 1, 'maildrop holds %r' % files)
+        # mailq shows it while the daemon is down (Postfix's showq
+        # does); `ferry delete` reaches one there too.
+        _ok(d.cli('sendmail', '-f', 'drop@example.test', 'gone@relay.test',
+                  user=NOBODY, input=b'Subject: gone\n\nx\n'),
+            'a second sendmail with daemon down')
+        q = d.mailq(maildrop=True)
+        check(sorted(m['id'] for m in q) == sorted(os.listdir(md)) and
+              len(q) == 2 and all(m['queue_name'] == 'maildrop' for m in q),
+              'mailq with the daemon down: %r' % q)
+        gone = [m['id'] for m in q
+                if m['recipients'][0]['address'] == 'gone@relay.test']
+        p = d.cli('delete', *gone)
+        check(p.returncode == 0 and p.stdout == b'%s: deleted\n'
+              % gone[0].encode() and os.listdir(md) == files,
+              'delete from maildrop/: exit %d %r %r; maildrop %r'
+              % (p.returncode, p.stdout, p.stderr, os.listdir(md)))
         d.start()
         q = d.wait_queue(1, timeout=8)
         check(len(q) == 1, 'maildrop not picked up: mailq %r' % q)
@@ -249,8 +265,19 @@ def test_sendmail_maildrop_on_4xx():
         check(p.returncode == 0 and re.search(
             rb'452 4\.3\.1 .*queued in maildrop as [0-9A-F]{18}', p.stderr),
               'sendmail -v: exit %d: %s' % (p.returncode, short(p.stderr)))
-        check(len(os.listdir(md)) == 2 and d.mailq() == [],
-              'maildrop %r, mailq %r' % (os.listdir(md), d.mailq()))
+        # mailq lists them, as Postfix's showq lists maildrop/.
+        q = d.mailq(maildrop=True)
+        check(len(os.listdir(md)) == 2 and sorted(m['id'] for m in q) ==
+              sorted(os.listdir(md)) and all(
+                  m['queue_name'] == 'maildrop' and m['recipients'] == [
+                      {'address': 'r@relay.test', 'status': 'queued',
+                       'reason': ''}] for m in q),
+              'maildrop %r, mailq %r' % (os.listdir(md), q))
+        p = d.cli('mailq')
+        check(p.returncode == 0 and p.stdout.count(
+            b'(in maildrop/: the mail daemon has not picked it up yet)')
+              == 2 and b'in 2 Requests.' in p.stdout, 'mailq: %s'
+              % short(p.stdout, 800))
         os.unlink(flag)
         d.stop()
         d.start()
@@ -1077,9 +1104,11 @@ def test_sendmail_q_runs_queue():
         d.start()
         qid = d.send_message(BODY)
         wait_delivery(d, qid, 'deferred')
-        q = d.mailq()
-        check(len(q) == 1 and q[0]['next_attempt'] > time.time() + 600,
-              'deferred message should wait an hour: %r' % q)
+        # The state file is written after the log line, when the
+        # message's attempt is over.
+        wait_for(lambda: (lambda q: len(q) == 1 and q[0]['next_attempt'] >
+                          time.time() + 600)(d.mailq()), 10,
+                 'deferred message should wait an hour: %r' % d.mailq())
         with Sink(port=port) as s:
             time.sleep(0.5)
             check(s.files() == [] and len(deliveries(d, qid)) == 1,

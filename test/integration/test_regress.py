@@ -18,6 +18,7 @@ any report in the log).
 """
 
 import concurrent.futures
+import json
 import os
 import pwd
 import re
@@ -148,6 +149,12 @@ def test_regress_maildrop_fifo_symlink_hardlink():
               os.stat(thard).st_nlink == 2, 'test setup: special files')
         _sendmail(d, 'good@example.test', ['r@relay.test'],
                   b'Subject: good\n\nfine\n')
+        # mailq lists maildrop/ too: without hanging on the FIFO or
+        # showing a link's target.
+        p = d.cli('mailq', '--json', timeout=10)
+        check(p.returncode == 0 and [m['sender'] for m in json.loads(
+            p.stdout)] == ['good@example.test'], 'mailq: exit %d %s'
+              % (p.returncode, short(p.stdout)))
         d.start()
         _maildrop_empty_of(d, [fifo, sym, hard])
         _banner_within(d, 2.0)
