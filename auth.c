@@ -475,7 +475,8 @@ auth_name_ok(const char *s, size_t n)
 	return 1;
 }
 
-/* One non-blank, non-comment line, already trimmed. */
+/* One non-blank, non-comment line, already trimmed.  Every refusal
+ * goes through one auth_users_err() call at the end. */
 static int
 auth_users_line(struct auth_users *t, const char *l, size_t n,
     const char *name, size_t line, char *err, size_t errsz,
@@ -486,45 +487,34 @@ auth_users_line(struct auth_users *t, const char *l, size_t n,
 	size_t ulen, hlen, i;
 	char msg[AUTH_USER_MAX + 64];
 
-	if (colon == NULL) {
-		auth_users_err(err, errsz, name, line,
-		    "expected user:$argon2id$...");
-		return -1;
-	}
+	what = "expected user:$argon2id$...";
+	if (colon == NULL)
+		goto bad;
 	ulen = (size_t)(colon - l);
 	hlen = n - ulen - 1;
-	if (ulen == 0) {
-		auth_users_err(err, errsz, name, line, "empty user name");
-		return -1;
-	}
-	if (ulen > AUTH_USER_MAX) {
-		auth_users_err(err, errsz, name, line,
-		    "user name longer than 255 bytes");
-		return -1;
-	}
-	if (!auth_name_ok(l, ulen)) {
-		auth_users_err(err, errsz, name, line,
-		    "bad character in user name");
-		return -1;
-	}
-	if ((what = auth_hash_check(colon + 1, hlen, m, tc)) != NULL) {
-		auth_users_err(err, errsz, name, line, what);
-		return -1;
-	}
+	what = "empty user name";
+	if (ulen == 0)
+		goto bad;
+	what = "user name longer than 255 bytes";
+	if (ulen > AUTH_USER_MAX)
+		goto bad;
+	what = "bad character in user name";
+	if (!auth_name_ok(l, ulen))
+		goto bad;
+	if ((what = auth_hash_check(colon + 1, hlen, m, tc)) != NULL)
+		goto bad;
 	for (i = 0; i < t->n; i++) {
 		if (strlen(t->u[i].name) == ulen &&
 		    memcmp(t->u[i].name, l, ulen) == 0) {
 			snprintf(msg, sizeof(msg), "duplicate user %.*s",
 			    (int)ulen, l);
-			auth_users_err(err, errsz, name, line, msg);
-			return -1;
+			what = msg;
+			goto bad;
 		}
 	}
-	if (t->n == AUTH_USERS_MAX) {
-		auth_users_err(err, errsz, name, line,
-		    "more than 1000 users");
-		return -1;
-	}
+	what = "more than 1000 users";
+	if (t->n == AUTH_USERS_MAX)
+		goto bad;
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
 		struct auth_user *nu;
@@ -532,8 +522,9 @@ auth_users_line(struct auth_users *t, const char *l, size_t n,
 		if (cap > AUTH_USERS_MAX)
 			cap = AUTH_USERS_MAX;
 		if ((nu = realloc(t->u, cap * sizeof(*nu))) == NULL) {
-			auth_users_err(err, errsz, name, 0, "out of memory");
-			return -1;
+			what = "out of memory";
+			line = 0;
+			goto bad;
 		}
 		t->u = nu;
 		t->cap = cap;
@@ -543,6 +534,9 @@ auth_users_line(struct auth_users *t, const char *l, size_t n,
 	memcpy(u->name, l, ulen);
 	memcpy(u->hash, colon + 1, hlen);
 	return 0;
+bad:
+	auth_users_err(err, errsz, name, line, what);
+	return -1;
 }
 
 /*
@@ -1123,8 +1117,9 @@ auth_cli_read_tty(char *buf, size_t sz, size_t *len, const char *prompt)
 		rc = -1;
 		goto out;
 	}
-	fputs(prompt, stderr);
-	fflush(stderr);
+	/* stderr is unbuffered: this is what fputs() would do, and no
+	 * second libc import for it. */
+	(void)write(STDERR_FILENO, prompt, strlen(prompt));
 	rc = auth_cli_read(buf, sz, len);
 	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved) == -1)
 		rc = -1;
@@ -1149,7 +1144,7 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 
 	(void)conf;
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
-		fprintf(stderr, "usage: ferry passwd [USER]\n");
+		fprintf(stderr, "usage: %s\n", "ferry passwd [USER]");
 		return EX_USAGE;
 	}
 	if (argc == 2)

@@ -43,6 +43,7 @@
 #include "loop.h"
 #include "net.h"
 #include "reply.h"
+#include "textfile.h"
 #include "tls.h"
 
 #define CHECK_CONNECT_MS	30000
@@ -57,6 +58,7 @@
 #define CHECK_REC_MAX		(2 * DANE_DATA_MAX + 16)
 #define CHECK_HEX_MAX		(2 * 64 + 1)	/* SHA-512 in hex */
 #define CHECK_ERR_MAX		512
+#define CHECK_HOST		(-1)	/* check_verdict(): not an address */
 
 enum check_state {
 	CS_MX,
@@ -156,25 +158,21 @@ static void check_describe(struct check *, size_t, const unsigned char *,
 static void check_tls_done(struct check *);
 static void check_tls_failed(struct check *, const char *);
 static void check_send(struct check *, const char *);
-static void check_addr_verdict(struct check *, int, enum check_verdict,
+static void check_verdict(struct check *, int, enum check_verdict,
     const char *, ...) __attribute__((format(printf, 4, 5)));
 static void check_hangup(struct check *);
-static void check_host_verdict(struct check *, enum check_verdict,
-    const char *, ...) __attribute__((format(printf, 3, 4)));
 static void check_host_done(struct check *);
 static void check_finish(struct check *);
 static void check_merge(struct check *, enum check_verdict);
 static void check_chain_add(struct check *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static const char *check_host(const struct check *);
-static const char *check_level_words(enum tls_level);
 static int check_level_parse(const char *, enum tls_level *);
 static void check_usage(void);
 
-static const char *const check_states[] = {
-	"MX", "ADDR", "TLSA", "CONNECT", "BANNER", "EHLO", "HELO",
-	"STARTTLS", "TLS", "QUIT", "DONE",
-};
+/* In enum order, NUL-separated (textfile_nth()): no table of pointers. */
+static const char check_states[] = "MX\0ADDR\0TLSA\0CONNECT\0BANNER\0EHLO\0"
+    "HELO\0STARTTLS\0TLS\0QUIT\0DONE";
 
 /* Exit codes by the domain's worst verdict (check.h). */
 static const int check_exit[] = {
@@ -194,6 +192,18 @@ static const char *const check_overall[] = {
 	[CV_DEFERRED] = "not verified",
 	[CV_BOUNCE] = "bounced",
 };
+
+/* What a level means for one host, in the report's words; by enum
+ * tls_level, NUL-separated (smtps is no MX level: "?"). */
+static const char check_levels[] = "none: no TLS\0"
+    "may: TLS if offered, else plaintext\0"
+    "encrypt: TLS mandatory, not authenticated\0"
+    "dane: TLS mandatory, a TLSA record must match\0"
+    "dane-only\0"
+    "fingerprint: TLS mandatory, the certificate or key must match "
+    "tls_policy's match=\0"
+    "verify: TLS mandatory, a chain to ca_file\0"
+    "secure: TLS mandatory, a chain to ca_file naming the host\0?";
 
 int
 check_cli(const struct config *conf, int argc, char **argv)
@@ -348,8 +358,8 @@ usage:
 static void
 check_usage(void)
 {
-	fprintf(stderr, "usage: ferry check [-l none|may|encrypt|dane|"
-	    "dane-only|fingerprint|verify|secure] [-p PORT] DOMAIN\n");
+	fprintf(stderr, "usage: %s\n", "ferry check [-l none|may|encrypt|"
+	    "dane|dane-only|fingerprint|verify|secure] [-p PORT] DOMAIN");
 }
 
 static int
@@ -391,7 +401,7 @@ check_setup(struct check *c)
 static const char *
 check_strstate(enum check_state st)
 {
-	return check_states[st];
+	return textfile_nth(check_states, st);
 }
 
 static void
@@ -406,34 +416,6 @@ static const char *
 check_host(const struct check *c)
 {
 	return c->mx[c->imx - 1].host;
-}
-
-/* What a level means for one host, in the report's words. */
-static const char *
-check_level_words(enum tls_level l)
-{
-	switch (l) {
-	case TLS_NONE:
-		return "none: no TLS";
-	case TLS_MAY:
-		return "may: TLS if offered, else plaintext";
-	case TLS_ENCRYPT:
-		return "encrypt: TLS mandatory, not authenticated";
-	case TLS_DANE:
-		return "dane: TLS mandatory, a TLSA record must match";
-	case TLS_DANE_ONLY:
-		return "dane-only";
-	case TLS_FINGERPRINT:
-		return "fingerprint: TLS mandatory, the certificate or key "
-		    "must match tls_policy's match=";
-	case TLS_VERIFY:
-		return "verify: TLS mandatory, a chain to ca_file";
-	case TLS_SECURE:
-		return "secure: TLS mandatory, a chain to ca_file naming the "
-		    "host";
-	default:
-		return "?";
-	}
 }
 
 /* --- DNS ------------------------------------------------------------ */
@@ -515,8 +497,8 @@ check_next_host(struct check *c)
 	check_enter_state(c, CS_ADDR);
 	if ((c->dreq = dns_query_addr(check_host(c), check_on_addr, c)) ==
 	    NULL) {
-		check_host_verdict(c, CV_TEMPFAIL, "deferred: cannot look up "
-		    "%s", check_host(c));
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: cannot "
+		    "look up %s", check_host(c));
 		check_host_done(c);
 	}
 }
@@ -535,8 +517,9 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 		printf("  addresses: %s\n", st == DNS_TEMPFAIL ? "lookup "
 		    "failed (SERVFAIL, timeout or bogus DNSSEC)" :
 		    dns_status_name(st));
-		check_host_verdict(c, CV_TEMPFAIL, "deferred: no address for "
-		    "%s (a delivery tries the next MX host)", check_host(c));
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: no "
+		    "address for %s (a delivery tries the next MX host)",
+		    check_host(c));
 		check_host_done(c);
 		return;
 	}
@@ -553,9 +536,9 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 			inet_ntop(AF_INET, &((const struct sockaddr_in *)
 			    (const void *)&c->addr[i].ss)->sin_addr, ip,
 			    sizeof(ip));
-		printf(" %s", ip);
+		/* The newline with the last one: no fputc() import. */
+		printf(" %s%s", ip, i + 1 < c->naddr ? "" : "\n");
 	}
-	fputc('\n', stdout);
 	/* RFC 7672 section 2.2.3: secure, the chain's end is the first
 	 * TLSA base domain; insecure, it is not one at all. */
 	if (canon != NULL)
@@ -675,9 +658,10 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 		case DANE_STEP_DEFER:
 		default:
 			printf("  policy: %s\n", why ? why : "defer");
-			check_host_verdict(c, lookup == DANE_LOOKUP_FAILED ?
-			    CV_TEMPFAIL : CV_DEFERRED, "deferred: %s (4.7.5); a "
-			    "delivery does not connect", why ? why : "?");
+			check_verdict(c, CHECK_HOST, lookup ==
+			    DANE_LOOKUP_FAILED ? CV_TEMPFAIL : CV_DEFERRED,
+			    "deferred: %s (4.7.5); a delivery does not "
+			    "connect", why ? why : "?");
 			check_host_done(c);
 			return;
 		}
@@ -686,7 +670,7 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 		printf("  TLSA base domain: %s%s (the SNI)\n",
 		    dane_base_name(&c->tbase), dane_base_expanded(&c->tbase) ?
 		    ", the end of the secure CNAME chain" : "");
-	printf("  level: %s\n", check_level_words(c->hlevel));
+	printf("  level: %s\n", textfile_nth(check_levels, c->hlevel));
 	c->iaddr = 0;
 	check_next_addr(c);
 }
@@ -718,13 +702,13 @@ check_next_addr(struct check *c)
 		err = errno;
 		printf("  %s[%s]:%u:\n", check_host(c), c->ip, c->port);
 		if (fd == -1) {
-			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
 			    "connect: %s", strerror(err));
 			continue;
 		}
 		c->cfd.fd = fd;
 		if (loop_fd_add(&c->cfd, LOOP_WRITE) == -1) {
-			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
 			    "connect: %s", strerror(errno));
 			close(fd);
 			c->cfd.fd = -1;
@@ -745,7 +729,7 @@ check_on_connect_timeout(struct loop_timer *t)
 	loop_fd_del(&c->cfd);
 	close(c->cfd.fd);
 	c->cfd.fd = -1;
-	check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: timed out");
+	check_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: timed out");
 	check_next_addr(c);
 }
 
@@ -764,14 +748,14 @@ check_on_connect(struct loop_fd *lfd, unsigned events)
 		err = errno;
 	if (err != 0) {
 		close(fd);
-		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: %s",
+		check_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: %s",
 		    strerror(err));
 		check_next_addr(c);
 		return;
 	}
 	if ((c->io = io_new(fd, check_on_io, c)) == NULL) {
 		close(fd);
-		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: out of "
+		check_verdict(c, 0, CV_TEMPFAIL, "deferred: out of "
 		    "memory");
 		check_next_addr(c);
 		return;
@@ -807,7 +791,7 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 			check_hangup(c);
 			return;
 		}
-		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: %s in state "
+		check_verdict(c, 0, CV_TEMPFAIL, "deferred: %s in state "
 		    "%s", ev == IO_TIMEOUT ? "timed out" : "lost connection",
 		    check_strstate(c->state));
 		return;
@@ -822,12 +806,12 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 		if ((st = reply_read(c->io, &r)) == REPLY_AGAIN)
 			return;
 		if (st == REPLY_TOO_LONG) {
-			check_addr_verdict(c, 0, CV_TEMPFAIL,
+			check_verdict(c, 0, CV_TEMPFAIL,
 			    "deferred: reply line too long");
 			return;
 		}
 		if (st == REPLY_MALFORMED) {
-			check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: "
+			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
 			    "malformed reply in state %s",
 			    check_strstate(c->state));
 			return;
@@ -861,7 +845,7 @@ check_reply(struct check *c, int code, const char *reply)
 	case CS_BANNER:
 		printf("    banner: %s\n", reply);
 		if (code != 220) {
-			check_addr_verdict(c, 1, CV_TEMPFAIL, "deferred: the "
+			check_verdict(c, 1, CV_TEMPFAIL, "deferred: the "
 			    "server does not greet with 220");
 			return;
 		}
@@ -880,7 +864,7 @@ check_reply(struct check *c, int code, const char *reply)
 		break;
 	case CS_HELO:
 		if (code != 250) {
-			check_addr_verdict(c, 1, CV_TEMPFAIL, "deferred: HELO "
+			check_verdict(c, 1, CV_TEMPFAIL, "deferred: HELO "
 			    "refused: %s", reply);
 			return;
 		}
@@ -893,18 +877,18 @@ check_reply(struct check *c, int code, const char *reply)
 		}
 		printf("    STARTTLS: refused: %s\n", reply);
 		if (c->hlevel >= TLS_ENCRYPT)
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
+			check_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
 			    "required, but the server refused STARTTLS "
 			    "(4.7.4)");
 		else
-			check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext "
+			check_verdict(c, 1, CV_PLAINTEXT, "plaintext "
 			    "(STARTTLS refused)");
 		break;
 	case CS_QUIT:
 		check_hangup(c);
 		break;
 	default:
-		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: unexpected "
+		check_verdict(c, 0, CV_TEMPFAIL, "deferred: unexpected "
 		    "reply in state %s", check_strstate(c->state));
 		break;
 	}
@@ -917,7 +901,7 @@ check_greeted(struct check *c)
 	printf("    STARTTLS: %s\n", c->starttls ? "offered" :
 	    "not offered");
 	if (c->hlevel == TLS_NONE) {
-		check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext (level "
+		check_verdict(c, 1, CV_PLAINTEXT, "plaintext (level "
 		    "none)");
 		return;
 	}
@@ -929,10 +913,10 @@ check_greeted(struct check *c)
 	/* A stripped STARTTLS looks just like this: RFC 7672 section
 	 * 2.2 makes TLS mandatory whenever usable TLSA records exist. */
 	if (c->hlevel >= TLS_ENCRYPT)
-		check_addr_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
+		check_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
 		    "required, but was not offered (4.7.4)");
 	else
-		check_addr_verdict(c, 1, CV_PLAINTEXT, "plaintext (STARTTLS "
+		check_verdict(c, 1, CV_PLAINTEXT, "plaintext (STARTTLS "
 		    "not offered)");
 }
 
@@ -1095,7 +1079,7 @@ check_tls_done(struct check *c)
 		if (!c->dane_seen || c->dane_v != DANE_MATCH) {
 			printf("    DANE: no TLSA record matched%s\n",
 			    c->dane_seen ? "" : " (no certificate chain seen)");
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			check_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Untrusted TLS, no DANE TLSA record matched "
 			    "(4.7.5)");
 			return;
@@ -1103,7 +1087,7 @@ check_tls_done(struct check *c)
 		r = &c->tlsa->r[c->dane_which];
 		dane_tlsa_format(r, rec, sizeof(rec));
 		printf("    DANE: matched TLSA record %s\n", rec);
-		check_addr_verdict(c, 1, CV_VERIFIED, "verified (%s %s)",
+		check_verdict(c, 1, CV_VERIFIED, "verified (%s %s)",
 		    r->usage == DANE_USAGE_DANE_EE ? "DANE-EE" : "DANE-TA",
 		    rec);
 		return;
@@ -1114,10 +1098,10 @@ check_tls_done(struct check *c)
 				    TLS_FP_LEN) == 0 || sodium_memcmp(spki,
 				    c->pin->fp[i], TLS_FP_LEN) == 0;
 		if (pinned)
-			check_addr_verdict(c, 1, CV_VERIFIED, "verified "
+			check_verdict(c, 1, CV_VERIFIED, "verified "
 			    "(fingerprint)");
 		else
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: the "
+			check_verdict(c, 1, CV_DEFERRED, "deferred: the "
 			    "certificate matches no tls_policy fingerprint "
 			    "(4.7.5)");
 		return;
@@ -1127,21 +1111,21 @@ check_tls_done(struct check *c)
 			printf("    warning: ca_file %s holds no usable CA "
 			    "certificate\n", c->conf->ca_file);
 		if (!chain_ok)
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			check_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Untrusted TLS, no chain to ca_file (4.7.5)");
 		else if (c->hlevel == TLS_SECURE ? c->nexthop_ok : name_ok)
-			check_addr_verdict(c, 1, CV_VERIFIED, "verified (a "
+			check_verdict(c, 1, CV_VERIFIED, "verified (a "
 			    "chain to ca_file naming %s)", c->hlevel ==
 			    TLS_SECURE ? "the domain" : "the host");
 		else
-			check_addr_verdict(c, 1, CV_DEFERRED, "deferred: "
+			check_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Trusted TLS, the certificate does not name %s%s "
 			    "(4.7.5)", c->hlevel == TLS_SECURE ? c->domain :
 			    check_host(c), c->hlevel == TLS_SECURE ?
 			    " or a name below it" : "");
 		return;
 	default:
-		check_addr_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "
+		check_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "
 		    "verified");
 		return;
 	}
@@ -1154,26 +1138,23 @@ check_tls_failed(struct check *c, const char *why)
 {
 	printf("    TLS: handshake failed: %s\n", why);
 	if (c->hlevel == TLS_MAY)
-		check_addr_verdict(c, 0, CV_PLAINTEXT, "plaintext (a delivery "
+		check_verdict(c, 0, CV_PLAINTEXT, "plaintext (a delivery "
 		    "retries without TLS)");
 	else
-		check_addr_verdict(c, 0, CV_DEFERRED, "deferred: cannot start "
+		check_verdict(c, 0, CV_DEFERRED, "deferred: cannot start "
 		    "TLS (4.7.5)");
 }
 
 static void
 check_send(struct check *c, const char *cmd)
 {
-	int ok;
-
 	log_trace(TRACE_DELIVER, "check %s: > %s", c->domain, cmd);
-	if (strcmp(cmd, "EHLO") == 0 || strcmp(cmd, "HELO") == 0)
-		ok = io_printf(c->io, "%s %s\r\n", cmd,
-		    c->conf->hostname) != -1;
-	else
-		ok = io_printf(c->io, "%s\r\n", cmd) != -1;
-	if (!ok) {
-		check_addr_verdict(c, 0, CV_TEMPFAIL, "deferred: output "
+	/* EHLO and HELO name us; STARTTLS (sent in its state) takes
+	 * nothing. */
+	if (io_printf(c->io, "%s%s%s\r\n", cmd, c->state == CS_STARTTLS ?
+	    "" : " ", c->state == CS_STARTTLS ? "" :
+	    c->conf->hostname) == -1) {
+		check_verdict(c, 0, CV_TEMPFAIL, "deferred: output "
 		    "buffer full");
 		return;
 	}
@@ -1181,12 +1162,14 @@ check_send(struct check *c, const char *cmd)
 }
 
 /*
- * This address is judged: print it, merge it into the host's verdict,
- * then say QUIT (when the dialogue is still sane) or hang up; the next
- * address comes after that.
+ * quit CHECK_HOST: a verdict for the host without a connection (DNS,
+ * policy), which replaces the host's.  Else this address is judged:
+ * print it, merge it into the host's verdict, then say QUIT (quit 1,
+ * when the dialogue is still sane) or hang up; the next address comes
+ * after that.  One function for both: one va_list prologue.
  */
 static void
-check_addr_verdict(struct check *c, int quit, enum check_verdict v,
+check_verdict(struct check *c, int quit, enum check_verdict v,
     const char *fmt, ...)
 {
 	char why[CHECK_WHY_MAX];
@@ -1195,13 +1178,14 @@ check_addr_verdict(struct check *c, int quit, enum check_verdict v,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	printf("    result: %s\n", why);
-	if (!c->host_seen || v > c->hv) {
+	if (quit != CHECK_HOST)
+		printf("    result: %s\n", why);
+	if (quit == CHECK_HOST || !c->host_seen || v > c->hv) {
 		c->hv = v;
 		snprintf(c->hwhy, sizeof(c->hwhy), "%s", why);
 	}
 	c->host_seen = 1;
-	if (c->io == NULL)
+	if (quit == CHECK_HOST || c->io == NULL)
 		return;		/* no connection: the caller moves on */
 	if (quit) {
 		check_enter_state(c, CS_QUIT);
@@ -1224,26 +1208,12 @@ check_hangup(struct check *c)
 	check_next_addr(c);
 }
 
-/* A verdict for the host without a connection (DNS, policy). */
-static void
-check_host_verdict(struct check *c, enum check_verdict v, const char *fmt,
-    ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(c->hwhy, sizeof(c->hwhy), fmt, ap);
-	va_end(ap);
-	c->hv = v;
-	c->host_seen = 1;
-}
-
 static void
 check_host_done(struct check *c)
 {
 	if (!c->host_seen)
-		check_host_verdict(c, CV_TEMPFAIL, "deferred: no address "
-		    "tried");
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: no "
+		    "address tried");
 	printf("  verdict: %s\n", c->hwhy);
 	if (c->hv == CV_VERIFIED)
 		c->nverified++;

@@ -52,6 +52,9 @@
 /* Memory bound on a 32-bit router when message_size_limit is huge. */
 #define CLI_MSG_HARD_MAX	(SIZE_MAX / 4)
 #define CLI_EHLO_NAME	"localhost"
+/* mq_addf() formats one line into CLI_IO_SIZE and fails past it. */
+_Static_assert(QUEUE_ADDR_MAX + QUEUE_REASON_MAX + 128 <= CLI_IO_SIZE,
+    "mq_addf: a mailq line must fit");
 
 /* The argument letters of Postfix's sendmail; 'q' takes it only attached. */
 #define SM_ARG_OPTS	"ABCFLNORVXbefhopqr"
@@ -791,20 +794,16 @@ static enum sm_result
 sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
     const struct msg_buf *data)
 {
-	char params[64] = "";
-	size_t i, acc = 0, pl = 0;
+	char size[32] = "";
+	size_t i, acc = 0;
 	int code;
 
-	if ((sm->flags & QF_8BITMIME) && (c->ext & EXT_8BITMIME))
-		pl += (size_t)snprintf(params + pl, sizeof(params) - pl,
-		    " BODY=8BITMIME");
-	if ((sm->flags & QF_SMTPUTF8) && (c->ext & EXT_SMTPUTF8))
-		pl += (size_t)snprintf(params + pl, sizeof(params) - pl,
-		    " SMTPUTF8");
 	if (c->ext & EXT_SIZE)
-		(void)snprintf(params + pl, sizeof(params) - pl, " SIZE=%zu",
-		    sm->msg.len);
-	code = conn_cmd(c, "MAIL FROM:<%s>%s\r\n", sm->sender, params);
+		(void)snprintf(size, sizeof(size), " SIZE=%zu", sm->msg.len);
+	code = conn_cmd(c, "MAIL FROM:<%s>%s%s%s\r\n", sm->sender,
+	    (sm->flags & QF_8BITMIME) && (c->ext & EXT_8BITMIME) ?
+	    " BODY=8BITMIME" : "", (sm->flags & QF_SMTPUTF8) &&
+	    (c->ext & EXT_SMTPUTF8) ? " SMTPUTF8" : "", size);
 	if (code != 250)
 		return sm_fail(sm, c, code);
 	for (i = from; i < to; i++) {
@@ -1194,7 +1193,7 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
 			mq.json = 1;
 		else {
-			fprintf(stderr, "usage: mailq [--json]\n");
+			fprintf(stderr, "usage: %s\n", "mailq [--json]");
 			return EX_USAGE;
 		}
 	}
@@ -1361,28 +1360,23 @@ mq_date(uint64_t when, char *date, size_t size)
 		snprintf(date, size, "?");
 }
 
+/*
+ * Every piece fits: the longest is an address (QUEUE_ADDR_MAX) or a
+ * reason (QUEUE_REASON_MAX) with a few dozen bytes around it.
+ */
 static int
 mq_addf(struct msg_buf *b, const char *fmt, ...)
 {
-	char small[CLI_IO_SIZE], *big = NULL;
+	char line[CLI_IO_SIZE];
 	va_list ap;
-	int n, rc;
+	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(small, sizeof(small), fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0 || (size_t)n >= sizeof(line))
 		return -1;
-	if ((size_t)n < sizeof(small))
-		return msg_buf_add(b, small, (size_t)n);
-	if ((big = malloc((size_t)n + 1)) == NULL)
-		return -1;
-	va_start(ap, fmt);
-	(void)vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	rc = msg_buf_add(b, big, (size_t)n);
-	free(big);
-	return rc;
+	return msg_buf_add(b, line, (size_t)n);
 }
 
 int
@@ -1393,7 +1387,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 	int rc, all = 0, a, e;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: ferry delete ID...|all\n");
+		fprintf(stderr, "usage: %s\n", "ferry delete ID...|all");
 		return EX_USAGE;
 	}
 	for (a = 1; a < argc; a++) {
@@ -1490,7 +1484,7 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	int fd = -1, rc, e;
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: ferry cat ID\n");
+		fprintf(stderr, "usage: %s\n", "ferry cat ID");
 		return EX_USAGE;
 	}
 	if (!queue_id_valid(argv[1])) {
@@ -1613,8 +1607,8 @@ done:
 	mbedtls_x509_crt_free(&crt);
 	return rc;
 usage:
-	fprintf(stderr, "usage: ferry tlsa [--usage 0-3] [--selector 0|1] "
-	    "[--match 0-2] CERT.pem [HOST [PORT]]\n");
+	fprintf(stderr, "usage: %s\n", "ferry tlsa [--usage 0-3] "
+	    "[--selector 0|1] [--match 0-2] CERT.pem [HOST [PORT]]");
 	return EX_USAGE;
 }
 

@@ -35,9 +35,10 @@
 #define CONFIG_PORT_MAX		65535
 #define CONFIG_SHOW_MAX		64	/* untrusted bytes quoted in an error */
 #define CONFIG_QUOTE_SIZE	(CONFIG_SHOW_MAX * 4 + 8)
-#define CONFIG_ADDR_TEXT	64	/* an address as text, with [] and port */
 #define CONFIG_VAR_MAX		64	/* "FERRY_" and the longest key */
 #define CONFIG_NO_FILE		"defaults"	/* p.name when there is none */
+/* One printed value: 64 IPv6 networks or a line's worth of domains. */
+#define CONFIG_PRINT_MAX	(2 * CONFIG_LINE_MAX)
 
 #define LEVEL(l)		(1u << (l))
 
@@ -95,17 +96,32 @@ struct parser {
 					   instead of file, line and key */
 };
 
+/*
+ * A key's printed value, " = ..." without the name or the newline.  Built
+ * in memory so config_print_src() knows its length before writing, with
+ * no open_memstream() (each libc import costs ~70 bytes).
+ */
+struct pbuf {
+	size_t len;
+	char s[CONFIG_PRINT_MAX];
+};
+
 typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
     const char *);
-typedef void key_print_fn(const struct key *, const struct config *, FILE *);
+typedef void key_print_fn(const struct key *, const struct config *,
+    struct pbuf *);
 
 static int p_err(struct parser *, const struct key *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
+static int p_bad(struct parser *, const struct key *, const char *,
+    const char *, size_t, uint64_t);
 static const char *quote(char *, const char *, size_t);
 static const char *key_name(const struct key *);
-static void key_put(const struct key *, const struct config *, FILE *);
+static void key_put(const struct key *, const struct config *,
+    struct pbuf *);
+static void pb_add(struct pbuf *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 static const struct key *key_find(const char *, size_t);
-static size_t key_index(const char *);
 static int parse_line(struct parser *, struct config *, const char *, size_t);
 static int check_whole(struct parser *, struct config *);
 static void blame(struct parser *, size_t);
@@ -129,8 +145,7 @@ static int listen_token(const char *, size_t, struct listen_addr *);
 static int cidr_token(const char *, size_t, struct cidr *);
 static int dns_token(const char *, size_t, char *, size_t);
 static int smarthost_valid(const char *, size_t);
-static void listen_format(const struct listen_addr *, char *, size_t);
-static void cidr_format(const struct cidr *, char *, size_t);
+static void listen_format(const struct listen_addr *, struct pbuf *);
 static int cidr_contains(const struct cidr *, int, const uint8_t *);
 static key_parse_fn set_name, set_listen, set_path, set_dir, set_tls,
     set_bool, set_nets, set_domains, set_size, set_count, set_duration,
@@ -208,6 +223,7 @@ static key_print_fn put_string, put_listen, put_tls, put_bool, put_nets,
 	    0, "10m") \
 	/* end */
 #define KEY_ROW(n, t, m, r, l, d)	{ t, FIELD(m), r, l },
+#define KEY_ENUM(n, t, m, r, l, d)	KI_##m,
 #define KEY_NAME(n, t, m, r, l, d)	n "\0"
 #define KEY_DFLT(n, t, m, r, l, d)	d "\0"
 static const struct key keys[] = { CONFIG_KEYS(KEY_ROW) };
@@ -215,6 +231,8 @@ static const struct key keys[] = { CONFIG_KEYS(KEY_ROW) };
 static const char key_names[] = CONFIG_KEYS(KEY_NAME);
 static const char key_dflts[] = CONFIG_KEYS(KEY_DFLT);
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+/* keys[] indexes by member, for the rules that name a key (check_whole). */
+enum key_index { CONFIG_KEYS(KEY_ENUM) };
 
 static const uint64_t key_max[] = {
 	[KR_SIZE] = CONFIG_SIZE_MAX, [KR_COUNT] = CONFIG_COUNT_MAX,
@@ -385,10 +403,13 @@ done:
 void
 config_print(const struct config *cfg, FILE *fp)
 {
+	struct pbuf b;
 	size_t i;
 
-	for (i = 0; i < NKEYS; i++)
-		key_put(&keys[i], cfg, fp);
+	for (i = 0; i < NKEYS; i++) {
+		key_put(&keys[i], cfg, &b);
+		fprintf(fp, "%s%s\n", key_name(&keys[i]), b.s);
+	}
 }
 
 /*
@@ -403,30 +424,23 @@ config_print_src(const struct config *cfg, const struct config_src *src,
     char *const *envp, FILE *fp)
 {
 	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX], var[CONFIG_VAR_MAX];
-	char *line;
+	struct pbuf b;
 	size_t i, n, plen = strlen(CONFIG_ENV_PREFIX);
-	FILE *mem;
-	const char *eq;
+	const char *eq, *name;
 
 	if (cfg->path[0] == '\0')
 		fprintf(fp, "# no configuration file: defaults and "
 		    "%s* variables\n", CONFIG_ENV_PREFIX);
 	for (i = 0; i < NKEYS; i++) {
-		line = NULL;
-		n = 0;
 		src_text(why, sizeof(why), cfg, src, i);
-		if ((mem = open_memstream(&line, &n)) == NULL) {
-			key_put(&keys[i], cfg, fp);
-			continue;	/* out of memory: the value at least */
-		}
-		key_put(&keys[i], cfg, mem);
-		if (fclose(mem) != 0 || n == 0 || line[n - 1] != '\n')
-			fprintf(fp, "# %s\n", why);
-		else if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
-			fprintf(fp, "%.*s  # %s\n", (int)(n - 1), line, why);
+		key_put(&keys[i], cfg, &b);
+		name = key_name(&keys[i]);
+		/* n: the line with its newline. */
+		n = strlen(name) + b.len + 1;
+		if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
+			fprintf(fp, "%s%s  # %s\n", name, b.s, why);
 		else
-			fprintf(fp, "# %s\n%s", why, line);
-		free(line);
+			fprintf(fp, "# %s\n%s%s\n", why, name, b.s);
 	}
 	for (; envp != NULL && *envp != NULL; envp++) {
 		if (strncmp(*envp, CONFIG_ENV_PREFIX, plen) != 0 ||
@@ -608,6 +622,20 @@ p_err(struct parser *p, const struct key *k, const char *fmt, ...)
 }
 
 /*
+ * p_err() for the common shape: fmt's first conversion is %s, the n bytes
+ * at s quoted; up to two %llu may follow, 1 and max (a key's range).
+ * One copy of the quoting here instead of one per message.
+ */
+static int
+p_bad(struct parser *p, const struct key *k, const char *fmt, const char *s,
+    size_t n, uint64_t max)
+{
+	char q[CONFIG_QUOTE_SIZE];
+
+	return p_err(p, k, fmt, quote(q, s, n), 1ULL, (unsigned long long)max);
+}
+
+/*
  * Untrusted bytes for an error message: in double quotes, non-printables
  * as \xNN, at most CONFIG_SHOW_MAX bytes then "...".  buf must hold
  * CONFIG_QUOTE_SIZE.
@@ -645,12 +673,30 @@ key_name(const struct key *k)
 	return textfile_nth(key_names, (size_t)(k - keys));
 }
 
-/* "key = value": the name here, the rest by the key type's printer. */
+/* " = value" into b, by the key type's printer; the caller adds the
+ * name. */
 static void
-key_put(const struct key *k, const struct config *cfg, FILE *fp)
+key_put(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	fputs(key_name(k), fp);
-	key_print[k->type](k, cfg, fp);
+	b->len = 0;
+	b->s[0] = '\0';
+	key_print[k->type](k, cfg, b);
+}
+
+/* CONFIG_PRINT_MAX holds any value: a cut cannot happen. */
+static void
+pb_add(struct pbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(b->s + b->len, sizeof(b->s) - b->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		b->len += (size_t)n;
+	if (b->len >= sizeof(b->s))
+		b->len = sizeof(b->s) - 1;
 }
 
 static const struct key *
@@ -663,16 +709,6 @@ key_find(const char *name, size_t n)
 		if (strlen(s) == n && memcmp(s, name, n) == 0)
 			return &keys[i];
 	return NULL;
-}
-
-static size_t
-key_index(const char *name)
-{
-	const struct key *k = key_find(name, strlen(name));
-
-	if (k == NULL)
-		abort();	/* check_whole() asked for a key not in keys[] */
-	return (size_t)(k - keys);
 }
 
 /*
@@ -743,12 +779,11 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 static int
 check_whole(struct parser *p, struct config *cfg)
 {
-	size_t rmin = key_index("retry_min"), rmax = key_index("retry_max");
-	size_t org = key_index("origin");
-	size_t pairs[][2] = {
-		{ key_index("tls_cert"), key_index("tls_key") },
-		{ key_index("client_cert"), key_index("client_key") },
+	static const unsigned char pairs[][2] = {
+		{ KI_tls_cert, KI_tls_key },
+		{ KI_client_cert, KI_client_key },
 	};
+	size_t rmin = KI_retry_min, rmax = KI_retry_max;
 	size_t i, a, b;
 	char *fa, *fb;
 
@@ -781,9 +816,9 @@ check_whole(struct parser *p, struct config *cfg)
 	p->line = 0;
 	p->var[0] = '\0';
 	if (cfg->hostname[0] == '\0')
-		return p_err(p, &keys[key_index("hostname")], "gethostname() "
+		return p_err(p, &keys[KI_hostname], "gethostname() "
 		    "gave no usable name; set hostname");
-	if (p->keyline[org] == 0)
+	if (p->keyline[KI_origin] == 0)
 		memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
 	return 0;
 }
@@ -877,9 +912,9 @@ src_text(char *buf, size_t bufsz, const struct config *cfg,
 		snprintf(buf, bufsz, "env %s", var);
 	} else if (line > 0)
 		snprintf(buf, bufsz, "%s:%zu", cfg->path, line);
-	else if (strcmp(key_name(&keys[i]), "hostname") == 0)
+	else if (i == KI_hostname)
 		snprintf(buf, bufsz, "default (gethostname)");
-	else if (strcmp(key_name(&keys[i]), "origin") == 0)
+	else if (i == KI_origin)
 		snprintf(buf, bufsz, "default (hostname)");
 	else
 		snprintf(buf, bufsz, "default");
@@ -1218,36 +1253,22 @@ smarthost_valid(const char *s, size_t n)
 	return name_valid(s, hn);
 }
 
+/* " 192.0.2.1:25" or " [2001:db8::1]:25" onto b. */
 static void
-listen_format(const struct listen_addr *a, char *buf, size_t bufsz)
+listen_format(const struct listen_addr *a, struct pbuf *b)
 {
 	const struct sockaddr_in *sin;
 	const struct sockaddr_in6 *sin6;
 	char host[INET6_ADDRSTRLEN];
+	int v6 = a->ss.ss_family == AF_INET6;
 
-	if (a->ss.ss_family == AF_INET6) {
-		sin6 = (const struct sockaddr_in6 *)(const void *)&a->ss;
-		if (inet_ntop(AF_INET6, &sin6->sin6_addr, host,
-		    sizeof(host)) == NULL)
-			host[0] = '\0';
-		snprintf(buf, bufsz, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	} else {
-		sin = (const struct sockaddr_in *)(const void *)&a->ss;
-		if (inet_ntop(AF_INET, &sin->sin_addr, host,
-		    sizeof(host)) == NULL)
-			host[0] = '\0';
-		snprintf(buf, bufsz, "%s:%u", host, ntohs(sin->sin_port));
-	}
-}
-
-static void
-cidr_format(const struct cidr *c, char *buf, size_t bufsz)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (inet_ntop(c->family, c->addr, host, sizeof(host)) == NULL)
+	sin = (const struct sockaddr_in *)(const void *)&a->ss;
+	sin6 = (const struct sockaddr_in6 *)(const void *)&a->ss;
+	/* The port is at the same place in both. */
+	if (inet_ntop(a->ss.ss_family, v6 ? (const void *)&sin6->sin6_addr :
+	    (const void *)&sin->sin_addr, host, sizeof(host)) == NULL)
 		host[0] = '\0';
-	snprintf(buf, bufsz, "%s/%d", host, c->bits);
+	pb_add(b, v6 ? " [%s]:%u" : " %s:%u", host, ntohs(sin->sin_port));
 }
 
 static int
@@ -1272,7 +1293,6 @@ static int
 set_name(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	size_t n = strlen(v);
 
 	if (n == 0)
@@ -1281,7 +1301,7 @@ set_name(struct parser *p, const struct key *k, struct config *cfg,
 		return p_err(p, k, "longer than %zu characters",
 		    (size_t)k->size - 1);
 	if (!name_valid(v, n))
-		return p_err(p, k, "bad host name %s", quote(q, v, n));
+		return p_bad(p, k, "bad host name %s", v, n, 0);
 	lower_copy(field(cfg, k), k->size, v, n);
 	return 0;
 }
@@ -1290,7 +1310,6 @@ static int
 set_listen(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	struct listen_list l;
 	struct listen_addr a;
 	const char *tok;
@@ -1300,14 +1319,13 @@ set_listen(struct parser *p, const struct key *k, struct config *cfg,
 	memset(&l, 0, sizeof(l));
 	while ((n = list_next(&v, &tok)) > 0) {
 		if (listen_token(tok, n, &a) != 0)
-			return p_err(p, k, "bad address %s (want "
-			    "IPv4:port, [IPv6]:port or *:port)",
-			    quote(q, tok, n));
+			return p_bad(p, k, "bad address %s (want "
+			    "IPv4:port, [IPv6]:port or *:port)", tok, n, 0);
 		for (i = 0; i < l.n; i++)
 			if (l.a[i].len == a.len &&
 			    memcmp(&l.a[i].ss, &a.ss, a.len) == 0)
-				return p_err(p, k, "%s given twice",
-				    quote(q, tok, n));
+				return p_bad(p, k, "%s given twice", tok, n,
+				    0);
 		if (l.n == CONFIG_MAX_LISTEN)
 			return p_err(p, k, "more than %d addresses",
 			    CONFIG_MAX_LISTEN);
@@ -1370,15 +1388,13 @@ static int
 set_bool(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
-
 	if (strcasecmp(v, "yes") == 0)
 		*(int *)field(cfg, k) = 1;
 	else if (strcasecmp(v, "no") == 0)
 		*(int *)field(cfg, k) = 0;
 	else
-		return p_err(p, k, "bad value %s (want yes or no)",
-		    quote(q, v, strlen(v)));
+		return p_bad(p, k, "bad value %s (want yes or no)", v,
+		    strlen(v), 0);
 	return 0;
 }
 
@@ -1386,7 +1402,6 @@ static int
 set_nets(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	struct cidr_list l;
 	const char *tok;
 	size_t n;
@@ -1397,8 +1412,8 @@ set_nets(struct parser *p, const struct key *k, struct config *cfg,
 			return p_err(p, k, "more than %d networks",
 			    CONFIG_MAX_NETS);
 		if (cidr_token(tok, n, &l.c[l.n]) != 0)
-			return p_err(p, k, "bad network %s (want "
-			    "address/bits)", quote(q, tok, n));
+			return p_bad(p, k, "bad network %s (want "
+			    "address/bits)", tok, n, 0);
 		l.n++;
 	}
 	memcpy(field(cfg, k), &l, sizeof(l));
@@ -1409,7 +1424,6 @@ static int
 set_domains(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	struct domain_list *l;
 	const char *tok;
 	size_t n, skip, used = 0;
@@ -1429,8 +1443,7 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 		if (n > skip + 1 && tok[n - 1] == '.')
 			n--;		/* "example.org." */
 		if (n > CONFIG_NAME_MAX || !name_valid(tok + skip, n - skip))
-			return p_err(p, k, "bad domain %s",
-			    quote(q, tok, n));
+			return p_bad(p, k, "bad domain %s", tok, n, 0);
 		l->off[l->n++] = (uint16_t)used;
 		lower_copy(l->text + used, n + 1, tok, n);
 		used += n + 1;
@@ -1442,15 +1455,13 @@ static int
 set_size(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	uint64_t b;
 
 	if (config_parse_size(v, &b) != 0)
-		return p_err(p, k, "bad size %s", quote(q, v, strlen(v)));
+		return p_bad(p, k, "bad size %s", v, strlen(v), 0);
 	if (b < 1 || b > key_max[k->range])
-		return p_err(p, k, "%s out of range (%llu..%llu bytes)",
-		    quote(q, v, strlen(v)), 1ULL,
-		    (unsigned long long)key_max[k->range]);
+		return p_bad(p, k, "%s out of range (%llu..%llu bytes)", v,
+		    strlen(v), key_max[k->range]);
 	*(uint64_t *)field(cfg, k) = b;
 	return 0;
 }
@@ -1459,16 +1470,13 @@ static int
 set_count(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	uint64_t n;
 
 	if (number_parse(v, strlen(v), &n) != 0)
-		return p_err(p, k, "bad number %s",
-		    quote(q, v, strlen(v)));
+		return p_bad(p, k, "bad number %s", v, strlen(v), 0);
 	if (n < 1 || n > key_max[k->range])
-		return p_err(p, k, "%s out of range (%llu..%llu)",
-		    quote(q, v, strlen(v)), 1ULL,
-		    (unsigned long long)key_max[k->range]);
+		return p_bad(p, k, "%s out of range (%llu..%llu)", v,
+		    strlen(v), key_max[k->range]);
 	*(unsigned *)field(cfg, k) = (unsigned)n;
 	return 0;
 }
@@ -1477,15 +1485,14 @@ static int
 set_duration(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	unsigned s;
 
 	if (config_parse_duration(v, &s) != 0)
-		return p_err(p, k, "bad duration %s (want a number "
-		    "with s, m, h or d)", quote(q, v, strlen(v)));
+		return p_bad(p, k, "bad duration %s (want a number "
+		    "with s, m, h or d)", v, strlen(v), 0);
 	if ((s < 1 && k->range != KR_UINT_OFF) || s > key_max[k->range])
-		return p_err(p, k, "%s out of range (at least %llus)",
-		    quote(q, v, strlen(v)), 1ULL);
+		return p_bad(p, k, "%s out of range (at least %llus)", v,
+		    strlen(v), 0);
 	*(unsigned *)field(cfg, k) = s;
 	return 0;
 }
@@ -1494,15 +1501,14 @@ static int
 set_smarthost(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	size_t n = strlen(v);
 
 	if (n >= k->size)
 		return p_err(p, k, "longer than %zu characters",
 		    (size_t)k->size - 1);
 	if (n > 0 && !smarthost_valid(v, n))
-		return p_err(p, k, "bad host %s (want [host]:port, "
-		    "host:port or host)", quote(q, v, n));
+		return p_bad(p, k, "bad host %s (want [host]:port, "
+		    "host:port or host)", v, n, 0);
 	return set_path(p, k, cfg, v);
 }
 
@@ -1510,7 +1516,6 @@ static int
 set_dns(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	char servers[CONFIG_MAX_DNS][sizeof(cfg->dns_servers[0])];
 	const char *tok;
 	size_t n;
@@ -1522,8 +1527,8 @@ set_dns(struct parser *p, const struct key *k, struct config *cfg,
 			return p_err(p, k, "more than %d servers",
 			    CONFIG_MAX_DNS);
 		if (dns_token(tok, n, servers[count], sizeof(servers[0])) != 0)
-			return p_err(p, k, "bad server %s (want ip, "
-			    "ip:port or [ipv6]:port)", quote(q, tok, n));
+			return p_bad(p, k, "bad server %s (want ip, "
+			    "ip:port or [ipv6]:port)", tok, n, 0);
 		count++;
 	}
 	memcpy(cfg->dns_servers, servers, sizeof(servers));
@@ -1535,19 +1540,16 @@ static int
 set_user(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
 	size_t i, n = strlen(v);
 
 	if (n == 0 || n >= k->size || v[0] == '-')
-		return p_err(p, k, "bad user name %s",
-		    quote(q, v, n));
+		return p_bad(p, k, "bad user name %s", v, n, 0);
 	for (i = 0; i < n; i++)
 		if (!((v[i] >= 'a' && v[i] <= 'z') ||
 		    (v[i] >= 'A' && v[i] <= 'Z') ||
 		    (v[i] >= '0' && v[i] <= '9') ||
 		    v[i] == '_' || v[i] == '-' || v[i] == '.'))
-			return p_err(p, k, "bad user name %s",
-			    quote(q, v, n));
+			return p_bad(p, k, "bad user name %s", v, n, 0);
 	return set_path(p, k, cfg, v);
 }
 
@@ -1555,70 +1557,65 @@ static int
 set_log(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	char q[CONFIG_QUOTE_SIZE];
-
 	if (strcasecmp(v, "syslog") == 0)
 		cfg->log_stderr = 0;
 	else if (strcasecmp(v, "stderr") == 0)
 		cfg->log_stderr = 1;
 	else
-		return p_err(p, k, "bad value %s (want syslog or "
-		    "stderr)", quote(q, v, strlen(v)));
+		return p_bad(p, k, "bad value %s (want syslog or "
+		    "stderr)", v, strlen(v), 0);
 	return 0;
 }
 
 /* --- one printer per key type, after the name: " = value", or " =" --- */
 
 static void
-put_string(const struct key *k, const struct config *cfg, FILE *fp)
+put_string(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	const char *s = cfield(cfg, k);
 
-	fprintf(fp, " =%s%s\n", s[0] != '\0' ? " " : "", s);
+	pb_add(b, " =%s%s", s[0] != '\0' ? " " : "", s);
 }
 
 static void
-put_listen(const struct key *k, const struct config *cfg, FILE *fp)
+put_listen(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	const struct listen_list *l = cfield(cfg, k);
-	char buf[CONFIG_ADDR_TEXT];
 	int i;
 
-	fputs(" =", fp);
-	for (i = 0; i < l->n && i < CONFIG_MAX_LISTEN; i++) {
-		listen_format(&l->a[i], buf, sizeof(buf));
-		fprintf(fp, " %s", buf);
-	}
-	fputc('\n', fp);
+	pb_add(b, " =");
+	for (i = 0; i < l->n && i < CONFIG_MAX_LISTEN; i++)
+		listen_format(&l->a[i], b);
 }
 
 static void
-put_tls(const struct key *k, const struct config *cfg, FILE *fp)
+put_tls(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	fprintf(fp, " = %s\n",
+	pb_add(b, " = %s",
 	    config_tls_level_name(*(const enum tls_level *)cfield(cfg, k)));
 }
 
 static void
-put_bool(const struct key *k, const struct config *cfg, FILE *fp)
+put_bool(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	fprintf(fp, " = %s\n",
+	pb_add(b, " = %s",
 	    *(const int *)cfield(cfg, k) ? "yes" : "no");
 }
 
 static void
-put_nets(const struct key *k, const struct config *cfg, FILE *fp)
+put_nets(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	const struct cidr_list *l = cfield(cfg, k);
-	char buf[CONFIG_ADDR_TEXT];
+	char host[INET6_ADDRSTRLEN];
 	int i;
 
-	fputs(" =", fp);
+	pb_add(b, " =");
 	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++) {
-		cidr_format(&l->c[i], buf, sizeof(buf));
-		fprintf(fp, " %s", buf);
+		if (inet_ntop(l->c[i].family, l->c[i].addr, host,
+		    sizeof(host)) == NULL)
+			host[0] = '\0';
+		pb_add(b, " %s/%d", host, l->c[i].bits);
 	}
-	fputc('\n', fp);
 }
 
 /*
@@ -1628,7 +1625,7 @@ put_nets(const struct key *k, const struct config *cfg, FILE *fp)
  * a line is written as "key=value".
  */
 static void
-put_domains(const struct key *k, const struct config *cfg, FILE *fp)
+put_domains(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	const struct domain_list *l = cfield(cfg, k);
 	size_t total = strlen(key_name(k)) + 2;
@@ -1636,37 +1633,36 @@ put_domains(const struct key *k, const struct config *cfg, FILE *fp)
 
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		total += strlen(config_domain(l, i)) + 1;
-	fputs(total < CONFIG_LINE_MAX ? " =" : "=", fp);
+	pb_add(b, total < CONFIG_LINE_MAX ? " =" : "=");
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
-		fprintf(fp, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
+		pb_add(b, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
 		    "", config_domain(l, i));
-	fputc('\n', fp);
 }
 
 static void
-put_size(const struct key *k, const struct config *cfg, FILE *fp)
+put_size(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	uint64_t v = *(const uint64_t *)cfield(cfg, k);
 	size_t i;
 
 	for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
 		if (v != 0 && v % size_units[i].scale == 0) {
-			fprintf(fp, " = %llu%c\n",
+			pb_add(b, " = %llu%c",
 			    (unsigned long long)(v / size_units[i].scale),
 			    size_units[i].suffix);
 			return;
 		}
-	fprintf(fp, " = %llu\n", (unsigned long long)v);
+	pb_add(b, " = %llu", (unsigned long long)v);
 }
 
 static void
-put_count(const struct key *k, const struct config *cfg, FILE *fp)
+put_count(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	fprintf(fp, " = %u\n", *(const unsigned *)cfield(cfg, k));
+	pb_add(b, " = %u", *(const unsigned *)cfield(cfg, k));
 }
 
 static void
-put_duration(const struct key *k, const struct config *cfg, FILE *fp)
+put_duration(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	unsigned v = *(const unsigned *)cfield(cfg, k);
 	size_t i;
@@ -1677,26 +1673,25 @@ put_duration(const struct key *k, const struct config *cfg, FILE *fp)
 			break;
 	if (i == sizeof(duration_units) / sizeof(duration_units[0]))
 		i--;			/* 0: seconds */
-	fprintf(fp, " = %llu%c\n",
+	pb_add(b, " = %llu%c",
 	    (unsigned long long)(v / duration_units[i].scale),
 	    duration_units[i].suffix);
 }
 
 static void
-put_dns(const struct key *k, const struct config *cfg, FILE *fp)
+put_dns(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	int i;
 
 	(void)k;	/* key_put() printed the name */
-	fputs(" =", fp);
+	pb_add(b, " =");
 	for (i = 0; i < cfg->dns_n && i < CONFIG_MAX_DNS; i++)
-		fprintf(fp, " %s", cfg->dns_servers[i]);
-	fputc('\n', fp);
+		pb_add(b, " %s", cfg->dns_servers[i]);
 }
 
 static void
-put_log(const struct key *k, const struct config *cfg, FILE *fp)
+put_log(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	(void)k;	/* key_put() printed the name */
-	fprintf(fp, " = %s\n", cfg->log_stderr ? "stderr" : "syslog");
+	pb_add(b, " = %s", cfg->log_stderr ? "stderr" : "syslog");
 }
