@@ -325,6 +325,7 @@ sm_set_sender(struct sm *sm)
 {
 	const struct passwd *pw = getpwuid(getuid());
 	char login[QUEUE_ADDR_MAX];
+	const char *g;
 	size_t n;
 	int len;
 
@@ -333,13 +334,22 @@ sm_set_sender(struct sm *sm)
 	else
 		snprintf(login, sizeof(login), "uid%lu",
 		    (unsigned long)getuid());
-	if (pw != NULL && pw->pw_gecos != NULL) {
-		n = strcspn(pw->pw_gecos, ",");	/* the full-name part */
+	/* The full-name part, before the first ','; "&" stands for the
+	 * login capitalised (BSD's convention, which Postfix keeps). */
+	for (g = pw != NULL && pw->pw_gecos != NULL ? pw->pw_gecos : "", n = 0;
+	    *g != '\0' && *g != ',' && n + 1 < sizeof(sm->gecos); g++) {
+		if (*g != '&') {
+			sm->gecos[n++] = *g;
+			continue;
+		}
+		len = snprintf(sm->gecos + n, sizeof(sm->gecos) - n, "%s", login);
+		if (sm->gecos[n] >= 'a' && sm->gecos[n] <= 'z')
+			sm->gecos[n] = (char)(sm->gecos[n] - 'a' + 'A');
+		n += len > 0 ? (size_t)len : 0;
 		if (n >= sizeof(sm->gecos))
-			n = sizeof(sm->gecos) - 1;
-		memcpy(sm->gecos, pw->pw_gecos, n);
-		sm->gecos[n] = '\0';
+			n = sizeof(sm->gecos) - 1;	/* cut, as before */
 	}
+	sm->gecos[n] = '\0';
 	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
 	    sm->conf->origin);
 	if (len < 0 || (size_t)len >= sizeof(sm->user)) {

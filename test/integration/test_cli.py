@@ -82,6 +82,56 @@ def test_sendmail_f_F_lf_to_crlf():
               '-F name not in a From: header: %s' % short(h, 600))
 
 
+GECOS_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pwd.h>
+#include <stdlib.h>
+
+struct passwd *
+getpwuid(uid_t uid)
+{
+	static struct passwd *(*real)(uid_t);
+	static struct passwd pw;
+	struct passwd *p;
+
+	if (real == NULL)
+		real = (struct passwd *(*)(uid_t))dlsym(RTLD_NEXT, "getpwuid");
+	if ((p = real(uid)) == NULL)
+		return NULL;
+	pw = *p;
+	pw.pw_name = getenv("SHIM_LOGIN");
+	pw.pw_gecos = getenv("SHIM_GECOS");
+	return &pw;
+}
+"""
+
+
+def test_sendmail_gecos_ampersand():
+    """The From: sendmail adds takes the full name from GECOS: the part
+    before the first comma, "&" standing for the login with its first
+    letter capitalised (BSD's convention; Postfix expands it too)."""
+    with Daemon('sm-gecos') as d:
+        src, so = os.path.join(d.dir, 'gecos.c'), os.path.join(d.dir,
+                                                               'gecos.so')
+        with open(src, 'w') as f:
+            f.write(GECOS_SHIM)
+        p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, 'cannot build the shim: %s' % p.stderr)
+        asan = os.environ.get('ASAN_OPTIONS', '')
+        env = dict(LD_PRELOAD=so, SHIM_LOGIN='jdoe',
+                   SHIM_GECOS='& Q. & Public,Room 101,555-0100',
+                   ASAN_OPTIONS='%s%sverify_asan_link_order=0'
+                   % (asan, ':' if asan else ''))
+        _ok(d.cli('sendmail', 'rcpt@relay.test', env=env,
+                  input=b'Subject: g\n\nx\n'), 'sendmail')
+        m = _one(d, 'sendmail with & in GECOS')
+        h = _headers_of(d.cat(m['id']))
+        check(re.search(rb'(?m)^From: "?Jdoe Q\. Jdoe Public"? '
+                        rb'<jdoe@[^>]+>\r$', h), 'From: %s' % short(h, 600))
+
+
 def test_sendmail_t_removes_bcc():
     msg = (b'From: me@example.test\nTo: a@relay.test, b@other.test\n'
            b'Cc: c@relay.test\nBcc: hidden@relay.test,\n'
