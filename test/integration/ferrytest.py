@@ -604,8 +604,13 @@ class Daemon:
     def preload(self, source, **env):
         """Runs the daemon with a shim built from the C source in
         LD_PRELOAD (a library call made to fail), plus env."""
-        src = os.path.join(self.dir, 'shim.c')
-        so = os.path.join(self.dir, 'shim.so')
+        self.env = dict(os.environ, **self.shim_env(source, 'shim'), **env)
+
+    def shim_env(self, source, name):
+        """Builds DIR/NAME.so from the C source; the environment that
+        preloads it (for the daemon, or for one command via cli(env=))."""
+        src = os.path.join(self.dir, name + '.c')
+        so = os.path.join(self.dir, name + '.so')
         with open(src, 'w') as f:
             f.write(source)
         p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
@@ -614,9 +619,8 @@ class Daemon:
         # ASan wants to come first; the shim only has to come before
         # the library it stands in for.
         asan = os.environ.get('ASAN_OPTIONS', '')
-        self.env = dict(os.environ, LD_PRELOAD=so,
-                        ASAN_OPTIONS='%s%sverify_asan_link_order=0'
-                        % (asan, ':' if asan else ''), **env)
+        return dict(LD_PRELOAD=so, ASAN_OPTIONS='%s%sverify_asan_link_order=0'
+                    % (asan, ':' if asan else ''))
 
     # TLS and AUTH files --------------------------------------------------
     def set_cert(self, name, write=True):

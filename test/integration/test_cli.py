@@ -112,18 +112,8 @@ def test_sendmail_gecos_ampersand():
     before the first comma, "&" standing for the login with its first
     letter capitalised (BSD's convention; Postfix expands it too)."""
     with Daemon('sm-gecos') as d:
-        src, so = os.path.join(d.dir, 'gecos.c'), os.path.join(d.dir,
-                                                               'gecos.so')
-        with open(src, 'w') as f:
-            f.write(GECOS_SHIM)
-        p = subprocess.run(['cc', '-shared', '-fPIC', '-o', so, src],
-                           capture_output=True, text=True)
-        check(p.returncode == 0, 'cannot build the shim: %s' % p.stderr)
-        asan = os.environ.get('ASAN_OPTIONS', '')
-        env = dict(LD_PRELOAD=so, SHIM_LOGIN='jdoe',
-                   SHIM_GECOS='& Q. & Public,Room 101,555-0100',
-                   ASAN_OPTIONS='%s%sverify_asan_link_order=0'
-                   % (asan, ':' if asan else ''))
+        env = dict(d.shim_env(GECOS_SHIM, 'gecos'), SHIM_LOGIN='jdoe',
+                   SHIM_GECOS='& Q. & Public,Room 101,555-0100')
         _ok(d.cli('sendmail', 'rcpt@relay.test', env=env,
                   input=b'Subject: g\n\nx\n'), 'sendmail')
         m = _one(d, 'sendmail with & in GECOS')
