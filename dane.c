@@ -9,7 +9,6 @@
  * "NAME:LINE: what" in err; dane_match() returns a verdict.
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +94,6 @@ static int	dane_names_ok(const mbedtls_x509_crt *, const char *const *,
 static int	dane_name_match(const unsigned char *, size_t, const char *);
 static int	dane_ieq(const unsigned char *, const char *, size_t);
 static void	dane_hex(const uint8_t *, size_t, char *);
-static void	dane_seterr(char *, size_t, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
 static int	dane_policy_line(struct dane_policy *, const char *, size_t,
 		    size_t, const char **);
 static int	dane_domain(const char *, size_t, char *, const char **);
@@ -721,18 +718,6 @@ dane_hex(const uint8_t *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static void
-dane_seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsz == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * One line without its '\n': `domain level [match=...]`, fields split
  * by blanks, '#' at the start of a field begins a comment.  0: added or
@@ -997,13 +982,13 @@ dane_policy_parse(const char *name, const char *text, size_t len, char *err,
 	size_t pos = 0, line = 0, linelen, i;
 
 	if ((pol = calloc(1, sizeof(*pol))) == NULL) {
-		dane_seterr(err, errsz, "%s: out of memory", name);
+		snprintf(err, errsz, "%s: out of memory", name);
 		return NULL;
 	}
 	while (textfile_line(text, len, &pos, &ln, &linelen)) {
 		line++;
 		if (dane_policy_line(pol, ln, linelen, line, &why) == -1) {
-			dane_seterr(err, errsz, "%s:%zu: %s", name, line, why);
+			snprintf(err, errsz, "%s:%zu: %s", name, line, why);
 			goto fail;
 		}
 	}
@@ -1011,7 +996,7 @@ dane_policy_parse(const char *name, const char *text, size_t len, char *err,
 		qsort(pol->item, pol->n, sizeof(pol->item[0]), dane_item_cmp);
 	for (i = 1; i < pol->n; i++)
 		if (strcmp(pol->item[i - 1].name, pol->item[i].name) == 0) {
-			dane_seterr(err, errsz, "%s:%zu: %s listed again "
+			snprintf(err, errsz, "%s:%zu: %s listed again "
 			    "(first on line %zu)", name, pol->item[i].line,
 			    pol->item[i].name, pol->item[i - 1].line);
 			goto fail;

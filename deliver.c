@@ -213,6 +213,7 @@ static void deliver_on_tlsa(void *, enum dns_status, int,
     const struct dns_tlsa_rdata *, int);
 static void deliver_dane_step(struct deliver *, enum dane_lookup, int);
 static const char *deliver_sni(const struct deliver *);
+static const char *deliver_mx_host(const struct deliver *);
 static void deliver_on_chain(void *, const struct tls_der *, size_t);
 static void deliver_on_connect(struct loop_fd *, unsigned);
 static void deliver_on_connect_timeout(struct loop_timer *);
@@ -230,8 +231,7 @@ static void deliver_tls_failed(struct deliver *, const char *);
 static void deliver_auth_begin(struct deliver *);
 static void deliver_auth_reply(struct deliver *, int, const char *);
 static int deliver_reloaded(struct deliver *);
-static void deliver_refuse(struct deliver *, const char *, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
+static void deliver_refuse(struct deliver *);
 static void deliver_io_free(struct deliver *);
 static void deliver_send_secret(struct deliver *, const char *,
     const char *);
@@ -249,6 +249,8 @@ static void deliver_fail_open(struct deliver *, enum deliver_result,
 static void deliver_lost(struct deliver *, const char *);
 static void deliver_close(struct deliver *, enum deliver_result,
     const char *, const char *);
+static void deliver_quit(struct deliver *, enum deliver_result);
+static void deliver_quit_done(struct deliver *);
 static void deliver_on_reap(struct loop_timer *);
 static void deliver_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
@@ -257,7 +259,7 @@ static void deliver_why(struct deliver *, const char *, const char *, ...)
 static void deliver_why_dns(struct deliver *, const char *, const char *,
     const char *, int);
 static int deliver_has_8bit(const struct deliver_txn *);
-static int deliver_addr_8bit(const char *);
+static int deliver_txn_8bit(const struct deliver_txn *);
 
 /* deliver_lost()'s "what" for a silent server: worded as Postfix does. */
 static const char deliver_timed_out[] = "timed out";
@@ -559,7 +561,7 @@ deliver_next_mx(struct deliver *d)
 	d->imx++;
 	if (d->dreq == NULL) {
 		deliver_why(d, "4.4.3", "cannot look up %s",
-		    d->mx[d->imx - 1].host);
+		    deliver_mx_host(d));
 		deliver_next_mx(d);
 	}
 }
@@ -572,7 +574,7 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 
 	d->dreq = NULL;
 	if (st != DNS_OK || n == 0) {
-		deliver_why_dns(d, "4.4.3", d->mx[d->imx - 1].host, "A",
+		deliver_why_dns(d, "4.4.3", deliver_mx_host(d), "A",
 		    st == DNS_TEMPFAIL);
 		deliver_next_mx(d);
 		return;
@@ -609,10 +611,10 @@ deliver_dane_host(struct deliver *d, int secure, const char *canon,
 	d->tlsa_used = 0;
 	d->tlsa->n = 0;
 	d->host_secure = secure;
-	dane_base_init(&d->tbase, d->mx[d->imx - 1].host, canon, canon_secure);
+	dane_base_init(&d->tbase, deliver_mx_host(d), canon, canon_secure);
 	if (canon != NULL)
 		log_trace(TRACE_DELIVER, "deliver %p: %s is an alias of %s "
-		    "(%s): TLSA at %s first", (void *)d, d->mx[d->imx - 1].host,
+		    "(%s): TLSA at %s first", (void *)d, deliver_mx_host(d),
 		    canon, canon_secure ? "secure" : "insecure",
 		    dane_base_name(&d->tbase));
 	deliver_dane_step(d, DANE_LOOKUP_NONE, 0);
@@ -731,6 +733,14 @@ deliver_sni(const struct deliver *d)
 {
 	if (d->tlsa != NULL && d->tlsa_used)
 		return dane_base_name(&d->tbase);
+	return deliver_mx_host(d);
+}
+
+/* The MX host being tried (for a literal next hop: the host as given).
+ * One call instead of the index arithmetic in some twenty messages. */
+static const char *
+deliver_mx_host(const struct deliver *d)
+{
 	return d->mx[d->imx - 1].host;
 }
 
@@ -773,7 +783,7 @@ static void
 deliver_why_connect(struct deliver *d, const char *err)
 {
 	deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
-	    d->mx[d->imx - 1].host, d->cur_ip, d->port, err);
+	    deliver_mx_host(d), d->cur_ip, d->port, err);
 }
 
 static void
@@ -1007,7 +1017,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_BANNER:
 		if (code != 220) {
 			deliver_why(d, "4.4.1", "host %s[%s] refused to "
-			    "talk to me: %s", d->mx[d->imx - 1].host, d->cur_ip,
+			    "talk to me: %s", deliver_mx_host(d), d->cur_ip,
 			    reply);
 			deliver_io_free(d);
 			deliver_next_addr(d);
@@ -1027,7 +1037,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_HELO:
 		if (code != 250) {
 			deliver_why(d, "4.4.1", "host %s[%s] refused "
-			    "HELO: %s", d->mx[d->imx - 1].host, d->cur_ip,
+			    "HELO: %s", deliver_mx_host(d), d->cur_ip,
 			    reply);
 			deliver_io_free(d);
 			deliver_next_addr(d);
@@ -1040,9 +1050,10 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		if (code != 220) {
 			/* Offered, then refused: like not offered. */
 			if (DELIVER_TLS_REQUIRED(d->level)) {
-				deliver_refuse(d, "4.7.4", "TLS is required, but "
+				deliver_why(d, "4.7.4", "TLS is required, but "
 				    "host %s[%s] refused to start TLS: %s",
-				    d->mx[d->imx - 1].host, d->cur_ip, reply);
+				    deliver_mx_host(d), d->cur_ip, reply);
+				deliver_refuse(d);
 				return;
 			}
 			d->ext &= ~EXT_STARTTLS;
@@ -1078,8 +1089,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		deliver_finish_txn(d);
 		break;
 	case DS_QUIT:
-		deliver_close(d, d->quit_r, d->quit_r == DR_OK ? NULL :
-		    d->why_dsn, d->quit_r == DR_OK ? NULL : d->why);
+		deliver_quit_done(d);
 		break;
 	default:
 		deliver_lost(d, "unexpected reply");
@@ -1155,19 +1165,21 @@ deliver_greeted(struct deliver *d)
 			return;
 		}
 		if (DELIVER_TLS_REQUIRED(d->level)) {
-			deliver_refuse(d, "4.7.4", "TLS is required, but %s "
+			deliver_why(d, "4.7.4", "TLS is required, but %s "
 			    "host %s[%s]", d->tlsc == NULL ? "our TLS engine is "
 			    "unavailable for" : "was not offered by",
-			    d->mx[d->imx - 1].host, d->cur_ip);
+			    deliver_mx_host(d), d->cur_ip);
+			deliver_refuse(d);
 			return;
 		}
 	}
 	if (d->smarthost && deliver_auth_state == DAUTH_OK) {
 		/* Whatever the level: a password never crosses in clear. */
 		if (!d->tls_on) {
-			deliver_refuse(d, "4.7.0", "TLS is not active with "
+			deliver_why(d, "4.7.0", "TLS is not active with "
 			    "host %s[%s]: smarthost_auth is never sent without "
-			    "TLS", d->mx[d->imx - 1].host, d->cur_ip);
+			    "TLS", deliver_mx_host(d), d->cur_ip);
+			deliver_refuse(d);
 			return;
 		}
 		if (d->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN)) {
@@ -1175,7 +1187,7 @@ deliver_greeted(struct deliver *d)
 			return;
 		}
 		log_warnx(LP_SMTP, "host %s[%s] offers no AUTH PLAIN or LOGIN; "
-		    "sending without authentication", d->mx[d->imx - 1].host,
+		    "sending without authentication", deliver_mx_host(d),
 		    d->cur_ip);
 	}
 	deliver_start_txn(d);
@@ -1187,7 +1199,7 @@ static int
 deliver_tls_begin(struct deliver *d)
 {
 	char key[TLS_CACHE_KEY_MAX];
-	const char *host = d->mx[d->imx - 1].host, *sni = deliver_sni(d);
+	const char *host = deliver_mx_host(d), *sni = deliver_sni(d);
 	struct tls_conn *c = NULL;
 
 	/* One cached session per name checked and port ("sni:port", then
@@ -1225,7 +1237,7 @@ static void
 deliver_tls_done(struct deliver *d)
 {
 	struct tls_conn *c = io_tls(d->io);
-	const char *host = d->mx[d->imx - 1].host, *trust;
+	const char *host = deliver_mx_host(d), *trust;
 	unsigned v, bits;
 	int chain_ok, name_ok, checks, pin_ok = 0;
 	char what[DELIVER_REPLY_MAX];
@@ -1256,9 +1268,10 @@ deliver_tls_done(struct deliver *d)
 	io_set_timeout(d->io, DELIVER_CMD_MS);
 	if (DELIVER_PINNED(d)) {
 		if (!pin_ok) {
-			deliver_refuse(d, "4.7.5", "Server certificate not "
+			deliver_why(d, "4.7.5", "Server certificate not "
 			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
 			    what);
+			deliver_refuse(d);
 			return;
 		}
 		log_info(LP_SMTP, "%s[%s]:%u: Matched %s", host, d->cur_ip,
@@ -1271,19 +1284,21 @@ deliver_tls_done(struct deliver *d)
 			    deliver_conf->ca_file,
 			    config_tls_level_name(d->level));
 		if (!chain_ok) {
-			deliver_refuse(d, "4.7.5", "Server certificate not "
+			deliver_why(d, "4.7.5", "Server certificate not "
 			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
 			    v & TLS_V_NOCERT ? "no certificate" :
 			    v & TLS_V_EXPIRED ? "expired or not yet valid" :
 			    "no chain to ca_file");
+			deliver_refuse(d);
 			return;
 		}
 		if (!name_ok) {
-			deliver_refuse(d, "4.7.5", "Server certificate not "
+			deliver_why(d, "4.7.5", "Server certificate not "
 			    "verified (%s[%s]:%u: it does not name %s%s)", host,
 			    d->cur_ip, d->port, DELIVER_NEXTHOP_NAMES(d) ?
 			    d->host : host, DELIVER_NEXTHOP_NAMES(d) ?
 			    " or a name below it" : "");
+			deliver_refuse(d);
 			return;
 		}
 	}
@@ -1322,7 +1337,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 		dane_tlsa_format(&d->tlsa->r[d->dane_which], rec, sizeof(rec));
 		/* Name the TLSA owner when it is not the MX host's own. */
 		if (strcasecmp(dane_base_name(&d->tbase),
-		    d->mx[d->imx - 1].host) != 0)
+		    deliver_mx_host(d)) != 0)
 			deliver_fmt(what, whatsz, "DANE TLSA record %s at "
 			    "_%u._tcp.%s (CNAME)", rec, d->port,
 			    dane_base_name(&d->tbase));
@@ -1359,7 +1374,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 static void
 deliver_tls_failed(struct deliver *d, const char *why)
 {
-	const char *host = d->mx[d->imx - 1].host;
+	const char *host = deliver_mx_host(d);
 
 	log_info(LP_SMTP, "SSL_connect error to %s[%s]:%u: %s", host,
 	    d->cur_ip, d->port, why);
@@ -1415,9 +1430,7 @@ deliver_reloaded(struct deliver *d)
 		return 0;
 	deliver_why(d, "4.7.0", "the configuration was reloaded before AUTH; "
 	    "trying again");
-	d->quit_r = DR_TEMP;
-	deliver_enter_state(d, DS_QUIT);
-	deliver_send(d, "QUIT\r\n");
+	deliver_quit(d, DR_TEMP);
 	return 1;
 }
 
@@ -1481,12 +1494,10 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 		dsn[0] = '4';
 	}
 	log_warnx(LP_SMTP, "SASL authentication failed; server %s[%s] said: "
-	    "%s", d->mx[d->imx - 1].host, d->cur_ip, reply);
+	    "%s", deliver_mx_host(d), d->cur_ip, reply);
 	deliver_why(d, dsn, "SASL authentication failed; server %s[%s] said: "
-	    "%s", d->mx[d->imx - 1].host, d->cur_ip, reply);
-	d->quit_r = DR_TEMP;
-	deliver_enter_state(d, DS_QUIT);
-	deliver_send(d, "QUIT\r\n");
+	    "%s", deliver_mx_host(d), d->cur_ip, reply);
+	deliver_quit(d, DR_TEMP);
 }
 
 /* --- transactions --- */
@@ -1526,19 +1537,20 @@ deliver_start_txn(struct deliver *d)
 {
 	struct deliver_txn *t;
 	unsigned i;
+	int code = 0;
+	const char *dsn = NULL;
 	char reason[DELIVER_REPLY_MAX];
 
 	deliver_enter_state(d, DS_READY);
 	if ((t = d->txn) == NULL && (t = d->ops->next(d->arg, d)) == NULL) {
-		deliver_enter_state(d, DS_QUIT);
-		deliver_send(d, "QUIT\r\n");
+		deliver_quit(d, DR_OK);
 		io_flush(d->io);
 		return;
 	}
 	d->txn = t;
 	d->used = 1;
 	deliver_fmt(t->relay, sizeof(t->relay), "%s[%s]:%u",
-	    d->mx[d->imx - 1].host, d->cur_ip, d->port);
+	    deliver_mx_host(d), d->cur_ip, d->port);
 	for (i = 0; i < t->nrcpt; i++)
 		t->rcpt[i].dsn[0] = '\0';
 	/* A reused connection starts clean: RSET between transactions.
@@ -1553,34 +1565,26 @@ deliver_start_txn(struct deliver *d)
 		deliver_fmt(reason, sizeof(reason), "message size %llu exceeds "
 		    "size limit %llu of server %s", (unsigned long long)t->size,
 		    (unsigned long long)d->max_size, t->relay);
-		for (i = 0; i < t->nrcpt; i++)
-			deliver_set_rcpt(&t->rcpt[i], 552, reason, "5.3.4");
-		deliver_finish_txn(d);
-		return;
-	}
-	if (t->flags & QF_8BITMIME && !(d->ext & EXT_8BITMIME) &&
+		code = 552;
+		dsn = "5.3.4";
+	} else if (t->flags & QF_8BITMIME && !(d->ext & EXT_8BITMIME) &&
 	    deliver_has_8bit(t)) {
 		deliver_fmt(reason, sizeof(reason), "host %s does not support "
 		    "8BITMIME and the message has 8-bit content", t->relay);
+		code = 554;
+		dsn = "5.6.3";
+	} else if (t->flags & QF_SMTPUTF8 && !(d->ext & EXT_SMTPUTF8) &&
+	    deliver_txn_8bit(t)) {
+		deliver_fmt(reason, sizeof(reason), "host %s does not support "
+		    "SMTPUTF8", t->relay);
+		code = 553;
+		dsn = "5.6.7";
+	}
+	if (code != 0) {
 		for (i = 0; i < t->nrcpt; i++)
-			deliver_set_rcpt(&t->rcpt[i], 554, reason, "5.6.3");
+			deliver_set_rcpt(&t->rcpt[i], code, reason, dsn);
 		deliver_finish_txn(d);
 		return;
-	}
-	if (t->flags & QF_SMTPUTF8 && !(d->ext & EXT_SMTPUTF8)) {
-		int eight = deliver_addr_8bit(t->sender);
-
-		for (i = 0; i < t->nrcpt; i++)
-			eight |= deliver_addr_8bit(t->rcpt[i].address);
-		if (eight) {
-			deliver_fmt(reason, sizeof(reason), "host %s does not "
-			    "support SMTPUTF8", t->relay);
-			for (i = 0; i < t->nrcpt; i++)
-				deliver_set_rcpt(&t->rcpt[i], 553, reason,
-				    "5.6.7");
-			deliver_finish_txn(d);
-			return;
-		}
 	}
 	d->send_i = d->recv_i = d->accepted = 0;
 	d->mail_failed = 0;
@@ -1772,14 +1776,14 @@ deliver_lost(struct deliver *d, const char *what)
 
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5')
 		deliver_fmt(reason, sizeof(reason), "host %s[%s] said: %s (while "
-		    "%s)", d->mx[d->imx - 1].host, d->cur_ip, what, phase);
+		    "%s)", deliver_mx_host(d), d->cur_ip, what, phase);
 	else if (what == deliver_timed_out)	/* Postfix's words */
 		deliver_fmt(reason, sizeof(reason), "conversation with %s[%s] "
-		    "timed out while %s", d->mx[d->imx - 1].host, d->cur_ip,
+		    "timed out while %s", deliver_mx_host(d), d->cur_ip,
 		    phase);
 	else
 		deliver_fmt(reason, sizeof(reason), "%s with %s[%s] while %s",
-		    what, d->mx[d->imx - 1].host, d->cur_ip, phase);
+		    what, deliver_mx_host(d), d->cur_ip, phase);
 	if (d->txn && d->state == DS_RSET) {
 		deliver_give_back(d, reason);
 		deliver_close(d, DR_OK, NULL, NULL);
@@ -1794,8 +1798,7 @@ deliver_lost(struct deliver *d, const char *what)
 		return;
 	}
 	if (d->state == DS_QUIT) {
-		deliver_close(d, d->quit_r, d->quit_r == DR_OK ? NULL :
-		    d->why_dsn, d->quit_r == DR_OK ? NULL : d->why);
+		deliver_quit_done(d);
 		return;
 	}
 	if (!d->used && d->state < DS_READY) {
@@ -1810,18 +1813,13 @@ deliver_lost(struct deliver *d, const char *what)
 }
 
 /*
- * This address will not do (TLS or AUTH policy): remember why, say QUIT
- * without waiting for its answer, and try the next address.
+ * This address will not do (TLS or AUTH policy; deliver_why() has said
+ * why): log it, say QUIT without waiting for its answer, and try the
+ * next address.
  */
 static void
-deliver_refuse(struct deliver *d, const char *dsn, const char *fmt, ...)
+deliver_refuse(struct deliver *d)
 {
-	va_list ap;
-
-	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
-	va_start(ap, fmt);
-	vsnprintf(d->why, sizeof(d->why), fmt, ap);
-	va_end(ap);
 	log_info(LP_SMTP, "%s", d->why);
 	if (d->io != NULL) {
 		deliver_send(d, "QUIT\r\n");
@@ -1889,6 +1887,26 @@ deliver_close(struct deliver *d, enum deliver_result r, const char *dsn,
 	loop_timer_set(&d->ctimer, 0);
 }
 
+/* Say QUIT and wait for its answer; r is how the connection ends then
+ * (DR_TEMP: for the reason in d->why). */
+static void
+deliver_quit(struct deliver *d, enum deliver_result r)
+{
+	d->quit_r = r;
+	deliver_enter_state(d, DS_QUIT);
+	deliver_send(d, "QUIT\r\n");
+}
+
+/* QUIT answered, or the connection gone meanwhile: as quit_r says. */
+static void
+deliver_quit_done(struct deliver *d)
+{
+	if (d->quit_r == DR_OK)
+		deliver_close(d, DR_OK, NULL, NULL);
+	else
+		deliver_close(d, d->quit_r, d->why_dsn, d->why);
+}
+
 static void
 deliver_on_reap(struct loop_timer *t)
 {
@@ -1953,11 +1971,19 @@ deliver_has_8bit(const struct deliver_txn *t)
 	return 0;
 }
 
+/* Does an address of the envelope have 8-bit bytes (SMTPUTF8 needed)? */
 static int
-deliver_addr_8bit(const char *s)
+deliver_txn_8bit(const struct deliver_txn *t)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s & 0x80)
-			return 1;
-	return 0;
+	const unsigned char *s = (const unsigned char *)t->sender;
+	unsigned i = 0;
+
+	for (;;) {
+		for (; *s != '\0'; s++)
+			if (*s & 0x80)
+				return 1;
+		if (i == t->nrcpt)
+			return 0;
+		s = (const unsigned char *)t->rcpt[i++].address;
+	}
 }

@@ -161,9 +161,8 @@ static void dns_record(struct dns_req *, struct dns_slot *, int,
     const unsigned char *, size_t);
 static void dns_on_timer_deliver(struct loop_timer *);
 static void dns_deliver(struct dns_req *);
-static void dns_deliver_mx(struct dns_req *);
+static void dns_deliver_one(struct dns_req *);
 static void dns_deliver_addr(struct dns_req *);
-static void dns_deliver_tlsa(struct dns_req *);
 static int dns_canon_of(const struct dns_req *, char *, size_t);
 static enum dns_status dns_from_ares(int);
 static int dns_classify(const unsigned char *, size_t, enum dns_status *);
@@ -185,6 +184,8 @@ static void dns_timer_update(void);
 /* In enum dns_status order, NUL-separated (textfile_nth()). */
 static const char dns_status_names[] =
     "ok\0nxdomain\0nodata\0nullmx\0tempfail";
+/* In enum dns_kind order, likewise: what a request asks for. */
+static const char dns_kind_names[] = "MX\0AAAA+A\0TLSA";
 
 static ares_channel dns_channel;	/* NULL until a query needs it */
 static int dns_lib_ready;
@@ -505,14 +506,8 @@ dns_req_free(struct dns_req *req)
 static void
 dns_start(struct dns_req *req)
 {
-	static const char *const kinds[] = {
-		[DNS_KIND_MX] = "MX",
-		[DNS_KIND_ADDR] = "AAAA+A",
-		[DNS_KIND_TLSA] = "TLSA",
-	};
-
-	log_trace(TRACE_DNS, "dns %p: %s %s", (void *)req, kinds[req->kind],
-	    req->name);
+	log_trace(TRACE_DNS, "dns %p: %s %s", (void *)req,
+	    textfile_nth(dns_kind_names, req->kind), req->name);
 	/* pending covers every query before the first is sent, so an
 	 * answer given synchronously cannot look like the last one. */
 	req->pending = req->nslots;
@@ -604,7 +599,8 @@ static void
 dns_record(struct dns_req *req, struct dns_slot *sl, int status,
     const unsigned char *abuf, size_t alen)
 {
-	int i = (int)(sl - req->slot);
+	int i = (int)(sl - req->slot), bad = 0;
+	const char *type = NULL;
 
 	if (status != ARES_SUCCESS || abuf == NULL) {
 		sl->st = dns_from_ares(status);
@@ -618,24 +614,27 @@ dns_record(struct dns_req *req, struct dns_slot *sl, int status,
 		memcpy(sl->raw, abuf, alen);
 		sl->rawlen = alen;
 	}
-	if (req->kind == DNS_KIND_MX) {
-		if (dns_parse_mx(abuf, alen, req->u.mx, DNS_MAX_MX, &sl->n,
-		    &sl->st) == -1)
-			log_info(LP_SMTP, "dns: malformed MX answer for %s",
-			    req->name);
-	} else if (req->kind == DNS_KIND_TLSA) {
+	if (req->kind == DNS_KIND_MX)
+		bad = dns_parse_mx(abuf, alen, req->u.mx, DNS_MAX_MX, &sl->n,
+		    &sl->st);
+	else if (req->kind == DNS_KIND_TLSA) {
 		/* The records point into the copy, which lives until the
 		 * callback has run; without one the answer is lost. */
 		if (sl->raw == NULL)
 			sl->st = DNS_TEMPFAIL;
-		else if (dns_parse_tlsa(sl->raw, alen, req->tlsa,
-		    DNS_MAX_TLSA, &sl->n, &sl->ad, &sl->st) == -1)
-			log_info(LP_SMTP, "dns: malformed TLSA answer for %s",
-			    req->name);
-	} else if (dns_parse_addr(abuf, alen, i == DNS_SLOT_V6 ? AF_INET6 :
-	    AF_INET, req->u.addr[i], DNS_MAX_ADDR, &sl->n, &sl->st) == -1)
+		else
+			bad = dns_parse_tlsa(sl->raw, alen, req->tlsa,
+			    DNS_MAX_TLSA, &sl->n, &sl->ad, &sl->st);
+	} else {
+		bad = dns_parse_addr(abuf, alen, i == DNS_SLOT_V6 ? AF_INET6 :
+		    AF_INET, req->u.addr[i], DNS_MAX_ADDR, &sl->n, &sl->st);
+		type = i == DNS_SLOT_V6 ? "AAAA" : "A";
+	}
+	/* One line for every type: "MX", "TLSA", or the slot's family. */
+	if (bad == -1)
 		log_info(LP_SMTP, "dns: malformed %s answer for %s",
-		    i == DNS_SLOT_V6 ? "AAAA" : "A", req->name);
+		    type != NULL ? type : textfile_nth(dns_kind_names,
+		    req->kind), req->name);
 }
 
 static void
@@ -655,44 +654,33 @@ dns_deliver(struct dns_req *req)
 		return;
 	}
 	req->delivering = 1;
-	if (req->kind == DNS_KIND_MX)
-		dns_deliver_mx(req);
-	else if (req->kind == DNS_KIND_TLSA)
-		dns_deliver_tlsa(req);
-	else
+	if (req->kind == DNS_KIND_ADDR)
 		dns_deliver_addr(req);
+	else
+		dns_deliver_one(req);
 	dns_raw_buf = NULL;
 	dns_raw_len = 0;
 	dns_canon_name = NULL;
 	dns_req_free(req);
 }
 
+/* MX or TLSA: one query, one answer. */
 static void
-dns_deliver_mx(struct dns_req *req)
+dns_deliver_one(struct dns_req *req)
 {
 	struct dns_slot *sl = &req->slot[0];
 	int secure = dns_dnssec && sl->raw != NULL && sl->ad;
+	int n = sl->st == DNS_OK ? sl->n : 0;
 
-	log_trace(TRACE_DNS, "dns %p: MX %s: %s, %d, secure=%d", (void *)req,
-	    req->name, dns_status_name(sl->st), sl->n, secure);
+	log_trace(TRACE_DNS, "dns %p: %s %s: %s, %d, secure=%d", (void *)req,
+	    textfile_nth(dns_kind_names, req->kind), req->name,
+	    dns_status_name(sl->st), sl->n, secure);
 	dns_raw_buf = sl->raw;
 	dns_raw_len = sl->rawlen;
-	req->mx_cb(req->arg, sl->st, secure, req->u.mx,
-	    sl->st == DNS_OK ? sl->n : 0);
-}
-
-static void
-dns_deliver_tlsa(struct dns_req *req)
-{
-	struct dns_slot *sl = &req->slot[0];
-	int secure = dns_dnssec && sl->raw != NULL && sl->ad;
-
-	log_trace(TRACE_DNS, "dns %p: TLSA %s: %s, %d, secure=%d",
-	    (void *)req, req->name, dns_status_name(sl->st), sl->n, secure);
-	dns_raw_buf = sl->raw;
-	dns_raw_len = sl->rawlen;
-	req->tlsa_cb(req->arg, sl->st, secure, req->tlsa,
-	    sl->st == DNS_OK ? sl->n : 0);
+	if (req->kind == DNS_KIND_MX)
+		req->mx_cb(req->arg, sl->st, secure, req->u.mx, n);
+	else
+		req->tlsa_cb(req->arg, sl->st, secure, req->tlsa, n);
 }
 
 /*

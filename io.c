@@ -70,6 +70,7 @@ static int io_send(struct io *);
 static void io_update(struct io *);
 static void io_read(struct io *);
 static void io_handshake(struct io *);
+static void io_rearm(struct io *);
 
 struct io *
 io_new(int fd, void (*cb)(struct io *, enum io_event, void *), void *arg)
@@ -398,8 +399,7 @@ io_read(struct io *io)
 			return;
 		}
 	}
-	if (io->timeout_ms)
-		loop_timer_set(&io->timer, io->timeout_ms);
+	io_rearm(io);
 	if (n == 0) {
 		io->eof = 1;
 		io_update(io);
@@ -418,8 +418,7 @@ io_start_tls(struct io *io, struct tls_conn *conn)
 	io->tls_state = IOT_PENDING;
 	io->discarded += io->in_len;
 	io->in_len = 0;
-	if (io->timeout_ms)
-		loop_timer_set(&io->timer, io->timeout_ms);
+	io_rearm(io);
 	io_flush(io);
 	if (io->out_len == io->out_off)
 		loop_timer_set(&io->kick, 0);
@@ -458,13 +457,20 @@ io_handshake(struct io *io)
 		return;
 	}
 	io->tls_state = IOT_ON;
-	if (io->timeout_ms)
-		loop_timer_set(&io->timer, io->timeout_ms);
+	io_rearm(io);
 	io_update(io);
 	/* Data that came with the last handshake flight is not on the fd. */
 	if (tls_conn_pending(io->tls) > 0)
 		loop_timer_set(&io->kick, 0);
 	io->cb(io, IO_TLS, io->arg);
+}
+
+/* Activity: the timeout (if any) starts again. */
+static void
+io_rearm(struct io *io)
+{
+	if (io->timeout_ms)
+		loop_timer_set(&io->timer, io->timeout_ms);
 }
 
 static void

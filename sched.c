@@ -101,6 +101,8 @@ static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
 static void sched_dest_free_idle(void);
 static void sched_dispatch(void);
+static struct sched_job *sched_dest_pop(struct sched_dest *);
+static int sched_open(const struct sched_msg *);
 static struct deliver_txn *sched_on_next(void *, struct deliver *);
 static void sched_on_done(void *, struct deliver *, struct deliver_txn *);
 static void sched_on_unused(void *, struct deliver *, struct deliver_txn *);
@@ -123,6 +125,8 @@ static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
 static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
+static void sched_retry(struct sched_msg *);
+static int sched_save(struct sched_msg *, int);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
 static uint64_t sched_expiry(const struct queue_info *);
@@ -444,8 +448,7 @@ sched_activate(struct sched_msg *m)
 		log_warnx(LP_QMGR, "%s: cannot load: %s; retrying later",
 		    m->id, why ? why : strerror(errno));
 		memset(qi, 0, sizeof(*qi));
-		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
-		sched_idle(m);
+		sched_retry(m);
 		return;
 	}
 	if ((taken = calloc(qi->nrcpt ? qi->nrcpt : 1, 1)) == NULL ||
@@ -499,8 +502,7 @@ sched_activate(struct sched_msg *m)
 	return;
 later:
 	log_warnx(LP_QMGR, "%s: out of memory; retrying later", m->id);
-	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
-	sched_idle(m);
+	sched_retry(m);
 }
 
 static struct sched_dest *
@@ -555,15 +557,10 @@ sched_dispatch(void)
 				continue;	/* those still up take the jobs */
 			if (d->dead_until > now) {
 				/* Still backing off: defer what arrives. */
-				while ((job = d->head) != NULL) {
-					d->head = job->next;
-					if (d->head == NULL)
-						d->tail = &d->head;
-					d->waiting--;
-					sched_job_fail(job, DR_TEMP, NULL, "4.4.1",
-					    "destination is backing off after "
-					    "a failed connection");
-				}
+				while ((job = sched_dest_pop(d)) != NULL)
+					sched_job_fail(job, DR_TEMP, NULL,
+					    "4.4.1", "destination is backing "
+					    "off after a failed connection");
 				continue;
 			}
 			if (sched_conns >= sched_conf->max_deliveries)
@@ -595,6 +592,31 @@ sched_dispatch(void)
 	}
 }
 
+/* The first job waiting for d, taken off its line; NULL: none. */
+static struct sched_job *
+sched_dest_pop(struct sched_dest *d)
+{
+	struct sched_job *job;
+
+	if ((job = d->head) != NULL) {
+		d->head = job->next;
+		if (d->head == NULL)
+			d->tail = &d->head;
+		d->waiting--;
+	}
+	return job;
+}
+
+/* m's queue file, read-only: -1 with errno when it cannot be opened. */
+static int
+sched_open(const struct sched_msg *m)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 /* --- the connection's callbacks --- */
 
 static struct deliver_txn *
@@ -604,7 +626,6 @@ sched_on_next(void *arg, struct deliver *dv)
 	struct sched_dest *d = c->dest;
 	struct sched_job *job;
 	struct sched_msg *m;
-	char path[512];
 
 	(void)dv;
 	if (!c->started) {
@@ -612,14 +633,9 @@ sched_on_next(void *arg, struct deliver *dv)
 		d->starting--;
 		d->failures = 0;
 	}
-	while ((job = d->head) != NULL) {
-		d->head = job->next;
-		if (d->head == NULL)
-			d->tail = &d->head;
-		d->waiting--;
+	while ((job = sched_dest_pop(d)) != NULL) {
 		m = job->msg;
-		snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
-		job->txn.fd = open(path, O_RDONLY | O_CLOEXEC);
+		job->txn.fd = sched_open(m);
 		if (job->txn.fd == -1) {
 			/* Deleted by "ferry delete" meanwhile. */
 			sched_job_fail(job, DR_TEMP, NULL, "4.3.0",
@@ -702,13 +718,8 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	}
 	if (r != DR_OK && d->active == 0) {
 		/* Nobody got through: everything waiting shares the fate. */
-		while ((job = d->head) != NULL) {
-			d->head = job->next;
-			if (d->head == NULL)
-				d->tail = &d->head;
-			d->waiting--;
+		while ((job = sched_dest_pop(d)) != NULL)
 			sched_job_fail(job, r, NULL, dsn, reason);
-		}
 	}
 	if (!sched_stopping)
 		sched_dispatch();
@@ -813,8 +824,7 @@ sched_finish(struct sched_msg *m)
 		/* The bounced ones are in this write unmarked: their
 		 * notified mark waits for the DSN's commit. */
 		early = sched_bounce_early(m);
-		if (queue_update(qi, warn != NULL || sched_settled(qi)) == -1) {
-			log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
+		if (sched_save(m, warn != NULL || sched_settled(qi)) == -1) {
 			if (warn != NULL) {
 				queue_writer_abort(warn);
 				qi->warned = 0;
@@ -950,7 +960,7 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 	struct bounce_rcpt *br = NULL;
 	char (*dsn)[16] = NULL;
 	struct queue_writer *w = NULL;
-	char *hdrs = NULL, path[512];
+	char *hdrs = NULL;
 	enum rcpt_status st;
 	ssize_t got = 0;
 	size_t hlen = 0, n = 0;
@@ -977,8 +987,7 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 			br[n].retry_until = (time_t)sched_expiry(qi);
 		n++;
 	}
-	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1)
+	if ((fd = sched_open(m)) != -1)
 		got = pread(fd, hdrs, SCHED_HEADERS_MAX, (off_t)qi->body_off);
 	/* bounce_compose() copies up to the first empty line. */
 	if (got > 0)
@@ -1031,10 +1040,8 @@ sched_bounce(struct sched_msg *m)
 	log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying later",
 	    m->id);
 	/* Keep the bounced state so the next attempt bounces again. */
-	if (queue_update(qi, sched_settled(qi)) == -1)
-		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
-	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
-	sched_idle(m);
+	(void)sched_save(m, sched_settled(qi));
+	sched_retry(m);
 	return 0;
 }
 
@@ -1088,11 +1095,8 @@ sched_on_bounce_commit(void *arg, const char *id, int ok)
 	if (!ok) {
 		log_warnx(LP_BOUNCE, "%s: bounce commit failed; retrying later",
 		    m->id);
-		if (queue_update(m->info, 1) == -1)
-			log_warn(LP_QMGR, "%s: cannot save delivery state",
-			    m->id);
-		m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
-		sched_idle(m);
+		(void)sched_save(m, 1);
+		sched_retry(m);
 		return;
 	}
 	(void)id;	/* the queue's listener schedules it */
@@ -1144,9 +1148,7 @@ sched_on_early_commit(void *arg, const char *id, int ok)
 			if (qi->rcpt[i].status == RS_BOUNCED)
 				qi->rcpt[i].notified = 1;
 		/* Lost, the mark only costs a second DSN. */
-		if (queue_update(qi, 1) == -1)
-			log_warn(LP_QMGR, "%s: cannot save delivery state",
-			    m->id);
+		(void)sched_save(m, 1);
 	}
 	sched_idle(m);
 }
@@ -1212,6 +1214,25 @@ sched_idle(struct sched_msg *m)
 	}
 	sched_list_add(&sched_idle_list, m);
 	sched_arm(sched_starved ? 0 : m->next_attempt);
+}
+
+/* Not now (memory, the disk): idle until retry_min from now. */
+static void
+sched_retry(struct sched_msg *m)
+{
+	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
+	sched_idle(m);
+}
+
+/* queue_update() of m's envelope, logged when it fails (-1). */
+static int
+sched_save(struct sched_msg *m, int sync)
+{
+	if (queue_update(m->info, sync) == -1) {
+		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
+		return -1;
+	}
+	return 0;
 }
 
 static void

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,9 +163,7 @@ struct tls_fplist {
 static int	tls_init(void);
 static void	*tls_alloc(size_t, char *, size_t);
 static int	tls_rng(void *, unsigned char *, size_t);
-static void	tls_seterr(char *, size_t, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-static void	tls_strerror(int, char *, size_t);
+static void	tls_liberr(int, const char *, char *, size_t);
 static int	tls_file_readable(const char *, char *, size_t);
 static int	tls_suites(const char *, int *, int *, char *, size_t);
 static int	tls_conf_common(mbedtls_ssl_config *, int, const int *, int,
@@ -287,12 +284,12 @@ tls_alloc(size_t size, char *err, size_t errsz)
 	void *p;
 
 	if (tls_init() == -1) {
-		tls_seterr(err, errsz, "TLS: cannot initialise the crypto "
+		snprintf(err, errsz, "TLS: cannot initialise the crypto "
 		    "library");
 		return NULL;
 	}
 	if ((p = calloc(1, size)) == NULL)
-		tls_seterr(err, errsz, "TLS: %s", strerror(errno));
+		snprintf(err, errsz, "TLS: %s", strerror(errno));
 	return p;
 }
 
@@ -305,26 +302,18 @@ tls_rng(void *ctx, unsigned char *out, size_t len)
 	return 0;
 }
 
+/* "what: " and mbedTLS's words for ret, into err. */
 static void
-tls_seterr(char *err, size_t errsz, const char *fmt, ...)
+tls_liberr(int ret, const char *what, char *err, size_t errsz)
 {
-	va_list ap;
+	char buf[TLS_ERR_MAX];
 
-	if (err == NULL || errsz == 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errsz, fmt, ap);
-	va_end(ap);
-}
-
-static void
-tls_strerror(int ret, char *buf, size_t bufsz)
-{
 #if defined(MBEDTLS_ERROR_C)
-	mbedtls_strerror(ret, buf, bufsz);
+	mbedtls_strerror(ret, buf, sizeof(buf));
 #else
-	(void)snprintf(buf, bufsz, "-0x%04x", (unsigned)-ret);
+	(void)snprintf(buf, sizeof(buf), "-0x%04x", (unsigned)-ret);
 #endif
+	snprintf(err, errsz, "%s: %s", what, buf);
 }
 
 /* mbedTLS says "Read/write of file failed" for everything; errno says
@@ -334,12 +323,9 @@ tls_file_readable(const char *path, char *err, size_t errsz)
 {
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (close(fd) == -1) {
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 ||
+	    close(fd) == -1) {
+		snprintf(err, errsz, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -372,7 +358,7 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 		}
 		ids[n] = 0;
 		if (n == 0) {
-			tls_seterr(err, errsz, "ciphers: this mbedTLS build "
+			snprintf(err, errsz, "ciphers: this mbedTLS build "
 			    "has none of the default cipher suites");
 			return -1;
 		}
@@ -385,19 +371,19 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 		len = strcspn(p, TLS_SUITE_SEPS);
 		end = p + len;
 		if (len > TLS_SUITE_NAME_MAX) {
-			tls_seterr(err, errsz, "ciphers: unknown cipher suite "
+			snprintf(err, errsz, "ciphers: unknown cipher suite "
 			    "%.*s...", TLS_SUITE_NAME_MAX, p);
 			return -1;
 		}
 		memcpy(name, p, len);
 		name[len] = '\0';
 		if ((id = mbedtls_ssl_get_ciphersuite_id(name)) == 0) {
-			tls_seterr(err, errsz, "ciphers: unknown cipher suite "
+			snprintf(err, errsz, "ciphers: unknown cipher suite "
 			    "%s", name);
 			return -1;
 		}
 		if (n == TLS_SUITES_MAX) {
-			tls_seterr(err, errsz, "ciphers: more than %d cipher "
+			snprintf(err, errsz, "ciphers: more than %d cipher "
 			    "suites", TLS_SUITES_MAX);
 			return -1;
 		}
@@ -415,13 +401,11 @@ static int
 tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const int *suites,
     int has13, char *err, size_t errsz)
 {
-	char buf[TLS_ERR_MAX];
 	int ret;
 
 	if ((ret = mbedtls_ssl_config_defaults(conf, endpoint,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-		tls_strerror(ret, buf, sizeof(buf));
-		tls_seterr(err, errsz, "TLS configuration: %s", buf);
+		tls_liberr(ret, "TLS configuration", err, errsz);
 		return -1;
 	}
 	mbedtls_ssl_conf_rng(conf, tls_rng, NULL);
@@ -475,18 +459,16 @@ static int
 tls_load_pair(mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
     const char *cert, const char *key, char *err, size_t errsz)
 {
-	char buf[TLS_ERR_MAX];
 	int ret;
 
 	if (tls_file_readable(cert, err, errsz) == -1)
 		return -1;
 	if ((ret = mbedtls_x509_crt_parse_file(crt, cert)) != 0) {
 		if (ret > 0)
-			(void)snprintf(buf, sizeof(buf), "%d certificates "
-			    "could not be parsed", ret);
+			snprintf(err, errsz, "%s: %d certificates could not "
+			    "be parsed", cert, ret);
 		else
-			tls_strerror(ret, buf, sizeof(buf));
-		tls_seterr(err, errsz, "%s: %s", cert, buf);
+			tls_liberr(ret, cert, err, errsz);
 		return -1;
 	}
 	if (tls_file_readable(key, err, errsz) == -1)
@@ -497,8 +479,7 @@ tls_load_pair(mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
 	ret = mbedtls_pk_parse_keyfile(pk, key, NULL);
 #endif
 	if (ret != 0) {
-		tls_strerror(ret, buf, sizeof(buf));
-		tls_seterr(err, errsz, "%s: %s", key, buf);
+		tls_liberr(ret, key, err, errsz);
 		return -1;
 	}
 #if COMPAT_MBEDTLS3
@@ -507,7 +488,7 @@ tls_load_pair(mbedtls_x509_crt *crt, mbedtls_pk_context *pk,
 	ret = mbedtls_pk_check_pair(&crt->pk, pk);
 #endif
 	if (ret != 0) {
-		tls_seterr(err, errsz, "%s: the key does not match the "
+		snprintf(err, errsz, "%s: the key does not match the "
 		    "certificate in %s", key, cert);
 		return -1;
 	}
@@ -588,7 +569,6 @@ tls_ticket_parse(void *ctx, mbedtls_ssl_session *session,
 static int
 tls_ticket_init(char *err, size_t errsz)
 {
-	char buf[TLS_ERR_MAX];
 	int ret;
 
 	if (tls_ticket_ready)
@@ -598,8 +578,7 @@ tls_ticket_init(char *err, size_t errsz)
 	if ((ret = mbedtls_ssl_ticket_setup(&tls_ticket, tls_rng, NULL,
 	    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME)) != 0) {
 		mbedtls_ssl_ticket_free(&tls_ticket);
-		tls_strerror(ret, buf, sizeof(buf));
-		tls_seterr(err, errsz, "session tickets: %s", buf);
+		tls_liberr(ret, "session tickets", err, errsz);
 		return -1;
 	}
 	tls_ticket_ready = 1;
@@ -621,7 +600,7 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
 	mbedtls_x509_crt_init(&srv->chain);
 	mbedtls_pk_init(&srv->key);
 	if (cert == NULL || *cert == '\0' || key == NULL || *key == '\0') {
-		tls_seterr(err, errsz, "TLS: a certificate and a key are "
+		snprintf(err, errsz, "TLS: a certificate and a key are "
 		    "both needed");
 		goto fail;
 	}
@@ -639,7 +618,7 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
 	    tls_ticket_write, tls_ticket_parse, &tls_ticket);
 	if (mbedtls_ssl_conf_own_cert(&srv->conf, &srv->chain,
 	    &srv->key) != 0) {
-		tls_seterr(err, errsz, "%s: cannot use the certificate", cert);
+		snprintf(err, errsz, "%s: cannot use the certificate", cert);
 		goto fail;
 	}
 	/*
@@ -692,7 +671,7 @@ tls_client_new(const char *ca_file, const char *cert, const char *key,
 	if (key == NULL)
 		key = "";
 	if ((*cert == '\0') != (*key == '\0')) {
-		tls_seterr(err, errsz, "%s: a client certificate needs its "
+		snprintf(err, errsz, "%s: a client certificate needs its "
 		    "key and a key its certificate", *cert ? cert : key);
 		goto fail;
 	}
@@ -718,7 +697,7 @@ tls_client_new(const char *ca_file, const char *cert, const char *key,
 		mbedtls_ssl_conf_ca_chain(&cli->conf, &cli->ca, NULL);
 	if (cli->has_cert && mbedtls_ssl_conf_own_cert(&cli->conf,
 	    &cli->cert, &cli->key) != 0) {
-		tls_seterr(err, errsz, "%s: cannot use the certificate", cert);
+		snprintf(err, errsz, "%s: cannot use the certificate", cert);
 		goto fail;
 	}
 #if TLS_HAVE_13 && defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
@@ -994,7 +973,6 @@ tls_handshake_done(struct tls_conn *c)
 static int
 tls_result(struct tls_conn *c, int ret, const char *what)
 {
-	char buf[TLS_ERR_MAX];
 
 	switch (ret) {
 	case MBEDTLS_ERR_SSL_WANT_READ:
@@ -1002,18 +980,18 @@ tls_result(struct tls_conn *c, int ret, const char *what)
 	case MBEDTLS_ERR_SSL_WANT_WRITE:
 		return TLS_WANT_WRITE;
 	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
-		tls_seterr(c->err, sizeof(c->err), "%s: peer sent "
+		snprintf(c->err, sizeof(c->err), "%s: peer sent "
 		    "close_notify", what);
 		return TLS_EOF;
 	case 0:
 	case MBEDTLS_ERR_SSL_CONN_EOF:
-		tls_seterr(c->err, sizeof(c->err), "%s: lost connection",
+		snprintf(c->err, sizeof(c->err), "%s: lost connection",
 		    what);
 		return TLS_EOF;
 	case MBEDTLS_ERR_NET_SEND_FAILED:
 	case MBEDTLS_ERR_NET_RECV_FAILED:
 		if (c->sys_errno != 0) {
-			tls_seterr(c->err, sizeof(c->err), "%s: %s", what,
+			snprintf(c->err, sizeof(c->err), "%s: %s", what,
 			    strerror(c->sys_errno));
 			return TLS_FAIL;
 		}
@@ -1021,8 +999,7 @@ tls_result(struct tls_conn *c, int ret, const char *what)
 	default:
 		break;
 	}
-	tls_strerror(ret, buf, sizeof(buf));
-	tls_seterr(c->err, sizeof(c->err), "%s: %s", what, buf);
+	tls_liberr(ret, what, c->err, sizeof(c->err));
 	return TLS_FAIL;
 }
 
@@ -1081,7 +1058,7 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		    mbedtls_ssl_check_pending(&c->ssl)) {
 			if (++spins <= TLS_READ_SPINS)
 				continue;
-			tls_seterr(c->err, sizeof(c->err), "read: the TLS "
+			snprintf(c->err, sizeof(c->err), "read: the TLS "
 			    "library makes no progress");
 			return TLS_FAIL;
 		}
@@ -1108,7 +1085,7 @@ tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
 	if (ret > 0)
 		return ret;
 	if (ret == 0) {
-		tls_seterr(c->err, sizeof(c->err), "write: nothing "
+		snprintf(c->err, sizeof(c->err), "write: nothing "
 		    "written");
 		return TLS_FAIL;
 	}
@@ -1446,7 +1423,7 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 	int r;
 
 	if ((l = malloc(sizeof(*l) + TLS_FP_MAX * TLS_FP_LEN)) == NULL) {
-		tls_seterr(err, errsz, "%s: %s", name, strerror(errno));
+		snprintf(err, errsz, "%s: %s", name, strerror(errno));
 		return NULL;
 	}
 	while (textfile_line(text, len, &pos, &ln, &linelen)) {
@@ -1464,7 +1441,7 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 		} else
 			r = tls_fp_parse_line(s, linelen, l->fp[n], &why);
 		if (r == -1) {
-			tls_seterr(err, errsz, "%s:%zu: %s", name, line, why);
+			snprintf(err, errsz, "%s:%zu: %s", name, line, why);
 			free(l);
 			return NULL;
 		}
@@ -1494,11 +1471,11 @@ tls_fplist_load(const char *path, char *err, size_t errsz)
 	case TEXTFILE_OK:
 		break;
 	case TEXTFILE_BIG:
-		tls_seterr(err, errsz, "%s: file too large (over %d bytes)",
+		snprintf(err, errsz, "%s: file too large (over %d bytes)",
 		    path, TLS_FP_FILE_MAX);
 		return NULL;
 	case TEXTFILE_NOMEM:
-		tls_seterr(err, errsz, "%s: %s", path, strerror(errno));
+		snprintf(err, errsz, "%s: %s", path, strerror(errno));
 		return NULL;
 	default:
 		return NULL;
