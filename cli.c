@@ -66,7 +66,8 @@ enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NEWALIASES };
 enum sm_result {
 	SR_OK,		/* every batch was accepted (some rcpts refused) */
 	SR_DOWN,	/* no daemon, or it went away: maildrop the rest */
-	SR_TEMP,	/* a 4xx: maildrop the rest, after QUIT */
+	SR_DEFER,	/* a 4xx for the message: maildrop it, after QUIT */
+	SR_TEMP,	/* a 4xx to a recipient: EX_TEMPFAIL */
 	SR_PERM,	/* a 5xx for the message or sender: EX_DATAERR */
 	SR_LOCAL	/* our own failure (memory) */
 };
@@ -701,9 +702,11 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 
 /*
  * Submit over the socket; whatever the daemon did not take because it is
- * not there, went away or said 4xx (the disk near full: the pickup waits
- * for room) goes to maildrop/, silently: cron must not mail about mail,
- * and Postfix's sendmail never asks the daemon at all.  A duplicate is
+ * not there, went away or said 4xx to the message (the disk near full:
+ * the pickup waits for room) goes to maildrop/, silently: cron must not
+ * mail about mail, and Postfix's sendmail never asks the daemon at all.
+ * A 4xx to a recipient (an alias error) is that address's: maildrop/
+ * would not cure it, so it is said and exits 75.  A duplicate is
  * possible if the daemon died after the final dot and before its 250; a
  * loss is not.
  */
@@ -721,13 +724,15 @@ sm_deliver(struct sm *sm)
 	case SR_OK:
 		break;
 	case SR_DOWN:
-	case SR_TEMP:
+	case SR_DEFER:
 		for (i = 0; i < sm->nrcpt; i++)
 			if (sm->rcpt[i].state == RCPT_PENDING)
 				break;
 		if (i < sm->nrcpt && sm_maildrop(sm) == -1)
 			return EX_TEMPFAIL;
 		break;
+	case SR_TEMP:
+		return EX_TEMPFAIL;
 	case SR_PERM:
 		return EX_DATAERR;
 	case SR_LOCAL:
@@ -794,7 +799,7 @@ sm_fail(struct sm *sm, struct conn *c, int code)
 	if (code < 500 || code >= 600) {
 		snprintf(sm->down_reply, sizeof(sm->down_reply), "%.*s",
 		    (int)c->tlen, c->text);
-		return code == 421 ? SR_DOWN : SR_TEMP;
+		return code == 421 ? SR_DOWN : SR_DEFER;
 	}
 	conn_print(c);
 	return SR_PERM;
@@ -826,6 +831,9 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 			 * it later; we can say it now). */
 			conn_print(c);
 			sm->rcpt[i].state = RCPT_REFUSED;
+		} else if (code >= 400 && code != 421) {
+			conn_print(c);
+			return SR_TEMP;
 		} else
 			return sm_fail(sm, c, code);
 	}
@@ -837,7 +845,8 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 		return sm_fail(sm, c, code);
 	if (write_all(c->fd, data->p, data->len) == -1)
 		return SR_DOWN;
-	if ((code = conn_reply(c)) != 250)
+	/* Any 2xx: queued (maildrop/ would make it twice). */
+	if ((code = conn_reply(c)) / 100 != 2)
 		return sm_fail(sm, c, code);
 	for (i = from; i < to; i++)
 		if (sm->rcpt[i].accepted)
@@ -848,21 +857,34 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 }
 
 /*
- * The daemon is down: the message goes into maildrop/ (1733, so any user
- * may add but not read), the body as CRLF text, not dot-stuffed.  The
- * daemon picks it up when it starts.  queue_open() on a queue_dir we
- * cannot read leaves the writer usable for maildrop/ only.
+ * The daemon is down or refused: the message goes into maildrop/ (1733,
+ * so any user may add but not read), the body as CRLF text, not
+ * dot-stuffed.  The daemon picks it up when it starts.  queue_open() on a
+ * queue_dir we cannot read leaves the writer usable for maildrop/ only.
+ * The queue's reserve holds here too: a 452 4.3.1 must not send a big
+ * message into the space the daemon keeps for state updates and bounces.
  */
 static int
 sm_maildrop(struct sm *sm)
 {
-	char id[QUEUE_ID_SIZE];
+	char id[QUEUE_ID_SIZE], why[CLI_REPLY_MAX + 64];
 	struct queue_writer *w;
 	size_t i;
 	int e;
 
+	if (sm->down_reply[0] != '\0')
+		snprintf(why, sizeof(why), "the mail daemon answered \"%s\"",
+		    sm->down_reply);
+	else
+		snprintf(why, sizeof(why), "the mail daemon is not reachable "
+		    "(%s)", sm->down_errno ? strerror(sm->down_errno) :
+		    "connection lost");
 	if (queue_open(sm->conf->queue_dir) == -1)
 		goto fail;
+	if (!queue_space_ok(sm->msg.len)) {
+		errno = ENOSPC;
+		goto fail;
+	}
 	w = queue_writer_new("maildrop", sm->sender, sm->flags, getuid(),
 	    "local");
 	if (w == NULL)
@@ -878,19 +900,15 @@ sm_maildrop(struct sm *sm)
 	if (queue_commit_now(w) == -1)	/* frees w either way */
 		goto fail;
 	if (sm->verbose)
-		log_cli("sendmail", "the mail daemon is not reachable "
-		    "(%s); queued in maildrop as %s", sm->down_reply[0] ?
-		    sm->down_reply : sm->down_errno ?
-		    strerror(sm->down_errno) : "connection lost", id);
+		log_cli("sendmail", "%s; queued in maildrop as %s", why, id);
 	return 0;
 abort:
 	e = errno;
 	queue_writer_abort(w);
 	errno = e;
 fail:
-	log_cli("sendmail", "the mail daemon is not reachable and "
-	    "writing to %s/maildrop failed: %s", sm->conf->queue_dir,
-	    strerror(errno));
+	log_cli("sendmail", "%s and writing to %s/maildrop failed: %s",
+	    why, sm->conf->queue_dir, strerror(errno));
 	return -1;
 }
 

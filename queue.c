@@ -419,15 +419,19 @@ int
 queue_space_ok(uint64_t need)
 {
 	struct statvfs sv;
+	int fd = queue_dirfd, rc;
 
+	/* A local user's sendmail cannot read the queue (0711) but may
+	 * still ask its file system, through an O_PATH descriptor. */
+	if (fd == -1 && queue_path[0] != '\0')
+		fd = open(queue_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	/* Cannot tell: let the write itself fail and answer 451 then. */
-	if (queue_dirfd == -1 || fstatvfs(queue_dirfd, &sv) == -1)
-		return 1;
-	if ((uint64_t)sv.f_bavail * sv.f_frsize < need + QUEUE_MINFREE)
-		return 0;
-	if (sv.f_files != 0 && sv.f_favail < QUEUE_MININODES)
-		return 0;
-	return 1;
+	rc = fd == -1 || fstatvfs(fd, &sv) == -1 ||
+	    ((uint64_t)sv.f_bavail * sv.f_frsize >= need + QUEUE_MINFREE &&
+	    (sv.f_files == 0 || sv.f_favail >= QUEUE_MININODES));
+	if (fd != queue_dirfd)
+		(void)close(fd);	/* O_PATH: nothing to lose */
+	return rc;
 }
 
 void
@@ -1533,7 +1537,7 @@ load_in(const char *sub, const char *id, struct queue_info *info,
 	char tail[QUEUE_TRAILER_MAX], *head = NULL, name[QUEUE_SUBDIR_MAX +
 	    QUEUE_ID_SIZE + 1];
 	const char *dummy;
-	struct stat st;
+	struct stat st, pre;
 	size_t hlen, tlen;
 	int fd = -1, rc = -1, e;
 
@@ -1552,8 +1556,18 @@ load_in(const char *sub, const char *id, struct queue_info *info,
 	}
 	snprintf(name, sizeof(name), "%s%s%s", sub ? sub : "", sub ? "/" : "",
 	    id);
+	/* In maildrop/ only a plain file of one link is opened at all (a
+	 * device hard-linked there must not see an open from root); a hard
+	 * link is someone else's file, as pickup sees it. */
+	if (sub != NULL && (fstatat(queue_dirfd, name, &pre,
+	    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(pre.st_mode) ||
+	    pre.st_nlink != 1)) {
+		*why = "not a regular file";
+		errno = errno == ENOENT ? ENOENT : EBADMSG;
+		return -1;
+	}
 	fd = openat(queue_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-	    O_NONBLOCK);
+	    O_NONBLOCK | O_NOCTTY);
 	if (fd == -1) {
 		*why = "cannot open";
 		return -1;
@@ -1562,8 +1576,8 @@ load_in(const char *sub, const char *id, struct queue_info *info,
 		*why = "cannot stat";
 		goto done;
 	}
-	/* In maildrop/, a hard link is someone else's file (as pickup). */
-	if (!S_ISREG(st.st_mode) || (sub != NULL && st.st_nlink != 1)) {
+	if (!S_ISREG(st.st_mode) || (sub != NULL && (st.st_nlink != 1 ||
+	    st.st_dev != pre.st_dev || st.st_ino != pre.st_ino))) {
 		*why = "not a regular file";
 		errno = EBADMSG;
 		goto done;
@@ -1726,11 +1740,16 @@ queue_update(const struct queue_info *info, int durable)
 	what = "write";
 	if (write_all(fd, buf, len) == -1)
 		goto fail;
-	/* The index queue_index() reads at the next start. */
-	what = "utime";
-	if (info->next_attempt != 0 && futimens(fd, (const struct timespec[2])
-	    { { 0, UTIME_OMIT }, { (time_t)info->next_attempt, 0 } }) == -1)
-		goto fail;
+	/* The index queue_index() reads at the next start; only an index:
+	 * where the file system refuses the time, the state still counts
+	 * (a lost update would repeat deliveries), and the message is
+	 * merely due at the next start.  A time a 32-bit time_t cannot
+	 * hold is left out the same way. */
+	if (info->next_attempt != 0 &&
+	    (uint64_t)(time_t)info->next_attempt == info->next_attempt &&
+	    futimens(fd, (const struct timespec[2]){ { 0, UTIME_OMIT },
+	    { (time_t)info->next_attempt, 0 } }) == -1)
+		log_warn(LP_QMGR, "%s: state file time", info->id);
 	what = "fsync";
 	if (durable && fsync(fd) == -1)
 		goto fail;
@@ -1927,6 +1946,7 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 	static const char *const subs[] = { ".", "maildrop" };
 	char (*ids)[QUEUE_ID_SIZE];
 	struct queue_info info;
+	struct stat st;
 	const char *why;
 	size_t n, i, k;
 	int stop = 0;
@@ -1938,6 +1958,12 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 			break;		/* maildrop/: not ours to read */
 		}
 		for (i = 0; i < n && stop == 0; i++) {
+			/* A local user may name a file after a queued
+			 * message: one ID, one message (delete takes the
+			 * queue's), and pickup gives the file its own. */
+			if (k == 1 && fstatat(queue_dirfd, ids[i], &st,
+			    AT_SYMLINK_NOFOLLOW) == 0)
+				continue;
 			if (load_in(k ? subs[k] : NULL, ids[i], &info,
 			    &why) == -1) {
 				if (k == 0 && errno == EBADMSG)

@@ -197,11 +197,13 @@ sched_on_index(const char *id, uint64_t next_attempt, void *arg)
 {
 	struct sched_msg *m;
 
-	(void)arg;
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return -1;
 	memcpy(m->id, id, sizeof(m->id));
-	m->next_attempt = next_attempt;
+	/* A stamp further off than any backoff (touched, or written
+	 * before the clock was set back) must not park a message. */
+	m->next_attempt = next_attempt > *(const uint64_t *)arg ?
+	    *(const uint64_t *)arg : next_attempt;
 	sched_list_add(&sched_idle_list, m);
 	return 0;
 }
@@ -210,10 +212,12 @@ int
 sched_start(unsigned *count)
 {
 	struct sched_msg *m;
+	uint64_t latest;
 	unsigned n = 0;
 	int rc;
 
-	rc = queue_index(sched_on_index, NULL);
+	latest = (uint64_t)time(NULL) + sched_conf->retry_max;
+	rc = queue_index(sched_on_index, &latest);
 	for (m = sched_idle_list; m != NULL; m = m->next)
 		n++;
 	*count = n;

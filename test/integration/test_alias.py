@@ -74,6 +74,26 @@ def test_alias_applies_to_sendmail_and_maildrop():
                   for m in q), 'pickup recipients %r' % q)
 
 
+def test_alias_loop_from_sendmail_not_dropped():
+    """The daemon answers 451 4.3.0 to a recipient whose alias loops:
+    sendmail says so and exits 75 (EX_TEMPFAIL).  It must not take the
+    4xx for a daemon short of room and write the message into maildrop/
+    with exit 0: the pickup meets the same loop and moves the whole
+    message, the good recipient's too, into corrupt/."""
+    d = Daemon('aliasloop', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, ALIASES)
+    d.write_config()
+    with d:
+        p = d.cli('sendmail', 'good@z.test', 'loop1',
+                  input=b'Subject: loop\n\nx\n')
+        check(p.returncode == 75 and b'451 4.3.0' in p.stderr,
+              'sendmail: exit %d %r' % (p.returncode, p.stderr))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(os.listdir(md) == [] and d.corrupt_files() == [],
+              'maildrop %r, corrupt %r' % (os.listdir(md),
+                                           d.corrupt_files()))
+
+
 def test_alias_bad_file_refused_and_reload_keeps_old():
     d = Daemon('aliasbad', origin='box.test')
     path = write_aliases(d, 'root admin@example.org\n')

@@ -318,6 +318,17 @@ def test_sendmail_maildrop_on_4xx():
             b'(in maildrop/: the mail daemon has not picked it up yet)')
               == 2 and b'in 2 Requests.' in p.stdout, 'mailq: %s'
               % short(p.stdout, 800))
+        # Truly short of room: maildrop/ keeps the queue's reserve too
+        # (sendmail's own check of the file system, through the shim).
+        p = d.cli('sendmail', '-f', 'full@example.test', 'r@relay.test',
+                  user=NOBODY, input=b'Subject: three\n\nthird\n',
+                  env=dict(d.shim_env(FULL_SHIM, 'full'), SHIM_FULL=flag))
+        check(p.returncode == 75 and re.search(
+            rb'answered "452 4\.3\.1 [^"]*" and writing to \S+/maildrop '
+            rb'failed: No space left on device', p.stderr),
+              'sendmail with no room: exit %d %s' % (p.returncode,
+                                                    short(p.stderr)))
+        check(len(os.listdir(md)) == 2, 'maildrop %r' % os.listdir(md))
         os.unlink(flag)
         d.stop()
         d.start()

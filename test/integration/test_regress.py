@@ -1043,12 +1043,88 @@ def test_regress_startup_reads_no_message():
               % d.log_tail(10))
         time.sleep(0.5)
         with open(trace, errors='replace') as f:
-            opened = [m.group(3) for m in map(STRACE_LINE_RE.match, f)
-                      if m and m.group(2) == 'openat' and
-                      any(q in m.group(3) for q in ids)]
+            calls = [m.group(3) for m in map(STRACE_LINE_RE.match, f)
+                     if m and m.group(2) == 'openat']
+        opened = [c for c in calls if any(q in c for q in ids)]
         check(opened == [], 'the restart opened %d deferred message '
               'file(s): %r' % (len(opened), opened[:3]))
+        check([c for c in calls if bad in c], 'the trace does not show '
+              'the bad file opened: %d openat lines' % len(calls))
         flush(d)
         s.wait_count(n)
         for q in ids:
             wait_delivery(d, q, 'sent')
+
+
+def test_regress_maildrop_file_named_as_queued_message():
+    """A local user names a maildrop/ file after a queued message: mailq
+    shows that ID once (the queue's), so `ferry delete ID` removes what
+    the admin saw and nothing else; the pickup gives the file an ID of
+    its own."""
+    d = Daemon('rg-sameid', retry_min='1h', retry_max='2h')
+    ok = False
+    try:
+        d.start()
+        qid = d.send_message(b'Subject: real\r\n\r\nreal\r\n')
+        d.stop()
+        md = os.path.join(d.queue_dir, 'maildrop')
+        _drop(md, qid, _image(qid, 'fake@example.test', ['x@relay.test'],
+                              b'Subject: fake\r\n\r\nfake\r\n'))
+        q = d.mailq(maildrop=True)
+        check([(m['id'], m['queue_name'] != 'maildrop') for m in q] ==
+              [(qid, True)], 'mailq %r' % q)
+        d.start()
+        got = wait_for(lambda: (lambda q: q if len(q) == 2 else None)(
+            d.mailq()), 10, 'the dropped file picked up; mailq %r'
+            % d.mailq())
+        check(sorted(m['sender'] for m in got) == ['fake@example.test',
+                                                   'sender@example.test'],
+              'senders %r' % got)
+        check([m['sender'] for m in got if m['id'] == qid] ==
+              ['sender@example.test'], 'queue %r' % got)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+FUTIMENS_SHIM = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/stat.h>
+
+int
+futimens(int fd, const struct timespec times[2])
+{
+	(void)fd;
+	(void)times;
+	errno = EPERM;
+	return -1;
+}
+"""
+
+
+def test_regress_state_kept_when_time_refused():
+    """The state file's mtime is only the start-up index: a file system
+    that refuses futimens (EPERM) must not cost the state update itself,
+    or the recipient already delivered would get the message again at
+    every retry.  Logged, and the state file says sent/deferred."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and 'later@' in arg:
+            return '451 4.3.0 later'
+        return None
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('rg-futimens', p.port)
+        d.preload(FUTIMENS_SHIM)
+        with d:
+            qid = d.send_message(b'Subject: s\r\n\r\nx\r\n',
+                                 rcpts=('now@relay.test', 'later@relay.test'))
+            st = os.path.join(d.queue_dir, qid + '.st')
+            wait_for(lambda: os.path.exists(st), 10, '%s; log:\n%s'
+                     % (st, d.log_tail(10)))
+            with open(st) as f:
+                text = f.read()
+            check(re.search(r'(?m)^R 0 sent', text) and
+                  re.search(r'(?m)^R 1 deferred', text), 'state %r' % text)
+            d.wait_log(r'%s: state file time: Operation not permitted'
+                       % qid)
