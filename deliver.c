@@ -158,6 +158,8 @@ struct deliver {
 	int need_rset;
 	char why_dsn[16];
 	char why[DELIVER_REPLY_MAX];	/* last connection-level trouble */
+	char why_relay[DELIVER_RELAY_MAX];	/* the server it came from,
+					   "" when none was reached */
 	char lines[DELIVER_REPLY_MAX];	/* a multi-line reply's lines so far */
 	size_t nlines;			/* strlen(lines) */
 	struct deliver_txn *txn;
@@ -1933,6 +1935,12 @@ deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 {
 	va_list ap;
 
+	/* Postfix names the server once one answered (a 421 banner, a
+	 * refused STARTTLS), and says relay=none before. */
+	d->why_relay[0] = '\0';
+	if (d->io != NULL)
+		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s[%s]:%u",
+		    deliver_mx_host(d), d->cur_ip, d->port);
 	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);
@@ -1986,4 +1994,10 @@ deliver_txn_8bit(const struct deliver_txn *t)
 			return 0;
 		s = (const unsigned char *)t->rcpt[i++].address;
 	}
+}
+
+const char *
+deliver_relay(const struct deliver *d)
+{
+	return d->why_relay[0] != '\0' ? d->why_relay : NULL;
 }

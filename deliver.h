@@ -80,5 +80,8 @@ struct deliver *deliver_start(const char *host, int literal, unsigned port,
     const struct deliver_ops *, void *arg);
 /* Abandon: no more callbacks. */
 void deliver_abort(struct deliver *);
+/* In closed(): the server the trouble came from, "mx[192.0.2.1]:25", or
+ * NULL when none was reached (then Postfix logs relay=none). */
+const char *deliver_relay(const struct deliver *);
 
 #endif

@@ -700,7 +700,6 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	struct sched_job *job;
 	uint64_t now = (uint64_t)time(NULL);
 
-	(void)dv;
 	if (!c->started)
 		d->starting--;
 	d->active--;
@@ -723,7 +722,8 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	if (r != DR_OK && d->active == 0) {
 		/* Nobody got through: everything waiting shares the fate. */
 		while ((job = sched_dest_pop(d)) != NULL)
-			sched_job_fail(job, r, NULL, dsn, reason);
+			sched_job_fail(job, r, deliver_relay(dv), dsn,
+			    reason);
 	}
 	if (!sched_stopping)
 		sched_dispatch();

@@ -1216,6 +1216,22 @@ def test_deliver_dead_destination_backed_off_as_a_whole():
         p.wait_idle()
 
 
+def test_deliver_relay_named_once_a_server_answered():
+    """Postfix's relay= field: a deferral names the server once one
+    answered, even when no transaction started (a 421 banner); when no
+    connection opened it says relay=none."""
+    with SmtpPeer(policy=lambda s, v, a, t: '421 4.3.2 busy'
+                  if v == 'CONNECT' else None) as p, \
+            smarthost_daemon('relay421', p.port) as d:
+        r = wait_delivery(d, d.send_message(BODY), 'deferred')[0]
+        check(r.relay == '127.0.0.1[127.0.0.1]:%d' % p.port and
+              '421 4.3.2 busy' in r.text, 'after a 421 banner: %r' % r)
+    with Daemon('relaynone') as d:		# its smarthost: a closed port
+        r = wait_delivery(d, d.send_message(BODY), 'deferred')[0]
+        check(r.relay == 'none' and 'Connection refused' in r.text,
+              'connection refused: %r' % r)
+
+
 def test_deliver_all_recipients_refused():
     """Every RCPT refused, and a peer that still answers DATA with 354
     (as some do under PIPELINING): the body is not sent, each recipient
