@@ -33,7 +33,9 @@ struct cmd_param_def {
 
 static int	cmd_ieq(const char *, size_t, const char *);
 static enum cmd_verb cmd_lookup(const char *, size_t);
-static int	cmd_fail(const char **, const char *);
+/* noinline: one copy is smaller than LTO's 18 inlined ones. */
+static int	cmd_fail(const char **, const char *)
+		    __attribute__((noinline));
 static int	cmd_param(const char *, size_t, enum cmd_verb, unsigned *,
 		    struct cmd_params *, const char **);
 static int	cmd_param_size(const char *, size_t, struct cmd_params *,

@@ -27,24 +27,27 @@ hdr_received(char *buf, size_t len, const char *helo, const char *ip,
     const char *id, const char *rcpt, long uid, time_t t)
 {
 	char date[HDR_DATE_MAX];
-	char forpart[600] = "";
-	char tlspart[200] = "";
+	const char *f0 = "", *f1 = "", *f2 = "";
 	int n;
 
 	if (hdr_date(date, sizeof(date), t) < 0)
 		return -1;
 	/* "for" only with one recipient: more would leak Bcc'd addresses. */
-	if (rcpt != NULL)
-		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", rcpt);
+	if (rcpt != NULL) {
+		f0 = "\r\n\tfor <";
+		f1 = rcpt;
+		f2 = ">";
+	}
 	/* Postfix's words, so header parsers that know them keep working. */
-	if (tls != NULL)
-		snprintf(tlspart, sizeof(tlspart), "\t(using %s)\r\n", tls);
 	if (helo == NULL)
 		n = snprintf(buf, len, "Received: by %s (ferry, from userid %ld)"
-		    "\r\n\tid %s%s; %s\r\n", hostname, uid, id, forpart, date);
+		    "\r\n\tid %s%s%s%s; %s\r\n", hostname, uid, id, f0, f1, f2,
+		    date);
 	else
 		n = snprintf(buf, len, "Received: from %s (unknown [%s])\r\n"
-		    "%s\tby %s (ferry) with %s id %s%s; %s\r\n", helo, ip,
-		    tlspart, hostname, proto, id, forpart, date);
+		    "%s%s%s\tby %s (ferry) with %s id %s%s%s%s; %s\r\n", helo,
+		    ip, tls != NULL ? "\t(using " : "", tls != NULL ? tls : "",
+		    tls != NULL ? ")\r\n" : "", hostname, proto, id, f0, f1, f2,
+		    date);
 	return n < 0 || (size_t)n >= len ? -1 : n;
 }

@@ -24,7 +24,7 @@
 #define LOG_HOST_MAX	64
 
 static void log_emit(int, enum log_prog, const char *, const char *,
-    va_list) __attribute__((format(printf, 4, 0)));
+    const char *, va_list) __attribute__((format(printf, 5, 0)));
 static void log_connect(void);
 
 static const char log_progs[LP_COUNT][sizeof("postqueue")] = {
@@ -101,9 +101,14 @@ log_connect(void)
 	}
 }
 
+/*
+ * One line: the header, prefix ("warning: " and the like), the text and,
+ * from log_warn()/log_fatal(), ": " and err.  The text is cut as a whole,
+ * so a long one loses its err as it would have lost its own end.
+ */
 static void
-log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
-    va_list ap)
+log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
+    const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	char stamp[32];
@@ -129,6 +134,8 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
 	if (r < 0)
 		return;
 	n = head + (size_t)r;
+	if (err != NULL && n < sizeof(line) - 1)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s", err);
 	if (n >= sizeof(line) - 1) {
 		n = sizeof(line) - 2;
 		memcpy(line + n - 3, "...", 3);
@@ -158,10 +165,10 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *fmt,
 	}
 }
 
-#define LOG_BODY(pri, prog, prefix) do {				\
+#define LOG_BODY(pri, prog, prefix, err) do {				\
 	va_list ap;							\
 	va_start(ap, fmt);						\
-	log_emit((pri), (prog), (prefix), fmt, ap);			\
+	log_emit((pri), (prog), (prefix), (err), fmt, ap);		\
 	va_end(ap);							\
 } while (0)
 
@@ -170,7 +177,7 @@ log_info(enum log_prog prog, const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY(LOG_INFO, prog, "");
+	LOG_BODY(LOG_INFO, prog, "", NULL);
 	errno = saved;
 }
 
@@ -179,49 +186,38 @@ log_warnx(enum log_prog prog, const char *fmt, ...)
 {
 	int saved = errno;
 
-	LOG_BODY(LOG_WARNING, prog, "warning: ");
+	LOG_BODY(LOG_WARNING, prog, "warning: ", NULL);
 	errno = saved;
 }
 
 void
 log_warn(enum log_prog prog, const char *fmt, ...)
 {
-	char buf[LOG_LINE_MAX];
 	int saved = errno;
-	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	log_warnx(prog, "%s: %s", buf, strerror(saved));
+	LOG_BODY(LOG_WARNING, prog, "warning: ", strerror(saved));
 	errno = saved;
 }
 
 void
 log_fatalx(enum log_prog prog, const char *fmt, ...)
 {
-	LOG_BODY(LOG_CRIT, prog, "fatal: ");
+	LOG_BODY(LOG_CRIT, prog, "fatal: ", NULL);
 	exit(75);
 }
 
 void
 log_fatal(enum log_prog prog, const char *fmt, ...)
 {
-	char buf[LOG_LINE_MAX];
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	log_fatalx(prog, "%s: %s", buf, strerror(saved));
+	LOG_BODY(LOG_CRIT, prog, "fatal: ", strerror(errno));
+	exit(75);
 }
 
 void
 log_trace_(unsigned mask, const char *fmt, ...)
 {
 	(void)mask;
-	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ");
+	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ", NULL);
 }
 
 /* "smtp,io" or "all" -> mask; unknown names are ignored. */

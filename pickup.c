@@ -136,9 +136,8 @@ pickup_file(const char *name)
 			log_warn(LP_PICKUP, "open %s", path);
 			return -1;
 		}
-		snprintf(path, sizeof(path), "maildrop/%s", name);
-		(void)queue_quarantine(path, "a symbolic link");
-		return -1;
+		why = "a symbolic link";
+		goto bad;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 		why = "not a regular file with one link";
@@ -224,7 +223,8 @@ out:
 		queue_writer_abort(w);
 	queue_info_free(&info);
 	free(buf);
-	close(fd);
+	if (fd != -1)
+		close(fd);
 	return rc;
 }
 
