@@ -45,7 +45,6 @@
 #define CLI_REPLY_MAX	2048	/* reply text kept for stderr */
 #define CLI_RLINE_MAX	1024	/* one reply line kept; the rest dropped */
 #define CLI_CMD_MAX	600	/* a command: a path is at most 256 */
-#define CLI_MSGID_RAND	8	/* random bytes in a Message-ID */
 #define CLI_NAME_MAX	256	/* -F name or GECOS kept */
 #define CLI_SHOW_MAX	200	/* an address list quoted in an error */
 #define MQ_FLUSH_AT	(64 * 1024)	/* mailq output written out at */
@@ -656,12 +655,9 @@ sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
 static int
 sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 {
-	unsigned char rnd[CLI_MSGID_RAND];
 	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
-	char hex[2 * CLI_MSGID_RAND + 1];
 	const char *name = sm->fullname != NULL ? sm->fullname : sm->gecos;
 	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
-	time_t now = time(NULL);
 	int n;
 
 	if (!(seen & H_FROM)) {
@@ -678,25 +674,10 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 		if (msg_buf_add(add, "\r\n", 2) == -1)
 			return -1;
 	}
-	if (!(seen & H_DATE)) {
-		memcpy(line, "Date: ", 6);
-		if ((n = hdr_date(line + 6, sizeof(line) - 8, now)) < 0)
-			return -1;
-		memcpy(line + 6 + n, "\r\n", 2);
-		if (msg_buf_add(add, line, (size_t)n + 8) == -1)
-			return -1;
-	}
-	if (!(seen & H_MSGID)) {
-		/* Unique without state: the time (hex seconds, as Postfix's
-		 * queue IDs start) plus 64 random bits. */
-		randombytes_buf(rnd, sizeof(rnd));
-		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-		n = snprintf(line, sizeof(line), "Message-ID: <%llX.%s@%s>\r\n",
-		    (unsigned long long)now, hex, sm->conf->hostname);
-		if (n < 0 || (size_t)n >= sizeof(line) ||
-		    msg_buf_add(add, line, (size_t)n) == -1)
-			return -1;
-	}
+	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
+	    !(seen & H_MSGID), sm->conf->hostname, time(NULL), NULL);
+	if (n < 0 || msg_buf_add(add, line, (size_t)n) == -1)
+		return -1;
 	return 0;
 }
 

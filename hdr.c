@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "hdr.h"
 
 int
@@ -50,4 +52,35 @@ hdr_received(char *buf, size_t len, const char *helo, const char *ip,
 		    tls != NULL ? ")\r\n" : "", hostname, proto, id, f0, f1, f2,
 		    date);
 	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int
+hdr_missing(char *buf, size_t len, int date, int msgid, const char *hostname,
+    time_t now, const char **msgid_out)
+{
+	unsigned char rnd[HDR_MSGID_RAND];
+	char hex[2 * HDR_MSGID_RAND + 1];
+	size_t n = 0;
+	int r;
+
+	if (date) {
+		if (len < 8 || (r = hdr_date(buf + 6, len - 8, now)) < 0)
+			return -1;
+		memcpy(buf, "Date: ", 6);
+		memcpy(buf + 6 + r, "\r\n", 2);
+		n = (size_t)r + 8;
+	}
+	buf[n] = '\0';
+	if (msgid) {
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		r = snprintf(buf + n, len - n, "Message-ID: <%llX.%s@%s>\r\n",
+		    (unsigned long long)now, hex, hostname);
+		if (r < 0 || (size_t)r >= len - n)
+			return -1;
+		if (msgid_out != NULL)
+			*msgid_out = buf + n + 12;
+		n += (size_t)r;
+	}
+	return (int)n;
 }

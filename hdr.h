@@ -13,8 +13,15 @@
 
 #define HDR_DATE_MAX	64
 #define HDR_RECEIVED_MAX 1024
+#define HDR_MSGID_RAND	8	/* random bytes in a Message-ID */
 
 int hdr_date(char *, size_t, time_t);
+/* "Date: ...\r\nMessage-ID: <...>\r\n", each only if asked for (a
+ * message that lacks it); *msgid, if not NULL, points at the new ID
+ * inside buf.  The ID is unique without state: the time in hex seconds
+ * (as Postfix's queue IDs start) and 64 random bits, @hostname. */
+int hdr_missing(char *, size_t, int date, int msgid, const char *hostname,
+    time_t, const char **msgid_out);
 /* Network: "from HELO (unknown [IP])"; local (helo NULL): "from userid".
  * tls: "TLSv1.2 with cipher ... (256/256 bits)" or NULL (clear text). */
 int hdr_received(char *, size_t, const char *helo, const char *ip,

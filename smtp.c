@@ -101,6 +101,8 @@ enum smtp_state {
 #define SF_STARTTLS	0x10000u /* start TLS once the line is used */
 #define SF_REPLAY	0x20000u /* read this command again later */
 #define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
+#define SF_SEEN_DATE	0x80000u /* the message has a Date: */
+#define SF_SEEN_FROM	0x100000u /* ... and a From: */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR)
 
 /* One copy of a helper instead of LTO's inlined copies in each caller,
@@ -256,6 +258,8 @@ static void smtp_bare(struct smtp_session *, enum smtp_reply, int);
 static void smtp_data_line(struct smtp_session *, const char *, size_t)
     SMTP_NOINLINE;
 static void smtp_data_end(struct smtp_session *);
+static int smtp_header(struct smtp_session *, const char *, size_t);
+static void smtp_add_missing(struct smtp_session *, int);
 static void smtp_on_commit(void *, const char *, int);
 static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
     const char *);
@@ -761,7 +765,8 @@ smtp_reset(struct smtp_session *s)
 	free(s->msgid);
 	s->msgid = NULL;
 	s->flags &= ~(SF_DISCARD | SF_HEADERS | SF_8BITMIME | SF_SMTPUTF8 |
-	    SF_DATA_BOL | SF_SKIPLINE | SF_SKIP_CR);
+	    SF_DATA_BOL | SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE |
+	    SF_SEEN_FROM);
 	if (s->state != STATE_HELO)
 		smtp_enter_state(s, STATE_READY);
 }
@@ -1484,24 +1489,91 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 	s->data_size += n;
 	if (s->data_size > smtp_conf->message_size_limit)
 		s->flags |= SF_TOOBIG;
-	if (s->flags & SF_HEADERS) {
-		if (n == 2)
-			s->flags &= ~SF_HEADERS;
-		else if (s->msgid == NULL && n > 11 &&
-		    strncasecmp(line, "Message-ID:", 11) == 0) {
-			size_t v = 11, e = n - 2;
-
-			while (v < e && (line[v] == ' ' || line[v] == '\t'))
-				v++;
-			if (e - v > SMTP_MSGID_MAX)
-				e = v + SMTP_MSGID_MAX;
-			if ((s->msgid = malloc(e - v + 1)) != NULL)
-				smtp_printable(s->msgid, line + v, e - v);
-		}
+	/* The header ends at the empty line, or before a line that is no
+	 * header field, which then starts the body (as Postfix's cleanup
+	 * has it). */
+	if ((s->flags & SF_HEADERS) && (n == 2 || !smtp_header(s, line, n))) {
+		s->flags &= ~SF_HEADERS;
+		smtp_add_missing(s, n != 2);
 	}
 	if (s->flags & SF_DISCARD)
 		return;
 	if (queue_writer_body(s->w, line, n) == -1) {
+		log_warn(LP_SMTPD, "%s: %s: queue file write error",
+		    queue_writer_id(s->w), smtp_peer(s));
+		s->flags |= SF_WRITE_ERR;
+	}
+}
+
+/*
+ * One line of the header: 1 if it is a field ("Name: ...") or a
+ * continuation, noting Date, From and Message-ID (kept for the log).
+ */
+static int
+smtp_header(struct smtp_session *s, const char *line, size_t n)
+{
+	size_t i, v, e = n - 2;
+
+	if (line[0] == ' ' || line[0] == '\t')
+		return 1;
+	for (i = 0; i < e && line[i] > ' ' && line[i] < 127 &&
+	    line[i] != ':'; i++)
+		;
+	if (i == 0 || i == e || line[i] != ':')
+		return 0;
+	if (i == 4 && strncasecmp(line, "Date", 4) == 0)
+		s->flags |= SF_SEEN_DATE;
+	else if (i == 4 && strncasecmp(line, "From", 4) == 0)
+		s->flags |= SF_SEEN_FROM;
+	else if (i == 10 && s->msgid == NULL &&
+	    strncasecmp(line, "Message-ID", 10) == 0) {
+		for (v = 11; v < e && (line[v] == ' ' || line[v] == '\t'); v++)
+			;
+		if (e - v > SMTP_MSGID_MAX)
+			e = v + SMTP_MSGID_MAX;
+		if ((s->msgid = malloc(e - v + 1)) != NULL)
+			smtp_printable(s->msgid, line + v, e - v);
+	}
+	return 1;
+}
+
+/*
+ * What a submitted message lacks, at the header's end: Date and
+ * Message-ID (RFC 6409 §8: a submission server adds them; Gmail refuses
+ * mail without a Message-ID, and cameras and scripts send such mail),
+ * and for sendmail -bs a From.  Submitted: over the local socket or
+ * after AUTH, as Postfix rewrites its local clients' mail.  Mail relayed
+ * for relay_networks or relay_client_certs, or passing through to
+ * relay_domains, is left as it came.  sep: the header ended at a line
+ * that is no field; an empty line goes before it.
+ */
+static void
+smtp_add_missing(struct smtp_session *s, int sep)
+{
+	char buf[ADDR_PATH_MAX + HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
+	const char *id = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!(s->flags & (SF_LOCAL | SF_AUTH)) || (s->flags & SF_DISCARD))
+		return;
+	if ((s->flags & (SF_LOCAL | SF_SEEN_FROM)) == SF_LOCAL &&
+	    s->sender[0] != '\0')
+		n = (size_t)snprintf(buf, sizeof(buf), "From: <%s>\r\n",
+		    s->sender);
+	r = hdr_missing(buf + n, sizeof(buf) - n - 2,
+	    !(s->flags & SF_SEEN_DATE), s->msgid == NULL,
+	    smtp_conf->hostname, time(NULL), &id);
+	if (r <= 0 && n == 0)
+		return;
+	n += r > 0 ? (size_t)r : 0;
+	if (id != NULL && (s->msgid = strdup(id)) != NULL)
+		s->msgid[strcspn(s->msgid, "\r")] = '\0';
+	if (sep) {
+		memcpy(buf + n, "\r\n", 2);
+		n += 2;
+	}
+	if (queue_writer_body(s->w, buf, n) == -1) {
 		log_warn(LP_SMTPD, "%s: %s: queue file write error",
 		    queue_writer_id(s->w), smtp_peer(s));
 		s->flags |= SF_WRITE_ERR;
@@ -1515,6 +1587,8 @@ smtp_data_end(struct smtp_session *s)
 
 	s->where = WHERE_DOT;
 	loop_timer_cancel(&s->data_deadline);
+	if (s->flags & SF_HEADERS)	/* all header, no body */
+		smtp_add_missing(s, 0);
 	if (s->flags & SF_DISCARD) {
 		r = s->flags & SF_WRITE_ERR ? RP_WRITE_ERR :
 		    s->flags & SF_TOOLONG ? RP_DATA_LINE_TOO_LONG : RP_SIZE;

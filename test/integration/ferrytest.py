@@ -999,6 +999,29 @@ class Daemon:
               % (qid, p.returncode, p.stderr.decode(errors='replace')))
         return p.stdout
 
+    def assert_submitted(self, qid, body, sender=None):
+        """As assert_stored, for a submitted message (local socket, AUTH)
+        that lacked Date and Message-ID, and From with sender given:
+        ferry adds them where its header ends, and logs the new
+        Message-ID.  Returns it."""
+        head, _, rest = body.partition(b'\r\n\r\n')
+        pat = (re.escape(head + b'\r\n') +
+               (b'From: <%s>\r\n' % re.escape(sender.encode())
+                if sender else b'') +
+               b'Date: [A-Z][a-z]{2}, \\d\\d [A-Z][a-z]{2} \\d{4} '
+               b'\\d\\d:\\d\\d:\\d\\d [-+]\\d{4}\r\n'
+               b'Message-ID: (<[0-9A-F]+\\.[0-9a-f]{16}@%s>)\r\n\r\n'
+               % re.escape(HOSTNAME.encode()) + re.escape(rest))
+        out = self.cat(qid)
+        m = re.search(pat + b'\\Z', out)
+        check(m and out.startswith(b'Received: '), 'stored message %s: '
+              'not the sent one with Date and Message-ID added:\n'
+              'sent   %s\nstored %s' % (qid, short(body, 600),
+                                      short(out, 900)))
+        msgid = m.group(1).decode()
+        self.wait_log(r'%s: message-id=%s$' % (qid, re.escape(msgid)))
+        return msgid
+
     def assert_stored(self, qid, body):
         """The stored message is exactly one (folded) Received: header
         followed by body, byte for byte."""

@@ -527,7 +527,8 @@ def test_auth_relay_and_queue_log():
             check(re.search(rb'with ESMTPSA\b', out) and
                   re.search(rb'\(using TLSv1\.[23] with cipher ', out),
                   '%s: Received: %r' % (qid, out[:400]))
-            d.assert_stored(qid, BODY)
+            # Submitted (RFC 6409 §8): what it lacked is added.
+            d.assert_submitted(qid, BODY)
 
 
 def test_relay_refused_without_auth():

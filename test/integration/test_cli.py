@@ -380,7 +380,23 @@ def test_sendmail_bs():
         check(codes == [b'220', b'250', b'250', b'250', b'354', b'250',
                         b'221'], '-bs replies %s' % short(p.stdout, 800))
         m = _one(d, 'sendmail -bs')
-        d.assert_stored(m['id'], BODY)
+        # Local submission: From, Date and Message-ID as sendmail's
+        # own path adds them (Postfix does it for -bs too).
+        d.assert_submitted(m['id'], BODY, sender='bs@example.test')
+        # A Date it has is kept; a line that is no header field ends the
+        # header and starts the body, after an empty line.
+        text = (b'Subject: x\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n'
+                b'just text\r\n')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
+            b'HELO local\r\nMAIL FROM:<bs@example.test>\r\n'
+            b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + stuff(text) +
+            b'QUIT\r\n')), 'sendmail -bs, second message')
+        second = [q for q in d.wait_queue(2) if q['id'] != m['id']]
+        out = d.cat(second[0]['id'])
+        check(re.search(rb'\r\nSubject: x\r\nDate: Mon, 01 Jan 2024 00:00:00'
+                        rb' \+0000\r\nFrom: <bs@example\.test>\r\n'
+                        rb'Message-ID: <[^>]+>\r\n\r\njust text\r\n\Z', out),
+              'second message: %s' % short(out, 900))
 
 
 def test_nobody_cannot_touch_queue():
