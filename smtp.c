@@ -1251,7 +1251,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 static void
 smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 {
-	char hdr[HDR_RECEIVED_MAX], tls[SMTP_TLS_DESC_MAX];
+	char hdr[HDR_RECEIVED_MAX], tls[SMTP_TLS_DESC_MAX], proto[16];
 	unsigned qf = 0;
 	const char *r;
 	unsigned i;
@@ -1281,12 +1281,16 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		if (queue_writer_rcpt(s->w, r) == -1)
 			break;
 	if (i == s->nrcpt) {
-		/* The local socket's header names the uid, not a peer. */
+		/* The local socket's header names the uid, not a peer.  RFC
+		 * 6531 section 3.7.3: "with UTF8SMTP[S][A]" for an SMTPUTF8
+		 * transaction (which needs EHLO: the name starts "E"). */
 		local = (s->flags & SF_LOCAL) != 0;
+		snprintf(proto, sizeof(proto), "%s%s", s->flags & SF_SMTPUTF8 ?
+		    "UTF8" : "", smtp_proto(s) + !!(s->flags & SF_SMTPUTF8));
 		n = hdr_received(hdr, sizeof(hdr), local ? NULL : s->helo,
 		    local ? NULL : s->ip,
 		    local ? NULL : smtp_tls_desc(s, tls, sizeof(tls)),
-		    local ? NULL : smtp_proto(s), smtp_conf->hostname,
+		    local ? NULL : proto, smtp_conf->hostname,
 		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts : NULL,
 		    s->uid, time(NULL));
 		if (n > 0 && queue_writer_body(s->w, hdr, (size_t)n) == 0)

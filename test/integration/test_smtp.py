@@ -1040,6 +1040,28 @@ def test_8bit_sender_without_smtputf8_worded_as_postfix():
                                   'address'), 'reply %r' % r.text)
 
 
+def test_received_says_utf8smtp():
+    """RFC 6531 section 3.7.3: the Received: line of an SMTPUTF8
+    transaction says "with UTF8SMTP"; the next, plain one "with ESMTP"
+    (it said ESMTP for both)."""
+    with Daemon('utf8recv') as d:
+        ids = []
+        with d.session() as c:
+            for param, rcpt in ((' SMTPUTF8', 'j\u00e9@relay.test'),
+                                ('', 'r@relay.test')):
+                c.expect('MAIL FROM:<s@example.test>%s' % param, 250)
+                c.send(('RCPT TO:<%s>\r\n' % rcpt).encode())
+                check(c.reply().code == 250, 'RCPT %r' % rcpt)
+                c.expect('DATA', 354)
+                ids.append(c.expect(stuff(b'Subject: u\r\n\r\nx\r\n'),
+                                    250).qid())
+        for qid, proto in zip(ids, (b'UTF8SMTP', b'ESMTP')):
+            out = d.cat(qid)
+            check(re.search(rb'\tby \S+ \(ferry\) with %s id ' % proto,
+                            out), '%s: want with %s: %s'
+                  % (qid, proto.decode(), short(out, 400)))
+
+
 def test_message_id_logged_printable():
     """message-id= in the log: a control or 8-bit byte becomes '?' (an
     ESC reached the log as it was)."""
