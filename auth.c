@@ -54,6 +54,9 @@
 #define AUTH_CACHE_DIGEST	32	/* BLAKE2b-256 */
 #define AUTH_CLI_PROMPT		"Password: "
 #define AUTH_CLI_PROMPT2	"Retype password: "
+/* A limit in a constant message (AUTH_PASS_MAX is a plain number). */
+#define AUTH_STR(x)		AUTH_STR_(x)
+#define AUTH_STR_(x)		#x
 
 struct auth_user {
 	char name[AUTH_USER_MAX + 1];	/* NUL-padded: compared whole */
@@ -1108,8 +1111,9 @@ auth_cli_read_tty(char *buf, size_t sz, size_t *len, const char *prompt)
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = auth_cli_on_signal;	/* no SA_RESTART: read ends */
-	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: read ends.  The memset emptied sa_mask: no
+	 * sigemptyset() import (loop.c). */
+	sa.sa_handler = auth_cli_on_signal;
 	auth_cli_sig = 0;
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, &old[i]);
@@ -1136,7 +1140,7 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 {
 	char p1[AUTH_PASS_MAX + 2], p2[AUTH_PASS_MAX + 2];
 	char hash[crypto_pwhash_STRBYTES];
-	const char *user;
+	const char *user, *why;
 	struct passwd *pw;
 	struct termios tio;
 	size_t l1 = 0, l2 = 0;
@@ -1171,31 +1175,24 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 			    AUTH_CLI_PROMPT2);
 	} else
 		r = auth_cli_read(p1, sizeof(p1), &l1);
-	if (r == -2 || (r == 0 && l1 > AUTH_PASS_MAX)) {
-		log_cli("ferry passwd", "password longer than %d "
-		    "bytes", AUTH_PASS_MAX);
-		rc = EX_DATAERR;
-		goto out;
-	}
-	if (r != 0) {
-		log_cli("ferry passwd", "no password read");
+	/* One log_cli() for the refusals below: each sets rc and why. */
+	rc = EX_DATAERR;
+	if (r == -2 || (r == 0 && l1 > AUTH_PASS_MAX))
+		why = "password longer than " AUTH_STR(AUTH_PASS_MAX) " bytes";
+	else if (r != 0) {
+		why = "no password read";
 		rc = EX_NOINPUT;
-		goto out;
-	}
-	if (l1 == 0) {
-		log_cli("ferry passwd", "empty password");
-		rc = EX_DATAERR;
-		goto out;
-	}
-	if (tty && (l1 != l2 || sodium_memcmp(p1, p2, l1) != 0)) {
-		log_cli("ferry passwd", "passwords do not match");
-		rc = EX_DATAERR;
-		goto out;
-	}
-	if (auth_hash_password(p1, l1, hash) != 0) {
-		log_cli("ferry passwd", "hashing failed (out of "
-		    "memory?)");
+	} else if (l1 == 0)
+		why = "empty password";
+	else if (tty && (l1 != l2 || sodium_memcmp(p1, p2, l1) != 0))
+		why = "passwords do not match";
+	else if (auth_hash_password(p1, l1, hash) != 0) {
+		why = "hashing failed (out of memory?)";
 		rc = EX_OSERR;
+	} else
+		why = NULL;
+	if (why != NULL) {
+		log_cli("ferry passwd", "%s", why);
 		goto out;
 	}
 	/* fflush() reports a write that failed while buffered too. */

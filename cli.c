@@ -131,6 +131,8 @@ struct idlist {
 	size_t n, cap;
 };
 
+static void sm_say(const char *) __attribute__((noinline));
+static void sm_nomem(void) __attribute__((noinline));
 static int sm_options(struct sm *, int, char **, int *);
 static int sm_set_sender(struct sm *);
 static int sm_add_addr(void *, const char *, size_t);
@@ -179,7 +181,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	 * report, not a reason to die without a word. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
-		log_cli("sendmail", "out of memory");
+		sm_nomem();
 		return EX_OSERR;
 	}
 	sm->conf = conf;
@@ -203,7 +205,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 		break;
 	}
 	if (sodium_init() < 0) {
-		log_cli("sendmail", "cannot initialise libsodium");
+		sm_say("cannot initialise libsodium");
 		rc = EX_SOFTWARE;
 		goto done;
 	}
@@ -217,7 +219,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	sm->rcpt_usage = 0;
 	/* Like sendmail and Postfix: say so before waiting on stdin. */
 	if (!sm->extract && sm->nrcpt == 0) {
-		log_cli("sendmail", "no recipient addresses given");
+		sm_say("no recipient addresses given");
 		rc = EX_USAGE;
 		goto done;
 	}
@@ -229,6 +231,20 @@ done:
 	free(sm->rcpt);
 	free(sm);
 	return rc;
+}
+
+/* sendmail's constant messages: a call with one argument instead of
+ * log_cli()'s two and its varargs set-up at each place. */
+static void
+sm_say(const char *what)
+{
+	log_cli("sendmail", "%s", what);
+}
+
+static void
+sm_nomem(void)
+{
+	sm_say("out of memory");
 }
 
 /*
@@ -353,7 +369,7 @@ sm_set_sender(struct sm *sm)
 	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
 	    sm->conf->origin);
 	if (len < 0 || (size_t)len >= sizeof(sm->user)) {
-		log_cli("sendmail", "user name too long");
+		sm_say("user name too long");
 		return EX_NOUSER;
 	}
 	if (sm->from_arg == NULL) {
@@ -370,7 +386,7 @@ sm_set_sender(struct sm *sm)
 	    != EX_OK)
 		return EX_USAGE;
 	if (sm->nrcpt != 1) {
-		log_cli("sendmail", "-f takes one address");
+		sm_say("-f takes one address");
 		return EX_USAGE;
 	}
 	memcpy(sm->sender, sm->rcpt[0].addr, sizeof(sm->sender));
@@ -425,7 +441,7 @@ sm_add_addr(void *arg, const char *addr, size_t end)
 	if (sm->nrcpt == sm->cap) {
 		cap = sm->cap ? sm->cap * 2 : 8;
 		if ((grown = realloc(sm->rcpt, cap * sizeof(*grown))) == NULL) {
-			log_cli("sendmail", "out of memory");
+			sm_nomem();
 			return -1;
 		}
 		sm->rcpt = grown;
@@ -508,7 +524,7 @@ sm_read(struct sm *sm)
 	r.out.p = NULL;
 	goto done;
 nomem:
-	log_cli("sendmail", "out of memory");
+	sm_nomem();
 	rc = EX_OSERR;
 done:
 	msg_buf_free(&r.out);
@@ -547,8 +563,8 @@ sm_prepare(struct sm *sm)
 	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
 		goto done;
 	if (sm->nrcpt == 0) {
-		log_cli("sendmail", "no recipient addresses found in "
-		    "the message headers");
+		sm_say("no recipient addresses found in the message "
+		    "headers");
 		rc = EX_USAGE;
 		goto done;
 	}
@@ -556,7 +572,7 @@ sm_prepare(struct sm *sm)
 	if (sm_qualify(sm, &h) == -1 || sm_add_headers(sm, &add, seen) == -1 ||
 	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
 	    1) == -1) {
-		log_cli("sendmail", "out of memory");
+		sm_nomem();
 		goto done;
 	}
 	if (lim != 0 && out.len > lim) {
@@ -753,7 +769,7 @@ sm_session(struct sm *sm)
 		goto quit;
 	}
 	if (msg_dot_stuff(&data, sm->msg.p, sm->msg.len) == -1) {
-		log_cli("sendmail", "out of memory");
+		sm_nomem();
 		r = SR_LOCAL;
 		goto quit;
 	}
@@ -1129,8 +1145,7 @@ conn_print(const struct conn *c)
 	const char *p = c->text, *nl;
 
 	if (c->tlen == 0) {
-		log_cli("sendmail", "unexpected reply from the mail "
-		    "daemon");
+		sm_say("unexpected reply from the mail daemon");
 		return;
 	}
 	for (; p != NULL; p = nl != NULL ? nl + 1 : NULL) {

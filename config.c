@@ -126,7 +126,7 @@ static int parse_line(struct parser *, struct config *, const char *, size_t);
 static int check_whole(struct parser *, struct config *);
 static void blame(struct parser *, size_t);
 static int env_apply(struct parser *, struct config *, char *const *);
-static void env_name(char *, size_t, const char *);
+static void env_name(char *, const char *);
 static const char *env_find(char *const *, const char *);
 static void src_text(char *, size_t, const struct config *,
     const struct config_src *, size_t);
@@ -231,6 +231,12 @@ static const struct key keys[] = { CONFIG_KEYS(KEY_ROW) };
 static const char key_names[] = CONFIG_KEYS(KEY_NAME);
 static const char key_dflts[] = CONFIG_KEYS(KEY_DFLT);
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+/* env_name(): "FERRY_KEY" and its NUL fit in CONFIG_VAR_MAX, checked here
+ * and not at run time. */
+#define KEY_VAR_FITS(n, t, m, r, l, d) \
+	_Static_assert(sizeof(CONFIG_ENV_PREFIX n) <= CONFIG_VAR_MAX, \
+	    "raise CONFIG_VAR_MAX");
+CONFIG_KEYS(KEY_VAR_FITS)
 /* keys[] indexes by member, for the rules that name a key (check_whole). */
 enum key_index { CONFIG_KEYS(KEY_ENUM) };
 
@@ -290,8 +296,10 @@ config_defaults(struct config *cfg)
 		if (d[0] == '\0')
 			continue;
 		rc = key_parse[keys[i].type](NULL, &keys[i], cfg, d);
+		/* A default that does not parse: a bug in keys[].  A trap,
+		 * not abort(): one libc import fewer. */
 		if (rc != 0)
-			abort();	/* a default that does not parse */
+			__builtin_trap();
 	}
 	default_hostname(cfg->hostname, sizeof(cfg->hostname));
 	memcpy(cfg->origin, cfg->hostname, sizeof(cfg->origin));
@@ -442,13 +450,17 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		else
 			fprintf(fp, "# %s\n%s%s\n", why, name, b.s);
 	}
+	/* memcmp() within the name before '=', not strncmp(): one libc
+	 * import fewer. */
 	for (; envp != NULL && *envp != NULL; envp++) {
-		if (strncmp(*envp, CONFIG_ENV_PREFIX, plen) != 0 ||
-		    (eq = strchr(*envp, '=')) == NULL ||
-		    strncmp(*envp, CONFIG_ENV_PATH "=", eq - *envp + 1) == 0)
+		if ((eq = strchr(*envp, '=')) == NULL ||
+		    (size_t)(eq - *envp) < plen ||
+		    memcmp(*envp, CONFIG_ENV_PREFIX, plen) != 0 ||
+		    ((size_t)(eq - *envp) == strlen(CONFIG_ENV_PATH) &&
+		    memcmp(*envp, CONFIG_ENV_PATH, (size_t)(eq - *envp)) == 0))
 			continue;
 		for (i = 0; i < NKEYS; i++) {
-			env_name(var, sizeof(var), key_name(&keys[i]));
+			env_name(var, key_name(&keys[i]));
 			if (strlen(var) == (size_t)(eq - *envp) &&
 			    memcmp(var, *envp, (size_t)(eq - *envp)) == 0)
 				break;
@@ -830,7 +842,7 @@ blame(struct parser *p, size_t i)
 	p->var[0] = '\0';
 	p->line = 0;
 	if (p->keyline[i] == CONFIG_FROM_ENV)
-		env_name(p->var, sizeof(p->var), key_name(&keys[i]));
+		env_name(p->var, key_name(&keys[i]));
 	else
 		p->line = p->keyline[i];
 }
@@ -849,7 +861,7 @@ env_apply(struct parser *p, struct config *cfg, char *const *envp)
 	size_t i, n;
 
 	for (i = 0; i < NKEYS; i++) {
-		env_name(p->var, sizeof(p->var), key_name(&keys[i]));
+		env_name(p->var, key_name(&keys[i]));
 		if ((v = env_find(envp, p->var)) == NULL)
 			continue;
 		while (is_blank(*v))
@@ -873,14 +885,13 @@ env_apply(struct parser *p, struct config *cfg, char *const *envp)
 	return 0;
 }
 
-/* "FERRY_" and the key in upper case; keys are short ASCII. */
+/* "FERRY_" and the key in upper case; keys are short ASCII.  buf holds
+ * CONFIG_VAR_MAX: every key fits (KEY_VAR_FITS). */
 static void
-env_name(char *buf, size_t bufsz, const char *key)
+env_name(char *buf, const char *key)
 {
 	size_t o = strlen(CONFIG_ENV_PREFIX), i;
 
-	if (bufsz <= o + strlen(key))
-		abort();	/* raise CONFIG_VAR_MAX */
 	memcpy(buf, CONFIG_ENV_PREFIX, o);
 	for (i = 0; key[i] != '\0'; i++)
 		buf[o++] = (key[i] >= 'a' && key[i] <= 'z') ?
@@ -893,10 +904,14 @@ static const char *
 env_find(char *const *envp, const char *name)
 {
 	size_t n = strlen(name);
+	const char *eq;
 
+	/* name holds no '=': it matches up to the first one (memcmp(), not
+	 * strncmp(): one libc import fewer). */
 	for (; *envp != NULL; envp++)
-		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
-			return *envp + n + 1;
+		if ((eq = strchr(*envp, '=')) != NULL &&
+		    (size_t)(eq - *envp) == n && memcmp(*envp, name, n) == 0)
+			return eq + 1;
 	return NULL;
 }
 
@@ -908,7 +923,7 @@ src_text(char *buf, size_t bufsz, const struct config *cfg,
 	size_t line = src != NULL ? src->line[i] : 0;
 
 	if (line == CONFIG_FROM_ENV) {
-		env_name(var, sizeof(var), key_name(&keys[i]));
+		env_name(var, key_name(&keys[i]));
 		snprintf(buf, bufsz, "env %s", var);
 	} else if (line > 0)
 		snprintf(buf, bufsz, "%s:%zu", cfg->path, line);
