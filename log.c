@@ -23,7 +23,7 @@
 #define LOG_LINE_MAX	2048	/* longer lines are cut, marked with "..." */
 #define LOG_HOST_MAX	64
 
-static void log_emit(int, enum log_prog, const char *, const char *,
+static void log_emit(int, enum log_prog, const char *, int,
     const char *, va_list) __attribute__((format(printf, 5, 0)));
 static void log_connect(void);
 
@@ -103,16 +103,20 @@ log_connect(void)
 
 /*
  * One line: the header, prefix ("warning: " and the like), the text and,
- * from log_warn()/log_fatal(), ": " and err.  The text is cut as a whole,
- * so a long one loses its err as it would have lost its own end.
+ * from log_warn()/log_fatal() (with_err), ": " and strerror(errno).  The
+ * text is cut as a whole, so a long one loses its err as it would have
+ * lost its own end.  errno is as it was on return (callers log, then
+ * look at it), so no wrapper keeps its own copy.
  */
 static void
-log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
+log_emit(int pri, enum log_prog prog, const char *prefix, int with_err,
     const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	char stamp[32];
 	struct tm tm;
+	int saved = errno;
+	const char *err = with_err ? strerror(saved) : NULL;
 	time_t now = time(NULL);
 	size_t head, n;
 	int r;
@@ -128,11 +132,11 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
 		    LOG_MAIL | pri, stamp, log_progs[prog], log_pid ? log_pid :
 		    (long)getpid(), prefix);
 	if (r < 0)
-		return;
+		goto done;
 	head = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
 	r = vsnprintf(line + head, sizeof(line) - head, fmt, ap);
 	if (r < 0)
-		return;
+		goto done;
 	n = head + (size_t)r;
 	if (err != NULL && n < sizeof(line) - 1)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s", err);
@@ -147,7 +151,7 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
 	if (log_stderr) {
 		line[n++] = '\n';
 		(void)!write(STDERR_FILENO, line, n);
-		return;
+		goto done;
 	}
 	/* Someone at a terminal sees why a start failed, as with Postfix's
 	 * commands, without looking in the system log (until log_started:
@@ -163,6 +167,8 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
 		if (log_fd != -1)
 			(void)!send(log_fd, line, n, MSG_NOSIGNAL);
 	}
+done:
+	errno = saved;
 }
 
 #define LOG_BODY(pri, prog, prefix, err) do {				\
@@ -175,41 +181,32 @@ log_emit(int pri, enum log_prog prog, const char *prefix, const char *err,
 void
 log_info(enum log_prog prog, const char *fmt, ...)
 {
-	int saved = errno;
-
-	LOG_BODY(LOG_INFO, prog, "", NULL);
-	errno = saved;
+	LOG_BODY(LOG_INFO, prog, "", 0);
 }
 
 void
 log_warnx(enum log_prog prog, const char *fmt, ...)
 {
-	int saved = errno;
-
-	LOG_BODY(LOG_WARNING, prog, "warning: ", NULL);
-	errno = saved;
+	LOG_BODY(LOG_WARNING, prog, "warning: ", 0);
 }
 
 void
 log_warn(enum log_prog prog, const char *fmt, ...)
 {
-	int saved = errno;
-
-	LOG_BODY(LOG_WARNING, prog, "warning: ", strerror(saved));
-	errno = saved;
+	LOG_BODY(LOG_WARNING, prog, "warning: ", 1);
 }
 
 void
 log_fatalx(enum log_prog prog, const char *fmt, ...)
 {
-	LOG_BODY(LOG_CRIT, prog, "fatal: ", NULL);
+	LOG_BODY(LOG_CRIT, prog, "fatal: ", 0);
 	exit(75);
 }
 
 void
 log_fatal(enum log_prog prog, const char *fmt, ...)
 {
-	LOG_BODY(LOG_CRIT, prog, "fatal: ", strerror(errno));
+	LOG_BODY(LOG_CRIT, prog, "fatal: ", 1);
 	exit(75);
 }
 
@@ -217,7 +214,7 @@ void
 log_trace_(unsigned mask, const char *fmt, ...)
 {
 	(void)mask;
-	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ", NULL);
+	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ", 0);
 }
 
 /* "smtp,io" or "all" -> mask; unknown names are ignored. */
