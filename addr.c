@@ -30,7 +30,6 @@ struct addr_scan {
 static int	addr_fail(struct addr_scan *, const char *)
 		    __attribute__((noinline));
 static int	addr_unexpected(struct addr_scan *, const char *);
-static size_t	addr_utf8_len(const unsigned char *, size_t);
 static int	addr_scan_8bit(struct addr_scan *);
 static int	addr_is_atext(unsigned char);
 static int	addr_is_letdig(unsigned char);
@@ -82,7 +81,7 @@ addr_unexpected(struct addr_scan *sc, const char *context)
  * second-byte ranges are what exclude overlong forms (C0, C1, E0 80-9F,
  * F0 80-8F), surrogates (ED A0-BF) and code points past U+10FFFF.
  */
-static size_t
+size_t
 addr_utf8_len(const unsigned char *p, size_t n)
 {
 	unsigned char lo = 0x80, hi = 0xbf;
@@ -116,13 +115,23 @@ addr_utf8_len(const unsigned char *p, size_t n)
 static int
 addr_scan_8bit(struct addr_scan *sc)
 {
+	const unsigned char *p;
 	size_t n;
 
 	if (!(sc->flags & ADDR_UTF8))
 		return addr_fail(sc, "8-bit address without SMTPUTF8");
-	n = addr_utf8_len(sc->s + sc->pos, sc->len - sc->pos);
+	p = sc->s + sc->pos;
+	n = addr_utf8_len(p, sc->len - sc->pos);
 	if (n == 0)
 		return addr_fail(sc, "invalid UTF-8 in address");
+	/* C1 controls (U+0080-009F: terminal escapes, not Net-Unicode, RFC
+	 * 5198) and the bidi embeddings, overrides and isolates (U+202A-202E,
+	 * U+2066-2069: an address that reads otherwise than it is) have no
+	 * place in an address; they would reach the log and root's mailq. */
+	if ((p[0] == 0xc2 && p[1] < 0xa0) || (p[0] == 0xe2 &&
+	    ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
+	    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
+		return addr_fail(sc, "control character in address");
 	sc->pos += n;
 	return 0;
 }

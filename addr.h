@@ -27,6 +27,8 @@ int addr_parse_path(const char *s, size_t len, unsigned flags,
 /* Pointer to the domain part of a parsed address (after the last '@'
  * outside quotes), or NULL for a bare local part. */
 const char *addr_domain(const char *addr);
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+size_t addr_utf8_len(const unsigned char *p, size_t n);
 
 /* Non-zero when the local part hides another destination: '%', '!', or
  * an '@' inside quotes (Postfix's allow_untrusted_routing = no). */

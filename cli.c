@@ -162,6 +162,7 @@ static int mq_one(const struct queue_info *, void *);
 static int mq_json(struct mq *, const struct queue_info *);
 static int mq_plain(struct mq *, const struct queue_info *);
 static void mq_date(uint64_t, char *, size_t);
+static const char *mq_show(char *, const char *);
 static const char *mq_queue_name(const struct queue_info *);
 static int mq_addf(struct msg_buf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
@@ -1325,7 +1326,7 @@ mq_json(struct mq *mq, const struct queue_info *qi)
 static int
 mq_plain(struct mq *mq, const struct queue_info *qi)
 {
-	char date[32];
+	char date[32], text[QUEUE_ADDR_MAX];
 	unsigned i, deferred = 0;
 
 	if (mq->n == 0 && mq_addf(&mq->out, "%-*s %8s %-20s %s\n",
@@ -1335,7 +1336,7 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 	mq_date(qi->arrival, date, sizeof(date));
 	if (mq_addf(&mq->out, "%-*s %8" PRIu64 " %-20s %s\n",
 	    QUEUE_ID_LEN + 1, qi->id, qi->size, date,
-	    qi->sender[0] ? qi->sender : "MAILER-DAEMON") == -1)
+	    qi->sender[0] ? mq_show(text, qi->sender) : "MAILER-DAEMON") == -1)
 		return -1;
 	for (i = 0; i < qi->nrcpt; i++) {
 		if (qi->rcpt[i].status == RS_SENT ||
@@ -1344,11 +1345,11 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		if (qi->rcpt[i].status == RS_DEFERRED)
 			deferred++;
 		if (mq_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
-		    qi->rcpt[i].address) == -1)
+		    mq_show(text, qi->rcpt[i].address)) == -1)
 			return -1;
 		if (qi->rcpt[i].reason[0] != '\0' &&
 		    mq_addf(&mq->out, "%*s(%s)\n", QUEUE_ID_LEN + 32, "",
-		    qi->rcpt[i].reason) == -1)
+		    mq_show(text, qi->rcpt[i].reason)) == -1)
 			return -1;
 	}
 	if (qi->maildrop && mq_addf(&mq->out, "%*s(in maildrop/: the mail "
@@ -1362,6 +1363,19 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 			return -1;
 	}
 	return mq_addf(&mq->out, "\n");
+}
+
+/* A copy fit for root's terminal: a maildrop file is a local user's, a
+ * reason a remote server's words (log_printable()). */
+static const char *
+mq_show(char *buf, const char *s)
+{
+	size_t n = strnlen(s, QUEUE_ADDR_MAX - 1);
+
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	log_printable(buf, n);
+	return buf;
 }
 
 /* postqueue -j's names: not picked up yet, waiting for a retry, or due. */

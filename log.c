@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+
 #include "log.h"
 
 #define LOG_CLI_MAX	4096	/* log_cli(): one stderr line */
@@ -144,10 +146,9 @@ log_emit(int pri, enum log_prog prog, const char *prefix, int with_err,
 		n = sizeof(line) - 2;
 		memcpy(line + n - 3, "...", 3);
 	}
-	/* Control bytes from a peer must not forge a second log line. */
-	for (size_t i = head; i < n; i++)
-		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-			line[i] = '?';
+	/* Control bytes from a peer must not forge a second log line, nor
+	 * escape sequences steer the terminal that shows it. */
+	log_printable(line + head, n - head);
 	if (log_stderr) {
 		line[n++] = '\n';
 		(void)!write(STDERR_FILENO, line, n);
@@ -253,4 +254,24 @@ log_cli(const char *prog, const char *fmt, ...)
 	/* Longer than any reply or path it quotes: cut, and said so. */
 	fprintf(stderr, "%s: %s%s\n", prog, buf,
 	    (size_t)n >= sizeof(buf) ? "..." : "");
+}
+
+void
+log_printable(char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	while (i < n) {
+		/* Kept: printable ASCII, and UTF-8 other than C1 (C2 80-9F,
+		 * the 8-bit CSI among them). */
+		if (u[i] >= 0x80 && (k = addr_utf8_len(u + i, n - i)) > 0 &&
+		    !(u[i] == 0xc2 && u[i + 1] < 0xa0)) {
+			i += k;
+			continue;
+		}
+		if (u[i] < 0x20 || u[i] >= 0x7f)
+			s[i] = '?';
+		i++;
+	}
 }

@@ -60,6 +60,11 @@ unsigned log_trace_parse(const char *);
 void log_cli(const char *prog, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* In place: what a terminal could take for a command becomes '?' (ASCII
+ * and C1 controls, bytes that are no UTF-8).  A log line gets it, and so
+ * does what mailq prints from files local users may write. */
+void log_printable(char *, size_t);
+
 /* Test the mask before formatting anything. */
 #define log_trace(mask, ...) do {					\
 	if (log_trace_mask & (mask))					\

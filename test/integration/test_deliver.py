@@ -1232,6 +1232,25 @@ def test_deliver_relay_named_once_a_server_answered():
               'connection refused: %r' % r)
 
 
+def test_deliver_reply_escapes_not_passed_on():
+    """A server's reply with an escape sequence in it (the 8-bit CSI,
+    U+009B, as UTF-8) reaches neither the log nor root's mailq as it
+    came: each byte becomes '?', while real UTF-8 (caf\u00e9) is kept."""
+    def policy(sess, verb, arg, txn):
+        return ('450 4.2.0 busy \u009b31m caf\u00e9'
+                if verb == 'RCPT' else None)
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('replyesc', p.port) as d:
+        r = wait_delivery(d, d.send_message(BODY), 'deferred')[0]
+        check('busy ??31m caf\u00e9' in r.text and '\u009b' not in
+              d.log_text(), 'logged %r' % r.text)
+        wait_for(lambda: d.mailq()[0]['recipients'][0]['reason'], 10,
+                 'the reason in the state file')
+        out = d.cli('mailq').stdout
+        check(b'busy ??31m caf\xc3\xa9' in out and b'\xc2\x9b' not in out,
+              'mailq: %r' % out)
+
+
 def test_deliver_all_recipients_refused():
     """Every RCPT refused, and a peer that still answers DATA with 354
     (as some do under PIPELINING): the body is not sent, each recipient
