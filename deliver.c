@@ -1649,8 +1649,13 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 	} else if (i < last) {
 		if (!d->mail_failed && code / 100 == 2)
 			d->accepted++;
-		else if (!d->mail_failed)
+		else if (!d->mail_failed) {
 			deliver_set_rcpt(&t->rcpt[i - 1], code, reply, NULL);
+			/* RFC 5321 section 4.5.3.1.10: a recipient limit says
+			 * 452.  After some were taken, each round delivers
+			 * to at least one, so this ends. */
+			t->rcpt[i - 1].again = code == 452 && d->accepted > 0;
+		}
 	} else {
 		/* DATA */
 		if (code == 354 && d->accepted > 0 && !d->mail_failed) {

@@ -32,6 +32,10 @@ struct deliver_rcpt {
 	enum deliver_result result;
 	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
 	char reply[DELIVER_REPLY_MAX];	/* the remote's words, or ours */
+	int again;			/* a 452 after others were taken: the
+					   server's recipient limit, not this
+					   address's trouble; the owner sends
+					   it in a new transaction at once */
 };
 
 struct deliver_txn {

@@ -678,7 +678,8 @@ sched_on_unused(void *arg, struct deliver *dv, struct deliver_txn *t)
 	struct sched_dest *d = job->dest;
 
 	(void)dv;
-	c->job = NULL;
+	if (c != NULL)
+		c->job = NULL;
 	/* sched_on_next() opens the file again for whoever takes it. */
 	if (job->txn.fd != -1) {
 		(void)close(job->txn.fd);
@@ -738,10 +739,20 @@ sched_job_result(struct sched_job *job)
 	struct sched_msg *m = job->msg;
 	struct queue_rcpt *qr;
 	struct deliver_rcpt *r;
-	unsigned i;
+	const char *addr;
+	unsigned i, again = 0;
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
 		r = &job->rcpt[i];
+		if (r->again) {
+			/* Kept at the front of the job, untouched, for a new
+			 * transaction (as Postfix keeps them). */
+			addr = r->address;
+			job->idx[again] = job->idx[i];
+			memset(&job->rcpt[again], 0, sizeof(job->rcpt[0]));
+			job->rcpt[again++].address = addr;
+			continue;
+		}
 		qr = &m->info->rcpt[job->idx[i]];
 		qr->status = r->result == DR_OK ? RS_SENT :
 		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
@@ -749,6 +760,13 @@ sched_job_result(struct sched_job *job)
 		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
 		    "none", r->dsn, r->result == DR_OK ? "sent" :
 		    r->result == DR_PERM ? "bounced" : "deferred", r->reply);
+	}
+	if (again > 0) {
+		/* The same job, smaller: first in line, so the connection
+		 * that just finished takes it next. */
+		job->txn.nrcpt = again;
+		sched_on_unused(NULL, NULL, &job->txn);
+		return;
 	}
 	sched_job_free(job);
 	sched_msg_job_done(m);

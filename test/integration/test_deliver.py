@@ -1251,6 +1251,32 @@ def test_deliver_reply_escapes_not_passed_on():
               'mailq: %r' % out)
 
 
+def test_deliver_recipient_limit_new_transaction():
+    """A server that takes two recipients per transaction and says 452
+    4.5.3 to the rest (RFC 5321 section 4.5.3.1.10): the rest go at once
+    in new transactions on the same connection, as Postfix sends them;
+    they used to wait for the next retry (an hour here)."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and sum(1 for _, c in txn.rcpts
+                                  if c // 100 == 2) >= 2:
+            return '452 4.5.3 Error: too many recipients'
+        return None
+    rcpts = ['r%d@relay.test' % i for i in range(5)]
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('rcptlimit', p.port) as d:
+        qid = d.send_message(BODY, rcpts=rcpts)
+        sent = wait_delivery(d, qid, 'sent', n=5)
+        got = p.wait_delivered(3)
+        check(sorted(a for t in got for a, c in t.rcpts if c == 250) ==
+              rcpts and [len([1 for _, c in t.rcpts if c == 250])
+                         for t in got] == [2, 2, 1],
+              'transactions %r' % [t.rcpts for t in got])
+        check(p.connections == 1 and not deliveries(d, qid, 'deferred'),
+              '%d connections, sent %r' % (p.connections, sent))
+        wait_removed(d, qid)
+        p.wait_idle()
+
+
 def test_deliver_all_recipients_refused():
     """Every RCPT refused, and a peer that still answers DATA with 354
     (as some do under PIPELINING): the body is not sent, each recipient
