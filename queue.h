@@ -77,7 +77,7 @@ struct queue_writer;
 /* Remember the directory (no side effects; tools use it too). */
 int queue_open(const char *dir);
 /* Daemon start-up only: create subdirectories, empty tmp/, drop stale
- * maildrop temp files and orphan ID.st files. */
+ * maildrop temp files (queue_ids() sweeps orphan ID.st files). */
 int queue_sweep(void);
 int queue_init_dirs(const char *dir, uid_t owner, gid_t group);
 const char *queue_dir(void);
@@ -139,12 +139,12 @@ int queue_space_ok(uint64_t need);
  * (info->maildrop); queue files that do not parse are quarantined.  cb
  * returns non-zero to stop. */
 int queue_walk(int (*cb)(const struct queue_info *, void *), void *arg);
-/* The scheduler's start-up index: every committed message's ID in ID
- * order with its next attempt (0 = now), read from the directory and the
- * state files' mtimes, not from the files; a file that does not parse is
- * found when it is loaded.  cb returns non-zero to stop (and -1 here). */
-int queue_index(int (*cb)(const char *id, uint64_t next_attempt, void *),
-    void *arg);
+/* The scheduler's start-up index: every committed message's ID, in ID
+ * (arrival) order, allocated; then each one's next attempt (0 = now) from
+ * its state file's mtime, without reading any file.  A file that does
+ * not parse is found when it is loaded. */
+int queue_ids(char (**ids)[QUEUE_ID_SIZE], size_t *n);
+uint64_t queue_next_attempt(const char *id);
 
 const char *queue_status_name(enum rcpt_status);
 

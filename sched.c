@@ -50,6 +50,8 @@
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
 #define SCHED_DEST_MAX		(DNS_NAME_MAX + 1)
+#define SCHED_INDEX_BATCH	1024	/* state files looked at per turn */
+#define SCHED_INDEX_RETRY_MS	1000	/* after an allocation failed */
 
 struct sched_dest;
 
@@ -137,7 +139,7 @@ static void sched_fmt(char *, size_t, const char *, ...)
 static void sched_expire_reason(struct queue_rcpt *, unsigned);
 static void sched_log(const struct sched_msg *, const char *, const char *,
     const char *, const char *, const char *);
-static int sched_on_index(const char *, uint64_t, void *);
+static void sched_on_index(struct loop_timer *);
 
 static const struct deliver_ops sched_ops = {
 	.next = sched_on_next,
@@ -153,6 +155,11 @@ static struct sched_dest *sched_dests;
 static unsigned sched_conns;
 static struct sched_conn *sched_conn_list;
 static struct loop_timer sched_timer = { .cb = sched_on_timer };
+/* The start-up index, until sched_on_index() has read all of it. */
+static char (*sched_ix)[QUEUE_ID_SIZE];
+static size_t sched_ix_n, sched_ix_i;
+static uint64_t sched_ix_latest;	/* now + retry_max; 0 after a flush */
+static struct loop_timer sched_ix_timer = { .cb = sched_on_index };
 static int sched_stopping;
 static int sched_starved;		/* due messages wait for a slot */
 static uint64_t sched_wake_at;		/* unix seconds the timer is for */
@@ -192,35 +199,49 @@ sched_configure(const struct config *conf)
 		sched_relay_port = (unsigned)strtoull(colon + 1, NULL, 10);
 }
 
-static int
-sched_on_index(const char *id, uint64_t next_attempt, void *arg)
+/*
+ * The index is read in batches on the loop, not before it: the listeners
+ * greet at once, as Postfix's do while its qmgr scans (20,000 deferred
+ * messages took 0.32 s to the first 220 with a cold cache, read first).
+ * A stamp further off than any backoff (touched, or written before the
+ * clock was set back) must not park a message.
+ */
+static void
+sched_on_index(struct loop_timer *t)
 {
 	struct sched_msg *m;
+	uint64_t next;
+	size_t end = sched_ix_i + SCHED_INDEX_BATCH;
 
-	if ((m = calloc(1, sizeof(*m))) == NULL)
-		return -1;
-	memcpy(m->id, id, sizeof(m->id));
-	/* A stamp further off than any backoff (touched, or written
-	 * before the clock was set back) must not park a message. */
-	m->next_attempt = next_attempt > *(const uint64_t *)arg ?
-	    *(const uint64_t *)arg : next_attempt;
-	sched_list_add(&sched_idle_list, m);
-	return 0;
+	for (; sched_ix_i < sched_ix_n && sched_ix_i < end; sched_ix_i++) {
+		if ((m = calloc(1, sizeof(*m))) == NULL) {
+			loop_timer_set(t, SCHED_INDEX_RETRY_MS);
+			return;
+		}
+		memcpy(m->id, sched_ix[sched_ix_i], sizeof(m->id));
+		next = queue_next_attempt(m->id);
+		m->next_attempt = next > sched_ix_latest ? sched_ix_latest :
+		    next;
+		sched_list_add(&sched_idle_list, m);
+	}
+	if (sched_ix_i < sched_ix_n)
+		loop_timer_set(t, 0);
+	else {
+		free(sched_ix);
+		sched_ix = NULL;
+	}
+	sched_arm(0);
 }
 
 int
 sched_start(unsigned *count)
 {
-	struct sched_msg *m;
-	uint64_t latest;
-	unsigned n = 0;
-	int rc;
+	int rc = queue_ids(&sched_ix, &sched_ix_n);
 
-	latest = (uint64_t)time(NULL) + sched_conf->retry_max;
-	rc = queue_index(sched_on_index, &latest);
-	for (m = sched_idle_list; m != NULL; m = m->next)
-		n++;
-	*count = n;
+	*count = (unsigned)sched_ix_n;
+	sched_ix_i = 0;
+	sched_ix_latest = (uint64_t)time(NULL) + sched_conf->retry_max;
+	loop_timer_set(&sched_ix_timer, 0);
 	sched_wake_at = 0;
 	loop_timer_set(&sched_timer, 0);
 	return rc;
@@ -257,6 +278,7 @@ sched_flush(void)
 
 	for (m = sched_idle_list; m != NULL; m = m->next)
 		m->next_attempt = 0;
+	sched_ix_latest = 0;	/* and those the index has still to read */
 	for (dst = sched_dests; dst != NULL; dst = dst->next)
 		dst->dead_until = 0;
 	log_info(LP_QMGR, "flush: every deferred message is due now");
@@ -278,6 +300,10 @@ sched_stop(void)
 
 	sched_stopping = 1;
 	loop_timer_cancel(&sched_timer);
+	loop_timer_cancel(&sched_ix_timer);
+	free(sched_ix);
+	sched_ix = NULL;
+	sched_ix_n = sched_ix_i = 0;
 	while ((c = sched_conn_list) != NULL) {
 		sched_conn_unlink(c);
 		deliver_abort(c->d);

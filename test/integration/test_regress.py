@@ -1056,6 +1056,83 @@ def test_regress_startup_reads_no_message():
             wait_delivery(d, q, 'sent')
 
 
+def test_regress_startup_greets_while_indexing():
+    """The queue is indexed in batches on the loop, so a client is
+    greeted while the index is still being read (it waited for all of
+    it: 0.32 s cold at 20,000 deferred messages, where Postfix greets at
+    once).  8,000 deferred copies of one message; under strace, a 220 is
+    sent before the last state file is looked at, every message is
+    counted, and none is retried."""
+    wrap = strace_wrap('newfstatat,fstatat64,sendto')
+    if wrap is None:
+        return 'strace is not installed or cannot trace here'
+    n = 8000
+    d = Daemon('rg-ixgreet', retry_min='1h', retry_max='2h')
+    ok = False
+    try:
+        d.start()
+        qid = d.send_message(b'Subject: one of many\r\n\r\nx\r\n')
+        st = os.path.join(d.queue_dir, qid + '.st')
+        wait_for(lambda: os.path.exists(st), 10, 'the deferral')
+        d.stop()
+        with open(os.path.join(d.queue_dir, qid), 'rb') as f:
+            data = f.read()
+        with open(st, 'rb') as f:
+            state = f.read()
+        when = os.stat(st).st_mtime
+        owner = os.stat(d.queue_dir)
+        for i in range(n):
+            new = _qid()
+            for name, body in ((new, data), (new + '.st', state)):
+                path = os.path.join(d.queue_dir, name)
+                with open(path, 'wb') as f:
+                    f.write(body.replace(qid.encode(), new.encode()))
+                os.chown(path, owner.st_uid, owner.st_gid)
+                os.utime(path, (when, when))
+        trace = os.path.join(d.dir, 'start.trace')
+        d.wrap = wrap + ['-o', trace]
+        d.start(wait=False)
+        greeted = None
+        deadline = time.monotonic() + 30 * SLOW
+        while greeted is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(('127.0.0.1', d.port),
+                                              timeout=10 * SLOW) as c:
+                    greeted = c.recv(100)
+            except OSError:
+                time.sleep(0.002)
+        check(greeted and greeted.startswith(b'220 '), 'greeting %r'
+              % greeted)
+        d.wait_log(r'\b%d message\(s\) in the queue' % (n + 1))
+        def stats():
+            with open(trace, errors='replace') as f:
+                return sum(1 for line in f if 'fstatat' in line and
+                           '.st"' in line)
+        wait_for(lambda: stats() >= n + 1, 30, 'the index read to its '
+                 'end (%d state files looked at)' % stats())
+        d.stop()
+        check(d.log_text().count('status=deferred') == 1,
+              'retried at the start: %d deferrals logged'
+              % d.log_text().count('status=deferred'))
+        first_220, last_st = None, None
+        with open(trace, errors='replace') as f:
+            for k, line in enumerate(f):
+                m = STRACE_LINE_RE.match(line.strip())
+                if not m:
+                    continue
+                if m.group(2) == 'sendto' and '"220 ' in m.group(3) and \
+                        first_220 is None:
+                    first_220 = k
+                elif 'fstatat' in m.group(2) and '.st"' in m.group(3):
+                    last_st = k
+        check(first_220 is not None and last_st is not None and
+              first_220 < last_st, 'first 220 at trace line %r, last state '
+              'file at %r' % (first_220, last_st))
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def test_regress_maildrop_file_named_as_queued_message():
     """A local user names a maildrop/ file after a queued message: mailq
     shows that ID once (the queue's), so `ferry delete ID` removes what
