@@ -1553,8 +1553,10 @@ deliver_start_txn(struct deliver *d)
 	d->used = 1;
 	deliver_fmt(t->relay, sizeof(t->relay), "%s[%s]:%u",
 	    deliver_mx_host(d), d->cur_ip, d->port);
-	for (i = 0; i < t->nrcpt; i++)
+	for (i = 0; i < t->nrcpt; i++) {
 		t->rcpt[i].dsn[0] = '\0';
+		t->rcpt[i].again = 0;
+	}
 	/* A reused connection starts clean: RSET between transactions.
 	 * The transaction waits in d->txn, so a lost RSET defers it. */
 	if (d->need_rset) {

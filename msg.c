@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "msg.h"
 
 #define MSG_BUF_MIN	4096	/* first allocation */
@@ -36,7 +37,6 @@ static int alist_put(struct alist *, unsigned char, const char **);
 /* noinline: one copy is smaller than LTO's two inlined ones. */
 static int alist_emit(struct alist *, int (*)(void *, const char *, size_t),
     void *, const char **) __attribute__((noinline));
-static size_t utf8_len(const unsigned char *, size_t);
 
 int
 msg_buf_add(struct msg_buf *b, const void *p, size_t n)
@@ -508,39 +508,6 @@ msg_has_8bit(const char *b, size_t len)
 	return 0;
 }
 
-/* Length of one well-formed UTF-8 sequence (RFC 3629 §4), or 0. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t need, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		need = 1;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		need = 2;
-		if (s[0] == 0xe0)
-			lo = 0xa0;	/* overlong */
-		else if (s[0] == 0xed)
-			hi = 0x9f;	/* surrogates */
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		need = 3;
-		if (s[0] == 0xf0)
-			lo = 0x90;	/* overlong */
-		else if (s[0] == 0xf4)
-			hi = 0x8f;	/* above U+10FFFF */
-	} else
-		return 0;
-	if (n < need + 1 || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i <= need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need + 1;
-}
-
 int
 msg_json_str(struct msg_buf *out, const char *s, size_t n)
 {
@@ -558,16 +525,20 @@ msg_json_str(struct msg_buf *out, const char *s, size_t n)
 			esc[1] = (char)u[i];
 			if (msg_buf_add(out, esc, 2) == -1)
 				return -1;
-		} else if (u[i] < 0x20 || u[i] == 0x7f) {
+		} else if (u[i] < 0x20 || u[i] == 0x7f || (u[i] == 0xc2 &&
+		    i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xa0)) {
+			/* Controls, C1 too (the 8-bit CSI): escaped, the
+			 * same value, and nothing a terminal acts on. */
+			k = u[i] == 0xc2 ? 2 : 1;
 			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[u[i] >> 4];
-			esc[5] = hex[u[i] & 0xf];
+			esc[4] = hex[u[i + k - 1] >> 4];	/* U+0080 is C2 80 */
+			esc[5] = hex[u[i + k - 1] & 0xf];
 			if (msg_buf_add(out, esc, 6) == -1)
 				return -1;
 		} else if (u[i] < 0x80) {
 			if (msg_buf_add(out, s + i, 1) == -1)
 				return -1;
-		} else if ((k = utf8_len(u + i, n - i)) > 0) {
+		} else if ((k = addr_utf8_len(u + i, n - i)) > 0) {
 			if (msg_buf_add(out, s + i, k) == -1)
 				return -1;
 		} else {

@@ -1255,7 +1255,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	unsigned qf = 0;
 	const char *r;
 	unsigned i;
-	int n, local;
+	int n, local, utf8;
 
 	if (c->arglen != 0) {
 		smtp_fail(s, RP_SYNTAX, NULL);
@@ -1283,10 +1283,13 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	if (i == s->nrcpt) {
 		/* The local socket's header names the uid, not a peer.  RFC
 		 * 6531 section 3.7.3: "with UTF8SMTP[S][A]" for an SMTPUTF8
-		 * transaction (which needs EHLO: the name starts "E"). */
+		 * transaction after EHLO (the name starts "E"); after HELO,
+		 * where no parameter belongs, it stays SMTP. */
 		local = (s->flags & SF_LOCAL) != 0;
-		snprintf(proto, sizeof(proto), "%s%s", s->flags & SF_SMTPUTF8 ?
-		    "UTF8" : "", smtp_proto(s) + !!(s->flags & SF_SMTPUTF8));
+		utf8 = (s->flags & (SF_SMTPUTF8 | SF_EHLO)) ==
+		    (SF_SMTPUTF8 | SF_EHLO);
+		snprintf(proto, sizeof(proto), "%s%s", utf8 ? "UTF8" : "",
+		    smtp_proto(s) + utf8);
 		n = hdr_received(hdr, sizeof(hdr), local ? NULL : s->helo,
 		    local ? NULL : s->ip,
 		    local ? NULL : smtp_tls_desc(s, tls, sizeof(tls)),
@@ -1516,14 +1519,18 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 static int
 smtp_header(struct smtp_session *s, const char *line, size_t n)
 {
-	size_t i, v, e = n - 2;
+	size_t i, j, v, e = n - 2;
 
 	if (line[0] == ' ' || line[0] == '\t')
 		return 1;
 	for (i = 0; i < e && line[i] > ' ' && line[i] < 127 &&
 	    line[i] != ':'; i++)
 		;
-	if (i == 0 || i == e || line[i] != ':')
+	/* RFC 5322 section 4.5.8: "Subject : x" is a field too (sendmail's
+	 * parser, msg.c, and Postfix's take it). */
+	for (j = i; j < e && (line[j] == ' ' || line[j] == '\t'); j++)
+		;
+	if (i == 0 || j == e || line[j] != ':')
 		return 0;
 	if (i == 4 && strncasecmp(line, "Date", 4) == 0)
 		s->flags |= SF_SEEN_DATE;
@@ -1531,7 +1538,8 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
 		s->flags |= SF_SEEN_FROM;
 	else if (i == 10 && s->msgid == NULL &&
 	    strncasecmp(line, "Message-ID", 10) == 0) {
-		for (v = 11; v < e && (line[v] == ' ' || line[v] == '\t'); v++)
+		for (v = j + 1; v < e && (line[v] == ' ' || line[v] == '\t');
+		    v++)
 			;
 		if (e - v > SMTP_MSGID_MAX)
 			e = v + SMTP_MSGID_MAX;

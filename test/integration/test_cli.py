@@ -107,6 +107,23 @@ getpwuid(uid_t uid)
 """
 
 
+def test_sendmail_obsolete_header_form_kept():
+    """'Subject : x' (RFC 5322 section 4.5.8, a space before the colon)
+    is a header field to sendmail and to the daemon alike: the daemon
+    took it for the first body line, put a second From, Date and
+    Message-ID above it and pushed the real header into the body."""
+    with Daemon('sm-obs') as d:
+        _ok(d.cli('sendmail', 'rcpt@relay.test', user=NOBODY,
+                  input=b'Subject : obs\nTo: rcpt@relay.test\n\nbody\n'),
+            'sendmail')
+        out = d.cat(_one(d, 'obsolete form')['id'])
+        head, _, body = out.partition(b'\r\n\r\n')
+        check(body == b'body\r\n' and b'\r\nSubject : obs\r\n' in head and
+              [head.count(b'\r\n%s: ' % h) for h in
+               (b'From', b'Date', b'Message-ID')] == [1, 1, 1],
+              'stored %s' % short(out, 900))
+
+
 def test_sendmail_gecos_ampersand():
     """The From: sendmail adds takes the full name from GECOS: the part
     before the first comma, "&" standing for the login with its first

@@ -1055,7 +1055,16 @@ def test_received_says_utf8smtp():
                 c.expect('DATA', 354)
                 ids.append(c.expect(stuff(b'Subject: u\r\n\r\nx\r\n'),
                                     250).qid())
-        for qid, proto in zip(ids, (b'UTF8SMTP', b'ESMTP')):
+        # After HELO no name in the registry fits: SMTP, not "UTF8MTP".
+        with d.connect() as c:
+            c.expect(None, 220)
+            c.expect('HELO client.test', 250)
+            c.expect('MAIL FROM:<s@example.test> SMTPUTF8', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            ids.append(c.expect(stuff(b'Subject: h\r\n\r\nx\r\n'),
+                                250).qid())
+        for qid, proto in zip(ids, (b'UTF8SMTP', b'ESMTP', b'SMTP')):
             out = d.cat(qid)
             check(re.search(rb'\tby \S+ \(ferry\) with %s id ' % proto,
                             out), '%s: want with %s: %s'

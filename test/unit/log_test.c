@@ -44,6 +44,9 @@ test_utf8(void)
 	CHECK(SAME("\xc2\x9b" "31m \xc2\x80", "??31m ??"));
 	/* a raw 8-bit CSI, a lone continuation, an overlong '/' */
 	CHECK(SAME("\x9b" "31m \x80 \xc0\xaf", "?31m ? ??"));
+	/* RLO, LRM, LINE SEPARATOR, PDI: each of their bytes; en dash kept */
+	CHECK(SAME("a\xe2\x80\xae" "b\xe2\x80\x8e" "c\xe2\x80\xa8" "d\xe2\x81\xa9"
+	    "e\xe2\x80\x93", "a???b???c???d???e\xe2\x80\x93"));
 	/* cut at the end (a log line cut at its limit) */
 	CHECK(SAME("x\xe2\x82", "x??"));
 	return 0;

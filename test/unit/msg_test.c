@@ -523,6 +523,10 @@ t_json(void)
 	    "\"\\ufffd\\ufffd\\ufffd\\ufffd\""));		/* > U+10FFFF */
 	CHECK(json_is("\xe2\x82", 2, "\"\\ufffd\\ufffd\""));	/* cut short */
 	CHECK(json_is("\xc3\xa9x\x80", 4, "\"\xc3\xa9x\\ufffd\""));
+	/* C1 controls (the 8-bit CSI) escaped like C0; U+00A0 as it is */
+	CHECK(json_is("\xc2\x9b" "1m\xc2\x80", 6, "\"\\u009b1m\\u0080\""));
+	CHECK(json_is("\xc2\xa0", 2, "\"\xc2\xa0\""));
+	CHECK(json_is("x\xc2", 2, "\"x\\ufffd\""));	/* cut after C2 */
 	return 0;
 }
 
