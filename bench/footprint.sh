@@ -75,30 +75,13 @@ stop_client() {
 }
 
 # fp.py: mem ROOT | io ROOT | exes ROOT | hold PORT N KIND CA READY.
+write_proctree
 cat >"$dir/fp.py" <<'EOF'
 import os, signal, socket, ssl, sys, time
 
+from proctree import tree
+
 NOT_SUMMED = {'postlogd'}	# Postfix's logger: logging is left out
-
-
-def tree(root):
-    kids = {}
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        ppid = int(st[st.rindex(')') + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    todo, seen = [root], []
-    while todo:
-        p = todo.pop()
-        seen.append(p)
-        todo.extend(kids.get(p, []))
-    return seen
 
 
 def fields(path, keys):

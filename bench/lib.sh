@@ -224,6 +224,14 @@ EOF
 	wait_listen ferry "$ferry_pid" "$2" 1 t "$1/ferry.log"
 }
 
+# ferry_restart DIR: starts ferry again on the DIR/relay.conf that
+# ferry_start wrote, its log appended to DIR/ferry.log; returns at once,
+# without waiting for the listener (pid in ferry_pid).
+ferry_restart() {
+	"$ferry" -c "$1/relay.conf" serve 2>>"$1/ferry.log" &
+	ferry_pid=$!
+}
+
 # The running ferry's peak RSS (VmHWM), kB.
 ferry_hwm() {
 	awk '/^VmHWM:/ { print $2 }' "/proc/$ferry_pid/status"
@@ -266,6 +274,19 @@ pf_stop() {
 	pf_running=
 }
 
+# pf_restart DIR: starts the Postfix in DIR again as pf_start set it up
+# ("postfix start" alone, no config written again); returns when that
+# does.  It skips postfix-script's checks with their quick-start marker
+# (what "postfix-script quick-stop" leaves): here the queue lies inside
+# the config directory, so the check that the config tree is root's runs
+# postlog once for every queue file, minutes for a large queue.
+pf_restart() {
+	pf_running=$1
+	: >"$1/queue/quick-start" || die "cannot write $1/queue/quick-start"
+	postfix -c "$1" start >>"$1/maillog" 2>&1 ||
+	    die "postfix start failed; see $1/maillog"
+}
+
 # pf_master DIR: the pid of the master of the Postfix in DIR.
 pf_master() {
 	tr -d ' \n' <"$1/queue/pid/master.pid"
@@ -304,22 +325,15 @@ sinks_stop() {
 	sink_pids=
 }
 
-# The memory sampler: follows the process tree under one pid and records
-# the largest VmRSS and Pss sums it saw.
-write_sampler() {
-	cat >"$dir/sampler.py" <<'EOF'
-import os, signal, sys, time
-
-root, out, interval = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-stop = False
+# proctree.py in $dir, what the python helpers there import: tree(root),
+# a pid and all its descendants; field(path, key), a number from a
+# /proc "Key: value" file (0 when gone).
+write_proctree() {
+	cat >"$dir/proctree.py" <<'EOF'
+import os
 
 
-def on_term(signum, frame):
-    global stop
-    stop = True
-
-
-def tree():
+def tree(root):
     kids = {}
     for d in os.listdir('/proc'):
         if not d.isdigit():
@@ -348,12 +362,31 @@ def field(path, key):
     except OSError:
         pass
     return 0
+EOF
+}
+
+# The memory sampler: follows the process tree under one pid and records
+# the largest VmRSS and Pss sums it saw.
+write_sampler() {
+	write_proctree
+	cat >"$dir/sampler.py" <<'EOF'
+import signal, sys, time
+
+from proctree import field, tree
+
+root, out, interval = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+stop = False
+
+
+def on_term(signum, frame):
+    global stop
+    stop = True
 
 
 signal.signal(signal.SIGTERM, on_term)
 peak_rss = peak_pss = peak_n = samples = 0
 while True:
-    pids = tree()
+    pids = tree(root)
     rss = sum(field('/proc/%d/status' % p, 'VmRSS:') for p in pids)
     pss = sum(field('/proc/%d/smaps_rollup' % p, 'Pss:') for p in pids)
     peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
