@@ -23,9 +23,9 @@
 # (after sync and drop_caches) and then warm, and stopped after each.
 # The time runs from just before the exec of "ferry serve" or "postfix
 # start" until a new connection reads the 220 greeting, polling every
-# millisecond; ferry greets while it indexes the queue on its loop, and Postfix's
-# master starts smtpd on demand while qmgr scans the queue in the
-# background, so the 220 is the figure to compare.  "postfix start" runs
+# millisecond; ferry greets while its loop reads the queue's index, and
+# Postfix's master starts smtpd on demand while qmgr scans the queue in
+# the background, so the 220 is the figure to compare.  "postfix start" runs
 # without postfix-script's checks (lib.sh pf_restart says why); the one
 # of them that reads the whole queue, postsuper's structure check (-s
 # -p), is timed on its own beside it, cold and warm, with Postfix down.
