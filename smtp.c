@@ -722,7 +722,9 @@ static void
 smtp_error(struct smtp_session *s)
 {
 	if (++s->errors >= SMTP_ERROR_LIMIT) {
-		log_warnx(LP_SMTPD, "%s: too many errors", smtp_peer(s));
+		/* Postfix's "too many errors after RCPT from ...": fail2ban's
+		 * postfix filter (default and errors modes) reads it. */
+		smtp_log_lost(s, "too many errors");
 		smtp_close(s, RP_TOO_MANY_ERRORS);
 	}
 }
@@ -1794,10 +1796,11 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	if (!smtp_auth_offered(s)) {
-		/* The argument (maybe a password) is not even looked at. */
-		smtp_fail(s, smtp_users != NULL && smtp_tls != NULL &&
-		    s->kind != SMTP_KIND_LOCAL ? RP_NEED_STARTTLS :
-		    RP_AUTH_DISABLED, NULL);
+		/* The argument (maybe a password) is not even looked at.
+		 * "Must issue a STARTTLS" only where STARTTLS is offered
+		 * (not with inbound_tls = none, where it is a 502). */
+		smtp_fail(s, smtp_users != NULL && smtp_tls_offered(s) ?
+		    RP_NEED_STARTTLS : RP_AUTH_DISABLED, NULL);
 		return;
 	}
 	if (smtp_throttle == NULL &&
@@ -2069,19 +2072,33 @@ smtp_end(struct smtp_session *s)
 static void
 smtp_log_disconnect(struct smtp_session *s)
 {
-	char buf[512];
+	/*
+	 * Postfix's order: its command table, commands it does not know
+	 * last.  fail2ban's ddos mode reads "ehlo=1 auth=0/3" and wants no
+	 * failed count before auth=.
+	 */
+	static const uint8_t order[] = {
+		CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT,
+		CMD_DATA, CMD_BDAT, CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_ETRN,
+		CMD_QUIT, CMD_HELP, CMD_EXPN, CMD_HTTP, CMD_UNKNOWN,
+	};
+	_Static_assert(sizeof(order) == CMD_COUNT, "a verb left out");
+	char buf[512], all[16];
 	size_t off = 0;
-	unsigned total = 0, i;
+	unsigned total = 0, ok = 0, i, j;
 	int n;
 
-	for (i = 0; i < CMD_COUNT; i++) {
+	for (j = 0; j < CMD_COUNT; j++) {
 		char lower[16];
-		const char *name = cmd_name((enum cmd_verb)i);
+		const char *name;
 		size_t k;
 
+		i = order[j];
 		if (s->count[i][0] == 0)
 			continue;
+		name = cmd_name((enum cmd_verb)i);
 		total += s->count[i][0];
+		ok += s->count[i][1];
 		for (k = 0; name[k] && k < sizeof(lower) - 1; k++)
 			lower[k] = (char)(name[k] | 0x20);
 		lower[k] = '\0';
@@ -2096,8 +2113,12 @@ smtp_log_disconnect(struct smtp_session *s)
 		off += (size_t)n;
 	}
 	buf[off] = '\0';
-	log_info(LP_SMTPD, "disconnect from %s%s commands=%u", smtp_peer(s),
-	    buf, total);
+	/* Postfix's "commands=2/3" (succeeded/all) when some failed. */
+	all[0] = '\0';
+	if (ok != total)
+		snprintf(all, sizeof(all), "/%u", total);
+	log_info(LP_SMTPD, "disconnect from %s%s commands=%u%s", smtp_peer(s),
+	    buf, ok, all);
 }
 
 static void

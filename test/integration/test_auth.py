@@ -15,7 +15,9 @@ import ctypes.util
 import os
 import pwd
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -93,6 +95,101 @@ def test_auth_before_starttls_refused():
             r = c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235,
                          '2.7.0')
         d.assert_empty('AUTH before STARTTLS')
+
+
+def test_auth_refused_without_starttls_offered():
+    """inbound_tls = none: port 25 offers neither STARTTLS nor AUTH, so
+    AUTH there is "503 5.5.1 Error: authentication not enabled", as in
+    Postfix, not "530 Must issue a STARTTLS command first" for a
+    STARTTLS that answers 502.  587 still offers STARTTLS and says 530."""
+    with auth_daemon('auth-tls-none', inbound_tls='none') as d:
+        with d.connect() as c:
+            c.expect(None, 220)
+            kw = c.ehlo_keywords()
+            check('STARTTLS' not in kw and
+                  not any(k.startswith('AUTH') for k in kw),
+                  '25 with inbound_tls = none offers %r' % kw)
+            c.expect('STARTTLS', 502, '5.5.1')
+            for line in ('AUTH PLAIN ' + auth_plain(USER, PASSWORD),
+                         'AUTH LOGIN'):
+                r = c.expect(line, 503, '5.5.1')
+                check('authentication not enabled' in r.text,
+                      '25: %s: %r' % (line.split()[1], r.text))
+            c.expect('QUIT', 221)
+        with d.connect(port=d.sub_port) as c:
+            c.hello()
+            r = c.expect('AUTH LOGIN', 530, '5.7.0')
+            check('Must issue a STARTTLS command first' in r.text,
+                  '587: %r' % r.text)
+            c.expect('QUIT', 221)
+        time.sleep(0.2)
+        check(sasl_lines(d) == [], 'credentials were checked:\n'
+              + '\n'.join(sasl_lines(d)))
+        d.assert_empty('AUTH without STARTTLS offered')
+
+
+def test_auth_garbage_too_many_errors_logged_for_fail2ban():
+    """Ten undecodable AUTH responses are ten errors: 421, and the log
+    says "too many errors after AUTH from unknown[...]" as Postfix does,
+    which fail2ban's stock postfix filter (default mode, the one
+    doc/ferry.8's [postfix] jail uses, and mode=errors) bans on."""
+    with auth_daemon('auth-errors') as d:
+        with sub_tls(d) as c:
+            for i in range(9):
+                c.expect('AUTH PLAIN', 334)
+                c.expect('!not base64!', 501, '5.5.2')
+            c.expect('AUTH PLAIN', 334)
+            c.send('!not base64!\r\n')
+            rs = c.replies_until_close()
+            check([r.code for r in rs] == [501, 421] and
+                  'too many errors' in rs[1].text,
+                  'the tenth bad response got %r'
+                  % [r.text for r in rs])
+        d.wait_log(STAMP + r'too many errors after AUTH from '
+                   r'unknown\[127\.0\.0\.1\]$')
+        check(not re.search(r'warning: unknown\[127\.0\.0\.1\]: too many '
+                            r'errors', d.log_text()),
+              'a second, non-Postfix "too many errors" line:\n'
+              + d.log_tail())
+        check(shutil.which('fail2ban-regex'), 'no fail2ban-regex (sh '
+              'test/deps.sh test installs it)')
+        for mode in ('', 'mode=errors, '):
+            p = subprocess.run(
+                ['fail2ban-regex', '-o', 'ip', d.log_path,
+                 'postfix[%s_daemon=ferry/\\w+]' % mode],
+                capture_output=True, text=True, timeout=120 * SLOW)
+            ips = p.stdout.split()
+            check(p.returncode == 0 and ips == ['127.0.0.1'],
+                  'fail2ban-regex postfix[%s...] found %r (exit %d) %s'
+                  % (mode, ips, p.returncode, p.stderr[-500:]))
+
+
+def test_auth_failures_disconnect_line_postfix_order():
+    """The disconnect line counts commands in Postfix's order (ehlo,
+    starttls, auth, mail, ..., unknown last) and ends "commands=OK/ALL"
+    when some failed: fail2ban's postfix filter in ddos mode (and so
+    aggressive) bans on "disconnect from ... auth=0/N" only when no
+    failed count comes before auth=; in ferry's old order a refused MAIL
+    or an unknown command hid the failed AUTH from it."""
+    with auth_daemon('auth-disconnect') as d:
+        with sub_tls(d) as c:
+            c.expect('XYZZY', 502, '5.5.2')
+            c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+            c.expect('AUTH PLAIN ' + auth_plain(USER, 'wrong'), 535, '5.7.8')
+            c.expect('QUIT', 221)
+        m = d.wait_log(STAMP + r'disconnect from unknown\[127\.0\.0\.1\]'
+                       r' .*auth=.*$')
+        check(m.group(0).endswith(' disconnect from unknown[127.0.0.1] '
+                                  'ehlo=2 starttls=1 auth=0/1 mail=0/1 '
+                                  'quit=1 unknown=0/1 commands=4/7'),
+              'not in Postfix\'s order and shape: %r' % m.group(0))
+        p = subprocess.run(
+            ['fail2ban-regex', '-o', 'ip', d.log_path,
+             'postfix[mode=ddos, _daemon=ferry/\\w+]'],
+            capture_output=True, text=True, timeout=120 * SLOW)
+        check(p.returncode == 0 and p.stdout.split() == ['127.0.0.1'],
+              'fail2ban-regex postfix[mode=ddos, ...] found %r (exit %d) %s'
+              % (p.stdout.split(), p.returncode, p.stderr[-500:]))
 
 
 def test_mail_before_auth_refused():
