@@ -94,6 +94,7 @@ struct parser {
 						   CONFIG_FROM_ENV */
 	char var[CONFIG_VAR_MAX];	/* "FERRY_KEY": messages name it
 					   instead of file, line and key */
+	char *const *envp;		/* FERRY_<KEY> variables, or NULL */
 };
 
 /*
@@ -369,6 +370,7 @@ config_parse_env(struct config *out, struct config_src *src,
 	p.name = text != NULL && name != NULL ? name : CONFIG_NO_FILE;
 	p.err = err;
 	p.errsz = errsz;
+	p.envp = envp;
 	if (err != NULL && errsz > 0)
 		err[0] = '\0';
 	/*
@@ -734,7 +736,7 @@ static int
 parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 {
 	char q[CONFIG_QUOTE_SIZE], kname[CONFIG_QUOTE_SIZE];
-	char value[CONFIG_LINE_MAX];
+	char value[CONFIG_LINE_MAX], var[CONFIG_VAR_MAX];
 	const struct key *k;
 	size_t i = 0, ks, kn, vs, ve, raw = n;
 
@@ -779,6 +781,12 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 		    kname + 1, quote(q, s + vs, ve - vs));
 	if ((k = key_find(s + ks, kn)) == NULL)
 		return p_err(p, NULL, "%s: unknown key", kname + 1);
+	/* Its variable wins: the file counts only for keys whose variable
+	 * is unset (relay.conf.5), so a template's "hostname =" is no
+	 * error under FERRY_HOSTNAME. */
+	env_name(var, key_name(k));
+	if (p->envp != NULL && env_find(p->envp, var) != NULL)
+		return 0;
 	memcpy(value, s + vs, ve - vs);
 	value[ve - vs] = '\0';
 	if (key_parse[k->type](p, k, cfg, value) != 0)
@@ -824,6 +832,13 @@ check_whole(struct parser *p, struct config *cfg)
 		    "set without %s (give both, or the same file twice if "
 		    "it holds both)", fa[0] != '\0' ? key_name(&keys[b]) :
 		    key_name(&keys[a]));
+	}
+	/* Here, not at bind: check-config and SIGHUP refuse it too (after
+	 * a reload port 465 would reset every client). */
+	if (cfg->listen_smtps.n > 0 && cfg->tls_cert[0] == '\0') {
+		blame(p, KI_listen_smtps);
+		return p_err(p, &keys[KI_listen_smtps], "needs tls_cert and "
+		    "tls_key");
 	}
 	p->line = 0;
 	p->var[0] = '\0';

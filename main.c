@@ -437,11 +437,6 @@ main_serve(struct config *conf)
 	/* Keys are read as root, before the drop. */
 	if (main_load_creds(conf, &main_creds, NULL) == -1)
 		exit(EX_CONFIG);
-	if (conf->listen_smtps.n > 0 && main_creds.server == NULL) {
-		log_warnx(LP_MASTER, "%s: listen_smtps needs tls_cert and "
-		    "tls_key", conf->path);
-		exit(EX_CONFIG);
-	}
 	if (conf->listen_submission.n > 0 && main_creds.server == NULL)
 		log_warnx(LP_MASTER, "listen_submission without tls_cert: "
 		    "clients there cannot start TLS, so they cannot send");
@@ -707,16 +702,32 @@ main_on_hup(int signo)
 	if (memcmp(&next->listen_smtp, &main_conf->listen_smtp,
 	    MAIN_LISTEN_SPAN) != 0 ||
 	    strcmp(next->local_socket, main_conf->local_socket) != 0 ||
-	    strcmp(next->queue_dir, main_conf->queue_dir) != 0)
-		log_warnx(LP_MASTER, "reload: listener or queue_dir changes "
-		    "take effect after a restart");
+	    strcmp(next->queue_dir, main_conf->queue_dir) != 0 ||
+	    strcmp(next->user, main_conf->user) != 0)
+		log_warnx(LP_MASTER, "reload: listener, queue_dir or user "
+		    "changes take effect after a restart");
 	/* dns.c reads them once: pending lookups live in the channel. */
 	if (main_dns_changed(next, main_conf))
 		log_warnx(LP_MASTER, "reload: dns_servers or dnssec changes "
 		    "take effect after a restart");
-	/* The running queue_dir and listeners stay what they are. */
+	/* `log` needs no privilege: it moves now (log_open() may run again). */
+	if (next->log_stderr != main_conf->log_stderr)
+		log_open(next->log_stderr);
+	/*
+	 * What runs stays in the config, so the next reload compares with
+	 * it: a file changed back says nothing, one still changed says so
+	 * again.
+	 */
+	memcpy(&next->listen_smtp, &main_conf->listen_smtp, MAIN_LISTEN_SPAN);
+	memcpy(next->local_socket, main_conf->local_socket,
+	    sizeof(next->local_socket));
 	memcpy(next->queue_dir, main_conf->queue_dir,
 	    sizeof(next->queue_dir));
+	memcpy(next->user, main_conf->user, sizeof(next->user));
+	next->dns_n = main_conf->dns_n;
+	memcpy(next->dns_servers, main_conf->dns_servers,
+	    sizeof(next->dns_servers));
+	next->dnssec = main_conf->dnssec;
 	main_conf = next;
 	cur ^= 1;
 	smtp_configure(main_conf);

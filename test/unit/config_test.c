@@ -276,10 +276,11 @@ static const struct good goods[] = {
 	{ "listen_submission = 127.0.0.1:587", "listen_submission = "
 	    "127.0.0.1:587" },
 	{ "listen_submission =   ", "listen_submission =" },
-	{ "listen_smtps = 0.0.0.0:465 [::]:465", "listen_smtps = "
-	    "0.0.0.0:465 [::]:465" },
+	{ "listen_smtps = 0.0.0.0:465 [::]:465\ntls_cert = c\ntls_key = c",
+	    "listen_smtps = 0.0.0.0:465 [::]:465" },
 	{ "listen_smtps = 1.1.1.1:1, 1.1.1.1:2 1.1.1.1:3,1.1.1.1:4 "
-	    "1.1.1.1:5 1.1.1.1:6 1.1.1.1:7 1.1.1.1:8", "listen_smtps = "
+	    "1.1.1.1:5 1.1.1.1:6 1.1.1.1:7 1.1.1.1:8\ntls_cert = c\n"
+	    "tls_key = c", "listen_smtps = "
 	    "1.1.1.1:1 1.1.1.1:2 1.1.1.1:3 1.1.1.1:4 1.1.1.1:5 1.1.1.1:6 "
 	    "1.1.1.1:7 1.1.1.1:8" },
 	{ "local_socket = /tmp/s.sock", "local_socket = /tmp/s.sock" },
@@ -664,6 +665,11 @@ t_errors_misc(void)
 	    "or the same file twice if it holds both)");
 	/* the same file for both is fine */
 	CHECK(parse(&c, "tls_cert = /both.pem\ntls_key = /both.pem", err) == 0);
+	/* port 465 without a certificate: the daemon could not serve it */
+	CHECK(parse(&c, "\nlisten_smtps = 127.0.0.1:465\n", err) == -1);
+	CHECK_STR(err, "t.conf:2: listen_smtps: needs tls_cert and tls_key");
+	CHECK(parse(&c, "listen_smtps = 127.0.0.1:465\ntls_cert = /c.pem\n"
+	    "tls_key = /c.pem\n", err) == 0);
 	/* a NUL byte inside the text is not the end of it */
 	CHECK(config_parse(&c, "t.conf", nul, 19, err, sizeof(err)) == -1);
 	CHECK_STR(err, "t.conf:1: max_recipients: control character in value "
@@ -1256,6 +1262,23 @@ t_env_override(void)
 	CHECK(src.line[key_pos("message_size_limit")] == 0);
 	CHECK(src.line[key_pos("hostname")] == 0);
 
+	/* a set variable's key: the file's line does not count, even bad */
+	{
+		char *over[] = { "FERRY_HOSTNAME=env.example",
+		    "FERRY_MAX_RECIPIENTS=4", NULL };
+
+		CHECK(parse_env(&c, &src, "hostname =\nmax_recipients = lots\n"
+		    "mx_port = 27\n", over, err) == 0);
+		CHECK_STR(c.hostname, "env.example");
+		CHECK(c.max_recipients == 4 && c.mx_port == 27);
+		CHECK(src.line[key_pos("hostname")] == CONFIG_FROM_ENV);
+		CHECK(parse_env(&c, &src, "hostname =\nmx_port = x\n", over,
+		    err) == -1);
+		CHECK_STR(err, "t.conf:2: mx_port: bad number \"x\"");
+		CHECK(parse_env(&c, &src, "hostnam = a\n", over, err) == -1);
+		CHECK_STR(err, "t.conf:1: hostnam: unknown key");
+	}
+
 	/* an empty environment, or none, is the file alone */
 	CHECK(parse_env(&c, &src, file, none, err) == 0);
 	CHECK_STR(c.smarthost, "[a.example]:25");
@@ -1363,6 +1386,8 @@ t_env_errors(void)
 		{ "FERRY_TLS_KEY=", "tls_cert = /c\ntls_key = /k\n",
 		    "t.conf:1: tls_cert: set without tls_key (give both, or the "
 		    "same file twice if it holds both)" },
+		{ "FERRY_LISTEN_SMTPS=127.0.0.1:465", NULL,
+		    "FERRY_LISTEN_SMTPS: needs tls_cert and tls_key" },
 	};
 	struct config c, keep;
 	struct config_src src;
