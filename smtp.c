@@ -1882,6 +1882,9 @@ smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
 	int r;
 
 	if (len == 1 && line[0] == '*') {
+		/* Postfix's line for it (no failure: fail2ban counts none). */
+		log_warnx(LP_SMTPD, "%s: SASL %s authentication aborted",
+		    smtp_peer(s), s->sasl_method);
 		smtp_auth_end(s);
 		smtp_reply(s, RP_AUTH_ABORTED);
 		return;

@@ -299,6 +299,11 @@ def test_auth_mechanisms_and_replies():
         fails = [l for l in sasl_lines(d) if 'authentication failed' in l]
         check(fails == [], 'aborted AUTH logged as a failure:\n'
               + '\n'.join(fails))
+        # ... but logged, in Postfix's words, one line per '*'
+        aborts = [l for l in sasl_lines(d) if re.search(
+            r'warning: unknown\[127\.0\.0\.1\]: SASL (LOGIN|PLAIN) '
+            r'authentication aborted$', l)]
+        check(len(aborts) == 2, 'abort lines %r' % aborts)
 
 
 def test_wrong_password_logged_for_fail2ban():
