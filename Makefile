@@ -158,11 +158,13 @@ test-cross:
 # As root, with the `user` of relay.conf (ferry) existing, the queue
 # directories are given to it; otherwise they are made and a note says
 # what to run (the daemon fixes owner and modes itself when it starts as
-# root).  relay.conf is never overwritten.
+# root).  relay.conf is never overwritten; a new one names a QUEUEDIR
+# other than the default (the unit lets the daemon write only there).
 MANDIR	?= $(PREFIX)/share/man
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 QUEUEDIR ?= /var/spool/ferry
 Q	:= $(DESTDIR)$(QUEUEDIR)
+QLINE	= $(if $(filter-out /var/spool/ferry,$(QUEUEDIR)),queue_dir = $(QUEUEDIR),&)
 
 install: $(BIN)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/ferry \
@@ -176,7 +178,9 @@ ifeq ($(SENDMAIL_LINKS),1)
 endif
 	[ -e $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf ] || \
 	    [ -L $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf ] || \
-	    install -m 0644 relay.conf.example $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf
+	    { sed 's|^#queue_dir = /var/spool/ferry$$|$(QLINE)|' \
+	    relay.conf.example >$(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf && \
+	    chmod 0644 $(DESTDIR)$(SYSCONFDIR)/ferry/relay.conf; }
 	install -m 0644 doc/ferry.8 $(DESTDIR)$(MANDIR)/man8/ferry.8
 	install -m 0644 doc/relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
 	sed -e 's|/usr/sbin/ferry|$(SBINDIR)/ferry|' \

@@ -175,6 +175,36 @@ def test_install_keeps_relay_conf_and_links_off():
               'relay.conf')
 
 
+def test_install_queuedir_reaches_the_daemon():
+    """QUEUEDIR=/srv/...: the directory made, the unit's ReadWritePaths
+    and the queue_dir of the new relay.conf are the same one (the daemon
+    under ProtectSystem=strict can write nowhere else); an existing
+    relay.conf is still left alone."""
+    with DestDir() as dd:
+        _install(dd, 'PREFIX=/usr', 'QUEUEDIR=/srv/ferry-q')
+        check(os.path.isdir(os.path.join(dd, 'srv/ferry-q/maildrop')),
+              'QUEUEDIR not made')
+        unit = _read(os.path.join(
+            dd, 'usr/lib/systemd/system/ferry.service')).decode()
+        check(re.search(r'^ReadWritePaths=/srv/ferry-q /run/ferry$', unit,
+                        re.M), 'unit ReadWritePaths: %s' % short(unit, 3000))
+        conf = os.path.join(dd, 'etc/ferry/relay.conf')
+        _file(conf, 0o644)
+        p = subprocess.run([FERRY_BIN, '-c', conf, 'check-config'],
+                           capture_output=True, timeout=30)
+        check(p.returncode == 0 and
+              re.search(rb'(?m)^queue_dir = /srv/ferry-q  # ', p.stdout),
+              'the installed relay.conf does not use QUEUEDIR: exit %d\n%s'
+              % (p.returncode, short(p.stdout + p.stderr, 2000)))
+        mine = b'# the admin\'s own\n'
+        with open(conf, 'wb') as f:
+            f.write(mine)
+        os.chmod(conf, 0o640)
+        _install(dd, 'PREFIX=/usr', 'QUEUEDIR=/srv/ferry-q')
+        check(_read(conf) == mine and _mode(conf) == 0o640,
+              'make install changed an existing relay.conf')
+
+
 def test_install_newaliases_link():
     """newaliases through its installed link checks the aliases file of
     $FERRY_CONFIG: 0 when it parses or there is none, 78 naming the file

@@ -190,13 +190,13 @@ class Rig:
         e.update(more)
         return e
 
-    def render(self):
+    def render(self, **env):
         """(exit code, stderr text, FERRY_RESTART)"""
         p = subprocess.run(self.shell + [
             '-c', '. "$1" && . "$2" || exit 99; ferry_uci_render "$3"; '
             'rc=$?; echo "RESTART=$FERRY_RESTART"; exit $rc',
             'sh', self.functions, UCI_SH, self.out],
-            env=self.env(), capture_output=True, timeout=30 * SLOW)
+            env=self.env(**env), capture_output=True, timeout=30 * SLOW)
         check(p.returncode != 99, 'sourcing failed: %s' % short(p.stderr))
         m = re.search(rb'RESTART=(\d)', p.stdout)
         check(m, 'no RESTART line: %s' % short(p.stdout))
@@ -401,6 +401,19 @@ def test_openwrt_render_changes_and_restart():
               % restart)
         check('queue_dir = /mnt/usb/ferry\n' in r.read('relay.conf'),
               'queue_dir option not used once queue_in_ram is 0')
+        # dns.c reads dns_servers and dnssec once: SIGHUP keeps them
+        r.set_uci(FULL)
+        check(r.render()[0] == 0, 'render FULL again')
+        dns = FULL.replace('127.0.0.1:5353', '127.0.0.1:5354')
+        r.set_uci(dns)
+        rc, err, restart = r.render()
+        check(rc == 0 and restart == 1, 'new dns_servers: restart %d %s'
+              % (restart, err))
+        r.set_uci(dns.replace("option dnssec '0'", "option dnssec '1'"))
+        rc, err, restart = r.render()
+        check(rc == 0 and restart == 1, 'dnssec on: restart %d %s'
+              % (restart, err))
+        check('dnssec' not in r.read('relay.conf'), 'dnssec still off')
 
         text = _replace_option(FULL, 'smarthost_user', '')
         text = _replace_option(text, 'smarthost_password', '')
@@ -413,6 +426,35 @@ def test_openwrt_render_changes_and_restart():
         conf = r.read('relay.conf')
         check('smarthost_auth' not in conf and 'aliases' not in conf,
               'relay.conf still names them:\n' + conf)
+    finally:
+        r.cleanup()
+
+
+def test_openwrt_render_ram_queue_parent():
+    """queue_in_ram '1': the queue's parent directory is made, since
+    ferry makes only the queue directory itself and OpenWrt's /var/spool
+    does not exist after a boot (/var is RAM); a queue_dir elsewhere (a
+    USB disk that may not be mounted yet) gets no directory made."""
+    r = Rig(SHELLS[-1])
+    try:
+        ram = os.path.join(r.dir, 'var', 'spool', 'ferry')
+        r.set_uci(FULL)
+        rc, err, _ = r.render(FERRY_QUEUE_RAM=ram)
+        check(rc == 0, 'render: %s' % err)
+        check('queue_dir = %s\n' % ram in r.read('relay.conf'),
+              'queue_dir is not the RAM one:\n' + r.read('relay.conf'))
+        check(os.path.isdir(os.path.dirname(ram)),
+              'the RAM queue\'s parent %s was not made'
+              % os.path.dirname(ram))
+        check(not os.path.exists(ram), 'the queue itself is ferry\'s')
+        usb = os.path.join(r.dir, 'mnt', 'usb', 'ferry')
+        r.set_uci(FULL.replace("option queue_in_ram '1'",
+                               "option queue_in_ram '0'")
+                  .replace('/mnt/usb/ferry', usb))
+        rc, err, _ = r.render(FERRY_QUEUE_RAM=ram)
+        check(rc == 0, 'render: %s' % err)
+        check(not os.path.exists(os.path.join(r.dir, 'mnt')),
+              'a directory was made for queue_dir %s' % usb)
     finally:
         r.cleanup()
 
@@ -479,9 +521,16 @@ def test_openwrt_init_script():
         check(log == ['restart'], 'reload, listener changed: %r' % log)
         rc, log, err = _init_run(r, 'reload_service', running='false')
         check(log == ['restart'], 'reload, not running: %r' % log)
+        r.set_uci(FULL.replace('127.0.0.1:2525', '127.0.0.1:2528')
+                  .replace('127.0.0.1:5353', '127.0.0.1:5355'))
+        rc, log, err = _init_run(r, 'reload_service')
+        check(log == ['restart'], 'reload, dns_servers changed: %r' % log)
+        # Disabled: `start` (no instance: procd stops the running one and
+        # keeps the reload trigger), not `stop` (deletes the service and
+        # its trigger, so enabling it again would start nothing).
         r.set_uci(FULL.replace("option enabled '1'", "option enabled '0'"))
         rc, log, err = _init_run(r, 'reload_service')
-        check(log == ['stop'], 'reload, now disabled: %r' % log)
+        check(log == ['start'], 'reload, now disabled: %r' % log)
         r.set_uci(FULL.replace("option smarthost_tls 'verify'",
                                "option smarthost_tls 'very fy'"))
         rc, log, err = _init_run(r, 'reload_service')

@@ -14,17 +14,18 @@
 #
 #   ferry_uci_render DIR    0, or 1 with the reason on stderr;
 #                           FERRY_RESTART=1 when a key that SIGHUP cannot
-#                           change (listeners, socket, queue, user) did
+#                           change (listeners, socket, queue, user, DNS)
+#                           did
 
 FERRY_UCI_SECTION=${FERRY_UCI_SECTION:-main}
 FERRY_USER=${FERRY_USER:-ferry}
 FERRY_GROUP=${FERRY_GROUP:-ferry}
 # Flash, so mail survives a reboot (OpenWrt's /var is RAM); or RAM.
 FERRY_QUEUE_FLASH=/etc/ferry/spool
-FERRY_QUEUE_RAM=/var/spool/ferry
+FERRY_QUEUE_RAM=${FERRY_QUEUE_RAM:-/var/spool/ferry}
 FERRY_SOCKET=/var/run/ferry/submit.sock
 # What the running daemon keeps until a restart (see main.c, SIGHUP).
-FERRY_RESTART_KEYS='listen_smtp|listen_submission|listen_smtps|local_socket|queue_dir|user'
+FERRY_RESTART_KEYS='listen_smtp|listen_submission|listen_smtps|local_socket|queue_dir|user|dns_servers|dnssec'
 FERRY_RESTART=0
 
 ferry_err() {
@@ -161,7 +162,12 @@ ferry_uci_render() {
 		ferry_err smarthost_password "empty, but smarthost_user is set"
 		return 1
 	fi
-	[ "$_fr_ram" = 1 ] && _fr_queue=$FERRY_QUEUE_RAM
+	# ferry makes the queue directory, not its parent, and /var/spool
+	# is not there after a boot (/var is RAM).
+	if [ "$_fr_ram" = 1 ]; then
+		_fr_queue=$FERRY_QUEUE_RAM
+		mkdir -p "${_fr_queue%/*}" || return 1
+	fi
 
 	mkdir -p "$_fr_dir" || return 1
 	_fr_new=$_fr_dir/relay.conf.new
