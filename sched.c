@@ -49,6 +49,7 @@
 #define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
+#define SCHED_EXPIRED		"message expired after "	/* reason */
 #define SCHED_DEST_MAX		(DNS_NAME_MAX + 1)
 #define SCHED_INDEX_BATCH	1024	/* state files looked at per turn */
 #define SCHED_INDEX_RETRY_MS	1000	/* after an allocation failed */
@@ -925,7 +926,7 @@ sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
 	char last[QUEUE_REASON_MAX];
 
 	memcpy(last, r->reason, sizeof(last));
-	if (snprintf(r->reason, sizeof(r->reason), "message expired after "
+	if (snprintf(r->reason, sizeof(r->reason), SCHED_EXPIRED
 	    "%us in the queue%s%s", lifetime, last[0] ? ": " : "", last) < 0)
 		r->reason[0] = '\0';
 }
@@ -1017,7 +1018,7 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 
 	if ((br = calloc(qi->nrcpt, sizeof(*br))) == NULL ||
 	    (dsn = calloc(qi->nrcpt, sizeof(*dsn))) == NULL ||
-	    (hdrs = malloc(SCHED_HEADERS_MAX)) == NULL)
+	    (hdrs = malloc(SCHED_HEADERS_MAX + 1)) == NULL)
 		goto done;
 	for (i = 0; i < qi->nrcpt; i++) {
 		st = qi->rcpt[i].status;
@@ -1036,12 +1037,18 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 		n++;
 	}
 	if ((fd = sched_open(m)) != -1)
-		got = pread(fd, hdrs, SCHED_HEADERS_MAX, (off_t)qi->body_off);
-	/* bounce_compose() copies up to the first empty line. */
+		got = pread(fd, hdrs, SCHED_HEADERS_MAX + 1,
+		    (off_t)qi->body_off);
+	/* bounce_compose() copies up to the first empty line; the byte
+	 * past its limit tells it a longer header was cut (it then says
+	 * so and keeps whole lines only). */
 	if (got > 0)
 		hlen = (size_t)got < qi->size ? (size_t)got : (size_t)qi->size;
-	/* The DSN quotes the original's headers, 8-bit ones included. */
-	w = queue_writer_new(NULL, "", QF_BOUNCE | (qi->flags & QF_8BITMIME),
+	/* The DSN quotes the original's headers, 8-bit ones included, and
+	 * goes to its sender: a UTF-8 one needs SMTPUTF8 (RFC 6531 §3.4),
+	 * which the original had. */
+	w = queue_writer_new(NULL, "", QF_BOUNCE |
+	    (qi->flags & (QF_8BITMIME | QF_SMTPUTF8)),
 	    (uid_t)-1, kind == BOUNCE_FAILED ? "bounce" : "delay");
 	if (w == NULL || queue_writer_rcpt(w, qi->sender) == -1 ||
 	    bounce_compose(w, kind, sched_conf->hostname, qi, br, n,
@@ -1208,9 +1215,11 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 	const char *code;
 	size_t k;
 
-	/* memmem(), not strstr(): one libc import fewer (bounce.c). */
-	if (memmem(reply, strlen(reply), "expired after",
-	    sizeof("expired after") - 1) != NULL)
+	/* Ours leads with it (sched_expire_reason); a remote's 5xx that
+	 * says "expired after" somewhere is no expiry, and a 4.x.x would
+	 * tell list managers it is worth sending again. */
+	if (strlen(reply) >= sizeof(SCHED_EXPIRED) - 1 &&
+	    memcmp(reply, SCHED_EXPIRED, sizeof(SCHED_EXPIRED) - 1) == 0)
 		return "4.4.7";
 	/* "550 5.1.1 ..." (a remote's reply), else "5.1.10 ..." (ours,
 	 * see sched_reason). */
