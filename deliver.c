@@ -259,7 +259,7 @@ static void deliver_fmt(char *, size_t, const char *, ...)
 static void deliver_why(struct deliver *, const char *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static void deliver_why_dns(struct deliver *, const char *, const char *,
-    const char *, int);
+    const char *, enum dns_status);
 static int deliver_has_8bit(const struct deliver_txn *);
 static int deliver_txn_8bit(const struct deliver_txn *);
 
@@ -513,6 +513,7 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
     const struct dns_mx *mx, int n)
 {
 	struct deliver *d = arg;
+	int i, j;
 
 	d->dreq = NULL;
 	d->mx_secure = secure;
@@ -520,6 +521,22 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 	case DNS_OK:
 		d->nmx = n < DNS_MAX_MX ? n : DNS_MAX_MX;
 		memcpy(d->mx, mx, (size_t)d->nmx * sizeof(*mx));
+		/* RFC 5321 section 5.1: we are one of the exchangers (a
+		 * backup MX): only the better ones are tried, never we
+		 * ourselves, nor hosts that would hand it back. */
+		for (i = 0; i < d->nmx && strcasecmp(d->mx[i].host,
+		    deliver_conf->hostname) != 0; i++)
+			;
+		if (i == d->nmx)
+			break;
+		for (j = 0; d->mx[j].pref < d->mx[i].pref; j++)
+			;
+		if ((d->nmx = j) == 0) {
+			deliver_why(d, "5.4.6", "mail for %s loops back to "
+			    "myself", d->host);
+			deliver_close(d, DR_PERM, "5.4.6", d->why);
+			return;
+		}
 		break;
 	case DNS_NODATA:
 		/* §5.1: no MX, the domain itself is the implicit MX. */
@@ -533,12 +550,12 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 		    "mail (null MX)");
 		return;
 	case DNS_NXDOMAIN:
-		deliver_why_dns(d, "5.1.2", d->host, "MX", 0);
+		deliver_why_dns(d, "5.1.2", d->host, "MX", st);
 		deliver_close(d, DR_PERM, "5.1.2", d->why);
 		return;
 	case DNS_TEMPFAIL:
 	default:
-		deliver_why_dns(d, "4.4.3", d->host, "MX", 1);
+		deliver_why_dns(d, "4.4.3", d->host, "MX", DNS_TEMPFAIL);
 		deliver_close(d, DR_TEMP, "4.4.3", d->why);
 		return;
 	}
@@ -546,7 +563,9 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 	deliver_next_mx(d);
 }
 
-/* Resolve the next MX host's addresses, or give up. */
+/* Resolve the next MX host's addresses, or give up: a bounce when no
+ * host has an address and nothing else went wrong (5.4.4, as Postfix;
+ * deliver_on_addr()), else a deferral. */
 static void
 deliver_next_mx(struct deliver *d)
 {
@@ -554,8 +573,8 @@ deliver_next_mx(struct deliver *d)
 		if (d->why[0] == '\0')
 			deliver_why(d, "4.4.1", "no usable mail "
 			    "exchanger for %s", d->host);
-		deliver_close(d, DR_TEMP, d->why_dsn[0] ? d->why_dsn : "4.4.1",
-		    d->why);
+		deliver_close(d, d->why_dsn[0] == '5' ? DR_PERM : DR_TEMP,
+		    d->why_dsn[0] ? d->why_dsn : "4.4.1", d->why);
 		return;
 	}
 	deliver_enter_state(d, DS_RESOLVE_ADDR);
@@ -576,8 +595,11 @@ deliver_on_addr(void *arg, enum dns_status st, int secure,
 
 	d->dreq = NULL;
 	if (st != DNS_OK || n == 0) {
-		deliver_why_dns(d, "4.4.3", deliver_mx_host(d), "A",
-		    st == DNS_TEMPFAIL);
+		/* Postfix's codes: a host that does not exist is 5.4.4, or
+		 * 4.4.4 once something failed that may work later. */
+		deliver_why_dns(d, st == DNS_TEMPFAIL ? "4.4.3" :
+		    d->why_dsn[0] == '4' ? "4.4.4" : "5.4.4",
+		    deliver_mx_host(d), "A", st == DNS_OK ? DNS_NODATA : st);
 		deliver_next_mx(d);
 		return;
 	}
@@ -1924,15 +1946,18 @@ deliver_on_reap(struct loop_timer *t)
 
 /* --- helpers --- */
 
-/* Postfix's words for a failed MX or address lookup; temp: it may
- * succeed later. */
+/* Postfix's words for a failed MX or address lookup (its
+ * dns_strerror()): DNS_TEMPFAIL may succeed later, DNS_NODATA is a name
+ * that exists without the record. */
 static void
 deliver_why_dns(struct deliver *d, const char *dsn, const char *name,
-    const char *type, int temp)
+    const char *type, enum dns_status st)
 {
 	deliver_why(d, dsn, "Host or domain name not found. Name service "
-	    "error for name=%s type=%s: Host not found%s", name, type,
-	    temp ? ", try again" : "");
+	    "error for name=%s type=%s: %s", name, type,
+	    st == DNS_TEMPFAIL ? "Host not found, try again" :
+	    st == DNS_NODATA ? "Host found but no data record of requested "
+	    "type" : "Host not found");
 }
 
 /* Remember the latest trouble, for the log line if every hop fails.

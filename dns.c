@@ -717,9 +717,13 @@ dns_deliver_addr(struct dns_req *req)
 		st = DNS_TEMPFAIL;
 	else
 		st = DNS_NODATA;
-	/* Secure only if both answers came back validated. */
-	secure = dns_dnssec && s6->raw != NULL && s4->raw != NULL &&
-	    s6->ad && s4->ad;
+	/* Secure if every answer that came back validated.  A family whose
+	 * lookup failed (a bogus answer is a SERVFAIL) gives no address
+	 * and has no say, as in Postfix: taking the host for insecure
+	 * would let whoever can spoil one answer turn DANE off. */
+	secure = dns_dnssec && (s6->st != DNS_TEMPFAIL ||
+	    s4->st != DNS_TEMPFAIL) && (s6->st == DNS_TEMPFAIL || s6->ad) &&
+	    (s4->st == DNS_TEMPFAIL || s4->ad);
 	log_trace(TRACE_DNS, "dns %p: AAAA+A %s: %s, %d+%d, secure=%d",
 	    (void *)req, req->name, dns_status_name(st), n6, n4, secure);
 	if (s4->raw != NULL) {

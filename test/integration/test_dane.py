@@ -14,7 +14,9 @@ import functools
 import hashlib
 import os
 import re
+import signal
 import tempfile
+import time
 
 import peers
 from dnsrig import DnssecRig
@@ -446,3 +448,56 @@ def test_dane_second_mx_verified_after_first_refused():
                   [('Untrusted', 'mx.a.dane.test'),
                    ('Verified', 'mx2.a.dane.test')],
                   'TLS lines %r' % tls_lines(d))
+
+
+def bogus_rrsig(rig, zone, owner, rtype):
+    """Break the signature over owner's rtype RRset in the signed zone
+    nsd serves and have nsd reload it: the validating resolver answers
+    that one type SERVFAIL (bogus), the owner's other types stay secure,
+    as an attacker who can tamper with packets but not forge signatures
+    could make it."""
+    path = os.path.join(rig.dir, 'zones', zone + '.signed')
+    with open(path) as f:
+        text = f.read()
+    pat = re.compile(r'^%s\.\s+\d+\s+IN\s+RRSIG\s+%s .*$'
+                     % (re.escape(owner), rtype), re.M)
+
+    def flip(m):
+        line = m.group(0)
+        i = len(line) - 10	# inside the signature, before the padding
+        return line[:i] + ('A' if line[i] != 'A' else 'B') + line[i + 1:]
+    broken = pat.sub(flip, text)
+    check(broken != text, 'no RRSIG %s for %s in %s' % (rtype, owner, path))
+    with open(path, 'w') as f:
+        f.write(broken)
+    with open(os.path.join(rig.dir, 'nsd.pid')) as f:
+        os.kill(int(f.read()), signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while rig.query(owner, rtype).rcode != 'SERVFAIL':
+        check(time.monotonic() < deadline, 'nsd kept the old %s' % rtype)
+        time.sleep(0.2)
+    a = rig.query(owner, 'A' if rtype != 'A' else 'AAAA')
+    check(a.rcode == 'NOERROR' and a.ad, 'the other type: %r' % a)
+
+
+def test_dane_bogus_aaaa_secure_a_still_dane():
+    """A secure MX host whose AAAA answer is bogus (SERVFAIL) and whose A
+    answer is secure: its addresses are the secure A records, so its
+    TLSA records still apply (RFC 7672 section 2.2.2) and a peer with
+    another key gets no mail.  It was taken for an insecure host: TLS
+    'may', the key not checked (and with STARTTLS stripped, plaintext)."""
+    bad = '3 1 1 ' + hashlib.sha256(b'not the key').hexdigest()
+    with tempfile.TemporaryDirectory() as tmp, peer(tmp, 'ee') as p:
+        zones = {'a.dane.test': mx_zone(p.port, [bad]) +
+                 ['mx AAAA 2001:db8::25']}
+        with DnssecRig(zones) as rig:
+            bogus_rrsig(rig, 'a.dane.test', 'mx.a.dane.test', 'AAAA')
+            with daemon('danebogus6', rig, p.port) as d:
+                qid = d.send_message(BODY, rcpts=['x@a.dane.test'])
+                one_delivery(d, qid, 'deferred', r'4\.7\.5',
+                             r'^Server certificate not trusted')
+                p.wait_idle()
+                no_mail_sent(p, 'the host with the wrong key')
+                deferred_kept(d, qid)
+                check([l[0] for l in tls_lines(d)] == ['Untrusted'],
+                      'TLS lines %r' % tls_lines(d))

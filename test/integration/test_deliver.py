@@ -307,12 +307,12 @@ def test_deliver_a_fallback():
               'A fallback sink: %r' % msgs)
 
 
-def _dns_bounce(name, rr, rcpt, dsn, text_re):
+def _dns_bounce(name, rr, rcpt, dsn, text_re, **cfg):
     """A DNS answer that bounces: the log line, then exactly one DSN to
     the sender (delivered to the sender's MX) with that status."""
     z = zone(*(rr + SENDER_ZONE))
     with DnsServer(z) as dns, Sink('127.0.0.9') as s, \
-            mx_daemon(name, dns, s.port) as d:
+            mx_daemon(name, dns, s.port, **cfg) as d:
         qid = d.send_message(BODY, sender=SENDER, rcpts=(rcpt,))
         r = wait_delivery(d, qid, 'bounced')[0]
         check_log_line(r, rcpt, 'bounced', re.escape(dsn), text_re=text_re)
