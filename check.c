@@ -211,7 +211,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 	struct check *c;
 	struct dane_policy *pol = NULL;
 	char err[CHECK_ERR_MAX];
-	int rc;
+	int rc, opt;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->tlsa = calloc(1, sizeof(*c->tlsa))) == NULL) {
@@ -230,15 +230,19 @@ check_cli(const struct config *conf, int argc, char **argv)
 		goto done;
 	if ((rc = check_setup(c)) != EX_OK)
 		goto done;
-	if (conf->tls_policy[0] != '\0' &&
-	    strcmp(c->level_from, "-l") != 0) {
+	/* -l wins over the entry's level, but -l fingerprint still needs
+	 * the entry's match= values. */
+	opt = strcmp(c->level_from, "-l") == 0;
+	if (conf->tls_policy[0] != '\0' && (!opt ||
+	    c->level == TLS_FINGERPRINT)) {
 		if ((pol = dane_policy_load(conf->tls_policy, err,
 		    sizeof(err))) == NULL) {
 			log_cli("ferry check", "tls_policy: %s", err);
 			rc = EX_CONFIG;
 			goto done;
 		}
-		if ((c->pin = dane_policy_find(pol, c->domain)) != NULL) {
+		if ((c->pin = dane_policy_find(pol, c->domain)) != NULL &&
+		    !opt) {
 			c->level = c->pin->level;
 			c->level_from = "tls_policy";
 		}

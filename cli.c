@@ -1352,8 +1352,8 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		    mq_show(text, qi->rcpt[i].reason)) == -1)
 			return -1;
 	}
-	if (qi->maildrop && mq_addf(&mq->out, "%*s(in maildrop/: the mail "
-	    "daemon has not picked it up yet)\n", QUEUE_ID_LEN + 32, "") == -1)
+	if (qi->maildrop && mq_addf(&mq->out, "%*s(waiting in maildrop/)\n",
+	    QUEUE_ID_LEN + 32, "") == -1)
 		return -1;
 	/* Never tried (next_attempt 0): it goes now, nothing to say. */
 	if (deferred && qi->next_attempt != 0) {
@@ -1614,16 +1614,22 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 		else
 			pos[np++] = argv[i];
 	}
-	if (np == 0)
+	/* HOST: a name for the owner ("" made "_25._tcp.." and read
+	 * before the string); PORT: digits only, as check's -p. */
+	if (np == 0 || (np >= 2 && (pos[1][0] == '\0' || pos[1][0] == '.')))
 		goto usage;
-	if (np == 3 && ((port = strtoull(pos[2], &end, 10)) == 0 ||
-	    port > 65535 || *end != '\0'))
+	if (np == 3 && (pos[2][0] < '0' || pos[2][0] > '9' ||
+	    (port = strtoull(pos[2], &end, 10)) == 0 || port > 65535 ||
+	    *end != '\0'))
 		goto usage;
 	mbedtls_x509_crt_init(&crt);
-	if (mbedtls_x509_crt_parse_file(&crt, pos[0]) < 0 ||
+	/* More than 0: that many certificates did not parse, and mbedTLS
+	 * left them out; a damaged leaf would make the CA's record. */
+	if ((i = mbedtls_x509_crt_parse_file(&crt, pos[0])) != 0 ||
 	    crt.raw.p == NULL) {
-		log_cli("ferry tlsa", "%s: not a PEM or DER certificate",
-		    pos[0]);
+		log_cli("ferry tlsa", "%s: %s", pos[0], i > 0 ? "a "
+		    "certificate in it does not parse" : "not a PEM or DER "
+		    "certificate");
 		goto done;
 	}
 	hexsz = 2 * crt.raw.len + 1;

@@ -1921,7 +1921,6 @@ done:
 int
 queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 {
-	static const char *const subs[] = { ".", "maildrop" };
 	char (*ids)[QUEUE_ID_SIZE];
 	struct queue_info info;
 	struct stat st;
@@ -1930,7 +1929,7 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 	int stop = 0;
 
 	for (k = 0; k < 2 && stop == 0; k++) {
-		if (walk_ids(subs[k], &ids, &n) == -1) {
+		if (walk_ids(k ? "maildrop" : ".", &ids, &n) == -1) {
 			if (k == 0)
 				return -1;
 			break;		/* maildrop/: not ours to read */
@@ -1942,7 +1941,7 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 			if (k == 1 && fstatat(queue_dirfd, ids[i], &st,
 			    AT_SYMLINK_NOFOLLOW) == 0)
 				continue;
-			if (load_in(k ? subs[k] : NULL, ids[i], &info,
+			if (load_in(k ? "maildrop" : NULL, ids[i], &info,
 			    &why) == -1) {
 				if (k == 0 && errno == EBADMSG)
 					(void)queue_quarantine(ids[i], why);

@@ -400,6 +400,20 @@ def test_check_tls_policy():
         r'level dane \(outbound_tls\)')
 
 
+def test_check_level_fingerprint_option():
+    """-l fingerprint takes the pins from the domain's tls_policy entry
+    (it said the entry was missing, exit 64, whenever -l was given);
+    -l other levels still win over the entry's level."""
+    run_check('-l', 'fingerprint', 'fp.dane.test', conf='policy').expect(
+        0, [r'verified \(fingerprint\)$'], r'verified').has(
+        r'level fingerprint \(-l\)')
+    r = run_check('-l', 'fingerprint', 'ee311.dane.test', conf='policy')
+    if r.rc != 64 or 'needs a tls_policy entry with match=' not in r.err:
+        r.fail('no pin for ee311.dane.test: want exit 64')
+    run_check('-l', 'encrypt', 'fp.dane.test', conf='policy').expect(
+        69, [ENCRYPTED], ONE_HOST_UNVERIFIED).has(r'level encrypt \(-l\)')
+
+
 # --- levels none and encrypt, by -l and by tls_policy -------------------
 
 PLAINTEXT_NONE = r'plaintext \(level none\)$'

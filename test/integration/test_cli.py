@@ -332,7 +332,7 @@ def test_sendmail_maildrop_on_4xx():
               'maildrop %r, mailq %r' % (os.listdir(md), q))
         p = d.cli('mailq')
         check(p.returncode == 0 and p.stdout.count(
-            b'(in maildrop/: the mail daemon has not picked it up yet)')
+            b'(waiting in maildrop/)')
               == 2 and b'in 2 Requests.' in p.stdout, 'mailq: %s'
               % short(p.stdout, 800))
         # Truly short of room: maildrop/ keeps the queue's reserve too
@@ -1016,6 +1016,56 @@ def test_tlsa_record_matches_openssl():
         check(rc == 64 and out == '' and 'usage:' in err,
               '%r: rc %d %r' % (bad, rc, out))
     return 'matches openssl for 3 1 1, 3 0 1, 2 0 2, 3 0 0'
+
+
+def test_tlsa_damaged_leaf_and_bad_host():
+    """A chain file whose first certificate does not parse is an error:
+    mbedTLS leaves it out, and the record printed was the CA's, which
+    would fail every DANE delivery once published.  A HOST of "" or "."
+    made the owner "_25._tcp.." (and "" was read before its start); a
+    PORT of "+25" passed strtoull().  A key-only file is no certificate."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    certs = os.path.join(top, 'test', 'certs')
+    pem = os.path.join(certs, 'server.pem')
+
+    def tlsa(*args):
+        p = subprocess.run([FERRY_BIN, 'tlsa'] + list(args),
+                           capture_output=True, timeout=10)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    leaf = open(pem).read().split('-----END CERTIFICATE-----')[0]
+    lines = leaf.splitlines()
+    tmp = tempfile.mkdtemp(prefix='ferry-tlsa-')
+    try:
+        bad = os.path.join(tmp, 'chain.pem')
+        with open(bad, 'w') as f:	# two base64 lines short, then the CA
+            f.write('\n'.join(lines[:3] + lines[5:]) +
+                    '\n-----END CERTIFICATE-----\n' +
+                    open(os.path.join(certs, 'ca.pem')).read())
+        rc, out, err = tlsa(bad, 'mx.relay.test')
+        check(rc == 65 and out == '' and 'does not parse' in err,
+              'damaged leaf: rc %d %r %r' % (rc, out, err))
+        good = os.path.join(tmp, 'full.pem')	# key, leaf, CA: fine
+        with open(good, 'w') as f:
+            f.write(open(os.path.join(certs, 'server.key')).read() +
+                    open(pem).read() +
+                    open(os.path.join(certs, 'ca.pem')).read())
+        rc, out, _ = tlsa(good)
+        rc2, out2, _ = tlsa(pem)
+        check(rc == 0 and out == out2 and out.startswith('3 1 1 '),
+              'key + chain: rc %d %r, want %r' % (rc, out, out2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rc, out, err = tlsa(os.path.join(certs, 'server.key'))
+    check(rc == 65 and out == '' and 'not a PEM or DER' in err,
+          'key only: rc %d %r %r' % (rc, out, err))
+    for bad in ([pem, ''], [pem, '.'], [pem, 'h', '+25'], [pem, 'h', ' 25'],
+                [pem, 'h', '0'], ['--selector', '2', pem],
+                ['--usage', '-1', pem], [pem, '--match']):
+        rc, out, err = tlsa(*bad)
+        check(rc == 64 and out == '' and 'usage:' in err,
+              '%r: rc %d %r %r' % (bad, rc, out, err))
 
 
 # --- start-up refusals (issue 2: "refuse to run as root") -------------------
