@@ -234,6 +234,14 @@ msg_field_next(const char *b, size_t end, size_t *pos, struct msg_field *f)
 }
 
 int
+msg_field_line(const char *b, size_t len, struct msg_field *f)
+{
+	f->start = 0;
+	f->end = len;
+	return field_start(b, len, 0, &f->name_len, &f->value);
+}
+
+int
 msg_field_is(const char *b, const struct msg_field *f, const char *name)
 {
 	return strlen(name) == f->name_len &&

@@ -71,6 +71,10 @@ int msg_field_next(const char *, size_t end, size_t *pos,
     struct msg_field *);
 /* Case-insensitive name test. */
 int msg_field_is(const char *, const struct msg_field *, const char *name);
+/* One line (len without its CRLF) that starts a field: 1 with the name
+ * (start 0) and value offsets in *f, else 0.  The daemon's header scan
+ * (smtp.c) reads a stream line by line with it. */
+int msg_field_line(const char *, size_t len, struct msg_field *);
 
 /*
  * out = the fields (without Bcc: and Resent-Bcc: when drop_bcc) + add

@@ -47,6 +47,7 @@
 #include "io.h"
 #include "log.h"
 #include "loop.h"
+#include "msg.h"
 #include "queue.h"
 #include "smtp.h"
 #include "textfile.h"
@@ -1521,26 +1522,21 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 static int
 smtp_header(struct smtp_session *s, const char *line, size_t n)
 {
-	size_t i, j, v, e = n - 2;
+	struct msg_field f;
+	size_t v, e = n - 2;
 
 	if (line[0] == ' ' || line[0] == '\t')
 		return 1;
-	for (i = 0; i < e && line[i] > ' ' && line[i] < 127 &&
-	    line[i] != ':'; i++)
-		;
-	/* RFC 5322 section 4.5.8: "Subject : x" is a field too (sendmail's
-	 * parser, msg.c, and Postfix's take it). */
-	for (j = i; j < e && (line[j] == ' ' || line[j] == '\t'); j++)
-		;
-	if (i == 0 || j == e || line[j] != ':')
+	/* sendmail's parser (msg.c), so both sides agree on what a field
+	 * is ("Subject : x" too, RFC 5322 section 4.5.8). */
+	if (!msg_field_line(line, e, &f))
 		return 0;
-	if (i == 4 && strncasecmp(line, "Date", 4) == 0)
+	if (msg_field_is(line, &f, "Date"))
 		s->flags |= SF_SEEN_DATE;
-	else if (i == 4 && strncasecmp(line, "From", 4) == 0)
+	else if (msg_field_is(line, &f, "From"))
 		s->flags |= SF_SEEN_FROM;
-	else if (i == 10 && s->msgid == NULL &&
-	    strncasecmp(line, "Message-ID", 10) == 0) {
-		for (v = j + 1; v < e && (line[v] == ' ' || line[v] == '\t');
+	else if (s->msgid == NULL && msg_field_is(line, &f, "Message-ID")) {
+		for (v = f.value; v < e && (line[v] == ' ' || line[v] == '\t');
 		    v++)
 			;
 		if (e - v > SMTP_MSGID_MAX)
