@@ -81,6 +81,22 @@ addr_unexpected(struct addr_scan *sc, const char *context)
  * second-byte ranges are what exclude overlong forms (C0, C1, E0 80-9F,
  * F0 80-8F), surrogates (ED A0-BF) and code points past U+10FFFF.
  */
+/*
+ * C1 controls (U+0080-009F: terminal escapes, not Net-Unicode, RFC 5198),
+ * the direction marks, embeddings, overrides and isolates (U+200E-200F,
+ * U+202A-202E, U+2066-2069) and the line and paragraph separators
+ * (U+2028-2029): text that shows otherwise than it is, or a line break a
+ * viewer may draw.
+ */
+int
+addr_utf8_hidden(const unsigned char *p, size_t k)
+{
+	return (k == 2 && p[0] == 0xc2 && p[1] < 0xa0) || (k == 3 &&
+	    p[0] == 0xe2 && ((p[1] == 0x80 && (p[2] == 0x8e ||
+	    p[2] == 0x8f || (p[2] >= 0xa8 && p[2] <= 0xae))) ||
+	    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)));
+}
+
 size_t
 addr_utf8_len(const unsigned char *p, size_t n)
 {
@@ -124,13 +140,9 @@ addr_scan_8bit(struct addr_scan *sc)
 	n = addr_utf8_len(p, sc->len - sc->pos);
 	if (n == 0)
 		return addr_fail(sc, "invalid UTF-8 in address");
-	/* C1 controls (U+0080-009F: terminal escapes, not Net-Unicode, RFC
-	 * 5198) and the bidi embeddings, overrides and isolates (U+202A-202E,
-	 * U+2066-2069: an address that reads otherwise than it is) have no
-	 * place in an address; they would reach the log and root's mailq. */
-	if ((p[0] == 0xc2 && p[1] < 0xa0) || (p[0] == 0xe2 &&
-	    ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
-	    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
+	/* No place in an address; they would reach the log and root's
+	 * mailq. */
+	if (addr_utf8_hidden(p, n))
 		return addr_fail(sc, "control character in address");
 	sc->pos += n;
 	return 0;

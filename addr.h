@@ -29,6 +29,10 @@ int addr_parse_path(const char *s, size_t len, unsigned flags,
 const char *addr_domain(const char *addr);
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
 size_t addr_utf8_len(const unsigned char *p, size_t n);
+/* 1 for the well-formed sequence of k bytes at p when it is a control or
+ * an invisible direction or line mark (refused in addresses, '?' in log
+ * lines). */
+int addr_utf8_hidden(const unsigned char *p, size_t k);
 
 /* Non-zero when the local part hides another destination: '%', '!', or
  * an '@' inside quotes (Postfix's allow_untrusted_routing = no). */

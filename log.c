@@ -263,18 +263,11 @@ log_printable(char *s, size_t n)
 	size_t i = 0, k;
 
 	while (i < n) {
-		/* Kept: printable ASCII, and UTF-8 other than C1 (C2 80-9F,
-		 * the 8-bit CSI among them), the direction marks, embeddings,
-		 * overrides and isolates, and the line and paragraph
-		 * separators (U+200E-F, U+2028-202E, U+2066-2069: text that
-		 * shows otherwise than it is, or a line break a viewer may
-		 * draw). */
+		/* Kept: printable ASCII, and UTF-8 but the controls and
+		 * invisible marks (addr_utf8_hidden(), the 8-bit CSI among
+		 * them). */
 		if (u[i] >= 0x80 && (k = addr_utf8_len(u + i, n - i)) > 0 &&
-		    !(u[i] == 0xc2 && u[i + 1] < 0xa0) && !(u[i] == 0xe2 &&
-		    ((u[i + 1] == 0x80 && (u[i + 2] == 0x8e ||
-		    u[i + 2] == 0x8f || (u[i + 2] >= 0xa8 &&
-		    u[i + 2] <= 0xae))) || (u[i + 1] == 0x81 &&
-		    u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9)))) {
+		    !addr_utf8_hidden(u + i, k)) {
 			i += k;
 			continue;
 		}

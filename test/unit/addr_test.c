@@ -206,6 +206,10 @@ static const struct path_case path_cases[] = {
 	    "control character in address" },
 	{ "utf8 PDI", "<a\xe2\x81\xa9@x.example>", 0, U, -1, NULL,
 	    "control character in address" },
+	{ "utf8 LRM", "<a\xe2\x80\x8e@x.example>", 0, U, -1, NULL,
+	    "control character in address" },
+	{ "utf8 LINE SEPARATOR", "<a\xe2\x80\xa8@x.example>", 0, U, -1, NULL,
+	    "control character in address" },
 	{ "utf8 en dash", "<a\xe2\x80\x93@x.example>", 0, U, 16,
 	    "a\xe2\x80\x93@x.example", NULL },
 	/* control bytes, NUL included, anywhere */
