@@ -109,6 +109,7 @@ static int sched_open(const struct sched_msg *);
 static struct deliver_txn *sched_on_next(void *, struct deliver *);
 static void sched_on_done(void *, struct deliver *, struct deliver_txn *);
 static void sched_on_unused(void *, struct deliver *, struct deliver_txn *);
+static void sched_job_front(struct sched_job *);
 static void sched_on_closed(void *, struct deliver *, enum deliver_result,
     const char *, const char *);
 static void sched_job_result(struct sched_job *);
@@ -701,12 +702,18 @@ static void
 sched_on_unused(void *arg, struct deliver *dv, struct deliver_txn *t)
 {
 	struct sched_conn *c = arg;
-	struct sched_job *job = container_of(t, struct sched_job, txn);
-	struct sched_dest *d = job->dest;
 
 	(void)dv;
-	if (c != NULL)
-		c->job = NULL;
+	c->job = NULL;
+	sched_job_front(container_of(t, struct sched_job, txn));
+}
+
+/* First in its destination's line again, as if never taken. */
+static void
+sched_job_front(struct sched_job *job)
+{
+	struct sched_dest *d = job->dest;
+
 	/* sched_on_next() opens the file again for whoever takes it. */
 	if (job->txn.fd != -1) {
 		(void)close(job->txn.fd);
@@ -792,7 +799,7 @@ sched_job_result(struct sched_job *job)
 		/* The same job, smaller: first in line, so the connection
 		 * that just finished takes it next. */
 		job->txn.nrcpt = again;
-		sched_on_unused(NULL, NULL, &job->txn);
+		sched_job_front(job);
 		return;
 	}
 	sched_job_free(job);
