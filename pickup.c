@@ -124,24 +124,12 @@ pickup_file(const char *name)
 
 	memset(&info, 0, sizeof(info));
 	snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(), name);
-	/*
-	 * Anyone may create entries here: a FIFO must not block the loop
-	 * (O_NONBLOCK), a symlink or hard link must not make us read a file
-	 * its owner could not.
-	 */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-	    O_CLOEXEC);
-	if (fd == -1) {
-		if (errno != ELOOP) {
-			log_warn(LP_PICKUP, "open %s", path);
-			return -1;
-		}
-		why = "a symbolic link";
-		goto bad;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-		why = "not a regular file with one link";
-		goto bad;
+	/* Anyone may create entries here: FIFOs, links (see there). */
+	if ((fd = queue_open_dropped(name, &st, &why)) == -1) {
+		if (errno == EBADMSG)
+			goto bad;
+		log_warn(LP_PICKUP, "open %s", path);
+		return -1;
 	}
 	/* Before the space check: a sparse file claiming a terabyte must
 	 * go to corrupt/, not wait for room for ever. */

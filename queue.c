@@ -124,8 +124,7 @@ static void sweep_dir(const char *, int (*)(int, const char *),
 static int sweep_tmp(int, const char *);
 static void (*queue_listener)(const char *);
 static int sweep_maildrop(int, const char *);
-static int load_in(const char *, const char *, struct queue_info *,
-    const char **);
+static int load_in(int, const char *, struct queue_info *, const char **);
 static int writer_put(struct queue_writer *, const void *, size_t);
 static int writer_flush(struct queue_writer *);
 static int writer_rec(struct queue_writer *, char, const char *, size_t);
@@ -1501,21 +1500,20 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
 int
 queue_load(const char *id, struct queue_info *info, const char **why)
 {
-	return load_in(NULL, id, info, why);
+	return load_in(0, id, info, why);
 }
 
 /*
- * sub: NULL for the queue itself, else "maildrop": a local user's file,
- * so O_NONBLOCK (a FIFO there must not hang mailq) and no state file.
+ * dropped: the file is in maildrop/, a local user's (queue_open_dropped()),
+ * and has no state file.
  */
 static int
-load_in(const char *sub, const char *id, struct queue_info *info,
+load_in(int dropped, const char *id, struct queue_info *info,
     const char **why)
 {
-	char tail[QUEUE_TRAILER_MAX], *head = NULL, name[QUEUE_SUBDIR_MAX +
-	    QUEUE_ID_SIZE + 1];
+	char tail[QUEUE_TRAILER_MAX], *head = NULL;
 	const char *dummy;
-	struct stat st, pre;
+	struct stat st;
 	size_t hlen, tlen;
 	int fd = -1, rc = -1, e;
 
@@ -1532,30 +1530,19 @@ load_in(const char *sub, const char *id, struct queue_info *info,
 		errno = EBADF;
 		return -1;
 	}
-	snprintf(name, sizeof(name), "%s%s%s", sub ? sub : "", sub ? "/" : "",
-	    id);
-	/* In maildrop/ only a plain file of one link is opened at all (a
-	 * device hard-linked there must not see an open from root); a hard
-	 * link is someone else's file, as pickup sees it. */
-	if (sub != NULL && (fstatat(queue_dirfd, name, &pre,
-	    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(pre.st_mode) ||
-	    pre.st_nlink != 1)) {
-		*why = "not a regular file";
-		errno = errno == ENOENT ? ENOENT : EBADMSG;
-		return -1;
-	}
-	fd = openat(queue_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-	    O_NONBLOCK | O_NOCTTY);
+	fd = dropped ? queue_open_dropped(id, &st, why) :
+	    openat(queue_dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
 	if (fd == -1) {
-		*why = "cannot open";
+		if (!dropped || errno != EBADMSG)
+			*why = "cannot open";
 		return -1;
 	}
-	if (fstat(fd, &st) == -1) {
+	if (!dropped && fstat(fd, &st) == -1) {
 		*why = "cannot stat";
 		goto done;
 	}
-	if (!S_ISREG(st.st_mode) || (sub != NULL && (st.st_nlink != 1 ||
-	    st.st_dev != pre.st_dev || st.st_ino != pre.st_ino))) {
+	if (!S_ISREG(st.st_mode)) {
 		*why = "not a regular file";
 		errno = EBADMSG;
 		goto done;
@@ -1582,8 +1569,8 @@ load_in(const char *sub, const char *id, struct queue_info *info,
 		errno = EBADMSG;
 		goto done;
 	}
-	info->maildrop = sub != NULL;
-	if (sub == NULL && load_state(info) == -1) {
+	info->maildrop = dropped;
+	if (!dropped && load_state(info) == -1) {
 		*why = "cannot read state file";
 		queue_info_free(info);
 		goto done;
@@ -1754,6 +1741,48 @@ fail:
 	free(buf);
 	errno = e;
 	return rc;
+}
+
+int
+queue_open_dropped(const char *name, struct stat *st, const char **why)
+{
+	char path[sizeof("maildrop/") + NAME_MAX];
+	struct stat pre;
+	int fd, e;
+
+	if (snprintf(path, sizeof(path), "maildrop/%s", name) >=
+	    (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* Nothing but a plain file of one link is opened at all: a device
+	 * hard-linked here must not see an open from root's mailq. */
+	if (fstatat(queue_dirfd, path, &pre, AT_SYMLINK_NOFOLLOW) == -1)
+		return -1;
+	*why = S_ISLNK(pre.st_mode) ? "a symbolic link" :
+	    "not a regular file with one link";
+	if (!S_ISREG(pre.st_mode) || pre.st_nlink != 1) {
+		errno = EBADMSG;
+		return -1;
+	}
+	fd = openat(queue_dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK | O_NOCTTY);
+	if (fd == -1) {
+		if (errno == ELOOP) {	/* a link swapped in meanwhile */
+			*why = "a symbolic link";
+			errno = EBADMSG;
+		}
+		return -1;
+	}
+	e = fstat(fd, st) == -1 ? errno : EBADMSG;
+	/* Swapped between the two looks: not the file checked. */
+	if (e != EBADMSG || !S_ISREG(st->st_mode) || st->st_nlink != 1 ||
+	    st->st_dev != pre.st_dev || st->st_ino != pre.st_ino) {
+		(void)close(fd);	/* read-only */
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 /* ferry delete: a file sendmail left in maildrop/ (queue_walk lists it). */
@@ -1941,7 +1970,7 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 			if (k == 1 && fstatat(queue_dirfd, ids[i], &st,
 			    AT_SYMLINK_NOFOLLOW) == 0)
 				continue;
-			if (load_in(k ? "maildrop" : NULL, ids[i], &info,
+			if (load_in(k, ids[i], &info,
 			    &why) == -1) {
 				if (k == 0 && errno == EBADMSG)
 					(void)queue_quarantine(ids[i], why);

@@ -126,6 +126,14 @@ int queue_load(const char *id, struct queue_info *, const char **why);
 int queue_update(const struct queue_info *, int durable);
 int queue_delete(const char *id);
 int queue_delete_dropped(const char *id);	/* maildrop/ID */
+/* maildrop/NAME, a local user's file, opened for reading (O_NONBLOCK:
+ * a FIFO must not hang us) only when it is a regular file of one link,
+ * the same one when open as when looked at: a link must not make root
+ * or the daemon read what its owner could not.  -1 with errno EBADMSG
+ * and *why ("a symbolic link", "not a regular file with one link") for
+ * such a file, else errno of the call (ENOENT: gone). */
+struct stat;
+int queue_open_dropped(const char *name, struct stat *, const char **why);
 /* Move a bad file to corrupt/ and log it. */
 int queue_quarantine(const char *name, const char *why);
 int queue_id_valid(const char *);
