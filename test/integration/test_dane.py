@@ -468,14 +468,26 @@ def bogus_rrsig(rig, zone, owner, rtype):
         return line[:i] + ('A' if line[i] != 'A' else 'B') + line[i + 1:]
     broken = pat.sub(flip, text)
     check(broken != text, 'no RRSIG %s for %s in %s' % (rtype, owner, path))
+    before = rig.query_nsd(owner, rtype).data('RRSIG')
+    check(before, 'nsd sends no RRSIG over %s %s' % (owner, rtype))
     with open(path, 'w') as f:
         f.write(broken)
     with open(os.path.join(rig.dir, 'nsd.pid')) as f:
-        os.kill(int(f.read()), signal.SIGHUP)
+        nsd = int(f.read())
+    # Ask unbound only once nsd serves the broken signature: an answer
+    # unbound fetched before the reload is cached for the zone's TTL and
+    # would stay secure however long we waited.
     deadline = time.monotonic() + 10
-    while rig.query(owner, rtype).rcode != 'SERVFAIL':
+    hup = 0
+    while rig.query_nsd(owner, rtype).data('RRSIG') == before:
         check(time.monotonic() < deadline, 'nsd kept the old %s' % rtype)
-        time.sleep(0.2)
+        if time.monotonic() >= hup:
+            os.kill(nsd, signal.SIGHUP)
+            hup = time.monotonic() + 2
+        time.sleep(0.1)
+    r = rig.query(owner, rtype)
+    check(r.rcode == 'SERVFAIL', 'unbound took the broken %s: %r'
+          % (rtype, r))
     a = rig.query(owner, 'A' if rtype != 'A' else 'AAAA')
     check(a.rcode == 'NOERROR' and a.ad, 'the other type: %r' % a)
 
