@@ -21,10 +21,15 @@ CROSS_LIBS="libmbedtls-dev libc-ares-dev libsodium-dev"
 me=deps
 
 pkgs_build="gcc make libc6-dev libmbedtls-dev libc-ares-dev libsodium-dev openssl"
-pkgs_test="$pkgs_build clang libclang-rt-14-dev python3 swaks postfix valgrind
+# swaks only recommends the Perl TLS modules, and the cross compilers
+# only recommend their C library's headers: --no-install-recommends
+# leaves both out, so they are named.
+pkgs_test="$pkgs_build clang libclang-rt-14-dev python3 swaks
+    libio-socket-ssl-perl libnet-ssleay-perl postfix valgrind
     procps iproute2 passwd unbound nsd ldnsutils sasl2-bin libsasl2-modules
     libsasl2-modules-db mandoc pflogsumm fail2ban shellcheck busybox strace"
 pkgs_cross="gcc-mipsel-linux-gnu gcc-arm-linux-gnueabihf gcc-s390x-linux-gnu
+    libc6-dev-mipsel-cross libc6-dev-armhf-cross libc6-dev-s390x-cross
     qemu-user"
 for a in $CROSS_ARCHS; do
 	for l in $CROSS_LIBS; do
