@@ -68,6 +68,11 @@
 #define SMTP_AUTH_LINE_MAX	(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 16)
 #define SMTP_VERIFY_MAX		16	/* Argon2 checks waiting, at most */
 #define SMTP_TLS_DESC_MAX	160
+/* Received: fields a message may bring, as Postfix's hopcount_limit.
+ * RFC 5321 section 6.3 asks for "at least 100"; Postfix (50, its own
+ * field counted), Exim (30) and sendmail (25) stop loops sooner, and
+ * no route of an honest message comes near 50. */
+#define SMTP_HOP_LIMIT		50
 
 enum smtp_state {
 	STATE_HELO,		/* greeted, waiting for EHLO/HELO */
@@ -104,7 +109,8 @@ enum smtp_state {
 #define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
 #define SF_SEEN_DATE	0x80000u /* the message has a Date: */
 #define SF_SEEN_FROM	0x100000u /* ... and a From: */
-#define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR)
+#define SF_HOPS		0x200000u /* over SMTP_HOP_LIMIT Received: */
+#define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
 /* One copy of a helper instead of LTO's inlined copies in each caller,
  * or a function kept apart from its one caller: each measured smaller. */
@@ -141,6 +147,8 @@ enum smtp_state {
 	X(RP_BAD_PARAM, "555 5.5.4 Unsupported option: %s") \
 	X(RP_SIZE, "552 5.3.4 Message size exceeds fixed maximum message " \
 	    "size") \
+	/* Postfix's words; RFC 3463's code for a loop (Postfix: 5.4.0). */ \
+	X(RP_HOPS, "554 5.4.6 Error: too many hops") \
 	/* §4.5.3.1.10: 452, so the client retries the rest later. */ \
 	X(RP_TOO_MANY_RCPT, "452 4.5.3 Error: too many recipients") \
 	X(RP_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied") \
@@ -226,6 +234,7 @@ struct smtp_session {
 	char *rcpts;			/* NUL-separated, allocated at RCPT */
 	size_t rcpts_len, rcpts_cap;
 	unsigned nrcpt;
+	unsigned hops;			/* Received: fields in the header */
 	uint64_t declared_size;
 	uint64_t data_size;
 	struct queue_writer *w;
@@ -763,7 +772,7 @@ smtp_reset(struct smtp_session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->rcpts_len = s->rcpts_cap = 0;
-	s->nrcpt = 0;
+	s->nrcpt = s->hops = 0;
 	s->declared_size = s->data_size = 0;
 	free(s->msgid);
 	s->msgid = NULL;
@@ -1517,7 +1526,9 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 
 /*
  * One line of the header: 1 if it is a field ("Name: ...") or a
- * continuation, noting Date, From and Message-ID (kept for the log).
+ * continuation, noting Date, From and Message-ID (kept for the log) and
+ * counting Received: (a mail loop adds one a pass; Postfix's cleanup
+ * counts them the same way, in the primary header only).
  */
 static int
 smtp_header(struct smtp_session *s, const char *line, size_t n)
@@ -1531,7 +1542,10 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
 	 * is ("Subject : x" too, RFC 5322 section 4.5.8). */
 	if (!msg_field_line(line, e, &f))
 		return 0;
-	if (msg_field_is(line, &f, "Date"))
+	if (msg_field_is(line, &f, "Received")) {
+		if (++s->hops > SMTP_HOP_LIMIT)
+			s->flags |= SF_HOPS;
+	} else if (msg_field_is(line, &f, "Date"))
 		s->flags |= SF_SEEN_DATE;
 	else if (msg_field_is(line, &f, "From"))
 		s->flags |= SF_SEEN_FROM;
@@ -1601,7 +1615,8 @@ smtp_data_end(struct smtp_session *s)
 		smtp_add_missing(s, 0);
 	if (s->flags & SF_DISCARD) {
 		r = s->flags & SF_WRITE_ERR ? RP_WRITE_ERR :
-		    s->flags & SF_TOOLONG ? RP_DATA_LINE_TOO_LONG : RP_SIZE;
+		    s->flags & SF_TOOLONG ? RP_DATA_LINE_TOO_LONG :
+		    s->flags & SF_HOPS ? RP_HOPS : RP_SIZE;
 		smtp_reject_log(s, "END-OF-MESSAGE", NULL, r, NULL);
 		smtp_reset(s);
 		smtp_reply(s, r);
