@@ -811,7 +811,7 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 			return;
 		if (st == REPLY_TOO_LONG) {
 			check_verdict(c, 0, CV_TEMPFAIL,
-			    "deferred: reply line too long");
+			    "deferred: reply too long");
 			return;
 		}
 		if (st == REPLY_MALFORMED) {

@@ -79,8 +79,17 @@
 #include "tls.h"
 
 #define DELIVER_CONNECT_MS	30000
-#define DELIVER_CMD_MS		300000	/* Postfix smtp_*_timeout */
+/* A deadline for a whole reply, from its command (or the reply before
+ * it) to its last line, not for each read: Postfix's smtp_*_timeout
+ * with smtp_per_request_deadline = yes, so a server that trickles a
+ * byte at a time cannot hold the connection and its message. */
+#define DELIVER_CMD_MS		300000
 #define DELIVER_DOT_MS		600000	/* smtp_data_done_timeout */
+/* The most lines one reply may have.  RFC 5321 sets no limit (nor does
+ * Postfix, which caps only what it keeps); with one, a reply that never
+ * ends is cut off at once, not at the deadline.  EHLO replies run to
+ * about 15 lines. */
+#define DELIVER_REPLY_LINES	100
 #define DELIVER_CHUNK		8192	/* body read size */
 #define DELIVER_HIWAT		(16 * 1024)	/* refill below this */
 #define DELIVER_PIPE_MAX	64	/* commands in flight with PIPELINING */
@@ -153,6 +162,8 @@ struct deliver {
 	struct loop_timer ctimer;
 	struct io *io;
 	unsigned ext;
+	unsigned ncont;			/* "DDD-" lines of the reply so far
+					   (zeroed with ext on connect) */
 	uint64_t max_size;
 	int used;			/* a transaction was attempted */
 	int need_rset;
@@ -874,8 +885,8 @@ deliver_connected(struct deliver *d)
 		deliver_next_addr(d);
 		return;
 	}
-	io_set_timeout(d->io, DELIVER_CMD_MS);
-	d->ext = 0;
+	io_set_deadline(d->io, DELIVER_CMD_MS);
+	d->ext = d->ncont = 0;
 	d->max_size = 0;
 	d->tls_on = 0;
 	/* smtps (RFC 8314): TLS from the first byte, the banner inside it. */
@@ -930,10 +941,16 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	}
 	for (;;) {
-		if ((st = reply_read(d->io, &r)) != REPLY_OK) {
+		/* Too long: a line that fills io's buffer, or a reply of
+		 * more than DELIVER_REPLY_LINES lines. */
+		st = reply_read(d->io, &r);
+		if (st == REPLY_OK && (d->ncont = r.more ? d->ncont + 1 : 0) >=
+		    DELIVER_REPLY_LINES)
+			st = REPLY_TOO_LONG;
+		if (st != REPLY_OK) {
 			if (st != REPLY_AGAIN)
 				deliver_lost(d, st == REPLY_TOO_LONG ?
-				    "reply line too long" : "malformed reply");
+				    "reply too long" : "malformed reply");
 			return;
 		}
 		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, r.line);
@@ -1033,6 +1050,10 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	deliver_fmt(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
 	d->lines[0] = '\0';
 	d->nlines = 0;
+	/* The next reply's deadline: whatever is said next is said now
+	 * (several pipelined replies have one each); a state that waits
+	 * longer sets its own. */
+	io_set_deadline(d->io, DELIVER_CMD_MS);
 	if (code == 421 && d->state != DS_QUIT) {
 		deliver_lost(d, reply);
 		return;
@@ -1246,7 +1267,7 @@ deliver_tls_begin(struct deliver *d)
 	d->tconn = c;
 	deliver_enter_state(d, DS_TLS);
 	io_start_tls(d->io, c);
-	io_set_timeout(d->io, DELIVER_TLS_MS);
+	io_set_deadline(d->io, DELIVER_TLS_MS);
 	return 0;
 }
 
@@ -1289,7 +1310,7 @@ deliver_tls_done(struct deliver *d)
 	    tls_conn_version(c), tls_conn_cipher(c), bits, bits);
 	log_trace(TRACE_DELIVER, "deliver %p: TLS session %s", (void *)d,
 	    tls_conn_resumed(c) ? "resumed" : "new");
-	io_set_timeout(d->io, DELIVER_CMD_MS);
+	io_set_deadline(d->io, DELIVER_CMD_MS);
 	if (DELIVER_PINNED(d)) {
 		if (!pin_ok) {
 			deliver_why(d, "4.7.5", "Server certificate not "
@@ -1683,7 +1704,6 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 	} else {
 		/* DATA */
 		if (code == 354 && d->accepted > 0 && !d->mail_failed) {
-			io_set_timeout(d->io, DELIVER_CMD_MS);
 			d->body_done = 0;
 			d->body_bol = 1;
 			deliver_enter_state(d, DS_BODY);
@@ -1740,7 +1760,7 @@ deliver_body(struct deliver *d)
 	ssize_t r;
 
 	/* Progress, not the whole transfer, is what the timeout bounds. */
-	io_set_timeout(d->io, DELIVER_CMD_MS);
+	io_set_deadline(d->io, DELIVER_CMD_MS);
 	while (d->body_done < t->size) {
 		if (io_queued(d->io) >= DELIVER_HIWAT) {
 			/* Written at once: go on.  Blocked: IO_DRAINED
@@ -1770,7 +1790,7 @@ deliver_body(struct deliver *d)
 		}
 	}
 	deliver_send(d, "%s.\r\n", d->body_bol ? "" : "\r\n");
-	io_set_timeout(d->io, DELIVER_DOT_MS);
+	io_set_deadline(d->io, DELIVER_DOT_MS);
 	deliver_enter_state(d, DS_DOT);
 	io_flush(d->io);
 	return 0;
@@ -1782,7 +1802,6 @@ deliver_finish_txn(struct deliver *d)
 	struct deliver_txn *t = d->txn;
 
 	d->txn = NULL;
-	io_set_timeout(d->io, DELIVER_CMD_MS);
 	d->ops->done(d->arg, d, t);
 	deliver_start_txn(d);
 }

@@ -130,6 +130,13 @@ io_set_timeout(struct io *io, unsigned ms)
 		loop_timer_cancel(&io->timer);
 }
 
+void
+io_set_deadline(struct io *io, unsigned ms)
+{
+	io->timeout_ms = 0;	/* so that io_rearm() leaves it alone */
+	loop_timer_set(&io->timer, ms);
+}
+
 static void
 io_update(struct io *io)
 {

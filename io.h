@@ -37,6 +37,10 @@ void io_free(struct io *);		/* closes the fd */
 int io_fd(const struct io *);
 
 void io_set_timeout(struct io *, unsigned ms);	/* 0: none */
+/* IO_TIMEOUT ms from now, however much comes in meanwhile: a peer that
+ * trickles its bytes cannot put it off (io_set_timeout() undoes it). */
+void io_set_deadline(struct io *, unsigned ms)
+    __attribute__((noinline));	/* measured: smaller than 8 copies */
 void io_pause(struct io *);		/* stop reading */
 void io_resume(struct io *);		/* and re-deliver buffered input */
 

@@ -2,9 +2,10 @@
 peers.py - the remote ends of outbound delivery for the integration
 tests: Postfix's smtp-sink (a real peer, each transaction dumped to a
 file and parsed back) and SmtpPeer, a small scriptable SMTP server of our
-own for odd replies (4xx then 2xx, 5xx for one recipient, 421 mid-session)
-that records every connection, every command, which commands arrived in
-one read (PIPELINING), and each transaction's raw DATA bytes.  SmtpPeer
+own for odd replies (4xx then 2xx, 5xx for one recipient, 421 mid-session,
+a reply trickled a byte at a time or one without end: Trickle) that
+records every connection, every command, which commands arrived in one
+read (PIPELINING), and each transaction's raw DATA bytes.  SmtpPeer
 also speaks TLS (STARTTLS or implicit, with any of test/certs, asking for
 or requiring a client certificate, or breaking the handshake) and AUTH
 PLAIN/LOGIN, and records per session what TLS and AUTH looked like.
@@ -331,12 +332,37 @@ def _unstuff(raw):
     return b''.join(l + b'\r\n' for l in out)
 
 
+class Trickle:
+    """A reply a policy may return to have it sent slowly or without end:
+    the bytes of reply (CRLF added unless forever), size at a time and
+    pause seconds apart; forever=True sends them over and over, so
+    '250-x\r\n' makes a multi-line reply that never has a last line.
+    The session goes on after a finite one (reply is then also what the
+    peer takes as said) and ends when the client hangs up on it."""
+
+    def __init__(self, reply, pause=0.0, size=1, forever=False):
+        self.reply = reply
+        self.data = reply.encode() + (b'' if forever else b'\r\n')
+        self.pause = pause
+        self.size = size
+        self.forever = forever
+
+    def send(self, sock):
+        while True:
+            for i in range(0, len(self.data), self.size):
+                sock.sendall(self.data[i:i + self.size])
+                time.sleep(self.pause)
+            if not self.forever:
+                return
+
+
 class SmtpPeer:
     """A threaded SMTP server on addr:port.
 
     policy(session, verb, arg, txn) may return None (the default reply),
-    a reply line ('451 4.3.0 later'), '421 ...' (said, then closed), or
-    DROP (close without a word).  verb is the upper-case command; '.' is
+    a reply line ('451 4.3.0 later'), '421 ...' (said, then closed), a
+    Trickle (sent slowly, or without end), or DROP (close without a
+    word).  verb is the upper-case command; '.' is
     the end of data (arg is the unstuffed body).  For 'STARTTLS' and
     'AUTH' a reply from the policy replaces the whole exchange.
 
@@ -519,7 +545,10 @@ class SmtpPeer:
         conn = [sock]		# the TLS socket replaces it
 
         def say(line):
-            conn[0].sendall(line.encode() + b'\r\n')
+            if isinstance(line, Trickle):
+                line.send(conn[0])
+            else:
+                conn[0].sendall(line.encode() + b'\r\n')
 
         def ask(verb, arg, txn):
             if self.policy is None:
@@ -578,11 +607,13 @@ class SmtpPeer:
                         if r is SmtpPeer.DROP:
                             sess.closed_by = 'server'
                             return
-                        txn.final = int(r[:3])
+                        text = r.reply if isinstance(r, Trickle) else r
+                        txn.final = int(text[:3])
                         say(r)
                         # "250 ...\r\n421 ...": a server that closes
                         # right after taking the message.
-                        if any(x.startswith('421') for x in r.split('\r\n')):
+                        if any(x.startswith('421')
+                               for x in text.split('\r\n')):
                             sess.closed_by = 'server'
                             return
                         txn = None
@@ -670,7 +701,8 @@ class SmtpPeer:
                     if r is None:
                         r = self._default(verb, arg, t, ehlo, sess)
                     # A test may script a malformed reply: no code.
-                    head = r.split('\r\n')[-1][:3]
+                    head = (r.reply if isinstance(r, Trickle) else
+                            r).split('\r\n')[-1][:3]
                     code = int(head) if head.isdigit() else 0
                     if verb == 'MAIL':
                         txn = t if code // 100 == 2 else None

@@ -912,7 +912,7 @@ def test_deliver_malformed_replies():
         ('650 first digit 6', 'malformed reply'),
         ('2500 four digits', 'malformed reply'),
         ('250_bad separator', 'malformed reply'),
-        ('250 ' + 'x' * 9000, 'reply line too long'),
+        ('250 ' + 'x' * 9000, 'reply too long'),
     ]
     bad = [None]
 
