@@ -12,6 +12,8 @@
 #define FERRY_ADDR_H
 
 #include <stddef.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define ADDR_LOCAL_MAX	64	/* §4.5.3.1.1 */
 #define ADDR_DOMAIN_MAX	255	/* §4.5.3.1.2 */
@@ -37,6 +39,17 @@ int addr_utf8_hidden(const unsigned char *p, size_t k);
 /* Non-zero when the local part hides another destination: '%', '!', or
  * an '@' inside quotes (Postfix's allow_untrusted_routing = no). */
 int addr_has_routing(const char *addr);
+
+/*
+ * An address-literal domain (RFC 5321 §4.1.3: "[192.0.2.1]",
+ * "[IPv6:2001:db8::1]", the tag in any case) as the address it names:
+ * family and address in ss (port 0), its canonical text in ip
+ * (INET6_ADDRSTRLEN bytes); an IPv4-mapped IPv6 address is the IPv4 one
+ * it reaches.  Returns ss's length, or 0 when domain (NULL included) is
+ * no such literal.
+ */
+socklen_t addr_literal(const char *domain, struct sockaddr_storage *ss,
+    char *ip);
 
 /* Lower-case copy of a domain for comparisons. */
 void addr_domain_lower(const char *in, char *out, size_t outsz);

@@ -411,13 +411,14 @@ deliver_enter_state(struct deliver *d, enum deliver_state st)
 }
 
 struct deliver *
-deliver_start(const char *host, int literal, unsigned port,
+deliver_start(const char *host, unsigned port,
     const struct deliver_ops *ops, void *arg)
 {
 	struct deliver *d;
 	struct dns_addr *a;
 	struct sockaddr_in *s4;
 	struct sockaddr_in6 *s6;
+	int literal = host[0] == '[';
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
@@ -432,7 +433,9 @@ deliver_start(const char *host, int literal, unsigned port,
 	d->cfd.fd = -1;
 	d->cfd.cb = deliver_on_connect;
 	d->ctimer.cb = deliver_on_connect_timeout;
-	snprintf(d->host, sizeof(d->host), "%s", host);
+	/* "[192.0.2.1]" or "[host]": the brackets only say "no MX". */
+	snprintf(d->host, sizeof(d->host), "%.*s",
+	    (int)strcspn(host + literal, "]"), host + literal);
 	d->state = DS_RESOLVE_MX;
 	d->quit_r = DR_OK;
 	d->gen = deliver_gen;
@@ -444,15 +447,15 @@ deliver_start(const char *host, int literal, unsigned port,
 	if (literal) {
 		/* [192.0.2.1] or [host]: no MX lookup (RFC 5321 §5.1). */
 		d->nmx = 1;
-		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", host);
+		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", d->host);
 		a = &d->addr[0];
 		s4 = (struct sockaddr_in *)&a->ss;
 		s6 = (struct sockaddr_in6 *)&a->ss;
-		if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		if (inet_pton(AF_INET, d->host, &s4->sin_addr) == 1) {
 			s4->sin_family = AF_INET;
 			a->len = sizeof(*s4);
 			d->naddr = 1;
-		} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		} else if (inet_pton(AF_INET6, d->host, &s6->sin6_addr) == 1) {
 			s6->sin6_family = AF_INET6;
 			a->len = sizeof(*s6);
 			d->naddr = 1;
@@ -488,7 +491,7 @@ deliver_start(const char *host, int literal, unsigned port,
 		loop_timer_set(&d->ctimer, 0);
 		return d;
 	}
-	d->dreq = dns_query_mx(host, deliver_on_mx, d);
+	d->dreq = dns_query_mx(d->host, deliver_on_mx, d);
 	if (d->dreq == NULL) {
 fail:
 		if (d->tlsc != NULL)

@@ -78,9 +78,9 @@ void deliver_set_tls(struct tls_client *);
  * freed once the new one is set.  NULL: no per-destination policy. */
 struct dane_policy;
 void deliver_set_policy(const struct dane_policy *);
-/* host: a domain (MX lookup) or, with literal set, the host itself
- * ("[host]" smarthost syntax: no MX lookup). */
-struct deliver *deliver_start(const char *host, int literal, unsigned port,
+/* host: a domain (MX lookup), or "[host]": that host itself, no MX
+ * lookup (an address, or a name's A/AAAA records). */
+struct deliver *deliver_start(const char *host, unsigned port,
     const struct deliver_ops *, void *arg);
 /* Abandon: no more callbacks. */
 void deliver_abort(struct deliver *);

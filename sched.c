@@ -166,9 +166,9 @@ static int sched_stopping;
 static int sched_starved;		/* due messages wait for a slot */
 static uint64_t sched_wake_at;		/* unix seconds the timer is for */
 
-/* Smarthost, parsed: "[host]:port" (literal, no MX), "host:port", "host". */
+/* Smarthost, parsed: "[host]:port" (kept as "[host]": no MX lookup),
+ * "host:port", "host". */
 static char sched_relay[SCHED_DEST_MAX];
-static int sched_relay_literal;
 static unsigned sched_relay_port;
 
 void
@@ -179,25 +179,17 @@ sched_configure(const struct config *conf)
 
 	sched_conf = conf;
 	deliver_configure(conf);
-	sched_relay[0] = '\0';
-	sched_relay_literal = 0;
 	sched_relay_port = 25;
-	if (s[0] == '\0')
-		return;
-	if (s[0] == '[' && (e = strchr(s, ']')) != NULL) {
-		n = (size_t)(e - s - 1);
-		sched_relay_literal = 1;
-		colon = e[1] == ':' ? e + 1 : NULL;
-		s++;
-	} else {
-		colon = strrchr(s, ':');
-		n = colon ? (size_t)(colon - s) : strlen(s);
-	}
+	/* "[host]" up to its ']' (config.c checked what follows), else up
+	 * to the last ':'; "" for none. */
+	e = s[0] == '[' ? strchr(s, ']') : NULL;
+	colon = e != NULL ? e + 1 : strrchr(s, ':');
+	n = colon != NULL ? (size_t)(colon - s) : strlen(s);
 	if (n >= sizeof(sched_relay))
 		n = sizeof(sched_relay) - 1;
 	memcpy(sched_relay, s, n);
 	sched_relay[n] = '\0';
-	if (colon)
+	if (colon != NULL && *colon == ':')
 		sched_relay_port = (unsigned)strtoull(colon + 1, NULL, 10);
 }
 
@@ -438,19 +430,27 @@ sched_arm(uint64_t at)
 }
 
 /* Into name (SCHED_DEST_MAX bytes), a recipient's destination: the
- * relay, else its domain (the origin for a bare name), lower-cased. */
+ * relay, else its domain (the origin for a bare name), lower-cased; an
+ * address literal as "[" its canonical address "]", so each spelling of
+ * one address ("[IPv6:2001:DB8::1]", "[ipv6:2001:db8:0::1]") shares one
+ * destination, its connections and its limits. */
 static void
 sched_dest_name(const char *rcpt, char *name)
 {
 	const char *dom;
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN];
 
 	if (sched_relay[0]) {
 		snprintf(name, SCHED_DEST_MAX, "%s", sched_relay);
 		return;
 	}
 	dom = addr_domain(rcpt);
-	addr_domain_lower(dom ? dom : sched_conf->origin, name,
-	    SCHED_DEST_MAX);
+	if (addr_literal(dom, &ss, ip) != 0)
+		snprintf(name, SCHED_DEST_MAX, "[%s]", ip);
+	else
+		addr_domain_lower(dom ? dom : sched_conf->origin, name,
+		    SCHED_DEST_MAX);
 }
 
 /* Load the envelope and queue one job per destination. */
@@ -604,10 +604,13 @@ sched_dispatch(void)
 			if ((c = calloc(1, sizeof(*c))) == NULL)
 				return;
 			c->dest = d;
+			/* A literal recipient domain is sent straight to
+			 * its address on mx_port (RFC 5321 §5.1).  The
+			 * relay, not d->name: a reload may have set one. */
 			c->d = deliver_start(sched_relay[0] ? sched_relay :
-			    d->name, sched_relay[0] ? sched_relay_literal : 0,
-			    sched_relay[0] ? sched_relay_port :
-			    sched_conf->mx_port, &sched_ops, c);
+			    d->name, sched_relay[0] ?
+			    sched_relay_port : sched_conf->mx_port,
+			    &sched_ops, c);
 			if (c->d == NULL) {
 				free(c);
 				return;

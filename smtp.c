@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,11 @@ enum smtp_state {
 #define SF_HOPS		0x200000u /* over SMTP_HOP_LIMIT Received: */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
+/* The address bytes of an AF_INET or AF_INET6 sockaddr_storage. */
+#define SMTP_IN_ADDR(ss) ((const char *)(ss) + ((ss)->ss_family == \
+	AF_INET6 ? offsetof(struct sockaddr_in6, sin6_addr) : \
+	offsetof(struct sockaddr_in, sin_addr)))
+
 /* One copy of a helper instead of LTO's inlined copies in each caller,
  * or a function kept apart from its one caller: each measured smaller. */
 #define SMTP_NOINLINE	__attribute__((noinline))
@@ -152,6 +158,8 @@ enum smtp_state {
 	/* §4.5.3.1.10: 452, so the client retries the rest later. */ \
 	X(RP_TOO_MANY_RCPT, "452 4.5.3 Error: too many recipients") \
 	X(RP_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied") \
+	X(RP_LOOP, "550 5.4.6 <%s>: Recipient address rejected: mail loops " \
+	    "back to myself") \
 	X(RP_LINE_TOO_LONG, "500 5.5.0 Error: line too long") \
 	X(RP_DATA_LINE_TOO_LONG, "500 5.5.0 Error: message line too long") \
 	X(RP_BARE_LF, "521 5.5.2 %s Error: bare <LF> received") \
@@ -282,6 +290,9 @@ static void smtp_reset(struct smtp_session *);
 static void smtp_reject_log(struct smtp_session *, const char *,
     const char *, enum smtp_reply, const char *);
 static int smtp_check_rcpt(struct smtp_session *, const char *);
+static int smtp_own_literal(const char *);
+static int smtp_listens(const struct listen_list *,
+    const struct sockaddr_storage *);
 static int smtp_has_rcpt(const struct smtp_session *, const char *);
 static void smtp_qualify(const char *, char *, size_t);
 static void smtp_log_disconnect(struct smtp_session *);
@@ -320,6 +331,7 @@ static void smtp_on_verify(struct loop_timer *);
 static const char *smtp_reply_text(enum smtp_reply) SMTP_NOINLINE;
 
 static const char smtp_replies[] = SMTP_REPLIES(SMTP_RP_TEXT);
+static const unsigned char smtp_any[16];	/* 0.0.0.0 and :: */
 
 static void (*const smtp_cmds[CMD_COUNT])(struct smtp_session *,
     const struct cmd *) = {
@@ -1168,6 +1180,59 @@ smtp_check_rcpt(struct smtp_session *s, const char *addr)
 	return 0;
 }
 
+/*
+ * 1 when addr's domain is an address literal of ours.  RFC 5321 §5.1
+ * sends such mail to that address with no MX lookup (sched.c); to ours
+ * it would only come back here, and ferry has no local delivery, so
+ * RCPT refuses it with the 5.4.6 Postfix bounces a looping MX with
+ * (deliver.c).  Ours: the unspecified address (this host, to connect()),
+ * and an address of this host (one bind() takes: 127.0.0.2 too) that a
+ * listener is bound to, itself or as 0.0.0.0 or ::.
+ */
+static int
+smtp_own_literal(const char *addr)
+{
+	const struct config *c = smtp_conf;
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN];
+	socklen_t len;
+	int fd, ours;
+
+	if ((len = addr_literal(addr_domain(addr), &ss, ip)) == 0)
+		return 0;
+	if (memcmp(SMTP_IN_ADDR(&ss), smtp_any, ss.ss_family == AF_INET6 ?
+	    16 : 4) == 0)
+		return 1;
+	if (!smtp_listens(&c->listen_smtp, &ss) &&
+	    !smtp_listens(&c->listen_submission, &ss) &&
+	    !smtp_listens(&c->listen_smtps, &ss))
+		return 0;
+	if ((fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	ours = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	(void)close(fd);
+	return ours;
+}
+
+/* 1 when a listener in ll is bound to a's address, or to every address
+ * of its family (0.0.0.0, ::). */
+static int
+smtp_listens(const struct listen_list *ll, const struct sockaddr_storage *a)
+{
+	const struct sockaddr_storage *l;
+	size_t alen = a->ss_family == AF_INET6 ? 16 : 4;
+	int i;
+
+	for (i = 0; i < ll->n; i++) {
+		l = &ll->a[i].ss;
+		if (l->ss_family == a->ss_family &&
+		    (memcmp(SMTP_IN_ADDR(l), SMTP_IN_ADDR(a), alen) == 0 ||
+		    memcmp(SMTP_IN_ADDR(l), smtp_any, alen) == 0))
+			return 1;
+	}
+	return 0;
+}
+
 static int
 smtp_has_rcpt(const struct smtp_session *s, const char *addr)
 {
@@ -1221,6 +1286,11 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	    smtp_check_rcpt(s, full) != 0) {
 		smtp_reject_log(s, "RCPT", full, RP_RELAY_DENIED, full);
 		smtp_fail(s, RP_RELAY_DENIED, full);
+		return;
+	}
+	if (smtp_own_literal(full)) {
+		smtp_reject_log(s, "RCPT", full, RP_LOOP, full);
+		smtp_fail(s, RP_LOOP, full);
 		return;
 	}
 	/* Aliases apply at acceptance: root@origin may become several. */

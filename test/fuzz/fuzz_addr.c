@@ -4,7 +4,8 @@
  * sees any overrun), then the path text.  Beyond "no crash" it checks
  * the contract: the consumed length ends on '>' followed by SP or the
  * end, the output is terminated and clean, and parsing "<output>" again
- * gives the same output (the route is gone, nothing else changed).
+ * gives the same output (the route is gone, nothing else changed); a
+ * literal domain it took is one addr_literal() takes too.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +39,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *s = (const char *)data + FUZZ_HDR, *why = NULL, *first, *dom;
-	char *out, *raw, low[16], big[ADDR_PATH_MAX];
+	char *out, *raw, low[16], big[ADDR_PATH_MAX], ip[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
 	unsigned flags;
 	size_t len, outsz, i;
 	int ret;
@@ -85,6 +87,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    ADDR_DOMAIN_MAX))
 			abort();
 		(void)addr_has_routing(out);
+		if (dom != NULL && (addr_literal(dom, &ss, ip) != 0) !=
+		    (dom[0] == '['))
+			abort();
 		addr_domain_lower(dom, low, sizeof(low));
 		if (strlen(low) >= sizeof(low))
 			abort();
@@ -101,6 +106,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (dom != NULL && (dom <= raw || dom[-1] != '@'))
 		abort();
 	(void)addr_has_routing(raw);
+	(void)addr_literal(raw, &ss, ip);
 	addr_domain_lower(raw, low, (size_t)data[1] % sizeof(low));
 	free(raw);
 	return 0;

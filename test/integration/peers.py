@@ -357,7 +357,7 @@ class Trickle:
 
 
 class SmtpPeer:
-    """A threaded SMTP server on addr:port.
+    """A threaded SMTP server on addr:port (an IPv6 addr: '::1').
 
     policy(session, verb, arg, txn) may return None (the default reply),
     a reply line ('451 4.3.0 later'), '421 ...' (said, then closed), a
@@ -472,6 +472,8 @@ class SmtpPeer:
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True
+            address_family = socket.AF_INET6 if ':' in self.addr \
+                else socket.AF_INET
 
         self.server = Server((self.addr, self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever,

@@ -5,6 +5,7 @@
  * the routing tricks relay policy must see (percent hack, bang paths,
  * quoted '@').
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -583,6 +584,73 @@ test_lower(void)
 	return 0;
 }
 
+/* addr_literal(): the address a literal domain names, canonical. */
+struct literal_case {
+	const char *domain;
+	int family;		/* 0: no literal */
+	const char *ip;
+};
+
+static const struct literal_case literal_cases[] = {
+	{ "[192.0.2.1]", AF_INET, "192.0.2.1" },
+	{ "[IPv6:2001:DB8::1]", AF_INET6, "2001:db8::1" },
+	{ "[ipv6:2001:db8:0:0::1]", AF_INET6, "2001:db8::1" },
+	{ "[IPV6:0::0:1]", AF_INET6, "::1" },
+	{ "[IPv6:::]", AF_INET6, "::" },
+	{ "[IPv6:::ffff:192.0.2.1]", AF_INET, "192.0.2.1" },	/* mapped */
+	{ "[IPv6:::192.0.2.1]", AF_INET6, "::192.0.2.1" },	/* not */
+	{ "[0.0.0.0]", AF_INET, "0.0.0.0" },
+	{ "192.0.2.1", 0, NULL },		/* a name, as far as DNS goes */
+	{ "[2001:db8::1]", 0, NULL },		/* no tag */
+	{ "[IPv6:1.2.3.4]", 0, NULL },
+	{ "[192.0.2.1", 0, NULL },
+	{ "[192.0.2.1] ", 0, NULL },
+	{ "[]", 0, NULL },
+	{ "[", 0, NULL },
+	{ "", 0, NULL },
+	{ "[mx.example]", 0, NULL },
+	{ "[IPv6:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000]", 0,
+	    NULL },
+};
+
+static int
+test_literal(void)
+{
+	const struct literal_case *c;
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN], back[INET6_ADDRSTRLEN];
+	socklen_t len;
+	size_t i;
+
+	for (i = 0; i < sizeof(literal_cases) / sizeof(literal_cases[0]);
+	    i++) {
+		c = &literal_cases[i];
+		memset(&ss, CANARY, sizeof(ss));
+		len = addr_literal(c->domain, &ss, ip);
+		if (c->family == 0) {
+			if (len != 0) {
+				fprintf(stderr, "  literal(%s) taken\n",
+				    c->domain);
+				return 1;
+			}
+			continue;
+		}
+		CHECK(ss.ss_family == c->family);
+		CHECK(len == (c->family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)));
+		CHECK_STR(ip, c->ip);
+		/* ss holds that address, and port 0. */
+		CHECK(inet_ntop(c->family, c->family == AF_INET ?
+		    (void *)&((struct sockaddr_in *)&ss)->sin_addr :
+		    (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr, back,
+		    sizeof(back)) != NULL);
+		CHECK_STR(back, c->ip);
+		CHECK(((struct sockaddr_in *)&ss)->sin_port == 0);
+	}
+	CHECK(addr_literal(NULL, &ss, ip) == 0);
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "path table", test_path_table },
 	{ "local part limits 64/65", test_local_limits },
@@ -592,6 +660,7 @@ static const struct t_case cases[] = {
 	{ "addr_has_routing", test_routing },
 	{ "parse then policy", test_parse_then_policy },
 	{ "addr_domain_lower", test_lower },
+	{ "addr_literal", test_literal },
 };
 
 T_MAIN("addr", cases)
