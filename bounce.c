@@ -26,6 +26,7 @@
 #include "bounce.h"
 #include "hdr.h"
 #include "queue.h"
+#include "reply.h"
 
 #define BOUNCE_LINE_MAX		998	/* RFC 5322 §2.1.1, without CRLF */
 #define BOUNCE_WRAP		78	/* §2.1.1's "SHOULD", for folding */
@@ -468,12 +469,6 @@ put_human(struct out *o, enum bounce_kind kind, const char *host,
 		put_capped(o, a, QUEUE_ADDR_MAX - 1, BOUNCE_INDENT_TEXT,
 		    PT_GLUE | PT_NOWRAP);
 		puts_(o, ">:");
-		if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
-			put_text(o, "host", 4, BOUNCE_INDENT_TEXT, 0);
-			put_capped(o, r->remote_mta, BOUNCE_HOST_MAX,
-			    BOUNCE_INDENT_TEXT, 0);
-			put_text(o, "said:", 5, BOUNCE_INDENT_TEXT, 0);
-		}
 		put_capped(o, d, BOUNCE_DIAG_MAX, BOUNCE_INDENT_TEXT,
 		    PT_MARKCUT);
 		put_crlf(o);
@@ -514,7 +509,8 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 	const char *a = r->address != NULL ? r->address : "unknown";
 	const char *d = r->diagnostic != NULL && r->diagnostic[0] != '\0' ?
 	    r->diagnostic : BOUNCE_NO_REASON;
-	const char *st;
+	const char *st, *said, *mta;
+	size_t n, mlen;
 
 	puts_(o, "\r\nFinal-Recipient: rfc822;");
 	put_capped(o, a, QUEUE_ADDR_MAX - 1, BOUNCE_INDENT_FIELD, PT_NOWRAP);
@@ -526,15 +522,22 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 	    kind == BOUNCE_FAILED ? "5.0.0" : "4.0.0";
 	puts_(o, st);
 	put_crlf(o);
-	if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
+	/* RFC 3464 §2.3.5, §2.3.6: "host NAME[ADDR] said: REPLY (in reply
+	 * to ...)" names the server, and the code is the bare reply. */
+	if ((said = reply_said(d, &n, &mta, &mlen)) != NULL) {
 		puts_(o, "Remote-MTA: dns;");
-		put_capped(o, r->remote_mta, BOUNCE_HOST_MAX,
-		    BOUNCE_INDENT_FIELD, PT_NOWRAP);
+		put_text(o, mta, mlen < BOUNCE_HOST_MAX ? mlen :
+		    BOUNCE_HOST_MAX, BOUNCE_INDENT_FIELD, PT_NOWRAP);
 		put_crlf(o);
+		puts_(o, "Diagnostic-Code: smtp;");
+		put_text(o, said, n < BOUNCE_DIAG_MAX ? n : BOUNCE_DIAG_MAX,
+		    BOUNCE_INDENT_FIELD, 0);
+	} else {
+		puts_(o, is_smtp_reply(d) ? "Diagnostic-Code: smtp;" :
+		    "Diagnostic-Code: X-Ferry;");
+		put_capped(o, d, BOUNCE_DIAG_MAX, BOUNCE_INDENT_FIELD,
+		    PT_MARKCUT);
 	}
-	puts_(o, is_smtp_reply(d) ? "Diagnostic-Code: smtp;" :
-	    "Diagnostic-Code: X-Ferry;");
-	put_capped(o, d, BOUNCE_DIAG_MAX, BOUNCE_INDENT_FIELD, PT_MARKCUT);
 	put_crlf(o);
 	put_date_field(o, "Last-Attempt-Date", now);
 	/* RFC 3464 §2.3.9: a delay notice says how long trying goes on. */

@@ -25,8 +25,11 @@ enum bounce_kind { BOUNCE_FAILED, BOUNCE_DELAYED };
 struct bounce_rcpt {
 	const char *address;
 	const char *status;		/* enhanced code, "5.1.1" */
-	const char *remote_mta;		/* "mx.example.org" or NULL */
-	const char *diagnostic;		/* the remote's reply or our reason */
+	const char *diagnostic;		/* the reason as logged: ours, or a
+					   server's (REPLY_SAID), whose
+					   name and bare reply the report
+					   gives as Remote-MTA and smtp
+					   Diagnostic-Code */
 	time_t retry_until;		/* delayed: when the queue gives up
 					   (Will-Retry-Until), 0 unknown */
 };

@@ -54,6 +54,8 @@
 /* mq_addf() formats one line into CLI_IO_SIZE and fails past it. */
 _Static_assert(QUEUE_ADDR_MAX + QUEUE_REASON_MAX + 128 <= CLI_IO_SIZE,
     "mq_addf: a mailq line must fit");
+/* mq_show() copies a reason whole into an address-sized buffer. */
+_Static_assert(QUEUE_REASON_MAX <= QUEUE_ADDR_MAX, "mq_show: a reason");
 
 /* The argument letters of Postfix's sendmail; 'q' takes it only attached. */
 #define SM_ARG_OPTS	"ABCFLNORVXbefhopqr"

@@ -254,8 +254,8 @@ static void deliver_send_cmds(struct deliver *);
 static void deliver_txn_reply(struct deliver *, int, const char *);
 static int deliver_body(struct deliver *);
 static void deliver_finish_txn(struct deliver *);
-static void deliver_set_rcpt(struct deliver_rcpt *, int, const char *,
-    const char *);
+static void deliver_set_rcpt(const struct deliver *, struct deliver_rcpt *,
+    int, const char *, const char *, const char *);
 static void deliver_give_back(struct deliver *, const char *);
 static void deliver_fail_open(struct deliver *, enum deliver_result,
     const char *, const char *);
@@ -298,7 +298,9 @@ static unsigned deliver_gen;
 	"TLS\0AUTH\0READY\0RSET\0TXN\0BODY\0DOT\0QUIT\0DONE"
 
 /* What we were doing, for "lost connection ... while sending X"; "" for
- * the states that say "talking". */
+ * the states that say "talking".  deliver_lost() takes the command a
+ * reply answered from "sending X" (RSET, STARTTLS, MAIL FROM): keep
+ * those three so. */
 #define DELIVER_PHASE \
 	"\0"					/* DS_RESOLVE_MX */ \
 	"\0"					/* DS_RESOLVE_ADDR */ \
@@ -1132,8 +1134,8 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_DOT:
 		for (unsigned i = 0; i < d->txn->nrcpt; i++)
 			if (d->txn->rcpt[i].dsn[0] == '\0')
-				deliver_set_rcpt(&d->txn->rcpt[i], code, reply,
-				    NULL);
+				deliver_set_rcpt(d, &d->txn->rcpt[i], code,
+				    reply, NULL, "end of DATA");
 		deliver_finish_txn(d);
 		break;
 	case DS_QUIT:
@@ -1550,33 +1552,38 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 
 /* --- transactions --- */
 
-/* Result from a reply: 2xx ok, 4xx temporary, 5xx permanent. */
+/*
+ * Result from a reply: 2xx ok, 4xx temporary, 5xx permanent.  Our own
+ * words come with their dsn; a server's reply to cmd (dsn NULL) brings
+ * its own, and a refusal is kept as Postfix logs it, naming the server
+ * and the command (REPLY_SAID).
+ */
 static void
-deliver_set_rcpt(struct deliver_rcpt *r, int code, const char *reply,
-    const char *dsn)
+deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
+    const char *reply, const char *dsn, const char *cmd)
 {
 	const char *t;
 	size_t k;
 
-	if (r == NULL)
-		return;
 	r->result = code / 100 == 2 ? DR_OK : code / 100 == 5 ? DR_PERM :
 	    DR_TEMP;
 	snprintf(r->reply, sizeof(r->reply), "%s", reply);
-	if (dsn == NULL && reply != NULL) {
-		/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it
-		 * is there in RFC 3463's syntax ("5.x junk" or "5.99999.1"
-		 * would reach the log as dsn=). */
-		if ((k = reply_enh_code(reply, &t)) > 0 &&
-		    k < sizeof(r->dsn)) {
-			memcpy(r->dsn, t, k);
-			r->dsn[k] = '\0';
-			return;
-		}
-		snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", reply[0]);
+	if (dsn != NULL) {
+		snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
 		return;
 	}
-	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn ? dsn : "4.0.0");
+	if (code / 100 != 2)
+		deliver_fmt(r->reply, sizeof(r->reply), REPLY_SAID,
+		    deliver_mx_host(d), d->cur_ip, reply, cmd);
+	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
+	 * there in RFC 3463's syntax ("5.x junk" or "5.99999.1" would
+	 * reach the log as dsn=). */
+	if ((k = reply_enh_code(reply, &t)) > 0 && k < sizeof(r->dsn)) {
+		memcpy(r->dsn, t, k);
+		r->dsn[k] = '\0';
+		return;
+	}
+	snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", reply[0]);
 }
 
 /* Ask the owner for work; nothing left: QUIT. */
@@ -1632,7 +1639,8 @@ deliver_start_txn(struct deliver *d)
 	}
 	if (code != 0) {
 		for (i = 0; i < t->nrcpt; i++)
-			deliver_set_rcpt(&t->rcpt[i], code, reason, dsn);
+			deliver_set_rcpt(d, &t->rcpt[i], code, reason, dsn,
+			    NULL);
 		deliver_finish_txn(d);
 		return;
 	}
@@ -1692,13 +1700,15 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 		if (code / 100 != 2) {
 			d->mail_failed = 1;
 			for (i = 0; i < t->nrcpt; i++)
-				deliver_set_rcpt(&t->rcpt[i], code, reply, NULL);
+				deliver_set_rcpt(d, &t->rcpt[i], code, reply,
+				    NULL, "MAIL FROM");
 		}
 	} else if (i < last) {
 		if (!d->mail_failed && code / 100 == 2)
 			d->accepted++;
 		else if (!d->mail_failed) {
-			deliver_set_rcpt(&t->rcpt[i - 1], code, reply, NULL);
+			deliver_set_rcpt(d, &t->rcpt[i - 1], code, reply,
+			    NULL, "RCPT TO");
 			/* RFC 5321 section 4.5.3.1.10: a recipient limit says
 			 * 452.  After some were taken, each round delivers
 			 * to at least one, so this ends. */
@@ -1727,8 +1737,8 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 		if (d->accepted > 0 && !d->mail_failed)
 			for (i = 0; i < t->nrcpt; i++)
 				if (t->rcpt[i].dsn[0] == '\0')
-					deliver_set_rcpt(&t->rcpt[i], code,
-					    reply, NULL);
+					deliver_set_rcpt(d, &t->rcpt[i],
+					    code, reply, NULL, "DATA");
 		d->need_rset = 1;
 		if (code == 354) {
 			/* Its reply ends up in DS_RSET's place: wait for it
@@ -1811,12 +1821,17 @@ deliver_finish_txn(struct deliver *d)
 
 /* --- the end --- */
 
-/* The connection broke: the transaction in progress is deferred. */
+/*
+ * The connection broke: the transaction in progress is deferred.  what
+ * is our word for it, or the server's reply that ended it (a 421, a
+ * refused RSET), worded as Postfix words a refusal.
+ */
 static void
 deliver_lost(struct deliver *d, const char *what)
 {
-	char reason[DELIVER_REPLY_MAX];
+	char reason[DELIVER_REASON_MAX];
 	const char *phase = textfile_nth(DELIVER_PHASE, d->state);
+	unsigned i;
 
 	if (phase[0] == '\0')
 		phase = "talking";
@@ -1825,12 +1840,18 @@ deliver_lost(struct deliver *d, const char *what)
 		phase = d->recv_i == 0 ? "sending MAIL FROM" :
 		    d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
 		    "sending DATA";
-	unsigned i;
-
-	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5')
-		deliver_fmt(reason, sizeof(reason), "host %s[%s] said: %s (while "
-		    "%s)", deliver_mx_host(d), d->cur_ip, what, phase);
-	else if (what == deliver_timed_out)	/* Postfix's words */
+	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
+		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */
+			deliver_fmt(reason, sizeof(reason), "host %s[%s] "
+			    "refused to talk to me: %s", deliver_mx_host(d),
+			    d->cur_ip, what);
+		else	/* the command: "sending X" says it in these */
+			deliver_fmt(reason, sizeof(reason), REPLY_SAID,
+			    deliver_mx_host(d), d->cur_ip, what,
+			    d->state == DS_TXN || d->state == DS_RSET ||
+			    d->state == DS_STARTTLS ? phase + 8 :
+			    d->state == DS_AUTH ? "AUTH" : "end of DATA");
+	} else if (what == deliver_timed_out)	/* Postfix's words */
 		deliver_fmt(reason, sizeof(reason), "conversation with %s[%s] "
 		    "timed out while %s", deliver_mx_host(d), d->cur_ip,
 		    phase);
@@ -1845,8 +1866,8 @@ deliver_lost(struct deliver *d, const char *what)
 	if (d->txn) {
 		for (i = 0; i < d->txn->nrcpt; i++)
 			if (d->txn->rcpt[i].dsn[0] == '\0')
-				deliver_set_rcpt(&d->txn->rcpt[i], 451, reason,
-				    "4.4.2");
+				deliver_set_rcpt(d, &d->txn->rcpt[i], 451, reason,
+				    "4.4.2", NULL);
 		deliver_fail_open(d, DR_TEMP, "4.4.2", reason);
 		return;
 	}

@@ -19,7 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DELIVER_REPLY_MAX	256
+#define DELIVER_REPLY_MAX	256	/* a server's reply, all its lines */
+/* A recipient's result: a reply with the server's name, address and our
+ * command around it (REPLY_SAID, some 80 bytes for a usual name). */
+#define DELIVER_REASON_MAX	512
 #define DELIVER_RELAY_MAX	300
 
 struct config;
@@ -31,7 +34,8 @@ struct deliver_rcpt {
 	const char *address;
 	enum deliver_result result;
 	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
-	char reply[DELIVER_REPLY_MAX];	/* the remote's words, or ours */
+	char reply[DELIVER_REASON_MAX];	/* a 2xx reply as it came, a
+					   refusal as REPLY_SAID, or ours */
 	int again;			/* a 452 after others were taken: the
 					   server's recipient limit, not this
 					   address's trouble; the owner sends

@@ -38,7 +38,9 @@
  * An R status may also be "bounced-notified": bounced, and the DSN naming
  * it is committed (one sent at the end of an attempt that left other
  * recipients pending), so no later DSN names it again.  Files written
- * before it existed never have it and still parse.
+ * before it existed never have it and still parse.  A reason is free
+ * text under QUEUE_REASON_MAX (sched.c says what it holds); older files
+ * kept less of it, and parse the same.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -30,7 +30,8 @@
 #define QUEUE_ID_LEN	18	/* 13 hex digits of µs time + 5 random */
 #define QUEUE_ID_SIZE	(QUEUE_ID_LEN + 1)
 #define QUEUE_ADDR_MAX	512	/* longest address kept, with NUL */
-#define QUEUE_REASON_MAX 256	/* last error text kept per recipient */
+#define QUEUE_REASON_MAX 512	/* last error text kept per recipient (256
+				   before the server's name was in it) */
 #define QUEUE_MAX_RCPT	1000	/* the parser's cap, above max_recipients */
 #define QUEUE_HDR_MAX	(64 * 1024)	/* envelope part of a file */
 #define QUEUE_MINFREE	(1024 * 1024)	/* bytes kept free */

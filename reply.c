@@ -5,7 +5,8 @@
  * adds up to, belong to the callers (deliver.c, check.c, cli.c).  Every
  * input has an explicit length; a line longer than REPLY_LINE_MAX keeps
  * its head, and a buffer that fills without a line end is REPLY_TOO_LONG
- * (the caller gives the connection up rather than wait for ever).
+ * (the caller gives the connection up rather than wait for ever).  It
+ * also takes apart the text a refusal is kept as (REPLY_SAID).
  */
 #include <stddef.h>
 #include <string.h>
@@ -95,4 +96,30 @@ reply_enh_code(const char *reply, const char **code)
 		return k;
 	}
 	return 0;
+}
+
+/*
+ * REPLY_SAID backwards.  NAME ends at the first '[' and ADDR at the
+ * first "] said: " (no DNS name or address holds one).  The reply is
+ * found from the front, so a text cut short keeps what it has; it ends
+ * before a last "(in reply to" only in a text that still ends in ")":
+ * a reply may say those words itself.
+ */
+const char *
+reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
+{
+	const char *r, *e;
+	int more;
+
+	if (strncmp(s, "host ", 5) != 0 || (r = strstr(s, "] said: ")) ==
+	    NULL || (*namelen = strcspn(s + 5, "[")) == 0 ||
+	    s + 5 + *namelen > r ||
+	    reply_code(r + 8, strnlen(r + 8, 4), &more) == -1)
+		return NULL;
+	*name = s + 5;
+	*len = strlen(r += 8);
+	if ((e = strrchr(r, '(')) != NULL && r[*len - 1] == ')' &&
+	    strncmp(e - 1, " (in reply to ", 14) == 0)
+		*len = (size_t)(e - 1 - r);
+	return r;
 }

@@ -55,4 +55,16 @@ size_t reply_enh(const char *s);
  * length, with *code at it; 0 when there is none. */
 size_t reply_enh_code(const char *reply, const char **code);
 
+/* A server's refusal of one of our commands in Postfix's words
+ * (smtp_proto.c), as deliver.c makes it and the log, mailq and a DSN's
+ * text show it: NAME, ADDR, the whole reply, CMD ("RCPT TO", "end of
+ * DATA"). */
+#define REPLY_SAID	"host %s[%s] said: %s (in reply to %s command)"
+/* The reply in such a text s, with its length in *len (without the
+ * "(in reply to" part, or to the end where that was cut off), and NAME
+ * in *name, *namelen; NULL when s is anything else (our own words, an
+ * older state file's bare reply). */
+const char *reply_said(const char *s, size_t *len, const char **name,
+    size_t *namelen);
+
 #endif

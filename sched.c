@@ -54,6 +54,9 @@
 #define SCHED_INDEX_BATCH	1024	/* state files looked at per turn */
 #define SCHED_INDEX_RETRY_MS	1000	/* after an allocation failed */
 
+/* A recipient's result is its reason (sched_reason()), cut to fit. */
+_Static_assert(DELIVER_REASON_MAX <= QUEUE_REASON_MAX, "reason size");
+
 struct sched_dest;
 
 struct sched_msg {
@@ -942,19 +945,25 @@ sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
 }
 
 /*
- * The reason kept in the state file: the remote's reply as it came
- * ("550 5.1.1 ..."), or ours led by its enhanced code ("5.1.10 ..."), so
- * the bounce can say which (sched_reply_dsn).
+ * The reason kept in the state file: the remote's words as deliver.c
+ * gave them ("250 2.0.0 Ok", "host mx[192.0.2.1] said: 550 5.1.1 ...
+ * (in reply to RCPT TO command)"), or ours led by its enhanced code
+ * ("5.1.10 ..."), so the bounce can say which (sched_reply_dsn).  Older
+ * state files hold a refusal bare ("550 5.1.1 ..."), which reads the
+ * same way.
  */
 static void
 sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
 {
-	const char *p = r->reply;
+	const char *p = r->reply, *h;
+	size_t n, hl;
 	int more;
 
-	/* A server's reply ("550 ..."; "550-..." for one of several
-	 * lines) is kept as it came; our own words get the dsn first. */
-	if (strlen(p) > 3 && reply_code(p, 4, &more) != -1)
+	/* A server's reply ("250 ..."; "250-..." for one of several
+	 * lines) or refusal is kept as it came; our own words get the
+	 * dsn first. */
+	if ((strlen(p) > 3 && reply_code(p, 4, &more) != -1) ||
+	    reply_said(p, &n, &h, &hl) != NULL)
 		snprintf(qr->reason, sizeof(qr->reason), "%s", p);
 	else
 		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);
@@ -1218,12 +1227,12 @@ sched_on_early_commit(void *arg, const char *id, int ok)
 	sched_idle(m);
 }
 
-/* The enhanced code of a reply "550 5.1.1 ..." or a default. */
+/* The enhanced code of a reason (sched_reason()) or a default. */
 static const char *
 sched_reply_dsn(const char *reply, char *buf, size_t len)
 {
-	const char *code;
-	size_t k;
+	const char *code, *said, *h;
+	size_t k, hl;
 
 	/* Ours leads with it (sched_expire_reason); a remote's 5xx that
 	 * says "expired after" somewhere is no expiry, and a 4.x.x would
@@ -1231,8 +1240,10 @@ sched_reply_dsn(const char *reply, char *buf, size_t len)
 	if (strlen(reply) >= sizeof(SCHED_EXPIRED) - 1 &&
 	    memcmp(reply, SCHED_EXPIRED, sizeof(SCHED_EXPIRED) - 1) == 0)
 		return "4.4.7";
-	/* "550 5.1.1 ..." (a remote's reply), else "5.1.10 ..." (ours,
-	 * see sched_reason). */
+	/* "host ... said: 550 5.1.1 ..." or "550 5.1.1 ..." (a remote's
+	 * reply; "550 no" has none), else "5.1.10 ..." (ours). */
+	if ((said = reply_said(reply, &k, &h, &hl)) != NULL)
+		reply = said;
 	if ((k = reply_enh_code(reply, &code)) == 0 &&
 	    (k = reply_enh(reply)) > 0)
 		code = reply;

@@ -10,8 +10,9 @@
  *
  * Input: byte 0 picks the kind (bit 0) and 1-3 recipients (bits 1-2);
  * then NUL-separated fields: sender, and per recipient address, status,
- * remote MTA (empty: none), diagnostic; whatever is left is the original
- * header section (NULs included).
+ * remote MTA, diagnostic (with a remote MTA: the reply in a refusal as
+ * deliver.c words it, REPLY_SAID, which bounce.c takes apart); whatever
+ * is left is the original header section (NULs included).
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -24,6 +25,7 @@
 
 #include "bounce.h"
 #include "queue.h"
+#include "reply.h"
 
 #define FUZZ_RCPT_MAX	3
 #define FUZZ_FIELD_MAX	4096	/* each text field, with NUL */
@@ -44,6 +46,7 @@ static void check_body(const char *, size_t, size_t);
 
 static char qdir[64];
 static char fields[1 + 4 * FUZZ_RCPT_MAX][FUZZ_FIELD_MAX];
+static char said[FUZZ_RCPT_MAX][2 * FUZZ_FIELD_MAX + 64];
 
 static int
 rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -219,10 +222,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		field(data, size, &off, s, FUZZ_FIELD_MAX);
 		r[i].address = a;
 		r[i].status = s;
-		r[i].remote_mta = field(data, size, &off, m, FUZZ_FIELD_MAX) >
-		    0 ? m : NULL;
+		field(data, size, &off, m, FUZZ_FIELD_MAX);
 		field(data, size, &off, d, FUZZ_FIELD_MAX);
 		r[i].diagnostic = d;
+		if (m[0] != '\0') {
+			snprintf(said[i], sizeof(said[i]), REPLY_SAID, m,
+			    "192.0.2.1", d, "RCPT TO");
+			r[i].diagnostic = said[i];
+		}
 	}
 	if (off > size)
 		off = size;

@@ -8,8 +8,12 @@
  * used stays inside the buffer, the line is NUL-terminated with no NUL
  * before its end, an OK code is 200-599.  The text's enhanced status
  * code (reply_enh()) is checked against a second reading of RFC 3463.
+ * Every line is also read as a kept refusal (reply_said(): what it
+ * finds lies inside the line), and a reply line wrapped in REPLY_SAID
+ * must come back whole, with the name it was given.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +51,32 @@ old_take(const char *buf, size_t len, int full, char *line, size_t size,
 	    (line[2] - '0');
 	*more = len > 3 && line[3] == '-';
 	return REPLY_OK;
+}
+
+/* reply_said() on s finds nothing, or a name and a reply inside s, the
+ * reply starting with a code; a reply wrapped as deliver.c does comes
+ * back as it was. */
+static void
+check_said(const char *s, int reply)
+{
+	static char buf[REPLY_LINE_MAX + 96];
+	const char *p, *name;
+	size_t len, nlen, n = strlen(s);
+	int more;
+
+	if ((p = reply_said(s, &len, &name, &nlen)) != NULL &&
+	    (p < s || len > n - (size_t)(p - s) || name != s + 5 ||
+	    nlen == 0 || name + nlen >= p ||
+	    reply_code(p, len < 4 ? len : 4, &more) == -1))
+		abort();
+	if (!reply)
+		return;
+	snprintf(buf, sizeof(buf), REPLY_SAID, "mx.example", "192.0.2.1", s,
+	    "end of DATA");
+	if ((p = reply_said(buf, &len, &name, &nlen)) == NULL || len != n ||
+	    memcmp(p, s, n) != 0 || nlen != 10 ||
+	    memcmp(name, "mx.example", 10) != 0)
+		abort();
 }
 
 /* reply_enh()'s contract: a class, two dots, runs of 1-3 digits, and a
@@ -111,6 +141,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (st == REPLY_OK && r.len > 4)
 			check_enh(r.line + 4);
+		check_said(r.line, st == REPLY_OK);
 		/* Go on past a bad line too: the buffer's rest is input. */
 		buf += used;
 		len -= used;

@@ -20,7 +20,7 @@ import time
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
                        FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin,
                        strace_wrap, STRACE_LINE_RE)
-from peers import wait_for
+from peers import SmtpPeer, wait_delivery, wait_for
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
 NOBODY = 'nobody' if IS_ROOT else None
@@ -457,6 +457,42 @@ def test_mailq_plain_and_json():
         check(q[a]['sender'] == 'alice@example.test' and
               q[b]['sender'] == '', 'senders %r' % q)
         check(q[a]['size'] < q[b]['size'] + 100, 'sizes %r' % q)
+
+
+def test_mailq_shows_the_servers_words():
+    """A recipient the smarthost refuses for now: mailq lists it with the
+    reason the log gives, Postfix's "host H[IP] said: REPLY (in reply to
+    RCPT TO command)", whole, in its table and in --json, also for a
+    reply of three lines that leaves the reason over 256 bytes (the old
+    limit of what a state file kept).  It showed the bare reply, which
+    named neither the server nor the command."""
+    lines = ['450-4.2.0 <x@relay.test>: Recipient address rejected: '
+             'mailbox temporarily unavailable, the quota',
+             '450-4.2.0 is being recalculated; this can take some time for '
+             'a large mailbox',
+             '450 4.2.0 please try again in a few minutes (ref 0123456789)']
+    want = 'host 127.0.0.1[127.0.0.1] said: %s (in reply to RCPT TO ' \
+        'command)' % ' '.join(lines)
+    check(len(want) > 256, 'the reason is only %d bytes' % len(want))
+
+    def policy(sess, verb, arg, txn):
+        return '\r\n'.join(lines) if verb == 'RCPT' else None
+
+    with SmtpPeer(policy=policy) as p, Daemon(
+            'mqsaid', smarthost='[127.0.0.1]:%d' % p.port, retry_min='1h',
+            retry_max='2h') as d:
+        qid = d.send_message(BODY, rcpts=['x@relay.test'])
+        r = wait_delivery(d, qid, 'deferred')[0]
+        check(r.dsn == '4.2.0' and r.text == want, 'logged %r' % r)
+        q = wait_for(lambda: (lambda q: q if q and q[0]['recipients'][0][
+            'reason'] else None)(d.mailq()), 10, 'the reason in mailq')
+        check(q[0]['recipients'][0] == {'address': 'x@relay.test',
+                                        'status': 'deferred',
+                                        'reason': want},
+              'mailq --json %r, want the reason %r' % (q, want))
+        out = _ok(d.cli('mailq'), 'mailq').stdout.decode()
+        check(re.search(r'^ +x@relay\.test\n +\(%s\)$' % re.escape(want),
+                        out, re.M), 'mailq: %s' % out)
 
 
 def test_delete():

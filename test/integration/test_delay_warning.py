@@ -106,9 +106,10 @@ def check_delay_dsn(txn, qid):
     check(dsn_field(b, 'Status') == '4.3.0', '%s: Status %r, want 4.3.0 '
           '(the last reply\'s)' % (what, dsn_field(b, 'Status')))
     dc = dsn_field(b, 'Diagnostic-Code')
-    check(dc is not None and re.search(r'^smtp; ?451 4\.3\.0 mailbox busy',
-                                       dc),
-          '%s: Diagnostic-Code %r' % (what, dc))
+    check(dc == 'smtp; ' + REFUSAL, '%s: Diagnostic-Code %r, want the '
+          'bare reply' % (what, dc))
+    check(dsn_field(b, 'Remote-MTA') == 'dns; 127.0.0.1',
+          '%s: Remote-MTA %r' % (what, dsn_field(b, 'Remote-MTA')))
     # RFC 3464 §2.3.9: tries go on until the arrival plus queue_lifetime
     # (1d in NO_RETRY).
     arrival = dsn_field(per_msg, 'Arrival-Date')

@@ -32,6 +32,15 @@ BODY = (b'From: Sender <sender@example.test>\r\nTo: rcpt@relay.test\r\n'
 # Retries only when a test says so (ferry flush), never by the clock.
 NO_RETRY = dict(retry_min='1h', retry_max='2h', queue_lifetime='1d')
 
+# The smarthost_daemon's peer, as Postfix names a server: name[address].
+PEER = '127.0.0.1[127.0.0.1]'
+
+
+def said(reply, cmd, host=PEER):
+    """A server's refusal in Postfix's words (its smtp_proto.c), as ferry
+    logs it, lists it in mailq and writes it in a DSN's text."""
+    return 'host %s said: %s (in reply to %s command)' % (host, reply, cmd)
+
 
 def smarthost_daemon(name, port, **cfg):
     c = dict(NO_RETRY, smarthost='[127.0.0.1]:%d' % port)
@@ -104,7 +113,7 @@ def dsn_field(block, name):
     return re.sub(r'\s+', ' ', str(v)).strip() if v is not None else None
 
 
-def check_dsn_rcpt(block, addr, status_re, what, diag_re=None):
+def check_dsn_rcpt(block, addr, status_re, what, diag_re=None, mta=None):
     fr = dsn_field(block, 'Final-Recipient')
     check(fr is not None and re.sub(r';\s*', ';', fr).lower() ==
           'rfc822;' + addr.lower(),
@@ -118,6 +127,19 @@ def check_dsn_rcpt(block, addr, status_re, what, diag_re=None):
         dc = dsn_field(block, 'Diagnostic-Code')
         check(dc is not None and re.search(diag_re, dc),
               '%s: Diagnostic-Code %r, want /%s/' % (what, dc, diag_re))
+    if mta is not None:
+        # RFC 3464 section 2.3.5: the server that refused, by name ('':
+        # none, the reason is ours).
+        rm = dsn_field(block, 'Remote-MTA')
+        rm = rm and re.sub(r';\s*', '; ', rm)
+        check(rm == ('dns; ' + mta if mta else None),
+              '%s: Remote-MTA %r, want %r' % (what, rm, mta))
+
+
+def dsn_text(msg):
+    """The DSN's human-readable part, unfolded."""
+    t = msg.get_payload()[0].get_payload(decode=True).decode('ascii')
+    return re.sub(r'\s+', ' ', t)
 
 
 def check_log_line(r, to, status, dsn_re, relay_re=None, text_re=None):
@@ -360,12 +382,14 @@ def test_deliver_servfail_defers():
 
 # --- replies ------------------------------------------------------------
 
-def _tempfail_then_ok(stage):
-    said = []
+def _tempfail_then_ok(stage, cmd):
+    """A 451 to stage: deferred with Postfix's words, naming the server
+    and the command (cmd), in the log and in mailq (plain and JSON)."""
+    done = []
 
     def policy(sess, verb, arg, txn):
-        if verb == stage and not said:
-            said.append(verb)
+        if verb == stage and not done:
+            done.append(verb)
             return '451 4.3.0 try again later'
         return None
 
@@ -373,13 +397,17 @@ def _tempfail_then_ok(stage):
             smarthost_daemon('t4xx' + stage, p.port) as d:
         qid = d.send_message(BODY)
         r = wait_delivery(d, qid, 'deferred')[0]
+        want = said('451 4.3.0 try again later', cmd)
         check_log_line(r, 'rcpt@relay.test', 'deferred', r'4\.3\.0',
-                       text_re=r'^451 4\.3\.0 try again later')
+                       text_re='^%s$' % re.escape(want))
         check(p.delivered() == [], 'delivered at the 451: %r' % p.txns())
         q = d.mailq()
         check(len(q) == 1 and q[0]['recipients'][0]['status'] ==
-              'deferred' and '451' in q[0]['recipients'][0]['reason'],
-              'mailq %r' % q)
+              'deferred' and q[0]['recipients'][0]['reason'] == want,
+              'mailq %r, want the reason %r' % (q, want))
+        out = d.cli('mailq').stdout.decode()
+        check(re.search(r'^\s+\(%s\)$' % re.escape(want), out, re.M),
+              'mailq: %s' % out)
         flush(d)
         wait_delivery(d, qid, 'sent')
         wait_removed(d, qid)
@@ -391,22 +419,24 @@ def _tempfail_then_ok(stage):
 
 
 def test_deliver_4xx_rcpt_then_success():
-    _tempfail_then_ok('RCPT')
+    _tempfail_then_ok('RCPT', 'RCPT TO')
 
 
 def test_deliver_4xx_data_then_success():
-    _tempfail_then_ok('DATA')
+    _tempfail_then_ok('DATA', 'DATA')
 
 
 def test_deliver_4xx_dot_then_success():
-    _tempfail_then_ok('.')
+    _tempfail_then_ok('.', 'end of DATA')
 
 
 def test_deliver_5xx_one_of_three():
+    refusal = '550 5.1.1 <b@dom.test>: Recipient address rejected: ' \
+        'User unknown'
+
     def policy(sess, verb, arg, txn):
         if verb == 'RCPT' and arg.startswith('<b@dom.test>'):
-            return '550 5.1.1 <b@dom.test>: Recipient address rejected: ' \
-                'User unknown'
+            return refusal
         return None
 
     rcpts = ('a@dom.test', 'b@dom.test', 'c@dom.test')
@@ -421,7 +451,8 @@ def test_deliver_5xx_one_of_three():
         check_log_line(got['a@dom.test'], 'a@dom.test', 'sent', r'2\.0\.0')
         check_log_line(got['c@dom.test'], 'c@dom.test', 'sent', r'2\.0\.0')
         check_log_line(got['b@dom.test'], 'b@dom.test', 'bounced',
-                       r'5\.1\.1', text_re=r'^550 5\.1\.1 .*User unknown')
+                       r'5\.1\.1', text_re='^%s$'
+                       % re.escape(said(refusal, 'RCPT TO')))
         b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         queue_settled(d)
@@ -439,7 +470,10 @@ def test_deliver_5xx_one_of_three():
         check(len(blocks) == 1, 'DSN lists %d recipients, want only b: %s'
               % (len(blocks), short(dsn[0].body, 1500)))
         check_dsn_rcpt(blocks[0], 'b@dom.test', r'5\.1\.1', 'DSN',
-                       diag_re=r'^smtp; ?550 5\.1\.1 .*User unknown')
+                       diag_re='^smtp; ?%s$' % re.escape(refusal),
+                       mta='127.0.0.1')
+        check('<b@dom.test>: %s' % said(refusal, 'RCPT TO') in
+              dsn_text(msg), 'DSN text: %s' % dsn_text(msg))
         check(msg['To'] is not None and 'sender@example.test' in msg['To'],
               'DSN To: %r' % msg['To'])
         text = orig_part.as_bytes()
@@ -462,9 +496,12 @@ def test_deliver_5xx_at_mail_bounces_all():
         qid = d.send_message(BODY, rcpts=('a@dom.test', 'b@dom.test'))
         wait_removed(d, qid)
         lines = deliveries(d, qid)
+        want = said('553 5.7.1 <sender@example.test>: Sender rejected',
+                    'MAIL FROM')
         check(len(lines) == 2 and all(r.status == 'bounced' and
-                                      r.dsn == '5.7.1' for r in lines),
-              'log lines %r' % lines)
+                                      r.dsn == '5.7.1' and r.text == want
+                                      for r in lines),
+              'log lines %r, want the reason %r' % (lines, want))
         b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')
         dsn = [t for t in p.delivered() if t.sender == '']
@@ -472,7 +509,9 @@ def test_deliver_5xx_at_mail_bounces_all():
         _, _, blocks, _ = parse_dsn(dsn[0].body, 'DSN')
         check(len(blocks) == 2, 'DSN lists %d recipients' % len(blocks))
         for blk, a in zip(blocks, ('a@dom.test', 'b@dom.test')):
-            check_dsn_rcpt(blk, a, r'5\.7\.1', 'DSN')
+            check_dsn_rcpt(blk, a, r'5\.7\.1', 'DSN', mta='127.0.0.1',
+                           diag_re=r'^smtp; 553 5\.7\.1 <sender@example\.'
+                           r'test>: Sender rejected$')
         p.wait_idle()
 
 
@@ -507,7 +546,8 @@ def test_deliver_421_mid_session():
         lost = [q for q in ids if q not in sent][0]
         r = deliveries(d, lost)[-1]
         check(r.status == 'deferred' and r.dsn.startswith('4.') and
-              '421' in r.text, 'after the 421: %r' % r)
+              r.text == said('421 4.3.2 Service shutting down', 'RCPT TO'),
+              'after the 421: %r' % r)
         check(p.connections == 2, '%d connections, want 2 (the 421 ends '
               'one)' % p.connections)
         flush(d)
@@ -533,7 +573,8 @@ def test_deliver_size_refused_before_sending():
         check(all(t.sender == '' for t in p.txns()),
               'the big message was offered anyway: %r' % p.txns())
         _, _, blocks, _ = parse_dsn(p.delivered()[0].body, 'DSN')
-        check_dsn_rcpt(blocks[0], 'a@dom.test', r'5\.3\.4', 'SIZE DSN')
+        check_dsn_rcpt(blocks[0], 'a@dom.test', r'5\.3\.4', 'SIZE DSN',
+                       diag_re=r'^X-Ferry; 5\.3\.4 message size', mta='')
         p.wait_idle()
 
 
@@ -1224,8 +1265,10 @@ def test_deliver_relay_named_once_a_server_answered():
                   if v == 'CONNECT' else None) as p, \
             smarthost_daemon('relay421', p.port) as d:
         r = wait_delivery(d, d.send_message(BODY), 'deferred')[0]
+        # Postfix's words for a refused greeting (smtp_helo()).
         check(r.relay == '127.0.0.1[127.0.0.1]:%d' % p.port and
-              '421 4.3.2 busy' in r.text, 'after a 421 banner: %r' % r)
+              r.text == 'host %s refused to talk to me: 421 4.3.2 busy'
+              % PEER, 'after a 421 banner: %r' % r)
     with Daemon('relaynone') as d:		# its smarthost: a closed port
         r = wait_delivery(d, d.send_message(BODY), 'deferred')[0]
         check(r.relay == 'none' and 'Connection refused' in r.text,
@@ -1294,7 +1337,8 @@ def test_deliver_all_recipients_refused():
         qid = d.send_message(BODY, rcpts=('a@dom.test', 'b@dom.test'))
         lines = wait_delivery(d, qid, 'bounced', n=2)
         for r in lines:
-            check(r.dsn == '5.1.1' and 'no such user' in r.text,
+            check(r.dsn == '5.1.1' and r.text == said(
+                '550 5.1.1 <%s>: no such user' % r.to, 'RCPT TO'),
                   'bounce line %r' % r)
         b = one_bounce(d, qid)
         wait_delivery(d, b[0], 'sent')

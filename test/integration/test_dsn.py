@@ -10,7 +10,8 @@ import re
 
 from ferrytest import check, short
 from peers import SmtpPeer, one_bounce, wait_delivery, wait_for
-from test_deliver import parse_dsn, send8, smarthost_daemon, queue_settled
+from test_deliver import (parse_dsn, send8, smarthost_daemon, queue_settled,
+                          check_dsn_rcpt, dsn_text, said, BODY)
 
 BAD = 'bad@dom.test'
 REFUSAL = '550 5.1.1 <bad@dom.test>: Recipient address rejected: User unknown'
@@ -124,5 +125,56 @@ def test_dsn_status_expired_only_for_our_expiry():
                 got[fr.split(';', 1)[1]] = str(b['Status']).strip()
         check(got == {BAD: '5.7.1', late: '4.4.7'},
               'Status per recipient %r' % got)
+        queue_settled(d)
+        p.wait_idle()
+
+
+def test_dsn_names_the_server_and_the_command():
+    """A refusal of RCPT, DATA or the end of data bounces with Postfix's
+    words: "host H[IP] said: REPLY (in reply to CMD command)" in the log
+    and in the DSN's text, while the report's fields give the server as
+    Remote-MTA and the bare reply as the smtp Diagnostic-Code (RFC 3464
+    sections 2.3.5 and 2.3.6), and Status the reply's enhanced code, or
+    X.0.0 of its class when it has none.  The log said only the reply,
+    so admins grepping for "said:" and pflogsumm found nothing, and no
+    DSN named the server that refused."""
+    cases = {		# recipient: (verb, reply, command, status)
+        'rcpt@dom.test': ('RCPT', '550 no such user here', 'RCPT TO',
+                          '5.0.0'),
+        'data@dom.test': ('DATA', '554 5.5.1 Error: no valid recipients',
+                          'DATA', '5.5.1'),
+        'dot@dom.test': ('.', '554 5.7.1 message content rejected',
+                         'end of DATA', '5.7.1'),
+    }
+
+    def policy(sess, verb, arg, txn):
+        for a, (v, reply, _, _) in cases.items():
+            if v == verb and (arg.lower().startswith('<%s>' % a) if
+                              verb == 'RCPT' else
+                              txn is not None and a in txn.accepted):
+                return reply
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('dsnsaid', p.port) as d:
+        for a, (_, reply, cmd, status) in cases.items():
+            qid = d.send_message(BODY, rcpts=(a,))
+            r = wait_delivery(d, qid, 'bounced')[0]
+            want = said(reply, cmd)
+            check(r.dsn == status and r.text == want,
+                  'log line %r, want dsn=%s and the reason %r'
+                  % (r, status, want))
+            b = one_bounce(d, qid)[0]
+            wait_delivery(d, b, 'sent')
+            tag = ('X-Ferry-Queue-ID: %s' % qid).encode()
+            t = wait_for(lambda: [x for x in dsn_txns(p) if tag in x.body],
+                         5, 'the DSN of %s at the peer' % qid)
+            msg, _, blocks, _ = parse_dsn(t[0].body, 'DSN for ' + a)
+            check(len(blocks) == 1, 'DSN blocks %r' % blocks)
+            check_dsn_rcpt(blocks[0], a, re.escape(status), 'DSN for ' + a,
+                           diag_re='^smtp; %s$' % re.escape(reply),
+                           mta='127.0.0.1')
+            check('<%s>: %s' % (a, want) in dsn_text(msg),
+                  'DSN text for %s: %s' % (a, dsn_text(msg)))
         queue_settled(d)
         p.wait_idle()

@@ -182,7 +182,8 @@ def test_hops_smarthost_loop_stops():
                   'to=<%s>: %d sent, %d bounced; want %d and 1'
                   % (to, len(sent), len(bounced), n))
             r = bounced[0]
-            check(r.dsn == '5.4.6' and r.text == REFUSAL,
+            check(r.dsn == '5.4.6' and r.text == 'host 127.0.0.1[127.0.0.1] '
+                  'said: %s (in reply to end of DATA command)' % REFUSAL,
                   'the bounce: %r' % r)
         check(lines('rcpt@relay.test', 'deferred') == [] and
               lines('sender@example.test', 'deferred') == [],

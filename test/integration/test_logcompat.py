@@ -201,6 +201,33 @@ def test_logcompat_pflogsumm_fail2ban():
         check(got == want, '%s counts %r, want %r; its totals:\n%s'
               % (' '.join(argv), got, want, out[:1500]))
 
+        # Refusals in Postfix's words, "host H[IP] said: REPLY (in reply
+        # to CMD command)": pflogsumm's details cut what precedes
+        # "said:" and the address, and count each reason once for all.
+        for status, n, reply in (
+                ('deferred', N_DEFER, '451 4.3.0 <defer%d@relay.test>: try '
+                 'again later'),
+                ('bounced', N_BOUNCE, '550 5.1.1 <bounce%d@relay.test>: '
+                 'Recipient address rejected: User unknown')):
+            for i in range(n):
+                line = ('status=%s (host 127.0.0.1[127.0.0.1] said: %s (in '
+                        'reply to RCPT TO command))' % (status, reply % i))
+                check(sum(l.endswith(line) for l in text.splitlines()) == 1,
+                      'no line ending in %r in the log:\n%s'
+                      % (line, '\n'.join(l for l in text.splitlines()
+                                         if status in l)))
+        for head, reason, n in (
+                ('message deferral detail',
+                 'try again later (in reply to RCPT TO command', N_DEFER),
+                ('message bounce detail (by relay)',
+                 'User unknown (in reply to RCPT TO command)', N_BOUNCE)):
+            m = re.search(r'^%s\n-+\n(.*?)\n\n' % re.escape(head), out,
+                          re.S | re.M)
+            check(m and re.search(r'^\s+%d\s+%s$' % (n, re.escape(reason)),
+                                  m.group(1), re.M),
+                  '%s: want %d x %r:\n%s' % (head, n, reason,
+                                             m.group(0) if m else out))
+
         # fail2ban-regex postfix[mode=auth], as documented: exactly the
         # failed AUTH lines match, with the client's address.
         fails = [l for l in text.splitlines()

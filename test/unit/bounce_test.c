@@ -63,6 +63,7 @@ static size_t count_in(const struct dsn *, size_t, size_t, const char *,
     int);
 static size_t find_in(const struct dsn *, size_t, size_t, const char *);
 static size_t count_byte(const struct dsn *, size_t, size_t, char);
+static void unfold(const struct dsn *, size_t, size_t, char *, size_t);
 static int seven_bit(const char *, size_t);
 static int t_structure(void);
 static int t_per_rcpt(void);
@@ -268,6 +269,27 @@ count_byte(const struct dsn *d, size_t from, size_t to, char c)
 	return n;
 }
 
+/* Lines [from, to) as one string, each line's leading blanks and its
+ * end made one space, empty lines left out: text as a reader sees it,
+ * whatever the folding. */
+static void
+unfold(const struct dsn *d, size_t from, size_t to, char *buf, size_t size)
+{
+	size_t i, k, n = 0;
+
+	for (i = from; i < to && n + 1 < size; i++) {
+		for (k = 0; k < d->line[i].n && d->line[i].p[k] == ' '; k++)
+			;
+		if (k == d->line[i].n)
+			continue;
+		if (n > 0)
+			buf[n++] = ' ';
+		for (; k < d->line[i].n && n + 1 < size; k++)
+			buf[n++] = d->line[i].p[k];
+	}
+	buf[n] = '\0';
+}
+
 static int
 seven_bit(const char *p, size_t n)
 {
@@ -284,10 +306,9 @@ static int
 t_structure(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", "mx.example.net",
+		{ "bob@example.net", "5.1.1",
 		    "550 5.1.1 <bob@example.net>: no such user", 0 },
-		{ "carol@example.net", "5.7.1", "mx.example.net",
-		    "554 5.7.1 rejected", 0 },
+		{ "carol@example.net", "5.7.1", "554 5.7.1 rejected", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -349,25 +370,33 @@ t_structure(void)
 	return 0;
 }
 
-/* One block per recipient with its own Status, Remote-MTA only when
- * known, smtp vs X-Ferry diagnostic types. */
+/*
+ * One block per recipient with its own Status, smtp vs X-Ferry
+ * diagnostic types, and Remote-MTA with the bare reply for a refusal as
+ * deliver.c words it (REPLY_SAID), whose whole text the human part
+ * shows; a bare reply (an older state file's) names no server.
+ */
 static int
 t_per_rcpt(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", "mx1.example.net",
-		    "550 5.1.1 no such user (in reply to RCPT TO command)", 0 },
-		{ "carol@example.com", "5.4.4", NULL,
+		{ "bob@example.net", "5.1.1", "host mx1.example.net[192.0.2.1] "
+		    "said: 550 5.1.1 no such user (in reply to RCPT TO "
+		    "command)", 0 },
+		{ "carol@example.com", "5.4.4",
 		    "Host or domain name not found", 0 },
-		{ "dave@example.net", "5.2.2", "mx1.example.net",
-		    "552-5.2.2 mailbox full\r\n552 5.2.2 try later", 0 },
+		{ "dave@example.net", "5.2.2", "host mx1.example.net[192.0.2.1] "
+		    "said: 552-5.2.2 mailbox full\r\n552 5.2.2 try later (in "
+		    "reply to end of DATA command)", 0 },
+		{ "erin@example.net", "5.1.1", "550 5.1.1 no such user", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
 	size_t p1, p2, i;
+	char text[1024];
 
 	orig_init(&o);
-	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 3, t_headers,
+	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 4, t_headers,
 	    sizeof(t_headers) - 1) == 0);
 	CHECK(d.clean && d.npart == 3);
 	p1 = d.part[1];
@@ -376,15 +405,15 @@ t_per_rcpt(void)
 	CHECK(count_in(&d, p1, p2, "X-Ferry-Queue-ID: 0123456789ABCDEF01",
 	    1) == 1);
 	CHECK(count_in(&d, p1, p2, "Arrival-Date: ", 0) == 1);
-	CHECK(count_in(&d, p1, p2, "Final-Recipient: ", 0) == 3);
-	CHECK(count_in(&d, p1, p2, "Action: failed", 1) == 3);
-	CHECK(count_in(&d, p1, p2, "Last-Attempt-Date: ", 0) == 3);
+	CHECK(count_in(&d, p1, p2, "Final-Recipient: ", 0) == 4);
+	CHECK(count_in(&d, p1, p2, "Action: failed", 1) == 4);
+	CHECK(count_in(&d, p1, p2, "Last-Attempt-Date: ", 0) == 4);
 	i = find_in(&d, p1, p2, "Final-Recipient: rfc822; bob@example.net");
 	CHECK(i < p2 && d.line[i - 1].n == 0);
 	CHECK(line_is(&d.line[i + 1], "Action: failed"));
 	CHECK(line_is(&d.line[i + 2], "Status: 5.1.1"));
 	CHECK(line_is(&d.line[i + 3], "Remote-MTA: dns; mx1.example.net"));
-	CHECK(line_starts(&d.line[i + 4], "Diagnostic-Code: smtp; 550 5.1.1 "
+	CHECK(line_is(&d.line[i + 4], "Diagnostic-Code: smtp; 550 5.1.1 "
 	    "no such user"));
 	i = find_in(&d, p1, p2, "Final-Recipient: rfc822; carol@example.com");
 	CHECK(i < p2 && d.line[i - 1].n == 0);
@@ -395,15 +424,27 @@ t_per_rcpt(void)
 	CHECK(i < p2 && d.line[i - 1].n == 0);
 	CHECK(line_is(&d.line[i + 2], "Status: 5.2.2"));
 	/* A multi-line reply is one logical field. */
+	CHECK(line_is(&d.line[i + 3], "Remote-MTA: dns; mx1.example.net"));
 	CHECK(line_is(&d.line[i + 4], "Diagnostic-Code: smtp; 552-5.2.2 "
 	    "mailbox full 552 5.2.2 try later"));
+	i = find_in(&d, p1, p2, "Final-Recipient: rfc822; erin@example.net");
+	CHECK(i < p2 && line_is(&d.line[i + 2], "Status: 5.1.1"));
+	CHECK(line_is(&d.line[i + 3], "Diagnostic-Code: smtp; 550 5.1.1 "
+	    "no such user"));
 	CHECK(count_in(&d, p1, p2, "Remote-MTA: ", 0) == 2);
 
-	/* The human part names each recipient and what the host said. */
-	CHECK(find_in(&d, d.part[0], p1, "<bob@example.net>: host "
-	    "mx1.example.net said: 550 5.1.1 no such user") < p1);
-	CHECK(find_in(&d, d.part[0], p1, "<carol@example.com>: Host or "
-	    "domain name not found") < p1);
+	/* The human part names each recipient and gives the reason as
+	 * the log does, Postfix's words whole. */
+	unfold(&d, d.part[0], p1, text, sizeof(text));
+	CHECK(strstr(text, "<bob@example.net>: host mx1.example.net"
+	    "[192.0.2.1] said: 550 5.1.1 no such user (in reply to RCPT TO "
+	    "command) <carol@example.com>: Host or domain name not found "
+	    "<dave@example.net>: host mx1.example.net[192.0.2.1] said: "
+	    "552-5.2.2 mailbox full 552 5.2.2 try later (in reply to end of "
+	    "DATA command) <erin@example.net>: 550 5.1.1 no such user") !=
+	    NULL);
+	CHECK(count_in(&d, d.part[0], p1, "<bob@example.net>: host "
+	    "mx1.example.net[192.0.2.1] said: 550", 0) == 1);
 	dsn_free(&d);
 	return 0;
 }
@@ -416,10 +457,11 @@ t_hostile(void)
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net\r\nBcc: victim@example.com",
 		    "5.1.1\r\nBcc: z",
-		    "mx.example.net\r\nX-Evil: 1",
+		    "host mx.example.net\r\nX-Evil: 1[192.0.2.1] said: "
 		    "550 no\r\n--=_ferry_0000\r\n\r\nBcc: x@evil\r\n"
-		    "Content-Type: text/html\r\n\r\n--\r\n.\r\n", 0 },
-		{ "carol@example.net", "5.1.1", NULL,
+		    "Content-Type: text/html\r\n\r\n--\r\n.\r\n (in reply "
+		    "to RCPT TO command)", 0 },
+		{ "carol@example.net", "5.1.1",
 		    "\r\n--=_ferry_\r\nFinal-Recipient: rfc822; forged@evil", 0 },
 	};
 	struct queue_info o;
@@ -438,6 +480,8 @@ t_hostile(void)
 	CHECK(count_in(&d, 0, d.nline, "--", 0) == 4);
 	CHECK(count_in(&d, 0, d.nline, "Bcc", 0) == 0);
 	CHECK(count_in(&d, 0, d.nline, "X-Evil", 0) == 0);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Remote-MTA: dns; "
+	    "mx.example.net X-Evil: 1", 1) == 1);
 	CHECK(count_in(&d, 0, d.nline, "Content-Type: text/html", 0) == 0);
 	CHECK(count_in(&d, 0, d.nline, ".", 1) == 0);
 	CHECK(count_in(&d, d.part[1], d.part[2], "Final-Recipient: ", 0) == 2);
@@ -468,7 +512,7 @@ static int
 t_eightbit_reply(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", "mx.example.net",
+		{ "bob@example.net", "5.1.1",
 		    "550 caf\xc3\xa9 \x01\x7f\x1b[31m", 0 },
 	};
 	struct queue_info o;
@@ -493,7 +537,7 @@ t_long(void)
 {
 	static char diag[6000], addr[QUEUE_ADDR_MAX];
 	struct bounce_rcpt r[] = {
-		{ addr, "5.1.1", "mx.example.net", diag, 0 },
+		{ addr, "5.1.1", diag, 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -546,7 +590,7 @@ t_orig_headers(void)
 	static const char want[] = "Subject: hi\r\nX-A: 1\r\nX-B: 2\r\n"
 	    "X-C: caf\xc3\xa9\r\nX-D: ?z\r\n\r\n--";
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -586,7 +630,7 @@ t_orig_long_line(void)
 {
 	static char h[3000];
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -617,7 +661,7 @@ t_orig_cap(void)
 {
 	static char h[80 * 1024];
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -654,9 +698,9 @@ static int
 t_delayed(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "4.4.1", "mx.example.net",
+		{ "bob@example.net", "4.4.1",
 		    "connect to mx.example.net: Connection timed out", 0 },
-		{ "carol@example.net", "bogus", NULL, "451 4.3.0 later", 0 },
+		{ "carol@example.net", "bogus", "451 4.3.0 later", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
@@ -707,7 +751,7 @@ static int
 t_refuse(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_writer *w;
 	struct queue_info o;
@@ -743,7 +787,7 @@ static int
 t_writer_error(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_writer *w;
 	struct queue_info o;
@@ -764,7 +808,7 @@ static int
 t_unique(void)
 {
 	struct bounce_rcpt r[] = {
-		{ "bob@example.net", "5.1.1", NULL, "550 no", 0 },
+		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn a, b;

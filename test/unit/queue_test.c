@@ -59,6 +59,7 @@ static int t_state_torn(void);
 static int t_state_corrupt(void);
 static int t_state_warned(void);
 static int t_state_notified(void);
+static int t_state_reason(void);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -935,6 +936,87 @@ t_state_corrupt(void)
 	return 0;
 }
 
+/*
+ * A reason as the scheduler keeps it now ("host NAME[ADDR] said: REPLY
+ * (in reply to CMD command)") goes round the state file whole: with a
+ * usual name, a reply of the 255 bytes deliver.c keeps of one, and any
+ * text up to QUEUE_REASON_MAX - 1 bytes.  The bare replies and our own
+ * words of older state files still read as they were; one byte more
+ * than the limit is refused.
+ */
+static int
+t_state_reason(void)
+{
+	static const char *const r[] = { "a@x", "b@x", "c@x" };
+	static const char old_st[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\n"
+	    "A 2\nR 0 bounced-notified 550 5.1.1 <a@x>: no such user\n"
+	    "R 1 deferred 4.4.1 connect to mx.x[192.0.2.1]:25: Connection "
+	    "refused\nR 2 deferred 451 4.3.0 later\nE 3\n";
+	struct queue_rcpt rc[3];
+	struct queue_info info, again;
+	char id[QUEUE_ID_SIZE], text[1024], *buf, *p;
+	const char *why;
+	size_t n, len;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
+	CHECK(queue_load(id, &info, &why) == 0);
+	info.rcpt[0].status = RS_BOUNCED;
+	n = (size_t)snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX,
+	    "host mx.x[192.0.2.1] said: 550 5.1.1 <a@x>: ");
+	memset(info.rcpt[0].reason + n, 'u', QUEUE_REASON_MAX - 1 - n);
+	memcpy(info.rcpt[0].reason + QUEUE_REASON_MAX - 31,
+	    " (in reply to RCPT TO command)", 31);
+	CHECK(strlen(info.rcpt[0].reason) == QUEUE_REASON_MAX - 1);
+	info.rcpt[1].status = RS_DEFERRED;
+	p = text + snprintf(text, sizeof(text), "host mx1.mail-hosting."
+	    "example[2001:db8:4006:80a::200e] said: 451 4.3.0 ");
+	memset(p, 'l', 255 - 10);
+	memcpy(p + 255 - 10, " (in reply to end of DATA command)", 35);
+	CHECK(strlen(text) < QUEUE_REASON_MAX);
+	memcpy(info.rcpt[1].reason, text, strlen(text) + 1);
+	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK_STR(again.rcpt[0].reason, info.rcpt[0].reason);
+	CHECK_STR(again.rcpt[1].reason, info.rcpt[1].reason);
+	queue_info_free(&again);
+	queue_info_free(&info);
+	teardown();
+
+	memset(&info, 0, sizeof(info));
+	memset(rc, 0, sizeof(rc));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = 3;
+	info.rcpt = rc;
+	CHECK(queue_parse_state(old_st, sizeof(old_st) - 1, &info, &why) ==
+	    0);
+	CHECK(rc[0].status == RS_BOUNCED && rc[0].notified);
+	CHECK_STR(rc[0].reason, "550 5.1.1 <a@x>: no such user");
+	CHECK_STR(rc[1].reason, "4.4.1 connect to mx.x[192.0.2.1]:25: "
+	    "Connection refused");
+	CHECK_STR(rc[2].reason, "451 4.3.0 later");
+
+	/* QUEUE_REASON_MAX - 1 bytes of reason parse, one more does not. */
+	len = 64 + QUEUE_REASON_MAX;
+	CHECK((buf = malloc(len)) != NULL);
+	for (n = QUEUE_REASON_MAX - 1; n <= QUEUE_REASON_MAX; n++) {
+		p = buf + snprintf(buf, len, "FERRYST1\nI 0123456789ABCDEF01\n"
+		    "N 5\nA 2\nR 0 deferred ");
+		memset(p, 'x', n);
+		p += n;
+		p += snprintf(p, len - (size_t)(p - buf), "\nE 1\n");
+		if ((queue_parse_state(buf, (size_t)(p - buf), &info, &why) ==
+		    0) != (n < QUEUE_REASON_MAX)) {
+			free(buf);
+			fprintf(stderr, "  a reason of %zu bytes\n", n);
+			return 1;
+		}
+	}
+	free(buf);
+	CHECK(strlen(rc[0].reason) == QUEUE_REASON_MAX - 1);
+	return 0;
+}
+
 static int
 t_delete(void)
 {
@@ -1331,6 +1413,7 @@ static const struct t_case cases[] = {
 	{ "corrupt state sidecar", t_state_corrupt },
 	{ "state: delay warning record W", t_state_warned },
 	{ "state: bounced-notified recipients", t_state_notified },
+	{ "state: a reason as kept, and older ones", t_state_reason },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up index from state mtimes", t_index },

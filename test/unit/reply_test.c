@@ -4,7 +4,8 @@
  * separator, a full buffer without LF) and every edge the delivery
  * relies on (bare LF, CRLF, a NUL inside, the head of a long line, two
  * lines in one buffer) against what deliver.c and check.c did before
- * the parser was shared.
+ * the parser was shared.  And the way back from a refusal as it is
+ * kept (REPLY_SAID) to the server's name and its bare reply.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,73 @@ test_code(void)
 	return 0;
 }
 
+/* REPLY_SAID taken apart: the name and the bare reply, the end found
+ * where it was cut, and everything else (ours, an old bare reply) not
+ * taken for it. */
+static int
+test_said(void)
+{
+	static const struct {
+		const char *in, *name, *reply;	/* name NULL: refused */
+	} rows[] = {
+		{ "host mx.d[192.0.2.1] said: 550 5.1.1 <x@d>: user unknown "
+		    "(in reply to RCPT TO command)", "mx.d",
+		    "550 5.1.1 <x@d>: user unknown" },
+		{ "host mx6[2001:db8::1] said: 451 later (in reply to end of "
+		    "DATA command)", "mx6", "451 later" },
+		{ "host a[1] said: 550-5.1.1 one 550 5.1.1 two (in reply to "
+		    "MAIL FROM command)", "a", "550-5.1.1 one 550 5.1.1 two" },
+		/* the reply's own "(in reply to" words stay, ours go */
+		{ "host a[1] said: 554 x (in reply to y) (in reply to DATA "
+		    "command)", "a", "554 x (in reply to y)" },
+		{ "host a[1] said: 550 (in reply to RCPT TO command)", "a",
+		    "550" },
+		/* cut off (the QUEUE_REASON_MAX): all of what is left */
+		{ "host a[1] said: 550 5.1.1 long (in reply to RC", "a",
+		    "550 5.1.1 long (in reply to RC" },
+		{ "host a[1] said: 550 no (why?) (in reply", "a",
+		    "550 no (why?) (in reply" },
+		{ "host a[1] said: 550 a (b)", "a", "550 a (b)" },
+		{ "host a[1] said: 550", "a", "550" },
+		/* not a refusal kept by deliver.c */
+		{ "550 5.1.1 <x@d>: user unknown", NULL, NULL },
+		{ "5.4.4 Host or domain name not found", NULL, NULL },
+		{ "4.4.2 host a[1] said: 421 bye (while sending RCPT TO)",
+		    NULL, NULL },
+		{ "host a[1] refused to talk to me: 421 busy", NULL, NULL },
+		{ "host [1] said: 550 x", NULL, NULL },
+		{ "host a said: 550 x", NULL, NULL },
+		{ "host a[1] said: 650 x", NULL, NULL },
+		{ "host a[1] said: 55", NULL, NULL },
+		{ "host a[1] said: 550x", NULL, NULL },
+		{ "host a[1] said:550 x", NULL, NULL },
+		{ "host a[1]", NULL, NULL },
+		{ "host ", NULL, NULL },
+		{ "", NULL, NULL },
+	};
+	const char *p, *name;
+	size_t i, len, nlen;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		p = reply_said(rows[i].in, &len, &name, &nlen);
+		if (rows[i].name == NULL) {
+			if (p != NULL) {
+				fprintf(stderr, "  row %zu taken\n", i);
+				return 1;
+			}
+			continue;
+		}
+		if (p == NULL || len != strlen(rows[i].reply) ||
+		    strncmp(p, rows[i].reply, len) != 0 ||
+		    nlen != strlen(rows[i].name) ||
+		    strncmp(name, rows[i].name, nlen) != 0) {
+			fprintf(stderr, "  row %zu: %s\n", i, rows[i].in);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "one line", test_single },
 	{ "a continued line", test_continued },
@@ -335,6 +403,7 @@ static const struct t_case cases[] = {
 	{ "a NUL inside", test_nul },
 	{ "enhanced status codes (RFC 3463)", test_enh },
 	{ "reply_code", test_code },
+	{ "a refusal as kept: reply_said", test_said },
 };
 
 T_MAIN("reply", cases)
