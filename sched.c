@@ -87,6 +87,7 @@ struct sched_dest {
 	unsigned starting;		/* connections without a job yet */
 	uint64_t dead_until;		/* unix seconds */
 	unsigned failures;
+	int relay;			/* made for the smarthost */
 };
 
 struct sched_conn {
@@ -551,6 +552,7 @@ sched_dest_get(const char *name)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->relay = sched_relay[0] != '\0';
 	d->tail = &d->head;
 	d->next = sched_dests;
 	sched_dests = d;
@@ -581,7 +583,7 @@ sched_dispatch(void)
 	struct sched_conn *c;
 	struct sched_job *job;
 	uint64_t now = (uint64_t)time(NULL);
-	int progress = 1;
+	int progress = 1, gone;
 
 	while (progress && !sched_stopping) {
 		progress = 0;
@@ -590,11 +592,17 @@ sched_dispatch(void)
 				continue;
 			if (d->dead_until > now && d->active > 0)
 				continue;	/* those still up take the jobs */
-			if (d->dead_until > now) {
-				/* Still backing off: defer what arrives. */
+			/* Still backing off: defer what arrives.  Or made for
+			 * the smarthost, which a reload has since removed: its
+			 * jobs hold recipients of any domain, so d->name is no
+			 * next hop for them; deferred, they are routed again. */
+			gone = d->relay && sched_relay[0] == '\0';
+			if (d->dead_until > now || gone) {
 				while ((job = sched_dest_pop(d)) != NULL)
 					sched_job_fail(job, DR_TEMP, NULL,
-					    "4.4.1", "destination is backing "
+					    gone ? "4.3.5" : "4.4.1", gone ?
+					    "the smarthost was removed by a "
+					    "reload" : "destination is backing "
 					    "off after a failed connection");
 				continue;
 			}

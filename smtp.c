@@ -1186,16 +1186,20 @@ smtp_check_rcpt(struct smtp_session *s, const char *addr)
  * it would only come back here, and ferry has no local delivery, so
  * RCPT refuses it with the 5.4.6 Postfix bounces a looping MX with
  * (deliver.c).  Ours: the unspecified address (this host, to connect()),
- * and an address of this host (one bind() takes: 127.0.0.2 too) that a
- * listener is bound to, itself or as 0.0.0.0 or ::.
+ * and an address of this host that a listener is bound to, itself or
+ * as 0.0.0.0 or ::.  Of this host: the kernel routes it here, choosing
+ * it as its own source (or 127.0.0.1, for 127.0.0.2 and the rest of
+ * 127/8).  Not bind(), which takes any address where ip_nonlocal_bind
+ * is set (as keepalived and HAProxy hosts have it).
  */
 static int
 smtp_own_literal(const char *addr)
 {
 	const struct config *c = smtp_conf;
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss, src;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&src;
 	char ip[INET6_ADDRSTRLEN];
-	socklen_t len;
+	socklen_t len, slen = sizeof(src);
 	int fd, ours;
 
 	if ((len = addr_literal(addr_domain(addr), &ss, ip)) == 0)
@@ -1209,7 +1213,13 @@ smtp_own_literal(const char *addr)
 		return 0;
 	if ((fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
 		return 0;
-	ours = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	/* A datagram socket's connect() sends nothing.  The port is where
+	 * sin_port is in both families; the rest of ss is zero. */
+	ours = connect(fd, (struct sockaddr *)&ss, len) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&src, &slen) == 0 &&
+	    ((s4->sin_port = 0, memcmp(&src, &ss, len) == 0) ||
+	    (src.ss_family == AF_INET && *(unsigned char *)&s4->sin_addr ==
+	    127));
 	(void)close(fd);
 	return ours;
 }

@@ -244,3 +244,96 @@ def test_literal_of_our_own_address_from_maildrop_bounces():
                   % len(rejects))
             d.assert_empty('after the bounce')
             check(dns.count == 0, '%d DNS queries' % dns.count)
+
+
+def test_literal_reload_removing_smarthost_routes_again():
+    """A message waiting for a connection to smarthost = [127.0.0.1]:P
+    when a reload removes the smarthost was sent to 127.0.0.1 on mx_port
+    as if "[127.0.0.1]" were its recipient's literal domain: to the old
+    smarthost's host on port 25, without smarthost_tls or AUTH, where a
+    "relay access denied" bounced it.  Now it is deferred, to be routed
+    again under the new settings.  The DNS server answers nothing."""
+    import time
+    from peers import deliveries
+    from test_reload import hup
+    at_dot, gate = threading.Event(), threading.Event()
+
+    def policy(s, verb, arg, txn):
+        # The first message's end of data waits for the reload; then
+        # 250 and a 421 close, so the next one needs a new connection.
+        if verb == '.':
+            at_dot.set()
+            gate.wait(20)
+            return '250 2.0.0 Ok\r\n421 4.3.2 bye'
+        return None
+    with QueryCounter() as dns, SmtpPeer(policy=policy) as relay, \
+            SmtpPeer() as mx:
+        d = literal_daemon('litreload', dns, mx.port,
+                           smarthost='[127.0.0.1]:%d' % relay.port,
+                           max_deliveries_per_destination='1')
+        with d:
+            q1 = d.send_message(BODY)
+            check(at_dot.wait(10), 'the first message never reached '
+                  'the smarthost')
+            q2 = d.send_message(BODY)
+            time.sleep(0.3)
+            d.cfg['smarthost'] = ''
+            d.write_config()
+            hup(d)
+            gate.set()
+            wait_delivery(d, q1, 'sent')
+            r = wait_delivery(d, q2, 'deferred')[0]
+            check(r.dsn == '4.3.5' and 'smarthost' in r.text,
+                  'the waiting message: %r' % r)
+            time.sleep(0.5)
+            got = [(x.id, x.status) for x in deliveries(d)]
+            check(got == [(q1, 'sent'), (q2, 'deferred')],
+                  'results %r' % got)
+            check(len(relay.delivered()) == 1 and mx.connections == 0,
+                  'the smarthost got %d, 127.0.0.1:mx_port %d'
+                  % (len(relay.delivered()), len(mx.delivered())))
+
+
+def test_literal_own_check_with_nonlocal_bind():
+    """Whether a literal is ours was asked of bind(), which takes any
+    address where net.ipv4.ip_nonlocal_bind = 1 (keepalived and HAProxy
+    hosts set it for their floating addresses): under a wildcard
+    listener every literal was then 'ours', u@[192.0.2.1] refused 550
+    5.4.6 for good.  In a network namespace of its own with that
+    setting, the daemon (listening on 0.0.0.0, reached through its
+    local socket) still refuses [127.0.0.1], [127.0.0.2] (127/8 is
+    this host's) and [0.0.0.0], and takes [192.0.2.1]."""
+    import subprocess
+    import time
+    from ferrytest import SLOW
+    setup = ('ip link set lo up && sysctl -qw net.ipv4.ip_nonlocal_bind=1'
+             ' && exec "$@"')
+    if subprocess.run(['unshare', '-n', 'sh', '-c', setup, 'sh', 'true'],
+                      capture_output=True).returncode != 0:
+        return 'skipped: no network namespace here'
+    d = Daemon('litnonlocal', listen_smtp='0.0.0.0:%d' % free_port())
+    # unshare and sh exec: the daemon is the process started.
+    d.wrap = ['unshare', '-n', 'sh', '-c', setup, 'sh']
+    d.start(wait=False)
+    d.wrap = []
+    try:
+        d.wait_log(r'daemon started', timeout=10)
+        sock = d.cfg['local_socket']
+        deadline = time.monotonic() + 10 * SLOW
+        while not os.path.exists(sock):
+            check(time.monotonic() < deadline, 'no local socket; log:\n%s'
+                  % d.log_tail())
+            time.sleep(0.05)
+        for rcpt, ours in (('u@[127.0.0.1]', True), ('u@[127.0.0.2]', True),
+                           ('u@[0.0.0.0]', True), ('u@[192.0.2.1]', False)):
+            p = d.cli('sendmail', '-f', 's@example.test', rcpt,
+                      input=b'Subject: nonlocal\n\nx\n')
+            got = p.returncode != 0 and b'5.4.6' in p.stderr
+            check(got == ours, 'sendmail to %s: exit %d, %r (want %s)'
+                  % (rcpt, p.returncode, p.stderr,
+                     'refused' if ours else 'queued'))
+        q = d.mailq()
+        check(len(q) == 1 and [x['address'] for x in q[0]['recipients']]
+              == ['u@[192.0.2.1]'], 'queue %r' % q)
+    finally:
+        d.stop()
