@@ -762,9 +762,9 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	}
 	/* The smarthost is the admin's choice: its failing name is a
 	 * configuration error to fix, not a reason to bounce everything. */
-	if (r == DR_PERM && sched_relay[0]) {
+	if (r == DR_PERM && d->relay) {
 		log_warnx(LP_QMGR, "smarthost %s: %s; mail is deferred",
-		    sched_relay, reason ? reason : "failed");
+		    d->name, reason ? reason : "failed");
 		r = DR_TEMP;
 		dsn = "4.4.3";
 	}
