@@ -1065,15 +1065,22 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	}
 	switch (d->state) {
 	case DS_BANNER:
-		if (code != 220) {
-			deliver_why(d, "4.4.1", "host %s[%s] refused to "
-			    "talk to me: %s", deliver_mx_host(d), d->cur_ip,
-			    reply);
+	case DS_HELO:
+		/* Postfix's words: "refused to talk to me", "refused HELO". */
+		if (code != (d->state == DS_BANNER ? 220 : 250)) {
+			deliver_why(d, "4.4.1", "host %s[%s] refused %s: %s",
+			    deliver_mx_host(d), d->cur_ip, d->state ==
+			    DS_BANNER ? "to talk to me" : "HELO", reply);
 			deliver_io_free(d);
 			deliver_next_addr(d);
 			return;
 		}
-		deliver_ehlo(d);
+		if (d->state == DS_BANNER) {
+			deliver_ehlo(d);
+			break;
+		}
+		d->ext = 0;
+		deliver_greeted(d);
 		break;
 	case DS_EHLO:
 		if (code == 250) {
@@ -1083,18 +1090,6 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 			deliver_enter_state(d, DS_HELO);
 			deliver_send(d, "HELO %s\r\n", deliver_conf->hostname);
 		}
-		break;
-	case DS_HELO:
-		if (code != 250) {
-			deliver_why(d, "4.4.1", "host %s[%s] refused "
-			    "HELO: %s", deliver_mx_host(d), d->cur_ip,
-			    reply);
-			deliver_io_free(d);
-			deliver_next_addr(d);
-			return;
-		}
-		d->ext = 0;
-		deliver_greeted(d);
 		break;
 	case DS_STARTTLS:
 		if (code != 220) {

@@ -74,6 +74,7 @@ struct main_user {
 	char name[64];
 };
 
+static int main_entry(const char *);
 static int main_usage(void);
 static int main_serve(struct config *);
 static int main_check_config(struct config *);
@@ -127,38 +128,32 @@ main(int argc, char **argv)
 	int c;
 
 	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-	/* sendmail and mailq keep their own options: no getopt here. */
-	if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "mailq") == 0) {
-		if (main_load(&conf, secure_getenv("FERRY_CONFIG")) != 0)
-			return EX_CONFIG;
-		return prog[0] == 's' ? cli_sendmail(&conf, argc, argv) :
-		    cli_mailq(&conf, argc, argv);
-	}
-	if (strcmp(prog, "newaliases") == 0)
-		return main_load(&conf, secure_getenv("FERRY_CONFIG")) != 0 ?
-		    EX_CONFIG : cli_newaliases(&conf);
-
-	while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
-		switch (c) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'T':
-			log_trace_mask |= log_trace_parse(optarg);
-			break;
-		default:
-			return main_usage();
+	/* argv[0] sendmail, mailq, newaliases: `ferry NAME` with no ferry
+	 * options, their own untouched (no getopt here). */
+	if (main_entry(prog))
+		cmd = prog;
+	else {
+		while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
+			switch (c) {
+			case 'c':
+				path = optarg;
+				break;
+			case 'T':
+				log_trace_mask |= log_trace_parse(optarg);
+				break;
+			default:
+				return main_usage();
+			}
 		}
+		argc -= optind;
+		argv += optind;
+		cmd = argc > 0 ? argv[0] : "serve";
 	}
-	argc -= optind;
-	argv += optind;
-	cmd = argc > 0 ? argv[0] : "serve";
 	/* A set-id entry runs for a caller it must not trust (DESIGN.md):
 	 * secure_getenv() drops FERRY_CONFIG there, -c and -T are refused,
 	 * and it does only what the entry is for: submit and list. */
 	if (getauxval(AT_SECURE) && (path != NULL || log_trace_mask != 0 ||
-	    (strcmp(cmd, "sendmail") != 0 && strcmp(cmd, "mailq") != 0 &&
-	    strcmp(cmd, "newaliases") != 0))) {
+	    !main_entry(cmd))) {
 		log_cli("ferry", "%s is refused in a set-id program",
 		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
@@ -182,6 +177,15 @@ main(int argc, char **argv)
 		if (strcmp(cmd, main_cmds[i].name) == 0)
 			return main_cmds[i].fn(&conf, argc, argv);
 	return main_usage();
+}
+
+/* The commands that are also names of their own (links to ferry), and
+ * all that a set-id entry may do. */
+static int
+main_entry(const char *cmd)
+{
+	return strcmp(cmd, "sendmail") == 0 || strcmp(cmd, "mailq") == 0 ||
+	    strcmp(cmd, "newaliases") == 0;
 }
 
 static int
@@ -657,9 +661,11 @@ main_on_term(int signo)
 static void
 main_on_hup(int signo)
 {
-	static struct config confs[2];
-	static int cur;
-	struct config *next = &confs[cur];
+	/* Two configs, the running one and this: the next reload reads
+	 * into the one that ran before (each is 14.6 KB, resident once
+	 * config_defaults() has zeroed it). */
+	static struct config spare, *idle = &spare;
+	struct config *next = idle;
 	char err[CONFIG_ERR_MAX];
 
 	(void)signo;
@@ -728,8 +734,8 @@ main_on_hup(int signo)
 	memcpy(next->dns_servers, main_conf->dns_servers,
 	    sizeof(next->dns_servers));
 	next->dnssec = main_conf->dnssec;
+	idle = main_conf;
 	main_conf = next;
-	cur ^= 1;
 	smtp_configure(main_conf);
 	pickup_configure(main_conf);
 	sched_configure(main_conf);

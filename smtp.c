@@ -278,6 +278,8 @@ static void smtp_data_line(struct smtp_session *, const char *, size_t)
 static void smtp_data_end(struct smtp_session *);
 static int smtp_header(struct smtp_session *, const char *, size_t);
 static void smtp_add_missing(struct smtp_session *, int);
+static void smtp_body(struct smtp_session *, const char *, size_t);
+static void smtp_write_failed(struct smtp_session *) SMTP_NOINLINE;
 static void smtp_on_commit(void *, const char *, int);
 static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
     const char *);
@@ -1597,11 +1599,7 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 	}
 	if (s->flags & SF_DISCARD)
 		return;
-	if (queue_writer_body(s->w, line, n) == -1) {
-		log_warn(LP_SMTPD, "%s: %s: queue file write error",
-		    queue_writer_id(s->w), smtp_peer(s));
-		s->flags |= SF_WRITE_ERR;
-	}
+	smtp_body(s, line, n);
 }
 
 /*
@@ -1677,11 +1675,25 @@ smtp_add_missing(struct smtp_session *s, int sep)
 		memcpy(buf + n, "\r\n", 2);
 		n += 2;
 	}
-	if (queue_writer_body(s->w, buf, n) == -1) {
-		log_warn(LP_SMTPD, "%s: %s: queue file write error",
-		    queue_writer_id(s->w), smtp_peer(s));
+	smtp_body(s, buf, n);
+}
+
+/* Into the message.  A failure sets SF_WRITE_ERR: no more is written,
+ * and the final dot is answered 451. */
+static void
+smtp_body(struct smtp_session *s, const char *p, size_t n)
+{
+	if (queue_writer_body(s->w, p, n) == -1) {
+		smtp_write_failed(s);
 		s->flags |= SF_WRITE_ERR;
 	}
+}
+
+static void
+smtp_write_failed(struct smtp_session *s)
+{
+	log_warn(LP_SMTPD, "%s: %s: queue file write error",
+	    queue_writer_id(s->w), smtp_peer(s));
 }
 
 static void
@@ -1705,8 +1717,7 @@ smtp_data_end(struct smtp_session *s)
 		return;
 	}
 	if (queue_writer_finish(s->w) == -1) {
-		log_warn(LP_SMTPD, "%s: %s: queue file write error",
-		    queue_writer_id(s->w), smtp_peer(s));
+		smtp_write_failed(s);
 		smtp_reset(s);
 		smtp_reply(s, RP_WRITE_ERR);
 		return;

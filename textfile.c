@@ -169,9 +169,12 @@ textfile_line(const char *text, size_t len, size_t *pos, const char **line,
 {
 	const char *nl;
 
+	/* Set at the end too: the callers' loops then read no unset
+	 * pointer, which gcc's maybe-uninitialized cannot always see. */
+	*line = text + *pos;
+	*n = 0;
 	if (*pos >= len)
 		return 0;
-	*line = text + *pos;
 	nl = memchr(*line, '\n', len - *pos);
 	*n = nl != NULL ? (size_t)(nl - *line) : len - *pos;
 	*pos += *n + (nl != NULL);

@@ -47,7 +47,7 @@ int textfile_read(const char *path, size_t max, unsigned flags, char **buf,
  * The next line of text[0..len) from *pos on, without its '\n' (a '\r'
  * before it stays: callers treat it differently); a last line without
  * '\n' counts.  Returns 1 with *line and *n set and *pos moved past it,
- * or 0 at the end.
+ * or 0 at the end (*line at the end, *n 0).
  */
 int textfile_line(const char *text, size_t len, size_t *pos,
     const char **line, size_t *n);
