@@ -178,7 +178,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 {
 	char *mq_argv[] = { "mailq", NULL };
 	struct sm *sm;
-	int rc, first;
+	int rc, first = 0;	/* set by sm_options() when it returns EX_OK */
 
 	/* A one-shot client: a closed socket or stdout is an error to
 	 * report, not a reason to die without a word. */

@@ -119,14 +119,20 @@ static const struct {
 	{ "check", check_cli },
 };
 
+/* main()'s third argument (glibc, musl): nothing here changes the
+ * environment, and taking it from there instead of environ saves the
+ * copy relocation and two imported symbols (environ, __environ). */
+static char **main_envp;
+
 int
-main(int argc, char **argv)
+main(int argc, char **argv, char **envp)
 {
 	static struct config conf;
 	const char *path = NULL, *prog, *cmd;
 	size_t i;
 	int c;
 
+	main_envp = envp;
 	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	/* argv[0] sendmail, mailq, newaliases: `ferry NAME` with no ferry
 	 * options, their own untouched (no getopt here). */
@@ -250,9 +256,7 @@ main_read(struct config *conf, struct config_src *src, char *err,
 static char *const *
 main_environ(void)
 {
-	extern char **environ;
-
-	return getauxval(AT_SECURE) ? NULL : environ;
+	return getauxval(AT_SECURE) ? NULL : main_envp;
 }
 
 static int

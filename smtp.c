@@ -1409,8 +1409,7 @@ ok:
 	else
 		log_info(LP_SMTPD, "%s: client=%s", queue_writer_id(s->w),
 		    smtp_peer(s));
-	s->flags |= SF_HEADERS | SF_DATA_BOL;
-	s->data_size = 0;
+	s->flags |= SF_HEADERS | SF_DATA_BOL;	/* data_size: smtp_reset() */
 	smtp_enter_state(s, STATE_DATA);
 	/* Silence is bounded by smtpd_timeout, the whole message by
 	 * smtpd_data_timeout: a trickling client cannot hold a slot. */
