@@ -17,7 +17,6 @@
  * comes from the worst host's.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -59,6 +58,10 @@
 #define CHECK_HEX_MAX		(2 * 64 + 1)	/* SHA-512 in hex */
 #define CHECK_ERR_MAX		512
 #define CHECK_HOST		(-1)	/* check_verdict(): not an address */
+#define CHECK_TIMED_OUT		(-1)	/* check_connected(): not an errno */
+/* Said of the MX, address and TLSA lookups: one copy in the binary. */
+#define CHECK_LOOKUP_FAILED \
+	"lookup failed (SERVFAIL, timeout or bogus DNSSEC)"
 
 enum check_state {
 	CS_MX,
@@ -96,13 +99,15 @@ struct check {
 	struct dns_req *dreq;
 	struct dns_mx mx[DNS_MAX_MX];
 	int nmx, imx;			/* imx: the host under test, + 1 */
+	const struct dns_mx *hmx;	/* &mx[imx - 1]: one load where
+					   its name is needed */
 	int mx_secure;
 	int implicit_mx;		/* no MX: the domain is its own */
 	/* The MX host under test. */
 	struct dns_addr addr[DNS_MAX_ADDR];
 	int naddr, iaddr;
 	int addr_secure;
-	struct dane_rrset *tlsa;
+	struct dane_rrset tlsa;		/* 33 KB, in c on the heap */
 	struct dane_base tbase;		/* where its TLSA are looked up */
 	int tlsa_used;			/* secure TLSA apply: SNI the base */
 	enum tls_level hlevel;		/* for this host */
@@ -148,6 +153,7 @@ static const char *check_sni(const struct check *);
 static void check_next_addr(struct check *);
 static void check_on_connect(struct loop_fd *, unsigned);
 static void check_on_connect_timeout(struct loop_timer *);
+static void check_connected(struct check *, int);
 static void check_on_io(struct io *, enum io_event, void *);
 static void check_reply(struct check *, int, const char *);
 static void check_greeted(struct check *);
@@ -157,7 +163,7 @@ static void check_describe(struct check *, size_t, const unsigned char *,
     size_t);
 static void check_tls_done(struct check *);
 static void check_tls_failed(struct check *, const char *);
-static void check_send(struct check *, const char *);
+static void check_send(struct check *, enum check_state);
 static void check_verdict(struct check *, int, enum check_verdict,
     const char *, ...) __attribute__((format(printf, 4, 5)));
 static void check_hangup(struct check *);
@@ -213,10 +219,8 @@ check_cli(const struct config *conf, int argc, char **argv)
 	char err[CHECK_ERR_MAX];
 	int rc, opt;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->tlsa = calloc(1, sizeof(*c->tlsa))) == NULL) {
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_cli("ferry check", "out of memory");
-		free(c);
 		return EX_OSERR;
 	}
 	c->conf = conf;
@@ -302,7 +306,6 @@ done:
 	if (c->tlsc != NULL)
 		tls_client_unref(c->tlsc);
 	dane_policy_free(pol);
-	free(c->tlsa);
 	free(c);
 	return rc;
 }
@@ -341,7 +344,7 @@ check_args(struct check *c, int argc, char **argv)
 	if (len == 0 || len > CONFIG_NAME_MAX - 1)
 		goto baddom;
 	for (i = 0; i < len; i++) {
-		if (!isalnum((unsigned char)dom[i]) && dom[i] != '.' &&
+		if (!dane_alnum((unsigned char)dom[i]) && dom[i] != '.' &&
 		    dom[i] != '-' && dom[i] != '_')
 			goto baddom;
 		c->domain[i] = (char)dane_lower((unsigned char)dom[i]);
@@ -419,7 +422,7 @@ check_enter_state(struct check *c, enum check_state st)
 static const char *
 check_host(const struct check *c)
 {
-	return c->mx[c->imx - 1].host;
+	return c->hmx->host;
 }
 
 /* --- DNS ------------------------------------------------------------ */
@@ -466,9 +469,9 @@ check_on_mx(void *arg, enum dns_status st, int secure,
 		return;
 	case DNS_TEMPFAIL:
 	default:
-		printf("MX %s: lookup failed (SERVFAIL, timeout or bogus "
-		    "DNSSEC)\n\nverdict: deferred: MX lookup failed; a "
-		    "delivery tries again later (4.4.3)\n", c->domain);
+		printf("MX %s: %s\n\nverdict: deferred: MX lookup failed; a "
+		    "delivery tries again later (4.4.3)\n", c->domain,
+		    CHECK_LOOKUP_FAILED);
 		check_merge(c, CV_TEMPFAIL);
 		check_finish(c);
 		return;
@@ -484,20 +487,18 @@ check_next_host(struct check *c)
 		check_finish(c);
 		return;
 	}
-	c->imx++;
+	c->hmx = &c->mx[c->imx++];
 	c->nhosts++;
 	c->host_seen = 0;
 	c->hv = CV_VERIFIED;
 	c->hwhy[0] = '\0';
 	c->naddr = c->iaddr = 0;
-	c->tlsa->n = 0;
+	c->tlsa.n = 0;
 	c->tlsa_used = 0;
 	c->hlevel = c->level;
-	printf("\n%s", check_host(c));
-	if (c->implicit_mx)
-		printf(" (implicit MX)\n");
-	else
-		printf(" (MX %u)\n", c->mx[c->imx - 1].pref);
+	/* One call: printf() ignores the preference it is not asked for. */
+	printf(c->implicit_mx ? "\n%s (implicit MX)\n" : "\n%s (MX %u)\n",
+	    check_host(c), c->hmx->pref);
 	check_enter_state(c, CS_ADDR);
 	if ((c->dreq = dns_query_addr(check_host(c), check_on_addr, c)) ==
 	    NULL) {
@@ -518,9 +519,8 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 
 	c->dreq = NULL;
 	if (st != DNS_OK || n <= 0) {
-		printf("  addresses: %s\n", st == DNS_TEMPFAIL ? "lookup "
-		    "failed (SERVFAIL, timeout or bogus DNSSEC)" :
-		    dns_status_name(st));
+		printf("  addresses: %s\n", st == DNS_TEMPFAIL ?
+		    CHECK_LOOKUP_FAILED : dns_status_name(st));
 		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: no "
 		    "address for %s (a delivery tries the next MX host)",
 		    check_host(c));
@@ -579,31 +579,29 @@ check_on_tlsa(void *arg, enum dns_status st, int secure,
 	struct check *c = arg;
 	struct dane_tlsa *r;
 	char rec[CHECK_REC_MAX];
+	enum dane_lookup lookup = DANE_LOOKUP_FOUND;
 	int i, ok;
 
 	c->dreq = NULL;
 	printf("  TLSA _%u._tcp.%s: ", c->port, dane_base_name(&c->tbase));
+	/* One tail for the three results, as deliver_on_tlsa(). */
 	if (st == DNS_TEMPFAIL) {
-		printf("lookup failed (SERVFAIL, timeout or bogus DNSSEC)\n");
-		check_host_level(c, DANE_LOOKUP_FAILED, 0);
-		return;
-	}
-	if (st != DNS_OK || n <= 0) {
+		printf("%s\n", CHECK_LOOKUP_FAILED);
+		lookup = DANE_LOOKUP_FAILED;
+		secure = 0;
+		n = 0;
+	} else if (st != DNS_OK || n <= 0) {
 		printf("none (%s, %s)\n", st == DNS_OK ? "no records" :
 		    dns_status_name(st), secure ? "secure" : "insecure");
-		if (dane_base_next(&c->tbase, DANE_LOOKUP_EMPTY, secure)) {
-			check_query_tlsa(c);
-			return;
-		}
-		check_host_level(c, DANE_LOOKUP_EMPTY, secure);
-		return;
-	}
-	printf("%d record%s (%s)\n", n, n == 1 ? "" : "s", secure ?
-	    "secure" : "insecure");
-	c->tlsa->n = 0;
+		lookup = DANE_LOOKUP_EMPTY;
+		n = 0;
+	} else
+		printf("%d record%s (%s)\n", n, n == 1 ? "" : "s", secure ?
+		    "secure" : "insecure");
+	c->tlsa.n = 0;
 	for (i = 0; i < n; i++) {
-		r = &c->tlsa->r[c->tlsa->n];
-		ok = c->tlsa->n < DANE_RECORDS_MAX &&
+		r = &c->tlsa.r[c->tlsa.n];
+		ok = c->tlsa.n < DANE_RECORDS_MAX &&
 		    dane_tlsa_parse(rd[i].rdata, rd[i].len, r) == 0;
 		if (!ok) {
 			printf("    (malformed or beyond %d records: left "
@@ -614,15 +612,16 @@ check_on_tlsa(void *arg, enum dns_status st, int secure,
 		printf("    %s (%s)\n", rec, r->usable ? "usable" :
 		    r->usage < DANE_USAGE_DANE_TA ? "unusable: PKIX usage" :
 		    "unusable");
-		c->tlsa->n++;
+		c->tlsa.n++;
 	}
-	if (dane_base_next(&c->tbase, DANE_LOOKUP_FOUND, secure)) {
-		printf("    (not DNSSEC-secure: they do not count)\n");
-		c->tlsa->n = 0;
+	if (dane_base_next(&c->tbase, lookup, secure)) {
+		if (lookup == DANE_LOOKUP_FOUND)
+			printf("    (not DNSSEC-secure: they do not count)\n");
+		c->tlsa.n = 0;
 		check_query_tlsa(c);
 		return;
 	}
-	check_host_level(c, DANE_LOOKUP_FOUND, secure);
+	check_host_level(c, lookup, secure);
 }
 
 /*
@@ -639,7 +638,7 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 
 	if (c->level == TLS_DANE || c->level == TLS_DANE_ONLY) {
 		switch (dane_host_step(c->level, mx_secure, lookup,
-		    tlsa_secure, c->tlsa, &why)) {
+		    tlsa_secure, &c->tlsa, &why)) {
 		case DANE_STEP_DANE:
 			c->hlevel = TLS_DANE;
 			c->tlsa_used = 1;
@@ -694,79 +693,72 @@ check_next_addr(struct check *c)
 {
 	int fd, err;
 
-	while (c->iaddr < c->naddr) {
-		c->starttls = 0;
-		c->dane_seen = c->nexthop_ok = 0;
-		c->dane_v = DANE_NOMATCH;
-		c->nchain = 0;
-		c->chain_len = 0;
-		c->chain[0] = '\0';
-		fd = net_connect(&c->addr[c->iaddr++], c->port, c->ip,
-		    sizeof(c->ip));
-		err = errno;
-		printf("  %s[%s]:%u:\n", check_host(c), c->ip, c->port);
-		if (fd == -1) {
-			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
-			    "connect: %s", strerror(err));
-			continue;
-		}
-		c->cfd.fd = fd;
-		if (loop_fd_add(&c->cfd, LOOP_WRITE) == -1) {
-			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
-			    "connect: %s", strerror(errno));
-			close(fd);
-			c->cfd.fd = -1;
-			continue;
-		}
+	if (c->iaddr >= c->naddr) {
+		check_host_done(c);
+		return;
+	}
+	c->starttls = 0;
+	c->dane_seen = c->nexthop_ok = 0;
+	c->dane_v = DANE_NOMATCH;
+	c->nchain = 0;
+	c->chain_len = 0;
+	c->chain[0] = '\0';
+	fd = net_connect(&c->addr[c->iaddr++], c->port, c->ip, sizeof(c->ip));
+	err = errno;
+	printf("  %s[%s]:%u:\n", check_host(c), c->ip, c->port);
+	c->cfd.fd = fd;
+	if (fd != -1 && loop_fd_add(&c->cfd, LOOP_WRITE) == 0) {
 		check_enter_state(c, CS_CONNECT);
 		loop_timer_set(&c->ctimer, CHECK_CONNECT_MS);
 		return;
 	}
-	check_host_done(c);
+	check_connected(c, fd == -1 ? err : errno);
 }
 
 static void
 check_on_connect_timeout(struct loop_timer *t)
 {
-	struct check *c = container_of(t, struct check, ctimer);
-
-	loop_fd_del(&c->cfd);
-	close(c->cfd.fd);
-	c->cfd.fd = -1;
-	check_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: timed out");
-	check_next_addr(c);
+	check_connected(container_of(t, struct check, ctimer),
+	    CHECK_TIMED_OUT);
 }
 
 static void
 check_on_connect(struct loop_fd *lfd, unsigned events)
 {
-	struct check *c = container_of(lfd, struct check, cfd);
-	int err = 0, fd = lfd->fd;
+	int err = 0;
 	socklen_t len = sizeof(err);
 
 	(void)events;
+	if (getsockopt(lfd->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	check_connected(container_of(lfd, struct check, cfd), err);
+}
+
+/*
+ * Every end of a connection attempt, one failure path for all: err 0
+ * connected (the dialogue starts), CHECK_TIMED_OUT, else an errno from
+ * socket(), connect() or watching the fd; then the next address.
+ */
+static void
+check_connected(struct check *c, int err)
+{
+	int fd = c->cfd.fd;
+
 	loop_fd_del(&c->cfd);
 	loop_timer_cancel(&c->ctimer);
 	c->cfd.fd = -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-		err = errno;
-	if (err != 0) {
-		close(fd);
-		check_verdict(c, 0, CV_TEMPFAIL, "deferred: connect: %s",
-		    strerror(err));
-		check_next_addr(c);
+	if (err == 0 && (c->io = io_new(fd, check_on_io, c)) != NULL) {
+		io_set_timeout(c->io, CHECK_REPLY_MS);
+		c->reply_lines = 0;
+		check_enter_state(c, CS_BANNER);
 		return;
 	}
-	if ((c->io = io_new(fd, check_on_io, c)) == NULL) {
+	if (fd != -1)
 		close(fd);
-		check_verdict(c, 0, CV_TEMPFAIL, "deferred: out of "
-		    "memory");
-		check_next_addr(c);
-		return;
-	}
-	io_set_timeout(c->io, CHECK_REPLY_MS);
-	c->reply_lines = 0;
-	check_enter_state(c, CS_BANNER);
+	check_verdict(c, 0, CV_TEMPFAIL, "deferred: %s%s", err ? "connect: " :
+	    "", err == CHECK_TIMED_OUT ? "timed out" : err ? strerror(err) :
+	    "out of memory");
+	check_next_addr(c);
 }
 
 /* Replies as deliver.c reads them (reply_read()): "NNN-" continues. */
@@ -820,8 +812,10 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 			    check_strstate(c->state));
 			return;
 		}
-		for (n = 0; n < r.len; n++)	/* printed: no controls */
-			if (!isprint((unsigned char)r.line[n]))
+		/* printed: no controls (isprint() in the C locale; no
+		 * ctype import, see dane_alnum()) */
+		for (n = 0; n < r.len; n++)
+			if ((unsigned char)r.line[n] - 0x20u >= 0x5fu)
 				r.line[n] = '?';
 		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, r.line);
 		if (c->reply_lines++ == 0)
@@ -853,8 +847,7 @@ check_reply(struct check *c, int code, const char *reply)
 			    "server does not greet with 220");
 			return;
 		}
-		check_enter_state(c, CS_EHLO);
-		check_send(c, "EHLO");
+		check_send(c, CS_EHLO);
 		break;
 	case CS_EHLO:
 		if (code == 250) {
@@ -863,8 +856,7 @@ check_reply(struct check *c, int code, const char *reply)
 		}
 		printf("    EHLO: %s\n", reply);
 		c->starttls = 0;
-		check_enter_state(c, CS_HELO);
-		check_send(c, "HELO");
+		check_send(c, CS_HELO);
 		break;
 	case CS_HELO:
 		if (code != 250) {
@@ -910,8 +902,7 @@ check_greeted(struct check *c)
 		return;
 	}
 	if (c->starttls) {
-		check_enter_state(c, CS_STARTTLS);
-		check_send(c, "STARTTLS");
+		check_send(c, CS_STARTTLS);
 		return;
 	}
 	/* A stripped STARTTLS looks just like this: RFC 7672 section
@@ -967,7 +958,7 @@ check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 		c->nexthop_ok = dane_leaf_nexthop(chain[0].der, chain[0].len,
 		    c->domain);
 	if (c->hlevel == TLS_DANE)
-		c->dane_v = dane_match_base(c->tlsa, certs, n, &c->tbase,
+		c->dane_v = dane_match_base(&c->tlsa, certs, n, &c->tbase,
 		    c->domain, &c->dane_which);
 }
 
@@ -1007,8 +998,9 @@ check_describe(struct check *c, size_t depth, const unsigned char *der,
 			break;
 		}
 		for (i = 0; i < san->buf.len && i < CHECK_SAN_LEN_MAX; i++)
-			name[i] = isgraph(san->buf.p[i]) ? (char)san->buf.p[i] :
-			    '?';
+			/* isgraph() in the C locale: '!' to '~' */
+			name[i] = san->buf.p[i] - 0x21u < 0x5eu ?
+			    (char)san->buf.p[i] : '?';
 		name[i] = '\0';
 		check_chain_add(c, "%s%s", shown == 1 ? "         DNS names: " :
 		    ", ", name);
@@ -1088,7 +1080,7 @@ check_tls_done(struct check *c)
 			    "(4.7.5)");
 			return;
 		}
-		r = &c->tlsa->r[c->dane_which];
+		r = &c->tlsa.r[c->dane_which];
 		dane_tlsa_format(r, rec, sizeof(rec));
 		printf("    DANE: matched TLSA record %s\n", rec);
 		check_verdict(c, 1, CV_VERIFIED, "verified (%s %s)",
@@ -1149,15 +1141,18 @@ check_tls_failed(struct check *c, const char *why)
 		    "TLS (4.7.5)");
 }
 
+/* Enter the state that sends a command and send it: each such state is
+ * named after its command (check_states). */
 static void
-check_send(struct check *c, const char *cmd)
+check_send(struct check *c, enum check_state st)
 {
+	const char *cmd = check_strstate(st);
+
+	check_enter_state(c, st);
 	log_trace(TRACE_DELIVER, "check %s: > %s", c->domain, cmd);
-	/* EHLO and HELO name us; STARTTLS (sent in its state) takes
-	 * nothing. */
-	if (io_printf(c->io, "%s%s%s\r\n", cmd, c->state == CS_STARTTLS ?
-	    "" : " ", c->state == CS_STARTTLS ? "" :
-	    c->conf->hostname) == -1) {
+	/* EHLO and HELO name us; STARTTLS takes nothing. */
+	if (io_printf(c->io, "%s%s%s\r\n", cmd, st == CS_STARTTLS ? "" :
+	    " ", st == CS_STARTTLS ? "" : c->conf->hostname) == -1) {
 		check_verdict(c, 0, CV_TEMPFAIL, "deferred: output "
 		    "buffer full");
 		return;

@@ -8,7 +8,6 @@
  * dane_policy_load()'s read.  Parsers return 0 / -1, or NULL with
  * "NAME:LINE: what" in err; dane_match() returns a verdict.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -836,7 +835,7 @@ dane_domain(const char *s, size_t len, char *out, const char **why)
 				return -1;
 			}
 			label = 0;
-		} else if (isalnum(c) || c == '-') {
+		} else if (dane_alnum(c) || c == '-') {
 			if (++label > DANE_LABEL_MAX) {
 				*why = "label longer than 63 in the domain";
 				return -1;
@@ -1052,12 +1051,11 @@ dane_policy_find(const struct dane_policy *pol, const char *domain)
 	for (i = 0; i < len; i++)
 		key[i] = (char)dane_lower((unsigned char)domain[i]);
 	key[len] = '\0';
-	if (key[0] != '.' && (it = bsearch(key, pol->item, pol->n,
-	    sizeof(*it), dane_key_cmp)) != NULL)
-		return &it->e;
-	for (i = 1; i < len; i++)
-		if (key[i] == '.' && (it = bsearch(key + i, pol->item, pol->n,
-		    sizeof(*it), dane_key_cmp)) != NULL)
+	/* i 0: the name itself (unless it starts with a dot); then each
+	 * ".parent" suffix: one bsearch() call for both. */
+	for (i = 0; i < len; i++)
+		if ((key[i] == '.') == (i != 0) && (it = bsearch(key + i,
+		    pol->item, pol->n, sizeof(*it), dane_key_cmp)) != NULL)
 			return &it->e;
 	return NULL;
 }
@@ -1068,4 +1066,13 @@ int
 dane_lower(int c)
 {
 	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* Likewise for isalnum(): with the ASCII tests in check.c, the last users
+ * of the ctype table (__ctype_b_loc) in the binary.  c | 0x20 folds
+ * upper into lower case and moves nothing else into a..z. */
+int
+dane_alnum(int c)
+{
+	return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10;
 }

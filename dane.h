@@ -162,6 +162,8 @@ int dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain);
 
 /* A name's byte in lower case, ASCII only (DNS names compare that way). */
 int dane_lower(int c);
+/* isalnum() in the C locale ferry runs in: an ASCII letter or digit. */
+int dane_alnum(int c);
 
 /* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
 void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);

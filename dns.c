@@ -35,7 +35,6 @@
  * ares_process_fd().
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +85,7 @@
 #define DNS_WIRE_NAME_MAX 255	/* octets, root label included */
 #define DNS_RR_FIXED	10	/* type class ttl rdlength after the name */
 #define DNS_Q_FIXED	4	/* type class after the question's name */
+#define DNS_RR_BAD	((size_t)-1)	/* dns_rr(): not a record */
 
 /* The OPT record appended to every query (RFC 6891 §6.1.2): root owner,
  * type, UDP payload size in the class, a TTL of extended rcode, version
@@ -109,6 +109,12 @@ enum dns_kind {
 	DNS_KIND_TLSA,
 };
 
+union dns_cb {
+	dns_mx_cb *mx;
+	dns_addr_cb *addr;
+	dns_tlsa_cb *tlsa;
+};
+
 struct dns_sock {
 	struct dns_sock *next;
 	struct loop_fd lfd;		/* the callback may free this */
@@ -127,14 +133,11 @@ struct dns_req {
 	struct dns_req *prev, *next;	/* dns_reqs: every live request */
 	enum dns_kind kind;
 	char name[DNS_NAME_MAX + 1];
-	int nslots;
 	int pending;			/* queries c-ares still owes us */
 	int starting;			/* inside dns_query_*() */
 	int cancelled;			/* never call the user again */
 	int delivering;			/* inside the user's callback */
-	dns_mx_cb *mx_cb;
-	dns_addr_cb *addr_cb;
-	dns_tlsa_cb *tlsa_cb;
+	union dns_cb cb;		/* by kind */
 	void *arg;
 	struct loop_timer timer;	/* deferred delivery; may free req */
 	struct dns_slot slot[DNS_SLOTS];
@@ -152,6 +155,8 @@ struct dns_req {
 static int dns_channel_open(void);
 static void dns_channel_free(void);
 static void dns_check_servers(void);
+static struct dns_req *dns_query(enum dns_kind, const char *, union dns_cb,
+    void *);
 static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
 static void dns_req_free(struct dns_req *);
 static void dns_send(struct dns_req *, int, int);
@@ -169,6 +174,8 @@ static int dns_classify(const unsigned char *, size_t, enum dns_status *);
 static int dns_parse_addr(const unsigned char *, size_t, int,
     struct dns_addr *, int, int *, enum dns_status *);
 static int dns_host_ok(const char *);
+static int dns_question(const unsigned char *, size_t, size_t *, char *);
+static unsigned dns_rr(const unsigned char *, size_t, size_t *, size_t *);
 static int dns_skip_name(const unsigned char *, size_t, size_t *);
 static int dns_get_name(const unsigned char *, size_t, size_t *, char *,
     size_t);
@@ -320,19 +327,21 @@ dns_check_servers(void)
 	    ARES_SUCCESS)
 		return;
 	for (s = srv; s != NULL; s = s->next) {
-		if (s->family == AF_INET) {
+		if (s->family == AF_INET)
 			local = (ntohl(s->addr.addr4.s_addr) >> 24) == 127;
-			inet_ntop(AF_INET, &s->addr.addr4, buf, sizeof(buf));
-		} else if (s->family == AF_INET6) {
+		else if (s->family == AF_INET6)
 			local = IN6_IS_ADDR_LOOPBACK(
 			    (const struct in6_addr *)(const void *)
 			    &s->addr.addr6);
-			inet_ntop(AF_INET6, &s->addr.addr6, buf, sizeof(buf));
-		} else
+		else
 			continue;
-		if (!local)
-			log_warnx(LP_SMTP, "dns: dnssec = yes trusts the AD bit"
-			    " from %s, which is not a loopback address", buf);
+		if (local)
+			continue;
+		/* addr4 and addr6 share the union's start: one call (it
+		 * cannot fail for these families and this buffer). */
+		(void)inet_ntop(s->family, &s->addr, buf, sizeof(buf));
+		log_warnx(LP_SMTP, "dns: dnssec = yes trusts the AD bit from "
+		    "%s, which is not a loopback address", buf);
 	}
 	ares_free_data(srv);
 }
@@ -383,27 +392,14 @@ dns_canon(void)
 struct dns_req *
 dns_query_mx(const char *domain, dns_mx_cb *cb, void *arg)
 {
-	struct dns_req *req;
-
-	if ((req = dns_req_new(DNS_KIND_MX, domain, arg)) == NULL)
-		return NULL;
-	req->mx_cb = cb;
-	req->nslots = 1;
-	dns_start(req);
-	return req;
+	return dns_query(DNS_KIND_MX, domain, (union dns_cb){ .mx = cb }, arg);
 }
 
 struct dns_req *
 dns_query_addr(const char *host, dns_addr_cb *cb, void *arg)
 {
-	struct dns_req *req;
-
-	if ((req = dns_req_new(DNS_KIND_ADDR, host, arg)) == NULL)
-		return NULL;
-	req->addr_cb = cb;
-	req->nslots = 2;
-	dns_start(req);
-	return req;
+	return dns_query(DNS_KIND_ADDR, host, (union dns_cb){ .addr = cb },
+	    arg);
 }
 
 /*
@@ -415,7 +411,6 @@ dns_query_addr(const char *host, dns_addr_cb *cb, void *arg)
 struct dns_req *
 dns_query_tlsa(const char *host, unsigned port, dns_tlsa_cb *cb, void *arg)
 {
-	struct dns_req *req;
 	char name[DNS_NAME_MAX + 2];
 	size_t l = strlen(host);
 	int w;
@@ -426,15 +421,25 @@ dns_query_tlsa(const char *host, unsigned port, dns_tlsa_cb *cb, void *arg)
 	if (w < 0 || (size_t)w >= sizeof(name) || l == 0 || port == 0 ||
 	    port > DNS_PORT_MAX)
 		name[0] = '\0';
-	if ((req = dns_req_new(DNS_KIND_TLSA, name, arg)) == NULL)
+	return dns_query(DNS_KIND_TLSA, name, (union dns_cb){ .tlsa = cb },
+	    arg);
+}
+
+/* The three lookups' common part: one request, its callback, started. */
+static struct dns_req *
+dns_query(enum dns_kind kind, const char *name, union dns_cb cb, void *arg)
+{
+	struct dns_req *req;
+
+	if ((req = dns_req_new(kind, name, arg)) == NULL)
 		return NULL;
-	if ((req->tlsa = calloc(DNS_MAX_TLSA, sizeof(*req->tlsa))) == NULL) {
+	if (kind == DNS_KIND_TLSA && (req->tlsa = calloc(DNS_MAX_TLSA,
+	    sizeof(*req->tlsa))) == NULL) {
 		log_warn(LP_SMTP, "dns: query %s", name);
 		dns_req_free(req);
 		return NULL;
 	}
-	req->tlsa_cb = cb;
-	req->nslots = 1;
+	req->cb = cb;
 	dns_start(req);
 	return req;
 }
@@ -510,7 +515,7 @@ dns_start(struct dns_req *req)
 	    textfile_nth(dns_kind_names, req->kind), req->name);
 	/* pending covers every query before the first is sent, so an
 	 * answer given synchronously cannot look like the last one. */
-	req->pending = req->nslots;
+	req->pending = req->kind == DNS_KIND_ADDR ? DNS_SLOTS : 1;
 	req->starting = 1;
 	if (dns_channel == NULL)
 		(void)dns_channel_open();	/* else dns_send() answers */
@@ -678,9 +683,9 @@ dns_deliver_one(struct dns_req *req)
 	dns_raw_buf = sl->raw;
 	dns_raw_len = sl->rawlen;
 	if (req->kind == DNS_KIND_MX)
-		req->mx_cb(req->arg, sl->st, secure, req->u.mx, n);
+		req->cb.mx(req->arg, sl->st, secure, req->u.mx, n);
 	else
-		req->tlsa_cb(req->arg, sl->st, secure, req->tlsa, n);
+		req->cb.tlsa(req->arg, sl->st, secure, req->tlsa, n);
 }
 
 /*
@@ -739,7 +744,7 @@ dns_deliver_addr(struct dns_req *req)
 		log_trace(TRACE_DNS, "dns %p: %s is an alias of %s",
 		    (void *)req, req->name, req->canon);
 	}
-	req->addr_cb(req->arg, st, secure, out, n6 + n4);
+	req->cb.addr(req->arg, st, secure, out, n6 + n4);
 }
 
 /*
@@ -918,7 +923,7 @@ dns_host_ok(const char *h)
 	for (i = 0; h[i] != '\0'; i++) {
 		if (i >= DNS_NAME_MAX)
 			return 0;
-		if (!isalnum((unsigned char)h[i]) && h[i] != '-' &&
+		if (!dane_alnum((unsigned char)h[i]) && h[i] != '-' &&
 		    h[i] != '_' && h[i] != '.')
 			return 0;
 	}
@@ -991,7 +996,7 @@ dns_parse_tlsa(const unsigned char *buf, size_t len,
     enum dns_status *st)
 {
 	size_t off, rdlen;
-	unsigned qd, an, i, type, class, found = 0;
+	unsigned an, i, found = 0;
 	int rc, kept = 0;
 
 	*n = 0;
@@ -1002,26 +1007,14 @@ dns_parse_tlsa(const unsigned char *buf, size_t len,
 		*secure = (buf[DNS_HDR_FLAGS2] & DNS_AD) != 0;
 	if (rc == 0)
 		return 0;
-	qd = dns_get16(buf + DNS_HDR_QDCOUNT);
 	an = dns_get16(buf + DNS_HDR_ANCOUNT);
-	off = DNS_HDR_LEN;
-	if (qd != 1 || dns_skip_name(buf, len, &off) == -1 ||
-	    len - off < DNS_Q_FIXED ||
-	    dns_get16(buf + off) != DNS_TYPE_TLSA ||
-	    dns_get16(buf + off + 2) != DNS_CLASS_IN)
+	if (dns_question(buf, len, &off, NULL) != DNS_TYPE_TLSA)
 		goto bad;
-	off += DNS_Q_FIXED;
 	for (i = 0; i < an; i++) {
-		if (dns_skip_name(buf, len, &off) == -1 ||
-		    len - off < DNS_RR_FIXED)
-			goto bad;
-		type = dns_get16(buf + off);
-		class = dns_get16(buf + off + 2);
-		rdlen = dns_get16(buf + off + 8);
-		off += DNS_RR_FIXED;
-		if (rdlen > len - off)
-			goto bad;
-		if (type == DNS_TYPE_TLSA && class == DNS_CLASS_IN) {
+		if (dns_rr(buf, len, &off, &rdlen) != DNS_TYPE_TLSA) {
+			if (rdlen == DNS_RR_BAD)
+				goto bad;
+		} else {
 			found++;
 			if (kept < max) {
 				out[kept].rdata = buf + off;
@@ -1063,12 +1056,8 @@ dns_parse_cname(const unsigned char *buf, size_t len, char *out,
 	out[0] = '\0';
 	if ((rc = dns_classify(buf, len, &st)) != 1)
 		return rc;	/* -1, or 0: no answer records to follow */
-	off = DNS_HDR_LEN;
-	if (dns_get16(buf + DNS_HDR_QDCOUNT) != 1 ||
-	    dns_get_name(buf, len, &off, cur, sizeof(cur)) == -1 ||
-	    len - off < DNS_Q_FIXED)
+	if (dns_question(buf, len, &off, cur) == -1)
 		return -1;
-	off += DNS_Q_FIXED;
 	an = dns_get16(buf + DNS_HDR_ANCOUNT);
 	for (hops = 0; ; hops++) {
 		rc = dns_cname_link(buf, len, off, an, cur, next,
@@ -1100,34 +1089,66 @@ dns_cname_link(const unsigned char *buf, size_t len, size_t off,
 {
 	char name[DNS_NAME_MAX + 1];
 	size_t rdlen, end;
-	unsigned i, type, class;
+	unsigned i;
 	int named;
 
 	for (i = 0; i < an; i++) {
 		end = off;
-		if (dns_skip_name(buf, len, &end) == -1)
-			return -1;
-		named = dns_get_name(buf, len, &off, name, sizeof(name)) == 0;
-		off = end;
-		if (len - off < DNS_RR_FIXED)
-			return -1;
-		type = dns_get16(buf + off);
-		class = dns_get16(buf + off + 2);
-		rdlen = dns_get16(buf + off + 8);
-		off += DNS_RR_FIXED;
-		if (rdlen > len - off)
-			return -1;
-		if (type == DNS_TYPE_CNAME && class == DNS_CLASS_IN && named &&
-		    strcmp(name, owner) == 0) {
+		named = dns_get_name(buf, len, &end, name, sizeof(name)) == 0;
+		if (dns_rr(buf, len, &off, &rdlen) == DNS_TYPE_CNAME &&
+		    named && strcmp(name, owner) == 0) {
 			end = off;
 			if (dns_get_name(buf, len, &end, next, nextsz) == -1 ||
 			    end != off + rdlen || next[0] == '\0')
 				return -1;
 			return 1;
 		}
+		if (rdlen == DNS_RR_BAD)
+			return -1;
 		off += rdlen;
 	}
 	return 0;
+}
+
+/*
+ * The one question of a message whose header dns_classify() passed:
+ * its type when the class is IN, else 0; -1 when there is not exactly
+ * one or it is malformed.  *off ends after it; out (NULL, or
+ * DNS_NAME_MAX + 1 bytes) gets its name as dns_get_name() writes it.
+ */
+static int
+dns_question(const unsigned char *buf, size_t len, size_t *off, char *out)
+{
+	*off = DNS_HDR_LEN;
+	if (dns_get16(buf + DNS_HDR_QDCOUNT) != 1 ||
+	    dns_get_name(buf, len, off, out, DNS_NAME_MAX + 1) == -1 ||
+	    len - *off < DNS_Q_FIXED)
+		return -1;
+	*off += DNS_Q_FIXED;
+	return dns_get16(buf + *off - 2) == DNS_CLASS_IN ?
+	    (int)dns_get16(buf + *off - DNS_Q_FIXED) : 0;
+}
+
+/*
+ * One resource record's name and fixed part at *off, checked against
+ * len: its type when the class is IN, else 0, with *off at the RDATA and
+ * *rdlen its length (which fits); 0 with *rdlen = DNS_RR_BAD when the
+ * record is malformed.  The two walks over the answer section share it.
+ */
+static unsigned
+dns_rr(const unsigned char *buf, size_t len, size_t *off, size_t *rdlen)
+{
+	const unsigned char *p;
+
+	*rdlen = DNS_RR_BAD;
+	if (dns_skip_name(buf, len, off) == -1 || len - *off < DNS_RR_FIXED)
+		return 0;
+	p = buf + *off;
+	*off += DNS_RR_FIXED;
+	if (dns_get16(p + 8) > len - *off)
+		return 0;
+	*rdlen = dns_get16(p + 8);
+	return dns_get16(p + 2) == DNS_CLASS_IN ? dns_get16(p) : 0;
 }
 
 /*
@@ -1187,7 +1208,7 @@ dns_get_name(const unsigned char *buf, size_t len, size_t *off, char *out,
 				out[o++] = '.';
 			for (i = 0; i < c; i++) {
 				ch = buf[p + 1 + i];
-				if (!isalnum(ch) && ch != '-' && ch != '_')
+				if (!dane_alnum(ch) && ch != '-' && ch != '_')
 					return -1;
 				out[o++] = (char)dane_lower(ch);
 			}

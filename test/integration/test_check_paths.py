@@ -1,0 +1,206 @@
+"""
+test_check_paths.py - `ferry check` paths the other check tests do not
+pin down, each with the exact report lines it must print: the ASCII
+classes check.c and dns.c test without the ctype table (a DOMAIN
+argument's bytes at both ends of each range, a peer's reply with
+control and non-ASCII bytes), the HELO fallback after a refused EHLO,
+the "(MX N)" header of a host, and TLSA records found at the end of a
+secure CNAME chain that do not validate, so the lookup moves on to the
+host's own name.
+
+Its own small rig (the check module's zones are fixed): one peer that
+speaks no TLS, with odd bytes in its banner and a refused EHLO
+(127.0.2.1), and one with the DANE-EE key (127.0.2.2).
+"""
+
+import atexit
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+
+from dnsrig import DnssecRig
+from ferrytest import FERRY_BIN, SLOW, TestFailure, check, free_port, \
+    sanitizer_report
+from peers import SmtpPeer
+from test_dane import chain_file, dane_file, tlsa
+
+CHECK_TIMEOUT = 90	# seconds (the rig's first answers are slow)
+ODD, EE = '127.0.2.1', '127.0.2.2'
+
+# 0x01, 0x1f and 0x7f are controls, U+00E9 goes out as two bytes over
+# 0x7f: each byte is a '?' in the report; ' ' and '~' are the ends of
+# what stays.
+BANNER = '220 ~odd\x01peer\x7f\u00e9 ESMTP'
+BANNER_SHOWN = '220 ~odd?peer??? ESMTP'
+EHLO_NO = '502 5.5.2 no\x1fEHLO ~'
+EHLO_NO_SHOWN = '502 5.5.2 no?EHLO ~'
+
+_lock = threading.Lock()
+_fx = {}
+
+
+def _policy(sess, verb, arg, txn):
+    if verb == 'CONNECT':
+        return BANNER
+    if verb == 'EHLO':
+        return EHLO_NO
+    return None
+
+
+def _zones(port):
+    t = '_%d._tcp' % port
+    ee = tlsa('ee', 3, 1, 1)
+    return {
+        'odd.dane.test': ['@ MX 10 mx', 'mx A %s' % ODD],
+        # mx.c8 -> mx.t8 (secure), whose TLSA name is an alias into an
+        # insecure zone: records, not secure; then mx.c8's own, secure.
+        'c8.dane.test': ['@ MX 20 mx', 'mx CNAME mx.t8.dane.test.',
+                         '%s.mx TLSA %s' % (t, ee)],
+        't8.dane.test': ['mx A %s' % EE,
+                         '%s.mx CNAME %s.mx.i8.dane.test.' % (t, t)],
+        'i8.dane.test': ['%s.mx TLSA %s' % (t, ee)],
+    }
+
+
+def _start():
+    tmp = tempfile.mkdtemp(prefix='ferry-check-paths-')
+    os.chmod(tmp, 0o755)
+    port = free_port()
+    ps = []
+    rig = None
+    try:
+        ps.append(SmtpPeer(addr=ODD, port=port, policy=_policy).start())
+        ps.append(SmtpPeer(addr=EE, port=port, tls='starttls',
+                           certfile=chain_file(tmp, 'ee'),
+                           keyfile=dane_file('ee.key')).start())
+        rig = DnssecRig(_zones(port), kinds={'i8.dane.test': 'insecure'})
+        rig.start()
+    except Exception:
+        for p in ps:
+            p.stop()
+        raise
+    conf = os.path.join(tmp, 'check.conf')
+    with open(conf, 'w') as f:
+        f.write(''.join('%s = %s\n' % kv for kv in (
+            ('hostname', 'ferry.test'), ('log', 'stderr'),
+            ('smarthost', ''), ('queue_dir', os.path.join(tmp, 'queue')),
+            ('dns_servers', rig.server), ('dnssec', 'yes'),
+            ('mx_port', str(port)), ('outbound_tls', 'dane'))))
+    _fx.update(rig=rig, peers=ps, port=port, tmp=tmp, conf=conf)
+    atexit.register(_stop)
+
+
+def _stop():
+    for p in _fx.get('peers', ()):
+        p.stop()
+    rig = _fx.get('rig')
+    if rig is not None:
+        rig.stop()
+        rig.remove()
+    if _fx.get('tmp') and not os.environ.get('FERRY_KEEP'):
+        shutil.rmtree(_fx['tmp'], ignore_errors=True)
+
+
+def fixture():
+    with _lock:
+        if 'error' in _fx:
+            raise TestFailure('the rig did not start: %s' % _fx['error'])
+        if 'rig' not in _fx:
+            try:
+                _start()
+            except Exception as e:
+                _fx['error'] = str(e)[-2000:]
+                raise
+        return _fx
+
+
+def run_check(domain, rc_want):
+    """`ferry check DOMAIN` (str or bytes): its exit code must be
+    rc_want; returns stdout, stderr and has(pattern) for stdout."""
+    fx = fixture()
+    cmd = [FERRY_BIN.encode(), b'-c', fx['conf'].encode(), b'check',
+           domain if isinstance(domain, bytes) else domain.encode()]
+    try:
+        p = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=CHECK_TIMEOUT * SLOW)
+    except subprocess.TimeoutExpired:
+        raise TestFailure('`ferry check %r` did not exit within %ds'
+                          % (domain, CHECK_TIMEOUT * SLOW))
+    out = p.stdout.decode('utf-8', 'replace')
+    err = p.stderr.decode('utf-8', 'replace')
+    m = sanitizer_report(err)
+    check(m is None, 'sanitizer report %r' % m)
+    check(p.returncode == rc_want, '`ferry check %r`: exit %d, want %d\n'
+          '%s%s' % (domain, p.returncode, rc_want, out, err[-2000:]))
+    for peer in fx['peers']:
+        with peer.lock:
+            mail = [c for s in peer.sessions for c in s.commands
+                    if c.split(' ')[0].upper() in ('MAIL', 'RCPT', 'DATA')]
+        check(not mail, 'a peer got %r: check must not send mail' % mail)
+
+    def has(pattern):
+        check(re.search(pattern, out, re.M), '`ferry check %r`: no line '
+              'matching %r\n%s%s' % (domain, pattern, out, err[-2000:]))
+    return out, err, has
+
+
+def test_check_domain_bytes_refused():
+    """Each byte just outside [0-9], [A-Z] and [a-z], a blank and bytes
+    over 0x7f are no part of a domain name: usage (64), nothing looked
+    up, nothing printed."""
+    for dom in (b'a/b.test', b'a:b.test', b'a@b.test', b'a[b.test',
+                b'a`b.test', b'a{b.test', b'a b.test', b'ex\xe9.test',
+                b'ex\xc1.test', b'\xb0.test'):
+        out, err, _ = run_check(dom, 64)
+        check(out == '' and 'not a domain name' in err,
+              '%r: stdout %r, stderr %r' % (dom, out, err))
+
+
+def test_check_domain_bytes_taken():
+    """The ends of each range, '-' and '_' are taken, and upper case
+    (and one final dot) come out as the lower-case name looked up."""
+    out, err, has = run_check(b'AZaz09-_.NX.Dane.Test.', 68)
+    has(r'^ferry check azaz09-_\.nx\.dane\.test: level dane')
+    has(r'^MX azaz09-_\.nx\.dane\.test: NXDOMAIN')
+
+
+def test_check_reply_bytes_and_helo():
+    """Controls and bytes over 0x7e in a peer's replies are printed as
+    '?'; a refused EHLO is shown and HELO follows, which offers no
+    STARTTLS: plaintext at dane for a secure zone without TLSA."""
+    out, err, has = run_check('odd.dane.test', 69)
+    has(r'^MX odd\.dane\.test \(secure\):$')
+    has(r'^  10 mx\.odd\.dane\.test$')
+    has(r'^mx\.odd\.dane\.test \(MX 10\)$')
+    has(r'^    banner: %s$' % re.escape(BANNER_SHOWN))
+    has(r'^    EHLO: %s$' % re.escape(EHLO_NO_SHOWN))
+    has(r'^    STARTTLS: not offered$')
+    has(r'^    result: plaintext \(STARTTLS not offered\)$')
+    has(r'^  verdict: plaintext \(STARTTLS not offered\)$')
+    peer = fixture()['peers'][0]
+    with peer.lock:
+        cmds = [c for s in peer.sessions for c in s.commands]
+    check(cmds[:2] == ['EHLO ferry.test', 'HELO ferry.test'] and
+          not any(c.upper().startswith('STARTTLS') for c in cmds),
+          'commands %r' % cmds)
+
+
+def test_check_cname_end_insecure_tlsa():
+    """The chain mx.c8 -> mx.t8 is secure, but the TLSA records there
+    come through an insecure zone: shown, not counted, and the lookup
+    goes on to mx.c8's own, which verify (the SNI is then mx.c8)."""
+    port = fixture()['port']
+    out, err, has = run_check('c8.dane.test', 0)
+    has(r'^mx\.c8\.dane\.test \(MX 20\)$')
+    has(r'^  CNAME: mx\.c8\.dane\.test is an alias of mx\.t8\.dane\.test '
+        r'\(secure: TLSA looked up there first\)$')
+    has(r'^  TLSA _%d\._tcp\.mx\.t8\.dane\.test: 1 record \(insecure\)\n'
+        r'    3 1 1 [0-9a-f]{12}\.\.\. \(usable\)\n'
+        r'    \(not DNSSEC-secure: they do not count\)\n'
+        r'  TLSA _%d\._tcp\.mx\.c8\.dane\.test: 1 record \(secure\)$'
+        % (port, port))
+    has(r'^  TLSA base domain: mx\.c8\.dane\.test \(the SNI\)$')
+    has(r'^  verdict: verified \(DANE-EE 3 1 1 ')
