@@ -51,9 +51,9 @@
 /* Memory bound on a 32-bit router when message_size_limit is huge. */
 #define CLI_MSG_HARD_MAX	(SIZE_MAX / 4)
 #define CLI_EHLO_NAME	"localhost"
-/* mq_addf() formats one line into CLI_IO_SIZE and fails past it. */
+/* cli_addf() formats one line into CLI_IO_SIZE and fails past it. */
 _Static_assert(QUEUE_ADDR_MAX + QUEUE_REASON_MAX + 128 <= CLI_IO_SIZE,
-    "mq_addf: a mailq line must fit");
+    "cli_addf: a mailq line must fit");
 /* mq_show() copies a reason whole into an address-sized buffer. */
 _Static_assert(QUEUE_REASON_MAX <= QUEUE_ADDR_MAX, "mq_show: a reason");
 
@@ -61,7 +61,9 @@ _Static_assert(QUEUE_REASON_MAX <= QUEUE_ADDR_MAX, "mq_show: a reason");
 #define SM_ARG_OPTS	"ABCFLNORVXbefhopqr"
 #define SM_IGNORED	"GIUcimntvx"	/* flags, some handled below */
 
-enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_QUEUE_RUN, SM_NEWALIASES };
+enum sm_mode { SM_DELIVER, SM_MAILQ, SM_SMTP, SM_NEWALIASES, SM_QUEUE_RUN };
+/* -bp -bs -bi: SM_MAILQ, SM_SMTP, SM_NEWALIASES, in order; then -bm. */
+#define SM_B_MODES	"psim"
 
 /* How one talk with the daemon ended. */
 enum sm_result {
@@ -162,11 +164,12 @@ static int write_all(int, const char *, size_t);
 static int cli_queue_open(const struct config *, const char *);
 static int mq_one(const struct queue_info *, void *);
 static int mq_json(struct mq *, const struct queue_info *);
+static int mq_jstr(struct msg_buf *, const char *);
 static int mq_plain(struct mq *, const struct queue_info *);
 static void mq_date(uint64_t, char *, size_t);
 static const char *mq_show(char *, const char *);
 static const char *mq_queue_name(const struct queue_info *);
-static int mq_addf(struct msg_buf *, const char *, ...)
+static int cli_addf(struct msg_buf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static int del_one(const char *);
 static int del_collect(const struct queue_info *, void *);
@@ -259,7 +262,7 @@ sm_nomem(void)
 static int
 sm_options(struct sm *sm, int argc, char **argv, int *first)
 {
-	const char *a, *arg;
+	const char *a, *arg, *m;
 	size_t j;
 	int i;
 	char o;
@@ -302,17 +305,17 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 					sm->mode = SM_QUEUE_RUN;
 					break;
 				case 'b':
-					if (strcmp(arg, "p") == 0)
-						sm->mode = SM_MAILQ;
-					else if (strcmp(arg, "s") == 0)
-						sm->mode = SM_SMTP;
-					else if (strcmp(arg, "i") == 0)
-						sm->mode = SM_NEWALIASES;
-					else if (strcmp(arg, "m") != 0) {
+					/* -bm (deliver) keeps the mode. */
+					if (arg[0] == '\0' || arg[1] != '\0' ||
+					    (m = strchr(SM_B_MODES, arg[0])) ==
+					    NULL) {
 						log_cli("sendmail", "-b%s "
 						    "is not supported", arg);
 						return EX_USAGE;
 					}
+					if (*m != 'm')
+						sm->mode = (enum sm_mode)
+						    (m - SM_B_MODES + 1);
 					break;
 				default:	/* -B -N -R -V -X -C -L -O -h... */
 					break;
@@ -344,7 +347,7 @@ sm_set_sender(struct sm *sm)
 {
 	const struct passwd *pw = getpwuid(getuid());
 	char login[QUEUE_ADDR_MAX];
-	const char *g;
+	const char *g, *l;
 	size_t n;
 	int len;
 
@@ -361,12 +364,9 @@ sm_set_sender(struct sm *sm)
 			sm->gecos[n++] = *g;
 			continue;
 		}
-		len = snprintf(sm->gecos + n, sizeof(sm->gecos) - n, "%s", login);
-		if (sm->gecos[n] >= 'a' && sm->gecos[n] <= 'z')
-			sm->gecos[n] = (char)(sm->gecos[n] - 'a' + 'A');
-		n += len > 0 ? (size_t)len : 0;
-		if (n >= sizeof(sm->gecos))
-			n = sizeof(sm->gecos) - 1;	/* cut, as before */
+		for (l = login; *l != '\0' && n + 1 < sizeof(sm->gecos); l++)
+			sm->gecos[n++] = l == login && *l >= 'a' && *l <= 'z' ?
+			    (char)(*l - 'a' + 'A') : *l;	/* cut at the end */
 	}
 	sm->gecos[n] = '\0';
 	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
@@ -679,20 +679,12 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
 	int n;
 
-	if (!(seen & H_FROM)) {
-		if (msg_buf_add(add, "From: ", 6) == -1)
-			return -1;
-		if (name[0] != '\0') {
-			if (msg_phrase(add, name, strlen(name)) == -1 ||
-			    msg_buf_add(add, " <", 2) == -1 ||
-			    msg_buf_add(add, addr, strlen(addr)) == -1 ||
-			    msg_buf_add(add, ">", 1) == -1)
-				return -1;
-		} else if (msg_buf_add(add, addr, strlen(addr)) == -1)
-			return -1;
-		if (msg_buf_add(add, "\r\n", 2) == -1)
-			return -1;
-	}
+	/* "From: Name <addr>", or "From: addr" with no name. */
+	if (!(seen & H_FROM) && (cli_addf(add, "From: ") == -1 ||
+	    (name[0] != '\0' && msg_phrase(add, name, strlen(name)) == -1) ||
+	    cli_addf(add, name[0] != '\0' ? " <%s>\r\n" : "%s\r\n", addr) ==
+	    -1))
+		return -1;
 	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
 	    !(seen & H_MSGID), sm->conf->hostname, time(NULL), NULL);
 	if (n < 0 || msg_buf_add(add, line, (size_t)n) == -1)
@@ -1219,10 +1211,8 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
 			mq.json = 1;
-		else {
-			fprintf(stderr, "usage: %s\n", "mailq [--json]");
-			return EX_USAGE;
-		}
+		else
+			return cli_usage("mailq [--json]");
 	}
 	if ((rc = cli_queue_open(conf, "mailq")) != EX_OK)
 		return rc;
@@ -1240,11 +1230,11 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 		goto done;
 	}
 	if (mq.json)
-		rc = mq_addf(&mq.out, mq.n ? "\n]\n" : "[]\n");
+		rc = cli_addf(&mq.out, mq.n ? "\n]\n" : "[]\n");
 	else if (mq.n == 0)
-		rc = mq_addf(&mq.out, "Mail queue is empty\n");
+		rc = cli_addf(&mq.out, "Mail queue is empty\n");
 	else
-		rc = mq_addf(&mq.out, "-- %" PRIu64 " Kbytes in %lu "
+		rc = cli_addf(&mq.out, "-- %" PRIu64 " Kbytes in %lu "
 		    "Request%s.\n", (mq.bytes + 1023) / 1024, mq.n,
 		    mq.n == 1 ? "" : "s");
 	if (rc == -1) {
@@ -1292,28 +1282,33 @@ mq_json(struct mq *mq, const struct queue_info *qi)
 	const struct queue_rcpt *r;
 	unsigned i;
 
-	if (mq_addf(&mq->out, "%s{\"id\":", mq->n ? ",\n" : "[\n") == -1 ||
-	    msg_json_str(&mq->out, qi->id, strlen(qi->id)) == -1 ||
-	    mq_addf(&mq->out, ",\"queue_name\":\"%s\"", mq_queue_name(qi)) ==
-	    -1 ||
-	    mq_addf(&mq->out, ",\"sender\":") == -1 ||
-	    msg_json_str(&mq->out, qi->sender, strlen(qi->sender)) == -1 ||
-	    mq_addf(&mq->out, ",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
+	if (cli_addf(&mq->out, "%s{\"id\":", mq->n ? ",\n" : "[\n") == -1 ||
+	    mq_jstr(&mq->out, qi->id) == -1 ||
+	    cli_addf(&mq->out, ",\"queue_name\":\"%s\",\"sender\":",
+	    mq_queue_name(qi)) == -1 ||
+	    mq_jstr(&mq->out, qi->sender) == -1 ||
+	    cli_addf(&mq->out, ",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
 	    ",\"next_attempt\":%" PRIu64 ",\"recipients\":[", qi->size,
 	    qi->arrival, qi->next_attempt) == -1)
 		return -1;
 	for (i = 0; i < qi->nrcpt; i++) {
 		r = &qi->rcpt[i];
-		if (mq_addf(&mq->out, "%s{\"address\":", i ? "," : "") == -1 ||
-		    msg_json_str(&mq->out, r->address,
-		    strlen(r->address)) == -1 ||
-		    mq_addf(&mq->out, ",\"status\":\"%s\",\"reason\":",
+		if (cli_addf(&mq->out, "%s{\"address\":", i ? "," : "") == -1 ||
+		    mq_jstr(&mq->out, r->address) == -1 ||
+		    cli_addf(&mq->out, ",\"status\":\"%s\",\"reason\":",
 		    queue_status_name(r->status)) == -1 ||
-		    msg_json_str(&mq->out, r->reason, strlen(r->reason)) == -1 ||
-		    mq_addf(&mq->out, "}") == -1)
+		    mq_jstr(&mq->out, r->reason) == -1 ||
+		    cli_addf(&mq->out, "}") == -1)
 			return -1;
 	}
-	return mq_addf(&mq->out, "]}");
+	return cli_addf(&mq->out, "]}");
+}
+
+/* One call per string instead of an inlined copy at each of four. */
+static int
+mq_jstr(struct msg_buf *b, const char *s)
+{
+	return msg_json_str(b, s, strlen(s));
 }
 
 /*
@@ -1331,12 +1326,13 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 	char date[32], text[QUEUE_ADDR_MAX];
 	unsigned i, deferred = 0;
 
-	if (mq->n == 0 && mq_addf(&mq->out, "%-*s %8s %-20s %s\n",
-	    QUEUE_ID_LEN + 1, "-Queue ID-", "--Size--",
-	    "----Arrival Time----", "-Sender/Recipient-------") == -1)
+	/* The columns' titles are as wide as the columns but the first. */
+	if (mq->n == 0 && cli_addf(&mq->out, "%-*s --Size-- ----Arrival "
+	    "Time---- -Sender/Recipient-------\n", QUEUE_ID_LEN + 1,
+	    "-Queue ID-") == -1)
 		return -1;
 	mq_date(qi->arrival, date, sizeof(date));
-	if (mq_addf(&mq->out, "%-*s %8" PRIu64 " %-20s %s\n",
+	if (cli_addf(&mq->out, "%-*s %8" PRIu64 " %-20s %s\n",
 	    QUEUE_ID_LEN + 1, qi->id, qi->size, date,
 	    qi->sender[0] ? mq_show(text, qi->sender) : "MAILER-DAEMON") == -1)
 		return -1;
@@ -1346,25 +1342,25 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 			continue;
 		if (qi->rcpt[i].status == RS_DEFERRED)
 			deferred++;
-		if (mq_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
+		if (cli_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
 		    mq_show(text, qi->rcpt[i].address)) == -1)
 			return -1;
 		if (qi->rcpt[i].reason[0] != '\0' &&
-		    mq_addf(&mq->out, "%*s(%s)\n", QUEUE_ID_LEN + 32, "",
+		    cli_addf(&mq->out, "%*s(%s)\n", QUEUE_ID_LEN + 32, "",
 		    mq_show(text, qi->rcpt[i].reason)) == -1)
 			return -1;
 	}
-	if (qi->maildrop && mq_addf(&mq->out, "%*s(waiting in maildrop/)\n",
+	if (qi->maildrop && cli_addf(&mq->out, "%*s(waiting in maildrop/)\n",
 	    QUEUE_ID_LEN + 32, "") == -1)
 		return -1;
 	/* Never tried (next_attempt 0): it goes now, nothing to say. */
 	if (deferred && qi->next_attempt != 0) {
 		mq_date(qi->next_attempt, date, sizeof(date));
-		if (mq_addf(&mq->out, "%*s(next attempt: %s)\n",
+		if (cli_addf(&mq->out, "%*s(next attempt: %s)\n",
 		    QUEUE_ID_LEN + 32, "", date) == -1)
 			return -1;
 	}
-	return mq_addf(&mq->out, "\n");
+	return cli_addf(&mq->out, "\n");
 }
 
 /* A copy fit for root's terminal: a maildrop file is a local user's, a
@@ -1405,7 +1401,7 @@ mq_date(uint64_t when, char *date, size_t size)
  * reason (QUEUE_REASON_MAX) with a few dozen bytes around it.
  */
 static int
-mq_addf(struct msg_buf *b, const char *fmt, ...)
+cli_addf(struct msg_buf *b, const char *fmt, ...)
 {
 	char line[CLI_IO_SIZE];
 	va_list ap;
@@ -1426,10 +1422,8 @@ cli_delete(const struct config *conf, int argc, char **argv)
 	size_t i, done = 0;
 	int rc, all = 0, a, e;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s\n", "ferry delete ID...|all");
-		return EX_USAGE;
-	}
+	if (argc < 2)
+		return cli_usage("ferry delete ID...|all");
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "all") == 0 || strcmp(argv[a], "ALL") == 0)
 			all = 1;
@@ -1523,10 +1517,8 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	ssize_t n;
 	int fd = -1, rc, e;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s\n", "ferry cat ID");
-		return EX_USAGE;
-	}
+	if (argc != 2)
+		return cli_usage("ferry cat ID");
 	if (!queue_id_valid(argv[1])) {
 		log_cli("cat", "%s: not a queue ID", argv[1]);
 		return EX_USAGE;
@@ -1642,19 +1634,26 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 		goto done;
 	}
 	if (np >= 2)
-		printf("_%llu._tcp.%s%s IN TLSA %d %d %d %s\n", port, pos[1],
-		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".", v[0], v[1],
-		    v[2], hex);
-	else
-		printf("%d %d %d %s\n", v[0], v[1], v[2], hex);
+		printf("_%llu._tcp.%s%s IN TLSA ", port, pos[1],
+		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".");
+	printf("%d %d %d %s\n", v[0], v[1], v[2], hex);
 	rc = fflush(stdout) == 0 ? EX_OK : EX_IOERR;
 done:
 	free(hex);
 	mbedtls_x509_crt_free(&crt);
 	return rc;
 usage:
-	fprintf(stderr, "usage: %s\n", "ferry tlsa [--usage 0-3] "
-	    "[--selector 0|1] [--match 0-2] CERT.pem [HOST [PORT]]");
+	return cli_usage("ferry tlsa [--usage 0-3] [--selector 0|1] "
+	    "[--match 0-2] CERT.pem [HOST [PORT]]");
+}
+
+/* One call per command instead of fprintf(stderr, ...) and the
+ * return at each; main.c's usage text goes through it too.  "%s", not
+ * the text as the format: fputs() would be one libc import more. */
+int
+cli_usage(const char *synopsis)
+{
+	fprintf(stderr, "usage: %s\n", synopsis);
 	return EX_USAGE;
 }
 

@@ -18,5 +18,7 @@ int cli_flush(const struct config *, int argc, char **argv);
 int cli_tlsa(const struct config *, int argc, char **argv);
 /* newaliases (and sendmail -bi, -I): check the aliases file. */
 int cli_newaliases(const struct config *);
+/* "usage: SYNOPSIS" on stderr; returns EX_USAGE. */
+int cli_usage(const char *synopsis);
 
 #endif

@@ -56,6 +56,16 @@ _Static_assert(offsetof(struct config, listen_submission) ==
     offsetof(struct config, listen_smtps) ==
     offsetof(struct config, listen_submission) + sizeof(struct listen_list),
     "main_on_hup: the listener lists must be adjacent");
+_Static_assert(SMTP_KIND_SUBMISSION == SMTP_KIND_SMTP + 1 &&
+    SMTP_KIND_SMTPS == SMTP_KIND_SMTP + 2,
+    "main_bind_inet: the kinds in the order of the lists");
+
+/* The commands, in the order of main_names[]. */
+enum main_cmd {
+	MC_NEWALIASES, MC_SENDMAIL, MC_MAILQ,	/* also names of their own */
+	MC_DELETE, MC_CAT, MC_FLUSH, MC_CHECK,	/* main_cmds[] */
+	MC_PASSWD, MC_TLSA, MC_SERVE, MC_CHECK_CONFIG, MC_NONE
+};
 
 /* The files behind TLS and AUTH (and tls_policy), loaded as one set,
  * swapped on SIGHUP. */
@@ -74,7 +84,7 @@ struct main_user {
 	char name[64];
 };
 
-static int main_entry(const char *);
+static enum main_cmd main_lookup(const char *);
 static int main_usage(void);
 static int main_serve(struct config *);
 static int main_check_config(struct config *);
@@ -82,7 +92,7 @@ static int main_load(struct config *, const char *);
 static int main_read(struct config *, struct config_src *, char *, size_t);
 static char *const *main_environ(void);
 static void main_resolve_user(const struct config *, struct main_user *);
-static int main_bind_inet(const struct listen_list *, enum smtp_kind);
+static void main_bind_inet(const struct config *);
 static int main_bind_local(const char *, const struct main_user *);
 static void main_drop(const struct main_user *);
 static void main_on_term(int);
@@ -93,31 +103,33 @@ static void main_on_chld(int);
 static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
 static int main_load_creds(const struct config *, struct main_creds *,
-    const struct main_creds *);
+    struct main_creds *);
 static const char *main_ca_file(const struct config *);
 static void main_set_creds(struct main_creds *);
 static void main_free_creds(struct main_creds *);
 static void main_trim(void);
 static int main_dns_changed(const struct config *, const struct config *);
+static void main_log_config(const char *, const struct config *);
 
 static struct config *main_conf;
 static struct alias_table *main_aliases;
 static struct main_creds main_creds;
-static int main_listeners_before_drop;
 static const char *main_conf_path;	/* -c or FERRY_CONFIG; NULL: default */
 static struct config_src main_src;
 
-static const struct {
-	const char *name;
-	int (*fn)(const struct config *, int, char **);
-} main_cmds[] = {
-	{ "sendmail", cli_sendmail },
-	{ "mailq", cli_mailq },
-	{ "delete", cli_delete },
-	{ "cat", cli_cat },
-	{ "flush", cli_flush },
-	{ "check", check_cli },
+/*
+ * The commands by name, one string (main_lookup() gives the index): the
+ * names that are also links to ferry first, then those of main_cmds[]
+ * in its order, then the ones main() runs itself.
+ */
+static const char main_names[] = "newaliases\0sendmail\0mailq\0"
+    "delete\0cat\0flush\0check\0passwd\0tlsa\0serve\0check-config\0";
+/* MC_SENDMAIL to MC_CHECK. */
+static int (*const main_cmds[])(const struct config *, int, char **) = {
+	cli_sendmail, cli_mailq, cli_delete, cli_cat, cli_flush, check_cli
 };
+_Static_assert(sizeof(main_cmds) / sizeof(main_cmds[0]) ==
+    MC_CHECK - MC_SENDMAIL + 1, "main_cmds: one function per name");
 
 /* main()'s third argument (glibc, musl): nothing here changes the
  * environment, and taking it from there instead of environ saves the
@@ -129,14 +141,14 @@ main(int argc, char **argv, char **envp)
 {
 	static struct config conf;
 	const char *path = NULL, *prog, *cmd;
-	size_t i;
+	enum main_cmd k;
 	int c;
 
 	main_envp = envp;
 	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	/* argv[0] sendmail, mailq, newaliases: `ferry NAME` with no ferry
 	 * options, their own untouched (no getopt here). */
-	if (main_entry(prog))
+	if (main_lookup(prog) <= MC_MAILQ)
 		cmd = prog;
 	else {
 		while ((c = getopt(argc, argv, "+c:T:h")) != -1) {
@@ -158,8 +170,9 @@ main(int argc, char **argv, char **envp)
 	/* A set-id entry runs for a caller it must not trust (DESIGN.md):
 	 * secure_getenv() drops FERRY_CONFIG there, -c and -T are refused,
 	 * and it does only what the entry is for: submit and list. */
+	k = main_lookup(cmd);
 	if (getauxval(AT_SECURE) && (path != NULL || log_trace_mask != 0 ||
-	    !main_entry(cmd))) {
+	    k > MC_MAILQ)) {
 		log_cli("ferry", "%s is refused in a set-id program",
 		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
@@ -167,41 +180,46 @@ main(int argc, char **argv, char **envp)
 	if (path == NULL)
 		path = secure_getenv("FERRY_CONFIG");
 	/* passwd only prints a users file line: it needs no config. */
-	if (strcmp(cmd, "passwd") == 0)
+	if (k == MC_PASSWD)
 		return auth_cli_passwd(NULL, argc, argv);
-	if (strcmp(cmd, "tlsa") == 0)
+	if (k == MC_TLSA)
 		return cli_tlsa(NULL, argc, argv);
 	if (main_load(&conf, path) != 0)
 		return EX_CONFIG;
-	if (strcmp(cmd, "serve") == 0)
-		return argc > 1 ? main_usage() : main_serve(&conf);
-	if (strcmp(cmd, "check-config") == 0)
-		return main_check_config(&conf);
-	if (strcmp(cmd, "newaliases") == 0)
+	switch (k) {
+	case MC_NEWALIASES:
 		return cli_newaliases(&conf);
-	for (i = 0; i < sizeof(main_cmds) / sizeof(main_cmds[0]); i++)
-		if (strcmp(cmd, main_cmds[i].name) == 0)
-			return main_cmds[i].fn(&conf, argc, argv);
-	return main_usage();
+	case MC_SERVE:
+		return argc > 1 ? main_usage() : main_serve(&conf);
+	case MC_CHECK_CONFIG:
+		return main_check_config(&conf);
+	case MC_NONE:
+	case MC_PASSWD:	/* returned above */
+	case MC_TLSA:
+		return main_usage();
+	default:
+		return main_cmds[k - MC_SENDMAIL](&conf, argc, argv);
+	}
 }
 
-/* The commands that are also names of their own (links to ferry), and
- * all that a set-id entry may do. */
-static int
-main_entry(const char *cmd)
+/* cmd's index in main_names, MC_NONE if none.  Up to MC_MAILQ: the
+ * commands that are also names of their own (links to ferry), and all
+ * that a set-id entry may do. */
+static enum main_cmd
+main_lookup(const char *cmd)
 {
-	return strcmp(cmd, "sendmail") == 0 || strcmp(cmd, "mailq") == 0 ||
-	    strcmp(cmd, "newaliases") == 0;
+	const char *n = main_names;
+	int k;
+
+	for (k = 0; *n != '\0' && strcmp(cmd, n) != 0; k++)
+		n += strlen(n) + 1;
+	return (enum main_cmd)k;
 }
 
 static int
 main_usage(void)
 {
-	/* "usage: %s\n": the format is shared with the commands' usage
-	 * lines, and the constant-text form would be fputs(), one libc
-	 * import more. */
-	fprintf(stderr, "usage: %s\n",
-	    "ferry [-c FILE] [-T smtp,io,queue,...] [COMMAND]\n"
+	return cli_usage("ferry [-c FILE] [-T smtp,io,queue,...] [COMMAND]\n"
 	    "commands:\n"
 	    "  serve                 run the daemon in the foreground "
 	    "(default)\n"
@@ -219,7 +237,6 @@ main_usage(void)
 	    "TLSA, TLS\n"
 	    "  check-config          validate and print the settings\n"
 	    "  newaliases            check the aliases file");
-	return EX_USAGE;
 }
 
 static int
@@ -317,41 +334,47 @@ main_resolve_user(const struct config *conf, struct main_user *u)
 	snprintf(u->name, sizeof(u->name), "%s", conf->user);
 }
 
-static int
-main_bind_inet(const struct listen_list *ll, enum smtp_kind kind)
+/* The three listener lists, side by side in struct config (see
+ * MAIN_LISTEN_SPAN) and in the order of their smtp_kind: one loop. */
+static void
+main_bind_inet(const struct config *conf)
 {
+	const struct listen_list *ll = &conf->listen_smtp;
 	const struct listen_addr *a;
-	int i, fd, one = 1;
+	int kind, i, fd, one = 1;
 
-	for (i = 0; i < ll->n; i++) {
-		a = &ll->a[i];
-		fd = socket(a->ss.ss_family,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd == -1)
-			log_fatal(LP_MASTER, "socket");
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-		    sizeof(one));
-		/* [::]:25 and 0.0.0.0:25 are two listeners, not a clash. */
-		if (a->ss.ss_family == AF_INET6)
-			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+	for (kind = SMTP_KIND_SMTP; kind <= SMTP_KIND_SMTPS; kind++,
+	    ll = (const struct listen_list *)((const char *)ll + sizeof(*ll)))
+		for (i = 0; i < ll->n; i++) {
+			a = &ll->a[i];
+			fd = socket(a->ss.ss_family,
+			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd == -1)
+				log_fatal(LP_MASTER, "socket");
+			(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 			    sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1) {
-			if (a->ss.ss_family == AF_INET6 &&
-			    (errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT)) {
-				log_warnx(LP_MASTER, "no IPv6 here: skipping an "
-				    "IPv6 listener");
-				close(fd);
-				continue;
+			/* [::]:25 and 0.0.0.0:25 are two listeners, not a
+			 * clash. */
+			if (a->ss.ss_family == AF_INET6)
+				(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+				    &one, sizeof(one));
+			if (bind(fd, (const struct sockaddr *)&a->ss,
+			    a->len) == -1) {
+				if (a->ss.ss_family == AF_INET6 &&
+				    (errno == EADDRNOTAVAIL ||
+				    errno == EAFNOSUPPORT)) {
+					log_warnx(LP_MASTER, "no IPv6 here: "
+					    "skipping an IPv6 listener");
+					close(fd);
+					continue;
+				}
+				log_fatal(LP_MASTER, "bind listener %d", i);
 			}
-			log_fatal(LP_MASTER, "bind listener %d", i);
+			if (listen(fd, MAIN_BACKLOG) == -1)
+				log_fatal(LP_MASTER, "listen");
+			if (smtp_listen(fd, (enum smtp_kind)kind) == -1)
+				log_fatal(LP_MASTER, "smtp_listen");
 		}
-		if (listen(fd, MAIN_BACKLOG) == -1)
-			log_fatal(LP_MASTER, "listen");
-		if (smtp_listen(fd, kind) == -1)
-			log_fatal(LP_MASTER, "smtp_listen");
-		main_listeners_before_drop++;
-	}
-	return 0;
 }
 
 static int
@@ -453,9 +476,7 @@ main_serve(struct config *conf)
 	main_set_creds(&main_creds);
 	pickup_configure(conf);
 	pickup_set_aliases(main_aliases);
-	main_bind_inet(&conf->listen_smtp, SMTP_KIND_SMTP);
-	main_bind_inet(&conf->listen_submission, SMTP_KIND_SUBMISSION);
-	main_bind_inet(&conf->listen_smtps, SMTP_KIND_SMTPS);
+	main_bind_inet(conf);
 	main_bind_local(conf->local_socket, &u);
 	main_drop(&u);
 	if (geteuid() == 0)
@@ -470,9 +491,7 @@ main_serve(struct config *conf)
 	/* Indexes the queue from names and state mtimes (queue_index). */
 	if (sched_start(&queued) == -1)
 		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
-	log_info(LP_MASTER, "daemon started -- version %s, configuration %s",
-	    FERRY_VERSION, conf->path[0] != '\0' ? conf->path :
-	    "(none: defaults and environment)");
+	main_log_config("daemon started", conf);
 	log_info(LP_QMGR, "%u message(s) in the queue", queued);
 	log_started();
 	pickup_start();
@@ -480,11 +499,7 @@ main_serve(struct config *conf)
 	if (loop_run() == -1)
 		log_fatal(LP_MASTER, "loop");
 	log_info(LP_MASTER, "terminating");
-	smtp_set_tls(NULL);
-	smtp_set_auth(NULL);
-	smtp_set_client_certs(NULL);
-	deliver_set_tls(NULL);
-	deliver_set_policy(NULL);
+	main_set_creds(&(struct main_creds){ 0 });	/* let go first */
 	main_free_creds(&main_creds);
 	alias_free(main_aliases);
 	dns_free();
@@ -512,11 +527,13 @@ main_load_aliases(const struct config *conf, struct alias_table **out)
  * Load the TLS and AUTH files the config names into out.  At start (old
  * NULL) any error is fatal for the caller (-1, logged).  On reload a file
  * that fails keeps the running one from old (logged), so a typo in a
- * certificate never takes TLS away from a running server.
+ * certificate never takes TLS away from a running server.  The TLS
+ * contexts are shared (a reference); the tables have no reference count,
+ * so they move over from old, which then no longer frees them.
  */
 static int
 main_load_creds(const struct config *conf, struct main_creds *out,
-    const struct main_creds *old)
+    struct main_creds *old)
 {
 	char err[CONFIG_ERR_MAX];
 	int bad = 0;
@@ -550,7 +567,10 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		bad = 1;
 		log_warnx(LP_MASTER, "auth_users: %s%s", err,
 		    old ? "; keeping the old users" : "");
-		/* Not shared: the old table moves over (see main_on_hup). */
+		if (old != NULL) {
+			out->users = old->users;
+			old->users = NULL;
+		}
 	}
 	if (conf->relay_client_certs[0] != '\0' && (out->fps =
 	    tls_fplist_load(conf->relay_client_certs, err, sizeof(err))) ==
@@ -558,6 +578,10 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		bad = 1;
 		log_warnx(LP_MASTER, "relay_client_certs: %s%s", err,
 		    old ? "; keeping the old list" : "");
+		if (old != NULL) {
+			out->fps = old->fps;
+			old->fps = NULL;
+		}
 	}
 	/* err names the file and the line. */
 	if (conf->tls_policy[0] != '\0' && (out->policy =
@@ -565,6 +589,10 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		bad = 1;
 		log_warnx(LP_MASTER, "tls_policy: %s%s", err,
 		    old ? "; keeping the old policy" : "");
+		if (old != NULL) {
+			out->policy = old->policy;
+			old->policy = NULL;
+		}
 	}
 	if (bad && old == NULL) {
 		main_free_creds(out);
@@ -691,19 +719,6 @@ main_on_hup(int signo)
 	alias_free(main_aliases);
 	main_aliases = aliases;
 	(void)main_load_creds(next, &creds, &main_creds);
-	/* A users file or list that failed to load keeps the running one. */
-	if (creds.users == NULL && next->auth_users[0] != '\0') {
-		creds.users = main_creds.users;
-		main_creds.users = NULL;
-	}
-	if (creds.fps == NULL && next->relay_client_certs[0] != '\0') {
-		creds.fps = main_creds.fps;
-		main_creds.fps = NULL;
-	}
-	if (creds.policy == NULL && next->tls_policy[0] != '\0') {
-		creds.policy = main_creds.policy;
-		main_creds.policy = NULL;
-	}
 	main_set_creds(&creds);
 	main_free_creds(&main_creds);
 	main_creds = creds;
@@ -743,9 +758,7 @@ main_on_hup(int signo)
 	smtp_configure(main_conf);
 	pickup_configure(main_conf);
 	sched_configure(main_conf);
-	log_info(LP_MASTER, "reload -- version %s, configuration %s",
-	    FERRY_VERSION, main_conf->path[0] != '\0' ? main_conf->path :
-	    "(none: defaults and environment)");
+	main_log_config("reload", main_conf);
 	main_trim();
 }
 
@@ -791,4 +804,13 @@ main_on_chld(int signo)
 	(void)signo;
 	while (waitpid(-1, &status, WNOHANG) > 0)
 		continue;
+}
+
+/* "daemon started" and "reload": the line that says which file runs. */
+static void
+main_log_config(const char *event, const struct config *conf)
+{
+	log_info(LP_MASTER, "%s -- version " FERRY_VERSION ", configuration "
+	    "%s", event, conf->path[0] != '\0' ? conf->path :
+	    "(none: defaults and environment)");
 }

@@ -27,18 +27,13 @@
 
 #define PICKUP_INTERVAL_MS	60000
 #define PICKUP_BATCH		64	/* files per scan; the rest next time */
-#define PICKUP_NAME_MAX		64
 #define PICKUP_FULL		1	/* pickup_file(): no room, stop */
 #define PICKUP_ALIAS_MAX	32	/* addresses one recipient may become */
-
-struct pickup_job {
-	char name[PICKUP_NAME_MAX];	/* under maildrop/ */
-};
 
 static void pickup_on_timer(struct loop_timer *);
 static int pickup_file(const char *);
 static void pickup_on_commit(void *, const char *, int);
-static int pickup_read(int, size_t, char **, size_t *);
+static char *pickup_read(int, size_t);
 static int pickup_bare_crlf(const char *, uint64_t);
 
 static const struct config *pickup_conf;
@@ -114,11 +109,9 @@ pickup_file(const char *name)
 	char exp[PICKUP_ALIAS_MAX][512];
 	struct queue_info info;
 	struct queue_writer *w = NULL;
-	struct pickup_job *job = NULL;
 	struct stat st;
 	const char *why = NULL;
-	char *buf = NULL;
-	size_t len = 0;
+	char *buf = NULL, *job;
 	unsigned i;
 	int fd, n, k, j, rc = -1;
 
@@ -132,9 +125,11 @@ pickup_file(const char *name)
 		return -1;
 	}
 	/* Before the space check: a sparse file claiming a terabyte must
-	 * go to corrupt/, not wait for room for ever. */
+	 * go to corrupt/, not wait for room for ever.  The second test
+	 * matters on 32 bits with a limit past 4 GB: pickup_read()'s
+	 * malloc(size + 1) must not wrap. */
 	if ((uint64_t)st.st_size > pickup_conf->message_size_limit +
-	    QUEUE_HDR_MAX) {
+	    QUEUE_HDR_MAX || (uint64_t)st.st_size >= SIZE_MAX) {
 		why = "too big";
 		goto bad;
 	}
@@ -144,16 +139,13 @@ pickup_file(const char *name)
 		rc = PICKUP_FULL;
 		goto out;
 	}
-	if (pickup_read(fd, pickup_conf->message_size_limit + QUEUE_HDR_MAX,
-	    &buf, &len) == -1) {
-		why = errno == EFBIG ? "too big" : "read error";
-		if (errno != EFBIG) {
-			log_warn(LP_PICKUP, "read %s", path);
-			goto out;
-		}
-		goto bad;
+	/* The size from queue_open_dropped()'s fstat(), checked above:
+	 * a file that grows meanwhile is read no further. */
+	if ((buf = pickup_read(fd, (size_t)st.st_size)) == NULL) {
+		log_warn(LP_PICKUP, "read %s", path);
+		goto out;
 	}
-	if (queue_parse(buf, len, &info, &why) == -1)
+	if (queue_parse(buf, (size_t)st.st_size, &info, &why) == -1)
 		goto bad;
 	/* The SMTP door refuses these (smuggling); so does this one. */
 	if (pickup_bare_crlf(buf + info.body_off, info.size)) {
@@ -188,11 +180,9 @@ pickup_file(const char *name)
 	    queue_writer_body(w, buf + info.body_off, info.size) == -1 ||
 	    queue_writer_finish(w) == -1)
 		goto werr;
-	if ((job = malloc(sizeof(*job))) == NULL)
+	/* The name under maildrop/, for pickup_on_commit() to remove. */
+	if ((job = strdup(name)) == NULL)
 		goto werr;
-	/* queue_id_valid() names only: they always fit. */
-	memcpy(job->name, name, strnlen(name, sizeof(job->name) - 1) + 1);
-	job->name[sizeof(job->name) - 1] = '\0';
 	log_info(LP_PICKUP, "%s: uid=%ld from=<%s>", queue_writer_id(w),
 	    (long)st.st_uid, info.sender);
 	queue_commit(w, pickup_on_commit, job);
@@ -231,56 +221,48 @@ pickup_bare_crlf(const char *b, uint64_t n)
 	return 0;
 }
 
-static int
-pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
+/* The whole file of size bytes, or NULL (errno set; EIO: it is
+ * shorter now). */
+static char *
+pickup_read(int fd, size_t size)
 {
-	struct stat st;
 	char *buf;
 	size_t len = 0;
 	ssize_t n;
 
-	if (fstat(fd, &st) == -1)
-		return -1;
-	if ((uint64_t)st.st_size > max) {
-		errno = EFBIG;
-		return -1;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
-		return -1;
-	while (len < (size_t)st.st_size) {
-		n = read(fd, buf + len, (size_t)st.st_size - len);
+	if ((buf = malloc(size + 1)) == NULL)
+		return NULL;
+	while (len < size) {
+		n = read(fd, buf + len, size - len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			free(buf);
 			if (n == 0)
 				errno = EIO;
-			return -1;
+			return NULL;
 		}
 		len += (size_t)n;
 	}
-	*bufp = buf;
-	*lenp = len;
-	return 0;
+	return buf;
 }
 
 static void
 pickup_on_commit(void *arg, const char *id, int ok)
 {
-	struct pickup_job *job = arg;
-	char path[CONFIG_PATH_MAX + 80];
+	char *name = arg, path[CONFIG_PATH_MAX + 80];
 
 	if (ok) {
 		log_info(LP_QMGR, "%s: picked up from maildrop/%s", id,
-		    job->name);
+		    name);
 		snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(),
-		    job->name);
+		    name);
 		/* A failed unlink means a duplicate on the next scan, which is
 		 * allowed; a lost message is not. */
 		if (unlinkat(AT_FDCWD, path, 0) == -1)
 			log_warn(LP_PICKUP, "unlink %s", path);
 	} else
 		log_warnx(LP_PICKUP, "maildrop/%s: queue commit failed; "
-		    "will retry", job->name);
-	free(job);
+		    "will retry", name);
+	free(name);
 }

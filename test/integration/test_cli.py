@@ -139,6 +139,31 @@ def test_sendmail_gecos_ampersand():
                         rb'<jdoe@[^>]+>\r$', h), 'From: %s' % short(h, 600))
 
 
+def test_sendmail_gecos_ampersand_cut():
+    """A full name that "&" makes longer than the 255 bytes sendmail
+    keeps is cut there, inside a login too, and only a login's first
+    letter is capitalised, also when it is the last one that fits."""
+    cases = [('&' * 80, b'Jdoe' * 63 + b'Jdo'),
+             ('x' * 254 + '&', b'x' * 254 + b'J'),
+             ('&&', b'JdoeJdoe')]
+    with Daemon('sm-gecos-cut') as d:
+        for i, (gecos, _) in enumerate(cases):
+            env = dict(d.shim_env(GECOS_SHIM, 'gecos'), SHIM_LOGIN='jdoe',
+                       SHIM_GECOS=gecos)
+            _ok(d.cli('sendmail', 'rcpt@relay.test', env=env,
+                      input=b'Subject: c%d\n\nx\n' % i), 'sendmail %d' % i)
+        q = d.wait_queue(len(cases))
+        check(len(q) == len(cases), 'mailq %r' % q)
+        got = []
+        for m in q:
+            h = _headers_of(d.cat(m['id']))
+            f = re.search(rb'(?m)^From: (\S*) <jdoe@[^>]+>\r$', h)
+            check(f, 'From: %s' % short(h, 900))
+            got.append(f.group(1))
+        check(sorted(got) == sorted(w for _, w in cases),
+              'names %r' % [short(g, 300) for g in got])
+
+
 def test_sendmail_t_removes_bcc():
     msg = (b'From: me@example.test\nTo: a@relay.test, b@other.test\n'
            b'Cc: c@relay.test\nBcc: hidden@relay.test,\n'
@@ -386,6 +411,49 @@ def test_multicall_names():
               % short(p.stdout))
 
 
+def test_sendmail_b_modes():
+    """-bm is plain delivery and leaves an earlier -b mode alone (-bp -bm
+    still lists); a -b mode sendmail lacks, or one letter too many, is
+    refused 64 naming it, and nothing is queued or read."""
+    with Daemon('sm-bmodes') as d:
+        _ok(d.cli('sendmail', '-bm', 'rcpt@relay.test',
+                  input=b'Subject: bm\n\nx\n'), 'sendmail -bm')
+        m = _one(d, 'sendmail -bm')
+        p = _ok(d.cli('sendmail', '-bp', '-bm'), 'sendmail -bp -bm')
+        check(m['id'].encode() in p.stdout, '-bp -bm did not list: %s'
+              % short(p.stdout))
+        for arg, shown in (('-bx', b'-bx'), ('-bpp', b'-bpp'),
+                           ('-bmi', b'-bmi'), ('-b', b'-b')):
+            args = ['sendmail', arg] + ([''] if arg == '-b' else []) + [
+                'rcpt@relay.test']
+            p = d.cli(*args, input=b'Subject: no\n\nx\n')
+            check(p.returncode == 64 and
+                  b'sendmail: ' + shown + b' is not supported' in p.stderr,
+                  '%r: exit %d, %s' % (args, p.returncode, short(p.stderr)))
+        check(len(d.mailq()) == 1, 'a refused -b mode queued: %r'
+              % d.mailq())
+
+
+def test_cli_unknown_command_usage():
+    """An unknown command, or serve with an argument, is 64 with the usage
+    text; a broken config is reported first (78), as for any command."""
+    with Daemon('cli-usage') as d:
+        for args in (('nosuch',), ('serve', 'x'), ('check-configx',),
+                     ('sendmai',)):
+            p = d.cli(*args)
+            check(p.returncode == 64 and p.stderr.startswith(
+                b'usage: ferry [-c FILE] [-T smtp,io,queue,...] [COMMAND]\n'
+                b'commands:\n') and p.stderr.endswith(
+                b'  newaliases            check the aliases file\n'),
+                  '%r: exit %d, %s' % (args, p.returncode,
+                                      short(p.stderr, 900)))
+        d.write_config(extra='bogus_key = 1\n')
+        p = d.cli('nosuch')
+        check(p.returncode == 78 and b'bogus_key' in p.stderr and
+              b'usage:' not in p.stderr,
+              'broken config: exit %d, %s' % (p.returncode, short(p.stderr)))
+
+
 def test_sendmail_bs():
     with Daemon('sm-bs') as d:
         dialogue = (b'EHLO local\r\nMAIL FROM:<bs@example.test>\r\n'
@@ -457,6 +525,29 @@ def test_mailq_plain_and_json():
         check(q[a]['sender'] == 'alice@example.test' and
               q[b]['sender'] == '', 'senders %r' % q)
         check(q[a]['size'] < q[b]['size'] + 100, 'sizes %r' % q)
+        # Postfix's table, to the byte: the titles, then ID, size, date
+        # and sender; MAILER-DAEMON for <>.
+        lines = p.stdout.decode().split('\n')
+        check(lines[0] == '%-19s %8s %-20s %s' % (
+            '-Queue ID-', '--Size--', '----Arrival Time----',
+            '-Sender/Recipient-------'), 'mailq titles %r' % lines[0])
+        for qid, sender in ((a, 'alice@example.test'),
+                            (b, 'MAILER-DAEMON')):
+            check(re.search(r'(?m)^%s %8d [A-Z][a-z]{2} [A-Z][a-z]{2} '
+                            r'[ \d]\d \d\d:\d\d:\d\d  %s$'
+                            % (re.escape(qid + ' ' * (19 - len(qid))),
+                               q[qid]['size'], re.escape(sender)),
+                            p.stdout.decode()),
+                  'mailq row of %s: %s' % (qid, short(p.stdout, 1000)))
+        # --json's keys in their order, the strings escaped as JSON.
+        raw = _ok(d.cli('mailq', '--json'), 'mailq --json').stdout
+        check(re.search(rb'\{"id":"%s","queue_name":"(active|deferred)",'
+                        rb'"sender":"alice@example\.test","size":\d+,'
+                        rb'"arrival":\d+,"next_attempt":\d+,"recipients":'
+                        rb'\[\{"address":"x@relay\.test","status":"\w+",'
+                        rb'"reason":"[^"]*"\},\{"address":"y@other\.test",'
+                        % a.encode(), raw), 'mailq --json: %s'
+              % short(raw, 1000))
 
 
 def test_mailq_shows_the_servers_words():

@@ -666,6 +666,39 @@ def test_client_cert_relay():
             d.assert_stored(qid, BODY)
 
 
+def test_client_cert_list_bad_reloads_keep_it():
+    """A relay_client_certs file that fails on SIGHUP keeps the running
+    list (it moves over to the new set, twice in a row here), and a good
+    file after that replaces it; the sanitizer build sees the list freed
+    once, at the end."""
+    d = Daemon('ccert-hup', tls=True)
+    path = d.cfg['relay_client_certs'] = _fp_file(d, [cert_sha256('client')])
+    d.write_config()
+    with d:
+        r, _ = _relay_try(d, 'client')
+        check(r.code == 250, 'listed certificate at start: %r' % r.text)
+        for i in range(2):
+            _fp_file(d, ['not a fingerprint'])
+            n = d.log_text().count('; keeping the old list')
+            _hup(d)
+            check(d.log_text().count('; keeping the old list') == n + 1 and
+                  re.search(r'warning: relay_client_certs: %s.*; keeping '
+                            r'the old list$' % re.escape(path),
+                            d.log_text(), re.M),
+                  'bad reload %d: no "keeping the old list":\n%s'
+                  % (i, d.log_tail()))
+            r, _ = _relay_try(d, 'client')
+            check(r.code == 250, 'bad reload %d lost the list: %r'
+                  % (i, r.text))
+        _fp_file(d, [cert_sha256('other')])
+        _hup(d)
+        r, _ = _relay_try(d, 'client')
+        check(r.code == 554, 'the old list outlived a good reload: %r'
+              % r.text)
+        r, _ = _relay_try(d, 'other')
+        check(r.code == 250, 'the new list not in force: %r' % r.text)
+
+
 # --- certificates: start-up and SIGHUP --------------------------------------
 
 def _peer_leaf(d, port):
