@@ -34,7 +34,8 @@
 #include "textfile.h"
 
 #define AUTH_HASH_PREFIX	"$argon2id$"
-#define AUTH_HASH_HEAD		"$argon2id$v=19$m="
+#define AUTH_HASH_VERSION	"v=19$"
+#define AUTH_HASH_HEAD		AUTH_HASH_PREFIX AUTH_HASH_VERSION "m="
 /* RFC 9106 / libsodium: salts of at least 8 bytes, tags of at least 16. */
 #define AUTH_SALT_MIN		8
 #define AUTH_TAG_MIN		16
@@ -413,19 +414,20 @@ auth_b64_run(const char *s, size_t n, size_t *i)
 static const char *
 auth_hash_check(const char *h, size_t n, unsigned long *m, unsigned long *t)
 {
-	unsigned long p;
-	size_t i = 0, salt, tag;
+	/* The parameters: each text, then its number (none after "$"). */
+	const char *lit = AUTH_HASH_VERSION "m=\0,t=\0,p=\0$";
+	unsigned long p, *num[] = { m, t, &p };
+	size_t i = 0, j, salt, tag;
 
-	if (n < strlen(AUTH_HASH_PREFIX) ||
-	    memcmp(h, AUTH_HASH_PREFIX, strlen(AUTH_HASH_PREFIX)) != 0)
+	if (!auth_lit(h, n, &i, AUTH_HASH_PREFIX))
 		return "hash is not $argon2id$ (make one with ferry passwd)";
 	if (n >= crypto_pwhash_STRBYTES)
 		return "hash too long";
-	if (!auth_lit(h, n, &i, AUTH_HASH_HEAD) || !auth_num(h, n, &i, m) ||
-	    !auth_lit(h, n, &i, ",t=") || !auth_num(h, n, &i, t) ||
-	    !auth_lit(h, n, &i, ",p=") || !auth_num(h, n, &i, &p) ||
-	    !auth_lit(h, n, &i, "$"))
-		return "malformed argon2id hash (want v=19$m=M,t=T,p=1$)";
+	for (j = 0; j <= 3; j++, lit += strlen(lit) + 1)
+		if (!auth_lit(h, n, &i, lit) ||
+		    (j < 3 && !auth_num(h, n, &i, num[j])))
+			return "malformed argon2id hash (want "
+			    "v=19$m=M,t=T,p=1$)";
 	salt = auth_b64_run(h, n, &i);
 	if (!auth_lit(h, n, &i, "$"))
 		return "malformed argon2id hash salt";
@@ -949,22 +951,21 @@ auth_client_err(struct auth_client *cl, char *err, size_t errsz,
 	auth_users_err(err, errsz, name, line, what);
 }
 
+/* Every refusal goes through one auth_client_err() call at the end. */
 int
 auth_client_parse(struct auth_client *cl, const char *name,
     const char *text, size_t len, char *err, size_t errsz)
 {
 	size_t pos = 0, line = 0, n, k, u, ulen, plen;
-	const char *l;
+	const char *l, *what;
 	int found = 0;
 
 	sodium_memzero(cl, sizeof(*cl));
 	while (textfile_line(text, len, &pos, &l, &n)) {
 		line++;
-		if (memchr(l, '\0', n) != NULL) {
-			auth_client_err(cl, err, errsz, name, line,
-			    "NUL byte");
-			return -1;
-		}
+		what = "NUL byte";
+		if (memchr(l, '\0', n) != NULL)
+			goto bad;
 		if (n > 0 && l[n - 1] == '\r')
 			n--;
 		k = 0;
@@ -972,50 +973,40 @@ auth_client_parse(struct auth_client *cl, const char *name,
 			k++;
 		if (k == n || l[k] == '#')
 			continue;
-		if (found) {
-			auth_client_err(cl, err, errsz, name, line,
-			    "more than one credential line");
-			return -1;
-		}
+		what = "more than one credential line";
+		if (found)
+			goto bad;
 		found = 1;
 		/* The user: up to the first blank; it reaches the log. */
-		for (u = k; u < n && l[u] != ' ' && l[u] != '\t'; u++) {
-			if ((unsigned char)l[u] < 0x20 || l[u] == 0x7f) {
-				auth_client_err(cl, err, errsz, name, line,
-				    "bad character in user name");
-				return -1;
-			}
-		}
+		what = "bad character in user name";
+		for (u = k; u < n && l[u] != ' ' && l[u] != '\t'; u++)
+			if ((unsigned char)l[u] < 0x20 || l[u] == 0x7f)
+				goto bad;
 		ulen = u - k;
-		if (ulen > AUTH_USER_MAX) {
-			auth_client_err(cl, err, errsz, name, line,
-			    "user name longer than 255 bytes");
-			return -1;
-		}
+		what = "user name longer than 255 bytes";
+		if (ulen > AUTH_USER_MAX)
+			goto bad;
 		memcpy(cl->user, l + k, ulen);
 		/* The password: everything after the blanks, spaces kept. */
 		while (u < n && (l[u] == ' ' || l[u] == '\t'))
 			u++;
 		plen = n - u;
-		if (plen == 0) {
-			auth_client_err(cl, err, errsz, name, line,
-			    "missing password");
-			return -1;
-		}
-		if (plen > AUTH_PASS_MAX) {
-			auth_client_err(cl, err, errsz, name, line,
-			    "password longer than 255 bytes");
-			return -1;
-		}
+		what = "missing password";
+		if (plen == 0)
+			goto bad;
+		what = "password longer than 255 bytes";
+		if (plen > AUTH_PASS_MAX)
+			goto bad;
 		memcpy(cl->pass, l + u, plen);
 		cl->passlen = plen;
 	}
-	if (!found) {
-		auth_client_err(cl, err, errsz, name, 0,
-		    "no credential line (want: user password)");
-		return -1;
-	}
-	return 0;
+	if (found)
+		return 0;
+	line = 0;
+	what = "no credential line (want: user password)";
+bad:
+	auth_client_err(cl, err, errsz, name, line, what);
+	return -1;
 }
 
 int

@@ -81,6 +81,8 @@ struct key {
 };
 _Static_assert(sizeof(struct config) < (1u << 16), "struct key: size");
 _Static_assert(LEVEL(TLS_SMTPS) < (1u << 12), "struct key: levels");
+/* set_word() stores a level as an int. */
+_Static_assert(sizeof(enum tls_level) == sizeof(int), "enum tls_level");
 _Static_assert(CONFIG_DOMAINS_TEXT <= UINT16_MAX + 1, "domain_list: off");
 
 
@@ -105,6 +107,12 @@ struct parser {
 struct pbuf {
 	size_t len;
 	char s[CONFIG_PRINT_MAX];
+};
+
+/* A number's suffix: durations and sizes. */
+struct unit {
+	char suffix;
+	uint64_t scale;
 };
 
 typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
@@ -142,17 +150,23 @@ static int name_valid(const char *, size_t);
 static void lower_copy(char *, size_t, const char *, size_t);
 static int port_parse(const char *, size_t, unsigned *);
 static int number_parse(const char *, size_t, uint64_t *);
+static int unit_parse(const char *, const struct unit *, uint64_t,
+    uint64_t *);
+static int host_split(const char *, size_t, const char **, size_t *,
+    unsigned *);
+static int host_copy(char *, const char *, size_t);
 static int listen_token(const char *, size_t, struct listen_addr *);
 static int cidr_token(const char *, size_t, struct cidr *);
 static int dns_token(const char *, size_t, char *, size_t);
 static int smarthost_valid(const char *, size_t);
 static void listen_format(const struct listen_addr *, struct pbuf *);
 static int cidr_contains(const struct cidr *, int, const uint8_t *);
-static key_parse_fn set_name, set_listen, set_path, set_dir, set_tls,
-    set_bool, set_nets, set_domains, set_size, set_count, set_duration,
-    set_smarthost, set_dns, set_user, set_log;
-static key_print_fn put_string, put_listen, put_tls, put_bool, put_nets,
-    put_domains, put_size, put_count, put_duration, put_dns, put_log;
+static const char *key_words(const struct key *);
+static const struct unit *key_units(const struct key *);
+static key_parse_fn set_name, set_listen, set_path, set_dir, set_word,
+    set_nets, set_domains, set_number, set_smarthost, set_dns, set_user;
+static key_print_fn put_string, put_listen, put_word, put_nets,
+    put_domains, put_number, put_dns;
 
 #define FIELD(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
 
@@ -250,22 +264,22 @@ _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
 static key_parse_fn *const key_parse[KT_COUNT_OF_TYPES] = {
 	[KT_NAME] = set_name, [KT_LISTEN] = set_listen,
-	[KT_PATH] = set_path, [KT_DIR] = set_dir, [KT_TLS] = set_tls,
-	[KT_BOOL] = set_bool, [KT_NETS] = set_nets,
-	[KT_DOMAINS] = set_domains, [KT_SIZE] = set_size,
-	[KT_COUNT] = set_count, [KT_DURATION] = set_duration,
+	[KT_PATH] = set_path, [KT_DIR] = set_dir, [KT_TLS] = set_word,
+	[KT_BOOL] = set_word, [KT_NETS] = set_nets,
+	[KT_DOMAINS] = set_domains, [KT_SIZE] = set_number,
+	[KT_COUNT] = set_number, [KT_DURATION] = set_number,
 	[KT_SMARTHOST] = set_smarthost, [KT_DNS] = set_dns,
-	[KT_USER] = set_user, [KT_LOG] = set_log,
+	[KT_USER] = set_user, [KT_LOG] = set_word,
 };
 
 static key_print_fn *const key_print[KT_COUNT_OF_TYPES] = {
 	[KT_NAME] = put_string, [KT_LISTEN] = put_listen,
-	[KT_PATH] = put_string, [KT_DIR] = put_string, [KT_TLS] = put_tls,
-	[KT_BOOL] = put_bool, [KT_NETS] = put_nets,
-	[KT_DOMAINS] = put_domains, [KT_SIZE] = put_size,
-	[KT_COUNT] = put_count, [KT_DURATION] = put_duration,
+	[KT_PATH] = put_string, [KT_DIR] = put_string, [KT_TLS] = put_word,
+	[KT_BOOL] = put_word, [KT_NETS] = put_nets,
+	[KT_DOMAINS] = put_domains, [KT_SIZE] = put_number,
+	[KT_COUNT] = put_number, [KT_DURATION] = put_number,
 	[KT_SMARTHOST] = put_string, [KT_DNS] = put_dns,
-	[KT_USER] = put_string, [KT_LOG] = put_log,
+	[KT_USER] = put_string, [KT_LOG] = put_word,
 };
 
 /* In enum tls_level order, NUL-separated (no table of pointers). */
@@ -273,15 +287,16 @@ static const char level_names[] = "none\0may\0encrypt\0dane\0dane-only\0"
     "fingerprint\0verify\0secure\0smtps";
 #define NLEVELS		(TLS_SMTPS + 1)
 
-/* Largest unit first: the printer picks the largest that divides evenly. */
-static const struct unit {
-	char suffix;
-	uint64_t scale;
-} duration_units[] = {
-	{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 },
+/*
+ * Largest unit first: the printer picks the largest that divides evenly.
+ * Each list ends with a zero suffix.
+ */
+static const struct unit duration_units[] = {
+	{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 }, { 0, 0 },
 }, size_units[] = {
-	{ 'M', 1024 * 1024 }, { 'k', 1024 }, { 'K', 1024 },
+	{ 'M', 1024 * 1024 }, { 'k', 1024 }, { 'K', 1024 }, { 0, 0 },
 };
+#define NUNITS(u)	(sizeof(u) / sizeof((u)[0]))
 
 void
 config_defaults(struct config *cfg)
@@ -334,12 +349,11 @@ config_load_env(struct config *cfg, struct config_src *src, const char *path,
 		p.name = path;
 		p.err = err;
 		p.errsz = errsz;
-		if (rc == TEXTFILE_OPEN)
-			p_err(&p, NULL, "cannot open: %s", strerror(errno));
-		else if (rc == TEXTFILE_READ)
-			p_err(&p, NULL, "cannot read: %s", strerror(errno));
-		else if (rc == TEXTFILE_CLOSE)
-			p_err(&p, NULL, "close: %s", strerror(errno));
+		if (rc == TEXTFILE_OPEN || rc == TEXTFILE_READ ||
+		    rc == TEXTFILE_CLOSE)
+			p_err(&p, NULL, "%s%s", rc == TEXTFILE_OPEN ?
+			    "cannot open: " : rc == TEXTFILE_READ ?
+			    "cannot read: " : "close: ", strerror(errno));
 		return -1;
 	}
 	rc = config_parse_env(cfg, src, path, buf, len, envp, err, errsz);
@@ -544,50 +558,18 @@ config_domain(const struct domain_list *l, int i)
 int
 config_parse_duration(const char *s, unsigned *seconds)
 {
-	uint64_t v, scale = 1;
-	size_t n, i;
+	uint64_t v;
 
-	if (s == NULL)
+	if (unit_parse(s, duration_units, UINT_MAX, &v) != 0)
 		return -1;
-	n = strlen(s);
-	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
-		for (i = 0; i < sizeof(duration_units) /
-		    sizeof(duration_units[0]); i++)
-			if (duration_units[i].suffix == s[n - 1])
-				break;
-		if (i == sizeof(duration_units) / sizeof(duration_units[0]))
-			return -1;
-		scale = duration_units[i].scale;
-		n--;
-	}
-	if (number_parse(s, n, &v) != 0 || v > UINT_MAX / scale)
-		return -1;
-	*seconds = (unsigned)(v * scale);
+	*seconds = (unsigned)v;
 	return 0;
 }
 
 int
 config_parse_size(const char *s, uint64_t *bytes)
 {
-	uint64_t v, scale = 1;
-	size_t n, i;
-
-	if (s == NULL)
-		return -1;
-	n = strlen(s);
-	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
-		for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
-			if (size_units[i].suffix == s[n - 1])
-				break;
-		if (i == sizeof(size_units) / sizeof(size_units[0]))
-			return -1;
-		scale = size_units[i].scale;
-		n--;
-	}
-	if (number_parse(s, n, &v) != 0 || v > UINT64_MAX / scale)
-		return -1;
-	*bytes = v * scale;
-	return 0;
+	return unit_parse(s, size_units, UINT64_MAX, bytes);
 }
 
 const char *
@@ -687,13 +669,29 @@ key_name(const struct key *k)
 	return textfile_nth(key_names, (size_t)(k - keys));
 }
 
-/* " = value" into b, by the key type's printer; the caller adds the
- * name. */
+/* A word key's words in value order (enum tls_level; no, yes; log). */
+static const char *
+key_words(const struct key *k)
+{
+	return k->type == KT_TLS ? level_names : k->type == KT_BOOL ?
+	    "no\0yes" : "syslog\0stderr";
+}
+
+/* A number key's units; a count has none (the empty end of size_units). */
+static const struct unit *
+key_units(const struct key *k)
+{
+	return k->type == KT_SIZE ? size_units : k->type == KT_DURATION ?
+	    duration_units : &size_units[NUNITS(size_units) - 1];
+}
+
+/* " = value" into b: " =", then the key type's printer adds the value;
+ * the caller adds the name. */
 static void
 key_put(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	b->len = 0;
-	b->s[0] = '\0';
+	memcpy(b->s, " =", 3);
+	b->len = 2;
 	key_print[k->type](k, cfg, b);
 }
 
@@ -748,24 +746,26 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	while (i < n && !is_blank(s[i]) && s[i] != '=' && s[i] != '#')
 		i++;
 	kn = i - ks;
-	/* The key as shown in messages: quoted form without the quotes. */
+	/*
+	 * The key as messages start with it: "KEY: ", the quoted form with
+	 * its closing quote made ": " (the opening one is skipped), or ""
+	 * when there is none, so one format serves both.
+	 */
 	quote(kname, s + ks, kn);
-	kname[strlen(kname) - 1] = '\0';
+	memcpy(kname + strlen(kname) - 1, ": ", 3);
+	if (kn == 0)
+		kname[1] = '\0';
 
 	if (raw >= CONFIG_LINE_MAX)
-		return kn > 0 ? p_err(p, NULL, "%s: line longer than %d "
-		    "characters", kname + 1, CONFIG_LINE_MAX - 1) :
-		    p_err(p, NULL, "line longer than %d characters",
-		    CONFIG_LINE_MAX - 1);
+		return p_err(p, NULL, "%sline longer than %d characters",
+		    kname + 1, CONFIG_LINE_MAX - 1);
 	if (kn == 0 && (i == n || s[i] == '#'))
 		return 0;			/* blank or comment */
-	if (kn == 0)
-		return p_err(p, NULL, "expected \"key = value\"");
 
 	while (i < n && is_blank(s[i]))
 		i++;
-	if (i == n || s[i] != '=')
-		return p_err(p, NULL, "%s: expected \"key = value\"",
+	if (kn == 0 || i == n || s[i] != '=')
+		return p_err(p, NULL, "%sexpected \"key = value\"",
 		    kname + 1);
 	i++;
 	while (i < n && is_blank(s[i]))
@@ -777,10 +777,10 @@ parse_line(struct parser *p, struct config *cfg, const char *s, size_t n)
 	while (ve > vs && is_blank(s[ve - 1]))
 		ve--;
 	if (has_ctl(s + vs, ve - vs))
-		return p_err(p, NULL, "%s: control character in value %s",
+		return p_err(p, NULL, "%scontrol character in value %s",
 		    kname + 1, quote(q, s + vs, ve - vs));
 	if ((k = key_find(s + ks, kn)) == NULL)
-		return p_err(p, NULL, "%s: unknown key", kname + 1);
+		return p_err(p, NULL, "%sunknown key", kname + 1);
 	/* Its variable wins: the file counts only for keys whose variable
 	 * is unset (relay.conf.5), so a template's "hostname =" is no
 	 * error under FERRY_HOSTNAME. */
@@ -1098,56 +1098,103 @@ number_parse(const char *s, size_t n, uint64_t *out)
 	return 0;
 }
 
+/*
+ * A number with an optional suffix out of the list u, no more than max
+ * once scaled: durations and sizes in one copy.
+ */
+static int
+unit_parse(const char *s, const struct unit *u, uint64_t max, uint64_t *out)
+{
+	uint64_t v, scale = 1;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
+		while (u->suffix != '\0' && u->suffix != s[n - 1])
+			u++;
+		if (u->suffix == '\0')
+			return -1;
+		scale = u->scale;
+		n--;
+	}
+	if (number_parse(s, n, &v) != 0 || v > max / scale)
+		return -1;
+	*out = v * scale;
+	return 0;
+}
+
+/*
+ * "[host]:port", "[host]", "host:port" or "host", where a host with two
+ * colons or more is an IPv6 address with no port: the shape listeners,
+ * DNS servers and the smarthost share.  *port is 0 when there is none.
+ * 1: the host was in brackets, 0: it was not, -1: a bad shape or port.
+ */
+static int
+host_split(const char *t, size_t n, const char **h, size_t *hn,
+    unsigned *port)
+{
+	const char *end = t + n, *c, *rb;
+	int br = n > 0 && t[0] == '[';
+
+	*port = 0;
+	*h = t + br;
+	if (br) {
+		if ((rb = memchr(t, ']', n)) == NULL)
+			return -1;
+		*hn = (size_t)(rb - t) - 1;
+		c = rb + 1 < end ? rb + 1 : NULL;
+		if (c != NULL && *c != ':')
+			return -1;		/* "[::1]x" */
+	} else {
+		c = memchr(t, ':', n);
+		if (c != NULL && memchr(c + 1, ':', (size_t)(end - c) - 1) !=
+		    NULL)
+			c = NULL;
+		*hn = c != NULL ? (size_t)(c - t) : n;
+	}
+	if (c != NULL && port_parse(c + 1, (size_t)(end - c) - 1, port) != 0)
+		return -1;
+	return br;
+}
+
+/* h[0..hn) into host (INET6_ADDRSTRLEN), or -1 if empty or too long. */
+static int
+host_copy(char *host, const char *h, size_t hn)
+{
+	if (hn == 0 || hn >= INET6_ADDRSTRLEN)
+		return -1;
+	memcpy(host, h, hn);
+	host[hn] = '\0';
+	return 0;
+}
+
 /* "192.0.2.1:25", "[2001:db8::1]:25", "*:25" (any IPv4). */
 static int
 listen_token(const char *t, size_t n, struct listen_addr *out)
 {
-	struct sockaddr_in *sin;
-	struct sockaddr_in6 *sin6;
+	struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&out->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)&out->ss;
 	char host[INET6_ADDRSTRLEN];
-	const char *rb, *colon;
+	const char *h;
 	size_t hn;
 	unsigned port;
+	int v6;
 
 	memset(out, 0, sizeof(*out));
-	if (n > 0 && t[0] == '[') {
-		if ((rb = memchr(t, ']', n)) == NULL)
-			return -1;
-		hn = (size_t)(rb - t) - 1;
-		if (hn == 0 || hn >= sizeof(host) ||
-		    (size_t)(rb - t) + 1 >= n || rb[1] != ':')
-			return -1;
-		memcpy(host, t + 1, hn);
-		host[hn] = '\0';
-		sin6 = (struct sockaddr_in6 *)(void *)&out->ss;
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1 ||
-		    port_parse(rb + 2, n - (size_t)(rb - t) - 2, &port) != 0)
-			return -1;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		out->len = sizeof(*sin6);
-		return 0;
-	}
-	colon = NULL;
-	for (hn = 0; hn < n; hn++)
-		if (t[hn] == ':') {
-			colon = t + hn;
-			break;
-		}
-	if (colon == NULL || hn == 0 || hn >= sizeof(host))
+	if ((v6 = host_split(t, n, &h, &hn, &port)) < 0 || port == 0 ||
+	    host_copy(host, h, hn) != 0)
 		return -1;
-	memcpy(host, t, hn);
-	host[hn] = '\0';
-	sin = (struct sockaddr_in *)(void *)&out->ss;
-	if (strcmp(host, "*") == 0)
-		sin->sin_addr.s_addr = htonl(INADDR_ANY);
-	else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+	/* "*": the memset left INADDR_ANY. */
+	if ((v6 || strcmp(host, "*") != 0) && inet_pton(v6 ? AF_INET6 :
+	    AF_INET, host, v6 ? (void *)&sin6->sin6_addr :
+	    (void *)&sin->sin_addr) != 1)
 		return -1;
-	if (port_parse(colon + 1, n - hn - 1, &port) != 0)
-		return -1;
-	sin->sin_family = AF_INET;
+	/* The family and the port are at the same place in both. */
+	sin->sin_family = v6 ? AF_INET6 : AF_INET;
 	sin->sin_port = htons((uint16_t)port);
-	out->len = sizeof(*sin);
+	out->len = v6 ? sizeof(*sin6) : sizeof(*sin);
 	return 0;
 }
 
@@ -1159,7 +1206,7 @@ cidr_token(const char *t, size_t n, struct cidr *out)
 	const char *a = t, *slash;
 	size_t an, i;
 	uint64_t bits;
-	int maxbits;
+	int maxbits, keep;
 
 	memset(out, 0, sizeof(*out));
 	slash = memchr(t, '/', n);
@@ -1170,10 +1217,8 @@ cidr_token(const char *t, size_t n, struct cidr *out)
 		if (memchr(a, ':', an) == NULL)
 			return -1;	/* brackets are for IPv6 */
 	}
-	if (an == 0 || an >= sizeof(host))
+	if (host_copy(host, a, an) != 0)
 		return -1;
-	memcpy(host, a, an);
-	host[an] = '\0';
 	if (memchr(host, ':', an) != NULL) {
 		out->family = AF_INET6;
 		maxbits = 128;
@@ -1189,13 +1234,12 @@ cidr_token(const char *t, size_t n, struct cidr *out)
 	    bits > (uint64_t)maxbits))
 		return -1;
 	out->bits = (int)bits;
-	/* Clear the host bits so "10.1.2.3/8" means what it says. */
-	for (i = 0; i < (size_t)maxbits / 8; i++) {
-		if ((int)(i * 8) >= out->bits)
-			out->addr[i] = 0;
-		else if ((int)(i * 8 + 8) > out->bits)
-			out->addr[i] &= (uint8_t)(0xff << (8 - (out->bits -
-			    (int)(i * 8))));
+	/* Clear the host bits so "10.1.2.3/8" means what it says: byte i
+	 * keeps its first bits - 8i of 8 (past an IPv4 address, zeros). */
+	for (i = 0; i < sizeof(out->addr); i++) {
+		keep = out->bits - (int)(i * 8);
+		keep = keep < 0 ? 0 : keep > 8 ? 8 : keep;
+		out->addr[i] &= (uint8_t)~(0xffu >> keep);
 	}
 	return 0;
 }
@@ -1209,37 +1253,17 @@ dns_token(const char *t, size_t n, char *out, size_t outsz)
 {
 	char host[INET6_ADDRSTRLEN];
 	uint8_t bin[16];
-	const char *h = t, *rb, *colon, *port = NULL;
-	size_t hn = n;
-	unsigned pv = 0;
-	int family;
+	const char *h;
+	size_t hn;
+	unsigned pv;
+	int br, family;
 
-	if (n > 0 && t[0] == '[') {
-		if ((rb = memchr(t, ']', n)) == NULL)
-			return -1;
-		h = t + 1;
-		hn = (size_t)(rb - h);
-		if ((size_t)(rb - t) + 1 < n) {
-			if (rb[1] != ':')
-				return -1;	/* "[::1]x" */
-			port = rb + 2;
-		}
-		family = AF_INET6;
-	} else if ((colon = memchr(t, ':', n)) != NULL &&
-	    memchr(colon + 1, ':', n - (size_t)(colon - t) - 1) == NULL) {
-		hn = (size_t)(colon - t);
-		port = colon + 1;
-		family = AF_INET;
-	} else
-		family = memchr(t, ':', n) != NULL ? AF_INET6 : AF_INET;
-	if (hn == 0 || hn >= sizeof(host))
+	if ((br = host_split(t, n, &h, &hn, &pv)) < 0 ||
+	    host_copy(host, h, hn) != 0)
 		return -1;
-	memcpy(host, h, hn);
-	host[hn] = '\0';
+	family = br || memchr(h, ':', hn) != NULL ? AF_INET6 : AF_INET;
 	if (inet_pton(family, host, bin) != 1 ||
 	    inet_ntop(family, bin, host, sizeof(host)) == NULL)
-		return -1;
-	if (port != NULL && port_parse(port, n - (size_t)(port - t), &pv) != 0)
 		return -1;
 	memset(out, 0, outsz);
 	if (pv == 0)
@@ -1257,30 +1281,17 @@ smarthost_valid(const char *s, size_t n)
 {
 	char host[INET6_ADDRSTRLEN];
 	uint8_t bin[16];
-	const char *rb, *colon;
+	const char *h;
 	size_t hn;
 	unsigned port;
+	int br;
 
-	if (n > 0 && s[0] == '[') {
-		if ((rb = memchr(s, ']', n)) == NULL)
-			return 0;
-		hn = (size_t)(rb - s) - 1;
-		if ((size_t)(rb - s) + 1 < n && (rb[1] != ':' || port_parse(rb +
-		    2, n - (size_t)(rb - s) - 2, &port) != 0))
-			return 0;
-		if (name_valid(s + 1, hn))
-			return 1;
-		if (hn == 0 || hn >= sizeof(host))
-			return 0;
-		memcpy(host, s + 1, hn);
-		host[hn] = '\0';
-		return inet_pton(AF_INET6, host, bin) == 1;
-	}
-	colon = memchr(s, ':', n);
-	hn = colon != NULL ? (size_t)(colon - s) : n;
-	if (colon != NULL && port_parse(colon + 1, n - hn - 1, &port) != 0)
+	if ((br = host_split(s, n, &h, &hn, &port)) < 0)
 		return 0;
-	return name_valid(s, hn);
+	if (name_valid(h, hn))
+		return 1;
+	return br && host_copy(host, h, hn) == 0 &&
+	    inet_pton(AF_INET6, host, bin) == 1;
 }
 
 /* " 192.0.2.1:25" or " [2001:db8::1]:25" onto b. */
@@ -1389,43 +1400,38 @@ set_dir(struct parser *p, const struct key *k, struct config *cfg,
 	return set_path(p, k, cfg, v);
 }
 
+/*
+ * KT_TLS, KT_BOOL and KT_LOG: one word of key_words(k) (any case), stored
+ * as its index; a TLS key allows only the levels in k->levels.
+ */
 static int
-set_tls(struct parser *p, const struct key *k, struct config *cfg,
+set_word(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
 	char q[CONFIG_QUOTE_SIZE], allowed[128];
+	const char *w = key_words(k);
+	unsigned mask = k->type == KT_TLS ? k->levels : LEVEL(0) | LEVEL(1);
 	size_t i, o = 0;
 	int r;
 
 	allowed[0] = '\0';
-	for (i = 0; i < NLEVELS; i++) {
-		if (!(k->levels & LEVEL(i)))
+	for (i = 0; mask >> i != 0; i++, w += strlen(w) + 1) {
+		if (!(mask & LEVEL(i)))
 			continue;
-		if (strcasecmp(v, textfile_nth(level_names, i)) == 0) {
-			*(enum tls_level *)field(cfg, k) = (enum tls_level)i;
+		if (strcasecmp(v, w) == 0) {
+			*(int *)field(cfg, k) = (int)i;
 			return 0;
 		}
 		r = snprintf(allowed + o, sizeof(allowed) - o, "%s%s",
-		    o > 0 ? ", " : "", textfile_nth(level_names, i));
+		    o > 0 ? ", " : "", w);
 		if (r > 0 && (size_t)r < sizeof(allowed) - o)
 			o += (size_t)r;
 	}
-	return p_err(p, k, "bad level %s (want %s)",
-	    quote(q, v, strlen(v)), allowed);
-}
-
-static int
-set_bool(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	if (strcasecmp(v, "yes") == 0)
-		*(int *)field(cfg, k) = 1;
-	else if (strcasecmp(v, "no") == 0)
-		*(int *)field(cfg, k) = 0;
-	else
-		return p_bad(p, k, "bad value %s (want yes or no)", v,
-		    strlen(v), 0);
-	return 0;
+	quote(q, v, strlen(v));
+	if (k->type == KT_TLS)
+		return p_err(p, k, "bad level %s (want %s)", q, allowed);
+	return p_err(p, k, "bad value %s (want %s)", q,
+	    k->type == KT_BOOL ? "yes or no" : "syslog or stderr");
 }
 
 static int
@@ -1481,49 +1487,32 @@ set_domains(struct parser *p, const struct key *k, struct config *cfg,
 	return 0;
 }
 
+/*
+ * KT_SIZE, KT_COUNT and KT_DURATION: a number, with a unit of
+ * key_units(k), within 1 (or 0 with KR_UINT_OFF) and key_max[k->range].
+ * A duration over UINT_MAX seconds is no duration at all.
+ */
 static int
-set_size(struct parser *p, const struct key *k, struct config *cfg,
+set_number(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	uint64_t b;
+	uint64_t x, max = key_max[k->range];
+	size_t n = strlen(v);
 
-	if (config_parse_size(v, &b) != 0)
-		return p_bad(p, k, "bad size %s", v, strlen(v), 0);
-	if (b < 1 || b > key_max[k->range])
-		return p_bad(p, k, "%s out of range (%llu..%llu bytes)", v,
-		    strlen(v), key_max[k->range]);
-	*(uint64_t *)field(cfg, k) = b;
-	return 0;
-}
-
-static int
-set_count(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	uint64_t n;
-
-	if (number_parse(v, strlen(v), &n) != 0)
-		return p_bad(p, k, "bad number %s", v, strlen(v), 0);
-	if (n < 1 || n > key_max[k->range])
-		return p_bad(p, k, "%s out of range (%llu..%llu)", v,
-		    strlen(v), key_max[k->range]);
-	*(unsigned *)field(cfg, k) = (unsigned)n;
-	return 0;
-}
-
-static int
-set_duration(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	unsigned s;
-
-	if (config_parse_duration(v, &s) != 0)
-		return p_bad(p, k, "bad duration %s (want a number "
-		    "with s, m, h or d)", v, strlen(v), 0);
-	if ((s < 1 && k->range != KR_UINT_OFF) || s > key_max[k->range])
-		return p_bad(p, k, "%s out of range (at least %llus)", v,
-		    strlen(v), 0);
-	*(unsigned *)field(cfg, k) = s;
+	if (unit_parse(v, key_units(k), k->type == KT_DURATION ? UINT_MAX :
+	    UINT64_MAX, &x) != 0)
+		return p_bad(p, k, k->type == KT_SIZE ? "bad size %s" :
+		    k->type == KT_COUNT ? "bad number %s" : "bad duration %s "
+		    "(want a number with s, m, h or d)", v, n, 0);
+	if ((x < 1 && k->range != KR_UINT_OFF) || x > max)
+		return p_bad(p, k, k->type == KT_SIZE ? "%s out of range "
+		    "(%llu..%llu bytes)" : k->type == KT_COUNT ? "%s out of "
+		    "range (%llu..%llu)" : "%s out of range (at least %llus)",
+		    v, n, max);
+	if (k->type == KT_SIZE)
+		*(uint64_t *)field(cfg, k) = x;
+	else
+		*(unsigned *)field(cfg, k) = (unsigned)x;
 	return 0;
 }
 
@@ -1583,28 +1572,15 @@ set_user(struct parser *p, const struct key *k, struct config *cfg,
 	return set_path(p, k, cfg, v);
 }
 
-static int
-set_log(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	if (strcasecmp(v, "syslog") == 0)
-		cfg->log_stderr = 0;
-	else if (strcasecmp(v, "stderr") == 0)
-		cfg->log_stderr = 1;
-	else
-		return p_bad(p, k, "bad value %s (want syslog or "
-		    "stderr)", v, strlen(v), 0);
-	return 0;
-}
-
-/* --- one printer per key type, after the name: " = value", or " =" --- */
+/* --- one printer per key type, after the name and " =": " value" --- */
 
 static void
 put_string(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
 	const char *s = cfield(cfg, k);
 
-	pb_add(b, " =%s%s", s[0] != '\0' ? " " : "", s);
+	if (s[0] != '\0')
+		pb_add(b, " %s", s);
 }
 
 static void
@@ -1613,23 +1589,15 @@ put_listen(const struct key *k, const struct config *cfg, struct pbuf *b)
 	const struct listen_list *l = cfield(cfg, k);
 	int i;
 
-	pb_add(b, " =");
 	for (i = 0; i < l->n && i < CONFIG_MAX_LISTEN; i++)
 		listen_format(&l->a[i], b);
 }
 
 static void
-put_tls(const struct key *k, const struct config *cfg, struct pbuf *b)
+put_word(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	pb_add(b, " = %s",
-	    config_tls_level_name(*(const enum tls_level *)cfield(cfg, k)));
-}
-
-static void
-put_bool(const struct key *k, const struct config *cfg, struct pbuf *b)
-{
-	pb_add(b, " = %s",
-	    *(const int *)cfield(cfg, k) ? "yes" : "no");
+	pb_add(b, " %s", textfile_nth(key_words(k),
+	    (size_t)*(const int *)cfield(cfg, k)));
 }
 
 static void
@@ -1639,7 +1607,6 @@ put_nets(const struct key *k, const struct config *cfg, struct pbuf *b)
 	char host[INET6_ADDRSTRLEN];
 	int i;
 
-	pb_add(b, " =");
 	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++) {
 		if (inet_ntop(l->c[i].family, l->c[i].addr, host,
 		    sizeof(host)) == NULL)
@@ -1663,49 +1630,34 @@ put_domains(const struct key *k, const struct config *cfg, struct pbuf *b)
 
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		total += strlen(config_domain(l, i)) + 1;
-	pb_add(b, total < CONFIG_LINE_MAX ? " =" : "=");
+	if (total >= CONFIG_LINE_MAX) {
+		memcpy(b->s, "=", 2);	/* instead of key_put()'s " =" */
+		b->len = 1;
+	}
 	for (i = 0; i < l->n && i < CONFIG_MAX_DOMAINS; i++)
 		pb_add(b, "%s%s", i > 0 || total < CONFIG_LINE_MAX ? " " :
 		    "", config_domain(l, i));
 }
 
+/*
+ * Numbers with the largest unit that divides them evenly.  A size of 0
+ * cannot be set (its minimum is 1), so it has no unit; a duration of 0 is
+ * "0s".
+ */
 static void
-put_size(const struct key *k, const struct config *cfg, struct pbuf *b)
+put_number(const struct key *k, const struct config *cfg, struct pbuf *b)
 {
-	uint64_t v = *(const uint64_t *)cfield(cfg, k);
-	size_t i;
+	const struct unit *u = key_units(k);
+	uint64_t v = k->type == KT_SIZE ? *(const uint64_t *)cfield(cfg, k) :
+	    *(const unsigned *)cfield(cfg, k);
 
-	for (i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++)
-		if (v != 0 && v % size_units[i].scale == 0) {
-			pb_add(b, " = %llu%c",
-			    (unsigned long long)(v / size_units[i].scale),
-			    size_units[i].suffix);
+	for (; u->suffix != '\0'; u++)
+		if (v % u->scale == 0 && (v != 0 || u->scale == 1)) {
+			pb_add(b, " %llu%c", (unsigned long long)(v /
+			    u->scale), u->suffix);
 			return;
 		}
-	pb_add(b, " = %llu", (unsigned long long)v);
-}
-
-static void
-put_count(const struct key *k, const struct config *cfg, struct pbuf *b)
-{
-	pb_add(b, " = %u", *(const unsigned *)cfield(cfg, k));
-}
-
-static void
-put_duration(const struct key *k, const struct config *cfg, struct pbuf *b)
-{
-	unsigned v = *(const unsigned *)cfield(cfg, k);
-	size_t i;
-
-	for (i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]);
-	    i++)
-		if (v != 0 && v % duration_units[i].scale == 0)
-			break;
-	if (i == sizeof(duration_units) / sizeof(duration_units[0]))
-		i--;			/* 0: seconds */
-	pb_add(b, " = %llu%c",
-	    (unsigned long long)(v / duration_units[i].scale),
-	    duration_units[i].suffix);
+	pb_add(b, " %llu", (unsigned long long)v);
 }
 
 static void
@@ -1714,14 +1666,6 @@ put_dns(const struct key *k, const struct config *cfg, struct pbuf *b)
 	int i;
 
 	(void)k;	/* key_put() printed the name */
-	pb_add(b, " =");
 	for (i = 0; i < cfg->dns_n && i < CONFIG_MAX_DNS; i++)
 		pb_add(b, " %s", cfg->dns_servers[i]);
-}
-
-static void
-put_log(const struct key *k, const struct config *cfg, struct pbuf *b)
-{
-	(void)k;	/* key_put() printed the name */
-	pb_add(b, " = %s", cfg->log_stderr ? "stderr" : "syslog");
 }

@@ -377,6 +377,13 @@ static const struct good goods[] = {
 	{ "tls_cert =#not a path", "tls_cert =" },
 	{ "log = stderr # \x01 control bytes in comments are fine",
 	    "log = stderr" },
+	/* The shapes that one parser shares between key types. */
+	{ "log = STDERR", "log = stderr" },
+	{ "delay_warning_time = 0", "delay_warning_time = 0s" },
+	{ "queue_lifetime = 4294967295", "queue_lifetime = 4294967295s" },
+	{ "relay_networks = 10.1.2.3/12 2001:db8:ffff::1/36",
+	    "relay_networks = 10.0.0.0/12 2001:db8:f000::/36" },
+	{ "dns_servers = 2001:DB8::1:53", "dns_servers = 2001:db8::1:53" },
 };
 
 static int
@@ -623,6 +630,25 @@ static const struct bad bads[] = {
 	{ "tls_cert = /a\rb", "t.conf:1: tls_cert: control character in "
 	    "value \"/a\\x0db\"" },
 	{ "bo\x7fgus = 1", "t.conf:1: bo\\x7fgus: unknown key" },
+	/* A second colon is never a port: the listener, server and host
+	 * shapes share one reading of "host:port". */
+	{ "listen_smtp = 1.2.3.4:25:1", "t.conf:1: listen_smtp: bad address "
+	    "\"1.2.3.4:25:1\" (want IPv4:port, [IPv6]:port or *:port)" },
+	{ "listen_smtp = [::1]:25]", "t.conf:1: listen_smtp: bad address "
+	    "\"[::1]:25]\" (want IPv4:port, [IPv6]:port or *:port)" },
+	{ "smarthost = relay:25:1", "t.conf:1: smarthost: bad host "
+	    "\"relay:25:1\" (want [host]:port, host:port or host)" },
+	{ "smarthost = [::1]:0", "t.conf:1: smarthost: bad host "
+	    "\"[::1]:0\" (want [host]:port, host:port or host)" },
+	{ "dns_servers = 1.2.3.4:", "t.conf:1: dns_servers: bad server "
+	    "\"1.2.3.4:\" (want ip, ip:port or [ipv6]:port)" },
+	{ "dns_servers = 1.2.3.4:53:1", "t.conf:1: dns_servers: bad server "
+	    "\"1.2.3.4:53:1\" (want ip, ip:port or [ipv6]:port)" },
+	/* Units belong to sizes and durations, not counts. */
+	{ "max_recipients = 5k", "t.conf:1: max_recipients: bad number "
+	    "\"5k\"" },
+	{ "queue_lifetime = 4294967296", "t.conf:1: queue_lifetime: bad "
+	    "duration \"4294967296\" (want a number with s, m, h or d)" },
 };
 
 static int
