@@ -10,12 +10,17 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 
 #define ADDR_LABEL_MAX	63	/* RFC 1035 §2.3.4 */
 #define ADDR_LIT_MAX	INET6_ADDRSTRLEN	/* longest literal inet_pton reads */
 #define ADDR_IPV6_TAG	"IPv6:"	/* §4.1.3; ABNF strings are case-insensitive */
+/* "[IPv6:" literal "]" always fits a domain: addr_scan_domain() need not
+ * check the length of one. */
+_Static_assert(sizeof(ADDR_IPV6_TAG) + ADDR_LIT_MAX + 1 <= ADDR_DOMAIN_MAX,
+    "addr: literal length");
 
 /* One pass over the path; pos only moves forward and never past len. */
 struct addr_scan {
@@ -282,22 +287,15 @@ addr_scan_dotstring(struct addr_scan *sc)
 	}
 }
 
-/* Domain / address-literal (§4.1.2), at most 255 octets (§4.5.3.1.2). */
+/* Domain / address-literal (§4.1.2), at most 255 octets (§4.5.3.1.2):
+ * addr_scan_name() checks that, and no literal inet_pton() takes comes
+ * near it. */
 static int
 addr_scan_domain(struct addr_scan *sc)
 {
-	size_t start = sc->pos;
-	int rc;
-
 	if (sc->pos < sc->len && sc->s[sc->pos] == '[')
-		rc = addr_scan_literal(sc);
-	else
-		rc = addr_scan_name(sc);
-	if (rc < 0)
-		return -1;
-	if (sc->pos - start > ADDR_DOMAIN_MAX)
-		return addr_fail(sc, "domain too long");
-	return 0;
+		return addr_scan_literal(sc);
+	return addr_scan_name(sc);
 }
 
 /*
@@ -393,27 +391,14 @@ addr_scan_literal(struct addr_scan *sc)
 	return 0;
 }
 
-/* Does text[0..n) start with tag, ASCII case-insensitively?  Not
- * strncasecmp(), which follows the locale. */
+/* Does text[0..n) start with tag, ASCII case-insensitively?  ferry never
+ * calls setlocale(), so strncasecmp() keeps to the "C" locale. */
 static int
 addr_is_tag(const char *text, size_t n, const char *tag)
 {
-	size_t i;
-	char a, b;
+	size_t k = strlen(tag);
 
-	for (i = 0; tag[i] != '\0'; i++) {
-		if (i >= n)
-			return 0;
-		a = text[i];
-		b = tag[i];
-		if (a >= 'A' && a <= 'Z')
-			a = (char)(a - 'A' + 'a');
-		if (b >= 'A' && b <= 'Z')
-			b = (char)(b - 'A' + 'a');
-		if (a != b)
-			return 0;
-	}
-	return 1;
+	return n >= k && strncasecmp(text, tag, k) == 0;
 }
 
 int

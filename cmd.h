@@ -43,7 +43,8 @@ int cmd_parse(const char *line, size_t len, struct cmd *);
 int cmd_path_offset(const struct cmd *, enum cmd_verb);
 
 /* Parse "KEY=VALUE KEY" after the path; which: CMD_MAIL or CMD_RCPT.
- * Returns 0, or -1 with *why (unknown or malformed parameter). */
+ * Clears *p first, so callers need not.  Returns 0, or -1 with *why
+ * (unknown or malformed parameter). */
 int cmd_params(const char *s, size_t len, enum cmd_verb which,
     struct cmd_params *, const char **why);
 

@@ -101,16 +101,15 @@ enum smtp_state {
 #define SF_8BITMIME	0x0200u
 #define SF_SMTPUTF8	0x0400u
 #define SF_SHUTDOWN	0x0800u	/* leave after this transaction */
-#define SF_DATA_BOL	0x1000u	/* data reader is at a line start */
-#define SF_TLS		0x2000u	/* TLS is on */
-#define SF_AUTH		0x4000u	/* SASL authenticated */
-#define SF_CERT_OK	0x8000u	/* a listed client certificate */
-#define SF_STARTTLS	0x10000u /* start TLS once the line is used */
-#define SF_REPLAY	0x20000u /* read this command again later */
-#define SF_AUTH_DELAYED	0x40000u /* the throttle's wait is over */
-#define SF_SEEN_DATE	0x80000u /* the message has a Date: */
-#define SF_SEEN_FROM	0x100000u /* ... and a From: */
-#define SF_HOPS		0x200000u /* over SMTP_HOP_LIMIT Received: */
+#define SF_TLS		0x1000u	/* TLS is on */
+#define SF_AUTH		0x2000u	/* SASL authenticated */
+#define SF_CERT_OK	0x4000u	/* a listed client certificate */
+#define SF_STARTTLS	0x8000u	/* start TLS once the line is used */
+#define SF_REPLAY	0x10000u /* read this command again later */
+#define SF_AUTH_DELAYED	0x20000u /* the throttle's wait is over */
+#define SF_SEEN_DATE	0x40000u /* the message has a Date: */
+#define SF_SEEN_FROM	0x80000u /* ... and a From: */
+#define SF_HOPS		0x100000u /* over SMTP_HOP_LIMIT Received: */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
 /* The address bytes of an AF_INET or AF_INET6 sockaddr_storage. */
@@ -219,36 +218,38 @@ struct smtp_listener {
 	enum smtp_kind kind;
 };
 
+/* The fields used most come first: at offsets below 128 an access
+ * takes a one-byte displacement instead of four. */
 struct smtp_session {
-	struct smtp_session *prev, *next;
-	struct io *io;
-	struct loop_timer data_deadline;	/* the whole DATA phase */
-	struct loop_timer auth_delay;		/* the failure throttle */
-	struct smtp_session *vnext;		/* the verification queue */
-	struct smtp_auth *auth;
-	struct tls_conn *tls;		/* io's; kept for its error text */
-	char *sasl_user;
-	const char *sasl_method;
-	enum smtp_state state;
-	enum smtp_kind kind;
 	unsigned flags;
+	enum smtp_state state;
+	struct io *io;
+	struct smtp_auth *auth;
+	struct queue_writer *w;
+	enum smtp_kind kind;
+	unsigned nrcpt;
+	char *msgid;			/* allocated only when seen */
+	char *rcpts;			/* NUL-separated, allocated at RCPT */
+	size_t rcpts_len, rcpts_cap;
+	struct tls_conn *tls;		/* io's; kept for its error text */
 	unsigned errors;
 	unsigned junk;			/* NOOP, VRFY, HELP since a message */
+	unsigned hops;			/* Received: fields in the header */
+	uint8_t where;			/* WHERE_*, or the last verb + 1 */
+	char *sasl_user;
+	const char *sasl_method;
+	uint64_t data_size;
 	long uid;			/* local peer, else -1 */
+	struct smtp_session *prev, *next;
+	struct smtp_session *vnext;		/* the verification queue */
+	uint64_t declared_size;
+	struct loop_timer data_deadline;	/* the whole DATA phase */
+	struct loop_timer auth_delay;		/* the failure throttle */
+	uint16_t count[CMD_COUNT][2];	/* [verb][0 = seen, 1 = ok] */
 	char ip[INET6_ADDRSTRLEN];
 	char peer[INET6_ADDRSTRLEN + 16];	/* "unknown[ip]", for the log */
 	char helo[SMTP_HELO_MAX + 1];
 	char sender[ADDR_PATH_MAX];
-	char *rcpts;			/* NUL-separated, allocated at RCPT */
-	size_t rcpts_len, rcpts_cap;
-	unsigned nrcpt;
-	unsigned hops;			/* Received: fields in the header */
-	uint64_t declared_size;
-	uint64_t data_size;
-	struct queue_writer *w;
-	char *msgid;			/* allocated only when seen */
-	uint16_t count[CMD_COUNT][2];	/* [verb][0 = seen, 1 = ok] */
-	uint8_t where;			/* WHERE_*, or the last verb + 1 */
 };
 
 /* Postfix's "lost connection after ...": the last command, or these. */
@@ -791,8 +792,7 @@ smtp_reset(struct smtp_session *s)
 	free(s->msgid);
 	s->msgid = NULL;
 	s->flags &= ~(SF_DISCARD | SF_HEADERS | SF_8BITMIME | SF_SMTPUTF8 |
-	    SF_DATA_BOL | SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE |
-	    SF_SEEN_FROM);
+	    SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE | SF_SEEN_FROM);
 	if (s->state != STATE_HELO)
 		smtp_enter_state(s, STATE_READY);
 }
@@ -962,17 +962,20 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 		smtp_auth_response(s, line, len);
 		return 0;
 	}
-	/* An AUTH line may carry the password (initial response). */
-	if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
-		size_t m = 5;
+	/* An AUTH line may carry the password (initial response): only
+	 * its mechanism is traced. */
+	if (log_trace_mask & TRACE_SMTP) {
+		size_t m = len;
+		const char *hid = "";
 
-		while (m < len && line[m] != ' ')
-			m++;
-		log_trace(TRACE_SMTP, "smtp %p: < %.*s ***", (void *)s,
-		    (int)m, line);
-	} else
-		log_trace(TRACE_SMTP, "smtp %p: < %.*s", (void *)s, (int)len,
-		    line);
+		if (len > 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+			for (m = 5; m < len && line[m] != ' '; m++)
+				;
+			hid = " ***";
+		}
+		log_trace_(TRACE_SMTP, "smtp %p: < %.*s%s", (void *)s, (int)m,
+		    line, hid);
+	}
 	if (cmd_parse(line, len, &c) == -1) {
 		s->where = CMD_UNKNOWN + 1;
 		smtp_fail(s, RP_SYNTAX, NULL);
@@ -1096,7 +1099,6 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, RP_NEED_AUTH, NULL);
 		return;
 	}
-	memset(&p, 0, sizeof(p));
 	if ((off = cmd_path_offset(c, CMD_MAIL)) == -1) {
 		smtp_fail(s, RP_BAD_SENDER, "expected MAIL FROM:<address>");
 		return;
@@ -1284,7 +1286,6 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, RP_BAD_RCPT, why);
 		return;
 	}
-	memset(&p, 0, sizeof(p));
 	if (cmd_params(c->arg + off + n, c->arglen - (size_t)off - (size_t)n,
 	    CMD_RCPT, &p, &why) == -1) {
 		smtp_fail(s, RP_BAD_PARAM, why);
@@ -1349,7 +1350,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	unsigned qf = 0;
 	const char *r;
 	unsigned i;
-	int n, local, utf8;
+	int n, utf8;
 
 	if (c->arglen != 0) {
 		smtp_fail(s, RP_SYNTAX, NULL);
@@ -1379,15 +1380,14 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		 * 6531 section 3.7.3: "with UTF8SMTP[S][A]" for an SMTPUTF8
 		 * transaction after EHLO (the name starts "E"); after HELO,
 		 * where no parameter belongs, it stays SMTP. */
-		local = (s->flags & SF_LOCAL) != 0;
 		utf8 = (s->flags & (SF_SMTPUTF8 | SF_EHLO)) ==
 		    (SF_SMTPUTF8 | SF_EHLO);
 		snprintf(proto, sizeof(proto), "%s%s", utf8 ? "UTF8" : "",
 		    smtp_proto(s) + utf8);
-		n = hdr_received(hdr, sizeof(hdr), local ? NULL : s->helo,
-		    local ? NULL : s->ip,
-		    local ? NULL : smtp_tls_desc(s, tls, sizeof(tls)),
-		    local ? NULL : proto, smtp_conf->hostname,
+		/* No helo: the local form, which uses no ip, tls or proto. */
+		n = hdr_received(hdr, sizeof(hdr), s->flags & SF_LOCAL ? NULL :
+		    s->helo, s->ip, smtp_tls_desc(s, tls, sizeof(tls)), proto,
+		    smtp_conf->hostname,
 		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts : NULL,
 		    s->uid, time(NULL));
 		if (n > 0 && queue_writer_body(s->w, hdr, (size_t)n) == 0)
@@ -1409,7 +1409,7 @@ ok:
 	else
 		log_info(LP_SMTPD, "%s: client=%s", queue_writer_id(s->w),
 		    smtp_peer(s));
-	s->flags |= SF_HEADERS | SF_DATA_BOL;	/* data_size: smtp_reset() */
+	s->flags |= SF_HEADERS;	/* data_size: smtp_reset() */
 	smtp_enter_state(s, STATE_DATA);
 	/* Silence is bounded by smtpd_timeout, the whole message by
 	 * smtpd_data_timeout: a trickling client cannot hold a slot. */
@@ -2206,12 +2206,11 @@ smtp_log_disconnect(struct smtp_session *s)
 		for (k = 0; name[k] && k < sizeof(lower) - 1; k++)
 			lower[k] = (char)(name[k] | 0x20);
 		lower[k] = '\0';
-		if (s->count[i][0] == s->count[i][1])
-			n = snprintf(buf + off, sizeof(buf) - off, " %s=%u",
-			    lower, s->count[i][0]);
-		else
-			n = snprintf(buf + off, sizeof(buf) - off, " %s=%u/%u",
-			    lower, s->count[i][1], s->count[i][0]);
+		/* "ehlo=1", or "auth=0/3" (succeeded/seen) when some failed;
+		 * one call: the short format ignores the seen count. */
+		n = snprintf(buf + off, sizeof(buf) - off,
+		    s->count[i][0] == s->count[i][1] ? " %s=%u" : " %s=%u/%u",
+		    lower, s->count[i][1], s->count[i][0]);
 		if (n < 0 || (size_t)n >= sizeof(buf) - off)
 			break;
 		off += (size_t)n;

@@ -234,6 +234,28 @@ def test_auth_over_plaintext_only_on_25():
               '%r' % out[:400])
 
 
+def test_trace_hides_auth_initial_response():
+    """With smtp tracing on (SIGUSR2), every command line is traced as
+    sent, but of an AUTH line only the mechanism: its initial response
+    carries the password, which never reaches the log."""
+    with auth_daemon('auth-trace', auth_over_plaintext='yes') as d:
+        d.signal(signal.SIGUSR2)
+        d.wait_log(r'tracing on$')
+        ir = auth_plain(USER, PASSWORD)
+        with d.connect() as c:
+            c.expect(None, 220)
+            c.ehlo_keywords()
+            c.expect('NOOP keep  this', 250)
+            c.expect('auth plain ' + ir, 235, '2.7.0')
+            c.expect('QUIT', 221)
+        d.wait_log(r'trace: smtp 0x[0-9a-f]+: < NOOP keep  this$')
+        d.wait_log(r'trace: smtp 0x[0-9a-f]+: < auth plain \*\*\*$')
+        d.wait_log(r'trace: smtp 0x[0-9a-f]+: < QUIT$')
+        log = d.log_text()
+        check(ir not in log and PASSWORD not in log,
+              'AUTH initial response traced: %s' % d.log_tail(40))
+
+
 # --- the dialogue ----------------------------------------------------------
 
 def test_auth_mechanisms_and_replies():

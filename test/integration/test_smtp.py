@@ -1071,6 +1071,45 @@ def test_received_says_utf8smtp():
                   % (qid, proto.decode(), short(out, 400)))
 
 
+def test_received_local_and_network_forms():
+    """ferry's own Received: field, whole: over the network "from HELO
+    (unknown [IP])" with the protocol; from the local socket (sendmail)
+    only "by HOST (ferry, from userid N)", with no peer, TLS or protocol
+    part (hdr_received() takes those only for the network form)."""
+    host = re.escape(HOSTNAME.encode())
+    with Daemon('recvforms') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            net = c.expect(stuff(b'Subject: n\r\n\r\nx\r\n'), 250).qid()
+        out = d.cat(net)
+        check(re.match(rb'Received: from client\.test '
+                       rb'\(unknown \[127\.0\.0\.1\]\)\r\n'
+                       rb'\tby ' + host + rb' \(ferry\) with ESMTP id ' +
+                       net.encode() + rb'\r\n\tfor <r@relay\.test>; '
+                       rb'[^\r\n]+\r\nSubject: n\r\n', out),
+              'network Received: %s' % short(out, 400))
+        p = d.cli('sendmail', '-f', 's@example.test', 'r@relay.test',
+                  user='nobody' if os.geteuid() == 0 else None,
+                  input=b'Subject: l\n\nx\n')
+        check(p.returncode == 0, 'sendmail: exit %d, stderr %s'
+              % (p.returncode, short(p.stderr, 400)))
+        q = [m['id'] for m in d.wait_queue(2)]
+        check(len(q) == 2 and net in q, 'mailq %r' % q)
+        loc = [i for i in q if i != net][0]
+        out = d.cat(loc)
+        check(re.match(rb'Received: by ' + host + rb' \(ferry, from userid '
+                       rb'\d+\)\r\n\tid ' + loc.encode() +
+                       rb'\r\n\tfor <r@relay\.test>; [^\r\n]+\r\n'
+                       rb'(?!\t)', out),
+              'local Received: %s' % short(out, 400))
+        check(b'unknown [' not in out.split(b'\r\n\r\n')[0] and
+              b' with ' not in out.split(b'\r\n\r\n')[0],
+              'local Received: names a peer or protocol: %s'
+              % short(out, 400))
+
+
 def test_message_id_logged_printable():
     """message-id= in the log: a control or 8-bit byte becomes '?' (an
     ESC reached the log as it was)."""
