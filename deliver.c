@@ -97,6 +97,10 @@
 #define DELIVER_SEND_MAX	1200	/* one command; AUTH PLAIN's is the
 					   longest: 11 + 1020 + 2 */
 #define DELIVER_ERR_MAX		512	/* smarthost_auth load error */
+/* An AUTH response, base64 with its NUL: it fits a line after "AUTH
+ * PLAIN " with its CRLF. */
+#define DELIVER_B64_MAX		(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1)
+_Static_assert(11 + DELIVER_B64_MAX + 2 <= DELIVER_SEND_MAX, "AUTH line");
 
 enum deliver_state {
 	DS_RESOLVE_MX,
@@ -125,13 +129,15 @@ enum deliver_auth_step {
 	DA_SENT,		/* all given: only 235 or a failure */
 };
 
-#define EXT_PIPELINING	0x01u
-#define EXT_SIZE	0x02u
-#define EXT_8BITMIME	0x04u
-#define EXT_SMTPUTF8	0x08u
-#define EXT_STARTTLS	0x10u
-#define EXT_AUTH_PLAIN	0x20u
-#define EXT_AUTH_LOGIN	0x40u
+/* Bit i is keyword i of DELIVER_EHLO_KW (deliver_ehlo_line()). */
+#define EXT_STARTTLS	0x01u
+#define EXT_PIPELINING	0x02u
+#define EXT_SIZE	0x04u
+#define EXT_AUTH	0x08u	/* read for its mechanisms, below */
+#define EXT_8BITMIME	0x10u
+#define EXT_SMTPUTF8	0x20u
+#define EXT_AUTH_PLAIN	0x40u
+#define EXT_AUTH_LOGIN	0x80u
 
 /* Levels that never deliver without TLS. */
 #define DELIVER_TLS_REQUIRED(l)	((l) >= TLS_ENCRYPT)
@@ -157,7 +163,9 @@ struct deliver {
 	int nmx, imx;
 	struct dns_addr addr[DNS_MAX_ADDR];
 	int naddr, iaddr;
-	char cur_ip[INET6_ADDRSTRLEN];
+	/* The address being tried, as messages name it: "mx[192.0.2.1]"
+	 * (set with each connect; the MX host and the address as text). */
+	char peer[DNS_NAME_MAX + INET6_ADDRSTRLEN + 3];
 	struct loop_fd cfd;		/* while connecting */
 	struct loop_timer ctimer;
 	struct io *io;
@@ -242,12 +250,11 @@ static int deliver_pin_match(const struct deliver *,
     const struct tls_conn *, char *, size_t);
 static void deliver_tls_failed(struct deliver *, const char *);
 static void deliver_auth_begin(struct deliver *);
+static int deliver_auth_send(struct deliver *, const char *);
 static void deliver_auth_reply(struct deliver *, int, const char *);
 static int deliver_reloaded(struct deliver *);
 static void deliver_refuse(struct deliver *);
 static void deliver_io_free(struct deliver *);
-static void deliver_send_secret(struct deliver *, const char *,
-    const char *);
 static enum tls_level deliver_level(struct deliver *);
 static void deliver_start_txn(struct deliver *);
 static void deliver_send_cmds(struct deliver *);
@@ -256,6 +263,8 @@ static int deliver_body(struct deliver *);
 static void deliver_finish_txn(struct deliver *);
 static void deliver_set_rcpt(const struct deliver *, struct deliver_rcpt *,
     int, const char *, const char *, const char *);
+static void deliver_set_rest(const struct deliver *, int, const char *,
+    const char *, const char *);
 static void deliver_give_back(struct deliver *, const char *);
 static void deliver_fail_open(struct deliver *, enum deliver_result,
     const char *, const char *);
@@ -321,6 +330,15 @@ static unsigned deliver_gen;
 	""					/* DS_DONE */
 
 /*
+ * The EHLO keywords we use, in the order of their EXT_* bits.  The first
+ * three must be the whole keyword or end in a space ("SIZE 10240000"),
+ * AUTH in a space or the old '=' ("AUTH=PLAIN LOGIN"); the last two are
+ * taken as prefixes.
+ */
+#define DELIVER_EHLO_KW \
+	"STARTTLS\0PIPELINING\0SIZE\0AUTH\0" "8BITMIME\0SMTPUTF8\0"
+
+/*
  * Also (re)loads smarthost_auth.  This runs after the privilege drop, so
  * the file must be readable by the daemon's user (and by nobody else:
  * auth_client_load() refuses a file others may read).  Failing to load is
@@ -331,8 +349,6 @@ static unsigned deliver_gen;
 void
 deliver_configure(const struct config *conf)
 {
-	char err[DELIVER_ERR_MAX];
-
 	deliver_conf = conf;
 	deliver_gen++;
 	auth_client_free(&deliver_auth);
@@ -340,13 +356,12 @@ deliver_configure(const struct config *conf)
 	deliver_auth_err[0] = '\0';
 	if (conf->smarthost_auth[0] == '\0')
 		return;
-	if (auth_client_load(&deliver_auth, conf->smarthost_auth, err,
-	    sizeof(err)) == -1) {
+	if (auth_client_load(&deliver_auth, conf->smarthost_auth,
+	    deliver_auth_err, sizeof(deliver_auth_err)) == -1) {
 		auth_client_free(&deliver_auth);
 		deliver_auth_state = DAUTH_BAD;
-		snprintf(deliver_auth_err, sizeof(deliver_auth_err), "%s", err);
 		log_warnx(LP_SMTP, "smarthost_auth: %s; mail to the smarthost "
-		    "is deferred", err);
+		    "is deferred", deliver_auth_err);
 		return;
 	}
 	deliver_auth_state = DAUTH_OK;
@@ -496,11 +511,7 @@ deliver_start(const char *host, unsigned port,
 	d->dreq = dns_query_mx(d->host, deliver_on_mx, d);
 	if (d->dreq == NULL) {
 fail:
-		if (d->tlsc != NULL)
-			tls_client_unref(d->tlsc);
-		free(d->tlsa);
-		free(d->mx);
-		free(d);
+		deliver_abort(d);	/* nothing is open or armed yet */
 		return NULL;
 	}
 	return d;
@@ -787,7 +798,8 @@ deliver_mx_host(const struct deliver *d)
 static void
 deliver_next_addr(struct deliver *d)
 {
-	int fd, retry = d->plain_retry;
+	char ip[INET6_ADDRSTRLEN];
+	int fd, err, retry = d->plain_retry;
 
 	/* 'may' after a failed handshake: the same address once more, in
 	 * clear; any other address starts with TLS again. */
@@ -797,17 +809,15 @@ deliver_next_addr(struct deliver *d)
 	while (d->iaddr < d->naddr) {
 		d->notls = retry;
 		retry = 0;
-		fd = net_connect(&d->addr[d->iaddr++], d->port, d->cur_ip,
-		    sizeof(d->cur_ip));
-		if (fd == -1) {
-			deliver_why_connect(d, strerror(errno));
-			continue;
-		}
+		fd = net_connect(&d->addr[d->iaddr++], d->port, ip,
+		    sizeof(ip));
+		err = errno;	/* for the message, whatever formatting does */
+		deliver_fmt(d->peer, sizeof(d->peer), "%s[%s]",
+		    deliver_mx_host(d), ip);
+		errno = err;
 		d->cfd.fd = fd;
-		if (loop_fd_add(&d->cfd, LOOP_WRITE) == -1) {
+		if (fd == -1 || loop_fd_add(&d->cfd, LOOP_WRITE) == -1) {
 			deliver_why_connect(d, strerror(errno));
-			close(fd);
-			d->cfd.fd = -1;
 			continue;
 		}
 		deliver_enter_state(d, DS_CONNECT);
@@ -818,12 +828,18 @@ deliver_next_addr(struct deliver *d)
 	deliver_next_mx(d);
 }
 
-/* One address failed to connect: the reason a deferral would give. */
+/* One address failed to connect: the reason a deferral would give.
+ * Its socket, if any, is closed. */
 static void
 deliver_why_connect(struct deliver *d, const char *err)
 {
-	deliver_why(d, "4.4.1", "connect to %s[%s]:%u: %s",
-	    deliver_mx_host(d), d->cur_ip, d->port, err);
+	deliver_why(d, "4.4.1", "connect to %s:%u: %s", d->peer, d->port,
+	    err);
+	if (d->cfd.fd != -1) {
+		loop_fd_del(&d->cfd);
+		close(d->cfd.fd);
+		d->cfd.fd = -1;
+	}
 }
 
 static void
@@ -835,22 +851,13 @@ deliver_on_connect_timeout(struct loop_timer *t)
 		deliver_close(d, DR_TEMP, d->why_dsn, d->why);
 		return;
 	}
-	if (d->state == DS_RESOLVE_ADDR) {
-		/* The deferred start of a literal next hop. */
-		if (d->naddr)
-			deliver_next_addr(d);
-		else
-			deliver_next_mx(d);
+	if (d->state < DS_CONNECT) {
+		/* The deferred start of a literal next hop: its address, or
+		 * with none ("[host]") the lookup of the name's, which is
+		 * where deliver_next_addr() goes when it has none. */
+		deliver_next_addr(d);
 		return;
 	}
-	if (d->state == DS_RESOLVE_MX) {
-		d->imx = 0;
-		deliver_next_mx(d);
-		return;
-	}
-	loop_fd_del(&d->cfd);
-	close(d->cfd.fd);
-	d->cfd.fd = -1;
 	/* Postfix's words, whatever strerror(ETIMEDOUT) says here. */
 	deliver_why_connect(d, "Connection timed out");
 	deliver_next_addr(d);
@@ -870,8 +877,6 @@ deliver_on_connect(struct loop_fd *lfd, unsigned events)
 		err = errno;
 	if (err != 0) {
 		deliver_why_connect(d, strerror(err));
-		close(lfd->fd);
-		d->cfd.fd = -1;
 		deliver_next_addr(d);
 		return;
 	}
@@ -1013,23 +1018,6 @@ deliver_send(struct deliver *d, const char *fmt, ...)
 	    n > 2 ? n - 2 : 0, buf);
 }
 
-/* A line with credentials in it: never traced, wiped after use (io's
- * buffer keeps the bytes until they are written). */
-static void
-deliver_send_secret(struct deliver *d, const char *prefix, const char *b64)
-{
-	char buf[DELIVER_SEND_MAX];
-	int n;
-
-	n = snprintf(buf, sizeof(buf), "%s%s\r\n", prefix, b64);
-	if (n > 0 && (size_t)n < sizeof(buf) &&
-	    io_write(d->io, buf, (size_t)n) == -1)
-		d->send_failed = 1;
-	sodium_memzero(buf, sizeof(buf));
-	log_trace(TRACE_DELIVER, "deliver %p: > %s(credentials)", (void *)d,
-	    prefix);
-}
-
 /*
  * One reply line; cont says more lines follow.  Multi-line replies are
  * acted on at their last line (the EHLO keywords are read line by line).
@@ -1068,9 +1056,9 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_HELO:
 		/* Postfix's words: "refused to talk to me", "refused HELO". */
 		if (code != (d->state == DS_BANNER ? 220 : 250)) {
-			deliver_why(d, "4.4.1", "host %s[%s] refused %s: %s",
-			    deliver_mx_host(d), d->cur_ip, d->state ==
-			    DS_BANNER ? "to talk to me" : "HELO", reply);
+			deliver_why(d, "4.4.1", "host %s refused %s: %s",
+			    d->peer, d->state == DS_BANNER ? "to talk to me" :
+			    "HELO", reply);
 			deliver_io_free(d);
 			deliver_next_addr(d);
 			return;
@@ -1096,8 +1084,8 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 			/* Offered, then refused: like not offered. */
 			if (DELIVER_TLS_REQUIRED(d->level)) {
 				deliver_why(d, "4.7.4", "TLS is required, but "
-				    "host %s[%s] refused to start TLS: %s",
-				    deliver_mx_host(d), d->cur_ip, reply);
+				    "host %s refused to start TLS: %s", d->peer,
+				    reply);
 				deliver_refuse(d);
 				return;
 			}
@@ -1127,10 +1115,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		deliver_txn_reply(d, code, reply);
 		break;
 	case DS_DOT:
-		for (unsigned i = 0; i < d->txn->nrcpt; i++)
-			if (d->txn->rcpt[i].dsn[0] == '\0')
-				deliver_set_rcpt(d, &d->txn->rcpt[i], code,
-				    reply, NULL, "end of DATA");
+		deliver_set_rest(d, code, reply, NULL, "end of DATA");
 		deliver_finish_txn(d);
 		break;
 	case DS_QUIT:
@@ -1153,14 +1138,24 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 static void
 deliver_ehlo_line(struct deliver *d, const char *kw)
 {
-	const char *p;
+	const char *p = DELIVER_EHLO_KW;
 	size_t n;
+	unsigned i;
+	char c;
 
-	if (strncasecmp(kw, "STARTTLS", 8) == 0 &&
-	    (kw[8] == '\0' || kw[8] == ' '))
-		d->ext |= EXT_STARTTLS;
-	else if (strncasecmp(kw, "AUTH", 4) == 0 &&
-	    (kw[4] == ' ' || kw[4] == '=')) {
+	for (i = 0; *p != '\0'; i++, p += n + 1) {
+		n = strlen(p);
+		if (strncasecmp(kw, p, n) != 0)
+			continue;
+		c = kw[n];
+		if (i == 3 ? c != ' ' && c != '=' : i < 3 && c != '\0' &&
+		    c != ' ')
+			return;
+		d->ext |= 1u << i;
+		if (1u << i == EXT_SIZE)
+			d->max_size = c ? strtoull(kw + 5, NULL, 10) : 0;
+		if (1u << i != EXT_AUTH)
+			return;
 		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
 		for (p = kw + 5; *p != '\0'; p += n) {
 			p += strspn(p, " ");
@@ -1170,17 +1165,7 @@ deliver_ehlo_line(struct deliver *d, const char *kw)
 			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
 				d->ext |= EXT_AUTH_LOGIN;
 		}
-	} else if (strncasecmp(kw, "PIPELINING", 10) == 0 &&
-	    (kw[10] == '\0' || kw[10] == ' '))
-		d->ext |= EXT_PIPELINING;
-	else if (strncasecmp(kw, "8BITMIME", 8) == 0)
-		d->ext |= EXT_8BITMIME;
-	else if (strncasecmp(kw, "SMTPUTF8", 8) == 0)
-		d->ext |= EXT_SMTPUTF8;
-	else if (strncasecmp(kw, "SIZE", 4) == 0 &&
-	    (kw[4] == '\0' || kw[4] == ' ')) {
-		d->ext |= EXT_SIZE;
-		d->max_size = kw[4] ? strtoull(kw + 5, NULL, 10) : 0;
+		return;
 	}
 }
 
@@ -1211,9 +1196,8 @@ deliver_greeted(struct deliver *d)
 		}
 		if (DELIVER_TLS_REQUIRED(d->level)) {
 			deliver_why(d, "4.7.4", "TLS is required, but %s "
-			    "host %s[%s]", d->tlsc == NULL ? "our TLS engine is "
-			    "unavailable for" : "was not offered by",
-			    deliver_mx_host(d), d->cur_ip);
+			    "host %s", d->tlsc == NULL ? "our TLS engine is "
+			    "unavailable for" : "was not offered by", d->peer);
 			deliver_refuse(d);
 			return;
 		}
@@ -1222,8 +1206,8 @@ deliver_greeted(struct deliver *d)
 		/* Whatever the level: a password never crosses in clear. */
 		if (!d->tls_on) {
 			deliver_why(d, "4.7.0", "TLS is not active with "
-			    "host %s[%s]: smarthost_auth is never sent without "
-			    "TLS", deliver_mx_host(d), d->cur_ip);
+			    "host %s: smarthost_auth is never sent without "
+			    "TLS", d->peer);
 			deliver_refuse(d);
 			return;
 		}
@@ -1231,9 +1215,8 @@ deliver_greeted(struct deliver *d)
 			deliver_auth_begin(d);
 			return;
 		}
-		log_warnx(LP_SMTP, "host %s[%s] offers no AUTH PLAIN or LOGIN; "
-		    "sending without authentication", deliver_mx_host(d),
-		    d->cur_ip);
+		log_warnx(LP_SMTP, "host %s offers no AUTH PLAIN or LOGIN; "
+		    "sending without authentication", d->peer);
 	}
 	deliver_start_txn(d);
 }
@@ -1282,7 +1265,7 @@ static void
 deliver_tls_done(struct deliver *d)
 {
 	struct tls_conn *c = io_tls(d->io);
-	const char *host = deliver_mx_host(d), *trust;
+	const char *host = deliver_mx_host(d), *trust, *bad = NULL;
 	unsigned v, bits;
 	int chain_ok, name_ok, checks, pin_ok = 0;
 	char what[DELIVER_REPLY_MAX];
@@ -1305,22 +1288,20 @@ deliver_tls_done(struct deliver *d)
 		trust = pin_ok ? "Verified" : "Untrusted";
 	}
 	bits = tls_conn_cipher_bits(c);
-	log_info(LP_SMTP, "%s TLS connection established to %s[%s]:%u: %s "
-	    "with cipher %s (%u/%u bits)", trust, host, d->cur_ip, d->port,
+	log_info(LP_SMTP, "%s TLS connection established to %s:%u: %s "
+	    "with cipher %s (%u/%u bits)", trust, d->peer, d->port,
 	    tls_conn_version(c), tls_conn_cipher(c), bits, bits);
 	log_trace(TRACE_DELIVER, "deliver %p: TLS session %s", (void *)d,
 	    tls_conn_resumed(c) ? "resumed" : "new");
 	io_set_deadline(d->io, DELIVER_CMD_MS);
+	/* The pinned levels and the checking ones never go together (a
+	 * pin is dane or fingerprint): one refusal says what failed. */
 	if (DELIVER_PINNED(d)) {
-		if (!pin_ok) {
-			deliver_why(d, "4.7.5", "Server certificate not "
-			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
-			    what);
-			deliver_refuse(d);
-			return;
-		}
-		log_info(LP_SMTP, "%s[%s]:%u: Matched %s", host, d->cur_ip,
-		    d->port, what);
+		if (pin_ok)
+			log_info(LP_SMTP, "%s:%u: Matched %s", d->peer,
+			    d->port, what);
+		else
+			bad = what;
 	}
 	if (checks) {
 		if (!tls_client_ca_ok(d->tlsc))
@@ -1328,24 +1309,24 @@ deliver_tls_done(struct deliver *d)
 			    "certificate; level %s cannot trust any server",
 			    deliver_conf->ca_file,
 			    config_tls_level_name(d->level));
-		if (!chain_ok) {
-			deliver_why(d, "4.7.5", "Server certificate not "
-			    "trusted (%s[%s]:%u: %s)", host, d->cur_ip, d->port,
-			    v & TLS_V_NOCERT ? "no certificate" :
+		if (!chain_ok)
+			bad = v & TLS_V_NOCERT ? "no certificate" :
 			    v & TLS_V_EXPIRED ? "expired or not yet valid" :
-			    "no chain to ca_file");
-			deliver_refuse(d);
-			return;
+			    "no chain to ca_file";
+		else if (!name_ok) {
+			deliver_fmt(what, sizeof(what), "it does not name %s%s",
+			    DELIVER_NEXTHOP_NAMES(d) ? d->host : host,
+			    DELIVER_NEXTHOP_NAMES(d) ? " or a name below it" :
+			    "");
+			bad = what;
 		}
-		if (!name_ok) {
-			deliver_why(d, "4.7.5", "Server certificate not "
-			    "verified (%s[%s]:%u: it does not name %s%s)", host,
-			    d->cur_ip, d->port, DELIVER_NEXTHOP_NAMES(d) ?
-			    d->host : host, DELIVER_NEXTHOP_NAMES(d) ?
-			    " or a name below it" : "");
-			deliver_refuse(d);
-			return;
-		}
+	}
+	if (bad != NULL) {
+		deliver_why(d, "4.7.5", "Server certificate not %s (%s:%u: %s)",
+		    checks && chain_ok ? "verified" : "trusted", d->peer,
+		    d->port, bad);
+		deliver_refuse(d);
+		return;
 	}
 	d->tls_on = 1;
 	if (d->smtps) {
@@ -1419,20 +1400,18 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 static void
 deliver_tls_failed(struct deliver *d, const char *why)
 {
-	const char *host = deliver_mx_host(d);
-
-	log_info(LP_SMTP, "SSL_connect error to %s[%s]:%u: %s", host,
-	    d->cur_ip, d->port, why);
+	log_info(LP_SMTP, "SSL_connect error to %s:%u: %s", d->peer, d->port,
+	    why);
 	if (d->level == TLS_MAY && !d->smtps) {
-		log_info(LP_SMTP, "%s[%s]:%u: TLS handshake failed; trying "
-		    "again without TLS", host, d->cur_ip, d->port);
+		log_info(LP_SMTP, "%s:%u: TLS handshake failed; trying "
+		    "again without TLS", d->peer, d->port);
 		deliver_io_free(d);
 		d->plain_retry = 1;
 		deliver_next_addr(d);
 		return;
 	}
 	deliver_why(d, "4.7.5", "Cannot start TLS: handshake failure with "
-	    "%s[%s]:%u: %s", host, d->cur_ip, d->port, why);
+	    "%s:%u: %s", d->peer, d->port, why);
 	deliver_io_free(d);
 	deliver_next_addr(d);
 }
@@ -1442,8 +1421,6 @@ deliver_tls_failed(struct deliver *d, const char *why)
 static void
 deliver_auth_begin(struct deliver *d)
 {
-	char ir[AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1];
-
 	if (deliver_reloaded(d))
 		return;
 	deliver_enter_state(d, DS_AUTH);
@@ -1453,16 +1430,52 @@ deliver_auth_begin(struct deliver *d)
 		return;
 	}
 	d->auth_step = DA_PLAIN;
-	if (auth_plain_encode(deliver_auth.user, deliver_auth.pass,
-	    deliver_auth.passlen, ir, sizeof(ir)) == -1) {
+	if (deliver_auth_send(d, "AUTH PLAIN ") == -1) {
 		/* auth_client_load() keeps both within the limits. */
 		log_warnx(LP_SMTP, "%s: smarthost_auth credentials too long",
 		    __func__);
 		deliver_lost(d, "cannot encode AUTH PLAIN");
 		return;
 	}
-	deliver_send_secret(d, "AUTH PLAIN ", ir);
-	sodium_memzero(ir, sizeof(ir));
+	d->auth_step = DA_PLAIN;	/* a 334 may still ask for it */
+}
+
+/*
+ * Send what d->auth_step says is next after prefix ("AUTH PLAIN " or
+ * ""), and step on.  -1: it did not encode (nothing sent).  The line has
+ * credentials in it: never traced, wiped after use (io's buffer keeps
+ * the bytes until they are written).
+ */
+static int
+deliver_auth_send(struct deliver *d, const char *prefix)
+{
+	char line[DELIVER_SEND_MAX], *b64;
+	size_t n = strlen(prefix);
+	int r;
+
+	memcpy(line, prefix, n);
+	b64 = line + n;
+	if (d->auth_step == DA_PLAIN)
+		r = auth_plain_encode(deliver_auth.user, deliver_auth.pass,
+		    deliver_auth.passlen, b64, DELIVER_B64_MAX);
+	else if (d->auth_step == DA_LOGIN_USER)
+		r = auth_b64_encode(deliver_auth.user,
+		    strlen(deliver_auth.user), b64, DELIVER_B64_MAX);
+	else
+		r = auth_b64_encode(deliver_auth.pass, deliver_auth.passlen,
+		    b64, DELIVER_B64_MAX);
+	/* PLAIN and LOGIN_PASS are followed by DA_SENT. */
+	d->auth_step = d->auth_step == DA_PLAIN ? DA_SENT : d->auth_step + 1;
+	if (r == 0) {
+		n += strlen(b64);
+		memcpy(line + n, "\r\n", 2);
+		if (io_write(d->io, line, n + 2) == -1)
+			d->send_failed = 1;
+		log_trace(TRACE_DELIVER, "deliver %p: > %s(credentials)",
+		    (void *)d, prefix);
+	}
+	sodium_memzero(line, sizeof(line));
+	return r;
 }
 
 /* A SIGHUP since this connection started may have swapped smarthost
@@ -1485,10 +1498,9 @@ deliver_reloaded(struct deliver *d)
 static void
 deliver_auth_reply(struct deliver *d, int code, const char *reply)
 {
-	char b64[AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1], dsn[16] = "4.7.0";
+	char dsn[16] = "4.7.0";
 	const char *t;
 	size_t k;
-	int r = 0;
 
 	if (code == 235) {
 		log_trace(TRACE_DELIVER, "deliver %p: authenticated as %s",
@@ -1499,32 +1511,10 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 	if (code == 334) {
 		if (deliver_reloaded(d))
 			return;
-		switch (d->auth_step) {
-		case DA_PLAIN:		/* it wants the response after all */
-			r = auth_plain_encode(deliver_auth.user,
-			    deliver_auth.pass, deliver_auth.passlen, b64,
-			    sizeof(b64));
-			d->auth_step = DA_SENT;
-			break;
-		case DA_LOGIN_USER:
-			r = auth_b64_encode(deliver_auth.user,
-			    strlen(deliver_auth.user), b64, sizeof(b64));
-			d->auth_step = DA_LOGIN_PASS;
-			break;
-		case DA_LOGIN_PASS:
-			r = auth_b64_encode(deliver_auth.pass,
-			    deliver_auth.passlen, b64, sizeof(b64));
-			d->auth_step = DA_SENT;
-			break;
-		case DA_SENT:
-		default:
+		if (d->auth_step == DA_SENT)
 			deliver_lost(d, "unexpected 334 reply to AUTH");
-			return;
-		}
-		if (r == 0)
-			deliver_send_secret(d, "", b64);
-		sodium_memzero(b64, sizeof(b64));
-		if (r == -1)
+		/* DA_PLAIN: it wants the response after all. */
+		else if (deliver_auth_send(d, "") == -1)
 			deliver_lost(d, "cannot encode the AUTH response");
 		return;
 	}
@@ -1538,10 +1528,10 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 		dsn[k] = '\0';
 		dsn[0] = '4';
 	}
-	log_warnx(LP_SMTP, "SASL authentication failed; server %s[%s] said: "
-	    "%s", deliver_mx_host(d), d->cur_ip, reply);
-	deliver_why(d, dsn, "SASL authentication failed; server %s[%s] said: "
-	    "%s", deliver_mx_host(d), d->cur_ip, reply);
+	log_warnx(LP_SMTP, "SASL authentication failed; server %s said: %s",
+	    d->peer, reply);
+	deliver_why(d, dsn, "SASL authentication failed; server %s said: %s",
+	    d->peer, reply);
 	deliver_quit(d, DR_TEMP);
 }
 
@@ -1568,8 +1558,8 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		return;
 	}
 	if (code / 100 != 2)
-		deliver_fmt(r->reply, sizeof(r->reply), REPLY_SAID,
-		    deliver_mx_host(d), d->cur_ip, reply, cmd);
+		deliver_fmt(r->reply, sizeof(r->reply), REPLY_SAID_PEER,
+		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
 	 * there in RFC 3463's syntax ("5.x junk" or "5.99999.1" would
 	 * reach the log as dsn=). */
@@ -1579,6 +1569,20 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		return;
 	}
 	snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", reply[0]);
+}
+
+/* deliver_set_rcpt() for every recipient of the transaction without a
+ * result yet (at its start, before a RCPT's reply: all of them). */
+static void
+deliver_set_rest(const struct deliver *d, int code, const char *reply,
+    const char *dsn, const char *cmd)
+{
+	unsigned i;
+
+	for (i = 0; i < d->txn->nrcpt; i++)
+		if (d->txn->rcpt[i].dsn[0] == '\0')
+			deliver_set_rcpt(d, &d->txn->rcpt[i], code, reply, dsn,
+			    cmd);
 }
 
 /* Ask the owner for work; nothing left: QUIT. */
@@ -1599,8 +1603,7 @@ deliver_start_txn(struct deliver *d)
 	}
 	d->txn = t;
 	d->used = 1;
-	deliver_fmt(t->relay, sizeof(t->relay), "%s[%s]:%u",
-	    deliver_mx_host(d), d->cur_ip, d->port);
+	deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer, d->port);
 	for (i = 0; i < t->nrcpt; i++) {
 		t->rcpt[i].dsn[0] = '\0';
 		t->rcpt[i].again = 0;
@@ -1633,9 +1636,7 @@ deliver_start_txn(struct deliver *d)
 		dsn = "5.6.7";
 	}
 	if (code != 0) {
-		for (i = 0; i < t->nrcpt; i++)
-			deliver_set_rcpt(d, &t->rcpt[i], code, reason, dsn,
-			    NULL);
+		deliver_set_rest(d, code, reason, dsn, NULL);
 		deliver_finish_txn(d);
 		return;
 	}
@@ -1694,9 +1695,7 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 	if (i == 0) {
 		if (code / 100 != 2) {
 			d->mail_failed = 1;
-			for (i = 0; i < t->nrcpt; i++)
-				deliver_set_rcpt(d, &t->rcpt[i], code, reply,
-				    NULL, "MAIL FROM");
+			deliver_set_rest(d, code, reply, NULL, "MAIL FROM");
 		}
 	} else if (i < last) {
 		if (!d->mail_failed && code / 100 == 2)
@@ -1730,10 +1729,7 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 			d->need_rset = 1;
 		}
 		if (d->accepted > 0 && !d->mail_failed)
-			for (i = 0; i < t->nrcpt; i++)
-				if (t->rcpt[i].dsn[0] == '\0')
-					deliver_set_rcpt(d, &t->rcpt[i],
-					    code, reply, NULL, "DATA");
+			deliver_set_rest(d, code, reply, NULL, "DATA");
 		d->need_rset = 1;
 		if (code == 354) {
 			/* Its reply ends up in DS_RSET's place: wait for it
@@ -1826,7 +1822,6 @@ deliver_lost(struct deliver *d, const char *what)
 {
 	char reason[DELIVER_REASON_MAX];
 	const char *phase = textfile_nth(DELIVER_PHASE, d->state);
-	unsigned i;
 
 	if (phase[0] == '\0')
 		phase = "talking";
@@ -1837,32 +1832,27 @@ deliver_lost(struct deliver *d, const char *what)
 		    "sending DATA";
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
 		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */
-			deliver_fmt(reason, sizeof(reason), "host %s[%s] "
-			    "refused to talk to me: %s", deliver_mx_host(d),
-			    d->cur_ip, what);
+			deliver_fmt(reason, sizeof(reason), "host %s "
+			    "refused %s: %s", d->peer, "to talk to me", what);
 		else	/* the command: "sending X" says it in these */
-			deliver_fmt(reason, sizeof(reason), REPLY_SAID,
-			    deliver_mx_host(d), d->cur_ip, what,
+			deliver_fmt(reason, sizeof(reason), REPLY_SAID_PEER,
+			    d->peer, what,
 			    d->state == DS_TXN || d->state == DS_RSET ||
 			    d->state == DS_STARTTLS ? phase + 8 :
 			    d->state == DS_AUTH ? "AUTH" : "end of DATA");
 	} else if (what == deliver_timed_out)	/* Postfix's words */
-		deliver_fmt(reason, sizeof(reason), "conversation with %s[%s] "
-		    "timed out while %s", deliver_mx_host(d), d->cur_ip,
-		    phase);
+		deliver_fmt(reason, sizeof(reason), "conversation with %s "
+		    "timed out while %s", d->peer, phase);
 	else
-		deliver_fmt(reason, sizeof(reason), "%s with %s[%s] while %s",
-		    what, deliver_mx_host(d), d->cur_ip, phase);
+		deliver_fmt(reason, sizeof(reason), "%s with %s while %s",
+		    what, d->peer, phase);
 	if (d->txn && d->state == DS_RSET) {
 		deliver_give_back(d, reason);
 		deliver_close(d, DR_OK, NULL, NULL);
 		return;
 	}
 	if (d->txn) {
-		for (i = 0; i < d->txn->nrcpt; i++)
-			if (d->txn->rcpt[i].dsn[0] == '\0')
-				deliver_set_rcpt(d, &d->txn->rcpt[i], 451, reason,
-				    "4.4.2", NULL);
+		deliver_set_rest(d, 451, reason, "4.4.2", NULL);
 		deliver_fail_open(d, DR_TEMP, "4.4.2", reason);
 		return;
 	}
@@ -2009,8 +1999,8 @@ deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 	 * refused STARTTLS), and says relay=none before. */
 	d->why_relay[0] = '\0';
 	if (d->io != NULL)
-		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s[%s]:%u",
-		    deliver_mx_host(d), d->cur_ip, d->port);
+		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s:%u",
+		    d->peer, d->port);
 	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);

@@ -58,8 +58,11 @@ size_t reply_enh_code(const char *reply, const char **code);
 /* A server's refusal of one of our commands in Postfix's words
  * (smtp_proto.c), as deliver.c makes it and the log, mailq and a DSN's
  * text show it: NAME, ADDR, the whole reply, CMD ("RCPT TO", "end of
- * DATA"). */
-#define REPLY_SAID	"host %s[%s] said: %s (in reply to %s command)"
+ * DATA").  REPLY_SAID_PEER is the same text with "NAME[ADDR]" made
+ * already (deliver.c keeps it so: one argument instead of two). */
+#define REPLY_SAID_(peer) "host " peer " said: %s (in reply to %s command)"
+#define REPLY_SAID	REPLY_SAID_("%s[%s]")
+#define REPLY_SAID_PEER	REPLY_SAID_("%s")
 /* The reply in such a text s, with its length in *len (without the
  * "(in reply to" part, or to the end where that was cut off), and NAME
  * in *name, *namelen; NULL when s is anything else (our own words, an

@@ -133,6 +133,7 @@ static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
 static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
+static void sched_unlist(struct sched_msg *);
 static void sched_retry(struct sched_msg *);
 static int sched_save(struct sched_msg *, int);
 static void sched_msg_free(struct sched_msg *);
@@ -256,9 +257,6 @@ sched_enqueue(const char *id)
 	}
 	snprintf(m->id, sizeof(m->id), "%s", id);
 	if (sched_nactive < SCHED_ACTIVE_MAX) {
-		sched_list_add(&sched_active_list, m);
-		m->active = 1;
-		sched_nactive++;
 		sched_activate(m);
 		sched_dispatch();
 		return;
@@ -318,18 +316,14 @@ sched_stop(void)
 		}
 		free(d);
 	}
-	while ((m = sched_active_list) != NULL) {
-		sched_list_del(&sched_active_list, m);
+	while ((m = sched_active_list) != NULL ||
+	    (m = sched_idle_list) != NULL) {
+		sched_unlist(m);
 		/* Its DSN's commit must not call back into freed memory. */
 		if (m->bouncing)
 			queue_commit_forget(m);
 		sched_msg_free(m);
 	}
-	while ((m = sched_idle_list) != NULL) {
-		sched_list_del(&sched_idle_list, m);
-		sched_msg_free(m);
-	}
-	sched_nactive = 0;
 }
 
 static void
@@ -395,9 +389,6 @@ sched_on_timer(struct loop_timer *t)
 			break;
 		}
 		sched_list_del(&sched_idle_list, m);
-		sched_list_add(&sched_active_list, m);
-		m->active = 1;
-		sched_nactive++;
 		sched_activate(m);
 	}
 	sched_dispatch();
@@ -457,7 +448,8 @@ sched_dest_name(const char *rcpt, char *name)
 		    SCHED_DEST_MAX);
 }
 
-/* Load the envelope and queue one job per destination. */
+/* Into the active set (m is on no list): load the envelope and queue
+ * one job per destination. */
 static void
 sched_activate(struct sched_msg *m)
 {
@@ -469,6 +461,9 @@ sched_activate(struct sched_msg *m)
 	unsigned i, j, n, *idx;
 	unsigned char *taken;
 
+	sched_list_add(&sched_active_list, m);
+	m->active = 1;
+	sched_nactive++;
 	/* Idle, a message is its id and next attempt: the envelope (over
 	 * 600 bytes) is held only while it is in the active set. */
 	if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
@@ -487,11 +482,11 @@ sched_activate(struct sched_msg *m)
 		sched_retry(m);
 		return;
 	}
-	if ((taken = calloc(qi->nrcpt ? qi->nrcpt : 1, 1)) == NULL ||
-	    (idx = calloc(qi->nrcpt ? qi->nrcpt : 1, sizeof(*idx))) == NULL) {
-		free(taken);
+	/* One allocation: idx[nrcpt], then taken[nrcpt]. */
+	if ((idx = calloc(qi->nrcpt ? qi->nrcpt : 1, sizeof(*idx) + 1)) ==
+	    NULL)
 		goto later;
-	}
+	taken = (unsigned char *)(idx + qi->nrcpt);
 	for (i = 0; i < qi->nrcpt; i++) {
 		if (taken[i] || qi->rcpt[i].status == RS_SENT ||
 		    qi->rcpt[i].status == RS_BOUNCED)
@@ -531,7 +526,6 @@ sched_activate(struct sched_msg *m)
 		dst->waiting++;
 		m->jobs++;
 	}
-	free(taken);
 	free(idx);
 	if (m->jobs == 0)
 		sched_finish(m);
@@ -1273,11 +1267,7 @@ sched_remove(struct sched_msg *m)
 		else
 			log_info(LP_QMGR, "%s: removed", m->id);
 	}
-	if (m->active) {
-		sched_list_del(&sched_active_list, m);
-		sched_nactive--;
-	} else
-		sched_list_del(&sched_idle_list, m);
+	sched_unlist(m);
 	sched_msg_free(m);
 	/* A slot is free: let the next due message in. */
 	if (sched_starved)
@@ -1288,11 +1278,7 @@ sched_remove(struct sched_msg *m)
 static void
 sched_idle(struct sched_msg *m)
 {
-	if (m->active) {
-		sched_list_del(&sched_active_list, m);
-		sched_nactive--;
-		m->active = 0;
-	}
+	sched_unlist(m);
 	if (m->info != NULL) {
 		queue_info_free(m->info);
 		free(m->info);
@@ -1300,6 +1286,18 @@ sched_idle(struct sched_msg *m)
 	}
 	sched_list_add(&sched_idle_list, m);
 	sched_arm(sched_starved ? 0 : m->next_attempt);
+}
+
+/* Off the active or the idle list, whichever m is on. */
+static void
+sched_unlist(struct sched_msg *m)
+{
+	if (m->active) {
+		sched_list_del(&sched_active_list, m);
+		sched_nactive--;
+		m->active = 0;
+	} else
+		sched_list_del(&sched_idle_list, m);
 }
 
 /* Not now (memory, the disk): idle until retry_min from now. */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +76,15 @@
 #define TLS_TP_LEN	(TLS_TP_NONCE + TLS_TP_PLAIN + \
 			    crypto_aead_xchacha20poly1305_ietf_ABYTES)
 
-/* The peer's leaf, reduced to what the callers ask about. */
+/* The peer's leaf, reduced to what the callers ask about.  A ticket
+ * carries its bytes as they lie here (tls_ticket_write()). */
 struct tls_peer {
 	unsigned char fp_cert[TLS_FP_LEN];
 	unsigned char fp_spki[TLS_FP_LEN];
 	char cn[TLS_CN_MAX + 1];
 };
+_Static_assert(offsetof(struct tls_peer, fp_spki) == TLS_FP_LEN &&
+    offsetof(struct tls_peer, cn) == 2 * TLS_FP_LEN, "tls_peer layout");
 
 struct tls_server {
 	int refs;
@@ -166,8 +170,8 @@ static int	tls_rng(void *, unsigned char *, size_t);
 static void	tls_liberr(int, const char *, char *, size_t);
 static int	tls_file_readable(const char *, char *, size_t);
 static int	tls_suites(const char *, int *, int *, char *, size_t);
-static int	tls_conf_common(mbedtls_ssl_config *, int, const int *, int,
-		    char *, size_t);
+static int	tls_conf_common(mbedtls_ssl_config *, int, const char *,
+		    int *, char *, size_t);
 static int	tls_load_pair(mbedtls_x509_crt *, mbedtls_pk_context *,
 		    const char *, const char *, char *, size_t);
 static int	tls_ticket_write(void *, const mbedtls_ssl_session *,
@@ -179,6 +183,8 @@ static int	tls_ticket_init(char *, size_t);
 static struct tls_conn *tls_conn_new(mbedtls_ssl_config *, int);
 static int	tls_bio_send(void *, const unsigned char *, size_t);
 static int	tls_bio_recv(void *, unsigned char *, size_t);
+static int	tls_bio(struct tls_conn *, const unsigned char *,
+		    unsigned char *, size_t);
 static int	tls_on_verify(void *, mbedtls_x509_crt *, int, uint32_t *);
 static void	tls_peer_record(struct tls_conn *, const mbedtls_x509_crt *);
 static void	tls_handshake_done(struct tls_conn *);
@@ -370,16 +376,18 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 			break;
 		len = strcspn(p, TLS_SUITE_SEPS);
 		end = p + len;
-		if (len > TLS_SUITE_NAME_MAX) {
-			snprintf(err, errsz, "ciphers: unknown cipher suite "
-			    "%.*s...", TLS_SUITE_NAME_MAX, p);
-			return -1;
+		id = 0;
+		if (len <= TLS_SUITE_NAME_MAX) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			id = mbedtls_ssl_get_ciphersuite_id(name);
 		}
-		memcpy(name, p, len);
-		name[len] = '\0';
-		if ((id = mbedtls_ssl_get_ciphersuite_id(name)) == 0) {
+		if (id == 0) {
+			/* Longer than any name mbedTLS knows: its head. */
 			snprintf(err, errsz, "ciphers: unknown cipher suite "
-			    "%s", name);
+			    "%.*s%s", (int)(len > TLS_SUITE_NAME_MAX ?
+			    TLS_SUITE_NAME_MAX : len), p,
+			    len > TLS_SUITE_NAME_MAX ? "..." : "");
 			return -1;
 		}
 		if (n == TLS_SUITES_MAX) {
@@ -396,13 +404,16 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 	return 0;
 }
 
-/* What server and client configurations share. */
+/* What server and client configurations share, with the ciphers list
+ * made into suites (tls_suites()). */
 static int
-tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const int *suites,
-    int has13, char *err, size_t errsz)
+tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const char *ciphers,
+    int *suites, char *err, size_t errsz)
 {
-	int ret;
+	int ret, has13;
 
+	if (tls_suites(ciphers, suites, &has13, err, errsz) == -1)
+		return -1;
 	if ((ret = mbedtls_ssl_config_defaults(conf, endpoint,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
 		tls_liberr(ret, "TLS configuration", err, errsz);
@@ -514,9 +525,9 @@ tls_ticket_write(void *ctx, const mbedtls_ssl_session *session,
 	memset(plain, 0, sizeof(plain));
 	if (c != NULL && c->has_peer) {
 		plain[0] = 1;
-		memcpy(plain + 1, c->peer.fp_cert, TLS_FP_LEN);
-		memcpy(plain + 1 + TLS_FP_LEN, c->peer.fp_spki, TLS_FP_LEN);
-		memcpy(plain + 1 + 2 * TLS_FP_LEN, c->peer.cn,
+		/* fp_cert, fp_spki and the CN's bytes, as struct tls_peer
+		 * lays them out. */
+		memcpy(plain + 1, &c->peer, offsetof(struct tls_peer, cn) +
 		    strlen(c->peer.cn));
 	}
 	p = start + *tlen;
@@ -557,10 +568,8 @@ tls_ticket_parse(void *ctx, mbedtls_ssl_session *session,
 	c->offered = 1;
 	c->off_has_peer = plain[0] == 1;
 	if (c->off_has_peer) {
-		memcpy(c->off_peer.fp_cert, plain + 1, TLS_FP_LEN);
-		memcpy(c->off_peer.fp_spki, plain + 1 + TLS_FP_LEN,
-		    TLS_FP_LEN);
-		memcpy(c->off_peer.cn, plain + 1 + 2 * TLS_FP_LEN, TLS_CN_MAX);
+		memcpy(&c->off_peer, plain + 1, offsetof(struct tls_peer, cn) +
+		    TLS_CN_MAX);
 		c->off_peer.cn[TLS_CN_MAX] = '\0';
 	}
 	return 0;
@@ -590,7 +599,6 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
     int ask_client_cert, char *err, size_t errsz)
 {
 	struct tls_server *srv;
-	int has13;
 
 	if ((srv = tls_alloc(sizeof(*srv), err, errsz)) == NULL)
 		return NULL;
@@ -607,10 +615,8 @@ tls_server_new(const char *cert, const char *key, const char *ciphers,
 	if (tls_load_pair(&srv->chain, &srv->key, cert, key, err,
 	    errsz) == -1)
 		goto fail;
-	if (tls_suites(ciphers, srv->suites, &has13, err, errsz) == -1)
-		goto fail;
-	if (tls_conf_common(&srv->conf, MBEDTLS_SSL_IS_SERVER, srv->suites,
-	    has13, err, errsz) == -1)
+	if (tls_conf_common(&srv->conf, MBEDTLS_SSL_IS_SERVER, ciphers,
+	    srv->suites, err, errsz) == -1)
 		goto fail;
 	if (tls_ticket_init(err, errsz) == -1)
 		goto fail;
@@ -657,7 +663,7 @@ tls_client_new(const char *ca_file, const char *cert, const char *key,
     const char *ciphers, char *err, size_t errsz)
 {
 	struct tls_client *cli;
-	int has13, ret;
+	int ret;
 
 	if ((cli = tls_alloc(sizeof(*cli), err, errsz)) == NULL)
 		return NULL;
@@ -686,10 +692,8 @@ tls_client_new(const char *ca_file, const char *cert, const char *key,
 			goto fail;
 		cli->has_cert = 1;
 	}
-	if (tls_suites(ciphers, cli->suites, &has13, err, errsz) == -1)
-		goto fail;
-	if (tls_conf_common(&cli->conf, MBEDTLS_SSL_IS_CLIENT, cli->suites,
-	    has13, err, errsz) == -1)
+	if (tls_conf_common(&cli->conf, MBEDTLS_SSL_IS_CLIENT, ciphers,
+	    cli->suites, err, errsz) == -1)
 		goto fail;
 	/* Policy is the caller's, from tls_conn_verify(). */
 	mbedtls_ssl_conf_authmode(&cli->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
@@ -823,40 +827,37 @@ tls_conn_free(struct tls_conn *c)
 static int
 tls_bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
-	struct tls_conn *c = ctx;
-	ssize_t n;
-
-	if (len > INT_MAX)
-		len = INT_MAX;
-	do
-		n = send(c->fd, buf, len, MSG_NOSIGNAL);
-	while (n == -1 && errno == EINTR);
-	if (n >= 0)
-		return (int)n;
-	if (errno == EAGAIN || errno == EWOULDBLOCK)
-		return MBEDTLS_ERR_SSL_WANT_WRITE;
-	c->sys_errno = errno;
-	return MBEDTLS_ERR_NET_SEND_FAILED;
+	return tls_bio(ctx, buf, NULL, len);
 }
 
 /* 0 at the end of the stream: mbedTLS makes that its CONN_EOF. */
 static int
 tls_bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
-	struct tls_conn *c = ctx;
+	return tls_bio(ctx, NULL, buf, len);
+}
+
+/* Both directions in one: out is sent, else in is read into. */
+static int
+tls_bio(struct tls_conn *c, const unsigned char *out, unsigned char *in,
+    size_t len)
+{
 	ssize_t n;
 
 	if (len > INT_MAX)
 		len = INT_MAX;
 	do
-		n = read(c->fd, buf, len);	/* recv(.., 0), one import less */
+		n = out != NULL ? send(c->fd, out, len, MSG_NOSIGNAL) :
+		    read(c->fd, in, len);	/* recv(.., 0), one import less */
 	while (n == -1 && errno == EINTR);
 	if (n >= 0)
 		return (int)n;
 	if (errno == EAGAIN || errno == EWOULDBLOCK)
-		return MBEDTLS_ERR_SSL_WANT_READ;
+		return out != NULL ? MBEDTLS_ERR_SSL_WANT_WRITE :
+		    MBEDTLS_ERR_SSL_WANT_READ;
 	c->sys_errno = errno;
-	return MBEDTLS_ERR_NET_RECV_FAILED;
+	return out != NULL ? MBEDTLS_ERR_NET_SEND_FAILED :
+	    MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
 /*
@@ -973,6 +974,8 @@ tls_handshake_done(struct tls_conn *c)
 static int
 tls_result(struct tls_conn *c, int ret, const char *what)
 {
+	const char *why;
+	int r = TLS_EOF;
 
 	switch (ret) {
 	case MBEDTLS_ERR_SSL_WANT_READ:
@@ -980,27 +983,26 @@ tls_result(struct tls_conn *c, int ret, const char *what)
 	case MBEDTLS_ERR_SSL_WANT_WRITE:
 		return TLS_WANT_WRITE;
 	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
-		snprintf(c->err, sizeof(c->err), "%s: peer sent "
-		    "close_notify", what);
-		return TLS_EOF;
+		why = "peer sent close_notify";
+		break;
 	case 0:
 	case MBEDTLS_ERR_SSL_CONN_EOF:
-		snprintf(c->err, sizeof(c->err), "%s: lost connection",
-		    what);
-		return TLS_EOF;
+		why = "lost connection";
+		break;
 	case MBEDTLS_ERR_NET_SEND_FAILED:
 	case MBEDTLS_ERR_NET_RECV_FAILED:
 		if (c->sys_errno != 0) {
-			snprintf(c->err, sizeof(c->err), "%s: %s", what,
-			    strerror(c->sys_errno));
-			return TLS_FAIL;
+			why = strerror(c->sys_errno);
+			r = TLS_FAIL;
+			break;
 		}
-		break;
+		/* FALLTHROUGH */
 	default:
-		break;
+		tls_liberr(ret, what, c->err, sizeof(c->err));
+		return TLS_FAIL;
 	}
-	tls_liberr(ret, what, c->err, sizeof(c->err));
-	return TLS_FAIL;
+	snprintf(c->err, sizeof(c->err), "%s: %s", what, why);
+	return r;
 }
 
 int

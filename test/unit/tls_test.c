@@ -626,7 +626,13 @@ test_ciphers(void)
 	    sizeof(err)) == NULL);
 	CHECK(strstr(err, "unknown cipher suite TLS-FOO-BAR") != NULL);
 	CHECK(tls_client_new("", "", "", "NOPE", err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "unknown cipher suite NOPE") != NULL);
+	CHECK_STR(err, "ciphers: unknown cipher suite NOPE");
+	/* longer than any suite name (64): its head, marked as cut */
+	CHECK(tls_client_new("", "", "", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-"
+	    "SHA256-AND-THEN-SOME-MORE-WORDS-1234567890", err,
+	    sizeof(err)) == NULL);
+	CHECK_STR(err, "ciphers: unknown cipher suite TLS-ECDHE-ECDSA-WITH-"
+	    "AES-128-GCM-SHA256-AND-THEN-SOME-MORE-WORDS...");
 
 	/* the admin's list, separators mixed */
 	srv = tls_server_new(CERTS "server.pem", CERTS "server.key",
