@@ -71,6 +71,7 @@ static void io_update(struct io *);
 static void io_read(struct io *);
 static void io_handshake(struct io *);
 static void io_rearm(struct io *);
+static void io_tell(struct io *, enum io_event);
 
 struct io *
 io_new(int fd, void (*cb)(struct io *, enum io_event, void *), void *arg)
@@ -351,11 +352,11 @@ io_on_fd(struct loop_fd *lfd, unsigned events)
 	if (events & (LOOP_WRITE | LOOP_ERROR | (io->tls_wread ? LOOP_READ :
 	    0)) && io->out_len > io->out_off) {
 		if (io_do_write(io) == -1) {
-			io->cb(io, IO_ERR, io->arg);
+			io_tell(io, IO_ERR);
 			return;
 		}
 		if (io->out_len == io->out_off) {
-			io->cb(io, IO_DRAINED, io->arg);
+			io_tell(io, IO_DRAINED);
 			return;	/* the callback may have freed io */
 		}
 	}
@@ -383,7 +384,7 @@ io_read(struct io *io)
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;
-			io->cb(io, IO_ERR, io->arg);
+			io_tell(io, IO_ERR);
 			return;
 		}
 	} else {
@@ -402,7 +403,7 @@ io_read(struct io *io)
 			return;
 		else {
 			errno = EPROTO;
-			io->cb(io, IO_ERR, io->arg);
+			io_tell(io, IO_ERR);
 			return;
 		}
 	}
@@ -410,12 +411,12 @@ io_read(struct io *io)
 	if (n == 0) {
 		io->eof = 1;
 		io_update(io);
-		io->cb(io, IO_EOF, io->arg);
+		io_tell(io, IO_EOF);
 		return;
 	}
 	io->in_len += (size_t)n;
 	io_update(io);
-	io->cb(io, IO_IN, io->arg);
+	io_tell(io, IO_IN);
 }
 
 void
@@ -460,7 +461,7 @@ io_handshake(struct io *io)
 		io->hs_want = 0;
 		io_update(io);
 		errno = EPROTO;
-		io->cb(io, IO_ERR, io->arg);
+		io_tell(io, IO_ERR);
 		return;
 	}
 	io->tls_state = IOT_ON;
@@ -469,7 +470,15 @@ io_handshake(struct io *io)
 	/* Data that came with the last handshake flight is not on the fd. */
 	if (tls_conn_pending(io->tls) > 0)
 		loop_timer_set(&io->kick, 0);
-	io->cb(io, IO_TLS, io->arg);
+	io_tell(io, IO_TLS);
+}
+
+/* The owner's callback, which may free io: callers return right after.
+ * One copy of the call instead of twelve. */
+static void
+io_tell(struct io *io, enum io_event ev)
+{
+	io->cb(io, ev, io->arg);
 }
 
 /* Activity: the timeout (if any) starts again. */
@@ -485,7 +494,7 @@ io_on_timer(struct loop_timer *t)
 {
 	struct io *io = container_of(t, struct io, timer);
 
-	io->cb(io, IO_TIMEOUT, io->arg);
+	io_tell(io, IO_TIMEOUT);
 }
 
 static void
@@ -495,7 +504,7 @@ io_on_kick(struct loop_timer *t)
 
 	if (io->err) {
 		errno = io->err;
-		io->cb(io, IO_ERR, io->arg);
+		io_tell(io, IO_ERR);
 		return;
 	}
 	if (io->tls_state == IOT_PENDING) {
@@ -515,7 +524,7 @@ io_on_kick(struct loop_timer *t)
 	}
 	/* The fd event may have used the input already: say only what is. */
 	if (io->in_len > 0)
-		io->cb(io, IO_IN, io->arg);
+		io_tell(io, IO_IN);
 	else if (io->eof)
-		io->cb(io, IO_EOF, io->arg);
+		io_tell(io, IO_EOF);
 }

@@ -25,8 +25,8 @@
 #define LOG_LINE_MAX	2048	/* longer lines are cut, marked with "..." */
 #define LOG_HOST_MAX	64
 
-static void log_emit(int, enum log_prog, const char *, int,
-    const char *, va_list) __attribute__((format(printf, 5, 0)));
+static void log_emit(unsigned, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
 static void log_connect(void);
 
 static const char log_progs[LP_COUNT][sizeof("postqueue")] = {
@@ -50,6 +50,19 @@ _Static_assert(TRACE_SMTP == 1u << 0 && TRACE_IO == 1u << 1 &&
     TRACE_QUEUE == 1u << 2 && TRACE_LOOP == 1u << 3 &&
     TRACE_DNS == 1u << 4 && TRACE_TLS == 1u << 5 &&
     TRACE_DELIVER == 1u << 6, "log_traces: bit order");
+/* log_emit()'s kinds, by LOG_F_WARN/LOG_F_TRACE (bits 5 and 6); both
+ * together, which no macro passes, is log_fatal*()'s. */
+#define LOG_F_FATAL	(LOG_F_WARN | LOG_F_TRACE)
+#define LOG_F_PROG	0x0fu
+static const struct {
+	unsigned char pri;
+	char prefix[sizeof("warning: ")];
+} log_kinds[4] = {
+	{ LOG_INFO, "" }, { LOG_WARNING, "warning: " },
+	{ LOG_DEBUG, "trace: " }, { LOG_CRIT, "fatal: " },
+};
+_Static_assert(LP_COUNT - 1 <= LOG_F_PROG && LOG_F_ERRNO > LOG_F_PROG &&
+    LOG_F_WARN == 1u << 5 && LOG_F_TRACE == 1u << 6, "LOG_F_* bits");
 
 unsigned log_trace_mask;
 static int log_stderr = 1;
@@ -105,20 +118,22 @@ log_connect(void)
 
 /*
  * One line: the header, prefix ("warning: " and the like), the text and,
- * from log_warn()/log_fatal() (with_err), ": " and strerror(errno).  The
+ * from log_warn()/log_fatal() (LOG_F_ERRNO), ": " and strerror(errno).  The
  * text is cut as a whole, so a long one loses its err as it would have
  * lost its own end.  errno is as it was on return (callers log, then
  * look at it), so no wrapper keeps its own copy.
  */
 static void
-log_emit(int pri, enum log_prog prog, const char *prefix, int with_err,
-    const char *fmt, va_list ap)
+log_emit(unsigned how, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	char stamp[32];
 	struct tm tm;
 	int saved = errno;
-	const char *err = with_err ? strerror(saved) : NULL;
+	const char *err = how & LOG_F_ERRNO ? strerror(saved) : NULL;
+	const char *prefix = log_kinds[(how >> 5) & 3].prefix;
+	int pri = log_kinds[(how >> 5) & 3].pri;
+	unsigned prog = how & LOG_F_PROG;
 	time_t now = time(NULL);
 	size_t head, n;
 	int r;
@@ -172,50 +187,27 @@ done:
 	errno = saved;
 }
 
-#define LOG_BODY(pri, prog, prefix, err) do {				\
-	va_list ap;							\
-	va_start(ap, fmt);						\
-	log_emit((pri), (prog), (prefix), (err), fmt, ap);		\
-	va_end(ap);							\
-} while (0)
-
+/* log_info(), log_warnx(), log_warn() and log_trace(). */
 void
-log_info(enum log_prog prog, const char *fmt, ...)
+log_line(unsigned how, const char *fmt, ...)
 {
-	LOG_BODY(LOG_INFO, prog, "", 0);
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(how, fmt, ap);
+	va_end(ap);
 }
 
+/* Also log_fatal(). */
 void
-log_warnx(enum log_prog prog, const char *fmt, ...)
+log_fatalx(unsigned how, const char *fmt, ...)
 {
-	LOG_BODY(LOG_WARNING, prog, "warning: ", 0);
-}
+	va_list ap;
 
-void
-log_warn(enum log_prog prog, const char *fmt, ...)
-{
-	LOG_BODY(LOG_WARNING, prog, "warning: ", 1);
-}
-
-void
-log_fatalx(enum log_prog prog, const char *fmt, ...)
-{
-	LOG_BODY(LOG_CRIT, prog, "fatal: ", 0);
+	va_start(ap, fmt);
+	log_emit(how | LOG_F_FATAL, fmt, ap);
+	va_end(ap);
 	exit(75);
-}
-
-void
-log_fatal(enum log_prog prog, const char *fmt, ...)
-{
-	LOG_BODY(LOG_CRIT, prog, "fatal: ", 1);
-	exit(75);
-}
-
-void
-log_trace_(unsigned mask, const char *fmt, ...)
-{
-	(void)mask;
-	LOG_BODY(LOG_DEBUG, LP_MASTER, "trace: ", 0);
 }
 
 /* "smtp,io" or "all" -> mask; unknown names are ignored. */

@@ -41,18 +41,24 @@ extern unsigned log_trace_mask;
 void log_open(int to_stderr);
 /* Started: with syslog, warnings stop being copied to a terminal. */
 void log_started(void);
-void log_info(enum log_prog, const char *, ...)
+/*
+ * Every line but a fatal one goes through log_line(): the program (LP_*)
+ * in the low bits, LOG_F_* for the kind of line.  The macros are the API:
+ * one variadic function instead of four near-copies (each had its own
+ * register save area), and every call still passes a one-byte constant.
+ */
+#define LOG_F_ERRNO	0x10u	/* append ": " and strerror(errno) */
+#define LOG_F_WARN	0x20u	/* "warning: ", LOG_WARNING */
+#define LOG_F_TRACE	0x40u	/* "trace: ", LOG_DEBUG (program master) */
+void log_line(unsigned, const char *, ...)
     __attribute__((format(printf, 2, 3)));
-void log_warnx(enum log_prog, const char *, ...)
+noreturn void log_fatalx(unsigned, const char *, ...)
     __attribute__((format(printf, 2, 3)));
-void log_warn(enum log_prog, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-noreturn void log_fatalx(enum log_prog, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-noreturn void log_fatal(enum log_prog, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-void log_trace_(unsigned, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+#define log_info(prog, ...)	log_line((prog), __VA_ARGS__)
+#define log_warnx(prog, ...)	log_line((prog) | LOG_F_WARN, __VA_ARGS__)
+#define log_warn(prog, ...)						\
+	log_line((prog) | LOG_F_WARN | LOG_F_ERRNO, __VA_ARGS__)
+#define log_fatal(prog, ...)	log_fatalx((prog) | LOG_F_ERRNO, __VA_ARGS__)
 unsigned log_trace_parse(const char *);
 /* Not the daemon's log: a one-shot command's error line, "PROG: what\n"
  * on stderr (sendmail, mailq, check, passwd...), in one write where it
@@ -68,7 +74,7 @@ void log_printable(char *, size_t);
 /* Test the mask before formatting anything. */
 #define log_trace(mask, ...) do {					\
 	if (log_trace_mask & (mask))					\
-		log_trace_((mask), __VA_ARGS__);			\
+		log_line(LOG_F_TRACE, __VA_ARGS__);			\
 } while (0)
 
 #endif

@@ -35,6 +35,7 @@ static void loop_run_timers(void);
 static void loop_run_hooks(void);
 static void loop_on_signal(struct loop_fd *, unsigned);
 static void loop_clock(void);
+static int loop_ctl(struct loop_fd *, int, unsigned);
 
 static int loop_epfd = -1;
 static int loop_running;
@@ -116,15 +117,16 @@ loop_epoll_bits(unsigned want)
 	    (want & LOOP_WRITE ? EPOLLOUT : 0);
 }
 
-int
-loop_fd_add(struct loop_fd *lfd, unsigned want)
+/* EPOLL_CTL_ADD or _MOD with the interest want; one copy for both. */
+static int
+loop_ctl(struct loop_fd *lfd, int op, unsigned want)
 {
 	struct epoll_event ev;
 
 	memset(&ev, 0, sizeof(ev));
 	ev.events = loop_epoll_bits(want);
 	ev.data.ptr = lfd;
-	if (epoll_ctl(loop_epfd, EPOLL_CTL_ADD, lfd->fd, &ev) == -1)
+	if (epoll_ctl(loop_epfd, op, lfd->fd, &ev) == -1)
 		return -1;
 	lfd->want = want;
 	lfd->added = 1;
@@ -132,23 +134,22 @@ loop_fd_add(struct loop_fd *lfd, unsigned want)
 }
 
 int
+loop_fd_add(struct loop_fd *lfd, unsigned want)
+{
+	return loop_ctl(lfd, EPOLL_CTL_ADD, want);
+}
+
+int
 loop_fd_want(struct loop_fd *lfd, unsigned want)
 {
-	struct epoll_event ev;
-	int i;
-
 	/* epoll reports ERR and HUP whatever the interest: an fd that wants
 	 * nothing (a paused session whose peer reset) would wake every
-	 * pass.  So it leaves epoll until it wants something again. */
+	 * pass.  So it leaves epoll until it wants something again.  (That
+	 * also blanks the event being dispatched, which loop_run() has
+	 * already read.) */
 	if (want == 0) {
-		if (lfd->added) {
-			(void)epoll_ctl(loop_epfd, EPOLL_CTL_DEL, lfd->fd,
-			    NULL);
-			lfd->added = 0;
-			for (i = loop_ev_cur + 1; i < loop_ev_n; i++)
-				if (loop_ev[i].data.ptr == lfd)
-					loop_ev[i].data.ptr = NULL;
-		}
+		if (lfd->added)
+			loop_fd_del(lfd);
 		lfd->want = 0;
 		return 0;
 	}
@@ -156,13 +157,7 @@ loop_fd_want(struct loop_fd *lfd, unsigned want)
 		return loop_fd_add(lfd, want);
 	if (lfd->want == want)
 		return 0;
-	memset(&ev, 0, sizeof(ev));
-	ev.events = loop_epoll_bits(want);
-	ev.data.ptr = lfd;
-	if (epoll_ctl(loop_epfd, EPOLL_CTL_MOD, lfd->fd, &ev) == -1)
-		return -1;
-	lfd->want = want;
-	return 0;
+	return loop_ctl(lfd, EPOLL_CTL_MOD, want);
 }
 
 void

@@ -125,20 +125,11 @@ msg_reader_feed(struct msg_reader *r, const char *p, size_t n)
 int
 msg_reader_end(struct msg_reader *r)
 {
-	if (r->ended || r->over || r->out.len == r->line_start)
+	/* An unended last line ends as an LF would have ended it (feed
+	 * checks ended and over; a CR seen means the line is empty). */
+	if (r->out.len == r->line_start)
 		return 0;
-	if (r->dot_ends && r->out.len - r->line_start == 1 &&
-	    r->out.p[r->line_start] == '.') {
-		r->out.len = r->line_start;
-		r->ended = 1;
-		return 0;
-	}
-	if (msg_buf_add(&r->out, "\r\n", 2) == -1)
-		return -1;
-	r->line_start = r->out.len;
-	if (r->out.len > r->limit)
-		r->over = 1;
-	return 0;
+	return msg_reader_feed(r, "\n", 1);
 }
 
 /* --- the header section --- */
@@ -193,26 +184,20 @@ field_start(const char *b, size_t e, size_t pos, size_t *name_len,
 void
 msg_head_scan(const char *b, size_t len, struct msg_head *h)
 {
-	size_t pos = 0, next, e, nl, v;
+	struct msg_field f;
+	size_t pos = 0, next;
 
 	/* An mbox separator is not a header; classic sendmail drops it. */
 	if (len >= 5 && memcmp(b, "From ", 5) == 0)
 		(void)line_end(b, len, 0, &pos);
 	h->start = pos;
-	while (pos < len) {
-		e = line_end(b, len, pos, &next);
-		if (e == pos) {
-			h->end = pos;
-			h->body = next;
-			return;
-		}
-		if (!field_start(b, e, pos, &nl, &v))
-			break;
-		pos = next;
-		while (pos < len && is_wsp((unsigned char)b[pos]))
-			(void)line_end(b, len, pos, &pos);
-	}
+	while (msg_field_next(b, len, &pos, &f))
+		;
+	/* Stopped at the end, at the empty line or at a line that is no
+	 * field: only the empty line is skipped into the body. */
 	h->end = h->body = pos;
+	if (pos < len && line_end(b, len, pos, &next) == pos)
+		h->body = next;
 }
 
 int
@@ -258,38 +243,34 @@ msg_field_is(const char *b, const struct msg_field *f, const char *name)
 static int
 put_lines(struct msg_buf *out, const char *p, size_t n, int header)
 {
-	size_t ls = 0, e, next, room, i;
-	int lead;
+	size_t ls = 0, e, next, cut, i;
+	int lead, fold;
 
 	while (ls < n) {
 		e = line_end(p, n, ls, &next);
 		lead = 0;	/* a forced fold put an SP before this part */
-		while (e - ls + (size_t)lead > MSG_LINE_MAX) {
-			room = MSG_LINE_MAX - (size_t)lead;
-			i = 0;
-			if (header)
-				for (i = ls + room; i > ls + 1; i--)
+		/* Each part: up to cut, then CRLF, or CRLF SP after a forced
+		 * fold (fold); the last part (cut == e) gets a plain CRLF. */
+		do {
+			cut = e;
+			fold = 0;
+			if (e - ls + (size_t)lead > MSG_LINE_MAX) {
+				cut = ls + MSG_LINE_MAX - (size_t)lead;
+				for (i = cut; header && i > ls + 1; i--)
 					if (is_wsp((unsigned char)p[i]) &&
 					    !is_wsp((unsigned char)p[i - 1]))
 						break;
-			if (header && i > ls + 1) {
-				if (msg_buf_add(out, p + ls, i - ls) == -1 ||
-				    msg_buf_add(out, "\r\n", 2) == -1)
-					return -1;
-				ls = i;
-				lead = 0;
-			} else {
-				if (msg_buf_add(out, p + ls, room) == -1 ||
-				    msg_buf_add(out, header ? "\r\n " : "\r\n",
-				    header ? 3 : 2) == -1)
-					return -1;
-				ls += room;
-				lead = header;
+				if (header && i > ls + 1)
+					cut = i;
+				else
+					fold = header;
 			}
-		}
-		if (msg_buf_add(out, p + ls, e - ls) == -1 ||
-		    msg_buf_add(out, "\r\n", 2) == -1)
-			return -1;
+			if (msg_buf_add(out, p + ls, cut - ls) == -1 ||
+			    msg_buf_add(out, "\r\n ", 2 + (size_t)fold) == -1)
+				return -1;
+			ls = cut;
+			lead = fold;
+		} while (ls < e);
 		ls = next;
 	}
 	return 0;

@@ -139,9 +139,8 @@ static void commit_undo(struct queue_writer *);
 static void queue_commit_run(struct loop_hook *);
 static int cur_line(struct cursor *, const char **, size_t *);
 static int cur_rec(struct cursor *, char, const char **, size_t *);
-static int env_rec(struct cursor *, char, const char **, size_t *, int,
-    const char **);
 static int num_dec(const char *, size_t, uint64_t, uint64_t *);
+static int cur_num(struct cursor *, char, uint64_t, uint64_t *);
 static int num_hex(const char *, size_t, uint64_t *);
 static int text_ok(const char *, size_t, size_t);
 static int parse_image(const char *, size_t, const char *, size_t, uint64_t,
@@ -170,6 +169,18 @@ static const struct {
 	{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
 };
 #define QUEUE_NSUBS	(sizeof(queue_subs) / sizeof(queue_subs[0]))
+
+/* parse_image(): the envelope records before the R's, in their order, and
+ * for each the complaint when it is out of place and when it is bad
+ * (NUL-separated, in the same order). */
+static const char env_letters[] = "ITFUCS";
+static const char env_order[][sizeof("bad record order, expected I")] = {
+	"bad record order, expected I", "bad record order, expected T",
+	"bad record order, expected F", "bad record order, expected U",
+	"bad record order, expected C", "bad record order, expected S",
+};
+static const char env_bad[] = "bad id\0bad arrival time\0bad flags\0"
+    "bad uid\0bad client\0bad sender";
 
 static char queue_path[PATH_MAX];
 static int queue_dirfd = -1;
@@ -1054,35 +1065,6 @@ cur_rec(struct cursor *c, char letter, const char **v, size_t *n)
 	return 0;
 }
 
-/*
- * An envelope record that must come next.  cut: the head was capped at
- * QUEUE_HDR_MAX, so running out of lines means "too long", not "torn".
- */
-static int
-env_rec(struct cursor *c, char letter, const char **v, size_t *n, int cut,
-    const char **why)
-{
-	/* The records that may be missing, and the message for each. */
-	static const char letters[] = "ITFUCS";
-	static const char order[][sizeof("bad record order, expected I")] = {
-		"bad record order, expected I", "bad record order, expected T",
-		"bad record order, expected F", "bad record order, expected U",
-		"bad record order, expected C", "bad record order, expected S",
-	};
-	const char *l;
-	int r;
-
-	if ((r = cur_rec(c, letter, v, n)) == 0)
-		return 0;
-	if (r == -1)
-		*why = cut ? "envelope too long" : "torn: envelope cut short";
-	else if ((l = memchr(letters, letter, sizeof(letters) - 1)) != NULL)
-		*why = order[l - letters];
-	else
-		*why = "bad record order";
-	return -1;
-}
-
 /* Canonical decimal: 1..20 digits, no leading zero, at most max. */
 static int
 num_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
@@ -1102,6 +1084,16 @@ num_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
 	}
 	*out = v;
 	return 0;
+}
+
+/* The next line is "<letter> <num_dec() up to max>": 0, else -1. */
+static int
+cur_num(struct cursor *c, char letter, uint64_t max, uint64_t *out)
+{
+	const char *v;
+	size_t n;
+
+	return cur_rec(c, letter, &v, &n) == 0 ? num_dec(v, n, max, out) : -1;
 }
 
 static int
@@ -1191,10 +1183,10 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 {
 	struct cursor c = { head, hlen, 0 };
 	const char *v;
-	size_t n, rstart, trl;
+	size_t n, rstart, trl, k;
 	uint64_t x, bodylen;
 	unsigned i;
-	int r;
+	int r, ok, cut = hlen < flen;
 
 	memset(info, 0, sizeof(*info));
 	if (flen == 0) {
@@ -1206,55 +1198,51 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 		*why = "bad magic";
 		goto bad;
 	}
-	if (env_rec(&c, 'I', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (n != QUEUE_ID_LEN) {
-		*why = "bad id";
-		goto bad;
+	/* One pass over the table instead of six copies of "read the next
+	 * record, check it, say why"; memset() above already put the NULs
+	 * after id and sender. */
+	for (k = 0; k < sizeof(env_letters) - 1; k++) {
+		if ((r = cur_rec(&c, env_letters[k], &v, &n)) != 0) {
+			*why = r == -2 ? env_order[k] : cut ?
+			    "envelope too long" : "torn: envelope cut short";
+			goto bad;
+		}
+		switch (env_letters[k]) {
+		case 'I':
+			ok = n == QUEUE_ID_LEN;
+			if (ok) {
+				memcpy(info->id, v, n);
+				ok = queue_id_valid(info->id);
+			}
+			break;
+		case 'T':
+			ok = num_dec(v, n, UINT64_MAX, &info->arrival) == 0;
+			break;
+		case 'F':
+			if ((ok = num_hex(v, n, &x) == 0))
+				info->flags = (unsigned)x;
+			break;
+		case 'U':
+			ok = 1;
+			if (n == 1 && v[0] == '-')
+				info->uid = (uid_t)-1;
+			else if ((ok = num_dec(v, n, (uid_t)-2, &x) == 0))
+				info->uid = (uid_t)x;
+			break;
+		case 'C':
+			ok = text_ok(v, n, QUEUE_CLIENT_MAX);
+			break;
+		default:	/* 'S' */
+			if ((ok = text_ok(v, n, QUEUE_ADDR_MAX)))
+				memcpy(info->sender, v, n);
+			break;
+		}
+		if (!ok) {
+			for (*why = env_bad; k > 0; k--)
+				*why += strlen(*why) + 1;
+			goto bad;
+		}
 	}
-	memcpy(info->id, v, n);
-	info->id[n] = '\0';
-	if (!queue_id_valid(info->id)) {
-		*why = "bad id";
-		goto bad;
-	}
-	if (env_rec(&c, 'T', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (num_dec(v, n, UINT64_MAX, &info->arrival) == -1) {
-		*why = "bad arrival time";
-		goto bad;
-	}
-	if (env_rec(&c, 'F', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (num_hex(v, n, &x) == -1) {
-		*why = "bad flags";
-		goto bad;
-	}
-	info->flags = (unsigned)x;
-	if (env_rec(&c, 'U', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (n == 1 && v[0] == '-')
-		info->uid = (uid_t)-1;
-	else if (num_dec(v, n, (uid_t)-2, &x) == 0)
-		info->uid = (uid_t)x;
-	else {
-		*why = "bad uid";
-		goto bad;
-	}
-	if (env_rec(&c, 'C', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (!text_ok(v, n, QUEUE_CLIENT_MAX)) {
-		*why = "bad client";
-		goto bad;
-	}
-	if (env_rec(&c, 'S', &v, &n, hlen < flen, why) == -1)
-		goto bad;
-	if (!text_ok(v, n, QUEUE_ADDR_MAX)) {
-		*why = "bad sender";
-		goto bad;
-	}
-	memcpy(info->sender, v, n);
-	info->sender[n] = '\0';
 
 	/* Count and check the recipients, then allocate and copy them. */
 	rstart = c.off;
@@ -1269,7 +1257,7 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 		}
 	}
 	if (r == -1) {
-		*why = hlen < flen ? "envelope too long" :
+		*why = cut ? "envelope too long" :
 		    "torn: envelope cut short";
 		goto bad;
 	}
@@ -1395,13 +1383,11 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		*why = "state is for another message";
 		return -1;
 	}
-	if (cur_rec(&c, 'N', &v, &n) != 0 ||
-	    num_dec(v, n, UINT64_MAX, &next) == -1) {
+	if (cur_num(&c, 'N', UINT64_MAX, &next) == -1) {
 		*why = "bad next attempt";
 		return -1;
 	}
-	if (cur_rec(&c, 'A', &v, &n) != 0 ||
-	    num_dec(v, n, UINT_MAX, &att) == -1) {
+	if (cur_num(&c, 'A', UINT_MAX, &att) == -1) {
 		*why = "bad attempts";
 		return -1;
 	}
@@ -1465,8 +1451,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		*why = "torn: no end record";
 		return -1;
 	}
-	if (cur_rec(&c, 'E', &v, &n) != 0 ||
-	    num_dec(v, n, UINT64_MAX, &count) == -1) {
+	if (cur_num(&c, 'E', UINT64_MAX, &count) == -1) {
 		*why = "bad record";
 		return -1;
 	}
@@ -1634,8 +1619,9 @@ done:
 int
 queue_update(const struct queue_info *info, int durable)
 {
-	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
-	char tname[sizeof(name) + 4];
+	/* "tmp/ID.st", and name its "ID.st": one snprintf for both. */
+	char tname[4 + QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
+	const char *name = tname + 4;
 	char reason[QUEUE_REASON_MAX];
 	char *buf = NULL;
 	struct stat st;
@@ -1660,8 +1646,7 @@ queue_update(const struct queue_info *info, int durable)
 	/* No state for a message that is gone: it would be an orphan. */
 	if (fstatat(queue_dirfd, info->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return -1;
-	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, info->id);
-	snprintf(tname, sizeof(tname), "tmp/%s", name);
+	snprintf(tname, sizeof(tname), "tmp/%s" QUEUE_ST_SUFFIX, info->id);
 
 	cap = 128 + (size_t)info->nrcpt * (QUEUE_REASON_MAX + 40);
 	if ((buf = malloc(cap)) == NULL)
@@ -1837,21 +1822,17 @@ queue_delete(const char *id)
 int
 queue_quarantine(const char *name, const char *why)
 {
-	char dst[NAME_MAX + 16], st[NAME_MAX + 16], stdst[sizeof(st) + 16];
+	char dst[NAME_MAX + 16];
 	const char *base, *slash;
 	size_t n = name != NULL ? strlen(name) : 0;
-	size_t i;
 	int fd;
 
-	if (n == 0 || n + sizeof(QUEUE_ST_SUFFIX) > NAME_MAX) {
+	/* Room for NAME.st in NAME_MAX; no control bytes. */
+	if (n == 0 ||
+	    !text_ok(name, n, NAME_MAX + 1 - sizeof(QUEUE_ST_SUFFIX))) {
 		errno = EINVAL;
 		return -1;
 	}
-	for (i = 0; i < n; i++)
-		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
-			errno = EINVAL;
-			return -1;
-		}
 	slash = strchr(name, '/');
 	base = slash != NULL ? slash + 1 : name;
 	/* No "..", no hidden names, at most one level, nothing empty. */
@@ -1870,11 +1851,13 @@ queue_quarantine(const char *name, const char *why)
 		return -1;
 	}
 	if (slash == NULL) {
-		snprintf(st, sizeof(st), "%s" QUEUE_ST_SUFFIX, name);
-		snprintf(stdst, sizeof(stdst), "corrupt/%s", st);
-		if (renameat(queue_dirfd, st, queue_dirfd, stdst) == -1 &&
+		/* dst is "corrupt/" and the n bytes of NAME: make it
+		 * "corrupt/NAME.st", and dst + 8 is then "NAME.st". */
+		memcpy(dst + 8 + n, QUEUE_ST_SUFFIX, sizeof(QUEUE_ST_SUFFIX));
+		if (renameat(queue_dirfd, dst + 8, queue_dirfd, dst) == -1 &&
 		    errno != ENOENT)
-			log_warn(LP_QMGR, "%s: cannot move to corrupt/", st);
+			log_warn(LP_QMGR, "%s: cannot move to corrupt/",
+			    dst + 8);
 	}
 	log_warnx(LP_QMGR, "%s: moved to corrupt/: %s", name,
 	    why != NULL ? why : "unknown");

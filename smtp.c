@@ -973,7 +973,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 				;
 			hid = " ***";
 		}
-		log_trace_(TRACE_SMTP, "smtp %p: < %.*s%s", (void *)s, (int)m,
+		log_line(LOG_F_TRACE, "smtp %p: < %.*s%s", (void *)s, (int)m,
 		    line, hid);
 	}
 	if (cmd_parse(line, len, &c) == -1) {

@@ -499,6 +499,85 @@ t_bad_images(void)
 	return 0;
 }
 
+/*
+ * The envelope records one at a time, each out of place, bad, and the
+ * last one there: every "why" word for word (mailq and the corrupt/ log
+ * line show them), and what a good envelope puts into queue_info.
+ */
+static int
+t_envelope(void)
+{
+	static const char letters[] = "ITFUCS";
+	static const char *const good[] = {
+		"I 0123456789ABCDEF01\n", "T 1700000000\n", "F 5\n",
+		"U 1000\n", "C c\n", "S a@b\n",
+	};
+	static const char *const bad[] = {
+		"I 0123456789abcdef01\n", "T 01\n", "F A\n", "U 4294967295\n",
+		"C c\x01\n", "S a\x7f@b\n",
+	};
+	static const char *const bad_why[] = {
+		"bad id", "bad arrival time", "bad flags", "bad uid",
+		"bad client", "bad sender",
+	};
+	static const char tail[] = "R c@d\nB\nhi\nE 2\n";
+	struct queue_info info;
+	char img[QUEUE_HDR_MAX + 512], want[64], *p;
+	const char *why;
+	size_t k, j, variant;
+
+	for (k = 0; k < 6; k++) {
+		for (variant = 0; variant < 4; variant++) {
+			p = img + sprintf(img, "FERRY1\n");
+			for (j = 0; j < 6; j++) {
+				if (j == k && variant == 1)
+					p += sprintf(p, "%s", bad[j]);
+				else if (j == k && variant == 2)
+					p += sprintf(p, "X y\n");
+				else if (j == k && variant == 3)
+					break;	/* the file ends here */
+				else
+					p += sprintf(p, "%s", good[j]);
+			}
+			if (variant != 3)
+				p += sprintf(p, "%s", tail);
+			why = "";
+			if (variant == 0) {
+				CHECK(queue_parse(img, (size_t)(p - img),
+				    &info, &why) == 0);
+				CHECK_STR(info.id, "0123456789ABCDEF01");
+				CHECK(info.arrival == 1700000000);
+				CHECK(info.flags == 5 && info.uid == 1000);
+				CHECK_STR(info.sender, "a@b");
+				CHECK(info.nrcpt == 1 && info.size == 2);
+				queue_info_free(&info);
+				continue;
+			}
+			CHECK(queue_parse(img, (size_t)(p - img), &info,
+			    &why) == -1);
+			if (variant == 1)
+				CHECK_STR(why, bad_why[k]);
+			else if (variant == 2) {
+				snprintf(want, sizeof(want),
+				    "bad record order, expected %c",
+				    letters[k]);
+				CHECK_STR(why, want);
+			} else
+				CHECK_STR(why, "torn: envelope cut short");
+		}
+	}
+
+	/* a record longer than the head: too long, not torn */
+	p = img + sprintf(img, "FERRY1\n%s%s%s%sC ", good[0], good[1],
+	    good[2], good[3]);
+	memset(p, 'x', QUEUE_HDR_MAX);
+	p += QUEUE_HDR_MAX;
+	p += sprintf(p, "\nS a\n%s", tail);
+	CHECK(queue_parse(img, (size_t)(p - img), &info, &why) == -1);
+	CHECK_STR(why, "envelope too long");
+	return 0;
+}
+
 static int
 t_id_mismatch(void)
 {
@@ -1072,6 +1151,7 @@ t_walk(void)
 	static const char garbage[] = "00000000000000BAD1";
 	struct walk_seen seen;
 	char ids[3][QUEUE_ID_SIZE];
+	char longname[NAME_MAX + 1], stname[NAME_MAX + 8];
 	unsigned i, first = 0;
 
 	CHECK(setup() == 0);
@@ -1088,6 +1168,7 @@ t_walk(void)
 			i = (unsigned)-1;
 		}
 	CHECK(spew(qpath("", garbage), "FERRY1\nnot a queue file\n", 24) == 0);
+	CHECK(spew(qpath("", "00000000000000BAD1.st"), "x", 1) == 0);
 	CHECK(spew(qpath("", "junk"), "whatever", 8) == 0);
 	CHECK(spew(qpath("", "0000000000000000000"), "x", 1) == 0);
 
@@ -1098,6 +1179,9 @@ t_walk(void)
 		CHECK_STR(seen.ids[i], ids[i]);
 	CHECK(!exists("", garbage));
 	CHECK(exists("corrupt", garbage));
+	/* its state file goes along */
+	CHECK(!exists("", "00000000000000BAD1.st"));
+	CHECK(exists("corrupt", "00000000000000BAD1.st"));
 	CHECK(exists("", "junk"));
 	CHECK(exists("", "0000000000000000000"));
 
@@ -1115,6 +1199,20 @@ t_walk(void)
 	CHECK(queue_quarantine("maildrop/00000000000000BAD2", "test") == 0);
 	CHECK(!exists("maildrop", "00000000000000BAD2"));
 	CHECK(exists("corrupt", "00000000000000BAD2"));
+
+	/* NAME.st must fit in NAME_MAX, and no control bytes */
+	memset(longname, 'A', NAME_MAX - 3);
+	longname[NAME_MAX - 3] = '\0';
+	CHECK(queue_quarantine(longname, "test") == -1 && errno == EINVAL);
+	CHECK(queue_quarantine("BAD\x01", "test") == -1 && errno == EINVAL);
+	longname[NAME_MAX - 4] = '\0';
+	CHECK(queue_quarantine(longname, "test") == -1 && errno == ENOENT);
+	CHECK(spew(qpath("", longname), "x", 1) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", longname);
+	CHECK(spew(qpath("", stname), "x", 1) == 0);
+	CHECK(queue_quarantine(longname, "test") == 0);
+	CHECK(exists("corrupt", longname) && !exists("", longname));
+	CHECK(exists("corrupt", stname) && !exists("", stname));
 	teardown();
 	return 0;
 }
@@ -1405,6 +1503,7 @@ static const struct t_case cases[] = {
 	{ "big body over many buffers", t_big },
 	{ "every truncation is refused", t_torn },
 	{ "bad images", t_bad_images },
+	{ "envelope records: every why, and the fields", t_envelope },
 	{ "id must match the file name", t_id_mismatch },
 	{ "writer limits and order", t_writer_limits },
 	{ "abort removes the tmp file", t_abort },
