@@ -39,27 +39,32 @@ enum io_tls_state {
 	IOT_ON,
 };
 
+/*
+ * Field order is for code size: x86-64 reaches an offset below 128 with a
+ * one-byte displacement, so the most-used fields come first and in[] starts
+ * below 128; the rarely touched ones and the timers go after it.
+ */
 struct io {
-	struct loop_fd lfd;
-	struct loop_timer timer;
-	struct loop_timer kick;		/* re-deliver input after resume */
-	void (*cb)(struct io *, enum io_event, void *);
-	void *arg;
-	unsigned timeout_ms;
-	int paused;
-	int eof;
-	int blocked;		/* the last send would have blocked */
-	int err;		/* a flush failed: IO_ERR is on its way */
+	struct loop_fd lfd;		/* first: container_of() is free */
 	enum io_tls_state tls_state;
-	unsigned hs_want;	/* LOOP_* the handshake waits for */
+	int eof;
+	int paused;
+	unsigned timeout_ms;
+	int err;		/* a flush failed: IO_ERR is on its way */
 	int tls_wread;		/* the blocked TLS write waits for input */
-	size_t tls_wlen;	/* length of the TLS write to repeat, or 0 */
-	size_t discarded;	/* clear text dropped at io_start_tls() */
-	struct tls_conn *tls;
-	char *out;
+	int blocked;		/* the last send would have blocked */
+	unsigned hs_want;	/* LOOP_* the handshake waits for */
 	size_t out_off, out_len, out_cap;
 	size_t in_len;
+	char *out;
+	struct tls_conn *tls;
+	void (*cb)(struct io *, enum io_event, void *);
+	size_t tls_wlen;	/* length of the TLS write to repeat, or 0 */
 	char in[IO_IN_SIZE];
+	void *arg;
+	size_t discarded;	/* clear text dropped at io_start_tls() */
+	struct loop_timer timer;
+	struct loop_timer kick;		/* re-deliver input after resume */
 };
 
 static void io_on_fd(struct loop_fd *, unsigned);

@@ -19,13 +19,13 @@
 
 /* msg_addr_list's element under construction. */
 struct alist {
-	char cur[MSG_ADDR_MAX];
 	size_t n;
 	int angle;		/* inside <> */
 	int had_angle;		/* this element had <>: later words are junk */
 	int ws;			/* whitespace or a comment since the last byte */
 	int bad;		/* two words with only space between them */
 	size_t end;		/* input offset just past the address */
+	char cur[MSG_ADDR_MAX];	/* last: the scalars get one-byte offsets */
 };
 
 static int is_wsp(unsigned char);

@@ -41,32 +41,35 @@
 
 enum rcpt_status { RS_QUEUED, RS_DEFERRED, RS_SENT, RS_BOUNCED };
 
+/* Both structs put their scalars before the big arrays: an offset below
+ * 128 is a one-byte displacement on x86-64 (smaller code).  Neither is
+ * ever written to disk, so the order is free. */
 struct queue_rcpt {
-	char address[QUEUE_ADDR_MAX];
 	enum rcpt_status status;
-	char reason[QUEUE_REASON_MAX];
 	int notified;		/* RS_BOUNCED and its DSN is committed (state
 				   "bounced-notified"): a later DSN leaves
 				   it out */
+	char address[QUEUE_ADDR_MAX];
+	char reason[QUEUE_REASON_MAX];
 };
 
 /* Everything mailq and the scheduler know about a message. */
 struct queue_info {
-	char id[QUEUE_ID_SIZE];
-	char sender[QUEUE_ADDR_MAX];	/* "" is the null sender */
+	struct queue_rcpt *rcpt;	/* nrcpt entries, owned */
+	unsigned nrcpt;
+	unsigned attempts;
 	uint64_t arrival;		/* unix seconds */
 	uint64_t size;			/* body bytes */
 	uint64_t next_attempt;		/* unix seconds, 0 = now */
-	unsigned attempts;
 	uint64_t warned;		/* unix seconds the delay warning went
 					   out (state "W"), 0 = not yet */
+	uint64_t body_off;		/* where the body starts in the file */
 	unsigned flags;			/* QF_* */
 	uid_t uid;			/* submitting uid (local), else -1 */
-	unsigned nrcpt;
-	struct queue_rcpt *rcpt;	/* nrcpt entries, owned */
-	uint64_t body_off;		/* where the body starts in the file */
 	int maildrop;			/* queue_walk: the file is in maildrop/
 					   (sendmail left it; not queued yet) */
+	char id[QUEUE_ID_SIZE];
+	char sender[QUEUE_ADDR_MAX];	/* "" is the null sender */
 };
 
 #define QF_8BITMIME	0x1u
