@@ -88,52 +88,52 @@ enum check_verdict {
 };
 
 struct check {
-	const struct config *conf;
-	char domain[DNS_NAME_MAX + 1];
-	unsigned port;
-	enum tls_level level;		/* for the domain */
-	const char *level_from;		/* "-l", "tls_policy", "outbound_tls" */
-	const struct dane_policy_entry *pin;	/* fingerprint level */
-	struct tls_client *tlsc;
-	enum check_state state;
+	/* The most used members first: x86-64 reaches offsets < 128 with a
+	 * one-byte displacement.  The large arrays come last. */
+	struct io *io;
 	struct dns_req *dreq;
-	struct dns_mx mx[DNS_MAX_MX];
-	int nmx, imx;			/* imx: the host under test, + 1 */
+	const struct dane_policy_entry *pin;	/* fingerprint level */
+	const struct config *conf;
+	struct tls_client *tlsc;
+	const char *level_from;		/* "-l", "tls_policy", "outbound_tls" */
 	const struct dns_mx *hmx;	/* &mx[imx - 1]: one load where
 					   its name is needed */
-	int mx_secure;
-	int implicit_mx;		/* no MX: the domain is its own */
-	/* The MX host under test. */
-	struct dns_addr addr[DNS_MAX_ADDR];
-	int naddr, iaddr;
-	int addr_secure;
-	struct dane_rrset tlsa;		/* 33 KB, in c on the heap */
-	struct dane_base tbase;		/* where its TLSA are looked up */
-	int tlsa_used;			/* secure TLSA apply: SNI the base */
+	size_t chain_len;
+	size_t nchain;
+	enum check_state state;
 	enum tls_level hlevel;		/* for this host */
-	int host_seen;			/* a verdict was merged for it */
+	enum tls_level level;		/* for the domain */
+	unsigned port;
+	int naddr, iaddr;
+	int nmx, imx;			/* imx: the host under test, + 1 */
+	int tlsa_used;			/* secure TLSA apply: SNI the base */
+	int starttls;			/* offered in the EHLO reply */
 	enum check_verdict hv;
-	char hwhy[CHECK_WHY_MAX];
-	/* The connection. */
-	char ip[INET6_ADDRSTRLEN];
+	enum check_verdict worst;
+	int implicit_mx;		/* no MX: the domain is its own */
+	char domain[DNS_NAME_MAX + 1];
 	struct loop_fd cfd;		/* while connecting */
 	struct loop_timer ctimer;
-	struct io *io;
 	struct tls_conn *tconn;		/* io owns it; valid while io is */
-	int starttls;			/* offered in the EHLO reply */
+	size_t dane_which;
+	int mx_secure;
+	int addr_secure;
+	int host_seen;			/* a verdict was merged for it */
 	int reply_lines;		/* lines of the reply being read */
-	char reply[REPLY_LINE_MAX];	/* its first line */
 	int dane_seen;
 	int nexthop_ok;			/* secure: the leaf names the domain */
 	enum dane_verdict dane_v;
-	size_t dane_which;
-	size_t nchain;
-	size_t chain_len;
-	char chain[CHECK_CHAIN_TEXT_MAX];
-	/* The domain. */
 	int nhosts, nverified;
-	enum check_verdict worst;
 	int any;			/* worst is set */
+	char ip[INET6_ADDRSTRLEN];
+	char hwhy[CHECK_WHY_MAX];
+	char reply[REPLY_LINE_MAX];	/* the reply's first line */
+	struct dns_mx mx[DNS_MAX_MX];
+	/* The MX host under test. */
+	struct dns_addr addr[DNS_MAX_ADDR];
+	struct dane_base tbase;		/* where its TLSA are looked up */
+	char chain[CHECK_CHAIN_TEXT_MAX];
+	struct dane_rrset tlsa;		/* 33 KB, in c on the heap */
 };
 
 static int check_args(struct check *, int, char **);

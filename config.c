@@ -163,8 +163,8 @@ static void listen_format(const struct listen_addr *, struct pbuf *);
 static int cidr_contains(const struct cidr *, int, const uint8_t *);
 static const char *key_words(const struct key *);
 static const struct unit *key_units(const struct key *);
-static key_parse_fn set_name, set_listen, set_path, set_dir, set_word,
-    set_nets, set_domains, set_number, set_smarthost, set_dns, set_user;
+static key_parse_fn set_name, set_list, set_path, set_dir, set_word,
+    set_domains, set_number, set_smarthost, set_user;
 static key_print_fn put_string, put_listen, put_word, put_nets,
     put_domains, put_number, put_dns;
 
@@ -263,12 +263,12 @@ static const uint64_t key_max[] = {
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
 
 static key_parse_fn *const key_parse[KT_COUNT_OF_TYPES] = {
-	[KT_NAME] = set_name, [KT_LISTEN] = set_listen,
+	[KT_NAME] = set_name, [KT_LISTEN] = set_list,
 	[KT_PATH] = set_path, [KT_DIR] = set_dir, [KT_TLS] = set_word,
-	[KT_BOOL] = set_word, [KT_NETS] = set_nets,
+	[KT_BOOL] = set_word, [KT_NETS] = set_list,
 	[KT_DOMAINS] = set_domains, [KT_SIZE] = set_number,
 	[KT_COUNT] = set_number, [KT_DURATION] = set_number,
-	[KT_SMARTHOST] = set_smarthost, [KT_DNS] = set_dns,
+	[KT_SMARTHOST] = set_smarthost, [KT_DNS] = set_list,
 	[KT_USER] = set_user, [KT_LOG] = set_word,
 };
 
@@ -1347,34 +1347,77 @@ set_name(struct parser *p, const struct key *k, struct config *cfg,
 	return 0;
 }
 
+/*
+ * listen_*, relay_networks, dns_servers: up to a maximum of tokens.  Each
+ * key keeps the order of its checks: a listener's token is judged first
+ * (bad, then given twice, then one too many), a network's or a server's
+ * count first.  The list is built apart and stored whole, zeros after the
+ * last item, so an error leaves the key as it was.
+ */
 static int
-set_listen(struct parser *p, const struct key *k, struct config *cfg,
+set_list(struct parser *p, const struct key *k, struct config *cfg,
     const char *v)
 {
-	struct listen_list l;
-	struct listen_addr a;
-	const char *tok;
-	size_t n;
-	int i;
+	union {
+		struct listen_list l;
+		struct cidr_list c;
+		char d[CONFIG_MAX_DNS][sizeof(cfg->dns_servers[0])];
+	} u;
+	union {
+		struct listen_addr a;
+		struct cidr c;
+		char d[sizeof(cfg->dns_servers[0])];
+	} e;
+	const char *tok, *bad, *many;
+	char *items;
+	size_t n, size;
+	int *np, count = 0, max, i, rc;
 
-	memset(&l, 0, sizeof(l));
+	memset(&u, 0, sizeof(u));
+	if (k->type == KT_LISTEN) {
+		np = &u.l.n;
+		items = (char *)u.l.a;
+		size = sizeof(u.l.a[0]);
+		max = CONFIG_MAX_LISTEN;
+		bad = "bad address %s (want IPv4:port, [IPv6]:port or *:port)";
+		many = "more than %d addresses";
+	} else if (k->type == KT_NETS) {
+		np = &u.c.n;
+		items = (char *)u.c.c;
+		size = sizeof(u.c.c[0]);
+		max = CONFIG_MAX_NETS;
+		bad = "bad network %s (want address/bits)";
+		many = "more than %d networks";
+	} else {
+		np = &cfg->dns_n;	/* set only once the list is good */
+		items = u.d[0];
+		size = sizeof(u.d[0]);
+		max = CONFIG_MAX_DNS;
+		bad = "bad server %s (want ip, ip:port or [ipv6]:port)";
+		many = "more than %d servers";
+	}
 	while ((n = list_next(&v, &tok)) > 0) {
-		if (listen_token(tok, n, &a) != 0)
-			return p_bad(p, k, "bad address %s (want "
-			    "IPv4:port, [IPv6]:port or *:port)", tok, n, 0);
-		for (i = 0; i < l.n; i++)
-			if (l.a[i].len == a.len &&
-			    memcmp(&l.a[i].ss, &a.ss, a.len) == 0)
+		rc = k->type == KT_LISTEN ? listen_token(tok, n, &e.a) :
+		    k->type == KT_NETS ? cidr_token(tok, n, &e.c) :
+		    dns_token(tok, n, e.d, sizeof(e.d));
+		if (count == max && k->type != KT_LISTEN)
+			return p_err(p, k, many, max);
+		if (rc != 0)
+			return p_bad(p, k, bad, tok, n, 0);
+		for (i = 0; k->type == KT_LISTEN && i < count; i++)
+			if (u.l.a[i].len == e.a.len &&
+			    memcmp(&u.l.a[i].ss, &e.a.ss, e.a.len) == 0)
 				return p_bad(p, k, "%s given twice", tok, n,
 				    0);
-		if (l.n == CONFIG_MAX_LISTEN)
-			return p_err(p, k, "more than %d addresses",
-			    CONFIG_MAX_LISTEN);
-		l.a[l.n++] = a;
+		if (count == max)
+			return p_err(p, k, many, max);
+		memcpy(items + (size_t)count++ * size, &e, size);
 	}
-	memcpy(field(cfg, k), &l, sizeof(l));
+	*np = count;
+	memcpy(field(cfg, k), &u, k->size);
 	return 0;
 }
+
 
 static int
 set_path(struct parser *p, const struct key *k, struct config *cfg,
@@ -1434,27 +1477,6 @@ set_word(struct parser *p, const struct key *k, struct config *cfg,
 	    k->type == KT_BOOL ? "yes or no" : "syslog or stderr");
 }
 
-static int
-set_nets(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	struct cidr_list l;
-	const char *tok;
-	size_t n;
-
-	memset(&l, 0, sizeof(l));
-	while ((n = list_next(&v, &tok)) > 0) {
-		if (l.n == CONFIG_MAX_NETS)
-			return p_err(p, k, "more than %d networks",
-			    CONFIG_MAX_NETS);
-		if (cidr_token(tok, n, &l.c[l.n]) != 0)
-			return p_bad(p, k, "bad network %s (want "
-			    "address/bits)", tok, n, 0);
-		l.n++;
-	}
-	memcpy(field(cfg, k), &l, sizeof(l));
-	return 0;
-}
 
 static int
 set_domains(struct parser *p, const struct key *k, struct config *cfg,
@@ -1531,29 +1553,6 @@ set_smarthost(struct parser *p, const struct key *k, struct config *cfg,
 	return set_path(p, k, cfg, v);
 }
 
-static int
-set_dns(struct parser *p, const struct key *k, struct config *cfg,
-    const char *v)
-{
-	char servers[CONFIG_MAX_DNS][sizeof(cfg->dns_servers[0])];
-	const char *tok;
-	size_t n;
-	int count = 0;
-
-	memset(servers, 0, sizeof(servers));
-	while ((n = list_next(&v, &tok)) > 0) {
-		if (count == CONFIG_MAX_DNS)
-			return p_err(p, k, "more than %d servers",
-			    CONFIG_MAX_DNS);
-		if (dns_token(tok, n, servers[count], sizeof(servers[0])) != 0)
-			return p_bad(p, k, "bad server %s (want ip, "
-			    "ip:port or [ipv6]:port)", tok, n, 0);
-		count++;
-	}
-	memcpy(cfg->dns_servers, servers, sizeof(servers));
-	cfg->dns_n = count;
-	return 0;
-}
 
 static int
 set_user(struct parser *p, const struct key *k, struct config *cfg,

@@ -130,25 +130,27 @@ struct dns_slot {			/* one c-ares query of a request */
 };
 
 struct dns_req {
+	/* The small members first: x86-64 reaches offsets < 128 with a
+	 * one-byte displacement. */
 	struct dns_req *prev, *next;	/* dns_reqs: every live request */
+	union dns_cb cb;		/* by kind */
+	void *arg;
+	/* TLSA only: DNS_MAX_TLSA records of up to 1.1 KB each, too big to
+	 * sit in every request's union. */
+	struct dns_tlsa_rdata *tlsa;
 	enum dns_kind kind;
-	char name[DNS_NAME_MAX + 1];
 	int pending;			/* queries c-ares still owes us */
 	int starting;			/* inside dns_query_*() */
 	int cancelled;			/* never call the user again */
 	int delivering;			/* inside the user's callback */
-	union dns_cb cb;		/* by kind */
-	void *arg;
 	struct loop_timer timer;	/* deferred delivery; may free req */
 	struct dns_slot slot[DNS_SLOTS];
+	char name[DNS_NAME_MAX + 1];
+	char canon[DNS_NAME_MAX + 1];	/* addresses: dns_canon() */
 	union {
 		struct dns_mx mx[DNS_MAX_MX];
 		struct dns_addr addr[DNS_SLOTS][DNS_MAX_ADDR];
 	} u;
-	/* TLSA only: DNS_MAX_TLSA records of up to 1.1 KB each, too big to
-	 * sit in every request's union. */
-	struct dns_tlsa_rdata *tlsa;
-	char canon[DNS_NAME_MAX + 1];	/* addresses: dns_canon() */
 };
 
 

@@ -19,6 +19,13 @@
 #include "t.h"
 
 #define PRINT_MAX	(64 * 1024)
+/* 8 and 64 good list items: which check comes first when one more is bad
+ * (set_list() keeps each key's order). */
+#define LISTEN_8	"1.1.1.1:1 1.1.1.1:2 1.1.1.1:3 1.1.1.1:4 1.1.1.1:5 " \
+	"1.1.1.1:6 1.1.1.1:7 1.1.1.1:8 "
+#define NETS_8		"10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 " \
+	"10.0.0.6 10.0.0.7 10.0.0.8 "
+#define NETS_64		NETS_8 NETS_8 NETS_8 NETS_8 NETS_8 NETS_8 NETS_8 NETS_8
 
 struct good {
 	const char *in;		/* one line of relay.conf */
@@ -613,6 +620,20 @@ static const struct bad bads[] = {
 	    "\"[::1]:\" (want ip, ip:port or [ipv6]:port)" },
 	{ "dns_servers = [1.2.3.4]:53", "t.conf:1: dns_servers: bad server "
 	    "\"[1.2.3.4]:53\" (want ip, ip:port or [ipv6]:port)" },
+	/* A listener's token is judged before the count; a network's or a
+	 * server's count comes first. */
+	{ "listen_smtp = " LISTEN_8 "x", "t.conf:1: listen_smtp: bad address "
+	    "\"x\" (want IPv4:port, [IPv6]:port or *:port)" },
+	{ "listen_smtp = " LISTEN_8 "1.1.1.1:8", "t.conf:1: listen_smtp: "
+	    "\"1.1.1.1:8\" given twice" },
+	{ "relay_networks = " NETS_64 "x", "t.conf:1: relay_networks: "
+	    "more than 64 networks" },
+	{ "relay_networks = " NETS_64 "10.0.0.9", "t.conf:1: relay_networks: "
+	    "more than 64 networks" },
+	{ "relay_networks = 10.0.0.1 10.0.0.0/33", "t.conf:1: relay_networks: "
+	    "bad network \"10.0.0.0/33\" (want address/bits)" },
+	{ "dns_servers = 1.2.3.4 1.2.3.5 1.2.3.6 1.2.3.7 x", "t.conf:1: "
+	    "dns_servers: more than 4 servers" },
 	{ "user = -x", "t.conf:1: user: bad user name \"-x\"" },
 	{ "user = a b", "t.conf:1: user: bad user name \"a b\"" },
 	{ "user =", "t.conf:1: user: bad user name \"\"" },
