@@ -940,25 +940,21 @@ static void
 check_on_chain(void *arg, const struct tls_der *chain, size_t n)
 {
 	struct check *c = arg;
-	struct dane_cert certs[DANE_CHAIN_MAX];
 	size_t i;
 
 	if (n > DANE_CHAIN_MAX)
 		n = DANE_CHAIN_MAX;
 	c->chain_len = 0;
 	c->chain[0] = '\0';
-	for (i = 0; i < n; i++) {
-		certs[i].der = chain[i].der;
-		certs[i].len = chain[i].len;
+	for (i = 0; i < n; i++)
 		check_describe(c, i, chain[i].der, chain[i].len);
-	}
 	c->nchain = n;
 	c->dane_seen = 1;
 	if (c->hlevel == TLS_SECURE && n > 0)
 		c->nexthop_ok = dane_leaf_nexthop(chain[0].der, chain[0].len,
 		    c->domain);
 	if (c->hlevel == TLS_DANE)
-		c->dane_v = dane_match_base(&c->tlsa, certs, n, &c->tbase,
+		c->dane_v = dane_match_base(&c->tlsa, chain, n, &c->tbase,
 		    c->domain, &c->dane_which);
 }
 
@@ -1048,8 +1044,7 @@ check_tls_done(struct check *c)
 	char rec[CHECK_REC_MAX];
 	const struct dane_tlsa *r;
 	unsigned v;
-	size_t i;
-	int chain_ok, name_ok, pinned = 0;
+	int chain_ok, name_ok;
 
 	if (t == NULL) {	/* cannot happen: IO_TLS means it is on */
 		check_tls_failed(c, "no TLS after the handshake");
@@ -1088,12 +1083,8 @@ check_tls_done(struct check *c)
 		    rec);
 		return;
 	case TLS_FINGERPRINT:
-		if (tls_conn_peer_fp(t, fp, spki) == 0)
-			for (i = 0; i < c->pin->nfp && !pinned; i++)
-				pinned = sodium_memcmp(fp, c->pin->fp[i],
-				    TLS_FP_LEN) == 0 || sodium_memcmp(spki,
-				    c->pin->fp[i], TLS_FP_LEN) == 0;
-		if (pinned)
+		if (tls_conn_peer_fp(t, fp, spki) == 0 &&
+		    dane_policy_pinned(c->pin, fp, spki))
 			check_verdict(c, 1, CV_VERIFIED, "verified "
 			    "(fingerprint)");
 		else

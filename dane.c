@@ -22,6 +22,8 @@
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
 
+#include <sodium.h>
+
 #include "config.h"
 #include "dane.h"
 #include "textfile.h"
@@ -60,6 +62,7 @@
  * that did not parse (selector 0 can still match its bytes). */
 struct dane_chain {
 	size_t n;
+	struct dane_cert cert[DANE_CHAIN_MAX];	/* the caller's, copied */
 	mbedtls_x509_crt all;		/* those that parsed, leaf first */
 	const mbedtls_x509_crt *crt[DANE_CHAIN_MAX];
 	signed char ta_ok[DANE_CHAIN_MAX];	/* 0 unknown, 1 / -1 */
@@ -79,15 +82,13 @@ struct dane_policy {
 
 static int	dane_fields_usable(unsigned, unsigned, unsigned, size_t);
 static int	dane_record_ok(const struct dane_tlsa *);
-static void	dane_chain_load(struct dane_chain *, const struct dane_cert *,
-		    size_t);
+static void	dane_chain_load(struct dane_chain *, const void *, size_t);
 static int	dane_selected(const struct dane_cert *,
 		    const mbedtls_x509_crt *, unsigned, const uint8_t **,
 		    size_t *);
 static int	dane_data_match(const struct dane_tlsa *, const uint8_t *,
 		    size_t);
-static int	dane_ta_verify(struct dane_chain *, const struct dane_cert *,
-		    size_t);
+static int	dane_ta_verify(struct dane_chain *, size_t);
 static int	dane_names_ok(const mbedtls_x509_crt *, const char *const *,
 		    size_t);
 static int	dane_name_match(const unsigned char *, size_t, const char *);
@@ -264,8 +265,7 @@ done:
 /* ---- matching ------------------------------------------------------- */
 
 static void
-dane_chain_load(struct dane_chain *ch, const struct dane_cert *chain,
-    size_t nchain)
+dane_chain_load(struct dane_chain *ch, const void *chain, size_t nchain)
 {
 	const mbedtls_x509_crt *last;
 	size_t i;
@@ -273,9 +273,14 @@ dane_chain_load(struct dane_chain *ch, const struct dane_cert *chain,
 	memset(ch, 0, sizeof(*ch));
 	mbedtls_x509_crt_init(&ch->all);
 	ch->n = nchain < DANE_CHAIN_MAX ? nchain : DANE_CHAIN_MAX;
+	/* Bytes, not a cast: the caller's array may be another struct of
+	 * this layout (tls.h's struct tls_der).  No chain may be NULL. */
+	if (ch->n > 0)
+		memcpy(ch->cert, chain, ch->n * sizeof(ch->cert[0]));
 	for (i = 0; i < ch->n; i++) {
-		if (chain[i].der == NULL || mbedtls_x509_crt_parse_der(&ch->all,
-		    chain[i].der, chain[i].len) != 0)
+		if (ch->cert[i].der == NULL ||
+		    mbedtls_x509_crt_parse_der(&ch->all, ch->cert[i].der,
+		    ch->cert[i].len) != 0)
 			continue;
 		/* a successful parse is the last element of the list */
 		for (last = &ch->all; last->next != NULL; last = last->next)
@@ -335,8 +340,7 @@ dane_data_match(const struct dane_tlsa *r, const uint8_t *p, size_t n)
  * Cached per depth: several records may name the same certificate.
  */
 static int
-dane_ta_verify(struct dane_chain *ch, const struct dane_cert *chain,
-    size_t depth)
+dane_ta_verify(struct dane_chain *ch, size_t depth)
 {
 	mbedtls_x509_crt ta;
 	uint32_t flags = 0;
@@ -348,8 +352,8 @@ dane_ta_verify(struct dane_chain *ch, const struct dane_cert *chain,
 		ok = 0;		/* the leaf must head the list mbedTLS walks */
 	else {
 		mbedtls_x509_crt_init(&ta);
-		ok = mbedtls_x509_crt_parse_der(&ta, chain[depth].der,
-		    chain[depth].len) == 0 &&
+		ok = mbedtls_x509_crt_parse_der(&ta, ch->cert[depth].der,
+		    ch->cert[depth].len) == 0 &&
 		    mbedtls_x509_crt_verify(&ch->all, &ta, NULL, NULL, &flags,
 		    NULL, NULL) == 0 && flags == 0;
 		mbedtls_x509_crt_free(&ta);
@@ -476,7 +480,7 @@ dane_ieq(const unsigned char *a, const char *b, size_t n)
  * a TA record would leave no signature to check.
  */
 enum dane_verdict
-dane_match(const struct dane_rrset *set, const struct dane_cert *chain,
+dane_match(const struct dane_rrset *set, const void *chain,
     size_t nchain, const char *const *names, size_t nnames, size_t *which)
 {
 	struct dane_chain ch;
@@ -499,20 +503,20 @@ dane_match(const struct dane_rrset *set, const struct dane_cert *chain,
 			continue;
 		if (r->usage == DANE_USAGE_DANE_EE) {
 			/* §3.1.1: the leaf only; names and dates ignored */
-			if (dane_selected(&chain[0], ch.crt[0], r->selector,
+			if (dane_selected(&ch.cert[0], ch.crt[0], r->selector,
 			    &p, &n) == 0 && dane_data_match(r, p, n))
 				v = DANE_MATCH;
 			continue;
 		}
 		for (d = 1; d < ch.n && v != DANE_MATCH; d++) {
-			if (dane_selected(&chain[d], ch.crt[d], r->selector,
+			if (dane_selected(&ch.cert[d], ch.crt[d], r->selector,
 			    &p, &n) != 0 || !dane_data_match(r, p, n))
 				continue;
 			if (ch.names_ok == 0)
 				ch.names_ok = ch.crt[0] != NULL &&
 				    dane_names_ok(ch.crt[0], names, nnames) ?
 				    1 : -1;
-			if (ch.names_ok > 0 && dane_ta_verify(&ch, chain, d))
+			if (ch.names_ok > 0 && dane_ta_verify(&ch, d))
 				v = DANE_MATCH;
 		}
 	}
@@ -678,7 +682,7 @@ dane_base_refs(const struct dane_base *b, const char *nexthop,
 }
 
 enum dane_verdict
-dane_match_base(const struct dane_rrset *set, const struct dane_cert *chain,
+dane_match_base(const struct dane_rrset *set, const void *chain,
     size_t nchain, const struct dane_base *b, const char *nexthop,
     size_t *which)
 {
@@ -1058,6 +1062,22 @@ dane_policy_find(const struct dane_policy *pol, const char *domain)
 		    pol->item, pol->n, sizeof(*it), dane_key_cmp)) != NULL)
 			return &it->e;
 	return NULL;
+}
+
+/* Constant time (sodium_memcmp()), as every comparison of a secret or
+ * a pin in ferry is. */
+int
+dane_policy_pinned(const struct dane_policy_entry *e, const uint8_t *fp,
+    const uint8_t *spki)
+{
+	size_t i;
+
+	/* i / 2 the entry's fingerprint, i % 2 which of the peer's. */
+	for (i = 0; i < 2 * e->nfp; i++)
+		if (sodium_memcmp(e->fp[i / 2], i % 2 ? spki : fp,
+		    sizeof(e->fp[0])) == 0)
+			return (int)(i % 2) + 1;
+	return 0;
 }
 
 /* ASCII, as tolower() is in the C locale ferry runs in, without the two

@@ -53,7 +53,10 @@ int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
 /* Number of usable records in the set. */
 size_t dane_usable(const struct dane_rrset *);
 
-/* One certificate of the peer's chain, DER, leaf first. */
+/* One certificate of the peer's chain, DER, leaf first.  The matching
+ * functions take a chain as an array of these or of any struct laid out
+ * the same (tls.h's struct tls_der: deliver.c asserts it), copied in as
+ * bytes. */
 struct dane_cert {
 	const uint8_t *der;
 	size_t len;
@@ -77,7 +80,7 @@ enum dane_verdict {
  * *which gets the index of the record that matched, for the log.
  */
 enum dane_verdict dane_match(const struct dane_rrset *,
-    const struct dane_cert *chain, size_t nchain,
+    const void *chain, size_t nchain,
     const char *const *names, size_t nnames, size_t *which);
 /* 1 when the certificate (DER) names one of names[] by the rules above;
  * a name ".example.org" stands for every name below example.org (level
@@ -154,7 +157,7 @@ size_t dane_base_refs(const struct dane_base *, const char *nexthop,
     const char **names, size_t max);
 /* dane_match() against the names dane_base_refs() gives. */
 enum dane_verdict dane_match_base(const struct dane_rrset *,
-    const struct dane_cert *chain, size_t nchain, const struct dane_base *,
+    const void *chain, size_t nchain, const struct dane_base *,
     const char *nexthop, size_t *which);
 /* Level secure (Postfix's "nexthop, dot-nexthop"): 1 when the leaf names
  * domain or a name below it, by dane_leaf_names()'s rules. */
@@ -201,5 +204,10 @@ void dane_policy_free(struct dane_policy *);
 /* The entry for a (lower-case) domain, or NULL: use the default level. */
 const struct dane_policy_entry *dane_policy_find(const struct dane_policy *,
     const char *domain);
+/* Whether the entry pins the peer's leaf: 1 by the certificate's SHA-256
+ * (fp), 2 by its key's (spki), 0 neither.  The entry's fingerprints are
+ * tried in order, each against both. */
+int dane_policy_pinned(const struct dane_policy_entry *, const uint8_t *fp,
+    const uint8_t *spki);
 
 #endif

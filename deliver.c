@@ -101,6 +101,10 @@
  * PLAIN " with its CRLF. */
 #define DELIVER_B64_MAX		(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 1)
 _Static_assert(11 + DELIVER_B64_MAX + 2 <= DELIVER_SEND_MAX, "AUTH line");
+/* dane_match() reads tls.c's chain as struct dane_cert pairs. */
+_Static_assert(sizeof(struct tls_der) == sizeof(struct dane_cert) &&
+    offsetof(struct tls_der, len) == offsetof(struct dane_cert, len),
+    "tls_der is laid out as dane_cert");
 
 enum deliver_state {
 	DS_RESOLVE_MX,
@@ -152,72 +156,76 @@ enum deliver_auth_step {
 #define DELIVER_NEXTHOP_NAMES(d) ((d)->level == TLS_SECURE && !(d)->literal)
 
 struct deliver {
-	const struct deliver_ops *ops;
-	void *arg;
-	enum deliver_state state;
-	char host[DNS_NAME_MAX + 1];
-	int literal;
-	unsigned port;
-	struct dns_req *dreq;
-	struct dns_mx *mx;		/* allocated: DNS_MAX_MX */
-	int nmx, imx;
-	struct dns_addr addr[DNS_MAX_ADDR];
-	int naddr, iaddr;
-	/* The address being tried, as messages name it: "mx[192.0.2.1]"
-	 * (set with each connect; the MX host and the address as text). */
-	char peer[DNS_NAME_MAX + INET6_ADDRSTRLEN + 3];
-	struct loop_fd cfd;		/* while connecting */
-	struct loop_timer ctimer;
+	/* The most-used fields first: x86-64 reaches an offset below 128
+	 * with a one-byte displacement, others with four.  Flags are bytes
+	 * so that more fit there; buffers come last. */
 	struct io *io;
-	unsigned ext;
-	unsigned ncont;			/* "DDD-" lines of the reply so far
-					   (zeroed with ext on connect) */
-	uint64_t max_size;
-	int used;			/* a transaction was attempted */
-	int need_rset;
-	char why_dsn[16];
-	char why[DELIVER_REPLY_MAX];	/* last connection-level trouble */
-	char why_relay[DELIVER_RELAY_MAX];	/* the server it came from,
-					   "" when none was reached */
-	char lines[DELIVER_REPLY_MAX];	/* a multi-line reply's lines so far */
-	size_t nlines;			/* strlen(lines) */
 	struct deliver_txn *txn;
-	unsigned send_i, recv_i, accepted;
-	int mail_failed;
-	uint64_t body_done;
-	int body_bol;
-	int body_8bit_ok;
-	int send_failed;		/* output over io's cap */
-	int smarthost;			/* the next hop is the smarthost */
+	struct dns_mx *mx;		/* allocated: DNS_MAX_MX */
+	struct dns_req *dreq;
+	struct dane_rrset *tlsa;	/* allocated at dane and dane-only */
+	struct tls_client *tlsc;	/* our reference, or NULL */
+	enum deliver_state state;
+	unsigned ext;
+	unsigned port;
 	enum tls_level level;		/* for this next hop (with DANE: for
 					   this MX host) */
+	enum deliver_auth_step auth_step;
+	unsigned send_i, recv_i, accepted;
+	int nmx, imx;
+	int naddr;
 	enum tls_level base;		/* as configured (or tls_policy) */
-	struct dane_policy_entry pin;	/* the tls_policy entry, if any:
-					   fingerprints for that level */
-	int smtps;			/* implicit TLS (smarthost_tls) */
-	int mx_secure;			/* the MX RRset was DNSSEC-secure */
-	int host_secure;		/* so was this host's MX RRset (or
+	size_t nlines;			/* strlen(lines) */
+	uint8_t mail_failed;
+	uint8_t dane;			/* this host: the chain must match */
+	uint8_t need_rset;
+	uint8_t tls_on;			/* the handshake succeeded */
+	uint8_t smarthost;		/* the next hop is the smarthost */
+	uint8_t early;			/* fail from the loop, no connect */
+	uint8_t used;			/* a transaction was attempted */
+	uint8_t send_failed;		/* output over io's cap */
+	uint8_t body_bol;
+	uint8_t smtps;			/* implicit TLS (smarthost_tls) */
+	uint8_t tlsa_used;		/* secure TLSA apply to this host */
+	uint8_t dane_seen;		/* the chain hook ran */
+	uint8_t notls;			/* 'may' after a failed handshake */
+	uint8_t plain_retry;		/* reconnect to the same address */
+	uint8_t nexthop_ok;		/* DELIVER_NEXTHOP_NAMES: it held */
+	uint8_t literal;
+	/* The address being tried, as messages name it: "mx[192.0.2.1]"
+	 * (set with each connect; the MX host and the address as text).
+	 * The most-used buffer: it starts below 128 too. */
+	char peer[DNS_NAME_MAX + INET6_ADDRSTRLEN + 3];
+	uint64_t max_size;
+	uint64_t body_done;
+	const struct deliver_ops *ops;
+	void *arg;
+	int iaddr;
+	enum deliver_result quit_r;	/* how the QUIT ends it */
+	uint8_t mx_secure;		/* the MX RRset was DNSSEC-secure */
+	uint8_t host_secure;		/* so was this host's MX RRset (or
 					   the address answer standing in) */
-	int implicit_mx;		/* no MX: the domain is its own */
-	struct dane_rrset *tlsa;	/* allocated at dane and dane-only */
-	struct dane_base tbase;		/* where this host's TLSA are looked
-					   up (its name, or its alias's) */
-	int tlsa_used;			/* secure TLSA apply to this host */
-	int dane;			/* this host: the chain must match */
-	int dane_seen;			/* the chain hook ran */
-	int nexthop_ok;			/* DELIVER_NEXTHOP_NAMES: it held */
-	unsigned gen;			/* deliver_gen at the start */
+	uint8_t implicit_mx;		/* no MX: the domain is its own */
+	unsigned ncont;			/* "DDD-" lines of the reply so far
+					   (zeroed with ext on connect) */
 	enum dane_verdict dane_v;
-	size_t dane_which;		/* the record that matched */
-	struct tls_client *tlsc;	/* our reference, or NULL */
+	unsigned gen;			/* deliver_gen at the start */
 	struct tls_conn *tconn;		/* handed to io (which frees it);
 					   valid while d->io is */
-	int tls_on;			/* the handshake succeeded */
-	int notls;			/* 'may' after a failed handshake */
-	int plain_retry;		/* reconnect to the same address */
-	int early;			/* fail from the loop, no connect */
-	enum deliver_auth_step auth_step;
-	enum deliver_result quit_r;	/* how the QUIT ends it */
+	size_t dane_which;		/* the record that matched */
+	struct loop_fd cfd;		/* while connecting */
+	struct loop_timer ctimer;
+	char host[DNS_NAME_MAX + 1];
+	char why[DELIVER_REPLY_MAX];	/* last connection-level trouble */
+	char why_dsn[16];
+	char lines[DELIVER_REPLY_MAX];	/* a multi-line reply's lines so far */
+	char why_relay[DELIVER_RELAY_MAX];	/* the server it came from,
+					   "" when none was reached */
+	struct dane_base tbase;		/* where this host's TLSA are looked
+					   up (its name, or its alias's) */
+	struct dane_policy_entry pin;	/* the tls_policy entry, if any:
+					   fingerprints for that level */
+	struct dns_addr addr[DNS_MAX_ADDR];
 };
 
 static void deliver_enter_state(struct deliver *, enum deliver_state);
@@ -756,23 +764,16 @@ static void
 deliver_on_chain(void *arg, const struct tls_der *chain, size_t n)
 {
 	struct deliver *d = arg;
-	struct dane_cert certs[DANE_CHAIN_MAX];
-	size_t i;
 
 	if (!d->dane) {		/* DELIVER_NEXTHOP_NAMES */
 		d->nexthop_ok = n > 0 && dane_leaf_nexthop(chain[0].der,
 		    chain[0].len, d->host);
 		return;
 	}
-	if (n > DANE_CHAIN_MAX)
-		n = DANE_CHAIN_MAX;
-	for (i = 0; i < n; i++) {
-		certs[i].der = chain[i].der;
-		certs[i].len = chain[i].len;
-	}
 	/* RFC 7672 section 3.2.2: the TLSA base domain, the MX host as
-	 * named, the next-hop domain. */
-	d->dane_v = dane_match_base(d->tlsa, certs, n, &d->tbase, d->host,
+	 * named, the next-hop domain.  dane.c takes tls.c's chain as it is
+	 * (and at most DANE_CHAIN_MAX of it). */
+	d->dane_v = dane_match_base(d->tlsa, chain, n, &d->tbase, d->host,
 	    &d->dane_which);
 	d->dane_seen = 1;
 }
@@ -1351,7 +1352,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 	static const char *const kind[2] = { "certificate", "public key" };
 	unsigned char fp[2][TLS_FP_LEN];
 	char rec[DANE_DATA_MAX * 2 + 16], hex[96];
-	size_t i, k;
+	int k;
 
 	if (d->dane) {
 		if (!d->dane_seen || d->dane_v != DANE_MATCH) {
@@ -1376,15 +1377,12 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 		    "tls_policy fingerprint against");
 		return 0;
 	}
-	for (i = 0; i < d->pin.nfp; i++)
-		for (k = 0; k < 2; k++)
-			if (sodium_memcmp(d->pin.fp[i], fp[k], TLS_FP_LEN) ==
-			    0) {
-				tls_fp_format(fp[k], hex);
-				deliver_fmt(what, whatsz, "%s fingerprint "
-				    "sha256:%s", kind[k], hex);
-				return 1;
-			}
+	if ((k = dane_policy_pinned(&d->pin, fp[0], fp[1])) != 0) {
+		tls_fp_format(fp[k - 1], hex);
+		deliver_fmt(what, whatsz, "%s fingerprint sha256:%s",
+		    kind[k - 1], hex);
+		return 1;
+	}
 	tls_fp_format(fp[0], hex);
 	deliver_fmt(what, whatsz, "no tls_policy fingerprint matched the "
 	    "certificate sha256:%s", hex);

@@ -80,7 +80,6 @@ struct sched_job {
 
 struct sched_dest {
 	struct sched_dest *next;
-	char name[SCHED_DEST_MAX];
 	struct sched_job *head, **tail;
 	unsigned waiting;
 	unsigned active;		/* connections */
@@ -88,6 +87,8 @@ struct sched_dest {
 	uint64_t dead_until;		/* unix seconds */
 	unsigned failures;
 	int relay;			/* made for the smarthost */
+	char name[SCHED_DEST_MAX];	/* last: the fields above get
+					   one-byte displacements */
 };
 
 struct sched_conn {

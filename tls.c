@@ -121,21 +121,24 @@ struct tls_client {
 	int refs;
 	int ca_ok;
 	int has_cert;
+	unsigned long clock;		/* LRU: bumped on every cache use */
+	struct tls_cache_slot cache[TLS_CACHE_SLOTS];
 	mbedtls_ssl_config conf;
 	mbedtls_x509_crt ca;
 	mbedtls_x509_crt cert;
 	mbedtls_pk_context key;
 	int suites[TLS_SUITES_MAX + 1];
-	unsigned long clock;		/* LRU: bumped on every cache use */
-	struct tls_cache_slot cache[TLS_CACHE_SLOTS];
 };
 
 struct tls_conn {
-	mbedtls_ssl_context ssl;
+	/* The most-used fields first: offsets below 128 take one-byte
+	 * displacements. */
 	struct tls_server *srv;		/* exactly one of srv / cli */
 	struct tls_client *cli;
 	char *cache_key;		/* client only; NULL: no resumption */
 	char *name;			/* with cache_key: the name checked */
+	tls_chain_hook *chain_hook;	/* client only */
+	void *chain_arg;
 	int fd;
 	int sys_errno;			/* the socket error behind a failure */
 	unsigned char done;		/* handshake finished */
@@ -150,12 +153,11 @@ struct tls_conn {
 	 * the cache slot's, copied; server: the ticket's leaf): a
 	 * resumption reports it. */
 	unsigned char off_has_peer;
-	uint64_t off_born;
 	unsigned off_verify;
-	struct tls_peer off_peer;
-	tls_chain_hook *chain_hook;	/* client only */
-	void *chain_arg;
+	uint64_t off_born;
+	mbedtls_ssl_context ssl;
 	struct tls_peer peer;
+	struct tls_peer off_peer;
 	char err[TLS_ERR_MAX];
 };
 
