@@ -83,9 +83,10 @@ test_kinds(void)
 	};
 	char buf[4096], host[64], head[96], exp[256], *p, *nl;
 	FILE *f = tmpfile();
-	int fd2, kept, st1 = 0, st2 = 0;
+	const char *q;
+	int fd2, kept, nofork, st1 = 0, st2 = 0;
 	size_t i, n;
-	pid_t c1, c2;
+	pid_t c1 = 0, c2 = 0;
 
 	CHECK(f != NULL);
 	CHECK((fd2 = dup(2)) != -1 && dup2(fileno(f), 2) == 2);
@@ -100,13 +101,17 @@ test_kinds(void)
 	log_trace(TRACE_IO, "not traced");
 	log_trace_mask = 0;
 	kept = errno;
-	if ((c1 = fork()) == 0) {
+	/* test/cross.sh: qemu-user kills the forked child of a dynamically
+	 * linked program, so the fatal lines are checked on the native and
+	 * the static (s390x) builds only. */
+	nofork = (q = getenv("FERRY_QEMU_DYNAMIC")) != NULL && *q != '\0';
+	if (!nofork && (c1 = fork()) == 0) {
 		errno = EACCES;
 		log_fatal(LP_PICKUP, "f %s", "y");
 	}
 	if (c1 > 0)
 		(void)waitpid(c1, &st1, 0);
-	if ((c2 = fork()) == 0)
+	if (!nofork && (c2 = fork()) == 0)
 		log_fatalx(LP_SENDMAIL, "fx");
 	if (c2 > 0)
 		(void)waitpid(c2, &st2, 0);
@@ -118,15 +123,16 @@ test_kinds(void)
 	fclose(f);
 
 	CHECK(kept == ENOENT);
-	CHECK(c1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 75);
-	CHECK(c2 > 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 75);
+	CHECK(nofork || (c1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 75));
+	CHECK(nofork || (c2 > 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 75));
 	if (gethostname(host, sizeof(host)) != 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
 	host[strcspn(host, ".")] = '\0';
 	snprintf(head, sizeof(head), " %s ferry/", host);
 	p = buf;
-	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++, p = nl + 1) {
+	for (i = 0; i < sizeof(want) / sizeof(want[0]) - (nofork ? 2 : 0);
+	    i++, p = nl + 1) {
 		snprintf(exp, sizeof(exp), want[i].fmt, (long)getpid(),
 		    want[i].err ? strerror(want[i].err) : "");
 		CHECK((nl = strchr(p, '\n')) != NULL);
