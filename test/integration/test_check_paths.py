@@ -13,18 +13,14 @@ speaks no TLS, with odd bytes in its banner and a refused EHLO
 (127.0.2.1), and one with the DANE-EE key (127.0.2.2).
 """
 
-import atexit
-import os
 import re
-import shutil
 import subprocess
-import tempfile
-import threading
 
 from dnsrig import DnssecRig
-from ferrytest import FERRY_BIN, SLOW, TestFailure, check, free_port, \
+from ferrytest import FERRY_BIN, SLOW, TestFailure, check, \
     sanitizer_report
 from peers import SmtpPeer
+from sharedrig import SharedRig
 from test_dane import chain_file, dane_file, tlsa
 
 CHECK_TIMEOUT = 90	# seconds (the rig's first answers are slow)
@@ -37,10 +33,6 @@ BANNER = '220 ~odd\x01peer\x7f\u00e9 ESMTP'
 BANNER_SHOWN = '220 ~odd?peer??? ESMTP'
 EHLO_NO = '502 5.5.2 no\x1fEHLO ~'
 EHLO_NO_SHOWN = '502 5.5.2 no?EHLO ~'
-
-_lock = threading.Lock()
-_fx = {}
-
 
 def _policy(sess, verb, arg, txn):
     if verb == 'CONNECT':
@@ -65,12 +57,8 @@ def _zones(port):
     }
 
 
-def _start():
-    tmp = tempfile.mkdtemp(prefix='ferry-check-paths-')
-    os.chmod(tmp, 0o755)
-    port = free_port()
+def _start(tmp, port):
     ps = []
-    rig = None
     try:
         ps.append(SmtpPeer(addr=ODD, port=port, policy=_policy).start())
         ps.append(SmtpPeer(addr=EE, port=port, tls='starttls',
@@ -82,39 +70,10 @@ def _start():
         for p in ps:
             p.stop()
         raise
-    conf = os.path.join(tmp, 'check.conf')
-    with open(conf, 'w') as f:
-        f.write(''.join('%s = %s\n' % kv for kv in (
-            ('hostname', 'ferry.test'), ('log', 'stderr'),
-            ('smarthost', ''), ('queue_dir', os.path.join(tmp, 'queue')),
-            ('dns_servers', rig.server), ('dnssec', 'yes'),
-            ('mx_port', str(port)), ('outbound_tls', 'dane'))))
-    _fx.update(rig=rig, peers=ps, port=port, tmp=tmp, conf=conf)
-    atexit.register(_stop)
+    return ps, rig
 
 
-def _stop():
-    for p in _fx.get('peers', ()):
-        p.stop()
-    rig = _fx.get('rig')
-    if rig is not None:
-        rig.stop()
-        rig.remove()
-    if _fx.get('tmp') and not os.environ.get('FERRY_KEEP'):
-        shutil.rmtree(_fx['tmp'], ignore_errors=True)
-
-
-def fixture():
-    with _lock:
-        if 'error' in _fx:
-            raise TestFailure('the rig did not start: %s' % _fx['error'])
-        if 'rig' not in _fx:
-            try:
-                _start()
-            except Exception as e:
-                _fx['error'] = str(e)[-2000:]
-                raise
-        return _fx
+fixture = SharedRig('ferry-check-paths-', _start).fixture
 
 
 def run_check(domain, rc_want):

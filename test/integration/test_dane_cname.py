@@ -18,19 +18,16 @@ own zones and its own peer on its own loopback address (127.0.1.N, one
 port for all), so what a peer saw belongs to one test.
 """
 
-import atexit
 import os
 import re
-import shutil
 import subprocess
-import tempfile
-import threading
 
 import peers
 from dnsrig import DnssecRig
 from ferrytest import Daemon, FERRY_BIN, SLOW, TestFailure, check, \
-    free_port, sanitizer_report
+    sanitizer_report
 from peers import SmtpPeer
+from sharedrig import SharedRig
 from test_dane import BODY, NO_RETRY, chain_file, dane_file, tlsa, \
     tls_lines, matched, mail_cmds, no_mail_sent, deferred_kept
 
@@ -53,8 +50,6 @@ ADDR = {
     'smarthost': ('127.0.1.7', 'ee', ()),
 }
 
-_lock = threading.Lock()
-_fx = {}
 
 
 def _zones(port):
@@ -102,12 +97,8 @@ def _zones(port):
     }
 
 
-def _start():
-    tmp = tempfile.mkdtemp(prefix='ferry-cname-')
-    os.chmod(tmp, 0o755)
-    port = free_port()
+def _start(tmp, port):
     ps = {}
-    rig = None
     try:
         for case, (addr, leaf, chain) in ADDR.items():
             ps[case] = SmtpPeer(addr=addr, port=port, tls='starttls',
@@ -122,40 +113,10 @@ def _start():
         for p in ps.values():
             p.stop()
         raise
-    conf = os.path.join(tmp, 'check.conf')
-    with open(conf, 'w') as f:
-        f.write(''.join('%s = %s\n' % kv for kv in (
-            ('hostname', 'ferry.test'), ('log', 'stderr'),
-            ('smarthost', ''), ('queue_dir', os.path.join(tmp, 'queue')),
-            ('dns_servers', rig.server), ('dnssec', 'yes'),
-            ('mx_port', str(port)), ('outbound_tls', 'dane'))))
-    _fx.update(rig=rig, peers=ps, port=port, tmp=tmp, conf=conf)
-    atexit.register(_stop)
+    return ps, rig
 
 
-def _stop():
-    for p in _fx.get('peers', {}).values():
-        p.stop()
-    rig = _fx.get('rig')
-    if rig is not None:
-        rig.stop()
-        rig.remove()
-    if _fx.get('tmp') and not os.environ.get('FERRY_KEEP'):
-        shutil.rmtree(_fx['tmp'], ignore_errors=True)
-
-
-def fixture():
-    with _lock:
-        if 'error' in _fx:
-            raise TestFailure('the shared rig did not start: %s'
-                              % _fx['error'])
-        if 'rig' not in _fx:
-            try:
-                _start()
-            except Exception as e:
-                _fx['error'] = str(e)[-2000:]
-                raise
-        return _fx
+fixture = SharedRig('ferry-cname-', _start).fixture
 
 
 def daemon(name, level='dane', **cfg):
