@@ -350,7 +350,7 @@ check_args(struct check *c, int argc, char **argv)
 		c->domain[i] = (char)dane_lower((unsigned char)dom[i]);
 	}
 	c->domain[len] = '\0';
-	/* memmem(), not strstr(): one libc import fewer (bounce.c). */
+	/* No empty label. */
 	if (c->domain[0] == '.' || memmem(c->domain, len, "..", 2) != NULL)
 		goto baddom;
 	return EX_OK;

@@ -466,8 +466,7 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		else
 			fprintf(fp, "# %s\n%s%s\n", why, name, b.s);
 	}
-	/* memcmp() within the name before '=', not strncmp(): one libc
-	 * import fewer. */
+	/* The whole name before '=' must match: its length, then its bytes. */
 	for (; envp != NULL && *envp != NULL; envp++) {
 		if ((eq = strchr(*envp, '=')) == NULL ||
 		    (size_t)(eq - *envp) < plen ||
@@ -921,8 +920,7 @@ env_find(char *const *envp, const char *name)
 	size_t n = strlen(name);
 	const char *eq;
 
-	/* name holds no '=': it matches up to the first one (memcmp(), not
-	 * strncmp(): one libc import fewer). */
+	/* name holds no '=': it matches up to the first one, whole. */
 	for (; *envp != NULL; envp++)
 		if ((eq = strchr(*envp, '=')) != NULL &&
 		    (size_t)(eq - *envp) == n && memcmp(*envp, name, n) == 0)
