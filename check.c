@@ -111,6 +111,9 @@ struct check {
 	enum check_verdict hv;
 	enum check_verdict worst;
 	int implicit_mx;		/* no MX: the domain is its own */
+	int bracket;			/* "[host]": no MX lookup */
+	int literal;			/* "[192.0.2.1]": no DNS at all */
+	int smtps;			/* implicit TLS */
 	char domain[DNS_NAME_MAX + 1];
 	struct loop_fd cfd;		/* while connecting */
 	struct loop_timer ctimer;
@@ -152,7 +155,7 @@ static void check_host_level(struct check *, enum dane_lookup, int);
 static const char *check_sni(const struct check *);
 static void check_next_addr(struct check *);
 static void check_on_connect(struct loop_fd *, unsigned);
-static void check_on_connect_timeout(struct loop_timer *);
+static void check_on_timer(struct loop_timer *);
 static void check_connected(struct check *, int);
 static void check_on_io(struct io *, enum io_event, void *);
 static void check_reply(struct check *, int, const char *);
@@ -229,9 +232,15 @@ check_cli(const struct config *conf, int argc, char **argv)
 	c->level_from = "outbound_tls";
 	c->cfd.fd = -1;
 	c->cfd.cb = check_on_connect;
-	c->ctimer.cb = check_on_connect_timeout;
+	c->ctimer.cb = check_on_timer;
 	if ((rc = check_args(c, argc, argv)) != EX_OK)
 		goto done;
+	/* As deliver_level(): smtps is a transport; the level inside it is
+	 * encrypt unless a tls_policy entry says more. */
+	if (c->level == TLS_SMTPS) {
+		c->smtps = 1;
+		c->level = TLS_ENCRYPT;
+	}
 	if ((rc = check_setup(c)) != EX_OK)
 		goto done;
 	/* -l wins over the entry's level, but -l fingerprint still needs
@@ -271,14 +280,27 @@ check_cli(const struct config *conf, int argc, char **argv)
 		rc = EX_OSERR;
 		goto done;
 	}
-	printf("ferry check %s: level %s (%s), port %u%s\n", c->domain,
+	printf("ferry check %s%s%s: level %s (%s), port %u%s%s\n",
+	    c->bracket ? "[" : "", c->domain, c->bracket ? "]" : "",
 	    config_tls_level_name(c->level), c->level_from, c->port,
+	    c->smtps ? ", implicit TLS (smtps)" : "",
 	    conf->dnssec ? "" : ", dnssec = no: nothing counts as secure");
-	if (conf->smarthost[0] != '\0')
+	if (conf->smarthost[0] != '\0' && !c->bracket &&
+	    strcmp(c->level_from, "smarthost_tls") != 0)
 		printf("note: smarthost = %s: deliveries go there, not to "
 		    "these MX hosts\n", conf->smarthost);
 	c->state = CS_MX;
-	if ((c->dreq = dns_query_mx(c->domain, check_on_mx, c)) == NULL) {
+	if (c->bracket) {
+		/* RFC 5321 section 5.1: the host itself, as deliver_start();
+		 * no MX RRset that could be insecure.  From the loop, as the
+		 * callbacks of a lookup would run. */
+		c->nmx = 1;
+		c->mx_secure = 1;
+		memcpy(c->mx[0].host, c->domain, sizeof(c->domain));
+		loop_timer_set(&c->ctimer, 0);
+	} else
+		c->dreq = dns_query_mx(c->domain, check_on_mx, c);
+	if (!c->bracket && c->dreq == NULL) {
 		log_cli("ferry check", "cannot start the MX lookup");
 		rc = EX_OSERR;
 	} else if (loop_run() == -1) {
@@ -310,15 +332,22 @@ done:
 	return rc;
 }
 
-/* check [-l LEVEL] [-p PORT] DOMAIN; argv[0] is "check". */
+/*
+ * check [-l LEVEL] [-p PORT] [DESTINATION]; argv[0] is "check".  The
+ * destination is a domain or has the smarthost's shape ("[host]:port",
+ * "host:port"); none means the smarthost, whose port (25 if it names
+ * none) and smarthost_tls a delivery there uses.  A port in the
+ * destination wins over -p, and -p over mx_port.
+ */
 static int
 check_args(struct check *c, int argc, char **argv)
 {
-	const char *dom = NULL;
+	const char *dom = NULL, *h;
 	unsigned long long port;	/* strtoull(): one libc import */
+	unsigned dport;
 	char *end;
 	size_t i, len;
-	int a;
+	int a, relay;
 
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "-p") == 0 && a + 1 < argc) {
@@ -336,20 +365,35 @@ check_args(struct check *c, int argc, char **argv)
 		else
 			dom = argv[a];
 	}
-	if (dom == NULL)
+	if (dom == NULL && (dom = c->conf->smarthost)[0] == '\0')
 		goto usage;
-	len = strlen(dom);
-	if (len > 1 && dom[len - 1] == '.')
+	relay = strcasecmp(dom, c->conf->smarthost) == 0;
+	if ((c->bracket = config_host_split(dom, strlen(dom), &h, &len,
+	    &dport)) < 0)
+		goto baddom;
+	if (dport != 0)
+		c->port = dport;
+	else if (relay)
+		c->port = 25;	/* as sched_configure() */
+	if (relay && strcmp(c->level_from, "-l") != 0) {
+		c->level = c->conf->smarthost_tls;
+		c->level_from = "smarthost_tls";
+	}
+	if (len > 1 && h[len - 1] == '.')
 		len--;		/* "example.org." is example.org */
 	if (len == 0 || len > CONFIG_NAME_MAX - 1)
 		goto baddom;
-	for (i = 0; i < len; i++) {
-		if (!dane_alnum((unsigned char)dom[i]) && dom[i] != '.' &&
-		    dom[i] != '-' && dom[i] != '_')
-			goto baddom;
-		c->domain[i] = (char)dane_lower((unsigned char)dom[i]);
-	}
+	for (i = 0; i < len; i++)
+		c->domain[i] = (char)dane_lower((unsigned char)h[i]);
 	c->domain[len] = '\0';
+	if (c->bracket && net_addr(c->domain, &c->addr[0]) == 0) {
+		c->literal = 1;
+		return EX_OK;
+	}
+	for (i = 0; i < len; i++)
+		if (!dane_alnum((unsigned char)h[i]) && h[i] != '.' &&
+		    h[i] != '-' && h[i] != '_')
+			goto baddom;
 	/* No empty label. */
 	if (c->domain[0] == '.' || memmem(c->domain, len, "..", 2) != NULL)
 		goto baddom;
@@ -366,7 +410,8 @@ static void
 check_usage(void)
 {
 	fprintf(stderr, "usage: %s\n", "ferry check [-l none|may|encrypt|"
-	    "dane|dane-only|fingerprint|verify|secure] [-p PORT] DOMAIN");
+	    "dane|dane-only|fingerprint|verify|secure|smtps] [-p PORT] "
+	    "[DOMAIN | [HOST]:PORT]");
 }
 
 static int
@@ -374,8 +419,8 @@ check_level_parse(const char *s, enum tls_level *out)
 {
 	unsigned l;
 
-	/* smtps is the smarthost's; MX delivery has no implicit TLS. */
-	for (l = TLS_NONE; l < TLS_SMTPS; l++)
+	/* smtps too: a smarthost on port 465 is checked with it. */
+	for (l = TLS_NONE; l <= TLS_SMTPS; l++)
 		if (strcasecmp(s, config_tls_level_name((enum tls_level)l)) ==
 		    0) {
 			*out = (enum tls_level)l;
@@ -497,9 +542,17 @@ check_next_host(struct check *c)
 	c->tlsa_used = 0;
 	c->hlevel = c->level;
 	/* One call: printf() ignores the preference it is not asked for. */
-	printf(c->implicit_mx ? "\n%s (implicit MX)\n" : "\n%s (MX %u)\n",
-	    check_host(c), c->hmx->pref);
+	printf(c->bracket ? "\n%s (no MX lookup)\n" : c->implicit_mx ?
+	    "\n%s (implicit MX)\n" : "\n%s (MX %u)\n", check_host(c),
+	    c->hmx->pref);
 	check_enter_state(c, CS_ADDR);
+	if (c->literal) {
+		c->naddr = 1;	/* c->addr[0], from check_args() */
+		printf("  address: %s (a literal: no DNS lookup)\n",
+		    check_host(c));
+		check_host_level(c, DANE_LOOKUP_NONE, 0);
+		return;
+	}
 	if ((c->dreq = dns_query_addr(check_host(c), check_on_addr, c)) ==
 	    NULL) {
 		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: cannot "
@@ -635,10 +688,19 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 	const char *why = NULL;
 	/* RFC 7672 section 2.2.2: and the host's addresses, as deliver.c */
 	int mx_secure = (c->implicit_mx || c->mx_secure) && c->addr_secure;
+	enum dane_step step;
 
 	if (c->level == TLS_DANE || c->level == TLS_DANE_ONLY) {
-		switch (dane_host_step(c->level, mx_secure, lookup,
-		    tlsa_secure, &c->tlsa, &why)) {
+		/* As deliver_start(): an address has no name for TLSA. */
+		if (c->literal) {
+			why = "dane-only: DANE needs a host name to look up "
+			    "TLSA records for, not an address literal";
+			step = c->level == TLS_DANE ? DANE_STEP_MAY :
+			    DANE_STEP_DEFER;
+		} else
+			step = dane_host_step(c->level, mx_secure, lookup,
+			    tlsa_secure, &c->tlsa, &why);
+		switch (step) {
 		case DANE_STEP_DANE:
 			c->hlevel = TLS_DANE;
 			c->tlsa_used = 1;
@@ -652,10 +714,11 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 			break;
 		case DANE_STEP_MAY:
 			c->hlevel = TLS_MAY;
-			printf("  policy: no DNSSEC-secure %s: DANE does not "
-			    "apply\n", mx_secure ? "TLSA records" :
-			    c->implicit_mx || c->mx_secure ? "address records" :
-			    "MX RRset");
+			printf("  policy: %s%s: DANE does not apply\n",
+			    c->literal ? "an address literal" :
+			    "no DNSSEC-secure ", c->literal ? "" : mx_secure ?
+			    "TLSA records" : c->implicit_mx || c->mx_secure ?
+			    "address records" : "MX RRset");
 			break;
 		case DANE_STEP_LOOKUP:	/* not here: the lookup was made */
 		case DANE_STEP_DEFER:
@@ -715,11 +778,17 @@ check_next_addr(struct check *c)
 	check_connected(c, fd == -1 ? err : errno);
 }
 
+/* The connect timeout, and the start of a "[host]" check (no MX lookup
+ * whose answer would start it). */
 static void
-check_on_connect_timeout(struct loop_timer *t)
+check_on_timer(struct loop_timer *t)
 {
-	check_connected(container_of(t, struct check, ctimer),
-	    CHECK_TIMED_OUT);
+	struct check *c = container_of(t, struct check, ctimer);
+
+	if (c->state == CS_MX)
+		check_next_host(c);
+	else
+		check_connected(c, CHECK_TIMED_OUT);
 }
 
 static void
@@ -751,6 +820,10 @@ check_connected(struct check *c, int err)
 		io_set_timeout(c->io, CHECK_REPLY_MS);
 		c->reply_lines = 0;
 		check_enter_state(c, CS_BANNER);
+		/* smtps: the handshake first; the banner then comes inside
+		 * TLS, and the QUIT after the verdict ends it. */
+		if (c->smtps)
+			check_tls_begin(c);
 		return;
 	}
 	if (fd != -1)
@@ -1045,6 +1118,9 @@ check_tls_done(struct check *c)
 	const struct dane_tlsa *r;
 	unsigned v;
 	int chain_ok, name_ok;
+	/* secure: the leaf names the domain (or a name below it); for
+	 * "[host]", as deliver.c for a literal next hop, the host. */
+	int nexthop = c->hlevel == TLS_SECURE && !c->bracket;
 
 	if (t == NULL) {	/* cannot happen: IO_TLS means it is on */
 		check_tls_failed(c, "no TLS after the handshake");
@@ -1100,16 +1176,15 @@ check_tls_done(struct check *c)
 		if (!chain_ok)
 			check_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Untrusted TLS, no chain to ca_file (4.7.5)");
-		else if (c->hlevel == TLS_SECURE ? c->nexthop_ok : name_ok)
+		else if (nexthop ? c->nexthop_ok : name_ok)
 			check_verdict(c, 1, CV_VERIFIED, "verified (a "
-			    "chain to ca_file naming %s)", c->hlevel ==
-			    TLS_SECURE ? "the domain" : "the host");
+			    "chain to ca_file naming %s)", nexthop ?
+			    "the domain" : "the host");
 		else
 			check_verdict(c, 1, CV_DEFERRED, "deferred: "
 			    "Trusted TLS, the certificate does not name %s%s "
-			    "(4.7.5)", c->hlevel == TLS_SECURE ? c->domain :
-			    check_host(c), c->hlevel == TLS_SECURE ?
-			    " or a name below it" : "");
+			    "(4.7.5)", nexthop ? c->domain : check_host(c),
+			    nexthop ? " or a name below it" : "");
 		return;
 	default:
 		check_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "
@@ -1124,7 +1199,7 @@ static void
 check_tls_failed(struct check *c, const char *why)
 {
 	printf("    TLS: handshake failed: %s\n", why);
-	if (c->hlevel == TLS_MAY)
+	if (c->hlevel == TLS_MAY && !c->smtps)
 		check_verdict(c, 0, CV_PLAINTEXT, "plaintext (a delivery "
 		    "retries without TLS)");
 	else
@@ -1225,9 +1300,9 @@ check_finish(struct check *c)
 	if (!c->any)		/* no host at all: nothing went out */
 		check_merge(c, CV_TEMPFAIL);
 	if (c->nhosts > 0)
-		printf("\noverall: %s (%d of %d MX host%s verified)\n",
+		printf("\noverall: %s (%d of %d %shost%s verified)\n",
 		    check_overall[c->worst], c->nverified, c->nhosts,
-		    c->nhosts == 1 ? "" : "s");
+		    c->bracket ? "" : "MX ", c->nhosts == 1 ? "" : "s");
 	else
 		printf("overall: %s\n", check_overall[c->worst]);
 	check_enter_state(c, CS_DONE);

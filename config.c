@@ -152,8 +152,6 @@ static int port_parse(const char *, size_t, unsigned *);
 static int number_parse(const char *, size_t, uint64_t *);
 static int unit_parse(const char *, const struct unit *, uint64_t,
     uint64_t *);
-static int host_split(const char *, size_t, const char **, size_t *,
-    unsigned *);
 static int host_copy(char *, const char *, size_t);
 static int listen_token(const char *, size_t, struct listen_addr *);
 static int cidr_token(const char *, size_t, struct cidr *);
@@ -1123,14 +1121,10 @@ unit_parse(const char *s, const struct unit *u, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-/*
- * "[host]:port", "[host]", "host:port" or "host", where a host with two
- * colons or more is an IPv6 address with no port: the shape listeners,
- * DNS servers and the smarthost share.  *port is 0 when there is none.
- * 1: the host was in brackets, 0: it was not, -1: a bad shape or port.
- */
-static int
-host_split(const char *t, size_t n, const char **h, size_t *hn,
+/* The shape listeners, DNS servers, the smarthost and `ferry check`
+ * share (config.h). */
+int
+config_host_split(const char *t, size_t n, const char **h, size_t *hn,
     unsigned *port)
 {
 	const char *end = t + n, *c, *rb;
@@ -1181,7 +1175,7 @@ listen_token(const char *t, size_t n, struct listen_addr *out)
 	int v6;
 
 	memset(out, 0, sizeof(*out));
-	if ((v6 = host_split(t, n, &h, &hn, &port)) < 0 || port == 0 ||
+	if ((v6 = config_host_split(t, n, &h, &hn, &port)) < 0 || port == 0 ||
 	    host_copy(host, h, hn) != 0)
 		return -1;
 	/* "*": the memset left INADDR_ANY. */
@@ -1256,7 +1250,7 @@ dns_token(const char *t, size_t n, char *out, size_t outsz)
 	unsigned pv;
 	int br, family;
 
-	if ((br = host_split(t, n, &h, &hn, &pv)) < 0 ||
+	if ((br = config_host_split(t, n, &h, &hn, &pv)) < 0 ||
 	    host_copy(host, h, hn) != 0)
 		return -1;
 	family = br || memchr(h, ':', hn) != NULL ? AF_INET6 : AF_INET;
@@ -1284,7 +1278,7 @@ smarthost_valid(const char *s, size_t n)
 	unsigned port;
 	int br;
 
-	if ((br = host_split(s, n, &h, &hn, &port)) < 0)
+	if ((br = config_host_split(s, n, &h, &hn, &port)) < 0)
 		return 0;
 	if (name_valid(h, hn))
 		return 1;

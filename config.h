@@ -171,5 +171,10 @@ const char *config_domain(const struct domain_list *, int i);
 int config_parse_duration(const char *, unsigned *seconds);
 int config_parse_size(const char *, uint64_t *bytes);
 const char *config_tls_level_name(enum tls_level);
+/* "[host]:port", "[host]", "host:port" or "host" (an IPv6 address
+ * unbracketed has no port): host at *h, *hn bytes; *port 0 if none.
+ * 1: bracketed, 0: not, -1: a bad shape or port. */
+int config_host_split(const char *, size_t, const char **h, size_t *hn,
+    unsigned *port);
 
 #endif

@@ -440,9 +440,6 @@ deliver_start(const char *host, unsigned port,
     const struct deliver_ops *ops, void *arg)
 {
 	struct deliver *d;
-	struct dns_addr *a;
-	struct sockaddr_in *s4;
-	struct sockaddr_in6 *s6;
 	int literal = host[0] == '[';
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
@@ -473,18 +470,7 @@ deliver_start(const char *host, unsigned port,
 		/* [192.0.2.1] or [host]: no MX lookup (RFC 5321 §5.1). */
 		d->nmx = 1;
 		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", d->host);
-		a = &d->addr[0];
-		s4 = (struct sockaddr_in *)&a->ss;
-		s6 = (struct sockaddr_in6 *)&a->ss;
-		if (inet_pton(AF_INET, d->host, &s4->sin_addr) == 1) {
-			s4->sin_family = AF_INET;
-			a->len = sizeof(*s4);
-			d->naddr = 1;
-		} else if (inet_pton(AF_INET6, d->host, &s6->sin6_addr) == 1) {
-			s6->sin6_family = AF_INET6;
-			a->len = sizeof(*s6);
-			d->naddr = 1;
-		}
+		d->naddr = net_addr(d->host, &d->addr[0]) == 0;
 	}
 	/* Policy that fails whatever the peer says: no connection at all. */
 	if (d->base == TLS_DANE_ONLY && d->naddr > 0) {

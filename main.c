@@ -232,9 +232,10 @@ main_usage(void)
 	    "(USER:$argon2id$...)\n"
 	    "  tlsa [--usage U --selector S --match M] CERT [HOST [PORT]]\n"
 	    "                        print the TLSA record to publish\n"
-	    "  check [-l LEVEL] [-p PORT] DOMAIN\n"
-	    "                        what a delivery to DOMAIN would do: MX, "
-	    "TLSA, TLS\n"
+	    "  check [-l LEVEL] [-p PORT] [DOMAIN|[HOST]:PORT]\n"
+	    "                        what a delivery there (default: the "
+	    "smarthost)\n"
+	    "                        would do: MX, TLSA, TLS\n"
 	    "  check-config          validate and print the settings\n"
 	    "  newaliases            check the aliases file");
 }

@@ -1,8 +1,8 @@
 /*
- * net.c - the outbound TCP connect (see net.h).  The port goes into the
- * caller's address (deliver.c and check.c keep it there for the
- * connection's lifetime), so a retry of the same address needs nothing
- * more.
+ * net.c - the outbound TCP connect and address literals (see net.h).  The
+ * port goes into the caller's address (deliver.c and check.c keep it there
+ * for the connection's lifetime), so a retry of the same address needs
+ * nothing more.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,4 +43,21 @@ net_connect(struct dns_addr *a, unsigned port, char *ip, size_t ipsz)
 		return -1;
 	}
 	return fd;
+}
+
+int
+net_addr(const char *s, struct dns_addr *a)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&a->ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&a->ss;
+
+	if (inet_pton(AF_INET, s, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		a->len = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, s, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		a->len = sizeof(*s6);
+	} else
+		return -1;
+	return 0;
 }

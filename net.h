@@ -9,6 +9,9 @@
  * made), or -1 with errno set (socket() or connect() failed; nothing is
  * left open).  Either way ip has the address as text, for the caller's
  * message.
+ *
+ * net_addr() reads an IPv4 or IPv6 address literal ("[192.0.2.1]" and
+ * "[2001:db8::1]" without the brackets): 0, or -1 if s is no address.
  */
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
@@ -18,5 +21,6 @@
 struct dns_addr;
 
 int net_connect(struct dns_addr *, unsigned port, char *ip, size_t ipsz);
+int net_addr(const char *s, struct dns_addr *);
 
 #endif

@@ -11,8 +11,9 @@ peers share one port on different loopback addresses, 127.0.0.2-6, each
 presenting one certificate of test/certs/dane (127.0.0.7 answers
 STARTTLS and hangs up; nothing listens on 127.0.0.8; 127.0.0.9 offers
 STARTTLS with the DANE-EE key but only level none ever reaches it, so it
-must never see a STARTTLS).  `ferry check` sends no mail, which every
-case checks on every peer.
+must never see a STARTTLS; 127.0.0.10 speaks implicit TLS, the smarthost
+of the 'relay' config).  `ferry check` sends no mail, which every case
+checks on every peer.
 """
 
 import atexit
@@ -37,6 +38,7 @@ EE, EXPIRED, TA, WRONG, PLAIN, BREAK = (
     '127.0.0.7')
 DOWN = '127.0.0.8'	# nobody listens there
 NOTLS = '127.0.0.9'	# offers STARTTLS; only level none is sent there
+SMTPS = '127.0.0.10'	# implicit TLS: the smarthost of conf 'relay'
 
 VERDICT = re.compile(r'^  verdict: (.*)$', re.M)
 OVERALL = re.compile(r'^overall: (.*)$', re.M)
@@ -110,6 +112,9 @@ def _start():
              SmtpPeer(addr=BREAK, port=port, tls='starttls',
                       certfile=chain_file(tmp, 'ee'),
                       keyfile=dane_file('ee.key'), tls_break=True),
+             SmtpPeer(addr=SMTPS, port=port, tls='smtps',
+                      certfile=chain_file(tmp, 'ee'),
+                      keyfile=dane_file('ee.key')),
              tls_peer(NOTLS, 'ee')]
     started = []
     rig = None
@@ -136,7 +141,9 @@ def _start():
     confs = {}
     for name, extra in (('dane', {}), ('dane-only', {}),
                         ('policy', {'tls_policy': policy}),
-                        ('pkix', {'ca_file': dane_file('ca.pem')})):
+                        ('pkix', {'ca_file': dane_file('ca.pem')}),
+                        ('relay', {'smarthost': '[%s]:%d' % (SMTPS, port),
+                                   'smarthost_tls': 'smtps'})):
         c = {'hostname': 'ferry.test', 'log': 'stderr', 'smarthost': '',
              'queue_dir': os.path.join(tmp, 'queue'),
              'dns_servers': rig.server, 'dnssec': 'yes',
@@ -148,7 +155,8 @@ def _start():
         with open(path, 'w') as f:
             f.write(''.join('%s = %s\n' % kv for kv in c.items()))
         confs[name] = path
-    _fixture.update(rig=rig, peers=peers, notls=peers[-1], port=port,
+    _fixture.update(rig=rig, peers=peers, notls=peers[-1],
+                    smtps=peers[-2], ee=peers[0], port=port,
                     port2=port2,
                     confs=confs, tmp=tmp)
     atexit.register(_stop)
@@ -569,7 +577,8 @@ def test_check_usage():
     fx = fixture()
     for args in ([], ['-p', '0', 'a.dane.test'], ['-l', 'loud', 'x.test'],
                  ['a.test', 'b.test'], ['-x', 'a.test'], ['bad..name'],
-                 ['-l', 'smtps', 'a.test']):
+                 ['[a.test'], ['[a.test]x'], ['a.test:0'],
+                 ['[a.test]:65536'], ['[a..test]'], ['2001:db8::1']):
         p = subprocess.run([FERRY_BIN, '-c', fx['confs']['dane'], 'check']
                            + args, capture_output=True,
                            stdin=subprocess.DEVNULL, timeout=30 * SLOW)
@@ -578,3 +587,86 @@ def test_check_usage():
               '`ferry check %s`: exit %d, stdout %r, stderr %r'
               % (' '.join(args), p.returncode, p.stdout[:200],
                  p.stderr[:300]))
+
+
+# --- "[host]:port", address literals, the smarthost ---------------------
+
+def test_check_bracketed_host():
+    """[host]: no MX lookup (RFC 5321 section 5.1, as a delivery to a
+    smarthost in brackets); the host's own secure address answer stands
+    in for the MX RRset, so its TLSA records apply; a port after the
+    brackets picks the TLSA records and the peer of that port."""
+    fx = fixture()
+    r = run_check('[mx.dane.test]').expect(
+        0, [r'verified \(DANE-TA %s\)$' % prefix(tlsa('ca', 2, 0, 1))],
+        r'verified \(1 of 1 host verified\)')
+    r.has(r'^ferry check \[mx\.dane\.test\]: level dane \(outbound_tls\), '
+          r'port %d$' % fx['port'])
+    r.has(r'^mx\.dane\.test \(no MX lookup\)$').lacks(r'^MX ')
+    r.has(r'^  addresses \(secure\): 127\.0\.0\.4$')
+    r = run_check('[MX.dane.test.]:%d' % fx['port2']).expect(
+        0, [r'verified \(DANE-TA %s\)$' % prefix(tlsa('ca', 2, 1, 1))],
+        r'verified')
+    r.has(r'^  mx\.dane\.test\[127\.0\.0\.4\]:%d:$' % fx['port2'])
+
+
+def test_check_bracketed_host_secure_names_host():
+    """secure for [host]: the certificate must name the host itself (a
+    name below it is not enough), as a delivery to a literal next hop."""
+    run_check('-l', 'secure', '[mx.dane.test]', conf='pkix').expect(
+        0, [r'verified \(a chain to ca_file naming the host\)$'],
+        r'verified')
+    run_check('-l', 'secure', '[mx.tawrong.dane.test]', conf='pkix').expect(
+        69, [r'deferred: Trusted TLS, the certificate does not name '
+             r'mx\.tawrong\.dane\.test \(4\.7\.5\)$'], r'not verified')
+
+
+def _sessions(peer):
+    with peer.lock:
+        return len(peer.sessions)
+
+
+def test_check_address_literal():
+    """[192.0.2.1]: no DNS at all.  DANE has no name to look TLSA up
+    for: dane is may there, dane-only defers without connecting."""
+    fx = fixture()
+    r = run_check('[%s]:%d' % (EE, fx['port'])).expect(
+        69, [r'encrypted, not verified$'],
+        r'not verified \(0 of 1 host verified\)')
+    r.has(r'^  address: 127\.0\.0\.2 \(a literal: no DNS lookup\)$')
+    r.has(r'^  policy: an address literal: DANE does not apply$')
+    r.has(r'^    STARTTLS: offered$').has(r'^    TLS: TLSv1\.')
+    before = _sessions(fx['ee'])
+    run_check('-l', 'dane-only', '[%s]:%d' % (EE, fx['port'])).expect(
+        69, [r'deferred: dane-only: DANE needs a host name to look up '
+             r'TLSA records for, not an address literal \(4\.7\.5\); a '
+             r'delivery does not connect$'], r'not verified').lacks(
+        r'banner:')
+    check(_sessions(fx['ee']) == before,
+          'dane-only connected to an address literal')
+
+
+def test_check_smarthost_implicit_tls():
+    """No destination: the smarthost, at smarthost_tls; smtps shakes
+    hands before the banner (the peer speaks TLS only, so a STARTTLS
+    dialogue would fail)."""
+    fx = fixture()
+    before = _sessions(fx['smtps'])
+    r = run_check(conf='relay').expect(
+        69, [r'encrypted, not verified$'], r'not verified')
+    r.has(r'^ferry check \[127\.0\.0\.10\]: level encrypt '
+          r'\(smarthost_tls\), port %d, implicit TLS \(smtps\)$'
+          % fx['port'])
+    r.has(r'^    TLS: TLSv1\.').lacks(r'STARTTLS').lacks(r'^note: ')
+    with fx['smtps'].lock:
+        new = fx['smtps'].sessions[before:]
+    check(len(new) == 1 and new[0].tls,
+          'smtps peer sessions %r' % [(s.tls, s.commands) for s in new])
+    # The same host named on the command line is the smarthost too.
+    run_check('[%s]:%d' % (SMTPS, fx['port']), conf='relay').has(
+        r'level encrypt \(smarthost_tls\)').has(r'implicit TLS')
+    # -l smtps against a server that speaks plaintext first: the
+    # handshake fails and, TLS being mandatory, the host is deferred.
+    run_check('-l', 'smtps', '[%s]:%d' % (PLAIN, fx['port'])).expect(
+        69, [r'deferred: cannot start TLS \(4\.7\.5\)$'],
+        r'not verified').has(r'^    TLS: handshake failed: ')
