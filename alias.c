@@ -31,7 +31,8 @@ static int alias_add(struct alias_table *, const char *, size_t,
 static const struct alias_entry *alias_find(const struct alias_table *,
     const char *, size_t);
 static int alias_walk(const struct alias_table *, const char *,
-    const char *, char (*)[512], int, int *, int, const char **);
+    const char *, char (*)[512], int, int *, int, const char **,
+    const struct alias_entry *);
 static void alias_err(char *, size_t, const char *, size_t, const char *);
 static int alias_next(const char *, size_t, size_t *, char *, const char **);
 
@@ -273,9 +274,12 @@ alias_local(const char *addr, const char *origin, size_t *klen)
 	return 1;
 }
 
+/* An address in the list of its own alias (parent) is final, as in
+ * Postfix and sendmail: "root: root, admin@x" keeps root and adds a copy. */
 static int
 alias_walk(const struct alias_table *t, const char *addr, const char *origin,
-    char (*out)[512], int max, int *n, int depth, const char **why)
+    char (*out)[512], int max, int *n, int depth, const char **why,
+    const struct alias_entry *parent)
 {
 	const struct alias_entry *e;
 	char one[ALIAS_ADDR_MAX];
@@ -283,7 +287,7 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 	int k, r;
 
 	if (alias_local(addr, origin, &klen) &&
-	    (e = alias_find(t, addr, klen)) != NULL) {
+	    (e = alias_find(t, addr, klen)) != NULL && e != parent) {
 		if (depth >= ALIAS_DEPTH_MAX) {
 			*why = "alias loop or chain too long";
 			return -1;
@@ -291,7 +295,7 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 		vlen = strlen(e->value);
 		while ((r = alias_next(e->value, vlen, &i, one, why)) == 1)
 			if (alias_walk(t, one, origin, out, max, n, depth + 1,
-			    why) == -1)
+			    why, e) == -1)
 				return -1;
 		return r;
 	}
@@ -322,7 +326,7 @@ alias_expand(const struct alias_table *t, const char *addr,
 	int n = 0;
 
 	*why = NULL;
-	if (alias_walk(t, addr, origin, out, max, &n, 0, why) == -1)
+	if (alias_walk(t, addr, origin, out, max, &n, 0, why, NULL) == -1)
 		return -1;
 	return n;
 }

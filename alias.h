@@ -6,9 +6,10 @@
  * Keys are local parts, matched case-insensitively, for addresses
  * without a domain or in `origin`.  Values are lists of addresses; a bare
  * one is looked up again (chains), up to ALIAS_DEPTH_MAX levels and
- * ALIAS_EXPAND_MAX addresses in all.  Comments start with '#'; a line
- * that starts with a space or tab continues the previous one, as in
- * /etc/aliases.  Parsing takes explicit lengths and is fuzzed.
+ * ALIAS_EXPAND_MAX addresses in all, but not in its own list, where it
+ * is final (`root: root, admin@example.org`, as in Postfix).  Comments
+ * start with '#'; a line that starts with a space or tab continues the
+ * previous one, as in /etc/aliases.  Parsing takes explicit lengths and is fuzzed.
  */
 #ifndef FERRY_ALIAS_H
 #define FERRY_ALIAS_H

@@ -152,7 +152,7 @@ static int sm_deliver(struct sm *);
 static enum sm_result sm_session(struct sm *);
 static enum sm_result sm_fail(struct sm *, struct conn *, int);
 static enum sm_result sm_transaction(struct sm *, struct conn *, size_t,
-    size_t, const struct msg_buf *);
+    size_t *, const struct msg_buf *);
 static int sm_maildrop(struct sm *);
 static int sm_relay_smtp(const struct config *);
 static int cli_connect(const char *);
@@ -772,7 +772,7 @@ sm_session(struct sm *sm)
 	}
 	for (i = 0; i < sm->nrcpt && r == SR_OK; i = end) {
 		end = sm->nrcpt - i > batch ? i + batch : sm->nrcpt;
-		r = sm_transaction(sm, c, i, end, &data);
+		r = sm_transaction(sm, c, i, &end, &data);
 	}
 quit:
 	if (r != SR_DOWN)
@@ -799,8 +799,9 @@ sm_fail(struct sm *sm, struct conn *c, int code)
 	return SR_PERM;
 }
 
+/* *to is cut back when the daemon takes fewer recipients than sent. */
 static enum sm_result
-sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
+sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t *to,
     const struct msg_buf *data)
 {
 	char size[32] = "";
@@ -815,11 +816,16 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 	    (c->ext & EXT_SMTPUTF8) ? " SMTPUTF8" : "", size);
 	if (code != 250)
 		return sm_fail(sm, c, code);
-	for (i = from; i < to; i++) {
+	for (i = from; i < *to; i++) {
 		code = conn_cmd(c, "RCPT TO:<%s>\r\n", sm->rcpt[i].addr);
 		if (code == 250 || code == 251) {
 			sm->rcpt[i].accepted = 1;
 			acc++;
+		} else if (code == 452 && acc > 0) {
+			/* Full after alias expansion: these now, the rest
+			 * in the next transaction (RFC 5321 4.5.3.1.10). */
+			*to = i;
+			break;
 		} else if (code >= 500 && code < 600) {
 			/* Refuse this one, keep the others (Postfix bounces
 			 * it later; we can say it now). */
@@ -842,7 +848,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t to,
 	/* Any 2xx: queued (maildrop/ would make it twice). */
 	if ((code = conn_reply(c)) / 100 != 2)
 		return sm_fail(sm, c, code);
-	for (i = from; i < to; i++)
+	for (i = from; i < *to; i++)
 		if (sm->rcpt[i].accepted)
 			sm->rcpt[i].state = RCPT_DONE;
 	if (sm->verbose)

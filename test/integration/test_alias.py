@@ -111,3 +111,51 @@ def test_alias_bad_file_refused_and_reload_keeps_old():
         qid = d.send_message(b'Subject: r\r\n\r\nx\r\n', rcpts=('root',))
         check(rcpts_of(d, qid) == ['admin@example.org'],
               'after a bad reload %r' % rcpts_of(d, qid))
+
+
+def test_alias_sendmail_batch_cut_by_expansion():
+    """sendmail sends at most max_recipients RCPTs a transaction, but the
+    daemon counts recipients after alias expansion: with root three
+    addresses, the 4th RCPT of root d e f got 452 4.5.3.  sendmail took
+    that for a failure, sent no DATA and exited 75, so the message went
+    to nobody (cron does not retry).  RFC 5321 4.5.3.1.10: on a 452 the
+    accepted recipients get the message and the rest a new transaction."""
+    d = Daemon('aliasbatch', origin='box.test', max_recipients='5')
+    d.cfg['aliases'] = write_aliases(d, 'root: a@x.test, b@x.test, '
+                                        'c@x.test\n')
+    d.write_config()
+    with d:
+        p = d.cli('sendmail', 'root', 'd@z.test', 'e@z.test', 'f@z.test',
+                  input=b'Subject: batch\n\nx\n')
+        check(p.returncode == 0, 'sendmail: exit %d %r'
+              % (p.returncode, p.stderr))
+        q = d.mailq()
+        got = sorted(a for m in q for a in rcpts_of(d, m['id']))
+        check(got == ['a@x.test', 'b@x.test', 'c@x.test', 'd@z.test',
+                      'e@z.test', 'f@z.test'] and len(q) == 2,
+              'queued %r' % [(m['id'], rcpts_of(d, m['id'])) for m in q])
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(os.listdir(md) == [], 'maildrop %r' % os.listdir(md))
+
+
+def test_alias_self_reference_ends_recursion():
+    """'root: root, admin@example.org' keeps root and adds a copy, as in
+    Postfix (virtual(5): alias an address to itself to end recursion)
+    and sendmail; ferry took the self-reference for a loop and answered
+    451 4.3.0 to every message for root, for ever."""
+    d = Daemon('aliasself', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, 'root: root, admin@example.org\n'
+                                        'ops: ops@box.test, root\n')
+    d.write_config()
+    with d:
+        qid = d.send_message(b'Subject: s\r\n\r\nx\r\n',
+                             rcpts=('root@box.test',))
+        check(rcpts_of(d, qid) == ['admin@example.org', 'root@box.test'],
+              'root: %r' % rcpts_of(d, qid))
+        p = d.cli('sendmail', 'ops', input=b'Subject: s\n\nx\n')
+        check(p.returncode == 0, 'sendmail ops: exit %d %r'
+              % (p.returncode, p.stderr))
+        q = [m for m in d.mailq() if m['id'] != qid]
+        check(len(q) == 1 and rcpts_of(d, q[0]['id']) ==
+              ['admin@example.org', 'ops@box.test', 'root@box.test'],
+              'ops: %r' % q)
