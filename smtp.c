@@ -508,7 +508,9 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	char ip[INET6_ADDRSTRLEN];
-	char msg[128];
+	/* The longest refusal names a hostname of CONFIG_NAME_MAX and an
+	 * IPv6 address; a shorter buffer would close without the 421. */
+	char msg[CONFIG_NAME_MAX + INET6_ADDRSTRLEN + 64];
 	enum smtp_reply r;
 	int n;
 

@@ -533,6 +533,45 @@ def test_max_connections_per_client():
             c.close()
 
 
+def test_max_connections_421_with_long_hostname():
+    """The 421 to a connection over either limit names our hostname and
+    the client's address; a long (valid) hostname must not turn it into
+    a close without a word."""
+    host = 'mx-outbound-01.' + 'a-rather-long-subdomain-label.' * 3 + \
+        'example.test'
+    with Daemon('longhost', hostname=host, max_connections='10',
+                max_connections_per_client='1') as d:
+        held = d.connect()
+        r = held.expect(None, 220)
+        check(host in r.text, 'banner %r' % r.text)
+        with d.connect() as c:
+            try:
+                r = c.reply()
+            except EOFError:
+                raise TestFailure('over max_connections_per_client: closed '
+                                  'without a 421 (hostname of %d octets)'
+                                  % len(host))
+            check(r.code == 421 and r.enh() == '4.7.0' and
+                  r.text == '421 4.7.0 %s Error: too many connections '
+                  'from %s' % (host, TRUSTED), 'over the limit: %r' % r.text)
+            check(c.wait_closed(), 'not closed after 421')
+        held.expect('QUIT', 221)
+        held.close()
+    with Daemon('longhost2', hostname=host, max_connections='1',
+                max_connections_per_client='10') as d:
+        held = d.connect()
+        held.expect(None, 220)
+        with d.connect(UNTRUSTED) as c:
+            try:
+                r = c.reply()
+            except EOFError:
+                raise TestFailure('over max_connections: closed without '
+                                  'a 421')
+            check(r.text == '421 4.7.0 %s Error: too many connections'
+                  % host, 'over max_connections: %r' % r.text)
+        held.close()
+
+
 def test_max_connections():
     with Daemon('maxconn', max_connections='3',
                 max_connections_per_client='10') as d:
