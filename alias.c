@@ -227,11 +227,13 @@ alias_find(const struct alias_table *t, const char *key, size_t klen)
 }
 
 struct alias_table *
-alias_load(const char *path, char *err, size_t errsz)
+alias_load(const char *path, const char *origin, char *err, size_t errsz)
 {
 	struct alias_table *t;
 	char *buf;
-	size_t len;
+	char (*exp)[512];
+	const char *why;
+	size_t len, i;
 	int rc;
 
 	if ((rc = textfile_read(path, ALIAS_FILE_MAX, 0, &buf, &len, err,
@@ -242,7 +244,25 @@ alias_load(const char *path, char *err, size_t errsz)
 	}
 	t = alias_parse(path, buf, len, err, errsz);
 	free(buf);
-	return t;
+	if (t == NULL)
+		return NULL;
+	if ((exp = malloc(ALIAS_EXPAND_MAX * sizeof(*exp))) == NULL) {
+		snprintf(err, errsz, "%s: out of memory", path);
+		goto bad;
+	}
+	for (i = 0; i < t->n; i++)
+		if (alias_expand(t, t->e[i].key, origin, exp,
+		    ALIAS_EXPAND_MAX, &why) < 0) {
+			snprintf(err, errsz, "%s: %s: %s", path, t->e[i].key,
+			    why);
+			break;
+		}
+	free(exp);
+	if (i == t->n)
+		return t;
+bad:
+	alias_free(t);
+	return NULL;
 }
 
 void

@@ -17,7 +17,9 @@
 #include <stddef.h>
 
 #define ALIAS_DEPTH_MAX		8
-#define ALIAS_EXPAND_MAX	100
+/* What one recipient may become: smtp.c and pickup.c expand into a
+ * stack array of this many 512-byte addresses. */
+#define ALIAS_EXPAND_MAX	32
 #define ALIAS_FILE_MAX		(256 * 1024)
 
 struct alias_table;
@@ -25,7 +27,11 @@ struct alias_table;
 /* Returns a table, or NULL with "FILE:LINE: what" in err. */
 struct alias_table *alias_parse(const char *name, const char *text,
     size_t len, char *err, size_t errsz);
-struct alias_table *alias_load(const char *path, char *err, size_t errsz);
+/* alias_parse(), then every alias expanded once for origin: a loop, a
+ * chain too deep or too many addresses is "FILE: KEY: what" at load
+ * (newaliases, start, SIGHUP), not a 451 for every message later. */
+struct alias_table *alias_load(const char *path, const char *origin,
+    char *err, size_t errsz);
 void alias_free(struct alias_table *);
 
 /*

@@ -1675,7 +1675,8 @@ cli_newaliases(const struct config *conf)
 
 	if (conf->aliases[0] == '\0')
 		return EX_OK;
-	if ((t = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
+	if ((t = alias_load(conf->aliases, conf->origin, err, sizeof(err))) ==
+	    NULL) {
 		log_cli("newaliases", "%s", err);
 		return EX_CONFIG;
 	}

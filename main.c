@@ -517,7 +517,8 @@ main_load_aliases(const struct config *conf, struct alias_table **out)
 	*out = NULL;
 	if (conf->aliases[0] == '\0')
 		return 0;
-	if ((*out = alias_load(conf->aliases, err, sizeof(err))) == NULL) {
+	if ((*out = alias_load(conf->aliases, conf->origin, err,
+	    sizeof(err))) == NULL) {
 		log_warnx(LP_MASTER, "%s", err);
 		return -1;
 	}

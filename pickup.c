@@ -28,7 +28,7 @@
 #define PICKUP_INTERVAL_MS	60000
 #define PICKUP_BATCH		64	/* files per scan; the rest next time */
 #define PICKUP_FULL		1	/* pickup_file(): no room, stop */
-#define PICKUP_ALIAS_MAX	32	/* addresses one recipient may become */
+#define PICKUP_ALIAS_MAX	ALIAS_EXPAND_MAX
 
 static void pickup_on_timer(struct loop_timer *);
 static int pickup_file(const char *);

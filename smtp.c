@@ -64,7 +64,7 @@
 #define SMTP_SHUTDOWN_GRACE_MS	60000
 #define SMTP_ACCEPT_BATCH	64	/* accepts per wake-up */
 #define SMTP_TIMEOUT_MAX	86400	/* seconds: no wrap in ms */
-#define SMTP_ALIAS_MAX		32	/* addresses one RCPT may become */
+#define SMTP_ALIAS_MAX		ALIAS_EXPAND_MAX	/* one RCPT's */
 /* RFC 4954 §4: AUTH lines may exceed 512; PLAIN's largest, encoded. */
 #define SMTP_AUTH_LINE_MAX	(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 16)
 #define SMTP_VERIFY_MAX		16	/* Argon2 checks waiting, at most */
@@ -1315,7 +1315,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		smtp_say(s, RP_ALIAS, full, why);
 		return;
 	}
-	if (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
+	/* The first RCPT is taken whatever it becomes (ALIAS_EXPAND_MAX at
+	 * most): an alias longer than max_recipients must stay deliverable. */
+	if (s->nrcpt > 0 &&
+	    s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
 		smtp_reply(s, RP_TOO_MANY_RCPT);
 		return;
