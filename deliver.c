@@ -105,6 +105,8 @@ _Static_assert(11 + DELIVER_B64_MAX + 2 <= DELIVER_SEND_MAX, "AUTH line");
 _Static_assert(sizeof(struct tls_der) == sizeof(struct dane_cert) &&
     offsetof(struct tls_der, len) == offsetof(struct dane_cert, len),
     "tls_der is laid out as dane_cert");
+/* deliver_set_rcpt() indexes "245" by the result. */
+_Static_assert(DR_OK == 0 && DR_TEMP == 1 && DR_PERM == 2, "dsn class");
 
 enum deliver_state {
 	DS_RESOLVE_MX,
@@ -1504,11 +1506,10 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 	}
 	/* "535 5.7.8 ...": keep the detail, but as a temporary failure
 	 * (Postfix's smtp_sasl_auth_soft_bounce): a wrong password is the
-	 * admin's to fix, and bouncing the queue would not fix it. */
-	t = strchr(reply, ' ');
-	if (t != NULL && t[1] >= '4' && t[1] <= '5' && t[2] == '.' &&
-	    (k = strcspn(t + 1, " ")) < sizeof(dsn)) {
-		memcpy(dsn, t + 1, k);
+	 * admin's to fix, and bouncing the queue would not fix it.  Only
+	 * a code in RFC 3463's syntax: it reaches the log as dsn=. */
+	if ((k = reply_enh_code(reply, &t)) > 0 && k < sizeof(dsn)) {
+		memcpy(dsn, t, k);
 		dsn[k] = '\0';
 		dsn[0] = '4';
 	}
@@ -1546,13 +1547,14 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
 	 * there in RFC 3463's syntax ("5.x junk" or "5.99999.1" would
-	 * reach the log as dsn=). */
+	 * reach the log as dsn=).  Else the class of the result: a 3xx
+	 * out of place is deferred, and "3.0.0" is no status code. */
 	if ((k = reply_enh_code(reply, &t)) > 0 && k < sizeof(r->dsn)) {
 		memcpy(r->dsn, t, k);
 		r->dsn[k] = '\0';
 		return;
 	}
-	snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", reply[0]);
+	snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", "245"[r->result]);
 }
 
 /* deliver_set_rcpt() for every recipient of the transaction without a

@@ -994,6 +994,42 @@ def test_deliver_malformed_replies():
               % (p.sessions[-1].commands[-3:], p.errors))
 
 
+def test_deliver_3xx_reply_dsn():
+    """A 3xx where only 2xx, 4xx or 5xx make sense (to MAIL, to RCPT,
+    to the end of data): the recipient is deferred, and its log line's
+    dsn= is an RFC 3463 code of the deferral's class (4.X.X), never the
+    reply's "3.0.0", which no status code is.  Then the message goes
+    out intact."""
+    cases = [('MAIL', 'MAIL FROM'), ('RCPT', 'RCPT TO'),
+             ('.', 'end of DATA')]
+    bad = [None]
+
+    def policy(sess, verb, arg, txn):
+        return '354 go on then' if verb == bad[0] else None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('reply3xx', p.port) as d:
+        qids = []
+        for verb, cmd in cases:
+            bad[0] = verb
+            qid = d.send_message(BODY)
+            qids.append(qid)
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check(re.fullmatch(r'4\.\d{1,3}\.\d{1,3}', r.dsn) and
+                  r.text == said('354 go on then', cmd),
+                  '354 to %s: %r' % (verb, r))
+        bad[0] = None
+        flush(d)
+        for qid in qids:
+            wait_delivery(d, qid, 'sent')
+        queue_settled(d)
+        t = p.delivered()
+        # The one whose end of data got the 354 may arrive twice.
+        check(len(t) >= len(cases), 'delivered %r' % p.txns())
+        for x in t:
+            check_relayed(x.body, BODY, 'after the 3xx replies')
+
+
 def test_deliver_deleted_while_deferred():
     port = free_port()
     with smarthost_daemon('deleted', port) as d:

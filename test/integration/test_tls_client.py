@@ -511,6 +511,31 @@ def test_tls_client_auth_535_deferred_and_backs_off():
               % d.mailq_ids())
 
 
+def test_tls_client_auth_failure_dsn():
+    """The smarthost's AUTH failure is deferred with its own RFC 3463
+    code made temporary, and only when it is one: a code of four parts,
+    a code glued to other text or one on a multi-line reply's first
+    line is what the reply parser (reply_enh_code()) says it is, never
+    bytes copied up to the next space ("4.7.8.0", "4.7.8:")."""
+    cases = [('535 5.7.8.0 no', r'4\.7\.0'),
+             ('535 5.7.8: no', r'4\.7\.0'),
+             ('535-5.7.8 Username and Password not accepted.\r\n'
+              '535 5.7.8 https://support.example/?p=BadCredentials',
+              r'4\.7\.8'),
+             ('454 4.7.0 try later', r'4\.7\.0')]
+    for i, (reply, dsn) in enumerate(cases):
+        with SmtpPeer(tls='starttls', auth=(USER, 'another password'),
+                      auth_fail_reply=reply) as p, \
+                auth_daemon('authdsn%d' % i, p) as d:
+            qid = send(d)
+            one_delivery(d, qid, 'deferred', dsn,
+                         r'SASL authentication failed; server 127\.0\.0'
+                         r'\.1\[127\.0\.0\.1\] said: ' +
+                         re.escape(reply.split('\r\n')[0][:9]))
+            p.wait_idle()
+            no_mail_sent(p, 'after %r' % reply)
+
+
 def test_tls_client_auth_bad_file_defers():
     with SmtpPeer(tls='starttls', auth=(USER, PASSWORD)) as p:
         d = daemon('authbadfile', p.port, smarthost_tls='encrypt')
