@@ -581,8 +581,14 @@ dane_host_step(enum tls_level level, int mx_secure, enum dane_lookup lookup,
 		*why = "dane-only: no DNSSEC-secure TLSA records";
 		return DANE_STEP_DEFER;
 	}
-	return set != NULL && dane_usable(set) > 0 ? DANE_STEP_DANE :
-	    DANE_STEP_ENCRYPT;
+	if (set != NULL && dane_usable(set) > 0)
+		return DANE_STEP_DANE;
+	/* RFC 7672 section 2.2: TLS mandatory, unauthenticated; Postfix's
+	 * dane-only makes no connection without a usable record. */
+	if (!only)
+		return DANE_STEP_ENCRYPT;
+	*why = "dane-only: no usable TLSA records";
+	return DANE_STEP_DEFER;
 }
 
 const char *

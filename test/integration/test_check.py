@@ -670,3 +670,12 @@ def test_check_smarthost_implicit_tls():
     run_check('-l', 'smtps', '[%s]:%d' % (PLAIN, fx['port'])).expect(
         69, [r'deferred: cannot start TLS \(4\.7\.5\)$'],
         r'not verified').has(r'^    TLS: handshake failed: ')
+
+
+def test_check_dane_only_unusable():
+    """dane-only and secure TLSA records none of which is usable: as
+    Postfix's dane-only, no connection (dane makes it encrypt)."""
+    run_check('-l', 'dane-only', 'pkix.dane.test').expect(
+        69, [r'deferred: dane-only: no usable TLSA records \(4\.7\.5\); a '
+             r'delivery does not connect$'], r'not verified').lacks(
+        r'banner:')

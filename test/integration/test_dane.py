@@ -283,6 +283,20 @@ def test_dane_only_no_tlsa_deferred():
             tls_line=[])
 
 
+def test_dane_only_unusable_deferred():
+    """Secure TLSA records, none usable (PKIX usages): dane makes TLS
+    mandatory but unauthenticated; dane-only, as Postfix's, makes no
+    connection without a record that can authenticate the server."""
+    d, p = refused('daneonlypkix', 'ee',
+                   lambda port: {'a.dane.test': mx_zone(
+                       port, [tlsa('ee', 0, 0, 1), tlsa('ee', 1, 1, 1)])},
+                   r'4\.7\.5', r'no usable TLSA records', level='dane-only',
+                   tls_line=[])
+    with p.lock:
+        check(p.sessions == [], 'dane-only connected: %d sessions'
+              % len(p.sessions))
+
+
 # --- no DANE: opportunistic or unauthenticated --------------------------
 
 def delivered_unverified(name, zones, kinds=None, level='dane',

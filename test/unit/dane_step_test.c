@@ -95,6 +95,7 @@ static int
 t_secure_records(void)
 {
 	struct dane_rrset set;
+	const char *why = NULL;
 
 	set_one(&set, 1);
 	CHECK(dane_usable(&set) == 1);
@@ -103,14 +104,18 @@ t_secure_records(void)
 	CHECK(dane_host_step(TLS_DANE_ONLY, 1, DANE_LOOKUP_FOUND, 1, &set,
 	    NULL) == DANE_STEP_DANE);
 	/* Only unusable records (or only malformed ones, left out): the
-	 * domain asked for DANE, so TLS stays mandatory. */
+	 * domain asked for DANE, so TLS stays mandatory; dane-only wants a
+	 * usable record, as Postfix's (no connection without one). */
 	set_one(&set, 0);
 	CHECK(set.n == 1 && dane_usable(&set) == 0);
 	CHECK(dane_host_step(TLS_DANE, 1, DANE_LOOKUP_FOUND, 1, &set, NULL) ==
 	    DANE_STEP_ENCRYPT);
+	CHECK(dane_host_step(TLS_DANE_ONLY, 1, DANE_LOOKUP_FOUND, 1, &set,
+	    &why) == DANE_STEP_DEFER && why != NULL &&
+	    strcmp(why, "dane-only: no usable TLSA records") == 0);
 	set.n = 0;
 	CHECK(dane_host_step(TLS_DANE_ONLY, 1, DANE_LOOKUP_FOUND, 1, &set,
-	    NULL) == DANE_STEP_ENCRYPT);
+	    NULL) == DANE_STEP_DEFER);
 	CHECK(dane_host_step(TLS_DANE, 1, DANE_LOOKUP_FOUND, 1, NULL, NULL) ==
 	    DANE_STEP_ENCRYPT);
 	return 0;
