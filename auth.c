@@ -1090,7 +1090,7 @@ auth_cli_read(char *buf, size_t sz, size_t *len)
 static int
 auth_cli_read_tty(char *buf, size_t sz, size_t *len, const char *prompt)
 {
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	static const uint8_t sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 	struct sigaction sa, old[sizeof(sigs) / sizeof(sigs[0])];
 	struct termios saved, quiet;
 	size_t i;

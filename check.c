@@ -34,6 +34,7 @@
 #include <sodium.h>
 
 #include "check.h"
+#include "cli.h"
 #include "config.h"
 #include "dane.h"
 #include "dns.h"
@@ -89,15 +90,18 @@ enum check_verdict {
 
 struct check {
 	/* The most used members first: x86-64 reaches offsets < 128 with a
-	 * one-byte displacement.  The large arrays come last. */
+	 * one-byte displacement (the flags are bytes to fit there).  The
+	 * large arrays come last. */
 	struct io *io;
 	struct dns_req *dreq;
 	const struct dane_policy_entry *pin;	/* fingerprint level */
 	const struct config *conf;
 	struct tls_client *tlsc;
-	const char *level_from;		/* "-l", "tls_policy", "outbound_tls" */
+	const char *level_from;		/* check_from_l, "smarthost_tls",
+					   "tls_policy", "outbound_tls" */
 	const struct dns_mx *hmx;	/* &mx[imx - 1]: one load where
 					   its name is needed */
+	struct tls_conn *tconn;		/* io owns it; valid while io is */
 	size_t chain_len;
 	size_t nchain;
 	enum check_state state;
@@ -106,28 +110,28 @@ struct check {
 	unsigned port;
 	int naddr, iaddr;
 	int nmx, imx;			/* imx: the host under test, + 1 */
-	int tlsa_used;			/* secure TLSA apply: SNI the base */
-	int starttls;			/* offered in the EHLO reply */
 	enum check_verdict hv;
 	enum check_verdict worst;
-	int implicit_mx;		/* no MX: the domain is its own */
-	int bracket;			/* "[host]": no MX lookup */
-	int literal;			/* "[192.0.2.1]": no DNS at all */
-	int smtps;			/* implicit TLS */
-	char domain[DNS_NAME_MAX + 1];
-	struct loop_fd cfd;		/* while connecting */
-	struct loop_timer ctimer;
-	struct tls_conn *tconn;		/* io owns it; valid while io is */
-	size_t dane_which;
-	int mx_secure;
-	int addr_secure;
-	int host_seen;			/* a verdict was merged for it */
+	uint8_t tlsa_used;		/* secure TLSA apply: SNI the base */
+	uint8_t starttls;		/* offered in the EHLO reply */
+	uint8_t implicit_mx;		/* no MX: the domain is its own */
+	uint8_t bracket;		/* "[host]": no MX lookup */
+	uint8_t literal;		/* "[192.0.2.1]": no DNS at all */
+	uint8_t smtps;			/* implicit TLS */
+	uint8_t relay;			/* the smarthost, at smarthost_tls */
+	uint8_t mx_secure;
+	uint8_t addr_secure;
+	uint8_t host_seen;		/* a verdict was merged for it */
+	uint8_t dane_seen;
+	uint8_t nexthop_ok;		/* secure: the leaf names the domain */
+	uint8_t any;			/* worst is set */
 	int reply_lines;		/* lines of the reply being read */
-	int dane_seen;
-	int nexthop_ok;			/* secure: the leaf names the domain */
 	enum dane_verdict dane_v;
 	int nhosts, nverified;
-	int any;			/* worst is set */
+	size_t dane_which;
+	struct loop_fd cfd;		/* while connecting */
+	struct loop_timer ctimer;
+	char domain[DNS_NAME_MAX + 1];
 	char ip[INET6_ADDRSTRLEN];
 	char hwhy[CHECK_WHY_MAX];
 	char reply[REPLY_LINE_MAX];	/* the reply's first line */
@@ -177,14 +181,17 @@ static void check_chain_add(struct check *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static const char *check_host(const struct check *);
 static int check_level_parse(const char *, enum tls_level *);
-static void check_usage(void);
+
+/* Where the level came from when -l gave it: compared by address, no
+ * strcmp(). */
+static const char check_from_l[] = "-l";
 
 /* In enum order, NUL-separated (textfile_nth()): no table of pointers. */
 static const char check_states[] = "MX\0ADDR\0TLSA\0CONNECT\0BANNER\0EHLO\0"
     "HELO\0STARTTLS\0TLS\0QUIT\0DONE";
 
 /* Exit codes by the domain's worst verdict (check.h). */
-static const int check_exit[] = {
+static const uint8_t check_exit[] = {
 	[CV_VERIFIED] = EX_OK,
 	[CV_TEMPFAIL] = EX_TEMPFAIL,
 	[CV_ENCRYPTED] = EX_UNAVAILABLE,
@@ -245,7 +252,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 		goto done;
 	/* -l wins over the entry's level, but -l fingerprint still needs
 	 * the entry's match= values. */
-	opt = strcmp(c->level_from, "-l") == 0;
+	opt = c->level_from == check_from_l;
 	if (conf->tls_policy[0] != '\0' && (!opt ||
 	    c->level == TLS_FINGERPRINT)) {
 		if ((pol = dane_policy_load(conf->tls_policy, err,
@@ -285,8 +292,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 	    config_tls_level_name(c->level), c->level_from, c->port,
 	    c->smtps ? ", implicit TLS (smtps)" : "",
 	    conf->dnssec ? "" : ", dnssec = no: nothing counts as secure");
-	if (conf->smarthost[0] != '\0' && !c->bracket &&
-	    strcmp(c->level_from, "smarthost_tls") != 0)
+	if (conf->smarthost[0] != '\0' && !c->bracket && !c->relay)
 		printf("note: smarthost = %s: deliveries go there, not to "
 		    "these MX hosts\n", conf->smarthost);
 	c->state = CS_MX;
@@ -347,7 +353,7 @@ check_args(struct check *c, int argc, char **argv)
 	unsigned dport;
 	char *end;
 	size_t i, len;
-	int a, relay;
+	int a, br;
 
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "-p") == 0 && a + 1 < argc) {
@@ -359,7 +365,7 @@ check_args(struct check *c, int argc, char **argv)
 		} else if (strcmp(argv[a], "-l") == 0 && a + 1 < argc) {
 			if (check_level_parse(argv[++a], &c->level) == -1)
 				goto usage;
-			c->level_from = "-l";
+			c->level_from = check_from_l;
 		} else if (argv[a][0] == '-' || dom != NULL)
 			goto usage;
 		else
@@ -367,15 +373,15 @@ check_args(struct check *c, int argc, char **argv)
 	}
 	if (dom == NULL && (dom = c->conf->smarthost)[0] == '\0')
 		goto usage;
-	relay = strcasecmp(dom, c->conf->smarthost) == 0;
-	if ((c->bracket = config_host_split(dom, strlen(dom), &h, &len,
-	    &dport)) < 0)
+	c->relay = strcasecmp(dom, c->conf->smarthost) == 0;
+	if ((br = config_host_split(dom, strlen(dom), &h, &len, &dport)) < 0)
 		goto baddom;
+	c->bracket = (uint8_t)br;
 	if (dport != 0)
 		c->port = dport;
-	else if (relay)
+	else if (c->relay)
 		c->port = 25;	/* as sched_configure() */
-	if (relay && strcmp(c->level_from, "-l") != 0) {
+	if (c->relay && c->level_from != check_from_l) {
 		c->level = c->conf->smarthost_tls;
 		c->level_from = "smarthost_tls";
 	}
@@ -402,16 +408,9 @@ baddom:
 	log_cli("ferry check", "%s: not a domain name", dom);
 	return EX_USAGE;
 usage:
-	check_usage();
-	return EX_USAGE;
-}
-
-static void
-check_usage(void)
-{
-	fprintf(stderr, "usage: %s\n", "ferry check [-l none|may|encrypt|"
-	    "dane|dane-only|fingerprint|verify|secure|smtps] [-p PORT] "
-	    "[DOMAIN | [HOST]:PORT]");
+	return cli_usage("ferry check [-l none|may|encrypt|dane|dane-only|"
+	    "fingerprint|verify|secure|smtps] [-p PORT] [DOMAIN | "
+	    "[HOST]:PORT]");
 }
 
 static int

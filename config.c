@@ -91,12 +91,12 @@ struct parser {
 	size_t line;		/* 0 = not about one line */
 	char *err;
 	size_t errsz;
+	char *const *envp;		/* FERRY_<KEY> variables, or NULL */
+	char var[CONFIG_VAR_MAX];	/* "FERRY_KEY": messages name it
+					   instead of file, line and key */
 	size_t keyline[CONFIG_KEYS_MAX];	/* where each key was last set,
 						   0 = not in the file,
 						   CONFIG_FROM_ENV */
-	char var[CONFIG_VAR_MAX];	/* "FERRY_KEY": messages name it
-					   instead of file, line and key */
-	char *const *envp;		/* FERRY_<KEY> variables, or NULL */
 };
 
 /*
@@ -806,16 +806,13 @@ check_whole(struct parser *p, struct config *cfg)
 
 	/* Blame whichever of the two the file set last. */
 	/* The environment counts as set after every line (it wins). */
-	if (cfg->retry_min > cfg->retry_max && p->keyline[rmin] >
-	    p->keyline[rmax]) {
-		blame(p, rmin);
-		return p_err(p, &keys[rmin], "%us is longer than retry_max "
-		    "(%us)", cfg->retry_min, cfg->retry_max);
-	}
 	if (cfg->retry_min > cfg->retry_max) {
-		blame(p, rmax);
-		return p_err(p, &keys[rmax], "%us is shorter than retry_min "
-		    "(%us)", cfg->retry_max, cfg->retry_min);
+		i = p->keyline[rmin] > p->keyline[rmax] ? rmin : rmax;
+		blame(p, i);
+		return p_err(p, &keys[i], i == rmin ? "%us is longer than "
+		    "retry_max (%us)" : "%us is shorter than retry_min (%us)",
+		    i == rmin ? cfg->retry_min : cfg->retry_max,
+		    i == rmin ? cfg->retry_max : cfg->retry_min);
 	}
 	for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
 		a = pairs[i][0];

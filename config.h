@@ -110,11 +110,13 @@ struct config {
 	unsigned smtpd_data_timeout;		/* seconds, whole DATA phase */
 	char hostname[CONFIG_NAME_MAX + 1];
 	char origin[CONFIG_NAME_MAX + 1];
+	char smarthost[CONFIG_NAME_MAX + 8];	/* as written: [host]:port */
+	char path[CONFIG_PATH_MAX];	/* where it came from, "" = built in */
+	/* From user to listen_smtps: what a reload cannot change, side by
+	 * side (main_on_hup() copies them as one). */
 	char user[64];
 	char queue_dir[CONFIG_PATH_MAX];
 	char local_socket[CONFIG_PATH_MAX];
-	char smarthost[CONFIG_NAME_MAX + 8];	/* as written: [host]:port */
-	char path[CONFIG_PATH_MAX];	/* where it came from, "" = built in */
 	struct listen_list listen_smtp;
 	struct listen_list listen_submission;
 	struct listen_list listen_smtps;

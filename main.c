@@ -56,6 +56,18 @@ _Static_assert(offsetof(struct config, listen_submission) ==
     offsetof(struct config, listen_smtps) ==
     offsetof(struct config, listen_submission) + sizeof(struct listen_list),
     "main_on_hup: the listener lists must be adjacent");
+/* user, queue_dir, local_socket and the listener lists: what only a
+ * restart changes, copied over on a reload as one. */
+#define MAIN_KEPT_SPAN	(offsetof(struct config, listen_smtps) + \
+	sizeof(struct listen_list) - offsetof(struct config, user))
+_Static_assert(offsetof(struct config, queue_dir) ==
+    offsetof(struct config, user) + sizeof(((struct config *)0)->user) &&
+    offsetof(struct config, local_socket) ==
+    offsetof(struct config, queue_dir) + CONFIG_PATH_MAX &&
+    offsetof(struct config, listen_smtp) <
+    offsetof(struct config, local_socket) + CONFIG_PATH_MAX +
+    _Alignof(struct listen_list),
+    "main_on_hup: the kept settings must be adjacent");
 _Static_assert(SMTP_KIND_SUBMISSION == SMTP_KIND_SMTP + 1 &&
     SMTP_KIND_SMTPS == SMTP_KIND_SMTP + 2,
     "main_bind_inet: the kinds in the order of the lists");
@@ -67,14 +79,15 @@ enum main_cmd {
 	MC_PASSWD, MC_TLSA, MC_SERVE, MC_CHECK_CONFIG, MC_NONE
 };
 
+/* The tables of main_creds, in the order of main_tables[]. */
+enum main_table { MT_USERS, MT_FPS, MT_POLICY, MAIN_TABLES };
+
 /* The files behind TLS and AUTH (and tls_policy), loaded as one set,
  * swapped on SIGHUP. */
 struct main_creds {
 	struct tls_server *server;
 	struct tls_client *client;
-	struct auth_users *users;
-	struct tls_fplist *fps;
-	struct dane_policy *policy;
+	void *table[MAIN_TABLES];	/* by enum main_table */
 };
 
 struct main_user {
@@ -130,6 +143,19 @@ static int (*const main_cmds[])(const struct config *, int, char **) = {
 };
 _Static_assert(sizeof(main_cmds) / sizeof(main_cmds[0]) ==
     MC_CHECK - MC_SENDMAIL + 1, "main_cmds: one function per name");
+
+/* The tables main_load_creds() loads alike: the setting that names the
+ * file (an offset into struct config) and what a reload keeps. */
+static const struct {
+	uint16_t conf;
+	char name[19];
+	char old[7];
+} main_tables[MAIN_TABLES] = {
+	{ offsetof(struct config, auth_users), "auth_users", "users" },
+	{ offsetof(struct config, relay_client_certs), "relay_client_certs",
+	    "list" },
+	{ offsetof(struct config, tls_policy), "tls_policy", "policy" },
+};
 
 /* main()'s third argument (glibc, musl): nothing here changes the
  * environment, and taking it from there instead of environ saves the
@@ -564,36 +590,25 @@ main_load_creds(const struct config *conf, struct main_creds *out,
 		if (old != NULL && old->client != NULL)
 			out->client = tls_client_ref(old->client);
 	}
-	if (conf->auth_users[0] != '\0' && (out->users =
-	    auth_users_load(conf->auth_users, err, sizeof(err))) == NULL) {
+	for (int i = 0; i < MAIN_TABLES; i++) {
+		const char *path = (const char *)conf + main_tables[i].conf;
+
+		if (path[0] == '\0')
+			continue;
+		/* tls_policy's err names the file and the line. */
+		if ((out->table[i] = i == MT_USERS ?
+		    (void *)auth_users_load(path, err, sizeof(err)) :
+		    i == MT_FPS ? (void *)tls_fplist_load(path, err,
+		    sizeof(err)) : dane_policy_load(path, err, sizeof(err))) !=
+		    NULL)
+			continue;
 		bad = 1;
-		log_warnx(LP_MASTER, "auth_users: %s%s", err,
-		    old ? "; keeping the old users" : "");
+		log_warnx(LP_MASTER, "%s: %s%s%s", main_tables[i].name, err,
+		    old ? "; keeping the old " : "", old ? main_tables[i].old :
+		    "");
 		if (old != NULL) {
-			out->users = old->users;
-			old->users = NULL;
-		}
-	}
-	if (conf->relay_client_certs[0] != '\0' && (out->fps =
-	    tls_fplist_load(conf->relay_client_certs, err, sizeof(err))) ==
-	    NULL) {
-		bad = 1;
-		log_warnx(LP_MASTER, "relay_client_certs: %s%s", err,
-		    old ? "; keeping the old list" : "");
-		if (old != NULL) {
-			out->fps = old->fps;
-			old->fps = NULL;
-		}
-	}
-	/* err names the file and the line. */
-	if (conf->tls_policy[0] != '\0' && (out->policy =
-	    dane_policy_load(conf->tls_policy, err, sizeof(err))) == NULL) {
-		bad = 1;
-		log_warnx(LP_MASTER, "tls_policy: %s%s", err,
-		    old ? "; keeping the old policy" : "");
-		if (old != NULL) {
-			out->policy = old->policy;
-			old->policy = NULL;
+			out->table[i] = old->table[i];
+			old->table[i] = NULL;
 		}
 	}
 	if (bad && old == NULL) {
@@ -629,10 +644,10 @@ static void
 main_set_creds(struct main_creds *c)
 {
 	smtp_set_tls(c->server);
-	smtp_set_auth(c->users);
-	smtp_set_client_certs(c->fps);
+	smtp_set_auth(c->table[MT_USERS]);
+	smtp_set_client_certs(c->table[MT_FPS]);
 	deliver_set_tls(c->client);
-	deliver_set_policy(c->policy);
+	deliver_set_policy(c->table[MT_POLICY]);
 }
 
 static void
@@ -642,9 +657,9 @@ main_free_creds(struct main_creds *c)
 		tls_server_unref(c->server);
 	if (c->client != NULL)
 		tls_client_unref(c->client);
-	auth_users_free(c->users);
-	tls_fplist_free(c->fps);
-	dane_policy_free(c->policy);
+	auth_users_free(c->table[MT_USERS]);
+	tls_fplist_free(c->table[MT_FPS]);
+	dane_policy_free(c->table[MT_POLICY]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -745,12 +760,8 @@ main_on_hup(int signo)
 	 * it: a file changed back says nothing, one still changed says so
 	 * again.
 	 */
-	memcpy(&next->listen_smtp, &main_conf->listen_smtp, MAIN_LISTEN_SPAN);
-	memcpy(next->local_socket, main_conf->local_socket,
-	    sizeof(next->local_socket));
-	memcpy(next->queue_dir, main_conf->queue_dir,
-	    sizeof(next->queue_dir));
-	memcpy(next->user, main_conf->user, sizeof(next->user));
+	memcpy((char *)next + offsetof(struct config, user),
+	    (char *)main_conf + offsetof(struct config, user), MAIN_KEPT_SPAN);
 	next->dns_n = main_conf->dns_n;
 	memcpy(next->dns_servers, main_conf->dns_servers,
 	    sizeof(next->dns_servers));

@@ -143,7 +143,10 @@ def _start():
                         ('policy', {'tls_policy': policy}),
                         ('pkix', {'ca_file': dane_file('ca.pem')}),
                         ('relay', {'smarthost': '[%s]:%d' % (SMTPS, port),
-                                   'smarthost_tls': 'smtps'})):
+                                   'smarthost_tls': 'smtps'}),
+                        ('relaypol', {'smarthost': 'penc.dane.test:%d' % port,
+                                      'smarthost_tls': 'none',
+                                      'tls_policy': policy})):
         c = {'hostname': 'ferry.test', 'log': 'stderr', 'smarthost': '',
              'queue_dir': os.path.join(tmp, 'queue'),
              'dns_servers': rig.server, 'dnssec': 'yes',
@@ -679,3 +682,16 @@ def test_check_dane_only_unusable():
         69, [r'deferred: dane-only: no usable TLSA records \(4\.7\.5\); a '
              r'delivery does not connect$'], r'not verified').lacks(
         r'banner:')
+
+
+def test_check_smarthost_by_name_with_policy():
+    """A smarthost without brackets gets its MX lookup, and a tls_policy
+    entry for it wins over smarthost_tls, as in a delivery; checking it
+    is no occasion for the note that deliveries go to the smarthost."""
+    fx = fixture()
+    r = run_check(conf='relaypol').expect(
+        69, [r'encrypted, not verified$'],
+        r'not verified \(0 of 1 MX host verified\)')
+    r.has(r'^ferry check penc\.dane\.test: level encrypt \(tls_policy\), '
+          r'port %d$' % fx['port']).has(r'^MX penc\.dane\.test ')
+    r.lacks(r'^note: ')
