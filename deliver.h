@@ -33,13 +33,13 @@ enum deliver_result { DR_OK, DR_TEMP, DR_PERM };
 struct deliver_rcpt {
 	const char *address;
 	enum deliver_result result;
-	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
-	char reply[DELIVER_REASON_MAX];	/* a 2xx reply as it came, a
-					   refusal as REPLY_SAID, or ours */
 	int again;			/* a 452 after others were taken: the
 					   server's recipient limit, not this
 					   address's trouble; the owner sends
 					   it in a new transaction at once */
+	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
+	char reply[DELIVER_REASON_MAX];	/* a 2xx reply as it came, a
+					   refusal as REPLY_SAID, or ours */
 };
 
 struct deliver_txn {

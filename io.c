@@ -69,6 +69,8 @@ struct io {
 
 static void io_on_fd(struct loop_fd *, unsigned);
 static void io_on_timer(struct loop_timer *);
+/* noinline: one copy instead of six inlined ones, measured smaller. */
+static void io_kick(struct io *) __attribute__((noinline));
 static void io_on_kick(struct loop_timer *);
 static int io_do_write(struct io *);
 static int io_send(struct io *);
@@ -162,7 +164,8 @@ io_update(struct io *io)
 	(void)loop_fd_want(&io->lfd, want);
 }
 
-void
+/* noinline: measured smaller than LTO's inlined copies. */
+__attribute__((noinline)) void
 io_pause(struct io *io)
 {
 	io->paused = 1;
@@ -176,7 +179,7 @@ io_resume(struct io *io)
 	io_update(io);
 	if (io->in_len > 0 || io->eof ||
 	    (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0))
-		loop_timer_set(&io->kick, 0);
+		io_kick(io);
 }
 
 const char *
@@ -198,7 +201,7 @@ io_consume(struct io *io, size_t n)
 	 * decrypted input waits inside TLS, where epoll cannot see it. */
 	if ((io->eof && io->in_len == 0) ||
 	    (io->tls_state == IOT_ON && tls_conn_pending(io->tls) > 0))
-		loop_timer_set(&io->kick, 0);
+		io_kick(io);
 }
 
 int
@@ -328,7 +331,7 @@ io_do_write(struct io *io)
 		/* The 220 is out: the handshake may begin (from the loop,
 		 * since its end calls the owner). */
 		if (io->tls_state == IOT_PENDING)
-			loop_timer_set(&io->kick, 0);
+			io_kick(io);
 	}
 	io_update(io);
 	return 0;
@@ -341,7 +344,7 @@ io_flush(struct io *io)
 	 * own call (which may still use the session). */
 	if (io_do_write(io) == -1 && io->err == 0) {
 		io->err = errno ? errno : EIO;
-		loop_timer_set(&io->kick, 0);
+		io_kick(io);
 	}
 }
 
@@ -434,7 +437,7 @@ io_start_tls(struct io *io, struct tls_conn *conn)
 	io_rearm(io);
 	io_flush(io);
 	if (io->out_len == io->out_off)
-		loop_timer_set(&io->kick, 0);
+		io_kick(io);
 }
 
 struct tls_conn *
@@ -474,7 +477,7 @@ io_handshake(struct io *io)
 	io_update(io);
 	/* Data that came with the last handshake flight is not on the fd. */
 	if (tls_conn_pending(io->tls) > 0)
-		loop_timer_set(&io->kick, 0);
+		io_kick(io);
 	io_tell(io, IO_TLS);
 }
 
@@ -500,6 +503,13 @@ io_on_timer(struct loop_timer *t)
 	struct io *io = container_of(t, struct io, timer);
 
 	io_tell(io, IO_TIMEOUT);
+}
+
+/* From the loop, next turn: never re-entering the owner's own call. */
+static void
+io_kick(struct io *io)
+{
+	loop_timer_set(&io->kick, 0);
 }
 
 static void

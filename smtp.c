@@ -277,7 +277,8 @@ static void smtp_bare(struct smtp_session *, enum smtp_reply, int);
 static void smtp_data_line(struct smtp_session *, const char *, size_t)
     SMTP_NOINLINE;
 static void smtp_data_end(struct smtp_session *);
-static int smtp_header(struct smtp_session *, const char *, size_t);
+static int smtp_header(struct smtp_session *, const char *, size_t)
+    SMTP_NOINLINE;
 static void smtp_add_missing(struct smtp_session *, int);
 static void smtp_body(struct smtp_session *, const char *, size_t);
 static void smtp_write_failed(struct smtp_session *) SMTP_NOINLINE;

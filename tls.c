@@ -48,6 +48,9 @@
 #define TLS_HAVE_13	0
 #endif
 
+/* Exported functions LTO would copy into each caller: kept apart, each
+ * measured smaller. */
+#define TLS_NOINLINE	__attribute__((noinline))
 #define TLS_SUITES_MAX	64		/* ids in one ciphersuite list */
 #define TLS_SUITE_NAME_MAX 64		/* longest name mbedTLS knows is ~50 */
 #define TLS_TICKET_LIFETIME (12 * 3600)	/* seconds; keys rotate with it */
@@ -1007,7 +1010,7 @@ tls_result(struct tls_conn *c, int ret, const char *what)
 	return r;
 }
 
-int
+TLS_NOINLINE int
 tls_conn_handshake(struct tls_conn *c)
 {
 	int ret, r;
@@ -1036,7 +1039,7 @@ tls_conn_handshake(struct tls_conn *c)
  * call, while the application data behind it may already be read off
  * the socket or never come (the peer waits for us).  So: call again.
  */
-ssize_t
+TLS_NOINLINE ssize_t
 tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 {
 	int ret, spins = 0;
@@ -1070,7 +1073,7 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	}
 }
 
-size_t
+TLS_NOINLINE size_t
 tls_conn_pending(const struct tls_conn *c)
 {
 	return mbedtls_ssl_get_bytes_avail(&c->ssl);
@@ -1112,7 +1115,7 @@ tls_conn_version(const struct tls_conn *c)
 	return mbedtls_ssl_get_version(&c->ssl);
 }
 
-const char *
+TLS_NOINLINE const char *
 tls_conn_cipher(const struct tls_conn *c)
 {
 	const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
@@ -1203,7 +1206,7 @@ tls_conn_peer_cn(const struct tls_conn *c, char *buf, size_t bufsz)
 	return buf;
 }
 
-const char *
+TLS_NOINLINE const char *
 tls_conn_error(const struct tls_conn *c)
 {
 	return c->err[0] != '\0' ? c->err : "no error";
@@ -1463,7 +1466,7 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 	return l;
 }
 
-struct tls_fplist *
+TLS_NOINLINE struct tls_fplist *
 tls_fplist_load(const char *path, char *err, size_t errsz)
 {
 	struct tls_fplist *l;
