@@ -526,3 +526,35 @@ def test_container_dockerfile():
     finally:
         if ok:
             shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_container_mounted_conf_keeps_queue_dir():
+    """The image's ENV is only what a mounted relay.conf cannot sensibly
+    say (FERRY_LOG=stderr: a container has no syslog): a variable wins
+    over the file, so an ENV of the default queue_dir would silently send
+    the mail of a relay.conf with `queue_dir = /data/queue` (and a volume
+    there) into the image's anonymous volume instead, lost when the
+    container is replaced."""
+    env = {}
+    for ins, args in _dockerfile_stages()[-1][1]:
+        if ins == 'ENV':
+            env.update(re.findall(r'(\w+)=(\S*)', args))
+    check(env.get('FERRY_LOG') == 'stderr', 'ENV: %r' % env)
+    d = tempfile.mkdtemp(prefix='ferry-docker-conf-')
+    try:
+        conf = os.path.join(d, 'relay.conf')
+        with open(conf, 'w') as f:
+            f.write('queue_dir = /data/queue\nlog = syslog\n')
+        env['PATH'] = os.environ.get('PATH', '/usr/bin:/bin')
+        env['FERRY_CONFIG'] = conf
+        p = subprocess.run([FERRY_BIN, 'check-config'], env=env,
+                           capture_output=True, timeout=30 * SLOW)
+        out = p.stdout.decode()
+        check(p.returncode == 0, 'check-config: %d %s'
+              % (p.returncode, short(p.stderr)))
+        check('queue_dir = /data/queue  # %s:1' % conf in out.splitlines(),
+              'the image overrides relay.conf\'s queue_dir:\n' + out)
+        check('log = stderr  # env FERRY_LOG' in out.splitlines(),
+              'FERRY_LOG does not win:\n' + out)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

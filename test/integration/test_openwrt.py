@@ -185,8 +185,13 @@ class Rig:
             f.write(text)
 
     def env(self, **more):
+        # FERRY_BIN: the renderer runs `ferry check-config` on its
+        # result (the sanitizer build reads its options too).
         e = {'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-             'UCI_CONFIG_DIR': self.uci}
+             'UCI_CONFIG_DIR': self.uci, 'FERRY_BIN': FERRY_BIN}
+        e.update((k, os.environ[k]) for k in
+                 ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS')
+                 if k in os.environ)
         e.update(more)
         return e
 
@@ -365,6 +370,48 @@ def test_openwrt_render_refuses_injection():
             r.cleanup()
 
 
+# Values the renderer's syntax check lets through (one word each) but
+# ferry's parser refuses: (option, UCI line, what ferry's message says).
+REFUSED_BY_FERRY = [
+    ('smarthost_tls', "\toption smarthost_tls 'verfy'\n", 'bad level'),
+    ('message_size_limit', "\toption message_size_limit '20MB'\n",
+     'message_size_limit'),
+    ('relay_networks', "\tlist relay_networks '10.0.0.0/33'\n",
+     'relay_networks'),
+    ('listen_smtp', "\toption listen_smtp '127.0.0.1:99999'\n",
+     'listen_smtp'),
+]
+
+
+def test_openwrt_render_refuses_what_ferry_refuses():
+    """A value that is one word but that ferry refuses (a misspelt TLS
+    level, a bad size, a /33 network, port 99999) is refused at render
+    time with ferry's own message, and the last good relay.conf,
+    smarthost_auth and aliases stay as they were: written out, it would
+    make every local sendmail (cron's mail) exit 78 without queueing
+    while the running daemon, sent SIGHUP, kept its old settings."""
+    for shell in SHELLS:
+        r = Rig(shell)
+        try:
+            r.set_uci(FULL)
+            rc, err, _ = r.render()
+            check(rc == 0, 'good config: %s' % err)
+            before = r.snapshot()
+            for opt, line, why in REFUSED_BY_FERRY:
+                r.set_uci(_replace_option(FULL, opt, line))
+                rc, err, _ = r.render()
+                check(rc != 0, '%s: %r was written to relay.conf'
+                      % (shell[0], line))
+                check(why in err, '%s: %r: stderr %r lacks %r'
+                      % (shell[0], line, err, why))
+                check(r.snapshot() == before, '%s: %r changed the files'
+                      % (shell[0], line))
+            # what was refused is still what sendmail would have read
+            _check_config(os.path.join(r.out, 'relay.conf'))
+        finally:
+            r.cleanup()
+
+
 def test_openwrt_render_changes_and_restart():
     """Files are replaced only when their content changes (flash); a
     changed listener asks for a restart, a changed smarthost does not;
@@ -468,6 +515,8 @@ def _init_run(r, func, running='true'):
     shutil.copyfile(UCI_SH, uci_sh)
     text = text.replace('/usr/lib/ferry/ferry-uci.sh', uci_sh)
     text = text.replace('FERRY_DIR=/etc/ferry', 'FERRY_DIR=' + r.out)
+    text = text.replace('FERRY_BIN=/usr/sbin/ferry',
+                        'FERRY_BIN=' + FERRY_BIN)
     init = os.path.join(r.dir, 'ferry.init')
     with open(init, 'w') as f:
         f.write(text)
@@ -504,7 +553,8 @@ def test_openwrt_init_script():
         r.set_uci(FULL)
         rc, log, err = _init_run(r, 'start_service')
         check(rc == 0, 'start_service: %d %s' % (rc, err))
-        want = 'param command /usr/sbin/ferry -c %s/relay.conf serve' % r.out
+        want = 'param command %s -c %s/relay.conf serve' % (FERRY_BIN,
+                                                            r.out)
         check(log[0] == 'open main' and want in log and log[-1] == 'close',
               'instance: %r' % log)
         check(any(l.startswith('param respawn') for l in log),
@@ -536,6 +586,13 @@ def test_openwrt_init_script():
         rc, log, err = _init_run(r, 'reload_service')
         check(rc != 0 and log == [], 'reload with a bad value: rc %d %r'
               % (rc, log))
+        # one word, but no level: ferry's check refuses it, no SIGHUP
+        r.set_uci(FULL.replace("option smarthost_tls 'verify'",
+                               "option smarthost_tls 'verfy'"))
+        rc, log, err = _init_run(r, 'reload_service')
+        check(rc != 0 and log == [] and 'bad level' in err,
+              'reload with a level ferry refuses: rc %d %r %s'
+              % (rc, log, err))
         rc, log, err = _init_run(r, 'service_triggers')
         check(log == ['trigger ferry'], 'triggers: %r' % log)
     finally:

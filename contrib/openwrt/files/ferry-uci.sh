@@ -9,8 +9,9 @@
 # has no quoting, so a value that could change what a line means (a blank
 # where one word belongs, '#', ',' inside a list item, any control
 # character such as a newline) is refused with a message naming the
-# option, and nothing is written.  Files are replaced only when their
-# content changes: they live on flash.
+# option, and nothing is written; so is anything `ferry check-config`
+# refuses.  Files are replaced only when their content changes: they
+# live on flash.
 #
 #   ferry_uci_render DIR    0, or 1 with the reason on stderr;
 #                           FERRY_RESTART=1 when a key that SIGHUP cannot
@@ -18,6 +19,7 @@
 #                           did
 
 FERRY_UCI_SECTION=${FERRY_UCI_SECTION:-main}
+FERRY_BIN=${FERRY_BIN:-/usr/sbin/ferry}
 FERRY_USER=${FERRY_USER:-ferry}
 FERRY_GROUP=${FERRY_GROUP:-ferry}
 # Flash, so mail survives a reboot (OpenWrt's /var is RAM); or RAM.
@@ -200,6 +202,14 @@ ferry_uci_render() {
 	[ -z "$_fr_root" ] || ferry_put "$_fr_new" aliases "$_fr_dir/aliases"
 	ferry_put "$_fr_new" user "$FERRY_USER"
 	ferry_put "$_fr_new" log syslog
+	# ferry's parser has the last word (a misspelt level, a /33): a
+	# relay.conf it refuses would make every sendmail exit 78 unqueued
+	# and the next start fail, while SIGHUP keeps the running settings.
+	if ! "$FERRY_BIN" -c "$_fr_new" check-config >/dev/null; then
+		rm -f "$_fr_new"
+		echo "ferry: /etc/config/ferry not applied" >&2
+		return 1
+	fi
 
 	# The password file: 0600 and the daemon's, which reads it again on
 	# SIGHUP after dropping root.  Made private before the secret goes in.
