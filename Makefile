@@ -37,8 +37,7 @@ CFLAGS	?= $(OPT) -g -fno-asynchronous-unwind-tables -fno-unwind-tables \
 	   -ffunction-sections -fdata-sections -fno-plt
 # Link-time optimisation: ferry is one program, so the compiler inlines and
 # drops code across files (~4 KB).  "make LTO=" builds without it.  The
-# archives still index LTO objects: ar loads the compiler's plugin from
-# bfd-plugins/.
+# archive indexes the LTO objects through gcc-ar (LIBAR below).
 LTO	?= $(if $(findstring clang,$(CC)),-flto,-flto=auto)
 WARN	:= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 \
@@ -106,8 +105,13 @@ $(B)/%.o: %.c $(wildcard *.h) Makefile | $(B)
 $(B):
 	mkdir -p $@ $@/san $@/unit
 
+# gcc-ar hands ar gcc's LTO plugin itself: a toolchain without a
+# bfd-plugins link (OpenWrt's, whose rules.mk uses gcc-ar too) would
+# otherwise write an archive with no index of the LTO objects.
+LIBAR	= $(if $(findstring clang,$(CC)),ar,$(if $(CROSS),$(CROSS)-gcc-ar,gcc-ar))
+
 $(B)/libferry.a: $(LIBSRC:%.c=$(B)/%.o)
-	rm -f $@ && $(if $(CROSS),$(CROSS)-ar,ar) rcs $@ $^
+	rm -f $@ && $(LIBAR) rcs $@ $^
 
 $(BIN): $(B)/main.o $(B)/libferry.a
 	$(CC) $(CFLAGS) $(LTO) $(LDFLAGS) -o $@ $^ $(LDLIBS)
