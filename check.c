@@ -234,7 +234,6 @@ check_cli(const struct config *conf, int argc, char **argv)
 		return EX_OSERR;
 	}
 	c->conf = conf;
-	c->port = conf->mx_port;
 	c->level = conf->outbound_tls;
 	c->level_from = "outbound_tls";
 	c->cfd.fd = -1;
@@ -377,10 +376,11 @@ check_args(struct check *c, int argc, char **argv)
 	if ((br = config_host_split(dom, strlen(dom), &h, &len, &dport)) < 0)
 		goto baddom;
 	c->bracket = (uint8_t)br;
+	/* 0: no -p either; 25 as sched_configure() for the smarthost. */
 	if (dport != 0)
 		c->port = dport;
-	else if (c->relay)
-		c->port = 25;	/* as sched_configure() */
+	else if (c->port == 0)
+		c->port = c->relay ? 25 : c->conf->mx_port;
 	if (c->relay && c->level_from != check_from_l) {
 		c->level = c->conf->smarthost_tls;
 		c->level_from = "smarthost_tls";

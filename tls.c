@@ -193,6 +193,7 @@ static int	tls_bio(struct tls_conn *, const unsigned char *,
 static int	tls_on_verify(void *, mbedtls_x509_crt *, int, uint32_t *);
 static void	tls_peer_record(struct tls_conn *, const mbedtls_x509_crt *);
 static void	tls_handshake_done(struct tls_conn *);
+static void	tls_srv_resume(struct tls_conn *);
 static int	tls_result(struct tls_conn *, int, const char *);
 static int	tls_is_ip(const char *);
 static struct tls_cache_slot *tls_cache_find(struct tls_client *,
@@ -519,7 +520,7 @@ tls_ticket_write(void *ctx, const mbedtls_ssl_session *session,
     uint32_t *lifetime)
 {
 	unsigned char plain[TLS_TP_PLAIN], *p;
-	const struct tls_conn *c = tls_current;
+	struct tls_conn *c = tls_current;
 	int ret;
 
 	if (end < start || (size_t)(end - start) < TLS_TP_LEN)
@@ -528,6 +529,11 @@ tls_ticket_write(void *ctx, const mbedtls_ssl_session *session,
 	    end - TLS_TP_LEN, tlen, lifetime)) != 0)
 		return ret;
 	memset(plain, 0, sizeof(plain));
+	/* A TLS 1.3 server sends tickets on a resumed session too, before
+	 * tls_handshake_done(): they carry on the leaf the resumption
+	 * brought, or the client loses it at its next resumption. */
+	if (c != NULL)
+		tls_srv_resume(c);
 	if (c != NULL && c->has_peer) {
 		plain[0] = 1;
 		/* fp_cert, fp_spki and the CN's bytes, as struct tls_peer
@@ -953,21 +959,28 @@ tls_handshake_done(struct tls_conn *c)
 		/* TLS 1.3 has no session until its ticket comes (read). */
 		if (strcmp(mbedtls_ssl_get_version(&c->ssl), "TLSv1.3") != 0)
 			tls_cache_store(c);
-	} else if (c->offered && !c->saw_cert) {
-		/*
-		 * A server's resumption: the ticket's leaf.  A full handshake
-		 * after a ticket that parsed but was passed over asked for
-		 * a certificate (relay_client_certs) and got one (saw_cert)
-		 * or none (BADCERT_MISSING, also what a resumed session of a
-		 * client without one keeps): the ticket's leaf is never taken
-		 * for the one a stranger did not show.
-		 */
-		c->resumed = 1;
-		if (!(mbedtls_ssl_get_verify_result(&c->ssl) &
-		    MBEDTLS_X509_BADCERT_MISSING)) {
-			c->has_peer = c->off_has_peer;
-			c->peer = c->off_peer;
-		}
+	} else
+		tls_srv_resume(c);
+}
+
+/*
+ * A server's resumption: the ticket's leaf.  A full handshake after a
+ * ticket that parsed but was passed over asked for a certificate
+ * (relay_client_certs) and got one (saw_cert) or none (BADCERT_MISSING,
+ * also what a resumed session of a client without one keeps): the
+ * ticket's leaf is never taken for the one a stranger did not show.
+ * Idempotent: tls_ticket_write() may run it first.
+ */
+static void
+tls_srv_resume(struct tls_conn *c)
+{
+	if (!c->offered || c->saw_cert)
+		return;
+	c->resumed = 1;
+	if (!(mbedtls_ssl_get_verify_result(&c->ssl) &
+	    MBEDTLS_X509_BADCERT_MISSING)) {
+		c->has_peer = c->off_has_peer;
+		c->peer = c->off_peer;
 	}
 }
 

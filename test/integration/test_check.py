@@ -27,7 +27,7 @@ import threading
 
 from dnsrig import DnssecRig
 from ferrytest import FERRY_BIN, SLOW, TestFailure, check, free_port, \
-    sanitizer_report
+    sanitizer_report, serial
 from peers import SmtpPeer
 from test_dane import chain_file, dane_file, tlsa
 
@@ -144,6 +144,8 @@ def _start():
                         ('pkix', {'ca_file': dane_file('ca.pem')}),
                         ('relay', {'smarthost': '[%s]:%d' % (SMTPS, port),
                                    'smarthost_tls': 'smtps'}),
+                        ('relay25', {'smarthost': '[%s]' % PLAIN,
+                                     'smarthost_tls': 'may'}),
                         ('relaypol', {'smarthost': 'penc.dane.test:%d' % port,
                                       'smarthost_tls': 'none',
                                       'tls_policy': policy})):
@@ -629,6 +631,9 @@ def _sessions(peer):
         return len(peer.sessions)
 
 
+# serial: the count of the EE peer's sessions would take in a concurrent
+# check's connection to it (ee311.dane.test and others) as dane-only's.
+@serial
 def test_check_address_literal():
     """[192.0.2.1]: no DNS at all.  DANE has no name to look TLSA up
     for: dane is may there, dane-only defers without connecting."""
@@ -673,6 +678,23 @@ def test_check_smarthost_implicit_tls():
     run_check('-l', 'smtps', '[%s]:%d' % (PLAIN, fx['port'])).expect(
         69, [r'deferred: cannot start TLS \(4\.7\.5\)$'],
         r'not verified').has(r'^    TLS: handshake failed: ')
+
+
+def test_check_smarthost_without_port_takes_p():
+    """A smarthost that names no port is checked at 25, but -p says
+    which port to check instead (only a port in the destination wins
+    over -p): -p was ignored there, and port 25 checked."""
+    fx = fixture()
+    r = run_check('-p', str(fx['port']), conf='relay25').expect(
+        69, [r'plaintext \(STARTTLS not offered\)$'], r'not verified')
+    r.has(r'^ferry check \[127\.0\.0\.6\]: level may \(smarthost_tls\), '
+          r'port %d$' % fx['port'])
+    r.has(r'^  127\.0\.0\.6\[127\.0\.0\.6\]:%d:$' % fx['port'])
+    # Named on the command line, without a port, it is the smarthost too.
+    run_check('-p', str(fx['port']), '[%s]' % PLAIN, conf='relay25').has(
+        r'level may \(smarthost_tls\), port %d$' % fx['port'])
+    # Without -p: port 25, as a delivery there.
+    run_check('-l', 'none', conf='relay25').has(r', port 25$')
 
 
 def test_check_dane_only_unusable():

@@ -666,6 +666,59 @@ def test_client_cert_relay():
             d.assert_stored(qid, BODY)
 
 
+def test_client_cert_relay_resumed_again():
+    """A client that relays by its listed certificate keeps that right
+    over resumption after resumption: each resumed session hands out a
+    new ticket (TLS 1.3, mbedTLS 3.x) that must carry the certificate the
+    resumed one had, or the client's next resumption, with that newest
+    ticket, is refused 554 5.7.1 (530 on 465).  A client that showed no
+    certificate gets none from a ticket, however often it resumes."""
+    d = Daemon('ccert-resume', tls=True, smtps=True)
+    d.cfg['relay_client_certs'] = _fp_file(d, [cert_sha256('client')])
+    d.write_config()
+    with d:
+        queued = []
+        for port in (d.port, d.smtps_port):
+            for cert in ('client', None):
+                ctx = client_context(cert=cert)
+                sess, seen = None, []
+                for i in range(4):
+                    c = d.connect(src=UNTRUSTED, port=port)
+                    with c:
+                        if port == d.port:
+                            c.hello()
+                            c.expect('STARTTLS', 220)
+                        c.sock = ctx.wrap_socket(
+                            c.sock, server_hostname='127.0.0.1',
+                            session=sess)
+                        c.expect(None if port == d.smtps_port else 'EHLO x',
+                                 220 if port == d.smtps_port else 250)
+                        if port == d.smtps_port:
+                            c.expect('EHLO x', 250)
+                        check(i == 0 or c.sock.session_reused,
+                              '%d %s: connection %d not resumed'
+                              % (port, cert, i + 1))
+                        r = c.cmd('MAIL FROM:<s@example.test>')
+                        if r.code == 250:
+                            r = c.cmd('RCPT TO:<u@other.test>')
+                        seen.append(r.code)
+                        ver = c.sock.version()
+                        if r.code == 250:
+                            c.expect('DATA', 354)
+                            queued.append(c.expect(stuff(BODY), 250).qid())
+                        c.expect('QUIT', 221)
+                        sess = c.sock.session
+                want = [250] * 4 if cert else \
+                    [554 if port == d.port else 530] * 4
+                check(seen == want, '%d, certificate %s, %s: replies %r, '
+                      'want %r' % (port, cert, ver, seen, want))
+        check(sorted(m['id'] for m in d.mailq()) == sorted(queued) and
+              len(queued) == 8, 'queue %r, queued %r'
+              % ([m['id'] for m in d.mailq()], queued))
+        for qid in queued:
+            d.assert_stored(qid, BODY)
+
+
 def test_client_cert_list_bad_reloads_keep_it():
     """A relay_client_certs file that fails on SIGHUP keeps the running
     list (it moves over to the new set, twice in a row here), and a good
