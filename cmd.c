@@ -95,7 +95,8 @@ static const struct cmd_param_def cmd_param_defs[] = {
 };
 
 /* ASCII case-insensitive a[0..alen) == b; strncasecmp would follow the
- * locale and needs b's length to match anyway. */
+ * locale and needs b's length to match anyway.  b is one of this file's
+ * names, all in upper case: only a is folded. */
 static int
 cmd_ieq(const char *a, size_t alen, const char *b)
 {
@@ -109,8 +110,6 @@ cmd_ieq(const char *a, size_t alen, const char *b)
 			return 0;
 		if (x >= 'a' && x <= 'z')
 			x = (unsigned char)(x - 'a' + 'A');
-		if (y >= 'a' && y <= 'z')
-			y = (unsigned char)(y - 'a' + 'A');
 		if (x != y)
 			return 0;
 	}

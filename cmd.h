@@ -27,12 +27,12 @@ struct cmd {
 
 /* MAIL FROM / RCPT TO parameters we understand. */
 struct cmd_params {
-	int has_size;
 	uint64_t size;
-	int body_8bit;		/* BODY=8BITMIME */
-	int body_7bit;
-	int smtputf8;
-	int has_auth;		/* AUTH=<> accepted and ignored */
+	uint8_t has_size;	/* bytes: shorter stores than ints */
+	uint8_t body_8bit;	/* BODY=8BITMIME */
+	uint8_t body_7bit;
+	uint8_t smtputf8;
+	uint8_t has_auth;	/* AUTH=<> accepted and ignored */
 };
 
 /* 0: parsed (verb may be CMD_UNKNOWN); -1: malformed (NUL, bad bytes). */

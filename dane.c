@@ -311,6 +311,7 @@ static int
 dane_data_match(const struct dane_tlsa *r, const uint8_t *p, size_t n)
 {
 	uint8_t md[DANE_SHA512_LEN];
+	size_t mdlen = DANE_SHA512_LEN;
 
 	switch (r->mtype) {
 	case DANE_MATCH_FULL:
@@ -318,17 +319,18 @@ dane_data_match(const struct dane_tlsa *r, const uint8_t *p, size_t n)
 			return 0;
 		if (n <= DANE_DATA_MAX)
 			return memcmp(p, r->data, n) == 0;
-		return DANE_SHA512(p, n, md) == 0 &&	/* dane_tlsa_parse() */
-		    memcmp(md, r->data, DANE_SHA512_LEN) == 0;
+		break;		/* dane_tlsa_parse() kept its SHA-512 */
 	case DANE_MATCH_SHA256:
-		return DANE_SHA256(p, n, md) == 0 &&
-		    memcmp(md, r->data, DANE_SHA256_LEN) == 0;
+		mdlen = DANE_SHA256_LEN;
+		break;
 	case DANE_MATCH_SHA512:
-		return DANE_SHA512(p, n, md) == 0 &&
-		    memcmp(md, r->data, DANE_SHA512_LEN) == 0;
+		break;
 	default:
 		return 0;
 	}
+	/* One digest call and one compare for the three ways. */
+	return (mdlen == DANE_SHA256_LEN ? DANE_SHA256(p, n, md) :
+	    DANE_SHA512(p, n, md)) == 0 && memcmp(md, r->data, mdlen) == 0;
 }
 
 /*
@@ -488,6 +490,7 @@ dane_match(const struct dane_rrset *set, const void *chain,
 	const uint8_t *p;
 	size_t i, d, n, nrec;
 	enum dane_verdict v = DANE_NOMATCH;
+	int ee;
 
 	if (which != NULL)
 		*which = 0;
@@ -501,17 +504,17 @@ dane_match(const struct dane_rrset *set, const void *chain,
 		r = &set->r[i];
 		if (!dane_record_ok(r))
 			continue;
-		if (r->usage == DANE_USAGE_DANE_EE) {
-			/* §3.1.1: the leaf only; names and dates ignored */
-			if (dane_selected(&ch.cert[0], ch.crt[0], r->selector,
-			    &p, &n) == 0 && dane_data_match(r, p, n))
-				v = DANE_MATCH;
-			continue;
-		}
-		for (d = 1; d < ch.n && v != DANE_MATCH; d++) {
+		/* §3.1.1: DANE-EE, the leaf only, names and dates ignored;
+		 * DANE-TA, the issuers.  One loop: one copy of the match. */
+		ee = r->usage == DANE_USAGE_DANE_EE;
+		for (d = !ee; d < (ee ? 1 : ch.n) && v != DANE_MATCH; d++) {
 			if (dane_selected(&ch.cert[d], ch.crt[d], r->selector,
 			    &p, &n) != 0 || !dane_data_match(r, p, n))
 				continue;
+			if (ee) {
+				v = DANE_MATCH;
+				continue;
+			}
 			if (ch.names_ok == 0)
 				ch.names_ok = ch.crt[0] != NULL &&
 				    dane_names_ok(ch.crt[0], names, nnames) ?

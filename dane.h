@@ -32,7 +32,7 @@
 
 struct dane_tlsa {
 	uint8_t usage, selector, mtype;
-	int usable;		/* 2/3, known selector and type, right length */
+	uint8_t usable;		/* 2/3, known selector and type, right length */
 	size_t len;
 	uint8_t data[DANE_DATA_MAX];
 };

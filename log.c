@@ -136,6 +136,7 @@ log_emit(unsigned how, const char *fmt, va_list ap)
 	unsigned prog = how & LOG_F_PROG;
 	time_t now = time(NULL);
 	size_t head, n;
+	char *out;		/* what stderr gets: all, or from "ferry: " */
 	int r;
 
 	localtime_r(&now, &tm);
@@ -164,25 +165,25 @@ log_emit(unsigned how, const char *fmt, va_list ap)
 	/* Control bytes from a peer must not forge a second log line, nor
 	 * escape sequences steer the terminal that shows it. */
 	log_printable(line + head, n - head);
-	if (log_stderr) {
-		line[n++] = '\n';
-		(void)!write(STDERR_FILENO, line, n);
-		goto done;
+	out = line;
+	if (!log_stderr) {
+		if (log_fd == -1 ||
+		    send(log_fd, line, n, MSG_NOSIGNAL) == -1) {
+			log_connect();	/* syslogd restarted: one retry */
+			if (log_fd != -1)
+				(void)!send(log_fd, line, n, MSG_NOSIGNAL);
+		}
+		/* Someone at a terminal sees why a start failed, as with
+		 * Postfix's commands, without looking in the system log
+		 * (until log_started: a running daemon's warnings are the
+		 * system log's).  "ferry: " goes over the end of the
+		 * header, which has been sent. */
+		if (!log_tty || pri > LOG_WARNING)
+			goto done;
+		out = memcpy(line + head - strlen(prefix) - 7, "ferry: ", 7);
 	}
-	/* Someone at a terminal sees why a start failed, as with Postfix's
-	 * commands, without looking in the system log (until log_started:
-	 * a running daemon's warnings are the system log's). */
-	if (log_tty && pri <= LOG_WARNING) {
-		(void)!write(STDERR_FILENO, "ferry: ", 7);
-		(void)!write(STDERR_FILENO, line + head - strlen(prefix),
-		    n - (head - strlen(prefix)));
-		(void)!write(STDERR_FILENO, "\n", 1);
-	}
-	if (log_fd == -1 || send(log_fd, line, n, MSG_NOSIGNAL) == -1) {
-		log_connect();	/* syslogd restarted: one retry */
-		if (log_fd != -1)
-			(void)!send(log_fd, line, n, MSG_NOSIGNAL);
-	}
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, out, (size_t)(line + n - out));
 done:
 	errno = saved;
 }

@@ -110,11 +110,14 @@ loop_now_real_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+_Static_assert(LOOP_READ == EPOLLIN && LOOP_WRITE == EPOLLOUT &&
+    LOOP_ERROR == EPOLLERR, "LOOP_* are epoll's bits");
+
 static uint32_t
 loop_epoll_bits(unsigned want)
 {
-	return (want & LOOP_READ ? EPOLLIN | EPOLLRDHUP : 0) |
-	    (want & LOOP_WRITE ? EPOLLOUT : 0);
+	return (want & (LOOP_READ | LOOP_WRITE)) |
+	    (want & LOOP_READ ? EPOLLRDHUP : 0);
 }
 
 /* EPOLL_CTL_ADD or _MOD with the interest want; one copy for both. */
@@ -409,9 +412,9 @@ loop_run(void)
 			if ((lfd = loop_ev[loop_ev_cur].data.ptr) == NULL)
 				continue;
 			e = loop_ev[loop_ev_cur].events;
-			ev = (e & (EPOLLIN | EPOLLRDHUP) ? LOOP_READ : 0) |
-			    (e & EPOLLOUT ? LOOP_WRITE : 0) |
-			    (e & (EPOLLERR | EPOLLHUP) ? LOOP_ERROR : 0);
+			ev = (e & (EPOLLIN | EPOLLOUT | EPOLLERR)) |
+			    (e & EPOLLRDHUP ? LOOP_READ : 0) |
+			    (e & EPOLLHUP ? LOOP_ERROR : 0);
 			lfd->cb(lfd, ev);
 		}
 		loop_ev_n = loop_ev_cur = 0;

@@ -17,14 +17,16 @@
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
+/* epoll's own bits (EPOLLIN, EPOLLOUT, EPOLLERR; loop.c asserts it), so
+ * most of the mapping is a mask; the header still needs no epoll.h. */
 #define LOOP_READ	0x1u
-#define LOOP_WRITE	0x2u
-#define LOOP_ERROR	0x4u	/* EPOLLERR/EPOLLHUP: read to find out */
+#define LOOP_WRITE	0x4u
+#define LOOP_ERROR	0x8u	/* EPOLLERR/EPOLLHUP: read to find out */
 
 struct loop_fd {
 	int fd;
 	unsigned want;		/* LOOP_READ | LOOP_WRITE, as registered */
-	int added;
+	uint8_t added;
 	/* may loop_fd_del() and free the owner */
 	void (*cb)(struct loop_fd *, unsigned events);
 };
@@ -39,7 +41,7 @@ struct loop_timer {
 struct loop_hook {
 	struct loop_hook *next;
 	void (*cb)(struct loop_hook *);
-	int queued;
+	uint8_t queued;
 };
 
 int loop_init(void);

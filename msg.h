@@ -12,6 +12,7 @@
 #define FERRY_MSG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define MSG_LINE_MAX	998	/* RFC 5322 §2.1.1, octets without CRLF */
 #define MSG_ADDR_MAX	512	/* one address from a list, with NUL */
@@ -36,10 +37,10 @@ struct msg_reader {
 	struct msg_buf out;
 	size_t limit;
 	size_t line_start;	/* offset in out where this line began */
-	int dot_ends;
-	int cr_seen;		/* last byte was a CR: swallow one LF */
-	int ended;
-	int over;
+	uint8_t dot_ends;
+	uint8_t cr_seen;	/* last byte was a CR: swallow one LF */
+	uint8_t ended;
+	uint8_t over;
 };
 
 void msg_reader_init(struct msg_reader *, int dot_ends, size_t limit);
