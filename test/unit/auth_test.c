@@ -641,15 +641,26 @@ test_users_load(void)
 /*
  * Without the dummy check an unknown name would answer in microseconds
  * against milliseconds for a known one; with it the two are alike.  The
- * bound is loose (a factor of 5, best of 7 each, interleaved) because
- * other builds share the CPU; the failure it catches is a factor of 1000.
+ * bound is loose (a factor of 5, the median of 7 each, interleaved)
+ * because other builds share the CPU; the failure it catches is a factor
+ * of 1000.  Medians, not minima: on a loaded VM a single check now and
+ * then measures at a fifth of its usual time (seen: 2.3 ms against
+ * 12 ms), and the smallest of seven picks exactly that outlier.
  */
+static int
+cmp_ms(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
 static int
 test_unknown_user_cost(void)
 {
 	char text[256], err[256];
 	struct auth_users *t;
-	double known = 1e9, unknown = 1e9, t0, d;
+	double known[7], unknown[7], t0;
 	int i, n;
 
 	n = snprintf(text, sizeof(text), "old:%s\n", GOOD_HASH);
@@ -659,19 +670,19 @@ test_unknown_user_cost(void)
 		t0 = now_ms();
 		CHECK(auth_users_verify(t, "old", "wrong", 5) ==
 		    AUTH_VERIFY_DENIED);
-		d = now_ms() - t0;
-		known = d < known ? d : known;
+		known[i] = now_ms() - t0;
 		t0 = now_ms();
 		CHECK(auth_users_verify(t, "nobody", "wrong", 5) ==
 		    AUTH_VERIFY_DENIED);
-		d = now_ms() - t0;
-		unknown = d < unknown ? d : unknown;
+		unknown[i] = now_ms() - t0;
 	}
 	auth_users_free(t);
-	printf("  verify: known user %.2f ms, unknown user %.2f ms\n", known,
-	    unknown);
-	CHECK(unknown > known * 0.2);
-	CHECK(known > unknown * 0.2);
+	qsort(known, 7, sizeof(known[0]), cmp_ms);
+	qsort(unknown, 7, sizeof(unknown[0]), cmp_ms);
+	printf("  verify (median of 7): known user %.2f ms, unknown user "
+	    "%.2f ms\n", known[3], unknown[3]);
+	CHECK(unknown[3] > known[3] * 0.2);
+	CHECK(known[3] > unknown[3] * 0.2);
 	return 0;
 }
 
