@@ -171,6 +171,14 @@ main(int argc, char **argv, char **envp)
 	int c;
 
 	main_envp = envp;
+	/* A caller may have closed stdin, stdout or stderr: the next socket
+	 * or file would take that number, and sendmail's "550 ..." on
+	 * stderr would land in its SMTP session to the daemon, costing the
+	 * recipients after it.  /dev/null fills the gaps (as in Postfix's
+	 * sendmail); the first descriptor past 2 is not needed. */
+	while ((c = open("/dev/null", O_RDWR)) >= 0 && c < 3)
+		;
+	(void)close(c);		/* or -1: no /dev/null, go on as before */
 	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	/* argv[0] sendmail, mailq, newaliases: `ferry NAME` with no ferry
 	 * options, their own untouched (no getopt here). */

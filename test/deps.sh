@@ -27,7 +27,7 @@ pkgs_build="gcc make libc6-dev libmbedtls-dev libc-ares-dev libsodium-dev openss
 pkgs_test="$pkgs_build clang libclang-rt-14-dev python3 swaks
     libio-socket-ssl-perl libnet-ssleay-perl postfix valgrind
     procps iproute2 passwd unbound nsd ldnsutils sasl2-bin libsasl2-modules
-    libsasl2-modules-db mandoc pflogsumm fail2ban shellcheck busybox strace"
+    libsasl2-modules-db mandoc pflogsumm fail2ban shellcheck busybox strace bsd-mailx"
 pkgs_cross="gcc-mipsel-linux-gnu gcc-arm-linux-gnueabihf gcc-s390x-linux-gnu
     libc6-dev-mipsel-cross libc6-dev-armhf-cross libc6-dev-s390x-cross
     qemu-user"
