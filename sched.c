@@ -383,7 +383,11 @@ sched_on_timer(struct loop_timer *t)
 		return;
 	for (m = sched_idle_list; m != NULL; m = next) {
 		next = m->next;
-		if (m->next_attempt > now) {
+		/* No backoff reaches twice retry_max: a time further off was
+		 * set before the clock went back, and is due now (as the
+		 * start-up index caps it). */
+		if (m->next_attempt > now &&
+		    m->next_attempt - now <= 2ull * sched_conf->retry_max) {
 			if (m->next_attempt < soonest)
 				soonest = m->next_attempt;
 			continue;
@@ -588,6 +592,10 @@ sched_dispatch(void)
 		for (d = sched_dests; d != NULL; d = d->next) {
 			if (d->waiting == 0)
 				continue;
+			/* Backed off for longer than any backoff: the clock
+			 * went back since; it is not dead for that long. */
+			if (d->dead_until > now + sched_conf->retry_max)
+				d->dead_until = 0;
 			if (d->dead_until > now && d->active > 0)
 				continue;	/* those still up take the jobs */
 			/* Still backing off: defer what arrives.  Or made for
@@ -786,7 +794,7 @@ sched_job_result(struct sched_job *job)
 	struct queue_rcpt *qr;
 	struct deliver_rcpt *r;
 	const char *addr;
-	unsigned i, again = 0;
+	unsigned i, again = 0, settled = 0;
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
 		r = &job->rcpt[i];
@@ -806,7 +814,13 @@ sched_job_result(struct sched_job *job)
 		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
 		    "none", r->dsn, r->result == DR_OK ? "sent" :
 		    r->result == DR_PERM ? "bounced" : "deferred", r->reply);
+		settled |= r->result != DR_TEMP;
 	}
+	/* Another destination (or this one's next transaction) may take
+	 * minutes yet: what this one settled is written now, or a restart
+	 * meanwhile would send it again.  The last job's is sched_finish's. */
+	if (settled && (again > 0 || m->jobs > 1))
+		(void)sched_save(m, 1);
 	if (again > 0) {
 		/* The same job, smaller: first in line, so the connection
 		 * that just finished takes it next. */
