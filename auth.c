@@ -374,16 +374,17 @@ static int
 auth_num(const char *s, size_t n, size_t *i, unsigned long *v)
 {
 	size_t start = *i;
+	uint64_t x = 0;		/* ten digits overflow a 32-bit long */
 
-	*v = 0;
 	while (*i < n && s[*i] >= '0' && s[*i] <= '9') {
 		if (*i - start == AUTH_NUM_DIGITS_MAX)
 			return 0;
-		*v = *v * 10 + (unsigned long)(s[*i] - '0');
+		x = x * 10 + (uint64_t)(s[*i] - '0');
 		(*i)++;
 	}
+	*v = (unsigned long)x;
 	if (*i == start || (s[start] == '0' && *i - start > 1) ||
-	    *v > 0xffffffffUL)
+	    x > 0xffffffffU)
 		return 0;
 	return 1;
 }
@@ -492,6 +493,12 @@ auth_users_line(struct auth_users *t, const char *l, size_t n,
 	size_t ulen, hlen, i;
 	char msg[AUTH_USER_MAX + 64];
 
+	/* A BOM: the caller takes it for text, so its line lands here,
+	 * a comment too.  It would join the first user's name unseen;
+	 * relay.conf refuses it too (as part of its first key). */
+	what = "UTF-8 byte order mark";
+	if (n >= 3 && memcmp(l, "\xef\xbb\xbf", 3) == 0)
+		goto bad;
 	what = "expected user:$argon2id$...";
 	if (colon == NULL)
 		goto bad;
@@ -1151,10 +1158,12 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 		    "name; give USER)", (unsigned long)getuid());
 		return EX_NOUSER;
 	}
+	/* A line starting with '#' is a comment in the users file. */
 	if (strlen(user) == 0 || strlen(user) > AUTH_USER_MAX ||
-	    !auth_name_ok(user, strlen(user))) {
+	    !auth_name_ok(user, strlen(user)) || user[0] == '#') {
 		log_cli("ferry passwd", "bad user name (1 to 255 "
-		    "bytes, no ':', space or control character)");
+		    "bytes, no ':', space or control character, no '#' "
+		    "first)");
 		return EX_USAGE;
 	}
 	/* isatty() is this very call; one import fewer. */

@@ -307,6 +307,57 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
         d.cleanup(ok)
 
 
+# --- maildrop: a file the daemon cannot read ------------------------------
+
+def test_regress_maildrop_unreadable_quarantined():
+    """A maildrop file its owner made unreadable (chmod 000; as root also
+    one left 0600, which the daemon's user cannot open) was warned about
+    at every scan, once a minute for ever.  It goes to corrupt/ once, with
+    one warning saying why, its bytes and mode kept; mail beside it is
+    picked up as usual."""
+    d = _stopped_daemon('rg-unreadable')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        modes = {_qid(): '000'}
+        if IS_ROOT:
+            modes[_qid()] = '600'
+        images = {}
+        for q, mode in modes.items():
+            images[q] = _image(q, 'locked@example.test', ['r@relay.test'],
+                               b'Subject: locked\r\n\r\nmine\r\n')
+            _drop(md, q, images[q])
+            _as_nobody(['chmod', mode, os.path.join(md, q)])
+        _sendmail(d, 'good@example.test', ['r@relay.test'],
+                  b'Subject: good\n\nfine\n')
+        d.start()
+        q = d.wait_queue(1, timeout=5)
+        check([m['sender'] for m in q] == ['good@example.test'],
+              'mailq %r' % q)
+        _maildrop_empty_of(d, list(modes))
+        cdir = os.path.join(d.queue_dir, 'corrupt')
+        for n, mode in modes.items():
+            d.wait_log(r'ferry/qmgr\[\d+\]: warning: maildrop/%s: moved to '
+                       r'corrupt/: not world-readable$' % n)
+            p = os.path.join(cdir, n)
+            check(os.lstat(p).st_mode & 0o777 == int(mode, 8),
+                  'corrupt/%s mode %o' % (n, os.lstat(p).st_mode))
+            if not IS_ROOT:
+                os.chmod(p, 0o600)
+            with open(p, 'rb') as f:
+                check(f.read() == images[n], 'corrupt/%s changed' % n)
+        # Said once, and no open() warning beside it.
+        log = d.log_text()
+        for n in modes:
+            check(log.count(n) == 1, '%s logged %d times:\n%s'
+                  % (n, log.count(n), d.log_tail(10)))
+        check(d.running(), 'daemon died')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 # --- outbound: a peer out of step -----------------------------------------
 
 def _desync(name, broken, ext=None, why=None):

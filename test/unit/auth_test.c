@@ -484,6 +484,22 @@ test_users_errors(void)
 		{ "alice:$argon2id$v=19$m=99999999999,t=2,p=1$aaaaaaaaaaa$"
 		  "aaaaaaaaaaaaaaaaaaaaaa",
 		  "u:1: malformed argon2id hash (want v=19$m=M,t=T,p=1$)" },
+		/* Ten digits past 32 bits: on a 32-bit long they wrapped
+		 * to m=4096 and t=2, which libsodium then refused at every
+		 * login (the user could never log in, and nothing said so). */
+		{ "alice:$argon2id$v=19$m=4294971392,t=2,p=1$aaaaaaaaaaa$"
+		  "aaaaaaaaaaaaaaaaaaaaaa",
+		  "u:1: malformed argon2id hash (want v=19$m=M,t=T,p=1$)" },
+		{ "alice:$argon2id$v=19$m=4096,t=4294967298,p=1$aaaaaaaaaaa$"
+		  "aaaaaaaaaaaaaaaaaaaaaa",
+		  "u:1: malformed argon2id hash (want v=19$m=M,t=T,p=1$)" },
+		/* A UTF-8 BOM (an editor's) joined the first name unseen. */
+		{ "\xef\xbb\xbf" "alice:" GOOD_HASH,
+		  "u:1: UTF-8 byte order mark" },
+		{ "\xef\xbb\xbf# users\nalice:" GOOD_HASH,
+		  "u:1: UTF-8 byte order mark" },
+		{ "alice:" GOOD_HASH "\n\xef\xbb\xbf" "bob:" GOOD_HASH,
+		  "u:2: UTF-8 byte order mark" },
 		{ "alice:$argon2id$v=19$m=4096,t=2,p=4$aaaaaaaaaaa$"
 		  "aaaaaaaaaaaaaaaaaaaaaa",
 		  "u:1: argon2id hash with p other than 1" },
@@ -1246,6 +1262,8 @@ test_passwd_pipe(void)
 	char *av_colon[] = { "passwd", "a:b", NULL };
 	char *av_many[] = { "passwd", "a", "b", NULL };
 	char *av_opt[] = { "passwd", "-x", NULL };
+	char *av_hash[] = { "passwd", "#bob", NULL };
+	char *av_hash2[] = { "passwd", "b#ob", NULL };
 	char out[OUT_MAX], text[OUT_MAX + 32], err[256];
 	static char big[AUTH_PASS_MAX + 3];
 	struct auth_users *t;
@@ -1291,6 +1309,13 @@ test_passwd_pipe(void)
 	CHECK(run_passwd(3, av_many, "pw\n", 3, out, sizeof(out)) ==
 	    EX_USAGE);
 	CHECK(run_passwd(2, av_opt, "pw\n", 3, out, sizeof(out)) == EX_USAGE);
+	/* The users file reads "#bob:..." as a comment: bob could never
+	 * log in.  A '#' further on is part of the name. */
+	CHECK(run_passwd(2, av_hash, "pw\n", 3, out, sizeof(out)) ==
+	    EX_USAGE);
+	CHECK(out[0] == '\0');
+	CHECK(run_passwd(2, av_hash2, "pw\n", 3, out, sizeof(out)) == EX_OK);
+	CHECK(passwd_line_ok(out, "b#ob", "pw"));
 	return 0;
 }
 
