@@ -278,7 +278,9 @@ alias_free(struct alias_table *t)
 	free(t);
 }
 
-/* The alias key an address would match: its local part, if local. */
+/* The alias key an address would match: its local part, if local.
+ * localhost is local too, as in Postfix's default mydestination: programs
+ * that mail "root@localhost" mean this box's root. */
 static int
 alias_local(const char *addr, const char *origin, size_t *klen)
 {
@@ -288,7 +290,7 @@ alias_local(const char *addr, const char *origin, size_t *klen)
 		*klen = strlen(addr);
 		return 1;
 	}
-	if (strcasecmp(d, origin) != 0)
+	if (strcasecmp(d, origin) != 0 && strcasecmp(d, "localhost") != 0)
 		return 0;
 	*klen = (size_t)(d - 1 - addr);
 	return 1;

@@ -53,6 +53,10 @@ test_basic(void)
 	CHECK_STR(expand(t, "ops"), "a@x.test b@y.test c@z.test");
 	/* another domain is not local: untouched */
 	CHECK_STR(expand(t, "root@other.test"), "root@other.test");
+	CHECK_STR(expand(t, "root@LocalHost"), "admin@example.org");
+	CHECK_STR(expand(t, "root@localhost.other.test"),
+	    "root@localhost.other.test");
+	CHECK_STR(expand(t, "nobody@localhost"), "nobody@localhost");
 	CHECK_STR(expand(t, "nobody"), "nobody@box.test");
 	alias_free(t);
 	return 0;
