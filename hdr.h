@@ -12,7 +12,10 @@
 #include <time.h>
 
 #define HDR_DATE_MAX	64
-#define HDR_RECEIVED_MAX 1024
+/* Every name at its largest (smtp.c asserts it): HELO 255, IPv6 text,
+ * TLS description, hostname 254, queue ID, a 511-byte alias result,
+ * the date.  1024 did not hold them: 451 for such a client. */
+#define HDR_RECEIVED_MAX 1536
 #define HDR_MSGID_RAND	8	/* random bytes in a Message-ID */
 
 int hdr_date(char *, size_t, time_t);

@@ -69,6 +69,11 @@
 #define SMTP_AUTH_LINE_MAX	(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 16)
 #define SMTP_VERIFY_MAX		16	/* Argon2 checks waiting, at most */
 #define SMTP_TLS_DESC_MAX	160
+/* hdr_received()'s names at their largest, and 80 for its own words: a
+ * legal client is never refused for the size of its names. */
+_Static_assert(SMTP_HELO_MAX + INET6_ADDRSTRLEN + SMTP_TLS_DESC_MAX +
+    CONFIG_NAME_MAX + 16 + QUEUE_ID_SIZE + 512 + HDR_DATE_MAX + 80 <=
+    HDR_RECEIVED_MAX, "Received: buffer");
 /* Received: fields a message may bring, as Postfix's hopcount_limit.
  * RFC 5321 section 6.3 asks for "at least 100"; Postfix (50, its own
  * field counted), Exim (30) and sendmail (25) stop loops sooner, and
@@ -1580,6 +1585,8 @@ smtp_bare(struct smtp_session *s, enum smtp_reply r, int in_data)
 static void
 smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 {
+	int ws;
+
 	if (n == 3 && line[0] == '.') {
 		smtp_data_end(s);
 		return;
@@ -1597,10 +1604,14 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 		s->flags |= SF_TOOBIG;
 	/* The header ends at the empty line, or before a line that is no
 	 * header field, which then starts the body (as Postfix's cleanup
-	 * has it). */
-	if ((s->flags & SF_HEADERS) && (n == 2 || !smtp_header(s, line, n))) {
+	 * has it).  A first line that starts with white space would
+	 * continue our Received: field: an empty line goes before it, as
+	 * Postfix's smtpd puts one (sep 2). */
+	ws = s->data_size == n && (line[0] == ' ' || line[0] == '\t');
+	if ((s->flags & SF_HEADERS) && (n == 2 || ws ||
+	    !smtp_header(s, line, n))) {
 		s->flags &= ~SF_HEADERS;
-		smtp_add_missing(s, n != 2);
+		smtp_add_missing(s, n == 2 ? 0 : ws ? 2 : 1);
 	}
 	if (s->flags & SF_DISCARD)
 		return;
@@ -1652,7 +1663,8 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
  * after AUTH, as Postfix rewrites its local clients' mail.  Mail relayed
  * for relay_networks or relay_client_certs, or passing through to
  * relay_domains, is left as it came.  sep: the header ended at a line
- * that is no field; an empty line goes before it.
+ * that is no field; an empty line goes before it (sep 2: even when
+ * nothing is added).
  */
 static void
 smtp_add_missing(struct smtp_session *s, int sep)
@@ -1662,18 +1674,20 @@ smtp_add_missing(struct smtp_session *s, int sep)
 	size_t n = 0;
 	int r;
 
-	if (!(s->flags & (SF_LOCAL | SF_AUTH)) || (s->flags & SF_DISCARD))
+	if (s->flags & SF_DISCARD)
 		return;
-	if ((s->flags & (SF_LOCAL | SF_SEEN_FROM)) == SF_LOCAL &&
-	    s->sender[0] != '\0')
-		n = (size_t)snprintf(buf, sizeof(buf), "From: <%s>\r\n",
-		    s->sender);
-	r = hdr_missing(buf + n, sizeof(buf) - n - 2,
-	    !(s->flags & SF_SEEN_DATE), s->msgid == NULL,
-	    smtp_conf->hostname, time(NULL), &id);
-	if (r <= 0 && n == 0)
+	if (s->flags & (SF_LOCAL | SF_AUTH)) {
+		if ((s->flags & (SF_LOCAL | SF_SEEN_FROM)) == SF_LOCAL &&
+		    s->sender[0] != '\0')
+			n = (size_t)snprintf(buf, sizeof(buf),
+			    "From: <%s>\r\n", s->sender);
+		r = hdr_missing(buf + n, sizeof(buf) - n - 2,
+		    !(s->flags & SF_SEEN_DATE), s->msgid == NULL,
+		    smtp_conf->hostname, time(NULL), &id);
+		n += r > 0 ? (size_t)r : 0;
+	}
+	if (n == 0 && sep < 2)
 		return;
-	n += r > 0 ? (size_t)r : 0;
 	if (id != NULL && (s->msgid = strdup(id)) != NULL)
 		s->msgid[strcspn(s->msgid, "\r")] = '\0';
 	if (sep) {

@@ -17,7 +17,7 @@ import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short,
-                       HOSTNAME, UNTRUSTED, TRUSTED)
+                       auth_plain, HOSTNAME, UNTRUSTED, TRUSTED)
 from peers import wait_for
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
@@ -1147,6 +1147,49 @@ def test_received_local_and_network_forms():
               b' with ' not in out.split(b'\r\n\r\n')[0],
               'local Received: names a peer or protocol: %s'
               % short(out, 400))
+
+
+def test_first_line_white_space_not_our_header():
+    """A message whose first line starts with white space: that line
+    would continue the Received: field ferry writes above it (a body
+    line turned into part of ferry's own trace field).  Postfix's smtpd
+    puts an empty line before it; so does ferry, relayed (the message
+    is the sent one after Received: and that line) and submitted (after
+    the Date and Message-ID it adds, as for any header ended by a line
+    that is no field).  A continuation after a field is still one."""
+    user, pw = 'alice', 'correct horse battery'
+    body = b'\tindented first line\r\nSubject: no header now\r\n\r\nx\r\n'
+    folded = b'Subject: a\r\n folded\r\n\tagain\r\n\r\nx\r\n'
+    with Daemon('wsfirst', users={user: pw},
+                auth_over_plaintext='yes') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            relayed = c.expect(stuff(body), 250).qid()
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            kept = c.expect(stuff(folded), 250).qid()
+        with d.session(UNTRUSTED) as c:
+            c.expect('AUTH PLAIN ' + auth_plain(user, pw), 235)
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@other.test>', 250)
+            c.expect('DATA', 354)
+            submitted = c.expect(stuff(body), 250).qid()
+        out = d.assert_stored(relayed, b'\r\n' + body)
+        check(out.count(b'indented') == 1 and
+              out.split(b'\r\n\r\n', 1)[1] == body,
+              'relayed: the first line is not the body\'s: %s'
+              % short(out, 600))
+        d.assert_stored(kept, folded)
+        out = d.cat(submitted)
+        head, _, rest = out.partition(b'\r\n\r\n')
+        check(rest == body and re.match(
+            rb'Received: [^\r]*(\r\n\t[^\r]*)*\r\nDate: [^\r]+\r\n'
+            rb'Message-ID: <[^\r]+>\Z', head),
+              'submitted: not Received, Date, Message-ID, an empty line '
+              'and the message: %s' % short(out, 600))
 
 
 def test_message_id_logged_printable():

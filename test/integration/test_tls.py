@@ -227,6 +227,58 @@ def test_smtplib_tls12_each_port():
               'TLS log line %r' % m.group(0))
 
 
+def _dns_name(n, tail):
+    """A valid DNS name of exactly n octets ending in .tail."""
+    labels, left = [], n - len(tail)
+    while left > 64:
+        k = 62 if left == 65 else 63
+        labels.append('a' * k)
+        left -= k + 1
+    labels.append('a' * (left - 1))
+    name = '.'.join(labels) + '.' + tail
+    assert len(name) == n, (n, len(name))
+    return name
+
+
+def test_received_longest_names_fit():
+    """Every name in ferry's Received: at its largest legal size: EHLO
+    with a 255-octet domain (RFC 5321 section 4.5.3.1.2), hostname 254
+    octets, TLS, and a 254-octet recipient whose alias is a 64-octet bare
+    local part qualified with a 252-octet origin (317 octets).  That
+    overflowed the 1,024-byte header buffer: 451 for that client, for
+    ever.  Now the mail is queued, each header line stays within RFC
+    5322's 998, and the field holds every name whole."""
+    from test_alias import write_aliases
+    host, origin = _dns_name(254, 'test'), _dns_name(252, 'test')
+    helo, local = _dns_name(255, 'test'), 'l' * 64
+    sender = 's' * 64 + '@' + _dns_name(189, 'test')
+    d = all_ports(name='recvlong', hostname=host, origin=origin)
+    d.cfg['aliases'] = write_aliases(d, 'x: %s\n' % local)
+    d.write_config()
+    with d:
+        c, _ = d.tls_session(name=helo)
+        with c:
+            c.expect('MAIL FROM:<%s> SMTPUTF8' % sender, 250)
+            c.expect('RCPT TO:<x@%s>' % origin, 250)
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250, '2.0.0').qid()
+            c.expect('QUIT', 221)
+        out = d.cat(qid)
+        head, rest = out.split(b'\r\nFrom: ', 1)
+        check(b'From: ' + rest == BODY, 'message changed: %s' % short(out))
+        lines = head.split(b'\r\n')
+        check(all(len(l) <= 998 for l in lines) and
+              all(l[:1] == b'\t' for l in lines[1:]),
+              'Received: lines %r' % [len(l) for l in lines])
+        rec = received_of(d, qid)
+        want = (r'from %s \(unknown \[127\.0\.0\.1\]\) \(using TLSv1\.[23] '
+                r'with cipher %s \(\d+/\d+ bits\)\) by %s \(ferry\) with '
+                r'UTF8SMTPS id %s for <%s@%s>; [^\r\n]+$'
+                % (re.escape(helo), SUITE, re.escape(host), qid, local,
+                   re.escape(origin)))
+        check(re.match(want, rec), 'Received: %r' % rec)
+
+
 def _accept_errors(d, want):
     """How many SSL_accept errors from 127.0.0.1 the log has, waiting up
     to 10 s for want of them: the daemon logs a refusal after the client
