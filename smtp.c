@@ -238,7 +238,7 @@ struct smtp_session {
 	size_t rcpts_len, rcpts_cap;
 	struct tls_conn *tls;		/* io's; kept for its error text */
 	unsigned errors;
-	unsigned junk;			/* NOOP, VRFY, HELP since a message */
+	unsigned junk;			/* NOOP, VRFY, HELP, RSET since a message */
 	unsigned hops;			/* Received: fields in the header */
 	uint8_t where;			/* WHERE_*, or the last verb + 1 */
 	char *sasl_user;
@@ -1438,6 +1438,8 @@ smtp_cmd_rset(struct smtp_session *s, const struct cmd *c)
 	smtp_ok(s, CMD_RSET);
 	if (s->flags & SF_SHUTDOWN)
 		smtp_close(s, RP_SHUTDOWN);
+	else if (++s->junk > SMTP_JUNK_LIMIT)
+		smtp_error(s);	/* junk for Postfix too: a loop holds a slot */
 }
 
 static void
@@ -1467,7 +1469,7 @@ smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 		smtp_reply(s, r);
 		smtp_ok(s, c->verb);
 		/* Postfix's smtpd_junk_command_limit: past it, each NOOP,
-		 * VRFY or HELP counts as an error, so they cannot hold a
+		 * VRFY, HELP or RSET counts as an error, so they cannot hold a
 		 * connection slot for ever.  A message accepted starts the
 		 * count again. */
 		if (++s->junk > SMTP_JUNK_LIMIT)

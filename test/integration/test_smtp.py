@@ -343,6 +343,39 @@ def test_http_closes():
             d.assert_empty()
 
 
+def test_junk_command_limit():
+    """Postfix's smtpd_junk_command_limit (100): past it each NOOP, VRFY,
+    HELP or RSET counts as an error, and the tenth error ends the session
+    with 421, so a loop of them cannot hold a connection slot for ever.
+    A message accepted starts the count again, and is kept."""
+    with Daemon('junkcmd') as d:
+        for verb in ('NOOP', 'RSET', 'VRFY someone', 'HELP'):
+            with d.session() as c:
+                c.send(('%s\r\n' % verb) * 100)
+                rs = [c.reply() for _ in range(100)]
+                check(all(r.code in (250, 252, 214) for r in rs),
+                      '%s within the limit: %r' % (verb, rs[-1].text))
+                c.send(('%s\r\n' % verb) * 12)
+                rs = c.replies_until_close()
+                check(len(rs) == 11 and rs[-1].code == 421 and
+                      rs[-1].enh() == '4.7.0',
+                      '%s past the limit: %r' % (verb, [r.text for r in
+                                                       rs[-3:]]))
+        with d.session() as c:
+            c.send('RSET\r\n' * 99)
+            check(all(c.reply().code == 250 for _ in range(99)),
+                  'RSET within the limit')
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            qid = c.expect('Subject: j\r\n\r\nx\r\n.', 250).qid()
+            c.send('RSET\r\n' * 100)
+            check(all(c.reply().code == 250 for _ in range(100)),
+                  'the count did not start again after a message')
+            c.expect('QUIT', 221)
+        check(qid in d.mailq_ids(), 'message %s not queued' % qid)
+
+
 def test_binary_junk():
     with Daemon('junk') as d:
         with d.session() as c:
