@@ -146,7 +146,9 @@ struct check {
 static int check_args(struct check *, int, char **);
 static int check_setup(struct check *);
 static void check_enter_state(struct check *, enum check_state);
-static const char *check_strstate(enum check_state);
+/* noinline: measured smaller than LTO's inlined copies. */
+static const char *check_strstate(enum check_state)
+    __attribute__((noinline));
 static void check_on_mx(void *, enum dns_status, int,
     const struct dns_mx *, int);
 static void check_next_host(struct check *);

@@ -126,8 +126,9 @@ static int p_bad(struct parser *, const struct key *, const char *,
     const char *, size_t, uint64_t);
 static const char *quote(char *, const char *, size_t);
 static const char *key_name(const struct key *);
+/* noinline: measured smaller than LTO's inlined copies. */
 static void key_put(const struct key *, const struct config *,
-    struct pbuf *);
+    struct pbuf *) __attribute__((noinline));
 static void pb_add(struct pbuf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static const struct key *key_find(const char *, size_t);

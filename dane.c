@@ -628,7 +628,8 @@ dane_base_init(struct dane_base *b, const char *host, const char *canon,
 	snprintf(b->name[b->n++], sizeof(b->name[0]), "%s", host);
 }
 
-const char *
+/* noinline: measured smaller than LTO's inlined copies. */
+__attribute__((noinline)) const char *
 dane_base_name(const struct dane_base *b)
 {
 	return b->name[b->i < b->n ? b->i : 0];
@@ -1090,8 +1091,9 @@ dane_policy_pinned(const struct dane_policy_entry *e, const uint8_t *fp,
 }
 
 /* ASCII, as tolower() is in the C locale ferry runs in, without the two
- * libc symbols (tolower, __ctype_tolower_loc) it costs. */
-int
+ * libc symbols (tolower, __ctype_tolower_loc) it costs.  noinline:
+ * measured smaller than LTO's inlined copies. */
+__attribute__((noinline)) int
 dane_lower(int c)
 {
 	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;

@@ -1761,18 +1761,17 @@ queue_open_dropped(const char *name, struct stat *st, const char **why)
 	fd = openat(queue_dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 	    O_NONBLOCK | O_NOCTTY);
 	if (fd == -1) {
-		if (errno == ELOOP) {	/* a link swapped in meanwhile */
+		if (errno == ELOOP)	/* a link swapped in meanwhile */
 			*why = "a symbolic link";
-			errno = EBADMSG;
-		}
 		/* sendmail leaves 0644, so its owner took the read bits away:
 		 * out of the way, or it is tried (and warned about) every
 		 * minute for ever.  Refused although the mode lets others
 		 * read, it is an LSM's doing: the admin's to fix, it waits. */
-		if (errno == EACCES && !(pre.st_mode & S_IROTH)) {
+		else if (errno == EACCES && !(pre.st_mode & S_IROTH))
 			*why = "not world-readable";
-			errno = EBADMSG;
-		}
+		else
+			return -1;
+		errno = EBADMSG;
 		return -1;
 	}
 	e = fstat(fd, st) == -1 ? errno : EBADMSG;

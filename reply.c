@@ -108,18 +108,21 @@ reply_enh_code(const char *reply, const char **code)
 const char *
 reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
 {
-	const char *r, *e;
+	const char *r, *e, *end = s + strlen(s);
 	int more;
 
-	if (strncmp(s, "host ", 5) != 0 || (r = strstr(s, "] said: ")) ==
-	    NULL || (*namelen = strcspn(s + 5, "[")) == 0 ||
+	/* The end in hand, memcmp() and memmem() do what strncmp() and
+	 * strstr() did, and ferry imports neither of those. */
+	if (end - s < 5 || memcmp(s, "host ", 5) != 0 ||
+	    (r = memmem(s, (size_t)(end - s), "] said: ", 8)) == NULL ||
+	    (*namelen = strcspn(s + 5, "[")) == 0 ||
 	    s + 5 + *namelen > r ||
 	    reply_code(r + 8, strnlen(r + 8, 4), &more) == -1)
 		return NULL;
 	*name = s + 5;
-	*len = strlen(r += 8);
+	*len = (size_t)(end - (r += 8));
 	if ((e = strrchr(r, '(')) != NULL && r[*len - 1] == ')' &&
-	    strncmp(e - 1, " (in reply to ", 14) == 0)
+	    end - (e - 1) >= 14 && memcmp(e - 1, " (in reply to ", 14) == 0)
 		*len = (size_t)(e - 1 - r);
 	return r;
 }
