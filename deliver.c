@@ -279,6 +279,8 @@ static void deliver_give_back(struct deliver *, const char *);
 static void deliver_fail_open(struct deliver *, enum deliver_result,
     const char *, const char *);
 static void deliver_lost(struct deliver *, const char *);
+static void deliver_desync(struct deliver *, const char *);
+static void deliver_untried(struct deliver_txn *) __attribute__((noinline));
 static void deliver_close(struct deliver *, enum deliver_result,
     const char *, const char *);
 static void deliver_quit(struct deliver *, enum deliver_result);
@@ -944,6 +946,12 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		/* Too long: a line that fills io's buffer, or a reply of
 		 * more than DELIVER_REPLY_LINES lines. */
 		st = reply_read(d->io, &r);
+		/* RFC 5321 section 4.2.1: every line of a reply has its code
+		 * ("250-2.1.5 ok" then "550 5.1.1 no" bounced a recipient
+		 * with dsn=2.1.5); d->lines starts with the first line's. */
+		if (st == REPLY_OK && d->nlines > 0 &&
+		    memcmp(d->lines, r.line, 3) != 0)
+			st = REPLY_MALFORMED;
 		if (st == REPLY_OK && (d->ncont = r.more ? d->ncont + 1 : 0) >=
 		    DELIVER_REPLY_LINES)
 			st = REPLY_TOO_LONG;
@@ -969,7 +977,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 		    !(d->state == DS_TXN && d->send_i - d->recv_i > 1);
 		prev = d->state;
 		if (stray && prev != DS_QUIT && prev != DS_DOT) {
-			deliver_lost(d, "reply out of step");
+			deliver_desync(d, "reply out of step");
 			return;
 		}
 		deliver_reply(d, r.code, r.more, r.len > 4 ? r.line + 4 : "");
@@ -1577,7 +1585,6 @@ static void
 deliver_start_txn(struct deliver *d)
 {
 	struct deliver_txn *t;
-	unsigned i;
 	int code = 0;
 	const char *dsn = NULL;
 	char reason[DELIVER_REPLY_MAX];
@@ -1591,10 +1598,7 @@ deliver_start_txn(struct deliver *d)
 	d->txn = t;
 	d->used = 1;
 	deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer, d->port);
-	for (i = 0; i < t->nrcpt; i++) {
-		t->rcpt[i].dsn[0] = '\0';
-		t->rcpt[i].again = 0;
-	}
+	deliver_untried(t);
 	/* A reused connection starts clean: RSET between transactions.
 	 * The transaction waits in d->txn, so a lost RSET defers it. */
 	if (d->need_rset) {
@@ -1675,7 +1679,7 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 
 	/* A reply to nothing we sent: out of step, trust none of it. */
 	if (d->recv_i >= d->send_i) {
-		deliver_lost(d, "reply out of step with our commands");
+		deliver_desync(d, "reply out of step with our commands");
 		return;
 	}
 	i = d->recv_i++;
@@ -1707,7 +1711,7 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 		/* DATA can only start (354) or fail (4xx/5xx): a 2xx here
 		 * would mark a message sent whose body never left. */
 		if (code / 100 == 2 || (code / 100 == 3 && code != 354)) {
-			deliver_lost(d, "unexpected reply to DATA");
+			deliver_desync(d, "unexpected reply to DATA");
 			return;
 		}
 		if (code == 354) {
@@ -1856,6 +1860,33 @@ deliver_lost(struct deliver *d, const char *what)
 		return;
 	}
 	deliver_close(d, d->used ? DR_OK : DR_TEMP, "4.4.2", reason);
+}
+
+/*
+ * Replies out of step with our commands.  Pipelined, the replies taken
+ * before it showed may have been the wrong ones ("550 x" and "550 y",
+ * a refusal's lines each ending in "550 ", read as two RCPTs' replies,
+ * bounced a recipient the server took): trust none of the
+ * transaction's, defer it all.
+ */
+static void
+deliver_desync(struct deliver *d, const char *what)
+{
+	if (d->state == DS_TXN)
+		deliver_untried(d->txn);
+	deliver_lost(d, what);
+}
+
+/* No result yet for any recipient. */
+static void
+deliver_untried(struct deliver_txn *t)
+{
+	unsigned i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		t->rcpt[i].dsn[0] = '\0';
+		t->rcpt[i].again = 0;
+	}
 }
 
 /*
