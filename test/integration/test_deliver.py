@@ -1174,6 +1174,22 @@ def test_deliver_backlog_beyond_active_limit():
                   'want %d once each' % (len(seqs), len(set(seqs)), n))
 
 
+def _queue_bulk(d, n):
+    """n messages "seq I" to rI@relay.test in one pipelined session,
+    each deferred once by the dead smarthost."""
+    with d.session() as c:
+        for i in range(n):
+            c.send(b'MAIL FROM:<bulk@example.test>\r\n'
+                   b'RCPT TO:<r%d@relay.test>\r\nDATA\r\n' % i)
+            c.reply()
+            c.reply()
+            c.expect(None, 354)
+            c.expect(stuff(b'Subject: bulk\r\n\r\nseq %d\r\n' % i), 250)
+        c.expect('QUIT', 221)
+    wait_for(lambda: len(deliveries(d, status='deferred')) >= n, 60,
+             'all %d deferred' % n)
+
+
 def test_deliver_dead_destination_flush_not_paced():
     """A flush of more deferred messages than the scheduler holds at once
     (SCHED_ACTIVE_MAX, 256) to a dead smarthost: each batch of 256 is
@@ -1193,18 +1209,7 @@ def test_deliver_dead_destination_flush_not_paced():
     trace = os.path.join(d.dir, 'strace.out')
     d.wrap = wrap + ['-o', trace]
     with d:
-        with d.session() as c:
-            for i in range(n):
-                c.send(b'MAIL FROM:<bulk@example.test>\r\n'
-                       b'RCPT TO:<r%d@relay.test>\r\nDATA\r\n' % i)
-                c.reply()
-                c.reply()
-                c.expect(None, 354)
-                c.expect(stuff(b'Subject: bulk\r\n\r\nseq %d\r\n' % i),
-                         250)
-            c.expect('QUIT', 221)
-        wait_for(lambda: len(deliveries(d, status='deferred')) >= n, 60,
-                 'all %d deferred' % n)
+        _queue_bulk(d, n)
         before = len(d.log_text())
         t0 = time.time()
         flush(d)
@@ -1229,6 +1234,46 @@ def test_deliver_dead_destination_flush_not_paced():
                     slept.append(line.strip())
         check(slept == [], 'the loop slept out %d timeouts during the flush:'
               ' %r' % (len(slept), slept[:5]))
+
+
+def test_deliver_flush_beyond_active_limit_deferred_again():
+    """A flush of more than twice SCHED_ACTIVE_MAX (256) deferred messages
+    to a smarthost that refuses every RCPT with a 4xx: each goes back to
+    the idle list while the pass that stopped for want of a slot goes on
+    from where it stopped (sched_cursor).  Every message is tried once,
+    none is skipped or lost; a second flush to a sink that takes them
+    delivers each exactly once."""
+    n = 600
+    port = free_port()
+    with smarthost_daemon('flushagain', port) as d:
+        _queue_bulk(d, n)
+        ids = set(r.id for r in deliveries(d, status='deferred'))
+        check(len(ids) == n, '%d distinct deferred, want %d' % (len(ids), n))
+        with Sink(port=port, opts=['-r', 'RCPT']):
+            before = len(deliveries(d))
+            flush(d)
+
+            def refused():
+                got = deliveries(d)[before:]
+                return got if len(got) >= n else None
+            got = wait_for(refused, 40, '%d tried after the flush' % n)
+            time.sleep(0.5)	# a second attempt would show by now
+            got = deliveries(d)[before:]
+            check(sorted(r.id for r in got) == sorted(ids) and
+                  all(r.status.startswith('deferred') and '450 ' in r.text
+                      for r in got),
+                  '%d attempts for %d messages after the flush: %r'
+                  % (len(got), n, [(r.id, r.status) for r in got
+                                   if r.status != 'deferred'][:5]))
+        with Sink(port=port) as s:
+            flush(d)
+            wait_for(lambda: len(deliveries(d, status='sent')) >= n, 60,
+                     '%d sent' % n)
+            queue_settled(d)
+            seqs = sorted(int(re.search(rb'seq (\d+)', m.body).group(1))
+                          for m in s.messages())
+            check(seqs == list(range(n)), '%d at the sink, %d distinct, '
+                  'want %d once each' % (len(seqs), len(set(seqs)), n))
 
 
 def test_deliver_sigusr1_runs_the_queue():
