@@ -14,7 +14,8 @@ import re
 import shutil
 import subprocess
 
-from ferrytest import (Daemon, check, short, IS_ROOT, HOSTNAME, user_bin)
+from ferrytest import (Daemon, check, short, IS_ROOT, HOSTNAME, user_bin,
+                       sanitizer_report)
 from peers import Sink
 
 NOBODY = 'nobody' if IS_ROOT else None
@@ -46,8 +47,14 @@ def _run(d, cmd, input, env=None):
     if IS_ROOT:
         cmd = ['runuser', '-u', NOBODY, '--', 'env', 'FERRY_CONFIG=' +
                d.conf] + ['%s=%s' % kv for kv in (env or {}).items()] + cmd
-    return subprocess.run(cmd, input=input, env=e, capture_output=True,
-                          timeout=60, cwd=d.dir)
+    p = subprocess.run(cmd, input=input, env=e, capture_output=True,
+                       timeout=60, cwd=d.dir)
+    # As Daemon.cli does: a sanitizer report fails the test whatever the
+    # exit code (the stderr-closed caller expects 67 anyway).
+    m = sanitizer_report(p.stderr.decode('utf-8', 'replace'))
+    check(m is None, 'sanitizer report (%r) from %s'
+          % (m, short(' '.join(cmd))))
+    return p
 
 
 def _relayed(sink, n):
