@@ -2,10 +2,11 @@
  * cli.c - the one-shot commands (cli.h): the sendmail interface, mailq,
  * delete and cat.  sendmail reads a message, repairs it with msg.c and
  * submits it over local_socket as a blocking SMTP client with a timeout;
- * when the daemon is not there it writes into maildrop/ instead, and it
- * never reads the queue.  mailq, delete and cat use queue.h like the
- * daemon does.  Errors go to stderr prefixed with the command's name;
- * every function returns a sysexits.h code or says otherwise.
+ * when the daemon is not there it writes into maildrop/ instead (-bs
+ * then answers the SMTP dialogue itself), and it never reads the queue.
+ * mailq, delete and cat use queue.h like the daemon does.  Errors go to
+ * stderr prefixed with the command's name; every function returns a
+ * sysexits.h code or says otherwise.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include "addr.h"
 #include "alias.h"
 #include "cli.h"
+#include "cmd.h"
 #include "config.h"
 #include "dane.h"
 #include "hdr.h"
@@ -39,6 +41,7 @@
 #include "msg.h"
 #include "queue.h"
 #include "reply.h"
+#include "smtp.h"
 
 #define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
 #define CLI_IO_SIZE	4096
@@ -51,6 +54,11 @@
 /* Memory bound on a 32-bit router when message_size_limit is huge. */
 #define CLI_MSG_HARD_MAX	(SIZE_MAX / 4)
 #define CLI_EHLO_NAME	"localhost"
+/* -bs alone: a data line, its stuffed dot and CR; a longer one is cut. */
+#define SM_LINE_SIZE	(MSG_LINE_MAX + 3)
+/* sm_smtp() finds its 503 by counting from RP_NEED_HELO. */
+_Static_assert(RP_NEED_MAIL == RP_NEED_HELO + 1 && RP_NEED_RCPT ==
+    RP_NEED_HELO + 2 && RP_NESTED_MAIL == RP_NEED_HELO + 3, "smtp.h");
 /* cli_addf() formats one line into CLI_IO_SIZE and fails past it. */
 _Static_assert(QUEUE_ADDR_MAX + QUEUE_REASON_MAX + 128 <= CLI_IO_SIZE,
     "cli_addf: a mailq line must fit");
@@ -76,6 +84,9 @@ enum sm_result {
 };
 
 enum rcpt_state { RCPT_PENDING, RCPT_DONE, RCPT_REFUSED };
+
+/* sm_smtp()'s dialogue; the first three count in its 503s. */
+enum bs_state { BS_HELO, BS_READY, BS_MAIL, BS_DATA };
 
 #define EXT_8BITMIME	0x1u
 #define EXT_SMTPUTF8	0x2u
@@ -109,6 +120,7 @@ struct sm {
 	char sender[QUEUE_ADDR_MAX];
 	char user[QUEUE_ADDR_MAX];	/* login@origin, for From: */
 	char gecos[CLI_NAME_MAX];
+	char id[QUEUE_ID_SIZE];		/* the last message's, for -bs */
 	char down_reply[CLI_REPLY_MAX];	/* the 4xx that sent it to
 					   maildrop/, for -v */
 };
@@ -145,6 +157,7 @@ static int sm_set_sender(struct sm *);
 static int sm_add_addr(void *, const char *, size_t);
 static int sm_add_list(struct sm *, const char *, size_t, const char *);
 static int sm_read(struct sm *);
+static size_t sm_limit(const struct config *) __attribute__((noinline));
 static int sm_prepare(struct sm *);
 static int sm_qualify(struct sm *, struct msg_head *);
 static int sm_extract(struct sm *, const char *, const struct msg_head *);
@@ -156,6 +169,9 @@ static enum sm_result sm_transaction(struct sm *, struct conn *, size_t,
     size_t *, const struct msg_buf *);
 static int sm_maildrop(struct sm *);
 static int sm_relay_smtp(const struct config *);
+static int sm_smtp(struct sm *);
+static int sm_smtp_data(struct sm *, struct conn *, char *);
+static int sm_line(struct conn *, char *);
 static int cli_connect(const char *);
 static int conn_wait(int, short);
 static int conn_getc(struct conn *);
@@ -202,8 +218,10 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 		rc = cli_mailq(conf, 1, mq_argv);
 		goto done;
 	case SM_SMTP:
-		rc = sm_relay_smtp(conf);
-		goto done;
+		if ((rc = sm_relay_smtp(conf)) != EX_TEMPFAIL)
+			goto done;
+		sm->down_errno = errno;	/* for sm_maildrop()'s words */
+		break;		/* no daemon: sm_smtp() below */
 	case SM_QUEUE_RUN:
 		rc = cli_flush(conf, argc, argv);
 		goto done;
@@ -220,6 +238,10 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	}
 	if ((rc = sm_set_sender(sm)) != EX_OK)
 		goto done;
+	if (sm->mode == SM_SMTP) {
+		rc = sm_smtp(sm);
+		goto done;
+	}
 	sm->rcpt_usage = 1;
 	for (; first < argc; first++)
 		if ((rc = sm_add_list(sm, argv[first], strlen(argv[first]),
@@ -497,12 +519,10 @@ sm_read(struct sm *sm)
 {
 	struct msg_reader r;
 	char buf[CLI_IO_SIZE];
-	uint64_t lim = sm->conf->message_size_limit;
 	ssize_t n;
 	int rc = EX_OK;
 
-	msg_reader_init(&r, sm->dot_ends, lim == 0 || lim > CLI_MSG_HARD_MAX ?
-	    CLI_MSG_HARD_MAX : (size_t)lim);
+	msg_reader_init(&r, sm->dot_ends, sm_limit(sm->conf));
 	while (!r.ended && !r.over) {
 		n = read(STDIN_FILENO, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
@@ -522,7 +542,8 @@ sm_read(struct sm *sm)
 		goto nomem;
 	if (r.over) {
 		log_cli("sendmail", "message too large: the limit "
-		    "(message_size_limit) is %" PRIu64 " bytes", lim);
+		    "(message_size_limit) is %" PRIu64 " bytes",
+		    sm->conf->message_size_limit);
 		rc = EX_DATAERR;
 		goto done;
 	}
@@ -535,6 +556,16 @@ nomem:
 done:
 	msg_buf_free(&r.out);
 	return rc;
+}
+
+/* message_size_limit as a memory bound (0: none). */
+static size_t
+sm_limit(const struct config *conf)
+{
+	uint64_t lim = conf->message_size_limit;
+
+	return lim == 0 || lim > CLI_MSG_HARD_MAX ? CLI_MSG_HARD_MAX :
+	    (size_t)lim;
 }
 
 #define H_FROM		0x1u
@@ -682,11 +713,11 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
 	int n;
 
-	/* "From: Name <addr>", or "From: addr" with no name. */
+	/* "From: Name <addr>", or "From: <addr>" with no name (as the
+	 * daemon writes it for -bs). */
 	if (!(seen & H_FROM) && (cli_addf(add, "From: ") == -1 ||
 	    (name[0] != '\0' && msg_phrase(add, name, strlen(name)) == -1) ||
-	    cli_addf(add, name[0] != '\0' ? " <%s>\r\n" : "%s\r\n", addr) ==
-	    -1))
+	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], addr) == -1))
 		return -1;
 	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
 	    !(seen & H_MSGID), sm->conf->hostname, time(NULL), NULL);
@@ -868,7 +899,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t *to,
 static int
 sm_maildrop(struct sm *sm)
 {
-	char id[QUEUE_ID_SIZE], why[CLI_REPLY_MAX + 64];
+	char why[CLI_REPLY_MAX + 64];
 	struct queue_writer *w;
 	size_t i;
 	int e;
@@ -897,11 +928,12 @@ sm_maildrop(struct sm *sm)
 	if (queue_writer_body(w, sm->msg.p, sm->msg.len) == -1 ||
 	    queue_writer_finish(w) == -1)
 		goto abort;
-	snprintf(id, sizeof(id), "%s", queue_writer_id(w));
+	memcpy(sm->id, queue_writer_id(w), sizeof(sm->id));
 	if (queue_commit_now(w) == -1)	/* frees w either way */
 		goto fail;
 	if (sm->verbose)
-		log_cli("sendmail", "%s; queued in maildrop as %s", why, id);
+		log_cli("sendmail", "%s; queued in maildrop as %s", why,
+		    sm->id);
 	return 0;
 abort:
 	e = errno;
@@ -916,7 +948,8 @@ fail:
 /*
  * -bs: SMTP on stdin/stdout, relayed to the daemon until either side
  * closes.  What the user types gets CRLF line ends (the daemon refuses
- * bare LF); the daemon's bytes pass untouched.
+ * bare LF); the daemon's bytes pass untouched.  EX_TEMPFAIL: no daemon,
+ * nothing read.
  */
 static int
 sm_relay_smtp(const struct config *conf)
@@ -927,11 +960,8 @@ sm_relay_smtp(const struct config *conf)
 	ssize_t n;
 	int fd, rc = EX_OK, in_open = 1;
 
-	if ((fd = cli_connect(conf->local_socket)) == -1) {
-		log_cli("sendmail", "cannot connect to the mail daemon "
-		    "at %s: %s", conf->local_socket, strerror(errno));
+	if ((fd = cli_connect(conf->local_socket)) == -1)
 		return EX_TEMPFAIL;
-	}
 	msg_reader_init(&r, 0, SIZE_MAX);
 	for (;;) {
 		pfd[0].fd = in_open ? STDIN_FILENO : -1;
@@ -978,6 +1008,200 @@ sm_relay_smtp(const struct config *conf)
 	/* Read/written streams only: a close error loses nothing. */
 	(void)close(fd);
 	return rc;
+}
+
+/*
+ * -bs with no daemon (stopped, or restarting): Symfony Mailer and Laravel
+ * talk SMTP to "sendmail -bs", and would get an error where every other
+ * mode leaves the mail in maildrop/.  So the dialogue is answered here,
+ * as Postfix's sendmail -bs runs smtpd -S: the daemon's parsers, limits
+ * and words; each message is made up as the argument path makes one
+ * (sm_prepare) and goes into maildrop/.  The input is a local user's:
+ * lines are cut at SM_LINE_SIZE, the message at message_size_limit.
+ */
+static int
+sm_smtp(struct sm *sm)
+{
+	const struct config *conf = sm->conf;
+	struct conn in;
+	struct cmd c;
+	struct cmd_params p;
+	char line[SM_LINE_SIZE + 2], addr[ADDR_PATH_MAX];
+	const char *why;
+	enum bs_state state = BS_HELO;
+	int n, rp, seq, mail;
+
+	memset(&in, 0, sizeof(in));	/* fd 0: stdin */
+	sm->fullname = "";	/* From: the envelope sender alone, as the
+				   daemon's is */
+	sm->where = "SMTP";	/* in sm_add_addr()'s complaints */
+	printf("220 %s ESMTP ferry\r\n", conf->hostname);
+	for (;;) {
+		if (state == BS_DATA) {		/* after the 354 */
+			if ((n = sm_smtp_data(sm, &in, line)) < 0)
+				break;
+			rp = n;
+			why = sm->id;
+			state = BS_READY;
+			goto reply;
+		}
+		if ((n = sm_line(&in, line)) < 0)
+			break;
+		if (state != BS_MAIL) {		/* no transaction */
+			sm->nrcpt = 0;
+			sm->flags = 0;
+		}
+		why = conf->hostname;
+		rp = RP_LINE_TOO_LONG;
+		if (n > CMD_LINE_MAX - 2)
+			goto reply;
+		rp = RP_SYNTAX;
+		if (cmd_parse(line, (size_t)n, &c) == -1)
+			goto reply;
+		mail = c.verb == CMD_MAIL;
+		/* Out of order: HELO, MAIL or RCPT is missing, or MAIL is
+		 * nested. */
+		seq = RP_NEED_HELO + (int)state + (mail && state == BS_MAIL);
+		switch (c.verb) {
+		case CMD_EHLO:
+			/* What the daemon offers but SIZE (not checked at
+			 * MAIL here); the last line is HELO's. */
+			printf("250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+			    "250-SMTPUTF8\r\n", why);
+			why = "ENHANCEDSTATUSCODES";
+			/* FALLTHROUGH */
+		case CMD_HELO:
+			state = BS_READY;
+			rp = RP_HELO;
+			break;
+		case CMD_MAIL:
+		case CMD_RCPT:
+			rp = seq;
+			if (state != (mail ? BS_READY : BS_MAIL))
+				break;
+			/* As the daemon's smtp_cmd_mail and smtp_cmd_rcpt. */
+			if ((rp = smtp_path(&c, ADDR_BARE_OK | (mail ?
+			    ADDR_NULL_OK | ADDR_UTF8 : sm->flags & QF_SMTPUTF8 ?
+			    ADDR_UTF8 : 0), addr, &p, &why)) != 0)
+				break;
+			rp = RP_TOO_MANY_RCPT;
+			if (!mail && sm->nrcpt != 0 &&
+			    sm->nrcpt >= conf->max_recipients)
+				break;
+			/* Qualified, checked and kept as an argument is. */
+			rp = mail ? RP_BAD_SENDER : RP_BAD_RCPT;
+			why = "address too long";
+			if (sm_add_addr(sm, addr, 0) == -1)
+				break;
+			rp = mail ? RP_MAIL_OK : RP_RCPT_OK;
+			if (!mail)
+				break;
+			sm->sender[0] = '\0';
+			if (sm->nrcpt != 0)
+				memcpy(sm->sender, sm->rcpt[0].addr,
+				    sizeof(sm->sender));
+			sm->nrcpt = 0;
+			if (p.smtputf8)
+				sm->flags |= QF_SMTPUTF8;
+			state = BS_MAIL;
+			break;
+		case CMD_DATA:
+			rp = seq;
+			if (state != BS_MAIL || sm->nrcpt == 0)
+				break;
+			rp = RP_DATA_GO;
+			state = BS_DATA;
+			break;
+		case CMD_RSET:
+			if (state != BS_HELO)
+				state = BS_READY;
+			/* FALLTHROUGH */
+		case CMD_NOOP:
+			rp = RP_OK;
+			break;
+		case CMD_VRFY:
+			rp = RP_VRFY;
+			break;
+		case CMD_QUIT:
+			rp = RP_BYE;
+			break;
+		default:
+			rp = c.verb == CMD_UNKNOWN ? RP_UNKNOWN_CMD :
+			    RP_NOT_IMPL;
+			break;
+		}
+reply:
+		printf(smtp_reply_text((enum smtp_reply)rp), why);
+		printf("\r\n");
+		if (rp == RP_BYE)
+			break;
+	}
+	/* Replies lost: the client was not told what became of its mail. */
+	return n == -2 || fflush(stdout) == EOF ? EX_IOERR : EX_OK;
+}
+
+/*
+ * One message after DATA's 354, to its "." line: dot-unstuffed, line
+ * ends made CRLF (a bare LF too, as sm_read() makes them), then queued.
+ * Returns the reply, or sm_line()'s -1 or -2 (nothing queued).
+ */
+static int
+sm_smtp_data(struct sm *sm, struct conn *in, char *line)
+{
+	struct msg_reader r;
+	int n, dot, ex, rp = RP_QUEUED;
+
+	msg_reader_init(&r, 0, sm_limit(sm->conf));
+	while ((n = sm_line(in, line)) != 1 || line[0] != '.') {
+		if (n < 0) {
+			msg_buf_free(&r.out);
+			return n;
+		}
+		dot = n > 0 && line[0] == '.';
+		/* The daemon's rule: over 1000 octets with CRLF. */
+		if (n - dot > MSG_LINE_MAX)
+			rp = RP_DATA_LINE_TOO_LONG;
+		else if (msg_reader_feed(&r, line + dot, (size_t)(n + 2 -
+		    dot)) == -1)
+			rp = RP_WRITE_ERR;
+	}
+	sm->msg = r.out;
+	if (rp == RP_QUEUED && r.over)
+		rp = RP_SIZE;
+	/* maildrop/ even when the daemon has come up meanwhile: it could
+	 * refuse a recipient that RCPT here has accepted, after the 250.
+	 * pickup takes each one; what fails later bounces. */
+	if (rp == RP_QUEUED && ((ex = sm_prepare(sm)) != EX_OK ||
+	    sm_maildrop(sm) == -1))
+		rp = ex == EX_DATAERR ? RP_SIZE : RP_WRITE_ERR;
+	msg_buf_free(&sm->msg);
+	return rp;
+}
+
+/*
+ * One line of the -bs dialogue into line[SM_LINE_SIZE + 2], its LF (and
+ * a CR before it) made CRLF after it: its length without them,
+ * SM_LINE_SIZE when it was longer; -1 at EOF, -2 when the replies cannot
+ * be written.  They go out when the input read is used up: one write
+ * for a PIPELINING batch.
+ */
+static int
+sm_line(struct conn *in, char *line)
+{
+	int ch, n = 0;
+
+	if (in->off == in->len && fflush(stdout) == EOF)
+		return -2;
+	while ((ch = conn_getc(in)) != '\n') {
+		if (ch == -1)
+			return -1;
+		if (n < SM_LINE_SIZE)
+			line[n++] = (char)ch;
+	}
+	if (n > 0 && n < SM_LINE_SIZE && line[n - 1] == '\r')
+		n--;
+	memcpy(line + n, "\r\n", 2);
+	return n;
 }
 
 /* --- flush --- */

@@ -126,85 +126,8 @@ enum smtp_state {
  * or a function kept apart from its one caller: each measured smaller. */
 #define SMTP_NOINLINE	__attribute__((noinline))
 
-/*
- * Replies, each as "code enhanced-code text" (RFC 3463).  One list makes
- * both the enum and smtp_replies[], the texts one after another with a
- * NUL between: no table of 56 pointers (and their relocations).
- */
-#define SMTP_REPLIES(X) \
-	X(RP_HELO, "250 %s") \
-	X(RP_OK, "250 2.0.0 Ok") \
-	X(RP_MAIL_OK, "250 2.1.0 Ok") \
-	X(RP_RCPT_OK, "250 2.1.5 Ok") \
-	X(RP_DATA_GO, "354 End data with <CR><LF>.<CR><LF>") \
-	X(RP_QUEUED, "250 2.0.0 Ok: queued as %s") \
-	X(RP_BYE, "221 2.0.0 Bye") \
-	X(RP_HELP, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP " \
-	    "QUIT HELP VRFY STARTTLS AUTH; see RFC 5321") \
-	X(RP_VRFY, "252 2.0.0 Cannot VRFY user, but will accept message and " \
-	    "attempt delivery") \
-	X(RP_NEED_HELO, "503 5.5.1 Error: send HELO/EHLO first") \
-	X(RP_NESTED_MAIL, "503 5.5.1 Error: nested MAIL command") \
-	X(RP_NEED_MAIL, "503 5.5.1 Error: need MAIL command") \
-	X(RP_NEED_RCPT, "503 5.5.1 Error: need RCPT command") \
-	X(RP_UNKNOWN_CMD, "502 5.5.2 Error: command not recognized") \
-	X(RP_NOT_IMPL, "502 5.5.1 Error: command not implemented") \
-	X(RP_SYNTAX, "500 5.5.2 Error: bad syntax") \
-	X(RP_HELO_SYNTAX, "501 5.5.2 Syntax: %s hostname") \
-	X(RP_VRFY_SYNTAX, "501 5.5.4 Syntax: VRFY address") \
-	X(RP_BAD_SENDER, "501 5.1.7 Bad sender address syntax: %s") \
-	X(RP_BAD_RCPT, "501 5.1.3 Bad recipient address syntax: %s") \
-	X(RP_BAD_PARAM, "555 5.5.4 Unsupported option: %s") \
-	X(RP_SIZE, "552 5.3.4 Message size exceeds fixed maximum message " \
-	    "size") \
-	/* Postfix's words; RFC 3463's code for a loop (Postfix: 5.4.0). */ \
-	X(RP_HOPS, "554 5.4.6 Error: too many hops") \
-	/* §4.5.3.1.10: 452, so the client retries the rest later. */ \
-	X(RP_TOO_MANY_RCPT, "452 4.5.3 Error: too many recipients") \
-	X(RP_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied") \
-	X(RP_LOOP, "550 5.4.6 <%s>: Recipient address rejected: mail loops " \
-	    "back to myself") \
-	X(RP_LINE_TOO_LONG, "500 5.5.0 Error: line too long") \
-	X(RP_DATA_LINE_TOO_LONG, "500 5.5.0 Error: message line too long") \
-	X(RP_BARE_LF, "521 5.5.2 %s Error: bare <LF> received") \
-	X(RP_BARE_CR, "521 5.5.2 %s Error: bare <CR> received") \
-	X(RP_WRITE_ERR, "451 4.3.0 Error: queue file write error") \
-	X(RP_TOO_MANY_ERRORS, "421 4.7.0 %s Error: too many errors") \
-	X(RP_TIMEOUT, "421 4.4.2 %s Error: timeout exceeded") \
-	X(RP_SHUTDOWN, "421 4.3.2 %s Service shutting down") \
-	X(RP_TOO_MANY_CONN, "421 4.7.0 %s Error: too many connections") \
-	X(RP_TOO_MANY_CONN_CLIENT, "421 4.7.0 %s Error: too many connections " \
-	    "from %s") \
-	X(RP_NO_RESOURCES, "421 4.3.2 %s Error: out of resources") \
-	X(RP_8BIT_ADDR, "553 5.6.7 Must declare SMTPUTF8 to send unicode " \
-	    "address") \
-	X(RP_ETRN, "250 Queuing started") \
-	X(RP_ALIAS, "451 4.3.0 <%s>: alias error: %s") \
-	X(RP_NO_SPACE, "452 4.3.1 Insufficient system storage") \
-	X(RP_STARTTLS_GO, "220 2.0.0 Ready to start TLS") \
-	X(RP_STARTTLS_SYNTAX, "501 5.5.4 Syntax: STARTTLS") \
-	X(RP_TLS_ACTIVE, "554 5.5.1 Error: TLS already active") \
-	X(RP_TLS_UNAVAIL, "454 4.7.0 TLS not available due to local problem") \
-	X(RP_NEED_STARTTLS, "530 5.7.0 Must issue a STARTTLS command first") \
-	X(RP_NEED_AUTH, "530 5.7.0 Authentication required") \
-	X(RP_AUTH_OK, "235 2.7.0 Authentication successful") \
-	X(RP_AUTH_FAILED, "535 5.7.8 Error: authentication failed: " \
-	    "authentication failure") \
-	X(RP_AUTH_DECODE, "501 5.5.2 Cannot decode response") \
-	X(RP_AUTH_ABORTED, "501 5.7.0 Authentication aborted") \
-	X(RP_AUTH_MECH, "504 5.5.4 Unrecognized authentication type") \
-	X(RP_AUTH_AGAIN, "503 5.5.1 Error: already authenticated") \
-	X(RP_IN_TXN, "503 5.5.1 Error: MAIL transaction in progress") \
-	X(RP_AUTH_DISABLED, "503 5.5.1 Error: authentication not enabled") \
-	X(RP_AUTH_TOO_MANY, "421 4.7.0 Too many failed authentications; try " \
-	    "again later") \
-	X(RP_AUTH_BUSY, "454 4.7.0 Temporary authentication failure") \
-	X(RP_AUTH_SYNTAX, "501 5.5.4 Syntax: AUTH mechanism") \
-	X(RP_334, "334 %s")
-#define SMTP_RP_ENUM(name, text)	name,
+/* smtp_replies[]: smtp.h's list, the texts NUL-separated. */
 #define SMTP_RP_TEXT(name, text)	text "\0"
-
-enum smtp_reply { SMTP_REPLIES(SMTP_RP_ENUM) };
 
 enum smtp_mech { MECH_PLAIN, MECH_LOGIN };
 
@@ -337,7 +260,8 @@ static void smtp_auth_end(struct smtp_session *);
 static void smtp_auth_unqueue(struct smtp_session *);
 static void smtp_on_auth_delay(struct loop_timer *);
 static void smtp_on_verify(struct loop_timer *);
-static const char *smtp_reply_text(enum smtp_reply) SMTP_NOINLINE;
+/* smtp.h's, kept out of line here too. */
+const char *smtp_reply_text(enum smtp_reply) SMTP_NOINLINE;
 
 static const char smtp_replies[] = SMTP_REPLIES(SMTP_RP_TEXT);
 static const unsigned char smtp_any[16];	/* 0.0.0.0 and :: */
@@ -705,7 +629,7 @@ smtp_proto(const struct smtp_session *s)
 /* --- replies --- */
 
 /* The r-th text of smtp_replies[]: a short walk, far from any hot path. */
-static const char *
+const char *
 smtp_reply_text(enum smtp_reply r)
 {
 	return textfile_nth(smtp_replies, r);
@@ -1083,9 +1007,9 @@ static void
 smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 {
 	struct cmd_params p;
-	const char *why = "";
+	const char *why;
 	char addr[ADDR_PATH_MAX];
-	int off, n;
+	int r;
 
 	if (s->state == STATE_HELO) {
 		smtp_fail(s, RP_NEED_HELO, NULL);
@@ -1107,27 +1031,9 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, RP_NEED_AUTH, NULL);
 		return;
 	}
-	if ((off = cmd_path_offset(c, CMD_MAIL)) == -1) {
-		smtp_fail(s, RP_BAD_SENDER, "expected MAIL FROM:<address>");
-		return;
-	}
-	/* Parameters first: SMTPUTF8 decides what the path may hold. */
-	n = addr_parse_path(c->arg + off, c->arglen - (size_t)off,
-	    ADDR_NULL_OK | ADDR_BARE_OK | ADDR_UTF8, addr, sizeof(addr), &why);
-	if (n < 0) {
-		smtp_fail(s, RP_BAD_SENDER, why);
-		return;
-	}
-	if (cmd_params(c->arg + off + n, c->arglen - (size_t)off - (size_t)n,
-	    CMD_MAIL, &p, &why) == -1) {
-		smtp_fail(s, RP_BAD_PARAM, why);
-		return;
-	}
-	/* Postfix's words; the address is not echoed (the second parse
-	 * has emptied it, and a client without SMTPUTF8 gets no 8-bit). */
-	if (!p.smtputf8 && addr_parse_path(c->arg + off, (size_t)n,
-	    ADDR_NULL_OK | ADDR_BARE_OK, addr, sizeof(addr), &why) < 0) {
-		smtp_fail(s, RP_8BIT_ADDR, NULL);
+	if ((r = smtp_path(c, ADDR_NULL_OK | ADDR_BARE_OK | ADDR_UTF8, addr,
+	    &p, &why)) != 0) {
+		smtp_fail(s, (enum smtp_reply)r, why);
 		return;
 	}
 	if (p.has_size && p.size > smtp_conf->message_size_limit) {
@@ -1155,6 +1061,37 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 	smtp_enter_state(s, STATE_MAIL);
 	smtp_reply(s, RP_MAIL_OK);
 	smtp_ok(s, CMD_MAIL);
+}
+
+/*
+ * The path and parameters of MAIL or RCPT (c->verb), for the sessions
+ * and sendmail -bs alike: the address into addr (ADDR_PATH_MAX), the
+ * parameters into *p.  0, or the refusal with its argument in *why.
+ */
+int
+smtp_path(const struct cmd *c, unsigned flags, char *addr,
+    struct cmd_params *p, const char **why)
+{
+	int mail = c->verb == CMD_MAIL, off, n;
+
+	*why = mail ? "expected MAIL FROM:<address>" :
+	    "expected RCPT TO:<address>";
+	if ((off = cmd_path_offset(c, c->verb)) == -1 ||
+	    (n = addr_parse_path(c->arg + off, c->arglen - (size_t)off,
+	    flags, addr, ADDR_PATH_MAX, why)) < 0)
+		return mail ? RP_BAD_SENDER : RP_BAD_RCPT;
+	off += n;
+	if (cmd_params(c->arg + off, c->arglen - (size_t)off, c->verb, p,
+	    why) == -1)
+		return RP_BAD_PARAM;
+	/* A sender is read with UTF-8 allowed, then again without unless
+	 * SMTPUTF8 came (RFC 6531 §3.4).  Postfix's words; the address is
+	 * not echoed (the second parse has emptied it, and a client
+	 * without SMTPUTF8 gets no 8-bit). */
+	if (mail && !p->smtputf8 && addr_parse_path(c->arg + off - n,
+	    (size_t)n, flags & ~ADDR_UTF8, addr, ADDR_PATH_MAX, why) < 0)
+		return RP_8BIT_ADDR;
+	return 0;
 }
 
 /* Bare local parts get @origin (root -> root@origin). */
@@ -1271,32 +1208,21 @@ static void
 smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 {
 	struct cmd_params p;
-	const char *why = "";
+	const char *why;
 	char addr[ADDR_PATH_MAX], full[ADDR_PATH_MAX];
 	char exp[SMTP_ALIAS_MAX][512];
 	size_t need, cap;
 	char *nr;
-	int off, n, nexp, i;
+	int r, nexp, i;
 
 	if (s->state != STATE_MAIL && s->state != STATE_RCPT) {
 		smtp_fail(s, s->state == STATE_HELO ? RP_NEED_HELO :
 		    RP_NEED_MAIL, NULL);
 		return;
 	}
-	if ((off = cmd_path_offset(c, CMD_RCPT)) == -1) {
-		smtp_fail(s, RP_BAD_RCPT, "expected RCPT TO:<address>");
-		return;
-	}
-	n = addr_parse_path(c->arg + off, c->arglen - (size_t)off,
-	    ADDR_BARE_OK | ((s->flags & SF_SMTPUTF8) ? ADDR_UTF8 : 0), addr,
-	    sizeof(addr), &why);
-	if (n < 0) {
-		smtp_fail(s, RP_BAD_RCPT, why);
-		return;
-	}
-	if (cmd_params(c->arg + off + n, c->arglen - (size_t)off - (size_t)n,
-	    CMD_RCPT, &p, &why) == -1) {
-		smtp_fail(s, RP_BAD_PARAM, why);
+	if ((r = smtp_path(c, ADDR_BARE_OK | ((s->flags & SF_SMTPUTF8) ?
+	    ADDR_UTF8 : 0), addr, &p, &why)) != 0) {
+		smtp_fail(s, (enum smtp_reply)r, why);
 		return;
 	}
 	smtp_qualify(addr, full, sizeof(full));

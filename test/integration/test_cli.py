@@ -19,7 +19,7 @@ import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short, IS_ROOT,
                        FERRY_BIN, HOSTNAME, SLOW, free_port, user_bin,
-                       strace_wrap, STRACE_LINE_RE)
+                       sanitizer_report, strace_wrap, STRACE_LINE_RE)
 from peers import SmtpPeer, wait_delivery, wait_for
 
 BODY = b'Subject: cli\r\n\r\nhello from the cli tests\r\n'
@@ -482,6 +482,222 @@ def test_sendmail_bs():
                         rb' \+0000\r\nFrom: <bs@example\.test>\r\n'
                         rb'Message-ID: <[^>]+>\r\n\r\njust text\r\n\Z', out),
               'second message: %s' % short(out, 900))
+
+
+def _bs_codes(out):
+    """The reply codes of a -bs dialogue, one per reply (the last line of
+    a multi-line one)."""
+    return [int(c) for c in re.findall(rb'(?m)^(\d{3}) ', out)]
+
+
+def _bs_down(name):
+    """A daemon started once (queue_dir and maildrop/ made) and stopped."""
+    d = Daemon(name)
+    d.start()
+    d.stop()
+    return d
+
+
+def test_sendmail_bs_daemon_down():
+    """With the daemon down, sendmail -bs answers the dialogue itself, as
+    Postfix's smtpd -S does, and drops each accepted message in maildrop/:
+    a Symfony-like session with two transactions, RSET, errors between."""
+    d = _bs_down('sm-bs-down')
+    ok = False
+    try:
+        one = (b'Subject: one\r\nFrom: App <app@example.test>\r\n\r\n'
+               b'.leading dot\r\n..two dots\r\n.\r\nh\xc3\xa9llo\r\n'
+               b'last\r\n')
+        two = b'Subject: two\r\n\r\nsecond\r\n.\r\n'
+        dialogue = (
+            b'EHLO [127.0.0.1]\r\n'
+            b'MAIL FROM:<app@example.test> BODY=8BITMIME\r\n'
+            b'RCPT TO:<a@relay.test>\r\n'
+            b'RCPT TO:<b@relay.test>\r\n'
+            b'DATA\r\n' + stuff(one) +
+            # refused and reset: nothing of these may be queued
+            b'MAIL FROM:<gone@example.test>\r\n'
+            b'RCPT TO:<gone@relay.test>\r\n'
+            b'RSET\r\n'
+            b'XYZZY\r\n'
+            b'RCPT TO:<c@relay.test>\r\n'
+            b'DATA\r\n'
+            b'MAIL FROM:<x@example.test> FOO=bar\r\n'
+            b'MAIL FROM:<x@example.test>\r\n'
+            b'MAIL FROM:<y@example.test>\r\n'
+            b'DATA\r\n'
+            b'RSET\r\n'
+            # the second transaction, typed by a human: bare LF
+            b'MAIL FROM:<>\n'
+            b'RCPT TO:<c@relay.test>\n'
+            b'RCPT TO:<c@relay.test>\n'
+            b'NOOP\n'
+            b'VRFY root\n'
+            b'DATA\n' + stuff(two).replace(b'\r\n', b'\n') +
+            b'QUIT\r\n')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs, daemon down')
+        codes = _bs_codes(p.stdout)
+        check(codes == [220, 250, 250, 250, 250, 354, 250,
+                        250, 250, 250, 502, 503, 503, 555, 250, 503, 503,
+                        250,
+                        250, 250, 250, 250, 252, 354, 250, 221],
+              '-bs replies %r:\n%s' % (codes, short(p.stdout, 2000)))
+        check(b'250-8BITMIME\r\n' in p.stdout and
+              b'250-PIPELINING\r\n' in p.stdout and
+              p.stdout.startswith(b'220 %s ' % HOSTNAME.encode()),
+              'greeting and EHLO: %s' % short(p.stdout, 400))
+        ids = re.findall(rb'250 2\.0\.0 Ok: queued as (\S+)\r\n', p.stdout)
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(sorted(i.decode() for i in ids) == sorted(os.listdir(md)),
+              'queued %r, maildrop %r' % (ids, os.listdir(md)))
+        d.start()
+        q = d.wait_queue(2, timeout=8)
+        check(len(q) == 2, 'expected two messages, mailq %r' % q)
+        byid = {m['sender']: m for m in q}
+        check(sorted(byid) == ['', 'app@example.test'], 'senders %r'
+              % sorted(byid))
+        m = byid['app@example.test']
+        check([r['address'] for r in m['recipients']] ==
+              ['a@relay.test', 'b@relay.test'], 'recipients %r'
+              % m['recipients'])
+        out = d.cat(m['id'])
+        _no_bare_lf(out, '-bs message')
+        check(_body_of(out) == one.partition(b'\r\n\r\n')[2],
+              'body %s' % short(out, 900))
+        h = _headers_of(out)
+        check(b'\r\nSubject: one\r\nFrom: App <app@example.test>\r\n'
+              b'Date: ' in h and h.count(b'Message-ID: <') == 1,
+              'headers %s' % short(h, 900))
+        m = byid['']
+        check([r['address'] for r in m['recipients']] == ['c@relay.test'],
+              'recipients %r' % m['recipients'])
+        out = d.cat(m['id'])
+        check(_body_of(out) == b'second\r\n.\r\n', 'body %s'
+              % short(out, 900))
+        check(b'gone' not in out and b'gone' not in d.cat(q[0]['id']),
+              'a reset transaction got through')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_bs_daemon_down_limits():
+    """-bs with the daemon down keeps the daemon's limits: a message over
+    message_size_limit (552 after its end), a data line over 1000 octets
+    (500), recipients past max_recipients (452); a command over 512
+    octets (500).  Nothing of those is dropped; the dialogue goes on and
+    the next message is."""
+    d = _bs_down('sm-bs-lim')
+    ok = False
+    try:
+        big = b'Subject: big\r\n\r\n' + (b'x' * 998 + b'\r\n') * 101
+        rcpts = b''.join(b'RCPT TO:<r%d@relay.test>\r\n' % i
+                         for i in range(6))
+        dialogue = (
+            b'HELO local\r\n'
+            b'MAIL FROM:<big@example.test>\r\n'
+            b'RCPT TO:<r@relay.test>\r\n'
+            b'DATA\r\n' + stuff(big) +
+            b'MAIL FROM:<long@example.test>\r\n'
+            b'RCPT TO:<r@relay.test>\r\n'
+            b'DATA\r\n' + b'.' + b'y' * 998 + b'\r\n' + b'y' * 999 +
+            b'\r\n.\r\n'
+            b'NOOP ' + b'z' * 506 + b'\r\n'
+            b'MAIL FROM:<ok@example.test>\r\n' + rcpts +
+            b'DATA\r\nSubject: ok\r\n\r\nfits\r\n.\r\n')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs, daemon down, limits')
+        codes = _bs_codes(p.stdout)
+        check(codes == [220, 250, 250, 250, 354, 552,
+                        250, 250, 354, 500, 500,
+                        250, 250, 250, 250, 250, 250, 452, 354, 250],
+              '-bs replies %r:\n%s' % (codes, short(p.stdout, 2000)))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(len(os.listdir(md)) == 1, 'maildrop holds %r'
+              % os.listdir(md))
+        d.start()
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1 and q[0]['sender'] == 'ok@example.test' and
+              [r['address'] for r in q[0]['recipients']] ==
+              ['r%d@relay.test' % i for i in range(5)],
+              'mailq %r' % q)
+        check(_body_of(d.cat(q[0]['id'])) == b'fits\r\n', 'body')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_bs_daemon_comes_up():
+    """-bs answered alone (the daemon down at its start) keeps to
+    maildrop/ when the daemon has come up meanwhile: the daemon could
+    refuse a recipient that the dialogue has already accepted.  The 250
+    names the maildrop file, and the daemon picks it up (here at its
+    restart, otherwise within a minute)."""
+    d = _bs_down('sm-bs-up')
+    ok = False
+    p = killer = None
+    try:
+        cmd = [user_bin() if NOBODY else FERRY_BIN, 'sendmail', '-bs']
+        if NOBODY:
+            cmd = ['runuser', '-u', NOBODY, '--', 'env',
+                   'FERRY_CONFIG=' + d.conf] + cmd
+        else:
+            cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killer = threading.Timer(30 * SLOW, p.kill)	# a hang fails
+        killer.start()
+
+        def say(line, code):
+            if line:
+                p.stdin.write(line)
+                p.stdin.flush()
+            while True:
+                r = p.stdout.readline()
+                check(r[:3] == b'%d' % code, 'to %r: %r' % (line, r))
+                if r[3:4] == b' ':
+                    return r
+
+        say(None, 220)
+        say(b'EHLO local\r\n', 250)
+        say(b'MAIL FROM:<up@example.test>\r\n', 250)
+        say(b'RCPT TO:<r@relay.test>\r\n', 250)
+        d.start()
+        say(b'DATA\r\n', 354)
+        r = say(stuff(BODY), 250)
+        say(b'QUIT\r\n', 221)
+        p.stdin.close()
+        err = p.stderr.read()
+        check(p.wait() == 0 and sanitizer_report(err.decode(
+            'utf-8', 'replace')) is None, 'exit %s: %s'
+              % (p.returncode, short(err, 2000)))
+        md = os.listdir(os.path.join(d.queue_dir, 'maildrop'))
+        check(r == b'250 2.0.0 Ok: queued as %s\r\n' % md[0].encode()
+              if len(md) == 1 else False, 'reply %r, maildrop %r' % (r, md))
+        d.stop()
+        d.start()
+        m = _one(d, '-bs, the daemon up meanwhile')
+        check(os.listdir(os.path.join(d.queue_dir, 'maildrop')) == [],
+              'maildrop/ not picked up')
+        check(m['sender'] == 'up@example.test' and m['recipients'][0][
+            'address'] == 'r@relay.test' and len(m['recipients']) == 1,
+              'envelope %r' % m)
+        out = d.cat(m['id'])
+        check(_body_of(out) == _body_of(BODY) and b'\r\nSubject: cli\r\n'
+              b'From: <up@example.test>\r\nDate: ' in _headers_of(out),
+              'stored %s' % short(out, 900))
+        d.stop()
+        ok = True
+    finally:
+        if killer is not None:
+            killer.cancel()
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        d.cleanup(ok)
 
 
 def test_nobody_cannot_touch_queue():
