@@ -1580,56 +1580,70 @@ deliver_set_rest(const struct deliver *d, int code, const char *reply,
 			    cmd);
 }
 
-/* Ask the owner for work; nothing left: QUIT. */
+/*
+ * Ask the owner for work; nothing left: QUIT.  A message this server
+ * cannot take is refused here, without a word to it, and the next one
+ * asked for: a loop, not a call back through deliver_finish_txn, so a
+ * queue of such messages costs no stack.
+ */
 static void
 deliver_start_txn(struct deliver *d)
 {
 	struct deliver_txn *t;
-	int code = 0;
-	const char *dsn = NULL;
+	int code;
+	const char *dsn;
 	char reason[DELIVER_REPLY_MAX];
 
-	deliver_enter_state(d, DS_READY);
-	if ((t = d->txn) == NULL && (t = d->ops->next(d->arg, d)) == NULL) {
-		deliver_quit(d, DR_OK);
-		io_flush(d->io);
-		return;
-	}
-	d->txn = t;
-	d->used = 1;
-	deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer, d->port);
-	deliver_untried(t);
-	/* A reused connection starts clean: RSET between transactions.
-	 * The transaction waits in d->txn, so a lost RSET defers it. */
-	if (d->need_rset) {
-		deliver_enter_state(d, DS_RSET);
-		deliver_send(d, "RSET\r\n");
-		return;
-	}
-	/* Refuse rather than corrupt (RFC 6152, RFC 6531). */
-	if (d->ext & EXT_SIZE && d->max_size && t->size > d->max_size) {
-		deliver_fmt(reason, sizeof(reason), "message size %llu exceeds "
-		    "size limit %llu of server %s", (unsigned long long)t->size,
-		    (unsigned long long)d->max_size, t->relay);
-		code = 552;
-		dsn = "5.3.4";
-	} else if (t->flags & QF_8BITMIME && !(d->ext & EXT_8BITMIME) &&
-	    deliver_has_8bit(t)) {
-		deliver_fmt(reason, sizeof(reason), "host %s does not support "
-		    "8BITMIME and the message has 8-bit content", t->relay);
-		code = 554;
-		dsn = "5.6.3";
-	} else if (t->flags & QF_SMTPUTF8 && !(d->ext & EXT_SMTPUTF8) &&
-	    deliver_txn_8bit(t)) {
-		deliver_fmt(reason, sizeof(reason), "host %s does not support "
-		    "SMTPUTF8", t->relay);
-		code = 553;
-		dsn = "5.6.7";
-	}
-	if (code != 0) {
+	for (;;) {
+		deliver_enter_state(d, DS_READY);
+		if ((t = d->txn) == NULL &&
+		    (t = d->ops->next(d->arg, d)) == NULL) {
+			deliver_quit(d, DR_OK);
+			io_flush(d->io);
+			return;
+		}
+		d->txn = t;
+		d->used = 1;
+		deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer,
+		    d->port);
+		deliver_untried(t);
+		/* A reused connection starts clean: RSET between
+		 * transactions.  The transaction waits in d->txn, so a lost
+		 * RSET defers it. */
+		if (d->need_rset) {
+			deliver_enter_state(d, DS_RSET);
+			deliver_send(d, "RSET\r\n");
+			return;
+		}
+		/* Refuse rather than corrupt (RFC 6152, RFC 6531). */
+		code = 0;
+		dsn = NULL;
+		if (d->ext & EXT_SIZE && d->max_size && t->size > d->max_size) {
+			deliver_fmt(reason, sizeof(reason), "message size %llu "
+			    "exceeds size limit %llu of server %s",
+			    (unsigned long long)t->size,
+			    (unsigned long long)d->max_size, t->relay);
+			code = 552;
+			dsn = "5.3.4";
+		} else if (t->flags & QF_8BITMIME &&
+		    !(d->ext & EXT_8BITMIME) && deliver_has_8bit(t)) {
+			deliver_fmt(reason, sizeof(reason), "host %s does not "
+			    "support 8BITMIME and the message has 8-bit "
+			    "content", t->relay);
+			code = 554;
+			dsn = "5.6.3";
+		} else if (t->flags & QF_SMTPUTF8 &&
+		    !(d->ext & EXT_SMTPUTF8) && deliver_txn_8bit(t)) {
+			deliver_fmt(reason, sizeof(reason), "host %s does not "
+			    "support SMTPUTF8", t->relay);
+			code = 553;
+			dsn = "5.6.7";
+		}
+		if (code == 0)
+			break;
 		deliver_set_rest(d, code, reason, dsn, NULL);
-		deliver_finish_txn(d);
-		return;
+		d->txn = NULL;
+		d->ops->done(d->arg, d, t);
 	}
 	d->send_i = d->recv_i = d->accepted = 0;
 	d->mail_failed = 0;

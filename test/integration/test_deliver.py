@@ -578,6 +578,51 @@ def test_deliver_size_refused_before_sending():
         p.wait_idle()
 
 
+def test_deliver_size_refused_many_on_one_connection():
+    """Sixty messages too big for the server queued behind one that fits,
+    then two more that fit, all flushed over one connection: each big one
+    is refused without a word to the server and the next taken, one
+    after another (a loop, where a chain of calls once grew the stack by
+    a frame per refused message), and the small ones arrive."""
+    big = b'Subject: big\r\n\r\n' + (b'z' * 78 + b'\r\n') * 40
+    with SmtpPeer(ext=('PIPELINING', 'SIZE 2500', 'ENHANCEDSTATUSCODES')) \
+            as p, smarthost_daemon('sizemany', p.port,
+                                   max_deliveries_per_destination='1') as d:
+        p.stop()
+        small = [d.send_message(BODY + b'first\r\n')]
+        bigs = [d.send_message(big + b'n %d\r\n' % i) for i in range(60)]
+        small += [d.send_message(BODY + b'last %d\r\n' % i)
+                  for i in range(2)]
+        for qid in small + bigs:
+            wait_delivery(d, qid, 'deferred')
+        p.start()
+        flush(d)
+        for qid in small:
+            wait_delivery(d, qid, 'sent', timeout=20)
+        for qid in bigs:
+            r = wait_delivery(d, qid, 'bounced', timeout=20)[0]
+            check_log_line(r, r.to, 'bounced', r'5\.3\.4',
+                           text_re=r'(?i)size')
+            wait_delivery(d, one_bounce(d, qid)[0], 'sent', timeout=20)
+        queue_settled(d, timeout=20)
+        check(d.running(), 'ferry died')
+        own = [t for t in p.sessions[0].txns if t.sender != '']
+        check(len(own) == 3, 'the first connection carried %d of the 3 '
+              'small messages: the big ones between them ended it?'
+              % len(own))
+        check(all(len(t.body) < 2500 for t in p.delivered()),
+              'a big message was offered: %r'
+              % [len(t.body) for t in p.delivered()])
+        bodies = sorted(t.body.split(b'\r\n')[-2] for t in p.delivered()
+                        if t.sender != '')
+        check(bodies == [b'first', b'last 0', b'last 1'],
+              'delivered %r' % bodies)
+        check(len([t for t in p.delivered() if t.sender == '']) == 60,
+              'DSNs delivered: %d, want 60'
+              % len([t for t in p.delivered() if t.sender == '']))
+        p.wait_idle()
+
+
 # --- expiry and bounces of bounces -------------------------------------------
 
 def test_deliver_queue_lifetime_expiry():
