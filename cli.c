@@ -117,6 +117,7 @@ struct sm {
 	uint8_t verbose;	/* -v */
 	uint8_t rcpt_usage;	/* a bad address is EX_USAGE, else DATAERR */
 	uint8_t addr_bad;
+	uint8_t qtime;		/* -q1h: Postfix ignores the run */
 	char sender[QUEUE_ADDR_MAX];
 	char user[QUEUE_ADDR_MAX];	/* login@origin, for From: */
 	char gecos[CLI_NAME_MAX];
@@ -211,7 +212,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 	}
 	sm->conf = conf;
 	sm->dot_ends = 1;
-	if ((rc = sm_options(sm, argc, argv, &first)) != EX_OK)
+	if ((rc = sm_options(sm, argc, argv, &first)) != EX_OK || sm->qtime)
 		goto done;
 	switch (sm->mode) {
 	case SM_MAILQ:
@@ -327,7 +328,12 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 						sm->dot_ends = 0;
 					break;	/* -oem, -oQ... : ignored */
 				case 'q':
-					sm->mode = SM_QUEUE_RUN;
+					/* Only a bare -q runs the queue; an
+					 * interval is the daemon's to keep. */
+					if (arg[0] >= '0' && arg[0] <= '9')
+						sm->qtime = 1;
+					else
+						sm->mode = SM_QUEUE_RUN;
 					break;
 				case 'b':
 					/* -bm (deliver) keeps the mode. */
@@ -458,8 +464,8 @@ sm_add_addr(void *arg, const char *addr, size_t end)
 	if (msg_has_8bit(out, strlen(out)))
 		sm->flags |= QF_SMTPUTF8;
 	for (i = 0; i < sm->nrcpt; i++)
-		if (strcmp(sm->rcpt[i].addr, out) == 0)
-			return 0;
+		if (strcasecmp(sm->rcpt[i].addr, out) == 0)
+			return 0;	/* as the daemon's smtp_has_rcpt() */
 	if (sm->nrcpt == QUEUE_MAX_RCPT) {
 		log_cli("sendmail", "too many recipients (at most %d)",
 		    QUEUE_MAX_RCPT);
@@ -714,8 +720,9 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	int n;
 
 	/* "From: Name <addr>", or "From: <addr>" with no name (as the
-	 * daemon writes it for -bs). */
-	if (!(seen & H_FROM) && (cli_addf(add, "From: ") == -1 ||
+	 * daemon writes it for -bs, and not for the null sender). */
+	if (!(seen & H_FROM) && (sm->sender[0] != '\0' ||
+	    sm->mode != SM_SMTP) && (cli_addf(add, "From: ") == -1 ||
 	    (name[0] != '\0' && msg_phrase(add, name, strlen(name)) == -1) ||
 	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], addr) == -1))
 		return -1;
@@ -1029,7 +1036,7 @@ sm_smtp(struct sm *sm)
 	char line[SM_LINE_SIZE + 2], addr[ADDR_PATH_MAX];
 	const char *why;
 	enum bs_state state = BS_HELO;
-	int n, rp, seq, mail;
+	int n, rp, seq, mail, tried = 0, errors = 0, junk = 0;
 
 	memset(&in, 0, sizeof(in));	/* fd 0: stdin */
 	sm->fullname = "";	/* From: the envelope sender alone, as the
@@ -1043,7 +1050,9 @@ sm_smtp(struct sm *sm)
 			rp = n;
 			why = sm->id;
 			state = BS_READY;
-			goto reply;
+			if (rp == RP_QUEUED)
+				junk = 0;	/* as the daemon counts */
+			goto say;	/* no data-phase refusal is an error */
 		}
 		if ((n = sm_line(&in, line)) < 0)
 			break;
@@ -1064,21 +1073,31 @@ sm_smtp(struct sm *sm)
 		seq = RP_NEED_HELO + (int)state + (mail && state == BS_MAIL);
 		switch (c.verb) {
 		case CMD_EHLO:
+		case CMD_HELO:
+			/* The daemon's smtp_helo_arg(): a first word, not
+			 * too long. */
+			rp = RP_HELO_SYNTAX;
+			why = c.verb == CMD_EHLO ? "EHLO" : "HELO";
+			if (c.arglen > SMTP_HELO_MAX || strspn(c.arg, " \t") >=
+			    c.arglen)
+				break;
+			why = conf->hostname;
+			state = BS_READY;
+			rp = RP_HELO;
+			if (c.verb == CMD_HELO)
+				break;
 			/* What the daemon offers but SIZE (not checked at
 			 * MAIL here); the last line is HELO's. */
 			printf("250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
 			    "250-SMTPUTF8\r\n", why);
 			why = "ENHANCEDSTATUSCODES";
-			/* FALLTHROUGH */
-		case CMD_HELO:
-			state = BS_READY;
-			rp = RP_HELO;
 			break;
 		case CMD_MAIL:
 		case CMD_RCPT:
 			rp = seq;
 			if (state != (mail ? BS_READY : BS_MAIL))
 				break;
+			tried = !mail;	/* for DATA's 554 */
 			/* As the daemon's smtp_cmd_mail and smtp_cmd_rcpt. */
 			if ((rp = smtp_path(&c, ADDR_BARE_OK | (mail ?
 			    ADDR_NULL_OK | ADDR_UTF8 : sm->flags & QF_SMTPUTF8 ?
@@ -1106,7 +1125,8 @@ sm_smtp(struct sm *sm)
 			state = BS_MAIL;
 			break;
 		case CMD_DATA:
-			rp = seq;
+			/* Postfix's 554 when every RCPT was refused. */
+			rp = state == BS_MAIL && tried ? RP_NO_VALID_RCPT : seq;
 			if (state != BS_MAIL || sm->nrcpt == 0)
 				break;
 			rp = RP_DATA_GO;
@@ -1117,10 +1137,13 @@ sm_smtp(struct sm *sm)
 				state = BS_READY;
 			/* FALLTHROUGH */
 		case CMD_NOOP:
-			rp = RP_OK;
-			break;
 		case CMD_VRFY:
-			rp = RP_VRFY;
+		case CMD_HELP:
+			rp = c.verb == CMD_VRFY ? RP_VRFY : c.verb == CMD_HELP ?
+			    RP_HELP : RP_OK;
+			/* The daemon's junk limit: past it, each counts as
+			 * an error. */
+			errors += ++junk > SMTP_JUNK_LIMIT;
 			break;
 		case CMD_QUIT:
 			rp = RP_BYE;
@@ -1131,10 +1154,20 @@ sm_smtp(struct sm *sm)
 			break;
 		}
 reply:
+		/* The daemon's smtp_fail() count: each 5xx to a command. */
+		errors += smtp_reply_text((enum smtp_reply)rp)[0] == '5';
+say:
 		printf(smtp_reply_text((enum smtp_reply)rp), why);
 		printf("\r\n");
 		if (rp == RP_BYE)
 			break;
+		/* So that a runaway script cannot loop for ever. */
+		if (errors >= SMTP_ERROR_LIMIT) {
+			printf(smtp_reply_text(RP_TOO_MANY_ERRORS),
+			    conf->hostname);
+			printf("\r\n");
+			break;
+		}
 	}
 	/* Replies lost: the client was not told what became of its mail. */
 	return n == -2 || fflush(stdout) == EOF ? EX_IOERR : EX_OK;
@@ -1444,7 +1477,7 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
 			mq.json = 1;
-		else
+		else if (strcmp(argv[i], "-v") != 0)	/* -v: ignored */
 			return cli_usage("mailq [--json]");
 	}
 	if ((rc = cli_queue_open(conf, "mailq")) != EX_OK)

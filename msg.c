@@ -87,12 +87,24 @@ int
 msg_reader_feed(struct msg_reader *r, const char *p, size_t n)
 {
 	size_t i = 0, run;
+	uint8_t cr;
 
 	while (i < n && !r->ended && !r->over) {
 		if (r->cr_seen) {
-			/* CR LF is one line end, whichever read it came in. */
+			/* CR LF is one line end, whichever read it came in;
+			 * so is CR CR LF, as Postfix's sendmail strips one
+			 * CR (a CRLF text through a LF-to-CRLF filter): as two
+			 * ends it would end the header at its first field. */
+			cr = r->cr_seen;
 			r->cr_seen = 0;
-			if (p[i] == '\n') {
+			if (cr == 2 && p[i] != '\n') {
+				/* The held CR ended an empty line. */
+				if (msg_buf_add(&r->out, "\r\n", 2) == -1)
+					return -1;
+				r->line_start = r->out.len;
+			}
+			if (p[i] == '\n' || p[i] == '\r') {
+				r->cr_seen = (uint8_t)(p[i] == '\r') * 2;
 				i++;
 				continue;
 			}
@@ -128,6 +140,8 @@ msg_reader_end(struct msg_reader *r)
 {
 	/* An unended last line ends as an LF would have ended it (feed
 	 * checks ended and over; a CR seen means the line is empty). */
+	if (r->cr_seen == 2)
+		return msg_buf_add(&r->out, "\r\n", 2);
 	if (r->out.len == r->line_start)
 		return 0;
 	return msg_reader_feed(r, "\n", 1);

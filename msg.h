@@ -38,7 +38,8 @@ struct msg_reader {
 	size_t limit;
 	size_t line_start;	/* offset in out where this line began */
 	uint8_t dot_ends;
-	uint8_t cr_seen;	/* last byte was a CR: swallow one LF */
+	uint8_t cr_seen;	/* a CR ended the line: swallow one LF;
+				   2: CR CR, the second held */
 	uint8_t ended;
 	uint8_t over;
 };

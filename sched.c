@@ -111,6 +111,7 @@ static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
 static void sched_dest_free_idle(void);
 static void sched_dispatch(void);
+static void sched_dest_last(struct sched_dest *);
 static struct sched_job *sched_dest_pop(struct sched_dest *);
 static int sched_open(const struct sched_msg *);
 static struct deliver_txn *sched_on_next(void *, struct deliver *);
@@ -301,7 +302,7 @@ sched_stop(void)
 	struct sched_conn *c;
 	struct sched_dest *d;
 	struct sched_job *job;
-	struct sched_msg *m;
+	struct sched_msg *m, *next;
 
 	sched_stopping = 1;
 	loop_timer_cancel(&sched_timer);
@@ -325,13 +326,20 @@ sched_stop(void)
 		}
 		free(d);
 	}
-	while ((m = sched_active_list) != NULL ||
-	    (m = sched_idle_list) != NULL) {
+	while ((m = sched_idle_list) != NULL) {
 		sched_unlist(m);
-		/* Its DSN's commit must not call back into freed memory. */
-		if (m->bouncing)
-			queue_commit_forget(m);
 		sched_msg_free(m);
+	}
+	/* One waiting for its DSN's commit stays: the group commit runs as
+	 * the loop ends, and then its callback writes or removes what the
+	 * DSN named.  Forgotten, the DSN went out and the original stayed
+	 * as it was, so the next start sent and bounced it all again. */
+	for (m = sched_active_list; m != NULL; m = next) {
+		next = m->next;
+		if (!m->bouncing) {
+			sched_unlist(m);
+			sched_msg_free(m);
+		}
 	}
 }
 
@@ -558,9 +566,9 @@ later:
 static struct sched_dest *
 sched_dest_get(const char *name)
 {
-	struct sched_dest *d;
+	struct sched_dest *d, **pp;
 
-	for (d = sched_dests; d != NULL; d = d->next)
+	for (pp = &sched_dests; (d = *pp) != NULL; pp = &d->next)
 		if (strcmp(d->name, name) == 0)
 			return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
@@ -568,8 +576,8 @@ sched_dest_get(const char *name)
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->relay = sched_relay[0] != '\0';
 	d->tail = &d->head;
-	d->next = sched_dests;
-	sched_dests = d;
+	/* Last in line (sched_dispatch): not ahead of older ones. */
+	*pp = d;
 	return d;
 }
 
@@ -652,8 +660,29 @@ sched_dispatch(void)
 			d->starting++;
 			sched_conns++;
 			progress = 1;
+			sched_dest_last(d);
+			break;		/* the line changed: from its head */
 		}
 	}
+}
+
+/*
+ * d to the end of the line for a slot: served, or having just given one
+ * up.  Round robin, so the next goes to whoever has waited longer, not
+ * to the destination made last nor to the one that just had it.
+ */
+static void
+sched_dest_last(struct sched_dest *d)
+{
+	struct sched_dest **pp = &sched_dests;
+
+	while (*pp != d)
+		pp = &(*pp)->next;
+	*pp = d->next;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = d;
+	d->next = NULL;
 }
 
 /* The first job waiting for d, taken off its line; NULL: none. */
@@ -687,15 +716,25 @@ static struct deliver_txn *
 sched_on_next(void *arg, struct deliver *dv)
 {
 	struct sched_conn *c = arg;
-	struct sched_dest *d = c->dest;
+	struct sched_dest *d = c->dest, *o;
 	struct sched_job *job;
 	struct sched_msg *m;
+	uint64_t now = (uint64_t)time(NULL);
 
 	(void)dv;
 	if (!c->started) {
 		c->started = 1;
 		d->starting--;
 		d->failures = 0;
+	} else if (sched_conns >= sched_conf->max_deliveries) {
+		/* Another destination's mail waits for a slot: this one is
+		 * given up after its transaction, or a steady stream to d
+		 * would keep that mail waiting for as long as it lasts. */
+		for (o = sched_dests; o != NULL; o = o->next)
+			if (o != d && o->waiting > o->starting &&
+			    o->dead_until <= now && o->active <
+			    sched_conf->max_deliveries_per_destination)
+				return NULL;
 	}
 	while ((job = sched_dest_pop(d)) != NULL) {
 		m = job->msg;
@@ -773,6 +812,7 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	sched_conns--;
 	sched_conn_unlink(c);
 	free(c);
+	sched_dest_last(d);
 	if (r == DR_TEMP) {
 		/* No new connections for a while; open ones keep working. */
 		d->failures++;
@@ -1136,6 +1176,11 @@ sched_bounce(struct sched_msg *m)
 		    "(never bounce a bounce)", m->id);
 		return -1;
 	}
+	/* This attempt's results first: a crash before the original is
+	 * removed then repeats only the DSN, not the deliveries made.  It
+	 * also keeps the bounced state, should the DSN fail, for the next
+	 * attempt to bounce again. */
+	(void)sched_save(m, 1);
 	if ((w = sched_dsn(m, BOUNCE_FAILED)) != NULL) {
 		log_info(LP_BOUNCE, "%s: sender non-delivery notification: "
 		    "%s", m->id, queue_writer_id(w));
@@ -1145,8 +1190,6 @@ sched_bounce(struct sched_msg *m)
 	}
 	log_warn(LP_BOUNCE, "%s: cannot create a bounce; retrying later",
 	    m->id);
-	/* Keep the bounced state so the next attempt bounces again. */
-	(void)sched_save(m, sched_settled(qi));
 	sched_retry(m);
 	return 0;
 }

@@ -56,9 +56,6 @@
 
 #define SMTP_LISTEN_MAX		(3 * CONFIG_MAX_LISTEN + 1)
 #define SMTP_DATA_LINE_MAX	1000	/* §4.5.3.1.6, with CRLF */
-#define SMTP_HELO_MAX		255
-#define SMTP_ERROR_LIMIT	10	/* then 421 and close */
-#define SMTP_JUNK_LIMIT		100	/* Postfix's smtpd_junk_command_limit */
 #define SMTP_MSGID_MAX		200	/* logged message-id= */
 #define SMTP_ACCEPT_PAUSE_MS	1000	/* after EMFILE */
 #define SMTP_SHUTDOWN_GRACE_MS	60000
@@ -115,6 +112,7 @@ enum smtp_state {
 #define SF_SEEN_DATE	0x40000u /* the message has a Date: */
 #define SF_SEEN_FROM	0x80000u /* ... and a From: */
 #define SF_HOPS		0x100000u /* over SMTP_HOP_LIMIT Received: */
+#define SF_RCPT_TRIED	0x200000u /* a RCPT in this transaction */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
 /* The address bytes of an AF_INET or AF_INET6 sockaddr_storage. */
@@ -724,7 +722,8 @@ smtp_reset(struct smtp_session *s)
 	free(s->msgid);
 	s->msgid = NULL;
 	s->flags &= ~(SF_DISCARD | SF_HEADERS | SF_8BITMIME | SF_SMTPUTF8 |
-	    SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE | SF_SEEN_FROM);
+	    SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE | SF_SEEN_FROM |
+	    SF_RCPT_TRIED);
 	if (s->state != STATE_HELO)
 		smtp_enter_state(s, STATE_READY);
 }
@@ -1220,6 +1219,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		    RP_NEED_MAIL, NULL);
 		return;
 	}
+	s->flags |= SF_RCPT_TRIED;
 	if ((r = smtp_path(c, ADDR_BARE_OK | ((s->flags & SF_SMTPUTF8) ?
 	    ADDR_UTF8 : 0), addr, &p, &why)) != 0) {
 		smtp_fail(s, (enum smtp_reply)r, why);
@@ -1294,8 +1294,12 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	if (s->state != STATE_RCPT) {
+		/* Postfix's words when every RCPT was refused; none sent
+		 * is still a sequence error. */
 		smtp_fail(s, s->state == STATE_HELO ? RP_NEED_HELO :
-		    s->state == STATE_MAIL ? RP_NEED_RCPT : RP_NEED_MAIL, NULL);
+		    s->state != STATE_MAIL ? RP_NEED_MAIL :
+		    s->flags & SF_RCPT_TRIED ? RP_NO_VALID_RCPT : RP_NEED_RCPT,
+		    NULL);
 		return;
 	}
 	if (s->flags & SF_8BITMIME)

@@ -42,6 +42,7 @@ enum smtp_kind {
 	X(RP_NEED_MAIL, "503 5.5.1 Error: need MAIL command") \
 	X(RP_NEED_RCPT, "503 5.5.1 Error: need RCPT command") \
 	X(RP_NESTED_MAIL, "503 5.5.1 Error: nested MAIL command") \
+	X(RP_NO_VALID_RCPT, "554 5.5.1 Error: no valid recipients") \
 	X(RP_UNKNOWN_CMD, "502 5.5.2 Error: command not recognized") \
 	X(RP_NOT_IMPL, "502 5.5.1 Error: command not implemented") \
 	X(RP_SYNTAX, "500 5.5.2 Error: bad syntax") \
@@ -96,6 +97,12 @@ enum smtp_kind {
 	X(RP_AUTH_BUSY, "454 4.7.0 Temporary authentication failure") \
 	X(RP_AUTH_SYNTAX, "501 5.5.4 Syntax: AUTH mechanism") \
 	X(RP_334, "334 %s")
+
+/* The session's limits, which sendmail -bs keeps too. */
+#define SMTP_HELO_MAX		255
+#define SMTP_ERROR_LIMIT	10	/* then 421 and close */
+#define SMTP_JUNK_LIMIT		100	/* Postfix's smtpd_junk_command_limit */
+
 #define SMTP_RP_ENUM(name, text)	name,
 
 enum smtp_reply { SMTP_REPLIES(SMTP_RP_ENUM) };

@@ -530,7 +530,7 @@ def test_sendmail_bs_daemon_down():
             # the second transaction, typed by a human: bare LF
             b'MAIL FROM:<>\n'
             b'RCPT TO:<c@relay.test>\n'
-            b'RCPT TO:<c@relay.test>\n'
+            b'RCPT TO:<c@RELAY.Test>\n'
             b'NOOP\n'
             b'VRFY root\n'
             b'DATA\n' + stuff(two).replace(b'\r\n', b'\n') +
@@ -574,6 +574,9 @@ def test_sendmail_bs_daemon_down():
               'recipients %r' % m['recipients'])
         out = d.cat(m['id'])
         check(_body_of(out) == b'second\r\n.\r\n', 'body %s'
+              % short(out, 900))
+        # The null sender: no From: added, as the daemon adds none.
+        check(b'\nFrom:' not in _headers_of(out), 'From: added for <>: %s'
               % short(out, 900))
         check(b'gone' not in out and b'gone' not in d.cat(q[0]['id']),
               'a reset transaction got through')
@@ -697,6 +700,122 @@ def test_sendmail_bs_daemon_comes_up():
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
+        d.cleanup(ok)
+
+
+def test_sendmail_bs_daemon_down_errors():
+    """-bs alone refuses what the daemon refuses, in its words: HELO and
+    EHLO without a name (501), DATA after only refused RCPTs (554 5.5.1,
+    Postfix's), and ends the session with the daemon's 421 at its error
+    limit: a 5xx to a command counts, and past the junk limit each NOOP,
+    VRFY, HELP or RSET does.  The message accepted before is kept."""
+    d = _bs_down('sm-bs-err')
+    ok = False
+    try:
+        dialogue = (
+            b'HELO\r\n'
+            b'EHLO  \r\n'
+            b'EHLO local\r\n'
+            b'MAIL FROM:<ok@example.test>\r\n'
+            b'RCPT TO:<r@relay.test>\r\n'
+            b'DATA\r\n' + stuff(BODY) +
+            b'MAIL FROM:<bad@example.test>\r\n'
+            b'RCPT TO:<a b@relay.test>\r\n'
+            b'DATA\r\n' + b'XYZZY\r\n' * 6 +
+            b'NOOP\r\nQUIT\r\n')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs, daemon down, errors')
+        codes = _bs_codes(p.stdout)
+        check(codes == [220, 501, 501, 250, 250, 250, 354, 250, 250, 501,
+                        554] + [502] * 6 + [421],
+              '-bs replies %r:\n%s' % (codes, short(p.stdout, 2000)))
+        check(b'\r\n501 5.5.2 Syntax: HELO hostname\r\n'
+              b'501 5.5.2 Syntax: EHLO hostname\r\n' in p.stdout and
+              b'\r\n554 5.5.1 Error: no valid recipients\r\n' in p.stdout
+              and p.stdout.endswith(b'421 4.7.0 %s Error: too many errors'
+                                    b'\r\n' % HOSTNAME.encode()),
+              'replies %s' % short(p.stdout, 2000))
+        # the junk limit: the 101st NOOP is the first error
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY,
+                      input=b'HELO local\r\n' + b'NOOP\r\n' * 200),
+                'sendmail -bs, NOOPs')
+        codes = _bs_codes(p.stdout)
+        check(codes == [220, 250] + [250] * 110 + [421],
+              '-bs NOOPs: %d replies, last %r' % (len(codes), codes[-3:]))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(len(os.listdir(md)) == 1, 'maildrop holds %r'
+              % os.listdir(md))
+        d.start()
+        m = _one(d, '-bs with errors')
+        check(m['sender'] == 'ok@example.test', 'mailq %r' % m)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_cr_cr_lf_one_line_end():
+    """A line ending CR CR LF (a CRLF text through a LF-to-CRLF filter)
+    ends once, as Postfix's sendmail strips one CR: as two it would end
+    the header at its first field.  The argument path and -bs alone."""
+    d = _bs_down('sm-crcr')
+    ok = False
+    try:
+        msg = (b'From: App <app@example.test>\r\r\nTo: r@relay.test\r\r\n'
+               b'Subject: crcr\r\r\n\r\r\nline one\r\r\nline two\r\r\n')
+        _ok(d.cli('sendmail', '-f', 'arg@example.test', 'r@relay.test',
+                  user=NOBODY, input=msg), 'sendmail, CR CR LF')
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
+            b'HELO local\r\nMAIL FROM:<bs@example.test>\r\n'
+            b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + msg +
+            b'.\r\nQUIT\r\n')), 'sendmail -bs, CR CR LF')
+        check(_bs_codes(p.stdout) == [220, 250, 250, 250, 354, 250, 221],
+              '-bs replies %s' % short(p.stdout, 900))
+        d.start()
+        q = d.wait_queue(2, timeout=8)
+        check(sorted(m['sender'] for m in q) ==
+              ['arg@example.test', 'bs@example.test'], 'mailq %r' % q)
+        for m in q:
+            out = d.cat(m['id'])
+            _no_bare_lf(out, 'CR CR LF')
+            h = _headers_of(out)
+            check(b'\r\nFrom: App <app@example.test>\r\nTo: r@relay.test'
+                  b'\r\nSubject: crcr\r\n' in h and h.count(b'From:') == 1
+                  and b'\r\r' not in out and
+                  _body_of(out) == b'line one\r\nline two\r\n',
+                  '%s: stored %s' % (m['sender'], short(out, 900)))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_q_interval_and_v_ignored():
+    """Postfix's sendmail ignores -qINTERVAL (the daemon's queue runs are
+    its own): exit 0, nothing read or queued, the daemon not asked - here
+    it is down, where a bare -q exits 69.  mailq and sendmail take -v."""
+    d = _bs_down('sm-qint')
+    ok = False
+    try:
+        p = d.cli('sendmail', '-q', user=NOBODY)
+        check(p.returncode == 69, 'bare -q, daemon down: exit %d'
+              % p.returncode)
+        for args in (['-q1h'], ['-q30m', '-v'], ['-v', '-q15', 'r@relay.test']):
+            p = d.cli('sendmail', *args, user=NOBODY,
+                      input=b'Subject: no\n\nx\n')
+            check(p.returncode == 0 and p.stdout == b'' and p.stderr == b'',
+                  'sendmail %r: exit %d, %s' % (args, p.returncode,
+                                                short(p.stderr)))
+        check(os.listdir(os.path.join(d.queue_dir, 'maildrop')) == [],
+              '-qINTERVAL queued something')
+        for args in (['mailq', '-v'], ['sendmail', '-bp', '-v'],
+                     ['mailq', '-v', '--json']):
+            p = d.cli(*args)
+            check(p.returncode == 0 and p.stdout in (
+                b'Mail queue is empty\n', b'[]\n'), '%r: exit %d, %s %s'
+                  % (args, p.returncode, short(p.stdout), short(p.stderr)))
+        ok = True
+    finally:
         d.cleanup(ok)
 
 

@@ -5,11 +5,13 @@ peers.SmtpPeer behind one mx_port) and the test zone's unbound.
 """
 
 import os
+import signal
+import threading
 import time
 
 from ferrytest import check, free_port, SLOW
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
-                   wait_for, bind_probe)
+                   wait_for, bind_probe, bounce_ids)
 from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
 from test_dns import DnsServer
 
@@ -158,3 +160,219 @@ def test_sched_clock_set_back_does_not_park_mail():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+# A message to good@ (taken) and bad@ (refused at RCPT): one transaction,
+# and its end is the message's last attempt, so the bounce of bad@ is
+# made then and the original removed once that DSN is committed.
+REFUSAL = '550 5.1.1 <bad@dom.test>: Recipient address rejected: ' \
+    'User unknown'
+
+
+def _refuse_bad(sess, verb, arg, txn):
+    if verb == 'RCPT' and arg.lower().startswith('<bad@'):
+        return REFUSAL
+    return None
+
+
+def _stopped(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0] in ('T', 't')
+
+
+def _count_txns(p):
+    orig = [t for t in p.delivered() if t.sender == 'sender@example.test']
+    dsn = [t for t in p.delivered() if t.sender == '']
+    return orig, dsn
+
+
+def test_sched_sigterm_with_the_last_bounce_no_repeat():
+    """SIGTERM read in the same loop pass as the end-of-data reply that
+    settles a message's last recipients (good@ sent, bad@ bounced): the
+    daemon is stopped (SIGSTOP) while the peer's 250 and then SIGTERM
+    arrive, so one epoll_wait returns both, the reply first.  The DSN's
+    commit is the group commit's, run as the loop ends; its callback,
+    which removes the original, had been cancelled by the stop, so the
+    restart sent the original to good@ again and bounced bad@ twice.  A
+    clean stop repeats nothing: each reaches the peer once."""
+    pid = []
+
+    def policy(sess, verb, arg, txn):
+        if verb == '.' and txn.sender and not pid[1:]:
+            pid.append('held')
+            os.kill(pid[0], signal.SIGSTOP)
+            wait_for(lambda: _stopped(pid[0]), 5, 'the daemon to stop')
+        return _refuse_bad(sess, verb, arg, txn)
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('termbounce', p.port)
+        ok = False
+        try:
+            d.start()
+            pid.append(d.pid())
+            qid = d.send_message(BODY, rcpts=('good@dom.test',
+                                              'bad@dom.test'))
+            wait_for(lambda: any(t.final for t in p.txns()), 10,
+                     'the end-of-data reply')
+            time.sleep(0.3 * SLOW)	# in the daemon's socket by now
+            os.kill(pid[0], signal.SIGTERM)
+            time.sleep(0.3 * SLOW)
+            os.kill(pid[0], signal.SIGCONT)
+            rc = d.wait_exit()
+            check(rc == 0, 'exit %d after SIGTERM; log:\n%s'
+                  % (rc, d.log_tail()))
+            d.check_log()
+            check(deliveries(d, qid, 'sent') and
+                  deliveries(d, qid, 'bounced'), 'the reply was not read '
+                  'before the stop; log:\n%s' % d.log_tail())
+            d.start()
+            wait_for(lambda: _count_txns(p)[1], 10, 'the DSN at the peer')
+            time.sleep(1 * SLOW)
+            d.stop()
+            orig, dsn = _count_txns(p)
+            check(len(orig) == 1 and len(dsn) == 1, 'a clean stop repeated '
+                  'mail: the original %d times, the DSN %d times; log:\n%s'
+                  % (len(orig), len(dsn), d.log_tail(30)))
+            check(d.mailq() == [], 'left in the queue: %r' % d.mailq())
+            ok = True
+        finally:
+            d.cleanup(ok)
+
+
+# SIGKILL right after the rename that commits the Nth queue file (not a
+# state file, ID.st): FERRY_KILL_AT_COMMIT=N.
+KILL_AT_COMMIT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int
+renameat(int ofd, const char *old, int nfd, const char *new)
+{
+	static int (*real)(int, const char *, int, const char *);
+	static int n;
+	const char *at = getenv("FERRY_KILL_AT_COMMIT");
+	size_t len = strlen(new);
+	int rc;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "renameat");
+	rc = real(ofd, old, nfd, new);
+	if (rc == 0 && at != NULL && (len < 3 || strcmp(new + len - 3,
+	    ".st") != 0) && ++n == atoi(at))
+		kill(getpid(), SIGKILL);
+	return rc;
+}
+"""
+
+
+def test_sched_kill9_at_the_dsn_commit_no_redelivery():
+    """kill -9 just after the DSN for the last bounced recipient is
+    renamed into the queue (the second commit: the original is the
+    first).  The state of the transaction that bounced bad@ and sent
+    good@ was never written (the removal was to follow the DSN), so the
+    restart sent the original to good@ again.  Written first, it costs
+    at most a second DSN, which this window cannot avoid."""
+    with SmtpPeer(policy=_refuse_bad) as p:
+        d = smarthost_daemon('kill9bounce', p.port)
+        d.preload(KILL_AT_COMMIT_SHIM, FERRY_KILL_AT_COMMIT='2')
+        ok = False
+        try:
+            d.start()
+            qid = d.send_message(BODY, rcpts=('good@dom.test',
+                                              'bad@dom.test'))
+            rc = d.wait_exit()
+            check(rc == -signal.SIGKILL, 'exit %r, want SIGKILL; log:\n%s'
+                  % (rc, d.log_tail()))
+            check(bounce_ids(d, qid), 'no DSN made; log:\n%s'
+                  % d.log_tail())
+            d.env = None
+            d.start()
+            wait_for(lambda: len(d.mailq()) == 0, 10, 'an empty queue; '
+                     'log:\n%s' % d.log_tail())
+            time.sleep(0.5 * SLOW)
+            d.stop()
+            orig, dsn = _count_txns(p)
+            check(len(orig) == 1, 'the original reached good@ %d times '
+                  '(%r); log:\n%s' % (len(orig), orig, d.log_tail(30)))
+            check(1 <= len(dsn) <= 2, 'DSNs %r' % dsn)
+            ok = True
+            return '%d DSN(s)' % len(dsn)
+        finally:
+            d.cleanup(ok)
+
+
+
+def _starve(name, blocker):
+    """max_deliveries = 1, destinations on one peer, a steady stream to
+    x.test (a message every 0.1 s, each 0.2 s at the peer) and one
+    message to y.test, queued while the slot is taken: by z.test's
+    message (a second at the peer) if blocker, else by the stream.  Wait
+    up to 3 s for y.test's to go; how long it took."""
+    def policy(sess, verb, arg, txn):
+        if verb == '.':
+            time.sleep(1.0 if txn.rcpts[0][0].endswith('@z.test') else 0.2)
+        return None
+
+    z = zone(*['%s.test. MX 10 mx.st.test.' % n for n in 'xyz'],
+             'mx.st.test. A 127.0.0.3')
+    with DnsServer(z) as dns, SmtpPeer('127.0.0.3', policy=policy) as p:
+        d = mx_daemon(name, dns, p.port, max_deliveries='1')
+        ok = False
+        stop, sent = [], []
+
+        def stream():
+            t_end = time.monotonic() + 6 * SLOW
+            while not stop and time.monotonic() < t_end:
+                sent.append(d.send_message(BODY, rcpts=('u@x.test',)))
+                time.sleep(0.1)
+
+        th = threading.Thread(target=stream, daemon=True)
+        try:
+            d.start()
+            if blocker:
+                d.send_message(BODY, rcpts=('u@z.test',))
+            else:
+                th.start()
+            wait_for(lambda: p.txns(), 5, 'the first transaction')
+            qy = d.send_message(BODY, rcpts=('u@y.test',))
+            if blocker:
+                th.start()
+            t0 = time.monotonic()
+            try:
+                wait_delivery(d, qy, 'sent', timeout=3)
+            finally:
+                took = time.monotonic() - t0
+                stop.append(1)
+                th.join()
+            before = len([t for t in p.delivered()
+                          if t.rcpts[0][0] == 'u@x.test'])
+            for q in sent:
+                wait_delivery(d, q, 'sent', timeout=30)
+            d.stop()
+            ok = True
+            return 'y.test sent %.1fs after it was queued, after %d of ' \
+                '%d x.test messages' % (took, before, len(sent))
+        finally:
+            stop.append(1)
+            d.cleanup(ok)
+
+
+def test_sched_busy_destination_gives_up_the_slot():
+    """The stream to x.test holds the only slot when y.test's message
+    comes: its connection took x.test's next message for as long as
+    there was one, and y.test's waited for the whole stream (15.7 s
+    here, after all 59 of x.test's)."""
+    return _starve('starve1', blocker=False)
+
+
+def test_sched_slot_goes_round_not_to_the_newest():
+    """z.test's message holds the only slot; y.test's is queued, then
+    the stream to x.test begins.  The free slot went to the newest
+    destination (x.test, first in the list), so y.test's waited for the
+    whole stream as above; now it goes next."""
+    return _starve('starve2', blocker=True)
