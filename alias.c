@@ -335,7 +335,7 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 	if (addr_domain(addr) == NULL)
 		snprintf(out[*n], sizeof(out[*n]), "%s@%s", addr, origin);
 	else
-		snprintf(out[*n], sizeof(out[*n]), "%s", addr);
+		textfile_copy(out[*n], sizeof(out[*n]), addr);
 	for (k = 0; k < *n; k++)
 		if (strcasecmp(out[k], out[*n]) == 0)
 			return 0;

@@ -350,19 +350,16 @@ static int
 check_args(struct check *c, int argc, char **argv)
 {
 	const char *dom = NULL, *h;
-	unsigned long long port;	/* strtoull(): one libc import */
 	unsigned dport;
-	char *end;
 	size_t i, len;
 	int a, br;
 
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "-p") == 0 && a + 1 < argc) {
-			port = strtoull(argv[++a], &end, 10);
-			if (argv[a][0] < '0' || argv[a][0] > '9' ||
-			    *end != '\0' || port == 0 || port > 65535)
+			a++;
+			if (config_parse_port(argv[a], strlen(argv[a]),
+			    &c->port) != 0)
 				goto usage;
-			c->port = (unsigned)port;
 		} else if (strcmp(argv[a], "-l") == 0 && a + 1 < argc) {
 			if (check_level_parse(argv[++a], &c->level) == -1)
 				goto usage;
@@ -495,7 +492,7 @@ check_on_mx(void *arg, enum dns_status st, int secure,
 		/* RFC 5321 section 5.1: the domain is its own MX. */
 		c->nmx = 1;
 		c->implicit_mx = 1;
-		snprintf(c->mx[0].host, sizeof(c->mx[0].host), "%s",
+		textfile_copy(c->mx[0].host, sizeof(c->mx[0].host),
 		    c->domain);
 		printf("MX %s: none (%s); the domain is its own mail "
 		    "exchanger\n", c->domain, secure ? "secure" : "insecure");
@@ -893,7 +890,7 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 				r.line[n] = '?';
 		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, r.line);
 		if (c->reply_lines++ == 0)
-			snprintf(c->reply, sizeof(c->reply), "%s", r.line);
+			textfile_copy(c->reply, sizeof(c->reply), r.line);
 		else if (c->state == CS_EHLO && r.len >= 12 &&
 		    strncasecmp(r.line + 4, "STARTTLS", 8) == 0 &&
 		    (r.len == 12 || r.line[12] == ' '))
@@ -1248,7 +1245,7 @@ check_verdict(struct check *c, int quit, enum check_verdict v,
 		printf("    result: %s\n", why);
 	if (quit == CHECK_HOST || !c->host_seen || v > c->hv) {
 		c->hv = v;
-		snprintf(c->hwhy, sizeof(c->hwhy), "%s", why);
+		textfile_copy(c->hwhy, sizeof(c->hwhy), why);
 	}
 	c->host_seen = 1;
 	if (quit == CHECK_HOST || c->io == NULL)

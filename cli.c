@@ -42,6 +42,7 @@
 #include "queue.h"
 #include "reply.h"
 #include "smtp.h"
+#include "textfile.h"
 
 #define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
 #define CLI_IO_SIZE	4096
@@ -383,7 +384,7 @@ sm_set_sender(struct sm *sm)
 	int len;
 
 	if (pw != NULL && pw->pw_name[0] != '\0')
-		snprintf(login, sizeof(login), "%s", pw->pw_name);
+		textfile_copy(login, sizeof(login), pw->pw_name);
 	else
 		snprintf(login, sizeof(login), "uid%lu",
 		    (unsigned long)getuid());
@@ -1853,9 +1854,9 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	int v[3] = { 3, 1, 1 };
 	const char *pos[3] = { NULL, NULL, NULL };
 	mbedtls_x509_crt crt;
-	unsigned long long port = 25;	/* strtoull(): one libc import */
+	unsigned port = 25;
 	size_t np = 0, k, hexsz;
-	char *hex = NULL, *end;
+	char *hex = NULL;
 	int i, rc = EX_DATAERR;
 
 	(void)conf;
@@ -1878,9 +1879,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	 * before the string); PORT: digits only, as check's -p. */
 	if (np == 0 || (np >= 2 && (pos[1][0] == '\0' || pos[1][0] == '.')))
 		goto usage;
-	if (np == 3 && (pos[2][0] < '0' || pos[2][0] > '9' ||
-	    (port = strtoull(pos[2], &end, 10)) == 0 || port > 65535 ||
-	    *end != '\0'))
+	if (np == 3 && config_parse_port(pos[2], strlen(pos[2]), &port) != 0)
 		goto usage;
 	mbedtls_x509_crt_init(&crt);
 	/* More than 0: that many certificates did not parse, and mbedTLS
@@ -1900,7 +1899,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 		goto done;
 	}
 	if (np >= 2)
-		printf("_%llu._tcp.%s%s IN TLSA ", port, pos[1],
+		printf("_%u._tcp.%s%s IN TLSA ", port, pos[1],
 		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".");
 	printf("%d %d %d %s\n", v[0], v[1], v[2], hex);
 	rc = fflush(stdout) == 0 ? EX_OK : EX_IOERR;

@@ -33,9 +33,7 @@ struct cmd_param_def {
 
 static int	cmd_ieq(const char *, size_t, const char *);
 static enum cmd_verb cmd_lookup(const char *, size_t);
-/* noinline: one copy is smaller than LTO's 18 inlined ones. */
-static int	cmd_fail(const char **, const char *)
-		    __attribute__((noinline));
+static int	cmd_fail(const char **, const char *);
 static int	cmd_param(const char *, size_t, enum cmd_verb, unsigned *,
 		    struct cmd_params *, const char **);
 static int	cmd_param_size(const char *, size_t, struct cmd_params *,
@@ -367,7 +365,8 @@ cmd_param_auth(const char *v, size_t vlen, struct cmd_params *p,
 	return 0;
 }
 
-const char *
+/* noinline: measured smaller than LTO's inlined copies. */
+__attribute__((noinline)) const char *
 cmd_name(enum cmd_verb verb)
 {
 	if ((int)verb < 0 || verb >= CMD_COUNT || cmd_names[verb][0] == '\0')

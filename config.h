@@ -173,6 +173,10 @@ const char *config_domain(const struct domain_list *, int i);
 int config_parse_duration(const char *, unsigned *seconds);
 int config_parse_size(const char *, uint64_t *bytes);
 const char *config_tls_level_name(enum tls_level);
+/* s[0..n): a port, 1..65535 in decimal digits only: 0, else -1. */
+int config_parse_port(const char *s, size_t n, unsigned *port);
+/* NAME's value in envp (not NULL), as getenv() finds it, or NULL. */
+const char *config_env_find(char *const *envp, const char *name);
 /* "[host]:port", "[host]", "host:port" or "host" (an IPv6 address
  * unbracketed has no port): host at *h, *hn bytes; *port 0 if none.
  * 1: bracketed, 0: not, -1: a bad shape or port. */

@@ -445,6 +445,7 @@ deliver_start(const char *host, unsigned port,
     const struct deliver_ops *ops, void *arg)
 {
 	struct deliver *d;
+	char *e;
 	int literal = host[0] == '[';
 
 	if ((d = calloc(1, sizeof(*d))) == NULL)
@@ -461,8 +462,9 @@ deliver_start(const char *host, unsigned port,
 	d->cfd.cb = deliver_on_connect;
 	d->ctimer.cb = deliver_on_connect_timeout;
 	/* "[192.0.2.1]" or "[host]": the brackets only say "no MX". */
-	snprintf(d->host, sizeof(d->host), "%.*s",
-	    (int)strcspn(host + literal, "]"), host + literal);
+	textfile_copy(d->host, sizeof(d->host), host + literal);
+	if ((e = strchr(d->host, ']')) != NULL)
+		*e = '\0';
 	d->state = DS_RESOLVE_MX;
 	d->quit_r = DR_OK;
 	d->gen = deliver_gen;
@@ -474,7 +476,7 @@ deliver_start(const char *host, unsigned port,
 	if (literal) {
 		/* [192.0.2.1] or [host]: no MX lookup (RFC 5321 §5.1). */
 		d->nmx = 1;
-		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", d->host);
+		textfile_copy(d->mx[0].host, sizeof(d->mx[0].host), d->host);
 		d->naddr = net_addr(d->host, &d->addr[0]) == 0;
 	}
 	/* Policy that fails whatever the peer says: no connection at all. */
@@ -569,7 +571,7 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 		d->nmx = 1;
 		d->implicit_mx = 1;
 		d->mx[0].pref = 0;
-		snprintf(d->mx[0].host, sizeof(d->mx[0].host), "%s", d->host);
+		textfile_copy(d->mx[0].host, sizeof(d->mx[0].host), d->host);
 		break;
 	case DNS_NULLMX:
 		deliver_close(d, DR_PERM, "5.1.10", "Domain does not accept "
@@ -591,25 +593,29 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 
 /* Resolve the next MX host's addresses, or give up: a bounce when no
  * host has an address and nothing else went wrong (5.4.4, as Postfix;
- * deliver_on_addr()), else a deferral. */
+ * deliver_on_addr()), else a deferral.  A loop, not a call to itself
+ * per failed query: the build keeps tail calls as calls. */
 static void
 deliver_next_mx(struct deliver *d)
 {
-	if (d->imx >= d->nmx) {
-		if (d->why[0] == '\0')
-			deliver_why(d, "4.4.1", "no usable mail "
-			    "exchanger for %s", d->host);
-		deliver_close(d, d->why_dsn[0] == '5' ? DR_PERM : DR_TEMP,
-		    d->why_dsn[0] ? d->why_dsn : "4.4.1", d->why);
-		return;
-	}
-	deliver_enter_state(d, DS_RESOLVE_ADDR);
-	d->dreq = dns_query_addr(d->mx[d->imx].host, deliver_on_addr, d);
-	d->imx++;
-	if (d->dreq == NULL) {
+	for (;;) {
+		if (d->imx >= d->nmx) {
+			if (d->why[0] == '\0')
+				deliver_why(d, "4.4.1", "no usable mail "
+				    "exchanger for %s", d->host);
+			deliver_close(d, d->why_dsn[0] == '5' ? DR_PERM :
+			    DR_TEMP, d->why_dsn[0] ? d->why_dsn : "4.4.1",
+			    d->why);
+			return;
+		}
+		deliver_enter_state(d, DS_RESOLVE_ADDR);
+		d->dreq = dns_query_addr(d->mx[d->imx].host, deliver_on_addr,
+		    d);
+		d->imx++;
+		if (d->dreq != NULL)
+			return;
 		deliver_why(d, "4.4.3", "cannot look up %s",
 		    deliver_mx_host(d));
-		deliver_next_mx(d);
 	}
 }
 
@@ -1156,8 +1162,10 @@ deliver_ehlo_line(struct deliver *d, const char *kw)
 			return;
 		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
 		for (p = kw + 5; *p != '\0'; p += n) {
-			p += strspn(p, " ");
-			n = strcspn(p, " ");
+			while (*p == ' ')
+				p++;
+			for (n = 0; p[n] != '\0' && p[n] != ' '; n++)
+				;
 			if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
 				d->ext |= EXT_AUTH_PLAIN;
 			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
@@ -1546,9 +1554,9 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 
 	r->result = code / 100 == 2 ? DR_OK : code / 100 == 5 ? DR_PERM :
 	    DR_TEMP;
-	snprintf(r->reply, sizeof(r->reply), "%s", reply);
+	textfile_copy(r->reply, sizeof(r->reply), reply);
 	if (dsn != NULL) {
-		snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+		textfile_copy(r->dsn, sizeof(r->dsn), dsn);
 		return;
 	}
 	if (code / 100 != 2)
@@ -1830,10 +1838,10 @@ deliver_lost(struct deliver *d, const char *what)
 
 	if (phase[0] == '\0')
 		phase = "talking";
-	/* Within a transaction, name the command whose reply was due. */
-	if (d->state == DS_TXN && d->txn != NULL)
-		phase = d->recv_i == 0 ? "sending MAIL FROM" :
-		    d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
+	/* Within a transaction, name the command whose reply was due (the
+	 * table's DS_TXN text is MAIL FROM's). */
+	if (d->state == DS_TXN && d->txn != NULL && d->recv_i > 0)
+		phase = d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
 		    "sending DATA";
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
 		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */
@@ -2033,7 +2041,7 @@ deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 	if (d->io != NULL)
 		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s:%u",
 		    d->peer, d->port);
-	snprintf(d->why_dsn, sizeof(d->why_dsn), "%s", dsn);
+	textfile_copy(d->why_dsn, sizeof(d->why_dsn), dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);
 	va_end(ap);

@@ -138,11 +138,12 @@ struct dns_req {
 	/* TLSA only: DNS_MAX_TLSA records of up to 1.1 KB each, too big to
 	 * sit in every request's union. */
 	struct dns_tlsa_rdata *tlsa;
-	enum dns_kind kind;
 	int pending;			/* queries c-ares still owes us */
-	int starting;			/* inside dns_query_*() */
-	int cancelled;			/* never call the user again */
-	int delivering;			/* inside the user's callback */
+	/* Bytes: a store or test of one is shorter code than of an int. */
+	uint8_t kind;			/* enum dns_kind */
+	uint8_t starting;		/* inside dns_query_*() */
+	uint8_t cancelled;		/* never call the user again */
+	uint8_t delivering;		/* inside the user's callback */
 	struct loop_timer timer;	/* deferred delivery; may free req */
 	struct dns_slot slot[DNS_SLOTS];
 	char name[DNS_NAME_MAX + 1];
@@ -771,7 +772,7 @@ dns_canon_of(const struct dns_req *req, char *out, size_t outsz)
 		    strcmp(name, out) != 0))
 			return -1;
 		if (rc == 1 && !seen)
-			snprintf(out, outsz, "%s", name);
+			textfile_copy(out, outsz, name);
 		seen = 1;
 		got = rc;
 	}

@@ -23,7 +23,8 @@ hdr_date(char *buf, size_t len, time_t t)
 	return n == 0 ? -1 : (int)n;
 }
 
-int
+/* noinline: measured smaller than LTO's inlined copies. */
+__attribute__((noinline)) int
 hdr_received(char *buf, size_t len, const char *helo, const char *ip,
     const char *tls, const char *proto, const char *hostname,
     const char *id, const char *rcpt, long uid, time_t t)

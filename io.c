@@ -46,13 +46,15 @@ enum io_tls_state {
  */
 struct io {
 	struct loop_fd lfd;		/* first: container_of() is free */
-	enum io_tls_state tls_state;
-	int eof;
-	int paused;
+	/* Flags in bytes and in[] last: stores and tests of a byte, and
+	 * every other field at a one-byte displacement, are shorter code. */
+	uint8_t tls_state;	/* enum io_tls_state */
+	uint8_t eof;
+	uint8_t paused;
+	uint8_t tls_wread;	/* the blocked TLS write waits for input */
+	uint8_t blocked;	/* the last send would have blocked */
 	unsigned timeout_ms;
 	int err;		/* a flush failed: IO_ERR is on its way */
-	int tls_wread;		/* the blocked TLS write waits for input */
-	int blocked;		/* the last send would have blocked */
 	unsigned hs_want;	/* LOOP_* the handshake waits for */
 	size_t out_off, out_len, out_cap;
 	size_t in_len;
@@ -60,11 +62,11 @@ struct io {
 	struct tls_conn *tls;
 	void (*cb)(struct io *, enum io_event, void *);
 	size_t tls_wlen;	/* length of the TLS write to repeat, or 0 */
-	char in[IO_IN_SIZE];
 	void *arg;
 	size_t discarded;	/* clear text dropped at io_start_tls() */
 	struct loop_timer timer;
 	struct loop_timer kick;		/* re-deliver input after resume */
+	char in[IO_IN_SIZE];
 };
 
 static void io_on_fd(struct loop_fd *, unsigned);

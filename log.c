@@ -220,13 +220,16 @@ log_trace_parse(const char *s)
 	size_t i, len;
 
 	while (*s) {
-		len = strcspn(s, ", ");
+		for (len = 0; s[len] != '\0' && s[len] != ',' &&
+		    s[len] != ' '; len++)
+			;
 		for (i = 0, t = log_traces; *t != '\0';
 		    i++, t += strlen(t) + 1)
 			if (strlen(t) == len && memcmp(t, s, len) == 0)
 				mask |= i == LOG_TRACE_ALL ? ~0u : 1u << i;
 		s += len;
-		s += strspn(s, ", ");
+		while (*s == ',' || *s == ' ')
+			s++;
 	}
 	return mask;
 }

@@ -45,6 +45,7 @@
 #include "smtp.h"
 #include "deliver.h"
 #include "tls.h"
+#include "textfile.h"
 
 #define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
 #define FERRY_VERSION	"0.1"
@@ -168,7 +169,7 @@ int
 main(int argc, char **argv, char **envp)
 {
 	static struct config conf;
-	const char *path = NULL, *prog, *cmd;
+	const char *path = NULL, *prog, *cmd, *p;
 	enum main_cmd k;
 	int c;
 
@@ -181,7 +182,10 @@ main(int argc, char **argv, char **envp)
 	while ((c = open("/dev/null", O_RDWR)) >= 0 && c < 3)
 		;
 	(void)close(c);		/* or -1: no /dev/null, go on as before */
-	prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	/* By hand, as below: strrchr() would be one more import. */
+	for (prog = p = argv[0]; *p != '\0';)
+		if (*p++ == '/')
+			prog = p;
 	/* argv[0] sendmail, mailq, newaliases: `ferry NAME` with no ferry
 	 * options, their own untouched (no getopt here). */
 	if (main_lookup(prog) <= MC_MAILQ)
@@ -204,7 +208,8 @@ main(int argc, char **argv, char **envp)
 		cmd = argc > 0 ? argv[0] : "serve";
 	}
 	/* A set-id entry runs for a caller it must not trust (DESIGN.md):
-	 * secure_getenv() drops FERRY_CONFIG there, -c and -T are refused,
+	 * FERRY_CONFIG is not read there (main_environ(), as
+	 * secure_getenv() but one import less), -c and -T are refused,
 	 * and it does only what the entry is for: submit and list. */
 	k = main_lookup(cmd);
 	if (getauxval(AT_SECURE) && (path != NULL || log_trace_mask != 0 ||
@@ -213,8 +218,8 @@ main(int argc, char **argv, char **envp)
 		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
 	}
-	if (path == NULL)
-		path = secure_getenv("FERRY_CONFIG");
+	if (path == NULL && main_environ() != NULL)
+		path = config_env_find(main_environ(), CONFIG_ENV_PATH);
 	/* passwd only prints a users file line: it needs no config. */
 	if (k == MC_PASSWD)
 		return auth_cli_passwd(NULL, argc, argv);
@@ -368,7 +373,7 @@ main_resolve_user(const struct config *conf, struct main_user *u)
 	u->drop = 1;
 	u->uid = pw->pw_uid;
 	u->gid = pw->pw_gid;
-	snprintf(u->name, sizeof(u->name), "%s", conf->user);
+	textfile_copy(u->name, sizeof(u->name), conf->user);
 }
 
 /* The three listener lists, side by side in struct config (see
@@ -418,7 +423,7 @@ static int
 main_bind_local(const char *path, const struct main_user *u)
 {
 	struct sockaddr_un sun;
-	char dir[sizeof(sun.sun_path)], *slash;
+	char dir[sizeof(sun.sun_path)], *slash = NULL, *p;
 	int fd, probe;
 
 	if (path[0] == '\0')
@@ -433,7 +438,10 @@ main_bind_local(const char *path, const struct main_user *u)
 	 * here and below, and no dirname(): every libc symbol costs ~70
 	 * bytes of dynamic linking tables.  "/x" and "x" need no directory
 	 * made. */
-	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+	for (p = dir; *p != '\0'; p++)
+		if (*p == '/')
+			slash = p;
+	if (slash != NULL && slash != dir) {
 		*slash = '\0';
 		if (mkdirat(AT_FDCWD, dir, 0755) == 0 && u->drop &&
 		    fchownat(AT_FDCWD, dir, u->uid, u->gid, 0) == -1)

@@ -113,13 +113,13 @@ struct cursor {
 	size_t off;
 };
 
+static int errno_fail(int) __attribute__((noinline));
+static int read_done(int, void *, int);
 static int path_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
-static int tmp_path(const struct queue_writer *, char *, size_t);
-static int final_path(const struct queue_writer *, char *, size_t);
+static int writer_path(const struct queue_writer *, int, char *);
 static int name_exists(const char *);
-static int write_all(int, const void *, size_t);
-static int read_at(int, void *, size_t, off_t);
+static int rw_all(int, void *, size_t, off_t);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_dir(const char *, int (*)(int, const char *),
     const char *);
@@ -175,11 +175,9 @@ static const struct {
  * for each the complaint when it is out of place and when it is bad
  * (NUL-separated, in the same order). */
 static const char env_letters[] = "ITFUCS";
-static const char env_order[][sizeof("bad record order, expected I")] = {
-	"bad record order, expected I", "bad record order, expected T",
-	"bad record order, expected F", "bad record order, expected U",
-	"bad record order, expected C", "bad record order, expected S",
-};
+/* One text whose last letter parse_image() sets, not six: every caller
+ * logs the why before the next parse (single-threaded). */
+static char env_order[] = "bad record order, expected ?";
 static const char env_bad[] = "bad id\0bad arrival time\0bad flags\0"
     "bad uid\0bad client\0bad sender";
 
@@ -203,6 +201,28 @@ static struct loop_hook queue_hook = { .cb = queue_commit_run };
 
 /* --- paths and small I/O helpers --- */
 
+/* The end of a read: buf freed, fd closed (read-only: a close error
+ * cannot have lost anything), errno kept; rc back. */
+static int
+read_done(int fd, void *buf, int rc)
+{
+	int e = errno;
+
+	free(buf);
+	(void)close(fd);
+	errno = e;
+	return rc;
+}
+
+/* -1 with errno e: one call instead of a store through
+ * __errno_location() at each of some thirty failure returns. */
+static int
+errno_fail(int e)
+{
+	errno = e;
+	return -1;
+}
+
 static int
 path_fmt(char *out, size_t size, const char *fmt, ...)
 {
@@ -212,29 +232,19 @@ path_fmt(char *out, size_t size, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(out, size, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= size) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
+	if (n < 0 || (size_t)n >= size)
+		return errno_fail(ENAMETOOLONG);
 	return 0;
 }
 
+/* The writer's temporary name (tmp != 0) or its final one, into out of
+ * PATH_MAX bytes; "%.0s" skips an empty sub, so one call does all four. */
 static int
-tmp_path(const struct queue_writer *w, char *out, size_t size)
+writer_path(const struct queue_writer *w, int tmp, char *out)
 {
-	if (w->sub[0] != '\0')
-		return path_fmt(out, size, "%s/%s/.%s.tmp", queue_path,
-		    w->sub, w->id);
-	return path_fmt(out, size, "%s/tmp/%s", queue_path, w->id);
-}
-
-static int
-final_path(const struct queue_writer *w, char *out, size_t size)
-{
-	if (w->sub[0] != '\0')
-		return path_fmt(out, size, "%s/%s/%s", queue_path, w->sub,
-		    w->id);
-	return path_fmt(out, size, "%s/%s", queue_path, w->id);
+	return path_fmt(out, PATH_MAX, w->sub[0] != '\0' ? tmp ?
+	    "%s/%s/.%s.tmp" : "%s/%s/%s" : tmp ? "%s/tmp%.0s/%s" :
+	    "%s%.0s/%s", queue_path, w->sub, w->id);
 }
 
 /* 1 if path names something, 0 if not, -1 when we cannot tell. */
@@ -248,50 +258,28 @@ name_exists(const char *path)
 	return errno == ENOENT ? 0 : -1;
 }
 
+/*
+ * All n bytes: written at the file offset (off < 0), or read at off (a
+ * short file is EIO: it shrank).  One loop for both directions.
+ */
 static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	ssize_t r;
-
-	while (n > 0) {
-		r = write(fd, c, n);
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0) {
-			errno = EIO;
-			return -1;
-		}
-		c += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* Exactly n bytes at off, or -1 (a short file is EIO: it shrank). */
-static int
-read_at(int fd, void *p, size_t n, off_t off)
+rw_all(int fd, void *p, size_t n, off_t off)
 {
 	char *c = p;
 	ssize_t r;
 
 	while (n > 0) {
-		r = pread(fd, c, n, off);
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0) {
+		r = off < 0 ? write(fd, c, n) : pread(fd, c, n, off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == 0)
 			errno = EIO;
+		if (r <= 0)
 			return -1;
-		}
 		c += r;
 		n -= (size_t)r;
-		off += r;
+		if (off >= 0)
+			off += r;
 	}
 	return 0;
 }
@@ -377,10 +365,8 @@ queue_open(const char *dir)
 {
 	int fd;
 
-	if (sodium_init() < 0) {
-		errno = EIO;
-		return -1;
-	}
+	if (sodium_init() < 0)
+		return errno_fail(EIO);
 	if (path_fmt(queue_path, sizeof(queue_path) - 64, "%s", dir) == -1) {
 		queue_path[0] = '\0';
 		return -1;
@@ -411,10 +397,8 @@ queue_sweep(void)
 	const char *name;
 	size_t i;
 
-	if (queue_dirfd == -1) {
-		errno = EBADF;
-		return -1;
-	}
+	if (queue_dirfd == -1)
+		return errno_fail(EBADF);
 	for (i = 0; i < QUEUE_NSUBS; i++) {
 		name = queue_subs[i].name;
 		if (mkdirat(queue_dirfd, name, queue_subs[i].mode & 0777) == 0) {
@@ -466,7 +450,7 @@ DIR *
 queue_opendir(const char *sub, int *fdp)
 {
 	DIR *d;
-	int fd, e;
+	int fd;
 
 	if (queue_dirfd == -1) {
 		errno = EBADF;
@@ -478,9 +462,7 @@ queue_opendir(const char *sub, int *fdp)
 		*fdp = fd;
 	if (fd == -1 || (d = fdopendir(fd)) != NULL)
 		return fd == -1 ? NULL : d;
-	e = errno;
-	(void)close(fd);
-	errno = e;
+	(void)read_done(fd, NULL, 0);
 	return NULL;
 }
 
@@ -593,8 +575,8 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 		snprintf(w->id, sizeof(w->id), "%013" PRIX64 "%05" PRIX32,
 		    us & ((UINT64_C(1) << QUEUE_ID_TIME_BITS) - 1),
 		    randombytes_uniform(QUEUE_ID_RAND));
-		if (tmp_path(w, path, sizeof(path)) == -1 ||
-		    final_path(w, fin, sizeof(fin)) == -1 ||
+		if (writer_path(w, 1, path) == -1 ||
+		    writer_path(w, 0, fin) == -1 ||
 		    path_fmt(stp, sizeof(stp), "%s" QUEUE_ST_SUFFIX, fin) == -1)
 			goto fail;
 		if ((e = name_exists(fin)) == -1 ||
@@ -668,7 +650,7 @@ writer_put(struct queue_writer *w, const void *p, size_t n)
 static int
 writer_flush(struct queue_writer *w)
 {
-	if (w->used > 0 && write_all(w->fd, w->buf, w->used) == -1)
+	if (w->used > 0 && rw_all(w->fd, w->buf, w->used, -1) == -1)
 		return writer_fail(w);
 	w->used = 0;
 	return 0;
@@ -689,10 +671,8 @@ writer_rec(struct queue_writer *w, char letter, const char *v, size_t n)
 {
 	char head[2] = { letter, ' ' };
 
-	if (w->hdr_len + n + 3 + 2 > QUEUE_HDR_MAX) {
-		errno = E2BIG;
-		return -1;
-	}
+	if (w->hdr_len + n + 3 + 2 > QUEUE_HDR_MAX)
+		return errno_fail(E2BIG);
 	w->hdr_len += n + 3;
 	if (writer_put(w, head, 2) == -1 || writer_put(w, v, n) == -1 ||
 	    writer_put(w, "\n", 1) == -1)
@@ -703,20 +683,14 @@ writer_rec(struct queue_writer *w, char letter, const char *v, size_t n)
 int
 queue_writer_rcpt(struct queue_writer *w, const char *address)
 {
-	if (w->state == WS_FAILED) {
-		errno = w->err;
-		return -1;
-	}
+	if (w->state == WS_FAILED)
+		return errno_fail(w->err);
 	if (w->state != WS_ENVELOPE || address == NULL ||
 	    address[0] == '\0' ||
-	    !text_ok(address, strlen(address), QUEUE_ADDR_MAX)) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (w->nrcpt >= QUEUE_MAX_RCPT) {
-		errno = E2BIG;
-		return -1;
-	}
+	    !text_ok(address, strlen(address), QUEUE_ADDR_MAX))
+		return errno_fail(EINVAL);
+	if (w->nrcpt >= QUEUE_MAX_RCPT)
+		return errno_fail(E2BIG);
 	if (writer_rec(w, 'R', address, strlen(address)) == -1)
 		return -1;
 	w->nrcpt++;
@@ -726,24 +700,18 @@ queue_writer_rcpt(struct queue_writer *w, const char *address)
 int
 queue_writer_body(struct queue_writer *w, const void *p, size_t n)
 {
-	if (w->state == WS_FAILED) {
-		errno = w->err;
-		return -1;
-	}
+	if (w->state == WS_FAILED)
+		return errno_fail(w->err);
 	if (w->state == WS_ENVELOPE) {
-		if (w->nrcpt == 0) {
-			errno = EINVAL;
-			return -1;
-		}
+		if (w->nrcpt == 0)
+			return errno_fail(EINVAL);
 		w->hdr_len += 2;
 		if (writer_put(w, "B\n", 2) == -1)
 			return -1;
 		w->state = WS_BODY;
 	}
-	if (w->state != WS_BODY) {
-		errno = EINVAL;
-		return -1;
-	}
+	if (w->state != WS_BODY)
+		return errno_fail(EINVAL);
 	if (writer_put(w, p, n) == -1)
 		return -1;
 	w->body_len += n;
@@ -757,14 +725,10 @@ queue_writer_finish(struct queue_writer *w)
 
 	if (w->state == WS_ENVELOPE && queue_writer_body(w, "", 0) == -1)
 		return -1;
-	if (w->state == WS_FAILED) {
-		errno = w->err;
-		return -1;
-	}
-	if (w->state != WS_BODY) {
-		errno = EINVAL;
-		return -1;
-	}
+	if (w->state == WS_FAILED)
+		return errno_fail(w->err);
+	if (w->state != WS_BODY)
+		return errno_fail(EINVAL);
 	snprintf(end, sizeof(end), "\nE %" PRIu64 "\n", w->body_len);
 	if (writer_put(w, end, strlen(end)) == -1 || writer_flush(w) == -1)
 		return -1;
@@ -795,7 +759,7 @@ queue_writer_abort(struct queue_writer *w)
 	if (w->fd != -1)
 		(void)close(w->fd);
 	w->fd = -1;
-	if (tmp_path(w, path, sizeof(path)) == 0 &&
+	if (writer_path(w, 1, path) == 0 &&
 	    unlinkat(AT_FDCWD, path, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", path);
@@ -852,8 +816,8 @@ commit_file(struct queue_writer *w)
 	const char *what;
 	int e;
 
-	if (tmp_path(w, tmp, sizeof(tmp)) == -1 ||
-	    final_path(w, fin, sizeof(fin)) == -1) {
+	if (writer_path(w, 1, tmp) == -1 ||
+	    writer_path(w, 0, fin) == -1) {
 		what = "path";
 		goto fail;
 	}
@@ -889,8 +853,7 @@ fail:
 	w->fd = -1;
 	if (unlinkat(AT_FDCWD, tmp, 0) == -1 && errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", tmp);
-	errno = e;
-	return -1;
+	return errno_fail(e);
 }
 
 /*
@@ -932,7 +895,7 @@ commit_undo(struct queue_writer *w)
 	char fin[PATH_MAX];
 
 	w->ok = 0;
-	if (final_path(w, fin, sizeof(fin)) == 0 &&
+	if (writer_path(w, 0, fin) == 0 &&
 	    unlinkat(AT_FDCWD, fin, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", fin);
@@ -986,7 +949,7 @@ queue_commit_run(struct loop_hook *h)
 	}
 	for (w = queue_running; w != NULL; w = w->next)
 		if (w->ok && w->sub[0] != '\0' &&
-		    (final_path(w, fin, sizeof(fin)) == -1 ||
+		    (writer_path(w, 0, fin) == -1 ||
 		    sync_dir(w->sub, fin) == -1)) {
 			log_warn(LP_QMGR, "fsync %s/%s", queue_path, w->sub);
 			commit_undo(w);
@@ -1014,7 +977,7 @@ queue_commit_now(struct queue_writer *w)
 	w->buf = NULL;
 	if (commit_file(w) == -1)
 		goto done;
-	if (final_path(w, fin, sizeof(fin)) == -1 ||
+	if (writer_path(w, 0, fin) == -1 ||
 	    sync_dir(w->sub, fin) == -1) {
 		e = errno;
 		log_warn(LP_QMGR, "%s: commit: fsync directory", w->id);
@@ -1209,7 +1172,8 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 	 * after id and sender. */
 	for (k = 0; k < sizeof(env_letters) - 1; k++) {
 		if ((r = cur_rec(&c, env_letters[k], &v, &n)) != 0) {
-			*why = r == -2 ? env_order[k] : cut ?
+			env_order[sizeof(env_order) - 2] = env_letters[k];
+			*why = r == -2 ? env_order : cut ?
 			    "envelope too long" : "torn: envelope cut short";
 			goto bad;
 		}
@@ -1308,8 +1272,7 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 
 bad:
 	queue_info_free(info);
-	errno = EBADMSG;
-	return -1;
+	return errno_fail(EBADMSG);
 }
 
 int
@@ -1478,13 +1441,10 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
 		why = &dummy;
 	if (info->nrcpt > 0 && info->rcpt == NULL) {
 		*why = "no recipients loaded";
-		errno = EINVAL;
-		return -1;
+		return errno_fail(EINVAL);
 	}
-	if (parse_state(buf, len, info, 0, why) == -1) {
-		errno = EBADMSG;
-		return -1;
-	}
+	if (parse_state(buf, len, info, 0, why) == -1)
+		return errno_fail(EBADMSG);
 	return parse_state(buf, len, info, 1, why);
 }
 
@@ -1508,20 +1468,18 @@ load_in(int dropped, const char *id, struct queue_info *info,
 	const char *dummy;
 	struct stat st;
 	size_t hlen, tlen;
-	int fd = -1, rc = -1, e;
+	int fd = -1, rc = -1;
 
 	if (why == NULL)
 		why = &dummy;
 	memset(info, 0, sizeof(*info));
 	if (!queue_id_valid(id)) {
 		*why = "bad id";
-		errno = EINVAL;
-		return -1;
+		return errno_fail(EINVAL);
 	}
 	if (queue_dirfd == -1) {
 		*why = "queue not open";
-		errno = EBADF;
-		return -1;
+		return errno_fail(EBADF);
 	}
 	fd = dropped ? queue_open_dropped(id, &st, why) :
 	    openat(queue_dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
@@ -1531,7 +1489,8 @@ load_in(int dropped, const char *id, struct queue_info *info,
 			*why = "cannot open";
 		return -1;
 	}
-	if (!dropped && fstat(fd, &st) == -1) {
+	/* fstatat(AT_EMPTY_PATH): fstat() without its own import. */
+	if (!dropped && fstatat(fd, "", &st, AT_EMPTY_PATH) == -1) {
 		*why = "cannot stat";
 		goto done;
 	}
@@ -1548,8 +1507,8 @@ load_in(int dropped, const char *id, struct queue_info *info,
 		*why = "out of memory";
 		goto done;
 	}
-	if (read_at(fd, head, hlen, 0) == -1 ||
-	    read_at(fd, tail, tlen, st.st_size - (off_t)tlen) == -1) {
+	if (rw_all(fd, head, hlen, 0) == -1 ||
+	    rw_all(fd, tail, tlen, st.st_size - (off_t)tlen) == -1) {
 		*why = "read error";
 		goto done;
 	}
@@ -1570,12 +1529,7 @@ load_in(int dropped, const char *id, struct queue_info *info,
 	}
 	rc = 0;
 done:
-	e = errno;
-	free(head);
-	/* Read-only: a close error cannot have lost anything. */
-	(void)close(fd);
-	errno = e;
-	return rc;
+	return read_done(fd, head, rc);
 }
 
 /*
@@ -1591,18 +1545,18 @@ load_state(struct queue_info *info)
 	const char *why = "";
 	struct stat st;
 	char *buf = NULL;
-	int fd, rc = -1, e;
+	int fd, rc = -1;
 
 	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, info->id);
 	fd = openat(queue_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1)
 		return errno == ENOENT ? 0 : -1;
-	if (fstat(fd, &st) == -1)
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH) == -1)
 		goto done;
 	if (!S_ISREG(st.st_mode) || st.st_size > QUEUE_STATE_MAX)
 		why = "not a small regular file";
 	else if ((buf = malloc((size_t)st.st_size + 1)) == NULL ||
-	    read_at(fd, buf, (size_t)st.st_size, 0) == -1)
+	    rw_all(fd, buf, (size_t)st.st_size, 0) == -1)
 		goto done;
 	else if (queue_parse_state(buf, (size_t)st.st_size, info, &why) == 0)
 		why = NULL;
@@ -1615,11 +1569,7 @@ load_state(struct queue_info *info)
 	}
 	rc = 0;
 done:
-	e = errno;
-	free(buf);
-	(void)close(fd);	/* read-only */
-	errno = e;
-	return rc;
+	return read_done(fd, buf, rc);
 }
 
 int
@@ -1636,19 +1586,13 @@ queue_update(const struct queue_info *info, int durable)
 	const char *what = "format";
 
 	if (!queue_id_valid(info->id) || info->nrcpt > QUEUE_MAX_RCPT ||
-	    (info->nrcpt > 0 && info->rcpt == NULL)) {
-		errno = EINVAL;
-		return -1;
-	}
+	    (info->nrcpt > 0 && info->rcpt == NULL))
+		return errno_fail(EINVAL);
 	for (i = 0; i < info->nrcpt; i++)
-		if ((unsigned)info->rcpt[i].status >= QUEUE_NSTATUS) {
-			errno = EINVAL;
-			return -1;
-		}
-	if (queue_dirfd == -1) {
-		errno = EBADF;
-		return -1;
-	}
+		if ((unsigned)info->rcpt[i].status >= QUEUE_NSTATUS)
+			return errno_fail(EINVAL);
+	if (queue_dirfd == -1)
+		return errno_fail(EBADF);
 	/* No state for a message that is gone: it would be an orphan. */
 	if (fstatat(queue_dirfd, info->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return -1;
@@ -1696,7 +1640,7 @@ queue_update(const struct queue_info *info, int durable)
 	if (fd == -1)
 		goto fail;
 	what = "write";
-	if (write_all(fd, buf, len) == -1)
+	if (rw_all(fd, buf, len, -1) == -1)
 		goto fail;
 	/* The index queue_index() reads at the next start; only an index:
 	 * where the file system refuses the time, the state still counts
@@ -1744,20 +1688,16 @@ queue_open_dropped(const char *name, struct stat *st, const char **why)
 	int fd, e;
 
 	if (snprintf(path, sizeof(path), "maildrop/%s", name) >=
-	    (int)sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
+	    (int)sizeof(path))
+		return errno_fail(ENAMETOOLONG);
 	/* Nothing but a plain file of one link is opened at all: a device
 	 * hard-linked here must not see an open from root's mailq. */
 	if (fstatat(queue_dirfd, path, &pre, AT_SYMLINK_NOFOLLOW) == -1)
 		return -1;
 	*why = S_ISLNK(pre.st_mode) ? "a symbolic link" :
 	    "not a regular file with one link";
-	if (!S_ISREG(pre.st_mode) || pre.st_nlink != 1) {
-		errno = EBADMSG;
-		return -1;
-	}
+	if (!S_ISREG(pre.st_mode) || pre.st_nlink != 1)
+		return errno_fail(EBADMSG);
 	fd = openat(queue_dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 	    O_NONBLOCK | O_NOCTTY);
 	if (fd == -1) {
@@ -1771,16 +1711,14 @@ queue_open_dropped(const char *name, struct stat *st, const char **why)
 			*why = "not world-readable";
 		else
 			return -1;
-		errno = EBADMSG;
-		return -1;
+		return errno_fail(EBADMSG);
 	}
-	e = fstat(fd, st) == -1 ? errno : EBADMSG;
+	e = fstatat(fd, "", st, AT_EMPTY_PATH) == -1 ? errno : EBADMSG;
 	/* Swapped between the two looks: not the file checked. */
 	if (e != EBADMSG || !S_ISREG(st->st_mode) || st->st_nlink != 1 ||
 	    st->st_dev != pre.st_dev || st->st_ino != pre.st_ino) {
 		(void)close(fd);	/* read-only */
-		errno = e;
-		return -1;
+		return errno_fail(e);
 	}
 	return fd;
 }
@@ -1791,10 +1729,8 @@ queue_delete_dropped(const char *id)
 {
 	char name[sizeof("maildrop/") + QUEUE_ID_SIZE];
 
-	if (!queue_id_valid(id) || queue_dirfd == -1) {
-		errno = queue_dirfd == -1 ? EBADF : EINVAL;
-		return -1;
-	}
+	if (!queue_id_valid(id) || queue_dirfd == -1)
+		return errno_fail(queue_dirfd == -1 ? EBADF : EINVAL);
 	snprintf(name, sizeof(name), "maildrop/%s", id);
 	return unlinkat(queue_dirfd, name, 0);
 }
@@ -1806,14 +1742,10 @@ queue_delete(const char *id)
 {
 	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
 
-	if (!queue_id_valid(id)) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (queue_dirfd == -1) {
-		errno = EBADF;
-		return -1;
-	}
+	if (!queue_id_valid(id))
+		return errno_fail(EINVAL);
+	if (queue_dirfd == -1)
+		return errno_fail(EBADF);
 	if (unlinkat(queue_dirfd, id, 0) == -1)
 		return -1;
 	snprintf(name, sizeof(name), "%s" QUEUE_ST_SUFFIX, id);
@@ -1842,22 +1774,16 @@ queue_quarantine(const char *name, const char *why)
 
 	/* Room for NAME.st in NAME_MAX; no control bytes. */
 	if (n == 0 ||
-	    !text_ok(name, n, NAME_MAX + 1 - sizeof(QUEUE_ST_SUFFIX))) {
-		errno = EINVAL;
-		return -1;
-	}
+	    !text_ok(name, n, NAME_MAX + 1 - sizeof(QUEUE_ST_SUFFIX)))
+		return errno_fail(EINVAL);
 	slash = strchr(name, '/');
 	base = slash != NULL ? slash + 1 : name;
 	/* No "..", no hidden names, at most one level, nothing empty. */
 	if (name[0] == '.' || base[0] == '.' || base[0] == '\0' ||
-	    slash == name || strchr(base, '/') != NULL) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (queue_dirfd == -1) {
-		errno = EBADF;
-		return -1;
-	}
+	    slash == name || strchr(base, '/') != NULL)
+		return errno_fail(EINVAL);
+	if (queue_dirfd == -1)
+		return errno_fail(EBADF);
 	snprintf(dst, sizeof(dst), "corrupt/%s", base);
 	if (renameat(queue_dirfd, name, queue_dirfd, dst) == -1) {
 		log_warn(LP_QMGR, "%s: cannot move to corrupt/", name);

@@ -112,16 +112,20 @@ reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
 	int more;
 
 	/* The end in hand, memcmp() and memmem() do what strncmp() and
-	 * strstr() did, and ferry imports neither of those. */
+	 * strstr() did, and ferry imports neither of those (nor strcspn()
+	 * and strrchr(): strchr() and a loop). */
 	if (end - s < 5 || memcmp(s, "host ", 5) != 0 ||
 	    (r = memmem(s, (size_t)(end - s), "] said: ", 8)) == NULL ||
-	    (*namelen = strcspn(s + 5, "[")) == 0 ||
-	    s + 5 + *namelen > r ||
+	    (e = strchr(s + 5, '[')) == NULL || e == s + 5 || e > r ||
 	    reply_code(r + 8, strnlen(r + 8, 4), &more) == -1)
 		return NULL;
 	*name = s + 5;
+	*namelen = (size_t)(e - s) - 5;
 	*len = (size_t)(end - (r += 8));
-	if ((e = strrchr(r, '(')) != NULL && r[*len - 1] == ')' &&
+	/* The last '(' by hand: strrchr() would be one more import. */
+	for (e = end; e > r && *--e != '(';)
+		;
+	if (*e == '(' && r[*len - 1] == ')' &&
 	    end - (e - 1) >= 14 && memcmp(e - 1, " (in reply to ", 14) == 0)
 		*len = (size_t)(e - 1 - r);
 	return r;

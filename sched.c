@@ -45,6 +45,7 @@
 #include "queue.h"
 #include "reply.h"
 #include "sched.h"
+#include "textfile.h"
 
 #define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
@@ -189,23 +190,26 @@ static unsigned sched_relay_port;
 void
 sched_configure(const struct config *conf)
 {
-	const char *s = conf->smarthost, *e, *colon;
-	size_t n;
+	const char *h = conf->smarthost;
+	size_t n = 0;
+	unsigned port = 0;
+	int br;
 
 	sched_conf = conf;
 	deliver_configure(conf);
-	sched_relay_port = 25;
-	/* "[host]" up to its ']' (config.c checked what follows), else up
-	 * to the last ':'; "" for none. */
-	e = s[0] == '[' ? strchr(s, ']') : NULL;
-	colon = e != NULL ? e + 1 : strrchr(s, ':');
-	n = colon != NULL ? (size_t)(colon - s) : strlen(s);
+	/* config.c checked the shape; "[host]" keeps its brackets. */
+	br = config_host_split(h, strlen(h), &h, &n, &port);
+	if (br < 0)
+		n = 0;
+	else if (br > 0) {
+		h--;
+		n += 2;
+	}
 	if (n >= sizeof(sched_relay))
 		n = sizeof(sched_relay) - 1;
-	memcpy(sched_relay, s, n);
+	memcpy(sched_relay, h, n);
 	sched_relay[n] = '\0';
-	if (colon != NULL && *colon == ':')
-		sched_relay_port = (unsigned)strtoull(colon + 1, NULL, 10);
+	sched_relay_port = port != 0 ? port : 25;
 }
 
 /*
@@ -265,7 +269,7 @@ sched_enqueue(const char *id)
 		/* Not lost: the next start's walk finds it. */
 		return;
 	}
-	snprintf(m->id, sizeof(m->id), "%s", id);
+	textfile_copy(m->id, sizeof(m->id), id);
 	if (sched_nactive < SCHED_ACTIVE_MAX) {
 		sched_activate(m);
 		sched_dispatch();
@@ -465,7 +469,7 @@ sched_dest_name(const char *rcpt, char *name)
 	char ip[INET6_ADDRSTRLEN];
 
 	if (sched_relay[0]) {
-		snprintf(name, SCHED_DEST_MAX, "%s", sched_relay);
+		textfile_copy(name, SCHED_DEST_MAX, sched_relay);
 		return;
 	}
 	dom = addr_domain(rcpt);
@@ -573,7 +577,7 @@ sched_dest_get(const char *name)
 			return d;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
-	snprintf(d->name, sizeof(d->name), "%s", name);
+	textfile_copy(d->name, sizeof(d->name), name);
 	d->relay = sched_relay[0] != '\0';
 	d->tail = &d->head;
 	/* Last in line (sched_dispatch): not ahead of older ones. */
@@ -893,12 +897,12 @@ sched_job_fail(struct sched_job *job, enum deliver_result r,
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
 		job->rcpt[i].result = r;
-		snprintf(job->rcpt[i].dsn, sizeof(job->rcpt[i].dsn), "%s",
+		textfile_copy(job->rcpt[i].dsn, sizeof(job->rcpt[i].dsn),
 		    dsn ? dsn : (r == DR_PERM ? "5.0.0" : "4.0.0"));
-		snprintf(job->rcpt[i].reply, sizeof(job->rcpt[i].reply), "%s",
+		textfile_copy(job->rcpt[i].reply, sizeof(job->rcpt[i].reply),
 		    reason ? reason : "delivery failed");
 	}
-	snprintf(job->txn.relay, sizeof(job->txn.relay), "%s",
+	textfile_copy(job->txn.relay, sizeof(job->txn.relay),
 	    relay ? relay : "");
 	sched_job_result(job);
 }
@@ -1036,7 +1040,7 @@ sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
 	 * dsn first. */
 	if ((strlen(p) > 3 && reply_code(p, 4, &more) != -1) ||
 	    reply_said(p, &n, &h, &hl) != NULL)
-		snprintf(qr->reason, sizeof(qr->reason), "%s", p);
+		textfile_copy(qr->reason, sizeof(qr->reason), p);
 	else
 		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);
 }

@@ -203,10 +203,11 @@ static void smtp_bare(struct smtp_session *, enum smtp_reply, int);
 static void smtp_data_line(struct smtp_session *, const char *, size_t)
     SMTP_NOINLINE;
 static void smtp_data_end(struct smtp_session *);
-static int smtp_header(struct smtp_session *, const char *, size_t)
-    SMTP_NOINLINE;
+static int smtp_header(struct smtp_session *, const char *, size_t);
 static void smtp_add_missing(struct smtp_session *, int);
-static void smtp_body(struct smtp_session *, const char *, size_t);
+/* noinline: measured smaller than LTO's inlined copy. */
+static void smtp_body(struct smtp_session *, const char *, size_t)
+    SMTP_NOINLINE;
 static void smtp_write_failed(struct smtp_session *) SMTP_NOINLINE;
 static void smtp_on_commit(void *, const char *, int);
 static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
@@ -1036,7 +1037,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	if (p.has_size && p.size > smtp_conf->message_size_limit) {
-		snprintf(s->sender, sizeof(s->sender), "%s", addr);
+		textfile_copy(s->sender, sizeof(s->sender), addr);
 		smtp_reject_log(s, "MAIL", NULL, RP_SIZE, NULL);
 		s->sender[0] = '\0';
 		smtp_reply(s, RP_SIZE);
@@ -1101,7 +1102,7 @@ smtp_qualify(const char *addr, char *out, size_t outsz)
 	    (size_t)snprintf(out, outsz, "%s@%s", addr, smtp_conf->origin) <
 	    outsz)
 		return;
-	snprintf(out, outsz, "%s", addr);
+	textfile_copy(out, outsz, addr);
 }
 
 /*
@@ -1603,6 +1604,7 @@ smtp_add_missing(struct smtp_session *s, int sep)
 {
 	char buf[ADDR_PATH_MAX + HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
 	const char *id = NULL;
+	char *cr;
 	size_t n = 0;
 	int r;
 
@@ -1621,7 +1623,8 @@ smtp_add_missing(struct smtp_session *s, int sep)
 	if (n == 0 && sep < 2)
 		return;
 	if (id != NULL && (s->msgid = strdup(id)) != NULL)
-		s->msgid[strcspn(s->msgid, "\r")] = '\0';
+		if ((cr = strchr(s->msgid, '\r')) != NULL)
+			*cr = '\0';
 	if (sep) {
 		memcpy(buf + n, "\r\n", 2);
 		n += 2;

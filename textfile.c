@@ -44,7 +44,9 @@ textfile_read(const char *path, size_t max, unsigned flags, char **buf,
 
 	*buf = NULL;
 	*len = 0;
-	if ((fd = open(path, oflags)) == -1 || fstat(fd, &st) == -1)
+	/* fstatat(AT_EMPTY_PATH) is fstat(), one libc import less. */
+	if ((fd = open(path, oflags)) == -1 ||
+	    fstatat(fd, "", &st, AT_EMPTY_PATH) == -1)
 		fail = TEXTFILE_OPEN;
 	else if ((flags & TEXTFILE_ANYTYPE) == 0 && !S_ISREG(st.st_mode))
 		fail = TEXTFILE_NOTREG;
@@ -187,4 +189,13 @@ textfile_nth(const char *list, size_t i)
 	for (; i > 0; i--)
 		list += strlen(list) + 1;
 	return list;
+}
+
+void
+textfile_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }

@@ -59,4 +59,8 @@ int textfile_line(const char *text, size_t len, size_t *pos,
  */
 const char *textfile_nth(const char *list, size_t i);
 
+/* snprintf(dst, size, "%s", src) without the format: src cut to fit in
+ * size (> 0) bytes, always NUL-terminated; the two must not overlap. */
+void textfile_copy(char *dst, size_t size, const char *src);
+
 #endif
