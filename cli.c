@@ -120,7 +120,6 @@ struct sm {
 	uint8_t addr_bad;
 	uint8_t qtime;		/* -q1h: Postfix ignores the run */
 	char sender[QUEUE_ADDR_MAX];
-	char user[QUEUE_ADDR_MAX];	/* login@origin, for From: */
 	char gecos[CLI_NAME_MAX];
 	char id[QUEUE_ID_SIZE];		/* the last message's, for -bs */
 	char down_reply[CLI_REPLY_MAX];	/* the 4xx that sent it to
@@ -329,12 +328,30 @@ sm_options(struct sm *sm, int argc, char **argv, int *first)
 						sm->dot_ends = 0;
 					break;	/* -oem, -oQ... : ignored */
 				case 'q':
-					/* Only a bare -q runs the queue; an
-					 * interval is the daemon's to keep. */
+					/* An interval is the daemon's to keep.
+					 * -qRsite and -qIqueueid run it all, as
+					 * -q does (ETRN *); Postfix's words for
+					 * the rest. */
 					if (arg[0] >= '0' && arg[0] <= '9')
 						sm->qtime = 1;
-					else
+					else if (arg[0] == '\0' || (arg[1] !=
+					    '\0' && (arg[0] == 'R' ||
+					    arg[0] == 'I')))
 						sm->mode = SM_QUEUE_RUN;
+					else {
+						if (arg[0] == 'R')
+							sm_say("specify: "
+							    "-qRsitename");
+						else if (arg[0] == 'I')
+							sm_say("specify: "
+							    "-qIqueueid");
+						else
+							log_cli("sendmail",
+							    "-q%c is not "
+							    "implemented",
+							    arg[0]);
+						return EX_USAGE;
+					}
 					break;
 				case 'b':
 					/* -bm (deliver) keeps the mode. */
@@ -401,16 +418,14 @@ sm_set_sender(struct sm *sm)
 			    (char)(*l - 'a' + 'A') : *l;	/* cut at the end */
 	}
 	sm->gecos[n] = '\0';
-	len = snprintf(sm->user, sizeof(sm->user), "%s@%s", login,
+	len = snprintf(sm->sender, sizeof(sm->sender), "%s@%s", login,
 	    sm->conf->origin);
-	if (len < 0 || (size_t)len >= sizeof(sm->user)) {
+	if (len < 0 || (size_t)len >= sizeof(sm->sender)) {
 		sm_say("user name too long");
 		return EX_NOUSER;
 	}
-	if (sm->from_arg == NULL) {
-		memcpy(sm->sender, sm->user, sizeof(sm->sender));
+	if (sm->from_arg == NULL)
 		return EX_OK;
-	}
 	/* -f "" and -f "<>": the null sender (bounces). */
 	if (sm->from_arg[0] == '\0' || strcmp(sm->from_arg, "<>") == 0) {
 		sm->sender[0] = '\0';
@@ -717,15 +732,15 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 {
 	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
 	const char *name = sm->fullname != NULL ? sm->fullname : sm->gecos;
-	const char *addr = sm->sender[0] != '\0' ? sm->sender : sm->user;
 	int n;
 
 	/* "From: Name <addr>", or "From: <addr>" with no name (as the
-	 * daemon writes it for -bs, and not for the null sender). */
-	if (!(seen & H_FROM) && (sm->sender[0] != '\0' ||
-	    sm->mode != SM_SMTP) && (cli_addf(add, "From: ") == -1 ||
-	    (name[0] != '\0' && msg_phrase(add, name, strlen(name)) == -1) ||
-	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], addr) == -1))
+	 * daemon writes it for -bs); for <> the daemon's, with no name. */
+	if (!(seen & H_FROM) && (sm->sender[0] == '\0' ?
+	    cli_addf(add, SMTP_FROM_NULL, sm->conf->origin) == -1 :
+	    (cli_addf(add, "From: ") == -1 || (name[0] != '\0' &&
+	    msg_phrase(add, name, strlen(name)) == -1) ||
+	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], sm->sender) == -1)))
 		return -1;
 	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
 	    !(seen & H_MSGID), sm->conf->hostname, time(NULL), NULL);
@@ -1140,8 +1155,11 @@ sm_smtp(struct sm *sm)
 		case CMD_NOOP:
 		case CMD_VRFY:
 		case CMD_HELP:
-			rp = c.verb == CMD_VRFY ? RP_VRFY : c.verb == CMD_HELP ?
-			    RP_HELP : RP_OK;
+			rp = c.verb == CMD_VRFY ? c.arglen != 0 ? RP_VRFY :
+			    RP_VRFY_SYNTAX : c.verb == CMD_HELP ? RP_HELP :
+			    RP_OK;
+			if (rp == RP_VRFY_SYNTAX)
+				break;	/* an error, as to the daemon */
 			/* The daemon's junk limit: past it, each counts as
 			 * an error. */
 			errors += ++junk > SMTP_JUNK_LIMIT;

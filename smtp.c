@@ -1592,12 +1592,12 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
  * What a submitted message lacks, at the header's end: Date and
  * Message-ID (RFC 6409 §8: a submission server adds them; Gmail refuses
  * mail without a Message-ID, and cameras and scripts send such mail),
- * and for sendmail -bs a From.  Submitted: over the local socket or
- * after AUTH, as Postfix rewrites its local clients' mail.  Mail relayed
- * for relay_networks or relay_client_certs, or passing through to
- * relay_domains, is left as it came.  sep: the header ended at a line
- * that is no field; an empty line goes before it (sep 2: even when
- * nothing is added).
+ * and for sendmail -bs a From (SMTP_FROM_NULL for <>).  Submitted:
+ * over the local socket or after AUTH, as Postfix rewrites its local
+ * clients' mail.  Mail relayed for relay_networks or relay_client_certs,
+ * or passing through to relay_domains, is left as it came.  sep: the
+ * header ended at a line that is no field; an empty line goes before it
+ * (sep 2: even when nothing is added).
  */
 static void
 smtp_add_missing(struct smtp_session *s, int sep)
@@ -1611,10 +1611,11 @@ smtp_add_missing(struct smtp_session *s, int sep)
 	if (s->flags & SF_DISCARD)
 		return;
 	if (s->flags & (SF_LOCAL | SF_AUTH)) {
-		if ((s->flags & (SF_LOCAL | SF_SEEN_FROM)) == SF_LOCAL &&
-		    s->sender[0] != '\0')
-			n = (size_t)snprintf(buf, sizeof(buf),
-			    "From: <%s>\r\n", s->sender);
+		if ((s->flags & (SF_LOCAL | SF_SEEN_FROM)) == SF_LOCAL)
+			n = (size_t)(s->sender[0] != '\0' ? snprintf(buf,
+			    sizeof(buf), "From: <%s>\r\n", s->sender) :
+			    snprintf(buf, sizeof(buf), SMTP_FROM_NULL,
+			    smtp_conf->origin));
 		r = hdr_missing(buf + n, sizeof(buf) - n - 2,
 		    !(s->flags & SF_SEEN_DATE), s->msgid == NULL,
 		    smtp_conf->hostname, time(NULL), &id);

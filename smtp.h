@@ -102,6 +102,10 @@ enum smtp_kind {
 #define SMTP_HELO_MAX		255
 #define SMTP_ERROR_LIMIT	10	/* then 421 and close */
 #define SMTP_JUNK_LIMIT		100	/* Postfix's smtpd_junk_command_limit */
+/* The From: a local message from <> without one gets (the daemon's and
+ * sendmail's alike): Postfix's cleanup writes MAILER-DAEMON; @origin, as
+ * a bare "root" is qualified, since big receivers refuse no domain. */
+#define SMTP_FROM_NULL		"From: MAILER-DAEMON@%s\r\n"
 
 #define SMTP_RP_ENUM(name, text)	name,
 

@@ -575,9 +575,9 @@ def test_sendmail_bs_daemon_down():
         out = d.cat(m['id'])
         check(_body_of(out) == b'second\r\n.\r\n', 'body %s'
               % short(out, 900))
-        # The null sender: no From: added, as the daemon adds none.
-        check(b'\nFrom:' not in _headers_of(out), 'From: added for <>: %s'
-              % short(out, 900))
+        # The null sender: Postfix's MAILER-DAEMON, @origin.
+        check(b'\r\nFrom: MAILER-DAEMON@%s\r\n' % HOSTNAME.encode()
+              in _headers_of(out), 'From: for <>: %s' % short(out, 900))
         check(b'gone' not in out and b'gone' not in d.cat(q[0]['id']),
               'a reset transaction got through')
         d.stop()
@@ -754,6 +754,81 @@ def test_sendmail_bs_daemon_down_errors():
         d.cleanup(ok)
 
 
+def test_sendmail_bs_vrfy_without_address():
+    """VRFY without an address is a syntax error to the daemon, Postfix's
+    501 5.5.4; -bs answered alone said 252 to it.  The same dialogue gets
+    the same replies, word for word, through the daemon and without it,
+    and a VRFY with an address 252 from both."""
+    d = _bs_down('sm-bs-vrfy')
+    ok = False
+    try:
+        dialogue = b'HELO local\r\nVRFY\r\nVRFY root\r\nQUIT\r\n'
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs, daemon down')
+        down = p.stdout
+        d.start()
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                'sendmail -bs, daemon up')
+        check(p.stdout == down and
+              b'\r\n501 5.5.4 Syntax: VRFY address\r\n252 2.0.0 ' in down,
+              'daemon up:\n%s\ndaemon down:\n%s'
+              % (short(p.stdout, 900), short(down, 900)))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_null_sender_from_mailer_daemon():
+    """A message from the null sender (-f '<>', MAIL FROM:<>) without a
+    From: gets "From: MAILER-DAEMON@origin": Postfix's cleanup writes
+    MAILER-DAEMON for <>, and a From: with no domain is qualified as a
+    bare "root" is.  The argument path wrote the caller's GECOS name and
+    login@origin, -bs (daemon up or down) no From: at all.  Every door:
+    the argument path and -bs, each with the daemon up and down; -F is
+    no name for <>, and a From: the message has is kept alone."""
+    d = Daemon('sm-null', origin='box.test')
+    ok = False
+    try:
+        seen = set()
+        for down in (False, True):
+            d.start()
+            if down:
+                d.stop()
+            _ok(d.cli('sendmail', '-f', '<>', '-F', 'Some Name',
+                      'r@relay.test', user=NOBODY,
+                      input=b'Subject: arg %d\n\nx\n' % down),
+                'sendmail -f <>')
+            _ok(d.cli('sendmail', '-f', '', 'r@relay.test', user=NOBODY,
+                      input=b'Subject: has %d\nFrom: App <app@example.test>'
+                            b'\n\nx\n' % down), 'sendmail -f ""')
+            p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
+                b'HELO local\r\nMAIL FROM:<>\r\nRCPT TO:<r@relay.test>\r\n'
+                b'DATA\r\nSubject: bs %d\r\n\r\nx\r\n.\r\nQUIT\r\n'
+                % down)), 'sendmail -bs, MAIL FROM:<>')
+            check(_bs_codes(p.stdout) == [220, 250, 250, 250, 354, 250, 221],
+                  '-bs replies %s' % short(p.stdout, 900))
+            if down:
+                d.start()
+            q = [m for m in d.wait_queue(len(seen) + 3, timeout=8)
+                 if m['id'] not in seen]
+            check(len(q) == 3, 'down=%r: new messages %r' % (down, q))
+            for m in q:
+                seen.add(m['id'])
+                h = _headers_of(d.cat(m['id']))
+                froms = re.findall(rb'(?mi)^From:.*\r\n', h)
+                want = (b'From: App <app@example.test>\r\n'
+                        if b'Subject: has' in h else
+                        b'From: MAILER-DAEMON@box.test\r\n')
+                check(m['sender'] == '' and froms == [want],
+                      'down=%r, sender %r, From: %r in\n%s'
+                      % (down, m['sender'], froms, h.decode(errors='replace')))
+            d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def test_sendmail_cr_cr_lf_one_line_end():
     """A line ending CR CR LF (a CRLF text through a LF-to-CRLF filter)
     ends once, as Postfix's sendmail strips one CR: as two it would end
@@ -817,6 +892,38 @@ def test_sendmail_q_interval_and_v_ignored():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+def test_sendmail_q_letters():
+    """-qRsite and -qIqueueid ask for a queue run as -q does (the daemon
+    runs it all); any other letter after -q is refused as Postfix's
+    sendmail refuses it, "-qX is not implemented", and -qR or -qI
+    without its argument "specify: ...": exit 64, the daemon not asked
+    to run the queue, nothing read or queued.  -qX ran the queue."""
+    with Daemon('sm-qx') as d:
+        for args in (['-q'], ['-qRrelay.test'], ['-qI0123ABC']):
+            p = d.cli('sendmail', *args, user=NOBODY)
+            check(p.returncode == 0 and p.stderr == b'',
+                  'sendmail %r: exit %d, %s' % (args, p.returncode,
+                                                short(p.stderr)))
+        d.wait_log(r'(?s)(?:\betrn=1\b.*?){3}')
+        for arg, err in (('-qX', b'-qX is not implemented'),
+                         ('-qS', b'-qS is not implemented'),
+                         ('-qr', b'-qr is not implemented'),
+                         ('-qXfoo', b'-qX is not implemented'),
+                         ('-qR', b'specify: -qRsitename'),
+                         ('-qI', b'specify: -qIqueueid')):
+            p = d.cli('sendmail', arg, 'r@relay.test', user=NOBODY,
+                      input=b'Subject: no\n\nx\n')
+            check(p.returncode == 64 and
+                  p.stderr == b'sendmail: ' + err + b'\n' and
+                  p.stdout == b'', 'sendmail %s: exit %d, %r'
+                  % (arg, p.returncode, p.stderr))
+        time.sleep(0.3 * SLOW)
+        n = len(re.findall(r'\betrn=1\b', d.log_text()))
+        check(n == 3, 'the queue was run %d times, not 3' % n)
+        check(d.mailq(maildrop=True) == [], 'queued: %r'
+              % d.mailq(maildrop=True))
 
 
 def test_nobody_cannot_touch_queue():
