@@ -104,9 +104,15 @@ static void sched_on_timer(struct loop_timer *);
 /* noinline: one copy instead of LTO's inlined ones, each measured smaller. */
 static void sched_conn_unlink(struct sched_conn *) __attribute__((noinline));
 static void sched_arm(uint64_t);
-static void sched_list_add(struct sched_msg **, struct sched_msg *)
+/* A list of messages, in the order they joined it: the idle one is
+ * walked from the head, so the oldest arrival (the start-up index is
+ * sorted) and the longest deferred go first. */
+struct sched_list {
+	struct sched_msg *head, *tail;
+};
+static void sched_list_add(struct sched_list *, struct sched_msg *)
     __attribute__((noinline));	/* measured, as above */
-static void sched_list_del(struct sched_msg **, struct sched_msg *);
+static void sched_list_del(struct sched_list *, struct sched_msg *);
 static void sched_activate(struct sched_msg *);
 static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
@@ -162,7 +168,7 @@ static const struct deliver_ops sched_ops = {
 };
 
 static const struct config *sched_conf;
-static struct sched_msg *sched_idle_list, *sched_active_list;
+static struct sched_list sched_idle_list, sched_active_list;
 static unsigned sched_nactive;
 static struct sched_dest *sched_dests;
 static unsigned sched_conns;
@@ -176,7 +182,7 @@ static struct loop_timer sched_ix_timer = { .cb = sched_on_index };
 static int sched_stopping;
 static int sched_starved;		/* due messages wait for a slot */
 /* Where the last pass stopped for want of a slot: the next goes on from
- * there, not past every message deferred since at the head (a flush of
+ * there, not over every message before it again (a flush of
  * 16,000 deferred again was O(n^2): 1.5 s of user CPU, 0.6 s now; see
  * bench/requeue.sh).  Only a pass takes messages off the idle list. */
 static struct sched_msg *sched_cursor;
@@ -286,7 +292,7 @@ sched_flush(void)
 	struct sched_msg *m;
 	struct sched_dest *dst;
 
-	for (m = sched_idle_list; m != NULL; m = m->next)
+	for (m = sched_idle_list.head; m != NULL; m = m->next)
 		m->next_attempt = 0;
 	sched_ix_latest = 0;	/* and those the index has still to read */
 	for (dst = sched_dests; dst != NULL; dst = dst->next)
@@ -330,7 +336,7 @@ sched_stop(void)
 		}
 		free(d);
 	}
-	while ((m = sched_idle_list) != NULL) {
+	while ((m = sched_idle_list.head) != NULL) {
 		sched_unlist(m);
 		sched_msg_free(m);
 	}
@@ -338,7 +344,7 @@ sched_stop(void)
 	 * the loop ends, and then its callback writes or removes what the
 	 * DSN named.  Forgotten, the DSN went out and the original stayed
 	 * as it was, so the next start sent and bounced it all again. */
-	for (m = sched_active_list; m != NULL; m = next) {
+	for (m = sched_active_list.head; m != NULL; m = next) {
 		next = m->next;
 		if (!m->bouncing) {
 			sched_unlist(m);
@@ -368,24 +374,19 @@ sched_busy(void)
 /* --- lists --- */
 
 static void
-sched_list_add(struct sched_msg **head, struct sched_msg *m)
+sched_list_add(struct sched_list *l, struct sched_msg *m)
 {
-	m->prev = NULL;
-	m->next = *head;
-	if (*head)
-		(*head)->prev = m;
-	*head = m;
+	m->next = NULL;
+	m->prev = l->tail;
+	*(l->tail ? &l->tail->next : &l->head) = m;
+	l->tail = m;
 }
 
 static void
-sched_list_del(struct sched_msg **head, struct sched_msg *m)
+sched_list_del(struct sched_list *l, struct sched_msg *m)
 {
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		*head = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
+	*(m->prev ? &m->prev->next : &l->head) = m->next;
+	*(m->next ? &m->next->prev : &l->tail) = m->prev;
 	m->prev = m->next = NULL;
 }
 
@@ -393,7 +394,7 @@ sched_list_del(struct sched_msg **head, struct sched_msg *m)
 static void
 sched_on_timer(struct loop_timer *t)
 {
-	struct sched_msg *m, *next;
+	struct sched_msg *m, *next, *last = sched_idle_list.tail;
 	uint64_t now = (uint64_t)time(NULL), soonest = UINT64_MAX;
 
 	if (sched_stopping)
@@ -403,9 +404,11 @@ sched_on_timer(struct loop_timer *t)
 	if ((m = sched_cursor) != NULL)
 		soonest = now;
 	else
-		m = sched_idle_list;
+		m = sched_idle_list.head;
+	/* Up to the tail as it was: one deferred again during the pass
+	 * (retry_min may be 0) joins behind it for the next. */
 	for (; m != NULL; m = next) {
-		next = m->next;
+		next = m == last ? NULL : m->next;
 		/* No backoff reaches twice retry_max: a time further off was
 		 * set before the clock went back, and is due now (as the
 		 * start-up index caps it). */

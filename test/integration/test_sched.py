@@ -11,7 +11,7 @@ import time
 
 from ferrytest import check, free_port, SLOW
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
-                   wait_for, bind_probe, bounce_ids)
+                   wait_for, bind_probe, bounce_ids, flush)
 from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
 from test_dns import DnsServer
 
@@ -376,3 +376,43 @@ def test_sched_slot_goes_round_not_to_the_newest():
     destination (x.test, first in the list), so y.test's waited for the
     whole stream as above; now it goes next."""
     return _starve('starve2', blocker=True)
+
+
+def _oldest_first(name, restart):
+    """Five messages deferred in turn (the smarthost down), then, after a
+    restart if asked, the smarthost comes up and the queue is flushed:
+    the sent lines in the order of arrival.  Deferred messages and the
+    start-up index joined the idle list at its head, so the newest went
+    first and the oldest, nearest its lifetime's end, waited longest."""
+    port = free_port()
+    d = smarthost_daemon(name, port, max_deliveries='1')
+    ok = False
+    try:
+        d.start()
+        ids = []
+        for i in range(5):
+            ids.append(d.send_message(BODY))
+            wait_delivery(d, ids[-1], 'deferred')
+        if restart:
+            d.stop()
+            d.start()
+        with SmtpPeer('127.0.0.1', port) as p:
+            flush(d)
+            for q in ids:
+                wait_delivery(d, q, 'sent')
+            sent = [r.id for r in deliveries(d, status='sent')]
+            check(sent == ids, 'sent in the order %r, queued %r'
+                  % (sent, ids))
+            check(len(p.delivered()) == 5, 'peer got %r' % p.delivered())
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sched_deferred_go_oldest_first():
+    _oldest_first('oldest1', restart=False)
+
+
+def test_sched_oldest_first_after_a_restart():
+    _oldest_first('oldest2', restart=True)
