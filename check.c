@@ -125,7 +125,8 @@ struct check {
 	uint8_t dane_seen;
 	uint8_t nexthop_ok;		/* secure: the leaf names the domain */
 	uint8_t any;			/* worst is set */
-	int reply_lines;		/* lines of the reply being read */
+	int want;			/* the code of the reply being read,
+					   after its first line (else 0) */
 	enum dane_verdict dane_v;
 	int nhosts, nverified;
 	size_t dane_which;
@@ -816,7 +817,7 @@ check_connected(struct check *c, int err)
 	c->cfd.fd = -1;
 	if (err == 0 && (c->io = io_new(fd, check_on_io, c)) != NULL) {
 		io_set_timeout(c->io, CHECK_REPLY_MS);
-		c->reply_lines = 0;
+		c->want = 0;
 		check_enter_state(c, CS_BANNER);
 		/* smtps: the handshake first; the banner then comes inside
 		 * TLS, and the QUIT after the verdict ends it. */
@@ -832,7 +833,8 @@ check_connected(struct check *c, int err)
 	check_next_addr(c);
 }
 
-/* Replies as deliver.c reads them (reply_read()): "NNN-" continues. */
+/* Replies as deliver.c reads them (reply_read()): "NNN-" continues, with
+ * the same NNN. */
 static void
 check_on_io(struct io *io, enum io_event ev, void *arg)
 {
@@ -870,7 +872,7 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 		break;
 	}
 	for (;;) {
-		if ((st = reply_read(c->io, &r)) == REPLY_AGAIN)
+		if ((st = reply_read(c->io, c->want, &r)) == REPLY_AGAIN)
 			return;
 		if (st == REPLY_TOO_LONG) {
 			check_verdict(c, 0, CV_TEMPFAIL,
@@ -889,15 +891,14 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 			if ((unsigned char)r.line[n] - 0x20u >= 0x5fu)
 				r.line[n] = '?';
 		log_trace(TRACE_DELIVER, "check %s: < %s", c->domain, r.line);
-		if (c->reply_lines++ == 0)
+		if (c->want == 0)
 			textfile_copy(c->reply, sizeof(c->reply), r.line);
 		else if (c->state == CS_EHLO && r.len >= 12 &&
 		    strncasecmp(r.line + 4, "STARTTLS", 8) == 0 &&
 		    (r.len == 12 || r.line[12] == ' '))
 			c->starttls = 1;
-		if (r.more)
+		if ((c->want = r.more ? r.code : 0) != 0)
 			continue;
-		c->reply_lines = 0;
 		check_reply(c, r.code, c->reply);
 		/* Gone (next address), or handshaking (io dropped what
 		 * followed the 220). */

@@ -1052,7 +1052,7 @@ sm_smtp(struct sm *sm)
 	char line[SM_LINE_SIZE + 2], addr[ADDR_PATH_MAX];
 	const char *why;
 	enum bs_state state = BS_HELO;
-	int n, rp, seq, mail, tried = 0, errors = 0, junk = 0;
+	int n, rp, seq, mail, tried = 0, errors = 0, junk = 0, over = 0;
 
 	memset(&in, 0, sizeof(in));	/* fd 0: stdin */
 	sm->fullname = "";	/* From: the envelope sender alone, as the
@@ -1075,6 +1075,7 @@ sm_smtp(struct sm *sm)
 		if (state != BS_MAIL) {		/* no transaction */
 			sm->nrcpt = 0;
 			sm->flags = 0;
+			over = 0;
 		}
 		why = conf->hostname;
 		rp = RP_LINE_TOO_LONG;
@@ -1120,9 +1121,13 @@ sm_smtp(struct sm *sm)
 			    ADDR_UTF8 : 0), addr, &p, &why)) != 0)
 				break;
 			rp = RP_TOO_MANY_RCPT;
+			/* The daemon's overshoot limit: past it, each is an
+			 * error. */
 			if (!mail && sm->nrcpt != 0 &&
-			    sm->nrcpt >= conf->max_recipients)
+			    sm->nrcpt >= conf->max_recipients) {
+				errors += ++over > SMTP_OVERSHOOT_LIMIT;
 				break;
+			}
 			/* Qualified, checked and kept as an argument is. */
 			rp = mail ? RP_BAD_SENDER : RP_BAD_RCPT;
 			why = "address too long";
@@ -1354,16 +1359,16 @@ conn_getc(struct conn *c)
 
 /*
  * One reply (RFC 5321 §4.2), multi-line too: returns its code, -1 when
- * the connection ended or timed out, 0 for a line that is no reply.  The
- * text is kept (bounded, control bytes as '?') for stderr, and the EHLO
- * keywords are noted.
+ * the connection ended or timed out, 0 for a line that is no reply (or
+ * not of its reply's code: reply_code()).  The text is kept (bounded,
+ * control bytes as '?') for stderr, and the EHLO keywords are noted.
  */
 static int
 conn_reply(struct conn *c)
 {
 	char line[CLI_RLINE_MAX];
 	size_t n, k;
-	int ch, code = 0, lcode, more, first = 1;
+	int ch, code = 0, lcode, more;
 
 	c->tlen = 0;
 	c->text[0] = '\0';
@@ -1378,17 +1383,15 @@ conn_reply(struct conn *c)
 		}
 		line[n] = '\0';
 		/* What we print is kept first, bad line or not. */
-		if (!first && c->tlen + 1 < sizeof(c->text))
+		if (code != 0 && c->tlen + 1 < sizeof(c->text))
 			c->text[c->tlen++] = '\n';
 		k = sizeof(c->text) - 1 - c->tlen;
 		memcpy(c->text + c->tlen, line, n < k ? n : k);
 		c->tlen += n < k ? n : k;
 		c->text[c->tlen] = '\0';
-		if ((lcode = reply_code(line, n, &more)) == -1)
+		if ((lcode = reply_code(line, n, code, &more)) == -1)
 			return 0;
-		if (first)
-			code = lcode;
-		else if (n > 4) {
+		if (code != 0 && n > 4) {
 			/* an EHLO keyword line (§4.1.1.1) */
 			if (strncasecmp(line + 4, "8BITMIME", 8) == 0)
 				c->ext |= EXT_8BITMIME;
@@ -1397,7 +1400,7 @@ conn_reply(struct conn *c)
 			else if (strncasecmp(line + 4, "SIZE", 4) == 0)
 				c->ext |= EXT_SIZE;
 		}
-		first = 0;
+		code = lcode;
 	} while (more);
 	return code;
 }

@@ -210,6 +210,8 @@ struct deliver {
 	uint8_t implicit_mx;		/* no MX: the domain is its own */
 	unsigned ncont;			/* "DDD-" lines of the reply so far
 					   (zeroed with ext on connect) */
+	int want;			/* the reply's code after a "DDD-"
+					   line, else 0 (reply_read()) */
 	enum dane_verdict dane_v;
 	unsigned gen;			/* deliver_gen at the start */
 	struct tls_conn *tconn;		/* handed to io (which frees it);
@@ -895,6 +897,7 @@ deliver_connected(struct deliver *d)
 	}
 	io_set_deadline(d->io, DELIVER_CMD_MS);
 	d->ext = d->ncont = 0;
+	d->want = 0;
 	d->max_size = 0;
 	d->tls_on = 0;
 	/* smtps (RFC 8314): TLS from the first byte, the banner inside it. */
@@ -950,14 +953,10 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 	}
 	for (;;) {
 		/* Too long: a line that fills io's buffer, or a reply of
-		 * more than DELIVER_REPLY_LINES lines. */
-		st = reply_read(d->io, &r);
-		/* RFC 5321 section 4.2.1: every line of a reply has its code
-		 * ("250-2.1.5 ok" then "550 5.1.1 no" bounced a recipient
-		 * with dsn=2.1.5); d->lines starts with the first line's. */
-		if (st == REPLY_OK && d->nlines > 0 &&
-		    memcmp(d->lines, r.line, 3) != 0)
-			st = REPLY_MALFORMED;
+		 * more than DELIVER_REPLY_LINES lines.  Malformed: a line
+		 * with another code than its reply's too ("250-2.1.5 ok"
+		 * then "550 5.1.1 no" bounced a recipient with dsn=2.1.5). */
+		st = reply_read(d->io, d->want, &r);
 		if (st == REPLY_OK && (d->ncont = r.more ? d->ncont + 1 : 0) >=
 		    DELIVER_REPLY_LINES)
 			st = REPLY_TOO_LONG;
@@ -967,6 +966,7 @@ deliver_on_io(struct io *io, enum io_event ev, void *arg)
 				    "reply too long" : "malformed reply");
 			return;
 		}
+		d->want = r.more ? r.code : 0;
 		log_trace(TRACE_DELIVER, "deliver %p: < %s", (void *)d, r.line);
 		/* A server speaks only when spoken to: after the last reply
 		 * due, more input cannot answer anything yet.  Acted on, it

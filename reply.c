@@ -1,12 +1,13 @@
 /*
  * reply.c - takes apart one line of an SMTP server's reply (RFC 5321
- * §4.2): "DDD", "DDD text" or "DDD-text", the first digit 2-5.  It owns
- * the line syntax only: what a code means, and what a multi-line reply
- * adds up to, belong to the callers (deliver.c, check.c, cli.c).  Every
- * input has an explicit length; a line longer than REPLY_LINE_MAX keeps
- * its head, and a buffer that fills without a line end is REPLY_TOO_LONG
- * (the caller gives the connection up rather than wait for ever).  It
- * also takes apart the text a refusal is kept as (REPLY_SAID).
+ * §4.2): "DDD", "DDD text" or "DDD-text", the first digit 2-5, and the
+ * same code on every line of a reply.  It owns the line syntax only:
+ * what a code means, and what a multi-line reply adds up to, belong to
+ * the callers (deliver.c, check.c, cli.c).  Every input has an explicit
+ * length; a line longer than REPLY_LINE_MAX keeps its head, and a buffer
+ * that fills without a line end is REPLY_TOO_LONG (the caller gives the
+ * connection up rather than wait for ever).  It also takes apart the
+ * text a refusal is kept as (REPLY_SAID).
  */
 #include <stddef.h>
 #include <string.h>
@@ -15,8 +16,8 @@
 #include "reply.h"
 
 enum reply_status
-reply_take(const char *buf, size_t len, int full, struct reply_line *r,
-    size_t *used)
+reply_take(const char *buf, size_t len, int full, int want,
+    struct reply_line *r, size_t *used)
 {
 	const char *lf, *nul;
 	size_t n;
@@ -36,33 +37,36 @@ reply_take(const char *buf, size_t len, int full, struct reply_line *r,
 	memcpy(r->line, buf, n);
 	r->line[n] = '\0';
 	r->len = n;
-	r->code = reply_code(r->line, n, &r->more);
+	r->code = reply_code(r->line, n, want, &r->more);
 	return r->code == -1 ? REPLY_MALFORMED : REPLY_OK;
 }
 
 enum reply_status
-reply_read(struct io *io, struct reply_line *r)
+reply_read(struct io *io, int want, struct reply_line *r)
 {
 	enum reply_status st;
 	const char *buf;
 	size_t len, used;
 
 	buf = io_in(io, &len);
-	st = reply_take(buf, len, io_in_full(io), r, &used);
+	st = reply_take(buf, len, io_in_full(io), want, r, &used);
 	if (used > 0)	/* io_consume() has side effects: not for nothing */
 		io_consume(io, used);
 	return st;
 }
 
 int
-reply_code(const char *line, size_t len, int *more)
+reply_code(const char *line, size_t len, int want, int *more)
 {
+	int code;
+
 	*more = len > 3 && line[3] == '-';
 	if (len < 3 || line[0] < '2' || line[0] > '5' ||
 	    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
 	    (len > 3 && line[3] != ' ' && line[3] != '-'))
 		return -1;
-	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	return want != 0 && code != want ? -1 : code;
 }
 
 size_t
@@ -117,7 +121,7 @@ reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
 	if (end - s < 5 || memcmp(s, "host ", 5) != 0 ||
 	    (r = memmem(s, (size_t)(end - s), "] said: ", 8)) == NULL ||
 	    (e = strchr(s + 5, '[')) == NULL || e == s + 5 || e > r ||
-	    reply_code(r + 8, strnlen(r + 8, 4), &more) == -1)
+	    reply_code(r + 8, strnlen(r + 8, 4), 0, &more) == -1)
 		return NULL;
 	*name = s + 5;
 	*namelen = (size_t)(e - s) - 5;

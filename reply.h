@@ -1,10 +1,11 @@
 /*
  * reply.h - the SMTP reply line parser (RFC 5321 §4.2), the client's
  * twin of cmd.h: one line of a server's reply into its code, whether
- * more lines follow, and its text.  deliver.c and check.c read their
- * replies with reply_read(); cli.c, which reads its own socket byte by
- * byte, checks its lines with reply_code().  reply_take() works on a
- * buffer and a length, so the tests and the fuzzer need no socket.
+ * more lines follow, and its text; a line that goes on a reply must
+ * carry its code.  deliver.c and check.c read their replies with
+ * reply_read(); cli.c, which reads its own socket byte by byte, checks
+ * its lines with reply_code().  reply_take() works on a buffer and a
+ * length, so the tests and the fuzzer need no socket.
  */
 #ifndef FERRY_REPLY_H
 #define FERRY_REPLY_H
@@ -18,7 +19,8 @@ enum reply_status {
 	REPLY_OK,		/* one line taken, in the struct */
 	REPLY_AGAIN,		/* no whole line buffered yet */
 	REPLY_MALFORMED,	/* taken, but not "DDD", "DDD text" or
-				   "DDD-text" with the first digit 2-5 */
+				   "DDD-text" with the first digit 2-5, or
+				   not the code of the reply it goes on */
 	REPLY_TOO_LONG,		/* a full buffer and no line end in it */
 };
 
@@ -36,15 +38,21 @@ struct io;
  * a NUL inside ends what is kept).  *used is what to consume: the whole
  * line, or 0 for REPLY_AGAIN and REPLY_TOO_LONG.  full says that the
  * buffer can take no more, so a missing LF means the line is too long.
+ * want: the reply's code when a "DDD-" line came before, else 0.
  */
 enum reply_status reply_take(const char *buf, size_t len, int full,
-    struct reply_line *, size_t *used);
+    int want, struct reply_line *, size_t *used);
 
 /* reply_take() on the io's input, which it consumes. */
-enum reply_status reply_read(struct io *, struct reply_line *);
+enum reply_status reply_read(struct io *, int want, struct reply_line *);
 
-/* The code of line[0..len), or -1 when malformed; *more as above. */
-int reply_code(const char *line, size_t len, int *more);
+/*
+ * The code of line[0..len), or -1 when malformed; *more as above.  RFC
+ * 5321 §4.2.1: every line of a reply has its code, so one that goes on
+ * a reply of code want (not 0) and has another is malformed too ("250-"
+ * then "550 5.1.1 no" is neither a 250 nor a 550).
+ */
+int reply_code(const char *line, size_t len, int want, int *more);
 
 /* The length of the RFC 3463 status code at the start of the string s
  * ("5.1.1": class 2, 4 or 5, then two numbers of 1-3 digits) when a

@@ -1041,7 +1041,7 @@ sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
 	/* A server's reply ("250 ..."; "250-..." for one of several
 	 * lines) or refusal is kept as it came; our own words get the
 	 * dsn first. */
-	if ((strlen(p) > 3 && reply_code(p, 4, &more) != -1) ||
+	if ((strlen(p) > 3 && reply_code(p, 4, 0, &more) != -1) ||
 	    reply_said(p, &n, &h, &hl) != NULL)
 		textfile_copy(qr->reason, sizeof(qr->reason), p);
 	else

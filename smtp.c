@@ -8,10 +8,13 @@
  *
  * PIPELINING (RFC 2920) falls out of the reader: every complete line in
  * the input buffer is handled in order, replies accumulate in the output
- * buffer and go out when the input is exhausted.  Two places stop the
+ * buffer and go out when the input is exhausted.  Three places stop the
  * reader with lines still buffered: the end of DATA, which waits for the
- * queue's group commit (the 250 comes only from its callback), and QUIT
- * or a fatal error, after which buffered input is never read.
+ * queue's group commit (the 250 comes only from its callback); replies
+ * backed up to SMTP_OUT_PAUSE, which wait to be written (IO_DRAINED reads
+ * on), so that no reply ever meets io's IO_OUT_MAX (one 4 KB read of
+ * EHLOs can ask for more than that); and QUIT or a fatal error, after
+ * which buffered input is never read.
  *
  * Limits are protocol answers for the session, never an exit: a too long
  * command is skipped to its LF and answered 500; a too long data line or
@@ -76,6 +79,12 @@ _Static_assert(SMTP_HELO_MAX + INET6_ADDRSTRLEN + SMTP_TLS_DESC_MAX +
  * field counted), Exim (30) and sendmail (25) stop loops sooner, and
  * no route of an honest message comes near 50. */
 #define SMTP_HOP_LIMIT		50
+/* Replies queued before the next command waits: what one command says
+ * (a reply or two, 1 KB each at most) always fits under io's cap. */
+#define SMTP_OUT_PAUSE		(IO_OUT_MAX / 2)
+/* A transaction of ferry's own relay client carries a queue file's
+ * recipients, the first always taken: it never overshoots into errors. */
+_Static_assert(QUEUE_MAX_RCPT - 1 <= SMTP_OVERSHOOT_LIMIT, "overshoot");
 
 enum smtp_state {
 	STATE_HELO,		/* greeted, waiting for EHLO/HELO */
@@ -113,6 +122,7 @@ enum smtp_state {
 #define SF_SEEN_FROM	0x80000u /* ... and a From: */
 #define SF_HOPS		0x100000u /* over SMTP_HOP_LIMIT Received: */
 #define SF_RCPT_TRIED	0x200000u /* a RCPT in this transaction */
+#define SF_DRAIN	0x400000u /* reading waits for replies to drain */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
 /* The address bytes of an AF_INET or AF_INET6 sockaddr_storage. */
@@ -160,6 +170,7 @@ struct smtp_session {
 	struct tls_conn *tls;		/* io's; kept for its error text */
 	unsigned errors;
 	unsigned junk;			/* NOOP, VRFY, HELP, RSET since a message */
+	unsigned overshoot;		/* RCPTs past max_recipients, this txn */
 	unsigned hops;			/* Received: fields in the header */
 	uint8_t where;			/* WHERE_*, or the last verb + 1 */
 	char *sasl_user;
@@ -212,6 +223,7 @@ static void smtp_write_failed(struct smtp_session *) SMTP_NOINLINE;
 static void smtp_on_commit(void *, const char *, int);
 static void smtp_say(struct smtp_session *, enum smtp_reply, const char *,
     const char *);
+static void smtp_said(struct smtp_session *, int);
 static void smtp_reply(struct smtp_session *, enum smtp_reply);
 static void smtp_fail(struct smtp_session *, enum smtp_reply, const char *);
 static void smtp_printable(char *, const char *, size_t);
@@ -636,8 +648,7 @@ smtp_reply_text(enum smtp_reply r)
 
 /*
  * Every reply goes out through here: the table's "code esc text" with up
- * to two arguments, then CRLF.  A client that does not read its replies
- * fills the output buffer: give up on it.
+ * to two arguments, then CRLF.
  */
 static void
 smtp_say(struct smtp_session *s, enum smtp_reply r, const char *a,
@@ -652,7 +663,18 @@ smtp_say(struct smtp_session *s, enum smtp_reply r, const char *a,
 	if ((size_t)n > sizeof(text) - 3)
 		n = (int)sizeof(text) - 3;
 	memcpy(text + n, "\r\n", 2);
-	if (io_write(s->io, text, (size_t)n + 2) == -1) {
+	smtp_said(s, io_write(s->io, text, (size_t)n + 2));
+}
+
+/*
+ * io_write()'s or io_printf()'s result: a reply that could not be queued
+ * (no memory; SMTP_OUT_PAUSE keeps io's cap out of reach) is never
+ * dropped silently: the session ends once what is queued has gone.
+ */
+static void
+smtp_said(struct smtp_session *s, int r)
+{
+	if (r == -1) {
 		log_warnx(LP_SMTPD, "%s: reply buffer full, dropping session",
 		    smtp_peer(s));
 		smtp_enter_state(s, STATE_QUIT);
@@ -718,7 +740,7 @@ smtp_reset(struct smtp_session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->rcpts_len = s->rcpts_cap = 0;
-	s->nrcpt = s->hops = 0;
+	s->nrcpt = s->hops = s->overshoot = 0;
 	s->declared_size = s->data_size = 0;
 	free(s->msgid);
 	s->msgid = NULL;
@@ -748,6 +770,10 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		if (s->state == STATE_QUIT) {
 			smtp_end(s);
 			return;
+		}
+		if (s->flags & SF_DRAIN) {
+			s->flags &= ~SF_DRAIN;
+			io_resume(s->io);	/* re-delivers what waited */
 		}
 		break;
 	case IO_EOF:
@@ -826,6 +852,18 @@ smtp_process(struct smtp_session *s)
 
 	while (s->state != STATE_QUIT && s->state != STATE_COMMIT &&
 	    s->state != STATE_TLS && s->state != STATE_AUTH_WAIT) {
+		/* Backpressure: a client that pipelines without reading its
+		 * replies waits, reading paused (so that its close, too, is
+		 * read after the commands before it) until IO_DRAINED.
+		 * Flushed first: a socket that takes it all sends none. */
+		if (io_queued(s->io) >= SMTP_OUT_PAUSE) {
+			io_flush(s->io);
+			if (io_queued(s->io) >= SMTP_OUT_PAUSE) {
+				s->flags |= SF_DRAIN;
+				io_pause(s->io);
+				break;
+			}
+		}
 		buf = io_in(s->io, &len);
 		if (len == 0)
 			break;
@@ -993,13 +1031,13 @@ smtp_cmd_helo(struct smtp_session *s, const struct cmd *c)
 	if (c->verb == CMD_HELO)
 		smtp_say(s, RP_HELO, smtp_conf->hostname, NULL);
 	else
-		io_printf(s->io, "250-%s\r\n250-PIPELINING\r\n"
+		smtp_said(s, io_printf(s->io, "250-%s\r\n250-PIPELINING\r\n"
 		    "250-SIZE %llu\r\n%s%s250-8BITMIME\r\n250-SMTPUTF8\r\n"
 		    "250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
 		    smtp_conf->hostname,
 		    (unsigned long long)smtp_conf->message_size_limit,
 		    smtp_tls_offered(s) ? "250-STARTTLS\r\n" : "",
-		    smtp_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
+		    smtp_auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : ""));
 	smtp_ok(s, c->verb);
 }
 
@@ -1254,6 +1292,11 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	    s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
 		smtp_reply(s, RP_TOO_MANY_RCPT);
+		/* Postfix's smtpd_recipient_overshoot_limit: a client that
+		 * pipelined all its recipients is not to blame, one that goes
+		 * on for ever is (Postfix: "too many errors after RCPT"). */
+		if (++s->overshoot > SMTP_OVERSHOOT_LIMIT)
+			smtp_error(s);
 		return;
 	}
 	for (i = 0; i < nexp; i++) {

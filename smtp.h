@@ -106,6 +106,9 @@ enum smtp_kind {
  * sendmail's alike): Postfix's cleanup writes MAILER-DAEMON; @origin, as
  * a bare "root" is qualified, since big receivers refuse no domain. */
 #define SMTP_FROM_NULL		"From: MAILER-DAEMON@%s\r\n"
+/* Postfix's smtpd_recipient_overshoot_limit: RCPTs past max_recipients
+ * in one transaction that are only 452; each one after is an error. */
+#define SMTP_OVERSHOOT_LIMIT	1000
 
 #define SMTP_RP_ENUM(name, text)	name,
 

@@ -2,9 +2,11 @@
  * fuzz_reply.c - libFuzzer target for reply.c, fed what a server might
  * send: the input fills a buffer the size of io's (IO_IN_SIZE; "full"
  * when it is), and reply_take() takes lines off its front the way
- * deliver.c and check.c do.  Each line is checked against the reader
- * they had before the parser was shared (kept below as the oracle), so
- * the verdicts and the text cannot drift; and against the contract:
+ * deliver.c and check.c do, want the reply's code after a "DDD-" line.
+ * Each line is checked against the reader they had before the parser
+ * was shared (kept below as the oracle, with deliver.c's rule that a
+ * line goes on its reply with the same code), so the verdicts and the
+ * text cannot drift; and against the contract:
  * used stays inside the buffer, the line is NUL-terminated with no NUL
  * before its end, an OK code is 200-599.  The text's enhanced status
  * code (reply_enh()) is checked against a second reading of RFC 3463.
@@ -67,7 +69,7 @@ check_said(const char *s, int reply)
 	if ((p = reply_said(s, &len, &name, &nlen)) != NULL &&
 	    (p < s || len > n - (size_t)(p - s) || name != s + 5 ||
 	    nlen == 0 || name + nlen >= p ||
-	    reply_code(p, len < 4 ? len : 4, &more) == -1))
+	    reply_code(p, len < 4 ? len : 4, 0, &more) == -1))
 		abort();
 	if (!reply)
 		return;
@@ -108,16 +110,18 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct reply_line r;
-	static char want[REPLY_LINE_MAX];
+	static char line[REPLY_LINE_MAX];
 	const char *buf = (const char *)data;
 	size_t len = size < IO_IN_SIZE ? size : IO_IN_SIZE, used, oused;
-	int full = len == IO_IN_SIZE, code = 0, more = 0, c2, m2;
+	int full = len == IO_IN_SIZE, code = 0, more = 0, want = 0, c2, m2;
 	enum reply_status st, ost;
 
 	for (;;) {
-		st = reply_take(buf, len, full, &r, &used);
-		ost = old_take(buf, len, full, want, sizeof(want), &oused,
+		st = reply_take(buf, len, full, want, &r, &used);
+		ost = old_take(buf, len, full, line, sizeof(line), &oused,
 		    &code, &more);
+		if (ost == REPLY_OK && want != 0 && code != want)
+			ost = REPLY_MALFORMED;
 		if (st != ost || used != oused || used > len)
 			abort();
 		if (st == REPLY_AGAIN || st == REPLY_TOO_LONG) {
@@ -128,20 +132,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (used == 0 || buf[used - 1] != '\n' ||
 		    r.len >= sizeof(r.line) || r.line[r.len] != '\0' ||
-		    strlen(r.line) != r.len || strcmp(r.line, want) != 0 ||
+		    strlen(r.line) != r.len || strcmp(r.line, line) != 0 ||
 		    memcmp(r.line, buf, r.len) != 0)
 			abort();
 		if (st == REPLY_OK && (r.code != code || r.more != more ||
 		    r.code < 200 || r.code > 599))
 			abort();
 		/* cli.c's entry must agree on the same line. */
-		c2 = reply_code(r.line, r.len, &m2);
+		c2 = reply_code(r.line, r.len, want, &m2);
 		if (c2 != (st == REPLY_OK ? r.code : -1) ||
 		    (st == REPLY_OK && m2 != r.more))
 			abort();
 		if (st == REPLY_OK && r.len > 4)
 			check_enh(r.line + 4);
 		check_said(r.line, st == REPLY_OK);
+		want = st == REPLY_OK && r.more ? r.code : 0;
 		/* Go on past a bad line too: the buffer's rest is input. */
 		buf += used;
 		len -= used;

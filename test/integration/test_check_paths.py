@@ -18,7 +18,7 @@ import subprocess
 
 from dnsrig import DnssecRig
 from ferrytest import FERRY_BIN, SLOW, TestFailure, check, \
-    sanitizer_report
+    sanitizer_report, Daemon
 from peers import SmtpPeer
 from sharedrig import SharedRig
 from test_dane import chain_file, dane_file, tlsa
@@ -163,3 +163,35 @@ def test_check_cname_end_insecure_tlsa():
         % (port, port))
     has(r'^  TLSA base domain: mx\.c8\.dane\.test \(the SNI\)$')
     has(r'^  verdict: verified \(DANE-EE 3 1 1 ')
+
+
+def test_check_mixed_code_reply():
+    """A reply whose lines carry different codes (RFC 5321 4.2.1) is
+    malformed: "250-" then "550" to EHLO was read as a refusal (the last
+    line's code, the first line's text) and HELO followed; "550-" then
+    "250" as an EHLO taken.  Deferred, nothing more said to the peer.
+    An address literal: no DNS, no rig."""
+    d = Daemon('chk-mixed')
+    ok = False
+    try:
+        for reply in ('250-peer.test\r\n550 5.0.0 no',
+                      '550-5.0.0 no\r\n250 peer.test'):
+            with SmtpPeer(policy=lambda s, v, a, t, reply=reply:
+                          reply if v == 'EHLO' else None) as p:
+                r = subprocess.run(
+                    [FERRY_BIN, '-c', d.conf, 'check',
+                     '[127.0.0.1]:%d' % p.port], capture_output=True,
+                    stdin=subprocess.DEVNULL, timeout=CHECK_TIMEOUT * SLOW)
+                out = r.stdout.decode('utf-8', 'replace')
+                m = sanitizer_report(r.stderr.decode('utf-8', 'replace'))
+                check(m is None, 'sanitizer report %r' % m)
+                check(r.returncode == 75 and re.search(
+                    r'^    result: deferred: malformed reply in state '
+                    r'EHLO$', out, re.M) and 'EHLO: ' not in out,
+                    '%r: exit %d\n%s' % (reply, r.returncode, out))
+                with p.lock:
+                    cmds = [c for s in p.sessions for c in s.commands]
+                check(cmds == ['EHLO ferry.test'], 'peer got %r' % cmds)
+        ok = True
+    finally:
+        d.cleanup(ok)

@@ -779,6 +779,43 @@ def test_sendmail_bs_vrfy_without_address():
         d.cleanup(ok)
 
 
+def test_sendmail_bs_daemon_down_overshoot():
+    """-bs alone keeps the daemon's recipient overshoot limit: the first
+    1000 RCPTs past max_recipients in a transaction are 452 and no error
+    (the message then goes), the tenth error after them is the 421."""
+    d = Daemon('sm-bs-over', max_recipients='2')
+    d.start()
+    d.stop()
+    ok = False
+
+    def txn(n_over):
+        return (b'MAIL FROM:<s@example.test>\r\n'
+                b'RCPT TO:<r0@relay.test>\r\nRCPT TO:<r1@relay.test>\r\n' +
+                b''.join(b'RCPT TO:<o%d@relay.test>\r\n' % i
+                         for i in range(n_over)) + b'DATA\r\n')
+    try:
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY,
+                      input=b'HELO local\r\n' + txn(1000) + stuff(BODY) +
+                      txn(1011)),
+                'sendmail -bs, daemon down, overshoot')
+        codes = _bs_codes(p.stdout)
+        want = [220, 250] + ([250] * 3 + [452] * 1000 + [354, 250]) + \
+            [250] * 3 + [452] * 1010 + [421]
+        check(codes == want, '-bs replies: %d, want %d; last %r'
+              % (len(codes), len(want), codes[-3:]))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(len(os.listdir(md)) == 1, 'maildrop holds %r'
+              % os.listdir(md))
+        d.start()
+        m = _one(d, '-bs overshoot')
+        check([r['address'] for r in m['recipients']] ==
+              ['r0@relay.test', 'r1@relay.test'], 'mailq %r' % m)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def test_sendmail_null_sender_from_mailer_daemon():
     """A message from the null sender (-f '<>', MAIL FROM:<>) without a
     From: gets "From: MAILER-DAEMON@origin": Postfix's cleanup writes
@@ -826,6 +863,95 @@ def test_sendmail_null_sender_from_mailer_daemon():
             d.stop()
         ok = True
     finally:
+        d.cleanup(ok)
+
+
+class _FakeDaemon:
+    """A stand-in for the daemon on its local_socket: each command gets
+    the reply answer(verb) gives (None: a plain 250), DATA 354 and its
+    message "250 queued"; the commands are kept in .cmds."""
+
+    def __init__(self, path, answer):
+        if os.path.exists(path):
+            os.unlink(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.answer = answer
+        self.cmds = []
+        self.stopping = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with c:
+                self._converse(c.makefile('rwb', buffering=0))
+
+    def _converse(self, f):
+        f.write(b'220 fake ESMTP\r\n')
+        for line in f:
+            verb = line.split(b' ')[0].strip().upper().decode()
+            self.cmds.append(verb)
+            if verb == 'DATA':
+                f.write(b'354 go\r\n')
+                for body in f:
+                    if body == b'.\r\n':
+                        break
+                self.cmds.append('.')
+                f.write(b'250 2.0.0 Ok: queued as FAKE\r\n')
+                continue
+            f.write((self.answer(verb) or '250 2.0.0 Ok').encode() +
+                    b'\r\n')
+            if verb == 'QUIT':
+                return
+
+    def stop(self):
+        self.stopping = True
+        self.t.join()
+        self.sock.close()
+
+
+def test_cli_mixed_code_reply():
+    """A reply whose lines carry different codes (RFC 5321 4.2.1) is no
+    reply: sendmail does not read "250-" then "550" as a 250 to RCPT but
+    leaves the message in maildrop/ (nothing sent as DATA), and ferry
+    flush does not take it as a 250 to ETRN (75, the reply shown)."""
+    d = _bs_down('cli-mixed')
+    fake = None
+    ok = False
+    try:
+        fake = _FakeDaemon(d.cfg['local_socket'], lambda v: {
+            'RCPT': '250-2.1.5 taken\r\n550 5.1.1 refused',
+            'ETRN': '250-queuing\r\n550 5.0.0 no'}.get(v))
+        _ok(d.cli('sendmail', '-f', 's@example.test', 'r@relay.test',
+                  user=NOBODY, input=b'Subject: mixed\n\nbody\n'),
+            'sendmail to a mixed-code RCPT reply')
+        check('DATA' not in fake.cmds, 'sent on: %r' % fake.cmds)
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(len(os.listdir(md)) == 1, 'maildrop holds %r'
+              % os.listdir(md))
+        p = d.cli('flush')
+        check(p.returncode == 75 and b'550 5.0.0 no' in p.stderr,
+              'flush: exit %d, stderr %r' % (p.returncode, p.stderr))
+        fake.stop()
+        fake = None
+        d.start()
+        m = _one(d, 'after the mixed reply')
+        check(m['sender'] == 's@example.test' and
+              [r['address'] for r in m['recipients']] == ['r@relay.test'],
+              'mailq %r' % m)
+        d.stop()
+        ok = True
+    finally:
+        if fake is not None:
+            fake.stop()
         d.cleanup(ok)
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 
 from ferrytest import (Daemon, TestFailure, check, stuff, short,
-                       auth_plain, HOSTNAME, UNTRUSTED, TRUSTED)
+                       auth_plain, HOSTNAME, UNTRUSTED, TRUSTED, SLOW, QID_RE)
 from peers import wait_for
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
@@ -107,6 +107,98 @@ def test_pipelined_dialogue():
               ['a@relay.test', 'b@other.test'], 'rcpts %r'
               % q[0]['recipients'])
         d.assert_stored(qid, body)
+
+
+def _flood(sock, n, tail, shut):
+    """On a fresh connection: banner, one EHLO, then n more EHLOs and
+    tail pipelined (the write side shut after them if shut), read only
+    after a second.  The first EHLO's lines and every later reply, to the
+    close (within 30 s: no wait for a timeout)."""
+    sock.settimeout(30 * SLOW)
+    f = sock.makefile('rb')
+
+    def reply():
+        lines = []
+        while not lines or lines[-1][3:4] == b'-':
+            lines.append(f.readline())
+            check(lines[-1].endswith(b'\r\n'), 'reply %r' % lines)
+        return lines
+    check(reply()[0].startswith(b'220 '), 'banner')
+    sock.sendall(b'EHLO x\r\n')
+    ehlo = reply()
+    err = []
+
+    def send():
+        try:
+            sock.sendall(b'EHLO x\r\n' * n + tail)
+            if shut:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+    t = threading.Thread(target=send)
+    t.start()
+    time.sleep(1.0 * SLOW)
+    rs = []
+    while f.peek(1):
+        rs.append(reply())
+    t.join()
+    check(not err, 'sending: %r' % err)
+    sock.close()
+    return ehlo, rs
+
+
+def test_pipelined_ehlo_flood_all_answered():
+    """2000 EHLOs pipelined (16 KB) by a client that reads nothing for a
+    second, then a message and QUIT.  With a 238-byte host name each EHLO
+    reply is 340 bytes: the 200 EHLOs of one 1.6 KB read answer more than
+    io's 64 KB cap, so the server must stop taking commands while its
+    replies back up.  Every EHLO gets its whole reply, in order, none
+    dropped, and the message is queued.  On port 25, and on the local
+    socket, whose kernel buffer (200 KB) fills, so the server waits for
+    its replies to drain and reads on: plain, with the client's write
+    side shut after its last command (the close is read after the
+    commands before it), and ending in half a command, which is lost
+    with the connection once every reply is out."""
+    n = 2000
+    name = '.'.join(c * 60 for c in 'abc') + '.' + 'd' * 52 + '.test'
+    msg = (b'MAIL FROM:<s@example.test>\r\nRCPT TO:<r@relay.test>\r\n'
+           b'DATA\r\n' + stuff(BODY))
+    with Daemon('ehloflood', hostname=name) as d:
+        def tcp():
+            return socket.create_connection(('127.0.0.1', d.port))
+
+        def local():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.cfg['local_socket'])
+            return s
+        qids = []
+        for how, tail, shut, last in (
+                (tcp, msg + b'QUIT\r\n', False, [b'221']),
+                (local, msg + b'QUIT\r\n', False, [b'221']),
+                (local, msg + b'QUIT\r\n', True, [b'221']),
+                (local, msg + b'NOOP', True, [])):
+            what = '%s%s: ' % (how.__name__, ' shut' if shut else '')
+            ehlo, rs = _flood(how(), n, tail, shut)
+            bad = [i for i, r in enumerate(rs[:n]) if r != ehlo]
+            check(len(rs) == n + 4 + len(last) and not bad,
+                  '%s%d replies, want %d; first bad %r' % (
+                      what, len(rs), n + 4 + len(last),
+                      rs[bad[0]] if bad else None))
+            codes = [r[-1][:3] for r in rs[n:]]
+            check(codes == [b'250', b'250', b'354', b'250'] + last,
+                  '%sthen %r' % (what, rs[n:]))
+            qids.append(QID_RE.search(rs[n + 3][-1].decode()).group(1))
+        check('reply buffer full' not in d.log_text(), 'log:\n%s'
+              % d.log_tail(5))
+        d.wait_log(r'lost connection after END-OF-MESSAGE from ')
+        check(sorted(d.mailq_ids()) == sorted(qids), 'queue %r, sent %r'
+              % (d.mailq_ids(), qids))
+        d.assert_stored(qids[0], BODY)
+        for qid in qids[1:]:	# the local socket's add Message-ID:
+            out = d.cat(qid)
+            check(b'\r\nSubject: hello\r\n' in out and
+                  out.endswith(b'\r\n\r\nfirst line\r\nsecond line\r\n'),
+                  'stored %s' % short(out, 600))
 
 
 def test_dot_unstuffing_exact():
@@ -516,6 +608,50 @@ def test_max_recipients():
               ['r%d@relay.test' % i for i in range(5)],
               'kept recipients %r' % q[0]['recipients'])
         d.assert_stored(qid, BODY)
+
+
+def test_recipient_overshoot_limit():
+    """Postfix's smtpd_recipient_overshoot_limit (1000): a transaction's
+    first 1000 RCPTs past max_recipients are only 452, each one after
+    counts as an error, and the session's tenth error is 421.  A client
+    that pipelines all its recipients (1000 over) and sends the rest in
+    the next transaction gets both messages through; the count starts
+    again with each transaction and shares the limit with other errors."""
+    def txn(n_over):
+        return (b'MAIL FROM:<s@example.test>\r\n'
+                b'RCPT TO:<r0@relay.test>\r\nRCPT TO:<r1@relay.test>\r\n' +
+                b''.join(b'RCPT TO:<o%d@relay.test>\r\n' % i
+                         for i in range(n_over)) + b'DATA\r\n')
+
+    with Daemon('overshoot', max_recipients='2') as d:
+        with d.session() as c:
+            qids = []
+            for _ in range(2):
+                c.send(txn(1000))
+                rs = [c.reply() for _ in range(3 + 1000 + 1)]
+                codes = [r.code for r in rs]
+                check(codes == [250, 250, 250] + [452] * 1000 + [354],
+                      '1000 over: %r' % sorted(set(codes)))
+                check(all(r.enh() == '4.5.3' for r in rs[3:1003]),
+                      'overshoot replies %r' % rs[3].text)
+                qids.append(c.expect(stuff(BODY), 250).qid())
+            # Three errors first: then the 1007th over is the tenth.
+            c.send(b'XYZZY\r\n' * 3 + txn(1008))
+            rs = c.replies_until_close()
+            codes = [r.code for r in rs]
+            check(codes == [502] * 3 + [250] * 3 + [452] * 1007 + [421],
+                  'past the limit: %d replies, %r ... %r'
+                  % (len(codes), codes[:7], codes[-3:]))
+            check(rs[-2].enh() == '4.5.3' and rs[-1].enh() == '4.7.0' and
+                  'too many errors' in rs[-1].text, 'last %r' % rs[-2:])
+        d.wait_log(r'too many errors after RCPT from unknown\[127\.0\.0\.1\]')
+        check(sorted(d.mailq_ids()) == sorted(qids), 'queue %r, sent %r'
+              % (d.mailq_ids(), qids))
+        for qid in qids:
+            d.assert_stored(qid, BODY)
+        check([[r['address'] for r in m['recipients']] for m in d.mailq()]
+              == [['r0@relay.test', 'r1@relay.test']] * 2,
+              'recipients %r' % d.mailq())
 
 
 def _wait_accepting(d, src, timeout=3.0, smtps=False):

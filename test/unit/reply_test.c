@@ -4,8 +4,10 @@
  * separator, a full buffer without LF) and every edge the delivery
  * relies on (bare LF, CRLF, a NUL inside, the head of a long line, two
  * lines in one buffer) against what deliver.c and check.c did before
- * the parser was shared.  And the way back from a refusal as it is
- * kept (REPLY_SAID) to the server's name and its bare reply.
+ * the parser was shared; a line with another code than its reply's
+ * (deliver.c's check before it moved here, for check.c and cli.c too).
+ * And the way back from a refusal as it is kept (REPLY_SAID) to the
+ * server's name and its bare reply.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,7 @@ static enum reply_status
 take(const char *s, size_t *used)
 {
 	memset(&r, 0x55, sizeof(r));
-	return reply_take(s, strlen(s), 0, &r, used);
+	return reply_take(s, strlen(s), 0, 0, &r, used);
 }
 
 static int
@@ -91,14 +93,63 @@ test_two_lines(void)
 	const char *buf = "250-a\r\n250 b\r\n";
 	size_t used, used2;
 
-	CHECK(reply_take(buf, strlen(buf), 0, &r, &used) == REPLY_OK);
+	CHECK(reply_take(buf, strlen(buf), 0, 0, &r, &used) == REPLY_OK);
 	CHECK(used == 7 && r.more == 1);
-	CHECK(reply_take(buf + used, strlen(buf) - used, 0, &r, &used2) ==
+	CHECK(reply_take(buf + used, strlen(buf) - used, 0, 0, &r, &used2) ==
 	    REPLY_OK);
 	CHECK(used2 == 7 && r.more == 0);
 	CHECK_STR(r.line, "250 b");
 	/* Only the length given counts, not the string. */
-	CHECK(reply_take(buf, 6, 0, &r, &used) == REPLY_AGAIN && used == 0);
+	CHECK(reply_take(buf, 6, 0, 0, &r, &used) == REPLY_AGAIN && used == 0);
+	return 0;
+}
+
+/*
+ * Lines taken as the callers take them, want the reply's code after a
+ * "DDD-" line: RFC 5321 section 4.2.1 gives every line of a reply its
+ * code, so one with another code is MALFORMED (and consumed).  The codes
+ * each line gives, -1 for MALFORMED, 0 at the end.
+ */
+static int
+test_mixed(void)
+{
+	static const struct {
+		const char *in;
+		int code[4];
+	} c[] = {
+		{ "250-a\r\n550 b\r\n", { 250, -1, 0 } },
+		{ "250-a\r\n251 b\r\n", { 250, -1, 0 } },
+		{ "550-5.1.1 a\r\n250-b\r\n550 c\r\n", { 550, -1, 550, 0 } },
+		{ "250-a\r\n250-b\r\n250 c\r\n", { 250, 250, 250, 0 } },
+		{ "354\r\n250-a\r\n250 b\r\n", { 354, 250, 250, 0 } },
+		{ "250 a\r\n550 b\r\n", { 250, 550, 0 } },
+		{ "250-a\r\n250b\r\n", { 250, -1, 0 } },
+	};
+	const char *p;
+	size_t i, j, left, used;
+	int want;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		p = c[i].in;
+		left = strlen(p);
+		for (j = 0, want = 0; c[i].code[j] != 0; j++) {
+			if (reply_take(p, left, 0, want, &r, &used) !=
+			    (c[i].code[j] == -1 ? REPLY_MALFORMED : REPLY_OK) ||
+			    r.code != c[i].code[j] || used == 0 ||
+			    p[used - 1] != '\n') {
+				fprintf(stderr, "  %s: line %zu: %d\n",
+				    c[i].in, j + 1, r.code);
+				return 1;
+			}
+			want = r.code > 0 && r.more ? r.code : 0;
+			p += used;
+			left -= used;
+		}
+		CHECK(left == 0);
+	}
+	CHECK(reply_code("550 x", 5, 250, &want) == -1 && want == 0);
+	CHECK(reply_code("250-x", 5, 250, &want) == 250 && want == 1);
+	CHECK(reply_code("250 x", 5, 550, &want) == -1);
 	return 0;
 }
 
@@ -221,15 +272,15 @@ test_too_long(void)
 	CHECK((buf = malloc(LONG_LEN)) != NULL);
 	memset(buf, 'a', LONG_LEN);
 	memcpy(buf, "250 ", 4);
-	if (reply_take(buf, LONG_LEN, 1, &r, &used) != REPLY_TOO_LONG ||
+	if (reply_take(buf, LONG_LEN, 1, 0, &r, &used) != REPLY_TOO_LONG ||
 	    used != 0 ||
-	    reply_take(buf, LONG_LEN, 0, &r, &used) != REPLY_AGAIN) {
+	    reply_take(buf, LONG_LEN, 0, 0, &r, &used) != REPLY_AGAIN) {
 		free(buf);
 		CHECK(0);
 	}
 	/* With an LF in it, only full matters: the line is taken. */
 	buf[10] = '\n';
-	if (reply_take(buf, LONG_LEN, 1, &r, &used) != REPLY_OK ||
+	if (reply_take(buf, LONG_LEN, 1, 0, &r, &used) != REPLY_OK ||
 	    used != 11) {
 		free(buf);
 		CHECK(0);
@@ -251,26 +302,26 @@ test_long_head(void)
 	memcpy(buf, "451-", 4);
 	buf[LONG_LEN - 2] = '\r';
 	buf[LONG_LEN - 1] = '\n';
-	ok = reply_take(buf, LONG_LEN, 1, &r, &used) == REPLY_OK &&
+	ok = reply_take(buf, LONG_LEN, 1, 0, &r, &used) == REPLY_OK &&
 	    used == LONG_LEN && r.code == 451 && r.more == 1 &&
 	    r.len == REPLY_LINE_MAX - 1 && r.line[r.len] == '\0' &&
 	    r.line[r.len - 1] == 'b';
 	/* Exactly as long as the struct holds: all of it, CR gone. */
 	buf[REPLY_LINE_MAX - 2] = '\r';
 	buf[REPLY_LINE_MAX - 1] = '\n';
-	ok = ok && reply_take(buf, LONG_LEN, 0, &r, &used) == REPLY_OK &&
+	ok = ok && reply_take(buf, LONG_LEN, 0, 0, &r, &used) == REPLY_OK &&
 	    used == REPLY_LINE_MAX && r.len == REPLY_LINE_MAX - 2 &&
 	    r.line[r.len - 1] == 'b';
 	/* One over: the CR falls off the head kept, the text is whole. */
 	buf[REPLY_LINE_MAX - 2] = 'b';
 	buf[REPLY_LINE_MAX - 1] = '\r';
 	buf[REPLY_LINE_MAX] = '\n';
-	ok = ok && reply_take(buf, LONG_LEN, 0, &r, &used) == REPLY_OK &&
+	ok = ok && reply_take(buf, LONG_LEN, 0, 0, &r, &used) == REPLY_OK &&
 	    used == REPLY_LINE_MAX + 1 && r.len == REPLY_LINE_MAX - 1 &&
 	    r.line[r.len - 1] == 'b';
 	/* A long line with a bad head is malformed, not too long. */
 	buf[0] = '6';
-	ok = ok && reply_take(buf, LONG_LEN, 1, &r, &used) ==
+	ok = ok && reply_take(buf, LONG_LEN, 1, 0, &r, &used) ==
 	    REPLY_MALFORMED && used == REPLY_LINE_MAX + 1;
 	free(buf);
 	CHECK(ok);
@@ -288,18 +339,18 @@ test_nul(void)
 	static const char cr[] = "250 ok\r\0\r\n";
 	size_t used;
 
-	CHECK(reply_take(ok1, sizeof(ok1) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(reply_take(ok1, sizeof(ok1) - 1, 0, 0, &r, &used) == REPLY_OK);
 	CHECK(used == sizeof(ok1) - 1 && r.len == 5);
 	CHECK_STR(r.line, "250 o");
 	/* The '-' after the NUL is not seen: a last line. */
-	CHECK(reply_take(ok2, sizeof(ok2) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(reply_take(ok2, sizeof(ok2) - 1, 0, 0, &r, &used) == REPLY_OK);
 	CHECK(r.len == 3 && r.more == 0 && used == sizeof(ok2) - 1);
-	CHECK(reply_take(bad, sizeof(bad) - 1, 0, &r, &used) ==
+	CHECK(reply_take(bad, sizeof(bad) - 1, 0, 0, &r, &used) ==
 	    REPLY_MALFORMED && used == sizeof(bad) - 1);
 	/* A CR before the NUL ends the kept line, so it goes too. */
-	CHECK(reply_take(cr, sizeof(cr) - 1, 0, &r, &used) == REPLY_OK);
+	CHECK(reply_take(cr, sizeof(cr) - 1, 0, 0, &r, &used) == REPLY_OK);
 	CHECK(r.len == 6);
-	CHECK(reply_take("\0\r\n", 3, 0, &r, &used) == REPLY_MALFORMED);
+	CHECK(reply_take("\0\r\n", 3, 0, 0, &r, &used) == REPLY_MALFORMED);
 	return 0;
 }
 
@@ -309,14 +360,14 @@ test_code(void)
 {
 	int more = 7;
 
-	CHECK(reply_code("250-x", 5, &more) == 250 && more == 1);
-	CHECK(reply_code("250 x", 5, &more) == 250 && more == 0);
-	CHECK(reply_code("421", 3, &more) == 421 && more == 0);
-	CHECK(reply_code("250-x", 3, &more) == 250 && more == 0);
-	CHECK(reply_code("250-x", 2, &more) == -1);
-	CHECK(reply_code("250?x", 5, &more) == -1);
-	CHECK(reply_code("?50 x", 5, &more) == -1);
-	CHECK(reply_code("", 0, &more) == -1);
+	CHECK(reply_code("250-x", 5, 0, &more) == 250 && more == 1);
+	CHECK(reply_code("250 x", 5, 0, &more) == 250 && more == 0);
+	CHECK(reply_code("421", 3, 0, &more) == 421 && more == 0);
+	CHECK(reply_code("250-x", 3, 0, &more) == 250 && more == 0);
+	CHECK(reply_code("250-x", 2, 0, &more) == -1);
+	CHECK(reply_code("250?x", 5, 0, &more) == -1);
+	CHECK(reply_code("?50 x", 5, 0, &more) == -1);
+	CHECK(reply_code("", 0, 0, &more) == -1);
 	return 0;
 }
 
@@ -393,6 +444,7 @@ static const struct t_case cases[] = {
 	{ "a code alone", test_code_only },
 	{ "bare LF and CRs", test_bare_lf },
 	{ "two lines in one buffer", test_two_lines },
+	{ "a reply's lines share its code", test_mixed },
 	{ "no line end yet", test_again },
 	{ "short lines", test_short },
 	{ "bad digits", test_bad_digits },
