@@ -1723,6 +1723,9 @@ smtp_data_end(struct smtp_session *s)
 	if (s->msgid)
 		log_info(LP_CLEANUP, "%s: message-id=%s", queue_writer_id(s->w),
 		    s->msgid);
+	/* What the file holds, our Received: too, as Postfix's qmgr and
+	 * mailq both count it (pflogsumm sums the qmgr line's). */
+	s->data_size = queue_writer_size(s->w);
 	smtp_enter_state(s, STATE_COMMIT);
 	io_pause(s->io);
 	queue_commit(s->w, smtp_on_commit, s);
