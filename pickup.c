@@ -8,10 +8,11 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "hdr.h"
 #include "log.h"
 #include "loop.h"
+#include "msg.h"
 #include "pickup.h"
 #include "queue.h"
 
@@ -67,7 +69,6 @@ pickup_stop(void)
 static void
 pickup_on_timer(struct loop_timer *t)
 {
-	char path[CONFIG_PATH_MAX + 16];
 	struct dirent *de;
 	DIR *d;
 	int n = 0, full = 0, rc;
@@ -80,13 +81,9 @@ pickup_on_timer(struct loop_timer *t)
 		/* Dot files are being written (or are "." and ".."). */
 		if (de->d_name[0] == '.')
 			continue;
-		if (!queue_id_valid(de->d_name)) {
-			/* Junk a local user left: out of the way, kept. */
-			snprintf(path, sizeof(path), "maildrop/%s", de->d_name);
-			(void)queue_quarantine(path, "not a queue file name");
-			continue;
-		}
-		/* One too big for the room left: smaller ones may fit. */
+		/* A file moved to corrupt/ counts as one queued: a local user's
+		 * 100,000 junk files must not hold the loop for minutes.  One
+		 * too big for the room left: smaller ones may fit. */
 		if ((rc = pickup_file(de->d_name)) == 0)
 			n++;
 		else if (rc == PICKUP_FULL)
@@ -100,23 +97,30 @@ again:
 	loop_timer_set(t, n == PICKUP_BATCH ? 0 : PICKUP_INTERVAL_MS);
 }
 
-/* 0: handed to the queue; PICKUP_FULL: the queue's file system has no
- * room for it; -1: anything else (logged). */
+/* 0: handed to the queue or moved to corrupt/; PICKUP_FULL: the queue's
+ * file system has no room for it; -1: anything else (logged). */
 static int
 pickup_file(const char *name)
 {
-	char path[CONFIG_PATH_MAX + 80], hdr[HDR_RECEIVED_MAX];
+	char path[sizeof("maildrop/") + NAME_MAX], hdr[HDR_RECEIVED_MAX];
 	char exp[PICKUP_ALIAS_MAX][512];
 	struct queue_info info;
 	struct queue_writer *w = NULL;
 	struct stat st;
+	struct msg_buf seen = { NULL, 0, 0 };
 	const char *why = NULL;
 	char *buf = NULL, *job;
 	unsigned i;
-	int fd, n, k, j, rc = -1;
+	size_t o;
+	int fd = -1, n, k, j, rc = -1;
 
 	memset(&info, 0, sizeof(info));
-	snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(), name);
+	snprintf(path, sizeof(path), "maildrop/%s", name);
+	if (!queue_id_valid(name)) {
+		/* Junk a local user left: out of the way, kept. */
+		why = "not a queue file name";
+		goto bad;
+	}
 	/* Anyone may create entries here: FIFOs, links (see there). */
 	if ((fd = queue_open_dropped(name, &st, &why)) == -1) {
 		if (errno == EBADMSG)
@@ -163,14 +167,23 @@ pickup_file(const char *name)
 		    pickup_conf->origin, exp, PICKUP_ALIAS_MAX, &why);
 		if (k < 0)
 			goto bad;
-		for (j = 0; j < k; j++)
-			if (queue_writer_rcpt(w, exp[j]) == -1) {
+		for (j = 0; j < k; j++) {
+			/* One copy each, as smtp_has_rcpt() at the SMTP door:
+			 * two recipients' aliases may meet. */
+			for (o = 0; o < seen.len && strcasecmp(seen.p + o,
+			    exp[j]) != 0; o += strlen(seen.p + o) + 1)
+				;
+			if (o < seen.len)
+				continue;
+			if (msg_buf_add(&seen, exp[j], strlen(exp[j]) + 1) ==
+			    -1 || queue_writer_rcpt(w, exp[j]) == -1) {
 				if (errno != E2BIG && errno != EINVAL)
 					goto werr;
 				/* Will never fit: do not retry forever. */
 				why = "too many or bad recipients";
 				goto bad;
 			}
+		}
 	}
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
@@ -194,12 +207,12 @@ werr:
 	goto out;
 bad:
 	/* queue_quarantine() logs the move and the reason. */
-	snprintf(path, sizeof(path), "maildrop/%s", name);
-	(void)queue_quarantine(path, why);
+	rc = queue_quarantine(path, why);
 out:
 	if (w)
 		queue_writer_abort(w);
 	queue_info_free(&info);
+	msg_buf_free(&seen);
 	free(buf);
 	if (fd != -1)
 		close(fd);
@@ -250,17 +263,15 @@ pickup_read(int fd, size_t size)
 static void
 pickup_on_commit(void *arg, const char *id, int ok)
 {
-	char *name = arg, path[CONFIG_PATH_MAX + 80];
+	char *name = arg;
 
 	if (ok) {
 		log_info(LP_QMGR, "%s: picked up from maildrop/%s", id,
 		    name);
-		snprintf(path, sizeof(path), "%s/maildrop/%s", queue_dir(),
-		    name);
 		/* A failed unlink means a duplicate on the next scan, which is
 		 * allowed; a lost message is not. */
-		if (unlinkat(AT_FDCWD, path, 0) == -1)
-			log_warn(LP_PICKUP, "unlink %s", path);
+		if (queue_delete_dropped(name) == -1)
+			log_warn(LP_PICKUP, "unlink maildrop/%s", name);
 	} else
 		log_warnx(LP_PICKUP, "maildrop/%s: queue commit failed; "
 		    "will retry", name);

@@ -191,3 +191,24 @@ def test_alias_self_reference_ends_recursion():
         check(len(q) == 1 and rcpts_of(d, q[0]['id']) ==
               ['admin@example.org', 'ops@box.test', 'root@box.test'],
               'ops: %r' % q)
+
+
+def test_alias_maildrop_folds_duplicates():
+    """Two recipients whose aliases meet are one copy from maildrop/ as
+    at the SMTP door (smtp_has_rcpt): 'sendmail root postmaster' with
+    both aliased to admin@example.org queued admin twice while the daemon
+    was down, and once while it was up."""
+    d = Daemon('aliasmddup', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, ALIASES + 'abuse: ADMIN@example.org'
+                                        ', c@x.test\n')
+    d.write_config()
+    d.start()
+    d.stop()
+    p = d.cli('sendmail', 'root', 'postmaster', 'abuse', 'c@X.test',
+              input=b'Subject: dup\n\nx\n')
+    check(p.returncode == 0, 'sendmail (down) exit %d' % p.returncode)
+    with d:
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1 and rcpts_of(d, q[0]['id']) ==
+              ['admin@example.org', 'c@x.test'], 'pickup recipients %r'
+              % [rcpts_of(d, m['id']) for m in q])

@@ -2,7 +2,8 @@
 test_regress.py - regression tests for bugs a review found (each was a
 reproducer first): special files a local user puts in maildrop/ (a FIFO
 that blocked the loop, a symlink, a hard link), more than one pickup batch
-(64) dropped while the daemon is down, bare CR or LF in a maildrop body,
+(64) dropped while the daemon is down, a thousand junk files there moved
+to corrupt/ a batch at a time, bare CR or LF in a maildrop body,
 an outbound peer out of step with its replies (an extra banner line, a
 554 behind the banner or behind the 354, a 250 to DATA, an extra reply to
 RCPT), enhanced status codes outside RFC 3463's syntax, a refusal in
@@ -301,6 +302,67 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
             check(n in corrupt, '%s (%s) not in corrupt/ %r'
                   % (n, what, corrupt))
         check(d.running(), 'daemon died')
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- maildrop: a local user's junk, a batch at a time --------------------
+
+# Each move into corrupt/ takes 15 ms (two fsyncs on a slow disk).
+SLOW_QUARANTINE_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <time.h>
+
+int
+renameat(int ofd, const char *old, int nfd, const char *new)
+{
+	static int (*real)(int, const char *, int, const char *);
+	struct timespec ts = { 0, 15000000 };
+
+	if (real == NULL)
+		real = (int (*)(int, const char *, int, const char *))
+		    dlsym(RTLD_NEXT, "renameat");
+	if (strncmp(new, "corrupt/", 8) == 0)
+		nanosleep(&ts, NULL);
+	return real(ofd, old, nfd, new);
+}
+"""
+
+
+def test_regress_maildrop_junk_in_batches():
+    """Files a local user leaves in maildrop/ (1733) that go to corrupt/
+    count against the pickup batch as mail does: 1,000 of them were all
+    moved in one timer callback (two fsyncs each), and the daemon
+    answered no one until the last (15 s here; minutes for 100,000
+    on a disk where each move costs two real fsyncs)."""
+    d = _stopped_daemon('rg-junkbatch')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        n = 1000
+        _as_nobody(['sh', '-c', 'cd "$0" && i=0; while [ $i -lt %d ]; do '
+                    ': > junk$i; i=$((i + 1)); done' % n, md])
+        _sendmail(d, 'good@example.test', ['r@relay.test'],
+                  b'Subject: good\n\nfine\n')
+        d.preload(SLOW_QUARANTINE_SHIM)
+        t0 = time.monotonic()
+        try:
+            d.start()
+        except TestFailure:
+            pass
+        took = time.monotonic() - t0
+        check(took <= 3.5 * SLOW, 'first banner after %.1fs' % took)
+        wait_for(lambda: os.listdir(md) == [], 30.0,
+                 'maildrop/ to empty')
+        check(len(d.corrupt_files()) == n, 'corrupt/ holds %d, want %d'
+              % (len(d.corrupt_files()), n))
+        q = d.wait_queue(1, timeout=5)
+        check([m['sender'] for m in q] == ['good@example.test'],
+              'mailq %r' % q)
         d.stop()
         ok = True
     finally:
