@@ -3,8 +3,10 @@
  * timer and the re-injection: envelope from the dropped file, addresses
  * re-checked and qualified, a Received: line naming the dropping uid
  * (the file's owner, not what the file claims), then the queue's usual
- * group commit.  The dropped file is removed only after the new queue
- * file is durable, so a crash in between gives a duplicate, never a loss.
+ * group commit, into more than one queue file when the aliases make it
+ * more than one holds.  The dropped file is removed only after every new
+ * queue file is durable, so a crash in between gives a duplicate, never
+ * a loss.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,8 +37,15 @@
 static void pickup_on_timer(struct loop_timer *);
 static int pickup_file(const char *);
 static void pickup_on_commit(void *, const char *, int);
-static char *pickup_read(int, size_t);
 static int pickup_bare_crlf(const char *, uint64_t);
+
+/* One maildrop file, whose aliases may need more than one queue file. */
+struct pickup_job {
+	char name[QUEUE_ID_SIZE];	/* first: no offset to add */
+	unsigned parts;		/* queue files not yet committed */
+	uint8_t failed;		/* one did not commit: keep the file (a
+				   byte: a constant's store is shorter) */
+};
 
 static const struct config *pickup_conf;
 static const struct alias_table *pickup_aliases;
@@ -109,12 +118,15 @@ pickup_file(const char *name)
 	struct stat st;
 	struct msg_buf seen = { NULL, 0, 0 };
 	const char *why = NULL;
-	char *buf = NULL, *job;
-	unsigned i;
+	struct pickup_job *job = NULL;
+	char *buf = NULL;
+	unsigned i = 0;
 	size_t o;
 	int fd = -1, n, k, j, rc = -1;
+	uint8_t fresh;			/* w has no recipient yet */
 
-	memset(&info, 0, sizeof(info));
+	/* All queue_info_free() needs before queue_parse() fills it. */
+	info.rcpt = NULL;
 	snprintf(path, sizeof(path), "maildrop/%s", name);
 	if (!queue_id_valid(name)) {
 		/* Junk a local user left: out of the way, kept. */
@@ -130,8 +142,8 @@ pickup_file(const char *name)
 	}
 	/* Before the space check: a sparse file claiming a terabyte must
 	 * go to corrupt/, not wait for room for ever.  The second test
-	 * matters on 32 bits with a limit past 4 GB: pickup_read()'s
-	 * malloc(size + 1) must not wrap. */
+	 * matters on 32 bits with a limit past 4 GB: the malloc(size + 1)
+	 * below must not wrap. */
 	if ((uint64_t)st.st_size > pickup_conf->message_size_limit +
 	    QUEUE_HDR_MAX || (uint64_t)st.st_size >= SIZE_MAX) {
 		why = "too big";
@@ -145,7 +157,8 @@ pickup_file(const char *name)
 	}
 	/* The size from queue_open_dropped()'s fstat(), checked above:
 	 * a file that grows meanwhile is read no further. */
-	if ((buf = pickup_read(fd, (size_t)st.st_size)) == NULL) {
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL ||
+	    queue_rw_all(fd, buf, (size_t)st.st_size, 0) == -1) {
 		log_warn(LP_PICKUP, "read %s", path);
 		goto out;
 	}
@@ -156,12 +169,21 @@ pickup_file(const char *name)
 		why = "bare CR or LF in the message";
 		goto bad;
 	}
+	/* The name under maildrop/, for pickup_on_commit() to remove. */
+	if ((job = calloc(1, sizeof(*job))) == NULL)
+		goto werr;
+	memcpy(job->name, name, sizeof(job->name));
+	/* Past a queue file's limits the rest goes into another, as the
+	 * SMTP door's 452 has a client send it in another transaction. */
+part:
 	if ((w = queue_writer_new(NULL, info.sender, info.flags &
 	    (QF_8BITMIME | QF_SMTPUTF8), st.st_uid, "local")) == NULL) {
 		log_warn(LP_PICKUP, "%s: cannot create queue file", name);
 		goto out;
 	}
-	for (i = 0; i < info.nrcpt; i++) {
+	/* Expanded again from the recipient that did not fit: those
+	 * queued already are in seen. */
+	for (fresh = 1; i < info.nrcpt; i++) {
 		/* Qualified and aliased, as at the SMTP door. */
 		k = alias_expand(pickup_aliases, info.rcpt[i].address,
 		    pickup_conf->origin, exp, PICKUP_ALIAS_MAX, &why);
@@ -175,16 +197,23 @@ pickup_file(const char *name)
 				;
 			if (o < seen.len)
 				continue;
-			if (msg_buf_add(&seen, exp[j], strlen(exp[j]) + 1) ==
-			    -1 || queue_writer_rcpt(w, exp[j]) == -1) {
+			if (queue_writer_rcpt(w, exp[j]) == -1) {
+				/* w is full: this one begins the next. */
+				if (errno == E2BIG && !fresh)
+					goto full;
 				if (errno != E2BIG && errno != EINVAL)
 					goto werr;
 				/* Will never fit: do not retry forever. */
 				why = "too many or bad recipients";
 				goto bad;
 			}
+			if (msg_buf_add(&seen, exp[j], strlen(exp[j]) + 1) ==
+			    -1)
+				goto werr;
+			fresh = 0;
 		}
 	}
+full:
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
 	    info.nrcpt == 1 ? info.rcpt[0].address : NULL, (long)st.st_uid,
@@ -193,13 +222,14 @@ pickup_file(const char *name)
 	    queue_writer_body(w, buf + info.body_off, info.size) == -1 ||
 	    queue_writer_finish(w) == -1)
 		goto werr;
-	/* The name under maildrop/, for pickup_on_commit() to remove. */
-	if ((job = strdup(name)) == NULL)
-		goto werr;
 	log_info(LP_PICKUP, "%s: uid=%ld from=<%s>", queue_writer_id(w),
 	    (long)st.st_uid, info.sender);
+	job->parts++;
 	queue_commit(w, pickup_on_commit, job);
 	w = NULL;
+	if (i < info.nrcpt)
+		goto part;
+	job = NULL;
 	rc = 0;
 	goto out;
 werr:
@@ -209,8 +239,12 @@ bad:
 	/* queue_quarantine() logs the move and the reason. */
 	rc = queue_quarantine(path, why);
 out:
-	if (w)
-		queue_writer_abort(w);
+	queue_writer_abort(w);		/* NULL: nothing */
+	/* Failed with parts queued: the file is kept, in maildrop/ (the
+	 * next scan queues those parts again, as after a failed commit)
+	 * or in corrupt/.  The last part's callback frees the job. */
+	if (job != NULL && (job->failed = 1, job->parts == 0))
+		free(job);
 	queue_info_free(&info);
 	msg_buf_free(&seen);
 	free(buf);
@@ -219,61 +253,43 @@ out:
 	return rc;
 }
 
-/* Non-zero when a CR is not followed by LF, or a LF not preceded by CR. */
+/* Non-zero when a CR is not followed by LF, or a LF not preceded by CR:
+ * one test, as each byte must be a LF exactly when the one before it is
+ * a CR. */
 static int
 pickup_bare_crlf(const char *b, uint64_t n)
 {
 	uint64_t i;
+	int cr = 0;
 
 	for (i = 0; i < n; i++) {
-		if (b[i] == '\r' && (i + 1 == n || b[i + 1] != '\n'))
+		if (cr != (b[i] == '\n'))
 			return 1;
-		if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r'))
-			return 1;
+		cr = b[i] == '\r';
 	}
-	return 0;
-}
-
-/* The whole file of size bytes, or NULL (errno set; EIO: it is
- * shorter now). */
-static char *
-pickup_read(int fd, size_t size)
-{
-	char *buf;
-	size_t len = 0;
-	ssize_t n;
-
-	if ((buf = malloc(size + 1)) == NULL)
-		return NULL;
-	while (len < size) {
-		n = read(fd, buf + len, size - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			if (n == 0)
-				errno = EIO;
-			return NULL;
-		}
-		len += (size_t)n;
-	}
-	return buf;
+	return cr;
 }
 
 static void
 pickup_on_commit(void *arg, const char *id, int ok)
 {
-	char *name = arg;
+	struct pickup_job *job = arg;
 
-	if (ok) {
+	if (ok)
 		log_info(LP_QMGR, "%s: picked up from maildrop/%s", id,
-		    name);
-		/* A failed unlink means a duplicate on the next scan, which is
-		 * allowed; a lost message is not. */
-		if (queue_delete_dropped(name) == -1)
-			log_warn(LP_PICKUP, "unlink maildrop/%s", name);
-	} else
+		    job->name);
+	else {
 		log_warnx(LP_PICKUP, "maildrop/%s: queue commit failed; "
-		    "will retry", name);
-	free(name);
+		    "will retry", job->name);
+		job->failed = 1;
+	}
+	if (--job->parts > 0)
+		return;
+	/* All parts ran their commit together (one hook, before the next
+	 * scan), so the file is not picked up again meanwhile.  A failed
+	 * unlink, or a part that failed, means duplicates of the others on
+	 * the next scan, which is allowed; a lost message is not. */
+	if (!job->failed && queue_delete_dropped(job->name) == -1)
+		log_warn(LP_PICKUP, "unlink maildrop/%s", job->name);
+	free(job);
 }

@@ -119,7 +119,6 @@ static int path_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static int writer_path(const struct queue_writer *, int, char *);
 static int name_exists(const char *);
-static int rw_all(int, void *, size_t, off_t);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_dir(const char *, int (*)(int, const char *),
     const char *);
@@ -262,8 +261,8 @@ name_exists(const char *path)
  * All n bytes: written at the file offset (off < 0), or read at off (a
  * short file is EIO: it shrank).  One loop for both directions.
  */
-static int
-rw_all(int fd, void *p, size_t n, off_t off)
+int
+queue_rw_all(int fd, void *p, size_t n, off_t off)
 {
 	char *c = p;
 	ssize_t r;
@@ -650,7 +649,7 @@ writer_put(struct queue_writer *w, const void *p, size_t n)
 static int
 writer_flush(struct queue_writer *w)
 {
-	if (w->used > 0 && rw_all(w->fd, w->buf, w->used, -1) == -1)
+	if (w->used > 0 && queue_rw_all(w->fd, w->buf, w->used, -1) == -1)
 		return writer_fail(w);
 	w->used = 0;
 	return 0;
@@ -1507,8 +1506,8 @@ load_in(int dropped, const char *id, struct queue_info *info,
 		*why = "out of memory";
 		goto done;
 	}
-	if (rw_all(fd, head, hlen, 0) == -1 ||
-	    rw_all(fd, tail, tlen, st.st_size - (off_t)tlen) == -1) {
+	if (queue_rw_all(fd, head, hlen, 0) == -1 ||
+	    queue_rw_all(fd, tail, tlen, st.st_size - (off_t)tlen) == -1) {
 		*why = "read error";
 		goto done;
 	}
@@ -1556,7 +1555,7 @@ load_state(struct queue_info *info)
 	if (!S_ISREG(st.st_mode) || st.st_size > QUEUE_STATE_MAX)
 		why = "not a small regular file";
 	else if ((buf = malloc((size_t)st.st_size + 1)) == NULL ||
-	    rw_all(fd, buf, (size_t)st.st_size, 0) == -1)
+	    queue_rw_all(fd, buf, (size_t)st.st_size, 0) == -1)
 		goto done;
 	else if (queue_parse_state(buf, (size_t)st.st_size, info, &why) == 0)
 		why = NULL;
@@ -1640,7 +1639,7 @@ queue_update(const struct queue_info *info, int durable)
 	if (fd == -1)
 		goto fail;
 	what = "write";
-	if (rw_all(fd, buf, len, -1) == -1)
+	if (queue_rw_all(fd, buf, len, -1) == -1)
 		goto fail;
 	/* The index queue_index() reads at the next start; only an index:
 	 * where the file system refuses the time, the state still counts

@@ -110,6 +110,9 @@ void queue_commit_forget(void *arg);
 void queue_set_listener(void (*)(const char *id));
 /* Synchronous commit for one-shot tools (sendmail into maildrop). */
 int queue_commit_now(struct queue_writer *);
+/* All n bytes: written at the file offset (off < 0), or read at off (a
+ * short file is EIO: it shrank). */
+int queue_rw_all(int fd, void *, size_t n, off_t off);
 
 /* Parse a whole file image; info->rcpt is allocated.  Returns 0, or -1
  * with a short reason in why. */

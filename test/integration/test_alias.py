@@ -4,6 +4,7 @@ when the file is loaded (start, SIGHUP, newaliases), not at every
 message."""
 
 import os
+import re
 import signal
 import time
 
@@ -212,3 +213,134 @@ def test_alias_maildrop_folds_duplicates():
         check(len(q) == 1 and rcpts_of(d, q[0]['id']) ==
               ['admin@example.org', 'c@x.test'], 'pickup recipients %r'
               % [rcpts_of(d, m['id']) for m in q])
+
+
+def _maildrop_split(name, aliases, rcpts, want, parts):
+    """sendmail with the daemon down, then the pickup: every recipient
+    queued once in `parts` queue files, one uid= line each, the same
+    message in each (its own Received: aside), the maildrop file gone,
+    nothing in corrupt/."""
+    d = Daemon(name, origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, aliases)
+    d.write_config()
+    d.start()
+    d.stop()
+    p = d.cli('sendmail', *rcpts, input=b'Subject: many\n\nx\n')
+    check(p.returncode == 0, 'sendmail (down) exit %d %r'
+          % (p.returncode, p.stderr))
+    md = os.path.join(d.queue_dir, 'maildrop')
+    with d:
+        d.wait_log(r'picked up from maildrop/|moved to corrupt/', 8)
+        deadline = time.time() + 5
+        while os.listdir(md) and time.time() < deadline:
+            time.sleep(0.1)
+        q = d.mailq()
+        got = sorted(a for m in q for a in rcpts_of(d, m['id']))
+        check(d.corrupt_files() == [] and got == sorted(want),
+              'corrupt/ %r, %d recipients queued (%d distinct) of %d'
+              % (d.corrupt_files(), len(got), len(set(got)), len(want)))
+        check(len(q) == parts and os.listdir(md) == [],
+              '%d queue files, maildrop %r' % (len(q), os.listdir(md)))
+        bodies = set()
+        for m in q:
+            d.wait_log(r'%s: uid=\d+ from=<' % m['id'])
+            bodies.add(re.sub(rb'\AReceived: .*\r\n(\t.*\r\n)*', b'',
+                              d.cat(m['id'])))
+        b = bodies.pop()
+        check(not bodies and b.startswith(b'Subject: many\r\n') and
+              b.endswith(b'\r\n\r\nx\r\n'), 'parts differ: %r %r'
+              % (b, bodies))
+
+
+def test_alias_maildrop_more_than_a_file_holds():
+    """sendmail takes up to 1000 recipients and, with the daemon up, sends
+    them max_recipients a transaction (one queue file each).  With the
+    daemon down they go into one maildrop/ file; the pickup's alias
+    expansion then made it 1001 and the whole message went to corrupt/
+    ('too many or bad recipients'): 1000 recipients lost, sendmail had
+    exited 0.  Now the rest goes into another queue file, as a client
+    sends the rest after a 452."""
+    rcpts = ['u%03d@z.test' % i for i in range(999)]
+    _maildrop_split('aliasmd1k', 'root: a@x.test, b@x.test\n',
+                    rcpts + ['root'], rcpts + ['a@x.test', 'b@x.test'], 2)
+
+
+def test_alias_maildrop_envelope_past_64k():
+    """The same for the envelope's 64 KB (QUEUE_HDR_MAX): 600 long
+    addresses fit in the maildrop file, their aliases do not."""
+    rcpts = ['%s%03d@%s.test' % ('l' * 60, i, 'd' * 35) for i in range(600)]
+    big = ['%s%02d@%s.test' % ('a' * 60, i, 'b' * 40) for i in range(30)]
+    _maildrop_split('aliasmd64k', 'root: %s\n' % ', '.join(big),
+                    rcpts + ['root'], rcpts + big, 2)
+
+
+# The second rename of a new queue file into place fails, as a full disk
+# or an I/O error would fail a commit.
+SECOND_COMMIT_FAILS_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+int
+renameat(int ofd, const char *old, int nfd, const char *new)
+{
+	static int (*real)(int, const char *, int, const char *);
+	static int n;
+
+	if (real == NULL)
+		real = (int (*)(int, const char *, int, const char *))
+		    dlsym(RTLD_NEXT, "renameat");
+	if (strstr(old, "/tmp/") != NULL && ++n == 2) {
+		errno = EIO;
+		return -1;
+	}
+	return real(ofd, old, nfd, new);
+}
+"""
+
+
+def test_alias_maildrop_part_fails_file_kept():
+    """A maildrop file in two queue files whose second commit fails: the
+    file stays for the next scan (a duplicate of the first part is
+    allowed, a loss is not), and the scan after the restart queues all
+    of it."""
+    d = Daemon('aliasmdfail', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, 'root: a@x.test, b@x.test\n')
+    d.write_config()
+    d.start()
+    d.stop()
+    rcpts = ['u%03d@z.test' % i for i in range(999)]
+    p = d.cli('sendmail', *rcpts + ['root'], input=b'Subject: f\n\nx\n')
+    check(p.returncode == 0, 'sendmail (down) exit %d %r'
+          % (p.returncode, p.stderr))
+    md = os.path.join(d.queue_dir, 'maildrop')
+    name = os.listdir(md)
+    d.preload(SECOND_COMMIT_FAILS_SHIM)
+    ok = False
+    try:
+        d.start()
+        d.wait_log(r'queue commit failed; will retry', 8)
+        time.sleep(0.3)
+        q = d.mailq()
+        check(len(q) == 1 and len(rcpts_of(d, q[0]['id'])) == 1000 and
+              os.listdir(md) == name and d.corrupt_files() == [],
+              'queued %r, maildrop %r (want %r), corrupt/ %r'
+              % ([len(m['recipients']) for m in q], os.listdir(md), name,
+                 d.corrupt_files()))
+        d.stop()
+        d.env = None
+        d.start()
+        d.wait_queue(3, timeout=8)
+        deadline = time.time() + 5
+        while os.listdir(md) and time.time() < deadline:
+            time.sleep(0.1)
+        got = set(a for m in d.mailq() for a in rcpts_of(d, m['id']))
+        check(got == set(rcpts + ['a@x.test', 'b@x.test']) and
+              os.listdir(md) == [] and d.corrupt_files() == [],
+              '%d recipients queued, maildrop %r'
+              % (len(got), os.listdir(md)))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)

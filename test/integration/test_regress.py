@@ -277,6 +277,7 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
             'bare LF': b'Subject: x\r\n\r\nline\nsmuggled\r\n',
             'bare CR': b'Subject: x\r\n\r\nline\rsmuggled\r\n',
             'CR at the end': b'Subject: x\r\n\r\nline\r\nend\r',
+            'CR CR LF': b'Subject: x\r\n\r\nline\r\r\n',
             'LF at the start': b'\nSubject: x\r\n\r\nline\r\n',
             'LF dot LF': b'Subject: x\r\n\r\nline\n.\nMAIL FROM:<e@e.test>'
                          b'\r\n',
