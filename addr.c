@@ -572,3 +572,14 @@ addr_domain_lower(const char *in, char *out, size_t outsz)
 	}
 	out[i] = '\0';
 }
+
+int
+addr_list_has(const char *list, size_t len, const char *addr)
+{
+	size_t o;
+
+	for (o = 0; o < len; o += strlen(list + o) + 1)
+		if (strcasecmp(list + o, addr) == 0)
+			return 1;
+	return 0;
+}

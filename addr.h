@@ -54,4 +54,8 @@ socklen_t addr_literal(const char *domain, struct sockaddr_storage *ss,
 /* Lower-case copy of a domain for comparisons. */
 void addr_domain_lower(const char *in, char *out, size_t outsz);
 
+/* addr in a list of len bytes of NUL-ended addresses, compared without
+ * case: one recipient once, at the SMTP door and in the pickup alike. */
+int addr_list_has(const char *list, size_t len, const char *addr);
+
 #endif

@@ -481,7 +481,7 @@ sm_add_addr(void *arg, const char *addr, size_t end)
 		sm->flags |= QF_SMTPUTF8;
 	for (i = 0; i < sm->nrcpt; i++)
 		if (strcasecmp(sm->rcpt[i].addr, out) == 0)
-			return 0;	/* as the daemon's smtp_has_rcpt() */
+			return 0;	/* as the daemon's addr_list_has() */
 	if (sm->nrcpt == QUEUE_MAX_RCPT) {
 		log_cli("sendmail", "too many recipients (at most %d)",
 		    QUEUE_MAX_RCPT);

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,7 +120,6 @@ pickup_file(const char *name)
 	struct pickup_job *job = NULL;
 	char *buf = NULL;
 	unsigned i = 0;
-	size_t o;
 	int fd = -1, n, k, j, rc = -1;
 	uint8_t fresh;			/* w has no recipient yet */
 
@@ -190,12 +188,9 @@ part:
 		if (k < 0)
 			goto bad;
 		for (j = 0; j < k; j++) {
-			/* One copy each, as smtp_has_rcpt() at the SMTP door:
+			/* One copy each, as at the SMTP door:
 			 * two recipients' aliases may meet. */
-			for (o = 0; o < seen.len && strcasecmp(seen.p + o,
-			    exp[j]) != 0; o += strlen(seen.p + o) + 1)
-				;
-			if (o < seen.len)
+			if (addr_list_has(seen.p, seen.len, exp[j]))
 				continue;
 			if (queue_writer_rcpt(w, exp[j]) == -1) {
 				/* w is full: this one begins the next. */

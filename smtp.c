@@ -236,7 +236,6 @@ static int smtp_check_rcpt(struct smtp_session *, const char *);
 static int smtp_own_literal(const char *);
 static int smtp_listens(const struct listen_list *,
     const struct sockaddr_storage *);
-static int smtp_has_rcpt(const struct smtp_session *, const char *);
 static void smtp_qualify(const char *, char *, size_t);
 static void smtp_log_disconnect(struct smtp_session *);
 static void smtp_end(struct smtp_session *);
@@ -1230,18 +1229,6 @@ smtp_listens(const struct listen_list *ll, const struct sockaddr_storage *a)
 	return 0;
 }
 
-static int
-smtp_has_rcpt(const struct smtp_session *s, const char *addr)
-{
-	const char *r;
-	unsigned i;
-
-	for (i = 0, r = s->rcpts; i < s->nrcpt; i++, r += strlen(r) + 1)
-		if (strcasecmp(r, addr) == 0)
-			return 1;
-	return 0;
-}
-
 static void
 smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 {
@@ -1301,7 +1288,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	}
 	for (i = 0; i < nexp; i++) {
 		/* Like Postfix's cleanup: one copy per recipient. */
-		if (smtp_has_rcpt(s, exp[i]))
+		if (addr_list_has(s->rcpts, s->rcpts_len, exp[i]))
 			continue;
 		need = s->rcpts_len + strlen(exp[i]) + 1;
 		if (need > s->rcpts_cap) {

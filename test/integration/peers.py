@@ -43,7 +43,8 @@ DELIVERY_RE = re.compile(
 
 
 def wait_for(pred, timeout, what):
-    """Poll pred() until it returns something true; its value."""
+    """Poll pred() until it returns something true; its value.  what may
+    be a function, for a message that says how things stood at the end."""
     deadline = time.monotonic() + timeout * SLOW
     while True:
         v = pred()
@@ -51,7 +52,8 @@ def wait_for(pred, timeout, what):
             return v
         if time.monotonic() > deadline:
             raise TestFailure('timed out after %.0fs waiting for %s'
-                              % (timeout * SLOW, what))
+                              % (timeout * SLOW,
+                                 what() if callable(what) else what))
         time.sleep(0.05)
 
 
@@ -286,7 +288,7 @@ class Sink:
     def wait_count(self, n, timeout=10.0):
         """Wait until n transactions are dumped; the messages."""
         wait_for(lambda: len(self.done()) >= n, timeout,
-                 '%d message(s) at smtp-sink %s:%d (has %d)'
+                 lambda: '%d message(s) at smtp-sink %s:%d (has %d)'
                  % (n, self.addr, self.port, len(self.done())))
         return self.messages()
 

@@ -196,7 +196,7 @@ def test_alias_self_reference_ends_recursion():
 
 def test_alias_maildrop_folds_duplicates():
     """Two recipients whose aliases meet are one copy from maildrop/ as
-    at the SMTP door (smtp_has_rcpt): 'sendmail root postmaster' with
+    at the SMTP door (addr_list_has): 'sendmail root postmaster' with
     both aliased to admin@example.org queued admin twice while the daemon
     was down, and once while it was up."""
     d = Daemon('aliasmddup', origin='box.test')
