@@ -534,6 +534,61 @@ def stuff(body):
     return b''.join(l + b'\r\n' for l in out) + b'.\r\n'
 
 
+# renameat() with one thing done on the renames that match, for
+# Daemon.preload_rename(): a commit that fails, a slow disk, a crash at a
+# commit.  Matching and counting come from the SHIM_RENAME_* variables.
+RENAME_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *
+env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL ? v : "";
+}
+
+int
+renameat(int ofd, const char *old, int nfd, const char *new)
+{
+	static int (*real)(int, const char *, int, const char *);
+	static int n;
+	const char *what = env("SHIM_RENAME_DO"), *skip;
+	size_t len = strlen(new), sl;
+	int nth = atoi(env("SHIM_RENAME_NTH")), rc;
+	struct timespec ts = { 0, 15000000 };
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "renameat");
+	skip = env("SHIM_RENAME_SKIP");
+	sl = strlen(skip);
+	if (strstr(old, env("SHIM_RENAME_OLD")) == NULL ||
+	    strncmp(new, env("SHIM_RENAME_NEW"),
+	    strlen(env("SHIM_RENAME_NEW"))) != 0 ||
+	    (sl > 0 && len >= sl && strcmp(new + len - sl, skip) == 0) ||
+	    (++n != nth && nth != 0))
+		return real(ofd, old, nfd, new);
+	if (strcmp(what, "fail") == 0) {
+		errno = EIO;
+		return -1;
+	}
+	if (strcmp(what, "sleep") == 0)
+		nanosleep(&ts, NULL);
+	rc = real(ofd, old, nfd, new);
+	if (rc == 0 && strcmp(what, "kill") == 0)
+		kill(getpid(), SIGKILL);
+	return rc;
+}
+"""
+
+
 # --- the daemon ---------------------------------------------------------
 
 class Daemon:
@@ -621,6 +676,15 @@ class Daemon:
         asan = os.environ.get('ASAN_OPTIONS', '')
         return dict(LD_PRELOAD=so, ASAN_OPTIONS='%s%sverify_asan_link_order=0'
                     % (asan, ':' if asan else ''))
+
+    def preload_rename(self, action, nth=0, old='', new='', skip=''):
+        """Runs the daemon with RENAME_SHIM: on the nth renameat() (0:
+        each) whose old name contains old, whose new name starts with new
+        and does not end in skip, action: 'fail' (EIO, not renamed),
+        'sleep' (15 ms first) or 'kill' (SIGKILL once renamed)."""
+        self.preload(RENAME_SHIM, SHIM_RENAME_DO=action,
+                     SHIM_RENAME_NTH=str(nth), SHIM_RENAME_OLD=old,
+                     SHIM_RENAME_NEW=new, SHIM_RENAME_SKIP=skip)
 
     # TLS and AUTH files --------------------------------------------------
     def set_cert(self, name, write=True):

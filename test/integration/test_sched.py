@@ -239,37 +239,6 @@ def test_sched_sigterm_with_the_last_bounce_no_repeat():
             d.cleanup(ok)
 
 
-# SIGKILL right after the rename that commits the Nth queue file (not a
-# state file, ID.st): FERRY_KILL_AT_COMMIT=N.
-KILL_AT_COMMIT_SHIM = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-int
-renameat(int ofd, const char *old, int nfd, const char *new)
-{
-	static int (*real)(int, const char *, int, const char *);
-	static int n;
-	const char *at = getenv("FERRY_KILL_AT_COMMIT");
-	size_t len = strlen(new);
-	int rc;
-
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "renameat");
-	rc = real(ofd, old, nfd, new);
-	if (rc == 0 && at != NULL && (len < 3 || strcmp(new + len - 3,
-	    ".st") != 0) && ++n == atoi(at))
-		kill(getpid(), SIGKILL);
-	return rc;
-}
-"""
-
-
 def test_sched_kill9_at_the_dsn_commit_no_redelivery():
     """kill -9 just after the DSN for the last bounced recipient is
     renamed into the queue (the second commit: the original is the
@@ -279,7 +248,8 @@ def test_sched_kill9_at_the_dsn_commit_no_redelivery():
     at most a second DSN, which this window cannot avoid."""
     with SmtpPeer(policy=_refuse_bad) as p:
         d = smarthost_daemon('kill9bounce', p.port)
-        d.preload(KILL_AT_COMMIT_SHIM, FERRY_KILL_AT_COMMIT='2')
+        # SIGKILL once the second queue file (not a state file) commits.
+        d.preload_rename('kill', nth=2, skip='.st')
         ok = False
         try:
             d.start()
