@@ -1030,8 +1030,11 @@ static void
 deliver_reply(struct deliver *d, int code, int cont, const char *text)
 {
 	char reply[DELIVER_REPLY_MAX];
+	/* A reply's first line names the server: "250-8bitmime.example.org"
+	 * offers nothing (RFC 5321 4.1.1.1). */
+	int first = d->nlines == 0;
 
-	if (d->state == DS_EHLO && code == 250 && cont)
+	if (d->state == DS_EHLO && code == 250 && cont && !first)
 		deliver_ehlo_line(d, text);
 	if (cont) {
 		/* Kept as Postfix logs them, every line with its code: the
@@ -1076,7 +1079,8 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		break;
 	case DS_EHLO:
 		if (code == 250) {
-			deliver_ehlo_line(d, text);
+			if (!first)
+				deliver_ehlo_line(d, text);
 			deliver_greeted(d);
 		} else {
 			deliver_enter_state(d, DS_HELO);
@@ -1152,8 +1156,7 @@ deliver_ehlo_line(struct deliver *d, const char *kw)
 		if (strncasecmp(kw, p, n) != 0)
 			continue;
 		c = kw[n];
-		if (i == 3 ? c != ' ' && c != '=' : i < 3 && c != '\0' &&
-		    c != ' ')
+		if (i == 3 ? c != ' ' && c != '=' : c != '\0' && c != ' ')
 			return;
 		d->ext |= 1u << i;
 		if (1u << i == EXT_SIZE)
@@ -1482,16 +1485,19 @@ deliver_auth_send(struct deliver *d, const char *prefix)
 }
 
 /* A SIGHUP since this connection started may have swapped smarthost
- * and smarthost_auth: send no secret, QUIT and defer, and let the next
- * connection start under the new settings.  1: it is quitting. */
+ * and smarthost_auth: send no secret, QUIT, and let a new connection
+ * start under the new settings.  It closes as one that did its work, so
+ * the smarthost is not backed off and nothing waiting is deferred (a
+ * certificate renewal's SIGHUP deferred the whole queue).  1: it is
+ * quitting. */
 static int
 deliver_reloaded(struct deliver *d)
 {
-	if (d->gen == deliver_gen && deliver_auth_state == DAUTH_OK)
+	if (d->gen == deliver_gen)
 		return 0;
-	deliver_why(d, "4.7.0", "the configuration was reloaded before AUTH; "
-	    "trying again");
-	deliver_quit(d, DR_TEMP);
+	log_info(LP_SMTP, "%s: the configuration was reloaded before AUTH; "
+	    "connecting again", d->peer);
+	deliver_quit(d, DR_OK);
 	return 1;
 }
 

@@ -766,6 +766,27 @@ def test_deliver_8bit_to_server_without_8bitmime():
         check_relayed(msgs[0].body, BODY8H, '8-bit', lf=True)
 
 
+def test_deliver_ehlo_greeting_is_not_a_keyword():
+    """The first line of the EHLO reply names the server; a name that
+    begins with a keyword offers nothing.  A server called
+    8bitmime.peer.test without 8BITMIME was sent BODY=8BITMIME, refused
+    it 555, and the message bounced (its DSN, 8BITMIME too, was then
+    dropped).  A keyword with more after it (SMTPUTF8X) is not one
+    either."""
+    for name, param in (('8bitmime.peer.test', ' BODY=8BITMIME'),
+                        ('SMTPUTF8 peer.test', ' SMTPUTF8'),
+                        ('peer.test', ' BODY=8BITMIME')):
+        with SmtpPeer(name=name, ext=('PIPELINING', 'SIZE 10000000',
+                                      '8BITMIMEX', 'SMTPUTF8X')) as p, \
+                smarthost_daemon('ehloname', p.port) as d:
+            q = send8(d, BODY7, param=param)
+            wait_delivery(d, q, 'sent')
+            t = p.delivered()
+            check(len(t) == 1 and 'BODY=' not in t[0].mail and
+                  'SMTPUTF8' not in t[0].mail,
+                  '%s: MAIL %r' % (name, [x.mail for x in p.txns()]))
+
+
 # --- restart, batching, connections ---------------------------------------------
 
 def test_deliver_restart_with_deferred_mail():
