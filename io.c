@@ -539,9 +539,11 @@ io_on_kick(struct loop_timer *t)
 		io_read(io);
 		return;
 	}
-	/* The fd event may have used the input already: say only what is. */
-	if (io->in_len > 0)
-		io_tell(io, IO_IN);
-	else if (io->eof)
+	/* The fd event may have used the input already: say only what is.
+	 * A close already read comes with the input, as from io_read():
+	 * IO_IN alone would leave a half line waiting for ever. */
+	if (io->eof)
 		io_tell(io, IO_EOF);
+	else if (io->in_len > 0)
+		io_tell(io, IO_IN);
 }

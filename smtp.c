@@ -841,6 +841,13 @@ smtp_flush(struct smtp_session *s)
 	if (s->state == STATE_QUIT && io_queued(s->io) == 0) {
 		smtp_end(s);
 	}
+	/* Drained here, not from the loop: no IO_DRAINED will come, and a
+	 * paused session with nothing to write would sit until its
+	 * timeout. */
+	else if ((s->flags & SF_DRAIN) && io_queued(s->io) == 0) {
+		s->flags &= ~SF_DRAIN;
+		io_resume(s->io);
+	}
 }
 
 static void

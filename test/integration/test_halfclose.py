@@ -3,7 +3,8 @@ test_halfclose.py - clients that say everything at once and shut their
 write side (shutdown(SHUT_WR)) before reading a reply: in clear text and
 inside TLS (the whole batch in one record, then close_notify, then the
 FIN).  What was said before the close counts: the replies still come
-and a complete message is queued (Postfix does the same).
+and a complete message is queued (Postfix does the same); half a command
+after it is lost with the connection, at once.
 """
 
 import socket
@@ -11,7 +12,9 @@ import ssl
 import select
 import time
 
-from ferrytest import (Daemon, check, stuff, short, client_context, SLOW)
+from ferrytest import (Daemon, check, stuff, short, client_context, SLOW,
+                       QID_RE)
+from peers import Sink, wait_for, wait_delivery, wait_removed
 
 BODY = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
         b'Subject: half close\r\n\r\nfirst line\r\n.dot\r\n')
@@ -19,8 +22,8 @@ BATCH = (b'MAIL FROM:<s@example.test>\r\nRCPT TO:<r@relay.test>\r\n'
          b'DATA\r\n' + stuff(BODY))
 
 
-def _tls_daemon(name):
-    return Daemon(name, tls=True, submission=True, smtps=True)
+def _tls_daemon(name, **cfg):
+    return Daemon(name, tls=True, submission=True, smtps=True, **cfg)
 
 
 def _codes(raw):
@@ -224,6 +227,58 @@ def test_halfclose_tls_transaction():
             _check_queued(d, raw, 'TLS quit=%r' % quit,
                           [250, 250, 354, 250] +
                           ([221] if quit else []))
+
+
+LOST = 'lost connection after END-OF-MESSAGE from unknown[127.0.0.1]'
+
+
+def test_halfclose_half_line_after_commit():
+    """The dot, "NOOP" without its CRLF and the close in one go, so the
+    close waits behind the commit (reading paused) and half a line: the
+    250, then the session ends at once as without the pause, not after
+    smtpd_timeout (20 s); the message is relayed once.  In clear, then
+    inside STARTTLS (close_notify and the FIN)."""
+    with Sink() as sink, _tls_daemon(
+            'hc-half', smtpd_timeout='20s',
+            smarthost='[127.0.0.1]:%d' % sink.port) as d:
+        for n, tls in enumerate((False, True)):
+            if tls:
+                s, t = _starttls(d)
+                t.write(BATCH + b'NOOP')
+                t0 = time.monotonic()
+                t.close_notify_and_fin()
+                raw, how = t.read_to_eof(3.0)
+                want = [250, 250, 354, 250]
+            else:
+                s = socket.create_connection(('127.0.0.1', d.port),
+                                             timeout=10)
+                # Corked: the FIN rides on the last data segment, so
+                # the close is there to read with the batch.
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                s.sendall(b'EHLO client.test\r\n' + BATCH + b'NOOP')
+                t0 = time.monotonic()
+                s.shutdown(socket.SHUT_WR)
+                raw, how = _read_to_eof(s, 3.0)
+                want = [220, 250, 250, 250, 354, 250]
+            took = time.monotonic() - t0
+            s.close()
+            what = 'TLS' if tls else 'plain'
+            check(how == 'eof' and _codes(raw) == want,
+                  '%s: %s after %.1fs, replies %r: %s'
+                  % (what, how, took, _codes(raw), short(raw)))
+            wait_for(lambda: d.log_text().count(LOST) == n + 1, 5,
+                     lambda: '%s: %d "%s"; log:\n%s'
+                     % (what, n + 1, LOST, d.log_tail(10)))
+            qid = QID_RE.search(raw.decode()).group(1)
+            wait_delivery(d, qid, 'sent')
+            wait_removed(d, qid)
+            msgs = sink.wait_count(n + 1)
+            check(len(msgs) == n + 1 and
+                  msgs[n].body.endswith(BODY.replace(b'\r\n', b'\n')),
+                  '%s: at the sink: %r' % (what, msgs))
+        check(d.log_text().count(' status=sent ') == 2, 'log:\n%s'
+              % d.log_tail(20))
+        d.check_log()
 
 
 def test_halfclose_tls_quit_only():
