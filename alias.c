@@ -15,6 +15,7 @@
 
 #define ALIAS_KEY_MAX	64	/* a local part, RFC 5321 §4.5.3.1.1 */
 #define ALIAS_ADDR_MAX	512
+#define ALIAS_BAD_LIST	"empty or bad address list"
 
 struct alias_entry {
 	char key[ALIAS_KEY_MAX + 1];
@@ -27,7 +28,7 @@ struct alias_table {
 };
 
 static int alias_add(struct alias_table *, const char *, size_t,
-    const char *, size_t);
+    const char *, size_t, const char **);
 static const struct alias_entry *alias_find(const struct alias_table *,
     const char *, size_t);
 static int alias_walk(const struct alias_table *, const char *,
@@ -52,7 +53,7 @@ alias_parse(const char *name, const char *text, size_t len, char *err,
 	struct alias_table *t;
 	char *logical = NULL;
 	size_t pos = 0, line = 0, start_line = 0, llen = 0, n, k, i;
-	const char *l;
+	const char *l, *why;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
 	    (logical = malloc(len + 1)) == NULL) {
@@ -116,11 +117,10 @@ alias_parse(const char *name, const char *text, size_t len, char *err,
 					goto fail;
 				}
 			if (alias_add(t, logical, klen, logical + v,
-			    llen - v) == -1) {
+			    llen - v, &why) == -1) {
 				alias_err(err, errsz, name, start_line,
 				    errno == EEXIST ? "alias defined twice" :
-				    errno == EINVAL ? "empty or bad address "
-				    "list" : "out of memory");
+				    errno == EINVAL ? why : "out of memory");
 				goto fail;
 			}
 			llen = 0;
@@ -144,31 +144,48 @@ fail:
 /*
  * The next address in a value (separated by blanks and commas), with or
  * without its angle brackets, into addr (ALIAS_ADDR_MAX).  1: one was
- * read, 0: none left, -1: a bad one (*why says why).
+ * read, 0: none left, -1: a bad one.  *why is set only for a form
+ * refused by name; for any other bad address the caller's stays.
  */
 static int
 alias_next(const char *v, size_t len, size_t *pos, char *addr,
     const char **why)
 {
 	char path[ALIAS_ADDR_MAX + 2];
-	size_t i = *pos, j;
+	size_t i = *pos, j, k;
+	char prev = i > 0 ? v[i - 1] : ',';	/* the last word's end */
 
 	while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-		i++;
+		if (v[i++] == ',')
+			prev = ',';
 	for (j = i; j < len && v[j] != ' ' && v[j] != '\t' && v[j] != ',';
 	    j++)
 		;
 	*pos = j;
 	if (j == i)
 		return 0;
-	if (j - i + 3 > sizeof(path)) {
-		*why = "address too long";
+	/* sendmail's and Postfix's |command, /file and :include: (quoted or
+	 * not): "|cmd" and "/file" are valid local parts, so they would go
+	 * to origin.  ferry delivers nothing locally. */
+	k = i + (v[i] == '<' || v[i] == '"');
+	if (k < j && (v[k] == '|' || v[k] == '/' || v[k] == ':')) {
+		*why = "no local delivery (|command, /file, :include:)";
 		return -1;
 	}
+	/* "John Doe <j@x>" would be three addresses, two of them wrong.
+	 * Rather than parse RFC 5322 phrases, a <path> and a word without
+	 * brackets must not share a comma-separated item; blank-separated
+	 * lists of either kind still work. */
+	if (prev != ',' && (v[i] == '<') != (prev == '>')) {
+		*why = "no display names: one address between commas";
+		return -1;
+	}
+	if (j - i + 3 > sizeof(path))
+		return -1;
 	snprintf(path, sizeof(path), v[i] == '<' ? "%.*s" : "<%.*s>",
 	    (int)(j - i), v + i);
 	if (addr_parse_path(path, strlen(path), ADDR_BARE_OK | ADDR_UTF8, addr,
-	    ALIAS_ADDR_MAX, why) < 0)
+	    ALIAS_ADDR_MAX, NULL) < 0)
 		return -1;
 	return 1;
 }
@@ -177,15 +194,15 @@ alias_next(const char *v, size_t len, size_t *pos, char *addr,
  * file fails at load, not at delivery. */
 static int
 alias_add(struct alias_table *t, const char *key, size_t klen,
-    const char *val, size_t vlen)
+    const char *val, size_t vlen, const char **why)
 {
 	struct alias_entry *e;
 	char addr[ALIAS_ADDR_MAX];
-	const char *why;
 	size_t i = 0, cnt = 0;
 	int r;
 
-	while ((r = alias_next(val, vlen, &i, addr, &why)) == 1)
+	*why = ALIAS_BAD_LIST;
+	while ((r = alias_next(val, vlen, &i, addr, why)) == 1)
 		cnt++;
 	if (r == -1 || cnt == 0) {
 		errno = EINVAL;
@@ -349,7 +366,7 @@ alias_expand(const struct alias_table *t, const char *addr,
 {
 	int n = 0;
 
-	*why = NULL;
+	*why = ALIAS_BAD_LIST;	/* what alias_next() leaves */
 	if (alias_walk(t, addr, origin, out, max, &n, 0, why, NULL) == -1)
 		return -1;
 	return n;

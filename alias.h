@@ -4,7 +4,10 @@
  * mailbox.
  *
  * Keys are local parts, matched case-insensitively, for addresses
- * without a domain or in `origin`.  Values are lists of addresses; a bare
+ * without a domain or in `origin`.  Values are lists of addresses
+ * (commas and/or blanks between them) and nothing else: a display name
+ * (`John Doe <j@x>`), |command, /file or :include: is refused at load,
+ * as ferry delivers nothing locally.  A bare
  * one is looked up again (chains), up to ALIAS_DEPTH_MAX levels and
  * ALIAS_EXPAND_MAX addresses in all, but not in its own list, where it
  * is final (`root: root, admin@example.org`, as in Postfix).  Comments

@@ -107,6 +107,36 @@ def test_alias_loop_or_too_long_refused_at_load():
               'after a refused reload %r' % rcpts_of(d, qid))
 
 
+def test_alias_local_forms_and_display_names_refused():
+    """'root: |/usr/bin/procmail' (a valid local part) was queued for
+    |/usr/bin/procmail@origin, and 'root: John Doe <j@x.test>' mailed
+    John and Doe at origin as well as j@x.test.  ferry delivers nothing
+    locally and takes no display names: newaliases and the start refuse
+    the file (78) naming its line, and a SIGHUP keeps the running
+    aliases."""
+    d = Daemon('aliaslocal', origin='box.test')
+    for line, why in (('root: |/usr/bin/procmail', 'no local delivery'),
+                      ('root: John Doe <j@x.test>', 'no display names')):
+        path = write_aliases(d, 'postmaster: root\n' + line + '\n')
+        d.cfg['aliases'] = path
+        d.write_config()
+        for args in (('newaliases',), ('serve',)):
+            p = d.cli(*args)
+            said = (p.stderr.decode(errors='replace') + d.log_text())
+            check(p.returncode == 78 and '%s:2: aliases: %s' % (path, why)
+                  in said, '%s %r: exit %d %r' % (args[0], line,
+                                                 p.returncode, said[-500:]))
+    write_aliases(d, ALIASES)
+    with d:
+        write_aliases(d, ALIASES + 'abuse: |/usr/bin/procmail\n')
+        os.kill(d.proc.pid, signal.SIGHUP)
+        d.wait_log(r'aliases:6: aliases: no local delivery', 10)
+        qid = d.send_message(b'Subject: r\r\n\r\nx\r\n',
+                             rcpts=('root', 'abuse'))
+        check(rcpts_of(d, qid) == ['abuse@box.test', 'admin@example.org'],
+              'after a refused reload %r' % rcpts_of(d, qid))
+
+
 def test_alias_longer_than_max_recipients():
     """An alias of more addresses than max_recipients is taken as the
     first recipient (it would get 452 for ever otherwise); the limit

@@ -139,6 +139,82 @@ test_errors(void)
 	return 0;
 }
 
+/*
+ * sendmail's and Postfix's local forms - |command, /file, :include: -
+ * were read as addresses: "|/usr/bin/procmail" is a valid local part
+ * and went to |/usr/bin/procmail@origin.  A display name was split into
+ * words, each an address: "John Doe <j@x>" mailed John and Doe at
+ * origin as well as j@x.  Each is refused at load, naming the line.
+ */
+static int
+test_local_forms_refused(void)
+{
+	static const char *const local[] = {
+		"root: |/usr/bin/procmail\n",
+		"root: \"|/usr/bin/procmail -a\"\n",
+		"root: |\"/usr/bin/procmail -a\"\n",
+		"x: a@x.test\nroot: /var/mail/root\n",
+		"root: a@x.test, \"/var/mail/root\"\n",
+		"root: :include:/etc/list\n",
+		"root: :include: /etc/list\n",
+		"root: <|/bin/cat>\n",
+	}, *const names[] = {
+		"root: John Doe <j@x.test>\n",
+		"root: John <j@x.test>\n",
+		"root: \"John\" <j@x.test>\n",
+		"x: a@x.test\nroot: a@x.test, Doe <j@x.test>\n",
+		"root: <j@x.test> John\n",
+		"root: <j@x.test> <k@x.test> John\n",
+		"root: John\n  <j@x.test>\n",
+	};
+	char err[256], want[128];
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < sizeof(local) / sizeof(local[0]) +
+	    sizeof(names) / sizeof(names[0]); i++) {
+		const char *text = i < sizeof(local) / sizeof(local[0]) ?
+		    local[i] : names[i - sizeof(local) / sizeof(local[0])];
+
+		snprintf(want, sizeof(want), "aliases:%d: aliases: %s",
+		    text[0] == 'x' ? 2 : 1,
+		    i < sizeof(local) / sizeof(local[0]) ?
+		    "no local delivery (|command, /file, :include:)" : "no display names");
+		err[0] = '\0';
+		if (parse(text, err, sizeof(err)) != NULL ||
+		    strncmp(err, want, strlen(want)) != 0) {
+			fprintf(stderr, "  %s  -> %s\n", text, err);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+/* What loaded before still loads: bare names, a@b, <a@b>, lists by
+ * commas and/or blanks, quoted local parts. */
+static int
+test_forms_kept(void)
+{
+	char err[256];
+	struct alias_table *t = parse("k1: <a@x.test>\n"
+	    "k2: <a@x.test> <b@x.test>,<c@x.test>\n"
+	    "k3: <a@x.test>, b, c@x.test d\n"
+	    "k4: \"john.doe\"@x.test, \"a>\"@x.test \"x|y\"@x.test\n"
+	    "k5: user@[127.0.0.1] ops/x@x.test\n", err, sizeof(err));
+
+	if (t == NULL)
+		fprintf(stderr, "  %s\n", err);
+	CHECK(t != NULL);
+	CHECK_STR(expand(t, "k1"), "a@x.test");
+	CHECK_STR(expand(t, "k2"), "a@x.test b@x.test c@x.test");
+	CHECK_STR(expand(t, "k3"), "a@x.test b@box.test c@x.test d@box.test");
+	CHECK_STR(expand(t, "k4"), "\"john.doe\"@x.test \"a>\"@x.test "
+	    "\"x|y\"@x.test");
+	CHECK_STR(expand(t, "k5"), "user@[127.0.0.1] ops/x@x.test");
+	alias_free(t);
+	return 0;
+}
+
 static int
 test_no_table(void)
 {
@@ -152,6 +228,10 @@ static const struct t_case cases[] = {
 	{ "continuation lines, duplicates", test_continuation_and_dedup },
 	{ "loops and the expansion limit", test_loops_and_limits },
 	{ "errors name file, line and what", test_errors },
+	{ "|command, /file, :include:, display names refused",
+	    test_local_forms_refused },
+	{ "addresses, <addresses>, lists, quoted parts load",
+	    test_forms_kept },
 	{ "no aliases file", test_no_table },
 };
 
