@@ -1501,6 +1501,22 @@ deliver_reloaded(struct deliver *d)
 	return 1;
 }
 
+/* The reply's enhanced status code into dsn (16 bytes), if it has one
+ * in RFC 3463's syntax ("5.x junk" or "5.99999.1" would reach the log as
+ * dsn=).  0: it has none, dsn is as it was. */
+static int
+deliver_enh(const char *reply, char *dsn)
+{
+	const char *t;
+	size_t k = reply_enh_code(reply, &t);
+
+	if (k == 0 || k >= sizeof(((struct deliver_rcpt *)0)->dsn))
+		return 0;
+	memcpy(dsn, t, k);
+	dsn[k] = '\0';
+	return 1;
+}
+
 /* A reply in DS_AUTH: 334 asks for the next part, 235 is success, and
  * anything else ends this connection with a deferral, so the smarthost
  * backs off instead of seeing one failed login per queued message. */
@@ -1508,8 +1524,6 @@ static void
 deliver_auth_reply(struct deliver *d, int code, const char *reply)
 {
 	char dsn[16] = "4.7.0";
-	const char *t;
-	size_t k;
 
 	if (code == 235) {
 		log_trace(TRACE_DELIVER, "deliver %p: authenticated as %s",
@@ -1531,11 +1545,8 @@ deliver_auth_reply(struct deliver *d, int code, const char *reply)
 	 * (Postfix's smtp_sasl_auth_soft_bounce): a wrong password is the
 	 * admin's to fix, and bouncing the queue would not fix it.  Only
 	 * a code in RFC 3463's syntax: it reaches the log as dsn=. */
-	if ((k = reply_enh_code(reply, &t)) > 0 && k < sizeof(dsn)) {
-		memcpy(dsn, t, k);
-		dsn[k] = '\0';
+	if (deliver_enh(reply, dsn))
 		dsn[0] = '4';
-	}
 	log_warnx(LP_SMTP, "SASL authentication failed; server %s said: %s",
 	    d->peer, reply);
 	deliver_why(d, dsn, "SASL authentication failed; server %s said: %s",
@@ -1555,9 +1566,6 @@ static void
 deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
     const char *reply, const char *dsn, const char *cmd)
 {
-	const char *t;
-	size_t k;
-
 	r->result = code / 100 == 2 ? DR_OK : code / 100 == 5 ? DR_PERM :
 	    DR_TEMP;
 	textfile_copy(r->reply, sizeof(r->reply), reply);
@@ -1569,14 +1577,10 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		deliver_fmt(r->reply, sizeof(r->reply), REPLY_SAID_PEER,
 		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
-	 * there in RFC 3463's syntax ("5.x junk" or "5.99999.1" would
-	 * reach the log as dsn=).  Else the class of the result: a 3xx
-	 * out of place is deferred, and "3.0.0" is no status code. */
-	if ((k = reply_enh_code(reply, &t)) > 0 && k < sizeof(r->dsn)) {
-		memcpy(r->dsn, t, k);
-		r->dsn[k] = '\0';
+	 * there.  Else the class of the result: a 3xx out of place is
+	 * deferred, and "3.0.0" is no status code. */
+	if (deliver_enh(reply, r->dsn))
 		return;
-	}
 	snprintf(r->dsn, sizeof(r->dsn), "%c.0.0", "245"[r->result]);
 }
 
@@ -1871,8 +1875,14 @@ deliver_lost(struct deliver *d, const char *what)
 		return;
 	}
 	if (d->txn) {
-		deliver_set_rest(d, 451, reason, "4.4.2", NULL);
-		deliver_fail_open(d, DR_TEMP, "4.4.2", reason);
+		/* A server's 421 brings its own code ("421 4.3.2 shutting
+		 * down": dsn=4.3.2), as Postfix logs it. */
+		char dsn[16] = "4.4.2";
+
+		if (deliver_enh(what, dsn) && dsn[0] != '4')
+			memcpy(dsn, "4.4.2", 6);
+		deliver_set_rest(d, 451, reason, dsn, NULL);
+		deliver_fail_open(d, DR_TEMP, dsn, reason);
 		return;
 	}
 	if (d->state == DS_QUIT) {
