@@ -271,14 +271,18 @@ dns_channel_open(void)
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	/* Names are FQDNs: no search list, no HOSTALIASES. */
-	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	/* Names are FQDNs: no search list, no HOSTALIASES.  EDNS as our
+	 * OPT record says: without it c-ares 1.18 drops a UDP answer past
+	 * 512 bytes (most signed ones) and asks again over TCP. */
+	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_EDNS;
+	o.ednspsz = DNS_EDNS_UDP;
 	o.timeout = DNS_TIMEOUT_MS;
 	o.tries = DNS_TRIES;
 	o.sock_state_cb = dns_on_sock_state;
 	o.sock_state_cb_data = NULL;
 	if ((rc = ares_init_options(&dns_channel, &o, ARES_OPT_FLAGS |
-	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB)) !=
+	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB |
+	    ARES_OPT_EDNSPSZ)) !=
 	    ARES_SUCCESS) {
 		dns_channel = NULL;
 		if (dns_failing++ == 0)

@@ -412,9 +412,11 @@ class AdServer:
     """UDP DNS server answering every query with the AD bit set (a
     validating resolver's "secure"), recording for each query its type,
     AD bit, and its OPT record's DO bit and payload size (None: no OPT).
-    Answers: MX 10 mx.ad.test, A 127.0.0.9, AAAA NODATA, TLSA 3 1 1."""
+    Answers: MX 10 mx.ad.test, A 127.0.0.9, AAAA NODATA, TLSA 3 1 1
+    (tlsa of them, the first TLSA_311).  No TCP."""
 
-    def __init__(self):
+    def __init__(self, tlsa=1):
+        self.tlsa = tlsa
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(('127.0.0.1', 0))
         self.sock.settimeout(0.2)
@@ -454,6 +456,8 @@ class AdServer:
             rrs = [(T_A, bytes([127, 0, 0, 9]))]
         elif qtype == T_TLSA:
             rrs = [(T_TLSA, bytes([3, 1, 1]) + bytes.fromhex(TLSA_311))]
+            rrs += [(T_TLSA, bytes([3, 1, 1, i]) * 8)
+                    for i in range(1, self.tlsa)]
         else:
             rrs = []
         head = pkt[0:2] + bytes([0x80 | (pkt[2] & 0x01), 0x80 | DNS_AD]) \
@@ -509,6 +513,25 @@ def test_dns_queries_ask_dnssec():
               'dnssec = no: %r' % lines)
         check(len(s.queries) == 2 and all(q.get('do') for q in s.queries),
               'dnssec = no queries: %r' % s.queries)
+    finally:
+        s.close()
+
+
+def test_dns_udp_answer_past_512_bytes():
+    """An answer over UDP of more than 512 bytes and at most the 1,232
+    our EDNS record offers is taken as it is: c-ares 1.18 without
+    ARES_FLAG_EDNS dropped it and asked again over TCP, so most signed
+    answers cost two queries, and a resolver serving UDP only (this one)
+    failed every such lookup."""
+    s = AdServer(tlsa=20)
+    try:
+        lines = dnsq(['tlsa', 'mx.ad.test', '25'],
+                     ['127.0.0.1:%d' % s.port], timeout=20)
+        check(len(lines) == 1 and lines[0].startswith(
+              'OK secure=1 3 1 1 ' + TLSA_311) and
+              lines[0].count(' 3 1 1 ') == 20,
+              '20 TLSA records (%d bytes) over UDP: %r'
+              % (12 + 20 * 47, lines))
     finally:
         s.close()
 
