@@ -25,6 +25,13 @@
 #error "ferry needs mbedTLS 2.28 or newer"
 #endif
 #define COMPAT_MBEDTLS3	(MBEDTLS_VERSION_NUMBER >= 0x03000000)
+/* A certificate's raw SubjectPublicKeyInfo, what selector 1 and the
+ * spki fingerprints hash: 3.0 alone made it private (public since 3.1). */
+#if COMPAT_MBEDTLS3 && MBEDTLS_VERSION_NUMBER < 0x03010000
+#define COMPAT_PK_RAW(crt)	((crt)->MBEDTLS_PRIVATE(pk_raw))
+#else
+#define COMPAT_PK_RAW(crt)	((crt)->pk_raw)
+#endif
 
 #if ARES_VERSION < 0x011000
 #error "ferry needs c-ares 1.16 or newer"

@@ -40,22 +40,16 @@
 
 /*
  * mbedTLS 3.x renamed the one-shot digests (the 2.x names returned void
- * before 2.7 and gained _ret), and 3.0 alone made pk_raw private; the raw
- * SubjectPublicKeyInfo is what RFC 6698 selector 1 hashes, so it is read
- * as it was sent rather than re-encoded with mbedtls_pk_write_pubkey_der.
+ * before 2.7 and gained _ret).  The raw SubjectPublicKeyInfo
+ * (COMPAT_PK_RAW) is what RFC 6698 selector 1 hashes, so it is read as
+ * it was sent rather than re-encoded with mbedtls_pk_write_pubkey_der.
  */
 #if COMPAT_MBEDTLS3
 #define DANE_SHA256(in, n, out)	mbedtls_sha256((in), (n), (out), 0)
 #define DANE_SHA512(in, n, out)	mbedtls_sha512((in), (n), (out), 0)
-#if MBEDTLS_VERSION_NUMBER >= 0x03010000	/* public again since 3.1 */
-#define DANE_PK_RAW(crt)	((crt)->pk_raw)
-#else
-#define DANE_PK_RAW(crt)	((crt)->MBEDTLS_PRIVATE(pk_raw))
-#endif
 #else
 #define DANE_SHA256(in, n, out)	mbedtls_sha256_ret((in), (n), (out), 0)
 #define DANE_SHA512(in, n, out)	mbedtls_sha512_ret((in), (n), (out), 0)
-#define DANE_PK_RAW(crt)	((crt)->pk_raw)
 #endif
 
 /* The peer's chain as mbedTLS sees it: crt[i] is NULL for a certificate
@@ -236,8 +230,8 @@ dane_tlsa_data(const uint8_t *der, size_t len, int selector, int mtype,
 		p = crt.raw.p;
 		n = crt.raw.len;
 	} else if (selector == DANE_SEL_SPKI) {
-		p = DANE_PK_RAW(&crt).p;
-		n = DANE_PK_RAW(&crt).len;
+		p = COMPAT_PK_RAW(&crt).p;
+		n = COMPAT_PK_RAW(&crt).len;
 	} else
 		goto done;
 	if (mtype == DANE_MATCH_SHA256) {
@@ -300,8 +294,8 @@ dane_selected(const struct dane_cert *c, const mbedtls_x509_crt *crt,
 		return c->der != NULL ? 0 : -1;
 	}
 	if (selector == DANE_SEL_SPKI && crt != NULL) {
-		*p = DANE_PK_RAW(crt).p;
-		*n = DANE_PK_RAW(crt).len;
+		*p = COMPAT_PK_RAW(crt).p;
+		*n = COMPAT_PK_RAW(crt).len;
 		return 0;
 	}
 	return -1;

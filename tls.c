@@ -938,7 +938,8 @@ tls_peer_record(struct tls_conn *c, const mbedtls_x509_crt *crt)
 	if (crt == NULL || crt->raw.p == NULL)
 		return;
 	TLS_SHA256(crt->raw.p, crt->raw.len, c->peer.fp_cert);
-	TLS_SHA256(crt->pk_raw.p, crt->pk_raw.len, c->peer.fp_spki);
+	TLS_SHA256(COMPAT_PK_RAW(crt).p, COMPAT_PK_RAW(crt).len,
+	    c->peer.fp_spki);
 	c->peer.cn[0] = '\0';
 	for (n = &crt->subject; n != NULL; n = n->next) {
 		if (n->oid.p == NULL || MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN,
