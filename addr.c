@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -463,7 +464,7 @@ addr_parse_path(const char *s, size_t len, unsigned flags,
 	}
 	/* §4.1.1.2/§4.1.1.3: the path ends the line or a SP starts the
 	 * parameters; "<a@b>x" must not leave "x" to look like one. */
-	if (sc.pos < sc.len && sc.s[sc.pos] != ' ') {
+	if (sc.pos < sc.len && (sc.s[sc.pos] != ' ' || flags & ADDR_ALONE)) {
 		addr_fail(&sc, "junk after address");
 		goto done;
 	}
@@ -582,4 +583,12 @@ addr_list_has(const char *list, size_t len, const char *addr)
 		if (strcasecmp(list + o, addr) == 0)
 			return 1;
 	return 0;
+}
+
+void
+addr_qualify(const char *addr, const char *origin, char *out, size_t outsz)
+{
+	if (addr_domain(addr) != NULL || (size_t)snprintf(out, outsz, "%s@%s",
+	    addr, origin) >= outsz)
+		snprintf(out, outsz, "%s", addr);
 }

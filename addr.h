@@ -22,6 +22,9 @@
 #define ADDR_UTF8	0x1u	/* SMTPUTF8 given: UTF-8 allowed (RFC 6531) */
 #define ADDR_NULL_OK	0x2u	/* "<>" allowed (MAIL FROM) */
 #define ADDR_BARE_OK	0x4u	/* "postmaster" without a domain (RCPT) */
+#define ADDR_ALONE	0x8u	/* the path, no parameters: an address read
+				   from a file or argument, where what
+				   follows a SP would reach the relay */
 
 int addr_parse_path(const char *s, size_t len, unsigned flags,
     char *out, size_t outsz, const char **why);
@@ -53,6 +56,11 @@ socklen_t addr_literal(const char *domain, struct sockaddr_storage *ss,
 
 /* Lower-case copy of a domain for comparisons. */
 void addr_domain_lower(const char *in, char *out, size_t outsz);
+
+/* A bare local part gets @origin (root -> root@origin), at the SMTP door
+ * and in the pickup; an address too long for that stays as it is. */
+void addr_qualify(const char *addr, const char *origin, char *out,
+    size_t outsz);
 
 /* addr in a list of len bytes of NUL-ended addresses, compared without
  * case: one recipient once, at the SMTP door and in the pickup alike. */

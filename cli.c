@@ -468,12 +468,12 @@ sm_add_addr(void *arg, const char *addr, size_t end)
 	else
 		n = snprintf(path, sizeof(path), "<%s>", addr);
 	if (n < 0 || (size_t)n >= sizeof(path) ||
-	    addr_parse_path(path, (size_t)n, ADDR_UTF8, out, sizeof(out),
-	    &why) != n) {
+	    addr_parse_path(path, (size_t)n, ADDR_UTF8 | ADDR_ALONE, out,
+	    sizeof(out), &why) < 0) {
 		if (n < 0 || (size_t)n >= sizeof(path))
 			why = "address too long";
 		log_cli("sendmail", "bad %s address: %s: %s",
-		    sm->where, addr, why != NULL ? why : "bad syntax");
+		    sm->where, addr, why);
 		sm->addr_bad = 1;
 		return -1;
 	}

@@ -111,17 +111,16 @@ static int
 pickup_file(const char *name)
 {
 	char path[sizeof("maildrop/") + NAME_MAX], hdr[HDR_RECEIVED_MAX];
-	char exp[PICKUP_ALIAS_MAX][512];
+	char exp[PICKUP_ALIAS_MAX][512], addr[QUEUE_ADDR_MAX + 2];
 	struct queue_info info;
 	struct queue_writer *w = NULL;
 	struct stat st;
 	struct msg_buf seen = { NULL, 0, 0 };
 	const char *why = NULL;
 	struct pickup_job *job = NULL;
-	char *buf = NULL;
+	char *buf = NULL, *a;
 	unsigned i = 0;
 	int fd = -1, n, k, j, rc = -1;
-	uint8_t fresh;			/* w has no recipient yet */
 
 	/* All queue_info_free() needs before queue_parse() fills it. */
 	info.rcpt = NULL;
@@ -167,46 +166,74 @@ pickup_file(const char *name)
 		why = "bare CR or LF in the message";
 		goto bad;
 	}
-	/* The name under maildrop/, for pickup_on_commit() to remove. */
-	if ((job = calloc(1, sizeof(*job))) == NULL)
-		goto werr;
-	memcpy(job->name, name, sizeof(job->name));
 	/* Past a queue file's limits the rest goes into another, as the
-	 * SMTP door's 452 has a client send it in another transaction. */
+	 * SMTP door's 452 has a client send it in another transaction.
+	 * A first pass, with no job and no w, only checks: all that can
+	 * refuse the file does so before a part is committed (a file in
+	 * corrupt/ went in no part, and re-injecting it by hand repeats
+	 * nothing).  The later passes check the same bytes again. */
 part:
-	if ((w = queue_writer_new(NULL, info.sender, info.flags &
-	    (QF_8BITMIME | QF_SMTPUTF8), st.st_uid, "local")) == NULL) {
+	if (job != NULL && (w = queue_writer_new(NULL, info.sender,
+	    info.flags & (QF_8BITMIME | QF_SMTPUTF8), st.st_uid, "local")) ==
+	    NULL) {
 		log_warn(LP_PICKUP, "%s: cannot create queue file", name);
 		goto out;
 	}
 	/* Expanded again from the recipient that did not fit: those
-	 * queued already are in seen. */
-	for (fresh = 1; i < info.nrcpt; i++) {
-		/* Qualified and aliased, as at the SMTP door. */
-		k = alias_expand(pickup_aliases, info.rcpt[i].address,
-		    pickup_conf->origin, exp, PICKUP_ALIAS_MAX, &why);
-		if (k < 0)
+	 * queued already are in seen.  The sender is checked last. */
+	for (;; i++) {
+		a = i < info.nrcpt ? info.rcpt[i].address : info.sender;
+		/* As the SMTP door reads MAIL and RCPT (SMTPUTF8 as the
+		 * file says), rewritten in place without a source route:
+		 * anyone may leave a file here, and a hand-made
+		 * "a@b> NOTIFY=SUCCESS" must not reach the relay's
+		 * RCPT TO:<...>.  Here, not in queue_parse(): only this
+		 * door takes files ferry did not write from checked paths.
+		 * One flag set for all: <> passes for a recipient too, but
+		 * queue_parse() has refused an empty one. */
+		n = snprintf(addr, sizeof(addr), "<%s>", a);
+		if (addr_parse_path(addr, (size_t)n, ADDR_ALONE |
+		    ADDR_NULL_OK | ADDR_BARE_OK | (info.flags & QF_SMTPUTF8 ?
+		    ADDR_UTF8 : 0), a, QUEUE_ADDR_MAX, &why) < 0)
 			goto bad;
-		for (j = 0; j < k; j++) {
+		if (a == info.sender) {
+			/* A bare one gets @origin, as at the SMTP door. */
+			if (a[0] != '\0') {
+				addr_qualify(a, pickup_conf->origin, addr,
+				    QUEUE_ADDR_MAX);
+				memcpy(a, addr, QUEUE_ADDR_MAX);
+			}
+			break;
+		}
+		/* Qualified and aliased, as at the SMTP door. */
+		if ((k = alias_expand(pickup_aliases, a, pickup_conf->origin,
+		    exp, PICKUP_ALIAS_MAX, &why)) < 0)
+			goto bad;
+		for (j = 0; w != NULL && j < k; j++) {
 			/* One copy each, as at the SMTP door:
 			 * two recipients' aliases may meet. */
 			if (addr_list_has(seen.p, seen.len, exp[j]))
 				continue;
+			/* w is full: this one begins the next.  Checked in
+			 * the first pass, an address fits an empty w (one
+			 * left empty fails in queue_writer_body(), kept). */
 			if (queue_writer_rcpt(w, exp[j]) == -1) {
-				/* w is full: this one begins the next. */
-				if (errno == E2BIG && !fresh)
+				if (errno == E2BIG)
 					goto full;
-				if (errno != E2BIG && errno != EINVAL)
-					goto werr;
-				/* Will never fit: do not retry forever. */
-				why = "too many or bad recipients";
-				goto bad;
+				goto werr;
 			}
 			if (msg_buf_add(&seen, exp[j], strlen(exp[j]) + 1) ==
 			    -1)
 				goto werr;
-			fresh = 0;
 		}
+	}
+	if (job == NULL) {
+		/* The name under maildrop/, for pickup_on_commit(). */
+		if ((job = calloc(1, sizeof(*job))) == NULL)
+			goto werr;
+		memcpy(job->name, name, sizeof(job->name));
+		i = 0;
+		goto part;
 	}
 full:
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
@@ -235,9 +262,10 @@ bad:
 	rc = queue_quarantine(path, why);
 out:
 	queue_writer_abort(w);		/* NULL: nothing */
-	/* Failed with parts queued: the file is kept, in maildrop/ (the
-	 * next scan queues those parts again, as after a failed commit)
-	 * or in corrupt/.  The last part's callback frees the job. */
+	/* Failed with parts queued (a write error: a refusal came in the
+	 * first pass): the file is kept in maildrop/, and the next scan
+	 * queues those parts again, as after a failed commit.  The last
+	 * part's callback frees the job. */
 	if (job != NULL && (job->failed = 1, job->parts == 0))
 		free(job);
 	queue_info_free(&info);

@@ -1284,9 +1284,9 @@ queue_parse(const char *buf, size_t len, struct queue_info *info,
 
 	if (why == NULL)
 		why = &dummy;
-	if (len == 0)	/* no arithmetic on a possibly NULL buf */
-		return parse_image(buf, 0, buf, 0, 0, info, why);
-	return parse_image(buf, hlen, buf + len - tlen, tlen, len, info, why);
+	/* No arithmetic on a possibly NULL buf when len is 0. */
+	return parse_image(buf, hlen, len != 0 ? buf + len - tlen : buf, tlen,
+	    len, info, why);
 }
 
 void

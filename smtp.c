@@ -236,7 +236,6 @@ static int smtp_check_rcpt(struct smtp_session *, const char *);
 static int smtp_own_literal(const char *);
 static int smtp_listens(const struct listen_list *,
     const struct sockaddr_storage *);
-static void smtp_qualify(const char *, char *, size_t);
 static void smtp_log_disconnect(struct smtp_session *);
 static void smtp_end(struct smtp_session *);
 static void smtp_ok(struct smtp_session *, enum cmd_verb);
@@ -1094,7 +1093,8 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	if (addr[0] != '\0')
-		smtp_qualify(addr, s->sender, sizeof(s->sender));
+		addr_qualify(addr, smtp_conf->origin, s->sender,
+		    sizeof(s->sender));
 	else
 		s->sender[0] = '\0';
 	s->declared_size = p.has_size ? p.size : 0;
@@ -1138,16 +1138,6 @@ smtp_path(const struct cmd *c, unsigned flags, char *addr,
 	return 0;
 }
 
-/* Bare local parts get @origin (root -> root@origin). */
-static void
-smtp_qualify(const char *addr, char *out, size_t outsz)
-{
-	if (addr_domain(addr) == NULL &&
-	    (size_t)snprintf(out, outsz, "%s@%s", addr, smtp_conf->origin) <
-	    outsz)
-		return;
-	textfile_copy(out, outsz, addr);
-}
 
 /*
  * Relay policy: trusted clients (relay_networks, the local socket) may
@@ -1258,7 +1248,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, (enum smtp_reply)r, why);
 		return;
 	}
-	smtp_qualify(addr, full, sizeof(full));
+	addr_qualify(addr, smtp_conf->origin, full, sizeof(full));
 	/* §4.5.1: <postmaster> without a domain is taken from anyone.
 	 * Refused relaying counts as an error, as in Postfix, so a client
 	 * cannot probe for ever. */

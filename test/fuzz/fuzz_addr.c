@@ -3,7 +3,7 @@
  * one byte choosing the output size (2..257, allocated exactly so ASan
  * sees any overrun), then the path text.  Beyond "no crash" it checks
  * the contract: the consumed length ends on '>' followed by SP or the
- * end, the output is terminated and clean, and parsing "<output>" again
+ * end (the end only under ADDR_ALONE), the output is terminated and clean, and parsing "<output>" again
  * gives the same output (the route is gone, nothing else changed); a
  * literal domain it took is one addr_literal() takes too.
  */
@@ -47,7 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < FUZZ_HDR)
 		return 0;
-	flags = data[0] & (ADDR_UTF8 | ADDR_NULL_OK | ADDR_BARE_OK);
+	flags = data[0] & (ADDR_UTF8 | ADDR_NULL_OK | ADDR_BARE_OK |
+	    ADDR_ALONE);
 	outsz = (size_t)data[1] + 2;
 	len = size - FUZZ_HDR;
 	if ((out = malloc(outsz)) == NULL)
@@ -66,7 +67,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (why != NULL || ret < 2 || (size_t)ret > len ||
 		    ret > ADDR_PATH_MAX || s[0] != '<' || s[ret - 1] != '>')
 			abort();
-		if ((size_t)ret < len && s[ret] != ' ')
+		if ((size_t)ret < len && (s[ret] != ' ' ||
+		    (flags & ADDR_ALONE)))
 			abort();
 		if (memchr(out, '\0', outsz) == NULL ||
 		    strlen(out) + 2 > (size_t)ret)

@@ -304,6 +304,48 @@ def test_alias_maildrop_envelope_past_64k():
                     rcpts + ['root'], rcpts + big, 2)
 
 
+def test_alias_maildrop_bad_after_a_part_queues_nothing():
+    """A hand-made maildrop file whose aliases make it two queue files
+    and whose last recipient is bad: the first part was committed before
+    the bad one was seen, so the file went to corrupt/ with 1,000 of its
+    recipients queued (re-injecting it by hand would send them twice),
+    or, for an address the old check let by, all of it went.  Every
+    address and alias is now checked before the first part: nothing is
+    queued and the file is in corrupt/, as it was dropped."""
+    from test_regress import _drop, _image, _qid
+    d = Daemon('aliasmdbad', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, 'root: a@x.test, b@x.test, '
+                                        'c@x.test\n')
+    d.write_config()
+    d.start()
+    d.stop()
+    md = os.path.join(d.queue_dir, 'maildrop')
+    good = ['u%03d@z.test' % i for i in range(998)] + ['root']
+    # Too long to qualify (alias.c: "address too long"), and a path
+    # with parameters behind it.
+    long_ = 'l' * 60 + '@' + ('d' * 62 + '.') * 7 + 'test'
+    files = {}
+    for last in (long_, 'z@z.test> NOTIFY=SUCCESS'):
+        q = _qid()
+        files[q] = _image(q, 'snd@x.test', good + [last],
+                          b'Subject: split\r\n\r\nx\r\n')
+        _drop(md, q, files[q])
+    with d:
+        deadline = time.time() + 8
+        while os.listdir(md) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        q = d.mailq()
+        check(q == [] and d.corrupt_files() == sorted(files) and
+              os.listdir(md) == [], 'queued %r, corrupt/ %r (want %r), '
+              'maildrop %r' % ([(m['sender'], len(m['recipients']))
+                                for m in q], d.corrupt_files(),
+                               sorted(files), os.listdir(md)))
+        for q, img in files.items():
+            with open(os.path.join(d.queue_dir, 'corrupt', q), 'rb') as f:
+                check(f.read() == img, 'corrupt/%s changed' % q)
+
+
 def test_alias_maildrop_part_fails_file_kept():
     """A maildrop file in two queue files whose second commit fails: the
     file stays for the next scan (a duplicate of the first part is

@@ -33,7 +33,7 @@ from ferrytest import (Daemon, TestFailure, check, short, free_port,
                        IS_ROOT, SLOW, strace_wrap, STRACE_LINE_RE)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_for,
                    flush)
-from test_deliver import smarthost_daemon, BODY, queue_settled
+from test_deliver import smarthost_daemon, BODY, queue_settled, NO_RETRY
 
 NOBODY = 'nobody' if IS_ROOT else None
 
@@ -53,11 +53,11 @@ def _qid():
                           & 0xFFFFF)
 
 
-def _image(qid, sender, rcpts, body, uid=None):
+def _image(qid, sender, rcpts, body, uid=None, flags=0):
     """A message file in the queue's format (queue.c's header comment):
     the envelope records, "B", the body as given, "\\nE <len>\\n"."""
-    head = 'FERRY1\nI %s\nT %d\nF 0\nU %s\nC local\nS %s\n' % (
-        qid, int(time.time()), '-' if uid is None else uid, sender)
+    head = 'FERRY1\nI %s\nT %d\nF %x\nU %s\nC local\nS %s\n' % (
+        qid, int(time.time()), flags, '-' if uid is None else uid, sender)
     head += ''.join('R %s\n' % r for r in rcpts) + 'B\n'
     return head.encode() + body + b'\nE %d\n' % len(body)
 
@@ -397,6 +397,87 @@ def test_regress_maildrop_unreadable_quarantined():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+# --- maildrop: hand-made addresses ---------------------------------------
+
+def test_regress_maildrop_address_syntax_quarantined():
+    """A maildrop file's sender and recipients had only a control-byte
+    check, and deliver.c writes each inside <...>: a local user's
+    hand-made "a@b> NOTIFY=SUCCESS" reached the relay as RCPT
+    parameters (and such a sender as MAIL's).  Each address is now read
+    as the SMTP door reads MAIL and RCPT; a bad one sends the whole file
+    to corrupt/ (its good recipient goes nowhere either) and nothing of
+    it reaches the smarthost.  Controls queued as before: the null
+    sender, a bare recipient, a source route, UTF-8 with SMTPUTF8; and a
+    bare sender gets @origin as at the SMTP door (it went out as
+    MAIL FROM:<cron>)."""
+    with Sink() as s:
+        d = _stopped_daemon('rg-mdaddr', smarthost='[127.0.0.1]:%d'
+                            % s.port, origin='box.test', **NO_RETRY)
+        ok = False
+        try:
+            md = os.path.join(d.queue_dir, 'maildrop')
+            body = b'Subject: hand-made\r\n\r\nx\r\n'
+            bad = {
+                'recipient params': ('snd@x.test', ['good@relay.test',
+                                     'a@relay.test> NOTIFY=SUCCESS']),
+                'sender params': ('snd@x.test> NOTIFY=SUCCESS',
+                                  ['good@relay.test']),
+                'ORCPT': ('snd@x.test', ['b@relay.test> ORCPT=rfc822;'
+                                         'evil@x.test']),
+                'bare <': ('snd@x.test', ['<x']),
+                'in brackets': ('snd@x.test', ['<c@relay.test>']),
+                'UTF-8 without SMTPUTF8': ('snd@x.test',
+                                           ['j\u00f6rg@relay.test']),
+            }
+            names = {}
+            for what, (snd, rcpts) in bad.items():
+                q = _qid()
+                names[q] = what
+                _drop(md, q, _image(q, snd, rcpts, body))
+            null, utf8 = _qid(), _qid()
+            _drop(md, null, _image(null, '', ['ok@relay.test', 'root',
+                                              '@r.test:rt@relay.test'],
+                                   body))
+            _drop(md, utf8, _image(utf8, '', ['j\u00f6rg@relay.test'],
+                                   body, flags=2))
+            bare = _qid()
+            _drop(md, bare, _image(bare, 'cron', ['bare@relay.test'], body))
+            d.start()
+            _maildrop_empty_of(d, list(names) + [null, utf8, bare])
+            d.wait_log(r'picked up from maildrop/%s$' % utf8)
+            s.wait_count(2)
+            time.sleep(0.5 * SLOW)
+            got = s.messages()
+            # Every hand-made bad file is from snd@x.test, the controls
+            # from <> (smtp-sink has no SMTPUTF8: the UTF-8 one bounces,
+            # to nobody).
+            check(sorted((m.sender, sorted(m.rcpt_addrs)) for m in got) ==
+                  [('', ['ok@relay.test', 'root@box.test',
+                         'rt@relay.test']),
+                   ('cron@box.test', ['bare@relay.test'])] and
+                  not any(re.search(r'NOTIFY|ORCPT', m.mail + ''.join(
+                      m.rcpts)) for m in got),
+                  'relayed %r (want the two controls)' % got)
+            corrupt = d.corrupt_files()
+            for n, what in names.items():
+                check(n in corrupt, '%s (%s) not in corrupt/ %r; log:\n%s'
+                      % (n, what, corrupt, d.log_tail(12)))
+            check(null not in corrupt and utf8 not in corrupt and
+                  bare not in corrupt,
+                  'a control in corrupt/ %r' % corrupt)
+            q = [k for k, v in names.items() if v == 'recipient params'][0]
+            d.wait_log(r'maildrop/%s: moved to corrupt/: junk after '
+                       r'address$' % q)
+            q = [k for k, v in names.items() if v.startswith('UTF-8')][0]
+            d.wait_log(r'maildrop/%s: moved to corrupt/: 8-bit address '
+                       r'without SMTPUTF8$' % q)
+            check(d.running(), 'daemon died')
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
 
 
 # --- outbound: a peer out of step -----------------------------------------

@@ -28,6 +28,7 @@ struct path_case {
 #define U	ADDR_UTF8
 #define N	ADDR_NULL_OK
 #define B	ADDR_BARE_OK
+#define A	ADDR_ALONE
 
 static const struct path_case path_cases[] = {
 	/* plain */
@@ -102,6 +103,17 @@ static const struct path_case path_cases[] = {
 	    "junk after address" },
 	{ "double >", "<a@b.example>>", 0, 0, -1, NULL, "junk after address" },
 	{ "junk after null", "<>x", 0, N, -1, NULL, "junk after address" },
+	/* ADDR_ALONE: an address from a file, nothing may follow */
+	{ "alone", "<a@b.example>", 0, A, 13, "a@b.example", NULL },
+	{ "alone null", "<>", 0, A | N, 2, "", NULL },
+	{ "alone params", "<a@b.example> NOTIFY=SUCCESS", 0, A, -1, NULL,
+	    "junk after address" },
+	{ "alone space", "<a@b.example> ", 0, A, -1, NULL,
+	    "junk after address" },
+	{ "alone null params", "<> SIZE=1", 0, A | N, -1, NULL,
+	    "junk after address" },
+	{ "alone quoted space", "<\"a b\"@c.example>", 0, A, 17,
+	    "\"a b\"@c.example", NULL },
 	{ "junk in domain", "<a@b.example c>", 0, 0, -1, NULL, "bad domain" },
 	{ "space in local", "<a b@c.example>", 0, 0, -1, NULL,
 	    "bad local part" },
