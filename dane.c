@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "addr.h"
 #include "config.h"
 #include "dane.h"
 #include "textfile.h"
@@ -818,12 +819,25 @@ dane_policy_line(struct dane_policy *pol, const char *s, size_t len,
 
 /*
  * "example.org" or ".example.org" (one final dot dropped), letters,
- * digits and hyphens in labels of 1..63, lower-cased into out.
+ * digits and hyphens in labels of 1..63, lower-cased into out.  Or an
+ * IPv6 address, in the text sched.c names an [IPv6:...] destination by.
  */
 static int
 dane_domain(const char *s, size_t len, char *out, const char **why)
 {
 	size_t i, o = 0, label = 0, skip = 0;
+	struct sockaddr_storage ss;
+	char lit[INET6_ADDRSTRLEN + 8];
+
+	if (memchr(s, ':', len) != NULL) {
+		if (len < INET6_ADDRSTRLEN) {
+			snprintf(lit, sizeof(lit), "[IPv6:%.*s]", (int)len, s);
+			if (addr_literal(lit, &ss, out) != 0)
+				return 0;
+		}
+		*why = "bad IPv6 address";
+		return -1;
+	}
 
 	if (len > 0 && s[0] == '.') {
 		out[o++] = '.';

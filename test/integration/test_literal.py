@@ -172,6 +172,27 @@ def test_literal_tls_levels():
                   'delivered: %r, %r' % (p2.txns(), p3.txns()))
 
 
+def test_literal_ipv6_tls_policy():
+    """tls_policy takes an IPv6 address (any spelling) as the key for
+    u@[IPv6:...]: "0::1 encrypt" defers 4.7.4 at ::1, which offers no
+    STARTTLS.  Such a line stopped the start (78, "bad character in the
+    domain")."""
+    if not have_ipv6_loopback():
+        return 'skipped: no ::1 here'
+    port = free_port()
+    with QueryCounter() as dns, SmtpPeer('::1', port) as p:
+        d = literal_daemon('lit6policy', dns, port, outbound_tls='may')
+        d.cfg['tls_policy'] = policy_file(d, '0::1 encrypt\n')
+        d.write_config()
+        with d:
+            qid = d.send_message(BODY, rcpts=('u@[IPv6:::1]',))
+            r = wait_delivery(d, qid, 'deferred')[0]
+            check_log_line(r, 'u@[IPv6:::1]', 'deferred', r'4\.7\.4',
+                           text_re=r'TLS is required, but was not offered '
+                           r'by host ::1\[::1\]')
+            check(p.delivered() == [], 'delivered: %r' % p.txns())
+
+
 def test_literal_of_our_own_address_refused():
     """The daemon listens on 127.0.0.1: u@[127.0.0.1], the IPv4-mapped
     spelling of it and the unspecified address would come back to it.

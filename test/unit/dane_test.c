@@ -739,7 +739,10 @@ t_tlsa_data(void)
 	"only.example.net dane-only\n" \
 	"v.example.net verify\n" \
 	"fp.example.net fingerprint match=sha256:" EE_1_1 "," CA_1_1 "\n" \
-	"fp2.example.net fingerprint match=SHA256:%s match=sha256:" CA_0_1 "\n"
+	"fp2.example.net fingerprint match=SHA256:%s match=sha256:" CA_0_1 "\n" \
+	"2001:DB8:0::1 encrypt\n" \
+	"::ffff:192.0.2.7 none\n" \
+	"192.0.2.8 secure\n"
 
 /* 64 hex digits to bytes. */
 static void
@@ -804,6 +807,15 @@ t_policy(void)
 	    e->level == TLS_DANE_ONLY);
 	CHECK((e = dane_policy_find(p, "v.example.net")) != NULL &&
 	    e->level == TLS_VERIFY);
+	/* IPv6 keys in the text sched.c names [IPv6:...] destinations by
+	 * (an IPv4-mapped one is its IPv4 address). */
+	CHECK((e = dane_policy_find(p, "2001:db8::1")) != NULL &&
+	    e->level == TLS_ENCRYPT);
+	CHECK((e = dane_policy_find(p, "192.0.2.7")) != NULL &&
+	    e->level == TLS_NONE);
+	CHECK((e = dane_policy_find(p, "192.0.2.8")) != NULL &&
+	    e->level == TLS_SECURE);
+	CHECK(dane_policy_find(p, "2001:db8::2") == NULL);
 	CHECK(dane_policy_find(p, "org") == NULL);
 	CHECK(dane_policy_find(p, "example.net") == NULL);
 	CHECK(dane_policy_find(p, "x.dane.example.net") == NULL);
@@ -879,6 +891,12 @@ t_policy_errors(void)
 		{ "a..org may\n", "P:1: empty label in the domain" },
 		{ "..org may\n", "P:1: empty label in the domain" },
 		{ ". may\n", "P:1: empty domain" },
+		{ "2001:db8::zz may\n", "P:1: bad IPv6 address" },
+		{ "2001:db8::1:2:3:4:5:6:7 may\n", "P:1: bad IPv6 address" },
+		{ "0000:0000:0000:0000:0000:0000:0000:0000:0000:0001 may\n",
+		  "P:1: bad IPv6 address" },
+		{ "::1 may\n0::1 none\n",
+		  "P:2: ::1 listed again (first on line 1)" },
 		{ "a.org. may\n.a.org may\nx.org none\nA.ORG encrypt\n",
 		  "P:4: a.org listed again (first on line 1)" },
 		{ "a.org may\n.a.org may\n.A.org. none\n",
