@@ -86,13 +86,17 @@ CODEGEN	:= $(foreach f,-mgeneral-regs-only -malign-data=abi \
 # (50); no phi propagation of loads (20); null checks kept after a
 # dereference instead of dropped, which also spares the paths gcc
 # would have isolated (50); LTO in one partition, so no function is
-# copied into two (300); and no unwind tables for the linker's PLT
-# stubs, which nothing unwinds through (100).  Not measured on the
-# cross targets, so not taken there.
+# copied into two (300); no unwind tables for the linker's PLT
+# stubs, which nothing unwinds through (100); and printf() of a fixed
+# line left a printf(), not made puts(), one import less (60; gcc then
+# checks printf()'s formats only in the san and unit builds, which
+# have no CODEGEN).  Not measured on the cross targets, so not taken
+# there.
 ifeq ($(TARGET),native)
 CODEGEN	:= $(filter-out -fno-code-hoisting,$(CODEGEN)) \
 	   $(foreach f,-fno-optimize-sibling-calls -fno-tree-fre \
-	   -fno-tree-phiprop -fno-delete-null-pointer-checks, \
+	   -fno-tree-phiprop -fno-delete-null-pointer-checks \
+	   -fno-builtin-printf, \
 	   $(call cc_has,$(f)))
 ifneq ($(LTO),)
 LTO	+= -flto-partition=one

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -580,7 +581,7 @@ addr_list_has(const char *list, size_t len, const char *addr)
 	size_t o;
 
 	for (o = 0; o < len; o += strlen(list + o) + 1)
-		if (strcasecmp(list + o, addr) == 0)
+		if (addr_casecmp(list + o, addr) == 0)
 			return 1;
 	return 0;
 }
@@ -591,4 +592,10 @@ addr_qualify(const char *addr, const char *origin, char *out, size_t outsz)
 	if (addr_domain(addr) != NULL || (size_t)snprintf(out, outsz, "%s@%s",
 	    addr, origin) >= outsz)
 		snprintf(out, outsz, "%s", addr);
+}
+
+int
+addr_casecmp(const char *a, const char *b)
+{
+	return strncasecmp(a, b, SIZE_MAX);
 }

@@ -66,4 +66,8 @@ void addr_qualify(const char *addr, const char *origin, char *out,
  * case: one recipient once, at the SMTP door and in the pickup alike. */
 int addr_list_has(const char *list, size_t len, const char *addr);
 
+/* strcasecmp(): strncasecmp() is imported anyway, and strcasecmp()
+ * would be one libc import more. */
+int addr_casecmp(const char *, const char *);
+
 #endif

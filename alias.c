@@ -309,7 +309,7 @@ alias_local(const char *addr, const char *origin, size_t *klen)
 		*klen = strlen(addr);
 		return 1;
 	}
-	if (strcasecmp(d, origin) != 0 && strcasecmp(d, "localhost") != 0)
+	if (addr_casecmp(d, origin) != 0 && addr_casecmp(d, "localhost") != 0)
 		return 0;
 	*klen = (size_t)(d - 1 - addr);
 	return 1;
@@ -354,7 +354,7 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 	else
 		textfile_copy(out[*n], sizeof(out[*n]), addr);
 	for (k = 0; k < *n; k++)
-		if (strcasecmp(out[k], out[*n]) == 0)
+		if (addr_casecmp(out[k], out[*n]) == 0)
 			return 0;
 	(*n)++;
 	return 0;

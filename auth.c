@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "cli.h"
 #include "log.h"
 #include "textfile.h"
 
@@ -331,7 +332,7 @@ auth_plain_encode(const char *user, const char *pass, size_t passlen,
     char *out, size_t outsz)
 {
 	unsigned char buf[AUTH_PLAIN_MAX];
-	size_t ulen = strnlen(user, AUTH_USER_MAX + 1);
+	size_t ulen = textfile_strnlen(user, AUTH_USER_MAX + 1);
 	int rc = -1;
 
 	if (ulen == 0 || ulen > AUTH_USER_MAX || passlen == 0 ||
@@ -678,7 +679,7 @@ auth_users_verify(const struct auth_users *t, const char *user,
 	 * table's size, not on whether or where the name is in it.
 	 */
 	memset(probe, 0, sizeof(probe));
-	ulen = strnlen(user, AUTH_USER_MAX + 1);
+	ulen = textfile_strnlen(user, AUTH_USER_MAX + 1);
 	if (ulen <= AUTH_USER_MAX)
 		memcpy(probe, user, ulen);
 	hash = t->dummy;
@@ -722,7 +723,7 @@ auth_throttle_key(const char *addr, unsigned char *key)
 			memset(key + 8, 0, 8);
 		return;
 	}
-	n = strnlen(addr, AUTH_THROTTLE_TEXT_MAX);
+	n = textfile_strnlen(addr, AUTH_THROTTLE_TEXT_MAX);
 	crypto_generichash(key, AUTH_THROTTLE_KEY, (const unsigned char *)addr,
 	    n, NULL, 0);
 }
@@ -851,7 +852,7 @@ auth_cache_digest(const struct auth_cache *c, const char *user,
     const char *pass, size_t passlen, unsigned char *out)
 {
 	unsigned char buf[AUTH_USER_MAX + 1 + AUTH_PASS_MAX];
-	size_t ulen = strnlen(user, AUTH_USER_MAX + 1);
+	size_t ulen = textfile_strnlen(user, AUTH_USER_MAX + 1);
 
 	if (ulen == 0 || ulen > AUTH_USER_MAX || passlen == 0 ||
 	    passlen > AUTH_PASS_MAX)
@@ -1147,10 +1148,8 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 	int rc = EX_SOFTWARE, r, tty;
 
 	(void)conf;
-	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
-		fprintf(stderr, "usage: %s\n", "ferry passwd [USER]");
-		return EX_USAGE;
-	}
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+		return cli_usage("ferry passwd [USER]");
 	if (argc == 2)
 		user = argv[1];
 	else if ((pw = getpwuid(getuid())) != NULL)
@@ -1198,11 +1197,11 @@ auth_cli_passwd(const struct config *conf, int argc, char **argv)
 		goto out;
 	}
 	/* fflush() reports a write that failed while buffered too. */
-	rc = printf("%s:%s\n", user, hash) >= 0 && fflush(stdout) == 0 ?
+	rc = printf("%s:%s\n", user, hash) >= 0 && fflush(NULL) == 0 ?
 	    EX_OK : EX_IOERR;
 	if (rc != EX_OK)
 		log_cli("ferry passwd", "stdout: %s",
-		    strerror(errno));
+		    log_errstr());
 out:
 	sodium_memzero(p1, sizeof(p1));
 	sodium_memzero(p2, sizeof(p2));

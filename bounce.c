@@ -27,6 +27,7 @@
 #include "hdr.h"
 #include "queue.h"
 #include "reply.h"
+#include "textfile.h"
 
 #define BOUNCE_LINE_MAX		998	/* RFC 5322 §2.1.1, without CRLF */
 #define BOUNCE_WRAP		78	/* §2.1.1's "SHOULD", for folding */
@@ -256,7 +257,7 @@ static void
 put_capped(struct out *o, const char *s, size_t max, const char *indent,
     unsigned flags)
 {
-	size_t n = strnlen(s, max + 1);
+	size_t n = textfile_strnlen(s, max + 1);
 
 	put_text(o, s, n > max ? max : n, indent, flags);
 	if (n > max && (flags & PT_MARKCUT))
@@ -415,7 +416,7 @@ put_top(struct out *o, enum bounce_kind kind, const char *host,
 	put_capped(o, host, BOUNCE_HOST_MAX, BOUNCE_INDENT_FIELD,
 	    PT_GLUE | PT_NOWRAP);
 	puts_(o, " (Mail Delivery System)\r\nTo: <");
-	sn = strnlen(orig->sender, sizeof(orig->sender));
+	sn = textfile_strnlen(orig->sender, sizeof(orig->sender));
 	put_text(o, orig->sender, sn, BOUNCE_INDENT_FIELD, PT_GLUE | PT_NOWRAP);
 	puts_(o, kind == BOUNCE_FAILED ?
 	    ">\r\nSubject: Undelivered Mail Returned to Sender\r\n" :
@@ -494,7 +495,7 @@ put_status(struct out *o, enum bounce_kind kind, const char *host,
 	n = snprintf(v, sizeof(v), "dns; %.*s", BOUNCE_HOST_MAX, host);
 	put_field(o, "Reporting-MTA", v, (size_t)n);
 	put_field(o, "X-Ferry-Queue-ID", orig->id,
-	    strnlen(orig->id, sizeof(orig->id)));
+	    textfile_strnlen(orig->id, sizeof(orig->id)));
 	put_date_field(o, "Arrival-Date", (time_t)orig->arrival);
 	for (i = 0; i < nrcpt; i++)
 		put_rcpt_status(o, kind, &rcpt[i], now);

@@ -33,6 +33,7 @@
 #include <mbedtls/x509_crt.h>
 #include <sodium.h>
 
+#include "addr.h"
 #include "check.h"
 #include "cli.h"
 #include "config.h"
@@ -278,7 +279,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 	}
 	if (loop_init() == -1) {
 		log_cli("ferry check", "cannot start the event loop: "
-		    "%s", strerror(errno));
+		    "%s", log_errstr());
 		rc = EX_OSERR;
 		goto done;
 	}
@@ -313,7 +314,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 		rc = EX_OSERR;
 	} else if (loop_run() == -1) {
 		log_cli("ferry check", "event loop: %s",
-		    strerror(errno));
+		    log_errstr());
 		rc = EX_OSERR;
 	} else if (c->state != CS_DONE)
 		rc = EX_SOFTWARE;	/* the loop ended early */
@@ -330,7 +331,7 @@ check_cli(const struct config *conf, int argc, char **argv)
 		io_free(c->io);
 	dns_free();
 	loop_free();
-	if (fflush(stdout) != 0 && rc == EX_OK)
+	if (fflush(NULL) != 0 && rc == EX_OK)
 		rc = EX_IOERR;
 done:
 	if (c->tlsc != NULL)
@@ -372,7 +373,7 @@ check_args(struct check *c, int argc, char **argv)
 	}
 	if (dom == NULL && (dom = c->conf->smarthost)[0] == '\0')
 		goto usage;
-	c->relay = strcasecmp(dom, c->conf->smarthost) == 0;
+	c->relay = addr_casecmp(dom, c->conf->smarthost) == 0;
 	if ((br = config_host_split(dom, strlen(dom), &h, &len, &dport)) < 0)
 		goto baddom;
 	c->bracket = (uint8_t)br;
@@ -420,8 +421,8 @@ check_level_parse(const char *s, enum tls_level *out)
 
 	/* smtps too: a smarthost on port 465 is checked with it. */
 	for (l = TLS_NONE; l <= TLS_SMTPS; l++)
-		if (strcasecmp(s, config_tls_level_name((enum tls_level)l)) ==
-		    0) {
+		if (addr_casecmp(s,
+		    config_tls_level_name((enum tls_level)l)) == 0) {
 			*out = (enum tls_level)l;
 			return 0;
 		}

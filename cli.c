@@ -38,6 +38,7 @@
 #include "dane.h"
 #include "hdr.h"
 #include "log.h"
+#include "loop.h"
 #include "msg.h"
 #include "queue.h"
 #include "reply.h"
@@ -205,7 +206,7 @@ cli_sendmail(const struct config *conf, int argc, char **argv)
 
 	/* A one-shot client: a closed socket or stdout is an error to
 	 * report, not a reason to die without a word. */
-	(void)signal(SIGPIPE, SIG_IGN);
+	loop_sigpipe_ignore();
 	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
 		sm_nomem();
 		return EX_OSERR;
@@ -480,7 +481,7 @@ sm_add_addr(void *arg, const char *addr, size_t end)
 	if (msg_has_8bit(out, strlen(out)))
 		sm->flags |= QF_SMTPUTF8;
 	for (i = 0; i < sm->nrcpt; i++)
-		if (strcasecmp(sm->rcpt[i].addr, out) == 0)
+		if (addr_casecmp(sm->rcpt[i].addr, out) == 0)
 			return 0;	/* as the daemon's addr_list_has() */
 	if (sm->nrcpt == QUEUE_MAX_RCPT) {
 		log_cli("sendmail", "too many recipients (at most %d)",
@@ -551,7 +552,7 @@ sm_read(struct sm *sm)
 			continue;
 		if (n == -1) {
 			log_cli("sendmail", "reading the message: %s",
-			    strerror(errno));
+			    log_errstr());
 			rc = EX_IOERR;
 			goto done;
 		}
@@ -743,7 +744,7 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], sm->sender) == -1)))
 		return -1;
 	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
-	    !(seen & H_MSGID), sm->conf->hostname, time(NULL), NULL);
+	    !(seen & H_MSGID), sm->conf->hostname, loop_now_real(), NULL);
 	if (n < 0 || msg_buf_add(add, line, (size_t)n) == -1)
 		return -1;
 	return 0;
@@ -964,7 +965,7 @@ abort:
 	errno = e;
 fail:
 	log_cli("sendmail", "%s and writing to %s/maildrop failed: %s",
-	    why, sm->conf->queue_dir, strerror(errno));
+	    why, sm->conf->queue_dir, log_errstr());
 	return -1;
 }
 
@@ -1052,6 +1053,7 @@ sm_smtp(struct sm *sm)
 	char line[SM_LINE_SIZE + 2], addr[ADDR_PATH_MAX];
 	const char *why;
 	enum bs_state state = BS_HELO;
+	size_t i;
 	int n, rp, seq, mail, tried = 0, errors = 0, junk = 0, over = 0;
 
 	memset(&in, 0, sizeof(in));	/* fd 0: stdin */
@@ -1094,9 +1096,12 @@ sm_smtp(struct sm *sm)
 			/* The daemon's smtp_helo_arg(): a first word, not
 			 * too long. */
 			rp = RP_HELO_SYNTAX;
-			why = c.verb == CMD_EHLO ? "EHLO" : "HELO";
-			if (c.arglen > SMTP_HELO_MAX || strspn(c.arg, " \t") >=
-			    c.arglen)
+			why = cmd_name(c.verb);
+			/* strspn() by hand: one import less. */
+			for (i = 0; i < c.arglen && (c.arg[i] == ' ' ||
+			    c.arg[i] == '\t'); i++)
+				;
+			if (c.arglen > SMTP_HELO_MAX || i == c.arglen)
 				break;
 			why = conf->hostname;
 			state = BS_READY;
@@ -1183,18 +1188,17 @@ reply:
 say:
 		printf(smtp_reply_text((enum smtp_reply)rp), why);
 		printf("\r\n");
-		if (rp == RP_BYE)
+		if (rp == RP_BYE || rp == RP_TOO_MANY_ERRORS)
 			break;
 		/* So that a runaway script cannot loop for ever. */
 		if (errors >= SMTP_ERROR_LIMIT) {
-			printf(smtp_reply_text(RP_TOO_MANY_ERRORS),
-			    conf->hostname);
-			printf("\r\n");
-			break;
+			rp = RP_TOO_MANY_ERRORS;
+			why = conf->hostname;
+			goto say;
 		}
 	}
 	/* Replies lost: the client was not told what became of its mail. */
-	return n == -2 || fflush(stdout) == EOF ? EX_IOERR : EX_OK;
+	return n == -2 || fflush(NULL) == EOF ? EX_IOERR : EX_OK;
 }
 
 /*
@@ -1247,7 +1251,7 @@ sm_line(struct conn *in, char *line)
 {
 	int ch, n = 0;
 
-	if (in->off == in->len && fflush(stdout) == EOF)
+	if (in->off == in->len && fflush(NULL) == EOF)
 		return -2;
 	while ((ch = conn_getc(in)) != '\n') {
 		if (ch == -1)
@@ -1275,12 +1279,12 @@ cli_flush(const struct config *conf, int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	(void)signal(SIGPIPE, SIG_IGN);
+	loop_sigpipe_ignore();
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EX_OSERR;
 	if ((c->fd = cli_connect(conf->local_socket)) == -1) {
 		log_cli("flush", "the ferry daemon is not running (%s: "
-		    "%s)", conf->local_socket, strerror(errno));
+		    "%s)", conf->local_socket, log_errstr());
 		free(c);
 		return EX_UNAVAILABLE;
 	}
@@ -1471,7 +1475,8 @@ write_all(int fd, const char *p, size_t n)
 static int
 cli_queue_open(const struct config *conf, const char *prog)
 {
-	int fd = open(conf->queue_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = textfile_open(conf->queue_dir,
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	int e;
 
@@ -1484,7 +1489,7 @@ cli_queue_open(const struct config *conf, const char *prog)
 	(void)close(fd);	/* read-only */
 	if (queue_open(conf->queue_dir) == -1 || queue_dir() == NULL) {
 		log_cli(prog, "cannot open the queue %s: %s",
-		    conf->queue_dir, strerror(errno));
+		    conf->queue_dir, log_errstr());
 		return EX_UNAVAILABLE;
 	}
 	return EX_OK;
@@ -1532,7 +1537,7 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 	}
 	rc = EX_OK;
 	if (write_all(STDOUT_FILENO, mq.out.p, mq.out.len) == -1) {
-		log_cli("mailq", "write: %s", strerror(errno));
+		log_cli("mailq", "write: %s", log_errstr());
 		rc = EX_IOERR;
 	}
 done:
@@ -1656,7 +1661,7 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 static const char *
 mq_show(char *buf, const char *s)
 {
-	size_t n = strnlen(s, QUEUE_ADDR_MAX - 1);
+	size_t n = textfile_strnlen(s, QUEUE_ADDR_MAX - 1);
 
 	memcpy(buf, s, n);
 	buf[n] = '\0';
@@ -1726,7 +1731,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 		if (queue_walk(del_collect, &l) == -1 || l.n == (size_t)-1) {
 			log_cli("delete", "cannot read the queue: %s",
 			    l.n == (size_t)-1 ? "out of memory" :
-			    strerror(errno));
+			    log_errstr());
 			rc = EX_IOERR;
 			goto done;
 		}
@@ -1735,7 +1740,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 				done++;
 			else if (errno != ENOENT) {	/* gone meanwhile */
 				log_cli("delete", "%s: %s", l.id[i],
-				    strerror(errno));
+				    log_errstr());
 				rc = EX_IOERR;
 			}
 		}
@@ -1759,7 +1764,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 	}
 done:
 	free(l.id);
-	if (fflush(stdout) == EOF && rc == EX_OK)
+	if (fflush(NULL) == EOF && rc == EX_OK)
 		rc = EX_IOERR;
 	return rc;
 }
@@ -1828,7 +1833,8 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	queue_info_free(&qi);
 	/* Queue files never change once committed (state is in ID.st). */
 	snprintf(path, sizeof(path), "%s/%s", conf->queue_dir, argv[1]);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+	if ((fd = textfile_open(path, O_RDONLY | O_CLOEXEC |
+	    O_NOFOLLOW)) == -1) {
 		e = errno;
 		log_cli("cat", "%s: %s", argv[1], e == ENOENT ?
 		    "no such message" : strerror(e));
@@ -1843,12 +1849,12 @@ cli_cat(const struct config *conf, int argc, char **argv)
 		if (n <= 0) {
 			log_cli("cat", "%s: %s", argv[1], n == 0 ?
 			    "file is shorter than its records say" :
-			    strerror(errno));
+			    log_errstr());
 			rc = EX_IOERR;
 			break;
 		}
 		if (write_all(STDOUT_FILENO, buf, (size_t)n) == -1) {
-			log_cli("cat", "write: %s", strerror(errno));
+			log_cli("cat", "write: %s", log_errstr());
 			rc = EX_IOERR;
 			break;
 		}
@@ -1923,7 +1929,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 		printf("_%u._tcp.%s%s IN TLSA ", port, pos[1],
 		    pos[1][strlen(pos[1]) - 1] == '.' ? "" : ".");
 	printf("%d %d %d %s\n", v[0], v[1], v[2], hex);
-	rc = fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+	rc = fflush(NULL) == 0 ? EX_OK : EX_IOERR;
 done:
 	free(hex);
 	mbedtls_x509_crt_free(&crt);

@@ -13,8 +13,7 @@
 #include <string.h>
 
 #include "cmd.h"
-
-#define CMD_NAME_SIZE	9	/* "STARTTLS" and its NUL */
+#include "textfile.h"
 
 /* Which parameter a struct cmd_params already holds, for duplicates. */
 #define CMD_P_SIZE	0x1u
@@ -45,27 +44,11 @@ static int	cmd_param_smtputf8(const char *, size_t, struct cmd_params *,
 static int	cmd_param_auth(const char *, size_t, struct cmd_params *,
 		    const char **);
 
-/* Indexed by enum cmd_verb: the verb as matched and as logged.  Rows,
- * not pointers: no pointer table and its relocations. */
-static const char cmd_names[CMD_COUNT][CMD_NAME_SIZE] = {
-	[CMD_UNKNOWN] = "UNKNOWN",
-	[CMD_HELO] = "HELO",
-	[CMD_EHLO] = "EHLO",
-	[CMD_MAIL] = "MAIL",
-	[CMD_RCPT] = "RCPT",
-	[CMD_DATA] = "DATA",
-	[CMD_RSET] = "RSET",
-	[CMD_NOOP] = "NOOP",
-	[CMD_QUIT] = "QUIT",
-	[CMD_HELP] = "HELP",
-	[CMD_VRFY] = "VRFY",
-	[CMD_EXPN] = "EXPN",
-	[CMD_STARTTLS] = "STARTTLS",
-	[CMD_AUTH] = "AUTH",
-	[CMD_BDAT] = "BDAT",
-	[CMD_ETRN] = "ETRN",
-	[CMD_HTTP] = "HTTP",
-};
+/* Indexed by enum cmd_verb, NUL-separated (textfile_nth()): the verb as
+ * matched and as logged.  One string, not rows padded to the longest
+ * name or pointers. */
+static const char cmd_names[] = "UNKNOWN\0HELO\0EHLO\0MAIL\0RCPT\0DATA\0"
+    "RSET\0NOOP\0QUIT\0HELP\0VRFY\0EXPN\0STARTTLS\0AUTH\0BDAT\0ETRN\0HTTP";
 
 /*
  * A browser or proxy talking to port 25 (cross-protocol attacks): the
@@ -117,11 +100,12 @@ cmd_ieq(const char *a, size_t alen, const char *b)
 static enum cmd_verb
 cmd_lookup(const char *verb, size_t len)
 {
+	const char *n = cmd_names;
 	int v;
 
 	/* CMD_HTTP is found by prefix, never as a verb. */
-	for (v = CMD_UNKNOWN + 1; v < CMD_HTTP; v++)
-		if (cmd_ieq(verb, len, cmd_names[v]))
+	for (v = CMD_UNKNOWN; v < CMD_HTTP; v++, n += strlen(n) + 1)
+		if (v != CMD_UNKNOWN && cmd_ieq(verb, len, n))
 			return (enum cmd_verb)v;
 	return CMD_UNKNOWN;
 }
@@ -369,7 +353,7 @@ cmd_param_auth(const char *v, size_t vlen, struct cmd_params *p,
 __attribute__((noinline)) const char *
 cmd_name(enum cmd_verb verb)
 {
-	if ((int)verb < 0 || verb >= CMD_COUNT || cmd_names[verb][0] == '\0')
-		return cmd_names[CMD_UNKNOWN];
-	return cmd_names[verb];
+	if ((unsigned)verb >= CMD_COUNT)
+		verb = CMD_UNKNOWN;
+	return textfile_nth(cmd_names, verb);
 }

@@ -25,7 +25,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "config.h"
+#include "log.h"
 #include "textfile.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes in relay.conf */
@@ -353,7 +355,7 @@ config_load_env(struct config *cfg, struct config_src *src, const char *path,
 		    rc == TEXTFILE_CLOSE)
 			p_err(&p, NULL, "%s%s", rc == TEXTFILE_OPEN ?
 			    "cannot open: " : rc == TEXTFILE_READ ?
-			    "cannot read: " : "close: ", strerror(errno));
+			    "cannot read: " : "close: ", log_errstr());
 		return -1;
 	}
 	rc = config_parse_env(cfg, src, path, buf, len, envp, err, errsz);
@@ -393,7 +395,7 @@ config_parse_env(struct config *out, struct config_src *src,
 	 * daemon's stack pages for good, from this one call at start-up.
 	 */
 	if ((cfg = malloc(sizeof(*cfg))) == NULL)
-		return p_err(&p, NULL, "%s", strerror(errno));
+		return p_err(&p, NULL, "%s", log_errstr());
 	config_defaults(cfg);
 	if (text != NULL) {
 		if (strlen(p.name) >= sizeof(cfg->path)) {
@@ -1454,7 +1456,7 @@ set_word(struct parser *p, const struct key *k, struct config *cfg,
 	for (i = 0; mask >> i != 0; i++, w += strlen(w) + 1) {
 		if (!(mask & LEVEL(i)))
 			continue;
-		if (strcasecmp(v, w) == 0) {
+		if (addr_casecmp(v, w) == 0) {
 			*(int *)field(cfg, k) = (int)i;
 			return 0;
 		}

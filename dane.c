@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "compat.h"
 
 #include <mbedtls/asn1.h>
@@ -618,7 +619,7 @@ dane_base_init(struct dane_base *b, const char *host, const char *canon,
 {
 	memset(b, 0, sizeof(*b));
 	if (canon != NULL && canon_secure && canon[0] != '\0' &&
-	    strcasecmp(canon, host) != 0)
+	    addr_casecmp(canon, host) != 0)
 		textfile_copy(b->name[b->n++], sizeof(b->name[0]), canon);
 	textfile_copy(b->name[b->n++], sizeof(b->name[0]), host);
 }
@@ -680,7 +681,7 @@ dane_base_refs(const struct dane_base *b, const char *nexthop,
 		if (cand[i] == NULL || cand[i][0] == '\0')
 			continue;
 		for (dup = 0, k = 0; k < n && !dup; k++)
-			dup = strcasecmp(names[k], cand[i]) == 0;
+			dup = addr_casecmp(names[k], cand[i]) == 0;
 		if (!dup)
 			names[n++] = cand[i];
 	}

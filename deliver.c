@@ -64,6 +64,7 @@
 
 #include <sodium.h>
 
+#include "addr.h"
 #include "auth.h"
 #include "config.h"
 #include "dane.h"
@@ -554,7 +555,7 @@ deliver_on_mx(void *arg, enum dns_status st, int secure,
 		/* RFC 5321 section 5.1: we are one of the exchangers (a
 		 * backup MX): only the better ones are tried, never we
 		 * ourselves, nor hosts that would hand it back. */
-		for (i = 0; i < d->nmx && strcasecmp(d->mx[i].host,
+		for (i = 0; i < d->nmx && addr_casecmp(d->mx[i].host,
 		    deliver_conf->hostname) != 0; i++)
 			;
 		if (i == d->nmx)
@@ -817,7 +818,7 @@ deliver_next_addr(struct deliver *d)
 		errno = err;
 		d->cfd.fd = fd;
 		if (fd == -1 || loop_fd_add(&d->cfd, LOOP_WRITE) == -1) {
-			deliver_why_connect(d, strerror(errno));
+			deliver_why_connect(d, log_errstr());
 			continue;
 		}
 		deliver_enter_state(d, DS_CONNECT);
@@ -1243,8 +1244,8 @@ deliver_tls_begin(struct deliver *d)
 	 * the MX host when it differs): a resumed session comes back with
 	 * the verify result of the name it was made for. */
 	deliver_fmt(key, sizeof(key), "%s:%u%s%s", sni, d->port,
-	    strcasecmp(sni, host) != 0 ? " " : "",
-	    strcasecmp(sni, host) != 0 ? host : "");
+	    addr_casecmp(sni, host) != 0 ? " " : "",
+	    addr_casecmp(sni, host) != 0 ? host : "");
 	if (d->tlsc != NULL)
 		c = tls_conn_client(d->tlsc, io_fd(d->io), sni,
 		    DELIVER_PINNED(d) || DELIVER_NEXTHOP_NAMES(d) ? NULL : key);
@@ -1357,7 +1358,6 @@ static int
 deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
     char *what, size_t whatsz)
 {
-	static const char *const kind[2] = { "certificate", "public key" };
 	unsigned char fp[2][TLS_FP_LEN];
 	char rec[DANE_DATA_MAX * 2 + 16], hex[96];
 	int k;
@@ -1371,7 +1371,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 		}
 		dane_tlsa_format(&d->tlsa->r[d->dane_which], rec, sizeof(rec));
 		/* Name the TLSA owner when it is not the MX host's own. */
-		if (strcasecmp(dane_base_name(&d->tbase),
+		if (addr_casecmp(dane_base_name(&d->tbase),
 		    deliver_mx_host(d)) != 0)
 			deliver_fmt(what, whatsz, "DANE TLSA record %s at "
 			    "_%u._tcp.%s (CNAME)", rec, d->port,
@@ -1388,7 +1388,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 	if ((k = dane_policy_pinned(&d->pin, fp[0], fp[1])) != 0) {
 		tls_fp_format(fp[k - 1], hex);
 		deliver_fmt(what, whatsz, "%s fingerprint sha256:%s",
-		    kind[k - 1], hex);
+		    k == 1 ? "certificate" : "public key", hex);
 		return 1;
 	}
 	tls_fp_format(fp[0], hex);

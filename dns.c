@@ -223,7 +223,8 @@ dns_init(const struct config *conf)
 	int i, rc;
 
 	for (i = 0; i < conf->dns_n && i < CONFIG_MAX_DNS; i++) {
-		l = strnlen(conf->dns_servers[i], sizeof(conf->dns_servers[i]));
+		l = textfile_strnlen(conf->dns_servers[i],
+		    sizeof(conf->dns_servers[i]));
 		if (off + l + 2 > sizeof(csv))
 			log_fatalx(LP_SMTP, "%s: server list too long",
 			    __func__);

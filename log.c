@@ -134,21 +134,23 @@ log_emit(unsigned how, const char *fmt, va_list ap)
 	const char *prefix = log_kinds[(how >> 5) & 3].prefix;
 	int pri = log_kinds[(how >> 5) & 3].pri;
 	unsigned prog = how & LOG_F_PROG;
-	time_t now = time(NULL);
+	struct timespec ts;
+	long pid = log_pid ? log_pid : (long)getpid();
 	size_t head, n;
 	char *out;		/* what stderr gets: all, or from "ferry: " */
 	int r;
 
-	localtime_r(&now, &tm);
+	/* clock_gettime(), not time(): one libc import less (log.c is
+	 * below loop.c, whose loop_now_real() the rest uses). */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 	if (log_stderr)
 		r = snprintf(line, sizeof(line), "%s %s ferry/%s[%ld]: %s",
-		    stamp, log_host, log_progs[prog], log_pid ? log_pid :
-		    (long)getpid(), prefix);
+		    stamp, log_host, log_progs[prog], pid, prefix);
 	else
 		r = snprintf(line, sizeof(line), "<%d>%s ferry/%s[%ld]: %s",
-		    LOG_MAIL | pri, stamp, log_progs[prog], log_pid ? log_pid :
-		    (long)getpid(), prefix);
+		    LOG_MAIL | pri, stamp, log_progs[prog], pid, prefix);
 	if (r < 0)
 		goto done;
 	head = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
@@ -232,6 +234,12 @@ log_trace_parse(const char *s)
 			s++;
 	}
 	return mask;
+}
+
+const char *
+log_errstr(void)
+{
+	return strerror(errno);
 }
 
 /* The longest line quotes a server's reply (cli.c keeps 2 KB of it). */

@@ -110,6 +110,29 @@ loop_now_real_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* time() is one libc import more than clock_gettime(). */
+time_t
+loop_now_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec;
+}
+
+/* signal(SIGPIPE, SIG_IGN) but through sigaction(), which auth.c
+ * imports anyway: signal() would be one libc import more.  The memset
+ * empties sa_mask (no sigemptyset() import). */
+void
+loop_sigpipe_ignore(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+}
+
 _Static_assert(LOOP_READ == EPOLLIN && LOOP_WRITE == EPOLLOUT &&
     LOOP_ERROR == EPOLLERR, "LOOP_* are epoll's bits");
 

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -50,6 +51,7 @@ int loop_run(void);		/* until loop_stop(); 0, or -1 on error */
 void loop_stop(void);
 uint64_t loop_now(void);	/* monotonic ms, refreshed per wake-up */
 uint64_t loop_now_real_us(void);	/* wall clock, microseconds */
+time_t loop_now_real(void);	/* wall clock, seconds: time() */
 
 int loop_fd_add(struct loop_fd *, unsigned want);	/* -1, errno */
 int loop_fd_want(struct loop_fd *, unsigned want);
@@ -64,5 +66,8 @@ void loop_hook_queue(struct loop_hook *);
 
 /* Deliver signo on the loop (blocked for the process, read via signalfd). */
 int loop_signal(int signo, void (*cb)(int signo));
+
+/* SIGPIPE ignored: a write to a closed peer fails with EPIPE instead. */
+void loop_sigpipe_ignore(void);
 
 #endif

@@ -179,7 +179,7 @@ main(int argc, char **argv, char **envp)
 	 * stderr would land in its SMTP session to the daemon, costing the
 	 * recipients after it.  /dev/null fills the gaps (as in Postfix's
 	 * sendmail); the first descriptor past 2 is not needed. */
-	while ((c = open("/dev/null", O_RDWR)) >= 0 && c < 3)
+	while ((c = textfile_open("/dev/null", O_RDWR)) >= 0 && c < 3)
 		;
 	(void)close(c);		/* or -1: no /dev/null, go on as before */
 	/* By hand, as below: strrchr() would be one more import. */
@@ -322,7 +322,7 @@ static int
 main_check_config(struct config *conf)
 {
 	config_print_src(conf, &main_src, main_environ(), stdout);
-	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+	return fflush(NULL) == 0 ? EX_OK : EX_IOERR;
 }
 
 /*
@@ -503,7 +503,7 @@ main_serve(struct config *conf)
 	    loop_signal(SIGUSR2, main_on_usr2) == -1 ||
 	    loop_signal(SIGCHLD, main_on_chld) == -1)
 		log_fatal(LP_MASTER, "signals");
-	signal(SIGPIPE, SIG_IGN);
+	loop_sigpipe_ignore();
 	main_on_chld(0);	/* orphans that died before SIGCHLD was ours */
 	main_resolve_user(conf, &u);
 	if (queue_init_dirs(conf->queue_dir, u.uid, u.gid) == -1)

@@ -239,7 +239,7 @@ full:
 	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
 	    info.nrcpt == 1 ? info.rcpt[0].address : NULL, (long)st.st_uid,
-	    time(NULL));
+	    loop_now_real());
 	if (n < 0 || queue_writer_body(w, hdr, (size_t)n) == -1 ||
 	    queue_writer_body(w, buf + info.body_off, info.size) == -1 ||
 	    queue_writer_finish(w) == -1)

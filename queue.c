@@ -62,6 +62,7 @@
 #include "log.h"
 #include "loop.h"
 #include "queue.h"
+#include "textfile.h"
 
 #define QUEUE_MAGIC		"FERRY1"
 #define QUEUE_STATE_MAGIC	"FERRYST1"
@@ -337,7 +338,8 @@ queue_init_dirs(const char *dir, uid_t owner, gid_t group)
 
 	if (mkdir_owned(AT_FDCWD, dir, 0711, owner, group) == -1)
 		return -1;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dfd = textfile_open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
 	if (dfd == -1) {
 		log_warn(LP_MASTER, "open %s", dir);
 		return -1;
@@ -374,7 +376,7 @@ queue_open(const char *dir)
 		(void)close(queue_dirfd);	/* read-only: nothing to lose */
 		queue_dirfd = -1;
 	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = textfile_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno == EACCES)
 			return 0;
@@ -422,7 +424,8 @@ queue_space_ok(uint64_t need)
 	/* A local user's sendmail cannot read the queue (0711) but may
 	 * still ask its file system, through an O_PATH descriptor. */
 	if (fd == -1 && queue_path[0] != '\0')
-		fd = open(queue_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		fd = textfile_open(queue_path, O_PATH | O_DIRECTORY |
+		    O_CLOEXEC);
 	/* Cannot tell: let the write itself fail and answer 451 then. */
 	rc = fd == -1 || fstatvfs(fd, &sv) == -1 ||
 	    ((uint64_t)sv.f_bavail * sv.f_frsize >= need + QUEUE_MINFREE &&
@@ -517,7 +520,7 @@ sweep_maildrop(int dirfd, const char *name)
 
 	return name[0] == '.' && n >= 5 && strcmp(name + n - 4, ".tmp") == 0 &&
 	    fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    st.st_mtime <= time(NULL) - QUEUE_STALE_SECS;
+	    st.st_mtime <= loop_now_real() - QUEUE_STALE_SECS;
 }
 
 /* --- the writer --- */
@@ -583,8 +586,10 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 			goto fail;
 		if (e == 1)
 			continue;
-		w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-		    O_NOFOLLOW, w->sub[0] != '\0' ? 0644 : 0600);
+		/* openat(): open() would be one libc import more, and
+		 * textfile_open() takes no mode. */
+		w->fd = openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, w->sub[0] != '\0' ? 0644 : 0600);
 		if (w->fd != -1)
 			break;
 		if (errno != EEXIST)
@@ -869,15 +874,17 @@ sync_dir(const char *sub, const char *file)
 	if (sub[0] == '\0' && queue_dirfd != -1)
 		return fsync(queue_dirfd);
 	if (sub[0] == '\0')
-		fd = open(queue_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = textfile_open(queue_path, O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC);
 	else if (path_fmt(path, sizeof(path), "%s/%s", queue_path, sub) == -1)
 		return -1;
 	else
-		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = textfile_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno != EACCES || file == NULL)
 			return -1;
-		if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		if ((fd = textfile_open(file, O_RDONLY | O_CLOEXEC |
+		    O_NOFOLLOW)) == -1)
 			return -1;
 		rc = syncfs(fd);
 	} else

@@ -14,6 +14,7 @@
 
 #include "io.h"
 #include "reply.h"
+#include "textfile.h"
 
 enum reply_status
 reply_take(const char *buf, size_t len, int full, int want,
@@ -121,7 +122,7 @@ reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
 	if (end - s < 5 || memcmp(s, "host ", 5) != 0 ||
 	    (r = memmem(s, (size_t)(end - s), "] said: ", 8)) == NULL ||
 	    (e = strchr(s + 5, '[')) == NULL || e == s + 5 || e > r ||
-	    reply_code(r + 8, strnlen(r + 8, 4), 0, &more) == -1)
+	    reply_code(r + 8, textfile_strnlen(r + 8, 4), 0, &more) == -1)
 		return NULL;
 	*name = s + 5;
 	*namelen = (size_t)(e - s) - 5;

@@ -259,7 +259,7 @@ sched_start(unsigned *count)
 
 	*count = (unsigned)sched_ix_n;
 	sched_ix_i = 0;
-	sched_ix_latest = (uint64_t)time(NULL) + sched_conf->retry_max;
+	sched_ix_latest = (uint64_t)loop_now_real() + sched_conf->retry_max;
 	loop_timer_set(&sched_ix_timer, 0);
 	sched_wake_at = 0;
 	loop_timer_set(&sched_timer, 0);
@@ -395,7 +395,7 @@ static void
 sched_on_timer(struct loop_timer *t)
 {
 	struct sched_msg *m, *next, *last = sched_idle_list.tail;
-	uint64_t now = (uint64_t)time(NULL), soonest = UINT64_MAX;
+	uint64_t now = (uint64_t)loop_now_real(), soonest = UINT64_MAX;
 
 	if (sched_stopping)
 		return;
@@ -447,7 +447,7 @@ sched_on_timer(struct loop_timer *t)
 static void
 sched_arm(uint64_t at)
 {
-	uint64_t now = (uint64_t)time(NULL), ms;
+	uint64_t now = (uint64_t)loop_now_real(), ms;
 
 	if (sched_stopping || (loop_timer_armed(&sched_timer) &&
 	    at >= sched_wake_at))
@@ -512,7 +512,7 @@ sched_activate(struct sched_msg *m)
 		}
 		/* EMFILE, ENOMEM, EIO: the file is fine, try again later. */
 		log_warnx(LP_QMGR, "%s: cannot load: %s; retrying later",
-		    m->id, why ? why : strerror(errno));
+		    m->id, why ? why : log_errstr());
 		memset(qi, 0, sizeof(*qi));
 		sched_retry(m);
 		return;
@@ -593,7 +593,7 @@ static void
 sched_dest_free_idle(void)
 {
 	struct sched_dest **pp = &sched_dests, *d;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)loop_now_real();
 
 	while ((d = *pp) != NULL) {
 		if (d->waiting == 0 && d->active == 0 && d->dead_until <= now) {
@@ -611,7 +611,7 @@ sched_dispatch(void)
 	struct sched_dest *d;
 	struct sched_conn *c;
 	struct sched_job *job;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)loop_now_real();
 	int progress = 1, gone;
 
 	while (progress && !sched_stopping) {
@@ -714,7 +714,7 @@ sched_open(const struct sched_msg *m)
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/%s", queue_dir(), m->id);
-	return open(path, O_RDONLY | O_CLOEXEC);
+	return textfile_open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* --- the connection's callbacks --- */
@@ -726,7 +726,7 @@ sched_on_next(void *arg, struct deliver *dv)
 	struct sched_dest *d = c->dest, *o;
 	struct sched_job *job;
 	struct sched_msg *m;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)loop_now_real();
 
 	(void)dv;
 	if (!c->started) {
@@ -811,7 +811,7 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	struct sched_conn *c = arg;
 	struct sched_dest *d = c->dest;
 	struct sched_job *job;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)loop_now_real();
 
 	if (!c->started)
 		d->starting--;
@@ -933,7 +933,7 @@ static void
 sched_finish(struct sched_msg *m)
 {
 	struct queue_info *qi = m->info;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)loop_now_real();
 	unsigned i, pending = 0;
 	struct queue_writer *warn, *early;
 
@@ -1150,7 +1150,7 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 	    (uid_t)-1, kind == BOUNCE_FAILED ? "bounce" : "delay");
 	if (w == NULL || queue_writer_rcpt(w, qi->sender) == -1 ||
 	    bounce_compose(w, kind, sched_conf->hostname, qi, br, n,
-	    hdrs, hlen, time(NULL)) == -1 || queue_writer_finish(w) == -1)
+	    hdrs, hlen, loop_now_real()) == -1 || queue_writer_finish(w) == -1)
 		goto done;
 	ok = 1;
 done:
@@ -1384,7 +1384,7 @@ sched_unlist(struct sched_msg *m)
 static void
 sched_retry(struct sched_msg *m)
 {
-	m->next_attempt = (uint64_t)time(NULL) + sched_conf->retry_min;
+	m->next_attempt = (uint64_t)loop_now_real() + sched_conf->retry_min;
 	sched_idle(m);
 }
 

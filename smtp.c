@@ -1252,7 +1252,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	/* §4.5.1: <postmaster> without a domain is taken from anyone.
 	 * Refused relaying counts as an error, as in Postfix, so a client
 	 * cannot probe for ever. */
-	if (strcasecmp(addr, "postmaster") != 0 &&
+	if (addr_casecmp(addr, "postmaster") != 0 &&
 	    smtp_check_rcpt(s, full) != 0) {
 		smtp_reject_log(s, "RCPT", full, RP_RELAY_DENIED, full);
 		smtp_fail(s, RP_RELAY_DENIED, full);
@@ -1358,7 +1358,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		    s->helo, s->ip, smtp_tls_desc(s, tls, sizeof(tls)), proto,
 		    smtp_conf->hostname,
 		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts : NULL,
-		    s->uid, time(NULL));
+		    s->uid, loop_now_real());
 		if (n > 0 && queue_writer_body(s->w, hdr, (size_t)n) == 0)
 			goto ok;
 	}
@@ -1645,7 +1645,7 @@ smtp_add_missing(struct smtp_session *s, int sep)
 			    smtp_conf->origin));
 		r = hdr_missing(buf + n, sizeof(buf) - n - 2,
 		    !(s->flags & SF_SEEN_DATE), s->msgid == NULL,
-		    smtp_conf->hostname, time(NULL), &id);
+		    smtp_conf->hostname, loop_now_real(), &id);
 		n += r > 0 ? (size_t)r : 0;
 	}
 	if (n == 0 && sep < 2)

@@ -45,7 +45,7 @@ textfile_read(const char *path, size_t max, unsigned flags, char **buf,
 	*buf = NULL;
 	*len = 0;
 	/* fstatat(AT_EMPTY_PATH) is fstat(), one libc import less. */
-	if ((fd = open(path, oflags)) == -1 ||
+	if ((fd = textfile_open(path, oflags)) == -1 ||
 	    fstatat(fd, "", &st, AT_EMPTY_PATH) == -1)
 		fail = TEXTFILE_OPEN;
 	else if ((flags & TEXTFILE_ANYTYPE) == 0 && !S_ISREG(st.st_mode))
@@ -191,11 +191,27 @@ textfile_nth(const char *list, size_t i)
 	return list;
 }
 
+size_t
+textfile_strnlen(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max && s[n] != '\0')
+		n++;
+	return n;
+}
+
 void
 textfile_copy(char *dst, size_t size, const char *src)
 {
-	size_t n = strnlen(src, size - 1);
+	size_t n = textfile_strnlen(src, size - 1);
 
 	memcpy(dst, src, n);
 	dst[n] = '\0';
+}
+
+int
+textfile_open(const char *path, int flags)
+{
+	return openat(AT_FDCWD, path, flags);
 }

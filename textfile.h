@@ -59,8 +59,15 @@ int textfile_line(const char *text, size_t len, size_t *pos,
  */
 const char *textfile_nth(const char *list, size_t i);
 
+/* strnlen() by hand: one libc import less. */
+size_t textfile_strnlen(const char *, size_t max);
+
 /* snprintf(dst, size, "%s", src) without the format: src cut to fit in
  * size (> 0) bytes, always NUL-terminated; the two must not overlap. */
 void textfile_copy(char *dst, size_t size, const char *src);
+
+/* open(path, flags) without O_CREAT: openat() is imported anyway, and
+ * open() would be one libc import more. */
+int textfile_open(const char *path, int flags);
 
 #endif

@@ -38,6 +38,8 @@
 #include <psa/crypto.h>
 #endif
 
+#include "addr.h"
+#include "log.h"
 #include "loop.h"
 #include "textfile.h"
 #include "tls.h"
@@ -302,7 +304,7 @@ tls_alloc(size_t size, char *err, size_t errsz)
 		return NULL;
 	}
 	if ((p = calloc(1, size)) == NULL)
-		snprintf(err, errsz, "TLS: %s", strerror(errno));
+		snprintf(err, errsz, "TLS: %s", log_errstr());
 	return p;
 }
 
@@ -336,9 +338,9 @@ tls_file_readable(const char *path, char *err, size_t errsz)
 {
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 ||
-	    close(fd) == -1) {
-		snprintf(err, errsz, "%s: %s", path, strerror(errno));
+	if ((fd = textfile_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) ==
+	    -1 || close(fd) == -1) {
+		snprintf(err, errsz, "%s: %s", path, log_errstr());
 		return -1;
 	}
 	return 0;
@@ -448,10 +450,9 @@ tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const char *ciphers,
 	mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3,
 	    MBEDTLS_SSL_MINOR_VERSION_3);
 #endif
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-	/* A renegotiation is only a way to make the server work. */
-	mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
+	/* Renegotiation stays off, as mbedtls_ssl_conf_renegotiation()
+	 * documents for a new configuration (2.28 and 3.6): it is only a
+	 * way to make the server work, and the call one import more. */
 	mbedtls_ssl_conf_ciphersuites(conf, suites);
 	/* mbedTLS 2.x prefers the largest curve it has (P-521): a key
 	 * exchange several times slower than X25519 or P-256 for no
@@ -1272,7 +1273,7 @@ tls_cache_offer(struct tls_conn *c)
 	mbedtls_ssl_session sess;
 
 	if ((s = tls_cache_find(c->cli, c->cache_key)) == NULL ||
-	    strcasecmp(s->name, c->name) != 0)
+	    addr_casecmp(s->name, c->name) != 0)
 		return;
 	if (loop_now() - s->born > TLS_CACHE_MAX_AGE_MS) {
 		tls_cache_slot_clear(s);
@@ -1458,7 +1459,7 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 	int r;
 
 	if ((l = malloc(sizeof(*l) + TLS_FP_MAX * TLS_FP_LEN)) == NULL) {
-		snprintf(err, errsz, "%s: %s", name, strerror(errno));
+		snprintf(err, errsz, "%s: %s", name, log_errstr());
 		return NULL;
 	}
 	while (textfile_line(text, len, &pos, &ln, &linelen)) {
@@ -1510,7 +1511,7 @@ tls_fplist_load(const char *path, char *err, size_t errsz)
 		    path, TLS_FP_FILE_MAX);
 		return NULL;
 	case TEXTFILE_NOMEM:
-		snprintf(err, errsz, "%s: %s", path, strerror(errno));
+		snprintf(err, errsz, "%s: %s", path, log_errstr());
 		return NULL;
 	default:
 		return NULL;
