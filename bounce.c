@@ -8,7 +8,8 @@
  * then calls queue_writer_finish() and commits.  Returns 0, or -1 with
  * errno set (EINVAL for a bounce of a bounce, the writer's errno else).
  *
- * Everything but the original headers is 7-bit, CRLF, and no line is
+ * Everything but the original headers of an SMTPUTF8 message (8-bit
+ * bytes in any other are quoted as '?') is 7-bit, CRLF, and no line is
  * longer than BOUNCE_LINE_MAX.  Text that came from a remote (replies,
  * addresses) goes through put_text(), which turns CR, LF and TAB into
  * spaces, every other control and 8-bit byte into '?', and folds: so it
@@ -384,6 +385,12 @@ bounce_compose(struct queue_writer *w, enum bounce_kind kind,
 	if (hostname == NULL || hostname[0] == '\0')
 		hostname = BOUNCE_DEFAULT_HOST;
 	hdrs_scan(original_headers, headers_len, &oh);
+	/* 8-bit header bytes are UTF-8 only under SMTPUTF8 (RFC 6532);
+	 * otherwise they are quoted as '?', so the DSN is 7-bit and a
+	 * server without 8BITMIME takes it (it was refused 5.6.3 and,
+	 * a bounce of a bounce, dropped: the sender never heard). */
+	if (!(original->flags & QF_SMTPUTF8))
+		oh.eightbit = 0;
 	if (make_boundary(boundary, sizeof(boundary), &oh) == -1)
 		return -1;
 
@@ -565,7 +572,9 @@ put_orig(struct out *o, const struct orig_hdrs *oh)
 	while (i < oh->len && o->err == 0) {
 		start = i;
 		while (i < oh->len && h[i] != '\r' && h[i] != '\n' &&
-		    h[i] != '\0' && o->col + (i - start) < BOUNCE_LINE_MAX)
+		    h[i] != '\0' && (oh->eightbit ||
+		    (unsigned char)h[i] < 0x80) &&
+		    o->col + (i - start) < BOUNCE_LINE_MAX)
 			i++;
 		put(o, h + start, i - start);
 		if (i == oh->len)
@@ -578,7 +587,7 @@ put_orig(struct out *o, const struct orig_hdrs *oh)
 		} else if (o->col >= BOUNCE_LINE_MAX)
 			put(o, "\r\n ", 3);	/* full: fold, then go on */
 		else {
-			put(o, "?", 1);		/* NUL */
+			put(o, "?", 1);		/* NUL, or 8-bit (above) */
 			i++;
 		}
 	}

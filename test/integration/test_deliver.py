@@ -769,6 +769,22 @@ def test_deliver_8bit_to_server_without_8bitmime():
         check_relayed(msgs[0].body, BODY8H, '8-bit', lf=True)
 
 
+def test_deliver_dsn_of_8bit_headers_to_server_without_8bitmime():
+    """A message with 8-bit header bytes (no SMTPUTF8) bounces 5.6.3 at a
+    server without 8BITMIME; its DSN quoted those headers raw, so it was
+    refused 5.6.3 in turn and dropped as a bounce of a bounce: the
+    sender never heard.  Quoted as '?', the DSN is 7-bit and arrives."""
+    with Sink(opts=('-8',)) as s, smarthost_daemon('no8bith', s.port) as d:
+        q8 = send8(d, BODY8H)
+        wait_delivery(d, q8, 'bounced')
+        b = one_bounce(d, q8)
+        wait_delivery(d, b[0], 'sent')
+        dsn = [m for m in s.wait_count(1) if m.sender == '']
+        check(len(dsn) == 1 and b'Subject: caf??' in dsn[0].body and
+              not any(c >= 0x80 for c in dsn[0].body),
+              'DSN at the sink: %r' % [m.body[-300:] for m in dsn])
+
+
 def test_deliver_ehlo_greeting_is_not_a_keyword():
     """The first line of the EHLO reply names the server; a name that
     begins with a keyword offers nothing.  A server called

@@ -589,13 +589,25 @@ t_orig_headers(void)
 	    "X-C: caf\xc3\xa9\r\nX-D: \0z\r\n\r\nbody line\r\n";
 	static const char want[] = "Subject: hi\r\nX-A: 1\r\nX-B: 2\r\n"
 	    "X-C: caf\xc3\xa9\r\nX-D: ?z\r\n\r\n--";
+	static const char want7[] = "Subject: hi\r\nX-A: 1\r\nX-B: 2\r\n"
+	    "X-C: caf??\r\nX-D: ?z\r\n\r\n--";
 	struct bounce_rcpt r[] = {
 		{ "bob@example.net", "5.1.1", "550 no", 0 },
 	};
 	struct queue_info o;
 	struct dsn d;
 
+	/* Not SMTPUTF8: 8-bit header bytes are no UTF-8 (RFC 6532), and
+	 * quoted as '?' the DSN is 7-bit, for a server without 8BITMIME. */
 	orig_init(&o);
+	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 1, h, sizeof(h) - 1) == 0);
+	CHECK(d.clean && d.npart == 3);
+	CHECK(memcmp(d.line[d.part[2] + 4].p, want7, sizeof(want7) - 1) == 0);
+	CHECK(count_in(&d, 0, d.end, "Content-Transfer-Encoding: 8bit",
+	    1) == 0);
+	dsn_free(&d);
+
+	o.flags |= QF_SMTPUTF8;
 	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 1, h, sizeof(h) - 1) == 0);
 	CHECK(d.clean);
 	CHECK(d.npart == 3);
