@@ -65,6 +65,7 @@ struct sched_msg {
 	char id[QUEUE_ID_SIZE];
 	uint8_t active;
 	uint8_t bouncing;		/* waiting for its DSN's commit */
+	uint8_t unsaved;		/* the last state write failed: keep info */
 	uint64_t next_attempt;		/* unix seconds */
 	struct queue_info *info;	/* the envelope, while active */
 	unsigned jobs;			/* outstanding */
@@ -501,9 +502,11 @@ sched_activate(struct sched_msg *m)
 	sched_nactive++;
 	/* Idle, a message is its id and next attempt: the envelope (over
 	 * 600 bytes) is held only while it is in the active set. */
-	if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
+	if ((qi = m->info) != NULL)
+		;	/* kept: the disk's state is older */
+	else if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
 		goto later;
-	if (queue_load(m->id, qi, &why) == -1) {
+	else if (queue_load(m->id, qi, &why) == -1) {
 		if (errno == EBADMSG)
 			(void)queue_quarantine(m->id, why ? why : "bad file");
 		if (errno == ENOENT || errno == EBADMSG) {
@@ -1359,7 +1362,7 @@ static void
 sched_idle(struct sched_msg *m)
 {
 	sched_unlist(m);
-	if (m->info != NULL) {
+	if (m->info != NULL && !m->unsaved) {
 		queue_info_free(m->info);
 		free(m->info);
 		m->info = NULL;
@@ -1393,9 +1396,12 @@ static int
 sched_save(struct sched_msg *m, int sync)
 {
 	if (queue_update(m->info, sync) == -1) {
+		/* Gone (ferry delete): the next load says so. */
+		m->unsaved = errno != ENOENT;
 		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 		return -1;
 	}
+	m->unsaved = 0;
 	return 0;
 }
 

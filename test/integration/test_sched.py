@@ -386,3 +386,72 @@ def test_sched_deferred_go_oldest_first():
 
 def test_sched_oldest_first_after_a_restart():
     _oldest_first('oldest2', restart=True)
+
+
+def test_sched_failed_state_write_sends_no_copy():
+    """Every state write fails (EIO at its rename, as ENOSPC or EMFILE
+    would), with no crash: the message kept going idle, its envelope was
+    freed, and the next attempt reloaded the older state from disk, so
+    a@fast.test got the message again at each retry (6 copies in 6 s; 120
+    in a default lifetime).  The state is now kept in memory until a
+    write succeeds: one copy, while b@slow.test (451) is retried."""
+    def policy(sess, verb, arg, txn):
+        return '451 4.3.0 try again later' if verb == '.' else None
+
+    port = free_port()
+    z = zone('fast.test. MX 10 mx.fast.test.', 'mx.fast.test. A 127.0.0.2',
+             'slow.test. MX 10 mx.slow.test.', 'mx.slow.test. A 127.0.0.3')
+    check(bind_probe('127.0.0.2', port) and bind_probe('127.0.0.3', port),
+          'port taken')
+    with DnsServer(z) as dns, Sink('127.0.0.2', port) as s, \
+            SmtpPeer('127.0.0.3', port, policy=policy) as p:
+        d = mx_daemon('failsave', dns, port, retry_min='1s',
+                      retry_max='1s')
+        d.preload_rename('fail', old='.st')
+        ok = False
+        try:
+            d.start()
+            qid = d.send_message(BODY, rcpts=('a@fast.test',
+                                              'b@slow.test'))
+            wait_delivery(d, qid, 'sent')
+            wait_for(lambda: len(p.txns()) >= 4, 15 * SLOW,
+                     lambda: 'slow.test retried %d times' % len(p.txns()))
+            n = len(s.messages())
+            check(n == 1, 'fast.test got the message %d times; log:\n%s'
+                  % (n, d.log_tail(30)))
+            d.wait_log(r'%s: cannot save delivery state' % qid)
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
+
+
+def test_sched_failed_state_write_one_dsn():
+    """As above, for a bounce: bad@ refused 550 and later@ deferred (451
+    at the dot), every state write failing.  The sender got a DSN for
+    bad@ at each retry; now one."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and arg.lower().startswith('<bad@'):
+            return '550 5.1.1 no such user'
+        if verb == '.' and any('later@' in r[0] for r in txn.rcpts):
+            return '451 4.3.0 try again later'
+        return None
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('failsavedsn', p.port, retry_min='1s',
+                             retry_max='1s')
+        d.preload_rename('fail', old='.st')
+        ok = False
+        try:
+            d.start()
+            d.send_message(BODY, rcpts=('later@dom.test', 'bad@dom.test'))
+            wait_for(lambda: sum(1 for t in p.txns() if t.sender != '')
+                     >= 4, 15 * SLOW, lambda: 'retried %d times'
+                     % len(p.txns()))
+            dsn = [t for t in p.delivered() if t.sender == '']
+            check(len(dsn) == 1, '%d DSNs for one bounced recipient; '
+                  'log:\n%s' % (len(dsn), d.log_tail(12)))
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
