@@ -16,6 +16,18 @@ from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
 from test_dns import DnsServer
 
 
+def _fast_and_slow():
+    """A port free on 127.0.0.2 and .3, and a zone with fast.test's MX on
+    the first and slow.test's on the second."""
+    port = free_port()
+    check(bind_probe('127.0.0.2', port) and bind_probe('127.0.0.3', port),
+          'port %d taken on 127.0.0.2/3' % port)
+    return port, zone('fast.test. MX 10 mx.fast.test.',
+                      'mx.fast.test. A 127.0.0.2',
+                      'slow.test. MX 10 mx.slow.test.',
+                      'mx.slow.test. A 127.0.0.3')
+
+
 def test_sched_restart_mid_attempt_keeps_finished_destinations():
     """One message for fast.test (smtp-sink, 250 at once) and slow.test
     (a peer that sits on the end of data): fast.test's delivery is logged
@@ -30,11 +42,7 @@ def test_sched_restart_mid_attempt_keeps_finished_destinations():
             return '451 4.3.0 try again later'
         return None
 
-    port = free_port()
-    z = zone('fast.test. MX 10 mx.fast.test.', 'mx.fast.test. A 127.0.0.2',
-             'slow.test. MX 10 mx.slow.test.', 'mx.slow.test. A 127.0.0.3')
-    check(bind_probe('127.0.0.2', port) and bind_probe('127.0.0.3', port),
-          'port %d taken on 127.0.0.2/3' % port)
+    port, z = _fast_and_slow()
     with DnsServer(z) as dns, Sink('127.0.0.2', port) as s, \
             SmtpPeer('127.0.0.3', port, policy=policy) as p:
         d = mx_daemon('midattempt', dns, port)
@@ -398,11 +406,7 @@ def test_sched_failed_state_write_sends_no_copy():
     def policy(sess, verb, arg, txn):
         return '451 4.3.0 try again later' if verb == '.' else None
 
-    port = free_port()
-    z = zone('fast.test. MX 10 mx.fast.test.', 'mx.fast.test. A 127.0.0.2',
-             'slow.test. MX 10 mx.slow.test.', 'mx.slow.test. A 127.0.0.3')
-    check(bind_probe('127.0.0.2', port) and bind_probe('127.0.0.3', port),
-          'port taken')
+    port, z = _fast_and_slow()
     with DnsServer(z) as dns, Sink('127.0.0.2', port) as s, \
             SmtpPeer('127.0.0.3', port, policy=policy) as p:
         d = mx_daemon('failsave', dns, port, retry_min='1s',
