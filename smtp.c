@@ -443,7 +443,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
     const struct sockaddr_storage *ss)
 {
 	struct smtp_session *s, *o;
-	unsigned same = 0;
+	unsigned same = 0, kind = 0;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	char ip[INET6_ADDRSTRLEN];
@@ -459,18 +459,23 @@ smtp_session_new(struct smtp_listener *l, int fd,
 		r = RP_SHUTDOWN;
 		goto refuse;
 	}
-	if (l->kind != SMTP_KIND_LOCAL) {
-		for (o = smtp_head; o != NULL; o = o->next)
-			if (o->kind != SMTP_KIND_LOCAL &&
-			    strcmp(o->ip, ip) == 0)
-				same++;
-		if (smtp_count >= smtp_conf->max_connections) {
-			log_warnx(LP_SMTPD, "connect from unknown[%s]: too many "
-			    "connections (max_connections = %u)", ip,
-			    smtp_conf->max_connections);
-			r = RP_TOO_MANY_CONN;
-			goto refuse;
+	/* The local socket (any local user may connect) and the network
+	 * have max_connections each: idle local sessions took the slots
+	 * and every TCP client got 421, or ran the daemon out of fds. */
+	for (o = smtp_head; o != NULL; o = o->next)
+		if ((o->kind == SMTP_KIND_LOCAL) ==
+		    (l->kind == SMTP_KIND_LOCAL)) {
+			kind++;
+			same += strcmp(o->ip, ip) == 0;
 		}
+	if (kind >= smtp_conf->max_connections) {
+		log_warnx(LP_SMTPD, "connect from unknown[%s]: too many "
+		    "connections (max_connections = %u)", ip,
+		    smtp_conf->max_connections);
+		r = RP_TOO_MANY_CONN;
+		goto refuse;
+	}
+	if (l->kind != SMTP_KIND_LOCAL) {
 		if (same >= smtp_conf->max_connections_per_client) {
 			log_warnx(LP_SMTPD, "connect from unknown[%s]: too many "
 			    "connections from this client", ip);

@@ -757,6 +757,34 @@ def test_max_connections():
             c.close()
 
 
+def test_max_connections_local_and_network_apart():
+    """The local socket (any local user may connect) and the network have
+    max_connections each.  Local sessions took the slots: three idle ones
+    held every TCP client at 421 for smtpd_timeout, over and over, and
+    local sessions had no limit at all (the daemon's fds)."""
+    with Daemon('maxlocal', max_connections='3') as d:
+        held = []
+        for _ in range(3):
+            u = socket.socket(socket.AF_UNIX)
+            u.settimeout(10)
+            u.connect(d.cfg['local_socket'])
+            check(u.recv(200).startswith(b'220'), 'local banner')
+            held.append(u)
+        c = d.connect('127.0.0.1')
+        c.expect(None, 220)
+        c.expect('QUIT', 221)
+        c.close()
+        u = socket.socket(socket.AF_UNIX)
+        u.settimeout(10)
+        u.connect(d.cfg['local_socket'])
+        got = u.recv(200)
+        u.close()
+        check(got.startswith(b'421 4.7.0 ') and b'too many connections'
+              in got, 'a fourth local session: %r' % got)
+        for u in held:
+            u.close()
+
+
 def test_max_connections_smtps_closed_without_plaintext():
     """Over max_connections on 465 (implicit TLS) the connection is closed
     without a byte: a plaintext 421 there would be a TLS protocol error
