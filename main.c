@@ -107,7 +107,7 @@ static int main_read(struct config *, struct config_src *, char *, size_t);
 static char *const *main_environ(void);
 static void main_resolve_user(const struct config *, struct main_user *);
 static void main_bind_inet(const struct config *);
-static int main_bind_local(const char *, const struct main_user *);
+static int main_bind_local(const char *);
 static void main_drop(const struct main_user *);
 static void main_on_term(int);
 static void main_on_hup(int);
@@ -420,7 +420,7 @@ main_bind_inet(const struct config *conf)
 }
 
 static int
-main_bind_local(const char *path, const struct main_user *u)
+main_bind_local(const char *path)
 {
 	struct sockaddr_un sun;
 	char dir[sizeof(sun.sun_path)], *slash = NULL, *p;
@@ -441,11 +441,13 @@ main_bind_local(const char *path, const struct main_user *u)
 	for (p = dir; *p != '\0'; p++)
 		if (*p == '/')
 			slash = p;
+	/* The directory stays root's when root makes it: were it the
+	 * user's, a daemon run as that user could swap the socket for a
+	 * symlink between bind() and the chmod below at the next start,
+	 * which runs as root (and would make, say, /etc/shadow 0666). */
 	if (slash != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdirat(AT_FDCWD, dir, 0755) == 0 && u->drop &&
-		    fchownat(AT_FDCWD, dir, u->uid, u->gid, 0) == -1)
-			log_fatal(LP_MASTER, "chown %s", dir);
+		(void)mkdirat(AT_FDCWD, dir, 0755);
 	}
 	/* A socket someone answers on is another daemon: do not steal it. */
 	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -522,7 +524,7 @@ main_serve(struct config *conf)
 	pickup_configure(conf);
 	pickup_set_aliases(main_aliases);
 	main_bind_inet(conf);
-	main_bind_local(conf->local_socket, &u);
+	main_bind_local(conf->local_socket);
 	main_drop(&u);
 	if (geteuid() == 0)
 		log_fatalx(LP_MASTER, "refusing to run as root");

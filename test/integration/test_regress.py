@@ -1384,3 +1384,38 @@ def test_regress_state_kept_when_time_refused():
                   re.search(r'(?m)^R 1 deferred', text), 'state %r' % text)
             d.wait_log(r'%s: state file time: Operation not permitted'
                        % qid)
+
+
+def test_regress_socket_dir_stays_roots():
+    """The directory root makes for local_socket stays root's 0755: it
+    was given to the daemon's user, who could then swap the socket for a
+    symlink between bind() and the chmod 0666 of the next start (which
+    runs as root) and make any file, /etc/shadow say, world-writable."""
+    if not IS_ROOT:
+        return 'skipped: needs root'
+    d = Daemon('rg-sockdir')
+    sock = os.path.join(d.dir, 'run', 'submit.sock')
+    d.cfg['local_socket'] = sock
+    d.write_config()
+    ok = False
+    try:
+        d.start()
+        st = os.stat(os.path.dirname(sock))
+        check(st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755,
+              'socket dir: uid %d mode %o' % (st.st_uid, st.st_mode))
+        check(stat.S_IMODE(os.stat(sock).st_mode) == 0o666,
+              'socket mode %o' % os.stat(sock).st_mode)
+        p = subprocess.run(['runuser', '-u', 'ferry', '--', 'ln', '-s',
+                            '/etc/shadow', sock + '.new'],
+                           capture_output=True)
+        check(p.returncode != 0 and b'Permission denied' in p.stderr,
+              'the daemon user in the socket dir: %r' % (p,))
+        u = socket.socket(socket.AF_UNIX)	# submitting still works
+        u.settimeout(10)
+        u.connect(sock)
+        check(u.recv(200).startswith(b'220'), 'no banner on the socket')
+        u.close()
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
