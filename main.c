@@ -182,6 +182,10 @@ main(int argc, char **argv, char **envp)
 	while ((c = textfile_open("/dev/null", O_RDWR)) >= 0 && c < 3)
 		;
 	(void)close(c);		/* or -1: no /dev/null, go on as before */
+	/* execve() with no argv at all (kernels before 5.18 pass it on):
+	 * nothing to run, and a setgid entry must not fall over. */
+	if (argc < 1)
+		return EX_USAGE;
 	/* By hand, as below: strrchr() would be one more import. */
 	for (prog = p = argv[0]; *p != '\0';)
 		if (*p++ == '/')
