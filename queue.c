@@ -105,6 +105,7 @@ struct queue_writer {
 	enum writer_state state;
 	char id[QUEUE_ID_SIZE];
 	char sub[QUEUE_SUBDIR_MAX];	/* "" = tmp/, else e.g. maildrop/ */
+	int dfd;			/* sub/ (names relative), or AT_FDCWD */
 };
 
 /* A bounded view of a buffer, read one "\n"-terminated line at a time. */
@@ -119,7 +120,7 @@ static int read_done(int, void *, int);
 static int path_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static int writer_path(const struct queue_writer *, int, char *);
-static int name_exists(const char *);
+static int name_exists(int, const char *);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_dir(const char *, int (*)(int, const char *),
     const char *);
@@ -135,7 +136,7 @@ static int writer_fail(struct queue_writer *);
 static void writer_free(struct queue_writer *);
 static void clean_copy(char *, size_t, const char *);
 static int commit_file(struct queue_writer *);
-static int sync_dir(const char *, const char *);
+static int sync_dir(const struct queue_writer *, const char *);
 static void commit_undo(struct queue_writer *);
 static void queue_commit_run(struct loop_hook *);
 static int cur_line(struct cursor *, const char **, size_t *);
@@ -238,22 +239,23 @@ path_fmt(char *out, size_t size, const char *fmt, ...)
 }
 
 /* The writer's temporary name (tmp != 0) or its final one, into out of
- * PATH_MAX bytes; "%.0s" skips an empty sub, so one call does all four. */
+ * PATH_MAX bytes, for the *at() calls on w->dfd: in sub/ relative to it
+ * ("%.0s" skips what a form does not use, so one call does all four). */
 static int
 writer_path(const struct queue_writer *w, int tmp, char *out)
 {
 	return path_fmt(out, PATH_MAX, w->sub[0] != '\0' ? tmp ?
-	    "%s/%s/.%s.tmp" : "%s/%s/%s" : tmp ? "%s/tmp%.0s/%s" :
-	    "%s%.0s/%s", queue_path, w->sub, w->id);
+	    "%.0s.%s.tmp" : "%.0s%s" : tmp ? "%s/tmp/%s" : "%s/%s",
+	    queue_path, w->id);
 }
 
 /* 1 if path names something, 0 if not, -1 when we cannot tell. */
 static int
-name_exists(const char *path)
+name_exists(int dfd, const char *path)
 {
 	struct stat st;
 
-	if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 1;
 	return errno == ENOENT ? 0 : -1;
 }
@@ -559,10 +561,20 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->fd = -1;
+	w->dfd = AT_FDCWD;
 	if ((w->buf = malloc(QUEUE_BUF_SIZE)) == NULL)
 		goto fail;
-	if (subdir != NULL)
+	if (subdir != NULL) {
 		memcpy(w->sub, subdir, strlen(subdir) + 1);
+		/* By a descriptor that did not follow a symlink there: the
+		 * queue's owner can make maildrop one, and root's sendmail
+		 * would write wherever it pointed.  O_PATH: a local user may
+		 * not read maildrop/ (1733), only create in it. */
+		if (path_fmt(path, sizeof(path), "%s/%s", queue_path,
+		    subdir) == -1 || (w->dfd = openat(AT_FDCWD, path, O_PATH |
+		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+			goto fail;
+	}
 
 	/*
 	 * The ID is unique because tmp/ID is created O_EXCL and the final
@@ -581,14 +593,14 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 		    writer_path(w, 0, fin) == -1 ||
 		    path_fmt(stp, sizeof(stp), "%s" QUEUE_ST_SUFFIX, fin) == -1)
 			goto fail;
-		if ((e = name_exists(fin)) == -1 ||
-		    (e == 0 && (e = name_exists(stp)) == -1))
+		if ((e = name_exists(w->dfd, fin)) == -1 ||
+		    (e == 0 && (e = name_exists(w->dfd, stp)) == -1))
 			goto fail;
 		if (e == 1)
 			continue;
 		/* openat(): open() would be one libc import more, and
 		 * textfile_open() takes no mode. */
-		w->fd = openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL |
+		w->fd = openat(w->dfd, path, O_WRONLY | O_CREAT | O_EXCL |
 		    O_CLOEXEC | O_NOFOLLOW, w->sub[0] != '\0' ? 0644 : 0600);
 		if (w->fd != -1)
 			break;
@@ -764,7 +776,7 @@ queue_writer_abort(struct queue_writer *w)
 		(void)close(w->fd);
 	w->fd = -1;
 	if (writer_path(w, 1, path) == 0 &&
-	    unlinkat(AT_FDCWD, path, 0) == -1 &&
+	    unlinkat(w->dfd, path, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", path);
 	writer_free(w);
@@ -775,6 +787,8 @@ writer_free(struct queue_writer *w)
 {
 	if (w->fd != -1)
 		(void)close(w->fd);
+	if (w->dfd >= 0)
+		(void)close(w->dfd);
 	free(w->buf);
 	free(w);
 }
@@ -839,13 +853,13 @@ commit_file(struct queue_writer *w)
 	if (e == -1)
 		goto fail;
 	what = "exists";
-	if ((e = name_exists(fin)) != 0) {
+	if ((e = name_exists(w->dfd, fin)) != 0) {
 		if (e == 1)
 			errno = EEXIST;
 		goto fail;
 	}
 	what = "rename";
-	if (renameat(AT_FDCWD, tmp, AT_FDCWD, fin) == -1)
+	if (renameat(w->dfd, tmp, w->dfd, fin) == -1)
 		goto fail;
 	return 0;
 
@@ -855,35 +869,31 @@ fail:
 	if (w->fd != -1)
 		(void)close(w->fd);
 	w->fd = -1;
-	if (unlinkat(AT_FDCWD, tmp, 0) == -1 && errno != ENOENT)
+	if (unlinkat(w->dfd, tmp, 0) == -1 && errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", tmp);
 	return errno_fail(e);
 }
 
 /*
- * Make the new name in sub ("" = queue_dir) durable.  A local user cannot
- * open maildrop/ (1733: no read), so there we sync the file system through
- * the file we just renamed instead.
+ * Make the new name file in w's directory (w NULL or its sub "":
+ * queue_dir) durable.  A local user cannot open maildrop/ (1733: no
+ * read), so there we sync the file system through the file we just
+ * renamed instead.
  */
 static int
-sync_dir(const char *sub, const char *file)
+sync_dir(const struct queue_writer *w, const char *file)
 {
-	char path[PATH_MAX];
 	int fd, rc = 0;
 
-	if (sub[0] == '\0' && queue_dirfd != -1)
+	if ((w == NULL || w->sub[0] == '\0') && queue_dirfd != -1)
 		return fsync(queue_dirfd);
-	if (sub[0] == '\0')
-		fd = textfile_open(queue_path, O_RDONLY | O_DIRECTORY |
-		    O_CLOEXEC);
-	else if (path_fmt(path, sizeof(path), "%s/%s", queue_path, sub) == -1)
-		return -1;
-	else
-		fd = textfile_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = w == NULL || w->sub[0] == '\0' ? textfile_open(queue_path,
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC) : openat(w->dfd, ".",
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1) {
 		if (errno != EACCES || file == NULL)
 			return -1;
-		if ((fd = textfile_open(file, O_RDONLY | O_CLOEXEC |
+		if ((fd = openat(w->dfd, file, O_RDONLY | O_CLOEXEC |
 		    O_NOFOLLOW)) == -1)
 			return -1;
 		rc = syncfs(fd);
@@ -902,7 +912,7 @@ commit_undo(struct queue_writer *w)
 
 	w->ok = 0;
 	if (writer_path(w, 0, fin) == 0 &&
-	    unlinkat(AT_FDCWD, fin, 0) == -1 &&
+	    unlinkat(w->dfd, fin, 0) == -1 &&
 	    errno != ENOENT)
 		log_warn(LP_QMGR, "unlink %s", fin);
 }
@@ -947,7 +957,7 @@ queue_commit_run(struct loop_hook *h)
 		if (w->ok && w->sub[0] == '\0')
 			main_dir = 1;
 	}
-	if (main_dir && sync_dir("", NULL) == -1) {
+	if (main_dir && sync_dir(NULL, NULL) == -1) {
 		log_warn(LP_QMGR, "fsync %s", queue_path);
 		for (w = queue_running; w != NULL; w = w->next)
 			if (w->ok && w->sub[0] == '\0')
@@ -956,7 +966,7 @@ queue_commit_run(struct loop_hook *h)
 	for (w = queue_running; w != NULL; w = w->next)
 		if (w->ok && w->sub[0] != '\0' &&
 		    (writer_path(w, 0, fin) == -1 ||
-		    sync_dir(w->sub, fin) == -1)) {
+		    sync_dir(w, fin) == -1)) {
 			log_warn(LP_QMGR, "fsync %s/%s", queue_path, w->sub);
 			commit_undo(w);
 		}
@@ -984,7 +994,7 @@ queue_commit_now(struct queue_writer *w)
 	if (commit_file(w) == -1)
 		goto done;
 	if (writer_path(w, 0, fin) == -1 ||
-	    sync_dir(w->sub, fin) == -1) {
+	    sync_dir(w, fin) == -1) {
 		e = errno;
 		log_warn(LP_QMGR, "%s: commit: fsync directory", w->id);
 		commit_undo(w);

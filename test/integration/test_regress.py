@@ -1419,3 +1419,33 @@ def test_regress_socket_dir_stays_roots():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+def test_regress_root_sendmail_no_maildrop_symlink():
+    """The queue's owner (the daemon's user, were it compromised) can
+    make maildrop/ a symlink; sendmail run by root (cron) with the
+    daemon down wrote its file, root's, wherever that pointed.  maildrop/
+    is now opened without following one: sendmail fails (75) and writes
+    nothing there; the message is not claimed taken."""
+    if not IS_ROOT:
+        return 'skipped: needs root'
+    import shutil
+    import tempfile
+    d = _stopped_daemon('rg-mdlink')
+    target = tempfile.mkdtemp(prefix='ferry-mdlink-')	# root's, 0700
+    ok = False
+    try:
+        q = d.queue_dir
+        r = subprocess.run(['runuser', '-u', 'ferry', '--', 'sh', '-c',
+                            'cd %s && mv maildrop md.real && ln -s %s '
+                            'maildrop' % (q, target)], capture_output=True)
+        check(r.returncode == 0, 'ferry could not swap: %r' % r.stderr)
+        p = d.cli('sendmail', 'x@relay.test',
+                  input=b'Subject: s\n\nbody\n')
+        check(p.returncode == 75 and os.listdir(target) == [],
+              'sendmail exit %d, %r in the target; stderr %r'
+              % (p.returncode, os.listdir(target), p.stderr))
+        ok = True
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+        d.cleanup(ok)
