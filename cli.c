@@ -1198,6 +1198,8 @@ say:
 		}
 	}
 	/* Replies lost: the client was not told what became of its mail. */
+	/* fflush(NULL), here and in every command: stdout is the one
+	 * stream with a buffer, and NULL spares loading stdout. */
 	return n == -2 || fflush(NULL) == EOF ? EX_IOERR : EX_OK;
 }
 

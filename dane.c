@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "addr.h"
 #include "compat.h"
 
 #include <mbedtls/asn1.h>

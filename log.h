@@ -70,10 +70,6 @@ void log_cli(const char *prog, const char *, ...)
  * errno, not two (the errno location, then strerror()). */
 const char *log_errstr(void);
 
-/* The commands flush their output with fflush(NULL), not fflush(stdout):
- * stdout is the one stream with a buffer (stderr has none, and ferry
- * opens no FILE), and NULL spares loading stdout at each call. */
-
 /* In place: what a terminal could take for a command becomes '?' (ASCII
  * and C1 controls, bytes that are no UTF-8).  A log line gets it, and so
  * does what mailq prints from files local users may write. */

@@ -190,21 +190,26 @@ part:
 		 * RCPT TO:<...>.  Here, not in queue_parse(): only this
 		 * door takes files ferry did not write from checked paths.
 		 * One flag set for all: <> passes for a recipient too, but
-		 * queue_parse() has refused an empty one. */
-		n = snprintf(addr, sizeof(addr), "<%s>", a);
-		if (addr_parse_path(addr, (size_t)n, ADDR_ALONE |
-		    ADDR_NULL_OK | ADDR_BARE_OK | (info.flags & QF_SMTPUTF8 ?
-		    ADDR_UTF8 : 0), a, QUEUE_ADDR_MAX, &why) < 0)
-			goto bad;
-		if (a == info.sender) {
-			/* A bare one gets @origin, as at the SMTP door. */
-			if (a[0] != '\0') {
+		 * queue_parse() has refused an empty one.  In the first
+		 * pass only: the later ones see what it rewrote (a
+		 * qualified sender might not read again). */
+		if (job == NULL) {
+			n = snprintf(addr, sizeof(addr), "<%s>", a);
+			if (addr_parse_path(addr, (size_t)n, ADDR_ALONE |
+			    ADDR_NULL_OK | ADDR_BARE_OK | (info.flags &
+			    QF_SMTPUTF8 ? ADDR_UTF8 : 0), a, QUEUE_ADDR_MAX,
+			    &why) < 0)
+				goto bad;
+			/* A bare sender gets @origin, as at the SMTP
+			 * door. */
+			if (a == info.sender && a[0] != '\0') {
 				addr_qualify(a, pickup_conf->origin, addr,
 				    QUEUE_ADDR_MAX);
 				memcpy(a, addr, QUEUE_ADDR_MAX);
 			}
-			break;
 		}
+		if (a == info.sender)
+			break;
 		/* Qualified and aliased, as at the SMTP door. */
 		if ((k = alias_expand(pickup_aliases, a, pickup_conf->origin,
 		    exp, PICKUP_ALIAS_MAX, &why)) < 0)
@@ -214,9 +219,10 @@ part:
 			 * two recipients' aliases may meet. */
 			if (addr_list_has(seen.p, seen.len, exp[j]))
 				continue;
-			/* w is full: this one begins the next.  Checked in
-			 * the first pass, an address fits an empty w (one
-			 * left empty fails in queue_writer_body(), kept). */
+			/* w is full: this one begins the next.  One
+			 * address is far below a queue file's limits, so it
+			 * fits an empty w (one left empty would fail in
+			 * queue_writer_body(), and the file be kept). */
 			if (queue_writer_rcpt(w, exp[j]) == -1) {
 				if (errno == E2BIG)
 					goto full;

@@ -308,7 +308,7 @@ mkdir_owned(int parent, const char *name, mode_t mode, uid_t uid, gid_t gid)
 		log_warn(LP_MASTER, "open %s", name);
 		return -1;
 	}
-	/* fchownat(), as main.c's chown: one libc import for both. */
+	/* fchownat(), not fchown(): one libc import less. */
 	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) == -1) {
 		log_warn(LP_MASTER, "chown %s", name);
 		goto done;

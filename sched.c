@@ -67,7 +67,8 @@ struct sched_msg {
 	uint8_t bouncing;		/* waiting for its DSN's commit */
 	uint8_t unsaved;		/* the last state write failed: keep info */
 	uint64_t next_attempt;		/* unix seconds */
-	struct queue_info *info;	/* the envelope, while active */
+	struct queue_info *info;	/* the envelope, while active or
+					   unsaved */
 	unsigned jobs;			/* outstanding */
 };
 
@@ -501,10 +502,15 @@ sched_activate(struct sched_msg *m)
 	m->active = 1;
 	sched_nactive++;
 	/* Idle, a message is its id and next attempt: the envelope (over
-	 * 600 bytes) is held only while it is in the active set. */
-	if ((qi = m->info) != NULL)
-		;	/* kept: the disk's state is older */
-	else if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
+	 * 600 bytes) is held only while it is in the active set, or while
+	 * the disk's state is older (unsaved).  Then it is written first if
+	 * it can be; gone ("ferry delete") ends the message here. */
+	if ((qi = m->info) != NULL) {
+		if (sched_save(m, 1) == -1 && !m->unsaved) {
+			sched_remove(m);
+			return;
+		}
+	} else if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
 		goto later;
 	else if (queue_load(m->id, qi, &why) == -1) {
 		if (errno == EBADMSG)
@@ -1145,9 +1151,9 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 	 * so and keeps whole lines only). */
 	if (got > 0)
 		hlen = (size_t)got < qi->size ? (size_t)got : (size_t)qi->size;
-	/* The DSN quotes the original's headers, 8-bit ones included, and
-	 * goes to its sender: a UTF-8 one needs SMTPUTF8 (RFC 6531 §3.4),
-	 * which the original had. */
+	/* The DSN quotes the original's headers, 8-bit ones only under
+	 * SMTPUTF8 (bounce.c), and goes to its sender: a UTF-8 one needs
+	 * SMTPUTF8 (RFC 6531 §3.4), which the original had. */
 	w = queue_writer_new(NULL, "", QF_BOUNCE |
 	    (qi->flags & (QF_8BITMIME | QF_SMTPUTF8)),
 	    (uid_t)-1, kind == BOUNCE_FAILED ? "bounce" : "delay");

@@ -783,6 +783,10 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		smtp_process(s);
 		if (s->state == STATE_COMMIT)
 			return;	/* answer the commit, then go */
+		/* Paused behind an AUTH check or unread replies: the close
+		 * comes again once it resumes (io_resume() tells it). */
+		if (s->state == STATE_AUTH_WAIT || (s->flags & SF_DRAIN))
+			break;
 		if (s->state == STATE_QUIT) {
 			smtp_flush(s);	/* our last words, then free */
 			return;

@@ -229,6 +229,30 @@ def test_halfclose_tls_transaction():
                           ([221] if quit else []))
 
 
+def test_halfclose_auth_pipelined():
+    """AUTH (its Argon2 check runs off the loop: reading pauses) and the
+    transaction behind it in one record, then close_notify and the FIN:
+    every reply comes, the message is queued once.  A close told while
+    the AUTH check holds the session waits for it (io.c tells it again
+    on resume), not taken as a lost connection."""
+    from ferrytest import auth_plain
+    from test_auth import USER, PASSWORD, auth_daemon
+    with auth_daemon('hc-auth') as d:
+        s, t = _starttls(d, d.sub_port)
+        with s:
+            t.write(b'AUTH PLAIN ' + auth_plain(USER, PASSWORD).encode() +
+                    b'\r\n' + BATCH + b'QUIT\r\n')
+            t.close_notify_and_fin()
+            raw, how = t.read_to_eof()
+        check(how == 'eof' and _codes(raw) == [235, 250, 250, 354, 250,
+                                               221],
+              'AUTH batch: %s: %s' % (how, short(raw)))
+        # Submission adds Date: and Message-ID:, so not assert_stored().
+        q = d.mailq()
+        check(len(q) == 1 and d.cli('cat', q[0]['id']).stdout.endswith(
+              b'\r\n\r\nfirst line\r\n.dot\r\n'), 'queued: %r' % q)
+
+
 LOST = 'lost connection after END-OF-MESSAGE from unknown[127.0.0.1]'
 
 
