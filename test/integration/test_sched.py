@@ -459,3 +459,35 @@ def test_sched_failed_state_write_one_dsn():
             ok = True
         finally:
             d.cleanup(ok)
+
+
+def test_sched_failed_state_write_then_delete():
+    """State writes failing, a message deferred again and again; `ferry
+    delete` removes it: the state kept in memory must not carry it on
+    (it was tried once more, "deferred (queue file unavailable)", and
+    past its lifetime it would have bounced)."""
+    def policy(sess, verb, arg, txn):
+        return '451 4.3.0 try again later' if verb == '.' else None
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('failsavedel', p.port, retry_min='3s',
+                             retry_max='3s')
+        d.preload_rename('fail', old='.st')
+        ok = False
+        try:
+            d.start()
+            qid = d.send_message(BODY)
+            # Right after a deferral: the next attempt is 3 s away.
+            wait_delivery(d, qid, 'deferred', n=2, timeout=15)
+            r = d.cli('delete', qid)
+            check(r.returncode == 0, 'delete: %r' % (r,))
+            n = len(p.txns())
+            time.sleep(4.5)
+            check(len(p.txns()) == n and d.mailq() == [] and
+                  'queue file unavailable' not in d.log_text(),
+                  'attempts after the delete: %d (had %d); log:\n%s'
+                  % (len(p.txns()), n, d.log_tail(12)))
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
