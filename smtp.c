@@ -770,15 +770,7 @@ smtp_on_io(struct io *io, enum io_event ev, void *arg)
 		smtp_process(s);
 		break;
 	case IO_DRAINED:
-		if (s->state == STATE_QUIT) {
-			smtp_end(s);
-			return;
-		}
-		if (s->flags & SF_DRAIN) {
-			s->flags &= ~SF_DRAIN;
-			io_resume(s->io);	/* re-delivers what waited */
-		}
-		break;
+		break;	/* smtp_flush() below: QUIT ends, SF_DRAIN resumes */
 	case IO_EOF:
 		smtp_process(s);
 		if (s->state == STATE_COMMIT)
@@ -839,22 +831,24 @@ smtp_on_data_deadline(struct loop_timer *t)
 	smtp_flush(s);
 }
 
-/* Send what is queued; a session in QUIT goes once it has all left. */
+/* Send what is queued; once it has all left, a session in QUIT goes
+ * and one whose reading waited for it (SF_DRAIN) reads again.  Here for
+ * IO_DRAINED and for every flush of our own: drained by one, the loop
+ * would tell no IO_DRAINED, and the paused session sit until its
+ * timeout. */
 static void
 smtp_flush(struct smtp_session *s)
 {
 	if (s->state == STATE_QUIT)
 		io_pause(s->io);
 	io_flush(s->io);
-	if (s->state == STATE_QUIT && io_queued(s->io) == 0) {
+	if (io_queued(s->io) != 0)
+		return;
+	if (s->state == STATE_QUIT)
 		smtp_end(s);
-	}
-	/* Drained here, not from the loop: no IO_DRAINED will come, and a
-	 * paused session with nothing to write would sit until its
-	 * timeout. */
-	else if ((s->flags & SF_DRAIN) && io_queued(s->io) == 0) {
+	else if (s->flags & SF_DRAIN) {
 		s->flags &= ~SF_DRAIN;
-		io_resume(s->io);
+		io_resume(s->io);	/* re-delivers what waited */
 	}
 }
 
