@@ -430,6 +430,14 @@ def test_sched_failed_state_write_sends_no_copy():
             d.cleanup(ok)
 
 
+def _unsaved_daemon(name, port, retry):
+    """A smarthost daemon (at port) retrying every retry whose every
+    state write fails (EIO at the rename of ID.st)."""
+    d = smarthost_daemon(name, port, retry_min=retry, retry_max=retry)
+    d.preload_rename('fail', old='.st')
+    return d
+
+
 def test_sched_failed_state_write_one_dsn():
     """As above, for a bounce: bad@ refused 550 and later@ deferred (451
     at the dot), every state write failing.  The sender got a DSN for
@@ -442,9 +450,7 @@ def test_sched_failed_state_write_one_dsn():
         return None
 
     with SmtpPeer(policy=policy) as p:
-        d = smarthost_daemon('failsavedsn', p.port, retry_min='1s',
-                             retry_max='1s')
-        d.preload_rename('fail', old='.st')
+        d = _unsaved_daemon('failsavedsn', p.port, '1s')
         ok = False
         try:
             d.start()
@@ -470,9 +476,7 @@ def test_sched_failed_state_write_then_delete():
         return '451 4.3.0 try again later' if verb == '.' else None
 
     with SmtpPeer(policy=policy) as p:
-        d = smarthost_daemon('failsavedel', p.port, retry_min='3s',
-                             retry_max='3s')
-        d.preload_rename('fail', old='.st')
+        d = _unsaved_daemon('failsavedel', p.port, '3s')
         ok = False
         try:
             d.start()
