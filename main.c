@@ -222,8 +222,12 @@ main(int argc, char **argv, char **envp)
 		    path != NULL ? "-c" : log_trace_mask != 0 ? "-T" : cmd);
 		return EX_USAGE;
 	}
-	if (path == NULL && main_environ() != NULL)
-		path = config_env_find(main_environ(), CONFIG_ENV_PATH);
+	/* An empty FERRY_CONFIG (a Compose file's ${FERRY_CONFIG} with
+	 * nothing behind it) names no file: as if unset. */
+	if (path == NULL && main_environ() != NULL &&
+	    (path = config_env_find(main_environ(), CONFIG_ENV_PATH)) !=
+	    NULL && path[0] == '\0')
+		path = NULL;
 	/* passwd only prints a users file line: it needs no config. */
 	if (k == MC_PASSWD)
 		return auth_cli_passwd(NULL, argc, argv);

@@ -241,6 +241,29 @@ def test_container_env_only_relay():
             d.cleanup(ok)
 
 
+def test_container_empty_ferry_config():
+    """FERRY_CONFIG set but empty (a Compose file's
+    `FERRY_CONFIG: ${FERRY_CONFIG}` with nothing behind it) is the same
+    as unset: the default file if there is one, else defaults and
+    variables; not "ferry: : cannot open" and exit 78."""
+    skip = _root_only()
+    if skip:
+        return skip
+    d = Pid1('emptyconf', {'FERRY_CONFIG': ''})
+    ok = False
+    try:
+        p = d.run('check-config')
+        out = p.stdout.decode()
+        check(p.returncode == 0, 'check-config, FERRY_CONFIG empty: exit '
+              '%d %s' % (p.returncode, short(p.stderr)))
+        check(out.startswith('# no configuration file: defaults and '
+                             'FERRY_* variables\n'),
+              'check-config found a file?\n' + out[:400])
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:

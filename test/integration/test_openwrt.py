@@ -326,6 +326,12 @@ BAD = [
      'control character'),
     ('root_alias', "\tlist root_alias 'a@example.org\nuser = root'\n",
      'control character'),
+    # ferry's auth.c refuses more than 255 bytes of either, and then
+    # defers every message to the smarthost
+    ('smarthost_password', "\toption smarthost_password 'abc%s'\n"
+     % ('x' * 253), 'longer than 255 bytes'),
+    ('smarthost_user', "\toption smarthost_user '%s@example.org'\n"
+     % ('u' * 244), 'longer than 255 bytes'),
 ]
 
 
@@ -394,6 +400,13 @@ REFUSED_BY_FERRY = [
      'relay_networks'),
     ('listen_smtp', "\toption listen_smtp '127.0.0.1:99999'\n",
      'listen_smtp'),
+    # the aliases file is ferry's too: a start would exit 78, a reload
+    # would keep the old aliases
+    ('root_alias', "\tlist root_alias '/var/mail/root'\n",
+     'no local delivery'),
+    # a backslash is no escape: "\n" must not become a second alias
+    ('root_alias', "\tlist root_alias 'a@example.org\\n"
+     "postmaster:evil@example.net'\n", 'bad address'),
 ]
 
 

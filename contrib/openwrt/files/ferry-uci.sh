@@ -69,6 +69,14 @@ ferry_get() {
 	printf '%s' "$_fg_v"
 }
 
+# ferry_short OPTION VALUE: VALUE fits the 255 bytes that auth.c takes
+# for a smarthost_auth user or password (bytes, not characters: wc -c).
+# The value is not shown.
+ferry_short() {
+	[ "$(printf '%s' "$2" | wc -c)" -le 255 ] ||
+		ferry_err "$1" "longer than 255 bytes"
+}
+
 # ferry_bool OPTION DEFAULT: print 1 or 0.
 # shellcheck disable=SC2154
 ferry_bool() {
@@ -164,6 +172,8 @@ ferry_uci_render() {
 		ferry_err smarthost_password "empty, but smarthost_user is set"
 		return 1
 	fi
+	ferry_short smarthost_user "$_fr_user" &&
+		ferry_short smarthost_password "$_fr_password" || return 1
 	# ferry makes the queue directory, not its parent, and /var/spool
 	# is not there after a boot (/var is RAM).
 	if [ "$_fr_ram" = 1 ]; then
@@ -202,11 +212,21 @@ ferry_uci_render() {
 	[ -z "$_fr_root" ] || ferry_put "$_fr_new" aliases "$_fr_dir/aliases"
 	ferry_put "$_fr_new" user "$FERRY_USER"
 	ferry_put "$_fr_new" log syslog
-	# ferry's parser has the last word (a misspelt level, a /33): a
-	# relay.conf it refuses would make every sendmail exit 78 unqueued
-	# and the next start fail, while SIGHUP keeps the running settings.
-	if ! "$FERRY_BIN" -c "$_fr_new" check-config >/dev/null; then
-		rm -f "$_fr_new"
+	# printf, not echo: dash's echo would make a "\n" in an item a
+	# second line, another alias.
+	rm -f "$_fr_dir/aliases.new"
+	if [ -n "$_fr_root" ]; then
+		printf 'root: %s\n' "$(printf '%s' "$_fr_root" |
+		    sed 's/ /, /g')" >"$_fr_dir/aliases.new" || return 1
+	fi
+	# ferry's parser has the last word (a misspelt level, a /33, an
+	# alias to a /file): a relay.conf or aliases file it refuses would
+	# make every sendmail exit 78 unqueued and the next start fail,
+	# while SIGHUP keeps the running settings.
+	if ! "$FERRY_BIN" -c "$_fr_new" check-config >/dev/null ||
+	    { [ -n "$_fr_root" ] && ! FERRY_ALIASES=$_fr_dir/aliases.new \
+	    "$FERRY_BIN" -c "$_fr_new" newaliases; }; then
+		rm -f "$_fr_new" "$_fr_dir/aliases.new"
 		echo "ferry: /etc/config/ferry not applied" >&2
 		return 1
 	fi
@@ -226,9 +246,7 @@ ferry_uci_render() {
 		rm -f "$_fr_dir/smarthost_auth"
 	fi
 	if [ -n "$_fr_root" ]; then
-		printf 'root: %s\n' "$(echo "$_fr_root" | sed 's/ /, /g')" \
-		    >"$_fr_dir/aliases.new" &&
-		    chmod 0644 "$_fr_dir/aliases.new" &&
+		chmod 0644 "$_fr_dir/aliases.new" &&
 		    ferry_replace "$_fr_dir/aliases.new" "$_fr_dir/aliases" ||
 		    return 1
 	else
