@@ -47,9 +47,12 @@ hdr_received(char *buf, size_t len, const char *helo, const char *ip,
 		    "\r\n\tid %s%s%s%s; %s\r\n", hostname, uid, id, f0, f1, f2,
 		    date);
 	else
-		n = snprintf(buf, len, "Received: from %s (unknown [%s])\r\n"
+		/* RFC 5321 section 4.4: an address-literal, "[IPv6:...]"
+		 * for IPv6, as Postfix writes it. */
+		n = snprintf(buf, len, "Received: from %s (unknown [%s%s])\r\n"
 		    "%s%s%s\tby %s (ferry) with %s id %s%s%s%s; %s\r\n", helo,
-		    ip, tls != NULL ? "\t(using " : "", tls != NULL ? tls : "",
+		    strchr(ip, ':') != NULL ? "IPv6:" : "", ip,
+		    tls != NULL ? "\t(using " : "", tls != NULL ? tls : "",
 		    tls != NULL ? ")\r\n" : "", hostname, proto, id, f0, f1, f2,
 		    date);
 	return n < 0 || (size_t)n >= len ? -1 : n;

@@ -25,7 +25,8 @@ int hdr_date(char *, size_t, time_t);
  * (as Postfix's queue IDs start) and 64 random bits, @hostname. */
 int hdr_missing(char *, size_t, int date, int msgid, const char *hostname,
     time_t, const char **msgid_out);
-/* Network: "from HELO (unknown [IP])"; local (helo NULL): "from userid".
+/* Network: "from HELO (unknown [IP])", "[IPv6:IP]" for IPv6; local
+ * (helo NULL): "from userid".
  * tls: "TLSv1.2 with cipher ... (256/256 bits)" or NULL (clear text). */
 int hdr_received(char *, size_t, const char *helo, const char *ip,
     const char *tls, const char *proto, const char *hostname,

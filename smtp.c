@@ -69,10 +69,11 @@
 #define SMTP_AUTH_LINE_MAX	(AUTH_B64_LEN(AUTH_PLAIN_MAX) + 16)
 #define SMTP_VERIFY_MAX		16	/* Argon2 checks waiting, at most */
 #define SMTP_TLS_DESC_MAX	160
-/* hdr_received()'s names at their largest, and 80 for its own words: a
- * legal client is never refused for the size of its names. */
+/* hdr_received()'s names at their largest, and 88 for its own words
+ * ("IPv6:" included): a legal client is never refused for the size of
+ * its names. */
 _Static_assert(SMTP_HELO_MAX + INET6_ADDRSTRLEN + SMTP_TLS_DESC_MAX +
-    CONFIG_NAME_MAX + 16 + QUEUE_ID_SIZE + 512 + HDR_DATE_MAX + 80 <=
+    CONFIG_NAME_MAX + 16 + QUEUE_ID_SIZE + 512 + HDR_DATE_MAX + 88 <=
     HDR_RECEIVED_MAX, "Received: buffer");
 /* Received: fields a message may bring, as Postfix's hopcount_limit.
  * RFC 5321 section 6.3 asks for "at least 100"; Postfix (50, its own
@@ -1001,8 +1002,11 @@ smtp_helo_arg(struct smtp_session *s, const struct cmd *c)
 	for (j = i; j < c->arglen && c->arg[j] != ' ' && c->arg[j] != '\t';
 	    j++)
 		;
+	/* A refused HELO keeps the name of the last good one (Postfix). */
+	if (j == i)
+		return -1;
 	smtp_printable(s->helo, c->arg + i, j - i);
-	return j == i ? -1 : 0;
+	return 0;
 }
 
 /* n bytes of what a client sent, for headers and the log: a control or
@@ -2136,7 +2140,7 @@ smtp_on_auth_delay(struct loop_timer *t)
 /* --- end of session --- */
 
 /*
- * Postfix's "lost connection after DATA from ..." / "timeout after": what
+ * Postfix's "lost connection after RCPT from ..." / "timeout after": what
  * the client did last (fail2ban's ddos mode reads it), e.g. EHLO for a
  * client gone silent after its greeting.
  */
@@ -2144,6 +2148,7 @@ static void
 smtp_log_lost(struct smtp_session *s, const char *why)
 {
 	const char *where;
+	size_t len;
 
 	if (s->where == WHERE_CONNECT)	/* also smtps before TLS */
 		where = "CONNECT";
@@ -2151,6 +2156,14 @@ smtp_log_lost(struct smtp_session *s, const char *why)
 		where = "END-OF-MESSAGE";
 	else
 		where = cmd_name((enum cmd_verb)(s->where - 1));
+	/* Inside the message Postfix says how much of it came: "after DATA
+	 * (N bytes)", the unread rest of the buffer counted too. */
+	if (s->state == STATE_DATA) {
+		(void)io_in(s->io, &len);
+		log_info(LP_SMTPD, "%s after DATA (%llu bytes) from %s", why,
+		    (unsigned long long)(s->data_size + len), smtp_peer(s));
+		return;
+	}
 	log_info(LP_SMTPD, "%s after %s from %s", why, where, smtp_peer(s));
 }
 

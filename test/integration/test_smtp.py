@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 
-from ferrytest import (Daemon, TestFailure, check, stuff, short,
+from ferrytest import (Conn, Daemon, TestFailure, check, stuff, short,
                        auth_plain, HOSTNAME, UNTRUSTED, TRUSTED, SLOW, QID_RE)
 from peers import wait_for
 
@@ -1401,3 +1401,76 @@ def test_message_id_logged_printable():
                            b'x\r\n'), 250)
         d.wait_log(r'message-id=<a\?\[31mb\?c@x\.test>')
         check('\x1b' not in d.log_text(), 'ESC in the log')
+
+
+def test_refused_ehlo_keeps_helo_name():
+    """A refused EHLO or HELO changes nothing, as in Postfix: "EHLO    "
+    (blanks only) after a good EHLO got its 501 but emptied the recorded
+    name, and the next message said "Received: from  (unknown ..." and
+    the log helo=<>."""
+    with Daemon('helokept') as d:
+        with d.session(src=UNTRUSTED) as c:
+            c.expect('EHLO    ', 501, '5.5.2')
+            c.expect('HELO', 501, '5.5.2')
+            body = _stored(d, c)
+            check(re.match(rb'Received: from client\.test \(', body),
+                  'Received: %s' % short(body))
+            c.expect('EHLO  ', 501, '5.5.2')
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@elsewhere.test>', 554, '5.7.1')
+        d.wait_log(r'NOQUEUE: reject: RCPT .* helo=<client\.test>$')
+
+
+def test_received_ipv6_address_literal():
+    """RFC 5321 section 4.4: the TCP-info of Received: is an
+    address-literal, "[IPv6:::1]" for an IPv6 client, as Postfix writes
+    it; ferry wrote "[::1]".  The log keeps Postfix's "unknown[::1]"."""
+    import socket as sk
+    try:
+        with sk.socket(sk.AF_INET6, sk.SOCK_STREAM) as s:
+            s.bind(('::1', 0))
+    except OSError:
+        return 'skipped: no ::1 here'
+    d = Daemon('recv6')
+    d.cfg['listen_smtp'] = '127.0.0.1:%d [::1]:%d' % (d.port, d.port)
+    d.write_config()
+    with d:
+        c = Conn.__new__(Conn)
+        c.sock = sk.create_connection(('::1', d.port), timeout=10 * SLOW)
+        c.buf, c.eof, c.timeout, c.tls_error = b'', False, 10 * SLOW, None
+        with c:
+            c.hello()
+            body = _stored(d, c)
+        check(re.match(rb'Received: from client\.test '
+                       rb'\(unknown \[IPv6:::1\]\)\r\n', body),
+              'Received: %s' % short(body))
+        d.wait_log(r'connect from unknown\[::1\]$')
+
+
+def test_lost_connection_in_data_counts_bytes():
+    """Lost or timed out inside the message, Postfix says how far it got:
+    "lost connection after DATA (19 bytes) from ...", "timeout after
+    DATA (N bytes)"; after a refused DATA command it stays "after DATA
+    from".  ferry left the byte count out."""
+    with Daemon('lostbytes', smtpd_timeout='2s') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.send(b'Subject: x\r\n\r\nabc\r\nde')
+            time.sleep(0.3 * SLOW)	# the bytes in before the close
+        d.wait_log(r'lost connection after DATA \(21 bytes\) from '
+                   r'unknown\[127\.0\.0\.1\]$')
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            c.send(b'Subject: y\r\n\r\n')
+            r = c.reply(timeout=10)
+            check(r.code == 421, 'idle in DATA: %r' % r.text)
+        d.wait_log(r'timeout after DATA \(14 bytes\) from '
+                   r'unknown\[127\.0\.0\.1\]$')
+        with d.session() as c:
+            c.expect('DATA', 503, '5.5.1')
+        d.wait_log(r'lost connection after DATA from unknown\[127\.0\.0\.1\]$')
+        d.assert_empty('nothing ended with a dot')
