@@ -1528,9 +1528,9 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 		rc = cli_addf(&mq.out, mq.n ? "\n]\n" : "[]\n");
 	else if (mq.n == 0)
 		rc = cli_addf(&mq.out, "Mail queue is empty\n");
-	else
+	else	/* Postfix's N: rounded down, "-- 0 Kbytes in 1 Request." */
 		rc = cli_addf(&mq.out, "-- %" PRIu64 " Kbytes in %lu "
-		    "Request%s.\n", (mq.bytes + 1023) / 1024, mq.n,
+		    "Request%s.\n", mq.bytes / 1024, mq.n,
 		    mq.n == 1 ? "" : "s");
 	if (rc == -1) {
 		log_cli("mailq", "out of memory");

@@ -293,15 +293,24 @@ put_lines(struct msg_buf *out, const char *p, size_t n, int header)
 
 int
 msg_build(struct msg_buf *out, const char *b, size_t len,
-    const struct msg_head *h, const char *add, size_t addlen, int drop_bcc)
+    const struct msg_head *h, const char *add, size_t addlen, int drop)
 {
+	/* RFC 5322 §3.6.3: Bcc is for the envelope only.  A message
+	 * delivered once (fetchmail's mda, procmail's "!") brings its old
+	 * Return-Path (RFC 5321 §4.4: the final hop writes it) and an mbox
+	 * Content-Length that our CRLF and added headers make wrong:
+	 * Postfix's message_drop_headers. */
+	static const char names[] =
+	    "Bcc\0Resent-Bcc\0Return-Path\0Content-Length\0";
 	struct msg_field f;
 	size_t pos = h->start;
+	const char *k;
 
 	while (msg_field_next(b, h->end, &pos, &f)) {
-		/* RFC 5322 §3.6.3: Bcc is for the envelope only. */
-		if (drop_bcc && (msg_field_is(b, &f, "Bcc") ||
-		    msg_field_is(b, &f, "Resent-Bcc")))
+		for (k = names; *k != '\0' && !msg_field_is(b, &f, k);
+		    k += strlen(k) + 1)
+			;
+		if (drop && *k != '\0')
 			continue;
 		if (put_lines(out, b + f.start, f.end - f.start, 1) == -1)
 			return -1;

@@ -79,13 +79,14 @@ int msg_field_is(const char *, const struct msg_field *, const char *name);
 int msg_field_line(const char *, size_t len, struct msg_field *);
 
 /*
- * out = the fields (without Bcc: and Resent-Bcc: when drop_bcc) + add
+ * out = the fields (without Bcc:, Resent-Bcc:, Return-Path: and
+ * Content-Length: when drop, as Postfix's message_drop_headers) + add
  * (whole CRLF lines we supply) + an empty line + the body.  Header lines
  * over MSG_LINE_MAX are folded before a space where there is one (else a
  * CRLF SP is forced in); body lines are split with CRLF.
  */
 int msg_build(struct msg_buf *out, const char *, size_t,
-    const struct msg_head *, const char *add, size_t addlen, int drop_bcc);
+    const struct msg_head *, const char *add, size_t addlen, int drop);
 
 /*
  * RFC 5322 §3.4 address-list (also a bare "user"): display names, angle

@@ -233,3 +233,30 @@ def test_callers_stderr_closed():
             r['address'] for r in m['recipients'])) for m in q] ==
               [(True, ['a@relay.test', 'c@relay.test'])],
               'queued %r' % q)
+
+
+def test_callers_fetchmail_mda():
+    """fetchmail's mda (`sendmail -i -f %F -- %T`) and procmail's "!"
+    pass on a message that was delivered once: the old Return-Path:
+    and an mbox Content-Length: come with it.  Postfix drops both
+    (message_drop_headers): the next hop writes its own Return-Path,
+    and a length that no longer fits the CRLF text with headers added
+    makes an mbox reader cut or merge messages.  Relayed, they went
+    on as they came."""
+    fetched = (b'Return-Path: <list-bounces@example.test>\n'
+               b'Delivered-To: me@pop.example.test\n'
+               b'From: Jo <jo@example.test>\nTo: me@pop.example.test\n'
+               b'Subject: fetched\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n'
+               b'Message-ID: <f1@example.test>\nContent-Length: 6\n\n'
+               b'hello\n')
+    with Sink() as s, Daemon('call-mda', smarthost='[127.0.0.1]:%d'
+                             % s.port) as d:
+        _sendmail(d, '-i', '-f', 'list-bounces@example.test', '--',
+                  'me@relay.test', input=fetched)
+        m, head, body = _relayed(s, 1)['me@relay.test']
+        check(m.sender == 'list-bounces@example.test' and
+              head == b'Delivered-To: me@pop.example.test\n'
+              b'From: Jo <jo@example.test>\nTo: me@pop.example.test\n'
+              b'Subject: fetched\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n'
+              b'Message-ID: <f1@example.test>\n' and body == b'hello\n',
+              'fetchmail mda: %r, %s' % (m, short(m.body, 900)))

@@ -1118,6 +1118,25 @@ def test_mailq_plain_and_json():
               % short(raw, 1000))
 
 
+def test_mailq_trailer_kbytes_as_postfix():
+    """The trailer scripts read, "-- N Kbytes in M Requests.": Postfix's
+    N is the queue's bytes over 1024, rounded down (9678 bytes showed
+    "-- 9 Kbytes in 10 Requests." in Postfix 3.7's mailq here); ferry
+    rounded up, so one small message was "-- 1 Kbytes", not 0."""
+    with Daemon('mailq-kb') as d:
+        d.send_message(BODY)
+        out = _ok(d.cli('mailq'), 'mailq').stdout
+        check(out.endswith(b'\n-- 0 Kbytes in 1 Request.\n'),
+              'one small message: %r' % out[-80:])
+        d.send_message(BODY + (b'x' * 70 + b'\r\n') * 30)
+        total = sum(m['size'] for m in d.mailq())
+        check(total % 1024 != 0, 'sizes %d' % total)
+        out = _ok(d.cli('mailq'), 'mailq').stdout
+        check(out.endswith(b'\n-- %d Kbytes in 2 Requests.\n'
+                           % (total // 1024)), 'two, %d bytes: %r'
+              % (total, out[-80:]))
+
+
 def test_mailq_shows_the_servers_words():
     """A recipient the smarthost refuses for now: mailq lists it with the
     reason the log gives, Postfix's "host H[IP] said: REPLY (in reply to

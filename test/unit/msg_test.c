@@ -193,6 +193,12 @@ t_build(void)
 	ok = buf_is(&out, "\r\nb\r\n");
 	msg_buf_free(&out);
 	CHECK(ok);
+	/* Postfix's message_drop_headers; Return-Pathx is another field. */
+	CHECK(build("return-path: <o@x>\r\nReturn-Pathx: k\r\n"
+	    "Content-Length : 5\r\n\r\nb\r\n", "", 1, &out) == 0);
+	ok = buf_is(&out, "Return-Pathx: k\r\n\r\nb\r\n");
+	msg_buf_free(&out);
+	CHECK(ok);
 
 	/* No header: ours, then the separator the input lacked. */
 	CHECK(build("just text\r\n", "From: me\r\n", 1, &out) == 0);
