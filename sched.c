@@ -10,9 +10,10 @@
  *
  * A destination is a recipient domain, or the one smarthost.  A job is
  * one message's recipients for one destination: one transaction.  A
- * destination whose connection fails before any transaction is "dead"
- * until its backoff ends, and every job waiting for it is deferred at
- * once, so a dead MX costs one connection attempt, not one per message.
+ * destination whose connection fails before any transaction, with none
+ * of its others up, is "dead" until its backoff ends, and every job
+ * waiting for it is deferred at once (with the failure's words), so a
+ * dead MX costs one connection attempt, not one per message.
  *
  * Durability: a recipient's new state is written (queue_update) before
  * the message leaves the active set; the file goes away only when every
@@ -92,6 +93,7 @@ struct sched_dest {
 	uint8_t relay;			/* made for the smarthost */
 	char name[SCHED_DEST_MAX];	/* last: the fields above get
 					   one-byte displacements */
+	char why[DELIVER_REASON_MAX];	/* while dead: what killed it */
 };
 
 struct sched_conn {
@@ -644,8 +646,7 @@ sched_dispatch(void)
 					sched_job_fail(job, DR_TEMP, NULL,
 					    gone ? "4.3.5" : "4.4.1", gone ?
 					    "the smarthost was removed by a "
-					    "reload" : "destination is backing "
-					    "off after a failed connection");
+					    "reload" : d->why);
 				continue;
 			}
 			if (sched_conns >= sched_conf->max_deliveries)
@@ -821,24 +822,42 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 	struct sched_dest *d = c->dest;
 	struct sched_job *job;
 	uint64_t now = (uint64_t)loop_now_real();
+	int worked = c->started;
 
-	if (!c->started)
+	if (!worked)
 		d->starting--;
 	d->active--;
 	sched_conns--;
 	sched_conn_unlink(c);
 	free(c);
 	sched_dest_last(d);
+	/* It answered: d is not dead, whatever its siblings met (a limit
+	 * on connections says 421 to the others).  Postfix calls a
+	 * destination dead when its concurrency is down to zero. */
+	if (worked)
+		d->dead_until = 0;
 	if (r == DR_TEMP) {
-		/* No new connections for a while; open ones keep working. */
-		d->failures++;
+		/* No new connections for a while; open ones keep working.
+		 * A failure counts when none is up, and a burst of them
+		 * once: four refused at once made the backoff 8 times
+		 * as long. */
+		if (d->active == d->starting && d->dead_until <= now)
+			d->failures++;
 		d->dead_until = now + sched_backoff(d->failures) / 2;
+		/* What the mail deferred meanwhile says (mailq, a delay
+		 * notice, the DSN at expiry), in Postfix's words: the
+		 * cause, not only that there was one. */
+		sched_fmt(d->why, sizeof(d->why), "delivery temporarily "
+		    "suspended: %s", reason ? reason : "connection failed");
 	}
 	/* The smarthost is the admin's choice: its failing name is a
-	 * configuration error to fix, not a reason to bounce everything. */
-	if (r == DR_PERM && d->relay) {
+	 * configuration error to fix, not a reason to bounce everything.
+	 * A destination made before a reload set one connects to it too
+	 * (sched_dispatch), so a smarthost set now counts as well. */
+	if (r == DR_PERM && (d->relay || sched_relay[0])) {
 		log_warnx(LP_QMGR, "smarthost %s: %s; mail is deferred",
-		    d->name, reason ? reason : "failed");
+		    d->relay ? d->name : sched_relay, reason ? reason :
+		    "failed");
 		r = DR_TEMP;
 		dsn = "4.4.3";
 	}

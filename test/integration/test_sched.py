@@ -495,3 +495,157 @@ def test_sched_failed_state_write_then_delete():
             ok = True
         finally:
             d.cleanup(ok)
+
+
+def test_sched_limited_peer_is_not_dead():
+    """A smarthost that takes one connection at a time and says 421 to
+    the rest (a common connection limit): a flush of six deferred
+    messages opens four connections, three are refused at the banner,
+    the fourth carries all six.  The destination answered, so it is not
+    dead (Postfix declares one dead only when its concurrency drops to
+    zero): the next message went out at once.  It was deferred as
+    "backing off" for half a retry_min and more, one failure counted per
+    refused connection."""
+    lock = threading.Lock()
+    admitted = []
+    down = [1]
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'CONNECT':
+            with lock:
+                if down:
+                    return '421 4.3.2 Service not available'
+                if any(not getattr(s, 'left', False) for s in admitted):
+                    return '421 4.7.0 Too many connections'
+                admitted.append(sess)
+            return None
+        if verb == '.':
+            time.sleep(0.2)
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('limitedpeer', p.port) as d:
+        ids = []
+        for i in range(6):
+            ids.append(d.send_message(BODY))
+            wait_delivery(d, ids[-1], 'deferred')
+        del down[:]
+        flush(d)
+        for q in ids:
+            wait_delivery(d, q, 'sent')
+        refused = p.connections - 1 - len(admitted)
+        check(len(admitted) == 1 and refused >= 1, 'admitted %d, refused '
+              '%d: the flush opened no second connection' %
+              (len(admitted), refused))
+        qid = d.send_message(BODY)
+        wait_for(lambda: deliveries(d, qid), 10, 'a status line for %s'
+                 % qid)
+        r = deliveries(d, qid)[0]
+        check(r.status == 'sent', 'the next message after a refused '
+              'second connection: %r' % r)
+        p.wait_idle()
+        # Refused ones throttle the rest: no new connection while one
+        # works (six messages: four at the flush, one for the next).
+        check(p.connections <= 6, '%d connections for 7 messages'
+              % p.connections)
+
+
+def test_sched_refused_burst_is_one_failure():
+    """Four connections refused at once (a flush of six messages to a
+    smarthost that is down) are one failure of the destination, not
+    four: with retry_min 2s it was dead for 16 s and more after them
+    (a backoff of five failures), so a message sent once the smarthost
+    was back, 4.5 s later, was deferred as "backing off"."""
+    down = [1]
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'CONNECT' and down:
+            return '421 4.3.2 Service not available'
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('refusedburst', p.port, retry_min='2s',
+                             retry_max='60s') as d:
+        ids = []
+        for i in range(6):
+            ids.append(d.send_message(BODY))
+            wait_delivery(d, ids[-1], 'deferred')
+        before = p.connections
+        flush(d)
+        for q in ids:
+            wait_delivery(d, q, 'deferred', n=2)
+        check(p.connections - before >= 2, 'the flush opened %d '
+              'connection(s), want a burst' % (p.connections - before))
+        del down[:]
+        time.sleep(4.5)
+        qid = d.send_message(BODY)
+        wait_for(lambda: deliveries(d, qid), 10, 'a status line for %s'
+                 % qid)
+        r = deliveries(d, qid)[0]
+        check(r.status == 'sent', 'after a burst of refusals: %r' % r)
+        p.wait_idle()
+
+
+def test_sched_dead_destination_keeps_the_cause():
+    """The smarthost refuses connections: the first message is deferred
+    with the cause ("Connection refused"), the next ones without another
+    connection while the destination backs off.  Those said only
+    "destination is backing off after a failed connection", in the log,
+    in mailq and so in a delay notice or the DSN at expiry: the cause
+    was gone.  Now they say it as Postfix does, "delivery temporarily
+    suspended: connect to ...: Connection refused"."""
+    port = free_port()
+    with smarthost_daemon('deadcause', port) as d:
+        q1 = d.send_message(BODY)
+        r1 = wait_delivery(d, q1, 'deferred')[0]
+        check('Connection refused' in r1.text, 'first deferral %r' % r1)
+        q2 = d.send_message(BODY)
+        r2 = wait_delivery(d, q2, 'deferred')[0]
+        check(r2.text.startswith('delivery temporarily suspended: ') and
+              r1.text in r2.text, 'second deferral %r, want the cause '
+              'of %r' % (r2, r1))
+        why = [r['reason'] for m in d.mailq() if m['id'] == q2
+               for r in m['recipients']]
+        check(len(why) == 1 and r1.text in why[0], 'mailq says %r' % why)
+
+
+def test_sched_smarthost_added_by_reload_never_bounces():
+    """A message waits for dom.test's connection when a reload sets a
+    smarthost whose name does not resolve (NXDOMAIN: a typo, or a
+    resolver that lies).  Its destination was made before the reload,
+    so the new connection to the smarthost was not taken for one, and
+    its 5.1.2 bounced the message (a smarthost that fails defers mail,
+    as it does when it was set at the start)."""
+    from test_reload import hup
+    at_dot, gate = threading.Event(), threading.Event()
+
+    def policy(s, verb, arg, txn):
+        # The first message's end of data waits for the reload; then
+        # 250 and a 421 close, so the next one needs a new connection.
+        if verb == '.':
+            at_dot.set()
+            gate.wait(20)
+            return '250 2.0.0 Ok\r\n421 4.3.2 bye'
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            DnsServer(zone('dom.test. MX 10 mx.dom.test.',
+                           'mx.dom.test. A 127.0.0.1')) as dns:
+        d = mx_daemon('addrelay', dns, p.port,
+                      max_deliveries_per_destination='1')
+        with d:
+            q1 = d.send_message(BODY, rcpts=('a@dom.test',))
+            check(at_dot.wait(10), 'the first message never reached '
+                  'the MX')
+            q2 = d.send_message(BODY, rcpts=('b@dom.test',))
+            time.sleep(0.3)
+            d.cfg['smarthost'] = '[nosuch.test]'
+            d.cfg['smarthost_tls'] = 'none'
+            d.write_config()
+            hup(d)
+            gate.set()
+            wait_delivery(d, q1, 'sent')
+            wait_for(lambda: deliveries(d, q2), 10, 'a result for %s' % q2)
+            r = deliveries(d, q2)[0]
+            check(r.status == 'deferred' and r.dsn.startswith('4.'),
+                  'the waiting message: %r' % r)

@@ -436,7 +436,8 @@ def test_tls_client_no_auth_after_reload():
         log = d.log_text()
         check(re.search(r'127\.0\.0\.1\]: the configuration was reloaded '
                         r'before AUTH; connecting again', log) and
-              'status=deferred' not in log and 'backing off' not in log,
+              'status=deferred' not in log and
+              'temporarily suspended' not in log,
               'log: %s' % d.log_tail(20))
 
 
