@@ -850,6 +850,22 @@ class SmtpPeer:
         return '502 5.5.2 command not recognized'
 
 
+def held_at_dot():
+    """A policy for SmtpPeer whose first end of data waits for gate (a
+    reload or the like happens meanwhile); then 250 and a 421 close, so
+    the next message needs a new connection.  Returns (policy, at_dot,
+    gate): at_dot is set when the peer has the dot."""
+    at_dot, gate = threading.Event(), threading.Event()
+
+    def policy(s, verb, arg, txn):
+        if verb == '.':
+            at_dot.set()
+            gate.wait(20)
+            return '250 2.0.0 Ok\r\n421 4.3.2 bye'
+        return None
+    return policy, at_dot, gate
+
+
 def bind_probe(addr, port):
     """True when nothing listens on addr:port (a connect is refused)."""
     s = socket.socket()

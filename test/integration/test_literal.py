@@ -277,16 +277,8 @@ def test_literal_reload_removing_smarthost_routes_again():
     import time
     from peers import deliveries
     from test_reload import hup
-    at_dot, gate = threading.Event(), threading.Event()
-
-    def policy(s, verb, arg, txn):
-        # The first message's end of data waits for the reload; then
-        # 250 and a 421 close, so the next one needs a new connection.
-        if verb == '.':
-            at_dot.set()
-            gate.wait(20)
-            return '250 2.0.0 Ok\r\n421 4.3.2 bye'
-        return None
+    from peers import held_at_dot
+    policy, at_dot, gate = held_at_dot()
     with QueryCounter() as dns, SmtpPeer(policy=policy) as relay, \
             SmtpPeer() as mx:
         d = literal_daemon('litreload', dns, mx.port,

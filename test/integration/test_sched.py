@@ -617,16 +617,8 @@ def test_sched_smarthost_added_by_reload_never_bounces():
     its 5.1.2 bounced the message (a smarthost that fails defers mail,
     as it does when it was set at the start)."""
     from test_reload import hup
-    at_dot, gate = threading.Event(), threading.Event()
-
-    def policy(s, verb, arg, txn):
-        # The first message's end of data waits for the reload; then
-        # 250 and a 421 close, so the next one needs a new connection.
-        if verb == '.':
-            at_dot.set()
-            gate.wait(20)
-            return '250 2.0.0 Ok\r\n421 4.3.2 bye'
-        return None
+    from peers import held_at_dot
+    policy, at_dot, gate = held_at_dot()
 
     with SmtpPeer(policy=policy) as p, \
             DnsServer(zone('dom.test. MX 10 mx.dom.test.',
