@@ -46,6 +46,9 @@ CPPFLAGS ?=
 # 32-bit targets (mipsel, armhf) need 64-bit off_t/ino_t for readdir on
 # big file systems; time_t stays as the libraries were built.
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
+# The relay.conf that ferry reads without -c is the one install writes:
+# $(SYSCONFDIR)/ferry/relay.conf (config.h).
+CPPFLAGS += -DFERRY_SYSCONFDIR='"$(SYSCONFDIR)"'
 # noseparate-code: no page of padding between the code and the data
 # segments (RELRO and PIE stay).
 LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code $(RELR)
@@ -128,6 +131,13 @@ $(B)/%.o: %.c $(wildcard *.h) Makefile | $(B)
 
 $(B):
 	mkdir -p $@ $@/san $@/unit
+
+# main.c is compiled again when SYSCONFDIR changes (`make`, then `make
+# install SYSCONFDIR=...`): the stamp is rewritten only then.
+$(B)/main.o $(B)/san/main.o: $(B)/sysconfdir
+$(B)/sysconfdir: FORCE | $(B)
+	@echo '$(SYSCONFDIR)' | cmp -s - $@ || echo '$(SYSCONFDIR)' >$@
+FORCE:
 
 # gcc-ar hands ar gcc's LTO plugin itself: a toolchain without a
 # bfd-plugins link (OpenWrt's, whose rules.mk uses gcc-ar too) would
@@ -258,4 +268,4 @@ endif
 clean:
 	rm -rf build ferry
 
-.PHONY: all deps run test unit san fuzz replay test-compat test-cross install clean
+.PHONY: all deps run test unit san fuzz replay test-compat test-cross install clean FORCE

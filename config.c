@@ -29,6 +29,7 @@
 #include "config.h"
 #include "log.h"
 #include "textfile.h"
+#include "tls.h"
 
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes in relay.conf */
 #define CONFIG_COUNT_MAX	INT_MAX		/* callers may keep counts in int */
@@ -806,7 +807,7 @@ check_whole(struct parser *p, struct config *cfg)
 	};
 	size_t rmin = KI_retry_min, rmax = KI_retry_max;
 	size_t i, a, b;
-	char *fa, *fb;
+	char *fa, *fb, why[CONFIG_ERR_MAX];
 
 	/* Blame whichever of the two the file set last. */
 	/* The environment counts as set after every line (it wins). */
@@ -832,11 +833,26 @@ check_whole(struct parser *p, struct config *cfg)
 		    key_name(&keys[a]));
 	}
 	/* Here, not at bind: check-config and SIGHUP refuse it too (after
-	 * a reload port 465 would reset every client). */
+	 * a reload port 465 would reset every client).  inbound_tls =
+	 * encrypt without a certificate: port 25 would ask for a STARTTLS
+	 * it cannot offer and refuse every MAIL (Postfix refuses it too);
+	 * listen_submission without one is only warned about at start,
+	 * since the default listens on 587 with no certificate. */
 	if (cfg->listen_smtps.n > 0 && cfg->tls_cert[0] == '\0') {
 		blame(p, KI_listen_smtps);
 		return p_err(p, &keys[KI_listen_smtps], "needs tls_cert and "
 		    "tls_key");
+	}
+	if (cfg->inbound_tls == TLS_ENCRYPT && cfg->tls_cert[0] == '\0') {
+		blame(p, KI_inbound_tls);
+		return p_err(p, &keys[KI_inbound_tls], "encrypt needs "
+		    "tls_cert and tls_key");
+	}
+	/* tls.c's own check, so the start, a SIGHUP and check-config all
+	 * refuse a list the TLS set-up would refuse. */
+	if (tls_ciphers_check(cfg->tls_ciphers, why, sizeof(why)) == -1) {
+		blame(p, KI_tls_ciphers);
+		return p_err(p, &keys[KI_tls_ciphers], "%s", why);
 	}
 	p->line = 0;
 	p->var[0] = '\0';

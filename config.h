@@ -38,7 +38,11 @@
 #define CONFIG_ENV_PATH		"FERRY_CONFIG"	/* the file, not a key */
 #define CONFIG_FROM_ENV		((size_t)-1)	/* config_src: environment */
 
-#define CONFIG_DEFAULT_PATH	"/etc/ferry/relay.conf"
+/* The Makefile's SYSCONFDIR, where make install puts relay.conf. */
+#ifndef FERRY_SYSCONFDIR
+#define FERRY_SYSCONFDIR	"/etc"
+#endif
+#define CONFIG_DEFAULT_PATH	FERRY_SYSCONFDIR "/ferry/relay.conf"
 #define CONFIG_DEFAULT_CA_FILE	"/etc/ssl/certs/ca-certificates.crt"
 
 enum tls_level {		/* the order matters: stronger is larger */

@@ -373,8 +373,8 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 		}
 		ids[n] = 0;
 		if (n == 0) {
-			snprintf(err, errsz, "ciphers: this mbedTLS build "
-			    "has none of the default cipher suites");
+			snprintf(err, errsz, "this mbedTLS build has none "
+			    "of the default cipher suites");
 			return -1;
 		}
 		return 0;
@@ -395,15 +395,15 @@ tls_suites(const char *spec, int *ids, int *has13, char *err, size_t errsz)
 		}
 		if (id == 0) {
 			/* Longer than any name mbedTLS knows: its head. */
-			snprintf(err, errsz, "ciphers: unknown cipher suite "
-			    "%.*s%s", (int)(len > TLS_SUITE_NAME_MAX ?
+			snprintf(err, errsz, "unknown cipher suite %.*s%s",
+			    (int)(len > TLS_SUITE_NAME_MAX ?
 			    TLS_SUITE_NAME_MAX : len), p,
 			    len > TLS_SUITE_NAME_MAX ? "..." : "");
 			return -1;
 		}
 		if (n == TLS_SUITES_MAX) {
-			snprintf(err, errsz, "ciphers: more than %d cipher "
-			    "suites", TLS_SUITES_MAX);
+			snprintf(err, errsz, "more than %d cipher suites",
+			    TLS_SUITES_MAX);
 			return -1;
 		}
 		if (id >> 8 == TLS_13_SUITE_HI)
@@ -425,8 +425,19 @@ tls_skip_seps(const char *p)
 	return p;
 }
 
+/* config.c's check of tls_ciphers: every parse of the config (start,
+ * SIGHUP, check-config) refuses a list the TLS set-up would refuse.
+ * Through tls_conf_common(), where tls_suites() stays inlined. */
+int
+tls_ciphers_check(const char *spec, char *err, size_t errsz)
+{
+	int ids[TLS_SUITES_MAX + 1];
+
+	return tls_conf_common(NULL, 0, spec, ids, err, errsz);
+}
+
 /* What server and client configurations share, with the ciphers list
- * made into suites (tls_suites()). */
+ * made into suites (tls_suites()); conf NULL: only that. */
 static int
 tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const char *ciphers,
     int *suites, char *err, size_t errsz)
@@ -435,6 +446,8 @@ tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const char *ciphers,
 
 	if (tls_suites(ciphers, suites, &has13, err, errsz) == -1)
 		return -1;
+	if (conf == NULL)
+		return 0;
 	if ((ret = mbedtls_ssl_config_defaults(conf, endpoint,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
 		tls_liberr(ret, "TLS configuration", err, errsz);

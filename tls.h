@@ -63,6 +63,10 @@ size_t tls_fplist_count(const struct tls_fplist *);
 int tls_fplist_has(const struct tls_fplist *,
     const unsigned char fp[TLS_FP_LEN]);
 
+/* 0, or -1 with what is wrong in err: is ciphers a list that
+ * tls_server_new() and tls_client_new() take?  Loads nothing. */
+int tls_ciphers_check(const char *ciphers, char *err, size_t errsz);
+
 /*
  * Server credentials.  cert is a PEM file with the leaf first and its
  * chain after it; key its private key (PEM, not encrypted).  ciphers is

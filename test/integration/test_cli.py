@@ -1242,6 +1242,10 @@ BAD = [
     ('message_size_limit', 'message_size_limit = -3'),
     ('listen_smtp', 'listen_smtp = 127.0.0.1:99999'),
     ('relay_networks', 'relay_networks = 10.0.0.0/33'),
+    # tls.c's check, without loading a certificate
+    ('tls_ciphers', 'tls_ciphers = bogus'),
+    # port 25 would ask for a STARTTLS it cannot offer
+    ('inbound_tls', 'inbound_tls = encrypt'),
 ]
 
 
@@ -1268,6 +1272,52 @@ def test_bad_config_exit_78():
         d.cleanup(True)
     finally:
         d.cleanup(False)
+
+
+def test_check_config_tls_refusals():
+    """tls_ciphers that tls.c refuses, and inbound_tls = encrypt without
+    tls_cert, are refused with exit 78 naming the key (or its variable)
+    by check-config and at start; a SIGHUP to such a file keeps the
+    running settings, so port 25 still takes mail and nothing is lost.
+    With a certificate, encrypt is accepted."""
+    with Daemon('cfgtls') as d:
+        for var, val, want in (
+                ('FERRY_TLS_CIPHERS', 'bogus',
+                 'FERRY_TLS_CIPHERS: unknown cipher suite bogus'),
+                ('FERRY_TLS_CIPHERS', 'TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256 '
+                 'TLS-NO-SUCH', 'FERRY_TLS_CIPHERS: unknown cipher suite '
+                 'TLS-NO-SUCH'),
+                ('FERRY_INBOUND_TLS', 'encrypt', 'FERRY_INBOUND_TLS: '
+                 'encrypt needs tls_cert and tls_key')):
+            for cmd in ('check-config', 'serve'):
+                p = d.cli(cmd, env={var: val}, timeout=15)
+                err = p.stderr.decode(errors='replace')
+                check(p.returncode == 78 and want in err,
+                      '%s, %s=%s: exit %d %r (want 78, %r)'
+                      % (cmd, var, val, p.returncode, err[:300], want))
+        qa = d.send_message(BODY)
+        for extra, key in (('inbound_tls = encrypt\n', 'inbound_tls: '
+                            'encrypt needs tls_cert'),
+                           ('tls_ciphers = bogus\n', 'tls_ciphers: '
+                            'unknown cipher suite bogus')):
+            d.write_config(extra=extra)
+            d.signal(signal.SIGHUP)
+            deadline = time.time() + 5 * SLOW
+            while key not in d.log_text() and time.time() < deadline:
+                time.sleep(0.1)
+            check(d.running() and key in d.log_text(),
+                  'a reload with %r: not refused and logged:\n%s'
+                  % (extra, d.log_tail()))
+            # the old settings: no STARTTLS needed, the mail is taken
+            with d.session() as c:
+                c.expect('MAIL FROM:<s@example.test>', 250, '2.1.0')
+                c.expect('QUIT', 221)
+        d.write_config()
+        qb = d.send_message(BODY)
+        check(sorted(d.mailq_ids()) == sorted([qa, qb]), 'queue %r'
+              % d.mailq_ids())
+    with Daemon('cfgtls-cert', tls=True, inbound_tls='encrypt') as d:
+        _ok(d.cli('check-config'), 'encrypt with a certificate')
 
 
 def _ehlo_size(d):

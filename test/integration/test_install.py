@@ -8,7 +8,8 @@ and, as root, owner ferry); newaliases through its link; the unit under
 CapabilityBoundingSet and NoNewPrivileges (setpriv), on a port below
 1024; the man pages clean under `mandoc -T lint`, relay.conf.5 naming
 every key of config.c's table and ferry.8 every command `ferry` lists;
-what `make run` runs (test/run-default.sh) on its own default.
+what `make run` runs (test/run-default.sh) on its own default; a build
+with another SYSCONFDIR reads the relay.conf installed there.
 The installed binary is ./ferry (`make -o ferry`: this checks the
 layout, the suite checks the binary; test/run.sh runs the whole suite
 against an installed copy).
@@ -203,6 +204,46 @@ def test_install_queuedir_reaches_the_daemon():
         _install(dd, 'PREFIX=/usr', 'QUEUEDIR=/srv/ferry-q')
         check(_read(conf) == mine and _mode(conf) == 0o640,
               'make install changed an existing relay.conf')
+
+
+def test_install_sysconfdir_compiled_in():
+    """SYSCONFDIR=...: the relay.conf that install writes there is the
+    one the installed ferry, sendmail and mailq read without -c (and the
+    one the unit names).  A build of its own (objects in the temp dir,
+    -O0, no LTO: a few seconds), since ./ferry has SYSCONFDIR=/etc."""
+    with DestDir() as dd:
+        etc, usr = os.path.join(dd, 'etc'), os.path.join(dd, 'usr')
+        p = subprocess.run(
+            ['make', '--no-print-directory', '-C', REPO, '-j2', 'install',
+             'B=' + os.path.join(dd, 'build'), 'TARGET=sysconfdir-test',
+             'LTO=', 'OPT=-O0', 'SYSCONFDIR=' + etc, 'PREFIX=' + usr,
+             'QUEUEDIR=' + os.path.join(dd, 'q')],
+            capture_output=True, timeout=300 * SLOW)
+        check(p.returncode == 0, 'make install SYSCONFDIR=%s: exit %d:\n%s'
+              % (etc, p.returncode, (p.stdout + p.stderr).decode(
+                  'utf-8', 'replace')[-2500:]))
+        conf = os.path.join(etc, 'ferry/relay.conf')
+        unit = _read(os.path.join(
+            usr, 'lib/systemd/system/ferry.service')).decode()
+        check('-c %s serve' % conf in unit, 'unit: %s' % short(unit, 3000))
+        sbin = os.path.join(usr, 'sbin')
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith('FERRY_')}
+        p = subprocess.run([os.path.join(sbin, 'ferry'), 'check-config'],
+                           capture_output=True, env=env, timeout=30)
+        check(p.returncode == 0 and re.search(
+            rb'(?m)^queue_dir = \S+  # ' + re.escape(conf.encode()) + b':',
+            p.stdout), 'check-config does not read %s: exit %d\n%s'
+              % (conf, p.returncode, short(p.stdout + p.stderr, 2000)))
+        # sendmail and mailq read that file: a bad line there stops them
+        with open(conf, 'a') as f:
+            f.write('no_such_key = 1\n')
+        for name in ('sendmail', 'mailq'):
+            p = subprocess.run([os.path.join(sbin, name)], input=b'',
+                               capture_output=True, env=env, timeout=30)
+            check(p.returncode == 78 and conf.encode() in p.stderr,
+                  '%s did not read %s: exit %d %s' % (
+                      name, conf, p.returncode, short(p.stderr)))
 
 
 def test_install_newaliases_link():

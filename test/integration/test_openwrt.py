@@ -548,7 +548,8 @@ def _init_run(r, func, running='true'):
 def test_openwrt_init_script():
     """start_service starts nothing unless enabled '1'; enabled, it
     renders and opens one respawning instance running `ferry -c
-    relay.conf serve`; reload_service sends SIGHUP, or restarts when a
+    relay.conf serve`, with the rendered files as its files (procd
+    restarts it when a start finds them changed); reload_service sends SIGHUP, or restarts when a
     listener changed or nothing runs, or stops when disabled."""
     r = Rig(SHELLS[-1])
     try:
@@ -567,6 +568,12 @@ def test_openwrt_init_script():
               'instance: %r' % log)
         check(any(l.startswith('param respawn') for l in log),
               'no respawn: %r' % log)
+        # procd restarts the instance when a start finds these changed
+        files = 'param file %s' % ' '.join(
+            os.path.join(r.out, n) for n in ('relay.conf', 'smarthost_auth',
+                                             'aliases'))
+        check(files in log, 'procd is not given the rendered files: %r'
+              % log)
         check(r.read('relay.conf') == FULL_CONF.format(out=r.out),
               'start_service did not render')
 
@@ -718,7 +725,8 @@ def test_openwrt_package_makefile():
                 found['/' + os.path.relpath(path, dest)] = path
         want = {'/usr/sbin/ferry', '/usr/sbin/sendmail', '/usr/sbin/mailq',
                 '/usr/sbin/newaliases', '/etc/init.d/ferry',
-                '/etc/config/ferry', '/usr/lib/ferry/ferry-uci.sh'}
+                '/etc/config/ferry', '/usr/lib/ferry/ferry-uci.sh',
+                '/lib/upgrade/keep.d/ferry'}
         check(set(found) == want, 'installed %r, want %r'
               % (sorted(found), sorted(want)))
         for link in ('sendmail', 'mailq', 'newaliases'):
@@ -743,8 +751,26 @@ def test_openwrt_package_makefile():
             check(path in found, 'the init script uses %s, not installed'
                   % path)
         with open(found['/usr/lib/ferry/ferry-uci.sh']) as f:
-            check('FERRY_USER=${FERRY_USER:-%s}' % m.group(1) in f.read(),
-                  'the rendered user is not the package\'s')
+            uci_sh = f.read()
+        check('FERRY_USER=${FERRY_USER:-%s}' % m.group(1) in uci_sh,
+              'the rendered user is not the package\'s')
+        # sysupgrade keeps the default flash queue (and what else is in
+        # the same directory), not the RAM one; the binary reads the
+        # relay.conf the init script writes
+        with open(found['/lib/upgrade/keep.d/ferry']) as f:
+            keep = [l for l in f.read().splitlines()
+                    if l.strip() and not l.startswith('#')]
+        flash = re.search(r'(?m)^FERRY_QUEUE_FLASH=(\S+)$', uci_sh).group(1)
+        ram = re.search(r'(?m)^FERRY_QUEUE_RAM=\$\{FERRY_QUEUE_RAM:-(\S+)\}$',
+                        uci_sh).group(1)
+        kept = lambda path: any((path + '/').startswith(k.rstrip('/') + '/')
+                                for k in keep)
+        check(kept(flash) and kept('/etc/ferry/cert.pem') and
+              not kept(ram),
+              'keep.d: %r' % keep)
+        with open(found['/usr/sbin/ferry'], 'rb') as f:
+            check(b'/etc/ferry/relay.conf\0' in f.read(),
+                  'ferry does not default to /etc/ferry/relay.conf')
         # every file under files/ is installed somewhere
         with open(os.path.join(OW, 'Makefile')) as f:
             mk = f.read()

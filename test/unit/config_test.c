@@ -297,7 +297,8 @@ static const struct good goods[] = {
 	{ "tls_cert = /a b/c#d\ntls_key = k", "tls_cert = /a b/c#d" },
 	{ "inbound_tls = none", "inbound_tls = none" },
 	{ "inbound_tls = MAY", "inbound_tls = may" },
-	{ "inbound_tls = encrypt", "inbound_tls = encrypt" },
+	{ "inbound_tls = encrypt\ntls_cert = c\ntls_key = c",
+	    "inbound_tls = encrypt" },
 	{ "auth_users = /etc/ferry/users", "auth_users = /etc/ferry/users" },
 	{ "auth_over_plaintext = yes", "auth_over_plaintext = yes" },
 	{ "auth_over_plaintext = no", "auth_over_plaintext = no" },
@@ -717,6 +718,15 @@ t_errors_misc(void)
 	CHECK_STR(err, "t.conf:2: listen_smtps: needs tls_cert and tls_key");
 	CHECK(parse(&c, "listen_smtps = 127.0.0.1:465\ntls_cert = /c.pem\n"
 	    "tls_key = /c.pem\n", err) == 0);
+	/* encrypt on port 25 without a certificate: every MAIL refused */
+	CHECK(parse(&c, "\n\ninbound_tls = encrypt\n", err) == -1);
+	CHECK_STR(err, "t.conf:3: inbound_tls: encrypt needs tls_cert and "
+	    "tls_key");
+	CHECK(parse(&c, "inbound_tls = encrypt\ntls_cert = /c.pem\n"
+	    "tls_key = /c.pem\n", err) == 0);
+	/* tls.c's words for a list its set-up would refuse */
+	CHECK(parse(&c, "\ntls_ciphers = TLS-FOO, bar\n", err) == -1);
+	CHECK_STR(err, "t.conf:2: tls_ciphers: unknown cipher suite TLS-FOO");
 	/* a NUL byte inside the text is not the end of it */
 	CHECK(config_parse(&c, "t.conf", nul, 19, err, sizeof(err)) == -1);
 	CHECK_STR(err, "t.conf:1: max_recipients: control character in value "
@@ -1349,7 +1359,8 @@ t_env_every_key(void)
 	size_t n = 0, i, k;
 	const char *file = "hostname = mx.example.org\norigin = example.org\n"
 	    "listen_smtps = 127.0.0.1:465\nlisten_submission =\n"
-	    "tls_cert = /c.pem\ntls_key = /c.key\ntls_ciphers = X-Y\n"
+	    "tls_cert = /c.pem\ntls_key = /c.key\ntls_ciphers = "
+	    "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256\n"
 	    "inbound_tls = encrypt\nauth_users = /u\n"
 	    "auth_over_plaintext = yes\nrelay_networks = 10.0.0.0/8, ::1\n"
 	    "relay_domains = a.example .b.example\nrelay_client_certs = /f\n"
@@ -1435,6 +1446,10 @@ t_env_errors(void)
 		    "same file twice if it holds both)" },
 		{ "FERRY_LISTEN_SMTPS=127.0.0.1:465", NULL,
 		    "FERRY_LISTEN_SMTPS: needs tls_cert and tls_key" },
+		{ "FERRY_INBOUND_TLS=encrypt", NULL,
+		    "FERRY_INBOUND_TLS: encrypt needs tls_cert and tls_key" },
+		{ "FERRY_TLS_CIPHERS=bogus", NULL,
+		    "FERRY_TLS_CIPHERS: unknown cipher suite bogus" },
 	};
 	struct config c, keep;
 	struct config_src src;

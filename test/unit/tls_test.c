@@ -626,12 +626,18 @@ test_ciphers(void)
 	    sizeof(err)) == NULL);
 	CHECK(strstr(err, "unknown cipher suite TLS-FOO-BAR") != NULL);
 	CHECK(tls_client_new("", "", "", "NOPE", err, sizeof(err)) == NULL);
-	CHECK_STR(err, "ciphers: unknown cipher suite NOPE");
+	CHECK_STR(err, "unknown cipher suite NOPE");
+	/* config.c's check: the same words, no files */
+	CHECK(tls_ciphers_check("NOPE", err, sizeof(err)) == -1);
+	CHECK_STR(err, "unknown cipher suite NOPE");
+	CHECK(tls_ciphers_check("", err, sizeof(err)) == 0);
+	CHECK(tls_ciphers_check("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256,",
+	    err, sizeof(err)) == 0);
 	/* longer than any suite name (64): its head, marked as cut */
 	CHECK(tls_client_new("", "", "", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-"
 	    "SHA256-AND-THEN-SOME-MORE-WORDS-1234567890", err,
 	    sizeof(err)) == NULL);
-	CHECK_STR(err, "ciphers: unknown cipher suite TLS-ECDHE-ECDSA-WITH-"
+	CHECK_STR(err, "unknown cipher suite TLS-ECDHE-ECDSA-WITH-"
 	    "AES-128-GCM-SHA256-AND-THEN-SOME-MORE-WORDS...");
 
 	/* the admin's list, separators mixed */
