@@ -138,20 +138,13 @@ static volatile sig_atomic_t auth_cli_sig;
 static int
 auth_b64_strict(const char *s, size_t len)
 {
-	size_t i, pad = 0;
-	unsigned char c;
+	size_t i = 0, pad = 0;
 
 	if (len % 4 != 0)
 		return -1;
 	if (len > 0 && s[len - 1] == '=')
 		pad = (len > 1 && s[len - 2] == '=') ? 2 : 1;
-	for (i = 0; i < len - pad; i++) {
-		c = (unsigned char)s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '+' || c == '/'))
-			return -1;
-	}
-	return 0;
+	return auth_b64_run(s, len - pad, &i) == len - pad ? 0 : -1;
 }
 
 int

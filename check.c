@@ -168,6 +168,7 @@ static void check_connected(struct check *, int);
 static void check_on_io(struct io *, enum io_event, void *);
 static void check_reply(struct check *, int, const char *);
 static void check_greeted(struct check *);
+static void check_no_tls(struct check *, const char *, const char *);
 static void check_tls_begin(struct check *);
 static void check_on_chain(void *, const struct tls_der *, size_t);
 static void check_describe(struct check *, size_t, const unsigned char *,
@@ -193,6 +194,12 @@ static const char check_from_l[] = "-l";
 /* In enum order, NUL-separated (textfile_nth()): no table of pointers. */
 static const char check_states[] = "MX\0ADDR\0TLSA\0CONNECT\0BANNER\0EHLO\0"
     "HELO\0STARTTLS\0TLS\0QUIT\0DONE";
+
+/* What check_verdict() puts before a verdict's text, by enum
+ * check_verdict (CV_ENCRYPTED's text says it all; CV_BOUNCE is never
+ * a check_verdict(), its "" only keeps textfile_nth() in the array). */
+static const char check_said[] = "verified \0deferred: \0\0plaintext \0"
+    "deferred: \0";
 
 /* Exit codes by the domain's worst verdict (check.h). */
 static const uint8_t check_exit[] = {
@@ -555,8 +562,8 @@ check_next_host(struct check *c)
 	}
 	if ((c->dreq = dns_query_addr(check_host(c), check_on_addr, c)) ==
 	    NULL) {
-		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: cannot "
-		    "look up %s", check_host(c));
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "cannot look up %s",
+		    check_host(c));
 		check_host_done(c);
 	}
 }
@@ -574,8 +581,8 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 	if (st != DNS_OK || n <= 0) {
 		printf("  addresses: %s\n", st == DNS_TEMPFAIL ?
 		    CHECK_LOOKUP_FAILED : dns_status_name(st));
-		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: no "
-		    "address for %s (a delivery tries the next MX host)",
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "no address for %s "
+		    "(a delivery tries the next MX host)",
 		    check_host(c));
 		check_host_done(c);
 		return;
@@ -585,14 +592,11 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 	c->addr_secure = secure;
 	printf("  addresses (%s):", secure ? "secure" : "insecure");
 	for (i = 0; i < c->naddr; i++) {
-		if (c->addr[i].ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
-			    (const void *)&c->addr[i].ss)->sin6_addr, ip,
-			    sizeof(ip));
-		else
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)
-			    (const void *)&c->addr[i].ss)->sin_addr, ip,
-			    sizeof(ip));
+		inet_ntop(c->addr[i].ss.ss_family, c->addr[i].ss.ss_family ==
+		    AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)
+		    (const void *)&c->addr[i].ss)->sin6_addr :
+		    (const void *)&((const struct sockaddr_in *)
+		    (const void *)&c->addr[i].ss)->sin_addr, ip, sizeof(ip));
 		/* The newline with the last one: no fputc() import. */
 		printf(" %s%s", ip, i + 1 < c->naddr ? "" : "\n");
 	}
@@ -726,8 +730,8 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 			printf("  policy: %s\n", why ? why : "defer");
 			check_verdict(c, CHECK_HOST, lookup ==
 			    DANE_LOOKUP_FAILED ? CV_TEMPFAIL : CV_DEFERRED,
-			    "deferred: %s (4.7.5); a delivery does not "
-			    "connect", why ? why : "?");
+			    "%s (4.7.5); a delivery does not connect",
+			    why ? why : "?");
 			check_host_done(c);
 			return;
 		}
@@ -828,7 +832,7 @@ check_connected(struct check *c, int err)
 	}
 	if (fd != -1)
 		close(fd);
-	check_verdict(c, 0, CV_TEMPFAIL, "deferred: %s%s", err ? "connect: " :
+	check_verdict(c, 0, CV_TEMPFAIL, "%s%s", err ? "connect: " :
 	    "", err == CHECK_TIMED_OUT ? "timed out" : err ? strerror(err) :
 	    "out of memory");
 	check_next_addr(c);
@@ -861,8 +865,8 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 			check_hangup(c);
 			return;
 		}
-		check_verdict(c, 0, CV_TEMPFAIL, "deferred: %s in state "
-		    "%s", ev == IO_TIMEOUT ? "timed out" : "lost connection",
+		check_verdict(c, 0, CV_TEMPFAIL, "%s in state %s",
+		    ev == IO_TIMEOUT ? "timed out" : "lost connection",
 		    check_strstate(c->state));
 		return;
 	case IO_TLS:
@@ -876,14 +880,12 @@ check_on_io(struct io *io, enum io_event ev, void *arg)
 		if ((st = reply_read(c->io, c->want, &r)) == REPLY_AGAIN)
 			return;
 		if (st == REPLY_TOO_LONG) {
-			check_verdict(c, 0, CV_TEMPFAIL,
-			    "deferred: reply too long");
+			check_verdict(c, 0, CV_TEMPFAIL, "reply too long");
 			return;
 		}
 		if (st == REPLY_MALFORMED) {
-			check_verdict(c, 0, CV_TEMPFAIL, "deferred: "
-			    "malformed reply in state %s",
-			    check_strstate(c->state));
+			check_verdict(c, 0, CV_TEMPFAIL, "malformed "
+			    "reply in state %s", check_strstate(c->state));
 			return;
 		}
 		/* printed: no controls (isprint() in the C locale; no
@@ -916,8 +918,8 @@ check_reply(struct check *c, int code, const char *reply)
 	case CS_BANNER:
 		printf("    banner: %s\n", reply);
 		if (code != 220) {
-			check_verdict(c, 1, CV_TEMPFAIL, "deferred: the "
-			    "server does not greet with 220");
+			check_verdict(c, 1, CV_TEMPFAIL, "the server does "
+			    "not greet with 220");
 			return;
 		}
 		check_send(c, CS_EHLO);
@@ -933,8 +935,8 @@ check_reply(struct check *c, int code, const char *reply)
 		break;
 	case CS_HELO:
 		if (code != 250) {
-			check_verdict(c, 1, CV_TEMPFAIL, "deferred: HELO "
-			    "refused: %s", reply);
+			check_verdict(c, 1, CV_TEMPFAIL, "HELO refused: %s",
+			    reply);
 			return;
 		}
 		check_greeted(c);
@@ -945,20 +947,14 @@ check_reply(struct check *c, int code, const char *reply)
 			return;
 		}
 		printf("    STARTTLS: refused: %s\n", reply);
-		if (c->hlevel >= TLS_ENCRYPT)
-			check_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
-			    "required, but the server refused STARTTLS "
-			    "(4.7.4)");
-		else
-			check_verdict(c, 1, CV_PLAINTEXT, "plaintext "
-			    "(STARTTLS refused)");
+		check_no_tls(c, "the server refused STARTTLS", "refused");
 		break;
 	case CS_QUIT:
 		check_hangup(c);
 		break;
 	default:
-		check_verdict(c, 0, CV_TEMPFAIL, "deferred: unexpected "
-		    "reply in state %s", check_strstate(c->state));
+		check_verdict(c, 0, CV_TEMPFAIL, "unexpected reply in "
+		    "state %s", check_strstate(c->state));
 		break;
 	}
 }
@@ -970,8 +966,7 @@ check_greeted(struct check *c)
 	printf("    STARTTLS: %s\n", c->starttls ? "offered" :
 	    "not offered");
 	if (c->hlevel == TLS_NONE) {
-		check_verdict(c, 1, CV_PLAINTEXT, "plaintext (level "
-		    "none)");
+		check_verdict(c, 1, CV_PLAINTEXT, "(level none)");
 		return;
 	}
 	if (c->starttls) {
@@ -980,12 +975,18 @@ check_greeted(struct check *c)
 	}
 	/* A stripped STARTTLS looks just like this: RFC 7672 section
 	 * 2.2 makes TLS mandatory whenever usable TLSA records exist. */
-	if (c->hlevel >= TLS_ENCRYPT)
-		check_verdict(c, 1, CV_DEFERRED, "deferred: TLS is "
-		    "required, but was not offered (4.7.4)");
-	else
-		check_verdict(c, 1, CV_PLAINTEXT, "plaintext (STARTTLS "
-		    "not offered)");
+	check_no_tls(c, "was not offered", "not offered");
+}
+
+/* No STARTTLS: deferred where the level wants TLS, else plaintext. */
+static void
+check_no_tls(struct check *c, const char *required, const char *plain)
+{
+	int need = c->hlevel >= TLS_ENCRYPT;
+
+	check_verdict(c, 1, need ? CV_DEFERRED : CV_PLAINTEXT, need ?
+	    "TLS is required, but %s (4.7.4)" : "(STARTTLS %s)", need ?
+	    required : plain);
 }
 
 /* After STARTTLS's 220: no session cache (a resumed session shows no
@@ -1050,9 +1051,9 @@ check_describe(struct check *c, size_t depth, const unsigned char *der,
 	}
 	/* mbedtls_x509_dn_gets() turns control bytes into '?'. */
 	if (mbedtls_x509_dn_gets(subject, sizeof(subject), &crt.subject) < 0)
-		snprintf(subject, sizeof(subject), "?");
+		memcpy(subject, "?", 2);
 	if (mbedtls_x509_dn_gets(issuer, sizeof(issuer), &crt.issuer) < 0)
-		snprintf(issuer, sizeof(issuer), "?");
+		memcpy(issuer, "?", 2);
 	check_chain_add(c, "      %zu: subject %s\n         issuer %s\n"
 	    "         valid %04d-%02d-%02d to %04d-%02d-%02d\n", depth, subject,
 	    issuer, crt.valid_from.year, crt.valid_from.mon,
@@ -1146,27 +1147,24 @@ check_tls_done(struct check *c)
 		if (!c->dane_seen || c->dane_v != DANE_MATCH) {
 			printf("    DANE: no TLSA record matched%s\n",
 			    c->dane_seen ? "" : " (no certificate chain seen)");
-			check_verdict(c, 1, CV_DEFERRED, "deferred: "
-			    "Untrusted TLS, no DANE TLSA record matched "
-			    "(4.7.5)");
+			check_verdict(c, 1, CV_DEFERRED, "Untrusted TLS, no "
+			    "DANE TLSA record matched (4.7.5)");
 			return;
 		}
 		r = &c->tlsa.r[c->dane_which];
 		dane_tlsa_format(r, rec, sizeof(rec));
 		printf("    DANE: matched TLSA record %s\n", rec);
-		check_verdict(c, 1, CV_VERIFIED, "verified (%s %s)",
+		check_verdict(c, 1, CV_VERIFIED, "(%s %s)",
 		    r->usage == DANE_USAGE_DANE_EE ? "DANE-EE" : "DANE-TA",
 		    rec);
 		return;
 	case TLS_FINGERPRINT:
 		if (tls_conn_peer_fp(t, fp, spki) == 0 &&
 		    dane_policy_pinned(c->pin, fp, spki))
-			check_verdict(c, 1, CV_VERIFIED, "verified "
-			    "(fingerprint)");
+			check_verdict(c, 1, CV_VERIFIED, "(fingerprint)");
 		else
-			check_verdict(c, 1, CV_DEFERRED, "deferred: the "
-			    "certificate matches no tls_policy fingerprint "
-			    "(4.7.5)");
+			check_verdict(c, 1, CV_DEFERRED, "the certificate "
+			    "matches no tls_policy fingerprint (4.7.5)");
 		return;
 	case TLS_VERIFY:
 	case TLS_SECURE:
@@ -1174,17 +1172,17 @@ check_tls_done(struct check *c)
 			printf("    warning: ca_file %s holds no usable CA "
 			    "certificate\n", c->conf->ca_file);
 		if (!chain_ok)
-			check_verdict(c, 1, CV_DEFERRED, "deferred: "
-			    "Untrusted TLS, no chain to ca_file (4.7.5)");
+			check_verdict(c, 1, CV_DEFERRED, "Untrusted TLS, no "
+			    "chain to ca_file (4.7.5)");
 		else if (nexthop ? c->nexthop_ok : name_ok)
-			check_verdict(c, 1, CV_VERIFIED, "verified (a "
-			    "chain to ca_file naming %s)", nexthop ?
+			check_verdict(c, 1, CV_VERIFIED, "(a chain to "
+			    "ca_file naming %s)", nexthop ?
 			    "the domain" : "the host");
 		else
-			check_verdict(c, 1, CV_DEFERRED, "deferred: "
-			    "Trusted TLS, the certificate does not name %s%s "
-			    "(4.7.5)", nexthop ? c->domain : check_host(c),
-			    nexthop ? " or a name below it" : "");
+			check_verdict(c, 1, CV_DEFERRED, "Trusted TLS, the "
+			    "certificate does not name %s%s (4.7.5)", nexthop ?
+			    c->domain : check_host(c), nexthop ?
+			    " or a name below it" : "");
 		return;
 	default:
 		check_verdict(c, 1, CV_ENCRYPTED, "encrypted, not "
@@ -1200,10 +1198,10 @@ check_tls_failed(struct check *c, const char *why)
 {
 	printf("    TLS: handshake failed: %s\n", why);
 	if (c->hlevel == TLS_MAY && !c->smtps)
-		check_verdict(c, 0, CV_PLAINTEXT, "plaintext (a delivery "
+		check_verdict(c, 0, CV_PLAINTEXT, "(a delivery "
 		    "retries without TLS)");
 	else
-		check_verdict(c, 0, CV_DEFERRED, "deferred: cannot start "
+		check_verdict(c, 0, CV_DEFERRED, "cannot start "
 		    "TLS (4.7.5)");
 }
 
@@ -1219,8 +1217,7 @@ check_send(struct check *c, enum check_state st)
 	/* EHLO and HELO name us; STARTTLS takes nothing. */
 	if (io_printf(c->io, "%s%s%s\r\n", cmd, st == CS_STARTTLS ? "" :
 	    " ", st == CS_STARTTLS ? "" : c->conf->hostname) == -1) {
-		check_verdict(c, 0, CV_TEMPFAIL, "deferred: output "
-		    "buffer full");
+		check_verdict(c, 0, CV_TEMPFAIL, "output buffer full");
 		return;
 	}
 	io_flush(c->io);
@@ -1231,7 +1228,8 @@ check_send(struct check *c, enum check_state st)
  * policy), which replaces the host's.  Else this address is judged:
  * print it, merge it into the host's verdict, then say QUIT (quit 1,
  * when the dialogue is still sane) or hang up; the next address comes
- * after that.  One function for both: one va_list prologue.
+ * after that.  One function for both: one va_list prologue.  fmt is
+ * what follows the verdict's first word (check_said: "deferred: ", ...).
  */
 static void
 check_verdict(struct check *c, int quit, enum check_verdict v,
@@ -1239,9 +1237,11 @@ check_verdict(struct check *c, int quit, enum check_verdict v,
 {
 	char why[CHECK_WHY_MAX];
 	va_list ap;
+	int n;
 
+	n = snprintf(why, sizeof(why), "%s", textfile_nth(check_said, v));
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	vsnprintf(why + n, sizeof(why) - (size_t)n, fmt, ap);
 	va_end(ap);
 	if (quit != CHECK_HOST)
 		printf("    result: %s\n", why);
@@ -1277,8 +1277,7 @@ static void
 check_host_done(struct check *c)
 {
 	if (!c->host_seen)
-		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "deferred: no "
-		    "address tried");
+		check_verdict(c, CHECK_HOST, CV_TEMPFAIL, "no address tried");
 	printf("  verdict: %s\n", c->hwhy);
 	if (c->hv == CV_VERIFIED)
 		c->nverified++;
@@ -1299,12 +1298,11 @@ check_finish(struct check *c)
 {
 	if (!c->any)		/* no host at all: nothing went out */
 		check_merge(c, CV_TEMPFAIL);
-	if (c->nhosts > 0)
-		printf("\noverall: %s (%d of %d %shost%s verified)\n",
-		    check_overall[c->worst], c->nverified, c->nhosts,
-		    c->bracket ? "" : "MX ", c->nhosts == 1 ? "" : "s");
-	else
-		printf("overall: %s\n", check_overall[c->worst]);
+	/* One call: printf() ignores the numbers it is not asked for. */
+	printf(c->nhosts > 0 ? "\noverall: %s (%d of %d %shost%s verified)\n" :
+	    "overall: %s\n", check_overall[c->worst],
+	    c->nverified, c->nhosts, c->bracket ? "" : "MX ",
+	    c->nhosts == 1 ? "" : "s");
 	check_enter_state(c, CS_DONE);
 	loop_stop();
 }

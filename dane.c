@@ -88,7 +88,6 @@ static int	dane_names_ok(const mbedtls_x509_crt *, const char *const *,
 		    size_t);
 static int	dane_name_match(const unsigned char *, size_t, const char *);
 static int	dane_ieq(const unsigned char *, const char *, size_t);
-static void	dane_hex(const uint8_t *, size_t, char *);
 static int	dane_policy_line(struct dane_policy *, const char *, size_t,
 		    size_t, const char **);
 static int	dane_domain(const char *, size_t, char *, const char **);
@@ -204,7 +203,8 @@ dane_tlsa_format(const struct dane_tlsa *r, char *buf, size_t bufsz)
 		    (unsigned)r->usage, (unsigned)r->selector, r->len);
 		return;
 	}
-	dane_hex(r->data, n, hex);
+	/* libsodium's, as bounce.c's: no hex writer of our own. */
+	sodium_bin2hex(hex, 2 * n + 1, r->data, n);
 	(void)snprintf(buf, bufsz, "%u %u %u%s%s%s", (unsigned)r->usage,
 	    (unsigned)r->selector, (unsigned)r->mtype, n > 0 ? " " : "", hex,
 	    r->len > DANE_FMT_BYTES ? "..." : "");
@@ -250,7 +250,7 @@ dane_tlsa_data(const uint8_t *der, size_t len, int selector, int mtype,
 		goto done;	/* no record a resolver could carry */
 	if (outsz == 0 || n > (outsz - 1) / 2)
 		goto done;
-	dane_hex(p, n, out);
+	sodium_bin2hex(out, 2 * n + 1, p, n);
 	ret = 0;
 done:
 	mbedtls_x509_crt_free(&crt);
@@ -713,19 +713,6 @@ dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain)
 }
 
 /* ---- the tls_policy file -------------------------------------------- */
-
-static void
-dane_hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hex[p[i] >> 4];
-		out[2 * i + 1] = hex[p[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
 
 /*
  * One line without its '\n': `domain level [match=...]`, fields split

@@ -160,7 +160,6 @@ static void dns_channel_free(void);
 static void dns_check_servers(void);
 static struct dns_req *dns_query(enum dns_kind, const char *, union dns_cb,
     void *);
-static struct dns_req *dns_req_new(enum dns_kind, const char *, void *);
 static void dns_req_free(struct dns_req *);
 static void dns_send(struct dns_req *, int, int);
 static void dns_start(struct dns_req *);
@@ -226,8 +225,8 @@ dns_init(const struct config *conf)
 		l = textfile_strnlen(conf->dns_servers[i],
 		    sizeof(conf->dns_servers[i]));
 		if (off + l + 2 > sizeof(csv))
-			log_fatalx(LP_SMTP, "%s: server list too long",
-			    __func__);
+			log_fatalx(LP_SMTP, "dns_init: server list too "
+			    "long");
 		if (off)
 			csv[off++] = ',';
 		memcpy(csv + off, conf->dns_servers[i], l);
@@ -438,16 +437,37 @@ static struct dns_req *
 dns_query(enum dns_kind kind, const char *name, union dns_cb cb, void *arg)
 {
 	struct dns_req *req;
+	size_t l;
+	int i;
 
-	if ((req = dns_req_new(kind, name, arg)) == NULL)
-		return NULL;
-	if (kind == DNS_KIND_TLSA && (req->tlsa = calloc(DNS_MAX_TLSA,
-	    sizeof(*req->tlsa))) == NULL) {
-		log_warn(LP_SMTP, "dns: query %s", name);
-		dns_req_free(req);
+	if (!dns_configured) {
+		/* The line as it was when dns_req_new() was apart. */
+		log_warnx(LP_SMTP, "dns_req_new: resolver not set up");
 		return NULL;
 	}
+	/* One failure path: nothing is linked or set yet. */
+	if ((req = calloc(1, sizeof(*req))) == NULL ||
+	    (kind == DNS_KIND_TLSA && (req->tlsa = calloc(DNS_MAX_TLSA,
+	    sizeof(*req->tlsa))) == NULL)) {
+		log_warn(LP_SMTP, "dns: query %s", name);
+		free(req);
+		return NULL;
+	}
+	req->kind = kind;
+	req->arg = arg;
 	req->cb = cb;
+	req->timer.cb = dns_on_timer_deliver;
+	for (i = 0; i < DNS_SLOTS; i++)
+		req->slot[i].req = req;
+	/* A longer name cannot exist: name stays empty and dns_send()
+	 * answers EBADNAME, i.e. NXDOMAIN. */
+	l = strlen(name);
+	if (l <= DNS_NAME_MAX)
+		memcpy(req->name, name, l + 1);
+	req->next = dns_reqs;
+	if (dns_reqs != NULL)
+		dns_reqs->prev = req;
+	dns_reqs = req;
 	dns_start(req);
 	return req;
 }
@@ -464,38 +484,6 @@ dns_cancel(struct dns_req *req)
 	if (req->delivering || req->pending > 0)
 		return;
 	dns_req_free(req);
-}
-
-static struct dns_req *
-dns_req_new(enum dns_kind kind, const char *name, void *arg)
-{
-	struct dns_req *req;
-	size_t l;
-	int i;
-
-	if (!dns_configured) {
-		log_warnx(LP_SMTP, "%s: resolver not set up", __func__);
-		return NULL;
-	}
-	if ((req = calloc(1, sizeof(*req))) == NULL) {
-		log_warn(LP_SMTP, "dns: query %s", name);
-		return NULL;
-	}
-	req->kind = kind;
-	req->arg = arg;
-	req->timer.cb = dns_on_timer_deliver;
-	for (i = 0; i < DNS_SLOTS; i++)
-		req->slot[i].req = req;
-	/* A longer name cannot exist: name stays empty and dns_send()
-	 * answers EBADNAME, i.e. NXDOMAIN. */
-	l = strlen(name);
-	if (l <= DNS_NAME_MAX)
-		memcpy(req->name, name, l + 1);
-	req->next = dns_reqs;
-	if (dns_reqs != NULL)
-		dns_reqs->prev = req;
-	dns_reqs = req;
-	return req;
 }
 
 static void
@@ -562,8 +550,8 @@ dns_send(struct dns_req *req, int slot, int type)
 	if (rc == ARES_SUCCESS && (qlen < DNS_HDR_LEN ||
 	    (size_t)qlen > sizeof(msg) - DNS_OPT_LEN ||
 	    q[DNS_HDR_ARCOUNT] != 0 || q[DNS_HDR_ARCOUNT + 1] != 0)) {
-		log_warnx(LP_SMTP, "%s: unexpected query from c-ares for %s",
-		    __func__, req->name);
+		log_warnx(LP_SMTP, "dns_send: unexpected query from c-ares "
+		    "for %s", req->name);
 		rc = ARES_EBADQUERY;
 	}
 	if (rc != ARES_SUCCESS) {

@@ -379,7 +379,10 @@ loop_signal(int signo, void (*cb)(int))
 		return -1;
 	}
 	loop_sigcb[signo] = cb;
-	sigaddset(&loop_sigset, signo);
+	/* sigaddset() without its import: a sigset is an array of longs,
+	 * signal N bit N - 1 (glibc and the kernel alike), and N < 32 is
+	 * in the first. */
+	*(unsigned long *)(void *)&loop_sigset |= 1UL << (signo - 1);
 	if (sigprocmask(SIG_BLOCK, &loop_sigset, NULL) == -1)
 		return -1;
 	if (loop_sigfd.fd == -1) {
