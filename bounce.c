@@ -100,23 +100,26 @@ static void put_rcpt_status(struct out *, enum bounce_kind,
     const struct bounce_rcpt *, time_t);
 static void put_orig(struct out *, const struct orig_hdrs *);
 
-/* Our own words, in the spirit of Postfix's; lines well under 78. */
-static const char bounce_text_failed[] =
-    "I am sorry, but your message could not be delivered to one\r\n"
-    "or more of its recipients.  The delivery failed for good,\r\n"
+/* Our own words, in the spirit of Postfix's; lines well under 78.
+ * String literals, not arrays: no alignment padding between them. */
+#define BOUNCE_TEXT_FAILED \
+    "I am sorry, but your message could not be delivered to one\r\n" \
+    "or more of its recipients.  The delivery failed for good,\r\n" \
     "and the mail system will not try again.  The reasons are\r\n"
-    "given below; the headers of your message are attached.\r\n"
-    "\r\n"
-    "If you need help, forward this report to your postmaster.\r\n"
-    "You may remove your own text from the attached headers.\r\n";
-static const char bounce_text_delayed[] =
-    "THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR\r\n"
-    "MESSAGE.\r\n"
-    "\r\n"
-    "Your message has not yet reached one or more of its\r\n"
-    "recipients.  The mail system keeps trying, and will tell\r\n"
+#define BOUNCE_TEXT_DELAYED \
+    "THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR\r\n" \
+    "MESSAGE.\r\n" \
+    "\r\n" \
+    "Your message has not yet reached one or more of its\r\n" \
+    "recipients.  The mail system keeps trying, and will tell\r\n" \
     "you if it has to give up.  The reasons for the delay are\r\n"
-    "given below; the headers of your message are attached.\r\n";
+/* Both go on with its first line; a bounce says the rest too. */
+#define BOUNCE_TEXT_BOTH \
+    "given below; the headers of your message are attached.\r\n"
+#define BOUNCE_TEXT_END BOUNCE_TEXT_BOTH \
+    "\r\n" \
+    "If you need help, forward this report to your postmaster.\r\n" \
+    "You may remove your own text from the attached headers.\r\n"
 
 static void
 put(struct out *o, const char *p, size_t n)
@@ -464,8 +467,10 @@ put_human(struct out *o, enum bounce_kind kind, const char *host,
 	put_capped(o, host, BOUNCE_HOST_MAX, BOUNCE_INDENT_TEXT,
 	    PT_GLUE | PT_NOWRAP);
 	puts_(o, ".\r\n\r\n");
-	puts_(o, kind == BOUNCE_FAILED ? bounce_text_failed :
-	    bounce_text_delayed);
+	puts_(o, kind == BOUNCE_FAILED ? BOUNCE_TEXT_FAILED :
+	    BOUNCE_TEXT_DELAYED);
+	put(o, BOUNCE_TEXT_END, kind == BOUNCE_FAILED ?
+	    sizeof(BOUNCE_TEXT_END) - 1 : sizeof(BOUNCE_TEXT_BOTH) - 1);
 	for (i = 0; i < nrcpt; i++) {
 		const struct bounce_rcpt *r = &rcpt[i];
 		const char *a = r->address != NULL ? r->address : "unknown";

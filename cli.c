@@ -607,19 +607,21 @@ sm_prepare(struct sm *sm)
 	struct msg_field f;
 	struct msg_head h;
 	uint64_t lim = sm->conf->message_size_limit;
-	unsigned seen = 0;
+	/* H_FROM, H_DATE, H_MSGID, in bit order.  Pointers: the strings
+	 * are shared with other uses, and the 24 bytes of table are in
+	 * RELRO (three calls cost 68 bytes of code more). */
+	static const char *const names[] = { "From", "Date", "Message-ID" };
+	unsigned seen = 0, i;
 	size_t pos;
 	int rc;
 
+	_Static_assert(H_FROM == 1u << 0 && H_DATE == 1u << 1 &&
+	    H_MSGID == 1u << 2, "names[] is in the order of the bits");
 	msg_head_scan(sm->msg.p, sm->msg.len, &h);
-	for (pos = h.start; msg_field_next(sm->msg.p, h.end, &pos, &f); ) {
-		if (msg_field_is(sm->msg.p, &f, "From"))
-			seen |= H_FROM;
-		else if (msg_field_is(sm->msg.p, &f, "Date"))
-			seen |= H_DATE;
-		else if (msg_field_is(sm->msg.p, &f, "Message-ID"))
-			seen |= H_MSGID;
-	}
+	for (pos = h.start; msg_field_next(sm->msg.p, h.end, &pos, &f); )
+		for (i = 0; i < 3; i++)
+			if (msg_field_is(sm->msg.p, &f, names[i]))
+				seen |= 1u << i;
 	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
 		goto done;
 	if (sm->nrcpt == 0) {
@@ -1688,7 +1690,7 @@ mq_date(uint64_t when, char *date, size_t size)
 
 	if (localtime_r(&t, &tm) == NULL ||
 	    strftime(date, size, "%a %b %e %H:%M:%S", &tm) == 0)
-		snprintf(date, size, "?");
+		memcpy(date, "?", 2);	/* size is 32 */
 }
 
 /*

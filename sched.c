@@ -154,8 +154,7 @@ static int sched_save(struct sched_msg *, int);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
 static uint64_t sched_expiry(const struct queue_info *);
-static int sched_settled(const struct queue_info *)
-    __attribute__((noinline));	/* measured, as above */
+static int sched_settled(const struct queue_info *);
 static void sched_reason(struct queue_rcpt *, const struct deliver_rcpt *);
 static void sched_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
@@ -566,8 +565,7 @@ sched_activate(struct sched_msg *m)
 		job->txn.fd = -1;
 		for (j = 0; j < n; j++)
 			job->rcpt[j].address = qi->rcpt[idx[j]].address;
-		job->next = NULL;
-		*dst->tail = job;
+		*dst->tail = job;	/* job->next: calloc()'s NULL */
 		dst->tail = &job->next;
 		dst->waiting++;
 		m->jobs++;
@@ -899,8 +897,7 @@ sched_job_result(struct sched_job *job)
 		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
 		sched_reason(qr, r);
 		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
-		    "none", r->dsn, r->result == DR_OK ? "sent" :
-		    r->result == DR_PERM ? "bounced" : "deferred", r->reply);
+		    "none", r->dsn, queue_status_name(qr->status), r->reply);
 		settled |= r->result != DR_TEMP;
 	}
 	/* Another destination (or this one's next transaction) may take

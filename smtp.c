@@ -486,8 +486,9 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->io = io_new(fd, smtp_on_io, s)) == NULL) {
-		log_warn(LP_SMTPD, "%s: %s", __func__, s == NULL ? "calloc" :
-		    "io_new");
+		/* The name in the format: __func__ is an array of its own. */
+		log_warn(LP_SMTPD, "smtp_session_new: %s", s == NULL ?
+		    "calloc" : "io_new");
 		free(s);
 		r = RP_NO_RESOURCES;
 		goto refuse;
@@ -1086,14 +1087,15 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		smtp_fail(s, (enum smtp_reply)r, why);
 		return;
 	}
-	if (p.has_size && p.size > smtp_conf->message_size_limit) {
+	/* p.size is 0 without SIZE= (cmd_params() clears p). */
+	if (p.size > smtp_conf->message_size_limit) {
 		textfile_copy(s->sender, sizeof(s->sender), addr);
 		smtp_reject_log(s, "MAIL", NULL, RP_SIZE, NULL);
 		s->sender[0] = '\0';
 		smtp_reply(s, RP_SIZE);
 		return;
 	}
-	if (!queue_space_ok(p.has_size ? p.size : 0)) {
+	if (!queue_space_ok(p.size)) {
 		log_warnx(LP_SMTPD, "%s: not enough free space in the queue "
 		    "file system", smtp_peer(s));
 		smtp_reply(s, RP_NO_SPACE);
@@ -1104,11 +1106,9 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		    sizeof(s->sender));
 	else
 		s->sender[0] = '\0';
-	s->declared_size = p.has_size ? p.size : 0;
-	if (p.body_8bit)
-		s->flags |= SF_8BITMIME;
-	if (p.smtputf8)
-		s->flags |= SF_SMTPUTF8;
+	s->declared_size = p.size;
+	/* Both bytes are 0 or 1. */
+	s->flags |= p.body_8bit * SF_8BITMIME | p.smtputf8 * SF_SMTPUTF8;
 	smtp_enter_state(s, STATE_MAIL);
 	smtp_reply(s, RP_MAIL_OK);
 	smtp_ok(s, CMD_MAIL);
@@ -1186,6 +1186,7 @@ static int
 smtp_own_literal(const char *addr)
 {
 	const struct config *c = smtp_conf;
+	const struct listen_list *ll;
 	struct sockaddr_storage ss, src;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&src;
 	char ip[INET6_ADDRSTRLEN];
@@ -1197,10 +1198,12 @@ smtp_own_literal(const char *addr)
 	if (memcmp(SMTP_IN_ADDR(&ss), smtp_any, ss.ss_family == AF_INET6 ?
 	    16 : 4) == 0)
 		return 1;
-	if (!smtp_listens(&c->listen_smtp, &ss) &&
-	    !smtp_listens(&c->listen_submission, &ss) &&
-	    !smtp_listens(&c->listen_smtps, &ss))
-		return 0;
+	/* listen_smtp, listen_submission and listen_smtps, side by side
+	 * in struct config (main.c asserts it). */
+	for (ll = &c->listen_smtp; !smtp_listens(ll, &ss);
+	    ll = (const struct listen_list *)((const char *)ll + sizeof(*ll)))
+		if (ll == &c->listen_smtps)
+			return 0;
 	if ((fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
 		return 0;
 	/* A datagram socket's connect() sends nothing.  The port is where
@@ -1240,7 +1243,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	const char *why;
 	char addr[ADDR_PATH_MAX], full[ADDR_PATH_MAX];
 	char exp[SMTP_ALIAS_MAX][512];
-	size_t need, cap;
+	size_t need, cap, len;
 	char *nr;
 	int r, nexp, i;
 
@@ -1259,17 +1262,13 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	/* §4.5.1: <postmaster> without a domain is taken from anyone.
 	 * Refused relaying counts as an error, as in Postfix, so a client
 	 * cannot probe for ever. */
+	r = RP_RELAY_DENIED;
 	if (addr_casecmp(addr, "postmaster") != 0 &&
-	    smtp_check_rcpt(s, full) != 0) {
-		smtp_reject_log(s, "RCPT", full, RP_RELAY_DENIED, full);
-		smtp_fail(s, RP_RELAY_DENIED, full);
-		return;
-	}
-	if (smtp_own_literal(full)) {
-		smtp_reject_log(s, "RCPT", full, RP_LOOP, full);
-		smtp_fail(s, RP_LOOP, full);
-		return;
-	}
+	    smtp_check_rcpt(s, full) != 0)
+		goto refuse;
+	r = RP_LOOP;
+	if (smtp_own_literal(full))
+		goto refuse;
 	/* Aliases apply at acceptance: root@origin may become several. */
 	if ((nexp = alias_expand(smtp_aliases, full, smtp_conf->origin, exp,
 	    SMTP_ALIAS_MAX, &why)) < 0) {
@@ -1294,7 +1293,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		/* Like Postfix's cleanup: one copy per recipient. */
 		if (addr_list_has(s->rcpts, s->rcpts_len, exp[i]))
 			continue;
-		need = s->rcpts_len + strlen(exp[i]) + 1;
+		len = strlen(exp[i]) + 1;
+		need = s->rcpts_len + len;
 		if (need > s->rcpts_cap) {
 			cap = s->rcpts_cap ? s->rcpts_cap : 128;
 			while (cap < need)
@@ -1306,20 +1306,24 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 			s->rcpts = nr;
 			s->rcpts_cap = cap;
 		}
-		memcpy(s->rcpts + s->rcpts_len, exp[i], strlen(exp[i]) + 1);
+		memcpy(s->rcpts + s->rcpts_len, exp[i], len);
 		s->rcpts_len = need;
 		s->nrcpt++;
 	}
 	smtp_enter_state(s, STATE_RCPT);
 	smtp_reply(s, RP_RCPT_OK);
 	smtp_ok(s, CMD_RCPT);
+	return;
+refuse:
+	smtp_reject_log(s, "RCPT", full, (enum smtp_reply)r, full);
+	smtp_fail(s, (enum smtp_reply)r, full);
 }
 
 static void
 smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 {
 	char hdr[HDR_RECEIVED_MAX], tls[SMTP_TLS_DESC_MAX], proto[16];
-	unsigned qf = 0;
+	unsigned qf;
 	const char *r;
 	unsigned i;
 	int n, utf8;
@@ -1337,10 +1341,10 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		    NULL);
 		return;
 	}
-	if (s->flags & SF_8BITMIME)
-		qf |= QF_8BITMIME;
-	if (s->flags & SF_SMTPUTF8)
-		qf |= QF_SMTPUTF8;
+	/* The two flags are the queue's, nine bits up. */
+	_Static_assert(SF_8BITMIME == QF_8BITMIME << 9 &&
+	    SF_SMTPUTF8 == QF_SMTPUTF8 << 9, "SF_ and QF_ bits");
+	qf = s->flags >> 9 & (QF_8BITMIME | QF_SMTPUTF8);
 	s->w = queue_writer_new(NULL, s->sender, qf, (uid_t)s->uid,
 	    smtp_peer(s));
 	if (s->w == NULL) {
@@ -1419,7 +1423,9 @@ smtp_cmd_quit(struct smtp_session *s, const struct cmd *c)
 static void
 smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 {
-	static const unsigned char answer[CMD_COUNT] = {
+	/* aligned(1): the ABI aligns arrays of 16 bytes and more to 16. */
+	static const unsigned char answer[CMD_COUNT]
+	    __attribute__((aligned(1))) = {
 		[CMD_UNKNOWN] = RP_UNKNOWN_CMD, [CMD_NOOP] = RP_OK,
 		[CMD_HELP] = RP_HELP, [CMD_VRFY] = RP_VRFY,
 		[CMD_EXPN] = RP_NOT_IMPL, [CMD_BDAT] = RP_NOT_IMPL,
@@ -2181,9 +2187,10 @@ smtp_log_disconnect(struct smtp_session *s)
 	/*
 	 * Postfix's order: its command table, commands it does not know
 	 * last.  fail2ban's ddos mode reads "ehlo=1 auth=0/3" and wants no
-	 * failed count before auth=.
+	 * failed count before auth=.  aligned(1), as answer[] in
+	 * smtp_cmd_simple().
 	 */
-	static const uint8_t order[] = {
+	static const uint8_t order[] __attribute__((aligned(1))) = {
 		CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT,
 		CMD_DATA, CMD_BDAT, CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_ETRN,
 		CMD_QUIT, CMD_HELP, CMD_EXPN, CMD_HTTP, CMD_UNKNOWN,
