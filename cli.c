@@ -1953,13 +1953,23 @@ cli_usage(const char *synopsis)
 	return EX_USAGE;
 }
 
-/* newaliases, sendmail -bi and -I: ferry reads the aliases file itself
- * (no database to build), so this only checks it. */
+/*
+ * newaliases, sendmail -bi and -I: ferry reads the aliases file itself
+ * (no database to build), so this checks it, then has a running daemon
+ * reload, as Postfix's daemons take a rebuilt table: an admin who ran
+ * newaliases expects the new aliases to route the next message.  The
+ * daemon's pid comes from its local socket (SO_PEERCRED); only a socket
+ * made by root or by our own user is believed, so the daemon's user,
+ * who owns the queue, cannot make root signal another process.
+ */
 int
 cli_newaliases(const struct config *conf)
 {
 	char err[CONFIG_ERR_MAX];
 	struct alias_table *t;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd, rc;
 
 	if (conf->aliases[0] == '\0')
 		return EX_OK;
@@ -1969,5 +1979,15 @@ cli_newaliases(const struct config *conf)
 		return EX_CONFIG;
 	}
 	alias_free(t);
-	return EX_OK;
+	/* Not running: it reads the file when it starts. */
+	if ((fd = cli_connect(conf->local_socket)) == -1)
+		return EX_OK;
+	rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    (cred.uid == 0 || cred.uid == getuid()) &&
+	    kill(cred.pid, SIGHUP) == 0 ? EX_OK : EX_NOPERM;
+	if (rc != EX_OK)
+		log_cli("newaliases", "the daemon was not told to reload; "
+		    "send it SIGHUP");
+	(void)close(fd);
+	return rc;
 }

@@ -333,14 +333,6 @@ main_check_config(struct config *conf)
 	return fflush(NULL) == 0 ? EX_OK : EX_IOERR;
 }
 
-/*
- * newaliases (argv[0], or `ferry newaliases`): the daemon reads the
- * aliases file itself, so there is no database to build.  Check the file
- * the way the daemon will, so a typo shows now and not at the next
- * start or SIGHUP: 0, or 78 with "FILE:LINE: what" like Postfix's
- * postalias would report.  No aliases key: nothing to check.
- */
-
 static void
 main_resolve_user(const struct config *conf, struct main_user *u)
 {

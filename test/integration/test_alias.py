@@ -176,6 +176,32 @@ def test_alias_bad_file_refused_and_reload_keeps_old():
               'after a bad reload %r' % rcpts_of(d, qid))
 
 
+def test_newaliases_reloads_the_daemon():
+    """newaliases checks the file, then has a running daemon reload (its
+    pid from the local socket), as Postfix's daemons take a rebuilt
+    table: the next message goes to the new alias.  It only checked the
+    file, and mail went on to the old address until a SIGHUP.  Run by a
+    user who may not signal the daemon, it says so and exits 77."""
+    d = Daemon('aliasnew', origin='box.test')
+    d.cfg['aliases'] = write_aliases(d, ALIASES)
+    d.write_config()
+    with d:
+        write_aliases(d, 'root: new@example.org\n')
+        p = d.cli('newaliases')
+        check(p.returncode == 0, 'newaliases: exit %d %r' %
+              (p.returncode, p.stderr))
+        d.wait_log(r'reload -- version .*, configuration ')
+        qid = d.send_message(b'Subject: r\r\n\r\nx\r\n', rcpts=('root',))
+        check(rcpts_of(d, qid) == ['new@example.org'],
+              'after newaliases %r' % rcpts_of(d, qid))
+        if os.geteuid() == 0:
+            write_aliases(d, 'root: third@example.org\n')
+            p = d.cli('newaliases', user='nobody')
+            check(p.returncode == 77 and b'send it SIGHUP' in p.stderr,
+                  'newaliases as nobody: exit %d %r' %
+                  (p.returncode, p.stderr))
+
+
 def test_alias_sendmail_batch_cut_by_expansion():
     """sendmail sends at most max_recipients RCPTs a transaction, but the
     daemon counts recipients after alias expansion: with root three

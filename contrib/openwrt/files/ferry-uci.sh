@@ -222,10 +222,12 @@ ferry_uci_render() {
 	# ferry's parser has the last word (a misspelt level, a /33, an
 	# alias to a /file): a relay.conf or aliases file it refuses would
 	# make every sendmail exit 78 unqueued and the next start fail,
-	# while SIGHUP keeps the running settings.
+	# while SIGHUP keeps the running settings.  No local_socket for the
+	# check: newaliases would have the running daemon reload before the
+	# new files are in place.
 	if ! "$FERRY_BIN" -c "$_fr_new" check-config >/dev/null ||
 	    { [ -n "$_fr_root" ] && ! FERRY_ALIASES=$_fr_dir/aliases.new \
-	    "$FERRY_BIN" -c "$_fr_new" newaliases; }; then
+	    FERRY_LOCAL_SOCKET='' "$FERRY_BIN" -c "$_fr_new" newaliases; }; then
 		rm -f "$_fr_new" "$_fr_dir/aliases.new"
 		echo "ferry: /etc/config/ferry not applied" >&2
 		return 1
