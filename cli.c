@@ -197,6 +197,8 @@ static int del_collect(const struct queue_info *, void *);
 
 /* --- sendmail --- */
 
+char *const *cli_environ;	/* main() sets it (cli.h) */
+
 int
 cli_sendmail(const struct config *conf, int argc, char **argv)
 {
@@ -591,9 +593,12 @@ sm_limit(const struct config *conf)
 	    (size_t)lim;
 }
 
-#define H_FROM		0x1u
-#define H_DATE		0x2u
-#define H_MSGID		0x4u
+/* sm_qualify()'s result: what the message has, in the order of its
+ * names. */
+#define H_DATE		0x1u
+#define H_MSGID		0x2u
+#define H_FROM		0x4u
+#define H_RESENT	0x100u	/* a Resent- block: its own three instead */
 
 /*
  * Recipients from the headers (-t), the headers a message must have
@@ -604,24 +609,11 @@ static int
 sm_prepare(struct sm *sm)
 {
 	struct msg_buf add = { NULL, 0, 0 }, out = { NULL, 0, 0 };
-	struct msg_field f;
 	struct msg_head h;
 	uint64_t lim = sm->conf->message_size_limit;
-	/* H_FROM, H_DATE, H_MSGID, in bit order.  Pointers: the strings
-	 * are shared with other uses, and the 24 bytes of table are in
-	 * RELRO (three calls cost 68 bytes of code more). */
-	static const char *const names[] = { "From", "Date", "Message-ID" };
-	unsigned seen = 0, i;
-	size_t pos;
-	int rc;
+	int rc, seen;
 
-	_Static_assert(H_FROM == 1u << 0 && H_DATE == 1u << 1 &&
-	    H_MSGID == 1u << 2, "names[] is in the order of the bits");
 	msg_head_scan(sm->msg.p, sm->msg.len, &h);
-	for (pos = h.start; msg_field_next(sm->msg.p, h.end, &pos, &f); )
-		for (i = 0; i < 3; i++)
-			if (msg_field_is(sm->msg.p, &f, names[i]))
-				seen |= 1u << i;
 	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
 		goto done;
 	if (sm->nrcpt == 0) {
@@ -631,7 +623,8 @@ sm_prepare(struct sm *sm)
 		goto done;
 	}
 	rc = EX_OSERR;
-	if (sm_qualify(sm, &h) == -1 || sm_add_headers(sm, &add, seen) == -1 ||
+	if ((seen = sm_qualify(sm, &h)) == -1 ||
+	    sm_add_headers(sm, &add, (unsigned)seen) == -1 ||
 	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
 	    1) == -1) {
 		sm_nomem();
@@ -660,31 +653,43 @@ done:
  * Postfix's append_at_myorigin for local mail: "root" in From: or To:
  * becomes root@origin, so that the next MTA does not refuse a From:
  * without a domain (cron, mdadm and mail(1) all write "root").  The
- * Resent- forms are the tails' too.  h is scanned again.
+ * Resent- forms are the tails' too.  h is scanned again.  Returns -1,
+ * or the H_ bits of what the message has: with a Resent- field of
+ * those (RFC 5322 §3.6.6; as Postfix's cleanup counts them) the
+ * Resent- Date, Message-ID and From with H_RESENT, as those are then
+ * the ones owed.
  */
 static int
 sm_qualify(struct sm *sm, struct msg_head *h)
 {
-	/* One string, not a table of pointers: each costs RELRO too. */
-	static const char names[] = "From\0Sender\0Reply-To\0To\0Cc\0";
+	/* One string, not a table of pointers: each costs RELRO too.  The
+	 * first two are only noted; Bcc goes (msg_build()) but counts. */
+	static const char names[] = "Date\0Message-ID\0From\0Sender\0"
+	    "Reply-To\0To\0Cc\0Bcc\0";
 	struct msg_buf out = { NULL, 0, 0 };
 	const char *b = sm->msg.p, *k;
 	struct msg_field f;
 	size_t pos, name, len;
+	unsigned seen[2] = { 0, 0 }, j, rs;
 
+	_Static_assert(H_DATE == 1u << 0 && H_MSGID == 1u << 1 &&
+	    H_FROM == 1u << 2, "names[] is in the order of the bits");
 	if (msg_buf_add(&out, b, h->start) == -1)
 		goto fail;
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); ) {
 		name = f.start;
 		len = f.name_len;
-		if (len > 7 && strncasecmp(b + name, "Resent-", 7) == 0) {
+		rs = len > 7 && strncasecmp(b + name, "Resent-", 7) == 0;
+		if (rs) {
 			name += 7;
 			len -= 7;
 		}
-		for (k = names; *k != '\0'; k += strlen(k) + 1)
+		for (k = names, j = 0; *k != '\0'; k += strlen(k) + 1, j++)
 			if (strlen(k) == len && strncasecmp(b + name, k, len) == 0)
 				break;
-		if (*k == '\0') {
+		if (*k != '\0')
+			seen[rs] |= 1u << j;
+		if (*k == '\0' || j < 2) {
 			if (msg_buf_add(&out, b + f.start, f.end - f.start) == -1)
 				goto fail;
 		} else if (msg_buf_add(&out, b + f.start, f.value - f.start) ==
@@ -697,7 +702,7 @@ sm_qualify(struct sm *sm, struct msg_head *h)
 	msg_buf_free(&sm->msg);
 	sm->msg = out;
 	msg_head_scan(sm->msg.p, sm->msg.len, h);
-	return 0;
+	return (int)(seen[1] != 0 ? seen[1] | H_RESENT : seen[0]);
 fail:
 	msg_buf_free(&out);
 	return -1;
@@ -729,26 +734,40 @@ sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
 	return EX_OK;
 }
 
-/* From:, Date:, Message-ID: for what the message lacks. */
+/* From:, Date:, Message-ID: for what the message lacks; with H_RESENT
+ * the Resent- ones. */
 static int
 sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 {
 	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
-	const char *name = sm->fullname != NULL ? sm->fullname : sm->gecos;
+	char *const *env = cli_environ;
+	const char *name = sm->fullname;
+	size_t pre = seen & H_RESENT ? 7 : 0;
+	unsigned i;
 	int n;
 
-	/* "From: Name <addr>", or "From: <addr>" with no name (as the
-	 * daemon writes it for -bs); for <> the daemon's, with no name. */
-	if (!(seen & H_FROM) && (sm->sender[0] == '\0' ?
+	/* The name from -F, else $NAME (not trusted in a set-id entry),
+	 * else GECOS: Postfix's order.  "From: Name <addr>", or "From:
+	 * <addr>" with no name (as the daemon writes it for -bs); for <>
+	 * the daemon's, with no name. */
+	if (name == NULL && (env == NULL ||
+	    (name = config_env_find(env, "NAME")) == NULL))
+		name = sm->gecos;
+	if (!(seen & H_FROM) && (msg_buf_add(add, "Resent-", pre) == -1 ||
+	    (sm->sender[0] == '\0' ?
 	    cli_addf(add, SMTP_FROM_NULL, sm->conf->origin) == -1 :
 	    (cli_addf(add, "From: ") == -1 || (name[0] != '\0' &&
 	    msg_phrase(add, name, strlen(name)) == -1) ||
-	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], sm->sender) == -1)))
+	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], sm->sender) == -1))))
 		return -1;
-	n = hdr_missing(line, sizeof(line), !(seen & H_DATE),
-	    !(seen & H_MSGID), sm->conf->hostname, loop_now_real(), NULL);
-	if (n < 0 || msg_buf_add(add, line, (size_t)n) == -1)
-		return -1;
+	/* One at a time, each after the prefix that line holds. */
+	memcpy(line, "Resent-", 7);
+	for (i = H_DATE; i <= H_MSGID; i <<= 1)
+		if (!(seen & i) && ((n = hdr_missing(line + 7,
+		    sizeof(line) - 7, i == H_DATE, i == H_MSGID,
+		    sm->conf->hostname, loop_now_real(), NULL)) < 0 ||
+		    msg_buf_add(add, line + 7 - pre, (size_t)n + pre) == -1))
+			return -1;
 	return 0;
 }
 

@@ -18,6 +18,9 @@ int cli_flush(const struct config *, int argc, char **argv);
 int cli_tlsa(const struct config *, int argc, char **argv);
 /* newaliases (and sendmail -bi, -I): check the aliases file. */
 int cli_newaliases(const struct config *);
+/* The environment main() was given; NULL in a set-id entry (DESIGN.md:
+ * its caller's is not trusted).  sendmail reads NAME there. */
+extern char *const *cli_environ;
 /* "usage: SYNOPSIS" on stderr; returns EX_USAGE. */
 int cli_usage(const char *synopsis);
 

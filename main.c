@@ -160,11 +160,6 @@ static const struct {
 	{ offsetof(struct config, tls_policy), "tls_policy", "policy" },
 };
 
-/* main()'s third argument (glibc, musl): nothing here changes the
- * environment, and taking it from there instead of environ saves the
- * copy relocation and two imported symbols (environ, __environ). */
-static char **main_envp;
-
 int
 main(int argc, char **argv, char **envp)
 {
@@ -173,7 +168,11 @@ main(int argc, char **argv, char **envp)
 	enum main_cmd k;
 	int c;
 
-	main_envp = envp;
+	/* main()'s third argument (glibc, musl): nothing here changes the
+	 * environment, and taking it from there instead of environ saves
+	 * the copy relocation and two imported symbols (environ,
+	 * __environ).  In a set-id entry the caller's is not trusted. */
+	cli_environ = getauxval(AT_SECURE) ? NULL : envp;
 	/* A caller may have closed stdin, stdout or stderr: the next socket
 	 * or file would take that number, and sendmail's "550 ..." on
 	 * stderr would land in its SMTP session to the daemon, costing the
@@ -323,7 +322,7 @@ main_read(struct config *conf, struct config_src *src, char *err,
 static char *const *
 main_environ(void)
 {
-	return getauxval(AT_SECURE) ? NULL : main_envp;
+	return cli_environ;
 }
 
 static int

@@ -87,29 +87,21 @@ int
 msg_reader_feed(struct msg_reader *r, const char *p, size_t n)
 {
 	size_t i = 0, run;
-	uint8_t cr;
 
 	while (i < n && !r->ended && !r->over) {
-		if (r->cr_seen) {
-			/* CR LF is one line end, whichever read it came in;
-			 * so is CR CR LF, as Postfix's sendmail strips one
-			 * CR (a CRLF text through a LF-to-CRLF filter): as two
-			 * ends it would end the header at its first field. */
-			cr = r->cr_seen;
-			r->cr_seen = 0;
-			if (cr == 2 && p[i] != '\n') {
-				/* The held CR ended an empty line. */
-				if (msg_buf_add(&r->out, "\r\n", 2) == -1)
-					return -1;
-				r->line_start = r->out.len;
-			}
-			if (p[i] == '\n' || p[i] == '\r') {
-				r->cr_seen = (uint8_t)(p[i] == '\r') * 2;
-				i++;
-				continue;
-			}
+		if (p[i] == '\r') {
+			/* Held: it ends the line if only CRs come before
+			 * the LF, else it is a space (Postfix's sendmail
+			 * too; RFC 5322 forbids it, and as a line end it
+			 * would end the header inside a field). */
+			r->cr_held++;
+			i++;
+			continue;
 		}
-		if (p[i] != '\r' && p[i] != '\n') {
+		if (p[i] != '\n') {
+			for (; r->cr_held > 0; r->cr_held--)
+				if (msg_buf_add(&r->out, " ", 1) == -1)
+					return -1;
 			for (run = 0; i + run < n && p[i + run] != '\r' &&
 			    p[i + run] != '\n'; run++)
 				;
@@ -117,13 +109,13 @@ msg_reader_feed(struct msg_reader *r, const char *p, size_t n)
 				return -1;
 			i += run;
 		} else {
+			r->cr_held = 0;
 			if (r->dot_ends && r->out.len - r->line_start == 1 &&
 			    r->out.p[r->line_start] == '.') {
 				r->out.len = r->line_start;
 				r->ended = 1;
 				return 0;
 			}
-			r->cr_seen = p[i] == '\r';
 			i++;
 			if (msg_buf_add(&r->out, "\r\n", 2) == -1)
 				return -1;
@@ -139,9 +131,13 @@ int
 msg_reader_end(struct msg_reader *r)
 {
 	/* An unended last line ends as an LF would have ended it (feed
-	 * checks ended and over; a CR seen means the line is empty). */
-	if (r->cr_seen == 2)
-		return msg_buf_add(&r->out, "\r\n", 2);
+	 * checks ended and over); no LF follows its held CRs, so they are
+	 * spaces: all but one flushed by the space fed for the last. */
+	if (r->cr_held > 0) {
+		r->cr_held--;
+		if (msg_reader_feed(r, " ", 1) == -1)
+			return -1;
+	}
 	if (r->out.len == r->line_start)
 		return 0;
 	return msg_reader_feed(r, "\n", 1);

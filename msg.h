@@ -27,19 +27,20 @@ int msg_buf_add(struct msg_buf *, const void *, size_t);
 void msg_buf_free(struct msg_buf *);
 
 /*
- * Input normalisation, fed in chunks as read: bare LF, bare CR and CRLF
- * all become CRLF (the daemon refuses bare ones).  With dot_ends, a line
- * that is exactly "." ends the input (classic sendmail without -i); it is
- * not kept and `ended` is set.  More than `limit` output bytes sets
- * `over` and stops.  After EOF, msg_reader_end() terminates a last line.
+ * Input normalisation, fed in chunks as read: LF ends a line, with any
+ * CRs before it, and becomes CRLF; any other CR becomes a space (the
+ * daemon refuses bare ones; Postfix's sendmail makes the same bytes).
+ * With dot_ends, a line that is exactly "." ends the input (classic
+ * sendmail without -i); it is not kept and `ended` is set.  More than
+ * `limit` output bytes sets `over` and stops.  After EOF,
+ * msg_reader_end() terminates a last line.
  */
 struct msg_reader {
 	struct msg_buf out;
 	size_t limit;
 	size_t line_start;	/* offset in out where this line began */
+	size_t cr_held;		/* CRs not yet known as line end or space */
 	uint8_t dot_ends;
-	uint8_t cr_seen;	/* a CR ended the line: swallow one LF;
-				   2: CR CR, the second held */
 	uint8_t ended;
 	uint8_t over;
 };

@@ -107,6 +107,33 @@ getpwuid(uid_t uid)
 """
 
 
+def test_sendmail_name_env():
+    """The From: sendmail adds takes its name from $NAME before GECOS,
+    and -F wins over both, as in Postfix's sendmail; an empty NAME is
+    no name."""
+    with Daemon('sm-name') as d:
+        env = dict(d.shim_env(GECOS_SHIM, 'gecos'), SHIM_LOGIN='jdoe',
+                   SHIM_GECOS='Gecos Name', NAME='Env Name')
+        for tag, args, e in (('env', [], env),
+                             ('flag', ['-F', 'Flag Name'], env),
+                             ('empty', [], dict(env, NAME=''))):
+            _ok(d.cli('sendmail', '-f', 's@example.test', *args,
+                      'rcpt@relay.test', env=e,
+                      input=b'Subject: %s\n\nx\n' % tag.encode()),
+                'sendmail ' + tag)
+        q = d.wait_queue(3)
+        check(len(q) == 3, 'mailq %r' % q)
+        got = {}
+        for m in q:
+            h = _headers_of(d.cat(m['id']))
+            got[re.search(rb'(?m)^Subject: (\w+)', h).group(1)] = \
+                re.search(rb'(?m)^From: ([^\r]*)\r$', h).group(1)
+        check(got == {b'env': b'Env Name <s@example.test>',
+                      b'flag': b'Flag Name <s@example.test>',
+                      b'empty': b'<s@example.test>'},
+              'From: %r' % got)
+
+
 def test_sendmail_obsolete_header_form_kept():
     """'Subject : x' (RFC 5322 section 4.5.8, a space before the colon)
     is a header field to sendmail and to the daemon alike: the daemon
@@ -957,8 +984,9 @@ def test_cli_mixed_code_reply():
 
 def test_sendmail_cr_cr_lf_one_line_end():
     """A line ending CR CR LF (a CRLF text through a LF-to-CRLF filter)
-    ends once, as Postfix's sendmail strips one CR: as two it would end
-    the header at its first field.  The argument path and -bs alone."""
+    ends once, as in Postfix's sendmail (the CRs before a LF are part of
+    its line end): as two it would end the header at its first field.
+    The argument path and -bs alone."""
     d = _bs_down('sm-crcr')
     ok = False
     try:
@@ -985,6 +1013,105 @@ def test_sendmail_cr_cr_lf_one_line_end():
                   and b'\r\r' not in out and
                   _body_of(out) == b'line one\r\nline two\r\n',
                   '%s: stored %s' % (m['sender'], short(out, 900)))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_bare_cr_is_a_space():
+    """A CR not before a LF is a space, as Postfix's sendmail makes it
+    (RFC 5322 forbids it): as a line end it ended the header inside
+    Subject: and moved the rest of the header into the body.  The same
+    bytes whichever door takes them: maildrop/ with the daemon down,
+    SMTP with it up, for the argument path and -bs alike."""
+    d = _bs_down('sm-barecr')
+    ok = False
+    msg = (b'Subject: a\rb\r\nX-After: kept\n\nbody\rline\n'
+           b'end\r\r\n')
+
+    def both(tag):
+        _ok(d.cli('sendmail', '-f', tag + '@example.test', 'r@relay.test',
+                  user=NOBODY, input=msg), 'sendmail ' + tag)
+        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
+            b'HELO local\r\nMAIL FROM:<bs' + tag.encode() +
+            b'@example.test>\r\nRCPT TO:<r@relay.test>\r\nDATA\r\n' +
+            msg + b'.\r\nQUIT\r\n')), 'sendmail -bs ' + tag)
+        check(_bs_codes(p.stdout)[-3:] == [354, 250, 221],
+              '-bs %s replies %s' % (tag, short(p.stdout, 900)))
+    try:
+        both('down')
+        d.start()
+        both('up')
+        q = d.wait_queue(4, timeout=8)
+        check(sorted(m['sender'] for m in q) ==
+              ['bsdown@example.test', 'bsup@example.test',
+               'down@example.test', 'up@example.test'], 'mailq %r' % q)
+        for m in q:
+            out = d.cat(m['id'])
+            _no_bare_lf(out, 'bare CR')
+            h = _headers_of(out)
+            check(b'\r\nSubject: a b\r\nX-After: kept\r\n' in h and
+                  b'\r' not in out.replace(b'\r\n', b'') and
+                  _body_of(out) == b'body line\r\nend\r\n',
+                  '%s: stored %s' % (m['sender'], short(out, 900)))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_resent_headers():
+    """With a Resent- field (RFC 5322 section 3.6.6) the fields sendmail
+    adds are the Resent- ones, as Postfix's: Resent-Date and
+    Resent-Message-ID, and Resent-From when missing, and no plain Date,
+    Message-ID or From; the daemon, taking it at its SMTP door, adds
+    none either, so maildrop/ and the door keep the same fields.  A
+    Resent- name Postfix does not know (Resent-X-Foo) makes no resent
+    message."""
+    d = _bs_down('sm-resent')
+    ok = False
+    full = (b'From: Orig <o@example.test>\nDate: Mon, 01 Jan 2024 10:00:00'
+            b' +0100\nMessage-ID: <orig@example.test>\n')
+    cases = {
+        # tag: (header, what must be there, what must not; %s: sender)
+        'rfrom': (full + b'Resent-From: r@example.test\n',
+                  [b'Resent-Date: ', b'Resent-Message-ID: <'],
+                  [b'Resent-From: nobody']),
+        'rto': (full + b'Resent-To: x@relay.test\n',
+                [b'Resent-Date: ', b'Resent-Message-ID: <',
+                 b'Resent-From: nobody <%s>'], []),
+        'bare': (b'Resent-Date: Tue, 02 Jan 2024 10:00:00 +0100\n',
+                 [b'Resent-Message-ID: <', b'Resent-From: nobody <%s>'],
+                 [b'\r\nDate: ', b'\r\nMessage-ID: ', b'\r\nFrom: ']),
+        'xfoo': (b'Resent-X-Foo: 1\n',
+                 [b'\r\nDate: ', b'\r\nMessage-ID: <', b'\r\nFrom: '],
+                 [b'Resent-Date', b'Resent-Message-ID', b'Resent-From']),
+    }
+
+    def submit(door):
+        for tag, (head, _, _) in cases.items():
+            _ok(d.cli('sendmail', '-f', '%s.%s@example.test' % (tag, door),
+                      'r@relay.test', user=NOBODY,
+                      input=head + b'Subject: ' + tag.encode() +
+                      b'\n\nbody\n'), 'sendmail %s %s' % (tag, door))
+    try:
+        submit('maildrop')
+        d.start()
+        submit('smtp')
+        q = d.wait_queue(2 * len(cases), timeout=8)
+        check(len(q) == 2 * len(cases), 'mailq %r' % q)
+        for m in q:
+            tag = m['sender'].split('.')[0]
+            h = _headers_of(d.cat(m['id']))
+            _, want, no = cases[tag]
+            want = [w.replace(b'%s', m['sender'].encode()) for w in want]
+            two = tag in ('rfrom', 'rto')
+            check(all(w in h for w in want) and
+                  not any(w in h for w in no) and
+                  h.count(b'Date: ') == 1 + two and
+                  h.count(b'Message-ID: ') == 1 + two,
+                  '%s: headers %s' % (m['sender'], short(h, 900)))
         d.stop()
         ok = True
     finally:
