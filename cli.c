@@ -1191,9 +1191,9 @@ sm_smtp(struct sm *sm)
 			    RP_OK;
 			if (rp == RP_VRFY_SYNTAX)
 				break;	/* an error, as to the daemon */
-			/* The daemon's junk limit: past it, each counts as
-			 * an error. */
-			errors += ++junk > SMTP_JUNK_LIMIT;
+			/* The daemon's junk limit: past it, each but HELP
+			 * counts as an error. */
+			errors += rp != RP_HELP && ++junk > SMTP_JUNK_LIMIT;
 			break;
 		case CMD_QUIT:
 			rp = RP_BYE;

@@ -2,14 +2,16 @@
  * cmd.c - splits one SMTP command line (RFC 5321 §4.1.1, CRLF already
  * removed) into a verb and its argument, finds the path after "FROM:" or
  * "TO:", and reads the ESMTP parameters ferry understands.  Pure: no
- * session state, no I/O, no allocation; every input has an explicit
- * length.  An unknown verb is not an error here (the session answers
- * 500); -1 means the line or a parameter is malformed.  Line length
- * limits belong to the caller, which sees the CRLF.
+ * session state, no I/O, no allocation (one static buffer holds the
+ * name of an unsupported parameter); every input has an explicit length.
+ * An unknown verb is not an error here (the session answers 500); -1
+ * means the line or a parameter is malformed.  Line length limits belong
+ * to the caller, which sees the CRLF.
  */
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cmd.h"
@@ -57,6 +59,9 @@ static const char cmd_names[] = "UNKNOWN\0HELO\0EHLO\0MAIL\0RCPT\0DATA\0"
  */
 static const char cmd_http_prefix[] =	/* NUL-separated, "" ends it */
     "GET \0POST \0HEAD \0CONNECT \0PUT \0";
+
+/* The last unsupported parameter, for *why: the reply names it. */
+static char cmd_unsupported[64];
 
 /* What follows the verb and its space for each path command (§4.1.1.2-3). */
 static const struct {
@@ -280,7 +285,11 @@ cmd_param(const char *t, size_t len, enum cmd_verb which, unsigned *seen,
 		*seen |= d->bit;
 		return d->parse(value, vlen, p, why);
 	}
-	return cmd_fail(why, "unsupported parameter");
+	/* Postfix's reply names it; it is printable ASCII (checked above),
+	 * and cut to a bound. */
+	snprintf(cmd_unsupported, sizeof(cmd_unsupported), "%.*s", (int)len,
+	    t);
+	return cmd_fail(why, cmd_unsupported);
 }
 
 /* RFC 1870 §3: size-value = 1*20DIGIT; anything past 2^64-1 is refused

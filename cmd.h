@@ -44,7 +44,8 @@ int cmd_path_offset(const struct cmd *, enum cmd_verb);
 
 /* Parse "KEY=VALUE KEY" after the path; which: CMD_MAIL or CMD_RCPT.
  * Clears *p first, so callers need not.  Returns 0, or -1 with *why
- * (unknown or malformed parameter). */
+ * (malformed parameter, or the first unsupported one's first 63 bytes,
+ * kept until the next call). */
 int cmd_params(const char *s, size_t len, enum cmd_verb which,
     struct cmd_params *, const char **why);
 

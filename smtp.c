@@ -170,7 +170,7 @@ struct smtp_session {
 	size_t rcpts_len, rcpts_cap;
 	struct tls_conn *tls;		/* io's; kept for its error text */
 	unsigned errors;
-	unsigned junk;			/* NOOP, VRFY, HELP, RSET since a message */
+	unsigned junk;			/* NOOP, VRFY, RSET since a message */
 	unsigned overshoot;		/* RCPTs past max_recipients, this txn */
 	unsigned hops;			/* Received: fields in the header */
 	uint8_t where;			/* WHERE_*, or the last verb + 1 */
@@ -964,6 +964,13 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	if (s->count[c.verb][0] < UINT16_MAX)
 		s->count[c.verb][0]++;
 	s->where = (uint8_t)(c.verb + 1);
+	/* RSET, STARTTLS and DATA take no argument (§4.1.1); DATA's
+	 * sequence errors come first, as in Postfix. */
+	if (c.arglen != 0 && (c.verb == CMD_RSET || c.verb == CMD_STARTTLS ||
+	    (c.verb == CMD_DATA && s->state == STATE_RCPT))) {
+		smtp_fail(s, RP_NO_ARG, cmd_name(c.verb));
+		return 0;
+	}
 	smtp_cmds[c.verb](s, &c);
 	if (s->flags & SF_REPLAY) {
 		s->flags &= ~SF_REPLAY;
@@ -973,8 +980,10 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	return 0;
 toolong:
 	log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
+	/* RFC 4954 section 4: a SASL response has its own words. */
+	smtp_fail(s, s->state == STATE_AUTH ? RP_AUTH_LINE_TOO_LONG :
+	    RP_LINE_TOO_LONG, NULL);
 	smtp_auth_end(s);
-	smtp_fail(s, RP_LINE_TOO_LONG, NULL);
 	return 0;
 }
 
@@ -1328,10 +1337,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 	unsigned i;
 	int n, utf8;
 
-	if (c->arglen != 0) {
-		smtp_fail(s, RP_SYNTAX, NULL);
-		return;
-	}
+	(void)c;
 	if (s->state != STATE_RCPT) {
 		/* Postfix's words when every RCPT was refused; none sent
 		 * is still a sequence error. */
@@ -1440,10 +1446,10 @@ smtp_cmd_simple(struct smtp_session *s, const struct cmd *c)
 		smtp_reply(s, r);
 		smtp_ok(s, c->verb);
 		/* Postfix's smtpd_junk_command_limit: past it, each NOOP,
-		 * VRFY, HELP or RSET counts as an error, so they cannot hold a
-		 * connection slot for ever.  A message accepted starts the
-		 * count again. */
-		if (++s->junk > SMTP_JUNK_LIMIT)
+		 * VRFY or RSET (not HELP) counts as an error, so they cannot
+		 * hold a connection slot for ever.  A message accepted starts
+		 * the count again. */
+		if (r != RP_HELP && ++s->junk > SMTP_JUNK_LIMIT)
 			smtp_error(s);
 	}
 }
@@ -1800,10 +1806,7 @@ smtp_tls_desc(const struct smtp_session *s, char *buf, size_t len)
 static void
 smtp_cmd_starttls(struct smtp_session *s, const struct cmd *c)
 {
-	if (c->arglen != 0) {
-		smtp_fail(s, RP_STARTTLS_SYNTAX, NULL);
-		return;
-	}
+	(void)c;
 	if (s->flags & SF_TLS) {
 		smtp_fail(s, RP_TLS_ACTIVE, NULL);
 		return;

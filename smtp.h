@@ -61,6 +61,9 @@ enum smtp_kind {
 	X(RP_LOOP, "550 5.4.6 <%s>: Recipient address rejected: mail loops " \
 	    "back to myself") \
 	X(RP_LINE_TOO_LONG, "500 5.5.0 Error: line too long") \
+	/* RFC 4954's words, and Postfix's. */ \
+	X(RP_AUTH_LINE_TOO_LONG, "500 5.5.6 Authentication exchange line is " \
+	    "too long") \
 	X(RP_DATA_LINE_TOO_LONG, "500 5.5.0 Error: message line too long") \
 	X(RP_BARE_LF, "521 5.5.2 %s Error: bare <LF> received") \
 	X(RP_BARE_CR, "521 5.5.2 %s Error: bare <CR> received") \
@@ -78,7 +81,8 @@ enum smtp_kind {
 	X(RP_ALIAS, "451 4.3.0 <%s>: alias error: %s") \
 	X(RP_NO_SPACE, "452 4.3.1 Insufficient system storage") \
 	X(RP_STARTTLS_GO, "220 2.0.0 Ready to start TLS") \
-	X(RP_STARTTLS_SYNTAX, "501 5.5.4 Syntax: STARTTLS") \
+	/* RSET, DATA, STARTTLS with an argument (§4.1.1). */ \
+	X(RP_NO_ARG, "501 5.5.4 Syntax: %s") \
 	X(RP_TLS_ACTIVE, "554 5.5.1 Error: TLS already active") \
 	X(RP_TLS_UNAVAIL, "454 4.7.0 TLS not available due to local problem") \
 	X(RP_NEED_STARTTLS, "530 5.7.0 Must issue a STARTTLS command first") \

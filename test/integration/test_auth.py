@@ -328,6 +328,23 @@ def test_auth_mechanisms_and_replies():
         check(len(aborts) == 2, 'abort lines %r' % aborts)
 
 
+def test_auth_line_too_long_worded_per_rfc4954():
+    """An over-long line inside the AUTH exchange gets RFC 4954's and
+    Postfix's 500 5.5.6 Authentication exchange line is too long (it was
+    500 5.5.0 Error: line too long), whole or in parts; the exchange
+    ends, and the session stays usable and unauthenticated."""
+    with auth_daemon('auth-long') as d:
+        with sub_tls(d) as c:
+            for n in (1039, 20000):		# SMTP_AUTH_LINE_MAX is 1040
+                c.expect('AUTH PLAIN', 334)
+                r = c.expect('x' * n, 500, '5.5.6')
+                check(r.text == '500 5.5.6 Authentication exchange line '
+                      'is too long', '%d: %r' % (n, r.text))
+                c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+            c.expect('AUTH PLAIN ' + auth_plain(USER, PASSWORD), 235)
+        d.assert_empty('long AUTH lines')
+
+
 def test_wrong_password_logged_for_fail2ban():
     with auth_daemon('auth-wrong') as d:
         with sub_tls(d) as c:

@@ -408,6 +408,51 @@ def test_unknown_help_vrfy():
         d.assert_empty()
 
 
+def test_smtp_argument_where_none_belongs():
+    """RSET and DATA take no argument (RFC 5321 4.1.1.5, 4.1.1.4): 501
+    5.5.4 Syntax: RSET / DATA, as Postfix 3.7 answers (RSET x was 250
+    and reset the envelope, DATA x 500 5.5.2).  DATA's sequence error
+    comes first, as in Postfix.  NOOP's argument is ignored (4.1.1.9);
+    QUIT with one is still a goodbye, as in Postfix."""
+    with Daemon('noarg') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            r = c.expect('RSET x', 501, '5.5.4')
+            check(r.text == '501 5.5.4 Syntax: RSET', 'RSET x: %r' % r.text)
+            c.expect('DATA x', 503, '5.5.1')
+            c.expect('RCPT TO:<r@relay.test>', 250)	# MAIL survived
+            r = c.expect('DATA x', 501, '5.5.4')
+            check(r.text == '501 5.5.4 Syntax: DATA', 'DATA x: %r' % r.text)
+            c.expect('NOOP x', 250, '2.0.0')
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+            c.expect('QUIT x', 221, '2.0.0')
+        check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
+
+
+def test_smtp_unsupported_option_named():
+    """Postfix names the parameter it does not support, value and all
+    (ferry said "unsupported parameter"); the name is cut to 63 bytes.
+    Nothing is queued."""
+    with Daemon('optname') as d:
+        with d.session() as c:
+            r = c.expect('MAIL FROM:<s@example.test> SIZE=1 FOO', 555,
+                         '5.5.4')
+            check(r.text == '555 5.5.4 Unsupported option: FOO',
+                  'MAIL: %r' % r.text)
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            r = c.expect('RCPT TO:<r@relay.test> NOTIFY=NEVER', 555,
+                         '5.5.4')
+            check(r.text == '555 5.5.4 Unsupported option: NOTIFY=NEVER',
+                  'RCPT: %r' % r.text)
+            r = c.expect('RCPT TO:<r@relay.test> X=' + 'y' * 300, 555,
+                         '5.5.4')
+            check(r.text == '555 5.5.4 Unsupported option: X=' + 'y' * 61,
+                  'long: %r' % r.text)
+            c.expect('DATA', 554, '5.5.1')
+        d.assert_empty('unsupported options')
+
+
 def test_commands_after_quit_ignored():
     with Daemon('quit') as d:
         with d.connect() as c:
@@ -436,13 +481,19 @@ def test_http_closes():
 
 
 def test_junk_command_limit():
-    """Postfix's smtpd_junk_command_limit (100): past it each NOOP, VRFY,
-    HELP or RSET counts as an error, and the tenth error ends the session
+    """Postfix's smtpd_junk_command_limit (100): past it each NOOP, VRFY
+    or RSET counts as an error, and the tenth error ends the session
     with 421, so a loop of them cannot hold a connection slot for ever.
-    A message accepted starts the count again, and is kept."""
+    HELP is not junk, as in Postfix (it counted).  A message accepted
+    starts the count again, and is kept."""
     with Daemon('junkcmd') as d:
-        for verb in ('NOOP', 'RSET', 'VRFY someone', 'HELP'):
+        for verb in ('NOOP', 'RSET', 'VRFY someone'):
             with d.session() as c:
+                if verb == 'NOOP':
+                    c.send('HELP\r\n' * 150)
+                    rs = [c.reply() for _ in range(150)]
+                    check(all(r.code == 214 for r in rs),
+                          'HELP: %r' % rs[-1].text)
                 c.send(('%s\r\n' % verb) * 100)
                 rs = [c.reply() for _ in range(100)]
                 check(all(r.code in (250, 252, 214) for r in rs),
@@ -1228,7 +1279,7 @@ def test_postmaster_taken_from_anyone():
 
 def test_refusals_and_junk_count_as_errors():
     """As in Postfix, a refused relaying attempt counts as an error, and
-    past 100 NOOP/VRFY/HELP (smtpd_junk_command_limit) so does each one:
+    past 100 NOOP/VRFY/RSET (smtpd_junk_command_limit) so does each one:
     a client can neither probe recipients nor hold its slot for ever.
     A message accepted starts the junk count again.  VRFY without an
     argument is a syntax error (501 5.5.4), as in Postfix."""
