@@ -112,10 +112,11 @@ struct pbuf {
 	char s[CONFIG_PRINT_MAX];
 };
 
-/* A number's suffix: durations and sizes. */
+/* A number's suffix: durations and sizes.  The largest scale is 1 M:
+ * 32 bits and the suffix make 8 bytes an entry, not 16. */
 struct unit {
+	uint32_t scale;
 	char suffix;
-	uint64_t scale;
 };
 
 typedef int key_parse_fn(struct parser *, const struct key *, struct config *,
@@ -245,8 +246,11 @@ static key_print_fn put_string, put_listen, put_word, put_nets,
 #define KEY_NAME(n, t, m, r, l, d)	n "\0"
 #define KEY_DFLT(n, t, m, r, l, d)	d "\0"
 static const struct key keys[] = { CONFIG_KEYS(KEY_ROW) };
-/* In keys[] order, NUL-separated (textfile_nth()). */
-static const char key_names[] = CONFIG_KEYS(KEY_NAME);
+/* In keys[] order, NUL-separated (textfile_nth()).  key_names, read
+ * byte-wise, aligned(1): the ABI's 16 for an array of 16 bytes and more
+ * is only padding (as env_bad in queue.c); key_max, level_names too. */
+static const char key_names[] __attribute__((aligned(1))) =
+    CONFIG_KEYS(KEY_NAME);
 static const char key_dflts[] = CONFIG_KEYS(KEY_DFLT);
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 /* env_name(): "FERRY_KEY" and its NUL fit in CONFIG_VAR_MAX, checked here
@@ -258,7 +262,7 @@ CONFIG_KEYS(KEY_VAR_FITS)
 /* keys[] indexes by member, for the rules that name a key (check_whole). */
 enum key_index { CONFIG_KEYS(KEY_ENUM) };
 
-static const uint64_t key_max[] = {
+static const uint64_t key_max[] __attribute__((aligned(8))) = {
 	[KR_SIZE] = CONFIG_SIZE_MAX, [KR_COUNT] = CONFIG_COUNT_MAX,
 	[KR_UINT] = UINT_MAX, [KR_PORT] = CONFIG_PORT_MAX,
 	[KR_UINT_OFF] = UINT_MAX,
@@ -286,7 +290,8 @@ static key_print_fn *const key_print[KT_COUNT_OF_TYPES] = {
 };
 
 /* In enum tls_level order, NUL-separated (no table of pointers). */
-static const char level_names[] = "none\0may\0encrypt\0dane\0dane-only\0"
+static const char level_names[] __attribute__((aligned(1))) =
+    "none\0may\0encrypt\0dane\0dane-only\0"
     "fingerprint\0verify\0secure\0smtps";
 #define NLEVELS		(TLS_SMTPS + 1)
 
@@ -295,9 +300,9 @@ static const char level_names[] = "none\0may\0encrypt\0dane\0dane-only\0"
  * Each list ends with a zero suffix.
  */
 static const struct unit duration_units[] = {
-	{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 }, { 0, 0 },
+	{ 86400, 'd' }, { 3600, 'h' }, { 60, 'm' }, { 1, 's' }, { 0, 0 },
 }, size_units[] = {
-	{ 'M', 1024 * 1024 }, { 'k', 1024 }, { 'K', 1024 }, { 0, 0 },
+	{ 1024 * 1024, 'M' }, { 1024, 'k' }, { 1024, 'K' }, { 0, 0 },
 };
 #define NUNITS(u)	(sizeof(u) / sizeof((u)[0]))
 

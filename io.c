@@ -191,12 +191,28 @@ io_in(const struct io *io, size_t *len)
 	return io->in;
 }
 
+/*
+ * The len bytes at p + off to p: the destination is below the source, so
+ * a forward copy is right (memcpy()'s is not defined for overlap), and
+ * memmove() would be a libc import for this alone.  The bytes moved are
+ * a part line or the unsent rest of the output: few.
+ */
+/* noinline: measured smaller than LTO's two inlined copies. */
+static __attribute__((noinline)) void
+io_shift(char *p, size_t off, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = p[off + i];
+}
+
 void
 io_consume(struct io *io, size_t n)
 {
 	if (n > io->in_len)
 		n = io->in_len;
-	memmove(io->in, io->in + n, io->in_len - n);
+	io_shift(io->in, n, io->in_len - n);
 	io->in_len -= n;
 	io_update(io);
 	/* The peer closed behind the input just used up: say so.  Or
@@ -222,7 +238,7 @@ io_write(struct io *io, const void *buf, size_t len)
 		io->out_off = io->out_len = 0;
 	if (io->out_len + len > io->out_cap) {
 		if (io->out_off > 0) {
-			memmove(io->out, io->out + io->out_off,
+			io_shift(io->out, io->out_off,
 			    io->out_len - io->out_off);
 			io->out_len -= io->out_off;
 			io->out_off = 0;

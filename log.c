@@ -42,8 +42,10 @@ static const char log_progs[LP_COUNT][sizeof("postqueue")] = {
 };
 
 /* NUL-separated, "" ends it: the i-th name is TRACE_* bit i, but the
- * last, "all", is every bit.  No table of pointers. */
-static const char log_traces[] =
+ * last, "all", is every bit.  No table of pointers.  aligned(1) here and
+ * in log_kinds: read byte-wise, the ABI's 16 for arrays of 16 bytes and
+ * more is only padding. */
+static const char log_traces[] __attribute__((aligned(1))) =
     "smtp\0io\0queue\0loop\0dns\0tls\0deliver\0all\0";
 #define LOG_TRACE_ALL	7	/* the index of "all" */
 _Static_assert(TRACE_SMTP == 1u << 0 && TRACE_IO == 1u << 1 &&
@@ -57,7 +59,7 @@ _Static_assert(TRACE_SMTP == 1u << 0 && TRACE_IO == 1u << 1 &&
 static const struct {
 	unsigned char pri;
 	char prefix[sizeof("warning: ")];
-} log_kinds[4] = {
+} log_kinds[4] __attribute__((aligned(1))) = {
 	{ LOG_INFO, "" }, { LOG_WARNING, "warning: " },
 	{ LOG_DEBUG, "trace: " }, { LOG_CRIT, "fatal: " },
 };

@@ -136,24 +136,28 @@ static struct config_src main_src;
 /*
  * The commands by name, one string (main_lookup() gives the index): the
  * names that are also links to ferry first, then those of main_cmds[]
- * in its order, then the ones main() runs itself.
+ * in its order, then the ones main() runs itself.  aligned(1): the ABI's
+ * 16 for an array this long is only padding here.
  */
-static const char main_names[] = "newaliases\0sendmail\0mailq\0"
+static const char main_names[] __attribute__((aligned(1))) =
+    "newaliases\0sendmail\0mailq\0"
     "delete\0cat\0flush\0check\0passwd\0tlsa\0serve\0check-config\0";
 /* MC_SENDMAIL to MC_CHECK. */
-static int (*const main_cmds[])(const struct config *, int, char **) = {
+static int (*const main_cmds[])(const struct config *, int, char **)
+    __attribute__((aligned(sizeof(void *)))) = {
 	cli_sendmail, cli_mailq, cli_delete, cli_cat, cli_flush, check_cli
 };
 _Static_assert(sizeof(main_cmds) / sizeof(main_cmds[0]) ==
     MC_CHECK - MC_SENDMAIL + 1, "main_cmds: one function per name");
 
 /* The tables main_load_creds() loads alike: the setting that names the
- * file (an offset into struct config) and what a reload keeps. */
+ * file (an offset into struct config) and what a reload keeps.
+ * aligned(2), its uint16_t's, not the ABI's 16 for an array this long. */
 static const struct {
 	uint16_t conf;
 	char name[19];
 	char old[7];
-} main_tables[MAIN_TABLES] = {
+} main_tables[MAIN_TABLES] __attribute__((aligned(2))) = {
 	{ offsetof(struct config, auth_users), "auth_users", "users" },
 	{ offsetof(struct config, relay_client_certs), "relay_client_certs",
 	    "list" },
@@ -338,8 +342,7 @@ main_resolve_user(const struct config *conf, struct main_user *u)
 	struct passwd *pw;
 
 	memset(u, 0, sizeof(*u));
-	if (geteuid() != 0) {
-		u->uid = geteuid();
+	if ((u->uid = geteuid()) != 0) {
 		u->gid = getegid();
 		return;
 	}

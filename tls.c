@@ -483,7 +483,9 @@ tls_conf_common(mbedtls_ssl_config *conf, int endpoint, const char *ciphers,
 	}
 #else
 	{
-		static const mbedtls_ecp_group_id curves[] = {
+		/* As its elements, not the ABI's 16 for 16 bytes and more. */
+		static const mbedtls_ecp_group_id curves[]
+		    __attribute__((aligned(sizeof(mbedtls_ecp_group_id)))) = {
 #if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
 			MBEDTLS_ECP_DP_CURVE25519,
 #endif
@@ -1500,8 +1502,13 @@ tls_fplist_parse(const char *name, const char *text, size_t len, char *err,
 	qsort(l->fp, n, TLS_FP_LEN, tls_fp_cmp);
 	for (i = out = 0; i < n; i++)
 		if (out == 0 || memcmp(l->fp[out - 1], l->fp[i],
-		    TLS_FP_LEN) != 0)
-			memmove(l->fp[out++], l->fp[i], TLS_FP_LEN);
+		    TLS_FP_LEN) != 0) {
+			/* Distinct entries do not overlap: no memmove()
+			 * (one libc import fewer). */
+			if (out != i)
+				memcpy(l->fp[out], l->fp[i], TLS_FP_LEN);
+			out++;
+		}
 	l->n = out;
 	if ((shrunk = realloc(l, sizeof(*l) + out * TLS_FP_LEN)) != NULL)
 		l = shrunk;
@@ -1557,7 +1564,9 @@ tls_fplist_has(const struct tls_fplist *l, const unsigned char fp[TLS_FP_LEN])
 void
 tls_fp_format(const unsigned char fp[TLS_FP_LEN], char out[96])
 {
-	static const char hex[] = "0123456789ABCDEF";
+	/* aligned(1): the ABI's 16 for 16 bytes and more is only padding. */
+	static const char hex[] __attribute__((aligned(1))) =
+	    "0123456789ABCDEF";
 	size_t i;
 
 	for (i = 0; i < TLS_FP_LEN; i++) {
