@@ -977,6 +977,9 @@ sched_finish(struct sched_msg *m)
 			sched_log(m, qi->rcpt[i].address, "none", "4.4.7",
 			    "expired, returned to sender", qi->rcpt[i].reason);
 		}
+		/* And Postfix's one line a message, which logwatch counts. */
+		log_info(LP_QMGR, "%s: from=<%s>, status=expired, returned "
+		    "to sender", qi->id, qi->sender);
 		pending = 0;
 	}
 	if (pending) {

@@ -644,6 +644,10 @@ def test_deliver_queue_lifetime_expiry():
                   'expiry line %r' % r)
             check(2.0 <= took <= 8 * SLOW, 'expired after %.1fs, lifetime '
                   '3s' % took)
+            # Postfix's line a message, as logwatch's postfix script
+            # reads it
+            d.wait_log(r'ferry/qmgr\[\d+\]: %s: from=<%s>, status=expired, '
+                       r'returned to sender$' % (qid, re.escape(SENDER)))
             defer = deliveries(d, qid, 'deferred')
             check(len(defer) >= 2, 'retries before expiry: %r' % defer)
             check(deliveries(d, qid, 'sent') == [], 'sent?')
