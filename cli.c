@@ -1829,9 +1829,10 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	char path[CONFIG_PATH_MAX + QUEUE_ID_SIZE + 2], buf[CLI_IO_SIZE];
 	const char *why;
 	uint64_t left;
+	struct stat st;
 	off_t off;
 	ssize_t n;
-	int fd = -1, rc, e;
+	int fd = -1, rc, e, dropped = 0;
 
 	if (argc != 2)
 		return cli_usage("ferry cat ID");
@@ -1841,8 +1842,11 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	}
 	if ((rc = cli_queue_open(conf, "cat")) != EX_OK)
 		return rc;
-	if (queue_load(argv[1], &qi, &why) == -1) {
+	/* What mailq lists, cat shows: the queue's, else maildrop/'s. */
+	while (queue_load(dropped, argv[1], &qi, &why) == -1) {
 		e = errno;
+		if (e == ENOENT && !dropped++)
+			continue;
 		if (e == ENOENT) {
 			log_cli("cat", "%s: no such message", argv[1]);
 			return EX_NOUSER;
@@ -1856,8 +1860,8 @@ cli_cat(const struct config *conf, int argc, char **argv)
 	queue_info_free(&qi);
 	/* Queue files never change once committed (state is in ID.st). */
 	snprintf(path, sizeof(path), "%s/%s", conf->queue_dir, argv[1]);
-	if ((fd = textfile_open(path, O_RDONLY | O_CLOEXEC |
-	    O_NOFOLLOW)) == -1) {
+	if ((fd = dropped ? queue_open_dropped(argv[1], &st, &why) :
+	    textfile_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		e = errno;
 		log_cli("cat", "%s: %s", argv[1], e == ENOENT ?
 		    "no such message" : strerror(e));

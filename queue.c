@@ -128,7 +128,6 @@ static int sweep_tmp(int, const char *);
 static void (*queue_listener)(const char *);
 static int sweep_maildrop(int, const char *);
 static int sweep_orphan(int, const char *);
-static int load_in(int, const char *, struct queue_info *, const char **);
 static int writer_put(struct queue_writer *, const void *, size_t);
 static int writer_flush(struct queue_writer *);
 static int writer_rec(struct queue_writer *, char, const char *, size_t);
@@ -153,7 +152,6 @@ static int parse_state(const char *, size_t, struct queue_info *, int,
 static int status_parse(const char *, size_t, enum rcpt_status *, int *);
 /* noinline: measured smaller than LTO's inlined copy. */
 static int load_state(struct queue_info *) __attribute__((noinline));
-static int id_cmp(const void *, const void *);
 
 static const char *const queue_status_names[] = {
 	[RS_QUEUED] = "queued",
@@ -1468,18 +1466,12 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
 
 /* --- loading, updating, deleting --- */
 
-int
-queue_load(const char *id, struct queue_info *info, const char **why)
-{
-	return load_in(0, id, info, why);
-}
-
 /*
  * dropped: the file is in maildrop/, a local user's (queue_open_dropped()),
  * and has no state file.
  */
-static int
-load_in(int dropped, const char *id, struct queue_info *info,
+int
+queue_load(int dropped, const char *id, struct queue_info *info,
     const char **why)
 {
 	char tail[QUEUE_TRAILER_MAX], *head = NULL;
@@ -1833,8 +1825,8 @@ queue_quarantine(const char *name, const char *why)
 
 /* --- the walk --- */
 
-static int
-id_cmp(const void *a, const void *b)
+int
+queue_id_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, QUEUE_ID_SIZE);
 }
@@ -1866,7 +1858,7 @@ walk_ids(const char *sub, char (**out)[QUEUE_ID_SIZE], size_t *count)
 	if (errno != 0)
 		goto done;
 	if (n > 0)
-		qsort(ids, n, sizeof(*ids), id_cmp);
+		qsort(ids, n, sizeof(*ids), queue_id_cmp);
 	rc = 0;
 done:
 	e = errno;
@@ -1912,7 +1904,7 @@ queue_walk(int (*cb)(const struct queue_info *, void *), void *arg)
 			if (k == 1 && fstatat(queue_dirfd, ids[i], &st,
 			    AT_SYMLINK_NOFOLLOW) == 0)
 				continue;
-			if (load_in(k, ids[i], &info,
+			if (queue_load(k, ids[i], &info,
 			    &why) == -1) {
 				if (k == 0 && errno == EBADMSG)
 					(void)queue_quarantine(ids[i], why);
@@ -1960,7 +1952,7 @@ sweep_orphan(int dirfd, const char *name)
 	id[QUEUE_ID_LEN] = '\0';
 	return queue_id_valid(id) && (orphan_n == 0 ||
 	    bsearch(id, orphan_ids, orphan_n, sizeof(*orphan_ids),
-	    id_cmp) == NULL);
+	    queue_id_cmp) == NULL);
 }
 
 /*

@@ -122,8 +122,10 @@ int queue_parse_state(const char *buf, size_t len, struct queue_info *,
     const char **why);
 void queue_info_free(struct queue_info *);
 
-/* Load one message (file and state) by id. */
-int queue_load(const char *id, struct queue_info *, const char **why);
+/* Load one message (file and state) by id; dropped: maildrop/ID instead
+ * (a local user's file, no state). */
+int queue_load(int dropped, const char *id, struct queue_info *,
+    const char **why);
 /* Rewrite ID.st with the per-recipient state in info (tmp + rename).
  * durable: fsync before and after the rename.  Needed once any recipient
  * is sent or bounced (losing that would repeat a delivery); while every
@@ -144,6 +146,8 @@ int queue_open_dropped(const char *name, struct stat *, const char **why);
 /* Move a bad file to corrupt/ and log it. */
 int queue_quarantine(const char *name, const char *why);
 int queue_id_valid(const char *);
+/* For qsort/bsearch of queue_ids()'s IDs. */
+int queue_id_cmp(const void *, const void *);
 
 /* 1 when queue_dir has room for a message of about need bytes with
  * QUEUE_MINFREE and QUEUE_MININODES to spare (OpenSMTPD's MINSPACE, Postfix's

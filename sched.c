@@ -231,11 +231,34 @@ sched_configure(const struct config *conf)
 static void
 sched_on_index(struct loop_timer *t)
 {
+	struct sched_list *l = &sched_idle_list;
 	struct sched_msg *m;
+	char *known;
 	uint64_t next;
-	size_t end = sched_ix_i + SCHED_INDEX_BATCH;
+	size_t end;
 
-	for (; sched_ix_i < sched_ix_n && sched_ix_i < end; sched_ix_i++) {
+	/* The start's scan failed (EMFILE, ENOMEM, EIO): again until it
+	 * works, or what was queued waits for a restart.  Mail queued since
+	 * is in the lists already and must not be there twice. */
+	if (sched_ix_i == (size_t)-1) {
+		if (queue_ids(&sched_ix, &sched_ix_n) == -1) {
+			loop_timer_set(t, SCHED_INDEX_RETRY_MS);
+			return;
+		}
+		log_info(LP_QMGR, "%u message(s) in the queue",
+		    (unsigned)sched_ix_n);
+		for (sched_ix_i = 0; l != NULL; l = l == &sched_idle_list ?
+		    &sched_active_list : NULL)
+			for (m = l->head; m != NULL; m = m->next)
+				if ((known = bsearch(m->id, sched_ix,
+				    sched_ix_n, sizeof(*sched_ix),
+				    queue_id_cmp)) != NULL)
+					known[0] = '\0';
+	}
+	for (end = sched_ix_i + SCHED_INDEX_BATCH; sched_ix_i < sched_ix_n &&
+	    sched_ix_i < end; sched_ix_i++) {
+		if (sched_ix[sched_ix_i][0] == '\0')
+			continue;	/* known, see above */
 		if ((m = calloc(1, sizeof(*m))) == NULL) {
 			loop_timer_set(t, SCHED_INDEX_RETRY_MS);
 			return;
@@ -261,7 +284,7 @@ sched_start(unsigned *count)
 	int rc = queue_ids(&sched_ix, &sched_ix_n);
 
 	*count = (unsigned)sched_ix_n;
-	sched_ix_i = 0;
+	sched_ix_i = (size_t)rc;	/* -1: sched_on_index() scans again */
 	sched_ix_latest = (uint64_t)loop_now_real() + sched_conf->retry_max;
 	loop_timer_set(&sched_ix_timer, 0);
 	sched_wake_at = 0;
@@ -513,7 +536,7 @@ sched_activate(struct sched_msg *m)
 		}
 	} else if ((qi = m->info = calloc(1, sizeof(*qi))) == NULL)
 		goto later;
-	else if (queue_load(m->id, qi, &why) == -1) {
+	else if (queue_load(0, m->id, qi, &why) == -1) {
 		if (errno == EBADMSG)
 			(void)queue_quarantine(m->id, why ? why : "bad file");
 		if (errno == ENOENT || errno == EBADMSG) {

@@ -278,6 +278,14 @@ def test_sendmail_maildrop_when_down():
               'mailq with the daemon down: %r' % q)
         gone = [m['id'] for m in q
                 if m['recipients'][0]['address'] == 'gone@relay.test']
+        # What mailq lists, `ferry cat` shows (root only, as the queue).
+        out = d.cat(gone[0])
+        check(_body_of(out) == b'x\r\n', 'cat from maildrop/: %s'
+              % short(out))
+        p = d.cli('cat', gone[0], user=NOBODY)
+        check(p.returncode == 77 and p.stdout == b'',
+              'cat from maildrop/ as nobody: exit %d %r'
+              % (p.returncode, p.stdout))
         p = d.cli('delete', *gone)
         check(p.returncode == 0 and p.stdout == b'%s: deleted\n'
               % gone[0].encode() and os.listdir(md) == files,

@@ -641,3 +641,102 @@ def test_sched_smarthost_added_by_reload_never_bounces():
             r = deliveries(d, q2)[0]
             check(r.status == 'deferred' and r.dsn.startswith('4.'),
                   'the waiting message: %r' % r)
+
+
+# The first two opens of the queue directory itself (queue_ids(): the
+# start's scan and its first retry) fail with EMFILE, as with too many
+# files open.
+SCAN_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+
+static int
+shim(const char *name, int fd, const char *path, int flags, va_list ap)
+{
+	int (*real)(int, const char *, int, ...);
+	static int n;
+	mode_t mode = flags & (O_CREAT | O_TMPFILE) ? va_arg(ap, mode_t) : 0;
+
+	if (strcmp(path, ".") == 0 && (flags & O_DIRECTORY) && n++ < 2) {
+		errno = EMFILE;
+		return -1;
+	}
+	*(void **)&real = dlsym(RTLD_NEXT, name);
+	return real(fd, path, flags, mode);
+}
+
+int
+openat(int fd, const char *path, int flags, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, flags);
+	rc = shim("openat", fd, path, flags, ap);
+	va_end(ap);
+	return rc;
+}
+
+int
+openat64(int fd, const char *path, int flags, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, flags);
+	rc = shim("openat64", fd, path, flags, ap);
+	va_end(ap);
+	return rc;
+}
+"""
+
+
+def test_sched_index_scan_retried():
+    """The start's scan of the queue fails (EMFILE): the daemon scans
+    again on a timer, without a restart, and the message queued before
+    the start goes out.  One sendmail left in maildrop/ is picked up
+    (and deferred) before the scan works: it is in the directory and in
+    the scheduler's lists both, and still goes out once."""
+    port = free_port()
+    d = smarthost_daemon('ixretry', port)
+    ok = False
+    try:
+        d.start()
+        qid = d.send_message(BODY)
+        wait_delivery(d, qid, 'deferred')
+        d.stop()
+        p = d.cli('sendmail', '-f', 'drop@example.test', 'r2@relay.test',
+                  input=b'Subject: dropped\n\nx\n')
+        check(p.returncode == 0, 'sendmail, daemon down: exit %d %r'
+              % (p.returncode, p.stderr))
+        n0 = d.log_text().count('message(s) in the queue')
+        d.preload(SCAN_SHIM)
+        d.start()
+        wait_for(lambda: d.log_text().count('message(s) in the queue')
+                 == n0 + 2, 10, 'the scan retried')
+        log = d.log_text()
+        check('scanning' in log and
+              '2 message(s) in the queue' in log.split('scanning')[1],
+              'no failed scan, or the retry did not count 2:\n%s' % log)
+        dropped = [m['id'] for m in d.mailq() if m['id'] != qid]
+        check(len(dropped) == 1, 'mailq %r' % d.mailq())
+        wait_delivery(d, dropped[0], 'deferred')
+        with Sink('127.0.0.1', port) as s:
+            flush(d)
+            for i in (qid, dropped[0]):
+                wait_delivery(d, i, 'sent')
+                wait_removed(d, i)
+            time.sleep(0.5 * SLOW)
+            for i in (qid, dropped[0]):
+                check(len(deliveries(d, i, 'sent')) == 1, '%s sent %r'
+                      % (i, deliveries(d, i, 'sent')))
+            check(len(s.messages()) == 2, 'the sink got %d messages'
+                  % len(s.messages()))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)

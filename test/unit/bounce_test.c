@@ -147,7 +147,7 @@ compose(struct dsn *d, enum bounce_kind kind, const struct queue_info *o,
 	memcpy(id, queue_writer_id(w), sizeof(id));
 	if (queue_commit_now(w) == -1)
 		return -1;
-	if (queue_load(id, &d->info, &why) == -1) {
+	if (queue_load(0, id, &d->info, &why) == -1) {
 		fprintf(stderr, "  queue_load: %s\n", why);
 		return -1;
 	}

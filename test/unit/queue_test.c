@@ -247,7 +247,7 @@ t_roundtrip(void)
 	CHECK(!exists("tmp", id));
 	CHECK(exists("", id));
 
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK_STR(info.id, id);
 	CHECK_STR(info.sender, "s@example.org");
 	CHECK(info.flags == QF_SMTPUTF8);
@@ -286,7 +286,7 @@ t_null_sender(void)
 	CHECK(queue_writer_finish(w) == 0);	/* empty body */
 	memcpy(id, queue_writer_id(w), sizeof(id));
 	CHECK(queue_commit_now(w) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK_STR(info.sender, "");
 	CHECK(info.uid == (uid_t)-1);
 	CHECK(info.size == 0);
@@ -354,7 +354,7 @@ t_big(void)
 	CHECK(st.st_size > 0 && st.st_size % QUEUE_BUF_SIZE == 0);
 	CHECK(queue_writer_finish(w) == 0);
 	CHECK(queue_commit_now(w) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(info.size == T_BIG_BODY);
 	CHECK((img = slurp(qpath("", id), &len)) != NULL);
 	CHECK(memcmp(img + info.body_off, body, T_BIG_BODY) == 0);
@@ -594,11 +594,11 @@ t_id_mismatch(void)
 	CHECK((img = slurp(qpath("", id), &len)) != NULL);
 	CHECK(spew(qpath("", other), img, len) == 0);
 	free(img);
-	CHECK(queue_load(other, &info, &why) == -1);
+	CHECK(queue_load(0, other, &info, &why) == -1);
 	CHECK(errno == EBADMSG);
 	CHECK_STR(why, "id does not match file name");
-	CHECK(queue_load("nope", &info, &why) == -1 && errno == EINVAL);
-	CHECK(queue_load("00000000000000FFFF", &info, &why) == -1);
+	CHECK(queue_load(0, "nope", &info, &why) == -1 && errno == EINVAL);
+	CHECK(queue_load(0, "00000000000000FFFF", &info, &why) == -1);
 	CHECK(errno == ENOENT);
 	teardown();
 	return 0;
@@ -651,7 +651,7 @@ t_writer_limits(void)
 	CHECK(queue_writer_body(w, "x", 1) == -1);	/* after finish */
 	memcpy(id, queue_writer_id(w), sizeof(id));
 	CHECK(queue_commit_now(w) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(info.nrcpt == i);
 	queue_info_free(&info);
 
@@ -702,7 +702,7 @@ t_state(void)
 
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	info.rcpt[0].status = RS_SENT;
 	snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX, "250 2.0.0 ok");
 	info.rcpt[1].status = RS_DEFERRED;
@@ -714,7 +714,7 @@ t_state(void)
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
 	CHECK(!exists("tmp", stname));
-	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.next_attempt == 1700000123 && again.attempts == 3);
 	CHECK(again.rcpt[0].status == RS_SENT);
 	CHECK_STR(again.rcpt[0].reason, "250 2.0.0 ok");
@@ -729,7 +729,7 @@ t_state(void)
 	info.rcpt[1].reason[0] = '\0';
 	info.attempts = 4;
 	CHECK(queue_update(&info, 1) == 0);
-	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.rcpt[1].status == RS_SENT && again.attempts == 4);
 	CHECK_STR(again.rcpt[1].reason, "");
 	queue_info_free(&again);
@@ -841,7 +841,7 @@ t_state_warned(void)
 	/* Written only once set, read back by queue_load(). */
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 2, "body", 4, id) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(info.warned == 0);
 	info.rcpt[0].status = RS_DEFERRED;
 	info.next_attempt = 9;
@@ -858,7 +858,7 @@ t_state_warned(void)
 	    "W 1700000200\nR 0 deferred\nR 1 queued\nE 2\n", id);
 	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
 	free(buf);
-	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.warned == 1700000200 && again.attempts == 1);
 	CHECK(again.rcpt[0].status == RS_DEFERRED);
 	queue_info_free(&again);
@@ -931,7 +931,7 @@ t_state_notified(void)
 
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(!info.rcpt[0].notified && !info.rcpt[1].notified);
 	info.rcpt[0].status = RS_BOUNCED;
 	info.rcpt[0].notified = 1;
@@ -949,7 +949,7 @@ t_state_notified(void)
 	    "E 3\n", id);
 	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
 	free(buf);
-	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.rcpt[0].status == RS_BOUNCED && again.rcpt[0].notified);
 	CHECK_STR(again.rcpt[0].reason, "550 5.1.1 no");
 	CHECK(again.rcpt[1].status == RS_BOUNCED && !again.rcpt[1].notified);
@@ -1004,7 +1004,7 @@ t_state_corrupt(void)
 	CHECK(commit_one(NULL, "s@x", r, 2, "body", 4, id) == 0);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(spew(qpath("", stname), "FERRYST1\nI garbage", 18) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(info.nrcpt == 2 && info.rcpt[0].status == RS_QUEUED);
 	CHECK(info.rcpt[1].status == RS_QUEUED);
 	CHECK(!exists("", stname));
@@ -1039,7 +1039,7 @@ t_state_reason(void)
 
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	info.rcpt[0].status = RS_BOUNCED;
 	n = (size_t)snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX,
 	    "host mx.x[192.0.2.1] said: 550 5.1.1 <a@x>: ");
@@ -1055,7 +1055,7 @@ t_state_reason(void)
 	CHECK(strlen(text) < QUEUE_REASON_MAX);
 	memcpy(info.rcpt[1].reason, text, strlen(text) + 1);
 	CHECK(queue_update(&info, 1) == 0);
-	CHECK(queue_load(id, &again, &why) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK_STR(again.rcpt[0].reason, info.rcpt[0].reason);
 	CHECK_STR(again.rcpt[1].reason, info.rcpt[1].reason);
 	queue_info_free(&again);
@@ -1106,14 +1106,14 @@ t_delete(void)
 
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 1, "body", 4, id) == 0);
-	CHECK(queue_load(id, &info, &why) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
 	CHECK(queue_update(&info, 1) == 0);
 	queue_info_free(&info);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
 	CHECK(queue_delete(id) == 0);
 	CHECK(!exists("", id) && !exists("", stname));
-	CHECK(queue_load(id, &info, &why) == -1 && errno == ENOENT);
+	CHECK(queue_load(0, id, &info, &why) == -1 && errno == ENOENT);
 	CHECK(queue_delete(id) == -1 && errno == ENOENT);
 	CHECK(queue_delete("../etc/passwd") == -1 && errno == EINVAL);
 	teardown();
@@ -1233,7 +1233,7 @@ t_index(void)
 	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, mine[0]) == 0);
 	CHECK(commit_one(NULL, "s@x", r, 1, "b", 1, mine[1]) == 0);
 	CHECK(strcmp(mine[0], mine[1]) < 0);
-	CHECK(queue_load(mine[1], &info, &why) == 0);
+	CHECK(queue_load(0, mine[1], &info, &why) == 0);
 	info.next_attempt = 2000000000u;	/* 2033, within a 32-bit time_t */
 	info.attempts = 1;
 	info.rcpt[0].status = RS_DEFERRED;
@@ -1351,7 +1351,7 @@ t_group_commit(void)
 		CHECK(!exists("tmp", ids[i]));
 		if (i + 1 < T_MAX_COMMITS) {
 			CHECK(seen[i].ok == 1);
-			CHECK(queue_load(ids[i], &info, &why) == 0);
+			CHECK(queue_load(0, ids[i], &info, &why) == 0);
 			CHECK(info.size == 6);
 			queue_info_free(&info);
 		} else {
