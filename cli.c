@@ -1981,9 +1981,11 @@ cli_usage(const char *synopsis)
  * (no database to build), so this checks it, then has a running daemon
  * reload, as Postfix's daemons take a rebuilt table: an admin who ran
  * newaliases expects the new aliases to route the next message.  The
- * daemon's pid comes from its local socket (SO_PEERCRED); only a socket
- * made by root or by our own user is believed, so the daemon's user,
- * who owns the queue, cannot make root signal another process.
+ * daemon's pid comes from its local socket (SO_PEERCRED): the one that
+ * bound it, believed only for a socket made by root or by our own user
+ * (the daemon's user, who owns the queue, cannot make one as root), and
+ * never 0, which is what a daemon in another pid namespace shows and
+ * kill() would take for our own process group.
  */
 int
 cli_newaliases(const struct config *conf)
@@ -2006,7 +2008,7 @@ cli_newaliases(const struct config *conf)
 	if ((fd = cli_connect(conf->local_socket)) == -1)
 		return EX_OK;
 	rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-	    (cred.uid == 0 || cred.uid == getuid()) &&
+	    cred.pid > 0 && (cred.uid == 0 || cred.uid == getuid()) &&
 	    kill(cred.pid, SIGHUP) == 0 ? EX_OK : EX_NOPERM;
 	if (rc != EX_OK)
 		log_cli("newaliases", "the daemon was not told to reload; "

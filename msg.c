@@ -99,7 +99,8 @@ msg_reader_feed(struct msg_reader *r, const char *p, size_t n)
 			continue;
 		}
 		if (p[i] != '\n') {
-			for (; r->cr_held > 0; r->cr_held--)
+			for (; r->cr_held > 0 && r->out.len <= r->limit;
+			    r->cr_held--)
 				if (msg_buf_add(&r->out, " ", 1) == -1)
 					return -1;
 			for (run = 0; i + run < n && p[i + run] != '\r' &&

@@ -253,11 +253,11 @@ sched_on_index(struct loop_timer *t)
 				if ((known = bsearch(m->id, sched_ix,
 				    sched_ix_n, sizeof(*sched_ix),
 				    queue_id_cmp)) != NULL)
-					known[0] = '\0';
+					known[QUEUE_ID_LEN] = 1;
 	}
 	for (end = sched_ix_i + SCHED_INDEX_BATCH; sched_ix_i < sched_ix_n &&
 	    sched_ix_i < end; sched_ix_i++) {
-		if (sched_ix[sched_ix_i][0] == '\0')
+		if (sched_ix[sched_ix_i][QUEUE_ID_LEN] != '\0')
 			continue;	/* known, see above */
 		if ((m = calloc(1, sizeof(*m))) == NULL) {
 			loop_timer_set(t, SCHED_INDEX_RETRY_MS);
