@@ -668,25 +668,20 @@ sm_qualify(struct sm *sm, struct msg_head *h)
 	    "Reply-To\0To\0Cc\0Bcc\0";
 	struct msg_buf out = { NULL, 0, 0 };
 	const char *b = sm->msg.p, *k;
-	struct msg_field f;
-	size_t pos, name, len;
+	struct msg_field f, g;
 	unsigned seen[2] = { 0, 0 }, j, rs;
+	size_t pos;
 
 	_Static_assert(H_DATE == 1u << 0 && H_MSGID == 1u << 1 &&
 	    H_FROM == 1u << 2, "names[] is in the order of the bits");
 	if (msg_buf_add(&out, b, h->start) == -1)
 		goto fail;
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); ) {
-		name = f.start;
-		len = f.name_len;
-		rs = len > 7 && strncasecmp(b + name, "Resent-", 7) == 0;
-		if (rs) {
-			name += 7;
-			len -= 7;
-		}
-		for (k = names, j = 0; *k != '\0'; k += strlen(k) + 1, j++)
-			if (strlen(k) == len && strncasecmp(b + name, k, len) == 0)
-				break;
+		g = f;
+		rs = (unsigned)msg_field_resent(b, &g);
+		for (k = names, j = 0; *k != '\0' && !msg_field_is(b, &g, k);
+		    k += strlen(k) + 1, j++)
+			;
 		if (*k != '\0')
 			seen[rs] |= 1u << j;
 		if (*k == '\0' || j < 2) {

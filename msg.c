@@ -245,6 +245,16 @@ msg_field_is(const char *b, const struct msg_field *f, const char *name)
 	    strncasecmp(b + f->start, name, f->name_len) == 0;
 }
 
+int
+msg_field_resent(const char *b, struct msg_field *f)
+{
+	if (f->name_len <= 7 || strncasecmp(b + f->start, "Resent-", 7) != 0)
+		return 0;
+	f->start += 7;
+	f->name_len -= 7;
+	return 1;
+}
+
 /*
  * Copy lines, each ended with CRLF, none longer than MSG_LINE_MAX.  A
  * header line is folded (§2.2.3) before a WSP that follows a non-WSP, so

@@ -74,6 +74,9 @@ int msg_field_next(const char *, size_t end, size_t *pos,
     struct msg_field *);
 /* Case-insensitive name test. */
 int msg_field_is(const char *, const struct msg_field *, const char *name);
+/* A Resent- field (RFC 5322 section 3.6.6) as the field it resends: 1,
+ * and f's name without the prefix; 0, f unchanged, for any other. */
+int msg_field_resent(const char *, struct msg_field *);
 /* One line (len without its CRLF) that starts a field: 1 with the name
  * (start 0) and value offsets in *f, else 0.  The daemon's header scan
  * (smtp.c) reads a stream line by line with it. */

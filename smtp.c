@@ -1617,10 +1617,7 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
 		return 0;
 	/* A resent message has its Date, From and Message-ID in its
 	 * Resent- fields (sendmail adds those, as Postfix's does). */
-	if (f.name_len > 7 && strncasecmp(line, "Resent-", 7) == 0) {
-		f.start = 7;
-		f.name_len -= 7;
-	}
+	(void)msg_field_resent(line, &f);
 	if (msg_field_is(line, &f, "Received")) {
 		if (++s->hops > SMTP_HOP_LIMIT)
 			s->flags |= SF_HOPS;

@@ -669,29 +669,21 @@ shim(const char *name, int fd, const char *path, int flags, va_list ap)
 	return real(fd, path, flags, mode);
 }
 
-int
-openat(int fd, const char *path, int flags, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, flags);
-	rc = shim("openat", fd, path, flags, ap);
-	va_end(ap);
-	return rc;
+/* Both names: a 32-bit build with 64-bit off_t calls openat64. */
+#define WRAP(f)							\
+int								\
+f(int fd, const char *path, int flags, ...)			\
+{								\
+	va_list ap;						\
+	int rc;							\
+								\
+	va_start(ap, flags);					\
+	rc = shim(#f, fd, path, flags, ap);			\
+	va_end(ap);						\
+	return rc;						\
 }
-
-int
-openat64(int fd, const char *path, int flags, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, flags);
-	rc = shim("openat64", fd, path, flags, ap);
-	va_end(ap);
-	return rc;
-}
+WRAP(openat)
+WRAP(openat64)
 """
 
 
