@@ -49,6 +49,11 @@
 #include "textfile.h"
 
 #define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
+/* Recipients held by the active set (~1.6 KB each: the envelope's and the
+ * job's buffers), past which no further message is taken in: 256 messages
+ * of 100 recipients would hold 40 MB on a router.  One message with more
+ * is still taken when the set has room, so it is never stuck. */
+#define SCHED_RCPT_MAX		1024
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
 #define SCHED_EXPIRED		"message expired after "	/* reason */
@@ -71,6 +76,7 @@ struct sched_msg {
 	struct queue_info *info;	/* the envelope, while active or
 					   unsaved */
 	unsigned jobs;			/* outstanding */
+	unsigned held;			/* recipients counted in sched_nrcpt */
 };
 
 struct sched_job {
@@ -118,6 +124,7 @@ static void sched_list_add(struct sched_list *, struct sched_msg *)
     __attribute__((noinline));	/* measured, as above */
 static void sched_list_del(struct sched_list *, struct sched_msg *);
 static void sched_activate(struct sched_msg *);
+static int sched_room(void);
 static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
 static void sched_dest_free_idle(void);
@@ -172,7 +179,7 @@ static const struct deliver_ops sched_ops = {
 
 static const struct config *sched_conf;
 static struct sched_list sched_idle_list, sched_active_list;
-static unsigned sched_nactive;
+static unsigned sched_nactive, sched_nrcpt;
 static struct sched_dest *sched_dests;
 static unsigned sched_conns;
 static struct sched_conn *sched_conn_list;
@@ -302,7 +309,7 @@ sched_enqueue(const char *id)
 		return;
 	}
 	textfile_copy(m->id, sizeof(m->id), id);
-	if (sched_nactive < SCHED_ACTIVE_MAX) {
+	if (sched_room()) {
 		sched_activate(m);
 		sched_dispatch();
 		return;
@@ -444,7 +451,7 @@ sched_on_timer(struct loop_timer *t)
 				soonest = m->next_attempt;
 			continue;
 		}
-		if (sched_nactive >= SCHED_ACTIVE_MAX) {
+		if (!sched_room()) {
 			soonest = now;
 			break;
 		}
@@ -461,7 +468,7 @@ sched_on_timer(struct loop_timer *t)
 	sched_starved = soonest == now;
 	(void)t;
 	sched_wake_at = UINT64_MAX;
-	sched_arm(soonest == now ? (sched_nactive < SCHED_ACTIVE_MAX ? now :
+	sched_arm(soonest == now ? (sched_room() ? now :
 	    now + 1) : soonest == UINT64_MAX ? now + SCHED_IDLE_SCAN_MS / 1000 :
 	    soonest);
 }
@@ -509,6 +516,13 @@ sched_dest_name(const char *rcpt, char *name)
 		    SCHED_DEST_MAX);
 }
 
+/* Whether the active set takes one more message. */
+static int
+sched_room(void)
+{
+	return sched_nactive < SCHED_ACTIVE_MAX && sched_nrcpt < SCHED_RCPT_MAX;
+}
+
 /* Into the active set (m is on no list): load the envelope and queue
  * one job per destination. */
 static void
@@ -550,6 +564,7 @@ sched_activate(struct sched_msg *m)
 		sched_retry(m);
 		return;
 	}
+	sched_nrcpt += m->held = qi->nrcpt;
 	/* One allocation: idx[nrcpt], then taken[nrcpt]. */
 	if ((idx = calloc(qi->nrcpt ? qi->nrcpt : 1, sizeof(*idx) + 1)) ==
 	    NULL)
@@ -1426,6 +1441,8 @@ sched_unlist(struct sched_msg *m)
 	if (m->active) {
 		sched_list_del(&sched_active_list, m);
 		sched_nactive--;
+		sched_nrcpt -= m->held;
+		m->held = 0;
 		m->active = 0;
 	} else
 		sched_list_del(&sched_idle_list, m);
