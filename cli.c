@@ -1102,6 +1102,13 @@ sm_smtp(struct sm *sm)
 		rp = RP_SYNTAX;
 		if (cmd_parse(line, (size_t)n, &c) == -1)
 			goto reply;
+		/* The daemon's check, before its handlers (a recipient is
+		 * in only in BS_MAIL: reset above). */
+		if (smtp_no_arg(&c, sm->nrcpt != 0)) {
+			rp = RP_NO_ARG;
+			why = cmd_name(c.verb);
+			goto reply;
+		}
 		mail = c.verb == CMD_MAIL;
 		/* Out of order: HELO, MAIL or RCPT is missing, or MAIL is
 		 * nested. */

@@ -964,10 +964,7 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	if (s->count[c.verb][0] < UINT16_MAX)
 		s->count[c.verb][0]++;
 	s->where = (uint8_t)(c.verb + 1);
-	/* RSET, STARTTLS and DATA take no argument (§4.1.1); DATA's
-	 * sequence errors come first, as in Postfix. */
-	if (c.arglen != 0 && (c.verb == CMD_RSET || c.verb == CMD_STARTTLS ||
-	    (c.verb == CMD_DATA && s->state == STATE_RCPT))) {
+	if (smtp_no_arg(&c, s->state == STATE_RCPT)) {
 		smtp_fail(s, RP_NO_ARG, cmd_name(c.verb));
 		return 0;
 	}
@@ -980,7 +977,9 @@ smtp_command_line(struct smtp_session *s, const char *line, size_t len)
 	return 0;
 toolong:
 	log_warnx(LP_SMTPD, "%s: command line too long", smtp_peer(s));
-	/* RFC 4954 section 4: a SASL response has its own words. */
+	/* RFC 4954 section 4: a SASL response has its own words.  An AUTH
+	 * command line, initial response and all, is a command (section 4
+	 * again; Postfix's 5.5.6 is for a response to its 334 only). */
 	smtp_fail(s, s->state == STATE_AUTH ? RP_AUTH_LINE_TOO_LONG :
 	    RP_LINE_TOO_LONG, NULL);
 	smtp_auth_end(s);
@@ -1121,6 +1120,18 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 	smtp_enter_state(s, STATE_MAIL);
 	smtp_reply(s, RP_MAIL_OK);
 	smtp_ok(s, CMD_MAIL);
+}
+
+/*
+ * RSET, STARTTLS and DATA take no argument (§4.1.1), for the sessions and
+ * sendmail -bs alike: 1 when c has one, to be refused.  DATA's sequence
+ * errors come first, as in Postfix: rcpt says a recipient is in.
+ */
+int
+smtp_no_arg(const struct cmd *c, int rcpt)
+{
+	return c->arglen != 0 && (c->verb == CMD_RSET ||
+	    c->verb == CMD_STARTTLS || (c->verb == CMD_DATA && rcpt));
 }
 
 /*

@@ -61,7 +61,8 @@ enum smtp_kind {
 	X(RP_LOOP, "550 5.4.6 <%s>: Recipient address rejected: mail loops " \
 	    "back to myself") \
 	X(RP_LINE_TOO_LONG, "500 5.5.0 Error: line too long") \
-	/* RFC 4954's words, and Postfix's. */ \
+	/* RFC 4954's words (Postfix's code; its text: SASL response limit \
+	 * exceeded), for a response to a 334 only. */ \
 	X(RP_AUTH_LINE_TOO_LONG, "500 5.5.6 Authentication exchange line is " \
 	    "too long") \
 	X(RP_DATA_LINE_TOO_LONG, "500 5.5.0 Error: message line too long") \
@@ -124,6 +125,9 @@ const char *smtp_reply_text(enum smtp_reply);
 struct cmd;
 struct cmd_params;
 
+/* An argument to a command that takes none (RP_NO_ARG): 1, else 0; rcpt:
+ * a recipient is in, so DATA is in sequence. */
+int smtp_no_arg(const struct cmd *, int rcpt);
 /* The path and parameters of MAIL or RCPT: 0, or the refusal. */
 int smtp_path(const struct cmd *, unsigned addr_flags, char *addr,
     struct cmd_params *, const char **why);

@@ -817,6 +817,54 @@ def test_sendmail_bs_vrfy_without_address():
         d.cleanup(ok)
 
 
+def test_sendmail_bs_argument_where_none_belongs():
+    """RSET, STARTTLS and DATA (once a recipient is in) with an argument
+    get the daemon's 501 5.5.4 Syntax: VERB from -bs answered alone too,
+    as Postfix's sendmail -bs answers them (RSET x got 250 and reset the
+    transaction; STARTTLS x 502; DATA x 354, and the commands after it
+    became a message).  DATA's sequence error comes first.  The same
+    dialogue gets the same replies through the daemon and without it,
+    and each run queues its one message, envelope and body intact."""
+    d = _bs_down('sm-bs-noarg')
+    ok = False
+    try:
+        dialogue = (b'HELO local\r\nRSET x\r\nSTARTTLS x\r\n'
+                    b'MAIL FROM:<s@example.test>\r\nRSET x\r\nDATA x\r\n'
+                    b'RCPT TO:<r@relay.test>\r\nDATA x\r\nDATA\r\n' +
+                    stuff(BODY) + b'QUIT\r\n')
+        out = []
+        for up in (False, True):
+            if up:
+                d.start()
+            p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=dialogue),
+                    'sendmail -bs, daemon %s' % ('up' if up else 'down'))
+            codes = _bs_codes(p.stdout)
+            check(codes == [220, 250, 501, 501, 250, 501, 503, 250, 501,
+                            354, 250, 221],
+                  'daemon %s: -bs replies %r:\n%s' % (
+                      'up' if up else 'down', codes, short(p.stdout, 2000)))
+            out.append(re.sub(rb'queued as \S+', b'queued as ID', p.stdout))
+        check(out[0] == out[1] and b'\r\n501 5.5.4 Syntax: RSET\r\n'
+              b'501 5.5.4 Syntax: STARTTLS\r\n' in out[0] and
+              b'\r\n501 5.5.4 Syntax: DATA\r\n354 ' in out[0],
+              'daemon down:\n%s\ndaemon up:\n%s'
+              % (short(out[0], 900), short(out[1], 900)))
+        q = d.wait_queue(2, timeout=8)
+        check(len(q) == 2, 'expected two messages, mailq %r' % q)
+        for m in q:
+            check(m['sender'] == 's@example.test' and
+                  [r['address'] for r in m['recipients']] ==
+                  ['r@relay.test'], 'envelope %r' % m)
+            out = d.cat(m['id'])
+            check(_body_of(out) == _body_of(BODY) and
+                  b'\r\nSubject: cli\r\n' in _headers_of(out),
+                  'stored %s' % short(out, 900))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 def test_sendmail_bs_daemon_down_overshoot():
     """-bs alone keeps the daemon's recipient overshoot limit: the first
     1000 RCPTs past max_recipients in a transaction are 452 and no error

@@ -49,6 +49,10 @@ static const struct read_case read_cases[] = {
 	{ "dot ends (CRLF)", "a\r\n.\r\nafter\r\n", 1, "a\r\n", 1 },
 	{ "dot after CR is data", "a\r.\rafter", 1, "a . after\r\n", 0 },
 	{ "dot ends at EOF", "a\n.", 1, "a\r\n", 1 },
+	/* No LF after the CR: a line ". ", as Postfix 3.7's sendmail and
+	 * cleanup store it (its sendmail takes CRs off only before an LF,
+	 * so that line is no "."). */
+	{ "dot CR at EOF is data", "a\n.\r", 1, "a\r\n. \r\n", 0 },
 	{ "dot first line", ".\nx\n", 1, "", 1 },
 	{ "dot ignored with -i", "a\n.\nb\n", 0, "a\r\n.\r\nb\r\n", 0 },
 	{ "dot-dot is data", "a\n..\nb\n", 1, "a\r\n..\r\nb\r\n", 0 },
