@@ -595,11 +595,7 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 	c->addr_secure = secure;
 	printf("  addresses (%s):", secure ? "secure" : "insecure");
 	for (i = 0; i < c->naddr; i++) {
-		inet_ntop(c->addr[i].ss.ss_family, c->addr[i].ss.ss_family ==
-		    AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)
-		    (const void *)&c->addr[i].ss)->sin6_addr :
-		    (const void *)&((const struct sockaddr_in *)
-		    (const void *)&c->addr[i].ss)->sin_addr, ip, sizeof(ip));
+		net_ntop(&c->addr[i].ss, ip);
 		/* The newline with the last one: no fputc() import. */
 		printf(" %s%s", ip, i + 1 < c->naddr ? "" : "\n");
 	}
@@ -773,7 +769,7 @@ check_next_addr(struct check *c)
 	c->nchain = 0;
 	c->chain_len = 0;
 	c->chain[0] = '\0';
-	fd = net_connect(&c->addr[c->iaddr++], c->port, c->ip, sizeof(c->ip));
+	fd = net_connect(&c->addr[c->iaddr++], c->port, c->ip);
 	err = errno;
 	printf("  %s[%s]:%u:\n", check_host(c), c->ip, c->port);
 	c->cfd.fd = fd;

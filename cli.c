@@ -1968,13 +1968,13 @@ usage:
 	    "[--match 0-2] CERT.pem [HOST [PORT]]");
 }
 
-/* One call per command instead of fprintf(stderr, ...) and the
- * return at each; main.c's usage text goes through it too.  "%s", not
- * the text as the format: fputs() would be one libc import more. */
+/* One call per command instead of log_cli() and the return at each;
+ * main.c's usage text goes through it too ("usage: ..." is log_cli()'s
+ * "PROG: ..." line). */
 int
 cli_usage(const char *synopsis)
 {
-	fprintf(stderr, "usage: %s\n", synopsis);
+	log_cli("usage", "%s", synopsis);
 	return EX_USAGE;
 }
 

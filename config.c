@@ -28,6 +28,7 @@
 #include "addr.h"
 #include "config.h"
 #include "log.h"
+#include "net.h"
 #include "textfile.h"
 #include "tls.h"
 
@@ -453,7 +454,7 @@ config_print(const struct config *cfg, FILE *fp)
  */
 void
 config_print_src(const struct config *cfg, const struct config_src *src,
-    char *const *envp, FILE *fp)
+    char *const *envp)
 {
 	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX], var[CONFIG_VAR_MAX];
 	struct pbuf b;
@@ -461,7 +462,7 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 	const char *eq, *name;
 
 	if (cfg->path[0] == '\0')
-		fprintf(fp, "# no configuration file: defaults and "
+		printf("# no configuration file: defaults and "
 		    "%s* variables\n", CONFIG_ENV_PREFIX);
 	for (i = 0; i < NKEYS; i++) {
 		src_text(why, sizeof(why), cfg, src, i);
@@ -470,9 +471,9 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		/* n: the line with its newline. */
 		n = strlen(name) + b.len + 1;
 		if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
-			fprintf(fp, "%s%s  # %s\n", name, b.s, why);
+			printf("%s%s  # %s\n", name, b.s, why);
 		else
-			fprintf(fp, "# %s\n%s%s\n", why, name, b.s);
+			printf("# %s\n%s%s\n", why, name, b.s);
 	}
 	/* The whole name before '=' must match: its length, then its bytes. */
 	for (; envp != NULL && *envp != NULL; envp++) {
@@ -489,7 +490,7 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 				break;
 		}
 		if (i == NKEYS)
-			fprintf(fp, "# %.*s: not a relay.conf key, ignored\n",
+			printf("# %.*s: not a relay.conf key, ignored\n",
 			    (int)(eq - *envp), *envp);
 	}
 }
@@ -1315,17 +1316,13 @@ static void
 listen_format(const struct listen_addr *a, struct pbuf *b)
 {
 	const struct sockaddr_in *sin;
-	const struct sockaddr_in6 *sin6;
 	char host[INET6_ADDRSTRLEN];
-	int v6 = a->ss.ss_family == AF_INET6;
 
 	sin = (const struct sockaddr_in *)(const void *)&a->ss;
-	sin6 = (const struct sockaddr_in6 *)(const void *)&a->ss;
 	/* The port is at the same place in both. */
-	if (inet_ntop(a->ss.ss_family, v6 ? (const void *)&sin6->sin6_addr :
-	    (const void *)&sin->sin_addr, host, sizeof(host)) == NULL)
-		host[0] = '\0';
-	pb_add(b, v6 ? " [%s]:%u" : " %s:%u", host, ntohs(sin->sin_port));
+	net_ntop(&a->ss, host);
+	pb_add(b, a->ss.ss_family == AF_INET6 ? " [%s]:%u" : " %s:%u", host,
+	    ntohs(sin->sin_port));
 }
 
 static int

@@ -165,9 +165,11 @@ int config_load_env(struct config *, struct config_src *, const char *path,
 int config_parse_env(struct config *, struct config_src *, const char *name,
     const char *text, size_t len, char *const *envp, char *err, size_t errsz);
 /* config_print() with "  # default", "  # FILE:LINE" or "  # env FERRY_X"
- * after each line, and a note for FERRY_* variables that are no key. */
+ * after each line, and a note for FERRY_* variables that are no key; to
+ * stdout (check-config), by printf(): fprintf() would be one libc import
+ * more. */
 void config_print_src(const struct config *, const struct config_src *,
-    char *const *envp, FILE *);
+    char *const *envp);
 
 /* Helpers for the rest of the program. */
 int config_net_match(const struct cidr_list *, const struct sockaddr *);

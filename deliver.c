@@ -808,8 +808,7 @@ deliver_next_addr(struct deliver *d)
 	while (d->iaddr < d->naddr) {
 		d->notls = retry;
 		retry = 0;
-		fd = net_connect(&d->addr[d->iaddr++], d->port, ip,
-		    sizeof(ip));
+		fd = net_connect(&d->addr[d->iaddr++], d->port, ip);
 		err = errno;	/* for the message, whatever formatting does */
 		deliver_fmt(d->peer, sizeof(d->peer), "%s[%s]",
 		    deliver_mx_host(d), ip);

@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "textfile.h"
 
 #include "log.h"
 
 #define LOG_CLI_MAX	4096	/* log_cli(): one stderr line */
+#define LOG_CLI_PROG	64	/* and its "PROG: " */
 #define LOG_LINE_MAX	2048	/* longer lines are cut, marked with "..." */
 #define LOG_HOST_MAX	64
 
@@ -248,18 +250,29 @@ log_errstr(void)
 void
 log_cli(const char *prog, const char *fmt, ...)
 {
-	char buf[LOG_CLI_MAX];
+	/* "PROG: ", the text, "...", "\n": one write(), as an unbuffered
+	 * stderr's fprintf() made it, without fprintf and stderr, two
+	 * libc imports. */
+	char line[LOG_CLI_PROG + LOG_CLI_MAX + 3];
 	va_list ap;
+	size_t h, len;
 	int n;
 
+	h = textfile_strnlen(prog, LOG_CLI_PROG - 2);
+	memcpy(line, prog, h);
+	memcpy(line + h, ": ", 2);
+	h += 2;
 	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vsnprintf(line + h, LOG_CLI_MAX, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		buf[0] = '\0';
 	/* Longer than any reply or path it quotes: cut, and said so. */
-	fprintf(stderr, "%s: %s%s\n", prog, buf,
-	    (size_t)n >= sizeof(buf) ? "..." : "");
+	if ((len = (size_t)n) >= LOG_CLI_MAX) {
+		len = n < 0 ? 0 : LOG_CLI_MAX - 1;
+		memcpy(line + h + len, "...", 3);
+		len += 3;
+	}
+	line[h + len] = '\n';
+	(void)!write(STDERR_FILENO, line, h + len + 1);
 }
 
 void

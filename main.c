@@ -332,7 +332,7 @@ main_environ(void)
 static int
 main_check_config(struct config *conf)
 {
-	config_print_src(conf, &main_src, main_environ(), stdout);
+	config_print_src(conf, &main_src, main_environ());
 	return fflush(NULL) == 0 ? EX_OK : EX_IOERR;
 }
 

@@ -15,19 +15,29 @@
 #include "dns.h"
 #include "net.h"
 
+void
+net_ntop(const struct sockaddr_storage *ss, char *ip)
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)
+	    (const void *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)
+	    (const void *)ss;
+
+	if (inet_ntop(ss->ss_family, ss->ss_family == AF_INET6 ?
+	    (const void *)&s6->sin6_addr : (const void *)&s4->sin_addr, ip,
+	    INET6_ADDRSTRLEN) == NULL)
+		ip[0] = '\0';
+}
+
 int
-net_connect(struct dns_addr *a, unsigned port, char *ip, size_t ipsz)
+net_connect(struct dns_addr *a, unsigned port, char *ip)
 {
 	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&a->ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&a->ss;
 	int fd, one = 1, err;
 
 	/* sin_port and sin6_port share their offset. */
 	s4->sin_port = htons((uint16_t)port);
-	if (ip != NULL && ipsz > 0 && inet_ntop(a->ss.ss_family,
-	    a->ss.ss_family == AF_INET6 ? (const void *)&s6->sin6_addr :
-	    (const void *)&s4->sin_addr, ip, (socklen_t)ipsz) == NULL)
-		ip[0] = '\0';
+	net_ntop(&a->ss, ip);
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd == -1)

@@ -7,8 +7,8 @@
  *
  * net_connect() returns the fd with the connection started (or already
  * made), or -1 with errno set (socket() or connect() failed; nothing is
- * left open).  Either way ip has the address as text, for the caller's
- * message.
+ * left open).  Either way ip has the address as text (net_ntop()), for
+ * the caller's message.
  *
  * net_addr() reads an IPv4 or IPv6 address literal ("[192.0.2.1]" and
  * "[2001:db8::1]" without the brackets): 0, or -1 if s is no address.
@@ -20,7 +20,12 @@
 
 struct dns_addr;
 
-int net_connect(struct dns_addr *, unsigned port, char *ip, size_t ipsz);
+struct sockaddr_storage;
+
+/* The address in ss as text into ip[INET6_ADDRSTRLEN]; "" if none. */
+void net_ntop(const struct sockaddr_storage *, char *ip);
+/* ip: INET6_ADDRSTRLEN bytes. */
+int net_connect(struct dns_addr *, unsigned port, char *ip);
 int net_addr(const char *s, struct dns_addr *);
 
 #endif

@@ -53,6 +53,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "queue.h"
+#include "net.h"
 #include "smtp.h"
 #include "textfile.h"
 #include "tls.h"
@@ -421,22 +422,19 @@ smtp_on_accept(struct loop_fd *lfd, unsigned events)
 	}
 }
 
+/* buf: INET6_ADDRSTRLEN bytes. */
 static void
-smtp_sockaddr_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
+smtp_sockaddr_ip(const struct sockaddr_storage *ss, char *buf)
 {
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 
-	if (ss->ss_family == AF_INET)
-		inet_ntop(AF_INET, &s4->sin_addr, buf, (socklen_t)len);
-	else if (ss->ss_family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
 		inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], buf,
-		    (socklen_t)len);
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)len);
+		    INET6_ADDRSTRLEN);
+	else if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+		net_ntop(ss, buf);
 	else
-		snprintf(buf, len, "127.0.0.1");
+		snprintf(buf, INET6_ADDRSTRLEN, "127.0.0.1");
 }
 
 static void
@@ -454,7 +452,7 @@ smtp_session_new(struct smtp_listener *l, int fd,
 	enum smtp_reply r;
 	int n;
 
-	smtp_sockaddr_ip(ss, ip, sizeof(ip));
+	smtp_sockaddr_ip(ss, ip);
 	log_info(LP_SMTPD, "connect from unknown[%s]", ip);
 	if (smtp_stopping) {
 		r = RP_SHUTDOWN;

@@ -109,25 +109,36 @@ parse_env(struct config *cfg, struct config_src *src, const char *text,
 	    text != NULL ? strlen(text) : 0, envp, err, CONFIG_ERR_MAX);
 }
 
+/* config_print_src() writes to stdout: caught in a temporary file. */
 static char *
 print_src(const struct config *cfg, const struct config_src *src,
     char *const *envp)
 {
 	char *buf = calloc(1, PRINT_MAX);
-	FILE *fp;
+	FILE *fp = tmpfile();
+	int saved = -1;
 
-	if (buf == NULL)
-		return NULL;
-	if ((fp = fmemopen(buf, PRINT_MAX - 1, "w")) == NULL) {
-		free(buf);
-		return NULL;
-	}
-	config_print_src(cfg, src, envp, fp);
-	if (fclose(fp) != 0) {
-		free(buf);
-		return NULL;
-	}
+	if (buf == NULL || fp == NULL || fflush(stdout) != 0 ||
+	    (saved = dup(STDOUT_FILENO)) == -1 ||
+	    dup2(fileno(fp), STDOUT_FILENO) == -1)
+		goto fail;
+	config_print_src(cfg, src, envp);
+	if (fflush(stdout) != 0 || dup2(saved, STDOUT_FILENO) == -1)
+		goto fail;
+	(void)close(saved);
+	rewind(fp);
+	(void)!fread(buf, 1, PRINT_MAX - 1, fp);
+	fclose(fp);
 	return buf;
+fail:
+	if (saved != -1) {
+		(void)dup2(saved, STDOUT_FILENO);
+		(void)close(saved);
+	}
+	if (fp != NULL)
+		fclose(fp);
+	free(buf);
+	return NULL;
 }
 
 /* A key's index in config_src: its line's place in config_print(). */
