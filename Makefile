@@ -253,10 +253,13 @@ endif
 	install -d -m 0711 $(Q)
 	install -d -m 0700 $(Q)/tmp $(Q)/corrupt
 	install -d -m 1733 $(Q)/maildrop
+# maildrop/ setgid (what sendmail leaves there takes ferry's group, 0640)
+# only once that group is ferry's: until then sendmail leaves 0644, which
+# the daemon reads in any group, and it sets the bit itself at start.
 	@if [ "$$(id -u)" = 0 ] && id ferry >/dev/null 2>&1; then \
 	    echo "chown ferry $(Q) $(Q)/tmp $(Q)/corrupt $(Q)/maildrop"; \
 	    chown "ferry:$$(id -gn ferry)" $(Q) $(Q)/tmp $(Q)/corrupt \
-	        $(Q)/maildrop; \
+	        $(Q)/maildrop && chmod 3733 $(Q)/maildrop; \
 	else \
 	    echo "note: $(Q) is not owned by user ferry; as root run:"; \
 	    id ferry >/dev/null 2>&1 || \

@@ -929,7 +929,7 @@ sm_transaction(struct sm *sm, struct conn *c, size_t from, size_t *to,
 }
 
 /*
- * The daemon is down or refused: the message goes into maildrop/ (1733,
+ * The daemon is down or refused: the message goes into maildrop/ (3733,
  * so any user may add but not read), the body as CRLF text, not
  * dot-stuffed.  The daemon picks it up when it starts.  queue_open() on a
  * queue_dir we cannot read leaves the writer usable for maildrop/ only.

@@ -166,7 +166,7 @@ static const struct {
 	const char *name;
 	mode_t mode;
 } queue_subs[] = {
-	{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 01733 },
+	{ "tmp", 0700 }, { "corrupt", 0700 }, { "maildrop", 03733 },
 };
 #define QUEUE_NSUBS	(sizeof(queue_subs) / sizeof(queue_subs[0]))
 
@@ -329,8 +329,11 @@ done:
 
 /*
  * queue_dir is 0711, not 0700: an unprivileged sendmail must be able to
- * reach maildrop/ (1733) through it.  Nobody but the owner can list it,
- * and every file in it is 0600.
+ * reach maildrop/ (3733) through it.  Nobody but the owner can list it.
+ * maildrop's setgid bit is queue_sweep()'s to set, as the queue's owner:
+ * root without CAP_FSETID (the systemd unit) is no member of the queue's
+ * group, and the kernel would drop the bit here without a word; where a
+ * seccomp filter refuses it (RestrictSUIDSGID=), the queue still works.
  */
 int
 queue_init_dirs(const char *dir, uid_t owner, gid_t group)
@@ -347,8 +350,8 @@ queue_init_dirs(const char *dir, uid_t owner, gid_t group)
 		return -1;
 	}
 	for (i = 0; i < QUEUE_NSUBS; i++)
-		if (mkdir_owned(dfd, queue_subs[i].name, queue_subs[i].mode,
-		    owner, group) == -1)
+		if (mkdir_owned(dfd, queue_subs[i].name,
+		    queue_subs[i].mode & ~S_ISGID, owner, group) == -1)
 			rc = -1;
 	if (close(dfd) == -1) {
 		log_warn(LP_MASTER, "close %s", dir);
@@ -402,15 +405,17 @@ queue_sweep(void)
 
 	if (queue_dirfd == -1)
 		return errno_fail(EBADF);
+	/* Existing ones too, for maildrop's setgid bit (queue_init_dirs());
+	 * following a link only the owner could have put there since
+	 * mkdir_owned() refused one. */
 	for (i = 0; i < QUEUE_NSUBS; i++) {
 		name = queue_subs[i].name;
-		if (mkdirat(queue_dirfd, name, queue_subs[i].mode & 0777) == 0) {
-			if (fchmodat(queue_dirfd, name, queue_subs[i].mode,
-			    0) == -1)
-				log_warn(LP_QMGR, "chmod %s/%s", queue_path,
-				    name);
-		} else if (errno != EEXIST)
+		if (mkdirat(queue_dirfd, name, queue_subs[i].mode & 0777) ==
+		    -1 && errno != EEXIST)
 			log_warn(LP_QMGR, "mkdir %s/%s", queue_path, name);
+		else if (fchmodat(queue_dirfd, name, queue_subs[i].mode,
+		    0) == -1)
+			log_warn(LP_QMGR, "chmod %s/%s", queue_path, name);
 	}
 	sweep_dir("tmp", sweep_tmp, "unfinished file");
 	sweep_dir("maildrop", sweep_maildrop, "stale file");
@@ -547,6 +552,7 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 	char path[PATH_MAX], fin[PATH_MAX], stp[PATH_MAX];
 	char cl[QUEUE_CLIENT_MAX], num[QUEUE_NUM_DIGITS + 1];
 	char env[QUEUE_ENV_MAX];
+	struct stat st;
 	uint64_t us;
 	int tries, e, n;
 
@@ -569,7 +575,7 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 		/* By a descriptor that did not follow a symlink there: the
 		 * queue's owner can make maildrop one, and root's sendmail
 		 * would write wherever it pointed.  O_PATH: a local user may
-		 * not read maildrop/ (1733), only create in it. */
+		 * not read maildrop/ (3733), only create in it. */
 		if (path_fmt(path, sizeof(path), "%s/%s", queue_path,
 		    subdir) == -1 || (w->dfd = openat(AT_FDCWD, path, O_PATH |
 		    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
@@ -601,15 +607,23 @@ queue_writer_new(const char *subdir, const char *sender, unsigned flags,
 		/* openat(): open() would be one libc import more, and
 		 * textfile_open() takes no mode. */
 		w->fd = openat(w->dfd, path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC | O_NOFOLLOW, w->sub[0] != '\0' ? 0644 : 0600);
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (w->fd != -1)
 			break;
 		if (errno != EEXIST)
 			goto fail;
 	}
-	/* maildrop: the daemon's user must read what a local user wrote,
-	 * whatever that user's umask. */
-	if (w->sub[0] != '\0' && fchmod(w->fd, 0644) == -1)
+	/*
+	 * maildrop: the daemon's user must read what a local user wrote,
+	 * whatever that user's umask, and no other user may.  maildrop/ is
+	 * setgid, so the file came in the queue's group: 0640.  In a group
+	 * of our own, maildrop/ is not setgid (an older ferry's queue, until
+	 * the daemon starts) or we are of the queue's group: 0644, as it
+	 * was.  Created 0600: what another user opened before this fchmod
+	 * could read all that follows.
+	 */
+	if (w->sub[0] != '\0' && (fstatat(w->fd, "", &st, AT_EMPTY_PATH) ==
+	    -1 || fchmod(w->fd, st.st_gid != getegid() ? 0640 : 0644) == -1))
 		goto fail;
 
 	/* The whole envelope up to S in one piece: every field is bounded
@@ -876,7 +890,7 @@ fail:
 
 /*
  * Make the new name file in w's directory (w NULL or its sub "":
- * queue_dir) durable.  A local user cannot open maildrop/ (1733: no
+ * queue_dir) durable.  A local user cannot open maildrop/ (3733: no
  * read), so there we sync the file system through the file we just
  * renamed instead.
  */
@@ -1713,12 +1727,14 @@ queue_open_dropped(const char *name, struct stat *st, const char **why)
 	if (fd == -1) {
 		if (errno == ELOOP)	/* a link swapped in meanwhile */
 			*why = "a symbolic link";
-		/* sendmail leaves 0644, so its owner took the read bits away:
+		/* sendmail leaves 0640 in our group (0644 in its own), so
+		 * its owner took the read bits away, or the group (chgrp):
 		 * out of the way, or it is tried (and warned about) every
-		 * minute for ever.  Refused although the mode lets others
-		 * read, it is an LSM's doing: the admin's to fix, it waits. */
-		else if (errno == EACCES && !(pre.st_mode & S_IROTH))
-			*why = "not world-readable";
+		 * minute for ever.  Refused although the mode lets us read,
+		 * it is an LSM's doing: the admin's to fix, it waits. */
+		else if (errno == EACCES && !(pre.st_mode &
+		    (pre.st_gid == getegid() ? S_IRGRP : S_IROTH)))
+			*why = "unreadable";
 		else
 			return -1;
 		return errno_fail(EBADMSG);

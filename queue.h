@@ -4,8 +4,9 @@
  * Layout under queue_dir: one file per message named by its ID (envelope
  * records, then the body, then an end record that proves the file whole),
  * an optional "ID.st" next to it with per-recipient state, tmp/ for
- * messages being written, maildrop/ (mode 1733) where sendmail drops mail
- * while the daemon is down, corrupt/ for files that did not parse.
+ * messages being written, maildrop/ (mode 3733: setgid, so what sendmail
+ * drops there while the daemon is down is in the queue's group, 0640),
+ * corrupt/ for files that did not parse.
  *
  * Writing: queue_writer_new() creates tmp/ID with O_EXCL and buffers the
  * envelope; queue_writer_body() appends; queue_writer_finish() adds the

@@ -4,6 +4,7 @@ unprivileged user, daemon up and down), mailq, cat, delete, check-config,
 config errors, SIGHUP reload, SIGTERM during DATA, corrupt queue files.
 """
 
+import errno
 import grp
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -305,6 +307,81 @@ def test_sendmail_maildrop_when_down():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+# Run as another user: stat the file (its name is known: the directories
+# let anyone through), then open it; exits with open's errno, 0 if it
+# opened.
+_OPEN_AS_OTHER = """import os, sys
+os.stat(sys.argv[1])
+try:
+    os.close(os.open(sys.argv[1], os.O_RDONLY))
+except OSError as e:
+    sys.exit(e.errno)
+"""
+
+
+def test_sendmail_maildrop_group_only():
+    """maildrop/ is 3733 (setgid; an older ferry's 1733 becomes that at
+    start), so a local user's sendmail with the daemon down leaves a file
+    in the queue's group, mode 0640: another local user who knows its
+    name cannot open it (it was 0644, open to all while it waited).  The
+    daemon reads it through its group and relays it, whole.  Unprivileged
+    (sendmail's group is then the queue's) the file stays 0644."""
+    with SmtpPeer() as peer:
+        d = Daemon('sm-group', smarthost='[127.0.0.1]:%d' % peer.port)
+        ok = False
+        try:
+            md = os.path.join(d.queue_dir, 'maildrop')
+            d.start()
+            d.stop()
+            os.chmod(md, 0o1733)
+            d.start()
+            d.stop()
+            qst = os.stat(d.queue_dir)
+            st = os.stat(md)
+            check(stat.S_IMODE(st.st_mode) == 0o3733 and
+                  st.st_gid == qst.st_gid, 'maildrop/: mode %o, group %d '
+                  '(queue_dir\'s %d)' % (st.st_mode, st.st_gid, qst.st_gid))
+            body = b'Subject: group only\n\nfor the daemon\'s eyes\n.x\n'
+            _ok(d.cli('sendmail', '-f', 'md@example.test', 'r@relay.test',
+                      user=NOBODY, input=body), 'sendmail, daemon down')
+            files = os.listdir(md)
+            check(len(files) == 1, 'maildrop/ holds %r' % files)
+            path = os.path.join(md, files[0])
+            st = os.stat(path)
+            want = 0o640 if IS_ROOT else 0o644
+            check(stat.S_IMODE(st.st_mode) == want and
+                  st.st_gid == qst.st_gid, 'maildrop/%s: mode %o (want %o), '
+                  'group %d (want the queue\'s %d)' % (
+                      files[0], st.st_mode, want, st.st_gid, qst.st_gid))
+            if IS_ROOT:
+                other = pwd.getpwnam('daemon')
+                check(other.pw_gid != qst.st_gid and other.pw_uid not in
+                      (st.st_uid, qst.st_uid), 'user daemon is no stranger')
+                p = subprocess.run(
+                    ['python3', '-c', _OPEN_AS_OTHER, path],
+                    user=other.pw_uid, group=other.pw_gid, extra_groups=[],
+                    capture_output=True, timeout=30)
+                check(p.returncode == errno.EACCES, 'user daemon opening '
+                      'maildrop/%s: exit %d (want EACCES, %d): %s'
+                      % (files[0], p.returncode, errno.EACCES,
+                         short(p.stderr)))
+            d.start()
+            t = peer.wait_delivered(1)
+            check(len(t) == 1 and t[0].sender == 'md@example.test' and
+                  [r for r, _ in t[0].rcpts] == ['r@relay.test'] and
+                  b'\r\nSubject: group only\r\n' in t[0].body and
+                  t[0].body.endswith(b'\r\n\r\nfor the daemon\'s eyes'
+                                     b'\r\n.x\r\n'),
+                  'relayed: %r' % [(x.mail, x.rcpts, x.body) for x in t])
+            check(os.listdir(md) == [] and d.corrupt_files() == [],
+                  'maildrop/ %r, corrupt/ %r' % (os.listdir(md),
+                                                 d.corrupt_files()))
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
 
 
 # The daemon's queue looks full while the flag file exists: fstatvfs (the

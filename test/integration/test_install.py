@@ -109,8 +109,9 @@ def test_install_layout():
                         text, re.M),
               'unit ExecStart/ReadWritePaths: %s' % short(text, 3000))
         q = os.path.join(dd, 'var/spool/ferry')
+        # maildrop/ is setgid once it is ferry's (root), not before.
         for sub, mode in (('', 0o711), ('tmp', 0o700), ('corrupt', 0o700),
-                          ('maildrop', 0o1733)):
+                          ('maildrop', 0o3733 if IS_ROOT else 0o1733)):
             p = os.path.join(q, sub)
             check(os.path.isdir(p), 'no queue directory %s' % p)
             check(_mode(p) == mode, '%s: mode %o, want %o'
@@ -371,7 +372,7 @@ def _prepare_queue(d):
     the daemon wants, so root without CAP_DAC_OVERRIDE meets it."""
     pw = pwd.getpwnam('ferry')
     for sub, mode in (('', 0o711), ('tmp', 0o700), ('corrupt', 0o700),
-                      ('maildrop', 0o1733)):
+                      ('maildrop', 0o3733)):
         p = os.path.join(d.queue_dir, sub)
         os.makedirs(p, exist_ok=True)
         os.chown(p, pw.pw_uid, pw.pw_gid)
@@ -381,10 +382,11 @@ def _prepare_queue(d):
 def test_install_systemd_caps_suffice():
     """Started as root with the unit's bounding set and no_new_privs, the
     daemon binds a port below 1024, reads a key only `ferry` may read,
-    opens a queue that belongs to ferry, drops privileges, accepts and
-    stores mail, reloads on SIGHUP and stops cleanly, with / read-only
-    but for its own directory (where unshare works); and it needs every
-    capability in the set."""
+    opens a queue that belongs to ferry (maildrop/ stays setgid, though
+    root without CAP_FSETID is no member of ferry's group), drops
+    privileges, accepts and stores mail, reloads on SIGHUP and stops
+    cleanly, with / read-only but for its own directory (where unshare
+    works); and it needs every capability in the set."""
     if not IS_ROOT or not shutil.which('setpriv'):
         return 'not root or no setpriv: capabilities not checked'
     caps = _unit_caps()
@@ -401,6 +403,8 @@ def test_install_systemd_caps_suffice():
                   'the daemon does not run with / read-only: %s' % mi)
         qid = d.send_message(b'Subject: caps\r\n\r\nbody\r\n')
         check(qid in d.mailq_ids(), 'message %s not queued' % qid)
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(_mode(md) == 0o3733, '%s: mode %o, want 3733' % (md, _mode(md)))
         with open('/proc/%d/status' % d.proc.pid) as f:
             st = f.read()
         check(re.search(r'^Uid:\s+(\d+)', st, re.M).group(1) ==

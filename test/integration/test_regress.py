@@ -312,7 +312,7 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
 # --- maildrop: a local user's junk, a batch at a time --------------------
 
 def test_regress_maildrop_junk_in_batches():
-    """Files a local user leaves in maildrop/ (1733) that go to corrupt/
+    """Files a local user leaves in maildrop/ (3733) that go to corrupt/
     count against the pickup batch as mail does: 1,000 of them were all
     moved in one timer callback (two fsyncs each), and the daemon
     answered no one until the last (15 s here; minutes for 100,000
@@ -352,10 +352,11 @@ def test_regress_maildrop_junk_in_batches():
 
 def test_regress_maildrop_unreadable_quarantined():
     """A maildrop file its owner made unreadable (chmod 000; as root also
-    one left 0600, which the daemon's user cannot open) was warned about
-    at every scan, once a minute for ever.  It goes to corrupt/ once, with
-    one warning saying why, its bytes and mode kept; mail beside it is
-    picked up as usual."""
+    one left 0600, which the daemon's user cannot open, and one 0640 that
+    its owner gave to a group of its own, out of the queue's) was warned
+    about at every scan, once a minute for ever.  It goes to corrupt/
+    once, with one warning saying why, its bytes and mode kept; mail
+    beside it is picked up as usual."""
     d = _stopped_daemon('rg-unreadable')
     ok = False
     try:
@@ -363,11 +364,15 @@ def test_regress_maildrop_unreadable_quarantined():
         modes = {_qid(): '000'}
         if IS_ROOT:
             modes[_qid()] = '600'
+            modes[_qid()] = '640'
         images = {}
         for q, mode in modes.items():
             images[q] = _image(q, 'locked@example.test', ['r@relay.test'],
                                b'Subject: locked\r\n\r\nmine\r\n')
             _drop(md, q, images[q])
+            if mode == '640':
+                _as_nobody(['chgrp', str(pwd.getpwnam('nobody').pw_gid),
+                            os.path.join(md, q)])
             _as_nobody(['chmod', mode, os.path.join(md, q)])
         _sendmail(d, 'good@example.test', ['r@relay.test'],
                   b'Subject: good\n\nfine\n')
@@ -379,7 +384,7 @@ def test_regress_maildrop_unreadable_quarantined():
         cdir = os.path.join(d.queue_dir, 'corrupt')
         for n, mode in modes.items():
             d.wait_log(r'ferry/qmgr\[\d+\]: warning: maildrop/%s: moved to '
-                       r'corrupt/: not world-readable$' % n)
+                       r'corrupt/: unreadable$' % n)
             p = os.path.join(cdir, n)
             check(os.lstat(p).st_mode & 0o777 == int(mode, 8),
                   'corrupt/%s mode %o' % (n, os.lstat(p).st_mode))

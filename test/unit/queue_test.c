@@ -1416,6 +1416,7 @@ t_maildrop(void)
 	CHECK(w != NULL);
 	memcpy(id, queue_writer_id(w), sizeof(id));
 	snprintf(tmpname, sizeof(tmpname), ".%s.tmp", id);
+	/* maildrop/ is in our own group here: 0644 (see the writer) */
 	CHECK(stat(qpath("maildrop", tmpname), &st) == 0);
 	CHECK((st.st_mode & 07777) == 0644);
 	CHECK(!exists("tmp", id));
@@ -1433,6 +1434,20 @@ t_maildrop(void)
 	CHECK_STR(info.id, id);
 	queue_info_free(&info);
 	free(img);
+	/* maildrop/ (setgid) in a group not ours, as a local user meets it:
+	 * the file takes that group, and only it may read. */
+	if (geteuid() == 0) {
+		CHECK(chown(qpath("", "maildrop"), (uid_t)-1, getegid() + 1)
+		    == 0 && chmod(qpath("", "maildrop"), 03733) == 0);
+		w = queue_writer_new("maildrop", "user@host", 0, 1234, "x");
+		CHECK(w != NULL);
+		memcpy(id, queue_writer_id(w), sizeof(id));
+		snprintf(tmpname, sizeof(tmpname), ".%s.tmp", id);
+		CHECK(stat(qpath("maildrop", tmpname), &st) == 0);
+		CHECK((st.st_mode & 07777) == 0640);
+		CHECK(st.st_gid == getegid() + 1);
+		queue_writer_abort(w);
+	}
 	teardown();
 	return 0;
 }
@@ -1452,6 +1467,7 @@ t_init_dirs(void)
 	CHECK((st.st_mode & 07777) == 0700);
 	CHECK(stat(qpath("q", "corrupt"), &st) == 0);
 	CHECK((st.st_mode & 07777) == 0700);
+	/* setgid comes from queue_sweep(), as the owner (see there) */
 	CHECK(stat(qpath("q", "maildrop"), &st) == 0);
 	CHECK((st.st_mode & 07777) == 01733);
 	/* again: existing directories are fine */
@@ -1461,6 +1477,10 @@ t_init_dirs(void)
 	CHECK(queue_init_dirs(qpath("", "link"), getuid(), getgid()) == -1);
 	CHECK(queue_open(qpath("", "q")) == 0);
 	CHECK_STR(queue_dir(), qpath("", "q"));
+	/* an older ferry's 1733 too */
+	CHECK(queue_sweep() == 0);
+	CHECK(stat(qpath("q", "maildrop"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 03733);
 	teardown();
 	return 0;
 }
