@@ -24,7 +24,7 @@
  * QUEUE_HDR_MAX bytes; header + body length + end record == file length.
  * A file that is short by even one byte therefore never parses.
  *
- * State sidecar "ID.st" (rewritten whole by queue_update):
+ * State sidecar "ID.st" (written whole by queue_update, or appended to):
  *
  *	FERRYST1\n
  *	I <id>\n
@@ -41,6 +41,20 @@
  * before it existed never have it and still parse.  A reason is free
  * text under QUEUE_REASON_MAX (sched.c says what it holds); older files
  * kept less of it, and parse the same.
+ *
+ * After E, appends: each an "I <id>" line and R records (any order; a
+ * later one for the same recipient wins), so a result costs its own line
+ * on flash rather than the whole file again.  An append goes only onto
+ * the file as the last write that succeeded left it, and is fsynced
+ * before the next, so after a crash all of them but the last are whole;
+ * the last may be cut anywhere or, its pages written back in any order,
+ * hold zeros before whole lines, or (ext4 data=writeback, vfat) blocks
+ * of a file deleted earlier.  Each line that parses is a result that
+ * happened, so the records up to the first one that does not are
+ * applied, and that one and all after it are ignored; an R record counts
+ * only behind its append's I line, so a stale block of another
+ * message's state file never marks a recipient of this one sent (one of
+ * this message's own older files only repeats a result it had).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -72,7 +86,11 @@
 #define QUEUE_NUM_DIGITS	20	/* longest decimal a uint64 needs */
 #define QUEUE_FLAGS_DIGITS	8	/* hex digits of F */
 #define QUEUE_TRAILER_MAX	(3 + QUEUE_NUM_DIGITS + 1)	/* \nE n\n */
-#define QUEUE_STATE_MAX		(QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 32) + 256)
+/* A whole file, and at most one appended record a recipient (sched.c
+ * appends a recipient's result once between two whole writes), each in
+ * an append of its own (its "I <id>" line). */
+#define QUEUE_STATE_MAX	\
+	(2 * QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 32 + QUEUE_ID_SIZE + 2) + 256)
 #define QUEUE_SUBDIR_MAX	32	/* "maildrop" and the like */
 #define QUEUE_ID_TRIES		64	/* O_EXCL collisions before giving up */
 #define QUEUE_ID_TIME_BITS	52	/* 13 hex digits: good until 2112 */
@@ -1064,6 +1082,17 @@ cur_rec(struct cursor *c, char letter, const char **v, size_t *n)
 	return 0;
 }
 
+/* The next line is "I <id>": 0, else -1. */
+static int
+cur_id(struct cursor *c, const char *id)
+{
+	const char *v;
+	size_t n;
+
+	return cur_rec(c, 'I', &v, &n) != 0 || n != QUEUE_ID_LEN ||
+	    memcmp(v, id, n) != 0 ? -1 : 0;
+}
+
 /* Canonical decimal: 1..20 digits, no leading zero, at most max. */
 static int
 num_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
@@ -1353,7 +1382,9 @@ status_parse(const char *s, size_t n, enum rcpt_status *st, int *notified)
 
 /*
  * Two passes over the same bytes: the first (apply = 0) only checks, the
- * second writes into info, so a bad file leaves info untouched.
+ * second writes into info, so a bad file leaves info untouched.  Past E
+ * (tail), the first record that does not parse ends the file (the top
+ * of this file says why).
  */
 static int
 parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
@@ -1363,7 +1394,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 	const char *v, *sp, *reason;
 	size_t n, k, rlen;
 	uint64_t next, att, warned = 0, idx, count, nr = 0;
-	int have_prev = 0, r, notified;
+	int have_prev = 0, r, notified, tail = 0;
 	uint64_t prev = 0;
 	enum rcpt_status st;
 
@@ -1377,8 +1408,7 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		*why = "bad magic";
 		return -1;
 	}
-	if (cur_rec(&c, 'I', &v, &n) != 0 || n != QUEUE_ID_LEN ||
-	    memcmp(v, info->id, n) != 0 || !queue_id_valid(info->id)) {
+	if (cur_id(&c, info->id) == -1 || !queue_id_valid(info->id)) {
 		*why = "state is for another message";
 		return -1;
 	}
@@ -1410,13 +1440,37 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 			info->rcpt[k].notified = 0;
 		}
 	}
-	while ((r = cur_rec(&c, 'R', &v, &n)) == 0) {
+	for (;;) {
+		if ((r = cur_rec(&c, 'R', &v, &n)) != 0) {
+			/* tail 1: past E; 2: in an append, past its I. */
+			if (tail) {
+				if (cur_id(&c, info->id) == -1)
+					return 0;
+				tail = 2;
+				continue;
+			}
+			if (r == -1) {
+				*why = "torn: no end record";
+				return -1;
+			}
+			if (cur_num(&c, 'E', UINT64_MAX, &count) == -1) {
+				*why = "bad record";
+				return -1;
+			}
+			if (count != nr) {
+				*why = "torn: end record does not match";
+				return -1;
+			}
+			tail = 1;
+			continue;
+		}
 		sp = memchr(v, ' ', n);
 		if (sp == NULL ||
 		    num_dec(v, (size_t)(sp - v), UINT64_MAX, &idx) == -1 ||
-		    idx >= info->nrcpt || (have_prev && idx <= prev)) {
+		    idx >= info->nrcpt || tail == 1 ||
+		    (!tail && have_prev && idx <= prev)) {
 			*why = "bad recipient index";
-			return -1;
+			goto bad;
 		}
 		have_prev = 1;
 		prev = idx;
@@ -1431,11 +1485,11 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		if (status_parse(v + k, sp != NULL ? (size_t)(sp - (v + k)) :
 		    n - k, &st, &notified) == -1) {
 			*why = "bad recipient status";
-			return -1;
+			goto bad;
 		}
 		if (!text_ok(reason, rlen, QUEUE_REASON_MAX)) {
 			*why = "bad reason";
-			return -1;
+			goto bad;
 		}
 		if (apply) {
 			info->rcpt[idx].status = st;
@@ -1446,19 +1500,8 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		}
 		nr++;
 	}
-	if (r == -1) {
-		*why = "torn: no end record";
-		return -1;
-	}
-	if (cur_num(&c, 'E', UINT64_MAX, &count) == -1) {
-		*why = "bad record";
-		return -1;
-	}
-	if (count != nr || c.off != len) {
-		*why = "torn: end record does not match";
-		return -1;
-	}
-	return 0;
+bad:
+	return tail ? 0 : -1;
 }
 
 int
@@ -1597,7 +1640,8 @@ done:
 }
 
 int
-queue_update(const struct queue_info *info, int durable)
+queue_update(const struct queue_info *info, int durable, const unsigned *idx,
+    unsigned nidx)
 {
 	/* "tmp/ID.st", and name its "ID.st": one snprintf for both. */
 	char tname[4 + QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
@@ -1605,7 +1649,7 @@ queue_update(const struct queue_info *info, int durable)
 	char reason[QUEUE_REASON_MAX];
 	char *buf = NULL;
 	struct stat st;
-	size_t cap, len, i;
+	size_t cap, len = 0, i, k;
 	int fd = -1, rc = -1, e, n;
 	const char *what = "format";
 
@@ -1625,10 +1669,12 @@ queue_update(const struct queue_info *info, int durable)
 	cap = 128 + (size_t)info->nrcpt * (QUEUE_REASON_MAX + 40);
 	if ((buf = malloc(cap)) == NULL)
 		return -1;
-	n = snprintf(buf, cap, QUEUE_STATE_MAGIC "\nI %s\nN %" PRIu64
-	    "\nA %u\n", info->id, info->next_attempt, info->attempts);
-	len = (size_t)n;
-	if (info->warned != 0) {
+	/* An append is its own "I <id>" and R records (the top of this
+	 * file says why). */
+	len = (size_t)snprintf(buf, cap, idx != NULL ? "I %s\n" :
+	    QUEUE_STATE_MAGIC "\nI %s\nN %" PRIu64 "\nA %u\n", info->id,
+	    info->next_attempt, info->attempts);
+	if (idx == NULL && info->warned != 0) {
 		n = snprintf(buf + len, cap - len, "W %" PRIu64 "\n",
 		    info->warned);
 		if (n < 0 || (size_t)n >= cap - len) {
@@ -1637,13 +1683,14 @@ queue_update(const struct queue_info *info, int durable)
 		}
 		len += (size_t)n;
 	}
-	for (i = 0; i < info->nrcpt; i++) {
-		clean_copy(reason, sizeof(reason), info->rcpt[i].reason);
+	for (i = 0; i < (idx != NULL ? nidx : info->nrcpt); i++) {
+		k = idx != NULL ? idx[i] : i;
+		clean_copy(reason, sizeof(reason), info->rcpt[k].reason);
 		/* The mark means something only for a bounced one. */
-		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", i,
-		    info->rcpt[i].status == RS_BOUNCED &&
-		    info->rcpt[i].notified ? QUEUE_NOTIFIED_WORD :
-		    queue_status_names[info->rcpt[i].status],
+		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", k,
+		    info->rcpt[k].status == RS_BOUNCED &&
+		    info->rcpt[k].notified ? QUEUE_NOTIFIED_WORD :
+		    queue_status_names[info->rcpt[k].status],
 		    reason[0] != '\0' ? " " : "", reason);
 		if (n < 0 || (size_t)n >= cap - len) {
 			errno = EOVERFLOW;
@@ -1651,16 +1698,21 @@ queue_update(const struct queue_info *info, int durable)
 		}
 		len += (size_t)n;
 	}
-	n = snprintf(buf + len, cap - len, "E %u\n", info->nrcpt);
-	if (n < 0 || (size_t)n >= cap - len) {
-		errno = EOVERFLOW;
-		goto fail;
+	if (idx == NULL) {
+		n = snprintf(buf + len, cap - len, "E %u\n", info->nrcpt);
+		if (n < 0 || (size_t)n >= cap - len) {
+			errno = EOVERFLOW;
+			goto fail;
+		}
+		len += (size_t)n;
 	}
-	len += (size_t)n;
 
 	what = "create";
-	fd = openat(queue_dirfd, tname, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* Without a whole file under it an append would be all there is:
+	 * not O_CREAT. */
+	fd = openat(queue_dirfd, idx != NULL ? name : tname, idx != NULL ?
+	    O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW : O_WRONLY |
+	    O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1)
 		goto fail;
 	what = "write";
@@ -1685,8 +1737,11 @@ queue_update(const struct queue_info *info, int durable)
 	if (e == -1)
 		goto fail;
 	what = "rename";
-	if (renameat(queue_dirfd, tname, queue_dirfd, name) == -1)
+	if (idx == NULL && renameat(queue_dirfd, tname, queue_dirfd,
+	    name) == -1)
 		goto fail;
+	/* After an append too: the name may come from a whole write made
+	 * without durable, its rename not yet on disk. */
 	what = "fsync directory";
 	if (durable && fsync(queue_dirfd) == -1)
 		goto fail;

@@ -132,8 +132,13 @@ int queue_load(int dropped, const char *id, struct queue_info *,
  * is sent or bounced (losing that would repeat a delivery); while every
  * recipient is still pending the caller may skip it, since a lost or torn
  * ID.st then only means an early retry, and a deferral is not worth two
- * flash writes. */
-int queue_update(const struct queue_info *, int durable);
+ * flash writes.  idx (not NULL, durable 1): their records are appended
+ * instead, for the nidx recipients it names, onto the file as the
+ * caller's last queue_update() that succeeded left it; after a failure
+ * (the file may end in a torn append), or in a new process, the next
+ * call writes it whole. */
+int queue_update(const struct queue_info *, int durable, const unsigned *idx,
+    unsigned nidx);
 int queue_delete(const char *id);
 int queue_delete_dropped(const char *id);	/* maildrop/ID */
 /* maildrop/NAME, a local user's file, opened for reading (O_NONBLOCK:

@@ -19,10 +19,14 @@
  * the message leaves the active set; the file goes away only when every
  * recipient is sent or bounced, and only after the bounce is committed.
  * A crash between a remote 250 and our state write repeats that
- * delivery; nothing is ever lost.  Recipients that bounce while others
- * are still pending get their DSN at the end of that attempt (Postfix
- * does so too); each is marked notified only once that DSN is durable,
- * so a crash in between sends it twice, never not at all.
+ * delivery; nothing is ever lost.  A destination that finishes while
+ * others are still under way has its results appended to the state
+ * file (fsynced, as a whole write is), not the file rewritten: on flash,
+ * a message to N domains writes O(N) bytes, not O(N^2).  Recipients
+ * that bounce while others are still pending get their DSN at the end
+ * of that attempt (Postfix does so too); each is marked notified only
+ * once that DSN is durable, so a crash in between sends it twice, never
+ * not at all.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -72,6 +76,8 @@ struct sched_msg {
 	uint8_t active;
 	uint8_t bouncing;		/* waiting for its DSN's commit */
 	uint8_t unsaved;		/* the last state write failed: keep info */
+	uint8_t based;			/* our last state write succeeded:
+					   results may be appended */
 	uint64_t next_attempt;		/* unix seconds */
 	struct queue_info *info;	/* the envelope, while active or
 					   unsaved */
@@ -157,7 +163,7 @@ static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
 static void sched_unlist(struct sched_msg *);
 static void sched_retry(struct sched_msg *);
-static int sched_save(struct sched_msg *, int);
+static int sched_save(struct sched_msg *, int, const unsigned *, unsigned);
 static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
 static uint64_t sched_expiry(const struct queue_info *);
@@ -544,7 +550,7 @@ sched_activate(struct sched_msg *m)
 	 * the disk's state is older (unsaved).  Then it is written first if
 	 * it can be; gone ("ferry delete") ends the message here. */
 	if ((qi = m->info) != NULL) {
-		if (sched_save(m, 1) == -1 && !m->unsaved) {
+		if (sched_save(m, 1, NULL, 0) == -1 && !m->unsaved) {
 			sched_remove(m);
 			return;
 		}
@@ -917,15 +923,18 @@ sched_job_result(struct sched_job *job)
 	struct queue_rcpt *qr;
 	struct deliver_rcpt *r;
 	const char *addr;
-	unsigned i, again = 0, settled = 0;
+	unsigned i, k, again = 0, settled = 0;
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
 		r = &job->rcpt[i];
 		if (r->again) {
 			/* Kept at the front of the job, untouched, for a new
-			 * transaction (as Postfix keeps them). */
+			 * transaction (as Postfix keeps them); the finished
+			 * ones' indexes behind them, for the state write. */
 			addr = r->address;
+			k = job->idx[again];
 			job->idx[again] = job->idx[i];
+			job->idx[i] = k;
 			memset(&job->rcpt[again], 0, sizeof(job->rcpt[0]));
 			job->rcpt[again++].address = addr;
 			continue;
@@ -942,7 +951,8 @@ sched_job_result(struct sched_job *job)
 	 * minutes yet: what this one settled is written now, or a restart
 	 * meanwhile would send it again.  The last job's is sched_finish's. */
 	if (settled && (again > 0 || m->jobs > 1))
-		(void)sched_save(m, 1);
+		(void)sched_save(m, 1, job->idx + again,
+		    job->txn.nrcpt - again);
 	if (again > 0) {
 		/* The same job, smaller: first in line, so the connection
 		 * that just finished takes it next. */
@@ -1031,7 +1041,8 @@ sched_finish(struct sched_msg *m)
 		/* The bounced ones are in this write unmarked: their
 		 * notified mark waits for the DSN's commit. */
 		early = sched_bounce_early(m);
-		if (sched_save(m, warn != NULL || sched_settled(qi)) == -1) {
+		if (sched_save(m, warn != NULL || sched_settled(qi), NULL,
+		    0) == -1) {
 			if (warn != NULL) {
 				queue_writer_abort(warn);
 				qi->warned = 0;
@@ -1253,7 +1264,7 @@ sched_bounce(struct sched_msg *m)
 	 * removed then repeats only the DSN, not the deliveries made.  It
 	 * also keeps the bounced state, should the DSN fail, for the next
 	 * attempt to bounce again. */
-	(void)sched_save(m, 1);
+	(void)sched_save(m, 1, NULL, 0);
 	if ((w = sched_dsn(m, BOUNCE_FAILED)) != NULL) {
 		log_info(LP_BOUNCE, "%s: sender non-delivery notification: "
 		    "%s", m->id, queue_writer_id(w));
@@ -1317,7 +1328,7 @@ sched_on_bounce_commit(void *arg, const char *id, int ok)
 	if (!ok) {
 		log_warnx(LP_BOUNCE, "%s: bounce commit failed; retrying later",
 		    m->id);
-		(void)sched_save(m, 1);
+		(void)sched_save(m, 1, NULL, 0);
 		sched_retry(m);
 		return;
 	}
@@ -1370,7 +1381,7 @@ sched_on_early_commit(void *arg, const char *id, int ok)
 			if (qi->rcpt[i].status == RS_BOUNCED)
 				qi->rcpt[i].notified = 1;
 		/* Lost, the mark only costs a second DSN. */
-		(void)sched_save(m, 1);
+		(void)sched_save(m, 1, NULL, 0);
 	}
 	sched_idle(m);
 }
@@ -1456,17 +1467,22 @@ sched_retry(struct sched_msg *m)
 	sched_idle(m);
 }
 
-/* queue_update() of m's envelope, logged when it fails (-1). */
+/* queue_update() of m's envelope, logged when it fails (-1); idx: only
+ * these n recipients changed.  Appended only after a write of ours that
+ * succeeded: after a start or a failure the file may end in a torn
+ * append, which a later one would hide. */
 static int
-sched_save(struct sched_msg *m, int sync)
+sched_save(struct sched_msg *m, int sync, const unsigned *idx, unsigned n)
 {
-	if (queue_update(m->info, sync) == -1) {
+	if (queue_update(m->info, sync, m->based ? idx : NULL, n) == -1) {
 		/* Gone (ferry delete): the next load says so. */
 		m->unsaved = errno != ENOENT;
+		m->based = 0;
 		log_warn(LP_QMGR, "%s: cannot save delivery state", m->id);
 		return -1;
 	}
 	m->unsaved = 0;
+	m->based = 1;
 	return 0;
 }
 

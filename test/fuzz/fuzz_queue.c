@@ -3,7 +3,9 @@
  * Both must never crash or read outside the buffer, and whatever they
  * accept must satisfy the invariants the rest of ferry relies on (body
  * inside the file, recipients within limits, strings terminated, states
- * in range); a violation aborts so libFuzzer reports it.
+ * in range); a violation aborts so libFuzzer reports it.  A state
+ * accepted stays accepted, the same, with the start of a torn append
+ * after it (a crash in the write of the next one).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,16 +14,18 @@
 #include "queue.h"
 
 #define FUZZ_NRCPT	4	/* recipients of the message the state is for */
+#define FUZZ_TORN	"R 1 sent 25\0\0\0\0R 2 sent\n"	/* cut, then zeros */
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct queue_rcpt rcpt[FUZZ_NRCPT];
+	struct queue_rcpt rcpt[FUZZ_NRCPT], seen[FUZZ_NRCPT];
 	struct queue_info info;
 	const char *why = NULL;
 	unsigned i;
+	char *torn;
 
 	if (queue_parse((const char *)data, size, &info, &why) == 0) {
 		if (info.nrcpt < 1 || info.nrcpt > QUEUE_MAX_RCPT ||
@@ -51,6 +55,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    memchr(rcpt[i].reason, '\0',
 			    sizeof(rcpt[i].reason)) == NULL)
 				abort();
+		/* Only after a whole line: a partial one that the torn
+		 * bytes complete is another record, not the same file. */
+		if (data[size - 1] != '\n' ||
+		    (torn = malloc(size + sizeof(FUZZ_TORN))) == NULL)
+			return 0;
+		memcpy(seen, rcpt, sizeof(seen));
+		memset(rcpt, 0, sizeof(rcpt));
+		memcpy(torn, data, size);
+		memcpy(torn + size, FUZZ_TORN, sizeof(FUZZ_TORN) - 1);
+		if (queue_parse_state(torn, size + sizeof(FUZZ_TORN) - 1,
+		    &info, &why) != 0 || memcmp(seen, rcpt, sizeof(seen)) != 0)
+			abort();
+		free(torn);
 	} else if (why == NULL)
 		abort();
 	return 0;

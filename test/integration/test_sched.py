@@ -4,12 +4,14 @@ and clock jumps, with real peers on 127.0.0.x (smtp-sink and
 peers.SmtpPeer behind one mx_port) and the test zone's unbound.
 """
 
+import codecs
 import os
+import re
 import signal
 import threading
 import time
 
-from ferrytest import check, free_port, SLOW
+from ferrytest import check, free_port, SLOW, strace_wrap, STRACE_LINE_RE
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
                    wait_for, bind_probe, bounce_ids, flush)
 from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
@@ -775,3 +777,295 @@ def test_sched_active_recipients_bounded():
             check(len(p.delivered()) == 120, 'the smarthost got %d '
                   'messages' % len(p.delivered()))
     return 'RSS grew by %d KB' % grown
+
+
+# --- the state file's bytes on flash -----------------------------------------
+
+N_DOMAINS = int(os.environ.get('FERRY_STATE_DOMAINS', '40'))
+
+
+def _many_domains():
+    """A zone with N_DOMAINS recipient domains, every MX on 127.0.0.3;
+    the recipients, one a domain."""
+    rr = ['d%d.test. MX 10 mx.many.test.' % i for i in range(N_DOMAINS)]
+    return (zone(*rr, 'mx.many.test. A 127.0.0.3'),
+            ['r%d@d%d.test' % (i, i) for i in range(N_DOMAINS)])
+
+
+# strace -y shows a call's fd with its path: write(7</q/ID.st>, "...", 9).
+_STATE_FD_RE = re.compile(r'^\d+<([^>]*\.st)>, "((?:[^"\\]|\\.)*)"')
+_STATE_RET_RE = re.compile(r'= (-?\d+)$')
+_RECORD_RE = re.compile(r'R (\d+) (queued|deferred|sent|bounced'
+                        r'(?:-notified)?)(?: [\x20-\x7e]*)?')
+
+
+def _state_records(text):
+    """What a state file says, read as queue.c reads it: the whole part
+    up to E, then appends (an "I <id>" line as the file's, and records)
+    up to the first line that does not parse (a torn append).  {index:
+    status}, or None for no whole part."""
+    lines = text.split('\n')
+    st, i = {}, 0
+    while i < len(lines) - 1 and not lines[i].startswith('E '):
+        m = _RECORD_RE.fullmatch(lines[i])
+        if m:
+            st[int(m.group(1))] = m.group(2)
+        i += 1
+    if i >= len(lines) - 1:
+        return None
+    ident = [x for x in lines if x.startswith('I ')][0]
+    in_append = False
+    for line in lines[i + 1:-1]:
+        m = _RECORD_RE.fullmatch(line)
+        if m is None and line == ident:
+            in_append = True
+            continue
+        if m is None or not in_append:
+            break
+        st[int(m.group(1))] = m.group(2)
+    return st
+
+
+def test_sched_state_bytes_linear_in_domains():
+    """One message to 40 domains, each MX'd to one smtp-sink (a job, a
+    transaction each).  Each destination's results were written the
+    moment it finished, as the whole state file (tmp + fsync + rename +
+    fsync of the directory), while other destinations were still under
+    way: 39 whole files, 1,560 records, 28.6 KB for a file of 0.9 KB,
+    quadratic in the domains (176.6 KB for 100), all of it on the flash
+    of a router.  Now the first is written whole and each later one
+    appends its own records, every write still fsynced before the next:
+    under twice the bytes of one whole file with every result in it,
+    plus each append's "I <id>" line (2.2 KB), no recipient in more than
+    two records.  strace counts the
+    writes to ID.st and tmp/ID.st (FERRY_STATE_DOMAINS=100: 3.5 KB)."""
+    wrap = strace_wrap('openat,write,fsync,rename,renameat,renameat2')
+    if wrap is None:
+        return 'strace is not installed or cannot trace here'
+    z, rcpts = _many_domains()
+    with DnsServer(z) as dns, Sink('127.0.0.3') as s:
+        d = mx_daemon('stbytes', dns, s.port, max_recipients='100')
+        trace = os.path.join(d.dir, 'strace.out')
+        # -s: whole writes, to read the records in them.
+        d.wrap = wrap + ['-s', '65536', '-o', trace]
+        ok = False
+        try:
+            d.start()
+            qid = d.send_message(BODY, rcpts=rcpts)
+            wait_delivery(d, qid, 'sent', n=N_DOMAINS, timeout=30)
+            wait_removed(d, qid)
+            d.stop()
+            check(len(s.messages()) == N_DOMAINS, '%d transactions at the '
+                  'sink, want %d' % (len(s.messages()), N_DOMAINS))
+            writes, order, last = [], [], {}
+            with open(trace, errors='replace') as f:
+                for line in f:
+                    m = STRACE_LINE_RE.match(line.strip())
+                    if not m or qid not in m.group(3):
+                        continue
+                    call, args = m.group(2), m.group(3)
+                    fm = _STATE_FD_RE.match(args)
+                    if call == 'write' and fm:
+                        data = codecs.decode(fm.group(2), 'unicode_escape')
+                        r = _STATE_RET_RE.search(args)
+                        check(r and int(r.group(1)) == len(data),
+                              'a short or failed state write: %s' % line)
+                        writes.append((fm.group(1), data))
+                        order.append(('write', fm.group(1)))
+                    elif call == 'fsync' and fm is None and \
+                            re.match(r'^\d+<([^>]*\.st)>', args):
+                        order.append(('fsync', re.match(
+                            r'^\d+<([^>]*)>', args).group(1)))
+            check(writes, 'no state writes in the trace')
+            total = sum(len(w) for _, w in writes)
+            # A whole file with every result: the header of the first
+            # write, then each recipient's last record seen.
+            final = {}
+            for _, w in writes:
+                for rec in w.split('\n'):
+                    m = _RECORD_RE.fullmatch(rec)
+                    if m:
+                        final[int(m.group(1))] = rec + '\n'
+            check(sorted(final) == list(range(N_DOMAINS)),
+                  'records for %r' % sorted(final))
+            head = writes[0][1].split('\nR ')[0] + '\n'
+            whole = len(head) + sum(len(r) for r in final.values()) + 6
+            records = sum(len(_RECORD_RE.findall(w)) for _, w in writes)
+            # Each write is fsynced before the next state write.
+            for i, (what, path) in enumerate(order):
+                if what == 'write':
+                    nxt = [o for o in order[i + 1:] if o[0] == 'write' or
+                           o == ('fsync', path)]
+                    check(nxt and nxt[0] == ('fsync', path),
+                          'the write to %s at %d is not fsynced before '
+                          'the next state write: %r' % (path, i,
+                                                        order[i:i + 4]))
+            # Each append begins with its "I <id>" line (21 bytes).
+            check(total <= 2 * whole + 21 * N_DOMAINS and
+                  records <= 2 * N_DOMAINS,
+                  '%d state writes, %d bytes, %d records for %d '
+                  'recipients; one whole file with every result is %d '
+                  'bytes' % (len(writes), total, records, N_DOMAINS,
+                             whole))
+            ok = True
+            return '%d state writes, %d bytes (a whole file: %d)' % (
+                len(writes), total, whole)
+        finally:
+            d.cleanup(ok)
+
+
+# kill -9 at a state write: SHIM_KILL_AT=fsync: once the nth fsync() of
+# the queue directory is done (the message's commit is the first; each
+# durable state update ends with one, appended or whole); =write: in the
+# nth write() to a state file (ID.st, or tmp/ID.st for a whole one), with
+# three quarters of its bytes written (past an append's I line).
+KILL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int
+path_of(int fd, char *buf, size_t len)
+{
+	char p[64];
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	if ((n = readlink(p, buf, len - 1)) < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+static int
+due(const char *what)
+{
+	static int n;
+	const char *at = getenv("SHIM_KILL_AT");
+
+	return at != NULL && strcmp(at, what) == 0 &&
+	    ++n == atoi(getenv("SHIM_KILL_NTH"));
+}
+
+int
+fsync(int fd)
+{
+	static int (*real)(int);
+	char path[4096];
+	int rc;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
+	rc = real(fd);
+	if (path_of(fd, path, sizeof(path)) == 0 &&
+	    strcmp(path, getenv("SHIM_QDIR")) == 0 && due("fsync"))
+		kill(getpid(), SIGKILL);
+	return rc;
+}
+
+ssize_t
+write(int fd, const void *p, size_t n)
+{
+	static ssize_t (*real)(int, const void *, size_t);
+	char path[4096];
+	size_t len;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "write");
+	if (path_of(fd, path, sizeof(path)) == 0 &&
+	    (len = strlen(path)) > 3 && strcmp(path + len - 3, ".st") == 0 &&
+	    due("write")) {
+		(void)real(fd, p, n * 3 / 4);
+		kill(getpid(), SIGKILL);
+	}
+	return real(fd, p, n);
+}
+"""
+
+
+def _kill_at_state_write(name, at, nth):
+    """The 40-domain message; the daemon killed as KILL_SHIM says, then
+    started again until the queue is empty.  No recipient the state file
+    said was sent at the kill (as read from the disk, torn append and
+    all; mailq, run while the daemon is down, says the same) may get the
+    message again; every one gets it; nothing goes to corrupt/.  What the
+    state file held, and the deliveries."""
+    z, rcpts = _many_domains()
+    with DnsServer(z) as dns, Sink('127.0.0.3') as s:
+        d = mx_daemon(name, dns, s.port, max_recipients='100')
+        d.preload(KILL_SHIM, SHIM_KILL_AT=at, SHIM_KILL_NTH=str(nth),
+                  SHIM_QDIR=os.path.realpath(d.queue_dir))
+        ok = False
+        try:
+            d.start()
+            qid = d.send_message(BODY, rcpts=rcpts)
+            rc = d.wait_exit(timeout=30)
+            check(rc == -signal.SIGKILL, 'exit %r, want SIGKILL; log:\n%s'
+                  % (rc, d.log_tail()))
+            with open(os.path.join(d.queue_dir, qid + '.st'), 'rb') as f:
+                raw = f.read()
+            held = _state_records(raw.decode('latin-1'))
+            check(held is not None, 'no whole state file at the kill: %r'
+                  % raw[:300])
+            done = sorted(i for i, v in held.items() if v == 'sent')
+            # mailq reads it as the daemon will, torn append and all
+            q = d.mailq()
+            check(len(q) == 1 and [i for i, r in enumerate(
+                q[0]['recipients']) if r['status'] == 'sent'] == done and
+                  d.corrupt_files() == [], 'mailq %r, corrupt/ %r, the '
+                  'file held %r sent' % (q, d.corrupt_files(), done))
+            at_kill = {}
+            for m in s.messages():
+                for a in m.rcpt_addrs:
+                    at_kill[a] = at_kill.get(a, 0) + 1
+            d.env = None
+            d.start()
+            wait_for(lambda: d.mailq() == [], 20, 'an empty queue; log:\n%s'
+                     % d.log_tail())
+            time.sleep(0.3 * SLOW)
+            d.stop()
+            got = {}
+            for m in s.messages():
+                for a in m.rcpt_addrs:
+                    got[a] = got.get(a, 0) + 1
+            missing = [r for r in rcpts if r not in got]
+            check(not missing, 'never delivered: %r' % missing)
+            again = [rcpts[i] for i in done if got[rcpts[i]] > 1]
+            check(not again, 'delivered again although the state file '
+                  'said sent: %r; log:\n%s' % (again, d.log_tail(30)))
+            check(d.corrupt_files() == [], 'corrupt/: %r'
+                  % d.corrupt_files())
+            ok = True
+            return (raw, done, sum(got.values()) - len(rcpts),
+                    len(at_kill))
+        finally:
+            d.cleanup(ok)
+
+
+def test_sched_crash_after_a_state_write_no_redelivery():
+    """kill -9 just after the fourth state update is durable (the fifth
+    fsync of the queue directory: the message's commit is the first):
+    the four or more recipients it holds as sent are not sent again."""
+    raw, done, dup, before = _kill_at_state_write('stkill', 'fsync', 5)
+    check(len(done) >= 4, 'the state file held %d sent at the kill: %r'
+          % (len(done), raw[-400:]))
+    return '%d held sent, %d at the sink at the kill, %d sent again' % (
+        len(done), before, dup)
+
+
+def test_sched_crash_in_a_state_append_no_redelivery():
+    """kill -9 in the middle of the sixth write to the state file (an
+    append now, three quarters of it written): the torn record is ignored, not
+    taken for a corrupt file (which would send all 40 again), and what
+    came before it holds."""
+    raw, done, dup, before = _kill_at_state_write('sttorn', 'write', 6)
+    check(not raw.endswith(b'\n'), 'the last write was not torn: %r'
+          % raw[-200:])
+    check(len(done) >= 4, 'the state file held %d sent at the kill: %r'
+          % (len(done), raw[-400:]))
+    return '%d held sent, %d at the sink at the kill, %d sent again' % (
+        len(done), before, dup)

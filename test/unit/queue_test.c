@@ -60,6 +60,9 @@ static int t_state_corrupt(void);
 static int t_state_warned(void);
 static int t_state_notified(void);
 static int t_state_reason(void);
+static int t_state_append(void);
+static int t_state_tail(void);
+static int t_state_tail_size(void);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -710,7 +713,7 @@ t_state(void)
 	info.rcpt[2].status = RS_BOUNCED;
 	info.next_attempt = 1700000123;
 	info.attempts = 3;
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
 	CHECK(!exists("tmp", stname));
@@ -728,7 +731,7 @@ t_state(void)
 	info.rcpt[1].status = RS_SENT;
 	info.rcpt[1].reason[0] = '\0';
 	info.attempts = 4;
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.rcpt[1].status == RS_SENT && again.attempts == 4);
 	CHECK_STR(again.rcpt[1].reason, "");
@@ -736,10 +739,10 @@ t_state(void)
 
 	/* no state for a message that is not there */
 	CHECK(queue_delete(id) == 0);
-	CHECK(queue_update(&info, 1) == -1 && errno == ENOENT);
+	CHECK(queue_update(&info, 1, NULL, 0) == -1 && errno == ENOENT);
 	CHECK(!exists("", stname));
 	info.rcpt[0].status = (enum rcpt_status)9;
-	CHECK(queue_update(&info, 1) == -1 && errno == EINVAL);
+	CHECK(queue_update(&info, 1, NULL, 0) == -1 && errno == EINVAL);
 	queue_info_free(&info);
 	teardown();
 	return 0;
@@ -846,13 +849,13 @@ t_state_warned(void)
 	info.rcpt[0].status = RS_DEFERRED;
 	info.next_attempt = 9;
 	info.attempts = 1;
-	CHECK(queue_update(&info, 0) == 0);
+	CHECK(queue_update(&info, 0, NULL, 0) == 0);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
 	CHECK(memmem(buf, len, "\nW ", 3) == NULL);
 	free(buf);
 	info.warned = 1700000200;
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
 	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 9\nA 1\n"
 	    "W 1700000200\nR 0 deferred\nR 1 queued\nE 2\n", id);
@@ -941,7 +944,7 @@ t_state_notified(void)
 	info.rcpt[2].notified = 1;		/* meaningless: not written */
 	info.next_attempt = 7;
 	info.attempts = 1;
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
 	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 7\nA 1\n"
@@ -1054,7 +1057,7 @@ t_state_reason(void)
 	memcpy(p + 255 - 10, " (in reply to end of DATA command)", 35);
 	CHECK(strlen(text) < QUEUE_REASON_MAX);
 	memcpy(info.rcpt[1].reason, text, strlen(text) + 1);
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK_STR(again.rcpt[0].reason, info.rcpt[0].reason);
 	CHECK_STR(again.rcpt[1].reason, info.rcpt[1].reason);
@@ -1096,6 +1099,264 @@ t_state_reason(void)
 	return 0;
 }
 
+/*
+ * Results appended to a whole state file (queue_update with idx): only
+ * their records go on the file, fsynced, its time still the next
+ * attempt; queue_load() sees them, a later one winning.  An append is
+ * never made without the whole file under it, and a torn one (a crash
+ * in its write) is ignored, not taken for a corrupt file.
+ */
+static int
+t_state_append(void)
+{
+	static const char *const r[] = { "a@x", "b@x", "c@x" };
+	static const unsigned two[] = { 2 }, zero_one[] = { 1, 0 };
+	struct queue_info info, again;
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3], want[512];
+	const char *why;
+	struct stat st;
+	char *buf;
+	size_t len;
+	int fd;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK(queue_load(0, id, &info, &why) == 0);
+	/* No whole file yet: nothing is made up from an append alone. */
+	info.rcpt[2].status = RS_SENT;
+	CHECK(queue_update(&info, 1, two, 1) == -1 && errno == ENOENT);
+	CHECK(!exists("", stname) && !exists("tmp", stname));
+
+	info.rcpt[2].status = RS_QUEUED;
+	info.next_attempt = 1700000123;
+	info.attempts = 2;
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
+	info.rcpt[2].status = RS_SENT;
+	snprintf(info.rcpt[2].reason, QUEUE_REASON_MAX, "250 2.0.0 ok");
+	info.rcpt[0].status = RS_DEFERRED;	/* not named: not written */
+	info.attempts = 3;			/* nor this */
+	CHECK(queue_update(&info, 1, two, 1) == 0);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 1700000123\nA 2\n"
+	    "R 0 queued\nR 1 queued\nR 2 queued\nE 3\nI %s\n"
+	    "R 2 sent 250 2.0.0 ok\n", id, id);
+	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
+	free(buf);
+	CHECK(stat(qpath("", stname), &st) == 0 &&
+	    st.st_mtime == 1700000123);
+	CHECK(!exists("tmp", stname));
+
+	info.rcpt[1].status = RS_BOUNCED;
+	info.rcpt[1].notified = 1;
+	snprintf(info.rcpt[1].reason, QUEUE_REASON_MAX, "550 5.1.1\tno");
+	info.rcpt[0].status = RS_SENT;
+	CHECK(queue_update(&info, 1, zero_one, 2) == 0);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	snprintf(want, sizeof(want), "E 3\nI %s\nR 2 sent 250 2.0.0 ok\n"
+	    "I %s\nR 1 bounced-notified 550 5.1.1?no\nR 0 sent\n", id, id);
+	CHECK(len > strlen(want) && memcmp(buf + len - strlen(want), want,
+	    strlen(want)) == 0);
+	free(buf);
+	CHECK(queue_load(0, id, &again, &why) == 0);
+	CHECK(again.attempts == 2 && again.next_attempt == 1700000123);
+	CHECK(again.rcpt[0].status == RS_SENT);
+	CHECK(again.rcpt[1].status == RS_BOUNCED && again.rcpt[1].notified);
+	CHECK_STR(again.rcpt[1].reason, "550 5.1.1?no");
+	CHECK(again.rcpt[2].status == RS_SENT);
+	CHECK_STR(again.rcpt[2].reason, "250 2.0.0 ok");
+	queue_info_free(&again);
+
+	/* A crash in the next append's write: a part of a line, and zeros
+	 * where a page was not written.  The rest still counts, the file
+	 * stays where it is. */
+	CHECK((fd = open(qpath("", stname), O_WRONLY | O_APPEND)) != -1);
+	CHECK(dprintf(fd, "I %s\n", id) == QUEUE_ID_LEN + 3);
+	CHECK(write(fd, "R 2 deferred 4\0\0\0\0R 0 queued\nR 1 q", 33) == 33);
+	CHECK(close(fd) == 0);
+	CHECK(queue_load(0, id, &again, &why) == 0);
+	CHECK(again.rcpt[0].status == RS_SENT);
+	CHECK(again.rcpt[2].status == RS_SENT);
+	CHECK(again.rcpt[1].status == RS_BOUNCED && again.rcpt[1].notified);
+	queue_info_free(&again);
+	CHECK(exists("", stname) && !exists("corrupt", stname));
+	/* The next write is whole (the scheduler's rule after a start): the
+	 * torn part goes. */
+	info.rcpt[1].notified = 0;
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
+	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
+	CHECK(len > 4 && memcmp(buf + len - 4, "E 3\n", 4) == 0 &&
+	    memchr(buf, '\0', len) == NULL);
+	free(buf);
+
+	/* The message gone: no append, no orphan. */
+	CHECK(queue_delete(id) == 0);
+	CHECK(queue_update(&info, 1, two, 1) == -1 && errno == ENOENT);
+	CHECK(!exists("", stname));
+	queue_info_free(&info);
+	teardown();
+	return 0;
+}
+
+/*
+ * Past E: records in any order, a later one for a recipient winning;
+ * cut anywhere, the whole lines before the cut are applied and the rest
+ * ignored; the first record that does not parse (zeros, a bad index or
+ * word) ends the file.  The whole part before E is held to the same
+ * rules as ever: a tail never makes a torn or bad one parse.  (The
+ * first appended record names the whole part's last recipient: the
+ * order rule of the whole part ends at E.)
+ */
+static int
+t_state_tail(void)
+{
+	static const char base[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\n"
+	    "R 0 deferred 451 x\nR 2 queued\nE 2\n";
+	static const char *const lines[] = {
+		"I 0123456789ABCDEF01\nR 2 sent 250 ok\n", "R 0 sent 250 later\n",
+		"I 0123456789ABCDEF01\nR 2 bounced 550 no\n",
+	};
+#define T_STOP(s)	{ s, sizeof(s) - 1 }
+	static const struct { const char *s; size_t n; } stops[] = {
+		T_STOP("\0\0\0\0\0\0\0\0"), T_STOP("\0\0\0\0ok\n"),
+		T_STOP("R 3 sent\n"), T_STOP("R 1 gone\n"), T_STOP("R x sent\n"),
+		T_STOP("R 1\n"), T_STOP("X 1\n"), T_STOP("E 1\n"),
+		T_STOP("R 1 sent a\x1b\n"), T_STOP("\n"), T_STOP("R -1 sent\n"),
+		T_STOP("R 01 sent\n"), T_STOP("R 1 sent \0\n"),
+		/* another message's append (a stale block, vfat) */
+		T_STOP("I 0123456789ABCDEF02\n"),
+		T_STOP("I 0123456789ABCDEF0\n"), T_STOP("I\n"),
+	};
+#undef T_STOP
+	static const char *const bad[] = {
+		/* E counts one record too many, or is missing */
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 0 sent\nE 2\n"
+		    "R 1 sent\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 0 sent\n"
+		    "R 1 sent\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 1 sent\n"
+		    "R 0 sent\nE 2\nR 2 sent\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nR 9 sent\nE 1\n"
+		    "R 2 sent\n",
+		"FERRYST1\nI 0123456789ABCDEF02\nN 5\nA 2\nE 0\nR 2 sent\n",
+		"FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\nE x\nR 2 sent\n",
+	};
+	struct queue_rcpt rc[3];
+	struct queue_info info;
+	char buf[256];
+	const char *why;
+	size_t i, j, blen = sizeof(base) - 1, len = blen, end[3];
+
+	memset(&info, 0, sizeof(info));
+	memset(rc, 0, sizeof(rc));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = 3;
+	info.rcpt = rc;
+	memcpy(buf, base, blen);
+	for (j = 0; j < 3; j++) {
+		memcpy(buf + len, lines[j], strlen(lines[j]));
+		len += strlen(lines[j]);
+		end[j] = len;
+	}
+	for (i = blen; i <= len; i++) {
+		rc[1].status = RS_BOUNCED;	/* reset: the file is whole */
+		CHECK(queue_parse_state(buf, i, &info, &why) == 0);
+		CHECK(rc[1].status == RS_QUEUED);
+		CHECK(rc[0].status == (i >= end[1] ? RS_SENT : RS_DEFERRED));
+		CHECK_STR(rc[0].reason, i >= end[1] ? "250 later" : "451 x");
+		CHECK(rc[2].status == (i >= end[2] ? RS_BOUNCED :
+		    i >= end[0] ? RS_SENT : RS_QUEUED));
+	}
+	CHECK_STR(rc[2].reason, "550 no");
+
+	/* Whatever stops the tail, what came before it counts and nothing
+	 * after it does. */
+	for (j = 0; j < sizeof(stops) / sizeof(stops[0]); j++) {
+		len = end[0];
+		memcpy(buf + len, stops[j].s, stops[j].n);
+		len += stops[j].n;
+		memcpy(buf + len, "R 1 sent\n", 9);
+		len += 9;
+		CHECK(queue_parse_state(buf, len, &info, &why) == 0);
+		if (rc[2].status != RS_SENT || rc[1].status != RS_QUEUED ||
+		    rc[0].status != RS_DEFERRED) {
+			fprintf(stderr, "  tail stop %zu\n", j);
+			return 1;
+		}
+	}
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (queue_parse_state(bad[i], strlen(bad[i]), &info, &why) ==
+		    0) {
+			fprintf(stderr, "  bad state %zu parsed\n", i);
+			return 1;
+		}
+	}
+	CHECK(rc[2].status == RS_SENT);
+
+	/* An R record past E counts only behind its append's I line. */
+	memcpy(buf + blen, "R 2 sent\nI 0123456789ABCDEF01\nR 1 sent\n", 39);
+	CHECK(queue_parse_state(buf, blen + 39, &info, &why) == 0);
+	CHECK(rc[2].status == RS_QUEUED && rc[1].status == RS_QUEUED);
+	return 0;
+}
+
+/*
+ * The size limit holds the longest whole file and one appended record a
+ * recipient, both with reasons of the longest kind: QUEUE_MAX_RCPT of
+ * them, each written once between two whole writes.
+ */
+static int
+t_state_tail_size(void)
+{
+	struct queue_info info;
+	const char *why;
+	char *buf, *p;
+	size_t cap = 3 * QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 40), i, pass;
+	int ok;
+
+	memset(&info, 0, sizeof(info));
+	snprintf(info.id, sizeof(info.id), "0123456789ABCDEF01");
+	info.nrcpt = QUEUE_MAX_RCPT;
+	CHECK((info.rcpt = calloc(QUEUE_MAX_RCPT, sizeof(*info.rcpt))) != NULL);
+	CHECK((buf = malloc(cap)) != NULL);
+	p = buf + sprintf(buf, "FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\n"
+	    "W 1700000200\n");
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < QUEUE_MAX_RCPT; i++) {
+			p += sprintf(p, "%sR %zu %s ", pass ?
+			    "I 0123456789ABCDEF01\n" : "",
+			    QUEUE_MAX_RCPT - 1 - i,
+			    pass ? "bounced-notified" : "deferred");
+			memset(p, 'x', QUEUE_REASON_MAX - 1);
+			p += QUEUE_REASON_MAX - 1;
+			*p++ = '\n';
+		}
+		if (pass == 0) {
+			/* the whole file's records go up: its order */
+			p = buf + sprintf(buf, "FERRYST1\nI 0123456789ABCDEF01"
+			    "\nN 5\nA 2\nW 1700000200\n");
+			for (i = 0; i < QUEUE_MAX_RCPT; i++) {
+				p += sprintf(p, "R %zu deferred ", i);
+				memset(p, 'x', QUEUE_REASON_MAX - 1);
+				p += QUEUE_REASON_MAX - 1;
+				*p++ = '\n';
+			}
+			p += sprintf(p, "E %d\n", QUEUE_MAX_RCPT);
+		}
+	}
+	ok = queue_parse_state(buf, (size_t)(p - buf), &info, &why) == 0 &&
+	    info.rcpt[0].status == RS_BOUNCED && info.rcpt[0].notified &&
+	    strlen(info.rcpt[QUEUE_MAX_RCPT - 1].reason) ==
+	    QUEUE_REASON_MAX - 1;
+	free(buf);
+	free(info.rcpt);
+	if (!ok)
+		fprintf(stderr, "  %s\n", why);
+	CHECK(ok);
+	return 0;
+}
+
 static int
 t_delete(void)
 {
@@ -1107,7 +1368,7 @@ t_delete(void)
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 1, "body", 4, id) == 0);
 	CHECK(queue_load(0, id, &info, &why) == 0);
-	CHECK(queue_update(&info, 1) == 0);
+	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	queue_info_free(&info);
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	CHECK(exists("", stname));
@@ -1237,7 +1498,7 @@ t_index(void)
 	info.next_attempt = 2000000000u;	/* 2033, within a 32-bit time_t */
 	info.attempts = 1;
 	info.rcpt[0].status = RS_DEFERRED;
-	CHECK(queue_update(&info, 0) == 0);
+	CHECK(queue_update(&info, 0, NULL, 0) == 0);
 	queue_info_free(&info);
 	/* Not parsed here: activation quarantines it. */
 	CHECK(spew(qpath("", garbage), "FERRY1\nnot a queue file\n", 24) == 0);
@@ -1533,6 +1794,9 @@ static const struct t_case cases[] = {
 	{ "state: delay warning record W", t_state_warned },
 	{ "state: bounced-notified recipients", t_state_notified },
 	{ "state: a reason as kept, and older ones", t_state_reason },
+	{ "state: results appended, a torn append", t_state_append },
+	{ "state parse: appended records, every cut", t_state_tail },
+	{ "state parse: a whole file and an append each", t_state_tail_size },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up index from state mtimes", t_index },
