@@ -314,6 +314,7 @@ queue_rw_all(int fd, void *p, size_t n, off_t off)
 static int
 mkdir_owned(int parent, const char *name, mode_t mode, uid_t uid, gid_t gid)
 {
+	struct stat st;
 	int fd, rc = -1;
 
 	if (mkdirat(parent, name, mode & 0777) == -1 && errno != EEXIST) {
@@ -331,8 +332,14 @@ mkdir_owned(int parent, const char *name, mode_t mode, uid_t uid, gid_t gid)
 		log_warn(LP_MASTER, "chown %s", name);
 		goto done;
 	}
-	/* Explicitly: the umask must not take maildrop's sticky/w bits. */
-	if (fchmod(fd, mode) == -1) {
+	/* Explicitly: the umask must not take maildrop's sticky/w bits.
+	 * Not where only a setgid bit differs: maildrop's is
+	 * queue_sweep()'s, and a start that failed before it (a bad key,
+	 * a port in use) left maildrop/ without it while the daemon was
+	 * down, when sendmail uses it (its files 0644 again). */
+	if ((fstatat(fd, "", &st, AT_EMPTY_PATH) == -1 ||
+	    (st.st_mode & 07777 & ~S_ISGID) != mode) &&
+	    fchmod(fd, mode) == -1) {
 		log_warn(LP_MASTER, "chmod %s", name);
 		goto done;
 	}

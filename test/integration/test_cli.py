@@ -384,6 +384,53 @@ def test_sendmail_maildrop_group_only():
             d.cleanup(ok)
 
 
+def test_sendmail_maildrop_group_only_after_failed_start():
+    """A start that fails after the queue's directories are set up (here
+    a tls_cert that is not there: exit 78) left maildrop/ 1733, its
+    setgid bit cleared there and set again only by the sweep it never
+    reached; the daemon then stays down, just when sendmail writes to
+    maildrop/, and its files were 0644 to every local user again.  The
+    bit stays, and a local user's file is still the queue's group's."""
+    d = Daemon('sm-group-fail')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        d.start()
+        d.stop()
+        check(stat.S_IMODE(os.stat(md).st_mode) == 0o3733,
+              'maildrop/ mode %o after a run' % os.stat(md).st_mode)
+        good = dict(d.cfg)
+        d.cfg['tls_cert'] = os.path.join(d.dir, 'missing.pem')
+        d.cfg['tls_key'] = os.path.join(d.dir, 'missing.key')
+        d.write_config()
+        d.start(wait=False)
+        rc = d.wait_exit()
+        check(rc == 78, 'start without its tls_cert: exit %d (want 78)'
+              % rc)
+        check(stat.S_IMODE(os.stat(md).st_mode) == 0o3733,
+              'maildrop/ mode %o after a failed start (want 3733)'
+              % os.stat(md).st_mode)
+        _ok(d.cli('sendmail', '-f', 'md@example.test', 'r@relay.test',
+                  user=NOBODY, input=b'Subject: x\n\ny\n'),
+            'sendmail, daemon down')
+        files = os.listdir(md)
+        st = os.stat(os.path.join(md, files[0]))
+        want = 0o640 if IS_ROOT else 0o644
+        check(len(files) == 1 and stat.S_IMODE(st.st_mode) == want and
+              st.st_gid == os.stat(d.queue_dir).st_gid,
+              'maildrop/ %r: mode %o (want %o), group %d' % (
+                  files, st.st_mode, want, st.st_gid))
+        d.cfg = good
+        d.write_config()
+        d.start()
+        wait_for(lambda: os.listdir(md) == [], 10,
+                 lambda: 'maildrop/ to be empty: %r' % os.listdir(md))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 # The daemon's queue looks full while the flag file exists: fstatvfs (the
 # queue's space check) reports no free block.
 FULL_SHIM = r"""

@@ -1742,6 +1742,14 @@ t_init_dirs(void)
 	CHECK(queue_sweep() == 0);
 	CHECK(stat(qpath("q", "maildrop"), &st) == 0);
 	CHECK((st.st_mode & 07777) == 03733);
+	/* the next start's set-up keeps it (a start may fail before its
+	 * sweep), and still puts the other bits right */
+	CHECK(chmod(qpath("q", "tmp"), 0755) == 0);
+	CHECK(queue_init_dirs(q, getuid(), getgid()) == 0);
+	CHECK(stat(qpath("q", "maildrop"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 03733);
+	CHECK(stat(qpath("q", "tmp"), &st) == 0);
+	CHECK((st.st_mode & 07777) == 0700);
 	teardown();
 	return 0;
 }
