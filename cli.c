@@ -45,7 +45,7 @@
 #include "smtp.h"
 #include "textfile.h"
 
-#define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
+#define CLI_TIMEOUT	60	/* seconds, per read or write to the daemon */
 #define CLI_IO_SIZE	4096
 #define CLI_REPLY_MAX	2048	/* reply text kept for stderr */
 #define CLI_RLINE_MAX	1024	/* one reply line kept; the rest dropped */
@@ -173,9 +173,11 @@ static int sm_maildrop(struct sm *);
 static int sm_relay_smtp(const struct config *);
 static int sm_smtp(struct sm *);
 static int sm_smtp_data(struct sm *, struct conn *, char *);
-static int sm_line(struct conn *, char *);
+static int sm_line(const struct config *, struct conn *, char *);
+static int sm_getc(const struct config *, struct conn *);
+static void sm_reply(int, const char *) __attribute__((noinline));
 static int cli_connect(const char *);
-static int conn_wait(int, short);
+static int conn_wait(int, short, unsigned);
 static int conn_getc(struct conn *);
 static int conn_reply(struct conn *);
 static int conn_cmd(struct conn *, const char *, ...)
@@ -1088,7 +1090,7 @@ sm_smtp(struct sm *sm)
 				junk = 0;	/* as the daemon counts */
 			goto say;	/* no data-phase refusal is an error */
 		}
-		if ((n = sm_line(&in, line)) < 0)
+		if ((n = sm_line(conf, &in, line)) < 0)
 			break;
 		if (state != BS_MAIL) {		/* no transaction */
 			sm->nrcpt = 0;
@@ -1209,8 +1211,7 @@ reply:
 		/* The daemon's smtp_fail() count: each 5xx to a command. */
 		errors += smtp_reply_text((enum smtp_reply)rp)[0] == '5';
 say:
-		printf(smtp_reply_text((enum smtp_reply)rp), why);
-		printf("\r\n");
+		sm_reply(rp, why);
 		if (rp == RP_BYE || rp == RP_TOO_MANY_ERRORS)
 			break;
 		/* So that a runaway script cannot loop for ever. */
@@ -1238,7 +1239,7 @@ sm_smtp_data(struct sm *sm, struct conn *in, char *line)
 	int n, dot, ex, rp = RP_QUEUED;
 
 	msg_reader_init(&r, 0, sm_limit(sm->conf));
-	while ((n = sm_line(in, line)) != 1 || line[0] != '.') {
+	while ((n = sm_line(sm->conf, in, line)) != 1 || line[0] != '.') {
 		if (n < 0) {
 			msg_buf_free(&r.out);
 			return n;
@@ -1267,20 +1268,17 @@ sm_smtp_data(struct sm *sm, struct conn *in, char *line)
 /*
  * One line of the -bs dialogue into line[SM_LINE_SIZE + 2], its LF (and
  * a CR before it) made CRLF after it: its length without them,
- * SM_LINE_SIZE when it was longer; -1 at EOF, -2 when the replies cannot
- * be written.  They go out when the input read is used up: one write
- * for a PIPELINING batch.
+ * SM_LINE_SIZE when it was longer; -1 at EOF or after sm_getc()'s 421,
+ * -2 when the replies cannot be written.
  */
 static int
-sm_line(struct conn *in, char *line)
+sm_line(const struct config *conf, struct conn *in, char *line)
 {
 	int ch, n = 0;
 
-	if (in->off == in->len && fflush(NULL) == EOF)
-		return -2;
-	while ((ch = conn_getc(in)) != '\n') {
-		if (ch == -1)
-			return -1;
+	while ((ch = sm_getc(conf, in)) != '\n') {
+		if (ch < 0)
+			return ch;
 		if (n < SM_LINE_SIZE)
 			line[n++] = (char)ch;
 	}
@@ -1288,6 +1286,36 @@ sm_line(struct conn *in, char *line)
 		n--;
 	memcpy(line + n, "\r\n", 2);
 	return n;
+}
+
+/*
+ * conn_getc() on stdin for -bs.  The replies go out when the input read
+ * is used up (one write for a PIPELINING batch), before any wait.  The
+ * wait is bounded by smtpd_timeout and ends in the daemon's 421, as
+ * Postfix's smtpd -S ends: a client gone quiet would hold this process
+ * for ever.  The message in DATA is only in memory: nothing to remove.
+ */
+static int
+sm_getc(const struct config *conf, struct conn *in)
+{
+	if (in->off == in->len) {
+		if (fflush(NULL) == EOF)
+			return -2;
+		if (conn_wait(STDIN_FILENO, POLLIN, conf->smtpd_timeout) ==
+		    -1) {
+			sm_reply(RP_TIMEOUT, conf->hostname);
+			return -1;
+		}
+	}
+	return conn_getc(in);
+}
+
+/* One reply of the -bs dialogue, in the daemon's words. */
+static void
+sm_reply(int rp, const char *why)
+{
+	printf(smtp_reply_text((enum smtp_reply)rp), why);
+	printf("\r\n");
 }
 
 /* --- flush --- */
@@ -1352,13 +1380,14 @@ cli_connect(const char *path)
 	return fd;
 }
 
+/* Up to secs for ev on fd: 0, else -1 (ETIMEDOUT when time ran out). */
 static int
-conn_wait(int fd, short ev)
+conn_wait(int fd, short ev, unsigned secs)
 {
 	struct pollfd p = { .fd = fd, .events = ev };
 	int n;
 
-	while ((n = poll(&p, 1, CLI_TIMEOUT_MS)) == -1 && errno == EINTR)
+	while ((n = poll(&p, 1, (int)smtp_ms(secs))) == -1 && errno == EINTR)
 		;
 	if (n == 0)
 		errno = ETIMEDOUT;
@@ -1380,7 +1409,8 @@ conn_getc(struct conn *c)
 			return -1;
 		else if (errno == EINTR)
 			continue;
-		else if (errno != EAGAIN || conn_wait(c->fd, POLLIN) == -1)
+		else if (errno != EAGAIN ||
+		    conn_wait(c->fd, POLLIN, CLI_TIMEOUT) == -1)
 			return -1;
 	}
 	return (unsigned char)c->buf[c->off++];
@@ -1479,7 +1509,7 @@ write_all(int fd, const char *p, size_t n)
 		if (k == -1 && errno == EINTR)
 			continue;
 		if (k == -1 && errno == EAGAIN) {
-			if (conn_wait(fd, POLLOUT) == -1)
+			if (conn_wait(fd, POLLOUT, CLI_TIMEOUT) == -1)
 				return -1;
 			continue;
 		}

@@ -205,7 +205,6 @@ static void smtp_call_done(void);
 static void smtp_on_shutdown_grace(struct loop_timer *);
 static void smtp_enter_state(struct smtp_session *, enum smtp_state);
 static const char *smtp_strstate(enum smtp_state);
-static unsigned smtp_ms(unsigned) SMTP_NOINLINE;
 static void smtp_on_io(struct io *, enum io_event, void *);
 static void smtp_on_data_deadline(struct loop_timer *);
 static void smtp_flush(struct smtp_session *);
@@ -596,7 +595,7 @@ smtp_call_done(void)
 }
 
 /* Seconds from the config to loop milliseconds, without wrapping. */
-static unsigned
+unsigned
 smtp_ms(unsigned seconds)
 {
 	return (seconds > SMTP_TIMEOUT_MAX ? SMTP_TIMEOUT_MAX : seconds) *

@@ -121,6 +121,9 @@ enum smtp_reply { SMTP_REPLIES(SMTP_RP_ENUM) };
 
 /* The reply's printf format, "code esc text" without CRLF. */
 const char *smtp_reply_text(enum smtp_reply);
+/* A timeout from the config, seconds, as milliseconds that neither wrap
+ * nor overflow poll()'s int: the daemon's, and sendmail -bs's alone. */
+unsigned smtp_ms(unsigned) __attribute__((noinline));
 
 struct cmd;
 struct cmd_params;

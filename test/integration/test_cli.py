@@ -649,9 +649,9 @@ def _bs_codes(out):
     return [int(c) for c in re.findall(rb'(?m)^(\d{3}) ', out)]
 
 
-def _bs_down(name):
+def _bs_down(name, **cfg):
     """A daemon started once (queue_dir and maildrop/ made) and stopped."""
-    d = Daemon(name)
+    d = Daemon(name, **cfg)
     d.start()
     d.stop()
     return d
@@ -859,6 +859,83 @@ def test_sendmail_bs_daemon_comes_up():
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
+        d.cleanup(ok)
+
+
+def test_sendmail_bs_daemon_down_timeout():
+    """-bs answered alone ends a silent client after smtpd_timeout with
+    the daemon's 421 4.4.2, as Postfix's smtpd -S does; it waited for
+    ever.  Silence after MAIL, and in DATA in the middle of a line: the
+    unfinished message is not queued (maildrop/ stays empty, no .tmp).
+    The daemon says the same words after the same silence."""
+    d = _bs_down('sm-bs-tmo', smtpd_timeout='2s')
+    ok = False
+    cmd = [user_bin() if NOBODY else FERRY_BIN, 'sendmail', '-bs']
+    if NOBODY:
+        cmd = ['runuser', '-u', NOBODY, '--', 'env',
+               'FERRY_CONFIG=' + d.conf] + cmd
+    else:
+        cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
+    want = b'421 4.4.2 %s Error: timeout exceeded\r\n' % HOSTNAME.encode()
+
+    def silent(what, dialogue):
+        """Send dialogue, then nothing with stdin open: the output, once
+        sendmail has exited (a hang is killed, and fails)."""
+        # Its own group: killing runuser alone leaves sendmail holding
+        # the pipe, and the read below waiting for ever.
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        killer = threading.Timer(15 * SLOW, os.killpg,
+                                 (p.pid, signal.SIGKILL))
+        killer.start()
+        try:
+            p.stdin.write(dialogue)
+            p.stdin.flush()
+            t0 = time.monotonic()
+            out = p.stdout.read()	# to EOF: sendmail has gone
+            took = time.monotonic() - t0
+            p.stdin.close()
+            err = p.stderr.read()
+            rc = p.wait()
+        finally:
+            killer.cancel()
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        check(out.endswith(b'\r\n' + want) and rc == 0 and
+              sanitizer_report(err.decode('utf-8', 'replace')) is None,
+              '%s: exit %d after %.1fs, no 421 4.4.2 last:\n%s\n%s'
+              % (what, rc, took, short(out, 900), short(err, 900)))
+        check(1.5 <= took <= 2 + 5 * SLOW, '%s: 421 after %.1fs, '
+              'smtpd_timeout is 2s' % (what, took))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(os.listdir(md) == [], '%s: maildrop holds %r'
+              % (what, os.listdir(md)))
+        return out
+
+    try:
+        down = silent('after MAIL', b'EHLO local\r\n'
+                      b'MAIL FROM:<s@example.test>\r\n')
+        check(_bs_codes(down) == [220, 250, 250, 421], 'after MAIL: %s'
+              % short(down, 900))
+        out = silent('in DATA', b'EHLO local\r\n'
+                     b'MAIL FROM:<s@example.test>\r\n'
+                     b'RCPT TO:<r@relay.test>\r\nDATA\r\n'
+                     b'Subject: t\r\n\r\nhalf a li')
+        check(_bs_codes(out) == [220, 250, 250, 250, 354, 421],
+              'in DATA: %s' % short(out, 900))
+        d.start()
+        up = silent('daemon up', b'EHLO local\r\n'
+                    b'MAIL FROM:<s@example.test>\r\n')
+        check(up.endswith(b'\r\n250 2.1.0 Ok\r\n' + want) and
+              down.endswith(b'\r\n250 2.1.0 Ok\r\n' + want),
+              'daemon up:\n%s\ndaemon down:\n%s'
+              % (short(up, 900), short(down, 900)))
+        check(d.mailq() == [], 'queued: %r' % d.mailq())
+        d.stop()
+        ok = True
+    finally:
         d.cleanup(ok)
 
 
