@@ -50,8 +50,13 @@ CPPFLAGS += -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
 # $(SYSCONFDIR)/ferry/relay.conf (config.h).
 CPPFLAGS += -DFERRY_SYSCONFDIR='"$(SYSCONFDIR)"'
 # noseparate-code: no page of padding between the code and the data
-# segments (RELRO and PIE stay).
-LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code $(RELR)
+# segments (RELRO and PIE stay).  No spare .dynamic slots (80 bytes of
+# RELRO, which ends on a page: the code may end that much later before
+# the file grows a page) and no .eh_frame_hdr with its program header (76
+# bytes): ferry has no unwind tables for it to index, and nothing
+# unwinds (no C++, no threads to cancel).
+LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code -Wl,--spare-dynamic-tags=0 \
+	   -Wl,--no-eh-frame-hdr $(RELR)
 # DT_RELR (binutils 2.38, glibc 2.36): PIE's relocations take a few
 # hundred bytes instead of ~8 KB.  Used where the native linker has it.
 RELR	:= $(if $(CROSS),,$(shell printf 'int main(void){return 0;}' | \
