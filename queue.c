@@ -143,7 +143,7 @@ static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_dir(const char *, int (*)(int, const char *),
     const char *);
 static int sweep_tmp(int, const char *);
-static void (*queue_listener)(const char *);
+static void (*queue_listener)(const char *, unsigned);
 static int sweep_maildrop(int, const char *);
 static int sweep_orphan(int, const char *);
 static int writer_put(struct queue_writer *, const void *, size_t);
@@ -468,7 +468,7 @@ queue_space_ok(uint64_t need)
 }
 
 void
-queue_set_listener(void (*fn)(const char *id))
+queue_set_listener(void (*fn)(const char *id, unsigned nrcpt))
 {
 	queue_listener = fn;
 }
@@ -1017,7 +1017,7 @@ queue_commit_run(struct loop_hook *h)
 			w->cb(w->arg, w->id, w->ok);
 		/* After the owner's callback: a 250 goes out first. */
 		if (w->ok && w->sub[0] == '\0' && queue_listener != NULL)
-			queue_listener(w->id);
+			queue_listener(w->id, w->nrcpt);
 		writer_free(w);
 	}
 }

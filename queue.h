@@ -108,7 +108,7 @@ void queue_commit(struct queue_writer *,
 void queue_commit_forget(void *arg);
 /* Called with the id of every message committed into queue_dir by
  * queue_commit(), after its owner's callback (the scheduler listens). */
-void queue_set_listener(void (*)(const char *id));
+void queue_set_listener(void (*)(const char *id, unsigned nrcpt));
 /* Synchronous commit for one-shot tools (sendmail into maildrop). */
 int queue_commit_now(struct queue_writer *);
 /* All n bytes: written at the file offset (off < 0), or read at off (a

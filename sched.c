@@ -56,8 +56,10 @@
 /* Recipients held by the active set (~1.6 KB each: the envelope's and the
  * job's buffers), past which no further message is taken in: 256 messages
  * of 100 recipients would hold 40 MB on a router.  One message with more
- * is still taken when the set has room, so it is never stuck. */
+ * is still taken when the set has room, so it is never stuck; new mail of
+ * SCHED_RCPT_FEW or fewer still comes in past it (sched_enqueue()). */
 #define SCHED_RCPT_MAX		1024
+#define SCHED_RCPT_FEW		4	/* new mail taken in past it */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
 #define SCHED_EXPIRED		"message expired after "	/* reason */
@@ -306,7 +308,7 @@ sched_start(unsigned *count)
 }
 
 void
-sched_enqueue(const char *id)
+sched_enqueue(const char *id, unsigned nrcpt)
 {
 	struct sched_msg *m;
 
@@ -315,7 +317,11 @@ sched_enqueue(const char *id)
 		return;
 	}
 	textfile_copy(m->id, sizeof(m->id), id);
-	if (sched_room()) {
+	/* A few recipients get in past the recipient limit (not past
+	 * SCHED_ACTIVE_MAX): new mail for a quick destination must not wait
+	 * for big messages to a slow one to end. */
+	if (sched_room() || (sched_nactive < SCHED_ACTIVE_MAX &&
+	    nrcpt <= SCHED_RCPT_FEW)) {
 		sched_activate(m);
 		sched_dispatch();
 		return;

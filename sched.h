@@ -11,7 +11,7 @@ void sched_configure(const struct config *);	/* again on SIGHUP */
 /* Index the queue, start the timer; -1: the scan failed and is retried
  * on the loop until it works. */
 int sched_start(unsigned *count);
-void sched_enqueue(const char *id);	/* a message was just committed */
+void sched_enqueue(const char *id, unsigned nrcpt);	/* just committed */
 void sched_flush(void);			/* every deferred message now */
 void sched_stop(void);
 unsigned sched_busy(void);		/* open outbound connections */

@@ -1069,3 +1069,46 @@ def test_sched_crash_in_a_state_append_no_redelivery():
           % (len(done), raw[-400:]))
     return '%d held sent, %d at the sink at the kill, %d sent again' % (
         len(done), before, dup)
+
+
+def test_sched_few_recipients_pass_big_waiting_mail():
+    """Eleven messages of 100 recipients wait for slow.test, whose MX
+    holds each connection at MAIL: they fill the active set's recipient
+    limit.  New mail of one recipient for fast.test (smtp-sink, 250 at
+    once) still goes out at once; behind the limit alone it waited for
+    slow.test to let go (up to its 5-minute timeouts).  The big ones
+    all go out when slow.test answers."""
+    gate = threading.Event()
+
+    def policy(s, verb, arg, txn):
+        if verb == 'MAIL':
+            gate.wait(60)
+        return None
+
+    port, z = _fast_and_slow()
+    with DnsServer(z) as dns, Sink('127.0.0.2', port) as s, \
+            SmtpPeer('127.0.0.3', port, policy=policy) as p:
+        d = mx_daemon('rcptfew', dns, port, max_recipients='100')
+        ok = False
+        try:
+            d.start()
+            rc = tuple('r%03d@slow.test' % i for i in range(100))
+            big = [d.send_message(BODY, rcpts=rc) for _ in range(11)]
+            t0 = time.monotonic()
+            q = d.send_message(BODY, rcpts=('a@fast.test',))
+            try:
+                wait_delivery(d, q, 'sent', timeout=10 * SLOW)
+            finally:
+                took = time.monotonic() - t0
+                gate.set()
+            check(len(s.wait_count(1)) == 1, 'fast.test got %d'
+                  % len(s.messages()))
+            for b in big:
+                wait_delivery(d, b, 'sent', n=100, timeout=30)
+            check(len(p.delivered()) == 11, 'slow.test got %d messages'
+                  % len(p.delivered()))
+            ok = True
+            return 'fast.test delivered after %.1f s' % took
+        finally:
+            gate.set()
+            d.cleanup(ok)
