@@ -808,9 +808,13 @@ def test_sendmail_bs_daemon_comes_up():
                    'FERRY_CONFIG=' + d.conf] + cmd
         else:
             cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
+        # Its own process group: a hang kills sendmail under runuser
+        # too, or it would hold the pipe and the read below for ever.
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        killer = threading.Timer(30 * SLOW, p.kill)	# a hang fails
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        killer = threading.Timer(30 * SLOW, os.killpg,
+                                 (p.pid, signal.SIGKILL))	# a hang fails
         killer.start()
 
         def say(line, code):
