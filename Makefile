@@ -55,8 +55,11 @@ CPPFLAGS += -DFERRY_SYSCONFDIR='"$(SYSCONFDIR)"'
 # the file grows a page) and no .eh_frame_hdr with its program header (76
 # bytes): ferry has no unwind tables for it to index, and nothing
 # unwinds (no C++, no threads to cancel).
-LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code -Wl,--spare-dynamic-tags=0 \
+LDFLAGS	?= -Wl,--gc-sections -Wl,-z,noseparate-code $(NOSPARE) \
 	   -Wl,--no-eh-frame-hdr $(RELR)
+# Not for the cross builds: arm's ld (binutils 2.40) then drops the
+# DT_NULL that ends .dynamic, which is read on into the GOT.
+NOSPARE	:= $(if $(CROSS),,-Wl,--spare-dynamic-tags=0)
 # DT_RELR (binutils 2.38, glibc 2.36): PIE's relocations take a few
 # hundred bytes instead of ~8 KB.  Used where the native linker has it.
 RELR	:= $(if $(CROSS),,$(shell printf 'int main(void){return 0;}' | \

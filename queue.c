@@ -42,19 +42,18 @@
  * text under QUEUE_REASON_MAX (sched.c says what it holds); older files
  * kept less of it, and parse the same.
  *
- * After E, appends: each an "I <id>" line and R records (any order; a
- * later one for the same recipient wins), so a result costs its own line
+ * After E, appends: each R records (any order; a later one for the
+ * same recipient wins), then "I <id> <seal>", the seal 16 hex digits of
+ * a BLAKE2b hash of the append's records, so a result costs its own line
  * on flash rather than the whole file again.  An append goes only onto
  * the file as the last write that succeeded left it, and is fsynced
  * before the next, so after a crash all of them but the last are whole;
  * the last may be cut anywhere or, its pages written back in any order,
- * hold zeros before whole lines, or (ext4 data=writeback, vfat) blocks
- * of a file deleted earlier.  Each line that parses is a result that
- * happened, so the records up to the first one that does not are
- * applied, and that one and all after it are ignored; an R record counts
- * only behind its append's I line, so a stale block of another
- * message's state file never marks a recipient of this one sent (one of
- * this message's own older files only repeats a result it had).
+ * hold zeros, or (ext4 data=writeback, vfat) blocks of a file deleted
+ * earlier.  A page boundary falls inside a record, so such a block's
+ * first bytes end a record of ours and its next lines (another state
+ * file's "R 7 sent") parse: only the appends up to the first whose seal
+ * does not match are applied.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -86,11 +85,12 @@
 #define QUEUE_NUM_DIGITS	20	/* longest decimal a uint64 needs */
 #define QUEUE_FLAGS_DIGITS	8	/* hex digits of F */
 #define QUEUE_TRAILER_MAX	(3 + QUEUE_NUM_DIGITS + 1)	/* \nE n\n */
+#define QUEUE_SEAL_LEN	(QUEUE_ID_LEN + 17)	/* "<id> <seal>" */
 /* A whole file, and at most one appended record a recipient (sched.c
  * appends a recipient's result once between two whole writes), each in
- * an append of its own (its "I <id>" line). */
+ * an append of its own (its "I <id> <seal>" line). */
 #define QUEUE_STATE_MAX	\
-	(2 * QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 32 + QUEUE_ID_SIZE + 2) + 256)
+	(2 * QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 32 + QUEUE_SEAL_LEN + 3) + 256)
 #define QUEUE_SUBDIR_MAX	32	/* "maildrop" and the like */
 #define QUEUE_ID_TRIES		64	/* O_EXCL collisions before giving up */
 #define QUEUE_ID_TIME_BITS	52	/* 13 hex digits: good until 2112 */
@@ -166,7 +166,7 @@ static int parse_image(const char *, size_t, const char *, size_t, uint64_t,
     struct queue_info *, const char **);
 static int parse_trailer(const char *, size_t, uint64_t *, size_t *);
 static int parse_state(const char *, size_t, struct queue_info *, int,
-    const char **);
+    const char **, size_t *);
 static int status_parse(const char *, size_t, enum rcpt_status *, int *);
 /* noinline: measured smaller than LTO's inlined copy. */
 static int load_state(struct queue_info *) __attribute__((noinline));
@@ -1100,6 +1100,33 @@ cur_id(struct cursor *c, const char *id)
 	    memcmp(v, id, n) != 0 ? -1 : 0;
 }
 
+/* Into out (QUEUE_SEAL_LEN + 1): "<id> <seal>" of n bytes at p, the line
+ * that closes an append. */
+static void
+state_seal(char *out, const char *id, const void *p, size_t n)
+{
+	unsigned char h[crypto_generichash_BYTES_MIN];
+
+	crypto_generichash(h, sizeof(h), p, n, NULL, 0);
+	memcpy(out, id, QUEUE_ID_LEN);
+	out[QUEUE_ID_LEN] = ' ';
+	sodium_bin2hex(out + QUEUE_ID_LEN + 1, 17, h, 8);
+}
+
+/* The next line is "I <id> <seal>" of the bytes from..here: 0, else -1. */
+static int
+cur_seal(struct cursor *c, const char *id, size_t from)
+{
+	char want[QUEUE_SEAL_LEN + 1];
+	const char *v;
+	size_t n, at = c->off;
+
+	if (cur_rec(c, 'I', &v, &n) != 0 || n != QUEUE_SEAL_LEN)
+		return -1;
+	state_seal(want, id, c->buf + from, at - from);
+	return memcmp(v, want, n) != 0 ? -1 : 0;
+}
+
 /* Canonical decimal: 1..20 digits, no leading zero, at most max. */
 static int
 num_dec(const char *s, size_t n, uint64_t max, uint64_t *out)
@@ -1390,12 +1417,12 @@ status_parse(const char *s, size_t n, enum rcpt_status *st, int *notified)
 /*
  * Two passes over the same bytes: the first (apply = 0) only checks, the
  * second writes into info, so a bad file leaves info untouched.  Past E
- * (tail), the first record that does not parse ends the file (the top
- * of this file says why).
+ * (tail), the first append that is not sealed ends the file (the top of
+ * this file says why): *good, the bytes up to it.
  */
 static int
 parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
-    const char **why)
+    const char **why, size_t *good)
 {
 	struct cursor c = { buf, len, 0 };
 	const char *v, *sp, *reason;
@@ -1449,11 +1476,10 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 	}
 	for (;;) {
 		if ((r = cur_rec(&c, 'R', &v, &n)) != 0) {
-			/* tail 1: past E; 2: in an append, past its I. */
 			if (tail) {
-				if (cur_id(&c, info->id) == -1)
+				if (cur_seal(&c, info->id, *good) == -1)
 					return 0;
-				tail = 2;
+				*good = c.off;
 				continue;
 			}
 			if (r == -1) {
@@ -1469,13 +1495,13 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 				return -1;
 			}
 			tail = 1;
+			*good = c.off;
 			continue;
 		}
 		sp = memchr(v, ' ', n);
 		if (sp == NULL ||
 		    num_dec(v, (size_t)(sp - v), UINT64_MAX, &idx) == -1 ||
-		    idx >= info->nrcpt || tail == 1 ||
-		    (!tail && have_prev && idx <= prev)) {
+		    idx >= info->nrcpt || (!tail && have_prev && idx <= prev)) {
 			*why = "bad recipient index";
 			goto bad;
 		}
@@ -1516,6 +1542,7 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
     const char **why)
 {
 	const char *dummy;
+	size_t good;
 
 	if (why == NULL)
 		why = &dummy;
@@ -1523,9 +1550,10 @@ queue_parse_state(const char *buf, size_t len, struct queue_info *info,
 		*why = "no recipients loaded";
 		return errno_fail(EINVAL);
 	}
-	if (parse_state(buf, len, info, 0, why) == -1)
+	if (parse_state(buf, len, info, 0, why, &good) == -1)
 		return errno_fail(EBADMSG);
-	return parse_state(buf, len, info, 1, why);
+	/* Only the sealed appends: what follows them is not applied. */
+	return parse_state(buf, good, info, 1, why, &good);
 }
 
 /* --- loading, updating, deleting --- */
@@ -1653,7 +1681,7 @@ queue_update(const struct queue_info *info, int durable, const unsigned *idx,
 	/* "tmp/ID.st", and name its "ID.st": one snprintf for both. */
 	char tname[4 + QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
 	const char *name = tname + 4;
-	char reason[QUEUE_REASON_MAX];
+	char reason[QUEUE_REASON_MAX], seal[QUEUE_SEAL_LEN + 1];
 	char *buf = NULL;
 	struct stat st;
 	size_t cap, len = 0, i, k;
@@ -1676,11 +1704,12 @@ queue_update(const struct queue_info *info, int durable, const unsigned *idx,
 	cap = 128 + (size_t)info->nrcpt * (QUEUE_REASON_MAX + 40);
 	if ((buf = malloc(cap)) == NULL)
 		return -1;
-	/* An append is its own "I <id>" and R records (the top of this
-	 * file says why). */
-	len = (size_t)snprintf(buf, cap, idx != NULL ? "I %s\n" :
-	    QUEUE_STATE_MAGIC "\nI %s\nN %" PRIu64 "\nA %u\n", info->id,
-	    info->next_attempt, info->attempts);
+	/* An append is R records and their seal (the top of this file
+	 * says why). */
+	if (idx == NULL)
+		len = (size_t)snprintf(buf, cap, QUEUE_STATE_MAGIC "\nI %s\nN %"
+		    PRIu64 "\nA %u\n", info->id, info->next_attempt,
+		    info->attempts);
 	if (idx == NULL && info->warned != 0) {
 		n = snprintf(buf + len, cap - len, "W %" PRIu64 "\n",
 		    info->warned);
@@ -1705,14 +1734,16 @@ queue_update(const struct queue_info *info, int durable, const unsigned *idx,
 		}
 		len += (size_t)n;
 	}
-	if (idx == NULL) {
+	if (idx != NULL) {
+		state_seal(seal, info->id, buf, len);
+		n = snprintf(buf + len, cap - len, "I %s\n", seal);
+	} else
 		n = snprintf(buf + len, cap - len, "E %u\n", info->nrcpt);
-		if (n < 0 || (size_t)n >= cap - len) {
-			errno = EOVERFLOW;
-			goto fail;
-		}
-		len += (size_t)n;
+	if (n < 0 || (size_t)n >= cap - len) {
+		errno = EOVERFLOW;
+		goto fail;
 	}
+	len += (size_t)n;
 
 	what = "create";
 	/* Without a whole file under it an append would be all there is:

@@ -5,6 +5,7 @@ peers.SmtpPeer behind one mx_port) and the test zone's unbound.
 """
 
 import codecs
+import hashlib
 import os
 import re
 import signal
@@ -801,9 +802,9 @@ _RECORD_RE = re.compile(r'R (\d+) (queued|deferred|sent|bounced'
 
 def _state_records(text):
     """What a state file says, read as queue.c reads it: the whole part
-    up to E, then appends (an "I <id>" line as the file's, and records)
-    up to the first line that does not parse (a torn append).  {index:
-    status}, or None for no whole part."""
+    up to E, then appends (records, then "I <id> <seal>": 16 hex digits
+    of BLAKE2b-128 of the records) up to the first that is not sealed (a
+    torn append).  {index: status}, or None for no whole part."""
     lines = text.split('\n')
     st, i = {}, 0
     while i < len(lines) - 1 and not lines[i].startswith('E '):
@@ -814,15 +815,19 @@ def _state_records(text):
     if i >= len(lines) - 1:
         return None
     ident = [x for x in lines if x.startswith('I ')][0]
-    in_append = False
+    pending, body = {}, ''
     for line in lines[i + 1:-1]:
         m = _RECORD_RE.fullmatch(line)
-        if m is None and line == ident:
-            in_append = True
+        if m:
+            pending[int(m.group(1))] = m.group(2)
+            body += line + '\n'
             continue
-        if m is None or not in_append:
+        seal = hashlib.blake2b(body.encode('latin-1'),
+                               digest_size=16).hexdigest()[:16]
+        if line != '%s %s' % (ident, seal):
             break
-        st[int(m.group(1))] = m.group(2)
+        st.update(pending)
+        pending, body = {}, ''
     return st
 
 
@@ -836,8 +841,8 @@ def test_sched_state_bytes_linear_in_domains():
     of a router.  Now the first is written whole and each later one
     appends its own records, every write still fsynced before the next:
     under twice the bytes of one whole file with every result in it,
-    plus each append's "I <id>" line (2.2 KB), no recipient in more than
-    two records.  strace counts the
+    plus each append's sealing "I <id> <seal>" line (2.8 KB), no
+    recipient in more than two records.  strace counts the
     writes to ID.st and tmp/ID.st (FERRY_STATE_DOMAINS=100: 3.5 KB)."""
     wrap = strace_wrap('openat,write,fsync,rename,renameat,renameat2')
     if wrap is None:
@@ -900,8 +905,8 @@ def test_sched_state_bytes_linear_in_domains():
                           'the write to %s at %d is not fsynced before '
                           'the next state write: %r' % (path, i,
                                                         order[i:i + 4]))
-            # Each append begins with its "I <id>" line (21 bytes).
-            check(total <= 2 * whole + 21 * N_DOMAINS and
+            # Each append ends with its "I <id> <seal>" line (38 bytes).
+            check(total <= 2 * whole + 38 * N_DOMAINS and
                   records <= 2 * N_DOMAINS,
                   '%d state writes, %d bytes, %d records for %d '
                   'recipients; one whole file with every result is %d '
@@ -918,7 +923,8 @@ def test_sched_state_bytes_linear_in_domains():
 # the queue directory is done (the message's commit is the first; each
 # durable state update ends with one, appended or whole); =write: in the
 # nth write() to a state file (ID.st, or tmp/ID.st for a whole one), with
-# three quarters of its bytes written (past an append's I line).
+# three quarters of its bytes written (its records cut, its seal not yet
+# written).
 KILL_SHIM = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "loop.h"
 #include "queue.h"
@@ -63,6 +65,7 @@ static int t_state_reason(void);
 static int t_state_append(void);
 static int t_state_tail(void);
 static int t_state_tail_size(void);
+static int t_state_tail_stale(void);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -83,6 +86,19 @@ rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 	(void)flag;
 	(void)f;
 	return remove(p);
+}
+
+/* Into dst: "I <id> <seal>\n" of n bytes at p, the line queue_update()
+ * ends an append with (its own hash here, as a check of the format). */
+static int
+seal_line(char *dst, const char *id, const void *p, size_t n)
+{
+	unsigned char h[crypto_generichash_BYTES_MIN];
+	char hex[17];
+
+	crypto_generichash(h, sizeof(h), p, n, NULL, 0);
+	sodium_bin2hex(hex, sizeof(hex), h, 8);
+	return sprintf(dst, "I %s %s\n", id, hex);
 }
 
 static int
@@ -1117,7 +1133,7 @@ t_state_append(void)
 	struct stat st;
 	char *buf;
 	size_t len;
-	int fd;
+	int fd, k, k0;
 
 	CHECK(setup() == 0);
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
@@ -1138,9 +1154,10 @@ t_state_append(void)
 	info.attempts = 3;			/* nor this */
 	CHECK(queue_update(&info, 1, two, 1) == 0);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
-	snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 1700000123\nA 2\n"
-	    "R 0 queued\nR 1 queued\nR 2 queued\nE 3\nI %s\n"
-	    "R 2 sent 250 2.0.0 ok\n", id, id);
+	k = snprintf(want, sizeof(want), "FERRYST1\nI %s\nN 1700000123\nA 2"
+	    "\nR 0 queued\nR 1 queued\nR 2 queued\nE 3\n"
+	    "R 2 sent 250 2.0.0 ok\n", id);
+	seal_line(want + k, id, "R 2 sent 250 2.0.0 ok\n", 22);
 	CHECK(len == strlen(want) && memcmp(buf, want, len) == 0);
 	free(buf);
 	CHECK(stat(qpath("", stname), &st) == 0 &&
@@ -1153,8 +1170,11 @@ t_state_append(void)
 	info.rcpt[0].status = RS_SENT;
 	CHECK(queue_update(&info, 1, zero_one, 2) == 0);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
-	snprintf(want, sizeof(want), "E 3\nI %s\nR 2 sent 250 2.0.0 ok\n"
-	    "I %s\nR 1 bounced-notified 550 5.1.1?no\nR 0 sent\n", id, id);
+	k = sprintf(want, "E 3\nR 2 sent 250 2.0.0 ok\n");
+	k += seal_line(want + k, id, want + 4, (size_t)k - 4);
+	k0 = k;
+	k += sprintf(want + k, "R 1 bounced-notified 550 5.1.1?no\nR 0 sent\n");
+	seal_line(want + k, id, want + k0, (size_t)(k - k0));
 	CHECK(len > strlen(want) && memcmp(buf + len - strlen(want), want,
 	    strlen(want)) == 0);
 	free(buf);
@@ -1213,8 +1233,8 @@ t_state_tail(void)
 	static const char base[] = "FERRYST1\nI 0123456789ABCDEF01\nN 5\nA 2\n"
 	    "R 0 deferred 451 x\nR 2 queued\nE 2\n";
 	static const char *const lines[] = {
-		"I 0123456789ABCDEF01\nR 2 sent 250 ok\n", "R 0 sent 250 later\n",
-		"I 0123456789ABCDEF01\nR 2 bounced 550 no\n",
+		"R 2 sent 250 ok\n", "R 0 sent 250 later\n",
+		"R 2 bounced 550 no\n",
 	};
 #define T_STOP(s)	{ s, sizeof(s) - 1 }
 	static const struct { const char *s; size_t n; } stops[] = {
@@ -1243,7 +1263,7 @@ t_state_tail(void)
 	};
 	struct queue_rcpt rc[3];
 	struct queue_info info;
-	char buf[256];
+	char buf[512];
 	const char *why;
 	size_t i, j, blen = sizeof(base) - 1, len = blen, end[3];
 
@@ -1256,6 +1276,8 @@ t_state_tail(void)
 	for (j = 0; j < 3; j++) {
 		memcpy(buf + len, lines[j], strlen(lines[j]));
 		len += strlen(lines[j]);
+		len += (size_t)seal_line(buf + len, info.id, lines[j],
+		    strlen(lines[j]));
 		end[j] = len;
 	}
 	for (i = blen; i <= len; i++) {
@@ -1277,6 +1299,8 @@ t_state_tail(void)
 		len += stops[j].n;
 		memcpy(buf + len, "R 1 sent\n", 9);
 		len += 9;
+		len += (size_t)seal_line(buf + len, info.id, buf + end[0],
+		    len - end[0]);
 		CHECK(queue_parse_state(buf, len, &info, &why) == 0);
 		if (rc[2].status != RS_SENT || rc[1].status != RS_QUEUED ||
 		    rc[0].status != RS_DEFERRED) {
@@ -1294,10 +1318,112 @@ t_state_tail(void)
 	}
 	CHECK(rc[2].status == RS_SENT);
 
-	/* An R record past E counts only behind its append's I line. */
-	memcpy(buf + blen, "R 2 sent\nI 0123456789ABCDEF01\nR 1 sent\n", 39);
-	CHECK(queue_parse_state(buf, blen + 39, &info, &why) == 0);
+	/* An R record past E counts only once sealed, by its own seal. */
+	memcpy(buf + blen, "R 2 sent\nR 1 sent\n", 18);
+	CHECK(queue_parse_state(buf, blen + 18, &info, &why) == 0);
 	CHECK(rc[2].status == RS_QUEUED && rc[1].status == RS_QUEUED);
+	len = blen + 9 + (size_t)seal_line(buf + blen + 9, info.id, "R 2 sen"
+	    "d\n", 9);
+	memcpy(buf + blen, "R 2 sent\n", 9);
+	CHECK(queue_parse_state(buf, len, &info, &why) == 0);
+	CHECK(rc[2].status == RS_QUEUED);
+	len = blen + 9 + (size_t)seal_line(buf + blen + 9,
+	    "0123456789ABCDEF02", "R 2 sent\n", 9);
+	CHECK(queue_parse_state(buf, len, &info, &why) == 0);
+	CHECK(rc[2].status == RS_QUEUED);
+	len = blen + 9 + (size_t)seal_line(buf + blen + 9, info.id,
+	    "R 2 sent\n", 9);
+	CHECK(queue_parse_state(buf, len, &info, &why) == 0);
+	CHECK(rc[2].status == RS_SENT);
+	return 0;
+}
+
+/*
+ * A crash in an append's fsync on a file system that does not order data
+ * before metadata (vfat, ext4 data=writeback): the size is on disk, the
+ * append's second page is not, and the file holds there a block of a
+ * file deleted earlier, here another message's state file.  The page
+ * boundary falls inside the append's last record, so that block's first
+ * bytes end the record, and no line of the other message may count.
+ */
+static int
+t_state_tail_stale(void)
+{
+	static const char *const r[40] = {
+		"r0@a", "r1@b", "r2@c", "r3@d", "r4@e", "r5@f", "r6@g",
+		"r7@h", "r8@i", "r9@j", "r10@k", "r11@l", "r12@m", "r13@n",
+		"r14@o", "r15@p", "r16@q", "r17@r", "r18@s", "r19@t", "r20@u",
+		"r21@v", "r22@w", "r23@x", "r24@y", "r25@z", "r26@a", "r27@b",
+		"r28@c", "r29@d", "r30@e", "r31@f", "r32@g", "r33@h", "r34@i",
+		"r35@j", "r36@k", "r37@l", "r38@m", "r39@n",
+	};
+	static const unsigned ten[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	struct queue_info a, b, again;
+	char ida[QUEUE_ID_SIZE], idb[QUEUE_ID_SIZE];
+	char sta[QUEUE_ID_SIZE + 3], stb[QUEUE_ID_SIZE + 3];
+	const char *why;
+	char *fa, *fb;
+	size_t la, lb, whole;
+	unsigned i, lost = 0;
+	FILE *f;
+
+	CHECK(setup() == 0);
+	CHECK(commit_one(NULL, "s@x", r, 40, "body", 4, ida) == 0);
+	CHECK(commit_one(NULL, "s@x", r, 40, "body", 4, idb) == 0);
+	snprintf(sta, sizeof(sta), "%s.st", ida);
+	snprintf(stb, sizeof(stb), "%s.st", idb);
+	/* B: everything sent, the file deleted since (a whole write). */
+	CHECK(queue_load(0, idb, &b, &why) == 0);
+	for (i = 0; i < 40; i++) {
+		b.rcpt[i].status = RS_SENT;
+		snprintf(b.rcpt[i].reason, QUEUE_REASON_MAX, "250 2.0.0 Ok: "
+		    "queued as 4Xk%03u; host mx.example.net[192.0.2.%u] said "
+		    "it took the message for delivery later on, after its content "
+		    "filter had a look at it and found nothing wrong with what "
+		    "it was given", i, i);
+	}
+	b.next_attempt = 1700000000;
+	CHECK(queue_update(&b, 1, NULL, 0) == 0);
+	CHECK((fb = slurp(qpath("", stb), &lb)) != NULL);
+	/* A: every recipient deferred, then one destination answers. */
+	CHECK(queue_load(0, ida, &a, &why) == 0);
+	for (i = 0; i < 40; i++) {
+		a.rcpt[i].status = RS_DEFERRED;
+		snprintf(a.rcpt[i].reason, QUEUE_REASON_MAX, "4.4.1 connect "
+		    "to mx%u.example.org[203.0.113.%u]: Connection timed "
+		    "out (tried 12 times)", i, i);
+	}
+	a.next_attempt = 1700000000;
+	CHECK(queue_update(&a, 1, NULL, 0) == 0);
+	CHECK((fa = slurp(qpath("", sta), &whole)) != NULL);
+	free(fa);
+	for (i = 0; i < 10; i++) {
+		a.rcpt[i].status = RS_BOUNCED;
+		snprintf(a.rcpt[i].reason, QUEUE_REASON_MAX, "host mx.example"
+		    ".org[198.51.100.7] said: 550 5.1.1 <%s>: Recipient "
+		    "address rejected: User unknown in virtual mailbox table "
+		    "(in reply to RCPT TO command)", r[i]);
+	}
+	CHECK(queue_update(&a, 1, ten, 10) == 0);
+	CHECK((fa = slurp(qpath("", sta), &la)) != NULL);
+	/* The append crosses the page boundary at 4096. */
+	CHECK(whole < 4096 && la > 4096 && lb >= la);
+	memcpy(fa + 4096, fb + 4096, la - 4096);
+	CHECK((f = fopen(qpath("", sta), "w")) != NULL);
+	CHECK(fwrite(fa, 1, la, f) == la && fclose(f) == 0);
+	CHECK(queue_load(0, ida, &again, &why) == 0);
+	for (i = 10; i < 40; i++)
+		lost += again.rcpt[i].status == RS_SENT;
+	if (lost)
+		fprintf(stderr, "  %u recipients never sent read as sent\n",
+		    lost);
+	CHECK(lost == 0);
+	queue_info_free(&again);
+	queue_info_free(&a);
+	queue_info_free(&b);
+	free(fa);
+	free(fb);
+	teardown();
 	return 0;
 }
 
@@ -1311,7 +1437,7 @@ t_state_tail_size(void)
 {
 	struct queue_info info;
 	const char *why;
-	char *buf, *p;
+	char *buf, *p, *q;
 	size_t cap = 3 * QUEUE_MAX_RCPT * (QUEUE_REASON_MAX + 40), i, pass;
 	int ok;
 
@@ -1324,13 +1450,14 @@ t_state_tail_size(void)
 	    "W 1700000200\n");
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < QUEUE_MAX_RCPT; i++) {
-			p += sprintf(p, "%sR %zu %s ", pass ?
-			    "I 0123456789ABCDEF01\n" : "",
-			    QUEUE_MAX_RCPT - 1 - i,
+			q = p;
+			p += sprintf(p, "R %zu %s ", QUEUE_MAX_RCPT - 1 - i,
 			    pass ? "bounced-notified" : "deferred");
 			memset(p, 'x', QUEUE_REASON_MAX - 1);
 			p += QUEUE_REASON_MAX - 1;
 			*p++ = '\n';
+			if (pass)
+				p += seal_line(p, info.id, q, (size_t)(p - q));
 		}
 		if (pass == 0) {
 			/* the whole file's records go up: its order */
@@ -1805,6 +1932,7 @@ static const struct t_case cases[] = {
 	{ "state: results appended, a torn append", t_state_append },
 	{ "state parse: appended records, every cut", t_state_tail },
 	{ "state parse: a whole file and an append each", t_state_tail_size },
+	{ "state: an append's page lost to a stale block", t_state_tail_stale },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up index from state mtimes", t_index },
