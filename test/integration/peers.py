@@ -273,9 +273,12 @@ class Sink:
         return out
 
     def done(self):
-        """The files of finished transactions, oldest first."""
+        """The files of finished transactions, oldest first.  The names
+        first, then what is open: a file made in between (the next
+        MAIL) would be in the list and not yet among the open ones."""
+        names = self.files()
         busy = self._open()
-        return [n for n in self.files() if n not in busy]
+        return [n for n in names if n not in busy]
 
     def messages(self):
         out = []

@@ -401,10 +401,15 @@ def _tempfail_then_ok(stage, cmd):
         check_log_line(r, 'rcpt@relay.test', 'deferred', r'4\.3\.0',
                        text_re='^%s$' % re.escape(want))
         check(p.delivered() == [], 'delivered at the 451: %r' % p.txns())
-        q = d.mailq()
-        check(len(q) == 1 and q[0]['recipients'][0]['status'] ==
-              'deferred' and q[0]['recipients'][0]['reason'] == want,
-              'mailq %r, want the reason %r' % (q, want))
+        # The result is logged, then written: a moment apart.
+        last = []
+
+        def shows_reason():
+            last[:] = q = d.mailq()
+            return len(q) == 1 and q[0]['recipients'][0]['status'] == \
+                'deferred' and q[0]['recipients'][0]['reason'] == want
+        wait_for(shows_reason, 5, lambda: 'mailq %r, want the reason %r'
+                 % (last, want))
         out = d.cli('mailq').stdout.decode()
         check(re.search(r'^\s+\(%s\)$' % re.escape(want), out, re.M),
               'mailq: %s' % out)
