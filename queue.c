@@ -1089,17 +1089,6 @@ cur_rec(struct cursor *c, char letter, const char **v, size_t *n)
 	return 0;
 }
 
-/* The next line is "I <id>": 0, else -1. */
-static int
-cur_id(struct cursor *c, const char *id)
-{
-	const char *v;
-	size_t n;
-
-	return cur_rec(c, 'I', &v, &n) != 0 || n != QUEUE_ID_LEN ||
-	    memcmp(v, id, n) != 0 ? -1 : 0;
-}
-
 /* Into out (QUEUE_SEAL_LEN + 1): "<id> <seal>" of n bytes at p, the line
  * that closes an append. */
 static void
@@ -1442,7 +1431,8 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		*why = "bad magic";
 		return -1;
 	}
-	if (cur_id(&c, info->id) == -1 || !queue_id_valid(info->id)) {
+	if (cur_rec(&c, 'I', &v, &n) != 0 || n != QUEUE_ID_LEN ||
+	    memcmp(v, info->id, n) != 0 || !queue_id_valid(info->id)) {
 		*why = "state is for another message";
 		return -1;
 	}
@@ -1705,14 +1695,13 @@ queue_update(const struct queue_info *info, int durable, const unsigned *idx,
 	if ((buf = malloc(cap)) == NULL)
 		return -1;
 	/* An append is R records and their seal (the top of this file
-	 * says why). */
-	if (idx == NULL)
+	 * says why): no header. */
+	if (idx == NULL) {
 		len = (size_t)snprintf(buf, cap, QUEUE_STATE_MAGIC "\nI %s\nN %"
 		    PRIu64 "\nA %u\n", info->id, info->next_attempt,
 		    info->attempts);
-	if (idx == NULL && info->warned != 0) {
-		n = snprintf(buf + len, cap - len, "W %" PRIu64 "\n",
-		    info->warned);
+		n = info->warned == 0 ? 0 : snprintf(buf + len, cap - len,
+		    "W %" PRIu64 "\n", info->warned);
 		if (n < 0 || (size_t)n >= cap - len) {
 			errno = EOVERFLOW;
 			goto fail;
