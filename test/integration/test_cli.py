@@ -657,6 +657,32 @@ def _bs_down(name, **cfg):
     return d
 
 
+def _arg_and_bs(d, arg_from, bs_from, msg, what):
+    """msg given to sendmail as nobody by both doors: recipient
+    r@relay.test in arguments (envelope sender arg_from), then in a -bs
+    dialogue (bs_from); the -bs reply codes."""
+    _ok(d.cli('sendmail', '-f', arg_from, 'r@relay.test', user=NOBODY,
+              input=msg), 'sendmail, ' + what)
+    p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
+        b'HELO local\r\nMAIL FROM:<' + bs_from.encode() + b'>\r\n'
+        b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + msg +
+        b'.\r\nQUIT\r\n')), 'sendmail -bs, ' + what)
+    return _bs_codes(p.stdout), p.stdout
+
+
+def _stored_by_sender(d, senders, what):
+    """Once the queue holds a message from each of senders: each one as
+    stored (checked for bare LFs), with its mailq entry and header."""
+    q = d.wait_queue(len(senders), timeout=8)
+    check(sorted(m['sender'] for m in q) == sorted(senders), 'mailq %r' % q)
+    out = []
+    for m in q:
+        raw = d.cat(m['id'])
+        _no_bare_lf(raw, what)
+        out.append((m, raw, _headers_of(raw)))
+    return out
+
+
 def test_sendmail_bs_daemon_down():
     """With the daemon down, sendmail -bs answers the dialogue itself, as
     Postfix's smtpd -S does, and drops each accepted message in maildrop/:
@@ -1256,22 +1282,13 @@ def test_sendmail_cr_cr_lf_one_line_end():
     try:
         msg = (b'From: App <app@example.test>\r\r\nTo: r@relay.test\r\r\n'
                b'Subject: crcr\r\r\n\r\r\nline one\r\r\nline two\r\r\n')
-        _ok(d.cli('sendmail', '-f', 'arg@example.test', 'r@relay.test',
-                  user=NOBODY, input=msg), 'sendmail, CR CR LF')
-        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
-            b'HELO local\r\nMAIL FROM:<bs@example.test>\r\n'
-            b'RCPT TO:<r@relay.test>\r\nDATA\r\n' + msg +
-            b'.\r\nQUIT\r\n')), 'sendmail -bs, CR CR LF')
-        check(_bs_codes(p.stdout) == [220, 250, 250, 250, 354, 250, 221],
-              '-bs replies %s' % short(p.stdout, 900))
+        codes, said = _arg_and_bs(d, 'arg@example.test', 'bs@example.test',
+                                  msg, 'CR CR LF')
+        check(codes == [220, 250, 250, 250, 354, 250, 221],
+              '-bs replies %s' % short(said, 900))
         d.start()
-        q = d.wait_queue(2, timeout=8)
-        check(sorted(m['sender'] for m in q) ==
-              ['arg@example.test', 'bs@example.test'], 'mailq %r' % q)
-        for m in q:
-            out = d.cat(m['id'])
-            _no_bare_lf(out, 'CR CR LF')
-            h = _headers_of(out)
+        for m, out, h in _stored_by_sender(
+                d, ['arg@example.test', 'bs@example.test'], 'CR CR LF'):
             check(b'\r\nFrom: App <app@example.test>\r\nTo: r@relay.test'
                   b'\r\nSubject: crcr\r\n' in h and h.count(b'From:') == 1
                   and b'\r\r' not in out and
@@ -1295,26 +1312,17 @@ def test_sendmail_bare_cr_is_a_space():
            b'end\r\r\n')
 
     def both(tag):
-        _ok(d.cli('sendmail', '-f', tag + '@example.test', 'r@relay.test',
-                  user=NOBODY, input=msg), 'sendmail ' + tag)
-        p = _ok(d.cli('sendmail', '-bs', user=NOBODY, input=(
-            b'HELO local\r\nMAIL FROM:<bs' + tag.encode() +
-            b'@example.test>\r\nRCPT TO:<r@relay.test>\r\nDATA\r\n' +
-            msg + b'.\r\nQUIT\r\n')), 'sendmail -bs ' + tag)
-        check(_bs_codes(p.stdout)[-3:] == [354, 250, 221],
-              '-bs %s replies %s' % (tag, short(p.stdout, 900)))
+        codes, said = _arg_and_bs(d, tag + '@example.test',
+                                  'bs%s@example.test' % tag, msg, tag)
+        check(codes[-3:] == [354, 250, 221],
+              '-bs %s replies %s' % (tag, short(said, 900)))
     try:
         both('down')
         d.start()
         both('up')
-        q = d.wait_queue(4, timeout=8)
-        check(sorted(m['sender'] for m in q) ==
-              ['bsdown@example.test', 'bsup@example.test',
-               'down@example.test', 'up@example.test'], 'mailq %r' % q)
-        for m in q:
-            out = d.cat(m['id'])
-            _no_bare_lf(out, 'bare CR')
-            h = _headers_of(out)
+        for m, out, h in _stored_by_sender(
+                d, ['bsdown@example.test', 'bsup@example.test',
+                    'down@example.test', 'up@example.test'], 'bare CR'):
             check(b'\r\nSubject: a b\r\nX-After: kept\r\n' in h and
                   b'\r' not in out.replace(b'\r\n', b'') and
                   _body_of(out) == b'body line\r\nend\r\n',
