@@ -340,8 +340,12 @@ sched_flush(void)
 	for (m = sched_idle_list.head; m != NULL; m = m->next)
 		m->next_attempt = 0;
 	sched_ix_latest = 0;	/* and those the index has still to read */
-	for (dst = sched_dests; dst != NULL; dst = dst->next)
+	/* As Postfix's flush revives dead destinations: the next failure
+	 * is a first one, not one more on those before the flush. */
+	for (dst = sched_dests; dst != NULL; dst = dst->next) {
 		dst->dead_until = 0;
+		dst->failures = 0;
+	}
 	log_info(LP_QMGR, "flush: every deferred message is due now");
 	sched_arm(0);
 }

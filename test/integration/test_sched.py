@@ -558,7 +558,10 @@ def test_sched_refused_burst_is_one_failure():
     smarthost that is down) are one failure of the destination, not
     four: with retry_min 2s it was dead for 16 s and more after them
     (a backoff of five failures), so a message sent once the smarthost
-    was back, 4.5 s later, was deferred as "backing off"."""
+    was back, 4.5 s later, was deferred as "backing off".  And the
+    flush starts the count afresh, as Postfix's revives a dead
+    destination: three failures before it (spaced past each backoff)
+    and one more at the burst made it dead for 8-12 s."""
     down = [1]
 
     def policy(sess, verb, arg, txn):
@@ -571,8 +574,12 @@ def test_sched_refused_burst_is_one_failure():
                              retry_max='60s') as d:
         ids = []
         for i in range(6):
+            if i in (1, 2):
+                time.sleep(1.6 * i)   # past the backoff: one failure more
             ids.append(d.send_message(BODY))
             wait_delivery(d, ids[-1], 'deferred')
+        check(p.connections >= 3, 'only %d connections before the flush: '
+              'want three failures' % p.connections)
         before = p.connections
         flush(d)
         for q in ids:
