@@ -56,10 +56,10 @@
 /* Recipients held by the active set (~1.6 KB each: the envelope's and the
  * job's buffers), past which no further message is taken in: 256 messages
  * of 100 recipients would hold 40 MB on a router.  One message with more
- * is still taken when the set has room, so it is never stuck; new mail of
- * SCHED_RCPT_FEW or fewer still comes in past it (sched_enqueue()). */
+ * is still taken when the set has room, so it is never stuck; mail of
+ * SCHED_RCPT_FEW or fewer still comes in past it (sched_room()). */
 #define SCHED_RCPT_MAX		1024
-#define SCHED_RCPT_FEW		4	/* new mail taken in past it */
+#define SCHED_RCPT_FEW		4	/* mail taken in past it */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
 #define SCHED_EXPIRED		"message expired after "	/* reason */
@@ -80,6 +80,8 @@ struct sched_msg {
 	uint8_t unsaved;		/* the last state write failed: keep info */
 	uint8_t based;			/* our last state write succeeded:
 					   results may be appended */
+	uint8_t nrcpt;			/* recipients when last loaded (255:
+					   more; 0: unknown), for sched_room */
 	uint64_t next_attempt;		/* unix seconds */
 	struct queue_info *info;	/* the envelope, while active or
 					   unsaved */
@@ -132,7 +134,7 @@ static void sched_list_add(struct sched_list *, struct sched_msg *)
     __attribute__((noinline));	/* measured, as above */
 static void sched_list_del(struct sched_list *, struct sched_msg *);
 static void sched_activate(struct sched_msg *);
-static int sched_room(void);
+static int sched_room(unsigned);
 static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
 static void sched_dest_free_idle(void);
@@ -317,11 +319,8 @@ sched_enqueue(const char *id, unsigned nrcpt)
 		return;
 	}
 	textfile_copy(m->id, sizeof(m->id), id);
-	/* A few recipients get in past the recipient limit (not past
-	 * SCHED_ACTIVE_MAX): new mail for a quick destination must not wait
-	 * for big messages to a slow one to end. */
-	if (sched_room() || (sched_nactive < SCHED_ACTIVE_MAX &&
-	    nrcpt <= SCHED_RCPT_FEW)) {
+	m->nrcpt = (uint8_t)(nrcpt < 255 ? nrcpt : 255);
+	if (sched_room(m->nrcpt)) {
 		sched_activate(m);
 		sched_dispatch();
 		return;
@@ -467,8 +466,11 @@ sched_on_timer(struct loop_timer *t)
 				soonest = m->next_attempt;
 			continue;
 		}
-		if (!sched_room()) {
+		if (!sched_room(m->nrcpt)) {
 			soonest = now;
+			/* On for the few that still get in. */
+			if (sched_nactive < SCHED_ACTIVE_MAX)
+				continue;
 			break;
 		}
 		sched_list_del(&sched_idle_list, m);
@@ -484,7 +486,7 @@ sched_on_timer(struct loop_timer *t)
 	sched_starved = soonest == now;
 	(void)t;
 	sched_wake_at = UINT64_MAX;
-	sched_arm(soonest == now ? (sched_room() ? now :
+	sched_arm(soonest == now ? (sched_room(0) ? now :
 	    now + 1) : soonest == UINT64_MAX ? now + SCHED_IDLE_SCAN_MS / 1000 :
 	    soonest);
 }
@@ -532,11 +534,15 @@ sched_dest_name(const char *rcpt, char *name)
 		    SCHED_DEST_MAX);
 }
 
-/* Whether the active set takes one more message. */
+/* Whether the active set takes one more message, of nrcpt recipients
+ * (0: not known).  A few get in past the recipient limit (not past
+ * SCHED_ACTIVE_MAX): mail for a quick destination must not wait for big
+ * messages to a slow one to end. */
 static int
-sched_room(void)
+sched_room(unsigned nrcpt)
 {
-	return sched_nactive < SCHED_ACTIVE_MAX && sched_nrcpt < SCHED_RCPT_MAX;
+	return sched_nactive < SCHED_ACTIVE_MAX && (sched_nrcpt <
+	    SCHED_RCPT_MAX || (nrcpt > 0 && nrcpt <= SCHED_RCPT_FEW));
 }
 
 /* Into the active set (m is on no list): load the envelope and queue
@@ -581,6 +587,7 @@ sched_activate(struct sched_msg *m)
 		return;
 	}
 	sched_nrcpt += m->held = qi->nrcpt;
+	m->nrcpt = (uint8_t)(qi->nrcpt < 255 ? qi->nrcpt : 255);
 	/* One allocation: idx[nrcpt], then taken[nrcpt]. */
 	if ((idx = calloc(qi->nrcpt ? qi->nrcpt : 1, sizeof(*idx) + 1)) ==
 	    NULL)

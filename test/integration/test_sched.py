@@ -1084,13 +1084,12 @@ def test_sched_crash_in_a_state_append_no_redelivery():
         len(done), before, dup)
 
 
-def test_sched_few_recipients_pass_big_waiting_mail():
+def _few_past_big(name, deferred):
     """Eleven messages of 100 recipients wait for slow.test, whose MX
     holds each connection at MAIL: they fill the active set's recipient
-    limit.  New mail of one recipient for fast.test (smtp-sink, 250 at
-    once) still goes out at once; behind the limit alone it waited for
-    slow.test to let go (up to its 5-minute timeouts).  The big ones
-    all go out when slow.test answers."""
+    limit.  One message of one recipient for fast.test (smtp-sink, 250 at
+    once), new or deferred first (its MX down, then a flush), must still
+    go out at once; the big ones all go when slow.test answers."""
     gate = threading.Event()
 
     def policy(s, verb, arg, txn):
@@ -1099,23 +1098,32 @@ def test_sched_few_recipients_pass_big_waiting_mail():
         return None
 
     port, z = _fast_and_slow()
-    with DnsServer(z) as dns, Sink('127.0.0.2', port) as s, \
+    with DnsServer(z) as dns, \
             SmtpPeer('127.0.0.3', port, policy=policy) as p:
-        d = mx_daemon('rcptfew', dns, port, max_recipients='100')
+        d = mx_daemon(name, dns, port, max_recipients='100')
         ok = False
         try:
             d.start()
+            if deferred:
+                q = d.send_message(BODY, rcpts=('a@fast.test',))
+                wait_delivery(d, q, 'deferred')
             rc = tuple('r%03d@slow.test' % i for i in range(100))
             big = [d.send_message(BODY, rcpts=rc) for _ in range(11)]
-            t0 = time.monotonic()
-            q = d.send_message(BODY, rcpts=('a@fast.test',))
-            try:
-                wait_delivery(d, q, 'sent', timeout=10 * SLOW)
-            finally:
-                took = time.monotonic() - t0
-                gate.set()
-            check(len(s.wait_count(1)) == 1, 'fast.test got %d'
-                  % len(s.messages()))
+            wait_for(lambda: p.connections >= 1, 10, 'slow.test '
+                     'connected')
+            with Sink('127.0.0.2', port) as s:
+                t0 = time.monotonic()
+                if deferred:
+                    flush(d)
+                else:
+                    q = d.send_message(BODY, rcpts=('a@fast.test',))
+                try:
+                    wait_delivery(d, q, 'sent', timeout=10 * SLOW)
+                finally:
+                    took = time.monotonic() - t0
+                    gate.set()
+                check(len(s.wait_count(1)) == 1, 'fast.test got %d'
+                      % len(s.messages()))
             for b in big:
                 wait_delivery(d, b, 'sent', n=100, timeout=30)
             check(len(p.delivered()) == 11, 'slow.test got %d messages'
@@ -1125,3 +1133,18 @@ def test_sched_few_recipients_pass_big_waiting_mail():
         finally:
             gate.set()
             d.cleanup(ok)
+
+
+def test_sched_few_recipients_pass_big_waiting_mail():
+    """New mail of one recipient for a quick destination goes past the
+    recipient limit that big messages to a slow one fill; behind the
+    limit alone it waited for slow.test to let go (up to its 5-minute
+    timeouts)."""
+    return _few_past_big('rcptfew', False)
+
+
+def test_sched_few_deferred_recipients_pass_big_waiting_mail():
+    """As above for a message that was deferred once and is due again:
+    only new mail went past the limit, so it waited for slow.test.  Its
+    count is now kept from its last load."""
+    return _few_past_big('rcptfewdef', True)
