@@ -1044,8 +1044,10 @@ cfield(const struct config *cfg, const struct key *k)
 
 /*
  * Host-name shape: dot-separated labels of letters, digits, '-' and '_'
- * (underscore because real hostnames have it), 1..63 each.  No IDN
- * handling: an A-label is already ASCII.
+ * (underscore because real hostnames have it), 1..63 each, none
+ * starting or ending with '-' (RFC 5321 §4.1.2 sub-domain), 253 in all
+ * (255 octets on the wire, RFC 1035 §2.3.4).  No IDN handling: an
+ * A-label is already ASCII.
  */
 static int
 name_valid(const char *s, size_t n)
@@ -1053,7 +1055,7 @@ name_valid(const char *s, size_t n)
 	size_t i, label = 0;
 	unsigned char c;
 
-	if (n == 0 || n > CONFIG_NAME_MAX)
+	if (n == 0 || n >= CONFIG_NAME_MAX)
 		return 0;
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)s[i];
@@ -1065,6 +1067,8 @@ name_valid(const char *s, size_t n)
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+		if (c == '-' && (label == 0 || i + 1 == n || s[i + 1] == '.'))
 			return 0;
 		if (++label > CONFIG_LABEL_MAX)
 			return 0;

@@ -1894,8 +1894,7 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 {
 	const char *ir;
 	size_t ml, irlen;
-	const char *why = "";
-	int d;
+	int d, eq;
 
 	if (s->state == STATE_HELO) {
 		smtp_fail(s, RP_NEED_HELO, NULL);
@@ -1965,24 +1964,21 @@ smtp_cmd_auth(struct smtp_session *s, const struct cmd *c)
 	}
 	s->sasl_method = s->auth->mech == MECH_PLAIN ? "PLAIN" : "LOGIN";
 	smtp_enter_state(s, STATE_AUTH);
-	/* "=" is an empty initial response (RFC 4954 §4): ask for it. */
-	if (irlen == 0 || (irlen == 1 && ir[0] == '=')) {
+	/*
+	 * "=" is a zero-length initial response, not a missing one (RFC
+	 * 4954 §4).  PLAIN sends everything first, so an empty response is
+	 * malformed (RFC 4616 §2) and fails as one.  LOGIN is server-first
+	 * (draft-murchison-sasl-login; a user name sent along is a common
+	 * extension): with none given it asks, as Cyrus's and Dovecot's do.
+	 * An initial response is otherwise the first answer to a 334.
+	 */
+	eq = irlen == 1 && ir[0] == '=';
+	if (irlen == 0 || (eq && s->auth->mech == MECH_LOGIN)) {
 		smtp_say(s, RP_334, s->auth->mech == MECH_PLAIN ? "" :
 		    "VXNlcm5hbWU6", NULL);
 		return;
 	}
-	if (s->auth->mech == MECH_PLAIN) {
-		smtp_auth_response(s, ir, irlen);
-		return;
-	}
-	if (auth_login_decode(ir, irlen, 0, s->auth->user,
-	    sizeof(s->auth->user), &ml, &why) != AUTH_DECODE_OK) {
-		smtp_auth_end(s);
-		smtp_fail(s, RP_AUTH_DECODE, NULL);
-		return;
-	}
-	s->auth->have_user = 1;
-	smtp_say(s, RP_334, "UGFzc3dvcmQ6", NULL);
+	smtp_auth_response(s, ir, eq ? 0 : irlen);
 }
 
 /* One client response in STATE_AUTH (CRLF removed). */

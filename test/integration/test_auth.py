@@ -268,13 +268,11 @@ def test_auth_mechanisms_and_replies():
             with sub_tls(d) as c:
                 r = c.expect(line, 235, '2.7.0')
                 ok.append(r.text)
-        # PLAIN: no initial response, and "=" (an empty one)
-        for first in ('AUTH PLAIN', 'AUTH PLAIN ='):
-            with sub_tls(d) as c:
-                r = c.expect(first, 334)
-                check(r.lines == ['334 '], '%s: challenge %r'
-                      % (first, r.text))
-                ok.append(c.expect(auth_plain(USER, PASSWORD), 235).text)
+        # PLAIN with no initial response ("=" is an empty one: below)
+        with sub_tls(d) as c:
+            r = c.expect('AUTH PLAIN', 334)
+            check(r.lines == ['334 '], 'PLAIN challenge %r' % r.text)
+            ok.append(c.expect(auth_plain(USER, PASSWORD), 235).text)
         # LOGIN, asked step by step, and with the user as initial response
         with sub_tls(d) as c:
             r = c.expect('AUTH LOGIN', 334)
@@ -326,6 +324,40 @@ def test_auth_mechanisms_and_replies():
             r'warning: unknown\[127\.0\.0\.1\]: SASL (LOGIN|PLAIN) '
             r'authentication aborted$', l)]
         check(len(aborts) == 2, 'abort lines %r' % aborts)
+
+
+def test_auth_empty_initial_response():
+    """"=" is a zero-length initial response, not none (RFC 4954 section
+    4): for PLAIN it is malformed (RFC 4616) and fails as an empty
+    response line does, 535 5.7.8 with the fail2ban line; LOGIN is
+    server-first, so "=" gets the user name prompt, as with Cyrus's and
+    Dovecot's LOGIN.  An initial response is otherwise read as the first
+    answer: a LOGIN user name that decodes but is not valid fails as it
+    does after the prompt (it was a 501 that fail2ban never saw)."""
+    with auth_daemon('auth-empty-ir') as d:
+        with sub_tls(d) as c:
+            r = c.expect('AUTH PLAIN =', 535, '5.7.8')
+            check(r.text == FAIL_TEXT, 'AUTH PLAIN =: %r' % r.text)
+            c.expect('AUTH PLAIN', 334)
+            r = c.expect('', 535, '5.7.8')
+            check(r.text == FAIL_TEXT, 'empty PLAIN response: %r' % r.text)
+            for mech in ('PLAIN', 'LOGIN'):
+                r = c.expect('AUTH %s %s' % (mech, b64('\0')), 535, '5.7.8')
+                check(r.text == FAIL_TEXT, '%s NUL: %r' % (mech, r.text))
+            c.expect('MAIL FROM:<s@example.test>', 530, '5.7.0')
+        with sub_tls(d) as c:
+            r = c.expect('AUTH LOGIN =', 334)
+            check(r.lines == ['334 VXNlcm5hbWU6'], 'AUTH LOGIN =: %r'
+                  % r.text)
+            c.expect(b64(USER), 334)
+            c.expect(b64(PASSWORD), 235, '2.7.0')
+        d.wait_log(r'SASL LOGIN authentication failed')
+        fails = [l for l in sasl_lines(d) if FAIL2BAN_SASL.search(l)]
+        check(len(fails) == 4 and all(re.search(
+            r'warning: unknown\[127\.0\.0\.1\]: SASL (PLAIN|LOGIN) '
+            r'authentication failed: authentication failure$', l)
+            for l in fails), '4 failures, lines:\n' + '\n'.join(fails))
+        d.assert_empty('empty initial response')
 
 
 def test_auth_line_too_long_worded_per_rfc4954():

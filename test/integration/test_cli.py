@@ -1636,6 +1636,8 @@ def test_check_config_prints_settings():
 
 BAD = [
     ('bogus_key', 'bogus_key = 1'),
+    # a label may not start or end with '-' (it was taken as a name)
+    ('hostname', 'hostname = -'),
     ('max_recipients', 'max_recipients = lots'),
     ('smtpd_timeout', 'smtpd_timeout = 5x'),
     ('message_size_limit', 'message_size_limit = -3'),

@@ -115,6 +115,7 @@ config ferry 'main'
 	option listen_smtp '127.0.0.1:2525 *:2526'
 	list listen_submission '127.0.0.1:5870'
 	option listen_smtps ''
+	option local_socket '/var/run/ferry/submit.sock'
 	list relay_networks '127.0.0.0/8'
 	list relay_networks '10.0.0.0/24'
 	list root_alias 'admin@example.org'
@@ -483,6 +484,33 @@ def test_openwrt_render_changes_and_restart():
               'relay.conf still names them:\n' + conf)
     finally:
         r.cleanup()
+
+
+def test_openwrt_render_local_socket_off():
+    """option local_socket '' turns the sendmail socket off, as
+    "local_socket =" does in relay.conf (sendmail then writes into
+    maildrop/); so does no option at all, which is what `uci set
+    ferry.main.local_socket=''` leaves.  It was rendered as the default
+    path: UCI could not turn the socket off.  Either way is a restart
+    (SIGHUP keeps the socket)."""
+    for shell in SHELLS:
+        r = Rig(shell)
+        try:
+            for lines in ("\toption local_socket ''\n", ''):
+                r.set_uci(FULL)
+                check(r.render()[0] == 0, 'render FULL')
+                r.set_uci(_replace_option(FULL, 'local_socket', lines))
+                rc, err, restart = r.render()
+                check(rc == 0 and restart == 1, '%s: %r: rc %d restart %d'
+                      ' %s' % (shell[0], lines, rc, restart, err))
+                conf = r.read('relay.conf')
+                check('\nlocal_socket =\n' in conf, '%s: %r: not off:\n%s'
+                      % (shell[0], lines, conf))
+                out = _check_config(os.path.join(r.out, 'relay.conf'))
+                check(re.search(r'(?m)^local_socket =  # ', out),
+                      'check-config: local_socket:\n' + out)
+        finally:
+            r.cleanup()
 
 
 def test_openwrt_render_ram_queue_parent():

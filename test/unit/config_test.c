@@ -284,6 +284,8 @@ t_defaults(void)
 static const struct good goods[] = {
 	{ "hostname = MX.Example.ORG", "hostname = mx.example.org" },
 	{ "hostname = relay-1_a", "hostname = relay-1_a" },
+	{ "hostname = xn--bcher-kva.a-b.example", "hostname = "
+	    "xn--bcher-kva.a-b.example" },
 	{ "origin = Example.org", "origin = example.org" },
 	{ "listen_smtp = 192.0.2.1:25", "listen_smtp = 192.0.2.1:25" },
 	{ "listen_smtp = *:2525", "listen_smtp = 0.0.0.0:2525" },
@@ -499,6 +501,20 @@ static const struct bad bads[] = {
 	{ "hostname =", "t.conf:1: hostname: empty; a host name is required" },
 	{ "hostname = a..b", "t.conf:1: hostname: bad host name \"a..b\"" },
 	{ "hostname = -x y", "t.conf:1: hostname: bad host name \"-x y\"" },
+	/* a label neither starts nor ends with '-' (RFC 5321 sub-domain) */
+	{ "hostname = -", "t.conf:1: hostname: bad host name \"-\"" },
+	{ "hostname = -mx.example", "t.conf:1: hostname: bad host name "
+	    "\"-mx.example\"" },
+	{ "hostname = mx-.example", "t.conf:1: hostname: bad host name "
+	    "\"mx-.example\"" },
+	{ "hostname = mx.-example", "t.conf:1: hostname: bad host name "
+	    "\"mx.-example\"" },
+	{ "origin = example-", "t.conf:1: origin: bad host name "
+	    "\"example-\"" },
+	{ "relay_domains = ok.example .-x.example", "t.conf:1: relay_domains: "
+	    "bad domain \".-x.example\"" },
+	{ "smarthost = [-relay.example]:587", "t.conf:1: smarthost: bad host "
+	    "\"[-relay.example]:587\" (want [host]:port, host:port or host)" },
 	{ "origin = a/b", "t.conf:1: origin: bad host name \"a/b\"" },
 	{ "listen_smtp = 1.2.3.4", "t.conf:1: listen_smtp: bad address "
 	    "\"1.2.3.4\" (want IPv4:port, [IPv6]:port or *:port)" },
@@ -806,6 +822,12 @@ t_long_lines(void)
 	text[n + CONFIG_NAME_MAX + 1] = '\0';
 	CHECK(parse(&c, text, err) == -1);
 	CHECK_STR(err, "t.conf:1: hostname: longer than 254 characters");
+	/* 254 fits the field but not DNS: 253 at most without the root dot */
+	text[n + CONFIG_NAME_MAX] = '\0';
+	CHECK(parse(&c, text, err) == -1);
+	CHECK(strstr(err, "t.conf:1: hostname: bad host name \"aaaa") == err);
+	text[n + CONFIG_NAME_MAX - 1] = '\0';
+	CHECK(parse(&c, text, err) == 0);
 	/* a label over 63 characters */
 	strcpy(text, "relay_domains = ");
 	n = strlen(text);

@@ -25,7 +25,6 @@ FERRY_GROUP=${FERRY_GROUP:-ferry}
 # Flash, so mail survives a reboot (OpenWrt's /var is RAM); or RAM.
 FERRY_QUEUE_FLASH=/etc/ferry/spool
 FERRY_QUEUE_RAM=${FERRY_QUEUE_RAM:-/var/spool/ferry}
-FERRY_SOCKET=/var/run/ferry/submit.sock
 # What the running daemon keeps until a restart (see main.c, SIGHUP).
 FERRY_RESTART_KEYS='listen_smtp|listen_submission|listen_smtps|local_socket|queue_dir|user|dns_servers|dnssec'
 FERRY_RESTART=0
@@ -158,7 +157,7 @@ ferry_uci_render() {
 	_fr_tls_key=$(ferry_get tls_key word) &&
 	_fr_auth_users=$(ferry_get auth_users word) &&
 	_fr_size=$(ferry_get message_size_limit word) &&
-	_fr_socket=$(ferry_get local_socket word "$FERRY_SOCKET") &&
+	_fr_socket=$(ferry_get local_socket word) &&
 	_fr_queue=$(ferry_get queue_dir word "$FERRY_QUEUE_FLASH") &&
 	_fr_ram=$(ferry_bool queue_in_ram 0) &&
 	_fr_dnssec=$(ferry_bool dnssec 1) &&
@@ -190,11 +189,14 @@ ferry_uci_render() {
 	} >"$_fr_new" || return 1
 	ferry_put "$_fr_new" hostname "$_fr_hostname"
 	ferry_put "$_fr_new" origin "$_fr_origin"
-	# Listeners are always written: an empty one is off.
+	# Listeners, the socket too, are always written: an empty one is
+	# off.  The socket's path comes from /etc/config/ferry, as no
+	# default could: config_get cannot tell '' from unset, and `uci set
+	# ...=''` deletes the option.
 	ferry_put_always "$_fr_new" listen_smtp "$_fr_smtp"
 	ferry_put_always "$_fr_new" listen_submission "$_fr_submission"
 	ferry_put_always "$_fr_new" listen_smtps "$_fr_smtps"
-	ferry_put "$_fr_new" local_socket "$_fr_socket"
+	ferry_put_always "$_fr_new" local_socket "$_fr_socket"
 	ferry_put "$_fr_new" tls_cert "$_fr_tls_cert"
 	ferry_put "$_fr_new" tls_key "$_fr_tls_key"
 	ferry_put "$_fr_new" inbound_tls "$_fr_inbound_tls"
