@@ -238,11 +238,17 @@ main(int argc, char **argv, char **envp)
 		return cli_tlsa(NULL, argc, argv);
 	if (main_load(&conf, path) != 0)
 		return EX_CONFIG;
+	/* These take no argument: one is a mistake, not a file to read
+	 * (`ferry check-config relay.conf` checked the default file and
+	 * said it was fine). */
+	if ((k == MC_FLUSH || k == MC_SERVE || k == MC_CHECK_CONFIG) &&
+	    argc > 1)
+		return main_usage();
 	switch (k) {
 	case MC_NEWALIASES:
 		return cli_newaliases(&conf);
 	case MC_SERVE:
-		return argc > 1 ? main_usage() : main_serve(&conf);
+		return main_serve(&conf);
 	case MC_CHECK_CONFIG:
 		return main_check_config(&conf);
 	case MC_NONE:

@@ -594,11 +594,14 @@ def test_sendmail_b_modes():
 
 
 def test_cli_unknown_command_usage():
-    """An unknown command, or serve with an argument, is 64 with the usage
-    text; a broken config is reported first (78), as for any command."""
+    """An unknown command, or serve, flush or check-config with an
+    argument, is 64 with the usage text (`check-config relay.conf`
+    checked the default file and said 0); a broken config is reported
+    first (78), as for any command."""
     with Daemon('cli-usage') as d:
         for args in (('nosuch',), ('serve', 'x'), ('check-configx',),
-                     ('sendmai',)):
+                     ('sendmai',), ('check-config', d.conf),
+                     ('flush', 'x')):
             p = d.cli(*args)
             check(p.returncode == 64 and p.stderr.startswith(
                 b'usage: ferry [-c FILE] [-T smtp,io,queue,...] [COMMAND]\n'
