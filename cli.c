@@ -1652,10 +1652,13 @@ mq_json(struct mq *mq, const struct queue_info *qi)
 	return cli_addf(&mq->out, "]}");
 }
 
-/* One call per string instead of an inlined copy at each of four. */
+/* One call per string instead of an inlined copy at each of four;
+ * NULL (no reason) is "". */
 static int
 mq_jstr(struct msg_buf *b, const char *s)
 {
+	if (s == NULL)
+		s = "";
 	return msg_json_str(b, s, strlen(s));
 }
 
@@ -1693,7 +1696,7 @@ mq_plain(struct mq *mq, const struct queue_info *qi)
 		if (cli_addf(&mq->out, "%*s%s\n", QUEUE_ID_LEN + 32, "",
 		    mq_show(text, qi->rcpt[i].address)) == -1)
 			return -1;
-		if (qi->rcpt[i].reason[0] != '\0' &&
+		if (qi->rcpt[i].reason != NULL &&
 		    cli_addf(&mq->out, "%*s(%s)\n", QUEUE_ID_LEN + 32, "",
 		    mq_show(text, qi->rcpt[i].reason)) == -1)
 			return -1;

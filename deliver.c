@@ -1565,13 +1565,13 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 {
 	r->result = code / 100 == 2 ? DR_OK : code / 100 == 5 ? DR_PERM :
 	    DR_TEMP;
-	textfile_copy(r->reply, sizeof(r->reply), reply);
+	textfile_copy(r->reply, DELIVER_REASON_MAX, reply);
 	if (dsn != NULL) {
 		textfile_copy(r->dsn, sizeof(r->dsn), dsn);
 		return;
 	}
 	if (code / 100 != 2)
-		deliver_fmt(r->reply, sizeof(r->reply), REPLY_SAID_PEER,
+		deliver_fmt(r->reply, DELIVER_REASON_MAX, REPLY_SAID_PEER,
 		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
 	 * there.  Else the class of the result: a 3xx out of place is

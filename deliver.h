@@ -38,8 +38,10 @@ struct deliver_rcpt {
 					   address's trouble; the owner sends
 					   it in a new transaction at once */
 	char dsn[16];			/* "2.0.0", "4.4.1", "5.1.1" */
-	char reply[DELIVER_REASON_MAX];	/* a 2xx reply as it came, a
-					   refusal as REPLY_SAID, or ours */
+	char *reply;			/* DELIVER_REASON_MAX bytes, lent by
+					   the owner from next() to done():
+					   a 2xx reply as it came, a refusal
+					   as REPLY_SAID, or ours */
 };
 
 struct deliver_txn {

@@ -192,12 +192,14 @@ part:
 		 * One flag set for all: <> passes for a recipient too, but
 		 * queue_parse() has refused an empty one.  In the first
 		 * pass only: the later ones see what it rewrote (a
-		 * qualified sender might not read again). */
+		 * qualified sender might not read again).  n - 1 is a's
+		 * own size (a recipient's is allocated to fit): what is
+		 * written is a's parts, never longer. */
 		if (job == NULL) {
 			n = snprintf(addr, sizeof(addr), "<%s>", a);
 			if (addr_parse_path(addr, (size_t)n, ADDR_ALONE |
 			    ADDR_NULL_OK | ADDR_BARE_OK | (info.flags &
-			    QF_SMTPUTF8 ? ADDR_UTF8 : 0), a, QUEUE_ADDR_MAX,
+			    QF_SMTPUTF8 ? ADDR_UTF8 : 0), a, (size_t)n - 1,
 			    &why) < 0)
 				goto bad;
 			/* A bare sender gets @origin, as at the SMTP

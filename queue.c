@@ -1234,6 +1234,7 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 {
 	struct cursor c = { head, hlen, 0 };
 	const char *v;
+	char *p;
 	size_t n, rstart, trl, k;
 	uint64_t x, bodylen;
 	unsigned i;
@@ -1334,21 +1335,26 @@ parse_image(const char *head, size_t hlen, const char *tail, size_t tlen,
 	}
 	info->size = bodylen;
 
-	info->rcpt = calloc(info->nrcpt, sizeof(*info->rcpt));
+	/* One block: the array, then each address (its NUL calloc's), so
+	 * they cost what they hold and go with the array.  The R records'
+	 * bytes, "R <address>\n" each, have room for every address; all
+	 * within QUEUE_HDR_MAX.  calloc: every one RS_QUEUED, no reason. */
+	info->rcpt = calloc(1, info->nrcpt * sizeof(*info->rcpt) +
+	    (size_t)(info->body_off - rstart));
 	if (info->rcpt == NULL) {
 		*why = "out of memory";
 		info->nrcpt = 0;
 		return -1;
 	}
+	p = (char *)(info->rcpt + info->nrcpt);
 	c.off = rstart;
 	for (i = 0; i < info->nrcpt; i++) {
 		if (cur_rec(&c, 'R', &v, &n) != 0) {	/* checked above */
 			*why = "internal error";
 			goto bad;
 		}
-		memcpy(info->rcpt[i].address, v, n);
-		info->rcpt[i].address[n] = '\0';
-		info->rcpt[i].status = RS_QUEUED;
+		info->rcpt[i].address = memcpy(p, v, n);
+		p += n + 1;
 	}
 	return 0;
 
@@ -1372,11 +1378,28 @@ queue_parse(const char *buf, size_t len, struct queue_info *info,
 	    len, info, why);
 }
 
+int
+queue_rcpt_reason(struct queue_rcpt *r, const char *s, size_t n)
+{
+	free(r->reason);
+	r->reason = NULL;
+	if (n > QUEUE_REASON_MAX - 1)
+		n = QUEUE_REASON_MAX - 1;
+	if (n == 0 || s[0] == '\0')
+		return 0;
+	return (r->reason = strndup(s, n)) != NULL ? 0 : -1;
+}
+
 void
 queue_info_free(struct queue_info *info)
 {
+	unsigned i;
+
 	if (info == NULL)
 		return;
+	/* A parse that failed has counted recipients, allocated none. */
+	for (i = 0; info->rcpt != NULL && i < info->nrcpt; i++)
+		free(info->rcpt[i].reason);
 	free(info->rcpt);
 	info->rcpt = NULL;
 	info->nrcpt = 0;
@@ -1460,7 +1483,8 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		info->warned = warned;
 		for (k = 0; k < info->nrcpt; k++) {
 			info->rcpt[k].status = RS_QUEUED;
-			info->rcpt[k].reason[0] = '\0';
+			free(info->rcpt[k].reason);
+			info->rcpt[k].reason = NULL;
 			info->rcpt[k].notified = 0;
 		}
 	}
@@ -1517,9 +1541,12 @@ parse_state(const char *buf, size_t len, struct queue_info *info, int apply,
 		if (apply) {
 			info->rcpt[idx].status = st;
 			info->rcpt[idx].notified = notified;
-			if (rlen > 0)
-				memcpy(info->rcpt[idx].reason, reason, rlen);
-			info->rcpt[idx].reason[rlen] = '\0';
+			/* The file is good: only memory can fail. */
+			if (queue_rcpt_reason(&info->rcpt[idx], reason,
+			    rlen) == -1) {
+				*why = "out of memory";
+				return -1;
+			}
 		}
 		nr++;
 	}
@@ -1652,6 +1679,8 @@ load_state(struct queue_info *info)
 		goto done;
 	else if (queue_parse_state(buf, (size_t)st.st_size, info, &why) == 0)
 		why = NULL;
+	else if (errno == ENOMEM)
+		goto done;	/* the file is fine: try again later */
 	if (why != NULL) {
 		snprintf(cname, sizeof(cname), "corrupt/%s", name);
 		if (renameat(queue_dirfd, name, queue_dirfd, cname) == -1)
@@ -1710,7 +1739,8 @@ queue_update(const struct queue_info *info, int durable, const unsigned *idx,
 	}
 	for (i = 0; i < (idx != NULL ? nidx : info->nrcpt); i++) {
 		k = idx != NULL ? idx[i] : i;
-		clean_copy(reason, sizeof(reason), info->rcpt[k].reason);
+		clean_copy(reason, sizeof(reason), info->rcpt[k].reason ?
+		    info->rcpt[k].reason : "");
 		/* The mark means something only for a bounced one. */
 		n = snprintf(buf + len, cap - len, "R %zu %s%s%s\n", k,
 		    info->rcpt[k].status == RS_BOUNCED &&

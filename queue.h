@@ -42,16 +42,23 @@
 
 enum rcpt_status { RS_QUEUED, RS_DEFERRED, RS_SENT, RS_BOUNCED };
 
-/* Both structs put their scalars before the big arrays: an offset below
- * 128 is a one-byte displacement on x86-64 (smaller code).  Neither is
- * ever written to disk, so the order is free. */
+/* The strings are allocated to fit, not QUEUE_*_MAX arrays: the
+ * scheduler holds up to 1,024 recipients, most with a short address and
+ * no reason.  queue_info puts its scalars before the big array: an offset
+ * below 128 is a one-byte displacement on x86-64 (smaller code).  Neither
+ * is ever written to disk, so the order is free. */
 struct queue_rcpt {
 	enum rcpt_status status;
 	int notified;		/* RS_BOUNCED and its DSN is committed (state
 				   "bounced-notified"): a later DSN leaves
 				   it out */
-	char address[QUEUE_ADDR_MAX];
-	char reason[QUEUE_REASON_MAX];
+	char *address;		/* shorter than QUEUE_ADDR_MAX; owned by the
+				   rcpt array (queue_parse() puts them after
+				   it, in its one allocation) */
+	char *reason;		/* NULL: none, else not empty, shorter than
+				   QUEUE_REASON_MAX; set only through
+				   queue_rcpt_reason(), freed with the
+				   info */
 };
 
 /* Everything mailq and the scheduler know about a message. */
@@ -119,8 +126,14 @@ int queue_rw_all(int fd, void *, size_t n, off_t off);
  * with a short reason in why. */
 int queue_parse(const char *buf, size_t len, struct queue_info *,
     const char **why);
+/* -1 with errno ENOMEM: info holds part of the state (free it). */
 int queue_parse_state(const char *buf, size_t len, struct queue_info *,
     const char **why);
+/* r's reason becomes the first n bytes of s, up to a NUL, cut to
+ * QUEUE_REASON_MAX - 1 as a buffer of that size cut it; none when that
+ * is empty.  -1 (ENOMEM): r has none. */
+int queue_rcpt_reason(struct queue_rcpt *r, const char *s, size_t n);
+/* The reasons and the rcpt array (with its addresses). */
 void queue_info_free(struct queue_info *);
 
 /* Load one message (file and state) by id; dropped: maildrop/ID instead

@@ -53,11 +53,14 @@
 #include "textfile.h"
 
 #define SCHED_ACTIVE_MAX	256	/* envelopes held in memory */
-/* Recipients held by the active set (~1.6 KB each: the envelope's and the
- * job's buffers), past which no further message is taken in: 256 messages
- * of 100 recipients would hold 40 MB on a router.  One message with more
- * is still taken when the set has room, so it is never stuck; mail of
- * SCHED_RCPT_FEW or fewer still comes in past it (sched_room()). */
+/* Recipients held by the active set (about 100 bytes each with a 30-byte
+ * address: its envelope entry, its place in a job; then its reason, to
+ * fit; a reply's 512 bytes only while a connection has its job), past
+ * which no further message is taken in: 256 messages of 100 recipients,
+ * each with a reason of the longest kind, would hold 16 MB on a router.
+ * One message with more is still taken when the set has room, so it is
+ * never stuck; mail of SCHED_RCPT_FEW or fewer still comes in past it
+ * (sched_room()). */
 #define SCHED_RCPT_MAX		1024
 #define SCHED_RCPT_FEW		4	/* mail taken in past it */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
@@ -94,6 +97,8 @@ struct sched_job {
 	struct sched_msg *msg;
 	struct sched_dest *dest;
 	unsigned *idx;			/* into msg->info->rcpt */
+	char *replies;			/* rcpt[i].reply's buffers, only while
+					   a connection has the job */
 	struct deliver_txn txn;
 	struct deliver_rcpt rcpt[];
 };
@@ -148,7 +153,7 @@ static void sched_on_unused(void *, struct deliver *, struct deliver_txn *);
 static void sched_job_front(struct sched_job *);
 static void sched_on_closed(void *, struct deliver *, enum deliver_result,
     const char *, const char *);
-static void sched_job_result(struct sched_job *);
+static void sched_job_result(struct sched_job *, const char *);
 static void sched_job_fail(struct sched_job *, enum deliver_result,
     const char *, const char *, const char *);
 static void sched_job_free(struct sched_job *);
@@ -172,10 +177,14 @@ static void sched_msg_free(struct sched_msg *);
 static uint64_t sched_backoff(unsigned attempts);
 static uint64_t sched_expiry(const struct queue_info *);
 static int sched_settled(const struct queue_info *);
-static void sched_reason(struct queue_rcpt *, const struct deliver_rcpt *);
+static void sched_reason(const struct sched_msg *, struct queue_rcpt *,
+    const char *, const char *);
+static void sched_keep(const struct sched_msg *, struct queue_rcpt *,
+    const char *) __attribute__((noinline));	/* measured, as above */
 static void sched_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
-static void sched_expire_reason(struct queue_rcpt *, unsigned);
+static void sched_expire_reason(const struct sched_msg *,
+    struct queue_rcpt *);
 static void sched_log(const struct sched_msg *, const char *, const char *,
     const char *, const char *, const char *);
 static void sched_on_index(struct loop_timer *);
@@ -796,6 +805,7 @@ sched_on_next(void *arg, struct deliver *dv)
 	struct sched_job *job;
 	struct sched_msg *m;
 	uint64_t now = (uint64_t)loop_now_real();
+	unsigned i;
 
 	(void)dv;
 	if (!c->started) {
@@ -814,6 +824,17 @@ sched_on_next(void *arg, struct deliver *dv)
 	}
 	while ((job = sched_dest_pop(d)) != NULL) {
 		m = job->msg;
+		/* Lent to deliver until done(): a job that waits in line
+		 * holds no reply buffer (and a recipient no 512 bytes). */
+		if ((job->replies = calloc(job->txn.nrcpt,
+		    DELIVER_REASON_MAX)) == NULL) {
+			sched_job_fail(job, DR_TEMP, NULL, "4.3.0",
+			    "out of memory");
+			continue;
+		}
+		for (i = 0; i < job->txn.nrcpt; i++)
+			job->rcpt[i].reply = job->replies +
+			    i * DELIVER_REASON_MAX;
 		job->txn.fd = sched_open(m);
 		if (job->txn.fd == -1) {
 			/* Deleted by "ferry delete" meanwhile. */
@@ -840,7 +861,7 @@ sched_on_done(void *arg, struct deliver *dv, struct deliver_txn *t)
 
 	(void)dv;
 	c->job = NULL;
-	sched_job_result(job);
+	sched_job_result(job, NULL);
 }
 
 /* Back to the front of its destination's line, as if never taken: the
@@ -861,11 +882,14 @@ sched_job_front(struct sched_job *job)
 {
 	struct sched_dest *d = job->dest;
 
-	/* sched_on_next() opens the file again for whoever takes it. */
+	/* sched_on_next() opens the file and lends the replies again for
+	 * whoever takes it. */
 	if (job->txn.fd != -1) {
 		(void)close(job->txn.fd);
 		job->txn.fd = -1;
 	}
+	free(job->replies);
+	job->replies = NULL;
 	job->next = d->head;
 	if (d->head == NULL)
 		d->tail = &job->next;
@@ -932,14 +956,16 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 
 /* --- results --- */
 
-/* Apply a finished transaction's per-recipient results. */
+/* Apply a finished transaction's per-recipient results; why: one
+ * result's words for all (the replies were not lent), else each one's
+ * reply. */
 static void
-sched_job_result(struct sched_job *job)
+sched_job_result(struct sched_job *job, const char *why)
 {
 	struct sched_msg *m = job->msg;
 	struct queue_rcpt *qr;
 	struct deliver_rcpt *r;
-	const char *addr;
+	const char *addr, *text;
 	unsigned i, k, again = 0, settled = 0;
 
 	for (i = 0; i < job->txn.nrcpt; i++) {
@@ -959,9 +985,10 @@ sched_job_result(struct sched_job *job)
 		qr = &m->info->rcpt[job->idx[i]];
 		qr->status = r->result == DR_OK ? RS_SENT :
 		    r->result == DR_PERM ? RS_BOUNCED : RS_DEFERRED;
-		sched_reason(qr, r);
+		text = why != NULL ? why : r->reply;
+		sched_reason(m, qr, r->dsn, text);
 		sched_log(m, qr->address, job->txn.relay[0] ? job->txn.relay :
-		    "none", r->dsn, queue_status_name(qr->status), r->reply);
+		    "none", r->dsn, queue_status_name(qr->status), text);
 		settled |= r->result != DR_TEMP;
 	}
 	/* Another destination (or this one's next transaction) may take
@@ -981,7 +1008,9 @@ sched_job_result(struct sched_job *job)
 	sched_msg_job_done(m);
 }
 
-/* The whole job failed before a transaction: one result for all. */
+/* The whole job failed before a transaction: one result for all.
+ * reason is a literal or was made in a buffer of DELIVER_REASON_MAX
+ * (deliver's, d->why), so it is logged whole as a reply is. */
 static void
 sched_job_fail(struct sched_job *job, enum deliver_result r,
     const char *relay, const char *dsn, const char *reason)
@@ -992,12 +1021,10 @@ sched_job_fail(struct sched_job *job, enum deliver_result r,
 		job->rcpt[i].result = r;
 		textfile_copy(job->rcpt[i].dsn, sizeof(job->rcpt[i].dsn),
 		    dsn ? dsn : (r == DR_PERM ? "5.0.0" : "4.0.0"));
-		textfile_copy(job->rcpt[i].reply, sizeof(job->rcpt[i].reply),
-		    reason ? reason : "delivery failed");
 	}
 	textfile_copy(job->txn.relay, sizeof(job->txn.relay),
 	    relay ? relay : "");
-	sched_job_result(job);
+	sched_job_result(job, reason ? reason : "delivery failed");
 }
 
 static void
@@ -1005,6 +1032,7 @@ sched_job_free(struct sched_job *job)
 {
 	if (job->txn.fd != -1)
 		close(job->txn.fd);
+	free(job->replies);
 	free(job);
 }
 
@@ -1036,11 +1064,8 @@ sched_finish(struct sched_msg *m)
 			if (qi->rcpt[i].status != RS_QUEUED &&
 			    qi->rcpt[i].status != RS_DEFERRED)
 				continue;
-			sched_expire_reason(&qi->rcpt[i],
-			    sched_conf->queue_lifetime);
 			qi->rcpt[i].status = RS_BOUNCED;
-			sched_log(m, qi->rcpt[i].address, "none", "4.4.7",
-			    "expired, returned to sender", qi->rcpt[i].reason);
+			sched_expire_reason(m, &qi->rcpt[i]);
 		}
 		/* And Postfix's one line a message, which logwatch counts. */
 		log_info(LP_QMGR, "%s: from=<%s>, status=expired, returned "
@@ -1105,16 +1130,19 @@ sched_unnotified(const struct queue_info *qi)
 	return n;
 }
 
-/* Keep the last deferral's words, say why we gave up (truncation ok). */
+/* Keep the last deferral's words, say why we gave up (truncation ok),
+ * and log it. */
 static void
-sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
+sched_expire_reason(const struct sched_msg *m, struct queue_rcpt *r)
 {
-	char last[QUEUE_REASON_MAX];
+	char text[QUEUE_REASON_MAX];
+	const char *last = r->reason ? r->reason : "";
 
-	memcpy(last, r->reason, sizeof(last));
-	if (snprintf(r->reason, sizeof(r->reason), SCHED_EXPIRED
-	    "%us in the queue%s%s", lifetime, last[0] ? ": " : "", last) < 0)
-		r->reason[0] = '\0';
+	sched_fmt(text, sizeof(text), SCHED_EXPIRED "%us in the queue%s%s",
+	    sched_conf->queue_lifetime, last[0] ? ": " : "", last);
+	sched_keep(m, r, text);
+	sched_log(m, r->address, "none", "4.4.7",
+	    "expired, returned to sender", text);
 }
 
 /*
@@ -1126,20 +1154,33 @@ sched_expire_reason(struct queue_rcpt *r, unsigned lifetime)
  * same way.
  */
 static void
-sched_reason(struct queue_rcpt *qr, const struct deliver_rcpt *r)
+sched_reason(const struct sched_msg *m, struct queue_rcpt *qr,
+    const char *dsn, const char *p)
 {
-	const char *p = r->reply, *h;
+	char buf[QUEUE_REASON_MAX];
+	const char *h;
 	size_t n, hl;
 	int more;
 
 	/* A server's reply ("250 ..."; "250-..." for one of several
 	 * lines) or refusal is kept as it came; our own words get the
 	 * dsn first. */
-	if ((strlen(p) > 3 && reply_code(p, 4, 0, &more) != -1) ||
-	    reply_said(p, &n, &h, &hl) != NULL)
-		textfile_copy(qr->reason, sizeof(qr->reason), p);
-	else
-		sched_fmt(qr->reason, sizeof(qr->reason), "%s %s", r->dsn, p);
+	if (!((strlen(p) > 3 && reply_code(p, 4, 0, &more) != -1) ||
+	    reply_said(p, &n, &h, &hl) != NULL)) {
+		sched_fmt(buf, sizeof(buf), "%s %s", dsn, p);
+		p = buf;
+	}
+	sched_keep(m, qr, p);
+}
+
+/* qr's reason, cut to fit.  Without the memory for it the result still
+ * stands and its log line, next, has the words; mailq, the state file
+ * and a DSN go without them. */
+static void
+sched_keep(const struct sched_msg *m, struct queue_rcpt *qr, const char *text)
+{
+	if (queue_rcpt_reason(qr, text, QUEUE_REASON_MAX) == -1)
+		log_warnx(LP_QMGR, "%s: out of memory", m->id);
 }
 
 static void
@@ -1219,8 +1260,8 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 			continue;
 		br[n].address = qi->rcpt[i].address;
 		br[n].diagnostic = qi->rcpt[i].reason;
-		br[n].status = sched_reply_dsn(qi->rcpt[i].reason, dsn[n],
-		    sizeof(dsn[n]));
+		br[n].status = sched_reply_dsn(qi->rcpt[i].reason ?
+		    qi->rcpt[i].reason : "", dsn[n], sizeof(dsn[n]));
 		/* A deferral is a 4.x.x whatever the remote's words were. */
 		if (kind == BOUNCE_DELAYED && br[n].status[0] != '4')
 			br[n].status = "4.0.0";

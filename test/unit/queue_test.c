@@ -66,6 +66,8 @@ static int t_state_append(void);
 static int t_state_tail(void);
 static int t_state_tail_size(void);
 static int t_state_tail_stale(void);
+static int t_rcpt_strings(void);
+static void rc_free(struct queue_rcpt *, size_t);
 static int t_delete(void);
 static int t_walk(void);
 static int t_sweep(void);
@@ -276,7 +278,7 @@ t_roundtrip(void)
 	CHECK_STR(info.rcpt[0].address, "r1@example.com");
 	CHECK_STR(info.rcpt[1].address, "r\xc3\xa9@example.com");
 	CHECK(info.rcpt[0].status == RS_QUEUED);
-	CHECK(info.rcpt[1].reason[0] == '\0');
+	CHECK(info.rcpt[1].reason == NULL);
 	CHECK(info.next_attempt == 0 && info.attempts == 0);
 	CHECK((img = slurp(qpath("", id), &len)) != NULL);
 	CHECK(info.body_off + blen < len);
@@ -723,9 +725,9 @@ t_state(void)
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
 	CHECK(queue_load(0, id, &info, &why) == 0);
 	info.rcpt[0].status = RS_SENT;
-	snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX, "250 2.0.0 ok");
+	CHECK(queue_rcpt_reason(&info.rcpt[0], "250 2.0.0 ok", 99) == 0);
 	info.rcpt[1].status = RS_DEFERRED;
-	snprintf(info.rcpt[1].reason, QUEUE_REASON_MAX, "451 try\r\nlater");
+	CHECK(queue_rcpt_reason(&info.rcpt[1], "451 try\r\nlater", 99) == 0);
 	info.rcpt[2].status = RS_BOUNCED;
 	info.next_attempt = 1700000123;
 	info.attempts = 3;
@@ -740,17 +742,18 @@ t_state(void)
 	CHECK(again.rcpt[1].status == RS_DEFERRED);
 	CHECK_STR(again.rcpt[1].reason, "451 try??later");
 	CHECK(again.rcpt[2].status == RS_BOUNCED);
-	CHECK_STR(again.rcpt[2].reason, "");
+	CHECK(again.rcpt[2].reason == NULL);
 	queue_info_free(&again);
 
 	/* a second update replaces the first */
 	info.rcpt[1].status = RS_SENT;
-	info.rcpt[1].reason[0] = '\0';
+	CHECK(queue_rcpt_reason(&info.rcpt[1], "", 99) == 0);
+	CHECK(info.rcpt[1].reason == NULL);
 	info.attempts = 4;
 	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK(again.rcpt[1].status == RS_SENT && again.attempts == 4);
-	CHECK_STR(again.rcpt[1].reason, "");
+	CHECK(again.rcpt[1].reason == NULL);
 	queue_info_free(&again);
 
 	/* no state for a message that is not there */
@@ -812,7 +815,7 @@ t_state_torn(void)
 	CHECK_STR(rc[0].reason, "250 ok");
 	CHECK(rc[1].status == RS_QUEUED);
 	CHECK(rc[2].status == RS_DEFERRED);
-	CHECK_STR(rc[2].reason, "");
+	CHECK(rc[2].reason == NULL);
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (queue_parse_state(bad[i], strlen(bad[i]), &info, &why) == 0) {
@@ -821,6 +824,8 @@ t_state_torn(void)
 		}
 	}
 	CHECK(rc[0].status == RS_SENT);
+	CHECK_STR(rc[0].reason, "250 ok");
+	rc_free(rc, 3);
 	return 0;
 }
 
@@ -915,6 +920,7 @@ t_state_warned(void)
 		}
 	}
 	CHECK(info.warned == 1700000200);
+	rc_free(rc, 2);
 	return 0;
 }
 
@@ -954,7 +960,7 @@ t_state_notified(void)
 	CHECK(!info.rcpt[0].notified && !info.rcpt[1].notified);
 	info.rcpt[0].status = RS_BOUNCED;
 	info.rcpt[0].notified = 1;
-	snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX, "550 5.1.1 no");
+	CHECK(queue_rcpt_reason(&info.rcpt[0], "550 5.1.1 no", 99) == 0);
 	info.rcpt[1].status = RS_BOUNCED;	/* bounced, DSN not yet out */
 	info.rcpt[2].status = RS_SENT;
 	info.rcpt[2].notified = 1;		/* meaningless: not written */
@@ -1007,6 +1013,7 @@ t_state_notified(void)
 		}
 	}
 	CHECK(rc[1].notified && rc[1].status == RS_BOUNCED);
+	rc_free(rc, 3);
 	return 0;
 }
 
@@ -1060,19 +1067,21 @@ t_state_reason(void)
 	CHECK(commit_one(NULL, "s@x", r, 3, "body", 4, id) == 0);
 	CHECK(queue_load(0, id, &info, &why) == 0);
 	info.rcpt[0].status = RS_BOUNCED;
-	n = (size_t)snprintf(info.rcpt[0].reason, QUEUE_REASON_MAX,
+	n = (size_t)snprintf(text, sizeof(text),
 	    "host mx.x[192.0.2.1] said: 550 5.1.1 <a@x>: ");
-	memset(info.rcpt[0].reason + n, 'u', QUEUE_REASON_MAX - 1 - n);
-	memcpy(info.rcpt[0].reason + QUEUE_REASON_MAX - 31,
+	memset(text + n, 'u', QUEUE_REASON_MAX - 1 - n);
+	memcpy(text + QUEUE_REASON_MAX - 31,
 	    " (in reply to RCPT TO command)", 31);
-	CHECK(strlen(info.rcpt[0].reason) == QUEUE_REASON_MAX - 1);
+	CHECK(strlen(text) == QUEUE_REASON_MAX - 1);
+	CHECK(queue_rcpt_reason(&info.rcpt[0], text, sizeof(text)) == 0);
+	CHECK_STR(info.rcpt[0].reason, text);
 	info.rcpt[1].status = RS_DEFERRED;
 	p = text + snprintf(text, sizeof(text), "host mx1.mail-hosting."
 	    "example[2001:db8:4006:80a::200e] said: 451 4.3.0 ");
 	memset(p, 'l', 255 - 10);
 	memcpy(p + 255 - 10, " (in reply to end of DATA command)", 35);
 	CHECK(strlen(text) < QUEUE_REASON_MAX);
-	memcpy(info.rcpt[1].reason, text, strlen(text) + 1);
+	CHECK(queue_rcpt_reason(&info.rcpt[1], text, sizeof(text)) == 0);
 	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	CHECK(queue_load(0, id, &again, &why) == 0);
 	CHECK_STR(again.rcpt[0].reason, info.rcpt[0].reason);
@@ -1112,6 +1121,7 @@ t_state_reason(void)
 	}
 	free(buf);
 	CHECK(strlen(rc[0].reason) == QUEUE_REASON_MAX - 1);
+	rc_free(rc, 3);
 	return 0;
 }
 
@@ -1149,7 +1159,7 @@ t_state_append(void)
 	info.attempts = 2;
 	CHECK(queue_update(&info, 1, NULL, 0) == 0);
 	info.rcpt[2].status = RS_SENT;
-	snprintf(info.rcpt[2].reason, QUEUE_REASON_MAX, "250 2.0.0 ok");
+	CHECK(queue_rcpt_reason(&info.rcpt[2], "250 2.0.0 ok", 99) == 0);
 	info.rcpt[0].status = RS_DEFERRED;	/* not named: not written */
 	info.attempts = 3;			/* nor this */
 	CHECK(queue_update(&info, 1, two, 1) == 0);
@@ -1166,7 +1176,7 @@ t_state_append(void)
 
 	info.rcpt[1].status = RS_BOUNCED;
 	info.rcpt[1].notified = 1;
-	snprintf(info.rcpt[1].reason, QUEUE_REASON_MAX, "550 5.1.1\tno");
+	CHECK(queue_rcpt_reason(&info.rcpt[1], "550 5.1.1\tno", 99) == 0);
 	info.rcpt[0].status = RS_SENT;
 	CHECK(queue_update(&info, 1, zero_one, 2) == 0);
 	CHECK((buf = slurp(qpath("", stname), &len)) != NULL);
@@ -1335,6 +1345,7 @@ t_state_tail(void)
 	    "R 2 sent\n", 9);
 	CHECK(queue_parse_state(buf, len, &info, &why) == 0);
 	CHECK(rc[2].status == RS_SENT);
+	rc_free(rc, 3);
 	return 0;
 }
 
@@ -1359,7 +1370,7 @@ t_state_tail_stale(void)
 	};
 	static const unsigned ten[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
 	struct queue_info a, b, again;
-	char ida[QUEUE_ID_SIZE], idb[QUEUE_ID_SIZE];
+	char ida[QUEUE_ID_SIZE], idb[QUEUE_ID_SIZE], text[QUEUE_REASON_MAX];
 	char sta[QUEUE_ID_SIZE + 3], stb[QUEUE_ID_SIZE + 3];
 	const char *why;
 	char *fa, *fb;
@@ -1376,11 +1387,12 @@ t_state_tail_stale(void)
 	CHECK(queue_load(0, idb, &b, &why) == 0);
 	for (i = 0; i < 40; i++) {
 		b.rcpt[i].status = RS_SENT;
-		snprintf(b.rcpt[i].reason, QUEUE_REASON_MAX, "250 2.0.0 Ok: "
+		snprintf(text, sizeof(text), "250 2.0.0 Ok: "
 		    "queued as 4Xk%03u; host mx.example.net[192.0.2.%u] said "
 		    "it took the message for delivery later on, after its content "
 		    "filter had a look at it and found nothing wrong with what "
 		    "it was given", i, i);
+		CHECK(queue_rcpt_reason(&b.rcpt[i], text, sizeof(text)) == 0);
 	}
 	b.next_attempt = 1700000000;
 	CHECK(queue_update(&b, 1, NULL, 0) == 0);
@@ -1389,9 +1401,10 @@ t_state_tail_stale(void)
 	CHECK(queue_load(0, ida, &a, &why) == 0);
 	for (i = 0; i < 40; i++) {
 		a.rcpt[i].status = RS_DEFERRED;
-		snprintf(a.rcpt[i].reason, QUEUE_REASON_MAX, "4.4.1 connect "
+		snprintf(text, sizeof(text), "4.4.1 connect "
 		    "to mx%u.example.org[203.0.113.%u]: Connection timed "
 		    "out (tried 12 times)", i, i);
+		CHECK(queue_rcpt_reason(&a.rcpt[i], text, sizeof(text)) == 0);
 	}
 	a.next_attempt = 1700000000;
 	CHECK(queue_update(&a, 1, NULL, 0) == 0);
@@ -1399,10 +1412,11 @@ t_state_tail_stale(void)
 	free(fa);
 	for (i = 0; i < 10; i++) {
 		a.rcpt[i].status = RS_BOUNCED;
-		snprintf(a.rcpt[i].reason, QUEUE_REASON_MAX, "host mx.example"
+		snprintf(text, sizeof(text), "host mx.example"
 		    ".org[198.51.100.7] said: 550 5.1.1 <%s>: Recipient "
 		    "address rejected: User unknown in virtual mailbox table "
 		    "(in reply to RCPT TO command)", r[i]);
+		CHECK(queue_rcpt_reason(&a.rcpt[i], text, sizeof(text)) == 0);
 	}
 	CHECK(queue_update(&a, 1, ten, 10) == 0);
 	CHECK((fa = slurp(qpath("", sta), &la)) != NULL);
@@ -1477,11 +1491,64 @@ t_state_tail_size(void)
 	    strlen(info.rcpt[QUEUE_MAX_RCPT - 1].reason) ==
 	    QUEUE_REASON_MAX - 1;
 	free(buf);
-	free(info.rcpt);
+	queue_info_free(&info);
 	if (!ok)
 		fprintf(stderr, "  %s\n", why);
 	CHECK(ok);
 	return 0;
+}
+
+/*
+ * A recipient's strings are allocated to fit: the longest address
+ * (QUEUE_ADDR_MAX - 1 bytes) between short ones is held whole, and a
+ * reason is cut where a QUEUE_REASON_MAX buffer cut it, at a NUL or at
+ * n, none when that leaves nothing, the old one freed when set again.
+ */
+static int
+t_rcpt_strings(void)
+{
+	struct queue_rcpt rc;
+	struct queue_info info;
+	char text[QUEUE_REASON_MAX + 100], *img, *p;
+	const char *why;
+
+	CHECK((img = malloc(4 * QUEUE_ADDR_MAX)) != NULL);
+	p = img + sprintf(img, "FERRY1\nI 0123456789ABCDEF01\nT 1\nF 0\n"
+	    "U -\nC \nS \nR a\nR ");
+	memset(p, 'b', QUEUE_ADDR_MAX - 1);
+	p += QUEUE_ADDR_MAX - 1;
+	p += sprintf(p, "\nR c@d\nB\n\nE 0\n");
+	CHECK(queue_parse(img, (size_t)(p - img), &info, &why) == 0);
+	free(img);
+	CHECK(info.nrcpt == 3);
+	CHECK_STR(info.rcpt[0].address, "a");
+	CHECK(strlen(info.rcpt[1].address) == QUEUE_ADDR_MAX - 1 &&
+	    strspn(info.rcpt[1].address, "b") == QUEUE_ADDR_MAX - 1);
+	CHECK_STR(info.rcpt[2].address, "c@d");
+	CHECK(info.rcpt[2].status == RS_QUEUED && info.rcpt[2].reason == NULL);
+	queue_info_free(&info);
+
+	memset(&rc, 0, sizeof(rc));
+	memset(text, 'x', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	CHECK(queue_rcpt_reason(&rc, text, sizeof(text)) == 0);
+	CHECK(strlen(rc.reason) == QUEUE_REASON_MAX - 1);
+	CHECK(queue_rcpt_reason(&rc, "451 later\nR 1 sent", 9) == 0);
+	CHECK_STR(rc.reason, "451 later");
+	CHECK(queue_rcpt_reason(&rc, "250 ok", 99) == 0);
+	CHECK_STR(rc.reason, "250 ok");
+	CHECK(queue_rcpt_reason(&rc, "250 ok", 0) == 0 && rc.reason == NULL);
+	CHECK(queue_rcpt_reason(&rc, "x", 1) == 0);
+	CHECK(queue_rcpt_reason(&rc, "", 99) == 0 && rc.reason == NULL);
+	return 0;
+}
+
+/* The reasons queue_parse_state() gave a test's own array. */
+static void
+rc_free(struct queue_rcpt *rc, size_t n)
+{
+	while (n-- > 0)
+		free(rc[n].reason);
 }
 
 static int
@@ -1933,6 +2000,8 @@ static const struct t_case cases[] = {
 	{ "state parse: appended records, every cut", t_state_tail },
 	{ "state parse: a whole file and an append each", t_state_tail_size },
 	{ "state: an append's page lost to a stale block", t_state_tail_stale },
+	{ "a recipient's address and reason, allocated to fit",
+	    t_rcpt_strings },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
 	{ "start-up index from state mtimes", t_index },
