@@ -242,14 +242,15 @@ def _dns_name(n, tail):
 
 def test_received_longest_names_fit():
     """Every name in ferry's Received: at its largest legal size: EHLO
-    with a 255-octet domain (RFC 5321 section 4.5.3.1.2), hostname 254
-    octets, TLS, and a 254-octet recipient whose alias is a 64-octet bare
+    with a 255-octet domain (RFC 5321 section 4.5.3.1.2), hostname 253
+    octets (DNS's most without the root dot, as config takes it), TLS,
+    and a 254-octet recipient whose alias is a 64-octet bare
     local part qualified with a 252-octet origin (317 octets).  That
     overflowed the 1,024-byte header buffer: 451 for that client, for
     ever.  Now the mail is queued, each header line stays within RFC
     5322's 998, and the field holds every name whole."""
     from test_alias import write_aliases
-    host, origin = _dns_name(254, 'test'), _dns_name(252, 'test')
+    host, origin = _dns_name(253, 'test'), _dns_name(252, 'test')
     helo, local = _dns_name(255, 'test'), 'l' * 64
     sender = 's' * 64 + '@' + _dns_name(189, 'test')
     d = all_ports(name='recvlong', hostname=host, origin=origin)
