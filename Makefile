@@ -185,7 +185,8 @@ unit: $(UNIT:%=$(B)/unit/%) $(B)/dnsq
 san: $(B)/san/ferry $(UNIT:%=$(B)/san/unit-%) $(B)/san/dnsq
 
 # The fuzz targets without libFuzzer: test/fuzz/replay.c runs each over
-# its corpus, so test/cross.sh checks the parsers on big-endian s390x.
+# its corpus, so test/cross.sh checks the parsers on big-endian s390x and
+# test/run.sh under valgrind.
 $(B)/replay/%: test/fuzz/%.c test/fuzz/replay.c $(B)/libferry.a
 	@mkdir -p $(B)/replay
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(WARN) $(LDFLAGS) -iquote . -o $@ $< test/fuzz/replay.c $(B)/libferry.a $(LDLIBS)
@@ -210,7 +211,7 @@ run: deps
 test: deps
 	@sh test/deps.sh test
 	@sh test/deps.sh cross
-	@$(MAKE) --no-print-directory all unit san fuzz
+	@$(MAKE) --no-print-directory all unit san fuzz replay
 	@sh test/run.sh
 
 # mbedTLS 3.6 and c-ares 1.34 from Debian 13's packages (also in `make test`)

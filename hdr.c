@@ -17,7 +17,10 @@ hdr_date(char *buf, size_t len, time_t t)
 	struct tm tm;
 	size_t n;
 
-	localtime_r(&t, &tm);
+	/* A year past int (a queue file's T line may say so) leaves tm
+	 * half set: the caller then writes its fallback. */
+	if (localtime_r(&t, &tm) == NULL)
+		return -1;
 	/* RFC 5322 §3.3; the process never calls setlocale(), so English. */
 	n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	return n == 0 ? -1 : (int)n;

@@ -1,10 +1,11 @@
 #!/bin/sh
-# run.sh - every test, after `make all unit san fuzz` (what `make test`
-# runs): unit tests under valgrind, the sanitizer unit tests, the
-# integration suite against ./ferry, against a `make install`ed copy and
-# against the ASan/UBSan daemon, the builds against mbedTLS 3.6 and c-ares
-# 1.34 (test/compat.sh), the big-endian s390x build under qemu, then each
-# fuzz target for a short run over a copy of its corpus.
+# run.sh - every test, after `make all unit san fuzz replay` (what `make
+# test` runs): unit tests and the fuzz corpora under valgrind, the
+# sanitizer unit tests, the integration suite against ./ferry, against a
+# `make install`ed copy and against the ASan/UBSan daemon, the builds
+# against mbedTLS 3.6 and c-ares 1.34 (test/compat.sh), the big-endian
+# s390x build under qemu, then each fuzz target for a short run over a
+# copy of its corpus.
 # Output passes through as it comes; PASS/FAIL lines are counted, a binary
 # that crashes (or fails without a FAIL line) counts as one FAIL, and the
 # last line is "N passed, N failed".  Exit 1 on any failure.
@@ -64,6 +65,16 @@ for t in build/native/unit/*_test; do
 	    valgrind --error-exitcode=1 --leak-check=full -q "$t"
 done
 [ "$found" -eq 1 ] || echo "note: no unit tests in build/native/unit/"
+
+# (a2) each fuzz target over its corpus under valgrind: it sees what the
+# sanitizers do not, a value never set (the fuzz build is ASan's)
+for t in build/native/replay/fuzz_*; do
+	[ -x "$t" ] || continue
+	n=$(basename "$t")
+	echo "=== valgrind $t"
+	tally "valgrind replay $n" \
+	    valgrind --error-exitcode=1 -q "$t" test/fuzz/corpus/"$n"/*
+done
 
 # (b) unit tests built with ASan and UBSan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ static int t_orig_headers(void);
 static int t_orig_long_line(void);
 static int t_orig_cap(void);
 static int t_delayed(void);
+static int t_far_date(void);
 static int t_refuse(void);
 static int t_writer_error(void);
 static int t_unique(void);
@@ -758,6 +760,30 @@ t_delayed(void)
 	return 0;
 }
 
+/* A time past what localtime_r() can turn into a date (a queue file's
+ * T line is any 64-bit number) is dated 1970, not from whatever the
+ * stack held: valgrind saw strftime() read an unset struct tm. */
+static int
+t_far_date(void)
+{
+	struct bounce_rcpt r[] = {
+		{ "bob@example.net", "4.4.1", "451 4.4.1 later", INT64_MAX },
+	};
+	struct queue_info o;
+	struct dsn d;
+
+	orig_init(&o);
+	o.arrival = INT64_MAX;
+	CHECK(compose(&d, BOUNCE_DELAYED, &o, r, 1, NULL, 0) == 0);
+	CHECK(d.clean && d.npart == 3);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Arrival-Date: "
+	    "Thu, 01 Jan 1970 00:00:00 +0000", 1) == 1);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Will-Retry-Until: "
+	    "Thu, 01 Jan 1970 00:00:00 +0000", 1) == 1);
+	dsn_free(&d);
+	return 0;
+}
+
 /* Never bounce a bounce; no recipients is a caller's bug. */
 static int
 t_refuse(void)
@@ -851,6 +877,7 @@ static const struct t_case cases[] = {
 	{ "long original header line folded", t_orig_long_line },
 	{ "original headers capped at 64 KB", t_orig_cap },
 	{ "delay warning", t_delayed },
+	{ "dates past the calendar", t_far_date },
 	{ "no bounce of a bounce", t_refuse },
 	{ "writer error", t_writer_error },
 	{ "fresh boundary and Message-ID", t_unique },
