@@ -16,6 +16,11 @@
 #define ALIAS_KEY_MAX	64	/* a local part, RFC 5321 §4.5.3.1.1 */
 #define ALIAS_ADDR_MAX	512
 #define ALIAS_BAD_LIST	"empty or bad address list"
+/* Steps of one expansion, every alias and address met counted: a
+ * duplicate adds nothing to out, and "a: b b b ..." nested
+ * ALIAS_DEPTH_MAX deep was w^8 of them, a start or SIGHUP that never
+ * ended. */
+#define ALIAS_STEPS_MAX	(ALIAS_EXPAND_MAX * ALIAS_DEPTH_MAX * 4)
 
 struct alias_entry {
 	char key[ALIAS_KEY_MAX + 1];
@@ -327,6 +332,11 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 	size_t klen, i = 0, vlen;
 	int k, r;
 
+	/* n[1]: the steps so far. */
+	if (++n[1] > ALIAS_STEPS_MAX) {
+		*why = "alias expands to too many addresses";
+		return -1;
+	}
 	if (alias_local(addr, origin, &klen) &&
 	    (e = alias_find(t, addr, klen)) != NULL && e != parent) {
 		if (depth >= ALIAS_DEPTH_MAX) {
@@ -364,10 +374,10 @@ int
 alias_expand(const struct alias_table *t, const char *addr,
     const char *origin, char (*out)[512], int max, const char **why)
 {
-	int n = 0;
+	int n[2] = { 0, 0 };	/* addresses in out, steps */
 
 	*why = ALIAS_BAD_LIST;	/* what alias_next() leaves */
-	if (alias_walk(t, addr, origin, out, max, &n, 0, why, NULL) == -1)
+	if (alias_walk(t, addr, origin, out, max, n, 0, why, NULL) == -1)
 		return -1;
-	return n;
+	return n[0];
 }

@@ -9,7 +9,8 @@
  * (`John Doe <j@x>`), |command, /file or :include: is refused at load,
  * as ferry delivers nothing locally.  A bare
  * one is looked up again (chains), up to ALIAS_DEPTH_MAX levels and
- * ALIAS_EXPAND_MAX addresses in all, but not in its own list, where it
+ * ALIAS_EXPAND_MAX addresses in all (and a bounded number of steps,
+ * duplicates counted), but not in its own list, where it
  * is final (`root: root, admin@example.org`, as in Postfix).  Comments
  * start with '#'; a line that starts with a space or tab continues the
  * previous one, as in /etc/aliases.  Parsing takes explicit lengths and is fuzzed.

@@ -105,6 +105,38 @@ test_loops_and_limits(void)
 	return 0;
 }
 
+/* Duplicates add no address but cost a step each: "a1: a2 a2 ...",
+ * w names a level, ALIAS_DEPTH_MAX levels deep, walked w^8 paths (40
+ * wide: newaliases ran for ever; start-up and SIGHUP too).  Refused
+ * past the step bound; one width below it still expands. */
+static int
+test_duplicate_fanout(void)
+{
+	char err[256], big[8192];
+	struct alias_table *t;
+	int w, i, k;
+
+	for (w = 2; w <= 3; w++) {
+		big[0] = '\0';
+		for (i = 1; i < 7; i++) {
+			snprintf(big + strlen(big), sizeof(big) - strlen(big),
+			    "a%d:", i);
+			for (k = 0; k < w; k++)
+				snprintf(big + strlen(big), sizeof(big) -
+				    strlen(big), " a%d", i + 1);
+			strcat(big, "\n");
+		}
+		strcat(big, "a7: x@y.test, z@y.test\n");
+		CHECK((t = parse(big, err, sizeof(err))) != NULL);
+		/* 2^6 paths pass; 3^6 = 729, each with its two addresses
+		 * and the aliases on the way, are past 1024 steps. */
+		CHECK_STR(expand(t, "a1"), w == 2 ? "x@y.test z@y.test" :
+		    "error: alias expands to too many addresses");
+		alias_free(t);
+	}
+	return 0;
+}
+
 static int
 test_errors(void)
 {
@@ -227,6 +259,7 @@ static const struct t_case cases[] = {
 	{ "basic lookups and domains", test_basic },
 	{ "continuation lines, duplicates", test_continuation_and_dedup },
 	{ "loops and the expansion limit", test_loops_and_limits },
+	{ "duplicates fanning out are bounded", test_duplicate_fanout },
 	{ "errors name file, line and what", test_errors },
 	{ "|command, /file, :include:, display names refused",
 	    test_local_forms_refused },
