@@ -34,7 +34,7 @@ static int is_ftext(unsigned char);
 static size_t line_end(const char *, size_t, size_t, size_t *);
 static int field_start(const char *, size_t, size_t, size_t *, size_t *);
 static int put_lines(struct msg_buf *, const char *, size_t, int);
-static int alist_put(struct alist *, unsigned char, const char **);
+static int alist_put(struct alist *, unsigned char, size_t, const char **);
 /* noinline: one copy is smaller than LTO's two inlined ones. */
 static int alist_emit(struct alist *, int (*)(void *, const char *, size_t),
     void *, const char **) __attribute__((noinline));
@@ -334,7 +334,7 @@ msg_build(struct msg_buf *out, const char *b, size_t len,
 /* --- address lists --- */
 
 static int
-alist_put(struct alist *a, unsigned char c, const char **why)
+alist_put(struct alist *a, unsigned char c, size_t end, const char **why)
 {
 	int wordish = c != '.' && c != '@';
 
@@ -355,6 +355,9 @@ alist_put(struct alist *a, unsigned char c, const char **why)
 		return -1;
 	}
 	a->cur[a->n++] = (char)c;
+	/* Here, not for junk after "<a@b>": "<root> x" must not become
+	 * "<root> x@origin", another address than the envelope's. */
+	a->end = end;
 	return 0;
 }
 
@@ -398,18 +401,19 @@ msg_addr_list(const char *s, size_t len,
 			 * kept whole, specials inside mean nothing. */
 			unsigned char close = c == '"' ? '"' : ']';
 
-			if (alist_put(&a, c, why) == -1)
+			if (alist_put(&a, c, i + 1, why) == -1)
 				return -1;
 			for (i++; i < len && (unsigned char)s[i] != close; i++) {
 				if (s[i] == '\\' && i + 1 < len) {
-					if (alist_put(&a, '\\', why) == -1)
+					if (alist_put(&a, '\\', i + 1, why) == -1)
 						return -1;
 					i++;
 				}
 				if (s[i] == '\r' || s[i] == '\n')
 					continue;	/* folding */
 				a.ws = 0;
-				if (alist_put(&a, (unsigned char)s[i], why) == -1)
+				if (alist_put(&a, (unsigned char)s[i], i + 1,
+				    why) == -1)
 					return -1;
 			}
 			if (i == len) {
@@ -418,9 +422,8 @@ msg_addr_list(const char *s, size_t len,
 				return -1;
 			}
 			a.ws = 0;
-			if (alist_put(&a, close, why) == -1)
+			if (alist_put(&a, close, i + 1, why) == -1)
 				return -1;
-			a.end = i + 1;
 		} else if (c == '(') {
 			/* comment (§3.2.2), nested, with quoted-pairs */
 			for (depth = 1, i++; i < len && depth > 0; i++) {
@@ -453,10 +456,8 @@ msg_addr_list(const char *s, size_t len,
 			/* group (§3.4): "name: a, b;" - drop the name. */
 			a.n = 0;
 			a.ws = a.bad = 0;
-		} else if (alist_put(&a, c, why) == -1)
+		} else if (alist_put(&a, c, i + 1, why) == -1)
 			return -1;
-		else
-			a.end = i + 1;
 	}
 	if (a.angle) {
 		*why = "unterminated <";

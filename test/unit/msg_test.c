@@ -606,6 +606,11 @@ t_qualify(void)
 		{ " (only a comment)", " (only a comment)" },
 		{ "", "" },
 		{ " a,,b", " a@o.test,,b@o.test" },
+		/* Junk after <...> is not the address: the domain went
+		 * after it, and the header named x@o.test, not root. */
+		{ " Cron <root> x, b", " Cron <root@o.test> x, b@o.test" },
+		{ " <js> \"q\"", " <js@o.test> \"q\"" },
+		{ " <js> [1.2.3.4]", " <js@o.test> [1.2.3.4]" },
 	};
 	struct msg_buf out = { NULL, 0, 0 };
 	size_t i;
