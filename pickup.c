@@ -36,7 +36,7 @@
 static void pickup_on_timer(struct loop_timer *);
 static int pickup_file(const char *);
 static void pickup_on_commit(void *, const char *, int);
-static int pickup_bare_crlf(const char *, uint64_t);
+static const char *pickup_body_bad(const char *, uint64_t);
 
 /* One maildrop file, whose aliases may need more than one queue file. */
 struct pickup_job {
@@ -161,11 +161,10 @@ pickup_file(const char *name)
 	}
 	if (queue_parse(buf, (size_t)st.st_size, &info, &why) == -1)
 		goto bad;
-	/* The SMTP door refuses these (smuggling); so does this one. */
-	if (pickup_bare_crlf(buf + info.body_off, info.size)) {
-		why = "bare CR or LF in the message";
+	/* The SMTP door refuses these (smuggling, RFC 5321 line length);
+	 * so does this one: sendmail writes neither. */
+	if ((why = pickup_body_bad(buf + info.body_off, info.size)) != NULL)
 		goto bad;
-	}
 	/* Past a queue file's limits the rest goes into another, as the
 	 * SMTP door's 452 has a client send it in another transaction.
 	 * A first pass, with no job and no w, only checks: all that can
@@ -244,10 +243,18 @@ part:
 		goto part;
 	}
 full:
-	n = hdr_received(hdr, sizeof(hdr), NULL, NULL, NULL, NULL,
+	n = hdr_received(hdr, sizeof(hdr) - 2, NULL, NULL, NULL, NULL,
 	    pickup_conf->hostname, queue_writer_id(w),
 	    info.nrcpt == 1 ? info.rcpt[0].address : NULL, (long)st.st_uid,
 	    loop_now_real());
+	/* A first line that starts with white space would continue our
+	 * Received: (a forged "for <...>" in ferry's trace line): an empty
+	 * line goes before it, as the SMTP door puts one. */
+	if (n > 0 && info.size > 0 && (buf[info.body_off] == ' ' ||
+	    buf[info.body_off] == '\t')) {
+		memcpy(hdr + n, "\r\n", 2);
+		n += 2;
+	}
 	if (n < 0 || queue_writer_body(w, hdr, (size_t)n) == -1 ||
 	    queue_writer_body(w, buf + info.body_off, info.size) == -1 ||
 	    queue_writer_finish(w) == -1)
@@ -284,21 +291,25 @@ out:
 	return rc;
 }
 
-/* Non-zero when a CR is not followed by LF, or a LF not preceded by CR:
- * one test, as each byte must be a LF exactly when the one before it is
- * a CR. */
-static int
-pickup_bare_crlf(const char *b, uint64_t n)
+/* Why the body is refused, or NULL: a CR not followed by LF or a LF not
+ * preceded by CR (one test: each byte must be a LF exactly when the one
+ * before it is a CR), or a line over MSG_LINE_MAX octets without CRLF,
+ * which deliver.c would send as it is. */
+static const char *
+pickup_body_bad(const char *b, uint64_t n)
 {
-	uint64_t i;
+	uint64_t i, col = 0;
 	int cr = 0;
 
 	for (i = 0; i < n; i++) {
 		if (cr != (b[i] == '\n'))
-			return 1;
+			return "bare CR or LF in the message";
 		cr = b[i] == '\r';
+		col = b[i] == '\n' ? 0 : col + !cr;
+		if (col > MSG_LINE_MAX)
+			return "line over 1000 octets";
 	}
-	return cr;
+	return cr ? "bare CR or LF in the message" : NULL;
 }
 
 static void

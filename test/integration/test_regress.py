@@ -309,6 +309,112 @@ def test_regress_maildrop_bare_cr_lf_quarantined():
         d.cleanup(ok)
 
 
+# --- maildrop: a body that starts with white space ---------------------
+
+def test_regress_maildrop_leading_space_not_our_trace():
+    """A hand-made maildrop body whose first line starts with a space or
+    a tab was appended right after the pickup's Received:, whose field
+    it then continued: a local user could add "for <anyone>" or any
+    text to ferry's own trace line.  An empty line now goes between
+    them, as the SMTP door puts one; the body's bytes follow unchanged.
+    Control: a body that starts with a field gets no empty line."""
+    d = _stopped_daemon('rg-mdspace')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        bodies = {
+            'tab@example.test': b'\tfor <forged@elsewhere.test>; Mon, 1 '
+                                b'Jan 2001\r\nSubject: x\r\n\r\nbody\r\n',
+            'space@example.test': b' X-Forged: yes\r\n\r\nbody\r\n',
+            'field@example.test': b'Subject: fine\r\n\r\nbody\r\n',
+        }
+        names = []
+        for sender, body in bodies.items():
+            q = _qid()
+            names.append(q)
+            _drop(md, q, _image(q, sender, ['r@relay.test'], body))
+        d.start()
+        _maildrop_empty_of(d, names)
+        q = d.wait_queue(len(bodies), timeout=5)
+        check(len(q) == len(bodies), 'mailq %r' % q)
+        for m in q:
+            body = bodies[m['sender']]
+            out = d.cat(m['id'])
+            head = out[:len(out) - len(body)]
+            check(out.endswith(body) and out.startswith(b'Received: '),
+                  '%s stored as %s' % (m['sender'], short(out, 600)))
+            want = b'\r\n\r\n' if body[:1] in b' \t' else b'\r\n'
+            check(head.endswith(want) and
+                  not head.endswith(b'\r\n' + want),
+                  '%s: after the Received: %r, want %r'
+                  % (m['sender'], head[-6:], want))
+            check(head[:-len(want)].count(b'\r\n') == 2,
+                  '%s: Received: %s' % (m['sender'], short(head)))
+        check(d.corrupt_files() == [], 'corrupt/ %r' % d.corrupt_files())
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+# --- maildrop: lines over 1000 octets ------------------------------------
+
+def test_regress_maildrop_long_line_quarantined():
+    """The SMTP door refuses a line over 1000 octets (RFC 5321
+    4.5.3.1.6) and sendmail splits one, but a hand-made maildrop file's
+    5,000-octet line was queued and relayed as it was.  It goes to
+    corrupt/, in the header or the body, with or without a final CRLF;
+    a line of exactly 998 octets is queued, and so is sendmail's own
+    file for the same 5,000 octets (its lines split)."""
+    d = _stopped_daemon('rg-mdlong')
+    ok = False
+    try:
+        md = os.path.join(d.queue_dir, 'maildrop')
+        _sendmail(d, 'sm-long@example.test', ['r@relay.test'],
+                  b'Subject: sm long\n\n' + b'y' * 5000 + b'\n')
+        smfile = os.listdir(md)
+        check(len(smfile) == 1, 'maildrop/ %r' % smfile)
+        fine = b'Subject: x\r\n\r\n' + b'.' + b'z' * 997 + b'\r\n'
+        good = _qid()
+        _drop(md, good, _image(good, 'ok998@example.test',
+                               ['r@relay.test'], fine))
+        bad = {
+            'body': b'Subject: x\r\n\r\n' + b'x' * 5000 + b'\r\n',
+            '999': b'Subject: x\r\n\r\n' + b'x' * 999 + b'\r\nend\r\n',
+            'header': b'Subject: ' + b'h' * 1200 + b'\r\n\r\nbody\r\n',
+            'last, no CRLF': b'Subject: x\r\n\r\n' + b'x' * 999,
+        }
+        names = {}
+        for what, body in bad.items():
+            q = _qid()
+            names[q] = what
+            _drop(md, q, _image(q, 'long@example.test', ['r@relay.test'],
+                                body))
+        d.start()
+        _maildrop_empty_of(d, list(names) + [good] + smfile)
+        q = d.wait_queue(2, timeout=5)
+        time.sleep(0.3 * SLOW)
+        q = d.mailq()
+        check(sorted(m['sender'] for m in q) ==
+              ['ok998@example.test', 'sm-long@example.test'],
+              'queued: %r; log:\n%s' % ([m['sender'] for m in q],
+                                        d.log_tail(12)))
+        for m in q:
+            if m['sender'] == 'ok998@example.test':
+                check(d.cat(m['id']).endswith(fine), 'stored %s'
+                      % short(d.cat(m['id'])))
+        corrupt = d.corrupt_files()
+        for n, what in names.items():
+            check(n in corrupt, '%s (%s) not in corrupt/ %r'
+                  % (n, what, corrupt))
+            d.wait_log(r'maildrop/%s: moved to corrupt/: line over 1000 '
+                       r'octets' % n)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
 # --- maildrop: a local user's junk, a batch at a time --------------------
 
 def test_regress_maildrop_junk_in_batches():
