@@ -66,6 +66,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +98,10 @@
 #define QUEUE_ID_RAND		(1u << 20)	/* 5 hex digits */
 #define QUEUE_STALE_SECS	(60 * 60)	/* maildrop/.ID.tmp left behind */
 #define QUEUE_WALK_INIT		64	/* first size of the walk's id list */
+#define QUEUE_CORRUPT_TRIES	4	/* clashes in corrupt/ before giving up */
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE	1	/* linux/fs.h's; musl's stdio.h lacks it */
+#endif
 #define QUEUE_ST_SUFFIX		".st"
 /* The envelope before the R records: magic, I, T, F, U, C, S. */
 #define QUEUE_ENV_MAX		(QUEUE_CLIENT_MAX + QUEUE_ADDR_MAX + 128)
@@ -139,6 +144,7 @@ static int path_fmt(char *, size_t, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 static int writer_path(const struct queue_writer *, int, char *);
 static int name_exists(int, const char *);
+static int corrupt_move(const char *, const char *);
 static int mkdir_owned(int, const char *, mode_t, uid_t, gid_t);
 static void sweep_dir(const char *, int (*)(int, const char *),
     const char *);
@@ -1660,7 +1666,6 @@ static int
 load_state(struct queue_info *info)
 {
 	char name[QUEUE_ID_SIZE + sizeof(QUEUE_ST_SUFFIX)];
-	char cname[sizeof(name) + 8];
 	const char *why = "";
 	struct stat st;
 	char *buf = NULL;
@@ -1682,8 +1687,7 @@ load_state(struct queue_info *info)
 	else if (errno == ENOMEM)
 		goto done;	/* the file is fine: try again later */
 	if (why != NULL) {
-		snprintf(cname, sizeof(cname), "corrupt/%s", name);
-		if (renameat(queue_dirfd, name, queue_dirfd, cname) == -1)
+		if (corrupt_move(name, name) == -1)
 			log_warn(LP_QMGR, "rename %s", name);
 		log_warnx(LP_QMGR, "%s: state file moved to corrupt/: %s; "
 		    "all recipients queued again", info->id, why);
@@ -1899,13 +1903,14 @@ queue_delete(const char *id)
 
 /*
  * name is a file in queue_dir, or "sub/name" one level down (pickup hands
- * in "maildrop/ID"); it lands in corrupt/ under its last component.
- * Never deleted: an admin may want to see what went wrong.
+ * in "maildrop/ID"); it lands in corrupt/ under its last component (a
+ * suffix if that is taken).  Never deleted or replaced: an admin may
+ * want to see what went wrong.
  */
 int
 queue_quarantine(const char *name, const char *why)
 {
-	char dst[NAME_MAX + 16];
+	char st[NAME_MAX + 1];
 	const char *base, *slash;
 	size_t n = name != NULL ? strlen(name) : 0;
 	int fd;
@@ -1922,19 +1927,15 @@ queue_quarantine(const char *name, const char *why)
 		return errno_fail(EINVAL);
 	if (queue_dirfd == -1)
 		return errno_fail(EBADF);
-	snprintf(dst, sizeof(dst), "corrupt/%s", base);
-	if (renameat(queue_dirfd, name, queue_dirfd, dst) == -1) {
+	if (corrupt_move(name, base) == -1) {
 		log_warn(LP_QMGR, "%s: cannot move to corrupt/", name);
 		return -1;
 	}
 	if (slash == NULL) {
-		/* dst is "corrupt/" and the n bytes of NAME: make it
-		 * "corrupt/NAME.st", and dst + 8 is then "NAME.st". */
-		memcpy(dst + 8 + n, QUEUE_ST_SUFFIX, sizeof(QUEUE_ST_SUFFIX));
-		if (renameat(queue_dirfd, dst + 8, queue_dirfd, dst) == -1 &&
-		    errno != ENOENT)
-			log_warn(LP_QMGR, "%s: cannot move to corrupt/",
-			    dst + 8);
+		memcpy(st, name, n);
+		memcpy(st + n, QUEUE_ST_SUFFIX, sizeof(QUEUE_ST_SUFFIX));
+		if (corrupt_move(st, st) == -1 && errno != ENOENT)
+			log_warn(LP_QMGR, "%s: cannot move to corrupt/", st);
 	}
 	log_warnx(LP_QMGR, "%s: moved to corrupt/: %s", name,
 	    why != NULL ? why : "unknown");
@@ -1949,6 +1950,38 @@ queue_quarantine(const char *name, const char *why)
 		(void)close(fd);	/* read-only */
 	}
 	return 0;
+}
+
+/*
+ * from, a name in queue_dir, into corrupt/ as base, never over a file
+ * there: a local user's junk in maildrop/ reuses names, a state file may
+ * be there before its message or go bad twice, and each is kept for the
+ * admin.  A clash takes ".XXXXXXXX" at random (base cut to fit).
+ * RENAME_NOREPLACE tests and moves in one step; a file system without it
+ * (NFS) gets a lookup first.
+ */
+static int
+corrupt_move(const char *from, const char *base)
+{
+	char dst[sizeof("corrupt/") + NAME_MAX];
+	int tries, r;
+
+	snprintf(dst, sizeof(dst), "corrupt/%s", base);
+	for (tries = 0; tries < QUEUE_CORRUPT_TRIES; tries++) {
+		/* long: what syscall() reads each argument as. */
+		r = (int)syscall(SYS_renameat2, (long)queue_dirfd, from,
+		    (long)queue_dirfd, dst, (long)RENAME_NOREPLACE);
+		if (r == -1 && (errno == EINVAL || errno == ENOSYS) &&
+		    (r = name_exists(queue_dirfd, dst)) == 0)
+			r = renameat(queue_dirfd, from, queue_dirfd, dst);
+		else if (r == 1)
+			r = errno_fail(EEXIST);
+		if (r == 0 || errno != EEXIST)
+			return r;
+		snprintf(dst, sizeof(dst), "corrupt/%.*s.%08" PRIX32,
+		    NAME_MAX - 9, base, randombytes_uniform(UINT32_MAX));
+	}
+	return -1;
 }
 
 /* --- the walk --- */

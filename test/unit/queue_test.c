@@ -5,6 +5,7 @@
  * walk order and quarantine, the start-up sweep, and the group commit run
  * by the real event loop.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -70,6 +71,8 @@ static int t_rcpt_strings(void);
 static void rc_free(struct queue_rcpt *, size_t);
 static int t_delete(void);
 static int t_walk(void);
+static int corrupt_holds(const char *, size_t);
+static int t_corrupt_no_replace(void);
 static int t_sweep(void);
 static int t_group_commit(void);
 static int t_forget(void);
@@ -1672,6 +1675,98 @@ t_walk(void)
 	return 0;
 }
 
+/* How many files in corrupt/ hold exactly text (a NUL-terminated string),
+ * and with want != 0, also that corrupt/ has want files in all; -1 if not. */
+static int
+corrupt_holds(const char *text, size_t want)
+{
+	struct dirent *de;
+	size_t n = 0, len;
+	DIR *d;
+	char *b;
+	int hits = 0;
+
+	if ((d = opendir(qpath("", "corrupt"))) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n++;
+		if ((b = slurp(qpath("corrupt", de->d_name), &len)) == NULL)
+			continue;
+		hits += len == strlen(text) && memcmp(b, text, len) == 0;
+		free(b);
+	}
+	closedir(d);
+	return want != 0 && n != want ? -1 : hits;
+}
+
+/*
+ * A move to corrupt/ never replaces a file there: a local user's junk in
+ * maildrop/ reuses a name, a state file goes bad twice, a message's state
+ * file follows it there after an earlier bad one.  Only the last of a
+ * name was kept.  A name at the longest is cut for its suffix.
+ */
+static int
+t_corrupt_no_replace(void)
+{
+	static const char *const r[] = { "a@x" };
+	static const char bad[] = "00000000000000BAD3";
+	struct queue_info info;
+	char id[QUEUE_ID_SIZE], stname[QUEUE_ID_SIZE + 3], name[40];
+	char longname[NAME_MAX - 3];
+	const char *why;
+	int i;
+
+	CHECK(setup() == 0);
+	CHECK(spew(qpath("maildrop", bad), "one", 3) == 0);
+	snprintf(name, sizeof(name), "maildrop/%s", bad);
+	CHECK(queue_quarantine(name, "test") == 0);
+	CHECK(spew(qpath("maildrop", bad), "two", 3) == 0);
+	CHECK(queue_quarantine(name, "test") == 0);
+	CHECK(!exists("maildrop", bad));
+	/* the first keeps its name; the later one has another */
+	CHECK(exists("corrupt", bad));
+	CHECK(corrupt_holds("one", 2) == 1 && corrupt_holds("two", 2) == 1);
+	/* a queue file of that name and its state file */
+	snprintf(stname, sizeof(stname), "%s.st", bad);
+	CHECK(spew(qpath("", bad), "three", 5) == 0);
+	CHECK(spew(qpath("", stname), "st3", 3) == 0);
+	CHECK(queue_quarantine(bad, "test") == 0);
+	CHECK(!exists("", bad) && !exists("", stname));
+	CHECK(corrupt_holds("three", 4) == 1 && corrupt_holds("st3", 4) == 1);
+	CHECK(corrupt_holds("one", 4) == 1 && corrupt_holds("two", 4) == 1);
+	memset(longname, 'A', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	for (i = 0; i < 2; i++) {
+		CHECK(spew(qpath("", longname), i ? "long2" : "long1", 5) == 0);
+		CHECK(queue_quarantine(longname, "test") == 0);
+	}
+	CHECK(corrupt_holds("long1", 6) == 1 && corrupt_holds("long2", 6) == 1);
+
+	/* a state file that goes bad twice */
+	CHECK(commit_one(NULL, "s@x", r, 1, "body", 4, id) == 0);
+	snprintf(stname, sizeof(stname), "%s.st", id);
+	CHECK(spew(qpath("", stname), "FERRYST1\nI bad1", 15) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
+	queue_info_free(&info);
+	CHECK(spew(qpath("", stname), "FERRYST1\nI bad2", 15) == 0);
+	CHECK(queue_load(0, id, &info, &why) == 0);
+	queue_info_free(&info);
+	CHECK(!exists("", stname) && exists("corrupt", stname));
+	CHECK(corrupt_holds("FERRYST1\nI bad1", 8) == 1);
+	CHECK(corrupt_holds("FERRYST1\nI bad2", 8) == 1);
+	/* the message itself, then: its state file's name is taken */
+	CHECK(spew(qpath("", stname), "FERRYST1\nI bad3", 15) == 0);
+	CHECK(queue_quarantine(id, "test") == 0);
+	CHECK(!exists("", id) && !exists("", stname));
+	CHECK(corrupt_holds("FERRYST1\nI bad1", 10) == 1);
+	CHECK(corrupt_holds("FERRYST1\nI bad2", 10) == 1);
+	CHECK(corrupt_holds("FERRYST1\nI bad3", 10) == 1);
+	teardown();
+	return 0;
+}
+
 /* The start-up index reads names and state mtimes, never the files, and
  * sweeps orphan state files. */
 static int
@@ -2004,6 +2099,7 @@ static const struct t_case cases[] = {
 	    t_rcpt_strings },
 	{ "delete", t_delete },
 	{ "walk order and quarantine", t_walk },
+	{ "corrupt/: a move never replaces a file", t_corrupt_no_replace },
 	{ "start-up index from state mtimes", t_index },
 	{ "start-up sweep", t_sweep },
 	{ "group commit on the loop", t_group_commit },
