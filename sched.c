@@ -174,7 +174,6 @@ static void sched_unlist(struct sched_msg *);
 static void sched_retry(struct sched_msg *);
 static int sched_save(struct sched_msg *, int, const unsigned *, unsigned);
 static void sched_msg_free(struct sched_msg *);
-static uint64_t sched_backoff(unsigned attempts);
 static uint64_t sched_expiry(const struct queue_info *);
 static int sched_settled(const struct queue_info *);
 static void sched_reason(const struct sched_msg *, struct queue_rcpt *,
@@ -1207,25 +1206,34 @@ sched_settled(const struct queue_info *qi)
 }
 
 /* When a message's queue_lifetime is over: what is left then bounces,
- * and a delay notice names it (Will-Retry-Until). */
+ * and a delay notice names it (Will-Retry-Until).  T is any 64-bit
+ * number in a file edited by hand: one near 2^64 must not wrap to a
+ * time long past, which bounced the message at its first deferral. */
 static uint64_t
 sched_expiry(const struct queue_info *qi)
 {
-	return qi->arrival + sched_conf->queue_lifetime;
+	uint64_t t;
+
+	return __builtin_add_overflow(qi->arrival, sched_conf->queue_lifetime,
+	    &t) ? UINT64_MAX : t;
 }
 
-/* [1, 1.5) times retry_min * 2^(n-1), at most retry_max (dma's jitter). */
-static uint64_t
+/* [1, 1.5) times retry_min * 2^(n-1) (dma's jitter), at most retry_max:
+ * Postfix's maximal_backoff_time, a cap, which the jitter went past by
+ * half.  At the cap the delays have no jitter left, and need none: the
+ * first ones spread a burst of deferrals, and that spread is kept. */
+uint64_t
 sched_backoff(unsigned attempts)
 {
-	uint64_t b = sched_conf->retry_min;
+	uint64_t b = sched_conf->retry_min, max = sched_conf->retry_max;
 	unsigned i;
 
-	for (i = 1; i < attempts && b < sched_conf->retry_max; i++)
+	for (i = 1; i < attempts && b < max; i++)
 		b *= 2;
-	if (b > sched_conf->retry_max)
-		b = sched_conf->retry_max;
-	return b + (b ? randombytes_uniform((uint32_t)(b / 2 + 1)) : 0);
+	if (b > max)
+		b = max;
+	b += b ? randombytes_uniform((uint32_t)(b / 2 + 1)) : 0;
+	return b < max ? b : max;
 }
 
 /*

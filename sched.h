@@ -5,6 +5,8 @@
 #ifndef FERRY_SCHED_H
 #define FERRY_SCHED_H
 
+#include <stdint.h>
+
 struct config;
 
 void sched_configure(const struct config *);	/* again on SIGHUP */
@@ -15,5 +17,7 @@ void sched_enqueue(const char *id, unsigned nrcpt);	/* just committed */
 void sched_flush(void);			/* every deferred message now */
 void sched_stop(void);
 unsigned sched_busy(void);		/* open outbound connections */
+/* Seconds to wait after that many failed attempts (unit-tested). */
+uint64_t sched_backoff(unsigned attempts);
 
 #endif

@@ -2,6 +2,7 @@
 test_sched.py - the scheduler's life cycle across destinations, restarts
 and clock jumps, with real peers on 127.0.0.x (smtp-sink and
 peers.SmtpPeer behind one mx_port) and the test zone's unbound.
+A queue file's arrival (T) near 2^64 does not expire its message at once.
 """
 
 import codecs
@@ -12,11 +13,13 @@ import signal
 import threading
 import time
 
-from ferrytest import check, free_port, SLOW, strace_wrap, STRACE_LINE_RE
+from ferrytest import (check, free_port, IS_ROOT, SLOW, strace_wrap,
+                       STRACE_LINE_RE)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
                    wait_for, bind_probe, bounce_ids, flush)
 from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
 from test_dns import DnsServer
+from test_regress import _image, _qid
 
 
 def _fast_and_slow():
@@ -1268,3 +1271,45 @@ def test_sched_few_deferred_recipients_pass_big_waiting_mail():
     only new mail went past the limit, so it waited for slow.test.  Its
     count is now kept from its last load."""
     return _few_past_big('rcptfewdef', True)
+
+
+def test_sched_far_arrival_never_expires():
+    """A queue file's T (arrival) line is any 64-bit number in a file
+    edited by hand.  Plus queue_lifetime, 18446744073709551615 wrapped to
+    a time long past, and the message bounced (status=expired, a DSN to
+    its sender) at its first deferral.  It is now kept and tried again,
+    and no DSN is made."""
+    def policy(sess, verb, arg, txn):
+        return '451 4.3.0 try again later' if verb == 'RCPT' else None
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('fararrival', p.port, retry_min='1s',
+                             retry_max='1s')
+        ok = False
+        try:
+            d.start()
+            d.stop()
+            qid = _qid()
+            img, n = re.subn(rb'\nT \d+\n', b'\nT 18446744073709551615\n',
+                             _image(qid, 'sender@example.test',
+                                    ['rcpt@dom.test'],
+                                    b'Subject: far\r\n\r\nbody\r\n'), 1)
+            check(n == 1, 'no T line in %r' % img)
+            path = os.path.join(d.queue_dir, qid)
+            with open(path, 'wb') as f:
+                f.write(img)
+            os.chmod(path, 0o600)
+            if IS_ROOT:
+                st = os.stat(d.queue_dir)
+                os.chown(path, st.st_uid, st.st_gid)
+            d.start()
+            wait_delivery(d, qid, 'deferred', n=2, timeout=10 * SLOW)
+            check(not deliveries(d, qid, 'expired') and
+                  bounce_ids(d, qid) == [] and d.mailq_ids() == [qid],
+                  'expired or bounced; mailq %r; log:\n%s'
+                  % (d.mailq_ids(), d.log_tail(15)))
+            check(p.delivered() == [], 'the peer took %r' % p.delivered())
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
