@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "addr.h"
 #include "bounce.h"
 #include "hdr.h"
 #include "queue.h"
@@ -96,6 +97,7 @@ static void put_human(struct out *, enum bounce_kind, const char *,
     const struct bounce_rcpt *, size_t, const struct orig_hdrs *);
 static void put_status(struct out *, enum bounce_kind, const char *,
     const struct queue_info *, const struct bounce_rcpt *, size_t, time_t);
+static void put_utf8_addr(struct out *, const char *);
 static void put_rcpt_status(struct out *, enum bounce_kind,
     const struct bounce_rcpt *, time_t);
 static void put_orig(struct out *, const struct orig_hdrs *);
@@ -513,6 +515,44 @@ put_status(struct out *o, enum bounce_kind kind, const char *host,
 		put_rcpt_status(o, kind, &rcpt[i], now);
 }
 
+/*
+ * RFC 6533 §3: an address with UTF-8 (SMTPUTF8) is of type utf-8, in a
+ * 7-bit message/delivery-status in its xtext form: every character that
+ * is not printable ASCII, and '\\', '+' and '=', as \x{HEX} of its code
+ * point.  As rfc822 with each 8-bit byte a '?', the DSN named another
+ * mailbox.  A byte that is no UTF-8 (never from our SMTP door) is '?'.
+ */
+static void
+put_utf8_addr(struct out *o, const char *a)
+{
+	char buf[QUEUE_ADDR_MAX * 6];	/* at most "\x{2B}" a byte */
+	const unsigned char *p = (const unsigned char *)a;
+	size_t len = textfile_strnlen(a, QUEUE_ADDR_MAX - 1), i, j, k, n = 0;
+	uint32_t cp;
+
+	puts_(o, "\r\nFinal-Recipient: utf-8;");
+	for (i = 0; i < len; i += k) {
+		cp = p[i];
+		k = cp < 0x80 ? 1 : addr_utf8_len(p + i, len - i);
+		if (k == 0) {
+			buf[n++] = '?';
+			k = 1;
+			continue;
+		}
+		if (k > 1)
+			cp &= 0x7fu >> k;
+		for (j = 1; j < k; j++)
+			cp = cp << 6 | (p[i + j] & 0x3fu);
+		if (cp <= ' ' || cp >= 0x7f || cp == '\\' || cp == '+' ||
+		    cp == '=')
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+			    "\\x{%" PRIX32 "}", cp);
+		else
+			buf[n++] = (char)cp;
+	}
+	put_text(o, buf, n, BOUNCE_INDENT_FIELD, PT_NOWRAP);
+}
+
 /* RFC 3464 §2.3: one block per recipient, after an empty line. */
 static void
 put_rcpt_status(struct out *o, enum bounce_kind kind,
@@ -524,8 +564,15 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 	const char *st, *said, *mta;
 	size_t n, mlen;
 
-	puts_(o, "\r\nFinal-Recipient: rfc822;");
-	put_capped(o, a, QUEUE_ADDR_MAX - 1, BOUNCE_INDENT_FIELD, PT_NOWRAP);
+	for (n = 0; a[n] != '\0' && !(a[n] & 0x80); n++)
+		;
+	if (a[n] != '\0')
+		put_utf8_addr(o, a);
+	else {
+		puts_(o, "\r\nFinal-Recipient: rfc822;");
+		put_capped(o, a, QUEUE_ADDR_MAX - 1, BOUNCE_INDENT_FIELD,
+		    PT_NOWRAP);
+	}
 	put_crlf(o);
 	puts_(o, kind == BOUNCE_FAILED ? "Action: failed\r\nStatus: " :
 	    "Action: delayed\r\nStatus: ");

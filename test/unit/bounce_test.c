@@ -70,6 +70,7 @@ static int t_structure(void);
 static int t_per_rcpt(void);
 static int t_hostile(void);
 static int t_eightbit_reply(void);
+static int t_utf8_rcpt(void);
 static int t_long(void);
 static int t_orig_headers(void);
 static int t_orig_long_line(void);
@@ -531,6 +532,40 @@ t_eightbit_reply(void)
 	return 0;
 }
 
+/* RFC 6533: a UTF-8 recipient is named as type utf-8 in 7-bit xtext
+ * form (it was rfc822 with each 8-bit byte a '?', another mailbox); an
+ * ASCII one stays rfc822, '+' and all. */
+static int
+t_utf8_rcpt(void)
+{
+	struct bounce_rcpt r[] = {
+		{ "j\xc3\xbcrgen+x=y\\z@b\xc3\xbc.example", "5.1.1",
+		    "550 5.1.1 no", 0 },
+		{ "\xf0\x9f\x98\x80\xe2\x82\xac@x.example", "5.1.1",
+		    "550 5.1.1 no", 0 },
+		{ "a\xff" "b\xc3@x.example", "5.1.1", "550 5.1.1 no", 0 },
+		{ "bob+tag@example.net", "5.1.1", "550 5.1.1 no", 0 },
+	};
+	struct queue_info o;
+	struct dsn d;
+
+	orig_init(&o);
+	o.flags |= QF_SMTPUTF8;
+	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 4, t_headers,
+	    sizeof(t_headers) - 1) == 0);
+	CHECK(seven_bit(d.body, d.blen));
+	CHECK(count_in(&d, d.part[1], d.part[2], "Final-Recipient: utf-8; "
+	    "j\\x{FC}rgen\\x{2B}x\\x{3D}y\\x{5C}z@b\\x{FC}.example", 1) == 1);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Final-Recipient: utf-8; "
+	    "\\x{1F600}\\x{20AC}@x.example", 1) == 1);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Final-Recipient: utf-8; "
+	    "a?b?@x.example", 1) == 1);
+	CHECK(count_in(&d, d.part[1], d.part[2], "Final-Recipient: rfc822; "
+	    "bob+tag@example.net", 1) == 1);
+	dsn_free(&d);
+	return 0;
+}
+
 /* A reply with a 1500-octet word and many short ones: folded lines of at
  * most 998, nothing of the first 2048 octets lost, the cut announced;
  * a 511-octet address stays on its line. */
@@ -876,6 +911,7 @@ static const struct t_case cases[] = {
 	{ "one status block per recipient", t_per_rcpt },
 	{ "hostile CR LF cannot inject a header or a part", t_hostile },
 	{ "8-bit and control bytes in a reply", t_eightbit_reply },
+	{ "a UTF-8 recipient as RFC 6533 utf-8, 7-bit", t_utf8_rcpt },
 	{ "long reply folded, cut announced", t_long },
 	{ "original headers normalized", t_orig_headers },
 	{ "long original header line folded", t_orig_long_line },
