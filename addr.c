@@ -92,15 +92,16 @@ addr_unexpected(struct addr_scan *sc, const char *context)
  */
 /*
  * C1 controls (U+0080-009F: terminal escapes, not Net-Unicode, RFC 5198),
- * the direction marks, embeddings, overrides and isolates (U+200E-200F,
- * U+202A-202E, U+2066-2069) and the line and paragraph separators
- * (U+2028-2029): text that shows otherwise than it is, or a line break a
- * viewer may draw.
+ * the direction marks, embeddings, overrides and isolates (U+061C,
+ * U+200E-200F, U+202A-202E, U+2066-2069: Unicode's bidi controls, UAX 9
+ * table 4) and the line and paragraph separators (U+2028-2029): text
+ * that shows otherwise than it is, or a line break a viewer may draw.
  */
 int
 addr_utf8_hidden(const unsigned char *p, size_t k)
 {
-	return (k == 2 && p[0] == 0xc2 && p[1] < 0xa0) || (k == 3 &&
+	return (k == 2 && ((p[0] == 0xc2 && p[1] < 0xa0) ||
+	    (p[0] == 0xd8 && p[1] == 0x9c))) || (k == 3 &&
 	    p[0] == 0xe2 && ((p[1] == 0x80 && (p[2] == 0x8e ||
 	    p[2] == 0x8f || (p[2] >= 0xa8 && p[2] <= 0xae))) ||
 	    (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)));

@@ -223,6 +223,13 @@ static const struct path_case path_cases[] = {
 	    "control character in address" },
 	{ "utf8 LINE SEPARATOR", "<a\xe2\x80\xa8@x.example>", 0, U, -1, NULL,
 	    "control character in address" },
+	/* ALM, the third bidi mark (UAX 9): was taken where LRM was not */
+	{ "utf8 ALM", "<a\xd8\x9c@x.example>", 0, U, -1, NULL,
+	    "control character in address" },
+	{ "utf8 ALM in domain", "<a@x\xd8\x9c.example>", 0, U, -1, NULL,
+	    "control character in address" },
+	{ "utf8 Arabic letter kept", "<a\xd8\x9b@x.example>", 0, U, 15,
+	    "a\xd8\x9b@x.example", NULL },
 	{ "utf8 en dash", "<a\xe2\x80\x93@x.example>", 0, U, 16,
 	    "a\xe2\x80\x93@x.example", NULL },
 	/* control bytes, NUL included, anywhere */

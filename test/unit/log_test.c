@@ -54,6 +54,8 @@ test_utf8(void)
 	/* RLO, LRM, LINE SEPARATOR, PDI: each of their bytes; en dash kept */
 	CHECK(SAME("a\xe2\x80\xae" "b\xe2\x80\x8e" "c\xe2\x80\xa8" "d\xe2\x81\xa9"
 	    "e\xe2\x80\x93", "a???b???c???d???e\xe2\x80\x93"));
+	/* ALM (U+061C), a bidi mark as LRM is; U+061B beside it kept */
+	CHECK(SAME("a\xd8\x9c" "b\xd8\x9b", "a??b\xd8\x9b"));
 	/* cut at the end (a log line cut at its limit) */
 	CHECK(SAME("x\xe2\x82", "x??"));
 	return 0;
