@@ -15,7 +15,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define ADDR_LOCAL_MAX	64	/* §4.5.3.1.1 */
 #define ADDR_DOMAIN_MAX	255	/* §4.5.3.1.2 */
 #define ADDR_PATH_MAX	256	/* §4.5.3.1.3, with the brackets */
 

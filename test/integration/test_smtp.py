@@ -345,6 +345,35 @@ def test_relay_trusted_anywhere():
         d.assert_stored(qid, BODY)
 
 
+def test_long_local_parts_taken():
+    """A VERP or SRS sender's local part passes RFC 5321's 64 octets
+    (the list's bounce address carries the subscriber's); it was refused
+    501 5.1.7 and the list's mail lost, where Postfix takes it.  Only
+    the path's 256 octets bound it: one octet more is refused, and
+    nothing of that transaction is queued."""
+    verp = ('python-list-bounces+some.long.subscriber.name='
+            'subdomain.example.com')
+    rcpt = 'r' * 200 + '@relay.test'
+    with Daemon('longlocal') as d:
+        with d.session() as c:
+            check(len(verp) > 64, 'local part %d octets' % len(verp))
+            c.expect('MAIL FROM:<%s@lists.example.org>' % verp, 250,
+                     '2.1.0')
+            c.expect('RCPT TO:<%s>' % rcpt, 250, '2.1.5')
+            c.expect('RCPT TO:<%s>' % ('s' * 244 + '@relay.test'),
+                     501, '5.1.3')
+            c.expect('DATA', 354)
+            q = c.expect(stuff(BODY), 250, '2.0.0').qid()
+            c.expect('QUIT', 221)
+        m = d.mailq()
+        check([x['id'] for x in m] == [q], 'mailq %r' % m)
+        check(m[0]['sender'] == verp + '@lists.example.org',
+              'sender %r' % m[0]['sender'])
+        check([r['address'] for r in m[0]['recipients']] == [rcpt],
+              'recipients %r' % m[0]['recipients'])
+        d.assert_stored(q, BODY)
+
+
 def test_bad_addresses_and_params():
     with Daemon('badaddr') as d:
         with d.session() as c:
