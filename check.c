@@ -185,6 +185,7 @@ static void check_merge(struct check *, enum check_verdict);
 static void check_chain_add(struct check *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 static const char *check_host(const struct check *);
+static const char *check_secure(int) __attribute__((noinline));
 static int check_level_parse(const char *, enum tls_level *);
 
 /* Where the level came from when -l gave it: compared by address, no
@@ -223,17 +224,18 @@ static const char *const check_overall[] = {
 	[CV_BOUNCE] = "bounced",
 };
 
-/* What a level means for one host, in the report's words; by enum
- * tls_level, NUL-separated (smtps is no MX level: "?"). */
-static const char check_levels[] = "none: no TLS\0"
-    "may: TLS if offered, else plaintext\0"
-    "encrypt: TLS mandatory, not authenticated\0"
-    "dane: TLS mandatory, a TLSA record must match\0"
-    "dane-only\0"
-    "fingerprint: TLS mandatory, the certificate or key must match "
-    "tls_policy's match=\0"
-    "verify: TLS mandatory, a chain to ca_file\0"
-    "secure: TLS mandatory, a chain to ca_file naming the host\0?";
+/* What a level means for one host, in the report's words after its
+ * name (config_tls_level_name()) and, from encrypt on, "TLS mandatory,
+ * "; by enum tls_level, NUL-separated.  dane-only and smtps never get
+ * here (dane-only becomes dane, may or a deferral, smtps encrypt): "?". */
+static const char check_levels[] = "no TLS\0"
+    "TLS if offered, else plaintext\0"
+    "not authenticated\0"
+    "a TLSA record must match\0"
+    "?\0"
+    "the certificate or key must match tls_policy's match=\0"
+    "a chain to ca_file\0"
+    "a chain to ca_file naming the host\0?";
 
 int
 check_cli(const struct config *conf, int argc, char **argv)
@@ -480,6 +482,14 @@ check_host(const struct check *c)
 	return c->hmx->host;
 }
 
+/* What the report says of an answer's DNSSEC status: one call instead
+ * of the choice inlined at each of five. */
+static const char *
+check_secure(int secure)
+{
+	return secure ? "secure" : "insecure";
+}
+
 /* --- DNS ------------------------------------------------------------ */
 
 static void
@@ -495,8 +505,7 @@ check_on_mx(void *arg, enum dns_status st, int secure,
 	case DNS_OK:
 		c->nmx = n < DNS_MAX_MX ? n : DNS_MAX_MX;
 		memcpy(c->mx, mx, (size_t)c->nmx * sizeof(*mx));
-		printf("MX %s (%s):\n", c->domain, secure ? "secure" :
-		    "insecure");
+		printf("MX %s (%s):\n", c->domain, check_secure(secure));
 		for (i = 0; i < c->nmx; i++)
 			printf("  %u %s\n", c->mx[i].pref, c->mx[i].host);
 		break;
@@ -507,7 +516,7 @@ check_on_mx(void *arg, enum dns_status st, int secure,
 		textfile_copy(c->mx[0].host, sizeof(c->mx[0].host),
 		    c->domain);
 		printf("MX %s: none (%s); the domain is its own mail "
-		    "exchanger\n", c->domain, secure ? "secure" : "insecure");
+		    "exchanger\n", c->domain, check_secure(secure));
 		break;
 	case DNS_NULLMX:
 		/* The verdict in the same printf: one call fewer per case. */
@@ -593,7 +602,7 @@ check_on_addr(void *arg, enum dns_status st, int secure,
 	c->naddr = n < DNS_MAX_ADDR ? n : DNS_MAX_ADDR;
 	memcpy(c->addr, a, (size_t)c->naddr * sizeof(*a));
 	c->addr_secure = secure;
-	printf("  addresses (%s):", secure ? "secure" : "insecure");
+	printf("  addresses (%s):", check_secure(secure));
 	for (i = 0; i < c->naddr; i++) {
 		net_ntop(&c->addr[i].ss, ip);
 		/* The newline with the last one: no fputc() import. */
@@ -648,12 +657,12 @@ check_on_tlsa(void *arg, enum dns_status st, int secure,
 		n = 0;
 	} else if (st != DNS_OK || n <= 0) {
 		printf("none (%s, %s)\n", st == DNS_OK ? "no records" :
-		    dns_status_name(st), secure ? "secure" : "insecure");
+		    dns_status_name(st), check_secure(secure));
 		lookup = DANE_LOOKUP_EMPTY;
 		n = 0;
 	} else
-		printf("%d record%s (%s)\n", n, n == 1 ? "" : "s", secure ?
-		    "secure" : "insecure");
+		printf("%d record%s (%s)\n", n, cli_plural((size_t)n),
+		    check_secure(secure));
 	c->tlsa.n = 0;
 	for (i = 0; i < n; i++) {
 		r = &c->tlsa.r[c->tlsa.n];
@@ -739,7 +748,9 @@ check_host_level(struct check *c, enum dane_lookup lookup, int tlsa_secure)
 		printf("  TLSA base domain: %s%s (the SNI)\n",
 		    dane_base_name(&c->tbase), dane_base_expanded(&c->tbase) ?
 		    ", the end of the secure CNAME chain" : "");
-	printf("  level: %s\n", textfile_nth(check_levels, c->hlevel));
+	printf("  level: %s: %s%s\n", config_tls_level_name(c->hlevel),
+	    c->hlevel >= TLS_ENCRYPT ? "TLS mandatory, " : "",
+	    textfile_nth(check_levels, c->hlevel));
 	c->iaddr = 0;
 	check_next_addr(c);
 }
@@ -1133,7 +1144,7 @@ check_tls_done(struct check *c)
 	    tls_conn_cipher(t), tls_conn_cipher_bits(t));
 	if (c->nchain > 0)
 		printf("    chain (%zu certificate%s, as sent):\n%s", c->nchain,
-		    c->nchain == 1 ? "" : "s", c->chain);
+		    cli_plural(c->nchain), c->chain);
 	else
 		printf("    chain: none\n");
 	printf("    PKIX (ca_file): %s; the certificate %s %s\n", v & TLS_V_NOCERT ?
@@ -1301,7 +1312,7 @@ check_finish(struct check *c)
 	printf(c->nhosts > 0 ? "\noverall: %s (%d of %d %shost%s verified)\n" :
 	    "overall: %s\n", check_overall[c->worst],
 	    c->nverified, c->nhosts, c->bracket ? "" : "MX ",
-	    c->nhosts == 1 ? "" : "s");
+	    cli_plural((size_t)c->nhosts));
 	check_enter_state(c, CS_DONE);
 	loop_stop();
 }

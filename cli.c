@@ -710,24 +710,24 @@ static int
 sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
 {
 	/* The plain names are the tails of the Resent- ones. */
-	static const char *const resent[] = {
-		"Resent-To", "Resent-Cc", "Resent-Bcc"
-	};
+	static const char resent[] = "Resent-To\0Resent-Cc\0Resent-Bcc";
 	size_t skip = sizeof("Resent-") - 1;
 	struct msg_field f;
+	const char *name;
 	size_t pos, i;
 	int rc;
 
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
 		for (i = 0; i < 3; i++)
-			if (msg_field_is(b, &f, resent[i]))
+			if (msg_field_is(b, &f, textfile_nth(resent, i)))
 				skip = 0;
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
-		for (i = 0; i < 3; i++)
-			if (msg_field_is(b, &f, resent[i] + skip) &&
-			    (rc = sm_add_list(sm, b + f.value, f.end - f.value,
-			    resent[i] + skip)) != EX_OK)
+		for (i = 0; i < 3; i++) {
+			name = textfile_nth(resent, i) + skip;
+			if (msg_field_is(b, &f, name) && (rc = sm_add_list(sm,
+			    b + f.value, f.end - f.value, name)) != EX_OK)
 				return rc;
+		}
 	return EX_OK;
 }
 
@@ -1584,7 +1584,7 @@ cli_mailq(const struct config *conf, int argc, char **argv)
 	else	/* Postfix's N: rounded down, "-- 0 Kbytes in 1 Request." */
 		rc = cli_addf(&mq.out, "-- %" PRIu64 " Kbytes in %lu "
 		    "Request%s.\n", mq.bytes / 1024, mq.n,
-		    mq.n == 1 ? "" : "s");
+		    cli_plural(mq.n));
 	if (rc == -1) {
 		log_cli("mailq", "out of memory");
 		rc = EX_OSERR;
@@ -1802,7 +1802,7 @@ cli_delete(const struct config *conf, int argc, char **argv)
 				rc = EX_IOERR;
 			}
 		}
-		printf("%zu message%s deleted\n", done, done == 1 ? "" : "s");
+		printf("%zu message%s deleted\n", done, cli_plural(done));
 		goto done;
 	}
 	for (a = 1; a < argc; a++) {
@@ -1937,8 +1937,8 @@ cli_cat(const struct config *conf, int argc, char **argv)
 int
 cli_tlsa(const struct config *conf, int argc, char **argv)
 {
-	static const char *const opts[] = { "--usage", "--selector",
-	    "--match" };
+	/* One string, not a table of pointers (8 bytes of RELRO each). */
+	static const char opts[] = "--usage\0--selector\0--match";
 	static const char maxv[] = { 3, 1, 2 };
 	int v[3] = { 3, 1, 1 };
 	const char *pos[3] = { NULL, NULL, NULL };
@@ -1951,7 +1951,7 @@ cli_tlsa(const struct config *conf, int argc, char **argv)
 	(void)conf;
 	for (i = 1; i < argc; i++) {
 		for (k = 0; k < 3; k++)
-			if (strcmp(argv[i], opts[k]) == 0)
+			if (strcmp(argv[i], textfile_nth(opts, k)) == 0)
 				break;
 		if (k < 3) {
 			if (i + 1 == argc || argv[i + 1][0] < '0' ||
@@ -2009,6 +2009,12 @@ cli_usage(const char *synopsis)
 {
 	log_cli("usage", "%s", synopsis);
 	return EX_USAGE;
+}
+
+const char *
+cli_plural(size_t n)
+{
+	return n == 1 ? "" : "s";
 }
 
 /*

@@ -23,5 +23,7 @@ int cli_newaliases(const struct config *);
 extern char *const *cli_environ;
 /* "usage: SYNOPSIS" on stderr; returns EX_USAGE. */
 int cli_usage(const char *synopsis);
+/* "s" unless n is 1: the reports' plurals, one copy of the choice. */
+const char *cli_plural(size_t n) __attribute__((noinline));
 
 #endif

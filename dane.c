@@ -95,7 +95,6 @@ static int	dane_level(const char *, size_t, enum tls_level *);
 static int	dane_fp_list(const char *, size_t, struct dane_policy_entry *,
 		    const char **);
 static int	dane_fp_one(const char *, size_t, uint8_t *, const char **);
-static int	dane_hexval(int);
 static int	dane_blank(char);
 static int	dane_item_cmp(const void *, const void *);
 static int	dane_key_cmp(const void *, const void *);
@@ -945,18 +944,6 @@ dane_fp_one(const char *s, size_t len, uint8_t *fp, const char **why)
 }
 
 static int
-dane_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 dane_blank(char c)
 {
 	return c == ' ' || c == '\t';
@@ -1102,4 +1089,15 @@ int
 dane_alnum(int c)
 {
 	return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10;
+}
+
+/* tls.c's fingerprint list and tls_policy's match= read hex alike: one
+ * copy.  c | 0x20 folds A-F onto a-f and nothing else onto them. */
+int
+dane_hexval(int c)
+{
+	if ((unsigned)(c - '0') < 10)
+		return c - '0';
+	c |= 0x20;
+	return (unsigned)(c - 'a') < 6 ? c - 'a' + 10 : -1;
 }

@@ -167,6 +167,8 @@ int dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain);
 int dane_lower(int c);
 /* isalnum() in the C locale ferry runs in: an ASCII letter or digit. */
 int dane_alnum(int c);
+/* A hex digit's value, upper or lower case; -1 for any other byte. */
+int dane_hexval(int c);
 
 /* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
 void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);

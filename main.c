@@ -49,6 +49,8 @@
 
 #define MAIN_BACKLOG	512	/* bursts of connects must not be dropped */
 #define FERRY_VERSION	"0.1"
+/* The two reload warnings' words, one copy. */
+#define MAIN_RESTART	"reload: %s changes take effect after a restart"
 /* listen_smtp, listen_submission and listen_smtps, in that order. */
 #define MAIN_LISTEN_SPAN	(offsetof(struct config, listen_smtps) + \
 	sizeof(struct listen_list) - offsetof(struct config, listen_smtp))
@@ -108,12 +110,13 @@ static char *const *main_environ(void);
 static void main_resolve_user(const struct config *, struct main_user *);
 static void main_bind_inet(const struct config *);
 static int main_bind_local(const char *);
+static int main_socket(int);
+static void main_listen(int, enum smtp_kind, const char *);
 static void main_drop(const struct main_user *);
+static void main_on_signal(int);
 static void main_on_term(int);
-static void main_on_hup(int);
-static void main_on_usr1(int);
-static void main_on_usr2(int);
-static void main_on_chld(int);
+static void main_on_hup(void);
+static void main_on_chld(void);
 static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
 static int main_load_creds(const struct config *, struct main_creds *,
@@ -163,6 +166,10 @@ static const struct {
 	    "list" },
 	{ offsetof(struct config, tls_policy), "tls_policy", "policy" },
 };
+
+/* The signals main_on_signal() takes, 0-terminated. */
+static const char main_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+	SIGUSR2, SIGCHLD, 0 };
 
 int
 main(int argc, char **argv, char **envp)
@@ -397,10 +404,7 @@ main_bind_inet(const struct config *conf)
 	    ll = (const struct listen_list *)((const char *)ll + sizeof(*ll)))
 		for (i = 0; i < ll->n; i++) {
 			a = &ll->a[i];
-			fd = socket(a->ss.ss_family,
-			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (fd == -1)
-				log_fatal(LP_MASTER, "socket");
+			fd = main_socket(a->ss.ss_family);
 			(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 			    sizeof(one));
 			/* [::]:25 and 0.0.0.0:25 are two listeners, not a
@@ -420,11 +424,31 @@ main_bind_inet(const struct config *conf)
 				}
 				log_fatal(LP_MASTER, "bind listener %d", i);
 			}
-			if (listen(fd, MAIN_BACKLOG) == -1)
-				log_fatal(LP_MASTER, "listen");
-			if (smtp_listen(fd, (enum smtp_kind)kind) == -1)
-				log_fatal(LP_MASTER, "smtp_listen");
+			main_listen(fd, (enum smtp_kind)kind, "");
 		}
+}
+
+/* A listener's socket, and below its hand-over to smtp.c once bound:
+ * the same steps for the network and the local socket. */
+static int
+main_socket(int family)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd == -1)
+		log_fatal(LP_MASTER, "socket");
+	return fd;
+}
+
+/* path: the local socket's, for the message; "" for the network. */
+static void
+main_listen(int fd, enum smtp_kind kind, const char *path)
+{
+	if (listen(fd, MAIN_BACKLOG) == -1)
+		log_fatal(LP_MASTER, "listen%s%s", path[0] != '\0' ? " " : "",
+		    path);
+	if (smtp_listen(fd, kind) == -1)
+		log_fatal(LP_MASTER, "smtp_listen");
 }
 
 static int
@@ -466,18 +490,13 @@ main_bind_local(const char *path)
 	if (probe != -1)
 		close(probe);
 	(void)unlinkat(AT_FDCWD, path, 0);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		log_fatal(LP_MASTER, "socket");
+	fd = main_socket(AF_UNIX);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
 		log_fatal(LP_MASTER, "bind %s", path);
 	/* Any local user may submit, as with Postfix's sendmail. */
 	if (fchmodat(AT_FDCWD, path, 0666, 0) == -1)
 		log_fatal(LP_MASTER, "chmod %s", path);
-	if (listen(fd, MAIN_BACKLOG) == -1)
-		log_fatal(LP_MASTER, "listen %s", path);
-	if (smtp_listen(fd, SMTP_KIND_LOCAL) == -1)
-		log_fatal(LP_MASTER, "smtp_listen");
+	main_listen(fd, SMTP_KIND_LOCAL, path);
 	return 0;
 }
 
@@ -500,21 +519,20 @@ main_serve(struct config *conf)
 {
 	struct main_user u;
 	unsigned queued = 0;
+	const char *p;
 
 	main_conf = conf;
 	log_open(conf->log_stderr);
 	if (loop_init() == -1)
 		log_fatal(LP_MASTER, "loop_init");
-	/* Signals are blocked now and read on the loop later. */
-	if (loop_signal(SIGTERM, main_on_term) == -1 ||
-	    loop_signal(SIGINT, main_on_term) == -1 ||
-	    loop_signal(SIGHUP, main_on_hup) == -1 ||
-	    loop_signal(SIGUSR1, main_on_usr1) == -1 ||
-	    loop_signal(SIGUSR2, main_on_usr2) == -1 ||
-	    loop_signal(SIGCHLD, main_on_chld) == -1)
-		log_fatal(LP_MASTER, "signals");
+	/* Signals are blocked now and read on the loop later.  One
+	 * handler and a loop over their numbers: six calls' set-up was
+	 * longer. */
+	for (p = main_signals; *p != '\0'; p++)
+		if (loop_signal(*p, main_on_signal) == -1)
+			log_fatal(LP_MASTER, "signals");
 	loop_sigpipe_ignore();
-	main_on_chld(0);	/* orphans that died before SIGCHLD was ours */
+	main_on_chld();	/* orphans that died before SIGCHLD was ours */
 	main_resolve_user(conf, &u);
 	if (queue_init_dirs(conf->queue_dir, u.uid, u.gid) == -1)
 		log_fatal(LP_MASTER, "queue directory %s", conf->queue_dir);
@@ -718,6 +736,30 @@ main_done(void)
 }
 
 static void
+main_on_signal(int signo)
+{
+	switch (signo) {
+	case SIGHUP:
+		main_on_hup();
+		break;
+	case SIGUSR1:
+		sched_flush();
+		break;
+	case SIGUSR2:
+		log_trace_mask = log_trace_mask ? 0 : ~0u;
+		log_info(LP_MASTER, "tracing %s", log_trace_mask ? "on" :
+		    "off");
+		break;
+	case SIGCHLD:
+		main_on_chld();
+		break;
+	default:	/* SIGTERM, SIGINT */
+		main_on_term(signo);
+		break;
+	}
+}
+
+static void
 main_on_term(int signo)
 {
 	static int again;
@@ -736,7 +778,7 @@ main_on_term(int signo)
  * Listeners stay as bound (we are no longer root to bind port 25).
  */
 static void
-main_on_hup(int signo)
+main_on_hup(void)
 {
 	/* Two configs, the running one and this: the next reload reads
 	 * into the one that ran before (each is 14.6 KB, resident once
@@ -744,8 +786,6 @@ main_on_hup(int signo)
 	static struct config spare, *idle = &spare;
 	struct config *next = idle;
 	char err[CONFIG_ERR_MAX];
-
-	(void)signo;
 	struct alias_table *aliases;
 	struct main_creds creds;
 
@@ -774,12 +814,11 @@ main_on_hup(int signo)
 	    strcmp(next->local_socket, main_conf->local_socket) != 0 ||
 	    strcmp(next->queue_dir, main_conf->queue_dir) != 0 ||
 	    strcmp(next->user, main_conf->user) != 0)
-		log_warnx(LP_MASTER, "reload: listener, queue_dir or user "
-		    "changes take effect after a restart");
+		log_warnx(LP_MASTER, MAIN_RESTART, "listener, queue_dir or "
+		    "user");
 	/* dns.c reads them once: pending lookups live in the channel. */
 	if (main_dns_changed(next, main_conf))
-		log_warnx(LP_MASTER, "reload: dns_servers or dnssec changes "
-		    "take effect after a restart");
+		log_warnx(LP_MASTER, MAIN_RESTART, "dns_servers or dnssec");
 	/* `log` needs no privilege: it moves now (log_open() may run again). */
 	if (next->log_stderr != main_conf->log_stderr)
 		log_open(next->log_stderr);
@@ -816,21 +855,6 @@ main_dns_changed(const struct config *a, const struct config *b)
 	return 0;
 }
 
-static void
-main_on_usr1(int signo)
-{
-	(void)signo;
-	sched_flush();
-}
-
-static void
-main_on_usr2(int signo)
-{
-	(void)signo;
-	log_trace_mask = log_trace_mask ? 0 : ~0u;
-	log_info(LP_MASTER, "tracing %s", log_trace_mask ? "on" : "off");
-}
-
 /*
  * As PID 1 of a container every orphan there becomes our child: reap
  * them all, or they stay zombies.  ferry itself forks nothing, so any
@@ -838,11 +862,10 @@ main_on_usr2(int signo)
  * every signal ferry needs is read on the loop, see main_serve.)
  */
 static void
-main_on_chld(int signo)
+main_on_chld(void)
 {
 	int status;
 
-	(void)signo;
 	while (waitpid(-1, &status, WNOHANG) > 0)
 		continue;
 }

@@ -135,6 +135,8 @@ enum smtp_state {
 /* One copy of a helper instead of LTO's inlined copies in each caller,
  * or a function kept apart from its one caller: each measured smaller. */
 #define SMTP_NOINLINE	__attribute__((noinline))
+/* Postfix's two SASL lines, aborted and failed: one format. */
+#define SMTP_SASL_LOG	"%s: SASL %s authentication %s"
 
 /* smtp_replies[]: smtp.h's list, the texts NUL-separated. */
 #define SMTP_RP_TEXT(name, text)	text "\0"
@@ -267,6 +269,7 @@ static void smtp_auth_response(struct smtp_session *, const char *,
 static void smtp_auth_check(struct smtp_session *);
 static void smtp_auth_done(struct smtp_session *, int);
 static void smtp_auth_end(struct smtp_session *);
+static void smtp_auth_stop(struct smtp_session *, enum smtp_reply);
 static void smtp_auth_unqueue(struct smtp_session *);
 static void smtp_on_auth_delay(struct loop_timer *);
 static void smtp_on_verify(struct loop_timer *);
@@ -1993,10 +1996,9 @@ smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
 
 	if (len == 1 && line[0] == '*') {
 		/* Postfix's line for it (no failure: fail2ban counts none). */
-		log_warnx(LP_SMTPD, "%s: SASL %s authentication aborted",
-		    smtp_peer(s), s->sasl_method);
-		smtp_auth_end(s);
-		smtp_reply(s, RP_AUTH_ABORTED);
+		log_warnx(LP_SMTPD, SMTP_SASL_LOG, smtp_peer(s),
+		    s->sasl_method, "aborted");
+		smtp_auth_stop(s, RP_AUTH_ABORTED);
 		return;
 	}
 	/* Bad base64 is a protocol error, not a wrong password. */
@@ -2049,8 +2051,7 @@ smtp_auth_check(struct smtp_session *s)
 	if (n >= SMTP_VERIFY_MAX) {
 		log_warnx(LP_SMTPD, "%s: SASL %s: too many password checks "
 		    "waiting", smtp_peer(s), s->sasl_method);
-		smtp_auth_end(s);
-		smtp_reply(s, RP_AUTH_BUSY);
+		smtp_auth_stop(s, RP_AUTH_BUSY);
 		return;
 	}
 	smtp_enter_state(s, STATE_AUTH_WAIT);
@@ -2112,23 +2113,28 @@ smtp_auth_done(struct smtp_session *s, int ok)
 	if (ok) {
 		free(s->sasl_user);
 		if ((s->sasl_user = strdup(s->auth->user)) == NULL) {
-			smtp_auth_end(s);
-			smtp_reply(s, RP_AUTH_BUSY);
+			smtp_auth_stop(s, RP_AUTH_BUSY);
 			return;
 		}
 		s->flags |= SF_AUTH;
-		smtp_auth_end(s);
-		smtp_reply(s, RP_AUTH_OK);
+		smtp_auth_stop(s, RP_AUTH_OK);
 		smtp_ok(s, CMD_AUTH);
 		return;
 	}
 	if (smtp_throttle != NULL)
 		auth_throttle_fail(smtp_throttle, s->ip, loop_now());
 	/* Postfix's words: fail2ban's postfix-sasl filter matches them. */
-	log_warnx(LP_SMTPD, "%s: SASL %s authentication failed: "
-	    "authentication failure", smtp_peer(s), s->sasl_method);
+	log_warnx(LP_SMTPD, SMTP_SASL_LOG, smtp_peer(s), s->sasl_method,
+	    "failed: authentication failure");
+	smtp_auth_stop(s, RP_AUTH_FAILED);
+}
+
+/* smtp_auth_end(), then the reply: one call at each of five places. */
+static void
+smtp_auth_stop(struct smtp_session *s, enum smtp_reply r)
+{
 	smtp_auth_end(s);
-	smtp_reply(s, RP_AUTH_FAILED);
+	smtp_reply(s, r);
 }
 
 /* Forget the dialogue (and the password) and read commands again. */

@@ -39,6 +39,7 @@
 #endif
 
 #include "addr.h"
+#include "dane.h"
 #include "log.h"
 #include "loop.h"
 #include "textfile.h"
@@ -205,7 +206,6 @@ static void	tls_cache_offer(struct tls_conn *);
 static void	tls_cache_store(struct tls_conn *);
 static void	tls_cache_drop(struct tls_client *, const char *);
 static void	tls_cache_slot_clear(struct tls_cache_slot *);
-static int	tls_hexval(unsigned char);
 static int	tls_fp_parse_line(const unsigned char *, size_t,
 		    unsigned char *, const char **);
 static int	tls_fp_cmp(const void *, const void *);
@@ -1393,18 +1393,6 @@ tls_cache_slot_clear(struct tls_cache_slot *s)
 
 /* ---- relay_client_certs ------------------------------------------ */
 
-static int
-tls_hexval(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /*
  * One line (without its '\n').  1: fp filled; 0: blank or comment;
  * -1: *why says what is wrong.  Either every byte is followed by ':' (but
@@ -1440,8 +1428,8 @@ tls_fp_parse_line(const unsigned char *s, size_t len, unsigned char *fp,
 			*why = "fingerprint too short (want 32 bytes)";
 			return -1;
 		}
-		if (len - pos < 2 || (hi = tls_hexval(s[pos])) < 0 ||
-		    (lo = tls_hexval(s[pos + 1])) < 0) {
+		if (len - pos < 2 || (hi = dane_hexval(s[pos])) < 0 ||
+		    (lo = dane_hexval(s[pos + 1])) < 0) {
 			*why = "not a hex digit";
 			return -1;
 		}
@@ -1449,7 +1437,7 @@ tls_fp_parse_line(const unsigned char *s, size_t len, unsigned char *fp,
 		pos += 2;
 	}
 	if (pos < len && s[pos] != ' ' && s[pos] != '\t') {
-		*why = s[pos] == ':' || tls_hexval(s[pos]) >= 0 ?
+		*why = s[pos] == ':' || dane_hexval(s[pos]) >= 0 ?
 		    "fingerprint too long (want 32 bytes)" :
 		    "white space expected after the fingerprint";
 		return -1;
