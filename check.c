@@ -48,7 +48,9 @@
 #include "tls.h"
 
 #define CHECK_CONNECT_MS	30000
-#define CHECK_REPLY_MS		60000	/* banner, EHLO, STARTTLS */
+/* Deadlines, not idle timeouts (io_set_deadline()): a server that
+ * trickles "220-" lines kept `ferry check` running for ever. */
+#define CHECK_REPLY_MS		60000	/* banner, EHLO, STARTTLS each */
 #define CHECK_TLS_MS		60000
 #define CHECK_QUIT_MS		10000
 #define CHECK_WHY_MAX		600
@@ -831,7 +833,7 @@ check_connected(struct check *c, int err)
 	loop_timer_cancel(&c->ctimer);
 	c->cfd.fd = -1;
 	if (err == 0 && (c->io = io_new(fd, check_on_io, c)) != NULL) {
-		io_set_timeout(c->io, CHECK_REPLY_MS);
+		io_set_deadline(c->io, CHECK_REPLY_MS);
 		c->want = 0;
 		check_enter_state(c, CS_BANNER);
 		/* smtps: the handshake first; the banner then comes inside
@@ -1015,7 +1017,7 @@ check_tls_begin(struct check *c)
 	c->tconn = t;
 	check_enter_state(c, CS_TLS);
 	io_start_tls(c->io, t);
-	io_set_timeout(c->io, CHECK_TLS_MS);
+	io_set_deadline(c->io, CHECK_TLS_MS);
 }
 
 /* During the handshake: describe the chain and match it now, the
@@ -1151,7 +1153,7 @@ check_tls_done(struct check *c)
 	    "no certificate" : chain_ok ? "trusted" : v & TLS_V_EXPIRED ?
 	    "not trusted (expired or not yet valid)" : "not trusted",
 	    name_ok ? "names" : "does not name", check_host(c));
-	io_set_timeout(c->io, CHECK_REPLY_MS);
+	io_set_deadline(c->io, CHECK_REPLY_MS);
 	switch (c->hlevel) {
 	case TLS_DANE:
 		if (!c->dane_seen || c->dane_v != DANE_MATCH) {
@@ -1223,6 +1225,7 @@ check_send(struct check *c, enum check_state st)
 	const char *cmd = check_strstate(st);
 
 	check_enter_state(c, st);
+	io_set_deadline(c->io, CHECK_REPLY_MS);
 	log_trace(TRACE_DELIVER, "check %s: > %s", c->domain, cmd);
 	/* EHLO and HELO name us; STARTTLS takes nothing. */
 	if (io_printf(c->io, "%s%s%s\r\n", cmd, st == CS_STARTTLS ? "" :
@@ -1264,7 +1267,7 @@ check_verdict(struct check *c, int quit, enum check_verdict v,
 		return;		/* no connection: the caller moves on */
 	if (quit) {
 		check_enter_state(c, CS_QUIT);
-		io_set_timeout(c->io, CHECK_QUIT_MS);
+		io_set_deadline(c->io, CHECK_QUIT_MS);
 		if (io_printf(c->io, "QUIT\r\n") != -1) {
 			io_flush(c->io);
 			return;

@@ -14,7 +14,10 @@ speaks no TLS, with odd bytes in its banner and a refused EHLO
 """
 
 import re
+import socket
 import subprocess
+import threading
+import time
 
 from dnsrig import DnssecRig
 from ferrytest import FERRY_BIN, SLOW, TestFailure, check, \
@@ -194,4 +197,59 @@ def test_check_mixed_code_reply():
                 check(cmds == ['EHLO ferry.test'], 'peer got %r' % cmds)
         ok = True
     finally:
+        d.cleanup(ok)
+
+
+def test_check_trickling_banner_ends():
+    """A server that sends "220-" a line a second never finishes its
+    banner.  Each line put the idle timeout off again, and `ferry check`
+    ran for ever (a monitoring script that calls it hung with it).  The
+    banner now has a deadline of 60 s from the connect: deferred, exit
+    75, within the time."""
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+    sent = [0]
+
+    def trickle():
+        c, _ = srv.accept()
+        with c:
+            try:
+                while not stop.is_set():
+                    c.sendall(b'220-still going\r\n')
+                    sent[0] += 1
+                    stop.wait(1)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    d = Daemon('chk-trickle')
+    ok = False
+    try:
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(
+                [FERRY_BIN, '-c', d.conf, 'check', '[127.0.0.1]:%d' % port],
+                capture_output=True, stdin=subprocess.DEVNULL,
+                timeout=CHECK_TIMEOUT * SLOW)
+        except subprocess.TimeoutExpired:
+            raise TestFailure('`ferry check` still running after %ds, %d '
+                              'lines of banner' % (CHECK_TIMEOUT * SLOW,
+                                                   sent[0]))
+        took = time.monotonic() - t0
+        out = r.stdout.decode('utf-8', 'replace')
+        m = sanitizer_report(r.stderr.decode('utf-8', 'replace'))
+        check(m is None, 'sanitizer report %r' % m)
+        check(r.returncode == 75 and re.search(
+            r'^    result: deferred: timed out in state banner$', out,
+            re.M | re.I), 'exit %d\n%s' % (r.returncode, out))
+        check(sent[0] >= 50 and took >= 55, 'ended after %.1f s, %d lines: '
+              'not the deadline' % (took, sent[0]))
+        ok = True
+    finally:
+        stop.set()
+        srv.close()
         d.cleanup(ok)
