@@ -162,7 +162,8 @@ static int sm_read(struct sm *);
 static size_t sm_limit(const struct config *) __attribute__((noinline));
 static int sm_prepare(struct sm *);
 static int sm_qualify(struct sm *, struct msg_head *);
-static int sm_extract(struct sm *, const char *, const struct msg_head *);
+static int sm_extract(struct sm *, const char *, const struct msg_head *,
+    unsigned);
 static int sm_add_headers(struct sm *, struct msg_buf *, unsigned);
 static int sm_deliver(struct sm *);
 static enum sm_result sm_session(struct sm *);
@@ -616,7 +617,13 @@ sm_prepare(struct sm *sm)
 	int rc, seen;
 
 	msg_head_scan(sm->msg.p, sm->msg.len, &h);
-	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h)) != EX_OK)
+	if ((seen = sm_qualify(sm, &h)) == -1) {
+		sm_nomem();
+		rc = EX_OSERR;
+		goto done;
+	}
+	if (sm->extract && (rc = sm_extract(sm, sm->msg.p, &h,
+	    seen & H_RESENT)) != EX_OK)
 		goto done;
 	if (sm->nrcpt == 0) {
 		sm_say("no recipient addresses found in the message "
@@ -625,8 +632,7 @@ sm_prepare(struct sm *sm)
 		goto done;
 	}
 	rc = EX_OSERR;
-	if ((seen = sm_qualify(sm, &h)) == -1 ||
-	    sm_add_headers(sm, &add, (unsigned)seen) == -1 ||
+	if (sm_add_headers(sm, &add, (unsigned)seen) == -1 ||
 	    msg_build(&out, sm->msg.p, sm->msg.len, &h, add.p, add.len,
 	    1) == -1) {
 		sm_nomem();
@@ -705,25 +711,24 @@ fail:
 	return -1;
 }
 
-/* -t: To, Cc, Bcc - or, in a resent message, only the Resent- ones. */
+/* -t: To, Cc, Bcc - or, in a resent message (sm_qualify()'s H_RESENT:
+ * any Resent- field Postfix knows, Resent-From alone too), only the
+ * Resent- ones, as Postfix's cleanup takes them. */
 static int
-sm_extract(struct sm *sm, const char *b, const struct msg_head *h)
+sm_extract(struct sm *sm, const char *b, const struct msg_head *h,
+    unsigned resent)
 {
 	/* The plain names are the tails of the Resent- ones. */
-	static const char resent[] = "Resent-To\0Resent-Cc\0Resent-Bcc";
-	size_t skip = sizeof("Resent-") - 1;
+	static const char names[] = "Resent-To\0Resent-Cc\0Resent-Bcc";
+	size_t skip = resent ? 0 : sizeof("Resent-") - 1;
 	struct msg_field f;
 	const char *name;
 	size_t pos, i;
 	int rc;
 
 	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
-		for (i = 0; i < 3; i++)
-			if (msg_field_is(b, &f, textfile_nth(resent, i)))
-				skip = 0;
-	for (pos = h->start; msg_field_next(b, h->end, &pos, &f); )
 		for (i = 0; i < 3; i++) {
-			name = textfile_nth(resent, i) + skip;
+			name = textfile_nth(names, i) + skip;
 			if (msg_field_is(b, &f, name) && (rc = sm_add_list(sm,
 			    b + f.value, f.end - f.value, name)) != EX_OK)
 				return rc;

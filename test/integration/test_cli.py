@@ -216,6 +216,37 @@ def test_sendmail_t_removes_bcc():
         check(_body_of(out) == b'body\r\n', 'body %s' % short(out))
 
 
+def test_sendmail_t_resent_recipients():
+    """-t in a resent message (any Resent- field Postfix's cleanup knows)
+    takes only the Resent-To/Cc/Bcc recipients, as Postfix does.  A
+    message with only a Resent-From went to its original To again; it
+    now has no recipients (exit 64, nothing queued).  A Resent- name
+    Postfix does not know (Resent-X-Foo) is no resent message."""
+    head = b'From: me@example.test\nTo: orig@relay.test\nSubject: t\n'
+    cases = (
+        (b'Resent-To: again@relay.test\n', ['again@relay.test']),
+        (b'Resent-From: fwd@example.test\n', None),
+        (b'Resent-Date: Tue, 02 Jan 2024 10:00:00 +0100\n'
+         b'Resent-Bcc: hid@relay.test\n', ['hid@relay.test']),
+        (b'Resent-X-Foo: 1\n', ['orig@relay.test']),
+    )
+    with Daemon('sm-t-resent') as d:
+        for extra, want in cases:
+            p = d.cli('sendmail', '-t', user=NOBODY,
+                      input=head + extra + b'\nbody\n')
+            if want is None:
+                check(p.returncode == 64, '%r: exit %d (want 64)'
+                      % (extra, p.returncode))
+                d.assert_empty('%r' % extra)
+                continue
+            _ok(p, 'sendmail -t %r' % extra)
+            m = _one(d, '%r' % extra)
+            got = [r['address'] for r in m['recipients']]
+            check(got == want, '%r: recipients %r, want %r'
+                  % (extra, got, want))
+            _ok(d.cli('delete', m['id']), 'delete')
+
+
 def test_sendmail_dot_line_and_i():
     msg = b'Subject: dot\n\nbefore\n.\nafter\n'
     with Daemon('sm-i') as d:
