@@ -177,7 +177,9 @@ check_body(const char *b, size_t len, size_t nrcpt)
 			else
 				abort();
 		} else if (delims == 2) {
-			finals += starts(p, n, "Final-Recipient: rfc822;");
+			/* rfc822, or utf-8 for an 8-bit address (RFC 6533) */
+			finals += starts(p, n, "Final-Recipient: rfc822;") ||
+			    starts(p, n, "Final-Recipient: utf-8;");
 			actions += starts(p, n, "Action: ");
 		}
 		/* 7-bit everywhere but in the copied headers (part 3). */
