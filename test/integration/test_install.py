@@ -336,13 +336,15 @@ class CappedDaemon(Daemon):
     """The daemon under setpriv with only the given capabilities in its
     bounding set and no_new_privs, as systemd starts it."""
 
-    def __init__(self, name, caps, ro_root=False, **cfg):
+    def __init__(self, name, caps, ro_root=False, low=True, **cfg):
         self.caps = caps
         self.ro_root = ro_root
-        self.low = _low_port()
-        super().__init__(name, listen_smtp='127.0.0.1:%d' % self.low,
-                         **cfg)
-        self.port = self.low
+        if low:
+            self.low = _low_port()
+            cfg['listen_smtp'] = '127.0.0.1:%d' % self.low
+        super().__init__(name, **cfg)
+        if low:
+            self.port = self.low
 
     def start(self, wait=True):
         logf = open(self.log_path, 'ab')
@@ -438,6 +440,36 @@ def test_install_systemd_caps_suffice():
                   % (drop.upper(), d.log_tail()))
         finally:
             d.cleanup()
+
+
+def test_install_systemd_caps_new_queue_dir():
+    """With the unit's bounding set the daemon makes its queue in a
+    queue_dir that does not exist yet, or that the admin made empty
+    (`mkdir -p`, as ReadWritePaths= needs it to exist): tmp/, corrupt/
+    and maildrop/ go into a directory that already belongs to ferry,
+    which root may write to only with CAP_DAC_OVERRIDE (with
+    DAC_READ_SEARCH instead, such a start failed with "mkdir tmp:
+    Permission denied", exit 75, and systemd restarted it in a loop).  A
+    port above 1024: the queue is what is checked, and this test runs
+    beside others."""
+    if not IS_ROOT or not shutil.which('setpriv'):
+        return 'not root or no setpriv: capabilities not checked'
+    caps = _unit_caps()
+    for made in (False, True):
+        d = CappedDaemon('caps-newq', caps, low=False, tls=True)
+        shutil.rmtree(d.queue_dir, ignore_errors=True)
+        if made:
+            os.mkdir(d.queue_dir, 0o755)	# root's, empty
+        with d:
+            uid = pwd.getpwnam('ferry').pw_uid
+            for sub, mode in (('', 0o711), ('tmp', 0o700),
+                              ('corrupt', 0o700), ('maildrop', 0o3733)):
+                p = os.path.join(d.queue_dir, sub)
+                check(os.path.isdir(p) and os.stat(p).st_uid == uid and
+                      _mode(p) == mode, '%s: not made for ferry %o'
+                      % (p, mode))
+            qid = d.send_message(b'Subject: new queue\r\n\r\nbody\r\n')
+            check(qid in d.mailq_ids(), 'message %s not queued' % qid)
 
 
 # --- man pages ------------------------------------------------------------

@@ -578,7 +578,9 @@ def test_openwrt_init_script():
     renders and opens one respawning instance running `ferry -c
     relay.conf serve`, with the rendered files as its files (procd
     restarts it when a start finds them changed); reload_service sends SIGHUP, or restarts when a
-    listener changed or nothing runs, or stops when disabled."""
+    listener changed or nothing runs, or stops when disabled; a start
+    with a refused value keeps the last good instance (procd would stop
+    one a start leaves out) and fails."""
     r = Rig(SHELLS[-1])
     try:
         r.set_uci(_shipped())		# enabled '0' as shipped
@@ -636,6 +638,29 @@ def test_openwrt_init_script():
         check(rc != 0 and log == [] and 'bad level' in err,
               'reload with a level ferry refuses: rc %d %r %s'
               % (rc, log, err))
+        # start (boot, restart, `/etc/init.d/ferry start`, LuCI) with a
+        # refused value: procd stops every instance a start leaves out,
+        # so the last good files must still be named, unchanged, while
+        # the exit status and stderr say it was not applied
+        r.set_uci(FULL)
+        rc, good, err = _init_run(r, 'start_service')
+        check(rc == 0, 'start_service: %d %s' % (rc, err))
+        before = r.snapshot()
+        for bad in ("option smarthost_tls 'very fy'",
+                    "option smarthost_tls 'verfy'"):
+            r.set_uci(FULL.replace("option smarthost_tls 'verify'", bad))
+            rc, log, err = _init_run(r, 'start_service')
+            check(rc != 0 and 'as it was' in err,
+                  'start with %s: rc %d %s' % (bad, rc, err))
+            check(log == good, 'start with %s stops the relay: %r, want %r'
+                  % (bad, log, good))
+            check(r.snapshot() == before, 'start with %s changed the files'
+                  % bad)
+        # nothing rendered yet: nothing to run
+        shutil.rmtree(r.out)
+        rc, log, err = _init_run(r, 'start_service')
+        check(rc != 0 and log == [], 'first start with a bad value: rc %d %r'
+              % (rc, log))
         rc, log, err = _init_run(r, 'service_triggers')
         check(log == ['trigger ferry'], 'triggers: %r' % log)
     finally:
