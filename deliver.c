@@ -91,6 +91,12 @@
  * ends is cut off at once, not at the deadline.  EHLO replies run to
  * about 15 lines. */
 #define DELIVER_REPLY_LINES	100
+/* Postfix's smtp_mx_address_limit and smtp_mx_session_limit: what one
+ * attempt may try before it defers.  Each address has the full
+ * deadlines, so a domain of 16 MX hosts of 16 addresses each, all
+ * answering slowly, held a delivery slot for days. */
+#define DELIVER_ADDR_LIMIT	5
+#define DELIVER_SESSION_LIMIT	2
 #define DELIVER_CHUNK		8192	/* body read size */
 #define DELIVER_HIWAT		(16 * 1024)	/* refill below this */
 #define DELIVER_PIPE_MAX	64	/* commands in flight with PIPELINING */
@@ -193,6 +199,7 @@ struct deliver {
 	uint8_t dane_seen;		/* the chain hook ran */
 	uint8_t notls;			/* 'may' after a failed handshake */
 	uint8_t plain_retry;		/* reconnect to the same address */
+	uint8_t ntried, nsess;		/* addresses, sessions: the limits */
 	uint8_t nexthop_ok;		/* DELIVER_NEXTHOP_NAMES: it held */
 	uint8_t literal;
 	/* The address being tried, as messages name it: "mx[192.0.2.1]"
@@ -805,7 +812,9 @@ deliver_next_addr(struct deliver *d)
 	if (retry && d->iaddr > 0)
 		d->iaddr--;
 	d->plain_retry = 0;
-	while (d->iaddr < d->naddr) {
+	while (d->iaddr < d->naddr && d->ntried < DELIVER_ADDR_LIMIT +
+	    (retry != 0) && d->nsess < DELIVER_SESSION_LIMIT) {
+		d->ntried += retry == 0;
 		d->notls = retry;
 		retry = 0;
 		fd = net_connect(&d->addr[d->iaddr++], d->port, ip);
@@ -823,6 +832,11 @@ deliver_next_addr(struct deliver *d)
 		return;
 	}
 	d->notls = 0;
+	/* At a limit: no further MX host either; the last failure is the
+	 * deferral's reason. */
+	if (d->ntried >= DELIVER_ADDR_LIMIT ||
+	    d->nsess >= DELIVER_SESSION_LIMIT)
+		d->imx = d->nmx;
 	deliver_next_mx(d);
 }
 
@@ -894,6 +908,7 @@ deliver_connected(struct deliver *d)
 		return;
 	}
 	io_set_deadline(d->io, DELIVER_CMD_MS);
+	d->nsess++;
 	d->ext = d->ncont = 0;
 	d->want = 0;
 	d->max_size = 0;

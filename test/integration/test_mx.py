@@ -8,7 +8,7 @@ deferred.  DSNs are read where they are delivered (the sender's MX).
 """
 
 from ferrytest import check
-from peers import Sink, wait_delivery, bind_probe
+from peers import Sink, SmtpPeer, wait_delivery, bind_probe
 from test_dns import DnsServer
 from test_deliver import (BODY, SENDER, SENDER_ZONE, _dns_bounce,
                           check_log_line, mx_daemon, zone)
@@ -85,3 +85,50 @@ def test_mx_self_in_the_list():
                            text_re=r'mx\.bk\.test\[127\.0\.0\.2\]')
             check(low.messages() == [], 'the MX 30 host got %r'
                   % low.messages())
+
+
+def test_mx_address_and_session_limits():
+    """Postfix's smtp_mx_address_limit (5) and smtp_mx_session_limit (2):
+    one attempt tries at most five addresses and two sessions, then
+    defers with the last failure; each address has the full deadlines,
+    so 16 hosts of 16 addresses, all slow, held a delivery slot for
+    days.  Six MX hosts of which only the last listens: deferred, the
+    sixth never tried.  Three hosts that greet, two with 421: deferred
+    after the second session, the third never tried."""
+    addrs = ['127.0.3.%d' % i for i in range(1, 7)]
+    rr = ['six.test. MX %d mx%d.six.test.' % (10 * i, i) for i in range(1, 7)]
+    rr += ['mx%d.six.test. A %s' % (i, a) for i, a in enumerate(addrs, 1)]
+    rr += ['three.test. MX %d m%d.three.test.' % (10 * i, i)
+           for i in range(1, 4)]
+    rr += ['m%d.three.test. A 127.0.4.%d' % (i, i) for i in range(1, 4)]
+    z = zone(*rr)
+
+    def busy(sess, verb, arg, txn):
+        return '421 4.3.2 busy' if verb == 'CONNECT' else None
+
+    with Sink(addrs[-1]) as last:
+        port = last.port
+        for a in addrs[:-1]:
+            check(bind_probe(a, port), 'something on %s:%d' % (a, port))
+        with SmtpPeer(addr='127.0.4.1', port=port, policy=busy) as p1, \
+                SmtpPeer(addr='127.0.4.2', port=port, policy=busy) as p2, \
+                Sink('127.0.4.3', port=port) as third, \
+                DnsServer(z) as dns, \
+                mx_daemon('mxlimits', dns, port) as d:
+            q1 = d.send_message(BODY, rcpts=('x@six.test',))
+            r = wait_delivery(d, q1, 'deferred')[0]
+            check_log_line(r, 'x@six.test', 'deferred', r'4\.4\.1',
+                           text_re=r'mx5\.six\.test\[127\.0\.3\.5\]')
+            check(last.messages() == [], 'the sixth MX got %r'
+                  % last.messages())
+            q2 = d.send_message(BODY, rcpts=('y@three.test',))
+            r = wait_delivery(d, q2, 'deferred')[0]
+            check(r.to == 'y@three.test' and '127.0.4.2' in r.text and
+                  'busy' in r.text, 'deferral %r' % r)
+            with p1.lock, p2.lock:
+                n = (len(p1.sessions), len(p2.sessions))
+            check(n == (1, 1), 'sessions at the two busy hosts %r' % (n,))
+            check(third.messages() == [], 'the third MX got %r'
+                  % third.messages())
+            check(sorted(d.mailq_ids()) == sorted([q1, q2]),
+                  'queue %r' % d.mailq_ids())
