@@ -183,10 +183,16 @@ log_emit(unsigned how, const char *fmt, va_list ap)
 		 * Postfix's commands, without looking in the system log
 		 * (until log_started: a running daemon's warnings are the
 		 * system log's).  "ferry: " goes over the end of the
-		 * header, which has been sent. */
-		if (!log_tty || pri > LOG_WARNING)
+		 * header, which has been sent.  With no syslog at all (a
+		 * container has no /dev/log) every line goes to stderr,
+		 * "<pri>" off, not nowhere. */
+		if (log_tty && pri <= LOG_WARNING)
+			out = memcpy(line + head - strlen(prefix) - 7,
+			    "ferry: ", 7);
+		else if (log_fd == -1)
+			out = strchr(line, '>') + 1;
+		else
 			goto done;
-		out = memcpy(line + head - strlen(prefix) - 7, "ferry: ", 7);
 	}
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, out, (size_t)(line + n - out));

@@ -26,8 +26,13 @@ from peers import SmtpPeer, wait_for
 
 # As PID 1: hide any /etc/ferry of the host (the daemon must find no
 # file), then become ferry so it keeps PID 1.
+# A container has no /dev/log: where the host has one, a character
+# device goes over it in the namespace, so a syslog connect fails there
+# too.
 PID1_SCRIPT = ('if [ -d /etc/ferry ]; then '
                'mount -t tmpfs -o size=64k ferry-test /etc/ferry || exit 99; '
+               'fi; if [ -e /dev/log ]; then '
+               'mount --bind /dev/null /dev/log || exit 99; '
                'fi; exec "$@"')
 
 # Variables the sanitizer build needs to see; everything else is dropped
@@ -237,6 +242,37 @@ def test_container_env_only_relay():
             check(secs < 5 * SLOW, 'SIGTERM took %.1fs' % secs)
             check(re.search(r'terminating on signal 15', d.log_text()),
                   'no "terminating on signal 15" line:\n' + d.log_tail())
+            ok = True
+        finally:
+            d.cleanup(ok)
+
+
+def test_container_syslog_without_dev_log():
+    """log = syslog in a container, which has no /dev/log: every line
+    went nowhere, a fatal one too.  They go to stderr then, without the
+    "<pri>", the way a container's log collector reads them."""
+    skip = _root_only()
+    if skip:
+        return skip
+    with SmtpPeer() as peer:
+        d = Pid1('nodevlog', {
+            'FERRY_LOG': 'syslog',
+            'FERRY_SMARTHOST': '[127.0.0.1]:%d' % peer.port,
+            'FERRY_SMARTHOST_TLS': 'none',
+            'FERRY_RELAY_NETWORKS': '127.0.0.1/32',
+        })
+        ok = False
+        try:
+            d.start()
+            d.wait_log(r'^\w{3} [ \d]\d \d\d:\d\d:\d\d ferry/master\[1\]: '
+                       r'daemon started ')
+            qid = _send(d.port, b'Subject: s\r\n\r\nx\r\n')
+            peer.wait_delivered(1, timeout=15)
+            d.wait_log(r'ferry/smtp\[1\]: %s: to=<rcpt@example\.org>, '
+                       r'relay=.*status=sent' % qid)
+            check(not re.search(r'^<\d+>', d.log_text(), re.M),
+                  'a "<pri>" reached stderr:\n' + d.log_tail())
+            d.stop(signal.SIGTERM)
             ok = True
         finally:
             d.cleanup(ok)
