@@ -456,9 +456,9 @@ void
 config_print_src(const struct config *cfg, const struct config_src *src,
     char *const *envp)
 {
-	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX], var[CONFIG_VAR_MAX];
+	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX];
 	struct pbuf b;
-	size_t i, n, plen = strlen(CONFIG_ENV_PREFIX);
+	size_t i, n;
 	const char *eq, *name;
 
 	if (cfg->path[0] == '\0')
@@ -475,24 +475,43 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		else
 			printf("# %s\n%s%s\n", why, name, b.s);
 	}
-	/* The whole name before '=' must match: its length, then its bytes. */
-	for (; envp != NULL && *envp != NULL; envp++) {
-		if ((eq = strchr(*envp, '=')) == NULL ||
-		    (size_t)(eq - *envp) < plen ||
-		    memcmp(*envp, CONFIG_ENV_PREFIX, plen) != 0 ||
-		    ((size_t)(eq - *envp) == strlen(CONFIG_ENV_PATH) &&
-		    memcmp(*envp, CONFIG_ENV_PATH, (size_t)(eq - *envp)) == 0))
+	while ((eq = config_env_stray(&envp, &n)) != NULL)
+		printf("# %.*s" CONFIG_STRAY "\n", (int)n, eq);
+}
+
+/*
+ * The next FERRY_* variable from *envp on that is no key (FERRY_CONFIG
+ * aside), its name's length in *len; NULL at the end.  check-config
+ * notes each, serve warns: a typo there would otherwise change nothing
+ * without a word.  The whole name before '=' must match: its length,
+ * then its bytes.
+ */
+const char *
+config_env_stray(char *const **envp, size_t *len)
+{
+	char var[CONFIG_VAR_MAX];
+	size_t i, plen = strlen(CONFIG_ENV_PREFIX);
+	const char *e, *eq;
+
+	for (; *envp != NULL && (e = **envp) != NULL; (*envp)++) {
+		if ((eq = strchr(e, '=')) == NULL || (size_t)(eq - e) < plen ||
+		    memcmp(e, CONFIG_ENV_PREFIX, plen) != 0 ||
+		    ((size_t)(eq - e) == strlen(CONFIG_ENV_PATH) &&
+		    memcmp(e, CONFIG_ENV_PATH, (size_t)(eq - e)) == 0))
 			continue;
 		for (i = 0; i < NKEYS; i++) {
 			env_name(var, key_name(&keys[i]));
-			if (strlen(var) == (size_t)(eq - *envp) &&
-			    memcmp(var, *envp, (size_t)(eq - *envp)) == 0)
+			if (strlen(var) == (size_t)(eq - e) &&
+			    memcmp(var, e, (size_t)(eq - e)) == 0)
 				break;
 		}
-		if (i == NKEYS)
-			printf("# %.*s: not a relay.conf key, ignored\n",
-			    (int)(eq - *envp), *envp);
+		if (i == NKEYS) {
+			*len = (size_t)(eq - e);
+			(*envp)++;
+			return e;
+		}
 	}
+	return NULL;
 }
 
 int

@@ -170,6 +170,9 @@ int config_parse_env(struct config *, struct config_src *, const char *name,
  * more. */
 void config_print_src(const struct config *, const struct config_src *,
     char *const *envp);
+/* A FERRY_* variable that names no key; its message's tail. */
+const char *config_env_stray(char *const **envp, size_t *len);
+#define CONFIG_STRAY	": not a relay.conf key, ignored"
 
 /* Helpers for the rest of the program. */
 int config_net_match(const struct cidr_list *, const struct sockaddr *);

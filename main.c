@@ -520,6 +520,8 @@ main_serve(struct config *conf)
 	struct main_user u;
 	unsigned queued = 0;
 	const char *p;
+	char *const *env = main_environ();
+	size_t n;
 
 	main_conf = conf;
 	log_open(conf->log_stderr);
@@ -565,6 +567,9 @@ main_serve(struct config *conf)
 	if (sched_start(&queued) == -1)
 		log_warn(LP_QMGR, "scanning %s", conf->queue_dir);
 	main_log_config("daemon started", conf);
+	/* check-config notes these too; a container's log says it here. */
+	while ((p = config_env_stray(&env, &n)) != NULL)
+		log_warnx(LP_MASTER, "%.*s" CONFIG_STRAY, (int)n, p);
 	log_info(LP_QMGR, "%u message(s) in the queue", queued);
 	log_started();
 	pickup_start();

@@ -196,7 +196,9 @@ def _send(port, body, rcpt='rcpt@example.org'):
 def test_container_env_only_relay():
     """No relay.conf anywhere: FERRY_* variables make a working relay
     that, as PID 1, relays a message to the smarthost and exits 0 on
-    SIGTERM; check-config names each variable as a value's source."""
+    SIGTERM; check-config names each variable as a value's source, and
+    a variable that is no key gets a note there and a warning at
+    start."""
     skip = _root_only()
     if skip:
         return skip
@@ -206,6 +208,7 @@ def test_container_env_only_relay():
             'FERRY_SMARTHOST_TLS': 'none',
             'FERRY_RELAY_NETWORKS': '127.0.0.1/32',
             'FERRY_MAX_RECIPIENTS': '3',
+            'FERRY_SMARTHSOT': 'typo.example',	# no key: a warning
         })
         ok = False
         try:
@@ -229,6 +232,12 @@ def test_container_env_only_relay():
                   % d.nspid())
             d.wait_log(r'daemon started .*configuration \(none: defaults '
                        r'and environment\)')
+            # A typo in a variable's name changed nothing without a
+            # word in the log (check-config alone noted it).
+            d.wait_log(r'ferry/master\[1\]: warning: FERRY_SMARTHSOT: not '
+                       r'a relay\.conf key, ignored$')
+            check('# FERRY_SMARTHSOT: not a relay.conf key, ignored'
+                  in out.splitlines(), 'check-config:\n' + out[-600:])
             body = b'Subject: from PID 1\r\n\r\nhello from a container\r\n'
             qid = _send(d.port, body)
             check(qid, 'no queue ID')
