@@ -32,13 +32,19 @@ struct alias_table {
 	struct alias_entry *e;
 };
 
+/* One expansion: the addresses in out, and every alias and address met
+ * (ALIAS_STEPS_MAX). */
+struct alias_count {
+	int n, steps;
+};
+
 static int alias_add(struct alias_table *, const char *, size_t,
     const char *, size_t, const char **);
 static const struct alias_entry *alias_find(const struct alias_table *,
     const char *, size_t);
 static int alias_walk(const struct alias_table *, const char *,
-    const char *, char (*)[512], int, int *, int, const char **,
-    const struct alias_entry *);
+    const char *, char (*)[512], int, struct alias_count *, int,
+    const char **, const struct alias_entry *);
 /* noinline: measured smaller than LTO's inlined copies. */
 static void alias_err(char *, size_t, const char *, size_t, const char *)
     __attribute__((noinline));
@@ -324,16 +330,15 @@ alias_local(const char *addr, const char *origin, size_t *klen)
  * Postfix and sendmail: "root: root, admin@x" keeps root and adds a copy. */
 static int
 alias_walk(const struct alias_table *t, const char *addr, const char *origin,
-    char (*out)[512], int max, int *n, int depth, const char **why,
-    const struct alias_entry *parent)
+    char (*out)[512], int max, struct alias_count *c, int depth,
+    const char **why, const struct alias_entry *parent)
 {
 	const struct alias_entry *e;
 	char one[ALIAS_ADDR_MAX];
 	size_t klen, i = 0, vlen;
 	int k, r;
 
-	/* n[1]: the steps so far. */
-	if (++n[1] > ALIAS_STEPS_MAX) {
+	if (++c->steps > ALIAS_STEPS_MAX) {
 		*why = "alias expands to too many addresses";
 		return -1;
 	}
@@ -345,28 +350,28 @@ alias_walk(const struct alias_table *t, const char *addr, const char *origin,
 		}
 		vlen = strlen(e->value);
 		while ((r = alias_next(e->value, vlen, &i, one, why)) == 1)
-			if (alias_walk(t, one, origin, out, max, n, depth + 1,
+			if (alias_walk(t, one, origin, out, max, c, depth + 1,
 			    why, e) == -1)
 				return -1;
 		return r;
 	}
 	/* A final address: qualified, and once only. */
-	if (*n >= max || *n >= ALIAS_EXPAND_MAX) {
+	if (c->n >= max || c->n >= ALIAS_EXPAND_MAX) {
 		*why = "alias expands to too many addresses";
 		return -1;
 	}
-	if (strlen(addr) + 1 + strlen(origin) >= sizeof(out[*n])) {
+	if (strlen(addr) + 1 + strlen(origin) >= sizeof(out[c->n])) {
 		*why = "address too long";
 		return -1;
 	}
 	if (addr_domain(addr) == NULL)
-		snprintf(out[*n], sizeof(out[*n]), "%s@%s", addr, origin);
+		snprintf(out[c->n], sizeof(out[c->n]), "%s@%s", addr, origin);
 	else
-		textfile_copy(out[*n], sizeof(out[*n]), addr);
-	for (k = 0; k < *n; k++)
-		if (addr_casecmp(out[k], out[*n]) == 0)
+		textfile_copy(out[c->n], sizeof(out[c->n]), addr);
+	for (k = 0; k < c->n; k++)
+		if (addr_casecmp(out[k], out[c->n]) == 0)
 			return 0;
-	(*n)++;
+	c->n++;
 	return 0;
 }
 
@@ -374,10 +379,10 @@ int
 alias_expand(const struct alias_table *t, const char *addr,
     const char *origin, char (*out)[512], int max, const char **why)
 {
-	int n[2] = { 0, 0 };	/* addresses in out, steps */
+	struct alias_count c = { 0, 0 };
 
 	*why = ALIAS_BAD_LIST;	/* what alias_next() leaves */
-	if (alias_walk(t, addr, origin, out, max, n, 0, why, NULL) == -1)
+	if (alias_walk(t, addr, origin, out, max, &c, 0, why, NULL) == -1)
 		return -1;
-	return n[0];
+	return c.n;
 }
