@@ -27,6 +27,7 @@
 #include "addr.h"
 #include "bounce.h"
 #include "hdr.h"
+#include "msg.h"
 #include "queue.h"
 #include "reply.h"
 #include "textfile.h"
@@ -564,9 +565,7 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 	const char *st, *said, *mta;
 	size_t n, mlen;
 
-	for (n = 0; a[n] != '\0' && !(a[n] & 0x80); n++)
-		;
-	if (a[n] != '\0')
+	if (msg_has_8bit(a, strlen(a)))
 		put_utf8_addr(o, a);
 	else {
 		puts_(o, "\r\nFinal-Recipient: rfc822;");
