@@ -40,6 +40,10 @@ static int loop_ctl(struct loop_fd *, int, unsigned);
 static int loop_epfd = -1;
 static int loop_running;
 static uint64_t loop_ms;
+/* loop_clock()'s record of the wall clock's first forward step */
+#define LOOP_STEP_MIN	60
+static int64_t loop_off;
+static uint64_t loop_real, loop_step_lo, loop_step_hi, loop_step;
 static struct epoll_event loop_ev[LOOP_EVENTS];
 static int loop_ev_n, loop_ev_cur;
 
@@ -86,13 +90,50 @@ loop_free(void)
 	loop_hooks = NULL;
 }
 
+/*
+ * A router without a real-time clock boots at an old time (OpenWrt's
+ * sysfixtime: the newest file in /etc), and NTP sets the clock forward
+ * minutes later.  A message that arrived in between carries the old
+ * time, and would bounce at its next deferral as older than
+ * queue_lifetime.  So the first forward step over LOOP_STEP_MIN seconds
+ * is remembered: [loop_step_lo, loop_step_hi) is the old clock from boot
+ * to the step, and loop_arrival() moves a time in it on by loop_step.  A
+ * backward step only delays an expiry, and the scheduler already treats
+ * a retry time set before it as due.
+ */
 static void
 loop_clock(void)
 {
-	struct timespec ts;
+	struct timespec ts, rt;
+	int64_t off;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	loop_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	/* Boot, by the wall clock; since boot counts a suspend, which
+	 * moves the wall clock on too. */
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	clock_gettime(CLOCK_REALTIME, &rt);
+	off = (int64_t)rt.tv_sec - (int64_t)ts.tv_sec;
+	if (loop_real == 0)	/* the first call; a board may boot at 1970 */
+		loop_step_lo = off > 0 ? (uint64_t)off : 0;
+	else if (loop_step == 0 && off - loop_off > LOOP_STEP_MIN) {
+		/* An arrival taken after the step is past the old clock's
+		 * last reading by more than LOOP_STEP_MIN; one taken before
+		 * it is not (a pass of callbacks takes less). */
+		loop_step = (uint64_t)(off - loop_off);
+		loop_step_hi = loop_real + LOOP_STEP_MIN;
+		log_warnx(LP_MASTER, "the clock was set forward by %llu s; "
+		    "mail queued before then counts its age from the new time",
+		    (unsigned long long)loop_step);
+	}
+	loop_off = off;
+	loop_real = (uint64_t)rt.tv_sec | 1;	/* 0: not called yet */
+}
+
+uint64_t
+loop_arrival(uint64_t t)
+{
+	return t >= loop_step_lo && t < loop_step_hi ? t + loop_step : t;
 }
 
 uint64_t

@@ -52,6 +52,10 @@ void loop_stop(void);
 uint64_t loop_now(void);	/* monotonic ms, refreshed per wake-up */
 uint64_t loop_now_real_us(void);	/* wall clock, microseconds */
 time_t loop_now_real(void);	/* wall clock, seconds: time() */
+/* An arrival time (wall clock, seconds) as it would read had the clock
+ * been right: moved on by the clock's first forward step when it was
+ * taken between boot and that step (loop.c). */
+uint64_t loop_arrival(uint64_t);
 
 int loop_fd_add(struct loop_fd *, unsigned want);	/* -1, errno */
 int loop_fd_want(struct loop_fd *, unsigned want);

@@ -1208,13 +1208,15 @@ sched_settled(const struct queue_info *qi)
 /* When a message's queue_lifetime is over: what is left then bounces,
  * and a delay notice names it (Will-Retry-Until).  T is any 64-bit
  * number in a file edited by hand: one near 2^64 must not wrap to a
- * time long past, which bounced the message at its first deferral. */
+ * time long past, which bounced the message at its first deferral.  An
+ * arrival before the clock was set counts from the new time (loop.c). */
 static uint64_t
 sched_expiry(const struct queue_info *qi)
 {
 	uint64_t t;
 
-	return __builtin_add_overflow(qi->arrival, sched_conf->queue_lifetime,
+	return __builtin_add_overflow(loop_arrival(qi->arrival),
+	    sched_conf->queue_lifetime,
 	    &t) ? UINT64_MAX : t;
 }
 
@@ -1359,11 +1361,11 @@ sched_delay_warn(struct sched_msg *m, uint64_t now)
 {
 	struct queue_info *qi = m->info;
 	struct queue_writer *w;
+	uint64_t t = loop_arrival(qi->arrival);
 
 	if (sched_conf->delay_warning_time == 0 || qi->warned != 0 ||
-	    qi->sender[0] == '\0' || qi->flags & QF_BOUNCE ||
-	    now < qi->arrival ||
-	    now - qi->arrival < sched_conf->delay_warning_time)
+	    qi->sender[0] == '\0' || qi->flags & QF_BOUNCE || now < t ||
+	    now - t < sched_conf->delay_warning_time)
 		return NULL;
 	if ((w = sched_dsn(m, BOUNCE_DELAYED)) == NULL) {
 		log_warn(LP_BOUNCE, "%s: cannot create a delay notification; "
@@ -1576,6 +1578,8 @@ sched_log(const struct sched_msg *m, const char *to, const char *relay,
 	for (i = 0; i < 13; i++)
 		arr_us = arr_us << 4 | (uint64_t)(m->id[i] <= '9' ?
 		    m->id[i] - '0' : m->id[i] - 'A' + 10);
+	arr_us += (loop_arrival(arr_us / 1000000) - arr_us / 1000000) *
+	    1000000;
 	uint64_t delay_cs = now_us > arr_us ? (now_us - arr_us) / 10000 : 0;
 
 	log_info(LP_SMTP, "%s: to=<%s>, relay=%s, delay=%llu.%02llu, "

@@ -176,6 +176,59 @@ def test_sched_clock_set_back_does_not_park_mail():
         d.cleanup(ok)
 
 
+def test_sched_clock_set_forward_does_not_expire_mail():
+    """A router without a real-time clock boots 200 days behind; ferry
+    starts and takes a message, which the smarthost defers.  Then NTP
+    sets the clock forward.  The message arrived minutes ago, not 200
+    days: it must not bounce as older than queue_lifetime (5d) at its
+    next deferral, nor get a delay warning; once the smarthost takes it,
+    its delay= is seconds.  A message that arrived after the step keeps
+    its own time.  Before, the first deferral after the step returned
+    the message to its sender (status=expired)."""
+    take = []
+
+    def policy(sess, verb, arg, txn):
+        return None if take or verb != 'RCPT' else \
+            '451 4.3.0 try again later'
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('clockfwd', p.port, retry_min='1s',
+                             retry_max='1s', delay_warning_time='1h')
+        skew = os.path.join(d.dir, 'skew')
+        _skewed_daemon(d, skew)
+        _set_skew(skew, -200 * 86400)
+        ok = False
+        try:
+            d.start()
+            q1 = d.send_message(BODY)
+            wait_delivery(d, q1, 'deferred')
+            _set_skew(skew, 0)
+            n = len(deliveries(d, q1, 'deferred'))
+            q2 = d.send_message(BODY)
+            wait_delivery(d, q1, 'deferred', n=n + 2, timeout=10 * SLOW)
+            wait_delivery(d, q2, 'deferred', n=2, timeout=10 * SLOW)
+            check(not deliveries(d, q1, 'expired') and
+                  not deliveries(d, q1, 'bounced') and
+                  bounce_ids(d, q1) == [] and
+                  'delay notification' not in d.log_text() and
+                  sorted(d.mailq_ids()) == sorted([q1, q2]) and
+                  'the clock was set forward by 1728' in d.log_text(),
+                  'expired, warned or bounced; mailq %r; log:\n%s'
+                  % (d.mailq_ids(), d.log_tail(15)))
+            take.append(1)
+            for q in (q1, q2):
+                wait_delivery(d, q, 'sent', timeout=10 * SLOW)
+                wait_removed(d, q)
+                delay = float(deliveries(d, q, 'sent')[0].delay)
+                check(delay < 60, '%s: delay=%s' % (q, delay))
+            check(len(p.delivered()) == 2, 'the peer took %r'
+                  % p.delivered())
+            d.stop()
+            ok = True
+        finally:
+            d.cleanup(ok)
+
+
 # A message to good@ (taken) and bad@ (refused at RCPT): one transaction,
 # and its end is the message's last attempt, so the bounce of bad@ is
 # made then and the original removed once that DSN is committed.
