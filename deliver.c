@@ -5,8 +5,10 @@
  * per-recipient results and lets its owner (sched.c) decide.
  *
  * PIPELINING (RFC 2920) is two cursors over one transaction's commands
- * [MAIL, RCPT 1..n, DATA]: send_i is the next command to write, recv_i the
- * command whose reply comes next.  With PIPELINING all are written at
+ * [MAIL, RCPT 1..n, DATA, RSET]: send_i is the next command to write,
+ * recv_i the command whose reply comes next.  RSET, alone, ends one
+ * that sends no body, and its reply confirms the others' replies
+ * (deliver_txn_rset()).  With PIPELINING all but RSET are written at
  * once; without it, one command is written when send_i == recv_i.
  * Invariants: recv_i <= send_i; every reply is matched to exactly one
  * command; the body is written only after DATA's 354 and only if some
@@ -279,6 +281,7 @@ static enum tls_level deliver_level(struct deliver *);
 static void deliver_start_txn(struct deliver *);
 static void deliver_send_cmds(struct deliver *);
 static void deliver_txn_reply(struct deliver *, int, const char *);
+static void deliver_txn_rset(struct deliver *);
 static int deliver_body(struct deliver *);
 static void deliver_finish_txn(struct deliver *);
 static void deliver_set_rcpt(const struct deliver *, struct deliver_rcpt *,
@@ -1727,6 +1730,16 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 		return;
 	}
 	i = d->recv_i++;
+	if (i > last) {
+		/* The RSET of deliver_txn_rset(): in step, the results stand. */
+		if (code / 100 != 2) {
+			deliver_desync(d, "reply out of step");
+			return;
+		}
+		d->need_rset = 0;
+		deliver_finish_txn(d);
+		return;
+	}
 	if (i == 0) {
 		if (code / 100 != 2) {
 			d->mail_failed = 1;
@@ -1759,31 +1772,44 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 			return;
 		}
 		if (code == 354) {
-			/* Nobody to send to: end the empty message. */
+			/* Nobody to send to: end the empty message.  Its
+			 * reply ends up in DS_RSET's place: wait for it in
+			 * DS_DOT with every recipient already decided. */
 			deliver_send(d, ".\r\n");
-			d->need_rset = 1;
-		}
-		if (d->accepted > 0 && !d->mail_failed)
-			deliver_set_rest(d, code, reply, NULL, "DATA");
-		d->need_rset = 1;
-		if (code == 354) {
-			/* Its reply ends up in DS_RSET's place: wait for it
-			 * in DS_DOT with every recipient already decided. */
 			deliver_enter_state(d, DS_DOT);
 			return;
 		}
-		deliver_finish_txn(d);
+		if (d->accepted > 0 && !d->mail_failed)
+			deliver_set_rest(d, code, reply, NULL, "DATA");
+		deliver_txn_rset(d);
 		return;
 	}
 	/* Without PIPELINING: stop early when nothing can come of it. */
-	if (!(d->ext & EXT_PIPELINING)) {
-		if (d->mail_failed || (d->recv_i == last && d->accepted == 0)) {
-			d->need_rset = 1;
-			deliver_finish_txn(d);
-			return;
-		}
+	if (!(d->ext & EXT_PIPELINING) &&
+	    (d->mail_failed || (d->recv_i == last && d->accepted == 0))) {
+		deliver_txn_rset(d);
+		return;
 	}
 	deliver_send_cmds(d);	/* the next one, or the window's next */
+}
+
+/*
+ * A transaction that ends without a body ends with RSET, and its results
+ * stand only on RSET's 2xx.  One final reply too many ("250" then "550"
+ * to one RCPT) shifts every later reply a step, and a refusal shifted
+ * into the last slot read (DATA's; without PIPELINING, a RCPT's or
+ * MAIL's) reads like any other: only the reply due behind it shows the
+ * shift, and it comes to the RSET (RFC 2920 section 3.1: nothing is
+ * pipelined past DATA).
+ * With a body it cannot happen: no RCPT is answered 354.  A connection
+ * that ends here showed nothing out of step, and the results stand.
+ */
+static void
+deliver_txn_rset(struct deliver *d)
+{
+	d->recv_i = d->txn->nrcpt + 2;
+	d->send_i = d->recv_i + 1;
+	deliver_send(d, "RSET\r\n");
 }
 
 /*
@@ -1863,7 +1889,8 @@ deliver_lost(struct deliver *d, const char *what)
 	/* Within a transaction, name the command whose reply was due (the
 	 * table's DS_TXN text is MAIL FROM's). */
 	if (d->state == DS_TXN && d->txn != NULL && d->recv_i > 0)
-		phase = d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
+		phase = d->send_i > d->txn->nrcpt + 2 ? "sending RSET" :
+		    d->recv_i <= d->txn->nrcpt ? "sending RCPT TO" :
 		    "sending DATA";
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
 		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */

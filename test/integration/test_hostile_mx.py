@@ -3,7 +3,9 @@ test_hostile_mx.py - the delivery side against a receiving server that
 is broken or hostile (peers.SmtpPeer with scripted replies): a pipelined
 reply out of step (a refusal in two lines that both end in "550 ", as a
 server that never says "550-" sends it) defers every recipient of the
-transaction, none bounced on a reply that was not theirs; a reply whose
+transaction, none bounced on a reply that was not theirs, and so does
+one final reply too many that shows only after the failure it was read
+as (DATA's slot, or the last RCPT's without PIPELINING); a reply whose
 lines carry different codes is malformed (it bounced with dsn=2.1.5);
 and plaintext pushed behind the 220 to STARTTLS is never read as a
 reply inside TLS, nor lets a password out in clear.
@@ -12,7 +14,8 @@ reply inside TLS, nor lets a password out in clear.
 import time
 
 from ferrytest import check, SLOW
-from peers import SmtpPeer, deliveries, wait_delivery, wait_for, flush
+from peers import (SmtpPeer, Trickle, deliveries, wait_delivery, wait_for,
+                   flush, bounce_ids)
 from test_deliver import smarthost_daemon, BODY, queue_settled
 from test_tls_client import (auth_daemon, no_mail_sent, USER,
                              PASSWORD)
@@ -52,6 +55,98 @@ def test_hostile_pipelined_refusal_said_twice():
         queue_settled(d)
         check(len(p.delivered()) == 1, 'transactions %r' % p.txns())
         return 'deferred: %r' % rs[0].text
+
+
+def _extra_reply(name, rcpts, broken, ext=None):
+    """While broken(verb, arg) scripts the peer, it says one final reply
+    more than it was asked for, and the reply that shows it comes only
+    after ferry has read the one before as a failure: no reply was
+    buffered behind it, so nothing looked out of step yet.  Acted on,
+    the shifted reply bounced a recipient.  Every recipient must be
+    deferred as out of step, none bounced (no DSN), no body taken; then
+    the peer behaves and a flush delivers the message once."""
+    mode = {'broken': True}
+
+    def policy(sess, verb, arg, txn):
+        return broken(verb, arg) if mode['broken'] else None
+
+    kw = {'policy': policy}
+    if ext is not None:
+        kw['ext'] = ext
+    with SmtpPeer(**kw) as p, smarthost_daemon(name, p.port) as d:
+        qid = d.send_message(BODY, rcpts=rcpts)
+        wait_for(lambda: len(deliveries(d, qid)) >= len(rcpts), 10,
+                 'a result for each recipient; log:\n%s' % d.log_tail(8))
+        time.sleep(0.3 * SLOW)
+        rs = deliveries(d, qid)
+        check(sorted((r.to, r.status, r.dsn[:2]) for r in rs) ==
+              [(r, 'deferred', '4.') for r in sorted(rcpts)] and
+              all('reply out of step with 127.0.0.1[127.0.0.1] while '
+                  in r.text for r in rs),
+              'one reply too many, want all deferred out of step: %r' % rs)
+        check(bounce_ids(d, qid) == [], 'a DSN for %s' % qid)
+        check(p.delivered() == [], 'the peer took a body: %r' % p.txns())
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['id'] == qid and
+              [x['status'] for x in q[0]['recipients']] ==
+              ['deferred'] * len(rcpts), 'mailq %r' % q)
+        mode['broken'] = False
+        flush(d)
+        wait_delivery(d, qid, 'sent', n=len(rcpts))
+        queue_settled(d)
+        got = p.delivered()
+        check(len(got) == 1 and sorted(got[0].accepted) == sorted(rcpts),
+              'transactions %r' % p.txns())
+        return 'deferred: %r' % rs[0].text
+
+
+def test_hostile_extra_refusal_then_354():
+    """PIPELINING: the RCPT taken with "250", then an unsolicited "550"
+    from the same server, and its 354 to DATA a moment later.  The 550
+    filled DATA's slot and bounced the recipient "in reply to DATA
+    command", though the server had taken it and was waiting for the
+    body."""
+    def broken(verb, arg):
+        if verb == 'RCPT':
+            return '250 2.1.5 Ok\r\n550 5.7.1 unsolicited'
+        if verb == 'DATA':
+            time.sleep(0.3 * SLOW)
+            return '354 End data with <CR><LF>.<CR><LF>'
+        return None
+    return _extra_reply('hm-extra354', (R1,), broken)
+
+
+def test_hostile_extra_refusal_no_recipient_taken():
+    """PIPELINING, and no recipient taken: RCPT 1 answered "450" and then
+    "550", RCPT 2 "450", DATA a moment later "554".  The extra 550 was
+    read as RCPT 2's reply and bounced it (the server had said 450), and
+    RCPT 2's own 450 in DATA's slot looked like DATA's refusal."""
+    def broken(verb, arg):
+        if verb == 'RCPT':
+            return '450 4.2.1 later\r\n550 5.1.1 unknown' if R1 in arg \
+                else '450 4.2.1 later'
+        if verb == 'DATA':
+            time.sleep(0.3 * SLOW)
+            return '554 5.5.1 Error: no valid recipients'
+        return None
+    return _extra_reply('hm-extra554', (R1, R2), broken)
+
+
+def test_hostile_extra_refusal_no_pipelining():
+    """Without PIPELINING: RCPT 1 answered "450" and, a moment later (so
+    after RCPT 2 was sent), "550"; RCPT 2 "450".  The 550 was read as
+    RCPT 2's reply and bounced it; with every recipient refused ferry
+    said no more, so the 450 behind it was never seen."""
+    first = '450 4.2.1 later\r\n'
+
+    def broken(verb, arg):
+        if verb == 'RCPT':
+            return Trickle(first + '550 5.1.1 unknown', 0.3 * SLOW,
+                           len(first)) if R1 in arg else '450 4.2.1 later'
+        return None
+    return _extra_reply('hm-extranp', (R1, R2), broken,
+                        ext=('8BITMIME', 'SIZE 10000000',
+                             'ENHANCEDSTATUSCODES'))
 
 
 def test_hostile_mixed_codes_malformed():
