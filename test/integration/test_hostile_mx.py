@@ -15,8 +15,9 @@ import time
 
 from ferrytest import check, SLOW
 from peers import (SmtpPeer, Trickle, deliveries, wait_delivery, wait_for,
-                   flush, bounce_ids)
+                   flush)
 from test_deliver import smarthost_daemon, BODY, queue_settled
+from test_regress import _desync
 from test_tls_client import (auth_daemon, no_mail_sent, USER,
                              PASSWORD)
 
@@ -63,41 +64,9 @@ def _extra_reply(name, rcpts, broken, ext=None):
     after ferry has read the one before as a failure: no reply was
     buffered behind it, so nothing looked out of step yet.  Acted on,
     the shifted reply bounced a recipient.  Every recipient must be
-    deferred as out of step, none bounced (no DSN), no body taken; then
-    the peer behaves and a flush delivers the message once."""
-    mode = {'broken': True}
-
-    def policy(sess, verb, arg, txn):
-        return broken(verb, arg) if mode['broken'] else None
-
-    kw = {'policy': policy}
-    if ext is not None:
-        kw['ext'] = ext
-    with SmtpPeer(**kw) as p, smarthost_daemon(name, p.port) as d:
-        qid = d.send_message(BODY, rcpts=rcpts)
-        wait_for(lambda: len(deliveries(d, qid)) >= len(rcpts), 10,
-                 'a result for each recipient; log:\n%s' % d.log_tail(8))
-        time.sleep(0.3 * SLOW)
-        rs = deliveries(d, qid)
-        check(sorted((r.to, r.status, r.dsn[:2]) for r in rs) ==
-              [(r, 'deferred', '4.') for r in sorted(rcpts)] and
-              all('reply out of step with 127.0.0.1[127.0.0.1] while '
-                  in r.text for r in rs),
-              'one reply too many, want all deferred out of step: %r' % rs)
-        check(bounce_ids(d, qid) == [], 'a DSN for %s' % qid)
-        check(p.delivered() == [], 'the peer took a body: %r' % p.txns())
-        q = d.mailq()
-        check(len(q) == 1 and q[0]['id'] == qid and
-              [x['status'] for x in q[0]['recipients']] ==
-              ['deferred'] * len(rcpts), 'mailq %r' % q)
-        mode['broken'] = False
-        flush(d)
-        wait_delivery(d, qid, 'sent', n=len(rcpts))
-        queue_settled(d)
-        got = p.delivered()
-        check(len(got) == 1 and sorted(got[0].accepted) == sorted(rcpts),
-              'transactions %r' % p.txns())
-        return 'deferred: %r' % rs[0].text
+    deferred as out of step (test_regress._desync)."""
+    return _desync(name, broken, ext=ext, rcpts=rcpts,
+                   why='reply out of step with 127.0.0.1[127.0.0.1] while ')
 
 
 def test_hostile_extra_refusal_then_354():

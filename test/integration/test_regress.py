@@ -32,7 +32,7 @@ import time
 from ferrytest import (Daemon, TestFailure, check, short, free_port,
                        IS_ROOT, SLOW, strace_wrap, STRACE_LINE_RE)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_for,
-                   flush)
+                   flush, bounce_ids)
 from test_deliver import smarthost_daemon, BODY, queue_settled, NO_RETRY
 
 NOBODY = 'nobody' if IS_ROOT else None
@@ -593,9 +593,10 @@ def test_regress_maildrop_address_syntax_quarantined():
 
 # --- outbound: a peer out of step -----------------------------------------
 
-def _desync(name, broken, ext=None, why=None):
+def _desync(name, broken, ext=None, why=None, rcpts=None):
     """While broken(verb, arg) answers, the peer is out of step: the
-    message must be deferred, not marked sent, and no body may have been
+    message must be deferred for each recipient (rcpts, else BODY's
+    one), not marked sent nor bounced, and no body may have been
     accepted by the peer.  Then the peer behaves and a flush delivers it
     exactly once."""
     mode = {'broken': True}
@@ -606,16 +607,19 @@ def _desync(name, broken, ext=None, why=None):
     kw = {'policy': policy}
     if ext is not None:
         kw['ext'] = ext
+    n = len(rcpts) if rcpts else 1
     with SmtpPeer(**kw) as p, smarthost_daemon(name, p.port) as d:
-        qid = d.send_message(BODY)
-        r = wait_for(lambda: deliveries(d, qid), 10, 'a result for %s; '
-                     'log:\n%s' % (qid, d.log_tail(8)))[0]
-        check(r.status == 'deferred' and r.dsn.startswith('4.') and
-              (why is None or why in r.text),
-              'an out-of-step peer, want deferred (%s): %r' % (why, r))
+        qid = d.send_message(BODY, **({'rcpts': rcpts} if rcpts else {}))
+        rs = wait_for(lambda: (lambda l: l if len(l) >= n else None)(
+            deliveries(d, qid)), 10, 'a result for each recipient of %s; '
+            'log:\n%s' % (qid, d.log_tail(8)))
+        check(all(r.status == 'deferred' and r.dsn.startswith('4.') and
+                  (why is None or why in r.text) for r in rs),
+              'an out-of-step peer, want deferred (%s): %r' % (why, rs))
         time.sleep(0.3 * SLOW)
         check(deliveries(d, qid, 'sent') == [] and
-              deliveries(d, qid, 'bounced') == [],
+              deliveries(d, qid, 'bounced') == [] and
+              bounce_ids(d, qid) == [],
               'an out-of-step peer: %r' % deliveries(d, qid))
         check(p.delivered() == [], 'the peer accepted a body: %r'
               % p.txns())
@@ -625,16 +629,19 @@ def _desync(name, broken, ext=None, why=None):
               'body lines reached the peer as commands: %r' % cmds)
         q = d.mailq()
         check(len(q) == 1 and q[0]['id'] == qid and
-              [x['status'] for x in q[0]['recipients']] == ['deferred'],
-              'mailq %r' % q)
+              [x['status'] for x in q[0]['recipients']] ==
+              ['deferred'] * n, 'mailq %r' % q)
         mode['broken'] = False
         flush(d)
-        wait_delivery(d, qid, 'sent')
+        wait_delivery(d, qid, 'sent', n=n)
         queue_settled(d)
-        check(len(p.delivered()) == 1, 'transactions %r' % p.txns())
-        check(len(deliveries(d, qid, 'sent')) == 1, 'log %r'
+        got = p.delivered()
+        check(len(got) == 1 and (rcpts is None or
+                                 sorted(got[0].accepted) == sorted(rcpts)),
+              'transactions %r' % p.txns())
+        check(len(deliveries(d, qid, 'sent')) == n, 'log %r'
               % deliveries(d, qid))
-        return 'deferred with %r' % r.text
+        return 'deferred with %r' % rs[0].text
 
 
 def test_regress_peer_extra_banner_line():
