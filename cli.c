@@ -45,7 +45,7 @@
 #include "smtp.h"
 #include "textfile.h"
 
-#define CLI_TIMEOUT	60	/* seconds, per read or write to the daemon */
+#define CLI_TIMEOUT_MS	60000	/* per read or write to the daemon */
 #define CLI_IO_SIZE	4096
 #define CLI_REPLY_MAX	2048	/* reply text kept for stderr */
 #define CLI_RLINE_MAX	1024	/* one reply line kept; the rest dropped */
@@ -113,6 +113,8 @@ struct sm {
 	enum sm_mode mode;
 	unsigned flags;		/* QF_8BITMIME, QF_SMTPUTF8 */
 	int down_errno;		/* why connect failed, for -v */
+	uint64_t data_end;	/* -bs: loop_clock() when DATA must end,
+				   0 outside it */
 	/* Bytes: a store of a constant is 3 bytes shorter. */
 	uint8_t extract;	/* -t */
 	uint8_t dot_ends;	/* neither -i nor -oi */
@@ -174,11 +176,11 @@ static int sm_maildrop(struct sm *);
 static int sm_relay_smtp(const struct config *);
 static int sm_smtp(struct sm *);
 static int sm_smtp_data(struct sm *, struct conn *, char *);
-static int sm_line(const struct config *, struct conn *, char *);
-static int sm_getc(const struct config *, struct conn *);
+static int sm_line(struct sm *, struct conn *, char *);
+static int sm_getc(struct sm *, struct conn *);
 static void sm_reply(int, const char *) __attribute__((noinline));
 static int cli_connect(const char *);
-static int conn_wait(int, short, unsigned);
+static int conn_wait(int, short, uint64_t);
 static int conn_getc(struct conn *);
 static int conn_reply(struct conn *);
 static int conn_cmd(struct conn *, const char *, ...)
@@ -1095,7 +1097,7 @@ sm_smtp(struct sm *sm)
 				junk = 0;	/* as the daemon counts */
 			goto say;	/* no data-phase refusal is an error */
 		}
-		if ((n = sm_line(conf, &in, line)) < 0)
+		if ((n = sm_line(sm, &in, line)) < 0)
 			break;
 		if (state != BS_MAIL) {		/* no transaction */
 			sm->nrcpt = 0;
@@ -1244,7 +1246,9 @@ sm_smtp_data(struct sm *sm, struct conn *in, char *line)
 	int n, dot, ex, rp = RP_QUEUED;
 
 	msg_reader_init(&r, 0, sm_limit(sm->conf));
-	while ((n = sm_line(sm->conf, in, line)) != 1 || line[0] != '.') {
+	/* The whole message: smtpd_data_timeout, as at the daemon's door. */
+	sm->data_end = loop_clock() + smtp_ms(sm->conf->smtpd_data_timeout);
+	while ((n = sm_line(sm, in, line)) != 1 || line[0] != '.') {
 		if (n < 0) {
 			msg_buf_free(&r.out);
 			return n;
@@ -1257,6 +1261,7 @@ sm_smtp_data(struct sm *sm, struct conn *in, char *line)
 		    dot)) == -1)
 			rp = RP_WRITE_ERR;
 	}
+	sm->data_end = 0;
 	sm->msg = r.out;
 	if (rp == RP_QUEUED && r.over)
 		rp = RP_SIZE;
@@ -1277,11 +1282,11 @@ sm_smtp_data(struct sm *sm, struct conn *in, char *line)
  * -2 when the replies cannot be written.
  */
 static int
-sm_line(const struct config *conf, struct conn *in, char *line)
+sm_line(struct sm *sm, struct conn *in, char *line)
 {
 	int ch, n = 0;
 
-	while ((ch = sm_getc(conf, in)) != '\n') {
+	while ((ch = sm_getc(sm, in)) != '\n') {
 		if (ch < 0)
 			return ch;
 		if (n < SM_LINE_SIZE)
@@ -1296,19 +1301,26 @@ sm_line(const struct config *conf, struct conn *in, char *line)
 /*
  * conn_getc() on stdin for -bs.  The replies go out when the input read
  * is used up (one write for a PIPELINING batch), before any wait.  The
- * wait is bounded by smtpd_timeout and ends in the daemon's 421, as
+ * wait is bounded by smtpd_timeout and, in DATA, by what is left of
+ * smtpd_data_timeout (checked at every read: a client that trickles, or
+ * never stops, is cut off too), and ends in the daemon's 421, as
  * Postfix's smtpd -S ends: a client gone quiet would hold this process
  * for ever.  The message in DATA is only in memory: nothing to remove.
  */
 static int
-sm_getc(const struct config *conf, struct conn *in)
+sm_getc(struct sm *sm, struct conn *in)
 {
+	uint64_t ms = smtp_ms(sm->conf->smtpd_timeout), now;
+
 	if (in->off == in->len) {
 		if (fflush(NULL) == EOF)
 			return -2;
-		if (conn_wait(STDIN_FILENO, POLLIN, conf->smtpd_timeout) ==
-		    -1) {
-			sm_reply(RP_TIMEOUT, conf->hostname);
+		/* In DATA, no longer than what is left of it. */
+		if (sm->data_end != 0 && (now = loop_clock()) + ms >
+		    sm->data_end)
+			ms = now < sm->data_end ? sm->data_end - now : 0;
+		if (ms == 0 || conn_wait(STDIN_FILENO, POLLIN, ms) == -1) {
+			sm_reply(RP_TIMEOUT, sm->conf->hostname);
 			return -1;
 		}
 	}
@@ -1385,14 +1397,14 @@ cli_connect(const char *path)
 	return fd;
 }
 
-/* Up to secs for ev on fd: 0, else -1 (ETIMEDOUT when time ran out). */
+/* Up to ms for ev on fd: 0, else -1 (ETIMEDOUT when time ran out). */
 static int
-conn_wait(int fd, short ev, unsigned secs)
+conn_wait(int fd, short ev, uint64_t ms)
 {
 	struct pollfd p = { .fd = fd, .events = ev };
 	int n;
 
-	while ((n = poll(&p, 1, (int)smtp_ms(secs))) == -1 && errno == EINTR)
+	while ((n = poll(&p, 1, (int)ms)) == -1 && errno == EINTR)
 		;
 	if (n == 0)
 		errno = ETIMEDOUT;
@@ -1415,7 +1427,7 @@ conn_getc(struct conn *c)
 		else if (errno == EINTR)
 			continue;
 		else if (errno != EAGAIN ||
-		    conn_wait(c->fd, POLLIN, CLI_TIMEOUT) == -1)
+		    conn_wait(c->fd, POLLIN, CLI_TIMEOUT_MS) == -1)
 			return -1;
 	}
 	return (unsigned char)c->buf[c->off++];
@@ -1514,7 +1526,7 @@ write_all(int fd, const char *p, size_t n)
 		if (k == -1 && errno == EINTR)
 			continue;
 		if (k == -1 && errno == EAGAIN) {
-			if (conn_wait(fd, POLLOUT, CLI_TIMEOUT) == -1)
+			if (conn_wait(fd, POLLOUT, CLI_TIMEOUT_MS) == -1)
 				return -1;
 			continue;
 		}

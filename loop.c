@@ -34,13 +34,13 @@ static int loop_timeout_ms(void);
 static void loop_run_timers(void);
 static void loop_run_hooks(void);
 static void loop_on_signal(struct loop_fd *, unsigned);
-static void loop_clock(void);
+static void loop_wake(void);
 static int loop_ctl(struct loop_fd *, int, unsigned);
 
 static int loop_epfd = -1;
 static int loop_running;
 static uint64_t loop_ms;
-/* loop_clock()'s record of the wall clock's first forward step */
+/* loop_wake()'s record of the wall clock's first forward step */
 #define LOOP_STEP_MIN	60
 static int64_t loop_off;
 static uint64_t loop_real, loop_step_lo, loop_step_hi, loop_step;
@@ -69,7 +69,7 @@ loop_init(void)
 	/* sigemptyset() is this memset on Linux (glibc, musl): one libc
 	 * import fewer. */
 	memset(&loop_sigset, 0, sizeof(loop_sigset));
-	loop_clock();
+	loop_wake();
 	return 0;
 }
 
@@ -90,6 +90,16 @@ loop_free(void)
 	loop_hooks = NULL;
 }
 
+uint64_t
+loop_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return loop_ms = (uint64_t)ts.tv_sec * 1000 +
+	    (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /*
  * A router without a real-time clock boots at an old time (OpenWrt's
  * sysfixtime: the newest file in /etc), and NTP sets the clock forward
@@ -102,13 +112,12 @@ loop_free(void)
  * a retry time set before it as due.
  */
 static void
-loop_clock(void)
+loop_wake(void)
 {
 	struct timespec ts, rt;
 	int64_t off;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	loop_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	(void)loop_clock();
 	/* Boot, by the wall clock; since boot counts a suspend, which
 	 * moves the wall clock on too. */
 	clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -468,7 +477,7 @@ loop_run(void)
 			break;
 		loop_ev_n = epoll_wait(loop_epfd, loop_ev, LOOP_EVENTS,
 		    loop_timeout_ms());
-		loop_clock();
+		loop_wake();
 		if (loop_ev_n == -1) {
 			loop_ev_n = 0;
 			if (errno == EINTR)

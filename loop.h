@@ -50,6 +50,8 @@ void loop_free(void);
 int loop_run(void);		/* until loop_stop(); 0, or -1 on error */
 void loop_stop(void);
 uint64_t loop_now(void);	/* monotonic ms, refreshed per wake-up */
+uint64_t loop_clock(void);	/* loop_now() refreshed: for one-shot tools,
+				   which run no loop */
 uint64_t loop_now_real_us(void);	/* wall clock, microseconds */
 time_t loop_now_real(void);	/* wall clock, seconds: time() */
 /* An arrival time (wall clock, seconds) as it would read had the clock

@@ -246,6 +246,12 @@ msg_field_is(const char *b, const struct msg_field *f, const char *name)
 }
 
 int
+msg_hop(const char *b, const struct msg_field *f, unsigned *hops)
+{
+	return msg_field_is(b, f, "Received") && ++*hops > MSG_HOP_LIMIT;
+}
+
+int
 msg_field_resent(const char *b, struct msg_field *f)
 {
 	if (f->name_len <= 7 || strncasecmp(b + f->start, "Resent-", 7) != 0)

@@ -16,6 +16,11 @@
 
 #define MSG_LINE_MAX	998	/* RFC 5322 §2.1.1, octets without CRLF */
 #define MSG_ADDR_MAX	512	/* one address from a list, with NUL */
+/* Received: fields a message may bring, as Postfix's hopcount_limit.
+ * RFC 5321 section 6.3 asks for "at least 100"; Postfix (50, its own
+ * field counted), Exim (30) and sendmail (25) stop loops sooner, and
+ * no route of an honest message comes near 50. */
+#define MSG_HOP_LIMIT	50
 
 /* A growing byte buffer; { NULL, 0, 0 } is empty. */
 struct msg_buf {
@@ -81,6 +86,11 @@ int msg_field_resent(const char *, struct msg_field *);
  * (start 0) and value offsets in *f, else 0.  The daemon's header scan
  * (smtp.c) reads a stream line by line with it. */
 int msg_field_line(const char *, size_t len, struct msg_field *);
+/* Counts f in *hops if it is a Received: field (a mail loop adds one a
+ * pass): 1 once there are more than MSG_HOP_LIMIT, else 0.  Both doors
+ * count with it, smtp.c line by line and pickup.c over a maildrop/ file,
+ * so a loop through either stops at the same field. */
+int msg_hop(const char *, const struct msg_field *, unsigned *hops);
 
 /*
  * out = the fields (without Bcc:, Resent-Bcc:, Return-Path: and

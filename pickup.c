@@ -293,12 +293,19 @@ out:
 
 /* Why the body is refused, or NULL: a CR not followed by LF or a LF not
  * preceded by CR (one test: each byte must be a LF exactly when the one
- * before it is a CR), or a line over MSG_LINE_MAX octets without CRLF,
- * which deliver.c would send as it is. */
+ * before it is a CR), a line over MSG_LINE_MAX octets without CRLF,
+ * which deliver.c would send as it is, or more Received: fields than
+ * the SMTP door takes.  A loop can pass through here: a .forward or a
+ * script hands the mail to sendmail while the daemon is down.  The
+ * file goes to corrupt/ whole, as for the others: a DSN would keep only
+ * its header, and a loop's sender may be a bounce (never bounced). */
 static const char *
 pickup_body_bad(const char *b, uint64_t n)
 {
+	struct msg_field f;
 	uint64_t i, col = 0;
+	size_t pos = 0;
+	unsigned hops = 0;
 	int cr = 0;
 
 	for (i = 0; i < n; i++) {
@@ -309,7 +316,14 @@ pickup_body_bad(const char *b, uint64_t n)
 		if (col > MSG_LINE_MAX)
 			return "line over 1000 octets";
 	}
-	return cr ? "bare CR or LF in the message" : NULL;
+	if (cr)
+		return "bare CR or LF in the message";
+	/* The header as the SMTP door reads it, field by field, to the
+	 * first line that is none.  n fits: the file was read whole. */
+	while (msg_field_next(b, (size_t)n, &pos, &f))
+		if (msg_hop(b, &f, &hops))
+			return "too many hops (a mail loop)";
+	return NULL;
 }
 
 static void

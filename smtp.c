@@ -76,11 +76,6 @@
 _Static_assert(SMTP_HELO_MAX + INET6_ADDRSTRLEN + SMTP_TLS_DESC_MAX +
     CONFIG_NAME_MAX + 16 + QUEUE_ID_SIZE + 512 + HDR_DATE_MAX + 88 <=
     HDR_RECEIVED_MAX, "Received: buffer");
-/* Received: fields a message may bring, as Postfix's hopcount_limit.
- * RFC 5321 section 6.3 asks for "at least 100"; Postfix (50, its own
- * field counted), Exim (30) and sendmail (25) stop loops sooner, and
- * no route of an honest message comes near 50. */
-#define SMTP_HOP_LIMIT		50
 /* Replies queued before the next command waits: what one command says
  * (a reply or two, 1 KB each at most) always fits under io's cap. */
 #define SMTP_OUT_PAUSE		(IO_OUT_MAX / 2)
@@ -122,7 +117,7 @@ enum smtp_state {
 #define SF_AUTH_DELAYED	0x20000u /* the throttle's wait is over */
 #define SF_SEEN_DATE	0x40000u /* the message has a Date: */
 #define SF_SEEN_FROM	0x80000u /* ... and a From: */
-#define SF_HOPS		0x100000u /* over SMTP_HOP_LIMIT Received: */
+#define SF_HOPS		0x100000u /* over MSG_HOP_LIMIT Received: */
 #define SF_RCPT_TRIED	0x200000u /* a RCPT in this transaction */
 #define SF_DRAIN	0x400000u /* reading waits for replies to drain */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
@@ -1626,13 +1621,14 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
 	 * is ("Subject : x" too, RFC 5322 section 4.5.8). */
 	if (!msg_field_line(line, e, &f))
 		return 0;
+	/* As pickup.c counts a maildrop/ file; before "Resent-" is cut:
+	 * RFC 5322 section 3.6.6 makes no trace field of it. */
+	if (msg_hop(line, &f, &s->hops))
+		s->flags |= SF_HOPS;
 	/* A resent message has its Date, From and Message-ID in its
 	 * Resent- fields (sendmail adds those, as Postfix's does). */
 	(void)msg_field_resent(line, &f);
-	if (msg_field_is(line, &f, "Received")) {
-		if (++s->hops > SMTP_HOP_LIMIT)
-			s->flags |= SF_HOPS;
-	} else if (msg_field_is(line, &f, "Date"))
+	if (msg_field_is(line, &f, "Date"))
 		s->flags |= SF_SEEN_DATE;
 	else if (msg_field_is(line, &f, "From"))
 		s->flags |= SF_SEEN_FROM;

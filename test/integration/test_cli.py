@@ -852,6 +852,19 @@ def test_sendmail_bs_daemon_down_limits():
         d.cleanup(ok)
 
 
+def _bs_cmd(d):
+    """sendmail -bs against d's config (as nobody where there is one),
+    and the 421 that ends it on a timeout."""
+    cmd = [user_bin() if NOBODY else FERRY_BIN, 'sendmail', '-bs']
+    if NOBODY:
+        cmd = ['runuser', '-u', NOBODY, '--', 'env',
+               'FERRY_CONFIG=' + d.conf] + cmd
+    else:
+        cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
+    return cmd, b'421 4.4.2 %s Error: timeout exceeded\r\n' % \
+        HOSTNAME.encode()
+
+
 def test_sendmail_bs_daemon_comes_up():
     """-bs answered alone (the daemon down at its start) keeps to
     maildrop/ when the daemon has come up meanwhile: the daemon could
@@ -862,12 +875,7 @@ def test_sendmail_bs_daemon_comes_up():
     ok = False
     p = killer = None
     try:
-        cmd = [user_bin() if NOBODY else FERRY_BIN, 'sendmail', '-bs']
-        if NOBODY:
-            cmd = ['runuser', '-u', NOBODY, '--', 'env',
-                   'FERRY_CONFIG=' + d.conf] + cmd
-        else:
-            cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
+        cmd = _bs_cmd(d)[0]
         # Its own process group: a hang kills sendmail under runuser
         # too, or it would hold the pipe and the read below for ever.
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
@@ -934,13 +942,7 @@ def test_sendmail_bs_daemon_down_timeout():
     The daemon says the same words after the same silence."""
     d = _bs_down('sm-bs-tmo', smtpd_timeout='2s')
     ok = False
-    cmd = [user_bin() if NOBODY else FERRY_BIN, 'sendmail', '-bs']
-    if NOBODY:
-        cmd = ['runuser', '-u', NOBODY, '--', 'env',
-               'FERRY_CONFIG=' + d.conf] + cmd
-    else:
-        cmd = cmd[:1] + ['-c', d.conf] + cmd[1:]
-    want = b'421 4.4.2 %s Error: timeout exceeded\r\n' % HOSTNAME.encode()
+    cmd, want = _bs_cmd(d)
 
     def silent(what, dialogue):
         """Send dialogue, then nothing with stdin open: the output, once
@@ -1000,6 +1002,73 @@ def test_sendmail_bs_daemon_down_timeout():
         d.stop()
         ok = True
     finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_bs_daemon_down_data_timeout():
+    """-bs answered alone bounds the whole DATA phase by
+    smtpd_data_timeout, as the daemon does: a client that trickles a line
+    every 0.5s, never silent for smtpd_timeout, held sendmail for as long
+    as it went on.  It gets the daemon's 421 4.4.2 about
+    smtpd_data_timeout after the 354, while it is still sending, and
+    nothing of the message is left in maildrop/."""
+    d = _bs_down('sm-bs-datatmo', smtpd_timeout='6s',
+                 smtpd_data_timeout='3s')
+    ok = False
+    cmd, want = _bs_cmd(d)
+    lines = []		# (when, line); b'' for EOF
+
+    def reader():
+        for line in iter(p.stdout.readline, b''):
+            lines.append((time.monotonic(), line))
+        lines.append((time.monotonic(), b''))
+
+    # Its own group, as in the test above: a hang is killed, and fails.
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    killer = threading.Timer(40 * SLOW, os.killpg, (p.pid, signal.SIGKILL))
+    killer.start()
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    try:
+        p.stdin.write(b'EHLO local\r\nMAIL FROM:<s@example.test>\r\n'
+                      b'RCPT TO:<r@relay.test>\r\nDATA\r\n'
+                      b'Subject: trickle\r\n\r\n')
+        p.stdin.flush()
+        t0 = wait_for(lambda: [t for t, l in lines if l[:4] == b'354 '],
+                      10, 'the 354')[0]
+        while (not lines or lines[-1][1] != b'') and \
+                time.monotonic() - t0 < 15 * SLOW:
+            try:
+                p.stdin.write(b'trickle\r\n')
+                p.stdin.flush()
+            except OSError:
+                break		# sendmail has gone
+            time.sleep(0.5)
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        th.join(20 * SLOW)
+        err = p.stderr.read()
+        rc = p.wait()
+        out = b''.join(l for _, l in lines)
+        took = lines[-1][0] - t0 if lines and lines[-1][1] == b'' else -1
+        check(out.endswith(b'\r\n' + want) and rc == 0 and
+              sanitizer_report(err.decode('utf-8', 'replace')) is None,
+              'exit %d after %.1fs, no 421 4.4.2 last:\n%s\n%s'
+              % (rc, took, short(out, 900), short(err, 900)))
+        check(_bs_codes(out) == [220, 250, 250, 250, 354, 421] and
+              2.5 <= took <= 3 + 5 * SLOW, '421 after %.1fs, '
+              'smtpd_data_timeout is 3s: %s' % (took, short(out, 900)))
+        md = os.path.join(d.queue_dir, 'maildrop')
+        check(os.listdir(md) == [], 'maildrop holds %r' % os.listdir(md))
+        ok = True
+    finally:
+        killer.cancel()
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
         d.cleanup(ok)
 
 

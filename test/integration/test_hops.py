@@ -7,14 +7,16 @@ queued; one with exactly 50 is taken and relayed.  Two daemons whose
 smarthosts point at each other pass a message back and forth until the
 one it reaches with 51 refuses it; the other bounces it, and the DSN (the
 null sender) loops in turn, is refused the same way and is dropped, not
-bounced: the loop ends with both queues empty.
+bounced: the loop ends with both queues empty.  A file sendmail left in
+maildrop/ is counted the same way when the daemon picks it up, and one
+over the limit goes to corrupt/, kept whole.
 """
 
 import os
 import re
 import time
 
-from ferrytest import Daemon, check, stuff, short, SLOW
+from ferrytest import Daemon, check, stuff, short, SLOW, IS_ROOT
 from peers import (Sink, deliveries, wait_delivery, wait_removed,
                    wait_for)
 from test_deliver import NO_RETRY, check_relayed, smarthost_daemon
@@ -133,6 +135,54 @@ def test_hops_sendmail_local_socket():
         check(p.returncode == 0, 'sendmail with 50 Received: exit %d: %s'
               % (p.returncode, p.stderr.decode(errors='replace')))
         check(len(d.wait_queue(1)) == 1, 'queue %r' % d.mailq())
+
+
+def test_hops_maildrop():
+    """maildrop/ counts too (a file there was queued and relayed again
+    whatever it held): a loop reaches it when a .forward or a script
+    hands the mail to sendmail while the daemon is down.  51 Received:
+    in a dropped file: moved to corrupt/ byte for byte when the daemon
+    starts, with a warning that says why, and nothing of it queued; 50
+    (and Received: where it does not count) is queued."""
+    d = Daemon('hops-maildrop')
+    ok = False
+    try:
+        d.start()
+        d.stop()		# leaves queue_dir and maildrop/ created
+        md = os.path.join(d.queue_dir, 'maildrop')
+        dropped = {}
+        for hops in (LIMIT + 1, LIMIT):
+            before = set(os.listdir(md))
+            p = d.cli('sendmail', '-f', 'h%d@example.test' % hops,
+                      'r@relay.test', user='nobody' if IS_ROOT else None,
+                      input=message(hops).replace(b'\r\n', b'\n'))
+            new = sorted(set(os.listdir(md)) - before)
+            check(p.returncode == 0 and len(new) == 1,
+                  'sendmail with %d Received:, daemon down: exit %d, '
+                  'new in maildrop/ %r: %s' % (hops, p.returncode, new,
+                                               short(p.stderr)))
+            with open(os.path.join(md, new[0]), 'rb') as f:
+                dropped[hops] = (new[0], f.read())
+        d.start()
+        name, raw = dropped[LIMIT + 1]
+        d.wait_log(r'maildrop/%s: moved to corrupt/: too many hops '
+                   r'\(a mail loop\)$' % name, 8)
+        q = d.wait_queue(1, timeout=8)
+        check(len(q) == 1 and q[0]['sender'] == 'h%d@example.test' % LIMIT,
+              'mailq %r' % q)
+        out = d.cat(q[0]['id'])
+        check(out.endswith(b'\r\n\r\n' + message(LIMIT).partition(
+            b'\r\n\r\n')[2]), 'queued with 50: %s' % short(out, 600))
+        check(d.corrupt_files() == [name] and os.listdir(md) == [],
+              'corrupt/ %r (want %r), maildrop/ %r'
+              % (d.corrupt_files(), name, os.listdir(md)))
+        with open(os.path.join(d.queue_dir, 'corrupt', name), 'rb') as f:
+            check(f.read() == raw, 'corrupt/%s is not the dropped file'
+                  % name)
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
 
 
 def test_hops_smarthost_loop_stops():

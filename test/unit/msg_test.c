@@ -2,7 +2,7 @@
  * msg_test.c - tests of msg.c, the text rules sendmail applies before a
  * message reaches the daemon: line ends and the "." terminator (whole and
  * fed byte by byte), the header section, Bcc removal, folding and
- * splitting of long lines, RFC 5322 address lists for -t, display names,
+ * splitting of long lines, the hop count, RFC 5322 address lists for -t, display names,
  * dot-stuffing and mailq's JSON string escaping.
  */
 #include <stdio.h>
@@ -176,6 +176,29 @@ t_head_scan(void)
 
 	msg_head_scan("", 0, &h);
 	CHECK(h.start == 0 && h.end == 0 && h.body == 0);
+	return 0;
+}
+
+/* msg_hop() as the doors use it: only Received: counts (any case, and
+ * "Received :"), not X-Received or Resent-Received; the 51st is over. */
+static int
+t_hop(void)
+{
+	static const char *const names[] = { "Received", "rEcEiVeD",
+	    "Received ", "X-Received", "Resent-Received", "Subject" };
+	struct msg_field f;
+	char line[64];
+	unsigned i, hops = 0, over = 0;
+	int n;
+
+	for (i = 0; i < 2 * MSG_HOP_LIMIT + 1; i++) {
+		n = snprintf(line, sizeof(line), "%s: hop %u",
+		    names[i % 6], i);
+		CHECK(msg_field_line(line, (size_t)n, &f));
+		over += msg_hop(line, &f, &hops);
+	}
+	/* 101 fields, 51 of them Received: (i % 6 < 3). */
+	CHECK(hops == MSG_HOP_LIMIT + 1 && over == 1);
 	return 0;
 }
 
@@ -635,6 +658,7 @@ static const struct t_case cases[] = {
 	{ "reader: line ends and the dot, any chunking", t_reader },
 	{ "reader: size limit", t_reader_limit },
 	{ "header section boundaries", t_head_scan },
+	{ "hop count: Received: fields", t_hop },
 	{ "build: Bcc dropped, headers added, separator", t_build },
 	{ "build: long lines folded or split", t_long_lines },
 	{ "address lists", t_addr_list },
