@@ -253,34 +253,32 @@ addr_scan_quoted(struct addr_scan *sc)
 	}
 }
 
-/* Dot-string = Atom *("." Atom): no empty atom, so no leading, trailing
- * or doubled dot. */
+/*
+ * Dot-string = Atom *("." Atom) (§4.1.2), except that dots may lead,
+ * trail or come in a row: "a..b@", ".a@", "a.@" (old Japanese mobile
+ * carriers handed such addresses out).  Postfix takes them by default
+ * (strict_rfc821_envelopes = no), and refusing them loses their mail; a
+ * dot routes nowhere, and the address is kept as written.
+ */
 static int
 addr_scan_dotstring(struct addr_scan *sc)
 {
-	size_t atom;
+	size_t start = sc->pos;
 	unsigned char c;
 
-	for (;;) {
-		atom = sc->pos;
-		while (sc->pos < sc->len) {
-			c = sc->s[sc->pos];
-			if (addr_is_atext(c))
-				sc->pos++;
-			else if (c >= 0x80) {
-				if (addr_scan_8bit(sc) < 0)
-					return -1;
-			} else
-				break;
-		}
-		if (sc->pos == atom)
-			return addr_unexpected(sc, "bad local part");
-		if (sc->pos < sc->len && sc->s[sc->pos] == '.') {
+	while (sc->pos < sc->len) {
+		c = sc->s[sc->pos];
+		if (addr_is_atext(c) || c == '.')
 			sc->pos++;
-			continue;
-		}
-		return 0;
+		else if (c >= 0x80) {
+			if (addr_scan_8bit(sc) < 0)
+				return -1;
+		} else
+			break;
 	}
+	if (sc->pos == start)
+		return addr_unexpected(sc, "bad local part");
+	return 0;
 }
 
 /* Domain / address-literal (§4.1.2), at most 255 octets (§4.5.3.1.2):

@@ -3,7 +3,8 @@
  * must see through.  Pure functions over explicit lengths; fuzzed.
  *
  * addr_parse_path() takes what follows "MAIL FROM:" or "RCPT TO:" up to
- * the parameters: "<local@domain>" (RFC 5321 §4.1.2), strips an A-d-l
+ * the parameters: "<local@domain>" (RFC 5321 §4.1.2, but with the stray
+ * dots Postfix allows in an unquoted local part), strips an A-d-l
  * source route ("@a,@b:" - §4.1.2 says receivers SHOULD ignore it), and
  * writes the plain address ("" for the null path).  It returns the length
  * consumed, or -1 with *why set, and never writes past outsz.

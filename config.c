@@ -449,8 +449,13 @@ config_print(const struct config *cfg, FILE *fp)
  * Each line of config_print() with its source as a comment, so the output
  * still reads back as relay.conf.  A line that the comment would push
  * past CONFIG_LINE_MAX (a long relay_domains) gets it on a line of its
- * own above instead.  Then a note for each FERRY_* variable that is no
- * key: a typo there would otherwise change nothing without a word.
+ * own above instead.  So does a value with a '#' first or after a blank,
+ * which only a FERRY_* variable can give (a path, taken as written): in
+ * relay.conf that '#' starts a comment, so no line can hold the value,
+ * and one that looked like it would read back cut short.  Its line is
+ * commented out whole, under a note that says why.  Then a note for
+ * each FERRY_* variable that is no key: a typo there would otherwise
+ * change nothing without a word.
  */
 void
 config_print_src(const struct config *cfg, const struct config_src *src,
@@ -458,8 +463,9 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 {
 	char why[CONFIG_PATH_MAX + CONFIG_VAR_MAX];
 	struct pbuf b;
-	size_t i, n;
+	size_t i, j, n;
 	const char *eq, *name;
+	int cut;
 
 	if (cfg->path[0] == '\0')
 		printf("# no configuration file: defaults and "
@@ -468,12 +474,17 @@ config_print_src(const struct config *cfg, const struct config_src *src,
 		src_text(why, sizeof(why), cfg, src, i);
 		key_put(&keys[i], cfg, &b);
 		name = key_name(&keys[i]);
+		/* b.s[0] is a blank or '=': no '#' there. */
+		for (cut = 0, j = 1; j < b.len; j++)
+			cut |= b.s[j] == '#' && is_blank(b.s[j - 1]);
 		/* n: the line with its newline. */
 		n = strlen(name) + b.len + 1;
-		if (n + strlen(why) + 4 < CONFIG_LINE_MAX)
+		if (!cut && n + strlen(why) + 4 < CONFIG_LINE_MAX)
 			printf("%s%s  # %s\n", name, b.s, why);
 		else
-			printf("# %s\n%s%s\n", why, name, b.s);
+			printf("# %s%s\n%s%s%s\n", why, cut ? ": relay.conf "
+			    "would cut this value at its '#'; it is all after "
+			    "\"= \" below" : "", cut ? "#" : "", name, b.s);
 	}
 	while ((eq = config_env_stray(&envp, &n)) != NULL)
 		printf("# %.*s" CONFIG_STRAY "\n", (int)n, eq);

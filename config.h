@@ -165,9 +165,10 @@ int config_load_env(struct config *, struct config_src *, const char *path,
 int config_parse_env(struct config *, struct config_src *, const char *name,
     const char *text, size_t len, char *const *envp, char *err, size_t errsz);
 /* config_print() with "  # default", "  # FILE:LINE" or "  # env FERRY_X"
- * after each line, and a note for FERRY_* variables that are no key; to
- * stdout (check-config), by printf(): fprintf() would be one libc import
- * more. */
+ * after each line (above it, and the line commented out, for a value
+ * relay.conf cannot hold), and a note for FERRY_* variables that are no
+ * key; to stdout (check-config), by printf(): fprintf() would be one libc
+ * import more. */
 void config_print_src(const struct config *, const struct config_src *,
     char *const *envp);
 /* A FERRY_* variable that names no key; its message's tail. */

@@ -635,3 +635,66 @@ def test_container_mounted_conf_keeps_queue_dir():
               'FERRY_LOG does not win:\n' + out)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_container_check_config_value_with_hash():
+    """A variable is taken as written, '#' and all (a path such as
+    /run/secrets/relay #2.pem), but in relay.conf a '#' first or after a
+    blank starts a comment.  check-config printed
+    `queue_dir = /data/q #2  # env FERRY_QUEUE_DIR`, which pasted into
+    relay.conf is /data/q: another queue, without a word.  Such a line is
+    now commented out, whole, under a note saying why; pasted back it
+    leaves the key at its default, and every other line reads back as
+    it was."""
+    d = tempfile.mkdtemp(prefix='ferry-hash-conf-')
+    try:
+        conf = os.path.join(d, 'relay.conf')
+        with open(conf, 'w') as f:
+            f.write('queue_dir = /data/q\n')
+        env = {'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+               'FERRY_CONFIG': conf, 'FERRY_QUEUE_DIR': '/data/q #2',
+               'FERRY_CA_FILE': '#ca.pem', 'FERRY_ALIASES': '/etc/a#b',
+               'FERRY_SMARTHOST': '[127.0.0.1]:2525'}
+
+        def check_config(env):
+            p = subprocess.run([FERRY_BIN, 'check-config'], env=env,
+                               capture_output=True, timeout=30 * SLOW)
+            check(p.returncode == 0, 'check-config: %d %s'
+                  % (p.returncode, short(p.stderr)))
+            return p.stdout.decode().splitlines()
+
+        def values(lines):
+            return dict(l.split('  # ')[0].split(' =', 1) for l in lines
+                        if not l.startswith('#'))
+
+        out = check_config(env)
+        for key, var in (('queue_dir', 'FERRY_QUEUE_DIR'),
+                         ('ca_file', 'FERRY_CA_FILE')):
+            line = '#%s = %s' % (key, env[var])
+            i = out.index(line) if line in out else 0
+            check(i > 0 and out[i - 1] == '# env %s: relay.conf would cut '
+                  'this value at its \'#\'; it is all after "= " below' % var,
+                  '%s is not commented out under a note:\n%s'
+                  % (key, '\n'.join(out)))
+            check(not [l for l in out if l.startswith(key + ' ')],
+                  'a %s line that reads back cut short:\n%s'
+                  % (key, '\n'.join(out)))
+        for line in ('aliases = /etc/a#b  # env FERRY_ALIASES',
+                     'smarthost = [127.0.0.1]:2525  # env FERRY_SMARTHOST'):
+            check(line in out, 'check-config lacks %r:\n%s'
+                  % (line, '\n'.join(out)))
+        # pasted back as relay.conf, without the variables: those two
+        # keys at their defaults, the rest as printed
+        with open(conf, 'w') as f:
+            f.write('')
+        dflt = values(check_config({'PATH': env['PATH'],
+                                    'FERRY_CONFIG': conf}))
+        with open(conf, 'w') as f:
+            f.write('\n'.join(out) + '\n')
+        again = check_config({'PATH': env['PATH'], 'FERRY_CONFIG': conf})
+        want = values(out)
+        want.update(queue_dir=dflt['queue_dir'], ca_file=dflt['ca_file'])
+        check(values(again) == want, 'read back:\n%s\nwant %r'
+              % ('\n'.join(again), want))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

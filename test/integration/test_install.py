@@ -30,6 +30,7 @@ import time
 
 from ferrytest import (Daemon, check, short, serial, IS_ROOT, REPO, SLOW,
                        FERRY_BIN, TestFailure)
+from test_openwrt import _shutdown_grace_s
 
 MAN8 = os.path.join(REPO, 'doc', 'ferry.8')
 MAN5 = os.path.join(REPO, 'doc', 'relay.conf.5')
@@ -309,6 +310,18 @@ def test_install_systemd_unit_verifies():
         out = (p.stdout + p.stderr).decode(errors='replace')
         check(p.returncode == 0 and 'ferry.service' not in out,
               'systemd-analyze verify: exit %d:\n%s' % (p.returncode, out))
+
+
+def test_install_unit_outwaits_the_drain():
+    """systemd SIGKILLs the unit TimeoutStopSec after its SIGTERM; ferry
+    lets open transactions run for up to SMTP_SHUTDOWN_GRACE_MS first,
+    then commits and exits.  60 s was set, the drain exactly, so the kill
+    raced the last transaction's end."""
+    m = re.findall(r'^TimeoutStopSec=(\d+)$', _read(UNIT).decode(), re.M)
+    grace = _shutdown_grace_s()
+    check(len(m) == 1 and int(m[0]) >= grace + 5, 'TimeoutStopSec %r, '
+          'want at least %d s (the drain, %d s, and time to exit)'
+          % (m, grace + 5, grace))
 
 
 def _unit_caps():

@@ -542,6 +542,16 @@ def test_openwrt_render_ram_queue_parent():
         r.cleanup()
 
 
+def _shutdown_grace_s():
+    """How long ferry lets open transactions run after SIGTERM (smtp.c),
+    in whole seconds, rounded up."""
+    with open(os.path.join(REPO, 'smtp.c')) as f:
+        m = re.search(r'^#define\s+SMTP_SHUTDOWN_GRACE_MS\s+(\d+)\s',
+                      f.read(), re.M)
+    check(m, 'no SMTP_SHUTDOWN_GRACE_MS in smtp.c')
+    return -(-int(m.group(1)) // 1000)
+
+
 def _init_run(r, func, running='true'):
     """Source the init script (its paths pointed into the rig) with stub
     procd, run func; (exit code, the stub's log, stderr)."""
@@ -577,7 +587,8 @@ def test_openwrt_init_script():
     """start_service starts nothing unless enabled '1'; enabled, it
     renders and opens one respawning instance running `ferry -c
     relay.conf serve`, with the rendered files as its files (procd
-    restarts it when a start finds them changed); reload_service sends SIGHUP, or restarts when a
+    restarts it when a start finds them changed) and a term_timeout
+    longer than ferry's drain; reload_service sends SIGHUP, or restarts when a
     listener changed or nothing runs, or stops when disabled; a start
     with a refused value keeps the last good instance (procd would stop
     one a start leaves out) and fails."""
@@ -598,6 +609,17 @@ def test_openwrt_init_script():
               'instance: %r' % log)
         check(any(l.startswith('param respawn') for l in log),
               'no respawn: %r' % log)
+        # procd SIGKILLs the instance term_timeout seconds after its
+        # SIGTERM; ferry drains open transactions for up to
+        # SMTP_SHUTDOWN_GRACE_MS first, then commits and exits.  30 s was
+        # set, so a stop or restart killed ferry mid-transaction.
+        tt = [l.split()[2:] for l in log if l.startswith('param '
+                                                          'term_timeout ')]
+        grace = _shutdown_grace_s()
+        check(len(tt) == 1 and len(tt[0]) == 1 and tt[0][0].isdigit() and
+              int(tt[0][0]) >= grace + 5, 'term_timeout %r, want at least '
+              '%d s (the drain, %d s, and time to exit): %r'
+              % (tt, grace + 5, grace, log))
         # procd restarts the instance when a start finds these changed
         files = 'param file %s' % ' '.join(
             os.path.join(r.out, n) for n in ('relay.conf', 'smarthost_auth',

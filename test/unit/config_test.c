@@ -1614,6 +1614,43 @@ t_env_print_src(void)
 	return 0;
 }
 
+/*
+ * A FERRY_* value with a '#' first or after a blank (a path, taken as
+ * written) has no relay.conf line: "queue_dir = /q #2  # env ..." read
+ * back as "/q".  check-config comments such a line out under a note, so
+ * pasted back it cuts no value short, and the line holds the value
+ * whole.  A '#' inside a word is part of a value, printed as usual.
+ */
+static int
+t_env_print_cut(void)
+{
+	struct config c, d, dflt;
+	struct config_src src;
+	char err[CONFIG_ERR_MAX], *out;
+	char *env[] = { "FERRY_QUEUE_DIR=/q #2", "FERRY_CA_FILE=#ca",
+	    "FERRY_TLS_POLICY=/p\t#t", "FERRY_ALIASES=/a#b", NULL };
+
+	CHECK(parse_env(&c, &src, "queue_dir = /file\n", env, err) == 0);
+	CHECK_STR(c.queue_dir, "/q #2");
+	CHECK((out = print_src(&c, &src, env)) != NULL);
+	CHECK(has_line(out, "# env FERRY_QUEUE_DIR: relay.conf would cut this "
+	    "value at its '#'; it is all after \"= \" below"));
+	CHECK(has_line(out, "#queue_dir = /q #2"));
+	CHECK(has_line(out, "#ca_file = #ca"));
+	CHECK(has_line(out, "#tls_policy = /p\t#t"));
+	CHECK(has_line(out, "aliases = /a#b  # env FERRY_ALIASES"));
+	CHECK(strstr(out, "\nqueue_dir") == NULL);
+	/* read back: those keys keep their defaults, none is cut short */
+	CHECK(parse(&d, out, err) == 0);
+	config_defaults(&dflt);
+	CHECK_STR(d.queue_dir, dflt.queue_dir);
+	CHECK_STR(d.ca_file, dflt.ca_file);
+	CHECK_STR(d.tls_policy, "");
+	CHECK_STR(d.aliases, "/a#b");
+	free(out);
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "defaults", t_defaults },
 	{ "good values", t_good },
@@ -1634,6 +1671,7 @@ static const struct t_case cases[] = {
 	{ "environment errors name the variable", t_env_errors },
 	{ "no relay.conf: defaults and environment", t_env_no_file },
 	{ "check-config shows the sources", t_env_print_src },
+	{ "check-config: a value relay.conf cannot hold", t_env_print_cut },
 };
 
 T_MAIN("config", cases)
