@@ -4,7 +4,8 @@
  *
  * Owns: the in-memory index of queued messages (id and next attempt only,
  * about 80 bytes each; an active message also holds its envelope),
- * per-destination job queues, the concurrency limits, the backoff of
+ * per-destination job queues and lines of messages waiting for their
+ * share of the active set, the concurrency limits, the backoff of
  * messages and of destinations, expiry, bounces and delay warnings.  It
  * does not speak SMTP (deliver.c) or know the file format (queue.c).
  *
@@ -63,6 +64,14 @@
  * (sched_room()). */
 #define SCHED_RCPT_MAX		1024
 #define SCHED_RCPT_FEW		4	/* mail taken in past it */
+/* Jobs one destination may hold in the active set (sched_share): eight
+ * a connection (max_deliveries_per_destination), up to half the set.
+ * Past it a message waits in that destination's line (sched_full()), as
+ * small as an idle one, so mail for a slow MX cannot fill the set while
+ * connections are free for others: Postfix's active queue holds 20,000
+ * messages, ours a router's 256.  A message for several destinations
+ * waits in the line of the first that has its share. */
+#define SCHED_DEST_JOBS		8	/* a connection */
 #define SCHED_IDLE_SCAN_MS	60000	/* at least this often */
 #define SCHED_HEADERS_MAX	(64 * 1024)	/* copied into a bounce */
 #define SCHED_EXPIRED		"message expired after "	/* reason */
@@ -74,9 +83,17 @@
 _Static_assert(DELIVER_REASON_MAX <= QUEUE_REASON_MAX, "reason size");
 
 struct sched_dest;
+struct sched_msg;
+
+/* A list of messages, in the order they joined it: the idle one is
+ * walked from the head, so the oldest arrival (the start-up index is
+ * sorted) and the longest deferred go first. */
+struct sched_list {
+	struct sched_msg *head, *tail;
+};
 
 struct sched_msg {
-	struct sched_msg *prev, *next;	/* idle or active list */
+	struct sched_msg *prev, *next;	/* idle, active or a dest's line */
 	char id[QUEUE_ID_SIZE];
 	uint8_t active;
 	uint8_t bouncing;		/* waiting for its DSN's commit */
@@ -107,6 +124,8 @@ struct sched_dest {
 	struct sched_dest *next;
 	struct sched_job *head, **tail;
 	unsigned waiting;
+	unsigned jobs;			/* waiting or in flight */
+	struct sched_list parked;	/* messages waiting for a share */
 	unsigned active;		/* connections */
 	unsigned starting;		/* connections without a job yet */
 	uint64_t dead_until;		/* unix seconds */
@@ -129,16 +148,12 @@ static void sched_on_timer(struct loop_timer *);
 /* noinline: one copy instead of LTO's inlined ones, each measured smaller. */
 static void sched_conn_unlink(struct sched_conn *) __attribute__((noinline));
 static void sched_arm(uint64_t);
-/* A list of messages, in the order they joined it: the idle one is
- * walked from the head, so the oldest arrival (the start-up index is
- * sorted) and the longest deferred go first. */
-struct sched_list {
-	struct sched_msg *head, *tail;
-};
+static void sched_ix_mark(const struct sched_list *);
 static void sched_list_add(struct sched_list *, struct sched_msg *)
     __attribute__((noinline));	/* measured, as above */
 static void sched_list_del(struct sched_list *, struct sched_msg *);
-static void sched_activate(struct sched_msg *);
+static void sched_activate(struct sched_msg *, int);
+static struct sched_dest *sched_full(const struct queue_info *);
 static int sched_room(unsigned);
 static void sched_dest_name(const char *, char *);
 static struct sched_dest *sched_dest_get(const char *);
@@ -170,6 +185,7 @@ static void sched_on_warn_commit(void *, const char *, int);
 static const char *sched_reply_dsn(const char *, char *, size_t);
 static void sched_remove(struct sched_msg *);
 static void sched_idle(struct sched_msg *);
+static void sched_park(struct sched_msg *, struct sched_list *);
 static void sched_unlist(struct sched_msg *);
 static void sched_retry(struct sched_msg *);
 static int sched_save(struct sched_msg *, int, const unsigned *, unsigned);
@@ -198,6 +214,7 @@ static const struct deliver_ops sched_ops = {
 static const struct config *sched_conf;
 static struct sched_list sched_idle_list, sched_active_list;
 static unsigned sched_nactive, sched_nrcpt;
+static unsigned sched_share;		/* jobs a destination may hold */
 static struct sched_dest *sched_dests;
 static unsigned sched_conns;
 static struct sched_conn *sched_conn_list;
@@ -231,6 +248,9 @@ sched_configure(const struct config *conf)
 
 	sched_conf = conf;
 	deliver_configure(conf);
+	sched_share = conf->max_deliveries_per_destination <
+	    SCHED_ACTIVE_MAX / 2 / SCHED_DEST_JOBS ? SCHED_DEST_JOBS *
+	    conf->max_deliveries_per_destination : SCHED_ACTIVE_MAX / 2;
 	/* config.c checked the shape; "[host]" keeps its brackets. */
 	br = config_host_split(h, strlen(h), &h, &n, &port);
 	if (br < 0)
@@ -256,9 +276,8 @@ sched_configure(const struct config *conf)
 static void
 sched_on_index(struct loop_timer *t)
 {
-	struct sched_list *l = &sched_idle_list;
 	struct sched_msg *m;
-	char *known;
+	struct sched_dest *d;
 	uint64_t next;
 	size_t end;
 
@@ -272,13 +291,11 @@ sched_on_index(struct loop_timer *t)
 		}
 		log_info(LP_QMGR, "%u message(s) in the queue",
 		    (unsigned)sched_ix_n);
-		for (sched_ix_i = 0; l != NULL; l = l == &sched_idle_list ?
-		    &sched_active_list : NULL)
-			for (m = l->head; m != NULL; m = m->next)
-				if ((known = bsearch(m->id, sched_ix,
-				    sched_ix_n, sizeof(*sched_ix),
-				    queue_id_cmp)) != NULL)
-					known[QUEUE_ID_LEN] = 1;
+		sched_ix_i = 0;
+		sched_ix_mark(&sched_idle_list);
+		sched_ix_mark(&sched_active_list);
+		for (d = sched_dests; d != NULL; d = d->next)
+			sched_ix_mark(&d->parked);
 	}
 	for (end = sched_ix_i + SCHED_INDEX_BATCH; sched_ix_i < sched_ix_n &&
 	    sched_ix_i < end; sched_ix_i++) {
@@ -301,6 +318,19 @@ sched_on_index(struct loop_timer *t)
 		sched_ix = NULL;
 	}
 	sched_arm(0);
+}
+
+/* l's messages are in the lists already: the index skips them. */
+static void
+sched_ix_mark(const struct sched_list *l)
+{
+	const struct sched_msg *m;
+	char *known;
+
+	for (m = l->head; m != NULL; m = m->next)
+		if ((known = bsearch(m->id, sched_ix, sched_ix_n,
+		    sizeof(*sched_ix), queue_id_cmp)) != NULL)
+			known[QUEUE_ID_LEN] = 1;
 }
 
 int
@@ -329,7 +359,7 @@ sched_enqueue(const char *id, unsigned nrcpt)
 	textfile_copy(m->id, sizeof(m->id), id);
 	m->nrcpt = (uint8_t)(nrcpt < 255 ? nrcpt : 255);
 	if (sched_room(m->nrcpt)) {
-		sched_activate(m);
+		sched_activate(m, 1);
 		sched_dispatch();
 		return;
 	}
@@ -389,6 +419,10 @@ sched_stop(void)
 		while ((job = d->head) != NULL) {
 			d->head = job->next;
 			sched_job_free(job);
+		}
+		while ((m = d->parked.head) != NULL) {
+			sched_list_del(&d->parked, m);
+			sched_msg_free(m);
 		}
 		free(d);
 	}
@@ -451,10 +485,29 @@ static void
 sched_on_timer(struct loop_timer *t)
 {
 	struct sched_msg *m, *next, *last = sched_idle_list.tail;
+	struct sched_dest *d;
 	uint64_t now = (uint64_t)loop_now_real(), soonest = UINT64_MAX;
+	unsigned loads = 0;
 
 	if (sched_stopping)
 		return;
+	/* A wake-up asked for during the pass (a job's end lets a line
+	 * move) stands unless the pass's own is sooner. */
+	sched_wake_at = UINT64_MAX;
+	/* The lines first: what waits there was due before the idle list's
+	 * messages were looked at.  One taken from a line goes in, even
+	 * past another destination's share: a message for two busy ones
+	 * must not wait in each one's line in turn, forever. */
+	for (d = sched_dests; d != NULL; d = d->next)
+		while ((m = d->parked.head) != NULL &&
+		    d->jobs < sched_share) {
+			if (!sched_room(m->nrcpt)) {
+				soonest = now;
+				break;
+			}
+			sched_list_del(&d->parked, m);
+			sched_activate(m, 0);
+		}
 	/* Resumed mid-list: what lies before the cursor is only seen by
 	 * the next pass, from the head, which runs at once (soonest). */
 	if ((m = sched_cursor) != NULL)
@@ -481,8 +534,15 @@ sched_on_timer(struct loop_timer *t)
 				continue;
 			break;
 		}
+		/* Each may be loaded only to wait in a line: a turn's worth
+		 * at a time, or a flush of a big queue for one slow MX
+		 * would read all of it before the loop served anyone. */
+		if (loads++ == SCHED_ACTIVE_MAX) {
+			soonest = now;
+			break;
+		}
 		sched_list_del(&sched_idle_list, m);
-		sched_activate(m);
+		sched_activate(m, 1);
 	}
 	sched_cursor = m;	/* NULL: the pass got to the end */
 	sched_dispatch();
@@ -493,7 +553,6 @@ sched_on_timer(struct loop_timer *t)
 	 * messages made a flush of a big queue take minutes. */
 	sched_starved = soonest == now;
 	(void)t;
-	sched_wake_at = UINT64_MAX;
 	sched_arm(soonest == now ? (sched_room(0) ? now :
 	    now + 1) : soonest == UINT64_MAX ? now + SCHED_IDLE_SCAN_MS / 1000 :
 	    soonest);
@@ -554,9 +613,10 @@ sched_room(unsigned nrcpt)
 }
 
 /* Into the active set (m is on no list): load the envelope and queue
- * one job per destination. */
+ * one job per destination; or, if may_wait, into the line of one that
+ * holds its share. */
 static void
-sched_activate(struct sched_msg *m)
+sched_activate(struct sched_msg *m, int may_wait)
 {
 	struct queue_info *qi;
 	const char *why = NULL;
@@ -592,6 +652,10 @@ sched_activate(struct sched_msg *m)
 		    m->id, why ? why : log_errstr());
 		memset(qi, 0, sizeof(*qi));
 		sched_retry(m);
+		return;
+	}
+	if (may_wait && (dst = sched_full(qi)) != NULL) {
+		sched_park(m, &dst->parked);
 		return;
 	}
 	sched_nrcpt += m->held = qi->nrcpt;
@@ -637,6 +701,7 @@ sched_activate(struct sched_msg *m)
 		*dst->tail = job;	/* job->next: calloc()'s NULL */
 		dst->tail = &job->next;
 		dst->waiting++;
+		dst->jobs++;
 		m->jobs++;
 	}
 	free(idx);
@@ -646,6 +711,29 @@ sched_activate(struct sched_msg *m)
 later:
 	log_warnx(LP_QMGR, "%s: out of memory; retrying later", m->id);
 	sched_retry(m);
+}
+
+/* The first of qi's destinations that holds its share of the active
+ * set; NULL: none.  Not with a smarthost: all mail goes one way, and
+ * waiting behind itself would only cost it a second load. */
+static struct sched_dest *
+sched_full(const struct queue_info *qi)
+{
+	char name[SCHED_DEST_MAX];
+	struct sched_dest *d;
+	unsigned i;
+
+	for (i = 0; i < qi->nrcpt && sched_relay[0] == '\0'; i++) {
+		if (qi->rcpt[i].status == RS_SENT ||
+		    qi->rcpt[i].status == RS_BOUNCED)
+			continue;
+		sched_dest_name(qi->rcpt[i].address, name);
+		for (d = sched_dests; d != NULL; d = d->next)
+			if (d->jobs >= sched_share &&
+			    strcmp(d->name, name) == 0)
+				return d;
+	}
+	return NULL;
 }
 
 static struct sched_dest *
@@ -674,7 +762,8 @@ sched_dest_free_idle(void)
 	uint64_t now = (uint64_t)loop_now_real();
 
 	while ((d = *pp) != NULL) {
-		if (d->waiting == 0 && d->active == 0 && d->dead_until <= now) {
+		if (d->jobs == 0 && d->parked.head == NULL && d->active == 0 &&
+		    d->dead_until <= now) {
 			*pp = d->next;
 			free(d);
 		} else
@@ -1029,6 +1118,11 @@ sched_job_fail(struct sched_job *job, enum deliver_result r,
 static void
 sched_job_free(struct sched_job *job)
 {
+	struct sched_dest *d = job->dest;
+
+	/* Its line moves on (sched_on_timer). */
+	if (--d->jobs < sched_share && d->parked.head != NULL)
+		sched_arm(0);
 	if (job->txn.fd != -1)
 		close(job->txn.fd);
 	free(job->replies);
@@ -1503,14 +1597,22 @@ sched_remove(struct sched_msg *m)
 static void
 sched_idle(struct sched_msg *m)
 {
+	sched_park(m, &sched_idle_list);
+	sched_arm(sched_starved ? 0 : m->next_attempt);
+}
+
+/* Out of the active set onto l, idle: its envelope is freed unless
+ * it holds a state the disk does not. */
+static void
+sched_park(struct sched_msg *m, struct sched_list *l)
+{
 	sched_unlist(m);
 	if (m->info != NULL && !m->unsaved) {
 		queue_info_free(m->info);
 		free(m->info);
 		m->info = NULL;
 	}
-	sched_list_add(&sched_idle_list, m);
-	sched_arm(sched_starved ? 0 : m->next_attempt);
+	sched_list_add(l, m);
 }
 
 /* Off the active or the idle list, whichever m is on. */

@@ -14,7 +14,7 @@ import threading
 import time
 
 from ferrytest import (check, free_port, IS_ROOT, SLOW, strace_wrap,
-                       STRACE_LINE_RE)
+                       STRACE_LINE_RE, transact)
 from peers import (Sink, SmtpPeer, deliveries, wait_delivery, wait_removed,
                    wait_for, bind_probe, bounce_ids, flush)
 from test_deliver import BODY, mx_daemon, smarthost_daemon, zone
@@ -1324,6 +1324,101 @@ def test_sched_few_deferred_recipients_pass_big_waiting_mail():
     only new mail went past the limit, so it waited for slow.test.  Its
     count is now kept from its last load."""
     return _few_past_big('rcptfewdef', True)
+
+
+def _wait_all(d, ids, status):
+    want = set(ids)
+    wait_for(lambda: want <= {r.id for r in deliveries(d, status=status)},
+             30, lambda: '%d of %d %s; log:\n%s' % (
+                 len(want & {r.id for r in deliveries(d, status=status)}),
+                 len(want), status, d.log_tail(15)))
+
+
+def _slow_floods_active(name, deferred):
+    """More messages for slow.test than the active set holds (256), its
+    MX holding each connection at MAIL, then one message for fast.test
+    (smtp-sink): it must go out at once, with max_deliveries and the
+    per-destination limit leaving connections free for it.  The slow ones
+    are new mail, or (deferred) mail deferred once (slow.test down) and
+    flushed when its MX is up.  Then, with most of them waiting: a
+    restart, or (deferred) slow.test fails (421 to the held connections,
+    then nothing listens), so all are deferred.  None is lost: each goes
+    out once slow.test answers, and none bounces."""
+    gate = threading.Event()
+    n = 300
+
+    def policy(s, verb, arg, txn):
+        if verb == 'MAIL' and not gate.is_set():
+            gate.wait(60)
+            return '421 4.3.2 closing' if deferred else None
+        return None
+
+    port, z = _fast_and_slow()
+    p = SmtpPeer('127.0.0.3', port, policy=policy)
+    with DnsServer(z) as dns:
+        d = mx_daemon(name, dns, port)
+        ok = False
+        try:
+            d.start()
+            if not deferred:
+                p.start()
+            with d.session() as c:
+                slow = [transact(c, BODY, rcpts=('u%03d@slow.test' % i,))
+                        for i in range(n)]
+            if deferred:
+                _wait_all(d, slow, 'deferred')
+                p.start()
+                flush(d)
+            wait_for(lambda: p.connections >= 4, 10, 'slow.test '
+                     'connected 4 times')
+            with Sink('127.0.0.2', port) as s:
+                t0 = time.monotonic()
+                q = d.send_message(BODY, rcpts=('a@fast.test',))
+                try:
+                    wait_delivery(d, q, 'sent', timeout=5)
+                finally:
+                    took = time.monotonic() - t0
+                check(len(s.wait_count(1)) == 1, 'fast.test got %d'
+                      % len(s.messages()))
+            if deferred:
+                p.stop()
+                gate.set()
+                wait_for(lambda: len(deliveries(d, status='deferred')) >=
+                         2 * n, 30, 'all deferred again')
+                check(sorted(d.mailq_ids()) == sorted(slow), 'mailq: %d '
+                      'of %d' % (len(d.mailq_ids()), n))
+                p = SmtpPeer('127.0.0.3', port).start()
+                flush(d)
+            else:
+                d.stop()
+                d.start()
+                gate.set()
+            _wait_all(d, slow, 'sent')
+            check(len(p.delivered()) == n, 'slow.test got %d messages'
+                  % len(p.delivered()))
+            check(not deliveries(d, status='bounced') and
+                  not re.search(r'non-delivery notification',
+                                d.log_text()), 'a bounce; log:\n%s'
+                  % d.log_tail(15))
+            d.stop()
+            ok = True
+            return 'fast.test delivered after %.1f s' % took
+        finally:
+            gate.set()
+            p.stop()
+            d.cleanup(ok)
+
+
+def test_sched_slow_destination_leaves_room_for_others():
+    """300 new messages for slow.test filled the active set (256), so
+    fast.test's waited behind them until slow.test let some go, though
+    only 4 of the 20 connections were in use."""
+    return _slow_floods_active('hol', False)
+
+
+def test_sched_slow_destination_deferred_leaves_room():
+    """As above for 300 deferred messages a flush makes due at once."""
+    return _slow_floods_active('holdef', True)
 
 
 def test_sched_far_arrival_never_expires():
