@@ -646,6 +646,7 @@ check_on_tlsa(void *arg, enum dns_status st, int secure,
 	struct check *c = arg;
 	struct dane_tlsa *r;
 	char rec[CHECK_REC_MAX];
+	const char *why;
 	enum dane_lookup lookup = DANE_LOOKUP_FOUND;
 	int i, ok;
 
@@ -676,9 +677,10 @@ check_on_tlsa(void *arg, enum dns_status st, int secure,
 			continue;
 		}
 		dane_tlsa_format(r, rec, sizeof(rec));
-		printf("    %s (%s)\n", rec, r->usable ? "usable" :
-		    r->usage < DANE_USAGE_DANE_TA ? "unusable: PKIX usage" :
-		    "unusable");
+		/* As the delivery's warning says it. */
+		why = dane_tlsa_unusable(rd[i].rdata, rd[i].len);
+		printf("    %s (%s%s)\n", rec, why ? "unusable: " : "usable",
+		    why ? why : "");
 		c->tlsa.n++;
 	}
 	if (dane_base_next(&c->tbase, lookup, secure)) {

@@ -31,7 +31,6 @@
 
 #define DANE_SHA256_LEN		32
 #define DANE_SHA512_LEN		64
-#define DANE_TLSA_HDR		3	/* usage, selector, matching type */
 #define DANE_RDATA_MAX		65535	/* RDLENGTH is 16 bits */
 #define DANE_FMT_BYTES		6	/* data bytes a log line shows */
 #define DANE_NAME_MAX		253	/* a DNS name in text, no final dot */
@@ -75,7 +74,7 @@ struct dane_policy {
 	struct dane_policy_item *item;	/* sorted by name */
 };
 
-static int	dane_fields_usable(unsigned, unsigned, unsigned, size_t);
+static const char *dane_fields_why(unsigned, unsigned, unsigned, size_t);
 static int	dane_record_ok(const struct dane_tlsa *);
 static void	dane_chain_load(struct dane_chain *, const void *, size_t);
 static int	dane_selected(const struct dane_cert *,
@@ -107,26 +106,34 @@ static int	dane_key_cmp(const void *, const void *);
  * selector or matching type, or a digest of the wrong length, is
  * unusable and so is skipped (RFC 7671 §4.1), but still counts towards
  * the RRset: a set of only unusable records means "encrypt, do not
- * authenticate" rather than "no DANE".
+ * authenticate" rather than "no DANE".  NULL: usable; else why not, in
+ * the words the warning and `ferry check` give.
  */
-static int
-dane_fields_usable(unsigned usage, unsigned selector, unsigned mtype,
+static const char *
+dane_fields_why(unsigned usage, unsigned selector, unsigned mtype,
     size_t len)
 {
+	int ok;
+
 	if (usage != DANE_USAGE_DANE_TA && usage != DANE_USAGE_DANE_EE)
-		return 0;
+		return usage < DANE_USAGE_DANE_TA ? "PKIX usage" :
+		    "unknown usage";
 	if (selector != DANE_SEL_CERT && selector != DANE_SEL_SPKI)
-		return 0;
+		return "unknown selector";
 	switch (mtype) {
 	case DANE_MATCH_FULL:
-		return len > 0;
+		ok = len > 0;
+		break;
 	case DANE_MATCH_SHA256:
-		return len == DANE_SHA256_LEN;
+		ok = len == DANE_SHA256_LEN;
+		break;
 	case DANE_MATCH_SHA512:
-		return len == DANE_SHA512_LEN;
+		ok = len == DANE_SHA512_LEN;
+		break;
 	default:
-		return 0;
+		return "unknown matching type";
 	}
+	return ok ? NULL : "data of the wrong length";
 }
 
 /* A record dane_match() may act on: usable, and consistent even when the
@@ -134,8 +141,8 @@ dane_fields_usable(unsigned usage, unsigned selector, unsigned mtype,
 static int
 dane_record_ok(const struct dane_tlsa *r)
 {
-	return r->usable && dane_fields_usable(r->usage, r->selector,
-	    r->mtype, r->len);
+	return r->usable && dane_fields_why(r->usage, r->selector,
+	    r->mtype, r->len) == NULL;
 }
 
 /*
@@ -170,9 +177,18 @@ dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out)
 	} else
 		memcpy(out->data, rdata + DANE_TLSA_HDR, dlen);
 	out->len = dlen;
-	out->usable = dane_fields_usable(out->usage, out->selector,
-	    out->mtype, dlen);
+	out->usable = dane_fields_why(out->usage, out->selector,
+	    out->mtype, dlen) == NULL;
 	return 0;
+}
+
+const char *
+dane_tlsa_unusable(const uint8_t *rdata, size_t len)
+{
+	if (len <= DANE_TLSA_HDR)
+		return "RDATA under 4 octets";
+	return dane_fields_why(rdata[0], rdata[1], rdata[2],
+	    len - DANE_TLSA_HDR);
 }
 
 size_t
@@ -558,8 +574,8 @@ dane_host_step(enum tls_level level, int mx_secure, enum dane_lookup lookup,
 	case DANE_LOOKUP_NONE:
 		return DANE_STEP_LOOKUP;
 	case DANE_LOOKUP_FAILED:
-		*why = "TLSA lookup error (SERVFAIL, timeout or bogus "
-		    "DNSSEC); not delivering without DANE";
+		*why = "TLSA lookup error (SERVFAIL, timeout, bogus DNSSEC "
+		    "or a malformed answer); not delivering without DANE";
 		return DANE_STEP_DEFER;
 	case DANE_LOOKUP_EMPTY:
 		if (!only)

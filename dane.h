@@ -24,6 +24,7 @@
 #define DANE_MATCH_FULL		0
 #define DANE_MATCH_SHA256	1
 #define DANE_MATCH_SHA512	2
+#define DANE_TLSA_HDR		3	/* usage, selector, matching type */
 
 #define DANE_DATA_MAX		1024	/* full (0) data longer is kept as
 					   its length and SHA-512 */
@@ -50,6 +51,10 @@ struct dane_rrset {
  * over DANE_DATA_MAX keeps len and has its SHA-512 in data.
  */
 int dane_tlsa_parse(const uint8_t *rdata, size_t len, struct dane_tlsa *out);
+/* NULL when one TLSA RDATA is usable (as dane_tlsa_parse() sets it),
+ * else why not ("PKIX usage", "RDATA under 4 octets"...): static text
+ * for a warning.  Reads only the header and the length. */
+const char *dane_tlsa_unusable(const uint8_t *rdata, size_t len);
 /* Number of usable records in the set. */
 size_t dane_usable(const struct dane_rrset *);
 
@@ -170,7 +175,9 @@ int dane_alnum(int c);
 /* A hex digit's value, upper or lower case; -1 for any other byte. */
 int dane_hexval(int c);
 
-/* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs. */
+/* "3 1 1 ab12...", the first 12 hex digits of the data then "...", for logs.
+ * DANE_TLSA_TEXT_MAX holds any record's. */
+#define DANE_TLSA_TEXT_MAX	48
 void dane_tlsa_format(const struct dane_tlsa *, char *buf, size_t bufsz);
 
 /*

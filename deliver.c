@@ -698,16 +698,33 @@ deliver_on_tlsa(void *arg, enum dns_status st, int secure,
 {
 	struct deliver *d = arg;
 	struct dane_rrset *set = d->tlsa;
+	struct dane_tlsa *r;
 	enum dane_lookup lookup;
+	char rec[DANE_TLSA_TEXT_MAX];
+	const char *why;
 	int i;
 
+	_Static_assert(DNS_MAX_TLSA <= DANE_RECORDS_MAX, "dns.c picks the "
+	    "records kept");
 	d->dreq = NULL;
 	/* Malformed records are left out, but still make TLS mandatory:
-	 * the domain asked for DANE (RFC 7672 section 2.2.2). */
-	for (i = 0; st == DNS_OK && i < n && set->n < DANE_RECORDS_MAX; i++)
-		if (dane_tlsa_parse(rd[i].rdata, rd[i].len,
-		    &set->r[set->n]) == 0)
+	 * the domain asked for DANE (RFC 7672 section 2.2.2).  A secure
+	 * record passed over may be all that stands between this host and
+	 * authentication, which then quietly goes: a warning for each
+	 * (Postfix's too), once per lookup. */
+	for (i = 0; st == DNS_OK && i < n && set->n < DANE_RECORDS_MAX; i++) {
+		r = &set->r[set->n];
+		if (dane_tlsa_parse(rd[i].rdata, rd[i].len, r) == 0)
 			set->n++;
+		if (!secure || (why = dane_tlsa_unusable(rd[i].rdata,
+		    rd[i].len)) == NULL)
+			continue;
+		dane_tlsa_format(r, rec, sizeof(rec));
+		/* No usage, selector and type to show (not "0 0 0"). */
+		log_warnx(LP_SMTP, "_%u._tcp.%s: unusable TLSA record %s: %s",
+		    d->port, dane_base_name(&d->tbase), rd[i].len <
+		    DANE_TLSA_HDR ? "? ? ?" : rec, why);
+	}
 	log_trace(TRACE_DELIVER, "deliver %p: _%u._tcp.%s: %s, %d TLSA "
 	    "records, %zu usable, %s", (void *)d, d->port,
 	    dane_base_name(&d->tbase), dns_status_name(st), n,

@@ -981,11 +981,12 @@ dns_parse_addr(const unsigned char *buf, size_t len, int family,
  * are not compared with the CNAME chain: the resolver built the chain,
  * and whether it is trustworthy is what the AD bit says.  RDATA of any
  * length is returned (pointing into buf), so the set can neither shrink
- * to "no TLSA" nor lose the one record that matches; only the first
- * "max" are returned.  Short RDATA (under 3
- * octets) is returned as sent, for dane_tlsa_parse() to refuse.  *secure
- * is the AD bit of an answer that is not a failure.  Returns 0 understood,
- * -1 malformed (*st = DNS_TEMPFAIL, *secure = 0, *n = 0).
+ * to "no TLSA" nor lose the one record that matches; "max" are returned,
+ * usable ones (dane_tlsa_unusable()) before the rest.  Short RDATA
+ * (under 3 octets) is returned as sent, for dane_tlsa_parse() to
+ * refuse.  *secure is the AD bit of an answer that is not a failure.
+ * Returns 0 understood, -1 malformed (*st = DNS_TEMPFAIL, *secure = 0,
+ * *n = 0).
  */
 int
 dns_parse_tlsa(const unsigned char *buf, size_t len,
@@ -994,7 +995,7 @@ dns_parse_tlsa(const unsigned char *buf, size_t len,
 {
 	size_t off, rdlen;
 	unsigned an, i, found = 0;
-	int rc, kept = 0;
+	int rc, kept = 0, j;
 
 	*n = 0;
 	*secure = 0;
@@ -1013,9 +1014,21 @@ dns_parse_tlsa(const unsigned char *buf, size_t len,
 				goto bad;
 		} else {
 			found++;
-			if (kept < max) {
-				out[kept].rdata = buf + off;
-				out[kept++].len = rdlen;
+			/* Full: a usable record takes the place of the first
+			 * unusable one kept.  A set cut down to unusable
+			 * records would read "encrypt, do not authenticate"
+			 * (RFC 7672 section 2.2); usable ones past max can
+			 * only fail to match, which defers. */
+			j = kept;
+			if (kept == max && dane_tlsa_unusable(buf + off,
+			    rdlen) == NULL)
+				for (j = 0; j < max && dane_tlsa_unusable(
+				    out[j].rdata, out[j].len) == NULL; j++)
+					;
+			if (j < max) {
+				out[j].rdata = buf + off;
+				out[j].len = rdlen;
+				kept += j == kept;
 			}
 		}
 		off += rdlen;

@@ -94,7 +94,9 @@ int dns_parse_mx(const unsigned char *, size_t, struct dns_mx *, int max,
     int *n, enum dns_status *);
 /* A raw TLSA answer: the TLSA records of the answer section (owner name
  * not checked beyond the question; CNAMEs skipped), *secure from the AD
- * bit; rdata points into the message.  0 understood, -1 malformed. */
+ * bit; rdata points into the message.  More than max: usable ones
+ * (dane_tlsa_unusable()) are kept before the others, in no set order.
+ * 0 understood, -1 malformed. */
 int dns_parse_tlsa(const unsigned char *, size_t, struct dns_tlsa_rdata *,
     int max, int *n, int *secure, enum dns_status *);
 /* The CNAME chain of a raw answer, followed from the question's name

@@ -425,9 +425,13 @@ io_read(struct io *io)
 			n = (ssize_t)got;
 		else if (n == TLS_EOF)
 			n = 0;
-		else if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+		else if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+			/* tls_conn_read() stopped after a run of tickets
+			 * with more inside: back for them from the loop. */
+			if (n == TLS_WANT_READ && tls_conn_pending(io->tls) > 0)
+				io_kick(io);
 			return;
-		else {
+		} else {
 			errno = EPROTO;
 			io_tell(io, IO_ERR);
 			return;

@@ -75,6 +75,10 @@
  * library still holds an unprocessed message: each one processes it, so
  * more than a few means the library is stuck, not waiting. */
 #define TLS_READ_SPINS	8
+/* TLS 1.3 NewSessionTicket messages taken in one tls_conn_read(): a
+ * server that sends them without end would keep it, and with it the
+ * loop and every deadline, in there for ever. */
+#define TLS_READ_TICKETS 4
 /* What a ticket of ours carries past mbedTLS's: the client's leaf (a
  * flag, two fingerprints, the CN), sealed with a key of the process. */
 #define TLS_TP_PLAIN	(1 + 2 * TLS_FP_LEN + TLS_CN_MAX + 1)
@@ -1076,17 +1080,23 @@ tls_conn_handshake(struct tls_conn *c)
 }
 
 /*
- * WANT_READ goes back to the caller only when mbedTLS holds nothing
+ * WANT_READ goes back to the caller when mbedTLS holds nothing
  * unprocessed, so waiting for the fd is right.  It is also what mbedTLS
  * says after taking in a post-handshake message (a TLS 1.3
  * NewSessionTicket): it keeps the message and handles it on the next
  * call, while the application data behind it may already be read off
- * the socket or never come (the peer waits for us).  So: call again.
+ * the socket or never come (the peer waits for us).  So: call again;
+ * but after TLS_READ_TICKETS tickets, WANT_READ all the same: what
+ * mbedTLS still holds (more tickets in the same record) is in
+ * tls_conn_pending(), and io.c comes back for it from the loop.
  */
 TLS_NOINLINE ssize_t
 tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 {
 	int ret, spins = 0;
+#if TLS_HAVE_13
+	int tickets = 0;
+#endif
 
 	if (len > INT_MAX)
 		len = INT_MAX;
@@ -1102,7 +1112,9 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 			if (c->cli != NULL)
 				tls_cache_store(c);
 			spins = 0;
-			continue;
+			if (++tickets < TLS_READ_TICKETS)
+				continue;
+			return TLS_WANT_READ;
 		}
 #endif
 		if (ret == MBEDTLS_ERR_SSL_WANT_READ &&
@@ -1120,7 +1132,10 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 TLS_NOINLINE size_t
 tls_conn_pending(const struct tls_conn *c)
 {
-	return mbedtls_ssl_get_bytes_avail(&c->ssl);
+	/* Plus one for a message taken in but not handled yet (a ticket
+	 * past tls_conn_read()'s TLS_READ_TICKETS): the fd will not say. */
+	return mbedtls_ssl_get_bytes_avail(&c->ssl) +
+	    (size_t)mbedtls_ssl_check_pending(&c->ssl);
 }
 
 ssize_t

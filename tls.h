@@ -111,8 +111,9 @@ void tls_conn_free(struct tls_conn *);
 int tls_conn_handshake(struct tls_conn *);
 /* >0 bytes read; TLS_EOF, TLS_WANT_*, TLS_FAIL. */
 ssize_t tls_conn_read(struct tls_conn *, void *, size_t);
-/* Bytes decrypted and buffered inside: read them before waiting on the
- * fd, which will not become readable for them. */
+/* Bytes decrypted and buffered inside (plus one while a message taken
+ * in waits to be handled): read them before waiting on the fd, which
+ * will not become readable for them. */
 size_t tls_conn_pending(const struct tls_conn *);
 /* >0 bytes written; TLS_WANT_*, TLS_FAIL.  After a TLS_WANT_* the next
  * call must pass the same bytes with the same length (mbedTLS keeps the

@@ -559,9 +559,9 @@ def test_check_connection_refused():
 
 def test_check_tlsa_servfail_deferred():
     run_check('sf.dane.test').expect(
-        75, [r'deferred: TLSA lookup error \(SERVFAIL, timeout or bogus '
-             r'DNSSEC\); not delivering without DANE \(4\.7\.5\); a '
-             r'delivery does not connect$'],
+        75, [r'deferred: TLSA lookup error \(SERVFAIL, timeout, bogus '
+             r'DNSSEC or a malformed answer\); not delivering without DANE '
+             r'\(4\.7\.5\); a delivery does not connect$'],
         r'deferred, temporary failure').lacks(r'banner:').has(
         r'^  TLSA _\d+\._tcp\.mx\.sf\.dane\.test: lookup failed')
 

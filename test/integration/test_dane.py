@@ -316,13 +316,33 @@ def delivered_unverified(name, zones, kinds=None, level='dane',
             check(lines and 'Verified' not in lines,
                   'TLS lines %r' % tls_lines(d))
             check(matched(d) == [], 'matched %r' % matched(d))
-            return d
+            return d.log_text()	# the daemon's directory goes with it
 
 
 def test_dane_pkix_only_encrypted_not_verified():
     recs = [tlsa('ee', 0, 0, 1), tlsa('ee', 1, 1, 1)]
     delivered_unverified('danepkix',
                          lambda port: {'a.dane.test': mx_zone(port, recs)})
+
+
+def test_dane_unusable_records_warned():
+    """Secure TLSA records that cannot authenticate (a PKIX usage, a
+    SHA-256 digest one octet short) turn dane into unauthenticated TLS:
+    right per RFC 7672 section 2.2, but the admin must be told which
+    record was passed over and why (DESIGN.md: bad input in a DNS answer
+    gets a clear error; Postfix warns about each such TLSA RR)."""
+    short = tlsa('ee', 3, 1, 1)[:-2]
+    recs = [tlsa('ee', 1, 1, 1), short]
+    log = delivered_unverified('daneunusable',
+                               lambda port: {'a.dane.test': mx_zone(port,
+                                                                    recs)})
+    warned = sorted(m.groups() for m in (re.search(
+        r'ferry/smtp\[\d+\]: warning: _\d+\._tcp\.mx\.a\.dane\.test: '
+        r'unusable TLSA record (\d \d \d) [0-9a-f]{12}\.\.\.: (.+)$', l)
+        for l in log.splitlines()) if m)
+    check(warned == [('1 1 1', 'PKIX usage'),
+                     ('3 1 1', 'data of the wrong length')],
+          'want one warning naming each unusable record: %r' % warned)
 
 
 def test_dane_insecure_zone_opportunistic():

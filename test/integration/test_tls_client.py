@@ -16,14 +16,17 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 from ferrytest import (Daemon, check, short, free_port, IS_ROOT,
                        TestFailure, tls_version_expected)
-from peers import SmtpPeer, cert, wait_delivery, bounce_ids, one_delivery
+from peers import (SmtpPeer, cert, wait_delivery, bounce_ids, one_delivery,
+                   wait_for)
 from test_dns import DnsServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -396,6 +399,81 @@ def test_tls_client_session_resumed():
               'resumption: first %r, second %r (want False, True)'
               % (ss[0].reused, ss[1].reused))
         check(len(tls_lines(d)) == 2, 'TLS lines %r' % tls_lines(d))
+
+
+TICKET_FLOOD = 200000		# NewSessionTickets, ~255 bytes each
+
+
+def _ticket_flood_peer(lsock, st):
+    """One session: STARTTLS, the server's side of the handshake through
+    memory BIOs, then TICKET_FLOOD TLS 1.3 NewSessionTickets (OpenSSL's
+    num_tickets) in one sendall, and a close.  Made before the first is
+    sent, they reach ferry faster than it can take them: the socket
+    never runs dry.  st['sending'] is set before the sendall, st['sent']
+    after it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert('server.pem'), cert('server.key'))
+    ctx.num_tickets = TICKET_FLOOD
+    s, _ = lsock.accept()
+    with s:
+        s.settimeout(30)
+        f = s.makefile('rb', buffering=0)
+        for reply in (b'220 flood.test ESMTP', b'250-flood.test\r\n'
+                      b'250 STARTTLS', b'220 2.0.0 Ready to start TLS'):
+            s.sendall(reply + b'\r\n')
+            if not reply.startswith(b'220 2'):
+                f.readline()		# EHLO, STARTTLS: nothing behind
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_side=True)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                data = s.recv(65536)
+                if not data:
+                    return
+                inc.write(data)
+        st['version'] = obj.version()
+        flood = out.read()
+        st['sending'] = True
+        try:
+            s.sendall(flood)
+        except OSError:
+            pass
+        st['sent'] = True
+
+
+def test_tls_client_ticket_flood_loop_runs():
+    """A smarthost that sends TLS 1.3 NewSessionTickets without end
+    (mbedTLS 3.x): ferry handles a few per read and goes back to the
+    loop, so its listener answers while the tickets still pour in, the
+    delivery ends when the peer hangs up, and nothing is lost.  Before,
+    each ticket restarted tls_conn_read()'s loop: the process did
+    nothing else until the socket ran dry.  Under TLS 1.2 (mbedTLS 2.x)
+    there are no tickets after the handshake: the rest still holds."""
+    lsock = socket.socket()
+    lsock.bind(('127.0.0.1', 0))
+    lsock.listen(1)
+    st = {}
+    t = threading.Thread(target=_ticket_flood_peer, args=(lsock, st),
+                         daemon=True)
+    t.start()
+    with lsock, daemon('tlsflood', lsock.getsockname()[1],
+                       smarthost_tls='encrypt') as d:
+        qid = send(d)
+        wait_for(lambda: 'sending' in st, 20, 'the flood to start')
+        with d.connect() as c:
+            c.expect(None, 220)
+            during = 'sent' not in st
+        t.join(60)
+        check('sent' in st, 'the flood never ended')
+        if st['version'] == 'TLSv1.3':
+            check(during, 'no banner until %d tickets were taken'
+                  % TICKET_FLOOD)
+        one_delivery(d, qid, 'deferred', r'4\.\d\.\d', timeout=30)
+        check(d.mailq_ids() == [qid], 'queue %r' % d.mailq_ids())
 
 
 # --- AUTH -------------------------------------------------------------------

@@ -187,6 +187,9 @@ t_parse(void)
 		CHECK(r.usage == cases[i].u && r.selector == cases[i].s &&
 		    r.mtype == cases[i].m);
 		CHECK(r.usable == cases[i].usable);
+		/* the warning's verdict is the parser's */
+		CHECK((dane_tlsa_unusable(rd, 3 + cases[i].dlen) == NULL) ==
+		    cases[i].usable);
 		CHECK(r.len == cases[i].dlen && r.data[0] == 0xab &&
 		    r.data[r.len - 1] == 0xab);
 	}
@@ -206,6 +209,38 @@ t_parse(void)
 	rd[2] = 0;
 	CHECK(dane_tlsa_parse(rd, 3 + DANE_DATA_MAX + 1, &r) == 0);
 	CHECK(r.usable == 1 && r.len == DANE_DATA_MAX + 1 && r.mtype == 0);
+	return 0;
+}
+
+/* Why a record is passed over: the text the warning gives (RFC 7672
+ * section 3.1, RFC 7671 section 4.1). */
+static int
+t_unusable_why(void)
+{
+	static const struct {
+		uint8_t rd[4];
+		size_t len;
+		const char *why;
+	} cases[] = {
+		{ { 1, 1, 1, 0 }, 4, "PKIX usage" },
+		{ { 0, 0, 0, 0 }, 4, "PKIX usage" },
+		{ { 4, 1, 1, 0 }, 4, "unknown usage" },
+		{ { 3, 2, 1, 0 }, 4, "unknown selector" },
+		{ { 2, 0, 3, 0 }, 4, "unknown matching type" },
+		{ { 3, 1, 1, 0 }, 4, "data of the wrong length" },
+		{ { 3, 1, 2, 0 }, 4, "data of the wrong length" },
+		{ { 3, 1, 1, 0 }, 3, "RDATA under 4 octets" },
+		{ { 3, 1, 1, 0 }, 0, "RDATA under 4 octets" },
+		{ { 3, 1, 0, 0 }, 4, NULL },
+	};
+	const char *why;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		why = dane_tlsa_unusable(cases[i].rd, cases[i].len);
+		CHECK(cases[i].why != NULL ? why != NULL &&
+		    strcmp(why, cases[i].why) == 0 : why == NULL);
+	}
 	return 0;
 }
 
@@ -1023,6 +1058,7 @@ t_policy_load(void)
 
 static const struct t_case cases[] = {
 	{ "TLSA RDATA and usability", t_parse },
+	{ "TLSA: why a record is unusable", t_unusable_why },
 	{ "dane_usable", t_usable },
 	{ "full data over DANE_DATA_MAX matches by SHA-512", t_full_long },
 	{ "dane_leaf_names: nexthop, dot-nexthop", t_leaf_names },

@@ -873,6 +873,41 @@ t_tlsa_too_many(void)
 	return 0;
 }
 
+/* More records than max, the usable ones last: they take the places of
+ * unusable ones (RFC 7672 section 2.2: "only unusable records" means
+ * TLS without authentication), and an unusable record never takes a
+ * usable one's. */
+static int
+t_tlsa_usable_first(void)
+{
+	struct pkt p;
+	enum dns_status st;
+	int n, secure, i, seen = 0;
+
+	begin_q(&p, "_25._tcp.many.test", T_TLSA, FLAG_AD, 0,
+	    DNS_MAX_TLSA + 3);
+	for (i = 0; i < DNS_MAX_TLSA; i++)	/* PKIX-EE: unusable */
+		add_tlsa(&p, QNAME_OFF, 1, 1, 1, SHA256_LEN, (unsigned)i);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN, 100);
+	add_tlsa(&p, QNAME_OFF, 3, 1, 1, SHA256_LEN - 1, 101);	/* short */
+	add_tlsa(&p, QNAME_OFF, 2, 0, 2, SHA512_LEN, 102);
+	CHECK(p.len < PKT_MAX);
+	CHECK(parse_tlsa(&p, DNS_MAX_TLSA, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == DNS_MAX_TLSA && secure == 1);
+	for (i = 0; i < n; i++) {
+		seen |= tlsa_is(&tl[i], 3, 1, 1, SHA256_LEN, 100) |
+		    tlsa_is(&tl[i], 2, 0, 2, SHA512_LEN, 102) << 1;
+		CHECK(!tlsa_is(&tl[i], 3, 1, 1, SHA256_LEN - 1, 101));
+	}
+	CHECK(seen == 3);
+
+	/* usable records past max: the first max of them, no unusable */
+	CHECK(parse_tlsa(&p, 1, &n, &secure, &st) == 0);
+	CHECK(st == DNS_OK && n == 1);
+	CHECK(tlsa_is(&tl[0], 3, 1, 1, SHA256_LEN, 100));
+	return 0;
+}
+
 /* RDATA too short for its fixed fields comes back as sent (dane.c
  * refuses it); long RDATA (a whole certificate, 3 0 0) comes back whole,
  * pointing into the message: dropping it could leave an RRset with
@@ -1145,6 +1180,7 @@ static const struct t_case cases[] = {
 	{ "TLSA: truncated messages and RDATA", t_tlsa_truncated },
 	{ "TLSA: compression pointers and bad names", t_tlsa_compression },
 	{ "TLSA: more records than max", t_tlsa_too_many },
+	{ "TLSA: usable records kept before unusable", t_tlsa_usable_first },
 	{ "TLSA: short and oversized RDATA", t_tlsa_odd_sizes },
 	{ "TLSA: not a TLSA answer", t_tlsa_not_tlsa },
 	{ "CNAME: not an alias", t_cname_none },
