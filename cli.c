@@ -403,10 +403,10 @@ static int
 sm_set_sender(struct sm *sm)
 {
 	const struct passwd *pw = getpwuid(getuid());
-	char login[QUEUE_ADDR_MAX];
-	const char *g, *l;
+	char login[QUEUE_ADDR_MAX], quoted[2 * QUEUE_ADDR_MAX + 2];
+	const char *g, *l, *from = sm->from_arg;
 	size_t n;
-	int len;
+	int quote;
 
 	if (pw != NULL && pw->pw_name[0] != '\0')
 		textfile_copy(login, sizeof(login), pw->pw_name);
@@ -426,22 +426,32 @@ sm_set_sender(struct sm *sm)
 			    (char)(*l - 'a' + 'A') : *l;	/* cut at the end */
 	}
 	sm->gecos[n] = '\0';
-	len = snprintf(sm->sender, sizeof(sm->sender), "%s@%s", login,
-	    sm->conf->origin);
-	if (len < 0 || (size_t)len >= sizeof(sm->sender)) {
-		sm_say("user name too long");
-		return EX_NOUSER;
-	}
-	if (sm->from_arg == NULL)
-		return EX_OK;
 	/* -f "" and -f "<>": the null sender (bounces). */
-	if (sm->from_arg[0] == '\0' || strcmp(sm->from_arg, "<>") == 0) {
+	if (from != NULL && (from[0] == '\0' || strcmp(from, "<>") == 0)) {
 		sm->sender[0] = '\0';
 		return EX_OK;
 	}
+	/*
+	 * No -f: the login, checked as -f is.  sssd's "jdoe@ad.example"
+	 * keeps its domain; a login no local part can be bare (winbind's
+	 * "AD\jdoe", "j doe") is quoted, as Postfix quotes it.  Unchecked,
+	 * the daemon refused it after the message was read, and with the
+	 * daemon down pickup moved it from maildrop/ to corrupt/ after an
+	 * exit 0.
+	 */
+	if (from == NULL) {
+		quoted[0] = '"';
+		for (l = login, n = 1, quote = 0; *l != '\0'; l++) {
+			if (*l == '"' || *l == '\\')
+				quoted[n++] = '\\';
+			quote |= strchr(" \"(),:;<>[\\]", *l) != NULL;
+			quoted[n++] = *l;
+		}
+		memcpy(quoted + n, "\"", 2);
+		from = quote ? quoted : login;
+	}
 	sm->rcpt_usage = 1;
-	if (sm_add_list(sm, sm->from_arg, strlen(sm->from_arg), "sender")
-	    != EX_OK)
+	if (sm_add_list(sm, from, strlen(from), "sender") != EX_OK)
 		return EX_USAGE;
 	if (sm->nrcpt != 1) {
 		sm_say("-f takes one address");
@@ -746,7 +756,7 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	char line[HDR_DATE_MAX + CONFIG_NAME_MAX + 64];
 	char *const *env = cli_environ;
 	const char *name = sm->fullname;
-	size_t pre = seen & H_RESENT ? 7 : 0;
+	size_t pre = seen & H_RESENT ? 7 : 0, len;
 	unsigned i;
 	int n;
 
@@ -757,11 +767,14 @@ sm_add_headers(struct sm *sm, struct msg_buf *add, unsigned seen)
 	if (name == NULL && (env == NULL ||
 	    (name = config_env_find(env, "NAME")) == NULL))
 		name = sm->gecos;
+	/* Cut as GECOS is: a longer -F or $NAME made a From: line over
+	 * 998 octets, which the daemon refused (exit 65, nothing queued). */
+	len = textfile_strnlen(name, CLI_NAME_MAX - 1);
 	if (!(seen & H_FROM) && (msg_buf_add(add, "Resent-", pre) == -1 ||
 	    (sm->sender[0] == '\0' ?
 	    cli_addf(add, SMTP_FROM_NULL, sm->conf->origin) == -1 :
 	    (cli_addf(add, "From: ") == -1 || (name[0] != '\0' &&
-	    msg_phrase(add, name, strlen(name)) == -1) ||
+	    msg_phrase(add, name, len) == -1) ||
 	    cli_addf(add, &" <%s>\r\n"[name[0] == '\0'], sm->sender) == -1))))
 		return -1;
 	/* One at a time, each after the prefix that line holds. */

@@ -193,6 +193,73 @@ def test_sendmail_gecos_ampersand_cut():
               'names %r' % [short(g, 300) for g in got])
 
 
+def test_sendmail_login_not_a_local_part():
+    """With no -f the sender is the login, checked as -f is: sssd's
+    "jdoe@ad.example" keeps its domain, a login that is no local part
+    bare (winbind's "AD\\jdoe", "j doe") is quoted, as Postfix quotes
+    it, and an 8-bit one goes with SMTPUTF8.  It was sent as
+    LOGIN@origin unchecked: the daemon refused it (exit 65, nothing
+    queued), and with the daemon down sendmail exited 0 and the pickup
+    moved the message to corrupt/."""
+    cases = {'jdoe@ad.example': 'jdoe@ad.example',
+             'AD\\jdoe': '"AD\\\\jdoe"@' + HOSTNAME,
+             'j doe': '"j doe"@' + HOSTNAME,
+             'j\u00f6rg': 'j\u00f6rg@' + HOSTNAME}
+    d = Daemon('sm-login')
+    ok = False
+    try:
+        d.start()
+        for down in (False, True):
+            for login in cases:
+                env = dict(d.shim_env(GECOS_SHIM, 'gecos'),
+                           SHIM_LOGIN=login, SHIM_GECOS='')
+                _ok(d.cli('sendmail', 'rcpt@relay.test', env=env,
+                          input=b'Subject: %s\n\nx\n' % login.encode()),
+                    'sendmail as %r%s' % (login, ' (down)' if down else ''))
+            if not down:
+                check(len(d.wait_queue(len(cases))) == len(cases),
+                      'mailq %r' % d.mailq())
+                d.stop()
+        d.start()
+        q = d.wait_queue(2 * len(cases), timeout=8)
+        got = sorted(m['sender'] for m in q)
+        check(got == sorted(list(cases.values()) * 2) and
+              d.corrupt_files() == [], 'senders %r, corrupt/ %r'
+              % (got, d.corrupt_files()))
+        for m in q:
+            h = _headers_of(d.cat(m['id']))
+            check(b'\r\nFrom: <%s>\r\n' % m['sender'].encode() in h,
+                  'From: %s' % short(h, 600))
+        d.stop()
+        ok = True
+    finally:
+        d.cleanup(ok)
+
+
+def test_sendmail_long_name_cut():
+    """A -F or $NAME name is cut at 255 bytes, as one from GECOS is: a
+    longer one made the From: line sendmail adds longer than 998
+    octets, and the daemon refused the message (exit 65, nothing
+    queued)."""
+    with Daemon('sm-longname') as d:
+        for tag, args, env in (('F', ['-F', 'A' * 1200], None),
+                               ('env', [], {'NAME': 'B ' * 600})):
+            _ok(d.cli('sendmail', '-f', 's@example.test', *args,
+                      'rcpt@relay.test', env=env,
+                      input=b'Subject: %s\n\nx\n' % tag.encode()),
+                'sendmail with a long name (%s)' % tag)
+        q = d.wait_queue(2)
+        check(len(q) == 2, 'mailq %r' % q)
+        names = set()
+        for m in q:
+            h = _headers_of(d.cat(m['id']))
+            f = re.search(rb'(?m)^From: (.*) <s@example\.test>\r$', h)
+            check(f, 'From: %s' % short(h, 600))
+            names.add(f.group(1))
+        check(names == {b'A' * 255, b'B ' * 127 + b'B'},
+              'names %r' % names)
+
+
 def test_sendmail_t_removes_bcc():
     msg = (b'From: me@example.test\nTo: a@relay.test, b@other.test\n'
            b'Cc: c@relay.test\nBcc: hidden@relay.test,\n'
