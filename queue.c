@@ -105,6 +105,8 @@
 #define QUEUE_ST_SUFFIX		".st"
 /* The envelope before the R records: magic, I, T, F, U, C, S. */
 #define QUEUE_ENV_MAX		(QUEUE_CLIENT_MAX + QUEUE_ADDR_MAX + 128)
+_Static_assert(QUEUE_ENV_MAX + 2 <= QUEUE_HDR_MAX - QUEUE_RCPT_ROOM,
+    "QUEUE_RCPT_ROOM");
 
 enum writer_state {
 	WS_ENVELOPE,		/* records may be added */

@@ -35,6 +35,10 @@
 				   before the server's name was in it) */
 #define QUEUE_MAX_RCPT	1000	/* the parser's cap, above max_recipients */
 #define QUEUE_HDR_MAX	(64 * 1024)	/* envelope part of a file */
+/* What its R records ("R address\n") may take of it, after the longest
+ * start of an envelope and before "B\n": a session that takes no
+ * recipient past this never meets queue_writer_rcpt()'s E2BIG. */
+#define QUEUE_RCPT_ROOM	(QUEUE_HDR_MAX - 1024)
 #define QUEUE_MINFREE	(1024 * 1024)	/* bytes kept free */
 #define QUEUE_MININODES	64
 #define QUEUE_BUF_SIZE	(16 * 1024)	/* writer buffer: one write for

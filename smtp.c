@@ -82,6 +82,9 @@ _Static_assert(SMTP_HELO_MAX + INET6_ADDRSTRLEN + SMTP_TLS_DESC_MAX +
 /* A transaction of ferry's own relay client carries a queue file's
  * recipients, the first always taken: it never overshoots into errors. */
 _Static_assert(QUEUE_MAX_RCPT - 1 <= SMTP_OVERSHOOT_LIMIT, "overshoot");
+/* The first RCPT is taken whatever it becomes: it always fits. */
+_Static_assert(SMTP_ALIAS_MAX <= QUEUE_MAX_RCPT && SMTP_ALIAS_MAX *
+    (QUEUE_ADDR_MAX + 2) <= QUEUE_RCPT_ROOM, "first RCPT");
 
 enum smtp_state {
 	STATE_HELO,		/* greeted, waiting for EHLO/HELO */
@@ -1095,7 +1098,8 @@ smtp_cmd_mail(struct smtp_session *s, const struct cmd *c)
 		textfile_copy(s->sender, sizeof(s->sender), addr);
 		smtp_reject_log(s, "MAIL", NULL, RP_SIZE, NULL);
 		s->sender[0] = '\0';
-		smtp_reply(s, RP_SIZE);
+		/* An error, as in Postfix: a loop of them held a slot. */
+		smtp_fail(s, RP_SIZE, NULL);
 		return;
 	}
 	if (!queue_space_ok(p.size)) {
@@ -1292,9 +1296,17 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		return;
 	}
 	/* The first RCPT is taken whatever it becomes (ALIAS_EXPAND_MAX at
-	 * most): an alias longer than max_recipients must stay deliverable. */
+	 * most): an alias longer than max_recipients must stay deliverable.
+	 * Past what the queue file holds (max_recipients may be higher;
+	 * long addresses fill QUEUE_RCPT_ROOM first) the same 452, so the
+	 * client sends the rest in another transaction: it was a 250 here
+	 * and a 451 at DATA, each time the client tried again. */
+	for (need = 0, i = 0; i < nexp; i++)
+		need += strlen(exp[i]) + 3;	/* "R address\n" */
 	if (s->nrcpt > 0 &&
-	    s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients) {
+	    (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients ||
+	    s->nrcpt + (unsigned)nexp > QUEUE_MAX_RCPT ||
+	    s->rcpts_len + 2 * s->nrcpt + need > QUEUE_RCPT_ROOM)) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
 		smtp_reply(s, RP_TOO_MANY_RCPT);
 		/* Postfix's smtpd_recipient_overshoot_limit: a client that
@@ -2131,6 +2143,10 @@ smtp_auth_stop(struct smtp_session *s, enum smtp_reply r)
 {
 	smtp_auth_end(s);
 	smtp_reply(s, r);
+	/* A failed or aborted exchange is an error, as in Postfix: aborts
+	 * never reach the throttle, and a loop of them held a slot. */
+	if (r == RP_AUTH_FAILED || r == RP_AUTH_ABORTED)
+		smtp_error(s);
 }
 
 /* Forget the dialogue (and the password) and read commands again. */

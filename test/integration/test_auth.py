@@ -326,6 +326,27 @@ def test_auth_mechanisms_and_replies():
         check(len(aborts) == 2, 'abort lines %r' % aborts)
 
 
+def test_auth_aborts_count_as_errors():
+    """An aborted AUTH ('*', 501 5.7.0) is an error, as in Postfix
+    (auth_cmd() fails): the tenth is 421 too many errors.  Aborts never
+    reach the throttle and were not counted, so a client could hold its
+    slot for ever with AUTH LOGIN / '*'.  A failed password counts too."""
+    with auth_daemon('auth-abort-loop') as d:
+        with sub_tls(d) as c:
+            c.expect('AUTH PLAIN ' + auth_plain(USER, 'wrong'), 535, '5.7.8')
+            for i in range(8):
+                c.expect('AUTH LOGIN', 334)
+                c.expect('*', 501, '5.7.0')
+            c.expect('AUTH LOGIN', 334)
+            c.send('*\r\n')
+            rs = c.replies_until_close()
+            check([r.code for r in rs] == [501, 421] and
+                  'too many errors' in rs[1].text, 'the tenth error: %r'
+                  % [r.text for r in rs])
+        d.wait_log(r'too many errors after AUTH from unknown\[127\.0\.0\.1\]')
+        d.assert_empty('aborted AUTH')
+
+
 def test_auth_empty_initial_response():
     """"=" is a zero-length initial response, not none (RFC 4954 section
     4): for PLAIN it is malformed (RFC 4616) and fails as an empty

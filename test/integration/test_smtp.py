@@ -734,6 +734,46 @@ def test_recipient_overshoot_limit():
               'recipients %r' % d.mailq())
 
 
+def test_recipients_past_the_queue_file_refused_452():
+    """A recipient the queue file could not hold (QUEUE_MAX_RCPT, 1000;
+    or 63 KB of R records, which 300 long addresses fill first) gets the
+    452 4.5.3 of max_recipients, so the client sends it in another
+    transaction.  It was a 250, then 451 4.3.0 at DATA for the whole
+    message, every time the client tried again: max_recipients above
+    1000 is taken (Postfix's smtpd_recipient_limit is 1000 by default)."""
+    def txn(c, rcpts):
+        c.send('MAIL FROM:<s@example.test>\r\n' +
+               ''.join('RCPT TO:<%s>\r\n' % r for r in rcpts) +
+               'DATA\r\n')
+        c.expect(None, 250, '2.1.0')
+        rs = [c.reply() for _ in rcpts]
+        c.expect(None, 354)
+        ok = [r for r, x in zip(rcpts, rs) if x.code == 250]
+        over = [x for x in rs if x.code != 250]
+        check(rs[:len(ok)] == [x for x in rs if x.code == 250] and
+              all(x.code == 452 and x.enh() == '4.5.3' for x in over),
+              'RCPT replies: %r' % sorted(set(x.text for x in rs)))
+        return ok, c.expect(stuff(BODY), 250, '2.0.0').qid()
+
+    many = ['r%d@relay.test' % i for i in range(1005)]
+    long = ['r%03d%s@relay.test' % (i, 'x' * 236) for i in range(300)]
+    with Daemon('rcptroom', max_recipients='1200') as d:
+        with d.session() as c:
+            ok1, q1 = txn(c, many)
+            check(ok1 == many[:1000], '%d of 1005 taken' % len(ok1))
+            ok2, q2 = txn(c, long)
+            check(250 <= len(ok2) < 300 and ok2 == long[:len(ok2)],
+                  '%d of 300 long ones taken' % len(ok2))
+            ok3, q3 = txn(c, long[len(ok2):])	# the rest, as a client does
+            check(ok3 == long[len(ok2):], 'the rest: %d' % len(ok3))
+        q = {m['id']: [r['address'] for r in m['recipients']]
+             for m in d.mailq()}
+        check(q == {q1: ok1, q2: ok2, q3: ok3}, 'queue %r' %
+              {k: len(v) for k, v in q.items()})
+        for qid in (q1, q2, q3):
+            d.assert_stored(qid, BODY)
+
+
 def _wait_accepting(d, src, timeout=3.0, smtps=False):
     """Open connections (on 465 when smtps, where a refusal is a closed
     handshake) until one is greeted with 220 (the daemon may take a
@@ -1342,6 +1382,22 @@ def test_refusals_and_junk_count_as_errors():
             check(r.code == 421 and 'too many errors' in r.text,
                   'after 109 NOOPs: %r' % r.text)
             c.wait_closed()
+
+
+def test_size_refusals_count_as_errors():
+    """MAIL with a SIZE= over message_size_limit is a client error, as in
+    Postfix (mail_cmd() fails): the tenth is 421 too many errors.  It was
+    never counted, so a client could repeat it, and its NOQUEUE line, for
+    ever on one connection.  Nothing is queued."""
+    with Daemon('sizeloop', message_size_limit='1000') as d:
+        with d.session(src=UNTRUSTED) as c:
+            c.send('MAIL FROM:<s@example.test> SIZE=1001\r\n' * 12)
+            rs = c.replies_until_close()
+            check([r.code for r in rs] == [552] * 10 + [421] and
+                  rs[0].enh() == '5.3.4' and 'too many errors' in rs[-1].text,
+                  'replies %r' % [r.text for r in rs])
+        d.wait_log(r'too many errors after MAIL from unknown\[127\.0\.0\.2\]')
+        d.assert_empty('SIZE refused')
 
 
 def test_8bit_sender_without_smtputf8_worded_as_postfix():
