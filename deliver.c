@@ -1155,6 +1155,18 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_TXN:
 		deliver_txn_reply(d, code, reply);
 		break;
+	case DS_BODY:
+		/* A refusal before the dot (a limit met on the way) is the
+		 * message's result, as Postfix reads it; the rest of the body
+		 * is not sent.  A 2xx cannot be one: the message is not all
+		 * there. */
+		if (code / 100 == 2) {
+			deliver_lost(d, "unexpected reply");
+			return;
+		}
+		deliver_set_rest(d, code, reply, NULL, "end of DATA");
+		deliver_fail_open(d, DR_OK, NULL, NULL);
+		return;
 	case DS_DOT:
 		deliver_set_rest(d, code, reply, NULL, "end of DATA");
 		deliver_finish_txn(d);
@@ -1257,8 +1269,20 @@ deliver_greeted(struct deliver *d)
 			deliver_auth_begin(d);
 			return;
 		}
-		log_warnx(LP_SMTP, "host %s offers no AUTH PLAIN or LOGIN; "
-		    "sending without authentication", d->peer);
+		/* AUTH, but only mechanisms we do not speak: sent without a
+		 * login, a smarthost that relays for its users only bounced
+		 * it all.  Postfix's words and outcome (smtp_sasl_proto.c).
+		 * No AUTH at all: sent, as Postfix does. */
+		if (d->ext & EXT_AUTH) {
+			deliver_why(d, "4.7.0", "SASL authentication failed: "
+			    "server %s offered no compatible authentication "
+			    "mechanisms for this type of connection security",
+			    d->peer);
+			deliver_refuse(d);
+			return;
+		}
+		log_warnx(LP_SMTP, "host %s offers no AUTH; sending without "
+		    "authentication", d->peer);
 	}
 	deliver_start_txn(d);
 }

@@ -207,3 +207,41 @@ def test_hostile_starttls_injection():
                       p.sessions[-1].authenticated == USER,
                       'after the flush: %r' % p.txns())
     return ', '.join(seen)
+
+
+def test_hostile_refusal_during_body():
+    """A server that refuses the message while it still comes (a size or
+    content limit met on the way: "554 5.3.4" before the dot) has said
+    the message's result, as Postfix reads it: bounced with the server's
+    words.  It was "unexpected reply ... while sending message body",
+    deferred without them, and the same again at every retry until the
+    message expired days later.  The server's refusal stands, nothing
+    is marked sent, and the rest of the body is not sent after it."""
+    refusal = '554 5.3.4 Message too big for this mailbox'
+    line = b'x' * 98 + b'\r\n'
+    body = b'Subject: big\r\n\r\n' + line * 40000	# 4 MB: ferry blocks
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'DATA':
+            # The 354 alone, then (the client writing its body by then,
+            # the peer not reading it) the refusal.
+            return Trickle('354 go ahead\r\n' + refusal, pause=0.5,
+                           size=len('354 go ahead\r\n'))
+        if verb == '.':
+            return SmtpPeer.DROP
+        return None
+
+    with SmtpPeer(policy=policy) as p, \
+            smarthost_daemon('hm-bodyrefusal', p.port,
+                             message_size_limit='8M') as d:
+        qid = d.send_message(body, rcpts=(R1, R2))
+        rs = wait_for(lambda: len(deliveries(d, qid)) >= 2 and
+                      deliveries(d, qid), 20, 'two results; log:\n%s'
+                      % d.log_tail(8))
+        got = sorted((r.to, r.status, r.dsn) for r in rs)
+        check(got == [(R1, 'bounced', '5.3.4'), (R2, 'bounced', '5.3.4')],
+              'a refusal during the body, want it bounced: %r' % rs)
+        check(all(refusal in r.text and 'in reply to end of DATA' in r.text
+                  for r in rs), 'the server\'s words: %r' % rs)
+        check(p.delivered() == [], 'the peer took it: %r' % p.txns())
+        return 'bounced: %r' % rs[0].text

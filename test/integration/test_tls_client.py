@@ -546,6 +546,30 @@ def test_tls_client_auth_login_only():
               [('LOGIN', True, True)], 'auths %r' % s.auths)
 
 
+def test_tls_client_auth_no_usable_mechanism_deferred():
+    """A smarthost that offers AUTH, but none of PLAIN and LOGIN (only
+    CRAM-MD5 here): the mail went out without a login, and a smarthost
+    that relays only for those who log in refused it for good, so every
+    message bounced (554 5.7.1).  Postfix defers it with 4.7.0, "offered
+    no compatible authentication mechanisms"; so does ferry now, and
+    nothing of the mail is sent."""
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and not sess.authenticated:
+            return '554 5.7.1 <%s>: Relay access denied' % arg.strip('<>')
+        return None
+
+    with SmtpPeer(tls='starttls', auth=(USER, PASSWORD),
+                  auth_mechs=('CRAM-MD5',), policy=policy) as p, \
+            auth_daemon('authnomech', p) as d:
+        qid = send(d)
+        one_delivery(d, qid, 'deferred', r'4\.7\.0',
+                     r'offered no compatible authentication mechanisms')
+        p.wait_idle()
+        no_mail_sent(p, 'AUTH offered, but no mechanism we speak')
+        check(bounce_ids(d, qid) == [] and d.mailq_ids() == [qid],
+              'bounced or lost: queue %r' % d.mailq_ids())
+
+
 def test_tls_client_auth_smtps():
     with SmtpPeer(tls='smtps', auth=(USER, PASSWORD)) as p, \
             auth_daemon('authsmtps', p, level='smtps') as d:
