@@ -173,6 +173,8 @@ struct smtp_session {
 	unsigned errors;
 	unsigned junk;			/* NOOP, VRFY, RSET since a message */
 	unsigned overshoot;		/* RCPTs past max_recipients, this txn */
+	unsigned taken;			/* RCPTs answered 250, this txn, each
+					   repeat of one address too */
 	unsigned hops;			/* Received: fields in the header */
 	uint8_t where;			/* WHERE_*, or the last verb + 1 */
 	char *sasl_user;
@@ -743,7 +745,7 @@ smtp_reset(struct smtp_session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->rcpts_len = s->rcpts_cap = 0;
-	s->nrcpt = s->hops = s->overshoot = 0;
+	s->nrcpt = s->hops = s->overshoot = s->taken = 0;
 	s->declared_size = s->data_size = 0;
 	free(s->msgid);
 	s->msgid = NULL;
@@ -1300,11 +1302,14 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	 * Past what the queue file holds (max_recipients may be higher;
 	 * long addresses fill QUEUE_RCPT_ROOM first) the same 452, so the
 	 * client sends the rest in another transaction: it was a 250 here
-	 * and a 451 at DATA, each time the client tried again. */
+	 * and a 451 at DATA, each time the client tried again.  Repeats of
+	 * one address count, as Postfix counts RCPTs: they are kept once,
+	 * and without end they held the session for ever. */
 	for (need = 0, i = 0; i < nexp; i++)
 		need += strlen(exp[i]) + 3;	/* "R address\n" */
 	if (s->nrcpt > 0 &&
 	    (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients ||
+	    s->taken >= smtp_conf->max_recipients ||
 	    s->nrcpt + (unsigned)nexp > QUEUE_MAX_RCPT ||
 	    s->rcpts_len + 2 * s->nrcpt + need > QUEUE_RCPT_ROOM)) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
@@ -1337,6 +1342,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 		s->rcpts_len = need;
 		s->nrcpt++;
 	}
+	s->taken++;
 	smtp_enter_state(s, STATE_RCPT);
 	smtp_reply(s, RP_RCPT_OK);
 	smtp_ok(s, CMD_RCPT);

@@ -690,6 +690,28 @@ def test_max_recipients():
         d.assert_stored(qid, BODY)
 
 
+def test_max_recipients_counts_repeats():
+    """A repeated RCPT is kept once but counts against max_recipients,
+    as Postfix counts RCPT commands: before, the same address sent
+    without end got 250 each time and held the session (each command
+    started smtpd_timeout again).  The sixth of five here is 452, and
+    the message keeps one copy of the address."""
+    with Daemon('maxrepeat', max_recipients='5') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            for _ in range(5):
+                c.expect('RCPT TO:<r@relay.test>', 250, '2.1.5')
+            c.expect('RCPT TO:<r@relay.test>', 452, '4.5.3')
+            c.expect('RCPT TO:<other@relay.test>', 452, '4.5.3')
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(BODY), 250).qid()
+        q = d.mailq()
+        check(len(q) == 1 and q[0]['id'] == qid and
+              [r['address'] for r in q[0]['recipients']] ==
+              ['r@relay.test'], 'mailq %r' % q)
+        d.assert_stored(qid, BODY)
+
+
 def test_recipient_overshoot_limit():
     """Postfix's smtpd_recipient_overshoot_limit (1000): a transaction's
     first 1000 RCPTs past max_recipients are only 452, each one after
