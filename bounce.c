@@ -604,7 +604,8 @@ put_rcpt_status(struct out *o, enum bounce_kind kind,
 }
 
 /*
- * Part 3, RFC 3462 text/rfc822-headers: the original bytes, except that
+ * Part 3, RFC 3462 text/rfc822-headers (RFC 6533 message/global-headers
+ * when they hold UTF-8 under SMTPUTF8): the original bytes, except that
  * every line ends in CRLF (a bare CR or LF would let a reader see lines
  * we did not count), NUL becomes '?', and a line longer than
  * BOUNCE_LINE_MAX is folded (CRLF SP inserted) so the DSN stays legal.
@@ -615,11 +616,13 @@ put_orig(struct out *o, const struct orig_hdrs *oh)
 	const char *h = oh->p;
 	size_t i = 0, start;
 
+	/* RFC 6533 §6.3: UTF-8 headers (RFC 6532) are message/global-headers,
+	 * as Postfix labels them; text/rfc822-headers is us-ascii text. */
 	puts_(o, "Content-Description: Undelivered Message Headers\r\n"
-	    "Content-Type: text/rfc822-headers\r\n");
-	if (oh->eightbit)
-		puts_(o, "Content-Transfer-Encoding: 8bit\r\n");
-	put_crlf(o);
+	    "Content-Type: ");
+	puts_(o, oh->eightbit ? "message/global-headers\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n" :
+	    "text/rfc822-headers\r\n\r\n");
 	while (i < oh->len && o->err == 0) {
 		start = i;
 		while (i < oh->len && h[i] != '\r' && h[i] != '\n' &&

@@ -97,6 +97,7 @@ def parse_dsn(raw, what):
     check(parts[1].get_content_type() == 'message/delivery-status',
           '%s: part 2 is %s' % (what, parts[1].get_content_type()))
     check(parts[2].get_content_type() in ('text/rfc822-headers',
+                                          'message/global-headers',
                                           'message/rfc822'),
           '%s: part 3 is %s' % (what, parts[2].get_content_type()))
     blocks = parts[1].get_payload()

@@ -642,12 +642,19 @@ t_orig_headers(void)
 	CHECK(memcmp(d.line[d.part[2] + 4].p, want7, sizeof(want7) - 1) == 0);
 	CHECK(count_in(&d, 0, d.end, "Content-Transfer-Encoding: 8bit",
 	    1) == 0);
+	CHECK(line_is(&d.line[d.part[2] + 2],
+	    "Content-Type: text/rfc822-headers"));
 	dsn_free(&d);
 
+	/* UTF-8 headers are RFC 6533's message/global-headers (Postfix's
+	 * label too): text/rfc822-headers, us-ascii text, showed them as
+	 * mojibake. */
 	o.flags |= QF_SMTPUTF8;
 	CHECK(compose(&d, BOUNCE_FAILED, &o, r, 1, h, sizeof(h) - 1) == 0);
 	CHECK(d.clean);
 	CHECK(d.npart == 3);
+	CHECK(line_is(&d.line[d.part[2] + 2],
+	    "Content-Type: message/global-headers"));
 	CHECK(line_is(&d.line[d.part[2] + 3],
 	    "Content-Transfer-Encoding: 8bit"));
 	CHECK(memcmp(d.line[d.part[2] + 5].p, want, sizeof(want) - 1) == 0);
