@@ -88,6 +88,9 @@ _Static_assert(LEVEL(TLS_SMTPS) < (1u << 12), "struct key: levels");
 /* set_word() stores a level as an int. */
 _Static_assert(sizeof(enum tls_level) == sizeof(int), "enum tls_level");
 _Static_assert(CONFIG_DOMAINS_TEXT <= UINT16_MAX + 1, "domain_list: off");
+_Static_assert(offsetof(struct config, listen_smtps) ==
+    offsetof(struct config, listen_smtp) + 2 * sizeof(struct listen_list),
+    "listen_overlap: the listener lists side by side");
 
 
 struct parser {
@@ -159,6 +162,8 @@ static int unit_parse(const char *, const struct unit *, uint64_t,
     uint64_t *);
 static int host_copy(char *, const char *, size_t);
 static int listen_token(const char *, size_t, struct listen_addr *);
+static int listen_overlap(struct parser *, struct config *)
+    __attribute__((noinline));
 static int cidr_token(const char *, size_t, struct cidr *);
 static int dns_token(const char *, size_t, char *, size_t);
 static int smarthost_valid(const char *, size_t);
@@ -855,6 +860,8 @@ check_whole(struct parser *p, struct config *cfg)
 		    i == rmin ? cfg->retry_min : cfg->retry_max,
 		    i == rmin ? cfg->retry_max : cfg->retry_min);
 	}
+	if (listen_overlap(p, cfg) != 0)
+		return -1;
 	for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
 		a = pairs[i][0];
 		b = pairs[i][1];
@@ -1242,10 +1249,63 @@ listen_token(const char *t, size_t n, struct listen_addr *out)
 	    AF_INET, host, v6 ? (void *)&sin6->sin6_addr :
 	    (void *)&sin->sin_addr) != 1)
 		return -1;
+	/* An IPv6 listener is IPV6_V6ONLY (main.c): bind() refuses a
+	 * v4-mapped address there, and only at start. */
+	if (v6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return -1;
 	/* The family and the port are at the same place in both. */
 	sin->sin_family = v6 ? AF_INET6 : AF_INET;
 	sin->sin_port = htons((uint16_t)port);
 	out->len = v6 ? sizeof(*sin6) : sizeof(*sin);
+	return 0;
+}
+
+/*
+ * Two listeners, in any of the three keys, where one address covers the
+ * other on one port (the same address, or its family's wildcard): the
+ * second bind() fails with EADDRINUSE, at start, after check-config
+ * said the file was fine.  Blamed on the key set last.  The three lists
+ * side by side (config.h): x runs over all their slots.
+ */
+static int
+listen_overlap(struct parser *p, struct config *cfg)
+{
+	static const uint8_t any[16];
+	const struct listen_list *l = field(cfg, &keys[KI_listen_smtp]);
+	const char *s[2];
+	size_t x, y, k[2], n, off, i;
+
+	for (x = 0; x < 3 * CONFIG_MAX_LISTEN; x++)
+		for (y = x + 1; y < 3 * CONFIG_MAX_LISTEN; y++) {
+			k[0] = x / CONFIG_MAX_LISTEN;
+			k[1] = y / CONFIG_MAX_LISTEN;
+			if ((int)(x % CONFIG_MAX_LISTEN) >= l[k[0]].n ||
+			    (int)(y % CONFIG_MAX_LISTEN) >= l[k[1]].n)
+				continue;
+			s[0] = (const char *)&l[k[0]].a[x % CONFIG_MAX_LISTEN].ss;
+			s[1] = (const char *)&l[k[1]].a[y % CONFIG_MAX_LISTEN].ss;
+			/* The family, then the port: at the same place in
+			 * sockaddr_in and sockaddr_in6. */
+			if (memcmp(s[0], s[1], offsetof(struct sockaddr_in,
+			    sin_addr)) != 0)
+				continue;
+			n = ((const struct sockaddr *)(const void *)s[0])->
+			    sa_family == AF_INET6 ? 16 : 4;
+			off = n == 16 ? offsetof(struct sockaddr_in6,
+			    sin6_addr) : offsetof(struct sockaddr_in, sin_addr);
+			for (i = 0; i < 2; i++)
+				if (memcmp(s[i] + off, any, n) == 0)
+					break;
+			if (i == 2 && memcmp(s[0] + off, s[1] + off, n) != 0)
+				continue;
+			i = p->keyline[KI_listen_smtp + k[1]] >=
+			    p->keyline[KI_listen_smtp + k[0]];
+			blame(p, KI_listen_smtp + k[i]);
+			return p_err(p, &keys[KI_listen_smtp + k[i]], "port %u "
+			    "bound twice (with %s)", ntohs(((const struct
+			    sockaddr_in *)(const void *)s[0])->sin_port),
+			    key_name(&keys[KI_listen_smtp + k[!i]]));
+		}
 	return 0;
 }
 
@@ -1284,6 +1344,16 @@ cidr_token(const char *t, size_t n, struct cidr *out)
 	    n - (size_t)(slash - t) - 1, &bits) != 0 ||
 	    bits > (uint64_t)maxbits))
 		return -1;
+	/* "::ffff:10.0.0.0/104" is 10.0.0.0/8: IPv4 clients arrive as
+	 * AF_INET (the IPv6 listeners are IPV6_V6ONLY), and an IPv6 entry
+	 * would never match one. */
+	if (maxbits == 128 && bits >= 96 &&
+	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)out->addr)) {
+		out->family = AF_INET;
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		bits -= 96;
+	}
 	out->bits = (int)bits;
 	/* Clear the host bits so "10.1.2.3/8" means what it says: byte i
 	 * keeps its first bits - 8i of 8 (past an IPv4 address, zeros). */
@@ -1397,9 +1467,10 @@ set_name(struct parser *p, const struct key *k, struct config *cfg,
 /*
  * listen_*, relay_networks, dns_servers: up to a maximum of tokens.  Each
  * key keeps the order of its checks: a listener's token is judged first
- * (bad, then given twice, then one too many), a network's or a server's
- * count first.  The list is built apart and stored whole, zeros after the
- * last item, so an error leaves the key as it was.
+ * (bad, then one too many; an address given twice is listen_overlap()'s,
+ * across the three keys), a network's or a server's count first.  The
+ * list is built apart and stored whole, zeros after the last item, so an
+ * error leaves the key as it was.
  */
 static int
 set_list(struct parser *p, const struct key *k, struct config *cfg,
@@ -1418,7 +1489,7 @@ set_list(struct parser *p, const struct key *k, struct config *cfg,
 	const char *tok, *bad, *many;
 	char *items;
 	size_t n, size;
-	int *np, count = 0, max, i, rc;
+	int *np, count = 0, max, rc;
 
 	memset(&u, 0, sizeof(u));
 	if (k->type == KT_LISTEN) {
@@ -1451,11 +1522,6 @@ set_list(struct parser *p, const struct key *k, struct config *cfg,
 			return p_err(p, k, many, max);
 		if (rc != 0)
 			return p_bad(p, k, bad, tok, n, 0);
-		for (i = 0; k->type == KT_LISTEN && i < count; i++)
-			if (u.l.a[i].len == e.a.len &&
-			    memcmp(&u.l.a[i].ss, &e.a.ss, e.a.len) == 0)
-				return p_bad(p, k, "%s given twice", tok, n,
-				    0);
 		if (count == max)
 			return p_err(p, k, many, max);
 		memcpy(items + (size_t)count++ * size, &e, size);

@@ -117,7 +117,8 @@ struct config {
 	char smarthost[CONFIG_NAME_MAX + 8];	/* as written: [host]:port */
 	char path[CONFIG_PATH_MAX];	/* where it came from, "" = built in */
 	/* From user to listen_smtps: what a reload cannot change, side by
-	 * side (main_on_hup() copies them as one). */
+	 * side (main_on_hup() copies them as one; config.c walks the three
+	 * listener lists as one array). */
 	char user[64];
 	char queue_dir[CONFIG_PATH_MAX];
 	char local_socket[CONFIG_PATH_MAX];

@@ -38,6 +38,7 @@
 #include "dane.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 #include "dns.h"
 #include "pickup.h"
 #include "queue.h"
@@ -398,31 +399,47 @@ main_bind_inet(const struct config *conf)
 {
 	const struct listen_list *ll = &conf->listen_smtp;
 	const struct listen_addr *a;
+	char host[INET6_ADDRSTRLEN];
+	unsigned port;
 	int kind, i, fd, one = 1;
 
 	for (kind = SMTP_KIND_SMTP; kind <= SMTP_KIND_SMTPS; kind++,
 	    ll = (const struct listen_list *)((const char *)ll + sizeof(*ll)))
 		for (i = 0; i < ll->n; i++) {
 			a = &ll->a[i];
-			fd = main_socket(a->ss.ss_family);
-			(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-			    sizeof(one));
-			/* [::]:25 and 0.0.0.0:25 are two listeners, not a
-			 * clash. */
-			if (a->ss.ss_family == AF_INET6)
-				(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+			/* Not main_socket(): a kernel without IPv6 fails
+			 * here, with EAFNOSUPPORT, not at bind(). */
+			fd = socket(a->ss.ss_family, SOCK_STREAM |
+			    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+			if (fd != -1) {
+				(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR,
 				    &one, sizeof(one));
-			if (bind(fd, (const struct sockaddr *)&a->ss,
-			    a->len) == -1) {
+				/* [::]:25 and 0.0.0.0:25 are two listeners,
+				 * not a clash. */
+				if (a->ss.ss_family == AF_INET6)
+					(void)setsockopt(fd, IPPROTO_IPV6,
+					    IPV6_V6ONLY, &one, sizeof(one));
+			}
+			if (fd == -1 || bind(fd, (const struct sockaddr *)
+			    &a->ss, a->len) == -1) {
+				/* inet_ntop() leaves errno alone: its buffer
+				 * fits any address. */
+				net_ntop(&a->ss, host);
+				port = ntohs(((const struct sockaddr_in *)
+				    (const void *)&a->ss)->sin_port);
 				if (a->ss.ss_family == AF_INET6 &&
 				    (errno == EADDRNOTAVAIL ||
 				    errno == EAFNOSUPPORT)) {
 					log_warnx(LP_MASTER, "no IPv6 here: "
-					    "skipping an IPv6 listener");
-					close(fd);
+					    "skipping listener %s port %u",
+					    host, port);
+					if (fd != -1)
+						close(fd);
 					continue;
 				}
-				log_fatal(LP_MASTER, "bind listener %d", i);
+				/* Postfix's words: which address, which port. */
+				log_fatal(LP_MASTER, "bind %s port %u", host,
+				    port);
 			}
 			main_listen(fd, (enum smtp_kind)kind, "");
 		}
@@ -797,6 +814,15 @@ main_on_hup(void)
 	if (main_read(next, NULL, err, sizeof(err)) != 0) {
 		log_warnx(LP_MASTER, "reload: %s; keeping the running "
 		    "configuration", err);
+		return;
+	}
+	/* config.c's rule, held against the bound listeners: a file that
+	 * drops both listen_smtps and tls_cert passes it, and port 465
+	 * would then reset every client. */
+	if (main_conf->listen_smtps.n > 0 && next->tls_cert[0] == '\0') {
+		log_warnx(LP_MASTER, "reload: %s; keeping the running "
+		    "configuration", "listen_smtps stays bound until a "
+		    "restart and needs tls_cert");
 		return;
 	}
 	if (main_load_aliases(next, &aliases) == -1) {

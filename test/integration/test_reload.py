@@ -5,6 +5,7 @@ what it says about keys that need a restart."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -143,3 +144,91 @@ def test_reload_env_wins_over_a_bad_file_line():
             r = c.cmd('RCPT TO:<r9@relay.test>')
             check(r.code == 452, 'max_recipients is not FERRY_'
                   'MAX_RECIPIENTS=3: %r' % r)
+
+
+def test_reload_smtps_bound_keeps_its_cert():
+    """Port 465 stays bound until a restart, so a reload to a file
+    without listen_smtps, tls_cert and tls_key (which start-up would take)
+    dropped the certificate from under it: every client there was then
+    reset.  The reload is refused, naming why, and 465 keeps its TLS."""
+    with Daemon('hupsmtpsoff', tls=True, smtps=True) as d:
+        ctx = client_context(verify=False)
+        del d.cfg['tls_cert'], d.cfg['tls_key'], d.cfg['listen_smtps']
+        d.cfg['hostname'] = 'changed.test'
+        d.write_config()
+        hup(d, line='reload')
+        try:
+            with d.connect_smtps(ctx=ctx) as c:
+                r = c.reply()
+                c.cmd('QUIT')
+        except (OSError, EOFError) as e:
+            r = e
+        check(getattr(r, 'code', None) == 220 and
+              'changed.test' not in r.text, '465 after the reload: %r; '
+              'log:\n%s' % (r, d.log_tail()))
+        check(re.search(r'warning: reload: listen_smtps stays bound until '
+                        r'a restart and needs tls_cert; keeping the running '
+                        r'configuration', d.log_text()),
+              'no reload warning about listen_smtps:\n' + d.log_tail())
+
+
+def test_reload_ipv6_kernel_absent_skips_v6():
+    """A kernel without IPv6 (ipv6.disable=1, some routers) fails
+    socket(AF_INET6) with EAFNOSUPPORT, not bind(): the default listeners
+    ([::]:25 beside 0.0.0.0:25) stopped start-up with exit 75.  The IPv6
+    listener is skipped, named in the log, and IPv4 serves."""
+    d = Daemon('noipv6')
+    d.cfg['listen_smtp'] += ' [::1]:%d' % free_port()
+    d.write_config()
+    d.preload(NO_IPV6_SHIM)
+    with d:
+        d.wait_log(r'warning: no IPv6 here: skipping listener ::1 port \d+')
+        with d.session() as c:
+            c.expect('QUIT', 221)
+
+
+def test_reload_bind_error_names_the_address():
+    """A port another daemon holds: the fatal line names the address and
+    port, as Postfix's "bind 0.0.0.0 port 25: Address already in use"
+    (it said "bind listener 0"), and the exit is 75 (try again)."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(('127.0.0.1', 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        d = Daemon('bindbusy', listen_smtp='127.0.0.1:%d' % port)
+        try:
+            d.start(wait=False)
+            rc = d.wait_exit()
+            check(rc == 75 and re.search(
+                r'fatal: bind 127\.0\.0\.1 port %d: Address already in use'
+                % port, d.log_text()), 'exit %r; log:\n%s'
+                  % (rc, d.log_tail()))
+        finally:
+            d.cleanup()
+    finally:
+        holder.close()
+
+
+# socket(AF_INET6, ...) as on a kernel built or booted without IPv6.
+NO_IPV6_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+int
+socket(int domain, int type, int protocol)
+{
+	static int (*real)(int, int, int);
+
+	if (domain == AF_INET6) {
+		errno = EAFNOSUPPORT;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "socket");
+	return real(domain, type, protocol);
+}
+"""

@@ -405,6 +405,12 @@ static const struct good goods[] = {
 	{ "relay_networks = 10.1.2.3/12 2001:db8:ffff::1/36",
 	    "relay_networks = 10.0.0.0/12 2001:db8:f000::/36" },
 	{ "dns_servers = 2001:DB8::1:53", "dns_servers = 2001:db8::1:53" },
+	{ "relay_networks = ::ffff:10.1.2.3/104 [::ffff:192.0.2.7]",
+	    "relay_networks = 10.0.0.0/8 192.0.2.7/32" },
+	/* One port on both families' wildcards (IPV6_V6ONLY), or on two
+	 * addresses of one family, is no overlap. */
+	{ "listen_smtp = 0.0.0.0:26 [::]:26 127.0.0.1:25 127.0.0.2:25",
+	    "listen_smtp = 0.0.0.0:26 [::]:26 127.0.0.1:25 127.0.0.2:25" },
 };
 
 static int
@@ -531,7 +537,7 @@ static const struct bad bads[] = {
 	{ "listen_smtps = [::1]:x", "t.conf:1: listen_smtps: bad "
 	    "address \"[::1]:x\" (want IPv4:port, [IPv6]:port or *:port)" },
 	{ "listen_smtp = *:25 0.0.0.0:25", "t.conf:1: listen_smtp: "
-	    "\"0.0.0.0:25\" given twice" },
+	    "port 25 bound twice (with listen_smtp)" },
 	{ "listen_smtp = 1.1.1.1:1 1.1.1.1:2 1.1.1.1:3 1.1.1.1:4 1.1.1.1:5 "
 	    "1.1.1.1:6 1.1.1.1:7 1.1.1.1:8 1.1.1.1:9", "t.conf:1: listen_smtp: "
 	    "more than 8 addresses" },
@@ -653,7 +659,7 @@ static const struct bad bads[] = {
 	{ "listen_smtp = " LISTEN_8 "x", "t.conf:1: listen_smtp: bad address "
 	    "\"x\" (want IPv4:port, [IPv6]:port or *:port)" },
 	{ "listen_smtp = " LISTEN_8 "1.1.1.1:8", "t.conf:1: listen_smtp: "
-	    "\"1.1.1.1:8\" given twice" },
+	    "more than 8 addresses" },
 	{ "relay_networks = " NETS_64 "x", "t.conf:1: relay_networks: "
 	    "more than 64 networks" },
 	{ "relay_networks = " NETS_64 "10.0.0.9", "t.conf:1: relay_networks: "
@@ -698,6 +704,25 @@ static const struct bad bads[] = {
 	    "\"5k\"" },
 	{ "queue_lifetime = 4294967296", "t.conf:1: queue_lifetime: bad "
 	    "duration \"4294967296\" (want a number with s, m, h or d)" },
+	/* Listeners one bind() would refuse at start, after check-config
+	 * passed the file: a v4-mapped address (IPV6_V6ONLY), and two keys
+	 * (or a wildcard and an address) on one port. */
+	{ "listen_smtp = [::ffff:127.0.0.1]:25", "t.conf:1: listen_smtp: bad "
+	    "address \"[::ffff:127.0.0.1]:25\" (want IPv4:port, [IPv6]:port "
+	    "or *:port)" },
+	{ "listen_smtp = 127.0.0.1:2525\nlisten_submission = 127.0.0.1:2525",
+	    "t.conf:2: listen_submission: port 2525 bound twice (with "
+	    "listen_smtp)" },
+	{ "listen_submission = *:587\n#\nlisten_smtp = 127.0.0.1:587",
+	    "t.conf:3: listen_smtp: port 587 bound twice (with "
+	    "listen_submission)" },
+	{ "listen_smtp = 0.0.0.0:25 127.0.0.1:25", "t.conf:1: listen_smtp: "
+	    "port 25 bound twice (with listen_smtp)" },
+	{ "listen_submission =\nlisten_smtp = [::1]:25 [::]:25",
+	    "t.conf:2: listen_smtp: port 25 bound twice (with listen_smtp)" },
+	{ "listen_smtps = [::1]:465\ntls_cert = /c\ntls_key = /c\n"
+	    "listen_submission = [::]:465", "t.conf:4: listen_submission: "
+	    "port 465 bound twice (with listen_smtps)" },
 };
 
 static int
@@ -876,6 +901,13 @@ static const struct netcase netcases[] = {
 	{ "[fe80::]/10", "febf::1", 1 },
 	{ "[fe80::]/10", "fec0::1", 0 },
 	{ "::ffff:0:0/96", "::ffff:10.0.0.1", 1 },
+	/* A v4-mapped entry is its IPv4 network: IPv4 clients arrive as
+	 * AF_INET (the IPv6 listeners are IPV6_V6ONLY); it matched none. */
+	{ "::ffff:10.0.0.0/104", "10.1.2.3", 1 },
+	{ "::ffff:10.0.0.0/104", "11.0.0.1", 0 },
+	{ "::ffff:10.0.0.0/104", "::ffff:10.1.2.3", 1 },
+	{ "[::ffff:192.0.2.7]", "192.0.2.7", 1 },
+	{ "::ffff:0:0/96", "203.0.113.9", 1 },
 	{ "10.0.0.0/8 192.168.0.0/16, ::1", "192.168.5.5", 1 },
 	{ "10.0.0.0/8 192.168.0.0/16, ::1", "::1", 1 },
 	{ "10.0.0.0/8 192.168.0.0/16, ::1", "172.16.0.1", 0 },
