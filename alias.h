@@ -21,8 +21,8 @@
 #include <stddef.h>
 
 #define ALIAS_DEPTH_MAX		8
-/* What one recipient may become: smtp.c and pickup.c expand into a
- * stack array of this many 512-byte addresses. */
+/* What one recipient (or a DSN's sender) may become: smtp.c, pickup.c
+ * and sched.c expand into a stack array of this many 512-byte addresses. */
 #define ALIAS_EXPAND_MAX	32
 #define ALIAS_FILE_MAX		(256 * 1024)
 

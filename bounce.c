@@ -3,10 +3,11 @@
  * DSN: its headers, the human-readable part, message/delivery-status and
  * the copy of the original headers.  It does not decide who is bounced or
  * when, and it does not create, finish or commit the queue writer: the
- * caller creates it (null sender, QF_BOUNCE, the original sender as the
- * only recipient), bounce_compose() writes the whole body, and the caller
- * then calls queue_writer_finish() and commits.  Returns 0, or -1 with
- * errno set (EINVAL for a bounce of a bounce, the writer's errno else).
+ * caller creates it (null sender, QF_BOUNCE, the original sender, after
+ * aliases, as recipients), bounce_compose() writes the whole body, and
+ * the caller then calls queue_writer_finish() and commits.  Returns 0,
+ * or -1 with errno set (EINVAL for a bounce of a bounce, the writer's
+ * errno else).
  *
  * Everything but the original headers of an SMTPUTF8 message (8-bit
  * bytes in any other are quoted as '?') is 7-bit, CRLF, and no line is

@@ -568,6 +568,7 @@ main_serve(struct config *conf)
 	main_set_creds(&main_creds);
 	pickup_configure(conf);
 	pickup_set_aliases(main_aliases);
+	sched_set_aliases(main_aliases);
 	main_bind_inet(conf);
 	main_bind_local(conf->local_socket);
 	main_drop(&u);
@@ -832,6 +833,7 @@ main_on_hup(void)
 	}
 	smtp_set_aliases(aliases);
 	pickup_set_aliases(aliases);
+	sched_set_aliases(aliases);
 	alias_free(main_aliases);
 	main_aliases = aliases;
 	(void)main_load_creds(next, &creds, &main_creds);

@@ -42,6 +42,7 @@
 #include <sodium.h>
 
 #include "addr.h"
+#include "alias.h"
 #include "bounce.h"
 #include "config.h"
 #include "deliver.h"
@@ -212,6 +213,7 @@ static const struct deliver_ops sched_ops = {
 };
 
 static const struct config *sched_conf;
+static const struct alias_table *sched_aliases;
 static struct sched_list sched_idle_list, sched_active_list;
 static unsigned sched_nactive, sched_nrcpt;
 static unsigned sched_share;		/* jobs a destination may hold */
@@ -237,6 +239,12 @@ static uint64_t sched_wake_at;		/* unix seconds the timer is for */
  * "host:port", "host". */
 static char sched_relay[SCHED_DEST_MAX];
 static unsigned sched_relay_port;
+
+void
+sched_set_aliases(const struct alias_table *t)
+{
+	sched_aliases = t;
+}
 
 void
 sched_configure(const struct config *conf)
@@ -1347,11 +1355,13 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 	char (*dsn)[16] = NULL;
 	struct queue_writer *w = NULL;
 	char *hdrs = NULL;
+	char exp[ALIAS_EXPAND_MAX][512];
+	const char *why;
 	enum rcpt_status st;
 	ssize_t got = 0;
 	size_t hlen = 0, n = 0;
 	unsigned i;
-	int fd = -1, ok = 0;
+	int fd = -1, ok = 0, nexp, k;
 
 	if ((br = calloc(qi->nrcpt, sizeof(*br))) == NULL ||
 	    (dsn = calloc(qi->nrcpt, sizeof(*dsn))) == NULL ||
@@ -1387,8 +1397,25 @@ sched_dsn(struct sched_msg *m, enum bounce_kind kind)
 	w = queue_writer_new(NULL, "", QF_BOUNCE |
 	    (qi->flags & (QF_8BITMIME | QF_SMTPUTF8)),
 	    (uid_t)-1, kind == BOUNCE_FAILED ? "bounce" : "delay");
-	if (w == NULL || queue_writer_rcpt(w, qi->sender) == -1 ||
-	    bounce_compose(w, kind, sched_conf->hostname, qi, br, n,
+	if (w == NULL)
+		goto done;
+	/* To wherever mail for the sender goes, as at the SMTP door and as
+	 * Postfix's bounce does: cron's root@origin reaches "root: admin@x",
+	 * not a smarthost that refuses it (and that DSN, a bounce, is then
+	 * dropped).  The load checked every alias, so expansion fails only
+	 * for an odd sender (too long once qualified): it then gets the DSN
+	 * as before, since a DSN is never to be lost. */
+	if ((nexp = alias_expand(sched_aliases, qi->sender, sched_conf->origin,
+	    exp, ALIAS_EXPAND_MAX, &why)) < 0) {
+		log_warnx(LP_BOUNCE, "%s: <%s>: %s; DSN to the sender as "
+		    "written", m->id, qi->sender, why);
+		textfile_copy(exp[0], sizeof(exp[0]), qi->sender);
+		nexp = 1;
+	}
+	for (k = 0; k < nexp; k++)
+		if (queue_writer_rcpt(w, exp[k]) == -1)
+			goto done;
+	if (bounce_compose(w, kind, sched_conf->hostname, qi, br, n,
 	    hdrs, hlen, loop_now_real()) == -1 || queue_writer_finish(w) == -1)
 		goto done;
 	ok = 1;

@@ -7,9 +7,12 @@
 
 #include <stdint.h>
 
+struct alias_table;
 struct config;
 
 void sched_configure(const struct config *);	/* again on SIGHUP */
+/* A DSN goes to its sender through these (again on SIGHUP). */
+void sched_set_aliases(const struct alias_table *);
 /* Index the queue, start the timer; -1: the scan failed and is retried
  * on the loop until it works. */
 int sched_start(unsigned *count);

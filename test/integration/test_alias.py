@@ -417,3 +417,49 @@ def test_alias_maildrop_part_fails_file_kept():
         ok = True
     finally:
         d.cleanup(ok)
+
+
+def test_alias_applies_to_a_dsn_to_a_local_sender():
+    """Cron mail from root (root@origin) bounces: the DSN goes where mail
+    for root goes, as Postfix's bounce does, both at start and after a
+    reload (newaliases).  It went to root@origin through the smarthost,
+    which on an appliance refuses it, and that DSN, a bounce, was
+    dropped: the admin never heard.  A sender the aliases do not name
+    still gets its DSN as before."""
+    from peers import SmtpPeer, one_bounce, wait_delivery, wait_for
+    from test_deliver import smarthost_daemon
+
+    def policy(sess, verb, arg, txn):
+        if verb == 'RCPT' and arg.lower().startswith('<bad@dom.test>'):
+            return '550 5.1.1 <bad@dom.test>: User unknown'
+        return None
+
+    def dsn_to(sender):
+        qid = d.send_message(b'Subject: cron\r\n\r\nx\r\n', sender=sender,
+                             rcpts=('bad@dom.test',))
+        wait_delivery(d, qid, 'bounced')
+        b = one_bounce(d, qid)[0]
+        wait_delivery(d, b, 'sent')
+        tag = ('X-Ferry-Queue-ID: %s' % qid).encode()
+        t = wait_for(lambda: [x for x in p.delivered()
+                              if x.sender == '' and tag in x.body],
+                     5, 'the DSN of %s at the peer' % qid)
+        return t[0].accepted
+
+    with SmtpPeer(policy=policy) as p:
+        d = smarthost_daemon('aliasdsn', p.port, origin='box.test')
+        d.cfg['aliases'] = write_aliases(d, 'root: admin@relay.test\n')
+        d.write_config()
+        with d:
+            got = dsn_to('root@box.test')
+            check(got == ['admin@relay.test'], 'DSN for root to %r' % got)
+            got = dsn_to('other@box.test')
+            check(got == ['other@box.test'], 'DSN for other to %r' % got)
+            write_aliases(d, 'root: ops@relay.test, admin@relay.test\n')
+            p2 = d.cli('newaliases')
+            check(p2.returncode == 0, 'newaliases: exit %d' % p2.returncode)
+            d.wait_log(r'reload -- version .*, configuration ')
+            got = sorted(dsn_to('root@box.test'))
+            check(got == ['admin@relay.test', 'ops@relay.test'],
+                  'DSN for root after the reload to %r' % got)
+        p.wait_idle()
