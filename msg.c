@@ -305,8 +305,7 @@ put_lines(struct msg_buf *out, const char *p, size_t n, int header)
 }
 
 int
-msg_build(struct msg_buf *out, const char *b, size_t len,
-    const struct msg_head *h, const char *add, size_t addlen, int drop)
+msg_field_drop(const char *b, const struct msg_field *f)
 {
 	/* RFC 5322 §3.6.3: Bcc is for the envelope only.  A message
 	 * delivered once (fetchmail's mda, procmail's "!") brings its old
@@ -315,15 +314,23 @@ msg_build(struct msg_buf *out, const char *b, size_t len,
 	 * Postfix's message_drop_headers. */
 	static const char names[] =
 	    "Bcc\0Resent-Bcc\0Return-Path\0Content-Length\0";
-	struct msg_field f;
-	size_t pos = h->start;
 	const char *k;
 
+	for (k = names; *k != '\0' && !msg_field_is(b, f, k);
+	    k += strlen(k) + 1)
+		;
+	return *k != '\0';
+}
+
+int
+msg_build(struct msg_buf *out, const char *b, size_t len,
+    const struct msg_head *h, const char *add, size_t addlen, int drop)
+{
+	struct msg_field f;
+	size_t pos = h->start;
+
 	while (msg_field_next(b, h->end, &pos, &f)) {
-		for (k = names; *k != '\0' && !msg_field_is(b, &f, k);
-		    k += strlen(k) + 1)
-			;
-		if (drop && *k != '\0')
+		if (drop && msg_field_drop(b, &f))
 			continue;
 		if (put_lines(out, b + f.start, f.end - f.start, 1) == -1)
 			return -1;

@@ -92,9 +92,13 @@ int msg_field_line(const char *, size_t len, struct msg_field *);
  * so a loop through either stops at the same field. */
 int msg_hop(const char *, const struct msg_field *, unsigned *hops);
 
+/* 1 if f is a field no queued message keeps, as Postfix's
+ * message_drop_headers: Bcc:, Resent-Bcc:, Return-Path: and
+ * Content-Length:.  Both doors drop them, msg_build() and smtp.c. */
+int msg_field_drop(const char *, const struct msg_field *);
+
 /*
- * out = the fields (without Bcc:, Resent-Bcc:, Return-Path: and
- * Content-Length: when drop, as Postfix's message_drop_headers) + add
+ * out = the fields (without msg_field_drop()'s when drop) + add
  * (whole CRLF lines we supply) + an empty line + the body.  Header lines
  * over MSG_LINE_MAX are folded before a space where there is one (else a
  * CRLF SP is forced in); body lines are split with CRLF.

@@ -123,6 +123,7 @@ enum smtp_state {
 #define SF_HOPS		0x100000u /* over MSG_HOP_LIMIT Received: */
 #define SF_RCPT_TRIED	0x200000u /* a RCPT in this transaction */
 #define SF_DRAIN	0x400000u /* reading waits for replies to drain */
+#define SF_DROP		0x800000u /* in a header field not to keep */
 #define SF_DISCARD	(SF_TOOLONG | SF_TOOBIG | SF_WRITE_ERR | SF_HOPS)
 
 /* The address bytes of an AF_INET or AF_INET6 sockaddr_storage. */
@@ -751,7 +752,7 @@ smtp_reset(struct smtp_session *s)
 	s->msgid = NULL;
 	s->flags &= ~(SF_DISCARD | SF_HEADERS | SF_8BITMIME | SF_SMTPUTF8 |
 	    SF_SKIPLINE | SF_SKIP_CR | SF_SEEN_DATE | SF_SEEN_FROM |
-	    SF_RCPT_TRIED);
+	    SF_RCPT_TRIED | SF_DROP);
 	if (s->state != STATE_HELO)
 		smtp_enter_state(s, STATE_READY);
 }
@@ -1613,19 +1614,20 @@ smtp_data_line(struct smtp_session *s, const char *line, size_t n)
 	ws = s->data_size == n && (line[0] == ' ' || line[0] == '\t');
 	if ((s->flags & SF_HEADERS) && (n == 2 || ws ||
 	    !smtp_header(s, line, n))) {
-		s->flags &= ~SF_HEADERS;
+		s->flags &= ~(SF_HEADERS | SF_DROP);
 		smtp_add_missing(s, n == 2 ? 0 : ws ? 2 : 1);
 	}
-	if (s->flags & SF_DISCARD)
+	if (s->flags & (SF_DISCARD | SF_DROP))
 		return;
 	smtp_body(s, line, n);
 }
 
 /*
  * One line of the header: 1 if it is a field ("Name: ...") or a
- * continuation, noting Date, From and Message-ID (kept for the log) and
+ * continuation, noting Date, From and Message-ID (kept for the log),
  * counting Received: (a mail loop adds one a pass; Postfix's cleanup
- * counts them the same way, in the primary header only).
+ * counts them the same way, in the primary header only) and setting
+ * SF_DROP for a field not to be queued, continuations included.
  */
 static int
 smtp_header(struct smtp_session *s, const char *line, size_t n)
@@ -1643,6 +1645,13 @@ smtp_header(struct smtp_session *s, const char *line, size_t n)
 	 * RFC 5322 section 3.6.6 makes no trace field of it. */
 	if (msg_hop(line, &f, &s->hops))
 		s->flags |= SF_HOPS;
+	/* Bcc: and the rest that sendmail drops (msg.c), from SMTP mail
+	 * too, as Postfix's cleanup does: else every recipient (and a DSN)
+	 * would see the blind copies.  Still counted in data_size, as
+	 * bytes received against message_size_limit. */
+	s->flags &= ~SF_DROP;
+	if (msg_field_drop(line, &f))
+		s->flags |= SF_DROP;
 	/* A resent message has its Date, From and Message-ID in its
 	 * Resent- fields (sendmail adds those, as Postfix's does). */
 	(void)msg_field_resent(line, &f);

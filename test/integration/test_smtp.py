@@ -1547,6 +1547,44 @@ def test_first_line_white_space_not_our_header():
               'and the message: %s' % short(out, 600))
 
 
+def test_smtp_drops_bcc_headers():
+    """Bcc: and Resent-Bcc: are for the envelope (RFC 5322 3.6.3), and
+    Return-Path: and Content-Length: are wrong once relayed: mail that
+    came by SMTP loses them as sendmail's does (Postfix's cleanup:
+    message_drop_headers), continuation lines and all, whatever the
+    case and with space before the colon.  The other fields keep their
+    order, the body (a "Bcc:" line in it too) is untouched, and the
+    logged size is that of the stored message."""
+    sent = (b'From: a@example.test\r\nBcc: secret@x.test\r\n'
+            b'To: b@relay.test\r\nResent-Bcc: hidden1@x.test,\r\n'
+            b'\thidden2@x.test\r\nReturn-Path: <old@x.test>\r\n'
+            b'BCC : spaced@x.test\r\nSubject: kept\r\n folded\r\n'
+            b'content-length: 5\r\n')
+    body = (b'\r\nBcc: body@x.test\r\n resent-bcc: x\r\n'
+            b'Content-Length: 5\r\n')
+    want = (b'From: a@example.test\r\nTo: b@relay.test\r\n'
+            b'Subject: kept\r\n folded\r\n') + body
+    # A field dropped just before a line that is no field: that line
+    # (the body, relayed as it came) is kept.
+    sent2 = b'Subject: s\r\nBcc: x@x.test\r\n y@x.test\r\nno field\r\n'
+    with Daemon('dropbcc') as d:
+        with d.session() as c:
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            qid = c.expect(stuff(sent + body), 250).qid()
+            c.expect('MAIL FROM:<s@example.test>', 250)
+            c.expect('RCPT TO:<r@relay.test>', 250)
+            c.expect('DATA', 354)
+            qid2 = c.expect(stuff(sent2), 250).qid()
+        out = d.assert_stored(qid, want)
+        check(b'secret' not in out and b'hidden' not in out and
+              b'spaced' not in out and b'old@' not in out,
+              'a dropped field survived: %s' % short(out, 900))
+        d.wait_log(r'%s: from=<s@example\.test>, size=%d, ' % (qid, len(out)))
+        d.assert_stored(qid2, b'Subject: s\r\nno field\r\n')
+
+
 def test_message_id_logged_printable():
     """message-id= in the log: a control or 8-bit byte becomes '?' (an
     ESC reached the log as it was)."""
