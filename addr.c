@@ -41,7 +41,6 @@ static int	addr_fail(struct addr_scan *, const char *)
 static int	addr_unexpected(struct addr_scan *, const char *);
 static int	addr_scan_8bit(struct addr_scan *);
 static int	addr_is_atext(unsigned char);
-static int	addr_is_letdig(unsigned char);
 static int	addr_scan_route(struct addr_scan *);
 static int	addr_scan_local(struct addr_scan *);
 static int	addr_scan_quoted(struct addr_scan *)
@@ -161,17 +160,18 @@ addr_scan_8bit(struct addr_scan *sc)
 static int
 addr_is_atext(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
+	if (addr_letdig(c))
 		return 1;
 	return c != '\0' && strchr(addr_atext_punct, c) != NULL;
 }
 
-static int
-addr_is_letdig(unsigned char c)
+/* Without the ctype table (__ctype_b_loc), whose last users these tests
+ * were.  c | 0x20 folds upper into lower case and moves nothing else
+ * into a..z. */
+int
+addr_letdig(int c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9');
+	return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10;
 }
 
 /*
@@ -306,7 +306,7 @@ addr_scan_name(struct addr_scan *sc)
 
 	while (sc->pos < sc->len) {
 		c = sc->s[sc->pos];
-		if (addr_is_letdig(c) || c == '-')
+		if (addr_letdig(c) || c == '-')
 			sc->pos++;
 		else if (c >= 0x80) {
 			if (addr_scan_8bit(sc) < 0)

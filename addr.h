@@ -70,4 +70,8 @@ int addr_list_has(const char *list, size_t len, const char *addr);
  * would be one libc import more. */
 int addr_casecmp(const char *, const char *);
 
+/* RFC 5321's Let-dig, isalnum() in the C locale ferry runs in: an ASCII
+ * letter or digit.  The parsers of names and words share it. */
+int addr_letdig(int c);
+
 #endif

@@ -102,8 +102,9 @@ static int auth_name_ok(const char *, size_t);
 static int auth_lit(const char *, size_t, size_t *, const char *);
 static int auth_num(const char *, size_t, size_t *, unsigned long *);
 static size_t auth_b64_run(const char *, size_t, size_t *);
+/* noinline: measured smaller than LTO's copy inlined in its one caller. */
 static const char *auth_hash_check(const char *, size_t, unsigned long *,
-    unsigned long *);
+    unsigned long *) __attribute__((noinline));
 static void auth_users_err(char *, size_t, const char *, size_t,
     const char *);
 static int auth_users_line(struct auth_users *, const char *, size_t,

@@ -341,7 +341,9 @@ config_load(struct config *cfg, const char *path, char *err, size_t errsz)
 	return config_load_env(cfg, NULL, path, 0, NULL, err, errsz);
 }
 
-int
+/* always_inline: the binary's one call (main.c) measured smaller without
+ * it. */
+__attribute__((always_inline)) inline int
 config_load_env(struct config *cfg, struct config_src *src, const char *path,
     int optional, char *const *envp, char *err, size_t errsz)
 {
@@ -550,19 +552,19 @@ config_net_match(const struct cidr_list *l, const struct sockaddr *sa)
 		family = AF_INET6;
 	} else
 		return 0;
-	for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++)
-		if (cidr_contains(&l->c[i], family, a))
-			return 1;
-	/* A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d; the
-	 * admin wrote 127.0.0.0/8 and means that client too. */
-	if (family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)a)) {
-		memmove(a, a + 12, 4);
+	for (;;) {
 		for (i = 0; i < l->n && i < CONFIG_MAX_NETS; i++)
-			if (cidr_contains(&l->c[i], AF_INET, a))
+			if (cidr_contains(&l->c[i], family, a))
 				return 1;
+		/* A dual-stack socket shows an IPv4 client as
+		 * ::ffff:a.b.c.d; the admin wrote 127.0.0.0/8 and means
+		 * that client too: once more as IPv4. */
+		if (family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(
+		    (const struct in6_addr *)(const void *)a))
+			return 0;
+		memmove(a, a + 12, 4);
+		family = AF_INET;
 	}
-	return 0;
 }
 
 int
@@ -1102,8 +1104,7 @@ name_valid(const char *s, size_t n)
 			label = 0;
 			continue;
 		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		if (!addr_letdig(c) && c != '-' && c != '_')
 			return 0;
 		if (c == '-' && (label == 0 || i + 1 == n || s[i + 1] == '.'))
 			return 0;
@@ -1676,10 +1677,8 @@ set_user(struct parser *p, const struct key *k, struct config *cfg,
 	if (n == 0 || n >= k->size || v[0] == '-')
 		return p_bad(p, k, "bad user name %s", v, n, 0);
 	for (i = 0; i < n; i++)
-		if (!((v[i] >= 'a' && v[i] <= 'z') ||
-		    (v[i] >= 'A' && v[i] <= 'Z') ||
-		    (v[i] >= '0' && v[i] <= '9') ||
-		    v[i] == '_' || v[i] == '-' || v[i] == '.'))
+		if (!addr_letdig(v[i]) && v[i] != '_' && v[i] != '-' &&
+		    v[i] != '.')
 			return p_bad(p, k, "bad user name %s", v, n, 0);
 	return set_path(p, k, cfg, v);
 }

@@ -170,8 +170,6 @@ int dane_leaf_nexthop(const uint8_t *der, size_t len, const char *domain);
 
 /* A name's byte in lower case, ASCII only (DNS names compare that way). */
 int dane_lower(int c);
-/* isalnum() in the C locale ferry runs in: an ASCII letter or digit. */
-int dane_alnum(int c);
 /* A hex digit's value, upper or lower case; -1 for any other byte. */
 int dane_hexval(int c);
 

@@ -60,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -144,16 +143,6 @@ enum deliver_auth_step {
 	DA_SENT,		/* all given: only 235 or a failure */
 };
 
-/* Bit i is keyword i of DELIVER_EHLO_KW (deliver_ehlo_line()). */
-#define EXT_STARTTLS	0x01u
-#define EXT_PIPELINING	0x02u
-#define EXT_SIZE	0x04u
-#define EXT_AUTH	0x08u	/* read for its mechanisms, below */
-#define EXT_8BITMIME	0x10u
-#define EXT_SMTPUTF8	0x20u
-#define EXT_AUTH_PLAIN	0x40u
-#define EXT_AUTH_LOGIN	0x80u
-
 /* Levels that never deliver without TLS. */
 #define DELIVER_TLS_REQUIRED(l)	((l) >= TLS_ENCRYPT)
 /* The server must show a key we know (a TLSA record or a tls_policy
@@ -177,7 +166,7 @@ struct deliver {
 	struct dane_rrset *tlsa;	/* allocated at dane and dane-only */
 	struct tls_client *tlsc;	/* our reference, or NULL */
 	enum deliver_state state;
-	unsigned ext;
+	unsigned ext;			/* REPLY_EXT_* from EHLO */
 	unsigned port;
 	enum tls_level level;		/* for this next hop (with DANE: for
 					   this MX host) */
@@ -263,7 +252,6 @@ static void deliver_on_connect_timeout(struct loop_timer *);
 static void deliver_connected(struct deliver *);
 static void deliver_on_io(struct io *, enum io_event, void *);
 static void deliver_reply(struct deliver *, int, int, const char *);
-static void deliver_ehlo_line(struct deliver *, const char *);
 static void deliver_ehlo(struct deliver *);
 static void deliver_greeted(struct deliver *);
 static int deliver_tls_begin(struct deliver *);
@@ -292,7 +280,10 @@ static void deliver_give_back(struct deliver *, const char *);
 static void deliver_fail_open(struct deliver *, enum deliver_result,
     const char *, const char *);
 static void deliver_lost(struct deliver *, const char *);
-static void deliver_desync(struct deliver *, const char *);
+/* always_inline here and on deliver_has_8bit(): measured smaller than
+ * the calls LTO kept. */
+static inline void deliver_desync(struct deliver *, const char *)
+    __attribute__((always_inline));
 static void deliver_untried(struct deliver_txn *) __attribute__((noinline));
 static void deliver_close_why(struct deliver *);
 static void deliver_close(struct deliver *, enum deliver_result,
@@ -300,14 +291,13 @@ static void deliver_close(struct deliver *, enum deliver_result,
 static void deliver_quit(struct deliver *, enum deliver_result);
 static void deliver_quit_done(struct deliver *);
 static void deliver_on_reap(struct loop_timer *);
-static void deliver_fmt(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
 static void deliver_why(struct deliver *, const char *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 /* noinline: measured smaller than LTO's inlined copies. */
 static void deliver_why_dns(struct deliver *, const char *, const char *,
     const char *, enum dns_status) __attribute__((noinline));
-static int deliver_has_8bit(const struct deliver_txn *);
+static inline int deliver_has_8bit(const struct deliver_txn *)
+    __attribute__((always_inline));
 static int deliver_txn_8bit(const struct deliver_txn *);
 
 /* deliver_lost()'s "what" for a silent server: worded as Postfix does. */
@@ -357,15 +347,6 @@ static unsigned deliver_gen;
 	""					/* DS_DONE */
 
 /*
- * The EHLO keywords we use, in the order of their EXT_* bits.  The first
- * three must be the whole keyword or end in a space ("SIZE 10240000"),
- * AUTH in a space or the old '=' ("AUTH=PLAIN LOGIN"); the last two are
- * taken as prefixes.
- */
-#define DELIVER_EHLO_KW \
-	"STARTTLS\0PIPELINING\0SIZE\0AUTH\0" "8BITMIME\0SMTPUTF8\0"
-
-/*
  * Also (re)loads smarthost_auth.  This runs after the privilege drop, so
  * the file must be readable by the daemon's user (and by nobody else:
  * auth_client_load() refuses a file others may read).  Failing to load is
@@ -399,8 +380,7 @@ deliver_set_tls(struct tls_client *c)
 {
 	if (c != NULL)
 		(void)tls_client_ref(c);
-	if (deliver_tls != NULL)
-		tls_client_unref(deliver_tls);
+	tls_client_unref(deliver_tls);
 	deliver_tls = c;
 }
 
@@ -535,16 +515,11 @@ fail:
 void
 deliver_abort(struct deliver *d)
 {
-	if (d->dreq)
-		dns_cancel(d->dreq);
-	if (d->cfd.fd != -1) {
-		loop_fd_del(&d->cfd);
-		close(d->cfd.fd);
-	}
+	dns_cancel(d->dreq);
+	loop_fd_close(&d->cfd);
 	loop_timer_cancel(&d->ctimer);
 	deliver_io_free(d);
-	if (d->tlsc != NULL)
-		tls_client_unref(d->tlsc);
+	tls_client_unref(d->tlsc);
 	free(d->tlsa);
 	free(d->mx);
 	free(d);
@@ -839,7 +814,7 @@ deliver_next_addr(struct deliver *d)
 		retry = 0;
 		fd = net_connect(&d->addr[d->iaddr++], d->port, ip);
 		err = errno;	/* for the message, whatever formatting does */
-		deliver_fmt(d->peer, sizeof(d->peer), "%s[%s]",
+		snprintf(d->peer, sizeof(d->peer), "%s[%s]",
 		    deliver_mx_host(d), ip);
 		errno = err;
 		d->cfd.fd = fd;
@@ -867,11 +842,7 @@ deliver_why_connect(struct deliver *d, const char *err)
 {
 	deliver_why(d, "4.4.1", "connect to %s:%u: %s", d->peer, d->port,
 	    err);
-	if (d->cfd.fd != -1) {
-		loop_fd_del(&d->cfd);
-		close(d->cfd.fd);
-		d->cfd.fd = -1;
-	}
+	loop_fd_close(&d->cfd);
 }
 
 static void
@@ -1068,19 +1039,19 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	int first = d->nlines == 0;
 
 	if (d->state == DS_EHLO && code == 250 && cont && !first)
-		deliver_ehlo_line(d, text);
+		d->ext |= reply_ehlo(text, &d->max_size);
 	if (cont) {
 		/* Kept as Postfix logs them, every line with its code: the
 		 * reason a multi-line refusal gives is seldom on its last
 		 * line (Gmail's ends in a help URL). */
 		if (d->nlines + 1 < sizeof(d->lines)) {
-			deliver_fmt(d->lines + d->nlines, sizeof(d->lines) -
+			snprintf(d->lines + d->nlines, sizeof(d->lines) -
 			    d->nlines, "%d-%s ", code, text);
 			d->nlines += strlen(d->lines + d->nlines);
 		}
 		return;
 	}
-	deliver_fmt(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
+	snprintf(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
 	d->lines[0] = '\0';
 	d->nlines = 0;
 	/* The next reply's deadline: whatever is said next is said now
@@ -1113,7 +1084,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	case DS_EHLO:
 		if (code == 250) {
 			if (!first)
-				deliver_ehlo_line(d, text);
+				d->ext |= reply_ehlo(text, &d->max_size);
 			deliver_greeted(d);
 		} else {
 			deliver_enter_state(d, DS_HELO);
@@ -1130,7 +1101,7 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 				deliver_refuse(d);
 				return;
 			}
-			d->ext &= ~EXT_STARTTLS;
+			d->ext &= ~REPLY_EXT_STARTTLS;
 			deliver_greeted(d);
 			break;
 		}
@@ -1188,41 +1159,6 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 	}
 }
 
-static void
-deliver_ehlo_line(struct deliver *d, const char *kw)
-{
-	const char *p = DELIVER_EHLO_KW;
-	size_t n;
-	unsigned i;
-	char c;
-
-	for (i = 0; *p != '\0'; i++, p += n + 1) {
-		n = strlen(p);
-		if (strncasecmp(kw, p, n) != 0)
-			continue;
-		c = kw[n];
-		if (i == 3 ? c != ' ' && c != '=' : c != '\0' && c != ' ')
-			return;
-		d->ext |= 1u << i;
-		if (1u << i == EXT_SIZE)
-			d->max_size = c ? strtoull(kw + 5, NULL, 10) : 0;
-		if (1u << i != EXT_AUTH)
-			return;
-		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
-		for (p = kw + 5; *p != '\0'; p += n) {
-			while (*p == ' ')
-				p++;
-			for (n = 0; p[n] != '\0' && p[n] != ' '; n++)
-				;
-			if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
-				d->ext |= EXT_AUTH_PLAIN;
-			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
-				d->ext |= EXT_AUTH_LOGIN;
-		}
-		return;
-	}
-}
-
 /* Say EHLO: at the start, and again inside TLS (RFC 3207 section 4.2:
  * what the server said before TLS no longer counts). */
 static void
@@ -1243,7 +1179,7 @@ static void
 deliver_greeted(struct deliver *d)
 {
 	if (!d->tls_on && d->level != TLS_NONE && !d->notls) {
-		if (d->ext & EXT_STARTTLS && d->tlsc != NULL) {
+		if (d->ext & REPLY_EXT_STARTTLS && d->tlsc != NULL) {
 			deliver_enter_state(d, DS_STARTTLS);
 			deliver_send(d, "STARTTLS\r\n");
 			return;
@@ -1265,7 +1201,7 @@ deliver_greeted(struct deliver *d)
 			deliver_refuse(d);
 			return;
 		}
-		if (d->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN)) {
+		if (d->ext & (REPLY_EXT_AUTH_PLAIN | REPLY_EXT_AUTH_LOGIN)) {
 			deliver_auth_begin(d);
 			return;
 		}
@@ -1273,7 +1209,7 @@ deliver_greeted(struct deliver *d)
 		 * login, a smarthost that relays for its users only bounced
 		 * it all.  Postfix's words and outcome (smtp_sasl_proto.c).
 		 * No AUTH at all: sent, as Postfix does. */
-		if (d->ext & EXT_AUTH) {
+		if (d->ext & REPLY_EXT_AUTH) {
 			deliver_why(d, "4.7.0", "SASL authentication failed: "
 			    "server %s offered no compatible authentication "
 			    "mechanisms for this type of connection security",
@@ -1299,7 +1235,7 @@ deliver_tls_begin(struct deliver *d)
 	/* One cached session per name checked and port ("sni:port", then
 	 * the MX host when it differs): a resumed session comes back with
 	 * the verify result of the name it was made for. */
-	deliver_fmt(key, sizeof(key), "%s:%u%s%s", sni, d->port,
+	snprintf(key, sizeof(key), "%s:%u%s%s", sni, d->port,
 	    addr_casecmp(sni, host) != 0 ? " " : "",
 	    addr_casecmp(sni, host) != 0 ? host : "");
 	if (d->tlsc != NULL)
@@ -1380,7 +1316,7 @@ deliver_tls_done(struct deliver *d)
 			    v & TLS_V_EXPIRED ? "expired or not yet valid" :
 			    "no chain to ca_file";
 		else if (!name_ok) {
-			deliver_fmt(what, sizeof(what), "it does not name %s%s",
+			snprintf(what, sizeof(what), "it does not name %s%s",
 			    DELIVER_NEXTHOP_NAMES(d) ? d->host : host,
 			    DELIVER_NEXTHOP_NAMES(d) ? " or a name below it" :
 			    "");
@@ -1420,7 +1356,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 
 	if (d->dane) {
 		if (!d->dane_seen || d->dane_v != DANE_MATCH) {
-			deliver_fmt(what, whatsz, "no DANE TLSA record "
+			snprintf(what, whatsz, "no DANE TLSA record "
 			    "matched%s", d->dane_seen ? "" : ", no certificate "
 			    "chain seen");
 			return 0;
@@ -1429,26 +1365,26 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 		/* Name the TLSA owner when it is not the MX host's own. */
 		if (addr_casecmp(dane_base_name(&d->tbase),
 		    deliver_mx_host(d)) != 0)
-			deliver_fmt(what, whatsz, "DANE TLSA record %s at "
+			snprintf(what, whatsz, "DANE TLSA record %s at "
 			    "_%u._tcp.%s (CNAME)", rec, d->port,
 			    dane_base_name(&d->tbase));
 		else
-			deliver_fmt(what, whatsz, "DANE TLSA record %s", rec);
+			snprintf(what, whatsz, "DANE TLSA record %s", rec);
 		return 1;
 	}
 	if (tls_conn_peer_fp(c, fp[0], fp[1]) == -1) {
-		deliver_fmt(what, whatsz, "no certificate to match the "
+		snprintf(what, whatsz, "no certificate to match the "
 		    "tls_policy fingerprint against");
 		return 0;
 	}
 	if ((k = dane_policy_pinned(&d->pin, fp[0], fp[1])) != 0) {
 		tls_fp_format(fp[k - 1], hex);
-		deliver_fmt(what, whatsz, "%s fingerprint sha256:%s",
+		snprintf(what, whatsz, "%s fingerprint sha256:%s",
 		    k == 1 ? "certificate" : "public key", hex);
 		return 1;
 	}
 	tls_fp_format(fp[0], hex);
-	deliver_fmt(what, whatsz, "no tls_policy fingerprint matched the "
+	snprintf(what, whatsz, "no tls_policy fingerprint matched the "
 	    "certificate sha256:%s", hex);
 	return 0;
 }
@@ -1486,7 +1422,7 @@ deliver_auth_begin(struct deliver *d)
 	if (deliver_reloaded(d))
 		return;
 	deliver_enter_state(d, DS_AUTH);
-	if (!(d->ext & EXT_AUTH_PLAIN)) {
+	if (!(d->ext & REPLY_EXT_AUTH_PLAIN)) {
 		d->auth_step = DA_LOGIN_USER;
 		deliver_send(d, "AUTH LOGIN\r\n");
 		return;
@@ -1630,7 +1566,7 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		return;
 	}
 	if (code / 100 != 2)
-		deliver_fmt(r->reply, DELIVER_REASON_MAX, REPLY_SAID_PEER,
+		snprintf(r->reply, DELIVER_REASON_MAX, REPLY_SAID_PEER,
 		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
 	 * there.  Else the class of the result: a 3xx out of place is
@@ -1678,7 +1614,7 @@ deliver_start_txn(struct deliver *d)
 		}
 		d->txn = t;
 		d->used = 1;
-		deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer,
+		snprintf(t->relay, sizeof(t->relay), "%s:%u", d->peer,
 		    d->port);
 		deliver_untried(t);
 		/* A reused connection starts clean: RSET between
@@ -1692,23 +1628,24 @@ deliver_start_txn(struct deliver *d)
 		/* Refuse rather than corrupt (RFC 6152, RFC 6531). */
 		code = 0;
 		dsn = NULL;
-		if (d->ext & EXT_SIZE && d->max_size && t->size > d->max_size) {
-			deliver_fmt(reason, sizeof(reason), "message size %llu "
+		if (d->ext & REPLY_EXT_SIZE && d->max_size &&
+		    t->size > d->max_size) {
+			snprintf(reason, sizeof(reason), "message size %llu "
 			    "exceeds size limit %llu of server %s",
 			    (unsigned long long)t->size,
 			    (unsigned long long)d->max_size, t->relay);
 			code = 552;
 			dsn = "5.3.4";
 		} else if (t->flags & QF_8BITMIME &&
-		    !(d->ext & EXT_8BITMIME) && deliver_has_8bit(t)) {
-			deliver_fmt(reason, sizeof(reason), "host %s does not "
+		    !(d->ext & REPLY_EXT_8BITMIME) && deliver_has_8bit(t)) {
+			snprintf(reason, sizeof(reason), "host %s does not "
 			    "support 8BITMIME and the message has 8-bit "
 			    "content", t->relay);
 			code = 554;
 			dsn = "5.6.3";
 		} else if (t->flags & QF_SMTPUTF8 &&
-		    !(d->ext & EXT_SMTPUTF8) && deliver_txn_8bit(t)) {
-			deliver_fmt(reason, sizeof(reason), "host %s does not "
+		    !(d->ext & REPLY_EXT_SMTPUTF8) && deliver_txn_8bit(t)) {
+			snprintf(reason, sizeof(reason), "host %s does not "
 			    "support SMTPUTF8", t->relay);
 			code = 553;
 			dsn = "5.6.7";
@@ -1735,20 +1672,20 @@ deliver_send_cmds(struct deliver *d)
 	char size[40] = "";
 
 	while (d->send_i <= last) {
-		if (!(d->ext & EXT_PIPELINING) && d->send_i != d->recv_i)
+		if (!(d->ext & REPLY_EXT_PIPELINING) && d->send_i != d->recv_i)
 			break;
 		/* A window, so a thousand recipients never overrun io. */
 		if (d->send_i - d->recv_i >= DELIVER_PIPE_MAX)
 			break;
 		if (d->send_i == 0) {
-			if (d->ext & EXT_SIZE)
+			if (d->ext & REPLY_EXT_SIZE)
 				snprintf(size, sizeof(size), " SIZE=%llu",
 				    (unsigned long long)t->size);
 			deliver_send(d, "MAIL FROM:<%s>%s%s%s\r\n", t->sender,
 			    size, (t->flags & QF_8BITMIME &&
-			    d->ext & EXT_8BITMIME) ? " BODY=8BITMIME" : "",
-			    (t->flags & QF_SMTPUTF8 &&
-			    d->ext & EXT_SMTPUTF8) ? " SMTPUTF8" : "");
+			    d->ext & REPLY_EXT_8BITMIME) ?
+			    " BODY=8BITMIME" : "", (t->flags & QF_SMTPUTF8 &&
+			    d->ext & REPLY_EXT_SMTPUTF8) ? " SMTPUTF8" : "");
 		} else if (d->send_i < last)
 			deliver_send(d, "RCPT TO:<%s>\r\n",
 			    t->rcpt[d->send_i - 1].address);
@@ -1826,7 +1763,7 @@ deliver_txn_reply(struct deliver *d, int code, const char *reply)
 		return;
 	}
 	/* Without PIPELINING: stop early when nothing can come of it. */
-	if (!(d->ext & EXT_PIPELINING) &&
+	if (!(d->ext & REPLY_EXT_PIPELINING) &&
 	    (d->mail_failed || (d->recv_i == last && d->accepted == 0))) {
 		deliver_txn_rset(d);
 		return;
@@ -1935,19 +1872,19 @@ deliver_lost(struct deliver *d, const char *what)
 		    "sending DATA";
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
 		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */
-			deliver_fmt(reason, sizeof(reason), "host %s "
+			snprintf(reason, sizeof(reason), "host %s "
 			    "refused %s: %s", d->peer, "to talk to me", what);
 		else	/* the command: "sending X" says it in these */
-			deliver_fmt(reason, sizeof(reason), REPLY_SAID_PEER,
+			snprintf(reason, sizeof(reason), REPLY_SAID_PEER,
 			    d->peer, what,
 			    d->state == DS_TXN || d->state == DS_RSET ||
 			    d->state == DS_STARTTLS ? phase + 8 :
 			    d->state == DS_AUTH ? "AUTH" : "end of DATA");
 	} else if (what == deliver_timed_out)	/* Postfix's words */
-		deliver_fmt(reason, sizeof(reason), "conversation with %s "
+		snprintf(reason, sizeof(reason), "conversation with %s "
 		    "timed out while %s", d->peer, phase);
 	else
-		deliver_fmt(reason, sizeof(reason), "%s with %s while %s",
+		snprintf(reason, sizeof(reason), "%s with %s while %s",
 		    what, d->peer, phase);
 	if (d->txn && d->state == DS_RSET) {
 		deliver_give_back(d, reason);
@@ -2143,21 +2080,11 @@ deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 	 * refused STARTTLS), and says relay=none before. */
 	d->why_relay[0] = '\0';
 	if (d->io != NULL)
-		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s:%u",
+		snprintf(d->why_relay, sizeof(d->why_relay), "%s:%u",
 		    d->peer, d->port);
 	textfile_copy(d->why_dsn, sizeof(d->why_dsn), dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);
-	va_end(ap);
-}
-
-static void
-deliver_fmt(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
 }
 

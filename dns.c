@@ -46,6 +46,7 @@
 #include <ares.h>
 #include <sodium.h>
 
+#include "addr.h"
 #include "config.h"
 #include "dane.h"
 #include "dns.h"
@@ -164,17 +165,21 @@ static void dns_req_free(struct dns_req *);
 static void dns_send(struct dns_req *, int, int);
 static void dns_start(struct dns_req *);
 static void dns_on_answer(void *, int, int, unsigned char *, int);
-static void dns_record(struct dns_req *, struct dns_slot *, int,
-    const unsigned char *, size_t);
+/* always_inline here and on dns_deliver_addr() and dns_parse_addr():
+ * measured smaller than the calls LTO kept. */
+static inline void dns_record(struct dns_req *, struct dns_slot *, int,
+    const unsigned char *, size_t) __attribute__((always_inline));
 static void dns_on_timer_deliver(struct loop_timer *);
 static void dns_deliver(struct dns_req *);
 static void dns_deliver_one(struct dns_req *);
-static void dns_deliver_addr(struct dns_req *);
+static inline void dns_deliver_addr(struct dns_req *)
+    __attribute__((always_inline));
 static int dns_canon_of(const struct dns_req *, char *, size_t);
 static enum dns_status dns_from_ares(int);
 static int dns_classify(const unsigned char *, size_t, enum dns_status *);
-static int dns_parse_addr(const unsigned char *, size_t, int,
-    struct dns_addr *, int, int *, enum dns_status *);
+static inline int dns_parse_addr(const unsigned char *, size_t, int,
+    struct dns_addr *, int, int *, enum dns_status *)
+    __attribute__((always_inline));
 static int dns_host_ok(const char *);
 static int dns_question(const unsigned char *, size_t, size_t *, char *);
 static unsigned dns_rr(const unsigned char *, size_t, size_t *, size_t *);
@@ -920,7 +925,7 @@ dns_host_ok(const char *h)
 	for (i = 0; h[i] != '\0'; i++) {
 		if (i >= DNS_NAME_MAX)
 			return 0;
-		if (!dane_alnum((unsigned char)h[i]) && h[i] != '-' &&
+		if (!addr_letdig((unsigned char)h[i]) && h[i] != '-' &&
 		    h[i] != '_' && h[i] != '.')
 			return 0;
 	}
@@ -1218,7 +1223,7 @@ dns_get_name(const unsigned char *buf, size_t len, size_t *off, char *out,
 				out[o++] = '.';
 			for (i = 0; i < c; i++) {
 				ch = buf[p + 1 + i];
-				if (!dane_alnum(ch) && ch != '-' && ch != '_')
+				if (!addr_letdig(ch) && ch != '-' && ch != '_')
 					return -1;
 				out[o++] = (char)dane_lower(ch);
 			}

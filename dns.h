@@ -75,7 +75,7 @@ struct dns_req *dns_query_addr(const char *host, dns_addr_cb *, void *arg);
  * resolver (RFC 7672 section 2.2.2). */
 struct dns_req *dns_query_tlsa(const char *host, unsigned port,
     dns_tlsa_cb *, void *arg);
-void dns_cancel(struct dns_req *);
+void dns_cancel(struct dns_req *);	/* NULL: nothing */
 const char *dns_status_name(enum dns_status);
 /* During a callback: the raw answer (MX; for addresses the A answer, else
  * the AAAA), header flags included. */

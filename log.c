@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "net.h"
 #include "textfile.h"
 
 #include "log.h"
@@ -111,9 +112,7 @@ log_connect(void)
 	log_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (log_fd == -1)
 		return;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strcpy(sun.sun_path, "/dev/log");
+	(void)net_unix(&sun, "/dev/log");
 	if (connect(log_fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		close(log_fd);
 		log_fd = -1;

@@ -76,11 +76,7 @@ loop_init(void)
 void
 loop_free(void)
 {
-	if (loop_sigfd.fd != -1) {
-		loop_fd_del(&loop_sigfd);
-		close(loop_sigfd.fd);
-		loop_sigfd.fd = -1;
-	}
+	loop_fd_close(&loop_sigfd);
 	if (loop_epfd != -1)
 		close(loop_epfd);
 	loop_epfd = -1;
@@ -249,6 +245,16 @@ loop_fd_del(struct loop_fd *lfd)
 	for (i = loop_ev_cur; i < loop_ev_n; i++)
 		if (loop_ev[i].data.ptr == lfd)
 			loop_ev[i].data.ptr = NULL;
+}
+
+void
+loop_fd_close(struct loop_fd *lfd)
+{
+	if (lfd->fd == -1)
+		return;
+	loop_fd_del(lfd);
+	(void)close(lfd->fd);
+	lfd->fd = -1;
 }
 
 /* --- timers: a binary min-heap; slot is index + 1 so 0 means idle --- */

@@ -62,6 +62,9 @@ uint64_t loop_arrival(uint64_t);
 int loop_fd_add(struct loop_fd *, unsigned want);	/* -1, errno */
 int loop_fd_want(struct loop_fd *, unsigned want);
 void loop_fd_del(struct loop_fd *);
+/* loop_fd_del(), then close() the fd unless it is -1 (a failed close
+ * is not reported); fd is -1 after. */
+void loop_fd_close(struct loop_fd *);
 
 void loop_timer_set(struct loop_timer *, uint64_t ms_from_now);
 void loop_timer_cancel(struct loop_timer *);

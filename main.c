@@ -105,7 +105,10 @@ static enum main_cmd main_lookup(const char *);
 static int main_usage(void);
 static int main_serve(struct config *);
 static int main_check_config(struct config *);
-static int main_load(struct config *, const char *);
+/* always_inline here and on main_on_hup(): measured smaller than the
+ * calls LTO kept. */
+static inline int main_load(struct config *, const char *)
+    __attribute__((always_inline));
 static int main_read(struct config *, struct config_src *, char *, size_t);
 static char *const *main_environ(void);
 static void main_resolve_user(const struct config *, struct main_user *);
@@ -116,7 +119,7 @@ static void main_listen(int, enum smtp_kind, const char *);
 static void main_drop(const struct main_user *);
 static void main_on_signal(int);
 static void main_on_term(int);
-static void main_on_hup(void);
+static inline void main_on_hup(void) __attribute__((always_inline));
 static void main_on_chld(void);
 static void main_done(void);
 static int main_load_aliases(const struct config *, struct alias_table **);
@@ -477,11 +480,8 @@ main_bind_local(const char *path)
 
 	if (path[0] == '\0')
 		return 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
+	if (net_unix(&sun, path) == -1)
 		log_fatalx(LP_MASTER, "local_socket %s: path too long", path);
-	strcpy(sun.sun_path, path);
 	memcpy(dir, sun.sun_path, sizeof(dir));
 	/* /run/ferry may not exist after a reboot (tmpfs).  The *at() forms
 	 * here and below, and no dirname(): every libc symbol costs ~70
@@ -722,10 +722,8 @@ main_set_creds(struct main_creds *c)
 static void
 main_free_creds(struct main_creds *c)
 {
-	if (c->server != NULL)
-		tls_server_unref(c->server);
-	if (c->client != NULL)
-		tls_client_unref(c->client);
+	tls_server_unref(c->server);
+	tls_client_unref(c->client);
 	auth_users_free(c->table[MT_USERS]);
 	tls_fplist_free(c->table[MT_FPS]);
 	dane_policy_free(c->table[MT_POLICY]);

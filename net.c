@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -69,5 +71,20 @@ net_addr(const char *s, struct dns_addr *a)
 		a->len = sizeof(*s6);
 	} else
 		return -1;
+	return 0;
+}
+
+int
+net_unix(struct sockaddr_un *sun, const char *path)
+{
+	size_t n = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (n >= sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun->sun_path, path, n);
 	return 0;
 }

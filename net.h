@@ -21,11 +21,16 @@
 struct dns_addr;
 
 struct sockaddr_storage;
+struct sockaddr_un;
 
 /* The address in ss as text into ip[INET6_ADDRSTRLEN]; "" if none. */
 void net_ntop(const struct sockaddr_storage *, char *ip);
 /* ip: INET6_ADDRSTRLEN bytes. */
 int net_connect(struct dns_addr *, unsigned port, char *ip);
 int net_addr(const char *s, struct dns_addr *);
+/* path as a Unix socket's address, the rest of *sun zeroed: 0, or -1
+ * (ENAMETOOLONG) when it does not fit.  For the local socket's listener
+ * and its clients, and syslog's /dev/log. */
+int net_unix(struct sockaddr_un *sun, const char *path);
 
 #endif

@@ -1393,9 +1393,14 @@ queue_rcpt_reason(struct queue_rcpt *r, const char *s, size_t n)
 	r->reason = NULL;
 	if (n > QUEUE_REASON_MAX - 1)
 		n = QUEUE_REASON_MAX - 1;
-	if (n == 0 || s[0] == '\0')
+	/* strndup() by hand: one libc import less. */
+	if (n == 0 || (n = textfile_strnlen(s, n)) == 0)
 		return 0;
-	return (r->reason = strndup(s, n)) != NULL ? 0 : -1;
+	if ((r->reason = malloc(n + 1)) == NULL)
+		return -1;
+	memcpy(r->reason, s, n);
+	r->reason[n] = '\0';
+	return 0;
 }
 
 void

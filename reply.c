@@ -7,14 +7,25 @@
  * length; a line longer than REPLY_LINE_MAX keeps its head, and a buffer
  * that fills without a line end is REPLY_TOO_LONG (the caller gives the
  * connection up rather than wait for ever).  It also takes apart the
- * text a refusal is kept as (REPLY_SAID).
+ * text a refusal is kept as (REPLY_SAID), and the keywords of an EHLO
+ * reply.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "io.h"
 #include "reply.h"
 #include "textfile.h"
+
+/*
+ * The EHLO keywords reply_ehlo() knows, in the order of their REPLY_EXT_*
+ * bits.  Each must be the whole keyword or end in a space ("SIZE
+ * 10240000"), AUTH in a space or the old '=' ("AUTH=PLAIN LOGIN").
+ */
+#define REPLY_EHLO_KW \
+	"STARTTLS\0PIPELINING\0SIZE\0AUTH\0" "8BITMIME\0SMTPUTF8\0"
 
 enum reply_status
 reply_take(const char *buf, size_t len, int full, int want,
@@ -134,4 +145,40 @@ reply_said(const char *s, size_t *len, const char **name, size_t *namelen)
 	    end - (e - 1) >= 14 && memcmp(e - 1, " (in reply to ", 14) == 0)
 		*len = (size_t)(e - 1 - r);
 	return r;
+}
+
+unsigned
+reply_ehlo(const char *kw, uint64_t *size)
+{
+	const char *p = REPLY_EHLO_KW;
+	unsigned i, ext;
+	size_t n;
+	char c;
+
+	for (i = 0; *p != '\0'; i++, p += n + 1) {
+		n = strlen(p);
+		if (strncasecmp(kw, p, n) != 0)
+			continue;
+		c = kw[n];
+		if (i == 3 ? c != ' ' && c != '=' : c != '\0' && c != ' ')
+			return 0;
+		ext = 1u << i;
+		if (ext == REPLY_EXT_SIZE && size != NULL)
+			*size = c ? strtoull(kw + 5, NULL, 10) : 0;
+		if (ext != REPLY_EXT_AUTH)
+			return ext;
+		/* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN". */
+		for (p = kw + 5; *p != '\0'; p += n) {
+			while (*p == ' ')
+				p++;
+			for (n = 0; p[n] != '\0' && p[n] != ' '; n++)
+				;
+			if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+				ext |= REPLY_EXT_AUTH_PLAIN;
+			else if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+				ext |= REPLY_EXT_AUTH_LOGIN;
+		}
+		return ext;
+	}
+	return 0;
 }

@@ -11,6 +11,7 @@
 #define FERRY_REPLY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define REPLY_LINE_MAX	1024	/* a line kept, with its NUL; the rest of a
 				   longer line is dropped */
@@ -53,6 +54,22 @@ enum reply_status reply_read(struct io *, int want, struct reply_line *);
  * then "550 5.1.1 no" is neither a 250 nor a 550).
  */
 int reply_code(const char *line, size_t len, int want, int *more);
+
+/* What reply_ehlo() finds in one line of an EHLO reply (RFC 5321
+ * §4.1.1.1): the extensions the clients use, and AUTH's mechanisms. */
+#define REPLY_EXT_STARTTLS	0x01u
+#define REPLY_EXT_PIPELINING	0x02u
+#define REPLY_EXT_SIZE		0x04u
+#define REPLY_EXT_AUTH		0x08u
+#define REPLY_EXT_8BITMIME	0x10u
+#define REPLY_EXT_SMTPUTF8	0x20u
+#define REPLY_EXT_AUTH_PLAIN	0x40u	/* with REPLY_EXT_AUTH */
+#define REPLY_EXT_AUTH_LOGIN	0x80u
+
+/* The REPLY_EXT_* bits of an EHLO reply line's keyword kw (the text after
+ * "250-"), 0 for any other; SIZE's number into *size (0 without one)
+ * unless size is NULL.  deliver.c, check.c and cli.c read EHLO with it. */
+unsigned reply_ehlo(const char *kw, uint64_t *size);
 
 /* The length of the RFC 3463 status code at the start of the string s
  * ("5.1.1": class 2, 4 or 5, then two numbers of 1-3 digits) when a

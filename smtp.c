@@ -168,19 +168,22 @@ struct smtp_session {
 	enum smtp_kind kind;
 	unsigned nrcpt;
 	char *msgid;			/* allocated only when seen */
-	char *rcpts;			/* NUL-separated, allocated at RCPT */
-	size_t rcpts_len, rcpts_cap;
+	struct msg_buf rcpts;		/* NUL-separated, allocated at RCPT */
 	struct tls_conn *tls;		/* io's; kept for its error text */
+	char *sasl_user;
+	const char *sasl_method;
+	uint64_t data_size;
+	uint8_t where;			/* WHERE_*, or the last verb + 1 */
+	/* "unknown[ip]", for the log: an array past 128 costs its every
+	 * reader (smtp_peer()) a four-byte displacement; only its start
+	 * counts. */
+	char peer[INET6_ADDRSTRLEN + 16];
 	unsigned errors;
 	unsigned junk;			/* NOOP, VRFY, RSET since a message */
 	unsigned overshoot;		/* RCPTs past max_recipients, this txn */
 	unsigned taken;			/* RCPTs answered 250, this txn, each
 					   repeat of one address too */
 	unsigned hops;			/* Received: fields in the header */
-	uint8_t where;			/* WHERE_*, or the last verb + 1 */
-	char *sasl_user;
-	const char *sasl_method;
-	uint64_t data_size;
 	long uid;			/* local peer, else -1 */
 	struct smtp_session *prev, *next;
 	struct smtp_session *vnext;		/* the verification queue */
@@ -189,7 +192,6 @@ struct smtp_session {
 	struct loop_timer auth_delay;		/* the failure throttle */
 	uint16_t count[CMD_COUNT][2];	/* [verb][0 = seen, 1 = ok] */
 	char ip[INET6_ADDRSTRLEN];
-	char peer[INET6_ADDRSTRLEN + 16];	/* "unknown[ip]", for the log */
 	char helo[SMTP_HELO_MAX + 1];
 	char sender[ADDR_PATH_MAX];
 };
@@ -237,10 +239,12 @@ static void smtp_reset(struct smtp_session *);
 static void smtp_reject_log(struct smtp_session *, const char *,
     const char *, enum smtp_reply, const char *);
 static int smtp_check_rcpt(struct smtp_session *, const char *);
-static int smtp_own_literal(const char *);
+static int smtp_own_literal(const char *) SMTP_NOINLINE;
 static int smtp_listens(const struct listen_list *,
     const struct sockaddr_storage *);
-static void smtp_log_disconnect(struct smtp_session *);
+/* always_inline: measured smaller than the call LTO kept. */
+static inline void smtp_log_disconnect(struct smtp_session *)
+    __attribute__((always_inline));
 static void smtp_end(struct smtp_session *);
 static void smtp_ok(struct smtp_session *, enum cmd_verb);
 static void smtp_log_lost(struct smtp_session *, const char *);
@@ -564,8 +568,7 @@ smtp_session_free(struct smtp_session *s)
 	/* A STARTTLS that never reached io_start_tls(). */
 	if (s->flags & SF_STARTTLS)
 		tls_conn_free(s->tls);
-	if (s->w)
-		queue_writer_abort(s->w);
+	queue_writer_abort(s->w);	/* NULL: nothing */
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -574,7 +577,7 @@ smtp_session_free(struct smtp_session *s)
 		s->next->prev = s->prev;
 	smtp_count--;
 	io_free(s->io);
-	free(s->rcpts);
+	msg_buf_free(&s->rcpts);
 	free(s->msgid);
 	free(s);
 	if (smtp_stopping && smtp_count == 0)
@@ -743,9 +746,7 @@ smtp_reset(struct smtp_session *s)
 		s->w = NULL;
 	}
 	s->sender[0] = '\0';
-	free(s->rcpts);
-	s->rcpts = NULL;
-	s->rcpts_len = s->rcpts_cap = 0;
+	msg_buf_free(&s->rcpts);
 	s->nrcpt = s->hops = s->overshoot = s->taken = 0;
 	s->declared_size = s->data_size = 0;
 	free(s->msgid);
@@ -1265,8 +1266,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	const char *why;
 	char addr[ADDR_PATH_MAX], full[ADDR_PATH_MAX];
 	char exp[SMTP_ALIAS_MAX][512];
-	size_t need, cap, len;
-	char *nr;
+	size_t need;
 	int r, nexp, i;
 
 	if (s->state != STATE_MAIL && s->state != STATE_RCPT) {
@@ -1312,7 +1312,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	    (s->nrcpt + (unsigned)nexp > smtp_conf->max_recipients ||
 	    s->taken >= smtp_conf->max_recipients ||
 	    s->nrcpt + (unsigned)nexp > QUEUE_MAX_RCPT ||
-	    s->rcpts_len + 2 * s->nrcpt + need > QUEUE_RCPT_ROOM)) {
+	    s->rcpts.len + 2 * s->nrcpt + need > QUEUE_RCPT_ROOM)) {
 		smtp_reject_log(s, "RCPT", full, RP_TOO_MANY_RCPT, NULL);
 		smtp_reply(s, RP_TOO_MANY_RCPT);
 		/* Postfix's smtpd_recipient_overshoot_limit: a client that
@@ -1324,23 +1324,12 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct cmd *c)
 	}
 	for (i = 0; i < nexp; i++) {
 		/* Like Postfix's cleanup: one copy per recipient. */
-		if (addr_list_has(s->rcpts, s->rcpts_len, exp[i]))
+		if (addr_list_has(s->rcpts.p, s->rcpts.len, exp[i]))
 			continue;
-		len = strlen(exp[i]) + 1;
-		need = s->rcpts_len + len;
-		if (need > s->rcpts_cap) {
-			cap = s->rcpts_cap ? s->rcpts_cap : 128;
-			while (cap < need)
-				cap *= 2;
-			if ((nr = realloc(s->rcpts, cap)) == NULL) {
-				smtp_reply(s, RP_WRITE_ERR);
-				return;
-			}
-			s->rcpts = nr;
-			s->rcpts_cap = cap;
+		if (msg_buf_add(&s->rcpts, exp[i], strlen(exp[i]) + 1) == -1) {
+			smtp_reply(s, RP_WRITE_ERR);
+			return;
 		}
-		memcpy(s->rcpts + s->rcpts_len, exp[i], len);
-		s->rcpts_len = need;
 		s->nrcpt++;
 	}
 	s->taken++;
@@ -1383,7 +1372,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		smtp_reply(s, RP_WRITE_ERR);
 		return;
 	}
-	for (i = 0, r = s->rcpts; i < s->nrcpt; i++, r += strlen(r) + 1)
+	for (i = 0, r = s->rcpts.p; i < s->nrcpt; i++, r += strlen(r) + 1)
 		if (queue_writer_rcpt(s->w, r) == -1)
 			break;
 	if (i == s->nrcpt) {
@@ -1399,7 +1388,7 @@ smtp_cmd_data(struct smtp_session *s, const struct cmd *c)
 		n = hdr_received(hdr, sizeof(hdr), s->flags & SF_LOCAL ? NULL :
 		    s->helo, s->ip, smtp_tls_desc(s, tls, sizeof(tls)), proto,
 		    smtp_conf->hostname,
-		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts : NULL,
+		    queue_writer_id(s->w), s->nrcpt == 1 ? s->rcpts.p : NULL,
 		    s->uid, loop_now_real());
 		if (n > 0 && queue_writer_body(s->w, hdr, (size_t)n) == 0)
 			goto ok;
@@ -2296,9 +2285,8 @@ smtp_shutdown(void (*done)(void))
 	smtp_stopping = 1;
 	smtp_done = done;
 	for (i = 0; i < smtp_nlisteners; i++) {
-		loop_fd_del(&smtp_listeners[i].lfd);
+		loop_fd_close(&smtp_listeners[i].lfd);
 		loop_timer_cancel(&smtp_listeners[i].pause);
-		close(smtp_listeners[i].lfd.fd);
 	}
 	smtp_nlisteners = 0;
 	for (s = smtp_head; s != NULL; s = next) {

@@ -80,7 +80,7 @@ int tls_ciphers_check(const char *ciphers, char *err, size_t errsz);
 struct tls_server *tls_server_new(const char *cert, const char *key,
     const char *ciphers, int ask_client_cert, char *err, size_t errsz);
 struct tls_server *tls_server_ref(struct tls_server *);
-void tls_server_unref(struct tls_server *);
+void tls_server_unref(struct tls_server *);	/* NULL: nothing */
 
 /*
  * Client credentials.  ca_file may be "" or unreadable: then nothing
@@ -93,7 +93,7 @@ struct tls_client *tls_client_new(const char *ca_file, const char *cert,
     const char *key, const char *ciphers, char *err, size_t errsz);
 int tls_client_ca_ok(const struct tls_client *);
 struct tls_client *tls_client_ref(struct tls_client *);
-void tls_client_unref(struct tls_client *);
+void tls_client_unref(struct tls_client *);	/* NULL: nothing */
 
 /*
  * One connection over fd (non-blocking; the caller keeps owning and

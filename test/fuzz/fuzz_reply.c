@@ -12,7 +12,8 @@
  * code (reply_enh()) is checked against a second reading of RFC 3463.
  * Every line is also read as a kept refusal (reply_said(): what it
  * finds lies inside the line), and a reply line wrapped in REPLY_SAID
- * must come back whole, with the name it was given.
+ * must come back whole, with the name it was given.  Its text is also
+ * read as an EHLO keyword (reply_ehlo(): one keyword's bit at most).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -106,6 +107,20 @@ check_enh(const char *s)
 		abort();
 }
 
+/* reply_ehlo(): one keyword's bit at most, AUTH's mechanisms only with
+ * AUTH, and the same bits whether SIZE's number is asked for or not. */
+static void
+check_ehlo(const char *kw)
+{
+	uint64_t size;
+	unsigned e = reply_ehlo(kw, &size), kwbit = e & 0x3fu;
+
+	if ((kwbit & (kwbit - 1)) != 0 ||
+	    (e != kwbit && kwbit != REPLY_EXT_AUTH) ||
+	    reply_ehlo(kw, NULL) != e)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -143,8 +158,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (c2 != (st == REPLY_OK ? r.code : -1) ||
 		    (st == REPLY_OK && m2 != r.more))
 			abort();
-		if (st == REPLY_OK && r.len > 4)
+		if (st == REPLY_OK && r.len > 4) {
 			check_enh(r.line + 4);
+			check_ehlo(r.line + 4);
+		}
 		check_said(r.line, st == REPLY_OK);
 		want = st == REPLY_OK && r.more ? r.code : 0;
 		/* Go on past a bad line too: the buffer's rest is input. */

@@ -7,7 +7,8 @@
  * the parser was shared; a line with another code than its reply's
  * (deliver.c's check before it moved here, for check.c and cli.c too).
  * And the way back from a refusal as it is kept (REPLY_SAID) to the
- * server's name and its bare reply.
+ * server's name and its bare reply; and the EHLO keywords the three
+ * clients read (reply_ehlo(), deliver.c's parser before it was shared).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -438,6 +439,51 @@ test_said(void)
 	return 0;
 }
 
+/* One EHLO line's keyword: whole, or with its arguments after a space. */
+static int
+test_ehlo(void)
+{
+	static const struct {
+		const char *kw;
+		unsigned ext;
+		uint64_t size;		/* ~0: left alone */
+	} rows[] = {
+		{ "STARTTLS", REPLY_EXT_STARTTLS, ~0ull },
+		{ "starttls", REPLY_EXT_STARTTLS, ~0ull },
+		{ "PIPELINING", REPLY_EXT_PIPELINING, ~0ull },
+		{ "8BITMIME", REPLY_EXT_8BITMIME, ~0ull },
+		{ "SMTPUTF8", REPLY_EXT_SMTPUTF8, ~0ull },
+		{ "SIZE 10240000", REPLY_EXT_SIZE, 10240000 },
+		{ "SIZE", REPLY_EXT_SIZE, 0 },
+		{ "AUTH PLAIN LOGIN", REPLY_EXT_AUTH | REPLY_EXT_AUTH_PLAIN |
+		    REPLY_EXT_AUTH_LOGIN, ~0ull },
+		{ "AUTH=LOGIN", REPLY_EXT_AUTH | REPLY_EXT_AUTH_LOGIN, ~0ull },
+		{ "AUTH  CRAM-MD5 plain", REPLY_EXT_AUTH |
+		    REPLY_EXT_AUTH_PLAIN, ~0ull },
+		{ "AUTH PLAINX", REPLY_EXT_AUTH, ~0ull },
+		{ "AUTH", 0, ~0ull },
+		{ "STARTTLSX", 0, ~0ull },
+		{ "SIZE=1000", 0, ~0ull },
+		{ "8BITMIMEX", 0, ~0ull },
+		{ "STARTTL", 0, ~0ull },
+		{ "ENHANCEDSTATUSCODES", 0, ~0ull },
+		{ "", 0, ~0ull },
+	};
+	uint64_t size;
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size = ~0ull;
+		if (reply_ehlo(rows[i].kw, &size) != rows[i].ext ||
+		    size != rows[i].size ||
+		    reply_ehlo(rows[i].kw, NULL) != rows[i].ext) {
+			fprintf(stderr, "  row %zu: %s\n", i, rows[i].kw);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static const struct t_case cases[] = {
 	{ "one line", test_single },
 	{ "a continued line", test_continued },
@@ -456,6 +502,7 @@ static const struct t_case cases[] = {
 	{ "enhanced status codes (RFC 3463)", test_enh },
 	{ "reply_code", test_code },
 	{ "a refusal as kept: reply_said", test_said },
+	{ "EHLO keywords: reply_ehlo", test_ehlo },
 };
 
 T_MAIN("reply", cases)
