@@ -1393,14 +1393,11 @@ queue_rcpt_reason(struct queue_rcpt *r, const char *s, size_t n)
 	r->reason = NULL;
 	if (n > QUEUE_REASON_MAX - 1)
 		n = QUEUE_REASON_MAX - 1;
-	/* strndup() by hand: one libc import less. */
-	if (n == 0 || (n = textfile_strnlen(s, n)) == 0)
+	if (n == 0 || s[0] == '\0')
 		return 0;
-	if ((r->reason = malloc(n + 1)) == NULL)
-		return -1;
-	memcpy(r->reason, s, n);
-	r->reason[n] = '\0';
-	return 0;
+	/* strndup(), not a copy by hand (one import less): the tests'
+	 * out-of-memory shim fails it, and it reads as what it does. */
+	return (r->reason = strndup(s, n)) != NULL ? 0 : -1;
 }
 
 void
