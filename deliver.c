@@ -291,8 +291,6 @@ static void deliver_close(struct deliver *, enum deliver_result,
 static void deliver_quit(struct deliver *, enum deliver_result);
 static void deliver_quit_done(struct deliver *);
 static void deliver_on_reap(struct loop_timer *);
-static void deliver_fmt(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
 static void deliver_why(struct deliver *, const char *, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 /* noinline: measured smaller than LTO's inlined copies. */
@@ -816,7 +814,7 @@ deliver_next_addr(struct deliver *d)
 		retry = 0;
 		fd = net_connect(&d->addr[d->iaddr++], d->port, ip);
 		err = errno;	/* for the message, whatever formatting does */
-		deliver_fmt(d->peer, sizeof(d->peer), "%s[%s]",
+		textfile_fmt(d->peer, sizeof(d->peer), "%s[%s]",
 		    deliver_mx_host(d), ip);
 		errno = err;
 		d->cfd.fd = fd;
@@ -1047,13 +1045,13 @@ deliver_reply(struct deliver *d, int code, int cont, const char *text)
 		 * reason a multi-line refusal gives is seldom on its last
 		 * line (Gmail's ends in a help URL). */
 		if (d->nlines + 1 < sizeof(d->lines)) {
-			deliver_fmt(d->lines + d->nlines, sizeof(d->lines) -
+			textfile_fmt(d->lines + d->nlines, sizeof(d->lines) -
 			    d->nlines, "%d-%s ", code, text);
 			d->nlines += strlen(d->lines + d->nlines);
 		}
 		return;
 	}
-	deliver_fmt(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
+	textfile_fmt(reply, sizeof(reply), "%s%d %s", d->lines, code, text);
 	d->lines[0] = '\0';
 	d->nlines = 0;
 	/* The next reply's deadline: whatever is said next is said now
@@ -1237,7 +1235,7 @@ deliver_tls_begin(struct deliver *d)
 	/* One cached session per name checked and port ("sni:port", then
 	 * the MX host when it differs): a resumed session comes back with
 	 * the verify result of the name it was made for. */
-	deliver_fmt(key, sizeof(key), "%s:%u%s%s", sni, d->port,
+	textfile_fmt(key, sizeof(key), "%s:%u%s%s", sni, d->port,
 	    addr_casecmp(sni, host) != 0 ? " " : "",
 	    addr_casecmp(sni, host) != 0 ? host : "");
 	if (d->tlsc != NULL)
@@ -1318,7 +1316,8 @@ deliver_tls_done(struct deliver *d)
 			    v & TLS_V_EXPIRED ? "expired or not yet valid" :
 			    "no chain to ca_file";
 		else if (!name_ok) {
-			deliver_fmt(what, sizeof(what), "it does not name %s%s",
+			textfile_fmt(what, sizeof(what),
+			    "it does not name %s%s",
 			    DELIVER_NEXTHOP_NAMES(d) ? d->host : host,
 			    DELIVER_NEXTHOP_NAMES(d) ? " or a name below it" :
 			    "");
@@ -1358,7 +1357,7 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 
 	if (d->dane) {
 		if (!d->dane_seen || d->dane_v != DANE_MATCH) {
-			deliver_fmt(what, whatsz, "no DANE TLSA record "
+			textfile_fmt(what, whatsz, "no DANE TLSA record "
 			    "matched%s", d->dane_seen ? "" : ", no certificate "
 			    "chain seen");
 			return 0;
@@ -1367,26 +1366,26 @@ deliver_pin_match(const struct deliver *d, const struct tls_conn *c,
 		/* Name the TLSA owner when it is not the MX host's own. */
 		if (addr_casecmp(dane_base_name(&d->tbase),
 		    deliver_mx_host(d)) != 0)
-			deliver_fmt(what, whatsz, "DANE TLSA record %s at "
+			textfile_fmt(what, whatsz, "DANE TLSA record %s at "
 			    "_%u._tcp.%s (CNAME)", rec, d->port,
 			    dane_base_name(&d->tbase));
 		else
-			deliver_fmt(what, whatsz, "DANE TLSA record %s", rec);
+			textfile_fmt(what, whatsz, "DANE TLSA record %s", rec);
 		return 1;
 	}
 	if (tls_conn_peer_fp(c, fp[0], fp[1]) == -1) {
-		deliver_fmt(what, whatsz, "no certificate to match the "
+		textfile_fmt(what, whatsz, "no certificate to match the "
 		    "tls_policy fingerprint against");
 		return 0;
 	}
 	if ((k = dane_policy_pinned(&d->pin, fp[0], fp[1])) != 0) {
 		tls_fp_format(fp[k - 1], hex);
-		deliver_fmt(what, whatsz, "%s fingerprint sha256:%s",
+		textfile_fmt(what, whatsz, "%s fingerprint sha256:%s",
 		    k == 1 ? "certificate" : "public key", hex);
 		return 1;
 	}
 	tls_fp_format(fp[0], hex);
-	deliver_fmt(what, whatsz, "no tls_policy fingerprint matched the "
+	textfile_fmt(what, whatsz, "no tls_policy fingerprint matched the "
 	    "certificate sha256:%s", hex);
 	return 0;
 }
@@ -1568,7 +1567,7 @@ deliver_set_rcpt(const struct deliver *d, struct deliver_rcpt *r, int code,
 		return;
 	}
 	if (code / 100 != 2)
-		deliver_fmt(r->reply, DELIVER_REASON_MAX, REPLY_SAID_PEER,
+		textfile_fmt(r->reply, DELIVER_REASON_MAX, REPLY_SAID_PEER,
 		    d->peer, reply, cmd);
 	/* "250 2.1.5 Ok", "550-5.1.1 ...": the enhanced code if it is
 	 * there.  Else the class of the result: a 3xx out of place is
@@ -1616,7 +1615,7 @@ deliver_start_txn(struct deliver *d)
 		}
 		d->txn = t;
 		d->used = 1;
-		deliver_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer,
+		textfile_fmt(t->relay, sizeof(t->relay), "%s:%u", d->peer,
 		    d->port);
 		deliver_untried(t);
 		/* A reused connection starts clean: RSET between
@@ -1632,22 +1631,23 @@ deliver_start_txn(struct deliver *d)
 		dsn = NULL;
 		if (d->ext & REPLY_EXT_SIZE && d->max_size &&
 		    t->size > d->max_size) {
-			deliver_fmt(reason, sizeof(reason), "message size %llu "
-			    "exceeds size limit %llu of server %s",
+			textfile_fmt(reason, sizeof(reason),
+			    "message size %llu exceeds size limit %llu of "
+			    "server %s",
 			    (unsigned long long)t->size,
 			    (unsigned long long)d->max_size, t->relay);
 			code = 552;
 			dsn = "5.3.4";
 		} else if (t->flags & QF_8BITMIME &&
 		    !(d->ext & REPLY_EXT_8BITMIME) && deliver_has_8bit(t)) {
-			deliver_fmt(reason, sizeof(reason), "host %s does not "
+			textfile_fmt(reason, sizeof(reason), "host %s does not "
 			    "support 8BITMIME and the message has 8-bit "
 			    "content", t->relay);
 			code = 554;
 			dsn = "5.6.3";
 		} else if (t->flags & QF_SMTPUTF8 &&
 		    !(d->ext & REPLY_EXT_SMTPUTF8) && deliver_txn_8bit(t)) {
-			deliver_fmt(reason, sizeof(reason), "host %s does not "
+			textfile_fmt(reason, sizeof(reason), "host %s does not "
 			    "support SMTPUTF8", t->relay);
 			code = 553;
 			dsn = "5.6.7";
@@ -1874,19 +1874,19 @@ deliver_lost(struct deliver *d, const char *what)
 		    "sending DATA";
 	if (strchr(what, ' ') && what[0] >= '2' && what[0] <= '5') {
 		if (d->state <= DS_HELO)	/* Postfix's smtp_helo() */
-			deliver_fmt(reason, sizeof(reason), "host %s "
+			textfile_fmt(reason, sizeof(reason), "host %s "
 			    "refused %s: %s", d->peer, "to talk to me", what);
 		else	/* the command: "sending X" says it in these */
-			deliver_fmt(reason, sizeof(reason), REPLY_SAID_PEER,
+			textfile_fmt(reason, sizeof(reason), REPLY_SAID_PEER,
 			    d->peer, what,
 			    d->state == DS_TXN || d->state == DS_RSET ||
 			    d->state == DS_STARTTLS ? phase + 8 :
 			    d->state == DS_AUTH ? "AUTH" : "end of DATA");
 	} else if (what == deliver_timed_out)	/* Postfix's words */
-		deliver_fmt(reason, sizeof(reason), "conversation with %s "
+		textfile_fmt(reason, sizeof(reason), "conversation with %s "
 		    "timed out while %s", d->peer, phase);
 	else
-		deliver_fmt(reason, sizeof(reason), "%s with %s while %s",
+		textfile_fmt(reason, sizeof(reason), "%s with %s while %s",
 		    what, d->peer, phase);
 	if (d->txn && d->state == DS_RSET) {
 		deliver_give_back(d, reason);
@@ -2082,24 +2082,11 @@ deliver_why(struct deliver *d, const char *dsn, const char *fmt, ...)
 	 * refused STARTTLS), and says relay=none before. */
 	d->why_relay[0] = '\0';
 	if (d->io != NULL)
-		deliver_fmt(d->why_relay, sizeof(d->why_relay), "%s:%u",
+		textfile_fmt(d->why_relay, sizeof(d->why_relay), "%s:%u",
 		    d->peer, d->port);
 	textfile_copy(d->why_dsn, sizeof(d->why_dsn), dsn);
 	va_start(ap, fmt);
 	vsnprintf(d->why, sizeof(d->why), fmt, ap);
-	va_end(ap);
-}
-
-/* snprintf() whose cut is meant: a reason or a name is kept to its
- * buffer, as Postfix keeps them (gcc's -Wformat-truncation would ask
- * for each call's result to be checked). */
-static void
-deliver_fmt(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
 }
 

@@ -201,8 +201,6 @@ static inline void sched_reason(const struct sched_msg *, struct queue_rcpt *,
     const char *, const char *) __attribute__((always_inline));
 static void sched_keep(const struct sched_msg *, struct queue_rcpt *,
     const char *) __attribute__((noinline));	/* measured, as above */
-static void sched_fmt(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
 static void sched_expire_reason(const struct sched_msg *,
     struct queue_rcpt *);
 static void sched_log(const struct sched_msg *, const char *, const char *,
@@ -1030,7 +1028,7 @@ sched_on_closed(void *arg, struct deliver *dv, enum deliver_result r,
 		/* What the mail deferred meanwhile says (mailq, a delay
 		 * notice, the DSN at expiry), in Postfix's words: the
 		 * cause, not only that there was one. */
-		sched_fmt(d->why, sizeof(d->why), "delivery temporarily "
+		textfile_fmt(d->why, sizeof(d->why), "delivery temporarily "
 		    "suspended: %s", reason ? reason : "connection failed");
 	}
 	/* The smarthost is the admin's choice: its failing name is a
@@ -1243,7 +1241,7 @@ sched_expire_reason(const struct sched_msg *m, struct queue_rcpt *r)
 	char text[QUEUE_REASON_MAX];
 	const char *last = r->reason ? r->reason : "";
 
-	sched_fmt(text, sizeof(text), SCHED_EXPIRED "%us in the queue%s%s",
+	textfile_fmt(text, sizeof(text), SCHED_EXPIRED "%us in the queue%s%s",
 	    sched_conf->queue_lifetime, last[0] ? ": " : "", last);
 	sched_keep(m, r, text);
 	sched_log(m, r->address, "none", "4.4.7",
@@ -1272,7 +1270,7 @@ sched_reason(const struct sched_msg *m, struct queue_rcpt *qr,
 	 * dsn first. */
 	if (!((strlen(p) > 3 && reply_code(p, 4, 0, &more) != -1) ||
 	    reply_said(p, &n, &h, &hl) != NULL)) {
-		sched_fmt(buf, sizeof(buf), "%s %s", dsn, p);
+		textfile_fmt(buf, sizeof(buf), "%s %s", dsn, p);
 		p = buf;
 	}
 	sched_keep(m, qr, p);
@@ -1286,17 +1284,6 @@ sched_keep(const struct sched_msg *m, struct queue_rcpt *qr, const char *text)
 {
 	if (queue_rcpt_reason(qr, text, QUEUE_REASON_MAX) == -1)
 		log_warnx(LP_QMGR, "%s: out of memory", m->id);
-}
-
-/* snprintf() whose cut is meant (see deliver_fmt()). */
-static void
-sched_fmt(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
 }
 
 /* Does the state file hold anything a crash must not lose? */

@@ -65,6 +65,11 @@ size_t textfile_strnlen(const char *, size_t max);
 /* snprintf(dst, size, "%s", src) without the format: src cut to fit in
  * size (> 0) bytes, always NUL-terminated; the two must not overlap. */
 void textfile_copy(char *dst, size_t size, const char *src);
+/* snprintf() whose cut is meant: a reason or a name kept to its buffer,
+ * as Postfix keeps them (gcc's -Wformat-truncation, which the sanitizer
+ * build's -O1 runs, would ask for each call's result to be checked). */
+void textfile_fmt(char *dst, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* open(path, flags) without O_CREAT: openat() is imported anyway, and
  * open() would be one libc import more. */
